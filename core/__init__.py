@@ -1,0 +1,19 @@
+"""mms core: the transaction engine. Other packages use only the names exported here
+and the record views in core.records."""
+
+from core.engine import (
+    AdminResult,
+    BatchResult,
+    CommitInfo,
+    Engine,
+    EngineClosed,
+    EngineConfig,
+    Overloaded,
+    system_clock,
+)
+from core.rules import BonusTier, LevelRule, RulesConfig, RulesError
+
+__all__ = [
+    "AdminResult", "BatchResult", "BonusTier", "CommitInfo", "Engine", "EngineClosed",
+    "EngineConfig", "LevelRule", "Overloaded", "RulesConfig", "RulesError", "system_clock",
+]

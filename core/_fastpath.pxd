@@ -1,0 +1,165 @@
+# The fixed-width records of mms, defined once. Cython reads and writes them as C
+# structs; core/records.py derives the numpy structured dtypes from these very structs
+# (offsets and sizes come from the compiler, see layout() in _fastpath.pyx), and
+# tests/test_records.py checks that both views see the same bytes.
+from libc.stdint cimport int64_t, uint64_t, int32_t, uint32_t, uint16_t, uint8_t
+
+
+# One card's hot state: 160 bytes. Money in fen, points in points, times in unix
+# seconds. Fields marked "issue 4" are carried and journalled now so the layout does
+# not change when the domain work lands.
+cdef packed struct Card:
+    uint64_t card_no
+    uint64_t member_id
+    uint64_t primary_card_no        # supplementary card: spends from this card (issue 4)
+    int64_t principal_fen           # paid-in stored value
+    int64_t bonus_fen               # stored value given as recharge bonus
+    int64_t points
+    int64_t spend_total_fen         # lifetime payable amount of swipes
+    int64_t recharge_total_fen      # lifetime principal recharged
+    int64_t period_spend_fen        # spend in the current level period
+    int64_t period_points           # points earned in the current level period
+    int64_t period_recharge_fen     # principal recharged in the current level period
+    int64_t expires_at_s            # card validity end; 0 = never
+    int64_t level_expires_at_s      # level validity end; 0 = never
+    int64_t last_visit_s
+    uint64_t last_seq               # journal seq of this card's latest record
+    int64_t supp_limit_fen          # supplementary spend limit (issue 4); 0 = none
+    int64_t pin_locked_until_s      # issue 4
+    uint32_t visits
+    int32_t count_uses              # remaining uses on a count card (issue 4)
+    uint16_t type_id
+    uint8_t level
+    uint8_t status
+    uint8_t pin_failures            # issue 4
+    uint8_t flags
+    uint16_t _reserved
+    int64_t issued_at_s
+
+
+# One op as the engine receives it: 64 bytes. The server turns packed request
+# columns into an array of these without a Python loop per op.
+cdef packed struct Op:
+    uint64_t client_hi              # client idempotency id, 16 bytes as two big-endian halves
+    uint64_t client_lo
+    uint64_t card_no
+    int64_t amount_fen              # swipe: gross amount; recharge: paid principal
+    uint32_t store_id
+    uint32_t terminal_id
+    uint32_t operator_id
+    uint16_t category
+    uint8_t op_type
+    uint8_t op_flags
+    int64_t _reserved0
+    int64_t _reserved1
+
+
+# One journal record: 128 bytes of what happened plus the card's after-image. The
+# after-image makes recovery a copy (the newest record of a card is its state) and
+# lets every balance be re-derived from the journal alone.
+cdef packed struct JournalRec:
+    uint64_t seq
+    uint64_t client_hi
+    uint64_t client_lo
+    int64_t time_s
+    uint64_t card_no
+    uint64_t prev_seq               # previous record of the same card; 0 = none
+    int64_t amount_fen              # as requested
+    int64_t discount_fen            # level discount given (swipe)
+    int64_t payable_fen             # amount after discount (swipe); paid principal (recharge)
+    int64_t principal_delta_fen     # signed change of principal
+    int64_t bonus_delta_fen         # signed change of bonus
+    int64_t points_delta            # signed change of points
+    uint32_t store_id
+    uint32_t terminal_id
+    uint32_t operator_id
+    uint32_t rules_version
+    uint16_t category
+    uint8_t op_type
+    uint8_t result
+    uint8_t level_before
+    uint8_t op_flags
+    uint16_t _reserved0
+    int64_t _reserved1
+    Card after
+
+
+# Rules compiled for the fast path. Arrays are owned by a Python object (core/rules.py)
+# that outlives every batch that reads them.
+cdef packed struct Level:
+    int64_t discount_bp             # payable share, 10000 = no discount, 9500 = 5% off
+    int64_t points_mult_bp          # 10000 = 1x
+    int64_t up_points               # reach this level at period_points >= up_points; 0 = unused
+    int64_t up_spend_fen            # ... or period_spend_fen >= this; 0 = unused
+    int64_t up_recharge_fen         # ... or period_recharge_fen >= this; 0 = unused
+    int64_t keep_spend_fen          # issue 4: keep the level at period end
+    int64_t validity_s              # level validity from upgrade; 0 = never expires
+
+
+cdef packed struct Tier:
+    int64_t min_pay_fen
+    int64_t bonus_fen
+    int64_t points                  # extra points for this tier
+
+
+cdef struct RulesC:
+    uint32_t version
+    int32_t rounding                # ROUND_HALF_UP or ROUND_FLOOR
+    int32_t spend_order             # SPEND_PRINCIPAL_FIRST or SPEND_BONUS_FIRST
+    int32_t n_levels
+    int32_t n_tiers
+    int64_t max_amount_fen
+    int64_t max_balance_fen
+    int64_t points_per_yuan_bp      # 10000 = one point per whole yuan
+    int64_t recharge_points_per_yuan_bp
+    const Level *levels
+    const Tier *tiers
+    const uint8_t *no_points_category   # 65536 bytes: 1 = the category earns no points
+
+
+cdef enum:
+    ROUND_HALF_UP = 1
+    ROUND_FLOOR = 2
+    SPEND_PRINCIPAL_FIRST = 1
+    SPEND_BONUS_FIRST = 2
+
+
+# The engine's answer for one op: 16 bytes.
+cdef packed struct OpResult:
+    uint64_t seq                    # journal seq of the op's record (or the first one's)
+    int32_t rec_index               # index into this batch's records; -1 = an earlier batch
+    uint8_t code                    # Result
+    uint8_t replayed                # 1 = the client id was seen before; nothing applied
+    uint16_t _reserved
+
+
+cdef class KeyMap:
+    cdef uint64_t *hi
+    cdef uint64_t *lo
+    cdef int64_t *val
+    cdef size_t cap
+    cdef size_t size
+    cdef int _alloc(self, size_t cap) except -1
+    cdef int64_t get(self, uint64_t hi, uint64_t lo) noexcept nogil
+    cdef int put(self, uint64_t hi, uint64_t lo, int64_t v) except -1 nogil
+    cdef int _grow(self) except -1 nogil
+    cdef void clear(self) noexcept nogil
+
+
+cdef class Rules:
+    cdef RulesC c
+    cdef object _levels
+    cdef object _tiers
+    cdef object _cats
+
+
+cdef class Batcher:
+    cdef size_t batch_max
+    cdef int32_t *newest
+    cdef size_t n_slots
+    cdef KeyMap batch_ids
+    cdef int ensure_slots(self, size_t n) except -1
+    cdef Py_ssize_t _run(self, const Op *ops, Py_ssize_t n, const Card *cards,
+                         Py_ssize_t n_cards, KeyMap card_index, KeyMap id_index,
+                         const RulesC *R, int64_t now_s, uint64_t first_seq,
+                         JournalRec *recs, OpResult *res) noexcept nogil

@@ -1,0 +1,714 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+"""The hot path of mms: applies a batch of swipes and recharges to card state.
+
+Nothing here touches Python objects inside the per-op loop. The loop reads the
+committed card table, writes each accepted op as a journal record holding the card's
+after-image, and never mutates the table itself: the engine publishes the records into
+the table only after their LMDB commit is durable (publish()). A rejected op writes
+nothing. Ops on the same card inside one batch see each other because a card's state
+is read from its newest record of the batch when there is one.
+
+Every bound that protects int64 arithmetic is checked before the arithmetic, and the
+points product uses a 128-bit intermediate so no configured rate can overflow it.
+"""
+from libc.stdint cimport int64_t, uint64_t, int32_t, uint32_t, uint16_t, uint8_t, INT64_MAX
+from libc.stdlib cimport malloc, calloc, free
+from libc.string cimport memset, memcpy
+
+import numpy as np
+cimport numpy as cnp
+
+cnp.import_array()
+
+cdef extern from *:
+    ctypedef long long i128 "__int128"
+
+
+cpdef enum OpType:
+    OP_TYPE_UNSPECIFIED = 0
+    SWIPE = 1
+    RECHARGE = 2
+    # Cold ops: built by the engine in Python, journalled with the same record.
+    ISSUE = 10
+    SET_STATUS = 11
+    ADJUST = 12
+    SET_RULES = 13
+
+
+cpdef enum Result:
+    RESULT_UNSPECIFIED = 0
+    OK = 1
+    CARD_NOT_FOUND = 2
+    CARD_LOST = 3
+    CARD_FROZEN = 4
+    CARD_CANCELLED = 5
+    CARD_DORMANT = 6
+    CARD_EXPIRED = 7
+    AMOUNT_NOT_POSITIVE = 8
+    AMOUNT_TOO_LARGE = 9
+    INSUFFICIENT_BALANCE = 10
+    BALANCE_LIMIT = 11
+    OP_TYPE_INVALID = 12
+    CLIENT_ID_INVALID = 13
+    CARD_EXISTS = 14
+    CARD_NO_INVALID = 15
+
+
+cpdef enum CardStatus:
+    CARD_STATUS_UNSPECIFIED = 0
+    ACTIVE = 1
+    LOST = 2
+    FROZEN = 3
+    CANCELLED = 4
+    DORMANT = 5
+
+
+cpdef enum OpFlag:
+    PAY_EXTERNAL = 1                # paid outside stored value: discount and points only
+
+
+# The codes of the rule switches, for core/rules.py.
+RULE_SWITCHES = {
+    "rounding": {"half_up": ROUND_HALF_UP, "floor": ROUND_FLOOR},
+    "spend_order": {"principal_first": SPEND_PRINCIPAL_FIRST, "bonus_first": SPEND_BONUS_FIRST},
+}
+
+
+# ---------------------------------------------------------------------------------------
+# Layout: the numpy view of every record is derived from the C structs here.
+
+cdef object _field(str name, str kind, size_t offset, size_t size):
+    return (name, kind, offset, size)
+
+
+def layout():
+    """Return {struct: (itemsize, [(field, kind, offset, size), ...])} from the compiler."""
+    cdef Card c
+    cdef Op o
+    cdef JournalRec j
+    cdef OpResult r
+    cdef Level lv
+    cdef Tier t
+    cdef char *cb = <char *> &c
+    cdef char *ob = <char *> &o
+    cdef char *jb = <char *> &j
+    cdef char *rb = <char *> &r
+    cdef char *lb = <char *> &lv
+    cdef char *tb = <char *> &t
+    card = [
+        _field("card_no", "u", <char *> &c.card_no - cb, sizeof(c.card_no)),
+        _field("member_id", "u", <char *> &c.member_id - cb, sizeof(c.member_id)),
+        _field("primary_card_no", "u", <char *> &c.primary_card_no - cb, sizeof(c.primary_card_no)),
+        _field("principal_fen", "i", <char *> &c.principal_fen - cb, sizeof(c.principal_fen)),
+        _field("bonus_fen", "i", <char *> &c.bonus_fen - cb, sizeof(c.bonus_fen)),
+        _field("points", "i", <char *> &c.points - cb, sizeof(c.points)),
+        _field("spend_total_fen", "i", <char *> &c.spend_total_fen - cb, sizeof(c.spend_total_fen)),
+        _field("recharge_total_fen", "i", <char *> &c.recharge_total_fen - cb, sizeof(c.recharge_total_fen)),
+        _field("period_spend_fen", "i", <char *> &c.period_spend_fen - cb, sizeof(c.period_spend_fen)),
+        _field("period_points", "i", <char *> &c.period_points - cb, sizeof(c.period_points)),
+        _field("period_recharge_fen", "i", <char *> &c.period_recharge_fen - cb, sizeof(c.period_recharge_fen)),
+        _field("expires_at_s", "i", <char *> &c.expires_at_s - cb, sizeof(c.expires_at_s)),
+        _field("level_expires_at_s", "i", <char *> &c.level_expires_at_s - cb, sizeof(c.level_expires_at_s)),
+        _field("last_visit_s", "i", <char *> &c.last_visit_s - cb, sizeof(c.last_visit_s)),
+        _field("last_seq", "u", <char *> &c.last_seq - cb, sizeof(c.last_seq)),
+        _field("supp_limit_fen", "i", <char *> &c.supp_limit_fen - cb, sizeof(c.supp_limit_fen)),
+        _field("pin_locked_until_s", "i", <char *> &c.pin_locked_until_s - cb, sizeof(c.pin_locked_until_s)),
+        _field("visits", "u", <char *> &c.visits - cb, sizeof(c.visits)),
+        _field("count_uses", "i", <char *> &c.count_uses - cb, sizeof(c.count_uses)),
+        _field("type_id", "u", <char *> &c.type_id - cb, sizeof(c.type_id)),
+        _field("level", "u", <char *> &c.level - cb, sizeof(c.level)),
+        _field("status", "u", <char *> &c.status - cb, sizeof(c.status)),
+        _field("pin_failures", "u", <char *> &c.pin_failures - cb, sizeof(c.pin_failures)),
+        _field("flags", "u", <char *> &c.flags - cb, sizeof(c.flags)),
+        _field("_reserved", "u", <char *> &c._reserved - cb, sizeof(c._reserved)),
+        _field("issued_at_s", "i", <char *> &c.issued_at_s - cb, sizeof(c.issued_at_s)),
+    ]
+    op = [
+        _field("client_hi", "u", <char *> &o.client_hi - ob, sizeof(o.client_hi)),
+        _field("client_lo", "u", <char *> &o.client_lo - ob, sizeof(o.client_lo)),
+        _field("card_no", "u", <char *> &o.card_no - ob, sizeof(o.card_no)),
+        _field("amount_fen", "i", <char *> &o.amount_fen - ob, sizeof(o.amount_fen)),
+        _field("store_id", "u", <char *> &o.store_id - ob, sizeof(o.store_id)),
+        _field("terminal_id", "u", <char *> &o.terminal_id - ob, sizeof(o.terminal_id)),
+        _field("operator_id", "u", <char *> &o.operator_id - ob, sizeof(o.operator_id)),
+        _field("category", "u", <char *> &o.category - ob, sizeof(o.category)),
+        _field("op_type", "u", <char *> &o.op_type - ob, sizeof(o.op_type)),
+        _field("op_flags", "u", <char *> &o.op_flags - ob, sizeof(o.op_flags)),
+        _field("_reserved0", "i", <char *> &o._reserved0 - ob, sizeof(o._reserved0)),
+        _field("_reserved1", "i", <char *> &o._reserved1 - ob, sizeof(o._reserved1)),
+    ]
+    journal = [
+        _field("seq", "u", <char *> &j.seq - jb, sizeof(j.seq)),
+        _field("client_hi", "u", <char *> &j.client_hi - jb, sizeof(j.client_hi)),
+        _field("client_lo", "u", <char *> &j.client_lo - jb, sizeof(j.client_lo)),
+        _field("time_s", "i", <char *> &j.time_s - jb, sizeof(j.time_s)),
+        _field("card_no", "u", <char *> &j.card_no - jb, sizeof(j.card_no)),
+        _field("prev_seq", "u", <char *> &j.prev_seq - jb, sizeof(j.prev_seq)),
+        _field("amount_fen", "i", <char *> &j.amount_fen - jb, sizeof(j.amount_fen)),
+        _field("discount_fen", "i", <char *> &j.discount_fen - jb, sizeof(j.discount_fen)),
+        _field("payable_fen", "i", <char *> &j.payable_fen - jb, sizeof(j.payable_fen)),
+        _field("principal_delta_fen", "i", <char *> &j.principal_delta_fen - jb, sizeof(j.principal_delta_fen)),
+        _field("bonus_delta_fen", "i", <char *> &j.bonus_delta_fen - jb, sizeof(j.bonus_delta_fen)),
+        _field("points_delta", "i", <char *> &j.points_delta - jb, sizeof(j.points_delta)),
+        _field("store_id", "u", <char *> &j.store_id - jb, sizeof(j.store_id)),
+        _field("terminal_id", "u", <char *> &j.terminal_id - jb, sizeof(j.terminal_id)),
+        _field("operator_id", "u", <char *> &j.operator_id - jb, sizeof(j.operator_id)),
+        _field("rules_version", "u", <char *> &j.rules_version - jb, sizeof(j.rules_version)),
+        _field("category", "u", <char *> &j.category - jb, sizeof(j.category)),
+        _field("op_type", "u", <char *> &j.op_type - jb, sizeof(j.op_type)),
+        _field("result", "u", <char *> &j.result - jb, sizeof(j.result)),
+        _field("level_before", "u", <char *> &j.level_before - jb, sizeof(j.level_before)),
+        _field("op_flags", "u", <char *> &j.op_flags - jb, sizeof(j.op_flags)),
+        _field("_reserved0", "u", <char *> &j._reserved0 - jb, sizeof(j._reserved0)),
+        _field("_reserved1", "i", <char *> &j._reserved1 - jb, sizeof(j._reserved1)),
+        _field("after", "Card", <char *> &j.after - jb, sizeof(j.after)),
+    ]
+    result = [
+        _field("seq", "u", <char *> &r.seq - rb, sizeof(r.seq)),
+        _field("rec_index", "i", <char *> &r.rec_index - rb, sizeof(r.rec_index)),
+        _field("code", "u", <char *> &r.code - rb, sizeof(r.code)),
+        _field("replayed", "u", <char *> &r.replayed - rb, sizeof(r.replayed)),
+        _field("_reserved", "u", <char *> &r._reserved - rb, sizeof(r._reserved)),
+    ]
+    level = [
+        _field("discount_bp", "i", <char *> &lv.discount_bp - lb, sizeof(lv.discount_bp)),
+        _field("points_mult_bp", "i", <char *> &lv.points_mult_bp - lb, sizeof(lv.points_mult_bp)),
+        _field("up_points", "i", <char *> &lv.up_points - lb, sizeof(lv.up_points)),
+        _field("up_spend_fen", "i", <char *> &lv.up_spend_fen - lb, sizeof(lv.up_spend_fen)),
+        _field("up_recharge_fen", "i", <char *> &lv.up_recharge_fen - lb, sizeof(lv.up_recharge_fen)),
+        _field("keep_spend_fen", "i", <char *> &lv.keep_spend_fen - lb, sizeof(lv.keep_spend_fen)),
+        _field("validity_s", "i", <char *> &lv.validity_s - lb, sizeof(lv.validity_s)),
+    ]
+    tier = [
+        _field("min_pay_fen", "i", <char *> &t.min_pay_fen - tb, sizeof(t.min_pay_fen)),
+        _field("bonus_fen", "i", <char *> &t.bonus_fen - tb, sizeof(t.bonus_fen)),
+        _field("points", "i", <char *> &t.points - tb, sizeof(t.points)),
+    ]
+    return {
+        "Card": (sizeof(Card), card),
+        "Op": (sizeof(Op), op),
+        "JournalRec": (sizeof(JournalRec), journal),
+        "OpResult": (sizeof(OpResult), result),
+        "Level": (sizeof(Level), level),
+        "Tier": (sizeof(Tier), tier),
+    }
+
+
+cdef void *_data(cnp.ndarray a, size_t itemsize, str what) except NULL:
+    if not a.flags.c_contiguous:
+        raise ValueError(f"{what}: array must be C-contiguous")
+    if <size_t> a.dtype.itemsize != itemsize:
+        raise ValueError(f"{what}: itemsize {a.dtype.itemsize} != {itemsize}")
+    if not a.flags.writeable:
+        raise ValueError(f"{what}: array must be writeable")
+    return cnp.PyArray_DATA(a)
+
+
+# ---------------------------------------------------------------------------------------
+# A hash map from 128-bit keys to int64 values: open addressing, linear probing, the
+# all-zero key marks an empty slot (so card number 0 and client id 0 are invalid).
+
+cdef inline uint64_t _mix(uint64_t hi, uint64_t lo) noexcept nogil:
+    cdef uint64_t z = hi * 0x9E3779B97F4A7C15ULL ^ lo
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL
+    return z ^ (z >> 31)
+
+
+cdef class KeyMap:
+    """Map (hi, lo) -> int64. Load factor stays at most 1/2; it only grows."""
+
+    def __cinit__(self, size_t capacity_hint=1024):
+        cdef size_t cap = 16
+        while cap < 2 * capacity_hint:
+            cap <<= 1
+        self._alloc(cap)
+
+    def __dealloc__(self):
+        free(self.hi)
+        free(self.lo)
+        free(self.val)
+
+    cdef int _alloc(self, size_t cap) except -1:
+        self.hi = <uint64_t *> calloc(cap, sizeof(uint64_t))
+        self.lo = <uint64_t *> calloc(cap, sizeof(uint64_t))
+        self.val = <int64_t *> calloc(cap, sizeof(int64_t))
+        if self.hi == NULL or self.lo == NULL or self.val == NULL:
+            raise MemoryError()
+        self.cap = cap
+        self.size = 0
+        return 0
+
+    cdef int64_t get(self, uint64_t hi, uint64_t lo) noexcept nogil:
+        cdef size_t mask = self.cap - 1
+        cdef size_t i = _mix(hi, lo) & mask
+        while True:
+            if self.hi[i] == hi and self.lo[i] == lo:
+                return self.val[i]
+            if self.hi[i] == 0 and self.lo[i] == 0:
+                return -1
+            i = (i + 1) & mask
+
+    cdef int put(self, uint64_t hi, uint64_t lo, int64_t v) except -1 nogil:
+        """Insert or overwrite. Grows first when the map would pass half full."""
+        cdef size_t mask, i
+        if 2 * (self.size + 1) > self.cap:
+            self._grow()
+        mask = self.cap - 1
+        i = _mix(hi, lo) & mask
+        while True:
+            if self.hi[i] == hi and self.lo[i] == lo:
+                self.val[i] = v
+                return 0
+            if self.hi[i] == 0 and self.lo[i] == 0:
+                self.hi[i] = hi
+                self.lo[i] = lo
+                self.val[i] = v
+                self.size += 1
+                return 0
+            i = (i + 1) & mask
+
+    cdef int _grow(self) except -1 nogil:
+        cdef uint64_t *ohi = self.hi
+        cdef uint64_t *olo = self.lo
+        cdef int64_t *oval = self.val
+        cdef size_t ocap = self.cap, k, i, mask
+        cdef size_t cap = ocap * 2
+        self.hi = <uint64_t *> calloc(cap, sizeof(uint64_t))
+        self.lo = <uint64_t *> calloc(cap, sizeof(uint64_t))
+        self.val = <int64_t *> calloc(cap, sizeof(int64_t))
+        if self.hi == NULL or self.lo == NULL or self.val == NULL:
+            free(self.hi); free(self.lo); free(self.val)
+            self.hi = ohi; self.lo = olo; self.val = oval
+            with gil:
+                raise MemoryError()
+        self.cap = cap
+        mask = cap - 1
+        for k in range(ocap):
+            if ohi[k] != 0 or olo[k] != 0:
+                i = _mix(ohi[k], olo[k]) & mask
+                while self.hi[i] != 0 or self.lo[i] != 0:
+                    i = (i + 1) & mask
+                self.hi[i] = ohi[k]
+                self.lo[i] = olo[k]
+                self.val[i] = oval[k]
+        free(ohi); free(olo); free(oval)
+        return 0
+
+    cdef void clear(self) noexcept nogil:
+        memset(self.hi, 0, self.cap * sizeof(uint64_t))
+        memset(self.lo, 0, self.cap * sizeof(uint64_t))
+        self.size = 0
+
+    def __len__(self):
+        return self.size
+
+    def lookup(self, uint64_t hi, uint64_t lo):
+        """Return the value for (hi, lo), or -1."""
+        return self.get(hi, lo)
+
+    def insert(self, uint64_t hi, uint64_t lo, int64_t value):
+        if hi == 0 and lo == 0:
+            raise ValueError("the all-zero key is reserved")
+        self.put(hi, lo, value)
+
+    def insert_many(self, cnp.ndarray[cnp.uint64_t, ndim=1] his,
+                    cnp.ndarray[cnp.uint64_t, ndim=1] los,
+                    cnp.ndarray[cnp.int64_t, ndim=1] vals, bint overwrite=False):
+        """Insert every (hi, lo) -> value; an existing key keeps its value unless overwrite."""
+        cdef Py_ssize_t k, n = his.shape[0]
+        if los.shape[0] != n or vals.shape[0] != n:
+            raise ValueError("columns differ in length")
+        for k in range(n):
+            if his[k] == 0 and los[k] == 0:
+                raise ValueError("the all-zero key is reserved")
+            if overwrite or self.get(his[k], los[k]) < 0:
+                self.put(his[k], los[k], vals[k])
+
+    def items(self):
+        """All entries as three arrays (hi, lo, value)."""
+        cdef Py_ssize_t k, m = 0
+        his = np.empty(self.size, dtype=np.uint64)
+        los = np.empty(self.size, dtype=np.uint64)
+        vals = np.empty(self.size, dtype=np.int64)
+        cdef uint64_t[::1] h = his
+        cdef uint64_t[::1] l = los
+        cdef int64_t[::1] v = vals
+        for k in range(<Py_ssize_t> self.cap):
+            if self.hi[k] != 0 or self.lo[k] != 0:
+                h[m] = self.hi[k]
+                l[m] = self.lo[k]
+                v[m] = self.val[k]
+                m += 1
+        return his, los, vals
+
+
+# ---------------------------------------------------------------------------------------
+# Money rules. One function each, shared by every op type.
+
+cdef inline int64_t payable_after_discount(int64_t amount_fen, int64_t discount_bp,
+                                           int rounding) noexcept nogil:
+    # amount_fen <= max_amount_fen <= 10**13 and discount_bp <= 10000 are checked when
+    # rules are compiled, so the product stays below 10**17.
+    cdef int64_t prod = amount_fen * discount_bp
+    if rounding == ROUND_FLOOR:
+        return prod // 10000
+    return (prod + 5000) // 10000
+
+
+cdef inline int64_t points_for(int64_t eligible_fen, int64_t rate_bp, int64_t mult_bp) noexcept nogil:
+    # The part below one yuan earns nothing; the product is exact in 128 bits and
+    # floored once. Rates are bounded when compiled, so the result fits int64.
+    cdef i128 yuan = eligible_fen // 100
+    if yuan <= 0:
+        return 0
+    return <int64_t> ((yuan * rate_bp * mult_bp) // 100000000)
+
+
+cdef inline uint8_t status_result(uint8_t status) noexcept nogil:
+    if status == ACTIVE:
+        return OK
+    if status == LOST:
+        return CARD_LOST
+    if status == FROZEN:
+        return CARD_FROZEN
+    if status == CANCELLED:
+        return CARD_CANCELLED
+    if status == DORMANT:
+        return CARD_DORMANT
+    return CARD_CANCELLED
+
+
+cdef inline void maybe_upgrade(Card *c, const RulesC *R, int64_t now_s) noexcept nogil:
+    cdef int32_t j
+    cdef int32_t best = c.level
+    cdef const Level *lv
+    for j in range(c.level + 1, R.n_levels):
+        lv = &R.levels[j]
+        if ((lv.up_points > 0 and c.period_points >= lv.up_points)
+                or (lv.up_spend_fen > 0 and c.period_spend_fen >= lv.up_spend_fen)
+                or (lv.up_recharge_fen > 0 and c.period_recharge_fen >= lv.up_recharge_fen)):
+            best = j
+    if best > c.level:
+        c.level = <uint8_t> best
+        if R.levels[best].validity_s > 0:
+            c.level_expires_at_s = now_s + R.levels[best].validity_s
+        else:
+            c.level_expires_at_s = 0
+
+
+cdef inline uint8_t card_usable(const Card *c, int64_t now_s) noexcept nogil:
+    cdef uint8_t code = status_result(c.status)
+    if code != OK:
+        return code
+    if c.expires_at_s != 0 and now_s >= c.expires_at_s:
+        return CARD_EXPIRED
+    return OK
+
+
+cdef inline uint8_t do_swipe(const Op *op, Card *c, JournalRec *rec, const RulesC *R) noexcept nogil:
+    """Check everything, then mutate c and fill rec. On a reject touch neither."""
+    cdef int64_t amount = op.amount_fen
+    cdef int64_t payable, debit_p, debit_b, eligible, pts
+    cdef const Level *lv
+    cdef uint8_t code = card_usable(c, rec.time_s)
+    if code != OK:
+        return code
+    if amount <= 0:
+        return AMOUNT_NOT_POSITIVE
+    if amount > R.max_amount_fen:
+        return AMOUNT_TOO_LARGE
+    lv = &R.levels[c.level if c.level < R.n_levels else R.n_levels - 1]
+    payable = payable_after_discount(amount, lv.discount_bp, R.rounding)
+    debit_p = 0
+    debit_b = 0
+    if not (op.op_flags & PAY_EXTERNAL):
+        if c.principal_fen + c.bonus_fen < payable:
+            return INSUFFICIENT_BALANCE
+        if R.spend_order == SPEND_BONUS_FIRST:
+            debit_b = payable if payable < c.bonus_fen else c.bonus_fen
+            debit_p = payable - debit_b
+        else:
+            debit_p = payable if payable < c.principal_fen else c.principal_fen
+            debit_b = payable - debit_p
+    eligible = 0 if R.no_points_category[op.category] else payable
+    pts = points_for(eligible, R.points_per_yuan_bp, lv.points_mult_bp)
+    if (c.points > INT64_MAX - pts or c.spend_total_fen > INT64_MAX - payable
+            or c.period_points > INT64_MAX - pts or c.period_spend_fen > INT64_MAX - payable):
+        return BALANCE_LIMIT
+    rec.level_before = c.level
+    c.principal_fen -= debit_p
+    c.bonus_fen -= debit_b
+    c.points += pts
+    c.spend_total_fen += payable
+    c.period_spend_fen += payable
+    c.period_points += pts
+    if c.visits < 0xFFFFFFFFU:
+        c.visits += 1
+    c.last_visit_s = rec.time_s
+    maybe_upgrade(c, R, rec.time_s)
+    rec.discount_fen = amount - payable
+    rec.payable_fen = payable
+    rec.principal_delta_fen = -debit_p
+    rec.bonus_delta_fen = -debit_b
+    rec.points_delta = pts
+    return OK
+
+
+cdef inline uint8_t do_recharge(const Op *op, Card *c, JournalRec *rec, const RulesC *R) noexcept nogil:
+    cdef int64_t amount = op.amount_fen
+    cdef int64_t bonus = 0, tier_pts = 0, pts
+    cdef int32_t k
+    cdef uint8_t code = card_usable(c, rec.time_s)
+    if code != OK:
+        return code
+    if amount <= 0:
+        return AMOUNT_NOT_POSITIVE
+    if amount > R.max_amount_fen:
+        return AMOUNT_TOO_LARGE
+    # Tiers are sorted by min_pay_fen; the highest one reached applies.
+    for k in range(R.n_tiers):
+        if amount >= R.tiers[k].min_pay_fen:
+            bonus = R.tiers[k].bonus_fen
+            tier_pts = R.tiers[k].points
+    pts = points_for(amount, R.recharge_points_per_yuan_bp, 10000) + tier_pts
+    # Balances stay below max_balance_fen (<= 10**15), so these sums cannot overflow.
+    if c.principal_fen + c.bonus_fen + amount + bonus > R.max_balance_fen:
+        return BALANCE_LIMIT
+    if (c.points > INT64_MAX - pts or c.period_points > INT64_MAX - pts
+            or c.recharge_total_fen > INT64_MAX - amount
+            or c.period_recharge_fen > INT64_MAX - amount):
+        return BALANCE_LIMIT
+    rec.level_before = c.level
+    c.principal_fen += amount
+    c.bonus_fen += bonus
+    c.points += pts
+    c.period_points += pts
+    c.recharge_total_fen += amount
+    c.period_recharge_fen += amount
+    maybe_upgrade(c, R, rec.time_s)
+    rec.discount_fen = 0
+    rec.payable_fen = amount
+    rec.principal_delta_fen = amount
+    rec.bonus_delta_fen = bonus
+    rec.points_delta = pts
+    return OK
+
+
+cdef class Rules:
+    """Compiled rules as the fast path reads them; built by core/rules.py."""
+
+    def __cinit__(self, uint32_t version, int rounding, int spend_order,
+                  int64_t max_amount_fen, int64_t max_balance_fen,
+                  int64_t points_per_yuan_bp, int64_t recharge_points_per_yuan_bp,
+                  cnp.ndarray levels, cnp.ndarray tiers, cnp.ndarray no_points_category):
+        if levels.shape[0] < 1 or levels.shape[0] > 255:
+            raise ValueError("between 1 and 255 levels")
+        if no_points_category.shape[0] != 65536 or no_points_category.dtype != np.uint8:
+            raise ValueError("no_points_category must be 65536 uint8")
+        self._levels = np.ascontiguousarray(levels).copy()
+        self._tiers = np.ascontiguousarray(tiers).copy()
+        self._cats = np.ascontiguousarray(no_points_category).copy()
+        self.c.version = version
+        self.c.rounding = rounding
+        self.c.spend_order = spend_order
+        self.c.max_amount_fen = max_amount_fen
+        self.c.max_balance_fen = max_balance_fen
+        self.c.points_per_yuan_bp = points_per_yuan_bp
+        self.c.recharge_points_per_yuan_bp = recharge_points_per_yuan_bp
+        self.c.n_levels = <int32_t> levels.shape[0]
+        self.c.n_tiers = <int32_t> tiers.shape[0]
+        self.c.levels = <const Level *> _data(self._levels, sizeof(Level), "levels")
+        self.c.tiers = <const Tier *> (cnp.PyArray_DATA(self._tiers) if tiers.shape[0] else NULL)
+        if tiers.shape[0]:
+            _data(self._tiers, sizeof(Tier), "tiers")
+        self.c.no_points_category = <const uint8_t *> cnp.PyArray_DATA(self._cats)
+
+    @property
+    def version(self):
+        return self.c.version
+
+    @property
+    def n_levels(self):
+        return self.c.n_levels
+
+
+# ---------------------------------------------------------------------------------------
+# The batch.
+
+cdef class Batcher:
+    """Scratch space reused across batches: the per-slot index of a card's newest record
+    in the batch, and the map of client ids seen in the batch."""
+
+    def __cinit__(self, size_t batch_max):
+        self.batch_max = batch_max
+        self.newest = NULL
+        self.n_slots = 0
+        self.batch_ids = KeyMap(batch_max)
+
+    def __dealloc__(self):
+        free(self.newest)
+
+    cdef int ensure_slots(self, size_t n) except -1:
+        cdef int32_t *p
+        cdef size_t k
+        if n <= self.n_slots:
+            return 0
+        p = <int32_t *> malloc(n * sizeof(int32_t))
+        if p == NULL:
+            raise MemoryError()
+        for k in range(n):
+            p[k] = -1
+        free(self.newest)
+        self.newest = p
+        self.n_slots = n
+        return 0
+
+    def apply_batch(self, cnp.ndarray ops, cnp.ndarray cards, KeyMap card_index,
+                    KeyMap id_index, Rules rules, int64_t now_s, uint64_t first_seq,
+                    cnp.ndarray out_recs, cnp.ndarray out_results):
+        """Apply ops against the committed card table; return the number of records.
+
+        cards is read, never written. out_recs receives one record per accepted op
+        (seq first_seq, first_seq + 1, ...); out_results one OpResult per op.
+        """
+        cdef Py_ssize_t n = ops.shape[0]
+        if <size_t> n > self.batch_max:
+            raise ValueError(f"batch of {n} ops exceeds batch_max {self.batch_max}")
+        if out_results.shape[0] < n or out_recs.shape[0] < n:
+            raise ValueError("output arrays are smaller than the batch")
+        cdef const Op *op_p = <const Op *> _data(ops, sizeof(Op), "ops")
+        cdef const Card *card_p = <const Card *> _data(cards, sizeof(Card), "cards")
+        cdef JournalRec *rec_p = <JournalRec *> _data(out_recs, sizeof(JournalRec), "out_recs")
+        cdef OpResult *res_p = <OpResult *> _data(out_results, sizeof(OpResult), "out_results")
+        self.ensure_slots(<size_t> cards.shape[0])
+        cdef Py_ssize_t n_cards = cards.shape[0]
+        cdef Py_ssize_t n_recs
+        with nogil:
+            n_recs = self._run(op_p, n, card_p, n_cards, card_index, id_index, &rules.c,
+                               now_s, first_seq, rec_p, res_p)
+        return n_recs
+
+    cdef Py_ssize_t _run(self, const Op *ops, Py_ssize_t n, const Card *cards,
+                         Py_ssize_t n_cards, KeyMap card_index, KeyMap id_index,
+                         const RulesC *R, int64_t now_s, uint64_t first_seq,
+                         JournalRec *recs, OpResult *res) noexcept nogil:
+        cdef Py_ssize_t i, n_recs = 0
+        cdef int64_t slot, prior
+        cdef const Op *op
+        cdef JournalRec *rec
+        cdef Card c
+        cdef uint8_t code
+        self.batch_ids.clear()
+        for i in range(n):
+            op = &ops[i]
+            res[i].seq = 0
+            res[i].rec_index = -1
+            res[i].replayed = 0
+            res[i]._reserved = 0
+            if op.client_hi == 0 and op.client_lo == 0:
+                res[i].code = CLIENT_ID_INVALID
+                continue
+            # A client id seen in this batch or committed before: answer with the
+            # first result, apply nothing.
+            prior = self.batch_ids.get(op.client_hi, op.client_lo)
+            if prior >= 0:
+                res[i].code = OK
+                res[i].replayed = 1
+                res[i].rec_index = <int32_t> prior
+                res[i].seq = recs[prior].seq
+                continue
+            prior = id_index.get(op.client_hi, op.client_lo)
+            if prior >= 0:
+                res[i].code = OK
+                res[i].replayed = 1
+                res[i].seq = <uint64_t> prior
+                continue
+            if op.op_type != SWIPE and op.op_type != RECHARGE:
+                res[i].code = OP_TYPE_INVALID
+                continue
+            if op.card_no == 0:
+                res[i].code = CARD_NO_INVALID
+                continue
+            slot = card_index.get(0, op.card_no)
+            if slot < 0 or slot >= n_cards:
+                res[i].code = CARD_NOT_FOUND
+                continue
+            # The card as this op must see it: its newest record in this batch, or the
+            # committed table.
+            if self.newest[slot] >= 0:
+                memcpy(&c, &recs[self.newest[slot]].after, sizeof(Card))
+            else:
+                memcpy(&c, &cards[slot], sizeof(Card))
+            rec = &recs[n_recs]
+            rec.time_s = now_s
+            if op.op_type == SWIPE:
+                code = do_swipe(op, &c, rec, R)
+            else:
+                code = do_recharge(op, &c, rec, R)
+            res[i].code = code
+            if code != OK:
+                continue
+            rec.seq = first_seq + <uint64_t> n_recs
+            rec.client_hi = op.client_hi
+            rec.client_lo = op.client_lo
+            rec.card_no = op.card_no
+            rec.prev_seq = c.last_seq
+            rec.amount_fen = op.amount_fen
+            rec.store_id = op.store_id
+            rec.terminal_id = op.terminal_id
+            rec.operator_id = op.operator_id
+            rec.rules_version = R.version
+            rec.category = op.category
+            rec.op_type = op.op_type
+            rec.result = OK
+            rec.op_flags = op.op_flags
+            rec._reserved0 = 0
+            rec._reserved1 = 0
+            c.last_seq = rec.seq
+            memcpy(&rec.after, &c, sizeof(Card))
+            self.newest[slot] = <int32_t> n_recs
+            self.batch_ids.put(op.client_hi, op.client_lo, n_recs)
+            res[i].seq = rec.seq
+            res[i].rec_index = <int32_t> n_recs
+            n_recs += 1
+        # Leave the scratch index clean for the next batch.
+        for i in range(n_recs):
+            slot = card_index.get(0, recs[i].card_no)
+            self.newest[slot] = -1
+        return n_recs
+
+
+def publish(cnp.ndarray recs, Py_ssize_t n_recs, cnp.ndarray cards, KeyMap card_index,
+            KeyMap id_index, Py_ssize_t n_cards, cnp.ndarray dirty_chunks, int chunk_shift):
+    """Copy durable records into the card table and the id index; return n_cards after.
+
+    Called only after the records' commit is durable. A record of an unknown card
+    (ISSUE) takes the next free slot; the caller guarantees the table has room.
+    """
+    cdef JournalRec *rec_p = <JournalRec *> _data(recs, sizeof(JournalRec), "recs")
+    cdef Card *card_p = <Card *> _data(cards, sizeof(Card), "cards")
+    cdef Py_ssize_t cap = cards.shape[0], i
+    cdef int64_t slot
+    if n_recs > recs.shape[0]:
+        raise ValueError("n_recs exceeds the record array")
+    if dirty_chunks.dtype != np.uint8 or dirty_chunks.shape[0] < ((cap - 1) >> chunk_shift) + 1:
+        raise ValueError("dirty_chunks must be uint8 covering every chunk of the table")
+    cdef uint8_t *dirty = <uint8_t *> _data(dirty_chunks, 1, "dirty_chunks")
+    with nogil:
+        for i in range(n_recs):
+            slot = card_index.get(0, rec_p[i].card_no)
+            if slot < 0:
+                if n_cards >= cap:
+                    with gil:
+                        raise ValueError("card table is full; grow it before publish")
+                slot = n_cards
+                n_cards += 1
+                card_index.put(0, rec_p[i].card_no, slot)
+            memcpy(&card_p[slot], &rec_p[i].after, sizeof(Card))
+            dirty[slot >> chunk_shift] = 1
+            # The first record of an op claims the client id; a later record of the
+            # same op (a multi-card op) keeps pointing at the first.
+            if id_index.get(rec_p[i].client_hi, rec_p[i].client_lo) < 0:
+                id_index.put(rec_p[i].client_hi, rec_p[i].client_lo, <int64_t> rec_p[i].seq)
+    return n_cards

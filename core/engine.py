@@ -1,0 +1,676 @@
+"""The engine: one writer thread that owns every LMDB write, group commit, recovery.
+
+Data flow of a batch (docs/internals/architecture.md tells the why):
+
+    submit(ops) -> queue (bounded) -> writer takes up to batch_max ops
+      -> Batcher.apply_batch (Cython, nogil): results + journal records with after-images
+      -> one LMDB write txn: put the journal block -> commit (fsync)
+      -> publish (Cython): after-images into the card table, client ids into the id index
+      -> resolve the futures of every submission in the group
+
+The journal is the truth: the card table in LMDB is a checkpoint of it, written every
+checkpoint_ops records or checkpoint_interval_s seconds, and recovery replays the journal
+after the checkpoint. A commit that fails leaves the table untouched because nothing is
+published before the commit returns.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+
+import lmdb
+import numpy as np
+
+from core import _fastpath
+from core.records import (
+    CARD,
+    JOURNAL,
+    OP,
+    RESULT,
+    CardStatus,
+    OpType,
+    Result,
+    card_to_dict,
+    split_client_id,
+)
+from core.rules import RulesConfig
+from core.storage import CHUNK_SHIFT, IDS_DTYPE, Store, u32, u64
+
+log = logging.getLogger("mms.engine")
+
+Clock = Callable[[], int]
+
+
+def system_clock() -> int:
+    return int(time.time())
+
+
+class EngineClosed(RuntimeError):
+    """The engine no longer takes ops."""
+
+
+class Overloaded(RuntimeError):
+    """The writer's queue is full; the caller should shed load (RESOURCE_EXHAUSTED)."""
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    # Ops applied under one commit. 4096 amortises one fsync (about 0.5-5 ms here) over
+    # enough ops for hundreds of thousands per second while a batch stays ~1.2 MB.
+    batch_max: int = 4096
+    # Ops waiting for the writer; past this submit() raises Overloaded. 64 batches.
+    queue_max_ops: int = 262_144
+    # Under load, the writer waits at most this long for a fuller batch; a lone op
+    # (no load) never waits.
+    commit_window_us: int = 200
+    map_size_bytes: int = 1 << 30
+    checkpoint_ops: int = 1_000_000
+    checkpoint_interval_s: int = 60
+    # How long a client id stays known after its op. A retry or a replayed bulk file
+    # within this window applies nothing twice.
+    id_retention_s: int = 30 * 86_400
+    # Cards issued by one admin op.
+    issue_max_cards: int = 1_000_000
+    initial_card_capacity: int = 1024
+    sync: bool = True
+
+    def validate(self) -> None:
+        if not 1 <= self.batch_max <= 65_536:
+            raise ValueError("batch_max must be 1..65536")
+        if self.queue_max_ops < self.batch_max:
+            raise ValueError("queue_max_ops must be at least batch_max")
+        if self.commit_window_us < 0 or self.checkpoint_ops < 1 or self.checkpoint_interval_s < 1:
+            raise ValueError("commit_window_us >= 0, checkpoint_ops >= 1, checkpoint_interval_s >= 1")
+
+
+@dataclass
+class CommitInfo:
+    n_ops: int
+    n_records: int
+    n_items: int
+    commit_seconds: float
+    batch_seconds: float
+    codes: np.ndarray
+    op_types: np.ndarray
+    queue_ops: int
+    last_seq: int
+
+
+_RESULT_COLUMNS = ("amount_fen", "discount_fen", "payable_fen", "principal_delta_fen",
+                   "bonus_delta_fen", "points_delta")
+_AFTER_COLUMNS = (("principal_fen", "principal_fen"), ("bonus_fen", "bonus_fen"),
+                  ("points", "points"), ("level", "level"))
+
+
+class BatchResult:
+    """Per-op results of one submission. Records of ops replayed from an earlier batch
+    are fetched from the journal on first use."""
+
+    def __init__(self, engine: Engine, results: np.ndarray, recs: np.ndarray) -> None:
+        self._engine = engine
+        self._results = results
+        self._recs = recs
+        self.codes = results["code"]
+        self.replayed = results["replayed"]
+        self.seq = results["seq"]
+
+    def __len__(self) -> int:
+        return len(self._results)
+
+    def record(self, i: int) -> np.void | None:
+        r = self._results[i]
+        if int(r["seq"]) == 0:
+            return None
+        if int(r["rec_index"]) >= 0:
+            return self._recs[int(r["rec_index"])]
+        return self._engine.journal_record(int(r["seq"]))
+
+    def columns(self) -> dict[str, np.ndarray]:
+        n = len(self._results)
+        idx = self._results["rec_index"].astype(np.int64)
+        here = idx >= 0
+        out: dict[str, np.ndarray] = {}
+        picked = self._recs[idx[here]]
+        for name in _RESULT_COLUMNS:
+            col = np.zeros(n, dtype=np.int64)
+            col[here] = picked[name]
+            out[name] = col
+        for name, src in _AFTER_COLUMNS:
+            col = np.zeros(n, dtype=np.int64)
+            col[here] = picked["after"][src]
+            out[name] = col
+        # Replays of ops committed in earlier batches: rare, read one by one.
+        for i in np.flatnonzero(~here & (self.seq > 0)).tolist():
+            rec = self.record(i)
+            if rec is None:
+                continue
+            for name in _RESULT_COLUMNS:
+                out[name][i] = rec[name]
+            for name, src in _AFTER_COLUMNS:
+                out[name][i] = rec["after"][src]
+        return out
+
+
+@dataclass
+class AdminResult:
+    code: Result
+    replayed: bool = False
+    seq: int = 0
+    detail: str = ""
+
+
+@dataclass
+class _Hot:
+    ops: np.ndarray
+    future: Future
+
+
+@dataclass
+class _Cold:
+    client: tuple[int, int]
+    build: Callable[[int, int], tuple[np.ndarray, dict | None, Callable[[lmdb.Transaction], None] | None]]
+    future: Future
+    op_type: int
+    extra: dict = field(default_factory=dict)
+
+
+class _Rejected(Exception):
+    def __init__(self, code: Result, detail: str) -> None:
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail
+
+
+# Status changes an operator may make; cancelled is final (issue 4 adds replacement).
+_STATUS_MOVES = {
+    (CardStatus.ACTIVE, CardStatus.LOST), (CardStatus.LOST, CardStatus.ACTIVE),
+    (CardStatus.ACTIVE, CardStatus.FROZEN), (CardStatus.FROZEN, CardStatus.ACTIVE),
+    (CardStatus.ACTIVE, CardStatus.CANCELLED), (CardStatus.LOST, CardStatus.CANCELLED),
+    (CardStatus.FROZEN, CardStatus.CANCELLED), (CardStatus.DORMANT, CardStatus.ACTIVE),
+    (CardStatus.ACTIVE, CardStatus.DORMANT),
+}
+
+
+class Engine:
+    def __init__(self, path: str, *, config: EngineConfig | None = None,
+                 rules: RulesConfig | None = None, clock: Clock | None = None,
+                 observer: object | None = None) -> None:
+        self.config = config or EngineConfig()
+        self.config.validate()
+        self.clock: Clock = clock or system_clock
+        self.observer = observer
+        self.store = Store(path, map_size_bytes=self.config.map_size_bytes, sync=self.config.sync)
+        self._batcher = _fastpath.Batcher(self.config.batch_max)
+        self._cond = threading.Condition()
+        self._queue: collections.deque = collections.deque()
+        self._queued_ops = 0
+        self._closing = False
+        self._closed = False
+        self._commits = 0
+        self._last_batch_ops = 0
+        self._recover(rules)
+        self._writer = threading.Thread(target=self._run, name="mms-writer", daemon=True)
+        self._writer.start()
+
+    # --- recovery ---------------------------------------------------------------------
+
+    def _recover(self, bootstrap_rules: RulesConfig | None) -> None:
+        now = self.clock()
+        with self.store.read() as txn:
+            checkpoint_seq = self.store.meta_int(txn, b"checkpoint_seq")
+            n_cards = self.store.meta_int(txn, b"n_cards")
+            rules_version = self.store.meta_int(txn, b"rules_version")
+            raw_rules = txn.get(u32(rules_version), db=self.store.db["rules"]) if rules_version else None
+            capacity = max(self.config.initial_card_capacity, 2 * n_cards)
+            self._cards = self.store.load_cards(txn, n_cards, capacity)
+            self._n_cards = n_cards
+            self._card_index = _fastpath.KeyMap(capacity)
+            if n_cards:
+                cols = self._cards[:n_cards]
+                self._card_index.insert_many(np.zeros(n_cards, np.uint64),
+                                             cols["card_no"].astype(np.uint64),
+                                             np.arange(n_cards, dtype=np.int64), True)
+            ids, self._expired_id_blocks = self.store.load_ids(txn, now - self.config.id_retention_s)
+            self._id_index = _fastpath.KeyMap(max(1024, 2 * len(ids)))
+            if len(ids):
+                self._id_index.insert_many(ids["hi"].copy(), ids["lo"].copy(),
+                                           ids["seq"].astype(np.int64))
+            self._dirty = np.zeros((capacity >> CHUNK_SHIFT) + 1, dtype=np.uint8)
+            self._pending_ids: list[np.ndarray] = []
+            self._since_checkpoint = 0
+            self._checkpoint_seq = checkpoint_seq
+            last = checkpoint_seq
+            for block in self.store.journal_blocks(txn, checkpoint_seq):
+                block = block.copy()
+                self._publish(block)
+                last = int(block[-1]["seq"])
+            self._last_seq = max(last, self.store.last_seq(txn))
+        if raw_rules is not None:
+            self._rules_config = RulesConfig.from_json(raw_rules)
+        else:
+            initial = bootstrap_rules or RulesConfig()
+            self._rules_config = RulesConfig.from_dict({**initial.to_dict(), "version": 1})
+            with self.store.env.begin(write=True) as txn:
+                txn.put(u32(1), self._rules_config.to_json(), db=self.store.db["rules"])
+                txn.put(b"rules_version", u32(1), db=self.store.db["meta"])
+        self._rules = self._rules_config.compile()
+        self._last_checkpoint_time = time.monotonic()
+        if self._since_checkpoint:
+            log.info("recovered %d records after checkpoint %d", self._since_checkpoint, checkpoint_seq)
+
+    # --- publishing -------------------------------------------------------------------
+
+    def _ensure_capacity(self, n_more: int) -> None:
+        need = self._n_cards + n_more
+        cap = len(self._cards)
+        if need <= cap:
+            return
+        while cap < need:
+            cap *= 2
+        grown = np.zeros(cap, dtype=CARD)
+        grown[: self._n_cards] = self._cards[: self._n_cards]
+        dirty = np.zeros((cap >> CHUNK_SHIFT) + 1, dtype=np.uint8)
+        dirty[: len(self._dirty)] = self._dirty
+        # Readers hold a reference to whichever array they started with; both hold the
+        # committed rows they may read.
+        self._cards, self._dirty = grown, dirty
+
+    def _publish(self, recs: np.ndarray) -> None:
+        """Make durable records visible: card table, card index, id index."""
+        n = len(recs)
+        if n == 0:
+            return
+        new_cards = int(np.count_nonzero(recs["op_type"] == OpType.ISSUE))
+        if new_cards:
+            self._ensure_capacity(new_cards)
+        card_recs = recs if not np.any(recs["card_no"] == 0) else recs[recs["card_no"] != 0]
+        if len(card_recs):
+            self._n_cards = _fastpath.publish(card_recs, len(card_recs), self._cards,
+                                              self._card_index, self._id_index, self._n_cards,
+                                              self._dirty, CHUNK_SHIFT)
+        if len(card_recs) != n:
+            # Records without a card (rules changes) still claim their client id.
+            for rec in recs[recs["card_no"] == 0]:
+                if self._id_index.lookup(int(rec["client_hi"]), int(rec["client_lo"])) < 0:
+                    self._id_index.insert(int(rec["client_hi"]), int(rec["client_lo"]), int(rec["seq"]))
+        ids = np.empty(n, dtype=IDS_DTYPE)
+        ids["hi"], ids["lo"], ids["seq"] = recs["client_hi"], recs["client_lo"], recs["seq"]
+        self._pending_ids.append(ids)
+        self._since_checkpoint += n
+
+    # --- submission -------------------------------------------------------------------
+
+    def submit(self, ops: np.ndarray) -> Future:
+        if not isinstance(ops, np.ndarray) or ops.dtype != OP or ops.ndim != 1:
+            raise ValueError("ops must be a 1-d numpy array of dtype core.records.OP")
+        n = len(ops)
+        if n == 0 or n > self.config.batch_max:
+            raise ValueError(f"a submission holds 1..{self.config.batch_max} ops, not {n}")
+        ops = np.ascontiguousarray(ops)
+        fut: Future = Future()
+        with self._cond:
+            if self._closing:
+                raise EngineClosed("the engine is closed")
+            if self._queued_ops + n > self.config.queue_max_ops:
+                raise Overloaded(f"{self._queued_ops} ops queued, limit {self.config.queue_max_ops}")
+            self._queue.append(_Hot(ops, fut))
+            self._queued_ops += n
+            self._cond.notify()
+        return fut
+
+    def _single(self, op_type: int, card_no: int, amount_fen: int, client_id: bytes,
+                store_id: int, terminal_id: int, operator_id: int, category: int,
+                flags: int) -> Future:
+        hi, lo = split_client_id(client_id)
+        ops = np.zeros(1, dtype=OP)
+        ops[0] = (hi, lo, card_no, amount_fen, store_id, terminal_id, operator_id, category,
+                  op_type, flags, 0, 0)
+        return self.submit(ops)
+
+    def swipe(self, card_no: int, amount_fen: int, client_id: bytes, store_id: int = 0,
+              terminal_id: int = 0, operator_id: int = 0, category: int = 0,
+              flags: int = 0) -> Future:
+        return self._single(OpType.SWIPE, card_no, amount_fen, client_id, store_id,
+                            terminal_id, operator_id, category, flags)
+
+    def recharge(self, card_no: int, amount_fen: int, client_id: bytes, store_id: int = 0,
+                 terminal_id: int = 0, operator_id: int = 0) -> Future:
+        return self._single(OpType.RECHARGE, card_no, amount_fen, client_id, store_id,
+                            terminal_id, operator_id, 0, 0)
+
+    def _submit_cold(self, item: _Cold) -> Future:
+        with self._cond:
+            if self._closing:
+                raise EngineClosed("the engine is closed")
+            self._queue.append(item)
+            self._cond.notify()
+        return item.future
+
+    # --- admin ops --------------------------------------------------------------------
+
+    def _admin_record(self, seq: int, now: int, client: tuple[int, int], op_type: int,
+                      card: np.void | None) -> np.ndarray:
+        rec = np.zeros(1, dtype=JOURNAL)
+        rec["seq"], rec["time_s"], rec["op_type"], rec["result"] = seq, now, op_type, Result.OK
+        rec["client_hi"], rec["client_lo"] = client
+        rec["rules_version"] = self._rules.version
+        if card is not None:
+            rec["after"] = card
+            rec["card_no"] = card["card_no"]
+            rec["prev_seq"] = card["last_seq"]
+            rec["after"]["last_seq"] = seq
+            rec["level_before"] = card["level"]
+        return rec
+
+    def issue_cards(self, card_nos: Sequence[int] | np.ndarray, client_id: bytes, *,
+                    type_id: int = 1, level: int = 0,
+                    member_ids: Sequence[int] | np.ndarray | None = None,
+                    expires_at_s: int = 0) -> Future:
+        nos = np.asarray(card_nos, dtype=np.uint64)
+        if nos.ndim != 1 or not 1 <= len(nos) <= self.config.issue_max_cards:
+            raise ValueError(f"issue 1..{self.config.issue_max_cards} cards at a time")
+        members = (np.zeros(len(nos), np.uint64) if member_ids is None
+                   else np.asarray(member_ids, dtype=np.uint64))
+        if members.shape != nos.shape:
+            raise ValueError("member_ids and card_nos differ in length")
+        if not 0 <= level < 255 or not 0 <= type_id < 65_536 or expires_at_s < 0:
+            raise ValueError("level 0..254, type_id 0..65535, expires_at_s >= 0")
+
+        def build(first_seq: int, now: int):
+            if np.any(nos == 0):
+                raise _Rejected(Result.CARD_NO_INVALID, "card number 0 is not valid")
+            if len(np.unique(nos)) != len(nos):
+                raise _Rejected(Result.CARD_EXISTS, "the same card number twice in one issue")
+            for no in nos.tolist():
+                if self._card_index.lookup(0, no) >= 0:
+                    raise _Rejected(Result.CARD_EXISTS, f"card {no} exists")
+            if level >= self._rules.n_levels:
+                raise _Rejected(Result.OP_TYPE_INVALID, f"level {level} is not configured")
+            n = len(nos)
+            recs = np.zeros(n, dtype=JOURNAL)
+            recs["seq"] = np.arange(first_seq, first_seq + n, dtype=np.uint64)
+            recs["time_s"] = now
+            recs["op_type"] = OpType.ISSUE
+            recs["result"] = Result.OK
+            recs["rules_version"] = self._rules.version
+            recs["card_no"] = nos
+            recs["level_before"] = level
+            after = recs["after"]
+            after["card_no"] = nos
+            after["member_id"] = members
+            after["type_id"] = type_id
+            after["level"] = level
+            after["status"] = CardStatus.ACTIVE
+            after["expires_at_s"] = expires_at_s
+            after["issued_at_s"] = now
+            after["last_seq"] = recs["seq"]
+            recs["after"] = after
+            return recs, None, None
+
+        return self._submit_cold(_Cold(split_client_id(client_id), build, Future(), OpType.ISSUE))
+
+    def set_card_status(self, card_no: int, status: CardStatus | int, client_id: bytes) -> Future:
+        status = CardStatus(int(status))
+
+        def build(first_seq: int, now: int):
+            slot = self._card_index.lookup(0, int(card_no))
+            if slot < 0:
+                raise _Rejected(Result.CARD_NOT_FOUND, f"card {card_no} not found")
+            card = self._cards[slot].copy()
+            move = (CardStatus(int(card["status"])), status)
+            if move not in _STATUS_MOVES:
+                raise _Rejected(Result.OP_TYPE_INVALID, f"status {move[0].name} -> {move[1].name} is not allowed")
+            card["status"] = status
+            rec = self._admin_record(first_seq, now, split, OpType.SET_STATUS, card)
+            return rec, {"from": move[0].name, "to": move[1].name}, None
+
+        split = split_client_id(client_id)
+        return self._submit_cold(_Cold(split, build, Future(), OpType.SET_STATUS))
+
+    def set_rules(self, rules: RulesConfig, client_id: bytes) -> Future:
+        rules.validate()
+
+        def build(first_seq: int, now: int):
+            version = self._rules.version + 1
+            new = RulesConfig.from_dict({**rules.to_dict(), "version": version})
+            compiled = new.compile()
+            rec = self._admin_record(first_seq, now, split, OpType.SET_RULES, None)
+            rec["amount_fen"] = version
+
+            def extra(txn: lmdb.Transaction) -> None:
+                txn.put(u32(version), new.to_json(), db=self.store.db["rules"])
+                txn.put(b"rules_version", u32(version), db=self.store.db["meta"])
+
+            def after_commit() -> None:
+                self._rules_config, self._rules = new, compiled
+
+            return rec, {"version": version}, (extra, after_commit)
+
+        split = split_client_id(client_id)
+        return self._submit_cold(_Cold(split, build, Future(), OpType.SET_RULES))
+
+    # --- reads ------------------------------------------------------------------------
+
+    @property
+    def rules(self) -> RulesConfig:
+        return self._rules_config
+
+    def card(self, card_no: int) -> dict | None:
+        slot = self._card_index.lookup(0, int(card_no))
+        if slot < 0:
+            return None
+        return card_to_dict(self._cards[slot].copy())
+
+    def journal_record(self, seq: int) -> np.void | None:
+        with self.store.read() as txn:
+            return self.store.journal_record(txn, seq)
+
+    def card_journal(self, card_no: int, limit: int = 50) -> np.ndarray:
+        slot = self._card_index.lookup(0, int(card_no))
+        out = np.zeros(0, dtype=JOURNAL)
+        if slot < 0 or limit <= 0:
+            return out
+        seq = int(self._cards[slot]["last_seq"])
+        found = []
+        with self.store.read() as txn:
+            while seq and len(found) < limit:
+                rec = self.store.journal_record(txn, seq)
+                if rec is None:
+                    break
+                found.append(rec)
+                seq = int(rec["prev_seq"])
+        return np.array(found, dtype=JOURNAL) if found else out
+
+    def journal(self, from_seq: int, limit: int) -> np.ndarray:
+        parts, n = [], 0
+        with self.store.read() as txn:
+            for block in self.store.journal_blocks(txn, max(0, from_seq - 1)):
+                parts.append(block[: limit - n].copy())
+                n += len(parts[-1])
+                if n >= limit:
+                    break
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=JOURNAL)
+
+    def stats(self) -> dict:
+        size, used = self.store.map_usage()
+        with self._cond:
+            queued = self._queued_ops
+        return {"queue_ops": queued, "last_seq": self._last_seq, "n_cards": self._n_cards,
+                "map_size_bytes": size, "map_used_bytes": used, "commits": self._commits,
+                "checkpoint_seq": self._checkpoint_seq, "rules_version": self._rules.version}
+
+    # --- the writer -------------------------------------------------------------------
+
+    def _take(self) -> list | None:
+        with self._cond:
+            while not self._queue and not self._closing:
+                self._cond.wait()
+            if not self._queue:
+                return None
+            if isinstance(self._queue[0], _Cold):
+                return [self._queue.popleft()]
+            batch_max = self.config.batch_max
+            # Under load (the last batch was a quarter full or more) wait a moment for a
+            # fuller batch; a lone op is committed at once.
+            if (self.config.commit_window_us and self._queued_ops < batch_max // 4
+                    and self._last_batch_ops >= batch_max // 4 and not self._closing):
+                self._cond.wait(self.config.commit_window_us / 1e6)
+            items, n = [], 0
+            while self._queue and isinstance(self._queue[0], _Hot):
+                k = len(self._queue[0].ops)
+                if n + k > batch_max:
+                    break
+                items.append(self._queue.popleft())
+                n += k
+            self._queued_ops -= n
+            return items
+
+    def _run(self) -> None:
+        while True:
+            items = self._take()
+            if items is None:
+                break
+            try:
+                if isinstance(items[0], _Cold):
+                    self._run_cold(items[0])
+                else:
+                    self._run_hot(items)
+                self._maybe_checkpoint()
+            except BaseException as exc:  # the writer must outlive any one batch
+                log.exception("batch failed")
+                for it in items:
+                    if not it.future.done():
+                        it.future.set_exception(exc)
+        try:
+            self._checkpoint()
+        except Exception:
+            log.exception("final checkpoint failed")
+
+    def _commit(self, recs: np.ndarray, extra: Callable[[lmdb.Transaction], None] | None = None,
+                events: dict | None = None) -> float:
+        """Write recs (and extra) in one durable commit; grow the map when full."""
+        while True:
+            t0 = time.perf_counter()
+            try:
+                with self.store.env.begin(write=True) as txn:
+                    if len(recs):
+                        self.store.put_journal(txn, recs)
+                    if events is not None:
+                        txn.put(u64(int(recs[0]["seq"])), json.dumps(events).encode(),
+                                db=self.store.db["events"])
+                    if extra is not None:
+                        extra(txn)
+                return time.perf_counter() - t0
+            except lmdb.MapFullError:
+                size = self.store.grow()
+                log.warning("LMDB map full; grown to %d bytes", size)
+
+    def _run_hot(self, items: list[_Hot]) -> None:
+        t0 = time.perf_counter()
+        ops = items[0].ops if len(items) == 1 else np.concatenate([it.ops for it in items])
+        n = len(ops)
+        self._last_batch_ops = n
+        results = np.empty(n, dtype=RESULT)
+        recs = np.empty(n, dtype=JOURNAL)
+        now = self.clock()
+        n_recs = self._batcher.apply_batch(ops, self._cards, self._card_index, self._id_index,
+                                           self._rules, now, self._last_seq + 1, recs, results)
+        recs = recs[:n_recs]
+        commit_s = self._commit(recs) if n_recs else 0.0
+        if n_recs:
+            self._last_seq = int(recs[-1]["seq"])
+            self._publish(recs)
+        self._commits += 1
+        k = 0
+        for it in items:
+            m = len(it.ops)
+            it.future.set_result(BatchResult(self, results[k:k + m], recs))
+            k += m
+        self._observe(n, n_recs, len(items), commit_s, time.perf_counter() - t0,
+                      results["code"], ops["op_type"])
+
+    def _run_cold(self, item: _Cold) -> None:
+        t0 = time.perf_counter()
+        prior = self._id_index.lookup(*item.client)
+        if prior >= 0:
+            item.future.set_result(AdminResult(Result.OK, True, prior, "replayed"))
+            return
+        now = self.clock()
+        try:
+            recs, detail, hooks = item.build(self._last_seq + 1, now)
+        except _Rejected as rej:
+            item.future.set_result(AdminResult(rej.code, False, 0, rej.detail))
+            self._observe(1, 0, 1, 0.0, time.perf_counter() - t0,
+                          np.array([rej.code], np.uint8), np.array([item.op_type], np.uint8))
+            return
+        recs["client_hi"], recs["client_lo"] = item.client
+        extra, after_commit = hooks if hooks else (None, None)
+        commit_s = self._commit(recs, extra, detail)
+        self._last_seq = int(recs[-1]["seq"])
+        self._publish(recs)
+        if after_commit is not None:
+            after_commit()
+        self._commits += 1
+        item.future.set_result(AdminResult(Result.OK, False, int(recs[0]["seq"]),
+                                           json.dumps(detail) if detail else ""))
+        self._observe(1, len(recs), 1, commit_s, time.perf_counter() - t0,
+                      np.array([Result.OK], np.uint8), np.array([item.op_type], np.uint8))
+
+    def _observe(self, n_ops: int, n_recs: int, n_items: int, commit_s: float, batch_s: float,
+                 codes: np.ndarray, op_types: np.ndarray) -> None:
+        if self.observer is None:
+            return
+        try:
+            self.observer.on_commit(CommitInfo(n_ops, n_recs, n_items, commit_s, batch_s, codes,
+                                               op_types, self._queued_ops, self._last_seq))
+        except Exception:
+            log.exception("observer failed")
+
+    # --- checkpoints ------------------------------------------------------------------
+
+    def _maybe_checkpoint(self) -> None:
+        if (self._since_checkpoint >= self.config.checkpoint_ops
+                or (self._since_checkpoint and time.monotonic() - self._last_checkpoint_time
+                    >= self.config.checkpoint_interval_s)):
+            self._checkpoint()
+
+    def _checkpoint(self) -> None:
+        ids = np.concatenate(self._pending_ids) if self._pending_ids else np.zeros(0, IDS_DTYPE)
+        seq, now = self._last_seq, self.clock()
+        expired = list(self._expired_id_blocks)
+        with self.store.env.begin(write=True) as txn:
+            self.store.write_checkpoint(txn, self._cards, self._n_cards, self._dirty, ids, seq, now)
+            for key in expired:
+                txn.delete(key, db=self.store.db["ids"])
+        self._dirty[:] = 0
+        self._pending_ids = []
+        self._expired_id_blocks = []
+        self._since_checkpoint = 0
+        self._checkpoint_seq = seq
+        self._last_checkpoint_time = time.monotonic()
+
+    # --- lifecycle --------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Stop taking ops, apply and commit everything accepted, checkpoint, close."""
+        with self._cond:
+            if self._closed:
+                return
+            self._closing = True
+            self._cond.notify_all()
+        self._writer.join()
+        self._closed = True
+        self.store.close()
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,75 @@
+"""numpy views of the fixed-width records, derived from the C structs in _fastpath.pxd.
+
+Nothing here restates a field's offset or size: both come from the compiled module,
+so the Cython view and the numpy view cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from core import _fastpath
+
+OpType = _fastpath.OpType
+Result = _fastpath.Result
+CardStatus = _fastpath.CardStatus
+OpFlag = _fastpath.OpFlag
+
+_LAYOUT = _fastpath.layout()
+
+
+def _dtype(struct: str, nested: dict[str, np.dtype] | None = None) -> np.dtype:
+    itemsize, fields = _LAYOUT[struct]
+    names, formats, offsets = [], [], []
+    for name, kind, offset, size in fields:
+        names.append(name)
+        offsets.append(offset)
+        if kind in ("u", "i"):
+            formats.append(np.dtype(f"<{kind}{size}"))
+        else:
+            formats.append(nested[kind])
+    return np.dtype({"names": names, "formats": formats, "offsets": offsets, "itemsize": itemsize})
+
+
+CARD = _dtype("Card")
+OP = _dtype("Op")
+JOURNAL = _dtype("JournalRec", {"Card": CARD})
+RESULT = _dtype("OpResult")
+LEVEL = _dtype("Level")
+TIER = _dtype("Tier")
+
+# The op code each journal record's op_type maps to, for reports and metrics labels.
+OP_NAMES = {int(t): t.name.lower() for t in OpType}
+RESULT_NAMES = {int(r): r.name for r in Result}
+
+CLIENT_ID_BYTES = 16
+
+
+def split_client_id(client_id: bytes) -> tuple[int, int]:
+    """A 16-byte client id as the (hi, lo) pair the engine keys on."""
+    if not isinstance(client_id, (bytes, bytearray)) or len(client_id) != CLIENT_ID_BYTES:
+        raise ValueError("client id must be exactly 16 bytes")
+    return int.from_bytes(client_id[:8], "big"), int.from_bytes(client_id[8:], "big")
+
+
+def join_client_id(hi: int, lo: int) -> bytes:
+    return int(hi).to_bytes(8, "big") + int(lo).to_bytes(8, "big")
+
+
+def client_id_columns(packed: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """n concatenated 16-byte ids as two uint64 columns, without a Python loop."""
+    if len(packed) % CLIENT_ID_BYTES:
+        raise ValueError("packed client ids must be a multiple of 16 bytes")
+    pairs = np.frombuffer(packed, dtype=">u8").reshape(-1, 2).astype(np.uint64)
+    return pairs[:, 0].copy(), pairs[:, 1].copy()
+
+
+def card_to_dict(row: np.void) -> dict[str, int]:
+    """One card record as plain ints (cold paths: APIs, tests, tools)."""
+    return {name: int(row[name]) for name in CARD.names if not name.startswith("_")}
+
+
+def journal_to_dict(row: np.void) -> dict:
+    out = {name: int(row[name]) for name in JOURNAL.names if name not in ("after",) and not name.startswith("_")}
+    out["after"] = card_to_dict(row["after"])
+    return out

@@ -1,0 +1,33 @@
+"""Build logic for the compiled core; everything else lives in pyproject.toml.
+
+MMS_DEBUG=1 builds with line tracing and an annotated HTML listing of the hot path.
+"""
+import os
+
+import numpy as np
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+
+debug = os.environ.get("MMS_DEBUG") == "1"
+
+extensions = [
+    Extension(
+        "core._fastpath",
+        ["core/_fastpath.pyx"],
+        include_dirs=[np.get_include()],
+        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")]
+        + ([("CYTHON_TRACE_NOGIL", "1")] if debug else []),
+        extra_compile_args=["-O3"] if not debug else ["-O0", "-g"],
+    )
+]
+
+setup(
+    ext_modules=cythonize(
+        extensions,
+        compiler_directives={
+            "language_level": 3,
+            "linetrace": debug,
+        },
+        annotate=debug,
+    ),
+)
