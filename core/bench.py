@@ -1,0 +1,203 @@
+"""`mms bench engine`: durable swipes per second through the engine, against a raw
+py-lmdb reference that writes the same records the naive way.
+
+Each run starts from the same prepared environment state (N cards with balance),
+submits M swipes in submissions of B ops from a producer thread while the writer
+group-commits them, and counts only what was acknowledged after its fsync'd commit.
+The reference writes, per swipe, one 288-byte journal record (append), one 160-byte
+card record at a random card key and one client-id entry, one fsync'd commit per B
+swipes: what an engine that keeps every record under its own key would write.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import threading
+import time
+
+import lmdb
+import numpy as np
+
+from core.engine import CommitInfo, Engine, EngineConfig
+from core.records import CARD, JOURNAL, OP, OpType
+
+ISSUE_CHUNK = 1_000_000
+
+
+class _Commits:
+    def __init__(self) -> None:
+        self.seconds: list[float] = []
+        self.sizes: list[int] = []
+
+    def on_commit(self, info: CommitInfo) -> None:
+        if info.n_records:
+            self.seconds.append(info.commit_seconds)
+            self.sizes.append(info.n_ops)
+
+
+def _ops(rng: np.random.Generator, n: int, n_cards: int, first_id: int, op_type: int,
+         amount_lo: int, amount_hi: int) -> np.ndarray:
+    ops = np.zeros(n, dtype=OP)
+    ops["client_hi"] = 0xB0B0  # the run's namespace; lo counts
+    ops["client_lo"] = np.arange(first_id, first_id + n, dtype=np.uint64)
+    ops["card_no"] = rng.integers(1, n_cards + 1, n).astype(np.uint64)
+    ops["amount_fen"] = rng.integers(amount_lo, amount_hi, n)
+    ops["op_type"] = op_type
+    ops["store_id"] = rng.integers(1, 200, n)
+    ops["terminal_id"] = rng.integers(1, 2000, n)
+    ops["category"] = rng.integers(0, 20, n)
+    return ops
+
+
+def prepare(path: str, n_cards: int, batch: int) -> None:
+    """N cards, each recharged once, checkpointed: the state every run starts from."""
+    with Engine(path, config=EngineConfig(batch_max=batch, checkpoint_ops=10**9)) as eng:
+        nos = np.arange(1, n_cards + 1, dtype=np.uint64)
+        for k in range(0, n_cards, ISSUE_CHUNK):
+            eng.issue_cards(nos[k:k + ISSUE_CHUNK], os.urandom(16)).result()
+        futs: list = []
+        for k in range(0, n_cards, batch):
+            if len(futs) >= 32:  # stay well inside the engine's queue bound
+                futs.pop(0).result()
+            m = min(batch, n_cards - k)
+            ops = np.zeros(m, dtype=OP)
+            ops["client_hi"] = 0xFEED
+            ops["client_lo"] = np.arange(k + 1, k + m + 1, dtype=np.uint64)
+            ops["card_no"] = nos[k:k + m]
+            ops["amount_fen"] = 100_000_000  # 1,000,000 yuan each: no run runs dry
+            ops["op_type"] = OpType.RECHARGE
+            futs.append(eng.submit(ops))
+        for f in futs:
+            f.result()
+
+
+def run_engine(path: str, n_cards: int, n_ops: int, batch: int, seed: int) -> dict:
+    commits = _Commits()
+    rng = np.random.default_rng(seed)
+    cfg = EngineConfig(batch_max=batch, queue_max_ops=max(batch * 16, 262_144),
+                       checkpoint_ops=10**9, checkpoint_interval_s=3600)
+    eng = Engine(path, config=cfg, observer=commits)
+    subs = [_ops(rng, min(batch, n_ops - k), n_cards, seed * 10**9 + k, OpType.SWIPE, 100, 50_000)
+            for k in range(0, n_ops, batch)]
+    depth = threading.Semaphore(8)  # submissions in flight: keeps the writer fed
+    acked = [0]
+    done = threading.Event()
+    lock = threading.Lock()
+
+    def on_done(f):
+        r = f.result()
+        with lock:
+            acked[0] += int(np.count_nonzero(r.codes == 1))
+            if acked[0] >= n_ops:
+                done.set()
+        depth.release()
+
+    t0 = time.perf_counter()
+    for ops in subs:
+        depth.acquire()
+        eng.submit(ops).add_done_callback(on_done)
+    done.wait()
+    elapsed = time.perf_counter() - t0
+    eng.close()
+    lat = np.array(commits.seconds) * 1000
+    return {"swipes_per_s": n_ops / elapsed, "commit_p50_ms": float(np.percentile(lat, 50)),
+            "commit_p99_ms": float(np.percentile(lat, 99)),
+            "mean_batch_ops": float(np.mean(commits.sizes)), "acked": acked[0]}
+
+
+def run_reference(path: str, n_cards: int, n_ops: int, batch: int, seed: int) -> dict:
+    rng = np.random.default_rng(seed)
+    env = lmdb.open(path, map_size=1 << 36, max_dbs=4, readahead=False)
+    cards = env.open_db(b"cards")
+    journal = env.open_db(b"journal")
+    ids = env.open_db(b"ids")
+    card_rec = bytes(CARD.itemsize)
+    with env.begin(write=True) as txn:
+        cur = txn.cursor(db=cards)
+        cur.putmulti(((i).to_bytes(8, "big"), card_rec) for i in range(1, n_cards + 1))
+    jrec = bytes(JOURNAL.itemsize)
+    seq = 0
+    lat = []
+    t0 = time.perf_counter()
+    for k in range(0, n_ops, batch):
+        m = min(batch, n_ops - k)
+        keys = rng.integers(1, n_cards + 1, m).tolist()
+        with env.begin(write=True) as txn:
+            for card in keys:
+                seq += 1
+                sk = seq.to_bytes(8, "big")
+                txn.put(card.to_bytes(8, "big"), card_rec, db=cards)
+                txn.put(sk, jrec, db=journal, append=True)
+                txn.put(seq.to_bytes(8, "big") + sk, sk, db=ids)
+            c0 = time.perf_counter()
+        lat.append(time.perf_counter() - c0)
+    elapsed = time.perf_counter() - t0
+    env.close()
+    return {"reference_per_s": n_ops / elapsed,
+            "reference_commit_p50_ms": float(np.percentile(np.array(lat) * 1000, 50))}
+
+
+def main_engine(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="mms bench engine", description=__doc__.splitlines()[0])
+    ap.add_argument("--cards", type=int, default=1_000_000)
+    ap.add_argument("--ops", type=int, default=1_000_000)
+    ap.add_argument("--batch", type=int, default=4096)
+    ap.add_argument("--runs", type=int, default=5, help="runs of each side; figures are medians")
+    ap.add_argument("--dir", default=None, help="where to put the environments (default: a temp dir)")
+    ap.add_argument("--json", action="store_true", help="print one JSON object")
+    ap.add_argument("--no-reference", action="store_true")
+    a = ap.parse_args(argv)
+    if a.cards < 1 or a.ops < 1 or not 1 <= a.batch <= 65_536 or a.runs < 1:
+        ap.error("--cards, --ops, --runs >= 1; --batch 1..65536")
+    base = tempfile.mkdtemp(prefix="mms-bench-", dir=a.dir)
+    try:
+        seed_dir = os.path.join(base, "seed")
+        t = time.perf_counter()
+        prepare(seed_dir, a.cards, a.batch)
+        prep_s = time.perf_counter() - t
+        if not a.json:
+            print(f"prepared {a.cards:,} cards in {prep_s:.1f}s", file=sys.stderr)
+        eng_runs, ref_runs = [], []
+        for r in range(a.runs):
+            run_dir = os.path.join(base, f"run{r}")
+            shutil.copytree(seed_dir, run_dir)
+            eng_runs.append(run_engine(run_dir, a.cards, a.ops, a.batch, seed=r + 1))
+            shutil.rmtree(run_dir)
+            if not a.no_reference:
+                ref_dir = os.path.join(base, f"ref{r}")
+                ref_runs.append(run_reference(ref_dir, a.cards, a.ops, a.batch, seed=r + 1))
+                shutil.rmtree(ref_dir)
+            if not a.json:
+                line = f"run {r + 1}: engine {eng_runs[-1]['swipes_per_s']:,.0f} swipes/s"
+                if ref_runs:
+                    line += f", reference {ref_runs[-1]['reference_per_s']:,.0f}/s"
+                print(line, file=sys.stderr)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+    def med(runs: list[dict], key: str) -> float:
+        return float(statistics.median(x[key] for x in runs))
+
+    out = {
+        "cards": a.cards, "ops": a.ops, "batch": a.batch, "runs": a.runs,
+        "swipes_per_s": round(med(eng_runs, "swipes_per_s")),
+        "commit_p50_ms": round(med(eng_runs, "commit_p50_ms"), 3),
+        "commit_p99_ms": round(med(eng_runs, "commit_p99_ms"), 3),
+        "mean_batch_ops": round(med(eng_runs, "mean_batch_ops"), 1),
+        "runs_swipes_per_s": [round(x["swipes_per_s"]) for x in eng_runs],
+    }
+    if ref_runs:
+        out["reference_per_s"] = round(med(ref_runs, "reference_per_s"))
+        out["ratio"] = round(out["swipes_per_s"] / out["reference_per_s"], 2)
+    if a.json:
+        print(json.dumps(out))
+    else:
+        for k, v in out.items():
+            print(f"{k:>20}  {v}")
+    return 0

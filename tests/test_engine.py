@@ -1,0 +1,208 @@
+"""The engine's writer: group commit, durability order, recovery, growth, bounds."""
+
+import os
+import threading
+
+import numpy as np
+import pytest
+
+from core import Engine, EngineClosed, EngineConfig, Overloaded, RulesConfig
+from core.records import OP, CardStatus, OpType, Result
+
+
+class Clock:
+    def __init__(self, now=1_700_000_000):
+        self.now = now
+
+    def __call__(self):
+        return self.now
+
+
+def ops_for(cards, amount, op_type=OpType.SWIPE, ns=7, start=0):
+    ops = np.zeros(len(cards), dtype=OP)
+    ops["client_hi"] = ns
+    ops["client_lo"] = np.arange(start + 1, start + len(cards) + 1)
+    ops["card_no"] = cards
+    ops["amount_fen"] = amount
+    ops["op_type"] = op_type
+    return ops
+
+
+class Recorder:
+    def __init__(self):
+        self.commits = []
+
+    def on_commit(self, info):
+        self.commits.append(info)
+
+
+@pytest.fixture
+def clock():
+    return Clock()
+
+
+def test_many_submissions_share_commits_and_see_each_other(tmp_path, clock):
+    obs = Recorder()
+    eng = Engine(str(tmp_path), config=EngineConfig(batch_max=64), clock=clock, observer=obs)
+    eng.issue_cards([1, 2], os.urandom(16)).result()
+    eng.submit(ops_for([1, 2], 300_000, OpType.RECHARGE, ns=1)).result()
+    futs = [eng.submit(ops_for([1] * 10, 1_000, ns=100 + k)) for k in range(20)]
+    results = [f.result() for f in futs]
+    assert all((r.codes == Result.OK).all() for r in results)
+    assert eng.card(1)["principal_fen"] == 300_000 - 200_000
+    assert eng.card(1)["visits"] == 200
+    # Journal seqs are strictly increasing in submission order.
+    seqs = np.concatenate([r.seq for r in results])
+    assert (np.diff(seqs.astype(np.int64)) == 1).all()
+    hot = [c for c in obs.commits if c.n_records and c.op_types[0] == OpType.SWIPE]
+    assert sum(c.n_ops for c in hot) == 200
+    assert max(c.n_ops for c in hot) <= 64
+    eng.close()
+
+
+def test_balances_and_journal_agree_after_restart(tmp_path, clock):
+    cfg = dict(batch_max=128, checkpoint_ops=50)
+    eng = Engine(str(tmp_path), config=EngineConfig(**cfg), clock=clock)
+    cards = list(range(10, 30))
+    eng.issue_cards(cards, os.urandom(16)).result()
+    rng = np.random.default_rng(3)
+    eng.submit(ops_for(cards, 50_000, OpType.RECHARGE, ns=1)).result()
+    for k in range(10):
+        eng.submit(ops_for(rng.choice(cards, 100), rng.integers(1, 3_000, 100), ns=50 + k)).result()
+    before = {c: eng.card(c) for c in cards}
+    last = eng.stats()["last_seq"]
+    # Simulate a crash: the writer stops without its closing checkpoint.
+    eng._closing = True
+    with eng._cond:
+        eng._cond.notify_all()
+    eng._writer.join()
+    eng.store.close()
+    again = Engine(str(tmp_path), config=EngineConfig(**cfg), clock=clock)
+    assert again.stats()["last_seq"] == last
+    assert {c: again.card(c) for c in cards} == before
+    journal = again.journal(1, 10_000)
+    for c in cards:
+        mine = journal[journal["card_no"] == c]
+        assert before[c]["principal_fen"] == int(mine["principal_delta_fen"].sum())
+        assert before[c]["bonus_fen"] == int(mine["bonus_delta_fen"].sum())
+        assert before[c]["points"] == int(mine["points_delta"].sum())
+    again.close()
+
+
+def test_replay_returns_first_result_across_restart(tmp_path, clock):
+    eng = Engine(str(tmp_path), clock=clock)
+    eng.issue_cards([5], os.urandom(16)).result()
+    eng.recharge(5, 10_000, b"r" * 16).result()
+    first = eng.swipe(5, 2_500, b"s" * 16).result()
+    eng.close()
+    eng = Engine(str(tmp_path), clock=clock)
+    again = eng.swipe(5, 9_999, b"s" * 16).result()  # same id, other amount: still the first
+    assert again.replayed[0] == 1 and again.seq[0] == first.seq[0]
+    assert again.columns()["payable_fen"][0] == 2_500
+    assert eng.card(5)["principal_fen"] == 7_500
+    eng.close()
+
+
+def test_map_grows_on_demand(tmp_path, clock):
+    eng = Engine(str(tmp_path), config=EngineConfig(map_size_bytes=1 << 20, batch_max=4096),
+                 clock=clock)
+    eng.issue_cards(np.arange(1, 5_001), os.urandom(16)).result()
+    for k in range(5):
+        r = eng.submit(ops_for(np.arange(1, 4_001), 100, OpType.RECHARGE, ns=9, start=k * 4_000)).result()
+        assert (r.codes == Result.OK).all()
+    size, used = eng.store.map_usage()
+    assert size > 1 << 20 and used <= size
+    eng.close()
+    eng = Engine(str(tmp_path), clock=clock)
+    assert eng.card(4_000)["principal_fen"] == 500
+    eng.close()
+
+
+def test_clock_drives_expiry_and_level_validity(tmp_path, clock):
+    eng = Engine(str(tmp_path), clock=clock)
+    eng.issue_cards([1], os.urandom(16), expires_at_s=clock.now + 100).result()
+    eng.recharge(1, 10_000_000, os.urandom(16)).result()
+    r = eng.swipe(1, 1_000_000, os.urandom(16)).result()  # 10,000 yuan -> 10,000 points
+    assert r.columns()["level"][0] == 1
+    assert eng.card(1)["level_expires_at_s"] == clock.now + 730 * 86_400
+    clock.now += 100
+    assert eng.swipe(1, 100, os.urandom(16)).result().codes[0] == Result.CARD_EXPIRED
+    eng.close()
+
+
+def test_rules_change_is_journalled_and_versioned(tmp_path, clock):
+    eng = Engine(str(tmp_path), clock=clock)
+    eng.issue_cards([1], os.urandom(16)).result()
+    eng.recharge(1, 100_000, os.urandom(16)).result()
+    res = eng.set_rules(RulesConfig(points_per_yuan_bp=20_000), b"v" * 16).result()
+    assert res.code == Result.OK and eng.rules.version == 2
+    assert eng.set_rules(RulesConfig(), b"v" * 16).result().replayed
+    r = eng.swipe(1, 1_000, os.urandom(16)).result()
+    assert r.columns()["points_delta"][0] == 20
+    assert int(r.record(0)["rules_version"]) == 2
+    eng.close()
+    eng = Engine(str(tmp_path), clock=clock)
+    assert eng.rules.points_per_yuan_bp == 20_000 and eng.rules.version == 2
+    eng.close()
+
+
+def test_status_moves_and_reads(tmp_path, clock):
+    eng = Engine(str(tmp_path), clock=clock)
+    eng.issue_cards([1], os.urandom(16)).result()
+    eng.recharge(1, 1_000, os.urandom(16)).result()
+    assert eng.set_card_status(1, CardStatus.FROZEN, os.urandom(16)).result().code == Result.OK
+    assert eng.swipe(1, 100, os.urandom(16)).result().codes[0] == Result.CARD_FROZEN
+    assert eng.set_card_status(1, CardStatus.ACTIVE, os.urandom(16)).result().code == Result.OK
+    assert eng.swipe(1, 100, os.urandom(16)).result().codes[0] == Result.OK
+    j = eng.card_journal(1)
+    assert [int(x) for x in j["op_type"]] == [OpType.SWIPE, OpType.SET_STATUS, OpType.SET_STATUS,
+                                              OpType.RECHARGE, OpType.ISSUE]
+    eng.close()
+
+
+def test_queue_is_bounded(tmp_path, clock):
+    gate = threading.Event()
+    entered = threading.Event()
+
+    class Blocking:
+        def on_commit(self, info):
+            entered.set()
+            gate.wait(10)
+
+    eng = Engine(str(tmp_path), config=EngineConfig(batch_max=8, queue_max_ops=16), clock=clock,
+                 observer=Blocking())
+    eng.issue_cards([1], os.urandom(16))  # the writer blocks in the observer after this
+    assert entered.wait(10)
+    eng.submit(ops_for([1] * 8, 1, ns=1))
+    eng.submit(ops_for([1] * 8, 1, ns=2))
+    with pytest.raises(Overloaded):
+        eng.submit(ops_for([1], 1, ns=3))
+    gate.set()
+    eng.close()
+    with pytest.raises(EngineClosed):
+        eng.submit(ops_for([1], 1, ns=4))
+
+
+def test_submit_edge_checks(tmp_path, clock):
+    eng = Engine(str(tmp_path), config=EngineConfig(batch_max=4), clock=clock)
+    with pytest.raises(ValueError):
+        eng.submit(np.zeros(5, dtype=OP))
+    with pytest.raises(ValueError):
+        eng.submit(np.zeros(0, dtype=OP))
+    with pytest.raises(ValueError):
+        eng.submit(np.zeros(2, dtype=np.int64))
+    with pytest.raises(ValueError):
+        eng.swipe(1, 1, b"short")
+    eng.close()
+
+
+def test_close_drains_accepted_ops(tmp_path, clock):
+    eng = Engine(str(tmp_path), config=EngineConfig(batch_max=16), clock=clock)
+    eng.issue_cards([1], os.urandom(16)).result()
+    eng.recharge(1, 10**6, os.urandom(16)).result()
+    futs = [eng.submit(ops_for([1] * 16, 10, ns=200 + k)) for k in range(50)]
+    eng.close()
+    assert all(f.done() and (f.result().codes == Result.OK).all() for f in futs)
+    eng = Engine(str(tmp_path), clock=clock)
+    assert eng.card(1)["principal_fen"] == 10**6 - 50 * 16 * 10
+    eng.close()

@@ -1,0 +1,71 @@
+"""The C structs and their numpy views see the same bytes."""
+
+import numpy as np
+
+from core import _fastpath
+from core.records import CARD, JOURNAL, OP, RESULT, CardStatus, OpType, Result
+
+
+def test_sizes_are_the_documented_ones():
+    assert (CARD.itemsize, OP.itemsize, JOURNAL.itemsize, RESULT.itemsize) == (160, 64, 288, 16)
+
+
+def test_every_field_is_covered_without_overlap():
+    for dt in (CARD, OP, JOURNAL, RESULT):
+        spans = sorted((off, off + f.itemsize) for f, off, *_ in dt.fields.values())
+        assert spans[0][0] == 0 and spans[-1][1] == dt.itemsize
+        for (_, end), (start, _) in zip(spans, spans[1:]):
+            assert end == start, f"{dt}: gap or overlap at {end}"
+
+
+def test_fast_path_writes_what_numpy_reads(tmp_path):
+    """A record written by Cython reads back field by field through the numpy view."""
+    from core import Engine, RulesConfig
+    rules = RulesConfig().compile()
+    cards = np.zeros(4, dtype=CARD)
+    cards[0]["card_no"] = 77
+    cards[0]["status"] = CardStatus.ACTIVE
+    cards[0]["principal_fen"] = 1_000
+    cards[0]["bonus_fen"] = 500
+    cards[0]["last_seq"] = 9
+    index = _fastpath.KeyMap(16)
+    index.insert(0, 77, 0)
+    ops = np.zeros(1, dtype=OP)
+    ops[0]["client_hi"], ops[0]["client_lo"] = 0x0102030405060708, 0x1112131415161718
+    ops[0]["card_no"], ops[0]["amount_fen"], ops[0]["op_type"] = 77, 1_234, OpType.SWIPE
+    ops[0]["store_id"], ops[0]["terminal_id"], ops[0]["operator_id"] = 3, 4, 5
+    ops[0]["category"] = 6
+    recs = np.zeros(1, dtype=JOURNAL)
+    res = np.zeros(1, dtype=RESULT)
+    n = _fastpath.Batcher(8).apply_batch(ops, cards, index, _fastpath.KeyMap(16), rules,
+                                         1_700_000_000, 42, recs, res)
+    assert n == 1
+    r = recs[0]
+    assert (int(r["seq"]), int(r["prev_seq"]), int(r["card_no"])) == (42, 9, 77)
+    assert (int(r["client_hi"]), int(r["client_lo"])) == (0x0102030405060708, 0x1112131415161718)
+    assert (int(r["store_id"]), int(r["terminal_id"]), int(r["operator_id"]), int(r["category"])) == (3, 4, 5, 6)
+    assert int(r["payable_fen"]) == 1_234 and int(r["principal_delta_fen"]) == -1_000
+    assert int(r["bonus_delta_fen"]) == -234 and int(r["points_delta"]) == 12
+    assert int(r["after"]["principal_fen"]) == 0 and int(r["after"]["bonus_fen"]) == 266
+    assert int(r["after"]["last_seq"]) == 42 and int(r["time_s"]) == 1_700_000_000
+    assert (int(res[0]["code"]), int(res[0]["seq"]), int(res[0]["rec_index"])) == (Result.OK, 42, 0)
+    # The committed table was only read.
+    assert int(cards[0]["principal_fen"]) == 1_000
+    assert Engine  # the public face imports
+
+
+def test_raw_bytes_match_the_c_layout():
+    """Bytes placed at a field's C offset are what numpy reads for that field."""
+    layout = dict((name, fields) for name, (_, fields) in _fastpath.layout().items())
+    for struct, dt in (("Card", CARD), ("Op", OP), ("JournalRec", JOURNAL)):
+        for name, kind, offset, size in layout[struct]:
+            if kind not in ("u", "i"):
+                continue
+            buf = bytearray(dt.itemsize)
+            buf[offset:offset + size] = (1).to_bytes(size, "little")
+            row = np.frombuffer(bytes(buf), dtype=dt)[0]
+            assert int(row[name]) == 1, f"{struct}.{name}"
+
+
+def test_enums_are_exposed_once():
+    assert int(Result.OK) == 1 and int(OpType.SWIPE) == 1 and int(CardStatus.ACTIVE) == 1
