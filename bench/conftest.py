@@ -1,0 +1,1 @@
+# pytest-benchmark cases: run with `python3 -m pytest bench --benchmark-enable`.
