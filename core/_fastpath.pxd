@@ -133,15 +133,21 @@ cdef packed struct OpResult:
     uint16_t _reserved
 
 
+# One slot of a KeyMap: key and value side by side, so a probe costs one cache miss.
+cdef struct Entry:
+    uint64_t hi
+    uint64_t lo
+    int64_t val
+
+
 cdef class KeyMap:
-    cdef uint64_t *hi
-    cdef uint64_t *lo
-    cdef int64_t *val
+    cdef Entry *e
     cdef size_t cap
     cdef size_t size
     cdef int _alloc(self, size_t cap) except -1
     cdef int64_t get(self, uint64_t hi, uint64_t lo) noexcept nogil
-    cdef int put(self, uint64_t hi, uint64_t lo, int64_t v) except -1 nogil
+    cdef void prefetch(self, uint64_t hi, uint64_t lo) noexcept nogil
+    cdef int put(self, uint64_t hi, uint64_t lo, int64_t v, bint overwrite) except -1 nogil
     cdef int _grow(self) except -1 nogil
     cdef void clear(self) noexcept nogil
 
@@ -162,4 +168,4 @@ cdef class Batcher:
     cdef Py_ssize_t _run(self, const Op *ops, Py_ssize_t n, const Card *cards,
                          Py_ssize_t n_cards, KeyMap card_index, KeyMap id_index,
                          const RulesC *R, int64_t now_s, uint64_t first_seq,
-                         JournalRec *recs, OpResult *res) noexcept nogil
+                         JournalRec *recs, OpResult *res, int64_t *slots) noexcept nogil

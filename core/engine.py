@@ -282,8 +282,9 @@ class Engine:
         # committed rows they may read.
         self._cards, self._dirty = grown, dirty
 
-    def _publish(self, recs: np.ndarray) -> None:
-        """Make durable records visible: card table, card index, id index."""
+    def _publish(self, recs: np.ndarray, slots: np.ndarray | None = None) -> None:
+        """Make durable records visible: card table, card index, id index. slots are
+        the table slots apply_batch found for the records (hot batches only)."""
         n = len(recs)
         if n == 0:
             return
@@ -294,7 +295,8 @@ class Engine:
         if len(card_recs):
             self._n_cards = _fastpath.publish(card_recs, len(card_recs), self._cards,
                                               self._card_index, self._id_index, self._n_cards,
-                                              self._dirty, CHUNK_SHIFT)
+                                              self._dirty, CHUNK_SHIFT,
+                                              slots if card_recs is recs else None)
         if len(card_recs) != n:
             # Records without a card (rules changes) still claim their client id.
             for rec in recs[recs["card_no"] == 0]:
@@ -580,13 +582,15 @@ class Engine:
         results = np.empty(n, dtype=RESULT)
         recs = np.empty(n, dtype=JOURNAL)
         now = self.clock()
+        slots = np.empty(n, dtype=np.int64)
         n_recs = self._batcher.apply_batch(ops, self._cards, self._card_index, self._id_index,
-                                           self._rules, now, self._last_seq + 1, recs, results)
+                                           self._rules, now, self._last_seq + 1, recs, results,
+                                           slots)
         recs = recs[:n_recs]
         commit_s = self._commit(recs) if n_recs else 0.0
         if n_recs:
             self._last_seq = int(recs[-1]["seq"])
-            self._publish(recs)
+            self._publish(recs, slots)
         self._commits += 1
         k = 0
         for it in items:
