@@ -714,13 +714,14 @@ cdef class Batcher:
 
 def publish(cnp.ndarray recs, Py_ssize_t n_recs, cnp.ndarray cards, KeyMap card_index,
             KeyMap id_index, Py_ssize_t n_cards, cnp.ndarray dirty_chunks, int chunk_shift,
-            cnp.ndarray slots=None):
-    """Copy durable records into the card table and the id index; return n_cards after.
+            cnp.ndarray slots=None):  # id_index and dirty_chunks may be None
+    """Copy records' after-images into a card table; return n_cards after.
 
-    Called only after the records' commit is durable, with the GIL held so that readers
-    never see a half-copied card. slots (from apply_batch) saves the index probe; a
-    record of an unknown card (ISSUE) takes the next free slot, and the caller
-    guarantees the table has room.
+    Runs with the GIL held so that readers never see a half-copied card. slots (from
+    apply_batch) saves the index probe; a record of an unknown card (ISSUE) takes the
+    next free slot, and the caller guarantees the table has room. id_index, when given,
+    learns each record's client id (first record of an op wins); dirty_chunks, when
+    given, marks the chunks that the next checkpoint must write.
     """
     cdef JournalRec *rec_p = <JournalRec *> _data(recs, sizeof(JournalRec), "recs")
     cdef Card *card_p = <Card *> _data(cards, sizeof(Card), "cards")
@@ -729,16 +730,21 @@ def publish(cnp.ndarray recs, Py_ssize_t n_recs, cnp.ndarray cards, KeyMap card_
     cdef int64_t *slot_p = NULL
     if n_recs > recs.shape[0]:
         raise ValueError("n_recs exceeds the record array")
-    if dirty_chunks.dtype != np.uint8 or dirty_chunks.shape[0] < ((cap - 1) >> chunk_shift) + 1:
+    if dirty_chunks is not None and (dirty_chunks.dtype != np.uint8
+                                     or dirty_chunks.shape[0] < ((cap - 1) >> chunk_shift) + 1):
         raise ValueError("dirty_chunks must be uint8 covering every chunk of the table")
     if slots is not None:
         if slots.dtype != np.int64 or slots.shape[0] < n_recs:
             raise ValueError("slots must be int64 with one per record")
         slot_p = <int64_t *> _data(slots, 8, "slots")
-    cdef uint8_t *dirty = <uint8_t *> _data(dirty_chunks, 1, "dirty_chunks")
+    cdef uint8_t *dirty = NULL
+    if dirty_chunks is not None:
+        dirty = <uint8_t *> _data(dirty_chunks, 1, "dirty_chunks")
     for i in range(n_recs):
         if i + PREFETCH_AHEAD < n_recs:
-            id_index.prefetch(rec_p[i + PREFETCH_AHEAD].client_hi, rec_p[i + PREFETCH_AHEAD].client_lo)
+            if id_index is not None:
+                id_index.prefetch(rec_p[i + PREFETCH_AHEAD].client_hi,
+                                  rec_p[i + PREFETCH_AHEAD].client_lo)
             if slot_p != NULL and 0 <= slot_p[i + PREFETCH_AHEAD] < cap:
                 __builtin_prefetch(&card_p[slot_p[i + PREFETCH_AHEAD]])
                 __builtin_prefetch(<char *> &card_p[slot_p[i + PREFETCH_AHEAD]] + 64)
@@ -754,8 +760,10 @@ def publish(cnp.ndarray recs, Py_ssize_t n_recs, cnp.ndarray cards, KeyMap card_
             n_cards += 1
             card_index.put(0, rec_p[i].card_no, slot, True)
         memcpy(&card_p[slot], &rec_p[i].after, sizeof(Card))
-        dirty[slot >> chunk_shift] = 1
+        if dirty != NULL:
+            dirty[slot >> chunk_shift] = 1
         # The first record of an op claims the client id; a later record of the same
         # op (a multi-card op) keeps pointing at the first.
-        id_index.put(rec_p[i].client_hi, rec_p[i].client_lo, <int64_t> rec_p[i].seq, False)
+        if id_index is not None:
+            id_index.put(rec_p[i].client_hi, rec_p[i].client_lo, <int64_t> rec_p[i].seq, False)
     return n_cards

@@ -19,6 +19,7 @@ from __future__ import annotations
 import collections
 import json
 import logging
+import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -181,6 +182,21 @@ class _Cold:
     extra: dict = field(default_factory=dict)
 
 
+@dataclass
+class _Job:
+    items: list[_Hot]
+    ops: np.ndarray
+    recs: np.ndarray
+    slots: np.ndarray
+    results: np.ndarray
+    t0: float
+
+
+# Batches applied but not yet committed. Two let the next batch be applied while the
+# previous one is in fsync; more would only add latency.
+PIPELINE_DEPTH = 2
+
+
 class _Rejected(Exception):
     def __init__(self, code: Result, detail: str) -> None:
         super().__init__(detail)
@@ -215,8 +231,14 @@ class Engine:
         self._closed = False
         self._commits = 0
         self._last_batch_ops = 0
+        self._poisoned: BaseException | None = None
+        self._pipe: queue.Queue = queue.Queue()
+        self._pipe_slots = threading.Semaphore(PIPELINE_DEPTH)
         self._recover(rules)
-        self._writer = threading.Thread(target=self._run, name="mms-writer", daemon=True)
+        self._committer = threading.Thread(target=self._commit_loop, name="mms-committer",
+                                           daemon=True)
+        self._writer = threading.Thread(target=self._run, name="mms-applier", daemon=True)
+        self._committer.start()
         self._writer.start()
 
     # --- recovery ---------------------------------------------------------------------
@@ -247,11 +269,14 @@ class Engine:
             self._since_checkpoint = 0
             self._checkpoint_seq = checkpoint_seq
             last = checkpoint_seq
+            self._work = None
             for block in self.store.journal_blocks(txn, checkpoint_seq):
                 block = block.copy()
-                self._publish(block)
+                self._publish_committed(block, None, claim_ids=True)
                 last = int(block[-1]["seq"])
             self._last_seq = max(last, self.store.last_seq(txn))
+            self._next_seq = self._last_seq + 1
+            self._work = self._cards.copy()
         if raw_rules is not None:
             self._rules_config = RulesConfig.from_json(raw_rules)
         else:
@@ -266,6 +291,11 @@ class Engine:
             log.info("recovered %d records after checkpoint %d", self._since_checkpoint, checkpoint_seq)
 
     # --- publishing -------------------------------------------------------------------
+    #
+    # Two card tables: `_work` is what the next batch is applied against (it already
+    # holds the batches that are still committing), `_cards` only what is durable; the
+    # readers see `_cards`. A batch's after-images go into `_work` right after apply and
+    # into `_cards` right after its commit.
 
     def _ensure_capacity(self, n_more: int) -> None:
         need = self._n_cards + n_more
@@ -274,38 +304,53 @@ class Engine:
             return
         while cap < need:
             cap *= 2
-        grown = np.zeros(cap, dtype=CARD)
-        grown[: self._n_cards] = self._cards[: self._n_cards]
+
+        def grown(table: np.ndarray) -> np.ndarray:
+            bigger = np.zeros(cap, dtype=CARD)
+            bigger[: self._n_cards] = table[: self._n_cards]
+            return bigger
+
         dirty = np.zeros((cap >> CHUNK_SHIFT) + 1, dtype=np.uint8)
         dirty[: len(self._dirty)] = self._dirty
         # Readers hold a reference to whichever array they started with; both hold the
         # committed rows they may read.
-        self._cards, self._dirty = grown, dirty
+        self._cards, self._dirty = grown(self._cards), dirty
+        if self._work is not None:
+            self._work = grown(self._work)
 
-    def _publish(self, recs: np.ndarray, slots: np.ndarray | None = None) -> None:
-        """Make durable records visible: card table, card index, id index. slots are
-        the table slots apply_batch found for the records (hot batches only)."""
+    def _publish_committed(self, recs: np.ndarray, slots: np.ndarray | None,
+                           claim_ids: bool) -> None:
+        """Make durable records visible to readers and to the next checkpoint."""
         n = len(recs)
         if n == 0:
             return
-        new_cards = int(np.count_nonzero(recs["op_type"] == OpType.ISSUE))
-        if new_cards:
-            self._ensure_capacity(new_cards)
-        card_recs = recs if not np.any(recs["card_no"] == 0) else recs[recs["card_no"] != 0]
+        if np.any(recs["op_type"] == OpType.ISSUE):
+            self._ensure_capacity(int(np.count_nonzero(recs["op_type"] == OpType.ISSUE)))
+        has_card = recs["card_no"] != 0
+        card_recs = recs if has_card.all() else recs[has_card]
         if len(card_recs):
-            self._n_cards = _fastpath.publish(card_recs, len(card_recs), self._cards,
-                                              self._card_index, self._id_index, self._n_cards,
-                                              self._dirty, CHUNK_SHIFT,
-                                              slots if card_recs is recs else None)
-        if len(card_recs) != n:
+            self._n_cards = _fastpath.publish(
+                card_recs, len(card_recs), self._cards, self._card_index,
+                self._id_index if claim_ids else None, self._n_cards, self._dirty,
+                CHUNK_SHIFT, slots if card_recs is recs else None)
+        if claim_ids:
             # Records without a card (rules changes) still claim their client id.
-            for rec in recs[recs["card_no"] == 0]:
+            for rec in recs[~has_card]:
                 if self._id_index.lookup(int(rec["client_hi"]), int(rec["client_lo"])) < 0:
-                    self._id_index.insert(int(rec["client_hi"]), int(rec["client_lo"]), int(rec["seq"]))
+                    self._id_index.insert(int(rec["client_hi"]), int(rec["client_lo"]),
+                                          int(rec["seq"]))
         ids = np.empty(n, dtype=IDS_DTYPE)
         ids["hi"], ids["lo"], ids["seq"] = recs["client_hi"], recs["client_lo"], recs["seq"]
         self._pending_ids.append(ids)
         self._since_checkpoint += n
+        self._last_seq = int(recs[-1]["seq"])
+
+    def _publish_work(self, recs: np.ndarray, slots: np.ndarray | None, claim_ids: bool) -> None:
+        card_recs = recs[recs["card_no"] != 0]
+        if len(card_recs):
+            _fastpath.publish(card_recs, len(card_recs), self._work, self._card_index,
+                              self._id_index if claim_ids else None, self._n_cards, None,
+                              CHUNK_SHIFT, slots if len(card_recs) == len(recs) else None)
 
     # --- submission -------------------------------------------------------------------
 
@@ -509,6 +554,13 @@ class Engine:
                 "checkpoint_seq": self._checkpoint_seq, "rules_version": self._rules.version}
 
     # --- the writer -------------------------------------------------------------------
+    #
+    # Two threads. The applier takes a batch, applies it against `_work` and hands it
+    # to the committer; while the committer waits for the fsync, the applier already
+    # applies the next batch (the Cython loop and LMDB's commit both run without the
+    # GIL). Futures resolve in the committer, after their own commit. Cold (admin) ops
+    # run in the applier once the pipeline is empty. If a commit fails, that batch and
+    # every batch applied after it fail, and the applier reloads the durable state.
 
     def _take(self) -> list | None:
         with self._cond:
@@ -534,26 +586,47 @@ class Engine:
             self._queued_ops -= n
             return items
 
+    def _drain(self) -> None:
+        """Wait until every applied batch has been committed (or failed)."""
+        self._pipe.join()
+
     def _run(self) -> None:
         while True:
+            # A free pipeline slot first, then the batch: ops that arrive while the
+            # committer is busy make the batch fuller instead of waiting behind it.
+            self._pipe_slots.acquire()
             items = self._take()
             if items is None:
+                self._pipe_slots.release()
                 break
+            if self._poisoned is not None:
+                self._drain()
+                self._reload()
             try:
                 if isinstance(items[0], _Cold):
+                    self._pipe_slots.release()
+                    self._drain()
                     self._run_cold(items[0])
+                    self._maybe_checkpoint()
                 else:
-                    self._run_hot(items)
-                self._maybe_checkpoint()
+                    self._apply_hot(items)
             except BaseException as exc:  # the writer must outlive any one batch
                 log.exception("batch failed")
                 for it in items:
                     if not it.future.done():
                         it.future.set_exception(exc)
-        try:
-            self._checkpoint()
-        except Exception:
-            log.exception("final checkpoint failed")
+        self._pipe.put(None)
+        self._committer.join()
+        if self._poisoned is None:
+            try:
+                self._checkpoint()
+            except Exception:
+                log.exception("final checkpoint failed")
+
+    def _reload(self) -> None:
+        log.warning("reloading durable state after a failed commit: %r", self._poisoned)
+        self._recover(None)
+        self._poisoned = None
 
     def _commit(self, recs: np.ndarray, extra: Callable[[lmdb.Transaction], None] | None = None,
                 events: dict | None = None) -> float:
@@ -574,31 +647,70 @@ class Engine:
                 size = self.store.grow()
                 log.warning("LMDB map full; grown to %d bytes", size)
 
-    def _run_hot(self, items: list[_Hot]) -> None:
+    def _apply_hot(self, items: list[_Hot]) -> None:
         t0 = time.perf_counter()
         ops = items[0].ops if len(items) == 1 else np.concatenate([it.ops for it in items])
         n = len(ops)
         self._last_batch_ops = n
         results = np.empty(n, dtype=RESULT)
         recs = np.empty(n, dtype=JOURNAL)
-        now = self.clock()
         slots = np.empty(n, dtype=np.int64)
-        n_recs = self._batcher.apply_batch(ops, self._cards, self._card_index, self._id_index,
-                                           self._rules, now, self._last_seq + 1, recs, results,
-                                           slots)
-        recs = recs[:n_recs]
-        commit_s = self._commit(recs) if n_recs else 0.0
-        if n_recs:
-            self._last_seq = int(recs[-1]["seq"])
-            self._publish(recs, slots)
+        try:
+            n_recs = self._batcher.apply_batch(ops, self._work, self._card_index, self._id_index,
+                                               self._rules, self.clock(), self._next_seq, recs,
+                                               results, slots)
+            recs = recs[:n_recs]
+            if n_recs:
+                self._publish_work(recs, slots, claim_ids=True)
+                self._next_seq += n_recs
+        except BaseException as exc:
+            # `_work` may hold part of this batch: start again from the durable state.
+            self._poisoned = exc
+            self._pipe_slots.release()
+            raise
+        self._pipe.put(_Job(items, ops, recs, slots, results, t0))
+
+    def _commit_loop(self) -> None:
+        while True:
+            job = self._pipe.get()
+            try:
+                if job is None:
+                    return
+                self._commit_hot(job)
+            finally:
+                self._pipe.task_done()
+                if job is not None:
+                    self._pipe_slots.release()
+
+    def _commit_hot(self, job: _Job) -> None:
+        if self._poisoned is not None:
+            for it in job.items:
+                it.future.set_exception(self._poisoned)
+            return
+        commit_s = 0.0
+        try:
+            if len(job.recs):
+                commit_s = self._commit(job.recs)
+        except BaseException as exc:
+            log.exception("commit failed; the batches applied after it fail too")
+            self._poisoned = exc
+            for it in job.items:
+                it.future.set_exception(exc)
+            return
+        if len(job.recs):
+            self._publish_committed(job.recs, job.slots, claim_ids=False)
         self._commits += 1
         k = 0
-        for it in items:
+        for it in job.items:
             m = len(it.ops)
-            it.future.set_result(BatchResult(self, results[k:k + m], recs))
+            it.future.set_result(BatchResult(self, job.results[k:k + m], job.recs))
             k += m
-        self._observe(n, n_recs, len(items), commit_s, time.perf_counter() - t0,
-                      results["code"], ops["op_type"])
+        self._observe(len(job.ops), len(job.recs), len(job.items), commit_s,
+                      time.perf_counter() - job.t0, job.results["code"], job.ops["op_type"])
+        try:
+            self._maybe_checkpoint()
+        except Exception:
+            log.exception("checkpoint failed; the journal still holds everything")
 
     def _run_cold(self, item: _Cold) -> None:
         t0 = time.perf_counter()
@@ -608,7 +720,7 @@ class Engine:
             return
         now = self.clock()
         try:
-            recs, detail, hooks = item.build(self._last_seq + 1, now)
+            recs, detail, hooks = item.build(self._next_seq, now)
         except _Rejected as rej:
             item.future.set_result(AdminResult(rej.code, False, 0, rej.detail))
             self._observe(1, 0, 1, 0.0, time.perf_counter() - t0,
@@ -617,8 +729,9 @@ class Engine:
         recs["client_hi"], recs["client_lo"] = item.client
         extra, after_commit = hooks if hooks else (None, None)
         commit_s = self._commit(recs, extra, detail)
-        self._last_seq = int(recs[-1]["seq"])
-        self._publish(recs)
+        self._next_seq = int(recs[-1]["seq"]) + 1
+        self._publish_committed(recs, None, claim_ids=True)
+        self._publish_work(recs, None, claim_ids=False)
         if after_commit is not None:
             after_commit()
         self._commits += 1

@@ -71,12 +71,14 @@ def test_balances_and_journal_agree_after_restart(tmp_path, clock):
         eng.submit(ops_for(rng.choice(cards, 100), rng.integers(1, 3_000, 100), ns=50 + k)).result()
     before = {c: eng.card(c) for c in cards}
     last = eng.stats()["last_seq"]
-    # Simulate a crash: the writer stops without its closing checkpoint.
-    eng._closing = True
-    with eng._cond:
-        eng._cond.notify_all()
-    eng._writer.join()
-    eng.store.close()
+    # Stop as a crash would: a poisoned engine skips its closing checkpoint, so the
+    # reopen must replay the journal after the last periodic checkpoint.
+    eng._poisoned = RuntimeError("simulated crash")
+    eng.close()
+    with Engine(str(tmp_path), config=EngineConfig(**cfg), clock=clock) as probe:
+        # The periodic checkpoints (every 50 records) left a tail to replay.
+        assert probe.stats()["checkpoint_seq"] < last
+
     again = Engine(str(tmp_path), config=EngineConfig(**cfg), clock=clock)
     assert again.stats()["last_seq"] == last
     assert {c: again.card(c) for c in cards} == before
