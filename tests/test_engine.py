@@ -208,3 +208,32 @@ def test_close_drains_accepted_ops(tmp_path, clock):
     eng = Engine(str(tmp_path), clock=clock)
     assert eng.card(1)["principal_fen"] == 10**6 - 50 * 16 * 10
     eng.close()
+
+
+def test_failed_commit_fails_its_batch_and_leaves_no_trace(tmp_path, clock, monkeypatch):
+    eng = Engine(str(tmp_path), config=EngineConfig(batch_max=8), clock=clock)
+    eng.issue_cards([1], os.urandom(16)).result()
+    eng.recharge(1, 10_000, os.urandom(16)).result()
+    real = eng.store.put_journal
+    calls = {"n": 0}
+
+    def failing(txn, recs):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise OSError("disk on fire")
+        return real(txn, recs)
+
+    monkeypatch.setattr(eng.store, "put_journal", failing)
+    bad = eng.swipe(1, 1_000, b"x" * 16)
+    with pytest.raises(OSError):
+        bad.result()
+    assert eng.card(1)["principal_fen"] == 10_000
+    # The same client id was never applied, so a retry applies it now, once.
+    retry = eng.swipe(1, 1_000, b"x" * 16).result()
+    assert retry.codes[0] == Result.OK and retry.replayed[0] == 0
+    assert eng.card(1)["principal_fen"] == 9_000
+    eng.close()
+    eng = Engine(str(tmp_path), clock=clock)
+    assert eng.card(1)["principal_fen"] == 9_000
+    assert len(eng.journal(1, 100)) == 3
+    eng.close()
