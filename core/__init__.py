@@ -2,6 +2,8 @@
 and the record views in core.records."""
 
 from core.engine import (
+    AdminContext,
+    AdminRejected,
     AdminResult,
     BatchResult,
     CommitInfo,
@@ -14,6 +16,6 @@ from core.engine import (
 from core.rules import BonusTier, LevelRule, RulesConfig, RulesError
 
 __all__ = [
-    "AdminResult", "BatchResult", "BonusTier", "CommitInfo", "Engine", "EngineClosed",
+    "AdminContext", "AdminRejected", "AdminResult", "BatchResult", "BonusTier", "CommitInfo", "Engine", "EngineClosed",
     "EngineConfig", "LevelRule", "Overloaded", "RulesConfig", "RulesError", "system_clock",
 ]

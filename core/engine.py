@@ -23,6 +23,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
+from typing import NoReturn
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
@@ -165,6 +166,7 @@ class AdminResult:
     replayed: bool = False
     seq: int = 0
     detail: str = ""
+    value: object = None
 
 
 @dataclass
@@ -176,10 +178,120 @@ class _Hot:
 @dataclass
 class _Cold:
     client: tuple[int, int]
-    build: Callable[[int, int], tuple[np.ndarray, dict | None, Callable[[lmdb.Transaction], None] | None]]
+    build: Callable[[AdminContext], object]
     future: Future
     op_type: int
-    extra: dict = field(default_factory=dict)
+    operator_id: int = 0
+    store_id: int = 0
+
+
+class AdminRejected(Exception):
+    """Raised by AdminContext.reject: the op changes nothing and answers with code."""
+
+    def __init__(self, code: Result, detail: str) -> None:
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail
+
+
+class AdminContext:
+    """What an admin op's build function sees and does. It runs in the writer, inside
+    the write transaction, with no hot batch in flight: what it reads is current and
+    nothing changes under it."""
+
+    def __init__(self, engine: Engine, txn: lmdb.Transaction, item: _Cold, now: int) -> None:
+        self._engine = engine
+        self.txn = txn
+        self.now = now
+        self.operator_id = item.operator_id
+        self.store_id = item.store_id
+        self.client = item.client
+        self.op_type = item.op_type
+        self.rules = engine._rules
+        self.rules_config = engine._rules_config
+        self.detail: dict | None = None
+        self._records: list[np.ndarray] = []
+        self._n = 0
+        self._cards: dict[int, np.void] = {}
+        self._after: list[Callable[[], None]] = []
+        self._opened: list[str] = []
+
+    def reject(self, code: Result, detail: str) -> NoReturn:
+        raise AdminRejected(code, detail)
+
+    def db(self, name: str):
+        if name not in self._engine.store.db:
+            # A handle opened in a transaction that aborts is closed with it: forget it then.
+            self._opened.append(name)
+        return self._engine.store.named_db(name, self.txn)
+
+    def get(self, db: str, key: bytes) -> bytes | None:
+        return self.txn.get(key, db=self.db(db))
+
+    def put(self, db: str, key: bytes, value: bytes) -> None:
+        self.txn.put(key, value, db=self.db(db))
+
+    def delete(self, db: str, key: bytes) -> None:
+        self.txn.delete(key, db=self.db(db))
+
+    def after_commit(self, fn: Callable[[], None]) -> None:
+        """fn runs after the commit is durable (to update in-memory state)."""
+        self._after.append(fn)
+
+    def card(self, card_no: int) -> np.void | None:
+        """A copy of the card as this op has left it so far (or as committed)."""
+        if card_no in self._cards:
+            return self._cards[card_no].copy()
+        slot = self._engine._card_index.lookup(0, int(card_no))
+        if slot < 0:
+            return None
+        return self._engine._cards[slot].copy()
+
+    def emit(self, op_type: int, card: np.void | None, **fields: int) -> int:
+        """Journal one record: card is the card's after-image (None for ops without a
+        card). fields set the record's other columns (amount_fen, points_delta, ...)."""
+        rec = np.zeros(1, dtype=JOURNAL)
+        seq = self._engine._next_seq + self._n
+        rec["seq"], rec["time_s"], rec["op_type"], rec["result"] = seq, self.now, op_type, Result.OK
+        rec["client_hi"], rec["client_lo"] = self.client
+        rec["rules_version"] = self.rules.version
+        rec["store_id"], rec["operator_id"] = self.store_id, self.operator_id
+        for name, value in fields.items():
+            rec[name] = value
+        if card is not None:
+            before = self.card(int(card["card_no"]))
+            rec["card_no"] = card["card_no"]
+            rec["after"] = card
+            rec["prev_seq"] = before["last_seq"] if before is not None else 0
+            rec["level_before"] = before["level"] if before is not None else card["level"]
+            rec["after"]["last_seq"] = seq
+            self._cards[int(card["card_no"])] = rec[0]["after"].copy()
+        self._records.append(rec)
+        self._n += 1
+        return seq
+
+    def emit_cards(self, op_type: int, cards: np.ndarray) -> int:
+        """Journal one record per new card at once (bulk issue); returns the first seq."""
+        n = len(cards)
+        first = self._engine._next_seq + self._n
+        recs = np.zeros(n, dtype=JOURNAL)
+        recs["seq"] = np.arange(first, first + n, dtype=np.uint64)
+        recs["time_s"], recs["op_type"], recs["result"] = self.now, op_type, Result.OK
+        recs["client_hi"], recs["client_lo"] = self.client
+        recs["rules_version"] = self.rules.version
+        recs["store_id"], recs["operator_id"] = self.store_id, self.operator_id
+        recs["card_no"] = cards["card_no"]
+        recs["level_before"] = cards["level"]
+        recs["after"] = cards
+        recs["after"]["last_seq"] = recs["seq"]
+        self._records.append(recs)
+        self._n += n
+        return first
+
+    def _journal(self) -> np.ndarray:
+        if not self._records:
+            self.emit(self.op_type, None)
+        return self._records[0] if len(self._records) == 1 else np.concatenate(self._records)
 
 
 @dataclass
@@ -192,16 +304,11 @@ class _Job:
     t0: float
 
 
+_OP_TYPES = {int(t) for t in OpType}
+
 # Batches applied but not yet committed. Two let the next batch be applied while the
 # previous one is in fsync; more would only add latency.
 PIPELINE_DEPTH = 2
-
-
-class _Rejected(Exception):
-    def __init__(self, code: Result, detail: str) -> None:
-        super().__init__(detail)
-        self.code = code
-        self.detail = detail
 
 
 # Status changes an operator may make; cancelled is final (issue 4 adds replacement).
@@ -392,7 +499,17 @@ class Engine:
         return self._single(OpType.RECHARGE, card_no, amount_fen, client_id, store_id,
                             terminal_id, operator_id, 0, 0)
 
-    def _submit_cold(self, item: _Cold) -> Future:
+    # --- admin ops --------------------------------------------------------------------
+
+    def admin(self, client_id: bytes, op_type: int, build: Callable[[AdminContext], object],
+              *, operator_id: int = 0, store_id: int = 0) -> Future:
+        """Run an admin op through the writer: build(ctx) checks and changes state inside
+        the writer's write transaction; its journal records, database writes and audit
+        event commit together, or (ctx.reject / any exception) nothing does. Idempotent
+        by client id: a repeat returns the first op's result value. Returns
+        Future[AdminResult]."""
+        item = _Cold(split_client_id(client_id), build, Future(), int(op_type),
+                     int(operator_id), int(store_id))
         with self._cond:
             if self._closing:
                 raise EngineClosed("the engine is closed")
@@ -400,26 +517,10 @@ class Engine:
             self._cond.notify()
         return item.future
 
-    # --- admin ops --------------------------------------------------------------------
-
-    def _admin_record(self, seq: int, now: int, client: tuple[int, int], op_type: int,
-                      card: np.void | None) -> np.ndarray:
-        rec = np.zeros(1, dtype=JOURNAL)
-        rec["seq"], rec["time_s"], rec["op_type"], rec["result"] = seq, now, op_type, Result.OK
-        rec["client_hi"], rec["client_lo"] = client
-        rec["rules_version"] = self._rules.version
-        if card is not None:
-            rec["after"] = card
-            rec["card_no"] = card["card_no"]
-            rec["prev_seq"] = card["last_seq"]
-            rec["after"]["last_seq"] = seq
-            rec["level_before"] = card["level"]
-        return rec
-
     def issue_cards(self, card_nos: Sequence[int] | np.ndarray, client_id: bytes, *,
                     type_id: int = 1, level: int = 0,
                     member_ids: Sequence[int] | np.ndarray | None = None,
-                    expires_at_s: int = 0) -> Future:
+                    expires_at_s: int = 0, operator_id: int = 0, store_id: int = 0) -> Future:
         nos = np.asarray(card_nos, dtype=np.uint64)
         if nos.ndim != 1 or not 1 <= len(nos) <= self.config.issue_max_cards:
             raise ValueError(f"issue 1..{self.config.issue_max_cards} cards at a time")
@@ -430,78 +531,72 @@ class Engine:
         if not 0 <= level < 255 or not 0 <= type_id < 65_536 or expires_at_s < 0:
             raise ValueError("level 0..254, type_id 0..65535, expires_at_s >= 0")
 
-        def build(first_seq: int, now: int):
+        def build(ctx: AdminContext):
             if np.any(nos == 0):
-                raise _Rejected(Result.CARD_NO_INVALID, "card number 0 is not valid")
+                ctx.reject(Result.CARD_NO_INVALID, "card number 0 is not valid")
             if len(np.unique(nos)) != len(nos):
-                raise _Rejected(Result.CARD_EXISTS, "the same card number twice in one issue")
+                ctx.reject(Result.CARD_EXISTS, "the same card number twice in one issue")
             for no in nos.tolist():
-                if self._card_index.lookup(0, no) >= 0:
-                    raise _Rejected(Result.CARD_EXISTS, f"card {no} exists")
-            if level >= self._rules.n_levels:
-                raise _Rejected(Result.OP_TYPE_INVALID, f"level {level} is not configured")
-            n = len(nos)
-            recs = np.zeros(n, dtype=JOURNAL)
-            recs["seq"] = np.arange(first_seq, first_seq + n, dtype=np.uint64)
-            recs["time_s"] = now
-            recs["op_type"] = OpType.ISSUE
-            recs["result"] = Result.OK
-            recs["rules_version"] = self._rules.version
-            recs["card_no"] = nos
-            recs["level_before"] = level
-            after = recs["after"]
+                if ctx.card(no) is not None:
+                    ctx.reject(Result.CARD_EXISTS, f"card {no} exists")
+            if level >= ctx.rules.n_levels:
+                ctx.reject(Result.OP_TYPE_INVALID, f"level {level} is not configured")
+            after = np.zeros(len(nos), dtype=CARD)
             after["card_no"] = nos
             after["member_id"] = members
             after["type_id"] = type_id
             after["level"] = level
             after["status"] = CardStatus.ACTIVE
             after["expires_at_s"] = expires_at_s
-            after["issued_at_s"] = now
-            after["last_seq"] = recs["seq"]
-            recs["after"] = after
-            return recs, None, None
+            after["issued_at_s"] = ctx.now
+            ctx.emit_cards(OpType.ISSUE, after)
+            ctx.detail = {"cards": len(nos), "first_card_no": int(nos[0]), "type_id": type_id,
+                          "level": level}
+            return {"cards": len(nos)}
 
-        return self._submit_cold(_Cold(split_client_id(client_id), build, Future(), OpType.ISSUE))
+        return self.admin(client_id, OpType.ISSUE, build, operator_id=operator_id,
+                          store_id=store_id)
 
-    def set_card_status(self, card_no: int, status: CardStatus | int, client_id: bytes) -> Future:
+    def set_card_status(self, card_no: int, status: CardStatus | int, client_id: bytes, *,
+                        operator_id: int = 0, store_id: int = 0) -> Future:
         status = CardStatus(int(status))
 
-        def build(first_seq: int, now: int):
-            slot = self._card_index.lookup(0, int(card_no))
-            if slot < 0:
-                raise _Rejected(Result.CARD_NOT_FOUND, f"card {card_no} not found")
-            card = self._cards[slot].copy()
+        def build(ctx: AdminContext):
+            card = ctx.card(int(card_no))
+            if card is None:
+                ctx.reject(Result.CARD_NOT_FOUND, f"card {card_no} not found")
             move = (CardStatus(int(card["status"])), status)
             if move not in _STATUS_MOVES:
-                raise _Rejected(Result.OP_TYPE_INVALID, f"status {move[0].name} -> {move[1].name} is not allowed")
+                ctx.reject(Result.OP_TYPE_INVALID,
+                           f"status {move[0].name} -> {move[1].name} is not allowed")
             card["status"] = status
-            rec = self._admin_record(first_seq, now, split, OpType.SET_STATUS, card)
-            return rec, {"from": move[0].name, "to": move[1].name}, None
+            ctx.emit(OpType.SET_STATUS, card)
+            ctx.detail = {"card_no": int(card_no), "before": {"status": move[0].name},
+                          "after": {"status": move[1].name}}
+            return {"from": move[0].name, "to": move[1].name}
 
-        split = split_client_id(client_id)
-        return self._submit_cold(_Cold(split, build, Future(), OpType.SET_STATUS))
+        return self.admin(client_id, OpType.SET_STATUS, build, operator_id=operator_id,
+                          store_id=store_id)
 
-    def set_rules(self, rules: RulesConfig, client_id: bytes) -> Future:
+    def set_rules(self, rules: RulesConfig, client_id: bytes, *, operator_id: int = 0) -> Future:
         rules.validate()
 
-        def build(first_seq: int, now: int):
-            version = self._rules.version + 1
+        def build(ctx: AdminContext):
+            version = ctx.rules.version + 1
             new = RulesConfig.from_dict({**rules.to_dict(), "version": version})
             compiled = new.compile()
-            rec = self._admin_record(first_seq, now, split, OpType.SET_RULES, None)
-            rec["amount_fen"] = version
+            ctx.emit(OpType.SET_RULES, None, amount_fen=version)
+            ctx.put("rules", u32(version), new.to_json())
+            ctx.put("meta", b"rules_version", u32(version))
 
-            def extra(txn: lmdb.Transaction) -> None:
-                txn.put(u32(version), new.to_json(), db=self.store.db["rules"])
-                txn.put(b"rules_version", u32(version), db=self.store.db["meta"])
-
-            def after_commit() -> None:
+            def swap() -> None:
                 self._rules_config, self._rules = new, compiled
 
-            return rec, {"version": version}, (extra, after_commit)
+            ctx.after_commit(swap)
+            ctx.detail = {"before": {"version": version - 1}, "after": {"version": version}}
+            return {"version": version}
 
-        split = split_client_id(client_id)
-        return self._submit_cold(_Cold(split, build, Future(), OpType.SET_RULES))
+        return self.admin(client_id, OpType.SET_RULES, build, operator_id=operator_id)
 
     # --- reads ------------------------------------------------------------------------
 
@@ -716,29 +811,56 @@ class Engine:
         t0 = time.perf_counter()
         prior = self._id_index.lookup(*item.client)
         if prior >= 0:
-            item.future.set_result(AdminResult(Result.OK, True, prior, "replayed"))
+            with self.store.read() as txn:
+                raw = txn.get(u64(prior), db=self.store.db["events"])
+            event = json.loads(raw) if raw else {}
+            item.future.set_result(AdminResult(Result.OK, True, prior, "replayed",
+                                               event.get("result")))
             return
         now = self.clock()
-        try:
-            recs, detail, hooks = item.build(self._next_seq, now)
-        except _Rejected as rej:
-            item.future.set_result(AdminResult(rej.code, False, 0, rej.detail))
-            self._observe(1, 0, 1, 0.0, time.perf_counter() - t0,
-                          np.array([rej.code], np.uint8), np.array([item.op_type], np.uint8))
-            return
-        recs["client_hi"], recs["client_lo"] = item.client
-        extra, after_commit = hooks if hooks else (None, None)
-        commit_s = self._commit(recs, extra, detail)
+        while True:
+            ctx = None
+            try:
+                t_commit = time.perf_counter()
+                with self.store.env.begin(write=True) as txn:
+                    ctx = AdminContext(self, txn, item, now)
+                    value = item.build(ctx)
+                    recs = ctx._journal()
+                    self.store.put_journal(txn, recs)
+                    event = {"op": OpType(item.op_type).name if item.op_type in _OP_TYPES
+                             else item.op_type, "time_s": now, "operator_id": item.operator_id,
+                             "store_id": item.store_id, "detail": ctx.detail, "result": value}
+                    txn.put(u64(int(recs[0]["seq"])), json.dumps(event, default=str).encode(),
+                            db=self.store.db["events"])
+                commit_s = time.perf_counter() - t_commit
+                break
+            except BaseException as exc:
+                if ctx is not None:
+                    for name in ctx._opened:
+                        self.store.db.pop(name, None)
+                if isinstance(exc, lmdb.MapFullError):
+                    size = self.store.grow()
+                    log.warning("LMDB map full; grown to %d bytes", size)
+                    continue
+                if isinstance(exc, AdminRejected):
+                    item.future.set_result(AdminResult(exc.code, False, 0, exc.detail))
+                    self._observe(1, 0, 1, 0.0, time.perf_counter() - t0,
+                                  np.array([exc.code], np.uint8),
+                                  np.array([item.op_type & 0xFF], np.uint8))
+                    return
+                raise
         self._next_seq = int(recs[-1]["seq"]) + 1
         self._publish_committed(recs, None, claim_ids=True)
         self._publish_work(recs, None, claim_ids=False)
-        if after_commit is not None:
-            after_commit()
+        for fn in ctx._after:
+            fn()
         self._commits += 1
         item.future.set_result(AdminResult(Result.OK, False, int(recs[0]["seq"]),
-                                           json.dumps(detail) if detail else ""))
+                                           json.dumps(ctx.detail, default=str) if ctx.detail else "",
+                                           value))
         self._observe(1, len(recs), 1, commit_s, time.perf_counter() - t0,
-                      np.array([Result.OK], np.uint8), np.array([item.op_type], np.uint8))
+                      np.array([Result.OK], np.uint8),
+                      np.array([item.op_type & 0xFF], np.uint8))
 
     def _observe(self, n_ops: int, n_recs: int, n_items: int, commit_s: float, batch_s: float,
                  codes: np.ndarray, op_types: np.ndarray) -> None:

@@ -29,7 +29,8 @@ from core.records import CARD, JOURNAL
 FORMAT_VERSION = 1
 CHUNK_SHIFT = 8
 CHUNK_CARDS = 1 << CHUNK_SHIFT
-MAX_DBS = 16
+# Named databases: the engine's own plus those admin modules open (members, chain...).
+MAX_DBS = 64
 # Readers beyond this wait in LMDB's reader table; 126 is LMDB's default and enough for
 # the server's read paths plus tools reading a live environment.
 MAX_READERS = 126
@@ -114,6 +115,15 @@ class Store:
 
     def close(self) -> None:
         self.env.close()
+
+    def named_db(self, name: str, txn: lmdb.Transaction | None = None):
+        """The handle of a named database, opened (and created) on first use; pass the
+        writer's transaction when called inside one."""
+        handle = self.db.get(name)
+        if handle is None:
+            handle = self.env.open_db(name.encode(), txn=txn)
+            self.db[name] = handle
+        return handle
 
     @contextlib.contextmanager
     def read(self) -> Iterator[lmdb.Transaction]:

@@ -237,3 +237,36 @@ def test_failed_commit_fails_its_batch_and_leaves_no_trace(tmp_path, clock, monk
     assert eng.card(1)["principal_fen"] == 9_000
     assert len(eng.journal(1, 100)) == 3
     eng.close()
+
+
+def test_admin_ops_commit_whole_or_not_at_all_and_replay_their_result(tmp_path, clock):
+    eng = Engine(str(tmp_path), clock=clock)
+    eng.issue_cards([1], os.urandom(16)).result()
+
+    def add_note(ctx):
+        card = ctx.card(1)
+        ctx.put("notes", b"k", b"v")
+        card["flags"] = 7
+        ctx.emit(OpType.SET_STATUS, card)
+        ctx.detail = {"before": {"flags": 0}, "after": {"flags": 7}}
+        return {"ok": True}
+
+    def half_then_reject(ctx):
+        ctx.put("notes", b"k2", b"v2")
+        ctx.emit(OpType.SET_STATUS, ctx.card(1))
+        ctx.reject(Result.OP_TYPE_INVALID, "changed my mind")
+
+    last = eng.stats()["last_seq"]
+    bad = eng.admin(b"b" * 16, 200, half_then_reject).result()
+    assert bad.code == Result.OP_TYPE_INVALID and eng.stats()["last_seq"] == last
+    good = eng.admin(b"a" * 16, 201, add_note, operator_id=9).result()
+    assert good.code == Result.OK and good.value == {"ok": True}
+    again = eng.admin(b"a" * 16, 201, add_note).result()
+    assert again.replayed and again.value == {"ok": True} and again.seq == good.seq
+    assert eng.card(1)["flags"] == 7
+    with eng.store.read() as txn:
+        db = eng.store.named_db("notes")
+        assert txn.get(b"k", db=db) == b"v" and txn.get(b"k2", db=db) is None
+    rec = eng.journal(good.seq, 1)[0]
+    assert int(rec["operator_id"]) == 9 and int(rec["after"]["flags"]) == 7
+    eng.close()
