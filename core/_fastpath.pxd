@@ -5,9 +5,8 @@
 from libc.stdint cimport int64_t, uint64_t, int32_t, uint32_t, uint16_t, uint8_t
 
 
-# One card's hot state: 160 bytes. Money in fen, points in points, times in unix
-# seconds. Fields marked "issue 4" are carried and journalled now so the layout does
-# not change when the domain work lands.
+# One card's hot state: 256 bytes. Money in fen, points in points, times in unix
+# seconds. Invariant: points == lot0_points + lot1_points + lot2_points + permanent_points.
 cdef packed struct Card:
     uint64_t card_no
     uint64_t member_id
@@ -33,11 +32,51 @@ cdef packed struct Card:
     uint8_t status
     uint8_t pin_failures            # issue 4
     uint8_t flags
-    uint16_t _reserved
+    uint16_t count_service          # the service a count card's uses are for
     int64_t issued_at_s
+    uint64_t pin_hash               # keyed hash of the PIN with pin_salt; 0 = no PIN
+    uint64_t pin_salt
+    int64_t lot0_points             # points earned in lot_year (they expire first)
+    int64_t lot1_points             # ... in lot_year + 1
+    int64_t lot2_points             # ... in lot_year + 2
+    int64_t permanent_points        # points that never expire
+    int64_t supp_spent_fen          # supplementary card: spent against supp_limit_fen
+    int64_t fee_paid_until_s        # annual fee paid up to
+    uint64_t replaced_by            # the card that replaced this one
+    int64_t level_period_start_s    # start of the level period the period_* counters cover
+    uint16_t lot_year
+    uint16_t _reserved1
+    uint32_t _reserved2
+    int64_t _reserved3
 
 
-# One op as the engine receives it: 64 bytes. The server turns packed request
+# One line item of a swipe: 24 bytes.
+cdef packed struct Item:
+    uint64_t sku
+    int64_t amount_fen              # the line's gross total
+    uint32_t qty
+    uint16_t category
+    uint8_t item_flags              # ITEM_NO_POINTS: group-buy or special item
+    uint8_t _reserved
+
+
+# One coupon on a card: 64 bytes. Journalled as a record of kind KIND_COUPON whose
+# after-image holds this struct.
+cdef packed struct Coupon:
+    uint64_t coupon_id
+    uint64_t card_no
+    uint32_t template_id
+    uint8_t coupon_status
+    uint8_t _reserved0
+    uint16_t _reserved1
+    int64_t valid_from_s
+    int64_t valid_to_s
+    uint64_t redeemed_seq           # the swipe that redeemed it; 0 = not redeemed
+    int64_t redeemed_fen
+    uint64_t issued_seq
+
+
+# One op as the engine receives it: 96 bytes. The server turns packed request
 # columns into an array of these without a Python loop per op.
 cdef packed struct Op:
     uint64_t client_hi              # client idempotency id, 16 bytes as two big-endian halves
@@ -50,11 +89,19 @@ cdef packed struct Op:
     uint16_t category
     uint8_t op_type
     uint8_t op_flags
+    int64_t points_offset           # swipe: points the cashier chose to redeem as cash
+    uint64_t ref_hi                 # refund: the client id of the swipe it reverses
+    uint64_t ref_lo
+    uint32_t items_off              # line items: items[items_off : items_off + items_n]
+    uint16_t items_n
+    uint8_t coupons_n               # coupons: coupon_ids[coupons_off : coupons_off + coupons_n]
+    uint8_t pin_len                 # digits entered; 0 = no PIN entered
+    uint32_t coupons_off
+    uint32_t pin                    # the PIN's digits as a number (pin_len keeps leading zeros)
     int64_t _reserved0
-    int64_t _reserved1
 
 
-# One journal record: 128 bytes of what happened plus the card's after-image. The
+# One journal record: 160 bytes of what happened plus the card's after-image. The
 # after-image makes recovery a copy (the newest record of a card is its state) and
 # lets every balance be re-derived from the journal alone.
 cdef packed struct JournalRec:
@@ -79,7 +126,12 @@ cdef packed struct JournalRec:
     uint8_t result
     uint8_t level_before
     uint8_t op_flags
-    uint16_t _reserved0
+    uint8_t kind                    # KIND_CARD: after is a Card; KIND_COUPON: a Coupon
+    uint8_t _reserved0
+    int64_t coupon_fen              # coupons' share of the discount
+    int64_t offset_fen              # cash value of the points offset
+    int64_t offset_points           # points the offset consumed
+    uint64_t ref_seq                # refund: the swipe's seq; coupon record: its swipe's seq
     int64_t _reserved1
     Card after
 

@@ -63,6 +63,12 @@ cpdef enum CardStatus:
     DORMANT = 5
 
 
+cpdef enum RecordKind:
+    KIND_CARD = 0                   # after is the card's after-image
+    KIND_COUPON = 1                 # after holds a Coupon (issue 4)
+    KIND_NONE = 2                   # no after-image (rules changes and other non-card ops)
+
+
 cpdef enum OpFlag:
     PAY_EXTERNAL = 1                # paid outside stored value: discount and points only
 
@@ -89,6 +95,10 @@ def layout():
     cdef OpResult r
     cdef Level lv
     cdef Tier t
+    cdef Item it
+    cdef Coupon cp
+    cdef char *ib = <char *> &it
+    cdef char *pb = <char *> &cp
     cdef char *cb = <char *> &c
     cdef char *ob = <char *> &o
     cdef char *jb = <char *> &j
@@ -120,8 +130,22 @@ def layout():
         _field("status", "u", <char *> &c.status - cb, sizeof(c.status)),
         _field("pin_failures", "u", <char *> &c.pin_failures - cb, sizeof(c.pin_failures)),
         _field("flags", "u", <char *> &c.flags - cb, sizeof(c.flags)),
-        _field("_reserved", "u", <char *> &c._reserved - cb, sizeof(c._reserved)),
+        _field("count_service", "u", <char *> &c.count_service - cb, sizeof(c.count_service)),
         _field("issued_at_s", "i", <char *> &c.issued_at_s - cb, sizeof(c.issued_at_s)),
+        _field("pin_hash", "u", <char *> &c.pin_hash - cb, sizeof(c.pin_hash)),
+        _field("pin_salt", "u", <char *> &c.pin_salt - cb, sizeof(c.pin_salt)),
+        _field("lot0_points", "i", <char *> &c.lot0_points - cb, sizeof(c.lot0_points)),
+        _field("lot1_points", "i", <char *> &c.lot1_points - cb, sizeof(c.lot1_points)),
+        _field("lot2_points", "i", <char *> &c.lot2_points - cb, sizeof(c.lot2_points)),
+        _field("permanent_points", "i", <char *> &c.permanent_points - cb, sizeof(c.permanent_points)),
+        _field("supp_spent_fen", "i", <char *> &c.supp_spent_fen - cb, sizeof(c.supp_spent_fen)),
+        _field("fee_paid_until_s", "i", <char *> &c.fee_paid_until_s - cb, sizeof(c.fee_paid_until_s)),
+        _field("replaced_by", "u", <char *> &c.replaced_by - cb, sizeof(c.replaced_by)),
+        _field("level_period_start_s", "i", <char *> &c.level_period_start_s - cb, sizeof(c.level_period_start_s)),
+        _field("lot_year", "u", <char *> &c.lot_year - cb, sizeof(c.lot_year)),
+        _field("_reserved1", "u", <char *> &c._reserved1 - cb, sizeof(c._reserved1)),
+        _field("_reserved2", "u", <char *> &c._reserved2 - cb, sizeof(c._reserved2)),
+        _field("_reserved3", "i", <char *> &c._reserved3 - cb, sizeof(c._reserved3)),
     ]
     op = [
         _field("client_hi", "u", <char *> &o.client_hi - ob, sizeof(o.client_hi)),
@@ -134,8 +158,16 @@ def layout():
         _field("category", "u", <char *> &o.category - ob, sizeof(o.category)),
         _field("op_type", "u", <char *> &o.op_type - ob, sizeof(o.op_type)),
         _field("op_flags", "u", <char *> &o.op_flags - ob, sizeof(o.op_flags)),
+        _field("points_offset", "i", <char *> &o.points_offset - ob, sizeof(o.points_offset)),
+        _field("ref_hi", "u", <char *> &o.ref_hi - ob, sizeof(o.ref_hi)),
+        _field("ref_lo", "u", <char *> &o.ref_lo - ob, sizeof(o.ref_lo)),
+        _field("items_off", "u", <char *> &o.items_off - ob, sizeof(o.items_off)),
+        _field("items_n", "u", <char *> &o.items_n - ob, sizeof(o.items_n)),
+        _field("coupons_n", "u", <char *> &o.coupons_n - ob, sizeof(o.coupons_n)),
+        _field("pin_len", "u", <char *> &o.pin_len - ob, sizeof(o.pin_len)),
+        _field("coupons_off", "u", <char *> &o.coupons_off - ob, sizeof(o.coupons_off)),
+        _field("pin", "u", <char *> &o.pin - ob, sizeof(o.pin)),
         _field("_reserved0", "i", <char *> &o._reserved0 - ob, sizeof(o._reserved0)),
-        _field("_reserved1", "i", <char *> &o._reserved1 - ob, sizeof(o._reserved1)),
     ]
     journal = [
         _field("seq", "u", <char *> &j.seq - jb, sizeof(j.seq)),
@@ -159,7 +191,12 @@ def layout():
         _field("result", "u", <char *> &j.result - jb, sizeof(j.result)),
         _field("level_before", "u", <char *> &j.level_before - jb, sizeof(j.level_before)),
         _field("op_flags", "u", <char *> &j.op_flags - jb, sizeof(j.op_flags)),
+        _field("kind", "u", <char *> &j.kind - jb, sizeof(j.kind)),
         _field("_reserved0", "u", <char *> &j._reserved0 - jb, sizeof(j._reserved0)),
+        _field("coupon_fen", "i", <char *> &j.coupon_fen - jb, sizeof(j.coupon_fen)),
+        _field("offset_fen", "i", <char *> &j.offset_fen - jb, sizeof(j.offset_fen)),
+        _field("offset_points", "i", <char *> &j.offset_points - jb, sizeof(j.offset_points)),
+        _field("ref_seq", "u", <char *> &j.ref_seq - jb, sizeof(j.ref_seq)),
         _field("_reserved1", "i", <char *> &j._reserved1 - jb, sizeof(j._reserved1)),
         _field("after", "Card", <char *> &j.after - jb, sizeof(j.after)),
     ]
@@ -184,7 +221,30 @@ def layout():
         _field("bonus_fen", "i", <char *> &t.bonus_fen - tb, sizeof(t.bonus_fen)),
         _field("points", "i", <char *> &t.points - tb, sizeof(t.points)),
     ]
+    item = [
+        _field("sku", "u", <char *> &it.sku - ib, sizeof(it.sku)),
+        _field("amount_fen", "i", <char *> &it.amount_fen - ib, sizeof(it.amount_fen)),
+        _field("qty", "u", <char *> &it.qty - ib, sizeof(it.qty)),
+        _field("category", "u", <char *> &it.category - ib, sizeof(it.category)),
+        _field("item_flags", "u", <char *> &it.item_flags - ib, sizeof(it.item_flags)),
+        _field("_reserved", "u", <char *> &it._reserved - ib, sizeof(it._reserved)),
+    ]
+    coupon = [
+        _field("coupon_id", "u", <char *> &cp.coupon_id - pb, sizeof(cp.coupon_id)),
+        _field("card_no", "u", <char *> &cp.card_no - pb, sizeof(cp.card_no)),
+        _field("template_id", "u", <char *> &cp.template_id - pb, sizeof(cp.template_id)),
+        _field("coupon_status", "u", <char *> &cp.coupon_status - pb, sizeof(cp.coupon_status)),
+        _field("_reserved0", "u", <char *> &cp._reserved0 - pb, sizeof(cp._reserved0)),
+        _field("_reserved1", "u", <char *> &cp._reserved1 - pb, sizeof(cp._reserved1)),
+        _field("valid_from_s", "i", <char *> &cp.valid_from_s - pb, sizeof(cp.valid_from_s)),
+        _field("valid_to_s", "i", <char *> &cp.valid_to_s - pb, sizeof(cp.valid_to_s)),
+        _field("redeemed_seq", "u", <char *> &cp.redeemed_seq - pb, sizeof(cp.redeemed_seq)),
+        _field("redeemed_fen", "i", <char *> &cp.redeemed_fen - pb, sizeof(cp.redeemed_fen)),
+        _field("issued_seq", "u", <char *> &cp.issued_seq - pb, sizeof(cp.issued_seq)),
+    ]
     return {
+        "Item": (sizeof(Item), item),
+        "Coupon": (sizeof(Coupon), coupon),
         "Card": (sizeof(Card), card),
         "Op": (sizeof(Op), op),
         "JournalRec": (sizeof(JournalRec), journal),
@@ -695,7 +755,12 @@ cdef class Batcher:
             rec.op_type = op.op_type
             rec.result = OK
             rec.op_flags = op.op_flags
+            rec.kind = KIND_CARD
             rec._reserved0 = 0
+            rec.coupon_fen = 0
+            rec.offset_fen = 0
+            rec.offset_points = 0
+            rec.ref_seq = 0
             rec._reserved1 = 0
             c.last_seq = rec.seq
             memcpy(&rec.after, &c, sizeof(Card))

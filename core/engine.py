@@ -38,6 +38,7 @@ from core.records import (
     RESULT,
     CardStatus,
     OpType,
+    RecordKind,
     Result,
     card_to_dict,
     split_client_id,
@@ -258,6 +259,7 @@ class AdminContext:
         rec["store_id"], rec["operator_id"] = self.store_id, self.operator_id
         for name, value in fields.items():
             rec[name] = value
+        rec["kind"] = RecordKind.KIND_NONE if card is None else RecordKind.KIND_CARD
         if card is not None:
             before = self.card(int(card["card_no"]))
             rec["card_no"] = card["card_no"]
@@ -433,7 +435,7 @@ class Engine:
             return
         if np.any(recs["op_type"] == OpType.ISSUE):
             self._ensure_capacity(int(np.count_nonzero(recs["op_type"] == OpType.ISSUE)))
-        has_card = recs["card_no"] != 0
+        has_card = recs["kind"] == RecordKind.KIND_CARD
         card_recs = recs if has_card.all() else recs[has_card]
         if len(card_recs):
             self._n_cards = _fastpath.publish(
@@ -453,7 +455,7 @@ class Engine:
         self._last_seq = int(recs[-1]["seq"])
 
     def _publish_work(self, recs: np.ndarray, slots: np.ndarray | None, claim_ids: bool) -> None:
-        card_recs = recs[recs["card_no"] != 0]
+        card_recs = recs[recs["kind"] == RecordKind.KIND_CARD]
         if len(card_recs):
             _fastpath.publish(card_recs, len(card_recs), self._work, self._card_index,
                               self._id_index if claim_ids else None, self._n_cards, None,
@@ -484,8 +486,10 @@ class Engine:
                 flags: int) -> Future:
         hi, lo = split_client_id(client_id)
         ops = np.zeros(1, dtype=OP)
-        ops[0] = (hi, lo, card_no, amount_fen, store_id, terminal_id, operator_id, category,
-                  op_type, flags, 0, 0)
+        op = ops[0]
+        op["client_hi"], op["client_lo"], op["card_no"], op["amount_fen"] = hi, lo, card_no, amount_fen
+        op["store_id"], op["terminal_id"], op["operator_id"] = store_id, terminal_id, operator_id
+        op["category"], op["op_type"], op["op_flags"] = category, op_type, flags
         return self.submit(ops)
 
     def swipe(self, card_no: int, amount_fen: int, client_id: bytes, store_id: int = 0,

@@ -14,6 +14,7 @@ OpType = _fastpath.OpType
 Result = _fastpath.Result
 CardStatus = _fastpath.CardStatus
 OpFlag = _fastpath.OpFlag
+RecordKind = _fastpath.RecordKind
 
 _LAYOUT = _fastpath.layout()
 
@@ -37,6 +38,8 @@ JOURNAL = _dtype("JournalRec", {"Card": CARD})
 RESULT = _dtype("OpResult")
 LEVEL = _dtype("Level")
 TIER = _dtype("Tier")
+ITEM = _dtype("Item")
+COUPON = _dtype("Coupon")
 
 # The op code each journal record's op_type maps to, for reports and metrics labels.
 OP_NAMES = {int(t): t.name.lower() for t in OpType}

@@ -3,15 +3,16 @@
 import numpy as np
 
 from core import _fastpath
-from core.records import CARD, JOURNAL, OP, RESULT, CardStatus, OpType, Result
+from core.records import CARD, COUPON, ITEM, JOURNAL, OP, RESULT, CardStatus, OpType, Result
 
 
 def test_sizes_are_the_documented_ones():
-    assert (CARD.itemsize, OP.itemsize, JOURNAL.itemsize, RESULT.itemsize) == (160, 64, 288, 16)
+    assert (CARD.itemsize, OP.itemsize, JOURNAL.itemsize, RESULT.itemsize) == (256, 96, 416, 16)
+    assert (ITEM.itemsize, COUPON.itemsize) == (24, 64)
 
 
 def test_every_field_is_covered_without_overlap():
-    for dt in (CARD, OP, JOURNAL, RESULT):
+    for dt in (CARD, OP, JOURNAL, RESULT, ITEM, COUPON):
         spans = sorted((off, off + f.itemsize) for f, off, *_ in dt.fields.values())
         assert spans[0][0] == 0 and spans[-1][1] == dt.itemsize
         for (_, end), (start, _) in zip(spans, spans[1:]):
@@ -57,7 +58,8 @@ def test_fast_path_writes_what_numpy_reads(tmp_path):
 def test_raw_bytes_match_the_c_layout():
     """Bytes placed at a field's C offset are what numpy reads for that field."""
     layout = dict((name, fields) for name, (_, fields) in _fastpath.layout().items())
-    for struct, dt in (("Card", CARD), ("Op", OP), ("JournalRec", JOURNAL)):
+    for struct, dt in (("Card", CARD), ("Op", OP), ("JournalRec", JOURNAL), ("Item", ITEM),
+                       ("Coupon", COUPON)):
         for name, kind, offset, size in layout[struct]:
             if kind not in ("u", "i"):
                 continue
