@@ -166,7 +166,22 @@ cdef struct RulesC:
     int64_t recharge_points_per_yuan_bp
     const Level *levels
     const Tier *tiers
-    const uint8_t *no_points_category   # 65536 bytes: 1 = the category earns no points
+    const int32_t *category_mult_bp     # 65536 entries; 0 = the category earns no points
+    int32_t n_store_mult
+    const uint64_t *store_ids           # sorted; points multiplier per store
+    const int64_t *store_mult_bp
+    int32_t n_skus
+    const uint64_t *skus                # sorted; member price per sku and level
+    const int64_t *prices               # n_skus x n_levels, fen per unit; 0 = none
+    int64_t offset_points_per_yuan      # points worth one yuan at the till; 0 = no offsets
+    int64_t offset_max_bp               # offset at most this share of the order
+    int64_t offset_max_points           # ... and at most this many points; 0 = no cap
+    int32_t points_valid_years          # points earned in year Y live to the end of Y+n; 0 = forever
+    int32_t pin_max_failures
+    int64_t pin_lock_s
+    int64_t tz_offset_s                 # the chain's local time, for year boundaries
+    uint64_t pin_key0                   # engine secret mixed into every PIN hash
+    uint64_t pin_key1
 
 
 cdef enum:
@@ -209,6 +224,10 @@ cdef class Rules:
     cdef object _levels
     cdef object _tiers
     cdef object _cats
+    cdef object _store_ids
+    cdef object _store_mult
+    cdef object _skus
+    cdef object _prices
 
 
 cdef class Batcher:
@@ -220,4 +239,5 @@ cdef class Batcher:
     cdef Py_ssize_t _run(self, const Op *ops, Py_ssize_t n, const Card *cards,
                          Py_ssize_t n_cards, KeyMap card_index, KeyMap id_index,
                          const RulesC *R, int64_t now_s, uint64_t first_seq,
-                         JournalRec *recs, OpResult *res, int64_t *slots) noexcept nogil
+                         JournalRec *recs, OpResult *res, int64_t *slots,
+                         const Item *items, Py_ssize_t n_items) noexcept nogil

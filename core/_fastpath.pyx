@@ -28,11 +28,15 @@ cpdef enum OpType:
     OP_TYPE_UNSPECIFIED = 0
     SWIPE = 1
     RECHARGE = 2
+    USE_COUNT = 3                   # a count card: amount_fen uses of the service `category`
     # Cold ops: built by the engine in Python, journalled with the same record.
     ISSUE = 10
     SET_STATUS = 11
     ADJUST = 12
     SET_RULES = 13
+    SET_PIN = 14
+    EXPIRE_POINTS = 15
+    POINTS_REMINDER = 16
 
 
 cpdef enum Result:
@@ -52,6 +56,16 @@ cpdef enum Result:
     CLIENT_ID_INVALID = 13
     CARD_EXISTS = 14
     CARD_NO_INVALID = 15
+    PIN_REQUIRED = 16
+    PIN_WRONG = 17                  # journalled: the failure counts toward the lockout
+    PIN_LOCKED = 18
+    ITEMS_INVALID = 19
+    OFFSET_INVALID = 20
+    OFFSET_NOT_ALLOWED = 21
+    OFFSET_OVER_CAP = 22
+    INSUFFICIENT_POINTS = 23
+    INSUFFICIENT_USES = 24
+    SERVICE_MISMATCH = 25
 
 
 cpdef enum CardStatus:
@@ -71,6 +85,11 @@ cpdef enum RecordKind:
 
 cpdef enum OpFlag:
     PAY_EXTERNAL = 1                # paid outside stored value: discount and points only
+    GROUP_BUY = 2                   # a group-buy order: earns no points
+
+
+cpdef enum ItemFlag:
+    ITEM_NO_POINTS = 1              # a special or group-buy item: earns no points
 
 
 # The codes of the rule switches, for core/rules.py.
@@ -423,6 +442,139 @@ cdef inline int64_t points_for(int64_t eligible_fen, int64_t rate_bp, int64_t mu
     return <int64_t> ((yuan * rate_bp * mult_bp) // 100000000)
 
 
+# SipHash-2-4: the keyed hash of a card's PIN (key = the card's salt and the engine's
+# secret). A PIN has few digits, so the hash stops casual reading of the table, and the
+# lockout stops guessing at the till; see docs/concepts.md.
+cdef inline uint64_t _rotl(uint64_t x, int b) noexcept nogil:
+    return (x << b) | (x >> (64 - b))
+
+
+cdef inline uint64_t siphash24(uint64_t k0, uint64_t k1, uint64_t m) noexcept nogil:
+    cdef uint64_t v0 = k0 ^ 0x736f6d6570736575ULL
+    cdef uint64_t v1 = k1 ^ 0x646f72616e646f6dULL
+    cdef uint64_t v2 = k0 ^ 0x6c7967656e657261ULL
+    cdef uint64_t v3 = k1 ^ 0x7465646279746573ULL
+    cdef uint64_t b = (<uint64_t> 8) << 56
+    cdef int r
+    v3 ^= m
+    for r in range(2):
+        v0 += v1; v1 = _rotl(v1, 13); v1 ^= v0; v0 = _rotl(v0, 32)
+        v2 += v3; v3 = _rotl(v3, 16); v3 ^= v2
+        v0 += v3; v3 = _rotl(v3, 21); v3 ^= v0
+        v2 += v1; v1 = _rotl(v1, 17); v1 ^= v2; v2 = _rotl(v2, 32)
+    v0 ^= m
+    v3 ^= b
+    for r in range(2):
+        v0 += v1; v1 = _rotl(v1, 13); v1 ^= v0; v0 = _rotl(v0, 32)
+        v2 += v3; v3 = _rotl(v3, 16); v3 ^= v2
+        v0 += v3; v3 = _rotl(v3, 21); v3 ^= v0
+        v2 += v1; v1 = _rotl(v1, 17); v1 ^= v2; v2 = _rotl(v2, 32)
+    v0 ^= b
+    v2 ^= 0xff
+    for r in range(4):
+        v0 += v1; v1 = _rotl(v1, 13); v1 ^= v0; v0 = _rotl(v0, 32)
+        v2 += v3; v3 = _rotl(v3, 16); v3 ^= v2
+        v0 += v3; v3 = _rotl(v3, 21); v3 ^= v0
+        v2 += v1; v1 = _rotl(v1, 17); v1 ^= v2; v2 = _rotl(v2, 32)
+    return v0 ^ v1 ^ v2 ^ v3
+
+
+cdef inline uint64_t _pin_hash(uint64_t key0, uint64_t key1, uint64_t salt, uint32_t pin,
+                               uint8_t pin_len) noexcept nogil:
+    cdef uint64_t h = siphash24(key0 ^ salt, key1, ((<uint64_t> pin_len) << 32) | pin)
+    return h if h != 0 else 1       # 0 means "no PIN"
+
+
+def pin_hash(uint64_t key0, uint64_t key1, uint64_t salt, str digits):
+    """The stored hash of a PIN, as the swipe computes it."""
+    if not 1 <= len(digits) <= 9 or not digits.isdigit():
+        raise ValueError("a PIN is 1 to 9 digits")
+    return _pin_hash(key0, key1, salt, int(digits), len(digits))
+
+
+def pin_hash_of(uint64_t key0, uint64_t key1, uint64_t salt, uint32_t pin, uint8_t pin_len):
+    return _pin_hash(key0, key1, salt, pin, pin_len)
+
+
+cdef inline int32_t civil_year(int64_t t_s, int64_t tz_offset_s) noexcept nogil:
+    """The calendar year of a unix time in the chain's local time (days-to-civil)."""
+    cdef int64_t z = (t_s + tz_offset_s) // 86400 + 719468
+    cdef int64_t era = (z if z >= 0 else z - 146096) // 146097
+    cdef int64_t doe = z - era * 146097
+    cdef int64_t yoe = (doe - doe // 1460 + doe // 36524 - doe // 146096) // 365
+    cdef int64_t doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
+    cdef int64_t mp = (5 * doy + 2) // 153
+    cdef int64_t m = mp + 3 if mp < 10 else mp - 9
+    return <int32_t> (yoe + era * 400 + (1 if m <= 2 else 0))
+
+
+def year_of(int64_t t_s, int64_t tz_offset_s):
+    return civil_year(t_s, tz_offset_s)
+
+
+cdef inline Py_ssize_t bsearch_u64(const uint64_t *a, Py_ssize_t n, uint64_t key) noexcept nogil:
+    cdef Py_ssize_t lo = 0, hi = n, mid
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if a[mid] < key:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo if lo < n and a[lo] == key else -1
+
+
+cdef inline void add_points(Card *c, int64_t pts, int64_t now_s, const RulesC *R) noexcept nogil:
+    """Earned points go to the lot of the year they were earned in (or are permanent
+    when points never expire). The expiry run moves lot_year forward; if it is late,
+    later years share the newest lot."""
+    cdef int32_t year, idx
+    c.points += pts
+    if R.points_valid_years == 0:
+        c.permanent_points += pts
+        return
+    year = civil_year(now_s, R.tz_offset_s)
+    if c.lot_year == 0 or (c.lot0_points == 0 and c.lot1_points == 0 and c.lot2_points == 0
+                           and year > c.lot_year + 2):
+        c.lot_year = <uint16_t> year
+    idx = year - c.lot_year
+    if idx <= 0:
+        c.lot0_points += pts
+    elif idx == 1:
+        c.lot1_points += pts
+    else:
+        c.lot2_points += pts
+
+
+cdef inline int64_t spendable_points(const Card *c) noexcept nogil:
+    cdef int64_t n = 0
+    if c.lot0_points > 0:
+        n += c.lot0_points
+    if c.lot1_points > 0:
+        n += c.lot1_points
+    if c.lot2_points > 0:
+        n += c.lot2_points
+    if c.permanent_points > 0:
+        n += c.permanent_points
+    return n
+
+
+cdef inline int64_t _take(int64_t *lot, int64_t want) noexcept nogil:
+    cdef int64_t t = 0
+    if lot[0] > 0:
+        t = want if want < lot[0] else lot[0]
+        lot[0] -= t
+    return t
+
+
+cdef inline void take_points(Card *c, int64_t n) noexcept nogil:
+    """Spend n points (n <= spendable_points), the ones that expire first first."""
+    c.points -= n
+    n -= _take(&c.lot0_points, n)
+    n -= _take(&c.lot1_points, n)
+    n -= _take(&c.lot2_points, n)
+    n -= _take(&c.permanent_points, n)
+
+
 cdef inline uint8_t status_result(uint8_t status) noexcept nogil:
     if status == ACTIVE:
         return OK
@@ -464,52 +616,199 @@ cdef inline uint8_t card_usable(const Card *c, int64_t now_s) noexcept nogil:
     return OK
 
 
-cdef inline uint8_t do_swipe(const Op *op, Card *c, JournalRec *rec, const RulesC *R) noexcept nogil:
-    """Check everything, then mutate c and fill rec. On a reject touch neither."""
+cdef inline uint8_t check_pin(const Op *op, Card *c, JournalRec *rec, const RulesC *R,
+                              bint *journal) noexcept nogil:
+    """A card with a PIN needs the right one. A wrong PIN is journalled (the failure
+    counts toward the lockout across restarts) though nothing else changes."""
+    cdef uint8_t code
+    if c.pin_hash == 0:
+        return OK
+    if c.pin_locked_until_s > rec.time_s:
+        return PIN_LOCKED
+    if op.pin_len == 0:
+        return PIN_REQUIRED
+    if _pin_hash(R.pin_key0, R.pin_key1, c.pin_salt, op.pin, op.pin_len) == c.pin_hash:
+        c.pin_failures = 0
+        return OK
+    rec.level_before = c.level
+    code = PIN_WRONG
+    if c.pin_failures < 255:
+        c.pin_failures += 1
+    if c.pin_failures >= R.pin_max_failures:
+        c.pin_failures = 0
+        c.pin_locked_until_s = rec.time_s + R.pin_lock_s
+        code = PIN_LOCKED
+    rec.discount_fen = 0
+    rec.payable_fen = 0
+    rec.principal_delta_fen = 0
+    rec.bonus_delta_fen = 0
+    rec.points_delta = 0
+    rec.offset_fen = 0
+    rec.offset_points = 0
+    journal[0] = True
+    return code
+
+
+cdef inline int64_t line_payable(const RulesC *R, const Level *lv, uint8_t level,
+                                 uint64_t sku, uint32_t qty, int64_t amount) noexcept nogil:
+    """A line's price after the member's benefit: the member price of its sku at the
+    card's level when one is set (never above the shelf price), else the level discount
+    rounded per line."""
+    cdef Py_ssize_t k
+    cdef int64_t price
+    if sku != 0 and R.n_skus > 0:
+        k = bsearch_u64(R.skus, R.n_skus, sku)
+        if k >= 0:
+            price = R.prices[k * R.n_levels + level]
+            if price > 0:
+                if qty == 0 or price > amount // qty:
+                    return amount
+                return price * qty
+    return payable_after_discount(amount, lv.discount_bp, R.rounding)
+
+
+cdef inline uint8_t do_swipe(const Op *op, Card *c, JournalRec *rec, const RulesC *R,
+                             const Item *items, Py_ssize_t n_items, bint *journal) noexcept nogil:
+    """Check everything, then mutate c and fill rec. On a reject touch neither (a wrong
+    PIN excepted: check_pin)."""
     cdef int64_t amount = op.amount_fen
-    cdef int64_t payable, debit_p, debit_b, eligible, pts
+    cdef int64_t payable = 0, debit_p, debit_b, earned, offset_fen = 0, net, cap, reduction
+    cdef int64_t lp, alloc, sum_items = 0, store_mult = 10000
+    cdef i128 weight = 0, yuan
     cdef const Level *lv
+    cdef const Item *it
+    cdef Py_ssize_t k, n_lines
+    cdef uint8_t level = c.level if c.level < R.n_levels else <uint8_t> (R.n_levels - 1)
     cdef uint8_t code = card_usable(c, rec.time_s)
+    if code != OK:
+        return code
+    code = check_pin(op, c, rec, R, journal)
     if code != OK:
         return code
     if amount <= 0:
         return AMOUNT_NOT_POSITIVE
     if amount > R.max_amount_fen:
         return AMOUNT_TOO_LARGE
-    lv = &R.levels[c.level if c.level < R.n_levels else R.n_levels - 1]
-    payable = payable_after_discount(amount, lv.discount_bp, R.rounding)
+    lv = &R.levels[level]
+    # Lines: the op's items, or the whole amount as one line of the op's category.
+    n_lines = op.items_n
+    if n_lines:
+        if <Py_ssize_t> op.items_off + n_lines > n_items:
+            return ITEMS_INVALID
+        for k in range(n_lines):
+            it = &items[op.items_off + k]
+            if it.amount_fen < 0 or it.amount_fen > R.max_amount_fen or it.qty == 0:
+                return ITEMS_INVALID
+            sum_items += it.amount_fen
+        if sum_items != amount:
+            return ITEMS_INVALID
+        for k in range(n_lines):
+            it = &items[op.items_off + k]
+            payable += line_payable(R, lv, level, it.sku, it.qty, it.amount_fen)
+    else:
+        payable = payable_after_discount(amount, lv.discount_bp, R.rounding)
+    # Points offset: the cashier's chosen number of points, within the caps.
+    if op.points_offset != 0:
+        if op.points_offset < 0 or op.points_offset > R.max_amount_fen:
+            return OFFSET_INVALID
+        if R.offset_points_per_yuan == 0:
+            return OFFSET_NOT_ALLOWED
+        if (op.points_offset * 100) % R.offset_points_per_yuan != 0:
+            return OFFSET_INVALID
+        offset_fen = op.points_offset * 100 // R.offset_points_per_yuan
+        cap = payable * R.offset_max_bp // 10000
+        if offset_fen > cap or (R.offset_max_points > 0 and op.points_offset > R.offset_max_points):
+            return OFFSET_OVER_CAP
+        if op.points_offset > spendable_points(c):
+            return INSUFFICIENT_POINTS
+    net = payable - offset_fen
     debit_p = 0
     debit_b = 0
     if not (op.op_flags & PAY_EXTERNAL):
-        if c.principal_fen + c.bonus_fen < payable:
+        if c.principal_fen + c.bonus_fen < net:
             return INSUFFICIENT_BALANCE
         if R.spend_order == SPEND_BONUS_FIRST:
-            debit_b = payable if payable < c.bonus_fen else c.bonus_fen
-            debit_p = payable - debit_b
+            debit_b = net if net < c.bonus_fen else c.bonus_fen
+            debit_p = net - debit_b
         else:
-            debit_p = payable if payable < c.principal_fen else c.principal_fen
-            debit_b = payable - debit_p
-    eligible = 0 if R.no_points_category[op.category] else payable
-    pts = points_for(eligible, R.points_per_yuan_bp, lv.points_mult_bp)
-    if (c.points > INT64_MAX - pts or c.spend_total_fen > INT64_MAX - payable
-            or c.period_points > INT64_MAX - pts or c.period_spend_fen > INT64_MAX - payable):
+            debit_p = net if net < c.principal_fen else c.principal_fen
+            debit_b = net - debit_p
+    # Points on what was paid: each line's payable less its share of the offset (shares
+    # floored), weighted by its category's multiplier; the part below one weighted yuan
+    # earns nothing; then the rate and the level and store multipliers, floored once.
+    earned = 0
+    if not (op.op_flags & GROUP_BUY) and payable > 0:
+        reduction = payable - net
+        if n_lines:
+            for k in range(n_lines):
+                it = &items[op.items_off + k]
+                if it.item_flags & ITEM_NO_POINTS:
+                    continue
+                lp = line_payable(R, lv, level, it.sku, it.qty, it.amount_fen)
+                alloc = <int64_t> ((<i128> reduction * lp) // payable)
+                weight += <i128> (lp - alloc) * R.category_mult_bp[it.category]
+        else:
+            weight = <i128> net * R.category_mult_bp[op.category]
+        if R.n_store_mult:
+            k = bsearch_u64(R.store_ids, R.n_store_mult, op.store_id)
+            if k >= 0:
+                store_mult = R.store_mult_bp[k]
+        yuan = weight // 1000000
+        earned = <int64_t> ((yuan * R.points_per_yuan_bp * lv.points_mult_bp * store_mult)
+                            // <i128> 1000000000000)
+    if (c.points > INT64_MAX - earned or c.spend_total_fen > INT64_MAX - net
+            or c.period_points > INT64_MAX - earned or c.period_spend_fen > INT64_MAX - net):
         return BALANCE_LIMIT
     rec.level_before = c.level
     c.principal_fen -= debit_p
     c.bonus_fen -= debit_b
-    c.points += pts
-    c.spend_total_fen += payable
-    c.period_spend_fen += payable
-    c.period_points += pts
+    if op.points_offset:
+        take_points(c, op.points_offset)
+    add_points(c, earned, rec.time_s, R)
+    c.spend_total_fen += net
+    c.period_spend_fen += net
+    c.period_points += earned
     if c.visits < 0xFFFFFFFFU:
         c.visits += 1
     c.last_visit_s = rec.time_s
     maybe_upgrade(c, R, rec.time_s)
     rec.discount_fen = amount - payable
     rec.payable_fen = payable
+    rec.offset_fen = offset_fen
+    rec.offset_points = op.points_offset
     rec.principal_delta_fen = -debit_p
     rec.bonus_delta_fen = -debit_b
-    rec.points_delta = pts
+    rec.points_delta = earned - op.points_offset
+    return OK
+
+
+cdef inline uint8_t do_use_count(const Op *op, Card *c, JournalRec *rec, const RulesC *R,
+                                 bint *journal) noexcept nogil:
+    """A count card spends uses of its service instead of money."""
+    cdef uint8_t code = card_usable(c, rec.time_s)
+    if code != OK:
+        return code
+    code = check_pin(op, c, rec, R, journal)
+    if code != OK:
+        return code
+    if c.count_service == 0 or op.category != c.count_service:
+        return SERVICE_MISMATCH
+    if op.amount_fen <= 0:
+        return AMOUNT_NOT_POSITIVE
+    if op.amount_fen > c.count_uses:
+        return INSUFFICIENT_USES
+    rec.level_before = c.level
+    c.count_uses -= <int32_t> op.amount_fen
+    if c.visits < 0xFFFFFFFFU:
+        c.visits += 1
+    c.last_visit_s = rec.time_s
+    rec.discount_fen = 0
+    rec.payable_fen = 0
+    rec.offset_fen = 0
+    rec.offset_points = 0
+    rec.principal_delta_fen = 0
+    rec.bonus_delta_fen = 0
+    rec.points_delta = 0
     return OK
 
 
@@ -540,13 +839,15 @@ cdef inline uint8_t do_recharge(const Op *op, Card *c, JournalRec *rec, const Ru
     rec.level_before = c.level
     c.principal_fen += amount
     c.bonus_fen += bonus
-    c.points += pts
+    add_points(c, pts, rec.time_s, R)
     c.period_points += pts
     c.recharge_total_fen += amount
     c.period_recharge_fen += amount
     maybe_upgrade(c, R, rec.time_s)
     rec.discount_fen = 0
     rec.payable_fen = amount
+    rec.offset_fen = 0
+    rec.offset_points = 0
     rec.principal_delta_fen = amount
     rec.bonus_delta_fen = bonus
     rec.points_delta = pts
@@ -559,14 +860,32 @@ cdef class Rules:
     def __cinit__(self, uint32_t version, int rounding, int spend_order,
                   int64_t max_amount_fen, int64_t max_balance_fen,
                   int64_t points_per_yuan_bp, int64_t recharge_points_per_yuan_bp,
-                  cnp.ndarray levels, cnp.ndarray tiers, cnp.ndarray no_points_category):
+                  cnp.ndarray levels, cnp.ndarray tiers, cnp.ndarray category_mult_bp, *,
+                  cnp.ndarray store_ids=None, cnp.ndarray store_mult_bp=None,
+                  cnp.ndarray skus=None, cnp.ndarray prices=None,
+                  int64_t offset_points_per_yuan=0, int64_t offset_max_bp=0,
+                  int64_t offset_max_points=0, int32_t points_valid_years=1,
+                  int32_t pin_max_failures=5, int64_t pin_lock_s=1800,
+                  int64_t tz_offset_s=0, uint64_t pin_key0=0, uint64_t pin_key1=0):
         if levels.shape[0] < 1 or levels.shape[0] > 255:
             raise ValueError("between 1 and 255 levels")
-        if no_points_category.shape[0] != 65536 or no_points_category.dtype != np.uint8:
-            raise ValueError("no_points_category must be 65536 uint8")
+        if category_mult_bp.shape[0] != 65536 or category_mult_bp.dtype != np.int32:
+            raise ValueError("category_mult_bp must be 65536 int32")
         self._levels = np.ascontiguousarray(levels).copy()
         self._tiers = np.ascontiguousarray(tiers).copy()
-        self._cats = np.ascontiguousarray(no_points_category).copy()
+        self._cats = np.ascontiguousarray(category_mult_bp).copy()
+        self._store_ids = np.ascontiguousarray(store_ids if store_ids is not None else np.zeros(0), dtype=np.uint64).copy()
+        self._store_mult = np.ascontiguousarray(store_mult_bp if store_mult_bp is not None else np.zeros(0), dtype=np.int64).copy()
+        self._skus = np.ascontiguousarray(skus if skus is not None else np.zeros(0), dtype=np.uint64).copy()
+        self._prices = np.ascontiguousarray(prices if prices is not None else np.zeros((0, levels.shape[0])), dtype=np.int64).copy()
+        if self._store_ids.shape[0] != self._store_mult.shape[0]:
+            raise ValueError("store_ids and store_mult_bp differ in length")
+        if self._prices.ndim != 2 or self._prices.shape[0] != self._skus.shape[0] or self._prices.shape[1] != levels.shape[0]:
+            raise ValueError("prices must be n_skus x n_levels")
+        if np.any(np.diff(self._store_ids.astype(np.float64)) <= 0) or np.any(np.diff(self._skus.astype(np.float64)) <= 0):
+            raise ValueError("store_ids and skus must be sorted and unique")
+        if pin_max_failures < 1:
+            raise ValueError("pin_max_failures must be >= 1")
         self.c.version = version
         self.c.rounding = rounding
         self.c.spend_order = spend_order
@@ -580,7 +899,22 @@ cdef class Rules:
         self.c.tiers = <const Tier *> (cnp.PyArray_DATA(self._tiers) if tiers.shape[0] else NULL)
         if tiers.shape[0]:
             _data(self._tiers, sizeof(Tier), "tiers")
-        self.c.no_points_category = <const uint8_t *> cnp.PyArray_DATA(self._cats)
+        self.c.category_mult_bp = <const int32_t *> cnp.PyArray_DATA(self._cats)
+        self.c.n_store_mult = <int32_t> self._store_ids.shape[0]
+        self.c.store_ids = <const uint64_t *> cnp.PyArray_DATA(self._store_ids)
+        self.c.store_mult_bp = <const int64_t *> cnp.PyArray_DATA(self._store_mult)
+        self.c.n_skus = <int32_t> self._skus.shape[0]
+        self.c.skus = <const uint64_t *> cnp.PyArray_DATA(self._skus)
+        self.c.prices = <const int64_t *> cnp.PyArray_DATA(self._prices)
+        self.c.offset_points_per_yuan = offset_points_per_yuan
+        self.c.offset_max_bp = offset_max_bp
+        self.c.offset_max_points = offset_max_points
+        self.c.points_valid_years = points_valid_years
+        self.c.pin_max_failures = pin_max_failures
+        self.c.pin_lock_s = pin_lock_s
+        self.c.tz_offset_s = tz_offset_s
+        self.c.pin_key0 = pin_key0
+        self.c.pin_key1 = pin_key1
 
     @property
     def version(self):
@@ -629,12 +963,14 @@ cdef class Batcher:
 
     def apply_batch(self, cnp.ndarray ops, cnp.ndarray cards, KeyMap card_index,
                     KeyMap id_index, Rules rules, int64_t now_s, uint64_t first_seq,
-                    cnp.ndarray out_recs, cnp.ndarray out_results, cnp.ndarray out_slots=None):
+                    cnp.ndarray out_recs, cnp.ndarray out_results, cnp.ndarray out_slots=None,
+                    cnp.ndarray items=None):
         """Apply ops against the committed card table; return the number of records.
 
         cards is read, never written. out_recs receives one record per accepted op
         (seq first_seq, first_seq + 1, ...); out_results one OpResult per op; out_slots
-        (int64, optional) the card table slot of each record, for publish().
+        (int64, optional) the card table slot of each record, for publish(). items
+        (Item array, optional) holds the line items that ops point into.
         """
         cdef Py_ssize_t n = ops.shape[0]
         if <size_t> n > self.batch_max:
@@ -650,24 +986,31 @@ cdef class Batcher:
             if out_slots.dtype != np.int64 or out_slots.shape[0] < n:
                 raise ValueError("out_slots must be int64 with room for every op")
             slot_p = <int64_t *> _data(out_slots, 8, "out_slots")
+        cdef const Item *item_p = NULL
+        cdef Py_ssize_t n_items = 0
+        if items is not None and items.shape[0]:
+            item_p = <const Item *> _data(items, sizeof(Item), "items")
+            n_items = items.shape[0]
         self.ensure_slots(<size_t> cards.shape[0])
         cdef Py_ssize_t n_cards = cards.shape[0]
         cdef Py_ssize_t n_recs
         with nogil:
             n_recs = self._run(op_p, n, card_p, n_cards, card_index, id_index, &rules.c,
-                               now_s, first_seq, rec_p, res_p, slot_p)
+                               now_s, first_seq, rec_p, res_p, slot_p, item_p, n_items)
         return n_recs
 
     cdef Py_ssize_t _run(self, const Op *ops, Py_ssize_t n, const Card *cards,
                          Py_ssize_t n_cards, KeyMap card_index, KeyMap id_index,
                          const RulesC *R, int64_t now_s, uint64_t first_seq,
-                         JournalRec *recs, OpResult *res, int64_t *slots) noexcept nogil:
+                         JournalRec *recs, OpResult *res, int64_t *slots,
+                         const Item *items, Py_ssize_t n_items) noexcept nogil:
         cdef Py_ssize_t i, n_recs = 0
         cdef int64_t slot, prior
         cdef const Op *op
         cdef JournalRec *rec
         cdef Card c
         cdef uint8_t code
+        cdef bint journal
         cdef int64_t ring[PREFETCH_AHEAD]
         cdef int64_t ahead
         cdef Py_ssize_t j
@@ -706,7 +1049,7 @@ cdef class Batcher:
             # first result, apply nothing.
             prior = self.batch_ids.get(op.client_hi, op.client_lo)
             if prior >= 0:
-                res[i].code = OK
+                res[i].code = recs[prior].result
                 res[i].replayed = 1
                 res[i].rec_index = <int32_t> prior
                 res[i].seq = recs[prior].seq
@@ -717,7 +1060,7 @@ cdef class Batcher:
                 res[i].replayed = 1
                 res[i].seq = <uint64_t> prior
                 continue
-            if op.op_type != SWIPE and op.op_type != RECHARGE:
+            if op.op_type != SWIPE and op.op_type != RECHARGE and op.op_type != USE_COUNT:
                 res[i].code = OP_TYPE_INVALID
                 continue
             if op.card_no == 0:
@@ -734,12 +1077,15 @@ cdef class Batcher:
                 memcpy(&c, &cards[slot], sizeof(Card))
             rec = &recs[n_recs]
             rec.time_s = now_s
+            journal = False
             if op.op_type == SWIPE:
-                code = do_swipe(op, &c, rec, R)
-            else:
+                code = do_swipe(op, &c, rec, R, items, n_items, &journal)
+            elif op.op_type == RECHARGE:
                 code = do_recharge(op, &c, rec, R)
+            else:
+                code = do_use_count(op, &c, rec, R, &journal)
             res[i].code = code
-            if code != OK:
+            if code != OK and not journal:
                 continue
             rec.seq = first_seq + <uint64_t> n_recs
             rec.client_hi = op.client_hi
@@ -753,13 +1099,11 @@ cdef class Batcher:
             rec.rules_version = R.version
             rec.category = op.category
             rec.op_type = op.op_type
-            rec.result = OK
+            rec.result = code
             rec.op_flags = op.op_flags
             rec.kind = KIND_CARD
             rec._reserved0 = 0
             rec.coupon_fen = 0
-            rec.offset_fen = 0
-            rec.offset_points = 0
             rec.ref_seq = 0
             rec._reserved1 = 0
             c.last_seq = rec.seq

@@ -19,6 +19,7 @@ from __future__ import annotations
 import collections
 import json
 import logging
+import os
 import queue
 import threading
 import time
@@ -33,6 +34,7 @@ import numpy as np
 from core import _fastpath
 from core.records import (
     CARD,
+    ITEM,
     JOURNAL,
     OP,
     RESULT,
@@ -81,6 +83,8 @@ class EngineConfig:
     id_retention_s: int = 30 * 86_400
     # Cards issued by one admin op.
     issue_max_cards: int = 1_000_000
+    # Line items in one submission (a batch of 4096 ops with 16 lines each).
+    items_max: int = 65_536
     initial_card_capacity: int = 1024
     sync: bool = True
 
@@ -174,6 +178,7 @@ class AdminResult:
 class _Hot:
     ops: np.ndarray
     future: Future
+    items: np.ndarray | None = None
 
 
 @dataclass
@@ -290,6 +295,37 @@ class AdminContext:
         self._n += n
         return first
 
+    def emit_updates(self, op_type: int, cards: np.ndarray, **columns: np.ndarray | int) -> int:
+        """Journal one record per existing card at once (bulk runs: points expiry, level
+        reviews). cards are after-images of cards this op has not touched yet; columns
+        set the records' other fields. Returns the first seq."""
+        n = len(cards)
+        if n == 0:
+            return 0
+        first = self._engine._next_seq + self._n
+        recs = np.zeros(n, dtype=JOURNAL)
+        recs["seq"] = np.arange(first, first + n, dtype=np.uint64)
+        recs["time_s"], recs["op_type"], recs["result"] = self.now, op_type, Result.OK
+        recs["client_hi"], recs["client_lo"] = self.client
+        recs["rules_version"] = self.rules.version
+        recs["store_id"], recs["operator_id"] = self.store_id, self.operator_id
+        recs["card_no"] = cards["card_no"]
+        recs["prev_seq"] = cards["last_seq"]
+        recs["level_before"] = cards["level"]
+        for name, value in columns.items():
+            recs[name] = value
+        recs["after"] = cards
+        recs["after"]["last_seq"] = recs["seq"]
+        self._records.append(recs)
+        self._n += n
+        return first
+
+    def committed_cards(self) -> np.ndarray:
+        """The card table as committed (read-only view; nothing is in flight)."""
+        view = self._engine._cards[: self._engine._n_cards]
+        view.flags.writeable = False
+        return view
+
     def _journal(self) -> np.ndarray:
         if not self._records:
             self.emit(self.op_type, None)
@@ -386,6 +422,7 @@ class Engine:
             self._last_seq = max(last, self.store.last_seq(txn))
             self._next_seq = self._last_seq + 1
             self._work = self._cards.copy()
+        self._pin_key = self._load_pin_key()
         if raw_rules is not None:
             self._rules_config = RulesConfig.from_json(raw_rules)
         else:
@@ -394,10 +431,26 @@ class Engine:
             with self.store.env.begin(write=True) as txn:
                 txn.put(u32(1), self._rules_config.to_json(), db=self.store.db["rules"])
                 txn.put(b"rules_version", u32(1), db=self.store.db["meta"])
-        self._rules = self._rules_config.compile()
+        self._rules = self._rules_config.compile(self._pin_key)
         self._last_checkpoint_time = time.monotonic()
         if self._since_checkpoint:
             log.info("recovered %d records after checkpoint %d", self._since_checkpoint, checkpoint_seq)
+
+    def _load_pin_key(self) -> tuple[int, int]:
+        """The secret mixed into every PIN hash: MMS_PIN_KEY (32 hex digits) if set, else
+        one made on first open and kept in meta."""
+        env = os.environ.get("MMS_PIN_KEY")
+        if env:
+            raw = bytes.fromhex(env)
+            if len(raw) != 16:
+                raise ValueError("MMS_PIN_KEY must be 32 hex digits")
+        else:
+            with self.store.env.begin(write=True) as txn:
+                raw = txn.get(b"pin_key", db=self.store.db["meta"])
+                if raw is None:
+                    raw = os.urandom(16)
+                    txn.put(b"pin_key", raw, db=self.store.db["meta"])
+        return int.from_bytes(raw[:8], "big"), int.from_bytes(raw[8:], "big")
 
     # --- publishing -------------------------------------------------------------------
     #
@@ -463,20 +516,31 @@ class Engine:
 
     # --- submission -------------------------------------------------------------------
 
-    def submit(self, ops: np.ndarray) -> Future:
+    def submit(self, ops: np.ndarray, items: np.ndarray | None = None) -> Future:
+        """Queue ops (dtype OP) for the writer. items (dtype ITEM) holds the line items
+        the ops point into with items_off/items_n."""
         if not isinstance(ops, np.ndarray) or ops.dtype != OP or ops.ndim != 1:
             raise ValueError("ops must be a 1-d numpy array of dtype core.records.OP")
         n = len(ops)
         if n == 0 or n > self.config.batch_max:
             raise ValueError(f"a submission holds 1..{self.config.batch_max} ops, not {n}")
         ops = np.ascontiguousarray(ops)
+        if items is not None:
+            if not isinstance(items, np.ndarray) or items.dtype != ITEM or items.ndim != 1:
+                raise ValueError("items must be a 1-d numpy array of dtype core.records.ITEM")
+            if len(items) > self.config.items_max:
+                raise ValueError(f"a submission holds at most {self.config.items_max} items")
+            items = np.ascontiguousarray(items)
+        ends = ops["items_off"].astype(np.int64) + ops["items_n"]
+        if np.any((ops["items_n"] > 0) & (ends > (0 if items is None else len(items)))):
+            raise ValueError("an op's items_off/items_n point past the items")
         fut: Future = Future()
         with self._cond:
             if self._closing:
                 raise EngineClosed("the engine is closed")
             if self._queued_ops + n > self.config.queue_max_ops:
                 raise Overloaded(f"{self._queued_ops} ops queued, limit {self.config.queue_max_ops}")
-            self._queue.append(_Hot(ops, fut))
+            self._queue.append(_Hot(ops, fut, items))
             self._queued_ops += n
             self._cond.notify()
         return fut
@@ -524,8 +588,12 @@ class Engine:
     def issue_cards(self, card_nos: Sequence[int] | np.ndarray, client_id: bytes, *,
                     type_id: int = 1, level: int = 0,
                     member_ids: Sequence[int] | np.ndarray | None = None,
-                    expires_at_s: int = 0, operator_id: int = 0, store_id: int = 0) -> Future:
+                    expires_at_s: int = 0, operator_id: int = 0, store_id: int = 0,
+                    count_service: int = 0, count_uses: int = 0) -> Future:
+        """Issue active cards. A count card names its service (1..65535) and its uses."""
         nos = np.asarray(card_nos, dtype=np.uint64)
+        if not 0 <= count_service < 65_536 or not 0 <= count_uses < 2**31:
+            raise ValueError("count_service 0..65535, count_uses 0..2^31-1")
         if nos.ndim != 1 or not 1 <= len(nos) <= self.config.issue_max_cards:
             raise ValueError(f"issue 1..{self.config.issue_max_cards} cards at a time")
         members = (np.zeros(len(nos), np.uint64) if member_ids is None
@@ -553,6 +621,9 @@ class Engine:
             after["status"] = CardStatus.ACTIVE
             after["expires_at_s"] = expires_at_s
             after["issued_at_s"] = ctx.now
+            after["level_period_start_s"] = ctx.now
+            after["count_service"] = count_service
+            after["count_uses"] = count_uses
             ctx.emit_cards(OpType.ISSUE, after)
             ctx.detail = {"cards": len(nos), "first_card_no": int(nos[0]), "type_id": type_id,
                           "level": level}
@@ -582,13 +653,38 @@ class Engine:
         return self.admin(client_id, OpType.SET_STATUS, build, operator_id=operator_id,
                           store_id=store_id)
 
+    def set_pin(self, card_no: int, digits: str | None, client_id: bytes, *,
+                operator_id: int = 0, store_id: int = 0) -> Future:
+        """Set (digits) or clear (None) a card's PIN; clears failures and any lockout.
+        Only the salted keyed hash is kept."""
+        if digits is not None and (not 4 <= len(digits) <= 9 or not digits.isdigit()):
+            raise ValueError("a PIN is 4 to 9 digits")
+
+        def build(ctx: AdminContext):
+            card = ctx.card(int(card_no))
+            if card is None:
+                ctx.reject(Result.CARD_NOT_FOUND, f"card {card_no} not found")
+            if digits is None:
+                card["pin_hash"], card["pin_salt"] = 0, 0
+            else:
+                salt = int.from_bytes(os.urandom(8), "big")
+                card["pin_salt"] = salt
+                card["pin_hash"] = _fastpath.pin_hash(self._pin_key[0], self._pin_key[1], salt, digits)
+            card["pin_failures"], card["pin_locked_until_s"] = 0, 0
+            ctx.emit(OpType.SET_PIN, card)
+            ctx.detail = {"card_no": int(card_no), "after": {"pin": "set" if digits else "cleared"}}
+            return {"pin": "set" if digits else "cleared"}
+
+        return self.admin(client_id, OpType.SET_PIN, build, operator_id=operator_id,
+                          store_id=store_id)
+
     def set_rules(self, rules: RulesConfig, client_id: bytes, *, operator_id: int = 0) -> Future:
         rules.validate()
 
         def build(ctx: AdminContext):
             version = ctx.rules.version + 1
             new = RulesConfig.from_dict({**rules.to_dict(), "version": version})
-            compiled = new.compile()
+            compiled = new.compile(self._pin_key)
             ctx.emit(OpType.SET_RULES, None, amount_fen=version)
             ctx.put("rules", u32(version), new.to_json())
             ctx.put("meta", b"rules_version", u32(version))
@@ -749,6 +845,22 @@ class Engine:
     def _apply_hot(self, items: list[_Hot]) -> None:
         t0 = time.perf_counter()
         ops = items[0].ops if len(items) == 1 else np.concatenate([it.ops for it in items])
+        lines = None
+        if any(it.items is not None for it in items):
+            # One item array for the batch; each submission's offsets move by its base.
+            if len(items) == 1:
+                lines = items[0].items
+            else:
+                ops = ops.copy() if ops is items[0].ops else ops
+                parts, base, k = [], 0, 0
+                for it in items:
+                    m = len(it.ops)
+                    if it.items is not None:
+                        ops["items_off"][k:k + m] += base
+                        parts.append(it.items)
+                        base += len(it.items)
+                    k += m
+                lines = np.concatenate(parts)
         n = len(ops)
         self._last_batch_ops = n
         results = np.empty(n, dtype=RESULT)
@@ -757,7 +869,7 @@ class Engine:
         try:
             n_recs = self._batcher.apply_batch(ops, self._work, self._card_index, self._id_index,
                                                self._rules, self.clock(), self._next_seq, recs,
-                                               results, slots)
+                                               results, slots, lines)
             recs = recs[:n_recs]
             if n_recs:
                 self._publish_work(recs, slots, claim_ids=True)
@@ -798,6 +910,12 @@ class Engine:
             return
         if len(job.recs):
             self._publish_committed(job.recs, job.slots, claim_ids=False)
+        # A replay of an op committed in an earlier batch answers with that op's result
+        # (rare: read its record).
+        for i in np.flatnonzero((job.results["replayed"] == 1) & (job.results["rec_index"] < 0)).tolist():
+            rec = self.journal_record(int(job.results[i]["seq"]))
+            if rec is not None:
+                job.results[i]["code"] = rec["result"]
         self._commits += 1
         k = 0
         for it in job.items:

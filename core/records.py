@@ -14,6 +14,7 @@ OpType = _fastpath.OpType
 Result = _fastpath.Result
 CardStatus = _fastpath.CardStatus
 OpFlag = _fastpath.OpFlag
+ItemFlag = _fastpath.ItemFlag
 RecordKind = _fastpath.RecordKind
 
 _LAYOUT = _fastpath.layout()

@@ -81,6 +81,21 @@ class RulesConfig:
     levels: tuple[LevelRule, ...] = field(default_factory=default_levels)
     tiers: tuple[BonusTier, ...] = ()
     no_points_categories: tuple[int, ...] = ()
+    # (category, multiplier bp) and (store id, multiplier bp); unlisted ones earn 1x.
+    category_points_mult_bp: tuple[tuple[int, int], ...] = ()
+    store_points_mult_bp: tuple[tuple[int, int], ...] = ()
+    # (sku, (price fen per unit at level 0, level 1, ...)); 0 = no member price there.
+    member_prices: tuple[tuple[int, tuple[int, ...]], ...] = ()
+    # Points offset at the till: 100 points = 1 yuan, at most half the order by default.
+    offset_points_per_yuan: int = 100
+    offset_max_bp: int = 5_000
+    offset_max_points: int = 0
+    # Points earned in year Y stay valid to 31 Dec of Y + points_valid_years (local
+    # time); 0 = points never expire.
+    points_valid_years: int = 1
+    tz_offset_s: int = 8 * 3_600
+    pin_max_failures: int = 5
+    pin_lock_s: int = 30 * 60
 
     def validate(self) -> None:
         def need(cond: bool, what: str) -> None:
@@ -122,8 +137,38 @@ class RulesConfig:
             prev = t.min_pay_fen
         for c in self.no_points_categories:
             need(is_int(c) and 0 <= c < CATEGORY_COUNT, "categories are 0..65535")
+        for c, m in self.category_points_mult_bp:
+            need(is_int(c) and 0 <= c < CATEGORY_COUNT, "categories are 0..65535")
+            need(is_int(m) and 0 <= m <= MULT_BP_LIMIT, f"category multipliers are 0..{MULT_BP_LIMIT}")
+        stores = [st for st, _ in self.store_points_mult_bp]
+        need(len(set(stores)) == len(stores), "a store appears twice in store_points_mult_bp")
+        for st, m in self.store_points_mult_bp:
+            need(is_int(st) and 0 <= st < 2**32, "store ids are 0..2^32-1")
+            need(is_int(m) and 0 <= m <= MULT_BP_LIMIT, f"store multipliers are 0..{MULT_BP_LIMIT}")
+        skus = [sku for sku, _ in self.member_prices]
+        need(len(set(skus)) == len(skus), "a sku appears twice in member_prices")
+        for sku, prices in self.member_prices:
+            need(is_int(sku) and 1 <= sku < 2**64, "skus are 1..2^64-1")
+            need(len(prices) == len(self.levels), f"sku {sku}: one member price per level")
+            need(all(is_int(p) and 0 <= p <= MAX_AMOUNT_FEN_LIMIT for p in prices),
+                 f"sku {sku}: prices are 0..{MAX_AMOUNT_FEN_LIMIT} fen")
+        need(is_int(self.offset_points_per_yuan) and 0 <= self.offset_points_per_yuan <= 1_000_000,
+             "offset_points_per_yuan must be 0..1000000")
+        need(is_int(self.offset_max_bp) and 0 <= self.offset_max_bp <= 10_000,
+             "offset_max_bp must be 0..10000")
+        need(is_int(self.offset_max_points) and 0 <= self.offset_max_points <= 10**15,
+             "offset_max_points must be >= 0")
+        need(is_int(self.points_valid_years) and 0 <= self.points_valid_years <= 2,
+             "points_valid_years must be 0 (never expire), 1 or 2")
+        need(is_int(self.tz_offset_s) and -14 * 3600 <= self.tz_offset_s <= 14 * 3600,
+             "tz_offset_s must be within +-14 hours")
+        need(is_int(self.pin_max_failures) and 1 <= self.pin_max_failures <= 100,
+             "pin_max_failures must be 1..100")
+        need(is_int(self.pin_lock_s) and 0 <= self.pin_lock_s <= 366 * 86_400,
+             "pin_lock_s must be 0..one year")
 
-    def compile(self) -> _fastpath.Rules:
+    def compile(self, pin_key: tuple[int, int] = (0, 0)) -> _fastpath.Rules:
+        """The fast path's tables. pin_key is the engine's secret for PIN hashes."""
         self.validate()
         levels = np.zeros(len(self.levels), dtype=LEVEL)
         for i, lv in enumerate(self.levels):
@@ -132,12 +177,26 @@ class RulesConfig:
         tiers = np.zeros(len(self.tiers), dtype=TIER)
         for i, t in enumerate(self.tiers):
             tiers[i] = (t.min_pay_fen, t.bonus_fen, t.points)
-        cats = np.zeros(CATEGORY_COUNT, dtype=np.uint8)
-        cats[list(self.no_points_categories)] = 1
+        cats = np.full(CATEGORY_COUNT, 10_000, dtype=np.int32)
+        for c, m in self.category_points_mult_bp:
+            cats[c] = m
+        cats[list(self.no_points_categories)] = 0
+        stores = sorted(self.store_points_mult_bp)
+        prices = sorted(self.member_prices)
         return _fastpath.Rules(
             self.version, ROUNDING[self.rounding], SPEND_ORDER[self.spend_order],
             self.max_amount_fen, self.max_balance_fen, self.points_per_yuan_bp,
             self.recharge_points_per_yuan_bp, levels, tiers, cats,
+            store_ids=np.array([st for st, _ in stores], dtype=np.uint64),
+            store_mult_bp=np.array([m for _, m in stores], dtype=np.int64),
+            skus=np.array([sku for sku, _ in prices], dtype=np.uint64),
+            prices=np.array([list(p) for _, p in prices], dtype=np.int64).reshape(
+                len(prices), len(self.levels)),
+            offset_points_per_yuan=self.offset_points_per_yuan,
+            offset_max_bp=self.offset_max_bp, offset_max_points=self.offset_max_points,
+            points_valid_years=self.points_valid_years, pin_max_failures=self.pin_max_failures,
+            pin_lock_s=self.pin_lock_s, tz_offset_s=self.tz_offset_s,
+            pin_key0=pin_key[0], pin_key1=pin_key[1],
         )
 
     def to_dict(self) -> dict:
@@ -159,6 +218,12 @@ class RulesConfig:
             d["tiers"] = tuple(BonusTier(**t) for t in d["tiers"])
         if "no_points_categories" in d:
             d["no_points_categories"] = tuple(d["no_points_categories"])
+        for name in ("category_points_mult_bp", "store_points_mult_bp"):
+            if name in d:
+                d[name] = tuple((int(k), int(v)) for k, v in d[name])
+        if "member_prices" in d:
+            d["member_prices"] = tuple((int(sku), tuple(int(p) for p in prices))
+                                       for sku, prices in d["member_prices"])
         rules = cls(**d)
         rules.validate()
         return rules
