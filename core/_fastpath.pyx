@@ -66,6 +66,12 @@ cpdef enum Result:
     INSUFFICIENT_POINTS = 23
     INSUFFICIENT_USES = 24
     SERVICE_MISMATCH = 25
+    # Generic outcomes of admin ops (members, chain, ...); AdminResult.reason says more.
+    INVALID_ARGUMENT = 26
+    NOT_FOUND = 27
+    ALREADY_EXISTS = 28
+    FAILED_PRECONDITION = 29
+    PERMISSION_DENIED = 30
 
 
 cpdef enum CardStatus:

@@ -57,6 +57,35 @@ def system_clock() -> int:
     return int(time.time())
 
 
+def _resolve(fut: Future, value: object) -> None:
+    """Answer a caller; a caller that cancelled its future simply gets nothing (the op
+    itself was applied and stays applied)."""
+    if fut.set_running_or_notify_cancel():
+        fut.set_result(value)
+
+
+def _fail(fut: Future, exc: BaseException) -> None:
+    if not fut.done() and fut.set_running_or_notify_cancel():
+        fut.set_exception(exc)
+
+
+# Names of journal op types, for audit events: the engine's own and those that admin
+# modules register (members, chain, ...).
+OP_NAMES: dict[int, str] = {}
+
+
+def register_op_names(names: dict[int, str] | type) -> None:
+    """Register the names of a module's op types (an IntEnum or a dict)."""
+    items = names.items() if isinstance(names, dict) else ((int(m), m.name) for m in names)
+    for code, name in items:
+        if OP_NAMES.get(int(code), name) != name:
+            raise ValueError(f"op type {code} is already {OP_NAMES[int(code)]}")
+        OP_NAMES[int(code)] = name
+
+
+register_op_names(OpType)
+
+
 class EngineClosed(RuntimeError):
     """The engine no longer takes ops."""
 
@@ -172,6 +201,7 @@ class AdminResult:
     seq: int = 0
     detail: str = ""
     value: object = None
+    reason: str = ""
 
 
 @dataclass
@@ -191,13 +221,21 @@ class _Cold:
     store_id: int = 0
 
 
+@dataclass
+class _Task:
+    """Work for the writer that is not an op (creating databases)."""
+    run: Callable[[], None]
+    future: Future
+
+
 class AdminRejected(Exception):
     """Raised by AdminContext.reject: the op changes nothing and answers with code."""
 
-    def __init__(self, code: Result, detail: str) -> None:
+    def __init__(self, code: Result, detail: str, reason: str = "") -> None:
         super().__init__(detail)
         self.code = code
         self.detail = detail
+        self.reason = reason or Result(int(code)).name
 
 
 class AdminContext:
@@ -222,8 +260,15 @@ class AdminContext:
         self._after: list[Callable[[], None]] = []
         self._opened: list[str] = []
 
-    def reject(self, code: Result, detail: str) -> NoReturn:
-        raise AdminRejected(code, detail)
+    def reject(self, code: Result, detail: str, reason: str = "") -> NoReturn:
+        """Abort the op: nothing it did commits. reason is a machine-readable word
+        (UPPER_SNAKE) for clients; it defaults to the code's name."""
+        raise AdminRejected(code, detail, reason)
+
+    @property
+    def next_seq(self) -> int:
+        """The seq the next record this op emits will get."""
+        return self._engine._next_seq + self._n
 
     def db(self, name: str):
         if name not in self._engine.store.db:
@@ -341,8 +386,6 @@ class _Job:
     results: np.ndarray
     t0: float
 
-
-_OP_TYPES = {int(t) for t in OpType}
 
 # Batches applied but not yet committed. Two let the next batch be applied while the
 # previous one is in fsync; more would only add latency.
@@ -585,6 +628,26 @@ class Engine:
             self._cond.notify()
         return item.future
 
+    def ensure_dbs(self, names: Sequence[str]) -> None:
+        """Create named databases (if missing) in the writer, so that only the writer
+        ever opens a write transaction. Blocks until done."""
+        missing = [n for n in names if n not in self.store.db]
+        if not missing:
+            return
+
+        def create() -> None:
+            with self.store.env.begin(write=True) as txn:
+                handles = {n: self.store.env.open_db(n.encode(), txn=txn) for n in missing}
+            self.store.db.update(handles)
+
+        task = _Task(create, Future())
+        with self._cond:
+            if self._closing:
+                raise EngineClosed("the engine is closed")
+            self._queue.append(task)
+            self._cond.notify()
+        task.future.result()
+
     def issue_cards(self, card_nos: Sequence[int] | np.ndarray, client_id: bytes, *,
                     type_id: int = 1, level: int = 0,
                     member_ids: Sequence[int] | np.ndarray | None = None,
@@ -763,7 +826,7 @@ class Engine:
                 self._cond.wait()
             if not self._queue:
                 return None
-            if isinstance(self._queue[0], _Cold):
+            if not isinstance(self._queue[0], _Hot):
                 return [self._queue.popleft()]
             batch_max = self.config.batch_max
             # Under load (the last batch was a quarter full or more) wait a moment for a
@@ -798,7 +861,12 @@ class Engine:
                 self._drain()
                 self._reload()
             try:
-                if isinstance(items[0], _Cold):
+                if isinstance(items[0], _Task):
+                    self._pipe_slots.release()
+                    self._drain()
+                    items[0].run()
+                    _resolve(items[0].future, None)
+                elif isinstance(items[0], _Cold):
                     self._pipe_slots.release()
                     self._drain()
                     self._run_cold(items[0])
@@ -808,8 +876,7 @@ class Engine:
             except BaseException as exc:  # the writer must outlive any one batch
                 log.exception("batch failed")
                 for it in items:
-                    if not it.future.done():
-                        it.future.set_exception(exc)
+                    _fail(it.future, exc)
         self._pipe.put(None)
         self._committer.join()
         if self._poisoned is None:
@@ -896,7 +963,7 @@ class Engine:
     def _commit_hot(self, job: _Job) -> None:
         if self._poisoned is not None:
             for it in job.items:
-                it.future.set_exception(self._poisoned)
+                _fail(it.future, self._poisoned)
             return
         commit_s = 0.0
         try:
@@ -906,7 +973,7 @@ class Engine:
             log.exception("commit failed; the batches applied after it fail too")
             self._poisoned = exc
             for it in job.items:
-                it.future.set_exception(exc)
+                _fail(it.future, exc)
             return
         if len(job.recs):
             self._publish_committed(job.recs, job.slots, claim_ids=False)
@@ -920,7 +987,7 @@ class Engine:
         k = 0
         for it in job.items:
             m = len(it.ops)
-            it.future.set_result(BatchResult(self, job.results[k:k + m], job.recs))
+            _resolve(it.future, BatchResult(self, job.results[k:k + m], job.recs))
             k += m
         self._observe(len(job.ops), len(job.recs), len(job.items), commit_s,
                       time.perf_counter() - job.t0, job.results["code"], job.ops["op_type"])
@@ -936,7 +1003,7 @@ class Engine:
             with self.store.read() as txn:
                 raw = txn.get(u64(prior), db=self.store.db["events"])
             event = json.loads(raw) if raw else {}
-            item.future.set_result(AdminResult(Result.OK, True, prior, "replayed",
+            _resolve(item.future, AdminResult(Result.OK, True, prior, "replayed",
                                                event.get("result")))
             return
         now = self.clock()
@@ -949,8 +1016,7 @@ class Engine:
                     value = item.build(ctx)
                     recs = ctx._journal()
                     self.store.put_journal(txn, recs)
-                    event = {"op": OpType(item.op_type).name if item.op_type in _OP_TYPES
-                             else item.op_type, "time_s": now, "operator_id": item.operator_id,
+                    event = {"op": OP_NAMES.get(item.op_type, item.op_type), "time_s": now, "operator_id": item.operator_id,
                              "store_id": item.store_id, "detail": ctx.detail, "result": value}
                     txn.put(u64(int(recs[0]["seq"])), json.dumps(event, default=str).encode(),
                             db=self.store.db["events"])
@@ -965,7 +1031,8 @@ class Engine:
                     log.warning("LMDB map full; grown to %d bytes", size)
                     continue
                 if isinstance(exc, AdminRejected):
-                    item.future.set_result(AdminResult(exc.code, False, 0, exc.detail))
+                    _resolve(item.future, AdminResult(exc.code, False, 0, exc.detail,
+                                                      reason=exc.reason))
                     self._observe(1, 0, 1, 0.0, time.perf_counter() - t0,
                                   np.array([exc.code], np.uint8),
                                   np.array([item.op_type & 0xFF], np.uint8))
@@ -977,7 +1044,7 @@ class Engine:
         for fn in ctx._after:
             fn()
         self._commits += 1
-        item.future.set_result(AdminResult(Result.OK, False, int(recs[0]["seq"]),
+        _resolve(item.future, AdminResult(Result.OK, False, int(recs[0]["seq"]),
                                            json.dumps(ctx.detail, default=str) if ctx.detail else "",
                                            value))
         self._observe(1, len(recs), 1, commit_s, time.perf_counter() - t0,

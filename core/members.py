@@ -24,11 +24,13 @@ from __future__ import annotations
 
 import base64
 import codecs
+import contextlib
 import csv
 import datetime as _dt
 import enum
 import hashlib
 import json
+import os
 import re
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -57,6 +59,8 @@ class MemberOp(enum.IntEnum):
     MEMBER_UPDATE = 101
     MEMBER_STATUS = 102
     MEMBER_IMPORT = 103
+    # Opens the member databases' handles in the writer when a store starts (no change).
+    MEMBER_OPEN = 104
 
 
 class MemberStatus(enum.IntEnum):
@@ -432,23 +436,50 @@ class MemberStore:
         self._today = today or (lambda: _dt.datetime.fromtimestamp(engine.clock()).date())
         self._read_dbs: dict[str, object] = {}
         self._cols = _Columns()
+        self._open_handles()
         self._load()
 
     # --- opening -------------------------------------------------------------------------
 
+    _ALL_DBS = (_DB_MEMBERS, _DB_PHONE, _DB_IDNO, _DB_META, _DB_ROWS)
+
+    @contextlib.contextmanager
+    def _read(self) -> Iterator:
+        with self.engine.store.read() as txn:
+            yield txn
+
+    def _adopt_handles(self) -> None:
+        """Take the writer's handles of the members databases once they are committed.
+        Readers only use handles opened in a committed write transaction: py-lmdb's own
+        opening (a write transaction taken while holding the GIL) can deadlock with the
+        writer, and a handle opened in a read transaction dies with it."""
+        for name in self._ALL_DBS:
+            h = self.engine.store.db.get(name)
+            if h is not None:
+                self._read_dbs[name] = h
+
+    def _open_handles(self) -> None:
+        with self.engine.store.read() as txn:
+            present = [n for n in self._ALL_DBS if txn.get(n.encode()) is not None]
+        if not present:
+            return
+
+        def build(ctx: AdminContext):
+            for name in present:
+                ctx.db(name)
+            ctx.after_commit(self._adopt_handles)
+            ctx.detail = {"opened": present}
+            return {"opened": present}
+
+        self.engine.admin(os.urandom(16), MemberOp.MEMBER_OPEN, build).result()
+
     def _rdb(self, txn, name: str):
-        """A read handle of a named database, or None while it does not exist yet."""
-        h = self._read_dbs.get(name)
-        if h is None:
-            if txn.get(name.encode()) is None:
-                return None
-            h = self._read_dbs[name] = self.engine.store.env.open_db(name.encode(), txn=txn,
-                                                                    create=False)
-        return h
+        """The read handle of a named database, or None while it does not exist yet."""
+        return self._read_dbs.get(name)
 
     def _load(self) -> None:
         recs = []
-        with self.engine.store.read() as txn:
+        with self._read() as txn:
             meta = self._rdb(txn, _DB_META)
             check = txn.get(b"key_check", db=meta) if meta is not None else None
             if check is not None and check != self.cipher.key_check:
@@ -485,12 +516,12 @@ class MemberStore:
     def get(self, member_id: int, *, reveal: bool = False) -> dict | None:
         """The profile, phone and ID number masked unless reveal (the caller checks the
         operator may see them)."""
-        with self.engine.store.read() as txn:
+        with self._read() as txn:
             rec = self._record(txn, int(member_id))
         return self._public(rec, reveal) if rec is not None else None
 
     def _id_by_blind(self, db_name: str, blind: bytes) -> int | None:
-        with self.engine.store.read() as txn:
+        with self._read() as txn:
             db = self._rdb(txn, db_name)
             raw = txn.get(blind, db=db) if db is not None else None
         return from_be(raw) if raw is not None else None
@@ -615,7 +646,7 @@ class MemberStore:
         ids = self.search_ids(q)
         page = ids[q.offset: q.offset + q.limit].tolist()
         out = []
-        with self.engine.store.read() as txn:
+        with self._read() as txn:
             for mid in page:
                 rec = self._record(txn, mid)
                 if rec is not None:
@@ -656,7 +687,12 @@ class MemberStore:
 
     def _submit(self, client_id: bytes, op: MemberOp, build, operator_id: int,
                 store_id: int) -> AdminResult:
-        res: AdminResult = self.engine.admin(client_id, op, build, operator_id=operator_id,
+        def adopting(ctx: AdminContext):
+            value = build(ctx)
+            ctx.after_commit(self._adopt_handles)
+            return value
+
+        res: AdminResult = self.engine.admin(client_id, op, adopting, operator_id=operator_id,
                                              store_id=store_id).result()
         if res.code != Result.OK:
             code, _, msg = res.detail.partition(": ")
@@ -943,6 +979,7 @@ class MemberStore:
                 next_id += 1
             ctx.put(_DB_META, b"next_id", u64(next_id))
             ctx.after_commit(lambda: self._cols.set_many(created))
+            ctx.after_commit(self._adopt_handles)
             ctx.detail = {"file_id": file_id, "lines": [first_line, last_line],
                           "before": None,
                           "after": {"created": len(created),
@@ -974,7 +1011,7 @@ class MemberStore:
         yield list(EXPORT_COLUMNS)
         step = 4096
         for i in range(0, len(ids), step):
-            with self.engine.store.read() as txn:
+            with self._read() as txn:
                 recs = [self._record(txn, mid) for mid in ids[i: i + step]]
             for rec in recs:
                 if rec is None:

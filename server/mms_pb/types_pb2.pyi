@@ -35,6 +35,11 @@ class Result(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     RESULT_INSUFFICIENT_POINTS: _ClassVar[Result]
     RESULT_INSUFFICIENT_USES: _ClassVar[Result]
     RESULT_SERVICE_MISMATCH: _ClassVar[Result]
+    RESULT_INVALID_ARGUMENT: _ClassVar[Result]
+    RESULT_NOT_FOUND: _ClassVar[Result]
+    RESULT_ALREADY_EXISTS: _ClassVar[Result]
+    RESULT_FAILED_PRECONDITION: _ClassVar[Result]
+    RESULT_PERMISSION_DENIED: _ClassVar[Result]
 
 class CardStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -84,6 +89,11 @@ RESULT_OFFSET_OVER_CAP: Result
 RESULT_INSUFFICIENT_POINTS: Result
 RESULT_INSUFFICIENT_USES: Result
 RESULT_SERVICE_MISMATCH: Result
+RESULT_INVALID_ARGUMENT: Result
+RESULT_NOT_FOUND: Result
+RESULT_ALREADY_EXISTS: Result
+RESULT_FAILED_PRECONDITION: Result
+RESULT_PERMISSION_DENIED: Result
 CARD_STATUS_UNSPECIFIED: CardStatus
 CARD_STATUS_ACTIVE: CardStatus
 CARD_STATUS_LOST: CardStatus
