@@ -426,6 +426,16 @@ cdef class KeyMap:
         return his, los, vals
 
 
+# The id index maps a client id to its first op: the seq of its first record and that
+# record's result, packed as seq << 8 | result, so a replay answers with both.
+cdef inline int64_t id_value(uint64_t seq, uint8_t result) noexcept nogil:
+    return <int64_t> ((seq << 8) | result)
+
+
+def pack_id_value(uint64_t seq, uint8_t result):
+    return id_value(seq, result)
+
+
 # ---------------------------------------------------------------------------------------
 # Money rules. One function each, shared by every op type.
 
@@ -1062,9 +1072,9 @@ cdef class Batcher:
                 continue
             prior = id_index.get(op.client_hi, op.client_lo)
             if prior >= 0:
-                res[i].code = OK
+                res[i].code = <uint8_t> (prior & 0xFF)
                 res[i].replayed = 1
-                res[i].seq = <uint64_t> prior
+                res[i].seq = <uint64_t> (prior >> 8)
                 continue
             if op.op_type != SWIPE and op.op_type != RECHARGE and op.op_type != USE_COUNT:
                 res[i].code = OP_TYPE_INVALID
@@ -1180,5 +1190,6 @@ def publish(cnp.ndarray recs, Py_ssize_t n_recs, cnp.ndarray cards, KeyMap card_
         # The first record of an op claims the client id; a later record of the same
         # op (a multi-card op) keeps pointing at the first.
         if id_index is not None:
-            id_index.put(rec_p[i].client_hi, rec_p[i].client_lo, <int64_t> rec_p[i].seq, False)
+            id_index.put(rec_p[i].client_hi, rec_p[i].client_lo,
+                         id_value(rec_p[i].seq, rec_p[i].result), False)
     return n_cards

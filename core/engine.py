@@ -543,9 +543,10 @@ class Engine:
             for rec in recs[~has_card]:
                 if self._id_index.lookup(int(rec["client_hi"]), int(rec["client_lo"])) < 0:
                     self._id_index.insert(int(rec["client_hi"]), int(rec["client_lo"]),
-                                          int(rec["seq"]))
+                                          _fastpath.pack_id_value(int(rec["seq"]), int(rec["result"])))
         ids = np.empty(n, dtype=IDS_DTYPE)
-        ids["hi"], ids["lo"], ids["seq"] = recs["client_hi"], recs["client_lo"], recs["seq"]
+        ids["hi"], ids["lo"] = recs["client_hi"], recs["client_lo"]
+        ids["seq"] = (recs["seq"] << np.uint64(8)) | recs["result"].astype(np.uint64)
         self._pending_ids.append(ids)
         self._since_checkpoint += n
         self._last_seq = int(recs[-1]["seq"])
@@ -977,12 +978,6 @@ class Engine:
             return
         if len(job.recs):
             self._publish_committed(job.recs, job.slots, claim_ids=False)
-        # A replay of an op committed in an earlier batch answers with that op's result
-        # (rare: read its record).
-        for i in np.flatnonzero((job.results["replayed"] == 1) & (job.results["rec_index"] < 0)).tolist():
-            rec = self.journal_record(int(job.results[i]["seq"]))
-            if rec is not None:
-                job.results[i]["code"] = rec["result"]
         self._commits += 1
         k = 0
         for it in job.items:
@@ -1000,6 +995,7 @@ class Engine:
         t0 = time.perf_counter()
         prior = self._id_index.lookup(*item.client)
         if prior >= 0:
+            prior >>= 8  # the seq of the first op (the low byte is its result)
             with self.store.read() as txn:
                 raw = txn.get(u64(prior), db=self.store.db["events"])
             event = json.loads(raw) if raw else {}

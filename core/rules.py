@@ -29,6 +29,8 @@ MAX_BALANCE_FEN_LIMIT = 10**15
 RATE_BP_LIMIT = 1_000_000  # 100 points per yuan
 MULT_BP_LIMIT = 100_000  # 10x
 CATEGORY_COUNT = 65_536
+# A level validity of a century keeps now + validity far inside int64 seconds.
+MAX_VALIDITY_DAYS = 36_500
 
 ROUNDING = _fastpath.RULE_SWITCHES["rounding"]
 SPEND_ORDER = _fastpath.RULE_SWITCHES["spend_order"]
@@ -122,10 +124,11 @@ class RulesConfig:
                  f"{where}.discount_bp must be 0..10000")
             need(is_int(lv.points_mult_bp) and 0 <= lv.points_mult_bp <= MULT_BP_LIMIT,
                  f"{where}.points_mult_bp must be 0..{MULT_BP_LIMIT}")
-            for name in ("up_points", "up_spend_fen", "up_recharge_fen", "keep_spend_fen",
-                         "validity_days"):
+            for name in ("up_points", "up_spend_fen", "up_recharge_fen", "keep_spend_fen"):
                 v = getattr(lv, name)
                 need(is_int(v) and 0 <= v < 2**62, f"{where}.{name} must be >= 0")
+            need(is_int(lv.validity_days) and 0 <= lv.validity_days <= MAX_VALIDITY_DAYS,
+                 f"{where}.validity_days must be 0..{MAX_VALIDITY_DAYS}")
         prev = 0
         for i, t in enumerate(self.tiers):
             need(is_int(t.min_pay_fen) and 1 <= t.min_pay_fen <= MAX_AMOUNT_FEN_LIMIT,

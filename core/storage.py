@@ -8,8 +8,9 @@ Layout (docs/internals/storage.md says the same, with the reasons):
            commit, concatenated JournalRec (288 bytes each), seqs contiguous.
 - cards    key: u64 BE chunk number -> value: CHUNK_CARDS Card records (160 bytes each)
            of slots chunk*CHUNK_CARDS..; the card table as of meta checkpoint_seq.
-- ids      key: u64 BE checkpoint seq -> value: i64 LE unix seconds, then (hi, lo, seq)
-           u64 LE triples: the client ids first seen between two checkpoints.
+- ids      key: u64 BE checkpoint seq -> value: i64 LE unix seconds, then (hi, lo, v)
+           u64 LE triples: the client ids first seen between two checkpoints, where
+           v = seq << 8 | result of the id's first record.
 - rules    key: u32 BE version -> value: the RulesConfig as JSON.
 - events   key: u64 BE seq of the journal record of an admin op -> value: JSON detail.
 """

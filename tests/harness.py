@@ -1,0 +1,97 @@
+"""Test helpers that drive core._fastpath directly on numpy arrays (no LMDB), and
+convert between the engine's records and the plain dicts of tests/reference.py."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from core import _fastpath
+from core.records import CARD, JOURNAL, OP, RESULT, card_to_dict, journal_to_dict
+from core.storage import CHUNK_SHIFT
+
+CARD_FIELDS = [n for n in CARD.names if not n.startswith("_")]
+OP_FIELDS = [n for n in OP.names if not n.startswith("_")]
+
+
+def blank_card(card_no: int, **fields: int) -> dict:
+    card = dict.fromkeys(CARD_FIELDS, 0)
+    card.update(card_no=card_no, status=1)
+    card.update(fields)
+    return card
+
+
+def make_op(client: int | tuple[int, int], card_no: int, amount_fen: int, op_type: int = 1,
+            **fields: int) -> dict:
+    hi, lo = client if isinstance(client, tuple) else (0, client)
+    op = dict.fromkeys(OP_FIELDS, 0)
+    op.update(client_hi=hi, client_lo=lo, card_no=card_no, amount_fen=amount_fen,
+              op_type=op_type)
+    op.update(fields)
+    return op
+
+
+def ops_array(ops: list[dict]) -> np.ndarray:
+    """Ops as an OP array; fields an op dict leaves out are zero."""
+    arr = np.zeros(len(ops), dtype=OP)
+    for i, op in enumerate(ops):
+        for name, value in op.items():
+            arr[i][name] = value
+    return arr
+
+
+def cards_array(cards: list[dict]) -> np.ndarray:
+    arr = np.zeros(len(cards), dtype=CARD)
+    for i, card in enumerate(cards):
+        for name, value in card.items():
+            arr[i][name] = value
+    return arr
+
+
+def record_dict(rec: np.void) -> dict:
+    """A journal record as the reference shapes it (reserved fields must be zero)."""
+    for name in JOURNAL.names:
+        if name.startswith("_"):
+            assert int(rec[name]) == 0, name
+    return journal_to_dict(rec)
+
+
+class FastPath:
+    """The committed state the engine keeps in memory, without LMDB: a card table, its
+    index, the client-id index; apply() runs apply_batch and then publish()."""
+
+    def __init__(self, cards: list[dict], known: dict[tuple[int, int], int] | None = None,
+                 batch_max: int = 4096, next_seq: int = 1) -> None:
+        self.cards = cards_array(cards)
+        self.card_index = _fastpath.KeyMap(max(16, len(cards)))
+        for slot, card in enumerate(cards):
+            self.card_index.insert(0, card["card_no"], slot)
+        self.id_index = _fastpath.KeyMap(1024)
+        # The id index keeps seq << 8 | result of an id's first record; the reference's
+        # known ids are all of ops that were accepted (OK).
+        for (hi, lo), seq in (known or {}).items():
+            self.id_index.insert(hi, lo, _fastpath.pack_id_value(seq, 1))
+        self.batcher = _fastpath.Batcher(batch_max)
+        self.dirty = np.zeros((len(cards) >> CHUNK_SHIFT) + 1, dtype=np.uint8)
+        self.next_seq = next_seq
+
+    def apply(self, ops: list[dict] | np.ndarray, rules: _fastpath.Rules, now_s: int
+              ) -> tuple[list[tuple[int, int, int]], list[dict], np.ndarray, np.ndarray]:
+        arr = ops if isinstance(ops, np.ndarray) else ops_array(ops)
+        n = len(arr)
+        recs = np.zeros(max(n, 1), dtype=JOURNAL)
+        results = np.zeros(max(n, 1), dtype=RESULT)
+        n_recs = self.batcher.apply_batch(arr, self.cards, self.card_index, self.id_index,
+                                          rules, now_s, self.next_seq, recs, results)
+        n_cards = _fastpath.publish(recs, n_recs, self.cards, self.card_index, self.id_index,
+                                    len(self.cards), self.dirty, CHUNK_SHIFT)
+        assert n_cards == len(self.cards), "a swipe or recharge never adds a card"
+        self.next_seq += n_recs
+        out = [(int(r["code"]), int(r["replayed"]), int(r["seq"])) for r in results[:n]]
+        return out, [record_dict(r) for r in recs[:n_recs]], results[:n], recs[:n_recs]
+
+    def card(self, card_no: int) -> dict | None:
+        slot = self.card_index.lookup(0, card_no)
+        return None if slot < 0 else card_to_dict(self.cards[slot])
+
+    def card_dicts(self) -> dict[int, dict]:
+        return {int(c["card_no"]): card_to_dict(c) for c in self.cards}
