@@ -898,7 +898,8 @@ cdef class Rules:
             raise ValueError("store_ids and store_mult_bp differ in length")
         if self._prices.ndim != 2 or self._prices.shape[0] != self._skus.shape[0] or self._prices.shape[1] != levels.shape[0]:
             raise ValueError("prices must be n_skus x n_levels")
-        if np.any(np.diff(self._store_ids.astype(np.float64)) <= 0) or np.any(np.diff(self._skus.astype(np.float64)) <= 0):
+        if (np.any(self._store_ids[1:] <= self._store_ids[:-1])
+                or np.any(self._skus[1:] <= self._skus[:-1])):
             raise ValueError("store_ids and skus must be sorted and unique")
         if pin_max_failures < 1:
             raise ValueError("pin_max_failures must be >= 1")

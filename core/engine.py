@@ -24,9 +24,9 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import NoReturn
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import NoReturn
 
 import lmdb
 import numpy as np
@@ -773,6 +773,14 @@ class Engine:
         if slot < 0:
             return None
         return card_to_dict(self._cards[slot].copy())
+
+    def cards_snapshot(self) -> np.ndarray:
+        """The committed card table as a read-only numpy view (dtype CARD), for
+        vectorised cold paths (search, reports). Rows change in place as commits
+        publish; copy what must not move under you."""
+        view = self._cards[: self._n_cards]
+        view.flags.writeable = False
+        return view
 
     def journal_record(self, seq: int) -> np.void | None:
         with self.store.read() as txn:

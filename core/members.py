@@ -16,7 +16,7 @@ Databases (docs/members.md has the reasons):
 
 Search runs on an in-memory columnar index (numpy, one row per member id, rebuilt from
 `members` when the store opens, updated after each commit) and joins the engine's card
-table read-only (`engine._cards[:engine._n_cards]`: member_id, spend_total_fen,
+table read-only (`engine.cards_snapshot()`: member_id, spend_total_fen,
 last_visit_s, level, status) for the card-derived conditions.
 """
 
@@ -30,7 +30,6 @@ import datetime as _dt
 import enum
 import hashlib
 import json
-import os
 import re
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -59,8 +58,7 @@ class MemberOp(enum.IntEnum):
     MEMBER_UPDATE = 101
     MEMBER_STATUS = 102
     MEMBER_IMPORT = 103
-    # Opens the member databases' handles in the writer when a store starts (no change).
-    MEMBER_OPEN = 104
+    # 104 was MEMBER_OPEN (databases are now created by Engine.ensure_dbs); kept unused.
 
 
 class MemberStatus(enum.IntEnum):
@@ -89,7 +87,17 @@ class MemberError(Exception):
 
 # The engine has no Result for member rules yet; a rejected member op carries this code
 # and the MemberErrorCode in its detail ("CODE: message"). See docs/members.md.
-REJECT_CODE = getattr(Result, "MEMBER_REJECTED", Result.RESULT_UNSPECIFIED)
+# How each member error shows in the journal's result and to gRPC clients; the error
+# code itself is the machine-readable reason.
+REJECT_RESULT = {
+    "INVALID": Result.INVALID_ARGUMENT,
+    "NOT_FOUND": Result.NOT_FOUND,
+    "PHONE_TAKEN": Result.ALREADY_EXISTS,
+    "ID_NO_TAKEN": Result.ALREADY_EXISTS,
+    "STATUS_MOVE": Result.FAILED_PRECONDITION,
+    "VERSION_CONFLICT": Result.FAILED_PRECONDITION,
+    "REFERRER_NOT_FOUND": Result.NOT_FOUND,
+}
 
 _STATUS_MOVES = {
     (MemberStatus.ACTIVE, MemberStatus.FROZEN), (MemberStatus.FROZEN, MemberStatus.ACTIVE),
@@ -459,19 +467,10 @@ class MemberStore:
                 self._read_dbs[name] = h
 
     def _open_handles(self) -> None:
-        with self.engine.store.read() as txn:
-            present = [n for n in self._ALL_DBS if txn.get(n.encode()) is not None]
-        if not present:
-            return
-
-        def build(ctx: AdminContext):
-            for name in present:
-                ctx.db(name)
-            ctx.after_commit(self._adopt_handles)
-            ctx.detail = {"opened": present}
-            return {"opened": present}
-
-        self.engine.admin(os.urandom(16), MemberOp.MEMBER_OPEN, build).result()
+        # The writer creates (or opens) the databases, so no other thread ever takes
+        # LMDB's write lock.
+        self.engine.ensure_dbs(self._ALL_DBS)
+        self._adopt_handles()
 
     def _rdb(self, txn, name: str):
         """The read handle of a named database, or None while it does not exist yet."""
@@ -552,7 +551,7 @@ class MemberStore:
 
     def cards_of(self, member_id: int) -> list[dict]:
         """The member's cards from the engine's committed card table."""
-        cards = self.engine._cards[: self.engine._n_cards]
+        cards = self.engine.cards_snapshot()
         rows = np.flatnonzero(cards["member_id"] == np.uint64(member_id))
         return [self.engine.card(int(cards[i]["card_no"])) for i in rows.tolist()]
 
@@ -611,7 +610,7 @@ class MemberStore:
         return m
 
     def _card_mask(self, n: int, q: MemberQuery) -> np.ndarray:
-        cards = self.engine._cards[: self.engine._n_cards]
+        cards = self.engine.cards_snapshot()
         mids = cards["member_id"].astype(np.int64)
         valid = (mids > 0) & (mids <= n)
         rows = mids[valid] - 1
@@ -695,16 +694,16 @@ class MemberStore:
         res: AdminResult = self.engine.admin(client_id, op, adopting, operator_id=operator_id,
                                              store_id=store_id).result()
         if res.code != Result.OK:
-            code, _, msg = res.detail.partition(": ")
+            _, _, msg = res.detail.partition(": ")
             try:
-                raise MemberError(MemberErrorCode(code), msg)
+                raise MemberError(MemberErrorCode(res.reason), msg)
             except ValueError:
                 raise MemberError(MemberErrorCode.INVALID, res.detail) from None
         return res
 
     @staticmethod
     def _reject(ctx: AdminContext, code: MemberErrorCode, message: str):
-        ctx.reject(REJECT_CODE, f"{code.value}: {message}")
+        ctx.reject(REJECT_RESULT[code.value], f"{code.value}: {message}", reason=code.value)
 
     def _ensure_key_check(self, ctx: AdminContext) -> None:
         if ctx.get(_DB_META, b"key_check") is None:

@@ -15,7 +15,7 @@ def test_every_field_is_covered_without_overlap():
     for dt in (CARD, OP, JOURNAL, RESULT, ITEM, COUPON):
         spans = sorted((off, off + f.itemsize) for f, off, *_ in dt.fields.values())
         assert spans[0][0] == 0 and spans[-1][1] == dt.itemsize
-        for (_, end), (start, _) in zip(spans, spans[1:]):
+        for (_, end), (start, _) in zip(spans, spans[1:], strict=False):
             assert end == start, f"{dt}: gap or overlap at {end}"
 
 
