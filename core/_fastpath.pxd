@@ -230,14 +230,22 @@ cdef class Rules:
     cdef object _prices
 
 
+# The optional inputs of a batch: line items, and the swipes that refunds reverse.
+cdef struct Extras:
+    const Item *items
+    Py_ssize_t n_items
+    const JournalRec *refs
+
+
 cdef class Batcher:
     cdef size_t batch_max
     cdef int32_t *newest
     cdef size_t n_slots
     cdef KeyMap batch_ids
+    cdef KeyMap no_refunds
     cdef int ensure_slots(self, size_t n) except -1
     cdef Py_ssize_t _run(self, const Op *ops, Py_ssize_t n, const Card *cards,
                          Py_ssize_t n_cards, KeyMap card_index, KeyMap id_index,
                          const RulesC *R, int64_t now_s, uint64_t first_seq,
                          JournalRec *recs, OpResult *res, int64_t *slots,
-                         const Item *items, Py_ssize_t n_items) noexcept nogil
+                         const Extras *ex, KeyMap refunded) noexcept nogil

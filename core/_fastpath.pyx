@@ -29,6 +29,7 @@ cpdef enum OpType:
     SWIPE = 1
     RECHARGE = 2
     USE_COUNT = 3                   # a count card: amount_fen uses of the service `category`
+    REFUND = 4                      # reverse (part of) the swipe whose client id is ref_hi/ref_lo
     # Cold ops: built by the engine in Python, journalled with the same record.
     ISSUE = 10
     SET_STATUS = 11
@@ -72,6 +73,10 @@ cpdef enum Result:
     ALREADY_EXISTS = 28
     FAILED_PRECONDITION = 29
     PERMISSION_DENIED = 30
+    REFUND_TARGET_NOT_FOUND = 31    # no committed swipe has the referenced client id
+    REFUND_NOT_REFUNDABLE = 32      # the referenced op is not an accepted swipe
+    REFUND_EXCEEDS_PAID = 33        # more than what is left of what was paid
+    REFUND_CARD_MISMATCH = 34
 
 
 cpdef enum CardStatus:
@@ -798,6 +803,123 @@ cdef inline uint8_t do_swipe(const Op *op, Card *c, JournalRec *rec, const Rules
     return OK
 
 
+cdef inline int64_t _share(int64_t part, int64_t total, int64_t whole) noexcept nogil:
+    """floor(part * total / whole), exact in 128 bits."""
+    if whole <= 0:
+        return 0
+    return <int64_t> ((<i128> part * total) // whole)
+
+
+cdef inline int32_t level_met(const Card *c, const RulesC *R) noexcept nogil:
+    cdef int32_t j, best = 0
+    cdef const Level *lv
+    for j in range(1, R.n_levels):
+        lv = &R.levels[j]
+        if ((lv.up_points > 0 and c.period_points >= lv.up_points)
+                or (lv.up_spend_fen > 0 and c.period_spend_fen >= lv.up_spend_fen)
+                or (lv.up_recharge_fen > 0 and c.period_recharge_fen >= lv.up_recharge_fen)):
+            best = j
+    return best
+
+
+cdef inline void add_points_to_year(Card *c, int64_t pts, int32_t year, const RulesC *R) noexcept nogil:
+    """Put points back into the lot of a given year (clamped to the lots held)."""
+    cdef int32_t idx
+    c.points += pts
+    if R.points_valid_years == 0 or c.lot_year == 0:
+        if R.points_valid_years == 0:
+            c.permanent_points += pts
+        else:
+            c.lot_year = <uint16_t> year
+            c.lot0_points += pts
+        return
+    idx = year - c.lot_year
+    if idx <= 0:
+        c.lot0_points += pts
+    elif idx == 1:
+        c.lot1_points += pts
+    else:
+        c.lot2_points += pts
+
+
+cdef inline void take_points_back(Card *c, int64_t n) noexcept nogil:
+    """Take back earned points, newest lots first; what the member already spent
+    becomes a debt in permanent_points (it may go below zero)."""
+    cdef int64_t t
+    c.points -= n
+    t = n if n < c.lot2_points else (c.lot2_points if c.lot2_points > 0 else 0)
+    c.lot2_points -= t
+    n -= t
+    t = n if n < c.lot1_points else (c.lot1_points if c.lot1_points > 0 else 0)
+    c.lot1_points -= t
+    n -= t
+    t = n if n < c.lot0_points else (c.lot0_points if c.lot0_points > 0 else 0)
+    c.lot0_points -= t
+    n -= t
+    c.permanent_points -= n
+
+
+cdef inline uint8_t do_refund(const Op *op, Card *c, JournalRec *rec, const RulesC *R,
+                              const JournalRec *orig, int64_t refunded_before) noexcept nogil:
+    """Return part (or the rest) of what a swipe took. Every component comes back in
+    proportion to the cumulative refund, floored, so that refunds that add up to the
+    whole return exactly the whole: the same principal/bonus split, the offset points,
+    the earned points taken back, the spend."""
+    cdef int64_t paid, after, p0, b0, off0, offf0, earned0, net0
+    cdef int64_t p_back, b_back, off_back, offf_back, earned_back, net_back
+    cdef int32_t lv
+    if c.status == CANCELLED:
+        return CARD_CANCELLED
+    if orig.op_type != SWIPE or orig.result != OK or orig.kind != KIND_CARD:
+        return REFUND_NOT_REFUNDABLE
+    if orig.card_no != op.card_no:
+        return REFUND_CARD_MISMATCH
+    paid = orig.payable_fen - orig.coupon_fen
+    if op.amount_fen <= 0:
+        return AMOUNT_NOT_POSITIVE
+    if op.amount_fen > paid - refunded_before:
+        return REFUND_EXCEEDS_PAID
+    after = refunded_before + op.amount_fen
+    p0 = -orig.principal_delta_fen
+    b0 = -orig.bonus_delta_fen
+    off0 = orig.offset_points
+    offf0 = orig.offset_fen
+    earned0 = orig.points_delta + orig.offset_points
+    net0 = paid - orig.offset_fen
+    p_back = _share(after, p0, paid) - _share(refunded_before, p0, paid)
+    b_back = _share(after, b0, paid) - _share(refunded_before, b0, paid)
+    off_back = _share(after, off0, paid) - _share(refunded_before, off0, paid)
+    offf_back = _share(after, offf0, paid) - _share(refunded_before, offf0, paid)
+    earned_back = _share(after, earned0, paid) - _share(refunded_before, earned0, paid)
+    net_back = _share(after, net0, paid) - _share(refunded_before, net0, paid)
+    rec.level_before = c.level
+    c.principal_fen += p_back
+    c.bonus_fen += b_back
+    if off_back:
+        add_points_to_year(c, off_back, civil_year(orig.time_s, R.tz_offset_s), R)
+    if earned_back:
+        take_points_back(c, earned_back)
+    c.spend_total_fen -= net_back
+    c.period_spend_fen = c.period_spend_fen - net_back if c.period_spend_fen > net_back else 0
+    c.period_points = c.period_points - earned_back if c.period_points > earned_back else 0
+    # A level the swipe brought is given back if the card no longer meets it; never below
+    # the level the card had before that swipe.
+    if c.level > orig.level_before:
+        lv = level_met(c, R)
+        if lv < orig.level_before:
+            lv = orig.level_before
+        if lv < c.level:
+            c.level = <uint8_t> lv
+    rec.discount_fen = 0
+    rec.payable_fen = op.amount_fen
+    rec.offset_fen = offf_back
+    rec.offset_points = off_back
+    rec.principal_delta_fen = p_back
+    rec.bonus_delta_fen = b_back
+    rec.points_delta = off_back - earned_back
+    return OK
+
+
 cdef inline uint8_t do_use_count(const Op *op, Card *c, JournalRec *rec, const RulesC *R,
                                  bint *journal) noexcept nogil:
     """A count card spends uses of its service instead of money."""
@@ -959,6 +1081,7 @@ cdef class Batcher:
         self.newest = NULL
         self.n_slots = 0
         self.batch_ids = KeyMap(batch_max)
+        self.no_refunds = KeyMap(16)
 
     def __dealloc__(self):
         free(self.newest)
@@ -981,13 +1104,16 @@ cdef class Batcher:
     def apply_batch(self, cnp.ndarray ops, cnp.ndarray cards, KeyMap card_index,
                     KeyMap id_index, Rules rules, int64_t now_s, uint64_t first_seq,
                     cnp.ndarray out_recs, cnp.ndarray out_results, cnp.ndarray out_slots=None,
-                    cnp.ndarray items=None):
+                    cnp.ndarray items=None, cnp.ndarray refs=None, KeyMap refunded=None):
         """Apply ops against the committed card table; return the number of records.
 
         cards is read, never written. out_recs receives one record per accepted op
         (seq first_seq, first_seq + 1, ...); out_results one OpResult per op; out_slots
         (int64, optional) the card table slot of each record, for publish(). items
-        (Item array, optional) holds the line items that ops point into.
+        (Item array, optional) holds the line items that ops point into. For REFUND
+        ops, refs (JournalRec array, one row per op) holds the referenced swipe's record
+        when it was committed before this batch (seq 0 where none was found), and
+        refunded (seq -> fen refunded so far) is read and updated.
         """
         cdef Py_ssize_t n = ops.shape[0]
         if <size_t> n > self.batch_max:
@@ -1008,19 +1134,29 @@ cdef class Batcher:
         if items is not None and items.shape[0]:
             item_p = <const Item *> _data(items, sizeof(Item), "items")
             n_items = items.shape[0]
+        cdef Extras ex
+        ex.items = item_p
+        ex.n_items = n_items
+        ex.refs = NULL
+        if refs is not None:
+            if refs.shape[0] < n:
+                raise ValueError("refs must have one row per op")
+            ex.refs = <const JournalRec *> _data(refs, sizeof(JournalRec), "refs")
+        if refunded is None:
+            refunded = self.no_refunds
         self.ensure_slots(<size_t> cards.shape[0])
         cdef Py_ssize_t n_cards = cards.shape[0]
         cdef Py_ssize_t n_recs
         with nogil:
             n_recs = self._run(op_p, n, card_p, n_cards, card_index, id_index, &rules.c,
-                               now_s, first_seq, rec_p, res_p, slot_p, item_p, n_items)
+                               now_s, first_seq, rec_p, res_p, slot_p, &ex, refunded)
         return n_recs
 
     cdef Py_ssize_t _run(self, const Op *ops, Py_ssize_t n, const Card *cards,
                          Py_ssize_t n_cards, KeyMap card_index, KeyMap id_index,
                          const RulesC *R, int64_t now_s, uint64_t first_seq,
                          JournalRec *recs, OpResult *res, int64_t *slots,
-                         const Item *items, Py_ssize_t n_items) noexcept nogil:
+                         const Extras *ex, KeyMap refunded) noexcept nogil:
         cdef Py_ssize_t i, n_recs = 0
         cdef int64_t slot, prior
         cdef const Op *op
@@ -1028,6 +1164,8 @@ cdef class Batcher:
         cdef Card c
         cdef uint8_t code
         cdef bint journal
+        cdef const JournalRec *orig
+        cdef int64_t ref_prior, refunded_before = 0
         cdef int64_t ring[PREFETCH_AHEAD]
         cdef int64_t ahead
         cdef Py_ssize_t j
@@ -1077,9 +1215,24 @@ cdef class Batcher:
                 res[i].replayed = 1
                 res[i].seq = <uint64_t> (prior >> 8)
                 continue
-            if op.op_type != SWIPE and op.op_type != RECHARGE and op.op_type != USE_COUNT:
+            if (op.op_type != SWIPE and op.op_type != RECHARGE and op.op_type != USE_COUNT
+                    and op.op_type != REFUND):
                 res[i].code = OP_TYPE_INVALID
                 continue
+            orig = NULL
+            if op.op_type == REFUND:
+                # The swipe to reverse: earlier in this batch, or committed (refs).
+                ref_prior = self.batch_ids.get(op.ref_hi, op.ref_lo)
+                if ref_prior >= 0:
+                    orig = &recs[ref_prior]
+                elif ex.refs != NULL and ex.refs[i].seq != 0:
+                    orig = &ex.refs[i]
+                if orig == NULL:
+                    res[i].code = REFUND_TARGET_NOT_FOUND
+                    continue
+                refunded_before = refunded.get(0, orig.seq)
+                if refunded_before < 0:
+                    refunded_before = 0
             if op.card_no == 0:
                 res[i].code = CARD_NO_INVALID
                 continue
@@ -1096,9 +1249,11 @@ cdef class Batcher:
             rec.time_s = now_s
             journal = False
             if op.op_type == SWIPE:
-                code = do_swipe(op, &c, rec, R, items, n_items, &journal)
+                code = do_swipe(op, &c, rec, R, ex.items, ex.n_items, &journal)
             elif op.op_type == RECHARGE:
                 code = do_recharge(op, &c, rec, R)
+            elif op.op_type == REFUND:
+                code = do_refund(op, &c, rec, R, orig, refunded_before)
             else:
                 code = do_use_count(op, &c, rec, R, &journal)
             res[i].code = code
@@ -1121,8 +1276,10 @@ cdef class Batcher:
             rec.kind = KIND_CARD
             rec._reserved0 = 0
             rec.coupon_fen = 0
-            rec.ref_seq = 0
+            rec.ref_seq = orig.seq if orig != NULL else 0
             rec._reserved1 = 0
+            if orig != NULL:
+                refunded.put(0, orig.seq, refunded_before + op.amount_fen, True)
             c.last_seq = rec.seq
             memcpy(&rec.after, &c, sizeof(Card))
             self.newest[slot] = <int32_t> n_recs

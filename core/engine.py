@@ -46,7 +46,7 @@ from core.records import (
     split_client_id,
 )
 from core.rules import RulesConfig
-from core.storage import CHUNK_SHIFT, IDS_DTYPE, Store, u32, u64
+from core.storage import CHUNK_SHIFT, IDS_DTYPE, Store, from_be, u32, u64
 
 log = logging.getLogger("mms.engine")
 
@@ -420,6 +420,7 @@ class Engine:
         self._commits = 0
         self._last_batch_ops = 0
         self._poisoned: BaseException | None = None
+        self._inflight_lock = threading.Lock()
         self._pipe: queue.Queue = queue.Queue()
         self._pipe_slots = threading.Semaphore(PIPELINE_DEPTH)
         self._recover(rules)
@@ -452,6 +453,11 @@ class Engine:
             if len(ids):
                 self._id_index.insert_many(ids["hi"].copy(), ids["lo"].copy(),
                                            ids["seq"].astype(np.int64))
+            self._refunded = _fastpath.KeyMap(1024)
+            for key, value in txn.cursor(db=self.store.db["refunds"]):
+                self._refunded.insert(0, from_be(key), int.from_bytes(value, "big"))
+            self._pending_refunds: list[tuple[int, int]] = []
+            self._inflight: dict[int, np.ndarray] = {}
             self._dirty = np.zeros((capacity >> CHUNK_SHIFT) + 1, dtype=np.uint8)
             self._pending_ids: list[np.ndarray] = []
             self._since_checkpoint = 0
@@ -544,6 +550,12 @@ class Engine:
                 if self._id_index.lookup(int(rec["client_hi"]), int(rec["client_lo"])) < 0:
                     self._id_index.insert(int(rec["client_hi"]), int(rec["client_lo"]),
                                           _fastpath.pack_id_value(int(rec["seq"]), int(rec["result"])))
+        refunds = recs[recs["op_type"] == OpType.REFUND]
+        for rec in refunds:
+            seq, amount = int(rec["ref_seq"]), int(rec["amount_fen"])
+            self._pending_refunds.append((seq, amount))
+            if claim_ids:  # recovery and cold ops; hot refunds counted when applied
+                self._refunded.insert(0, seq, max(0, self._refunded.lookup(0, seq)) + amount)
         ids = np.empty(n, dtype=IDS_DTYPE)
         ids["hi"], ids["lo"] = recs["client_hi"], recs["client_lo"]
         ids["seq"] = (recs["seq"] << np.uint64(8)) | recs["result"].astype(np.uint64)
@@ -853,6 +865,31 @@ class Engine:
             self._queued_ops -= n
             return items
 
+    def _refund_targets(self, ops: np.ndarray) -> np.ndarray | None:
+        """For each REFUND op, the record of the swipe it names when that swipe was
+        committed or is in flight (a swipe earlier in the same batch is found by the
+        fast path itself). Refunds are rare: a Python loop over them is fine."""
+        idx = np.flatnonzero(ops["op_type"] == OpType.REFUND)
+        if len(idx) == 0:
+            return None
+        refs = np.zeros(len(ops), dtype=JOURNAL)
+        for i in idx.tolist():
+            prior = self._id_index.lookup(int(ops[i]["ref_hi"]), int(ops[i]["ref_lo"]))
+            if prior < 0:
+                continue
+            rec = self._record_anywhere(prior >> 8)
+            if rec is not None:
+                refs[i] = rec
+        return refs
+
+    def _record_anywhere(self, seq: int) -> np.void | None:
+        with self._inflight_lock:
+            inflight = list(self._inflight.items())
+        for first, recs in inflight:
+            if first <= seq < first + len(recs):
+                return recs[seq - first]
+        return self.journal_record(seq)
+
     def _drain(self) -> None:
         """Wait until every applied batch has been committed (or failed)."""
         self._pipe.join()
@@ -939,16 +976,19 @@ class Engine:
                 lines = np.concatenate(parts)
         n = len(ops)
         self._last_batch_ops = n
+        refs = self._refund_targets(ops)
         results = np.empty(n, dtype=RESULT)
         recs = np.empty(n, dtype=JOURNAL)
         slots = np.empty(n, dtype=np.int64)
         try:
             n_recs = self._batcher.apply_batch(ops, self._work, self._card_index, self._id_index,
                                                self._rules, self.clock(), self._next_seq, recs,
-                                               results, slots, lines)
+                                               results, slots, lines, refs, self._refunded)
             recs = recs[:n_recs]
             if n_recs:
                 self._publish_work(recs, slots, claim_ids=True)
+                with self._inflight_lock:
+                    self._inflight[self._next_seq] = recs
                 self._next_seq += n_recs
         except BaseException as exc:
             # `_work` may hold part of this batch: start again from the durable state.
@@ -986,6 +1026,8 @@ class Engine:
             return
         if len(job.recs):
             self._publish_committed(job.recs, job.slots, claim_ids=False)
+            with self._inflight_lock:
+                self._inflight.pop(int(job.recs[0]["seq"]), None)
         self._commits += 1
         k = 0
         for it in job.items:
@@ -1077,12 +1119,19 @@ class Engine:
         ids = np.concatenate(self._pending_ids) if self._pending_ids else np.zeros(0, IDS_DTYPE)
         seq, now = self._last_seq, self.clock()
         expired = list(self._expired_id_blocks)
+        refunds = self._pending_refunds
         with self.store.env.begin(write=True) as txn:
             self.store.write_checkpoint(txn, self._cards, self._n_cards, self._dirty, ids, seq, now)
+            db = self.store.db["refunds"]
+            for ref_seq, amount in refunds:
+                old = txn.get(u64(ref_seq), db=db)
+                total = (int.from_bytes(old, "big") if old else 0) + amount
+                txn.put(u64(ref_seq), total.to_bytes(8, "big"), db=db)
             for key in expired:
                 txn.delete(key, db=self.store.db["ids"])
         self._dirty[:] = 0
         self._pending_ids = []
+        self._pending_refunds = []
         self._expired_id_blocks = []
         self._since_checkpoint = 0
         self._checkpoint_seq = seq

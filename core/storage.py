@@ -13,6 +13,8 @@ Layout (docs/internals/storage.md says the same, with the reasons):
            v = seq << 8 | result of the id's first record.
 - rules    key: u32 BE version -> value: the RulesConfig as JSON.
 - events   key: u64 BE seq of the journal record of an admin op -> value: JSON detail.
+- refunds  key: u64 BE seq of a swipe -> value: u64 BE fen refunded of it so far, as of
+           the checkpoint (the journal tail's REFUND records add to it on recovery).
 """
 
 from __future__ import annotations
@@ -102,7 +104,7 @@ class Store:
             sync=sync, metasync=sync, readahead=False, readonly=readonly, lock=True,
         )
         self.gate = _Gate()
-        names = ("meta", "journal", "cards", "ids", "rules", "events")
+        names = ("meta", "journal", "cards", "ids", "rules", "events", "refunds")
         if readonly:
             self.db = {n: self.env.open_db(n.encode(), create=False) for n in names}
         else:

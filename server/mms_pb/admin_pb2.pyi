@@ -1,27 +1,525 @@
 from . import types_pb2 as _types_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from collections.abc import Iterable as _Iterable
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class NodeKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    NODE_KIND_UNSPECIFIED: _ClassVar[NodeKind]
+    NODE_KIND_HQ: _ClassVar[NodeKind]
+    NODE_KIND_REGION: _ClassVar[NodeKind]
+    NODE_KIND_STORE: _ClassVar[NodeKind]
+    NODE_KIND_TERMINAL: _ClassVar[NodeKind]
+
+class MemberStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    MEMBER_STATUS_UNSPECIFIED: _ClassVar[MemberStatus]
+    MEMBER_STATUS_ACTIVE: _ClassVar[MemberStatus]
+    MEMBER_STATUS_FROZEN: _ClassVar[MemberStatus]
+    MEMBER_STATUS_CANCELLED: _ClassVar[MemberStatus]
+NODE_KIND_UNSPECIFIED: NodeKind
+NODE_KIND_HQ: NodeKind
+NODE_KIND_REGION: NodeKind
+NODE_KIND_STORE: NodeKind
+NODE_KIND_TERMINAL: NodeKind
+MEMBER_STATUS_UNSPECIFIED: MemberStatus
+MEMBER_STATUS_ACTIVE: MemberStatus
+MEMBER_STATUS_FROZEN: MemberStatus
+MEMBER_STATUS_CANCELLED: MemberStatus
+
+class AdminOutcome(_message.Message):
+    __slots__ = ("replayed", "seq")
+    REPLAYED_FIELD_NUMBER: _ClassVar[int]
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    replayed: bool
+    seq: int
+    def __init__(self, replayed: _Optional[bool] = ..., seq: _Optional[int] = ...) -> None: ...
+
+class Node(_message.Message):
+    __slots__ = ("node_id", "kind", "parent_id", "name", "closed_s", "has_token")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    PARENT_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    CLOSED_S_FIELD_NUMBER: _ClassVar[int]
+    HAS_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    node_id: int
+    kind: NodeKind
+    parent_id: int
+    name: str
+    closed_s: int
+    has_token: bool
+    def __init__(self, node_id: _Optional[int] = ..., kind: _Optional[_Union[NodeKind, str]] = ..., parent_id: _Optional[int] = ..., name: _Optional[str] = ..., closed_s: _Optional[int] = ..., has_token: _Optional[bool] = ...) -> None: ...
+
+class Operator(_message.Message):
+    __slots__ = ("operator_id", "login", "name", "role", "home_store_id", "disabled")
+    OPERATOR_ID_FIELD_NUMBER: _ClassVar[int]
+    LOGIN_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    HOME_STORE_ID_FIELD_NUMBER: _ClassVar[int]
+    DISABLED_FIELD_NUMBER: _ClassVar[int]
+    operator_id: int
+    login: str
+    name: str
+    role: str
+    home_store_id: int
+    disabled: bool
+    def __init__(self, operator_id: _Optional[int] = ..., login: _Optional[str] = ..., name: _Optional[str] = ..., role: _Optional[str] = ..., home_store_id: _Optional[int] = ..., disabled: _Optional[bool] = ...) -> None: ...
+
+class BootstrapRequest(_message.Message):
+    __slots__ = ("client_id", "chain_name", "admin_login", "admin_password", "admin_name")
+    CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
+    CHAIN_NAME_FIELD_NUMBER: _ClassVar[int]
+    ADMIN_LOGIN_FIELD_NUMBER: _ClassVar[int]
+    ADMIN_PASSWORD_FIELD_NUMBER: _ClassVar[int]
+    ADMIN_NAME_FIELD_NUMBER: _ClassVar[int]
+    client_id: bytes
+    chain_name: str
+    admin_login: str
+    admin_password: str
+    admin_name: str
+    def __init__(self, client_id: _Optional[bytes] = ..., chain_name: _Optional[str] = ..., admin_login: _Optional[str] = ..., admin_password: _Optional[str] = ..., admin_name: _Optional[str] = ...) -> None: ...
+
+class BootstrapResponse(_message.Message):
+    __slots__ = ("admin", "outcome")
+    ADMIN_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    admin: Operator
+    outcome: AdminOutcome
+    def __init__(self, admin: _Optional[_Union[Operator, _Mapping]] = ..., outcome: _Optional[_Union[AdminOutcome, _Mapping]] = ...) -> None: ...
+
+class LoginRequest(_message.Message):
+    __slots__ = ("login", "password")
+    LOGIN_FIELD_NUMBER: _ClassVar[int]
+    PASSWORD_FIELD_NUMBER: _ClassVar[int]
+    login: str
+    password: str
+    def __init__(self, login: _Optional[str] = ..., password: _Optional[str] = ...) -> None: ...
+
+class LoginResponse(_message.Message):
+    __slots__ = ("session_token", "operator", "expires_s")
+    SESSION_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    OPERATOR_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_S_FIELD_NUMBER: _ClassVar[int]
+    session_token: str
+    operator: Operator
+    expires_s: int
+    def __init__(self, session_token: _Optional[str] = ..., operator: _Optional[_Union[Operator, _Mapping]] = ..., expires_s: _Optional[int] = ...) -> None: ...
+
+class LogoutRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class LogoutResponse(_message.Message):
+    __slots__ = ("ended",)
+    ENDED_FIELD_NUMBER: _ClassVar[int]
+    ended: bool
+    def __init__(self, ended: _Optional[bool] = ...) -> None: ...
+
+class CreateNodeRequest(_message.Message):
+    __slots__ = ("client_id", "kind", "parent_id", "name", "node_id")
+    CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    PARENT_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    client_id: bytes
+    kind: NodeKind
+    parent_id: int
+    name: str
+    node_id: int
+    def __init__(self, client_id: _Optional[bytes] = ..., kind: _Optional[_Union[NodeKind, str]] = ..., parent_id: _Optional[int] = ..., name: _Optional[str] = ..., node_id: _Optional[int] = ...) -> None: ...
+
+class CreateNodeResponse(_message.Message):
+    __slots__ = ("node",)
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    node: Node
+    def __init__(self, node: _Optional[_Union[Node, _Mapping]] = ...) -> None: ...
+
+class ListNodesRequest(_message.Message):
+    __slots__ = ("kind",)
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    kind: NodeKind
+    def __init__(self, kind: _Optional[_Union[NodeKind, str]] = ...) -> None: ...
+
+class ListNodesResponse(_message.Message):
+    __slots__ = ("nodes",)
+    NODES_FIELD_NUMBER: _ClassVar[int]
+    nodes: _containers.RepeatedCompositeFieldContainer[Node]
+    def __init__(self, nodes: _Optional[_Iterable[_Union[Node, _Mapping]]] = ...) -> None: ...
+
+class IssueTerminalTokenRequest(_message.Message):
+    __slots__ = ("client_id", "terminal_id")
+    CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
+    TERMINAL_ID_FIELD_NUMBER: _ClassVar[int]
+    client_id: bytes
+    terminal_id: int
+    def __init__(self, client_id: _Optional[bytes] = ..., terminal_id: _Optional[int] = ...) -> None: ...
+
+class IssueTerminalTokenResponse(_message.Message):
+    __slots__ = ("token", "terminal_id", "store_id")
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    TERMINAL_ID_FIELD_NUMBER: _ClassVar[int]
+    STORE_ID_FIELD_NUMBER: _ClassVar[int]
+    token: str
+    terminal_id: int
+    store_id: int
+    def __init__(self, token: _Optional[str] = ..., terminal_id: _Optional[int] = ..., store_id: _Optional[int] = ...) -> None: ...
+
+class RevokeTerminalTokenRequest(_message.Message):
+    __slots__ = ("client_id", "terminal_id")
+    CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
+    TERMINAL_ID_FIELD_NUMBER: _ClassVar[int]
+    client_id: bytes
+    terminal_id: int
+    def __init__(self, client_id: _Optional[bytes] = ..., terminal_id: _Optional[int] = ...) -> None: ...
+
+class RevokeTerminalTokenResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class CreateOperatorRequest(_message.Message):
+    __slots__ = ("client_id", "login", "password", "role", "name", "home_store_id")
+    CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
+    LOGIN_FIELD_NUMBER: _ClassVar[int]
+    PASSWORD_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    HOME_STORE_ID_FIELD_NUMBER: _ClassVar[int]
+    client_id: bytes
+    login: str
+    password: str
+    role: str
+    name: str
+    home_store_id: int
+    def __init__(self, client_id: _Optional[bytes] = ..., login: _Optional[str] = ..., password: _Optional[str] = ..., role: _Optional[str] = ..., name: _Optional[str] = ..., home_store_id: _Optional[int] = ...) -> None: ...
+
+class CreateOperatorResponse(_message.Message):
+    __slots__ = ("operator",)
+    OPERATOR_FIELD_NUMBER: _ClassVar[int]
+    operator: Operator
+    def __init__(self, operator: _Optional[_Union[Operator, _Mapping]] = ...) -> None: ...
+
+class DisableOperatorRequest(_message.Message):
+    __slots__ = ("client_id", "operator_id")
+    CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
+    OPERATOR_ID_FIELD_NUMBER: _ClassVar[int]
+    client_id: bytes
+    operator_id: int
+    def __init__(self, client_id: _Optional[bytes] = ..., operator_id: _Optional[int] = ...) -> None: ...
+
+class DisableOperatorResponse(_message.Message):
+    __slots__ = ("operator",)
+    OPERATOR_FIELD_NUMBER: _ClassVar[int]
+    operator: Operator
+    def __init__(self, operator: _Optional[_Union[Operator, _Mapping]] = ...) -> None: ...
+
+class ResetPasswordRequest(_message.Message):
+    __slots__ = ("client_id", "operator_id", "new_password", "old_password")
+    CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
+    OPERATOR_ID_FIELD_NUMBER: _ClassVar[int]
+    NEW_PASSWORD_FIELD_NUMBER: _ClassVar[int]
+    OLD_PASSWORD_FIELD_NUMBER: _ClassVar[int]
+    client_id: bytes
+    operator_id: int
+    new_password: str
+    old_password: str
+    def __init__(self, client_id: _Optional[bytes] = ..., operator_id: _Optional[int] = ..., new_password: _Optional[str] = ..., old_password: _Optional[str] = ...) -> None: ...
+
+class ResetPasswordResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class AuditLogRequest(_message.Message):
+    __slots__ = ("since_seq", "operator_id", "store_id", "limit")
+    SINCE_SEQ_FIELD_NUMBER: _ClassVar[int]
+    OPERATOR_ID_FIELD_NUMBER: _ClassVar[int]
+    STORE_ID_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    since_seq: int
+    operator_id: int
+    store_id: int
+    limit: int
+    def __init__(self, since_seq: _Optional[int] = ..., operator_id: _Optional[int] = ..., store_id: _Optional[int] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class AuditEvent(_message.Message):
+    __slots__ = ("seq", "op", "time_s", "operator_id", "store_id", "detail_json", "result_json")
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    OP_FIELD_NUMBER: _ClassVar[int]
+    TIME_S_FIELD_NUMBER: _ClassVar[int]
+    OPERATOR_ID_FIELD_NUMBER: _ClassVar[int]
+    STORE_ID_FIELD_NUMBER: _ClassVar[int]
+    DETAIL_JSON_FIELD_NUMBER: _ClassVar[int]
+    RESULT_JSON_FIELD_NUMBER: _ClassVar[int]
+    seq: int
+    op: str
+    time_s: int
+    operator_id: int
+    store_id: int
+    detail_json: str
+    result_json: str
+    def __init__(self, seq: _Optional[int] = ..., op: _Optional[str] = ..., time_s: _Optional[int] = ..., operator_id: _Optional[int] = ..., store_id: _Optional[int] = ..., detail_json: _Optional[str] = ..., result_json: _Optional[str] = ...) -> None: ...
+
+class AuditLogResponse(_message.Message):
+    __slots__ = ("events",)
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    events: _containers.RepeatedCompositeFieldContainer[AuditEvent]
+    def __init__(self, events: _Optional[_Iterable[_Union[AuditEvent, _Mapping]]] = ...) -> None: ...
+
+class MemberProfile(_message.Message):
+    __slots__ = ("name", "phone", "id_no", "gender", "birthday", "address", "photo", "source", "prefs", "custom", "tags", "referrer_id", "home_store_id")
+    class CustomEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    PHONE_FIELD_NUMBER: _ClassVar[int]
+    ID_NO_FIELD_NUMBER: _ClassVar[int]
+    GENDER_FIELD_NUMBER: _ClassVar[int]
+    BIRTHDAY_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    PHOTO_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    PREFS_FIELD_NUMBER: _ClassVar[int]
+    CUSTOM_FIELD_NUMBER: _ClassVar[int]
+    TAGS_FIELD_NUMBER: _ClassVar[int]
+    REFERRER_ID_FIELD_NUMBER: _ClassVar[int]
+    HOME_STORE_ID_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    phone: str
+    id_no: str
+    gender: str
+    birthday: str
+    address: str
+    photo: str
+    source: str
+    prefs: _containers.RepeatedScalarFieldContainer[str]
+    custom: _containers.ScalarMap[str, str]
+    tags: _containers.RepeatedScalarFieldContainer[str]
+    referrer_id: int
+    home_store_id: int
+    def __init__(self, name: _Optional[str] = ..., phone: _Optional[str] = ..., id_no: _Optional[str] = ..., gender: _Optional[str] = ..., birthday: _Optional[str] = ..., address: _Optional[str] = ..., photo: _Optional[str] = ..., source: _Optional[str] = ..., prefs: _Optional[_Iterable[str]] = ..., custom: _Optional[_Mapping[str, str]] = ..., tags: _Optional[_Iterable[str]] = ..., referrer_id: _Optional[int] = ..., home_store_id: _Optional[int] = ...) -> None: ...
+
+class Member(_message.Message):
+    __slots__ = ("member_id", "profile", "status", "created_s", "updated_s", "version")
+    MEMBER_ID_FIELD_NUMBER: _ClassVar[int]
+    PROFILE_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    CREATED_S_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_S_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    member_id: int
+    profile: MemberProfile
+    status: MemberStatus
+    created_s: int
+    updated_s: int
+    version: int
+    def __init__(self, member_id: _Optional[int] = ..., profile: _Optional[_Union[MemberProfile, _Mapping]] = ..., status: _Optional[_Union[MemberStatus, str]] = ..., created_s: _Optional[int] = ..., updated_s: _Optional[int] = ..., version: _Optional[int] = ...) -> None: ...
+
+class CreateMemberRequest(_message.Message):
+    __slots__ = ("client_id", "profile")
+    CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
+    PROFILE_FIELD_NUMBER: _ClassVar[int]
+    client_id: bytes
+    profile: MemberProfile
+    def __init__(self, client_id: _Optional[bytes] = ..., profile: _Optional[_Union[MemberProfile, _Mapping]] = ...) -> None: ...
+
+class CreateMemberResponse(_message.Message):
+    __slots__ = ("member_id", "outcome")
+    MEMBER_ID_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    member_id: int
+    outcome: AdminOutcome
+    def __init__(self, member_id: _Optional[int] = ..., outcome: _Optional[_Union[AdminOutcome, _Mapping]] = ...) -> None: ...
+
+class UpdateMemberRequest(_message.Message):
+    __slots__ = ("client_id", "member_id", "profile", "fields", "expected_version")
+    CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
+    MEMBER_ID_FIELD_NUMBER: _ClassVar[int]
+    PROFILE_FIELD_NUMBER: _ClassVar[int]
+    FIELDS_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_VERSION_FIELD_NUMBER: _ClassVar[int]
+    client_id: bytes
+    member_id: int
+    profile: MemberProfile
+    fields: _containers.RepeatedScalarFieldContainer[str]
+    expected_version: int
+    def __init__(self, client_id: _Optional[bytes] = ..., member_id: _Optional[int] = ..., profile: _Optional[_Union[MemberProfile, _Mapping]] = ..., fields: _Optional[_Iterable[str]] = ..., expected_version: _Optional[int] = ...) -> None: ...
+
+class UpdateMemberResponse(_message.Message):
+    __slots__ = ("version", "changed", "outcome")
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    CHANGED_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    version: int
+    changed: _containers.RepeatedScalarFieldContainer[str]
+    outcome: AdminOutcome
+    def __init__(self, version: _Optional[int] = ..., changed: _Optional[_Iterable[str]] = ..., outcome: _Optional[_Union[AdminOutcome, _Mapping]] = ...) -> None: ...
+
+class SetMemberStatusRequest(_message.Message):
+    __slots__ = ("client_id", "member_id", "status", "reason")
+    CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
+    MEMBER_ID_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    client_id: bytes
+    member_id: int
+    status: MemberStatus
+    reason: str
+    def __init__(self, client_id: _Optional[bytes] = ..., member_id: _Optional[int] = ..., status: _Optional[_Union[MemberStatus, str]] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class SetMemberStatusResponse(_message.Message):
+    __slots__ = ("outcome",)
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    outcome: AdminOutcome
+    def __init__(self, outcome: _Optional[_Union[AdminOutcome, _Mapping]] = ...) -> None: ...
+
+class GetMemberRequest(_message.Message):
+    __slots__ = ("member_id", "reveal")
+    MEMBER_ID_FIELD_NUMBER: _ClassVar[int]
+    REVEAL_FIELD_NUMBER: _ClassVar[int]
+    member_id: int
+    reveal: bool
+    def __init__(self, member_id: _Optional[int] = ..., reveal: _Optional[bool] = ...) -> None: ...
+
+class GetMemberResponse(_message.Message):
+    __slots__ = ("member", "cards")
+    MEMBER_FIELD_NUMBER: _ClassVar[int]
+    CARDS_FIELD_NUMBER: _ClassVar[int]
+    member: Member
+    cards: _containers.RepeatedCompositeFieldContainer[_types_pb2.Card]
+    def __init__(self, member: _Optional[_Union[Member, _Mapping]] = ..., cards: _Optional[_Iterable[_Union[_types_pb2.Card, _Mapping]]] = ...) -> None: ...
+
+class FindMemberByPhoneRequest(_message.Message):
+    __slots__ = ("phone",)
+    PHONE_FIELD_NUMBER: _ClassVar[int]
+    phone: str
+    def __init__(self, phone: _Optional[str] = ...) -> None: ...
+
+class FindMemberByPhoneResponse(_message.Message):
+    __slots__ = ("member",)
+    MEMBER_FIELD_NUMBER: _ClassVar[int]
+    member: Member
+    def __init__(self, member: _Optional[_Union[Member, _Mapping]] = ...) -> None: ...
+
+class SearchMembersRequest(_message.Message):
+    __slots__ = ("phone", "id_no", "name", "name_contains", "card_no", "level", "tags", "store_id", "spend_min_fen", "spend_max_fen", "last_visit_from_s", "last_visit_to_s", "status", "limit", "offset")
+    PHONE_FIELD_NUMBER: _ClassVar[int]
+    ID_NO_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    NAME_CONTAINS_FIELD_NUMBER: _ClassVar[int]
+    CARD_NO_FIELD_NUMBER: _ClassVar[int]
+    LEVEL_FIELD_NUMBER: _ClassVar[int]
+    TAGS_FIELD_NUMBER: _ClassVar[int]
+    STORE_ID_FIELD_NUMBER: _ClassVar[int]
+    SPEND_MIN_FEN_FIELD_NUMBER: _ClassVar[int]
+    SPEND_MAX_FEN_FIELD_NUMBER: _ClassVar[int]
+    LAST_VISIT_FROM_S_FIELD_NUMBER: _ClassVar[int]
+    LAST_VISIT_TO_S_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    phone: str
+    id_no: str
+    name: str
+    name_contains: bool
+    card_no: int
+    level: int
+    tags: _containers.RepeatedScalarFieldContainer[str]
+    store_id: int
+    spend_min_fen: int
+    spend_max_fen: int
+    last_visit_from_s: int
+    last_visit_to_s: int
+    status: MemberStatus
+    limit: int
+    offset: int
+    def __init__(self, phone: _Optional[str] = ..., id_no: _Optional[str] = ..., name: _Optional[str] = ..., name_contains: _Optional[bool] = ..., card_no: _Optional[int] = ..., level: _Optional[int] = ..., tags: _Optional[_Iterable[str]] = ..., store_id: _Optional[int] = ..., spend_min_fen: _Optional[int] = ..., spend_max_fen: _Optional[int] = ..., last_visit_from_s: _Optional[int] = ..., last_visit_to_s: _Optional[int] = ..., status: _Optional[_Union[MemberStatus, str]] = ..., limit: _Optional[int] = ..., offset: _Optional[int] = ...) -> None: ...
+
+class SearchMembersResponse(_message.Message):
+    __slots__ = ("total", "members")
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    MEMBERS_FIELD_NUMBER: _ClassVar[int]
+    total: int
+    members: _containers.RepeatedCompositeFieldContainer[Member]
+    def __init__(self, total: _Optional[int] = ..., members: _Optional[_Iterable[_Union[Member, _Mapping]]] = ...) -> None: ...
+
+class ImportMembersRequest(_message.Message):
+    __slots__ = ("file_name", "file_id", "chunk")
+    FILE_NAME_FIELD_NUMBER: _ClassVar[int]
+    FILE_ID_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_FIELD_NUMBER: _ClassVar[int]
+    file_name: str
+    file_id: str
+    chunk: bytes
+    def __init__(self, file_name: _Optional[str] = ..., file_id: _Optional[str] = ..., chunk: _Optional[bytes] = ...) -> None: ...
+
+class ImportRowError(_message.Message):
+    __slots__ = ("line", "reason")
+    LINE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    line: int
+    reason: str
+    def __init__(self, line: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class ImportMembersResponse(_message.Message):
+    __slots__ = ("file_id", "rows", "created", "already_imported", "errors", "row_errors")
+    FILE_ID_FIELD_NUMBER: _ClassVar[int]
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    CREATED_FIELD_NUMBER: _ClassVar[int]
+    ALREADY_IMPORTED_FIELD_NUMBER: _ClassVar[int]
+    ERRORS_FIELD_NUMBER: _ClassVar[int]
+    ROW_ERRORS_FIELD_NUMBER: _ClassVar[int]
+    file_id: str
+    rows: int
+    created: int
+    already_imported: int
+    errors: int
+    row_errors: _containers.RepeatedCompositeFieldContainer[ImportRowError]
+    def __init__(self, file_id: _Optional[str] = ..., rows: _Optional[int] = ..., created: _Optional[int] = ..., already_imported: _Optional[int] = ..., errors: _Optional[int] = ..., row_errors: _Optional[_Iterable[_Union[ImportRowError, _Mapping]]] = ...) -> None: ...
+
+class ExportMembersRequest(_message.Message):
+    __slots__ = ("query", "format")
+    QUERY_FIELD_NUMBER: _ClassVar[int]
+    FORMAT_FIELD_NUMBER: _ClassVar[int]
+    query: SearchMembersRequest
+    format: str
+    def __init__(self, query: _Optional[_Union[SearchMembersRequest, _Mapping]] = ..., format: _Optional[str] = ...) -> None: ...
+
+class ExportMembersResponse(_message.Message):
+    __slots__ = ("chunk", "members")
+    CHUNK_FIELD_NUMBER: _ClassVar[int]
+    MEMBERS_FIELD_NUMBER: _ClassVar[int]
+    chunk: bytes
+    members: int
+    def __init__(self, chunk: _Optional[bytes] = ..., members: _Optional[int] = ...) -> None: ...
+
 class IssueCardsRequest(_message.Message):
-    __slots__ = ("client_id", "card_nos", "type_id", "level", "member_ids", "expires_at_s")
+    __slots__ = ("client_id", "card_nos", "type_id", "level", "member_ids", "expires_at_s", "store_id")
     CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
     CARD_NOS_FIELD_NUMBER: _ClassVar[int]
     TYPE_ID_FIELD_NUMBER: _ClassVar[int]
     LEVEL_FIELD_NUMBER: _ClassVar[int]
     MEMBER_IDS_FIELD_NUMBER: _ClassVar[int]
     EXPIRES_AT_S_FIELD_NUMBER: _ClassVar[int]
+    STORE_ID_FIELD_NUMBER: _ClassVar[int]
     client_id: bytes
     card_nos: _containers.RepeatedScalarFieldContainer[int]
     type_id: int
     level: int
     member_ids: _containers.RepeatedScalarFieldContainer[int]
     expires_at_s: int
-    def __init__(self, client_id: _Optional[bytes] = ..., card_nos: _Optional[_Iterable[int]] = ..., type_id: _Optional[int] = ..., level: _Optional[int] = ..., member_ids: _Optional[_Iterable[int]] = ..., expires_at_s: _Optional[int] = ...) -> None: ...
+    store_id: int
+    def __init__(self, client_id: _Optional[bytes] = ..., card_nos: _Optional[_Iterable[int]] = ..., type_id: _Optional[int] = ..., level: _Optional[int] = ..., member_ids: _Optional[_Iterable[int]] = ..., expires_at_s: _Optional[int] = ..., store_id: _Optional[int] = ...) -> None: ...
 
 class IssueCardsResponse(_message.Message):
     __slots__ = ("code", "replayed", "seq", "detail")
@@ -56,3 +554,135 @@ class SetCardStatusResponse(_message.Message):
     seq: int
     detail: str
     def __init__(self, code: _Optional[_Union[_types_pb2.Result, str]] = ..., replayed: _Optional[bool] = ..., seq: _Optional[int] = ..., detail: _Optional[str] = ...) -> None: ...
+
+class SetPinRequest(_message.Message):
+    __slots__ = ("client_id", "card_no", "pin")
+    CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
+    CARD_NO_FIELD_NUMBER: _ClassVar[int]
+    PIN_FIELD_NUMBER: _ClassVar[int]
+    client_id: bytes
+    card_no: int
+    pin: str
+    def __init__(self, client_id: _Optional[bytes] = ..., card_no: _Optional[int] = ..., pin: _Optional[str] = ...) -> None: ...
+
+class SetPinResponse(_message.Message):
+    __slots__ = ("outcome",)
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    outcome: AdminOutcome
+    def __init__(self, outcome: _Optional[_Union[AdminOutcome, _Mapping]] = ...) -> None: ...
+
+class ResetPinRequest(_message.Message):
+    __slots__ = ("client_id", "card_no")
+    CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
+    CARD_NO_FIELD_NUMBER: _ClassVar[int]
+    client_id: bytes
+    card_no: int
+    def __init__(self, client_id: _Optional[bytes] = ..., card_no: _Optional[int] = ...) -> None: ...
+
+class ResetPinResponse(_message.Message):
+    __slots__ = ("outcome",)
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    outcome: AdminOutcome
+    def __init__(self, outcome: _Optional[_Union[AdminOutcome, _Mapping]] = ...) -> None: ...
+
+class GetCardJournalRequest(_message.Message):
+    __slots__ = ("card_no", "limit")
+    CARD_NO_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    card_no: int
+    limit: int
+    def __init__(self, card_no: _Optional[int] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class JournalEntry(_message.Message):
+    __slots__ = ("seq", "op", "time_s", "store_id", "terminal_id", "operator_id", "amount_fen", "principal_delta_fen", "bonus_delta_fen", "points_delta", "balance_after_fen", "points_after")
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    OP_FIELD_NUMBER: _ClassVar[int]
+    TIME_S_FIELD_NUMBER: _ClassVar[int]
+    STORE_ID_FIELD_NUMBER: _ClassVar[int]
+    TERMINAL_ID_FIELD_NUMBER: _ClassVar[int]
+    OPERATOR_ID_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FEN_FIELD_NUMBER: _ClassVar[int]
+    PRINCIPAL_DELTA_FEN_FIELD_NUMBER: _ClassVar[int]
+    BONUS_DELTA_FEN_FIELD_NUMBER: _ClassVar[int]
+    POINTS_DELTA_FIELD_NUMBER: _ClassVar[int]
+    BALANCE_AFTER_FEN_FIELD_NUMBER: _ClassVar[int]
+    POINTS_AFTER_FIELD_NUMBER: _ClassVar[int]
+    seq: int
+    op: str
+    time_s: int
+    store_id: int
+    terminal_id: int
+    operator_id: int
+    amount_fen: int
+    principal_delta_fen: int
+    bonus_delta_fen: int
+    points_delta: int
+    balance_after_fen: int
+    points_after: int
+    def __init__(self, seq: _Optional[int] = ..., op: _Optional[str] = ..., time_s: _Optional[int] = ..., store_id: _Optional[int] = ..., terminal_id: _Optional[int] = ..., operator_id: _Optional[int] = ..., amount_fen: _Optional[int] = ..., principal_delta_fen: _Optional[int] = ..., bonus_delta_fen: _Optional[int] = ..., points_delta: _Optional[int] = ..., balance_after_fen: _Optional[int] = ..., points_after: _Optional[int] = ...) -> None: ...
+
+class GetCardJournalResponse(_message.Message):
+    __slots__ = ("entries",)
+    ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    entries: _containers.RepeatedCompositeFieldContainer[JournalEntry]
+    def __init__(self, entries: _Optional[_Iterable[_Union[JournalEntry, _Mapping]]] = ...) -> None: ...
+
+class ExpirePointsRequest(_message.Message):
+    __slots__ = ("client_id",)
+    CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
+    client_id: bytes
+    def __init__(self, client_id: _Optional[bytes] = ...) -> None: ...
+
+class ExpirePointsResponse(_message.Message):
+    __slots__ = ("expired_points", "cards", "outcome")
+    EXPIRED_POINTS_FIELD_NUMBER: _ClassVar[int]
+    CARDS_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    expired_points: int
+    cards: int
+    outcome: AdminOutcome
+    def __init__(self, expired_points: _Optional[int] = ..., cards: _Optional[int] = ..., outcome: _Optional[_Union[AdminOutcome, _Mapping]] = ...) -> None: ...
+
+class RemindExpiringPointsRequest(_message.Message):
+    __slots__ = ("client_id", "min_points")
+    CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
+    MIN_POINTS_FIELD_NUMBER: _ClassVar[int]
+    client_id: bytes
+    min_points: int
+    def __init__(self, client_id: _Optional[bytes] = ..., min_points: _Optional[int] = ...) -> None: ...
+
+class RemindExpiringPointsResponse(_message.Message):
+    __slots__ = ("notices", "outcome")
+    NOTICES_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    notices: int
+    outcome: AdminOutcome
+    def __init__(self, notices: _Optional[int] = ..., outcome: _Optional[_Union[AdminOutcome, _Mapping]] = ...) -> None: ...
+
+class GetRulesRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class GetRulesResponse(_message.Message):
+    __slots__ = ("rules_json", "version")
+    RULES_JSON_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    rules_json: str
+    version: int
+    def __init__(self, rules_json: _Optional[str] = ..., version: _Optional[int] = ...) -> None: ...
+
+class SetRulesRequest(_message.Message):
+    __slots__ = ("client_id", "rules_json")
+    CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
+    RULES_JSON_FIELD_NUMBER: _ClassVar[int]
+    client_id: bytes
+    rules_json: str
+    def __init__(self, client_id: _Optional[bytes] = ..., rules_json: _Optional[str] = ...) -> None: ...
+
+class SetRulesResponse(_message.Message):
+    __slots__ = ("version", "outcome")
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    version: int
+    outcome: AdminOutcome
+    def __init__(self, version: _Optional[int] = ..., outcome: _Optional[_Union[AdminOutcome, _Mapping]] = ...) -> None: ...

@@ -26,7 +26,16 @@ if _version_not_supported:
 
 
 class AdminServiceStub:
-    """AdminService is for HQ tools; only terminals with the admin role may call it.
+    """AdminService is the back office: HQ, store managers, cashiers and the service desk.
+
+    Every call except Login and Bootstrap carries `authorization: Bearer <session token>`
+    from Login. The server resolves the operator afresh on every call and checks the
+    role's permission and store scope (docs/chain.md); a refusal is PERMISSION_DENIED with
+    an ErrorInfo reason, and a missing, expired or ended session is UNAUTHENTICATED.
+    IssueCards and SetCardStatus also accept an admin-role terminal token from a terminals
+    registry file, as before operators existed. Every call that changes something carries
+    a 16-byte client_id: a retry with the same id applies nothing twice and answers like
+    the first call.
     """
 
     def __init__(self, channel):
@@ -35,6 +44,101 @@ class AdminServiceStub:
         Args:
             channel: A grpc.Channel.
         """
+        self.Bootstrap = channel.unary_unary(
+                '/mms.v1.AdminService/Bootstrap',
+                request_serializer=mms_dot_v1_dot_admin__pb2.BootstrapRequest.SerializeToString,
+                response_deserializer=mms_dot_v1_dot_admin__pb2.BootstrapResponse.FromString,
+                _registered_method=True)
+        self.Login = channel.unary_unary(
+                '/mms.v1.AdminService/Login',
+                request_serializer=mms_dot_v1_dot_admin__pb2.LoginRequest.SerializeToString,
+                response_deserializer=mms_dot_v1_dot_admin__pb2.LoginResponse.FromString,
+                _registered_method=True)
+        self.Logout = channel.unary_unary(
+                '/mms.v1.AdminService/Logout',
+                request_serializer=mms_dot_v1_dot_admin__pb2.LogoutRequest.SerializeToString,
+                response_deserializer=mms_dot_v1_dot_admin__pb2.LogoutResponse.FromString,
+                _registered_method=True)
+        self.CreateNode = channel.unary_unary(
+                '/mms.v1.AdminService/CreateNode',
+                request_serializer=mms_dot_v1_dot_admin__pb2.CreateNodeRequest.SerializeToString,
+                response_deserializer=mms_dot_v1_dot_admin__pb2.CreateNodeResponse.FromString,
+                _registered_method=True)
+        self.ListNodes = channel.unary_unary(
+                '/mms.v1.AdminService/ListNodes',
+                request_serializer=mms_dot_v1_dot_admin__pb2.ListNodesRequest.SerializeToString,
+                response_deserializer=mms_dot_v1_dot_admin__pb2.ListNodesResponse.FromString,
+                _registered_method=True)
+        self.IssueTerminalToken = channel.unary_unary(
+                '/mms.v1.AdminService/IssueTerminalToken',
+                request_serializer=mms_dot_v1_dot_admin__pb2.IssueTerminalTokenRequest.SerializeToString,
+                response_deserializer=mms_dot_v1_dot_admin__pb2.IssueTerminalTokenResponse.FromString,
+                _registered_method=True)
+        self.RevokeTerminalToken = channel.unary_unary(
+                '/mms.v1.AdminService/RevokeTerminalToken',
+                request_serializer=mms_dot_v1_dot_admin__pb2.RevokeTerminalTokenRequest.SerializeToString,
+                response_deserializer=mms_dot_v1_dot_admin__pb2.RevokeTerminalTokenResponse.FromString,
+                _registered_method=True)
+        self.CreateOperator = channel.unary_unary(
+                '/mms.v1.AdminService/CreateOperator',
+                request_serializer=mms_dot_v1_dot_admin__pb2.CreateOperatorRequest.SerializeToString,
+                response_deserializer=mms_dot_v1_dot_admin__pb2.CreateOperatorResponse.FromString,
+                _registered_method=True)
+        self.DisableOperator = channel.unary_unary(
+                '/mms.v1.AdminService/DisableOperator',
+                request_serializer=mms_dot_v1_dot_admin__pb2.DisableOperatorRequest.SerializeToString,
+                response_deserializer=mms_dot_v1_dot_admin__pb2.DisableOperatorResponse.FromString,
+                _registered_method=True)
+        self.ResetPassword = channel.unary_unary(
+                '/mms.v1.AdminService/ResetPassword',
+                request_serializer=mms_dot_v1_dot_admin__pb2.ResetPasswordRequest.SerializeToString,
+                response_deserializer=mms_dot_v1_dot_admin__pb2.ResetPasswordResponse.FromString,
+                _registered_method=True)
+        self.AuditLog = channel.unary_unary(
+                '/mms.v1.AdminService/AuditLog',
+                request_serializer=mms_dot_v1_dot_admin__pb2.AuditLogRequest.SerializeToString,
+                response_deserializer=mms_dot_v1_dot_admin__pb2.AuditLogResponse.FromString,
+                _registered_method=True)
+        self.CreateMember = channel.unary_unary(
+                '/mms.v1.AdminService/CreateMember',
+                request_serializer=mms_dot_v1_dot_admin__pb2.CreateMemberRequest.SerializeToString,
+                response_deserializer=mms_dot_v1_dot_admin__pb2.CreateMemberResponse.FromString,
+                _registered_method=True)
+        self.UpdateMember = channel.unary_unary(
+                '/mms.v1.AdminService/UpdateMember',
+                request_serializer=mms_dot_v1_dot_admin__pb2.UpdateMemberRequest.SerializeToString,
+                response_deserializer=mms_dot_v1_dot_admin__pb2.UpdateMemberResponse.FromString,
+                _registered_method=True)
+        self.SetMemberStatus = channel.unary_unary(
+                '/mms.v1.AdminService/SetMemberStatus',
+                request_serializer=mms_dot_v1_dot_admin__pb2.SetMemberStatusRequest.SerializeToString,
+                response_deserializer=mms_dot_v1_dot_admin__pb2.SetMemberStatusResponse.FromString,
+                _registered_method=True)
+        self.GetMember = channel.unary_unary(
+                '/mms.v1.AdminService/GetMember',
+                request_serializer=mms_dot_v1_dot_admin__pb2.GetMemberRequest.SerializeToString,
+                response_deserializer=mms_dot_v1_dot_admin__pb2.GetMemberResponse.FromString,
+                _registered_method=True)
+        self.FindMemberByPhone = channel.unary_unary(
+                '/mms.v1.AdminService/FindMemberByPhone',
+                request_serializer=mms_dot_v1_dot_admin__pb2.FindMemberByPhoneRequest.SerializeToString,
+                response_deserializer=mms_dot_v1_dot_admin__pb2.FindMemberByPhoneResponse.FromString,
+                _registered_method=True)
+        self.SearchMembers = channel.unary_unary(
+                '/mms.v1.AdminService/SearchMembers',
+                request_serializer=mms_dot_v1_dot_admin__pb2.SearchMembersRequest.SerializeToString,
+                response_deserializer=mms_dot_v1_dot_admin__pb2.SearchMembersResponse.FromString,
+                _registered_method=True)
+        self.ImportMembers = channel.stream_unary(
+                '/mms.v1.AdminService/ImportMembers',
+                request_serializer=mms_dot_v1_dot_admin__pb2.ImportMembersRequest.SerializeToString,
+                response_deserializer=mms_dot_v1_dot_admin__pb2.ImportMembersResponse.FromString,
+                _registered_method=True)
+        self.ExportMembers = channel.unary_stream(
+                '/mms.v1.AdminService/ExportMembers',
+                request_serializer=mms_dot_v1_dot_admin__pb2.ExportMembersRequest.SerializeToString,
+                response_deserializer=mms_dot_v1_dot_admin__pb2.ExportMembersResponse.FromString,
+                _registered_method=True)
         self.IssueCards = channel.unary_unary(
                 '/mms.v1.AdminService/IssueCards',
                 request_serializer=mms_dot_v1_dot_admin__pb2.IssueCardsRequest.SerializeToString,
@@ -45,11 +149,192 @@ class AdminServiceStub:
                 request_serializer=mms_dot_v1_dot_admin__pb2.SetCardStatusRequest.SerializeToString,
                 response_deserializer=mms_dot_v1_dot_admin__pb2.SetCardStatusResponse.FromString,
                 _registered_method=True)
+        self.SetPin = channel.unary_unary(
+                '/mms.v1.AdminService/SetPin',
+                request_serializer=mms_dot_v1_dot_admin__pb2.SetPinRequest.SerializeToString,
+                response_deserializer=mms_dot_v1_dot_admin__pb2.SetPinResponse.FromString,
+                _registered_method=True)
+        self.ResetPin = channel.unary_unary(
+                '/mms.v1.AdminService/ResetPin',
+                request_serializer=mms_dot_v1_dot_admin__pb2.ResetPinRequest.SerializeToString,
+                response_deserializer=mms_dot_v1_dot_admin__pb2.ResetPinResponse.FromString,
+                _registered_method=True)
+        self.GetCardJournal = channel.unary_unary(
+                '/mms.v1.AdminService/GetCardJournal',
+                request_serializer=mms_dot_v1_dot_admin__pb2.GetCardJournalRequest.SerializeToString,
+                response_deserializer=mms_dot_v1_dot_admin__pb2.GetCardJournalResponse.FromString,
+                _registered_method=True)
+        self.ExpirePoints = channel.unary_unary(
+                '/mms.v1.AdminService/ExpirePoints',
+                request_serializer=mms_dot_v1_dot_admin__pb2.ExpirePointsRequest.SerializeToString,
+                response_deserializer=mms_dot_v1_dot_admin__pb2.ExpirePointsResponse.FromString,
+                _registered_method=True)
+        self.RemindExpiringPoints = channel.unary_unary(
+                '/mms.v1.AdminService/RemindExpiringPoints',
+                request_serializer=mms_dot_v1_dot_admin__pb2.RemindExpiringPointsRequest.SerializeToString,
+                response_deserializer=mms_dot_v1_dot_admin__pb2.RemindExpiringPointsResponse.FromString,
+                _registered_method=True)
+        self.GetRules = channel.unary_unary(
+                '/mms.v1.AdminService/GetRules',
+                request_serializer=mms_dot_v1_dot_admin__pb2.GetRulesRequest.SerializeToString,
+                response_deserializer=mms_dot_v1_dot_admin__pb2.GetRulesResponse.FromString,
+                _registered_method=True)
+        self.SetRules = channel.unary_unary(
+                '/mms.v1.AdminService/SetRules',
+                request_serializer=mms_dot_v1_dot_admin__pb2.SetRulesRequest.SerializeToString,
+                response_deserializer=mms_dot_v1_dot_admin__pb2.SetRulesResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServiceServicer:
-    """AdminService is for HQ tools; only terminals with the admin role may call it.
+    """AdminService is the back office: HQ, store managers, cashiers and the service desk.
+
+    Every call except Login and Bootstrap carries `authorization: Bearer <session token>`
+    from Login. The server resolves the operator afresh on every call and checks the
+    role's permission and store scope (docs/chain.md); a refusal is PERMISSION_DENIED with
+    an ErrorInfo reason, and a missing, expired or ended session is UNAUTHENTICATED.
+    IssueCards and SetCardStatus also accept an admin-role terminal token from a terminals
+    registry file, as before operators existed. Every call that changes something carries
+    a 16-byte client_id: a retry with the same id applies nothing twice and answers like
+    the first call.
     """
+
+    def Bootstrap(self, request, context):
+        """Bootstrap creates HQ and the first admin of an empty chain. It takes the one-time
+        bootstrap token the server writes to <data>/bootstrap.token instead of a session.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Login(self, request, context):
+        """Login exchanges an operator's login and password for a session token.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Logout(self, request, context):
+        """Logout ends the caller's session.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateNode(self, request, context):
+        """CreateNode adds a region under HQ, a store under a region or a terminal under a store.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListNodes(self, request, context):
+        """ListNodes lists the chain's tree.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def IssueTerminalToken(self, request, context):
+        """IssueTerminalToken gives a terminal a new token; the old one stops working.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeTerminalToken(self, request, context):
+        """RevokeTerminalToken takes a terminal's token away.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateOperator(self, request, context):
+        """CreateOperator adds a person with a role (and a home store for store roles).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DisableOperator(self, request, context):
+        """DisableOperator stops an operator from logging in and ends their sessions.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResetPassword(self, request, context):
+        """ResetPassword sets another operator's password, or the caller's own when
+        old_password is given.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AuditLog(self, request, context):
+        """AuditLog pages through the audit trail, oldest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateMember(self, request, context):
+        """CreateMember enrols a member.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateMember(self, request, context):
+        """UpdateMember changes the named profile fields of a member.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetMemberStatus(self, request, context):
+        """SetMemberStatus freezes, unfreezes, cancels or restores a member.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetMember(self, request, context):
+        """GetMember returns one member, phone and ID number masked unless reveal is asked
+        and the role may see them; every reveal is audited.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def FindMemberByPhone(self, request, context):
+        """FindMemberByPhone is the till's caller-ID lookup.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SearchMembers(self, request, context):
+        """SearchMembers finds members by many conditions, ANDed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ImportMembers(self, request_iterator, context):
+        """ImportMembers uploads a .csv or .xlsx file in chunks and imports it; the first
+        message names the file, the rest carry its bytes.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExportMembers(self, request, context):
+        """ExportMembers streams the matching members as a .csv or .xlsx file, PII masked.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
 
     def IssueCards(self, request, context):
         """IssueCards creates cards, all or none.
@@ -65,9 +350,154 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetPin(self, request, context):
+        """SetPin sets a card's PIN, chosen by its holder.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResetPin(self, request, context):
+        """ResetPin removes a card's PIN and its lockout, so the holder can choose a new one.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetCardJournal(self, request, context):
+        """GetCardJournal lists a card's latest journal records, newest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExpirePoints(self, request, context):
+        """ExpirePoints runs the points expiry for the engine's current date.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemindExpiringPoints(self, request, context):
+        """RemindExpiringPoints writes a notice to the outbox for every card with points
+        expiring at the end of this year.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetRules(self, request, context):
+        """GetRules returns the rules in force as JSON.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetRules(self, request, context):
+        """SetRules replaces the rules; they apply from the next batch.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
+            'Bootstrap': grpc.unary_unary_rpc_method_handler(
+                    servicer.Bootstrap,
+                    request_deserializer=mms_dot_v1_dot_admin__pb2.BootstrapRequest.FromString,
+                    response_serializer=mms_dot_v1_dot_admin__pb2.BootstrapResponse.SerializeToString,
+            ),
+            'Login': grpc.unary_unary_rpc_method_handler(
+                    servicer.Login,
+                    request_deserializer=mms_dot_v1_dot_admin__pb2.LoginRequest.FromString,
+                    response_serializer=mms_dot_v1_dot_admin__pb2.LoginResponse.SerializeToString,
+            ),
+            'Logout': grpc.unary_unary_rpc_method_handler(
+                    servicer.Logout,
+                    request_deserializer=mms_dot_v1_dot_admin__pb2.LogoutRequest.FromString,
+                    response_serializer=mms_dot_v1_dot_admin__pb2.LogoutResponse.SerializeToString,
+            ),
+            'CreateNode': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateNode,
+                    request_deserializer=mms_dot_v1_dot_admin__pb2.CreateNodeRequest.FromString,
+                    response_serializer=mms_dot_v1_dot_admin__pb2.CreateNodeResponse.SerializeToString,
+            ),
+            'ListNodes': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListNodes,
+                    request_deserializer=mms_dot_v1_dot_admin__pb2.ListNodesRequest.FromString,
+                    response_serializer=mms_dot_v1_dot_admin__pb2.ListNodesResponse.SerializeToString,
+            ),
+            'IssueTerminalToken': grpc.unary_unary_rpc_method_handler(
+                    servicer.IssueTerminalToken,
+                    request_deserializer=mms_dot_v1_dot_admin__pb2.IssueTerminalTokenRequest.FromString,
+                    response_serializer=mms_dot_v1_dot_admin__pb2.IssueTerminalTokenResponse.SerializeToString,
+            ),
+            'RevokeTerminalToken': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeTerminalToken,
+                    request_deserializer=mms_dot_v1_dot_admin__pb2.RevokeTerminalTokenRequest.FromString,
+                    response_serializer=mms_dot_v1_dot_admin__pb2.RevokeTerminalTokenResponse.SerializeToString,
+            ),
+            'CreateOperator': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateOperator,
+                    request_deserializer=mms_dot_v1_dot_admin__pb2.CreateOperatorRequest.FromString,
+                    response_serializer=mms_dot_v1_dot_admin__pb2.CreateOperatorResponse.SerializeToString,
+            ),
+            'DisableOperator': grpc.unary_unary_rpc_method_handler(
+                    servicer.DisableOperator,
+                    request_deserializer=mms_dot_v1_dot_admin__pb2.DisableOperatorRequest.FromString,
+                    response_serializer=mms_dot_v1_dot_admin__pb2.DisableOperatorResponse.SerializeToString,
+            ),
+            'ResetPassword': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResetPassword,
+                    request_deserializer=mms_dot_v1_dot_admin__pb2.ResetPasswordRequest.FromString,
+                    response_serializer=mms_dot_v1_dot_admin__pb2.ResetPasswordResponse.SerializeToString,
+            ),
+            'AuditLog': grpc.unary_unary_rpc_method_handler(
+                    servicer.AuditLog,
+                    request_deserializer=mms_dot_v1_dot_admin__pb2.AuditLogRequest.FromString,
+                    response_serializer=mms_dot_v1_dot_admin__pb2.AuditLogResponse.SerializeToString,
+            ),
+            'CreateMember': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateMember,
+                    request_deserializer=mms_dot_v1_dot_admin__pb2.CreateMemberRequest.FromString,
+                    response_serializer=mms_dot_v1_dot_admin__pb2.CreateMemberResponse.SerializeToString,
+            ),
+            'UpdateMember': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateMember,
+                    request_deserializer=mms_dot_v1_dot_admin__pb2.UpdateMemberRequest.FromString,
+                    response_serializer=mms_dot_v1_dot_admin__pb2.UpdateMemberResponse.SerializeToString,
+            ),
+            'SetMemberStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetMemberStatus,
+                    request_deserializer=mms_dot_v1_dot_admin__pb2.SetMemberStatusRequest.FromString,
+                    response_serializer=mms_dot_v1_dot_admin__pb2.SetMemberStatusResponse.SerializeToString,
+            ),
+            'GetMember': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetMember,
+                    request_deserializer=mms_dot_v1_dot_admin__pb2.GetMemberRequest.FromString,
+                    response_serializer=mms_dot_v1_dot_admin__pb2.GetMemberResponse.SerializeToString,
+            ),
+            'FindMemberByPhone': grpc.unary_unary_rpc_method_handler(
+                    servicer.FindMemberByPhone,
+                    request_deserializer=mms_dot_v1_dot_admin__pb2.FindMemberByPhoneRequest.FromString,
+                    response_serializer=mms_dot_v1_dot_admin__pb2.FindMemberByPhoneResponse.SerializeToString,
+            ),
+            'SearchMembers': grpc.unary_unary_rpc_method_handler(
+                    servicer.SearchMembers,
+                    request_deserializer=mms_dot_v1_dot_admin__pb2.SearchMembersRequest.FromString,
+                    response_serializer=mms_dot_v1_dot_admin__pb2.SearchMembersResponse.SerializeToString,
+            ),
+            'ImportMembers': grpc.stream_unary_rpc_method_handler(
+                    servicer.ImportMembers,
+                    request_deserializer=mms_dot_v1_dot_admin__pb2.ImportMembersRequest.FromString,
+                    response_serializer=mms_dot_v1_dot_admin__pb2.ImportMembersResponse.SerializeToString,
+            ),
+            'ExportMembers': grpc.unary_stream_rpc_method_handler(
+                    servicer.ExportMembers,
+                    request_deserializer=mms_dot_v1_dot_admin__pb2.ExportMembersRequest.FromString,
+                    response_serializer=mms_dot_v1_dot_admin__pb2.ExportMembersResponse.SerializeToString,
+            ),
             'IssueCards': grpc.unary_unary_rpc_method_handler(
                     servicer.IssueCards,
                     request_deserializer=mms_dot_v1_dot_admin__pb2.IssueCardsRequest.FromString,
@@ -78,6 +508,41 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     request_deserializer=mms_dot_v1_dot_admin__pb2.SetCardStatusRequest.FromString,
                     response_serializer=mms_dot_v1_dot_admin__pb2.SetCardStatusResponse.SerializeToString,
             ),
+            'SetPin': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetPin,
+                    request_deserializer=mms_dot_v1_dot_admin__pb2.SetPinRequest.FromString,
+                    response_serializer=mms_dot_v1_dot_admin__pb2.SetPinResponse.SerializeToString,
+            ),
+            'ResetPin': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResetPin,
+                    request_deserializer=mms_dot_v1_dot_admin__pb2.ResetPinRequest.FromString,
+                    response_serializer=mms_dot_v1_dot_admin__pb2.ResetPinResponse.SerializeToString,
+            ),
+            'GetCardJournal': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCardJournal,
+                    request_deserializer=mms_dot_v1_dot_admin__pb2.GetCardJournalRequest.FromString,
+                    response_serializer=mms_dot_v1_dot_admin__pb2.GetCardJournalResponse.SerializeToString,
+            ),
+            'ExpirePoints': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExpirePoints,
+                    request_deserializer=mms_dot_v1_dot_admin__pb2.ExpirePointsRequest.FromString,
+                    response_serializer=mms_dot_v1_dot_admin__pb2.ExpirePointsResponse.SerializeToString,
+            ),
+            'RemindExpiringPoints': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemindExpiringPoints,
+                    request_deserializer=mms_dot_v1_dot_admin__pb2.RemindExpiringPointsRequest.FromString,
+                    response_serializer=mms_dot_v1_dot_admin__pb2.RemindExpiringPointsResponse.SerializeToString,
+            ),
+            'GetRules': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetRules,
+                    request_deserializer=mms_dot_v1_dot_admin__pb2.GetRulesRequest.FromString,
+                    response_serializer=mms_dot_v1_dot_admin__pb2.GetRulesResponse.SerializeToString,
+            ),
+            'SetRules': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetRules,
+                    request_deserializer=mms_dot_v1_dot_admin__pb2.SetRulesRequest.FromString,
+                    response_serializer=mms_dot_v1_dot_admin__pb2.SetRulesResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'mms.v1.AdminService', rpc_method_handlers)
@@ -87,8 +552,530 @@ def add_AdminServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class AdminService:
-    """AdminService is for HQ tools; only terminals with the admin role may call it.
+    """AdminService is the back office: HQ, store managers, cashiers and the service desk.
+
+    Every call except Login and Bootstrap carries `authorization: Bearer <session token>`
+    from Login. The server resolves the operator afresh on every call and checks the
+    role's permission and store scope (docs/chain.md); a refusal is PERMISSION_DENIED with
+    an ErrorInfo reason, and a missing, expired or ended session is UNAUTHENTICATED.
+    IssueCards and SetCardStatus also accept an admin-role terminal token from a terminals
+    registry file, as before operators existed. Every call that changes something carries
+    a 16-byte client_id: a retry with the same id applies nothing twice and answers like
+    the first call.
     """
+
+    @staticmethod
+    def Bootstrap(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mms.v1.AdminService/Bootstrap',
+            mms_dot_v1_dot_admin__pb2.BootstrapRequest.SerializeToString,
+            mms_dot_v1_dot_admin__pb2.BootstrapResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Login(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mms.v1.AdminService/Login',
+            mms_dot_v1_dot_admin__pb2.LoginRequest.SerializeToString,
+            mms_dot_v1_dot_admin__pb2.LoginResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Logout(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mms.v1.AdminService/Logout',
+            mms_dot_v1_dot_admin__pb2.LogoutRequest.SerializeToString,
+            mms_dot_v1_dot_admin__pb2.LogoutResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateNode(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mms.v1.AdminService/CreateNode',
+            mms_dot_v1_dot_admin__pb2.CreateNodeRequest.SerializeToString,
+            mms_dot_v1_dot_admin__pb2.CreateNodeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListNodes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mms.v1.AdminService/ListNodes',
+            mms_dot_v1_dot_admin__pb2.ListNodesRequest.SerializeToString,
+            mms_dot_v1_dot_admin__pb2.ListNodesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def IssueTerminalToken(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mms.v1.AdminService/IssueTerminalToken',
+            mms_dot_v1_dot_admin__pb2.IssueTerminalTokenRequest.SerializeToString,
+            mms_dot_v1_dot_admin__pb2.IssueTerminalTokenResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeTerminalToken(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mms.v1.AdminService/RevokeTerminalToken',
+            mms_dot_v1_dot_admin__pb2.RevokeTerminalTokenRequest.SerializeToString,
+            mms_dot_v1_dot_admin__pb2.RevokeTerminalTokenResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateOperator(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mms.v1.AdminService/CreateOperator',
+            mms_dot_v1_dot_admin__pb2.CreateOperatorRequest.SerializeToString,
+            mms_dot_v1_dot_admin__pb2.CreateOperatorResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DisableOperator(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mms.v1.AdminService/DisableOperator',
+            mms_dot_v1_dot_admin__pb2.DisableOperatorRequest.SerializeToString,
+            mms_dot_v1_dot_admin__pb2.DisableOperatorResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResetPassword(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mms.v1.AdminService/ResetPassword',
+            mms_dot_v1_dot_admin__pb2.ResetPasswordRequest.SerializeToString,
+            mms_dot_v1_dot_admin__pb2.ResetPasswordResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AuditLog(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mms.v1.AdminService/AuditLog',
+            mms_dot_v1_dot_admin__pb2.AuditLogRequest.SerializeToString,
+            mms_dot_v1_dot_admin__pb2.AuditLogResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateMember(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mms.v1.AdminService/CreateMember',
+            mms_dot_v1_dot_admin__pb2.CreateMemberRequest.SerializeToString,
+            mms_dot_v1_dot_admin__pb2.CreateMemberResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateMember(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mms.v1.AdminService/UpdateMember',
+            mms_dot_v1_dot_admin__pb2.UpdateMemberRequest.SerializeToString,
+            mms_dot_v1_dot_admin__pb2.UpdateMemberResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetMemberStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mms.v1.AdminService/SetMemberStatus',
+            mms_dot_v1_dot_admin__pb2.SetMemberStatusRequest.SerializeToString,
+            mms_dot_v1_dot_admin__pb2.SetMemberStatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetMember(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mms.v1.AdminService/GetMember',
+            mms_dot_v1_dot_admin__pb2.GetMemberRequest.SerializeToString,
+            mms_dot_v1_dot_admin__pb2.GetMemberResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FindMemberByPhone(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mms.v1.AdminService/FindMemberByPhone',
+            mms_dot_v1_dot_admin__pb2.FindMemberByPhoneRequest.SerializeToString,
+            mms_dot_v1_dot_admin__pb2.FindMemberByPhoneResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SearchMembers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mms.v1.AdminService/SearchMembers',
+            mms_dot_v1_dot_admin__pb2.SearchMembersRequest.SerializeToString,
+            mms_dot_v1_dot_admin__pb2.SearchMembersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ImportMembers(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/mms.v1.AdminService/ImportMembers',
+            mms_dot_v1_dot_admin__pb2.ImportMembersRequest.SerializeToString,
+            mms_dot_v1_dot_admin__pb2.ImportMembersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportMembers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/mms.v1.AdminService/ExportMembers',
+            mms_dot_v1_dot_admin__pb2.ExportMembersRequest.SerializeToString,
+            mms_dot_v1_dot_admin__pb2.ExportMembersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
 
     @staticmethod
     def IssueCards(request,
@@ -134,6 +1121,195 @@ class AdminService:
             '/mms.v1.AdminService/SetCardStatus',
             mms_dot_v1_dot_admin__pb2.SetCardStatusRequest.SerializeToString,
             mms_dot_v1_dot_admin__pb2.SetCardStatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetPin(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mms.v1.AdminService/SetPin',
+            mms_dot_v1_dot_admin__pb2.SetPinRequest.SerializeToString,
+            mms_dot_v1_dot_admin__pb2.SetPinResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResetPin(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mms.v1.AdminService/ResetPin',
+            mms_dot_v1_dot_admin__pb2.ResetPinRequest.SerializeToString,
+            mms_dot_v1_dot_admin__pb2.ResetPinResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCardJournal(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mms.v1.AdminService/GetCardJournal',
+            mms_dot_v1_dot_admin__pb2.GetCardJournalRequest.SerializeToString,
+            mms_dot_v1_dot_admin__pb2.GetCardJournalResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExpirePoints(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mms.v1.AdminService/ExpirePoints',
+            mms_dot_v1_dot_admin__pb2.ExpirePointsRequest.SerializeToString,
+            mms_dot_v1_dot_admin__pb2.ExpirePointsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemindExpiringPoints(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mms.v1.AdminService/RemindExpiringPoints',
+            mms_dot_v1_dot_admin__pb2.RemindExpiringPointsRequest.SerializeToString,
+            mms_dot_v1_dot_admin__pb2.RemindExpiringPointsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetRules(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mms.v1.AdminService/GetRules',
+            mms_dot_v1_dot_admin__pb2.GetRulesRequest.SerializeToString,
+            mms_dot_v1_dot_admin__pb2.GetRulesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetRules(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mms.v1.AdminService/SetRules',
+            mms_dot_v1_dot_admin__pb2.SetRulesRequest.SerializeToString,
+            mms_dot_v1_dot_admin__pb2.SetRulesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -40,6 +40,10 @@ class Result(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     RESULT_ALREADY_EXISTS: _ClassVar[Result]
     RESULT_FAILED_PRECONDITION: _ClassVar[Result]
     RESULT_PERMISSION_DENIED: _ClassVar[Result]
+    RESULT_REFUND_TARGET_NOT_FOUND: _ClassVar[Result]
+    RESULT_REFUND_NOT_REFUNDABLE: _ClassVar[Result]
+    RESULT_REFUND_EXCEEDS_PAID: _ClassVar[Result]
+    RESULT_REFUND_CARD_MISMATCH: _ClassVar[Result]
 
 class CardStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -56,6 +60,7 @@ class OpType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     OP_TYPE_SWIPE: _ClassVar[OpType]
     OP_TYPE_RECHARGE: _ClassVar[OpType]
     OP_TYPE_USE_COUNT: _ClassVar[OpType]
+    OP_TYPE_REFUND: _ClassVar[OpType]
     OP_TYPE_ISSUE: _ClassVar[OpType]
     OP_TYPE_SET_STATUS: _ClassVar[OpType]
     OP_TYPE_ADJUST: _ClassVar[OpType]
@@ -94,6 +99,10 @@ RESULT_NOT_FOUND: Result
 RESULT_ALREADY_EXISTS: Result
 RESULT_FAILED_PRECONDITION: Result
 RESULT_PERMISSION_DENIED: Result
+RESULT_REFUND_TARGET_NOT_FOUND: Result
+RESULT_REFUND_NOT_REFUNDABLE: Result
+RESULT_REFUND_EXCEEDS_PAID: Result
+RESULT_REFUND_CARD_MISMATCH: Result
 CARD_STATUS_UNSPECIFIED: CardStatus
 CARD_STATUS_ACTIVE: CardStatus
 CARD_STATUS_LOST: CardStatus
@@ -104,6 +113,7 @@ OP_TYPE_UNSPECIFIED: OpType
 OP_TYPE_SWIPE: OpType
 OP_TYPE_RECHARGE: OpType
 OP_TYPE_USE_COUNT: OpType
+OP_TYPE_REFUND: OpType
 OP_TYPE_ISSUE: OpType
 OP_TYPE_SET_STATUS: OpType
 OP_TYPE_ADJUST: OpType
