@@ -25,7 +25,8 @@ import lmdb
 import numpy as np
 
 from core.engine import CommitInfo, Engine, EngineConfig
-from core.records import CARD, JOURNAL, OP, OpType
+from core.records import CARD, ITEM, JOURNAL, OP, OpType
+from core.rules import RulesConfig
 
 ISSUE_CHUNK = 1_000_000
 
@@ -39,6 +40,12 @@ class _Commits:
         if info.n_records:
             self.seconds.append(info.commit_seconds)
             self.sizes.append(info.n_ops)
+
+
+# Every swipe of a run pays 10..500 yuan; a domain swipe has this many line items and
+# offsets this many points (1 yuan at 100 points per yuan).
+LINES_PER_SWIPE = 4
+OFFSET_POINTS = 100
 
 
 def _ops(rng: np.random.Generator, n: int, n_cards: int, first_id: int, op_type: int,
@@ -55,9 +62,31 @@ def _ops(rng: np.random.Generator, n: int, n_cards: int, first_id: int, op_type:
     return ops
 
 
+def _domain(rng: np.random.Generator, ops: np.ndarray) -> np.ndarray:
+    """Turn plain swipes into swipes with line items and a points offset; return the
+    items. Line amounts add up to the swipe's amount."""
+    n = len(ops)
+    k = LINES_PER_SWIPE
+    items = np.zeros(n * k, dtype=ITEM)
+    cuts = np.sort(rng.integers(0, ops["amount_fen"][:, None] + 1, (n, k - 1)), axis=1)
+    edges = np.concatenate([np.zeros((n, 1), np.int64), cuts, ops["amount_fen"][:, None]], axis=1)
+    items["amount_fen"] = np.diff(edges, axis=1).reshape(-1)
+    items["sku"] = rng.integers(1, 100_000, n * k)
+    items["qty"] = rng.integers(1, 4, n * k)
+    items["category"] = rng.integers(0, 20, n * k)
+    ops["items_off"] = np.arange(n, dtype=np.uint32) * k
+    ops["items_n"] = k
+    ops["points_offset"] = OFFSET_POINTS
+    return items
+
+
 def prepare(path: str, n_cards: int, batch: int) -> None:
     """N cards, each recharged once, checkpointed: the state every run starts from."""
-    with Engine(path, config=EngineConfig(batch_max=batch, checkpoint_ops=10**9)) as eng:
+    # Recharges earn a point per yuan, so every card can offset points in domain runs.
+    rules = RulesConfig(recharge_points_per_yuan_bp=10_000, no_points_categories=(13,),
+                        category_points_mult_bp=((7, 20_000),))
+    with Engine(path, config=EngineConfig(batch_max=batch, checkpoint_ops=10**9),
+                rules=rules) as eng:
         nos = np.arange(1, n_cards + 1, dtype=np.uint64)
         for k in range(0, n_cards, ISSUE_CHUNK):
             eng.issue_cards(nos[k:k + ISSUE_CHUNK], os.urandom(16)).result()
@@ -77,38 +106,44 @@ def prepare(path: str, n_cards: int, batch: int) -> None:
             f.result()
 
 
-def run_engine(path: str, n_cards: int, n_ops: int, batch: int, seed: int) -> dict:
+def run_engine(path: str, n_cards: int, n_ops: int, batch: int, seed: int,
+               domain: bool = False) -> dict:
     commits = _Commits()
     rng = np.random.default_rng(seed)
     cfg = EngineConfig(batch_max=batch, queue_max_ops=max(batch * 16, 262_144),
                        checkpoint_ops=10**9, checkpoint_interval_s=3600)
     eng = Engine(path, config=cfg, observer=commits)
-    subs = [_ops(rng, min(batch, n_ops - k), n_cards, seed * 10**9 + k, OpType.SWIPE, 100, 50_000)
-            for k in range(0, n_ops, batch)]
+    subs = []
+    for k in range(0, n_ops, batch):
+        ops = _ops(rng, min(batch, n_ops - k), n_cards, seed * 10**9 + k, OpType.SWIPE,
+                   1_000, 50_000)
+        subs.append((ops, _domain(rng, ops) if domain else None))
     depth = threading.Semaphore(8)  # submissions in flight: keeps the writer fed
-    acked = [0]
+    acked = [0, 0]  # ops answered, ops accepted
     done = threading.Event()
     lock = threading.Lock()
 
     def on_done(f):
         r = f.result()
         with lock:
-            acked[0] += int(np.count_nonzero(r.codes == 1))
+            acked[0] += len(r)
+            acked[1] += int(np.count_nonzero(r.codes == 1))
             if acked[0] >= n_ops:
                 done.set()
         depth.release()
 
     t0 = time.perf_counter()
-    for ops in subs:
+    for ops, items in subs:
         depth.acquire()
-        eng.submit(ops).add_done_callback(on_done)
+        eng.submit(ops, items).add_done_callback(on_done)
     done.wait()
     elapsed = time.perf_counter() - t0
     eng.close()
     lat = np.array(commits.seconds) * 1000
-    return {"swipes_per_s": n_ops / elapsed, "commit_p50_ms": float(np.percentile(lat, 50)),
+    return {"swipes_per_s": acked[1] / elapsed, "commit_p50_ms": float(np.percentile(lat, 50)),
             "commit_p99_ms": float(np.percentile(lat, 99)),
-            "mean_batch_ops": float(np.mean(commits.sizes)), "acked": acked[0]}
+            "mean_batch_ops": float(np.mean(commits.sizes)), "accepted": acked[1],
+            "rejected": acked[0] - acked[1]}
 
 
 def run_reference(path: str, n_cards: int, n_ops: int, batch: int, seed: int) -> dict:
@@ -152,6 +187,8 @@ def main_engine(argv: list[str] | None = None) -> int:
     ap.add_argument("--dir", default=None, help="where to put the environments (default: a temp dir)")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     ap.add_argument("--no-reference", action="store_true")
+    ap.add_argument("--domain", action="store_true",
+                    help=f"also run swipes with {LINES_PER_SWIPE} line items and a points offset each")
     a = ap.parse_args(argv)
     if a.cards < 1 or a.ops < 1 or not 1 <= a.batch <= 65_536 or a.runs < 1:
         ap.error("--cards, --ops, --runs >= 1; --batch 1..65536")
@@ -163,18 +200,25 @@ def main_engine(argv: list[str] | None = None) -> int:
         prep_s = time.perf_counter() - t
         if not a.json:
             print(f"prepared {a.cards:,} cards in {prep_s:.1f}s", file=sys.stderr)
-        eng_runs, ref_runs = [], []
+        eng_runs, ref_runs, dom_runs = [], [], []
         for r in range(a.runs):
             run_dir = os.path.join(base, f"run{r}")
             shutil.copytree(seed_dir, run_dir)
             eng_runs.append(run_engine(run_dir, a.cards, a.ops, a.batch, seed=r + 1))
             shutil.rmtree(run_dir)
+            if a.domain:
+                shutil.copytree(seed_dir, run_dir)
+                dom_runs.append(run_engine(run_dir, a.cards, a.ops, a.batch, seed=r + 1,
+                                           domain=True))
+                shutil.rmtree(run_dir)
             if not a.no_reference:
                 ref_dir = os.path.join(base, f"ref{r}")
                 ref_runs.append(run_reference(ref_dir, a.cards, a.ops, a.batch, seed=r + 1))
                 shutil.rmtree(ref_dir)
             if not a.json:
                 line = f"run {r + 1}: engine {eng_runs[-1]['swipes_per_s']:,.0f} swipes/s"
+                if dom_runs:
+                    line += f", domain {dom_runs[-1]['swipes_per_s']:,.0f}/s"
                 if ref_runs:
                     line += f", reference {ref_runs[-1]['reference_per_s']:,.0f}/s"
                 print(line, file=sys.stderr)
@@ -191,7 +235,12 @@ def main_engine(argv: list[str] | None = None) -> int:
         "commit_p99_ms": round(med(eng_runs, "commit_p99_ms"), 3),
         "mean_batch_ops": round(med(eng_runs, "mean_batch_ops"), 1),
         "runs_swipes_per_s": [round(x["swipes_per_s"]) for x in eng_runs],
+        "rejected": sum(x["rejected"] for x in eng_runs + dom_runs),
     }
+    if dom_runs:
+        out["domain_swipes_per_s"] = round(med(dom_runs, "swipes_per_s"))
+        out["domain_cost_ratio"] = round(out["swipes_per_s"] / out["domain_swipes_per_s"], 2)
+        out["runs_domain_swipes_per_s"] = [round(x["swipes_per_s"]) for x in dom_runs]
     if ref_runs:
         out["reference_per_s"] = round(med(ref_runs, "reference_per_s"))
         out["ratio"] = round(out["swipes_per_s"] / out["reference_per_s"], 2)
