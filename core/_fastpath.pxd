@@ -31,7 +31,7 @@ cdef packed struct Card:
     uint8_t level
     uint8_t status
     uint8_t pin_failures            # issue 4
-    uint8_t flags
+    uint8_t flags                   # CardFlag bits (bit 0: membership lapsed)
     uint16_t count_service          # the service a count card's uses are for
     int64_t issued_at_s
     uint64_t pin_hash               # keyed hash of the PIN with pin_salt; 0 = no PIN
@@ -154,6 +154,25 @@ cdef packed struct Tier:
     int64_t points                  # extra points for this tier
 
 
+# A coupon template as the swipe reads it: 64 bytes.
+cdef packed struct CouponTpl:
+    uint32_t template_id
+    uint8_t tpl_kind                # COUPON_FIXED, COUPON_PERCENT, COUPON_THRESHOLD, COUPON_GIFT
+    uint8_t stackable
+    uint16_t _reserved
+    int64_t value_fen               # fixed / threshold saving / gift value
+    int64_t percent_bp              # COUPON_PERCENT: the share paid, 8000 = 20% off
+    int64_t min_spend_fen           # the eligible lines must reach this
+    int64_t max_off_fen             # cap of a percent coupon; 0 = none
+    uint64_t gift_sku
+    uint64_t level_mask             # bit l = level l allowed; 0 = all levels
+    uint32_t stores_off             # allowed stores: scope[stores_off : stores_off + stores_n]
+    uint16_t stores_n
+    uint16_t cats_n                 # allowed categories: scope[cats_off : cats_off + cats_n]
+    uint32_t cats_off
+    uint32_t _reserved2
+
+
 cdef struct RulesC:
     uint32_t version
     int32_t rounding                # ROUND_HALF_UP or ROUND_FLOOR
@@ -182,6 +201,9 @@ cdef struct RulesC:
     int64_t tz_offset_s                 # the chain's local time, for year boundaries
     uint64_t pin_key0                   # engine secret mixed into every PIN hash
     uint64_t pin_key1
+    int32_t n_tpls
+    const CouponTpl *tpls               # sorted by template_id
+    const uint64_t *scope               # sorted runs of store ids and categories
 
 
 cdef enum:
@@ -228,6 +250,8 @@ cdef class Rules:
     cdef object _store_mult
     cdef object _skus
     cdef object _prices
+    cdef object _tpls
+    cdef object _scope
 
 
 # The optional inputs of a batch: line items, and the swipes that refunds reverse.
@@ -235,6 +259,13 @@ cdef struct Extras:
     const Item *items
     Py_ssize_t n_items
     const JournalRec *refs
+    const uint64_t *coupon_ids          # coupons the ops name (Op.coupons_off/coupons_n)
+    Py_ssize_t n_coupon_ids
+    const Coupon *coupons               # the coupon table (read only, like cards)
+    Py_ssize_t n_coupons
+    const uint64_t *ref_coupons         # refunds: coupons the referenced swipe redeemed
+    const uint32_t *ref_coupons_off     # per op: ref_coupons[off : off + n]
+    const uint8_t *ref_coupons_n
 
 
 cdef class Batcher:
@@ -243,9 +274,21 @@ cdef class Batcher:
     cdef size_t n_slots
     cdef KeyMap batch_ids
     cdef KeyMap no_refunds
+    cdef KeyMap batch_coupons
     cdef int ensure_slots(self, size_t n) except -1
+    cdef uint8_t _load_coupons(self, const Op *op, const Extras *ex, KeyMap coupon_index,
+                               Coupon *cps, int64_t *cslots) noexcept nogil
+    cdef Py_ssize_t _coupon_rec(self, JournalRec *recs, Py_ssize_t n_recs, uint64_t first_seq,
+                                const Op *op, const Coupon *cp, int64_t slot, uint8_t op_type,
+                                int64_t amount, uint64_t ref_seq, uint64_t prev_seq,
+                                int64_t *slots, const RulesC *R) noexcept nogil
+    cdef Py_ssize_t _restore_coupons(self, Py_ssize_t i, JournalRec *recs, Py_ssize_t n_recs,
+                                     uint64_t first_seq, const Op *op, const JournalRec *orig,
+                                     int64_t ref_prior, const Extras *ex, KeyMap coupon_index,
+                                     int64_t *slots, const RulesC *R,
+                                     uint64_t refund_seq) noexcept nogil
     cdef Py_ssize_t _run(self, const Op *ops, Py_ssize_t n, const Card *cards,
                          Py_ssize_t n_cards, KeyMap card_index, KeyMap id_index,
                          const RulesC *R, int64_t now_s, uint64_t first_seq,
                          JournalRec *recs, OpResult *res, int64_t *slots,
-                         const Extras *ex, KeyMap refunded) noexcept nogil
+                         const Extras *ex, KeyMap refunded, KeyMap coupon_index) noexcept nogil

@@ -30,12 +30,15 @@ cpdef enum OpType:
     RECHARGE = 2
     USE_COUNT = 3                   # a count card: amount_fen uses of the service `category`
     REFUND = 4                      # reverse (part of) the swipe whose client id is ref_hi/ref_lo
+    COUPON_REDEEM = 5               # a coupon record of a swipe (follows its card record)
+    COUPON_RESTORE = 6              # a coupon record of a full refund
     # Cold ops: built by the engine in Python, journalled with the same record.
     ISSUE = 10
     SET_STATUS = 11
     ADJUST = 12
     SET_RULES = 13
     SET_PIN = 14
+    COUPON_ISSUE = 17
     EXPIRE_POINTS = 15
     POINTS_REMINDER = 16
 
@@ -77,6 +80,12 @@ cpdef enum Result:
     REFUND_NOT_REFUNDABLE = 32      # the referenced op is not an accepted swipe
     REFUND_EXCEEDS_PAID = 33        # more than what is left of what was paid
     REFUND_CARD_MISMATCH = 34
+    COUPON_NOT_FOUND = 35           # unknown, or on another card
+    COUPON_USED = 36
+    COUPON_EXPIRED = 37             # outside its validity window
+    COUPON_NOT_APPLICABLE = 38      # store, level, category, minimum spend or gift not met
+    COUPON_NOT_STACKABLE = 39
+    COUPONS_INVALID = 40            # more than COUPONS_PER_OP_MAX, or offsets out of range
 
 
 cpdef enum CardStatus:
@@ -97,6 +106,30 @@ cpdef enum RecordKind:
 cpdef enum OpFlag:
     PAY_EXTERNAL = 1                # paid outside stored value: discount and points only
     GROUP_BUY = 2                   # a group-buy order: earns no points
+
+
+cpdef enum CardFlag:
+    CARD_FLAG_MEMBERSHIP_LAPSED = 1  # no spend in a level period (core/levels.py); cleared on upgrade
+
+
+cpdef enum CouponKind:
+    COUPON_KIND_UNSPECIFIED = 0
+    COUPON_FIXED = 1                # value_fen off
+    COUPON_PERCENT = 2              # pay percent_bp of the eligible lines (capped by max_off_fen)
+    COUPON_THRESHOLD = 3            # spend min_spend_fen, save value_fen
+    COUPON_GIFT = 4                 # the gift sku's lines free, up to value_fen
+
+
+cpdef enum CouponStatus:
+    COUPON_STATUS_UNSPECIFIED = 0
+    COUPON_ISSUED = 1
+    COUPON_REDEEMED = 2
+    COUPON_VOID = 3
+
+
+# Coupons one op may name: enough for any real basket, small enough for the stack.
+DEF COUPONS_PER_OP_MAX = 8
+COUPONS_PER_OP = COUPONS_PER_OP_MAX
 
 
 cpdef enum ItemFlag:
@@ -272,7 +305,27 @@ def layout():
         _field("redeemed_fen", "i", <char *> &cp.redeemed_fen - pb, sizeof(cp.redeemed_fen)),
         _field("issued_seq", "u", <char *> &cp.issued_seq - pb, sizeof(cp.issued_seq)),
     ]
+    cdef CouponTpl ct
+    cdef char *tb2 = <char *> &ct
+    tpl = [
+        _field("template_id", "u", <char *> &ct.template_id - tb2, sizeof(ct.template_id)),
+        _field("tpl_kind", "u", <char *> &ct.tpl_kind - tb2, sizeof(ct.tpl_kind)),
+        _field("stackable", "u", <char *> &ct.stackable - tb2, sizeof(ct.stackable)),
+        _field("_reserved", "u", <char *> &ct._reserved - tb2, sizeof(ct._reserved)),
+        _field("value_fen", "i", <char *> &ct.value_fen - tb2, sizeof(ct.value_fen)),
+        _field("percent_bp", "i", <char *> &ct.percent_bp - tb2, sizeof(ct.percent_bp)),
+        _field("min_spend_fen", "i", <char *> &ct.min_spend_fen - tb2, sizeof(ct.min_spend_fen)),
+        _field("max_off_fen", "i", <char *> &ct.max_off_fen - tb2, sizeof(ct.max_off_fen)),
+        _field("gift_sku", "u", <char *> &ct.gift_sku - tb2, sizeof(ct.gift_sku)),
+        _field("level_mask", "u", <char *> &ct.level_mask - tb2, sizeof(ct.level_mask)),
+        _field("stores_off", "u", <char *> &ct.stores_off - tb2, sizeof(ct.stores_off)),
+        _field("stores_n", "u", <char *> &ct.stores_n - tb2, sizeof(ct.stores_n)),
+        _field("cats_n", "u", <char *> &ct.cats_n - tb2, sizeof(ct.cats_n)),
+        _field("cats_off", "u", <char *> &ct.cats_off - tb2, sizeof(ct.cats_off)),
+        _field("_reserved2", "u", <char *> &ct._reserved2 - tb2, sizeof(ct._reserved2)),
+    ]
     return {
+        "CouponTpl": (sizeof(CouponTpl), tpl),
         "Item": (sizeof(Item), item),
         "Coupon": (sizeof(Coupon), coupon),
         "Card": (sizeof(Card), card),
@@ -412,6 +465,18 @@ cdef class KeyMap:
             if his[k] == 0 and los[k] == 0:
                 raise ValueError("the all-zero key is reserved")
             self.put(his[k], los[k], vals[k], overwrite)
+
+    def lookup_many(self, cnp.ndarray[cnp.uint64_t, ndim=1] his,
+                    cnp.ndarray[cnp.uint64_t, ndim=1] los):
+        """The values of many keys (-1 where absent)."""
+        cdef Py_ssize_t k, n = his.shape[0]
+        if los.shape[0] != n:
+            raise ValueError("columns differ in length")
+        out = np.empty(n, dtype=np.int64)
+        cdef int64_t[::1] o = out
+        for k in range(n):
+            o[k] = self.get(his[k], los[k])
+        return out
 
     def items(self):
         """All entries as three arrays (hi, lo, value)."""
@@ -567,6 +632,8 @@ cdef inline void add_points(Card *c, int64_t pts, int64_t now_s, const RulesC *R
 
 
 cdef inline int64_t spendable_points(const Card *c) noexcept nogil:
+    """Points that can be spent: the positive lots, but never more than the card's total
+    (a points debt in permanent_points is paid first)."""
     cdef int64_t n = 0
     if c.lot0_points > 0:
         n += c.lot0_points
@@ -576,7 +643,9 @@ cdef inline int64_t spendable_points(const Card *c) noexcept nogil:
         n += c.lot2_points
     if c.permanent_points > 0:
         n += c.permanent_points
-    return n
+    if n > c.points:
+        n = c.points
+    return n if n > 0 else 0
 
 
 cdef inline int64_t _take(int64_t *lot, int64_t want) noexcept nogil:
@@ -622,6 +691,7 @@ cdef inline void maybe_upgrade(Card *c, const RulesC *R, int64_t now_s) noexcept
             best = j
     if best > c.level:
         c.level = <uint8_t> best
+        c.flags &= ~CARD_FLAG_MEMBERSHIP_LAPSED
         if R.levels[best].validity_s > 0:
             c.level_expires_at_s = now_s + R.levels[best].validity_s
         else:
@@ -670,6 +740,81 @@ cdef inline uint8_t check_pin(const Op *op, Card *c, JournalRec *rec, const Rule
     return code
 
 
+cdef inline const CouponTpl *find_tpl(const RulesC *R, uint32_t template_id) noexcept nogil:
+    cdef Py_ssize_t lo = 0, hi = R.n_tpls, mid
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if R.tpls[mid].template_id < template_id:
+            lo = mid + 1
+        else:
+            hi = mid
+    if lo < R.n_tpls and R.tpls[lo].template_id == template_id:
+        return &R.tpls[lo]
+    return NULL
+
+
+cdef inline bint in_scope(const RulesC *R, uint32_t off, uint16_t n, uint64_t v) noexcept nogil:
+    """An empty scope allows everything."""
+    return n == 0 or bsearch_u64(R.scope + off, n, v) >= 0
+
+
+cdef inline uint8_t eval_coupons(const Op *op, const RulesC *R, const Item *items,
+                                 const Level *lv, uint8_t level, int64_t payable, int64_t now_s,
+                                 Coupon *cps, int n_cps, int64_t *offs,
+                                 int64_t *total) noexcept nogil:
+    """What each coupon takes off, applied in the order given; all must apply or the
+    swipe is refused. The eligible base of a coupon is the payable of the lines in its
+    categories (the gift sku's lines for a gift coupon)."""
+    cdef int k
+    cdef Py_ssize_t j
+    cdef int64_t remaining = payable, eligible, off, lp
+    cdef const CouponTpl *tpl
+    cdef const Item *it
+    for k in range(n_cps):
+        tpl = find_tpl(R, cps[k].template_id)
+        if tpl == NULL:
+            return COUPON_NOT_APPLICABLE
+        if n_cps > 1 and not tpl.stackable:
+            return COUPON_NOT_STACKABLE
+    for k in range(n_cps):
+        if now_s < cps[k].valid_from_s or (cps[k].valid_to_s != 0 and now_s >= cps[k].valid_to_s):
+            return COUPON_EXPIRED
+        tpl = find_tpl(R, cps[k].template_id)
+        if not in_scope(R, tpl.stores_off, tpl.stores_n, op.store_id):
+            return COUPON_NOT_APPLICABLE
+        if tpl.level_mask != 0 and (level >= 64 or not ((tpl.level_mask >> level) & 1)):
+            return COUPON_NOT_APPLICABLE
+        eligible = 0
+        if op.items_n:
+            for j in range(op.items_n):
+                it = &items[op.items_off + j]
+                if tpl.tpl_kind == COUPON_GIFT:
+                    if it.sku != tpl.gift_sku:
+                        continue
+                elif not in_scope(R, tpl.cats_off, tpl.cats_n, it.category):
+                    continue
+                eligible += line_payable(R, lv, level, it.sku, it.qty, it.amount_fen)
+        elif tpl.tpl_kind != COUPON_GIFT and in_scope(R, tpl.cats_off, tpl.cats_n, op.category):
+            eligible = payable
+        if eligible <= 0 or eligible < tpl.min_spend_fen:
+            return COUPON_NOT_APPLICABLE
+        if tpl.tpl_kind == COUPON_PERCENT:
+            # The saving is floored: the member pays the part of a fen.
+            off = <int64_t> ((<i128> eligible * (10000 - tpl.percent_bp)) // 10000)
+            if tpl.max_off_fen > 0 and off > tpl.max_off_fen:
+                off = tpl.max_off_fen
+        else:
+            off = tpl.value_fen if tpl.value_fen < eligible else eligible
+        if off > remaining:
+            off = remaining
+        if off <= 0:
+            return COUPON_NOT_APPLICABLE
+        offs[k] = off
+        remaining -= off
+    total[0] = payable - remaining
+    return OK
+
+
 cdef inline int64_t line_payable(const RulesC *R, const Level *lv, uint8_t level,
                                  uint64_t sku, uint32_t qty, int64_t amount) noexcept nogil:
     """A line's price after the member's benefit: the member price of its sku at the
@@ -689,11 +834,13 @@ cdef inline int64_t line_payable(const RulesC *R, const Level *lv, uint8_t level
 
 
 cdef inline uint8_t do_swipe(const Op *op, Card *c, JournalRec *rec, const RulesC *R,
-                             const Item *items, Py_ssize_t n_items, bint *journal) noexcept nogil:
+                             const Item *items, Py_ssize_t n_items, bint *journal,
+                             Coupon *cps, int n_cps, int64_t *offs) noexcept nogil:
     """Check everything, then mutate c and fill rec. On a reject touch neither (a wrong
     PIN excepted: check_pin)."""
     cdef int64_t amount = op.amount_fen
     cdef int64_t payable = 0, debit_p, debit_b, earned, offset_fen = 0, net, cap, reduction
+    cdef int64_t coupon_fen = 0
     cdef int64_t lp, alloc, sum_items = 0, store_mult = 10000
     cdef i128 weight = 0, yuan
     cdef const Level *lv
@@ -728,6 +875,11 @@ cdef inline uint8_t do_swipe(const Op *op, Card *c, JournalRec *rec, const Rules
             payable += line_payable(R, lv, level, it.sku, it.qty, it.amount_fen)
     else:
         payable = payable_after_discount(amount, lv.discount_bp, R.rounding)
+    if n_cps:
+        code = eval_coupons(op, R, items, lv, level, payable, rec.time_s, cps, n_cps, offs,
+                            &coupon_fen)
+        if code != OK:
+            return code
     # Points offset: the cashier's chosen number of points, within the caps.
     if op.points_offset != 0:
         if op.points_offset < 0 or op.points_offset > R.max_amount_fen:
@@ -737,12 +889,12 @@ cdef inline uint8_t do_swipe(const Op *op, Card *c, JournalRec *rec, const Rules
         if (op.points_offset * 100) % R.offset_points_per_yuan != 0:
             return OFFSET_INVALID
         offset_fen = op.points_offset * 100 // R.offset_points_per_yuan
-        cap = payable * R.offset_max_bp // 10000
+        cap = (payable - coupon_fen) * R.offset_max_bp // 10000
         if offset_fen > cap or (R.offset_max_points > 0 and op.points_offset > R.offset_max_points):
             return OFFSET_OVER_CAP
         if op.points_offset > spendable_points(c):
             return INSUFFICIENT_POINTS
-    net = payable - offset_fen
+    net = payable - coupon_fen - offset_fen
     debit_p = 0
     debit_b = 0
     if not (op.op_flags & PAY_EXTERNAL):
@@ -795,6 +947,7 @@ cdef inline uint8_t do_swipe(const Op *op, Card *c, JournalRec *rec, const Rules
     maybe_upgrade(c, R, rec.time_s)
     rec.discount_fen = amount - payable
     rec.payable_fen = payable
+    rec.coupon_fen = coupon_fen
     rec.offset_fen = offset_fen
     rec.offset_points = op.points_offset
     rec.principal_delta_fen = -debit_p
@@ -1004,7 +1157,8 @@ cdef class Rules:
                   int64_t offset_points_per_yuan=0, int64_t offset_max_bp=0,
                   int64_t offset_max_points=0, int32_t points_valid_years=1,
                   int32_t pin_max_failures=5, int64_t pin_lock_s=1800,
-                  int64_t tz_offset_s=0, uint64_t pin_key0=0, uint64_t pin_key1=0):
+                  int64_t tz_offset_s=0, uint64_t pin_key0=0, uint64_t pin_key1=0,
+                  cnp.ndarray coupon_tpls=None, cnp.ndarray scope=None):
         if levels.shape[0] < 1 or levels.shape[0] > 255:
             raise ValueError("between 1 and 255 levels")
         if category_mult_bp.shape[0] != 65536 or category_mult_bp.dtype != np.int32:
@@ -1054,6 +1208,15 @@ cdef class Rules:
         self.c.tz_offset_s = tz_offset_s
         self.c.pin_key0 = pin_key0
         self.c.pin_key1 = pin_key1
+        if coupon_tpls is None:
+            coupon_tpls = np.zeros(0, dtype=np.dtype((np.void, sizeof(CouponTpl))))
+        self._tpls = np.ascontiguousarray(coupon_tpls).copy()
+        self._scope = np.ascontiguousarray(scope if scope is not None else np.zeros(1), dtype=np.uint64).copy()
+        if self._tpls.shape[0] and self._tpls.dtype.itemsize != sizeof(CouponTpl):
+            raise ValueError("coupon_tpls must be CouponTpl records")
+        self.c.n_tpls = <int32_t> self._tpls.shape[0]
+        self.c.tpls = <const CouponTpl *> cnp.PyArray_DATA(self._tpls)
+        self.c.scope = <const uint64_t *> cnp.PyArray_DATA(self._scope)
 
     @property
     def version(self):
@@ -1082,6 +1245,7 @@ cdef class Batcher:
         self.n_slots = 0
         self.batch_ids = KeyMap(batch_max)
         self.no_refunds = KeyMap(16)
+        self.batch_coupons = KeyMap(batch_max)
 
     def __dealloc__(self):
         free(self.newest)
@@ -1104,7 +1268,10 @@ cdef class Batcher:
     def apply_batch(self, cnp.ndarray ops, cnp.ndarray cards, KeyMap card_index,
                     KeyMap id_index, Rules rules, int64_t now_s, uint64_t first_seq,
                     cnp.ndarray out_recs, cnp.ndarray out_results, cnp.ndarray out_slots=None,
-                    cnp.ndarray items=None, cnp.ndarray refs=None, KeyMap refunded=None):
+                    cnp.ndarray items=None, cnp.ndarray refs=None, KeyMap refunded=None,
+                    cnp.ndarray coupons=None, KeyMap coupon_index=None,
+                    cnp.ndarray coupon_ids=None, cnp.ndarray ref_coupons=None,
+                    cnp.ndarray ref_coupons_off=None, cnp.ndarray ref_coupons_n=None):
         """Apply ops against the committed card table; return the number of records.
 
         cards is read, never written. out_recs receives one record per accepted op
@@ -1113,7 +1280,11 @@ cdef class Batcher:
         (Item array, optional) holds the line items that ops point into. For REFUND
         ops, refs (JournalRec array, one row per op) holds the referenced swipe's record
         when it was committed before this batch (seq 0 where none was found), and
-        refunded (seq -> fen refunded so far) is read and updated.
+        refunded (seq -> fen refunded so far) is read and updated. coupons (the Coupon
+        table, read only) and coupon_index (coupon_id -> slot) serve the coupon ids ops
+        name in coupon_ids; ref_coupons[ref_coupons_off[i]:+ref_coupons_n[i]] are the
+        coupons a refund's committed swipe redeemed. out_recs needs room for one record
+        per op plus one per coupon named or restored.
         """
         cdef Py_ssize_t n = ops.shape[0]
         if <size_t> n > self.batch_max:
@@ -1144,19 +1315,150 @@ cdef class Batcher:
             ex.refs = <const JournalRec *> _data(refs, sizeof(JournalRec), "refs")
         if refunded is None:
             refunded = self.no_refunds
+        if coupon_index is None:
+            coupon_index = self.no_refunds
+        ex.coupon_ids = NULL
+        ex.n_coupon_ids = 0
+        ex.coupons = NULL
+        ex.n_coupons = 0
+        ex.ref_coupons = NULL
+        ex.ref_coupons_off = NULL
+        ex.ref_coupons_n = NULL
+        cdef Py_ssize_t room = n
+        if coupon_ids is not None and coupon_ids.shape[0]:
+            if coupon_ids.dtype != np.uint64:
+                raise ValueError("coupon_ids must be uint64")
+            ex.coupon_ids = <const uint64_t *> _data(coupon_ids, 8, "coupon_ids")
+            ex.n_coupon_ids = coupon_ids.shape[0]
+            room += ex.n_coupon_ids
+        if coupons is not None and coupons.shape[0]:
+            ex.coupons = <const Coupon *> _data(coupons, sizeof(Coupon), "coupons")
+            ex.n_coupons = coupons.shape[0]
+        if ref_coupons is not None:
+            if (ref_coupons.dtype != np.uint64 or ref_coupons_off is None or ref_coupons_n is None
+                    or ref_coupons_off.dtype != np.uint32 or ref_coupons_n.dtype != np.uint8
+                    or ref_coupons_off.shape[0] < n or ref_coupons_n.shape[0] < n):
+                raise ValueError("ref_coupons needs uint32 offsets and uint8 counts per op")
+            if np.any(ref_coupons_off[:n].astype(np.int64) + ref_coupons_n[:n] > ref_coupons.shape[0]):
+                raise ValueError("ref_coupons offsets point past the array")
+            ex.ref_coupons = <const uint64_t *> (cnp.PyArray_DATA(ref_coupons) if ref_coupons.shape[0] else NULL)
+            ex.ref_coupons_off = <const uint32_t *> _data(ref_coupons_off, 4, "ref_coupons_off")
+            ex.ref_coupons_n = <const uint8_t *> _data(ref_coupons_n, 1, "ref_coupons_n")
+            room += ref_coupons.shape[0]
+        # A refund in the batch may restore coupons its swipe (same batch) redeemed.
+        if ex.n_coupon_ids:
+            room += ex.n_coupon_ids
+        if out_recs.shape[0] < room:
+            raise ValueError(f"out_recs needs room for {room} records")
         self.ensure_slots(<size_t> cards.shape[0])
         cdef Py_ssize_t n_cards = cards.shape[0]
         cdef Py_ssize_t n_recs
         with nogil:
             n_recs = self._run(op_p, n, card_p, n_cards, card_index, id_index, &rules.c,
-                               now_s, first_seq, rec_p, res_p, slot_p, &ex, refunded)
+                               now_s, first_seq, rec_p, res_p, slot_p, &ex, refunded,
+                               coupon_index)
+        return n_recs
+
+    cdef uint8_t _load_coupons(self, const Op *op, const Extras *ex, KeyMap coupon_index,
+                               Coupon *cps, int64_t *cslots) noexcept nogil:
+        """Copy the coupons an op names, as this batch has left them; check they are the
+        card's and unused."""
+        cdef int k, m
+        cdef int64_t slot, status
+        cdef uint64_t cid
+        if (op.coupons_n > COUPONS_PER_OP_MAX
+                or <Py_ssize_t> op.coupons_off + op.coupons_n > ex.n_coupon_ids):
+            return COUPONS_INVALID
+        for k in range(op.coupons_n):
+            cid = ex.coupon_ids[op.coupons_off + k]
+            for m in range(k):
+                if cps[m].coupon_id == cid:
+                    return COUPON_USED
+            slot = coupon_index.get(0, cid)
+            if slot < 0 or slot >= ex.n_coupons:
+                return COUPON_NOT_FOUND
+            memcpy(&cps[k], &ex.coupons[slot], sizeof(Coupon))
+            status = self.batch_coupons.get(0, cid)
+            if status >= 0:
+                cps[k].coupon_status = <uint8_t> status
+            if cps[k].card_no != op.card_no:
+                return COUPON_NOT_FOUND
+            if cps[k].coupon_status != COUPON_ISSUED:
+                return COUPON_USED
+            cslots[k] = slot
+        return OK
+
+    cdef Py_ssize_t _coupon_rec(self, JournalRec *recs, Py_ssize_t n_recs, uint64_t first_seq,
+                                const Op *op, const Coupon *cp, int64_t slot, uint8_t op_type,
+                                int64_t amount, uint64_t ref_seq, uint64_t prev_seq,
+                                int64_t *slots, const RulesC *R) noexcept nogil:
+        cdef JournalRec *r = &recs[n_recs]
+        memset(r, 0, sizeof(JournalRec))
+        r.seq = first_seq + <uint64_t> n_recs
+        r.client_hi = op.client_hi
+        r.client_lo = op.client_lo
+        r.time_s = recs[n_recs - 1].time_s
+        r.card_no = op.card_no
+        r.prev_seq = prev_seq
+        r.amount_fen = amount
+        r.store_id = op.store_id
+        r.terminal_id = op.terminal_id
+        r.operator_id = op.operator_id
+        r.rules_version = R.version
+        r.op_type = op_type
+        r.result = OK
+        r.kind = KIND_COUPON
+        r.ref_seq = ref_seq
+        memcpy(&r.after, cp, sizeof(Coupon))
+        self.batch_coupons.put(0, cp.coupon_id, cp.coupon_status, True)
+        if slots != NULL:
+            slots[n_recs] = slot
+        return n_recs + 1
+
+    cdef Py_ssize_t _restore_coupons(self, Py_ssize_t i, JournalRec *recs, Py_ssize_t n_recs,
+                                     uint64_t first_seq, const Op *op, const JournalRec *orig,
+                                     int64_t ref_prior, const Extras *ex, KeyMap coupon_index,
+                                     int64_t *slots, const RulesC *R,
+                                     uint64_t refund_seq) noexcept nogil:
+        cdef Py_ssize_t j, n_ids = 0
+        cdef uint64_t ids[COUPONS_PER_OP_MAX]
+        cdef const Coupon *src
+        cdef Coupon cp
+        cdef int64_t slot, status
+        if ref_prior >= 0:
+            # The swipe is in this batch: its coupon records follow its card record.
+            j = ref_prior + 1
+            while (j < n_recs and n_ids < COUPONS_PER_OP_MAX and recs[j].kind == KIND_COUPON
+                   and recs[j].client_hi == orig.client_hi and recs[j].client_lo == orig.client_lo):
+                ids[n_ids] = (<const Coupon *> &recs[j].after).coupon_id
+                n_ids += 1
+                j += 1
+        elif ex.ref_coupons != NULL:
+            for j in range(ex.ref_coupons_n[i]):
+                ids[n_ids] = ex.ref_coupons[ex.ref_coupons_off[i] + j]
+                n_ids += 1
+        for j in range(n_ids):
+            slot = coupon_index.get(0, ids[j])
+            if slot < 0 or slot >= ex.n_coupons:
+                continue
+            memcpy(&cp, &ex.coupons[slot], sizeof(Coupon))
+            status = self.batch_coupons.get(0, ids[j])
+            if status >= 0:
+                cp.coupon_status = <uint8_t> status
+            if cp.coupon_status != COUPON_REDEEMED:
+                continue
+            cp.coupon_status = COUPON_ISSUED
+            cp.redeemed_seq = 0
+            cp.redeemed_fen = 0
+            n_recs = self._coupon_rec(recs, n_recs, first_seq, op, &cp, slot, COUPON_RESTORE, 0,
+                                      refund_seq, orig.seq, slots, R)
         return n_recs
 
     cdef Py_ssize_t _run(self, const Op *ops, Py_ssize_t n, const Card *cards,
                          Py_ssize_t n_cards, KeyMap card_index, KeyMap id_index,
                          const RulesC *R, int64_t now_s, uint64_t first_seq,
                          JournalRec *recs, OpResult *res, int64_t *slots,
-                         const Extras *ex, KeyMap refunded) noexcept nogil:
+                         const Extras *ex, KeyMap refunded, KeyMap coupon_index) noexcept nogil:
         cdef Py_ssize_t i, n_recs = 0
         cdef int64_t slot, prior
         cdef const Op *op
@@ -1165,11 +1467,16 @@ cdef class Batcher:
         cdef uint8_t code
         cdef bint journal
         cdef const JournalRec *orig
+        cdef Coupon cps[COUPONS_PER_OP_MAX]
+        cdef int64_t cslots[COUPONS_PER_OP_MAX]
+        cdef int64_t offs[COUPONS_PER_OP_MAX]
+        cdef int n_cps, k
         cdef int64_t ref_prior, refunded_before = 0
         cdef int64_t ring[PREFETCH_AHEAD]
         cdef int64_t ahead
         cdef Py_ssize_t j
         self.batch_ids.clear()
+        self.batch_coupons.clear()
         # Every probe below is a random memory access. Two stages hide their latency:
         # 2*PREFETCH_AHEAD ops ahead the index entries are fetched; PREFETCH_AHEAD ahead
         # the slot is looked up (now cached), kept in a ring, and the card row fetched.
@@ -1220,6 +1527,7 @@ cdef class Batcher:
                 res[i].code = OP_TYPE_INVALID
                 continue
             orig = NULL
+            ref_prior = -1
             if op.op_type == REFUND:
                 # The swipe to reverse: earlier in this batch, or committed (refs).
                 ref_prior = self.batch_ids.get(op.ref_hi, op.ref_lo)
@@ -1245,11 +1553,19 @@ cdef class Batcher:
                 memcpy(&c, &recs[self.newest[slot]].after, sizeof(Card))
             else:
                 memcpy(&c, &cards[slot], sizeof(Card))
+            n_cps = 0
+            if op.op_type == SWIPE and op.coupons_n:
+                code = self._load_coupons(op, ex, coupon_index, cps, cslots)
+                if code != OK:
+                    res[i].code = code
+                    continue
+                n_cps = op.coupons_n
             rec = &recs[n_recs]
             rec.time_s = now_s
+            rec.coupon_fen = 0
             journal = False
             if op.op_type == SWIPE:
-                code = do_swipe(op, &c, rec, R, ex.items, ex.n_items, &journal)
+                code = do_swipe(op, &c, rec, R, ex.items, ex.n_items, &journal, cps, n_cps, offs)
             elif op.op_type == RECHARGE:
                 code = do_recharge(op, &c, rec, R)
             elif op.op_type == REFUND:
@@ -1275,7 +1591,6 @@ cdef class Batcher:
             rec.op_flags = op.op_flags
             rec.kind = KIND_CARD
             rec._reserved0 = 0
-            rec.coupon_fen = 0
             rec.ref_seq = orig.seq if orig != NULL else 0
             rec._reserved1 = 0
             if orig != NULL:
@@ -1289,6 +1604,20 @@ cdef class Batcher:
             res[i].seq = rec.seq
             res[i].rec_index = <int32_t> n_recs
             n_recs += 1
+            if code != OK:
+                continue
+            # The coupons the swipe redeemed, each as a record of its own after the card's.
+            for k in range(n_cps):
+                cps[k].coupon_status = COUPON_REDEEMED
+                cps[k].redeemed_seq = rec.seq
+                cps[k].redeemed_fen = offs[k]
+                n_recs = self._coupon_rec(recs, n_recs, first_seq, op, &cps[k], cslots[k],
+                                          COUPON_REDEEM, offs[k], rec.seq, cps[k].issued_seq,
+                                          slots, R)
+            # A refund that completes the whole gives the swipe's coupons back.
+            if orig != NULL and refunded_before + op.amount_fen == orig.payable_fen - orig.coupon_fen:
+                n_recs = self._restore_coupons(i, recs, n_recs, first_seq, op, orig, ref_prior,
+                                               ex, coupon_index, slots, R, rec.seq)
         # Leave the scratch index clean for the next batch.
         for i in range(n_recs):
             self.newest[card_index.get(0, recs[i].card_no)] = -1
@@ -1351,3 +1680,38 @@ def publish(cnp.ndarray recs, Py_ssize_t n_recs, cnp.ndarray cards, KeyMap card_
             id_index.put(rec_p[i].client_hi, rec_p[i].client_lo,
                          id_value(rec_p[i].seq, rec_p[i].result), False)
     return n_cards
+
+
+def publish_coupons(cnp.ndarray recs, Py_ssize_t n_recs, cnp.ndarray coupons,
+                    KeyMap coupon_index, Py_ssize_t n_coupons, cnp.ndarray dirty_chunks,
+                    int chunk_shift):
+    """Copy the coupon after-images among records into a coupon table; return the number
+    of coupons after. A coupon not seen before takes the next free slot (the caller
+    guarantees room); dirty_chunks (optional) marks what the next checkpoint writes."""
+    cdef JournalRec *rec_p = <JournalRec *> _data(recs, sizeof(JournalRec), "recs")
+    cdef Coupon *cp_p = <Coupon *> _data(coupons, sizeof(Coupon), "coupons")
+    cdef Py_ssize_t cap = coupons.shape[0], i
+    cdef int64_t slot
+    cdef const Coupon *src
+    cdef uint8_t *dirty = NULL
+    if n_recs > recs.shape[0]:
+        raise ValueError("n_recs exceeds the record array")
+    if dirty_chunks is not None:
+        if dirty_chunks.dtype != np.uint8 or dirty_chunks.shape[0] < ((cap - 1) >> chunk_shift) + 1:
+            raise ValueError("dirty_chunks must be uint8 covering every chunk of the table")
+        dirty = <uint8_t *> _data(dirty_chunks, 1, "dirty_chunks")
+    for i in range(n_recs):
+        if rec_p[i].kind != KIND_COUPON:
+            continue
+        src = <const Coupon *> &rec_p[i].after
+        slot = coupon_index.get(0, src.coupon_id)
+        if slot < 0:
+            if n_coupons >= cap:
+                raise ValueError("coupon table is full; grow it before publish")
+            slot = n_coupons
+            n_coupons += 1
+            coupon_index.put(0, src.coupon_id, slot, True)
+        memcpy(&cp_p[slot], src, sizeof(Coupon))
+        if dirty != NULL:
+            dirty[slot >> chunk_shift] = 1
+    return n_coupons

@@ -34,15 +34,19 @@ import numpy as np
 from core import _fastpath
 from core.records import (
     CARD,
+    COUPON,
     ITEM,
     JOURNAL,
     OP,
     RESULT,
     CardStatus,
+    CouponStatus,
     OpType,
     RecordKind,
     Result,
     card_to_dict,
+    coupon_of,
+    coupon_to_dict,
     split_client_id,
 )
 from core.rules import RulesConfig
@@ -139,8 +143,8 @@ class CommitInfo:
     last_seq: int
 
 
-_RESULT_COLUMNS = ("amount_fen", "discount_fen", "payable_fen", "principal_delta_fen",
-                   "bonus_delta_fen", "points_delta")
+_RESULT_COLUMNS = ("amount_fen", "discount_fen", "payable_fen", "coupon_fen", "offset_fen",
+                   "principal_delta_fen", "bonus_delta_fen", "points_delta")
 _AFTER_COLUMNS = (("principal_fen", "principal_fen"), ("bonus_fen", "bonus_fen"),
                   ("points", "points"), ("level", "level"))
 
@@ -209,6 +213,7 @@ class _Hot:
     ops: np.ndarray
     future: Future
     items: np.ndarray | None = None
+    coupon_ids: np.ndarray | None = None
 
 
 @dataclass
@@ -356,11 +361,38 @@ class AdminContext:
         recs["store_id"], recs["operator_id"] = self.store_id, self.operator_id
         recs["card_no"] = cards["card_no"]
         recs["prev_seq"] = cards["last_seq"]
-        recs["level_before"] = cards["level"]
+        # The level before is the committed card's, not the after-image's.
+        slots = self._engine._card_index.lookup_many(np.zeros(n, np.uint64),
+                                                     cards["card_no"].astype(np.uint64))
+        if np.any(slots < 0):
+            raise ValueError("emit_updates is for existing cards")
+        recs["level_before"] = self._engine._cards["level"][slots]
         for name, value in columns.items():
             recs[name] = value
         recs["after"] = cards
         recs["after"]["last_seq"] = recs["seq"]
+        self._records.append(recs)
+        self._n += n
+        return first
+
+    def emit_coupons(self, op_type: int, coupons: np.ndarray) -> int:
+        """Journal one KIND_COUPON record per coupon (its after-image); returns the first
+        seq. Coupons' issued_seq is set to their record's seq."""
+        n = len(coupons)
+        first = self._engine._next_seq + self._n
+        recs = np.zeros(n, dtype=JOURNAL)
+        recs["seq"] = np.arange(first, first + n, dtype=np.uint64)
+        recs["time_s"], recs["op_type"], recs["result"] = self.now, op_type, Result.OK
+        recs["client_hi"], recs["client_lo"] = self.client
+        recs["rules_version"] = self.rules.version
+        recs["store_id"], recs["operator_id"] = self.store_id, self.operator_id
+        recs["kind"] = RecordKind.KIND_COUPON
+        recs["card_no"] = coupons["card_no"]
+        coupons = coupons.copy()
+        coupons["issued_seq"] = recs["seq"]
+        after = JOURNAL.fields["after"][1]
+        raw = recs.view(np.uint8).reshape(n, JOURNAL.itemsize)
+        raw[:, after:after + COUPON.itemsize] = coupons.view(np.uint8).reshape(n, COUPON.itemsize)
         self._records.append(recs)
         self._n += n
         return first
@@ -453,6 +485,18 @@ class Engine:
             if len(ids):
                 self._id_index.insert_many(ids["hi"].copy(), ids["lo"].copy(),
                                            ids["seq"].astype(np.int64))
+            n_coupons = self.store.meta_int(txn, b"n_coupons")
+            ccap = max(self.config.initial_card_capacity, 2 * n_coupons)
+            self._coupons = self.store.load_chunks(txn, "coupons", COUPON, n_coupons, ccap)
+            self._n_coupons = n_coupons
+            self._coupon_index = _fastpath.KeyMap(ccap)
+            if n_coupons:
+                self._coupon_index.insert_many(
+                    np.zeros(n_coupons, np.uint64),
+                    self._coupons["coupon_id"][:n_coupons].astype(np.uint64),
+                    np.arange(n_coupons, dtype=np.int64), True)
+            self._coupon_dirty = np.zeros((ccap >> CHUNK_SHIFT) + 1, dtype=np.uint8)
+            self._coupons_work = None
             self._refunded = _fastpath.KeyMap(1024)
             for key, value in txn.cursor(db=self.store.db["refunds"]):
                 self._refunded.insert(0, from_be(key), int.from_bytes(value, "big"))
@@ -471,6 +515,7 @@ class Engine:
             self._last_seq = max(last, self.store.last_seq(txn))
             self._next_seq = self._last_seq + 1
             self._work = self._cards.copy()
+            self._coupons_work = self._coupons.copy()
         self._pin_key = self._load_pin_key()
         if raw_rules is not None:
             self._rules_config = RulesConfig.from_json(raw_rules)
@@ -529,27 +574,60 @@ class Engine:
         if self._work is not None:
             self._work = grown(self._work)
 
+    def _ensure_coupon_capacity(self, n_more: int) -> None:
+        need = self._n_coupons + n_more
+        cap = len(self._coupons)
+        if need <= cap:
+            return
+        while cap < need:
+            cap *= 2
+
+        def grown(table: np.ndarray) -> np.ndarray:
+            bigger = np.zeros(cap, dtype=COUPON)
+            bigger[: self._n_coupons] = table[: self._n_coupons]
+            return bigger
+
+        dirty = np.zeros((cap >> CHUNK_SHIFT) + 1, dtype=np.uint8)
+        dirty[: len(self._coupon_dirty)] = self._coupon_dirty
+        self._coupons, self._coupon_dirty = grown(self._coupons), dirty
+        if self._coupons_work is not None:
+            self._coupons_work = grown(self._coupons_work)
+
     def _publish_committed(self, recs: np.ndarray, slots: np.ndarray | None,
                            claim_ids: bool) -> None:
         """Make durable records visible to readers and to the next checkpoint."""
         n = len(recs)
         if n == 0:
             return
-        if np.any(recs["op_type"] == OpType.ISSUE):
-            self._ensure_capacity(int(np.count_nonzero(recs["op_type"] == OpType.ISSUE)))
+        if claim_ids:
+            # Each op's first record claims its client id (recovery and admin ops; hot
+            # batches claimed theirs when applied).
+            pairs = np.empty(n, dtype=[("hi", "<u8"), ("lo", "<u8")])
+            pairs["hi"], pairs["lo"] = recs["client_hi"], recs["client_lo"]
+            _, first = np.unique(pairs, return_index=True)
+            first.sort()
+            self._id_index.insert_many(
+                recs["client_hi"][first].astype(np.uint64), recs["client_lo"][first].astype(np.uint64),
+                ((recs["seq"][first] << np.uint64(8)) | recs["result"][first].astype(np.uint64)).astype(np.int64))
+        if claim_ids:
+            # Admin ops and recovery may bring cards the table has not seen (issue,
+            # replacement); hot batches never do.
+            nos = np.unique(recs["card_no"][recs["kind"] == RecordKind.KIND_CARD]).astype(np.uint64)
+            unknown = self._card_index.lookup_many(np.zeros(len(nos), np.uint64), nos) < 0
+            if unknown.any():
+                self._ensure_capacity(int(np.count_nonzero(unknown)))
         has_card = recs["kind"] == RecordKind.KIND_CARD
         card_recs = recs if has_card.all() else recs[has_card]
+        is_coupon = recs["kind"] == RecordKind.KIND_COUPON
+        if is_coupon.any():
+            self._ensure_coupon_capacity(int(np.count_nonzero(is_coupon)))
+            self._n_coupons = _fastpath.publish_coupons(recs, n, self._coupons,
+                                                        self._coupon_index, self._n_coupons,
+                                                        self._coupon_dirty, CHUNK_SHIFT)
         if len(card_recs):
             self._n_cards = _fastpath.publish(
-                card_recs, len(card_recs), self._cards, self._card_index,
-                self._id_index if claim_ids else None, self._n_cards, self._dirty,
-                CHUNK_SHIFT, slots if card_recs is recs else None)
-        if claim_ids:
-            # Records without a card (rules changes) still claim their client id.
-            for rec in recs[~has_card]:
-                if self._id_index.lookup(int(rec["client_hi"]), int(rec["client_lo"])) < 0:
-                    self._id_index.insert(int(rec["client_hi"]), int(rec["client_lo"]),
-                                          _fastpath.pack_id_value(int(rec["seq"]), int(rec["result"])))
+                card_recs, len(card_recs), self._cards, self._card_index, None,
+                self._n_cards, self._dirty, CHUNK_SHIFT, slots if card_recs is recs else None)
         refunds = recs[recs["op_type"] == OpType.REFUND]
         for rec in refunds:
             seq, amount = int(rec["ref_seq"]), int(rec["amount_fen"])
@@ -564,6 +642,11 @@ class Engine:
         self._last_seq = int(recs[-1]["seq"])
 
     def _publish_work(self, recs: np.ndarray, slots: np.ndarray | None, claim_ids: bool) -> None:
+        if np.any(recs["kind"] == RecordKind.KIND_COUPON):
+            # The index learnt new coupons from the committed side (admin) or learns them
+            # here; both tables share it, so the count is the committed one.
+            _fastpath.publish_coupons(recs, len(recs), self._coupons_work, self._coupon_index,
+                                      self._n_coupons, None, CHUNK_SHIFT)
         card_recs = recs[recs["kind"] == RecordKind.KIND_CARD]
         if len(card_recs):
             _fastpath.publish(card_recs, len(card_recs), self._work, self._card_index,
@@ -572,9 +655,11 @@ class Engine:
 
     # --- submission -------------------------------------------------------------------
 
-    def submit(self, ops: np.ndarray, items: np.ndarray | None = None) -> Future:
+    def submit(self, ops: np.ndarray, items: np.ndarray | None = None,
+               coupon_ids: np.ndarray | None = None) -> Future:
         """Queue ops (dtype OP) for the writer. items (dtype ITEM) holds the line items
-        the ops point into with items_off/items_n."""
+        the ops point into with items_off/items_n; coupon_ids (uint64) the coupons they
+        name with coupons_off/coupons_n."""
         if not isinstance(ops, np.ndarray) or ops.dtype != OP or ops.ndim != 1:
             raise ValueError("ops must be a 1-d numpy array of dtype core.records.OP")
         n = len(ops)
@@ -590,13 +675,22 @@ class Engine:
         ends = ops["items_off"].astype(np.int64) + ops["items_n"]
         if np.any((ops["items_n"] > 0) & (ends > (0 if items is None else len(items)))):
             raise ValueError("an op's items_off/items_n point past the items")
+        if coupon_ids is not None:
+            coupon_ids = np.ascontiguousarray(coupon_ids, dtype=np.uint64)
+            if coupon_ids.ndim != 1 or len(coupon_ids) > self.config.batch_max:
+                raise ValueError(f"at most {self.config.batch_max} coupon ids per submission")
+        ends = ops["coupons_off"].astype(np.int64) + ops["coupons_n"]
+        if np.any((ops["coupons_n"] > 0) & (ends > (0 if coupon_ids is None else len(coupon_ids)))):
+            raise ValueError("an op's coupons_off/coupons_n point past the coupon ids")
+        if np.any(ops["coupons_n"] > _fastpath.COUPONS_PER_OP):
+            raise ValueError(f"at most {_fastpath.COUPONS_PER_OP} coupons per op")
         fut: Future = Future()
         with self._cond:
             if self._closing:
                 raise EngineClosed("the engine is closed")
             if self._queued_ops + n > self.config.queue_max_ops:
                 raise Overloaded(f"{self._queued_ops} ops queued, limit {self.config.queue_max_ops}")
-            self._queue.append(_Hot(ops, fut, items))
+            self._queue.append(_Hot(ops, fut, items, coupon_ids))
             self._queued_ops += n
             self._cond.notify()
         return fut
@@ -728,6 +822,67 @@ class Engine:
 
         return self.admin(client_id, OpType.SET_STATUS, build, operator_id=operator_id,
                           store_id=store_id)
+
+    def issue_coupons(self, template_id: int, card_nos: Sequence[int] | np.ndarray,
+                      client_id: bytes, *, valid_from_s: int | None = None,
+                      operator_id: int = 0, store_id: int = 0) -> Future:
+        """Put one coupon of a template on each card (all or none), within the
+        template's total quantity and budget. value: {"coupon_ids": [...]}."""
+        nos = np.asarray(card_nos, dtype=np.uint64)
+        if nos.ndim != 1 or not 1 <= len(nos) <= self.config.issue_max_cards:
+            raise ValueError(f"issue to 1..{self.config.issue_max_cards} cards at a time")
+
+        def build(ctx: AdminContext):
+            tpl = ctx.rules_config.coupon_template(int(template_id))
+            if tpl is None:
+                ctx.reject(Result.NOT_FOUND, f"coupon template {template_id} not found",
+                           "TEMPLATE_NOT_FOUND")
+            for no in nos.tolist():
+                card = ctx.card(no)
+                if card is None:
+                    ctx.reject(Result.CARD_NOT_FOUND, f"card {no} not found")
+                if int(card["status"]) == CardStatus.CANCELLED:
+                    ctx.reject(Result.CARD_CANCELLED, f"card {no} is cancelled")
+            raw = ctx.get("coupon_stats", u32(template_id))
+            issued, face = (int.from_bytes(raw[:8], "big"), int.from_bytes(raw[8:], "big")) if raw else (0, 0)
+            n = len(nos)
+            if tpl.total_quantity and issued + n > tpl.total_quantity:
+                ctx.reject(Result.FAILED_PRECONDITION,
+                           f"template {template_id}: {tpl.total_quantity - issued} left", "QUANTITY_EXHAUSTED")
+            if tpl.budget_fen and face + n * tpl.face_fen() > tpl.budget_fen:
+                ctx.reject(Result.FAILED_PRECONDITION,
+                           f"template {template_id}: budget {tpl.budget_fen} fen would be passed",
+                           "BUDGET_EXHAUSTED")
+            used = self._coupons["coupon_id"][: self._n_coupons]
+            first_id = int(used.max()) + 1 if len(used) else 1
+            start = ctx.now if valid_from_s is None else int(valid_from_s)
+            coupons = np.zeros(n, dtype=COUPON)
+            coupons["coupon_id"] = np.arange(first_id, first_id + n, dtype=np.uint64)
+            coupons["card_no"] = nos
+            coupons["template_id"] = template_id
+            coupons["coupon_status"] = CouponStatus.COUPON_ISSUED
+            coupons["valid_from_s"] = start
+            coupons["valid_to_s"] = start + tpl.valid_days * 86_400
+            ctx.emit_coupons(OpType.COUPON_ISSUE, coupons)
+            ctx.put("coupon_stats", u32(template_id),
+                    (issued + n).to_bytes(8, "big") + (face + n * tpl.face_fen()).to_bytes(8, "big"))
+            ids = list(range(first_id, first_id + n))
+            ctx.detail = {"template_id": int(template_id), "coupons": n,
+                          "first_coupon_id": first_id}
+            return {"coupon_ids": ids}
+
+        return self.admin(client_id, OpType.COUPON_ISSUE, build, operator_id=operator_id,
+                          store_id=store_id)
+
+    def coupon(self, coupon_id: int) -> dict | None:
+        slot = self._coupon_index.lookup(0, int(coupon_id))
+        if slot < 0:
+            return None
+        return coupon_to_dict(self._coupons[slot].copy())
+
+    def coupons_of(self, card_no: int) -> list[dict]:
+        table = self._coupons[: self._n_coupons]
+        return [coupon_to_dict(row) for row in table[table["card_no"] == card_no]]
 
     def set_pin(self, card_no: int, digits: str | None, client_id: bytes, *,
                 operator_id: int = 0, store_id: int = 0) -> Future:
@@ -865,22 +1020,39 @@ class Engine:
             self._queued_ops -= n
             return items
 
-    def _refund_targets(self, ops: np.ndarray) -> np.ndarray | None:
+    def _refund_targets(self, ops: np.ndarray):
         """For each REFUND op, the record of the swipe it names when that swipe was
         committed or is in flight (a swipe earlier in the same batch is found by the
-        fast path itself). Refunds are rare: a Python loop over them is fine."""
+        fast path itself), and the coupons that swipe redeemed (its coupon records follow
+        its card record). Refunds are rare: a Python loop over them is fine."""
         idx = np.flatnonzero(ops["op_type"] == OpType.REFUND)
         if len(idx) == 0:
-            return None
+            return None, None
         refs = np.zeros(len(ops), dtype=JOURNAL)
+        offs = np.zeros(len(ops), dtype=np.uint32)
+        counts = np.zeros(len(ops), dtype=np.uint8)
+        coupon_ids: list[int] = []
         for i in idx.tolist():
             prior = self._id_index.lookup(int(ops[i]["ref_hi"]), int(ops[i]["ref_lo"]))
             if prior < 0:
                 continue
-            rec = self._record_anywhere(prior >> 8)
-            if rec is not None:
-                refs[i] = rec
-        return refs
+            seq = prior >> 8
+            rec = self._record_anywhere(seq)
+            if rec is None:
+                continue
+            refs[i] = rec
+            offs[i] = len(coupon_ids)
+            k = 0
+            while k < _fastpath.COUPONS_PER_OP:
+                nxt = self._record_anywhere(seq + 1 + k)
+                if (nxt is None or int(nxt["kind"]) != RecordKind.KIND_COUPON
+                        or int(nxt["client_hi"]) != int(rec["client_hi"])
+                        or int(nxt["client_lo"]) != int(rec["client_lo"])):
+                    break
+                coupon_ids.append(int(coupon_of(nxt)["coupon_id"]))
+                k += 1
+            counts[i] = k
+        return refs, (np.array(coupon_ids, dtype=np.uint64), offs, counts)
 
     def _record_anywhere(self, seq: int) -> np.void | None:
         with self._inflight_lock:
@@ -889,6 +1061,19 @@ class Engine:
             if first <= seq < first + len(recs):
                 return recs[seq - first]
         return self.journal_record(seq)
+
+    @staticmethod
+    def _rebase(items: list[_Hot], ops: np.ndarray, attr: str, off: str) -> np.ndarray | None:
+        parts, base, k = [], 0, 0
+        for it in items:
+            m = len(it.ops)
+            extra = getattr(it, attr)
+            if extra is not None:
+                ops[off][k:k + m] += base
+                parts.append(extra)
+                base += len(extra)
+            k += m
+        return np.concatenate(parts) if parts else None
 
     def _drain(self) -> None:
         """Wait until every applied batch has been committed (or failed)."""
@@ -958,32 +1143,29 @@ class Engine:
     def _apply_hot(self, items: list[_Hot]) -> None:
         t0 = time.perf_counter()
         ops = items[0].ops if len(items) == 1 else np.concatenate([it.ops for it in items])
-        lines = None
-        if any(it.items is not None for it in items):
-            # One item array for the batch; each submission's offsets move by its base.
-            if len(items) == 1:
-                lines = items[0].items
-            else:
-                ops = ops.copy() if ops is items[0].ops else ops
-                parts, base, k = [], 0, 0
-                for it in items:
-                    m = len(it.ops)
-                    if it.items is not None:
-                        ops["items_off"][k:k + m] += base
-                        parts.append(it.items)
-                        base += len(it.items)
-                    k += m
-                lines = np.concatenate(parts)
+        lines = coupon_ids = None
+        if len(items) == 1:
+            lines, coupon_ids = items[0].items, items[0].coupon_ids
+        elif any(it.items is not None or it.coupon_ids is not None for it in items):
+            # One items array and one coupon id array for the batch; each submission's
+            # offsets move by its base.
+            ops = ops.copy() if ops is items[0].ops else ops
+            lines = self._rebase(items, ops, "items", "items_off")
+            coupon_ids = self._rebase(items, ops, "coupon_ids", "coupons_off")
         n = len(ops)
         self._last_batch_ops = n
-        refs = self._refund_targets(ops)
+        refs, ref_coupons = self._refund_targets(ops)
+        n_coupon_ids = 0 if coupon_ids is None else len(coupon_ids)
+        room = n + 2 * n_coupon_ids + (0 if ref_coupons is None else len(ref_coupons[0]))
         results = np.empty(n, dtype=RESULT)
-        recs = np.empty(n, dtype=JOURNAL)
-        slots = np.empty(n, dtype=np.int64)
+        recs = np.empty(room, dtype=JOURNAL)
+        slots = np.empty(room, dtype=np.int64)
         try:
             n_recs = self._batcher.apply_batch(ops, self._work, self._card_index, self._id_index,
                                                self._rules, self.clock(), self._next_seq, recs,
-                                               results, slots, lines, refs, self._refunded)
+                                               results, slots, lines, refs, self._refunded,
+                                               self._coupons_work, self._coupon_index,
+                                               coupon_ids, *(ref_coupons or (None, None, None)))
             recs = recs[:n_recs]
             if n_recs:
                 self._publish_work(recs, slots, claim_ids=True)
@@ -1122,6 +1304,9 @@ class Engine:
         refunds = self._pending_refunds
         with self.store.env.begin(write=True) as txn:
             self.store.write_checkpoint(txn, self._cards, self._n_cards, self._dirty, ids, seq, now)
+            self.store.write_chunks(txn, "coupons", self._coupons, self._n_coupons,
+                                    self._coupon_dirty)
+            txn.put(b"n_coupons", u64(self._n_coupons), db=self.store.db["meta"])
             db = self.store.db["refunds"]
             for ref_seq, amount in refunds:
                 old = txn.get(u64(ref_seq), db=db)
@@ -1130,6 +1315,7 @@ class Engine:
             for key in expired:
                 txn.delete(key, db=self.store.db["ids"])
         self._dirty[:] = 0
+        self._coupon_dirty[:] = 0
         self._pending_ids = []
         self._pending_refunds = []
         self._expired_id_blocks = []

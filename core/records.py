@@ -16,6 +16,7 @@ CardStatus = _fastpath.CardStatus
 OpFlag = _fastpath.OpFlag
 ItemFlag = _fastpath.ItemFlag
 RecordKind = _fastpath.RecordKind
+CardFlag = _fastpath.CardFlag
 
 _LAYOUT = _fastpath.layout()
 
@@ -41,6 +42,9 @@ LEVEL = _dtype("Level")
 TIER = _dtype("Tier")
 ITEM = _dtype("Item")
 COUPON = _dtype("Coupon")
+COUPON_TPL = _dtype("CouponTpl")
+CouponKind = _fastpath.CouponKind
+CouponStatus = _fastpath.CouponStatus
 
 # The op code each journal record's op_type maps to, for reports and metrics labels.
 OP_NAMES = {int(t): t.name.lower() for t in OpType}
@@ -66,6 +70,15 @@ def client_id_columns(packed: bytes) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError("packed client ids must be a multiple of 16 bytes")
     pairs = np.frombuffer(packed, dtype=">u8").reshape(-1, 2).astype(np.uint64)
     return pairs[:, 0].copy(), pairs[:, 1].copy()
+
+
+def coupon_of(rec: np.void) -> np.void:
+    """The Coupon a KIND_COUPON journal record carries in its after-image."""
+    return np.frombuffer(rec["after"].tobytes()[: COUPON.itemsize], dtype=COUPON)[0]
+
+
+def coupon_to_dict(row: np.void) -> dict[str, int]:
+    return {name: int(row[name]) for name in COUPON.names if not name.startswith("_")}
 
 
 def card_to_dict(row: np.void) -> dict[str, int]:

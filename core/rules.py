@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from core import _fastpath
-from core.records import LEVEL, TIER
+from core.records import COUPON_TPL, LEVEL, TIER
 
 try:  # Python 3.11+
     import tomllib
@@ -59,6 +59,40 @@ class BonusTier:
     points: int = 0
 
 
+_K = _fastpath.CouponKind
+COUPON_KINDS = {"fixed": int(_K.COUPON_FIXED), "percent": int(_K.COUPON_PERCENT),
+                "threshold": int(_K.COUPON_THRESHOLD), "gift": int(_K.COUPON_GIFT)}
+
+
+@dataclass(frozen=True)
+class CouponTemplate:
+    """A kind of coupon HQ issues. kind: fixed (value_fen off), percent (pay percent_bp of
+    the eligible lines, saving capped by max_off_fen), threshold (spend min_spend_fen,
+    save value_fen), gift (the gift_sku's lines free up to value_fen). Empty stores,
+    categories or levels allow all. Quantity and budget bound what may be issued."""
+    template_id: int
+    name: str
+    kind: str
+    value_fen: int = 0
+    percent_bp: int = 10_000
+    min_spend_fen: int = 0
+    max_off_fen: int = 0
+    gift_sku: int = 0
+    stackable: bool = False
+    stores: tuple[int, ...] = ()
+    categories: tuple[int, ...] = ()
+    levels: tuple[int, ...] = ()
+    valid_days: int = 30
+    total_quantity: int = 0
+    budget_fen: int = 0
+
+    def face_fen(self) -> int:
+        """What one coupon can cost the chain at most, for the budget."""
+        if self.kind == "percent":
+            return self.max_off_fen
+        return self.value_fen
+
+
 def default_levels() -> tuple[LevelRule, ...]:
     # The seed's example: regular -> silver at 10,000 points, silver -> gold at 50,000;
     # an upgrade keeps the level for two years.
@@ -98,6 +132,7 @@ class RulesConfig:
     tz_offset_s: int = 8 * 3_600
     pin_max_failures: int = 5
     pin_lock_s: int = 30 * 60
+    coupon_templates: tuple[CouponTemplate, ...] = ()
 
     def validate(self) -> None:
         def need(cond: bool, what: str) -> None:
@@ -169,6 +204,26 @@ class RulesConfig:
              "pin_max_failures must be 1..100")
         need(is_int(self.pin_lock_s) and 0 <= self.pin_lock_s <= 366 * 86_400,
              "pin_lock_s must be 0..one year")
+        ids = [t.template_id for t in self.coupon_templates]
+        need(len(set(ids)) == len(ids), "a coupon template id appears twice")
+        for t in self.coupon_templates:
+            where = f"coupon_templates[{t.template_id}]"
+            need(is_int(t.template_id) and 1 <= t.template_id < 2**32, f"{where}: id 1..2^32-1")
+            need(t.kind in COUPON_KINDS, f"{where}: kind must be one of {sorted(COUPON_KINDS)}")
+            for name in ("value_fen", "min_spend_fen", "max_off_fen", "budget_fen"):
+                v = getattr(t, name)
+                need(is_int(v) and 0 <= v <= MAX_AMOUNT_FEN_LIMIT, f"{where}: {name} 0..{MAX_AMOUNT_FEN_LIMIT}")
+            need(is_int(t.percent_bp) and 0 <= t.percent_bp <= 10_000, f"{where}: percent_bp 0..10000")
+            need(t.kind == "percent" or t.value_fen > 0, f"{where}: value_fen must be > 0")
+            need(t.kind != "percent" or t.percent_bp < 10_000, f"{where}: percent_bp must be < 10000")
+            need(t.kind != "threshold" or t.min_spend_fen > 0, f"{where}: a threshold needs min_spend_fen")
+            need(t.kind != "gift" or (is_int(t.gift_sku) and t.gift_sku > 0), f"{where}: a gift needs gift_sku")
+            need(all(is_int(x) and 0 <= x < 2**32 for x in t.stores), f"{where}: stores 0..2^32-1")
+            need(all(is_int(x) and 0 <= x < CATEGORY_COUNT for x in t.categories), f"{where}: categories 0..65535")
+            need(all(is_int(x) and 0 <= x < 64 for x in t.levels), f"{where}: levels 0..63")
+            need(len(t.stores) < 65_536 and len(t.categories) < 65_536, f"{where}: too many stores or categories")
+            need(is_int(t.valid_days) and 1 <= t.valid_days <= MAX_VALIDITY_DAYS, f"{where}: valid_days 1..{MAX_VALIDITY_DAYS}")
+            need(is_int(t.total_quantity) and t.total_quantity >= 0, f"{where}: total_quantity >= 0")
 
     def compile(self, pin_key: tuple[int, int] = (0, 0)) -> _fastpath.Rules:
         """The fast path's tables. pin_key is the engine's secret for PIN hashes."""
@@ -186,6 +241,7 @@ class RulesConfig:
         cats[list(self.no_points_categories)] = 0
         stores = sorted(self.store_points_mult_bp)
         prices = sorted(self.member_prices)
+        tpls, scope = self._compile_coupons()
         return _fastpath.Rules(
             self.version, ROUNDING[self.rounding], SPEND_ORDER[self.spend_order],
             self.max_amount_fen, self.max_balance_fen, self.points_per_yuan_bp,
@@ -199,8 +255,31 @@ class RulesConfig:
             offset_max_bp=self.offset_max_bp, offset_max_points=self.offset_max_points,
             points_valid_years=self.points_valid_years, pin_max_failures=self.pin_max_failures,
             pin_lock_s=self.pin_lock_s, tz_offset_s=self.tz_offset_s,
-            pin_key0=pin_key[0], pin_key1=pin_key[1],
+            pin_key0=pin_key[0], pin_key1=pin_key[1], coupon_tpls=tpls, scope=scope,
         )
+
+    def _compile_coupons(self) -> tuple[np.ndarray, np.ndarray]:
+        tpls = np.zeros(len(self.coupon_templates), dtype=COUPON_TPL)
+        scope: list[int] = [0]
+        for i, t in enumerate(sorted(self.coupon_templates, key=lambda t: t.template_id)):
+            row = tpls[i]
+            row["template_id"], row["tpl_kind"] = t.template_id, COUPON_KINDS[t.kind]
+            row["stackable"] = int(t.stackable)
+            row["value_fen"], row["percent_bp"] = t.value_fen, t.percent_bp
+            row["min_spend_fen"], row["max_off_fen"] = t.min_spend_fen, t.max_off_fen
+            row["gift_sku"] = t.gift_sku
+            row["level_mask"] = sum(1 << lv for lv in set(t.levels))
+            row["stores_off"], row["stores_n"] = len(scope), len(set(t.stores))
+            scope.extend(sorted(set(t.stores)))
+            row["cats_off"], row["cats_n"] = len(scope), len(set(t.categories))
+            scope.extend(sorted(set(t.categories)))
+        return tpls, np.array(scope, dtype=np.uint64)
+
+    def coupon_template(self, template_id: int) -> CouponTemplate | None:
+        for t in self.coupon_templates:
+            if t.template_id == template_id:
+                return t
+        return None
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -224,6 +303,10 @@ class RulesConfig:
         for name in ("category_points_mult_bp", "store_points_mult_bp"):
             if name in d:
                 d[name] = tuple((int(k), int(v)) for k, v in d[name])
+        if "coupon_templates" in d:
+            d["coupon_templates"] = tuple(
+                CouponTemplate(**{**t, **{k: tuple(t[k]) for k in ("stores", "categories", "levels") if k in t}})
+                for t in d["coupon_templates"])
         if "member_prices" in d:
             d["member_prices"] = tuple((int(sku), tuple(int(p) for p in prices))
                                        for sku, prices in d["member_prices"])

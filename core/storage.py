@@ -13,6 +13,8 @@ Layout (docs/internals/storage.md says the same, with the reasons):
            v = seq << 8 | result of the id's first record.
 - rules    key: u32 BE version -> value: the RulesConfig as JSON.
 - events   key: u64 BE seq of the journal record of an admin op -> value: JSON detail.
+- coupons  key: u64 BE chunk number -> value: Coupon records (64 bytes) of slots
+           chunk*256..; the coupon table as of checkpoint_seq (meta n_coupons).
 - refunds  key: u64 BE seq of a swipe -> value: u64 BE fen refunded of it so far, as of
            the checkpoint (the journal tail's REFUND records add to it on recovery).
 """
@@ -104,7 +106,7 @@ class Store:
             sync=sync, metasync=sync, readahead=False, readonly=readonly, lock=True,
         )
         self.gate = _Gate()
-        names = ("meta", "journal", "cards", "ids", "rules", "events", "refunds")
+        names = ("meta", "journal", "cards", "ids", "rules", "events", "refunds", "coupons")
         if readonly:
             self.db = {n: self.env.open_db(n.encode(), create=False) for n in names}
         else:
@@ -188,33 +190,42 @@ class Store:
 
     # --- checkpoint -------------------------------------------------------------------
 
+    def write_chunks(self, txn: lmdb.Transaction, db: str, table: np.ndarray, n: int,
+                     dirty_chunks: np.ndarray) -> int:
+        """Write the dirty chunks of an in-memory table (cards, coupons); return how many."""
+        chunks = np.flatnonzero(dirty_chunks)
+        for k in chunks.tolist():
+            lo = k << CHUNK_SHIFT
+            hi = min(lo + CHUNK_CARDS, n)
+            if hi > lo:
+                txn.put(u64(k), table[lo:hi].tobytes(), db=self.db[db])
+        return len(chunks)
+
+    def load_chunks(self, txn: lmdb.Transaction, db: str, dtype: np.dtype, n: int,
+                    capacity: int) -> np.ndarray:
+        table = np.zeros(max(capacity, n), dtype=dtype)
+        for key, value in txn.cursor(db=self.db[db]):
+            lo = from_be(key) << CHUNK_SHIFT
+            chunk = np.frombuffer(value, dtype=dtype)
+            hi = min(lo + len(chunk), n)
+            if hi > lo:
+                table[lo:hi] = chunk[: hi - lo]
+        return table
+
     def write_checkpoint(self, txn: lmdb.Transaction, cards: np.ndarray, n_cards: int,
                          dirty_chunks: np.ndarray, ids: np.ndarray, seq: int, now_s: int) -> int:
         """Write the dirty chunks of the card table and the new client ids; return the
         number of chunks written."""
-        chunks = np.flatnonzero(dirty_chunks)
-        for k in chunks.tolist():
-            lo = k << CHUNK_SHIFT
-            hi = min(lo + CHUNK_CARDS, n_cards)
-            if hi > lo:
-                txn.put(u64(k), cards[lo:hi].tobytes(), db=self.db["cards"])
+        written = self.write_chunks(txn, "cards", cards, n_cards, dirty_chunks)
         if len(ids):
             txn.put(u64(seq), int(now_s).to_bytes(8, "little", signed=True) + ids.tobytes(),
                     db=self.db["ids"])
         txn.put(b"checkpoint_seq", u64(seq), db=self.db["meta"])
         txn.put(b"n_cards", u64(n_cards), db=self.db["meta"])
-        return len(chunks)
+        return written
 
     def load_cards(self, txn: lmdb.Transaction, n_cards: int, capacity: int) -> np.ndarray:
-        table = np.zeros(max(capacity, n_cards), dtype=CARD)
-        cur = txn.cursor(db=self.db["cards"])
-        for key, value in cur:
-            lo = from_be(key) << CHUNK_SHIFT
-            chunk = np.frombuffer(value, dtype=CARD)
-            hi = min(lo + len(chunk), n_cards)
-            if hi > lo:
-                table[lo:hi] = chunk[: hi - lo]
-        return table
+        return self.load_chunks(txn, "cards", CARD, n_cards, capacity)
 
     def load_ids(self, txn: lmdb.Transaction, not_before_s: int) -> tuple[np.ndarray, list[bytes]]:
         """Client ids of blocks written at or after not_before_s, and the keys of the

@@ -269,9 +269,12 @@ def test_admin_replay_applies_nothing(eng):
 # --- op types and batches ----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("op_type", [0, 4, 9, OpType.ISSUE, OpType.SET_STATUS, OpType.ADJUST,
+# Record types that only the engine writes (coupon records, admin ops) are not ops a
+# client may send.
+@pytest.mark.parametrize("op_type", [0, 9, OpType.COUPON_REDEEM, OpType.COUPON_RESTORE,
+                                     OpType.ISSUE, OpType.SET_STATUS, OpType.ADJUST,
                                      OpType.SET_RULES, OpType.SET_PIN, OpType.EXPIRE_POINTS,
-                                     OpType.POINTS_REMINDER, 255])
+                                     OpType.POINTS_REMINDER, OpType.COUPON_ISSUE, 255])
 def test_bad_op_type(eng, op_type):
     with unchanged(eng):
         assert one(eng, int(op_type), 1, 100) == (Result.OP_TYPE_INVALID, 0, 0)

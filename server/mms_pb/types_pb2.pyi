@@ -44,6 +44,12 @@ class Result(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     RESULT_REFUND_NOT_REFUNDABLE: _ClassVar[Result]
     RESULT_REFUND_EXCEEDS_PAID: _ClassVar[Result]
     RESULT_REFUND_CARD_MISMATCH: _ClassVar[Result]
+    RESULT_COUPON_NOT_FOUND: _ClassVar[Result]
+    RESULT_COUPON_USED: _ClassVar[Result]
+    RESULT_COUPON_EXPIRED: _ClassVar[Result]
+    RESULT_COUPON_NOT_APPLICABLE: _ClassVar[Result]
+    RESULT_COUPON_NOT_STACKABLE: _ClassVar[Result]
+    RESULT_COUPONS_INVALID: _ClassVar[Result]
 
 class CardStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -61,6 +67,8 @@ class OpType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     OP_TYPE_RECHARGE: _ClassVar[OpType]
     OP_TYPE_USE_COUNT: _ClassVar[OpType]
     OP_TYPE_REFUND: _ClassVar[OpType]
+    OP_TYPE_COUPON_REDEEM: _ClassVar[OpType]
+    OP_TYPE_COUPON_RESTORE: _ClassVar[OpType]
     OP_TYPE_ISSUE: _ClassVar[OpType]
     OP_TYPE_SET_STATUS: _ClassVar[OpType]
     OP_TYPE_ADJUST: _ClassVar[OpType]
@@ -68,6 +76,7 @@ class OpType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     OP_TYPE_SET_PIN: _ClassVar[OpType]
     OP_TYPE_EXPIRE_POINTS: _ClassVar[OpType]
     OP_TYPE_POINTS_REMINDER: _ClassVar[OpType]
+    OP_TYPE_COUPON_ISSUE: _ClassVar[OpType]
 RESULT_UNSPECIFIED: Result
 RESULT_OK: Result
 RESULT_CARD_NOT_FOUND: Result
@@ -103,6 +112,12 @@ RESULT_REFUND_TARGET_NOT_FOUND: Result
 RESULT_REFUND_NOT_REFUNDABLE: Result
 RESULT_REFUND_EXCEEDS_PAID: Result
 RESULT_REFUND_CARD_MISMATCH: Result
+RESULT_COUPON_NOT_FOUND: Result
+RESULT_COUPON_USED: Result
+RESULT_COUPON_EXPIRED: Result
+RESULT_COUPON_NOT_APPLICABLE: Result
+RESULT_COUPON_NOT_STACKABLE: Result
+RESULT_COUPONS_INVALID: Result
 CARD_STATUS_UNSPECIFIED: CardStatus
 CARD_STATUS_ACTIVE: CardStatus
 CARD_STATUS_LOST: CardStatus
@@ -114,6 +129,8 @@ OP_TYPE_SWIPE: OpType
 OP_TYPE_RECHARGE: OpType
 OP_TYPE_USE_COUNT: OpType
 OP_TYPE_REFUND: OpType
+OP_TYPE_COUPON_REDEEM: OpType
+OP_TYPE_COUPON_RESTORE: OpType
 OP_TYPE_ISSUE: OpType
 OP_TYPE_SET_STATUS: OpType
 OP_TYPE_ADJUST: OpType
@@ -121,6 +138,7 @@ OP_TYPE_SET_RULES: OpType
 OP_TYPE_SET_PIN: OpType
 OP_TYPE_EXPIRE_POINTS: OpType
 OP_TYPE_POINTS_REMINDER: OpType
+OP_TYPE_COUPON_ISSUE: OpType
 
 class SwipeColumns(_message.Message):
     __slots__ = ("client_ids", "card_nos", "amount_fen", "category", "flags", "operator_ids")

@@ -1,0 +1,199 @@
+"""Coupons: templates, issue within quantity and budget, redemption inside the swipe,
+restoration on a full refund, and the journal/recovery of their state."""
+
+import os
+
+import numpy as np
+import pytest
+
+from core import Engine, EngineConfig, RulesConfig
+from core.records import ITEM, OP, CouponStatus, OpType, Result
+from core.rules import CouponTemplate, LevelRule
+
+NOW = 1_780_000_000
+
+
+class Clock:
+    def __init__(self, now=NOW):
+        self.now = now
+
+    def __call__(self):
+        return self.now
+
+
+def cid(tag):
+    return tag.encode().ljust(16, b".")[:16]
+
+
+def op(tag, card, amount, op_type=OpType.SWIPE, *, coupons=(), ref=None, offset=0, store=0,
+       category=0, items=None):
+    ops = np.zeros(1, dtype=OP)
+    c = cid(tag)
+    ops["client_hi"], ops["client_lo"] = int.from_bytes(c[:8], "big"), int.from_bytes(c[8:], "big")
+    ops["card_no"], ops["amount_fen"], ops["op_type"] = card, amount, op_type
+    ops["points_offset"], ops["store_id"], ops["category"] = offset, store, category
+    ops["coupons_off"], ops["coupons_n"] = 0, len(coupons)
+    if ref is not None:
+        r = cid(ref)
+        ops["ref_hi"], ops["ref_lo"] = int.from_bytes(r[:8], "big"), int.from_bytes(r[8:], "big")
+    arr = None
+    if items:
+        arr = np.zeros(len(items), dtype=ITEM)
+        for i, (sku, amt, qty, cat) in enumerate(items):
+            arr[i] = (sku, amt, qty, cat, 0, 0)
+        ops["items_off"], ops["items_n"] = 0, len(items)
+    return ops, arr, (np.array(coupons, dtype=np.uint64) if coupons else None)
+
+
+def run(eng, *args, **kw):
+    ops, items, coupons = op(*args, **kw)
+    return eng.submit(ops, items, coupons).result()
+
+
+TEMPLATES = (
+    CouponTemplate(1, "10 yuan off", "fixed", value_fen=1_000),
+    CouponTemplate(2, "spend 100 save 20", "threshold", value_fen=2_000, min_spend_fen=10_000),
+    CouponTemplate(3, "20% off, at most 5 yuan", "percent", percent_bp=8_000, max_off_fen=500,
+                   stackable=True),
+    CouponTemplate(4, "free coffee", "gift", value_fen=1_500, gift_sku=555),
+    CouponTemplate(5, "store 7 only", "fixed", value_fen=300, stores=(7,), stackable=True),
+    CouponTemplate(6, "silver only", "fixed", value_fen=300, levels=(1,)),
+    CouponTemplate(7, "drinks only", "fixed", value_fen=5_000, categories=(3,)),
+    CouponTemplate(8, "limited", "fixed", value_fen=100, total_quantity=2),
+    CouponTemplate(9, "budgeted", "fixed", value_fen=400, budget_fen=1_000),
+)
+RULES = RulesConfig(levels=(LevelRule("regular"), LevelRule("silver", up_points=10**9)),
+                    coupon_templates=TEMPLATES)
+
+
+@pytest.fixture
+def eng(tmp_path):
+    e = Engine(str(tmp_path), rules=RULES, clock=Clock(), config=EngineConfig(checkpoint_ops=5))
+    e.issue_cards([1, 2], os.urandom(16)).result()
+    e.recharge(1, 100_000, os.urandom(16)).result()
+    yield e
+    e.close()
+
+
+def give(eng, template, card=1):
+    res = eng.issue_coupons(template, [card], os.urandom(16)).result()
+    assert res.code == Result.OK, res
+    return res.value["coupon_ids"][0]
+
+
+def test_fixed_coupon_is_redeemed_inside_the_swipe_once(eng):
+    c = give(eng, 1)
+    r = run(eng, "s1", 1, 5_000, coupons=[c])
+    cols = r.columns()
+    assert r.codes[0] == Result.OK
+    assert (cols["coupon_fen"][0], cols["principal_delta_fen"][0]) == (1_000, -4_000)
+    assert cols["points_delta"][0] == 40  # points on the 40 yuan paid
+    coupon = eng.coupon(c)
+    assert coupon["coupon_status"] == CouponStatus.COUPON_REDEEMED
+    assert coupon["redeemed_seq"] == int(r.seq[0]) and coupon["redeemed_fen"] == 1_000
+    assert run(eng, "s2", 1, 5_000, coupons=[c]).codes[0] == Result.COUPON_USED
+
+
+def test_threshold_percent_and_gift_coupons(eng):
+    t = give(eng, 2)
+    assert run(eng, "short", 1, 9_999, coupons=[t]).codes[0] == Result.COUPON_NOT_APPLICABLE
+    assert run(eng, "enough", 1, 10_000, coupons=[t]).columns()["coupon_fen"][0] == 2_000
+    p = give(eng, 3)
+    assert run(eng, "pct", 1, 1_999, coupons=[p]).columns()["coupon_fen"][0] == 399  # floor(399.8)
+    p2 = give(eng, 3)
+    assert run(eng, "pct-cap", 1, 10_000, coupons=[p2]).columns()["coupon_fen"][0] == 500
+    g = give(eng, 4)
+    assert run(eng, "no-gift", 1, 2_000, coupons=[g]).codes[0] == Result.COUPON_NOT_APPLICABLE
+    r = run(eng, "gift", 1, 3_200, coupons=[g], items=[(555, 1_200, 1, 0), (1, 2_000, 1, 0)])
+    assert r.columns()["coupon_fen"][0] == 1_200
+
+
+def test_scope_of_store_level_and_category(eng):
+    s = give(eng, 5)
+    assert run(eng, "elsewhere", 1, 1_000, coupons=[s], store=8).codes[0] == Result.COUPON_NOT_APPLICABLE
+    assert run(eng, "store7", 1, 1_000, coupons=[s], store=7).codes[0] == Result.OK
+    lv = give(eng, 6)
+    assert run(eng, "regular", 1, 1_000, coupons=[lv]).codes[0] == Result.COUPON_NOT_APPLICABLE
+    d = give(eng, 7)
+    r = run(eng, "drinks", 1, 9_000, coupons=[d], items=[(1, 2_000, 1, 3), (2, 7_000, 1, 4)])
+    assert r.columns()["coupon_fen"][0] == 2_000  # only the drinks line is eligible
+
+
+def test_validity_window_stacking_and_ownership(eng):
+    c = give(eng, 1)
+    eng.clock.now += 30 * 86_400
+    assert run(eng, "late", 1, 5_000, coupons=[c]).codes[0] == Result.COUPON_EXPIRED
+    eng.clock.now = NOW
+    a, b = give(eng, 1), give(eng, 1)
+    assert run(eng, "two-fixed", 1, 5_000, coupons=[a, b]).codes[0] == Result.COUPON_NOT_STACKABLE
+    p, s = give(eng, 3), give(eng, 5)
+    r = run(eng, "stack", 1, 5_000, coupons=[p, s], store=7)
+    assert r.codes[0] == Result.OK and r.columns()["coupon_fen"][0] == 500 + 300
+    other = give(eng, 1, card=2)
+    assert run(eng, "not-mine", 1, 5_000, coupons=[other]).codes[0] == Result.COUPON_NOT_FOUND
+    assert run(eng, "twice", 1, 5_000, coupons=[a, a]).codes[0] == Result.COUPON_USED
+    assert run(eng, "unknown", 1, 5_000, coupons=[999_999]).codes[0] == Result.COUPON_NOT_FOUND
+
+
+def test_one_coupon_in_two_ops_of_one_batch(eng):
+    c = give(eng, 1)
+    a = op("b1", 1, 5_000, coupons=[c])
+    b = op("b2", 1, 5_000, coupons=[c])
+    ops = np.concatenate([a[0], b[0]])
+    ops["coupons_off"] = [0, 1]
+    res = eng.submit(ops, None, np.array([c, c], dtype=np.uint64)).result()
+    assert list(res.codes) == [Result.OK, Result.COUPON_USED]
+
+
+def test_full_refund_restores_the_coupon_and_returns_only_what_was_paid(eng):
+    before = eng.card(1)
+    c = give(eng, 1)
+    eng.recharge(1, 1, os.urandom(16)).result()
+    run(eng, "earn", 1, 100_000 - 6_000)  # leaves 60 yuan and 940 points
+    base = eng.card(1)
+    s = run(eng, "s", 1, 5_000, coupons=[c], offset=200)
+    assert s.columns()["principal_delta_fen"][0] == -(5_000 - 1_000 - 200)
+    assert run(eng, "half", 1, 1_000, OpType.REFUND, ref="s").codes[0] == Result.OK
+    assert eng.coupon(c)["coupon_status"] == CouponStatus.COUPON_REDEEMED
+    assert run(eng, "over", 1, 3_000 + 1, OpType.REFUND, ref="s").codes[0] == Result.REFUND_EXCEEDS_PAID
+    assert run(eng, "rest", 1, 3_000, OpType.REFUND, ref="s").codes[0] == Result.OK
+    after = eng.card(1)
+    for k in ("principal_fen", "bonus_fen", "points", "spend_total_fen"):
+        assert after[k] == base[k], k
+    assert eng.coupon(c)["coupon_status"] == CouponStatus.COUPON_ISSUED
+    assert before["card_no"] == 1
+    # The restored coupon can be used again.
+    assert run(eng, "again", 1, 5_000, coupons=[c]).codes[0] == Result.OK
+
+
+def test_quantity_and_budget_bound_issuing(eng):
+    assert eng.issue_coupons(8, [1, 2], os.urandom(16)).result().code == Result.OK
+    r = eng.issue_coupons(8, [1], os.urandom(16)).result()
+    assert (r.code, r.reason) == (Result.FAILED_PRECONDITION, "QUANTITY_EXHAUSTED")
+    assert eng.issue_coupons(9, [1, 2], os.urandom(16)).result().code == Result.OK
+    r = eng.issue_coupons(9, [1], os.urandom(16)).result()
+    assert (r.code, r.reason) == (Result.FAILED_PRECONDITION, "BUDGET_EXHAUSTED")
+    r = eng.issue_coupons(77, [1], os.urandom(16)).result()
+    assert (r.code, r.reason) == (Result.NOT_FOUND, "TEMPLATE_NOT_FOUND")
+    retry = cid("issue-once")
+    first = eng.issue_coupons(1, [1], retry).result()
+    again = eng.issue_coupons(1, [1], retry).result()
+    assert again.replayed and again.value == first.value
+
+
+def test_coupon_state_survives_restart(tmp_path):
+    clock = Clock()
+    e = Engine(str(tmp_path), rules=RULES, clock=clock, config=EngineConfig(checkpoint_ops=4))
+    e.issue_cards([1], os.urandom(16)).result()
+    e.recharge(1, 100_000, os.urandom(16)).result()
+    ids = e.issue_coupons(1, [1, 1, 1], os.urandom(16)).result().value["coupon_ids"]
+    run(e, "u1", 1, 5_000, coupons=[ids[0]])
+    e._poisoned = RuntimeError("simulated crash: skip the closing checkpoint")
+    e.close()
+    e = Engine(str(tmp_path), rules=RULES, clock=clock)
+    assert e.coupon(ids[0])["coupon_status"] == CouponStatus.COUPON_REDEEMED
+    assert e.coupon(ids[1])["coupon_status"] == CouponStatus.COUPON_ISSUED
+    assert run(e, "u1-again", 1, 5_000, coupons=[ids[0]]).codes[0] == Result.COUPON_USED
+    assert run(e, "u2", 1, 5_000, coupons=[ids[1]]).codes[0] == Result.OK
+    assert len(e.coupons_of(1)) == 3
+    e.close()
