@@ -27,7 +27,7 @@ from dataclasses import dataclass, field, replace
 from enum import IntEnum
 from typing import NamedTuple
 
-from core.engine import AdminContext, AdminResult, Engine
+from core.engine import AdminContext, AdminResult, Engine, register_op_names
 from core.rbac import (
     PermissionDenied,
     PrincipalLike,
@@ -60,6 +60,9 @@ class ChainOp(IntEnum):
     LOGIN = 133
     LOGIN_FAILED = 134
     LOGOUT = 135
+
+
+register_op_names(ChainOp)
 
 
 assert all(120 <= op <= 149 for op in ChainOp)

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from core.engine import AdminContext, AdminResult, Engine
+from core.engine import AdminContext, AdminResult, Engine, register_op_names
 from core.pii import (
     PiiCipher,
     PiiError,
@@ -65,6 +65,9 @@ class MemberStatus(enum.IntEnum):
     ACTIVE = 1
     FROZEN = 2
     CANCELLED = 3
+
+
+register_op_names(MemberOp)
 
 
 class MemberErrorCode(enum.Enum):

@@ -187,7 +187,7 @@ def test_update_is_audited_with_masked_before_after(ms, eng):
     with eng.store.read() as txn:
         db = eng.store.env.open_db(b"events", txn=txn, create=False)
         ev = json.loads(txn.get(r.seq.to_bytes(8, "big"), db=db))
-    assert ev["op"] == MemberOp.MEMBER_UPDATE and ev["operator_id"] == 42 and ev["store_id"] == 3
+    assert ev["op"] == MemberOp.MEMBER_UPDATE.name and ev["operator_id"] == 42 and ev["store_id"] == 3
     assert ev["detail"]["before"] == {"phone": "138****0001", "address": "Road 1"}
     assert ev["detail"]["after"] == {"phone": "139****0002", "address": "Road 2"}
     rec = eng.journal_record(r.seq)
