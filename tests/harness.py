@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from core import _fastpath
-from core.records import CARD, JOURNAL, OP, RESULT, card_to_dict, journal_to_dict
+from core.records import CARD, ITEM, JOURNAL, OP, RESULT, OpType, card_to_dict, journal_to_dict
 from core.storage import CHUNK_SHIFT
 
 CARD_FIELDS = [n for n in CARD.names if not n.startswith("_")]
@@ -39,6 +39,15 @@ def ops_array(ops: list[dict]) -> np.ndarray:
     return arr
 
 
+def items_array(items: list[dict]) -> np.ndarray:
+    """Line items as an ITEM array; fields an item dict leaves out are zero."""
+    arr = np.zeros(len(items), dtype=ITEM)
+    for i, item in enumerate(items):
+        for name, value in item.items():
+            arr[i][name] = value
+    return arr
+
+
 def cards_array(cards: list[dict]) -> np.ndarray:
     arr = np.zeros(len(cards), dtype=CARD)
     for i, card in enumerate(cards):
@@ -57,37 +66,66 @@ def record_dict(rec: np.void) -> dict:
 
 class FastPath:
     """The committed state the engine keeps in memory, without LMDB: a card table, its
-    index, the client-id index; apply() runs apply_batch and then publish()."""
+    index, the client-id index, the journal (records by seq, for refunds) and the map of
+    what each swipe had refunded; apply() runs apply_batch and then publish(), passing
+    line items, the refund targets and the refunded map as the engine does."""
 
-    def __init__(self, cards: list[dict], known: dict[tuple[int, int], int] | None = None,
+    def __init__(self, cards: list[dict], known: dict[tuple[int, int], object] | None = None,
                  batch_max: int = 4096, next_seq: int = 1) -> None:
         self.cards = cards_array(cards)
         self.card_index = _fastpath.KeyMap(max(16, len(cards)))
         for slot, card in enumerate(cards):
             self.card_index.insert(0, card["card_no"], slot)
         self.id_index = _fastpath.KeyMap(1024)
-        # The id index keeps seq << 8 | result of an id's first record; the reference's
-        # known ids are all of ops that were accepted (OK).
-        for (hi, lo), seq in (known or {}).items():
-            self.id_index.insert(hi, lo, _fastpath.pack_id_value(seq, 1))
+        # The id index keeps seq << 8 | result of an id's first record; a known id given
+        # as a bare seq is of an op that was accepted (OK), else it is (seq, result).
+        for (hi, lo), value in (known or {}).items():
+            seq, result = value if isinstance(value, tuple) else (value, 1)
+            self.id_index.insert(hi, lo, _fastpath.pack_id_value(seq, result))
         self.batcher = _fastpath.Batcher(batch_max)
         self.dirty = np.zeros((len(cards) >> CHUNK_SHIFT) + 1, dtype=np.uint8)
         self.next_seq = next_seq
+        self.journal: dict[int, np.void] = {}
+        self.refunded = _fastpath.KeyMap(16)
 
-    def apply(self, ops: list[dict] | np.ndarray, rules: _fastpath.Rules, now_s: int
+    def refund_targets(self, arr: np.ndarray) -> np.ndarray | None:
+        """What Engine._refund_targets does: for each REFUND op, the committed record of
+        the op its ref_hi/ref_lo names (by the id index), or a zero row."""
+        idx = np.flatnonzero(arr["op_type"] == OpType.REFUND)
+        if len(idx) == 0:
+            return None
+        refs = np.zeros(len(arr), dtype=JOURNAL)
+        for i in idx.tolist():
+            prior = self.id_index.lookup(int(arr[i]["ref_hi"]), int(arr[i]["ref_lo"]))
+            if prior >= 0 and (prior >> 8) in self.journal:
+                refs[i] = self.journal[prior >> 8]
+        return refs
+
+    def apply(self, ops: list[dict] | np.ndarray, rules: _fastpath.Rules, now_s: int,
+              items: list[dict] | np.ndarray | None = None
               ) -> tuple[list[tuple[int, int, int]], list[dict], np.ndarray, np.ndarray]:
         arr = ops if isinstance(ops, np.ndarray) else ops_array(ops)
+        lines = None
+        if items is not None:
+            lines = items if isinstance(items, np.ndarray) else items_array(items)
         n = len(arr)
         recs = np.zeros(max(n, 1), dtype=JOURNAL)
         results = np.zeros(max(n, 1), dtype=RESULT)
         n_recs = self.batcher.apply_batch(arr, self.cards, self.card_index, self.id_index,
-                                          rules, now_s, self.next_seq, recs, results)
+                                          rules, now_s, self.next_seq, recs, results, None,
+                                          lines, self.refund_targets(arr), self.refunded)
         n_cards = _fastpath.publish(recs, n_recs, self.cards, self.card_index, self.id_index,
                                     len(self.cards), self.dirty, CHUNK_SHIFT)
-        assert n_cards == len(self.cards), "a swipe or recharge never adds a card"
+        assert n_cards == len(self.cards), "a hot op never adds a card"
+        for rec in recs[:n_recs]:
+            self.journal[int(rec["seq"])] = rec.copy()
         self.next_seq += n_recs
         out = [(int(r["code"]), int(r["replayed"]), int(r["seq"])) for r in results[:n]]
         return out, [record_dict(r) for r in recs[:n_recs]], results[:n], recs[:n_recs]
+
+    def refunded_dict(self) -> dict[int, int]:
+        _his, los, vals = self.refunded.items()
+        return {int(k): int(v) for k, v in zip(los, vals, strict=True)}
 
     def card(self, card_no: int) -> dict | None:
         slot = self.card_index.lookup(0, card_no)

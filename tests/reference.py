@@ -1,22 +1,34 @@
 """A plain-Python model of the fast path's batch function, used only by tests.
 
-It is written from the money rules (docs and issue 2), not from the Cython loop: cards
-are dicts of ints, ops are dicts, every amount is a Python int (so nothing can wrap), and
-the int64 limits of the real records are stated here as explicit guards. The property
-tests run the same workloads through core._fastpath and through this model and compare
-every per-op result, every journal record and the final card table.
+It is written from the money rules (docs/concepts.md, the docstrings of the rules and the
+examples of tests/test_swipe_features.py and tests/test_refunds.py), not from the Cython
+loop: cards are dicts of ints, ops are dicts, every amount is a Python int (so nothing
+can wrap), and the int64 limits of the real records are stated here as explicit guards.
+The property tests run the same workloads through core._fastpath and through this model
+and compare every per-op result, every journal record and the final card table.
 
 Inputs and outputs, all plain data:
 
 - op:    {client_hi, client_lo, card_no, amount_fen, store_id, terminal_id, operator_id,
-          category, op_type, op_flags}
+          category, op_type, op_flags, points_offset, ref_hi, ref_lo, items_off, items_n,
+          pin, pin_len}; a field left out is 0
+- item:  {sku, amount_fen, qty, category, item_flags}; ops point into one list per batch
 - card:  every field of core.records.CARD except the reserved ones
-- rules: a core.rules.RulesConfig (read only, as plain data)
-- known: {(client_hi, client_lo): seq} of committed ops
+- rules: a core.rules.RulesConfig (read only, as plain data); the PIN key is separate
+- known: {(client_hi, client_lo): seq or (seq, result)} of committed ops; a bare seq
+         means an accepted op
+- committed: {seq: record} of committed records (what a refund may name)
+- refunded: {seq of a swipe: fen refunded of it so far}
 - result per op: (code, replayed, seq); records: dicts shaped like journal_to_dict()
 
-Scope: swipes (without line items, coupons or a points offset), recharges and count-card
-uses on cards without a PIN; the domain features beyond that have their own tests.
+Scope: swipes (line items, member prices, multipliers, a points offset, PIN), recharges,
+count-card uses and refunds. Not modelled: coupons (ops with coupons_n, coupon records,
+coupon_fen is always 0 here, restoring coupons on a full refund), cold admin ops (the
+tests take their effects from the engine: issue, status, PIN, rules, card types and
+fees, level reviews, points adjustments) and the points expiry run.
+
+The PIN hash itself (SipHash of the engine's key and the card's salt) is taken from
+core._fastpath.pin_hash_of: it is a keyed hash, not a money rule.
 """
 
 from __future__ import annotations
@@ -25,7 +37,9 @@ import copy
 import datetime
 from dataclasses import dataclass, field
 
-from core.records import CardStatus, OpFlag, OpType, RecordKind, Result
+from core._fastpath import pin_hash_of
+
+from core.records import CardFlag, CardStatus, ItemFlag, OpFlag, OpType, RecordKind, Result
 
 INT64_MAX = 2**63 - 1
 UINT32_MAX = 2**32 - 1
@@ -33,6 +47,7 @@ BP = 10_000  # basis points in one whole
 FEN_PER_YUAN = 100
 SECONDS_PER_DAY = 86_400
 EPOCH_ORDINAL = datetime.date(1970, 1, 1).toordinal()
+PIN_FAILURES_MAX = 255  # the counter is one byte
 
 # Why a card may not be used, by status; a status the engine does not know is treated as
 # the most final one (cancelled).
@@ -42,12 +57,43 @@ _STATUS_REJECT = {
     CardStatus.CANCELLED: Result.CARD_CANCELLED,
     CardStatus.DORMANT: Result.CARD_DORMANT,
 }
+_OP_DEFAULTS = dict(client_hi=0, client_lo=0, card_no=0, amount_fen=0, store_id=0,
+                    terminal_id=0, operator_id=0, category=0, op_type=0, op_flags=0,
+                    points_offset=0, ref_hi=0, ref_lo=0, items_off=0, items_n=0, pin=0,
+                    pin_len=0)
+_ZERO_AMOUNTS = {"discount_fen": 0, "payable_fen": 0, "principal_delta_fen": 0,
+                 "bonus_delta_fen": 0, "points_delta": 0, "offset_fen": 0, "offset_points": 0}
 
 
 class Rejected(Exception):
+    """The op is refused and leaves no trace."""
+
     def __init__(self, code: int) -> None:
         super().__init__(code)
         self.code = int(code)
+
+
+class Journalled(Exception):
+    """The op is refused but its attempt is journalled (a wrong PIN): the card dict it
+    was raised for holds the change (the failure count, a lockout) and nothing else."""
+
+    def __init__(self, code: int, amounts: dict) -> None:
+        super().__init__(code)
+        self.code = int(code)
+        self.amounts = amounts
+
+
+@dataclass(frozen=True)
+class Ctx:
+    """What an op may read besides its card: the batch's items, the PIN key, and for a
+    refund the swipe record it names and how much of that swipe was refunded so far."""
+
+    rules: object
+    now_s: int
+    items: list = field(default_factory=list)
+    pin_key: tuple[int, int] = (0, 0)
+    orig: dict | None = None
+    refunded_before: int = 0
 
 
 # --- the money rules, one function each ---------------------------------------------
@@ -69,17 +115,59 @@ def points_earned(eligible_fen: int, rate_bp: int, mult_bp: int) -> int:
     return (yuan * rate_bp * mult_bp) // (BP * BP)
 
 
-def swipe_points(rules, paid_fen: int, category: int, store_id: int, level_mult_bp: int) -> int:
-    """Points of a swipe without line items: the paid amount weighted by its category's
-    multiplier counts in whole (weighted) yuan, then the base rate, the level and the
-    store multipliers apply, floored once at the end."""
+def category_mult_bp(rules, category: int) -> int:
+    """A category's points multiplier: 0 if it earns no points, its configured one
+    (the last one listed wins), else 1x."""
     if category in set(rules.no_points_categories):
-        cat_bp = 0
-    else:
-        cat_bp = dict(rules.category_points_mult_bp).get(category, BP)
-    store_bp = dict(rules.store_points_mult_bp).get(store_id, BP)
-    weighted_yuan = (paid_fen * cat_bp) // (BP * FEN_PER_YUAN)
-    return (weighted_yuan * rules.points_per_yuan_bp * level_mult_bp * store_bp) // BP**3
+        return 0
+    return dict(rules.category_points_mult_bp).get(category, BP)
+
+
+def store_mult_bp(rules, store_id: int) -> int:
+    return dict(rules.store_points_mult_bp).get(store_id, BP)
+
+
+def member_price(rules, sku: int, level: int) -> int:
+    """The member price per unit of a sku at a level, or 0 where none is set."""
+    if sku == 0:
+        return 0
+    prices = dict(rules.member_prices).get(sku)
+    return 0 if prices is None else prices[level]
+
+
+def line_payable(rules, level: int, line: dict) -> int:
+    """What one line costs the member: qty times the member price of its sku at the
+    card's level when one is set, unless that would be more than the shelf price (then
+    the shelf price), else the line's amount with the level discount, rounded per line."""
+    unit = member_price(rules, line["sku"], level)
+    if unit > 0:
+        return min(unit * line["qty"], line["amount_fen"])
+    return payable_fen(line["amount_fen"], rules.levels[level].discount_bp, rules.rounding)
+
+
+def weighted_points(rules, level: int, store_id: int, lines: list[tuple[int, dict]],
+                    payable: int, reduction: int) -> int:
+    """Points of a swipe. Each points-earning line counts its payable less its share of
+    the reduction (the points offset), the share floored, times its category multiplier;
+    the sum in weighted fen is cut to whole weighted yuan, then the base rate, the level
+    multiplier and the store multiplier apply, floored once."""
+    weight = 0
+    for lp, line in lines:
+        if line["item_flags"] & ItemFlag.ITEM_NO_POINTS:
+            continue
+        share = reduction * lp // payable if payable > 0 else 0
+        weight += (lp - share) * category_mult_bp(rules, line["category"])
+    weighted_yuan = weight // (BP * FEN_PER_YUAN)
+    lv = rules.levels[level]
+    return (weighted_yuan * rules.points_per_yuan_bp * lv.points_mult_bp
+            * store_mult_bp(rules, store_id)) // BP**3
+
+
+def swipe_points(rules, paid_fen: int, category: int, store_id: int, level_mult_bp: int) -> int:
+    """Points of a swipe without line items and offset (kept for the money tests)."""
+    weighted_yuan = (paid_fen * category_mult_bp(rules, category)) // (BP * FEN_PER_YUAN)
+    return (weighted_yuan * rules.points_per_yuan_bp * level_mult_bp
+            * store_mult_bp(rules, store_id)) // BP**3
 
 
 def local_year(t_s: int, tz_offset_s: int) -> int:
@@ -88,21 +176,72 @@ def local_year(t_s: int, tz_offset_s: int) -> int:
     return datetime.date.fromordinal(EPOCH_ORDINAL + days).year
 
 
+LOTS = ("lot0_points", "lot1_points", "lot2_points")
+
+
+def _lot_of_year(card: dict, year: int) -> str:
+    """The lot that holds a year's points: three lots from lot_year on; older years go
+    to the oldest lot, later years share the newest."""
+    return LOTS[min(max(year - card["lot_year"], 0), 2)]
+
+
 def add_points(card: dict, pts: int, now_s: int, rules) -> None:
-    """Earned points go to the lot of the local year they are earned in (three lots from
-    lot_year on; later years share the newest) or, when points never expire, to the
-    permanent pool. An empty card, or one whose lots are all spent and stale, starts its
-    lots at this year. Called for every accepted swipe and recharge, even for 0 points."""
+    """Earned points go to the lot of the local year they are earned in or, when points
+    never expire, to the permanent pool. An empty card, or one whose lots are all spent
+    and stale, starts its lots at this year. Called for every accepted swipe and
+    recharge, even for 0 points."""
     card["points"] += pts
     if rules.points_valid_years == 0:
         card["permanent_points"] += pts
         return
     year = local_year(now_s, rules.tz_offset_s)
-    lots_empty = not (card["lot0_points"] or card["lot1_points"] or card["lot2_points"])
+    lots_empty = not any(card[lot] for lot in LOTS)
     if card["lot_year"] == 0 or (lots_empty and year > card["lot_year"] + 2):
         card["lot_year"] = year
-    lot = min(max(year - card["lot_year"], 0), 2)
-    card[f"lot{lot}_points"] += pts
+    card[_lot_of_year(card, year)] += pts
+
+
+def give_points_back(card: dict, pts: int, year: int, rules) -> None:
+    """Spent points a refund returns go back to the lot of the year they were spent in
+    (as the lots stand now), or to the permanent pool when points never expire; a card
+    without lots starts them at that year."""
+    card["points"] += pts
+    if rules.points_valid_years == 0:
+        card["permanent_points"] += pts
+        return
+    if card["lot_year"] == 0:
+        card["lot_year"] = year
+    card[_lot_of_year(card, year)] += pts
+
+
+def spendable_points(card: dict) -> int:
+    """Points an offset may spend: what the lots and the permanent pool hold, but never
+    more than the card's total, so that a points debt (a negative pool, left by a refund
+    of points already spent) is paid first."""
+    held = sum(max(card[k], 0) for k in (*LOTS, "permanent_points"))
+    return max(min(held, card["points"]), 0)
+
+
+def spend_points(card: dict, n: int) -> None:
+    """Spend n spendable points, the ones that expire first first."""
+    assert 0 <= n <= spendable_points(card)
+    card["points"] -= n
+    for k in (*LOTS, "permanent_points"):
+        t = min(n, max(card[k], 0))
+        card[k] -= t
+        n -= t
+    assert n == 0
+
+
+def claw_back_points(card: dict, n: int) -> None:
+    """Take earned points back, the newest first; what is no longer there (spent or
+    expired) becomes a debt in the permanent pool."""
+    card["points"] -= n
+    for k in reversed(LOTS):
+        t = min(n, max(card[k], 0))
+        card[k] -= t
+        n -= t
+    card["permanent_points"] -= n
 
 
 def recharge_tier(rules, paid_fen: int) -> tuple[int, int]:
@@ -114,31 +253,44 @@ def recharge_tier(rules, paid_fen: int) -> tuple[int, int]:
     return best.bonus_fen, best.points
 
 
+def effective_level(rules, level: int) -> int:
+    """A level beyond the configured ones uses the top one."""
+    return min(level, len(rules.levels) - 1)
+
+
 def level_rule(rules, level: int):
-    """The rule of a card's level; a level beyond the configured ones uses the top one."""
-    return rules.levels[min(level, len(rules.levels) - 1)]
+    return rules.levels[effective_level(rules, level)]
+
+
+def meets(card: dict, lv) -> bool:
+    """Whether the card's period counters meet any entry threshold that is set."""
+    return any(
+        threshold > 0 and card[counter] >= threshold
+        for threshold, counter in (
+            (lv.up_points, "period_points"),
+            (lv.up_spend_fen, "period_spend_fen"),
+            (lv.up_recharge_fen, "period_recharge_fen"),
+        ))
 
 
 def upgrade(card: dict, rules, now_s: int) -> None:
     """Move the card to the highest level above its own whose entry threshold it meets."""
     target = None
     for j in range(card["level"] + 1, len(rules.levels)):
-        lv = rules.levels[j]
-        met = any(
-            threshold > 0 and card[counter] >= threshold
-            for threshold, counter in (
-                (lv.up_points, "period_points"),
-                (lv.up_spend_fen, "period_spend_fen"),
-                (lv.up_recharge_fen, "period_recharge_fen"),
-            )
-        )
-        if met:
+        if meets(card, rules.levels[j]):
             target = j
     if target is None:
         return
     card["level"] = target
+    card["flags"] &= ~CardFlag.CARD_FLAG_MEMBERSHIP_LAPSED  # a new level is a new period
     days = rules.levels[target].validity_days
     card["level_expires_at_s"] = now_s + days * SECONDS_PER_DAY if days > 0 else 0
+
+
+def level_earned(card: dict, rules) -> int:
+    """The highest level whose threshold the card's period counters meet (0 if none)."""
+    met = [j for j in range(1, len(rules.levels)) if meets(card, rules.levels[j])]
+    return max(met, default=0)
 
 
 def check_usable(card: dict, now_s: int) -> None:
@@ -155,51 +307,133 @@ def check_amount(amount_fen: int, rules) -> None:
         raise Rejected(Result.AMOUNT_TOO_LARGE)
 
 
+def check_pin(op: dict, card: dict, ctx: Ctx) -> None:
+    """A card with a PIN (pin_hash != 0) needs it: not while locked (PIN_LOCKED), not
+    without one (PIN_REQUIRED); a wrong one counts a failure and is journalled as
+    PIN_WRONG, or as PIN_LOCKED when it is the pin_max_failures-th in a row, which locks
+    the card for pin_lock_s and starts the count again. The right PIN clears the count
+    (kept only if the op is accepted)."""
+    if card["pin_hash"] == 0:
+        return
+    rules = ctx.rules
+    if card["pin_locked_until_s"] > ctx.now_s:
+        raise Rejected(Result.PIN_LOCKED)
+    if op["pin_len"] == 0:
+        raise Rejected(Result.PIN_REQUIRED)
+    k0, k1 = ctx.pin_key
+    if pin_hash_of(k0, k1, card["pin_salt"], op["pin"], op["pin_len"]) == card["pin_hash"]:
+        card["pin_failures"] = 0
+        return
+    failures = min(card["pin_failures"] + 1, PIN_FAILURES_MAX)
+    code = Result.PIN_WRONG
+    if failures >= rules.pin_max_failures:
+        failures = 0
+        card["pin_locked_until_s"] = ctx.now_s + rules.pin_lock_s
+        code = Result.PIN_LOCKED
+    card["pin_failures"] = failures
+    raise Journalled(code, dict(_ZERO_AMOUNTS, level_before=card["level"]))
+
+
 def fits_int64(*values: int) -> bool:
     return all(v <= INT64_MAX for v in values)
 
 
-def swipe(op: dict, card: dict, rules, now_s: int) -> dict:
+def swipe_lines(op: dict, ctx: Ctx) -> list[dict]:
+    """The op's line items, checked (each 0..max_amount_fen with a quantity, adding up to
+    the amount), or the whole amount as one line of the op's category."""
+    if op["items_n"] == 0:
+        return [{"sku": 0, "amount_fen": op["amount_fen"], "qty": 1,
+                 "category": op["category"], "item_flags": 0}]
+    start, end = op["items_off"], op["items_off"] + op["items_n"]
+    if end > len(ctx.items):
+        raise Rejected(Result.ITEMS_INVALID)
+    lines = ctx.items[start:end]
+    for line in lines:
+        if not 0 <= line["amount_fen"] <= ctx.rules.max_amount_fen or line["qty"] == 0:
+            raise Rejected(Result.ITEMS_INVALID)
+    if sum(line["amount_fen"] for line in lines) != op["amount_fen"]:
+        raise Rejected(Result.ITEMS_INVALID)
+    return lines
+
+
+def points_offset_fen(op: dict, card: dict, payable: int, rules) -> int:
+    """The fen a points offset takes off the order: the cashier's number of points, which
+    must buy whole fen at offset_points_per_yuan and stay within both caps (a share of
+    the payable, a number of points) and what the card can spend."""
+    pts = op["points_offset"]
+    if pts == 0:
+        return 0
+    if pts < 0 or pts > rules.max_amount_fen:
+        raise Rejected(Result.OFFSET_INVALID)
+    if rules.offset_points_per_yuan == 0:
+        raise Rejected(Result.OFFSET_NOT_ALLOWED)
+    fen, rest = divmod(pts * FEN_PER_YUAN, rules.offset_points_per_yuan)
+    if rest:
+        raise Rejected(Result.OFFSET_INVALID)
+    if fen > payable * rules.offset_max_bp // BP:
+        raise Rejected(Result.OFFSET_OVER_CAP)
+    if rules.offset_max_points > 0 and pts > rules.offset_max_points:
+        raise Rejected(Result.OFFSET_OVER_CAP)
+    if pts > spendable_points(card):
+        raise Rejected(Result.INSUFFICIENT_POINTS)
+    return fen
+
+
+def debit(card: dict, net: int, rules) -> tuple[int, int]:
+    """(from principal, from bonus) of a stored-value payment, in the chain's order."""
+    if card["principal_fen"] + card["bonus_fen"] < net:
+        raise Rejected(Result.INSUFFICIENT_BALANCE)
+    if rules.spend_order == "bonus_first":
+        from_bonus = min(net, card["bonus_fen"])
+        return net - from_bonus, from_bonus
+    from_principal = min(net, card["principal_fen"])
+    return from_principal, net - from_principal
+
+
+def swipe(op: dict, card: dict, ctx: Ctx) -> dict:
     """Return the journal amounts of the swipe and mutate card; raise Rejected untouched."""
+    rules, now_s = ctx.rules, ctx.now_s
     check_usable(card, now_s)
+    check_pin(op, card, ctx)
     amount = op["amount_fen"]
     check_amount(amount, rules)
-    lv = level_rule(rules, card["level"])
-    pay = payable_fen(amount, lv.discount_bp, rules.rounding)
+    level = effective_level(rules, card["level"])
+    lines = swipe_lines(op, ctx)
+    priced = [(line_payable(rules, level, line), line) for line in lines]
+    payable = sum(lp for lp, _ in priced)
+    offset_fen = points_offset_fen(op, card, payable, rules)
+    net = payable - offset_fen  # what the member pays in money
     from_principal = from_bonus = 0
     if not op["op_flags"] & OpFlag.PAY_EXTERNAL:
-        if card["principal_fen"] + card["bonus_fen"] < pay:
-            raise Rejected(Result.INSUFFICIENT_BALANCE)
-        if rules.spend_order == "bonus_first":
-            from_bonus = min(pay, card["bonus_fen"])
-            from_principal = pay - from_bonus
-        else:
-            from_principal = min(pay, card["principal_fen"])
-            from_bonus = pay - from_principal
+        from_principal, from_bonus = debit(card, net, rules)
     if op["op_flags"] & OpFlag.GROUP_BUY:
-        pts = 0  # group-buy orders earn nothing
+        earned = 0  # group-buy orders earn nothing
     else:
-        pts = swipe_points(rules, pay, op["category"], op["store_id"], lv.points_mult_bp)
-    if not fits_int64(card["points"] + pts, card["period_points"] + pts,
-                      card["spend_total_fen"] + pay, card["period_spend_fen"] + pay):
+        earned = weighted_points(rules, level, op["store_id"], priced, payable, offset_fen)
+    if not fits_int64(card["points"] + earned, card["period_points"] + earned,
+                      card["spend_total_fen"] + net, card["period_spend_fen"] + net):
         raise Rejected(Result.BALANCE_LIMIT)
     level_before = card["level"]
     card["principal_fen"] -= from_principal
     card["bonus_fen"] -= from_bonus
-    add_points(card, pts, now_s, rules)
-    card["period_points"] += pts
-    card["spend_total_fen"] += pay
-    card["period_spend_fen"] += pay
+    if op["points_offset"]:
+        spend_points(card, op["points_offset"])
+    add_points(card, earned, now_s, rules)
+    card["period_points"] += earned
+    card["spend_total_fen"] += net
+    card["period_spend_fen"] += net
     card["visits"] = min(card["visits"] + 1, UINT32_MAX)
     card["last_visit_s"] = now_s
     upgrade(card, rules, now_s)
-    return {"discount_fen": amount - pay, "payable_fen": pay,
+    return {"discount_fen": amount - payable, "payable_fen": payable,
             "principal_delta_fen": -from_principal, "bonus_delta_fen": -from_bonus,
-            "points_delta": pts, "level_before": level_before}
+            "points_delta": earned - op["points_offset"], "offset_fen": offset_fen,
+            "offset_points": op["points_offset"], "level_before": level_before}
 
 
-def recharge(op: dict, card: dict, rules, now_s: int) -> dict:
-    check_usable(card, now_s)
+def recharge(op: dict, card: dict, ctx: Ctx) -> dict:
+    rules = ctx.rules
+    check_usable(card, ctx.now_s)
     paid = op["amount_fen"]
     check_amount(paid, rules)
     bonus, tier_points = recharge_tier(rules, paid)
@@ -212,18 +446,19 @@ def recharge(op: dict, card: dict, rules, now_s: int) -> dict:
     level_before = card["level"]
     card["principal_fen"] += paid
     card["bonus_fen"] += bonus
-    add_points(card, pts, now_s, rules)
+    add_points(card, pts, ctx.now_s, rules)
     card["period_points"] += pts
     card["recharge_total_fen"] += paid
     card["period_recharge_fen"] += paid
-    upgrade(card, rules, now_s)
-    return {"discount_fen": 0, "payable_fen": paid, "principal_delta_fen": paid,
-            "bonus_delta_fen": bonus, "points_delta": pts, "level_before": level_before}
+    upgrade(card, rules, ctx.now_s)
+    return dict(_ZERO_AMOUNTS, payable_fen=paid, principal_delta_fen=paid,
+                bonus_delta_fen=bonus, points_delta=pts, level_before=level_before)
 
 
-def use_count(op: dict, card: dict, rules, now_s: int) -> dict:
+def use_count(op: dict, card: dict, ctx: Ctx) -> dict:
     """A count card spends uses of its one service (the op's category), not money."""
-    check_usable(card, now_s)
+    check_usable(card, ctx.now_s)
+    check_pin(op, card, ctx)
     if card["count_service"] == 0 or op["category"] != card["count_service"]:
         raise Rejected(Result.SERVICE_MISMATCH)
     uses = op["amount_fen"]
@@ -234,61 +469,162 @@ def use_count(op: dict, card: dict, rules, now_s: int) -> dict:
     level_before = card["level"]
     card["count_uses"] -= uses
     card["visits"] = min(card["visits"] + 1, UINT32_MAX)
-    card["last_visit_s"] = now_s
-    return {"discount_fen": 0, "payable_fen": 0, "principal_delta_fen": 0,
-            "bonus_delta_fen": 0, "points_delta": 0, "level_before": level_before}
+    card["last_visit_s"] = ctx.now_s
+    return dict(_ZERO_AMOUNTS, level_before=level_before)
 
 
-_HANDLERS = {OpType.SWIPE: swipe, OpType.RECHARGE: recharge, OpType.USE_COUNT: use_count}
+def proportional(x: int, before: int, after: int, whole: int) -> int:
+    """The part of x that a refund moving the refunded total from before to after gives
+    back: cumulative shares, each floored, so refunds that add up to the whole give back
+    exactly x."""
+    if whole <= 0:
+        return 0
+    return after * x // whole - before * x // whole
+
+
+def refund(op: dict, card: dict, ctx: Ctx) -> dict:
+    """Give back part (or the rest) of what an accepted swipe of the card took, in
+    proportion to the money paid for it (payable less coupons, offset included): the
+    principal/bonus split it was debited in, the points it spent (to the lot of the year
+    of the swipe), the points it earned (taken back), its spend. A level the swipe
+    brought is given back if the card no longer meets it, never below the level the card
+    had before the swipe. No PIN; any status but cancelled; expired cards too."""
+    orig, rules = ctx.orig, ctx.rules
+    if card["status"] == CardStatus.CANCELLED:
+        raise Rejected(Result.CARD_CANCELLED)
+    if (orig["op_type"] != OpType.SWIPE or orig["result"] != Result.OK
+            or orig["kind"] != RecordKind.KIND_CARD):
+        raise Rejected(Result.REFUND_NOT_REFUNDABLE)
+    if orig["card_no"] != op["card_no"]:
+        raise Rejected(Result.REFUND_CARD_MISMATCH)
+    paid = orig["payable_fen"] - orig["coupon_fen"]
+    amount = op["amount_fen"]
+    if amount <= 0:
+        raise Rejected(Result.AMOUNT_NOT_POSITIVE)
+    before = ctx.refunded_before
+    if amount > paid - before:
+        raise Rejected(Result.REFUND_EXCEEDS_PAID)
+    after = before + amount
+
+    def back(x: int) -> int:
+        return proportional(x, before, after, paid)
+
+    principal = back(-orig["principal_delta_fen"])
+    bonus = back(-orig["bonus_delta_fen"])
+    offset_points = back(orig["offset_points"])
+    offset_fen = back(orig["offset_fen"])
+    earned = back(orig["points_delta"] + orig["offset_points"])
+    spend = back(paid - orig["offset_fen"])
+    level_before = card["level"]
+    card["principal_fen"] += principal
+    card["bonus_fen"] += bonus
+    if offset_points:
+        give_points_back(card, offset_points, local_year(orig["time_s"], rules.tz_offset_s), rules)
+    if earned:
+        claw_back_points(card, earned)
+    card["spend_total_fen"] -= spend
+    card["period_spend_fen"] = max(card["period_spend_fen"] - spend, 0)
+    card["period_points"] = max(card["period_points"] - earned, 0)
+    if card["level"] > orig["level_before"]:
+        card["level"] = min(card["level"], max(level_earned(card, rules), orig["level_before"]))
+    return dict(_ZERO_AMOUNTS, payable_fen=amount, principal_delta_fen=principal,
+                bonus_delta_fen=bonus, points_delta=offset_points - earned,
+                offset_fen=offset_fen, offset_points=offset_points, level_before=level_before)
+
+
+_HANDLERS = {OpType.SWIPE: swipe, OpType.RECHARGE: recharge, OpType.USE_COUNT: use_count,
+             OpType.REFUND: refund}
 _OP_FIELDS_IN_RECORD = ("client_hi", "client_lo", "card_no", "amount_fen", "store_id",
-                        "terminal_id", "operator_id", "category", "op_type")
+                        "terminal_id", "operator_id", "category", "op_type", "op_flags")
+
+
+def _known(value) -> tuple[int, int]:
+    """A known id's (seq, result); a bare seq is an accepted op."""
+    if isinstance(value, tuple):
+        return int(value[0]), int(value[1])
+    return int(value), int(Result.OK)
 
 
 @dataclass
 class Model:
-    """The committed state of one engine: cards, known client ids, the next seq."""
+    """The committed state of one engine: cards, known client ids, the next seq, the
+    journal (records by seq) and how much of each swipe was refunded."""
 
     cards: dict[int, dict] = field(default_factory=dict)
-    known: dict[tuple[int, int], int] = field(default_factory=dict)
+    known: dict[tuple[int, int], object] = field(default_factory=dict)
     next_seq: int = 1
     records: list[dict] = field(default_factory=list)
+    committed: dict[int, dict] = field(default_factory=dict)
+    refunded: dict[int, int] = field(default_factory=dict)
+    pin_key: tuple[int, int] = (0, 0)
 
-    def apply(self, ops: list[dict], rules, now_s: int, rules_version: int | None = None
+    def apply(self, ops: list[dict], rules, now_s: int, rules_version: int | None = None,
+              items: list[dict] | None = None
               ) -> tuple[list[tuple[int, int, int]], list[dict]]:
         """Apply one batch and commit it; return per-op (code, replayed, seq) and the
         batch's journal records."""
-        results, recs, cards, ids = apply_batch(
+        results, recs, cards, ids, refunded = apply_batch(
             ops, self.cards, rules, self.known, now_s, self.next_seq,
-            rules.version if rules_version is None else rules_version)
-        self.cards, self.known = cards, ids
+            rules.version if rules_version is None else rules_version,
+            items=items, committed=self.committed, refunded=self.refunded,
+            pin_key=self.pin_key)
+        self.cards, self.known, self.refunded = cards, ids, refunded
         self.next_seq += len(recs)
         self.records.extend(recs)
+        self.committed.update((r["seq"], r) for r in recs)
         return results, recs
+
+    def remember(self, rec: dict) -> None:
+        """A record made outside the model (an admin op): a refund may name it."""
+        self.committed[rec["seq"]] = rec
+        self.known.setdefault((rec["client_hi"], rec["client_lo"]), (rec["seq"], rec["result"]))
 
 
 def apply_batch(ops: list[dict], cards: dict[int, dict], rules, known: dict, now_s: int,
-                first_seq: int, rules_version: int
-                ) -> tuple[list[tuple[int, int, int]], list[dict], dict, dict]:
+                first_seq: int, rules_version: int, *, items: list[dict] | None = None,
+                committed: dict[int, dict] | None = None, refunded: dict[int, int] | None = None,
+                pin_key: tuple[int, int] = (0, 0)
+                ) -> tuple[list[tuple[int, int, int]], list[dict], dict, dict, dict]:
     """One batch against committed state; inputs are not mutated. Returns (results,
-    records, cards after, known ids after)."""
+    records, cards after, known ids after, refunded after)."""
     cards = copy.deepcopy(cards)
-    known = dict(known)
-    seen_in_batch: dict[tuple[int, int], int] = {}
+    known = {cid: _known(v) for cid, v in known.items()}
+    committed = committed or {}
+    refunded = dict(refunded or {})
+    items = [dict(it) for it in (items or [])]
+    in_batch: dict[tuple[int, int], dict] = {}  # client id -> its record in this batch
     results: list[tuple[int, int, int]] = []
     recs: list[dict] = []
-    for op in ops:
+    for raw in ops:
+        op = dict(_OP_DEFAULTS, **raw)
         cid = (op["client_hi"], op["client_lo"])
         if cid == (0, 0):
             results.append((Result.CLIENT_ID_INVALID, 0, 0))
             continue
-        first = seen_in_batch.get(cid, known.get(cid))
-        if first is not None:
-            results.append((Result.OK, 1, first))
+        # A client id seen before answers with its first result and applies nothing.
+        if cid in in_batch:
+            results.append((in_batch[cid]["result"], 1, in_batch[cid]["seq"]))
+            continue
+        if cid in known:
+            seq, code = known[cid]
+            results.append((code, 1, seq))
             continue
         handler = _HANDLERS.get(op["op_type"])
         if handler is None:
             results.append((Result.OP_TYPE_INVALID, 0, 0))
             continue
+        orig, refunded_before = None, 0
+        if op["op_type"] == OpType.REFUND:
+            # The swipe to reverse: a record of this batch, or a committed one.
+            ref = (op["ref_hi"], op["ref_lo"])
+            if ref in in_batch:
+                orig = in_batch[ref]
+            elif ref in known:
+                orig = committed.get(known[ref][0])
+            if orig is None:
+                results.append((Result.REFUND_TARGET_NOT_FOUND, 0, 0))
+                continue
+            refunded_before = refunded.get(orig["seq"], 0)
         if op["card_no"] == 0:
             results.append((Result.CARD_NO_INVALID, 0, 0))
             continue
@@ -296,25 +632,28 @@ def apply_batch(ops: list[dict], cards: dict[int, dict], rules, known: dict, now
             results.append((Result.CARD_NOT_FOUND, 0, 0))
             continue
         trial = dict(cards[op["card_no"]])
+        ctx = Ctx(rules, now_s, items, pin_key, orig, refunded_before)
         try:
-            amounts = handler(op, trial, rules, now_s)
+            amounts = handler(op, trial, ctx)
+            code = Result.OK
         except Rejected as rej:
             results.append((rej.code, 0, 0))
             continue
+        except Journalled as jr:
+            amounts, code = jr.amounts, jr.code
         seq = first_seq + len(recs)
         rec = {name: op[name] for name in _OP_FIELDS_IN_RECORD}
         rec.update(amounts)
         rec.update(seq=seq, time_s=now_s, prev_seq=cards[op["card_no"]]["last_seq"],
-                   rules_version=rules_version, result=Result.OK, op_flags=op["op_flags"])
-        # A swipe or recharge record carries the card's after-image and none of the
-        # coupon, points-offset or refund parts (issue 4 fills those).
-        rec.update(kind=RecordKind.KIND_CARD, coupon_fen=0, offset_fen=0, offset_points=0,
-                   ref_seq=0)
+                   rules_version=rules_version, result=int(code), kind=RecordKind.KIND_CARD,
+                   coupon_fen=0, ref_seq=orig["seq"] if orig is not None else 0)
         trial["last_seq"] = seq
         rec["after"] = dict(trial)
         cards[op["card_no"]] = trial
-        seen_in_batch[cid] = seq
+        if orig is not None:
+            refunded[orig["seq"]] = refunded_before + op["amount_fen"]
+        in_batch[cid] = rec
         recs.append(rec)
-        results.append((Result.OK, 0, seq))
-    known.update(seen_in_batch)
-    return results, recs, cards, known
+        results.append((int(code), 0, seq))
+    known.update((cid, (rec["seq"], rec["result"])) for cid, rec in in_batch.items())
+    return results, recs, cards, known, refunded

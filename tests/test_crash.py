@@ -153,8 +153,11 @@ def audit(eng: Engine, recs: np.ndarray) -> None:
         if op_type not in handlers:
             continue
         card = dict(cards[row[col["card_no"]]])
-        op = {n: row[col[n]] for n in ("amount_fen", "op_flags", "category", "store_id")}
-        got = handlers[op_type](op, card, rules[row[col["rules_version"]]], row[col["time_s"]])
+        # The crash child sends plain swipes and recharges: every domain input is zero.
+        op = {n: 0 for n in OP.names}
+        op.update({n: row[col[n]] for n in ("amount_fen", "op_flags", "category", "store_id")})
+        ctx = reference.Ctx(rules=rules[row[col["rules_version"]]], now_s=row[col["time_s"]])
+        got = handlers[op_type](op, card, ctx)
         seq = row[col["seq"]]
         for n in AUDITED_AMOUNTS:
             assert got[n] == row[col[n]], (seq, n, got[n], row[col[n]])
