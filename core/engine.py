@@ -941,6 +941,18 @@ class Engine:
             return None
         return card_to_dict(self._cards[slot].copy())
 
+    def backup(self, dest_dir: str, *, compact: bool = True) -> int:
+        """A consistent copy of the environment taken while serving (one LMDB read
+        transaction); returns the last journal seq it holds. Opening the copy replays the
+        journal after its checkpoint. Another process uses core.backup.backup instead."""
+        if os.path.exists(dest_dir) and os.listdir(dest_dir):
+            raise FileExistsError(f"{dest_dir} is not empty")
+        os.makedirs(dest_dir, exist_ok=True)
+        with self.store.read() as txn:
+            last = self.store.last_seq(txn)
+            self.store.env.copy(dest_dir, compact=compact, txn=txn)
+        return last
+
     def cards_snapshot(self) -> np.ndarray:
         """The committed card table as a read-only numpy view (dtype CARD), for
         vectorised cold paths (search, reports). Rows change in place as commits
