@@ -23,8 +23,8 @@ from grpc_reflection.v1alpha import reflection
 from grpc_status import rpc_status
 
 from core import EngineClosed, Overloaded
-from core.records import OP, CardStatus, OpType, Result
-from server.auth import ROLE_ADMIN, Registry, Terminal, bearer_token
+from core.records import OP, OpType, Result
+from server.auth import ChainTerminals, Registry, Terminal, TerminalSources, bearer_token
 from server.metrics import HttpEndpoint, Metrics
 from server.mms_pb import (
     admin_pb2,
@@ -585,46 +585,6 @@ class PosService(_Base, pos_pb2_grpc.PosServiceServicer):
             **{k: int(v) for k, v in card.items() if k in fields}))
 
 
-class AdminService(_Base, admin_pb2_grpc.AdminServiceServicer):
-    @staticmethod
-    def _check(r) -> None:
-        if r.code != Result.OK:
-            raise RpcFailure.of_result(r.code, r.detail or result_reason(r.code))
-
-    @_rpc(ADMIN, "IssueCards", "unary")
-    async def IssueCards(self, request, context):
-        self.auth(context, ROLE_ADMIN)
-        if len(request.client_id) != CLIENT_ID_BYTES:
-            raise invalid("RESULT_CLIENT_ID_INVALID", "client_id must be 16 bytes")
-        n = len(request.card_nos)
-        if not 1 <= n <= ISSUE_CARDS_MAX:
-            raise invalid("BATCH_SIZE", f"issue 1..{ISSUE_CARDS_MAX} cards per call, not {n}")
-        if request.member_ids and len(request.member_ids) != n:
-            raise invalid("COLUMN_LENGTH", "member_ids must be empty or one per card",
-                          column="member_ids")
-        nos = np.array(request.card_nos, dtype=np.uint64)
-        members = np.array(request.member_ids, dtype=np.uint64) if request.member_ids else None
-        r = await self.bridge.cold(lambda: self.engine.issue_cards(
-            nos, bytes(request.client_id), type_id=request.type_id, level=request.level,
-            member_ids=members, expires_at_s=request.expires_at_s))
-        self._check(r)
-        return admin_pb2.IssueCardsResponse(code=int(r.code), replayed=r.replayed, seq=r.seq,
-                                            detail=r.detail)
-
-    @_rpc(ADMIN, "SetCardStatus", "unary")
-    async def SetCardStatus(self, request, context):
-        self.auth(context, ROLE_ADMIN)
-        if len(request.client_id) != CLIENT_ID_BYTES:
-            raise invalid("RESULT_CLIENT_ID_INVALID", "client_id must be 16 bytes")
-        if request.status not in {int(s) for s in CardStatus if int(s) != 0}:
-            raise invalid("STATUS_INVALID", f"status {request.status} is not a card status")
-        r = await self.bridge.cold(lambda: self.engine.set_card_status(
-            int(request.card_no), int(request.status), bytes(request.client_id)))
-        self._check(r)
-        return admin_pb2.SetCardStatusResponse(code=int(r.code), replayed=r.replayed, seq=r.seq,
-                                               detail=r.detail)
-
-
 # --- the server -----------------------------------------------------------------------
 
 @dataclass
@@ -660,8 +620,16 @@ class MmsServer:
 
     def __init__(self, engine, registry: Registry, metrics: Metrics, *,
                  listen: str = "127.0.0.1:0", metrics_listen: str | None = "127.0.0.1:0",
-                 tls: TlsConfig | None = None, inflight_ops_max: int = INFLIGHT_OPS_MAX) -> None:
+                 tls: TlsConfig | None = None, inflight_ops_max: int = INFLIGHT_OPS_MAX,
+                 chain=None, members=None, bootstrap_token: str | None = None) -> None:
+        """chain (core.chain.Chain) and members (core.members.MemberStore) turn on the
+        operator side of AdminService and the chain's terminal tokens; without them
+        only the file registry's terminals work, as before. bootstrap_token is the
+        one-time secret Bootstrap asks for (serve.py writes it to the data directory)."""
         self.engine = engine
+        self.chain = chain
+        self.members = members
+        self.bootstrap_token = bootstrap_token
         self.metrics = metrics
         self.bridge = Bridge(engine, inflight_ops_max)
         metrics.bind(engine, lambda: self.bridge.inflight_ops)
@@ -684,10 +652,17 @@ class MmsServer:
                 ("grpc.max_send_message_length", MESSAGE_BYTES_MAX),
                 ("grpc.so_reuseport", 0)]
         self.server = grpc.aio.server(options=opts)
+        # One interface, two sources: the chain's terminals first, then the file's.
+        terminals = (TerminalSources(ChainTerminals(self.chain), self.registry)
+                     if self.chain is not None else self.registry)
+        from server.admin import AdminService  # it builds on this module
+
         pos_pb2_grpc.add_PosServiceServicer_to_server(
-            PosService(self.bridge, self.registry, self.metrics), self.server)
+            PosService(self.bridge, terminals, self.metrics), self.server)
         admin_pb2_grpc.add_AdminServiceServicer_to_server(
-            AdminService(self.bridge, self.registry, self.metrics), self.server)
+            AdminService(self.bridge, self.registry, self.metrics, chain=self.chain,
+                         members=self.members, bootstrap_token=self.bootstrap_token),
+            self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         names = (pos_pb2.DESCRIPTOR.services_by_name["PosService"].full_name,
                  admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,

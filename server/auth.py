@@ -9,6 +9,11 @@ sha256 and one dict lookup.
 The registry is a JSON file, reloaded when its modification time changes, so revoking
 a terminal (`"revoked": true`, or removing it) takes effect within a second without a
 restart.
+
+There is one interface (`authenticate(token) -> Terminal | None`) and two sources: this
+file registry (`mms serve --config`, the demo, the benchmark) and the chain's terminals
+(`ChainTerminals`, tokens issued with IssueTerminalToken and kept in LMDB). A server
+consults both through `TerminalSources`; the chain's come first.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import secrets
 import threading
 import time
 from dataclasses import asdict, dataclass
+from typing import Protocol
 
 ROLE_POS = "pos"
 ROLE_ADMIN = "admin"
@@ -146,3 +152,53 @@ def bearer_token(metadata) -> str | None:
                 return token.strip()
             return None
     return None
+
+
+class TerminalAuth(Protocol):
+    """Whatever resolves a terminal token: the file registry or the chain."""
+
+    def authenticate(self, token: str | None) -> Terminal | None: ...
+
+
+# No hash is shown for a chain terminal: the chain keeps it, and nobody here needs it.
+_NO_HASH = "0" * 64
+
+
+class ChainTerminals:
+    """The chain's terminals (core.chain.Chain.verify_terminal_token) as Terminals with
+    the pos role. A chain terminal is never an admin: HQ tools log in as operators."""
+
+    def __init__(self, chain) -> None:
+        self.chain = chain
+        self._cache: dict[tuple[int, int], Terminal] = {}
+
+    def authenticate(self, token: str | None) -> Terminal | None:
+        t = self.chain.verify_terminal_token(token)
+        if t is None:
+            return None
+        key = (int(t.store_id), int(t.terminal_id))
+        term = self._cache.get(key)
+        if term is None:
+            term = Terminal(key[1], key[0], _NO_HASH, ROLE_POS)
+            if len(self._cache) < TERMINAL_CACHE_MAX:
+                self._cache[key] = term
+        return term
+
+
+# Terminals remembered as objects; a chain rarely has more tills than this.
+TERMINAL_CACHE_MAX = 65_536
+
+
+class TerminalSources:
+    """Several token sources behind one authenticate(): the first that knows the token
+    answers. Tokens are 256-bit random strings, so two sources never share one."""
+
+    def __init__(self, *sources: TerminalAuth) -> None:
+        self.sources = tuple(s for s in sources if s is not None)
+
+    def authenticate(self, token: str | None) -> Terminal | None:
+        for source in self.sources:
+            t = source.authenticate(token)
+            if t is not None:
+                return t
+        return None

@@ -1,4 +1,5 @@
-"""The `mms` command: serve, demo, replay, bench, and terminal tokens."""
+"""The `mms` command: serve, demo, replay, bench, terminal tokens, and the back office
+(login, member, card, operator, points, audit, chain: server/admin_cli.py)."""
 
 from __future__ import annotations
 
@@ -24,10 +25,10 @@ def _cmd_serve(args) -> int:
     if not data:
         print("mms serve: --data DIR is required (or data = ... in --config)", file=sys.stderr)
         return 2
-    if not cfg.terminals_file:
+    if not cfg.terminals_file and not args.no_terminals_file:
         print("mms serve: a terminals registry is required (--terminals FILE or "
-              "terminals_file = ... in --config); create one with `mms terminal add`",
-              file=sys.stderr)
+              "terminals_file = ... in --config; create one with `mms terminal add --file`), "
+              "or --no-terminals-file to use only the chain's terminals", file=sys.stderr)
         return 2
     return asyncio.run(serve(data, cfg))
 
@@ -35,6 +36,13 @@ def _cmd_serve(args) -> int:
 def _cmd_terminal_add(args) -> int:
     from server.auth import Terminal, load_terminals, new_token, save_terminals, token_hash
 
+    if args.file is None:
+        from server import admin_cli
+
+        return admin_cli.run(admin_cli.cmd_terminal_add_chain, args)
+    if args.terminal_id is None:
+        print("mms terminal add --file: --terminal-id is required", file=sys.stderr)
+        return 2
     terms = load_terminals(args.file) if os.path.exists(args.file) else []
     if any(t.terminal_id == args.terminal_id for t in terms):
         print(f"terminal {args.terminal_id} exists in {args.file}", file=sys.stderr)
@@ -52,6 +60,10 @@ def _cmd_terminal_revoke(args) -> int:
 
     from server.auth import load_terminals, save_terminals
 
+    if args.file is None:
+        from server import admin_cli
+
+        return admin_cli.run(admin_cli.cmd_terminal_revoke_chain, args)
     terms = load_terminals(args.file)
     if not any(t.terminal_id == args.terminal_id for t in terms):
         print(f"no terminal {args.terminal_id} in {args.file}", file=sys.stderr)
@@ -90,21 +102,28 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--metrics", help="metrics HOST:PORT for /metrics, /livez, /readyz")
     s.add_argument("--config", help="TOML config file (see docs/operating.md)")
     s.add_argument("--terminals", help="terminals registry JSON (overrides the config)")
+    s.add_argument("--no-terminals-file", action="store_true",
+                   help="serve without a terminals file: only the chain's terminal tokens")
     s.set_defaults(func=_cmd_serve)
 
-    t = sub.add_parser("terminal", help="manage terminal tokens in a registry file")
+    t = sub.add_parser("terminal", help="terminal tokens: in a registry file (--file) or in "
+                                        "the server's chain (without --file)")
     tsub = t.add_subparsers(dest="terminal_command", required=True)
     ta = tsub.add_parser("add", help="add a terminal and print its new token once")
-    ta.add_argument("--file", required=True)
-    ta.add_argument("--terminal-id", type=int, required=True)
+    ta.add_argument("--file", help="registry file; without it, the chain of --target")
+    ta.add_argument("--terminal-id", type=int, help="required with --file; else the next id")
     ta.add_argument("--store-id", type=int, required=True)
     ta.add_argument("--role", choices=("pos", "admin"), default="pos")
     ta.add_argument("--name", default="")
     ta.set_defaults(func=_cmd_terminal_add)
     tr = tsub.add_parser("revoke", help="revoke a terminal's token")
-    tr.add_argument("--file", required=True)
+    tr.add_argument("--file", help="registry file; without it, the chain of --target")
     tr.add_argument("--terminal-id", type=int, required=True)
     tr.set_defaults(func=_cmd_terminal_revoke)
+    from server import admin_cli
+
+    admin_cli.add_chain_terminal_args(ta, tr)
+    admin_cli.add_commands(sub, tsub)
 
     d = sub.add_parser("demo", help="run a demo chain with a simulated POS fleet")
     d.add_argument("--data", help="data directory (default: a temporary one)")

@@ -15,6 +15,12 @@
     sync = true
 
     [rules]                            # optional: core.RulesConfig, applied at bootstrap
+
+    [chain]                            # optional: core.chain.ChainConfig fields
+    session_ttl_s = 43200
+
+Operators and the chain's terminals live in the data directory (core/chain.py); a
+terminals file is still read when given, so both kinds of terminal token work.
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ except ModuleNotFoundError:  # pragma: no cover
 from server.app import INFLIGHT_OPS_MAX, SHUTDOWN_GRACE_SECONDS, TlsConfig
 
 KNOWN_KEYS = {"listen", "metrics", "terminals_file", "inflight_ops_max", "shutdown_grace_s",
-              "tls", "engine", "rules", "data"}
+              "tls", "engine", "rules", "data", "chain"}
 
 
 @dataclass
@@ -44,6 +50,7 @@ class ServeConfig:
     tls: TlsConfig | None = None
     engine: dict = field(default_factory=dict)
     rules: dict | None = None
+    chain: dict = field(default_factory=dict)
 
 
 def load(path: str) -> ServeConfig:
@@ -67,4 +74,5 @@ def load(path: str) -> ServeConfig:
         inflight_ops_max=int(doc.get("inflight_ops_max", INFLIGHT_OPS_MAX)),
         shutdown_grace_s=float(doc.get("shutdown_grace_s", SHUTDOWN_GRACE_SECONDS)),
         tls=tls, engine=dict(doc.get("engine", {})), rules=doc.get("rules"),
+        chain=dict(doc.get("chain", {})),
     )

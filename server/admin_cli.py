@@ -1,0 +1,580 @@
+"""`mms` subcommands for the back office: each is one AdminService call to a running server.
+
+    mms login --target HOST:PORT --login alice     # stores the session (0600)
+    mms member add --name 张三 --phone 13800138000
+    mms card issue 8800001 --member 1
+    mms member search --name 张 --json
+
+The session comes from --session, else $MMS_SESSION, else the file `mms login` wrote
+($XDG_CONFIG_HOME/mms/session, by default ~/.config/mms/session), which also remembers
+the target. Every change sends a fresh 16-byte client id; pass --client-id HEX to retry
+a change whose answer was lost without applying it twice. Each command prints one short
+line, or the response as JSON with --json; a refused call prints its status and reason
+to stderr and exits 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import os
+import sys
+import uuid
+
+import grpc
+from google.protobuf.json_format import MessageToDict
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+
+from server.mms_pb import admin_pb2, admin_pb2_grpc, types_pb2
+
+DEFAULT_TARGET = "127.0.0.1:7000"
+# One upload message of `mms member import`: far below the server's message bound.
+IMPORT_CHUNK_BYTES = 256 * 1024
+CALL_TIMEOUT_SECONDS = 120.0
+
+_CARD_STATUS = {"freeze": ("CARD_STATUS_FROZEN", "frozen"),
+                "unfreeze": ("CARD_STATUS_ACTIVE", "active"),
+                "lost": ("CARD_STATUS_LOST", "reported lost"),
+                "found": ("CARD_STATUS_ACTIVE", "active"),
+                "cancel": ("CARD_STATUS_CANCELLED", "cancelled")}
+
+
+class CliError(Exception):
+    pass
+
+
+# --- session and channel ----------------------------------------------------------------
+
+def session_path() -> str:
+    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    return os.path.join(base, "mms", "session")
+
+
+def _saved() -> dict:
+    try:
+        with open(session_path()) as f:
+            return json.load(f)
+    except (FileNotFoundError, ValueError):
+        return {}
+
+
+def save_session(doc: dict) -> str:
+    path = session_path()
+    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+    tmp = path + ".tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(doc, f)
+    os.replace(tmp, path)
+    return path
+
+
+def _target(args) -> str:
+    return args.target or os.environ.get("MMS_TARGET") or _saved().get("target") or DEFAULT_TARGET
+
+
+def _channel(args) -> grpc.Channel:
+    target = _target(args)
+    if args.ca:
+        with open(args.ca, "rb") as f:
+            return grpc.secure_channel(target, grpc.ssl_channel_credentials(f.read()))
+    return grpc.insecure_channel(target)
+
+
+def _metadata(args, token: str | None = None):
+    token = token or args.session or os.environ.get("MMS_SESSION") or _saved().get("session")
+    if not token:
+        raise CliError("no session: run `mms login` or pass --session / set MMS_SESSION")
+    return (("authorization", f"Bearer {token}"),)
+
+
+def _cid(args) -> bytes:
+    if getattr(args, "client_id", None):
+        cid = bytes.fromhex(args.client_id)
+        if len(cid) != 16:
+            raise CliError("--client-id is 32 hex digits")
+        return cid
+    return uuid.uuid4().bytes
+
+
+def _password(args, attr: str = "password", prompt: str = "password: ") -> str:
+    value = getattr(args, attr, None) or os.environ.get("MMS_PASSWORD")
+    return value if value else getpass.getpass(prompt)
+
+
+def _emit(args, msg, line: str) -> None:
+    if args.json:
+        print(json.dumps(MessageToDict(msg, preserving_proto_field_name=True),
+                         ensure_ascii=False))
+    else:
+        print(line)
+
+
+def _call(args, method: str, request, *, token: str | None = None, auth: bool = True):
+    with _channel(args) as ch:
+        stub = admin_pb2_grpc.AdminServiceStub(ch)
+        md = _metadata(args, token) if auth else None
+        return getattr(stub, method)(request, metadata=md, timeout=CALL_TIMEOUT_SECONDS)
+
+
+def _failure_text(e: grpc.RpcError) -> str:
+    reason = ""
+    st = rpc_status.from_call(e) if hasattr(e, "trailing_metadata") else None
+    for d in st.details if st is not None else ():
+        info = error_details_pb2.ErrorInfo()
+        if d.Unpack(info):
+            reason = info.reason
+    return f"{e.code().name} {reason}: {e.details()}".replace(" :", ":")
+
+
+def run(func, args) -> int:
+    try:
+        return int(func(args) or 0)
+    except CliError as e:
+        print(f"mms: {e}", file=sys.stderr)
+        return 2
+    except grpc.RpcError as e:
+        print(f"mms: {_failure_text(e)}", file=sys.stderr)
+        return 1
+
+
+# --- commands -----------------------------------------------------------------------------
+
+def cmd_bootstrap(args) -> int:
+    token = args.bootstrap_token
+    if not token and args.token_file:
+        with open(args.token_file) as f:
+            token = f.read().strip()
+    if not token:
+        raise CliError("pass --token-file <data>/bootstrap.token or --bootstrap-token")
+    r = _call(args, "Bootstrap", admin_pb2.BootstrapRequest(
+        client_id=_cid(args), chain_name=args.name, admin_login=args.admin_login,
+        admin_password=_password(args, "admin_password"), admin_name=args.admin_name),
+        token=token)
+    _emit(args, r, f"chain {args.name!r} created; admin {r.admin.login} is operator "
+                   f"{r.admin.operator_id}")
+    return 0
+
+
+def cmd_login(args) -> int:
+    r = _call(args, "Login", admin_pb2.LoginRequest(login=args.login, password=_password(args)),
+              auth=False)
+    path = save_session({"target": _target(args), "session": r.session_token,
+                         "login": r.operator.login, "expires_s": r.expires_s})
+    if args.print_token:
+        print(r.session_token)
+    else:
+        _emit(args, r.operator, f"logged in as {r.operator.login} ({r.operator.role}); "
+                                f"session saved in {path}")
+    return 0
+
+
+def cmd_node_add(args) -> int:
+    kind = admin_pb2.NodeKind.Value("NODE_KIND_" + args.kind.upper())
+    r = _call(args, "CreateNode", admin_pb2.CreateNodeRequest(
+        client_id=_cid(args), kind=kind, parent_id=args.parent, name=args.name,
+        node_id=args.id or 0))
+    _emit(args, r, f"{args.kind} {r.node.node_id} {r.node.name!r} under {r.node.parent_id}")
+    return 0
+
+
+def cmd_node_list(args) -> int:
+    kind = admin_pb2.NodeKind.Value("NODE_KIND_" + args.kind.upper()) if args.kind else 0
+    r = _call(args, "ListNodes", admin_pb2.ListNodesRequest(kind=kind))
+    if args.json:
+        _emit(args, r, "")
+    else:
+        for n in r.nodes:
+            kind_name = admin_pb2.NodeKind.Name(n.kind).removeprefix("NODE_KIND_").lower()
+            closed = "\tclosed" if n.closed_s else ""
+            print(f"{n.node_id}\t{kind_name}\t{n.parent_id}\t{n.name}{closed}")
+    return 0
+
+
+def cmd_terminal_add_chain(args) -> int:
+    node = _call(args, "CreateNode", admin_pb2.CreateNodeRequest(
+        client_id=_cid(args), kind=admin_pb2.NODE_KIND_TERMINAL, parent_id=args.store_id,
+        name=args.name or f"till {args.terminal_id or ''}".strip(),
+        node_id=args.terminal_id or 0)).node
+    r = _call(args, "IssueTerminalToken", admin_pb2.IssueTerminalTokenRequest(
+        client_id=uuid.uuid4().bytes, terminal_id=node.node_id))
+    # The token is shown once; only its hash is stored.
+    _emit(args, r, r.token)
+    return 0
+
+
+def cmd_terminal_token(args) -> int:
+    r = _call(args, "IssueTerminalToken", admin_pb2.IssueTerminalTokenRequest(
+        client_id=_cid(args), terminal_id=args.terminal_id))
+    _emit(args, r, r.token or "(replay: the token was shown by the first call; issue again)")
+    return 0
+
+
+def cmd_terminal_revoke_chain(args) -> int:
+    r = _call(args, "RevokeTerminalToken", admin_pb2.RevokeTerminalTokenRequest(
+        client_id=_cid(args), terminal_id=args.terminal_id))
+    _emit(args, r, f"terminal {args.terminal_id}: token revoked")
+    return 0
+
+
+def cmd_operator_add(args) -> int:
+    r = _call(args, "CreateOperator", admin_pb2.CreateOperatorRequest(
+        client_id=_cid(args), login=args.login, password=_password(args), role=args.role,
+        name=args.name, home_store_id=args.store or 0))
+    o = r.operator
+    _emit(args, r, f"operator {o.operator_id} {o.login} ({o.role}"
+                   f"{f', store {o.home_store_id}' if o.home_store_id else ''})")
+    return 0
+
+
+def cmd_operator_disable(args) -> int:
+    r = _call(args, "DisableOperator", admin_pb2.DisableOperatorRequest(
+        client_id=_cid(args), operator_id=args.operator_id))
+    _emit(args, r, f"operator {r.operator.operator_id} {r.operator.login} disabled")
+    return 0
+
+
+def cmd_operator_passwd(args) -> int:
+    own = not args.operator_id
+    old = _password(args, "old_password", "current password: ") if own else ""
+    new = args.new_password or os.environ.get("MMS_NEW_PASSWORD") or getpass.getpass("new password: ")
+    r = _call(args, "ResetPassword", admin_pb2.ResetPasswordRequest(
+        client_id=_cid(args), operator_id=args.operator_id or 0, new_password=new,
+        old_password=old))
+    _emit(args, r, "password changed; that operator's sessions have ended")
+    return 0
+
+
+def _profile(args) -> admin_pb2.MemberProfile:
+    p = admin_pb2.MemberProfile(name=args.name or "", phone=args.phone or "",
+                                id_no=args.id_no or "", gender=args.gender or "",
+                                birthday=args.birthday or "", address=args.address or "",
+                                source=args.source or "", home_store_id=args.store or 0)
+    p.tags.extend(args.tag or [])
+    return p
+
+
+def _member_line(m) -> str:
+    p = m.profile
+    status = admin_pb2.MemberStatus.Name(m.status).removeprefix("MEMBER_STATUS_").lower()
+    return (f"member {m.member_id} {p.name} phone {p.phone or '-'} store {p.home_store_id} "
+            f"{status}")
+
+
+def cmd_member_add(args) -> int:
+    r = _call(args, "CreateMember", admin_pb2.CreateMemberRequest(client_id=_cid(args),
+                                                                   profile=_profile(args)))
+    _emit(args, r, f"member {r.member_id} {'exists (replay)' if r.outcome.replayed else 'created'}")
+    return 0
+
+
+def cmd_member_show(args) -> int:
+    r = _call(args, "GetMember", admin_pb2.GetMemberRequest(member_id=args.member_id,
+                                                            reveal=args.reveal))
+    cards = ", ".join(f"{c.card_no} ({c.principal_fen + c.bonus_fen} fen, {c.points} pts)"
+                      for c in r.cards) or "no cards"
+    _emit(args, r, f"{_member_line(r.member)}; cards: {cards}")
+    return 0
+
+
+def cmd_member_find(args) -> int:
+    r = _call(args, "FindMemberByPhone", admin_pb2.FindMemberByPhoneRequest(phone=args.phone))
+    _emit(args, r, _member_line(r.member))
+    return 0
+
+
+def _search_request(args) -> admin_pb2.SearchMembersRequest:
+    q = admin_pb2.SearchMembersRequest(
+        phone=args.phone or "", name=args.name or "", name_contains=args.contains,
+        card_no=args.card or 0, store_id=args.store or 0, limit=getattr(args, "limit", 0) or 0,
+        offset=getattr(args, "offset", 0) or 0)
+    q.tags.extend(args.tag or [])
+    if args.level is not None:
+        q.level = args.level
+    if args.spend_min is not None:
+        q.spend_min_fen = args.spend_min
+    if args.spend_max is not None:
+        q.spend_max_fen = args.spend_max
+    if args.status:
+        q.status = admin_pb2.MemberStatus.Value("MEMBER_STATUS_" + args.status.upper())
+    return q
+
+
+def cmd_member_search(args) -> int:
+    r = _call(args, "SearchMembers", _search_request(args))
+    if args.json:
+        _emit(args, r, "")
+    else:
+        for m in r.members:
+            print(_member_line(m))
+        print(f"{len(r.members)} of {r.total} members")
+    return 0
+
+
+def cmd_member_status(args) -> int:
+    status = {"freeze": admin_pb2.MEMBER_STATUS_FROZEN, "unfreeze": admin_pb2.MEMBER_STATUS_ACTIVE,
+              "cancel": admin_pb2.MEMBER_STATUS_CANCELLED,
+              "restore": admin_pb2.MEMBER_STATUS_ACTIVE}[args.member_command]
+    r = _call(args, "SetMemberStatus", admin_pb2.SetMemberStatusRequest(
+        client_id=_cid(args), member_id=args.member_id, status=status, reason=args.reason or ""))
+    _emit(args, r, f"member {args.member_id}: {args.member_command} done")
+    return 0
+
+
+def cmd_member_import(args) -> int:
+    def chunks():
+        yield admin_pb2.ImportMembersRequest(file_name=os.path.basename(args.file),
+                                             file_id=args.file_id or "")
+        with open(args.file, "rb") as f:
+            for block in iter(lambda: f.read(IMPORT_CHUNK_BYTES), b""):
+                yield admin_pb2.ImportMembersRequest(chunk=block)
+
+    with _channel(args) as ch:
+        r = admin_pb2_grpc.AdminServiceStub(ch).ImportMembers(
+            chunks(), metadata=_metadata(args), timeout=None)
+    if args.errors and r.row_errors:
+        import csv
+
+        with open(args.errors, "w", newline="", encoding="utf-8-sig") as f:
+            w = csv.writer(f)
+            w.writerow(["line", "reason"])
+            for e in r.row_errors:
+                w.writerow([e.line, e.reason])
+    _emit(args, r, f"{r.rows} rows: {r.created} created, {r.already_imported} already imported, "
+                   f"{r.errors} refused")
+    return 0
+
+
+def cmd_member_export(args) -> int:
+    fmt = "xlsx" if args.file.lower().endswith(".xlsx") else "csv"
+    req = admin_pb2.ExportMembersRequest(query=_search_request(args), format=fmt)
+    n = 0
+    tmp = args.file + ".part"
+    with _channel(args) as ch, open(tmp, "wb") as f:
+        for part in admin_pb2_grpc.AdminServiceStub(ch).ExportMembers(
+                req, metadata=_metadata(args), timeout=None):
+            f.write(part.chunk)
+            n = part.members or n
+    os.replace(tmp, args.file)
+    if args.json:
+        print(json.dumps({"members": n, "file": args.file}))
+    else:
+        print(f"{n} members written to {args.file}")
+    return 0
+
+
+def cmd_card_issue(args) -> int:
+    req = admin_pb2.IssueCardsRequest(client_id=_cid(args), card_nos=args.card_nos,
+                                      type_id=args.type, level=args.level,
+                                      store_id=args.store or 0)
+    if args.member:
+        req.member_ids.extend([args.member] * len(args.card_nos))
+    r = _call(args, "IssueCards", req)
+    _emit(args, r, f"{len(args.card_nos)} card(s) issued{' (replay)' if r.replayed else ''}")
+    return 0
+
+
+def cmd_card_status(args) -> int:
+    name, word = _CARD_STATUS[args.card_command]
+    r = _call(args, "SetCardStatus", admin_pb2.SetCardStatusRequest(
+        client_id=_cid(args), card_no=args.card_no, status=types_pb2.CardStatus.Value(name)))
+    _emit(args, r, f"card {args.card_no}: {word}")
+    return 0
+
+
+def cmd_card_pin(args) -> int:
+    if args.reset:
+        r = _call(args, "ResetPin", admin_pb2.ResetPinRequest(client_id=_cid(args),
+                                                              card_no=args.card_no))
+        _emit(args, r, f"card {args.card_no}: PIN removed and unlocked")
+        return 0
+    pin = args.pin or os.environ.get("MMS_PIN") or getpass.getpass("PIN: ")
+    r = _call(args, "SetPin", admin_pb2.SetPinRequest(client_id=_cid(args), card_no=args.card_no,
+                                                      pin=pin))
+    _emit(args, r, f"card {args.card_no}: PIN set")
+    return 0
+
+
+def cmd_card_journal(args) -> int:
+    r = _call(args, "GetCardJournal", admin_pb2.GetCardJournalRequest(card_no=args.card_no,
+                                                                      limit=args.limit))
+    if args.json:
+        _emit(args, r, "")
+    else:
+        for e in r.entries:
+            print(f"{e.seq}\t{e.op}\t{e.time_s}\tstore {e.store_id}\t{e.amount_fen} fen\t"
+                  f"balance {e.balance_after_fen}\tpoints {e.points_after}")
+    return 0
+
+
+def cmd_points(args) -> int:
+    if args.points_command == "expire":
+        r = _call(args, "ExpirePoints", admin_pb2.ExpirePointsRequest(client_id=_cid(args)))
+        _emit(args, r, f"{r.expired_points} points expired on {r.cards} cards")
+    else:
+        r = _call(args, "RemindExpiringPoints", admin_pb2.RemindExpiringPointsRequest(
+            client_id=_cid(args), min_points=args.min_points))
+        _emit(args, r, f"{r.notices} reminders written to the outbox")
+    return 0
+
+
+def cmd_audit(args) -> int:
+    r = _call(args, "AuditLog", admin_pb2.AuditLogRequest(
+        since_seq=args.since, operator_id=args.operator or 0, store_id=args.store or 0,
+        limit=args.limit))
+    if args.json:
+        _emit(args, r, "")
+    else:
+        for e in r.events:
+            print(f"{e.seq}\t{e.time_s}\t{e.op}\toperator {e.operator_id}\tstore {e.store_id}\t"
+                  f"{e.detail_json}")
+    return 0
+
+
+# --- the parser -------------------------------------------------------------------------------
+
+def _common(p: argparse.ArgumentParser, *, mutating: bool = False) -> None:
+    p.add_argument("--target", help="server HOST:PORT (default: $MMS_TARGET, the saved "
+                                    f"session's, or {DEFAULT_TARGET})")
+    p.add_argument("--session", help="session token (default: $MMS_SESSION or `mms login`'s)")
+    p.add_argument("--ca", help="CA certificate for a TLS server")
+    p.add_argument("--json", action="store_true", help="print the response as JSON")
+    if mutating:
+        p.add_argument("--client-id", help="32 hex digits: repeat a change without applying "
+                                           "it twice")
+
+
+def _query_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--name")
+    p.add_argument("--contains", action="store_true", help="match the name anywhere")
+    p.add_argument("--phone")
+    p.add_argument("--card", type=int)
+    p.add_argument("--level", type=int)
+    p.add_argument("--tag", action="append")
+    p.add_argument("--store", type=int)
+    p.add_argument("--spend-min", type=int, help="fen")
+    p.add_argument("--spend-max", type=int, help="fen")
+    p.add_argument("--status", choices=("active", "frozen", "cancelled"))
+
+
+def add_commands(sub, terminal_sub) -> None:
+    """Add the back-office commands to `mms`'s subparsers (and the chain forms of
+    `mms terminal add|revoke`, which apply when --file is not given)."""
+    def cmd(parent, name: str, func, help_: str, *, mutating: bool = False):
+        p = parent.add_parser(name, help=help_)
+        _common(p, mutating=mutating)
+        p.set_defaults(func=lambda a: run(func, a))
+        return p
+
+    c = sub.add_parser("chain", help="the chain's tree: bootstrap, regions, stores")
+    csub = c.add_subparsers(dest="chain_command", required=True)
+    p = cmd(csub, "bootstrap", cmd_bootstrap, "create HQ and the first admin", mutating=True)
+    p.add_argument("--name", required=True, help="the chain's name")
+    p.add_argument("--admin-login", required=True)
+    p.add_argument("--admin-password", help="default: $MMS_PASSWORD or a prompt")
+    p.add_argument("--admin-name", default="")
+    p.add_argument("--token-file", help="the server's <data>/bootstrap.token")
+    p.add_argument("--bootstrap-token")
+    p = cmd(csub, "add", cmd_node_add, "add a region, store or terminal node", mutating=True)
+    p.add_argument("--kind", choices=("region", "store", "terminal"), required=True)
+    p.add_argument("--parent", type=int, required=True)
+    p.add_argument("--name", required=True)
+    p.add_argument("--id", type=int, help="the node id to use (default: the next)")
+    p = cmd(csub, "list", cmd_node_list, "list the tree")
+    p.add_argument("--kind", choices=("hq", "region", "store", "terminal"))
+
+    p = cmd(sub, "login", cmd_login, "log in as an operator and save the session")
+    p.add_argument("--login", required=True)
+    p.add_argument("--password", help="default: $MMS_PASSWORD or a prompt")
+    p.add_argument("--print-token", action="store_true", help="print the session token")
+
+    m = sub.add_parser("member", help="members: add, show, find, search, import, export...")
+    msub = m.add_subparsers(dest="member_command", required=True)
+    p = cmd(msub, "add", cmd_member_add, "enrol a member", mutating=True)
+    p.add_argument("--name", required=True)
+    for flag in ("--phone", "--id-no", "--gender", "--birthday", "--address", "--source"):
+        p.add_argument(flag)
+    p.add_argument("--tag", action="append")
+    p.add_argument("--store", type=int, help="home store (default: the operator's)")
+    p = cmd(msub, "show", cmd_member_show, "show a member and their cards")
+    p.add_argument("member_id", type=int)
+    p.add_argument("--reveal", action="store_true", help="phone and ID in full (audited)")
+    p = cmd(msub, "find", cmd_member_find, "find a member by phone")
+    p.add_argument("phone")
+    p = cmd(msub, "search", cmd_member_search, "search members")
+    _query_args(p)
+    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--offset", type=int, default=0)
+    p = cmd(msub, "import", cmd_member_import, "import a .csv or .xlsx file")
+    p.add_argument("file")
+    p.add_argument("--file-id", help="a key for the file (default: its SHA-256)")
+    p.add_argument("--errors", help="write the refused rows to this CSV")
+    p = cmd(msub, "export", cmd_member_export, "export members to .csv or .xlsx (masked)")
+    p.add_argument("file")
+    _query_args(p)
+    for name in ("freeze", "unfreeze", "cancel", "restore"):
+        p = cmd(msub, name, cmd_member_status, f"{name} a member", mutating=True)
+        p.add_argument("member_id", type=int)
+        p.add_argument("--reason")
+
+    k = sub.add_parser("card", help="cards: issue, freeze, lost, found, cancel, pin, journal")
+    ksub = k.add_subparsers(dest="card_command", required=True)
+    p = cmd(ksub, "issue", cmd_card_issue, "issue cards", mutating=True)
+    p.add_argument("card_nos", type=int, nargs="+")
+    p.add_argument("--member", type=int, help="the member who holds them")
+    p.add_argument("--type", type=int, default=1)
+    p.add_argument("--level", type=int, default=0)
+    p.add_argument("--store", type=int)
+    for name in _CARD_STATUS:
+        p = cmd(ksub, name, cmd_card_status, f"{name} a card", mutating=True)
+        p.add_argument("card_no", type=int)
+    p = cmd(ksub, "pin", cmd_card_pin, "set a card's PIN, or --reset it", mutating=True)
+    p.add_argument("card_no", type=int)
+    p.add_argument("--pin", help="default: $MMS_PIN or a prompt")
+    p.add_argument("--reset", action="store_true", help="remove the PIN and its lockout")
+    p = cmd(ksub, "journal", cmd_card_journal, "a card's latest journal records")
+    p.add_argument("card_no", type=int)
+    p.add_argument("--limit", type=int, default=20)
+
+    o = sub.add_parser("operator", help="operators: add, disable, passwd")
+    osub = o.add_subparsers(dest="operator_command", required=True)
+    p = cmd(osub, "add", cmd_operator_add, "add an operator", mutating=True)
+    p.add_argument("--login", required=True)
+    p.add_argument("--role", required=True, choices=("admin", "store_manager", "cashier",
+                                                     "customer_service", "finance", "marketing",
+                                                     "auditor"))
+    p.add_argument("--store", type=int, help="home store (store roles)")
+    p.add_argument("--name", default="")
+    p.add_argument("--password", help="default: $MMS_PASSWORD or a prompt")
+    p = cmd(osub, "disable", cmd_operator_disable, "disable an operator", mutating=True)
+    p.add_argument("operator_id", type=int)
+    p = cmd(osub, "passwd", cmd_operator_passwd,
+            "set an operator's password (yours without an id)", mutating=True)
+    p.add_argument("operator_id", type=int, nargs="?", default=0)
+    p.add_argument("--old-password", help="yours, to change your own")
+    p.add_argument("--new-password", help="default: $MMS_NEW_PASSWORD or a prompt")
+
+    pt = sub.add_parser("points", help="points runs: expire, remind")
+    psub = pt.add_subparsers(dest="points_command", required=True)
+    cmd(psub, "expire", cmd_points, "clear points past their validity", mutating=True)
+    p = cmd(psub, "remind", cmd_points, "remind holders of points expiring this year",
+            mutating=True)
+    p.add_argument("--min-points", type=int, default=1)
+
+    p = cmd(sub, "audit", cmd_audit, "the audit trail, oldest first")
+    p.add_argument("--since", type=int, default=0, help="only events after this seq")
+    p.add_argument("--operator", type=int)
+    p.add_argument("--store", type=int)
+    p.add_argument("--limit", type=int, default=100)
+
+    p = cmd(terminal_sub, "token", cmd_terminal_token,
+            "issue a new token for a chain terminal (revokes its old one)", mutating=True)
+    p.add_argument("--terminal-id", type=int, required=True)
+
+
+def add_chain_terminal_args(add: argparse.ArgumentParser, revoke: argparse.ArgumentParser) -> None:
+    """`mms terminal add|revoke` without --file talk to the server's chain."""
+    for p in (add, revoke):
+        _common(p, mutating=True)
