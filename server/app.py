@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import grpc
 import numpy as np
+from core._fastpath import COUPONS_PER_OP
 from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -23,7 +24,7 @@ from grpc_reflection.v1alpha import reflection
 from grpc_status import rpc_status
 
 from core import EngineClosed, Overloaded
-from core.records import OP, OpType, Result
+from core.records import ITEM, OP, ItemFlag, OpType, Result
 from server.auth import ChainTerminals, Registry, Terminal, TerminalSources, bearer_token
 from server.metrics import HttpEndpoint, Metrics
 from server.mms_pb import (
@@ -219,9 +220,10 @@ class Bridge:
             raise RpcFailure(grpc.StatusCode.RESOURCE_EXHAUSTED, "INFLIGHT_LIMIT",
                              f"{self.inflight_ops} ops in flight, limit {self.inflight_ops_max}")
 
-    def _submit(self, ops: np.ndarray):
+    def _submit(self, ops: np.ndarray, items: np.ndarray | None = None,
+                coupon_ids: np.ndarray | None = None):
         try:
-            return self.engine.submit(ops)
+            return self.engine.submit(ops, items, coupon_ids)
         except Overloaded as e:
             raise RpcFailure(grpc.StatusCode.RESOURCE_EXHAUSTED, "ENGINE_OVERLOADED", str(e)) from e
         except EngineClosed as e:
@@ -243,10 +245,11 @@ class Bridge:
 
         cf.add_done_callback(done)
 
-    def start(self, ops: np.ndarray, context) -> asyncio.Future:
+    def start(self, ops: np.ndarray, context, items: np.ndarray | None = None,
+              coupon_ids: np.ndarray | None = None) -> asyncio.Future:
         """Submit a batch now; return a loop future of its BatchResult."""
         self._admit(len(ops), context)
-        cf = self._submit(ops)
+        cf = self._submit(ops, items, coupon_ids)
         fut = asyncio.get_running_loop().create_future()
 
         def deliver(cf) -> None:
@@ -403,7 +406,7 @@ def encode_one(res, i: int = 0) -> types_pb2.OpResult:
                              seq=int(res.seq[i]))
     if rec is not None:
         for name in ("amount_fen", "discount_fen", "payable_fen", "principal_delta_fen",
-                     "bonus_delta_fen", "points_delta"):
+                     "bonus_delta_fen", "points_delta", "coupon_fen", "offset_fen"):
             setattr(out, name, int(rec[name]))
         after = rec["after"]
         out.principal_fen = int(after["principal_fen"])
@@ -443,6 +446,58 @@ def _single_op(req, term: Terminal, op_type: int, category: int = 0, flags: int 
             op_type, flags)
 
 
+# A basket at one till: enough lines for a supermarket trolley, small enough to check.
+ITEMS_PER_SWIPE_MAX = 256
+PIN_DIGITS_MAX = 9
+
+
+def _pin(digits: str) -> tuple[int, int]:
+    if not digits:
+        return 0, 0
+    if len(digits) > PIN_DIGITS_MAX or not digits.isdigit() or not digits.isascii():
+        raise invalid("PIN_MALFORMED", f"a PIN is 1 to {PIN_DIGITS_MAX} digits")
+    return int(digits), len(digits)
+
+
+def _full_op(row: tuple, *, pin: str = "", points_offset: int = 0,
+             ref_client_id: bytes = b"") -> np.ndarray:
+    """One OP row from a SINGLE_OP tuple plus the domain inputs."""
+    ops = np.zeros(1, dtype=SINGLE_OP)
+    ops[0] = row
+    ops = ops.view(OP).copy()
+    ops["pin"], ops["pin_len"] = _pin(pin)
+    if points_offset < 0:
+        raise invalid("RESULT_OFFSET_INVALID", "points_offset must not be negative")
+    ops["points_offset"] = points_offset
+    if ref_client_id:
+        if len(ref_client_id) != CLIENT_ID_BYTES:
+            raise invalid("RESULT_CLIENT_ID_INVALID", "swipe_client_id must be 16 bytes")
+        ops["ref_hi"] = int.from_bytes(ref_client_id[:8], "big")
+        ops["ref_lo"] = int.from_bytes(ref_client_id[8:], "big")
+    return ops
+
+
+def _basket(req, ops: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """The swipe's line items and coupons as engine arrays, checked at the edge."""
+    items = coupons = None
+    if req.items:
+        if len(req.items) > ITEMS_PER_SWIPE_MAX:
+            raise invalid("TOO_MANY_ITEMS", f"at most {ITEMS_PER_SWIPE_MAX} lines per swipe")
+        items = np.zeros(len(req.items), dtype=ITEM)
+        for i, line in enumerate(req.items):
+            if line.category >= 65_536 or line.qty == 0 or line.amount_fen < 0:
+                raise invalid("RESULT_ITEMS_INVALID", f"line {i}: category 0..65535, qty >= 1, amount >= 0")
+            items[i] = (line.sku, line.amount_fen, line.qty, line.category,
+                        ItemFlag.ITEM_NO_POINTS if line.no_points else 0, 0)
+        ops["items_off"], ops["items_n"] = 0, len(items)
+    if req.coupon_ids:
+        if len(req.coupon_ids) > COUPONS_PER_OP:
+            raise invalid("RESULT_COUPONS_INVALID", f"at most {COUPONS_PER_OP} coupons per swipe")
+        coupons = np.array(req.coupon_ids, dtype=np.uint64)
+        ops["coupons_off"], ops["coupons_n"] = 0, len(coupons)
+    return items, coupons
+
+
 # --- services -------------------------------------------------------------------------
 
 class _Base:
@@ -472,7 +527,14 @@ class PosService(_Base, pos_pb2_grpc.PosServiceServicer):
     async def Swipe(self, request, context):
         term = self.auth(context)
         row = _single_op(request, term, OpType.SWIPE, request.category, request.flags)
-        res, i = await self.bridge.start_one(row, context)
+        if request.items or request.coupon_ids or request.points_offset or request.pin:
+            # A swipe with a basket, coupons, an offset or a PIN travels alone with its
+            # arrays; plain swipes share submissions (start_one).
+            ops = _full_op(row, pin=request.pin, points_offset=request.points_offset)
+            items, coupons = _basket(request, ops)
+            res, i = await self.bridge.start(ops, context, items, coupons), 0
+        else:
+            res, i = await self.bridge.start_one(row, context)
         if res.codes[i] != Result.OK:
             raise RpcFailure.of_result(res.codes[i], replayed=str(bool(res.replayed[i])).lower())
         return pos_pb2.SwipeResponse(result=encode_one(res, i))
@@ -583,6 +645,33 @@ class PosService(_Base, pos_pb2_grpc.PosServiceServicer):
         fields = {f.name for f in types_pb2.Card.DESCRIPTOR.fields}
         return pos_pb2.GetCardResponse(card=types_pb2.Card(
             **{k: int(v) for k, v in card.items() if k in fields}))
+
+    @_rpc(POS, "Refund", "unary")
+    async def Refund(self, request, context):
+        term = self.auth(context)
+        row = _single_op(request, term, OpType.REFUND)
+        ops = _full_op(row, ref_client_id=request.swipe_client_id)
+        res = await self.bridge.start(ops, context)
+        if res.codes[0] != Result.OK:
+            raise RpcFailure.of_result(res.codes[0], replayed=str(bool(res.replayed[0])).lower())
+        return pos_pb2.RefundResponse(result=encode_one(res, 0))
+
+    @_rpc(POS, "UseCount", "unary")
+    async def UseCount(self, request, context):
+        term = self.auth(context)
+        if request.uses <= 0:
+            raise invalid("RESULT_AMOUNT_NOT_POSITIVE", "uses must be positive")
+        if request.service == 0 or request.service >= 65_536:
+            raise invalid("VALUE_OUT_OF_RANGE", "service must be 1..65535", column="service")
+        fake = pos_pb2.SwipeRequest(client_id=request.client_id, card_no=request.card_no,
+                                    amount_fen=request.uses, operator_id=request.operator_id,
+                                    store_id=request.store_id)
+        row = _single_op(fake, term, OpType.USE_COUNT, request.service)
+        ops = _full_op(row, pin=request.pin)
+        res = await self.bridge.start(ops, context)
+        if res.codes[0] != Result.OK:
+            raise RpcFailure.of_result(res.codes[0], replayed=str(bool(res.replayed[0])).lower())
+        return pos_pb2.UseCountResponse(result=encode_one(res, 0))
 
 
 # --- the server -----------------------------------------------------------------------

@@ -8,7 +8,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class SwipeRequest(_message.Message):
-    __slots__ = ("client_id", "card_no", "amount_fen", "category", "flags", "operator_id", "store_id")
+    __slots__ = ("client_id", "card_no", "amount_fen", "category", "flags", "operator_id", "store_id", "items", "coupon_ids", "points_offset", "pin")
     CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
     CARD_NO_FIELD_NUMBER: _ClassVar[int]
     AMOUNT_FEN_FIELD_NUMBER: _ClassVar[int]
@@ -16,6 +16,10 @@ class SwipeRequest(_message.Message):
     FLAGS_FIELD_NUMBER: _ClassVar[int]
     OPERATOR_ID_FIELD_NUMBER: _ClassVar[int]
     STORE_ID_FIELD_NUMBER: _ClassVar[int]
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    COUPON_IDS_FIELD_NUMBER: _ClassVar[int]
+    POINTS_OFFSET_FIELD_NUMBER: _ClassVar[int]
+    PIN_FIELD_NUMBER: _ClassVar[int]
     client_id: bytes
     card_no: int
     amount_fen: int
@@ -23,7 +27,11 @@ class SwipeRequest(_message.Message):
     flags: int
     operator_id: int
     store_id: int
-    def __init__(self, client_id: _Optional[bytes] = ..., card_no: _Optional[int] = ..., amount_fen: _Optional[int] = ..., category: _Optional[int] = ..., flags: _Optional[int] = ..., operator_id: _Optional[int] = ..., store_id: _Optional[int] = ...) -> None: ...
+    items: _containers.RepeatedCompositeFieldContainer[_types_pb2.LineItem]
+    coupon_ids: _containers.RepeatedScalarFieldContainer[int]
+    points_offset: int
+    pin: str
+    def __init__(self, client_id: _Optional[bytes] = ..., card_no: _Optional[int] = ..., amount_fen: _Optional[int] = ..., category: _Optional[int] = ..., flags: _Optional[int] = ..., operator_id: _Optional[int] = ..., store_id: _Optional[int] = ..., items: _Optional[_Iterable[_Union[_types_pb2.LineItem, _Mapping]]] = ..., coupon_ids: _Optional[_Iterable[int]] = ..., points_offset: _Optional[int] = ..., pin: _Optional[str] = ...) -> None: ...
 
 class SwipeResponse(_message.Message):
     __slots__ = ("result",)
@@ -152,3 +160,49 @@ class GetCardResponse(_message.Message):
     CARD_FIELD_NUMBER: _ClassVar[int]
     card: _types_pb2.Card
     def __init__(self, card: _Optional[_Union[_types_pb2.Card, _Mapping]] = ...) -> None: ...
+
+class RefundRequest(_message.Message):
+    __slots__ = ("client_id", "card_no", "swipe_client_id", "amount_fen", "operator_id", "store_id")
+    CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
+    CARD_NO_FIELD_NUMBER: _ClassVar[int]
+    SWIPE_CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FEN_FIELD_NUMBER: _ClassVar[int]
+    OPERATOR_ID_FIELD_NUMBER: _ClassVar[int]
+    STORE_ID_FIELD_NUMBER: _ClassVar[int]
+    client_id: bytes
+    card_no: int
+    swipe_client_id: bytes
+    amount_fen: int
+    operator_id: int
+    store_id: int
+    def __init__(self, client_id: _Optional[bytes] = ..., card_no: _Optional[int] = ..., swipe_client_id: _Optional[bytes] = ..., amount_fen: _Optional[int] = ..., operator_id: _Optional[int] = ..., store_id: _Optional[int] = ...) -> None: ...
+
+class RefundResponse(_message.Message):
+    __slots__ = ("result",)
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    result: _types_pb2.OpResult
+    def __init__(self, result: _Optional[_Union[_types_pb2.OpResult, _Mapping]] = ...) -> None: ...
+
+class UseCountRequest(_message.Message):
+    __slots__ = ("client_id", "card_no", "service", "uses", "pin", "operator_id", "store_id")
+    CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
+    CARD_NO_FIELD_NUMBER: _ClassVar[int]
+    SERVICE_FIELD_NUMBER: _ClassVar[int]
+    USES_FIELD_NUMBER: _ClassVar[int]
+    PIN_FIELD_NUMBER: _ClassVar[int]
+    OPERATOR_ID_FIELD_NUMBER: _ClassVar[int]
+    STORE_ID_FIELD_NUMBER: _ClassVar[int]
+    client_id: bytes
+    card_no: int
+    service: int
+    uses: int
+    pin: str
+    operator_id: int
+    store_id: int
+    def __init__(self, client_id: _Optional[bytes] = ..., card_no: _Optional[int] = ..., service: _Optional[int] = ..., uses: _Optional[int] = ..., pin: _Optional[str] = ..., operator_id: _Optional[int] = ..., store_id: _Optional[int] = ...) -> None: ...
+
+class UseCountResponse(_message.Message):
+    __slots__ = ("result",)
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    result: _types_pb2.OpResult
+    def __init__(self, result: _Optional[_Union[_types_pb2.OpResult, _Mapping]] = ...) -> None: ...

@@ -67,6 +67,16 @@ class PosServiceStub:
                 request_serializer=mms_dot_v1_dot_pos__pb2.GetCardRequest.SerializeToString,
                 response_deserializer=mms_dot_v1_dot_pos__pb2.GetCardResponse.FromString,
                 _registered_method=True)
+        self.Refund = channel.unary_unary(
+                '/mms.v1.PosService/Refund',
+                request_serializer=mms_dot_v1_dot_pos__pb2.RefundRequest.SerializeToString,
+                response_deserializer=mms_dot_v1_dot_pos__pb2.RefundResponse.FromString,
+                _registered_method=True)
+        self.UseCount = channel.unary_unary(
+                '/mms.v1.PosService/UseCount',
+                request_serializer=mms_dot_v1_dot_pos__pb2.UseCountRequest.SerializeToString,
+                response_deserializer=mms_dot_v1_dot_pos__pb2.UseCountResponse.FromString,
+                _registered_method=True)
 
 
 class PosServiceServicer:
@@ -121,6 +131,20 @@ class PosServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Refund(self, request, context):
+        """Refund reverses a swipe, wholly or in part, in the split it was paid.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UseCount(self, request, context):
+        """UseCount spends uses of a count card's service.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PosServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -153,6 +177,16 @@ def add_PosServiceServicer_to_server(servicer, server):
                     servicer.GetCard,
                     request_deserializer=mms_dot_v1_dot_pos__pb2.GetCardRequest.FromString,
                     response_serializer=mms_dot_v1_dot_pos__pb2.GetCardResponse.SerializeToString,
+            ),
+            'Refund': grpc.unary_unary_rpc_method_handler(
+                    servicer.Refund,
+                    request_deserializer=mms_dot_v1_dot_pos__pb2.RefundRequest.FromString,
+                    response_serializer=mms_dot_v1_dot_pos__pb2.RefundResponse.SerializeToString,
+            ),
+            'UseCount': grpc.unary_unary_rpc_method_handler(
+                    servicer.UseCount,
+                    request_deserializer=mms_dot_v1_dot_pos__pb2.UseCountRequest.FromString,
+                    response_serializer=mms_dot_v1_dot_pos__pb2.UseCountResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -320,6 +354,60 @@ class PosService:
             '/mms.v1.PosService/GetCard',
             mms_dot_v1_dot_pos__pb2.GetCardRequest.SerializeToString,
             mms_dot_v1_dot_pos__pb2.GetCardResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Refund(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mms.v1.PosService/Refund',
+            mms_dot_v1_dot_pos__pb2.RefundRequest.SerializeToString,
+            mms_dot_v1_dot_pos__pb2.RefundResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UseCount(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mms.v1.PosService/UseCount',
+            mms_dot_v1_dot_pos__pb2.UseCountRequest.SerializeToString,
+            mms_dot_v1_dot_pos__pb2.UseCountResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -185,7 +185,7 @@ class OpResultColumns(_message.Message):
     def __init__(self, codes: _Optional[_Iterable[_Union[Result, str]]] = ..., replayed: _Optional[_Iterable[bool]] = ..., seq: _Optional[_Iterable[int]] = ..., discount_fen: _Optional[_Iterable[int]] = ..., payable_fen: _Optional[_Iterable[int]] = ..., principal_delta_fen: _Optional[_Iterable[int]] = ..., bonus_delta_fen: _Optional[_Iterable[int]] = ..., points_delta: _Optional[_Iterable[int]] = ..., principal_fen: _Optional[_Iterable[int]] = ..., bonus_fen: _Optional[_Iterable[int]] = ..., points: _Optional[_Iterable[int]] = ..., level: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class OpResult(_message.Message):
-    __slots__ = ("code", "replayed", "seq", "amount_fen", "discount_fen", "payable_fen", "principal_delta_fen", "bonus_delta_fen", "points_delta", "principal_fen", "bonus_fen", "points", "level")
+    __slots__ = ("code", "replayed", "seq", "amount_fen", "discount_fen", "payable_fen", "principal_delta_fen", "bonus_delta_fen", "points_delta", "principal_fen", "bonus_fen", "points", "level", "coupon_fen", "offset_fen")
     CODE_FIELD_NUMBER: _ClassVar[int]
     REPLAYED_FIELD_NUMBER: _ClassVar[int]
     SEQ_FIELD_NUMBER: _ClassVar[int]
@@ -199,6 +199,8 @@ class OpResult(_message.Message):
     BONUS_FEN_FIELD_NUMBER: _ClassVar[int]
     POINTS_FIELD_NUMBER: _ClassVar[int]
     LEVEL_FIELD_NUMBER: _ClassVar[int]
+    COUPON_FEN_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FEN_FIELD_NUMBER: _ClassVar[int]
     code: Result
     replayed: bool
     seq: int
@@ -212,7 +214,23 @@ class OpResult(_message.Message):
     bonus_fen: int
     points: int
     level: int
-    def __init__(self, code: _Optional[_Union[Result, str]] = ..., replayed: _Optional[bool] = ..., seq: _Optional[int] = ..., amount_fen: _Optional[int] = ..., discount_fen: _Optional[int] = ..., payable_fen: _Optional[int] = ..., principal_delta_fen: _Optional[int] = ..., bonus_delta_fen: _Optional[int] = ..., points_delta: _Optional[int] = ..., principal_fen: _Optional[int] = ..., bonus_fen: _Optional[int] = ..., points: _Optional[int] = ..., level: _Optional[int] = ...) -> None: ...
+    coupon_fen: int
+    offset_fen: int
+    def __init__(self, code: _Optional[_Union[Result, str]] = ..., replayed: _Optional[bool] = ..., seq: _Optional[int] = ..., amount_fen: _Optional[int] = ..., discount_fen: _Optional[int] = ..., payable_fen: _Optional[int] = ..., principal_delta_fen: _Optional[int] = ..., bonus_delta_fen: _Optional[int] = ..., points_delta: _Optional[int] = ..., principal_fen: _Optional[int] = ..., bonus_fen: _Optional[int] = ..., points: _Optional[int] = ..., level: _Optional[int] = ..., coupon_fen: _Optional[int] = ..., offset_fen: _Optional[int] = ...) -> None: ...
+
+class LineItem(_message.Message):
+    __slots__ = ("sku", "amount_fen", "qty", "category", "no_points")
+    SKU_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FEN_FIELD_NUMBER: _ClassVar[int]
+    QTY_FIELD_NUMBER: _ClassVar[int]
+    CATEGORY_FIELD_NUMBER: _ClassVar[int]
+    NO_POINTS_FIELD_NUMBER: _ClassVar[int]
+    sku: int
+    amount_fen: int
+    qty: int
+    category: int
+    no_points: bool
+    def __init__(self, sku: _Optional[int] = ..., amount_fen: _Optional[int] = ..., qty: _Optional[int] = ..., category: _Optional[int] = ..., no_points: _Optional[bool] = ...) -> None: ...
 
 class Card(_message.Message):
     __slots__ = ("card_no", "member_id", "type_id", "status", "level", "principal_fen", "bonus_fen", "points", "expires_at_s", "level_expires_at_s", "spend_total_fen", "recharge_total_fen", "visits", "last_visit_s", "last_seq")

@@ -1,0 +1,104 @@
+"""The POS service carries the domain swipe: line items, coupons, points offset, PIN,
+refunds and count cards, against the real server on loopback."""
+
+from __future__ import annotations
+
+import os
+
+import grpc
+import pytest
+from test_server_rpc import Running, expect
+
+from core import RulesConfig
+from core.rules import CouponTemplate, LevelRule
+from server.mms_pb import pos_pb2, types_pb2
+
+CARD, COUNT_CARD = 5001, 5002
+
+
+@pytest.fixture(scope="module")
+def srv(tmp_path_factory):
+    r = Running(str(tmp_path_factory.mktemp("domain")))
+    eng = r.engine
+    eng.set_rules(RulesConfig(levels=(LevelRule("regular", discount_bp=9_500),),
+                              member_prices=((777, (300,)),),
+                              coupon_templates=(CouponTemplate(1, "5 off", "fixed", value_fen=500),)),
+                  os.urandom(16)).result()
+    eng.issue_cards([CARD], os.urandom(16)).result()
+    eng.issue_cards([COUNT_CARD], os.urandom(16), count_service=9, count_uses=3).result()
+    r.pos.Recharge(pos_pb2.RechargeRequest(client_id=os.urandom(16), card_no=CARD,
+                                           amount_fen=100_000), metadata=r.md())
+    yield r
+    r.close()
+
+
+def test_swipe_with_basket_coupon_and_offset(srv):
+    coupon = srv.engine.issue_coupons(1, [CARD], os.urandom(16)).result().value["coupon_ids"][0]
+    earn = srv.pos.Swipe(pos_pb2.SwipeRequest(client_id=os.urandom(16), card_no=CARD,
+                                              amount_fen=20_000), metadata=srv.md())
+    assert earn.result.points_delta == 190  # 95% of 200 yuan
+    req = pos_pb2.SwipeRequest(
+        client_id=os.urandom(16), card_no=CARD, amount_fen=3_000, points_offset=100,
+        coupon_ids=[coupon],
+        items=[types_pb2.LineItem(sku=777, amount_fen=1_000, qty=2, category=1),
+               types_pb2.LineItem(sku=1, amount_fen=2_000, qty=1, category=2)])
+    r = srv.pos.Swipe(req, metadata=srv.md()).result
+    # 2 x member price 300 = 600, plus 2,000 at 95% = 1,900: 2,500 payable; 5 yuan coupon,
+    # 1 yuan of points: 1,900 paid from the balance.
+    assert (r.payable_fen, r.coupon_fen, r.offset_fen) == (2_500, 500, 100)
+    assert r.principal_delta_fen == -1_900
+    again = srv.pos.Swipe(req, metadata=srv.md()).result
+    assert again.replayed and again.seq == r.seq
+    info = expect(grpc.StatusCode.FAILED_PRECONDITION, "RESULT_COUPON_USED", srv.pos.Swipe,
+                  pos_pb2.SwipeRequest(client_id=os.urandom(16), card_no=CARD, amount_fen=3_000,
+                                       coupon_ids=[coupon]), metadata=srv.md())
+    assert info.reason == "RESULT_COUPON_USED"
+
+
+def test_refund_over_grpc(srv):
+    swipe_id = os.urandom(16)
+    before = srv.engine.card(CARD)["principal_fen"]
+    srv.pos.Swipe(pos_pb2.SwipeRequest(client_id=swipe_id, card_no=CARD, amount_fen=1_000),
+                  metadata=srv.md())
+    refund = pos_pb2.RefundRequest(client_id=os.urandom(16), card_no=CARD,
+                                   swipe_client_id=swipe_id, amount_fen=950)
+    r = srv.pos.Refund(refund, metadata=srv.md()).result
+    assert r.principal_delta_fen == 950 and srv.engine.card(CARD)["principal_fen"] == before
+    assert srv.pos.Refund(refund, metadata=srv.md()).result.replayed
+    expect(grpc.StatusCode.FAILED_PRECONDITION, "RESULT_REFUND_EXCEEDS_PAID", srv.pos.Refund,
+           pos_pb2.RefundRequest(client_id=os.urandom(16), card_no=CARD,
+                                 swipe_client_id=swipe_id, amount_fen=1), metadata=srv.md())
+    expect(grpc.StatusCode.INVALID_ARGUMENT, "RESULT_CLIENT_ID_INVALID", srv.pos.Refund,
+           pos_pb2.RefundRequest(client_id=os.urandom(16), card_no=CARD,
+                                 swipe_client_id=b"short", amount_fen=1), metadata=srv.md())
+
+
+def test_pin_over_grpc(srv):
+    srv.engine.set_pin(CARD, "2468", os.urandom(16)).result()
+    try:
+        expect(grpc.StatusCode.FAILED_PRECONDITION, "RESULT_PIN_REQUIRED", srv.pos.Swipe,
+               pos_pb2.SwipeRequest(client_id=os.urandom(16), card_no=CARD, amount_fen=100),
+               metadata=srv.md())
+        expect(grpc.StatusCode.FAILED_PRECONDITION, "RESULT_PIN_WRONG", srv.pos.Swipe,
+               pos_pb2.SwipeRequest(client_id=os.urandom(16), card_no=CARD, amount_fen=100,
+                                    pin="1111"), metadata=srv.md())
+        expect(grpc.StatusCode.INVALID_ARGUMENT, "PIN_MALFORMED", srv.pos.Swipe,
+               pos_pb2.SwipeRequest(client_id=os.urandom(16), card_no=CARD, amount_fen=100,
+                                    pin="12a4"), metadata=srv.md())
+        ok = srv.pos.Swipe(pos_pb2.SwipeRequest(client_id=os.urandom(16), card_no=CARD,
+                                                amount_fen=100, pin="2468"), metadata=srv.md())
+        assert ok.result.code == types_pb2.RESULT_OK
+    finally:
+        srv.engine.set_pin(CARD, None, os.urandom(16)).result()
+
+
+def test_count_card_over_grpc(srv):
+    r = srv.pos.UseCount(pos_pb2.UseCountRequest(client_id=os.urandom(16), card_no=COUNT_CARD,
+                                                 service=9, uses=2), metadata=srv.md())
+    assert r.result.code == types_pb2.RESULT_OK and srv.engine.card(COUNT_CARD)["count_uses"] == 1
+    expect(grpc.StatusCode.FAILED_PRECONDITION, "RESULT_INSUFFICIENT_USES", srv.pos.UseCount,
+           pos_pb2.UseCountRequest(client_id=os.urandom(16), card_no=COUNT_CARD, service=9,
+                                   uses=2), metadata=srv.md())
+    expect(grpc.StatusCode.FAILED_PRECONDITION, "RESULT_SERVICE_MISMATCH", srv.pos.UseCount,
+           pos_pb2.UseCountRequest(client_id=os.urandom(16), card_no=COUNT_CARD, service=8,
+                                   uses=1), metadata=srv.md())
