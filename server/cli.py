@@ -165,7 +165,20 @@ def build_parser() -> argparse.ArgumentParser:
     bg.add_argument("--token", default=os.environ.get("MMS_TOKEN"))
     bg.add_argument("--json", action="store_true")
     bg.set_defaults(func=_cmd_bench_grpc)
+
+    k = sub.add_parser("backup", help="copy a data directory consistently, also while it serves")
+    k.add_argument("--data", required=True, help="the data directory (live or not)")
+    k.add_argument("dest", help="an empty or new directory for the copy")
+    k.set_defaults(func=_cmd_backup)
     return p
+
+
+def _cmd_backup(args) -> int:
+    from core.backup import backup
+
+    last = backup(args.data, args.dest)
+    print(f"backup of {args.data} in {args.dest}: journal up to seq {last}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

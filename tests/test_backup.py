@@ -88,3 +88,17 @@ def _ops(cards, amount, op_type, ns):
     ops["amount_fen"] = amount
     ops["op_type"] = op_type
     return ops
+
+
+def test_mms_backup_command(tmp_path, capsys):
+    from server.cli import main
+
+    eng = Engine(str(tmp_path / "d"))
+    eng.issue_cards([3], os.urandom(16)).result()
+    last = eng.stats()["last_seq"]
+    eng.close()
+    assert main(["backup", "--data", str(tmp_path / "d"), str(tmp_path / "b")]) == 0
+    assert f"seq {last}" in capsys.readouterr().out
+    restored = Engine(str(tmp_path / "b"))
+    assert restored.card(3) is not None
+    restored.close()

@@ -482,7 +482,7 @@ def test_unexpected_engine_error_is_internal(srv, monkeypatch):
 def test_engine_overloaded_is_resource_exhausted(srv, monkeypatch):
     from core import Overloaded
 
-    def full(ops):
+    def full(ops, *arrays):
         raise Overloaded("queue full")
 
     monkeypatch.setattr(srv.engine, "submit", full)
