@@ -323,13 +323,11 @@ class AdminContext:
             rec["level_before"] = before["level"] if before is not None else card["level"]
             rec["after"]["last_seq"] = seq
             self._cards[int(card["card_no"])] = rec[0]["after"].copy()
-        self._records.append(rec)
-        self._n += 1
+        self._append(rec)
         return seq
 
-    def emit_cards(self, op_type: int, cards: np.ndarray) -> int:
-        """Journal one record per new card at once (bulk issue); returns the first seq."""
-        n = len(cards)
+    def _new_records(self, n: int, op_type: int) -> tuple[np.ndarray, int]:
+        """n journal records of this op with their seqs and common fields set."""
         first = self._engine._next_seq + self._n
         recs = np.zeros(n, dtype=JOURNAL)
         recs["seq"] = np.arange(first, first + n, dtype=np.uint64)
@@ -337,12 +335,20 @@ class AdminContext:
         recs["client_hi"], recs["client_lo"] = self.client
         recs["rules_version"] = self.rules.version
         recs["store_id"], recs["operator_id"] = self.store_id, self.operator_id
+        return recs, first
+
+    def _append(self, recs: np.ndarray) -> None:
+        self._records.append(recs)
+        self._n += len(recs)
+
+    def emit_cards(self, op_type: int, cards: np.ndarray) -> int:
+        """Journal one record per new card at once (bulk issue); returns the first seq."""
+        recs, first = self._new_records(len(cards), op_type)
         recs["card_no"] = cards["card_no"]
         recs["level_before"] = cards["level"]
         recs["after"] = cards
         recs["after"]["last_seq"] = recs["seq"]
-        self._records.append(recs)
-        self._n += n
+        self._append(recs)
         return first
 
     def emit_updates(self, op_type: int, cards: np.ndarray, **columns: np.ndarray | int) -> int:
@@ -352,13 +358,7 @@ class AdminContext:
         n = len(cards)
         if n == 0:
             return 0
-        first = self._engine._next_seq + self._n
-        recs = np.zeros(n, dtype=JOURNAL)
-        recs["seq"] = np.arange(first, first + n, dtype=np.uint64)
-        recs["time_s"], recs["op_type"], recs["result"] = self.now, op_type, Result.OK
-        recs["client_hi"], recs["client_lo"] = self.client
-        recs["rules_version"] = self.rules.version
-        recs["store_id"], recs["operator_id"] = self.store_id, self.operator_id
+        recs, first = self._new_records(n, op_type)
         recs["card_no"] = cards["card_no"]
         recs["prev_seq"] = cards["last_seq"]
         # The level before is the committed card's, not the after-image's.
@@ -371,21 +371,14 @@ class AdminContext:
             recs[name] = value
         recs["after"] = cards
         recs["after"]["last_seq"] = recs["seq"]
-        self._records.append(recs)
-        self._n += n
+        self._append(recs)
         return first
 
     def emit_coupons(self, op_type: int, coupons: np.ndarray) -> int:
         """Journal one KIND_COUPON record per coupon (its after-image); returns the first
         seq. Coupons' issued_seq is set to their record's seq."""
         n = len(coupons)
-        first = self._engine._next_seq + self._n
-        recs = np.zeros(n, dtype=JOURNAL)
-        recs["seq"] = np.arange(first, first + n, dtype=np.uint64)
-        recs["time_s"], recs["op_type"], recs["result"] = self.now, op_type, Result.OK
-        recs["client_hi"], recs["client_lo"] = self.client
-        recs["rules_version"] = self.rules.version
-        recs["store_id"], recs["operator_id"] = self.store_id, self.operator_id
+        recs, first = self._new_records(n, op_type)
         recs["kind"] = RecordKind.KIND_COUPON
         recs["card_no"] = coupons["card_no"]
         coupons = coupons.copy()
@@ -393,8 +386,7 @@ class AdminContext:
         after = JOURNAL.fields["after"][1]
         raw = recs.view(np.uint8).reshape(n, JOURNAL.itemsize)
         raw[:, after:after + COUPON.itemsize] = coupons.view(np.uint8).reshape(n, COUPON.itemsize)
-        self._records.append(recs)
-        self._n += n
+        self._append(recs)
         return first
 
     def committed_cards(self) -> np.ndarray:
@@ -417,6 +409,27 @@ class _Job:
     slots: np.ndarray
     results: np.ndarray
     t0: float
+
+
+def _grown(committed: np.ndarray, work: np.ndarray | None, dirty: np.ndarray, need: int,
+           used: int) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """A hot table pair (committed, work) and its dirty chunks with room for need rows,
+    doubling; the same arrays when they are big enough. Readers keep a reference to
+    whichever array they started with; both hold the committed rows they may read."""
+    cap = len(committed)
+    if need <= cap:
+        return committed, work, dirty
+    while cap < need:
+        cap *= 2
+
+    def grow(table: np.ndarray) -> np.ndarray:
+        bigger = np.zeros(cap, dtype=table.dtype)
+        bigger[:used] = table[:used]
+        return bigger
+
+    bigger_dirty = np.zeros((cap >> CHUNK_SHIFT) + 1, dtype=np.uint8)
+    bigger_dirty[: len(dirty)] = dirty
+    return grow(committed), (grow(work) if work is not None else None), bigger_dirty
 
 
 # Batches applied but not yet committed. Two let the next batch be applied while the
@@ -554,44 +567,13 @@ class Engine:
     # into `_cards` right after its commit.
 
     def _ensure_capacity(self, n_more: int) -> None:
-        need = self._n_cards + n_more
-        cap = len(self._cards)
-        if need <= cap:
-            return
-        while cap < need:
-            cap *= 2
-
-        def grown(table: np.ndarray) -> np.ndarray:
-            bigger = np.zeros(cap, dtype=CARD)
-            bigger[: self._n_cards] = table[: self._n_cards]
-            return bigger
-
-        dirty = np.zeros((cap >> CHUNK_SHIFT) + 1, dtype=np.uint8)
-        dirty[: len(self._dirty)] = self._dirty
-        # Readers hold a reference to whichever array they started with; both hold the
-        # committed rows they may read.
-        self._cards, self._dirty = grown(self._cards), dirty
-        if self._work is not None:
-            self._work = grown(self._work)
+        self._cards, self._work, self._dirty = _grown(
+            self._cards, self._work, self._dirty, self._n_cards + n_more, self._n_cards)
 
     def _ensure_coupon_capacity(self, n_more: int) -> None:
-        need = self._n_coupons + n_more
-        cap = len(self._coupons)
-        if need <= cap:
-            return
-        while cap < need:
-            cap *= 2
-
-        def grown(table: np.ndarray) -> np.ndarray:
-            bigger = np.zeros(cap, dtype=COUPON)
-            bigger[: self._n_coupons] = table[: self._n_coupons]
-            return bigger
-
-        dirty = np.zeros((cap >> CHUNK_SHIFT) + 1, dtype=np.uint8)
-        dirty[: len(self._coupon_dirty)] = self._coupon_dirty
-        self._coupons, self._coupon_dirty = grown(self._coupons), dirty
-        if self._coupons_work is not None:
-            self._coupons_work = grown(self._coupons_work)
+        self._coupons, self._coupons_work, self._coupon_dirty = _grown(
+            self._coupons, self._coupons_work, self._coupon_dirty,
+            self._n_coupons + n_more, self._n_coupons)
 
     def _publish_committed(self, recs: np.ndarray, slots: np.ndarray | None,
                            claim_ids: bool) -> None:
