@@ -602,7 +602,17 @@ class Engine:
         card_recs = recs if has_card.all() else recs[has_card]
         is_coupon = recs["kind"] == RecordKind.KIND_COUPON
         if is_coupon.any():
-            self._ensure_coupon_capacity(int(np.count_nonzero(is_coupon)))
+            if claim_ids:
+                # Only admin ops (drained pipeline) and recovery bring new coupons; a hot
+                # batch only changes known ones, so the committer never regrows the work
+                # table under the applier.
+                after = JOURNAL.fields["after"][1]
+                raw = np.ascontiguousarray(recs[is_coupon]).view(np.uint8).reshape(-1, JOURNAL.itemsize)
+                ids = raw[:, after:after + 8].copy().view("<u8").reshape(-1)
+                unknown = self._coupon_index.lookup_many(np.zeros(len(ids), np.uint64),
+                                                         ids.astype(np.uint64)) < 0
+                if unknown.any():
+                    self._ensure_coupon_capacity(len(np.unique(ids[unknown])))
             self._n_coupons = _fastpath.publish_coupons(recs, n, self._coupons,
                                                         self._coupon_index, self._n_coupons,
                                                         self._coupon_dirty, CHUNK_SHIFT)

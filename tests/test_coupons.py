@@ -197,3 +197,20 @@ def test_coupon_state_survives_restart(tmp_path):
     assert run(e, "u2", 1, 5_000, coupons=[ids[1]]).codes[0] == Result.OK
     assert len(e.coupons_of(1)) == 3
     e.close()
+
+
+def test_coupon_table_grows_past_its_first_capacity(tmp_path):
+    clock = Clock()
+    e = Engine(str(tmp_path), rules=RULES, clock=clock,
+               config=EngineConfig(initial_card_capacity=16, checkpoint_ops=1_000))
+    e.issue_cards([1, 2], os.urandom(16)).result()
+    e.recharge(1, 100_000, os.urandom(16)).result()
+    ids = e.issue_coupons(1, [1] * 40, os.urandom(16)).result().value["coupon_ids"]
+    ids += e.issue_coupons(1, [2] * 30, os.urandom(16)).result().value["coupon_ids"]
+    assert run(e, "last", 1, 5_000, coupons=[ids[39]]).codes[0] == Result.OK
+    e.close()
+    e = Engine(str(tmp_path), rules=RULES, clock=clock)
+    assert len(e.coupons_of(1)) == 40 and len(e.coupons_of(2)) == 30
+    assert e.coupon(ids[39])["coupon_status"] == CouponStatus.COUPON_REDEEMED
+    assert e.coupon(ids[69])["coupon_status"] == CouponStatus.COUPON_ISSUED
+    e.close()
