@@ -266,6 +266,7 @@ cdef struct Extras:
     const uint64_t *ref_coupons         # refunds: coupons the referenced swipe redeemed
     const uint32_t *ref_coupons_off     # per op: ref_coupons[off : off + n]
     const uint8_t *ref_coupons_n
+    const JournalRec *prefs             # refunds: the primary's record of a supplementary swipe
 
 
 cdef class Batcher:
@@ -287,6 +288,9 @@ cdef class Batcher:
                                      int64_t ref_prior, const Extras *ex, KeyMap coupon_index,
                                      int64_t *slots, const RulesC *R,
                                      uint64_t refund_seq) noexcept nogil
+    cdef const JournalRec *_payer_record(self, Py_ssize_t i, JournalRec *recs,
+                                         Py_ssize_t n_recs, int64_t ref_prior,
+                                         const JournalRec *orig, const Extras *ex) noexcept nogil
     cdef Py_ssize_t _run(self, const Op *ops, Py_ssize_t n, const Card *cards,
                          Py_ssize_t n_cards, KeyMap card_index, KeyMap id_index,
                          const RulesC *R, int64_t now_s, uint64_t first_seq,

@@ -32,6 +32,7 @@ cpdef enum OpType:
     REFUND = 4                      # reverse (part of) the swipe whose client id is ref_hi/ref_lo
     COUPON_REDEEM = 5               # a coupon record of a swipe (follows its card record)
     COUPON_RESTORE = 6              # a coupon record of a full refund
+    SUPP_DEBIT = 7                  # the primary card's side of a supplementary card's swipe
     # Cold ops: built by the engine in Python, journalled with the same record.
     ISSUE = 10
     SET_STATUS = 11
@@ -86,6 +87,7 @@ cpdef enum Result:
     COUPON_NOT_APPLICABLE = 38      # store, level, category, minimum spend or gift not met
     COUPON_NOT_STACKABLE = 39
     COUPONS_INVALID = 40            # more than COUPONS_PER_OP_MAX, or offsets out of range
+    SUPP_LIMIT_EXCEEDED = 41        # a supplementary card's spend limit would be passed
 
 
 cpdef enum CardStatus:
@@ -835,7 +837,7 @@ cdef inline int64_t line_payable(const RulesC *R, const Level *lv, uint8_t level
 
 cdef inline uint8_t do_swipe(const Op *op, Card *c, JournalRec *rec, const RulesC *R,
                              const Item *items, Py_ssize_t n_items, bint *journal,
-                             Coupon *cps, int n_cps, int64_t *offs) noexcept nogil:
+                             Coupon *cps, int n_cps, int64_t *offs, Card *payer) noexcept nogil:
     """Check everything, then mutate c and fill rec. On a reject touch neither (a wrong
     PIN excepted: check_pin)."""
     cdef int64_t amount = op.amount_fen
@@ -897,14 +899,18 @@ cdef inline uint8_t do_swipe(const Op *op, Card *c, JournalRec *rec, const Rules
     net = payable - coupon_fen - offset_fen
     debit_p = 0
     debit_b = 0
+    # A supplementary card pays from its primary card (payer), within its own limit.
+    cdef Card *pay = payer if payer != NULL else c
+    if payer != NULL and c.supp_limit_fen > 0 and c.supp_spent_fen + net > c.supp_limit_fen:
+        return SUPP_LIMIT_EXCEEDED
     if not (op.op_flags & PAY_EXTERNAL):
-        if c.principal_fen + c.bonus_fen < net:
+        if pay.principal_fen + pay.bonus_fen < net:
             return INSUFFICIENT_BALANCE
         if R.spend_order == SPEND_BONUS_FIRST:
-            debit_b = net if net < c.bonus_fen else c.bonus_fen
+            debit_b = net if net < pay.bonus_fen else pay.bonus_fen
             debit_p = net - debit_b
         else:
-            debit_p = net if net < c.principal_fen else c.principal_fen
+            debit_p = net if net < pay.principal_fen else pay.principal_fen
             debit_b = net - debit_p
     # Points on what was paid: each line's payable less its share of the offset (shares
     # floored), weighted by its category's multiplier; the part below one weighted yuan
@@ -933,8 +939,10 @@ cdef inline uint8_t do_swipe(const Op *op, Card *c, JournalRec *rec, const Rules
             or c.period_points > INT64_MAX - earned or c.period_spend_fen > INT64_MAX - net):
         return BALANCE_LIMIT
     rec.level_before = c.level
-    c.principal_fen -= debit_p
-    c.bonus_fen -= debit_b
+    pay.principal_fen -= debit_p
+    pay.bonus_fen -= debit_b
+    if payer != NULL:
+        c.supp_spent_fen += net
     if op.points_offset:
         take_points(c, op.points_offset)
     add_points(c, earned, rec.time_s, R)
@@ -1013,7 +1021,8 @@ cdef inline void take_points_back(Card *c, int64_t n) noexcept nogil:
 
 
 cdef inline uint8_t do_refund(const Op *op, Card *c, JournalRec *rec, const RulesC *R,
-                              const JournalRec *orig, int64_t refunded_before) noexcept nogil:
+                              const JournalRec *orig, int64_t refunded_before,
+                              const JournalRec *porig, Card *payer) noexcept nogil:
     """Return part (or the rest) of what a swipe took. Every component comes back in
     proportion to the cumulative refund, floored, so that refunds that add up to the
     whole return exactly the whole: the same principal/bonus split, the offset points,
@@ -1033,8 +1042,10 @@ cdef inline uint8_t do_refund(const Op *op, Card *c, JournalRec *rec, const Rule
     if op.amount_fen > paid - refunded_before:
         return REFUND_EXCEEDS_PAID
     after = refunded_before + op.amount_fen
-    p0 = -orig.principal_delta_fen
-    b0 = -orig.bonus_delta_fen
+    # A supplementary card's swipe took its money from the primary (porig): it goes back
+    # there, the rest (points, spend, the limit used) to the supplementary card.
+    p0 = -(porig.principal_delta_fen if porig != NULL else orig.principal_delta_fen)
+    b0 = -(porig.bonus_delta_fen if porig != NULL else orig.bonus_delta_fen)
     off0 = orig.offset_points
     offf0 = orig.offset_fen
     earned0 = orig.points_delta + orig.offset_points
@@ -1046,8 +1057,13 @@ cdef inline uint8_t do_refund(const Op *op, Card *c, JournalRec *rec, const Rule
     earned_back = _share(after, earned0, paid) - _share(refunded_before, earned0, paid)
     net_back = _share(after, net0, paid) - _share(refunded_before, net0, paid)
     rec.level_before = c.level
-    c.principal_fen += p_back
-    c.bonus_fen += b_back
+    if payer != NULL:
+        payer.principal_fen += p_back
+        payer.bonus_fen += b_back
+        c.supp_spent_fen = c.supp_spent_fen - net_back if c.supp_spent_fen > net_back else 0
+    else:
+        c.principal_fen += p_back
+        c.bonus_fen += b_back
     if off_back:
         add_points_to_year(c, off_back, civil_year(orig.time_s, R.tz_offset_s), R)
     if earned_back:
@@ -1271,7 +1287,8 @@ cdef class Batcher:
                     cnp.ndarray items=None, cnp.ndarray refs=None, KeyMap refunded=None,
                     cnp.ndarray coupons=None, KeyMap coupon_index=None,
                     cnp.ndarray coupon_ids=None, cnp.ndarray ref_coupons=None,
-                    cnp.ndarray ref_coupons_off=None, cnp.ndarray ref_coupons_n=None):
+                    cnp.ndarray ref_coupons_off=None, cnp.ndarray ref_coupons_n=None,
+                    cnp.ndarray prefs=None):
         """Apply ops against the committed card table; return the number of records.
 
         cards is read, never written. out_recs receives one record per accepted op
@@ -1317,6 +1334,11 @@ cdef class Batcher:
             refunded = self.no_refunds
         if coupon_index is None:
             coupon_index = self.no_refunds
+        ex.prefs = NULL
+        if prefs is not None:
+            if prefs.shape[0] < n:
+                raise ValueError("prefs must have one row per op")
+            ex.prefs = <const JournalRec *> _data(prefs, sizeof(JournalRec), "prefs")
         ex.coupon_ids = NULL
         ex.n_coupon_ids = 0
         ex.coupons = NULL
@@ -1345,11 +1367,25 @@ cdef class Batcher:
             ex.ref_coupons_off = <const uint32_t *> _data(ref_coupons_off, 4, "ref_coupons_off")
             ex.ref_coupons_n = <const uint8_t *> _data(ref_coupons_n, 1, "ref_coupons_n")
             room += ref_coupons.shape[0]
-        # A refund in the batch may restore coupons its swipe (same batch) redeemed.
+        # A refund in the batch may restore coupons its swipe (same batch) redeemed; a
+        # supplementary card's swipe or a refund adds its primary card's record: room for
+        # one more per op, or (a smaller array) exactly what these ops can need.
         if ex.n_coupon_ids:
             room += ex.n_coupon_ids
-        if out_recs.shape[0] < room:
-            raise ValueError(f"out_recs needs room for {room} records")
+        cdef Py_ssize_t k, extra = 0
+        cdef int64_t s_
+        if out_recs.shape[0] < room + n:
+            for k in range(n):
+                if op_p[k].op_type == REFUND:
+                    extra += 1
+                elif op_p[k].op_type == SWIPE:
+                    s_ = card_index.get(0, op_p[k].card_no)
+                    if 0 <= s_ < cards.shape[0] and card_p[s_].primary_card_no != 0:
+                        extra += 1
+        else:
+            extra = n
+        if out_recs.shape[0] < room + extra:
+            raise ValueError(f"out_recs needs room for {room + extra} records")
         self.ensure_slots(<size_t> cards.shape[0])
         cdef Py_ssize_t n_cards = cards.shape[0]
         cdef Py_ssize_t n_recs
@@ -1454,6 +1490,23 @@ cdef class Batcher:
                                       refund_seq, orig.seq, slots, R)
         return n_recs
 
+    cdef const JournalRec *_payer_record(self, Py_ssize_t i, JournalRec *recs,
+                                         Py_ssize_t n_recs, int64_t ref_prior,
+                                         const JournalRec *orig, const Extras *ex) noexcept nogil:
+        """The primary card's record of a supplementary card's swipe, if it had one."""
+        cdef Py_ssize_t j
+        if ref_prior >= 0:
+            j = ref_prior + 1
+            while (j < n_recs and recs[j].client_hi == orig.client_hi
+                   and recs[j].client_lo == orig.client_lo):
+                if recs[j].op_type == SUPP_DEBIT:
+                    return &recs[j]
+                j += 1
+            return NULL
+        if ex.prefs != NULL and ex.prefs[i].seq != 0:
+            return &ex.prefs[i]
+        return NULL
+
     cdef Py_ssize_t _run(self, const Op *ops, Py_ssize_t n, const Card *cards,
                          Py_ssize_t n_cards, KeyMap card_index, KeyMap id_index,
                          const RulesC *R, int64_t now_s, uint64_t first_seq,
@@ -1468,6 +1521,11 @@ cdef class Batcher:
         cdef bint journal
         cdef const JournalRec *orig
         cdef Coupon cps[COUPONS_PER_OP_MAX]
+        cdef Card pc
+        cdef Card *payer
+        cdef const JournalRec *porig
+        cdef JournalRec *prec
+        cdef int64_t payer_slot
         cdef int64_t cslots[COUPONS_PER_OP_MAX]
         cdef int64_t offs[COUPONS_PER_OP_MAX]
         cdef int n_cps, k
@@ -1560,16 +1618,46 @@ cdef class Batcher:
                     res[i].code = code
                     continue
                 n_cps = op.coupons_n
+            # A supplementary card's swipe pays from its primary card; the refund of such
+            # a swipe pays the primary back.
+            payer = NULL
+            porig = NULL
+            payer_slot = -1
+            if (op.op_type == SWIPE and c.primary_card_no != 0
+                    and not (op.op_flags & PAY_EXTERNAL)):
+                payer_slot = card_index.get(0, c.primary_card_no)
+                if payer_slot < 0 or payer_slot >= n_cards or payer_slot == slot:
+                    res[i].code = CARD_NOT_FOUND
+                    continue
+            elif op.op_type == REFUND:
+                porig = self._payer_record(i, recs, n_recs, ref_prior, orig, ex)
+                if porig != NULL:
+                    payer_slot = card_index.get(0, porig.card_no)
+                    if payer_slot < 0 or payer_slot >= n_cards or payer_slot == slot:
+                        res[i].code = CARD_NOT_FOUND
+                        continue
+            if payer_slot >= 0:
+                if self.newest[payer_slot] >= 0:
+                    memcpy(&pc, &recs[self.newest[payer_slot]].after, sizeof(Card))
+                else:
+                    memcpy(&pc, &cards[payer_slot], sizeof(Card))
+                code = card_usable(&pc, now_s) if op.op_type == SWIPE else (
+                    CARD_CANCELLED if pc.status == CANCELLED else OK)
+                if code != OK:
+                    res[i].code = code
+                    continue
+                payer = &pc
             rec = &recs[n_recs]
             rec.time_s = now_s
             rec.coupon_fen = 0
             journal = False
             if op.op_type == SWIPE:
-                code = do_swipe(op, &c, rec, R, ex.items, ex.n_items, &journal, cps, n_cps, offs)
+                code = do_swipe(op, &c, rec, R, ex.items, ex.n_items, &journal, cps, n_cps, offs,
+                                payer)
             elif op.op_type == RECHARGE:
                 code = do_recharge(op, &c, rec, R)
             elif op.op_type == REFUND:
-                code = do_refund(op, &c, rec, R, orig, refunded_before)
+                code = do_refund(op, &c, rec, R, orig, refunded_before, porig, payer)
             else:
                 code = do_use_count(op, &c, rec, R, &journal)
             res[i].code = code
@@ -1618,6 +1706,36 @@ cdef class Batcher:
             if orig != NULL and refunded_before + op.amount_fen == orig.payable_fen - orig.coupon_fen:
                 n_recs = self._restore_coupons(i, recs, n_recs, first_seq, op, orig, ref_prior,
                                                ex, coupon_index, slots, R, rec.seq)
+            # The primary card's side: the money moves there, as a record of its own.
+            if payer != NULL:
+                prec = &recs[n_recs]
+                memset(prec, 0, sizeof(JournalRec))
+                prec.seq = first_seq + <uint64_t> n_recs
+                prec.client_hi = op.client_hi
+                prec.client_lo = op.client_lo
+                prec.time_s = now_s
+                prec.card_no = pc.card_no
+                prec.prev_seq = pc.last_seq
+                prec.amount_fen = op.amount_fen
+                prec.principal_delta_fen = rec.principal_delta_fen
+                prec.bonus_delta_fen = rec.bonus_delta_fen
+                rec.principal_delta_fen = 0
+                rec.bonus_delta_fen = 0
+                prec.store_id = op.store_id
+                prec.terminal_id = op.terminal_id
+                prec.operator_id = op.operator_id
+                prec.rules_version = R.version
+                prec.op_type = SUPP_DEBIT
+                prec.result = OK
+                prec.kind = KIND_CARD
+                prec.level_before = pc.level
+                prec.ref_seq = rec.seq
+                pc.last_seq = prec.seq
+                memcpy(&prec.after, &pc, sizeof(Card))
+                self.newest[payer_slot] = <int32_t> n_recs
+                if slots != NULL:
+                    slots[n_recs] = payer_slot
+                n_recs += 1
         # Leave the scratch index clean for the next batch.
         for i in range(n_recs):
             self.newest[card_index.get(0, recs[i].card_no)] = -1

@@ -1025,14 +1025,16 @@ class Engine:
             return items
 
     def _refund_targets(self, ops: np.ndarray):
-        """For each REFUND op, the record of the swipe it names when that swipe was
-        committed or is in flight (a swipe earlier in the same batch is found by the
-        fast path itself), and the coupons that swipe redeemed (its coupon records follow
-        its card record). Refunds are rare: a Python loop over them is fine."""
+        """For each REFUND op: the record of the swipe it names when that swipe was
+        committed or is in flight (a swipe earlier in the same batch is found by the fast
+        path itself), the coupons it redeemed and its primary card's record (both follow
+        its card record with the same client id). Refunds are rare: a Python loop is fine.
+        Returns (refs, prefs, (coupon_ids, offsets, counts)) or Nones."""
         idx = np.flatnonzero(ops["op_type"] == OpType.REFUND)
         if len(idx) == 0:
-            return None, None
+            return None, None, None
         refs = np.zeros(len(ops), dtype=JOURNAL)
+        prefs = np.zeros(len(ops), dtype=JOURNAL)
         offs = np.zeros(len(ops), dtype=np.uint32)
         counts = np.zeros(len(ops), dtype=np.uint8)
         coupon_ids: list[int] = []
@@ -1046,17 +1048,17 @@ class Engine:
                 continue
             refs[i] = rec
             offs[i] = len(coupon_ids)
-            k = 0
-            while k < _fastpath.COUPONS_PER_OP:
-                nxt = self._record_anywhere(seq + 1 + k)
-                if (nxt is None or int(nxt["kind"]) != RecordKind.KIND_COUPON
-                        or int(nxt["client_hi"]) != int(rec["client_hi"])
+            for k in range(1, _fastpath.COUPONS_PER_OP + 2):
+                nxt = self._record_anywhere(seq + k)
+                if (nxt is None or int(nxt["client_hi"]) != int(rec["client_hi"])
                         or int(nxt["client_lo"]) != int(rec["client_lo"])):
                     break
-                coupon_ids.append(int(coupon_of(nxt)["coupon_id"]))
-                k += 1
-            counts[i] = k
-        return refs, (np.array(coupon_ids, dtype=np.uint64), offs, counts)
+                if int(nxt["kind"]) == RecordKind.KIND_COUPON:
+                    coupon_ids.append(int(coupon_of(nxt)["coupon_id"]))
+                    counts[i] += 1
+                elif int(nxt["op_type"]) == OpType.SUPP_DEBIT:
+                    prefs[i] = nxt
+        return refs, prefs, (np.array(coupon_ids, dtype=np.uint64), offs, counts)
 
     def _record_anywhere(self, seq: int) -> np.void | None:
         with self._inflight_lock:
@@ -1158,9 +1160,11 @@ class Engine:
             coupon_ids = self._rebase(items, ops, "coupon_ids", "coupons_off")
         n = len(ops)
         self._last_batch_ops = n
-        refs, ref_coupons = self._refund_targets(ops)
+        refs, prefs, ref_coupons = self._refund_targets(ops)
         n_coupon_ids = 0 if coupon_ids is None else len(coupon_ids)
-        room = n + 2 * n_coupon_ids + (0 if ref_coupons is None else len(ref_coupons[0]))
+        # One record per op, one more for a supplementary swipe's or a refund's primary
+        # card, two per coupon named (redeemed, or restored by a refund in the batch).
+        room = 2 * n + 2 * n_coupon_ids + (0 if ref_coupons is None else len(ref_coupons[0]))
         results = np.empty(n, dtype=RESULT)
         recs = np.empty(room, dtype=JOURNAL)
         slots = np.empty(room, dtype=np.int64)
@@ -1169,7 +1173,8 @@ class Engine:
                                                self._rules, self.clock(), self._next_seq, recs,
                                                results, slots, lines, refs, self._refunded,
                                                self._coupons_work, self._coupon_index,
-                                               coupon_ids, *(ref_coupons or (None, None, None)))
+                                               coupon_ids, *(ref_coupons or (None, None, None)),
+                                               prefs)
             recs = recs[:n_recs]
             if n_recs:
                 self._publish_work(recs, slots, claim_ids=True)

@@ -109,7 +109,8 @@ class FastPath:
         if items is not None:
             lines = items if isinstance(items, np.ndarray) else items_array(items)
         n = len(arr)
-        recs = np.zeros(max(n, 1), dtype=JOURNAL)
+        # A refund or a supplementary card's swipe may add its primary card's record.
+        recs = np.zeros(max(2 * n, 1), dtype=JOURNAL)
         results = np.zeros(max(n, 1), dtype=RESULT)
         n_recs = self.batcher.apply_batch(arr, self.cards, self.card_index, self.id_index,
                                           rules, now_s, self.next_seq, recs, results, None,

@@ -50,6 +50,7 @@ class Result(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     RESULT_COUPON_NOT_APPLICABLE: _ClassVar[Result]
     RESULT_COUPON_NOT_STACKABLE: _ClassVar[Result]
     RESULT_COUPONS_INVALID: _ClassVar[Result]
+    RESULT_SUPP_LIMIT_EXCEEDED: _ClassVar[Result]
 
 class CardStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -69,6 +70,7 @@ class OpType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     OP_TYPE_REFUND: _ClassVar[OpType]
     OP_TYPE_COUPON_REDEEM: _ClassVar[OpType]
     OP_TYPE_COUPON_RESTORE: _ClassVar[OpType]
+    OP_TYPE_SUPP_DEBIT: _ClassVar[OpType]
     OP_TYPE_ISSUE: _ClassVar[OpType]
     OP_TYPE_SET_STATUS: _ClassVar[OpType]
     OP_TYPE_ADJUST: _ClassVar[OpType]
@@ -118,6 +120,7 @@ RESULT_COUPON_EXPIRED: Result
 RESULT_COUPON_NOT_APPLICABLE: Result
 RESULT_COUPON_NOT_STACKABLE: Result
 RESULT_COUPONS_INVALID: Result
+RESULT_SUPP_LIMIT_EXCEEDED: Result
 CARD_STATUS_UNSPECIFIED: CardStatus
 CARD_STATUS_ACTIVE: CardStatus
 CARD_STATUS_LOST: CardStatus
@@ -131,6 +134,7 @@ OP_TYPE_USE_COUNT: OpType
 OP_TYPE_REFUND: OpType
 OP_TYPE_COUPON_REDEEM: OpType
 OP_TYPE_COUPON_RESTORE: OpType
+OP_TYPE_SUPP_DEBIT: OpType
 OP_TYPE_ISSUE: OpType
 OP_TYPE_SET_STATUS: OpType
 OP_TYPE_ADJUST: OpType
