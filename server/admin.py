@@ -137,10 +137,30 @@ def _failure(exc: BaseException) -> RpcFailure | None:
     return None
 
 
+# The engine's generic Results (admin ops' own refusals) and their gRPC statuses.
+_ADMIN_RESULT_CODES = {
+    "INVALID_ARGUMENT": grpc.StatusCode.INVALID_ARGUMENT,
+    "NOT_FOUND": grpc.StatusCode.NOT_FOUND,
+    "ALREADY_EXISTS": grpc.StatusCode.ALREADY_EXISTS,
+    "PERMISSION_DENIED": grpc.StatusCode.PERMISSION_DENIED,
+}
+
+
 def _check(r) -> None:
-    """Raise the status of a rejected engine admin op (AdminResult)."""
+    """Raise the status of a rejected engine admin op (AdminResult). A reason the core
+    op named (ctx.reject(..., "RECEIPT_USED")) is the ErrorInfo reason; without one,
+    the Result's proto name is."""
     if r.code != Result.OK:
-        raise RpcFailure.of_result(r.code, r.detail or result_reason(r.code))
+        f = RpcFailure.of_result(r.code, r.detail or result_reason(r.code))
+        reason = getattr(r, "reason", "") or ""
+        try:
+            default = Result(int(r.code)).name
+        except ValueError:
+            default = ""
+        if reason and reason != default:
+            f.reason = reason
+        f.code = _ADMIN_RESULT_CODES.get(default, f.code)
+        raise f
 
 
 def _outcome(r) -> admin_pb2.AdminOutcome:
@@ -810,3 +830,6 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
 
 for _name, (_type, _fn) in HANDLERS.items():
     _install(_name, _type, _fn)
+
+# Handlers in other modules register themselves on import (they import this module).
+from server import admin_cards  # noqa: E402,F401

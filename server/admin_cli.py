@@ -420,6 +420,150 @@ def cmd_points(args) -> int:
     return 0
 
 
+def _replay(r) -> str:
+    return " (replay)" if r.outcome.replayed else ""
+
+
+def cmd_card_replace(args) -> int:
+    req = admin_pb2.ReplaceCardRequest(client_id=_cid(args), old_card_no=args.old_card_no,
+                                       new_card_no=args.new_card_no,
+                                       fee_external=args.fee_external)
+    if args.fee is not None:
+        req.fee_fen = args.fee
+    r = _call(args, "ReplaceCard", req)
+    _emit(args, r, f"card {args.old_card_no} replaced by {r.new_card_no}: moved "
+                   f"{r.moved_principal_fen + r.moved_bonus_fen} fen and {r.moved_points} pts, "
+                   f"fee {r.fee_fen} fen{_replay(r)}")
+    return 0
+
+
+def cmd_card_renew(args) -> int:
+    req = admin_pb2.RenewCardRequest(client_id=_cid(args), card_no=args.card_no,
+                                     fee_external=args.fee_external)
+    if args.fee is not None:
+        req.fee_fen = args.fee
+    if args.days is not None:
+        req.validity_days = args.days
+    r = _call(args, "RenewCard", req)
+    _emit(args, r, f"card {args.card_no}: renewed until {r.expires_at_s or 'never'}, "
+                   f"fee {r.fee_fen} fen{_replay(r)}")
+    return 0
+
+
+def cmd_card_annual_fee(args) -> int:
+    r = _call(args, "PayAnnualFee", admin_pb2.PayAnnualFeeRequest(
+        client_id=_cid(args), card_no=args.card_no, external=args.external))
+    _emit(args, r, f"card {args.card_no}: annual fee {r.fee_fen} fen paid until "
+                   f"{r.fee_paid_until_s}{_replay(r)}")
+    return 0
+
+
+def cmd_card_expire_dormant(args) -> int:
+    r = _call(args, "ExpireDormantCards", admin_pb2.ExpireDormantCardsRequest(client_id=_cid(args)))
+    _emit(args, r, f"{r.cards} cards made dormant{_replay(r)}")
+    return 0
+
+
+def cmd_card_level(args) -> int:
+    r = _call(args, "SetLevel", admin_pb2.SetLevelRequest(
+        client_id=_cid(args), card_no=args.card_no, level=args.level, reason=args.reason,
+        approver_id=args.approver))
+    _emit(args, r, f"card {args.card_no}: level {r.level_before} -> {r.level}{_replay(r)}")
+    return 0
+
+
+def cmd_card_levels_review(args) -> int:
+    r = _call(args, "ReviewLevels", admin_pb2.ReviewLevelsRequest(client_id=_cid(args)))
+    _emit(args, r, f"{r.reviewed} cards reviewed: {r.kept} kept, {r.downgraded} downgraded, "
+                   f"{r.lapsed} lapsed{_replay(r)}")
+    return 0
+
+
+def cmd_card_level_history(args) -> int:
+    r = _call(args, "LevelHistory", admin_pb2.LevelHistoryRequest(card_no=args.card_no,
+                                                                  limit=args.limit))
+    if args.json:
+        _emit(args, r, "")
+    else:
+        for c in r.changes:
+            print(f"{c.seq}\t{c.time_s}\tcard {c.card_no}\t{c.op}\t{c.level_before} -> "
+                  f"{c.level_after}\toperator {c.operator_id}\t{c.reason}")
+    return 0
+
+
+def cmd_points_adjust(args) -> int:
+    r = _call(args, "AdjustPoints", admin_pb2.AdjustPointsRequest(
+        client_id=_cid(args), card_no=args.card_no, delta=args.delta, reason=args.reason,
+        force=args.force))
+    _emit(args, r, f"card {args.card_no}: {args.delta:+d} pts, {r.points} pts now{_replay(r)}")
+    return 0
+
+
+def cmd_points_make_up(args) -> int:
+    r = _call(args, "MakeUpPoints", admin_pb2.MakeUpPointsRequest(
+        client_id=_cid(args), card_no=args.card_no, receipt_id=args.receipt, paid_fen=args.paid,
+        receipt_time_s=args.time, receipt_store_id=args.store or 0, category=args.category))
+    _emit(args, r, f"card {args.card_no}: {r.points_earned} pts for receipt {args.receipt}, "
+                   f"{r.points} pts now{_replay(r)}")
+    return 0
+
+
+def cmd_points_gift_add(args) -> int:
+    r = _call(args, "PutGift", admin_pb2.PutGiftRequest(client_id=_cid(args), gift=admin_pb2.Gift(
+        gift_id=args.gift_id, name=args.name, points_cost=args.cost, stock=args.stock,
+        active=not args.inactive)))
+    _emit(args, r, f"gift {args.gift_id} {'created' if r.created else 'changed'}{_replay(r)}")
+    return 0
+
+
+def cmd_points_gifts(args) -> int:
+    r = _call(args, "ListGifts", admin_pb2.ListGiftsRequest(active_only=args.active_only))
+    if args.json:
+        _emit(args, r, "")
+    else:
+        for g in r.gifts:
+            state = "" if g.active else "\twithdrawn"
+            print(f"{g.gift_id}\t{g.name}\t{g.points_cost} pts\tstock {g.stock}{state}")
+    return 0
+
+
+def cmd_points_redeem(args) -> int:
+    r = _call(args, "RedeemGift", admin_pb2.RedeemGiftRequest(
+        client_id=_cid(args), card_no=args.card_no, gift_id=args.gift_id, qty=args.qty))
+    _emit(args, r, f"card {args.card_no}: {args.qty} x gift {args.gift_id} for {r.points_cost} "
+                   f"pts, {r.points} pts left, stock {r.stock}{_replay(r)}")
+    return 0
+
+
+_CARD_KINDS = ("stored_value", "discount", "points", "count", "supplementary")
+
+
+def cmd_card_type_add(args) -> int:
+    t = admin_pb2.CardType(
+        type_id=args.type_id, name=args.name, kind=_CARD_KINDS.index(args.kind) + 1,
+        validity_days=args.validity_days, issue_fee_fen=args.issue_fee,
+        annual_fee_fen=args.annual_fee, supp_annual_fee_fen=args.supp_annual_fee,
+        replacement_fee_fen=args.replacement_fee, renewal_fee_fen=args.renewal_fee,
+        recharge_allowed=not args.no_recharge, recharge_store_ids=args.recharge_store or [],
+        recharge_operator_ids=args.recharge_operator or [], count_service=args.count_service,
+        count_uses=args.count_uses, initial_level=args.initial_level)
+    r = _call(args, "PutCardType", admin_pb2.PutCardTypeRequest(client_id=_cid(args), card_type=t))
+    _emit(args, r, f"card type {args.type_id} {'created' if r.created else 'changed'}{_replay(r)}")
+    return 0
+
+
+def cmd_card_type_list(args) -> int:
+    r = _call(args, "ListCardTypes", admin_pb2.ListCardTypesRequest())
+    if args.json:
+        _emit(args, r, "")
+    else:
+        for t in r.card_types:
+            print(f"{t.type_id}\t{t.name}\t{_CARD_KINDS[t.kind - 1] if 1 <= t.kind <= 5 else t.kind}"
+                  f"\tvalid {t.validity_days} days\treplacement {t.replacement_fee_fen} fen"
+                  f"\tannual {t.annual_fee_fen} fen")
+    return 0
+
+
 def cmd_audit(args) -> int:
     r = _call(args, "AuditLog", admin_pb2.AuditLogRequest(
         since_seq=args.since, operator_id=args.operator or 0, store_id=args.store or 0,
@@ -519,7 +663,8 @@ def add_commands(sub, terminal_sub) -> None:
         p.add_argument("member_id", type=int)
         p.add_argument("--reason")
 
-    k = sub.add_parser("card", help="cards: issue, freeze, lost, found, cancel, pin, journal")
+    k = sub.add_parser("card", help="cards: issue, freeze, lost, found, cancel, pin, journal, "
+                                   "replace, renew, annual-fee, level...")
     ksub = k.add_subparsers(dest="card_command", required=True)
     p = cmd(ksub, "issue", cmd_card_issue, "issue cards", mutating=True)
     p.add_argument("card_nos", type=int, nargs="+")
@@ -537,6 +682,52 @@ def add_commands(sub, terminal_sub) -> None:
     p = cmd(ksub, "journal", cmd_card_journal, "a card's latest journal records")
     p.add_argument("card_no", type=int)
     p.add_argument("--limit", type=int, default=20)
+    p = cmd(ksub, "replace", cmd_card_replace, "replace a card; the new one takes its balance",
+            mutating=True)
+    p.add_argument("old_card_no", type=int)
+    p.add_argument("new_card_no", type=int)
+    p.add_argument("--fee", type=int, help="fen (default: the card type's replacement fee)")
+    p.add_argument("--fee-external", action="store_true", help="the fee was paid at the counter")
+    p = cmd(ksub, "renew", cmd_card_renew, "renew a dormant or expired card", mutating=True)
+    p.add_argument("card_no", type=int)
+    p.add_argument("--fee", type=int, help="fen (default: the card type's renewal fee)")
+    p.add_argument("--fee-external", action="store_true", help="the fee was paid at the counter")
+    p.add_argument("--days", type=int, help="validity (default: the card type's)")
+    p = cmd(ksub, "annual-fee", cmd_card_annual_fee, "charge one year of a card's annual fee",
+            mutating=True)
+    p.add_argument("card_no", type=int)
+    p.add_argument("--external", action="store_true", help="the fee was paid at the counter")
+    cmd(ksub, "expire-dormant", cmd_card_expire_dormant, "make expired cards dormant",
+        mutating=True)
+    p = cmd(ksub, "level", cmd_card_level, "change a card's level (needs an approver)",
+            mutating=True)
+    p.add_argument("card_no", type=int)
+    p.add_argument("level", type=int)
+    p.add_argument("--reason", required=True)
+    p.add_argument("--approver", type=int, required=True, help="the approving operator's id")
+    cmd(ksub, "levels-review", cmd_card_levels_review, "review levels past their validity",
+        mutating=True)
+    p = cmd(ksub, "level-history", cmd_card_level_history, "a card's level changes")
+    p.add_argument("card_no", type=int)
+    p.add_argument("--limit", type=int, default=100)
+
+    kt = sub.add_parser("card-type", help="card types: add (or change), list")
+    ktsub = kt.add_subparsers(dest="card_type_command", required=True)
+    p = cmd(ktsub, "add", cmd_card_type_add, "create or change a card type", mutating=True)
+    p.add_argument("type_id", type=int)
+    p.add_argument("--name", required=True)
+    p.add_argument("--kind", choices=_CARD_KINDS, default="stored_value")
+    p.add_argument("--validity-days", type=int, default=730, help="0: never expires")
+    for flag, default in (("--issue-fee", 0), ("--annual-fee", 0), ("--supp-annual-fee", 0),
+                          ("--replacement-fee", 1000), ("--renewal-fee", 0)):
+        p.add_argument(flag, type=int, default=default, help="fen")
+    p.add_argument("--no-recharge", action="store_true", help="cards may not be recharged")
+    p.add_argument("--recharge-store", type=int, action="append", help="only at this store")
+    p.add_argument("--recharge-operator", type=int, action="append", help="only by this operator")
+    p.add_argument("--count-service", type=int, default=0)
+    p.add_argument("--count-uses", type=int, default=0)
+    p.add_argument("--initial-level", type=int, default=0)
+    cmd(ktsub, "list", cmd_card_type_list, "list the card types")
 
     o = sub.add_parser("operator", help="operators: add, disable, passwd")
     osub = o.add_subparsers(dest="operator_command", required=True)
@@ -556,12 +747,39 @@ def add_commands(sub, terminal_sub) -> None:
     p.add_argument("--old-password", help="yours, to change your own")
     p.add_argument("--new-password", help="default: $MMS_NEW_PASSWORD or a prompt")
 
-    pt = sub.add_parser("points", help="points runs: expire, remind")
+    pt = sub.add_parser("points", help="points: expire, remind, adjust, make-up, gifts, redeem")
     psub = pt.add_subparsers(dest="points_command", required=True)
     cmd(psub, "expire", cmd_points, "clear points past their validity", mutating=True)
     p = cmd(psub, "remind", cmd_points, "remind holders of points expiring this year",
             mutating=True)
     p.add_argument("--min-points", type=int, default=1)
+    p = cmd(psub, "adjust", cmd_points_adjust, "add or take a card's points by hand",
+            mutating=True)
+    p.add_argument("card_no", type=int)
+    p.add_argument("delta", type=int, help="points to add, or negative to take")
+    p.add_argument("--reason", required=True)
+    p.add_argument("--force", action="store_true", help="take more than the card holds")
+    p = cmd(psub, "make-up", cmd_points_make_up, "points for a receipt without the card",
+            mutating=True)
+    p.add_argument("card_no", type=int)
+    p.add_argument("--receipt", required=True, help="the receipt's id")
+    p.add_argument("--paid", type=int, required=True, help="fen")
+    p.add_argument("--time", type=int, required=True, help="the receipt's Unix time")
+    p.add_argument("--store", type=int, help="the receipt's store (default: yours)")
+    p.add_argument("--category", type=int, default=0)
+    p = cmd(psub, "gift-add", cmd_points_gift_add, "create or change a gift", mutating=True)
+    p.add_argument("gift_id", type=int)
+    p.add_argument("--name", required=True)
+    p.add_argument("--cost", type=int, required=True, help="points")
+    p.add_argument("--stock", type=int, required=True)
+    p.add_argument("--inactive", action="store_true", help="withdraw the gift")
+    p = cmd(psub, "gifts", cmd_points_gifts, "the gift catalogue")
+    p.add_argument("--active-only", action="store_true")
+    p = cmd(psub, "redeem", cmd_points_redeem, "exchange a card's points for a gift",
+            mutating=True)
+    p.add_argument("card_no", type=int)
+    p.add_argument("gift_id", type=int)
+    p.add_argument("--qty", type=int, default=1)
 
     p = cmd(sub, "audit", cmd_audit, "the audit trail, oldest first")
     p.add_argument("--since", type=int, default=0, help="only events after this seq")

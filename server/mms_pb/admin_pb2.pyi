@@ -686,3 +686,353 @@ class SetRulesResponse(_message.Message):
     version: int
     outcome: AdminOutcome
     def __init__(self, version: _Optional[int] = ..., outcome: _Optional[_Union[AdminOutcome, _Mapping]] = ...) -> None: ...
+
+class ReplaceCardRequest(_message.Message):
+    __slots__ = ("client_id", "old_card_no", "new_card_no", "fee_external", "fee_fen")
+    CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
+    OLD_CARD_NO_FIELD_NUMBER: _ClassVar[int]
+    NEW_CARD_NO_FIELD_NUMBER: _ClassVar[int]
+    FEE_EXTERNAL_FIELD_NUMBER: _ClassVar[int]
+    FEE_FEN_FIELD_NUMBER: _ClassVar[int]
+    client_id: bytes
+    old_card_no: int
+    new_card_no: int
+    fee_external: bool
+    fee_fen: int
+    def __init__(self, client_id: _Optional[bytes] = ..., old_card_no: _Optional[int] = ..., new_card_no: _Optional[int] = ..., fee_external: _Optional[bool] = ..., fee_fen: _Optional[int] = ...) -> None: ...
+
+class ReplaceCardResponse(_message.Message):
+    __slots__ = ("new_card_no", "fee_fen", "moved_principal_fen", "moved_bonus_fen", "moved_points", "supplementary_cards", "outcome")
+    NEW_CARD_NO_FIELD_NUMBER: _ClassVar[int]
+    FEE_FEN_FIELD_NUMBER: _ClassVar[int]
+    MOVED_PRINCIPAL_FEN_FIELD_NUMBER: _ClassVar[int]
+    MOVED_BONUS_FEN_FIELD_NUMBER: _ClassVar[int]
+    MOVED_POINTS_FIELD_NUMBER: _ClassVar[int]
+    SUPPLEMENTARY_CARDS_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    new_card_no: int
+    fee_fen: int
+    moved_principal_fen: int
+    moved_bonus_fen: int
+    moved_points: int
+    supplementary_cards: _containers.RepeatedScalarFieldContainer[int]
+    outcome: AdminOutcome
+    def __init__(self, new_card_no: _Optional[int] = ..., fee_fen: _Optional[int] = ..., moved_principal_fen: _Optional[int] = ..., moved_bonus_fen: _Optional[int] = ..., moved_points: _Optional[int] = ..., supplementary_cards: _Optional[_Iterable[int]] = ..., outcome: _Optional[_Union[AdminOutcome, _Mapping]] = ...) -> None: ...
+
+class RenewCardRequest(_message.Message):
+    __slots__ = ("client_id", "card_no", "fee_external", "fee_fen", "validity_days")
+    CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
+    CARD_NO_FIELD_NUMBER: _ClassVar[int]
+    FEE_EXTERNAL_FIELD_NUMBER: _ClassVar[int]
+    FEE_FEN_FIELD_NUMBER: _ClassVar[int]
+    VALIDITY_DAYS_FIELD_NUMBER: _ClassVar[int]
+    client_id: bytes
+    card_no: int
+    fee_external: bool
+    fee_fen: int
+    validity_days: int
+    def __init__(self, client_id: _Optional[bytes] = ..., card_no: _Optional[int] = ..., fee_external: _Optional[bool] = ..., fee_fen: _Optional[int] = ..., validity_days: _Optional[int] = ...) -> None: ...
+
+class RenewCardResponse(_message.Message):
+    __slots__ = ("expires_at_s", "fee_fen", "outcome")
+    EXPIRES_AT_S_FIELD_NUMBER: _ClassVar[int]
+    FEE_FEN_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    expires_at_s: int
+    fee_fen: int
+    outcome: AdminOutcome
+    def __init__(self, expires_at_s: _Optional[int] = ..., fee_fen: _Optional[int] = ..., outcome: _Optional[_Union[AdminOutcome, _Mapping]] = ...) -> None: ...
+
+class PayAnnualFeeRequest(_message.Message):
+    __slots__ = ("client_id", "card_no", "external")
+    CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
+    CARD_NO_FIELD_NUMBER: _ClassVar[int]
+    EXTERNAL_FIELD_NUMBER: _ClassVar[int]
+    client_id: bytes
+    card_no: int
+    external: bool
+    def __init__(self, client_id: _Optional[bytes] = ..., card_no: _Optional[int] = ..., external: _Optional[bool] = ...) -> None: ...
+
+class PayAnnualFeeResponse(_message.Message):
+    __slots__ = ("fee_fen", "fee_paid_until_s", "outcome")
+    FEE_FEN_FIELD_NUMBER: _ClassVar[int]
+    FEE_PAID_UNTIL_S_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    fee_fen: int
+    fee_paid_until_s: int
+    outcome: AdminOutcome
+    def __init__(self, fee_fen: _Optional[int] = ..., fee_paid_until_s: _Optional[int] = ..., outcome: _Optional[_Union[AdminOutcome, _Mapping]] = ...) -> None: ...
+
+class ExpireDormantCardsRequest(_message.Message):
+    __slots__ = ("client_id",)
+    CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
+    client_id: bytes
+    def __init__(self, client_id: _Optional[bytes] = ...) -> None: ...
+
+class ExpireDormantCardsResponse(_message.Message):
+    __slots__ = ("cards", "outcome")
+    CARDS_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    cards: int
+    outcome: AdminOutcome
+    def __init__(self, cards: _Optional[int] = ..., outcome: _Optional[_Union[AdminOutcome, _Mapping]] = ...) -> None: ...
+
+class CardType(_message.Message):
+    __slots__ = ("type_id", "name", "kind", "validity_days", "issue_fee_fen", "annual_fee_fen", "supp_annual_fee_fen", "replacement_fee_fen", "renewal_fee_fen", "recharge_allowed", "recharge_store_ids", "recharge_operator_ids", "count_service", "count_uses", "initial_level")
+    TYPE_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    VALIDITY_DAYS_FIELD_NUMBER: _ClassVar[int]
+    ISSUE_FEE_FEN_FIELD_NUMBER: _ClassVar[int]
+    ANNUAL_FEE_FEN_FIELD_NUMBER: _ClassVar[int]
+    SUPP_ANNUAL_FEE_FEN_FIELD_NUMBER: _ClassVar[int]
+    REPLACEMENT_FEE_FEN_FIELD_NUMBER: _ClassVar[int]
+    RENEWAL_FEE_FEN_FIELD_NUMBER: _ClassVar[int]
+    RECHARGE_ALLOWED_FIELD_NUMBER: _ClassVar[int]
+    RECHARGE_STORE_IDS_FIELD_NUMBER: _ClassVar[int]
+    RECHARGE_OPERATOR_IDS_FIELD_NUMBER: _ClassVar[int]
+    COUNT_SERVICE_FIELD_NUMBER: _ClassVar[int]
+    COUNT_USES_FIELD_NUMBER: _ClassVar[int]
+    INITIAL_LEVEL_FIELD_NUMBER: _ClassVar[int]
+    type_id: int
+    name: str
+    kind: int
+    validity_days: int
+    issue_fee_fen: int
+    annual_fee_fen: int
+    supp_annual_fee_fen: int
+    replacement_fee_fen: int
+    renewal_fee_fen: int
+    recharge_allowed: bool
+    recharge_store_ids: _containers.RepeatedScalarFieldContainer[int]
+    recharge_operator_ids: _containers.RepeatedScalarFieldContainer[int]
+    count_service: int
+    count_uses: int
+    initial_level: int
+    def __init__(self, type_id: _Optional[int] = ..., name: _Optional[str] = ..., kind: _Optional[int] = ..., validity_days: _Optional[int] = ..., issue_fee_fen: _Optional[int] = ..., annual_fee_fen: _Optional[int] = ..., supp_annual_fee_fen: _Optional[int] = ..., replacement_fee_fen: _Optional[int] = ..., renewal_fee_fen: _Optional[int] = ..., recharge_allowed: _Optional[bool] = ..., recharge_store_ids: _Optional[_Iterable[int]] = ..., recharge_operator_ids: _Optional[_Iterable[int]] = ..., count_service: _Optional[int] = ..., count_uses: _Optional[int] = ..., initial_level: _Optional[int] = ...) -> None: ...
+
+class PutCardTypeRequest(_message.Message):
+    __slots__ = ("client_id", "card_type")
+    CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
+    CARD_TYPE_FIELD_NUMBER: _ClassVar[int]
+    client_id: bytes
+    card_type: CardType
+    def __init__(self, client_id: _Optional[bytes] = ..., card_type: _Optional[_Union[CardType, _Mapping]] = ...) -> None: ...
+
+class PutCardTypeResponse(_message.Message):
+    __slots__ = ("created", "outcome")
+    CREATED_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    created: bool
+    outcome: AdminOutcome
+    def __init__(self, created: _Optional[bool] = ..., outcome: _Optional[_Union[AdminOutcome, _Mapping]] = ...) -> None: ...
+
+class ListCardTypesRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListCardTypesResponse(_message.Message):
+    __slots__ = ("card_types",)
+    CARD_TYPES_FIELD_NUMBER: _ClassVar[int]
+    card_types: _containers.RepeatedCompositeFieldContainer[CardType]
+    def __init__(self, card_types: _Optional[_Iterable[_Union[CardType, _Mapping]]] = ...) -> None: ...
+
+class SetLevelRequest(_message.Message):
+    __slots__ = ("client_id", "card_no", "level", "reason", "approver_id")
+    CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
+    CARD_NO_FIELD_NUMBER: _ClassVar[int]
+    LEVEL_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    APPROVER_ID_FIELD_NUMBER: _ClassVar[int]
+    client_id: bytes
+    card_no: int
+    level: int
+    reason: str
+    approver_id: int
+    def __init__(self, client_id: _Optional[bytes] = ..., card_no: _Optional[int] = ..., level: _Optional[int] = ..., reason: _Optional[str] = ..., approver_id: _Optional[int] = ...) -> None: ...
+
+class SetLevelResponse(_message.Message):
+    __slots__ = ("level_before", "level", "level_expires_at_s", "outcome")
+    LEVEL_BEFORE_FIELD_NUMBER: _ClassVar[int]
+    LEVEL_FIELD_NUMBER: _ClassVar[int]
+    LEVEL_EXPIRES_AT_S_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    level_before: int
+    level: int
+    level_expires_at_s: int
+    outcome: AdminOutcome
+    def __init__(self, level_before: _Optional[int] = ..., level: _Optional[int] = ..., level_expires_at_s: _Optional[int] = ..., outcome: _Optional[_Union[AdminOutcome, _Mapping]] = ...) -> None: ...
+
+class ReviewLevelsRequest(_message.Message):
+    __slots__ = ("client_id",)
+    CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
+    client_id: bytes
+    def __init__(self, client_id: _Optional[bytes] = ...) -> None: ...
+
+class ReviewLevelsResponse(_message.Message):
+    __slots__ = ("reviewed", "kept", "downgraded", "lapsed", "outcome")
+    REVIEWED_FIELD_NUMBER: _ClassVar[int]
+    KEPT_FIELD_NUMBER: _ClassVar[int]
+    DOWNGRADED_FIELD_NUMBER: _ClassVar[int]
+    LAPSED_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    reviewed: int
+    kept: int
+    downgraded: int
+    lapsed: int
+    outcome: AdminOutcome
+    def __init__(self, reviewed: _Optional[int] = ..., kept: _Optional[int] = ..., downgraded: _Optional[int] = ..., lapsed: _Optional[int] = ..., outcome: _Optional[_Union[AdminOutcome, _Mapping]] = ...) -> None: ...
+
+class LevelHistoryRequest(_message.Message):
+    __slots__ = ("card_no", "limit")
+    CARD_NO_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    card_no: int
+    limit: int
+    def __init__(self, card_no: _Optional[int] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class LevelChange(_message.Message):
+    __slots__ = ("seq", "time_s", "card_no", "op", "level_before", "level_after", "level_expires_at_s", "operator_id", "reason", "approver_id")
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    TIME_S_FIELD_NUMBER: _ClassVar[int]
+    CARD_NO_FIELD_NUMBER: _ClassVar[int]
+    OP_FIELD_NUMBER: _ClassVar[int]
+    LEVEL_BEFORE_FIELD_NUMBER: _ClassVar[int]
+    LEVEL_AFTER_FIELD_NUMBER: _ClassVar[int]
+    LEVEL_EXPIRES_AT_S_FIELD_NUMBER: _ClassVar[int]
+    OPERATOR_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    APPROVER_ID_FIELD_NUMBER: _ClassVar[int]
+    seq: int
+    time_s: int
+    card_no: int
+    op: str
+    level_before: int
+    level_after: int
+    level_expires_at_s: int
+    operator_id: int
+    reason: str
+    approver_id: int
+    def __init__(self, seq: _Optional[int] = ..., time_s: _Optional[int] = ..., card_no: _Optional[int] = ..., op: _Optional[str] = ..., level_before: _Optional[int] = ..., level_after: _Optional[int] = ..., level_expires_at_s: _Optional[int] = ..., operator_id: _Optional[int] = ..., reason: _Optional[str] = ..., approver_id: _Optional[int] = ...) -> None: ...
+
+class LevelHistoryResponse(_message.Message):
+    __slots__ = ("changes",)
+    CHANGES_FIELD_NUMBER: _ClassVar[int]
+    changes: _containers.RepeatedCompositeFieldContainer[LevelChange]
+    def __init__(self, changes: _Optional[_Iterable[_Union[LevelChange, _Mapping]]] = ...) -> None: ...
+
+class AdjustPointsRequest(_message.Message):
+    __slots__ = ("client_id", "card_no", "delta", "reason", "force")
+    CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
+    CARD_NO_FIELD_NUMBER: _ClassVar[int]
+    DELTA_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    FORCE_FIELD_NUMBER: _ClassVar[int]
+    client_id: bytes
+    card_no: int
+    delta: int
+    reason: str
+    force: bool
+    def __init__(self, client_id: _Optional[bytes] = ..., card_no: _Optional[int] = ..., delta: _Optional[int] = ..., reason: _Optional[str] = ..., force: _Optional[bool] = ...) -> None: ...
+
+class AdjustPointsResponse(_message.Message):
+    __slots__ = ("points", "outcome")
+    POINTS_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    points: int
+    outcome: AdminOutcome
+    def __init__(self, points: _Optional[int] = ..., outcome: _Optional[_Union[AdminOutcome, _Mapping]] = ...) -> None: ...
+
+class MakeUpPointsRequest(_message.Message):
+    __slots__ = ("client_id", "card_no", "receipt_id", "paid_fen", "receipt_time_s", "receipt_store_id", "category")
+    CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
+    CARD_NO_FIELD_NUMBER: _ClassVar[int]
+    RECEIPT_ID_FIELD_NUMBER: _ClassVar[int]
+    PAID_FEN_FIELD_NUMBER: _ClassVar[int]
+    RECEIPT_TIME_S_FIELD_NUMBER: _ClassVar[int]
+    RECEIPT_STORE_ID_FIELD_NUMBER: _ClassVar[int]
+    CATEGORY_FIELD_NUMBER: _ClassVar[int]
+    client_id: bytes
+    card_no: int
+    receipt_id: str
+    paid_fen: int
+    receipt_time_s: int
+    receipt_store_id: int
+    category: int
+    def __init__(self, client_id: _Optional[bytes] = ..., card_no: _Optional[int] = ..., receipt_id: _Optional[str] = ..., paid_fen: _Optional[int] = ..., receipt_time_s: _Optional[int] = ..., receipt_store_id: _Optional[int] = ..., category: _Optional[int] = ...) -> None: ...
+
+class MakeUpPointsResponse(_message.Message):
+    __slots__ = ("points_earned", "points", "outcome")
+    POINTS_EARNED_FIELD_NUMBER: _ClassVar[int]
+    POINTS_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    points_earned: int
+    points: int
+    outcome: AdminOutcome
+    def __init__(self, points_earned: _Optional[int] = ..., points: _Optional[int] = ..., outcome: _Optional[_Union[AdminOutcome, _Mapping]] = ...) -> None: ...
+
+class Gift(_message.Message):
+    __slots__ = ("gift_id", "name", "points_cost", "stock", "active")
+    GIFT_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    POINTS_COST_FIELD_NUMBER: _ClassVar[int]
+    STOCK_FIELD_NUMBER: _ClassVar[int]
+    ACTIVE_FIELD_NUMBER: _ClassVar[int]
+    gift_id: int
+    name: str
+    points_cost: int
+    stock: int
+    active: bool
+    def __init__(self, gift_id: _Optional[int] = ..., name: _Optional[str] = ..., points_cost: _Optional[int] = ..., stock: _Optional[int] = ..., active: _Optional[bool] = ...) -> None: ...
+
+class PutGiftRequest(_message.Message):
+    __slots__ = ("client_id", "gift")
+    CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
+    GIFT_FIELD_NUMBER: _ClassVar[int]
+    client_id: bytes
+    gift: Gift
+    def __init__(self, client_id: _Optional[bytes] = ..., gift: _Optional[_Union[Gift, _Mapping]] = ...) -> None: ...
+
+class PutGiftResponse(_message.Message):
+    __slots__ = ("created", "outcome")
+    CREATED_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    created: bool
+    outcome: AdminOutcome
+    def __init__(self, created: _Optional[bool] = ..., outcome: _Optional[_Union[AdminOutcome, _Mapping]] = ...) -> None: ...
+
+class ListGiftsRequest(_message.Message):
+    __slots__ = ("active_only",)
+    ACTIVE_ONLY_FIELD_NUMBER: _ClassVar[int]
+    active_only: bool
+    def __init__(self, active_only: _Optional[bool] = ...) -> None: ...
+
+class ListGiftsResponse(_message.Message):
+    __slots__ = ("gifts",)
+    GIFTS_FIELD_NUMBER: _ClassVar[int]
+    gifts: _containers.RepeatedCompositeFieldContainer[Gift]
+    def __init__(self, gifts: _Optional[_Iterable[_Union[Gift, _Mapping]]] = ...) -> None: ...
+
+class RedeemGiftRequest(_message.Message):
+    __slots__ = ("client_id", "card_no", "gift_id", "qty")
+    CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
+    CARD_NO_FIELD_NUMBER: _ClassVar[int]
+    GIFT_ID_FIELD_NUMBER: _ClassVar[int]
+    QTY_FIELD_NUMBER: _ClassVar[int]
+    client_id: bytes
+    card_no: int
+    gift_id: int
+    qty: int
+    def __init__(self, client_id: _Optional[bytes] = ..., card_no: _Optional[int] = ..., gift_id: _Optional[int] = ..., qty: _Optional[int] = ...) -> None: ...
+
+class RedeemGiftResponse(_message.Message):
+    __slots__ = ("points_cost", "points", "stock", "outcome")
+    POINTS_COST_FIELD_NUMBER: _ClassVar[int]
+    POINTS_FIELD_NUMBER: _ClassVar[int]
+    STOCK_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    points_cost: int
+    points: int
+    stock: int
+    outcome: AdminOutcome
+    def __init__(self, points_cost: _Optional[int] = ..., points: _Optional[int] = ..., stock: _Optional[int] = ..., outcome: _Optional[_Union[AdminOutcome, _Mapping]] = ...) -> None: ...

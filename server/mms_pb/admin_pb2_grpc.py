@@ -174,6 +174,76 @@ class AdminServiceStub:
                 request_serializer=mms_dot_v1_dot_admin__pb2.RemindExpiringPointsRequest.SerializeToString,
                 response_deserializer=mms_dot_v1_dot_admin__pb2.RemindExpiringPointsResponse.FromString,
                 _registered_method=True)
+        self.ReplaceCard = channel.unary_unary(
+                '/mms.v1.AdminService/ReplaceCard',
+                request_serializer=mms_dot_v1_dot_admin__pb2.ReplaceCardRequest.SerializeToString,
+                response_deserializer=mms_dot_v1_dot_admin__pb2.ReplaceCardResponse.FromString,
+                _registered_method=True)
+        self.RenewCard = channel.unary_unary(
+                '/mms.v1.AdminService/RenewCard',
+                request_serializer=mms_dot_v1_dot_admin__pb2.RenewCardRequest.SerializeToString,
+                response_deserializer=mms_dot_v1_dot_admin__pb2.RenewCardResponse.FromString,
+                _registered_method=True)
+        self.PayAnnualFee = channel.unary_unary(
+                '/mms.v1.AdminService/PayAnnualFee',
+                request_serializer=mms_dot_v1_dot_admin__pb2.PayAnnualFeeRequest.SerializeToString,
+                response_deserializer=mms_dot_v1_dot_admin__pb2.PayAnnualFeeResponse.FromString,
+                _registered_method=True)
+        self.ExpireDormantCards = channel.unary_unary(
+                '/mms.v1.AdminService/ExpireDormantCards',
+                request_serializer=mms_dot_v1_dot_admin__pb2.ExpireDormantCardsRequest.SerializeToString,
+                response_deserializer=mms_dot_v1_dot_admin__pb2.ExpireDormantCardsResponse.FromString,
+                _registered_method=True)
+        self.PutCardType = channel.unary_unary(
+                '/mms.v1.AdminService/PutCardType',
+                request_serializer=mms_dot_v1_dot_admin__pb2.PutCardTypeRequest.SerializeToString,
+                response_deserializer=mms_dot_v1_dot_admin__pb2.PutCardTypeResponse.FromString,
+                _registered_method=True)
+        self.ListCardTypes = channel.unary_unary(
+                '/mms.v1.AdminService/ListCardTypes',
+                request_serializer=mms_dot_v1_dot_admin__pb2.ListCardTypesRequest.SerializeToString,
+                response_deserializer=mms_dot_v1_dot_admin__pb2.ListCardTypesResponse.FromString,
+                _registered_method=True)
+        self.SetLevel = channel.unary_unary(
+                '/mms.v1.AdminService/SetLevel',
+                request_serializer=mms_dot_v1_dot_admin__pb2.SetLevelRequest.SerializeToString,
+                response_deserializer=mms_dot_v1_dot_admin__pb2.SetLevelResponse.FromString,
+                _registered_method=True)
+        self.ReviewLevels = channel.unary_unary(
+                '/mms.v1.AdminService/ReviewLevels',
+                request_serializer=mms_dot_v1_dot_admin__pb2.ReviewLevelsRequest.SerializeToString,
+                response_deserializer=mms_dot_v1_dot_admin__pb2.ReviewLevelsResponse.FromString,
+                _registered_method=True)
+        self.LevelHistory = channel.unary_unary(
+                '/mms.v1.AdminService/LevelHistory',
+                request_serializer=mms_dot_v1_dot_admin__pb2.LevelHistoryRequest.SerializeToString,
+                response_deserializer=mms_dot_v1_dot_admin__pb2.LevelHistoryResponse.FromString,
+                _registered_method=True)
+        self.AdjustPoints = channel.unary_unary(
+                '/mms.v1.AdminService/AdjustPoints',
+                request_serializer=mms_dot_v1_dot_admin__pb2.AdjustPointsRequest.SerializeToString,
+                response_deserializer=mms_dot_v1_dot_admin__pb2.AdjustPointsResponse.FromString,
+                _registered_method=True)
+        self.MakeUpPoints = channel.unary_unary(
+                '/mms.v1.AdminService/MakeUpPoints',
+                request_serializer=mms_dot_v1_dot_admin__pb2.MakeUpPointsRequest.SerializeToString,
+                response_deserializer=mms_dot_v1_dot_admin__pb2.MakeUpPointsResponse.FromString,
+                _registered_method=True)
+        self.PutGift = channel.unary_unary(
+                '/mms.v1.AdminService/PutGift',
+                request_serializer=mms_dot_v1_dot_admin__pb2.PutGiftRequest.SerializeToString,
+                response_deserializer=mms_dot_v1_dot_admin__pb2.PutGiftResponse.FromString,
+                _registered_method=True)
+        self.ListGifts = channel.unary_unary(
+                '/mms.v1.AdminService/ListGifts',
+                request_serializer=mms_dot_v1_dot_admin__pb2.ListGiftsRequest.SerializeToString,
+                response_deserializer=mms_dot_v1_dot_admin__pb2.ListGiftsResponse.FromString,
+                _registered_method=True)
+        self.RedeemGift = channel.unary_unary(
+                '/mms.v1.AdminService/RedeemGift',
+                request_serializer=mms_dot_v1_dot_admin__pb2.RedeemGiftRequest.SerializeToString,
+                response_deserializer=mms_dot_v1_dot_admin__pb2.RedeemGiftResponse.FromString,
+                _registered_method=True)
         self.GetRules = channel.unary_unary(
                 '/mms.v1.AdminService/GetRules',
                 request_serializer=mms_dot_v1_dot_admin__pb2.GetRulesRequest.SerializeToString,
@@ -386,6 +456,107 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReplaceCard(self, request, context):
+        """ReplaceCard replaces a lost or worn card (补卡): the old card is cancelled and the
+        new one takes its balance, points, level, PIN and member, less the replacement fee.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RenewCard(self, request, context):
+        """RenewCard makes a dormant or expired card active again for a new validity (续卡).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PayAnnualFee(self, request, context):
+        """PayAnnualFee charges one year of a card's annual fee.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExpireDormantCards(self, request, context):
+        """ExpireDormantCards turns every active card past its expiry into a dormant one.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PutCardType(self, request, context):
+        """PutCardType creates or changes a card type.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListCardTypes(self, request, context):
+        """ListCardTypes lists the configured card types.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetLevel(self, request, context):
+        """SetLevel changes a card's level by hand, with a reason and an approver who is not
+        the caller.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReviewLevels(self, request, context):
+        """ReviewLevels runs the level review of every card whose level validity has passed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def LevelHistory(self, request, context):
+        """LevelHistory lists a card's level changes, newest first, across its replacements.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AdjustPoints(self, request, context):
+        """AdjustPoints adds or takes a card's points by hand, with a reason.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def MakeUpPoints(self, request, context):
+        """MakeUpPoints gives the points of a purchase made without the card (补积分), once
+        per receipt and within 24 hours of it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PutGift(self, request, context):
+        """PutGift creates or changes a gift of the points catalogue.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListGifts(self, request, context):
+        """ListGifts lists the gift catalogue.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RedeemGift(self, request, context):
+        """RedeemGift exchanges a card's points for gifts.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetRules(self, request, context):
         """GetRules returns the rules in force as JSON.
         """
@@ -532,6 +703,76 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.RemindExpiringPoints,
                     request_deserializer=mms_dot_v1_dot_admin__pb2.RemindExpiringPointsRequest.FromString,
                     response_serializer=mms_dot_v1_dot_admin__pb2.RemindExpiringPointsResponse.SerializeToString,
+            ),
+            'ReplaceCard': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReplaceCard,
+                    request_deserializer=mms_dot_v1_dot_admin__pb2.ReplaceCardRequest.FromString,
+                    response_serializer=mms_dot_v1_dot_admin__pb2.ReplaceCardResponse.SerializeToString,
+            ),
+            'RenewCard': grpc.unary_unary_rpc_method_handler(
+                    servicer.RenewCard,
+                    request_deserializer=mms_dot_v1_dot_admin__pb2.RenewCardRequest.FromString,
+                    response_serializer=mms_dot_v1_dot_admin__pb2.RenewCardResponse.SerializeToString,
+            ),
+            'PayAnnualFee': grpc.unary_unary_rpc_method_handler(
+                    servicer.PayAnnualFee,
+                    request_deserializer=mms_dot_v1_dot_admin__pb2.PayAnnualFeeRequest.FromString,
+                    response_serializer=mms_dot_v1_dot_admin__pb2.PayAnnualFeeResponse.SerializeToString,
+            ),
+            'ExpireDormantCards': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExpireDormantCards,
+                    request_deserializer=mms_dot_v1_dot_admin__pb2.ExpireDormantCardsRequest.FromString,
+                    response_serializer=mms_dot_v1_dot_admin__pb2.ExpireDormantCardsResponse.SerializeToString,
+            ),
+            'PutCardType': grpc.unary_unary_rpc_method_handler(
+                    servicer.PutCardType,
+                    request_deserializer=mms_dot_v1_dot_admin__pb2.PutCardTypeRequest.FromString,
+                    response_serializer=mms_dot_v1_dot_admin__pb2.PutCardTypeResponse.SerializeToString,
+            ),
+            'ListCardTypes': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListCardTypes,
+                    request_deserializer=mms_dot_v1_dot_admin__pb2.ListCardTypesRequest.FromString,
+                    response_serializer=mms_dot_v1_dot_admin__pb2.ListCardTypesResponse.SerializeToString,
+            ),
+            'SetLevel': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetLevel,
+                    request_deserializer=mms_dot_v1_dot_admin__pb2.SetLevelRequest.FromString,
+                    response_serializer=mms_dot_v1_dot_admin__pb2.SetLevelResponse.SerializeToString,
+            ),
+            'ReviewLevels': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReviewLevels,
+                    request_deserializer=mms_dot_v1_dot_admin__pb2.ReviewLevelsRequest.FromString,
+                    response_serializer=mms_dot_v1_dot_admin__pb2.ReviewLevelsResponse.SerializeToString,
+            ),
+            'LevelHistory': grpc.unary_unary_rpc_method_handler(
+                    servicer.LevelHistory,
+                    request_deserializer=mms_dot_v1_dot_admin__pb2.LevelHistoryRequest.FromString,
+                    response_serializer=mms_dot_v1_dot_admin__pb2.LevelHistoryResponse.SerializeToString,
+            ),
+            'AdjustPoints': grpc.unary_unary_rpc_method_handler(
+                    servicer.AdjustPoints,
+                    request_deserializer=mms_dot_v1_dot_admin__pb2.AdjustPointsRequest.FromString,
+                    response_serializer=mms_dot_v1_dot_admin__pb2.AdjustPointsResponse.SerializeToString,
+            ),
+            'MakeUpPoints': grpc.unary_unary_rpc_method_handler(
+                    servicer.MakeUpPoints,
+                    request_deserializer=mms_dot_v1_dot_admin__pb2.MakeUpPointsRequest.FromString,
+                    response_serializer=mms_dot_v1_dot_admin__pb2.MakeUpPointsResponse.SerializeToString,
+            ),
+            'PutGift': grpc.unary_unary_rpc_method_handler(
+                    servicer.PutGift,
+                    request_deserializer=mms_dot_v1_dot_admin__pb2.PutGiftRequest.FromString,
+                    response_serializer=mms_dot_v1_dot_admin__pb2.PutGiftResponse.SerializeToString,
+            ),
+            'ListGifts': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListGifts,
+                    request_deserializer=mms_dot_v1_dot_admin__pb2.ListGiftsRequest.FromString,
+                    response_serializer=mms_dot_v1_dot_admin__pb2.ListGiftsResponse.SerializeToString,
+            ),
+            'RedeemGift': grpc.unary_unary_rpc_method_handler(
+                    servicer.RedeemGift,
+                    request_deserializer=mms_dot_v1_dot_admin__pb2.RedeemGiftRequest.FromString,
+                    response_serializer=mms_dot_v1_dot_admin__pb2.RedeemGiftResponse.SerializeToString,
             ),
             'GetRules': grpc.unary_unary_rpc_method_handler(
                     servicer.GetRules,
@@ -1256,6 +1497,384 @@ class AdminService:
             '/mms.v1.AdminService/RemindExpiringPoints',
             mms_dot_v1_dot_admin__pb2.RemindExpiringPointsRequest.SerializeToString,
             mms_dot_v1_dot_admin__pb2.RemindExpiringPointsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReplaceCard(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mms.v1.AdminService/ReplaceCard',
+            mms_dot_v1_dot_admin__pb2.ReplaceCardRequest.SerializeToString,
+            mms_dot_v1_dot_admin__pb2.ReplaceCardResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RenewCard(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mms.v1.AdminService/RenewCard',
+            mms_dot_v1_dot_admin__pb2.RenewCardRequest.SerializeToString,
+            mms_dot_v1_dot_admin__pb2.RenewCardResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PayAnnualFee(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mms.v1.AdminService/PayAnnualFee',
+            mms_dot_v1_dot_admin__pb2.PayAnnualFeeRequest.SerializeToString,
+            mms_dot_v1_dot_admin__pb2.PayAnnualFeeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExpireDormantCards(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mms.v1.AdminService/ExpireDormantCards',
+            mms_dot_v1_dot_admin__pb2.ExpireDormantCardsRequest.SerializeToString,
+            mms_dot_v1_dot_admin__pb2.ExpireDormantCardsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PutCardType(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mms.v1.AdminService/PutCardType',
+            mms_dot_v1_dot_admin__pb2.PutCardTypeRequest.SerializeToString,
+            mms_dot_v1_dot_admin__pb2.PutCardTypeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListCardTypes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mms.v1.AdminService/ListCardTypes',
+            mms_dot_v1_dot_admin__pb2.ListCardTypesRequest.SerializeToString,
+            mms_dot_v1_dot_admin__pb2.ListCardTypesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetLevel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mms.v1.AdminService/SetLevel',
+            mms_dot_v1_dot_admin__pb2.SetLevelRequest.SerializeToString,
+            mms_dot_v1_dot_admin__pb2.SetLevelResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReviewLevels(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mms.v1.AdminService/ReviewLevels',
+            mms_dot_v1_dot_admin__pb2.ReviewLevelsRequest.SerializeToString,
+            mms_dot_v1_dot_admin__pb2.ReviewLevelsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LevelHistory(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mms.v1.AdminService/LevelHistory',
+            mms_dot_v1_dot_admin__pb2.LevelHistoryRequest.SerializeToString,
+            mms_dot_v1_dot_admin__pb2.LevelHistoryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AdjustPoints(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mms.v1.AdminService/AdjustPoints',
+            mms_dot_v1_dot_admin__pb2.AdjustPointsRequest.SerializeToString,
+            mms_dot_v1_dot_admin__pb2.AdjustPointsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def MakeUpPoints(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mms.v1.AdminService/MakeUpPoints',
+            mms_dot_v1_dot_admin__pb2.MakeUpPointsRequest.SerializeToString,
+            mms_dot_v1_dot_admin__pb2.MakeUpPointsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PutGift(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mms.v1.AdminService/PutGift',
+            mms_dot_v1_dot_admin__pb2.PutGiftRequest.SerializeToString,
+            mms_dot_v1_dot_admin__pb2.PutGiftResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListGifts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mms.v1.AdminService/ListGifts',
+            mms_dot_v1_dot_admin__pb2.ListGiftsRequest.SerializeToString,
+            mms_dot_v1_dot_admin__pb2.ListGiftsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RedeemGift(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mms.v1.AdminService/RedeemGift',
+            mms_dot_v1_dot_admin__pb2.RedeemGiftRequest.SerializeToString,
+            mms_dot_v1_dot_admin__pb2.RedeemGiftResponse.FromString,
             options,
             channel_credentials,
             insecure,

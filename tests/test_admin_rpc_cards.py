@@ -1,0 +1,244 @@
+"""The card lifecycle, levels and points administration RPCs against the real server on
+loopback: replacement moves the balance and charges the fee, a manual level change
+needs another approver, a receipt earns make-up points once, RBAC on each RPC, retried
+client ids apply once, and the `mms` commands that call them."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import grpc
+import pytest
+from test_admin_rpc import BOOT, PW, Env, add_member, cid, failure
+
+from server.cli import main
+from server.mms_pb import admin_pb2, pos_pb2, types_pb2
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    e = Env(str(tmp_path_factory.mktemp("admin_cards")))
+    md = (("authorization", f"Bearer {BOOT}"),)
+    e.admin.Bootstrap(admin_pb2.BootstrapRequest(client_id=cid(), chain_name="Chain",
+                                                 admin_login="root", admin_password=PW),
+                      metadata=md, timeout=30)
+    e.login("root")
+    region = e.call("root", "CreateNode", admin_pb2.CreateNodeRequest(
+        client_id=cid(), kind=admin_pb2.NODE_KIND_REGION, parent_id=1, name="North")).node
+    for sid in (11, 12):
+        e.call("root", "CreateNode", admin_pb2.CreateNodeRequest(
+            client_id=cid(), kind=admin_pb2.NODE_KIND_STORE, parent_id=region.node_id,
+            name=f"Store {sid}", node_id=sid))
+    for login, role, store in (("mgr11", "store_manager", 11), ("mgr12", "store_manager", 12),
+                               ("cash11", "cashier", 11), ("desk11", "customer_service", 11),
+                               ("mkt", "marketing", 0)):
+        e.call("root", "CreateOperator", admin_pb2.CreateOperatorRequest(
+            client_id=cid(), login=login, password=PW, role=role, home_store_id=store))
+        e.login(login)
+    till = e.call("mgr11", "CreateNode", admin_pb2.CreateNodeRequest(
+        client_id=cid(), kind=admin_pb2.NODE_KIND_TERMINAL, parent_id=11, name="till")).node
+    tok = e.call("mgr11", "IssueTerminalToken", admin_pb2.IssueTerminalTokenRequest(
+        client_id=cid(), terminal_id=till.node_id)).token
+    e.till_md = (("authorization", f"Bearer {tok}"),)
+    yield e
+    e.close()
+
+
+_phones = iter(range(13500000000, 13600000000))
+
+
+def card_with_balance(env, card_no: int, fen: int = 0) -> int:
+    """A card of a store-11 member, recharged with fen at store 11's till."""
+    mid = add_member(env, "cash11", f"Holder {card_no}", str(next(_phones)))
+    env.call("cash11", "IssueCards", admin_pb2.IssueCardsRequest(
+        client_id=cid(), card_nos=[card_no], member_ids=[mid]))
+    if fen:
+        env.pos.Recharge(pos_pb2.RechargeRequest(client_id=cid(), card_no=card_no, amount_fen=fen),
+                         metadata=env.till_md, timeout=30)
+    return mid
+
+
+def op_id(env, login: str) -> int:
+    return env.chain.operator_by_login(login).operator_id
+
+
+def test_replacement_moves_the_balance_and_charges_the_fee(env):
+    card_with_balance(env, 9001, 5000)
+    req = admin_pb2.ReplaceCardRequest(client_id=cid(), old_card_no=9001, new_card_no=9002)
+    assert failure(env.call, "cash11", "ReplaceCard", req)[1] == "PERMISSION_NOT_GRANTED"
+    assert failure(env.call, "mgr12", "ReplaceCard", req)[1] == "OTHER_STORE"
+    r1 = env.call("desk11", "ReplaceCard", req)
+    assert (r1.new_card_no, r1.moved_principal_fen, r1.fee_fen) == (9002, 5000, 1000)
+    assert not r1.outcome.replayed
+    r2 = env.call("desk11", "ReplaceCard", req)
+    assert r2.outcome.replayed and r2.fee_fen == 1000
+    old, new = env.engine.card(9001), env.engine.card(9002)
+    assert int(old["status"]) == types_pb2.CARD_STATUS_CANCELLED and int(old["principal_fen"]) == 0
+    assert int(new["principal_fen"]) + int(new["bonus_fen"]) == 4000
+    # A cancelled card cannot be replaced again; the new card number must be free.
+    code, reason = failure(env.call, "desk11", "ReplaceCard", admin_pb2.ReplaceCardRequest(
+        client_id=cid(), old_card_no=9001, new_card_no=9003))
+    assert (code, reason) == (grpc.StatusCode.FAILED_PRECONDITION, "CARD_NOT_REPLACEABLE")
+    # A balance that cannot pay the fee needs it paid at the counter.
+    card_with_balance(env, 9004)
+    code, reason = failure(env.call, "desk11", "ReplaceCard", admin_pb2.ReplaceCardRequest(
+        client_id=cid(), old_card_no=9004, new_card_no=9005))
+    assert reason == "FEE_NOT_COVERED"
+    r = env.call("desk11", "ReplaceCard", admin_pb2.ReplaceCardRequest(
+        client_id=cid(), old_card_no=9004, new_card_no=9005, fee_external=True))
+    assert r.fee_fen == 1000 and int(env.engine.card(9005)["principal_fen"]) == 0
+
+
+def test_manual_level_change_needs_another_approver(env):
+    card_with_balance(env, 9101)
+    req = admin_pb2.SetLevelRequest(client_id=cid(), card_no=9101, level=1, reason="complaint",
+                                    approver_id=op_id(env, "mgr11"))
+    code, reason = failure(env.call, "mgr11", "SetLevel", req)
+    assert (code, reason) == (grpc.StatusCode.PERMISSION_DENIED, "APPROVER_IS_REQUESTER")
+    # The approver must be allowed to make the change in this store.
+    for login in ("cash11", "mgr12"):
+        req.approver_id = op_id(env, login)
+        assert failure(env.call, "mgr11", "SetLevel", req)[1] == "APPROVER_NOT_GRANTED"
+    req.approver_id = op_id(env, "desk11")
+    assert failure(env.call, "cash11", "SetLevel", req)[1] == "PERMISSION_NOT_GRANTED"
+    req.reason = ""
+    assert failure(env.call, "mgr11", "SetLevel", req)[1] == "REASON_REQUIRED"
+    req.reason, req.client_id = "complaint", cid()
+    r1, r2 = env.call("mgr11", "SetLevel", req), env.call("mgr11", "SetLevel", req)
+    assert (r1.level_before, r1.level) == (0, 1) and r2.outcome.replayed
+    hist = env.call("desk11", "LevelHistory", admin_pb2.LevelHistoryRequest(card_no=9101)).changes
+    assert len(hist) == 1
+    h = hist[0]
+    assert (h.op, h.level_before, h.level_after, h.reason) == ("LEVEL_MANUAL", 0, 1, "complaint")
+    assert (h.operator_id, h.approver_id) == (op_id(env, "mgr11"), op_id(env, "desk11"))
+    assert failure(env.call, "mgr12", "LevelHistory",
+                   admin_pb2.LevelHistoryRequest(card_no=9101))[1] == "OTHER_STORE"
+    rv = env.call("mkt", "ReviewLevels", admin_pb2.ReviewLevelsRequest(client_id=cid()))
+    assert rv.reviewed == 0
+    assert failure(env.call, "mgr11", "ReviewLevels",
+                   admin_pb2.ReviewLevelsRequest(client_id=cid()))[1] == "PERMISSION_NOT_GRANTED"
+
+
+def test_make_up_points_once_per_receipt(env):
+    card_with_balance(env, 9201)
+    now = int(time.time())
+    req = admin_pb2.MakeUpPointsRequest(client_id=cid(), card_no=9201, receipt_id="R-1",
+                                        paid_fen=10_000, receipt_time_s=now - 60)
+    r1, r2 = env.call("desk11", "MakeUpPoints", req), env.call("desk11", "MakeUpPoints", req)
+    assert r1.points_earned > 0 and r1.points == r1.points_earned and r2.outcome.replayed
+    req.client_id = cid()
+    code, reason = failure(env.call, "desk11", "MakeUpPoints", req)
+    assert (code, reason) == (grpc.StatusCode.ALREADY_EXISTS, "RECEIPT_USED")
+    assert int(env.engine.card(9201)["points"]) == r1.points
+    req.receipt_id, req.receipt_time_s = "R-2", now - 3 * 86_400
+    assert failure(env.call, "desk11", "MakeUpPoints", req)[1] == "RECEIPT_TOO_OLD"
+    req.receipt_time_s = now - 60
+    assert failure(env.call, "cash11", "MakeUpPoints", req)[1] == "PERMISSION_NOT_GRANTED"
+
+
+def test_points_adjustment_rbac_and_retry(env):
+    card_with_balance(env, 9301)
+    req = admin_pb2.AdjustPointsRequest(client_id=cid(), card_no=9301, delta=100, reason="goodwill")
+    code, reason = failure(env.call, "cash11", "AdjustPoints", req)
+    assert (code, reason) == (grpc.StatusCode.PERMISSION_DENIED, "PERMISSION_NOT_GRANTED")
+    assert failure(env.call, "mgr12", "AdjustPoints", req)[1] == "OTHER_STORE"
+    r1, r2 = env.call("desk11", "AdjustPoints", req), env.call("desk11", "AdjustPoints", req)
+    assert r1.points == 100 and r2.outcome.replayed and r2.points == 100
+    assert int(env.engine.card(9301)["points"]) == 100
+    take = admin_pb2.AdjustPointsRequest(client_id=cid(), card_no=9301, delta=-150, reason="fix")
+    code, reason = failure(env.call, "mgr11", "AdjustPoints", take)
+    assert (code, reason) == (grpc.StatusCode.FAILED_PRECONDITION, "RESULT_INSUFFICIENT_POINTS")
+    take.force = True
+    assert env.call("mgr11", "AdjustPoints", take).points == -50
+
+
+def test_gifts_card_types_and_runs(env):
+    card_with_balance(env, 9401)
+    env.call("desk11", "AdjustPoints", admin_pb2.AdjustPointsRequest(
+        client_id=cid(), card_no=9401, delta=500, reason="promo"))
+    gift = admin_pb2.PutGiftRequest(client_id=cid(), gift=admin_pb2.Gift(
+        gift_id=1, name="Mug", points_cost=200, stock=3))
+    assert failure(env.call, "mgr11", "PutGift", gift)[1] == "PERMISSION_NOT_GRANTED"
+    assert env.call("mkt", "PutGift", gift).created
+    gifts = env.call("cash11", "ListGifts", admin_pb2.ListGiftsRequest()).gifts
+    assert [(g.gift_id, g.name, g.stock, g.active) for g in gifts] == [(1, "Mug", 3, True)]
+    redeem = admin_pb2.RedeemGiftRequest(client_id=cid(), card_no=9401, gift_id=1, qty=2)
+    r1, r2 = env.call("desk11", "RedeemGift", redeem), env.call("desk11", "RedeemGift", redeem)
+    assert (r1.points_cost, r1.points, r1.stock) == (400, 100, 1) and r2.outcome.replayed
+    assert failure(env.call, "desk11", "RedeemGift", admin_pb2.RedeemGiftRequest(
+        client_id=cid(), card_no=9401, gift_id=1, qty=1))[1] == "RESULT_INSUFFICIENT_POINTS"
+    assert failure(env.call, "desk11", "RedeemGift", admin_pb2.RedeemGiftRequest(
+        client_id=cid(), card_no=9401, gift_id=99))[1] == "GIFT_NOT_FOUND"
+
+    ct = admin_pb2.PutCardTypeRequest(client_id=cid(), card_type=admin_pb2.CardType(
+        type_id=7, name="Gold", annual_fee_fen=2000, replacement_fee_fen=500))
+    assert failure(env.call, "cash11", "PutCardType", ct)[1] == "PERMISSION_NOT_GRANTED"
+    assert env.call("mkt", "PutCardType", ct).created
+    assert failure(env.call, "mkt", "PutCardType", admin_pb2.PutCardTypeRequest(
+        client_id=cid(), card_type=admin_pb2.CardType(type_id=8, name="")))[1] == "CARD_TYPE_INVALID"
+    types = env.call("cash11", "ListCardTypes", admin_pb2.ListCardTypesRequest()).card_types
+    t = next(t for t in types if t.type_id == 7)
+    assert (t.validity_days, t.replacement_fee_fen, t.recharge_allowed) == (730, 500, True)
+    # A card of the type pays its annual fee at the counter.
+    mid = add_member(env, "cash11", "Gold Holder", str(next(_phones)))
+    env.call("cash11", "IssueCards", admin_pb2.IssueCardsRequest(
+        client_id=cid(), card_nos=[9402], member_ids=[mid], type_id=7))
+    fee = env.call("cash11", "PayAnnualFee", admin_pb2.PayAnnualFeeRequest(
+        client_id=cid(), card_no=9402, external=True))
+    assert fee.fee_fen == 2000 and fee.fee_paid_until_s > time.time()
+    assert failure(env.call, "cash11", "RenewCard", admin_pb2.RenewCardRequest(
+        client_id=cid(), card_no=9402))[1] == "PERMISSION_NOT_GRANTED"
+    assert failure(env.call, "desk11", "RenewCard", admin_pb2.RenewCardRequest(
+        client_id=cid(), card_no=9402))[1] == "CARD_NOT_RENEWABLE"
+    assert env.call("mkt", "ExpireDormantCards",
+                    admin_pb2.ExpireDormantCardsRequest(client_id=cid())).cards == 0
+    assert failure(env.call, "desk11", "ExpireDormantCards", admin_pb2.ExpireDormantCardsRequest(
+        client_id=cid()))[1] == "PERMISSION_NOT_GRANTED"
+
+
+def mms(capsys, *argv: str, rc: int = 0) -> str:
+    got = main(list(argv))
+    out = capsys.readouterr()
+    assert got == rc, out.err
+    return out.out.strip() if rc == 0 else out.err.strip()
+
+
+def test_cli_commands(env, capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "cfg"))
+    target = ("--target", f"127.0.0.1:{env.server.port}")
+
+    def as_(who: str) -> tuple[str, ...]:
+        # `=`: a token may begin with "-", which argparse would take for an option.
+        return (*target, f"--session={env.sessions[who]}")
+
+    card_with_balance(env, 9501, 3000)
+    assert mms(capsys, "card", "replace", "9501", "9502", *as_("desk11")) == \
+        "card 9501 replaced by 9502: moved 3000 fen and 0 pts, fee 1000 fen"
+    assert "PERMISSION_DENIED PERMISSION_NOT_GRANTED" in mms(
+        capsys, "points", "adjust", "9502", "10", "--reason", "x", *as_("cash11"), rc=1)
+    retry = ("--client-id", os.urandom(16).hex())
+    assert mms(capsys, "points", "adjust", "9502", "10", "--reason", "x", *retry,
+               *as_("desk11")) == "card 9502: +10 pts, 10 pts now"
+    assert mms(capsys, "points", "adjust", "9502", "10", "--reason", "x", *retry,
+               *as_("desk11")).endswith("(replay)")
+    approver = str(op_id(env, "desk11"))
+    assert mms(capsys, "card", "level", "9502", "2", "--reason", "vip", "--approver", approver,
+               *as_("mgr11")) == "card 9502: level 0 -> 2"
+    assert "LEVEL_MANUAL\t0 -> 2" in mms(capsys, "card", "level-history", "9502", *as_("desk11"))
+    assert "reviewed" in mms(capsys, "card", "levels-review", *as_("mkt"))
+    assert mms(capsys, "card", "expire-dormant", *as_("mkt")) == "0 cards made dormant"
+    assert mms(capsys, "points", "gift-add", "5", "--name", "Pen", "--cost", "5", "--stock", "9",
+               *as_("mkt")) == "gift 5 created"
+    assert "Pen\t5 pts\tstock 9" in mms(capsys, "points", "gifts", *as_("cash11"))
+    assert "stock 8" in mms(capsys, "points", "redeem", "9502", "5", *as_("desk11"))
+    assert "RECEIPT" not in mms(capsys, "points", "make-up", "9502", "--receipt", "C-1",
+                                "--paid", "1000", "--time", str(int(time.time()) - 5),
+                                *as_("desk11"))
+    assert mms(capsys, "card-type", "add", "9", "--name", "Silver", *as_("mkt")) == \
+        "card type 9 created"
+    assert "9\tSilver\tstored_value\tvalid 730 days" in mms(capsys, "card-type", "list",
+                                                             *as_("cash11"))
+    assert "FAILED_PRECONDITION NO_ANNUAL_FEE" in mms(capsys, "card", "annual-fee", "9502",
+                                                      *as_("cash11"), rc=1)
+    assert "CARD_NOT_RENEWABLE" in mms(capsys, "card", "renew", "9502", *as_("desk11"), rc=1)
