@@ -408,7 +408,7 @@ class _Job:
     recs: np.ndarray
     slots: np.ndarray
     results: np.ndarray
-    t0: float
+    t0: float  # perf_counter seconds, for batch timing
 
 
 def _grown(committed: np.ndarray, work: np.ndarray | None, dirty: np.ndarray, need: int,
@@ -1128,7 +1128,7 @@ class Engine:
         self._poisoned = None
 
     def _commit(self, recs: np.ndarray, extra: Callable[[lmdb.Transaction], None] | None = None,
-                events: dict | None = None) -> float:
+                events: dict | None = None) -> float:  # commit seconds
         """Write recs (and extra) in one durable commit; grow the map when full."""
         while True:
             t0 = time.perf_counter()
