@@ -1288,7 +1288,8 @@ class Engine:
                       np.array([Result.OK], np.uint8),
                       np.array([item.op_type & 0xFF], np.uint8))
 
-    def _observe(self, n_ops: int, n_recs: int, n_items: int, commit_s: float, batch_s: float,
+    def _observe(self, n_ops: int, n_recs: int, n_items: int, commit_s: float,  # seconds
+                 batch_s: float,  # seconds
                  codes: np.ndarray, op_types: np.ndarray) -> None:
         if self.observer is None:
             return
