@@ -112,6 +112,15 @@ def _emit(args, msg, line: str) -> None:
         print(line)
 
 
+def _emit_rows(args, msg, rows, line) -> None:
+    """The whole answer as JSON, or one line per row for people."""
+    if args.json:
+        _emit(args, msg, "")
+    else:
+        for row in rows:
+            print(line(row))
+
+
 def _call(args, method: str, request, *, token: str | None = None, auth: bool = True):
     with _channel(args) as ch:
         stub = admin_pb2_grpc.AdminServiceStub(ch)
@@ -304,11 +313,8 @@ def _search_request(args) -> admin_pb2.SearchMembersRequest:
 
 def cmd_member_search(args) -> int:
     r = _call(args, "SearchMembers", _search_request(args))
-    if args.json:
-        _emit(args, r, "")
-    else:
-        for m in r.members:
-            print(_member_line(m))
+    _emit_rows(args, r, r.members, _member_line)
+    if not args.json:
         print(f"{len(r.members)} of {r.total} members")
     return 0
 
@@ -400,12 +406,9 @@ def cmd_card_pin(args) -> int:
 def cmd_card_journal(args) -> int:
     r = _call(args, "GetCardJournal", admin_pb2.GetCardJournalRequest(card_no=args.card_no,
                                                                       limit=args.limit))
-    if args.json:
-        _emit(args, r, "")
-    else:
-        for e in r.entries:
-            print(f"{e.seq}\t{e.op}\t{e.time_s}\tstore {e.store_id}\t{e.amount_fen} fen\t"
-                  f"balance {e.balance_after_fen}\tpoints {e.points_after}")
+    _emit_rows(args, r, r.entries, lambda e: (
+        f"{e.seq}\t{e.op}\t{e.time_s}\tstore {e.store_id}\t{e.amount_fen} fen\t"
+        f"balance {e.balance_after_fen}\tpoints {e.points_after}"))
     return 0
 
 
@@ -482,12 +485,9 @@ def cmd_card_levels_review(args) -> int:
 def cmd_card_level_history(args) -> int:
     r = _call(args, "LevelHistory", admin_pb2.LevelHistoryRequest(card_no=args.card_no,
                                                                   limit=args.limit))
-    if args.json:
-        _emit(args, r, "")
-    else:
-        for c in r.changes:
-            print(f"{c.seq}\t{c.time_s}\tcard {c.card_no}\t{c.op}\t{c.level_before} -> "
-                  f"{c.level_after}\toperator {c.operator_id}\t{c.reason}")
+    _emit_rows(args, r, r.changes, lambda c: (
+        f"{c.seq}\t{c.time_s}\tcard {c.card_no}\t{c.op}\t{c.level_before} -> "
+        f"{c.level_after}\toperator {c.operator_id}\t{c.reason}"))
     return 0
 
 
@@ -554,13 +554,10 @@ def cmd_card_type_add(args) -> int:
 
 def cmd_card_type_list(args) -> int:
     r = _call(args, "ListCardTypes", admin_pb2.ListCardTypesRequest())
-    if args.json:
-        _emit(args, r, "")
-    else:
-        for t in r.card_types:
-            print(f"{t.type_id}\t{t.name}\t{_CARD_KINDS[t.kind - 1] if 1 <= t.kind <= 5 else t.kind}"
-                  f"\tvalid {t.validity_days} days\treplacement {t.replacement_fee_fen} fen"
-                  f"\tannual {t.annual_fee_fen} fen")
+    _emit_rows(args, r, r.card_types, lambda t: (
+        f"{t.type_id}\t{t.name}\t{_CARD_KINDS[t.kind - 1] if 1 <= t.kind <= 5 else t.kind}"
+        f"\tvalid {t.validity_days} days\treplacement {t.replacement_fee_fen} fen"
+        f"\tannual {t.annual_fee_fen} fen"))
     return 0
 
 
@@ -568,12 +565,9 @@ def cmd_audit(args) -> int:
     r = _call(args, "AuditLog", admin_pb2.AuditLogRequest(
         since_seq=args.since, operator_id=args.operator or 0, store_id=args.store or 0,
         limit=args.limit))
-    if args.json:
-        _emit(args, r, "")
-    else:
-        for e in r.events:
-            print(f"{e.seq}\t{e.time_s}\t{e.op}\toperator {e.operator_id}\tstore {e.store_id}\t"
-                  f"{e.detail_json}")
+    _emit_rows(args, r, r.events, lambda e: (
+        f"{e.seq}\t{e.time_s}\t{e.op}\toperator {e.operator_id}\tstore {e.store_id}\t"
+        f"{e.detail_json}"))
     return 0
 
 
