@@ -173,6 +173,18 @@ cdef packed struct CouponTpl:
     uint32_t _reserved2
 
 
+# What a card type limits, as the recharge reads it: 16 bytes. Only types that limit
+# something are listed; a card whose type is not listed recharges anywhere.
+cdef packed struct TypeLimit:
+    uint16_t type_id
+    uint8_t recharge_allowed        # 0 = cards of this type take no recharge at all
+    uint8_t _reserved
+    uint32_t stores_off             # stores allowed to recharge: scope[stores_off : +stores_n]
+    uint32_t operators_off          # operators allowed: scope[operators_off : +operators_n]
+    uint16_t stores_n               # 0 = every store
+    uint16_t operators_n            # 0 = every operator
+
+
 cdef struct RulesC:
     uint32_t version
     int32_t rounding                # ROUND_HALF_UP or ROUND_FLOOR
@@ -203,7 +215,9 @@ cdef struct RulesC:
     uint64_t pin_key1
     int32_t n_tpls
     const CouponTpl *tpls               # sorted by template_id
-    const uint64_t *scope               # sorted runs of store ids and categories
+    const uint64_t *scope               # sorted runs of store ids, categories, operators
+    int32_t n_types
+    const TypeLimit *types              # sorted by type_id: card types' recharge limits
 
 
 cdef enum:
@@ -252,6 +266,7 @@ cdef class Rules:
     cdef object _prices
     cdef object _tpls
     cdef object _scope
+    cdef object _types
 
 
 # The optional inputs of a batch: line items, and the swipes that refunds reverse.

@@ -88,6 +88,7 @@ cpdef enum Result:
     COUPON_NOT_STACKABLE = 39
     COUPONS_INVALID = 40            # more than COUPONS_PER_OP_MAX, or offsets out of range
     SUPP_LIMIT_EXCEEDED = 41        # a supplementary card's spend limit would be passed
+    RECHARGE_NOT_ALLOWED = 42       # the card's type takes no recharge here (store, operator)
 
 
 cpdef enum CardStatus:
@@ -326,7 +327,19 @@ def layout():
         _field("cats_off", "u", <char *> &ct.cats_off - tb2, sizeof(ct.cats_off)),
         _field("_reserved2", "u", <char *> &ct._reserved2 - tb2, sizeof(ct._reserved2)),
     ]
+    cdef TypeLimit tl
+    cdef char *lb2 = <char *> &tl
+    type_limit = [
+        _field("type_id", "u", <char *> &tl.type_id - lb2, sizeof(tl.type_id)),
+        _field("recharge_allowed", "u", <char *> &tl.recharge_allowed - lb2, sizeof(tl.recharge_allowed)),
+        _field("_reserved", "u", <char *> &tl._reserved - lb2, sizeof(tl._reserved)),
+        _field("stores_off", "u", <char *> &tl.stores_off - lb2, sizeof(tl.stores_off)),
+        _field("operators_off", "u", <char *> &tl.operators_off - lb2, sizeof(tl.operators_off)),
+        _field("stores_n", "u", <char *> &tl.stores_n - lb2, sizeof(tl.stores_n)),
+        _field("operators_n", "u", <char *> &tl.operators_n - lb2, sizeof(tl.operators_n)),
+    ]
     return {
+        "TypeLimit": (sizeof(TypeLimit), type_limit),
         "CouponTpl": (sizeof(CouponTpl), tpl),
         "Item": (sizeof(Item), item),
         "Coupon": (sizeof(Coupon), coupon),
@@ -760,6 +773,23 @@ cdef inline bint in_scope(const RulesC *R, uint32_t off, uint16_t n, uint64_t v)
     return n == 0 or bsearch_u64(R.scope + off, n, v) >= 0
 
 
+cdef inline bint recharge_allowed(const RulesC *R, const Op *op, uint16_t type_id) noexcept nogil:
+    """Whether the card's type lets this store and operator recharge it."""
+    cdef Py_ssize_t lo = 0, hi = R.n_types, mid
+    cdef const TypeLimit *t
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if R.types[mid].type_id < type_id:
+            lo = mid + 1
+        else:
+            hi = mid
+    if lo >= R.n_types or R.types[lo].type_id != type_id:
+        return True
+    t = &R.types[lo]
+    return (t.recharge_allowed != 0 and in_scope(R, t.stores_off, t.stores_n, op.store_id)
+            and in_scope(R, t.operators_off, t.operators_n, op.operator_id))
+
+
 cdef inline uint8_t eval_coupons(const Op *op, const RulesC *R, const Item *items,
                                  const Level *lv, uint8_t level, int64_t payable, int64_t now_s,
                                  Coupon *cps, int n_cps, int64_t *offs,
@@ -1130,6 +1160,8 @@ cdef inline uint8_t do_recharge(const Op *op, Card *c, JournalRec *rec, const Ru
         return AMOUNT_NOT_POSITIVE
     if amount > R.max_amount_fen:
         return AMOUNT_TOO_LARGE
+    if R.n_types and not recharge_allowed(R, op, c.type_id):
+        return RECHARGE_NOT_ALLOWED
     # Tiers are sorted by min_pay_fen; the highest one reached applies.
     for k in range(R.n_tiers):
         if amount >= R.tiers[k].min_pay_fen:
@@ -1174,7 +1206,8 @@ cdef class Rules:
                   int64_t offset_max_points=0, int32_t points_valid_years=1,
                   int32_t pin_max_failures=5, int64_t pin_lock_s=1800,
                   int64_t tz_offset_s=0, uint64_t pin_key0=0, uint64_t pin_key1=0,
-                  cnp.ndarray coupon_tpls=None, cnp.ndarray scope=None):
+                  cnp.ndarray coupon_tpls=None, cnp.ndarray scope=None,
+                  cnp.ndarray type_limits=None):
         if levels.shape[0] < 1 or levels.shape[0] > 255:
             raise ValueError("between 1 and 255 levels")
         if category_mult_bp.shape[0] != 65536 or category_mult_bp.dtype != np.int32:
@@ -1233,6 +1266,13 @@ cdef class Rules:
         self.c.n_tpls = <int32_t> self._tpls.shape[0]
         self.c.tpls = <const CouponTpl *> cnp.PyArray_DATA(self._tpls)
         self.c.scope = <const uint64_t *> cnp.PyArray_DATA(self._scope)
+        if type_limits is None:
+            type_limits = np.zeros(0, dtype=np.dtype((np.void, sizeof(TypeLimit))))
+        self._types = np.ascontiguousarray(type_limits).copy()
+        if self._types.shape[0] and self._types.dtype.itemsize != sizeof(TypeLimit):
+            raise ValueError("type_limits must be TypeLimit records")
+        self.c.n_types = <int32_t> self._types.shape[0]
+        self.c.types = <const TypeLimit *> cnp.PyArray_DATA(self._types)
 
     @property
     def version(self):

@@ -28,7 +28,8 @@ import numpy as np
 
 from core.engine import AdminContext, Engine, register_op_names
 from core.records import CARD, CardStatus, OpFlag, OpType, Result
-from core.storage import from_be, u32, u64
+from core.rules import RechargeLimit
+from core.storage import CARD_TYPES_DB, from_be, u32, u64
 
 
 class CardOp(IntEnum):
@@ -76,7 +77,7 @@ COUNT_USES_MAX = 2**31 - 1
 # Card numbers listed in the audit detail of a bulk run; the journal holds them all.
 RUN_DETAIL_CARDS_MAX = 100
 
-TYPES_DB = "card_types"
+TYPES_DB = CARD_TYPES_DB
 # new card_no -> old card_no, so that a card's history can follow its replacements.
 PREDECESSOR_DB = "card_predecessor"
 
@@ -136,16 +137,11 @@ class CardType:
             out.append("initial_level must be 0..254")
         return out
 
-    def recharge_permitted(self, store_id: int, operator_id: int) -> bool:
-        """Whether a recharge at this store by this operator is allowed (for the
-        recharge path; the engine's fast path does not know card types)."""
-        if not self.recharge_allowed:
-            return False
-        if self.recharge_store_ids and store_id not in self.recharge_store_ids:
-            return False
-        if self.recharge_operator_ids and operator_id not in self.recharge_operator_ids:
-            return False
-        return True
+    @property
+    def recharge_limit(self) -> RechargeLimit:
+        """Who may recharge cards of this type; the engine enforces it in the recharge
+        (result RECHARGE_NOT_ALLOWED)."""
+        return RechargeLimit.of_card_type(dataclasses.asdict(self))
 
     def to_json(self) -> bytes:
         return json.dumps(dataclasses.asdict(self), sort_keys=True).encode()
@@ -248,6 +244,7 @@ def put_card_type(engine: Engine, card_type: CardType, client_id: bytes, *,
             ctx.reject(Result.INVALID_ARGUMENT, "; ".join(bad), "CARD_TYPE_INVALID")
         before = ctx.get(TYPES_DB, u32(card_type.type_id))
         ctx.put(TYPES_DB, u32(card_type.type_id), card_type.to_json())
+        engine.set_type_limit(ctx, card_type.type_id, card_type.recharge_limit)
         ctx.emit(CardOp.CARD_TYPE_PUT, None, amount_fen=card_type.type_id)
         ctx.detail = {"type_id": card_type.type_id,
                       "before": json.loads(before) if before else None,
@@ -267,15 +264,6 @@ def list_card_types(engine: Engine) -> list[CardType]:
     with engine.store.read() as txn:
         return [CardType.from_dict(json.loads(v))
                 for _k, v in txn.cursor(db=engine.store.db[TYPES_DB])]
-
-
-def recharge_permitted(engine: Engine, card_no: int, store_id: int, operator_id: int) -> bool:
-    """The recharge restriction of a card's type (unknown type: allowed)."""
-    card = engine.card(card_no)
-    if card is None:
-        return False
-    t = get_card_type(engine, card["type_id"])
-    return True if t is None else t.recharge_permitted(store_id, operator_id)
 
 
 # --- issue -----------------------------------------------------------------------------
@@ -631,6 +619,6 @@ def renew(engine: Engine, card_no: int, client_id: bytes, *, fee_fen: int | None
 
 
 __all__ = ["CardOp", "CardKind", "CardType", "put_card_type", "get_card_type",
-           "list_card_types", "recharge_permitted", "issue", "set_supp_limit",
+           "list_card_types", "issue", "set_supp_limit",
            "supplementary_cards", "replace", "predecessors", "pay_annual_fee",
            "charge_annual_fees", "expire_dormant", "renew", "split_fee"]

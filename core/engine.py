@@ -49,8 +49,8 @@ from core.records import (
     coupon_to_dict,
     split_client_id,
 )
-from core.rules import RulesConfig
-from core.storage import CHUNK_SHIFT, IDS_DTYPE, Store, from_be, u32, u64
+from core.rules import RechargeLimit, RulesConfig
+from core.storage import CARD_TYPES_DB, CHUNK_SHIFT, IDS_DTYPE, Store, from_be, u32, u64
 
 log = logging.getLogger("mms.engine")
 
@@ -538,10 +538,29 @@ class Engine:
             with self.store.env.begin(write=True) as txn:
                 txn.put(u32(1), self._rules_config.to_json(), db=self.store.db["rules"])
                 txn.put(b"rules_version", u32(1), db=self.store.db["meta"])
-        self._rules = self._rules_config.compile(self._pin_key)
+        self._type_limits = self._load_type_limits()
+        self._rules = self._rules_config.compile(self._pin_key, self._type_limits)
         self._last_checkpoint_time = time.monotonic()
         if self._since_checkpoint:
             log.info("recovered %d records after checkpoint %d", self._since_checkpoint, checkpoint_seq)
+
+    def _load_type_limits(self) -> dict[int, RechargeLimit]:
+        """The card types' recharge limits, from the database core/cards.py keeps them in."""
+        db = self.store.named_db(CARD_TYPES_DB)
+        with self.store.read() as txn:
+            return {from_be(k): RechargeLimit.of_card_type(json.loads(v))
+                    for k, v in txn.cursor(db=db)}
+
+    def set_type_limit(self, ctx: AdminContext, type_id: int, limit: RechargeLimit) -> None:
+        """Inside an admin op that stores a card type: its recharge limit applies from
+        that op's commit on."""
+
+        def swap() -> None:
+            self._type_limits = {**self._type_limits, int(type_id): limit}
+            self._rules = self._rules_config.compile(self._pin_key, self._type_limits)
+
+        self._rules_config.compile(self._pin_key, {int(type_id): limit})  # rejects bad ids
+        ctx.after_commit(swap)
 
     def _load_pin_key(self) -> tuple[int, int]:
         """The secret mixed into every PIN hash: MMS_PIN_KEY (32 hex digits) if set, else
@@ -907,13 +926,14 @@ class Engine:
         def build(ctx: AdminContext):
             version = ctx.rules.version + 1
             new = RulesConfig.from_dict({**rules.to_dict(), "version": version})
-            compiled = new.compile(self._pin_key)
+            new.compile(self._pin_key, self._type_limits)  # fails here, not in the swap
             ctx.emit(OpType.SET_RULES, None, amount_fen=version)
             ctx.put("rules", u32(version), new.to_json())
             ctx.put("meta", b"rules_version", u32(version))
 
             def swap() -> None:
-                self._rules_config, self._rules = new, compiled
+                self._rules_config = new
+                self._rules = new.compile(self._pin_key, self._type_limits)
 
             ctx.after_commit(swap)
             ctx.detail = {"before": {"version": version - 1}, "after": {"version": version}}

@@ -43,6 +43,7 @@ TIER = _dtype("Tier")
 ITEM = _dtype("Item")
 COUPON = _dtype("Coupon")
 COUPON_TPL = _dtype("CouponTpl")
+TYPE_LIMIT = _dtype("TypeLimit")
 CouponKind = _fastpath.CouponKind
 CouponStatus = _fastpath.CouponStatus
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from core import _fastpath
-from core.records import COUPON_TPL, LEVEL, TIER
+from core.records import COUPON_TPL, LEVEL, TIER, TYPE_LIMIT
 
 try:  # Python 3.11+
     import tomllib
@@ -91,6 +91,27 @@ class CouponTemplate:
         if self.kind == "percent":
             return self.max_off_fen
         return self.value_fen
+
+
+@dataclass(frozen=True)
+class RechargeLimit:
+    """Who may recharge the cards of one card type (core/cards.py's CardType carries
+    it; the engine enforces it inside the recharge). Empty id lists = every store or
+    operator."""
+
+    allowed: bool = True
+    store_ids: tuple[int, ...] = ()
+    operator_ids: tuple[int, ...] = ()
+
+    def limits(self) -> bool:
+        return not self.allowed or bool(self.store_ids) or bool(self.operator_ids)
+
+    @classmethod
+    def of_card_type(cls, card_type: dict) -> RechargeLimit:
+        """The limit a card type's JSON form (CardType.to_json) states."""
+        return cls(bool(card_type.get("recharge_allowed", True)),
+                   tuple(int(i) for i in card_type.get("recharge_store_ids", ())),
+                   tuple(int(i) for i in card_type.get("recharge_operator_ids", ())))
 
 
 def default_levels() -> tuple[LevelRule, ...]:
@@ -225,8 +246,10 @@ class RulesConfig:
             need(is_int(t.valid_days) and 1 <= t.valid_days <= MAX_VALIDITY_DAYS, f"{where}: valid_days 1..{MAX_VALIDITY_DAYS}")
             need(is_int(t.total_quantity) and t.total_quantity >= 0, f"{where}: total_quantity >= 0")
 
-    def compile(self, pin_key: tuple[int, int] = (0, 0)) -> _fastpath.Rules:
-        """The fast path's tables. pin_key is the engine's secret for PIN hashes."""
+    def compile(self, pin_key: tuple[int, int] = (0, 0),
+                type_limits: dict[int, RechargeLimit] | None = None) -> _fastpath.Rules:
+        """The fast path's tables. pin_key is the engine's secret for PIN hashes;
+        type_limits are the card types' recharge limits by type id."""
         self.validate()
         levels = np.zeros(len(self.levels), dtype=LEVEL)
         for i, lv in enumerate(self.levels):
@@ -242,6 +265,7 @@ class RulesConfig:
         stores = sorted(self.store_points_mult_bp)
         prices = sorted(self.member_prices)
         tpls, scope = self._compile_coupons()
+        limits = _compile_type_limits(type_limits or {}, scope)
         return _fastpath.Rules(
             self.version, ROUNDING[self.rounding], SPEND_ORDER[self.spend_order],
             self.max_amount_fen, self.max_balance_fen, self.points_per_yuan_bp,
@@ -255,10 +279,11 @@ class RulesConfig:
             offset_max_bp=self.offset_max_bp, offset_max_points=self.offset_max_points,
             points_valid_years=self.points_valid_years, pin_max_failures=self.pin_max_failures,
             pin_lock_s=self.pin_lock_s, tz_offset_s=self.tz_offset_s,
-            pin_key0=pin_key[0], pin_key1=pin_key[1], coupon_tpls=tpls, scope=scope,
+            pin_key0=pin_key[0], pin_key1=pin_key[1], coupon_tpls=tpls,
+            scope=np.array(scope, dtype=np.uint64), type_limits=limits,
         )
 
-    def _compile_coupons(self) -> tuple[np.ndarray, np.ndarray]:
+    def _compile_coupons(self) -> tuple[np.ndarray, list[int]]:
         tpls = np.zeros(len(self.coupon_templates), dtype=COUPON_TPL)
         scope: list[int] = [0]
         for i, t in enumerate(sorted(self.coupon_templates, key=lambda t: t.template_id)):
@@ -273,7 +298,7 @@ class RulesConfig:
             scope.extend(sorted(set(t.stores)))
             row["cats_off"], row["cats_n"] = len(scope), len(set(t.categories))
             scope.extend(sorted(set(t.categories)))
-        return tpls, np.array(scope, dtype=np.uint64)
+        return tpls, scope
 
     def coupon_template(self, template_id: int) -> CouponTemplate | None:
         for t in self.coupon_templates:
@@ -322,3 +347,23 @@ class RulesConfig:
     def from_toml(cls, path: str) -> RulesConfig:
         with open(path, "rb") as f:
             return cls.from_dict(tomllib.load(f).get("rules", {}))
+
+
+def _compile_type_limits(limits: dict[int, RechargeLimit], scope: list[int]) -> np.ndarray:
+    """TypeLimit rows for the types that limit something, sorted by type id; their id
+    lists are appended to scope as sorted runs."""
+    rows = sorted((t, lim) for t, lim in limits.items() if lim.limits())
+    out = np.zeros(len(rows), dtype=TYPE_LIMIT)
+    for i, (type_id, lim) in enumerate(rows):
+        if not 0 < type_id < 65_536:
+            raise RulesError(f"card type id {type_id} out of range")
+        stores, ops = sorted(set(lim.store_ids)), sorted(set(lim.operator_ids))
+        if len(stores) >= 65_536 or len(ops) >= 65_536:
+            raise RulesError(f"card type {type_id}: too many recharge stores or operators")
+        row = out[i]
+        row["type_id"], row["recharge_allowed"] = type_id, int(lim.allowed)
+        row["stores_off"], row["stores_n"] = len(scope), len(stores)
+        scope.extend(stores)
+        row["operators_off"], row["operators_n"] = len(scope), len(ops)
+        scope.extend(ops)
+    return out

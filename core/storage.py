@@ -39,6 +39,8 @@ MAX_DBS = 64
 # Readers beyond this wait in LMDB's reader table; 126 is LMDB's default and enough for
 # the server's read paths plus tools reading a live environment.
 MAX_READERS = 126
+# Card types (core/cards.py writes them; the engine reads their recharge limits).
+CARD_TYPES_DB = "card_types"
 IDS_DTYPE = np.dtype([("hi", "<u8"), ("lo", "<u8"), ("seq", "<u8")])
 
 _U64 = ">Q"

@@ -72,6 +72,7 @@ _CODE_OF_RESULT = {
     Result.CLIENT_ID_INVALID: grpc.StatusCode.INVALID_ARGUMENT,
     Result.CARD_NO_INVALID: grpc.StatusCode.INVALID_ARGUMENT,
     Result.CARD_EXISTS: grpc.StatusCode.ALREADY_EXISTS,
+    Result.RECHARGE_NOT_ALLOWED: grpc.StatusCode.PERMISSION_DENIED,
 }
 # Results the engine added for the domain work (issue 4): malformed input is the
 # client's error; everything else (PIN, points, uses) is the card's state.

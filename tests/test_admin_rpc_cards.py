@@ -197,6 +197,26 @@ def test_gifts_card_types_and_runs(env):
         client_id=cid()))[1] == "PERMISSION_NOT_GRANTED"
 
 
+def test_recharge_limited_by_card_type(env):
+    """A type recharged only at store 12: store 11's till gets PERMISSION_DENIED with
+    the engine's reason, and the balance does not move; a free type recharges there."""
+    env.call("mkt", "PutCardType", admin_pb2.PutCardTypeRequest(
+        client_id=cid(), card_type=admin_pb2.CardType(type_id=12, name="Store 12 only",
+                                                      recharge_store_ids=[12])))
+    mid = add_member(env, "cash11", "Limited Holder", str(next(_phones)))
+    env.call("cash11", "IssueCards", admin_pb2.IssueCardsRequest(
+        client_id=cid(), card_nos=[9471], member_ids=[mid], type_id=12))
+    req = pos_pb2.RechargeRequest(client_id=cid(), card_no=9471, amount_fen=10_000)
+    assert failure(env.pos.Recharge, req, metadata=env.till_md, timeout=30) == (
+        grpc.StatusCode.PERMISSION_DENIED, "RESULT_RECHARGE_NOT_ALLOWED")
+    card = env.pos.GetCard(pos_pb2.GetCardRequest(card_no=9471), metadata=env.till_md, timeout=30)
+    assert card.card.principal_fen == 0
+    env.call("mkt", "PutCardType", admin_pb2.PutCardTypeRequest(
+        client_id=cid(), card_type=admin_pb2.CardType(type_id=12, name="Anywhere")))
+    ok = env.pos.Recharge(req, metadata=env.till_md, timeout=30)
+    assert ok.result.code == types_pb2.RESULT_OK and ok.result.principal_fen == 10_000
+
+
 def mms(capsys, *argv: str, rc: int = 0) -> str:
     got = main(list(argv))
     out = capsys.readouterr()

@@ -20,7 +20,6 @@ from core.cards import (
     pay_annual_fee,
     predecessors,
     put_card_type,
-    recharge_permitted,
     renew,
     replace,
     set_supp_limit,
@@ -122,15 +121,41 @@ def test_card_type_invalid_is_rejected(eng):
     assert list_card_types(eng) == []
 
 
-def test_recharge_permission_by_store_and_operator(eng):
-    t = CardType(type_id=3, name="r", recharge_store_ids=(11,), recharge_operator_ids=(5, 6))
-    assert t.recharge_permitted(11, 5) and not t.recharge_permitted(12, 5)
-    assert not t.recharge_permitted(11, 7)
-    assert not COUNT.recharge_permitted(1, 1)
-    assert CardType(type_id=3, name="all").recharge_permitted(99, 99)
+def test_recharge_limited_to_the_types_stores_and_operators(tmp_path, clock):
+    """The engine enforces a card type's recharge limit inside the recharge: a wrong
+    store or operator gets RECHARGE_NOT_ALLOWED and changes nothing; the limit survives
+    a restart and a changed type applies from its commit on."""
+    path = str(tmp_path / "d")
+    eng = Engine(path, clock=clock)
+    limited = CardType(type_id=3, name="store card", recharge_store_ids=(11,),
+                       recharge_operator_ids=(5, 6))
+    assert put_card_type(eng, limited, cid()).result().code == Result.OK
     setup_types(eng)
-    issue(eng, 40, cid(), type_id=4).result()
-    assert not recharge_permitted(eng, 40, 1, 1)
+    issue(eng, 30, cid(), type_id=3).result()
+    issue(eng, 40, cid(), type_id=4).result()           # count card: no recharge at all
+    assert issue(eng, 10, cid(), type_id=1, paid_fen=2_500).result().code == Result.OK
+
+    def code(no, store, op):
+        return int(eng.recharge(no, 1_000, cid(), store_id=store, operator_id=op).result().codes[0])
+
+    before = state(eng)
+    assert code(30, 12, 5) == Result.RECHARGE_NOT_ALLOWED
+    assert code(30, 11, 7) == Result.RECHARGE_NOT_ALLOWED
+    assert code(40, 11, 5) == Result.RECHARGE_NOT_ALLOWED
+    assert state(eng) == before
+    assert code(30, 11, 5) == Result.OK and code(30, 11, 6) == Result.OK
+    assert code(10, 99, 99) == Result.OK
+    eng.close()
+
+    eng = Engine(path, clock=clock)
+    assert code(30, 12, 5) == Result.RECHARGE_NOT_ALLOWED
+    assert code(40, 1, 1) == Result.RECHARGE_NOT_ALLOWED
+    opened = CardType(type_id=3, name="store card")
+    assert put_card_type(eng, opened, cid()).result().code == Result.OK
+    assert code(30, 12, 7) == Result.OK
+    assert int(eng.card(30)["principal_fen"]) == 3_000
+    assert journal_adds_up(eng)
+    eng.close()
 
 
 # --- issue -----------------------------------------------------------------------------

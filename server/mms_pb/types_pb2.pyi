@@ -51,6 +51,7 @@ class Result(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     RESULT_COUPON_NOT_STACKABLE: _ClassVar[Result]
     RESULT_COUPONS_INVALID: _ClassVar[Result]
     RESULT_SUPP_LIMIT_EXCEEDED: _ClassVar[Result]
+    RESULT_RECHARGE_NOT_ALLOWED: _ClassVar[Result]
 
 class CardStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -121,6 +122,7 @@ RESULT_COUPON_NOT_APPLICABLE: Result
 RESULT_COUPON_NOT_STACKABLE: Result
 RESULT_COUPONS_INVALID: Result
 RESULT_SUPP_LIMIT_EXCEEDED: Result
+RESULT_RECHARGE_NOT_ALLOWED: Result
 CARD_STATUS_UNSPECIFIED: CardStatus
 CARD_STATUS_ACTIVE: CardStatus
 CARD_STATUS_LOST: CardStatus
