@@ -27,7 +27,7 @@ from enum import IntEnum
 import numpy as np
 
 from core.engine import AdminContext, Engine, register_op_names
-from core.records import CARD, CardStatus, OpFlag, OpType, Result
+from core.records import CARD, CardStatus, CouponStatus, OpFlag, OpType, Result
 from core.rules import RechargeLimit
 from core.storage import CARD_TYPES_DB, from_be, u32, u64
 
@@ -403,8 +403,9 @@ def replace(engine: Engine, old_card_no: int, new_card_no: int, client_id: bytes
 
     Records: REPLACE on the old card (deltas = minus everything it held), ISSUE on the
     new card (deltas = plus the same), REPLACEMENT_FEE on the new card, REPLACE on each
-    re-pointed supplementary card. The sums over both journals stay equal to the
-    cards' states."""
+    re-pointed supplementary card, and REPLACE of kind COUPON for each coupon not yet
+    redeemed (it now belongs to the new card; redeemed ones stay with the old card's
+    history). The sums over both journals stay equal to the cards' states."""
 
     def build(ctx: AdminContext):
         old = _need_card(ctx, old_card_no)
@@ -446,13 +447,19 @@ def replace(engine: Engine, old_card_no: int, new_card_no: int, client_id: bytes
             supp = ctx.card(no)
             supp["primary_card_no"] = new_no
             ctx.emit(CardOp.REPLACE, supp)
+        coupons = ctx.coupons_of(int(old_card_no))
+        coupons = coupons[coupons["coupon_status"] == CouponStatus.COUPON_ISSUED]
+        if len(coupons):
+            coupons["card_no"] = new_no
+            ctx.emit_coupons(CardOp.REPLACE, coupons, new=False)
+        coupon_ids = [int(c) for c in coupons["coupon_id"]]
         ctx.put(PREDECESSOR_DB, u64(new_no), u64(int(old_card_no)))
         ctx.detail = {"card_no": int(old_card_no), "new_card_no": new_no,
                       "before": {"status": _status_name(status), **moved},
                       "after": {"status": "CANCELLED", "replaced_by": new_no},
-                      "fee": charged, "supplementary_cards": supp_nos}
+                      "fee": charged, "supplementary_cards": supp_nos, "coupons": coupon_ids}
         return {"new_card_no": new_no, "fee_fen": fee, "moved": moved,
-                "supplementary_cards": supp_nos}
+                "supplementary_cards": supp_nos, "coupons": coupon_ids}
 
     return engine.admin(client_id, CardOp.REPLACE, build, operator_id=operator_id,
                         store_id=store_id)

@@ -374,20 +374,27 @@ class AdminContext:
         self._append(recs)
         return first
 
-    def emit_coupons(self, op_type: int, coupons: np.ndarray) -> int:
+    def emit_coupons(self, op_type: int, coupons: np.ndarray, *, new: bool = True) -> int:
         """Journal one KIND_COUPON record per coupon (its after-image); returns the first
-        seq. Coupons' issued_seq is set to their record's seq."""
+        seq. New coupons' issued_seq is set to their record's seq; changed ones
+        (new=False) keep theirs."""
         n = len(coupons)
         recs, first = self._new_records(n, op_type)
         recs["kind"] = RecordKind.KIND_COUPON
         recs["card_no"] = coupons["card_no"]
         coupons = coupons.copy()
-        coupons["issued_seq"] = recs["seq"]
+        if new:
+            coupons["issued_seq"] = recs["seq"]
         after = JOURNAL.fields["after"][1]
         raw = recs.view(np.uint8).reshape(n, JOURNAL.itemsize)
         raw[:, after:after + COUPON.itemsize] = coupons.view(np.uint8).reshape(n, COUPON.itemsize)
         self._append(recs)
         return first
+
+    def coupons_of(self, card_no: int) -> np.ndarray:
+        """Copies of the coupons held by a card, as committed."""
+        table = self._engine._coupons[: self._engine._n_coupons]
+        return table[table["card_no"] == int(card_no)].copy()
 
     def committed_cards(self) -> np.ndarray:
         """The card table as committed (read-only view; nothing is in flight)."""

@@ -55,7 +55,7 @@ async def replace_card(call: Call, req):
         moved_principal_fen=int(moved.get("principal_fen", 0)),
         moved_bonus_fen=int(moved.get("bonus_fen", 0)), moved_points=int(moved.get("points", 0)),
         supplementary_cards=[int(n) for n in v.get("supplementary_cards", [])],
-        outcome=_outcome(r))
+        coupon_ids=[int(n) for n in v.get("coupons", [])], outcome=_outcome(r))
 
 
 @handler("RenewCard")

@@ -436,8 +436,12 @@ def cmd_card_replace(args) -> int:
     r = _call(args, "ReplaceCard", req)
     _emit(args, r, f"card {args.old_card_no} replaced by {r.new_card_no}: moved "
                    f"{r.moved_principal_fen + r.moved_bonus_fen} fen and {r.moved_points} pts, "
-                   f"fee {r.fee_fen} fen{_replay(r)}")
+                   f"fee {r.fee_fen} fen{_coupons_moved(r)}{_replay(r)}")
     return 0
+
+
+def _coupons_moved(r) -> str:
+    return f", {len(r.coupon_ids)} coupons moved" if r.coupon_ids else ""
 
 
 def cmd_card_renew(args) -> int:

@@ -448,3 +448,52 @@ def test_renewal_of_an_expired_active_card_and_external_fee(eng, clock):
     res = renew(eng, 100, cid(), fee_fen=500, fee_external=True, validity_days=365).result()
     assert res.code == Result.OK and eng.card(100)["expires_at_s"] == clock.now + 365 * DAY
     assert journal_adds_up(eng)
+
+
+def test_replacement_moves_unused_coupons(tmp_path, clock):
+    """Coupons not yet redeemed follow the card to its replacement (and keep their
+    id, template, validity and issue record); a redeemed one stays in the old card's
+    history. The old card can no longer use them; the new card can, after a restart
+    too."""
+    import numpy as np
+
+    from core import RulesConfig
+    from core.records import OP
+    from core.rules import CouponTemplate
+    path = str(tmp_path / "d")
+    rules = RulesConfig(coupon_templates=(CouponTemplate(1, "5 yuan off", "fixed",
+                                                         value_fen=500, stackable=True),))
+    eng = Engine(path, clock=clock, rules=rules)
+    eng.issue_cards([100], cid()).result()
+    recharge(eng, 100, 50_000)
+    ids = eng.issue_coupons(1, [100, 100, 100], cid()).result().value["coupon_ids"]
+
+    def swipe_with(card, coupon_ids):
+        ops = np.zeros(1, dtype=OP)
+        c = cid()
+        ops["client_hi"], ops["client_lo"] = (int.from_bytes(c[:8], "big"),
+                                              int.from_bytes(c[8:], "big"))
+        ops["card_no"], ops["amount_fen"], ops["op_type"] = card, 2_000, OpType.SWIPE
+        ops["coupons_n"] = len(coupon_ids)
+        return int(eng.submit(ops, None, np.array(coupon_ids, np.uint64)).result().codes[0])
+
+    assert swipe_with(100, [ids[0]]) == Result.OK
+    before = {c["coupon_id"]: c for c in eng.coupons_of(100)}
+    res = replace(eng, 100, 101, cid()).result()
+    assert res.code == Result.OK and res.value["coupons"] == ids[1:]
+    assert [c["coupon_id"] for c in eng.coupons_of(100)] == [ids[0]]
+    moved = eng.coupons_of(101)
+    assert [c["coupon_id"] for c in moved] == ids[1:]
+    for c in moved:
+        kept = {k: v for k, v in before[c["coupon_id"]].items() if k != "card_no"}
+        assert {k: v for k, v in c.items() if k != "card_no"} == kept
+    assert swipe_with(100, [ids[1]]) == Result.COUPON_NOT_FOUND    # not its coupon now
+    assert swipe_with(100, []) == Result.CARD_CANCELLED
+    eng.close()
+
+    eng = Engine(path, clock=clock)
+    assert [c["coupon_id"] for c in eng.coupons_of(101)] == ids[1:]
+    assert swipe_with(101, [ids[1], ids[2]]) == Result.OK
+    assert int(eng.card(101)["principal_fen"]) == 50_000 - 1_500 - 1_000 - 1_000
+    assert journal_adds_up(eng)
+    eng.close()

@@ -702,7 +702,7 @@ class ReplaceCardRequest(_message.Message):
     def __init__(self, client_id: _Optional[bytes] = ..., old_card_no: _Optional[int] = ..., new_card_no: _Optional[int] = ..., fee_external: _Optional[bool] = ..., fee_fen: _Optional[int] = ...) -> None: ...
 
 class ReplaceCardResponse(_message.Message):
-    __slots__ = ("new_card_no", "fee_fen", "moved_principal_fen", "moved_bonus_fen", "moved_points", "supplementary_cards", "outcome")
+    __slots__ = ("new_card_no", "fee_fen", "moved_principal_fen", "moved_bonus_fen", "moved_points", "supplementary_cards", "outcome", "coupon_ids")
     NEW_CARD_NO_FIELD_NUMBER: _ClassVar[int]
     FEE_FEN_FIELD_NUMBER: _ClassVar[int]
     MOVED_PRINCIPAL_FEN_FIELD_NUMBER: _ClassVar[int]
@@ -710,6 +710,7 @@ class ReplaceCardResponse(_message.Message):
     MOVED_POINTS_FIELD_NUMBER: _ClassVar[int]
     SUPPLEMENTARY_CARDS_FIELD_NUMBER: _ClassVar[int]
     OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    COUPON_IDS_FIELD_NUMBER: _ClassVar[int]
     new_card_no: int
     fee_fen: int
     moved_principal_fen: int
@@ -717,7 +718,8 @@ class ReplaceCardResponse(_message.Message):
     moved_points: int
     supplementary_cards: _containers.RepeatedScalarFieldContainer[int]
     outcome: AdminOutcome
-    def __init__(self, new_card_no: _Optional[int] = ..., fee_fen: _Optional[int] = ..., moved_principal_fen: _Optional[int] = ..., moved_bonus_fen: _Optional[int] = ..., moved_points: _Optional[int] = ..., supplementary_cards: _Optional[_Iterable[int]] = ..., outcome: _Optional[_Union[AdminOutcome, _Mapping]] = ...) -> None: ...
+    coupon_ids: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, new_card_no: _Optional[int] = ..., fee_fen: _Optional[int] = ..., moved_principal_fen: _Optional[int] = ..., moved_bonus_fen: _Optional[int] = ..., moved_points: _Optional[int] = ..., supplementary_cards: _Optional[_Iterable[int]] = ..., outcome: _Optional[_Union[AdminOutcome, _Mapping]] = ..., coupon_ids: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class RenewCardRequest(_message.Message):
     __slots__ = ("client_id", "card_no", "fee_external", "fee_fen", "validity_days")
