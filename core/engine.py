@@ -851,46 +851,52 @@ class Engine:
             raise ValueError(f"issue to 1..{self.config.issue_max_cards} cards at a time")
 
         def build(ctx: AdminContext):
-            tpl = ctx.rules_config.coupon_template(int(template_id))
-            if tpl is None:
-                ctx.reject(Result.NOT_FOUND, f"coupon template {template_id} not found",
-                           "TEMPLATE_NOT_FOUND")
-            for no in nos.tolist():
-                card = ctx.card(no)
-                if card is None:
-                    ctx.reject(Result.CARD_NOT_FOUND, f"card {no} not found")
-                if int(card["status"]) == CardStatus.CANCELLED:
-                    ctx.reject(Result.CARD_CANCELLED, f"card {no} is cancelled")
-            raw = ctx.get("coupon_stats", u32(template_id))
-            issued, face = (int.from_bytes(raw[:8], "big"), int.from_bytes(raw[8:], "big")) if raw else (0, 0)
-            n = len(nos)
-            if tpl.total_quantity and issued + n > tpl.total_quantity:
-                ctx.reject(Result.FAILED_PRECONDITION,
-                           f"template {template_id}: {tpl.total_quantity - issued} left", "QUANTITY_EXHAUSTED")
-            if tpl.budget_fen and face + n * tpl.face_fen() > tpl.budget_fen:
-                ctx.reject(Result.FAILED_PRECONDITION,
-                           f"template {template_id}: budget {tpl.budget_fen} fen would be passed",
-                           "BUDGET_EXHAUSTED")
-            used = self._coupons["coupon_id"][: self._n_coupons]
-            first_id = int(used.max()) + 1 if len(used) else 1
-            start = ctx.now if valid_from_s is None else int(valid_from_s)
-            coupons = np.zeros(n, dtype=COUPON)
-            coupons["coupon_id"] = np.arange(first_id, first_id + n, dtype=np.uint64)
-            coupons["card_no"] = nos
-            coupons["template_id"] = template_id
-            coupons["coupon_status"] = CouponStatus.COUPON_ISSUED
-            coupons["valid_from_s"] = start
-            coupons["valid_to_s"] = start + tpl.valid_days * 86_400
-            ctx.emit_coupons(OpType.COUPON_ISSUE, coupons)
-            ctx.put("coupon_stats", u32(template_id),
-                    (issued + n).to_bytes(8, "big") + (face + n * tpl.face_fen()).to_bytes(8, "big"))
-            ids = list(range(first_id, first_id + n))
-            ctx.detail = {"template_id": int(template_id), "coupons": n,
-                          "first_coupon_id": first_id}
+            ids = self.put_coupons(ctx, int(template_id), nos, valid_from_s)
+            ctx.detail = {"template_id": int(template_id), "coupons": len(ids),
+                          "first_coupon_id": ids[0]}
             return {"coupon_ids": ids}
 
         return self.admin(client_id, OpType.COUPON_ISSUE, build, operator_id=operator_id,
                           store_id=store_id)
+
+    def put_coupons(self, ctx: AdminContext, template_id: int, nos: np.ndarray,
+                    valid_from_s: int | None = None) -> list[int]:
+        """Inside an admin op: journal one new coupon of a template for each card in nos
+        (a card may repeat), within the template's quantity and budget; the ids."""
+        tpl = ctx.rules_config.coupon_template(template_id)
+        if tpl is None:
+            ctx.reject(Result.NOT_FOUND, f"coupon template {template_id} not found",
+                       "TEMPLATE_NOT_FOUND")
+        for no in set(nos.tolist()):
+            card = ctx.card(no)
+            if card is None:
+                ctx.reject(Result.CARD_NOT_FOUND, f"card {no} not found")
+            if int(card["status"]) == CardStatus.CANCELLED:
+                ctx.reject(Result.CARD_CANCELLED, f"card {no} is cancelled")
+        raw = ctx.get("coupon_stats", u32(template_id))
+        issued, face = (int.from_bytes(raw[:8], "big"), int.from_bytes(raw[8:], "big")) if raw else (0, 0)
+        n = len(nos)
+        if tpl.total_quantity and issued + n > tpl.total_quantity:
+            ctx.reject(Result.FAILED_PRECONDITION,
+                       f"template {template_id}: {tpl.total_quantity - issued} left", "QUANTITY_EXHAUSTED")
+        if tpl.budget_fen and face + n * tpl.face_fen() > tpl.budget_fen:
+            ctx.reject(Result.FAILED_PRECONDITION,
+                       f"template {template_id}: budget {tpl.budget_fen} fen would be passed",
+                       "BUDGET_EXHAUSTED")
+        used = self._coupons["coupon_id"][: self._n_coupons]
+        first_id = int(used.max()) + 1 if len(used) else 1
+        start = ctx.now if valid_from_s is None else int(valid_from_s)
+        coupons = np.zeros(n, dtype=COUPON)
+        coupons["coupon_id"] = np.arange(first_id, first_id + n, dtype=np.uint64)
+        coupons["card_no"] = nos
+        coupons["template_id"] = template_id
+        coupons["coupon_status"] = CouponStatus.COUPON_ISSUED
+        coupons["valid_from_s"] = start
+        coupons["valid_to_s"] = start + tpl.valid_days * 86_400
+        ctx.emit_coupons(OpType.COUPON_ISSUE, coupons)
+        ctx.put("coupon_stats", u32(template_id),
+                (issued + n).to_bytes(8, "big") + (face + n * tpl.face_fen()).to_bytes(8, "big"))
+        return list(range(first_id, first_id + n))
 
     def coupon(self, coupon_id: int) -> dict | None:
         slot = self._coupon_index.lookup(0, int(coupon_id))

@@ -264,6 +264,9 @@ class Gift:
     points_cost: int
     stock: int
     active: bool = True
+    # A coupon for points: redeeming puts qty coupons of this template on the card
+    # (within the template's quantity and budget). 0 = a gift handed over at the counter.
+    coupon_template_id: int = 0
 
     def problems(self) -> list[str]:
         out = []
@@ -275,6 +278,9 @@ class Gift:
             out.append(f"points_cost must be 1..{GIFT_COST_MAX}")
         if not isinstance(self.stock, int) or not 0 <= self.stock <= GIFT_STOCK_MAX:
             out.append(f"stock must be 0..{GIFT_STOCK_MAX}")
+        if (not isinstance(self.coupon_template_id, int)
+                or not 0 <= self.coupon_template_id < 2**32):
+            out.append("coupon_template_id must be 0..2^32-1")
         return out
 
     def to_json(self) -> bytes:
@@ -292,6 +298,10 @@ def put_gift(engine: Engine, gift: Gift, client_id: bytes, *, operator_id: int =
         bad = gift.problems()
         if bad:
             ctx.reject(Result.INVALID_ARGUMENT, "; ".join(bad), "GIFT_INVALID")
+        if (gift.coupon_template_id
+                and ctx.rules_config.coupon_template(gift.coupon_template_id) is None):
+            ctx.reject(Result.NOT_FOUND, f"coupon template {gift.coupon_template_id} not "
+                       "found", "TEMPLATE_NOT_FOUND")
         before = ctx.get(GIFTS_DB, u32(gift.gift_id))
         ctx.put(GIFTS_DB, u32(gift.gift_id), gift.to_json())
         ctx.emit(PointsOp.GIFT_PUT, None, amount_fen=gift.gift_id)
@@ -320,7 +330,9 @@ def redeem_gift(engine: Engine, card_no: int, gift_id: int, client_id: bytes, *,
                 operator_id: int = 0, store_id: int = 0) -> Future:
     """Redeem qty of a gift for points: the points leave the oldest lots first and the
     stock goes down, in one commit. Journalled as GIFT_REDEEM (points_delta = -cost,
-    amount_fen = qty); the event names the gift."""
+    amount_fen = qty); the event names the gift. A coupon gift also puts qty coupons of
+    its template on the card (COUPON_ISSUE records in the same commit); their ids are
+    in the value's coupon_ids."""
 
     def build(ctx: AdminContext):
         if not isinstance(qty, int) or not 1 <= qty <= REDEEM_QTY_MAX:
@@ -345,10 +357,16 @@ def redeem_gift(engine: Engine, card_no: int, gift_id: int, client_id: bytes, *,
         after_gift = dataclasses.replace(gift, stock=gift.stock - qty)
         ctx.put(GIFTS_DB, u32(gift_id), after_gift.to_json())
         ctx.emit(PointsOp.GIFT_REDEEM, card, points_delta=-cost, amount_fen=qty)
+        coupon_ids = []
+        if gift.coupon_template_id:
+            coupon_ids = engine.put_coupons(ctx, gift.coupon_template_id,
+                                            np.full(qty, int(card_no), dtype=np.uint64))
         ctx.detail = {"card_no": int(card_no), "gift_id": gift_id, "qty": qty,
                       "points_cost": cost, "before": {**before, "stock": gift.stock},
-                      "after": {**_points_state(card), "stock": after_gift.stock}}
-        return {"points_cost": cost, "points": int(card["points"]), "stock": after_gift.stock}
+                      "after": {**_points_state(card), "stock": after_gift.stock},
+                      "coupon_ids": coupon_ids}
+        return {"points_cost": cost, "points": int(card["points"]), "stock": after_gift.stock,
+                "coupon_ids": coupon_ids}
 
     return engine.admin(client_id, PointsOp.GIFT_REDEEM, build, operator_id=operator_id,
                         store_id=store_id)

@@ -231,7 +231,8 @@ async def put_gift(call: Call, req):
     p = call.authorize("rules.write", None)
     g = req.gift
     gift = points_admin.Gift(gift_id=int(g.gift_id), name=g.name, points_cost=int(g.points_cost),
-                             stock=int(g.stock), active=g.active if g.HasField("active") else True)
+                             stock=int(g.stock), active=g.active if g.HasField("active") else True,
+                             coupon_template_id=int(g.coupon_template_id))
     r = await call.cold(lambda: points_admin.put_gift(call.engine, gift, cid,
                                                       operator_id=p.operator_id))
     return admin_pb2.PutGiftResponse(created=bool((r.value or {}).get("created")),
@@ -258,4 +259,5 @@ async def redeem_gift(call: Call, req):
     v = r.value or {}
     return admin_pb2.RedeemGiftResponse(points_cost=int(v.get("points_cost", 0)),
                                         points=int(v.get("points", 0)),
-                                        stock=int(v.get("stock", 0)), outcome=_outcome(r))
+                                        stock=int(v.get("stock", 0)), outcome=_outcome(r),
+                                        coupon_ids=[int(i) for i in v.get("coupon_ids", [])])

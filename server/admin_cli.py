@@ -515,7 +515,7 @@ def cmd_points_make_up(args) -> int:
 def cmd_points_gift_add(args) -> int:
     r = _call(args, "PutGift", admin_pb2.PutGiftRequest(client_id=_cid(args), gift=admin_pb2.Gift(
         gift_id=args.gift_id, name=args.name, points_cost=args.cost, stock=args.stock,
-        active=not args.inactive)))
+        active=not args.inactive, coupon_template_id=args.coupon_template)))
     _emit(args, r, f"gift {args.gift_id} {'created' if r.created else 'changed'}{_replay(r)}")
     return 0
 
@@ -527,7 +527,8 @@ def cmd_points_gifts(args) -> int:
     else:
         for g in r.gifts:
             state = "" if g.active else "\twithdrawn"
-            print(f"{g.gift_id}\t{g.name}\t{g.points_cost} pts\tstock {g.stock}{state}")
+            coupon = f"\tcoupon template {g.coupon_template_id}" if g.coupon_template_id else ""
+            print(f"{g.gift_id}\t{g.name}\t{g.points_cost} pts\tstock {g.stock}{coupon}{state}")
     return 0
 
 
@@ -535,7 +536,8 @@ def cmd_points_redeem(args) -> int:
     r = _call(args, "RedeemGift", admin_pb2.RedeemGiftRequest(
         client_id=_cid(args), card_no=args.card_no, gift_id=args.gift_id, qty=args.qty))
     _emit(args, r, f"card {args.card_no}: {args.qty} x gift {args.gift_id} for {r.points_cost} "
-                   f"pts, {r.points} pts left, stock {r.stock}{_replay(r)}")
+                   f"pts, {r.points} pts left, stock {r.stock}"
+                   f"{f', coupons {list(r.coupon_ids)}' if r.coupon_ids else ''}{_replay(r)}")
     return 0
 
 
@@ -771,6 +773,8 @@ def add_commands(sub, terminal_sub) -> None:
     p.add_argument("--cost", type=int, required=True, help="points")
     p.add_argument("--stock", type=int, required=True)
     p.add_argument("--inactive", action="store_true", help="withdraw the gift")
+    p.add_argument("--coupon-template", type=int, default=0,
+                   help="a coupon for points: the coupon template each unit puts on the card")
     p = cmd(psub, "gifts", cmd_points_gifts, "the gift catalogue")
     p.add_argument("--active-only", action="store_true")
     p = cmd(psub, "redeem", cmd_points_redeem, "exchange a card's points for a gift",

@@ -194,7 +194,8 @@ def test_redeem_takes_oldest_points_and_stock_atomically(eng, clock):
     put_gift(eng, Gift(1, "car wash", 60, 3), cid()).result()
     c = cid()
     res = redeem_gift(eng, 1, 1, c, qty=2).result()
-    assert res.code == Result.OK and res.value == {"points_cost": 120, "points": 30, "stock": 1}
+    assert res.code == Result.OK and res.value == {"points_cost": 120, "points": 30, "stock": 1,
+                                                   "coupon_ids": []}
     assert redeem_gift(eng, 1, 1, c, qty=2).result().replayed
     card = eng.card(1)
     assert (card["lot0_points"], card["lot1_points"]) == (0, 30)  # 2023's lot went first
@@ -219,6 +220,45 @@ def test_redeem_rejections_change_neither_points_nor_stock(eng, clock):
     assert redeem_gift(eng, 1, 1, cid()).result().code == Result.CARD_DORMANT
     assert state(eng)[0] != before[0]  # only the status change above
     assert get_gift(eng, 1).stock == 1 and eng.card(1)["points"] == 150
+
+
+def test_redeem_points_for_coupons(tmp_path, clock):
+    """A coupon gift: points buy coupons of a template, put on the card in the same
+    commit; a retry gives the same coupons; the template's quantity limit holds (a
+    redemption past it takes no points and no stock); the coupon works in a swipe."""
+    import numpy as np
+
+    from core.records import OP, OpType
+    from core.rules import CouponTemplate
+    rules = RulesConfig(coupon_templates=(CouponTemplate(7, "3 yuan off", "fixed", value_fen=300,
+                                                         total_quantity=3, stackable=True),))
+    eng = Engine(str(tmp_path / "d"), clock=clock, rules=rules)
+    try:
+        two_lot_card(eng, clock)
+        assert put_gift(eng, Gift(5, "bad", 10, 5, coupon_template_id=99), cid()).result() \
+            .reason == "TEMPLATE_NOT_FOUND"
+        put_gift(eng, Gift(5, "3 yuan coupon", 20, 10, coupon_template_id=7), cid()).result()
+        c = cid()
+        res = redeem_gift(eng, 1, 5, c, qty=2).result()
+        assert res.code == Result.OK and res.value["points_cost"] == 40
+        ids = res.value["coupon_ids"]
+        assert len(ids) == 2 and redeem_gift(eng, 1, 5, c, qty=2).result().value["coupon_ids"] == ids
+        held = eng.coupons_of(1)
+        assert sorted(x["coupon_id"] for x in held) == ids
+        assert all(x["template_id"] == 7 for x in held)
+        before = state(eng)
+        res = redeem_gift(eng, 1, 5, cid(), qty=2).result()          # only 1 of 3 left
+        assert res.code == Result.FAILED_PRECONDITION and res.reason == "QUANTITY_EXHAUSTED"
+        assert state(eng) == before and get_gift(eng, 5).stock == 8
+        assert eng.card(1)["points"] == 110
+        ops = np.zeros(1, dtype=OP)
+        ops["client_lo"], ops["card_no"], ops["amount_fen"] = 77, 1, 1_000
+        ops["op_type"], ops["coupons_n"] = OpType.SWIPE, 1
+        r = eng.submit(ops, None, np.array(ids[:1], np.uint64)).result()
+        assert r.codes[0] == Result.OK and eng.coupon(ids[0])["coupon_status"] == 2
+        assert journal_adds_up(eng)
+    finally:
+        eng.close()
 
 
 def test_no_transfer_between_cards():

@@ -974,18 +974,20 @@ class MakeUpPointsResponse(_message.Message):
     def __init__(self, points_earned: _Optional[int] = ..., points: _Optional[int] = ..., outcome: _Optional[_Union[AdminOutcome, _Mapping]] = ...) -> None: ...
 
 class Gift(_message.Message):
-    __slots__ = ("gift_id", "name", "points_cost", "stock", "active")
+    __slots__ = ("gift_id", "name", "points_cost", "stock", "active", "coupon_template_id")
     GIFT_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     POINTS_COST_FIELD_NUMBER: _ClassVar[int]
     STOCK_FIELD_NUMBER: _ClassVar[int]
     ACTIVE_FIELD_NUMBER: _ClassVar[int]
+    COUPON_TEMPLATE_ID_FIELD_NUMBER: _ClassVar[int]
     gift_id: int
     name: str
     points_cost: int
     stock: int
     active: bool
-    def __init__(self, gift_id: _Optional[int] = ..., name: _Optional[str] = ..., points_cost: _Optional[int] = ..., stock: _Optional[int] = ..., active: _Optional[bool] = ...) -> None: ...
+    coupon_template_id: int
+    def __init__(self, gift_id: _Optional[int] = ..., name: _Optional[str] = ..., points_cost: _Optional[int] = ..., stock: _Optional[int] = ..., active: _Optional[bool] = ..., coupon_template_id: _Optional[int] = ...) -> None: ...
 
 class PutGiftRequest(_message.Message):
     __slots__ = ("client_id", "gift")
@@ -1028,13 +1030,15 @@ class RedeemGiftRequest(_message.Message):
     def __init__(self, client_id: _Optional[bytes] = ..., card_no: _Optional[int] = ..., gift_id: _Optional[int] = ..., qty: _Optional[int] = ...) -> None: ...
 
 class RedeemGiftResponse(_message.Message):
-    __slots__ = ("points_cost", "points", "stock", "outcome")
+    __slots__ = ("points_cost", "points", "stock", "outcome", "coupon_ids")
     POINTS_COST_FIELD_NUMBER: _ClassVar[int]
     POINTS_FIELD_NUMBER: _ClassVar[int]
     STOCK_FIELD_NUMBER: _ClassVar[int]
     OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    COUPON_IDS_FIELD_NUMBER: _ClassVar[int]
     points_cost: int
     points: int
     stock: int
     outcome: AdminOutcome
-    def __init__(self, points_cost: _Optional[int] = ..., points: _Optional[int] = ..., stock: _Optional[int] = ..., outcome: _Optional[_Union[AdminOutcome, _Mapping]] = ...) -> None: ...
+    coupon_ids: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, points_cost: _Optional[int] = ..., points: _Optional[int] = ..., stock: _Optional[int] = ..., outcome: _Optional[_Union[AdminOutcome, _Mapping]] = ..., coupon_ids: _Optional[_Iterable[int]] = ...) -> None: ...
