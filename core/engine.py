@@ -17,6 +17,7 @@ published before the commit returns.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import json
 import logging
 import os
@@ -49,7 +50,7 @@ from core.records import (
     coupon_to_dict,
     split_client_id,
 )
-from core.rules import RechargeLimit, RulesConfig
+from core.rules import CouponTemplate, RechargeLimit, RulesConfig, RulesError
 from core.storage import CARD_TYPES_DB, CHUNK_SHIFT, IDS_DTYPE, Store, from_be, u32, u64
 
 log = logging.getLogger("mms.engine")
@@ -937,22 +938,53 @@ class Engine:
         rules.validate()
 
         def build(ctx: AdminContext):
-            version = ctx.rules.version + 1
-            new = RulesConfig.from_dict({**rules.to_dict(), "version": version})
-            new.compile(self._pin_key, self._type_limits)  # fails here, not in the swap
-            ctx.emit(OpType.SET_RULES, None, amount_fen=version)
-            ctx.put("rules", u32(version), new.to_json())
-            ctx.put("meta", b"rules_version", u32(version))
-
-            def swap() -> None:
-                self._rules_config = new
-                self._rules = new.compile(self._pin_key, self._type_limits)
-
-            ctx.after_commit(swap)
+            version = self._install_rules(ctx, rules)
             ctx.detail = {"before": {"version": version - 1}, "after": {"version": version}}
             return {"version": version}
 
         return self.admin(client_id, OpType.SET_RULES, build, operator_id=operator_id)
+
+    def put_coupon_template(self, template: CouponTemplate, client_id: bytes, *,
+                            operator_id: int = 0) -> Future:
+        """Create or change one coupon template: a new rules version with every other
+        rule as it is (read inside the writer, so concurrent changes are not lost).
+        Coupons already issued keep their validity window; the template's scope and
+        value apply to their next redemption."""
+
+        def build(ctx: AdminContext):
+            cfg = ctx.rules_config
+            before = cfg.coupon_template(template.template_id)
+            others = tuple(t for t in cfg.coupon_templates if t.template_id != template.template_id)
+            try:
+                new = dataclasses.replace(cfg, coupon_templates=others + (template,))
+                new.validate()
+            except (RulesError, TypeError) as e:
+                ctx.reject(Result.INVALID_ARGUMENT, str(e), "TEMPLATE_INVALID")
+            version = self._install_rules(ctx, new)
+            ctx.detail = {"template_id": template.template_id, "rules_version": version,
+                          "before": dataclasses.asdict(before) if before else None,
+                          "after": dataclasses.asdict(template)}
+            return {"template_id": template.template_id, "created": before is None,
+                    "version": version}
+
+        return self.admin(client_id, OpType.SET_RULES, build, operator_id=operator_id)
+
+    def _install_rules(self, ctx: AdminContext, rules: RulesConfig) -> int:
+        """Inside an admin op: journal rules as the next version, in force from the
+        commit on. Returns the version."""
+        version = ctx.rules.version + 1
+        new = RulesConfig.from_dict({**rules.to_dict(), "version": version})
+        new.compile(self._pin_key, self._type_limits)  # fails here, not in the swap
+        ctx.emit(OpType.SET_RULES, None, amount_fen=version)
+        ctx.put("rules", u32(version), new.to_json())
+        ctx.put("meta", b"rules_version", u32(version))
+
+        def swap() -> None:
+            self._rules_config = new
+            self._rules = new.compile(self._pin_key, self._type_limits)
+
+        ctx.after_commit(swap)
+        return version
 
     # --- reads ------------------------------------------------------------------------
 

@@ -230,6 +230,8 @@ class RulesConfig:
         for t in self.coupon_templates:
             where = f"coupon_templates[{t.template_id}]"
             need(is_int(t.template_id) and 1 <= t.template_id < 2**32, f"{where}: id 1..2^32-1")
+            need(isinstance(t.name, str) and 1 <= len(t.name.strip()) <= 60,
+                 f"{where}: name must be 1..60 characters")
             need(t.kind in COUPON_KINDS, f"{where}: kind must be one of {sorted(COUPON_KINDS)}")
             for name in ("value_fen", "min_spend_fen", "max_off_fen", "budget_fen"):
                 v = getattr(t, name)

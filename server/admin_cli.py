@@ -541,6 +541,57 @@ def cmd_points_redeem(args) -> int:
     return 0
 
 
+def cmd_coupon_template(args) -> int:
+    t = admin_pb2.CouponTemplate(
+        template_id=args.template_id, name=args.name, kind=args.kind, value_fen=args.value,
+        min_spend_fen=args.min_spend, max_off_fen=args.max_off, gift_sku=args.gift_sku,
+        stackable=args.stackable, stores=args.store or [], categories=args.category or [],
+        levels=args.level or [], valid_days=args.valid_days,
+        total_quantity=args.quantity, budget_fen=args.budget)
+    if args.percent_bp is not None:
+        t.percent_bp = args.percent_bp
+    r = _call(args, "PutCouponTemplate", admin_pb2.PutCouponTemplateRequest(
+        client_id=_cid(args), template=t))
+    _emit(args, r, f"coupon template {args.template_id} "
+                   f"{'created' if r.created else 'changed'} (rules v{r.version}){_replay(r)}")
+    return 0
+
+
+def cmd_coupon_templates(args) -> int:
+    r = _call(args, "ListCouponTemplates", admin_pb2.ListCouponTemplatesRequest())
+    _emit_rows(args, r, r.templates, lambda t: (
+        f"{t.template_id}\t{t.name}\t{t.kind}\tvalue {t.value_fen} fen\t"
+        f"{t.valid_days} days\tquantity {t.total_quantity or 'unlimited'}"))
+    return 0
+
+
+def cmd_coupon_issue(args) -> int:
+    req = admin_pb2.IssueCouponsRequest(client_id=_cid(args), template_id=args.template_id,
+                                        card_nos=args.card_nos)
+    if args.valid_from is not None:
+        req.valid_from_s = args.valid_from
+    r = _call(args, "IssueCoupons", req)
+    _emit(args, r, f"{len(r.coupon_ids)} coupons of template {args.template_id}: "
+                   f"{' '.join(str(i) for i in r.coupon_ids)}{_replay(r)}")
+    return 0
+
+
+_COUPON_STATUS = {1: "issued", 2: "redeemed", 3: "void"}
+
+
+def _saved(c) -> str:
+    return f"\tsaved {c.redeemed_fen} fen" if c.status == 2 else ""
+
+
+def cmd_coupon_list(args) -> int:
+    r = _call(args, "ListCardCoupons", admin_pb2.ListCardCouponsRequest(
+        card_no=args.card_no, include_used=args.all))
+    _emit_rows(args, r, r.coupons, lambda c: (
+        f"{c.coupon_id}\ttemplate {c.template_id}\t{_COUPON_STATUS.get(c.status, c.status)}\t"
+        f"valid {c.valid_from_s}..{c.valid_to_s}" + _saved(c)))
+    return 0
+
+
 _CARD_KINDS = ("stored_value", "discount", "points", "count", "supplementary")
 
 
@@ -782,6 +833,35 @@ def add_commands(sub, terminal_sub) -> None:
     p.add_argument("card_no", type=int)
     p.add_argument("gift_id", type=int)
     p.add_argument("--qty", type=int, default=1)
+
+    cp = sub.add_parser("coupon", help="coupons: template, templates, issue, list")
+    cpsub = cp.add_subparsers(dest="coupon_command", required=True)
+    p = cmd(cpsub, "template", cmd_coupon_template, "create or change a coupon template",
+            mutating=True)
+    p.add_argument("template_id", type=int)
+    p.add_argument("--name", required=True)
+    p.add_argument("--kind", required=True, choices=("fixed", "percent", "threshold", "gift"))
+    p.add_argument("--value", type=int, default=0, help="fen: the saving, or a gift's value")
+    p.add_argument("--percent-bp", type=int, help="percent: the share paid, 8000 = 20%% off")
+    p.add_argument("--min-spend", type=int, default=0, help="fen")
+    p.add_argument("--max-off", type=int, default=0, help="fen; percent: the largest saving")
+    p.add_argument("--gift-sku", type=int, default=0)
+    p.add_argument("--stackable", action="store_true")
+    p.add_argument("--store", type=int, action="append", help="only at this store")
+    p.add_argument("--category", type=int, action="append", help="only for this category")
+    p.add_argument("--level", type=int, action="append", help="only for this level")
+    p.add_argument("--valid-days", type=int, default=30)
+    p.add_argument("--quantity", type=int, default=0, help="most coupons issued; 0: no limit")
+    p.add_argument("--budget", type=int, default=0, help="fen of face value; 0: no limit")
+    cmd(cpsub, "templates", cmd_coupon_templates, "the coupon templates in force")
+    p = cmd(cpsub, "issue", cmd_coupon_issue, "put a coupon of a template on each card",
+            mutating=True)
+    p.add_argument("template_id", type=int)
+    p.add_argument("card_nos", type=int, nargs="+")
+    p.add_argument("--valid-from", type=int, help="Unix time; default now")
+    p = cmd(cpsub, "list", cmd_coupon_list, "a card's coupons")
+    p.add_argument("card_no", type=int)
+    p.add_argument("--all", action="store_true", help="redeemed and void ones too")
 
     p = cmd(sub, "audit", cmd_audit, "the audit trail, oldest first")
     p.add_argument("--since", type=int, default=0, help="only events after this seq")

@@ -217,6 +217,54 @@ def test_recharge_limited_by_card_type(env):
     assert ok.result.code == types_pb2.RESULT_OK and ok.result.principal_fen == 10_000
 
 
+def test_coupon_templates_issue_and_listing(env):
+    """Marketing defines templates (a new rules version each); store staff issue coupons
+    only to their store's members, HQ marketing to anyone; quantity limits hold; a
+    retry returns the same coupons; a card lists its coupons and the POS redeems one."""
+    tpl = admin_pb2.CouponTemplate(template_id=21, name="8 off", kind="fixed", value_fen=800,
+                                   total_quantity=3)
+    put = admin_pb2.PutCouponTemplateRequest(client_id=cid(), template=tpl)
+    assert failure(env.call, "mgr11", "PutCouponTemplate", put)[1] == "PERMISSION_NOT_GRANTED"
+    first, again = env.call("mkt", "PutCouponTemplate", put), env.call("mkt", "PutCouponTemplate", put)
+    assert first.created and again.outcome.replayed and again.version == first.version
+    bad = admin_pb2.CouponTemplate(template_id=22, name="no value", kind="fixed")
+    assert failure(env.call, "mkt", "PutCouponTemplate", admin_pb2.PutCouponTemplateRequest(
+        client_id=cid(), template=bad)) == (grpc.StatusCode.INVALID_ARGUMENT, "TEMPLATE_INVALID")
+    listed = env.call("cash11", "ListCouponTemplates", admin_pb2.ListCouponTemplatesRequest())
+    t = next(t for t in listed.templates if t.template_id == 21)
+    assert (t.name, t.kind, t.value_fen, t.valid_days, t.percent_bp) == ("8 off", "fixed", 800, 30,
+                                                                          10_000)
+
+    card_with_balance(env, 9601, 5_000)                      # a store-11 member's card
+    mid12 = add_member(env, "mgr12", "Store 12 Holder", str(next(_phones)))
+    env.call("mgr12", "IssueCards", admin_pb2.IssueCardsRequest(
+        client_id=cid(), card_nos=[9602], member_ids=[mid12]))
+    issue = admin_pb2.IssueCouponsRequest(client_id=cid(), template_id=21, card_nos=[9601, 9601])
+    assert failure(env.call, "cash11", "IssueCoupons", issue)[1] == "PERMISSION_NOT_GRANTED"
+    assert failure(env.call, "mgr11", "IssueCoupons", admin_pb2.IssueCouponsRequest(
+        client_id=cid(), template_id=21, card_nos=[9601, 9602]))[1] == "OTHER_STORE"
+    r1, r2 = env.call("mgr11", "IssueCoupons", issue), env.call("mgr11", "IssueCoupons", issue)
+    assert len(r1.coupon_ids) == 2 and r2.outcome.replayed and r2.coupon_ids == r1.coupon_ids
+    assert failure(env.call, "mkt", "IssueCoupons", admin_pb2.IssueCouponsRequest(
+        client_id=cid(), template_id=21, card_nos=[9602, 9602]))[1] == "QUANTITY_EXHAUSTED"
+    assert len(env.call("mkt", "IssueCoupons", admin_pb2.IssueCouponsRequest(
+        client_id=cid(), template_id=21, card_nos=[9602])).coupon_ids) == 1
+    assert failure(env.call, "mkt", "IssueCoupons", admin_pb2.IssueCouponsRequest(
+        client_id=cid(), template_id=21, card_nos=[]))[1] == "BATCH_SIZE"
+
+    env.pos.Swipe(pos_pb2.SwipeRequest(client_id=cid(), card_no=9601, amount_fen=2_000,
+                                       coupon_ids=[r1.coupon_ids[0]]),
+                  metadata=env.till_md, timeout=30)
+    held = env.call("desk11", "ListCardCoupons", admin_pb2.ListCardCouponsRequest(card_no=9601))
+    assert [c.coupon_id for c in held.coupons] == [r1.coupon_ids[1]]
+    every = env.call("desk11", "ListCardCoupons",
+                     admin_pb2.ListCardCouponsRequest(card_no=9601, include_used=True)).coupons
+    assert [(c.coupon_id, c.status, c.redeemed_fen) for c in every] == [
+        (r1.coupon_ids[0], 2, 800), (r1.coupon_ids[1], 1, 0)]
+    assert failure(env.call, "desk11", "ListCardCoupons",
+                   admin_pb2.ListCardCouponsRequest(card_no=9602))[1] == "OTHER_STORE"
+
+
 def mms(capsys, *argv: str, rc: int = 0) -> str:
     got = main(list(argv))
     out = capsys.readouterr()
@@ -262,3 +310,13 @@ def test_cli_commands(env, capsys, tmp_path, monkeypatch):
     assert "FAILED_PRECONDITION NO_ANNUAL_FEE" in mms(capsys, "card", "annual-fee", "9502",
                                                       *as_("cash11"), rc=1)
     assert "CARD_NOT_RENEWABLE" in mms(capsys, "card", "renew", "9502", *as_("desk11"), rc=1)
+    assert mms(capsys, "coupon", "template", "31", "--name", "Coffee", "--kind", "gift",
+               "--value", "1500", "--gift-sku", "555", *as_("mkt")).startswith(
+        "coupon template 31 created (rules v")
+    assert "31\tCoffee\tgift\tvalue 1500 fen\t30 days" in mms(capsys, "coupon", "templates",
+                                                             *as_("cash11"))
+    out = mms(capsys, "coupon", "issue", "31", "9502", *as_("desk11"))
+    assert out.startswith("1 coupons of template 31: ")
+    coupon_id = out.rsplit(" ", 1)[1]
+    assert mms(capsys, "coupon", "list", "9502", *as_("desk11")).startswith(
+        f"{coupon_id}\ttemplate 31\tissued\tvalid ")

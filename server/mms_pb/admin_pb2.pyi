@@ -1042,3 +1042,117 @@ class RedeemGiftResponse(_message.Message):
     outcome: AdminOutcome
     coupon_ids: _containers.RepeatedScalarFieldContainer[int]
     def __init__(self, points_cost: _Optional[int] = ..., points: _Optional[int] = ..., stock: _Optional[int] = ..., outcome: _Optional[_Union[AdminOutcome, _Mapping]] = ..., coupon_ids: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class CouponTemplate(_message.Message):
+    __slots__ = ("template_id", "name", "kind", "value_fen", "percent_bp", "min_spend_fen", "max_off_fen", "gift_sku", "stackable", "stores", "categories", "levels", "valid_days", "total_quantity", "budget_fen")
+    TEMPLATE_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FEN_FIELD_NUMBER: _ClassVar[int]
+    PERCENT_BP_FIELD_NUMBER: _ClassVar[int]
+    MIN_SPEND_FEN_FIELD_NUMBER: _ClassVar[int]
+    MAX_OFF_FEN_FIELD_NUMBER: _ClassVar[int]
+    GIFT_SKU_FIELD_NUMBER: _ClassVar[int]
+    STACKABLE_FIELD_NUMBER: _ClassVar[int]
+    STORES_FIELD_NUMBER: _ClassVar[int]
+    CATEGORIES_FIELD_NUMBER: _ClassVar[int]
+    LEVELS_FIELD_NUMBER: _ClassVar[int]
+    VALID_DAYS_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_QUANTITY_FIELD_NUMBER: _ClassVar[int]
+    BUDGET_FEN_FIELD_NUMBER: _ClassVar[int]
+    template_id: int
+    name: str
+    kind: str
+    value_fen: int
+    percent_bp: int
+    min_spend_fen: int
+    max_off_fen: int
+    gift_sku: int
+    stackable: bool
+    stores: _containers.RepeatedScalarFieldContainer[int]
+    categories: _containers.RepeatedScalarFieldContainer[int]
+    levels: _containers.RepeatedScalarFieldContainer[int]
+    valid_days: int
+    total_quantity: int
+    budget_fen: int
+    def __init__(self, template_id: _Optional[int] = ..., name: _Optional[str] = ..., kind: _Optional[str] = ..., value_fen: _Optional[int] = ..., percent_bp: _Optional[int] = ..., min_spend_fen: _Optional[int] = ..., max_off_fen: _Optional[int] = ..., gift_sku: _Optional[int] = ..., stackable: _Optional[bool] = ..., stores: _Optional[_Iterable[int]] = ..., categories: _Optional[_Iterable[int]] = ..., levels: _Optional[_Iterable[int]] = ..., valid_days: _Optional[int] = ..., total_quantity: _Optional[int] = ..., budget_fen: _Optional[int] = ...) -> None: ...
+
+class PutCouponTemplateRequest(_message.Message):
+    __slots__ = ("client_id", "template")
+    CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
+    TEMPLATE_FIELD_NUMBER: _ClassVar[int]
+    client_id: bytes
+    template: CouponTemplate
+    def __init__(self, client_id: _Optional[bytes] = ..., template: _Optional[_Union[CouponTemplate, _Mapping]] = ...) -> None: ...
+
+class PutCouponTemplateResponse(_message.Message):
+    __slots__ = ("created", "version", "outcome")
+    CREATED_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    created: bool
+    version: int
+    outcome: AdminOutcome
+    def __init__(self, created: _Optional[bool] = ..., version: _Optional[int] = ..., outcome: _Optional[_Union[AdminOutcome, _Mapping]] = ...) -> None: ...
+
+class ListCouponTemplatesRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListCouponTemplatesResponse(_message.Message):
+    __slots__ = ("templates",)
+    TEMPLATES_FIELD_NUMBER: _ClassVar[int]
+    templates: _containers.RepeatedCompositeFieldContainer[CouponTemplate]
+    def __init__(self, templates: _Optional[_Iterable[_Union[CouponTemplate, _Mapping]]] = ...) -> None: ...
+
+class IssueCouponsRequest(_message.Message):
+    __slots__ = ("client_id", "template_id", "card_nos", "valid_from_s")
+    CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
+    TEMPLATE_ID_FIELD_NUMBER: _ClassVar[int]
+    CARD_NOS_FIELD_NUMBER: _ClassVar[int]
+    VALID_FROM_S_FIELD_NUMBER: _ClassVar[int]
+    client_id: bytes
+    template_id: int
+    card_nos: _containers.RepeatedScalarFieldContainer[int]
+    valid_from_s: int
+    def __init__(self, client_id: _Optional[bytes] = ..., template_id: _Optional[int] = ..., card_nos: _Optional[_Iterable[int]] = ..., valid_from_s: _Optional[int] = ...) -> None: ...
+
+class IssueCouponsResponse(_message.Message):
+    __slots__ = ("coupon_ids", "outcome")
+    COUPON_IDS_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    coupon_ids: _containers.RepeatedScalarFieldContainer[int]
+    outcome: AdminOutcome
+    def __init__(self, coupon_ids: _Optional[_Iterable[int]] = ..., outcome: _Optional[_Union[AdminOutcome, _Mapping]] = ...) -> None: ...
+
+class ListCardCouponsRequest(_message.Message):
+    __slots__ = ("card_no", "include_used")
+    CARD_NO_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_USED_FIELD_NUMBER: _ClassVar[int]
+    card_no: int
+    include_used: bool
+    def __init__(self, card_no: _Optional[int] = ..., include_used: _Optional[bool] = ...) -> None: ...
+
+class Coupon(_message.Message):
+    __slots__ = ("coupon_id", "template_id", "status", "valid_from_s", "valid_to_s", "redeemed_seq", "redeemed_fen")
+    COUPON_ID_FIELD_NUMBER: _ClassVar[int]
+    TEMPLATE_ID_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    VALID_FROM_S_FIELD_NUMBER: _ClassVar[int]
+    VALID_TO_S_FIELD_NUMBER: _ClassVar[int]
+    REDEEMED_SEQ_FIELD_NUMBER: _ClassVar[int]
+    REDEEMED_FEN_FIELD_NUMBER: _ClassVar[int]
+    coupon_id: int
+    template_id: int
+    status: int
+    valid_from_s: int
+    valid_to_s: int
+    redeemed_seq: int
+    redeemed_fen: int
+    def __init__(self, coupon_id: _Optional[int] = ..., template_id: _Optional[int] = ..., status: _Optional[int] = ..., valid_from_s: _Optional[int] = ..., valid_to_s: _Optional[int] = ..., redeemed_seq: _Optional[int] = ..., redeemed_fen: _Optional[int] = ...) -> None: ...
+
+class ListCardCouponsResponse(_message.Message):
+    __slots__ = ("coupons",)
+    COUPONS_FIELD_NUMBER: _ClassVar[int]
+    coupons: _containers.RepeatedCompositeFieldContainer[Coupon]
+    def __init__(self, coupons: _Optional[_Iterable[_Union[Coupon, _Mapping]]] = ...) -> None: ...

@@ -244,6 +244,26 @@ class AdminServiceStub:
                 request_serializer=mms_dot_v1_dot_admin__pb2.RedeemGiftRequest.SerializeToString,
                 response_deserializer=mms_dot_v1_dot_admin__pb2.RedeemGiftResponse.FromString,
                 _registered_method=True)
+        self.PutCouponTemplate = channel.unary_unary(
+                '/mms.v1.AdminService/PutCouponTemplate',
+                request_serializer=mms_dot_v1_dot_admin__pb2.PutCouponTemplateRequest.SerializeToString,
+                response_deserializer=mms_dot_v1_dot_admin__pb2.PutCouponTemplateResponse.FromString,
+                _registered_method=True)
+        self.ListCouponTemplates = channel.unary_unary(
+                '/mms.v1.AdminService/ListCouponTemplates',
+                request_serializer=mms_dot_v1_dot_admin__pb2.ListCouponTemplatesRequest.SerializeToString,
+                response_deserializer=mms_dot_v1_dot_admin__pb2.ListCouponTemplatesResponse.FromString,
+                _registered_method=True)
+        self.IssueCoupons = channel.unary_unary(
+                '/mms.v1.AdminService/IssueCoupons',
+                request_serializer=mms_dot_v1_dot_admin__pb2.IssueCouponsRequest.SerializeToString,
+                response_deserializer=mms_dot_v1_dot_admin__pb2.IssueCouponsResponse.FromString,
+                _registered_method=True)
+        self.ListCardCoupons = channel.unary_unary(
+                '/mms.v1.AdminService/ListCardCoupons',
+                request_serializer=mms_dot_v1_dot_admin__pb2.ListCardCouponsRequest.SerializeToString,
+                response_deserializer=mms_dot_v1_dot_admin__pb2.ListCardCouponsResponse.FromString,
+                _registered_method=True)
         self.GetRules = channel.unary_unary(
                 '/mms.v1.AdminService/GetRules',
                 request_serializer=mms_dot_v1_dot_admin__pb2.GetRulesRequest.SerializeToString,
@@ -557,6 +577,34 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PutCouponTemplate(self, request, context):
+        """PutCouponTemplate creates or changes a coupon template (a new rules version).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListCouponTemplates(self, request, context):
+        """ListCouponTemplates lists the coupon templates in force.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def IssueCoupons(self, request, context):
+        """IssueCoupons puts one coupon of a template on each named card, all or none.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListCardCoupons(self, request, context):
+        """ListCardCoupons lists the coupons a card holds.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetRules(self, request, context):
         """GetRules returns the rules in force as JSON.
         """
@@ -773,6 +821,26 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.RedeemGift,
                     request_deserializer=mms_dot_v1_dot_admin__pb2.RedeemGiftRequest.FromString,
                     response_serializer=mms_dot_v1_dot_admin__pb2.RedeemGiftResponse.SerializeToString,
+            ),
+            'PutCouponTemplate': grpc.unary_unary_rpc_method_handler(
+                    servicer.PutCouponTemplate,
+                    request_deserializer=mms_dot_v1_dot_admin__pb2.PutCouponTemplateRequest.FromString,
+                    response_serializer=mms_dot_v1_dot_admin__pb2.PutCouponTemplateResponse.SerializeToString,
+            ),
+            'ListCouponTemplates': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListCouponTemplates,
+                    request_deserializer=mms_dot_v1_dot_admin__pb2.ListCouponTemplatesRequest.FromString,
+                    response_serializer=mms_dot_v1_dot_admin__pb2.ListCouponTemplatesResponse.SerializeToString,
+            ),
+            'IssueCoupons': grpc.unary_unary_rpc_method_handler(
+                    servicer.IssueCoupons,
+                    request_deserializer=mms_dot_v1_dot_admin__pb2.IssueCouponsRequest.FromString,
+                    response_serializer=mms_dot_v1_dot_admin__pb2.IssueCouponsResponse.SerializeToString,
+            ),
+            'ListCardCoupons': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListCardCoupons,
+                    request_deserializer=mms_dot_v1_dot_admin__pb2.ListCardCouponsRequest.FromString,
+                    response_serializer=mms_dot_v1_dot_admin__pb2.ListCardCouponsResponse.SerializeToString,
             ),
             'GetRules': grpc.unary_unary_rpc_method_handler(
                     servicer.GetRules,
@@ -1875,6 +1943,114 @@ class AdminService:
             '/mms.v1.AdminService/RedeemGift',
             mms_dot_v1_dot_admin__pb2.RedeemGiftRequest.SerializeToString,
             mms_dot_v1_dot_admin__pb2.RedeemGiftResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PutCouponTemplate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mms.v1.AdminService/PutCouponTemplate',
+            mms_dot_v1_dot_admin__pb2.PutCouponTemplateRequest.SerializeToString,
+            mms_dot_v1_dot_admin__pb2.PutCouponTemplateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListCouponTemplates(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mms.v1.AdminService/ListCouponTemplates',
+            mms_dot_v1_dot_admin__pb2.ListCouponTemplatesRequest.SerializeToString,
+            mms_dot_v1_dot_admin__pb2.ListCouponTemplatesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def IssueCoupons(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mms.v1.AdminService/IssueCoupons',
+            mms_dot_v1_dot_admin__pb2.IssueCouponsRequest.SerializeToString,
+            mms_dot_v1_dot_admin__pb2.IssueCouponsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListCardCoupons(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mms.v1.AdminService/ListCardCoupons',
+            mms_dot_v1_dot_admin__pb2.ListCardCouponsRequest.SerializeToString,
+            mms_dot_v1_dot_admin__pb2.ListCardCouponsResponse.FromString,
             options,
             channel_credentials,
             insecure,
