@@ -5,6 +5,13 @@ Without --target it starts `mms serve` as a child process on an empty data direc
 --streams bidirectional SwipeStream calls with --batch swipes per batch, or --streams
 concurrent callers of unary Swipe. Every swipe carries a fresh client id, so each one
 is a real, durable debit. Latency is per call (unary) or per batch round trip (streams).
+
+Unary load comes from one of two drivers: `--driver python` (grpc.aio in this process,
+one core's worth of client on a 2-core machine) or `--driver native` (server/loadgen.cc,
+compiled on first use; when it cannot be built, a message says why and the Python
+driver runs instead). Both count a swipe only when its call ended with status OK. With
+the child server, `server_ok` is the server's own count of OK Swipe calls during the
+load (its grpc_server_handled metric), a check on the client's count.
 """
 
 from __future__ import annotations
@@ -15,10 +22,12 @@ import os
 import sys
 import tempfile
 import time
+import urllib.request
 
 import grpc
 import numpy as np
 
+from server import loadgen
 from server.client import aio_channel, auth, stubs
 from server.launch import ChildServer, TerminalSpec, issue_and_fund
 from server.mms_pb import pos_pb2, types_pb2
@@ -161,28 +170,67 @@ async def _setup(target: str, admin_token: str, pos_token: str, n_cards: int) ->
     return np.array(cards, dtype=np.uint64)
 
 
+def swipes_ok_on_server(metrics_url: str) -> int:
+    """The server's count of unary Swipe calls that ended OK (its /metrics)."""
+    with urllib.request.urlopen(metrics_url, timeout=10) as r:
+        text = r.read().decode()
+    for line in text.splitlines():
+        if (line.startswith("grpc_server_handled_total{") and 'grpc_method="Swipe"' in line
+                and 'grpc_code="OK"' in line and 'grpc_type="unary"' in line):
+            return int(float(line.rsplit(" ", 1)[1]))
+    return 0
+
+
+def _native_binary() -> str | None:
+    """The native driver, or None after saying on stderr why it cannot be used."""
+    try:
+        return loadgen.build()
+    except loadgen.NativeUnavailable as e:
+        print(f"mms bench grpc: the native driver is unavailable ({e}); "
+              "using the Python driver", file=sys.stderr)
+        return None
+
+
+def _load(args, target: str, token: str, cards: np.ndarray, native: str | None) -> dict:
+    if native is not None:
+        report = loadgen.run(native, target, token, streams=args.streams, seconds=args.seconds,
+                             rate=args.rate, card_base=int(cards[0]), cards=len(cards),
+                             amount_max=SWIPE_AMOUNT_FEN_MAX)
+        return loadgen.summary(report, streams=args.streams, rate=args.rate)
+    result = asyncio.run(run_load(target, token, cards, streams=args.streams,
+                                  seconds=args.seconds, batch=args.batch, unary=args.unary,
+                                  rate=args.rate))
+    if args.unary:
+        result["driver"] = "python"
+    return result
+
+
 def main_grpc(args) -> int:
     if not 1 <= args.batch <= 4096 or args.streams < 1 or args.seconds <= 0:
         print("mms bench grpc: --batch 1..4096, --streams >= 1, --seconds > 0", file=sys.stderr)
         return 2
+    driver = getattr(args, "driver", "python")
+    if driver == "native" and not args.unary:
+        print("mms bench grpc: --driver native drives unary Swipe only (add --unary)",
+              file=sys.stderr)
+        return 2
+    native = _native_binary() if driver == "native" else None
     if args.target:
         if not args.token:
             print("mms bench grpc: --target needs --token", file=sys.stderr)
             return 2
         cards = np.arange(CARD_BASE, CARD_BASE + args.cards, dtype=np.uint64)
-        result = asyncio.run(run_load(args.target, args.token, cards, streams=args.streams,
-                                      seconds=args.seconds, batch=args.batch, unary=args.unary,
-                                      rate=args.rate))
+        result = _load(args, args.target, args.token, cards, native)
     else:
         with tempfile.TemporaryDirectory(prefix="mms-bench-") as tmp:
             terms = [TerminalSpec(1, 0, "admin"), TerminalSpec(2, 1, "pos")]
             with ChildServer(tmp, terms) as child:
                 cards = asyncio.run(_setup(child.target, child.token("admin"),
                                            child.token("pos"), args.cards))
-                result = asyncio.run(run_load(child.target, child.token("pos"), cards,
-                                              streams=args.streams, seconds=args.seconds,
-                                              batch=args.batch, unary=args.unary,
-                                              rate=args.rate))
+                before = swipes_ok_on_server(child.metrics_url) if args.unary else 0
+                result = _load(args, child.target, child.token("pos"), cards, native)
+                if args.unary:
+                    result["server_ok"] = swipes_ok_on_server(child.metrics_url) - before
     if args.json:
         print(json.dumps(result))
     else:

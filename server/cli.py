@@ -160,6 +160,9 @@ def build_parser() -> argparse.ArgumentParser:
     bg.add_argument("--unary", action="store_true", help="unary Swipe calls instead of streams")
     bg.add_argument("--rate", type=float, default=0.0,
                     help="unary only: offered swipes/s in total (0 = as fast as possible)")
+    bg.add_argument("--driver", choices=("python", "native"), default="python",
+                    help="unary load client: grpc.aio here, or server/loadgen.cc compiled "
+                         "(g++, libgrpc++-dev; falls back to python with a message)")
     bg.add_argument("--cards", type=int, default=10_000)
     bg.add_argument("--target", help="an existing server (needs --token and cards)")
     bg.add_argument("--token", default=os.environ.get("MMS_TOKEN"))
