@@ -867,9 +867,11 @@ cdef inline int64_t line_payable(const RulesC *R, const Level *lv, uint8_t level
 
 cdef inline uint8_t do_swipe(const Op *op, Card *c, JournalRec *rec, const RulesC *R,
                              const Item *items, Py_ssize_t n_items, bint *journal,
-                             Coupon *cps, int n_cps, int64_t *offs, Card *payer) noexcept nogil:
+                             Coupon *cps, int n_cps, int64_t *offs, Card *payer,
+                             uint8_t coupon_code) noexcept nogil:
     """Check everything, then mutate c and fill rec. On a reject touch neither (a wrong
-    PIN excepted: check_pin)."""
+    PIN excepted: check_pin). coupon_code is what loading the named coupons answered; it
+    is the answer only in the coupons' place, after status, PIN, amount and lines."""
     cdef int64_t amount = op.amount_fen
     cdef int64_t payable = 0, debit_p, debit_b, earned, offset_fen = 0, net, cap, reduction
     cdef int64_t coupon_fen = 0
@@ -907,6 +909,8 @@ cdef inline uint8_t do_swipe(const Op *op, Card *c, JournalRec *rec, const Rules
             payable += line_payable(R, lv, level, it.sku, it.qty, it.amount_fen)
     else:
         payable = payable_after_discount(amount, lv.discount_bp, R.rounding)
+    if coupon_code != OK:
+        return coupon_code
     if n_cps:
         code = eval_coupons(op, R, items, lv, level, payable, rec.time_s, cps, n_cps, offs,
                             &coupon_fen)
@@ -1569,6 +1573,7 @@ cdef class Batcher:
         cdef int64_t cslots[COUPONS_PER_OP_MAX]
         cdef int64_t offs[COUPONS_PER_OP_MAX]
         cdef int n_cps, k
+        cdef uint8_t coupon_code
         cdef int64_t ref_prior, refunded_before = 0
         cdef int64_t ring[PREFETCH_AHEAD]
         cdef int64_t ahead
@@ -1652,12 +1657,14 @@ cdef class Batcher:
             else:
                 memcpy(&c, &cards[slot], sizeof(Card))
             n_cps = 0
+            coupon_code = OK
             if op.op_type == SWIPE and op.coupons_n:
-                code = self._load_coupons(op, ex, coupon_index, cps, cslots)
-                if code != OK:
-                    res[i].code = code
-                    continue
-                n_cps = op.coupons_n
+                # A coupon that is not the card's or is used is answered by the swipe in
+                # the coupons' place: a lost card, a locked or wrong PIN come first (a
+                # wrong PIN is journalled even with a bad coupon).
+                coupon_code = self._load_coupons(op, ex, coupon_index, cps, cslots)
+                if coupon_code == OK:
+                    n_cps = op.coupons_n
             # A supplementary card's swipe pays from its primary card; the refund of such
             # a swipe pays the primary back.
             payer = NULL
@@ -1693,7 +1700,7 @@ cdef class Batcher:
             journal = False
             if op.op_type == SWIPE:
                 code = do_swipe(op, &c, rec, R, ex.items, ex.n_items, &journal, cps, n_cps, offs,
-                                payer)
+                                payer, coupon_code)
             elif op.op_type == RECHARGE:
                 code = do_recharge(op, &c, rec, R)
             elif op.op_type == REFUND:

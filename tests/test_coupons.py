@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from core import Engine, EngineConfig, RulesConfig
-from core.records import ITEM, OP, CouponStatus, OpType, Result
+from core.records import ITEM, OP, CardStatus, CouponStatus, OpType, Result
 from core.rules import CouponTemplate, LevelRule
 
 NOW = 1_780_000_000
@@ -26,13 +26,15 @@ def cid(tag):
 
 
 def op(tag, card, amount, op_type=OpType.SWIPE, *, coupons=(), ref=None, offset=0, store=0,
-       category=0, items=None):
+       category=0, items=None, pin=None):
     ops = np.zeros(1, dtype=OP)
     c = cid(tag)
     ops["client_hi"], ops["client_lo"] = int.from_bytes(c[:8], "big"), int.from_bytes(c[8:], "big")
     ops["card_no"], ops["amount_fen"], ops["op_type"] = card, amount, op_type
     ops["points_offset"], ops["store_id"], ops["category"] = offset, store, category
     ops["coupons_off"], ops["coupons_n"] = 0, len(coupons)
+    if pin is not None:
+        ops["pin"], ops["pin_len"] = int(pin), len(pin)
     if ref is not None:
         r = cid(ref)
         ops["ref_hi"], ops["ref_lo"] = int.from_bytes(r[:8], "big"), int.from_bytes(r[8:], "big")
@@ -133,6 +135,25 @@ def test_validity_window_stacking_and_ownership(eng):
     assert run(eng, "not-mine", 1, 5_000, coupons=[other]).codes[0] == Result.COUPON_NOT_FOUND
     assert run(eng, "twice", 1, 5_000, coupons=[a, a]).codes[0] == Result.COUPON_USED
     assert run(eng, "unknown", 1, 5_000, coupons=[999_999]).codes[0] == Result.COUPON_NOT_FOUND
+
+
+def test_card_and_pin_are_checked_before_the_coupons(eng):
+    """The swipe's order holds with coupons named: the card's status and its PIN come
+    before the coupons, and a wrong PIN is journalled (it counts toward the lockout) even
+    when the coupon is unknown or used. (Regression: coupon ownership and use were
+    checked first, so a frozen card, a missing or locked PIN answered COUPON_USED or
+    COUPON_NOT_FOUND, and a wrong PIN with a bad coupon was not counted.)"""
+    c = give(eng, 1)
+    assert run(eng, "use", 1, 5_000, coupons=[c]).codes[0] == Result.OK
+    assert eng.set_pin(1, "1234", os.urandom(16)).result().code == Result.OK
+    assert run(eng, "no-pin", 1, 5_000, coupons=[c]).codes[0] == Result.PIN_REQUIRED
+    r = run(eng, "wrong-pin", 1, 5_000, coupons=[999_999], pin="9999")
+    assert r.codes[0] == Result.PIN_WRONG and r.seq[0] != 0
+    assert eng.card(1)["pin_failures"] == 1
+    assert run(eng, "right-pin", 1, 5_000, coupons=[c], pin="1234").codes[0] == Result.COUPON_USED
+    assert eng.card(1)["pin_failures"] == 1  # a rejected swipe keeps nothing, not even the reset
+    assert eng.set_card_status(1, CardStatus.FROZEN, os.urandom(16)).result().code == Result.OK
+    assert run(eng, "frozen", 1, 5_000, coupons=[c], pin="1234").codes[0] == Result.CARD_FROZEN
 
 
 def test_one_coupon_in_two_ops_of_one_batch(eng):
