@@ -6,11 +6,25 @@ from __future__ import annotations
 import numpy as np
 
 from core import _fastpath
-from core.records import CARD, ITEM, JOURNAL, OP, RESULT, OpType, card_to_dict, journal_to_dict
+from core.records import (
+    CARD,
+    COUPON,
+    ITEM,
+    JOURNAL,
+    OP,
+    RESULT,
+    OpType,
+    RecordKind,
+    card_to_dict,
+    coupon_of,
+    coupon_to_dict,
+    journal_to_dict,
+)
 from core.storage import CHUNK_SHIFT
 
 CARD_FIELDS = [n for n in CARD.names if not n.startswith("_")]
 OP_FIELDS = [n for n in OP.names if not n.startswith("_")]
+COUPON_FIELDS = [n for n in COUPON.names if not n.startswith("_")]
 
 
 def blank_card(card_no: int, **fields: int) -> dict:
@@ -48,6 +62,15 @@ def items_array(items: list[dict]) -> np.ndarray:
     return arr
 
 
+def coupons_array(coupons: list[dict]) -> np.ndarray:
+    """Coupons as a COUPON array; fields a coupon dict leaves out are zero."""
+    arr = np.zeros(len(coupons), dtype=COUPON)
+    for i, cp in enumerate(coupons):
+        for name, value in cp.items():
+            arr[i][name] = value
+    return arr
+
+
 def cards_array(cards: list[dict]) -> np.ndarray:
     arr = np.zeros(len(cards), dtype=CARD)
     for i, card in enumerate(cards):
@@ -57,11 +80,16 @@ def cards_array(cards: list[dict]) -> np.ndarray:
 
 
 def record_dict(rec: np.void) -> dict:
-    """A journal record as the reference shapes it (reserved fields must be zero)."""
+    """A journal record as the reference shapes it (reserved fields must be zero): a
+    coupon record's after-image is its coupon (the bytes past it zero)."""
     for name in JOURNAL.names:
         if name.startswith("_"):
             assert int(rec[name]) == 0, name
-    return journal_to_dict(rec)
+    out = journal_to_dict(rec)
+    if int(rec["kind"]) == RecordKind.KIND_COUPON:
+        assert not any(rec["after"].tobytes()[COUPON.itemsize:]), "coupon after-image tail"
+        out["after"] = coupon_to_dict(coupon_of(rec))
+    return out
 
 
 class FastPath:
@@ -71,7 +99,8 @@ class FastPath:
     line items, the refund targets and the refunded map as the engine does."""
 
     def __init__(self, cards: list[dict], known: dict[tuple[int, int], object] | None = None,
-                 batch_max: int = 4096, next_seq: int = 1) -> None:
+                 batch_max: int = 4096, next_seq: int = 1,
+                 coupons: list[dict] | None = None) -> None:
         self.cards = cards_array(cards)
         self.card_index = _fastpath.KeyMap(max(16, len(cards)))
         for slot, card in enumerate(cards):
@@ -87,37 +116,70 @@ class FastPath:
         self.next_seq = next_seq
         self.journal: dict[int, np.void] = {}
         self.refunded = _fastpath.KeyMap(16)
+        # The coupon table and its index (coupon_id -> slot); hot ops never add coupons.
+        self.coupons = coupons_array(coupons or [])
+        self.coupon_index = _fastpath.KeyMap(max(16, len(self.coupons)))
+        for slot, cp in enumerate(coupons or []):
+            self.coupon_index.insert(0, cp["coupon_id"], slot)
 
-    def refund_targets(self, arr: np.ndarray) -> np.ndarray | None:
+    def refund_targets(self, arr: np.ndarray) -> tuple[np.ndarray | None, tuple | None]:
         """What Engine._refund_targets does: for each REFUND op, the committed record of
-        the op its ref_hi/ref_lo names (by the id index), or a zero row."""
+        the op its ref_hi/ref_lo names (by the id index), or a zero row; and the coupons
+        that op redeemed (the coupon records right after it with its client id)."""
         idx = np.flatnonzero(arr["op_type"] == OpType.REFUND)
         if len(idx) == 0:
-            return None
+            return None, None
         refs = np.zeros(len(arr), dtype=JOURNAL)
+        offs = np.zeros(len(arr), dtype=np.uint32)
+        counts = np.zeros(len(arr), dtype=np.uint8)
+        coupon_ids: list[int] = []
         for i in idx.tolist():
             prior = self.id_index.lookup(int(arr[i]["ref_hi"]), int(arr[i]["ref_lo"]))
-            if prior >= 0 and (prior >> 8) in self.journal:
-                refs[i] = self.journal[prior >> 8]
-        return refs
+            if prior < 0 or (prior >> 8) not in self.journal:
+                continue
+            seq = prior >> 8
+            refs[i] = self.journal[seq]
+            offs[i] = len(coupon_ids)
+            nxt = self.journal.get(seq + 1)
+            while (nxt is not None and int(nxt["kind"]) == RecordKind.KIND_COUPON
+                   and int(nxt["client_hi"]) == int(refs[i]["client_hi"])
+                   and int(nxt["client_lo"]) == int(refs[i]["client_lo"])):
+                coupon_ids.append(int(coupon_of(nxt)["coupon_id"]))
+                counts[i] += 1
+                nxt = self.journal.get(int(nxt["seq"]) + 1)
+        return refs, (np.array(coupon_ids, dtype=np.uint64), offs, counts)
 
     def apply(self, ops: list[dict] | np.ndarray, rules: _fastpath.Rules, now_s: int,
-              items: list[dict] | np.ndarray | None = None
+              items: list[dict] | np.ndarray | None = None,
+              coupon_ids: list[int] | np.ndarray | None = None
               ) -> tuple[list[tuple[int, int, int]], list[dict], np.ndarray, np.ndarray]:
         arr = ops if isinstance(ops, np.ndarray) else ops_array(ops)
         lines = None
         if items is not None:
             lines = items if isinstance(items, np.ndarray) else items_array(items)
+        ids = None if coupon_ids is None else np.asarray(coupon_ids, dtype=np.uint64)
         n = len(arr)
-        # A refund or a supplementary card's swipe may add its primary card's record.
-        recs = np.zeros(max(2 * n, 1), dtype=JOURNAL)
+        refs, ref_coupons = self.refund_targets(arr)
+        # A refund or a supplementary card's swipe may add its primary card's record; a
+        # coupon named is redeemed (and may be restored in the same batch).
+        room = 2 * n + 2 * (0 if ids is None else len(ids))
+        room += 0 if ref_coupons is None else len(ref_coupons[0])
+        recs = np.zeros(max(room, 1), dtype=JOURNAL)
         results = np.zeros(max(n, 1), dtype=RESULT)
         n_recs = self.batcher.apply_batch(arr, self.cards, self.card_index, self.id_index,
                                           rules, now_s, self.next_seq, recs, results, None,
-                                          lines, self.refund_targets(arr), self.refunded)
-        n_cards = _fastpath.publish(recs, n_recs, self.cards, self.card_index, self.id_index,
-                                    len(self.cards), self.dirty, CHUNK_SHIFT)
+                                          lines, refs, self.refunded,
+                                          self.coupons if len(self.coupons) else None,
+                                          self.coupon_index, ids,
+                                          *(ref_coupons or (None, None, None)))
+        card_recs = np.ascontiguousarray(recs[:n_recs][recs[:n_recs]["kind"] == RecordKind.KIND_CARD])
+        n_cards = _fastpath.publish(card_recs, len(card_recs), self.cards, self.card_index,
+                                    self.id_index, len(self.cards), self.dirty, CHUNK_SHIFT)
         assert n_cards == len(self.cards), "a hot op never adds a card"
+        if len(self.coupons):
+            n_coupons = _fastpath.publish_coupons(recs, n_recs, self.coupons, self.coupon_index,
+                                                  len(self.coupons), None, CHUNK_SHIFT)
+            assert n_coupons == len(self.coupons), "a hot op never adds a coupon"
         for rec in recs[:n_recs]:
             self.journal[int(rec["seq"])] = rec.copy()
         self.next_seq += n_recs
@@ -134,3 +196,6 @@ class FastPath:
 
     def card_dicts(self) -> dict[int, dict]:
         return {int(c["card_no"]): card_to_dict(c) for c in self.cards}
+
+    def coupon_dicts(self) -> dict[int, dict]:
+        return {int(c["coupon_id"]): coupon_to_dict(c) for c in self.coupons}

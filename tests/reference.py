@@ -11,21 +11,26 @@ Inputs and outputs, all plain data:
 
 - op:    {client_hi, client_lo, card_no, amount_fen, store_id, terminal_id, operator_id,
           category, op_type, op_flags, points_offset, ref_hi, ref_lo, items_off, items_n,
-          pin, pin_len}; a field left out is 0
+          coupons_off, coupons_n, pin, pin_len}; a field left out is 0
 - item:  {sku, amount_fen, qty, category, item_flags}; ops point into one list per batch
+- coupon ids: one list of ints per batch that swipes point into (coupons_off, coupons_n)
+- coupon: every field of core.records.COUPON except the reserved ones; the model keeps
+          them by coupon_id; templates are the rules' coupon_templates
 - card:  every field of core.records.CARD except the reserved ones
 - rules: a core.rules.RulesConfig (read only, as plain data); the PIN key is separate
 - known: {(client_hi, client_lo): seq or (seq, result)} of committed ops; a bare seq
          means an accepted op
 - committed: {seq: record} of committed records (what a refund may name)
 - refunded: {seq of a swipe: fen refunded of it so far}
-- result per op: (code, replayed, seq); records: dicts shaped like journal_to_dict()
+- redeemed_by: {seq of a swipe: [coupon ids it redeemed, in order]}
+- result per op: (code, replayed, seq); records: dicts shaped like journal_to_dict(), but a
+  coupon record's "after" is the coupon dict (coupon_to_dict), not a card
 
-Scope: swipes (line items, member prices, multipliers, a points offset, PIN), recharges,
-count-card uses and refunds. Not modelled: coupons (ops with coupons_n, coupon records,
-coupon_fen is always 0 here, restoring coupons on a full refund), cold admin ops (the
-tests take their effects from the engine: issue, status, PIN, rules, card types and
-fees, level reviews, points adjustments) and the points expiry run.
+Scope: swipes (line items, member prices, multipliers, coupons, a points offset, PIN),
+recharges, count-card uses and refunds (restoring the swipe's coupons when they complete
+it). Not modelled: supplementary cards, cold admin ops (the tests take their effects from
+the engine: issue, status, PIN, rules, coupon issuing, card types and fees, level
+reviews, points adjustments) and the points expiry run.
 
 The PIN hash itself (SipHash of the engine's key and the card's salt) is taken from
 core._fastpath.pin_hash_of: it is a keyed hash, not a money rule.
@@ -39,7 +44,16 @@ from dataclasses import dataclass, field
 
 from core._fastpath import pin_hash_of
 
-from core.records import CardFlag, CardStatus, ItemFlag, OpFlag, OpType, RecordKind, Result
+from core.records import (
+    CardFlag,
+    CardStatus,
+    CouponStatus,
+    ItemFlag,
+    OpFlag,
+    OpType,
+    RecordKind,
+    Result,
+)
 
 INT64_MAX = 2**63 - 1
 UINT32_MAX = 2**32 - 1
@@ -48,6 +62,7 @@ FEN_PER_YUAN = 100
 SECONDS_PER_DAY = 86_400
 EPOCH_ORDINAL = datetime.date(1970, 1, 1).toordinal()
 PIN_FAILURES_MAX = 255  # the counter is one byte
+COUPONS_PER_OP_MAX = 8  # coupons one swipe may name
 
 # Why a card may not be used, by status; a status the engine does not know is treated as
 # the most final one (cancelled).
@@ -59,10 +74,11 @@ _STATUS_REJECT = {
 }
 _OP_DEFAULTS = dict(client_hi=0, client_lo=0, card_no=0, amount_fen=0, store_id=0,
                     terminal_id=0, operator_id=0, category=0, op_type=0, op_flags=0,
-                    points_offset=0, ref_hi=0, ref_lo=0, items_off=0, items_n=0, pin=0,
-                    pin_len=0)
+                    points_offset=0, ref_hi=0, ref_lo=0, items_off=0, items_n=0,
+                    coupons_off=0, coupons_n=0, pin=0, pin_len=0)
 _ZERO_AMOUNTS = {"discount_fen": 0, "payable_fen": 0, "principal_delta_fen": 0,
-                 "bonus_delta_fen": 0, "points_delta": 0, "offset_fen": 0, "offset_points": 0}
+                 "bonus_delta_fen": 0, "points_delta": 0, "offset_fen": 0, "offset_points": 0,
+                 "coupon_fen": 0}
 
 
 class Rejected(Exception):
@@ -85,8 +101,10 @@ class Journalled(Exception):
 
 @dataclass(frozen=True)
 class Ctx:
-    """What an op may read besides its card: the batch's items, the PIN key, and for a
-    refund the swipe record it names and how much of that swipe was refunded so far."""
+    """What an op may read besides its card: the batch's items, the PIN key, for a
+    refund the swipe record it names and how much of that swipe was refunded so far, and
+    for a swipe the batch's coupon ids and the coupons as the batch has left them (read
+    only: the handler says what it redeems, apply_batch records it)."""
 
     rules: object
     now_s: int
@@ -94,6 +112,8 @@ class Ctx:
     pin_key: tuple[int, int] = (0, 0)
     orig: dict | None = None
     refunded_before: int = 0
+    coupon_ids: list = field(default_factory=list)
+    coupons: dict = field(default_factory=dict)
 
 
 # --- the money rules, one function each ---------------------------------------------
@@ -148,7 +168,8 @@ def line_payable(rules, level: int, line: dict) -> int:
 def weighted_points(rules, level: int, store_id: int, lines: list[tuple[int, dict]],
                     payable: int, reduction: int) -> int:
     """Points of a swipe. Each points-earning line counts its payable less its share of
-    the reduction (the points offset), the share floored, times its category multiplier;
+    the reduction (coupons plus the points offset), the share floored, times its category
+    multiplier;
     the sum in weighted fen is cut to whole weighted yuan, then the base rate, the level
     multiplier and the store multiplier apply, floored once."""
     weight = 0
@@ -379,6 +400,98 @@ def points_offset_fen(op: dict, card: dict, payable: int, rules) -> int:
     return fen
 
 
+# --- coupons ----------------------------------------------------------------------------
+
+
+def coupon_template(rules, template_id: int):
+    """The rules' coupon template of that id, or None (the rules no longer hold it)."""
+    return next((t for t in rules.coupon_templates if t.template_id == template_id), None)
+
+
+def named_coupons(op: dict, ctx: Ctx) -> list[dict]:
+    """The coupons a swipe names, in its order, as the batch has left them: at most
+    COUPONS_PER_OP_MAX of them inside the batch's id list (else COUPONS_INVALID); each
+    one on this card (COUPON_NOT_FOUND for an unknown coupon or another card's) and not
+    used (COUPON_USED, also for the second mention of a coupon named twice)."""
+    n, start = op["coupons_n"], op["coupons_off"]
+    if n == 0:
+        return []
+    if n > COUPONS_PER_OP_MAX or start + n > len(ctx.coupon_ids):
+        raise Rejected(Result.COUPONS_INVALID)
+    seen: set[int] = set()
+    named = []
+    for coupon_id in ctx.coupon_ids[start:start + n]:
+        if coupon_id in seen:
+            raise Rejected(Result.COUPON_USED)
+        seen.add(coupon_id)
+        cp = ctx.coupons.get(coupon_id)
+        if cp is None or cp["card_no"] != op["card_no"]:
+            raise Rejected(Result.COUPON_NOT_FOUND)
+        if cp["coupon_status"] != CouponStatus.COUPON_ISSUED:
+            raise Rejected(Result.COUPON_USED)
+        named.append(cp)
+    return named
+
+
+def coupon_eligible_fen(tpl, priced: list[tuple[int, dict]]) -> int:
+    """The part of the payable a coupon applies to: for a gift coupon the lines of its
+    gift sku, for any other the lines in its categories (every line when it lists none).
+    A swipe without items is one line of the op's category and sku 0 (so never a gift)."""
+    if tpl.kind == "gift":
+        return sum(lp for lp, line in priced if line["sku"] == tpl.gift_sku)
+    cats = set(tpl.categories)
+    return sum(lp for lp, line in priced if not cats or line["category"] in cats)
+
+
+def coupon_saving_fen(tpl, eligible_fen: int) -> int:
+    """What a coupon takes off its eligible lines before the order's remainder caps it:
+    percent pays percent_bp of them (the saving floored, then capped by max_off_fen when
+    set); fixed, threshold and gift take value_fen, never more than the lines."""
+    if tpl.kind == "percent":
+        off = eligible_fen * (BP - tpl.percent_bp) // BP
+        return min(off, tpl.max_off_fen) if tpl.max_off_fen > 0 else off
+    return min(tpl.value_fen, eligible_fen)
+
+
+def redeem_coupons(op: dict, ctx: Ctx, level: int, priced: list[tuple[int, dict]],
+                   payable: int) -> list[tuple[int, int]]:
+    """[(coupon_id, fen off)] of the coupons a swipe names, all or nothing. Each coupon
+    must be the card's and unused (named_coupons); its template must still be in the
+    rules and, with more than one coupon, every template stackable; then, coupon by
+    coupon in the order named: inside its window valid_from_s <= now < valid_to_s
+    (valid_to_s 0: open; else COUPON_EXPIRED), allowed at this store and the card's
+    (effective) level, with eligible lines worth more than 0 and at least min_spend_fen,
+    and taking more than 0 fen of what the coupons before it left to pay (else
+    COUPON_NOT_APPLICABLE)."""
+    named = named_coupons(op, ctx)
+    tpls = []
+    for cp in named:
+        tpl = coupon_template(ctx.rules, cp["template_id"])
+        if tpl is None:
+            raise Rejected(Result.COUPON_NOT_APPLICABLE)
+        if len(named) > 1 and not tpl.stackable:
+            raise Rejected(Result.COUPON_NOT_STACKABLE)
+        tpls.append(tpl)
+    left = payable
+    redeemed = []
+    for cp, tpl in zip(named, tpls, strict=True):
+        if ctx.now_s < cp["valid_from_s"] or (cp["valid_to_s"] and ctx.now_s >= cp["valid_to_s"]):
+            raise Rejected(Result.COUPON_EXPIRED)
+        if tpl.stores and op["store_id"] not in tpl.stores:
+            raise Rejected(Result.COUPON_NOT_APPLICABLE)
+        if tpl.levels and level not in tpl.levels:
+            raise Rejected(Result.COUPON_NOT_APPLICABLE)
+        eligible = coupon_eligible_fen(tpl, priced)
+        if eligible <= 0 or eligible < tpl.min_spend_fen:
+            raise Rejected(Result.COUPON_NOT_APPLICABLE)
+        off = min(coupon_saving_fen(tpl, eligible), left)
+        if off <= 0:
+            raise Rejected(Result.COUPON_NOT_APPLICABLE)
+        left -= off
+        redeemed.append((cp["coupon_id"], off))
+    return redeemed
+
+
 def debit(card: dict, net: int, rules) -> tuple[int, int]:
     """(from principal, from bonus) of a stored-value payment, in the chain's order."""
     if card["principal_fen"] + card["bonus_fen"] < net:
@@ -401,15 +514,19 @@ def swipe(op: dict, card: dict, ctx: Ctx) -> dict:
     lines = swipe_lines(op, ctx)
     priced = [(line_payable(rules, level, line), line) for line in lines]
     payable = sum(lp for lp, _ in priced)
-    offset_fen = points_offset_fen(op, card, payable, rules)
-    net = payable - offset_fen  # what the member pays in money
+    redeemed = redeem_coupons(op, ctx, level, priced, payable)
+    coupon_fen = sum(off for _, off in redeemed)
+    # The offset's share cap applies to what the coupons left.
+    offset_fen = points_offset_fen(op, card, payable - coupon_fen, rules)
+    net = payable - coupon_fen - offset_fen  # what the member pays in money
     from_principal = from_bonus = 0
     if not op["op_flags"] & OpFlag.PAY_EXTERNAL:
         from_principal, from_bonus = debit(card, net, rules)
     if op["op_flags"] & OpFlag.GROUP_BUY:
         earned = 0  # group-buy orders earn nothing
     else:
-        earned = weighted_points(rules, level, op["store_id"], priced, payable, offset_fen)
+        earned = weighted_points(rules, level, op["store_id"], priced, payable,
+                                 coupon_fen + offset_fen)
     if not fits_int64(card["points"] + earned, card["period_points"] + earned,
                       card["spend_total_fen"] + net, card["period_spend_fen"] + net):
         raise Rejected(Result.BALANCE_LIMIT)
@@ -428,7 +545,8 @@ def swipe(op: dict, card: dict, ctx: Ctx) -> dict:
     return {"discount_fen": amount - payable, "payable_fen": payable,
             "principal_delta_fen": -from_principal, "bonus_delta_fen": -from_bonus,
             "points_delta": earned - op["points_offset"], "offset_fen": offset_fen,
-            "offset_points": op["points_offset"], "level_before": level_before}
+            "offset_points": op["points_offset"], "coupon_fen": coupon_fen,
+            "level_before": level_before, "redeemed": redeemed}
 
 
 def recharge(op: dict, card: dict, ctx: Ctx) -> dict:
@@ -488,7 +606,9 @@ def refund(op: dict, card: dict, ctx: Ctx) -> dict:
     principal/bonus split it was debited in, the points it spent (to the lot of the year
     of the swipe), the points it earned (taken back), its spend. A level the swipe
     brought is given back if the card no longer meets it, never below the level the card
-    had before the swipe. No PIN; any status but cancelled; expired cards too."""
+    had before the swipe. No PIN; any status but cancelled; expired cards too. Never the
+    coupons' value: the refund that completes the paid amount puts the swipe's coupons
+    back (apply_batch)."""
     orig, rules = ctx.orig, ctx.rules
     if card["status"] == CardStatus.CANCELLED:
         raise Rejected(Result.CARD_CANCELLED)
@@ -545,10 +665,38 @@ def _known(value) -> tuple[int, int]:
     return int(value), int(Result.OK)
 
 
+def coupon_record(op: dict, coupon_after: dict, op_type: int, amount_fen: int, seq: int,
+                  now_s: int, rules_version: int, ref_seq: int, prev_seq: int) -> dict:
+    """A coupon's own journal record (kind KIND_COUPON): the op's client id, card, store,
+    terminal and operator; amount_fen what the coupon took (0 for a restoration); ref_seq
+    the swipe (redemption) or the refund (restoration) it belongs to; prev_seq the record
+    it follows from (a redemption: the coupon's issue record; a restoration: the swipe it
+    undoes); nothing else of money; the coupon as it is after the op."""
+    rec = {name: op[name] for name in _OP_FIELDS_IN_RECORD}
+    rec.update(_ZERO_AMOUNTS)
+    rec.update(amount_fen=amount_fen, category=0, op_type=int(op_type), op_flags=0,
+               level_before=0, seq=seq, time_s=now_s, prev_seq=prev_seq,
+               rules_version=rules_version, result=int(Result.OK),
+               kind=int(RecordKind.KIND_COUPON), ref_seq=ref_seq, after=dict(coupon_after))
+    return rec
+
+
+@dataclass
+class BatchOut:
+    results: list[tuple[int, int, int]]
+    records: list[dict]
+    cards: dict[int, dict]
+    known: dict[tuple[int, int], tuple[int, int]]
+    refunded: dict[int, int]
+    coupons: dict[int, dict]
+    redeemed_by: dict[int, list[int]]
+
+
 @dataclass
 class Model:
     """The committed state of one engine: cards, known client ids, the next seq, the
-    journal (records by seq) and how much of each swipe was refunded."""
+    journal (records by seq), how much of each swipe was refunded, the coupons (by id)
+    and which coupons each swipe redeemed."""
 
     cards: dict[int, dict] = field(default_factory=dict)
     known: dict[tuple[int, int], object] = field(default_factory=dict)
@@ -557,22 +705,26 @@ class Model:
     committed: dict[int, dict] = field(default_factory=dict)
     refunded: dict[int, int] = field(default_factory=dict)
     pin_key: tuple[int, int] = (0, 0)
+    coupons: dict[int, dict] = field(default_factory=dict)
+    redeemed_by: dict[int, list[int]] = field(default_factory=dict)
 
     def apply(self, ops: list[dict], rules, now_s: int, rules_version: int | None = None,
-              items: list[dict] | None = None
+              items: list[dict] | None = None, coupon_ids: list[int] | None = None
               ) -> tuple[list[tuple[int, int, int]], list[dict]]:
         """Apply one batch and commit it; return per-op (code, replayed, seq) and the
-        batch's journal records."""
-        results, recs, cards, ids, refunded = apply_batch(
+        batch's journal records (coupon records after their op's card record)."""
+        out = apply_batch_full(
             ops, self.cards, rules, self.known, now_s, self.next_seq,
             rules.version if rules_version is None else rules_version,
             items=items, committed=self.committed, refunded=self.refunded,
-            pin_key=self.pin_key)
-        self.cards, self.known, self.refunded = cards, ids, refunded
-        self.next_seq += len(recs)
-        self.records.extend(recs)
-        self.committed.update((r["seq"], r) for r in recs)
-        return results, recs
+            pin_key=self.pin_key, coupons=self.coupons, coupon_ids=coupon_ids,
+            redeemed_by=self.redeemed_by)
+        self.cards, self.known, self.refunded = out.cards, out.known, out.refunded
+        self.coupons, self.redeemed_by = out.coupons, out.redeemed_by
+        self.next_seq += len(out.records)
+        self.records.extend(out.records)
+        self.committed.update((r["seq"], r) for r in out.records)
+        return out.results, out.records
 
     def remember(self, rec: dict) -> None:
         """A record made outside the model (an admin op): a refund may name it."""
@@ -585,12 +737,28 @@ def apply_batch(ops: list[dict], cards: dict[int, dict], rules, known: dict, now
                 committed: dict[int, dict] | None = None, refunded: dict[int, int] | None = None,
                 pin_key: tuple[int, int] = (0, 0)
                 ) -> tuple[list[tuple[int, int, int]], list[dict], dict, dict, dict]:
-    """One batch against committed state; inputs are not mutated. Returns (results,
-    records, cards after, known ids after, refunded after)."""
+    """One batch without coupons against committed state; inputs are not mutated.
+    Returns (results, records, cards after, known ids after, refunded after)."""
+    out = apply_batch_full(ops, cards, rules, known, now_s, first_seq, rules_version,
+                           items=items, committed=committed, refunded=refunded,
+                           pin_key=pin_key)
+    return out.results, out.records, out.cards, out.known, out.refunded
+
+
+def apply_batch_full(ops: list[dict], cards: dict[int, dict], rules, known: dict, now_s: int,
+                     first_seq: int, rules_version: int, *, items: list[dict] | None = None,
+                     committed: dict[int, dict] | None = None,
+                     refunded: dict[int, int] | None = None, pin_key: tuple[int, int] = (0, 0),
+                     coupons: dict[int, dict] | None = None, coupon_ids: list[int] | None = None,
+                     redeemed_by: dict[int, list[int]] | None = None) -> BatchOut:
+    """One batch against committed state; inputs are not mutated."""
     cards = copy.deepcopy(cards)
     known = {cid: _known(v) for cid, v in known.items()}
     committed = committed or {}
     refunded = dict(refunded or {})
+    coupons = copy.deepcopy(coupons or {})
+    redeemed_by = {seq: list(ids) for seq, ids in (redeemed_by or {}).items()}
+    coupon_ids = [int(c) for c in (coupon_ids or [])]
     items = [dict(it) for it in (items or [])]
     in_batch: dict[tuple[int, int], dict] = {}  # client id -> its record in this batch
     results: list[tuple[int, int, int]] = []
@@ -632,7 +800,7 @@ def apply_batch(ops: list[dict], cards: dict[int, dict], rules, known: dict, now
             results.append((Result.CARD_NOT_FOUND, 0, 0))
             continue
         trial = dict(cards[op["card_no"]])
-        ctx = Ctx(rules, now_s, items, pin_key, orig, refunded_before)
+        ctx = Ctx(rules, now_s, items, pin_key, orig, refunded_before, coupon_ids, coupons)
         try:
             amounts = handler(op, trial, ctx)
             code = Result.OK
@@ -641,19 +809,42 @@ def apply_batch(ops: list[dict], cards: dict[int, dict], rules, known: dict, now
             continue
         except Journalled as jr:
             amounts, code = jr.amounts, jr.code
+        redeemed = amounts.pop("redeemed", [])
         seq = first_seq + len(recs)
         rec = {name: op[name] for name in _OP_FIELDS_IN_RECORD}
         rec.update(amounts)
         rec.update(seq=seq, time_s=now_s, prev_seq=cards[op["card_no"]]["last_seq"],
                    rules_version=rules_version, result=int(code), kind=RecordKind.KIND_CARD,
-                   coupon_fen=0, ref_seq=orig["seq"] if orig is not None else 0)
+                   ref_seq=orig["seq"] if orig is not None else 0)
         trial["last_seq"] = seq
         rec["after"] = dict(trial)
         cards[op["card_no"]] = trial
-        if orig is not None:
-            refunded[orig["seq"]] = refunded_before + op["amount_fen"]
         in_batch[cid] = rec
         recs.append(rec)
         results.append((int(code), 0, seq))
+        # Each coupon the swipe redeemed: its own record, right after the swipe's.
+        for coupon_id, off in redeemed:
+            cp = coupons[coupon_id]
+            cp.update(coupon_status=CouponStatus.COUPON_REDEEMED, redeemed_seq=seq,
+                      redeemed_fen=off)
+            recs.append(coupon_record(op, cp, OpType.COUPON_REDEEM, off, first_seq + len(recs),
+                                      now_s, rules_version, seq, cp["issued_seq"]))
+        if redeemed:
+            redeemed_by[seq] = [coupon_id for coupon_id, _ in redeemed]
+        if orig is not None:
+            refunded[orig["seq"]] = refunded_before + op["amount_fen"]
+            # The refund that completes what was paid puts the swipe's coupons back, those
+            # still redeemed by it.
+            if refunded[orig["seq"]] == orig["payable_fen"] - orig["coupon_fen"]:
+                for coupon_id in redeemed_by.get(orig["seq"], []):
+                    cp = coupons.get(coupon_id)
+                    if (cp is None or cp["coupon_status"] != CouponStatus.COUPON_REDEEMED
+                            or cp["redeemed_seq"] != orig["seq"]):
+                        continue
+                    cp.update(coupon_status=CouponStatus.COUPON_ISSUED, redeemed_seq=0,
+                              redeemed_fen=0)
+                    recs.append(coupon_record(op, cp, OpType.COUPON_RESTORE, 0,
+                                              first_seq + len(recs), now_s, rules_version,
+                                              seq, orig["seq"]))
     known.update((cid, (rec["seq"], rec["result"])) for cid, rec in in_batch.items())
-    return results, recs, cards, known, refunded
+    return BatchOut(results, recs, cards, known, refunded, coupons, redeemed_by)
