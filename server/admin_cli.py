@@ -579,7 +579,7 @@ def cmd_coupon_issue(args) -> int:
 _COUPON_STATUS = {1: "issued", 2: "redeemed", 3: "void"}
 
 
-def _saved(c) -> str:
+def _coupon_saving(c) -> str:
     return f"\tsaved {c.redeemed_fen} fen" if c.status == 2 else ""
 
 
@@ -588,7 +588,7 @@ def cmd_coupon_list(args) -> int:
         card_no=args.card_no, include_used=args.all))
     _emit_rows(args, r, r.coupons, lambda c: (
         f"{c.coupon_id}\ttemplate {c.template_id}\t{_COUPON_STATUS.get(c.status, c.status)}\t"
-        f"valid {c.valid_from_s}..{c.valid_to_s}" + _saved(c)))
+        f"valid {c.valid_from_s}..{c.valid_to_s}" + _coupon_saving(c)))
     return 0
 
 

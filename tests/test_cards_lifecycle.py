@@ -487,8 +487,8 @@ def test_replacement_moves_unused_coupons(tmp_path, clock):
     for c in moved:
         kept = {k: v for k, v in before[c["coupon_id"]].items() if k != "card_no"}
         assert {k: v for k, v in c.items() if k != "card_no"} == kept
-    assert swipe_with(100, [ids[1]]) == Result.COUPON_NOT_FOUND    # not its coupon now
-    assert swipe_with(100, []) == Result.CARD_CANCELLED
+    assert swipe_with(100, [ids[1]]) == Result.CARD_CANCELLED
+    assert swipe_with(101, [ids[0]]) == Result.COUPON_NOT_FOUND   # redeemed: stayed behind
     eng.close()
 
     eng = Engine(path, clock=clock)
