@@ -10,12 +10,18 @@ Databases (docs/members.md has the reasons):
                      ciphertext, base64; never the plaintext).
 - member_phone       16-byte HMAC blind index of the normalised phone -> u64 BE member id.
 - member_idno        16-byte HMAC blind index of the normalised ID number -> u64 BE member id.
-- member_meta        b"next_id" -> u64 BE; b"key_check" -> 8 bytes of the PII key's check value.
+- member_meta        b"next_id" -> u64 BE; b"key_check" -> 8 bytes of the PII key's check value;
+                     b"gen" -> u64 BE; b"index" -> JSON (the saved index's state, below).
 - member_import_rows 16-byte row key (hash of file id and line) -> u64 BE member id, so
                      that a file imported twice creates nothing twice.
+- member_index       u64 BE chunk number -> INDEX_CHUNK_ROWS rows of the search index,
+                     written in the same transaction as the members they index;
+                     member_meta b"gen" (member-writing transactions so far) and
+                     b"index" (the state: gen reflected, tag vocabulary, digest) bind
+                     it to the members, and anything that does not match is rebuilt.
 
-Search runs on an in-memory columnar index (numpy, one row per member id, rebuilt from
-`members` when the store opens, updated after each commit) and joins the engine's card
+Search runs on an in-memory columnar index (numpy, one row per member id, loaded from
+`member_index` when the store opens, updated after each commit) and joins the engine's card
 table read-only (`engine.cards_snapshot()`: member_id, spend_total_fen,
 last_visit_s, level, status) for the card-derived conditions.
 """
@@ -30,7 +36,10 @@ import datetime as _dt
 import enum
 import hashlib
 import json
+import logging
+import os
 import re
+import struct
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -50,6 +59,8 @@ from core.pii import (
 from core.records import CardStatus, Result
 from core.storage import from_be, u64
 
+log = logging.getLogger("mms.members")
+
 
 class MemberOp(enum.IntEnum):
     """Journal op types of member changes (the engine's own types stay below 100)."""
@@ -59,6 +70,7 @@ class MemberOp(enum.IntEnum):
     MEMBER_STATUS = 102
     MEMBER_IMPORT = 103
     # 104 was MEMBER_OPEN (databases are now created by Engine.ensure_dbs); kept unused.
+    MEMBER_INDEX = 105   # the search index rebuilt at open and saved (no member changes)
 
 
 class MemberStatus(enum.IntEnum):
@@ -153,6 +165,7 @@ _DB_PHONE = "member_phone"
 _DB_IDNO = "member_idno"
 _DB_META = "member_meta"
 _DB_ROWS = "member_import_rows"
+_DB_INDEX = "member_index"
 _PHONE_KIND = b"phone"
 _IDNO_KIND = b"id_no"
 
@@ -353,18 +366,57 @@ class SearchResult:
 
 # --- the in-memory columnar index ----------------------------------------------------------
 
+_WORD = (1 << 64) - 1
+
+
+def _index_row(rec: dict) -> tuple[int, int, int, bytes, str | None]:
+    """A record's index values: status, home store, birthday (yyyymmdd, 0 = unknown), the
+    name key (the casefolded name's first NAME_KEY_BYTES UTF-8 bytes, cut at a character
+    boundary) and the whole casefolded name when it is longer than that (else None)."""
+    key = rec["name"].casefold()
+    raw = key.encode()
+    long = None
+    if len(raw) > NAME_KEY_BYTES:
+        raw, long = raw[:NAME_KEY_BYTES].decode("utf-8", "ignore").encode(), key
+    b = rec["birthday"]
+    return (int(MemberStatus[rec["status"].upper()]), int(rec["home_store_id"]),
+            int(b.replace("-", "")) if b else 0, raw, long)
+
+
+def _tag_mask(tags: Iterable[str], bit_of: dict[str, int]) -> int:
+    """The tags' bits as one integer; a tag new to bit_of gets the next free bit."""
+    mask = 0
+    for t in tags:
+        bit = bit_of.get(t)
+        if bit is None:
+            if len(bit_of) >= TAG_VOCABULARY_MAX:
+                continue  # checked in the writer before commit; never reached
+            bit = bit_of[t] = len(bit_of)
+        mask |= 1 << bit
+    return mask
+
+
+def _n_words(n_tags: int) -> int:
+    """u64 words of tag bits a row needs for a vocabulary of n_tags."""
+    return max(1, -(-n_tags // 64))
+
+
+def _mask_words(mask: int, words: int) -> list[int]:
+    return [(mask >> (64 * j)) & _WORD for j in range(words)]
+
+
 class _Columns:
     """One row per member id (row = id - 1). Written only by the writer thread (after a
     commit, or at open); readers take `snapshot()` and never see a half-grown array."""
 
-    def __init__(self, capacity: int = 1024) -> None:
+    def __init__(self, capacity: int = 1024, words: int = 1) -> None:
         self.lock = threading.Lock()
         self.n = 0
         self.status = np.zeros(capacity, np.uint8)      # 0 = no member with this id
         self.store = np.zeros(capacity, np.uint32)
         self.birthday = np.zeros(capacity, np.int32)    # yyyymmdd, 0 = unknown
         self.name = np.zeros(capacity, dtype=f"S{NAME_KEY_BYTES}")
-        self.tags = np.zeros((capacity, 1), np.uint64)
+        self.tags = np.zeros((capacity, words), np.uint64)
         self.long_names: dict[int, str] = {}            # row -> casefolded name > NAME_KEY_BYTES
         self.tag_bit: dict[str, int] = {}
 
@@ -383,43 +435,38 @@ class _Columns:
         self.status, self.store, self.birthday = bigger(self.status), bigger(self.store), bigger(self.birthday)
         self.name, self.tags = bigger(self.name), bigger(self.tags)
 
-    def _tag_bits(self, tags: Iterable[str]) -> np.ndarray:
-        words = np.zeros(self.tags.shape[1], np.uint64)
-        for t in tags:
-            bit = self.tag_bit.get(t)
-            if bit is None:
-                if len(self.tag_bit) >= TAG_VOCABULARY_MAX:
-                    continue  # checked in the writer before commit; never reached
-                bit = self.tag_bit[t] = len(self.tag_bit)
-                if bit // 64 >= self.tags.shape[1]:
-                    wider = np.zeros((len(self.tags), self.tags.shape[1] + 1), np.uint64)
-                    wider[:, : self.tags.shape[1]] = self.tags
-                    self.tags = wider
-                    words = np.append(words, np.uint64(0))
-            words[bit // 64] |= np.uint64(1) << np.uint64(bit % 64)
-        return words
+    def _widen(self, words: int) -> None:
+        if words > self.tags.shape[1]:
+            wider = np.zeros((len(self.tags), words), np.uint64)
+            wider[:, : self.tags.shape[1]] = self.tags
+            self.tags = wider
 
     def set_many(self, recs: Sequence[dict]) -> None:
+        """Set the rows of these records (later records win); vectorised per call."""
+        if not recs:
+            return
         with self.lock:
-            if recs:
-                self._grow(max(r["id"] for r in recs))
+            rows: dict[int, tuple] = {}
             for rec in recs:
-                row = rec["id"] - 1
-                key = rec["name"].casefold()
-                raw = key.encode()
-                if len(raw) > NAME_KEY_BYTES:
-                    self.long_names[row] = key
-                    cut = raw[:NAME_KEY_BYTES].decode("utf-8", "ignore").encode()
-                else:
+                status, store, birthday, name, long = _index_row(rec)
+                rows[rec["id"] - 1] = (status, store, birthday, name, long,
+                                       _tag_mask(rec["tags"], self.tag_bit))
+            self._grow(max(rows) + 1)
+            self._widen(_n_words(len(self.tag_bit)))
+            idx = np.fromiter(rows, np.int64, len(rows))
+            vals = list(rows.values())
+            self.store[idx] = [v[1] for v in vals]
+            self.birthday[idx] = [v[2] for v in vals]
+            self.name[idx] = [v[3] for v in vals]
+            words = self.tags.shape[1]
+            self.tags[idx] = np.array([_mask_words(v[5], words) for v in vals], np.uint64)
+            for row, v in rows.items():
+                if v[4] is None:
                     self.long_names.pop(row, None)
-                    cut = raw
-                self.name[row] = cut
-                self.store[row] = rec["home_store_id"]
-                b = rec["birthday"]
-                self.birthday[row] = int(b.replace("-", "")) if b else 0
-                self.tags[row] = self._tag_bits(rec["tags"])
-                self.status[row] = MemberStatus[rec["status"].upper()]
-                self.n = max(self.n, row + 1)
+                else:
+                    self.long_names[row] = v[4]
+            self.status[idx] = [v[0] for v in vals]
+            self.n = max(self.n, int(idx.max()) + 1)
 
     def snapshot(self) -> dict:
         with self.lock:
@@ -428,10 +475,304 @@ class _Columns:
                     "birthday": self.birthday[:n], "name": self.name[:n], "tags": self.tags[:n],
                     "long_names": dict(self.long_names), "tag_bit": dict(self.tag_bit)}
 
-    def has_tag_room(self, tags: Iterable[str]) -> bool:
-        with self.lock:
-            new = {t for t in tags if t not in self.tag_bit}
-            return len(self.tag_bit) + len(new) <= TAG_VOCABULARY_MAX
+    def canonical(self) -> dict:
+        """The index with tag bits replaced by tag names: two indexes are equal (give the
+        same search results) iff their canonical forms are, whatever bit each tag got."""
+        snap = self.snapshot()
+        n = snap["n"]
+        tags = {}
+        for t, bit in snap["tag_bit"].items():
+            rows = np.flatnonzero(snap["tags"][:, bit // 64] & np.uint64(1 << (bit % 64)))
+            if len(rows):
+                tags[t] = rows.tolist()
+        return {"n": n, "status": snap["status"].tolist(), "store": snap["store"].tolist(),
+                "birthday": snap["birthday"].tolist(), "name": snap["name"].tolist(),
+                "long_names": snap["long_names"], "tags": tags}
+
+
+# --- the persisted index -------------------------------------------------------------------
+#
+# The columns are also kept in LMDB (database member_index), in chunks of
+# INDEX_CHUNK_ROWS rows, rewritten in the same write transaction as the member records
+# they index: the saved index can never lag the members it describes, whenever the
+# process dies. member_meta "gen" counts the transactions that wrote members; the index
+# state (member_meta "index") names the gen it reflects, the tag vocabulary and the XOR
+# of every chunk's digest. Opening loads the chunks (~0.2 s at 1,000,000 members) and
+# checks all of that; anything that does not match is reported and the index rebuilt
+# from `members` (and saved again). docs/internals/storage.md has the byte layout.
+
+INDEX_FORMAT = 1
+INDEX_CHUNK_ROWS = 256
+_CHUNK_MAGIC = b"MMI1"
+_CHUNK_HEAD = struct.Struct("<4sHHII")   # magic, rows, tag words, long-name bytes, 0
+_DIGEST_BYTES = 16
+_ROW_BYTES = 4 + 4 + NAME_KEY_BYTES + 1  # store, birthday, name, status (+ 8 per tag word)
+_GEN = b"gen"
+_INDEX_STATE = b"index"
+_TAG_WORDS_MAX = _n_words(TAG_VOCABULARY_MAX)
+
+
+class StaleIndex(Exception):
+    """The saved index does not match the stored members (the reason is the message)."""
+
+
+def _chunk_digest(k: int, payload: bytes) -> bytes:
+    h = hashlib.blake2b(u64(k), digest_size=_DIGEST_BYTES)
+    h.update(payload)
+    return h.digest()
+
+
+def _xor(a: bytes, b: bytes) -> bytes:
+    return (int.from_bytes(a, "big") ^ int.from_bytes(b, "big")).to_bytes(_DIGEST_BYTES, "big")
+
+
+@dataclass
+class _Chunk:
+    """Rows k*INDEX_CHUNK_ROWS.. of the index (offsets within the chunk)."""
+
+    tags: np.ndarray        # (rows, words) u64
+    store: np.ndarray
+    birthday: np.ndarray
+    name: np.ndarray
+    status: np.ndarray
+    long_names: dict[int, str]
+
+    @classmethod
+    def empty(cls, words: int) -> _Chunk:
+        r = INDEX_CHUNK_ROWS
+        return cls(np.zeros((r, words), np.uint64), np.zeros(r, np.uint32), np.zeros(r, np.int32),
+                   np.zeros(r, f"S{NAME_KEY_BYTES}"), np.zeros(r, np.uint8), {})
+
+    def encode(self, k: int) -> bytes:
+        """digest (16 bytes) + payload; the digest covers the chunk number too."""
+        long = (json.dumps({str(i): s for i, s in sorted(self.long_names.items())},
+                           ensure_ascii=False).encode() if self.long_names else b"")
+        payload = b"".join((
+            _CHUNK_HEAD.pack(_CHUNK_MAGIC, INDEX_CHUNK_ROWS, self.tags.shape[1], len(long), 0),
+            self.tags.astype("<u8").tobytes(), self.store.astype("<u4").tobytes(),
+            self.birthday.astype("<i4").tobytes(), self.name.tobytes(),
+            self.status.astype("u1").tobytes(), long))
+        return _chunk_digest(k, payload) + payload
+
+    @classmethod
+    def decode(cls, k: int, value: bytes) -> _Chunk:
+        """Raises StaleIndex when the value is not a well-formed chunk k."""
+        head = _DIGEST_BYTES + _CHUNK_HEAD.size
+        if len(value) < head:
+            raise StaleIndex(f"index chunk {k} is truncated")
+        if _chunk_digest(k, value[_DIGEST_BYTES:]) != value[:_DIGEST_BYTES]:
+            raise StaleIndex(f"index chunk {k} fails its checksum")
+        magic, rows, words, n_long, _ = _CHUNK_HEAD.unpack_from(value, _DIGEST_BYTES)
+        if (magic != _CHUNK_MAGIC or rows != INDEX_CHUNK_ROWS or not 1 <= words <= _TAG_WORDS_MAX
+                or len(value) != head + rows * (_ROW_BYTES + 8 * words) + n_long):
+            raise StaleIndex(f"index chunk {k} has another layout")
+        off = head
+
+        def col(dtype: str, count: int) -> np.ndarray:
+            nonlocal off
+            a = np.frombuffer(value, dtype, count, off)
+            off += a.nbytes
+            return a
+
+        tags = col("<u8", rows * words).reshape(rows, words)
+        store, birthday = col("<u4", rows), col("<i4", rows)
+        name, status = col(f"S{NAME_KEY_BYTES}", rows), col("u1", rows)
+        long: dict[int, str] = {}
+        if n_long:
+            try:
+                long = {int(i): s for i, s in json.loads(value[off:]).items()}
+            except (ValueError, AttributeError):
+                raise StaleIndex(f"index chunk {k}: long names unreadable") from None
+            if any(not 0 <= i < rows or not isinstance(s, str) for i, s in long.items()):
+                raise StaleIndex(f"index chunk {k}: long names out of range")
+        return cls(tags, store, birthday, name, status, long)
+
+    def set_many(self, offs: Sequence[int], recs: Sequence[dict], bit_of: dict[str, int]) -> None:
+        """Set rows offs to these records (distinct offsets); new tags get bits in bit_of."""
+        vals = [_index_row(rec) for rec in recs]
+        masks = [_tag_mask(rec["tags"], bit_of) for rec in recs]
+        words = _n_words(len(bit_of))
+        if words > self.tags.shape[1]:
+            wider = np.zeros((INDEX_CHUNK_ROWS, words), np.uint64)
+            wider[:, : self.tags.shape[1]] = self.tags
+            self.tags = wider
+        idx = np.array(offs, np.int64)
+        self.tags[idx] = np.array([_mask_words(m, self.tags.shape[1]) for m in masks], np.uint64)
+        self.store[idx] = [v[1] for v in vals]
+        self.birthday[idx] = [v[2] for v in vals]
+        self.name[idx] = [v[3] for v in vals]
+        self.status[idx] = [v[0] for v in vals]
+        for off, v in zip(offs, vals, strict=True):
+            if v[4] is None:
+                self.long_names.pop(off, None)
+            else:
+                self.long_names[off] = v[4]
+
+    def writable(self) -> _Chunk:
+        return _Chunk(self.tags.copy(), self.store.copy(), self.birthday.copy(), self.name.copy(),
+                      self.status.copy(), dict(self.long_names))
+
+
+def _index_state(raw: bytes | None) -> dict | None:
+    """The parsed index state, or None when it is absent or not of this format."""
+    if raw is None:
+        return None
+    try:
+        st = json.loads(raw)
+        ok = (isinstance(st, dict) and st.get("format") == INDEX_FORMAT
+              and st.get("chunk_rows") == INDEX_CHUNK_ROWS and isinstance(st.get("gen"), int)
+              and isinstance(st.get("tags"), list) and len(st["tags"]) <= TAG_VOCABULARY_MAX
+              and all(isinstance(t, str) for t in st["tags"]) and len(set(st["tags"])) == len(st["tags"])
+              and len(bytes.fromhex(st.get("digest", ""))) == _DIGEST_BYTES)
+    except (ValueError, TypeError):
+        return None
+    return st if ok else None
+
+
+def _state_bytes(gen: int, tags: list[str], digest: bytes) -> bytes:
+    return json.dumps({"format": INDEX_FORMAT, "chunk_rows": INDEX_CHUNK_ROWS, "gen": gen,
+                       "tags": tags, "digest": digest.hex()}, ensure_ascii=False).encode()
+
+
+def _read_gen(get: Callable[[bytes], bytes | None]) -> int:
+    raw = get(_GEN)
+    return from_be(raw) if raw else 0
+
+
+class _IndexTxn:
+    """The saved index as one member write (one AdminContext) sees and changes it."""
+
+    def __init__(self, ctx: AdminContext, cols: _Columns) -> None:
+        self.ctx = ctx
+        self.gen = _read_gen(lambda k: ctx.get(_DB_META, k))
+        raw = ctx.get(_DB_META, _INDEX_STATE)
+        self.had_state = raw is not None
+        st = _index_state(raw)
+        # A state of another gen is stale: it is dropped by this op's write (never advanced).
+        self.state = st if st is not None and st["gen"] == self.gen else None
+        self.vocab: list[str] = list(st["tags"]) if st else []
+        with cols.lock:
+            self.known = set(self.vocab) | set(cols.tag_bit)
+
+    def room(self, tags: Iterable[str]) -> bool:
+        """Whether these tags fit the vocabulary (in memory and saved, with what earlier
+        rows of this op took); if so, they are taken."""
+        new = {t for t in tags if t not in self.known}
+        if len(self.known) + len(new) > TAG_VOCABULARY_MAX:
+            return False
+        self.known |= new
+        return True
+
+    def write(self, recs: Sequence[dict]) -> None:
+        """Record that this op wrote these members (their final records): bump gen and
+        bring the saved index along, or drop the index state if it cannot be."""
+        ctx = self.ctx
+        self.gen += 1
+        ctx.put(_DB_META, _GEN, u64(self.gen))
+        if self.state is not None:
+            digest = bytes.fromhex(self.state["digest"])
+        else:
+            # Without a valid state the chunks are only kept if these records are every
+            # member there is (the first write to an empty store): then build afresh.
+            members = ctx.txn.stat(ctx.db(_DB_MEMBERS))["entries"]
+            if members != len({r["id"] for r in recs}):
+                if self.had_state:
+                    ctx.delete(_DB_META, _INDEX_STATE)
+                return
+            ctx.txn.drop(ctx.db(_DB_INDEX), delete=False)
+            self.vocab, digest = [], bytes(_DIGEST_BYTES)
+        bit_of = {t: i for i, t in enumerate(self.vocab)}
+        by_chunk: dict[int, dict[int, dict]] = {}
+        for rec in recs:     # the last record of a member wins
+            k, off = divmod(rec["id"] - 1, INDEX_CHUNK_ROWS)
+            by_chunk.setdefault(k, {})[off] = rec
+        for k, rows in sorted(by_chunk.items()):
+            old = ctx.get(_DB_INDEX, u64(k))
+            if old is None:
+                chunk = _Chunk.empty(_n_words(len(bit_of)))
+            else:
+                try:
+                    chunk = _Chunk.decode(k, old).writable()
+                except StaleIndex as exc:
+                    log.warning("member index: %s; dropped until the next open rebuilds it", exc)
+                    ctx.delete(_DB_META, _INDEX_STATE)
+                    return
+                digest = _xor(digest, old[:_DIGEST_BYTES])
+            chunk.set_many(list(rows), list(rows.values()), bit_of)
+            value = chunk.encode(k)
+            ctx.put(_DB_INDEX, u64(k), value)
+            digest = _xor(digest, value[:_DIGEST_BYTES])
+        vocab = sorted(bit_of, key=bit_of.__getitem__)
+        ctx.put(_DB_META, _INDEX_STATE, _state_bytes(self.gen, vocab, digest))
+
+
+def _load_index(txn, index_db, raw_state: bytes | None, gen: int, n_members: int,
+                max_id: int) -> _Columns:
+    """The columns from the saved index; raises StaleIndex when it does not match the
+    stored members in every checked respect."""
+    st = _index_state(raw_state)
+    if st is None:
+        raise StaleIndex("no saved index" if raw_state is None else "the saved index state is unreadable")
+    if st["gen"] != gen:
+        raise StaleIndex(f"the saved index reflects member write {st['gen']}, the members are at {gen}")
+    if index_db is None:
+        raise StaleIndex("no member_index database")
+    vocab = st["tags"]
+    chunks: dict[int, _Chunk] = {}
+    digest = bytes(_DIGEST_BYTES)
+    for key, value in txn.cursor(db=index_db):
+        if len(key) != 8:
+            raise StaleIndex("a foreign key in member_index")
+        k = from_be(key)
+        chunks[k] = _Chunk.decode(k, value)
+        digest = _xor(digest, value[:_DIGEST_BYTES])
+    if digest != bytes.fromhex(st["digest"]):
+        raise StaleIndex("the index chunks do not match the saved index state")
+    words = max([_n_words(len(vocab))] + [c.tags.shape[1] for c in chunks.values()])
+    rows = max([max_id] + [(k + 1) * INDEX_CHUNK_ROWS for k in chunks])
+    cols = _Columns(max(1024, rows), words)
+    for k, c in chunks.items():
+        lo = k * INDEX_CHUNK_ROWS
+        hi = lo + INDEX_CHUNK_ROWS
+        cols.tags[lo:hi, : c.tags.shape[1]] = c.tags
+        cols.store[lo:hi], cols.birthday[lo:hi] = c.store, c.birthday
+        cols.name[lo:hi], cols.status[lo:hi] = c.name, c.status
+        for off, s in c.long_names.items():
+            cols.long_names[lo + off] = s
+    # Member ids are dense (1..next_id-1), so these pin the rows to the stored members.
+    if (int(np.count_nonzero(cols.status)) != n_members or np.count_nonzero(cols.status[max_id:])
+            or int(cols.status.max(initial=0)) > max(MemberStatus)):
+        raise StaleIndex(f"the index holds other rows than the {n_members} stored members")
+    if any(not 0 < row + 1 <= max_id for row in cols.long_names):
+        raise StaleIndex("the index holds a long name of no member")
+    for j in range(words):        # no bit past the vocabulary is set
+        used = min(64, max(0, len(vocab) - 64 * j))
+        if used < 64 and np.any(cols.tags[:, j] & np.uint64(_WORD ^ ((1 << used) - 1))):
+            raise StaleIndex("the index holds tag bits outside its vocabulary")
+    cols.n = max_id
+    cols.tag_bit = {t: i for i, t in enumerate(vocab)}
+    return cols
+
+
+def _save_chunks(put: Callable[[int, bytes], None], snap: dict) -> tuple[int, bytes]:
+    """Write the whole index of a snapshot as chunks; returns (chunks, XOR of digests)."""
+    n, words = snap["n"], snap["tags"].shape[1]
+    long_by_chunk: dict[int, dict[int, str]] = {}
+    for row, s in snap["long_names"].items():
+        long_by_chunk.setdefault(row // INDEX_CHUNK_ROWS, {})[row % INDEX_CHUNK_ROWS] = s
+    digest = bytes(_DIGEST_BYTES)
+    n_chunks = -(-n // INDEX_CHUNK_ROWS)
+    for k in range(n_chunks):
+        lo, hi = k * INDEX_CHUNK_ROWS, min(n, (k + 1) * INDEX_CHUNK_ROWS)
+        c = _Chunk.empty(words)
+        c.tags[: hi - lo], c.store[: hi - lo] = snap["tags"][lo:hi], snap["store"][lo:hi]
+        c.birthday[: hi - lo], c.name[: hi - lo] = snap["birthday"][lo:hi], snap["name"][lo:hi]
+        c.status[: hi - lo] = snap["status"][lo:hi]
+        c.long_names = long_by_chunk.get(k, {})
+        value = c.encode(k)
+        put(k, value)
+        digest = _xor(digest, value[:_DIGEST_BYTES])
+    return n_chunks, digest
 
 
 # --- the store ---------------------------------------------------------------------------
@@ -447,12 +788,15 @@ class MemberStore:
         self._today = today or (lambda: _dt.datetime.fromtimestamp(engine.clock()).date())
         self._read_dbs: dict[str, object] = {}
         self._cols = _Columns()
+        # How the search index was had at open: "empty", "loaded" (the saved index), or
+        # "rebuilt: <why the saved one was not used>".
+        self.index_source = "empty"
         self._open_handles()
         self._load()
 
     # --- opening -------------------------------------------------------------------------
 
-    _ALL_DBS = (_DB_MEMBERS, _DB_PHONE, _DB_IDNO, _DB_META, _DB_ROWS)
+    _ALL_DBS = (_DB_MEMBERS, _DB_PHONE, _DB_IDNO, _DB_META, _DB_ROWS, _DB_INDEX)
 
     @contextlib.contextmanager
     def _read(self) -> Iterator:
@@ -480,21 +824,70 @@ class MemberStore:
         return self._read_dbs.get(name)
 
     def _load(self) -> None:
-        recs = []
+        """The search index: the saved one when it matches the stored members, else a
+        full rebuild from `members`, which is then saved (MEMBER_INDEX op)."""
+        reason = None
         with self._read() as txn:
             meta = self._rdb(txn, _DB_META)
             check = txn.get(b"key_check", db=meta) if meta is not None else None
             if check is not None and check != self.cipher.key_check:
                 raise PiiError("the PII key differs from the one the members were stored under")
             db = self._rdb(txn, _DB_MEMBERS)
+            n_members, max_id = 0, 0
             if db is not None:
-                loads = json.loads
-                for _k, v in txn.cursor(db=db):
-                    recs.append(loads(v))
-                    if len(recs) >= 65_536:
-                        self._cols.set_many(recs)
-                        recs = []
-        self._cols.set_many(recs)
+                n_members = txn.stat(db)["entries"]
+                cur = txn.cursor(db=db)
+                max_id = from_be(cur.key()) if cur.last() else 0
+            gen = _read_gen(lambda k: txn.get(k, db=meta)) if meta is not None else 0
+            raw_state = txn.get(_INDEX_STATE, db=meta) if meta is not None else None
+            if n_members == 0 and raw_state is None:
+                return
+            try:
+                self._cols = _load_index(txn, self._rdb(txn, _DB_INDEX), raw_state, gen,
+                                         n_members, max_id)
+                self.index_source = "loaded"
+                return
+            except StaleIndex as exc:
+                reason = str(exc)
+            self._cols = self._rebuild(txn)
+        self.index_source = f"rebuilt: {reason}"
+        log.warning("member search index rebuilt (%s): %d members", reason, self._cols.n)
+        self._save_index(gen, reason)
+
+    def _rebuild(self, txn) -> _Columns:
+        """The index from every stored member record (about 20 s at 1,000,000 members)."""
+        cols = _Columns()
+        db = self._rdb(txn, _DB_MEMBERS)
+        if db is None:
+            return cols
+        recs = []
+        loads = json.loads
+        for _k, v in txn.cursor(db=db):
+            recs.append(loads(v))
+            if len(recs) >= 65_536:
+                cols.set_many(recs)
+                recs = []
+        cols.set_many(recs)
+        return cols
+
+    def _save_index(self, gen: int, reason: str) -> bool:
+        """Save the freshly rebuilt index, in one writer transaction, if no member was
+        written since it was read (gen); else leave it for the next open."""
+        def build(ctx: AdminContext):
+            if _read_gen(lambda k: ctx.get(_DB_META, k)) != gen:
+                ctx.reject(Result.FAILED_PRECONDITION, "members changed while the index was rebuilt")
+            ctx.txn.drop(ctx.db(_DB_INDEX), delete=False)
+            snap = self._cols.snapshot()
+            n_chunks, digest = _save_chunks(lambda k, v: ctx.put(_DB_INDEX, u64(k), v), snap)
+            vocab = sorted(snap["tag_bit"], key=snap["tag_bit"].__getitem__)
+            ctx.put(_DB_META, _INDEX_STATE, _state_bytes(gen, vocab, digest))
+            ctx.detail = {"reason": reason, "rows": snap["n"], "chunks": n_chunks}
+            return {"rows": snap["n"], "chunks": n_chunks}
+
+        res = self._submit_raw(os.urandom(16), MemberOp.MEMBER_INDEX, build, 0, 0)
+        if res.code != Result.OK:
+            log.warning("member search index not saved: %s", res.detail)
+        return res.code == Result.OK
 
     # --- reads ---------------------------------------------------------------------------
 
@@ -687,15 +1080,19 @@ class MemberStore:
 
     # --- writes (build functions run in the writer) --------------------------------------
 
-    def _submit(self, client_id: bytes, op: MemberOp, build, operator_id: int,
-                store_id: int) -> AdminResult:
+    def _submit_raw(self, client_id: bytes, op: MemberOp, build, operator_id: int,
+                    store_id: int) -> AdminResult:
         def adopting(ctx: AdminContext):
             value = build(ctx)
             ctx.after_commit(self._adopt_handles)
             return value
 
-        res: AdminResult = self.engine.admin(client_id, op, adopting, operator_id=operator_id,
-                                             store_id=store_id).result()
+        return self.engine.admin(client_id, op, adopting, operator_id=operator_id,
+                                 store_id=store_id).result()
+
+    def _submit(self, client_id: bytes, op: MemberOp, build, operator_id: int,
+                store_id: int) -> AdminResult:
+        res = self._submit_raw(client_id, op, build, operator_id, store_id)
         if res.code != Result.OK:
             _, _, msg = res.detail.partition(": ")
             try:
@@ -707,6 +1104,14 @@ class MemberStore:
     @staticmethod
     def _reject(ctx: AdminContext, code: MemberErrorCode, message: str):
         ctx.reject(REJECT_RESULT[code.value], f"{code.value}: {message}", reason=code.value)
+
+    def _index(self, ctx: AdminContext) -> _IndexTxn:
+        """This op's view of the saved index (made on first use in the op)."""
+        itx = getattr(ctx, "_member_index", None)
+        if itx is None:
+            itx = _IndexTxn(ctx, self._cols)
+            ctx._member_index = itx  # type: ignore[attr-defined]
+        return itx
 
     def _ensure_key_check(self, ctx: AdminContext) -> None:
         if ctx.get(_DB_META, b"key_check") is None:
@@ -743,7 +1148,7 @@ class MemberStore:
                     label = "phone" if name == "phone" else "ID number"
                     shown = mask_phone(prof[name]) if name == "phone" else mask_id_no(prof[name])
                     return None, f"{code.value}: {label} {shown} belongs to member {from_be(held)}"
-        if not self._cols.has_tag_room(prof.get("tags", ())):
+        if not self._index(ctx).room(prof.get("tags", ())):
             return None, f"{MemberErrorCode.INVALID.value}: more than {TAG_VOCABULARY_MAX} distinct tags"
         for name, db, kind, code in (("phone", _DB_PHONE, _PHONE_KIND, MemberErrorCode.PHONE_TAKEN),
                                      ("id_no", _DB_IDNO, _IDNO_KIND, MemberErrorCode.ID_NO_TAKEN)):
@@ -782,6 +1187,7 @@ class MemberStore:
             if reason is not None:
                 code, _, msg = reason.partition(": ")
                 self._reject(ctx, MemberErrorCode(code), msg)
+            self._index(ctx).write([rec])
             ctx.after_commit(lambda: self._cols.set_many([rec]))
             ctx.detail = {"member_id": member_id, "before": None, "after": self._masked(prof)}
             return {"member_id": member_id}
@@ -821,7 +1227,7 @@ class MemberStore:
                 ref = changed["referrer_id"]
                 if ref == member_id or ctx.get(_DB_MEMBERS, u64(ref)) is None:
                     self._reject(ctx, MemberErrorCode.REFERRER_NOT_FOUND, f"member {ref} not found")
-            if "tags" in changed and not self._cols.has_tag_room(changed["tags"]):
+            if "tags" in changed and not self._index(ctx).room(changed["tags"]):
                 self._reject(ctx, MemberErrorCode.INVALID, f"more than {TAG_VOCABULARY_MAX} distinct tags")
             for name, db, kind, code in (("phone", _DB_PHONE, _PHONE_KIND, MemberErrorCode.PHONE_TAKEN),
                                          ("id_no", _DB_IDNO, _IDNO_KIND, MemberErrorCode.ID_NO_TAKEN)):
@@ -841,6 +1247,7 @@ class MemberStore:
                                version=version)
             if changed:
                 ctx.put(_DB_MEMBERS, u64(member_id), json.dumps(new, ensure_ascii=False).encode())
+                self._index(ctx).write([new])
                 ctx.after_commit(lambda: self._cols.set_many([new]))
             ctx.detail = {"member_id": member_id,
                           "before": self._masked({k: old[k] for k in changed}),
@@ -868,6 +1275,7 @@ class MemberStore:
                              f"member {member_id}: {before.name} -> {status.name} is not allowed")
             rec.update(status=status.name.lower(), updated_s=ctx.now, version=rec["version"] + 1)
             ctx.put(_DB_MEMBERS, u64(member_id), json.dumps(rec, ensure_ascii=False).encode())
+            self._index(ctx).write([rec])
             ctx.after_commit(lambda: self._cols.set_many([rec]))
             ctx.detail = {"member_id": member_id, "reason": reason,
                           "before": {"status": before.name.lower()},
@@ -980,6 +1388,8 @@ class MemberStore:
                 outcome.append(next_id)
                 next_id += 1
             ctx.put(_DB_META, b"next_id", u64(next_id))
+            if created:
+                self._index(ctx).write(created)
             ctx.after_commit(lambda: self._cols.set_many(created))
             ctx.after_commit(self._adopt_handles)
             ctx.detail = {"file_id": file_id, "lines": [first_line, last_line],

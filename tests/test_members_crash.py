@@ -1,16 +1,21 @@
 """A member import killed midway (SIGKILL) leaves no half-imported member, and running
-the same import again completes it without creating anyone twice."""
+the same import again completes it without creating anyone twice. Member writes killed
+at random points leave a saved search index equal to a full rebuild."""
 
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
 import textwrap
 import time
 
+import lmdb
+
 from core import Engine
 from core.members import MemberStore, write_csv
+from core.storage import MAX_DBS
 
 KEY_HEX = bytes(range(32)).hex()
 N = 6000
@@ -64,3 +69,91 @@ def test_kill_during_import_leaves_whole_members(tmp_path):
     assert rep.created == N - n and rep.already_imported == n and rep.n_errors == 0
     assert ms.count() == N
     eng.close()
+
+
+CHURN_CHILD = textwrap.dedent("""
+    import random, sys, time
+    sys.path.insert(0, {root!r})
+    sys.path.insert(0, {tests!r})
+    import core.members as members
+    from core import Engine
+    from core.members import MemberStore
+    from test_members_index import churn
+    if {stall_save!r}:
+        # Stop inside the transaction that saves a rebuilt index, half its chunks put.
+        real = members._save_chunks
+        def stalled(put, snap):
+            def slow_put(k, v):
+                put(k, v)
+                if k == len(snap["status"]) // members.INDEX_CHUNK_ROWS // 2:
+                    open({ready!r}, "w").close()
+                    time.sleep(60)
+            return real(slow_put, snap)
+        members._save_chunks = stalled
+    eng = Engine({data!r})
+    ms = MemberStore(eng, key=bytes.fromhex({key!r}))
+    open({ready!r}, "w").close()
+    churn(ms, random.Random({seed}), 10**9, file_tag="s{seed}-")
+""")
+
+
+def _kill_churn(tmp_path, data, seed, delay_s, stall_save=False):
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    ready = str(tmp_path / f"ready{seed}")
+    code = CHURN_CHILD.format(root=root, tests=os.path.join(root, "tests"), data=data, key=KEY_HEX,
+                              ready=ready, seed=seed, stall_save=stall_save)
+    proc = subprocess.Popen([sys.executable, "-c", code])
+    deadline = time.monotonic() + 30
+    while not os.path.exists(ready) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert os.path.exists(ready)
+    time.sleep(delay_s)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+
+
+def _rebuilt(ms):
+    with ms._read() as txn:
+        return ms._rebuild(txn).canonical()
+
+
+def test_kill_during_member_writes_leaves_the_saved_index_current(tmp_path):
+    """SIGKILL at random points of creates, imports, updates and status changes: the
+    saved index is loaded on reopen (never found stale) and equals a full rebuild."""
+    data = str(tmp_path / "d")
+    rng = random.Random(11)
+    for seed in range(4):
+        _kill_churn(tmp_path, data, seed, rng.uniform(0.3, 1.5))
+        eng = Engine(data)
+        ms = MemberStore(eng, key=bytes(range(32)))
+        assert ms.index_source in ("loaded", "empty"), ms.index_source
+        assert ms._cols.canonical() == _rebuilt(ms)
+        eng.close()
+    assert ms.count() > 0
+
+
+def test_kill_while_a_rebuilt_index_is_saved(tmp_path):
+    """The saved index dropped; the process that rebuilds and saves it is killed inside
+    the saving transaction, or at a random point after: every reopen has an index equal
+    to a full rebuild, and a killed save leaves no half-saved index behind."""
+    data, csv_path = str(tmp_path / "d"), str(tmp_path / "m.csv")
+    write_csv(csv_path, ["name", "tags"], [[f"m{i}", "vip" if i % 3 else "new"] for i in range(N)])
+    eng = Engine(data)
+    ms = MemberStore(eng, key=bytes(range(32)))
+    assert ms.import_file(csv_path).created == N
+    eng.close()
+    rng = random.Random(12)
+    for seed, stall in ((10, True), (11, False), (12, True), (13, False)):
+        env = lmdb.open(data, max_dbs=MAX_DBS)
+        with env.begin(write=True) as txn:
+            txn.delete(b"index", db=env.open_db(b"member_meta", txn=txn))
+        env.close()
+        _kill_churn(tmp_path, data, seed, 0.0 if stall else rng.uniform(0.0, 0.6), stall_save=stall)
+        eng = Engine(data)
+        ms = MemberStore(eng, key=bytes(range(32)))
+        if stall:
+            assert ms.index_source == "rebuilt: no saved index"
+        else:
+            assert ms.index_source == "loaded"
+        assert ms._cols.canonical() == _rebuilt(ms)
+        eng.close()
