@@ -303,6 +303,8 @@ cdef class Batcher:
                                      int64_t ref_prior, const Extras *ex, KeyMap coupon_index,
                                      int64_t *slots, const RulesC *R,
                                      uint64_t refund_seq) noexcept nogil
+    cdef int64_t _current_slot(self, uint64_t card_no, const Card *cards, Py_ssize_t n_cards,
+                               KeyMap card_index, const JournalRec *recs) noexcept nogil
     cdef const JournalRec *_payer_record(self, Py_ssize_t i, JournalRec *recs,
                                          Py_ssize_t n_recs, int64_t ref_prior,
                                          const JournalRec *orig, const Extras *ex) noexcept nogil

@@ -132,6 +132,8 @@ cpdef enum CouponStatus:
 
 # Coupons one op may name: enough for any real basket, small enough for the stack.
 DEF COUPONS_PER_OP_MAX = 8
+# A refund follows a card's replacements (lost, replaced, lost again...) this far.
+DEF REPLACEMENTS_FOLLOWED_MAX = 16
 COUPONS_PER_OP = COUPONS_PER_OP_MAX
 
 
@@ -1056,11 +1058,13 @@ cdef inline void take_points_back(Card *c, int64_t n) noexcept nogil:
 
 cdef inline uint8_t do_refund(const Op *op, Card *c, JournalRec *rec, const RulesC *R,
                               const JournalRec *orig, int64_t refunded_before,
-                              const JournalRec *porig, Card *payer) noexcept nogil:
+                              const JournalRec *porig, Card *payer,
+                              bint swipe_card) noexcept nogil:
     """Return part (or the rest) of what a swipe took. Every component comes back in
     proportion to the cumulative refund, floored, so that refunds that add up to the
     whole return exactly the whole: the same principal/bonus split, the offset points,
-    the earned points taken back, the spend."""
+    the earned points taken back, the spend. swipe_card: c is the card that swiped, or
+    the card that has replaced it since."""
     cdef int64_t paid, after, p0, b0, off0, offf0, earned0, net0
     cdef int64_t p_back, b_back, off_back, offf_back, earned_back, net_back
     cdef int32_t lv
@@ -1068,7 +1072,7 @@ cdef inline uint8_t do_refund(const Op *op, Card *c, JournalRec *rec, const Rule
         return CARD_CANCELLED
     if orig.op_type != SWIPE or orig.result != OK or orig.kind != KIND_CARD:
         return REFUND_NOT_REFUNDABLE
-    if orig.card_no != op.card_no:
+    if not swipe_card:
         return REFUND_CARD_MISMATCH
     paid = orig.payable_fen - orig.coupon_fen
     if op.amount_fen <= 0:
@@ -1530,9 +1534,32 @@ cdef class Batcher:
             cp.coupon_status = COUPON_ISSUED
             cp.redeemed_seq = 0
             cp.redeemed_fen = 0
+            cp.card_no = op.card_no      # the card that has replaced the swipe's, if any
             n_recs = self._coupon_rec(recs, n_recs, first_seq, op, &cp, slot, COUPON_RESTORE, 0,
                                       refund_seq, orig.seq, slots, R)
         return n_recs
+
+    cdef int64_t _current_slot(self, uint64_t card_no, const Card *cards, Py_ssize_t n_cards,
+                               KeyMap card_index, const JournalRec *recs) noexcept nogil:
+        """The slot of the card that stands for card_no now: the card itself, or the card
+        that replaced it (following replacements); -1 if there is none."""
+        cdef int64_t slot = card_index.get(0, card_no)
+        cdef uint8_t status
+        cdef uint64_t replaced_by
+        cdef int hops
+        for hops in range(REPLACEMENTS_FOLLOWED_MAX):
+            if slot < 0 or slot >= n_cards:
+                return -1
+            if self.newest[slot] >= 0:
+                status = recs[self.newest[slot]].after.status
+                replaced_by = recs[self.newest[slot]].after.replaced_by
+            else:
+                status = cards[slot].status
+                replaced_by = cards[slot].replaced_by
+            if status != CANCELLED or replaced_by == 0:
+                return slot
+            slot = card_index.get(0, replaced_by)
+        return -1
 
     cdef const JournalRec *_payer_record(self, Py_ssize_t i, JournalRec *recs,
                                          Py_ssize_t n_recs, int64_t ref_prior,
@@ -1679,7 +1706,8 @@ cdef class Batcher:
             elif op.op_type == REFUND:
                 porig = self._payer_record(i, recs, n_recs, ref_prior, orig, ex)
                 if porig != NULL:
-                    payer_slot = card_index.get(0, porig.card_no)
+                    payer_slot = self._current_slot(porig.card_no, cards, n_cards,
+                                                    card_index, recs)
                     if payer_slot < 0 or payer_slot >= n_cards or payer_slot == slot:
                         res[i].code = CARD_NOT_FOUND
                         continue
@@ -1704,7 +1732,9 @@ cdef class Batcher:
             elif op.op_type == RECHARGE:
                 code = do_recharge(op, &c, rec, R)
             elif op.op_type == REFUND:
-                code = do_refund(op, &c, rec, R, orig, refunded_before, porig, payer)
+                code = do_refund(op, &c, rec, R, orig, refunded_before, porig, payer,
+                                 orig.card_no == op.card_no or self._current_slot(
+                                     orig.card_no, cards, n_cards, card_index, recs) == slot)
             else:
                 code = do_use_count(op, &c, rec, R, &journal)
             res[i].code = code

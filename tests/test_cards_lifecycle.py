@@ -497,3 +497,62 @@ def test_replacement_moves_unused_coupons(tmp_path, clock):
     assert int(eng.card(101)["principal_fen"]) == 50_000 - 1_500 - 1_000 - 1_000
     assert journal_adds_up(eng)
     eng.close()
+
+
+def test_refund_after_replacement_goes_to_the_new_card(tmp_path, clock):
+    """A swipe made before a replacement is refunded on the card that replaced it (also
+    after a second replacement): the money, the points and the coupon come back there.
+    The cancelled old card cannot take a refund, and an unrelated card is a mismatch.
+    A supplementary card's swipe is paid back to its primary's replacement."""
+    import numpy as np
+
+    from core import RulesConfig
+    from core.records import OP
+    from core.rules import CouponTemplate
+    rules = RulesConfig(coupon_templates=(CouponTemplate(1, "5 off", "fixed", value_fen=500),))
+    eng = Engine(str(tmp_path / "d"), clock=clock, rules=rules)
+    eng.issue_cards([100, 300], cid()).result()
+    recharge(eng, 100, 50_000)
+    coupon = eng.issue_coupons(1, [100], cid()).result().value["coupon_ids"][0]
+
+    def op(card, amount, op_type, client, *, ref=None, coupons=()):
+        ops = np.zeros(1, dtype=OP)
+        ops["client_hi"], ops["client_lo"] = (int.from_bytes(client[:8], "big"),
+                                              int.from_bytes(client[8:], "big"))
+        ops["card_no"], ops["amount_fen"], ops["op_type"] = card, amount, op_type
+        if ref is not None:
+            ops["ref_hi"], ops["ref_lo"] = (int.from_bytes(ref[:8], "big"),
+                                            int.from_bytes(ref[8:], "big"))
+        ops["coupons_n"] = len(coupons)
+        got = eng.submit(ops, None, np.array(coupons, np.uint64) if coupons else None).result()
+        return int(got.codes[0])
+
+    sale = cid()
+    assert op(100, 10_000, OpType.SWIPE, sale, coupons=(coupon,)) == Result.OK   # pays 9,500
+    card = eng.card(100)
+    assert (card["principal_fen"], card["points"]) == (40_500, 95)
+    assert replace(eng, 100, 101, cid(), fee_external=True).result().code == Result.OK
+    assert replace(eng, 101, 102, cid(), fee_external=True).result().code == Result.OK
+    before = state(eng)
+    assert op(100, 9_500, OpType.REFUND, cid(), ref=sale) == Result.CARD_CANCELLED
+    assert op(300, 9_500, OpType.REFUND, cid(), ref=sale) == Result.REFUND_CARD_MISMATCH
+    assert state(eng) == before
+    assert op(102, 9_500, OpType.REFUND, cid(), ref=sale) == Result.OK
+    now = eng.card(102)
+    assert (now["principal_fen"], now["points"]) == (50_000, 0)
+    assert [c["coupon_status"] for c in eng.coupons_of(102)] == [1]   # back, on card 102
+    assert eng.coupons_of(100) == []
+
+    # A supplementary card's swipe, then the primary is replaced: the refund pays the
+    # new primary back.
+    setup_types(eng)
+    assert issue(eng, 200, cid(), type_id=5, primary_card_no=102,
+                 paid_fen=800).result().code == Result.OK
+    supp_sale = cid()
+    assert op(200, 2_000, OpType.SWIPE, supp_sale) == Result.OK
+    assert eng.card(102)["principal_fen"] == 48_000
+    assert replace(eng, 102, 103, cid(), fee_external=True).result().code == Result.OK
+    assert op(200, 2_000, OpType.REFUND, cid(), ref=supp_sale) == Result.OK
+    assert eng.card(103)["principal_fen"] == 50_000
+    assert journal_adds_up(eng)
+    eng.close()
