@@ -25,8 +25,8 @@ import lmdb
 import numpy as np
 
 from core.engine import CommitInfo, Engine, EngineConfig
-from core.records import CARD, ITEM, JOURNAL, OP, OpType
-from core.rules import RulesConfig
+from core.records import CARD, ITEM, JOURNAL, OP, RESULT, OpType
+from core.rules import CouponTemplate, RulesConfig
 
 ISSUE_CHUNK = 1_000_000
 
@@ -35,17 +35,23 @@ class _Commits:
     def __init__(self) -> None:
         self.seconds: list[float] = []
         self.sizes: list[int] = []
+        self.records = 0
 
     def on_commit(self, info: CommitInfo) -> None:
         if info.n_records:
             self.seconds.append(info.commit_seconds)
             self.sizes.append(info.n_ops)
+            self.records += info.n_records
 
 
-# Every swipe of a run pays 10..500 yuan; a domain swipe has this many line items and
-# offsets this many points (1 yuan at 100 points per yuan).
+# Every swipe of a run pays 10..500 yuan; a domain swipe has this many line items,
+# offsets this many points (1 yuan at 100 points per yuan) and names its card's coupon
+# (each prepared card holds one, coupon id = card number) the first time it swipes.
 LINES_PER_SWIPE = 4
 OFFSET_POINTS = 100
+COUPON_FEN = 300
+# Batches of each kind the apply probe times (no commit): medians of these.
+PROBE_BATCHES = 40
 
 
 def _ops(rng: np.random.Generator, n: int, n_cards: int, first_id: int, op_type: int,
@@ -60,6 +66,14 @@ def _ops(rng: np.random.Generator, n: int, n_cards: int, first_id: int, op_type:
     ops["terminal_id"] = rng.integers(1, 2000, n)
     ops["category"] = rng.integers(0, 20, n)
     return ops
+
+
+def _coupons(ops: np.ndarray, with_coupon: np.ndarray) -> np.ndarray:
+    """Let the ops marked with_coupon name their card's coupon; return the coupon ids."""
+    n = len(ops)
+    ops["coupons_off"] = np.minimum(np.cumsum(with_coupon) - 1, max(0, n - 1)).astype(np.uint32)
+    ops["coupons_n"] = with_coupon.astype(np.uint8)
+    return ops["card_no"][with_coupon].astype(np.uint64)
 
 
 def _domain(rng: np.random.Generator, ops: np.ndarray) -> np.ndarray:
@@ -82,9 +96,12 @@ def _domain(rng: np.random.Generator, ops: np.ndarray) -> np.ndarray:
 
 def prepare(path: str, n_cards: int, batch: int) -> None:
     """N cards, each recharged once, checkpointed: the state every run starts from."""
-    # Recharges earn a point per yuan, so every card can offset points in domain runs.
+    # Recharges earn a point per yuan, so every card can offset points in domain runs;
+    # every card holds one coupon for them.
     rules = RulesConfig(recharge_points_per_yuan_bp=10_000, no_points_categories=(13,),
-                        category_points_mult_bp=((7, 20_000),))
+                        category_points_mult_bp=((7, 20_000),),
+                        coupon_templates=(CouponTemplate(1, "bench", "fixed", value_fen=COUPON_FEN,
+                                                         valid_days=3_650),))
     with Engine(path, config=EngineConfig(batch_max=batch, checkpoint_ops=10**9),
                 rules=rules) as eng:
         nos = np.arange(1, n_cards + 1, dtype=np.uint64)
@@ -104,6 +121,8 @@ def prepare(path: str, n_cards: int, batch: int) -> None:
             futs.append(eng.submit(ops))
         for f in futs:
             f.result()
+        for k in range(0, n_cards, ISSUE_CHUNK):
+            eng.issue_coupons(1, nos[k:k + ISSUE_CHUNK], os.urandom(16)).result()
 
 
 def run_engine(path: str, n_cards: int, n_ops: int, batch: int, seed: int,
@@ -114,10 +133,19 @@ def run_engine(path: str, n_cards: int, n_ops: int, batch: int, seed: int,
                        checkpoint_ops=10**9, checkpoint_interval_s=3600)
     eng = Engine(path, config=cfg, observer=commits)
     subs = []
+    # A domain run visits the cards in a random order, so each card's first swipe can
+    # redeem its one coupon; swipes past n_cards name none.
+    order = rng.permutation(n_cards).astype(np.uint64) + 1 if domain else None
     for k in range(0, n_ops, batch):
         ops = _ops(rng, min(batch, n_ops - k), n_cards, seed * 10**9 + k, OpType.SWIPE,
                    1_000, 50_000)
-        subs.append((ops, _domain(rng, ops) if domain else None))
+        if not domain:
+            subs.append((ops, None, None))
+            continue
+        at = np.arange(k, k + len(ops))
+        ops["card_no"] = order[at % n_cards]
+        items = _domain(rng, ops)
+        subs.append((ops, items, _coupons(ops, at < n_cards)))
     depth = threading.Semaphore(8)  # submissions in flight: keeps the writer fed
     acked = [0, 0]  # ops answered, ops accepted
     done = threading.Event()
@@ -133,9 +161,9 @@ def run_engine(path: str, n_cards: int, n_ops: int, batch: int, seed: int,
         depth.release()
 
     t0 = time.perf_counter()
-    for ops, items in subs:
+    for ops, items, coupon_ids in subs:
         depth.acquire()
-        eng.submit(ops, items).add_done_callback(on_done)
+        eng.submit(ops, items, coupon_ids).add_done_callback(on_done)
     done.wait()
     elapsed = time.perf_counter() - t0
     eng.close()
@@ -145,7 +173,43 @@ def run_engine(path: str, n_cards: int, n_ops: int, batch: int, seed: int,
             "commit_p50_ms": np.percentile(lat, 50).item(),  # timing, not money: float
             "commit_p99_ms": np.percentile(lat, 99).item(),  # timing, not money: float
             "mean_batch_ops": np.mean(commits.sizes).item(), "accepted": acked[1],
-            "rejected": acked[0] - acked[1]}
+            "rejected": acked[0] - acked[1],
+            # Records beyond one per swipe: the coupons' own records.
+            "coupon_records": commits.records - acked[1]}
+
+
+def probe_apply(path: str, n_cards: int, batch: int, seed: int) -> dict:
+    """CPU of the apply loop alone (no commit, nothing published): ns per op of plain
+    swipes and of domain swipes (line items, an offset and a coupon each), medians over
+    PROBE_BATCHES batches of each on the prepared table. Reads the engine's tables while
+    its writer is idle; the state is left as it was."""
+    rng = np.random.default_rng(seed)
+    eng = Engine(path, config=EngineConfig(batch_max=batch, checkpoint_ops=10**9))
+    try:
+        out: dict[str, list[int]] = {"plain": [], "domain": []}
+        for b in range(2 * PROBE_BATCHES):
+            kind = "plain" if b % 2 == 0 else "domain"
+            ops = _ops(rng, batch, n_cards, 0xA000_0000 + b * batch, OpType.SWIPE, 1_000, 50_000)
+            items = coupon_ids = None
+            if kind == "domain":
+                ops["card_no"] = rng.choice(n_cards, batch, replace=False).astype(np.uint64) + 1
+                items = _domain(rng, ops)
+                coupon_ids = _coupons(ops, np.ones(batch, bool))
+            room = 2 * batch + 2 * (0 if coupon_ids is None else len(coupon_ids))
+            recs, slots = np.empty(room, dtype=JOURNAL), np.empty(room, dtype=np.int64)
+            results = np.empty(batch, dtype=RESULT)
+            t = time.perf_counter_ns()
+            eng._batcher.apply_batch(ops, eng._work, eng._card_index, eng._id_index, eng._rules,
+                                     eng.clock(), eng._next_seq, recs, results, slots, items,
+                                     None, eng._refunded, eng._coupons_work, eng._coupon_index,
+                                     coupon_ids)
+            out[kind].append((time.perf_counter_ns() - t) // batch)
+            if np.any(results["code"] != 1):
+                raise RuntimeError(f"probe: {kind} ops rejected: {np.unique(results['code'])}")
+    finally:
+        eng.close()
+    plain, dom = statistics.median(out["plain"]), statistics.median(out["domain"])
+    return {"apply_ns_per_op": plain, "domain_apply_ns_per_op": dom}
 
 
 def run_reference(path: str, n_cards: int, n_ops: int, batch: int, seed: int) -> dict:
@@ -190,7 +254,8 @@ def main_engine(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     ap.add_argument("--no-reference", action="store_true")
     ap.add_argument("--domain", action="store_true",
-                    help=f"also run swipes with {LINES_PER_SWIPE} line items and a points offset each")
+                    help=f"also run swipes with {LINES_PER_SWIPE} line items, a points offset and a "
+                         "coupon each, and time the apply loop of both kinds")
     a = ap.parse_args(argv)
     if a.cards < 1 or a.ops < 1 or not 1 <= a.batch <= 65_536 or a.runs < 1:
         ap.error("--cards, --ops, --runs >= 1; --batch 1..65536")
@@ -202,7 +267,7 @@ def main_engine(argv: list[str] | None = None) -> int:
         prep_s = time.perf_counter() - t
         if not a.json:
             print(f"prepared {a.cards:,} cards in {prep_s:.1f}s", file=sys.stderr)
-        eng_runs, ref_runs, dom_runs = [], [], []
+        eng_runs, ref_runs, dom_runs, probes = [], [], [], []
         for r in range(a.runs):
             run_dir = os.path.join(base, f"run{r}")
             shutil.copytree(seed_dir, run_dir)
@@ -212,6 +277,9 @@ def main_engine(argv: list[str] | None = None) -> int:
                 shutil.copytree(seed_dir, run_dir)
                 dom_runs.append(run_engine(run_dir, a.cards, a.ops, a.batch, seed=r + 1,
                                            domain=True))
+                shutil.rmtree(run_dir)
+                shutil.copytree(seed_dir, run_dir)
+                probes.append(probe_apply(run_dir, a.cards, min(a.batch, a.cards), seed=r + 1))
                 shutil.rmtree(run_dir)
             if not a.no_reference:
                 ref_dir = os.path.join(base, f"ref{r}")
@@ -243,6 +311,11 @@ def main_engine(argv: list[str] | None = None) -> int:
         out["domain_swipes_per_s"] = round(med(dom_runs, "swipes_per_s"))
         out["domain_cost_ratio"] = round(out["swipes_per_s"] / out["domain_swipes_per_s"], 2)
         out["runs_domain_swipes_per_s"] = [round(x["swipes_per_s"]) for x in dom_runs]
+        out["domain_coupons_redeemed"] = dom_runs[0]["coupon_records"]
+        out["apply_ns_per_op"] = round(med(probes, "apply_ns_per_op"))
+        out["domain_apply_ns_per_op"] = round(med(probes, "domain_apply_ns_per_op"))
+        out["domain_apply_cost_ratio"] = round(out["domain_apply_ns_per_op"]
+                                               / out["apply_ns_per_op"], 2)
     if ref_runs:
         out["reference_per_s"] = round(med(ref_runs, "reference_per_s"))
         out["ratio"] = round(out["swipes_per_s"] / out["reference_per_s"], 2)

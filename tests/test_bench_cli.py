@@ -11,10 +11,13 @@ def test_bench_engine_json(capsys):
                         "--json", "--domain"]) == 0
     out = json.loads(capsys.readouterr().out)
     for key in ("swipes_per_s", "reference_per_s", "ratio", "commit_p50_ms", "commit_p99_ms",
-                "domain_swipes_per_s", "domain_cost_ratio"):
+                "domain_swipes_per_s", "domain_cost_ratio", "apply_ns_per_op",
+                "domain_apply_ns_per_op", "domain_apply_cost_ratio"):
         assert key in out and out[key] > 0, key
-    # Every swipe of the run was accepted: the figures are of work actually done.
+    # Every swipe of the run was accepted: the figures are of work actually done; each
+    # card's first domain swipe redeemed its coupon.
     assert out["rejected"] == 0
+    assert out["domain_coupons_redeemed"] == 300
     assert out["ops"] == 700 and out["batch"] == 64
 
 
