@@ -1822,10 +1822,11 @@ cdef class Batcher:
 def publish(cnp.ndarray recs, Py_ssize_t n_recs, cnp.ndarray cards, KeyMap card_index,
             KeyMap id_index, Py_ssize_t n_cards, cnp.ndarray dirty_chunks, int chunk_shift,
             cnp.ndarray slots=None):  # id_index and dirty_chunks may be None
-    """Copy records' after-images into a card table; return n_cards after.
+    """Copy the card after-images among records into a card table (records of another
+    kind are skipped); return n_cards after.
 
     Runs with the GIL held so that readers never see a half-copied card. slots (from
-    apply_batch) saves the index probe; a record of an unknown card (ISSUE) takes the
+    apply_batch, one per record) saves the index probe; a record of an unknown card (ISSUE) takes the
     next free slot, and the caller guarantees the table has room. id_index, when given,
     learns each record's client id (first record of an op wins); dirty_chunks, when
     given, marks the chunks that the next checkpoint must write.
@@ -1852,10 +1853,13 @@ def publish(cnp.ndarray recs, Py_ssize_t n_recs, cnp.ndarray cards, KeyMap card_
             if id_index is not None:
                 id_index.prefetch(rec_p[i + PREFETCH_AHEAD].client_hi,
                                   rec_p[i + PREFETCH_AHEAD].client_lo)
-            if slot_p != NULL and 0 <= slot_p[i + PREFETCH_AHEAD] < cap:
+            if (slot_p != NULL and rec_p[i + PREFETCH_AHEAD].kind == KIND_CARD
+                    and 0 <= slot_p[i + PREFETCH_AHEAD] < cap):
                 __builtin_prefetch(&card_p[slot_p[i + PREFETCH_AHEAD]])
                 __builtin_prefetch(<char *> &card_p[slot_p[i + PREFETCH_AHEAD]] + 64)
                 __builtin_prefetch(<char *> &card_p[slot_p[i + PREFETCH_AHEAD]] + 128)
+        if rec_p[i].kind != KIND_CARD:
+            continue
         if slot_p != NULL:
             slot = slot_p[i]
         else:

@@ -625,8 +625,6 @@ class Engine:
             unknown = self._card_index.lookup_many(np.zeros(len(nos), np.uint64), nos) < 0
             if unknown.any():
                 self._ensure_capacity(int(np.count_nonzero(unknown)))
-        has_card = recs["kind"] == RecordKind.KIND_CARD
-        card_recs = recs if has_card.all() else recs[has_card]
         is_coupon = recs["kind"] == RecordKind.KIND_COUPON
         if is_coupon.any():
             if claim_ids:
@@ -643,10 +641,8 @@ class Engine:
             self._n_coupons = _fastpath.publish_coupons(recs, n, self._coupons,
                                                         self._coupon_index, self._n_coupons,
                                                         self._coupon_dirty, CHUNK_SHIFT)
-        if len(card_recs):
-            self._n_cards = _fastpath.publish(
-                card_recs, len(card_recs), self._cards, self._card_index, None,
-                self._n_cards, self._dirty, CHUNK_SHIFT, slots if card_recs is recs else None)
+        self._n_cards = _fastpath.publish(recs, n, self._cards, self._card_index, None,
+                                          self._n_cards, self._dirty, CHUNK_SHIFT, slots)
         refunds = recs[recs["op_type"] == OpType.REFUND]
         for rec in refunds:
             seq, amount = int(rec["ref_seq"]), int(rec["amount_fen"])
@@ -666,11 +662,9 @@ class Engine:
             # here; both tables share it, so the count is the committed one.
             _fastpath.publish_coupons(recs, len(recs), self._coupons_work, self._coupon_index,
                                       self._n_coupons, None, CHUNK_SHIFT)
-        card_recs = recs[recs["kind"] == RecordKind.KIND_CARD]
-        if len(card_recs):
-            _fastpath.publish(card_recs, len(card_recs), self._work, self._card_index,
-                              self._id_index if claim_ids else None, self._n_cards, None,
-                              CHUNK_SHIFT, slots if len(card_recs) == len(recs) else None)
+        _fastpath.publish(recs, len(recs), self._work, self._card_index,
+                          self._id_index if claim_ids else None, self._n_cards, None,
+                          CHUNK_SHIFT, slots)
 
     # --- submission -------------------------------------------------------------------
 

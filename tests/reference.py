@@ -841,8 +841,9 @@ def apply_batch_full(ops: list[dict], cards: dict[int, dict], rules, known: dict
                     if (cp is None or cp["coupon_status"] != CouponStatus.COUPON_REDEEMED
                             or cp["redeemed_seq"] != orig["seq"]):
                         continue
+                    # Back on the refund's card: the swipe's, or the one replacing it.
                     cp.update(coupon_status=CouponStatus.COUPON_ISSUED, redeemed_seq=0,
-                              redeemed_fen=0)
+                              redeemed_fen=0, card_no=op["card_no"])
                     recs.append(coupon_record(op, cp, OpType.COUPON_RESTORE, 0,
                                               first_seq + len(recs), now_s, rules_version,
                                               seq, orig["seq"]))

@@ -430,6 +430,33 @@ def _take_admin(eng: Engine, model: Model, card_nos: list[int]) -> None:
     model.next_seq = eng.stats()["last_seq"] + 1
 
 
+def open_cards(data, eng: Engine, model: Model, card_nos: list[int], now: int,
+               services: list[int]) -> tuple[dict[int, str], dict[int, dict]]:
+    """Issue the cards (random level, maybe a count card of one of services, maybe a
+    PIN), take them into the model, and fund them through the hot path, where the model
+    must agree. Returns the PINs by card and the cards as issued."""
+    card_pins: dict[int, str] = {}
+    for i, no in enumerate(card_nos):
+        assert eng.issue_cards(
+            [no], join_client_id(7, 100 + i),
+            level=data.draw(st.integers(0, len(eng.rules.levels) - 1)),
+            count_service=data.draw(st.sampled_from(services)),
+            count_uses=data.draw(st.sampled_from([0, 5]))).result().code == Result.OK
+        if data.draw(st.booleans()):
+            digits = data.draw(pins)
+            card_pins[no] = digits
+            assert eng.set_pin(no, digits, join_client_id(8, 100 + i)).result().code == Result.OK
+    _take_admin(eng, model, card_nos)
+    start = {no: dict(model.cards[no]) for no in card_nos}
+    fund = [dict(client_hi=6, client_lo=i, card_no=no, op_type=OpType.RECHARGE,
+                 amount_fen=data.draw(st.sampled_from([5_000, 100_000])))
+            for i, no in enumerate(card_nos)]
+    res = eng.submit(ops_array(fund)).result()
+    want, _ = model.apply(fund, eng.rules, now)
+    assert [int(c) for c in res.codes] == [w[0] for w in want]
+    return card_pins, start
+
+
 @settings(max_examples=12, **SETTINGS)
 @given(data=st.data(), rules=domain_rules())
 def test_domain_engine_matches_reference(data, rules):
@@ -440,27 +467,8 @@ def test_domain_engine_matches_reference(data, rules):
         eng = _engine(path, clock, rules)
         try:
             model = Model(pin_key=eng._pin_key)
-            card_pins: dict[int, str] = {}
-            for i, no in enumerate(card_nos):
-                assert eng.issue_cards(
-                    [no], join_client_id(7, 100 + i),
-                    level=data.draw(st.integers(0, len(rules.levels) - 1)),
-                    count_service=data.draw(st.sampled_from([0, 1, 2])),
-                    count_uses=data.draw(st.sampled_from([0, 5]))).result().code == Result.OK
-                if data.draw(st.booleans()):
-                    digits = data.draw(pins)
-                    card_pins[no] = digits
-                    assert eng.set_pin(no, digits, join_client_id(8, 100 + i)).result().code == Result.OK
-            _take_admin(eng, model, card_nos)
-            start = {no: dict(model.cards[no]) for no in card_nos}
+            card_pins, start = open_cards(data, eng, model, card_nos, clock.now, [0, 1, 2])
             used: list[tuple[int, int]] = [(7, 100)]
-            # Fund the cards through the hot path (recorded by the model too).
-            fund = [dict(client_hi=6, client_lo=i, card_no=no, op_type=OpType.RECHARGE,
-                         amount_fen=data.draw(st.sampled_from([5_000, 100_000])))
-                    for i, no in enumerate(card_nos)]
-            res = eng.submit(ops_array(fund)).result()
-            want, _ = model.apply(fund, eng.rules, clock.now)
-            assert [int(c) for c in res.codes] == [w[0] for w in want]
             for _phase in range(data.draw(st.integers(2, 4), label="phases")):
                 action = data.draw(st.sampled_from(["none", "restart", "restart", "time"]))
                 if action == "restart":
