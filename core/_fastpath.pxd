@@ -132,7 +132,7 @@ cdef packed struct JournalRec:
     int64_t offset_fen              # cash value of the points offset
     int64_t offset_points           # points the offset consumed
     uint64_t ref_seq                # refund: the swipe's seq; coupon record: its swipe's seq
-    int64_t _reserved1
+    int64_t commission_fen          # staff commission earned by the op's operator (refund: < 0)
     Card after
 
 
@@ -171,6 +171,14 @@ cdef packed struct CouponTpl:
     uint16_t cats_n                 # allowed categories: scope[cats_off : cats_off + cats_n]
     uint32_t cats_off
     uint32_t _reserved2
+
+
+# One staff commission rule (per sku, or per category): 24 bytes. A line earns
+# fixed_fen per unit plus bp of what was paid for it (floored).
+cdef packed struct CommissionRule:
+    uint64_t key                    # the sku, or the category
+    int64_t fixed_fen
+    int64_t bp
 
 
 # What a card type limits, as the recharge reads it: 16 bytes. Only types that limit
@@ -218,6 +226,11 @@ cdef struct RulesC:
     const uint64_t *scope               # sorted runs of store ids, categories, operators
     int32_t n_types
     const TypeLimit *types              # sorted by type_id: card types' recharge limits
+    int64_t commission_bp               # lines without a rule: this share of what was paid
+    int32_t n_sku_comm
+    const CommissionRule *sku_comm      # sorted by sku
+    int32_t n_cat_comm
+    const CommissionRule *cat_comm      # sorted by category
 
 
 cdef enum:
@@ -267,6 +280,8 @@ cdef class Rules:
     cdef object _tpls
     cdef object _scope
     cdef object _types
+    cdef object _sku_comm
+    cdef object _cat_comm
 
 
 # The optional inputs of a batch: line items, and the swipes that refunds reverse.

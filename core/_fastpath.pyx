@@ -274,7 +274,7 @@ def layout():
         _field("offset_fen", "i", <char *> &j.offset_fen - jb, sizeof(j.offset_fen)),
         _field("offset_points", "i", <char *> &j.offset_points - jb, sizeof(j.offset_points)),
         _field("ref_seq", "u", <char *> &j.ref_seq - jb, sizeof(j.ref_seq)),
-        _field("_reserved1", "i", <char *> &j._reserved1 - jb, sizeof(j._reserved1)),
+        _field("commission_fen", "i", <char *> &j.commission_fen - jb, sizeof(j.commission_fen)),
         _field("after", "Card", <char *> &j.after - jb, sizeof(j.after)),
     ]
     result = [
@@ -349,7 +349,15 @@ def layout():
         _field("stores_n", "u", <char *> &tl.stores_n - lb2, sizeof(tl.stores_n)),
         _field("operators_n", "u", <char *> &tl.operators_n - lb2, sizeof(tl.operators_n)),
     ]
+    cdef CommissionRule cr
+    cdef char *rb2 = <char *> &cr
+    commission_rule = [
+        _field("key", "u", <char *> &cr.key - rb2, sizeof(cr.key)),
+        _field("fixed_fen", "i", <char *> &cr.fixed_fen - rb2, sizeof(cr.fixed_fen)),
+        _field("bp", "i", <char *> &cr.bp - rb2, sizeof(cr.bp)),
+    ]
     return {
+        "CommissionRule": (sizeof(CommissionRule), commission_rule),
         "TypeLimit": (sizeof(TypeLimit), type_limit),
         "CouponTpl": (sizeof(CouponTpl), tpl),
         "Item": (sizeof(Item), item),
@@ -902,6 +910,34 @@ cdef inline int64_t line_payable(const RulesC *R, const Level *lv, uint8_t level
     return payable_after_discount(amount, lv.discount_bp, R.rounding)
 
 
+cdef inline const CommissionRule *find_commission(const CommissionRule *t, int32_t n,
+                                                  uint64_t key) noexcept nogil:
+    cdef Py_ssize_t lo = 0, hi = n, mid
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if t[mid].key < key:
+            lo = mid + 1
+        else:
+            hi = mid
+    if lo < n and t[lo].key == key:
+        return &t[lo]
+    return NULL
+
+
+cdef inline i128 line_commission(const RulesC *R, uint64_t sku, uint16_t category,
+                                 int64_t qty, int64_t paid) noexcept nogil:
+    """A line's staff commission: its sku's rule, else its category's, else the default
+    share; fixed_fen per unit plus bp of what was paid for it, floored."""
+    cdef const CommissionRule *r = NULL
+    if sku != 0 and R.n_sku_comm:
+        r = find_commission(R.sku_comm, R.n_sku_comm, sku)
+    if r == NULL and R.n_cat_comm:
+        r = find_commission(R.cat_comm, R.n_cat_comm, category)
+    if r == NULL:
+        return (<i128> paid * R.commission_bp) // 10000
+    return <i128> r.fixed_fen * qty + (<i128> paid * r.bp) // 10000
+
+
 cdef inline uint8_t do_swipe(const Op *op, Card *c, JournalRec *rec, const RulesC *R,
                              const Item *items, Py_ssize_t n_items, bint *journal,
                              Coupon *cps, int n_cps, int64_t *offs, Card *payer,
@@ -913,7 +949,9 @@ cdef inline uint8_t do_swipe(const Op *op, Card *c, JournalRec *rec, const Rules
     cdef int64_t payable = 0, debit_p, debit_b, earned, offset_fen = 0, net, cap, reduction
     cdef int64_t coupon_fen = 0
     cdef int64_t lp, alloc, sum_items = 0, store_mult = 10000
-    cdef i128 weight = 0, yuan
+    cdef i128 weight = 0, yuan, commission = 0
+    cdef bint with_commission = R.commission_bp != 0 or R.n_sku_comm != 0 or R.n_cat_comm != 0
+    cdef bint earns
     cdef const Level *lv
     cdef const Item *it
     cdef Py_ssize_t k, n_lines
@@ -983,22 +1021,29 @@ cdef inline uint8_t do_swipe(const Op *op, Card *c, JournalRec *rec, const Rules
         else:
             debit_p = net if net < pay.principal_fen else pay.principal_fen
             debit_b = net - debit_p
-    # Points on what was paid: each line's payable less its share of the offset (shares
-    # floored), weighted by its category's multiplier; the part below one weighted yuan
-    # earns nothing; then the rate and the level and store multipliers, floored once.
+    # Points on what was paid: each line's payable less its share of the coupons and the
+    # offset (shares floored), weighted by its category's multiplier; the part below one
+    # weighted yuan earns nothing; then the rate and the level and store multipliers,
+    # floored once. Staff commission is per line on the same paid amount.
     earned = 0
-    if not (op.op_flags & GROUP_BUY) and payable > 0:
-        reduction = payable - net
-        if n_lines:
-            for k in range(n_lines):
-                it = &items[op.items_off + k]
-                if it.item_flags & ITEM_NO_POINTS:
-                    continue
-                lp = line_payable(R, lv, level, it.sku, it.qty, it.amount_fen)
-                alloc = <int64_t> ((<i128> reduction * lp) // payable)
+    earns = not (op.op_flags & GROUP_BUY) and payable > 0
+    reduction = payable - net
+    if n_lines and (earns or with_commission):
+        for k in range(n_lines):
+            it = &items[op.items_off + k]
+            lp = line_payable(R, lv, level, it.sku, it.qty, it.amount_fen)
+            alloc = <int64_t> ((<i128> reduction * lp) // payable) if payable > 0 else 0
+            if with_commission:
+                commission += line_commission(R, it.sku, it.category, it.qty, lp - alloc)
+            if not (it.item_flags & ITEM_NO_POINTS):
                 weight += <i128> (lp - alloc) * R.category_mult_bp[it.category]
-        else:
-            weight = <i128> net * R.category_mult_bp[op.category]
+    elif not n_lines:
+        weight = <i128> net * R.category_mult_bp[op.category]
+        if with_commission:
+            commission = line_commission(R, 0, op.category, 1, net)
+    if commission > R.max_amount_fen:
+        return AMOUNT_TOO_LARGE
+    if earns:
         if R.n_store_mult:
             k = bsearch_u64(R.store_ids, R.n_store_mult, op.store_id)
             if k >= 0:
@@ -1032,6 +1077,7 @@ cdef inline uint8_t do_swipe(const Op *op, Card *c, JournalRec *rec, const Rules
     rec.principal_delta_fen = -debit_p
     rec.bonus_delta_fen = -debit_b
     rec.points_delta = earned - op.points_offset
+    rec.commission_fen = <int64_t> commission
     return OK
 
 
@@ -1159,6 +1205,9 @@ cdef inline uint8_t do_refund(const Op *op, Card *c, JournalRec *rec, const Rule
     rec.principal_delta_fen = p_back
     rec.bonus_delta_fen = b_back
     rec.points_delta = off_back - earned_back
+    # The operator of the swipe gives back the same share of its commission.
+    rec.commission_fen = -(_share(after, orig.commission_fen, paid)
+                           - _share(refunded_before, orig.commission_fen, paid))
     return OK
 
 
@@ -1177,6 +1226,9 @@ cdef inline uint8_t do_use_count(const Op *op, Card *c, JournalRec *rec, const R
         return AMOUNT_NOT_POSITIVE
     if op.amount_fen > c.count_uses:
         return INSUFFICIENT_USES
+    # A service's commission is its fixed amount per use (no money changes hands).
+    if R.n_cat_comm or R.n_sku_comm:
+        rec.commission_fen = <int64_t> line_commission(R, 0, op.category, op.amount_fen, 0)
     rec.level_before = c.level
     c.count_uses -= <int32_t> op.amount_fen
     if c.visits < 0xFFFFFFFFU:
@@ -1250,7 +1302,8 @@ cdef class Rules:
                   int32_t pin_max_failures=5, int64_t pin_lock_s=1800,
                   int64_t tz_offset_s=0, uint64_t pin_key0=0, uint64_t pin_key1=0,
                   cnp.ndarray coupon_tpls=None, cnp.ndarray scope=None,
-                  cnp.ndarray type_limits=None):
+                  cnp.ndarray type_limits=None, int64_t commission_bp=0,
+                  cnp.ndarray sku_commission=None, cnp.ndarray category_commission=None):
         if levels.shape[0] < 1 or levels.shape[0] > 255:
             raise ValueError("between 1 and 255 levels")
         if category_mult_bp.shape[0] != 65536 or category_mult_bp.dtype != np.int32:
@@ -1316,6 +1369,17 @@ cdef class Rules:
             raise ValueError("type_limits must be TypeLimit records")
         self.c.n_types = <int32_t> self._types.shape[0]
         self.c.types = <const TypeLimit *> cnp.PyArray_DATA(self._types)
+        self.c.commission_bp = commission_bp
+        empty = np.zeros(0, dtype=np.dtype((np.void, sizeof(CommissionRule))))
+        self._sku_comm = np.ascontiguousarray(sku_commission if sku_commission is not None else empty).copy()
+        self._cat_comm = np.ascontiguousarray(category_commission if category_commission is not None else empty).copy()
+        for table in (self._sku_comm, self._cat_comm):
+            if table.shape[0] and table.dtype.itemsize != sizeof(CommissionRule):
+                raise ValueError("commission tables must be CommissionRule records")
+        self.c.n_sku_comm = <int32_t> self._sku_comm.shape[0]
+        self.c.sku_comm = <const CommissionRule *> cnp.PyArray_DATA(self._sku_comm)
+        self.c.n_cat_comm = <int32_t> self._cat_comm.shape[0]
+        self.c.cat_comm = <const CommissionRule *> cnp.PyArray_DATA(self._cat_comm)
 
     @property
     def version(self):
@@ -1771,6 +1835,7 @@ cdef class Batcher:
             rec = &recs[n_recs]
             rec.time_s = now_s
             rec.coupon_fen = 0
+            rec.commission_fen = 0
             journal = False
             if op.op_type == SWIPE:
                 code = do_swipe(op, &c, rec, R, ex.items, ex.n_items, &journal, cps, n_cps, offs,
@@ -1803,7 +1868,6 @@ cdef class Batcher:
             rec.kind = KIND_CARD
             rec._reserved0 = 0
             rec.ref_seq = orig.seq if orig != NULL else 0
-            rec._reserved1 = 0
             if orig != NULL:
                 refunded.put(0, orig.seq, refunded_before + op.amount_fen, True)
             c.last_seq = rec.seq

@@ -44,6 +44,7 @@ ITEM = _dtype("Item")
 COUPON = _dtype("Coupon")
 COUPON_TPL = _dtype("CouponTpl")
 TYPE_LIMIT = _dtype("TypeLimit")
+COMMISSION_RULE = _dtype("CommissionRule")
 CouponKind = _fastpath.CouponKind
 CouponStatus = _fastpath.CouponStatus
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from core import _fastpath
-from core.records import COUPON_TPL, LEVEL, TIER, TYPE_LIMIT
+from core.records import COMMISSION_RULE, COUPON_TPL, LEVEL, TIER, TYPE_LIMIT
 
 try:  # Python 3.11+
     import tomllib
@@ -31,6 +31,8 @@ MULT_BP_LIMIT = 100_000  # 10x
 CATEGORY_COUNT = 65_536
 # A level validity of a century keeps now + validity far inside int64 seconds.
 MAX_VALIDITY_DAYS = 36_500
+# A commission rule pays at most 10,000 yuan per unit.
+COMMISSION_FIXED_FEN_LIMIT = 1_000_000
 
 ROUNDING = _fastpath.RULE_SWITCHES["rounding"]
 SPEND_ORDER = _fastpath.RULE_SWITCHES["spend_order"]
@@ -114,6 +116,19 @@ class RechargeLimit:
                    tuple(int(i) for i in card_type.get("recharge_operator_ids", ())))
 
 
+@dataclass(frozen=True)
+class CommissionRule:
+    """Staff commission for the lines of one sku or one category (kind "sku" or
+    "category"): fixed_fen per unit plus bp of what the member paid for the line
+    (after discounts, coupons and offset; floored). A sku's rule wins over its
+    category's; lines with neither earn RulesConfig.commission_bp. A count card's use
+    earns its service's (category's) fixed_fen per use."""
+    kind: str
+    key: int
+    fixed_fen: int = 0
+    bp: int = 0
+
+
 def default_levels() -> tuple[LevelRule, ...]:
     # The seed's example: regular -> silver at 10,000 points, silver -> gold at 50,000;
     # an upgrade keeps the level for two years.
@@ -154,6 +169,9 @@ class RulesConfig:
     pin_max_failures: int = 5
     pin_lock_s: int = 30 * 60
     coupon_templates: tuple[CouponTemplate, ...] = ()
+    # Staff commission of the op's operator, journalled with each swipe (0 = none).
+    commission_bp: int = 0
+    commission_rules: tuple[CommissionRule, ...] = ()
 
     def validate(self) -> None:
         def need(cond: bool, what: str) -> None:
@@ -247,6 +265,30 @@ class RulesConfig:
             need(len(t.stores) < 65_536 and len(t.categories) < 65_536, f"{where}: too many stores or categories")
             need(is_int(t.valid_days) and 1 <= t.valid_days <= MAX_VALIDITY_DAYS, f"{where}: valid_days 1..{MAX_VALIDITY_DAYS}")
             need(is_int(t.total_quantity) and t.total_quantity >= 0, f"{where}: total_quantity >= 0")
+        need(is_int(self.commission_bp) and 0 <= self.commission_bp <= 10_000,
+             "commission_bp must be 0..10000")
+        seen: set[tuple[str, int]] = set()
+        for r in self.commission_rules:
+            where = f"commission_rules[{r.kind} {r.key}]"
+            need(r.kind in ("sku", "category"), f"{where}: kind must be sku or category")
+            need(is_int(r.key) and (0 < r.key < 2**64 if r.kind == "sku" else 0 <= r.key < CATEGORY_COUNT),
+                 f"{where}: key must be a sku (1..2^64-1) or a category (0..65535)")
+            need((r.kind, r.key) not in seen, f"{where}: appears twice")
+            seen.add((r.kind, r.key))
+            need(is_int(r.fixed_fen) and 0 <= r.fixed_fen <= COMMISSION_FIXED_FEN_LIMIT,
+                 f"{where}: fixed_fen 0..{COMMISSION_FIXED_FEN_LIMIT}")
+            need(is_int(r.bp) and 0 <= r.bp <= 10_000, f"{where}: bp 0..10000")
+
+    def _compile_commission(self) -> tuple[np.ndarray, np.ndarray]:
+        tables = []
+        for kind in ("sku", "category"):
+            rules = sorted((r for r in self.commission_rules if r.kind == kind),
+                           key=lambda r: r.key)
+            t = np.zeros(len(rules), dtype=COMMISSION_RULE)
+            for i, r in enumerate(rules):
+                t[i] = (r.key, r.fixed_fen, r.bp)
+            tables.append(t)
+        return tables[0], tables[1]
 
     def compile(self, pin_key: tuple[int, int] = (0, 0),
                 type_limits: dict[int, RechargeLimit] | None = None) -> _fastpath.Rules:
@@ -268,6 +310,7 @@ class RulesConfig:
         prices = sorted(self.member_prices)
         tpls, scope = self._compile_coupons()
         limits = _compile_type_limits(type_limits or {}, scope)
+        sku_comm, cat_comm = self._compile_commission()
         return _fastpath.Rules(
             self.version, ROUNDING[self.rounding], SPEND_ORDER[self.spend_order],
             self.max_amount_fen, self.max_balance_fen, self.points_per_yuan_bp,
@@ -283,6 +326,8 @@ class RulesConfig:
             pin_lock_s=self.pin_lock_s, tz_offset_s=self.tz_offset_s,
             pin_key0=pin_key[0], pin_key1=pin_key[1], coupon_tpls=tpls,
             scope=np.array(scope, dtype=np.uint64), type_limits=limits,
+            commission_bp=self.commission_bp, sku_commission=sku_comm,
+            category_commission=cat_comm,
         )
 
     def _compile_coupons(self) -> tuple[np.ndarray, list[int]]:
@@ -334,6 +379,8 @@ class RulesConfig:
             d["coupon_templates"] = tuple(
                 CouponTemplate(**{**t, **{k: tuple(t[k]) for k in ("stores", "categories", "levels") if k in t}})
                 for t in d["coupon_templates"])
+        if "commission_rules" in d:
+            d["commission_rules"] = tuple(CommissionRule(**r) for r in d["commission_rules"])
         if "member_prices" in d:
             d["member_prices"] = tuple((int(sku), tuple(int(p) for p in prices))
                                        for sku, prices in d["member_prices"])

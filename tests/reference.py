@@ -78,7 +78,7 @@ _OP_DEFAULTS = dict(client_hi=0, client_lo=0, card_no=0, amount_fen=0, store_id=
                     coupons_off=0, coupons_n=0, pin=0, pin_len=0)
 _ZERO_AMOUNTS = {"discount_fen": 0, "payable_fen": 0, "principal_delta_fen": 0,
                  "bonus_delta_fen": 0, "points_delta": 0, "offset_fen": 0, "offset_points": 0,
-                 "coupon_fen": 0}
+                 "coupon_fen": 0, "commission_fen": 0}
 
 
 class Rejected(Exception):
@@ -492,6 +492,30 @@ def redeem_coupons(op: dict, ctx: Ctx, level: int, priced: list[tuple[int, dict]
     return redeemed
 
 
+def line_commission(rules, sku: int, category: int, qty: int, paid: int) -> int:
+    """Staff commission of one line: the sku's rule, else the category's, else the
+    default share of what was paid; fixed per unit plus a share, floored."""
+    rule = None
+    if sku:
+        rule = next((r for r in rules.commission_rules if r.kind == "sku" and r.key == sku), None)
+    if rule is None:
+        rule = next((r for r in rules.commission_rules
+                     if r.kind == "category" and r.key == category), None)
+    if rule is None:
+        return paid * rules.commission_bp // BP
+    return rule.fixed_fen * qty + paid * rule.bp // BP
+
+
+def swipe_commission(rules, priced: list[tuple[int, dict]], payable: int, reduction: int) -> int:
+    """Commission of a swipe: per line, on the line's payable less its share of the
+    coupons and the offset (the same floored shares as the points)."""
+    total = 0
+    for lp, line in priced:
+        share = reduction * lp // payable if payable > 0 else 0
+        total += line_commission(rules, line["sku"], line["category"], line["qty"], lp - share)
+    return total
+
+
 def debit(card: dict, net: int, rules) -> tuple[int, int]:
     """(from principal, from bonus) of a stored-value payment, in the chain's order."""
     if card["principal_fen"] + card["bonus_fen"] < net:
@@ -522,6 +546,9 @@ def swipe(op: dict, card: dict, ctx: Ctx) -> dict:
     from_principal = from_bonus = 0
     if not op["op_flags"] & OpFlag.PAY_EXTERNAL:
         from_principal, from_bonus = debit(card, net, rules)
+    commission = swipe_commission(rules, priced, payable, coupon_fen + offset_fen)
+    if commission > rules.max_amount_fen:
+        raise Rejected(Result.AMOUNT_TOO_LARGE)
     if op["op_flags"] & OpFlag.GROUP_BUY:
         earned = 0  # group-buy orders earn nothing
     else:
@@ -546,7 +573,7 @@ def swipe(op: dict, card: dict, ctx: Ctx) -> dict:
             "principal_delta_fen": -from_principal, "bonus_delta_fen": -from_bonus,
             "points_delta": earned - op["points_offset"], "offset_fen": offset_fen,
             "offset_points": op["points_offset"], "coupon_fen": coupon_fen,
-            "level_before": level_before, "redeemed": redeemed}
+            "commission_fen": commission, "level_before": level_before, "redeemed": redeemed}
 
 
 def recharge(op: dict, card: dict, ctx: Ctx) -> dict:
@@ -588,7 +615,9 @@ def use_count(op: dict, card: dict, ctx: Ctx) -> dict:
     card["count_uses"] -= uses
     card["visits"] = min(card["visits"] + 1, UINT32_MAX)
     card["last_visit_s"] = ctx.now_s
-    return dict(_ZERO_AMOUNTS, level_before=level_before)
+    # A service use earns its category's fixed commission per use (no money is paid).
+    return dict(_ZERO_AMOUNTS, level_before=level_before,
+                commission_fen=line_commission(ctx.rules, 0, op["category"], uses, 0))
 
 
 def proportional(x: int, before: int, after: int, whole: int) -> int:
@@ -649,7 +678,8 @@ def refund(op: dict, card: dict, ctx: Ctx) -> dict:
         card["level"] = min(card["level"], max(level_earned(card, rules), orig["level_before"]))
     return dict(_ZERO_AMOUNTS, payable_fen=amount, principal_delta_fen=principal,
                 bonus_delta_fen=bonus, points_delta=offset_points - earned,
-                offset_fen=offset_fen, offset_points=offset_points, level_before=level_before)
+                offset_fen=offset_fen, offset_points=offset_points, level_before=level_before,
+                commission_fen=-back(orig["commission_fen"]))
 
 
 _HANDLERS = {OpType.SWIPE: swipe, OpType.RECHARGE: recharge, OpType.USE_COUNT: use_count,

@@ -29,7 +29,14 @@ from reference import LOTS, Model, apply_batch
 
 from core import Engine, EngineConfig
 from core.records import CardStatus, OpType, RecordKind, Result, join_client_id, journal_to_dict
-from core.rules import RATE_BP_LIMIT, BonusTier, LevelRule, RulesConfig
+from core.rules import (
+    COMMISSION_FIXED_FEN_LIMIT,
+    RATE_BP_LIMIT,
+    BonusTier,
+    CommissionRule,
+    LevelRule,
+    RulesConfig,
+)
 
 NOW = 1_700_000_000  # 2023-11-14
 NEW_YEARS_EVE = 1_704_038_000  # 2023-12-31 23:53 in UTC+8
@@ -77,6 +84,13 @@ def domain_rules(draw) -> RulesConfig:
         (sku, tuple(draw(price) for _ in range(n_levels)))
         for sku in sorted(draw(st.sets(st.sampled_from(SKUS), max_size=3))))
     mins = sorted(draw(st.sets(st.integers(1, 20_000), max_size=2)))
+    fixed = st.sampled_from([0, 1, 500, COMMISSION_FIXED_FEN_LIMIT])
+    share = st.sampled_from([0, 1, 300, 10_000])
+    commission_rules = tuple(
+        [CommissionRule("sku", sku, draw(fixed), draw(share))
+         for sku in sorted(draw(st.sets(st.sampled_from(SKUS), max_size=2)))]
+        + [CommissionRule("category", cat, draw(fixed), draw(share))
+           for cat in sorted(draw(st.sets(st.integers(0, 4), max_size=2)))])
     return RulesConfig(
         version=draw(st.integers(1, 9)),
         rounding=draw(st.sampled_from(["half_up", "floor"])),
@@ -101,6 +115,8 @@ def domain_rules(draw) -> RulesConfig:
         tz_offset_s=draw(st.sampled_from([8 * 3_600, 0, -14 * 3_600, 14 * 3_600])),
         pin_max_failures=draw(st.sampled_from([1, 2, 3, 5, 5])),
         pin_lock_s=draw(st.sampled_from([0, 60, 1_800])),
+        commission_bp=draw(st.sampled_from([0, 0, 150, 10_000])),
+        commission_rules=commission_rules,
     )
 
 
