@@ -1140,7 +1140,7 @@ cdef inline void take_points_back(Card *c, int64_t n) noexcept nogil:
 cdef inline uint8_t do_refund(const Op *op, Card *c, JournalRec *rec, const RulesC *R,
                               const JournalRec *orig, int64_t refunded_before,
                               const JournalRec *porig, Card *payer,
-                              bint swipe_card) noexcept nogil:
+                              bint swipe_card, bint refunded_any) noexcept nogil:
     """Return part (or the rest) of what a swipe took. Every component comes back in
     proportion to the cumulative refund, floored, so that refunds that add up to the
     whole return exactly the whole: the same principal/bonus split, the offset points,
@@ -1156,7 +1156,12 @@ cdef inline uint8_t do_refund(const Op *op, Card *c, JournalRec *rec, const Rule
     if not swipe_card:
         return REFUND_CARD_MISMATCH
     paid = orig.payable_fen - orig.coupon_fen
-    if op.amount_fen <= 0:
+    if paid == 0 and op.amount_fen == 0:
+        # Coupons paid the whole order: its reversal gives no money back, only the
+        # coupons (and the visit's spend and level), once.
+        if refunded_any:
+            return REFUND_EXCEEDS_PAID
+    elif op.amount_fen <= 0:
         return AMOUNT_NOT_POSITIVE
     if op.amount_fen > paid - refunded_before:
         return REFUND_EXCEEDS_PAID
@@ -1701,6 +1706,7 @@ cdef class Batcher:
         cdef int n_cps, k
         cdef uint8_t coupon_code
         cdef int64_t ref_prior, refunded_before = 0
+        cdef bint refunded_any = False
         cdef int64_t ring[PREFETCH_AHEAD]
         cdef int64_t ahead
         cdef Py_ssize_t j
@@ -1779,6 +1785,7 @@ cdef class Batcher:
                     res[i].code = REFUND_TARGET_NOT_FOUND
                     continue
                 refunded_before = refunded.get(0, orig.seq)
+                refunded_any = refunded_before >= 0
                 if refunded_before < 0:
                     refunded_before = 0
             if op.card_no == 0:
@@ -1845,7 +1852,8 @@ cdef class Batcher:
             elif op.op_type == REFUND:
                 code = do_refund(op, &c, rec, R, orig, refunded_before, porig, payer,
                                  orig.card_no == op.card_no or self._current_slot(
-                                     orig.card_no, cards, n_cards, card_index, recs) == slot)
+                                     orig.card_no, cards, n_cards, card_index, recs) == slot,
+                                 refunded_any)
             else:
                 code = do_use_count(op, &c, rec, R, &journal)
             res[i].code = code

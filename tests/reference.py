@@ -114,6 +114,7 @@ class Ctx:
     refunded_before: int = 0
     coupon_ids: list = field(default_factory=list)
     coupons: dict = field(default_factory=dict)
+    refunded_any: bool = False            # the swipe has a refund already (even of 0)
 
 
 # --- the money rules, one function each ---------------------------------------------
@@ -648,7 +649,11 @@ def refund(op: dict, card: dict, ctx: Ctx) -> dict:
         raise Rejected(Result.REFUND_CARD_MISMATCH)
     paid = orig["payable_fen"] - orig["coupon_fen"]
     amount = op["amount_fen"]
-    if amount <= 0:
+    if paid == 0 and amount == 0:
+        # Coupons paid it all: a reversal of 0 puts the coupons back, once.
+        if ctx.refunded_any:
+            raise Rejected(Result.REFUND_EXCEEDS_PAID)
+    elif amount <= 0:
         raise Rejected(Result.AMOUNT_NOT_POSITIVE)
     before = ctx.refunded_before
     if amount > paid - before:
@@ -830,7 +835,8 @@ def apply_batch_full(ops: list[dict], cards: dict[int, dict], rules, known: dict
             results.append((Result.CARD_NOT_FOUND, 0, 0))
             continue
         trial = dict(cards[op["card_no"]])
-        ctx = Ctx(rules, now_s, items, pin_key, orig, refunded_before, coupon_ids, coupons)
+        ctx = Ctx(rules, now_s, items, pin_key, orig, refunded_before, coupon_ids, coupons,
+                  refunded_any=orig is not None and orig["seq"] in refunded)
         try:
             amounts = handler(op, trial, ctx)
             code = Result.OK

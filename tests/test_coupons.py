@@ -187,6 +187,33 @@ def test_full_refund_restores_the_coupon_and_returns_only_what_was_paid(eng):
     assert run(eng, "again", 1, 5_000, coupons=[c]).codes[0] == Result.OK
 
 
+def test_order_paid_wholly_by_a_coupon_is_reversed_with_a_zero_refund(eng, tmp_path):
+    """Template 1 takes 10 yuan off an 8-yuan order: nothing is paid, so nothing can be
+    refunded in money; a refund of 0 reverses it (once) and puts the coupon back."""
+    c = give(eng, 1)
+    base = eng.card(1)
+    s = run(eng, "free", 1, 800, coupons=[c])
+    assert s.codes[0] == Result.OK and int(s.record(0)["coupon_fen"]) == 800
+    assert run(eng, "one", 1, 1, OpType.REFUND, ref="free").codes[0] == Result.REFUND_EXCEEDS_PAID
+    assert run(eng, "neg", 1, -1, OpType.REFUND, ref="free").codes[0] == Result.AMOUNT_NOT_POSITIVE
+    assert run(eng, "void", 1, 0, OpType.REFUND, ref="free").codes[0] == Result.OK
+    assert eng.coupon(c)["coupon_status"] == CouponStatus.COUPON_ISSUED
+    assert run(eng, "void2", 1, 0, OpType.REFUND, ref="free").codes[0] == Result.REFUND_EXCEEDS_PAID
+    for k in ("principal_fen", "bonus_fen", "points", "spend_total_fen"):
+        assert eng.card(1)[k] == base[k], k
+    # A paid swipe's refund of 0 is still refused.
+    run(eng, "paid", 1, 500)
+    assert run(eng, "zero", 1, 0, OpType.REFUND, ref="paid").codes[0] == Result.AMOUNT_NOT_POSITIVE
+    # The reversal is remembered across a restart (checkpointed or replayed).
+    eng.close()
+    again = Engine(str(tmp_path), rules=RULES, clock=Clock(), config=EngineConfig(checkpoint_ops=5))
+    try:
+        assert run(again, "void3", 1, 0, OpType.REFUND, ref="free").codes[0] == \
+            Result.REFUND_EXCEEDS_PAID
+    finally:
+        again.close()
+
+
 def test_quantity_and_budget_bound_issuing(eng):
     assert eng.issue_coupons(8, [1, 2], os.urandom(16)).result().code == Result.OK
     r = eng.issue_coupons(8, [1], os.urandom(16)).result()
