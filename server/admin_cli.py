@@ -628,6 +628,15 @@ def cmd_audit(args) -> int:
     return 0
 
 
+def cmd_report_commission(args) -> int:
+    r = _call(args, "CommissionReport", admin_pb2.CommissionReportRequest(
+        since_s=args.since, until_s=args.until, store_id=args.store or 0))
+    _emit_rows(args, r, r.rows, lambda w: (
+        f"operator {w.operator_id}\t{w.swipes} swipes\t{w.uses} uses\t{w.refunds} refunds"
+        f"\tsales {w.sales_fen} fen\tcommission {w.commission_fen} fen"))
+    return 0
+
+
 # --- the parser -------------------------------------------------------------------------------
 
 def _common(p: argparse.ArgumentParser, *, mutating: bool = False) -> None:
@@ -862,6 +871,14 @@ def add_commands(sub, terminal_sub) -> None:
     p = cmd(cpsub, "list", cmd_coupon_list, "a card's coupons")
     p.add_argument("card_no", type=int)
     p.add_argument("--all", action="store_true", help="redeemed and void ones too")
+
+    rp = sub.add_parser("report", help="reports: commission")
+    rpsub = rp.add_subparsers(dest="report_command", required=True)
+    p = cmd(rpsub, "commission", cmd_report_commission,
+            "each operator's swipes, uses, refunds, sales and commission in a window")
+    p.add_argument("--since", type=int, required=True, help="Unix time, inclusive")
+    p.add_argument("--until", type=int, required=True, help="Unix time, exclusive")
+    p.add_argument("--store", type=int, help="only this store (default: your scope)")
 
     p = cmd(sub, "audit", cmd_audit, "the audit trail, oldest first")
     p.add_argument("--since", type=int, default=0, help="only events after this seq")

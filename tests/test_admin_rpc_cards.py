@@ -5,13 +5,18 @@ client ids apply once, and the `mms` commands that call them."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import time
 
 import grpc
+import numpy as np
 import pytest
 from test_admin_rpc import BOOT, PW, Env, add_member, cid, failure
 
+from core.records import OP, OpType, Result, split_client_id
+from core.rules import CommissionRule
 from server.cli import main
 from server.mms_pb import admin_pb2, pos_pb2, types_pb2
 
@@ -320,3 +325,83 @@ def test_cli_commands(env, capsys, tmp_path, monkeypatch):
     coupon_id = out.rsplit(" ", 1)[1]
     assert mms(capsys, "coupon", "list", "9502", *as_("desk11")).startswith(
         f"{coupon_id}\ttemplate 31\tissued\tvalid ")
+
+
+def _commission_sales(env, tag: int) -> tuple[int, int, int, int]:
+    """Commission rules in force (5% on category 3, else 1%), then: operator tag+1
+    swipes 10,000 of category 3 at store 11 (500 fen) and tag+2 swipes 4,000 at store
+    12 (40 fen); a manager (tag+3) refunds 2,000 of the first at store 11, which gives
+    back 100 of tag+1's commission. Returns (since, until, tag+1, tag+2)."""
+    rules = env.engine.rules
+    if not rules.commission_rules:
+        env.engine.set_rules(dataclasses.replace(
+            rules, commission_bp=100, commission_rules=(CommissionRule("category", 3, bp=500),)),
+            cid()).result()
+    since = int(time.time()) - 5
+    a, b, mgr = tag + 1, tag + 2, tag + 3
+    card_with_balance(env, tag + 10, 50_000)
+    card_with_balance(env, tag + 11, 50_000)
+    sale = cid()
+    assert env.engine.swipe(tag + 10, 10_000, sale, store_id=11, operator_id=a,
+                            category=3).result().codes[0] == Result.OK
+    assert env.engine.swipe(tag + 11, 4_000, cid(), store_id=12,
+                            operator_id=b).result().codes[0] == Result.OK
+    ops = np.zeros(1, dtype=OP)
+    ops["client_hi"], ops["client_lo"] = split_client_id(cid())
+    ops["ref_hi"], ops["ref_lo"] = split_client_id(sale)
+    ops["card_no"], ops["amount_fen"], ops["op_type"] = tag + 10, 2_000, OpType.REFUND
+    ops["store_id"], ops["operator_id"] = 11, mgr
+    res = env.engine.submit(ops).result()
+    assert res.codes[0] == Result.OK and int(res.record(0)["commission_fen"]) == -100
+    return since, since + 3_600, a, b
+
+
+def test_commission_report_rbac_and_scope(env):
+    """Store managers see their own store only (forced; another store is OTHER_STORE),
+    the cashier none, finance every store or the one it names; a refund counts against
+    the operator who made the swipe; a bad window is WINDOW_INVALID."""
+    env.call("root", "CreateOperator", admin_pb2.CreateOperatorRequest(
+        client_id=cid(), login="fin", password=PW, role="finance", home_store_id=0))
+    env.login("fin")
+    since, until, a, b = _commission_sales(env, 70_000)
+    row_a11 = (a, 1, 0, 1, 10_000 - 2_000, 500 - 100)
+    row_b = (b, 1, 0, 0, 4_000, 40)
+
+    def report(who: str, store: int = 0):
+        r = env.call(who, "CommissionReport", admin_pb2.CommissionReportRequest(
+            since_s=since, until_s=until, store_id=store))
+        return r.store_id, [(w.operator_id, w.swipes, w.uses, w.refunds, w.sales_fen,
+                             w.commission_fen) for w in r.rows if w.operator_id in (a, b)]
+
+    req = admin_pb2.CommissionReportRequest(since_s=since, until_s=until)
+    assert failure(env.call, "cash11", "CommissionReport", req) == (
+        grpc.StatusCode.PERMISSION_DENIED, "PERMISSION_NOT_GRANTED")
+    assert report("mgr11") == (11, [row_a11])
+    assert report("mgr11", 11) == (11, [row_a11])
+    req.store_id = 12
+    assert failure(env.call, "mgr11", "CommissionReport", req) == (
+        grpc.StatusCode.PERMISSION_DENIED, "OTHER_STORE")
+    assert report("mgr12") == (12, [row_b])
+    assert report("fin") == (0, [row_a11, row_b])
+    assert report("fin", 12) == (12, [row_b])
+    for bad in ((until, since), (since, since + 366 * 86_400 + 1), (-1, 10)):
+        assert failure(env.call, "fin", "CommissionReport", admin_pb2.CommissionReportRequest(
+            since_s=bad[0], until_s=bad[1])) == (grpc.StatusCode.INVALID_ARGUMENT,
+                                                 "WINDOW_INVALID")
+
+
+def test_cli_report_commission(env, capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "cfg"))
+    since, until, a, _ = _commission_sales(env, 80_000)
+    argv = ("report", "commission", "--since", str(since), "--until", str(until),
+            "--target", f"127.0.0.1:{env.server.port}")
+    out = mms(capsys, *argv, f"--session={env.sessions['mgr11']}")
+    assert (f"operator {a}\t1 swipes\t0 uses\t1 refunds\tsales 8000 fen\tcommission 400 fen"
+            in out.splitlines())
+    doc = json.loads(mms(capsys, *argv, "--store", "11", "--json",
+                         f"--session={env.sessions['mgr11']}"))
+    assert doc["store_id"] == 11
+    assert {"operator_id": a, "swipes": "1", "refunds": "1", "sales_fen": "8000",
+            "commission_fen": "400"} in doc["rows"]
+    assert "PERMISSION_DENIED OTHER_STORE" in mms(
+        capsys, *argv, "--store", "12", f"--session={env.sessions['mgr11']}", rc=1)

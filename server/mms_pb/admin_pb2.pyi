@@ -1156,3 +1156,37 @@ class ListCardCouponsResponse(_message.Message):
     COUPONS_FIELD_NUMBER: _ClassVar[int]
     coupons: _containers.RepeatedCompositeFieldContainer[Coupon]
     def __init__(self, coupons: _Optional[_Iterable[_Union[Coupon, _Mapping]]] = ...) -> None: ...
+
+class CommissionReportRequest(_message.Message):
+    __slots__ = ("since_s", "until_s", "store_id")
+    SINCE_S_FIELD_NUMBER: _ClassVar[int]
+    UNTIL_S_FIELD_NUMBER: _ClassVar[int]
+    STORE_ID_FIELD_NUMBER: _ClassVar[int]
+    since_s: int
+    until_s: int
+    store_id: int
+    def __init__(self, since_s: _Optional[int] = ..., until_s: _Optional[int] = ..., store_id: _Optional[int] = ...) -> None: ...
+
+class CommissionRow(_message.Message):
+    __slots__ = ("operator_id", "swipes", "uses", "refunds", "sales_fen", "commission_fen")
+    OPERATOR_ID_FIELD_NUMBER: _ClassVar[int]
+    SWIPES_FIELD_NUMBER: _ClassVar[int]
+    USES_FIELD_NUMBER: _ClassVar[int]
+    REFUNDS_FIELD_NUMBER: _ClassVar[int]
+    SALES_FEN_FIELD_NUMBER: _ClassVar[int]
+    COMMISSION_FEN_FIELD_NUMBER: _ClassVar[int]
+    operator_id: int
+    swipes: int
+    uses: int
+    refunds: int
+    sales_fen: int
+    commission_fen: int
+    def __init__(self, operator_id: _Optional[int] = ..., swipes: _Optional[int] = ..., uses: _Optional[int] = ..., refunds: _Optional[int] = ..., sales_fen: _Optional[int] = ..., commission_fen: _Optional[int] = ...) -> None: ...
+
+class CommissionReportResponse(_message.Message):
+    __slots__ = ("rows", "store_id")
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    STORE_ID_FIELD_NUMBER: _ClassVar[int]
+    rows: _containers.RepeatedCompositeFieldContainer[CommissionRow]
+    store_id: int
+    def __init__(self, rows: _Optional[_Iterable[_Union[CommissionRow, _Mapping]]] = ..., store_id: _Optional[int] = ...) -> None: ...

@@ -99,6 +99,11 @@ class AdminServiceStub:
                 request_serializer=mms_dot_v1_dot_admin__pb2.AuditLogRequest.SerializeToString,
                 response_deserializer=mms_dot_v1_dot_admin__pb2.AuditLogResponse.FromString,
                 _registered_method=True)
+        self.CommissionReport = channel.unary_unary(
+                '/mms.v1.AdminService/CommissionReport',
+                request_serializer=mms_dot_v1_dot_admin__pb2.CommissionReportRequest.SerializeToString,
+                response_deserializer=mms_dot_v1_dot_admin__pb2.CommissionReportResponse.FromString,
+                _registered_method=True)
         self.CreateMember = channel.unary_unary(
                 '/mms.v1.AdminService/CreateMember',
                 request_serializer=mms_dot_v1_dot_admin__pb2.CreateMemberRequest.SerializeToString,
@@ -363,6 +368,14 @@ class AdminServiceServicer:
 
     def AuditLog(self, request, context):
         """AuditLog pages through the audit trail, oldest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CommissionReport(self, request, context):
+        """CommissionReport sums each operator's swipes, count-card uses, refunds, sales and
+        staff commission over a time window, from the journal.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -676,6 +689,11 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.AuditLog,
                     request_deserializer=mms_dot_v1_dot_admin__pb2.AuditLogRequest.FromString,
                     response_serializer=mms_dot_v1_dot_admin__pb2.AuditLogResponse.SerializeToString,
+            ),
+            'CommissionReport': grpc.unary_unary_rpc_method_handler(
+                    servicer.CommissionReport,
+                    request_deserializer=mms_dot_v1_dot_admin__pb2.CommissionReportRequest.FromString,
+                    response_serializer=mms_dot_v1_dot_admin__pb2.CommissionReportResponse.SerializeToString,
             ),
             'CreateMember': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateMember,
@@ -1160,6 +1178,33 @@ class AdminService:
             '/mms.v1.AdminService/AuditLog',
             mms_dot_v1_dot_admin__pb2.AuditLogRequest.SerializeToString,
             mms_dot_v1_dot_admin__pb2.AuditLogResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CommissionReport(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mms.v1.AdminService/CommissionReport',
+            mms_dot_v1_dot_admin__pb2.CommissionReportRequest.SerializeToString,
+            mms_dot_v1_dot_admin__pb2.CommissionReportResponse.FromString,
             options,
             channel_credentials,
             insecure,
