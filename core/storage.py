@@ -192,16 +192,24 @@ class Store:
 
     # --- checkpoint -------------------------------------------------------------------
 
-    def write_chunks(self, txn: lmdb.Transaction, db: str, table: np.ndarray, n: int,
-                     dirty_chunks: np.ndarray) -> int:
-        """Write the dirty chunks of an in-memory table (cards, coupons); return how many."""
-        chunks = np.flatnonzero(dirty_chunks)
-        for k in chunks.tolist():
-            lo = k << CHUNK_SHIFT
-            hi = min(lo + CHUNK_CARDS, n)
-            if hi > lo:
-                txn.put(u64(k), table[lo:hi].tobytes(), db=self.db[db])
-        return len(chunks)
+    def write_chunk(self, txn: lmdb.Transaction, db: str, table: np.ndarray, n: int,
+                    k: int) -> None:
+        """Write chunk k of an in-memory table (cards, coupons) holding n rows."""
+        lo = k << CHUNK_SHIFT
+        hi = min(lo + CHUNK_CARDS, n)
+        if hi > lo:
+            txn.put(u64(k), table[lo:hi].tobytes(), db=self.db[db])
+
+    def write_checkpoint_mark(self, txn: lmdb.Transaction, ids: np.ndarray, seq: int,
+                              now_s: int, n_cards: int, n_coupons: int) -> None:
+        """Close a checkpoint at seq: the client ids first seen since the previous one,
+        and the meta keys recovery starts from."""
+        if len(ids):
+            txn.put(u64(seq), int(now_s).to_bytes(8, "little", signed=True) + ids.tobytes(),
+                    db=self.db["ids"])
+        txn.put(b"checkpoint_seq", u64(seq), db=self.db["meta"])
+        txn.put(b"n_cards", u64(n_cards), db=self.db["meta"])
+        txn.put(b"n_coupons", u64(n_coupons), db=self.db["meta"])
 
     def load_chunks(self, txn: lmdb.Transaction, db: str, dtype: np.dtype, n: int,
                     capacity: int) -> np.ndarray:
@@ -213,18 +221,6 @@ class Store:
             if hi > lo:
                 table[lo:hi] = chunk[: hi - lo]
         return table
-
-    def write_checkpoint(self, txn: lmdb.Transaction, cards: np.ndarray, n_cards: int,
-                         dirty_chunks: np.ndarray, ids: np.ndarray, seq: int, now_s: int) -> int:
-        """Write the dirty chunks of the card table and the new client ids; return the
-        number of chunks written."""
-        written = self.write_chunks(txn, "cards", cards, n_cards, dirty_chunks)
-        if len(ids):
-            txn.put(u64(seq), int(now_s).to_bytes(8, "little", signed=True) + ids.tobytes(),
-                    db=self.db["ids"])
-        txn.put(b"checkpoint_seq", u64(seq), db=self.db["meta"])
-        txn.put(b"n_cards", u64(n_cards), db=self.db["meta"])
-        return written
 
     def load_cards(self, txn: lmdb.Transaction, n_cards: int, capacity: int) -> np.ndarray:
         return self.load_chunks(txn, "cards", CARD, n_cards, capacity)
