@@ -44,6 +44,38 @@ def make_op(client: int | tuple[int, int], card_no: int, amount_fen: int, op_typ
     return op
 
 
+def tag_id(tag: str) -> bytes:
+    """A readable 16-byte client id: the tag, padded with dots."""
+    return tag.encode().ljust(16, b".")[:16]
+
+
+def tagged_op(tag: str, card: int, amount: int, op_type: int = OpType.SWIPE, *, coupons=(),
+              ref: str | None = None, offset: int = 0, store: int = 0, operator: int = 0,
+              category: int = 0, items=None, pin: str | None = None
+              ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """One op as Engine.submit takes it (ops, items, coupon ids): client id from tag, a
+    refund's target from ref, items as (sku, amount_fen, qty, category) tuples."""
+    ops = np.zeros(1, dtype=OP)
+    c = tag_id(tag)
+    ops["client_hi"], ops["client_lo"] = int.from_bytes(c[:8], "big"), int.from_bytes(c[8:], "big")
+    ops["card_no"], ops["amount_fen"], ops["op_type"] = card, amount, op_type
+    ops["points_offset"], ops["store_id"], ops["category"] = offset, store, category
+    ops["operator_id"] = operator
+    ops["coupons_off"], ops["coupons_n"] = 0, len(coupons)
+    if pin is not None:
+        ops["pin"], ops["pin_len"] = int(pin), len(pin)
+    if ref is not None:
+        r = tag_id(ref)
+        ops["ref_hi"], ops["ref_lo"] = int.from_bytes(r[:8], "big"), int.from_bytes(r[8:], "big")
+    arr = None
+    if items:
+        arr = np.zeros(len(items), dtype=ITEM)
+        for i, (sku, amt, qty, cat) in enumerate(items):
+            arr[i] = (sku, amt, qty, cat, 0, 0)
+        ops["items_off"], ops["items_n"] = 0, len(items)
+    return ops, arr, (np.array(coupons, dtype=np.uint64) if coupons else None)
+
+
 def ops_array(ops: list[dict]) -> np.ndarray:
     """Ops as an OP array; fields an op dict leaves out are zero."""
     arr = np.zeros(len(ops), dtype=OP)

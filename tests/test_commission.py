@@ -5,11 +5,11 @@ card's use earns its service's fixed amount per use."""
 
 import os
 
-import numpy as np
 import pytest
+from harness import tagged_op
 
 from core import Engine, RulesConfig
-from core.records import ITEM, OP, OpType, Result
+from core.records import OpType, Result
 from core.rules import CommissionRule, LevelRule, RulesError
 
 NOW = 1_780_000_000
@@ -20,27 +20,9 @@ RULES = RulesConfig(
                       CommissionRule("category", 9, fixed_fen=800)))
 
 
-def cid(tag: str) -> bytes:
-    return tag.encode().ljust(16, b".")[:16]
-
-
-def submit(eng, tag, card, amount, op_type=OpType.SWIPE, *, items=(), offset=0, ref=None,
-           category=0, operator=7):
-    ops = np.zeros(1, dtype=OP)
-    c = cid(tag)
-    ops["client_hi"], ops["client_lo"] = int.from_bytes(c[:8], "big"), int.from_bytes(c[8:], "big")
-    ops["card_no"], ops["amount_fen"], ops["op_type"] = card, amount, op_type
-    ops["points_offset"], ops["category"], ops["operator_id"] = offset, category, operator
-    if ref is not None:
-        r = cid(ref)
-        ops["ref_hi"], ops["ref_lo"] = int.from_bytes(r[:8], "big"), int.from_bytes(r[8:], "big")
-    arr = None
-    if items:
-        arr = np.zeros(len(items), dtype=ITEM)
-        for i, (sku, amt, qty, cat) in enumerate(items):
-            arr[i] = (sku, amt, qty, cat, 0, 0)
-        ops["items_off"], ops["items_n"] = 0, len(items)
-    res = eng.submit(ops, arr).result()
+def submit(eng, tag, card, amount, op_type=OpType.SWIPE, **kw):
+    """The op's result code and the commission its record carries."""
+    res = eng.submit(*tagged_op(tag, card, amount, op_type, operator=7, **kw)).result()
     rec = res.record(0)
     return int(res.codes[0]), (int(rec["commission_fen"]) if rec is not None else None)
 

@@ -5,9 +5,10 @@ import os
 
 import numpy as np
 import pytest
+from harness import tag_id, tagged_op
 
 from core import Engine, EngineConfig, RulesConfig
-from core.records import ITEM, OP, CardStatus, CouponStatus, OpType, Result
+from core.records import CardStatus, CouponStatus, OpType, Result
 from core.rules import CouponTemplate, LevelRule
 
 NOW = 1_780_000_000
@@ -21,30 +22,7 @@ class Clock:
         return self.now
 
 
-def cid(tag):
-    return tag.encode().ljust(16, b".")[:16]
-
-
-def op(tag, card, amount, op_type=OpType.SWIPE, *, coupons=(), ref=None, offset=0, store=0,
-       category=0, items=None, pin=None):
-    ops = np.zeros(1, dtype=OP)
-    c = cid(tag)
-    ops["client_hi"], ops["client_lo"] = int.from_bytes(c[:8], "big"), int.from_bytes(c[8:], "big")
-    ops["card_no"], ops["amount_fen"], ops["op_type"] = card, amount, op_type
-    ops["points_offset"], ops["store_id"], ops["category"] = offset, store, category
-    ops["coupons_off"], ops["coupons_n"] = 0, len(coupons)
-    if pin is not None:
-        ops["pin"], ops["pin_len"] = int(pin), len(pin)
-    if ref is not None:
-        r = cid(ref)
-        ops["ref_hi"], ops["ref_lo"] = int.from_bytes(r[:8], "big"), int.from_bytes(r[8:], "big")
-    arr = None
-    if items:
-        arr = np.zeros(len(items), dtype=ITEM)
-        for i, (sku, amt, qty, cat) in enumerate(items):
-            arr[i] = (sku, amt, qty, cat, 0, 0)
-        ops["items_off"], ops["items_n"] = 0, len(items)
-    return ops, arr, (np.array(coupons, dtype=np.uint64) if coupons else None)
+cid, op = tag_id, tagged_op
 
 
 def run(eng, *args, **kw):

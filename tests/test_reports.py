@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import os
 
-import numpy as np
 import pytest
+from harness import tagged_op
 
 from core import Engine, RulesConfig
-from core.records import OP, OpType, Result
+from core.records import OpType, Result
 from core.reports import REPORT_WINDOW_MAX_S, commission_report
 from core.rules import CommissionRule, CouponTemplate, LevelRule
 
@@ -32,26 +32,12 @@ class Clock:
         return self.now
 
 
-def cid(tag: str) -> bytes:
-    return tag.encode().ljust(16, b".")[:16]
-
-
 def op(eng, clock, at, tag, card, amount, op_type=OpType.SWIPE, *, store, operator,
        category=0, ref=None, coupon=None):
     clock.now = at
-    ops = np.zeros(1, dtype=OP)
-    c = cid(tag)
-    ops["client_hi"], ops["client_lo"] = int.from_bytes(c[:8], "big"), int.from_bytes(c[8:], "big")
-    ops["card_no"], ops["amount_fen"], ops["op_type"] = card, amount, op_type
-    ops["store_id"], ops["operator_id"], ops["category"] = store, operator, category
-    if ref is not None:
-        r = cid(ref)
-        ops["ref_hi"], ops["ref_lo"] = int.from_bytes(r[:8], "big"), int.from_bytes(r[8:], "big")
-    coupons = None
-    if coupon is not None:
-        ops["coupons_off"], ops["coupons_n"] = 0, 1
-        coupons = np.array([coupon], dtype=np.uint64)
-    res = eng.submit(ops, coupon_ids=coupons).result()
+    res = eng.submit(*tagged_op(tag, card, amount, op_type, store=store, operator=operator,
+                                category=category, ref=ref,
+                                coupons=() if coupon is None else (coupon,))).result()
     assert int(res.codes[0]) == Result.OK
     return int(res.record(0)["commission_fen"])
 
