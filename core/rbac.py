@@ -48,6 +48,7 @@ PERMISSIONS: tuple[str, ...] = (
     "operator.write",
     "terminal.write",
     "audit.read",
+    "notify.send",
 )
 
 _P = frozenset
@@ -56,8 +57,9 @@ MATRIX: dict[Role, frozenset[str]] = {
     # Runs the system: the chain's structure, staff, terminals and configuration. Handles
     # no money, no member changes and no coupons: those belong to the people who answer
     # for them, and an admin account is the one most worth stealing.
+    # It also runs the integrations, such as the sender that drains member notices.
     Role.ADMIN: _P({"chain.write", "operator.write", "terminal.write", "rules.write",
-                    "member.read", "report.read", "audit.read"}),
+                    "member.read", "report.read", "audit.read", "notify.send"}),
     # Answers for one store: every counter operation including refunds and point
     # corrections, its staff (cashiers, customer service) and terminals, its reports
     # and exports, and the audit trail of what its staff did.

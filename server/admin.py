@@ -832,4 +832,4 @@ for _name, (_type, _fn) in HANDLERS.items():
     _install(_name, _type, _fn)
 
 # Handlers in other modules register themselves on import (they import this module).
-from server import admin_cards, admin_coupons, admin_reports  # noqa: E402,F401
+from server import admin_cards, admin_coupons, admin_notify, admin_reports  # noqa: E402,F401

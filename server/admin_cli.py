@@ -541,6 +541,28 @@ def cmd_points_redeem(args) -> int:
     return 0
 
 
+def cmd_notify_pull(args) -> int:
+    req = admin_pb2.PullNoticesRequest(limit=args.limit)
+    if args.after is not None:
+        req.after_seq = args.after
+    r = _call(args, "PullNotices", req)
+    if args.json:
+        _emit(args, r, "")
+    else:
+        for n in r.notices:
+            print(f"{n.seq}\t{n.kind}\tcard {n.card_no}\tmember {n.member_id}\t"
+                  f"{n.amount_fen}\tbalance {n.balance_fen}\tpoints {n.points}")
+        print(f"next {r.next_seq}")
+    return 0
+
+
+def cmd_notify_ack(args) -> int:
+    r = _call(args, "AckNotices", admin_pb2.AckNoticesRequest(client_id=_cid(args),
+                                                              upto_seq=args.upto_seq))
+    _emit(args, r, f"cursor {r.cursor}, {r.dropped} reminders dropped{_replay(r)}")
+    return 0
+
+
 def cmd_coupon_template(args) -> int:
     t = admin_pb2.CouponTemplate(
         template_id=args.template_id, name=args.name, kind=args.kind, value_fen=args.value,
@@ -842,6 +864,14 @@ def add_commands(sub, terminal_sub) -> None:
     p.add_argument("card_no", type=int)
     p.add_argument("gift_id", type=int)
     p.add_argument("--qty", type=int, default=1)
+
+    nt = sub.add_parser("notify", help="member notices for a sender: pull, ack")
+    ntsub = nt.add_subparsers(dest="notify_command", required=True)
+    p = cmd(ntsub, "pull", cmd_notify_pull, "notices after a seq (default: the cursor)")
+    p.add_argument("--after", type=int, help="journal seq; default: the acknowledged cursor")
+    p.add_argument("--limit", type=int, default=1000, help="journal records to read")
+    p = cmd(ntsub, "ack", cmd_notify_ack, "acknowledge notices up to a seq", mutating=True)
+    p.add_argument("upto_seq", type=int)
 
     cp = sub.add_parser("coupon", help="coupons: template, templates, issue, list")
     cpsub = cp.add_subparsers(dest="coupon_command", required=True)

@@ -405,3 +405,34 @@ def test_cli_report_commission(env, capsys, tmp_path, monkeypatch):
             "commission_fen": "400"} in doc["rows"]
     assert "PERMISSION_DENIED OTHER_STORE" in mms(
         capsys, *argv, "--store", "12", f"--session={env.sessions['mgr11']}", rc=1)
+
+
+def test_notices_pull_and_ack(env, capsys, tmp_path, monkeypatch):
+    """The sender (an admin operator) pulls the notices of a member's recharge and
+    swipe from the journal, acknowledges them, and the cursor moves; other roles may
+    not; `mms notify pull|ack` do the same."""
+    start = env.engine.stats()["last_seq"]
+    mid = card_with_balance(env, 9801, 4_000)
+    env.pos.Swipe(pos_pb2.SwipeRequest(client_id=cid(), card_no=9801, amount_fen=1_500),
+                  metadata=env.till_md, timeout=30)
+    assert failure(env.call, "mgr11", "PullNotices", admin_pb2.PullNoticesRequest())[1] == \
+        "PERMISSION_NOT_GRANTED"
+    got = env.call("root", "PullNotices", admin_pb2.PullNoticesRequest(after_seq=start))
+    mine = [n for n in got.notices if n.card_no == 9801]
+    assert [(n.kind, n.member_id, n.balance_fen) for n in mine] == [
+        ("recharge", mid, 4_000), ("swipe", mid, 2_500)]
+    assert got.next_seq == env.engine.stats()["last_seq"]
+    assert failure(env.call, "root", "PullNotices", admin_pb2.PullNoticesRequest(
+        limit=100_000))[1] == "LIMIT_INVALID"
+    acked = env.call("root", "AckNotices", admin_pb2.AckNoticesRequest(
+        client_id=cid(), upto_seq=got.next_seq))
+    assert acked.cursor == got.next_seq
+    assert [n for n in env.call("root", "PullNotices", admin_pb2.PullNoticesRequest()).notices
+            if n.card_no == 9801] == []
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "cfg"))
+    target = ("--target", f"127.0.0.1:{env.server.port}", f"--session={env.sessions['root']}")
+    out = mms(capsys, "notify", "pull", "--after", str(start), *target)
+    assert f"card 9801\tmember {mid}\t1500\tbalance 2500" in out
+    assert out.splitlines()[-1] == f"next {env.engine.stats()['last_seq']}"  # past the ack
+    assert mms(capsys, "notify", "ack", str(got.next_seq), *target).startswith(
+        f"cursor {got.next_seq}")

@@ -23,7 +23,7 @@ from core.rbac import (
 
 EXPECTED = {
     Role.ADMIN: {"chain.write", "operator.write", "terminal.write", "rules.write",
-                 "member.read", "report.read", "audit.read"},
+                 "member.read", "report.read", "audit.read", "notify.send"},
     Role.STORE_MANAGER: {"member.read", "member.write", "card.issue", "card.status",
                          "card.replace", "recharge", "swipe", "refund", "points.adjust",
                          "coupon.issue", "report.read", "export", "operator.write",

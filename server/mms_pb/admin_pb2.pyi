@@ -1190,3 +1190,71 @@ class CommissionReportResponse(_message.Message):
     rows: _containers.RepeatedCompositeFieldContainer[CommissionRow]
     store_id: int
     def __init__(self, rows: _Optional[_Iterable[_Union[CommissionRow, _Mapping]]] = ..., store_id: _Optional[int] = ...) -> None: ...
+
+class PullNoticesRequest(_message.Message):
+    __slots__ = ("after_seq", "limit")
+    AFTER_SEQ_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    after_seq: int
+    limit: int
+    def __init__(self, after_seq: _Optional[int] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class Notice(_message.Message):
+    __slots__ = ("seq", "kind", "card_no", "member_id", "time_s", "store_id", "amount_fen", "paid_fen", "principal_delta_fen", "bonus_delta_fen", "points_delta", "balance_fen", "points", "count_uses", "detail_json")
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    CARD_NO_FIELD_NUMBER: _ClassVar[int]
+    MEMBER_ID_FIELD_NUMBER: _ClassVar[int]
+    TIME_S_FIELD_NUMBER: _ClassVar[int]
+    STORE_ID_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FEN_FIELD_NUMBER: _ClassVar[int]
+    PAID_FEN_FIELD_NUMBER: _ClassVar[int]
+    PRINCIPAL_DELTA_FEN_FIELD_NUMBER: _ClassVar[int]
+    BONUS_DELTA_FEN_FIELD_NUMBER: _ClassVar[int]
+    POINTS_DELTA_FIELD_NUMBER: _ClassVar[int]
+    BALANCE_FEN_FIELD_NUMBER: _ClassVar[int]
+    POINTS_FIELD_NUMBER: _ClassVar[int]
+    COUNT_USES_FIELD_NUMBER: _ClassVar[int]
+    DETAIL_JSON_FIELD_NUMBER: _ClassVar[int]
+    seq: int
+    kind: str
+    card_no: int
+    member_id: int
+    time_s: int
+    store_id: int
+    amount_fen: int
+    paid_fen: int
+    principal_delta_fen: int
+    bonus_delta_fen: int
+    points_delta: int
+    balance_fen: int
+    points: int
+    count_uses: int
+    detail_json: str
+    def __init__(self, seq: _Optional[int] = ..., kind: _Optional[str] = ..., card_no: _Optional[int] = ..., member_id: _Optional[int] = ..., time_s: _Optional[int] = ..., store_id: _Optional[int] = ..., amount_fen: _Optional[int] = ..., paid_fen: _Optional[int] = ..., principal_delta_fen: _Optional[int] = ..., bonus_delta_fen: _Optional[int] = ..., points_delta: _Optional[int] = ..., balance_fen: _Optional[int] = ..., points: _Optional[int] = ..., count_uses: _Optional[int] = ..., detail_json: _Optional[str] = ...) -> None: ...
+
+class PullNoticesResponse(_message.Message):
+    __slots__ = ("notices", "next_seq")
+    NOTICES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_SEQ_FIELD_NUMBER: _ClassVar[int]
+    notices: _containers.RepeatedCompositeFieldContainer[Notice]
+    next_seq: int
+    def __init__(self, notices: _Optional[_Iterable[_Union[Notice, _Mapping]]] = ..., next_seq: _Optional[int] = ...) -> None: ...
+
+class AckNoticesRequest(_message.Message):
+    __slots__ = ("client_id", "upto_seq")
+    CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
+    UPTO_SEQ_FIELD_NUMBER: _ClassVar[int]
+    client_id: bytes
+    upto_seq: int
+    def __init__(self, client_id: _Optional[bytes] = ..., upto_seq: _Optional[int] = ...) -> None: ...
+
+class AckNoticesResponse(_message.Message):
+    __slots__ = ("cursor", "dropped", "outcome")
+    CURSOR_FIELD_NUMBER: _ClassVar[int]
+    DROPPED_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    cursor: int
+    dropped: int
+    outcome: AdminOutcome
+    def __init__(self, cursor: _Optional[int] = ..., dropped: _Optional[int] = ..., outcome: _Optional[_Union[AdminOutcome, _Mapping]] = ...) -> None: ...

@@ -269,6 +269,16 @@ class AdminServiceStub:
                 request_serializer=mms_dot_v1_dot_admin__pb2.ListCardCouponsRequest.SerializeToString,
                 response_deserializer=mms_dot_v1_dot_admin__pb2.ListCardCouponsResponse.FromString,
                 _registered_method=True)
+        self.PullNotices = channel.unary_unary(
+                '/mms.v1.AdminService/PullNotices',
+                request_serializer=mms_dot_v1_dot_admin__pb2.PullNoticesRequest.SerializeToString,
+                response_deserializer=mms_dot_v1_dot_admin__pb2.PullNoticesResponse.FromString,
+                _registered_method=True)
+        self.AckNotices = channel.unary_unary(
+                '/mms.v1.AdminService/AckNotices',
+                request_serializer=mms_dot_v1_dot_admin__pb2.AckNoticesRequest.SerializeToString,
+                response_deserializer=mms_dot_v1_dot_admin__pb2.AckNoticesResponse.FromString,
+                _registered_method=True)
         self.GetRules = channel.unary_unary(
                 '/mms.v1.AdminService/GetRules',
                 request_serializer=mms_dot_v1_dot_admin__pb2.GetRulesRequest.SerializeToString,
@@ -618,6 +628,20 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PullNotices(self, request, context):
+        """PullNotices returns member notices after a cursor, for a sender to deliver.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AckNotices(self, request, context):
+        """AckNotices records the last notice a sender has handled.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetRules(self, request, context):
         """GetRules returns the rules in force as JSON.
         """
@@ -859,6 +883,16 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.ListCardCoupons,
                     request_deserializer=mms_dot_v1_dot_admin__pb2.ListCardCouponsRequest.FromString,
                     response_serializer=mms_dot_v1_dot_admin__pb2.ListCardCouponsResponse.SerializeToString,
+            ),
+            'PullNotices': grpc.unary_unary_rpc_method_handler(
+                    servicer.PullNotices,
+                    request_deserializer=mms_dot_v1_dot_admin__pb2.PullNoticesRequest.FromString,
+                    response_serializer=mms_dot_v1_dot_admin__pb2.PullNoticesResponse.SerializeToString,
+            ),
+            'AckNotices': grpc.unary_unary_rpc_method_handler(
+                    servicer.AckNotices,
+                    request_deserializer=mms_dot_v1_dot_admin__pb2.AckNoticesRequest.FromString,
+                    response_serializer=mms_dot_v1_dot_admin__pb2.AckNoticesResponse.SerializeToString,
             ),
             'GetRules': grpc.unary_unary_rpc_method_handler(
                     servicer.GetRules,
@@ -2096,6 +2130,60 @@ class AdminService:
             '/mms.v1.AdminService/ListCardCoupons',
             mms_dot_v1_dot_admin__pb2.ListCardCouponsRequest.SerializeToString,
             mms_dot_v1_dot_admin__pb2.ListCardCouponsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PullNotices(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mms.v1.AdminService/PullNotices',
+            mms_dot_v1_dot_admin__pb2.PullNoticesRequest.SerializeToString,
+            mms_dot_v1_dot_admin__pb2.PullNoticesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AckNotices(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mms.v1.AdminService/AckNotices',
+            mms_dot_v1_dot_admin__pb2.AckNoticesRequest.SerializeToString,
+            mms_dot_v1_dot_admin__pb2.AckNoticesResponse.FromString,
             options,
             channel_credentials,
             insecure,
