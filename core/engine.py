@@ -120,6 +120,9 @@ class EngineConfig:
     # How long a client id stays known after its op. A retry or a replayed bulk file
     # within this window applies nothing twice.
     id_retention_s: int = 30 * 86_400
+    # How often the writer forgets the ids past the retention (after a checkpoint), so
+    # the id index of a server that runs for months stays the size of the window.
+    id_prune_interval_s: int = 86_400
     # Cards issued by one admin op.
     issue_max_cards: int = 1_000_000
     # Line items in one submission (a batch of 4096 ops with 16 lines each).
@@ -134,8 +137,8 @@ class EngineConfig:
             raise ValueError("queue_max_ops must be at least batch_max")
         if self.commit_window_us < 0 or self.checkpoint_ops < 1 or self.checkpoint_interval_s < 1:
             raise ValueError("commit_window_us >= 0, checkpoint_ops >= 1, checkpoint_interval_s >= 1")
-        if self.checkpoint_chunks_per_commit < 1:
-            raise ValueError("checkpoint_chunks_per_commit >= 1")
+        if self.checkpoint_chunks_per_commit < 1 or self.id_prune_interval_s < 1:
+            raise ValueError("checkpoint_chunks_per_commit >= 1, id_prune_interval_s >= 1")
 
 
 @dataclass
@@ -548,6 +551,7 @@ class Engine:
             self._pending_ids: list[np.ndarray] = []
             self._since_checkpoint = 0
             self._round: _Round | None = None
+            self._last_id_prune = time.monotonic()
             self._checkpoint_seq = checkpoint_seq
             last = checkpoint_seq
             self._work = None
@@ -1454,6 +1458,43 @@ class Engine:
         if upto == len(r.chunks):
             self._checkpoint_seq = r.seq
             self._round = None
+            if time.monotonic() - self._last_id_prune >= self.config.id_prune_interval_s:
+                self._last_id_prune = time.monotonic()
+                with self._cond:
+                    if not self._closing:
+                        self._queue.append(_Task(self._prune_ids, Future()))
+                        self._cond.notify()
+
+    def prune_ids(self) -> int:
+        """Forget the client ids past the retention now (the writer does it by itself
+        every id_prune_interval_s); returns the ids still known."""
+        task = _Task(self._prune_ids, Future())
+        with self._cond:
+            if self._closing:
+                raise EngineClosed("the engine is closed")
+            self._queue.append(task)
+            self._cond.notify()
+        task.future.result()
+        return len(self._id_index)
+
+    def _prune_ids(self) -> None:
+        """In the writer, with nothing in flight: rebuild the id index from the id blocks
+        still inside the retention and the ids not yet written to a block (the open
+        checkpoint round's and those after it). Expired blocks are deleted by the next
+        checkpoint. A retry of a forgotten id is a new op, as after a restart."""
+        now = self.clock()
+        with self.store.read() as txn:
+            kept, expired = self.store.load_ids(txn, now - self.config.id_retention_s)
+        parts = [kept] + ([self._round.ids] if self._round is not None else []) + self._pending_ids
+        ids = np.concatenate(parts)
+        index = _fastpath.KeyMap(max(1024, 2 * len(ids)))
+        if len(ids):
+            index.insert_many(ids["hi"].copy(), ids["lo"].copy(), ids["seq"].astype(np.int64))
+        self._id_index = index
+        known = set(self._expired_id_blocks)
+        if self._round is not None:
+            known |= set(self._round.expired)
+        self._expired_id_blocks += [k for k in expired if k not in known]
 
     def _advance_round(self, limit: int) -> None:
         upto = 0

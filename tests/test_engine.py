@@ -332,3 +332,52 @@ def test_checkpoint_rounds_spread_over_commits_and_a_crash_mid_round_recovers(tm
         ops["amount_fen"], ops["op_type"] = 5_000, OpType.RECHARGE
         assert got.submit(ops).result().replayed[0] == 1, name
         got.close()
+
+
+def test_ids_past_the_retention_are_forgotten_while_running(tmp_path):
+    """The id index of a long-running engine keeps only the retention window: a prune
+    (daily by itself) forgets ids of checkpointed blocks past it and keeps the rest,
+    including ids not yet in any block; expired blocks leave the database too."""
+    now = [1_780_000_000]
+    cfg = EngineConfig(id_retention_s=1_000, checkpoint_ops=1, checkpoint_interval_s=3600)
+    eng = Engine(str(tmp_path / "d"), config=cfg, clock=lambda: now[0])
+    eng.issue_cards([1], b"I" * 16).result()
+
+    def recharge(tag: bytes):
+        return eng.recharge(1, 100, tag * 16).result()
+
+    recharge(b"A")                       # checkpointed in a block stamped now
+    recharge(b"B")
+    now[0] += 2_000                      # A's and B's blocks are past the retention
+    recharge(b"C")
+    assert len(eng._id_index) >= 4
+    kept = eng.prune_ids()
+    assert recharge(b"C").replayed[0] == 1                # inside the window: a replay
+    assert recharge(b"A").replayed[0] == 0                # forgotten: a new op
+    assert kept <= 3
+    assert int(eng.card(1)["principal_fen"]) == 400
+    eng.close()
+    with Engine(str(tmp_path / "d"), config=cfg, clock=lambda: now[0]) as again:
+        assert again.recharge(1, 100, b"C" * 16).result().replayed[0] == 1
+        assert again.recharge(1, 100, b"A" * 16).result().replayed[0] == 1   # its 2nd op
+
+
+def test_prune_runs_by_itself_after_a_checkpoint(tmp_path):
+    import time as _time
+    now = [1_780_000_000]
+    cfg = EngineConfig(id_retention_s=1_000, checkpoint_ops=1, checkpoint_interval_s=3600,
+                       id_prune_interval_s=1)
+    eng = Engine(str(tmp_path / "d"), config=cfg, clock=lambda: now[0])
+    try:
+        eng.issue_cards([1], b"I" * 16).result()
+        eng.recharge(1, 100, b"A" * 16).result()
+        now[0] += 2_000
+        _time.sleep(1.1)
+        eng.recharge(1, 100, b"B" * 16).result()          # its checkpoint schedules a prune
+        eng.recharge(1, 100, b"C" * 16).result()
+        deadline = _time.monotonic() + 10
+        while eng.recharge(1, 100, b"A" * 16).result().replayed[0] == 1:
+            assert _time.monotonic() < deadline, "the prune never ran"
+            _time.sleep(0.05)
+    finally:
+        eng.close()
