@@ -94,8 +94,9 @@ def _domain(rng: np.random.Generator, ops: np.ndarray) -> np.ndarray:
     return items
 
 
-def prepare(path: str, n_cards: int, batch: int) -> None:
-    """N cards, each recharged once, checkpointed: the state every run starts from."""
+def prepare(path: str, n_cards: int, batch: int, coupons: bool = True) -> None:
+    """N cards, each recharged once (and holding one coupon for domain runs),
+    checkpointed: the state every run starts from."""
     # Recharges earn a point per yuan, so every card can offset points in domain runs;
     # every card holds one coupon for them.
     rules = RulesConfig(recharge_points_per_yuan_bp=10_000, no_points_categories=(13,),
@@ -121,8 +122,9 @@ def prepare(path: str, n_cards: int, batch: int) -> None:
             futs.append(eng.submit(ops))
         for f in futs:
             f.result()
-        for k in range(0, n_cards, ISSUE_CHUNK):
-            eng.issue_coupons(1, nos[k:k + ISSUE_CHUNK], os.urandom(16)).result()
+        if coupons:
+            for k in range(0, n_cards, ISSUE_CHUNK):
+                eng.issue_coupons(1, nos[k:k + ISSUE_CHUNK], os.urandom(16)).result()
 
 
 def run_engine(path: str, n_cards: int, n_ops: int, batch: int, seed: int,
@@ -267,7 +269,7 @@ def main_engine(argv: list[str] | None = None) -> int:
     try:
         seed_dir = os.path.join(base, "seed")
         t = time.perf_counter()
-        prepare(seed_dir, a.cards, a.batch)
+        prepare(seed_dir, a.cards, a.batch, coupons=a.domain)
         prep_s = time.perf_counter() - t
         if not a.json:
             print(f"prepared {a.cards:,} cards in {prep_s:.1f}s", file=sys.stderr)
