@@ -763,7 +763,7 @@ class MmsServer:
         self.bootstrap_token = bootstrap_token
         self.metrics = metrics
         self.bridge = Bridge(engine, inflight_ops_max)
-        metrics.bind(engine, lambda: self.bridge.inflight_ops)
+        metrics.bind(engine, lambda: self.bridge.inflight_ops, self.is_ready)
         self.registry = registry
         self._listen = listen
         self._metrics_listen = metrics_listen

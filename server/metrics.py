@@ -53,6 +53,7 @@ class Metrics:
             buckets=LATENCY_BUCKETS_SECONDS, registry=r)
         self._engine = None
         self._inflight = None
+        self._ready = None
         self._started: dict = {}
         self._handling: dict = {}
         self._handled: dict = {}
@@ -82,10 +83,12 @@ class Metrics:
             child = self._handled[key] = self.handled.labels(grpc_type, service, method, code.name)
         return child
 
-    def bind(self, engine, inflight_ops=None) -> None:
-        """Read gauges from this engine (stats()) and the server's in-flight counter."""
+    def bind(self, engine, inflight_ops=None, ready=None) -> None:
+        """Read gauges from this engine (stats()), the server's in-flight counter and
+        its readiness (what /readyz answers)."""
         self._engine = engine
         self._inflight = inflight_ops
+        self._ready = ready
 
     # The engine calls this on its writer thread after every commit.
     def on_commit(self, info) -> None:
@@ -136,6 +139,9 @@ class _EngineCollector:
         if self._m._inflight is not None:
             yield GaugeMetricFamily("mms_inflight_ops", "Ops accepted by the server, not yet answered.",
                                     value=self._m._inflight())
+        if self._m._ready is not None:
+            yield GaugeMetricFamily("mms_ready", "1 while the server takes calls (/readyz 200); "
+                                    "0 while it starts or drains.", value=int(bool(self._m._ready())))
 
 
 class HttpEndpoint:

@@ -436,6 +436,7 @@ def test_metrics_endpoint(srv):
                  "mms_queue_ops", "mms_lmdb_map_used_bytes", "mms_lmdb_map_size_bytes",
                  "mms_journal_last_seq"):
         assert f"\n{name}" in text, name
+    assert "\nmms_ready 1.0" in text
     # No card numbers as label values (sample values may contain any digits).
     labels = re.findall(r'\{([^}]*)\}', text)
     assert labels and not any(str(no) in label for label in labels for no in CARDS)
@@ -454,6 +455,21 @@ def test_readyz_not_ready_after_stop(tmp_path):
     assert not np.isnan(port)
     r.close()
     assert not r.server.is_ready()
+
+
+def test_ready_gauge_follows_readiness(tmp_path):
+    from prometheus_client import generate_latest
+
+    from core import Engine
+    from server.metrics import Metrics
+
+    ready = [False]
+    with Engine(str(tmp_path / "d")) as eng:
+        m = Metrics()
+        m.bind(eng, None, lambda: ready[0])
+        assert b"\nmms_ready 0.0" in generate_latest(m.registry)
+        ready[0] = True
+        assert b"\nmms_ready 1.0" in generate_latest(m.registry)
 
 
 def test_single_op_view_matches_op_layout():
