@@ -767,12 +767,16 @@ class Engine:
         Future[AdminResult]."""
         item = _Cold(split_client_id(client_id), build, Future(), int(op_type),
                      int(operator_id), int(store_id))
+        self._enqueue(item)
+        return item.future
+
+    def _enqueue(self, item: _Cold | _Task) -> None:
+        """Queue work that is not a hot op for the writer (admin ops, tasks)."""
         with self._cond:
             if self._closing:
                 raise EngineClosed("the engine is closed")
             self._queue.append(item)
             self._cond.notify()
-        return item.future
 
     def ensure_dbs(self, names: Sequence[str]) -> None:
         """Create named databases (if missing) in the writer, so that only the writer
@@ -787,11 +791,7 @@ class Engine:
             self.store.db.update(handles)
 
         task = _Task(create, Future())
-        with self._cond:
-            if self._closing:
-                raise EngineClosed("the engine is closed")
-            self._queue.append(task)
-            self._cond.notify()
+        self._enqueue(task)
         task.future.result()
 
     def issue_cards(self, card_nos: Sequence[int] | np.ndarray, client_id: bytes, *,
@@ -1469,11 +1469,7 @@ class Engine:
         """Forget the client ids past the retention now (the writer does it by itself
         every id_prune_interval_s); returns the ids still known."""
         task = _Task(self._prune_ids, Future())
-        with self._cond:
-            if self._closing:
-                raise EngineClosed("the engine is closed")
-            self._queue.append(task)
-            self._cond.notify()
+        self._enqueue(task)
         task.future.result()
         return len(self._id_index)
 

@@ -76,39 +76,30 @@ def tagged_op(tag: str, card: int, amount: int, op_type: int = OpType.SWIPE, *, 
     return ops, arr, (np.array(coupons, dtype=np.uint64) if coupons else None)
 
 
-def ops_array(ops: list[dict]) -> np.ndarray:
-    """Ops as an OP array; fields an op dict leaves out are zero."""
-    arr = np.zeros(len(ops), dtype=OP)
-    for i, op in enumerate(ops):
-        for name, value in op.items():
+def records_array(rows: list[dict], dtype: np.dtype) -> np.ndarray:
+    """Rows (ops, items, coupons, cards) as an array of dtype; fields a row leaves out
+    are zero."""
+    arr = np.zeros(len(rows), dtype=dtype)
+    for i, row in enumerate(rows):
+        for name, value in row.items():
             arr[i][name] = value
     return arr
+
+
+def ops_array(ops: list[dict]) -> np.ndarray:
+    return records_array(ops, OP)
 
 
 def items_array(items: list[dict]) -> np.ndarray:
-    """Line items as an ITEM array; fields an item dict leaves out are zero."""
-    arr = np.zeros(len(items), dtype=ITEM)
-    for i, item in enumerate(items):
-        for name, value in item.items():
-            arr[i][name] = value
-    return arr
+    return records_array(items, ITEM)
 
 
 def coupons_array(coupons: list[dict]) -> np.ndarray:
-    """Coupons as a COUPON array; fields a coupon dict leaves out are zero."""
-    arr = np.zeros(len(coupons), dtype=COUPON)
-    for i, cp in enumerate(coupons):
-        for name, value in cp.items():
-            arr[i][name] = value
-    return arr
+    return records_array(coupons, COUPON)
 
 
 def cards_array(cards: list[dict]) -> np.ndarray:
-    arr = np.zeros(len(cards), dtype=CARD)
-    for i, card in enumerate(cards):
-        for name, value in card.items():
-            arr[i][name] = value
-    return arr
+    return records_array(cards, CARD)
 
 
 def record_dict(rec: np.void) -> dict:
