@@ -4,6 +4,10 @@ future resolves it prints one line per op to stdout, flushed line by line:
 
     ack <client id hex> <result code> <replayed>
 
+It prints "opening" before it opens (recovers) the environment and "ready SEED" once it
+serves, so the test can kill it at a point it knows it reached: during recovery, or after
+a chosen number of acknowledged ops.
+
 A line is printed only after the engine resolved the future, that is after the fsync'd
 commit, so every printed OK must survive the kill.
 
@@ -45,6 +49,8 @@ RULE_SETS = (
 def main() -> None:
     path = sys.argv[1]
     seed, checkpoint_ops, n_cards = (int(a) for a in sys.argv[2:5])
+    sys.stdout.write("opening\n")
+    sys.stdout.flush()
     config = EngineConfig(checkpoint_ops=checkpoint_ops, checkpoint_interval_s=1,
                           batch_max=1024, queue_max_ops=8192)
     eng = Engine(path, config=config, rules=RULE_SETS[0])

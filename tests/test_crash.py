@@ -12,7 +12,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +29,8 @@ N_KILLS = 22
 ISSUE_CLIENT_ID = b"crash-test-issue"
 READY_TIMEOUT_S = 60
 JOURNAL_MAX = 10**9
+# A serving child is killed after it acknowledged between 1 and this many ops.
+ACKED_BEFORE_KILL_MAX = 20_000
 
 
 class Child:
@@ -42,7 +43,10 @@ class Child:
             [sys.executable, str(CHILD), path, str(seed), str(checkpoint_ops), str(N_CARDS)],
             stdout=subprocess.PIPE, stderr=self._stderr, env=env, cwd=str(ROOT))
         self.ready = threading.Event()
+        self.opening = threading.Event()
         self.chunks: list[bytes] = []
+        self._acked = 0
+        self._progress = threading.Condition()
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
 
@@ -50,8 +54,24 @@ class Child:
         assert self.proc.stdout is not None
         for line in self.proc.stdout:
             self.chunks.append(line)
-            if line.startswith(b"ready"):
+            if line.startswith(b"ack ") and line.endswith(b"\n"):
+                with self._progress:
+                    self._acked += 1
+                    self._progress.notify_all()
+            elif line.startswith(b"opening"):
+                self.opening.set()
+            elif line.startswith(b"ready"):
                 self.ready.set()
+        with self._progress:
+            self._acked = -1          # the child is gone: nothing more will come
+            self._progress.notify_all()
+
+    def wait_acked(self, n: int, timeout_s: float) -> bool:
+        """Wait until the child has acknowledged n ops (it reached that point and goes
+        on): True, or False if it died or the time ran out."""
+        with self._progress:
+            return self._progress.wait_for(lambda: self._acked >= n or self._acked < 0,
+                                           timeout_s) and self._acked >= n
 
     def kill(self) -> int:
         self.proc.send_signal(signal.SIGKILL)
@@ -179,12 +199,14 @@ def test_sigkill_loses_nothing_and_applies_nothing_twice(tmp_path):
         child = Child(path, seed_base + run, checkpoint_ops, tmp_path / f"stderr.{run}")
         try:
             if run % 7 == 3:
-                # Now and then kill it early: during start-up or recovery.
-                time.sleep(rng.uniform(0.0, 0.6))
-            else:
-                if not child.ready.wait(READY_TIMEOUT_S):
+                # Now and then kill it early: as it opens and recovers the environment.
+                if not child.opening.wait(READY_TIMEOUT_S):
                     raise AssertionError((tmp_path / f"stderr.{run}").read_text())
-                time.sleep(rng.uniform(0.05, 1.2))
+            else:
+                # Kill it while it serves: once it has acknowledged a random number of
+                # ops, wherever its threads are then (mid-batch, mid-commit, mid-rules).
+                if not child.wait_acked(rng.randint(1, ACKED_BEFORE_KILL_MAX), READY_TIMEOUT_S):
+                    raise AssertionError((tmp_path / f"stderr.{run}").read_text())
                 kills_while_serving += 1
         finally:
             rc = child.kill()

@@ -21,16 +21,38 @@ KEY_HEX = bytes(range(32)).hex()
 N = 6000
 
 CHILD = textwrap.dedent("""
-    import sys
+    import sys, time
     sys.path.insert(0, {root!r})
+    import core.members as members
     from core import Engine
     from core.members import MemberStore
+    # Report once {report_after} chunks have committed, then go on: the kill lands
+    # somewhere in the chunks after it. Chunk {block_at} never starts, so the import is
+    # always cut short, however fast this machine is.
+    real = MemberStore._import_chunk
+    done = [0]
+    def counted(self, *a, **kw):
+        if done[0] == {block_at}:
+            time.sleep(60)
+        real(self, *a, **kw)
+        done[0] += 1
+        if done[0] == {report_after}:
+            open({ready!r}, "w").close()
+    MemberStore._import_chunk = counted
     eng = Engine({data!r})
     ms = MemberStore(eng, key=bytes.fromhex({key!r}))
-    open({ready!r}, "w").close()
     ms.import_file({csv!r}, chunk_rows=100)
     eng.close()
 """)
+
+
+def _wait_for(path: str, proc: subprocess.Popen, timeout_s: float = 60) -> None:
+    """Wait for the child to create path (it reached its point); fail if it died first."""
+    deadline = time.monotonic() + timeout_s
+    while not os.path.exists(path):
+        assert proc.poll() is None, f"the child exited ({proc.returncode}) before its point"
+        assert time.monotonic() < deadline, "the child never reached its point"
+        time.sleep(0.005)
 
 
 def test_kill_during_import_leaves_whole_members(tmp_path):
@@ -38,19 +60,18 @@ def test_kill_during_import_leaves_whole_members(tmp_path):
     data, csv_path, ready = str(tmp_path / "d"), str(tmp_path / "m.csv"), str(tmp_path / "ready")
     write_csv(csv_path, ["name", "phone", "tags"],
               [[f"m{i}", f"135{i:08d}", "vip"] for i in range(N)])
-    code = CHILD.format(root=root, data=data, key=KEY_HEX, ready=ready, csv=csv_path)
+    report_after = random.randint(1, N // 100 - 10)
+    code = CHILD.format(root=root, data=data, key=KEY_HEX, ready=ready, csv=csv_path,
+                        report_after=report_after, block_at=report_after + 5)
     proc = subprocess.Popen([sys.executable, "-c", code])
-    deadline = time.monotonic() + 30
-    while not os.path.exists(ready) and time.monotonic() < deadline:
-        time.sleep(0.01)
-    time.sleep(0.4)           # let some chunks commit
+    _wait_for(ready, proc)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
 
     eng = Engine(data)
     ms = MemberStore(eng, key=bytes(range(32)))
     n = ms.count()
-    assert 0 <= n < N
+    assert report_after * 100 <= n < N
     env = eng.store.env
     with env.begin() as txn:
         names = [b"members", b"member_phone", b"member_import_rows"]
@@ -92,22 +113,24 @@ CHURN_CHILD = textwrap.dedent("""
         members._save_chunks = stalled
     eng = Engine({data!r})
     ms = MemberStore(eng, key=bytes.fromhex({key!r}))
+    # Report after a given number of member writes, then go on: the kill lands at a
+    # point of the churn after it.
+    churn(ms, random.Random({seed}), {ops_before}, file_tag="s{seed}a-")
     open({ready!r}, "w").close()
-    churn(ms, random.Random({seed}), 10**9, file_tag="s{seed}-")
+    churn(ms, random.Random({seed} + 1000), 10**9, file_tag="s{seed}-")
 """)
 
 
-def _kill_churn(tmp_path, data, seed, delay_s, stall_save=False):
+def _kill_churn(tmp_path, data, seed, ops_before, stall_save=False):
+    """Run the churn child and SIGKILL it as soon as it reports its point: after
+    ops_before member writes, or (stall_save) inside the transaction saving a rebuilt
+    index, where it waits to be killed."""
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     ready = str(tmp_path / f"ready{seed}")
     code = CHURN_CHILD.format(root=root, tests=os.path.join(root, "tests"), data=data, key=KEY_HEX,
-                              ready=ready, seed=seed, stall_save=stall_save)
+                              ready=ready, seed=seed, stall_save=stall_save, ops_before=ops_before)
     proc = subprocess.Popen([sys.executable, "-c", code])
-    deadline = time.monotonic() + 30
-    while not os.path.exists(ready) and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert os.path.exists(ready)
-    time.sleep(delay_s)
+    _wait_for(ready, proc)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
 
@@ -123,7 +146,7 @@ def test_kill_during_member_writes_leaves_the_saved_index_current(tmp_path):
     data = str(tmp_path / "d")
     rng = random.Random(11)
     for seed in range(4):
-        _kill_churn(tmp_path, data, seed, rng.uniform(0.3, 1.5))
+        _kill_churn(tmp_path, data, seed, rng.randint(1, 40))
         eng = Engine(data)
         ms = MemberStore(eng, key=bytes(range(32)))
         assert ms.index_source in ("loaded", "empty"), ms.index_source
@@ -148,7 +171,7 @@ def test_kill_while_a_rebuilt_index_is_saved(tmp_path):
         with env.begin(write=True) as txn:
             txn.delete(b"index", db=env.open_db(b"member_meta", txn=txn))
         env.close()
-        _kill_churn(tmp_path, data, seed, 0.0 if stall else rng.uniform(0.0, 0.6), stall_save=stall)
+        _kill_churn(tmp_path, data, seed, 0 if stall else rng.randint(0, 30), stall_save=stall)
         eng = Engine(data)
         ms = MemberStore(eng, key=bytes(range(32)))
         if stall:
