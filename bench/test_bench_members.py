@@ -25,7 +25,7 @@ import pytest
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from core import Engine, EngineConfig  # noqa: E402
-from core.members import MemberQuery, MemberStatus, MemberStore, write_csv  # noqa: E402
+from core.domain.members import MemberQuery, MemberStatus, MemberStore, write_csv  # noqa: E402
 
 KEY = bytes(range(32))
 NOW = 1_700_000_000

@@ -1,7 +1,7 @@
 """mms core: the transaction engine. Other packages use only the names exported here
 and the record views in core.records."""
 
-from core.engine import (
+from core.engine.writer import (
     AdminContext,
     AdminRejected,
     AdminResult,

@@ -121,7 +121,7 @@ cpdef enum OpFlag:
 
 
 cpdef enum CardFlag:
-    CARD_FLAG_MEMBERSHIP_LAPSED = 1  # no spend in a level period (core/levels.py); cleared on upgrade
+    CARD_FLAG_MEMBERSHIP_LAPSED = 1  # no spend in a level period (core/domain/levels.py); cleared on upgrade
 
 
 cpdef enum CouponKind:

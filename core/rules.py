@@ -97,7 +97,7 @@ class CouponTemplate:
 
 @dataclass(frozen=True)
 class RechargeLimit:
-    """Who may recharge the cards of one card type (core/cards.py's CardType carries
+    """Who may recharge the cards of one card type (core/domain/cards.py's CardType carries
     it; the engine enforces it inside the recharge). Empty id lists = every store or
     operator."""
 

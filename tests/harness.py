@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from core import _fastpath
+from core.engine.storage import CHUNK_SHIFT
 from core.records import (
     CARD,
     COUPON,
@@ -20,7 +21,6 @@ from core.records import (
     coupon_to_dict,
     journal_to_dict,
 )
-from core.storage import CHUNK_SHIFT
 
 CARD_FIELDS = [n for n in CARD.names if not n.startswith("_")]
 OP_FIELDS = [n for n in OP.names if not n.startswith("_")]

@@ -1,1 +1,1 @@
-"""Generated gRPC stubs for mms.v1 (see server/protogen.py)."""
+"""Generated gRPC stubs for mms.v1 (see server/tools/protogen.py)."""

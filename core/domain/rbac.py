@@ -1,0 +1,197 @@
+"""Roles and permissions: who may do what, and in which stores.
+
+Least privilege: each role holds exactly the permissions its daily work needs, and the
+store-scoped roles (store manager, cashier, customer service) act only on their own
+store's data. The chain-wide roles (admin, finance, marketing, auditor) work at HQ and
+see every store. docs/chain.md gives the reason for every cell of the matrix.
+
+`authorize` is pure: it looks only at the principal it is given (role, home store,
+disabled flag) and the permission matrix, so it costs a dict lookup and a set test and
+can run on every call. Resolving a session token into a principal is the chain
+module's job (core.domain.chain.Chain.principal).
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Protocol
+
+
+class Role(str, Enum):
+    ADMIN = "admin"
+    STORE_MANAGER = "store_manager"
+    CASHIER = "cashier"
+    CUSTOMER_SERVICE = "customer_service"
+    FINANCE = "finance"
+    MARKETING = "marketing"
+    AUDITOR = "auditor"
+
+
+# Every permission an admin RPC may ask for. A name not in this list is a programming
+# error (authorize raises ValueError), never a silent deny.
+PERMISSIONS: tuple[str, ...] = (
+    "member.read",
+    "member.write",
+    "card.issue",
+    "card.status",
+    "card.replace",
+    "recharge",
+    "swipe",
+    "refund",
+    "points.adjust",
+    "coupon.template",
+    "coupon.issue",
+    "rules.write",
+    "report.read",
+    "export",
+    "chain.write",
+    "operator.write",
+    "terminal.write",
+    "audit.read",
+    "notify.send",
+)
+
+_P = frozenset
+
+MATRIX: dict[Role, frozenset[str]] = {
+    # Runs the system: the chain's structure, staff, terminals and configuration. Handles
+    # no money, no member changes and no coupons: those belong to the people who answer
+    # for them, and an admin account is the one most worth stealing.
+    # It also runs the integrations, such as the sender that drains member notices.
+    Role.ADMIN: _P({"chain.write", "operator.write", "terminal.write", "rules.write",
+                    "member.read", "report.read", "audit.read", "notify.send"}),
+    # Answers for one store: every counter operation including refunds and point
+    # corrections, its staff (cashiers, customer service) and terminals, its reports
+    # and exports, and the audit trail of what its staff did.
+    Role.STORE_MANAGER: _P({"member.read", "member.write", "card.issue", "card.status",
+                            "card.replace", "recharge", "swipe", "refund", "points.adjust",
+                            "coupon.issue", "report.read", "export", "operator.write",
+                            "terminal.write", "audit.read"}),
+    # The counter: registers members, issues cards, takes recharges and swipes. Refunds
+    # and point corrections need the manager.
+    Role.CASHIER: _P({"member.read", "member.write", "card.issue", "recharge", "swipe"}),
+    # The service desk: member data, loss reports, freezes, replacements, make-up points
+    # and goodwill coupons. Moves no money.
+    Role.CUSTOMER_SERVICE: _P({"member.read", "member.write", "card.status", "card.replace",
+                               "points.adjust", "coupon.issue"}),
+    # Reconciles money chain-wide: reports, exports and the audit trail; changes nothing.
+    Role.FINANCE: _P({"member.read", "report.read", "export", "audit.read"}),
+    # Promotions: coupon templates and issues, points and level rules, and the reports
+    # that judge them. No exports: those carry member data out of the system.
+    Role.MARKETING: _P({"member.read", "coupon.template", "coupon.issue", "rules.write",
+                        "report.read"}),
+    # Reads everything needed to check the books and the staff; changes nothing.
+    Role.AUDITOR: _P({"member.read", "report.read", "audit.read"}),
+}
+
+# Roles bound to one store (their home store). The others are chain-wide.
+STORE_SCOPED_ROLES = frozenset({Role.STORE_MANAGER, Role.CASHIER, Role.CUSTOMER_SERVICE})
+
+# Which roles an operator of a role may give (create an operator with, or move one to).
+# An admin staffs the chain; a store manager staffs the counter and the service desk of
+# their own store, never another manager (that would let a manager multiply managers).
+GRANTABLE: dict[Role, frozenset[Role]] = {
+    Role.ADMIN: frozenset(Role),
+    Role.STORE_MANAGER: frozenset({Role.CASHIER, Role.CUSTOMER_SERVICE}),
+}
+
+# Machine-readable reasons of PermissionDenied (the gRPC layer sends them as the
+# error's reason; clients switch on them).
+NOT_AUTHENTICATED = "NOT_AUTHENTICATED"
+OPERATOR_DISABLED = "OPERATOR_DISABLED"
+PERMISSION_NOT_GRANTED = "PERMISSION_NOT_GRANTED"
+STORE_REQUIRED = "STORE_REQUIRED"
+OTHER_STORE = "OTHER_STORE"
+ROLE_NOT_GRANTABLE = "ROLE_NOT_GRANTABLE"
+
+
+class PermissionDenied(Exception):
+    """The principal may not do this. `reason` is one of the constants above."""
+
+    def __init__(self, reason: str, permission: str, message: str, *, operator_id: int = 0,
+                 store_id: int | None = None) -> None:
+        super().__init__(f"{reason}: {message}")
+        self.reason = reason
+        self.permission = permission
+        self.operator_id = operator_id
+        self.store_id = store_id
+
+    def to_dict(self) -> dict:
+        return {"reason": self.reason, "permission": self.permission,
+                "operator_id": self.operator_id, "store_id": self.store_id}
+
+
+class PrincipalLike(Protocol):
+    operator_id: int
+    role: Role
+    home_store_id: int
+
+
+def role_of(value: Role | str) -> Role:
+    try:
+        return Role(value)
+    except ValueError:
+        raise ValueError(f"unknown role {value!r}; roles are {[r.value for r in Role]}") from None
+
+
+def permissions_of(role: Role | str) -> frozenset[str]:
+    return MATRIX[role_of(role)]
+
+
+def is_store_scoped(role: Role | str) -> bool:
+    return role_of(role) in STORE_SCOPED_ROLES
+
+
+def authorize(principal: PrincipalLike | None, permission: str,
+              store_id: int | None = None) -> None:
+    """Raise PermissionDenied unless principal may use permission on store_id's data.
+
+    store_id is the store that owns the data (or where the act happens); None means
+    data of the whole chain (a chain-wide list, a chain-level setting). Store-scoped
+    operators pass only for their own store and never for None: a cashier's search must
+    name the store, so it can only ever see that store's members.
+    """
+    if permission not in _KNOWN:
+        raise ValueError(f"unknown permission {permission!r}")
+    if principal is None:
+        raise PermissionDenied(NOT_AUTHENTICATED, permission, "no valid session")
+    op_id = int(principal.operator_id)
+    if getattr(principal, "disabled", False):
+        raise PermissionDenied(OPERATOR_DISABLED, permission,
+                               f"operator {op_id} is disabled", operator_id=op_id)
+    role = role_of(principal.role)
+    if permission not in MATRIX[role]:
+        raise PermissionDenied(PERMISSION_NOT_GRANTED, permission,
+                               f"role {role.value} does not hold {permission}",
+                               operator_id=op_id, store_id=store_id)
+    if role in STORE_SCOPED_ROLES:
+        home = int(principal.home_store_id)
+        if store_id is None:
+            raise PermissionDenied(STORE_REQUIRED, permission,
+                                   f"role {role.value} acts only within store {home}; "
+                                   "the request must name it", operator_id=op_id)
+        if int(store_id) != home:
+            raise PermissionDenied(OTHER_STORE, permission,
+                                   f"operator {op_id} belongs to store {home}, not {store_id}",
+                                   operator_id=op_id, store_id=int(store_id))
+
+
+def store_filter(principal: PrincipalLike) -> int | None:
+    """The store a list or search must be limited to for this principal (None: any)."""
+    role = role_of(principal.role)
+    return int(principal.home_store_id) if role in STORE_SCOPED_ROLES else None
+
+
+def check_grant(principal: PrincipalLike, role: Role | str) -> None:
+    """Raise PermissionDenied unless principal may give role to an operator."""
+    actor = role_of(principal.role)
+    target = role_of(role)
+    if target not in GRANTABLE.get(actor, frozenset()):
+        raise PermissionDenied(ROLE_NOT_GRANTABLE, "operator.write",
+                               f"role {actor.value} may not grant role {target.value}",
+                               operator_id=int(principal.operator_id))
+
+
+_KNOWN = frozenset(PERMISSIONS)
+assert all(p <= _KNOWN for p in MATRIX.values()), "the matrix names only known permissions"
+assert set(MATRIX) == set(Role), "every role has a row"

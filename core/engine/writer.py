@@ -1,0 +1,1532 @@
+"""The engine: one writer thread that owns every LMDB write, group commit, recovery.
+
+Data flow of a batch (docs/internals/architecture.md tells the why):
+
+    submit(ops) -> queue (bounded) -> writer takes up to batch_max ops
+      -> Batcher.apply_batch (Cython, nogil): results + journal records with after-images
+      -> one LMDB write txn: put the journal block -> commit (fsync)
+      -> publish (Cython): after-images into the card table, client ids into the id index
+      -> resolve the futures of every submission in the group
+
+The journal is the truth: the card table in LMDB is a checkpoint of it, written every
+checkpoint_ops records or checkpoint_interval_s seconds, and recovery replays the journal
+after the checkpoint. A commit that fails leaves the table untouched because nothing is
+published before the commit returns.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import json
+import logging
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import NoReturn
+
+import lmdb
+import numpy as np
+
+from core import _fastpath
+from core.engine.storage import CARD_TYPES_DB, CHUNK_SHIFT, IDS_DTYPE, Store, from_be, u32, u64
+from core.records import (
+    CARD,
+    COUPON,
+    ITEM,
+    JOURNAL,
+    OP,
+    RESULT,
+    CardStatus,
+    CouponStatus,
+    OpType,
+    RecordKind,
+    Result,
+    card_to_dict,
+    coupon_of,
+    coupon_to_dict,
+    split_client_id,
+)
+from core.rules import CouponTemplate, RechargeLimit, RulesConfig, RulesError
+
+log = logging.getLogger("mms.engine")
+
+Clock = Callable[[], int]
+
+
+def system_clock() -> int:
+    return int(time.time())
+
+
+def _resolve(fut: Future, value: object) -> None:
+    """Answer a caller; a caller that cancelled its future simply gets nothing (the op
+    itself was applied and stays applied)."""
+    if fut.set_running_or_notify_cancel():
+        fut.set_result(value)
+
+
+def _fail(fut: Future, exc: BaseException) -> None:
+    if not fut.done() and fut.set_running_or_notify_cancel():
+        fut.set_exception(exc)
+
+
+# Names of journal op types, for audit events: the engine's own and those that admin
+# modules register (members, chain, ...).
+OP_NAMES: dict[int, str] = {}
+
+
+def register_op_names(names: dict[int, str] | type) -> None:
+    """Register the names of a module's op types (an IntEnum or a dict)."""
+    items = names.items() if isinstance(names, dict) else ((int(m), m.name) for m in names)
+    for code, name in items:
+        if OP_NAMES.get(int(code), name) != name:
+            raise ValueError(f"op type {code} is already {OP_NAMES[int(code)]}")
+        OP_NAMES[int(code)] = name
+
+
+register_op_names(OpType)
+
+
+class EngineClosed(RuntimeError):
+    """The engine no longer takes ops."""
+
+
+class Overloaded(RuntimeError):
+    """The writer's queue is full; the caller should shed load (RESOURCE_EXHAUSTED)."""
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    # Ops applied under one commit. 4096 amortises one fsync (about 0.5-5 ms here) over
+    # enough ops for hundreds of thousands per second while a batch stays ~1.2 MB.
+    batch_max: int = 4096
+    # Ops waiting for the writer; past this submit() raises Overloaded. 64 batches.
+    queue_max_ops: int = 262_144
+    # Under load, the writer waits at most this long for a fuller batch; a lone op
+    # (no load) never waits.
+    commit_window_us: int = 200
+    map_size_bytes: int = 1 << 30
+    checkpoint_ops: int = 1_000_000
+    checkpoint_interval_s: int = 60
+    # Chunks (256 cards or coupons, up to 64 KiB) a checkpoint round writes per group
+    # commit, inside it: 4 MiB more in a commit that writes ~1.7 MB of journal for 4,096
+    # ops, so a checkpoint of 1,000,000 cards spreads over ~60 commits instead of
+    # stalling one for ~2 s.
+    checkpoint_chunks_per_commit: int = 64
+    # How long a client id stays known after its op. A retry or a replayed bulk file
+    # within this window applies nothing twice.
+    id_retention_s: int = 30 * 86_400
+    # How often the writer forgets the ids past the retention (after a checkpoint), so
+    # the id index of a server that runs for months stays the size of the window.
+    id_prune_interval_s: int = 86_400
+    # Cards issued by one admin op.
+    issue_max_cards: int = 1_000_000
+    # Line items in one submission (a batch of 4096 ops with 16 lines each).
+    items_max: int = 65_536
+    initial_card_capacity: int = 1024
+    sync: bool = True
+
+    def validate(self) -> None:
+        if not 1 <= self.batch_max <= 65_536:
+            raise ValueError("batch_max must be 1..65536")
+        if self.queue_max_ops < self.batch_max:
+            raise ValueError("queue_max_ops must be at least batch_max")
+        if self.commit_window_us < 0 or self.checkpoint_ops < 1 or self.checkpoint_interval_s < 1:
+            raise ValueError("commit_window_us >= 0, checkpoint_ops >= 1, checkpoint_interval_s >= 1")
+        if self.checkpoint_chunks_per_commit < 1 or self.id_prune_interval_s < 1:
+            raise ValueError("checkpoint_chunks_per_commit >= 1, id_prune_interval_s >= 1")
+
+
+@dataclass
+class CommitInfo:
+    n_ops: int
+    n_records: int
+    n_items: int
+    commit_seconds: float
+    batch_seconds: float
+    codes: np.ndarray
+    op_types: np.ndarray
+    queue_ops: int
+    last_seq: int
+
+
+_RESULT_COLUMNS = ("amount_fen", "discount_fen", "payable_fen", "coupon_fen", "offset_fen",
+                   "principal_delta_fen", "bonus_delta_fen", "points_delta")
+_AFTER_COLUMNS = (("principal_fen", "principal_fen"), ("bonus_fen", "bonus_fen"),
+                  ("points", "points"), ("level", "level"))
+
+
+class BatchResult:
+    """Per-op results of one submission. Records of ops replayed from an earlier batch
+    are fetched from the journal on first use."""
+
+    def __init__(self, engine: Engine, results: np.ndarray, recs: np.ndarray) -> None:
+        self._engine = engine
+        self._results = results
+        self._recs = recs
+        self.codes = results["code"]
+        self.replayed = results["replayed"]
+        self.seq = results["seq"]
+
+    def __len__(self) -> int:
+        return len(self._results)
+
+    def record(self, i: int) -> np.void | None:
+        r = self._results[i]
+        if int(r["seq"]) == 0:
+            return None
+        if int(r["rec_index"]) >= 0:
+            return self._recs[int(r["rec_index"])]
+        return self._engine.journal_record(int(r["seq"]))
+
+    def columns(self) -> dict[str, np.ndarray]:
+        n = len(self._results)
+        idx = self._results["rec_index"].astype(np.int64)
+        here = idx >= 0
+        out: dict[str, np.ndarray] = {}
+        picked = self._recs[idx[here]]
+        for name in _RESULT_COLUMNS:
+            col = np.zeros(n, dtype=np.int64)
+            col[here] = picked[name]
+            out[name] = col
+        for name, src in _AFTER_COLUMNS:
+            col = np.zeros(n, dtype=np.int64)
+            col[here] = picked["after"][src]
+            out[name] = col
+        # Replays of ops committed in earlier batches: rare, read one by one.
+        for i in np.flatnonzero(~here & (self.seq > 0)).tolist():
+            rec = self.record(i)
+            if rec is None:
+                continue
+            for name in _RESULT_COLUMNS:
+                out[name][i] = rec[name]
+            for name, src in _AFTER_COLUMNS:
+                out[name][i] = rec["after"][src]
+        return out
+
+
+@dataclass
+class AdminResult:
+    code: Result
+    replayed: bool = False
+    seq: int = 0
+    detail: str = ""
+    value: object = None
+    reason: str = ""
+
+
+@dataclass
+class _Hot:
+    ops: np.ndarray
+    future: Future
+    items: np.ndarray | None = None
+    coupon_ids: np.ndarray | None = None
+
+
+@dataclass
+class _Cold:
+    client: tuple[int, int]
+    build: Callable[[AdminContext], object]
+    future: Future
+    op_type: int
+    operator_id: int = 0
+    store_id: int = 0
+
+
+@dataclass
+class _Task:
+    """Work for the writer that is not an op (creating databases)."""
+    run: Callable[[], None]
+    future: Future
+
+
+class AdminRejected(Exception):
+    """Raised by AdminContext.reject: the op changes nothing and answers with code."""
+
+    def __init__(self, code: Result, detail: str, reason: str = "") -> None:
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail
+        self.reason = reason or Result(int(code)).name
+
+
+class AdminContext:
+    """What an admin op's build function sees and does. It runs in the writer, inside
+    the write transaction, with no hot batch in flight: what it reads is current and
+    nothing changes under it."""
+
+    def __init__(self, engine: Engine, txn: lmdb.Transaction, item: _Cold, now: int) -> None:
+        self._engine = engine
+        self.txn = txn
+        self.now = now
+        self.operator_id = item.operator_id
+        self.store_id = item.store_id
+        self.client = item.client
+        self.op_type = item.op_type
+        self.rules = engine._rules
+        self.rules_config = engine._rules_config
+        self.detail: dict | None = None
+        self._records: list[np.ndarray] = []
+        self._n = 0
+        self._cards: dict[int, np.void] = {}
+        self._after: list[Callable[[], None]] = []
+        self._opened: list[str] = []
+
+    def reject(self, code: Result, detail: str, reason: str = "") -> NoReturn:
+        """Abort the op: nothing it did commits. reason is a machine-readable word
+        (UPPER_SNAKE) for clients; it defaults to the code's name."""
+        raise AdminRejected(code, detail, reason)
+
+    @property
+    def next_seq(self) -> int:
+        """The seq the next record this op emits will get."""
+        return self._engine._next_seq + self._n
+
+    def db(self, name: str):
+        if name not in self._engine.store.db:
+            # A handle opened in a transaction that aborts is closed with it: forget it then.
+            self._opened.append(name)
+        return self._engine.store.named_db(name, self.txn)
+
+    def get(self, db: str, key: bytes) -> bytes | None:
+        return self.txn.get(key, db=self.db(db))
+
+    def put(self, db: str, key: bytes, value: bytes) -> None:
+        self.txn.put(key, value, db=self.db(db))
+
+    def delete(self, db: str, key: bytes) -> None:
+        self.txn.delete(key, db=self.db(db))
+
+    def after_commit(self, fn: Callable[[], None]) -> None:
+        """fn runs after the commit is durable (to update in-memory state)."""
+        self._after.append(fn)
+
+    def card(self, card_no: int) -> np.void | None:
+        """A copy of the card as this op has left it so far (or as committed)."""
+        if card_no in self._cards:
+            return self._cards[card_no].copy()
+        slot = self._engine._card_index.lookup(0, int(card_no))
+        if slot < 0:
+            return None
+        return self._engine._cards[slot].copy()
+
+    def emit(self, op_type: int, card: np.void | None, **fields: int) -> int:
+        """Journal one record: card is the card's after-image (None for ops without a
+        card). fields set the record's other columns (amount_fen, points_delta, ...)."""
+        rec = np.zeros(1, dtype=JOURNAL)
+        seq = self._engine._next_seq + self._n
+        rec["seq"], rec["time_s"], rec["op_type"], rec["result"] = seq, self.now, op_type, Result.OK
+        rec["client_hi"], rec["client_lo"] = self.client
+        rec["rules_version"] = self.rules.version
+        rec["store_id"], rec["operator_id"] = self.store_id, self.operator_id
+        for name, value in fields.items():
+            rec[name] = value
+        rec["kind"] = RecordKind.KIND_NONE if card is None else RecordKind.KIND_CARD
+        if card is not None:
+            before = self.card(int(card["card_no"]))
+            rec["card_no"] = card["card_no"]
+            rec["after"] = card
+            rec["prev_seq"] = before["last_seq"] if before is not None else 0
+            rec["level_before"] = before["level"] if before is not None else card["level"]
+            rec["after"]["last_seq"] = seq
+            self._cards[int(card["card_no"])] = rec[0]["after"].copy()
+        self._append(rec)
+        return seq
+
+    def _new_records(self, n: int, op_type: int) -> tuple[np.ndarray, int]:
+        """n journal records of this op with their seqs and common fields set."""
+        first = self._engine._next_seq + self._n
+        recs = np.zeros(n, dtype=JOURNAL)
+        recs["seq"] = np.arange(first, first + n, dtype=np.uint64)
+        recs["time_s"], recs["op_type"], recs["result"] = self.now, op_type, Result.OK
+        recs["client_hi"], recs["client_lo"] = self.client
+        recs["rules_version"] = self.rules.version
+        recs["store_id"], recs["operator_id"] = self.store_id, self.operator_id
+        return recs, first
+
+    def _append(self, recs: np.ndarray) -> None:
+        self._records.append(recs)
+        self._n += len(recs)
+
+    def emit_cards(self, op_type: int, cards: np.ndarray) -> int:
+        """Journal one record per new card at once (bulk issue); returns the first seq."""
+        recs, first = self._new_records(len(cards), op_type)
+        recs["card_no"] = cards["card_no"]
+        recs["level_before"] = cards["level"]
+        recs["after"] = cards
+        recs["after"]["last_seq"] = recs["seq"]
+        self._append(recs)
+        return first
+
+    def emit_updates(self, op_type: int, cards: np.ndarray, **columns: np.ndarray | int) -> int:
+        """Journal one record per existing card at once (bulk runs: points expiry, level
+        reviews). cards are after-images of cards this op has not touched yet; columns
+        set the records' other fields. Returns the first seq."""
+        n = len(cards)
+        if n == 0:
+            return 0
+        recs, first = self._new_records(n, op_type)
+        recs["card_no"] = cards["card_no"]
+        recs["prev_seq"] = cards["last_seq"]
+        # The level before is the committed card's, not the after-image's.
+        slots = self._engine._card_index.lookup_many(np.zeros(n, np.uint64),
+                                                     cards["card_no"].astype(np.uint64))
+        if np.any(slots < 0):
+            raise ValueError("emit_updates is for existing cards")
+        recs["level_before"] = self._engine._cards["level"][slots]
+        for name, value in columns.items():
+            recs[name] = value
+        recs["after"] = cards
+        recs["after"]["last_seq"] = recs["seq"]
+        self._append(recs)
+        return first
+
+    def emit_coupons(self, op_type: int, coupons: np.ndarray, *, new: bool = True) -> int:
+        """Journal one KIND_COUPON record per coupon (its after-image); returns the first
+        seq. New coupons' issued_seq is set to their record's seq; changed ones
+        (new=False) keep theirs."""
+        n = len(coupons)
+        recs, first = self._new_records(n, op_type)
+        recs["kind"] = RecordKind.KIND_COUPON
+        recs["card_no"] = coupons["card_no"]
+        coupons = coupons.copy()
+        if new:
+            coupons["issued_seq"] = recs["seq"]
+        after = JOURNAL.fields["after"][1]
+        raw = recs.view(np.uint8).reshape(n, JOURNAL.itemsize)
+        raw[:, after:after + COUPON.itemsize] = coupons.view(np.uint8).reshape(n, COUPON.itemsize)
+        self._append(recs)
+        return first
+
+    def coupons_of(self, card_no: int) -> np.ndarray:
+        """Copies of the coupons held by a card, as committed."""
+        table = self._engine._coupons[: self._engine._n_coupons]
+        return table[table["card_no"] == int(card_no)].copy()
+
+    def committed_cards(self) -> np.ndarray:
+        """The card table as committed (read-only view; nothing is in flight)."""
+        view = self._engine._cards[: self._engine._n_cards]
+        view.flags.writeable = False
+        return view
+
+    def _journal(self) -> np.ndarray:
+        if not self._records:
+            self.emit(self.op_type, None)
+        return self._records[0] if len(self._records) == 1 else np.concatenate(self._records)
+
+
+@dataclass
+class _Round:
+    """A checkpoint in progress (Engine._start_round)."""
+    seq: int
+    now: int
+    n_cards: int
+    n_coupons: int
+    chunks: list[tuple[str, int]]
+    ids: np.ndarray
+    refunds: list[tuple[int, int]]
+    expired: list[bytes]
+    done: int = 0
+
+
+@dataclass
+class _Job:
+    items: list[_Hot]
+    ops: np.ndarray
+    recs: np.ndarray
+    slots: np.ndarray
+    results: np.ndarray
+    t0: float  # perf_counter seconds, for batch timing
+
+
+def _grown(committed: np.ndarray, work: np.ndarray | None, dirty: np.ndarray, need: int,
+           used: int) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """A hot table pair (committed, work) and its dirty chunks with room for need rows,
+    doubling; the same arrays when they are big enough. Readers keep a reference to
+    whichever array they started with; both hold the committed rows they may read."""
+    cap = len(committed)
+    if need <= cap:
+        return committed, work, dirty
+    while cap < need:
+        cap *= 2
+
+    def grow(table: np.ndarray) -> np.ndarray:
+        bigger = np.zeros(cap, dtype=table.dtype)
+        bigger[:used] = table[:used]
+        return bigger
+
+    bigger_dirty = np.zeros((cap >> CHUNK_SHIFT) + 1, dtype=np.uint8)
+    bigger_dirty[: len(dirty)] = dirty
+    return grow(committed), (grow(work) if work is not None else None), bigger_dirty
+
+
+# Batches applied but not yet committed. Two let the next batch be applied while the
+# previous one is in fsync; more would only add latency.
+PIPELINE_DEPTH = 2
+
+
+# Status changes an operator may make; cancelled is final (issue 4 adds replacement).
+_STATUS_MOVES = {
+    (CardStatus.ACTIVE, CardStatus.LOST), (CardStatus.LOST, CardStatus.ACTIVE),
+    (CardStatus.ACTIVE, CardStatus.FROZEN), (CardStatus.FROZEN, CardStatus.ACTIVE),
+    (CardStatus.ACTIVE, CardStatus.CANCELLED), (CardStatus.LOST, CardStatus.CANCELLED),
+    (CardStatus.FROZEN, CardStatus.CANCELLED), (CardStatus.DORMANT, CardStatus.ACTIVE),
+    (CardStatus.ACTIVE, CardStatus.DORMANT),
+}
+
+
+class Engine:
+    def __init__(self, path: str, *, config: EngineConfig | None = None,
+                 rules: RulesConfig | None = None, clock: Clock | None = None,
+                 observer: object | None = None) -> None:
+        self.config = config or EngineConfig()
+        self.config.validate()
+        self.clock: Clock = clock or system_clock
+        self.observer = observer
+        self.store = Store(path, map_size_bytes=self.config.map_size_bytes, sync=self.config.sync)
+        self._batcher = _fastpath.Batcher(self.config.batch_max)
+        self._cond = threading.Condition()
+        self._queue: collections.deque = collections.deque()
+        self._queued_ops = 0
+        self._closing = False
+        self._closed = False
+        self._commits = 0
+        self._last_batch_ops = 0
+        self._poisoned: BaseException | None = None
+        self._inflight_lock = threading.Lock()
+        self._pipe: queue.Queue = queue.Queue()
+        self._pipe_slots = threading.Semaphore(PIPELINE_DEPTH)
+        self._recover(rules)
+        self._committer = threading.Thread(target=self._commit_loop, name="mms-committer",
+                                           daemon=True)
+        self._writer = threading.Thread(target=self._run, name="mms-applier", daemon=True)
+        self._committer.start()
+        self._writer.start()
+
+    # --- recovery ---------------------------------------------------------------------
+
+    def _recover(self, bootstrap_rules: RulesConfig | None) -> None:
+        now = self.clock()
+        with self.store.read() as txn:
+            checkpoint_seq = self.store.meta_int(txn, b"checkpoint_seq")
+            n_cards = self.store.meta_int(txn, b"n_cards")
+            rules_version = self.store.meta_int(txn, b"rules_version")
+            raw_rules = txn.get(u32(rules_version), db=self.store.db["rules"]) if rules_version else None
+            capacity = max(self.config.initial_card_capacity, 2 * n_cards)
+            self._cards = self.store.load_cards(txn, n_cards, capacity)
+            self._n_cards = n_cards
+            self._card_index = _fastpath.KeyMap(capacity)
+            if n_cards:
+                cols = self._cards[:n_cards]
+                self._card_index.insert_many(np.zeros(n_cards, np.uint64),
+                                             cols["card_no"].astype(np.uint64),
+                                             np.arange(n_cards, dtype=np.int64), True)
+            ids, self._expired_id_blocks = self.store.load_ids(txn, now - self.config.id_retention_s)
+            self._id_index = _fastpath.KeyMap(max(1024, 2 * len(ids)))
+            if len(ids):
+                self._id_index.insert_many(ids["hi"].copy(), ids["lo"].copy(),
+                                           ids["seq"].astype(np.int64))
+            n_coupons = self.store.meta_int(txn, b"n_coupons")
+            ccap = max(self.config.initial_card_capacity, 2 * n_coupons)
+            self._coupons = self.store.load_chunks(txn, "coupons", COUPON, n_coupons, ccap)
+            self._n_coupons = n_coupons
+            self._coupon_index = _fastpath.KeyMap(ccap)
+            if n_coupons:
+                self._coupon_index.insert_many(
+                    np.zeros(n_coupons, np.uint64),
+                    self._coupons["coupon_id"][:n_coupons].astype(np.uint64),
+                    np.arange(n_coupons, dtype=np.int64), True)
+            self._coupon_dirty = np.zeros((ccap >> CHUNK_SHIFT) + 1, dtype=np.uint8)
+            self._coupons_work = None
+            self._refunded = _fastpath.KeyMap(1024)
+            for key, value in txn.cursor(db=self.store.db["refunds"]):
+                self._refunded.insert(0, from_be(key), int.from_bytes(value, "big"))
+            self._pending_refunds: list[tuple[int, int]] = []
+            self._inflight: dict[int, np.ndarray] = {}
+            self._dirty = np.zeros((capacity >> CHUNK_SHIFT) + 1, dtype=np.uint8)
+            self._pending_ids: list[np.ndarray] = []
+            self._since_checkpoint = 0
+            self._round: _Round | None = None
+            self._last_id_prune = time.monotonic()
+            self._checkpoint_seq = checkpoint_seq
+            last = checkpoint_seq
+            self._work = None
+            for block in self.store.journal_blocks(txn, checkpoint_seq):
+                block = block.copy()
+                self._publish_committed(block, None, claim_ids=True)
+                last = int(block[-1]["seq"])
+            self._last_seq = max(last, self.store.last_seq(txn))
+            self._next_seq = self._last_seq + 1
+            self._work = self._cards.copy()
+            self._coupons_work = self._coupons.copy()
+        self._pin_key = self._load_pin_key()
+        if raw_rules is not None:
+            self._rules_config = RulesConfig.from_json(raw_rules)
+        else:
+            initial = bootstrap_rules or RulesConfig()
+            self._rules_config = RulesConfig.from_dict({**initial.to_dict(), "version": 1})
+            with self.store.env.begin(write=True) as txn:
+                txn.put(u32(1), self._rules_config.to_json(), db=self.store.db["rules"])
+                txn.put(b"rules_version", u32(1), db=self.store.db["meta"])
+        self._type_limits = self._load_type_limits()
+        self._rules = self._rules_config.compile(self._pin_key, self._type_limits)
+        self._last_checkpoint_time = time.monotonic()
+        if self._since_checkpoint:
+            log.info("recovered %d records after checkpoint %d", self._since_checkpoint, checkpoint_seq)
+
+    def _load_type_limits(self) -> dict[int, RechargeLimit]:
+        """The card types' recharge limits, from the database core/domain/cards.py keeps them in."""
+        db = self.store.named_db(CARD_TYPES_DB)
+        with self.store.read() as txn:
+            return {from_be(k): RechargeLimit.of_card_type(json.loads(v))
+                    for k, v in txn.cursor(db=db)}
+
+    def set_type_limit(self, ctx: AdminContext, type_id: int, limit: RechargeLimit) -> None:
+        """Inside an admin op that stores a card type: its recharge limit applies from
+        that op's commit on."""
+
+        def swap() -> None:
+            self._type_limits = {**self._type_limits, int(type_id): limit}
+            self._rules = self._rules_config.compile(self._pin_key, self._type_limits)
+
+        self._rules_config.compile(self._pin_key, {int(type_id): limit})  # rejects bad ids
+        ctx.after_commit(swap)
+
+    def _load_pin_key(self) -> tuple[int, int]:
+        """The secret mixed into every PIN hash: MMS_PIN_KEY (32 hex digits) if set, else
+        one made on first open and kept in meta."""
+        env = os.environ.get("MMS_PIN_KEY")
+        if env:
+            raw = bytes.fromhex(env)
+            if len(raw) != 16:
+                raise ValueError("MMS_PIN_KEY must be 32 hex digits")
+        else:
+            with self.store.env.begin(write=True) as txn:
+                raw = txn.get(b"pin_key", db=self.store.db["meta"])
+                if raw is None:
+                    raw = os.urandom(16)
+                    txn.put(b"pin_key", raw, db=self.store.db["meta"])
+        return int.from_bytes(raw[:8], "big"), int.from_bytes(raw[8:], "big")
+
+    # --- publishing -------------------------------------------------------------------
+    #
+    # Two card tables: `_work` is what the next batch is applied against (it already
+    # holds the batches that are still committing), `_cards` only what is durable; the
+    # readers see `_cards`. A batch's after-images go into `_work` right after apply and
+    # into `_cards` right after its commit.
+
+    def _ensure_capacity(self, n_more: int) -> None:
+        self._cards, self._work, self._dirty = _grown(
+            self._cards, self._work, self._dirty, self._n_cards + n_more, self._n_cards)
+
+    def _ensure_coupon_capacity(self, n_more: int) -> None:
+        self._coupons, self._coupons_work, self._coupon_dirty = _grown(
+            self._coupons, self._coupons_work, self._coupon_dirty,
+            self._n_coupons + n_more, self._n_coupons)
+
+    def _publish_committed(self, recs: np.ndarray, slots: np.ndarray | None,
+                           claim_ids: bool) -> None:
+        """Make durable records visible to readers and to the next checkpoint."""
+        n = len(recs)
+        if n == 0:
+            return
+        if claim_ids:
+            # Each op's first record claims its client id (recovery and admin ops; hot
+            # batches claimed theirs when applied).
+            pairs = np.empty(n, dtype=[("hi", "<u8"), ("lo", "<u8")])
+            pairs["hi"], pairs["lo"] = recs["client_hi"], recs["client_lo"]
+            _, first = np.unique(pairs, return_index=True)
+            first.sort()
+            self._id_index.insert_many(
+                recs["client_hi"][first].astype(np.uint64), recs["client_lo"][first].astype(np.uint64),
+                ((recs["seq"][first] << np.uint64(8)) | recs["result"][first].astype(np.uint64)).astype(np.int64))
+        if claim_ids:
+            # Admin ops and recovery may bring cards the table has not seen (issue,
+            # replacement); hot batches never do.
+            nos = np.unique(recs["card_no"][recs["kind"] == RecordKind.KIND_CARD]).astype(np.uint64)
+            unknown = self._card_index.lookup_many(np.zeros(len(nos), np.uint64), nos) < 0
+            if unknown.any():
+                self._ensure_capacity(int(np.count_nonzero(unknown)))
+        is_coupon = recs["kind"] == RecordKind.KIND_COUPON
+        if is_coupon.any():
+            if claim_ids:
+                # Only admin ops (drained pipeline) and recovery bring new coupons; a hot
+                # batch only changes known ones, so the committer never regrows the work
+                # table under the applier.
+                after = JOURNAL.fields["after"][1]
+                raw = np.ascontiguousarray(recs[is_coupon]).view(np.uint8).reshape(-1, JOURNAL.itemsize)
+                ids = raw[:, after:after + 8].copy().view("<u8").reshape(-1)
+                unknown = self._coupon_index.lookup_many(np.zeros(len(ids), np.uint64),
+                                                         ids.astype(np.uint64)) < 0
+                if unknown.any():
+                    self._ensure_coupon_capacity(len(np.unique(ids[unknown])))
+            self._n_coupons = _fastpath.publish_coupons(recs, n, self._coupons,
+                                                        self._coupon_index, self._n_coupons,
+                                                        self._coupon_dirty, CHUNK_SHIFT)
+        self._n_cards = _fastpath.publish(recs, n, self._cards, self._card_index, None,
+                                          self._n_cards, self._dirty, CHUNK_SHIFT, slots)
+        refunds = recs[recs["op_type"] == OpType.REFUND]
+        for rec in refunds:
+            seq, amount = int(rec["ref_seq"]), int(rec["amount_fen"])
+            self._pending_refunds.append((seq, amount))
+            if claim_ids:  # recovery and cold ops; hot refunds counted when applied
+                self._refunded.insert(0, seq, max(0, self._refunded.lookup(0, seq)) + amount)
+        ids = np.empty(n, dtype=IDS_DTYPE)
+        ids["hi"], ids["lo"] = recs["client_hi"], recs["client_lo"]
+        ids["seq"] = (recs["seq"] << np.uint64(8)) | recs["result"].astype(np.uint64)
+        self._pending_ids.append(ids)
+        self._since_checkpoint += n
+        self._last_seq = int(recs[-1]["seq"])
+
+    def _publish_work(self, recs: np.ndarray, slots: np.ndarray | None, claim_ids: bool) -> None:
+        if np.any(recs["kind"] == RecordKind.KIND_COUPON):
+            # The index learnt new coupons from the committed side (admin) or learns them
+            # here; both tables share it, so the count is the committed one.
+            _fastpath.publish_coupons(recs, len(recs), self._coupons_work, self._coupon_index,
+                                      self._n_coupons, None, CHUNK_SHIFT)
+        _fastpath.publish(recs, len(recs), self._work, self._card_index,
+                          self._id_index if claim_ids else None, self._n_cards, None,
+                          CHUNK_SHIFT, slots)
+
+    # --- submission -------------------------------------------------------------------
+
+    def submit(self, ops: np.ndarray, items: np.ndarray | None = None,
+               coupon_ids: np.ndarray | None = None) -> Future:
+        """Queue ops (dtype OP) for the writer. items (dtype ITEM) holds the line items
+        the ops point into with items_off/items_n; coupon_ids (uint64) the coupons they
+        name with coupons_off/coupons_n."""
+        if not isinstance(ops, np.ndarray) or ops.dtype != OP or ops.ndim != 1:
+            raise ValueError("ops must be a 1-d numpy array of dtype core.records.OP")
+        n = len(ops)
+        if n == 0 or n > self.config.batch_max:
+            raise ValueError(f"a submission holds 1..{self.config.batch_max} ops, not {n}")
+        ops = np.ascontiguousarray(ops)
+        if items is not None:
+            if not isinstance(items, np.ndarray) or items.dtype != ITEM or items.ndim != 1:
+                raise ValueError("items must be a 1-d numpy array of dtype core.records.ITEM")
+            if len(items) > self.config.items_max:
+                raise ValueError(f"a submission holds at most {self.config.items_max} items")
+            items = np.ascontiguousarray(items)
+        ends = ops["items_off"].astype(np.int64) + ops["items_n"]
+        if np.any((ops["items_n"] > 0) & (ends > (0 if items is None else len(items)))):
+            raise ValueError("an op's items_off/items_n point past the items")
+        if coupon_ids is not None:
+            coupon_ids = np.ascontiguousarray(coupon_ids, dtype=np.uint64)
+            if coupon_ids.ndim != 1 or len(coupon_ids) > self.config.batch_max:
+                raise ValueError(f"at most {self.config.batch_max} coupon ids per submission")
+        ends = ops["coupons_off"].astype(np.int64) + ops["coupons_n"]
+        if np.any((ops["coupons_n"] > 0) & (ends > (0 if coupon_ids is None else len(coupon_ids)))):
+            raise ValueError("an op's coupons_off/coupons_n point past the coupon ids")
+        if np.any(ops["coupons_n"] > _fastpath.COUPONS_PER_OP):
+            raise ValueError(f"at most {_fastpath.COUPONS_PER_OP} coupons per op")
+        fut: Future = Future()
+        with self._cond:
+            if self._closing:
+                raise EngineClosed("the engine is closed")
+            if self._queued_ops + n > self.config.queue_max_ops:
+                raise Overloaded(f"{self._queued_ops} ops queued, limit {self.config.queue_max_ops}")
+            self._queue.append(_Hot(ops, fut, items, coupon_ids))
+            self._queued_ops += n
+            self._cond.notify()
+        return fut
+
+    def _single(self, op_type: int, card_no: int, amount_fen: int, client_id: bytes,
+                store_id: int, terminal_id: int, operator_id: int, category: int,
+                flags: int) -> Future:
+        hi, lo = split_client_id(client_id)
+        ops = np.zeros(1, dtype=OP)
+        op = ops[0]
+        op["client_hi"], op["client_lo"], op["card_no"], op["amount_fen"] = hi, lo, card_no, amount_fen
+        op["store_id"], op["terminal_id"], op["operator_id"] = store_id, terminal_id, operator_id
+        op["category"], op["op_type"], op["op_flags"] = category, op_type, flags
+        return self.submit(ops)
+
+    def swipe(self, card_no: int, amount_fen: int, client_id: bytes, store_id: int = 0,
+              terminal_id: int = 0, operator_id: int = 0, category: int = 0,
+              flags: int = 0) -> Future:
+        return self._single(OpType.SWIPE, card_no, amount_fen, client_id, store_id,
+                            terminal_id, operator_id, category, flags)
+
+    def recharge(self, card_no: int, amount_fen: int, client_id: bytes, store_id: int = 0,
+                 terminal_id: int = 0, operator_id: int = 0) -> Future:
+        return self._single(OpType.RECHARGE, card_no, amount_fen, client_id, store_id,
+                            terminal_id, operator_id, 0, 0)
+
+    # --- admin ops --------------------------------------------------------------------
+
+    def admin(self, client_id: bytes, op_type: int, build: Callable[[AdminContext], object],
+              *, operator_id: int = 0, store_id: int = 0) -> Future:
+        """Run an admin op through the writer: build(ctx) checks and changes state inside
+        the writer's write transaction; its journal records, database writes and audit
+        event commit together, or (ctx.reject / any exception) nothing does. Idempotent
+        by client id: a repeat returns the first op's result value. Returns
+        Future[AdminResult]."""
+        item = _Cold(split_client_id(client_id), build, Future(), int(op_type),
+                     int(operator_id), int(store_id))
+        self._enqueue(item)
+        return item.future
+
+    def _enqueue(self, item: _Cold | _Task) -> None:
+        """Queue work that is not a hot op for the writer (admin ops, tasks)."""
+        with self._cond:
+            if self._closing:
+                raise EngineClosed("the engine is closed")
+            self._queue.append(item)
+            self._cond.notify()
+
+    def ensure_dbs(self, names: Sequence[str]) -> None:
+        """Create named databases (if missing) in the writer, so that only the writer
+        ever opens a write transaction. Blocks until done."""
+        missing = [n for n in names if n not in self.store.db]
+        if not missing:
+            return
+
+        def create() -> None:
+            with self.store.env.begin(write=True) as txn:
+                handles = {n: self.store.env.open_db(n.encode(), txn=txn) for n in missing}
+            self.store.db.update(handles)
+
+        task = _Task(create, Future())
+        self._enqueue(task)
+        task.future.result()
+
+    def issue_cards(self, card_nos: Sequence[int] | np.ndarray, client_id: bytes, *,
+                    type_id: int = 1, level: int = 0,
+                    member_ids: Sequence[int] | np.ndarray | None = None,
+                    expires_at_s: int = 0, operator_id: int = 0, store_id: int = 0,
+                    count_service: int = 0, count_uses: int = 0) -> Future:
+        """Issue active cards. A count card names its service (1..65535) and its uses."""
+        nos = np.asarray(card_nos, dtype=np.uint64)
+        if not 0 <= count_service < 65_536 or not 0 <= count_uses < 2**31:
+            raise ValueError("count_service 0..65535, count_uses 0..2^31-1")
+        if nos.ndim != 1 or not 1 <= len(nos) <= self.config.issue_max_cards:
+            raise ValueError(f"issue 1..{self.config.issue_max_cards} cards at a time")
+        members = (np.zeros(len(nos), np.uint64) if member_ids is None
+                   else np.asarray(member_ids, dtype=np.uint64))
+        if members.shape != nos.shape:
+            raise ValueError("member_ids and card_nos differ in length")
+        if not 0 <= level < 255 or not 0 <= type_id < 65_536 or expires_at_s < 0:
+            raise ValueError("level 0..254, type_id 0..65535, expires_at_s >= 0")
+
+        def build(ctx: AdminContext):
+            if np.any(nos == 0):
+                ctx.reject(Result.CARD_NO_INVALID, "card number 0 is not valid")
+            if len(np.unique(nos)) != len(nos):
+                ctx.reject(Result.CARD_EXISTS, "the same card number twice in one issue")
+            for no in nos.tolist():
+                if ctx.card(no) is not None:
+                    ctx.reject(Result.CARD_EXISTS, f"card {no} exists")
+            if level >= ctx.rules.n_levels:
+                ctx.reject(Result.OP_TYPE_INVALID, f"level {level} is not configured")
+            after = np.zeros(len(nos), dtype=CARD)
+            after["card_no"] = nos
+            after["member_id"] = members
+            after["type_id"] = type_id
+            after["level"] = level
+            after["status"] = CardStatus.ACTIVE
+            after["expires_at_s"] = expires_at_s
+            after["issued_at_s"] = ctx.now
+            after["level_period_start_s"] = ctx.now
+            after["count_service"] = count_service
+            after["count_uses"] = count_uses
+            ctx.emit_cards(OpType.ISSUE, after)
+            ctx.detail = {"cards": len(nos), "first_card_no": int(nos[0]), "type_id": type_id,
+                          "level": level}
+            return {"cards": len(nos)}
+
+        return self.admin(client_id, OpType.ISSUE, build, operator_id=operator_id,
+                          store_id=store_id)
+
+    def set_card_status(self, card_no: int, status: CardStatus | int, client_id: bytes, *,
+                        operator_id: int = 0, store_id: int = 0) -> Future:
+        status = CardStatus(int(status))
+
+        def build(ctx: AdminContext):
+            card = ctx.card(int(card_no))
+            if card is None:
+                ctx.reject(Result.CARD_NOT_FOUND, f"card {card_no} not found")
+            move = (CardStatus(int(card["status"])), status)
+            if move not in _STATUS_MOVES:
+                ctx.reject(Result.OP_TYPE_INVALID,
+                           f"status {move[0].name} -> {move[1].name} is not allowed")
+            card["status"] = status
+            ctx.emit(OpType.SET_STATUS, card)
+            ctx.detail = {"card_no": int(card_no), "before": {"status": move[0].name},
+                          "after": {"status": move[1].name}}
+            return {"from": move[0].name, "to": move[1].name}
+
+        return self.admin(client_id, OpType.SET_STATUS, build, operator_id=operator_id,
+                          store_id=store_id)
+
+    def issue_coupons(self, template_id: int, card_nos: Sequence[int] | np.ndarray,
+                      client_id: bytes, *, valid_from_s: int | None = None,
+                      operator_id: int = 0, store_id: int = 0) -> Future:
+        """Put one coupon of a template on each card (all or none), within the
+        template's total quantity and budget. value: {"coupon_ids": [...]}."""
+        nos = np.asarray(card_nos, dtype=np.uint64)
+        if nos.ndim != 1 or not 1 <= len(nos) <= self.config.issue_max_cards:
+            raise ValueError(f"issue to 1..{self.config.issue_max_cards} cards at a time")
+
+        def build(ctx: AdminContext):
+            ids = self.put_coupons(ctx, int(template_id), nos, valid_from_s)
+            ctx.detail = {"template_id": int(template_id), "coupons": len(ids),
+                          "first_coupon_id": ids[0]}
+            return {"coupon_ids": ids}
+
+        return self.admin(client_id, OpType.COUPON_ISSUE, build, operator_id=operator_id,
+                          store_id=store_id)
+
+    def put_coupons(self, ctx: AdminContext, template_id: int, nos: np.ndarray,
+                    valid_from_s: int | None = None) -> list[int]:
+        """Inside an admin op: journal one new coupon of a template for each card in nos
+        (a card may repeat), within the template's quantity and budget; the ids."""
+        tpl = ctx.rules_config.coupon_template(template_id)
+        if tpl is None:
+            ctx.reject(Result.NOT_FOUND, f"coupon template {template_id} not found",
+                       "TEMPLATE_NOT_FOUND")
+        for no in set(nos.tolist()):
+            card = ctx.card(no)
+            if card is None:
+                ctx.reject(Result.CARD_NOT_FOUND, f"card {no} not found")
+            if int(card["status"]) == CardStatus.CANCELLED:
+                ctx.reject(Result.CARD_CANCELLED, f"card {no} is cancelled")
+        raw = ctx.get("coupon_stats", u32(template_id))
+        issued, face = (int.from_bytes(raw[:8], "big"), int.from_bytes(raw[8:], "big")) if raw else (0, 0)
+        n = len(nos)
+        if tpl.total_quantity and issued + n > tpl.total_quantity:
+            ctx.reject(Result.FAILED_PRECONDITION,
+                       f"template {template_id}: {tpl.total_quantity - issued} left", "QUANTITY_EXHAUSTED")
+        if tpl.budget_fen and face + n * tpl.face_fen() > tpl.budget_fen:
+            ctx.reject(Result.FAILED_PRECONDITION,
+                       f"template {template_id}: budget {tpl.budget_fen} fen would be passed",
+                       "BUDGET_EXHAUSTED")
+        used = self._coupons["coupon_id"][: self._n_coupons]
+        first_id = int(used.max()) + 1 if len(used) else 1
+        start = ctx.now if valid_from_s is None else int(valid_from_s)
+        coupons = np.zeros(n, dtype=COUPON)
+        coupons["coupon_id"] = np.arange(first_id, first_id + n, dtype=np.uint64)
+        coupons["card_no"] = nos
+        coupons["template_id"] = template_id
+        coupons["coupon_status"] = CouponStatus.COUPON_ISSUED
+        coupons["valid_from_s"] = start
+        coupons["valid_to_s"] = start + tpl.valid_days * 86_400
+        ctx.emit_coupons(OpType.COUPON_ISSUE, coupons)
+        ctx.put("coupon_stats", u32(template_id),
+                (issued + n).to_bytes(8, "big") + (face + n * tpl.face_fen()).to_bytes(8, "big"))
+        return list(range(first_id, first_id + n))
+
+    def coupon(self, coupon_id: int) -> dict | None:
+        slot = self._coupon_index.lookup(0, int(coupon_id))
+        if slot < 0:
+            return None
+        return coupon_to_dict(self._coupons[slot].copy())
+
+    def coupons_of(self, card_no: int) -> list[dict]:
+        table = self._coupons[: self._n_coupons]
+        return [coupon_to_dict(row) for row in table[table["card_no"] == card_no]]
+
+    def set_pin(self, card_no: int, digits: str | None, client_id: bytes, *,
+                operator_id: int = 0, store_id: int = 0) -> Future:
+        """Set (digits) or clear (None) a card's PIN; clears failures and any lockout.
+        Only the salted keyed hash is kept."""
+        if digits is not None and (not 4 <= len(digits) <= 9 or not digits.isdigit()):
+            raise ValueError("a PIN is 4 to 9 digits")
+
+        def build(ctx: AdminContext):
+            card = ctx.card(int(card_no))
+            if card is None:
+                ctx.reject(Result.CARD_NOT_FOUND, f"card {card_no} not found")
+            if digits is None:
+                card["pin_hash"], card["pin_salt"] = 0, 0
+            else:
+                salt = int.from_bytes(os.urandom(8), "big")
+                card["pin_salt"] = salt
+                card["pin_hash"] = _fastpath.pin_hash(self._pin_key[0], self._pin_key[1], salt, digits)
+            card["pin_failures"], card["pin_locked_until_s"] = 0, 0
+            ctx.emit(OpType.SET_PIN, card)
+            ctx.detail = {"card_no": int(card_no), "after": {"pin": "set" if digits else "cleared"}}
+            return {"pin": "set" if digits else "cleared"}
+
+        return self.admin(client_id, OpType.SET_PIN, build, operator_id=operator_id,
+                          store_id=store_id)
+
+    def set_rules(self, rules: RulesConfig, client_id: bytes, *, operator_id: int = 0) -> Future:
+        rules.validate()
+
+        def build(ctx: AdminContext):
+            version = self._install_rules(ctx, rules)
+            ctx.detail = {"before": {"version": version - 1}, "after": {"version": version}}
+            return {"version": version}
+
+        return self.admin(client_id, OpType.SET_RULES, build, operator_id=operator_id)
+
+    def put_coupon_template(self, template: CouponTemplate, client_id: bytes, *,
+                            operator_id: int = 0) -> Future:
+        """Create or change one coupon template: a new rules version with every other
+        rule as it is (read inside the writer, so concurrent changes are not lost).
+        Coupons already issued keep their validity window; the template's scope and
+        value apply to their next redemption."""
+
+        def build(ctx: AdminContext):
+            cfg = ctx.rules_config
+            before = cfg.coupon_template(template.template_id)
+            others = tuple(t for t in cfg.coupon_templates if t.template_id != template.template_id)
+            try:
+                new = dataclasses.replace(cfg, coupon_templates=others + (template,))
+                new.validate()
+            except (RulesError, TypeError) as e:
+                ctx.reject(Result.INVALID_ARGUMENT, str(e), "TEMPLATE_INVALID")
+            version = self._install_rules(ctx, new)
+            ctx.detail = {"template_id": template.template_id, "rules_version": version,
+                          "before": dataclasses.asdict(before) if before else None,
+                          "after": dataclasses.asdict(template)}
+            return {"template_id": template.template_id, "created": before is None,
+                    "version": version}
+
+        return self.admin(client_id, OpType.SET_RULES, build, operator_id=operator_id)
+
+    def _install_rules(self, ctx: AdminContext, rules: RulesConfig) -> int:
+        """Inside an admin op: journal rules as the next version, in force from the
+        commit on. Returns the version."""
+        version = ctx.rules.version + 1
+        new = RulesConfig.from_dict({**rules.to_dict(), "version": version})
+        new.compile(self._pin_key, self._type_limits)  # fails here, not in the swap
+        ctx.emit(OpType.SET_RULES, None, amount_fen=version)
+        ctx.put("rules", u32(version), new.to_json())
+        ctx.put("meta", b"rules_version", u32(version))
+
+        def swap() -> None:
+            self._rules_config = new
+            self._rules = new.compile(self._pin_key, self._type_limits)
+
+        ctx.after_commit(swap)
+        return version
+
+    # --- reads ------------------------------------------------------------------------
+
+    @property
+    def rules(self) -> RulesConfig:
+        return self._rules_config
+
+    def card(self, card_no: int) -> dict | None:
+        slot = self._card_index.lookup(0, int(card_no))
+        if slot < 0:
+            return None
+        return card_to_dict(self._cards[slot].copy())
+
+    def backup(self, dest_dir: str, *, compact: bool = True) -> int:
+        """A consistent copy of the environment taken while serving (one LMDB read
+        transaction); returns the last journal seq it holds. Opening the copy replays the
+        journal after its checkpoint. Another process uses core.engine.backup.backup instead."""
+        if os.path.exists(dest_dir) and os.listdir(dest_dir):
+            raise FileExistsError(f"{dest_dir} is not empty")
+        os.makedirs(dest_dir, exist_ok=True)
+        with self.store.read() as txn:
+            last = self.store.last_seq(txn)
+            self.store.env.copy(dest_dir, compact=compact, txn=txn)
+        return last
+
+    def cards_snapshot(self) -> np.ndarray:
+        """The committed card table as a read-only numpy view (dtype CARD), for
+        vectorised cold paths (search, reports). Rows change in place as commits
+        publish; copy what must not move under you."""
+        view = self._cards[: self._n_cards]
+        view.flags.writeable = False
+        return view
+
+    def journal_record(self, seq: int) -> np.void | None:
+        with self.store.read() as txn:
+            return self.store.journal_record(txn, seq)
+
+    def card_journal(self, card_no: int, limit: int = 50) -> np.ndarray:
+        slot = self._card_index.lookup(0, int(card_no))
+        out = np.zeros(0, dtype=JOURNAL)
+        if slot < 0 or limit <= 0:
+            return out
+        seq = int(self._cards[slot]["last_seq"])
+        found = []
+        with self.store.read() as txn:
+            while seq and len(found) < limit:
+                rec = self.store.journal_record(txn, seq)
+                if rec is None:
+                    break
+                found.append(rec)
+                seq = int(rec["prev_seq"])
+        return np.array(found, dtype=JOURNAL) if found else out
+
+    def journal(self, from_seq: int, limit: int) -> np.ndarray:
+        parts, n = [], 0
+        with self.store.read() as txn:
+            for block in self.store.journal_blocks(txn, max(0, from_seq - 1)):
+                parts.append(block[: limit - n].copy())
+                n += len(parts[-1])
+                if n >= limit:
+                    break
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=JOURNAL)
+
+    def stats(self) -> dict:
+        size, used = self.store.map_usage()
+        with self._cond:
+            queued = self._queued_ops
+        return {"queue_ops": queued, "last_seq": self._last_seq, "n_cards": self._n_cards,
+                "map_size_bytes": size, "map_used_bytes": used, "commits": self._commits,
+                "checkpoint_seq": self._checkpoint_seq, "rules_version": self._rules.version}
+
+    # --- the writer -------------------------------------------------------------------
+    #
+    # Two threads. The applier takes a batch, applies it against `_work` and hands it
+    # to the committer; while the committer waits for the fsync, the applier already
+    # applies the next batch (the Cython loop and LMDB's commit both run without the
+    # GIL). Futures resolve in the committer, after their own commit. Cold (admin) ops
+    # run in the applier once the pipeline is empty. If a commit fails, that batch and
+    # every batch applied after it fail, and the applier reloads the durable state.
+
+    def _take(self) -> list | None:
+        with self._cond:
+            while not self._queue and not self._closing:
+                self._cond.wait()
+            if not self._queue:
+                return None
+            if not isinstance(self._queue[0], _Hot):
+                return [self._queue.popleft()]
+            batch_max = self.config.batch_max
+            # Under load (the last batch was a quarter full or more) wait a moment for a
+            # fuller batch; a lone op is committed at once.
+            if (self.config.commit_window_us and self._queued_ops < batch_max // 4
+                    and self._last_batch_ops >= batch_max // 4 and not self._closing):
+                self._cond.wait(self.config.commit_window_us / 1e6)
+            items, n = [], 0
+            while self._queue and isinstance(self._queue[0], _Hot):
+                k = len(self._queue[0].ops)
+                if n + k > batch_max:
+                    break
+                items.append(self._queue.popleft())
+                n += k
+            self._queued_ops -= n
+            return items
+
+    def _refund_targets(self, ops: np.ndarray):
+        """For each REFUND op: the record of the swipe it names when that swipe was
+        committed or is in flight (a swipe earlier in the same batch is found by the fast
+        path itself), the coupons it redeemed and its primary card's record (both follow
+        its card record with the same client id). Refunds are rare: a Python loop is fine.
+        Returns (refs, prefs, (coupon_ids, offsets, counts)) or Nones."""
+        idx = np.flatnonzero(ops["op_type"] == OpType.REFUND)
+        if len(idx) == 0:
+            return None, None, None
+        refs = np.zeros(len(ops), dtype=JOURNAL)
+        prefs = np.zeros(len(ops), dtype=JOURNAL)
+        offs = np.zeros(len(ops), dtype=np.uint32)
+        counts = np.zeros(len(ops), dtype=np.uint8)
+        coupon_ids: list[int] = []
+        for i in idx.tolist():
+            prior = self._id_index.lookup(int(ops[i]["ref_hi"]), int(ops[i]["ref_lo"]))
+            if prior < 0:
+                continue
+            seq = prior >> 8
+            rec = self._record_anywhere(seq)
+            if rec is None:
+                continue
+            refs[i] = rec
+            offs[i] = len(coupon_ids)
+            for k in range(1, _fastpath.COUPONS_PER_OP + 2):
+                nxt = self._record_anywhere(seq + k)
+                if (nxt is None or int(nxt["client_hi"]) != int(rec["client_hi"])
+                        or int(nxt["client_lo"]) != int(rec["client_lo"])):
+                    break
+                if int(nxt["kind"]) == RecordKind.KIND_COUPON:
+                    coupon_ids.append(int(coupon_of(nxt)["coupon_id"]))
+                    counts[i] += 1
+                elif int(nxt["op_type"]) == OpType.SUPP_DEBIT:
+                    prefs[i] = nxt
+        return refs, prefs, (np.array(coupon_ids, dtype=np.uint64), offs, counts)
+
+    def _record_anywhere(self, seq: int) -> np.void | None:
+        with self._inflight_lock:
+            inflight = list(self._inflight.items())
+        for first, recs in inflight:
+            if first <= seq < first + len(recs):
+                return recs[seq - first]
+        return self.journal_record(seq)
+
+    @staticmethod
+    def _rebase(items: list[_Hot], ops: np.ndarray, attr: str, off: str) -> np.ndarray | None:
+        parts, base, k = [], 0, 0
+        for it in items:
+            m = len(it.ops)
+            extra = getattr(it, attr)
+            if extra is not None:
+                ops[off][k:k + m] += base
+                parts.append(extra)
+                base += len(extra)
+            k += m
+        return np.concatenate(parts) if parts else None
+
+    def _drain(self) -> None:
+        """Wait until every applied batch has been committed (or failed)."""
+        self._pipe.join()
+
+    def _run(self) -> None:
+        while True:
+            # A free pipeline slot first, then the batch: ops that arrive while the
+            # committer is busy make the batch fuller instead of waiting behind it.
+            self._pipe_slots.acquire()
+            items = self._take()
+            if items is None:
+                self._pipe_slots.release()
+                break
+            if self._poisoned is not None:
+                self._drain()
+                self._reload()
+            try:
+                if isinstance(items[0], _Task):
+                    self._pipe_slots.release()
+                    self._drain()
+                    items[0].run()
+                    _resolve(items[0].future, None)
+                elif isinstance(items[0], _Cold):
+                    self._pipe_slots.release()
+                    self._drain()
+                    self._run_cold(items[0])
+                    self._maybe_checkpoint(standalone=True)
+                else:
+                    self._apply_hot(items)
+            except BaseException as exc:  # the writer must outlive any one batch
+                log.exception("batch failed")
+                for it in items:
+                    _fail(it.future, exc)
+        self._pipe.put(None)
+        self._committer.join()
+        if self._poisoned is None:
+            try:
+                self._checkpoint()
+            except Exception:
+                log.exception("final checkpoint failed")
+
+    def _reload(self) -> None:
+        log.warning("reloading durable state after a failed commit: %r", self._poisoned)
+        self._recover(None)
+        self._poisoned = None
+
+    def _commit(self, recs: np.ndarray, extra: Callable[[lmdb.Transaction], None] | None = None,
+                events: dict | None = None) -> float:  # commit seconds
+        """Write recs (and extra) in one durable commit; grow the map when full."""
+        while True:
+            t0 = time.perf_counter()
+            try:
+                with self.store.env.begin(write=True) as txn:
+                    if len(recs):
+                        self.store.put_journal(txn, recs)
+                    if events is not None:
+                        txn.put(u64(int(recs[0]["seq"])), json.dumps(events).encode(),
+                                db=self.store.db["events"])
+                    if extra is not None:
+                        extra(txn)
+                return time.perf_counter() - t0
+            except lmdb.MapFullError:
+                size = self.store.grow()
+                log.warning("LMDB map full; grown to %d bytes", size)
+
+    def _apply_hot(self, items: list[_Hot]) -> None:
+        t0 = time.perf_counter()
+        ops = items[0].ops if len(items) == 1 else np.concatenate([it.ops for it in items])
+        lines = coupon_ids = None
+        if len(items) == 1:
+            lines, coupon_ids = items[0].items, items[0].coupon_ids
+        elif any(it.items is not None or it.coupon_ids is not None for it in items):
+            # One items array and one coupon id array for the batch; each submission's
+            # offsets move by its base.
+            ops = ops.copy() if ops is items[0].ops else ops
+            lines = self._rebase(items, ops, "items", "items_off")
+            coupon_ids = self._rebase(items, ops, "coupon_ids", "coupons_off")
+        n = len(ops)
+        self._last_batch_ops = n
+        refs, prefs, ref_coupons = self._refund_targets(ops)
+        n_coupon_ids = 0 if coupon_ids is None else len(coupon_ids)
+        # One record per op, one more for a supplementary swipe's or a refund's primary
+        # card, two per coupon named (redeemed, or restored by a refund in the batch).
+        room = 2 * n + 2 * n_coupon_ids + (0 if ref_coupons is None else len(ref_coupons[0]))
+        results = np.empty(n, dtype=RESULT)
+        recs = np.empty(room, dtype=JOURNAL)
+        slots = np.empty(room, dtype=np.int64)
+        try:
+            n_recs = self._batcher.apply_batch(ops, self._work, self._card_index, self._id_index,
+                                               self._rules, self.clock(), self._next_seq, recs,
+                                               results, slots, lines, refs, self._refunded,
+                                               self._coupons_work, self._coupon_index,
+                                               coupon_ids, *(ref_coupons or (None, None, None)),
+                                               prefs)
+            recs = recs[:n_recs]
+            if n_recs:
+                self._publish_work(recs, slots, claim_ids=True)
+                with self._inflight_lock:
+                    self._inflight[self._next_seq] = recs
+                self._next_seq += n_recs
+        except BaseException as exc:
+            # `_work` may hold part of this batch: start again from the durable state.
+            self._poisoned = exc
+            self._pipe_slots.release()
+            raise
+        self._pipe.put(_Job(items, ops, recs, slots, results, t0))
+
+    def _commit_loop(self) -> None:
+        while True:
+            job = self._pipe.get()
+            try:
+                if job is None:
+                    return
+                self._commit_hot(job)
+            finally:
+                self._pipe.task_done()
+                if job is not None:
+                    self._pipe_slots.release()
+
+    def _commit_hot(self, job: _Job) -> None:
+        if self._poisoned is not None:
+            for it in job.items:
+                _fail(it.future, self._poisoned)
+            return
+        commit_s = 0.0
+        upto = [0]
+
+        def round_writes(txn: lmdb.Transaction) -> None:
+            upto[0] = self._round_writes(txn, self.config.checkpoint_chunks_per_commit)
+
+        in_round = self._round is not None and len(job.recs) > 0
+        try:
+            if len(job.recs):
+                commit_s = self._commit(job.recs, round_writes if in_round else None)
+            if in_round:
+                self._round_committed(upto[0])
+        except BaseException as exc:
+            log.exception("commit failed; the batches applied after it fail too")
+            self._poisoned = exc
+            for it in job.items:
+                _fail(it.future, exc)
+            return
+        if len(job.recs):
+            self._publish_committed(job.recs, job.slots, claim_ids=False)
+            with self._inflight_lock:
+                self._inflight.pop(int(job.recs[0]["seq"]), None)
+        self._commits += 1
+        k = 0
+        for it in job.items:
+            m = len(it.ops)
+            _resolve(it.future, BatchResult(self, job.results[k:k + m], job.recs))
+            k += m
+        self._observe(len(job.ops), len(job.recs), len(job.items), commit_s,
+                      time.perf_counter() - job.t0, job.results["code"], job.ops["op_type"])
+        try:
+            self._maybe_checkpoint()
+        except Exception:
+            log.exception("checkpoint failed; the journal still holds everything")
+
+    def _run_cold(self, item: _Cold) -> None:
+        t0 = time.perf_counter()
+        prior = self._id_index.lookup(*item.client)
+        if prior >= 0:
+            prior >>= 8  # the seq of the first op (the low byte is its result)
+            with self.store.read() as txn:
+                raw = txn.get(u64(prior), db=self.store.db["events"])
+            event = json.loads(raw) if raw else {}
+            _resolve(item.future, AdminResult(Result.OK, True, prior, "replayed",
+                                               event.get("result")))
+            return
+        now = self.clock()
+        while True:
+            ctx = None
+            try:
+                t_commit = time.perf_counter()
+                with self.store.env.begin(write=True) as txn:
+                    ctx = AdminContext(self, txn, item, now)
+                    value = item.build(ctx)
+                    recs = ctx._journal()
+                    self.store.put_journal(txn, recs)
+                    event = {"op": OP_NAMES.get(item.op_type, item.op_type), "time_s": now, "operator_id": item.operator_id,
+                             "store_id": item.store_id, "detail": ctx.detail, "result": value}
+                    txn.put(u64(int(recs[0]["seq"])), json.dumps(event, default=str).encode(),
+                            db=self.store.db["events"])
+                commit_s = time.perf_counter() - t_commit
+                break
+            except BaseException as exc:
+                if ctx is not None:
+                    for name in ctx._opened:
+                        self.store.db.pop(name, None)
+                if isinstance(exc, lmdb.MapFullError):
+                    size = self.store.grow()
+                    log.warning("LMDB map full; grown to %d bytes", size)
+                    continue
+                if isinstance(exc, AdminRejected):
+                    _resolve(item.future, AdminResult(exc.code, False, 0, exc.detail,
+                                                      reason=exc.reason))
+                    self._observe(1, 0, 1, 0.0, time.perf_counter() - t0,
+                                  np.array([exc.code], np.uint8),
+                                  np.array([item.op_type & 0xFF], np.uint8))
+                    return
+                raise
+        self._next_seq = int(recs[-1]["seq"]) + 1
+        self._publish_committed(recs, None, claim_ids=True)
+        self._publish_work(recs, None, claim_ids=False)
+        for fn in ctx._after:
+            fn()
+        self._commits += 1
+        _resolve(item.future, AdminResult(Result.OK, False, int(recs[0]["seq"]),
+                                           json.dumps(ctx.detail, default=str) if ctx.detail else "",
+                                           value))
+        self._observe(1, len(recs), 1, commit_s, time.perf_counter() - t0,
+                      np.array([Result.OK], np.uint8),
+                      np.array([item.op_type & 0xFF], np.uint8))
+
+    def _observe(self, n_ops: int, n_recs: int, n_items: int, commit_s: float,  # seconds
+                 batch_s: float,  # seconds
+                 codes: np.ndarray, op_types: np.ndarray) -> None:
+        if self.observer is None:
+            return
+        try:
+            self.observer.on_commit(CommitInfo(n_ops, n_recs, n_items, commit_s, batch_s, codes,
+                                               op_types, self._queued_ops, self._last_seq))
+        except Exception:
+            log.exception("observer failed")
+
+    # --- checkpoints ------------------------------------------------------------------
+
+    # --- checkpoints ------------------------------------------------------------------
+    #
+    # A checkpoint at seq S is the card and coupon tables as of S, the client ids and
+    # refund totals of the records up to S, and meta checkpoint_seq = S; recovery loads it
+    # and replays the journal after S. Writing a whole table at once (256 MB at 1,000,000
+    # cards, ~2 s) would stall every commit behind it, so a round writes the chunks that
+    # were dirty at S a few per group commit, inside that commit's own transaction, and
+    # closes with the ids, refunds and meta once all are written. A chunk written later
+    # than S holds a newer state than S: replay copies every record's after-image in seq
+    # order, so the newest record of each card wins either way; refund totals, which add
+    # up, are written exactly as of S.
+
+    def _maybe_checkpoint(self, standalone: bool = False) -> None:
+        """Start a round when one is due; standalone: also advance an open round in a
+        transaction of its own (cold ops, which carry no batch commit)."""
+        if self._round is None:
+            if (self._since_checkpoint >= self.config.checkpoint_ops
+                    or (self._since_checkpoint and time.monotonic() - self._last_checkpoint_time
+                        >= self.config.checkpoint_interval_s)):
+                self._start_round()
+        elif standalone:
+            self._advance_round(self.config.checkpoint_chunks_per_commit)
+
+    def _start_round(self) -> None:
+        self._round = _Round(
+            seq=self._last_seq, now=self.clock(), n_cards=self._n_cards,
+            n_coupons=self._n_coupons,
+            chunks=[("cards", int(k)) for k in np.flatnonzero(self._dirty)]
+            + [("coupons", int(k)) for k in np.flatnonzero(self._coupon_dirty)],
+            ids=np.concatenate(self._pending_ids) if self._pending_ids else np.zeros(0, IDS_DTYPE),
+            refunds=self._pending_refunds, expired=list(self._expired_id_blocks))
+        self._dirty[:] = 0
+        self._coupon_dirty[:] = 0
+        self._pending_ids = []
+        self._pending_refunds = []
+        self._expired_id_blocks = []
+        self._since_checkpoint = 0
+        self._last_checkpoint_time = time.monotonic()
+
+    def _round_writes(self, txn: lmdb.Transaction, limit: int) -> int:
+        """Write the next limit chunks of the open round in txn, and close the round when
+        none is left; returns how far the round will be once txn commits."""
+        r = self._round
+        upto = min(len(r.chunks), r.done + limit)
+        for db, k in r.chunks[r.done:upto]:
+            table, n = (self._cards, self._n_cards) if db == "cards" else (self._coupons, self._n_coupons)
+            self.store.write_chunk(txn, db, table, n, k)
+        if upto == len(r.chunks):
+            self.store.write_checkpoint_mark(txn, r.ids, r.seq, r.now, r.n_cards, r.n_coupons)
+            db = self.store.db["refunds"]
+            for ref_seq, amount in r.refunds:
+                old = txn.get(u64(ref_seq), db=db)
+                total = (int.from_bytes(old, "big") if old else 0) + amount
+                txn.put(u64(ref_seq), total.to_bytes(8, "big"), db=db)
+            for key in r.expired:
+                txn.delete(key, db=self.store.db["ids"])
+        return upto
+
+    def _round_committed(self, upto: int) -> None:
+        r = self._round
+        r.done = upto
+        if upto == len(r.chunks):
+            self._checkpoint_seq = r.seq
+            self._round = None
+            if time.monotonic() - self._last_id_prune >= self.config.id_prune_interval_s:
+                self._last_id_prune = time.monotonic()
+                with self._cond:
+                    if not self._closing:
+                        self._queue.append(_Task(self._prune_ids, Future()))
+                        self._cond.notify()
+
+    def prune_ids(self) -> int:
+        """Forget the client ids past the retention now (the writer does it by itself
+        every id_prune_interval_s); returns the ids still known."""
+        task = _Task(self._prune_ids, Future())
+        self._enqueue(task)
+        task.future.result()
+        return len(self._id_index)
+
+    def _prune_ids(self) -> None:
+        """In the writer, with nothing in flight: rebuild the id index from the id blocks
+        still inside the retention and the ids not yet written to a block (the open
+        checkpoint round's and those after it). Expired blocks are deleted by the next
+        checkpoint. A retry of a forgotten id is a new op, as after a restart."""
+        now = self.clock()
+        with self.store.read() as txn:
+            kept, expired = self.store.load_ids(txn, now - self.config.id_retention_s)
+        parts = [kept] + ([self._round.ids] if self._round is not None else []) + self._pending_ids
+        ids = np.concatenate(parts)
+        index = _fastpath.KeyMap(max(1024, 2 * len(ids)))
+        if len(ids):
+            index.insert_many(ids["hi"].copy(), ids["lo"].copy(), ids["seq"].astype(np.int64))
+        self._id_index = index
+        known = set(self._expired_id_blocks)
+        if self._round is not None:
+            known |= set(self._round.expired)
+        self._expired_id_blocks += [k for k in expired if k not in known]
+
+    def _advance_round(self, limit: int) -> None:
+        upto = 0
+        while True:
+            try:
+                with self.store.env.begin(write=True) as txn:
+                    upto = self._round_writes(txn, limit)
+                break
+            except lmdb.MapFullError:
+                size = self.store.grow()
+                log.warning("LMDB map full; grown to %d bytes", size)
+        self._round_committed(upto)
+
+    def _checkpoint(self) -> None:
+        """A whole checkpoint now (at close): finish an open round, then one more round
+        for what came after it, each in one transaction."""
+        for _ in range(2):
+            if self._round is None:
+                self._start_round()
+            self._advance_round(len(self._round.chunks))
+
+    # --- lifecycle --------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Stop taking ops, apply and commit everything accepted, checkpoint, close."""
+        with self._cond:
+            if self._closed:
+                return
+            self._closing = True
+            self._cond.notify_all()
+        self._writer.join()
+        self._closed = True
+        self.store.close()
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

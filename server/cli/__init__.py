@@ -1,0 +1,5 @@
+"""The `mms` command."""
+
+from server.cli.main import main
+
+__all__ = ["main"]

@@ -1,0 +1,201 @@
+"""The `mms` command: serve, demo, replay, bench, terminal tokens, and the back office
+(login, member, card, operator, points, audit, chain: server/cli/admin.py)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+
+
+def _cmd_serve(args) -> int:
+    from server.rpc import config as config_mod
+    from server.rpc.serve import serve
+
+    cfg = config_mod.load(args.config) if args.config else config_mod.ServeConfig()
+    if args.listen:
+        cfg.listen = args.listen
+    if args.metrics:
+        cfg.metrics = args.metrics
+    if args.terminals:
+        cfg.terminals_file = args.terminals
+    data = args.data or cfg.data
+    if not data:
+        print("mms serve: --data DIR is required (or data = ... in --config)", file=sys.stderr)
+        return 2
+    if not cfg.terminals_file and not args.no_terminals_file:
+        print("mms serve: a terminals registry is required (--terminals FILE or "
+              "terminals_file = ... in --config; create one with `mms terminal add --file`), "
+              "or --no-terminals-file to use only the chain's terminals", file=sys.stderr)
+        return 2
+    return asyncio.run(serve(data, cfg))
+
+
+def _cmd_terminal_add(args) -> int:
+    from server.rpc.auth import Terminal, load_terminals, new_token, save_terminals, token_hash
+
+    if args.file is None:
+        from server.cli import admin as admin_cli
+
+        return admin_cli.run(admin_cli.cmd_terminal_add_chain, args)
+    if args.terminal_id is None:
+        print("mms terminal add --file: --terminal-id is required", file=sys.stderr)
+        return 2
+    terms = load_terminals(args.file) if os.path.exists(args.file) else []
+    if any(t.terminal_id == args.terminal_id for t in terms):
+        print(f"terminal {args.terminal_id} exists in {args.file}", file=sys.stderr)
+        return 1
+    token = new_token()
+    terms.append(Terminal(args.terminal_id, args.store_id, token_hash(token), args.role, args.name))
+    save_terminals(args.file, terms)
+    # The token is shown once; only its hash is stored.
+    print(token)
+    return 0
+
+
+def _cmd_terminal_revoke(args) -> int:
+    import dataclasses
+
+    from server.rpc.auth import load_terminals, save_terminals
+
+    if args.file is None:
+        from server.cli import admin as admin_cli
+
+        return admin_cli.run(admin_cli.cmd_terminal_revoke_chain, args)
+    terms = load_terminals(args.file)
+    if not any(t.terminal_id == args.terminal_id for t in terms):
+        print(f"no terminal {args.terminal_id} in {args.file}", file=sys.stderr)
+        return 1
+    save_terminals(args.file, [dataclasses.replace(t, revoked=True)
+                               if t.terminal_id == args.terminal_id else t for t in terms])
+    return 0
+
+
+def _cmd_demo(args) -> int:
+    from server.tools.demo import main_demo
+
+    return main_demo(args)
+
+
+def _cmd_replay(args) -> int:
+    from server.cli.replay import main_replay
+
+    return main_replay(args)
+
+
+def _cmd_bench_grpc(args) -> int:
+    from server.tools.bench import main_grpc
+
+    return main_grpc(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="mms", description="Membership and stored-value core.")
+    p.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("serve", help="serve gRPC and metrics over a data directory")
+    s.add_argument("--data", help="LMDB data directory (created if missing)")
+    s.add_argument("--listen", help="gRPC HOST:PORT (default 127.0.0.1:7000)")
+    s.add_argument("--metrics", help="metrics HOST:PORT for /metrics, /livez, /readyz")
+    s.add_argument("--config", help="TOML config file (see docs/operating.md)")
+    s.add_argument("--terminals", help="terminals registry JSON (overrides the config)")
+    s.add_argument("--no-terminals-file", action="store_true",
+                   help="serve without a terminals file: only the chain's terminal tokens")
+    s.set_defaults(func=_cmd_serve)
+
+    t = sub.add_parser("terminal", help="terminal tokens: in a registry file (--file) or in "
+                                        "the server's chain (without --file)")
+    tsub = t.add_subparsers(dest="terminal_command", required=True)
+    ta = tsub.add_parser("add", help="add a terminal and print its new token once")
+    ta.add_argument("--file", help="registry file; without it, the chain of --target")
+    ta.add_argument("--terminal-id", type=int, help="required with --file; else the next id")
+    ta.add_argument("--store-id", type=int, required=True)
+    ta.add_argument("--role", choices=("pos", "admin"), default="pos")
+    ta.add_argument("--name", default="")
+    ta.set_defaults(func=_cmd_terminal_add)
+    tr = tsub.add_parser("revoke", help="revoke a terminal's token")
+    tr.add_argument("--file", help="registry file; without it, the chain of --target")
+    tr.add_argument("--terminal-id", type=int, required=True)
+    tr.set_defaults(func=_cmd_terminal_revoke)
+    from server.cli import admin as admin_cli
+
+    admin_cli.add_chain_terminal_args(ta, tr)
+    admin_cli.add_commands(sub, tsub)
+
+    d = sub.add_parser("demo", help="run a demo chain with a simulated POS fleet")
+    d.add_argument("--data", help="data directory (default: a temporary one)")
+    d.add_argument("--seconds", type=float, default=20.0)
+    d.add_argument("--cards", type=int, default=5000)
+    d.add_argument("--keep", action="store_true", help="keep serving after the summary")
+    d.add_argument("--listen", default="127.0.0.1:0")
+    d.add_argument("--metrics", default="127.0.0.1:0")
+    d.set_defaults(func=_cmd_demo)
+
+    r = sub.add_parser("replay", help="replay a recharge CSV through BulkRecharge")
+    r.add_argument("file", help="CSV with columns client_id,card_no,amount_fen")
+    r.add_argument("--target", required=True, help="server HOST:PORT")
+    r.add_argument("--token", default=os.environ.get("MMS_TOKEN"),
+                   help="terminal token (default: $MMS_TOKEN)")
+    r.add_argument("--ca", help="CA certificate for a TLS server")
+    r.add_argument("--namespace", default="",
+                   help="mixed into ids derived from non-hex client_id values")
+    r.add_argument("--chunk-rows", type=int, default=2048)
+    r.add_argument("--call-rows", type=int, default=65536,
+                   help="rows per BulkRecharge call; progress is saved after each call")
+    r.add_argument("--restart", action="store_true", help="ignore a saved progress file")
+    r.set_defaults(func=_cmd_replay)
+
+    b = sub.add_parser("bench", help="benchmarks")
+    bsub = b.add_subparsers(dest="bench_command", required=True)
+    be = bsub.add_parser("engine", help="the engine alone (server.tools.bench_engine)", add_help=False)
+    be.add_argument("rest", nargs=argparse.REMAINDER)
+    be.set_defaults(func=None)
+    bg = bsub.add_parser("grpc", help="end-to-end load through gRPC")
+    bg.add_argument("--streams", type=int, default=4)
+    bg.add_argument("--seconds", type=float, default=5.0)
+    bg.add_argument("--batch", type=int, default=1024)
+    bg.add_argument("--unary", action="store_true", help="unary Swipe calls instead of streams")
+    bg.add_argument("--rate", type=float, default=0.0,
+                    help="unary only: offered swipes/s in total (0 = as fast as possible)")
+    bg.add_argument("--driver", choices=("python", "native"), default="python",
+                    help="unary load client: grpc.aio here, or server/tools/loadgen.cc compiled "
+                         "(g++, libgrpc++-dev; falls back to python with a message)")
+    bg.add_argument("--cards", type=int, default=10_000)
+    bg.add_argument("--target", help="an existing server (needs --token and cards)")
+    bg.add_argument("--token", default=os.environ.get("MMS_TOKEN"))
+    bg.add_argument("--json", action="store_true")
+    bg.set_defaults(func=_cmd_bench_grpc)
+
+    k = sub.add_parser("backup", help="copy a data directory consistently, also while it serves")
+    k.add_argument("--data", required=True, help="the data directory (live or not)")
+    k.add_argument("dest", help="an empty or new directory for the copy")
+    k.set_defaults(func=_cmd_backup)
+    return p
+
+
+def _cmd_backup(args) -> int:
+    from core.engine.backup import backup
+
+    last = backup(args.data, args.dest)
+    print(f"backup of {args.data} in {args.dest}: journal up to seq {last}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # `mms bench engine ...` belongs to server.tools.bench_engine; hand it the rest untouched.
+    if argv[:2] == ["bench", "engine"]:
+        from server.tools.bench_engine import main_engine
+
+        return main_engine(argv[2:])
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The gRPC server: errors, the engine bridge, POS and admin services, auth, metrics."""

@@ -1,0 +1,263 @@
+"""AdminService handlers for the card lifecycle, levels and points administration.
+
+Each handler follows server.rpc.admin.base's pattern: the client id, the scope of the data (a
+card's member's home store, else where the caller acts; None for chain-wide runs and
+configuration), `authorize`, then the core op (core.domain.cards, core.domain.levels,
+core.domain.points_admin) awaited through the bridge. A rejected op becomes its status with
+the core's reason (RECEIPT_USED, APPROVER_IS_REQUESTER, ...) as ErrorInfo.reason.
+
+Permissions (core.domain.rbac's matrix):
+- card.replace: ReplaceCard, RenewCard (the service desk's card work);
+- card.issue: PayAnnualFee (a card fee taken at the counter, like the issue fee);
+- points.adjust: AdjustPoints, MakeUpPoints, RedeemGift, and SetLevel (the requester;
+  the approver must hold it in the same scope too);
+- rules.write: the chain-wide runs (ExpireDormantCards, ReviewLevels) and the chain's
+  configuration (PutCardType, PutGift), like ExpirePoints and SetRules;
+- member.read: LevelHistory (like GetCardJournal); any operator: ListCardTypes,
+  ListGifts (like GetRules).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import grpc
+
+from core.domain import cards, levels, points_admin
+from core.domain.rbac import PermissionDenied
+from core.domain.rbac import authorize as rbac_authorize
+from server.mms_pb import admin_pb2
+from server.rpc.admin.base import Call, _outcome, client_id, handler
+from server.rpc.app import RpcFailure, invalid
+
+LEVEL_HISTORY_MAX = 1000
+LEVEL_HISTORY_DEFAULT = 100
+
+
+def _fee(req, field: str = "fee_fen") -> int | None:
+    return int(getattr(req, field)) if req.HasField(field) else None
+
+
+# --- card lifecycle ---------------------------------------------------------------------
+
+@handler("ReplaceCard")
+async def replace_card(call: Call, req):
+    cid = client_id(req)
+    scope = call.card_scope(req.old_card_no)
+    p = call.authorize("card.replace", scope)
+    r = await call.cold(lambda: cards.replace(
+        call.engine, int(req.old_card_no), int(req.new_card_no), cid, fee_fen=_fee(req),
+        fee_external=req.fee_external, operator_id=p.operator_id, store_id=scope or 0))
+    v = r.value or {}
+    moved = v.get("moved", {})
+    return admin_pb2.ReplaceCardResponse(
+        new_card_no=int(v.get("new_card_no", req.new_card_no)), fee_fen=int(v.get("fee_fen", 0)),
+        moved_principal_fen=int(moved.get("principal_fen", 0)),
+        moved_bonus_fen=int(moved.get("bonus_fen", 0)), moved_points=int(moved.get("points", 0)),
+        supplementary_cards=[int(n) for n in v.get("supplementary_cards", [])],
+        coupon_ids=[int(n) for n in v.get("coupons", [])], outcome=_outcome(r))
+
+
+@handler("RenewCard")
+async def renew_card(call: Call, req):
+    cid = client_id(req)
+    scope = call.card_scope(req.card_no)
+    p = call.authorize("card.replace", scope)
+    days = int(req.validity_days) if req.HasField("validity_days") else None
+    r = await call.cold(lambda: cards.renew(
+        call.engine, int(req.card_no), cid, fee_fen=_fee(req), fee_external=req.fee_external,
+        validity_days=days, operator_id=p.operator_id, store_id=scope or 0))
+    v = r.value or {}
+    return admin_pb2.RenewCardResponse(expires_at_s=int(v.get("expires_at_s", 0)),
+                                       fee_fen=int(v.get("fee_fen", 0)), outcome=_outcome(r))
+
+
+@handler("PayAnnualFee")
+async def pay_annual_fee(call: Call, req):
+    cid = client_id(req)
+    scope = call.card_scope(req.card_no)
+    p = call.authorize("card.issue", scope)
+    r = await call.cold(lambda: cards.pay_annual_fee(
+        call.engine, int(req.card_no), cid, external=req.external, operator_id=p.operator_id,
+        store_id=scope or 0))
+    v = r.value or {}
+    return admin_pb2.PayAnnualFeeResponse(fee_fen=int(v.get("fee_fen", 0)),
+                                          fee_paid_until_s=int(v.get("fee_paid_until_s", 0)),
+                                          outcome=_outcome(r))
+
+
+@handler("ExpireDormantCards")
+async def expire_dormant_cards(call: Call, req):
+    cid = client_id(req)
+    p = call.authorize("rules.write", None)
+    r = await call.cold(lambda: cards.expire_dormant(call.engine, cid, operator_id=p.operator_id))
+    return admin_pb2.ExpireDormantCardsResponse(cards=int((r.value or {}).get("cards", 0)),
+                                                outcome=_outcome(r))
+
+
+def _card_type_pb(t: cards.CardType) -> admin_pb2.CardType:
+    return admin_pb2.CardType(**dataclasses.asdict(t))
+
+
+def _card_type(m: admin_pb2.CardType) -> cards.CardType:
+    d = {f.name: getattr(m, f.name) for f in dataclasses.fields(cards.CardType)
+         if f.name not in ("validity_days", "replacement_fee_fen", "recharge_allowed")
+         or m.HasField(f.name)}
+    d["kind"] = int(d["kind"]) or int(cards.CardKind.STORED_VALUE)
+    for name in ("recharge_store_ids", "recharge_operator_ids"):
+        d[name] = tuple(int(i) for i in d[name])
+    return cards.CardType.from_dict(d)
+
+
+@handler("PutCardType")
+async def put_card_type(call: Call, req):
+    cid = client_id(req)
+    p = call.authorize("rules.write", None)
+    t = _card_type(req.card_type)
+    r = await call.cold(lambda: cards.put_card_type(call.engine, t, cid,
+                                                    operator_id=p.operator_id))
+    return admin_pb2.PutCardTypeResponse(created=bool((r.value or {}).get("created")),
+                                         outcome=_outcome(r))
+
+
+@handler("ListCardTypes")
+async def list_card_types(call: Call, req):
+    # Every desk issues and renews cards by their types, so any operator may read them.
+    call.principal()
+    types = await call.run(cards.list_card_types, call.engine)
+    return admin_pb2.ListCardTypesResponse(
+        card_types=[_card_type_pb(t) for t in sorted(types, key=lambda t: t.type_id)])
+
+
+# --- levels -------------------------------------------------------------------------------
+
+def _authorize_approver(call: Call, approver_id: int, scope: int | None) -> None:
+    """The approver of a manual level change is an enabled operator who could make it."""
+    if not approver_id or int(approver_id) == call.operator_id:
+        return  # the core refuses these with APPROVER_REQUIRED / APPROVER_IS_REQUESTER
+    op = call.chain.operator(int(approver_id))
+    if op is None:
+        raise RpcFailure(grpc.StatusCode.NOT_FOUND, "APPROVER_NOT_FOUND",
+                         f"operator {approver_id} not found")
+    try:
+        rbac_authorize(op, "points.adjust", scope)
+    except PermissionDenied as e:
+        raise RpcFailure(grpc.StatusCode.PERMISSION_DENIED, "APPROVER_NOT_GRANTED",
+                         f"operator {approver_id} may not approve this change: {e}",
+                         {"approver_reason": e.reason}) from None
+
+
+@handler("SetLevel")
+async def set_level(call: Call, req):
+    cid = client_id(req)
+    scope = call.card_scope(req.card_no)
+    p = call.authorize("points.adjust", scope)
+    _authorize_approver(call, req.approver_id, scope)
+    r = await call.cold(lambda: levels.set_level(
+        call.engine, int(req.card_no), int(req.level), cid, reason=req.reason,
+        requester_id=int(p.operator_id), approver_id=int(req.approver_id), store_id=scope or 0))
+    v = r.value or {}
+    return admin_pb2.SetLevelResponse(level_before=int(v.get("level_before", 0)),
+                                      level=int(v.get("level", req.level)),
+                                      level_expires_at_s=int(v.get("level_expires_at_s", 0)),
+                                      outcome=_outcome(r))
+
+
+@handler("ReviewLevels")
+async def review_levels(call: Call, req):
+    cid = client_id(req)
+    p = call.authorize("rules.write", None)
+    r = await call.cold(lambda: levels.review_levels(call.engine, cid, operator_id=p.operator_id))
+    v = r.value or {}
+    return admin_pb2.ReviewLevelsResponse(
+        reviewed=int(v.get("reviewed", 0)), kept=int(v.get("kept", 0)),
+        downgraded=int(v.get("downgraded", 0)), lapsed=int(v.get("lapsed", 0)),
+        outcome=_outcome(r))
+
+
+@handler("LevelHistory")
+async def level_history(call: Call, req):
+    call.authorize("member.read", call.card_scope(req.card_no))
+    limit = req.limit or LEVEL_HISTORY_DEFAULT
+    if not 1 <= limit <= LEVEL_HISTORY_MAX:
+        raise invalid("VALUE_OUT_OF_RANGE", f"limit is 1..{LEVEL_HISTORY_MAX}", field="limit")
+    rows = await call.run(levels.level_history, call.engine, int(req.card_no), limit=limit)
+    out = admin_pb2.LevelHistoryResponse()
+    for h in rows:
+        out.changes.add(seq=h["seq"], time_s=h["time_s"], card_no=h["card_no"], op=h["op"],
+                        level_before=h["level_before"], level_after=h["level_after"],
+                        level_expires_at_s=h["level_expires_at_s"],
+                        operator_id=h["operator_id"], reason=str(h.get("reason", "")),
+                        approver_id=int(h.get("approver_id") or 0))
+    return out
+
+
+# --- points administration ------------------------------------------------------------------
+
+@handler("AdjustPoints")
+async def adjust_points(call: Call, req):
+    cid = client_id(req)
+    scope = call.card_scope(req.card_no)
+    p = call.authorize("points.adjust", scope)
+    r = await call.cold(lambda: points_admin.adjust_points(
+        call.engine, int(req.card_no), int(req.delta), cid, reason=req.reason, force=req.force,
+        operator_id=p.operator_id, store_id=scope or 0))
+    return admin_pb2.AdjustPointsResponse(points=int((r.value or {}).get("points", 0)),
+                                          outcome=_outcome(r))
+
+
+@handler("MakeUpPoints")
+async def make_up_points(call: Call, req):
+    cid = client_id(req)
+    scope = call.card_scope(req.card_no)
+    p = call.authorize("points.adjust", scope)
+    receipt_store = int(req.receipt_store_id) or int(call.act_store() or 0)
+    r = await call.cold(lambda: points_admin.make_up_points(
+        call.engine, int(req.card_no), req.receipt_id, int(req.paid_fen),
+        int(req.receipt_time_s), cid, receipt_store_id=receipt_store,
+        category=int(req.category), operator_id=p.operator_id, store_id=scope or 0))
+    v = r.value or {}
+    return admin_pb2.MakeUpPointsResponse(points_earned=int(v.get("points_earned", 0)),
+                                          points=int(v.get("points", 0)), outcome=_outcome(r))
+
+
+def _gift_pb(g: points_admin.Gift) -> admin_pb2.Gift:
+    return admin_pb2.Gift(**dataclasses.asdict(g))
+
+
+@handler("PutGift")
+async def put_gift(call: Call, req):
+    cid = client_id(req)
+    p = call.authorize("rules.write", None)
+    g = req.gift
+    gift = points_admin.Gift(gift_id=int(g.gift_id), name=g.name, points_cost=int(g.points_cost),
+                             stock=int(g.stock), active=g.active if g.HasField("active") else True,
+                             coupon_template_id=int(g.coupon_template_id))
+    r = await call.cold(lambda: points_admin.put_gift(call.engine, gift, cid,
+                                                      operator_id=p.operator_id))
+    return admin_pb2.PutGiftResponse(created=bool((r.value or {}).get("created")),
+                                     outcome=_outcome(r))
+
+
+@handler("ListGifts")
+async def list_gifts(call: Call, req):
+    # The catalogue is shown to members at every desk: any operator may read it.
+    call.principal()
+    gifts = await call.run(points_admin.list_gifts, call.engine, active_only=req.active_only)
+    return admin_pb2.ListGiftsResponse(
+        gifts=[_gift_pb(g) for g in sorted(gifts, key=lambda g: g.gift_id)])
+
+
+@handler("RedeemGift")
+async def redeem_gift(call: Call, req):
+    cid = client_id(req)
+    scope = call.card_scope(req.card_no)
+    p = call.authorize("points.adjust", scope)
+    r = await call.cold(lambda: points_admin.redeem_gift(
+        call.engine, int(req.card_no), int(req.gift_id), cid, qty=int(req.qty or 1),
+        operator_id=p.operator_id, store_id=scope or 0))
+    v = r.value or {}
+    return admin_pb2.RedeemGiftResponse(points_cost=int(v.get("points_cost", 0)),
+                                        points=int(v.get("points", 0)),
+                                        stock=int(v.get("stock", 0)), outcome=_outcome(r),
+                                        coupon_ids=[int(i) for i in v.get("coupon_ids", [])])

@@ -1,0 +1,78 @@
+"""`mms serve --config FILE`: one TOML file for the server, the engine and the rules.
+
+    listen = "0.0.0.0:7000"            # overridden by --listen
+    metrics = "0.0.0.0:9100"           # overridden by --metrics
+    terminals_file = "terminals.json"  # relative to this file; see server/rpc/auth.py
+    inflight_ops_max = 131072
+    shutdown_grace_s = 10
+
+    [tls]                              # optional
+    cert_file = "server.crt"
+    key_file = "server.key"
+    client_ca_file = "clients-ca.crt"  # optional: require client certificates
+
+    [engine]                           # optional: core.EngineConfig fields
+    sync = true
+
+    [rules]                            # optional: core.RulesConfig, applied at bootstrap
+
+    [chain]                            # optional: core.domain.chain.ChainConfig fields
+    session_ttl_s = 43200
+
+Operators and the chain's terminals live in the data directory (core/domain/chain.py); a
+terminals file is still read when given, so both kinds of terminal token work.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+try:  # Python 3.11+
+    import tomllib
+except ModuleNotFoundError:  # pragma: no cover
+    import tomli as tomllib  # type: ignore[no-redef]
+
+from server.rpc.app import INFLIGHT_OPS_MAX, SHUTDOWN_GRACE_SECONDS, TlsConfig
+
+KNOWN_KEYS = {"listen", "metrics", "terminals_file", "inflight_ops_max", "shutdown_grace_s",
+              "tls", "engine", "rules", "data", "chain"}
+
+
+@dataclass
+class ServeConfig:
+    listen: str | None = None
+    metrics: str | None = None
+    data: str | None = None
+    terminals_file: str | None = None
+    inflight_ops_max: int = INFLIGHT_OPS_MAX
+    shutdown_grace_s: float = SHUTDOWN_GRACE_SECONDS
+    tls: TlsConfig | None = None
+    engine: dict = field(default_factory=dict)
+    rules: dict | None = None
+    chain: dict = field(default_factory=dict)
+
+
+def load(path: str) -> ServeConfig:
+    with open(path, "rb") as f:
+        doc = tomllib.load(f)
+    unknown = set(doc) - KNOWN_KEYS
+    if unknown:
+        raise ValueError(f"{path}: unknown keys {sorted(unknown)}")
+    base = os.path.dirname(os.path.abspath(path))
+
+    def rel(p: str | None) -> str | None:
+        return None if p is None else os.path.join(base, p)
+
+    tls = None
+    if "tls" in doc:
+        t = doc["tls"]
+        tls = TlsConfig(rel(t["cert_file"]), rel(t["key_file"]), rel(t.get("client_ca_file")))
+    return ServeConfig(
+        listen=doc.get("listen"), metrics=doc.get("metrics"), data=rel(doc.get("data")),
+        terminals_file=rel(doc.get("terminals_file")),
+        inflight_ops_max=int(doc.get("inflight_ops_max", INFLIGHT_OPS_MAX)),
+        shutdown_grace_s=float(doc.get("shutdown_grace_s", SHUTDOWN_GRACE_SECONDS)),
+        tls=tls, engine=dict(doc.get("engine", {})), rules=doc.get("rules"),
+        chain=dict(doc.get("chain", {})),
+    )

@@ -1,0 +1,1 @@
+"""Developer tools behind `mms`: demo, benchmarks, the server launcher, the load client."""

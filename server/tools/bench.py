@@ -1,0 +1,239 @@
+"""`mms bench grpc`: end-to-end load through gRPC against a server on loopback.
+
+Without --target it starts `mms serve` as a child process on an empty data directory
+(fsync on, as in production), issues and funds --cards cards, then drives either
+--streams bidirectional SwipeStream calls with --batch swipes per batch, or --streams
+concurrent callers of unary Swipe. Every swipe carries a fresh client id, so each one
+is a real, durable debit. Latency is per call (unary) or per batch round trip (streams).
+
+Unary load comes from one of two drivers: `--driver python` (grpc.aio in this process,
+one core's worth of client on a 2-core machine) or `--driver native` (server/tools/loadgen.cc,
+compiled on first use; when it cannot be built, a message says why and the Python
+driver runs instead). Both count a swipe only when its call ended with status OK. With
+the child server, `server_ok` is the server's own count of OK Swipe calls during the
+load (its grpc_server_handled metric), a check on the client's count.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import tempfile
+import time
+import urllib.request
+
+import grpc
+import numpy as np
+
+from server.client import aio_channel, auth, stubs
+from server.mms_pb import pos_pb2, types_pb2
+from server.tools import loadgen
+from server.tools.launch import ChildServer, TerminalSpec, issue_and_fund
+
+# Batches a stream keeps in flight: enough to cover one round trip and one commit.
+STREAM_PIPELINE = 4
+# Distinct request templates per stream (card and amount columns), reused round robin.
+TEMPLATES = 8
+SWIPE_AMOUNT_FEN_MAX = 5_000
+FUND_FEN = 100_000_000
+CARD_BASE = 10_000_000
+# Latency samples kept, so a long run cannot grow memory without end.
+SAMPLES_MAX = 1_000_000
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.latencies_s: list[float] = []
+        self.ok = 0
+        self.rejected = 0
+        self.errors: dict[str, int] = {}
+
+    def add(self, seconds: float) -> None:
+        if len(self.latencies_s) < SAMPLES_MAX:
+            self.latencies_s.append(seconds)
+
+    def summary(self, elapsed_s: float, mode: str, streams: int, batch: int) -> dict:
+        lat = np.array(self.latencies_s) if self.latencies_s else np.zeros(1)
+        return {
+            "mode": mode, "streams": streams, "batch": batch if mode == "stream" else 1,
+            "seconds": round(elapsed_s, 3), "swipes": self.ok, "rejected": self.rejected,
+            "swipes_per_s": round(self.ok / elapsed_s, 1) if elapsed_s else 0.0,
+            "p50_ms": round(float(np.percentile(lat, 50)) * 1e3, 3),
+            "p99_ms": round(float(np.percentile(lat, 99)) * 1e3, 3),
+            "max_ms": round(float(lat.max()) * 1e3, 3),
+            "calls": len(self.latencies_s), "errors": self.errors,
+        }
+
+
+async def _stream_worker(pos, token: str, cards: np.ndarray, batch: int, deadline: float,
+                         rec: Recorder, rng: np.random.Generator) -> None:
+    templates = []
+    for _ in range(TEMPLATES):
+        nos = rng.choice(cards, size=batch).tolist()
+        amounts = rng.integers(1, SWIPE_AMOUNT_FEN_MAX, size=batch).tolist()
+        templates.append(pos_pb2.SwipeStreamRequest(
+            swipes=types_pb2.SwipeColumns(card_nos=nos, amount_fen=amounts)))
+    sent_at: dict[int, float] = {}
+    window = asyncio.Semaphore(STREAM_PIPELINE)
+    call = pos.SwipeStream(metadata=auth(token))
+
+    async def writer() -> None:
+        i = 0
+        while time.monotonic() < deadline:
+            await window.acquire()
+            req = pos_pb2.SwipeStreamRequest()
+            req.CopyFrom(templates[i % TEMPLATES])
+            req.batch_id = i
+            req.swipes.client_ids = os.urandom(16 * batch)
+            sent_at[i] = time.perf_counter()
+            await call.write(req)
+            i += 1
+        await call.done_writing()
+
+    task = asyncio.create_task(writer())
+    try:
+        async for resp in call:
+            rec.add(time.perf_counter() - sent_at.pop(resp.batch_id))
+            codes = np.frombuffer(bytes(resp.results.codes), dtype=np.uint8) \
+                if False else np.array(resp.results.codes, dtype=np.uint8)
+            ok = int((codes == types_pb2.RESULT_OK).sum())
+            rec.ok += ok
+            rec.rejected += len(codes) - ok
+            window.release()
+        await task
+    except grpc.aio.AioRpcError as e:
+        rec.errors[e.code().name] = rec.errors.get(e.code().name, 0) + 1
+        task.cancel()
+
+
+async def _unary_worker(pos, token: str, cards: np.ndarray, deadline: float, rec: Recorder,
+                        rng: np.random.Generator, interval_s: float) -> None:
+    md = auth(token)
+    nos = rng.choice(cards, size=4096).tolist()
+    amounts = rng.integers(1, SWIPE_AMOUNT_FEN_MAX, size=4096).tolist()
+    i = 0
+    next_at = time.monotonic()
+    while True:
+        now = time.monotonic()
+        if now >= deadline:
+            break
+        if interval_s:
+            if next_at > now:
+                await asyncio.sleep(next_at - now)
+            next_at += interval_s
+        t0 = time.perf_counter()
+        try:
+            await pos.Swipe(pos_pb2.SwipeRequest(client_id=os.urandom(16), card_no=nos[i % 4096],
+                                                 amount_fen=amounts[i % 4096]), metadata=md)
+            rec.ok += 1
+        except grpc.aio.AioRpcError as e:
+            rec.rejected += 1
+            rec.errors[e.code().name] = rec.errors.get(e.code().name, 0) + 1
+        rec.add(time.perf_counter() - t0)
+        i += 1
+
+
+async def run_load(target: str, token: str, cards: np.ndarray, *, streams: int, seconds: float,
+                   batch: int, unary: bool, rate: float = 0.0) -> dict:
+    rec = Recorder()
+    rng = np.random.default_rng(7)
+    # One channel per stream: one HTTP/2 connection each, as separate tills would have.
+    channels = [aio_channel(target) for _ in range(max(1, streams))]
+    try:
+        start = time.monotonic()
+        deadline = start + seconds
+        if unary:
+            interval = streams / rate if rate > 0 else 0.0
+            jobs = [_unary_worker(stubs(ch)[0], token, cards, deadline, rec, rng, interval)
+                    for ch in channels]
+        else:
+            jobs = [_stream_worker(stubs(ch)[0], token, cards, batch, deadline, rec, rng)
+                    for ch in channels]
+        await asyncio.gather(*jobs)
+        elapsed = time.monotonic() - start
+    finally:
+        for ch in channels:
+            await ch.close()
+    out = rec.summary(elapsed, "unary" if unary else "stream", streams, batch)
+    if unary and rate:
+        out["offered_per_s"] = rate
+    return out
+
+
+async def _setup(target: str, admin_token: str, pos_token: str, n_cards: int) -> np.ndarray:
+    cards = list(range(CARD_BASE, CARD_BASE + n_cards))
+    async with aio_channel(target) as ch:
+        pos, admin = stubs(ch)
+        await issue_and_fund(admin, pos, admin_token, pos_token, cards, FUND_FEN)
+    return np.array(cards, dtype=np.uint64)
+
+
+def swipes_ok_on_server(metrics_url: str) -> int:
+    """The server's count of unary Swipe calls that ended OK (its /metrics)."""
+    with urllib.request.urlopen(metrics_url, timeout=10) as r:
+        text = r.read().decode()
+    for line in text.splitlines():
+        if (line.startswith("grpc_server_handled_total{") and 'grpc_method="Swipe"' in line
+                and 'grpc_code="OK"' in line and 'grpc_type="unary"' in line):
+            return int(float(line.rsplit(" ", 1)[1]))
+    return 0
+
+
+def _native_binary() -> str | None:
+    """The native driver, or None after saying on stderr why it cannot be used."""
+    try:
+        return loadgen.build()
+    except loadgen.NativeUnavailable as e:
+        print(f"mms bench grpc: the native driver is unavailable ({e}); "
+              "using the Python driver", file=sys.stderr)
+        return None
+
+
+def _load(args, target: str, token: str, cards: np.ndarray, native: str | None) -> dict:
+    if native is not None:
+        report = loadgen.run(native, target, token, streams=args.streams, seconds=args.seconds,
+                             rate=args.rate, card_base=int(cards[0]), cards=len(cards),
+                             amount_max=SWIPE_AMOUNT_FEN_MAX)
+        return loadgen.summary(report, streams=args.streams, rate=args.rate)
+    result = asyncio.run(run_load(target, token, cards, streams=args.streams,
+                                  seconds=args.seconds, batch=args.batch, unary=args.unary,
+                                  rate=args.rate))
+    if args.unary:
+        result["driver"] = "python"
+    return result
+
+
+def main_grpc(args) -> int:
+    if not 1 <= args.batch <= 4096 or args.streams < 1 or args.seconds <= 0:
+        print("mms bench grpc: --batch 1..4096, --streams >= 1, --seconds > 0", file=sys.stderr)
+        return 2
+    driver = getattr(args, "driver", "python")
+    if driver == "native" and not args.unary:
+        print("mms bench grpc: --driver native drives unary Swipe only (add --unary)",
+              file=sys.stderr)
+        return 2
+    native = _native_binary() if driver == "native" else None
+    if args.target:
+        if not args.token:
+            print("mms bench grpc: --target needs --token", file=sys.stderr)
+            return 2
+        cards = np.arange(CARD_BASE, CARD_BASE + args.cards, dtype=np.uint64)
+        result = _load(args, args.target, args.token, cards, native)
+    else:
+        with tempfile.TemporaryDirectory(prefix="mms-bench-") as tmp:
+            terms = [TerminalSpec(1, 0, "admin"), TerminalSpec(2, 1, "pos")]
+            with ChildServer(tmp, terms) as child:
+                cards = asyncio.run(_setup(child.target, child.token("admin"),
+                                           child.token("pos"), args.cards))
+                before = swipes_ok_on_server(child.metrics_url) if args.unary else 0
+                result = _load(args, child.target, child.token("pos"), cards, native)
+                if args.unary:
+                    result["server_ok"] = swipes_ok_on_server(child.metrics_url) - before
+    if args.json:
+        print(json.dumps(result))
+    else:
+        for k, v in result.items():
+            print(f"{k:>14}: {v}")
+    return 0

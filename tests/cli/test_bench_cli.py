@@ -1,0 +1,126 @@
+"""`mms bench engine` runs end to end and reports the keys it promises (its figures are
+the benchmark's business, not the test's)."""
+
+import json
+
+from server.tools.bench_engine import main_engine
+
+
+def test_bench_engine_json(capsys):
+    assert main_engine(["--cards", "300", "--ops", "700", "--batch", "64", "--runs", "1",
+                        "--json", "--domain"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    for key in ("swipes_per_s", "reference_per_s", "ratio", "commit_p50_ms", "commit_p99_ms",
+                "domain_swipes_per_s", "domain_cost_ratio", "apply_ns_per_op",
+                "domain_apply_ns_per_op", "domain_apply_cost_ratio"):
+        assert key in out and out[key] > 0, key
+    # Every swipe of the run was accepted: the figures are of work actually done; each
+    # card's first domain swipe redeemed its coupon.
+    assert out["rejected"] == 0
+    assert out["domain_coupons_redeemed"] == 300
+    assert out["ops"] == 700 and out["batch"] == 64
+
+
+# --- `mms bench grpc`: the drivers count only calls that ended OK ----------------------
+
+import argparse  # noqa: E402
+import asyncio  # noqa: E402
+import subprocess  # noqa: E402
+
+import pytest  # noqa: E402
+
+from server.tools import bench as grpc_bench  # noqa: E402
+from server.tools import loadgen  # noqa: E402
+
+
+def _grpc_args(**kw) -> argparse.Namespace:
+    args = dict(streams=4, seconds=1.0, batch=1, unary=True, rate=0.0, cards=200, target=None,
+                token=None, json=True, driver="python")
+    args.update(kw)
+    return argparse.Namespace(**args)
+
+
+def _native_or_skip() -> str:
+    try:
+        return loadgen.build()
+    except loadgen.NativeUnavailable as e:
+        pytest.skip(f"native driver unavailable: {e}")
+
+
+def test_native_driver_unavailable_says_why(monkeypatch, tmp_path):
+    monkeypatch.setattr(loadgen.shutil, "which", lambda name: None)
+    with pytest.raises(loadgen.NativeUnavailable, match="compiler|pkg-config"):
+        loadgen.build(str(tmp_path))
+
+
+def test_native_driver_falls_back_to_python(monkeypatch, capsys):
+    def unavailable(*a, **k):
+        raise loadgen.NativeUnavailable("no C++ compiler found")
+
+    monkeypatch.setattr(loadgen, "build", unavailable)
+    assert grpc_bench.main_grpc(_grpc_args(driver="native")) == 0
+    captured = capsys.readouterr()
+    assert "native driver is unavailable (no C++ compiler found)" in captured.err
+    out = json.loads(captured.out)
+    assert out["driver"] == "python"
+    assert out["swipes"] > 0 and out["rejected"] == 0 and out["errors"] == {}
+    # The client's count is the server's count of OK Swipe calls.
+    assert out["server_ok"] == out["swipes"]
+
+
+def test_native_driver_needs_unary(capsys):
+    assert grpc_bench.main_grpc(_grpc_args(driver="native", unary=False)) == 2
+    assert "unary Swipe only" in capsys.readouterr().err
+
+
+def test_native_driver_end_to_end(capsys):
+    _native_or_skip()
+    assert grpc_bench.main_grpc(_grpc_args(driver="native", streams=8)) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["driver"] == "native"
+    assert out["swipes"] > 0 and out["rejected"] == 0 and out["errors"] == {}
+    assert out["server_ok"] == out["swipes"] == out["calls"]
+    # A fixed rate: every call it sent is counted, and it reports what it was offered.
+    assert grpc_bench.main_grpc(_grpc_args(driver="native", rate=200.0)) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["offered_per_s"] == 200.0 and out["server_ok"] == out["swipes"] > 0
+
+
+def test_native_driver_counts_only_ok_calls(tmp_path):
+    """Each call is a real, distinct debit (fresh client ids), and a call that fails
+    (here: a bad token, UNAUTHENTICATED) is an error, never a swipe."""
+    from server.tools.launch import ChildServer, TerminalSpec
+
+    binary = _native_or_skip()
+    terms = [TerminalSpec(1, 0, "admin"), TerminalSpec(2, 1, "pos")]
+    with ChildServer(str(tmp_path), terms) as child:
+        cards = asyncio.run(grpc_bench._setup(child.target, child.token("admin"),
+                                              child.token("pos"), 1))
+        bad = loadgen.run(binary, child.target, "not-a-token", streams=2, seconds=0.5,
+                          card_base=int(cards[0]), cards=1, amount_max=10)
+        assert bad["ok"] == 0 and bad["calls"] > 0
+        assert bad["errors"] == {"UNAUTHENTICATED": bad["calls"]}
+        good = loadgen.run(binary, child.target, child.token("pos"), streams=2, seconds=0.5,
+                           card_base=int(cards[0]), cards=1, amount_max=10)
+        assert good["ok"] == good["calls"] > 0 and good["errors"] == {}
+        assert grpc_bench.swipes_ok_on_server(child.metrics_url) == good["ok"]
+        # One card took every debit: its balance fell by each swipe's amount, so no
+        # call was an idempotent replay of another.
+        from server.client import aio_channel, auth, stubs
+        from server.mms_pb import pos_pb2
+
+        async def card():
+            async with aio_channel(child.target) as ch:
+                pos, _ = stubs(ch)
+                return (await pos.GetCard(pos_pb2.GetCardRequest(card_no=int(cards[0])),
+                                          metadata=auth(child.token("pos")))).card
+
+        c = asyncio.run(card())
+        assert c.visits == good["ok"]
+        assert 0 < c.spend_total_fen <= 9 * good["ok"]  # amounts are 1..9 fen
+
+
+def test_native_driver_usage_error():
+    binary = _native_or_skip()
+    out = subprocess.run([binary, "--streams", "0"], capture_output=True, text=True)
+    assert out.returncode == 2 and "usage" in out.stderr

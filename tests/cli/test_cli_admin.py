@@ -1,0 +1,125 @@
+"""The back-office `mms` commands end to end against a real server on loopback:
+bootstrap, login, a store and its till, a member and a card, a recharge through the
+POS service, search, export and the audit trail."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import stat
+import threading
+
+import grpc
+import pytest
+
+from core import Engine
+from core.domain.chain import Chain, ChainConfig
+from core.domain.members import MemberStore
+from server.cli.main import main
+from server.mms_pb import pos_pb2, pos_pb2_grpc
+from server.rpc.app import MmsServer
+from server.rpc.auth import Registry
+from server.rpc.metrics import Metrics
+
+BOOT = "cli-boot-secret"
+
+
+@pytest.fixture
+def server(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "cfg"))
+    monkeypatch.delenv("MMS_SESSION", raising=False)
+    monkeypatch.delenv("MMS_TARGET", raising=False)
+    monkeypatch.setenv("MMS_PASSWORD", "secret-pw-1")
+    engine = Engine(str(tmp_path / "data"))
+    chain = Chain(engine, ChainConfig(scrypt_n=16, scrypt_r=1, scrypt_p=1))
+    members = MemberStore(engine, key=bytes(32))
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    srv = MmsServer(engine, Registry([]), Metrics(), chain=chain, members=members,
+                    bootstrap_token=BOOT, metrics_listen=None)
+    asyncio.run_coroutine_threadsafe(srv.start(), loop).result(30)
+    yield f"127.0.0.1:{srv.port}"
+    asyncio.run_coroutine_threadsafe(srv.stop(1.0), loop).result(30)
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join()
+    loop.close()
+    engine.close()
+
+
+def mms(capsys, *argv: str, rc: int = 0) -> str:
+    got = main(list(argv))
+    out = capsys.readouterr()
+    assert got == rc, out.err
+    return out.out.strip() if rc == 0 else out.err.strip()
+
+
+def test_daily_work_end_to_end(server, tmp_path, capsys):
+    t = ("--target", server)
+    assert "admin root is operator 1" in mms(capsys, "chain", "bootstrap", *t, "--name", "Chain",
+                                              "--admin-login", "root", "--bootstrap-token", BOOT)
+    assert "logged in as root (admin)" in mms(capsys, "login", *t, "--login", "root")
+    saved = tmp_path / "cfg" / "mms" / "session"
+    assert stat.S_IMODE(os.stat(saved).st_mode) == 0o600
+    # From here on the target and session come from the saved session file.
+    assert mms(capsys, "chain", "add", "--kind", "region", "--parent", "1", "--name", "East") \
+        == "region 2 'East' under 1"
+    mms(capsys, "chain", "add", "--kind", "store", "--parent", "2", "--name", "S7", "--id", "7")
+    assert "operator 2 mgr (store_manager, store 7)" in mms(
+        capsys, "operator", "add", "--login", "mgr", "--role", "store_manager", "--store", "7")
+    mms(capsys, "operator", "add", "--login", "cash", "--role", "cashier", "--store", "7")
+    till_token = mms(capsys, "terminal", "add", "--store-id", "7", "--name", "till 1")
+    # The admin does not handle members; the cashier does.
+    err = mms(capsys, "member", "add", "--name", "Li Lei", rc=1)
+    assert "PERMISSION_DENIED PERMISSION_NOT_GRANTED" in err
+    mms(capsys, "login", *t, "--login", "cash")
+    assert mms(capsys, "member", "add", "--name", "Li Lei", "--phone", "13800138000",
+               "--tag", "vip") == "member 1 created"
+    retry = ("--client-id", "00" * 15 + "01")
+    assert mms(capsys, "member", "add", "--name", "Han Meimei", "--phone", "13800138001",
+               *retry) == "member 2 created"
+    assert mms(capsys, "member", "add", "--name", "Han Meimei", "--phone", "13800138001",
+               *retry) == "member 2 exists (replay)"
+    assert mms(capsys, "card", "issue", "880001", "--member", "1") == "1 card(s) issued"
+    with grpc.insecure_channel(server) as ch:
+        r = pos_pb2_grpc.PosServiceStub(ch).Recharge(
+            pos_pb2.RechargeRequest(client_id=os.urandom(16), card_no=880001, amount_fen=10_000),
+            metadata=(("authorization", f"Bearer {till_token}"),), timeout=30)
+    assert r.result.principal_fen == 10_000
+    shown = mms(capsys, "member", "show", "1")
+    assert "phone 138****8000 store 7" in shown and "880001 (10000 fen" in shown
+    assert mms(capsys, "member", "find", "13800138000").startswith("member 1 Li Lei")
+    found = json.loads(mms(capsys, "member", "search", "--tag", "vip", "--json"))
+    assert found["total"] == "1" and found["members"][0]["member_id"] == "1"
+    assert mms(capsys, "member", "search", "--name", "Han").endswith("1 of 1 members")
+    assert "RECHARGE" in mms(capsys, "card", "journal", "880001")
+    # The cashier may not freeze or export; the manager may.
+    assert "PERMISSION_NOT_GRANTED" in mms(capsys, "card", "freeze", "880001", rc=1)
+    mms(capsys, "login", *t, "--login", "mgr")
+    assert mms(capsys, "card", "freeze", "880001") == "card 880001: frozen"
+    assert mms(capsys, "card", "unfreeze", "880001") == "card 880001: active"
+    assert mms(capsys, "member", "freeze", "2", "--reason", "asked") == "member 2: freeze done"
+    out = tmp_path / "members.csv"
+    assert mms(capsys, "member", "export", str(out)) == f"2 members written to {out}"
+    text = out.read_text(encoding="utf-8-sig")
+    assert "138****8000" in text and "13800138000" not in text
+    # Import a file with one good and one bad row: the bad one is refused whole.
+    src = tmp_path / "new.csv"
+    src.write_text("name,phone\nWang Wu,13900139000\n,12\n", encoding="utf-8")
+    assert mms(capsys, "member", "import", str(src)) == \
+        "2 rows: 1 created, 0 already imported, 1 refused"
+    assert mms(capsys, "member", "import", str(src)) == \
+        "2 rows: 0 created, 1 already imported, 1 refused"
+    audit = mms(capsys, "audit", "--json")
+    ops = [e["op"] for e in json.loads(audit)["events"]]
+    assert "MEMBER_CREATE" in ops and "SET_STATUS" in ops and "OPERATOR_CREATE" in ops
+    mms(capsys, "login", *t, "--login", "root")
+    assert mms(capsys, "points", "expire") == "0 points expired on 0 cards"
+    assert mms(capsys, "points", "remind") == "0 reminders written to the outbox"
+    assert mms(capsys, "terminal", "revoke", "--terminal-id", "8") == "terminal 8: token revoked"
+    assert "disabled" in mms(capsys, "operator", "disable", "3")
+
+
+def test_no_session_is_a_usage_error(server, capsys):
+    assert "no session" in mms(capsys, "member", "find", "138", "--target", server, rc=2)

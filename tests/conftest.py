@@ -1,0 +1,21 @@
+"""Shared test set-up. The tiers are folders: unit (no LMDB, seconds), property
+(hypothesis against tests/reference.py), engine, domain, rpc (the real server on
+loopback), cli (the real `mms` commands against it), crash (SIGKILL of real processes).
+`python3 -m pytest tests/unit` is the quick loop; `-m "not slow"` leaves out the long
+crash loops and large tables.
+
+This folder is on sys.path (pytest puts a rootdir conftest's folder there), so tests of
+every tier import the helpers beside it: common, harness, reference."""
+
+from __future__ import annotations
+
+import pytest
+
+SLOW_TIERS = ("crash",)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test of a slow tier is marked slow, so `-m "not slow"` can leave it out."""
+    for item in items:
+        if any(f"/tests/{tier}/" in str(item.path) for tier in SLOW_TIERS):
+            item.add_marker(pytest.mark.slow)

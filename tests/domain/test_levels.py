@@ -1,0 +1,184 @@
+"""Levels (core/domain/levels.py): manual change with reason and approver, the review at the
+end of a level's validity (the seed: gold below 50,000 yuan keep -> silver; no spend ->
+membership ends), and the level history read from the journal."""
+
+import json
+
+import pytest
+from common import cid
+from test_cards_lifecycle import Clock, journal_adds_up, state
+
+from core import Engine
+from core.domain.cards import replace
+from core.domain.levels import (
+    CARD_FLAG_MEMBERSHIP_LAPSED,
+    LevelOp,
+    level_history,
+    review_levels,
+    set_level,
+)
+from core.records import CardStatus, Result
+
+DAY = 86_400
+T0 = 1_700_000_000
+SILVER, GOLD = 1, 2
+
+
+
+@pytest.fixture
+def clock():
+    return Clock()
+
+
+@pytest.fixture
+def eng(tmp_path, clock):
+    e = Engine(str(tmp_path / "data"), clock=clock)
+    yield e
+    e.close()
+
+
+def gold_card(eng, no, spend_fen_after=0, clock=None):
+    """A card that reached gold at T0 by points (50,000 yuan paid), then spent
+    spend_fen_after in its new period (counters reset by a first review)."""
+    eng.issue_cards([no], cid()).result()
+    assert eng.recharge(no, 100_000_000, cid()).result().codes[0] == Result.OK
+    assert eng.swipe(no, 5_000_000, cid()).result().codes[0] == Result.OK
+    card = eng.card(no)
+    assert card["level"] == GOLD and card["level_expires_at_s"] == clock.now + 730 * DAY
+    return card
+
+
+def test_manual_change_needs_reason_and_a_different_approver(eng):
+    eng.issue_cards([1], cid()).result()
+    before = state(eng)
+    for kwargs, reason in (
+            ({"reason": " ", "requester_id": 5, "approver_id": 6}, "REASON_REQUIRED"),
+            ({"reason": "vip", "requester_id": 5, "approver_id": 0}, "APPROVER_REQUIRED"),
+            ({"reason": "vip", "requester_id": 5, "approver_id": 5}, "APPROVER_IS_REQUESTER")):
+        res = set_level(eng, 1, GOLD, cid(), **kwargs).result()
+        assert res.code != Result.OK and res.reason == reason
+    assert set_level(eng, 1, 9, cid(), reason="x", requester_id=5,
+                     approver_id=6).result().reason == "LEVEL_INVALID"
+    assert set_level(eng, 1, 0, cid(), reason="x", requester_id=5,
+                     approver_id=6).result().reason == "LEVEL_UNCHANGED"
+    assert state(eng) == before
+
+
+def test_manual_change_is_recorded_as_such(eng, clock):
+    eng.issue_cards([1], cid()).result()
+    c = cid()
+    res = set_level(eng, 1, GOLD, c, reason="key account", requester_id=5,
+                    approver_id=6).result()
+    assert res.code == Result.OK
+    assert set_level(eng, 1, GOLD, c, reason="key account", requester_id=5,
+                     approver_id=6).result().replayed
+    card = eng.card(1)
+    assert card["level"] == GOLD and card["level_expires_at_s"] == T0 + 730 * DAY
+    rec = eng.card_journal(1, 1)[0]
+    assert rec["op_type"] == LevelOp.LEVEL_MANUAL and rec["level_before"] == 0
+    assert int(rec["operator_id"]) == 5
+    detail = json.loads(res.detail)
+    assert detail["reason"] == "key account" and detail["approver_id"] == 6
+    assert detail["before"]["level"] == 0 and detail["after"]["level"] == GOLD
+    hist = level_history(eng, 1)
+    assert hist[0]["op"] == "LEVEL_MANUAL" and hist[0]["reason"] == "key account"
+    assert hist[0]["approver_id"] == 6 and hist[0]["requester_id"] == 5
+    assert (hist[0]["level_before"], hist[0]["level_after"]) == (0, GOLD)
+    assert journal_adds_up(eng)
+
+
+def test_review_gold_below_keep_goes_to_silver(eng, clock):
+    # The seed: gold keeps at 50,000 yuan spend in the period; 20,000 yuan -> silver.
+    gold_card(eng, 1, clock=clock)
+    gold_card(eng, 2, clock=clock)
+    gold_card(eng, 3, clock=clock)
+    gold_card(eng, 4, clock=clock)
+    clock.now = T0 + 730 * DAY
+    res = review_levels(eng, cid()).result()           # every period spend was 50,000 yuan
+    assert res.value == {"reviewed": 4, "kept": 4, "downgraded": 0, "lapsed": 0}
+    # A new period: card 1 pays 19,000 yuan (gold's 5% off), card 2 4,750, card 3
+    # 57,000, card 4 nothing.
+    for no, fen in ((1, 2_000_000), (2, 500_000), (3, 6_000_000)):
+        assert eng.swipe(no, fen, cid(), flags=1).result().codes[0] == Result.OK
+    assert [eng.card(n)["period_spend_fen"] for n in (1, 2, 3)] == [1_900_000, 475_000,
+                                                                     5_700_000]
+    clock.now = T0 + 730 * DAY + 100
+    assert review_levels(eng, cid()).result().value["reviewed"] == 0  # not yet due
+    clock.now = T0 + 2 * 730 * DAY
+    before = {n: eng.card(n) for n in (1, 2, 3, 4)}
+    res = review_levels(eng, cid()).result()
+    assert res.value == {"reviewed": 4, "kept": 1, "downgraded": 2, "lapsed": 1}
+    c1, c2, c3, c4 = (eng.card(n) for n in (1, 2, 3, 4))
+    assert c1["level"] == SILVER and c1["level_expires_at_s"] == clock.now + 730 * DAY
+    assert c2["level"] == 0 and c2["level_expires_at_s"] == 0
+    assert c3["level"] == GOLD and c3["level_expires_at_s"] == clock.now + 730 * DAY
+    # No spend at all in the period: the membership ends (level 0 and the flag); the
+    # card keeps its money and stays usable.
+    assert c4["level"] == 0 and c4["flags"] & CARD_FLAG_MEMBERSHIP_LAPSED
+    assert c4["status"] == CardStatus.ACTIVE
+    assert c4["principal_fen"] == before[4]["principal_fen"]
+    for c in (c1, c2, c3, c4):
+        assert c["period_spend_fen"] == c["period_points"] == c["period_recharge_fen"] == 0
+        assert c["level_period_start_s"] == clock.now
+        assert c["points"] == before[int(c["card_no"])]["points"]  # points are not levels
+    rec = eng.card_journal(1, 1)[0]
+    assert rec["op_type"] == LevelOp.LEVEL_REVIEW and int(rec["amount_fen"]) == 1_900_000
+    assert int(rec["payable_fen"]) == 5_000_000 and rec["level_before"] == GOLD
+    # Idempotent: a rerun (a new client id) finds nothing due.
+    again = state(eng)
+    assert review_levels(eng, cid()).result().value["reviewed"] == 0
+    assert state(eng)[0] == again[0]
+    assert journal_adds_up(eng)
+    # The history tells each step with its reason.
+    hist = level_history(eng, 1)
+    assert [(h["op"], h["level_before"], h["level_after"]) for h in hist] == [
+        ("LEVEL_REVIEW", GOLD, SILVER), ("LEVEL_REVIEW", GOLD, GOLD), ("SWIPE", 0, GOLD)]
+    assert "below the keep threshold" in hist[0]["reason"]
+    assert hist[2]["reason"] == "automatic upgrade"
+    assert "membership ended" in level_history(eng, 4)[0]["reason"]
+
+
+def test_review_judges_spend_never_balance_or_points(eng, clock):
+    gold_card(eng, 1, clock=clock)
+    clock.now = T0 + 730 * DAY
+    review_levels(eng, cid()).result()
+    # Lots of points and balance, but only 100 yuan spent in the period.
+    assert eng.swipe(1, 10_000, cid()).result().codes[0] == Result.OK
+    clock.now = T0 + 2 * 730 * DAY
+    assert eng.card(1)["points"] > 50_000 and eng.card(1)["principal_fen"] > 0
+    review_levels(eng, cid()).result()
+    assert eng.card(1)["level"] == 0
+
+
+def test_review_skips_cancelled_and_dormant_and_is_idempotent_by_id(eng, clock):
+    gold_card(eng, 1, clock=clock)
+    gold_card(eng, 2, clock=clock)
+    eng.set_card_status(2, CardStatus.CANCELLED, cid()).result()
+    clock.now = T0 + 730 * DAY
+    c = cid()
+    first = review_levels(eng, c).result()
+    assert first.value["reviewed"] == 1
+    again = review_levels(eng, c).result()
+    assert again.replayed and again.value == first.value
+    assert eng.card(2)["level"] == GOLD
+
+
+def test_manual_change_clears_lapsed_flag(eng, clock):
+    gold_card(eng, 1, clock=clock)
+    clock.now = T0 + 730 * DAY
+    review_levels(eng, cid()).result()
+    clock.now = T0 + 2 * 730 * DAY
+    review_levels(eng, cid()).result()
+    assert eng.card(1)["flags"] & CARD_FLAG_MEMBERSHIP_LAPSED
+    res = set_level(eng, 1, 0, cid(), reason="reinstated", requester_id=1, approver_id=2).result()
+    assert res.code == Result.OK and not eng.card(1)["flags"] & CARD_FLAG_MEMBERSHIP_LAPSED
+
+
+def test_level_history_follows_replacement(eng, clock):
+    gold_card(eng, 1, clock=clock)
+    assert replace(eng, 1, 2, cid()).result().code == Result.OK
+    set_level(eng, 2, SILVER, cid(), reason="complaint", requester_id=3, approver_id=4).result()
+    hist = level_history(eng, 2)
+    assert [(h["card_no"], h["op"]) for h in hist] == [(2, "LEVEL_MANUAL"), (1, "SWIPE")]
+    assert level_history(eng, 2, follow_replacements=False)[-1]["op"] == "LEVEL_MANUAL"
+    assert journal_adds_up(eng)
