@@ -10,7 +10,7 @@ from libc.stdint cimport int64_t, uint64_t, int32_t, uint32_t, uint16_t, uint8_t
 cdef packed struct Card:
     uint64_t card_no
     uint64_t member_id
-    uint64_t primary_card_no        # supplementary card: spends from this card (issue 4)
+    uint64_t primary_card_no        # supplementary card: spends from this card
     int64_t principal_fen           # paid-in stored value
     int64_t bonus_fen               # stored value given as recharge bonus
     int64_t points
@@ -23,14 +23,14 @@ cdef packed struct Card:
     int64_t level_expires_at_s      # level validity end; 0 = never
     int64_t last_visit_s
     uint64_t last_seq               # journal seq of this card's latest record
-    int64_t supp_limit_fen          # supplementary spend limit (issue 4); 0 = none
-    int64_t pin_locked_until_s      # issue 4
+    int64_t supp_limit_fen          # supplementary spend limit; 0 = none
+    int64_t pin_locked_until_s      # wrong PINs locked the card until then
     uint32_t visits
-    int32_t count_uses              # remaining uses on a count card (issue 4)
+    int32_t count_uses              # remaining uses on a count card
     uint16_t type_id
     uint8_t level
     uint8_t status
-    uint8_t pin_failures            # issue 4
+    uint8_t pin_failures            # wrong PINs in a row
     uint8_t flags                   # CardFlag bits (bit 0: membership lapsed)
     uint16_t count_service          # the service a count card's uses are for
     int64_t issued_at_s
@@ -144,7 +144,7 @@ cdef packed struct Level:
     int64_t up_points               # reach this level at period_points >= up_points; 0 = unused
     int64_t up_spend_fen            # ... or period_spend_fen >= this; 0 = unused
     int64_t up_recharge_fen         # ... or period_recharge_fen >= this; 0 = unused
-    int64_t keep_spend_fen          # issue 4: keep the level at period end
+    int64_t keep_spend_fen          # period spend that keeps the level at period end
     int64_t validity_s              # level validity from upgrade; 0 = never expires
 
 
@@ -154,7 +154,7 @@ cdef packed struct Tier:
     int64_t points                  # extra points for this tier
 
 
-# A coupon template as the swipe reads it: 64 bytes.
+# A coupon template as the swipe reads it: 72 bytes.
 cdef packed struct CouponTpl:
     uint32_t template_id
     uint8_t tpl_kind                # COUPON_FIXED, COUPON_PERCENT, COUPON_THRESHOLD, COUPON_GIFT

@@ -2,9 +2,11 @@
 """The hot path of mms: applies a batch of swipes and recharges to card state.
 
 Nothing here touches Python objects inside the per-op loop. The loop reads the
-committed card table, writes each accepted op as a journal record holding the card's
-after-image, and never mutates the table itself: the engine publishes the records into
-the table only after their LMDB commit is durable (publish()). A rejected op writes
+engine's working card table (`_work`: the committed state plus the batches still in
+flight), writes each accepted op as a journal record holding the card's after-image,
+and never mutates the table itself: the engine publishes the records into `_work` once
+applied and into the committed table (`_cards`, what readers see) only after their
+LMDB commit is durable (publish()). A rejected op writes
 nothing. Ops on the same card inside one batch see each other because a card's state
 is read from its newest record of the batch when there is one.
 
@@ -111,7 +113,7 @@ cpdef enum CardStatus:
 
 cpdef enum RecordKind:
     KIND_CARD = 0                   # after is the card's after-image
-    KIND_COUPON = 1                 # after holds a Coupon (issue 4)
+    KIND_COUPON = 1                 # after holds a Coupon
     KIND_NONE = 2                   # no after-image (rules changes and other non-card ops)
 
 
@@ -160,215 +162,7 @@ RULE_SWITCHES = {
 # ---------------------------------------------------------------------------------------
 # Layout: the numpy view of every record is derived from the C structs here.
 
-cdef object _field(str name, str kind, size_t offset, size_t size):
-    return (name, kind, offset, size)
-
-
-def layout():
-    """Return {struct: (itemsize, [(field, kind, offset, size), ...])} from the compiler."""
-    cdef Card c
-    cdef Op o
-    cdef JournalRec j
-    cdef OpResult r
-    cdef Level lv
-    cdef Tier t
-    cdef Item it
-    cdef Coupon cp
-    cdef char *ib = <char *> &it
-    cdef char *pb = <char *> &cp
-    cdef char *cb = <char *> &c
-    cdef char *ob = <char *> &o
-    cdef char *jb = <char *> &j
-    cdef char *rb = <char *> &r
-    cdef char *lb = <char *> &lv
-    cdef char *tb = <char *> &t
-    card = [
-        _field("card_no", "u", <char *> &c.card_no - cb, sizeof(c.card_no)),
-        _field("member_id", "u", <char *> &c.member_id - cb, sizeof(c.member_id)),
-        _field("primary_card_no", "u", <char *> &c.primary_card_no - cb, sizeof(c.primary_card_no)),
-        _field("principal_fen", "i", <char *> &c.principal_fen - cb, sizeof(c.principal_fen)),
-        _field("bonus_fen", "i", <char *> &c.bonus_fen - cb, sizeof(c.bonus_fen)),
-        _field("points", "i", <char *> &c.points - cb, sizeof(c.points)),
-        _field("spend_total_fen", "i", <char *> &c.spend_total_fen - cb, sizeof(c.spend_total_fen)),
-        _field("recharge_total_fen", "i", <char *> &c.recharge_total_fen - cb, sizeof(c.recharge_total_fen)),
-        _field("period_spend_fen", "i", <char *> &c.period_spend_fen - cb, sizeof(c.period_spend_fen)),
-        _field("period_points", "i", <char *> &c.period_points - cb, sizeof(c.period_points)),
-        _field("period_recharge_fen", "i", <char *> &c.period_recharge_fen - cb, sizeof(c.period_recharge_fen)),
-        _field("expires_at_s", "i", <char *> &c.expires_at_s - cb, sizeof(c.expires_at_s)),
-        _field("level_expires_at_s", "i", <char *> &c.level_expires_at_s - cb, sizeof(c.level_expires_at_s)),
-        _field("last_visit_s", "i", <char *> &c.last_visit_s - cb, sizeof(c.last_visit_s)),
-        _field("last_seq", "u", <char *> &c.last_seq - cb, sizeof(c.last_seq)),
-        _field("supp_limit_fen", "i", <char *> &c.supp_limit_fen - cb, sizeof(c.supp_limit_fen)),
-        _field("pin_locked_until_s", "i", <char *> &c.pin_locked_until_s - cb, sizeof(c.pin_locked_until_s)),
-        _field("visits", "u", <char *> &c.visits - cb, sizeof(c.visits)),
-        _field("count_uses", "i", <char *> &c.count_uses - cb, sizeof(c.count_uses)),
-        _field("type_id", "u", <char *> &c.type_id - cb, sizeof(c.type_id)),
-        _field("level", "u", <char *> &c.level - cb, sizeof(c.level)),
-        _field("status", "u", <char *> &c.status - cb, sizeof(c.status)),
-        _field("pin_failures", "u", <char *> &c.pin_failures - cb, sizeof(c.pin_failures)),
-        _field("flags", "u", <char *> &c.flags - cb, sizeof(c.flags)),
-        _field("count_service", "u", <char *> &c.count_service - cb, sizeof(c.count_service)),
-        _field("issued_at_s", "i", <char *> &c.issued_at_s - cb, sizeof(c.issued_at_s)),
-        _field("pin_hash", "u", <char *> &c.pin_hash - cb, sizeof(c.pin_hash)),
-        _field("pin_salt", "u", <char *> &c.pin_salt - cb, sizeof(c.pin_salt)),
-        _field("lot0_points", "i", <char *> &c.lot0_points - cb, sizeof(c.lot0_points)),
-        _field("lot1_points", "i", <char *> &c.lot1_points - cb, sizeof(c.lot1_points)),
-        _field("lot2_points", "i", <char *> &c.lot2_points - cb, sizeof(c.lot2_points)),
-        _field("permanent_points", "i", <char *> &c.permanent_points - cb, sizeof(c.permanent_points)),
-        _field("supp_spent_fen", "i", <char *> &c.supp_spent_fen - cb, sizeof(c.supp_spent_fen)),
-        _field("fee_paid_until_s", "i", <char *> &c.fee_paid_until_s - cb, sizeof(c.fee_paid_until_s)),
-        _field("replaced_by", "u", <char *> &c.replaced_by - cb, sizeof(c.replaced_by)),
-        _field("level_period_start_s", "i", <char *> &c.level_period_start_s - cb, sizeof(c.level_period_start_s)),
-        _field("lot_year", "u", <char *> &c.lot_year - cb, sizeof(c.lot_year)),
-        _field("_reserved1", "u", <char *> &c._reserved1 - cb, sizeof(c._reserved1)),
-        _field("_reserved2", "u", <char *> &c._reserved2 - cb, sizeof(c._reserved2)),
-        _field("_reserved3", "i", <char *> &c._reserved3 - cb, sizeof(c._reserved3)),
-    ]
-    op = [
-        _field("client_hi", "u", <char *> &o.client_hi - ob, sizeof(o.client_hi)),
-        _field("client_lo", "u", <char *> &o.client_lo - ob, sizeof(o.client_lo)),
-        _field("card_no", "u", <char *> &o.card_no - ob, sizeof(o.card_no)),
-        _field("amount_fen", "i", <char *> &o.amount_fen - ob, sizeof(o.amount_fen)),
-        _field("store_id", "u", <char *> &o.store_id - ob, sizeof(o.store_id)),
-        _field("terminal_id", "u", <char *> &o.terminal_id - ob, sizeof(o.terminal_id)),
-        _field("operator_id", "u", <char *> &o.operator_id - ob, sizeof(o.operator_id)),
-        _field("category", "u", <char *> &o.category - ob, sizeof(o.category)),
-        _field("op_type", "u", <char *> &o.op_type - ob, sizeof(o.op_type)),
-        _field("op_flags", "u", <char *> &o.op_flags - ob, sizeof(o.op_flags)),
-        _field("points_offset", "i", <char *> &o.points_offset - ob, sizeof(o.points_offset)),
-        _field("ref_hi", "u", <char *> &o.ref_hi - ob, sizeof(o.ref_hi)),
-        _field("ref_lo", "u", <char *> &o.ref_lo - ob, sizeof(o.ref_lo)),
-        _field("items_off", "u", <char *> &o.items_off - ob, sizeof(o.items_off)),
-        _field("items_n", "u", <char *> &o.items_n - ob, sizeof(o.items_n)),
-        _field("coupons_n", "u", <char *> &o.coupons_n - ob, sizeof(o.coupons_n)),
-        _field("pin_len", "u", <char *> &o.pin_len - ob, sizeof(o.pin_len)),
-        _field("coupons_off", "u", <char *> &o.coupons_off - ob, sizeof(o.coupons_off)),
-        _field("pin", "u", <char *> &o.pin - ob, sizeof(o.pin)),
-        _field("_reserved0", "i", <char *> &o._reserved0 - ob, sizeof(o._reserved0)),
-    ]
-    journal = [
-        _field("seq", "u", <char *> &j.seq - jb, sizeof(j.seq)),
-        _field("client_hi", "u", <char *> &j.client_hi - jb, sizeof(j.client_hi)),
-        _field("client_lo", "u", <char *> &j.client_lo - jb, sizeof(j.client_lo)),
-        _field("time_s", "i", <char *> &j.time_s - jb, sizeof(j.time_s)),
-        _field("card_no", "u", <char *> &j.card_no - jb, sizeof(j.card_no)),
-        _field("prev_seq", "u", <char *> &j.prev_seq - jb, sizeof(j.prev_seq)),
-        _field("amount_fen", "i", <char *> &j.amount_fen - jb, sizeof(j.amount_fen)),
-        _field("discount_fen", "i", <char *> &j.discount_fen - jb, sizeof(j.discount_fen)),
-        _field("payable_fen", "i", <char *> &j.payable_fen - jb, sizeof(j.payable_fen)),
-        _field("principal_delta_fen", "i", <char *> &j.principal_delta_fen - jb, sizeof(j.principal_delta_fen)),
-        _field("bonus_delta_fen", "i", <char *> &j.bonus_delta_fen - jb, sizeof(j.bonus_delta_fen)),
-        _field("points_delta", "i", <char *> &j.points_delta - jb, sizeof(j.points_delta)),
-        _field("store_id", "u", <char *> &j.store_id - jb, sizeof(j.store_id)),
-        _field("terminal_id", "u", <char *> &j.terminal_id - jb, sizeof(j.terminal_id)),
-        _field("operator_id", "u", <char *> &j.operator_id - jb, sizeof(j.operator_id)),
-        _field("rules_version", "u", <char *> &j.rules_version - jb, sizeof(j.rules_version)),
-        _field("category", "u", <char *> &j.category - jb, sizeof(j.category)),
-        _field("op_type", "u", <char *> &j.op_type - jb, sizeof(j.op_type)),
-        _field("result", "u", <char *> &j.result - jb, sizeof(j.result)),
-        _field("level_before", "u", <char *> &j.level_before - jb, sizeof(j.level_before)),
-        _field("op_flags", "u", <char *> &j.op_flags - jb, sizeof(j.op_flags)),
-        _field("kind", "u", <char *> &j.kind - jb, sizeof(j.kind)),
-        _field("_reserved0", "u", <char *> &j._reserved0 - jb, sizeof(j._reserved0)),
-        _field("coupon_fen", "i", <char *> &j.coupon_fen - jb, sizeof(j.coupon_fen)),
-        _field("offset_fen", "i", <char *> &j.offset_fen - jb, sizeof(j.offset_fen)),
-        _field("offset_points", "i", <char *> &j.offset_points - jb, sizeof(j.offset_points)),
-        _field("ref_seq", "u", <char *> &j.ref_seq - jb, sizeof(j.ref_seq)),
-        _field("commission_fen", "i", <char *> &j.commission_fen - jb, sizeof(j.commission_fen)),
-        _field("after", "Card", <char *> &j.after - jb, sizeof(j.after)),
-    ]
-    result = [
-        _field("seq", "u", <char *> &r.seq - rb, sizeof(r.seq)),
-        _field("rec_index", "i", <char *> &r.rec_index - rb, sizeof(r.rec_index)),
-        _field("code", "u", <char *> &r.code - rb, sizeof(r.code)),
-        _field("replayed", "u", <char *> &r.replayed - rb, sizeof(r.replayed)),
-        _field("_reserved", "u", <char *> &r._reserved - rb, sizeof(r._reserved)),
-    ]
-    level = [
-        _field("discount_bp", "i", <char *> &lv.discount_bp - lb, sizeof(lv.discount_bp)),
-        _field("points_mult_bp", "i", <char *> &lv.points_mult_bp - lb, sizeof(lv.points_mult_bp)),
-        _field("up_points", "i", <char *> &lv.up_points - lb, sizeof(lv.up_points)),
-        _field("up_spend_fen", "i", <char *> &lv.up_spend_fen - lb, sizeof(lv.up_spend_fen)),
-        _field("up_recharge_fen", "i", <char *> &lv.up_recharge_fen - lb, sizeof(lv.up_recharge_fen)),
-        _field("keep_spend_fen", "i", <char *> &lv.keep_spend_fen - lb, sizeof(lv.keep_spend_fen)),
-        _field("validity_s", "i", <char *> &lv.validity_s - lb, sizeof(lv.validity_s)),
-    ]
-    tier = [
-        _field("min_pay_fen", "i", <char *> &t.min_pay_fen - tb, sizeof(t.min_pay_fen)),
-        _field("bonus_fen", "i", <char *> &t.bonus_fen - tb, sizeof(t.bonus_fen)),
-        _field("points", "i", <char *> &t.points - tb, sizeof(t.points)),
-    ]
-    item = [
-        _field("sku", "u", <char *> &it.sku - ib, sizeof(it.sku)),
-        _field("amount_fen", "i", <char *> &it.amount_fen - ib, sizeof(it.amount_fen)),
-        _field("qty", "u", <char *> &it.qty - ib, sizeof(it.qty)),
-        _field("category", "u", <char *> &it.category - ib, sizeof(it.category)),
-        _field("item_flags", "u", <char *> &it.item_flags - ib, sizeof(it.item_flags)),
-        _field("_reserved", "u", <char *> &it._reserved - ib, sizeof(it._reserved)),
-    ]
-    coupon = [
-        _field("coupon_id", "u", <char *> &cp.coupon_id - pb, sizeof(cp.coupon_id)),
-        _field("card_no", "u", <char *> &cp.card_no - pb, sizeof(cp.card_no)),
-        _field("template_id", "u", <char *> &cp.template_id - pb, sizeof(cp.template_id)),
-        _field("coupon_status", "u", <char *> &cp.coupon_status - pb, sizeof(cp.coupon_status)),
-        _field("_reserved0", "u", <char *> &cp._reserved0 - pb, sizeof(cp._reserved0)),
-        _field("_reserved1", "u", <char *> &cp._reserved1 - pb, sizeof(cp._reserved1)),
-        _field("valid_from_s", "i", <char *> &cp.valid_from_s - pb, sizeof(cp.valid_from_s)),
-        _field("valid_to_s", "i", <char *> &cp.valid_to_s - pb, sizeof(cp.valid_to_s)),
-        _field("redeemed_seq", "u", <char *> &cp.redeemed_seq - pb, sizeof(cp.redeemed_seq)),
-        _field("redeemed_fen", "i", <char *> &cp.redeemed_fen - pb, sizeof(cp.redeemed_fen)),
-        _field("issued_seq", "u", <char *> &cp.issued_seq - pb, sizeof(cp.issued_seq)),
-    ]
-    cdef CouponTpl ct
-    cdef char *tb2 = <char *> &ct
-    tpl = [
-        _field("template_id", "u", <char *> &ct.template_id - tb2, sizeof(ct.template_id)),
-        _field("tpl_kind", "u", <char *> &ct.tpl_kind - tb2, sizeof(ct.tpl_kind)),
-        _field("stackable", "u", <char *> &ct.stackable - tb2, sizeof(ct.stackable)),
-        _field("_reserved", "u", <char *> &ct._reserved - tb2, sizeof(ct._reserved)),
-        _field("value_fen", "i", <char *> &ct.value_fen - tb2, sizeof(ct.value_fen)),
-        _field("percent_bp", "i", <char *> &ct.percent_bp - tb2, sizeof(ct.percent_bp)),
-        _field("min_spend_fen", "i", <char *> &ct.min_spend_fen - tb2, sizeof(ct.min_spend_fen)),
-        _field("max_off_fen", "i", <char *> &ct.max_off_fen - tb2, sizeof(ct.max_off_fen)),
-        _field("gift_sku", "u", <char *> &ct.gift_sku - tb2, sizeof(ct.gift_sku)),
-        _field("level_mask", "u", <char *> &ct.level_mask - tb2, sizeof(ct.level_mask)),
-        _field("stores_off", "u", <char *> &ct.stores_off - tb2, sizeof(ct.stores_off)),
-        _field("stores_n", "u", <char *> &ct.stores_n - tb2, sizeof(ct.stores_n)),
-        _field("cats_n", "u", <char *> &ct.cats_n - tb2, sizeof(ct.cats_n)),
-        _field("cats_off", "u", <char *> &ct.cats_off - tb2, sizeof(ct.cats_off)),
-        _field("_reserved2", "u", <char *> &ct._reserved2 - tb2, sizeof(ct._reserved2)),
-    ]
-    cdef TypeLimit tl
-    cdef char *lb2 = <char *> &tl
-    type_limit = [
-        _field("type_id", "u", <char *> &tl.type_id - lb2, sizeof(tl.type_id)),
-        _field("recharge_allowed", "u", <char *> &tl.recharge_allowed - lb2, sizeof(tl.recharge_allowed)),
-        _field("_reserved", "u", <char *> &tl._reserved - lb2, sizeof(tl._reserved)),
-        _field("stores_off", "u", <char *> &tl.stores_off - lb2, sizeof(tl.stores_off)),
-        _field("operators_off", "u", <char *> &tl.operators_off - lb2, sizeof(tl.operators_off)),
-        _field("stores_n", "u", <char *> &tl.stores_n - lb2, sizeof(tl.stores_n)),
-        _field("operators_n", "u", <char *> &tl.operators_n - lb2, sizeof(tl.operators_n)),
-    ]
-    cdef CommissionRule cr
-    cdef char *rb2 = <char *> &cr
-    commission_rule = [
-        _field("key", "u", <char *> &cr.key - rb2, sizeof(cr.key)),
-        _field("fixed_fen", "i", <char *> &cr.fixed_fen - rb2, sizeof(cr.fixed_fen)),
-        _field("bp", "i", <char *> &cr.bp - rb2, sizeof(cr.bp)),
-    ]
-    return {
-        "CommissionRule": (sizeof(CommissionRule), commission_rule),
-        "TypeLimit": (sizeof(TypeLimit), type_limit),
-        "CouponTpl": (sizeof(CouponTpl), tpl),
-        "Item": (sizeof(Item), item),
-        "Coupon": (sizeof(Coupon), coupon),
-        "Card": (sizeof(Card), card),
-        "Op": (sizeof(Op), op),
-        "JournalRec": (sizeof(JournalRec), journal),
-        "OpResult": (sizeof(OpResult), result),
-        "Level": (sizeof(Level), level),
-        "Tier": (sizeof(Tier), tier),
-    }
+include "_layout.pxi"
 
 
 cdef void *_data(cnp.ndarray a, size_t itemsize, str what) except NULL:
@@ -1441,7 +1235,7 @@ cdef class Batcher:
                     cnp.ndarray coupon_ids=None, cnp.ndarray ref_coupons=None,
                     cnp.ndarray ref_coupons_off=None, cnp.ndarray ref_coupons_n=None,
                     cnp.ndarray prefs=None):
-        """Apply ops against the committed card table; return the number of records.
+        """Apply ops against the working card table; return the number of records.
 
         cards is read, never written. out_recs receives one record per accepted op
         (seq first_seq, first_seq + 1, ...); out_results one OpResult per op; out_slots
@@ -1795,7 +1589,7 @@ cdef class Batcher:
                 res[i].code = CARD_NOT_FOUND
                 continue
             # The card as this op must see it: its newest record in this batch, or the
-            # committed table.
+            # working table.
             if self.newest[slot] >= 0:
                 memcpy(&c, &recs[self.newest[slot]].after, sizeof(Card))
             else:

@@ -45,6 +45,14 @@ COUPON = _dtype("Coupon")
 COUPON_TPL = _dtype("CouponTpl")
 TYPE_LIMIT = _dtype("TypeLimit")
 COMMISSION_RULE = _dtype("CommissionRule")
+
+# The on-disk format: journal blocks are JOURNAL records and checkpoint chunks CARD
+# records of exactly these sizes (docs/internals/storage.md). A change here is a change
+# of the format, never an accident of a struct edit.
+assert (CARD.itemsize, OP.itemsize, JOURNAL.itemsize, RESULT.itemsize) == (256, 96, 416, 16)
+assert JOURNAL.fields["after"][0] == CARD, "a record's after-image is a whole Card"
+assert COUPON.itemsize <= CARD.itemsize, "a coupon's after-image fits the Card slot"
+
 CouponKind = _fastpath.CouponKind
 CouponStatus = _fastpath.CouponStatus
 

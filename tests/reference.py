@@ -43,7 +43,6 @@ import datetime
 from dataclasses import dataclass, field
 
 from core._fastpath import pin_hash_of
-
 from core.records import (
     CardFlag,
     CardStatus,

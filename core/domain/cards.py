@@ -1,4 +1,4 @@
-"""Card types and the card lifecycle beyond the engine's own ops (issue 4, item 3).
+"""Card types and the card lifecycle beyond the engine's own ops.
 
 Every mutation here is one admin op (core.engine.writer.Engine.admin): checked and applied in
 the writer, journalled with the after-image of every card it touches, idempotent by

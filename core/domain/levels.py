@@ -1,4 +1,4 @@
-"""Levels beyond the swipe's automatic upgrade (issue 4, item 4): the manual change
+"""Levels beyond the swipe's automatic upgrade: the manual change
 with a reason and an approver, the review at the end of a level's validity, and a
 card's level history read back from the journal.
 

@@ -1,4 +1,4 @@
-"""Points outside the swipe (issue 4, item 5): manual adjustment with a reason, make-up
+"""Points outside the swipe: manual adjustment with a reason, make-up
 points (补积分) for a receipt within 24 hours, and the gift catalogue with redemption.
 
 Points live in lots (core/domain/points.py explains them): the points a card earns go to the

@@ -5,8 +5,8 @@ Layout (docs/internals/storage.md says the same, with the reasons):
 - meta     b"format" -> u32 BE; b"checkpoint_seq" -> u64 BE; b"n_cards" -> u64 BE;
            b"rules_version" -> u32 BE.
 - journal  key: u64 BE seq of the block's last record -> value: the records of one group
-           commit, concatenated JournalRec (288 bytes each), seqs contiguous.
-- cards    key: u64 BE chunk number -> value: CHUNK_CARDS Card records (160 bytes each)
+           commit, concatenated JournalRec (416 bytes each), seqs contiguous.
+- cards    key: u64 BE chunk number -> value: CHUNK_CARDS Card records (256 bytes each)
            of slots chunk*CHUNK_CARDS..; the card table as of meta checkpoint_seq.
 - ids      key: u64 BE checkpoint seq -> value: i64 LE unix seconds, then (hi, lo, v)
            u64 LE triples: the client ids first seen between two checkpoints, where

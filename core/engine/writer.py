@@ -469,7 +469,7 @@ def _grown(committed: np.ndarray, work: np.ndarray | None, dirty: np.ndarray, ne
 PIPELINE_DEPTH = 2
 
 
-# Status changes an operator may make; cancelled is final (issue 4 adds replacement).
+# Status changes an operator may make; cancelled is final (a replacement is core/domain/cards.py's).
 _STATUS_MOVES = {
     (CardStatus.ACTIVE, CardStatus.LOST), (CardStatus.LOST, CardStatus.ACTIVE),
     (CardStatus.ACTIVE, CardStatus.FROZEN), (CardStatus.FROZEN, CardStatus.ACTIVE),

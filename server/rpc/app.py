@@ -16,7 +16,6 @@ from dataclasses import dataclass
 
 import grpc
 import numpy as np
-from core._fastpath import COUPONS_PER_OP
 from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -24,6 +23,7 @@ from grpc_reflection.v1alpha import reflection
 from grpc_status import rpc_status
 
 from core import EngineClosed, Overloaded
+from core._fastpath import COUPONS_PER_OP
 from core.records import ITEM, OP, ItemFlag, OpType, Result
 from server.mms_pb import (
     admin_pb2,
@@ -80,7 +80,7 @@ _CODE_OF_RESULT = {
     Result.CARD_EXISTS: grpc.StatusCode.ALREADY_EXISTS,
     Result.RECHARGE_NOT_ALLOWED: grpc.StatusCode.PERMISSION_DENIED,
 }
-# Results the engine added for the domain work (issue 4): malformed input is the
+# Results of the domain work: malformed input is the
 # client's error; everything else (PIN, points, uses) is the card's state.
 for _name in ("ITEMS_INVALID", "OFFSET_INVALID"):
     if hasattr(Result, _name):

@@ -4,7 +4,7 @@ py-lmdb reference that writes the same records the naive way.
 Each run starts from the same prepared environment state (N cards with balance),
 submits M swipes in submissions of B ops from a producer thread while the writer
 group-commits them, and counts only what was acknowledged after its fsync'd commit.
-The reference writes, per swipe, one 288-byte journal record (append), one 160-byte
+The reference writes, per swipe, one 416-byte journal record (append), one 256-byte
 card record at a random card key and one client-id entry, one fsync'd commit per B
 swipes: what an engine that keeps every record under its own key would write.
 """

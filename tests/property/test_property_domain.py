@@ -21,13 +21,13 @@ from __future__ import annotations
 import math
 import tempfile
 
-from core._fastpath import pin_hash
 from harness import FastPath, blank_card, items_array, ops_array
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from reference import LOTS, Model, apply_batch
 
 from core import Engine, EngineConfig
+from core._fastpath import pin_hash
 from core.records import CardStatus, OpType, RecordKind, Result, join_client_id, journal_to_dict
 from core.rules import (
     COMMISSION_FIXED_FEN_LIMIT,

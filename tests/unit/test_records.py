@@ -71,3 +71,48 @@ def test_raw_bytes_match_the_c_layout():
 
 def test_enums_are_exposed_once():
     assert int(Result.OK) == 1 and int(OpType.SWIPE) == 1 and int(CardStatus.ACTIVE) == 1
+
+
+def test_committed_layout_matches_the_pxd():
+    """core/_layout.pxi is generated from the .pxd's packed structs: never stale."""
+    from core import _layoutgen
+    assert _layoutgen.PXI.read_text() == _layoutgen.generate(), \
+        "core/_layout.pxi is stale: run python3 -m core._layoutgen"
+
+
+def test_layout_lists_every_field_of_every_packed_struct():
+    from core import _layoutgen
+    structs = _layoutgen.packed_structs(_layoutgen.PXD.read_text())
+    layout = _fastpath.layout()
+    assert set(layout) == set(structs)
+    for name, fields in structs.items():
+        assert [f[0] for f in layout[name][1]] == [f for f, _ in fields]
+
+
+def test_the_type_stub_names_what_the_module_has():
+    """core/_fastpath.pyi (py.typed promises types) covers every public name and every
+    enum member of the compiled module."""
+    import ast
+    from pathlib import Path
+
+    import core
+    stub = ast.parse((Path(core.__file__).parent / "_fastpath.pyi").read_text())
+    declared: dict[str, set[str] | None] = {}
+    for node in stub.body:
+        if isinstance(node, ast.ClassDef):
+            members = {t.id for n in node.body if isinstance(n, ast.Assign) for t in n.targets}
+            declared[node.name] = members or None
+        elif isinstance(node, ast.FunctionDef):
+            declared[node.name] = None
+        elif isinstance(node, ast.AnnAssign):
+            declared[node.target.id] = None
+    import enum
+    public = {n for n in dir(_fastpath) if not n.startswith("_") and n[0].isupper() or
+              callable(getattr(_fastpath, n)) and not n.startswith("_")}
+    public -= {"Enum", "IntEnum", "IntFlag", "Flag", "array", "memoryview", "np", "cnp"}
+    for n in public:
+        obj = getattr(_fastpath, n)
+        if isinstance(obj, type) and issubclass(obj, enum.Enum):
+            assert declared.get(n) == {m.name for m in obj}, n
+        elif n.isupper() or isinstance(obj, type) or callable(obj):
+            assert n in declared, f"{n} is missing from core/_fastpath.pyi"
