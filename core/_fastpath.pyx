@@ -519,6 +519,43 @@ cdef inline void take_points(Card *c, int64_t n) noexcept nogil:
     n -= _take(&c.permanent_points, n)
 
 
+# The lot rules for points that change outside a swipe (core/domain/points_admin.py):
+# the same functions as the swipe's, on a one-row card array, so they are written once.
+
+cdef Card *_one_card(cnp.ndarray card) except NULL:
+    if card.ndim != 1 or card.shape[0] != 1:
+        raise ValueError("card: a one-row CARD array")
+    return <Card *> _data(card, sizeof(Card), "card")
+
+
+def card_add_points(cnp.ndarray card, int64_t pts, int64_t now_s, int32_t points_valid_years,
+                    int64_t tz_offset_s):
+    """Add earned points to the lot of now_s's year (add_points)."""
+    cdef RulesC R
+    memset(&R, 0, sizeof(RulesC))
+    R.points_valid_years = points_valid_years
+    R.tz_offset_s = tz_offset_s
+    add_points(_one_card(card), pts, now_s, &R)
+
+
+def card_spendable_points(cnp.ndarray card):
+    """The points the card can give now (spendable_points)."""
+    return spendable_points(_one_card(card))
+
+
+def card_take_points(cnp.ndarray card, int64_t n):
+    """Take n points from the positive lots, those that expire first first (take_points;
+    a forced adjustment may take more than spendable_points when a debt is on the card)."""
+    cdef Card *c = _one_card(card)
+    cdef int64_t held = 0
+    for lot in (c.lot0_points, c.lot1_points, c.lot2_points, c.permanent_points):
+        if lot > 0:
+            held += lot
+    if n < 0 or n > held:
+        raise ValueError(f"take {n} points of {held} held in lots")
+    take_points(c, n)
+
+
 cdef inline uint8_t status_result(uint8_t status) noexcept nogil:
     if status == ACTIVE:
         return OK

@@ -4,8 +4,8 @@ points (补积分) for a receipt within 24 hours, and the gift catalogue with re
 Points live in lots (core/domain/points.py explains them): the points a card earns go to the
 lot of the year they are earned in (by the engine's clock, in the chain's time zone),
 or are permanent when points never expire; points spent or taken away leave the lots
-that expire first first. add_points and take_points below mirror the fast path's
-functions of the same names and must stay the same rules.
+that expire first first. add_points and take_points below run the fast path's own
+functions, so the swipe and the admin ops share one set of lot rules.
 
 There is no transfer of points between cards (the seed, 002): no op here moves points
 from one card to another. Only a replacement (core/domain/cards.py) carries a card's points,
@@ -26,7 +26,7 @@ from core import _fastpath
 from core.domain.levels import maybe_upgrade
 from core.engine.storage import u32
 from core.engine.writer import AdminContext, Engine, register_op_names
-from core.records import CardStatus, OpFlag, Result
+from core.records import CARD, CardStatus, OpFlag, Result
 from core.rules import RulesConfig
 
 
@@ -58,41 +58,32 @@ RECEIPTS_DB = "points_receipts"   # u32 BE store id + receipt id (UTF-8) -> JSON
 GIFTS_DB = "gifts"                # u32 BE gift id -> JSON
 
 
-# --- the lot rules (mirrors of _fastpath.add_points / take_points) ---------------------
+# --- the lot rules: the fast path's own functions, on a copy of the card --------------------
+
+
+def _on_row(card: np.void, fn, *args) -> int | None:
+    """Run a fast-path lot function on a one-row copy of card and copy the row back."""
+    row = np.array([card], dtype=CARD)
+    out = fn(row, *args)
+    for name in CARD.names:
+        card[name] = row[0][name]
+    return out
 
 
 def add_points(card: np.void, pts: int, now_s: int, rules: RulesConfig) -> None:
-    card["points"] += pts
-    if rules.points_valid_years == 0:
-        card["permanent_points"] += pts
-        return
-    year = _fastpath.year_of(now_s, rules.tz_offset_s)
-    lot_year = int(card["lot_year"])
-    if lot_year == 0 or (int(card["lot0_points"]) == 0 and int(card["lot1_points"]) == 0
-                         and int(card["lot2_points"]) == 0 and year > lot_year + 2):
-        card["lot_year"] = year
-        lot_year = year
-    idx = year - lot_year
-    card["lot0_points" if idx <= 0 else "lot1_points" if idx == 1 else "lot2_points"] += pts
+    _on_row(card, _fastpath.card_add_points, pts, now_s, rules.points_valid_years,
+            rules.tz_offset_s)
 
 
 def spendable_points(card: np.void) -> int:
     """Points a card can give: its positive lots, capped by its points (a forced
     negative adjustment leaves a debt on the permanent lot)."""
-    lots = sum(max(0, int(card[n])) for n in
-               ("lot0_points", "lot1_points", "lot2_points", "permanent_points"))
-    return max(0, min(lots, int(card["points"])))
+    return int(_fastpath.card_spendable_points(np.array([card], dtype=CARD)))
 
 
 def take_points(card: np.void, n: int) -> None:
-    """Take n points (n <= the positive lots), the ones that expire first first."""
-    card["points"] -= n
-    for name in ("lot0_points", "lot1_points", "lot2_points", "permanent_points"):
-        have = int(card[name])
-        if n > 0 and have > 0:
-            t = min(n, have)
-            card[name] = have - t
-            n -= t
+    """Take n points (n <= spendable_points), the ones that expire first first."""
+    _on_row(card, _fastpath.card_take_points, n)
 
 
 def swipe_points(rules: RulesConfig, level: int, paid_fen: int, category: int = 0,
