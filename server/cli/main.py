@@ -56,20 +56,15 @@ def _cmd_terminal_add(args) -> int:
 
 
 def _cmd_terminal_revoke(args) -> int:
-    import dataclasses
-
-    from server.rpc.auth import load_terminals, save_terminals
+    from server.rpc.auth import revoke_terminal
 
     if args.file is None:
         from server.cli import admin as admin_cli
 
         return admin_cli.run(admin_cli.cmd_terminal_revoke_chain, args)
-    terms = load_terminals(args.file)
-    if not any(t.terminal_id == args.terminal_id for t in terms):
+    if not revoke_terminal(args.file, args.terminal_id):
         print(f"no terminal {args.terminal_id} in {args.file}", file=sys.stderr)
         return 1
-    save_terminals(args.file, [dataclasses.replace(t, revoked=True)
-                               if t.terminal_id == args.terminal_id else t for t in terms])
     return 0
 
 

@@ -24,7 +24,7 @@ import os
 import secrets
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Protocol
 
 ROLE_POS = "pos"
@@ -139,6 +139,16 @@ def save_terminals(path: str, terminals: list[Terminal]) -> None:
         f.write("\n")
     os.chmod(tmp, 0o600)
     os.replace(tmp, path)
+
+
+def revoke_terminal(path: str, terminal_id: int) -> bool:
+    """Mark a terminal of the registry file revoked; False if the file has no such terminal."""
+    terms = load_terminals(path)
+    if not any(t.terminal_id == terminal_id for t in terms):
+        return False
+    save_terminals(path, [replace(t, revoked=True) if t.terminal_id == terminal_id else t
+                          for t in terms])
+    return True
 
 
 def bearer_token(metadata) -> str | None:

@@ -23,6 +23,7 @@ import numpy as np
 
 from server.client import aio_channel, auth, error_reason, stubs
 from server.mms_pb import pos_pb2, types_pb2
+from server.rpc.auth import revoke_terminal
 from server.tools.launch import ChildServer, TerminalSpec, issue_and_fund
 
 REGIONS = {"North": (101, 102, 103), "South": (201, 202, 203)}
@@ -197,9 +198,7 @@ async def drive(child: ChildServer, terms: list[TerminalSpec], n_cards: int, sec
               f"{len(pos_terms)} tills, {n_cards:,} members with cards "
               f"({time.monotonic() - t0:.1f} s)", file=out, flush=True)
     # Revoke one terminal to show UNAUTHENTICATED among the rejects.
-    from server.cli.main import main as mms_main
-    mms_main(["terminal", "revoke", "--file", child.terminals_file,
-              "--terminal-id", str(revoked.terminal_id)])
+    revoke_terminal(child.terminals_file, revoked.terminal_id)
     await asyncio.sleep(1.1)  # the registry re-reads its file at most once a second
 
     t = Tally()
