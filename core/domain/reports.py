@@ -141,3 +141,306 @@ def commission_report(engine, since_s: int, until_s: int,
                 for j, v in enumerate(add):
                     row[j] += v
     return [dict(zip(COMMISSION_FIELDS, (k, *totals[k]), strict=True)) for k in sorted(totals)]
+
+
+# --- reports from the rollups (docs/internals/reports.md) ------------------------------
+
+import datetime  # noqa: E402
+
+from core import rollups as _ru  # noqa: E402
+from core.records import OP_NAMES  # noqa: E402
+
+# The longest window of days one rollup report may cover (ten years).
+ROLLUP_WINDOW_MAX_DAYS = 3_660
+# Rows one report returns at most (a top-N, a by-hour-by-operator breakdown).
+REPORT_ROWS_MAX = 100_000
+
+SALES_GROUPS = ("store", "region", "day", "hour", "terminal", "operator", "level", "category")
+SALES_FIELDS = ("count", "gross_fen", "discount_fen", "coupon_fen", "offset_fen",
+                "principal_fen", "bonus_fen", "external_fen", "refund_count", "refund_fen",
+                "net_fen")
+SKU_FIELDS = ("sku", "category", "lines", "qty", "amount_fen")
+LIABILITY_TERMS = ("opening", "recharged", "spent", "refunds", "fees", "expired", "other",
+                   "closing")
+LIABILITY_FIELDS = ("day", "issue_store",
+                    *(f"principal_{t}_fen" for t in LIABILITY_TERMS),
+                    *(f"bonus_{t}_fen" for t in LIABILITY_TERMS))
+SETTLEMENT_FIELDS = ("issue_store", "spend_store", "count", "principal_fen", "bonus_fen",
+                     "refund_principal_fen", "refund_bonus_fen", "net_fen")
+COUPON_FIELDS = ("template_id", "issued", "redeemed", "restored", "redeemed_fen")
+ROLLUP_COMMISSION_FIELDS = COMMISSION_FIELDS
+
+
+class ReportError(ValueError):
+    """Bad report input; reason is machine-readable (the gRPC ErrorInfo reason)."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def parse_day(text: str) -> int:
+    """An ISO date (the chain's time zone) as a rollup day number."""
+    try:
+        return _ru.day_of(datetime.date.fromisoformat(str(text)))
+    except ValueError:
+        raise ReportError("DATE_INVALID", f"not an ISO date (YYYY-MM-DD): {text!r}") from None
+
+
+def day_window(date_from: str, date_to: str) -> tuple[int, int]:
+    """[from, to) as day numbers; to is exclusive."""
+    a, b = parse_day(date_from), parse_day(date_to)
+    if b <= a:
+        raise ReportError("WINDOW_INVALID", f"--to ({date_to}) must be after --from ({date_from})")
+    if b - a > ROLLUP_WINDOW_MAX_DAYS:
+        raise ReportError("WINDOW_INVALID", f"a report covers at most {ROLLUP_WINDOW_MAX_DAYS} days")
+    return a, b
+
+
+def yyyymmdd(day: int) -> int:
+    d = _ru.date_of(day)
+    return d.year * 10_000 + d.month * 100 + d.day
+
+
+def _rows(engine, table: str, day_from: int, day_to: int, stores, store_field: str = "store"):
+    keys, vals = _ru.snapshot(engine.store, _tz(engine), table, day_from, day_to)
+    if stores is not None:
+        keep = np.isin(keys[store_field].astype(np.int64), np.array(sorted(stores), np.int64))
+        keys, vals = keys[keep], vals[keep]
+    return keys, vals
+
+
+def _tz(engine) -> int:
+    return engine.rollups.tz if engine.rollups is not None else engine.rules().tz_offset_s
+
+
+def _group(columns: list[np.ndarray], vals: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
+    """Sum vals (n x c int64) by the tuple of columns (int64 each)."""
+    if not columns:
+        return [], vals.sum(axis=0, dtype=np.int64)[None, :]
+    if len(vals) == 0:
+        return [c[:0] for c in columns], vals
+    order = np.lexsort(columns[::-1])
+    cols = [c[order] for c in columns]
+    change = np.zeros(len(order), bool)
+    change[0] = True
+    for c in cols:
+        change[1:] |= c[1:] != c[:-1]
+    starts = np.flatnonzero(change)
+    return [c[starts] for c in cols], np.add.reduceat(vals[order], starts, axis=0)
+
+
+def _col(name: str) -> int:
+    return _ru.SALES_COLS.index(name)
+
+
+def _group_columns(keys: np.ndarray, by, region_of) -> list[np.ndarray]:
+    out = []
+    for g in by:
+        if g not in SALES_GROUPS:
+            raise ReportError("GROUP_INVALID", f"cannot group by {g!r}; one of {', '.join(SALES_GROUPS)}")
+        if g == "region":
+            if region_of is None:
+                raise ReportError("GROUP_INVALID", "grouping by region needs the chain")
+            stores = keys["store"].astype(np.int64)
+            uniq = np.unique(stores)
+            regions = np.array([region_of(int(s)) for s in uniq], np.int64)
+            out.append(regions[np.searchsorted(uniq, stores)] if len(uniq) else stores)
+        elif g == "day":
+            out.append(keys["day"].astype(np.int64))
+        else:
+            out.append(keys[g].astype(np.int64))
+    return out
+
+
+def _finish(by, cols, sums, fields, day_cols=("day",)) -> list[dict]:
+    rows = []
+    names = list(by)
+    for i in range(len(sums)):
+        row = {}
+        for n, c in zip(names, cols, strict=True):
+            row[n] = yyyymmdd(int(c[i])) if n in day_cols else int(c[i])
+        row.update(zip(fields, (int(v) for v in sums[i]), strict=True))
+        rows.append(row)
+    if len(rows) > REPORT_ROWS_MAX:
+        raise ReportError("TOO_MANY_ROWS", f"more than {REPORT_ROWS_MAX} rows: group by less")
+    return rows
+
+
+def sales_report(engine, date_from: str, date_to: str, by=("store",), *, stores=None,
+                 region_of=None) -> list[dict]:
+    """Sales per group of `by` over [date_from, date_to) (ISO dates, chain time zone),
+    restricted to stores (None: all). Fields SALES_FIELDS, integers in fen."""
+    a, b = day_window(date_from, date_to)
+    keys, vals = _rows(engine, _ru.SALES_DB, a, b, stores)
+    op = keys["op_type"]
+    sw, sd, rf = op == OpType.SWIPE, op == OpType.SUPP_DEBIT, op == OpType.REFUND
+    v = lambda name: vals[:, _col(name)]  # noqa: E731
+    pay = sw | sd
+    out = np.stack([
+        np.where(sw, v("n"), 0), np.where(sw, v("amount_fen"), 0),
+        np.where(sw, v("discount_fen"), 0), np.where(sw, v("coupon_fen"), 0),
+        np.where(sw, v("offset_fen"), 0), np.where(pay, v("principal_out_fen"), 0),
+        np.where(pay, v("bonus_out_fen"), 0), np.where(sw, v("external_fen"), 0),
+        np.where(rf, v("n"), 0), np.where(rf, v("amount_fen"), 0),
+        np.where(sw, v("amount_fen") - v("discount_fen") - v("coupon_fen"), 0)
+        - np.where(rf, v("amount_fen"), 0)], axis=1) if len(vals) else np.zeros((0, 11), np.int64)
+    keep = sw | sd | rf
+    by = tuple(by)
+    cols, sums = _group(_group_columns(keys[keep], by, region_of), out[keep])
+    return _finish(by, cols, sums, SALES_FIELDS)
+
+
+def top_skus(engine, date_from: str, date_to: str, n: int = 10, *, stores=None) -> list[dict]:
+    """The n skus with the largest line amounts sold (SWIPE lines) in the window."""
+    a, b = day_window(date_from, date_to)
+    if not 1 <= int(n) <= REPORT_ROWS_MAX:
+        raise ReportError("TOP_INVALID", f"top must be 1..{REPORT_ROWS_MAX}")
+    keys, vals = _rows(engine, _ru.SKU_DB, a, b, stores)
+    sw = keys["op_type"] == OpType.SWIPE
+    cols, sums = _group([keys["sku"][sw].astype(np.int64), keys["category"][sw].astype(np.int64)],
+                        vals[sw])
+    order = np.lexsort((cols[0], -sums[:, 2])) if len(sums) else np.zeros(0, np.int64)
+    order = order[:int(n)]
+    return [{"sku": int(cols[0][i]), "category": int(cols[1][i]), "lines": int(sums[i, 0]),
+             "qty": int(sums[i, 1]), "amount_fen": int(sums[i, 2])} for i in order]
+
+
+def _liability_class(op_types: np.ndarray) -> dict[str, np.ndarray]:
+    names = np.array([OP_NAMES.get(int(t), "") for t in op_types.tolist()], dtype=object)
+    fee = np.array(["fee" in n for n in names], bool)
+    expired = np.array([("expire" in n or "forfeit" in n) for n in names], bool)
+    deposit = np.array(["deposit" in n for n in names], bool)
+    recharge = (op_types == OpType.RECHARGE) | deposit
+    spend = np.isin(op_types, (OpType.SWIPE, OpType.SUPP_DEBIT, OpType.USE_COUNT))
+    refund = op_types == OpType.REFUND
+    return {"recharge": recharge, "spend": spend, "refund": refund, "fee": fee & ~recharge,
+            "expired": expired & ~fee & ~recharge}
+
+
+def _liability_terms(keys, vals, kind: str) -> np.ndarray:
+    """n x 6 int64: recharged, spent, refunds, fees, expired, other (signed net)."""
+    c = _liability_class(keys["op_type"].astype(np.int64))
+    pin, pout = vals[:, _col(f"{kind}_in_fen")], vals[:, _col(f"{kind}_out_fen")]
+    net = pin - pout
+    spend_in = c["spend"] & ~c["refund"]
+    recharged = np.where(c["recharge"], net, 0)
+    spent = np.where(c["spend"], pout, 0)
+    refunds = np.where(c["refund"], net, 0) + np.where(spend_in, pin, 0)
+    fees = np.where(c["fee"], -net, 0)
+    expired = np.where(c["expired"], -net, 0)
+    known = c["recharge"] | c["spend"] | c["refund"] | c["fee"] | c["expired"]
+    other = np.where(known, 0, net)
+    return np.stack([recharged, spent, refunds, fees, expired, other], axis=1)
+
+
+def liability_report(engine, date_from: str, date_to: str, *, by_store: bool = False,
+                     stores=None) -> list[dict]:
+    """Stored value owed to members, per day of [date_from, date_to) (and per store of
+    issue with by_store): opening + recharged - spent + refunds - fees - expired + other
+    = closing, for principal and bonus apart. Fields LIABILITY_FIELDS; issue_store 0
+    when not by store. `other` is every other change (replacements move a balance from
+    the old card to the new, admin adjustments)."""
+    a, b = day_window(date_from, date_to)
+    keys, vals = _rows(engine, _ru.SALES_DB, 0, b, stores, "issue_store")
+    days = np.arange(a, b, dtype=np.int64)
+    k_issue = keys["issue_store"].astype(np.int64) if by_store else np.zeros(len(keys), np.int64)
+    issues = np.unique(k_issue) if len(keys) else np.zeros(0, np.int64)
+    if not by_store:
+        issues = np.zeros(1, np.int64)
+    kday = keys["day"].astype(np.int64)
+    rows: dict[tuple[int, int], dict] = {}
+    per = {}
+    for kind in ("principal", "bonus"):
+        terms = _liability_terms(keys, vals, kind)
+        flow = terms[:, 0] - terms[:, 1] + terms[:, 2] - terms[:, 3] - terms[:, 4] + terms[:, 5]
+        per[kind] = (terms, flow)
+    for s in issues.tolist():
+        mine = k_issue == s
+        for kind in ("principal", "bonus"):
+            terms, flow = per[kind]
+            opening = int(flow[mine & (kday < a)].sum())
+            inwin = mine & (kday >= a)
+            cols, sums = _group([kday[inwin]], terms[inwin])
+            by_day = {int(d): sums[i] for i, d in enumerate(cols[0].tolist())} if cols else {}
+            for d in days.tolist():
+                t = by_day.get(d, np.zeros(6, np.int64))
+                closing = opening + int(t[0] - t[1] + t[2] - t[3] - t[4] + t[5])
+                row = rows.setdefault((d, s), {"day": yyyymmdd(d), "issue_store": s})
+                for name, value in zip(LIABILITY_TERMS, (opening, *map(int, t), closing),
+                                       strict=True):
+                    row[f"{kind}_{name}_fen"] = value
+                opening = closing
+    out = [rows[k] for k in sorted(rows)]
+    if len(out) > REPORT_ROWS_MAX:
+        raise ReportError("TOO_MANY_ROWS", f"more than {REPORT_ROWS_MAX} rows")
+    return [{f: r[f] for f in LIABILITY_FIELDS} for r in out]
+
+
+def reconcile(engine) -> dict:
+    """The liability as the rollups (and the journal tail) sum it, against the card
+    table, to the fen: {principal_rollup_fen, principal_cards_fen, bonus_..., ok}."""
+    keys, vals = _ru.snapshot(engine.store, _tz(engine), _ru.SALES_DB, 0, 2**32 - 1)
+    cards = engine.cards_snapshot()
+    out = {}
+    for kind, field in (("principal", "principal_fen"), ("bonus", "bonus_fen")):
+        out[f"{kind}_rollup_fen"] = int(vals[:, _col(f"{kind}_in_fen")].sum()
+                                        - vals[:, _col(f"{kind}_out_fen")].sum())
+        out[f"{kind}_cards_fen"] = int(cards[field].astype(np.int64).sum())
+    out["ok"] = (out["principal_rollup_fen"] == out["principal_cards_fen"]
+                 and out["bonus_rollup_fen"] == out["bonus_cards_fen"])
+    return out
+
+
+def settlement_report(engine, date_from: str, date_to: str, *, stores=None) -> list[dict]:
+    """Stored value of cards issued at one store spent (and refunded) at another, per
+    (issue_store, spend_store) pair: what the spending store owes back or is owed.
+    stores restricts to pairs where either side is in it."""
+    a, b = day_window(date_from, date_to)
+    keys, vals = _rows(engine, _ru.SALES_DB, a, b, None)
+    op = keys["op_type"]
+    issue, spend = keys["issue_store"].astype(np.int64), keys["store"].astype(np.int64)
+    take = np.isin(op, (OpType.SWIPE, OpType.SUPP_DEBIT, OpType.USE_COUNT, OpType.REFUND))
+    take &= issue != spend
+    if stores is not None:
+        s = np.array(sorted(stores), np.int64)
+        take &= np.isin(issue, s) | np.isin(spend, s)
+    v = lambda name: vals[:, _col(name)]  # noqa: E731
+    spent = np.isin(op, (OpType.SWIPE, OpType.SUPP_DEBIT, OpType.USE_COUNT))
+    out = np.stack([np.where(op == OpType.SWIPE, v("n"), 0), v("principal_out_fen"),
+                    v("bonus_out_fen"), v("principal_in_fen"), v("bonus_in_fen"),
+                    np.where(spent | (op == OpType.REFUND),
+                             v("principal_out_fen") + v("bonus_out_fen")
+                             - v("principal_in_fen") - v("bonus_in_fen"), 0)], axis=1)
+    cols, sums = _group([issue[take], spend[take]], out[take])
+    return _finish(("issue_store", "spend_store"), cols, sums, SETTLEMENT_FIELDS[2:], day_cols=())
+
+
+def commission_from_rollups(engine, date_from: str, date_to: str, *, stores=None) -> list[dict]:
+    """The commission report (COMMISSION_FIELDS) over whole days, from the rollups."""
+    a, b = day_window(date_from, date_to)
+    keys, vals = _rows(engine, _ru.SALES_DB, a, b, stores)
+    op = keys["op_type"]
+    sw, us, rf = op == OpType.SWIPE, op == OpType.USE_COUNT, op == OpType.REFUND
+    v = lambda name: vals[:, _col(name)]  # noqa: E731
+    out = np.stack([np.where(sw, v("n"), 0), np.where(us, v("n"), 0), np.where(rf, v("n"), 0),
+                    np.where(sw, v("payable_fen") - v("coupon_fen"), 0)
+                    - np.where(rf, v("amount_fen"), 0),
+                    np.where(sw | us | rf, v("commission_fen"), 0)], axis=1)
+    keep = sw | us | rf
+    cols, sums = _group([keys["operator"][keep].astype(np.int64)], out[keep])
+    return _finish(("operator_id",), cols, sums, COMMISSION_FIELDS[1:], day_cols=())
+
+
+def coupon_report(engine, date_from: str, date_to: str, *, stores=None) -> list[dict]:
+    """Per coupon template: issued, redeemed, restored (by refunds), what they took."""
+    a, b = day_window(date_from, date_to)
+    keys, vals = _rows(engine, _ru.COUPONS_DB, a, b, stores)
+    op = keys["op_type"]
+    out = np.stack([np.where(op == OpType.COUPON_ISSUE, vals[:, 0], 0),
+                    np.where(op == OpType.COUPON_REDEEM, vals[:, 0], 0),
+                    np.where(op == OpType.COUPON_RESTORE, vals[:, 0], 0),
+                    np.where(op == OpType.COUPON_REDEEM, vals[:, 1], 0)
+                    - np.where(op == OpType.COUPON_RESTORE, vals[:, 1], 0)], axis=1)
+    cols, sums = _group([keys["template_id"].astype(np.int64)], out)
+    return _finish(("template_id",), cols, sums, COUPON_FIELDS[1:], day_cols=())

@@ -51,6 +51,8 @@ from core.records import (
     coupon_to_dict,
     split_client_id,
 )
+from core.rollups import JOURNAL_ITEM, JOURNAL_ITEMS_DB, Rollups
+from core.rollups import ensure_dbs as ensure_rollup_dbs
 from core.rules import CouponTemplate, RechargeLimit, RulesConfig, RulesError
 
 log = logging.getLogger("mms.engine")
@@ -129,6 +131,8 @@ class EngineConfig:
     items_max: int = 65_536
     initial_card_capacity: int = 1024
     sync: bool = True
+    # Keep the report rollups (core.rollups) up to date in their own thread.
+    rollups: bool = True
 
     def validate(self) -> None:
         if not 1 <= self.batch_max <= 65_536:
@@ -441,6 +445,7 @@ class _Job:
     slots: np.ndarray
     results: np.ndarray
     t0: float  # perf_counter seconds, for batch timing
+    item_recs: np.ndarray | None = None  # the batch's line items as journalled (JOURNAL_ITEM)
 
 
 def _grown(committed: np.ndarray, work: np.ndarray | None, dirty: np.ndarray, need: int,
@@ -479,6 +484,27 @@ _STATUS_MOVES = {
 }
 
 
+def journal_items(ops: np.ndarray, results: np.ndarray,
+                  lines: np.ndarray | None) -> np.ndarray | None:
+    """The line items of a batch's applied ops (OK, not replayed) as journalled: each
+    line with the seq of its op's record (docs/internals/storage.md, journal_items)."""
+    if lines is None or not len(lines):
+        return None
+    n = ops["items_n"].astype(np.int64)
+    take = np.flatnonzero((n > 0) & (results["code"] == Result.OK) & (results["replayed"] == 0))
+    if not len(take):
+        return None
+    counts = n[take]
+    starts = ops["items_off"][take].astype(np.int64)
+    total = int(counts.sum())
+    ends = np.cumsum(counts)
+    idx = np.arange(total, dtype=np.int64) + np.repeat(starts - (ends - counts), counts)
+    out = np.empty(total, dtype=JOURNAL_ITEM)
+    out["seq"] = np.repeat(results["seq"][take], counts)
+    out["item"] = lines[idx]
+    return out
+
+
 class Engine:
     def __init__(self, path: str, *, config: EngineConfig | None = None,
                  rules: RulesConfig | None = None, clock: Clock | None = None,
@@ -501,11 +527,28 @@ class Engine:
         self._pipe: queue.Queue = queue.Queue()
         self._pipe_slots = threading.Semaphore(PIPELINE_DEPTH)
         self._recover(rules)
+        ensure_rollup_dbs(self.store)       # journal_items is written even without rollups
+        self.rollups: Rollups | None = None
+        if self.config.rollups:
+            self.rollups = Rollups(self.store, self._rules_config.tz_offset_s,
+                                   grow=self._grow_for_rollups)
         self._committer = threading.Thread(target=self._commit_loop, name="mms-committer",
                                            daemon=True)
         self._writer = threading.Thread(target=self._run, name="mms-applier", daemon=True)
         self._committer.start()
         self._writer.start()
+        if self.rollups is not None:
+            self.rollups.start()
+
+    def _grow_for_rollups(self) -> None:
+        """The rollup tailer met MDB_MAP_FULL: the applier grows the map with nothing in
+        flight (no write transaction of this process is open then)."""
+        try:
+            task = _Task(self.store.grow, Future())
+            self._enqueue(task)
+            task.future.result()
+        except EngineClosed:
+            self.store.grow()
 
     # --- recovery ---------------------------------------------------------------------
 
@@ -1213,7 +1256,8 @@ class Engine:
         self._poisoned = None
 
     def _commit(self, recs: np.ndarray, extra: Callable[[lmdb.Transaction], None] | None = None,
-                events: dict | None = None) -> float:  # commit seconds
+                events: dict | None = None,
+                item_recs: np.ndarray | None = None) -> float:  # commit seconds
         """Write recs (and extra) in one durable commit; grow the map when full."""
         while True:
             t0 = time.perf_counter()
@@ -1221,6 +1265,10 @@ class Engine:
                 with self.store.env.begin(write=True) as txn:
                     if len(recs):
                         self.store.put_journal(txn, recs)
+                    if item_recs is not None and len(item_recs):
+                        # The line items, under the same key as their journal block.
+                        txn.put(u64(int(recs[-1]["seq"])), item_recs.tobytes(),
+                                db=self.store.db[JOURNAL_ITEMS_DB], append=True)
                     if events is not None:
                         txn.put(u64(int(recs[0]["seq"])), json.dumps(events).encode(),
                                 db=self.store.db["events"])
@@ -1271,7 +1319,8 @@ class Engine:
             self._poisoned = exc
             self._pipe_slots.release()
             raise
-        self._pipe.put(_Job(items, ops, recs, slots, results, t0))
+        self._pipe.put(_Job(items, ops, recs, slots, results, t0,
+                            journal_items(ops, results, lines)))
 
     def _commit_loop(self) -> None:
         while True:
@@ -1299,7 +1348,8 @@ class Engine:
         in_round = self._round is not None and len(job.recs) > 0
         try:
             if len(job.recs):
-                commit_s = self._commit(job.recs, round_writes if in_round else None)
+                commit_s = self._commit(job.recs, round_writes if in_round else None,
+                                        item_recs=job.item_recs)
             if in_round:
                 self._round_committed(upto[0])
         except BaseException as exc:
@@ -1313,6 +1363,8 @@ class Engine:
             with self._inflight_lock:
                 self._inflight.pop(int(job.recs[0]["seq"]), None)
         self._commits += 1
+        if self.rollups is not None:
+            self.rollups.poke()
         k = 0
         for it in job.items:
             m = len(it.ops)
@@ -1374,6 +1426,8 @@ class Engine:
         for fn in ctx._after:
             fn()
         self._commits += 1
+        if self.rollups is not None:
+            self.rollups.poke()
         _resolve(item.future, AdminResult(Result.OK, False, int(recs[0]["seq"]),
                                            json.dumps(ctx.detail, default=str) if ctx.detail else "",
                                            value))
@@ -1522,6 +1576,11 @@ class Engine:
             self._closing = True
             self._cond.notify_all()
         self._writer.join()
+        if self.rollups is not None:
+            try:
+                self.rollups.close()
+            except Exception:
+                log.exception("final rollup catch-up failed; the journal still holds everything")
         self._closed = True
         self.store.close()
 

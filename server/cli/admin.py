@@ -902,8 +902,10 @@ def add_commands(sub, terminal_sub) -> None:
     p.add_argument("card_no", type=int)
     p.add_argument("--all", action="store_true", help="redeemed and void ones too")
 
-    rp = sub.add_parser("report", help="reports: commission")
+    rp = sub.add_parser("report", help="reports: sales, liability, settlement, ... (commission)")
     rpsub = rp.add_subparsers(dest="report_command", required=True)
+    from server.report_cli import add_report_commands
+    add_report_commands(rpsub, cmd)
     p = cmd(rpsub, "commission", cmd_report_commission,
             "each operator's swipes, uses, refunds, sales and commission in a window")
     p.add_argument("--since", type=int, required=True, help="Unix time, inclusive")

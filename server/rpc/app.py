@@ -30,6 +30,8 @@ from server.mms_pb import (
     admin_pb2_grpc,
     pos_pb2,
     pos_pb2_grpc,
+    report_pb2,
+    report_pb2_grpc,
     types_pb2,
 )
 from server.rpc.auth import ChainTerminals, Registry, Terminal, TerminalSources, bearer_token
@@ -790,13 +792,15 @@ class MmsServer:
 
         pos_pb2_grpc.add_PosServiceServicer_to_server(
             PosService(self.bridge, terminals, self.metrics), self.server)
-        admin_pb2_grpc.add_AdminServiceServicer_to_server(
-            AdminService(self.bridge, self.registry, self.metrics, chain=self.chain,
-                         members=self.members, bootstrap_token=self.bootstrap_token),
-            self.server)
+        admin = AdminService(self.bridge, self.registry, self.metrics, chain=self.chain,
+                             members=self.members, bootstrap_token=self.bootstrap_token)
+        admin_pb2_grpc.add_AdminServiceServicer_to_server(admin, self.server)
+        from server.report_service import ReportService
+        report_pb2_grpc.add_ReportServiceServicer_to_server(ReportService(admin), self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         names = (pos_pb2.DESCRIPTOR.services_by_name["PosService"].full_name,
                  admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
+                 report_pb2.DESCRIPTOR.services_by_name["ReportService"].full_name,
                  health.SERVICE_NAME, reflection.SERVICE_NAME)
         reflection.enable_server_reflection(names, self.server)
         if self._tls is not None:

@@ -128,11 +128,12 @@ def prepare(path: str, n_cards: int, batch: int, coupons: bool = True) -> None:
 
 
 def run_engine(path: str, n_cards: int, n_ops: int, batch: int, seed: int,
-               domain: bool = False, checkpoint_ops: int = 0) -> dict:
+               domain: bool = False, checkpoint_ops: int = 0, rollups: bool = True) -> dict:
     commits = _Commits()
     rng = np.random.default_rng(seed)
     cfg = EngineConfig(batch_max=batch, queue_max_ops=max(batch * 16, 262_144),
-                       checkpoint_ops=checkpoint_ops or 10**12, checkpoint_interval_s=3600)
+                       checkpoint_ops=checkpoint_ops or 10**12, checkpoint_interval_s=3600,
+                       rollups=rollups)
     eng = Engine(path, config=cfg, observer=commits)
     subs = []
     # A domain run visits the cards in a random order, so each card's first swipe can
@@ -262,6 +263,8 @@ def main_engine(argv: list[str] | None = None) -> int:
     ap.add_argument("--domain", action="store_true",
                     help=f"also run swipes with {LINES_PER_SWIPE} line items, a points offset and a "
                          "coupon each, and time the apply loop of both kinds")
+    ap.add_argument("--no-rollups", action="store_true",
+                    help="run the engine without the report rollups' tailer")
     a = ap.parse_args(argv)
     if a.cards < 1 or a.ops < 1 or not 1 <= a.batch <= 65_536 or a.runs < 1:
         ap.error("--cards, --ops, --runs >= 1; --batch 1..65536")
@@ -278,7 +281,8 @@ def main_engine(argv: list[str] | None = None) -> int:
             run_dir = os.path.join(base, f"run{r}")
             shutil.copytree(seed_dir, run_dir)
             eng_runs.append(run_engine(run_dir, a.cards, a.ops, a.batch, seed=r + 1,
-                                       checkpoint_ops=a.checkpoint_ops))
+                                       checkpoint_ops=a.checkpoint_ops,
+                                       rollups=not a.no_rollups))
             shutil.rmtree(run_dir)
             if a.domain:
                 shutil.copytree(seed_dir, run_dir)

@@ -1,0 +1,531 @@
+"""Rollups: the journal summed into fixed-width integer rows, kept up to date off the
+hot path, so a report over any window reads rows instead of records.
+
+docs/internals/reports.md gives the data flow and the why; in short:
+
+- A tailer thread (`mms-rollups`) reads the journal blocks after the seq the rollups
+  cover (`rollup_meta` key `seq`), sums them with numpy into rows, and merges the rows
+  into its LMDB databases in ONE write transaction that also moves `seq`. A crash
+  either commits rows and seq together or neither: nothing is half applied or counted
+  twice. The committer only pokes it (an Event) after each durable commit.
+- The rows are sums of integers, so how the journal is cut into flushes does not
+  change them: `rebuild` (from seq 0) gives byte-identical databases (`digest`).
+- A report reads the rows of its window and adds the tail of the journal the tailer
+  has not reached yet, in the same read transaction: exact to the last commit.
+
+Tables (keys big-endian so LMDB's order is (day, ...) order; values int64 LE):
+    rollup_sales   SALES_KEY   -> SALES_COLS    every OK card record (kind CARD)
+    rollup_sku     SKU_KEY     -> SKU_COLS      every journalled line item
+    rollup_coupons COUPON_KEY  -> COUPON_COLS   every OK coupon record (kind COUPON)
+    rollup_cards   u64 card_no -> u32 store     the store of a card's first record
+    rollup_meta    seq, tz_offset_s, format
+Integers only: every sum is int64.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import logging
+import threading
+from collections.abc import Callable, Iterator
+
+import lmdb
+import numpy as np
+
+from core import _fastpath
+from core.records import COUPON, ITEM, JOURNAL, OpFlag, OpType, RecordKind, Result
+from core.storage import from_be, u64
+
+log = logging.getLogger("mms.rollups")
+
+ROLLUP_FORMAT = 1
+# Journal records summed into one rollup transaction at most (~110 MB of records read,
+# a few MB of columns): a long catch-up (a rebuild) is many bounded transactions.
+ROLLUP_FLUSH_RECORDS_MAX = 262_144
+# How long the tailer waits for a poke before it looks at the journal anyway.
+ROLLUP_POLL_S = 0.5
+
+ROLLUP_META_DB = "rollup_meta"
+SALES_DB = "rollup_sales"
+SKU_DB = "rollup_sku"
+COUPONS_DB = "rollup_coupons"
+CARDS_DB = "rollup_cards"
+JOURNAL_ITEMS_DB = "journal_items"
+
+# One line item as journalled: the seq of its swipe's record, then the Item.
+JOURNAL_ITEM = np.dtype([("seq", "<u8"), ("item", ITEM)])
+
+# Day = days since 1970-01-01 in the chain's time zone (tz_offset_s east of UTC).
+SALES_KEY = np.dtype([
+    ("day", ">u4"), ("hour", "u1"), ("store", ">u4"), ("terminal", ">u4"),
+    ("operator", ">u4"), ("level", "u1"), ("category", ">u2"), ("op_type", "u1"),
+    ("status", "u1"), ("issue_store", ">u4")])
+SALES_COLS = (
+    "n", "amount_fen", "discount_fen", "payable_fen", "coupon_fen", "offset_fen",
+    "offset_points", "principal_in_fen", "principal_out_fen", "bonus_in_fen",
+    "bonus_out_fen", "points_in", "points_out", "commission_fen", "external_fen",
+    "new_cards", "with_coupon")
+SKU_KEY = np.dtype([("day", ">u4"), ("store", ">u4"), ("category", ">u2"), ("sku", ">u8"),
+                    ("op_type", "u1")])
+SKU_COLS = ("lines", "qty", "amount_fen")
+COUPON_KEY = np.dtype([("day", ">u4"), ("store", ">u4"), ("template_id", ">u4"),
+                       ("op_type", "u1")])
+COUPON_COLS = ("n", "amount_fen")
+
+TABLES: dict[str, tuple[np.dtype, tuple[str, ...]]] = {
+    SALES_DB: (SALES_KEY, SALES_COLS),
+    SKU_DB: (SKU_KEY, SKU_COLS),
+    COUPONS_DB: (COUPON_KEY, COUPON_COLS),
+}
+ROLLUP_DBS = (ROLLUP_META_DB, SALES_DB, SKU_DB, COUPONS_DB, CARDS_DB)
+
+_AFTER_OFF = JOURNAL.fields["after"][1]
+_TPL_OFF = COUPON.fields["template_id"][1]
+_EPOCH_ORDINAL = datetime.date(1970, 1, 1).toordinal()
+
+
+def day_of(date: datetime.date) -> int:
+    return date.toordinal() - _EPOCH_ORDINAL
+
+
+def date_of(day: int) -> datetime.date:
+    return datetime.date.fromordinal(int(day) + _EPOCH_ORDINAL)
+
+
+def reduce_rows(keys: np.ndarray, vals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct keys (ascending as bytes, i.e. LMDB's order) and the int64 sum of
+    vals (n x c) per key."""
+    if len(keys) == 0:
+        return keys, vals
+    kv = np.ascontiguousarray(keys).view(f"V{keys.dtype.itemsize}")
+    order = np.argsort(kv, kind="stable")
+    k = kv[order]
+    starts = np.flatnonzero(np.concatenate(([True], k[1:] != k[:-1])))
+    return keys[order][starts], np.add.reduceat(vals[order], starts, axis=0)
+
+
+def concat(arrays, dtype: np.dtype) -> np.ndarray:
+    """np.concatenate that keeps a big-endian key dtype (numpy would make it native)."""
+    return np.concatenate(arrays).astype(dtype, copy=False)
+
+
+class _Parts:
+    """Rows of a stretch of journal, not yet reduced."""
+
+    def __init__(self) -> None:
+        self.keys: dict[str, list[np.ndarray]] = {t: [] for t in TABLES}
+        self.vals: dict[str, list[np.ndarray]] = {t: [] for t in TABLES}
+        self.new_cards: list[tuple[np.ndarray, np.ndarray]] = []
+
+    def add(self, table: str, keys: np.ndarray, vals: np.ndarray) -> None:
+        if len(keys):
+            self.keys[table].append(keys)
+            self.vals[table].append(vals)
+
+    def reduced(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        out = {}
+        for t, (kd, cols) in TABLES.items():
+            if self.keys[t]:
+                out[t] = reduce_rows(concat(self.keys[t], kd), np.concatenate(self.vals[t]))
+            else:
+                out[t] = (np.zeros(0, kd), np.zeros((0, len(cols)), np.int64))
+        return out
+
+
+class Summer:
+    """Sums journal blocks into rows. Holds the card -> store-of-issue map, which a
+    card's first record (prev_seq 0) defines; refunds are filed under the operator of
+    the swipe they reverse (the commission report's rule), found in the journal."""
+
+    def __init__(self, store, tz_offset_s: int, issue: _fastpath.KeyMap) -> None:
+        self.store = store
+        self.tz = int(tz_offset_s)
+        self.issue = issue
+        self._swiper: dict[int, int] = {}
+
+    def _refund_operators(self, txn, ref_seqs: np.ndarray, own: np.ndarray) -> np.ndarray:
+        out = own.astype(np.uint32).copy()
+        for j, ref in enumerate(ref_seqs.tolist()):
+            who = self._swiper.get(ref)
+            if who is None:
+                orig = self.store.journal_record(txn, ref) if ref else None
+                who = int(orig["operator_id"]) if orig is not None else int(own[j])
+                if len(self._swiper) > 1_000_000:
+                    self._swiper.clear()
+                self._swiper[ref] = who
+            out[j] = who
+        return out
+
+    def block(self, txn, block: np.ndarray, items: np.ndarray | None, parts: _Parts,
+              pending: dict[int, int] | None = None) -> None:
+        """Add one journal block (and its line items) to parts. pending, when given,
+        collects new cards without touching self.issue (a report's read-only tail)."""
+        ok = block["result"] == Result.OK
+        kind = block["kind"]
+        sel = np.flatnonzero(ok & (kind == RecordKind.KIND_CARD) & (block["card_no"] != 0))
+        if len(sel):
+            self._sales(txn, block, sel, parts, pending)
+        csel = np.flatnonzero(ok & (kind == RecordKind.KIND_COUPON))
+        if len(csel):
+            raw = np.ascontiguousarray(block[csel]).view(np.uint8).reshape(len(csel), -1)
+            tpl = np.ascontiguousarray(raw[:, _AFTER_OFF + _TPL_OFF:_AFTER_OFF + _TPL_OFF + 4])
+            keys = np.zeros(len(csel), COUPON_KEY)
+            keys["day"] = (block["time_s"][csel] + self.tz) // 86_400
+            keys["store"] = block["store_id"][csel]
+            keys["template_id"] = tpl.view("<u4").ravel()
+            keys["op_type"] = block["op_type"][csel]
+            vals = np.stack([np.ones(len(csel), np.int64),
+                             block["amount_fen"][csel].astype(np.int64)], axis=1)
+            parts.add(COUPONS_DB, keys, vals)
+        if items is not None and len(items):
+            first = int(block[0]["seq"])
+            items = items[(items["seq"] >= first) & (items["seq"] <= int(block[-1]["seq"]))]
+            if len(items):
+                idx = (items["seq"] - first).astype(np.int64)
+                it = items["item"]
+                keys = np.zeros(len(items), SKU_KEY)
+                keys["day"] = (block["time_s"][idx] + self.tz) // 86_400
+                keys["store"] = block["store_id"][idx]
+                keys["category"] = it["category"]
+                keys["sku"] = it["sku"]
+                keys["op_type"] = block["op_type"][idx]
+                vals = np.stack([np.ones(len(items), np.int64), it["qty"].astype(np.int64),
+                                 it["amount_fen"].astype(np.int64)], axis=1)
+                parts.add(SKU_DB, keys, vals)
+
+    def _sales(self, txn, block, sel, parts, pending) -> None:
+        col = lambda name: block[name][sel]  # noqa: E731
+        card = col("card_no").astype(np.uint64)
+        store = col("store_id")
+        ones = np.ones(len(sel), np.uint64)
+        known = self.issue.lookup_many(card, ones)
+        first = (col("prev_seq") == 0) & (known < 0)
+        if pending is not None:
+            for j in np.flatnonzero(known < 0).tolist():
+                c = int(card[j])
+                if c in pending:
+                    known[j] = pending[c]
+                    first[j] = False
+        if first.any():
+            # A card's first record names its store of issue (once, if a block holds two).
+            fi = np.flatnonzero(first)
+            _, once = np.unique(card[fi], return_index=True)
+            dup = np.ones(len(fi), bool)
+            dup[once] = False
+            first[fi[dup]] = False
+            fi = np.flatnonzero(first)
+            if pending is None:
+                self.issue.insert_many(card[fi], ones[fi], store[fi].astype(np.int64))
+                parts.new_cards.append((card[fi].copy(), store[fi].astype(np.uint32)))
+            else:
+                pending.update(zip(card[fi].tolist(), store[fi].tolist(), strict=True))
+            if pending is None:
+                known = self.issue.lookup_many(card, ones)
+            else:
+                known = np.array([pending.get(c, k) if k < 0 else k
+                                  for c, k in zip(card.tolist(), known.tolist(), strict=True)],
+                                 np.int64)
+        op = col("op_type")
+        operator = col("operator_id")
+        rf = np.flatnonzero(op == OpType.REFUND)
+        if len(rf):
+            operator = operator.copy()
+            operator[rf] = self._refund_operators(txn, col("ref_seq")[rf], operator[rf])
+        local = col("time_s") + self.tz
+        keys = np.zeros(len(sel), SALES_KEY)
+        keys["day"] = local // 86_400
+        keys["hour"] = (local % 86_400) // 3_600
+        keys["store"] = store
+        keys["terminal"] = col("terminal_id")
+        keys["operator"] = operator
+        keys["level"] = col("level_before")
+        keys["category"] = col("category")
+        keys["op_type"] = op
+        keys["status"] = block["after"]["status"][sel]
+        keys["issue_store"] = np.where(known >= 0, known, 0)
+        i64 = lambda name: col(name).astype(np.int64)  # noqa: E731
+        pd, bd, pts = i64("principal_delta_fen"), i64("bonus_delta_fen"), i64("points_delta")
+        payable, coupon, offset = i64("payable_fen"), i64("coupon_fen"), i64("offset_fen")
+        external = np.where((col("op_flags") & OpFlag.PAY_EXTERNAL) != 0,
+                            payable - coupon - offset, 0)
+        vals = np.stack([
+            np.ones(len(sel), np.int64), i64("amount_fen"), i64("discount_fen"), payable,
+            coupon, offset, i64("offset_points"),
+            np.maximum(pd, 0), np.maximum(-pd, 0), np.maximum(bd, 0), np.maximum(-bd, 0),
+            np.maximum(pts, 0), np.maximum(-pts, 0), i64("commission_fen"), external,
+            first.astype(np.int64), (coupon > 0).astype(np.int64)], axis=1)
+        parts.add(SALES_DB, keys, vals)
+
+
+def items_of(store, txn, block_key: bytes) -> np.ndarray | None:
+    """The line items journalled with the block whose key (last seq) is block_key."""
+    db = store.db.get(JOURNAL_ITEMS_DB)
+    if db is None:
+        return None
+    raw = txn.get(block_key, db=db)
+    return None if raw is None else np.frombuffer(raw, dtype=JOURNAL_ITEM)
+
+
+def journal_with_items(store, txn, after_seq: int) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
+    for block in store.journal_blocks(txn, after_seq):
+        if len(block):
+            yield block, items_of(store, txn, u64(int(block[-1]["seq"])))
+
+
+def ensure_dbs(store) -> None:
+    """Open (create) the rollup databases; call before any other thread writes."""
+    missing = [n for n in (*ROLLUP_DBS, JOURNAL_ITEMS_DB) if n not in store.db]
+    if missing:
+        with store.env.begin(write=True) as txn:
+            for n in missing:
+                store.named_db(n, txn)
+
+
+def load_issue_map(store, txn) -> _fastpath.KeyMap:
+    cur = txn.cursor(db=store.db[CARDS_DB])
+    keys = np.frombuffer(b"".join(cur.iternext(keys=True, values=False)), ">u8").astype(np.uint64)
+    cur = txn.cursor(db=store.db[CARDS_DB])
+    vals = np.frombuffer(b"".join(cur.iternext(keys=False, values=True)), ">u4").astype(np.int64)
+    m = _fastpath.KeyMap(max(1024, 2 * len(keys)))
+    if len(keys):
+        m.insert_many(keys, np.ones(len(keys), np.uint64), vals)
+    return m
+
+
+def covered_seq(store, txn) -> int:
+    raw = txn.get(b"seq", db=store.db[ROLLUP_META_DB])
+    return 0 if raw is None else from_be(raw)
+
+
+def digest(store) -> str:
+    """BLAKE2b of every rollup database (LMDB order) and the covered seq: equal digests
+    mean byte-identical rollups."""
+    h = hashlib.blake2b(digest_size=16)
+    with store.read() as txn:
+        for name in (*TABLES, CARDS_DB):
+            h.update(name.encode() + b"\0")
+            for k, v in txn.cursor(db=store.db[name]):
+                h.update(len(k).to_bytes(2, "big") + k + len(v).to_bytes(2, "big") + v)
+        h.update(b"seq" + u64(covered_seq(store, txn)))
+    return h.hexdigest()
+
+
+class Rollups:
+    """The tailer: keeps the rollup databases at the journal's end.
+
+    grow is called after MDB_MAP_FULL with no transaction of ours open; in an engine it
+    asks the writer to grow the map (nothing else holds a write then)."""
+
+    def __init__(self, store, tz_offset_s: int, *, grow: Callable[[], None] | None = None,
+                 last_seq: Callable[[], int] | None = None) -> None:
+        self.store = store
+        self._grow = grow or store.grow
+        self._last_seq = last_seq
+        ensure_dbs(store)
+        with store.read() as txn:
+            raw = txn.get(b"tz_offset_s", db=store.db[ROLLUP_META_DB])
+            self.seq = covered_seq(store, txn)
+            issue = load_issue_map(store, txn)
+        # The zone the rows were cut in stays theirs: a new zone needs a rebuild.
+        self.tz = int.from_bytes(raw, "big", signed=True) if raw is not None else int(tz_offset_s)
+        if raw is not None and self.tz != int(tz_offset_s):
+            log.warning("rollups are in tz_offset_s %d, the rules say %d: run "
+                        "`mms report rebuild` to cut them again", self.tz, tz_offset_s)
+        self.summer = Summer(store, self.tz, issue)
+        self._lock = threading.Lock()           # one catch-up or rebuild at a time
+        self._cond = threading.Condition()
+        self._wake = threading.Event()
+        self._stop = False
+        self._thread: threading.Thread | None = None
+        # Test hook: called inside the rollup write transaction, after its puts.
+        self.before_commit: Callable[[], None] | None = None
+        self.error: BaseException | None = None
+
+    # --- the thread -----------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="mms-rollups", daemon=True)
+        self._thread.start()
+
+    def poke(self) -> None:
+        self._wake.set()
+
+    def _loop(self) -> None:
+        while not self._stop:
+            self._wake.wait(ROLLUP_POLL_S)
+            self._wake.clear()
+            if self._stop:
+                break
+            try:
+                self.catch_up()
+                self.error = None
+            except Exception as exc:  # the journal still holds everything: try again later
+                self.error = exc
+                log.exception("rollup catch-up failed")
+
+    def close(self) -> None:
+        """Stop the thread after a last catch-up (the engine's writer has stopped)."""
+        self._stop = True
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join()
+        self.catch_up()
+
+    def wait_for(self, seq: int) -> None:
+        """Block until the rollups cover seq (tests, `mms report rebuild`)."""
+        with self._cond:
+            while self.seq < seq:
+                if self._thread is None or not self._thread.is_alive():
+                    break
+                self._wake.set()
+                self._cond.wait(ROLLUP_POLL_S)
+        if self.seq < seq:
+            self.catch_up()
+
+    # --- catching up ----------------------------------------------------------------
+
+    def catch_up(self) -> int:
+        """Sum every journal record after the covered seq into the rollups, in bounded
+        transactions; returns the records summed."""
+        done = 0
+        with self._lock:
+            while True:
+                n = self._flush_once()
+                done += n
+                if n == 0:
+                    return done
+
+    def _flush_once(self) -> int:
+        parts, upto, n = _Parts(), self.seq, 0
+        with self.store.read() as txn:
+            for block, items in journal_with_items(self.store, txn, self.seq):
+                self.summer.block(txn, block, items, parts)
+                upto = int(block[-1]["seq"])
+                n += len(block)
+                if n >= ROLLUP_FLUSH_RECORDS_MAX:
+                    break
+        if n == 0:
+            return 0
+        self._write(parts.reduced(), parts.new_cards, upto)
+        with self._cond:
+            self.seq = upto
+            self._cond.notify_all()
+        return n
+
+    def _write(self, rows, new_cards, upto: int) -> None:
+        store = self.store
+        while True:
+            try:
+                with store.gate.reading(), store.env.begin(write=True) as txn:
+                    if covered_seq(store, txn) != self.seq:
+                        raise RuntimeError("another writer moved the rollups")
+                    for table, (keys, vals) in rows.items():
+                        merge(txn, store.db[table], keys, vals)
+                    cdb = store.db[CARDS_DB]
+                    for cards, stores in new_cards:
+                        for c, s in zip(cards.tolist(), stores.tolist(), strict=True):
+                            txn.put(u64(c), int(s).to_bytes(4, "big"), db=cdb)
+                    meta = store.db[ROLLUP_META_DB]
+                    txn.put(b"seq", u64(upto), db=meta)
+                    txn.put(b"tz_offset_s", self.tz.to_bytes(8, "big", signed=True), db=meta)
+                    txn.put(b"format", ROLLUP_FORMAT.to_bytes(4, "big"), db=meta)
+                    if self.before_commit is not None:
+                        self.before_commit()
+                return
+            except lmdb.MapFullError:
+                self._grow()
+
+    def rebuild(self, tz_offset_s: int | None = None) -> int:
+        """Empty the rollups and sum the whole journal again (in the zone given, else
+        theirs); returns the records summed."""
+        with self._lock:
+            store = self.store
+            with store.gate.reading(), store.env.begin(write=True) as txn:
+                for name in ROLLUP_DBS:
+                    txn.drop(store.db[name], delete=False)
+            if tz_offset_s is not None:
+                self.tz = int(tz_offset_s)
+            self.summer = Summer(store, self.tz, _fastpath.KeyMap(1024))
+            with self._cond:
+                self.seq = 0
+        return self.catch_up()
+
+
+def merge(txn, db, keys: np.ndarray, vals: np.ndarray) -> None:
+    """Add vals to the rows of keys in db (int64 LE columns)."""
+    if len(keys) == 0:
+        return
+    kw, width = keys.dtype.itemsize, vals.shape[1] * 8
+    kraw = np.ascontiguousarray(keys).tobytes()
+    bkeys = [kraw[i * kw:(i + 1) * kw] for i in range(len(keys))]
+    cur = txn.cursor(db=db)
+    old = dict(cur.getmulti(bkeys))
+    out = np.ascontiguousarray(vals, dtype="<i8")
+    for i, k in enumerate(bkeys):
+        prev = old.get(k)
+        if prev is not None:
+            out[i] += np.frombuffer(prev, "<i8")
+    raw = out.tobytes()
+    cur.putmulti([(k, raw[i * width:(i + 1) * width]) for i, k in enumerate(bkeys)])
+
+
+def read_rows(txn, db, key_dtype: np.dtype, ncols: int, day_from: int,
+              day_to: int) -> tuple[np.ndarray, np.ndarray]:
+    """The rows of days [day_from, day_to) of one table."""
+    cur = txn.cursor(db=db)
+    ks, vs = [], []
+    if cur.set_range(int(day_from).to_bytes(4, "big")):
+        stop = int(day_to).to_bytes(4, "big")
+        for k, v in cur:
+            if bytes(k[:4]) >= stop:
+                break
+            ks.append(bytes(k))
+            vs.append(bytes(v))
+    keys = np.frombuffer(b"".join(ks), key_dtype) if ks else np.zeros(0, key_dtype)
+    vals = (np.frombuffer(b"".join(vs), "<i8").reshape(-1, ncols) if vs
+            else np.zeros((0, ncols), np.int64))
+    return keys, vals
+
+
+def snapshot(store, summer_tz: int, table: str, day_from: int, day_to: int,
+             txn=None) -> tuple[np.ndarray, np.ndarray]:
+    """The rows of [day_from, day_to) as of the journal's last commit: the stored rows
+    plus the tail the tailer has not summed yet, read in one transaction."""
+    key_dtype, cols = TABLES[table]
+    if txn is None:
+        with store.read() as t:
+            return snapshot(store, summer_tz, table, day_from, day_to, t)
+    keys, vals = read_rows(txn, store.db[table], key_dtype, len(cols), day_from, day_to)
+    parts = _Parts()
+    seq = covered_seq(store, txn)
+    tail = list(journal_with_items(store, txn, seq))
+    if tail:
+        summer = Summer(store, summer_tz, _tail_issue_map(store, txn))
+        pending: dict[int, int] = {}
+        for block, items in tail:
+            summer.block(txn, block, items, parts, pending)
+        tk, tv = parts.reduced()[table]
+        inwin = (tk["day"] >= day_from) & (tk["day"] < day_to)
+        keys, vals = reduce_rows(concat((keys, tk[inwin]), key_dtype),
+                                 np.concatenate((vals, tv[inwin])))
+    return keys, vals
+
+
+class _LmdbIssue:
+    """A read-only card -> store lookup over rollup_cards, for a report's tail."""
+
+    def __init__(self, store, txn) -> None:
+        self.db, self.txn = store.db[CARDS_DB], txn
+
+    def lookup_many(self, cards: np.ndarray, _ones: np.ndarray) -> np.ndarray:
+        out = np.full(len(cards), -1, np.int64)
+        for j, c in enumerate(cards.tolist()):
+            raw = self.txn.get(u64(c), db=self.db)
+            if raw is not None:
+                out[j] = from_be(raw)
+        return out
+
+
+def _tail_issue_map(store, txn) -> _LmdbIssue:
+    return _LmdbIssue(store, txn)

@@ -1,0 +1,90 @@
+"""An independent recomputation of the rollups from a whole journal (tests only).
+
+Where core.rollups sums block by block and keeps a card -> store map as it goes, this
+takes the entire journal at once: numpy picks the records and the first record of each
+card, and plain Python ints sum the rows under keys packed with struct. The two must
+agree byte for byte."""
+
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+
+from core.records import COUPON, JOURNAL, OpFlag, OpType, RecordKind, Result
+from core.rollups import CARDS_DB, COUPONS_DB, JOURNAL_ITEM, JOURNAL_ITEMS_DB, SALES_DB, SKU_DB
+
+
+def whole_journal(store) -> tuple[np.ndarray, np.ndarray]:
+    with store.read() as txn:
+        blocks = [np.frombuffer(v, JOURNAL) for _k, v in txn.cursor(db=store.db["journal"])]
+        items = [np.frombuffer(v, JOURNAL_ITEM)
+                 for _k, v in txn.cursor(db=store.db[JOURNAL_ITEMS_DB])]
+    j = np.concatenate(blocks) if blocks else np.zeros(0, JOURNAL)
+    it = np.concatenate(items) if items else np.zeros(0, JOURNAL_ITEM)
+    return j, it
+
+
+def stored(store) -> dict[str, dict[bytes, bytes]]:
+    with store.read() as txn:
+        return {name: {bytes(k): bytes(v) for k, v in txn.cursor(db=store.db[name])}
+                for name in (SALES_DB, SKU_DB, COUPONS_DB, CARDS_DB)}
+
+
+def _add(table: dict, key: bytes, vals: list[int]) -> None:
+    row = table.setdefault(key, [0] * len(vals))
+    for i, v in enumerate(vals):
+        row[i] += v
+
+
+def recompute(store, tz: int) -> dict[str, dict[bytes, bytes]]:
+    j, items = whole_journal(store)
+    assert np.all(np.diff(j["seq"].astype(np.int64)) == 1)
+    ok = j["result"] == Result.OK
+    cardrec = ok & (j["kind"] == RecordKind.KIND_CARD) & (j["card_no"] != 0)
+    # A card's store of issue: the store of its first record with prev_seq 0.
+    firsts = np.flatnonzero(cardrec & (j["prev_seq"] == 0))
+    _, idx = np.unique(j["card_no"][firsts], return_index=True)
+    first_at = {int(j["card_no"][i]): (int(j["seq"][i]), int(j["store_id"][i]))
+                for i in firsts[idx]}
+    operator_of = dict(zip(j["seq"].tolist(), j["operator_id"].tolist(), strict=True))
+    sales: dict[bytes, list[int]] = {}
+    for r in j[cardrec]:
+        seq, card = int(r["seq"]), int(r["card_no"])
+        f = first_at.get(card)
+        issue = f[1] if f is not None and seq >= f[0] else 0
+        new = 1 if f is not None and f[0] == seq else 0
+        op = int(r["op_type"])
+        operator = int(r["operator_id"])
+        if op == OpType.REFUND:
+            operator = operator_of.get(int(r["ref_seq"]), operator)
+        t = int(r["time_s"]) + tz
+        key = struct.pack(">IBIIIBHBBI", t // 86_400, (t % 86_400) // 3_600, int(r["store_id"]),
+                          int(r["terminal_id"]), operator, int(r["level_before"]),
+                          int(r["category"]), op, int(r["after"]["status"]), issue)
+        pd, bd, pts = int(r["principal_delta_fen"]), int(r["bonus_delta_fen"]), int(r["points_delta"])
+        payable, coupon, offset = int(r["payable_fen"]), int(r["coupon_fen"]), int(r["offset_fen"])
+        ext = payable - coupon - offset if int(r["op_flags"]) & OpFlag.PAY_EXTERNAL else 0
+        _add(sales, key, [1, int(r["amount_fen"]), int(r["discount_fen"]), payable, coupon,
+                          offset, int(r["offset_points"]), max(pd, 0), max(-pd, 0), max(bd, 0),
+                          max(-bd, 0), max(pts, 0), max(-pts, 0), int(r["commission_fen"]), ext,
+                          new, 1 if coupon > 0 else 0])
+    coupons: dict[bytes, list[int]] = {}
+    after_off, tpl_off = JOURNAL.fields["after"][1], COUPON.fields["template_id"][1]
+    for r in j[ok & (j["kind"] == RecordKind.KIND_COUPON)]:
+        raw = r.tobytes()
+        tpl = int.from_bytes(raw[after_off + tpl_off:after_off + tpl_off + 4], "little")
+        key = struct.pack(">IIIB", (int(r["time_s"]) + tz) // 86_400, int(r["store_id"]), tpl,
+                          int(r["op_type"]))
+        _add(coupons, key, [1, int(r["amount_fen"])])
+    sku: dict[bytes, list[int]] = {}
+    first_seq = int(j["seq"][0]) if len(j) else 1
+    for row in items:
+        r = j[int(row["seq"]) - first_seq]
+        it = row["item"]
+        key = struct.pack(">IIHQB", (int(r["time_s"]) + tz) // 86_400, int(r["store_id"]),
+                          int(it["category"]), int(it["sku"]), int(r["op_type"]))
+        _add(sku, key, [1, int(it["qty"]), int(it["amount_fen"])])
+    pack = lambda t: {k: struct.pack(f"<{len(v)}q", *v) for k, v in t.items()}  # noqa: E731
+    cards = {struct.pack(">Q", c): struct.pack(">I", s) for c, (_q, s) in first_at.items()}
+    return {SALES_DB: pack(sales), SKU_DB: pack(sku), COUPONS_DB: pack(coupons), CARDS_DB: cards}

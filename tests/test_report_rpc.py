@@ -1,0 +1,115 @@
+"""ReportService through the real server on loopback: every RPC answers from the
+rollups, scoped by role (a store manager sees only their store, HQ roles every store or
+one region), with bad input as INVALID_ARGUMENT and a machine-readable reason."""
+
+from __future__ import annotations
+
+import datetime
+import os
+
+import grpc
+import pytest
+from harness import tagged_op
+from test_admin_rpc import Env, cid, failure
+
+from core.records import OpType, Result
+from server.mms_pb import admin_pb2, report_pb2, report_pb2_grpc
+
+TZ = datetime.timezone(datetime.timedelta(hours=8))
+
+
+def window() -> tuple[str, str]:
+    today = datetime.datetime.now(TZ).date()
+    return (today - datetime.timedelta(days=1)).isoformat(), (today + datetime.timedelta(days=2)).isoformat()
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    e = Env(str(tmp_path_factory.mktemp("reports")))
+    e.admin.Bootstrap(admin_pb2.BootstrapRequest(client_id=cid(), chain_name="Chain",
+                                                 admin_login="root", admin_password="password-1"),
+                      metadata=(("authorization", "Bearer boot-secret"),), timeout=30)
+    e.login("root")
+    region = e.call("root", "CreateNode", admin_pb2.CreateNodeRequest(
+        client_id=cid(), kind=admin_pb2.NODE_KIND_REGION, parent_id=1, name="North")).node
+    e.region = region.node_id
+    for sid in (11, 12):
+        e.call("root", "CreateNode", admin_pb2.CreateNodeRequest(
+            client_id=cid(), kind=admin_pb2.NODE_KIND_STORE, parent_id=region.node_id,
+            name=f"Store {sid}", node_id=sid))
+    for login, role, store in (("mgr11", "store_manager", 11), ("cash11", "cashier", 11),
+                               ("fin", "finance", 0)):
+        e.call("root", "CreateOperator", admin_pb2.CreateOperatorRequest(
+            client_id=cid(), login=login, password="password-1", role=role, home_store_id=store))
+        e.login(login)
+    eng = e.engine
+    assert eng.issue_cards([1, 2], os.urandom(16), store_id=11).result().code == Result.OK
+    for c in (1, 2):
+        eng.recharge(c, 50_000, os.urandom(16), store_id=11).result()
+    for tag, card, amount, store, items in (("a", 1, 3_000, 11, [(5, 1_000, 1, 1), (6, 2_000, 2, 2)]),
+                                            ("b", 2, 4_000, 12, [(6, 4_000, 4, 2)]),
+                                            ("c", 1, 1_500, 12, None)):
+        r = eng.submit(*tagged_op(tag, card, amount, store=store, operator=7, items=items)).result()
+        assert r.codes[0] == Result.OK
+    r = eng.submit(*tagged_op("r", 2, 1_000, OpType.REFUND, ref="b", store=12)).result()
+    assert r.codes[0] == Result.OK
+    e.report = report_pb2_grpc.ReportServiceStub(e.channel)
+    yield e
+    e.close()
+
+
+def rpc(env, who, method, **kw):
+    frm, to = window()
+    kw.setdefault("from_date", frm)
+    kw.setdefault("to_date", to)
+    return getattr(env.report, method)(report_pb2.ReportRequest(**kw), metadata=env.md(who),
+                                       timeout=30)
+
+
+def table(resp) -> list[dict]:
+    return [dict(zip(resp.columns, row.values, strict=True)) for row in resp.rows]
+
+
+def test_hq_sees_every_store_and_a_region(env):
+    rows = table(rpc(env, "fin", "Sales", by=["store"]))
+    assert {r["store"]: r["gross_fen"] for r in rows} == {11: 3_000, 12: 5_500}
+    assert {r["store"]: r["refund_fen"] for r in rows} == {11: 0, 12: 1_000}
+    region = table(rpc(env, "fin", "Sales", by=["region"]))
+    assert region == [{**region[0], "region": env.region, "gross_fen": 8_500}]
+    assert len(table(rpc(env, "fin", "Sales", by=["store"], region_id=env.region))) == 2
+
+
+def test_store_manager_sees_only_their_store(env):
+    resp = rpc(env, "mgr11", "Sales", by=["store", "day"])
+    assert resp.store_id == 11 and {r["store"] for r in table(resp)} == {11}
+    code, reason = failure(rpc, env, "mgr11", "Sales", store_id=12)
+    assert code == grpc.StatusCode.PERMISSION_DENIED and reason == "OTHER_STORE"
+    code, _ = failure(env.report.Reconcile, report_pb2.ReconcileRequest(), metadata=env.md("mgr11"),
+                      timeout=30)
+    assert code == grpc.StatusCode.PERMISSION_DENIED
+    code, _ = failure(rpc, env, "cash11", "Sales")
+    assert code == grpc.StatusCode.PERMISSION_DENIED
+
+
+def test_bad_input_is_invalid_argument_with_a_reason(env):
+    for kw, reason in (({"from_date": "2026-02-30"}, "DATE_INVALID"),
+                       ({"from_date": "2026-12-02", "to_date": "2026-12-01"}, "WINDOW_INVALID"),
+                       ({"by": ["weather"]}, "GROUP_INVALID")):
+        code, got = failure(rpc, env, "fin", "Sales", **kw)
+        assert (code, got) == (grpc.StatusCode.INVALID_ARGUMENT, reason)
+
+
+def test_every_report_answers(env):
+    top = table(rpc(env, "fin", "TopSkus", top=1))
+    assert top == [{"sku": 6, "category": 2, "lines": 2, "qty": 6, "amount_fen": 6_000}]
+    liab = table(rpc(env, "fin", "Liability"))
+    assert liab[-1]["principal_closing_fen"] == 100_000 - 3_000 - 4_000 - 1_500 + 1_000
+    rec = env.report.Reconcile(report_pb2.ReconcileRequest(), metadata=env.md("fin"), timeout=30)
+    assert rec.ok and rec.principal_rollup_fen == rec.principal_cards_fen == 92_500
+    settle = table(rpc(env, "fin", "Settlement"))
+    assert settle == [{"issue_store": 11, "spend_store": 12, "count": 2, "principal_fen": 5_500,
+                       "bonus_fen": 0, "refund_principal_fen": 1_000, "refund_bonus_fen": 0,
+                       "net_fen": 4_500}]
+    comm = table(rpc(env, "fin", "Commission"))
+    assert [(r["operator_id"], r["swipes"], r["refunds"]) for r in comm] == [(7, 3, 1)]
+    assert table(rpc(env, "fin", "Coupons")) == []

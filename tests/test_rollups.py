@@ -1,0 +1,259 @@
+"""Rollups (core.rollups) equal an independent recomputation from the journal, on random
+workloads with swipes (line items, coupons, points offsets, paid outside), refunds,
+recharges, supplementary cards, count cards, replacements and restarts; a rebuild is
+byte-identical; how the journal is cut into flushes changes nothing; line items are
+journalled with their swipe's seq."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+import numpy as np
+from harness import tag_id, tagged_op
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from rollup_reference import recompute, stored, whole_journal
+
+from core import Engine, EngineConfig, rollups
+from core import cards as cardmod
+from core.records import OpFlag, OpType, Result
+from core.rules import CouponTemplate, LevelRule, RulesConfig
+
+T0 = 1_764_547_200  # 2025-12-01 00:00 UTC
+RULES = RulesConfig(levels=(LevelRule("a"), LevelRule("b", discount_bp=9_500, up_points=300)),
+                    offset_points_per_yuan=100, offset_max_bp=5_000,
+                    coupon_templates=(CouponTemplate(1, "5 off", "fixed", value_fen=500),))
+PRIMARY, SUPP, COUNT = 1, 5, 6
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = T0
+
+    def __call__(self) -> int:
+        return self.t
+
+
+def open_engine(path: str, clock: Clock, **cfg) -> Engine:
+    return Engine(path, config=EngineConfig(checkpoint_ops=50, **cfg), rules=RULES, clock=clock)
+
+
+def setup_cards(eng: Engine) -> None:
+    assert eng.issue_cards([1, 2, 3, 4, COUNT], tag_id("issue"), store_id=1).result().code == Result.OK
+    assert eng.issue_cards([SUPP], tag_id("issue-supp"), store_id=2).result().code == Result.OK
+    for c in (1, 2, 3, 4):
+        eng.recharge(c, 50_000, tag_id(f"rc{c}"), store_id=1).result()
+
+    def supp(ctx):
+        card = ctx.card(SUPP)
+        card["primary_card_no"], card["supp_limit_fen"] = PRIMARY, 20_000
+        ctx.emit(OpType.SET_STATUS, card)
+        return {}
+
+    def count(ctx):
+        card = ctx.card(COUNT)
+        card["count_service"], card["count_uses"] = 7, 30
+        ctx.emit(OpType.SET_STATUS, card)
+        return {}
+
+    assert eng.admin(tag_id("supp"), OpType.SET_STATUS, supp).result().code == Result.OK
+    assert eng.admin(tag_id("count"), OpType.SET_STATUS, count).result().code == Result.OK
+
+
+action = st.one_of(
+    st.tuples(st.just("swipe"), st.sampled_from([1, 2, 3, 4, SUPP, 7, 8]), st.integers(1, 9_000),
+              st.integers(1, 3), st.integers(0, 4), st.booleans(), st.booleans(),
+              st.integers(0, 3), st.booleans()),
+    st.tuples(st.just("recharge"), st.sampled_from([1, 2, 3, 4, 7]), st.integers(1, 30_000),
+              st.integers(1, 3)),
+    st.tuples(st.just("refund"), st.integers(0, 50), st.integers(1, 5_000)),
+    st.tuples(st.just("use"), st.integers(1, 3), st.integers(1, 3)),
+    st.tuples(st.just("coupon"), st.sampled_from([1, 2, 3, 4])),
+    st.tuples(st.just("replace"), st.sampled_from([1, 2, 3, 4])),
+    st.tuples(st.just("restart"),),
+    st.tuples(st.just("time"), st.integers(1, 3 * 86_400)),
+)
+
+
+def run_workload(path: str, actions) -> tuple[Engine, Clock]:
+    clock = Clock()
+    eng = open_engine(path, clock)
+    setup_cards(eng)
+    swipes: list[tuple[str, int]] = []
+    coupons: dict[int, list[int]] = {}
+    next_card = 100
+    for k, a in enumerate(actions):
+        clock.t += 97 * (k % 7) + 1
+        kind = a[0]
+        if kind == "swipe":
+            _, card, amount, store, operator, items, external, offset, use_coupon = a
+            lines = None
+            if items:
+                first = amount // 3
+                lines = [(11, first, 1, 2), (12 + operator, amount - first, 2, 3)]
+            cps = coupons.get(card, [])[:1] if use_coupon else []
+            tag = f"s{k}"
+            ops, its, cids = tagged_op(tag, card, amount, store=store, operator=operator,
+                                       category=2, items=lines, coupons=cps, offset=offset * 50)
+            if external:
+                ops["op_flags"] = OpFlag.PAY_EXTERNAL
+            r = eng.submit(ops, its, cids).result()
+            if r.codes[0] == Result.OK:
+                swipes.append((tag, card))
+                if cps:
+                    coupons[card].remove(cps[0])
+        elif kind == "recharge":
+            eng.recharge(a[1], a[2], tag_id(f"r{k}"), store_id=a[3]).result()
+        elif kind == "refund" and swipes:
+            tag, card = swipes[a[1] % len(swipes)]
+            ops, _, _ = tagged_op(f"f{k}", card, a[2], OpType.REFUND, ref=tag, store=2, operator=9)
+            eng.submit(ops).result()
+        elif kind == "use":
+            ops, _, _ = tagged_op(f"u{k}", COUNT, a[1], OpType.USE_COUNT, category=7,
+                                  store=a[2], operator=a[2])
+            eng.submit(ops).result()
+        elif kind == "coupon":
+            r = eng.issue_coupons(1, [a[1]], tag_id(f"c{k}"), store_id=3).result()
+            if r.code == Result.OK:
+                coupons.setdefault(a[1], []).extend(r.value["coupon_ids"])
+        elif kind == "replace":
+            next_card += 1
+            cardmod.replace(eng, a[1], next_card, tag_id(f"x{k}"), fee_external=True,
+                            store_id=2).result()
+        elif kind == "restart":
+            eng.close()
+            eng = open_engine(path, clock)
+        elif kind == "time":
+            clock.t += a[1]
+    return eng, clock
+
+
+def assert_rollups_match(eng: Engine) -> None:
+    with eng.store.read() as txn:
+        last = eng.store.last_seq(txn)
+    eng.rollups.wait_for(last)
+    got = stored(eng.store)
+    want = recompute(eng.store, eng.rollups.tz)
+    for table in want:
+        assert got[table] == want[table], table
+
+
+@settings(max_examples=12, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(st.lists(action, min_size=1, max_size=40))
+def test_rollups_equal_a_recomputation_from_the_journal(actions):
+    with tempfile.TemporaryDirectory() as d:
+        eng, _ = run_workload(d, actions)
+        try:
+            assert_rollups_match(eng)
+            # The books: principal and bonus summed from the rollups equal the card table.
+            keys, vals = rollups.snapshot(eng.store, eng.rollups.tz, rollups.SALES_DB, 0, 2**32 - 1)
+            col = {n: i for i, n in enumerate(rollups.SALES_COLS)}
+            cards = eng.cards_snapshot()
+            for name, inc, out in (("principal_fen", "principal_in_fen", "principal_out_fen"),
+                                   ("bonus_fen", "bonus_in_fen", "bonus_out_fen")):
+                assert int(vals[:, col[inc]].sum() - vals[:, col[out]].sum()) == int(
+                    cards[name].astype(np.int64).sum())
+            before = rollups.digest(eng.store)
+            eng.rollups.rebuild()
+            assert rollups.digest(eng.store) == before
+        finally:
+            eng.close()
+
+
+def test_line_items_are_journalled_with_their_swipes_seq(tmp_path):
+    eng = open_engine(str(tmp_path), Clock())
+    try:
+        setup_cards(eng)
+        ops, its, _ = tagged_op("it", 1, 3_000, items=[(41, 1_000, 1, 5), (42, 2_000, 4, 6)])
+        r = eng.submit(ops, its).result()
+        assert r.codes[0] == Result.OK
+        ops, its, _ = tagged_op("bad", 1, 3_001, items=[(41, 1_000, 1, 5)])  # lines != gross
+        assert eng.submit(ops, its).result().codes[0] != Result.OK
+        _, items = whole_journal(eng.store)
+        assert items["seq"].tolist() == [int(r.seq[0])] * 2
+        assert items["item"]["sku"].tolist() == [41, 42]
+        assert items["item"]["qty"].tolist() == [1, 4]
+        assert items["item"]["amount_fen"].tolist() == [1_000, 2_000]
+        assert_rollups_match(eng)
+    finally:
+        eng.close()
+
+
+def test_flush_size_does_not_change_a_byte(tmp_path, monkeypatch):
+    acts = [("swipe", c, 500 + 37 * k, 1 + k % 3, k % 4, k % 2 == 0, False, 0, False)
+            for k, c in enumerate([1, 2, 3, 4, 5, 1, 2] * 6)]
+    eng, _ = run_workload(str(tmp_path / "a"), acts + [("restart",)] + acts[:5])
+    try:
+        assert_rollups_match(eng)
+        whole = rollups.digest(eng.store)
+        monkeypatch.setattr(rollups, "ROLLUP_FLUSH_RECORDS_MAX", 3)
+        assert eng.rollups.rebuild() > 3
+        assert rollups.digest(eng.store) == whole
+    finally:
+        eng.close()
+
+
+def test_rollups_off_writes_none_and_a_later_start_catches_up(tmp_path):
+    clock = Clock()
+    eng = open_engine(str(tmp_path), clock, rollups=False)
+    setup_cards(eng)
+    eng.swipe(1, 1_234, tag_id("one"), store_id=2).result()
+    assert eng.rollups is None
+    eng.close()
+    eng = open_engine(str(tmp_path), clock)
+    try:
+        assert_rollups_match(eng)
+        assert any(stored(eng.store)[rollups.SALES_DB])
+    finally:
+        eng.close()
+
+
+def test_snapshot_adds_the_tail_the_tailer_has_not_reached(tmp_path):
+    clock = Clock()
+    eng = open_engine(str(tmp_path), clock, rollups=False)
+    setup_cards(eng)
+    eng.close()
+    eng = open_engine(str(tmp_path), clock)
+    try:
+        assert_rollups_match(eng)
+        covered = eng.rollups.seq
+        eng.rollups.close()             # the tailer stops: the next swipe stays in the tail
+        eng.rollups = None
+        eng.swipe(2, 777, tag_id("tail"), store_id=3).result()
+        with eng.store.read() as txn:
+            assert rollups.covered_seq(eng.store, txn) == covered
+        keys, vals = rollups.snapshot(eng.store, 8 * 3600, rollups.SALES_DB, 0, 2**32 - 1)
+        swipe = (keys["op_type"] == OpType.SWIPE) & (keys["store"] == 3)
+        assert int(vals[swipe, 1].sum()) == 777
+    finally:
+        eng.close()
+
+
+def test_rollup_databases_are_listed_once():
+    assert len(set(rollups.ROLLUP_DBS)) == len(rollups.ROLLUP_DBS)
+    assert os.path.basename(rollups.__file__) == "rollups.py"
+
+
+def test_a_fixed_workload_covers_every_kind_of_record(tmp_path):
+    acts = [("swipe", 1, 3000, 1, 1, True, False, 2, False), ("coupon", 2),
+            ("swipe", 2, 3000, 2, 2, True, False, 0, True), ("refund", 0, 500), ("use", 2, 1),
+            ("replace", 3), ("swipe", SUPP, 1000, 1, 1, False, True, 0, False),
+            ("swipe", SUPP, 1000, 1, 1, False, False, 0, False), ("recharge", 7, 100, 1),
+            ("restart",), ("time", 86_400), ("swipe", 101, 100, 1, 1, False, False, 0, False)]
+    eng, _ = run_workload(str(tmp_path), acts)
+    try:
+        assert_rollups_match(eng)
+        keys, vals = rollups.snapshot(eng.store, eng.rollups.tz, rollups.SALES_DB, 0, 2**32 - 1)
+        present = set(keys["op_type"].tolist())
+        for op in (OpType.SWIPE, OpType.RECHARGE, OpType.REFUND, OpType.USE_COUNT,
+                   OpType.SUPP_DEBIT, OpType.ISSUE):
+            assert int(op) in present, op
+        assert len(set(keys["day"].tolist())) == 2
+        ck, _ = rollups.snapshot(eng.store, eng.rollups.tz, rollups.COUPONS_DB, 0, 2**32 - 1)
+        assert {int(OpType.COUPON_ISSUE), int(OpType.COUPON_REDEEM)} <= set(ck["op_type"].tolist())
+        sk, sv = rollups.snapshot(eng.store, eng.rollups.tz, rollups.SKU_DB, 0, 2**32 - 1)
+        assert int(sv[:, 2].sum()) == 3_000 and set(sk["sku"].tolist()) == {11, 14}
+    finally:
+        eng.close()
