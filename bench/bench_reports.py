@@ -2,7 +2,7 @@
 
     python3 bench/bench_reports.py --cards 100000 --ops 1000000 --runs 3
 
-1. `mms bench engine`'s durable swipe run (core.bench.run_engine) with the rollups'
+1. `mms bench engine`'s durable swipe run (server.tools.bench_engine.run_engine) with the rollups'
    tailer on and off, alternating, in one run: the cost of keeping the rollups.
 2. A rebuild of the rollups from the journal that run wrote (records/s).
 3. The same report (staff commission over the window, and sales by store and day)
@@ -21,8 +21,10 @@ import sys
 import tempfile
 import time
 
-from core import Engine, EngineConfig, reports, rollups
-from core.bench import prepare, run_engine
+from core import Engine, EngineConfig
+from core.domain import reports
+from core.engine import rollups
+from server.tools.bench_engine import prepare, run_engine
 
 TZ = datetime.timezone(datetime.timedelta(hours=8))
 

@@ -5,11 +5,22 @@ loopback), cli (the real `mms` commands against it), crash (SIGKILL of real proc
 crash loops and large tables.
 
 This folder is on sys.path (pytest puts a rootdir conftest's folder there), so tests of
-every tier import the helpers beside it: common, harness, reference."""
+every tier import the helpers beside it: common, harness, reference. The tier folders
+are put there too: a test may build on another tier's world (the CLI tests on the
+report server's fixture, the domain tests on the engine's workloads)."""
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
+
+TIERS = ("unit", "property", "engine", "domain", "rpc", "cli", "crash")
+_HERE = Path(__file__).resolve().parent
+for _tier in TIERS:
+    if str(_HERE / _tier) not in sys.path:
+        sys.path.append(str(_HERE / _tier))
 
 SLOW_TIERS = ("crash",)
 

@@ -1,6 +1,6 @@
 """An independent recomputation of the rollups from a whole journal (tests only).
 
-Where core.rollups sums block by block and keeps a card -> store map as it goes, this
+Where core.engine.rollups sums block by block and keeps a card -> store map as it goes, this
 takes the entire journal at once: numpy picks the records and the first record of each
 card, and plain Python ints sum the rows under keys packed with struct. The two must
 agree byte for byte."""
@@ -11,8 +11,15 @@ import struct
 
 import numpy as np
 
+from core.engine.rollups import (
+    CARDS_DB,
+    COUPONS_DB,
+    JOURNAL_ITEM,
+    JOURNAL_ITEMS_DB,
+    SALES_DB,
+    SKU_DB,
+)
 from core.records import COUPON, JOURNAL, OpFlag, OpType, RecordKind, Result
-from core.rollups import CARDS_DB, COUPONS_DB, JOURNAL_ITEM, JOURNAL_ITEMS_DB, SALES_DB, SKU_DB
 
 
 def whole_journal(store) -> tuple[np.ndarray, np.ndarray]:

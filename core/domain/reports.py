@@ -147,7 +147,7 @@ def commission_report(engine, since_s: int, until_s: int,
 
 import datetime  # noqa: E402
 
-from core import rollups as _ru  # noqa: E402
+from core.engine import rollups as _ru  # noqa: E402
 from core.records import OP_NAMES  # noqa: E402
 
 # The longest window of days one rollup report may cover (ten years).

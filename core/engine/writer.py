@@ -33,6 +33,8 @@ import lmdb
 import numpy as np
 
 from core import _fastpath
+from core.engine.rollups import JOURNAL_ITEM, JOURNAL_ITEMS_DB, Rollups
+from core.engine.rollups import ensure_dbs as ensure_rollup_dbs
 from core.engine.storage import CARD_TYPES_DB, CHUNK_SHIFT, IDS_DTYPE, Store, from_be, u32, u64
 from core.records import (
     CARD,
@@ -51,8 +53,6 @@ from core.records import (
     coupon_to_dict,
     split_client_id,
 )
-from core.rollups import JOURNAL_ITEM, JOURNAL_ITEMS_DB, Rollups
-from core.rollups import ensure_dbs as ensure_rollup_dbs
 from core.rules import CouponTemplate, RechargeLimit, RulesConfig, RulesError
 
 log = logging.getLogger("mms.engine")
@@ -131,7 +131,7 @@ class EngineConfig:
     items_max: int = 65_536
     initial_card_capacity: int = 1024
     sync: bool = True
-    # Keep the report rollups (core.rollups) up to date in their own thread.
+    # Keep the report rollups (core.engine.rollups) up to date in their own thread.
     rollups: bool = True
 
     def validate(self) -> None:

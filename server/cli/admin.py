@@ -904,7 +904,7 @@ def add_commands(sub, terminal_sub) -> None:
 
     rp = sub.add_parser("report", help="reports: sales, liability, settlement, ... (commission)")
     rpsub = rp.add_subparsers(dest="report_command", required=True)
-    from server.report_cli import add_report_commands
+    from server.cli.report import add_report_commands
     add_report_commands(rpsub, cmd)
     p = cmd(rpsub, "commission", cmd_report_commission,
             "each operator's swipes, uses, refunds, sales and commission in a window")

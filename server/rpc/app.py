@@ -795,7 +795,7 @@ class MmsServer:
         admin = AdminService(self.bridge, self.registry, self.metrics, chain=self.chain,
                              members=self.members, bootstrap_token=self.bootstrap_token)
         admin_pb2_grpc.add_AdminServiceServicer_to_server(admin, self.server)
-        from server.report_service import ReportService
+        from server.rpc.report import ReportService
         report_pb2_grpc.add_ReportServiceServicer_to_server(ReportService(admin), self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         names = (pos_pb2.DESCRIPTOR.services_by_name["PosService"].full_name,

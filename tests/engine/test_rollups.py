@@ -1,4 +1,4 @@
-"""Rollups (core.rollups) equal an independent recomputation from the journal, on random
+"""Rollups (core.engine.rollups) equal an independent recomputation from the journal, on random
 workloads with swipes (line items, coupons, points offsets, paid outside), refunds,
 recharges, supplementary cards, count cards, replacements and restarts; a rebuild is
 byte-identical; how the journal is cut into flushes changes nothing; line items are
@@ -15,8 +15,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from rollup_reference import recompute, stored, whole_journal
 
-from core import Engine, EngineConfig, rollups
-from core import cards as cardmod
+from core import Engine, EngineConfig
+from core.domain import cards as cardmod
+from core.engine import rollups
 from core.records import OpFlag, OpType, Result
 from core.rules import CouponTemplate, LevelRule, RulesConfig
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 
-from core import report_export
+from core.domain import report_export
 from server.mms_pb import report_pb2, report_pb2_grpc
 
 # name -> (RPC, help)
@@ -24,7 +24,7 @@ REPORTS = {
 
 def _report(name: str):
     def run(args) -> int:
-        from server import admin_cli
+        from server.cli import admin as admin_cli
         method = REPORTS[name][0]
         req = report_pb2.ReportRequest(
             from_date=args.from_date, to_date=args.to_date, store_id=args.store or 0,
@@ -52,7 +52,7 @@ def _report(name: str):
 
 
 def cmd_reconcile(args) -> int:
-    from server import admin_cli
+    from server.cli import admin as admin_cli
     with admin_cli._channel(args) as ch:
         r = report_pb2_grpc.ReportServiceStub(ch).Reconcile(
             report_pb2.ReconcileRequest(), metadata=admin_cli._metadata(args, None),
@@ -67,8 +67,8 @@ def cmd_reconcile(args) -> int:
 
 def cmd_rebuild(args) -> int:
     """Offline (stop the server first): empty the rollups and sum the journal again."""
-    from core import rollups
-    from core.storage import Store
+    from core.engine import rollups
+    from core.engine.storage import Store
 
     store = Store(args.data, map_size_bytes=1 << 30)
     try:

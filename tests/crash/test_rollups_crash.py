@@ -10,18 +10,19 @@ import signal
 import subprocess
 import sys
 
+from common import ROOT  # noqa: E402
 from rollup_reference import recompute, stored
 
-from core import Engine, rollups
+from core import Engine
+from core.engine import rollups
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
 CHILD = pathlib.Path(__file__).resolve().parent / "rollup_crash_child.py"
 
 
 def test_sigkill_mid_rollup_transaction_neither_half_applies_nor_double_counts(tmp_path):
     path = str(tmp_path / "data")
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        [str(ROOT), str(CHILD.parent), os.environ.get("PYTHONPATH", "")]))
+        [str(ROOT), str(ROOT / "tests"), str(CHILD.parent), os.environ.get("PYTHONPATH", "")]))
     proc = subprocess.Popen([sys.executable, str(CHILD), path, "40"], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, env=env, cwd=str(ROOT), text=True)
     try:

@@ -15,7 +15,9 @@ from rollup_reference import recompute, stored
 from test_report_rpc import env, window  # noqa: F401  (the module's server fixture)
 from test_rollups import run_workload
 
-from core import Engine, report_export, rollups
+from core import Engine
+from core.domain import report_export
+from core.engine import rollups
 from server.cli import main
 
 

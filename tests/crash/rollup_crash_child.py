@@ -16,8 +16,8 @@ import threading
 from harness import tag_id, tagged_op
 
 from core import Engine, EngineConfig
+from core.engine.rollups import Rollups
 from core.records import OpType, Result
-from core.rollups import Rollups
 
 
 def main() -> None:

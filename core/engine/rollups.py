@@ -34,8 +34,8 @@ import lmdb
 import numpy as np
 
 from core import _fastpath
+from core.engine.storage import from_be, u64
 from core.records import COUPON, ITEM, JOURNAL, OpFlag, OpType, RecordKind, Result
-from core.storage import from_be, u64
 
 log = logging.getLogger("mms.rollups")
 

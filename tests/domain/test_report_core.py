@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from rollup_reference import whole_journal
 from test_rollups import SUPP, T0, action, run_workload
 
-from core import reports
+from core.domain import reports
 from core.records import OpType, Result
 
 TZ = 8 * 3600

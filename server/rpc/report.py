@@ -1,4 +1,4 @@
-"""ReportService (proto/mms/v1/report.proto): the reports of core.reports over gRPC.
+"""ReportService (proto/mms/v1/report.proto): the reports of core.domain.reports over gRPC.
 
 Permission report.read. Scope: a store-scoped role (store manager) sees its own store
 (store_id 0 or its own; another store is OTHER_STORE); chain-wide roles see every store,
@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import grpc
 
-from core import reports
-from core.chain import ChainError
-from server.admin import Call, _failure
-from server.app import RpcFailure, _rpc, invalid
+from core.domain import reports
+from core.domain.chain import ChainError
 from server.mms_pb import report_pb2, report_pb2_grpc
+from server.rpc.admin.base import Call, _failure
+from server.rpc.app import RpcFailure, _rpc, invalid
 
 REPORT = "mms.v1.ReportService"
 DEFAULT_TOP = 10
