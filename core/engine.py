@@ -352,11 +352,18 @@ class AdminContext:
         self._records.append(recs)
         self._n += len(recs)
 
-    def emit_cards(self, op_type: int, cards: np.ndarray) -> int:
-        """Journal one record per new card at once (bulk issue); returns the first seq."""
+    def emit_cards(self, op_type: int, cards: np.ndarray, *, prev_seq: np.ndarray | None = None,
+                   **columns: np.ndarray | int) -> int:
+        """Journal one record per new card at once (bulk issue); returns the first seq.
+        A later step of the same op on the same new cards passes the seqs of their
+        previous records as prev_seq; columns set the records' other fields."""
         recs, first = self._new_records(len(cards), op_type)
         recs["card_no"] = cards["card_no"]
         recs["level_before"] = cards["level"]
+        if prev_seq is not None:
+            recs["prev_seq"] = prev_seq
+        for name, value in columns.items():
+            recs[name] = value
         recs["after"] = cards
         recs["after"]["last_seq"] = recs["seq"]
         self._append(recs)

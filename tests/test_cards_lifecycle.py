@@ -26,9 +26,15 @@ from core.cards import (
     supplementary_cards,
 )
 from core.records import CardStatus, OpType, Result
+from core.rules import add_years
 
 DAY = 86_400
 T0 = 1_700_000_000  # 2023-11-14
+
+
+def years(t_s: int, n: int) -> int:
+    """n calendar years after t_s in the chain's time zone (UTC+8)."""
+    return add_years(t_s, n, 8 * 3600)
 
 
 class Clock:
@@ -100,7 +106,8 @@ def recharge(eng, no, fen):
 
 def test_card_type_defaults_and_registry(eng):
     t = CardType(type_id=9, name="plain")
-    assert t.validity_days == 730 and t.replacement_fee_fen == 1_000
+    # Two calendar years, not 730 days (issue 8, item 4).
+    assert (t.validity_years, t.validity_days, t.replacement_fee_fen) == (2, 0, 1_000)
     res = put_card_type(eng, t, cid()).result()
     assert res.code == Result.OK and res.value == {"type_id": 9, "created": True}
     assert get_card_type(eng, 9) == t
@@ -165,12 +172,12 @@ def test_issue_charges_fees_from_paid_amount_and_opens_the_rest(eng, clock):
     setup_types(eng)
     res = issue(eng, 100, cid(), type_id=1, member_id=7, paid_fen=10_000).result()
     assert res.code == Result.OK
-    assert res.value == {"card_no": 100, "fees_fen": 2_500, "deposit_fen": 7_500,
-                         "expires_at_s": T0 + 730 * DAY}
+    assert res.value == {"cards": 1, "card_no": 100, "fees_fen": 2_500, "deposit_fen": 7_500,
+                         "expires_at_s": years(T0, 2), "level": 0, "count_uses": 0}
     card = eng.card(100)
     assert card["principal_fen"] == 7_500 and card["bonus_fen"] == 0
-    assert card["expires_at_s"] == T0 + 730 * DAY  # valid two years
-    assert card["fee_paid_until_s"] == T0 + 365 * DAY
+    assert card["expires_at_s"] == years(T0, 2)  # valid two years
+    assert card["fee_paid_until_s"] == years(T0, 1)
     assert card["member_id"] == 7 and card["status"] == CardStatus.ACTIVE
     ops = [int(r["op_type"]) for r in eng.card_journal(100)][::-1]
     assert ops == [OpType.ISSUE, CardOp.ISSUE_FEE, CardOp.ANNUAL_FEE, CardOp.OPENING_DEPOSIT]
@@ -360,7 +367,7 @@ def test_annual_fee_from_balance_extends_a_year(eng, clock):
     res = pay_annual_fee(eng, 100, cid()).result()
     assert res.code == Result.OK
     card = eng.card(100)
-    assert card["fee_paid_until_s"] == T0 + 2 * 365 * DAY
+    assert card["fee_paid_until_s"] == years(T0, 2)
     assert card["principal_fen"] == 5_500
     assert journal_adds_up(eng)
 
@@ -377,8 +384,8 @@ def test_annual_fee_run_charges_due_cards_once(eng, clock):
     assert res.code == Result.OK
     assert res.value == {"charged": 2, "fees_fen": 2_800, "unpaid_cards": [101]}
     assert eng.card(100)["principal_fen"] == 7_500 - 2_000 - 800
-    assert eng.card(100)["fee_paid_until_s"] == T0 + 2 * 365 * DAY
-    assert eng.card(200)["fee_paid_until_s"] == T0 + 2 * 365 * DAY
+    assert eng.card(100)["fee_paid_until_s"] == years(T0, 2)
+    assert eng.card(200)["fee_paid_until_s"] == years(T0, 2)
     assert eng.card(101)["principal_fen"] == 500
     again = charge_annual_fees(eng, cid()).result()
     assert again.value["charged"] == 0
@@ -405,9 +412,9 @@ def test_expiry_to_dormant_keeps_balance_and_points(eng, clock):
     issue(eng, 100, cid(), type_id=1, paid_fen=12_500).result()
     assert eng.swipe(100, 5_000, cid()).result().codes[0] == Result.OK
     issue(eng, 101, cid(), type_id=1, paid_fen=2_500).result()
-    clock.now = T0 + 730 * DAY - 1
+    clock.now = years(T0, 2) - 1
     assert expire_dormant(eng, cid()).result().value == {"cards": 0}
-    clock.now = T0 + 730 * DAY                                       # two years on
+    clock.now = years(T0, 2)                                         # two years on
     before = eng.card(100)
     res = expire_dormant(eng, cid()).result()
     assert res.value == {"cards": 2}
@@ -431,7 +438,7 @@ def test_renewal_reactivates_with_new_validity_and_fee(eng, clock):
     expire_dormant(eng, cid()).result()
     c = cid()
     res = renew(eng, 100, c).result()
-    assert res.code == Result.OK and res.value == {"expires_at_s": clock.now + 730 * DAY,
+    assert res.code == Result.OK and res.value == {"expires_at_s": years(clock.now, 2),
                                                    "fee_fen": 300}
     assert renew(eng, 100, c).result().replayed
     card = eng.card(100)

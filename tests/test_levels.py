@@ -18,10 +18,20 @@ from core.levels import (
     set_level,
 )
 from core.records import CardStatus, Result
+from core.rules import RulesConfig, add_years
 
 DAY = 86_400
 T0 = 1_700_000_000
 SILVER, GOLD = 1, 2
+
+
+def years(t_s: int, n: int = 2) -> int:
+    """n calendar years later in the chain's time zone (levels last two years)."""
+    return add_years(t_s, n, RulesConfig().tz_offset_s)
+
+
+END1 = years(T0)      # the first level period of a card that went gold at T0 ends here
+END2 = years(END1)    # ... and the second
 
 
 def cid():
@@ -47,7 +57,7 @@ def gold_card(eng, no, spend_fen_after=0, clock=None):
     assert eng.recharge(no, 100_000_000, cid()).result().codes[0] == Result.OK
     assert eng.swipe(no, 5_000_000, cid()).result().codes[0] == Result.OK
     card = eng.card(no)
-    assert card["level"] == GOLD and card["level_expires_at_s"] == clock.now + 730 * DAY
+    assert card["level"] == GOLD and card["level_expires_at_s"] == years(clock.now)
     return card
 
 
@@ -76,7 +86,7 @@ def test_manual_change_is_recorded_as_such(eng, clock):
     assert set_level(eng, 1, GOLD, c, reason="key account", requester_id=5,
                      approver_id=6).result().replayed
     card = eng.card(1)
-    assert card["level"] == GOLD and card["level_expires_at_s"] == T0 + 730 * DAY
+    assert card["level"] == GOLD and card["level_expires_at_s"] == END1
     rec = eng.card_journal(1, 1)[0]
     assert rec["op_type"] == LevelOp.LEVEL_MANUAL and rec["level_before"] == 0
     assert int(rec["operator_id"]) == 5
@@ -96,7 +106,7 @@ def test_review_gold_below_keep_goes_to_silver(eng, clock):
     gold_card(eng, 2, clock=clock)
     gold_card(eng, 3, clock=clock)
     gold_card(eng, 4, clock=clock)
-    clock.now = T0 + 730 * DAY
+    clock.now = END1
     res = review_levels(eng, cid()).result()           # every period spend was 50,000 yuan
     assert res.value == {"reviewed": 4, "kept": 4, "downgraded": 0, "lapsed": 0}
     # A new period: card 1 pays 19,000 yuan (gold's 5% off), card 2 4,750, card 3
@@ -105,16 +115,16 @@ def test_review_gold_below_keep_goes_to_silver(eng, clock):
         assert eng.swipe(no, fen, cid(), flags=1).result().codes[0] == Result.OK
     assert [eng.card(n)["period_spend_fen"] for n in (1, 2, 3)] == [1_900_000, 475_000,
                                                                      5_700_000]
-    clock.now = T0 + 730 * DAY + 100
+    clock.now = END1 + 100
     assert review_levels(eng, cid()).result().value["reviewed"] == 0  # not yet due
-    clock.now = T0 + 2 * 730 * DAY
+    clock.now = END2
     before = {n: eng.card(n) for n in (1, 2, 3, 4)}
     res = review_levels(eng, cid()).result()
     assert res.value == {"reviewed": 4, "kept": 1, "downgraded": 2, "lapsed": 1}
     c1, c2, c3, c4 = (eng.card(n) for n in (1, 2, 3, 4))
-    assert c1["level"] == SILVER and c1["level_expires_at_s"] == clock.now + 730 * DAY
+    assert c1["level"] == SILVER and c1["level_expires_at_s"] == years(clock.now)
     assert c2["level"] == 0 and c2["level_expires_at_s"] == 0
-    assert c3["level"] == GOLD and c3["level_expires_at_s"] == clock.now + 730 * DAY
+    assert c3["level"] == GOLD and c3["level_expires_at_s"] == years(clock.now)
     # No spend at all in the period: the membership ends (level 0 and the flag); the
     # card keeps its money and stays usable.
     assert c4["level"] == 0 and c4["flags"] & CARD_FLAG_MEMBERSHIP_LAPSED
@@ -143,11 +153,11 @@ def test_review_gold_below_keep_goes_to_silver(eng, clock):
 
 def test_review_judges_spend_never_balance_or_points(eng, clock):
     gold_card(eng, 1, clock=clock)
-    clock.now = T0 + 730 * DAY
+    clock.now = END1
     review_levels(eng, cid()).result()
     # Lots of points and balance, but only 100 yuan spent in the period.
     assert eng.swipe(1, 10_000, cid()).result().codes[0] == Result.OK
-    clock.now = T0 + 2 * 730 * DAY
+    clock.now = END2
     assert eng.card(1)["points"] > 50_000 and eng.card(1)["principal_fen"] > 0
     review_levels(eng, cid()).result()
     assert eng.card(1)["level"] == 0
@@ -157,7 +167,7 @@ def test_review_skips_cancelled_and_dormant_and_is_idempotent_by_id(eng, clock):
     gold_card(eng, 1, clock=clock)
     gold_card(eng, 2, clock=clock)
     eng.set_card_status(2, CardStatus.CANCELLED, cid()).result()
-    clock.now = T0 + 730 * DAY
+    clock.now = END1
     c = cid()
     first = review_levels(eng, c).result()
     assert first.value["reviewed"] == 1
@@ -168,9 +178,9 @@ def test_review_skips_cancelled_and_dormant_and_is_idempotent_by_id(eng, clock):
 
 def test_manual_change_clears_lapsed_flag(eng, clock):
     gold_card(eng, 1, clock=clock)
-    clock.now = T0 + 730 * DAY
+    clock.now = END1
     review_levels(eng, cid()).result()
-    clock.now = T0 + 2 * 730 * DAY
+    clock.now = END2
     review_levels(eng, cid()).result()
     assert eng.card(1)["flags"] & CARD_FLAG_MEMBERSHIP_LAPSED
     res = set_level(eng, 1, 0, cid(), reason="reinstated", requester_id=1, approver_id=2).result()
