@@ -5,6 +5,7 @@ journal must add up: for each card the deltas over its journal equal its state."
 import json
 import os
 
+import numpy as np
 import pytest
 
 from core import Engine
@@ -12,10 +13,12 @@ from core.cards import (
     CardKind,
     CardOp,
     CardType,
+    card_history,
     charge_annual_fees,
     expire_dormant,
     get_card_type,
     issue,
+    issue_cards,
     list_card_types,
     pay_annual_fee,
     predecessors,
@@ -213,6 +216,105 @@ def test_count_card_gets_service_and_uses(eng):
     assert issue(eng, 40, cid(), type_id=4).result().code == Result.OK
     card = eng.card(40)
     assert card["count_service"] == 7 and card["count_uses"] == 10
+
+
+def test_batch_issue_applies_the_type_to_every_card_all_or_none(eng, clock):
+    setup_types(eng)
+    nos = list(range(1_000, 1_200))
+    res = issue_cards(eng, nos, cid(), type_id=1, member_ids=list(range(1, 201)),
+                      paid_fen=3_000).result()
+    assert res.code == Result.OK and res.value["cards"] == 200
+    for no in (1_000, 1_199):
+        card = eng.card(no)
+        assert (card["principal_fen"], card["expires_at_s"], card["fee_paid_until_s"]) == (
+            500, years(T0, 2), years(T0, 1))
+        ops = [int(r["op_type"]) for r in eng.card_journal(no)][::-1]
+        assert ops == [OpType.ISSUE, CardOp.ISSUE_FEE, CardOp.ANNUAL_FEE,
+                       CardOp.OPENING_DEPOSIT]
+    assert eng.card(1_199)["member_id"] == 200
+    assert journal_adds_up(eng)
+    # One existing card in a batch refuses the whole batch.
+    before = state(eng)
+    res = issue_cards(eng, [2_000, 1_000, 2_001], cid(), type_id=1, paid_fen=3_000).result()
+    assert res.code == Result.CARD_EXISTS and state(eng) == before
+    assert eng.card(2_000) is None
+    assert issue_cards(eng, [2_000], cid(), member_ids=[1, 2]).result().reason == \
+        "COLUMN_LENGTH"
+
+
+def test_type_zero_is_the_default_type(eng):
+    res = issue_cards(eng, [7], cid()).result()
+    assert res.code == Result.OK and res.value["fees_fen"] == 0
+    card = eng.card(7)
+    assert card["expires_at_s"] == years(T0, 2) and card["type_id"] == 0
+
+
+def test_fees_on_balance_and_from_a_supplementary_cards_primary(eng):
+    setup_types(eng)
+    on_balance = CardType(type_id=2, name="fees from deposit", issue_fee_fen=500,
+                          annual_fee_fen=2_000, fees_on_balance=True)
+    supp = CardType(type_id=6, name="family", kind=CardKind.SUPPLEMENTARY,
+                    supp_annual_fee_fen=800, issue_fee_fen=100, fees_on_balance=True)
+    for t in (on_balance, supp):
+        assert put_card_type(eng, t, cid()).result().code == Result.OK
+    res = issue_cards(eng, [100], cid(), type_id=2, paid_fen=10_000).result()
+    assert (res.value["fees_fen"], res.value["deposit_fen"]) == (2_500, 10_000)
+    assert eng.card(100)["principal_fen"] == 7_500
+    assert issue_cards(eng, [101], cid(), type_id=2, paid_fen=2_499).result().reason == \
+        "FEE_NOT_COVERED"
+    res = issue_cards(eng, [200, 201], cid(), type_id=6, primary_card_no=100,
+                      supp_limit_fen=1_000).result()
+    assert res.code == Result.OK
+    assert eng.card(100)["principal_fen"] == 7_500 - 2 * 900
+    assert [int(eng.card(n)["supp_limit_fen"]) for n in (200, 201)] == [1_000, 1_000]
+    before = state(eng)
+    nos = list(range(300, 310))                  # 10 x 900 > the 5,700 left on the primary
+    assert issue_cards(eng, nos, cid(), type_id=6, primary_card_no=100).result().reason == \
+        "FEE_NOT_COVERED"
+    assert state(eng) == before
+    assert journal_adds_up(eng)
+    bad = CardType(type_id=8, name="x", kind=CardKind.COUNT, count_service=1, count_uses=1,
+                   fees_on_balance=True)
+    assert put_card_type(eng, bad, cid()).result().reason == "CARD_TYPE_INVALID"
+
+
+def test_card_type_validity_days_or_years(eng):
+    assert CardType(type_id=3, name="x", validity_days=90, validity_years=0).problems() == []
+    assert "not both" in CardType(type_id=3, name="x", validity_days=90).problems()[0]
+    # A type stored before validity_years existed keeps the days it says.
+    old = CardType.from_dict({"type_id": 3, "name": "old", "validity_days": 730})
+    assert (old.validity_days, old.validity_years) == (730, 0)
+    assert old.valid_until(T0, 8 * 3600) == T0 + 730 * DAY
+    assert CardType(type_id=3, name="x", validity_years=0).valid_until(T0, 0) == 0
+
+
+def test_history_follows_replacements_in_pages(eng, clock):
+    setup_types(eng)
+    issue(eng, 100, cid(), type_id=1, paid_fen=20_000).result()
+    for fen in (100, 200, 300):
+        assert eng.swipe(100, fen, cid()).result().codes[0] == Result.OK
+    replace(eng, 100, 101, cid()).result()
+    assert eng.swipe(101, 400, cid()).result().codes[0] == Result.OK
+    replace(eng, 101, 102, cid()).result()
+    assert eng.swipe(102, 500, cid()).result().codes[0] == Result.OK
+    whole, nxt = card_history(eng, 102, 1_000)
+    assert nxt == 0
+    expect = np.concatenate([eng.card_journal(n, 1_000) for n in (102, 101, 100)])
+    assert whole["seq"].tolist() == expect["seq"].tolist()
+    assert whole["seq"].tolist() == sorted(whole["seq"].tolist(), reverse=True)
+    for size in (1, 2, 5, 7):
+        got, before = [], 0
+        while True:
+            page, before = card_history(eng, 102, size, before)
+            assert len(page) <= size
+            got += page["seq"].tolist()
+            if not before:
+                break
+        assert got == whole["seq"].tolist()
+    # Without replacements it is the card's own journal.
+    own, _ = card_history(eng, 100, 1_000)
+    assert own["seq"].tolist() == eng.card_journal(100, 1_000)["seq"].tolist()
+    assert card_history(eng, 999, 10)[0].size == 0
 
 
 # --- supplementary cards ---------------------------------------------------------------
