@@ -806,7 +806,9 @@ class Engine:
                     member_ids: Sequence[int] | np.ndarray | None = None,
                     expires_at_s: int = 0, operator_id: int = 0, store_id: int = 0,
                     count_service: int = 0, count_uses: int = 0) -> Future:
-        """Issue active cards. A count card names its service (1..65535) and its uses."""
+        """Issue active cards as given, no card type applied (tests, benchmarks, tools).
+        A count card names its service (1..65535) and its uses. Cards people use are
+        issued by core.cards.issue_cards, which applies the card type's rules."""
         nos = np.asarray(card_nos, dtype=np.uint64)
         if not 0 <= count_service < 65_536 or not 0 <= count_uses < 2**31:
             raise ValueError("count_service 0..65535, count_uses 0..2^31-1")
