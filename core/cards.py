@@ -36,7 +36,7 @@ class CardOp(IntEnum):
     """Journal op types of card types and the card lifecycle (range 40..54)."""
 
     CARD_TYPE_PUT = 40
-    CARD_ISSUE = 41          # the event of an issue; its card record is ISSUE (10)
+    CARD_ISSUE = 41          # reserved (issues are op ISSUE 10, event and records alike)
     ISSUE_FEE = 42
     ANNUAL_FEE = 43
     OPENING_DEPOSIT = 44     # what was paid at issue beyond the fees, as principal
@@ -453,7 +453,9 @@ def issue_cards(engine: Engine, card_nos, client_id: bytes, *, type_id: int = 0,
                 "expires_at_s": int(cards["expires_at_s"][0]), "level": t.initial_level,
                 "count_uses": t.count_uses}
 
-    return engine.admin(client_id, CardOp.CARD_ISSUE, build, operator_id=operator_id,
+    # The op is ISSUE like the engine's raw issue, so that metrics (op_type="issue") and
+    # dashboards count issues the same whichever path made them.
+    return engine.admin(client_id, OpType.ISSUE, build, operator_id=operator_id,
                         store_id=store_id)
 
 

@@ -315,7 +315,7 @@ def test_cli_commands(env, capsys, tmp_path, monkeypatch):
                                 *as_("desk11"))
     assert mms(capsys, "card-type", "add", "9", "--name", "Silver", *as_("mkt")) == \
         "card type 9 created"
-    assert "9\tSilver\tstored_value\tvalid 730 days" in mms(capsys, "card-type", "list",
+    assert "9\tSilver\tstored_value\tvalid 2 years" in mms(capsys, "card-type", "list",
                                                              *as_("cash11"))
     assert "FAILED_PRECONDITION NO_ANNUAL_FEE" in mms(capsys, "card", "annual-fee", "9502",
                                                       *as_("cash11"), rc=1)
