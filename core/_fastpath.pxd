@@ -145,7 +145,8 @@ cdef packed struct Level:
     int64_t up_spend_fen            # ... or period_spend_fen >= this; 0 = unused
     int64_t up_recharge_fen         # ... or period_recharge_fen >= this; 0 = unused
     int64_t keep_spend_fen          # period spend that keeps the level at period end
-    int64_t validity_s              # level validity from upgrade; 0 = never expires
+    int64_t validity_s              # level validity from upgrade in days (as s); 0 = unused
+    int64_t validity_years          # ... or in calendar years (wins); both 0 = never expires
 
 
 cdef packed struct Tier:

@@ -123,7 +123,7 @@ cpdef enum OpFlag:
 
 
 cpdef enum CardFlag:
-    CARD_FLAG_MEMBERSHIP_LAPSED = 1  # no spend in a level period (core/domain/levels.py); cleared on upgrade
+    CARD_FLAG_MEMBERSHIP_LAPSED = 1  # membership ended (core/domain/levels.py); cleared on re-admission
 
 
 cpdef enum CouponKind:
@@ -452,6 +452,104 @@ def year_of(int64_t t_s, int64_t tz_offset_s):
     return civil_year(t_s, tz_offset_s)
 
 
+# --- calendar years ---------------------------------------------------------------------
+# A rule that says years (card validity, level validity "two years from the upgrade",
+# renewal, annual fees) means calendar years in the chain's local time, never a count of
+# days: 2032-01-01 plus two years is 2034-01-01 though 2032 has a 29 February. The chain's
+# time is a fixed UTC offset (RulesConfig.tz_offset_s; Asia/Shanghai, the default, has
+# had no daylight saving since 1991). The same local date and time of day, years later;
+# 29 February in a year without one becomes 28 February (what most calendars and
+# contracts do: the validity never runs past the month it was sold in).
+# Integer days-from-civil / civil-from-days (H. Hinnant), proleptic Gregorian.
+
+cdef enum:
+    SECONDS_PER_DAY_C = 86400
+# Years one add_years may add: keeps every result inside int64 seconds with room.
+YEARS_ADD_MAX = 10_000
+
+
+cdef inline int64_t _floordiv(int64_t a, int64_t b) noexcept nogil:
+    """Floor division (the module compiles with cdivision, which truncates)."""
+    cdef int64_t q = a / b
+    if a % b != 0 and ((a < 0) != (b < 0)):
+        q -= 1
+    return q
+
+
+cdef inline int64_t days_from_civil(int64_t y, int64_t m, int64_t d) noexcept nogil:
+    """Days since 1970-01-01 of the date y-m-d."""
+    cdef int64_t era, yoe, mp, doy, doe
+    if m <= 2:
+        y -= 1
+    era = _floordiv(y, 400)
+    yoe = y - era * 400
+    mp = m - 3 if m > 2 else m + 9
+    doy = (153 * mp + 2) // 5 + d - 1
+    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+    return era * 146097 + doe - 719468
+
+
+cdef inline void civil_from_days(int64_t z, int64_t *y, int64_t *m, int64_t *d) noexcept nogil:
+    """The date of day z since 1970-01-01."""
+    cdef int64_t era, doe, yoe, doy, mp
+    z += 719468
+    era = _floordiv(z, 146097)
+    doe = z - era * 146097
+    yoe = (doe - doe // 1460 + doe // 36524 - doe // 146096) // 365
+    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
+    mp = (5 * doy + 2) // 153
+    d[0] = doy - (153 * mp + 2) // 5 + 1
+    m[0] = mp + 3 if mp < 10 else mp - 9
+    y[0] = yoe + era * 400 + (1 if m[0] <= 2 else 0)
+
+
+cdef inline bint is_leap_year(int64_t y) noexcept nogil:
+    return y % 4 == 0 and (y % 100 != 0 or y % 400 == 0)
+
+
+cdef inline int64_t add_years_s(int64_t t_s, int64_t years, int64_t tz_offset_s) noexcept nogil:
+    """t_s plus whole calendar years in local time (see above); 29 Feb -> 28 Feb."""
+    cdef int64_t local = t_s + tz_offset_s
+    cdef int64_t days = _floordiv(local, SECONDS_PER_DAY_C)
+    cdef int64_t sod = local - days * SECONDS_PER_DAY_C
+    cdef int64_t y, m, d
+    civil_from_days(days, &y, &m, &d)
+    y += years
+    if m == 2 and d == 29 and not is_leap_year(y):
+        d = 28
+    return days_from_civil(y, m, d) * SECONDS_PER_DAY_C + sod - tz_offset_s
+
+
+def add_years(int64_t t_s, int64_t years, int64_t tz_offset_s):
+    """t_s (unix seconds) plus whole calendar years in the chain's local time."""
+    if not -YEARS_ADD_MAX <= years <= YEARS_ADD_MAX:
+        raise ValueError(f"years must be within +-{YEARS_ADD_MAX}")
+    if not -2**55 <= t_s <= 2**55 or not -86400 <= tz_offset_s <= 86400:
+        raise ValueError("t_s or tz_offset_s out of range")
+    return add_years_s(t_s, years, tz_offset_s)
+
+
+def add_years_array(cnp.ndarray t_s, cnp.ndarray years, int64_t tz_offset_s):
+    """add_years for int64 arrays of times and years (the level review of many cards)."""
+    cdef cnp.ndarray t = np.ascontiguousarray(t_s, dtype=np.int64)
+    cdef cnp.ndarray n = np.ascontiguousarray(years, dtype=np.int64)
+    if t.ndim != 1 or n.ndim != 1 or t.shape[0] != n.shape[0]:
+        raise ValueError("t_s and years must be 1-d arrays of one length")
+    if len(t) and (np.abs(n).max() > YEARS_ADD_MAX or np.abs(t).max() > 2**55):
+        raise ValueError("t_s or years out of range")
+    if not -86400 <= tz_offset_s <= 86400:
+        raise ValueError("tz_offset_s out of range")
+    cdef cnp.ndarray out = np.empty(t.shape[0], dtype=np.int64)
+    cdef const int64_t *tp = <const int64_t *> cnp.PyArray_DATA(t)
+    cdef const int64_t *np_ = <const int64_t *> cnp.PyArray_DATA(n)
+    cdef int64_t *op = <int64_t *> cnp.PyArray_DATA(out)
+    cdef Py_ssize_t i, count = t.shape[0]
+    with nogil:
+        for i in range(count):
+            op[i] = add_years_s(tp[i], np_[i], tz_offset_s)
+    return out
+
+
 cdef inline Py_ssize_t bsearch_u64(const uint64_t *a, Py_ssize_t n, uint64_t key) noexcept nogil:
     cdef Py_ssize_t lo = 0, hi = n, mid
     while lo < hi:
@@ -570,10 +668,30 @@ cdef inline uint8_t status_result(uint8_t status) noexcept nogil:
     return CARD_CANCELLED
 
 
+cdef inline int64_t level_end(const RulesC *R, int32_t level, int64_t now_s) noexcept nogil:
+    """When a level entered at now_s ends: calendar years when the level says years,
+    else days; 0 = never."""
+    cdef const Level *lv = &R.levels[level]
+    if lv.validity_years > 0:
+        return add_years_s(now_s, lv.validity_years, R.tz_offset_s)
+    if lv.validity_s > 0:
+        return now_s + lv.validity_s
+    return 0
+
+
+cdef inline bint is_member(const Card *c) noexcept nogil:
+    """False once the membership ended (no spend in a level period, core/domain/levels.py):
+    the card still pays from its balance but gets no member price, no discount, no
+    points and no upgrade until it is re-admitted."""
+    return (c.flags & CARD_FLAG_MEMBERSHIP_LAPSED) == 0
+
+
 cdef inline void maybe_upgrade(Card *c, const RulesC *R, int64_t now_s) noexcept nogil:
     cdef int32_t j
     cdef int32_t best = c.level
     cdef const Level *lv
+    if not is_member(c):
+        return
     for j in range(c.level + 1, R.n_levels):
         lv = &R.levels[j]
         if ((lv.up_points > 0 and c.period_points >= lv.up_points)
@@ -582,11 +700,7 @@ cdef inline void maybe_upgrade(Card *c, const RulesC *R, int64_t now_s) noexcept
             best = j
     if best > c.level:
         c.level = <uint8_t> best
-        c.flags &= ~CARD_FLAG_MEMBERSHIP_LAPSED
-        if R.levels[best].validity_s > 0:
-            c.level_expires_at_s = now_s + R.levels[best].validity_s
-        else:
-            c.level_expires_at_s = 0
+        c.level_expires_at_s = level_end(R, best, now_s)
 
 
 cdef inline uint8_t card_usable(const Card *c, int64_t now_s) noexcept nogil:
@@ -667,7 +781,8 @@ cdef inline bint recharge_allowed(const RulesC *R, const Op *op, uint16_t type_i
 
 
 cdef inline uint8_t eval_coupons(const Op *op, const RulesC *R, const Item *items,
-                                 const Level *lv, uint8_t level, int64_t payable, int64_t now_s,
+                                 const Level *lv, uint8_t level, bint member, int64_t payable,
+                                 int64_t now_s,
                                  Coupon *cps, int n_cps, int64_t *offs,
                                  int64_t *total) noexcept nogil:
     """What each coupon takes off, applied in the order given; all must apply or the
@@ -701,7 +816,7 @@ cdef inline uint8_t eval_coupons(const Op *op, const RulesC *R, const Item *item
                         continue
                 elif not in_scope(R, tpl.cats_off, tpl.cats_n, it.category):
                     continue
-                eligible += line_payable(R, lv, level, it.sku, it.qty, it.amount_fen)
+                eligible += line_payable(R, lv, level, member, it.sku, it.qty, it.amount_fen)
         elif tpl.tpl_kind != COUPON_GIFT and in_scope(R, tpl.cats_off, tpl.cats_n, op.category):
             eligible = payable
         if eligible <= 0 or eligible < tpl.min_spend_fen:
@@ -723,13 +838,15 @@ cdef inline uint8_t eval_coupons(const Op *op, const RulesC *R, const Item *item
     return OK
 
 
-cdef inline int64_t line_payable(const RulesC *R, const Level *lv, uint8_t level,
+cdef inline int64_t line_payable(const RulesC *R, const Level *lv, uint8_t level, bint member,
                                  uint64_t sku, uint32_t qty, int64_t amount) noexcept nogil:
     """A line's price after the member's benefit: the member price of its sku at the
     card's level when one is set (never above the shelf price), else the level discount
-    rounded per line."""
+    rounded per line. A card whose membership ended pays the shelf price."""
     cdef Py_ssize_t k
     cdef int64_t price
+    if not member:
+        return amount
     if sku != 0 and R.n_skus > 0:
         k = bsearch_u64(R.skus, R.n_skus, sku)
         if k >= 0:
@@ -783,6 +900,7 @@ cdef inline uint8_t do_swipe(const Op *op, Card *c, JournalRec *rec, const Rules
     cdef i128 weight = 0, yuan, commission = 0
     cdef bint with_commission = R.commission_bp != 0 or R.n_sku_comm != 0 or R.n_cat_comm != 0
     cdef bint earns
+    cdef bint member = is_member(c)
     cdef const Level *lv
     cdef const Item *it
     cdef Py_ssize_t k, n_lines
@@ -812,13 +930,15 @@ cdef inline uint8_t do_swipe(const Op *op, Card *c, JournalRec *rec, const Rules
             return ITEMS_INVALID
         for k in range(n_lines):
             it = &items[op.items_off + k]
-            payable += line_payable(R, lv, level, it.sku, it.qty, it.amount_fen)
-    else:
+            payable += line_payable(R, lv, level, member, it.sku, it.qty, it.amount_fen)
+    elif member:
         payable = payable_after_discount(amount, lv.discount_bp, R.rounding)
+    else:
+        payable = amount
     if coupon_code != OK:
         return coupon_code
     if n_cps:
-        code = eval_coupons(op, R, items, lv, level, payable, rec.time_s, cps, n_cps, offs,
+        code = eval_coupons(op, R, items, lv, level, member, payable, rec.time_s, cps, n_cps, offs,
                             &coupon_fen)
         if code != OK:
             return code
@@ -857,12 +977,12 @@ cdef inline uint8_t do_swipe(const Op *op, Card *c, JournalRec *rec, const Rules
     # weighted yuan earns nothing; then the rate and the level and store multipliers,
     # floored once. Staff commission is per line on the same paid amount.
     earned = 0
-    earns = not (op.op_flags & GROUP_BUY) and payable > 0
+    earns = not (op.op_flags & GROUP_BUY) and payable > 0 and member
     reduction = payable - net
     if n_lines and (earns or with_commission):
         for k in range(n_lines):
             it = &items[op.items_off + k]
-            lp = line_payable(R, lv, level, it.sku, it.qty, it.amount_fen)
+            lp = line_payable(R, lv, level, member, it.sku, it.qty, it.amount_fen)
             alloc = <int64_t> ((<i128> reduction * lp) // payable) if payable > 0 else 0
             if with_commission:
                 commission += line_commission(R, it.sku, it.category, it.qty, lp - alloc)
@@ -1099,6 +1219,8 @@ cdef inline uint8_t do_recharge(const Op *op, Card *c, JournalRec *rec, const Ru
             bonus = R.tiers[k].bonus_fen
             tier_pts = R.tiers[k].points
     pts = points_for(amount, R.recharge_points_per_yuan_bp, 10000) + tier_pts
+    if not is_member(c):
+        pts = 0                     # the bonus is the recharge's; points are members'
     # Balances stay below max_balance_fen (<= 10**15), so these sums cannot overflow.
     if c.principal_fen + c.bonus_fen + amount + bonus > R.max_balance_fen:
         return BALANCE_LIMIT

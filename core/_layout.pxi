@@ -147,6 +147,7 @@ def layout():
         ("up_recharge_fen", "i", <size_t> (<char *> &v_Level.up_recharge_fen - base), sizeof(v_Level.up_recharge_fen)),
         ("keep_spend_fen", "i", <size_t> (<char *> &v_Level.keep_spend_fen - base), sizeof(v_Level.keep_spend_fen)),
         ("validity_s", "i", <size_t> (<char *> &v_Level.validity_s - base), sizeof(v_Level.validity_s)),
+        ("validity_years", "i", <size_t> (<char *> &v_Level.validity_years - base), sizeof(v_Level.validity_years)),
     ])
     base = <char *> &v_Tier
     out["Tier"] = (sizeof(Tier), [

@@ -54,6 +54,8 @@ assert JOURNAL.fields["after"][0] == CARD, "a record's after-image is a whole Ca
 assert COUPON.itemsize <= CARD.itemsize, "a coupon's after-image fits the Card slot"
 
 CouponKind = _fastpath.CouponKind
+# The most coupons one swipe may name (the fast path's fixed bound).
+COUPONS_PER_OP = _fastpath.COUPONS_PER_OP
 CouponStatus = _fastpath.CouponStatus
 
 # The op code each journal record's op_type maps to, for reports and metrics labels.

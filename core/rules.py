@@ -31,11 +31,26 @@ MULT_BP_LIMIT = 100_000  # 10x
 CATEGORY_COUNT = 65_536
 # A level validity of a century keeps now + validity far inside int64 seconds.
 MAX_VALIDITY_DAYS = 36_500
+MAX_VALIDITY_YEARS = 100
 # A commission rule pays at most 10,000 yuan per unit.
 COMMISSION_FIXED_FEN_LIMIT = 1_000_000
 
 ROUNDING = _fastpath.RULE_SWITCHES["rounding"]
 SPEND_ORDER = _fastpath.RULE_SWITCHES["spend_order"]
+
+
+def add_years(t_s: int, years: int, tz_offset_s: int) -> int:
+    """t_s plus whole calendar years in the chain's local time (tz_offset_s east of UTC):
+    the same local date and time of day, 29 February -> 28 February in a year without
+    one. The one rule for every validity that says years (card validity, level
+    validity, renewal, annual fees); the fast path's upgrade uses the same C function."""
+    return int(_fastpath.add_years(int(t_s), int(years), int(tz_offset_s)))
+
+
+def add_years_array(t_s: np.ndarray, years: np.ndarray, tz_offset_s: int) -> np.ndarray:
+    """add_years over int64 arrays (bulk runs such as the level review)."""
+    return _fastpath.add_years_array(np.asarray(t_s, np.int64), np.asarray(years, np.int64),
+                                     int(tz_offset_s))
 
 
 class RulesError(ValueError):
@@ -51,7 +66,11 @@ class LevelRule:
     up_spend_fen: int = 0
     up_recharge_fen: int = 0
     keep_spend_fen: int = 0
+    # How long a level lasts from the day it is entered: validity_years calendar years
+    # in the chain's time zone (the seed's "two years from the upgrade"), or
+    # validity_days days; at most one of them is set, neither = the level never ends.
     validity_days: int = 0
+    validity_years: int = 0
 
 
 @dataclass(frozen=True)
@@ -135,9 +154,9 @@ def default_levels() -> tuple[LevelRule, ...]:
     return (
         LevelRule("regular"),
         LevelRule("silver", discount_bp=9_800, points_mult_bp=12_000, up_points=10_000,
-                  keep_spend_fen=1_000_000, validity_days=730),
+                  keep_spend_fen=1_000_000, validity_years=2),
         LevelRule("gold", discount_bp=9_500, points_mult_bp=15_000, up_points=50_000,
-                  keep_spend_fen=5_000_000, validity_days=730),
+                  keep_spend_fen=5_000_000, validity_years=2),
     )
 
 
@@ -203,6 +222,10 @@ class RulesConfig:
                 need(is_int(v) and 0 <= v < 2**62, f"{where}.{name} must be >= 0")
             need(is_int(lv.validity_days) and 0 <= lv.validity_days <= MAX_VALIDITY_DAYS,
                  f"{where}.validity_days must be 0..{MAX_VALIDITY_DAYS}")
+            need(is_int(lv.validity_years) and 0 <= lv.validity_years <= MAX_VALIDITY_YEARS,
+                 f"{where}.validity_years must be 0..{MAX_VALIDITY_YEARS}")
+            need(not (lv.validity_days and lv.validity_years),
+                 f"{where}: set validity_days or validity_years, not both")
         prev = 0
         for i, t in enumerate(self.tiers):
             need(is_int(t.min_pay_fen) and 1 <= t.min_pay_fen <= MAX_AMOUNT_FEN_LIMIT,
@@ -298,7 +321,8 @@ class RulesConfig:
         levels = np.zeros(len(self.levels), dtype=LEVEL)
         for i, lv in enumerate(self.levels):
             levels[i] = (lv.discount_bp, lv.points_mult_bp, lv.up_points, lv.up_spend_fen,
-                         lv.up_recharge_fen, lv.keep_spend_fen, lv.validity_days * SECONDS_PER_DAY)
+                         lv.up_recharge_fen, lv.keep_spend_fen, lv.validity_days * SECONDS_PER_DAY,
+                         lv.validity_years)
         tiers = np.zeros(len(self.tiers), dtype=TIER)
         for i, t in enumerate(self.tiers):
             tiers[i] = (t.min_pay_fen, t.bonus_fen, t.points)

@@ -38,6 +38,7 @@ core._fastpath.pin_hash_of: it is a keyed hash, not a money rule.
 
 from __future__ import annotations
 
+import calendar
 import copy
 import datetime
 from dataclasses import dataclass, field
@@ -155,10 +156,20 @@ def member_price(rules, sku: int, level: int) -> int:
     return 0 if prices is None else prices[level]
 
 
-def line_payable(rules, level: int, line: dict) -> int:
+def is_member(card: dict) -> bool:
+    """A card whose membership ended (a level period without any spend) keeps paying
+    from its balance but gets no member price, no discount, no points and no upgrade
+    until it is re-admitted."""
+    return not card["flags"] & CardFlag.CARD_FLAG_MEMBERSHIP_LAPSED
+
+
+def line_payable(rules, level: int, line: dict, member: bool = True) -> int:
     """What one line costs the member: qty times the member price of its sku at the
     card's level when one is set, unless that would be more than the shelf price (then
-    the shelf price), else the line's amount with the level discount, rounded per line."""
+    the shelf price), else the line's amount with the level discount, rounded per line.
+    A former member pays the shelf price."""
+    if not member:
+        return line["amount_fen"]
     unit = member_price(rules, line["sku"], level)
     if unit > 0:
         return min(unit * line["qty"], line["amount_fen"])
@@ -296,6 +307,8 @@ def meets(card: dict, lv) -> bool:
 
 def upgrade(card: dict, rules, now_s: int) -> None:
     """Move the card to the highest level above its own whose entry threshold it meets."""
+    if not is_member(card):
+        return
     target = None
     for j in range(card["level"] + 1, len(rules.levels)):
         if meets(card, rules.levels[j]):
@@ -303,9 +316,27 @@ def upgrade(card: dict, rules, now_s: int) -> None:
     if target is None:
         return
     card["level"] = target
-    card["flags"] &= ~CardFlag.CARD_FLAG_MEMBERSHIP_LAPSED  # a new level is a new period
-    days = rules.levels[target].validity_days
-    card["level_expires_at_s"] = now_s + days * SECONDS_PER_DAY if days > 0 else 0
+    card["level_expires_at_s"] = level_end(rules, target, now_s)
+
+
+def local_add_years(t_s: int, years: int, tz_offset_s: int) -> int:
+    """t_s plus calendar years in the chain's local time (datetime's calendar); a 29
+    February lands on 28 February in a year without one."""
+    tz = datetime.timezone(datetime.timedelta(seconds=tz_offset_s))
+    local = datetime.datetime.fromtimestamp(t_s, tz)
+    year = local.year + years
+    day = local.day
+    if (local.month, day) == (2, 29) and not calendar.isleap(year):
+        day = 28
+    return int(local.replace(year=year, day=day).timestamp())
+
+
+def level_end(rules, level: int, now_s: int) -> int:
+    """When a level entered at now_s ends: calendar years or days; 0 = never."""
+    lv = rules.levels[level]
+    if lv.validity_years > 0:
+        return local_add_years(now_s, lv.validity_years, rules.tz_offset_s)
+    return now_s + lv.validity_days * SECONDS_PER_DAY if lv.validity_days > 0 else 0
 
 
 def level_earned(card: dict, rules) -> int:
@@ -536,7 +567,8 @@ def swipe(op: dict, card: dict, ctx: Ctx) -> dict:
     check_amount(amount, rules)
     level = effective_level(rules, card["level"])
     lines = swipe_lines(op, ctx)
-    priced = [(line_payable(rules, level, line), line) for line in lines]
+    member = is_member(card)
+    priced = [(line_payable(rules, level, line, member), line) for line in lines]
     payable = sum(lp for lp, _ in priced)
     redeemed = redeem_coupons(op, ctx, level, priced, payable)
     coupon_fen = sum(off for _, off in redeemed)
@@ -549,8 +581,8 @@ def swipe(op: dict, card: dict, ctx: Ctx) -> dict:
     commission = swipe_commission(rules, priced, payable, coupon_fen + offset_fen)
     if commission > rules.max_amount_fen:
         raise Rejected(Result.AMOUNT_TOO_LARGE)
-    if op["op_flags"] & OpFlag.GROUP_BUY:
-        earned = 0  # group-buy orders earn nothing
+    if op["op_flags"] & OpFlag.GROUP_BUY or not member:
+        earned = 0  # group-buy orders and former members earn nothing
     else:
         earned = weighted_points(rules, level, op["store_id"], priced, payable,
                                  coupon_fen + offset_fen)
@@ -583,6 +615,8 @@ def recharge(op: dict, card: dict, ctx: Ctx) -> dict:
     check_amount(paid, rules)
     bonus, tier_points = recharge_tier(rules, paid)
     pts = points_earned(paid, rules.recharge_points_per_yuan_bp, BP) + tier_points
+    if not is_member(card):
+        pts = 0  # the bonus belongs to the recharge; points only to members
     if card["principal_fen"] + card["bonus_fen"] + paid + bonus > rules.max_balance_fen:
         raise Rejected(Result.BALANCE_LIMIT)
     if not fits_int64(card["points"] + pts, card["period_points"] + pts,

@@ -28,15 +28,15 @@ import numpy as np
 
 from core.engine.storage import CARD_TYPES_DB, from_be, u32, u64
 from core.engine.writer import AdminContext, Engine, register_op_names
-from core.records import CARD, CardStatus, CouponStatus, OpFlag, OpType, Result
-from core.rules import RechargeLimit
+from core.records import CARD, JOURNAL, CardStatus, CouponStatus, OpFlag, OpType, Result
+from core.rules import RechargeLimit, add_years
 
 
 class CardOp(IntEnum):
     """Journal op types of card types and the card lifecycle (range 40..54)."""
 
     CARD_TYPE_PUT = 40
-    CARD_ISSUE = 41          # the event of an issue; its card record is ISSUE (10)
+    CARD_ISSUE = 41          # reserved (issues are op ISSUE 10, event and records alike)
     ISSUE_FEE = 42
     ANNUAL_FEE = 43
     OPENING_DEPOSIT = 44     # what was paid at issue beyond the fees, as principal
@@ -62,14 +62,16 @@ class CardKind(IntEnum):
 
 
 SECONDS_PER_DAY = 86_400
-# An annual fee covers this many seconds from where the previous payment ended.
-FEE_YEAR_S = 365 * SECONDS_PER_DAY
-# The seed's defaults: cards valid two years from issue, a replacement costs 10 yuan.
-DEFAULT_VALIDITY_DAYS = 730
+# The seed's defaults: cards valid two (calendar) years from issue, a replacement costs
+# 10 yuan. Years are calendar years in the chain's time zone (core.rules.add_years): an
+# annual fee paid on 2032-02-29 covers to 2033-02-28, a card issued 2032-01-01 is valid
+# to 2034-01-01.
+DEFAULT_VALIDITY_YEARS = 2
 DEFAULT_REPLACEMENT_FEE_FEN = 1_000
 # Bounds that keep every sum below int64 and every JSON row small.
 FEE_FEN_MAX = 10**10
 VALIDITY_DAYS_MAX = 36_500
+VALIDITY_YEARS_MAX = 100
 NAME_CHARS_MAX = 40
 ALLOWED_IDS_MAX = 1_000          # stores or operators listed on one card type
 TYPE_ID_MAX = 65_535
@@ -80,6 +82,8 @@ RUN_DETAIL_CARDS_MAX = 100
 TYPES_DB = CARD_TYPES_DB
 # new card_no -> old card_no, so that a card's history can follow its replacements.
 PREDECESSOR_DB = "card_predecessor"
+# Replacements a card's history follows back (a card replaced this often is absurd).
+REPLACEMENT_CHAIN_MAX = 100
 
 
 @dataclass(frozen=True)
@@ -89,7 +93,10 @@ class CardType:
     type_id: int
     name: str
     kind: int = CardKind.STORED_VALUE
-    validity_days: int = DEFAULT_VALIDITY_DAYS     # 0 = cards never expire
+    # A card is valid validity_years calendar years from issue (or renewal), or
+    # validity_days days; at most one is set, neither = cards never expire.
+    validity_days: int = 0
+    validity_years: int = DEFAULT_VALIDITY_YEARS
     issue_fee_fen: int = 0                          # issue / joining fee
     annual_fee_fen: int = 0
     supp_annual_fee_fen: int = 0                    # annual fee of a supplementary card
@@ -102,6 +109,10 @@ class CardType:
     count_service: int = 0                          # count cards: the service ...
     count_uses: int = 0                             # ... and the uses a new card holds
     initial_level: int = 0
+    # How the fees at issue (issue fee, first annual fee) are paid: False = at the
+    # counter, on top of any opening deposit; True = on the balance, out of the opening
+    # deposit (a supplementary card's: out of its primary card's balance).
+    fees_on_balance: bool = False
 
     def problems(self) -> list[str]:
         out = []
@@ -117,6 +128,15 @@ class CardType:
             out.append(f"kind must be one of {[k.name.lower() for k in CardKind]}")
         if not is_int(self.validity_days) or not 0 <= self.validity_days <= VALIDITY_DAYS_MAX:
             out.append(f"validity_days must be 0..{VALIDITY_DAYS_MAX}")
+        if not is_int(self.validity_years) or not 0 <= self.validity_years <= VALIDITY_YEARS_MAX:
+            out.append(f"validity_years must be 0..{VALIDITY_YEARS_MAX}")
+        elif self.validity_days and self.validity_years:
+            out.append("set validity_days or validity_years, not both")
+        if not isinstance(self.fees_on_balance, bool):
+            out.append("fees_on_balance is true or false")
+        elif self.fees_on_balance and self.kind not in (CardKind.STORED_VALUE,
+                                                        CardKind.SUPPLEMENTARY):
+            out.append("only stored-value and supplementary cards pay fees on a balance")
         for name in ("issue_fee_fen", "annual_fee_fen", "supp_annual_fee_fen",
                      "replacement_fee_fen", "renewal_fee_fen"):
             v = getattr(self, name)
@@ -160,7 +180,16 @@ class CardType:
                 d[name] = tuple(d[name])
         if "kind" in d:
             d["kind"] = int(d["kind"])
+        if "validity_days" in d and "validity_years" not in d:
+            # Stored before validity_years existed: the days it says.
+            d["validity_years"] = 0
         return cls(**d)
+
+    def valid_until(self, start_s: int, tz_offset_s: int) -> int:
+        """When a card of this type issued (or renewed) at start_s expires; 0 = never."""
+        if self.validity_years:
+            return add_years(start_s, self.validity_years, tz_offset_s)
+        return start_s + self.validity_days * SECONDS_PER_DAY if self.validity_days else 0
 
 
 def default_type(type_id: int) -> CardType:
@@ -269,33 +298,67 @@ def list_card_types(engine: Engine) -> list[CardType]:
 # --- issue -----------------------------------------------------------------------------
 
 
-def issue(engine: Engine, card_no: int, client_id: bytes, *, type_id: int,
-          member_id: int = 0, paid_fen: int = 0, primary_card_no: int = 0,
-          supp_limit_fen: int = 0, operator_id: int = 0, store_id: int = 0) -> Future:
-    """Issue one card of a registered type, charging its fees from paid_fen (paid at
-    the counter): the issue fee, and the first year's annual fee when the type has one.
-    What is paid beyond the fees becomes the card's opening principal (stored-value
-    cards only; no recharge bonus or points: use a recharge for those). A
-    supplementary card names its primary card and an optional spend limit.
+def issue_cards(engine: Engine, card_nos, client_id: bytes, *, type_id: int = 0,
+                member_ids=None, paid_fen: int = 0, primary_card_no: int = 0,
+                supp_limit_fen: int = 0, operator_id: int = 0, store_id: int = 0) -> Future:
+    """Issue cards of one type by the type's rules, all or none (one refused card
+    refuses the batch and changes nothing). type_id 0 is the default type (stored
+    value, two years, nothing registered); any other type must be registered
+    (CARD_TYPE_NOT_FOUND). Each card gets from its type:
 
-    Records: ISSUE (the new card, zero balance), ISSUE_FEE and ANNUAL_FEE (external,
-    amount_fen = fee), OPENING_DEPOSIT (principal_delta_fen = the remainder)."""
+    - its kind's service and uses (count cards: count_service, count_uses), its
+      initial level, and an expiry validity_years (calendar) or validity_days from now;
+    - its fees: the issue fee and, when the type has one, the first year's annual fee
+      (supp_annual_fee_fen for a supplementary type; fee_paid_until_s = a year on).
+      With fees_on_balance False they are paid at the counter out of paid_fen
+      (FEE_NOT_PAID when it does not cover them; records with PAY_EXTERNAL); with
+      fees_on_balance True the whole paid_fen goes on the card first and the fees are
+      taken from that balance, principal first (a supplementary card's from its
+      primary's balance; FEE_NOT_COVERED when it cannot pay);
+    - an opening deposit: what paid_fen leaves after counter fees becomes principal
+      (OPENING_DEPOSIT; stored-value cards only, else DEPOSIT_NOT_ALLOWED; no bonus or
+      points: use a recharge for those);
+    - a supplementary type needs primary_card_no (an existing card, neither cancelled
+      nor supplementary itself) and takes an optional supp_limit_fen (0 = no limit);
+      other types refuse both (NOT_SUPPLEMENTARY).
+
+    paid_fen is what each card's holder pays at issue; member_ids is None or one per
+    card. Records per card, in this order: ISSUE (the new card, zero balance), then
+    with fees at the counter ISSUE_FEE, ANNUAL_FEE (amount_fen = fee, PAY_EXTERNAL)
+    and OPENING_DEPOSIT, or with fees on the balance OPENING_DEPOSIT, ISSUE_FEE and
+    ANNUAL_FEE (deltas = what they take). Each kind of record is written for the whole
+    batch at once (numpy), so a batch of 100,000 cards is one quick commit."""
+    nos = np.asarray(card_nos, dtype=np.uint64).reshape(-1)
+    members = (np.zeros(len(nos), np.uint64) if member_ids is None
+               else np.asarray(member_ids, dtype=np.uint64).reshape(-1))
 
     def build(ctx: AdminContext):
-        no = int(card_no)
-        if not 0 < no < 2**64:
-            ctx.reject(Result.CARD_NO_INVALID, f"card number {card_no} is not valid")
-        if ctx.card(no) is not None:
-            ctx.reject(Result.CARD_EXISTS, f"card {no} exists")
-        t = _type_in(ctx, int(type_id))
+        n = len(nos)
+        if not 1 <= n <= engine.config.issue_max_cards:
+            ctx.reject(Result.INVALID_ARGUMENT, f"issue 1..{engine.config.issue_max_cards} "
+                       "cards at a time", "BATCH_SIZE")
+        if members.shape != nos.shape:
+            ctx.reject(Result.INVALID_ARGUMENT, "member_ids: one per card or none",
+                       "COLUMN_LENGTH")
+        if np.any(nos == 0):
+            ctx.reject(Result.CARD_NO_INVALID, "card number 0 is not valid")
+        if len(np.unique(nos)) != n:
+            ctx.reject(Result.CARD_EXISTS, "the same card number twice in one issue")
+        for no in nos.tolist():
+            if ctx.card(no) is not None:
+                ctx.reject(Result.CARD_EXISTS, f"card {no} exists")
+        if not 0 <= int(type_id) <= TYPE_ID_MAX:
+            ctx.reject(Result.INVALID_ARGUMENT, f"type_id must be 0..{TYPE_ID_MAX}")
+        t = _type_in(ctx, int(type_id)) if type_id else default_type(0)
         if t is None:
             ctx.reject(Result.NOT_FOUND, f"card type {type_id} is not registered",
                        "CARD_TYPE_NOT_FOUND")
         if not 0 <= paid_fen <= ctx.rules_config.max_amount_fen:
             ctx.reject(Result.INVALID_ARGUMENT, "paid_fen out of range", "AMOUNT_INVALID")
-        if not 0 <= member_id < 2**64 or not 0 <= supp_limit_fen <= FEE_FEN_MAX * 100:
-            ctx.reject(Result.INVALID_ARGUMENT, "member_id or supp_limit_fen out of range")
+        if not 0 <= supp_limit_fen <= FEE_FEN_MAX * 100:
+            ctx.reject(Result.INVALID_ARGUMENT, "supp_limit_fen out of range")
         supp = t.kind == CardKind.SUPPLEMENTARY
+        primary = None
         if supp:
             primary = ctx.card(int(primary_card_no)) if primary_card_no else None
             if primary is None:
@@ -308,45 +371,102 @@ def issue(engine: Engine, card_no: int, client_id: bytes, *, type_id: int,
             ctx.reject(Result.INVALID_ARGUMENT, "only supplementary cards have a primary card "
                        "or a spend limit", "NOT_SUPPLEMENTARY")
         if t.initial_level >= ctx.rules.n_levels:
-            ctx.reject(Result.FAILED_PRECONDITION, f"level {t.initial_level} is not configured")
+            ctx.reject(Result.FAILED_PRECONDITION, f"level {t.initial_level} is not configured",
+                       "LEVEL_INVALID")
         annual = t.supp_annual_fee_fen if supp else t.annual_fee_fen
         fees = t.issue_fee_fen + annual
-        if paid_fen < fees:
-            ctx.reject(Result.INSUFFICIENT_BALANCE, f"the fees are {fees} fen, {paid_fen} paid",
-                       "FEE_NOT_PAID")
-        deposit = paid_fen - fees
+        if t.fees_on_balance:
+            deposit = paid_fen
+            if supp:
+                have = int(primary["principal_fen"]) + int(primary["bonus_fen"])
+                if have < fees * n:
+                    ctx.reject(Result.INSUFFICIENT_BALANCE, f"the primary card's balance "
+                               f"({have} fen) cannot pay the fees of {fees * n} fen",
+                               "FEE_NOT_COVERED")
+            elif deposit < fees:
+                ctx.reject(Result.INSUFFICIENT_BALANCE, f"the fees of {fees} fen are taken "
+                           f"from the opening deposit; {paid_fen} paid", "FEE_NOT_COVERED")
+        else:
+            if paid_fen < fees:
+                ctx.reject(Result.INSUFFICIENT_BALANCE, f"the fees are {fees} fen, "
+                           f"{paid_fen} paid", "FEE_NOT_PAID")
+            deposit = paid_fen - fees
         if deposit and t.kind != CardKind.STORED_VALUE:
             ctx.reject(Result.INVALID_ARGUMENT, "only stored-value cards take an opening "
                        "deposit", "DEPOSIT_NOT_ALLOWED")
         if deposit > ctx.rules_config.max_balance_fen:
             ctx.reject(Result.BALANCE_LIMIT, "the deposit passes the balance limit")
-        card = np.zeros(1, dtype=CARD)[0]
-        card["card_no"], card["member_id"], card["type_id"] = no, member_id, t.type_id
-        card["level"], card["status"] = t.initial_level, CardStatus.ACTIVE
-        card["issued_at_s"], card["level_period_start_s"] = ctx.now, ctx.now
-        card["expires_at_s"] = ctx.now + t.validity_days * SECONDS_PER_DAY if t.validity_days else 0
-        card["count_service"], card["count_uses"] = t.count_service, t.count_uses
-        card["primary_card_no"], card["supp_limit_fen"] = primary_card_no, supp_limit_fen
-        ctx.emit(OpType.ISSUE, card)
-        _charge_fee(ctx, CardOp.ISSUE_FEE, card, t.issue_fee_fen, True, "issue")
-        if annual:
-            card["fee_paid_until_s"] = ctx.now + FEE_YEAR_S
-            _charge_fee(ctx, CardOp.ANNUAL_FEE, card, annual, True, "annual")
-        if deposit:
-            card["principal_fen"] += deposit
-            card["recharge_total_fen"] += deposit
-            card["period_recharge_fen"] += deposit
-            ctx.emit(CardOp.OPENING_DEPOSIT, card, amount_fen=deposit, payable_fen=deposit,
-                     principal_delta_fen=deposit)
-        ctx.detail = {"card_no": no, "type_id": t.type_id, "member_id": member_id,
-                      "after": {"status": "ACTIVE", "expires_at_s": int(card["expires_at_s"]),
-                                "issue_fee_fen": t.issue_fee_fen, "annual_fee_fen": annual,
-                                "deposit_fen": deposit, "primary_card_no": primary_card_no}}
-        return {"card_no": no, "fees_fen": fees, "deposit_fen": deposit,
-                "expires_at_s": int(card["expires_at_s"])}
+        tz = ctx.rules_config.tz_offset_s
+        cards = np.zeros(n, dtype=CARD)
+        cards["card_no"], cards["member_id"], cards["type_id"] = nos, members, int(type_id)
+        cards["level"], cards["status"] = t.initial_level, CardStatus.ACTIVE
+        cards["issued_at_s"], cards["level_period_start_s"] = ctx.now, ctx.now
+        cards["expires_at_s"] = t.valid_until(ctx.now, tz)
+        cards["count_service"], cards["count_uses"] = t.count_service, t.count_uses
+        cards["primary_card_no"], cards["supp_limit_fen"] = int(primary_card_no), supp_limit_fen
+        prev = None
 
-    return engine.admin(client_id, CardOp.CARD_ISSUE, build, operator_id=operator_id,
+        def step(op_type: int, **columns) -> None:
+            nonlocal prev
+            first = ctx.emit_cards(op_type, cards, prev_seq=prev, **columns)
+            prev = np.arange(first, first + n, dtype=np.uint64)
+
+        def deposit_step() -> None:
+            cards["principal_fen"] += deposit
+            cards["recharge_total_fen"] += deposit
+            cards["period_recharge_fen"] += deposit
+            step(CardOp.OPENING_DEPOSIT, amount_fen=deposit, payable_fen=deposit,
+                 principal_delta_fen=deposit)
+
+        step(OpType.ISSUE)
+        if t.fees_on_balance and deposit:
+            deposit_step()
+        for op_type, fee in ((CardOp.ISSUE_FEE, t.issue_fee_fen), (CardOp.ANNUAL_FEE, annual)):
+            if fee <= 0:
+                continue
+            if op_type == CardOp.ANNUAL_FEE:
+                cards["fee_paid_until_s"] = add_years(ctx.now, 1, tz)
+            if not t.fees_on_balance:
+                step(op_type, amount_fen=fee, payable_fen=fee, op_flags=OpFlag.PAY_EXTERNAL)
+            elif supp:
+                # The balance a supplementary card spends from pays its fees: one record
+                # per card on the primary; the card's own record shows the fee paid.
+                for _ in range(n):
+                    _charge_fee(ctx, op_type, ctx.card(int(primary_card_no)), fee, False,
+                                "issue")
+                step(op_type, amount_fen=0)
+            else:
+                # A new card holds principal only: the fee is principal.
+                cards["principal_fen"] -= fee
+                step(op_type, amount_fen=fee, payable_fen=fee, principal_delta_fen=-fee)
+        if not t.fees_on_balance and deposit:
+            deposit_step()
+        after = {"status": "ACTIVE", "expires_at_s": int(cards["expires_at_s"][0]),
+                 "level": t.initial_level, "issue_fee_fen": t.issue_fee_fen,
+                 "annual_fee_fen": annual, "fees_on_balance": t.fees_on_balance,
+                 "deposit_fen": deposit, "primary_card_no": int(primary_card_no),
+                 "count_service": t.count_service, "count_uses": t.count_uses}
+        ctx.detail = {"cards": n, "card_no": int(nos[0]), "type_id": int(type_id),
+                      "member_id": int(members[0]), "after": after,
+                      "first_cards": [int(c) for c in nos[:RUN_DETAIL_CARDS_MAX]]}
+        return {"cards": n, "card_no": int(nos[0]), "fees_fen": fees, "deposit_fen": deposit,
+                "expires_at_s": int(cards["expires_at_s"][0]), "level": t.initial_level,
+                "count_uses": t.count_uses}
+
+    # The op is ISSUE like the engine's raw issue, so that metrics (op_type="issue") and
+    # dashboards count issues the same whichever path made them.
+    return engine.admin(client_id, OpType.ISSUE, build, operator_id=operator_id,
                         store_id=store_id)
+
+
+def issue(engine: Engine, card_no: int, client_id: bytes, *, type_id: int,
+          member_id: int = 0, paid_fen: int = 0, primary_card_no: int = 0,
+          supp_limit_fen: int = 0, operator_id: int = 0, store_id: int = 0) -> Future:
+    """Issue one card by its type's rules (issue_cards with one card)."""
+    return issue_cards(engine, [card_no], client_id, type_id=type_id, member_ids=[member_id],
+                       paid_fen=paid_fen, primary_card_no=primary_card_no,
+                       supp_limit_fen=supp_limit_fen, operator_id=operator_id,
+                       store_id=store_id)
 
 
 def set_supp_limit(engine: Engine, card_no: int, supp_limit_fen: int, client_id: bytes, *,
@@ -481,6 +601,58 @@ def predecessors(engine: Engine, card_no: int, limit: int = 100) -> list[int]:
     return out
 
 
+def card_history(engine: Engine, card_no: int, limit: int, before_seq: int = 0
+                 ) -> tuple[np.ndarray, int]:
+    """A card's journal with the records of the cards it replaced (seed 002 §2(八):
+    the old card's consumption records move to the new card), newest first by seq:
+    up to limit records with seq < before_seq (0 = from the newest), and the cursor of
+    the next page (the last seq returned; 0 when nothing older is left).
+
+    Each card's records are a chain through prev_seq from its last_seq; the chains of
+    the replacement chain (card_predecessor, at most REPLACEMENT_CHAIN_MAX hops) are
+    merged by seq, so a record of an old card written after the replacement (a refund
+    of one of its swipes) still sits in its place. Records the cursor has passed are
+    skipped, so every page reads at most the records newer than its cursor plus one
+    page."""
+    if limit <= 0:
+        raise ValueError("limit must be positive")
+    cards = [int(card_no)] + predecessors(engine, card_no, REPLACEMENT_CHAIN_MAX)
+    heads = []
+    for no in cards:
+        c = engine.card(no)
+        if c is not None and int(c["last_seq"]):
+            heads.append(int(c["last_seq"]))
+    out: list[np.void] = []
+    more = False
+    with engine.store.read() as txn:
+        # Per card the newest record below the cursor; then a merge, newest first.
+        pending: list[tuple[int, np.void]] = []
+        for seq in heads:
+            while seq:
+                rec = engine.store.journal_record(txn, seq)
+                if rec is None:
+                    seq = 0
+                elif before_seq and seq >= before_seq:
+                    seq = int(rec["prev_seq"])
+                else:
+                    pending.append((seq, rec))
+                    break
+        while pending:
+            pending.sort(key=lambda p: p[0])
+            seq, rec = pending.pop()
+            if len(out) == limit:
+                more = True
+                break
+            out.append(rec)
+            prev = int(rec["prev_seq"])
+            if prev:
+                nxt = engine.store.journal_record(txn, prev)
+                if nxt is not None:
+                    pending.append((prev, nxt))
+    recs = np.array(out, dtype=JOURNAL) if out else np.zeros(0, dtype=JOURNAL)
+    return recs, (int(out[-1]["seq"]) if out and more else 0)
+
+
 # --- annual fee ------------------------------------------------------------------------
 
 
@@ -493,17 +665,18 @@ def _pay_annual(ctx: AdminContext, card: np.void, fee: int, external: bool) -> d
     card's balance (the balance it spends from). Extends fee_paid_until_s by a year from
     where it ended (or from now when it never started)."""
     until = int(card["fee_paid_until_s"]) or ctx.now
+    year_on = add_years(until, 1, ctx.rules_config.tz_offset_s)
     payer_no = int(card["primary_card_no"]) or int(card["card_no"])
     if external or payer_no == int(card["card_no"]):
-        card["fee_paid_until_s"] = until + FEE_YEAR_S
+        card["fee_paid_until_s"] = year_on
         charged = _charge_fee(ctx, CardOp.ANNUAL_FEE, card, fee, external, "annual")
     else:
         payer = _need_card(ctx, payer_no)
         charged = _charge_fee(ctx, CardOp.ANNUAL_FEE, payer, fee, False, "annual")
-        card["fee_paid_until_s"] = until + FEE_YEAR_S
+        card["fee_paid_until_s"] = year_on
         ctx.emit(CardOp.ANNUAL_FEE, card, amount_fen=0)
         charged["payer_card_no"] = payer_no
-    charged["fee_paid_until_s"] = until + FEE_YEAR_S
+    charged["fee_paid_until_s"] = year_on
     return charged
 
 
@@ -594,8 +767,9 @@ def expire_dormant(engine: Engine, client_id: bytes, *, operator_id: int = 0) ->
 def renew(engine: Engine, card_no: int, client_id: bytes, *, fee_fen: int | None = None,
           fee_external: bool = False, validity_days: int | None = None,
           operator_id: int = 0, store_id: int = 0) -> Future:
-    """Renew a DORMANT or expired card (续卡): ACTIVE again, valid validity_days (the
-    type's, 730 by default) from today, its balance and points usable again. The fee
+    """Renew a DORMANT or expired card (续卡): ACTIVE again, valid from now for its
+    type's validity (validity_years calendar years, two by default, or validity_days),
+    or validity_days days when given; its balance and points usable again. The fee
     (the type's renewal_fee_fen unless fee_fen) comes from the balance or externally.
     The caller checks the member's ID document before renewing (the seed's rule)."""
 
@@ -607,13 +781,14 @@ def renew(engine: Engine, card_no: int, client_id: bytes, *, fee_fen: int | None
             ctx.reject(Result.FAILED_PRECONDITION, f"card {card_no} is {_status_name(status)} "
                        "and not expired", "CARD_NOT_RENEWABLE")
         t = _type_or_default(ctx, int(card["type_id"]))
-        days = t.validity_days if validity_days is None else int(validity_days)
+        if validity_days is not None:
+            t = dataclasses.replace(t, validity_days=int(validity_days), validity_years=0)
         fee = t.renewal_fee_fen if fee_fen is None else int(fee_fen)
-        if not 0 <= days <= VALIDITY_DAYS_MAX or not 0 <= fee <= FEE_FEN_MAX:
+        if not 0 <= t.validity_days <= VALIDITY_DAYS_MAX or not 0 <= fee <= FEE_FEN_MAX:
             ctx.reject(Result.INVALID_ARGUMENT, "validity_days or fee_fen out of range")
         before = {"status": _status_name(status), "expires_at_s": int(card["expires_at_s"])}
         card["status"] = CardStatus.ACTIVE
-        card["expires_at_s"] = ctx.now + days * SECONDS_PER_DAY if days else 0
+        card["expires_at_s"] = t.valid_until(ctx.now, ctx.rules_config.tz_offset_s)
         ctx.emit(CardOp.RENEW, card)
         charged = _charge_fee(ctx, CardOp.RENEWAL_FEE, card, fee, fee_external, "renewal")
         ctx.detail = {"card_no": int(card_no), "before": before,
@@ -626,6 +801,6 @@ def renew(engine: Engine, card_no: int, client_id: bytes, *, fee_fen: int | None
 
 
 __all__ = ["CardOp", "CardKind", "CardType", "put_card_type", "get_card_type",
-           "list_card_types", "issue", "set_supp_limit",
-           "supplementary_cards", "replace", "predecessors", "pay_annual_fee",
+           "list_card_types", "issue", "issue_cards", "set_supp_limit",
+           "supplementary_cards", "replace", "predecessors", "card_history", "pay_annual_fee",
            "charge_annual_fees", "expire_dormant", "renew", "split_fee"]

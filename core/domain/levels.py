@@ -4,8 +4,9 @@ card's level history read back from the journal.
 
 The automatic upgrade lives in the fast path (maybe_upgrade in _fastpath.pyx): a swipe
 or recharge that brings the period's points, spend or recharge to a higher level's
-threshold raises the level and starts its validity (validity_days, two years by
-default) again. Everything here is an admin op through Engine.admin.
+threshold raises the level and starts its validity again: the level's validity_years
+calendar years in the chain's time zone (two by default: an upgrade on 2032-01-01 lasts
+to 2034-01-01; from 29 February to 28 February), or its validity_days days. Everything here is an admin op through Engine.admin.
 
 The review. A card whose level_expires_at_s has passed is judged on its spend in the
 period (period_spend_fen, what it paid since level_period_start_s), never on its
@@ -13,10 +14,17 @@ balance or points:
 - spend >= the keep threshold of its level: it keeps the level for a new validity;
 - below it: the highest lower level whose keep threshold the spend meets (the seed:
   gold below 50,000 yuan -> silver if at least 10,000 yuan, else regular);
-- no spend at all in the period: membership ends. We keep the card usable (its stored
-  value is the member's money) and end the membership as level 0 (regular) with
-  CARD_FLAG_MEMBERSHIP_LAPSED set in the card's flags. A manual level change clears the
-  flag. (DORMANT is kept for card expiry, where renewal is the way back.)
+- no spend at all in the period: membership ends (会籍终止). The card stays ACTIVE and
+  keeps paying from its balance (its stored value is the member's money), at level 0
+  with CARD_FLAG_MEMBERSHIP_LAPSED set in the card's flags. While the flag is set the
+  fast path treats it as a non-member's card: shelf prices (no level discount, no
+  member price), no points earned (swipes and recharges; a recharge bonus is still
+  given, it belongs to the recharge), no automatic upgrade, and the review passes it
+  by (level 0 has no validity). Its points stay spendable (an offset) and expire by
+  the usual rule. It is re-admitted by `readmit` (LEVEL_READMIT: the flag cleared, a
+  new level period from level 0) or by a manual level change (LEVEL_MANUAL, with its
+  approver). GetCard shows membership_lapsed. (DORMANT is kept for card expiry, where
+  renewal is the way back.)
 Either way the period counters are reset and level_period_start_s = now. A reviewed
 card's level validity is in the future (or 0 at regular), so running the review again
 finds nothing: it is idempotent per run even under a new client id.
@@ -34,7 +42,7 @@ from core.domain.cards import SECONDS_PER_DAY, predecessors
 from core.engine.storage import from_be, u64
 from core.engine.writer import OP_NAMES, AdminContext, Engine, register_op_names
 from core.records import CardStatus, OpType, Result
-from core.rules import RulesConfig
+from core.rules import RulesConfig, add_years, add_years_array
 
 
 class LevelOp(IntEnum):
@@ -42,6 +50,7 @@ class LevelOp(IntEnum):
 
     LEVEL_MANUAL = 55
     LEVEL_REVIEW = 56
+    LEVEL_READMIT = 57
 
 
 assert all(55 <= op <= 59 for op in LevelOp)
@@ -61,13 +70,20 @@ _REVIEWED = (CardStatus.ACTIVE, CardStatus.LOST, CardStatus.FROZEN)
 def level_validity_end(rules: RulesConfig, level: int, now_s: int) -> int:
     """When a level entered (or kept) at now_s ends; 0 = never (regular, or a level
     without a validity)."""
-    days = rules.levels[level].validity_days if level < len(rules.levels) else 0
-    return now_s + days * SECONDS_PER_DAY if level > 0 and days > 0 else 0
+    if not 0 < level < len(rules.levels):
+        return 0
+    lv = rules.levels[level]
+    if lv.validity_years > 0:
+        return add_years(now_s, lv.validity_years, rules.tz_offset_s)
+    return now_s + lv.validity_days * SECONDS_PER_DAY if lv.validity_days > 0 else 0
 
 
 def maybe_upgrade(card: np.void, rules: RulesConfig, now_s: int) -> None:
     """The fast path's automatic upgrade (maybe_upgrade in _fastpath.pyx), for admin
-    ops that add period points or spend (make-up points). Must stay the same rule."""
+    ops that add period points or spend (make-up points). Must stay the same rule:
+    a card whose membership ended is not upgraded."""
+    if int(card["flags"]) & CARD_FLAG_MEMBERSHIP_LAPSED:
+        return
     best = int(card["level"])
     for j in range(best + 1, len(rules.levels)):
         lv = rules.levels[j]
@@ -77,8 +93,7 @@ def maybe_upgrade(card: np.void, rules: RulesConfig, now_s: int) -> None:
             best = j
     if best > int(card["level"]):
         card["level"] = best
-        days = rules.levels[best].validity_days
-        card["level_expires_at_s"] = now_s + days * SECONDS_PER_DAY if days else 0
+        card["level_expires_at_s"] = level_validity_end(rules, best, now_s)
 
 
 def set_level(engine: Engine, card_no: int, level: int, client_id: bytes, *, reason: str,
@@ -126,6 +141,41 @@ def set_level(engine: Engine, card_no: int, level: int, client_id: bytes, *, rea
                         store_id=store_id)
 
 
+def readmit(engine: Engine, card_no: int, client_id: bytes, *, reason: str,
+            operator_id: int = 0, store_id: int = 0) -> Future:
+    """Re-admit a card whose membership ended: CARD_FLAG_MEMBERSHIP_LAPSED cleared, level
+    0 without a validity, and a new level period from now (period counters reset, so
+    spend while it was no member does not count toward an upgrade). Journalled as
+    LEVEL_READMIT; the event keeps the reason. NOT_LAPSED for a member's card."""
+    text = reason.strip() if isinstance(reason, str) else ""
+
+    def build(ctx: AdminContext):
+        if not 1 <= len(text) <= REASON_CHARS_MAX:
+            ctx.reject(Result.INVALID_ARGUMENT, f"a re-admission needs a reason of 1.."
+                       f"{REASON_CHARS_MAX} characters", "REASON_REQUIRED")
+        card = ctx.card(int(card_no))
+        if card is None:
+            ctx.reject(Result.CARD_NOT_FOUND, f"card {card_no} not found")
+        if int(card["status"]) == CardStatus.CANCELLED:
+            ctx.reject(Result.CARD_CANCELLED, f"card {card_no} is cancelled")
+        if not int(card["flags"]) & CARD_FLAG_MEMBERSHIP_LAPSED:
+            ctx.reject(Result.FAILED_PRECONDITION, f"card {card_no} is a member's card",
+                       "NOT_LAPSED")
+        before = {"level": int(card["level"]), "membership_lapsed": True,
+                  "period_spend_fen": int(card["period_spend_fen"])}
+        card["flags"] = int(card["flags"]) & ~CARD_FLAG_MEMBERSHIP_LAPSED
+        card["level"], card["level_expires_at_s"] = 0, 0
+        card["period_spend_fen"] = card["period_points"] = card["period_recharge_fen"] = 0
+        card["level_period_start_s"] = ctx.now
+        ctx.emit(LevelOp.LEVEL_READMIT, card)
+        ctx.detail = {"card_no": int(card_no), "reason": text, "before": before,
+                      "after": {"level": 0, "membership_lapsed": False}}
+        return {"level": 0}
+
+    return engine.admin(client_id, LevelOp.LEVEL_READMIT, build, operator_id=operator_id,
+                        store_id=store_id)
+
+
 def review_levels(engine: Engine, client_id: bytes, *, operator_id: int = 0) -> Future:
     """The level review run (see the module's doc). One LEVEL_REVIEW record per card
     reviewed: amount_fen = the period's spend judged, payable_fen = the keep threshold
@@ -136,6 +186,7 @@ def review_levels(engine: Engine, client_id: bytes, *, operator_id: int = 0) -> 
         n = len(rules.levels)
         keep = np.array([lv.keep_spend_fen for lv in rules.levels], dtype=np.int64)
         days = np.array([lv.validity_days for lv in rules.levels], dtype=np.int64)
+        years = np.array([lv.validity_years for lv in rules.levels], dtype=np.int64)
         cards = ctx.committed_cards()
         due = (np.isin(cards["status"], _REVIEWED) & (cards["level_expires_at_s"] != 0)
                & (cards["level_expires_at_s"] <= ctx.now))
@@ -153,8 +204,11 @@ def review_levels(engine: Engine, client_id: bytes, *, operator_id: int = 0) -> 
         after["level"] = new
         after["flags"] = np.where(lapsed, after["flags"] | CARD_FLAG_MEMBERSHIP_LAPSED,
                                   after["flags"])
-        ends = ctx.now + days[new] * SECONDS_PER_DAY
-        after["level_expires_at_s"] = np.where((new > 0) & (days[new] > 0), ends, 0)
+        by_years = add_years_array(np.full(len(new), ctx.now, np.int64), years[new],
+                                   rules.tz_offset_s)
+        ends = np.where(years[new] > 0, by_years, ctx.now + days[new] * SECONDS_PER_DAY)
+        after["level_expires_at_s"] = np.where((new > 0) & ((days[new] > 0) | (years[new] > 0)),
+                                               ends, 0)
         after["period_spend_fen"] = 0
         after["period_points"] = 0
         after["period_recharge_fen"] = 0
@@ -215,6 +269,8 @@ def _reason(rec: np.void, event: dict | None) -> dict:
         else:
             why = f"review: period spend {spend} fen below the keep threshold {keep} fen"
         return {"reason": why}
+    if op == LevelOp.LEVEL_READMIT:
+        return {"reason": "re-admitted: " + str(((event or {}).get("detail") or {}).get("reason", ""))}
     if op in (OpType.SWIPE, OpType.RECHARGE):
         return {"reason": "automatic upgrade"}
     return {"reason": OP_NAMES.get(op, str(op)).lower()}
@@ -235,9 +291,11 @@ def level_history(engine: Engine, card_no: int, *, limit: int = 100,
             for rec in recs:
                 op = int(rec["op_type"])
                 before, after = int(rec["level_before"]), int(rec["after"]["level"])
-                if before == after and op not in (LevelOp.LEVEL_MANUAL, LevelOp.LEVEL_REVIEW):
+                if before == after and op not in (LevelOp.LEVEL_MANUAL, LevelOp.LEVEL_REVIEW,
+                                          LevelOp.LEVEL_READMIT):
                     continue
-                event = _event_of(engine, txn, rec) if op == LevelOp.LEVEL_MANUAL else None
+                event = (_event_of(engine, txn, rec)
+                         if op in (LevelOp.LEVEL_MANUAL, LevelOp.LEVEL_READMIT) else None)
                 out.append({"seq": int(rec["seq"]), "time_s": int(rec["time_s"]),
                             "card_no": no, "op": OP_NAMES.get(op, str(op)),
                             "level_before": before, "level_after": after,
@@ -248,5 +306,5 @@ def level_history(engine: Engine, card_no: int, *, limit: int = 100,
     return out
 
 
-__all__ = ["LevelOp", "CARD_FLAG_MEMBERSHIP_LAPSED", "set_level", "review_levels",
+__all__ = ["LevelOp", "CARD_FLAG_MEMBERSHIP_LAPSED", "set_level", "readmit", "review_levels",
            "level_history", "maybe_upgrade", "level_validity_end"]

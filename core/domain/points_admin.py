@@ -26,7 +26,7 @@ from core import _fastpath
 from core.domain.levels import maybe_upgrade
 from core.engine.storage import u32
 from core.engine.writer import AdminContext, Engine, register_op_names
-from core.records import CARD, CardStatus, OpFlag, Result
+from core.records import CARD, CardFlag, CardStatus, OpFlag, Result
 from core.rules import RulesConfig
 
 
@@ -214,6 +214,8 @@ def make_up_points(engine: Engine, card_no: int, receipt_id: str, paid_fen: int,
         rules = ctx.rules_config
         before = _points_state(card) | {"level": int(card["level"])}
         earned = swipe_points(rules, int(card["level"]), paid_fen, category, receipt_store_id)
+        if int(card["flags"]) & CardFlag.CARD_FLAG_MEMBERSHIP_LAPSED:
+            earned = 0  # a card whose membership ended earns no points (core.domain.levels)
         add_points(card, earned, ctx.now, rules)
         card["spend_total_fen"] += paid_fen
         card["period_spend_fen"] += paid_fen

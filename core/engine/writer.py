@@ -356,11 +356,18 @@ class AdminContext:
         self._records.append(recs)
         self._n += len(recs)
 
-    def emit_cards(self, op_type: int, cards: np.ndarray) -> int:
-        """Journal one record per new card at once (bulk issue); returns the first seq."""
+    def emit_cards(self, op_type: int, cards: np.ndarray, *, prev_seq: np.ndarray | None = None,
+                   **columns: np.ndarray | int) -> int:
+        """Journal one record per new card at once (bulk issue); returns the first seq.
+        A later step of the same op on the same new cards passes the seqs of their
+        previous records as prev_seq; columns set the records' other fields."""
         recs, first = self._new_records(len(cards), op_type)
         recs["card_no"] = cards["card_no"]
         recs["level_before"] = cards["level"]
+        if prev_seq is not None:
+            recs["prev_seq"] = prev_seq
+        for name, value in columns.items():
+            recs[name] = value
         recs["after"] = cards
         recs["after"]["last_seq"] = recs["seq"]
         self._append(recs)
@@ -842,7 +849,9 @@ class Engine:
                     member_ids: Sequence[int] | np.ndarray | None = None,
                     expires_at_s: int = 0, operator_id: int = 0, store_id: int = 0,
                     count_service: int = 0, count_uses: int = 0) -> Future:
-        """Issue active cards. A count card names its service (1..65535) and its uses."""
+        """Issue active cards as given, no card type applied (tests, benchmarks, tools).
+        A count card names its service (1..65535) and its uses. Cards people use are
+        issued by core.domain.cards.issue_cards, which applies the card type's rules."""
         nos = np.asarray(card_nos, dtype=np.uint64)
         if not 0 <= count_service < 65_536 or not 0 <= count_uses < 2**31:
             raise ValueError("count_service 0..65535, count_uses 0..2^31-1")

@@ -371,14 +371,66 @@ def cmd_member_export(args) -> int:
     return 0
 
 
+def _yuan(fen: int) -> str:
+    """Fen as yuan with two decimals, in integers (no float on a money path)."""
+    sign = "-" if fen < 0 else ""
+    return f"{sign}{abs(fen) // 100}.{abs(fen) % 100:02d}"
+
+
+def _chain_date(args, t_s: int) -> str:
+    """A unix time as an ISO date in the chain's time zone (the rules' tz_offset_s)."""
+    import datetime
+
+    if not hasattr(args, "_tz_offset_s"):
+        rules = json.loads(_call(args, "GetRules", admin_pb2.GetRulesRequest()).rules_json)
+        args._tz_offset_s = int(rules.get("tz_offset_s", 8 * 3600))
+    tz = datetime.timezone(datetime.timedelta(seconds=args._tz_offset_s))
+    return datetime.datetime.fromtimestamp(t_s, tz).date().isoformat()
+
+
 def cmd_card_issue(args) -> int:
     req = admin_pb2.IssueCardsRequest(client_id=_cid(args), card_nos=args.card_nos,
-                                      type_id=args.type, level=args.level,
-                                      store_id=args.store or 0)
+                                      type_id=args.type, store_id=args.store or 0,
+                                      paid_fen=args.paid, primary_card_no=args.primary or 0,
+                                      supp_limit_fen=args.supp_limit)
     if args.member:
         req.member_ids.extend([args.member] * len(args.card_nos))
     r = _call(args, "IssueCards", req)
-    _emit(args, r, f"{len(args.card_nos)} card(s) issued{' (replay)' if r.replayed else ''}")
+    valid = (f"valid until {_chain_date(args, r.expires_at_s)}" if r.expires_at_s
+             else "never expires")
+    uses = f", {r.count_uses} uses" if r.count_uses else ""
+    _emit(args, r, f"{r.cards} card(s) issued: level {r.level}, fees {_yuan(r.fees_fen)} yuan, "
+                   f"deposit {_yuan(r.deposit_fen)} yuan each{uses}, {valid}"
+                   f"{' (replay)' if r.replayed else ''}")
+    return 0
+
+
+def cmd_card_show(args) -> int:
+    r = _call(args, "ShowCard", admin_pb2.ShowCardRequest(card_no=args.card_no))
+    c = r.card
+    status = types_pb2.CardStatus.Name(c.status).removeprefix("CARD_STATUS_")
+    parts = [f"card {c.card_no} {status}", f"level {c.level}",
+             f"balance {_yuan(c.principal_fen + c.bonus_fen)} yuan "
+             f"(principal {_yuan(c.principal_fen)}, bonus {_yuan(c.bonus_fen)})",
+             f"{c.points} pts"]
+    if c.count_service:
+        parts.append(f"{c.count_uses} uses of service {c.count_service}")
+    if c.primary_card_no:
+        limit = f"limit {_yuan(c.supp_limit_fen)} yuan" if c.supp_limit_fen else "no limit"
+        parts.append(f"spends from card {c.primary_card_no} ({limit})")
+    parts.append(f"valid until {_chain_date(args, c.expires_at_s)}" if c.expires_at_s
+                 else "never expires")
+    if c.membership_lapsed:
+        parts.append("MEMBERSHIP ENDED: shelf prices, no points until re-admitted "
+                     "(mms card readmit)")
+    _emit(args, r, "; ".join(parts))
+    return 0
+
+
+def cmd_card_readmit(args) -> int:
+    r = _call(args, "ReadmitCard", admin_pb2.ReadmitCardRequest(
+        client_id=_cid(args), card_no=args.card_no, reason=args.reason))
+    _emit(args, r, f"card {args.card_no}: re-admitted at level {r.level}{_replay(r)}")
     return 0
 
 
@@ -404,11 +456,13 @@ def cmd_card_pin(args) -> int:
 
 
 def cmd_card_journal(args) -> int:
-    r = _call(args, "GetCardJournal", admin_pb2.GetCardJournalRequest(card_no=args.card_no,
-                                                                      limit=args.limit))
+    r = _call(args, "GetCardJournal", admin_pb2.GetCardJournalRequest(
+        card_no=args.card_no, limit=args.limit, before_seq=args.before or 0))
     _emit_rows(args, r, r.entries, lambda e: (
-        f"{e.seq}\t{e.op}\t{e.time_s}\tstore {e.store_id}\t{e.amount_fen} fen\t"
-        f"balance {e.balance_after_fen}\tpoints {e.points_after}"))
+        f"{e.seq}\t{e.op}\t{e.time_s}\tcard {e.card_no}\tstore {e.store_id}\t"
+        f"{e.amount_fen} fen\tbalance {e.balance_after_fen}\tpoints {e.points_after}"))
+    if r.next_before_seq and not args.json:
+        print(f"(older records: --before {r.next_before_seq})")
     return 0
 
 
@@ -620,22 +674,32 @@ _CARD_KINDS = ("stored_value", "discount", "points", "count", "supplementary")
 def cmd_card_type_add(args) -> int:
     t = admin_pb2.CardType(
         type_id=args.type_id, name=args.name, kind=_CARD_KINDS.index(args.kind) + 1,
-        validity_days=args.validity_days, issue_fee_fen=args.issue_fee,
+        issue_fee_fen=args.issue_fee, fees_on_balance=args.fees_on_balance,
         annual_fee_fen=args.annual_fee, supp_annual_fee_fen=args.supp_annual_fee,
         replacement_fee_fen=args.replacement_fee, renewal_fee_fen=args.renewal_fee,
         recharge_allowed=not args.no_recharge, recharge_store_ids=args.recharge_store or [],
         recharge_operator_ids=args.recharge_operator or [], count_service=args.count_service,
         count_uses=args.count_uses, initial_level=args.initial_level)
+    if args.validity_days is not None:
+        t.validity_days = args.validity_days
+    if args.validity_years is not None:
+        t.validity_years = args.validity_years
     r = _call(args, "PutCardType", admin_pb2.PutCardTypeRequest(client_id=_cid(args), card_type=t))
     _emit(args, r, f"card type {args.type_id} {'created' if r.created else 'changed'}{_replay(r)}")
     return 0
+
+
+def _validity(t) -> str:
+    if t.validity_years:
+        return f"valid {t.validity_years} years"
+    return f"valid {t.validity_days} days" if t.validity_days else "never expires"
 
 
 def cmd_card_type_list(args) -> int:
     r = _call(args, "ListCardTypes", admin_pb2.ListCardTypesRequest())
     _emit_rows(args, r, r.card_types, lambda t: (
         f"{t.type_id}\t{t.name}\t{_CARD_KINDS[t.kind - 1] if 1 <= t.kind <= 5 else t.kind}"
-        f"\tvalid {t.validity_days} days\treplacement {t.replacement_fee_fen} fen"
+        f"\t{_validity(t)}\treplacement {t.replacement_fee_fen} fen"
         f"\tannual {t.annual_fee_fen} fen"))
     return 0
 
@@ -745,15 +809,26 @@ def add_commands(sub, terminal_sub) -> None:
         p.add_argument("member_id", type=int)
         p.add_argument("--reason")
 
-    k = sub.add_parser("card", help="cards: issue, freeze, lost, found, cancel, pin, journal, "
-                                   "replace, renew, annual-fee, level...")
+    k = sub.add_parser("card", help="cards: issue, show, freeze, lost, found, cancel, pin, "
+                                   "journal, replace, renew, annual-fee, level, readmit...")
     ksub = k.add_subparsers(dest="card_command", required=True)
-    p = cmd(ksub, "issue", cmd_card_issue, "issue cards", mutating=True)
+    p = cmd(ksub, "issue", cmd_card_issue, "issue cards by their card type's rules",
+            mutating=True)
     p.add_argument("card_nos", type=int, nargs="+")
     p.add_argument("--member", type=int, help="the member who holds them")
-    p.add_argument("--type", type=int, default=1)
-    p.add_argument("--level", type=int, default=0)
+    p.add_argument("--type", type=int, default=0, help="card type (0: the default type)")
+    p.add_argument("--paid", type=int, default=0,
+                   help="fen each holder pays: fees at the counter plus the opening deposit")
+    p.add_argument("--primary", type=int, help="supplementary cards: the primary card")
+    p.add_argument("--supp-limit", type=int, default=0,
+                   help="supplementary cards: spend limit in fen (0: none)")
     p.add_argument("--store", type=int)
+    p = cmd(ksub, "show", cmd_card_show, "a card's state, with its membership")
+    p.add_argument("card_no", type=int)
+    p = cmd(ksub, "readmit", cmd_card_readmit, "re-admit a card whose membership ended",
+            mutating=True)
+    p.add_argument("card_no", type=int)
+    p.add_argument("--reason", required=True)
     for name in _CARD_STATUS:
         p = cmd(ksub, name, cmd_card_status, f"{name} a card", mutating=True)
         p.add_argument("card_no", type=int)
@@ -761,9 +836,11 @@ def add_commands(sub, terminal_sub) -> None:
     p.add_argument("card_no", type=int)
     p.add_argument("--pin", help="default: $MMS_PIN or a prompt")
     p.add_argument("--reset", action="store_true", help="remove the PIN and its lockout")
-    p = cmd(ksub, "journal", cmd_card_journal, "a card's latest journal records")
+    p = cmd(ksub, "journal", cmd_card_journal,
+            "a card's journal records with those of the cards it replaced, newest first")
     p.add_argument("card_no", type=int)
     p.add_argument("--limit", type=int, default=20)
+    p.add_argument("--before", type=int, help="only records older than this seq (next page)")
     p = cmd(ksub, "replace", cmd_card_replace, "replace a card; the new one takes its balance",
             mutating=True)
     p.add_argument("old_card_no", type=int)
@@ -799,7 +876,12 @@ def add_commands(sub, terminal_sub) -> None:
     p.add_argument("type_id", type=int)
     p.add_argument("--name", required=True)
     p.add_argument("--kind", choices=_CARD_KINDS, default="stored_value")
-    p.add_argument("--validity-days", type=int, default=730, help="0: never expires")
+    p.add_argument("--validity-years", type=int,
+                   help="calendar years a card is valid (default 2 unless --validity-days)")
+    p.add_argument("--validity-days", type=int,
+                   help="days a card is valid instead (0 with --validity-years 0: never expires)")
+    p.add_argument("--fees-on-balance", action="store_true",
+                   help="take the fees at issue from the opening deposit")
     for flag, default in (("--issue-fee", 0), ("--annual-fee", 0), ("--supp-annual-fee", 0),
                           ("--replacement-fee", 1000), ("--renewal-fee", 0)):
         p.add_argument(flag, type=int, default=default, help="fen")

@@ -504,7 +504,7 @@ class ExportMembersResponse(_message.Message):
     def __init__(self, chunk: _Optional[bytes] = ..., members: _Optional[int] = ...) -> None: ...
 
 class IssueCardsRequest(_message.Message):
-    __slots__ = ("client_id", "card_nos", "type_id", "level", "member_ids", "expires_at_s", "store_id")
+    __slots__ = ("client_id", "card_nos", "type_id", "level", "member_ids", "expires_at_s", "store_id", "paid_fen", "primary_card_no", "supp_limit_fen")
     CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
     CARD_NOS_FIELD_NUMBER: _ClassVar[int]
     TYPE_ID_FIELD_NUMBER: _ClassVar[int]
@@ -512,6 +512,9 @@ class IssueCardsRequest(_message.Message):
     MEMBER_IDS_FIELD_NUMBER: _ClassVar[int]
     EXPIRES_AT_S_FIELD_NUMBER: _ClassVar[int]
     STORE_ID_FIELD_NUMBER: _ClassVar[int]
+    PAID_FEN_FIELD_NUMBER: _ClassVar[int]
+    PRIMARY_CARD_NO_FIELD_NUMBER: _ClassVar[int]
+    SUPP_LIMIT_FEN_FIELD_NUMBER: _ClassVar[int]
     client_id: bytes
     card_nos: _containers.RepeatedScalarFieldContainer[int]
     type_id: int
@@ -519,19 +522,46 @@ class IssueCardsRequest(_message.Message):
     member_ids: _containers.RepeatedScalarFieldContainer[int]
     expires_at_s: int
     store_id: int
-    def __init__(self, client_id: _Optional[bytes] = ..., card_nos: _Optional[_Iterable[int]] = ..., type_id: _Optional[int] = ..., level: _Optional[int] = ..., member_ids: _Optional[_Iterable[int]] = ..., expires_at_s: _Optional[int] = ..., store_id: _Optional[int] = ...) -> None: ...
+    paid_fen: int
+    primary_card_no: int
+    supp_limit_fen: int
+    def __init__(self, client_id: _Optional[bytes] = ..., card_nos: _Optional[_Iterable[int]] = ..., type_id: _Optional[int] = ..., level: _Optional[int] = ..., member_ids: _Optional[_Iterable[int]] = ..., expires_at_s: _Optional[int] = ..., store_id: _Optional[int] = ..., paid_fen: _Optional[int] = ..., primary_card_no: _Optional[int] = ..., supp_limit_fen: _Optional[int] = ...) -> None: ...
 
 class IssueCardsResponse(_message.Message):
-    __slots__ = ("code", "replayed", "seq", "detail")
+    __slots__ = ("code", "replayed", "seq", "detail", "cards", "fees_fen", "deposit_fen", "expires_at_s", "level", "count_uses")
     CODE_FIELD_NUMBER: _ClassVar[int]
     REPLAYED_FIELD_NUMBER: _ClassVar[int]
     SEQ_FIELD_NUMBER: _ClassVar[int]
     DETAIL_FIELD_NUMBER: _ClassVar[int]
+    CARDS_FIELD_NUMBER: _ClassVar[int]
+    FEES_FEN_FIELD_NUMBER: _ClassVar[int]
+    DEPOSIT_FEN_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_S_FIELD_NUMBER: _ClassVar[int]
+    LEVEL_FIELD_NUMBER: _ClassVar[int]
+    COUNT_USES_FIELD_NUMBER: _ClassVar[int]
     code: _types_pb2.Result
     replayed: bool
     seq: int
     detail: str
-    def __init__(self, code: _Optional[_Union[_types_pb2.Result, str]] = ..., replayed: _Optional[bool] = ..., seq: _Optional[int] = ..., detail: _Optional[str] = ...) -> None: ...
+    cards: int
+    fees_fen: int
+    deposit_fen: int
+    expires_at_s: int
+    level: int
+    count_uses: int
+    def __init__(self, code: _Optional[_Union[_types_pb2.Result, str]] = ..., replayed: _Optional[bool] = ..., seq: _Optional[int] = ..., detail: _Optional[str] = ..., cards: _Optional[int] = ..., fees_fen: _Optional[int] = ..., deposit_fen: _Optional[int] = ..., expires_at_s: _Optional[int] = ..., level: _Optional[int] = ..., count_uses: _Optional[int] = ...) -> None: ...
+
+class ShowCardRequest(_message.Message):
+    __slots__ = ("card_no",)
+    CARD_NO_FIELD_NUMBER: _ClassVar[int]
+    card_no: int
+    def __init__(self, card_no: _Optional[int] = ...) -> None: ...
+
+class ShowCardResponse(_message.Message):
+    __slots__ = ("card",)
+    CARD_FIELD_NUMBER: _ClassVar[int]
+    card: _types_pb2.Card
+    def __init__(self, card: _Optional[_Union[_types_pb2.Card, _Mapping]] = ...) -> None: ...
 
 class SetCardStatusRequest(_message.Message):
     __slots__ = ("client_id", "card_no", "status")
@@ -586,15 +616,17 @@ class ResetPinResponse(_message.Message):
     def __init__(self, outcome: _Optional[_Union[AdminOutcome, _Mapping]] = ...) -> None: ...
 
 class GetCardJournalRequest(_message.Message):
-    __slots__ = ("card_no", "limit")
+    __slots__ = ("card_no", "limit", "before_seq")
     CARD_NO_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
+    BEFORE_SEQ_FIELD_NUMBER: _ClassVar[int]
     card_no: int
     limit: int
-    def __init__(self, card_no: _Optional[int] = ..., limit: _Optional[int] = ...) -> None: ...
+    before_seq: int
+    def __init__(self, card_no: _Optional[int] = ..., limit: _Optional[int] = ..., before_seq: _Optional[int] = ...) -> None: ...
 
 class JournalEntry(_message.Message):
-    __slots__ = ("seq", "op", "time_s", "store_id", "terminal_id", "operator_id", "amount_fen", "principal_delta_fen", "bonus_delta_fen", "points_delta", "balance_after_fen", "points_after")
+    __slots__ = ("seq", "op", "time_s", "store_id", "terminal_id", "operator_id", "amount_fen", "principal_delta_fen", "bonus_delta_fen", "points_delta", "balance_after_fen", "points_after", "card_no")
     SEQ_FIELD_NUMBER: _ClassVar[int]
     OP_FIELD_NUMBER: _ClassVar[int]
     TIME_S_FIELD_NUMBER: _ClassVar[int]
@@ -607,6 +639,7 @@ class JournalEntry(_message.Message):
     POINTS_DELTA_FIELD_NUMBER: _ClassVar[int]
     BALANCE_AFTER_FEN_FIELD_NUMBER: _ClassVar[int]
     POINTS_AFTER_FIELD_NUMBER: _ClassVar[int]
+    CARD_NO_FIELD_NUMBER: _ClassVar[int]
     seq: int
     op: str
     time_s: int
@@ -619,13 +652,16 @@ class JournalEntry(_message.Message):
     points_delta: int
     balance_after_fen: int
     points_after: int
-    def __init__(self, seq: _Optional[int] = ..., op: _Optional[str] = ..., time_s: _Optional[int] = ..., store_id: _Optional[int] = ..., terminal_id: _Optional[int] = ..., operator_id: _Optional[int] = ..., amount_fen: _Optional[int] = ..., principal_delta_fen: _Optional[int] = ..., bonus_delta_fen: _Optional[int] = ..., points_delta: _Optional[int] = ..., balance_after_fen: _Optional[int] = ..., points_after: _Optional[int] = ...) -> None: ...
+    card_no: int
+    def __init__(self, seq: _Optional[int] = ..., op: _Optional[str] = ..., time_s: _Optional[int] = ..., store_id: _Optional[int] = ..., terminal_id: _Optional[int] = ..., operator_id: _Optional[int] = ..., amount_fen: _Optional[int] = ..., principal_delta_fen: _Optional[int] = ..., bonus_delta_fen: _Optional[int] = ..., points_delta: _Optional[int] = ..., balance_after_fen: _Optional[int] = ..., points_after: _Optional[int] = ..., card_no: _Optional[int] = ...) -> None: ...
 
 class GetCardJournalResponse(_message.Message):
-    __slots__ = ("entries",)
+    __slots__ = ("entries", "next_before_seq")
     ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_BEFORE_SEQ_FIELD_NUMBER: _ClassVar[int]
     entries: _containers.RepeatedCompositeFieldContainer[JournalEntry]
-    def __init__(self, entries: _Optional[_Iterable[_Union[JournalEntry, _Mapping]]] = ...) -> None: ...
+    next_before_seq: int
+    def __init__(self, entries: _Optional[_Iterable[_Union[JournalEntry, _Mapping]]] = ..., next_before_seq: _Optional[int] = ...) -> None: ...
 
 class ExpirePointsRequest(_message.Message):
     __slots__ = ("client_id",)
@@ -780,7 +816,7 @@ class ExpireDormantCardsResponse(_message.Message):
     def __init__(self, cards: _Optional[int] = ..., outcome: _Optional[_Union[AdminOutcome, _Mapping]] = ...) -> None: ...
 
 class CardType(_message.Message):
-    __slots__ = ("type_id", "name", "kind", "validity_days", "issue_fee_fen", "annual_fee_fen", "supp_annual_fee_fen", "replacement_fee_fen", "renewal_fee_fen", "recharge_allowed", "recharge_store_ids", "recharge_operator_ids", "count_service", "count_uses", "initial_level")
+    __slots__ = ("type_id", "name", "kind", "validity_days", "issue_fee_fen", "annual_fee_fen", "supp_annual_fee_fen", "replacement_fee_fen", "renewal_fee_fen", "recharge_allowed", "recharge_store_ids", "recharge_operator_ids", "count_service", "count_uses", "initial_level", "validity_years", "fees_on_balance")
     TYPE_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
@@ -796,6 +832,8 @@ class CardType(_message.Message):
     COUNT_SERVICE_FIELD_NUMBER: _ClassVar[int]
     COUNT_USES_FIELD_NUMBER: _ClassVar[int]
     INITIAL_LEVEL_FIELD_NUMBER: _ClassVar[int]
+    VALIDITY_YEARS_FIELD_NUMBER: _ClassVar[int]
+    FEES_ON_BALANCE_FIELD_NUMBER: _ClassVar[int]
     type_id: int
     name: str
     kind: int
@@ -811,7 +849,9 @@ class CardType(_message.Message):
     count_service: int
     count_uses: int
     initial_level: int
-    def __init__(self, type_id: _Optional[int] = ..., name: _Optional[str] = ..., kind: _Optional[int] = ..., validity_days: _Optional[int] = ..., issue_fee_fen: _Optional[int] = ..., annual_fee_fen: _Optional[int] = ..., supp_annual_fee_fen: _Optional[int] = ..., replacement_fee_fen: _Optional[int] = ..., renewal_fee_fen: _Optional[int] = ..., recharge_allowed: _Optional[bool] = ..., recharge_store_ids: _Optional[_Iterable[int]] = ..., recharge_operator_ids: _Optional[_Iterable[int]] = ..., count_service: _Optional[int] = ..., count_uses: _Optional[int] = ..., initial_level: _Optional[int] = ...) -> None: ...
+    validity_years: int
+    fees_on_balance: bool
+    def __init__(self, type_id: _Optional[int] = ..., name: _Optional[str] = ..., kind: _Optional[int] = ..., validity_days: _Optional[int] = ..., issue_fee_fen: _Optional[int] = ..., annual_fee_fen: _Optional[int] = ..., supp_annual_fee_fen: _Optional[int] = ..., replacement_fee_fen: _Optional[int] = ..., renewal_fee_fen: _Optional[int] = ..., recharge_allowed: _Optional[bool] = ..., recharge_store_ids: _Optional[_Iterable[int]] = ..., recharge_operator_ids: _Optional[_Iterable[int]] = ..., count_service: _Optional[int] = ..., count_uses: _Optional[int] = ..., initial_level: _Optional[int] = ..., validity_years: _Optional[int] = ..., fees_on_balance: _Optional[bool] = ...) -> None: ...
 
 class PutCardTypeRequest(_message.Message):
     __slots__ = ("client_id", "card_type")
@@ -864,6 +904,24 @@ class SetLevelResponse(_message.Message):
     level_expires_at_s: int
     outcome: AdminOutcome
     def __init__(self, level_before: _Optional[int] = ..., level: _Optional[int] = ..., level_expires_at_s: _Optional[int] = ..., outcome: _Optional[_Union[AdminOutcome, _Mapping]] = ...) -> None: ...
+
+class ReadmitCardRequest(_message.Message):
+    __slots__ = ("client_id", "card_no", "reason")
+    CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
+    CARD_NO_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    client_id: bytes
+    card_no: int
+    reason: str
+    def __init__(self, client_id: _Optional[bytes] = ..., card_no: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class ReadmitCardResponse(_message.Message):
+    __slots__ = ("level", "outcome")
+    LEVEL_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    level: int
+    outcome: AdminOutcome
+    def __init__(self, level: _Optional[int] = ..., outcome: _Optional[_Union[AdminOutcome, _Mapping]] = ...) -> None: ...
 
 class ReviewLevelsRequest(_message.Message):
     __slots__ = ("client_id",)

@@ -149,6 +149,11 @@ class AdminServiceStub:
                 request_serializer=mms_dot_v1_dot_admin__pb2.IssueCardsRequest.SerializeToString,
                 response_deserializer=mms_dot_v1_dot_admin__pb2.IssueCardsResponse.FromString,
                 _registered_method=True)
+        self.ShowCard = channel.unary_unary(
+                '/mms.v1.AdminService/ShowCard',
+                request_serializer=mms_dot_v1_dot_admin__pb2.ShowCardRequest.SerializeToString,
+                response_deserializer=mms_dot_v1_dot_admin__pb2.ShowCardResponse.FromString,
+                _registered_method=True)
         self.SetCardStatus = channel.unary_unary(
                 '/mms.v1.AdminService/SetCardStatus',
                 request_serializer=mms_dot_v1_dot_admin__pb2.SetCardStatusRequest.SerializeToString,
@@ -223,6 +228,11 @@ class AdminServiceStub:
                 '/mms.v1.AdminService/LevelHistory',
                 request_serializer=mms_dot_v1_dot_admin__pb2.LevelHistoryRequest.SerializeToString,
                 response_deserializer=mms_dot_v1_dot_admin__pb2.LevelHistoryResponse.FromString,
+                _registered_method=True)
+        self.ReadmitCard = channel.unary_unary(
+                '/mms.v1.AdminService/ReadmitCard',
+                request_serializer=mms_dot_v1_dot_admin__pb2.ReadmitCardRequest.SerializeToString,
+                response_deserializer=mms_dot_v1_dot_admin__pb2.ReadmitCardResponse.FromString,
                 _registered_method=True)
         self.AdjustPoints = channel.unary_unary(
                 '/mms.v1.AdminService/AdjustPoints',
@@ -450,7 +460,15 @@ class AdminServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def IssueCards(self, request, context):
-        """IssueCards creates cards, all or none.
+        """IssueCards creates cards of one card type by the type's rules (fees, validity,
+        level, count uses, deposit, primary card), all or none.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ShowCard(self, request, context):
+        """ShowCard reads one card's committed state, with its membership state.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -478,7 +496,8 @@ class AdminServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetCardJournal(self, request, context):
-        """GetCardJournal lists a card's latest journal records, newest first.
+        """GetCardJournal lists a card's journal records, newest first, followed by those of
+        the cards it replaced (补卡), page by page.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -559,6 +578,14 @@ class AdminServiceServicer:
 
     def LevelHistory(self, request, context):
         """LevelHistory lists a card's level changes, newest first, across its replacements.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReadmitCard(self, request, context):
+        """ReadmitCard re-admits a card whose membership ended (no spend in a level period):
+        member prices, discounts, points and upgrades apply to it again, from level 0.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -764,6 +791,11 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     request_deserializer=mms_dot_v1_dot_admin__pb2.IssueCardsRequest.FromString,
                     response_serializer=mms_dot_v1_dot_admin__pb2.IssueCardsResponse.SerializeToString,
             ),
+            'ShowCard': grpc.unary_unary_rpc_method_handler(
+                    servicer.ShowCard,
+                    request_deserializer=mms_dot_v1_dot_admin__pb2.ShowCardRequest.FromString,
+                    response_serializer=mms_dot_v1_dot_admin__pb2.ShowCardResponse.SerializeToString,
+            ),
             'SetCardStatus': grpc.unary_unary_rpc_method_handler(
                     servicer.SetCardStatus,
                     request_deserializer=mms_dot_v1_dot_admin__pb2.SetCardStatusRequest.FromString,
@@ -838,6 +870,11 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.LevelHistory,
                     request_deserializer=mms_dot_v1_dot_admin__pb2.LevelHistoryRequest.FromString,
                     response_serializer=mms_dot_v1_dot_admin__pb2.LevelHistoryResponse.SerializeToString,
+            ),
+            'ReadmitCard': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReadmitCard,
+                    request_deserializer=mms_dot_v1_dot_admin__pb2.ReadmitCardRequest.FromString,
+                    response_serializer=mms_dot_v1_dot_admin__pb2.ReadmitCardResponse.SerializeToString,
             ),
             'AdjustPoints': grpc.unary_unary_rpc_method_handler(
                     servicer.AdjustPoints,
@@ -1493,6 +1530,33 @@ class AdminService:
             _registered_method=True)
 
     @staticmethod
+    def ShowCard(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mms.v1.AdminService/ShowCard',
+            mms_dot_v1_dot_admin__pb2.ShowCardRequest.SerializeToString,
+            mms_dot_v1_dot_admin__pb2.ShowCardResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def SetCardStatus(request,
             target,
             options=(),
@@ -1887,6 +1951,33 @@ class AdminService:
             '/mms.v1.AdminService/LevelHistory',
             mms_dot_v1_dot_admin__pb2.LevelHistoryRequest.SerializeToString,
             mms_dot_v1_dot_admin__pb2.LevelHistoryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReadmitCard(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mms.v1.AdminService/ReadmitCard',
+            mms_dot_v1_dot_admin__pb2.ReadmitCardRequest.SerializeToString,
+            mms_dot_v1_dot_admin__pb2.ReadmitCardResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -23,8 +23,7 @@ from grpc_reflection.v1alpha import reflection
 from grpc_status import rpc_status
 
 from core import EngineClosed, Overloaded
-from core._fastpath import COUPONS_PER_OP
-from core.records import ITEM, OP, ItemFlag, OpType, Result
+from core.records import COUPONS_PER_OP, ITEM, OP, CardFlag, ItemFlag, OpType, Result
 from server.mms_pb import (
     admin_pb2,
     admin_pb2_grpc,
@@ -400,6 +399,17 @@ def decode_ops(client_ids: bytes, card_nos, amount_fen, *, op_type: int, term: T
     return ops
 
 
+_CARD_INT_FIELDS = frozenset(f.name for f in types_pb2.Card.DESCRIPTOR.fields
+                             if f.type != f.TYPE_BOOL)
+
+
+def card_pb(card: dict) -> types_pb2.Card:
+    """A card (core's card_to_dict) as the API shows it, with its membership state."""
+    return types_pb2.Card(
+        **{k: int(v) for k, v in card.items() if k in _CARD_INT_FIELDS},
+        membership_lapsed=bool(int(card.get("flags", 0)) & CardFlag.CARD_FLAG_MEMBERSHIP_LAPSED))
+
+
 def encode_results(res) -> types_pb2.OpResultColumns:
     cols = res.columns()
     return types_pb2.OpResultColumns(
@@ -686,9 +696,7 @@ class PosService(_Base, pos_pb2_grpc.PosServiceServicer):
         card = self.engine.card(int(request.card_no)) if request.card_no else None
         if card is None:
             raise RpcFailure.of_result(Result.CARD_NOT_FOUND, f"card {request.card_no} not found")
-        fields = {f.name for f in types_pb2.Card.DESCRIPTOR.fields}
-        return pos_pb2.GetCardResponse(card=types_pb2.Card(
-            **{k: int(v) for k, v in card.items() if k in fields}))
+        return pos_pb2.GetCardResponse(card=card_pb(card))
 
     @_rpc(POS, "Refund", "unary")
     async def Refund(self, request, context):

@@ -81,7 +81,8 @@ def test_daily_work_end_to_end(server, tmp_path, capsys):
                *retry) == "member 2 created"
     assert mms(capsys, "member", "add", "--name", "Han Meimei", "--phone", "13800138001",
                *retry) == "member 2 exists (replay)"
-    assert mms(capsys, "card", "issue", "880001", "--member", "1") == "1 card(s) issued"
+    assert mms(capsys, "card", "issue", "880001", "--member", "1").startswith(
+        "1 card(s) issued: level 0, fees 0.00 yuan, deposit 0.00 yuan each, valid until ")
     with grpc.insecure_channel(server) as ch:
         r = pos_pb2_grpc.PosServiceStub(ch).Recharge(
             pos_pb2.RechargeRequest(client_id=os.urandom(16), card_no=880001, amount_fen=10_000),

@@ -4,6 +4,7 @@ journal must add up: for each card the deltas over its journal equal its state."
 
 import json
 
+import numpy as np
 import pytest
 from common import cid
 
@@ -12,10 +13,12 @@ from core.domain.cards import (
     CardKind,
     CardOp,
     CardType,
+    card_history,
     charge_annual_fees,
     expire_dormant,
     get_card_type,
     issue,
+    issue_cards,
     list_card_types,
     pay_annual_fee,
     predecessors,
@@ -26,9 +29,15 @@ from core.domain.cards import (
     supplementary_cards,
 )
 from core.records import CardStatus, OpType, Result
+from core.rules import add_years
 
 DAY = 86_400
 T0 = 1_700_000_000  # 2023-11-14
+
+
+def years(t_s: int, n: int) -> int:
+    """n calendar years after t_s in the chain's time zone (UTC+8)."""
+    return add_years(t_s, n, 8 * 3600)
 
 
 class Clock:
@@ -97,7 +106,8 @@ def recharge(eng, no, fen):
 
 def test_card_type_defaults_and_registry(eng):
     t = CardType(type_id=9, name="plain")
-    assert t.validity_days == 730 and t.replacement_fee_fen == 1_000
+    # Two calendar years, not 730 days (issue 8, item 4).
+    assert (t.validity_years, t.validity_days, t.replacement_fee_fen) == (2, 0, 1_000)
     res = put_card_type(eng, t, cid()).result()
     assert res.code == Result.OK and res.value == {"type_id": 9, "created": True}
     assert get_card_type(eng, 9) == t
@@ -162,12 +172,12 @@ def test_issue_charges_fees_from_paid_amount_and_opens_the_rest(eng, clock):
     setup_types(eng)
     res = issue(eng, 100, cid(), type_id=1, member_id=7, paid_fen=10_000).result()
     assert res.code == Result.OK
-    assert res.value == {"card_no": 100, "fees_fen": 2_500, "deposit_fen": 7_500,
-                         "expires_at_s": T0 + 730 * DAY}
+    assert res.value == {"cards": 1, "card_no": 100, "fees_fen": 2_500, "deposit_fen": 7_500,
+                         "expires_at_s": years(T0, 2), "level": 0, "count_uses": 0}
     card = eng.card(100)
     assert card["principal_fen"] == 7_500 and card["bonus_fen"] == 0
-    assert card["expires_at_s"] == T0 + 730 * DAY  # valid two years
-    assert card["fee_paid_until_s"] == T0 + 365 * DAY
+    assert card["expires_at_s"] == years(T0, 2)  # valid two years
+    assert card["fee_paid_until_s"] == years(T0, 1)
     assert card["member_id"] == 7 and card["status"] == CardStatus.ACTIVE
     ops = [int(r["op_type"]) for r in eng.card_journal(100)][::-1]
     assert ops == [OpType.ISSUE, CardOp.ISSUE_FEE, CardOp.ANNUAL_FEE, CardOp.OPENING_DEPOSIT]
@@ -203,6 +213,105 @@ def test_count_card_gets_service_and_uses(eng):
     assert issue(eng, 40, cid(), type_id=4).result().code == Result.OK
     card = eng.card(40)
     assert card["count_service"] == 7 and card["count_uses"] == 10
+
+
+def test_batch_issue_applies_the_type_to_every_card_all_or_none(eng, clock):
+    setup_types(eng)
+    nos = list(range(1_000, 1_200))
+    res = issue_cards(eng, nos, cid(), type_id=1, member_ids=list(range(1, 201)),
+                      paid_fen=3_000).result()
+    assert res.code == Result.OK and res.value["cards"] == 200
+    for no in (1_000, 1_199):
+        card = eng.card(no)
+        assert (card["principal_fen"], card["expires_at_s"], card["fee_paid_until_s"]) == (
+            500, years(T0, 2), years(T0, 1))
+        ops = [int(r["op_type"]) for r in eng.card_journal(no)][::-1]
+        assert ops == [OpType.ISSUE, CardOp.ISSUE_FEE, CardOp.ANNUAL_FEE,
+                       CardOp.OPENING_DEPOSIT]
+    assert eng.card(1_199)["member_id"] == 200
+    assert journal_adds_up(eng)
+    # One existing card in a batch refuses the whole batch.
+    before = state(eng)
+    res = issue_cards(eng, [2_000, 1_000, 2_001], cid(), type_id=1, paid_fen=3_000).result()
+    assert res.code == Result.CARD_EXISTS and state(eng) == before
+    assert eng.card(2_000) is None
+    assert issue_cards(eng, [2_000], cid(), member_ids=[1, 2]).result().reason == \
+        "COLUMN_LENGTH"
+
+
+def test_type_zero_is_the_default_type(eng):
+    res = issue_cards(eng, [7], cid()).result()
+    assert res.code == Result.OK and res.value["fees_fen"] == 0
+    card = eng.card(7)
+    assert card["expires_at_s"] == years(T0, 2) and card["type_id"] == 0
+
+
+def test_fees_on_balance_and_from_a_supplementary_cards_primary(eng):
+    setup_types(eng)
+    on_balance = CardType(type_id=2, name="fees from deposit", issue_fee_fen=500,
+                          annual_fee_fen=2_000, fees_on_balance=True)
+    supp = CardType(type_id=6, name="family", kind=CardKind.SUPPLEMENTARY,
+                    supp_annual_fee_fen=800, issue_fee_fen=100, fees_on_balance=True)
+    for t in (on_balance, supp):
+        assert put_card_type(eng, t, cid()).result().code == Result.OK
+    res = issue_cards(eng, [100], cid(), type_id=2, paid_fen=10_000).result()
+    assert (res.value["fees_fen"], res.value["deposit_fen"]) == (2_500, 10_000)
+    assert eng.card(100)["principal_fen"] == 7_500
+    assert issue_cards(eng, [101], cid(), type_id=2, paid_fen=2_499).result().reason == \
+        "FEE_NOT_COVERED"
+    res = issue_cards(eng, [200, 201], cid(), type_id=6, primary_card_no=100,
+                      supp_limit_fen=1_000).result()
+    assert res.code == Result.OK
+    assert eng.card(100)["principal_fen"] == 7_500 - 2 * 900
+    assert [int(eng.card(n)["supp_limit_fen"]) for n in (200, 201)] == [1_000, 1_000]
+    before = state(eng)
+    nos = list(range(300, 310))                  # 10 x 900 > the 5,700 left on the primary
+    assert issue_cards(eng, nos, cid(), type_id=6, primary_card_no=100).result().reason == \
+        "FEE_NOT_COVERED"
+    assert state(eng) == before
+    assert journal_adds_up(eng)
+    bad = CardType(type_id=8, name="x", kind=CardKind.COUNT, count_service=1, count_uses=1,
+                   fees_on_balance=True)
+    assert put_card_type(eng, bad, cid()).result().reason == "CARD_TYPE_INVALID"
+
+
+def test_card_type_validity_days_or_years(eng):
+    assert CardType(type_id=3, name="x", validity_days=90, validity_years=0).problems() == []
+    assert "not both" in CardType(type_id=3, name="x", validity_days=90).problems()[0]
+    # A type stored before validity_years existed keeps the days it says.
+    old = CardType.from_dict({"type_id": 3, "name": "old", "validity_days": 730})
+    assert (old.validity_days, old.validity_years) == (730, 0)
+    assert old.valid_until(T0, 8 * 3600) == T0 + 730 * DAY
+    assert CardType(type_id=3, name="x", validity_years=0).valid_until(T0, 0) == 0
+
+
+def test_history_follows_replacements_in_pages(eng, clock):
+    setup_types(eng)
+    issue(eng, 100, cid(), type_id=1, paid_fen=20_000).result()
+    for fen in (100, 200, 300):
+        assert eng.swipe(100, fen, cid()).result().codes[0] == Result.OK
+    replace(eng, 100, 101, cid()).result()
+    assert eng.swipe(101, 400, cid()).result().codes[0] == Result.OK
+    replace(eng, 101, 102, cid()).result()
+    assert eng.swipe(102, 500, cid()).result().codes[0] == Result.OK
+    whole, nxt = card_history(eng, 102, 1_000)
+    assert nxt == 0
+    expect = np.concatenate([eng.card_journal(n, 1_000) for n in (102, 101, 100)])
+    assert whole["seq"].tolist() == expect["seq"].tolist()
+    assert whole["seq"].tolist() == sorted(whole["seq"].tolist(), reverse=True)
+    for size in (1, 2, 5, 7):
+        got, before = [], 0
+        while True:
+            page, before = card_history(eng, 102, size, before)
+            assert len(page) <= size
+            got += page["seq"].tolist()
+            if not before:
+                break
+        assert got == whole["seq"].tolist()
+    # Without replacements it is the card's own journal.
+    own, _ = card_history(eng, 100, 1_000)
+    assert own["seq"].tolist() == eng.card_journal(100, 1_000)["seq"].tolist()
+    assert card_history(eng, 999, 10)[0].size == 0
 
 
 # --- supplementary cards ---------------------------------------------------------------
@@ -357,7 +466,7 @@ def test_annual_fee_from_balance_extends_a_year(eng, clock):
     res = pay_annual_fee(eng, 100, cid()).result()
     assert res.code == Result.OK
     card = eng.card(100)
-    assert card["fee_paid_until_s"] == T0 + 2 * 365 * DAY
+    assert card["fee_paid_until_s"] == years(T0, 2)
     assert card["principal_fen"] == 5_500
     assert journal_adds_up(eng)
 
@@ -374,8 +483,8 @@ def test_annual_fee_run_charges_due_cards_once(eng, clock):
     assert res.code == Result.OK
     assert res.value == {"charged": 2, "fees_fen": 2_800, "unpaid_cards": [101]}
     assert eng.card(100)["principal_fen"] == 7_500 - 2_000 - 800
-    assert eng.card(100)["fee_paid_until_s"] == T0 + 2 * 365 * DAY
-    assert eng.card(200)["fee_paid_until_s"] == T0 + 2 * 365 * DAY
+    assert eng.card(100)["fee_paid_until_s"] == years(T0, 2)
+    assert eng.card(200)["fee_paid_until_s"] == years(T0, 2)
     assert eng.card(101)["principal_fen"] == 500
     again = charge_annual_fees(eng, cid()).result()
     assert again.value["charged"] == 0
@@ -402,9 +511,9 @@ def test_expiry_to_dormant_keeps_balance_and_points(eng, clock):
     issue(eng, 100, cid(), type_id=1, paid_fen=12_500).result()
     assert eng.swipe(100, 5_000, cid()).result().codes[0] == Result.OK
     issue(eng, 101, cid(), type_id=1, paid_fen=2_500).result()
-    clock.now = T0 + 730 * DAY - 1
+    clock.now = years(T0, 2) - 1
     assert expire_dormant(eng, cid()).result().value == {"cards": 0}
-    clock.now = T0 + 730 * DAY                                       # two years on
+    clock.now = years(T0, 2)                                         # two years on
     before = eng.card(100)
     res = expire_dormant(eng, cid()).result()
     assert res.value == {"cards": 2}
@@ -428,7 +537,7 @@ def test_renewal_reactivates_with_new_validity_and_fee(eng, clock):
     expire_dormant(eng, cid()).result()
     c = cid()
     res = renew(eng, 100, c).result()
-    assert res.code == Result.OK and res.value == {"expires_at_s": clock.now + 730 * DAY,
+    assert res.code == Result.OK and res.value == {"expires_at_s": years(clock.now, 2),
                                                    "fee_fen": 300}
     assert renew(eng, 100, c).result().replayed
     card = eng.card(100)

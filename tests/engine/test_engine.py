@@ -126,7 +126,8 @@ def test_clock_drives_expiry_and_level_validity(tmp_path, clock):
     eng.recharge(1, 10_000_000, os.urandom(16)).result()
     r = eng.swipe(1, 1_000_000, os.urandom(16)).result()  # 10,000 yuan -> 10,000 points
     assert r.columns()["level"][0] == 1
-    assert eng.card(1)["level_expires_at_s"] == clock.now + 730 * 86_400
+    # Two calendar years in the chain's zone: 731 days here, across 29 February 2024.
+    assert eng.card(1)["level_expires_at_s"] == clock.now + 731 * 86_400
     clock.now += 100
     assert eng.swipe(1, 100, os.urandom(16)).result().codes[0] == Result.CARD_EXPIRED
     eng.close()

@@ -28,7 +28,15 @@ from reference import LOTS, Model, apply_batch
 
 from core import Engine, EngineConfig
 from core._fastpath import pin_hash
-from core.records import CardStatus, OpType, RecordKind, Result, join_client_id, journal_to_dict
+from core.records import (
+    CardFlag,
+    CardStatus,
+    OpType,
+    RecordKind,
+    Result,
+    join_client_id,
+    journal_to_dict,
+)
 from core.rules import (
     COMMISSION_FIXED_FEN_LIMIT,
     RATE_BP_LIMIT,
@@ -74,11 +82,13 @@ threshold = st.one_of(st.just(0), st.integers(1, 3_000), st.sampled_from([10_000
 @st.composite
 def domain_rules(draw) -> RulesConfig:
     n_levels = draw(st.integers(1, 3))
+    # A level lasts days or calendar years (never both).
+    validity = st.sampled_from([(0, 0), (1, 0), (730, 0), (0, 1), (0, 2)])
     levels = tuple(LevelRule(
         f"l{i}", discount_bp=draw(discount_bp), points_mult_bp=draw(mult_bp),
         up_points=draw(threshold), up_spend_fen=draw(threshold),
-        up_recharge_fen=draw(threshold), validity_days=draw(st.sampled_from([0, 1, 730])))
-        for i in range(n_levels))
+        up_recharge_fen=draw(threshold), validity_days=days, validity_years=years)
+        for i, (days, years) in ((i, draw(validity)) for i in range(n_levels)))
     price = st.one_of(st.just(0), st.integers(1, 1_500))
     member_prices = tuple(
         (sku, tuple(draw(price) for _ in range(n_levels)))
@@ -152,6 +162,8 @@ def domain_cards(draw, rules: RulesConfig) -> tuple[list[dict], dict[int, str]]:
             count_service=draw(st.sampled_from([0, 0, 1, 2])),
             count_uses=draw(st.sampled_from([0, 1, 5, 100])),
             visits=draw(st.sampled_from([0, 3, 2**32 - 1])),
+            # Some former members (membership ended): shelf prices, no points.
+            flags=draw(st.sampled_from([0, 0, 0, int(CardFlag.CARD_FLAG_MEMBERSHIP_LAPSED)])),
             last_seq=draw(st.integers(0, 30)))
         if draw(st.booleans()):
             digits = draw(pins)

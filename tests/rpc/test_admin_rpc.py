@@ -27,8 +27,8 @@ PW = "password-1"
 
 
 class Env:
-    def __init__(self, data: str) -> None:
-        self.engine = Engine(data)
+    def __init__(self, data: str, clock=None) -> None:
+        self.engine = Engine(data, clock=clock)
         self.chain = Chain(self.engine, CHEAP)
         self.members = MemberStore(self.engine, key=bytes(32))
         self.loop = asyncio.new_event_loop()

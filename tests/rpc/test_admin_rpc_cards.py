@@ -184,14 +184,19 @@ def test_gifts_card_types_and_runs(env):
         client_id=cid(), card_type=admin_pb2.CardType(type_id=8, name="")))[1] == "CARD_TYPE_INVALID"
     types = env.call("cash11", "ListCardTypes", admin_pb2.ListCardTypesRequest()).card_types
     t = next(t for t in types if t.type_id == 7)
-    assert (t.validity_days, t.replacement_fee_fen, t.recharge_allowed) == (730, 500, True)
-    # A card of the type pays its annual fee at the counter.
+    assert (t.validity_years, t.validity_days, t.replacement_fee_fen, t.recharge_allowed) == (
+        2, 0, 500, True)
+    # A card of the type pays its first annual fee at issue, the next one at the counter.
     mid = add_member(env, "cash11", "Gold Holder", str(next(_phones)))
-    env.call("cash11", "IssueCards", admin_pb2.IssueCardsRequest(
-        client_id=cid(), card_nos=[9402], member_ids=[mid], type_id=7))
+    assert failure(env.call, "cash11", "IssueCards", admin_pb2.IssueCardsRequest(
+        client_id=cid(), card_nos=[9402], member_ids=[mid], type_id=7))[1] == "FEE_NOT_PAID"
+    issued = env.call("cash11", "IssueCards", admin_pb2.IssueCardsRequest(
+        client_id=cid(), card_nos=[9402], member_ids=[mid], type_id=7, paid_fen=2000))
+    assert (issued.cards, issued.fees_fen, issued.deposit_fen) == (1, 2000, 0)
+    first_year = env.engine.card(9402)["fee_paid_until_s"]
     fee = env.call("cash11", "PayAnnualFee", admin_pb2.PayAnnualFeeRequest(
         client_id=cid(), card_no=9402, external=True))
-    assert fee.fee_fen == 2000 and fee.fee_paid_until_s > time.time()
+    assert fee.fee_fen == 2000 and fee.fee_paid_until_s > first_year > time.time()
     assert failure(env.call, "cash11", "RenewCard", admin_pb2.RenewCardRequest(
         client_id=cid(), card_no=9402))[1] == "PERMISSION_NOT_GRANTED"
     assert failure(env.call, "desk11", "RenewCard", admin_pb2.RenewCardRequest(
@@ -310,7 +315,7 @@ def test_cli_commands(env, capsys, tmp_path, monkeypatch):
                                 *as_("desk11"))
     assert mms(capsys, "card-type", "add", "9", "--name", "Silver", *as_("mkt")) == \
         "card type 9 created"
-    assert "9\tSilver\tstored_value\tvalid 730 days" in mms(capsys, "card-type", "list",
+    assert "9\tSilver\tstored_value\tvalid 2 years" in mms(capsys, "card-type", "list",
                                                              *as_("cash11"))
     assert "FAILED_PRECONDITION NO_ANNUAL_FEE" in mms(capsys, "card", "annual-fee", "9502",
                                                       *as_("cash11"), rc=1)

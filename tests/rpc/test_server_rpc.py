@@ -18,6 +18,8 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from grpc_status import rpc_status
 
 from core import BonusTier, Engine, RulesConfig
+from core.domain.cards import CardType, put_card_type
+from core.records import Result
 from server.mms_pb import admin_pb2, admin_pb2_grpc, pos_pb2, pos_pb2_grpc, types_pb2
 from server.rpc.app import BATCH_OPS_MAX, MmsServer
 from server.rpc.auth import Registry, Terminal, new_token, token_hash
@@ -343,11 +345,21 @@ def test_get_card(srv):
 
 def test_issue_cards_idempotent_and_exists(srv):
     cid = os.urandom(16)
-    req = admin_pb2.IssueCardsRequest(client_id=cid, card_nos=[50_001, 50_002], level=1)
+    # The card type sets the level: a level of its own is refused (issue 8, item 3).
+    expect(grpc.StatusCode.INVALID_ARGUMENT, "SET_BY_CARD_TYPE", srv.admin.IssueCards,
+           admin_pb2.IssueCardsRequest(client_id=cid, card_nos=[50_001], level=1),
+           metadata=srv.md("admin"))
+    expect(grpc.StatusCode.INVALID_ARGUMENT, "SET_BY_CARD_TYPE", srv.admin.IssueCards,
+           admin_pb2.IssueCardsRequest(client_id=cid, card_nos=[50_001], expires_at_s=9),
+           metadata=srv.md("admin"))
+    assert put_card_type(srv.engine, CardType(type_id=31, name="silver start", initial_level=1),
+                         os.urandom(16)).result().code == Result.OK
+    req = admin_pb2.IssueCardsRequest(client_id=cid, card_nos=[50_001, 50_002], type_id=31,
+                                      level=1)
     r1 = srv.admin.IssueCards(req, metadata=srv.md("admin"))
-    assert r1.code == types_pb2.RESULT_OK and not r1.replayed
+    assert r1.code == types_pb2.RESULT_OK and not r1.replayed and r1.cards == 2
     r2 = srv.admin.IssueCards(req, metadata=srv.md("admin"))
-    assert r2.replayed
+    assert r2.replayed and r2.cards == 2
     assert card(srv, 50_002).level == 1
     expect(grpc.StatusCode.ALREADY_EXISTS, "RESULT_CARD_EXISTS", srv.admin.IssueCards,
            admin_pb2.IssueCardsRequest(client_id=os.urandom(16), card_nos=[50_003, 50_001]),

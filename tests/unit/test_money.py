@@ -14,7 +14,9 @@ from core.rules import BonusTier, LevelRule, RulesConfig, RulesError
 
 NOW = 1_700_000_000
 SECONDS_PER_DAY = 86_400
-TWO_YEARS_S = 730 * SECONDS_PER_DAY
+# Two calendar years from NOW (2023-11-15 06:13 in Shanghai) cross 29 February 2024:
+# 731 days, not 730 (issue 8, item 4).
+TWO_YEARS_S = 731 * SECONDS_PER_DAY
 SWIPE, RECHARGE = int(OpType.SWIPE), int(OpType.RECHARGE)
 
 
@@ -209,7 +211,8 @@ def test_recharge_up_to_the_balance_limit():
 def test_default_levels_are_the_seed_example():
     levels = RulesConfig().levels
     assert [lv.up_points for lv in levels] == [0, 10_000, 50_000]
-    assert [lv.validity_days for lv in levels[1:]] == [730, 730]
+    # "two years from the upgrade": calendar years, not 730 days (issue 8, item 4).
+    assert [(lv.validity_days, lv.validity_years) for lv in levels[1:]] == [(0, 2), (0, 2)]
 
 
 @pytest.mark.parametrize("points_before, yuan, level, expires", [

@@ -29,6 +29,7 @@ import grpc
 import numpy as np
 
 from core import EngineClosed, RulesConfig, RulesError
+from core.domain import cards
 from core.domain.chain import AuthFailed, ChainError, NodeKind, audit_log
 from core.domain.members import (
     PROFILE_FIELDS,
@@ -44,7 +45,7 @@ from core.domain.rbac import PermissionDenied, Role, is_store_scoped, store_filt
 from core.domain.rbac import authorize as rbac_authorize
 from core.engine.writer import OP_NAMES, register_op_names
 from core.records import CardStatus, Result
-from server.mms_pb import admin_pb2, admin_pb2_grpc, types_pb2
+from server.mms_pb import admin_pb2, admin_pb2_grpc
 from server.rpc.app import (
     ADMIN,
     CLIENT_ID_BYTES,
@@ -52,6 +53,7 @@ from server.rpc.app import (
     Bridge,
     RpcFailure,
     _rpc,
+    card_pb,
     invalid,
     result_reason,
 )
@@ -476,11 +478,6 @@ def member_pb(m: dict) -> admin_pb2.Member:
                             version=int(m.get("version") or 0))
 
 
-def _card_pb(card: dict) -> types_pb2.Card:
-    fields = {f.name for f in types_pb2.Card.DESCRIPTOR.fields}
-    return types_pb2.Card(**{k: int(v) for k, v in card.items() if k in fields})
-
-
 @handler("CreateMember")
 async def create_member(call: Call, req):
     cid = client_id(req)
@@ -546,8 +543,8 @@ async def get_member(call: Call, req):
         # Audited before it is shown: a reveal that is not recorded does not happen.
         await call.run(_audit_reveal, call, int(req.member_id), store)
     m = call.members.get(req.member_id, reveal=req.reveal)
-    cards = call.members.cards_of(req.member_id)
-    return admin_pb2.GetMemberResponse(member=member_pb(m), cards=[_card_pb(c) for c in cards])
+    held = call.members.cards_of(req.member_id)
+    return admin_pb2.GetMemberResponse(member=member_pb(m), cards=[card_pb(c) for c in held])
 
 
 @handler("FindMemberByPhone")
@@ -685,17 +682,40 @@ async def issue_cards(call: Call, req):
     if req.member_ids and len(req.member_ids) != n:
         raise invalid("COLUMN_LENGTH", "member_ids must be empty or one per card",
                       column="member_ids")
-    if operator_id and req.member_ids and is_store_scoped(call.principal().role):
+    if req.expires_at_s:
+        raise invalid("SET_BY_CARD_TYPE", "the card type sets the validity; leave "
+                      "expires_at_s 0", field="expires_at_s")
+    if operator_id and is_store_scoped(call.principal().role):
         for mid in sorted(set(req.member_ids) - {0}):
             call.authorize("card.issue", call.member_store(mid))
+        if req.primary_card_no:
+            # A supplementary card spends the primary's money: the primary's store.
+            call.authorize("card.issue", call.card_scope(req.primary_card_no))
+    if req.level:
+        t = await call.run(cards.get_card_type, call.engine, int(req.type_id)) if req.type_id \
+            else cards.default_type(0)
+        if t is None or int(req.level) != t.initial_level:
+            raise invalid("SET_BY_CARD_TYPE", "the card type sets the starting level; leave "
+                          "level 0", field="level")
     nos = np.array(req.card_nos, dtype=np.uint64)
     members = np.array(req.member_ids, dtype=np.uint64) if req.member_ids else None
-    r = await call.svc.bridge.cold(lambda: call.engine.issue_cards(
-        nos, cid, type_id=req.type_id, level=req.level, member_ids=members,
-        expires_at_s=req.expires_at_s, operator_id=operator_id, store_id=store))
-    _check(r)
-    return admin_pb2.IssueCardsResponse(code=int(r.code), replayed=r.replayed, seq=r.seq,
-                                        detail=r.detail)
+    r = await call.cold(lambda: cards.issue_cards(
+        call.engine, nos, cid, type_id=int(req.type_id), member_ids=members,
+        paid_fen=int(req.paid_fen), primary_card_no=int(req.primary_card_no),
+        supp_limit_fen=int(req.supp_limit_fen), operator_id=operator_id, store_id=store))
+    v = r.value or {}
+    return admin_pb2.IssueCardsResponse(
+        code=int(r.code), replayed=r.replayed, seq=r.seq, detail=r.detail,
+        cards=int(v.get("cards", 0)), fees_fen=int(v.get("fees_fen", 0)),
+        deposit_fen=int(v.get("deposit_fen", 0)), expires_at_s=int(v.get("expires_at_s", 0)),
+        level=int(v.get("level", 0)), count_uses=int(v.get("count_uses", 0)))
+
+
+@handler("ShowCard")
+async def show_card(call: Call, req):
+    # Reading a card is reading its member's data (like GetCardJournal).
+    call.authorize("member.read", call.card_scope(req.card_no))
+    return admin_pb2.ShowCardResponse(card=card_pb(call.engine.card(int(req.card_no))))
 
 
 @handler("SetCardStatus")
@@ -744,8 +764,9 @@ async def get_card_journal(call: Call, req):
     limit = req.limit or CARD_JOURNAL_DEFAULT
     if not 1 <= limit <= CARD_JOURNAL_MAX:
         raise invalid("VALUE_OUT_OF_RANGE", f"limit is 1..{CARD_JOURNAL_MAX}", field="limit")
-    recs = await call.run(call.engine.card_journal, int(req.card_no), limit)
-    out = admin_pb2.GetCardJournalResponse()
+    recs, next_before = await call.run(cards.card_history, call.engine, int(req.card_no),
+                                       limit, int(req.before_seq))
+    out = admin_pb2.GetCardJournalResponse(next_before_seq=next_before)
     for r in recs:
         after = r["after"]
         out.entries.add(
@@ -755,7 +776,7 @@ async def get_card_journal(call: Call, req):
             amount_fen=int(r["amount_fen"]), principal_delta_fen=int(r["principal_delta_fen"]),
             bonus_delta_fen=int(r["bonus_delta_fen"]), points_delta=int(r["points_delta"]),
             balance_after_fen=int(after["principal_fen"]) + int(after["bonus_fen"]),
-            points_after=int(after["points"]))
+            points_after=int(after["points"]), card_no=int(r["card_no"]))
     return out
 
 

@@ -7,7 +7,7 @@ core.domain.points_admin) awaited through the bridge. A rejected op becomes its 
 the core's reason (RECEIPT_USED, APPROVER_IS_REQUESTER, ...) as ErrorInfo.reason.
 
 Permissions (core.domain.rbac's matrix):
-- card.replace: ReplaceCard, RenewCard (the service desk's card work);
+- card.replace: ReplaceCard, RenewCard, ReadmitCard (the service desk's card work);
 - card.issue: PayAnnualFee (a card fee taken at the counter, like the issue fee);
 - points.adjust: AdjustPoints, MakeUpPoints, RedeemGift, and SetLevel (the requester;
   the approver must hold it in the same scope too);
@@ -100,9 +100,11 @@ def _card_type_pb(t: cards.CardType) -> admin_pb2.CardType:
 
 
 def _card_type(m: admin_pb2.CardType) -> cards.CardType:
+    optional = ("validity_days", "validity_years", "replacement_fee_fen", "recharge_allowed")
     d = {f.name: getattr(m, f.name) for f in dataclasses.fields(cards.CardType)
-         if f.name not in ("validity_days", "replacement_fee_fen", "recharge_allowed")
-         or m.HasField(f.name)}
+         if f.name not in optional or m.HasField(f.name)}
+    if m.HasField("validity_days") and not m.HasField("validity_years"):
+        d["validity_years"] = 0  # a validity in days replaces the default two years
     d["kind"] = int(d["kind"]) or int(cards.CardKind.STORED_VALUE)
     for name in ("recharge_store_ids", "recharge_operator_ids"):
         d[name] = tuple(int(i) for i in d[name])
@@ -173,6 +175,19 @@ async def review_levels(call: Call, req):
         reviewed=int(v.get("reviewed", 0)), kept=int(v.get("kept", 0)),
         downgraded=int(v.get("downgraded", 0)), lapsed=int(v.get("lapsed", 0)),
         outcome=_outcome(r))
+
+
+@handler("ReadmitCard")
+async def readmit_card(call: Call, req):
+    # Taking a former member back in is the service desk's card work, like a renewal.
+    cid = client_id(req)
+    scope = call.card_scope(req.card_no)
+    p = call.authorize("card.replace", scope)
+    r = await call.cold(lambda: levels.readmit(call.engine, int(req.card_no), cid,
+                                               reason=req.reason, operator_id=p.operator_id,
+                                               store_id=scope or 0))
+    return admin_pb2.ReadmitCardResponse(level=int((r.value or {}).get("level", 0)),
+                                         outcome=_outcome(r))
 
 
 @handler("LevelHistory")
