@@ -464,14 +464,17 @@ SINGLE_OP = np.dtype({"names": list(SINGLE_OP_FIELDS),
                       "itemsize": OP.itemsize})
 
 
-def _single_op(req, term: Terminal, op_type: int, category: int = 0, flags: int = 0) -> tuple:
-    """A unary request as one row of SINGLE_OP, checked at the edge."""
+def _single_op(req, term: Terminal, op_type: int, category: int = 0, flags: int = 0, *,
+               zero_amount: bool = False) -> tuple:
+    """A unary request as one row of SINGLE_OP, checked at the edge. zero_amount lets an
+    amount of 0 through to the engine (a refund of 0 reverses an order the coupons paid
+    in full; the engine decides whether the swipe is one)."""
     if len(req.client_id) != CLIENT_ID_BYTES:
         raise invalid("RESULT_CLIENT_ID_INVALID",
                       f"client_id must be {CLIENT_ID_BYTES} bytes, not {len(req.client_id)}")
     if req.card_no == 0:
         raise invalid("RESULT_CARD_NO_INVALID", "card_no must be set")
-    if req.amount_fen <= 0:
+    if req.amount_fen < 0 or (req.amount_fen == 0 and not zero_amount):
         raise invalid("RESULT_AMOUNT_NOT_POSITIVE", "amount_fen must be positive")
     if category >= 65_536:
         raise invalid("VALUE_OUT_OF_RANGE", "category must be 0..65535", column="category")
@@ -691,7 +694,7 @@ class PosService(_Base, pos_pb2_grpc.PosServiceServicer):
     @_rpc(POS, "Refund", "unary")
     async def Refund(self, request, context):
         term = self.auth(context)
-        row = _single_op(request, term, OpType.REFUND)
+        row = _single_op(request, term, OpType.REFUND, zero_amount=True)
         ops = _full_op(row, ref_client_id=request.swipe_client_id)
         res = await self.bridge.start(ops, context)
         if res.codes[0] != Result.OK:

@@ -102,3 +102,36 @@ def test_count_card_over_grpc(srv):
     expect(grpc.StatusCode.FAILED_PRECONDITION, "RESULT_SERVICE_MISMATCH", srv.pos.UseCount,
            pos_pb2.UseCountRequest(client_id=os.urandom(16), card_no=COUNT_CARD, service=8,
                                    uses=1), metadata=srv.md())
+
+
+def test_refund_of_zero_reverses_an_order_the_coupons_paid(srv):
+    """docs/concepts.md: an order paid wholly by coupons is reversed by one refund of 0,
+    which puts the coupons back; the server lets 0 through to the engine for refunds."""
+    coupon = srv.engine.issue_coupons(1, [CARD], os.urandom(16)).result().value["coupon_ids"][0]
+    swipe_id = os.urandom(16)
+    before = srv.engine.card(CARD)
+    paid = srv.pos.Swipe(pos_pb2.SwipeRequest(client_id=swipe_id, card_no=CARD, amount_fen=500,
+                                              coupon_ids=[coupon]), metadata=srv.md()).result
+    # 500 at 95% is 475 payable, all of it off the 5-yuan coupon: nothing paid.
+    assert (paid.payable_fen, paid.coupon_fen, paid.principal_delta_fen) == (475, 475, 0)
+    assert srv.engine.coupon(coupon)["redeemed_seq"] == paid.seq
+    refund = pos_pb2.RefundRequest(client_id=os.urandom(16), card_no=CARD,
+                                   swipe_client_id=swipe_id, amount_fen=0)
+    r = srv.pos.Refund(refund, metadata=srv.md()).result
+    assert r.code == types_pb2.RESULT_OK and not r.replayed
+    assert (r.principal_delta_fen, r.bonus_delta_fen) == (0, 0)
+    assert srv.engine.coupon(coupon)["redeemed_seq"] == 0, "the coupon is back, usable again"
+    assert srv.engine.card(CARD)["principal_fen"] == before["principal_fen"]
+    assert srv.pos.Refund(refund, metadata=srv.md()).result.replayed
+    # Once only, and never for an order that was paid; a negative amount stops at the edge.
+    expect(grpc.StatusCode.FAILED_PRECONDITION, "RESULT_REFUND_EXCEEDS_PAID", srv.pos.Refund,
+           pos_pb2.RefundRequest(client_id=os.urandom(16), card_no=CARD,
+                                 swipe_client_id=swipe_id, amount_fen=0), metadata=srv.md())
+    paid_id = os.urandom(16)
+    srv.pos.Swipe(pos_pb2.SwipeRequest(client_id=paid_id, card_no=CARD, amount_fen=1_000),
+                  metadata=srv.md())
+    for amount in (0, -1):
+        expect(grpc.StatusCode.INVALID_ARGUMENT, "RESULT_AMOUNT_NOT_POSITIVE", srv.pos.Refund,
+               pos_pb2.RefundRequest(client_id=os.urandom(16), card_no=CARD,
+                                     swipe_client_id=paid_id, amount_fen=amount),
+               metadata=srv.md())
