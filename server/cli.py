@@ -184,6 +184,44 @@ def _cmd_backup(args) -> int:
     return 0
 
 
+# Options whose value is a secret that may begin with "-": a token issued before tokens
+# stopped doing so, or a password. argparse reads `--session -x...` as two options.
+SECRET_OPTIONS = frozenset({"--session", "--token", "--bootstrap-token", "--password",
+                            "--admin-password", "--old-password", "--new-password"})
+
+
+def _option_strings(parser: argparse.ArgumentParser) -> set[str]:
+    """Every option string of parser and its subcommands."""
+    out: set[str] = set()
+    for action in parser._actions:
+        out.update(action.option_strings)
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                out |= _option_strings(sub)
+    return out
+
+
+def join_secret_values(argv: list[str], known: set[str]) -> list[str]:
+    """`--session -x...` as `--session=-x...`: a secret option takes the next argument
+    as its value even when it starts with "-", unless that argument is itself one of
+    mms's options (the value was left out). `--session=-x...` needs no help."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--":
+            out += argv[i:]
+            break
+        if (arg in SECRET_OPTIONS and i + 1 < len(argv) and argv[i + 1].startswith("-")
+                and argv[i + 1] not in known and argv[i + 1] != "--"):
+            out.append(f"{arg}={argv[i + 1]}")
+            i += 2
+            continue
+        out.append(arg)
+        i += 1
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     # `mms bench engine ...` belongs to core.bench; hand it the rest untouched.
@@ -191,7 +229,8 @@ def main(argv: list[str] | None = None) -> int:
         from core.bench import main_engine
 
         return main_engine(argv[2:])
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(join_secret_values(argv, _option_strings(parser)))
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return int(args.func(args) or 0)
