@@ -278,3 +278,33 @@ def test_disable_ends_sessions(env):
     oid = env.chain.operator_by_login("temp").operator_id
     env.call("root", "DisableOperator", admin_pb2.DisableOperatorRequest(client_id=cid(), operator_id=oid))
     assert failure(env.call, "temp", "AuditLog", admin_pb2.AuditLogRequest())[1] == "SESSION_INVALID"
+
+
+def test_hq_admin_imports_members_and_issues_cards_for_the_whole_chain(env):
+    """The chain role admin holds member.write and card.issue for every store (issue 8):
+    HQ imports a file naming two stores and issues cards to both; it still moves no
+    money, and a store role's rows for another store are refused per row."""
+    text = ("name,phone,home_store_id\nHQ Eleven,13600000011,11\n"
+            "HQ Twelve,13600000012,12\n").encode()
+
+    def upload(who: str, data: bytes):
+        msgs = [admin_pb2.ImportMembersRequest(file_name="hq.csv", chunk=data)]
+        return env.admin.ImportMembers(iter(msgs), metadata=env.md(who), timeout=30)
+
+    r = upload("root", text)
+    assert (r.rows, r.created, r.errors) == (2, 2, 0)
+    found = {m.profile.home_store_id: m.member_id for m in env.call(
+        "root", "SearchMembers", admin_pb2.SearchMembersRequest(name="HQ", limit=10)).members}
+    assert set(found) == {11, 12}
+    issued = env.call("root", "IssueCards", admin_pb2.IssueCardsRequest(
+        client_id=cid(), card_nos=[77011, 77012], member_ids=[found[11], found[12]]))
+    assert issued.code == types_pb2.RESULT_OK
+    assert env.engine.card(77012)["member_id"] == found[12]
+    # No money: the admin adjusts no points (and has no till).
+    assert failure(env.call, "root", "AdjustPoints", admin_pb2.AdjustPointsRequest(
+        client_id=cid(), card_no=77011, delta=10, reason="x"))[1] == "PERMISSION_NOT_GRANTED"
+    # Store roles keep their store: a cashier's file naming store 12 is refused per row.
+    mixed = upload("cash11", "name,phone,home_store_id\nC Twelve,13600000112,12\n".encode())
+    assert (mixed.created, mixed.errors) == (0, 1)
+    assert failure(env.call, "cash11", "IssueCards", admin_pb2.IssueCardsRequest(
+        client_id=cid(), card_nos=[77013], member_ids=[found[12]]))[1] == "OTHER_STORE"
