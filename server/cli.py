@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import os
 import sys
@@ -25,11 +26,10 @@ def _cmd_serve(args) -> int:
     if not data:
         print("mms serve: --data DIR is required (or data = ... in --config)", file=sys.stderr)
         return 2
-    if not cfg.terminals_file and not args.no_terminals_file:
-        print("mms serve: a terminals registry is required (--terminals FILE or "
-              "terminals_file = ... in --config; create one with `mms terminal add --file`), "
-              "or --no-terminals-file to use only the chain's terminals", file=sys.stderr)
-        return 2
+    if args.no_terminals_file:
+        cfg.terminals_file = None
+    # Without a terminals file the server takes the chain's terminal tokens only (issued
+    # with `mms terminal add --store-id S`); serve() says so when it starts.
     return asyncio.run(serve(data, cfg))
 
 
@@ -48,10 +48,16 @@ def _cmd_terminal_add(args) -> int:
         print(f"terminal {args.terminal_id} exists in {args.file}", file=sys.stderr)
         return 1
     token = new_token()
-    terms.append(Terminal(args.terminal_id, args.store_id, token_hash(token), args.role, args.name))
+    term = Terminal(args.terminal_id, args.store_id, token_hash(token), args.role, args.name)
+    terms.append(term)
     save_terminals(args.file, terms)
     # The token is shown once; only its hash is stored.
-    print(token)
+    if args.json:
+        print(json.dumps({"terminal_id": term.terminal_id, "store_id": term.store_id,
+                          "role": term.role, "name": term.name, "file": args.file,
+                          "token": token}, ensure_ascii=False))
+    else:
+        print(token)
     return 0
 
 
@@ -103,7 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--config", help="TOML config file (see docs/operating.md)")
     s.add_argument("--terminals", help="terminals registry JSON (overrides the config)")
     s.add_argument("--no-terminals-file", action="store_true",
-                   help="serve without a terminals file: only the chain's terminal tokens")
+                   help="ignore the config's terminals file: only the chain's terminal tokens "
+                        "(the default without --terminals or terminals_file)")
     s.set_defaults(func=_cmd_serve)
 
     t = sub.add_parser("terminal", help="terminal tokens: in a registry file (--file) or in "

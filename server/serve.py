@@ -73,6 +73,9 @@ async def serve(data: str, cfg: ServeConfig, *, out=sys.stdout, started=None) ->
         print(f"mms: serving grpc={host}:{srv.port} metrics="
               f"{f'http://{mhost}:{srv.metrics_port}/metrics' if srv.metrics_port else 'off'}",
               file=out, flush=True)
+        if not cfg.terminals_file:
+            print("mms: no terminals file: the chain's terminal tokens only "
+                  "(`mms terminal add --store-id S`)", file=out, flush=True)
         if token is not None:
             print(f"mms: the chain is empty; `mms chain bootstrap` takes the token in "
                   f"{os.path.join(data, BOOTSTRAP_TOKEN_FILE)}", file=out, flush=True)
