@@ -79,12 +79,23 @@ _CODE_OF_RESULT = {
     Result.CARD_NO_INVALID: grpc.StatusCode.INVALID_ARGUMENT,
     Result.CARD_EXISTS: grpc.StatusCode.ALREADY_EXISTS,
     Result.RECHARGE_NOT_ALLOWED: grpc.StatusCode.PERMISSION_DENIED,
+    # Malformed input is the client's error; everything else (PIN, points, uses,
+    # coupons, refunds) is the state of the card or the swipe: FAILED_PRECONDITION.
+    Result.ITEMS_INVALID: grpc.StatusCode.INVALID_ARGUMENT,
+    Result.OFFSET_INVALID: grpc.StatusCode.INVALID_ARGUMENT,
+    Result.COUPONS_INVALID: grpc.StatusCode.INVALID_ARGUMENT,
+    # The generic results of admin ops' own refusals (with a reason of the core op).
+    Result.INVALID_ARGUMENT: grpc.StatusCode.INVALID_ARGUMENT,
+    Result.NOT_FOUND: grpc.StatusCode.NOT_FOUND,
+    Result.ALREADY_EXISTS: grpc.StatusCode.ALREADY_EXISTS,
+    Result.PERMISSION_DENIED: grpc.StatusCode.PERMISSION_DENIED,
 }
-# Results the engine added for the domain work (issue 4): malformed input is the
-# client's error; everything else (PIN, points, uses) is the card's state.
-for _name in ("ITEMS_INVALID", "OFFSET_INVALID"):
-    if hasattr(Result, _name):
-        _CODE_OF_RESULT[Result[_name]] = grpc.StatusCode.INVALID_ARGUMENT
+# docs/api.md's result table lists every Result with this status (tests/test_docs.py).
+
+
+def result_status(code: int) -> grpc.StatusCode:
+    """The gRPC status of a rejected op's engine Result."""
+    return _CODE_OF_RESULT.get(Result(int(code)), grpc.StatusCode.FAILED_PRECONDITION)
 
 
 def result_reason(code: int) -> str:
@@ -108,9 +119,8 @@ class RpcFailure(Exception):
 
     @classmethod
     def of_result(cls, code: int, message: str = "", **metadata: str) -> RpcFailure:
-        status = _CODE_OF_RESULT.get(Result(int(code)), grpc.StatusCode.FAILED_PRECONDITION)
         reason = result_reason(code)
-        return cls(status, reason, message or reason, metadata)
+        return cls(result_status(code), reason, message or reason, metadata)
 
     def trailing_metadata(self):
         info = error_details_pb2.ErrorInfo(reason=self.reason, domain=ERROR_DOMAIN,

@@ -308,3 +308,47 @@ def test_hq_admin_imports_members_and_issues_cards_for_the_whole_chain(env):
     assert (mixed.created, mixed.errors) == (0, 1)
     assert failure(env.call, "cash11", "IssueCards", admin_pb2.IssueCardsRequest(
         client_id=cid(), card_nos=[77013], member_ids=[found[12]]))[1] == "OTHER_STORE"
+
+
+def test_set_rules_changes_the_fields_it_names(env):
+    """SetRules replaces each field it names whole and keeps the others, as admin.proto
+    and docs/api.md say (they said it replaced the rules)."""
+    import json as _json
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    proto = (root / "proto" / "mms" / "v1" / "admin.proto").read_text()
+    assert "SetRules replaces the rules" not in proto
+    assert "a field not given keeps its value" in proto
+    api = " ".join((root / "docs" / "api.md").read_text().split())
+    assert "the fields it does not name keep their values" in api
+
+    def rules():
+        return _json.loads(env.call("mkt", "GetRules", admin_pb2.GetRulesRequest()).rules_json)
+
+    def put(doc: dict):
+        return env.call("mkt", "SetRules", admin_pb2.SetRulesRequest(
+            client_id=cid(), rules_json=_json.dumps(doc)))
+
+    original = rules()
+    put({"levels": [{"name": "regular"}, {"name": "silver", "discount_bp": 9_800,
+                                          "up_points": 10_000}],
+         "tiers": [{"min_pay_fen": 10_000, "bonus_fen": 1_000}]})
+    before = rules()
+    r = put({"rounding": "floor", "tiers": [{"min_pay_fen": 50_000, "bonus_fen": 8_000}]})
+    after = rules()
+    assert after["rounding"] == "floor" and after["version"] == r.version
+    assert after["tiers"] == [{**before["tiers"][0], "min_pay_fen": 50_000, "bonus_fen": 8_000}]
+    assert after["levels"] == before["levels"], "a field not named keeps its value"
+    unchanged = {k: v for k, v in after.items() if k not in ("rounding", "tiers", "version")}
+    assert unchanged == {k: v for k, v in before.items() if k not in ("rounding", "tiers",
+                                                                      "version")}
+    put({"tiers": []})
+    assert rules()["tiers"] == [] and rules()["levels"] == before["levels"]
+    for bad in ({"no_such_rule": 1}, {"rounding": "sideways"}):
+        code, reason = failure(put, bad)
+        assert (code, reason) == (grpc.StatusCode.INVALID_ARGUMENT, "RULES_INVALID")
+    assert rules()["rounding"] == "floor"
+    put({k: v for k, v in original.items() if k != "version"})
+    assert {k: v for k, v in rules().items() if k != "version"} == \
+        {k: v for k, v in original.items() if k != "version"}

@@ -4,6 +4,7 @@ refunds and count cards, against the real server on loopback."""
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import grpc
 import pytest
@@ -14,6 +15,7 @@ from core.rules import CouponTemplate, LevelRule
 from server.mms_pb import pos_pb2, types_pb2
 
 CARD, COUNT_CARD = 5001, 5002
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
@@ -135,3 +137,31 @@ def test_refund_of_zero_reverses_an_order_the_coupons_paid(srv):
                pos_pb2.RefundRequest(client_id=os.urandom(16), card_no=CARD,
                                      swipe_client_id=paid_id, amount_fen=amount),
                metadata=srv.md())
+
+
+def test_spend_total_grows_by_what_was_paid_as_the_card_documents(srv):
+    """Card.spend_total_fen is what the member paid: the payable less coupons and the
+    points offset (issue 8: the proto called it the payable). A group-buy order (flag 2)
+    earns no points but counts as spend."""
+    lines = (ROOT / "proto" / "mms" / "v1" / "types.proto").read_text().splitlines()
+    at = next(i for i, line in enumerate(lines) if "int64 spend_total_fen" in line)
+    comment = []
+    while lines[at - 1 - len(comment)].strip().startswith("//"):
+        comment.append(lines[at - 1 - len(comment)].strip().removeprefix("// "))
+    doc = " ".join(reversed(comment))
+    assert "less its coupons and its points offset" in doc, doc
+    coupon = srv.engine.issue_coupons(1, [CARD], os.urandom(16)).result().value["coupon_ids"][0]
+    srv.pos.Swipe(pos_pb2.SwipeRequest(client_id=os.urandom(16), card_no=CARD,
+                                       amount_fen=20_000), metadata=srv.md())  # 190 points
+    before = srv.pos.GetCard(pos_pb2.GetCardRequest(card_no=CARD), metadata=srv.md()).card
+    r = srv.pos.Swipe(pos_pb2.SwipeRequest(client_id=os.urandom(16), card_no=CARD,
+                                           amount_fen=4_000, points_offset=100,
+                                           coupon_ids=[coupon]), metadata=srv.md()).result
+    # 4,000 at 95% = 3,800 payable; 500 off the coupon, 100 points = 100 fen: 3,200 paid.
+    assert (r.payable_fen, r.coupon_fen, r.offset_fen) == (3_800, 500, 100)
+    group = srv.pos.Swipe(pos_pb2.SwipeRequest(client_id=os.urandom(16), card_no=CARD,
+                                               amount_fen=1_000, flags=2),
+                          metadata=srv.md()).result
+    assert group.points_delta == 0 and group.payable_fen == 950
+    after = srv.pos.GetCard(pos_pb2.GetCardRequest(card_no=CARD), metadata=srv.md()).card
+    assert after.spend_total_fen - before.spend_total_fen == 3_200 + 950
