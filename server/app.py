@@ -24,7 +24,9 @@ from grpc_reflection.v1alpha import reflection
 from grpc_status import rpc_status
 
 from core import EngineClosed, Overloaded
-from core.records import ITEM, OP, ItemFlag, OpType, Result
+from core.rbac import PermissionDenied
+from core.rbac import authorize as rbac_authorize
+from core.records import ITEM, OP, ItemFlag, OpFlag, OpType, Result
 from server.auth import ChainTerminals, Registry, Terminal, TerminalSources, bearer_token
 from server.metrics import HttpEndpoint, Metrics
 from server.mms_pb import (
@@ -575,6 +577,40 @@ ADMIN = "mms.v1.AdminService"
 
 
 class PosService(_Base, pos_pb2_grpc.PosServiceServicer):
+    def __init__(self, bridge: Bridge, registry, metrics: Metrics, *, chain=None) -> None:
+        """chain (core.chain.Chain), when the server has one, holds the operators whose
+        sessions authorize refunds and the chain's refund policy (ChainConfig)."""
+        super().__init__(bridge, registry, metrics)
+        self.chain = chain
+
+    def _refund_operator(self, request, term: Terminal) -> int:
+        """The operator a refund at this till is journalled as, once their session shows
+        they may refund at the till's store (docs/api.md, Refund). A server without a
+        chain has no operators: the till alone refunds, as the request names."""
+        if self.chain is None or self.chain.config.refund_auth == "terminal":
+            return request.operator_id
+        if not request.operator_session:
+            raise RpcFailure(grpc.StatusCode.PERMISSION_DENIED, "OPERATOR_REQUIRED",
+                             "a refund needs operator_session: the session of an operator "
+                             "who may refund at this store", {"permission": "refund"})
+        p = self.chain.principal(request.operator_session)
+        if p is None:
+            raise RpcFailure(grpc.StatusCode.UNAUTHENTICATED, "SESSION_INVALID",
+                             "operator_session is unknown, ended or expired",
+                             {"field": "operator_session"})
+        try:
+            rbac_authorize(p, "refund", term.store_id)
+        except PermissionDenied as e:
+            raise RpcFailure(grpc.StatusCode.PERMISSION_DENIED, e.reason, str(e),
+                             {"permission": "refund", "operator_id": str(p.operator_id),
+                              "store_id": str(term.store_id)}) from None
+        if request.operator_id and request.operator_id != p.operator_id:
+            raise RpcFailure(grpc.StatusCode.PERMISSION_DENIED, "OPERATOR_MISMATCH",
+                             f"operator_id {request.operator_id} is not the operator of "
+                             f"operator_session ({p.operator_id})",
+                             {"operator_id": str(p.operator_id)})
+        return int(p.operator_id)
+
     @_rpc(POS, "Swipe", "unary")
     async def Swipe(self, request, context):
         term = self.auth(context)
@@ -704,11 +740,22 @@ class PosService(_Base, pos_pb2_grpc.PosServiceServicer):
     @_rpc(POS, "Refund", "unary")
     async def Refund(self, request, context):
         term = self.auth(context)
+        operator_id = self._refund_operator(request, term)
         row = _single_op(request, term, OpType.REFUND, zero_amount=True)
+        row = (*row[:6], operator_id, *row[7:])  # SINGLE_OP_FIELDS[6] is operator_id
         ops = _full_op(row, ref_client_id=request.swipe_client_id)
+        if self.chain is None or not self.chain.config.cross_store_refunds:
+            # The engine refuses (PERMISSION_DENIED) a refund of another store's sale.
+            ops["op_flags"] = int(ops["op_flags"][0]) | OpFlag.REFUND_OWN_STORE
         res = await self.bridge.start(ops, context)
-        if res.codes[0] != Result.OK:
-            raise RpcFailure.of_result(res.codes[0], replayed=str(bool(res.replayed[0])).lower())
+        code, replayed = int(res.codes[0]), str(bool(res.replayed[0])).lower()
+        if code == Result.PERMISSION_DENIED:
+            raise RpcFailure(grpc.StatusCode.PERMISSION_DENIED, "REFUND_OTHER_STORE",
+                             f"the swipe was made at another store than {term.store_id}, and "
+                             "the chain takes refunds at the store of the sale only",
+                             {"store_id": str(term.store_id), "replayed": replayed})
+        if code != Result.OK:
+            raise RpcFailure.of_result(code, replayed=replayed)
         return pos_pb2.RefundResponse(result=encode_one(res, 0))
 
     @_rpc(POS, "UseCount", "unary")
@@ -802,7 +849,7 @@ class MmsServer:
         from server.admin import AdminService  # it builds on this module
 
         pos_pb2_grpc.add_PosServiceServicer_to_server(
-            PosService(self.bridge, terminals, self.metrics), self.server)
+            PosService(self.bridge, terminals, self.metrics, chain=self.chain), self.server)
         admin_pb2_grpc.add_AdminServiceServicer_to_server(
             AdminService(self.bridge, self.registry, self.metrics, chain=self.chain,
                          members=self.members, bootstrap_token=self.bootstrap_token),

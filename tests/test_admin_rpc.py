@@ -30,9 +30,9 @@ def cid() -> bytes:
 
 
 class Env:
-    def __init__(self, data: str) -> None:
+    def __init__(self, data: str, config: ChainConfig = CHEAP) -> None:
         self.engine = Engine(data)
-        self.chain = Chain(self.engine, CHEAP)
+        self.chain = Chain(self.engine, config)
         self.members = MemberStore(self.engine, key=bytes(32))
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)

@@ -165,3 +165,19 @@ def test_spend_total_grows_by_what_was_paid_as_the_card_documents(srv):
     assert group.points_delta == 0 and group.payable_fen == 950
     after = srv.pos.GetCard(pos_pb2.GetCardRequest(card_no=CARD), metadata=srv.md()).card
     assert after.spend_total_fen - before.spend_total_fen == 3_200 + 950
+
+
+def test_a_till_refunds_only_its_own_store_sales_without_a_chain(srv):
+    """A server without a chain has no operators; its tills still refund only what was
+    sold at their store (a store B till refunded a store A sale, issue 8)."""
+    sale = os.urandom(16)
+    srv.pos.Swipe(pos_pb2.SwipeRequest(client_id=sale, card_no=CARD, amount_fen=1_000),
+                  metadata=srv.md())
+    before = srv.engine.card(CARD)
+    req = pos_pb2.RefundRequest(client_id=os.urandom(16), card_no=CARD, swipe_client_id=sale,
+                                amount_fen=950)
+    info = expect(grpc.StatusCode.PERMISSION_DENIED, "REFUND_OTHER_STORE", srv.pos.Refund, req,
+                  metadata=srv.md("other"))
+    assert info.metadata["replayed"] == "false"
+    assert srv.engine.card(CARD) == before
+    assert srv.pos.Refund(req, metadata=srv.md()).result.principal_delta_fen == 950
