@@ -58,6 +58,10 @@ async def serve(data: str, cfg: ServeConfig, *, out=sys.stdout, started=None) ->
                         inflight_ops_max=cfg.inflight_ops_max, chain=chain, members=members,
                         bootstrap_token=token)
         await srv.start()
+        st = engine.stats()
+        # Tools and tests read this line too: how much journal this start replayed.
+        print(f"mms: recovered {st['recovered_records']} journal records; checkpoint at seq "
+              f"{st['checkpoint_seq']} of {st['last_seq']}", file=out, flush=True)
         # Everything made at start-up (the member index, protobuf descriptors, grpc)
         # lives as long as the server: out of the collector's sight, a full collection
         # walks only what requests create, so it no longer pauses the loop for long.
