@@ -742,7 +742,8 @@ class PosService(_Base, pos_pb2_grpc.PosServiceServicer):
         term = self.auth(context)
         operator_id = self._refund_operator(request, term)
         row = _single_op(request, term, OpType.REFUND, zero_amount=True)
-        row = (*row[:6], operator_id, *row[7:])  # SINGLE_OP_FIELDS[6] is operator_id
+        k = SINGLE_OP_FIELDS.index("operator_id")
+        row = (*row[:k], operator_id, *row[k + 1:])
         ops = _full_op(row, ref_client_id=request.swipe_client_id)
         if self.chain is None or not self.chain.config.cross_store_refunds:
             # The engine refuses (PERMISSION_DENIED) a refund of another store's sale.
