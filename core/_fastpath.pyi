@@ -5,6 +5,7 @@ from enum import IntEnum
 
 import numpy as np
 
+# --- enums (python3 -m core._layoutgen rewrites this part from the compiled module) ---
 class OpType(IntEnum):
     OP_TYPE_UNSPECIFIED = 0
     SWIPE = 1
@@ -84,6 +85,7 @@ class RecordKind(IntEnum):
 class OpFlag(IntEnum):
     PAY_EXTERNAL = 1
     GROUP_BUY = 2
+    REFUND_OWN_STORE = 4
 
 class CardFlag(IntEnum):
     CARD_FLAG_MEMBERSHIP_LAPSED = 1
@@ -103,6 +105,8 @@ class CouponStatus(IntEnum):
 
 class ItemFlag(IntEnum):
     ITEM_NO_POINTS = 1
+
+# --- end of enums ---
 
 COUPONS_PER_OP: int
 YEARS_ADD_MAX: int

@@ -120,6 +120,7 @@ cpdef enum RecordKind:
 cpdef enum OpFlag:
     PAY_EXTERNAL = 1                # paid outside stored value: discount and points only
     GROUP_BUY = 2                   # a group-buy order: earns no points
+    REFUND_OWN_STORE = 4            # a refund only of a swipe made at the op's store
 
 
 cpdef enum CardFlag:
@@ -1106,6 +1107,9 @@ cdef inline uint8_t do_refund(const Op *op, Card *c, JournalRec *rec, const Rule
         return REFUND_NOT_REFUNDABLE
     if not swipe_card:
         return REFUND_CARD_MISMATCH
+    if (op.op_flags & REFUND_OWN_STORE) and orig.store_id != op.store_id:
+        # The server sets the flag unless the chain takes refunds of other stores' sales.
+        return PERMISSION_DENIED
     paid = orig.payable_fen - orig.coupon_fen
     if paid == 0 and op.amount_fen == 0:
         # Coupons paid the whole order: its reversal gives no money back, only the

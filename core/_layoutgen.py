@@ -81,6 +81,32 @@ def generate() -> str:
     return render(packed_structs(PXD.read_text()))
 
 
+PYI = HERE / "_fastpath.pyi"
+ENUMS = ("OpType", "Result", "CardStatus", "RecordKind", "OpFlag", "CardFlag", "CouponKind",
+         "CouponStatus", "ItemFlag")
+_ENUMS_BEGIN = "# --- enums (python3 -m core._layoutgen rewrites this part from the compiled module) ---\n"
+_ENUMS_END = "# --- end of enums ---\n"
+
+
+def stub_with_enums(stub_text: str) -> str:
+    """The type stub with its enum classes written from the compiled module's enums."""
+    from core import _fastpath
+    body = []
+    for name in ENUMS:
+        body.append(f"class {name}(IntEnum):\n")
+        body.extend(f"    {m.name} = {int(m)}\n" for m in getattr(_fastpath, name))
+        body.append("\n")
+    head, rest = stub_text.split(_ENUMS_BEGIN)
+    _old, tail = rest.split(_ENUMS_END)
+    return head + _ENUMS_BEGIN + "".join(body) + _ENUMS_END + tail
+
+
 if __name__ == "__main__":
     PXI.write_text(generate())
     print(PXI, file=sys.stderr)
+    try:
+        PYI.write_text(stub_with_enums(PYI.read_text()))
+        print(PYI, file=sys.stderr)
+    except ImportError:
+        print("core._fastpath is not built: build it, then run this again for the stub's enums",
+              file=sys.stderr)

@@ -680,6 +680,8 @@ def refund(op: dict, card: dict, ctx: Ctx) -> dict:
         raise Rejected(Result.REFUND_NOT_REFUNDABLE)
     if orig["card_no"] != op["card_no"]:
         raise Rejected(Result.REFUND_CARD_MISMATCH)
+    if op["op_flags"] & OpFlag.REFUND_OWN_STORE and orig["store_id"] != op["store_id"]:
+        raise Rejected(Result.PERMISSION_DENIED)
     paid = orig["payable_fen"] - orig["coupon_fen"]
     amount = op["amount_fen"]
     if paid == 0 and amount == 0:

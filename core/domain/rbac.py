@@ -54,12 +54,15 @@ PERMISSIONS: tuple[str, ...] = (
 _P = frozenset
 
 MATRIX: dict[Role, frozenset[str]] = {
-    # Runs the system: the chain's structure, staff, terminals and configuration. Handles
-    # no money, no member changes and no coupons: those belong to the people who answer
-    # for them, and an admin account is the one most worth stealing.
+    # Runs the system: the chain's structure, staff, terminals and configuration, and
+    # HQ's share of the membership: importing the chain's members (a migration, a new
+    # store's list) and issuing card stock for any store. Handles no money (recharges,
+    # swipes, refunds, point corrections) and no coupons: those belong to the people who
+    # answer for them, and an admin account is the one most worth stealing.
     # It also runs the integrations, such as the sender that drains member notices.
     Role.ADMIN: _P({"chain.write", "operator.write", "terminal.write", "rules.write",
-                    "member.read", "report.read", "audit.read", "notify.send"}),
+                    "member.read", "member.write", "card.issue", "report.read",
+                    "audit.read", "notify.send"}),
     # Answers for one store: every counter operation including refunds and point
     # corrections, its staff (cashiers, customer service) and terminals, its reports
     # and exports, and the audit trail of what its staff did.

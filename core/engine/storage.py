@@ -208,6 +208,9 @@ class Store:
             txn.put(u64(seq), int(now_s).to_bytes(8, "little", signed=True) + ids.tobytes(),
                     db=self.db["ids"])
         txn.put(b"checkpoint_seq", u64(seq), db=self.db["meta"])
+        # The engine's clock at the checkpoint: a restarted engine times the next one
+        # from here, not from its own start.
+        txn.put(b"checkpoint_time_s", u64(max(0, int(now_s))), db=self.db["meta"])
         txn.put(b"n_cards", u64(n_cards), db=self.db["meta"])
         txn.put(b"n_coupons", u64(n_coupons), db=self.db["meta"])
 

@@ -113,7 +113,14 @@ class EngineConfig:
     commit_window_us: int = 200
     map_size_bytes: int = 1 << 30
     checkpoint_ops: int = 1_000_000
+    # Timed from the last checkpoint's wall time (meta checkpoint_time_s), also across
+    # restarts, so a server restarted often still checkpoints.
     checkpoint_interval_s: int = 60
+    # A recovery that replayed more journal records than this checkpoints before the
+    # engine takes any op, so the next start does not replay them again: after any
+    # sequence of crashes a start replays at most what one run wrote after its last
+    # checkpoint. Replay costs ~18 us a record, so 50,000 is about a second.
+    recovery_checkpoint_records: int = 50_000
     # Chunks (256 cards or coupons, up to 64 KiB) a checkpoint round writes per group
     # commit, inside it: 4 MiB more in a commit that writes ~1.7 MB of journal for 4,096
     # ops, so a checkpoint of 1,000,000 cards spreads over ~60 commits instead of
@@ -141,6 +148,8 @@ class EngineConfig:
             raise ValueError("queue_max_ops must be at least batch_max")
         if self.commit_window_us < 0 or self.checkpoint_ops < 1 or self.checkpoint_interval_s < 1:
             raise ValueError("commit_window_us >= 0, checkpoint_ops >= 1, checkpoint_interval_s >= 1")
+        if self.recovery_checkpoint_records < 0:
+            raise ValueError("recovery_checkpoint_records >= 0")
         if self.checkpoint_chunks_per_commit < 1 or self.id_prune_interval_s < 1:
             raise ValueError("checkpoint_chunks_per_commit >= 1, id_prune_interval_s >= 1")
 
@@ -539,6 +548,13 @@ class Engine:
         if self.config.rollups:
             self.rollups = Rollups(self.store, self._rules_config.tz_offset_s,
                                    grow=self._grow_for_rollups)
+        self.recovered_records = self._since_checkpoint
+        if self.recovered_records > self.config.recovery_checkpoint_records:
+            # Before the threads start: nothing else touches the tables yet.
+            self._start_round()
+            self._advance_round(len(self._round.chunks))
+            log.info("checkpointed at %d after replaying %d records", self._checkpoint_seq,
+                     self.recovered_records)
         self._committer = threading.Thread(target=self._commit_loop, name="mms-committer",
                                            daemon=True)
         self._writer = threading.Thread(target=self._run, name="mms-applier", daemon=True)
@@ -563,6 +579,11 @@ class Engine:
         now = self.clock()
         with self.store.read() as txn:
             checkpoint_seq = self.store.meta_int(txn, b"checkpoint_seq")
+            # A data directory from before checkpoint_time_s: its checkpoint counts as
+            # due; a new one has had none yet, and its interval starts now.
+            checkpoint_time_s = self.store.meta_int(
+                txn, b"checkpoint_time_s",
+                now - self.config.checkpoint_interval_s if checkpoint_seq else now)
             n_cards = self.store.meta_int(txn, b"n_cards")
             rules_version = self.store.meta_int(txn, b"rules_version")
             raw_rules = txn.get(u32(rules_version), db=self.store.db["rules"]) if rules_version else None
@@ -624,7 +645,8 @@ class Engine:
                 txn.put(b"rules_version", u32(1), db=self.store.db["meta"])
         self._type_limits = self._load_type_limits()
         self._rules = self._rules_config.compile(self._pin_key, self._type_limits)
-        self._last_checkpoint_time = time.monotonic()
+        # The interval runs from the last checkpoint's time, not from this start.
+        self._last_checkpoint_time = time.monotonic() - max(0, now - checkpoint_time_s)
         if self._since_checkpoint:
             log.info("recovered %d records after checkpoint %d", self._since_checkpoint, checkpoint_seq)
 
@@ -1126,7 +1148,8 @@ class Engine:
             queued = self._queued_ops
         return {"queue_ops": queued, "last_seq": self._last_seq, "n_cards": self._n_cards,
                 "map_size_bytes": size, "map_used_bytes": used, "commits": self._commits,
-                "checkpoint_seq": self._checkpoint_seq, "rules_version": self._rules.version}
+                "checkpoint_seq": self._checkpoint_seq, "rules_version": self._rules.version,
+                "recovered_records": self.recovered_records}
 
     # --- the writer -------------------------------------------------------------------
     #

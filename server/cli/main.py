@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import os
 import sys
@@ -25,11 +26,10 @@ def _cmd_serve(args) -> int:
     if not data:
         print("mms serve: --data DIR is required (or data = ... in --config)", file=sys.stderr)
         return 2
-    if not cfg.terminals_file and not args.no_terminals_file:
-        print("mms serve: a terminals registry is required (--terminals FILE or "
-              "terminals_file = ... in --config; create one with `mms terminal add --file`), "
-              "or --no-terminals-file to use only the chain's terminals", file=sys.stderr)
-        return 2
+    if args.no_terminals_file:
+        cfg.terminals_file = None
+    # Without a terminals file the server takes the chain's terminal tokens only (issued
+    # with `mms terminal add --store-id S`); serve() says so when it starts.
     return asyncio.run(serve(data, cfg))
 
 
@@ -48,10 +48,16 @@ def _cmd_terminal_add(args) -> int:
         print(f"terminal {args.terminal_id} exists in {args.file}", file=sys.stderr)
         return 1
     token = new_token()
-    terms.append(Terminal(args.terminal_id, args.store_id, token_hash(token), args.role, args.name))
+    term = Terminal(args.terminal_id, args.store_id, token_hash(token), args.role, args.name)
+    terms.append(term)
     save_terminals(args.file, terms)
     # The token is shown once; only its hash is stored.
-    print(token)
+    if args.json:
+        print(json.dumps({"terminal_id": term.terminal_id, "store_id": term.store_id,
+                          "role": term.role, "name": term.name, "file": args.file,
+                          "token": token}, ensure_ascii=False))
+    else:
+        print(token)
     return 0
 
 
@@ -98,7 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--config", help="TOML config file (see docs/operating.md)")
     s.add_argument("--terminals", help="terminals registry JSON (overrides the config)")
     s.add_argument("--no-terminals-file", action="store_true",
-                   help="serve without a terminals file: only the chain's terminal tokens")
+                   help="ignore the config's terminals file: only the chain's terminal tokens "
+                        "(the default without --terminals or terminals_file)")
     s.set_defaults(func=_cmd_serve)
 
     t = sub.add_parser("terminal", help="terminal tokens: in a registry file (--file) or in "
@@ -179,6 +186,44 @@ def _cmd_backup(args) -> int:
     return 0
 
 
+# Options whose value is a secret that may begin with "-": a token issued before tokens
+# stopped doing so, or a password. argparse reads `--session -x...` as two options.
+SECRET_OPTIONS = frozenset({"--session", "--token", "--bootstrap-token", "--password",
+                            "--admin-password", "--old-password", "--new-password"})
+
+
+def _option_strings(parser: argparse.ArgumentParser) -> set[str]:
+    """Every option string of parser and its subcommands."""
+    out: set[str] = set()
+    for action in parser._actions:
+        out.update(action.option_strings)
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                out |= _option_strings(sub)
+    return out
+
+
+def join_secret_values(argv: list[str], known: set[str]) -> list[str]:
+    """`--session -x...` as `--session=-x...`: a secret option takes the next argument
+    as its value even when it starts with "-", unless that argument is itself one of
+    mms's options (the value was left out). `--session=-x...` needs no help."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--":
+            out += argv[i:]
+            break
+        if (arg in SECRET_OPTIONS and i + 1 < len(argv) and argv[i + 1].startswith("-")
+                and argv[i + 1] not in known and argv[i + 1] != "--"):
+            out.append(f"{arg}={argv[i + 1]}")
+            i += 2
+            continue
+        out.append(arg)
+        i += 1
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     # `mms bench engine ...` belongs to server.tools.bench_engine; hand it the rest untouched.
@@ -186,7 +231,8 @@ def main(argv: list[str] | None = None) -> int:
         from server.tools.bench_engine import main_engine
 
         return main_engine(argv[2:])
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(join_secret_values(argv, _option_strings(parser)))
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return int(args.func(args) or 0)

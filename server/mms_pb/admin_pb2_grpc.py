@@ -677,7 +677,8 @@ class AdminServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def SetRules(self, request, context):
-        """SetRules replaces the rules; they apply from the next batch.
+        """SetRules changes the rules fields it names, each replaced whole; the fields it does
+        not name keep their values. They apply from the next batch.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -162,20 +162,22 @@ class GetCardResponse(_message.Message):
     def __init__(self, card: _Optional[_Union[_types_pb2.Card, _Mapping]] = ...) -> None: ...
 
 class RefundRequest(_message.Message):
-    __slots__ = ("client_id", "card_no", "swipe_client_id", "amount_fen", "operator_id", "store_id")
+    __slots__ = ("client_id", "card_no", "swipe_client_id", "amount_fen", "operator_id", "store_id", "operator_session")
     CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
     CARD_NO_FIELD_NUMBER: _ClassVar[int]
     SWIPE_CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
     AMOUNT_FEN_FIELD_NUMBER: _ClassVar[int]
     OPERATOR_ID_FIELD_NUMBER: _ClassVar[int]
     STORE_ID_FIELD_NUMBER: _ClassVar[int]
+    OPERATOR_SESSION_FIELD_NUMBER: _ClassVar[int]
     client_id: bytes
     card_no: int
     swipe_client_id: bytes
     amount_fen: int
     operator_id: int
     store_id: int
-    def __init__(self, client_id: _Optional[bytes] = ..., card_no: _Optional[int] = ..., swipe_client_id: _Optional[bytes] = ..., amount_fen: _Optional[int] = ..., operator_id: _Optional[int] = ..., store_id: _Optional[int] = ...) -> None: ...
+    operator_session: str
+    def __init__(self, client_id: _Optional[bytes] = ..., card_no: _Optional[int] = ..., swipe_client_id: _Optional[bytes] = ..., amount_fen: _Optional[int] = ..., operator_id: _Optional[int] = ..., store_id: _Optional[int] = ..., operator_session: _Optional[str] = ...) -> None: ...
 
 class RefundResponse(_message.Message):
     __slots__ = ("result",)

@@ -23,7 +23,9 @@ from grpc_reflection.v1alpha import reflection
 from grpc_status import rpc_status
 
 from core import EngineClosed, Overloaded
-from core.records import COUPONS_PER_OP, ITEM, OP, CardFlag, ItemFlag, OpType, Result
+from core.domain.rbac import PermissionDenied
+from core.domain.rbac import authorize as rbac_authorize
+from core.records import COUPONS_PER_OP, ITEM, OP, CardFlag, ItemFlag, OpFlag, OpType, Result
 from server.mms_pb import (
     admin_pb2,
     admin_pb2_grpc,
@@ -80,12 +82,23 @@ _CODE_OF_RESULT = {
     Result.CARD_NO_INVALID: grpc.StatusCode.INVALID_ARGUMENT,
     Result.CARD_EXISTS: grpc.StatusCode.ALREADY_EXISTS,
     Result.RECHARGE_NOT_ALLOWED: grpc.StatusCode.PERMISSION_DENIED,
+    # Malformed input is the client's error; everything else (PIN, points, uses,
+    # coupons, refunds) is the state of the card or the swipe: FAILED_PRECONDITION.
+    Result.ITEMS_INVALID: grpc.StatusCode.INVALID_ARGUMENT,
+    Result.OFFSET_INVALID: grpc.StatusCode.INVALID_ARGUMENT,
+    Result.COUPONS_INVALID: grpc.StatusCode.INVALID_ARGUMENT,
+    # The generic results of admin ops' own refusals (with a reason of the core op).
+    Result.INVALID_ARGUMENT: grpc.StatusCode.INVALID_ARGUMENT,
+    Result.NOT_FOUND: grpc.StatusCode.NOT_FOUND,
+    Result.ALREADY_EXISTS: grpc.StatusCode.ALREADY_EXISTS,
+    Result.PERMISSION_DENIED: grpc.StatusCode.PERMISSION_DENIED,
 }
-# Results of the domain work: malformed input is the
-# client's error; everything else (PIN, points, uses) is the card's state.
-for _name in ("ITEMS_INVALID", "OFFSET_INVALID"):
-    if hasattr(Result, _name):
-        _CODE_OF_RESULT[Result[_name]] = grpc.StatusCode.INVALID_ARGUMENT
+# docs/api.md's result table lists every Result with this status (tests/test_docs.py).
+
+
+def result_status(code: int) -> grpc.StatusCode:
+    """The gRPC status of a rejected op's engine Result."""
+    return _CODE_OF_RESULT.get(Result(int(code)), grpc.StatusCode.FAILED_PRECONDITION)
 
 
 def result_reason(code: int) -> str:
@@ -109,9 +122,8 @@ class RpcFailure(Exception):
 
     @classmethod
     def of_result(cls, code: int, message: str = "", **metadata: str) -> RpcFailure:
-        status = _CODE_OF_RESULT.get(Result(int(code)), grpc.StatusCode.FAILED_PRECONDITION)
         reason = result_reason(code)
-        return cls(status, reason, message or reason, metadata)
+        return cls(result_status(code), reason, message or reason, metadata)
 
     def trailing_metadata(self):
         info = error_details_pb2.ErrorInfo(reason=self.reason, domain=ERROR_DOMAIN,
@@ -476,14 +488,17 @@ SINGLE_OP = np.dtype({"names": list(SINGLE_OP_FIELDS),
                       "itemsize": OP.itemsize})
 
 
-def _single_op(req, term: Terminal, op_type: int, category: int = 0, flags: int = 0) -> tuple:
-    """A unary request as one row of SINGLE_OP, checked at the edge."""
+def _single_op(req, term: Terminal, op_type: int, category: int = 0, flags: int = 0, *,
+               zero_amount: bool = False) -> tuple:
+    """A unary request as one row of SINGLE_OP, checked at the edge. zero_amount lets an
+    amount of 0 through to the engine (a refund of 0 reverses an order the coupons paid
+    in full; the engine decides whether the swipe is one)."""
     if len(req.client_id) != CLIENT_ID_BYTES:
         raise invalid("RESULT_CLIENT_ID_INVALID",
                       f"client_id must be {CLIENT_ID_BYTES} bytes, not {len(req.client_id)}")
     if req.card_no == 0:
         raise invalid("RESULT_CARD_NO_INVALID", "card_no must be set")
-    if req.amount_fen <= 0:
+    if req.amount_fen < 0 or (req.amount_fen == 0 and not zero_amount):
         raise invalid("RESULT_AMOUNT_NOT_POSITIVE", "amount_fen must be positive")
     if category >= 65_536:
         raise invalid("VALUE_OUT_OF_RANGE", "category must be 0..65535", column="category")
@@ -574,6 +589,40 @@ ADMIN = "mms.v1.AdminService"
 
 
 class PosService(_Base, pos_pb2_grpc.PosServiceServicer):
+    def __init__(self, bridge: Bridge, registry, metrics: Metrics, *, chain=None) -> None:
+        """chain (core.domain.chain.Chain), when the server has one, holds the operators whose
+        sessions authorize refunds and the chain's refund policy (ChainConfig)."""
+        super().__init__(bridge, registry, metrics)
+        self.chain = chain
+
+    def _refund_operator(self, request, term: Terminal) -> int:
+        """The operator a refund at this till is journalled as, once their session shows
+        they may refund at the till's store (docs/api.md, Refund). A server without a
+        chain has no operators: the till alone refunds, as the request names."""
+        if self.chain is None or self.chain.config.refund_auth == "terminal":
+            return request.operator_id
+        if not request.operator_session:
+            raise RpcFailure(grpc.StatusCode.PERMISSION_DENIED, "OPERATOR_REQUIRED",
+                             "a refund needs operator_session: the session of an operator "
+                             "who may refund at this store", {"permission": "refund"})
+        p = self.chain.principal(request.operator_session)
+        if p is None:
+            raise RpcFailure(grpc.StatusCode.UNAUTHENTICATED, "SESSION_INVALID",
+                             "operator_session is unknown, ended or expired",
+                             {"field": "operator_session"})
+        try:
+            rbac_authorize(p, "refund", term.store_id)
+        except PermissionDenied as e:
+            raise RpcFailure(grpc.StatusCode.PERMISSION_DENIED, e.reason, str(e),
+                             {"permission": "refund", "operator_id": str(p.operator_id),
+                              "store_id": str(term.store_id)}) from None
+        if request.operator_id and request.operator_id != p.operator_id:
+            raise RpcFailure(grpc.StatusCode.PERMISSION_DENIED, "OPERATOR_MISMATCH",
+                             f"operator_id {request.operator_id} is not the operator of "
+                             f"operator_session ({p.operator_id})",
+                             {"operator_id": str(p.operator_id)})
+        return int(p.operator_id)
+
     @_rpc(POS, "Swipe", "unary")
     async def Swipe(self, request, context):
         term = self.auth(context)
@@ -701,11 +750,23 @@ class PosService(_Base, pos_pb2_grpc.PosServiceServicer):
     @_rpc(POS, "Refund", "unary")
     async def Refund(self, request, context):
         term = self.auth(context)
-        row = _single_op(request, term, OpType.REFUND)
+        operator_id = self._refund_operator(request, term)
+        row = _single_op(request, term, OpType.REFUND, zero_amount=True)
+        k = SINGLE_OP_FIELDS.index("operator_id")
+        row = (*row[:k], operator_id, *row[k + 1:])
         ops = _full_op(row, ref_client_id=request.swipe_client_id)
+        if self.chain is None or not self.chain.config.cross_store_refunds:
+            # The engine refuses (PERMISSION_DENIED) a refund of another store's sale.
+            ops["op_flags"] = int(ops["op_flags"][0]) | OpFlag.REFUND_OWN_STORE
         res = await self.bridge.start(ops, context)
-        if res.codes[0] != Result.OK:
-            raise RpcFailure.of_result(res.codes[0], replayed=str(bool(res.replayed[0])).lower())
+        code, replayed = int(res.codes[0]), str(bool(res.replayed[0])).lower()
+        if code == Result.PERMISSION_DENIED:
+            raise RpcFailure(grpc.StatusCode.PERMISSION_DENIED, "REFUND_OTHER_STORE",
+                             f"the swipe was made at another store than {term.store_id}, and "
+                             "the chain takes refunds at the store of the sale only",
+                             {"store_id": str(term.store_id), "replayed": replayed})
+        if code != Result.OK:
+            raise RpcFailure.of_result(code, replayed=replayed)
         return pos_pb2.RefundResponse(result=encode_one(res, 0))
 
     @_rpc(POS, "UseCount", "unary")
@@ -799,7 +860,7 @@ class MmsServer:
         from server.rpc.admin import AdminService  # it builds on this module
 
         pos_pb2_grpc.add_PosServiceServicer_to_server(
-            PosService(self.bridge, terminals, self.metrics), self.server)
+            PosService(self.bridge, terminals, self.metrics, chain=self.chain), self.server)
         admin = AdminService(self.bridge, self.registry, self.metrics, chain=self.chain,
                              members=self.members, bootstrap_token=self.bootstrap_token)
         admin_pb2_grpc.add_AdminServiceServicer_to_server(admin, self.server)

@@ -21,25 +21,22 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import secrets
 import threading
 import time
 from dataclasses import asdict, dataclass, replace
 from typing import Protocol
 
+# Terminal tokens of the file registry come from the chain's one generator (32 random
+# bytes, URL-safe base64, never starting with "-").
+from core.domain.chain import TOKEN_BYTES, new_token  # noqa: F401 (re-exported)
+
 ROLE_POS = "pos"
 ROLE_ADMIN = "admin"
 ROLES = (ROLE_POS, ROLE_ADMIN)
-TOKEN_BYTES = 32
 # Stat the registry file at most this often; revocations apply within this delay.
 RELOAD_CHECK_SECONDS = 1.0
 # A bound on the header we hash, far above any token we issue.
 TOKEN_CHARS_MAX = 256
-
-
-def new_token() -> str:
-    """A fresh terminal token: 32 random bytes, URL-safe base64."""
-    return secrets.token_urlsafe(TOKEN_BYTES)
 
 
 def token_hash(token: str) -> str:

@@ -58,6 +58,10 @@ async def serve(data: str, cfg: ServeConfig, *, out=sys.stdout, started=None) ->
                         inflight_ops_max=cfg.inflight_ops_max, chain=chain, members=members,
                         bootstrap_token=token)
         await srv.start()
+        st = engine.stats()
+        # Tools and tests read this line too: how much journal this start replayed.
+        print(f"mms: recovered {st['recovered_records']} journal records; checkpoint at seq "
+              f"{st['checkpoint_seq']} of {st['last_seq']}", file=out, flush=True)
         # Everything made at start-up (the member index, protobuf descriptors, grpc)
         # lives as long as the server: out of the collector's sight, a full collection
         # walks only what requests create, so it no longer pauses the loop for long.
@@ -73,6 +77,9 @@ async def serve(data: str, cfg: ServeConfig, *, out=sys.stdout, started=None) ->
         print(f"mms: serving grpc={host}:{srv.port} metrics="
               f"{f'http://{mhost}:{srv.metrics_port}/metrics' if srv.metrics_port else 'off'}",
               file=out, flush=True)
+        if not cfg.terminals_file:
+            print("mms: no terminals file: the chain's terminal tokens only "
+                  "(`mms terminal add --store-id S`)", file=out, flush=True)
         if token is not None:
             print(f"mms: the chain is empty; `mms chain bootstrap` takes the token in "
                   f"{os.path.join(data, BOOTSTRAP_TOKEN_FILE)}", file=out, flush=True)

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
+import signal
 import subprocess
 import sys
 import types
 
 import grpc
 import pytest
+from common import ROOT
 
 from server.cli.main import main
 from server.mms_pb import pos_pb2, pos_pb2_grpc
@@ -59,10 +63,62 @@ def test_terminal_add_and_revoke(tmp_path, capsys):
     assert Registry.from_file(f).authenticate(token) is None
 
 
-def test_serve_requires_data_and_terminals(tmp_path, capsys):
+def test_terminal_add_json_prints_json(tmp_path, capsys):
+    f = str(tmp_path / "terminals.json")
+    assert main(["terminal", "add", "--file", f, "--terminal-id", "6", "--store-id", "3",
+                 "--name", "till 6", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert {k: doc[k] for k in ("terminal_id", "store_id", "role", "name", "file")} == \
+        {"terminal_id": 6, "store_id": 3, "role": "pos", "name": "till 6", "file": f}
+    assert Registry.from_file(f).authenticate(doc["token"]).terminal_id == 6
+
+
+def test_serve_requires_data(capsys):
     assert main(["serve"]) == 2
-    assert main(["serve", "--data", str(tmp_path / "d")]) == 2
-    assert "terminals registry is required" in capsys.readouterr().err
+    assert "--data DIR is required" in capsys.readouterr().err
+
+
+def _readme_serve_command() -> list[str]:
+    """The `mms serve` line of README.md's command table, with its placeholders filled
+    (ports 0: any free one) and the optional part left out."""
+    text = (ROOT / "README.md").read_text()
+    m = re.search(r"^\| `(mms serve [^`]*)` \|", text, re.M)
+    assert m, "README.md has no `mms serve` row"
+    words = re.sub(r"\[[^\]]*\]", "", m.group(1)).split()
+    return [{"HOST:PORT": "127.0.0.1:0"}.get(w, w) for w in words]
+
+
+def test_the_readme_serve_command_serves(tmp_path):
+    """The command README.md (and docs/operating.md) give starts a server: no terminals
+    file is needed; the chain's terminals are served, and a new chain can bootstrap."""
+    argv = _readme_serve_command()
+    assert argv[:2] == ["mms", "serve"] and "DIR" in argv
+    argv = [str(tmp_path / "data") if w == "DIR" else w for w in argv]
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.Popen([sys.executable, "-m", "server.cli.main", *argv[1:]], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:  # the server reports it is ready, then waits
+            lines.append(line)
+            if line.startswith("mms: the chain is empty"):
+                break
+        text = "".join(lines)
+        assert "mms: serving grpc=127.0.0.1:" in text, text
+        assert "no terminals file: the chain's terminal tokens only" in text
+        target = re.search(r"grpc=(\S+)", text).group(1)
+        with grpc.insecure_channel(target) as ch:
+            with pytest.raises(grpc.RpcError) as ei:
+                pos_pb2_grpc.PosServiceStub(ch).GetCard(
+                    pos_pb2.GetCardRequest(card_no=1),
+                    metadata=(("authorization", "Bearer nope"),), timeout=20)
+            assert ei.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        rest = proc.communicate(timeout=60)[0]
+    assert proc.returncode == 0, "".join(lines) + rest
+    assert (tmp_path / "data" / "bootstrap.token").exists()
 
 
 def _openssl(*args: str, cwd) -> None:

@@ -170,6 +170,23 @@ def test_rename_and_close(tree):
 
 # --- terminal tokens --------------------------------------------------------------------
 
+def test_tokens_never_start_with_a_dash(monkeypatch):
+    """A token starting with "-" reads as an option on a command line; the one generator
+    (terminal, session and bootstrap tokens, and the terminals file's) draws again."""
+    import core.domain.chain
+    import server.rpc.auth
+
+    assert server.rpc.auth.new_token is core.domain.chain.new_token, "one generator"
+    draws = iter(["-dash-first", "--two-dashes", "_then-fine"])
+    monkeypatch.setattr(core.domain.chain.secrets, "token_urlsafe", lambda n: next(draws))
+    assert core.domain.chain.new_token() == "_then-fine"
+    monkeypatch.undo()
+    # About 1 in 64 draws starts with "-": 2,000 tokens hold ~31 of them without the rule.
+    tokens = [core.domain.chain.new_token() for _ in range(2_000)]
+    assert not [t for t in tokens if t.startswith("-")]
+    assert {len(t) for t in tokens} == {43}, "32 bytes, URL-safe base64"
+
+
 def test_terminal_tokens(tree):
     ch, admin = tree.chain, tree.admin
     first = ch.issue_terminal_token(admin, cid(), 4)

@@ -382,3 +382,68 @@ def test_prune_runs_by_itself_after_a_checkpoint(tmp_path):
             _time.sleep(0.05)
     finally:
         eng.close()
+
+
+def test_a_long_replay_is_checkpointed_before_the_engine_takes_ops(tmp_path):
+    """Recovery that replayed more than recovery_checkpoint_records checkpoints at once,
+    so a crash right after the start does not replay the same tail again (issue 8). A
+    backup of a live engine is its crash image (nothing closed, no final checkpoint)."""
+    cfg = EngineConfig(checkpoint_ops=10**9, checkpoint_interval_s=10**6,
+                       recovery_checkpoint_records=100, batch_max=256)
+    eng = Engine(str(tmp_path / "live"), config=cfg)
+    eng.issue_cards(range(1, 51), os.urandom(16)).result()
+    for k in range(3):
+        assert np.all(eng.submit(ops_for(np.arange(1, 101) % 50 + 1, 1_000, OpType.RECHARGE,
+                                         start=100 * k)).result().codes == Result.OK)
+    last = eng.stats()["last_seq"]
+    assert eng.stats()["checkpoint_seq"] < last - 300
+    eng.backup(str(tmp_path / "crash1"))
+    eng.close()
+    first = Engine(str(tmp_path / "crash1"), config=cfg)
+    st = first.stats()
+    assert st["recovered_records"] >= 300 and st["checkpoint_seq"] == st["last_seq"] == last
+    first.backup(str(tmp_path / "crash2"))      # killed right after it started
+    second = Engine(str(tmp_path / "crash2"), config=cfg)
+    assert second.stats()["recovered_records"] == 0
+    assert second.cards_snapshot().tobytes() == first.cards_snapshot().tobytes()
+    # A short tail is only replayed: the next regular checkpoint takes it.
+    assert np.all(second.submit(ops_for(np.arange(1, 51), 10, OpType.RECHARGE, ns=8))
+                  .result().codes == Result.OK)
+    second.backup(str(tmp_path / "crash3"))
+    first.close()
+    second.close()
+    third = Engine(str(tmp_path / "crash3"), config=cfg)
+    st = third.stats()
+    assert st["recovered_records"] == 50 and st["checkpoint_seq"] == last
+    third.close()
+
+
+def test_the_checkpoint_interval_runs_from_the_last_checkpoint_not_the_start(tmp_path, clock):
+    """A server restarted more often than checkpoint_interval_s still checkpoints: the
+    interval is timed from the last checkpoint's time kept in LMDB (issue 8)."""
+    path = str(tmp_path / "d")
+    cfg = EngineConfig(checkpoint_ops=10**9, checkpoint_interval_s=60)
+    eng = Engine(path, config=cfg, clock=clock)
+    eng.issue_cards([1, 2], os.urandom(16)).result()
+    eng.close()                                  # checkpoints at clock.now
+
+    def two_ops(eng, ns):
+        first = eng.submit(ops_for([1], 100, OpType.RECHARGE, ns=ns)).result()
+        eng.submit(ops_for([2], 100, OpType.RECHARGE, ns=ns, start=1)).result()
+        return int(first.seq[0])
+
+    clock.now += 30                              # restarted before the interval is up
+    eng = Engine(path, config=cfg, clock=clock)
+    at = eng.stats()["checkpoint_seq"]
+    assert at == eng.stats()["last_seq"]
+    two_ops(eng, 1)
+    assert eng.stats()["checkpoint_seq"] == at, "30 s after the checkpoint: not due"
+    eng.backup(str(tmp_path / "crash"))          # and it crashes
+    eng.close()
+    clock.now += 31                              # 61 s after the last checkpoint
+    eng = Engine(str(tmp_path / "crash"), config=cfg, clock=clock)
+    seq = two_ops(eng, 2)
+    # The first op's commit starts the round, the next commit writes it: due at once,
+    # although this process started well under 60 s ago.
+    assert eng.stats()["checkpoint_seq"] == seq
+    eng.close()

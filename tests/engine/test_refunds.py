@@ -166,3 +166,24 @@ def test_any_series_of_partial_refunds_is_exact(tmp_path_factory, amount, princi
         assert refund(e, "last", 1, left, "s").codes[0] == Result.OK
     assert state(e) == before
     e.close()
+
+
+def test_own_store_flag_refuses_a_refund_of_another_store_sale(eng):
+    """REFUND_OWN_STORE (set by the server unless the chain takes cross-store refunds):
+    a refund at another store than the swipe's is PERMISSION_DENIED and changes nothing."""
+    from core.records import OpFlag
+
+    sale = op_row("s-store", 1, 1_000, OpType.SWIPE)
+    sale["store_id"] = 11
+    assert eng.submit(sale).result().codes[0] == Result.OK
+    before = state(eng)
+
+    def back(tag, store, flags):
+        ops = op_row(tag, 1, 500, OpType.REFUND, ref="s-store")
+        ops["store_id"], ops["op_flags"] = store, flags
+        return eng.submit(ops).result().codes[0]
+
+    assert back("r-other", 12, OpFlag.REFUND_OWN_STORE) == Result.PERMISSION_DENIED
+    assert state(eng) == before
+    assert back("r-other-any", 12, 0) == Result.OK, "without the flag any store may"
+    assert back("r-own", 11, OpFlag.REFUND_OWN_STORE) == Result.OK

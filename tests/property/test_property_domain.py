@@ -239,7 +239,7 @@ def draw_batch(data, model: Model, rules: RulesConfig, card_nos: list[int],
         op = dict(client_hi=cid[0], client_lo=cid[1], card_no=card_no, op_type=int(kind),
                   store_id=data.draw(st.integers(0, 4)), terminal_id=data.draw(st.integers(0, 3)),
                   operator_id=data.draw(st.integers(0, 3)), category=data.draw(st.integers(0, 4)),
-                  op_flags=data.draw(st.sampled_from([0, 0, 0, 1, 2, 3])))
+                  op_flags=data.draw(st.sampled_from([0, 0, 0, 1, 2, 3, 4, 4, 5])))
         if kind == OpType.SWIPE:
             op.update(draw_pin(data, card_no, card_pins))
             if data.draw(st.booleans()):

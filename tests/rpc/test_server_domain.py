@@ -7,6 +7,7 @@ import os
 
 import grpc
 import pytest
+from common import ROOT
 from test_server_rpc import Running, expect
 
 from core import RulesConfig
@@ -14,6 +15,7 @@ from core.rules import CouponTemplate, LevelRule
 from server.mms_pb import pos_pb2, types_pb2
 
 CARD, COUNT_CARD = 5001, 5002
+
 
 
 @pytest.fixture(scope="module")
@@ -102,3 +104,80 @@ def test_count_card_over_grpc(srv):
     expect(grpc.StatusCode.FAILED_PRECONDITION, "RESULT_SERVICE_MISMATCH", srv.pos.UseCount,
            pos_pb2.UseCountRequest(client_id=os.urandom(16), card_no=COUNT_CARD, service=8,
                                    uses=1), metadata=srv.md())
+
+
+def test_refund_of_zero_reverses_an_order_the_coupons_paid(srv):
+    """docs/concepts.md: an order paid wholly by coupons is reversed by one refund of 0,
+    which puts the coupons back; the server lets 0 through to the engine for refunds."""
+    coupon = srv.engine.issue_coupons(1, [CARD], os.urandom(16)).result().value["coupon_ids"][0]
+    swipe_id = os.urandom(16)
+    before = srv.engine.card(CARD)
+    paid = srv.pos.Swipe(pos_pb2.SwipeRequest(client_id=swipe_id, card_no=CARD, amount_fen=500,
+                                              coupon_ids=[coupon]), metadata=srv.md()).result
+    # 500 at 95% is 475 payable, all of it off the 5-yuan coupon: nothing paid.
+    assert (paid.payable_fen, paid.coupon_fen, paid.principal_delta_fen) == (475, 475, 0)
+    assert srv.engine.coupon(coupon)["redeemed_seq"] == paid.seq
+    refund = pos_pb2.RefundRequest(client_id=os.urandom(16), card_no=CARD,
+                                   swipe_client_id=swipe_id, amount_fen=0)
+    r = srv.pos.Refund(refund, metadata=srv.md()).result
+    assert r.code == types_pb2.RESULT_OK and not r.replayed
+    assert (r.principal_delta_fen, r.bonus_delta_fen) == (0, 0)
+    assert srv.engine.coupon(coupon)["redeemed_seq"] == 0, "the coupon is back, usable again"
+    assert srv.engine.card(CARD)["principal_fen"] == before["principal_fen"]
+    assert srv.pos.Refund(refund, metadata=srv.md()).result.replayed
+    # Once only, and never for an order that was paid; a negative amount stops at the edge.
+    expect(grpc.StatusCode.FAILED_PRECONDITION, "RESULT_REFUND_EXCEEDS_PAID", srv.pos.Refund,
+           pos_pb2.RefundRequest(client_id=os.urandom(16), card_no=CARD,
+                                 swipe_client_id=swipe_id, amount_fen=0), metadata=srv.md())
+    paid_id = os.urandom(16)
+    srv.pos.Swipe(pos_pb2.SwipeRequest(client_id=paid_id, card_no=CARD, amount_fen=1_000),
+                  metadata=srv.md())
+    for amount in (0, -1):
+        expect(grpc.StatusCode.INVALID_ARGUMENT, "RESULT_AMOUNT_NOT_POSITIVE", srv.pos.Refund,
+               pos_pb2.RefundRequest(client_id=os.urandom(16), card_no=CARD,
+                                     swipe_client_id=paid_id, amount_fen=amount),
+               metadata=srv.md())
+
+
+def test_spend_total_grows_by_what_was_paid_as_the_card_documents(srv):
+    """Card.spend_total_fen is what the member paid: the payable less coupons and the
+    points offset (issue 8: the proto called it the payable). A group-buy order (flag 2)
+    earns no points but counts as spend."""
+    lines = (ROOT / "proto" / "mms" / "v1" / "types.proto").read_text().splitlines()
+    at = next(i for i, line in enumerate(lines) if "int64 spend_total_fen" in line)
+    comment = []
+    while lines[at - 1 - len(comment)].strip().startswith("//"):
+        comment.append(lines[at - 1 - len(comment)].strip().removeprefix("// "))
+    doc = " ".join(reversed(comment))
+    assert "less its coupons and its points offset" in doc, doc
+    coupon = srv.engine.issue_coupons(1, [CARD], os.urandom(16)).result().value["coupon_ids"][0]
+    srv.pos.Swipe(pos_pb2.SwipeRequest(client_id=os.urandom(16), card_no=CARD,
+                                       amount_fen=20_000), metadata=srv.md())  # 190 points
+    before = srv.pos.GetCard(pos_pb2.GetCardRequest(card_no=CARD), metadata=srv.md()).card
+    r = srv.pos.Swipe(pos_pb2.SwipeRequest(client_id=os.urandom(16), card_no=CARD,
+                                           amount_fen=4_000, points_offset=100,
+                                           coupon_ids=[coupon]), metadata=srv.md()).result
+    # 4,000 at 95% = 3,800 payable; 500 off the coupon, 100 points = 100 fen: 3,200 paid.
+    assert (r.payable_fen, r.coupon_fen, r.offset_fen) == (3_800, 500, 100)
+    group = srv.pos.Swipe(pos_pb2.SwipeRequest(client_id=os.urandom(16), card_no=CARD,
+                                               amount_fen=1_000, flags=2),
+                          metadata=srv.md()).result
+    assert group.points_delta == 0 and group.payable_fen == 950
+    after = srv.pos.GetCard(pos_pb2.GetCardRequest(card_no=CARD), metadata=srv.md()).card
+    assert after.spend_total_fen - before.spend_total_fen == 3_200 + 950
+
+
+def test_a_till_refunds_only_its_own_store_sales_without_a_chain(srv):
+    """A server without a chain has no operators; its tills still refund only what was
+    sold at their store (a store B till refunded a store A sale, issue 8)."""
+    sale = os.urandom(16)
+    srv.pos.Swipe(pos_pb2.SwipeRequest(client_id=sale, card_no=CARD, amount_fen=1_000),
+                  metadata=srv.md())
+    before = srv.engine.card(CARD)
+    req = pos_pb2.RefundRequest(client_id=os.urandom(16), card_no=CARD, swipe_client_id=sale,
+                                amount_fen=950)
+    info = expect(grpc.StatusCode.PERMISSION_DENIED, "REFUND_OTHER_STORE", srv.pos.Refund, req,
+                  metadata=srv.md("other"))
+    assert info.metadata["replayed"] == "false"
+    assert srv.engine.card(CARD) == before
+    assert srv.pos.Refund(req, metadata=srv.md()).result.principal_delta_fen == 950

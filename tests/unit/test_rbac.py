@@ -23,7 +23,8 @@ from core.domain.rbac import (
 
 EXPECTED = {
     Role.ADMIN: {"chain.write", "operator.write", "terminal.write", "rules.write",
-                 "member.read", "report.read", "audit.read", "notify.send"},
+                 "member.read", "member.write", "card.issue", "report.read", "audit.read",
+                 "notify.send"},
     Role.STORE_MANAGER: {"member.read", "member.write", "card.issue", "card.status",
                          "card.replace", "recharge", "swipe", "refund", "points.adjust",
                          "coupon.issue", "report.read", "export", "operator.write",
@@ -88,6 +89,23 @@ def test_chain_roles_act_in_every_store(role):
         authorize(p, perm, HOME)
         authorize(p, perm, OTHER)
     assert store_filter(p) is None
+
+
+def test_hq_does_what_hq_does_and_moves_no_money():
+    """HQ imports the chain's members and issues card stock for every store (issue 8);
+    no chain role takes money at a counter, and the store roles keep their own store."""
+    admin = principal(Role.ADMIN)
+    for perm in ("member.write", "card.issue"):
+        for store in (None, HOME, OTHER):
+            authorize(admin, perm, store)
+    money = {"recharge", "swipe", "refund", "points.adjust"}
+    for role in Role:
+        if role not in SCOPED:
+            assert not (EXPECTED[role] & money), role
+    for role in SCOPED:
+        for perm in ("member.write", "card.issue"):
+            if perm in EXPECTED[role]:
+                assert denied(principal(role), perm, OTHER).reason == OTHER_STORE
 
 
 def test_no_principal_and_disabled_operator_are_denied():

@@ -139,15 +139,6 @@ def _failure(exc: BaseException) -> RpcFailure | None:
     return None
 
 
-# The engine's generic Results (admin ops' own refusals) and their gRPC statuses.
-_ADMIN_RESULT_CODES = {
-    "INVALID_ARGUMENT": grpc.StatusCode.INVALID_ARGUMENT,
-    "NOT_FOUND": grpc.StatusCode.NOT_FOUND,
-    "ALREADY_EXISTS": grpc.StatusCode.ALREADY_EXISTS,
-    "PERMISSION_DENIED": grpc.StatusCode.PERMISSION_DENIED,
-}
-
-
 def _check(r) -> None:
     """Raise the status of a rejected engine admin op (AdminResult). A reason the core
     op named (ctx.reject(..., "RECEIPT_USED")) is the ErrorInfo reason; without one,
@@ -161,7 +152,6 @@ def _check(r) -> None:
             default = ""
         if reason and reason != default:
             f.reason = reason
-        f.code = _ADMIN_RESULT_CODES.get(default, f.code)
         raise f
 
 
