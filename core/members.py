@@ -56,7 +56,7 @@ from core.pii import (
     normalise_id_no,
     normalise_phone,
 )
-from core.records import CardStatus, Result
+from core.records import CardStatus, Result, is_ascii_digits
 from core.storage import from_be, u64
 
 log = logging.getLogger("mms.members")
@@ -186,10 +186,13 @@ def _text(name: str, value: object, max_chars: int, *, required: bool = False) -
 def _int(name: str, value: object, lo: int, hi: int) -> int:
     if value is None or value == "":
         return 0
-    try:
-        v = int(str(value).strip()) if not isinstance(value, int) else value
-    except ValueError:
-        raise MemberError(MemberErrorCode.INVALID, f"{name} is not a whole number", name) from None
+    if isinstance(value, bool) or not isinstance(value, int):
+        text = str(value).strip()
+        if not is_ascii_digits(text):
+            raise MemberError(MemberErrorCode.INVALID,
+                              f"{name} is not a whole number in digits 0-9", name)
+        value = int(text)
+    v = value
     if not lo <= v <= hi:
         raise MemberError(MemberErrorCode.INVALID, f"{name} must be {lo}..{hi}", name)
     return v

@@ -43,7 +43,7 @@ from core.members import (
 from core.points import expire_points, remind_expiring_points
 from core.rbac import PermissionDenied, Role, is_store_scoped, store_filter
 from core.rbac import authorize as rbac_authorize
-from core.records import CardStatus, Result
+from core.records import CardStatus, Result, is_ascii_digits
 from server.app import (
     ADMIN,
     CLIENT_ID_BYTES,
@@ -278,15 +278,28 @@ class Call:
 
 # RPC name -> (gRPC type, handler). The servicer's methods are made from this table.
 HANDLERS: dict[str, tuple[str, Callable]] = {}
+# How each RPC authenticates, checked before its handler runs, so that nothing that
+# depends on data (does this card, this member exist? is this client id well formed?)
+# answers a caller without credentials:
+#   "session"  an operator's session (the default);
+#   "terminal" an admin-role terminal of the terminals file, else a session (the legacy
+#              IssueCards and SetCardStatus);
+#   "none"     the handler checks its own secret (Bootstrap) or is how one gets a
+#              session (Login).
+AUTH_MODES = ("session", "terminal", "none")
+_AUTH: dict[str, str] = {}
 
 
-def handler(name: str, grpc_type: str = "unary"):
+def handler(name: str, grpc_type: str = "unary", auth: str = "session"):
     """Register fn as the handler of AdminService.<name>."""
+    if auth not in AUTH_MODES:
+        raise ValueError(f"AdminService.{name}: auth is one of {AUTH_MODES}")
 
     def deco(fn):
         if name in HANDLERS:
             raise ValueError(f"AdminService.{name} has a handler already")
         HANDLERS[name] = (grpc_type, fn)
+        _AUTH[name] = auth
         if "AdminService" in globals():
             _install(name, grpc_type, fn)
         return fn
@@ -294,11 +307,20 @@ def handler(name: str, grpc_type: str = "unary"):
     return deco
 
 
+def _authenticate(call: Call, auth: str) -> None:
+    if auth == "session":
+        call.principal()
+    elif auth == "terminal" and call.legacy_admin_terminal() is None:
+        call.principal()
+
+
 def _install(name: str, grpc_type: str, fn: Callable) -> None:
+    auth = _AUTH.get(name, "session")
     if grpc_type == "server_stream":
         async def method(self, request, context):
             call = Call(self, context)
             try:
+                _authenticate(call, auth)
                 async for item in fn(call, request):
                     yield item
             except Exception as e:
@@ -310,6 +332,7 @@ def _install(name: str, grpc_type: str, fn: Callable) -> None:
         async def method(self, request, context):
             call = Call(self, context)
             try:
+                _authenticate(call, auth)
                 return await fn(call, request)
             except Exception as e:
                 f = _failure(e)
@@ -333,7 +356,7 @@ def _node_pb(n) -> admin_pb2.Node:
                           name=n.name, closed_s=n.closed_s, has_token=bool(n.token_sha256))
 
 
-@handler("Bootstrap")
+@handler("Bootstrap", auth="none")
 async def bootstrap(call: Call, req):
     expected = call.svc.bootstrap_token
     if not expected or not call.token or not hmac.compare_digest(call.token, expected):
@@ -348,7 +371,7 @@ async def bootstrap(call: Call, req):
                                        outcome=admin_pb2.AdminOutcome(replayed=before))
 
 
-@handler("Login")
+@handler("Login", auth="none")
 async def login(call: Call, req):
     s = await call.run(call.chain.login, req.login, req.password)
     op = call.chain.operator(s.operator_id)
@@ -669,7 +692,7 @@ async def export_members(call: Call, req) -> AsyncIterator[admin_pb2.ExportMembe
 
 # --- cards --------------------------------------------------------------------------------
 
-@handler("IssueCards")
+@handler("IssueCards", auth="terminal")
 async def issue_cards(call: Call, req):
     operator_id = 0
     store = req.store_id
@@ -698,7 +721,7 @@ async def issue_cards(call: Call, req):
                                         detail=r.detail)
 
 
-@handler("SetCardStatus")
+@handler("SetCardStatus", auth="terminal")
 async def set_card_status(call: Call, req):
     operator_id, store = 0, 0
     if call.legacy_admin_terminal() is None:
@@ -721,8 +744,8 @@ async def set_pin(call: Call, req):
     # Choosing the first PIN is part of issuing the card; changing one is the desk's.
     card = call.engine.card(int(req.card_no))
     p = call.authorize("card.issue" if not card.get("pin_hash") else "card.status", scope)
-    if not (4 <= len(req.pin) <= 9 and req.pin.isdigit()):
-        raise invalid("PIN_INVALID", "a PIN is 4 to 9 digits", field="pin")
+    if not (4 <= len(req.pin) <= 9 and is_ascii_digits(req.pin)):
+        raise invalid("PIN_INVALID", "pin: a PIN is 4 to 9 ASCII digits 0-9", field="pin")
     r = await call.cold(lambda: call.engine.set_pin(int(req.card_no), req.pin, cid,
                                                     operator_id=p.operator_id, store_id=scope or 0))
     return admin_pb2.SetPinResponse(outcome=_outcome(r))

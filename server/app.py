@@ -25,7 +25,7 @@ from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 from grpc_status import rpc_status
 
 from core import EngineClosed, Overloaded
-from core.records import ITEM, OP, ItemFlag, OpType, Result
+from core.records import ITEM, OP, ItemFlag, OpType, Result, is_ascii_digits
 from server.auth import ChainTerminals, Registry, Terminal, TerminalSources, bearer_token
 from server.metrics import HttpEndpoint, Metrics
 from server.mms_pb import (
@@ -681,8 +681,9 @@ PIN_DIGITS_MAX = 9
 def _pin(digits: str) -> tuple[int, int]:
     if not digits:
         return 0, 0
-    if len(digits) > PIN_DIGITS_MAX or not digits.isdigit() or not digits.isascii():
-        raise invalid("PIN_MALFORMED", f"a PIN is 1 to {PIN_DIGITS_MAX} digits")
+    if len(digits) > PIN_DIGITS_MAX or not is_ascii_digits(digits):
+        raise invalid("PIN_MALFORMED", f"pin: a PIN is 1 to {PIN_DIGITS_MAX} ASCII digits 0-9",
+                      field="pin")
     return int(digits), len(digits)
 
 
@@ -933,7 +934,7 @@ class TlsConfig:
 
 def split_hostport(s: str) -> tuple[str, int]:
     host, sep, port = s.rpartition(":")
-    if not sep or not port.isdigit():
+    if not sep or not is_ascii_digits(port):
         raise ValueError(f"expected HOST:PORT, got {s!r}")
     return host.strip("[]") or "0.0.0.0", int(port)
 
