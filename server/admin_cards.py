@@ -27,7 +27,7 @@ from core import cards, levels, points_admin
 from core.rbac import PermissionDenied
 from core.rbac import authorize as rbac_authorize
 from server.admin import Call, _outcome, client_id, handler
-from server.app import RpcFailure, invalid
+from server.app import RpcFailure, page_limit
 from server.mms_pb import admin_pb2
 
 LEVEL_HISTORY_MAX = 1000
@@ -178,9 +178,7 @@ async def review_levels(call: Call, req):
 @handler("LevelHistory")
 async def level_history(call: Call, req):
     call.authorize("member.read", call.card_scope(req.card_no))
-    limit = req.limit or LEVEL_HISTORY_DEFAULT
-    if not 1 <= limit <= LEVEL_HISTORY_MAX:
-        raise invalid("VALUE_OUT_OF_RANGE", f"limit is 1..{LEVEL_HISTORY_MAX}", field="limit")
+    limit = page_limit(req.limit, LEVEL_HISTORY_DEFAULT, LEVEL_HISTORY_MAX)
     rows = await call.run(levels.level_history, call.engine, int(req.card_no), limit=limit)
     out = admin_pb2.LevelHistoryResponse()
     for h in rows:

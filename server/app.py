@@ -129,6 +129,18 @@ def invalid(reason: str, message: str, **metadata: str) -> RpcFailure:
     return RpcFailure(grpc.StatusCode.INVALID_ARGUMENT, reason, message, metadata)
 
 
+def page_limit(value: int, default: int, maximum: int, field: str = "limit") -> int:
+    """The page size of a list call: 0 asks for the default, and a value past the
+    maximum is refused (LIMIT_INVALID), never silently cut: a caller who asked for more
+    than it got would take a short page for the end of the list."""
+    limit = int(value) or default
+    if not 1 <= limit <= maximum:
+        raise invalid("LIMIT_INVALID", f"{field}: {value} is outside 1..{maximum} (0 for "
+                      f"{default}); read further pages instead", field=field,
+                      limit_max=str(maximum))
+    return limit
+
+
 # --- undecodable requests -------------------------------------------------------------
 
 class MalformedRequest(RpcFailure):
