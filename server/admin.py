@@ -30,7 +30,16 @@ import grpc
 import numpy as np
 
 from core import EngineClosed, RulesConfig, RulesError
-from core.chain import AUDIT_PAGE_MAX, AuthFailed, ChainError, NodeKind, audit_log
+from core.chain import (
+    AUDIT_PAGE_MAX,
+    LOGIN_FAILED,
+    OPERATOR_LOCKED,
+    AuthFailed,
+    ChainConfig,
+    ChainError,
+    NodeKind,
+    audit_log,
+)
 from core.engine import OP_NAMES, register_op_names
 from core.members import (
     PROFILE_FIELDS,
@@ -58,7 +67,15 @@ from server.app import (
     page_limit,
     result_reason,
 )
-from server.auth import ROLE_ADMIN, Registry, Terminal, bearer_token
+from server.auth import (
+    ROLE_ADMIN,
+    LoginBusy,
+    LoginGate,
+    LoginThrottled,
+    Registry,
+    Terminal,
+    bearer_token,
+)
 from server.metrics import Metrics
 from server.mms_pb import admin_pb2, admin_pb2_grpc, types_pb2
 
@@ -251,6 +268,15 @@ class Call:
             raise RpcFailure(grpc.StatusCode.UNAVAILABLE, "SHUTTING_DOWN", "the server is stopping")
         return await asyncio.to_thread(fn, *args, **kw)
 
+    async def hash_run(self, fn: Callable[..., Any], *args, **kw) -> Any:
+        """A blocking call that hashes a password, on the password pool (LoginGate)."""
+        if not self.svc.bridge.accepting:
+            raise RpcFailure(grpc.StatusCode.UNAVAILABLE, "SHUTTING_DOWN", "the server is stopping")
+        try:
+            return await self.svc.logins.run(fn, *args, **kw)
+        except LoginBusy as e:
+            raise RpcFailure(grpc.StatusCode.RESOURCE_EXHAUSTED, "LOGIN_BUSY", str(e)) from None
+
     async def cold(self, factory: Callable[[], Any]):
         """An engine admin op (a Future[AdminResult]) awaited without blocking the loop."""
         r = await self.svc.bridge.cold(factory)
@@ -379,16 +405,40 @@ async def bootstrap(call: Call, req):
                          "Bootstrap needs the token in <data>/bootstrap.token")
     cid = client_id(req)
     before = call.chain.bootstrapped()
-    op = await call.run(call.chain.bootstrap, cid, chain_name=req.chain_name,
+    op = await call.hash_run(call.chain.bootstrap, cid, chain_name=req.chain_name,
                         admin_login=req.admin_login, admin_password=req.admin_password,
                         admin_name=req.admin_name)
     return admin_pb2.BootstrapResponse(admin=_operator_pb(op),
                                        outcome=admin_pb2.AdminOutcome(replayed=before))
 
 
+def _throttled(t: LoginThrottled) -> RpcFailure:
+    return RpcFailure(grpc.StatusCode.UNAUTHENTICATED, "LOGIN_THROTTLED", str(t),
+                      {"retry_after_s": str(t.retry_after_s), "scope": t.scope})
+
+
 @handler("Login", auth="none")
 async def login(call: Call, req):
-    s = await call.run(call.chain.login, req.login, req.password)
+    gate, peer = call.svc.logins, call.context.peer()
+    chain = call.chain
+    try:
+        gate.check(req.login, peer)
+        s = await call.hash_run(chain.login, req.login, req.password)
+    except LoginThrottled as t:
+        raise _throttled(t) from None
+    except AuthFailed as e:
+        if e.reason not in (LOGIN_FAILED, OPERATOR_LOCKED):
+            raise
+        # A locked operator and a throttled name answer alike: LOGIN_THROTTLED. The
+        # chain locks a known login at the same count the gate throttles any name.
+        t = gate.failed(req.login, peer)
+        if t is None and e.reason == OPERATOR_LOCKED:
+            t = LoginThrottled("login", max(1, int(e.retry_after_s)))
+        if t is None:
+            raise
+        gate.on_throttle(t.scope)
+        raise _throttled(t) from None
+    gate.succeeded(req.login)
     op = call.chain.operator(s.operator_id)
     return admin_pb2.LoginResponse(session_token=s.token or "", operator=_operator_pb(op),
                                    expires_s=s.expires_s)
@@ -437,7 +487,7 @@ async def revoke_terminal_token(call: Call, req):
 @handler("CreateOperator")
 async def create_operator(call: Call, req):
     cid = client_id(req)
-    op = await call.run(call.chain.create_operator, call.principal(), cid, login=req.login,
+    op = await call.hash_run(call.chain.create_operator, call.principal(), cid, login=req.login,
                         password=req.password, role=req.role, name=req.name,
                         home_store_id=req.home_store_id)
     return admin_pb2.CreateOperatorResponse(operator=_operator_pb(op))
@@ -455,10 +505,11 @@ async def reset_password(call: Call, req):
     cid = client_id(req)
     p = call.principal()
     if req.operator_id in (0, p.operator_id):
-        await call.run(call.chain.change_own_password, p, cid, req.old_password,
-                       req.new_password)
+        await call.hash_run(call.chain.change_own_password, p, cid, req.old_password,
+                            req.new_password)
     else:
-        await call.run(call.chain.reset_password, p, cid, req.operator_id, req.new_password)
+        await call.hash_run(call.chain.reset_password, p, cid, req.operator_id,
+                            req.new_password)
     return admin_pb2.ResetPasswordResponse()
 
 
@@ -865,6 +916,10 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         self.chain = chain
         self.members = members
         self.bootstrap_token = bootstrap_token
+        cfg = chain.config if chain is not None else ChainConfig()
+        self.logins = LoginGate(name_failures_max=cfg.login_failures_max,
+                                name_window_s=cfg.lockout_s,
+                                on_throttle=lambda scope: metrics.login_throttled.labels(scope).inc())
 
 
 for _name, (_type, _fn) in HANDLERS.items():

@@ -983,6 +983,7 @@ class MmsServer:
         self.http: HttpEndpoint | None = None
         self.health = health.aio.HealthServicer()
         self.server: grpc.aio.Server | None = None
+        self.admin = None  # the AdminService, once started
 
     def is_ready(self) -> bool:
         return self._ready
@@ -1001,10 +1002,9 @@ class MmsServer:
         guarded = GuardedServer(self.server, RequestGuard(self.metrics, frozenset({POS, ADMIN})))
         pos_pb2_grpc.add_PosServiceServicer_to_server(
             PosService(self.bridge, terminals, self.metrics), guarded)
-        admin_pb2_grpc.add_AdminServiceServicer_to_server(
-            AdminService(self.bridge, self.registry, self.metrics, chain=self.chain,
-                         members=self.members, bootstrap_token=self.bootstrap_token),
-            guarded)
+        self.admin = AdminService(self.bridge, self.registry, self.metrics, chain=self.chain,
+                                  members=self.members, bootstrap_token=self.bootstrap_token)
+        admin_pb2_grpc.add_AdminServiceServicer_to_server(self.admin, guarded)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, guarded)
         names = (pos_pb2.DESCRIPTOR.services_by_name["PosService"].full_name,
                  admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
@@ -1041,3 +1041,5 @@ class MmsServer:
         if self.http is not None:
             self.http.stop()
             self.http = None
+        if self.admin is not None:
+            self.admin.logins.close()

@@ -55,8 +55,9 @@ class Metrics:
             "mms_malformed_requests", "Requests (or stream messages) whose body did not decode, "
             "refused with INVALID_ARGUMENT / MALFORMED_REQUEST.", registry=r)
         self.login_throttled = Counter(
-            "mms_login_throttled", "Logins refused unhashed (LOGIN_THROTTLED) after too many "
-            "failures, by what was throttled: the login name or the caller's address.",
+            "mms_login_throttled", "Logins answered LOGIN_THROTTLED (too many failures; no "
+            "password is hashed while it lasts), by what was throttled: the login name or "
+            "the caller's address.",
             ["scope"], registry=r)
         for scope in ("login", "peer"):  # exported at 0 from the start, for rate()
             self.login_throttled.labels(scope)
