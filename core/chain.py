@@ -374,6 +374,9 @@ class Chain:
         for name in _DBS:
             engine.store.named_db(name)
         self._load()
+        # Made now, not at the first unknown login, which would then take two hashes
+        # and so tell itself apart from a known one.
+        self._dummy()
 
     # --- loading and memory -----------------------------------------------------------
 
