@@ -66,6 +66,7 @@ from server.app import (
     invalid,
     page_limit,
     result_reason,
+    seq_cursor,
 )
 from server.auth import (
     ROLE_ADMIN,
@@ -526,7 +527,8 @@ async def get_audit_log(call: Call, req):
     store = own if own is not None else (req.store_id or None)
     call.authorize("audit.read", store)
     limit = page_limit(req.limit, AUDIT_LIMIT_DEFAULT, AUDIT_PAGE_MAX)
-    events = await call.run(audit_log, call.engine, since_seq=req.since_seq,
+    since = seq_cursor(req.since_seq, "since_seq")
+    events = await call.run(audit_log, call.engine, since_seq=since,
                             operator_id=req.operator_id or None, store_id=store, limit=limit)
     return admin_pb2.AuditLogResponse(events=[admin_pb2.AuditEvent(
         seq=e["seq"], op=_op_name(e.get("op")), time_s=int(e.get("time_s") or 0),

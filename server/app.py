@@ -129,6 +129,19 @@ def invalid(reason: str, message: str, **metadata: str) -> RpcFailure:
     return RpcFailure(grpc.StatusCode.INVALID_ARGUMENT, reason, message, metadata)
 
 
+# Journal sequences are int64 (a century of commits at a million a second stays far
+# below); a cursor past this names no record and is refused before it is used.
+SEQ_MAX = 2**63 - 1
+
+
+def seq_cursor(value: int, field: str) -> int:
+    """A journal cursor from a request (since_seq, after_seq): 0..SEQ_MAX."""
+    if not 0 <= int(value) <= SEQ_MAX:
+        raise invalid("VALUE_OUT_OF_RANGE", f"{field}: {value} is outside 0..{SEQ_MAX}",
+                      field=field)
+    return int(value)
+
+
 def page_limit(value: int, default: int, maximum: int, field: str = "limit") -> int:
     """The page size of a list call: 0 asks for the default, and a value past the
     maximum is refused (LIMIT_INVALID), never silently cut: a caller who asked for more

@@ -506,6 +506,9 @@ def test_refusals_name_the_field_and_the_rule(env, monkeypatch):
         assert (code, reason, meta["field"], meta["limit_max"]) == (
             grpc.StatusCode.INVALID_ARGUMENT, "LIMIT_INVALID", "limit", maximum), method
     assert len(env.call("root", "AuditLog", admin_pb2.AuditLogRequest(limit=1000)).events) >= 1
+    code, reason, meta, _ = refusal(env.call, "root", "AuditLog",
+                                    admin_pb2.AuditLogRequest(since_seq=2**64 - 1))
+    assert (reason, meta["field"]) == ("VALUE_OUT_OF_RANGE", "since_seq")
 
 
 def test_a_self_referral_is_a_self_referral(env):
