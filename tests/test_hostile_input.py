@@ -9,7 +9,7 @@ import contextlib
 import logging
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
 import grpc
 import numpy as np
@@ -433,6 +433,15 @@ def test_logins_hash_on_their_own_bounded_pool(env, monkeypatch):
             assert scrypts.inside.acquire(timeout=30), "no login reached scrypt"
         r = env.call("mgr11", "SearchMembers", admin_pb2.SearchMembersRequest(name="Li"))
         assert r.total >= 1
+        # The 8 admitted logins cannot finish while the gate is shut; the others are
+        # refused as they arrive. Wait for those refusals before opening.
+        done: set = set()
+        while len(done) < 24 - 8:
+            more, _ = wait([f for f in futs if f not in done], timeout=60,
+                           return_when=FIRST_COMPLETED)
+            assert more, "the refusals never came"
+            done |= more
+        assert len(done) == 24 - 8
         scrypts.open.set()
         reasons = sorted(f.result()[1] for f in futs)
     assert reasons.count("LOGIN_BUSY") == 24 - 8
