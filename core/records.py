@@ -65,6 +65,21 @@ RESULT_NAMES = {int(r): r.name for r in Result}
 CLIENT_ID_BYTES = 16
 
 
+def is_ascii_digits(text: object) -> bool:
+    """A non-empty str of ASCII 0-9 and nothing else. Every PIN, amount and id parsed
+    from text is checked with this: str.isdigit() also takes superscripts, Arabic-Indic
+    and full-width digits, and int() takes those too (and "_", spaces and signs), so a
+    value one check accepts would fail another further in (in the writer, at the till)."""
+    return isinstance(text, str) and text.isascii() and text.isdigit()
+
+
+def parse_uint(text: str) -> int:
+    """A whole number written in ASCII 0-9 only; ValueError otherwise."""
+    if not is_ascii_digits(text):
+        raise ValueError(f"{text[:20]!r} is not a whole number in digits 0-9")
+    return int(text)
+
+
 def split_client_id(client_id: bytes) -> tuple[int, int]:
     """A 16-byte client id as the (hi, lo) pair the engine keys on."""
     if not isinstance(client_id, (bytes, bytearray)) or len(client_id) != CLIENT_ID_BYTES:

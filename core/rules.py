@@ -385,41 +385,134 @@ class RulesConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> RulesConfig:
+        """Rules from plain data (JSON, TOML). A value of the wrong shape is a RulesError
+        that names the field and what it must be."""
+        if not isinstance(d, dict):
+            raise RulesError("the rules must be an object of rule fields")
         d = dict(d)
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - known
         if unknown:
             raise RulesError(f"unknown rule fields: {sorted(unknown)}")
         if "levels" in d:
-            d["levels"] = tuple(LevelRule(**lv) for lv in d["levels"])
+            d["levels"] = _records(d["levels"], "levels", LevelRule)
         if "tiers" in d:
-            d["tiers"] = tuple(BonusTier(**t) for t in d["tiers"])
+            d["tiers"] = _records(d["tiers"], "tiers", BonusTier)
         if "no_points_categories" in d:
-            d["no_points_categories"] = tuple(d["no_points_categories"])
+            d["no_points_categories"] = _ints(d["no_points_categories"], "no_points_categories")
         for name in ("category_points_mult_bp", "store_points_mult_bp"):
             if name in d:
-                d[name] = tuple((int(k), int(v)) for k, v in d[name])
+                d[name] = tuple(tuple(_ints(pair, f"{name}[{i}]", 2))
+                                for i, pair in enumerate(_list(d[name], name)))
         if "coupon_templates" in d:
-            d["coupon_templates"] = tuple(
-                CouponTemplate(**{**t, **{k: tuple(t[k]) for k in ("stores", "categories", "levels") if k in t}})
-                for t in d["coupon_templates"])
+            d["coupon_templates"] = _records(
+                d["coupon_templates"], "coupon_templates", CouponTemplate,
+                lists=("stores", "categories", "levels"))
         if "commission_rules" in d:
-            d["commission_rules"] = tuple(CommissionRule(**r) for r in d["commission_rules"])
+            d["commission_rules"] = _records(d["commission_rules"], "commission_rules",
+                                             CommissionRule)
         if "member_prices" in d:
-            d["member_prices"] = tuple((int(sku), tuple(int(p) for p in prices))
-                                       for sku, prices in d["member_prices"])
+            prices = []
+            for i, pair in enumerate(_list(d["member_prices"], "member_prices")):
+                where = f"member_prices[{i}]"
+                if not isinstance(pair, (list, tuple)) or len(pair) != 2:
+                    raise RulesError(f"{where} must be [sku, [price fen per level, ...]]")
+                prices.append((_ints([pair[0]], where)[0], _ints(pair[1], f"{where}[1]")))
+            d["member_prices"] = tuple(prices)
         rules = cls(**d)
         rules.validate()
         return rules
 
     @classmethod
     def from_json(cls, raw: bytes) -> RulesConfig:
-        return cls.from_dict(json.loads(raw))
+        try:
+            doc = loads_bounded(raw, "the rules JSON", chars_max=RULES_JSON_CHARS_MAX)
+        except ValueError as e:
+            raise RulesError(str(e)) from None
+        return cls.from_dict(doc)
 
     @classmethod
     def from_toml(cls, path: str) -> RulesConfig:
         with open(path, "rb") as f:
             return cls.from_dict(tomllib.load(f).get("rules", {}))
+
+
+def _list(value: object, where: str) -> list | tuple:
+    if not isinstance(value, (list, tuple)):
+        raise RulesError(f"{where} must be a list")
+    return value
+
+
+def _ints(value: object, where: str, n: int | None = None) -> tuple[int, ...]:
+    """A list of whole numbers (n of them, when n is given)."""
+    items = _list(value, where)
+    if n is not None and len(items) != n:
+        raise RulesError(f"{where} must be a list of {n} whole numbers")
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in items):
+        raise RulesError(f"{where} must hold whole numbers only")
+    return tuple(items)
+
+
+def _records(value: object, where: str, kind: type, lists: tuple[str, ...] = ()) -> tuple:
+    """A list of objects, each with the fields of the dataclass kind; fields named in
+    lists are lists of whole numbers."""
+    fields = dataclasses.fields(kind)
+    names = [f.name for f in fields]
+    required = [f.name for f in fields
+                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    out = []
+    for i, item in enumerate(_list(value, where)):
+        at = f"{where}[{i}]"
+        if not isinstance(item, dict):
+            raise RulesError(f"{at} must be an object with fields {names}")
+        unknown = sorted(set(item) - set(names))
+        if unknown:
+            raise RulesError(f"{at}: unknown fields {unknown}; the fields are {names}")
+        missing = [n for n in required if n not in item]
+        if missing:
+            raise RulesError(f"{at}: missing fields {missing}")
+        item = {**item, **{k: _ints(item[k], f"{at}.{k}") for k in lists if k in item}}
+        out.append(kind(**item))
+    return tuple(out)
+
+
+# Bounds on JSON taken from callers (rules, member custom fields): nesting is refused
+# past JSON_DEPTH_MAX (the rules nest 3 deep), and a document past its size bound is
+# refused before it is parsed.
+JSON_DEPTH_MAX = 16
+RULES_JSON_CHARS_MAX = 1024 * 1024
+
+
+def json_depth(doc: object) -> int:
+    """How deep lists and objects nest in doc (a scalar is 0), without recursion."""
+    depth, stack = 0, [(doc, 1)]
+    while stack:
+        v, d = stack.pop()
+        if isinstance(v, dict):
+            v = list(v.values())
+        elif not isinstance(v, list):
+            continue
+        depth = max(depth, d)
+        stack.extend((x, d + 1) for x in v if isinstance(x, (dict, list)))
+    return depth
+
+
+def loads_bounded(text: str | bytes, what: str, *, chars_max: int,
+                  depth_max: int = JSON_DEPTH_MAX) -> object:
+    """json.loads with named bounds; ValueError names what and the rule broken."""
+    if len(text) > chars_max:
+        raise ValueError(f"{what} is longer than {chars_max} characters")
+    try:
+        doc = json.loads(text)
+    except RecursionError:
+        raise ValueError(f"{what} nests deeper than {depth_max} levels") from None
+    except ValueError as e:
+        pos = getattr(e, "pos", None)
+        at = f" at character {pos}" if isinstance(pos, int) else ""
+        raise ValueError(f"{what} is not valid JSON{at}") from None
+    if json_depth(doc) > depth_max:
+        raise ValueError(f"{what} nests deeper than {depth_max} levels")
+    return doc
 
 
 def _compile_type_limits(limits: dict[int, RechargeLimit], scope: list[int]) -> np.ndarray:

@@ -396,6 +396,9 @@ class Chain:
         for name in _DBS:
             engine.store.named_db(name)
         self._load()
+        # Made now, not at the first unknown login, which would then take two hashes
+        # and so tell itself apart from a known one.
+        self._dummy()
 
     # --- loading and memory -----------------------------------------------------------
 
@@ -632,6 +635,9 @@ class Chain:
                     parent_id: int, name: str, node_id: int | None = None) -> Node:
         """A region (under HQ), store (under a region) or terminal (under a store). node_id
         picks the id (a chain's existing store numbers); by default the next free one."""
+        if int(kind) not in NodeKind._value2member_map_:
+            raise ChainError(BAD_INPUT, f"kind: {int(kind)} is not a node kind "
+                             "(2 region, 3 store, 4 terminal)")
         kind = NodeKind(int(kind))
         if kind == NodeKind.HQ:
             raise ChainError(BAD_INPUT, "HQ is created by bootstrap")

@@ -57,7 +57,8 @@ from core.domain.pii import (
 )
 from core.engine.storage import from_be, u64
 from core.engine.writer import AdminContext, AdminResult, Engine, register_op_names
-from core.records import CardStatus, Result
+from core.records import CardStatus, Result, is_ascii_digits
+from core.rules import loads_bounded
 
 log = logging.getLogger("mms.members")
 
@@ -90,6 +91,8 @@ class MemberErrorCode(enum.Enum):
     STATUS_MOVE = "STATUS_MOVE"          # e.g. freezing a cancelled member
     VERSION_CONFLICT = "VERSION_CONFLICT"  # the record changed since the caller read it
     REFERRER_NOT_FOUND = "REFERRER_NOT_FOUND"
+    SELF_REFERRAL = "SELF_REFERRAL"      # a member named as their own referrer
+    FILE_INVALID = "FILE_INVALID"        # an import file that cannot be read as its format
 
 
 class MemberError(Exception):
@@ -112,6 +115,8 @@ REJECT_RESULT = {
     "STATUS_MOVE": Result.FAILED_PRECONDITION,
     "VERSION_CONFLICT": Result.FAILED_PRECONDITION,
     "REFERRER_NOT_FOUND": Result.NOT_FOUND,
+    "SELF_REFERRAL": Result.INVALID_ARGUMENT,
+    "FILE_INVALID": Result.INVALID_ARGUMENT,
 }
 
 _STATUS_MOVES = {
@@ -146,6 +151,16 @@ IMPORT_CHUNK_ROWS = 1000
 IMPORT_ERRORS_MAX = 100_000
 # Excel's sheet limit, minus the header row.
 XLSX_ROWS_MAX = 1_048_575
+# Bounds on an import file besides its size in bytes (the server's IMPORT_BYTES_MAX):
+# columns in its header, characters in one CSV cell (the csv module's own limit, named),
+# and what an .xlsx (a zip archive) may unpack to, so that a small upload cannot make the
+# server inflate gigabytes. A million members unpack to about 400 MB of sheet XML.
+IMPORT_COLUMNS_MAX = 256
+CSV_CELL_CHARS_MAX = 131_072
+XLSX_UNPACKED_BYTES_MAX = 2 * 1024**3
+XLSX_ENTRIES_MAX = 10_000
+# The JSON of a `custom` import column: an object of names to values, one level deep.
+CUSTOM_JSON_CHARS_MAX = 16_384
 BIRTH_YEAR_MIN = 1900
 
 SOURCES = ("store", "call_centre", "website", "app", "mini_program", "import")
@@ -186,10 +201,13 @@ def _text(name: str, value: object, max_chars: int, *, required: bool = False) -
 def _int(name: str, value: object, lo: int, hi: int) -> int:
     if value is None or value == "":
         return 0
-    try:
-        v = int(str(value).strip()) if not isinstance(value, int) else value
-    except ValueError:
-        raise MemberError(MemberErrorCode.INVALID, f"{name} is not a whole number", name) from None
+    if isinstance(value, bool) or not isinstance(value, int):
+        text = str(value).strip()
+        if not is_ascii_digits(text):
+            raise MemberError(MemberErrorCode.INVALID,
+                              f"{name} is not a whole number in digits 0-9", name)
+        value = int(text)
+    v = value
     if not lo <= v <= hi:
         raise MemberError(MemberErrorCode.INVALID, f"{name} must be {lo}..{hi}", name)
     return v
@@ -1137,7 +1155,9 @@ class MemberStore:
 
     def _write_new(self, ctx: AdminContext, member_id: int, prof: dict) -> tuple[dict | None, str | None]:
         """Check and write one new member; nothing is written when a reason is returned."""
-        if prof.get("referrer_id") and (prof["referrer_id"] >= member_id
+        if prof.get("referrer_id") == member_id:
+            return None, f"{MemberErrorCode.SELF_REFERRAL.value}: referrer_id: a member cannot refer themselves"
+        if prof.get("referrer_id") and (prof["referrer_id"] > member_id
                                         or ctx.get(_DB_MEMBERS, u64(prof["referrer_id"])) is None):
             return None, f"{MemberErrorCode.REFERRER_NOT_FOUND.value}: member {prof['referrer_id']} not found"
         for name, db, kind, code in (("phone", _DB_PHONE, _PHONE_KIND, MemberErrorCode.PHONE_TAKEN),
@@ -1225,8 +1245,12 @@ class MemberStore:
             changed = {k: v for k, v in prof.items() if old.get(k) != v}
             if "referrer_id" in changed and changed["referrer_id"]:
                 ref = changed["referrer_id"]
-                if ref == member_id or ctx.get(_DB_MEMBERS, u64(ref)) is None:
-                    self._reject(ctx, MemberErrorCode.REFERRER_NOT_FOUND, f"member {ref} not found")
+                if ref == member_id:
+                    self._reject(ctx, MemberErrorCode.SELF_REFERRAL,
+                                 "referrer_id: a member cannot refer themselves")
+                if ctx.get(_DB_MEMBERS, u64(ref)) is None:
+                    self._reject(ctx, MemberErrorCode.REFERRER_NOT_FOUND,
+                                 f"referrer_id: member {ref} not found")
             if "tags" in changed and not self._index(ctx).room(changed["tags"]):
                 self._reject(ctx, MemberErrorCode.INVALID, f"more than {TAG_VOCABULARY_MAX} distinct tags")
             for name, db, kind, code in (("phone", _DB_PHONE, _PHONE_KIND, MemberErrorCode.PHONE_TAKEN),
@@ -1505,9 +1529,13 @@ def _row_dict(header: list[str], values: Sequence[object]) -> dict | str:
             custom[h[len(CUSTOM_PREFIX):]] = v if isinstance(v, str) else str(v)
         elif h == "custom":
             try:
-                custom.update(json.loads(v) if isinstance(v, str) else {})
-            except ValueError:
+                doc = (loads_bounded(v, "custom", chars_max=CUSTOM_JSON_CHARS_MAX, depth_max=1)
+                       if isinstance(v, str) else {})
+            except ValueError as e:
+                return str(e)
+            if not isinstance(doc, dict):
                 return "custom is not a JSON object"
+            custom.update(doc)
         elif h:
             prof[h] = v
     if custom:
@@ -1516,6 +1544,8 @@ def _row_dict(header: list[str], values: Sequence[object]) -> dict | str:
 
 
 def _header(cells: Sequence[object]) -> list[str]:
+    if len(cells) > IMPORT_COLUMNS_MAX:
+        raise _file_invalid(f"the header has {len(cells)} columns, at most {IMPORT_COLUMNS_MAX}")
     out = []
     for c in cells:
         s = str(c or "").strip()
@@ -1531,48 +1561,119 @@ def _header(cells: Sequence[object]) -> list[str]:
     return out
 
 
+def _file_invalid(message: str) -> MemberError:
+    return MemberError(MemberErrorCode.FILE_INVALID, message, "file")
+
+
 def _encoding(path: str) -> str:
     """UTF-8 (with or without BOM) or, failing that, GB18030 (what Excel writes on a
-    Chinese Windows)."""
-    utf8 = codecs.getincrementaldecoder("utf-8")()
-    with open(path, "rb") as f:
+    Chinese Windows); FILE_INVALID when the file is neither. The whole file is decoded
+    here, before any row is imported, so a bad byte never stops an import midway."""
+    for encoding, name in (("utf-8", "utf-8-sig"), ("gb18030", "gb18030")):
+        dec = codecs.getincrementaldecoder(encoding)()
+        offset = 0
+        with open(path, "rb") as f:
+            try:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    dec.decode(block)
+                    offset += len(block)
+                dec.decode(b"", final=True)
+                return name
+            except UnicodeDecodeError as e:
+                bad = offset + max(0, e.start)
+        if encoding == "gb18030":
+            raise _file_invalid(f"the file is neither UTF-8 nor GB18030 text (byte {bad} "
+                                "cannot be read in either); save the CSV as UTF-8")
+    raise AssertionError("unreachable")
+
+
+def _csv_rows(f) -> Iterator[tuple[int, list[str]]]:
+    """(line where the row starts, cells) per row; FILE_INVALID on malformed CSV."""
+    reader = csv.reader(f)
+    start = 1
+    while True:
         try:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                utf8.decode(block)
-            utf8.decode(b"", final=True)
-            return "utf-8-sig"
-        except UnicodeDecodeError:
-            return "gb18030"
+            values = next(reader, None)
+        except csv.Error as e:
+            why = (f"a cell is longer than {CSV_CELL_CHARS_MAX} characters"
+                   if "field limit" in str(e) else "it is not well-formed CSV")
+            raise _file_invalid(f"line {reader.line_num}: {why}") from None
+        if values is None:
+            return
+        yield start, values
+        start = reader.line_num + 1
 
 
 def read_csv(path: str) -> Iterator[tuple[int, dict | str]]:
-    """(line, profile) per data row; line is the file's line number where the row starts."""
-    with open(path, newline="", encoding=_encoding(path)) as f:
-        reader = csv.reader(f)
-        header = _header(next(reader, []))
-        start = reader.line_num + 1
-        for values in reader:
-            line, start = start, reader.line_num + 1
+    """(line, profile) per data row; line is the file's line number where the row starts.
+    The file is checked whole (encoding, CSV syntax) before the first row is given."""
+    encoding = _encoding(path)
+    with open(path, newline="", encoding=encoding) as f:
+        for _ in _csv_rows(f):
+            pass
+    with open(path, newline="", encoding=encoding) as f:
+        rows = _csv_rows(f)
+        first = next(rows, None)
+        header = _header(first[1] if first else [])
+        for line, values in rows:
             if not any(v.strip() for v in values):
                 continue
             yield line, _row_dict(header, values)
+
+
+def _check_xlsx(path: str) -> None:
+    """An .xlsx is a zip archive: refuse one that is not, or that would unpack past the
+    bounds, before openpyxl reads it."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            infos = z.infolist()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError):
+        raise _file_invalid("the .xlsx file is not an Excel workbook (not a zip archive); "
+                            "save it from Excel as .xlsx, or upload CSV") from None
+    if len(infos) > XLSX_ENTRIES_MAX:
+        raise _file_invalid(f"the .xlsx archive holds {len(infos)} parts, at most "
+                            f"{XLSX_ENTRIES_MAX}")
+    unpacked = sum(i.file_size for i in infos)
+    if unpacked > XLSX_UNPACKED_BYTES_MAX:
+        raise _file_invalid(f"the .xlsx file unpacks to {unpacked} bytes, at most "
+                            f"{XLSX_UNPACKED_BYTES_MAX}; split it or upload CSV")
 
 
 def read_xlsx(path: str) -> Iterator[tuple[int, dict | str]]:
     """(row number, profile) per data row of the first sheet."""
     import openpyxl
 
-    wb = openpyxl.load_workbook(path, read_only=True, data_only=True)
+    _check_xlsx(path)
+    damaged = "the .xlsx file is damaged or not a workbook openpyxl can read"
     try:
-        ws = wb.worksheets[0]
-        it = ws.iter_rows(values_only=True)
-        header = _header(next(it, ()))
-        for line, values in enumerate(it, start=2):
-            if not any(v not in (None, "") for v in values):
-                continue
-            cells = [v.isoformat()[:10] if isinstance(v, (_dt.date, _dt.datetime)) else v
-                     for v in values]
-            yield line, _row_dict(header, cells)
+        wb = openpyxl.load_workbook(path, read_only=True, data_only=True)
+    except MemberError:
+        raise
+    except Exception:  # a hostile file can break the reader in any of its layers
+        raise _file_invalid(damaged) from None
+    try:
+        if not wb.worksheets:
+            raise _file_invalid("the workbook has no sheet")
+        it = wb.worksheets[0].iter_rows(values_only=True)
+        line = 1
+        while True:
+            try:
+                values = next(it, None)
+            except Exception:
+                raise _file_invalid(f"row {line}: {damaged}") from None
+            if values is None:
+                if line == 1:
+                    _header(())  # an empty sheet: no header, which _header refuses
+                return
+            if line == 1:
+                header = _header(values)
+            elif any(v not in (None, "") for v in values):
+                cells = [v.isoformat()[:10] if isinstance(v, (_dt.date, _dt.datetime)) else v
+                         for v in values]
+                yield line, _row_dict(header, cells)
+            line += 1
     finally:
         wb.close()
 

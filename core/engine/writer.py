@@ -51,6 +51,7 @@ from core.records import (
     card_to_dict,
     coupon_of,
     coupon_to_dict,
+    is_ascii_digits,
     split_client_id,
 )
 from core.rules import CouponTemplate, RechargeLimit, RulesConfig, RulesError
@@ -1007,8 +1008,8 @@ class Engine:
                 operator_id: int = 0, store_id: int = 0) -> Future:
         """Set (digits) or clear (None) a card's PIN; clears failures and any lockout.
         Only the salted keyed hash is kept."""
-        if digits is not None and (not 4 <= len(digits) <= 9 or not digits.isdigit()):
-            raise ValueError("a PIN is 4 to 9 digits")
+        if digits is not None and (not 4 <= len(digits) <= 9 or not is_ascii_digits(digits)):
+            raise ValueError("a PIN is 4 to 9 digits 0-9")
 
         def build(ctx: AdminContext):
             card = ctx.card(int(card_no))

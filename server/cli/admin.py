@@ -27,6 +27,7 @@ from google.protobuf.json_format import MessageToDict
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
+from core.records import is_ascii_digits
 from server.mms_pb import admin_pb2, admin_pb2_grpc, types_pb2
 
 DEFAULT_TARGET = "127.0.0.1:7000"
@@ -725,6 +726,15 @@ def cmd_report_commission(args) -> int:
 
 # --- the parser -------------------------------------------------------------------------------
 
+def whole(text: str) -> int:
+    """argparse's type for ids, amounts and counts: ASCII digits 0-9 with an optional
+    leading minus. int() alone also takes full-width and Arabic-Indic digits, "_" and
+    spaces, which the server and the till would then read differently."""
+    if not is_ascii_digits(text[1:] if text.startswith("-") else text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number in digits 0-9")
+    return int(text)
+
+
 def _common(p: argparse.ArgumentParser, *, mutating: bool = False) -> None:
     p.add_argument("--target", help="server HOST:PORT (default: $MMS_TARGET, the saved "
                                     f"session's, or {DEFAULT_TARGET})")
@@ -740,12 +750,12 @@ def _query_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--name")
     p.add_argument("--contains", action="store_true", help="match the name anywhere")
     p.add_argument("--phone")
-    p.add_argument("--card", type=int)
-    p.add_argument("--level", type=int)
+    p.add_argument("--card", type=whole)
+    p.add_argument("--level", type=whole)
     p.add_argument("--tag", action="append")
-    p.add_argument("--store", type=int)
-    p.add_argument("--spend-min", type=int, help="fen")
-    p.add_argument("--spend-max", type=int, help="fen")
+    p.add_argument("--store", type=whole)
+    p.add_argument("--spend-min", type=whole, help="fen")
+    p.add_argument("--spend-max", type=whole, help="fen")
     p.add_argument("--status", choices=("active", "frozen", "cancelled"))
 
 
@@ -769,9 +779,9 @@ def add_commands(sub, terminal_sub) -> None:
     p.add_argument("--bootstrap-token")
     p = cmd(csub, "add", cmd_node_add, "add a region, store or terminal node", mutating=True)
     p.add_argument("--kind", choices=("region", "store", "terminal"), required=True)
-    p.add_argument("--parent", type=int, required=True)
+    p.add_argument("--parent", type=whole, required=True)
     p.add_argument("--name", required=True)
-    p.add_argument("--id", type=int, help="the node id to use (default: the next)")
+    p.add_argument("--id", type=whole, help="the node id to use (default: the next)")
     p = cmd(csub, "list", cmd_node_list, "list the tree")
     p.add_argument("--kind", choices=("hq", "region", "store", "terminal"))
 
@@ -787,16 +797,16 @@ def add_commands(sub, terminal_sub) -> None:
     for flag in ("--phone", "--id-no", "--gender", "--birthday", "--address", "--source"):
         p.add_argument(flag)
     p.add_argument("--tag", action="append")
-    p.add_argument("--store", type=int, help="home store (default: the operator's)")
+    p.add_argument("--store", type=whole, help="home store (default: the operator's)")
     p = cmd(msub, "show", cmd_member_show, "show a member and their cards")
-    p.add_argument("member_id", type=int)
+    p.add_argument("member_id", type=whole)
     p.add_argument("--reveal", action="store_true", help="phone and ID in full (audited)")
     p = cmd(msub, "find", cmd_member_find, "find a member by phone")
     p.add_argument("phone")
     p = cmd(msub, "search", cmd_member_search, "search members")
     _query_args(p)
-    p.add_argument("--limit", type=int, default=50)
-    p.add_argument("--offset", type=int, default=0)
+    p.add_argument("--limit", type=whole, default=50)
+    p.add_argument("--offset", type=whole, default=0)
     p = cmd(msub, "import", cmd_member_import, "import a .csv or .xlsx file")
     p.add_argument("file")
     p.add_argument("--file-id", help="a key for the file (default: its SHA-256)")
@@ -806,7 +816,7 @@ def add_commands(sub, terminal_sub) -> None:
     _query_args(p)
     for name in ("freeze", "unfreeze", "cancel", "restore"):
         p = cmd(msub, name, cmd_member_status, f"{name} a member", mutating=True)
-        p.add_argument("member_id", type=int)
+        p.add_argument("member_id", type=whole)
         p.add_argument("--reason")
 
     k = sub.add_parser("card", help="cards: issue, show, freeze, lost, found, cancel, pin, "
@@ -814,83 +824,83 @@ def add_commands(sub, terminal_sub) -> None:
     ksub = k.add_subparsers(dest="card_command", required=True)
     p = cmd(ksub, "issue", cmd_card_issue, "issue cards by their card type's rules",
             mutating=True)
-    p.add_argument("card_nos", type=int, nargs="+")
-    p.add_argument("--member", type=int, help="the member who holds them")
-    p.add_argument("--type", type=int, default=0, help="card type (0: the default type)")
-    p.add_argument("--paid", type=int, default=0,
+    p.add_argument("card_nos", type=whole, nargs="+")
+    p.add_argument("--member", type=whole, help="the member who holds them")
+    p.add_argument("--type", type=whole, default=0, help="card type (0: the default type)")
+    p.add_argument("--paid", type=whole, default=0,
                    help="fen each holder pays: fees at the counter plus the opening deposit")
-    p.add_argument("--primary", type=int, help="supplementary cards: the primary card")
-    p.add_argument("--supp-limit", type=int, default=0,
+    p.add_argument("--primary", type=whole, help="supplementary cards: the primary card")
+    p.add_argument("--supp-limit", type=whole, default=0,
                    help="supplementary cards: spend limit in fen (0: none)")
-    p.add_argument("--store", type=int)
+    p.add_argument("--store", type=whole)
     p = cmd(ksub, "show", cmd_card_show, "a card's state, with its membership")
-    p.add_argument("card_no", type=int)
+    p.add_argument("card_no", type=whole)
     p = cmd(ksub, "readmit", cmd_card_readmit, "re-admit a card whose membership ended",
             mutating=True)
-    p.add_argument("card_no", type=int)
+    p.add_argument("card_no", type=whole)
     p.add_argument("--reason", required=True)
     for name in _CARD_STATUS:
         p = cmd(ksub, name, cmd_card_status, f"{name} a card", mutating=True)
-        p.add_argument("card_no", type=int)
+        p.add_argument("card_no", type=whole)
     p = cmd(ksub, "pin", cmd_card_pin, "set a card's PIN, or --reset it", mutating=True)
-    p.add_argument("card_no", type=int)
+    p.add_argument("card_no", type=whole)
     p.add_argument("--pin", help="default: $MMS_PIN or a prompt")
     p.add_argument("--reset", action="store_true", help="remove the PIN and its lockout")
     p = cmd(ksub, "journal", cmd_card_journal,
             "a card's journal records with those of the cards it replaced, newest first")
-    p.add_argument("card_no", type=int)
-    p.add_argument("--limit", type=int, default=20)
-    p.add_argument("--before", type=int, help="only records older than this seq (next page)")
+    p.add_argument("card_no", type=whole)
+    p.add_argument("--limit", type=whole, default=20)
+    p.add_argument("--before", type=whole, help="only records older than this seq (next page)")
     p = cmd(ksub, "replace", cmd_card_replace, "replace a card; the new one takes its balance",
             mutating=True)
-    p.add_argument("old_card_no", type=int)
-    p.add_argument("new_card_no", type=int)
-    p.add_argument("--fee", type=int, help="fen (default: the card type's replacement fee)")
+    p.add_argument("old_card_no", type=whole)
+    p.add_argument("new_card_no", type=whole)
+    p.add_argument("--fee", type=whole, help="fen (default: the card type's replacement fee)")
     p.add_argument("--fee-external", action="store_true", help="the fee was paid at the counter")
     p = cmd(ksub, "renew", cmd_card_renew, "renew a dormant or expired card", mutating=True)
-    p.add_argument("card_no", type=int)
-    p.add_argument("--fee", type=int, help="fen (default: the card type's renewal fee)")
+    p.add_argument("card_no", type=whole)
+    p.add_argument("--fee", type=whole, help="fen (default: the card type's renewal fee)")
     p.add_argument("--fee-external", action="store_true", help="the fee was paid at the counter")
-    p.add_argument("--days", type=int, help="validity (default: the card type's)")
+    p.add_argument("--days", type=whole, help="validity (default: the card type's)")
     p = cmd(ksub, "annual-fee", cmd_card_annual_fee, "charge one year of a card's annual fee",
             mutating=True)
-    p.add_argument("card_no", type=int)
+    p.add_argument("card_no", type=whole)
     p.add_argument("--external", action="store_true", help="the fee was paid at the counter")
     cmd(ksub, "expire-dormant", cmd_card_expire_dormant, "make expired cards dormant",
         mutating=True)
     p = cmd(ksub, "level", cmd_card_level, "change a card's level (needs an approver)",
             mutating=True)
-    p.add_argument("card_no", type=int)
-    p.add_argument("level", type=int)
+    p.add_argument("card_no", type=whole)
+    p.add_argument("level", type=whole)
     p.add_argument("--reason", required=True)
-    p.add_argument("--approver", type=int, required=True, help="the approving operator's id")
+    p.add_argument("--approver", type=whole, required=True, help="the approving operator's id")
     cmd(ksub, "levels-review", cmd_card_levels_review, "review levels past their validity",
         mutating=True)
     p = cmd(ksub, "level-history", cmd_card_level_history, "a card's level changes")
-    p.add_argument("card_no", type=int)
-    p.add_argument("--limit", type=int, default=100)
+    p.add_argument("card_no", type=whole)
+    p.add_argument("--limit", type=whole, default=100)
 
     kt = sub.add_parser("card-type", help="card types: add (or change), list")
     ktsub = kt.add_subparsers(dest="card_type_command", required=True)
     p = cmd(ktsub, "add", cmd_card_type_add, "create or change a card type", mutating=True)
-    p.add_argument("type_id", type=int)
+    p.add_argument("type_id", type=whole)
     p.add_argument("--name", required=True)
     p.add_argument("--kind", choices=_CARD_KINDS, default="stored_value")
-    p.add_argument("--validity-years", type=int,
+    p.add_argument("--validity-years", type=whole,
                    help="calendar years a card is valid (default 2 unless --validity-days)")
-    p.add_argument("--validity-days", type=int,
+    p.add_argument("--validity-days", type=whole,
                    help="days a card is valid instead (0 with --validity-years 0: never expires)")
     p.add_argument("--fees-on-balance", action="store_true",
                    help="take the fees at issue from the opening deposit")
     for flag, default in (("--issue-fee", 0), ("--annual-fee", 0), ("--supp-annual-fee", 0),
                           ("--replacement-fee", 1000), ("--renewal-fee", 0)):
-        p.add_argument(flag, type=int, default=default, help="fen")
+        p.add_argument(flag, type=whole, default=default, help="fen")
     p.add_argument("--no-recharge", action="store_true", help="cards may not be recharged")
-    p.add_argument("--recharge-store", type=int, action="append", help="only at this store")
-    p.add_argument("--recharge-operator", type=int, action="append", help="only by this operator")
-    p.add_argument("--count-service", type=int, default=0)
-    p.add_argument("--count-uses", type=int, default=0)
-    p.add_argument("--initial-level", type=int, default=0)
+    p.add_argument("--recharge-store", type=whole, action="append", help="only at this store")
+    p.add_argument("--recharge-operator", type=whole, action="append", help="only by this operator")
+    p.add_argument("--count-service", type=whole, default=0)
+    p.add_argument("--count-uses", type=whole, default=0)
+    p.add_argument("--initial-level", type=whole, default=0)
     cmd(ktsub, "list", cmd_card_type_list, "list the card types")
 
     o = sub.add_parser("operator", help="operators: add, disable, passwd")
@@ -900,14 +910,14 @@ def add_commands(sub, terminal_sub) -> None:
     p.add_argument("--role", required=True, choices=("admin", "store_manager", "cashier",
                                                      "customer_service", "finance", "marketing",
                                                      "auditor"))
-    p.add_argument("--store", type=int, help="home store (store roles)")
+    p.add_argument("--store", type=whole, help="home store (store roles)")
     p.add_argument("--name", default="")
     p.add_argument("--password", help="default: $MMS_PASSWORD or a prompt")
     p = cmd(osub, "disable", cmd_operator_disable, "disable an operator", mutating=True)
-    p.add_argument("operator_id", type=int)
+    p.add_argument("operator_id", type=whole)
     p = cmd(osub, "passwd", cmd_operator_passwd,
             "set an operator's password (yours without an id)", mutating=True)
-    p.add_argument("operator_id", type=int, nargs="?", default=0)
+    p.add_argument("operator_id", type=whole, nargs="?", default=0)
     p.add_argument("--old-password", help="yours, to change your own")
     p.add_argument("--new-password", help="default: $MMS_NEW_PASSWORD or a prompt")
 
@@ -916,72 +926,72 @@ def add_commands(sub, terminal_sub) -> None:
     cmd(psub, "expire", cmd_points, "clear points past their validity", mutating=True)
     p = cmd(psub, "remind", cmd_points, "remind holders of points expiring this year",
             mutating=True)
-    p.add_argument("--min-points", type=int, default=1)
+    p.add_argument("--min-points", type=whole, default=1)
     p = cmd(psub, "adjust", cmd_points_adjust, "add or take a card's points by hand",
             mutating=True)
-    p.add_argument("card_no", type=int)
-    p.add_argument("delta", type=int, help="points to add, or negative to take")
+    p.add_argument("card_no", type=whole)
+    p.add_argument("delta", type=whole, help="points to add, or negative to take")
     p.add_argument("--reason", required=True)
     p.add_argument("--force", action="store_true", help="take more than the card holds")
     p = cmd(psub, "make-up", cmd_points_make_up, "points for a receipt without the card",
             mutating=True)
-    p.add_argument("card_no", type=int)
+    p.add_argument("card_no", type=whole)
     p.add_argument("--receipt", required=True, help="the receipt's id")
-    p.add_argument("--paid", type=int, required=True, help="fen")
-    p.add_argument("--time", type=int, required=True, help="the receipt's Unix time")
-    p.add_argument("--store", type=int, help="the receipt's store (default: yours)")
-    p.add_argument("--category", type=int, default=0)
+    p.add_argument("--paid", type=whole, required=True, help="fen")
+    p.add_argument("--time", type=whole, required=True, help="the receipt's Unix time")
+    p.add_argument("--store", type=whole, help="the receipt's store (default: yours)")
+    p.add_argument("--category", type=whole, default=0)
     p = cmd(psub, "gift-add", cmd_points_gift_add, "create or change a gift", mutating=True)
-    p.add_argument("gift_id", type=int)
+    p.add_argument("gift_id", type=whole)
     p.add_argument("--name", required=True)
-    p.add_argument("--cost", type=int, required=True, help="points")
-    p.add_argument("--stock", type=int, required=True)
+    p.add_argument("--cost", type=whole, required=True, help="points")
+    p.add_argument("--stock", type=whole, required=True)
     p.add_argument("--inactive", action="store_true", help="withdraw the gift")
-    p.add_argument("--coupon-template", type=int, default=0,
+    p.add_argument("--coupon-template", type=whole, default=0,
                    help="a coupon for points: the coupon template each unit puts on the card")
     p = cmd(psub, "gifts", cmd_points_gifts, "the gift catalogue")
     p.add_argument("--active-only", action="store_true")
     p = cmd(psub, "redeem", cmd_points_redeem, "exchange a card's points for a gift",
             mutating=True)
-    p.add_argument("card_no", type=int)
-    p.add_argument("gift_id", type=int)
-    p.add_argument("--qty", type=int, default=1)
+    p.add_argument("card_no", type=whole)
+    p.add_argument("gift_id", type=whole)
+    p.add_argument("--qty", type=whole, default=1)
 
     nt = sub.add_parser("notify", help="member notices for a sender: pull, ack")
     ntsub = nt.add_subparsers(dest="notify_command", required=True)
     p = cmd(ntsub, "pull", cmd_notify_pull, "notices after a seq (default: the cursor)")
-    p.add_argument("--after", type=int, help="journal seq; default: the acknowledged cursor")
-    p.add_argument("--limit", type=int, default=1000, help="journal records to read")
+    p.add_argument("--after", type=whole, help="journal seq; default: the acknowledged cursor")
+    p.add_argument("--limit", type=whole, default=1000, help="journal records to read")
     p = cmd(ntsub, "ack", cmd_notify_ack, "acknowledge notices up to a seq", mutating=True)
-    p.add_argument("upto_seq", type=int)
+    p.add_argument("upto_seq", type=whole)
 
     cp = sub.add_parser("coupon", help="coupons: template, templates, issue, list")
     cpsub = cp.add_subparsers(dest="coupon_command", required=True)
     p = cmd(cpsub, "template", cmd_coupon_template, "create or change a coupon template",
             mutating=True)
-    p.add_argument("template_id", type=int)
+    p.add_argument("template_id", type=whole)
     p.add_argument("--name", required=True)
     p.add_argument("--kind", required=True, choices=("fixed", "percent", "threshold", "gift"))
-    p.add_argument("--value", type=int, default=0, help="fen: the saving, or a gift's value")
-    p.add_argument("--percent-bp", type=int, help="percent: the share paid, 8000 = 20%% off")
-    p.add_argument("--min-spend", type=int, default=0, help="fen")
-    p.add_argument("--max-off", type=int, default=0, help="fen; percent: the largest saving")
-    p.add_argument("--gift-sku", type=int, default=0)
+    p.add_argument("--value", type=whole, default=0, help="fen: the saving, or a gift's value")
+    p.add_argument("--percent-bp", type=whole, help="percent: the share paid, 8000 = 20%% off")
+    p.add_argument("--min-spend", type=whole, default=0, help="fen")
+    p.add_argument("--max-off", type=whole, default=0, help="fen; percent: the largest saving")
+    p.add_argument("--gift-sku", type=whole, default=0)
     p.add_argument("--stackable", action="store_true")
-    p.add_argument("--store", type=int, action="append", help="only at this store")
-    p.add_argument("--category", type=int, action="append", help="only for this category")
-    p.add_argument("--level", type=int, action="append", help="only for this level")
-    p.add_argument("--valid-days", type=int, default=30)
-    p.add_argument("--quantity", type=int, default=0, help="most coupons issued; 0: no limit")
-    p.add_argument("--budget", type=int, default=0, help="fen of face value; 0: no limit")
+    p.add_argument("--store", type=whole, action="append", help="only at this store")
+    p.add_argument("--category", type=whole, action="append", help="only for this category")
+    p.add_argument("--level", type=whole, action="append", help="only for this level")
+    p.add_argument("--valid-days", type=whole, default=30)
+    p.add_argument("--quantity", type=whole, default=0, help="most coupons issued; 0: no limit")
+    p.add_argument("--budget", type=whole, default=0, help="fen of face value; 0: no limit")
     cmd(cpsub, "templates", cmd_coupon_templates, "the coupon templates in force")
     p = cmd(cpsub, "issue", cmd_coupon_issue, "put a coupon of a template on each card",
             mutating=True)
-    p.add_argument("template_id", type=int)
-    p.add_argument("card_nos", type=int, nargs="+")
-    p.add_argument("--valid-from", type=int, help="Unix time; default now")
+    p.add_argument("template_id", type=whole)
+    p.add_argument("card_nos", type=whole, nargs="+")
+    p.add_argument("--valid-from", type=whole, help="Unix time; default now")
     p = cmd(cpsub, "list", cmd_coupon_list, "a card's coupons")
-    p.add_argument("card_no", type=int)
+    p.add_argument("card_no", type=whole)
     p.add_argument("--all", action="store_true", help="redeemed and void ones too")
 
     rp = sub.add_parser("report", help="reports: sales, liability, settlement, ... (commission)")
@@ -990,19 +1000,19 @@ def add_commands(sub, terminal_sub) -> None:
     add_report_commands(rpsub, cmd)
     p = cmd(rpsub, "commission", cmd_report_commission,
             "each operator's swipes, uses, refunds, sales and commission in a window")
-    p.add_argument("--since", type=int, required=True, help="Unix time, inclusive")
-    p.add_argument("--until", type=int, required=True, help="Unix time, exclusive")
-    p.add_argument("--store", type=int, help="only this store (default: your scope)")
+    p.add_argument("--since", type=whole, required=True, help="Unix time, inclusive")
+    p.add_argument("--until", type=whole, required=True, help="Unix time, exclusive")
+    p.add_argument("--store", type=whole, help="only this store (default: your scope)")
 
     p = cmd(sub, "audit", cmd_audit, "the audit trail, oldest first")
-    p.add_argument("--since", type=int, default=0, help="only events after this seq")
-    p.add_argument("--operator", type=int)
-    p.add_argument("--store", type=int)
-    p.add_argument("--limit", type=int, default=100)
+    p.add_argument("--since", type=whole, default=0, help="only events after this seq")
+    p.add_argument("--operator", type=whole)
+    p.add_argument("--store", type=whole)
+    p.add_argument("--limit", type=whole, default=100)
 
     p = cmd(terminal_sub, "token", cmd_terminal_token,
             "issue a new token for a chain terminal (revokes its old one)", mutating=True)
-    p.add_argument("--terminal-id", type=int, required=True)
+    p.add_argument("--terminal-id", type=whole, required=True)
 
 
 def add_chain_terminal_args(add: argparse.ArgumentParser, revoke: argparse.ArgumentParser) -> None:

@@ -11,6 +11,13 @@ import os
 import sys
 
 
+def whole(text: str) -> int:
+    """argparse's type for numbers: ASCII digits only (server.cli.admin.whole)."""
+    from server.cli.admin import whole as parse
+
+    return parse(text)
+
+
 def _cmd_serve(args) -> int:
     from server.rpc import config as config_mod
     from server.rpc.serve import serve
@@ -113,14 +120,14 @@ def build_parser() -> argparse.ArgumentParser:
     tsub = t.add_subparsers(dest="terminal_command", required=True)
     ta = tsub.add_parser("add", help="add a terminal and print its new token once")
     ta.add_argument("--file", help="registry file; without it, the chain of --target")
-    ta.add_argument("--terminal-id", type=int, help="required with --file; else the next id")
-    ta.add_argument("--store-id", type=int, required=True)
+    ta.add_argument("--terminal-id", type=whole, help="required with --file; else the next id")
+    ta.add_argument("--store-id", type=whole, required=True)
     ta.add_argument("--role", choices=("pos", "admin"), default="pos")
     ta.add_argument("--name", default="")
     ta.set_defaults(func=_cmd_terminal_add)
     tr = tsub.add_parser("revoke", help="revoke a terminal's token")
     tr.add_argument("--file", help="registry file; without it, the chain of --target")
-    tr.add_argument("--terminal-id", type=int, required=True)
+    tr.add_argument("--terminal-id", type=whole, required=True)
     tr.set_defaults(func=_cmd_terminal_revoke)
     from server.cli import admin as admin_cli
 
@@ -130,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="run a demo chain with a simulated POS fleet")
     d.add_argument("--data", help="data directory (default: a temporary one)")
     d.add_argument("--seconds", type=float, default=20.0)
-    d.add_argument("--cards", type=int, default=5000)
+    d.add_argument("--cards", type=whole, default=5000)
     d.add_argument("--keep", action="store_true", help="keep serving after the summary")
     d.add_argument("--listen", default="127.0.0.1:0")
     d.add_argument("--metrics", default="127.0.0.1:0")
@@ -144,8 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--ca", help="CA certificate for a TLS server")
     r.add_argument("--namespace", default="",
                    help="mixed into ids derived from non-hex client_id values")
-    r.add_argument("--chunk-rows", type=int, default=2048)
-    r.add_argument("--call-rows", type=int, default=65536,
+    r.add_argument("--chunk-rows", type=whole, default=2048)
+    r.add_argument("--call-rows", type=whole, default=65536,
                    help="rows per BulkRecharge call; progress is saved after each call")
     r.add_argument("--restart", action="store_true", help="ignore a saved progress file")
     r.set_defaults(func=_cmd_replay)
@@ -156,16 +163,16 @@ def build_parser() -> argparse.ArgumentParser:
     be.add_argument("rest", nargs=argparse.REMAINDER)
     be.set_defaults(func=None)
     bg = bsub.add_parser("grpc", help="end-to-end load through gRPC")
-    bg.add_argument("--streams", type=int, default=4)
+    bg.add_argument("--streams", type=whole, default=4)
     bg.add_argument("--seconds", type=float, default=5.0)
-    bg.add_argument("--batch", type=int, default=1024)
+    bg.add_argument("--batch", type=whole, default=1024)
     bg.add_argument("--unary", action="store_true", help="unary Swipe calls instead of streams")
     bg.add_argument("--rate", type=float, default=0.0,
                     help="unary only: offered swipes/s in total (0 = as fast as possible)")
     bg.add_argument("--driver", choices=("python", "native"), default="python",
                     help="unary load client: grpc.aio here, or server/tools/loadgen.cc compiled "
                          "(g++, libgrpc++-dev; falls back to python with a message)")
-    bg.add_argument("--cards", type=int, default=10_000)
+    bg.add_argument("--cards", type=whole, default=10_000)
     bg.add_argument("--target", help="an existing server (needs --token and cards)")
     bg.add_argument("--token", default=os.environ.get("MMS_TOKEN"))
     bg.add_argument("--json", action="store_true")

@@ -36,6 +36,7 @@ from dataclasses import asdict, dataclass, field
 
 import grpc
 
+from core.records import is_ascii_digits
 from server.client import CHANNEL_OPTIONS, auth
 from server.mms_pb import pos_pb2, pos_pb2_grpc, types_pb2
 
@@ -45,7 +46,6 @@ AMOUNT_FEN_MAX = 2**63 - 1
 # Bad rows printed one per line; beyond this only counted.
 BAD_ROWS_PRINTED_MAX = 1000
 _HEX_ID = re.compile(r"^[0-9a-fA-F]{32}$")
-_INT = re.compile(r"^[0-9]+$")
 
 
 def client_id_of(value: str, namespace: str = "") -> bytes:
@@ -71,9 +71,9 @@ def parse_row(fields: list[str], namespace: str) -> tuple[Row | None, str]:
     cid, card, amount = (f.strip() for f in fields)
     if not cid:
         return None, "empty client_id"
-    if not _INT.match(card) or not 0 < int(card) <= CARD_NO_MAX:
+    if not is_ascii_digits(card) or not 0 < int(card) <= CARD_NO_MAX:
         return None, f"card_no {card!r} is not a positive integer"
-    if not _INT.match(amount):
+    if not is_ascii_digits(amount):
         return None, f"amount_fen {amount!r} is not a positive integer number of fen"
     value = int(amount)
     if not 0 < value <= AMOUNT_FEN_MAX:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import inspect
 import logging
 import time
 from dataclasses import dataclass
@@ -19,13 +20,23 @@ import numpy as np
 from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 from grpc_status import rpc_status
 
 from core import EngineClosed, Overloaded
 from core.domain.rbac import PermissionDenied
 from core.domain.rbac import authorize as rbac_authorize
-from core.records import COUPONS_PER_OP, ITEM, OP, CardFlag, ItemFlag, OpFlag, OpType, Result
+from core.records import (
+    COUPONS_PER_OP,
+    ITEM,
+    OP,
+    CardFlag,
+    ItemFlag,
+    OpFlag,
+    OpType,
+    Result,
+    is_ascii_digits,
+)
 from server.mms_pb import (
     admin_pb2,
     admin_pb2_grpc,
@@ -65,6 +76,9 @@ BULK_REJECTED_ROWS_MAX = 10_000
 SHUTDOWN_GRACE_SECONDS = 10.0
 CLIENT_ID_BYTES = 16
 ERROR_DOMAIN = "mms.v1"
+# Undecodable requests are logged at most this often, as one line with their count
+# since the previous line: a fuzzer or a broken client must not fill the disk.
+MALFORMED_LOG_INTERVAL_S = 60.0
 
 _CODE_OF_RESULT = {
     Result.CARD_NOT_FOUND: grpc.StatusCode.NOT_FOUND,
@@ -138,6 +152,213 @@ def invalid(reason: str, message: str, **metadata: str) -> RpcFailure:
     return RpcFailure(grpc.StatusCode.INVALID_ARGUMENT, reason, message, metadata)
 
 
+# Journal sequences are int64 (a century of commits at a million a second stays far
+# below); a cursor past this names no record and is refused before it is used.
+SEQ_MAX = 2**63 - 1
+
+
+def seq_cursor(value: int, field: str) -> int:
+    """A journal cursor from a request (since_seq, after_seq): 0..SEQ_MAX."""
+    if not 0 <= int(value) <= SEQ_MAX:
+        raise invalid("VALUE_OUT_OF_RANGE", f"{field}: {value} is outside 0..{SEQ_MAX}",
+                      field=field)
+    return int(value)
+
+
+def page_limit(value: int, default: int, maximum: int, field: str = "limit") -> int:
+    """The page size of a list call: 0 asks for the default, and a value past the
+    maximum is refused (LIMIT_INVALID), never silently cut: a caller who asked for more
+    than it got would take a short page for the end of the list."""
+    limit = int(value) or default
+    if not 1 <= limit <= maximum:
+        raise invalid("LIMIT_INVALID", f"{field}: {value} is outside 1..{maximum} (0 for "
+                      f"{default}); read further pages instead", field=field,
+                      limit_max=str(maximum))
+    return limit
+
+
+# --- undecodable requests -------------------------------------------------------------
+
+class MalformedRequest(RpcFailure):
+    """A request body (or one message of a stream) that does not decode as its type."""
+
+    def __init__(self, type_name: str, index: int | None = None) -> None:
+        where = "the request" if index is None else f"message {index} of the stream"
+        meta = {"message_type": type_name}
+        if index is not None:
+            meta["message_index"] = str(index)
+        super().__init__(grpc.StatusCode.INVALID_ARGUMENT, "MALFORMED_REQUEST",
+                         f"{where} is not a valid {type_name} (protobuf decoding failed); "
+                         "nothing was applied from it", meta)
+
+
+def _type_name(deserializer) -> str:
+    cls = getattr(deserializer, "__self__", None)
+    desc = getattr(cls, "DESCRIPTOR", None)
+    return getattr(desc, "full_name", None) or "message"
+
+
+class RequestGuard:
+    """Decodes every request of every method itself, so that a body that does not
+    decode answers INVALID_ARGUMENT / MALFORMED_REQUEST (before any token check: it
+    reveals nothing) instead of gRPC's UNKNOWN with a traceback per request. It counts
+    each one (mms_malformed_requests_total, and grpc_server_* for the services `_rpc`
+    instruments) and logs them once per MALFORMED_LOG_INTERVAL_S with a count.
+
+    It works on method handlers, so one place covers every service the server hosts:
+    `GuardedServer` hands the add_*Servicer_to_server functions a server that wraps
+    each handler they register."""
+
+    def __init__(self, metrics: Metrics, instrumented: frozenset[str] = frozenset()) -> None:
+        self.metrics = metrics
+        self.instrumented = instrumented
+        self._unlogged = 0
+        self._next_log = 0.0
+
+    def note(self, service: str, method: str) -> None:
+        """Count one undecodable request; log the count at most once per interval."""
+        self.metrics.malformed.inc()
+        self._unlogged += 1
+        now = time.monotonic()
+        if now >= self._next_log:
+            log.warning("refused %d undecodable request(s) with MALFORMED_REQUEST since the "
+                        "last such line (latest: %s/%s); this line repeats at most every %g s",
+                        self._unlogged, service, method, MALFORMED_LOG_INTERVAL_S)
+            self._unlogged = 0
+            self._next_log = now + MALFORMED_LOG_INTERVAL_S
+
+    async def _refuse(self, context, service: str, method: str, grpc_type: str,
+                      failure: RpcFailure) -> None:
+        self.note(service, method)
+        if service in self.instrumented:
+            m = self.metrics
+            m.started_child(grpc_type, service, method).inc()
+            m.handled_child(grpc_type, service, method, failure.code).inc()
+            m.handling_child(grpc_type, service, method).observe(0.0)
+        await context.abort(failure.code, failure.message, failure.trailing_metadata())
+
+    def wrap(self, full_method: str, h: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        deser = h.request_deserializer
+        if deser is None:
+            return h
+        service, _, method = full_method.lstrip("/").rpartition("/")
+        type_name = _type_name(deser)
+        grpc_type = {(False, False): "unary", (True, False): "client_stream",
+                     (False, True): "server_stream", (True, True): "bidi_stream"}[
+            (bool(h.request_streaming), bool(h.response_streaming))]
+        guard = self
+        if not h.request_streaming:
+            inner = h.unary_stream if h.response_streaming else h.unary_unary
+            if inspect.iscoroutinefunction(inner):
+                async def behavior(raw, context):
+                    try:
+                        request = deser(raw)
+                    except Exception:
+                        await guard._refuse(context, service, method, grpc_type,
+                                            MalformedRequest(type_name))
+                    return await inner(request, context)
+            elif inspect.isasyncgenfunction(inner):
+                async def behavior(raw, context):
+                    try:
+                        request = deser(raw)
+                    except Exception:
+                        await guard._refuse(context, service, method, grpc_type,
+                                            MalformedRequest(type_name))
+                    async for item in inner(request, context):
+                        yield item
+            else:  # a synchronous handler: not ours to wrap
+                return h
+            make = (grpc.unary_stream_rpc_method_handler if h.response_streaming
+                    else grpc.unary_unary_rpc_method_handler)
+            return make(behavior, request_deserializer=None,
+                        response_serializer=h.response_serializer)
+
+        inner = h.stream_stream if h.response_streaming else h.stream_unary
+
+        async def decoded(raw_messages):
+            i = 0
+            async for raw in raw_messages:
+                try:
+                    msg = deser(raw)
+                except Exception:
+                    guard.note(service, method)
+                    raise MalformedRequest(type_name, i) from None
+                i += 1
+                yield msg
+
+        async def unhandled(context, e: MalformedRequest) -> None:
+            # A handler that is not `_rpc`'s let the refusal through: answer it here.
+            await context.abort(e.code, e.message, e.trailing_metadata())
+
+        if inspect.iscoroutinefunction(inner):
+            async def behavior(raw_messages, context):
+                try:
+                    return await inner(decoded(raw_messages), context)
+                except MalformedRequest as e:
+                    await unhandled(context, e)
+        elif inspect.isasyncgenfunction(inner):
+            async def behavior(raw_messages, context):
+                try:
+                    async for item in inner(decoded(raw_messages), context):
+                        yield item
+                except MalformedRequest as e:
+                    await unhandled(context, e)
+        else:
+            return h
+        make = (grpc.stream_stream_rpc_method_handler if h.response_streaming
+                else grpc.stream_unary_rpc_method_handler)
+        return make(behavior, request_deserializer=None, response_serializer=h.response_serializer)
+
+
+class _GuardedGeneric(grpc.GenericRpcHandler):
+    def __init__(self, inner: grpc.GenericRpcHandler, guard: RequestGuard) -> None:
+        self._inner = inner
+        self._guard = guard
+        self._cache: dict[str, grpc.RpcMethodHandler | None] = {}
+
+    def service(self, handler_call_details):
+        name = handler_call_details.method
+        if name not in self._cache:
+            h = self._inner.service(handler_call_details)
+            wrapped = None if h is None else self._guard.wrap(name, h)
+            if len(self._cache) < 4096:  # methods of the hosted services, not callers' names
+                self._cache[name] = wrapped
+            return wrapped
+        return self._cache[name]
+
+
+class GuardedServer:
+    """The registration side of a grpc.aio.Server, for add_*Servicer_to_server: every
+    handler registered through it decodes its requests through the guard."""
+
+    def __init__(self, server: grpc.aio.Server, guard: RequestGuard) -> None:
+        self._server = server
+        self._guard = guard
+
+    def add_generic_rpc_handlers(self, handlers) -> None:
+        self._server.add_generic_rpc_handlers(tuple(_GuardedGeneric(h, self._guard)
+                                                    for h in handlers))
+
+    def add_registered_method_handlers(self, service: str, handlers: dict) -> None:
+        self._server.add_registered_method_handlers(
+            service, {m: self._guard.wrap(f"/{service}/{m}", h) for m, h in handlers.items()})
+
+
+def _takes_client_ids(service: str, method: str) -> bool:
+    """Whether the method's request carries client ids (at its top or one level down),
+    so that a retry with the same ids can tell whether its ops applied."""
+    for mod in (pos_pb2, admin_pb2, report_pb2):
+        for svc in mod.DESCRIPTOR.services_by_name.values():
+            if svc.full_name == service and method in svc.methods_by_name:
+                t = svc.methods_by_name[method].input_type
+                names = {f.name for f in t.fields}
+                for f in t.fields:
+                    if f.message_type is not None:
+                        names |= {g.name for g in f.message_type.fields}
+                return bool(names & {"client_id", "client_ids"})
+    return False
+
+
 # --- instrumentation ------------------------------------------------------------------
 
 def _rpc(service: str, method: str, grpc_type: str):
@@ -163,11 +384,14 @@ def _rpc(service: str, method: str, grpc_type: str):
             m.handled_child(grpc_type, service, method, code).inc()
             m.handling_child(grpc_type, service, method).observe(time.perf_counter() - start)
 
+        # Only a call with client ids can learn by a retry whether it applied.
+        internal_message = ("internal error; retry with the same client ids to learn "
+                            "whether the ops applied" if _takes_client_ids(service, method)
+                            else "internal error; the call may be retried")
+
         def internal(e: Exception) -> RpcFailure:
             log.error("%s/%s failed", service, method, exc_info=e)
-            return RpcFailure(grpc.StatusCode.INTERNAL, "INTERNAL",
-                              "internal error; retry with the same client ids to learn "
-                              "whether the ops applied")
+            return RpcFailure(grpc.StatusCode.INTERNAL, "INTERNAL", internal_message)
 
         if streaming_out:
             @functools.wraps(fn)
@@ -519,8 +743,9 @@ PIN_DIGITS_MAX = 9
 def _pin(digits: str) -> tuple[int, int]:
     if not digits:
         return 0, 0
-    if len(digits) > PIN_DIGITS_MAX or not digits.isdigit() or not digits.isascii():
-        raise invalid("PIN_MALFORMED", f"a PIN is 1 to {PIN_DIGITS_MAX} digits")
+    if len(digits) > PIN_DIGITS_MAX or not is_ascii_digits(digits):
+        raise invalid("PIN_MALFORMED", f"pin: a PIN is 1 to {PIN_DIGITS_MAX} ASCII digits 0-9",
+                      field="pin")
     return int(digits), len(digits)
 
 
@@ -586,6 +811,7 @@ class _Base:
 POS = "mms.v1.PosService"
 _RESULT_OK = int(Result.OK)
 ADMIN = "mms.v1.AdminService"
+REPORT = "mms.v1.ReportService"
 
 
 class PosService(_Base, pos_pb2_grpc.PosServiceServicer):
@@ -721,20 +947,27 @@ class PosService(_Base, pos_pb2_grpc.PosServiceServicer):
                     out.rejected_rows.add(line_number=line, code=code)
 
         chunk_index = 0
-        async for req in request_iterator:
-            n = len(req.card_nos)
-            if len(req.line_numbers) != n:
-                raise invalid("COLUMN_LENGTH", f"chunk {chunk_index}: line_numbers has "
-                              f"{len(req.line_numbers)} values for {n} rows",
-                              column="line_numbers", chunk_index=str(chunk_index))
-            ops = decode_ops(req.client_ids, req.card_nos, req.amount_fen,
-                             op_type=OpType.RECHARGE, term=term, operator_id=req.operator_id)
-            lines = np.array(req.line_numbers, dtype=np.uint64)
-            window.append((chunk_index, lines, ops, self.bridge.start(ops, context)))
-            chunk_index += 1
-            if len(window) >= STREAM_PIPELINE_BATCHES_MAX:
-                ci, ln, op, fut = window.pop(0)
-                settle(ci, ln, op, await fut)
+        try:
+            async for req in request_iterator:
+                n = len(req.card_nos)
+                if len(req.line_numbers) != n:
+                    raise invalid("COLUMN_LENGTH", f"chunk {chunk_index}: line_numbers has "
+                                  f"{len(req.line_numbers)} values for {n} rows",
+                                  column="line_numbers")
+                ops = decode_ops(req.client_ids, req.card_nos, req.amount_fen,
+                                 op_type=OpType.RECHARGE, term=term, operator_id=req.operator_id)
+                lines = np.array(req.line_numbers, dtype=np.uint64)
+                window.append((chunk_index, lines, ops, self.bridge.start(ops, context)))
+                chunk_index += 1
+                if len(window) >= STREAM_PIPELINE_BATCHES_MAX:
+                    ci, ln, op, fut = window.pop(0)
+                    settle(ci, ln, op, await fut)
+        except RpcFailure as e:
+            # The chunks before the bad one were submitted and commit either way: answer
+            # only once they are durable, so "earlier chunks are applied" holds.
+            await asyncio.gather(*(fut for *_, fut in window), return_exceptions=True)
+            e.metadata.setdefault("chunk_index", str(chunk_index))
+            raise
         for ci, ln, op, fut in window:
             settle(ci, ln, op, await fut)
         return out
@@ -808,7 +1041,7 @@ class TlsConfig:
 
 def split_hostport(s: str) -> tuple[str, int]:
     host, sep, port = s.rpartition(":")
-    if not sep or not port.isdigit():
+    if not sep or not is_ascii_digits(port):
         raise ValueError(f"expected HOST:PORT, got {s!r}")
     return host.strip("[]") or "0.0.0.0", int(port)
 
@@ -845,6 +1078,7 @@ class MmsServer:
         self.http: HttpEndpoint | None = None
         self.health = health.aio.HealthServicer()
         self.server: grpc.aio.Server | None = None
+        self.admin = None  # the AdminService, once started
 
     def is_ready(self) -> bool:
         return self._ready
@@ -859,19 +1093,23 @@ class MmsServer:
                      if self.chain is not None else self.registry)
         from server.rpc.admin import AdminService  # it builds on this module
 
+        # Every service registers through the guard, which decodes requests itself.
+        guarded = GuardedServer(self.server, RequestGuard(self.metrics, frozenset({POS, ADMIN, REPORT})))
         pos_pb2_grpc.add_PosServiceServicer_to_server(
-            PosService(self.bridge, terminals, self.metrics, chain=self.chain), self.server)
-        admin = AdminService(self.bridge, self.registry, self.metrics, chain=self.chain,
-                             members=self.members, bootstrap_token=self.bootstrap_token)
-        admin_pb2_grpc.add_AdminServiceServicer_to_server(admin, self.server)
+            PosService(self.bridge, terminals, self.metrics, chain=self.chain), guarded)
+        self.admin = AdminService(self.bridge, self.registry, self.metrics, chain=self.chain,
+                                  members=self.members, bootstrap_token=self.bootstrap_token)
+        admin_pb2_grpc.add_AdminServiceServicer_to_server(self.admin, guarded)
         from server.rpc.report import ReportService
-        report_pb2_grpc.add_ReportServiceServicer_to_server(ReportService(admin), self.server)
-        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        report_pb2_grpc.add_ReportServiceServicer_to_server(ReportService(self.admin), guarded)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, guarded)
         names = (pos_pb2.DESCRIPTOR.services_by_name["PosService"].full_name,
                  admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
                  report_pb2.DESCRIPTOR.services_by_name["ReportService"].full_name,
                  health.SERVICE_NAME, reflection.SERVICE_NAME)
-        reflection.enable_server_reflection(names, self.server)
+        # What reflection.enable_server_reflection does for an aio server, through the guard.
+        reflection_pb2_grpc.add_ServerReflectionServicer_to_server(
+            reflection.aio.ReflectionServicer(names), guarded)
         if self._tls is not None:
             self.port = self.server.add_secure_port(self._listen, self._tls.credentials())
         else:
@@ -901,3 +1139,5 @@ class MmsServer:
         if self.http is not None:
             self.http.stop()
             self.http = None
+        if self.admin is not None:
+            self.admin.logins.close()

@@ -18,11 +18,14 @@ consults both through `TerminalSources`; the chain's come first.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import hashlib
 import json
 import os
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from typing import Protocol
 
@@ -209,3 +212,138 @@ class TerminalSources:
             if t is not None:
                 return t
         return None
+
+
+# --- logins -----------------------------------------------------------------------------
+
+# Password hashes (scrypt: about 0.3 s of one core and 128 MiB each at the default cost)
+# run on a pool of their own, so logins can never take the workers that other admin
+# calls share, nor more than these cores and that memory. Half the cores, 1 to 4.
+PASSWORD_HASH_WORKERS = max(1, min(4, (os.cpu_count() or 2) // 2))
+# Calls waiting for that pool; beyond this a call is refused at once (LOGIN_BUSY).
+PASSWORD_HASH_PENDING_MAX = 64
+# Failed logins of one caller address within this window, after which its logins are
+# refused unhashed (LOGIN_THROTTLED) until the window ends. A store's tills share an
+# address behind NAT, so this is well above what a store's staff mistype.
+LOGIN_PEER_FAILURES_MAX = 50
+LOGIN_PEER_WINDOW_S = 60
+# Login names and addresses remembered by the throttle; past this the oldest go.
+LOGIN_THROTTLE_KEYS_MAX = 100_000
+
+
+def peer_address(peer: str | None) -> str:
+    """The caller's address without its port ("ipv4:10.0.0.7:51234" -> "ipv4:10.0.0.7")."""
+    peer = peer or ""
+    kind, _, rest = peer.partition(":")
+    if kind in ("ipv4", "ipv6") and ":" in rest:
+        return f"{kind}:{rest.rpartition(':')[0]}"
+    return peer
+
+
+class _Window:
+    """Failures per key in fixed windows; a key that reaches max is blocked for block_s."""
+
+    def __init__(self, max_failures: int, window_s: float, block_s: float) -> None:
+        self.max = max_failures
+        self.window_s = window_s
+        self.block_s = block_s
+        self._keys: dict[str, list[float]] = {}  # key -> [window start, failures, blocked until]
+
+    def retry_after(self, key: str, now: float) -> float:
+        e = self._keys.get(key)
+        return e[2] - now if e is not None and e[2] > now else 0.0
+
+    def failed(self, key: str, now: float) -> float:
+        """Count a failure; the seconds the key is now blocked for (0: not blocked)."""
+        e = self._keys.get(key)
+        if e is None or (now - e[0] >= self.window_s and e[2] <= now):
+            if len(self._keys) >= LOGIN_THROTTLE_KEYS_MAX:
+                self._evict(now)
+            e = self._keys[key] = [now, 0, 0.0]
+        e[1] += 1
+        if e[1] >= self.max:
+            e[2] = max(e[2], now + self.block_s)
+        return max(0.0, e[2] - now)
+
+    def forget(self, key: str) -> None:
+        self._keys.pop(key, None)
+
+    def _evict(self, now: float) -> None:
+        for k in [k for k, e in self._keys.items() if now - e[0] >= self.window_s and e[2] <= now]:
+            del self._keys[k]
+        while len(self._keys) >= LOGIN_THROTTLE_KEYS_MAX:
+            del self._keys[next(iter(self._keys))]
+
+
+class LoginThrottled(Exception):
+    def __init__(self, scope: str, retry_after_s: int) -> None:
+        super().__init__(f"too many failed logins from this {'login name' if scope == 'login' else 'address'}; "
+                         f"retry after {retry_after_s} s")
+        self.scope = scope
+        self.retry_after_s = retry_after_s
+
+
+class LoginBusy(Exception):
+    pass
+
+
+class LoginGate:
+    """Where Login (and every other password hash) runs: the hashing pool with its
+    bounded queue, and the throttle of failed logins per login name and per caller
+    address. A login name is throttled after `name_failures_max` failures within
+    `name_window_s` (the chain's own lockout: login_failures_max, lockout_s), known or
+    not, so the answers for an operator's login and for a name nobody has are alike.
+    Used from the event loop only (the throttle takes no lock)."""
+
+    def __init__(self, *, name_failures_max: int, name_window_s: float, on_throttle=None,
+                 workers: int = PASSWORD_HASH_WORKERS,
+                 pending_max: int = PASSWORD_HASH_PENDING_MAX, clock=time.monotonic) -> None:
+        self.pool = ThreadPoolExecutor(workers, thread_name_prefix="mms-password")
+        self.pending_max = pending_max
+        self.pending = 0
+        self.clock = clock
+        self.on_throttle = on_throttle or (lambda scope: None)
+        self._names = _Window(name_failures_max, name_window_s, name_window_s)
+        self._peers = _Window(LOGIN_PEER_FAILURES_MAX, LOGIN_PEER_WINDOW_S, LOGIN_PEER_WINDOW_S)
+
+    @staticmethod
+    def _name(login: object) -> str:
+        return login[:TOKEN_CHARS_MAX] if isinstance(login, str) else ""
+
+    def check(self, login: object, peer: str) -> None:
+        """Refuse (LoginThrottled) before any hashing when the name or address is blocked."""
+        now = self.clock()
+        for scope, table, key in (("login", self._names, self._name(login)),
+                                  ("peer", self._peers, peer_address(peer))):
+            wait = table.retry_after(key, now)
+            if wait > 0:
+                self.on_throttle(scope)
+                raise LoginThrottled(scope, int(wait) + 1)
+
+    def failed(self, login: object, peer: str) -> LoginThrottled | None:
+        """Count a failed login; the refusal to answer instead when it reached a bound."""
+        now = self.clock()
+        name_wait = self._names.failed(self._name(login), now)
+        peer_wait = self._peers.failed(peer_address(peer), now)
+        if name_wait > 0:
+            return LoginThrottled("login", int(name_wait) + 1)
+        if peer_wait > 0:
+            return LoginThrottled("peer", int(peer_wait) + 1)
+        return None
+
+    def succeeded(self, login: object) -> None:
+        self._names.forget(self._name(login))
+
+    async def run(self, fn, *args, **kw):
+        """fn(*args, **kw) on the hashing pool; LoginBusy when too many already wait."""
+        if self.pending >= self.pending_max:
+            raise LoginBusy(f"{self.pending} password checks are waiting; retry shortly")
+        self.pending += 1
+        try:
+            return await asyncio.get_running_loop().run_in_executor(
+                self.pool, functools.partial(fn, *args, **kw))
+        finally:
+            self.pending -= 1
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=False, cancel_futures=True)

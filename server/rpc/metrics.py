@@ -51,6 +51,16 @@ class Metrics:
         self.batch_duration = Histogram(
             "mms_batch_duration_seconds", "Apply, commit and publish time per group commit.",
             buckets=LATENCY_BUCKETS_SECONDS, registry=r)
+        self.malformed = Counter(
+            "mms_malformed_requests", "Requests (or stream messages) whose body did not decode, "
+            "refused with INVALID_ARGUMENT / MALFORMED_REQUEST.", registry=r)
+        self.login_throttled = Counter(
+            "mms_login_throttled", "Logins answered LOGIN_THROTTLED (too many failures; no "
+            "password is hashed while it lasts), by what was throttled: the login name or "
+            "the caller's address.",
+            ["scope"], registry=r)
+        for scope in ("login", "peer"):  # exported at 0 from the start, for rate()
+            self.login_throttled.labels(scope)
         self._engine = None
         self._inflight = None
         self._ready = None

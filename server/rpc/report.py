@@ -15,9 +15,8 @@ from core.domain import reports
 from core.domain.chain import ChainError
 from server.mms_pb import report_pb2, report_pb2_grpc
 from server.rpc.admin.base import Call, _failure
-from server.rpc.app import RpcFailure, _rpc, invalid
+from server.rpc.app import REPORT, RpcFailure, _rpc, invalid
 
-REPORT = "mms.v1.ReportService"
 DEFAULT_TOP = 10
 
 

@@ -28,7 +28,7 @@ from core.domain.rbac import PermissionDenied
 from core.domain.rbac import authorize as rbac_authorize
 from server.mms_pb import admin_pb2
 from server.rpc.admin.base import Call, _outcome, client_id, handler
-from server.rpc.app import RpcFailure, invalid
+from server.rpc.app import RpcFailure, page_limit
 
 LEVEL_HISTORY_MAX = 1000
 LEVEL_HISTORY_DEFAULT = 100
@@ -193,9 +193,7 @@ async def readmit_card(call: Call, req):
 @handler("LevelHistory")
 async def level_history(call: Call, req):
     call.authorize("member.read", call.card_scope(req.card_no))
-    limit = req.limit or LEVEL_HISTORY_DEFAULT
-    if not 1 <= limit <= LEVEL_HISTORY_MAX:
-        raise invalid("VALUE_OUT_OF_RANGE", f"limit is 1..{LEVEL_HISTORY_MAX}", field="limit")
+    limit = page_limit(req.limit, LEVEL_HISTORY_DEFAULT, LEVEL_HISTORY_MAX)
     rows = await call.run(levels.level_history, call.engine, int(req.card_no), limit=limit)
     out = admin_pb2.LevelHistoryResponse()
     for h in rows:

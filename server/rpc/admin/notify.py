@@ -9,7 +9,7 @@ import json
 from core.domain import notify
 from server.mms_pb import admin_pb2
 from server.rpc.admin.base import Call, _outcome, client_id, handler
-from server.rpc.app import invalid
+from server.rpc.app import invalid, seq_cursor
 
 _FIELDS = {f.name for f in admin_pb2.Notice.DESCRIPTOR.fields} - {"detail_json"}
 
@@ -26,7 +26,7 @@ async def pull_notices(call: Call, req):
     limit = int(req.limit) if req.HasField("limit") else 1_000
     if not 1 <= limit <= notify.PULL_MAX:
         raise invalid("LIMIT_INVALID", f"limit must be 1..{notify.PULL_MAX}")
-    after = int(req.after_seq) if req.HasField("after_seq") else None
+    after = seq_cursor(req.after_seq, "after_seq") if req.HasField("after_seq") else None
     notices, upto = await call.run(notify.pull, call.engine, after, limit)
     return admin_pb2.PullNoticesResponse(notices=[notice_pb(n) for n in notices], next_seq=upto)
 
