@@ -1,6 +1,8 @@
 """mms core: the transaction engine. Other packages use only the names exported here
 and the record views in core.records."""
 
+from core.engine.backup import backup
+from core.engine.maintenance import RebuildReport, rebuild_rollups
 from core.engine.writer import (
     AdminContext,
     AdminRejected,
@@ -17,5 +19,6 @@ from core.rules import BonusTier, LevelRule, RulesConfig, RulesError
 
 __all__ = [
     "AdminContext", "AdminRejected", "AdminResult", "BatchResult", "BonusTier", "CommitInfo", "Engine", "EngineClosed",
-    "EngineConfig", "LevelRule", "Overloaded", "RulesConfig", "RulesError", "system_clock",
+    "EngineConfig", "LevelRule", "Overloaded", "RebuildReport", "RulesConfig", "RulesError", "backup",
+    "rebuild_rollups", "system_clock",
 ]

@@ -63,6 +63,13 @@ OP_NAMES = {int(t): t.name.lower() for t in OpType}
 RESULT_NAMES = {int(r): r.name for r in Result}
 
 CLIENT_ID_BYTES = 16
+# A card PIN as it is set: 4 to 9 ASCII digits (the till sends what the keypad read,
+# 1..PIN_DIGITS_MAX digits; a shorter one can only be wrong).
+PIN_DIGITS_MIN = 4
+PIN_DIGITS_MAX = 9
+# Product categories and count-card services are uint16 in the records: 0..65535.
+CATEGORY_COUNT = 65_536
+SERVICE_COUNT = 65_536
 
 
 def is_ascii_digits(text: object) -> bool:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from core import _fastpath
-from core.records import COMMISSION_RULE, COUPON_TPL, LEVEL, TIER, TYPE_LIMIT
+from core.records import CATEGORY_COUNT, COMMISSION_RULE, COUPON_TPL, LEVEL, TIER, TYPE_LIMIT
 
 try:  # Python 3.11+
     import tomllib
@@ -28,7 +28,6 @@ MAX_AMOUNT_FEN_LIMIT = 10**13
 MAX_BALANCE_FEN_LIMIT = 10**15
 RATE_BP_LIMIT = 1_000_000  # 100 points per yuan
 MULT_BP_LIMIT = 100_000  # 10x
-CATEGORY_COUNT = 65_536
 # A level validity of a century keeps now + validity far inside int64 seconds.
 MAX_VALIDITY_DAYS = 36_500
 MAX_VALIDITY_YEARS = 100

@@ -8,7 +8,7 @@ import grpc
 import numpy as np
 
 from server.mms_pb import admin_pb2_grpc, pos_pb2_grpc
-from server.rpc.app import MESSAGE_BYTES_MAX
+from server.rpc.constants import MESSAGE_BYTES_MAX
 
 CHANNEL_OPTIONS = [("grpc.max_receive_message_length", MESSAGE_BYTES_MAX),
                    ("grpc.max_send_message_length", MESSAGE_BYTES_MAX)]

@@ -26,7 +26,7 @@ from core import _fastpath
 from core.domain.levels import maybe_upgrade
 from core.engine.storage import u32
 from core.engine.writer import AdminContext, Engine, register_op_names
-from core.records import CARD, CardFlag, CardStatus, OpFlag, Result
+from core.records import CARD, CATEGORY_COUNT, CardFlag, CardStatus, OpFlag, Result
 from core.rules import RulesConfig
 
 
@@ -194,7 +194,7 @@ def make_up_points(engine: Engine, card_no: int, receipt_id: str, paid_fen: int,
         if not 1 <= len(rid) <= RECEIPT_ID_CHARS_MAX or not rid.isprintable():
             ctx.reject(Result.INVALID_ARGUMENT, f"a receipt id is 1..{RECEIPT_ID_CHARS_MAX} "
                        "printable characters", "RECEIPT_ID_INVALID")
-        if not 0 <= receipt_store_id < 2**32 or not 0 <= category < 65_536:
+        if not 0 <= receipt_store_id < 2**32 or not 0 <= category < CATEGORY_COUNT:
             ctx.reject(Result.INVALID_ARGUMENT, "receipt_store_id or category out of range")
         if not 0 < paid_fen <= ctx.rules_config.max_amount_fen:
             ctx.reject(Result.AMOUNT_NOT_POSITIVE if paid_fen <= 0 else Result.AMOUNT_TOO_LARGE,

@@ -19,136 +19,32 @@ import argparse
 import getpass
 import json
 import os
-import sys
 import uuid
 
-import grpc
-from google.protobuf.json_format import MessageToDict
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
-
 from core.records import is_ascii_digits
+from server.cli.session import (
+    DEFAULT_TARGET,
+    CliError,
+    auth_metadata,
+    call_admin,
+    client_id_arg,
+    emit,
+    emit_rows,
+    open_channel,
+    read_password,
+    run,
+    save_session,
+    target_of,
+)
 from server.mms_pb import admin_pb2, admin_pb2_grpc, types_pb2
 
-DEFAULT_TARGET = "127.0.0.1:7000"
 # One upload message of `mms member import`: far below the server's message bound.
 IMPORT_CHUNK_BYTES = 256 * 1024
-CALL_TIMEOUT_SECONDS = 120.0
-
 _CARD_STATUS = {"freeze": ("CARD_STATUS_FROZEN", "frozen"),
                 "unfreeze": ("CARD_STATUS_ACTIVE", "active"),
                 "lost": ("CARD_STATUS_LOST", "reported lost"),
                 "found": ("CARD_STATUS_ACTIVE", "active"),
                 "cancel": ("CARD_STATUS_CANCELLED", "cancelled")}
-
-
-class CliError(Exception):
-    pass
-
-
-# --- session and channel ----------------------------------------------------------------
-
-def session_path() -> str:
-    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
-    return os.path.join(base, "mms", "session")
-
-
-def _saved() -> dict:
-    try:
-        with open(session_path()) as f:
-            return json.load(f)
-    except (FileNotFoundError, ValueError):
-        return {}
-
-
-def save_session(doc: dict) -> str:
-    path = session_path()
-    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-    tmp = path + ".tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump(doc, f)
-    os.replace(tmp, path)
-    return path
-
-
-def _target(args) -> str:
-    return args.target or os.environ.get("MMS_TARGET") or _saved().get("target") or DEFAULT_TARGET
-
-
-def _channel(args) -> grpc.Channel:
-    target = _target(args)
-    if args.ca:
-        with open(args.ca, "rb") as f:
-            return grpc.secure_channel(target, grpc.ssl_channel_credentials(f.read()))
-    return grpc.insecure_channel(target)
-
-
-def _metadata(args, token: str | None = None):
-    token = token or args.session or os.environ.get("MMS_SESSION") or _saved().get("session")
-    if not token:
-        raise CliError("no session: run `mms login` or pass --session / set MMS_SESSION")
-    return (("authorization", f"Bearer {token}"),)
-
-
-def _cid(args) -> bytes:
-    if getattr(args, "client_id", None):
-        cid = bytes.fromhex(args.client_id)
-        if len(cid) != 16:
-            raise CliError("--client-id is 32 hex digits")
-        return cid
-    return uuid.uuid4().bytes
-
-
-def _password(args, attr: str = "password", prompt: str = "password: ") -> str:
-    value = getattr(args, attr, None) or os.environ.get("MMS_PASSWORD")
-    return value if value else getpass.getpass(prompt)
-
-
-def _emit(args, msg, line: str) -> None:
-    if args.json:
-        print(json.dumps(MessageToDict(msg, preserving_proto_field_name=True),
-                         ensure_ascii=False))
-    else:
-        print(line)
-
-
-def _emit_rows(args, msg, rows, line) -> None:
-    """The whole answer as JSON, or one line per row for people."""
-    if args.json:
-        _emit(args, msg, "")
-    else:
-        for row in rows:
-            print(line(row))
-
-
-def _call(args, method: str, request, *, token: str | None = None, auth: bool = True):
-    with _channel(args) as ch:
-        stub = admin_pb2_grpc.AdminServiceStub(ch)
-        md = _metadata(args, token) if auth else None
-        return getattr(stub, method)(request, metadata=md, timeout=CALL_TIMEOUT_SECONDS)
-
-
-def _failure_text(e: grpc.RpcError) -> str:
-    reason = ""
-    st = rpc_status.from_call(e) if hasattr(e, "trailing_metadata") else None
-    for d in st.details if st is not None else ():
-        info = error_details_pb2.ErrorInfo()
-        if d.Unpack(info):
-            reason = info.reason
-    return f"{e.code().name} {reason}: {e.details()}".replace(" :", ":")
-
-
-def run(func, args) -> int:
-    try:
-        return int(func(args) or 0)
-    except CliError as e:
-        print(f"mms: {e}", file=sys.stderr)
-        return 2
-    except grpc.RpcError as e:
-        print(f"mms: {_failure_text(e)}", file=sys.stderr)
-        return 1
-
 
 # --- commands -----------------------------------------------------------------------------
 
@@ -159,42 +55,42 @@ def cmd_bootstrap(args) -> int:
             token = f.read().strip()
     if not token:
         raise CliError("pass --token-file <data>/bootstrap.token or --bootstrap-token")
-    r = _call(args, "Bootstrap", admin_pb2.BootstrapRequest(
-        client_id=_cid(args), chain_name=args.name, admin_login=args.admin_login,
-        admin_password=_password(args, "admin_password"), admin_name=args.admin_name),
+    r = call_admin(args, "Bootstrap", admin_pb2.BootstrapRequest(
+        client_id=client_id_arg(args), chain_name=args.name, admin_login=args.admin_login,
+        admin_password=read_password(args, "admin_password"), admin_name=args.admin_name),
         token=token)
-    _emit(args, r, f"chain {args.name!r} created; admin {r.admin.login} is operator "
+    emit(args, r, f"chain {args.name!r} created; admin {r.admin.login} is operator "
                    f"{r.admin.operator_id}")
     return 0
 
 
 def cmd_login(args) -> int:
-    r = _call(args, "Login", admin_pb2.LoginRequest(login=args.login, password=_password(args)),
+    r = call_admin(args, "Login", admin_pb2.LoginRequest(login=args.login, password=read_password(args)),
               auth=False)
-    path = save_session({"target": _target(args), "session": r.session_token,
+    path = save_session({"target": target_of(args), "session": r.session_token,
                          "login": r.operator.login, "expires_s": r.expires_s})
     if args.print_token:
         print(r.session_token)
     else:
-        _emit(args, r.operator, f"logged in as {r.operator.login} ({r.operator.role}); "
+        emit(args, r.operator, f"logged in as {r.operator.login} ({r.operator.role}); "
                                 f"session saved in {path}")
     return 0
 
 
 def cmd_node_add(args) -> int:
     kind = admin_pb2.NodeKind.Value("NODE_KIND_" + args.kind.upper())
-    r = _call(args, "CreateNode", admin_pb2.CreateNodeRequest(
-        client_id=_cid(args), kind=kind, parent_id=args.parent, name=args.name,
+    r = call_admin(args, "CreateNode", admin_pb2.CreateNodeRequest(
+        client_id=client_id_arg(args), kind=kind, parent_id=args.parent, name=args.name,
         node_id=args.id or 0))
-    _emit(args, r, f"{args.kind} {r.node.node_id} {r.node.name!r} under {r.node.parent_id}")
+    emit(args, r, f"{args.kind} {r.node.node_id} {r.node.name!r} under {r.node.parent_id}")
     return 0
 
 
 def cmd_node_list(args) -> int:
     kind = admin_pb2.NodeKind.Value("NODE_KIND_" + args.kind.upper()) if args.kind else 0
-    r = _call(args, "ListNodes", admin_pb2.ListNodesRequest(kind=kind))
+    r = call_admin(args, "ListNodes", admin_pb2.ListNodesRequest(kind=kind))
     if args.json:
-        _emit(args, r, "")
+        emit(args, r, "")
     else:
         for n in r.nodes:
             kind_name = admin_pb2.NodeKind.Name(n.kind).removeprefix("NODE_KIND_").lower()
@@ -204,56 +100,56 @@ def cmd_node_list(args) -> int:
 
 
 def cmd_terminal_add_chain(args) -> int:
-    node = _call(args, "CreateNode", admin_pb2.CreateNodeRequest(
-        client_id=_cid(args), kind=admin_pb2.NODE_KIND_TERMINAL, parent_id=args.store_id,
+    node = call_admin(args, "CreateNode", admin_pb2.CreateNodeRequest(
+        client_id=client_id_arg(args), kind=admin_pb2.NODE_KIND_TERMINAL, parent_id=args.store_id,
         name=args.name or f"till {args.terminal_id or ''}".strip(),
         node_id=args.terminal_id or 0)).node
-    r = _call(args, "IssueTerminalToken", admin_pb2.IssueTerminalTokenRequest(
+    r = call_admin(args, "IssueTerminalToken", admin_pb2.IssueTerminalTokenRequest(
         client_id=uuid.uuid4().bytes, terminal_id=node.node_id))
     # The token is shown once; only its hash is stored.
-    _emit(args, r, r.token)
+    emit(args, r, r.token)
     return 0
 
 
 def cmd_terminal_token(args) -> int:
-    r = _call(args, "IssueTerminalToken", admin_pb2.IssueTerminalTokenRequest(
-        client_id=_cid(args), terminal_id=args.terminal_id))
-    _emit(args, r, r.token or "(replay: the token was shown by the first call; issue again)")
+    r = call_admin(args, "IssueTerminalToken", admin_pb2.IssueTerminalTokenRequest(
+        client_id=client_id_arg(args), terminal_id=args.terminal_id))
+    emit(args, r, r.token or "(replay: the token was shown by the first call; issue again)")
     return 0
 
 
 def cmd_terminal_revoke_chain(args) -> int:
-    r = _call(args, "RevokeTerminalToken", admin_pb2.RevokeTerminalTokenRequest(
-        client_id=_cid(args), terminal_id=args.terminal_id))
-    _emit(args, r, f"terminal {args.terminal_id}: token revoked")
+    r = call_admin(args, "RevokeTerminalToken", admin_pb2.RevokeTerminalTokenRequest(
+        client_id=client_id_arg(args), terminal_id=args.terminal_id))
+    emit(args, r, f"terminal {args.terminal_id}: token revoked")
     return 0
 
 
 def cmd_operator_add(args) -> int:
-    r = _call(args, "CreateOperator", admin_pb2.CreateOperatorRequest(
-        client_id=_cid(args), login=args.login, password=_password(args), role=args.role,
+    r = call_admin(args, "CreateOperator", admin_pb2.CreateOperatorRequest(
+        client_id=client_id_arg(args), login=args.login, password=read_password(args), role=args.role,
         name=args.name, home_store_id=args.store or 0))
     o = r.operator
-    _emit(args, r, f"operator {o.operator_id} {o.login} ({o.role}"
+    emit(args, r, f"operator {o.operator_id} {o.login} ({o.role}"
                    f"{f', store {o.home_store_id}' if o.home_store_id else ''})")
     return 0
 
 
 def cmd_operator_disable(args) -> int:
-    r = _call(args, "DisableOperator", admin_pb2.DisableOperatorRequest(
-        client_id=_cid(args), operator_id=args.operator_id))
-    _emit(args, r, f"operator {r.operator.operator_id} {r.operator.login} disabled")
+    r = call_admin(args, "DisableOperator", admin_pb2.DisableOperatorRequest(
+        client_id=client_id_arg(args), operator_id=args.operator_id))
+    emit(args, r, f"operator {r.operator.operator_id} {r.operator.login} disabled")
     return 0
 
 
 def cmd_operator_passwd(args) -> int:
     own = not args.operator_id
-    old = _password(args, "old_password", "current password: ") if own else ""
+    old = read_password(args, "old_password", "current password: ") if own else ""
     new = args.new_password or os.environ.get("MMS_NEW_PASSWORD") or getpass.getpass("new password: ")
-    r = _call(args, "ResetPassword", admin_pb2.ResetPasswordRequest(
-        client_id=_cid(args), operator_id=args.operator_id or 0, new_password=new,
+    r = call_admin(args, "ResetPassword", admin_pb2.ResetPasswordRequest(
+        client_id=client_id_arg(args), operator_id=args.operator_id or 0, new_password=new,
         old_password=old))
-    _emit(args, r, "password changed; that operator's sessions have ended")
+    emit(args, r, "password changed; that operator's sessions have ended")
     return 0
 
 
@@ -274,24 +170,24 @@ def _member_line(m) -> str:
 
 
 def cmd_member_add(args) -> int:
-    r = _call(args, "CreateMember", admin_pb2.CreateMemberRequest(client_id=_cid(args),
+    r = call_admin(args, "CreateMember", admin_pb2.CreateMemberRequest(client_id=client_id_arg(args),
                                                                    profile=_profile(args)))
-    _emit(args, r, f"member {r.member_id} {'exists (replay)' if r.outcome.replayed else 'created'}")
+    emit(args, r, f"member {r.member_id} {'exists (replay)' if r.outcome.replayed else 'created'}")
     return 0
 
 
 def cmd_member_show(args) -> int:
-    r = _call(args, "GetMember", admin_pb2.GetMemberRequest(member_id=args.member_id,
+    r = call_admin(args, "GetMember", admin_pb2.GetMemberRequest(member_id=args.member_id,
                                                             reveal=args.reveal))
     cards = ", ".join(f"{c.card_no} ({c.principal_fen + c.bonus_fen} fen, {c.points} pts)"
                       for c in r.cards) or "no cards"
-    _emit(args, r, f"{_member_line(r.member)}; cards: {cards}")
+    emit(args, r, f"{_member_line(r.member)}; cards: {cards}")
     return 0
 
 
 def cmd_member_find(args) -> int:
-    r = _call(args, "FindMemberByPhone", admin_pb2.FindMemberByPhoneRequest(phone=args.phone))
-    _emit(args, r, _member_line(r.member))
+    r = call_admin(args, "FindMemberByPhone", admin_pb2.FindMemberByPhoneRequest(phone=args.phone))
+    emit(args, r, _member_line(r.member))
     return 0
 
 
@@ -313,8 +209,8 @@ def _search_request(args) -> admin_pb2.SearchMembersRequest:
 
 
 def cmd_member_search(args) -> int:
-    r = _call(args, "SearchMembers", _search_request(args))
-    _emit_rows(args, r, r.members, _member_line)
+    r = call_admin(args, "SearchMembers", _search_request(args))
+    emit_rows(args, r, r.members, _member_line)
     if not args.json:
         print(f"{len(r.members)} of {r.total} members")
     return 0
@@ -324,9 +220,9 @@ def cmd_member_status(args) -> int:
     status = {"freeze": admin_pb2.MEMBER_STATUS_FROZEN, "unfreeze": admin_pb2.MEMBER_STATUS_ACTIVE,
               "cancel": admin_pb2.MEMBER_STATUS_CANCELLED,
               "restore": admin_pb2.MEMBER_STATUS_ACTIVE}[args.member_command]
-    r = _call(args, "SetMemberStatus", admin_pb2.SetMemberStatusRequest(
-        client_id=_cid(args), member_id=args.member_id, status=status, reason=args.reason or ""))
-    _emit(args, r, f"member {args.member_id}: {args.member_command} done")
+    r = call_admin(args, "SetMemberStatus", admin_pb2.SetMemberStatusRequest(
+        client_id=client_id_arg(args), member_id=args.member_id, status=status, reason=args.reason or ""))
+    emit(args, r, f"member {args.member_id}: {args.member_command} done")
     return 0
 
 
@@ -338,9 +234,9 @@ def cmd_member_import(args) -> int:
             for block in iter(lambda: f.read(IMPORT_CHUNK_BYTES), b""):
                 yield admin_pb2.ImportMembersRequest(chunk=block)
 
-    with _channel(args) as ch:
+    with open_channel(args) as ch:
         r = admin_pb2_grpc.AdminServiceStub(ch).ImportMembers(
-            chunks(), metadata=_metadata(args), timeout=None)
+            chunks(), metadata=auth_metadata(args), timeout=None)
     if args.errors and r.row_errors:
         import csv
 
@@ -349,7 +245,7 @@ def cmd_member_import(args) -> int:
             w.writerow(["line", "reason"])
             for e in r.row_errors:
                 w.writerow([e.line, e.reason])
-    _emit(args, r, f"{r.rows} rows: {r.created} created, {r.already_imported} already imported, "
+    emit(args, r, f"{r.rows} rows: {r.created} created, {r.already_imported} already imported, "
                    f"{r.errors} refused")
     return 0
 
@@ -359,9 +255,9 @@ def cmd_member_export(args) -> int:
     req = admin_pb2.ExportMembersRequest(query=_search_request(args), format=fmt)
     n = 0
     tmp = args.file + ".part"
-    with _channel(args) as ch, open(tmp, "wb") as f:
+    with open_channel(args) as ch, open(tmp, "wb") as f:
         for part in admin_pb2_grpc.AdminServiceStub(ch).ExportMembers(
-                req, metadata=_metadata(args), timeout=None):
+                req, metadata=auth_metadata(args), timeout=None):
             f.write(part.chunk)
             n = part.members or n
     os.replace(tmp, args.file)
@@ -383,31 +279,31 @@ def _chain_date(args, t_s: int) -> str:
     import datetime
 
     if not hasattr(args, "_tz_offset_s"):
-        rules = json.loads(_call(args, "GetRules", admin_pb2.GetRulesRequest()).rules_json)
+        rules = json.loads(call_admin(args, "GetRules", admin_pb2.GetRulesRequest()).rules_json)
         args._tz_offset_s = int(rules.get("tz_offset_s", 8 * 3600))
     tz = datetime.timezone(datetime.timedelta(seconds=args._tz_offset_s))
     return datetime.datetime.fromtimestamp(t_s, tz).date().isoformat()
 
 
 def cmd_card_issue(args) -> int:
-    req = admin_pb2.IssueCardsRequest(client_id=_cid(args), card_nos=args.card_nos,
+    req = admin_pb2.IssueCardsRequest(client_id=client_id_arg(args), card_nos=args.card_nos,
                                       type_id=args.type, store_id=args.store or 0,
                                       paid_fen=args.paid, primary_card_no=args.primary or 0,
                                       supp_limit_fen=args.supp_limit)
     if args.member:
         req.member_ids.extend([args.member] * len(args.card_nos))
-    r = _call(args, "IssueCards", req)
+    r = call_admin(args, "IssueCards", req)
     valid = (f"valid until {_chain_date(args, r.expires_at_s)}" if r.expires_at_s
              else "never expires")
     uses = f", {r.count_uses} uses" if r.count_uses else ""
-    _emit(args, r, f"{r.cards} card(s) issued: level {r.level}, fees {_yuan(r.fees_fen)} yuan, "
+    emit(args, r, f"{r.cards} card(s) issued: level {r.level}, fees {_yuan(r.fees_fen)} yuan, "
                    f"deposit {_yuan(r.deposit_fen)} yuan each{uses}, {valid}"
                    f"{' (replay)' if r.replayed else ''}")
     return 0
 
 
 def cmd_card_show(args) -> int:
-    r = _call(args, "ShowCard", admin_pb2.ShowCardRequest(card_no=args.card_no))
+    r = call_admin(args, "ShowCard", admin_pb2.ShowCardRequest(card_no=args.card_no))
     c = r.card
     status = types_pb2.CardStatus.Name(c.status).removeprefix("CARD_STATUS_")
     parts = [f"card {c.card_no} {status}", f"level {c.level}",
@@ -424,42 +320,42 @@ def cmd_card_show(args) -> int:
     if c.membership_lapsed:
         parts.append("MEMBERSHIP ENDED: shelf prices, no points until re-admitted "
                      "(mms card readmit)")
-    _emit(args, r, "; ".join(parts))
+    emit(args, r, "; ".join(parts))
     return 0
 
 
 def cmd_card_readmit(args) -> int:
-    r = _call(args, "ReadmitCard", admin_pb2.ReadmitCardRequest(
-        client_id=_cid(args), card_no=args.card_no, reason=args.reason))
-    _emit(args, r, f"card {args.card_no}: re-admitted at level {r.level}{_replay(r)}")
+    r = call_admin(args, "ReadmitCard", admin_pb2.ReadmitCardRequest(
+        client_id=client_id_arg(args), card_no=args.card_no, reason=args.reason))
+    emit(args, r, f"card {args.card_no}: re-admitted at level {r.level}{_replay(r)}")
     return 0
 
 
 def cmd_card_status(args) -> int:
     name, word = _CARD_STATUS[args.card_command]
-    r = _call(args, "SetCardStatus", admin_pb2.SetCardStatusRequest(
-        client_id=_cid(args), card_no=args.card_no, status=types_pb2.CardStatus.Value(name)))
-    _emit(args, r, f"card {args.card_no}: {word}")
+    r = call_admin(args, "SetCardStatus", admin_pb2.SetCardStatusRequest(
+        client_id=client_id_arg(args), card_no=args.card_no, status=types_pb2.CardStatus.Value(name)))
+    emit(args, r, f"card {args.card_no}: {word}")
     return 0
 
 
 def cmd_card_pin(args) -> int:
     if args.reset:
-        r = _call(args, "ResetPin", admin_pb2.ResetPinRequest(client_id=_cid(args),
+        r = call_admin(args, "ResetPin", admin_pb2.ResetPinRequest(client_id=client_id_arg(args),
                                                               card_no=args.card_no))
-        _emit(args, r, f"card {args.card_no}: PIN removed and unlocked")
+        emit(args, r, f"card {args.card_no}: PIN removed and unlocked")
         return 0
     pin = args.pin or os.environ.get("MMS_PIN") or getpass.getpass("PIN: ")
-    r = _call(args, "SetPin", admin_pb2.SetPinRequest(client_id=_cid(args), card_no=args.card_no,
+    r = call_admin(args, "SetPin", admin_pb2.SetPinRequest(client_id=client_id_arg(args), card_no=args.card_no,
                                                       pin=pin))
-    _emit(args, r, f"card {args.card_no}: PIN set")
+    emit(args, r, f"card {args.card_no}: PIN set")
     return 0
 
 
 def cmd_card_journal(args) -> int:
-    r = _call(args, "GetCardJournal", admin_pb2.GetCardJournalRequest(
+    r = call_admin(args, "GetCardJournal", admin_pb2.GetCardJournalRequest(
         card_no=args.card_no, limit=args.limit, before_seq=args.before or 0))
-    _emit_rows(args, r, r.entries, lambda e: (
+    emit_rows(args, r, r.entries, lambda e: (
         f"{e.seq}\t{e.op}\t{e.time_s}\tcard {e.card_no}\tstore {e.store_id}\t"
         f"{e.amount_fen} fen\tbalance {e.balance_after_fen}\tpoints {e.points_after}"))
     if r.next_before_seq and not args.json:
@@ -469,12 +365,12 @@ def cmd_card_journal(args) -> int:
 
 def cmd_points(args) -> int:
     if args.points_command == "expire":
-        r = _call(args, "ExpirePoints", admin_pb2.ExpirePointsRequest(client_id=_cid(args)))
-        _emit(args, r, f"{r.expired_points} points expired on {r.cards} cards")
+        r = call_admin(args, "ExpirePoints", admin_pb2.ExpirePointsRequest(client_id=client_id_arg(args)))
+        emit(args, r, f"{r.expired_points} points expired on {r.cards} cards")
     else:
-        r = _call(args, "RemindExpiringPoints", admin_pb2.RemindExpiringPointsRequest(
-            client_id=_cid(args), min_points=args.min_points))
-        _emit(args, r, f"{r.notices} reminders written to the outbox")
+        r = call_admin(args, "RemindExpiringPoints", admin_pb2.RemindExpiringPointsRequest(
+            client_id=client_id_arg(args), min_points=args.min_points))
+        emit(args, r, f"{r.notices} reminders written to the outbox")
     return 0
 
 
@@ -483,13 +379,13 @@ def _replay(r) -> str:
 
 
 def cmd_card_replace(args) -> int:
-    req = admin_pb2.ReplaceCardRequest(client_id=_cid(args), old_card_no=args.old_card_no,
+    req = admin_pb2.ReplaceCardRequest(client_id=client_id_arg(args), old_card_no=args.old_card_no,
                                        new_card_no=args.new_card_no,
                                        fee_external=args.fee_external)
     if args.fee is not None:
         req.fee_fen = args.fee
-    r = _call(args, "ReplaceCard", req)
-    _emit(args, r, f"card {args.old_card_no} replaced by {r.new_card_no}: moved "
+    r = call_admin(args, "ReplaceCard", req)
+    emit(args, r, f"card {args.old_card_no} replaced by {r.new_card_no}: moved "
                    f"{r.moved_principal_fen + r.moved_bonus_fen} fen and {r.moved_points} pts, "
                    f"fee {r.fee_fen} fen{_coupons_moved(r)}{_replay(r)}")
     return 0
@@ -500,85 +396,85 @@ def _coupons_moved(r) -> str:
 
 
 def cmd_card_renew(args) -> int:
-    req = admin_pb2.RenewCardRequest(client_id=_cid(args), card_no=args.card_no,
+    req = admin_pb2.RenewCardRequest(client_id=client_id_arg(args), card_no=args.card_no,
                                      fee_external=args.fee_external)
     if args.fee is not None:
         req.fee_fen = args.fee
     if args.days is not None:
         req.validity_days = args.days
-    r = _call(args, "RenewCard", req)
-    _emit(args, r, f"card {args.card_no}: renewed until {r.expires_at_s or 'never'}, "
+    r = call_admin(args, "RenewCard", req)
+    emit(args, r, f"card {args.card_no}: renewed until {r.expires_at_s or 'never'}, "
                    f"fee {r.fee_fen} fen{_replay(r)}")
     return 0
 
 
 def cmd_card_annual_fee(args) -> int:
-    r = _call(args, "PayAnnualFee", admin_pb2.PayAnnualFeeRequest(
-        client_id=_cid(args), card_no=args.card_no, external=args.external))
-    _emit(args, r, f"card {args.card_no}: annual fee {r.fee_fen} fen paid until "
+    r = call_admin(args, "PayAnnualFee", admin_pb2.PayAnnualFeeRequest(
+        client_id=client_id_arg(args), card_no=args.card_no, external=args.external))
+    emit(args, r, f"card {args.card_no}: annual fee {r.fee_fen} fen paid until "
                    f"{r.fee_paid_until_s}{_replay(r)}")
     return 0
 
 
 def cmd_card_expire_dormant(args) -> int:
-    r = _call(args, "ExpireDormantCards", admin_pb2.ExpireDormantCardsRequest(client_id=_cid(args)))
-    _emit(args, r, f"{r.cards} cards made dormant{_replay(r)}")
+    r = call_admin(args, "ExpireDormantCards", admin_pb2.ExpireDormantCardsRequest(client_id=client_id_arg(args)))
+    emit(args, r, f"{r.cards} cards made dormant{_replay(r)}")
     return 0
 
 
 def cmd_card_level(args) -> int:
-    r = _call(args, "SetLevel", admin_pb2.SetLevelRequest(
-        client_id=_cid(args), card_no=args.card_no, level=args.level, reason=args.reason,
+    r = call_admin(args, "SetLevel", admin_pb2.SetLevelRequest(
+        client_id=client_id_arg(args), card_no=args.card_no, level=args.level, reason=args.reason,
         approver_id=args.approver))
-    _emit(args, r, f"card {args.card_no}: level {r.level_before} -> {r.level}{_replay(r)}")
+    emit(args, r, f"card {args.card_no}: level {r.level_before} -> {r.level}{_replay(r)}")
     return 0
 
 
 def cmd_card_levels_review(args) -> int:
-    r = _call(args, "ReviewLevels", admin_pb2.ReviewLevelsRequest(client_id=_cid(args)))
-    _emit(args, r, f"{r.reviewed} cards reviewed: {r.kept} kept, {r.downgraded} downgraded, "
+    r = call_admin(args, "ReviewLevels", admin_pb2.ReviewLevelsRequest(client_id=client_id_arg(args)))
+    emit(args, r, f"{r.reviewed} cards reviewed: {r.kept} kept, {r.downgraded} downgraded, "
                    f"{r.lapsed} lapsed{_replay(r)}")
     return 0
 
 
 def cmd_card_level_history(args) -> int:
-    r = _call(args, "LevelHistory", admin_pb2.LevelHistoryRequest(card_no=args.card_no,
+    r = call_admin(args, "LevelHistory", admin_pb2.LevelHistoryRequest(card_no=args.card_no,
                                                                   limit=args.limit))
-    _emit_rows(args, r, r.changes, lambda c: (
+    emit_rows(args, r, r.changes, lambda c: (
         f"{c.seq}\t{c.time_s}\tcard {c.card_no}\t{c.op}\t{c.level_before} -> "
         f"{c.level_after}\toperator {c.operator_id}\t{c.reason}"))
     return 0
 
 
 def cmd_points_adjust(args) -> int:
-    r = _call(args, "AdjustPoints", admin_pb2.AdjustPointsRequest(
-        client_id=_cid(args), card_no=args.card_no, delta=args.delta, reason=args.reason,
+    r = call_admin(args, "AdjustPoints", admin_pb2.AdjustPointsRequest(
+        client_id=client_id_arg(args), card_no=args.card_no, delta=args.delta, reason=args.reason,
         force=args.force))
-    _emit(args, r, f"card {args.card_no}: {args.delta:+d} pts, {r.points} pts now{_replay(r)}")
+    emit(args, r, f"card {args.card_no}: {args.delta:+d} pts, {r.points} pts now{_replay(r)}")
     return 0
 
 
 def cmd_points_make_up(args) -> int:
-    r = _call(args, "MakeUpPoints", admin_pb2.MakeUpPointsRequest(
-        client_id=_cid(args), card_no=args.card_no, receipt_id=args.receipt, paid_fen=args.paid,
+    r = call_admin(args, "MakeUpPoints", admin_pb2.MakeUpPointsRequest(
+        client_id=client_id_arg(args), card_no=args.card_no, receipt_id=args.receipt, paid_fen=args.paid,
         receipt_time_s=args.time, receipt_store_id=args.store or 0, category=args.category))
-    _emit(args, r, f"card {args.card_no}: {r.points_earned} pts for receipt {args.receipt}, "
+    emit(args, r, f"card {args.card_no}: {r.points_earned} pts for receipt {args.receipt}, "
                    f"{r.points} pts now{_replay(r)}")
     return 0
 
 
 def cmd_points_gift_add(args) -> int:
-    r = _call(args, "PutGift", admin_pb2.PutGiftRequest(client_id=_cid(args), gift=admin_pb2.Gift(
+    r = call_admin(args, "PutGift", admin_pb2.PutGiftRequest(client_id=client_id_arg(args), gift=admin_pb2.Gift(
         gift_id=args.gift_id, name=args.name, points_cost=args.cost, stock=args.stock,
         active=not args.inactive, coupon_template_id=args.coupon_template)))
-    _emit(args, r, f"gift {args.gift_id} {'created' if r.created else 'changed'}{_replay(r)}")
+    emit(args, r, f"gift {args.gift_id} {'created' if r.created else 'changed'}{_replay(r)}")
     return 0
 
 
 def cmd_points_gifts(args) -> int:
-    r = _call(args, "ListGifts", admin_pb2.ListGiftsRequest(active_only=args.active_only))
+    r = call_admin(args, "ListGifts", admin_pb2.ListGiftsRequest(active_only=args.active_only))
     if args.json:
-        _emit(args, r, "")
+        emit(args, r, "")
     else:
         for g in r.gifts:
             state = "" if g.active else "\twithdrawn"
@@ -588,9 +484,9 @@ def cmd_points_gifts(args) -> int:
 
 
 def cmd_points_redeem(args) -> int:
-    r = _call(args, "RedeemGift", admin_pb2.RedeemGiftRequest(
-        client_id=_cid(args), card_no=args.card_no, gift_id=args.gift_id, qty=args.qty))
-    _emit(args, r, f"card {args.card_no}: {args.qty} x gift {args.gift_id} for {r.points_cost} "
+    r = call_admin(args, "RedeemGift", admin_pb2.RedeemGiftRequest(
+        client_id=client_id_arg(args), card_no=args.card_no, gift_id=args.gift_id, qty=args.qty))
+    emit(args, r, f"card {args.card_no}: {args.qty} x gift {args.gift_id} for {r.points_cost} "
                    f"pts, {r.points} pts left, stock {r.stock}"
                    f"{f', coupons {list(r.coupon_ids)}' if r.coupon_ids else ''}{_replay(r)}")
     return 0
@@ -600,9 +496,9 @@ def cmd_notify_pull(args) -> int:
     req = admin_pb2.PullNoticesRequest(limit=args.limit)
     if args.after is not None:
         req.after_seq = args.after
-    r = _call(args, "PullNotices", req)
+    r = call_admin(args, "PullNotices", req)
     if args.json:
-        _emit(args, r, "")
+        emit(args, r, "")
     else:
         for n in r.notices:
             print(f"{n.seq}\t{n.kind}\tcard {n.card_no}\tmember {n.member_id}\t"
@@ -612,9 +508,9 @@ def cmd_notify_pull(args) -> int:
 
 
 def cmd_notify_ack(args) -> int:
-    r = _call(args, "AckNotices", admin_pb2.AckNoticesRequest(client_id=_cid(args),
+    r = call_admin(args, "AckNotices", admin_pb2.AckNoticesRequest(client_id=client_id_arg(args),
                                                               upto_seq=args.upto_seq))
-    _emit(args, r, f"cursor {r.cursor}, {r.dropped} reminders dropped{_replay(r)}")
+    emit(args, r, f"cursor {r.cursor}, {r.dropped} reminders dropped{_replay(r)}")
     return 0
 
 
@@ -627,28 +523,28 @@ def cmd_coupon_template(args) -> int:
         total_quantity=args.quantity, budget_fen=args.budget)
     if args.percent_bp is not None:
         t.percent_bp = args.percent_bp
-    r = _call(args, "PutCouponTemplate", admin_pb2.PutCouponTemplateRequest(
-        client_id=_cid(args), template=t))
-    _emit(args, r, f"coupon template {args.template_id} "
+    r = call_admin(args, "PutCouponTemplate", admin_pb2.PutCouponTemplateRequest(
+        client_id=client_id_arg(args), template=t))
+    emit(args, r, f"coupon template {args.template_id} "
                    f"{'created' if r.created else 'changed'} (rules v{r.version}){_replay(r)}")
     return 0
 
 
 def cmd_coupon_templates(args) -> int:
-    r = _call(args, "ListCouponTemplates", admin_pb2.ListCouponTemplatesRequest())
-    _emit_rows(args, r, r.templates, lambda t: (
+    r = call_admin(args, "ListCouponTemplates", admin_pb2.ListCouponTemplatesRequest())
+    emit_rows(args, r, r.templates, lambda t: (
         f"{t.template_id}\t{t.name}\t{t.kind}\tvalue {t.value_fen} fen\t"
         f"{t.valid_days} days\tquantity {t.total_quantity or 'unlimited'}"))
     return 0
 
 
 def cmd_coupon_issue(args) -> int:
-    req = admin_pb2.IssueCouponsRequest(client_id=_cid(args), template_id=args.template_id,
+    req = admin_pb2.IssueCouponsRequest(client_id=client_id_arg(args), template_id=args.template_id,
                                         card_nos=args.card_nos)
     if args.valid_from is not None:
         req.valid_from_s = args.valid_from
-    r = _call(args, "IssueCoupons", req)
-    _emit(args, r, f"{len(r.coupon_ids)} coupons of template {args.template_id}: "
+    r = call_admin(args, "IssueCoupons", req)
+    emit(args, r, f"{len(r.coupon_ids)} coupons of template {args.template_id}: "
                    f"{' '.join(str(i) for i in r.coupon_ids)}{_replay(r)}")
     return 0
 
@@ -661,9 +557,9 @@ def _coupon_saving(c) -> str:
 
 
 def cmd_coupon_list(args) -> int:
-    r = _call(args, "ListCardCoupons", admin_pb2.ListCardCouponsRequest(
+    r = call_admin(args, "ListCardCoupons", admin_pb2.ListCardCouponsRequest(
         card_no=args.card_no, include_used=args.all))
-    _emit_rows(args, r, r.coupons, lambda c: (
+    emit_rows(args, r, r.coupons, lambda c: (
         f"{c.coupon_id}\ttemplate {c.template_id}\t{_COUPON_STATUS.get(c.status, c.status)}\t"
         f"valid {c.valid_from_s}..{c.valid_to_s}" + _coupon_saving(c)))
     return 0
@@ -685,8 +581,8 @@ def cmd_card_type_add(args) -> int:
         t.validity_days = args.validity_days
     if args.validity_years is not None:
         t.validity_years = args.validity_years
-    r = _call(args, "PutCardType", admin_pb2.PutCardTypeRequest(client_id=_cid(args), card_type=t))
-    _emit(args, r, f"card type {args.type_id} {'created' if r.created else 'changed'}{_replay(r)}")
+    r = call_admin(args, "PutCardType", admin_pb2.PutCardTypeRequest(client_id=client_id_arg(args), card_type=t))
+    emit(args, r, f"card type {args.type_id} {'created' if r.created else 'changed'}{_replay(r)}")
     return 0
 
 
@@ -697,8 +593,8 @@ def _validity(t) -> str:
 
 
 def cmd_card_type_list(args) -> int:
-    r = _call(args, "ListCardTypes", admin_pb2.ListCardTypesRequest())
-    _emit_rows(args, r, r.card_types, lambda t: (
+    r = call_admin(args, "ListCardTypes", admin_pb2.ListCardTypesRequest())
+    emit_rows(args, r, r.card_types, lambda t: (
         f"{t.type_id}\t{t.name}\t{_CARD_KINDS[t.kind - 1] if 1 <= t.kind <= 5 else t.kind}"
         f"\t{_validity(t)}\treplacement {t.replacement_fee_fen} fen"
         f"\tannual {t.annual_fee_fen} fen"))
@@ -706,19 +602,19 @@ def cmd_card_type_list(args) -> int:
 
 
 def cmd_audit(args) -> int:
-    r = _call(args, "AuditLog", admin_pb2.AuditLogRequest(
+    r = call_admin(args, "AuditLog", admin_pb2.AuditLogRequest(
         since_seq=args.since, operator_id=args.operator or 0, store_id=args.store or 0,
         limit=args.limit))
-    _emit_rows(args, r, r.events, lambda e: (
+    emit_rows(args, r, r.events, lambda e: (
         f"{e.seq}\t{e.time_s}\t{e.op}\toperator {e.operator_id}\tstore {e.store_id}\t"
         f"{e.detail_json}"))
     return 0
 
 
 def cmd_report_commission(args) -> int:
-    r = _call(args, "CommissionReport", admin_pb2.CommissionReportRequest(
+    r = call_admin(args, "CommissionReport", admin_pb2.CommissionReportRequest(
         since_s=args.since, until_s=args.until, store_id=args.store or 0))
-    _emit_rows(args, r, r.rows, lambda w: (
+    emit_rows(args, r, r.rows, lambda w: (
         f"operator {w.operator_id}\t{w.swipes} swipes\t{w.uses} uses\t{w.refunds} refunds"
         f"\tsales {w.sales_fen} fen\tcommission {w.commission_fen} fen"))
     return 0

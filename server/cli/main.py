@@ -186,7 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _cmd_backup(args) -> int:
-    from core.engine.backup import backup
+    from core import backup
 
     last = backup(args.data, args.dest)
     print(f"backup of {args.data} in {args.dest}: journal up to seq {last}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 
 from core.domain import report_export
+from server.cli import session
 from server.mms_pb import report_pb2, report_pb2_grpc
 
 # name -> (RPC, help)
@@ -24,17 +25,16 @@ REPORTS = {
 
 def _report(name: str):
     def run(args) -> int:
-        from server.cli import admin as admin_cli
         method = REPORTS[name][0]
         req = report_pb2.ReportRequest(
             from_date=args.from_date, to_date=args.to_date, store_id=args.store or 0,
             region_id=args.region or 0, top=getattr(args, "top", 0) or 0,
             by=[b for b in (getattr(args, "by", "") or "").split(",") if b],
             by_store=bool(getattr(args, "by_store", False)))
-        with admin_cli._channel(args) as ch:
+        with session.open_channel(args) as ch:
             resp = getattr(report_pb2_grpc.ReportServiceStub(ch), method)(
-                req, metadata=admin_cli._metadata(args, None),
-                timeout=admin_cli.CALL_TIMEOUT_SECONDS)
+                req, metadata=session.auth_metadata(args, None),
+                timeout=session.CALL_TIMEOUT_SECONDS)
         columns = list(resp.columns)
         rows = [dict(zip(columns, r.values, strict=True)) for r in resp.rows]
         key = name.replace("-", "_")
@@ -44,7 +44,7 @@ def _report(name: str):
         if args.xlsx:
             report_export.to_xlsx(args.xlsx, key, columns, rows)
         if args.json:
-            admin_cli._emit(args, resp, "")
+            session.emit(args, resp, "")
         elif not (args.csv or args.xlsx):
             sys.stdout.write(report_export.to_csv(columns, rows).replace(",", "\t"))
         return 0
@@ -52,11 +52,10 @@ def _report(name: str):
 
 
 def cmd_reconcile(args) -> int:
-    from server.cli import admin as admin_cli
-    with admin_cli._channel(args) as ch:
+    with session.open_channel(args) as ch:
         r = report_pb2_grpc.ReportServiceStub(ch).Reconcile(
-            report_pb2.ReconcileRequest(), metadata=admin_cli._metadata(args, None),
-            timeout=admin_cli.CALL_TIMEOUT_SECONDS)
+            report_pb2.ReconcileRequest(), metadata=session.auth_metadata(args, None),
+            timeout=session.CALL_TIMEOUT_SECONDS)
     for kind in ("principal", "bonus"):
         a, b = getattr(r, f"{kind}_rollup_fen"), getattr(r, f"{kind}_cards_fen")
         print(f"{kind}\trollups {report_export.yuan_text(a)}\tcards {report_export.yuan_text(b)}"
@@ -67,21 +66,12 @@ def cmd_reconcile(args) -> int:
 
 def cmd_rebuild(args) -> int:
     """Offline (stop the server first): empty the rollups and sum the journal again."""
-    from core.engine import rollups
-    from core.engine.storage import Store
+    from core import rebuild_rollups
 
-    store = Store(args.data, map_size_bytes=1 << 30)
-    try:
-        tz = args.tz_offset_s
-        tailer = rollups.Rollups(store, 8 * 3600 if tz is None else tz)
-        before = rollups.digest(store)
-        n = tailer.rebuild(tz)
-        after = rollups.digest(store)
-        print(f"rebuilt from {n} journal records up to seq {tailer.seq}")
-        print(f"digest before {before}\ndigest after  {after}\n"
-              f"{'identical' if before == after else 'changed'}")
-    finally:
-        store.close()
+    r = rebuild_rollups(args.data, args.tz_offset_s)
+    print(f"rebuilt from {r.records} journal records up to seq {r.seq}")
+    print(f"digest before {r.digest_before}\ndigest after  {r.digest_after}\n"
+          f"{'identical' if r.digest_before == r.digest_after else 'changed'}")
     return 0
 
 

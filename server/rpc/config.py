@@ -33,7 +33,8 @@ try:  # Python 3.11+
 except ModuleNotFoundError:  # pragma: no cover
     import tomli as tomllib  # type: ignore[no-redef]
 
-from server.rpc.app import INFLIGHT_OPS_MAX, SHUTDOWN_GRACE_SECONDS, TlsConfig
+from server.rpc.app import TlsConfig
+from server.rpc.constants import INFLIGHT_OPS_MAX, SHUTDOWN_GRACE_SECONDS
 
 KNOWN_KEYS = {"listen", "metrics", "terminals_file", "inflight_ops_max", "shutdown_grace_s",
               "tls", "engine", "rules", "data", "chain"}

@@ -15,7 +15,9 @@ from core.domain import reports
 from core.domain.chain import ChainError
 from server.mms_pb import report_pb2, report_pb2_grpc
 from server.rpc.admin.base import Call, _failure
-from server.rpc.app import REPORT, RpcFailure, _rpc, invalid
+from server.rpc.constants import REPORT
+from server.rpc.errors import RpcFailure, invalid
+from server.rpc.instrumentation import rpc_method
 
 DEFAULT_TOP = 10
 
@@ -78,7 +80,7 @@ class ReportService(report_pb2_grpc.ReportServiceServicer):
                 raise
             raise f from e
 
-    @_rpc(REPORT, "Sales", "unary")
+    @rpc_method(REPORT, "Sales", "unary")
     async def Sales(self, request, context):
         async def body(call, req):
             store, stores = _scope(call, req)
@@ -88,7 +90,7 @@ class ReportService(report_pb2_grpc.ReportServiceServicer):
             return _table(rows, (*by, *reports.SALES_FIELDS), store)
         return await self._call(context, request, body)
 
-    @_rpc(REPORT, "TopSkus", "unary")
+    @rpc_method(REPORT, "TopSkus", "unary")
     async def TopSkus(self, request, context):
         async def body(call, req):
             store, stores = _scope(call, req)
@@ -97,7 +99,7 @@ class ReportService(report_pb2_grpc.ReportServiceServicer):
             return _table(rows, reports.SKU_FIELDS, store)
         return await self._call(context, request, body)
 
-    @_rpc(REPORT, "Liability", "unary")
+    @rpc_method(REPORT, "Liability", "unary")
     async def Liability(self, request, context):
         async def body(call, req):
             store, stores = _scope(call, req)
@@ -107,7 +109,7 @@ class ReportService(report_pb2_grpc.ReportServiceServicer):
             return _table(rows, reports.LIABILITY_FIELDS, store)
         return await self._call(context, request, body)
 
-    @_rpc(REPORT, "Reconcile", "unary")
+    @rpc_method(REPORT, "Reconcile", "unary")
     async def Reconcile(self, request, context):
         async def body(call, req):
             # The card table is the whole chain's: a chain-wide role reconciles it.
@@ -119,7 +121,7 @@ class ReportService(report_pb2_grpc.ReportServiceServicer):
             return report_pb2.ReconcileResponse(**r)
         return await self._call(context, request, body)
 
-    @_rpc(REPORT, "Settlement", "unary")
+    @rpc_method(REPORT, "Settlement", "unary")
     async def Settlement(self, request, context):
         async def body(call, req):
             store, stores = _scope(call, req)
@@ -128,7 +130,7 @@ class ReportService(report_pb2_grpc.ReportServiceServicer):
             return _table(rows, reports.SETTLEMENT_FIELDS, store)
         return await self._call(context, request, body)
 
-    @_rpc(REPORT, "Coupons", "unary")
+    @rpc_method(REPORT, "Coupons", "unary")
     async def Coupons(self, request, context):
         async def body(call, req):
             store, stores = _scope(call, req)
@@ -137,7 +139,7 @@ class ReportService(report_pb2_grpc.ReportServiceServicer):
             return _table(rows, reports.COUPON_FIELDS, store)
         return await self._call(context, request, body)
 
-    @_rpc(REPORT, "Commission", "unary")
+    @rpc_method(REPORT, "Commission", "unary")
     async def Commission(self, request, context):
         async def body(call, req):
             store, stores = _scope(call, req)

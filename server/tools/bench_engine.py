@@ -24,7 +24,7 @@ import time
 import lmdb
 import numpy as np
 
-from core.engine.writer import CommitInfo, Engine, EngineConfig
+from core import CommitInfo, Engine, EngineConfig
 from core.records import CARD, ITEM, JOURNAL, OP, RESULT, OpType
 from core.rules import CouponTemplate, RulesConfig
 

@@ -17,11 +17,11 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from grpc_status import rpc_status
 
-from core import BonusTier, Engine, RulesConfig
+from core import BonusTier, Engine, EngineConfig, RulesConfig
 from core.domain.cards import CardType, put_card_type
 from core.records import Result
 from server.mms_pb import admin_pb2, admin_pb2_grpc, pos_pb2, pos_pb2_grpc, types_pb2
-from server.rpc.app import BATCH_OPS_MAX, MmsServer
+from server.rpc.app import MmsServer
 from server.rpc.auth import Registry, Terminal, new_token, token_hash
 from server.rpc.metrics import Metrics
 
@@ -32,7 +32,7 @@ CARDS = list(range(1000, 1020))
 class Running:
     """A server on its own event loop thread, for synchronous test clients."""
 
-    def __init__(self, data: str, **server_kw) -> None:
+    def __init__(self, data: str, config: EngineConfig | None = None, **server_kw) -> None:
         self.tokens = {"pos": new_token(), "admin": new_token(), "revoked": new_token(),
                        "other": new_token()}
         self.registry = Registry([
@@ -43,7 +43,7 @@ class Running:
         ])
         self.metrics = Metrics()
         rules = RulesConfig(tiers=(BonusTier(10_000, 2_000),))
-        self.engine = Engine(data, rules=rules, observer=self.metrics)
+        self.engine = Engine(data, rules=rules, observer=self.metrics, config=config)
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
@@ -257,7 +257,8 @@ def test_swipe_batch_results_in_order(srv):
 
 @pytest.mark.parametrize("make,reason", [
     (lambda: columns([], []), "BATCH_SIZE"),
-    (lambda: columns([1] * (BATCH_OPS_MAX + 1), [1] * (BATCH_OPS_MAX + 1)), "BATCH_SIZE"),
+    (lambda: columns([1] * (EngineConfig().batch_max + 1), [1] * (EngineConfig().batch_max + 1)),
+     "BATCH_SIZE"),
     (lambda: columns([CARDS[0]], [100], ids=b"x" * 15), "CLIENT_IDS_LENGTH"),
     (lambda: columns([CARDS[0], CARDS[1]], [100]), "COLUMN_LENGTH"),
     (lambda: columns([CARDS[0]], [100], category=[1, 2]), "COLUMN_LENGTH"),
@@ -268,6 +269,19 @@ def test_swipe_batch_malformed(srv, make, reason):
     expect(grpc.StatusCode.INVALID_ARGUMENT, reason, srv.pos.SwipeBatch,
            pos_pb2.SwipeBatchRequest(swipes=make()), metadata=srv.md())
     assert journal_seq(srv) == before
+
+
+def test_a_lower_engine_batch_max_is_the_servers_bound(tmp_path):
+    """The batch bound is the engine's batch_max, which the TOML may lower: a batch past
+    it is BATCH_SIZE with the bound, never an engine ValueError turned INTERNAL."""
+    s = Running(str(tmp_path / "d"), config=EngineConfig(batch_max=8, queue_max_ops=64))
+    try:
+        e = expect(grpc.StatusCode.INVALID_ARGUMENT, "BATCH_SIZE", s.pos.SwipeBatch,
+                   pos_pb2.SwipeBatchRequest(swipes=columns([1] * 9, [1] * 9)), metadata=s.md())
+        assert e.metadata["batch_ops_max"] == "8"
+        assert journal_seq(s) == 0
+    finally:
+        s.close()
 
 
 def test_message_size_bound(srv):
@@ -486,7 +500,7 @@ def test_ready_gauge_follows_readiness(tmp_path):
 
 def test_single_op_view_matches_op_layout():
     from core.records import OP
-    from server.rpc.app import SINGLE_OP, SINGLE_OP_FIELDS
+    from server.rpc.codec import SINGLE_OP, SINGLE_OP_FIELDS
 
     row = tuple(range(1, len(SINGLE_OP_FIELDS) + 1))
     a = np.zeros(1, dtype=SINGLE_OP)

@@ -14,8 +14,9 @@ import pytest
 
 from core import Engine, EngineConfig, Overloaded
 from core.records import OP, OpType, Result
-from server.rpc import app
-from server.rpc.app import Bridge, RpcFailure, SingleResults, encode_one
+from server.rpc.bridge import Bridge
+from server.rpc.codec import SingleResults, encode_one
+from server.rpc.errors import RpcFailure
 
 
 class Ctx:
@@ -25,6 +26,8 @@ class Ctx:
 
 class FakeEngine:
     """Records submissions; the test resolves their futures."""
+
+    config = EngineConfig()
 
     def __init__(self) -> None:
         self.submitted: list[tuple[np.ndarray, Future]] = []
@@ -96,12 +99,10 @@ def test_refused_submission_fails_its_callers_and_frees_the_slot():
     asyncio.run(main())
 
 
-def test_a_full_batch_goes_even_while_one_is_in_flight(monkeypatch):
-    monkeypatch.setattr(app, "BATCH_OPS_MAX", 4)
-
+def test_a_full_batch_goes_even_while_one_is_in_flight():
     async def main():
         eng = FakeEngine()
-        bridge = Bridge(eng)
+        bridge = Bridge(eng, batch_ops_max=4)
         bridge.start_one(_row(1, 1), Ctx())
         await _turns()
         for i in range(4):

@@ -6,7 +6,7 @@ from __future__ import annotations
 from common import ROOT
 
 from core.records import OpFlag, Result
-from server.rpc.app import result_reason, result_status
+from server.rpc.errors import result_reason, result_status
 
 API_MD = ROOT / "docs" / "api.md"
 

@@ -55,22 +55,9 @@ from core.domain.points import expire_points, remind_expiring_points
 from core.domain.rbac import PermissionDenied, Role, is_store_scoped, store_filter
 from core.domain.rbac import authorize as rbac_authorize
 from core.engine.writer import OP_NAMES, register_op_names
-from core.records import CardStatus, Result, is_ascii_digits
+from core.records import PIN_DIGITS_MAX, PIN_DIGITS_MIN, CardStatus, Result, is_ascii_digits
 from core.rules import RULES_JSON_CHARS_MAX, loads_bounded
 from server.mms_pb import admin_pb2, admin_pb2_grpc
-from server.rpc.app import (
-    ADMIN,
-    CLIENT_ID_BYTES,
-    ISSUE_CARDS_MAX,
-    Bridge,
-    RpcFailure,
-    _rpc,
-    card_pb,
-    invalid,
-    page_limit,
-    result_reason,
-    seq_cursor,
-)
 from server.rpc.auth import (
     ROLE_ADMIN,
     LoginBusy,
@@ -80,6 +67,11 @@ from server.rpc.auth import (
     Terminal,
     bearer_token,
 )
+from server.rpc.bridge import Bridge
+from server.rpc.codec import card_pb
+from server.rpc.constants import ADMIN, CLIENT_ID_BYTES
+from server.rpc.errors import RpcFailure, invalid, page_limit, result_reason, seq_cursor
+from server.rpc.instrumentation import rpc_method
 from server.rpc.metrics import Metrics
 
 log = logging.getLogger("mms.admin")
@@ -374,7 +366,7 @@ def _install(name: str, grpc_type: str, fn: Callable) -> None:
                     raise
                 raise f from e
     method.__name__ = method.__qualname__ = name
-    setattr(AdminService, name, _rpc(ADMIN, name, grpc_type)(method))
+    setattr(AdminService, name, rpc_method(ADMIN, name, grpc_type)(method))
 
 
 # --- chain --------------------------------------------------------------------------------
@@ -761,8 +753,9 @@ async def issue_cards(call: Call, req):
         operator_id, store = int(p.operator_id), scope or 0
     cid = client_id(req)
     n = len(req.card_nos)
-    if not 1 <= n <= ISSUE_CARDS_MAX:
-        raise invalid("BATCH_SIZE", f"issue 1..{ISSUE_CARDS_MAX} cards per call, not {n}")
+    issue_max = call.engine.config.issue_max_cards
+    if not 1 <= n <= issue_max:
+        raise invalid("BATCH_SIZE", f"issue 1..{issue_max} cards per call, not {n}")
     if req.member_ids and len(req.member_ids) != n:
         raise invalid("COLUMN_LENGTH", "member_ids must be empty or one per card",
                       column="member_ids")
@@ -825,7 +818,7 @@ async def set_pin(call: Call, req):
     # Choosing the first PIN is part of issuing the card; changing one is the desk's.
     card = call.engine.card(int(req.card_no))
     p = call.authorize("card.issue" if not card.get("pin_hash") else "card.status", scope)
-    if not (4 <= len(req.pin) <= 9 and is_ascii_digits(req.pin)):
+    if not (PIN_DIGITS_MIN <= len(req.pin) <= PIN_DIGITS_MAX and is_ascii_digits(req.pin)):
         raise invalid("PIN_INVALID", "pin: a PIN is 4 to 9 ASCII digits 0-9", field="pin")
     r = await call.cold(lambda: call.engine.set_pin(int(req.card_no), req.pin, cid,
                                                     operator_id=p.operator_id, store_id=scope or 0))

@@ -28,7 +28,7 @@ from core.domain.rbac import PermissionDenied
 from core.domain.rbac import authorize as rbac_authorize
 from server.mms_pb import admin_pb2
 from server.rpc.admin.base import Call, _outcome, client_id, handler
-from server.rpc.app import RpcFailure, page_limit
+from server.rpc.errors import RpcFailure, page_limit
 
 LEVEL_HISTORY_MAX = 1000
 LEVEL_HISTORY_DEFAULT = 100

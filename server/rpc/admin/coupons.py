@@ -18,7 +18,7 @@ from core.domain.rbac import is_store_scoped
 from core.rules import CouponTemplate
 from server.mms_pb import admin_pb2
 from server.rpc.admin.base import Call, _outcome, client_id, handler
-from server.rpc.app import invalid
+from server.rpc.errors import invalid
 
 # Cards one IssueCoupons call may name (a campaign sends several calls).
 ISSUE_COUPONS_MAX = 10_000

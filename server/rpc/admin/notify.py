@@ -9,7 +9,7 @@ import json
 from core.domain import notify
 from server.mms_pb import admin_pb2
 from server.rpc.admin.base import Call, _outcome, client_id, handler
-from server.rpc.app import invalid, seq_cursor
+from server.rpc.errors import invalid, seq_cursor
 
 _FIELDS = {f.name for f in admin_pb2.Notice.DESCRIPTOR.fields} - {"detail_json"}
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from core.domain.reports import check_window, commission_report
 from server.mms_pb import admin_pb2
 from server.rpc.admin.base import Call, handler
-from server.rpc.app import invalid
+from server.rpc.errors import invalid
 
 
 def report_store(call: Call, permission: str, store_id: int) -> int | None:

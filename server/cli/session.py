@@ -1,0 +1,130 @@
+"""The connection and session of the back-office commands: the target, the saved
+session, client ids, the call with its timeout, and how an answer or a refusal is
+printed. Shared by every `mms` command that talks to a running server."""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import sys
+import uuid
+
+import grpc
+from google.protobuf.json_format import MessageToDict
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+
+from server.mms_pb import admin_pb2_grpc
+
+DEFAULT_TARGET = "127.0.0.1:7000"
+CALL_TIMEOUT_SECONDS = 120.0
+
+
+
+class CliError(Exception):
+    pass
+
+
+# --- session and channel ----------------------------------------------------------------
+
+def session_path() -> str:
+    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    return os.path.join(base, "mms", "session")
+
+
+def saved_session() -> dict:
+    try:
+        with open(session_path()) as f:
+            return json.load(f)
+    except (FileNotFoundError, ValueError):
+        return {}
+
+
+def save_session(doc: dict) -> str:
+    path = session_path()
+    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+    tmp = path + ".tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(doc, f)
+    os.replace(tmp, path)
+    return path
+
+
+def target_of(args) -> str:
+    return args.target or os.environ.get("MMS_TARGET") or saved_session().get("target") or DEFAULT_TARGET
+
+
+def open_channel(args) -> grpc.Channel:
+    target = target_of(args)
+    if args.ca:
+        with open(args.ca, "rb") as f:
+            return grpc.secure_channel(target, grpc.ssl_channel_credentials(f.read()))
+    return grpc.insecure_channel(target)
+
+
+def auth_metadata(args, token: str | None = None):
+    token = token or args.session or os.environ.get("MMS_SESSION") or saved_session().get("session")
+    if not token:
+        raise CliError("no session: run `mms login` or pass --session / set MMS_SESSION")
+    return (("authorization", f"Bearer {token}"),)
+
+
+def client_id_arg(args) -> bytes:
+    if getattr(args, "client_id", None):
+        cid = bytes.fromhex(args.client_id)
+        if len(cid) != 16:
+            raise CliError("--client-id is 32 hex digits")
+        return cid
+    return uuid.uuid4().bytes
+
+
+def read_password(args, attr: str = "password", prompt: str = "password: ") -> str:
+    value = getattr(args, attr, None) or os.environ.get("MMS_PASSWORD")
+    return value if value else getpass.getpass(prompt)
+
+
+def emit(args, msg, line: str) -> None:
+    if args.json:
+        print(json.dumps(MessageToDict(msg, preserving_proto_field_name=True),
+                         ensure_ascii=False))
+    else:
+        print(line)
+
+
+def emit_rows(args, msg, rows, line) -> None:
+    """The whole answer as JSON, or one line per row for people."""
+    if args.json:
+        emit(args, msg, "")
+    else:
+        for row in rows:
+            print(line(row))
+
+
+def call_admin(args, method: str, request, *, token: str | None = None, auth: bool = True):
+    with open_channel(args) as ch:
+        stub = admin_pb2_grpc.AdminServiceStub(ch)
+        md = auth_metadata(args, token) if auth else None
+        return getattr(stub, method)(request, metadata=md, timeout=CALL_TIMEOUT_SECONDS)
+
+
+def failure_text(e: grpc.RpcError) -> str:
+    reason = ""
+    st = rpc_status.from_call(e) if hasattr(e, "trailing_metadata") else None
+    for d in st.details if st is not None else ():
+        info = error_details_pb2.ErrorInfo()
+        if d.Unpack(info):
+            reason = info.reason
+    return f"{e.code().name} {reason}: {e.details()}".replace(" :", ":")
+
+
+def run(func, args) -> int:
+    try:
+        return int(func(args) or 0)
+    except CliError as e:
+        print(f"mms: {e}", file=sys.stderr)
+        return 2
+    except grpc.RpcError as e:
+        print(f"mms: {failure_text(e)}", file=sys.stderr)
+        return 1

@@ -1,0 +1,239 @@
+"""Requests to engine ops and engine results to replies: the one decoder of ops (batch
+columns and single requests) and the one encoder of results."""
+
+from __future__ import annotations
+
+import logging
+
+import grpc
+import numpy as np
+
+from core.records import (
+    CATEGORY_COUNT,
+    COUPONS_PER_OP,
+    ITEM,
+    OP,
+    PIN_DIGITS_MAX,
+    CardFlag,
+    ItemFlag,
+    is_ascii_digits,
+)
+from server.mms_pb import (
+    types_pb2,
+)
+from server.rpc.auth import Terminal
+from server.rpc.constants import CLIENT_ID_BYTES
+from server.rpc.errors import RpcFailure, invalid
+
+log = logging.getLogger("mms.server")
+
+# --- decoding -------------------------------------------------------------------------
+
+def check_store(term: Terminal, store_id: int) -> None:
+    if store_id and store_id != term.store_id:
+        raise RpcFailure(grpc.StatusCode.PERMISSION_DENIED, "STORE_MISMATCH",
+                         f"terminal {term.terminal_id} belongs to store {term.store_id}, "
+                         f"not {store_id}", {"store_id": str(term.store_id)})
+
+
+def _column(values, n: int, name: str, dtype, limit: int | None = None) -> np.ndarray | None:
+    """An optional column: empty (None) or exactly n values, each below limit."""
+    if len(values) == 0:
+        return None
+    if len(values) != n:
+        raise invalid("COLUMN_LENGTH", f"{name} has {len(values)} values for {n} ops",
+                      column=name)
+    arr = np.array(values, dtype=np.uint64 if dtype == np.uint64 else np.int64)
+    if limit is not None and (arr.max() >= limit or arr.min() < 0):
+        raise invalid("VALUE_OUT_OF_RANGE", f"{name} values must be 0..{limit - 1}", column=name)
+    return arr
+
+
+def decode_ops(client_ids: bytes, card_nos, amount_fen, *, op_type: int, term: Terminal,
+               batch_ops_max: int, category=(), flags=(), operator_ids=(),
+               operator_id: int = 0) -> np.ndarray:
+    """Packed request columns -> OP array, stamped with the terminal's store and id.
+    batch_ops_max is the engine's batch_max: one request is one engine submission."""
+    n = len(card_nos)
+    if not 1 <= n <= batch_ops_max:
+        raise invalid("BATCH_SIZE", f"a batch holds 1..{batch_ops_max} ops, not {n}",
+                      batch_ops_max=str(batch_ops_max))
+    if len(client_ids) != CLIENT_ID_BYTES * n:
+        raise invalid("CLIENT_IDS_LENGTH",
+                      f"client_ids must be {CLIENT_ID_BYTES} bytes per op ({CLIENT_ID_BYTES * n}), "
+                      f"not {len(client_ids)}")
+    if len(amount_fen) != n:
+        raise invalid("COLUMN_LENGTH", f"amount_fen has {len(amount_fen)} values for {n} ops",
+                      column="amount_fen")
+    ops = np.zeros(n, dtype=OP)
+    pairs = np.frombuffer(client_ids, dtype=">u8").reshape(n, 2)
+    ops["client_hi"] = pairs[:, 0]
+    ops["client_lo"] = pairs[:, 1]
+    ops["card_no"] = np.array(card_nos, dtype=np.uint64)
+    ops["amount_fen"] = np.array(amount_fen, dtype=np.int64)
+    ops["store_id"] = term.store_id
+    ops["terminal_id"] = term.terminal_id
+    ops["op_type"] = op_type
+    cat = _column(category, n, "category", np.int64, CATEGORY_COUNT)
+    if cat is not None:
+        ops["category"] = cat
+    fl = _column(flags, n, "flags", np.int64, 256)
+    if fl is not None:
+        ops["op_flags"] = fl
+    opr = _column(operator_ids, n, "operator_ids", np.int64, 2**32)
+    ops["operator_id"] = opr if opr is not None else operator_id
+    return ops
+
+
+_CARD_INT_FIELDS = frozenset(f.name for f in types_pb2.Card.DESCRIPTOR.fields
+                             if f.type != f.TYPE_BOOL)
+
+
+def card_pb(card: dict) -> types_pb2.Card:
+    """A card (core's card_to_dict) as the API shows it, with its membership state."""
+    return types_pb2.Card(
+        **{k: int(v) for k, v in card.items() if k in _CARD_INT_FIELDS},
+        membership_lapsed=bool(int(card.get("flags", 0)) & CardFlag.CARD_FLAG_MEMBERSHIP_LAPSED))
+
+
+def encode_results(res) -> types_pb2.OpResultColumns:
+    cols = res.columns()
+    return types_pb2.OpResultColumns(
+        codes=res.codes.tolist(),
+        replayed=res.replayed.astype(bool).tolist(),
+        seq=res.seq.tolist(),
+        discount_fen=cols["discount_fen"].tolist(),
+        payable_fen=cols["payable_fen"].tolist(),
+        principal_delta_fen=cols["principal_delta_fen"].tolist(),
+        bonus_delta_fen=cols["bonus_delta_fen"].tolist(),
+        points_delta=cols["points_delta"].tolist(),
+        principal_fen=cols["principal_fen"].tolist(),
+        bonus_fen=cols["bonus_fen"].tolist(),
+        points=cols["points"].tolist(),
+        level=cols["level"].tolist(),
+    )
+
+
+def encode_one(res, i: int = 0) -> types_pb2.OpResult:
+    rec = res.record(i)
+    out = types_pb2.OpResult(code=int(res.codes[i]), replayed=bool(res.replayed[i]),
+                             seq=int(res.seq[i]))
+    if rec is not None:
+        for name in ("amount_fen", "discount_fen", "payable_fen", "principal_delta_fen",
+                     "bonus_delta_fen", "points_delta", "coupon_fen", "offset_fen"):
+            setattr(out, name, int(rec[name]))
+        after = rec["after"]
+        out.principal_fen = int(after["principal_fen"])
+        out.bonus_fen = int(after["bonus_fen"])
+        out.points = int(after["points"])
+        out.level = int(after["level"])
+    return out
+
+
+class SingleResults:
+    """The answers to one submission of coalesced single ops, decoded for all of them
+    at once on first use (one numpy step per column, not per op and field)."""
+
+    __slots__ = ("res", "codes", "replayed", "_cols")
+
+    def __init__(self, res) -> None:
+        self.res = res
+        self.codes: list[int] = res.codes.tolist()
+        self.replayed: list[bool] = res.replayed.astype(bool).tolist()
+        self._cols: dict[str, list[int]] | None = None
+
+    def op_result(self, i: int) -> types_pb2.OpResult:
+        """What encode_one(res, i) gives, from the batch's columns."""
+        if self._cols is None:
+            cols = self.res.columns()
+            self._cols = {k: v.tolist() for k, v in cols.items()}
+            self._cols["seq"] = self.res.seq.tolist()
+        return types_pb2.OpResult(code=self.codes[i], replayed=self.replayed[i],
+                                  **{k: v[i] for k, v in self._cols.items()})
+
+
+# The OP fields a unary op sets, as a view of OP with the same offsets and size, so a
+# list of tuples becomes OP rows in one step; every other field stays zero.
+SINGLE_OP_FIELDS = ("client_hi", "client_lo", "card_no", "amount_fen", "store_id",
+                    "terminal_id", "operator_id", "category", "op_type", "op_flags")
+SINGLE_OP = np.dtype({"names": list(SINGLE_OP_FIELDS),
+                      "formats": [OP.fields[f][0] for f in SINGLE_OP_FIELDS],
+                      "offsets": [OP.fields[f][1] for f in SINGLE_OP_FIELDS],
+                      "itemsize": OP.itemsize})
+
+
+def single_op(req, term: Terminal, op_type: int, category: int = 0, flags: int = 0, *,
+               zero_amount: bool = False) -> tuple:
+    """A unary request as one row of SINGLE_OP, checked at the edge. zero_amount lets an
+    amount of 0 through to the engine (a refund of 0 reverses an order the coupons paid
+    in full; the engine decides whether the swipe is one)."""
+    if len(req.client_id) != CLIENT_ID_BYTES:
+        raise invalid("RESULT_CLIENT_ID_INVALID",
+                      f"client_id must be {CLIENT_ID_BYTES} bytes, not {len(req.client_id)}")
+    if req.card_no == 0:
+        raise invalid("RESULT_CARD_NO_INVALID", "card_no must be set")
+    if req.amount_fen < 0 or (req.amount_fen == 0 and not zero_amount):
+        raise invalid("RESULT_AMOUNT_NOT_POSITIVE", "amount_fen must be positive")
+    if category >= CATEGORY_COUNT:
+        raise invalid("VALUE_OUT_OF_RANGE", "category must be 0..65535", column="category")
+    if flags >= 256:
+        raise invalid("VALUE_OUT_OF_RANGE", "flags must be 0..255", column="flags")
+    check_store(term, req.store_id)
+    cid = req.client_id
+    return (int.from_bytes(cid[:8], "big"), int.from_bytes(cid[8:], "big"), req.card_no,
+            req.amount_fen, term.store_id, term.terminal_id, req.operator_id, category,
+            op_type, flags)
+
+
+# A basket at one till: enough lines for a supermarket trolley, small enough to check.
+ITEMS_PER_SWIPE_MAX = 256
+
+
+def _pin(digits: str) -> tuple[int, int]:
+    if not digits:
+        return 0, 0
+    if len(digits) > PIN_DIGITS_MAX or not is_ascii_digits(digits):
+        raise invalid("PIN_MALFORMED", f"pin: a PIN is 1 to {PIN_DIGITS_MAX} ASCII digits 0-9",
+                      field="pin")
+    return int(digits), len(digits)
+
+
+def full_op(row: tuple, *, pin: str = "", points_offset: int = 0,
+             ref_client_id: bytes = b"") -> np.ndarray:
+    """One OP row from a SINGLE_OP tuple plus the domain inputs."""
+    ops = np.zeros(1, dtype=SINGLE_OP)
+    ops[0] = row
+    ops = ops.view(OP).copy()
+    ops["pin"], ops["pin_len"] = _pin(pin)
+    if points_offset < 0:
+        raise invalid("RESULT_OFFSET_INVALID", "points_offset must not be negative")
+    ops["points_offset"] = points_offset
+    if ref_client_id:
+        if len(ref_client_id) != CLIENT_ID_BYTES:
+            raise invalid("RESULT_CLIENT_ID_INVALID", "swipe_client_id must be 16 bytes")
+        ops["ref_hi"] = int.from_bytes(ref_client_id[:8], "big")
+        ops["ref_lo"] = int.from_bytes(ref_client_id[8:], "big")
+    return ops
+
+
+def basket(req, ops: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """The swipe's line items and coupons as engine arrays, checked at the edge."""
+    items = coupons = None
+    if req.items:
+        if len(req.items) > ITEMS_PER_SWIPE_MAX:
+            raise invalid("TOO_MANY_ITEMS", f"at most {ITEMS_PER_SWIPE_MAX} lines per swipe")
+        items = np.zeros(len(req.items), dtype=ITEM)
+        for i, line in enumerate(req.items):
+            if line.category >= CATEGORY_COUNT or line.qty == 0 or line.amount_fen < 0:
+                raise invalid("RESULT_ITEMS_INVALID", f"line {i}: category 0..65535, qty >= 1, amount >= 0")
+            items[i] = (line.sku, line.amount_fen, line.qty, line.category,
+                        ItemFlag.ITEM_NO_POINTS if line.no_points else 0, 0)
+        ops["items_off"], ops["items_n"] = 0, len(items)
+    if req.coupon_ids:
+        if len(req.coupon_ids) > COUPONS_PER_OP:
+            raise invalid("RESULT_COUPONS_INVALID", f"at most {COUPONS_PER_OP} coupons per swipe")
+        coupons = np.array(req.coupon_ids, dtype=np.uint64)
+        ops["coupons_off"], ops["coupons_n"] = 0, len(coupons)
+    return items, coupons
+
+

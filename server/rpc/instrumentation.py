@@ -1,0 +1,90 @@
+"""The wrapper of every RPC handler: metrics in the standard grpc_server_* shapes and
+RpcFailure -> status with ErrorInfo; an unexpected error is INTERNAL, logged once."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+
+import grpc
+
+from server.rpc.errors import RpcFailure
+from server.rpc.guard import takes_client_ids
+
+log = logging.getLogger("mms.server")
+
+# --- instrumentation ------------------------------------------------------------------
+
+def rpc_method(service: str, method: str, grpc_type: str):
+    """Wrap a handler: auth context, metrics in the standard shapes, and RpcFailure ->
+    status with ErrorInfo details."""
+
+    def deco(fn):
+        streaming_out = grpc_type in ("server_stream", "bidi_stream")
+
+        def finish(self, context, start: float, exc: BaseException | None) -> None:
+            if exc is None:
+                code = grpc.StatusCode.OK
+            elif isinstance(exc, RpcFailure):
+                code = exc.code
+            elif isinstance(exc, asyncio.CancelledError):
+                code = grpc.StatusCode.CANCELLED
+                rem = context.time_remaining()
+                if rem is not None and rem <= 0:
+                    code = grpc.StatusCode.DEADLINE_EXCEEDED
+            else:
+                code = context.code() or grpc.StatusCode.UNKNOWN
+            m = self.metrics
+            m.handled_child(grpc_type, service, method, code).inc()
+            m.handling_child(grpc_type, service, method).observe(time.perf_counter() - start)
+
+        # Only a call with client ids can learn by a retry whether it applied.
+        internal_message = ("internal error; retry with the same client ids to learn "
+                            "whether the ops applied" if takes_client_ids(service, method)
+                            else "internal error; the call may be retried")
+
+        def internal(e: Exception) -> RpcFailure:
+            log.error("%s/%s failed", service, method, exc_info=e)
+            return RpcFailure(grpc.StatusCode.INTERNAL, "INTERNAL", internal_message)
+
+        if streaming_out:
+            @functools.wraps(fn)
+            async def wrapper(self, request, context):
+                self.metrics.started_child(grpc_type, service, method).inc()
+                start = time.perf_counter()
+                try:
+                    async for item in fn(self, request, context):
+                        yield item
+                except (asyncio.CancelledError, grpc.aio.AbortError) as e:
+                    finish(self, context, start, e)
+                    raise
+                except Exception as e:
+                    failure = e if isinstance(e, RpcFailure) else internal(e)
+                    finish(self, context, start, failure)
+                    await context.abort(failure.code, failure.message,
+                                        failure.trailing_metadata())
+                else:
+                    finish(self, context, start, None)
+        else:
+            @functools.wraps(fn)
+            async def wrapper(self, request, context):
+                self.metrics.started_child(grpc_type, service, method).inc()
+                start = time.perf_counter()
+                try:
+                    out = await fn(self, request, context)
+                except (asyncio.CancelledError, grpc.aio.AbortError) as e:
+                    finish(self, context, start, e)
+                    raise
+                except Exception as e:
+                    failure = e if isinstance(e, RpcFailure) else internal(e)
+                    finish(self, context, start, failure)
+                    await context.abort(failure.code, failure.message,
+                                        failure.trailing_metadata())
+                finish(self, context, start, None)
+                return out
+        return wrapper
+    return deco
+
+
