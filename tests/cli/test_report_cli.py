@@ -88,13 +88,13 @@ def test_reconcile_exit_code(env, capsys):  # noqa: F811
     vals = np.zeros(len(rollups.SALES_COLS), "<i8")
     vals[rollups.SALES_COLS.index("principal_in_fen")] = 1
     with store.gate.reading(), store.env.begin(write=True) as txn:
-        txn.put(key.tobytes(), vals.tobytes(), db=store.db[rollups.SALES_DB])
+        rollups.add_rows(txn, store, rollups.SALES_DB, key, vals[None, :])
     try:
         out = mms(env, capsys, "fin", "reconcile", rc=1)
         assert "MISMATCH" in out and "difference 0.01" in out
     finally:
         with store.gate.reading(), store.env.begin(write=True) as txn:
-            txn.delete(key.tobytes(), db=store.db[rollups.SALES_DB])
+            rollups.add_rows(txn, store, rollups.SALES_DB, key, -vals[None, :])
     assert "ok" in mms(env, capsys, "fin", "reconcile")
 
 
