@@ -2011,6 +2011,39 @@ cdef class SalesSum:
         if over:
             raise OverflowError("a sales rollup sum overflows int64")
 
+    def add_rows(self, const uint64_t[:, ::1] words, const int64_t[:, ::1] vals):
+        """Add rows already summed (words n x 4 as rows() gives them, vals n x 17)."""
+        cdef Py_ssize_t m = words.shape[0], j, i, r, c
+        if words.shape[1] != 4 or vals.shape[0] != m or vals.shape[1] != SALES_NCOL:
+            raise ValueError("words n x 4, vals n x 17")
+        if self.n + m > self.rows_cap:
+            self._grow(self.n + m)
+        cdef uint64_t[:, ::1] K = self._keys
+        cdef int64_t[:, ::1] V = self._vals
+        cdef int64_t[::1] S = self._slots
+        cdef size_t mask = self.cap - 1
+        cdef bint over = False
+        with nogil:
+            for j in range(m):
+                i = _mix4(&words[j, 0]) & mask
+                while True:
+                    r = S[i]
+                    if r < 0:
+                        r = self.n
+                        self.n += 1
+                        S[i] = r
+                        for c in range(4):
+                            K[r, c] = words[j, c]
+                        break
+                    if (K[r, 0] == words[j, 0] and K[r, 1] == words[j, 1]
+                            and K[r, 2] == words[j, 2] and K[r, 3] == words[j, 3]):
+                        break
+                    i = (i + 1) & mask
+                for c in range(SALES_NCOL):
+                    over |= __builtin_add_overflow(V[r, c], vals[j, c], &V[r, c])
+        if over:
+            raise OverflowError("a sales rollup sum overflows int64")
+
     def rows(self):
         """(keys n x 4 uint64 words, vals n x 17 int64), in first-seen order (copies)."""
         return self._keys[:self.n].copy(), self._vals[:self.n].copy()

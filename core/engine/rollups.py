@@ -152,6 +152,17 @@ def concat(arrays, dtype: np.dtype) -> np.ndarray:
     return np.concatenate(arrays).astype(dtype, copy=False)
 
 
+def sales_words(keys: np.ndarray) -> np.ndarray:
+    """_fastpath.SalesSum's key words of SALES_KEY rows (sales_keys' inverse)."""
+    u = lambda n: keys[n].astype(np.uint64)  # noqa: E731
+    return np.ascontiguousarray(np.stack([
+        u("day") << np.uint64(8) | u("hour"),
+        u("store") << np.uint64(32) | u("terminal"),
+        u("operator") << np.uint64(32) | u("level") << np.uint64(24)
+        | u("category") << np.uint64(8) | u("op_type"),
+        u("status") << np.uint64(32) | u("issue_store")], axis=1))
+
+
 def sales_keys(words: np.ndarray) -> np.ndarray:
     """SALES_KEY rows of _fastpath.SalesSum's key words."""
     w0, w1, w2, w3 = (words[:, i] for i in range(4))
@@ -477,8 +488,10 @@ class Rollups:
             # The blocks are merged here, outside the write transaction: the tailer is
             # the rollups' only writer (self._lock), so what it read is still theirs, and
             # the write holds LMDB's lock (which the committer needs) only for the puts.
+            sales, parts.sales = parts.sales, _fastpath.SalesSum()
             puts = {t: merged_blocks(txn, self.store, t, k, v)
-                    for t, (k, v) in parts.reduced(sort_sales=False).items()}
+                    for t, (k, v) in parts.reduced().items() if t != SALES_DB}
+            puts[SALES_DB] = merged_sales(txn, self.store, sales)
         self._write(puts, parts.new_cards, upto)
         with self._cond:
             self.seq = upto
@@ -582,6 +595,27 @@ def merged_blocks(txn, store, table: str, keys: np.ndarray,
         keys, vals = concat((ok, keys), lay.key), np.concatenate((ov, vals))
     keys, vals = reduce_rows(keys, vals)
     return encode_blocks(table, keys, vals)
+
+
+def merged_sales(txn, store, sales: _fastpath.SalesSum) -> list[tuple[bytes, bytes]]:
+    """merged_blocks for the sales rows of a flush, still in their SalesSum: the blocks
+    they touch are added into the same table (C), so only the distinct rows are sorted."""
+    if len(sales) == 0:
+        return []
+    words, _ = sales.rows()
+    bkeys = []
+    stores = words[:, 1] >> np.uint64(32)
+    for w0 in np.unique(words[:, 0]).tolist():      # the (day, hour)s of a flush: few
+        head = (w0 >> 8).to_bytes(4, "big") + (w0 & 0xFF).to_bytes(1, "big")
+        bkeys += [head + st.to_bytes(4, "big")
+                  for st in np.unique(stores[words[:, 0] == w0]).tolist()]
+    old = list(txn.cursor(db=store.db[SALES_DB]).getmulti(bkeys))
+    if old:
+        ok, ov = decode_blocks(SALES_DB, old)
+        sales.add_rows(sales_words(ok), np.ascontiguousarray(ov))
+    words, vals = sales.rows()
+    order = np.lexsort(words.T[::-1])
+    return encode_blocks(SALES_DB, sales_keys(words[order]), vals[order])
 
 
 def add_rows(txn, store, table: str, keys: np.ndarray, vals: np.ndarray) -> None:
