@@ -86,7 +86,9 @@ def main(argv=None) -> int:
             out["commission_rollups_p50_s"] = _p50(
                 lambda: reports.commission_from_rollups(eng, frm, to), a.repeat)
             out["commission_scan_p50_s"] = _p50(
-                lambda: reports.commission_report(eng, since, since + 2 * 86_400), a.repeat)
+                lambda: reports.commission_scan(eng, since, since + 2 * 86_400), a.repeat)
+            out["commission_admin_rpc_core_p50_s"] = _p50(
+                lambda: reports.commission_report(eng, since + 1, since + 2 * 86_400 - 1), a.repeat)
             out["commission_scan_over_rollups"] = out["commission_scan_p50_s"] / out["commission_rollups_p50_s"]
             out["sales_by_store_day_rollups_p50_s"] = _p50(
                 lambda: reports.sales_report(eng, frm, to, by=("store", "day")), a.repeat)

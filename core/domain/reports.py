@@ -1,4 +1,4 @@
-"""Reports computed from the journal: staff commission per operator.
+"""Reports: staff commission per operator, and the reports from the rollups.
 
 `commission_report` answers "what did each operator sell and earn in this window":
 one row per operator_id with the OK swipes (SWIPE), count-card uses (USE_COUNT) and
@@ -16,7 +16,9 @@ window and, with a store, its store_id must be that store. Coupon records
 rejected ops are never counted. Operator 0 (ops posted without an operator) gets a row
 like any other.
 
-Cost. The journal is keyed by seq, not time, so a report walks the block index of the
+Cost. commission_report reads the window's whole hours from the rollups (below) and
+scans only the partial hours at its ends; what follows is the cost of that scan
+(commission_scan). The journal is keyed by seq, not time, so a scan walks the block index of the
 whole journal from its first block, in one read transaction of its own (zero-copy: the
 blocks are numpy views of LMDB's map, never copied). A block whose last record is older
 than since_s, or whose first and last are at or after until_s, is skipped after
@@ -85,7 +87,40 @@ def commission_report(engine, since_s: int, until_s: int,
                       store_id: int | None = None) -> list[dict]:
     """One row per operator_id (ascending) of the journal records with time_s in
     [since_s, until_s), and store_id equal to store_id when given: the fields of
-    COMMISSION_FIELDS, as ints. Raises ValueError for a bad window (check_window)."""
+    COMMISSION_FIELDS, as ints. Raises ValueError for a bad window (check_window).
+
+    The whole hours of the window (in the rollups' time zone) come from the rollups;
+    only the partial hours at either end, if any, are scanned from the journal
+    (commission_scan). Both file a record under the same rules, so the answer is the
+    scan's over the whole window, to the fen."""
+    check_window(since_s, until_s)
+    since_s, until_s = int(since_s), int(until_s)
+    with engine.store.read() as txn:
+        raw = txn.get(b"tz_offset_s", db=engine.store.db[_ru.ROLLUP_META_DB])
+    tz = int.from_bytes(raw, "big", signed=True) if raw is not None else _tz(engine)
+    h1 = since_s + (-(since_s + tz)) % 3_600          # first hour boundary >= since
+    h2 = until_s - (until_s + tz) % 3_600             # last hour boundary <= until
+    if h2 - h1 < 3_600:
+        return commission_scan(engine, since_s, until_s, store_id)
+    totals: dict[int, list[int]] = {}
+
+    def add(rows) -> None:
+        for r in rows:
+            row = totals.setdefault(r["operator_id"], [0] * (len(COMMISSION_FIELDS) - 1))
+            for j, f in enumerate(COMMISSION_FIELDS[1:]):
+                row[j] += r[f]
+
+    if h1 > since_s:
+        add(commission_scan(engine, since_s, h1, store_id))
+    if until_s > h2:
+        add(commission_scan(engine, h2, until_s, store_id))
+    add(_commission_hours(engine, tz, (h1 + tz) // 3_600, (h2 + tz) // 3_600, store_id))
+    return [dict(zip(COMMISSION_FIELDS, (k, *totals[k]), strict=True)) for k in sorted(totals)]
+
+
+def commission_scan(engine, since_s: int, until_s: int,
+                    store_id: int | None = None) -> list[dict]:
+    """commission_report by scanning the journal over [since_s, until_s)."""
     check_window(since_s, until_s)
     since_s, until_s = int(since_s), int(until_s)
     store = engine.store
@@ -416,10 +451,27 @@ def settlement_report(engine, date_from: str, date_to: str, *, stores=None) -> l
     return _finish(("issue_store", "spend_store"), cols, sums, SETTLEMENT_FIELDS[2:], day_cols=())
 
 
+def _commission_hours(engine, tz: int, hour_from: int, hour_to: int,
+                      store_id: int | None) -> list[dict]:
+    """The commission rows of local hours [hour_from, hour_to) (hours since the epoch in
+    the rollups' zone) from the rollups and the journal tail."""
+    keys, vals = _ru.snapshot(engine.store, tz, _ru.SALES_DB, hour_from // 24,
+                              -(-hour_to // 24))
+    hour = keys["day"].astype(np.int64) * 24 + keys["hour"].astype(np.int64)
+    keep = (hour >= hour_from) & (hour < hour_to)
+    if store_id is not None:
+        keep &= keys["store"].astype(np.int64) == int(store_id)
+    return _commission_rows(keys[keep], vals[keep])
+
+
 def commission_from_rollups(engine, date_from: str, date_to: str, *, stores=None) -> list[dict]:
     """The commission report (COMMISSION_FIELDS) over whole days, from the rollups."""
     a, b = day_window(date_from, date_to)
     keys, vals = _rows(engine, _ru.SALES_DB, a, b, stores)
+    return _commission_rows(keys, vals)
+
+
+def _commission_rows(keys: np.ndarray, vals: np.ndarray) -> list[dict]:
     op = keys["op_type"]
     sw, us, rf = op == OpType.SWIPE, op == OpType.USE_COUNT, op == OpType.REFUND
     v = lambda name: vals[:, _col(name)]  # noqa: E731

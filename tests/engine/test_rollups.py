@@ -320,3 +320,48 @@ def test_sales_sum_checks_its_input_and_guards_int64():
                                                                2**32 - 1, 3)
     assert int(key["day"]) == (T0 + 8 * 3600) // 86_400
     assert np.array_equal(rollups.sales_words(rollups.sales_keys(words)), words)
+
+
+@settings(max_examples=10, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(st.lists(action, min_size=1, max_size=30),
+       st.lists(st.tuples(st.integers(-7_200, 4 * 86_400), st.integers(1, 5 * 86_400),
+                          st.sampled_from([None, 1, 2, 3])), min_size=1, max_size=6))
+def test_commission_report_from_the_rollups_equals_the_journal_scan(actions, windows):
+    """AdminService's CommissionReport takes whole hours from the rollups and scans only
+    the partial hours at the ends: the same rows as scanning the whole window."""
+    from core.domain import reports
+
+    with tempfile.TemporaryDirectory() as d:
+        eng, _ = run_workload(d, actions)
+        try:
+            for start, length, store in windows + [(-86_400, 30 * 86_400, None)]:
+                since = T0 + start
+                want = reports.commission_scan(eng, since, since + length, store)
+                assert reports.commission_report(eng, since, since + length, store) == want
+        finally:
+            eng.close()
+
+
+def test_commission_report_uses_the_rollups_for_whole_hours(tmp_path, monkeypatch):
+    from core.domain import reports
+
+    acts = [("swipe", 1 + k % 4, 900 + k, 1 + k % 2, k % 3, False, False, 0, False)
+            for k in range(12)] + [("refund", 3, 100)]
+    eng, _ = run_workload(str(tmp_path), acts)
+    try:
+        since, until = T0 - 1_000, T0 + 3 * 86_400 + 17
+        want = reports.commission_scan(eng, since, until)
+        scanned: list[tuple[int, int]] = []
+        scan = reports.commission_scan
+
+        def spy(engine, a, b, store=None):
+            scanned.append((a, b))
+            return scan(engine, a, b, store)
+
+        monkeypatch.setattr(reports, "commission_scan", spy)
+        assert want and reports.commission_report(eng, since, until) == want
+        # Only the partial hours at the ends were scanned (the zone is UTC+8: whole hours).
+        assert scanned == [(since, T0), (until - 17, until)]
+    finally:
+        eng.close()
