@@ -46,8 +46,9 @@ log = logging.getLogger("mms.rollups")
 
 # 2: rows stored in blocks (format 1, one LMDB value per row, is dropped and rebuilt).
 ROLLUP_FORMAT = 2
-# Journal records summed into one rollup transaction at most (~110 MB of records read,
-# a few MB of columns): a long catch-up (a rebuild) is many bounded transactions.
+# Journal records summed into one rollup transaction at most (read zero-copy from the
+# map; what is held is one SalesSum row per distinct key, ~180 bytes, at most one per
+# record): a long catch-up (a rebuild) is many bounded transactions.
 ROLLUP_FLUSH_RECORDS_MAX = 1_048_576
 # How long the tailer waits for a poke before it looks at the journal anyway.
 ROLLUP_POLL_S = 0.5
