@@ -24,7 +24,7 @@ import time
 from core import Engine, EngineConfig
 from core.domain import reports
 from core.engine import rollups
-from server.tools.bench_engine import prepare, run_engine
+from server.tools.bench_engine import WORKLOADS, prepare, run_engine
 
 TZ = datetime.timezone(datetime.timedelta(hours=8))
 
@@ -46,9 +46,10 @@ def main(argv=None) -> int:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--dir", default=None)
+    ap.add_argument("--workload", choices=WORKLOADS, default="realistic")
     a = ap.parse_args(argv)
     base = tempfile.mkdtemp(prefix="mms-bench-reports-", dir=a.dir)
-    out: dict = {"cards": a.cards, "ops": a.ops, "cpus": os.cpu_count(),
+    out: dict = {"cards": a.cards, "ops": a.ops, "workload": a.workload, "cpus": os.cpu_count(),
                  "loadavg": os.getloadavg()}
     try:
         seed = os.path.join(base, "seed")
@@ -60,7 +61,7 @@ def main(argv=None) -> int:
                 d = os.path.join(base, f"run{r}-{int(flag)}")
                 shutil.copytree(seed, d)
                 sink.append(run_engine(d, a.cards, a.ops, a.batch, seed=r + 1,
-                                       rollups=flag)["swipes_per_s"])
+                                       rollups=flag, workload=a.workload)["swipes_per_s"])
                 if flag and keep is None:
                     keep = d
                 else:
@@ -85,7 +86,9 @@ def main(argv=None) -> int:
             out["commission_rollups_p50_s"] = _p50(
                 lambda: reports.commission_from_rollups(eng, frm, to), a.repeat)
             out["commission_scan_p50_s"] = _p50(
-                lambda: reports.commission_report(eng, since, since + 2 * 86_400), a.repeat)
+                lambda: reports.commission_scan(eng, since, since + 2 * 86_400), a.repeat)
+            out["commission_admin_rpc_core_p50_s"] = _p50(
+                lambda: reports.commission_report(eng, since + 1, since + 2 * 86_400 - 1), a.repeat)
             out["commission_scan_over_rollups"] = out["commission_scan_p50_s"] / out["commission_rollups_p50_s"]
             out["sales_by_store_day_rollups_p50_s"] = _p50(
                 lambda: reports.sales_report(eng, frm, to, by=("store", "day")), a.repeat)

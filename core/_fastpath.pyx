@@ -1989,3 +1989,187 @@ def publish_coupons(cnp.ndarray recs, Py_ssize_t n_recs, cnp.ndarray coupons,
         if dirty != NULL:
             dirty[slot >> chunk_shift] = 1
     return n_coupons
+
+
+# ---------------------------------------------------------------------------------------
+# Rollups (core/engine/rollups.py): journal records summed into sales rows without a
+# Python step per record. A row's key is four words whose lexicographic order is the
+# byte order of rollups.SALES_KEY:
+#   w0 = day << 8 | hour,  w1 = store << 32 | terminal,
+#   w2 = operator << 32 | level << 24 | category << 8 | op_type,  w3 = status << 32 | issue
+# and its columns are rollups.SALES_COLS, in that order.
+
+DEF SALES_NCOL = 17
+
+cdef extern from *:
+    bint __builtin_add_overflow(int64_t a, int64_t b, int64_t *r) nogil
+
+
+cdef inline uint64_t _mix4(const uint64_t *w) noexcept nogil:
+    return _mix(_mix(w[0], w[1]), w[2] * 0xD6E8FEB86659FD93ULL ^ w[3])
+
+
+cdef class SalesSum:
+    """The distinct sales keys of a stretch of journal and their int64 sums: an open
+    addressing table (load at most 1/2) over rows kept in numpy arrays."""
+
+    cdef object _keys, _vals, _slots
+    cdef Py_ssize_t n, rows_cap, cap
+
+    def __cinit__(self, Py_ssize_t rows_hint=4096):
+        self.n = 0
+        self.rows_cap = 0
+        self._grow(max(rows_hint, 1024))
+
+    def _grow(self, Py_ssize_t need):
+        cdef Py_ssize_t rows_cap = max(need, 2 * self.rows_cap)
+        cdef Py_ssize_t cap = 16
+        while cap < 2 * rows_cap:
+            cap <<= 1
+        keys = np.zeros((rows_cap, 4), np.uint64)
+        vals = np.zeros((rows_cap, SALES_NCOL), np.int64)
+        if self.n:
+            keys[:self.n] = self._keys[:self.n]
+            vals[:self.n] = self._vals[:self.n]
+        slots = np.full(cap, -1, np.int64)
+        cdef uint64_t[:, ::1] k = keys
+        cdef int64_t[::1] s = slots
+        cdef Py_ssize_t r, i
+        cdef size_t mask = cap - 1
+        for r in range(self.n):
+            i = _mix4(&k[r, 0]) & mask
+            while s[i] >= 0:
+                i = (i + 1) & mask
+            s[i] = r
+        self._keys, self._vals, self._slots = keys, vals, slots
+        self.rows_cap, self.cap = rows_cap, cap
+
+    def __len__(self):
+        return self.n
+
+    def add(self, cnp.ndarray block, const int64_t[::1] sel, const int64_t[::1] issue,
+            const uint8_t[::1] first, const uint32_t[::1] operator, int64_t tz_offset_s):
+        """Add the records block[sel] (a C-contiguous JOURNAL array); issue, first and
+        operator are per selected record: its store of issue, 1 on a card's first
+        record, the operator its row is filed under."""
+        cdef Py_ssize_t m = sel.shape[0], j, i, r, c
+        if issue.shape[0] != m or first.shape[0] != m or operator.shape[0] != m:
+            raise ValueError("sel, issue, first, operator: lengths differ")
+        if not block.flags.c_contiguous or <size_t> block.dtype.itemsize != sizeof(JournalRec):
+            raise ValueError("block: a C-contiguous JOURNAL array")
+        cdef Py_ssize_t nb = block.shape[0]
+        for j in range(m):
+            if sel[j] < 0 or sel[j] >= nb:
+                raise IndexError("sel out of the block")
+        if self.n + m > self.rows_cap:
+            self._grow(self.n + m)
+        cdef const JournalRec *recs = <const JournalRec *> cnp.PyArray_DATA(block)
+        cdef uint64_t[:, ::1] K = self._keys
+        cdef int64_t[:, ::1] V = self._vals
+        cdef int64_t[::1] S = self._slots
+        cdef uint64_t[:, ::1] W = np.empty((m, 4), np.uint64)
+        cdef uint64_t[::1] H = np.empty(m, np.uint64)
+        cdef size_t mask = self.cap - 1
+        cdef const JournalRec *p
+        cdef int64_t local, day, x[SALES_NCOL]
+        cdef int64_t pd, bd, pts, q
+        cdef bint over = False
+        with nogil:
+            # Pass 1: every record's key words and hash (sequential reads).
+            for j in range(m):
+                p = &recs[sel[j]]
+                local = p.time_s + tz_offset_s
+                day = local // 86400
+                if day * 86400 > local:         # floor for times before the epoch
+                    day -= 1
+                W[j, 0] = (<uint64_t> <uint32_t> day) << 8 | <uint64_t> ((local - day * 86400) // 3600)
+                W[j, 1] = (<uint64_t> p.store_id) << 32 | p.terminal_id
+                W[j, 2] = ((<uint64_t> operator[j]) << 32 | (<uint64_t> p.level_before) << 24
+                           | (<uint64_t> p.category) << 8 | p.op_type)
+                W[j, 3] = (<uint64_t> p.after.status) << 32 | <uint64_t> <uint32_t> issue[j]
+                H[j] = _mix4(&W[j, 0]) & mask
+            # Pass 2: probe and add, the slot 16 records ahead and its row 8 ahead
+            # prefetched (the table of a flush is larger than the caches).
+            for j in range(m):
+                if j + 16 < m:
+                    __builtin_prefetch(&S[H[j + 16]])
+                if j + 8 < m:
+                    q = S[H[j + 8]]
+                    if q >= 0:
+                        __builtin_prefetch(&K[q, 0])
+                        __builtin_prefetch(&V[q, 0])
+                        __builtin_prefetch(&V[q, 8])
+                        __builtin_prefetch(&V[q, 16])
+                i = H[j]
+                while True:
+                    r = S[i]
+                    if r < 0:
+                        r = self.n
+                        self.n += 1
+                        S[i] = r
+                        K[r, 0], K[r, 1], K[r, 2], K[r, 3] = W[j, 0], W[j, 1], W[j, 2], W[j, 3]
+                        break
+                    if (K[r, 0] == W[j, 0] and K[r, 1] == W[j, 1] and K[r, 2] == W[j, 2]
+                            and K[r, 3] == W[j, 3]):
+                        break
+                    i = (i + 1) & mask
+                p = &recs[sel[j]]
+                pd, bd, pts = p.principal_delta_fen, p.bonus_delta_fen, p.points_delta
+                x[0] = 1
+                x[1] = p.amount_fen
+                x[2] = p.discount_fen
+                x[3] = p.payable_fen
+                x[4] = p.coupon_fen
+                x[5] = p.offset_fen
+                x[6] = p.offset_points
+                x[7] = pd if pd > 0 else 0
+                x[8] = -pd if pd < 0 else 0
+                x[9] = bd if bd > 0 else 0
+                x[10] = -bd if bd < 0 else 0
+                x[11] = pts if pts > 0 else 0
+                x[12] = -pts if pts < 0 else 0
+                x[13] = p.commission_fen
+                x[14] = (p.payable_fen - p.coupon_fen - p.offset_fen) if p.op_flags & PAY_EXTERNAL else 0
+                x[15] = first[j]
+                x[16] = 1 if p.coupon_fen > 0 else 0
+                for c in range(SALES_NCOL):
+                    over |= __builtin_add_overflow(V[r, c], x[c], &V[r, c])
+        if over:
+            raise OverflowError("a sales rollup sum overflows int64")
+
+    def add_rows(self, const uint64_t[:, ::1] words, const int64_t[:, ::1] vals):
+        """Add rows already summed (words n x 4 as rows() gives them, vals n x 17)."""
+        cdef Py_ssize_t m = words.shape[0], j, i, r, c
+        if words.shape[1] != 4 or vals.shape[0] != m or vals.shape[1] != SALES_NCOL:
+            raise ValueError("words n x 4, vals n x 17")
+        if self.n + m > self.rows_cap:
+            self._grow(self.n + m)
+        cdef uint64_t[:, ::1] K = self._keys
+        cdef int64_t[:, ::1] V = self._vals
+        cdef int64_t[::1] S = self._slots
+        cdef size_t mask = self.cap - 1
+        cdef bint over = False
+        with nogil:
+            for j in range(m):
+                i = _mix4(&words[j, 0]) & mask
+                while True:
+                    r = S[i]
+                    if r < 0:
+                        r = self.n
+                        self.n += 1
+                        S[i] = r
+                        for c in range(4):
+                            K[r, c] = words[j, c]
+                        break
+                    if (K[r, 0] == words[j, 0] and K[r, 1] == words[j, 1]
+                            and K[r, 2] == words[j, 2] and K[r, 3] == words[j, 3]):
+                        break
+                    i = (i + 1) & mask
+                for c in range(SALES_NCOL):
+                    over |= __builtin_add_overflow(V[r, c], vals[j, c], &V[r, c])
+        if over:
+            raise OverflowError("a sales rollup sum overflows int64")
+
+    def rows(self):
+        """(keys n x 4 uint64 words, vals n x 17 int64), in first-seen order (copies)."""
+        return self._keys[:self.n].copy(), self._vals[:self.n].copy()

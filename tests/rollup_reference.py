@@ -18,6 +18,8 @@ from core.engine.rollups import (
     JOURNAL_ITEMS_DB,
     SALES_DB,
     SKU_DB,
+    decode_blocks,
+    encode_blocks,
 )
 from core.records import COUPON, JOURNAL, OpFlag, OpType, RecordKind, Result
 
@@ -33,9 +35,19 @@ def whole_journal(store) -> tuple[np.ndarray, np.ndarray]:
 
 
 def stored(store) -> dict[str, dict[bytes, bytes]]:
+    """The stored rows as {key bytes: int64 LE column bytes}, blocks decoded; also the
+    stored blocks are checked to be what their rows encode (sorted, distinct keys)."""
+    out: dict[str, dict[bytes, bytes]] = {}
     with store.read() as txn:
-        return {name: {bytes(k): bytes(v) for k, v in txn.cursor(db=store.db[name])}
-                for name in (SALES_DB, SKU_DB, COUPONS_DB, CARDS_DB)}
+        for name in (SALES_DB, SKU_DB, COUPONS_DB):
+            raw = [(bytes(k), bytes(v)) for k, v in txn.cursor(db=store.db[name])]
+            keys, vals = decode_blocks(name, raw)
+            kb = [k.tobytes() for k in keys]
+            assert kb == sorted(set(kb)), name
+            assert encode_blocks(name, keys, vals) == raw, name
+            out[name] = {k: v.astype("<i8").tobytes() for k, v in zip(kb, vals, strict=True)}
+        out[CARDS_DB] = {bytes(k): bytes(v) for k, v in txn.cursor(db=store.db[CARDS_DB])}
+    return out
 
 
 def _add(table: dict, key: bytes, vals: list[int]) -> None:

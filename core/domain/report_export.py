@@ -17,6 +17,8 @@ from decimal import Decimal
 
 # Column a chart plots per report, when the report has a day column.
 CHART_COLUMN = {"sales": "net_fen", "liability": "principal_closing_fen"}
+# Reports charted as bars of a column per key instead: report -> (key, value).
+BAR_CHART = {"points_expiry": ("issue_store", "expiring_points")}
 # Columns that are a level, not a flow: no total.
 _NO_TOTAL = ("opening", "closing")
 KEY_COLUMNS = ("day", "hour", "store", "region", "terminal", "operator", "operator_id",
@@ -100,6 +102,8 @@ def to_xlsx(path: str, report: str, columns, rows) -> None:
                 cell.number_format = "0.00"
             elif c == "day" and i <= n + 1:
                 cell.number_format = "yyyy-mm-dd"
+    if rows and report in BAR_CHART:
+        _bar_chart(ws, report, columns, n)
     chart_col = CHART_COLUMN.get(report)
     if rows and "day" in columns and chart_col in columns:
         chart = LineChart()
@@ -113,3 +117,18 @@ def to_xlsx(path: str, report: str, columns, rows) -> None:
                                        max_row=n + 1))
         ws.add_chart(chart, ws.cell(row=2, column=len(columns) + 2).coordinate)
     wb.save(path)
+
+
+def _bar_chart(ws, report: str, columns, n: int) -> None:
+    """A bar chart of BAR_CHART's value column per row, labelled by its key column."""
+    from openpyxl.chart import BarChart, Reference
+
+    key, value = BAR_CHART[report]
+    chart = BarChart()
+    chart.title = f"{report}: {header(value)} per {key} (level within)"
+    chart.y_axis.title = header(value)
+    chart.x_axis.title = key
+    col = columns.index(value) + 1
+    chart.add_data(Reference(ws, min_col=col, min_row=1, max_row=n + 1), titles_from_data=True)
+    chart.set_categories(Reference(ws, min_col=columns.index(key) + 1, min_row=2, max_row=n + 1))
+    ws.add_chart(chart, ws.cell(row=2, column=len(columns) + 2).coordinate)

@@ -1,4 +1,4 @@
-"""Reports computed from the journal: staff commission per operator.
+"""Reports: staff commission per operator, and the reports from the rollups.
 
 `commission_report` answers "what did each operator sell and earn in this window":
 one row per operator_id with the OK swipes (SWIPE), count-card uses (USE_COUNT) and
@@ -16,7 +16,9 @@ window and, with a store, its store_id must be that store. Coupon records
 rejected ops are never counted. Operator 0 (ops posted without an operator) gets a row
 like any other.
 
-Cost. The journal is keyed by seq, not time, so a report walks the block index of the
+Cost. commission_report reads the window's whole hours from the rollups (below) and
+scans only the partial hours at its ends; what follows is the cost of that scan
+(commission_scan). The journal is keyed by seq, not time, so a scan walks the block index of the
 whole journal from its first block, in one read transaction of its own (zero-copy: the
 blocks are numpy views of LMDB's map, never copied). A block whose last record is older
 than since_s, or whose first and last are at or after until_s, is skipped after
@@ -85,7 +87,40 @@ def commission_report(engine, since_s: int, until_s: int,
                       store_id: int | None = None) -> list[dict]:
     """One row per operator_id (ascending) of the journal records with time_s in
     [since_s, until_s), and store_id equal to store_id when given: the fields of
-    COMMISSION_FIELDS, as ints. Raises ValueError for a bad window (check_window)."""
+    COMMISSION_FIELDS, as ints. Raises ValueError for a bad window (check_window).
+
+    The whole hours of the window (in the rollups' time zone) come from the rollups;
+    only the partial hours at either end, if any, are scanned from the journal
+    (commission_scan). Both file a record under the same rules, so the answer is the
+    scan's over the whole window, to the fen."""
+    check_window(since_s, until_s)
+    since_s, until_s = int(since_s), int(until_s)
+    with engine.store.read() as txn:
+        raw = txn.get(b"tz_offset_s", db=engine.store.db[_ru.ROLLUP_META_DB])
+    tz = int.from_bytes(raw, "big", signed=True) if raw is not None else _tz(engine)
+    h1 = since_s + (-(since_s + tz)) % 3_600          # first hour boundary >= since
+    h2 = until_s - (until_s + tz) % 3_600             # last hour boundary <= until
+    if h2 - h1 < 3_600:
+        return commission_scan(engine, since_s, until_s, store_id)
+    totals: dict[int, list[int]] = {}
+
+    def add(rows) -> None:
+        for r in rows:
+            row = totals.setdefault(r["operator_id"], [0] * (len(COMMISSION_FIELDS) - 1))
+            for j, f in enumerate(COMMISSION_FIELDS[1:]):
+                row[j] += r[f]
+
+    if h1 > since_s:
+        add(commission_scan(engine, since_s, h1, store_id))
+    if until_s > h2:
+        add(commission_scan(engine, h2, until_s, store_id))
+    add(_commission_hours(engine, tz, (h1 + tz) // 3_600, (h2 + tz) // 3_600, store_id))
+    return [dict(zip(COMMISSION_FIELDS, (k, *totals[k]), strict=True)) for k in sorted(totals)]
+
+
+def commission_scan(engine, since_s: int, until_s: int,
+                    store_id: int | None = None) -> list[dict]:
+    """commission_report by scanning the journal over [since_s, until_s)."""
     check_window(since_s, until_s)
     since_s, until_s = int(since_s), int(until_s)
     store = engine.store
@@ -211,7 +246,7 @@ def _rows(engine, table: str, day_from: int, day_to: int, stores, store_field: s
 
 
 def _tz(engine) -> int:
-    return engine.rollups.tz if engine.rollups is not None else engine.rules().tz_offset_s
+    return engine.rollups.tz if engine.rollups is not None else engine.rules.tz_offset_s
 
 
 def _group(columns: list[np.ndarray], vals: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
@@ -416,10 +451,27 @@ def settlement_report(engine, date_from: str, date_to: str, *, stores=None) -> l
     return _finish(("issue_store", "spend_store"), cols, sums, SETTLEMENT_FIELDS[2:], day_cols=())
 
 
+def _commission_hours(engine, tz: int, hour_from: int, hour_to: int,
+                      store_id: int | None) -> list[dict]:
+    """The commission rows of local hours [hour_from, hour_to) (hours since the epoch in
+    the rollups' zone) from the rollups and the journal tail."""
+    keys, vals = _ru.snapshot(engine.store, tz, _ru.SALES_DB, hour_from // 24,
+                              -(-hour_to // 24))
+    hour = keys["day"].astype(np.int64) * 24 + keys["hour"].astype(np.int64)
+    keep = (hour >= hour_from) & (hour < hour_to)
+    if store_id is not None:
+        keep &= keys["store"].astype(np.int64) == int(store_id)
+    return _commission_rows(keys[keep], vals[keep])
+
+
 def commission_from_rollups(engine, date_from: str, date_to: str, *, stores=None) -> list[dict]:
     """The commission report (COMMISSION_FIELDS) over whole days, from the rollups."""
     a, b = day_window(date_from, date_to)
     keys, vals = _rows(engine, _ru.SALES_DB, a, b, stores)
+    return _commission_rows(keys, vals)
+
+
+def _commission_rows(keys: np.ndarray, vals: np.ndarray) -> list[dict]:
     op = keys["op_type"]
     sw, us, rf = op == OpType.SWIPE, op == OpType.USE_COUNT, op == OpType.REFUND
     v = lambda name: vals[:, _col(name)]  # noqa: E731
@@ -444,3 +496,92 @@ def coupon_report(engine, date_from: str, date_to: str, *, stores=None) -> list[
                     - np.where(op == OpType.COUPON_RESTORE, vals[:, 1], 0)], axis=1)
     cols, sums = _group([keys["template_id"].astype(np.int64)], out)
     return _finish(("template_id",), cols, sums, COUPON_FIELDS[1:], day_cols=())
+
+
+# --- points: liability by lot year and the expiry forecast (the card table) ----------
+
+POINTS_FIELDS = ("issue_store", "level", "lot_year", "cards", "points")
+EXPIRY_FIELDS = ("issue_store", "level", "cards", "expiring_points", "points", "day")
+
+
+def _issue_stores(engine, card_nos: np.ndarray) -> np.ndarray:
+    """Each card's store of issue: rollup_cards, and the first records of the journal
+    tail the tailer has not summed yet (0 for a card neither names)."""
+    from core.records import RecordKind, Result
+    store = engine.store
+    with store.read() as txn:
+        m = _ru.load_issue_map(store, txn)
+        for block in store.journal_blocks(txn, _ru.covered_seq(store, txn)):
+            first = block[(block["result"] == Result.OK) & (block["kind"] == RecordKind.KIND_CARD)
+                          & (block["card_no"] != 0) & (block["prev_seq"] == 0)]
+            if len(first):
+                c = first["card_no"].astype(np.uint64)
+                ones = np.ones(len(c), np.uint64)
+                new = m.lookup_many(c, ones) < 0
+                _, once = np.unique(c[new], return_index=True)
+                idx = np.flatnonzero(new)[once]
+                m.insert_many(c[idx], ones[idx], first["store_id"][idx].astype(np.int64))
+    got = m.lookup_many(card_nos.astype(np.uint64), np.ones(len(card_nos), np.uint64))
+    return np.where(got >= 0, got, 0).astype(np.int64)
+
+
+def _live_cards(engine, stores):
+    cards = engine.cards_snapshot().copy()
+    cards = cards[cards["card_no"] != 0]
+    issue = _issue_stores(engine, cards["card_no"])
+    if stores is not None:
+        keep = np.isin(issue, np.array(sorted(stores), np.int64))
+        cards, issue = cards[keep], issue[keep]
+    return cards, issue
+
+
+def points_report(engine, *, stores=None) -> list[dict]:
+    """Points owed to members now, per (store of issue, level, lot year): the card
+    table's lots (lot_year, lot_year + 1, lot_year + 2) and, as lot_year 0, the points
+    that never expire. cards counts the cards holding points in that lot. The sum of
+    points over the rows is the card table's points. stores restricts to cards issued
+    there."""
+    from core.domain.points import LOTS
+    cards, issue = _live_cards(engine, stores)
+    level = cards["level"].astype(np.int64)
+    base = cards["lot_year"].astype(np.int64)
+    cols, pts = [], []
+    for j, name in enumerate(LOTS):
+        cols.append(np.where(base > 0, base + j, 0))
+        pts.append(cards[name].astype(np.int64))
+    cols.append(np.zeros(len(cards), np.int64))
+    pts.append(cards["permanent_points"].astype(np.int64))
+    year, points = np.concatenate(cols), np.concatenate(pts)
+    keep = points != 0
+    k = [np.tile(issue, len(cols))[keep], np.tile(level, len(cols))[keep], year[keep]]
+    vals = np.stack([np.ones(int(keep.sum()), np.int64), points[keep]], axis=1)
+    g, sums = _group(k, vals)
+    return _finish(("issue_store", "level", "lot_year"), g, sums, POINTS_FIELDS[3:], day_cols=())
+
+
+def expiry_forecast(engine, *, stores=None) -> list[dict]:
+    """What the points expiry run at the next year end (00:00 on 1 January, chain
+    time) will clear, per (store of issue, level): exactly what core.domain.points'
+    run computes (its own _shift), on the card table as it is now. day is the last
+    day the points are valid (31 December); points is what those cards hold in all."""
+    from core.domain.points import _shift
+    rules = engine.rules
+    cards, issue = _live_cards(engine, stores)
+    year = _fastpath.year_of(engine.clock(), rules.tz_offset_s)
+    if rules.points_valid_years == 0:
+        expired = np.zeros(len(cards), np.int64)
+    else:
+        _, expired = _shift(cards, year + 1 - rules.points_valid_years)
+    vals = np.stack([(expired > 0).astype(np.int64), expired,
+                     np.where(expired > 0, cards["points"].astype(np.int64), 0)], axis=1)
+    g, sums = _group([issue, cards["level"].astype(np.int64)], vals)
+    keep = sums[:, 0] > 0
+    last = yyyymmdd(_ru.day_of(datetime.date(year, 12, 31)))
+    rows = _finish(("issue_store", "level"), [c[keep] for c in g], sums[keep],
+                   EXPIRY_FIELDS[2:5], day_cols=())
+    for r in rows:
+        r["day"] = last
+    return rows
+
+
+from core import _fastpath  # noqa: E402

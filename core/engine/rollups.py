@@ -13,10 +13,15 @@ docs/internals/reports.md gives the data flow and the why; in short:
 - A report reads the rows of its window and adds the tail of the journal the tailer
   has not reached yet, in the same read transaction: exact to the last commit.
 
-Tables (keys big-endian so LMDB's order is (day, ...) order; values int64 LE):
-    rollup_sales   SALES_KEY   -> SALES_COLS    every OK card record (kind CARD)
-    rollup_sku     SKU_KEY     -> SKU_COLS      every journalled line item
-    rollup_coupons COUPON_KEY  -> COUPON_COLS   every OK coupon record (kind COUPON)
+Tables. A logical row is a key (SALES_KEY, ...; big-endian fields, so byte order is
+(day, ...) order) and int64 columns. Rows are stored in blocks: one LMDB value per
+block key (the key's first BLOCK_FIELDS fields: (day, hour, store) for sales, (day,
+store) for the others) holding every row of that block as a packed array of
+(the key's other fields, the columns), sorted by those key bytes. A flush rewrites the
+blocks it touches (a few hundred puts), not one put per row.
+    rollup_sales   (day, hour, store) -> rows of SALES_KEY rest + SALES_COLS
+    rollup_sku     (day, store)       -> rows of SKU_KEY rest + SKU_COLS
+    rollup_coupons (day, store)       -> rows of COUPON_KEY rest + COUPON_COLS
     rollup_cards   u64 card_no -> u32 store     the store of a card's first record
     rollup_meta    seq, tz_offset_s, format
 Integers only: every sum is int64.
@@ -35,16 +40,22 @@ import numpy as np
 
 from core import _fastpath
 from core.engine.storage import from_be, u64
-from core.records import COUPON, ITEM, JOURNAL, OpFlag, OpType, RecordKind, Result
+from core.records import COUPON, ITEM, JOURNAL, OpType, RecordKind, Result
 
 log = logging.getLogger("mms.rollups")
 
-ROLLUP_FORMAT = 1
-# Journal records summed into one rollup transaction at most (~110 MB of records read,
-# a few MB of columns): a long catch-up (a rebuild) is many bounded transactions.
-ROLLUP_FLUSH_RECORDS_MAX = 262_144
+# 2: rows stored in blocks (format 1, one LMDB value per row, is dropped and rebuilt).
+ROLLUP_FORMAT = 2
+# Journal records summed into one rollup transaction at most (read zero-copy from the
+# map; what is held is one SalesSum row per distinct key, ~180 bytes, at most one per
+# record): a long catch-up (a rebuild) is many bounded transactions.
+ROLLUP_FLUSH_RECORDS_MAX = 1_048_576
 # How long the tailer waits for a poke before it looks at the journal anyway.
 ROLLUP_POLL_S = 0.5
+# The least time between two flushes of the tailer: the commits landing meanwhile are
+# summed in one transaction (one fsync, one rewrite of each block touched), so under
+# load the rollups trail the journal by about this much (a report adds the tail).
+ROLLUP_FLUSH_INTERVAL_S = 1.0
 
 ROLLUP_META_DB = "rollup_meta"
 SALES_DB = "rollup_sales"
@@ -78,6 +89,26 @@ TABLES: dict[str, tuple[np.dtype, tuple[str, ...]]] = {
     SKU_DB: (SKU_KEY, SKU_COLS),
     COUPONS_DB: (COUPON_KEY, COUPON_COLS),
 }
+# How many leading key fields make a table's block key.
+BLOCK_FIELDS = {SALES_DB: 3, SKU_DB: 2, COUPONS_DB: 2}
+
+
+class _Layout:
+    """A table's block key dtype, its row dtype (the other key fields, then the int64
+    columns, packed) and the byte width of the block key."""
+
+    def __init__(self, key: np.dtype, cols: tuple[str, ...], nblock: int) -> None:
+        names = key.names
+        self.key, self.ncols = key, len(cols)
+        self.block = np.dtype([(n, key.fields[n][0]) for n in names[:nblock]])
+        self.rest = names[nblock:]
+        self.row = np.dtype([*((n, key.fields[n][0]) for n in self.rest),
+                             ("v", "<i8", (len(cols),))])
+        self.bw = self.block.itemsize
+        assert self.bw <= 16, "merged_blocks packs a block key into two words"
+
+
+LAYOUTS = {t: _Layout(k, c, BLOCK_FIELDS[t]) for t, (k, c) in TABLES.items()}
 ROLLUP_DBS = (ROLLUP_META_DB, SALES_DB, SKU_DB, COUPONS_DB, CARDS_DB)
 
 _AFTER_OFF = JOURNAL.fields["after"][1]
@@ -93,21 +124,56 @@ def date_of(day: int) -> datetime.date:
     return datetime.date.fromordinal(int(day) + _EPOCH_ORDINAL)
 
 
+def _words(keys: np.ndarray) -> np.ndarray:
+    """n x w native uint64 whose lexicographic order is the keys' byte order (the keys
+    zero-padded to whole 8-byte big-endian words)."""
+    n, kw = len(keys), keys.dtype.itemsize
+    w = -(-kw // 8)
+    raw = np.zeros((n, w * 8), np.uint8)
+    raw[:, :kw] = np.ascontiguousarray(keys).view(np.uint8).reshape(n, kw)
+    return raw.view(">u8").astype(np.uint64)
+
+
 def reduce_rows(keys: np.ndarray, vals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The distinct keys (ascending as bytes, i.e. LMDB's order) and the int64 sum of
-    vals (n x c) per key."""
+    vals (n x c) per key. Sorted as a few uint64 words (np.lexsort), never as bytes."""
     if len(keys) == 0:
         return keys, vals
-    kv = np.ascontiguousarray(keys).view(f"V{keys.dtype.itemsize}")
-    order = np.argsort(kv, kind="stable")
-    k = kv[order]
-    starts = np.flatnonzero(np.concatenate(([True], k[1:] != k[:-1])))
-    return keys[order][starts], np.add.reduceat(vals[order], starts, axis=0)
+    words = _words(keys)
+    order = np.lexsort(words.T[::-1])
+    ws = words[order]
+    change = np.ones(len(ws), bool)
+    change[1:] = np.any(ws[1:] != ws[:-1], axis=1)
+    starts = np.flatnonzero(change)
+    return keys[order[starts]], np.add.reduceat(vals[order], starts, axis=0)
 
 
 def concat(arrays, dtype: np.dtype) -> np.ndarray:
     """np.concatenate that keeps a big-endian key dtype (numpy would make it native)."""
     return np.concatenate(arrays).astype(dtype, copy=False)
+
+
+def sales_words(keys: np.ndarray) -> np.ndarray:
+    """_fastpath.SalesSum's key words of SALES_KEY rows (sales_keys' inverse)."""
+    u = lambda n: keys[n].astype(np.uint64)  # noqa: E731
+    return np.ascontiguousarray(np.stack([
+        u("day") << np.uint64(8) | u("hour"),
+        u("store") << np.uint64(32) | u("terminal"),
+        u("operator") << np.uint64(32) | u("level") << np.uint64(24)
+        | u("category") << np.uint64(8) | u("op_type"),
+        u("status") << np.uint64(32) | u("issue_store")], axis=1))
+
+
+def sales_keys(words: np.ndarray) -> np.ndarray:
+    """SALES_KEY rows of _fastpath.SalesSum's key words."""
+    w0, w1, w2, w3 = (words[:, i] for i in range(4))
+    keys = np.zeros(len(words), SALES_KEY)
+    keys["day"], keys["hour"] = w0 >> 8, w0 & 0xFF
+    keys["store"], keys["terminal"] = w1 >> 32, w1 & 0xFFFF_FFFF
+    keys["operator"], keys["level"] = w2 >> 32, (w2 >> 24) & 0xFF
+    keys["category"], keys["op_type"] = (w2 >> 8) & 0xFFFF, w2 & 0xFF
+    keys["status"], keys["issue_store"] = w3 >> 32, w3 & 0xFFFF_FFFF
+    return keys
 
 
 class _Parts:
@@ -117,16 +183,26 @@ class _Parts:
         self.keys: dict[str, list[np.ndarray]] = {t: [] for t in TABLES}
         self.vals: dict[str, list[np.ndarray]] = {t: [] for t in TABLES}
         self.new_cards: list[tuple[np.ndarray, np.ndarray]] = []
+        self.sales = _fastpath.SalesSum()
 
     def add(self, table: str, keys: np.ndarray, vals: np.ndarray) -> None:
         if len(keys):
             self.keys[table].append(keys)
             self.vals[table].append(vals)
 
-    def reduced(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    def reduced(self, sort_sales: bool = True) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """Per table: distinct keys and their sums; ascending, but with sort_sales False
+        the sales rows come in any order."""
         out = {}
+        if len(self.sales):
+            words, vals = self.sales.rows()
+            self.add(SALES_DB, sales_keys(words), vals)
+            self.sales = _fastpath.SalesSum()
         for t, (kd, cols) in TABLES.items():
-            if self.keys[t]:
+            if t == SALES_DB and len(self.keys[t]) == 1 and not sort_sales:
+                # Distinct already (SalesSum); merged_blocks sorts them with the old rows.
+                out[t] = (self.keys[t][0], self.vals[t][0])
+            elif self.keys[t]:
                 out[t] = reduce_rows(concat(self.keys[t], kd), np.concatenate(self.vals[t]))
             else:
                 out[t] = (np.zeros(0, kd), np.zeros((0, len(cols)), np.int64))
@@ -197,7 +273,6 @@ class Summer:
     def _sales(self, txn, block, sel, parts, pending) -> None:
         col = lambda name: block[name][sel]  # noqa: E731
         card = col("card_no").astype(np.uint64)
-        store = col("store_id")
         ones = np.ones(len(sel), np.uint64)
         known = self.issue.lookup_many(card, ones)
         first = (col("prev_seq") == 0) & (known < 0)
@@ -215,6 +290,7 @@ class Summer:
             dup[once] = False
             first[fi[dup]] = False
             fi = np.flatnonzero(first)
+            store = col("store_id")
             if pending is None:
                 self.issue.insert_many(card[fi], ones[fi], store[fi].astype(np.int64))
                 parts.new_cards.append((card[fi].copy(), store[fi].astype(np.uint32)))
@@ -226,36 +302,14 @@ class Summer:
                 known = np.array([pending.get(c, k) if k < 0 else k
                                   for c, k in zip(card.tolist(), known.tolist(), strict=True)],
                                  np.int64)
-        op = col("op_type")
-        operator = col("operator_id")
-        rf = np.flatnonzero(op == OpType.REFUND)
+        operator = col("operator_id").astype(np.uint32)
+        rf = np.flatnonzero(col("op_type") == OpType.REFUND)
         if len(rf):
-            operator = operator.copy()
             operator[rf] = self._refund_operators(txn, col("ref_seq")[rf], operator[rf])
-        local = col("time_s") + self.tz
-        keys = np.zeros(len(sel), SALES_KEY)
-        keys["day"] = local // 86_400
-        keys["hour"] = (local % 86_400) // 3_600
-        keys["store"] = store
-        keys["terminal"] = col("terminal_id")
-        keys["operator"] = operator
-        keys["level"] = col("level_before")
-        keys["category"] = col("category")
-        keys["op_type"] = op
-        keys["status"] = block["after"]["status"][sel]
-        keys["issue_store"] = np.where(known >= 0, known, 0)
-        i64 = lambda name: col(name).astype(np.int64)  # noqa: E731
-        pd, bd, pts = i64("principal_delta_fen"), i64("bonus_delta_fen"), i64("points_delta")
-        payable, coupon, offset = i64("payable_fen"), i64("coupon_fen"), i64("offset_fen")
-        external = np.where((col("op_flags") & OpFlag.PAY_EXTERNAL) != 0,
-                            payable - coupon - offset, 0)
-        vals = np.stack([
-            np.ones(len(sel), np.int64), i64("amount_fen"), i64("discount_fen"), payable,
-            coupon, offset, i64("offset_points"),
-            np.maximum(pd, 0), np.maximum(-pd, 0), np.maximum(bd, 0), np.maximum(-bd, 0),
-            np.maximum(pts, 0), np.maximum(-pts, 0), i64("commission_fen"), external,
-            first.astype(np.int64), (coupon > 0).astype(np.int64)], axis=1)
-        parts.add(SALES_DB, keys, vals)
+        # Keys and sums of the records themselves: one pass in C (_fastpath.SalesSum).
+        parts.sales.add(np.ascontiguousarray(block), sel.astype(np.int64),
+                        np.where(known >= 0, known, 0).astype(np.int64),
+                        first.astype(np.uint8), operator, self.tz)
 
 
 def items_of(store, txn, block_key: bytes) -> np.ndarray | None:
@@ -293,9 +347,16 @@ def load_issue_map(store, txn) -> _fastpath.KeyMap:
     return m
 
 
+def format_ok(store, txn) -> bool:
+    """Whether the stored rollups (if any) are in this module's format."""
+    raw = txn.get(b"format", db=store.db[ROLLUP_META_DB])
+    return raw is None or from_be(raw) == ROLLUP_FORMAT
+
+
 def covered_seq(store, txn) -> int:
+    """The last journal seq the stored rollups cover (0: none, or an old format)."""
     raw = txn.get(b"seq", db=store.db[ROLLUP_META_DB])
-    return 0 if raw is None else from_be(raw)
+    return 0 if raw is None or not format_ok(store, txn) else from_be(raw)
 
 
 def digest(store) -> str:
@@ -324,6 +385,13 @@ class Rollups:
         self._last_seq = last_seq
         ensure_dbs(store)
         with store.read() as txn:
+            stale = not format_ok(store, txn)
+        if stale:  # rows of an older layout: drop them, the tailer sums the journal again
+            log.warning("rollups are in an older format: summing the journal again")
+            with store.gate.reading(), store.env.begin(write=True) as txn:
+                for name in ROLLUP_DBS:
+                    txn.drop(store.db[name], delete=False)
+        with store.read() as txn:
             raw = txn.get(b"tz_offset_s", db=store.db[ROLLUP_META_DB])
             self.seq = covered_seq(store, txn)
             issue = load_issue_map(store, txn)
@@ -336,6 +404,7 @@ class Rollups:
         self._lock = threading.Lock()           # one catch-up or rebuild at a time
         self._cond = threading.Condition()
         self._wake = threading.Event()
+        self._hurry = threading.Event()         # wait_for / close: skip the flush interval
         self._stop = False
         self._thread: threading.Thread | None = None
         # Test hook: called inside the rollup write transaction, after its puts.
@@ -358,16 +427,22 @@ class Rollups:
             if self._stop:
                 break
             try:
-                self.catch_up()
+                n = self.catch_up(once=True)
                 self.error = None
             except Exception as exc:  # the journal still holds everything: try again later
+                n = 0
                 self.error = exc
                 log.exception("rollup catch-up failed")
+            if n:
+                # Let commits gather: the next flush sums all of them at once.
+                self._hurry.wait(ROLLUP_FLUSH_INTERVAL_S)
+                self._hurry.clear()
 
     def close(self) -> None:
         """Stop the thread after a last catch-up (the engine's writer has stopped)."""
         self._stop = True
         self._wake.set()
+        self._hurry.set()
         if self._thread is not None:
             self._thread.join()
         self.catch_up()
@@ -379,53 +454,65 @@ class Rollups:
                 if self._thread is None or not self._thread.is_alive():
                     break
                 self._wake.set()
+                self._hurry.set()
                 self._cond.wait(ROLLUP_POLL_S)
         if self.seq < seq:
             self.catch_up()
 
     # --- catching up ----------------------------------------------------------------
 
-    def catch_up(self) -> int:
+    def catch_up(self, once: bool = False) -> int:
         """Sum every journal record after the covered seq into the rollups, in bounded
-        transactions; returns the records summed."""
+        transactions (with once, one transaction: the thread's pace); returns the
+        records summed."""
         done = 0
         with self._lock:
             while True:
                 n = self._flush_once()
                 done += n
-                if n == 0:
+                if n == 0 or once:
                     return done
 
     def _flush_once(self) -> int:
         parts, upto, n = _Parts(), self.seq, 0
-        with self.store.read() as txn:
+        # Zero-copy: blocks are views of the map, valid while txn is (nothing of them
+        # is kept: Summer copies what it keeps).
+        with self.store.gate.reading(), self.store.env.begin(buffers=True) as txn:
             for block, items in journal_with_items(self.store, txn, self.seq):
                 self.summer.block(txn, block, items, parts)
                 upto = int(block[-1]["seq"])
                 n += len(block)
                 if n >= ROLLUP_FLUSH_RECORDS_MAX:
                     break
-        if n == 0:
-            return 0
-        self._write(parts.reduced(), parts.new_cards, upto)
+            if n == 0:
+                return 0
+            # The blocks are merged here, outside the write transaction: the tailer is
+            # the rollups' only writer (self._lock), so what it read is still theirs, and
+            # the write holds LMDB's lock (which the committer needs) only for the puts.
+            sales, parts.sales = parts.sales, _fastpath.SalesSum()
+            puts = {t: merged_blocks(txn, self.store, t, k, v)
+                    for t, (k, v) in parts.reduced().items() if t != SALES_DB}
+            puts[SALES_DB] = merged_sales(txn, self.store, sales)
+        self._write(puts, parts.new_cards, upto)
         with self._cond:
             self.seq = upto
             self._cond.notify_all()
         return n
 
-    def _write(self, rows, new_cards, upto: int) -> None:
+    def _write(self, puts: dict[str, list[tuple[bytes, bytes]]], new_cards, upto: int) -> None:
         store = self.store
+        cards = [(u64(c), int(s).to_bytes(4, "big"))
+                 for cs, ss in new_cards for c, s in zip(cs.tolist(), ss.tolist(), strict=True)]
         while True:
             try:
                 with store.gate.reading(), store.env.begin(write=True) as txn:
                     if covered_seq(store, txn) != self.seq:
                         raise RuntimeError("another writer moved the rollups")
-                    for table, (keys, vals) in rows.items():
-                        merge(txn, store.db[table], keys, vals)
-                    cdb = store.db[CARDS_DB]
-                    for cards, stores in new_cards:
-                        for c, s in zip(cards.tolist(), stores.tolist(), strict=True):
-                            txn.put(u64(c), int(s).to_bytes(4, "big"), db=cdb)
+                    for table, pairs in puts.items():
+                        if pairs:
+                            txn.cursor(db=store.db[table]).putmulti(pairs)
+                    if cards:
+                        txn.cursor(db=store.db[CARDS_DB]).putmulti(cards)
                     meta = store.db[ROLLUP_META_DB]
                     txn.put(b"seq", u64(upto), db=meta)
                     txn.put(b"tz_offset_s", self.tz.to_bytes(8, "big", signed=True), db=meta)
@@ -452,40 +539,114 @@ class Rollups:
         return self.catch_up()
 
 
-def merge(txn, db, keys: np.ndarray, vals: np.ndarray) -> None:
-    """Add vals to the rows of keys in db (int64 LE columns)."""
+def encode_blocks(table: str, keys: np.ndarray, vals: np.ndarray) -> list[tuple[bytes, bytes]]:
+    """(block key, value) pairs of reduced rows (keys distinct, ascending as bytes)."""
+    lay = LAYOUTS[table]
     if len(keys) == 0:
-        return
-    kw, width = keys.dtype.itemsize, vals.shape[1] * 8
-    kraw = np.ascontiguousarray(keys).tobytes()
-    bkeys = [kraw[i * kw:(i + 1) * kw] for i in range(len(keys))]
-    cur = txn.cursor(db=db)
-    old = dict(cur.getmulti(bkeys))
-    out = np.ascontiguousarray(vals, dtype="<i8")
-    for i, k in enumerate(bkeys):
-        prev = old.get(k)
-        if prev is not None:
-            out[i] += np.frombuffer(prev, "<i8")
-    raw = out.tobytes()
-    cur.putmulti([(k, raw[i * width:(i + 1) * width]) for i, k in enumerate(bkeys)])
+        return []
+    raw = np.ascontiguousarray(keys).view(np.uint8).reshape(len(keys), -1)
+    pre = np.ascontiguousarray(raw[:, :lay.bw]).view(f"V{lay.bw}").ravel()
+    starts = np.flatnonzero(np.concatenate(([True], pre[1:] != pre[:-1])))
+    rows = np.zeros(len(keys), lay.row)
+    for n in lay.rest:
+        rows[n] = keys[n]
+    rows["v"] = vals
+    body = rows.tobytes()
+    rw = lay.row.itemsize
+    ends = np.append(starts[1:], len(keys)).tolist()
+    return [(raw[a, :lay.bw].tobytes(), body[a * rw:b * rw])
+            for a, b in zip(starts.tolist(), ends, strict=True)]
 
 
-def read_rows(txn, db, key_dtype: np.dtype, ncols: int, day_from: int,
+def decode_blocks(table: str, pairs) -> tuple[np.ndarray, np.ndarray]:
+    """Full keys and n x c int64 columns of (block key, value) pairs."""
+    lay = LAYOUTS[table]
+    pres, bodies = [], []
+    for k, v in pairs:
+        pres.append(bytes(k))
+        bodies.append(bytes(v))
+    if not pres:
+        return np.zeros(0, lay.key), np.zeros((0, lay.ncols), np.int64)
+    rows = np.frombuffer(b"".join(bodies), lay.row)
+    counts = np.array([len(b) // lay.row.itemsize for b in bodies], np.int64)
+    blocks = np.repeat(np.frombuffer(b"".join(pres), lay.block), counts)
+    keys = np.zeros(len(rows), lay.key)
+    for n in lay.block.names:
+        keys[n] = blocks[n]
+    for n in lay.rest:
+        keys[n] = rows[n]
+    return keys, rows["v"].astype(np.int64).reshape(len(rows), lay.ncols)
+
+
+def merged_blocks(txn, store, table: str, keys: np.ndarray,
+                  vals: np.ndarray) -> list[tuple[bytes, bytes]]:
+    """The blocks that adding rows (keys, vals: distinct, any order) to the table makes:
+    each block they touch read, summed with them (one vectorised sort) and encoded."""
+    lay = LAYOUTS[table]
+    if len(keys) == 0:
+        return []
+    raw = np.ascontiguousarray(keys).view(np.uint8).reshape(len(keys), -1)
+    pre = np.zeros((len(keys), 16), np.uint8)          # block keys are <= 16 bytes
+    pre[:, :lay.bw] = raw[:, :lay.bw]
+    distinct = np.unique(pre.view(">u8").astype(np.uint64), axis=0)
+    bkeys = [bytes(r[:lay.bw]) for r in distinct.astype(">u8").view(np.uint8).reshape(-1, 16)]
+    old = [(k, v) for k, v in txn.cursor(db=store.db[table]).getmulti(bkeys)]
+    if old:
+        ok, ov = decode_blocks(table, old)
+        keys, vals = concat((ok, keys), lay.key), np.concatenate((ov, vals))
+    keys, vals = reduce_rows(keys, vals)
+    return encode_blocks(table, keys, vals)
+
+
+def merged_sales(txn, store, sales: _fastpath.SalesSum) -> list[tuple[bytes, bytes]]:
+    """merged_blocks for the sales rows of a flush, still in their SalesSum: the blocks
+    they touch are added into the same table (C), so only the distinct rows are sorted."""
+    if len(sales) == 0:
+        return []
+    words, _ = sales.rows()
+    bkeys = []
+    stores = words[:, 1] >> np.uint64(32)
+    for w0 in np.unique(words[:, 0]).tolist():      # the (day, hour)s of a flush: few
+        head = (w0 >> 8).to_bytes(4, "big") + (w0 & 0xFF).to_bytes(1, "big")
+        bkeys += [head + st.to_bytes(4, "big")
+                  for st in np.unique(stores[words[:, 0] == w0]).tolist()]
+    old = list(txn.cursor(db=store.db[SALES_DB]).getmulti(bkeys))
+    if old:
+        ok, ov = decode_blocks(SALES_DB, old)
+        sales.add_rows(sales_words(ok), np.ascontiguousarray(ov))
+    words, vals = sales.rows()
+    order = np.lexsort(words.T[::-1])
+    return encode_blocks(SALES_DB, sales_keys(words[order]), vals[order])
+
+
+def add_rows(txn, store, table: str, keys: np.ndarray, vals: np.ndarray) -> None:
+    """Add rows (any order, repeats allowed) to a table inside a write transaction."""
+    keys, vals = reduce_rows(concat((keys,), LAYOUTS[table].key), np.asarray(vals, np.int64))
+    txn.cursor(db=store.db[table]).putmulti(merged_blocks(txn, store, table, keys, vals))
+
+
+def read_rows(txn, store, table: str, day_from: int,
               day_to: int) -> tuple[np.ndarray, np.ndarray]:
-    """The rows of days [day_from, day_to) of one table."""
-    cur = txn.cursor(db=db)
-    ks, vs = [], []
+    """The rows of days [day_from, day_to) of one table (full keys, int64 columns)."""
+    if not format_ok(store, txn):
+        return decode_blocks(table, ())
+    cur = txn.cursor(db=store.db[table])
+    pairs = []
     if cur.set_range(int(day_from).to_bytes(4, "big")):
         stop = int(day_to).to_bytes(4, "big")
         for k, v in cur:
             if bytes(k[:4]) >= stop:
                 break
-            ks.append(bytes(k))
-            vs.append(bytes(v))
-    keys = np.frombuffer(b"".join(ks), key_dtype) if ks else np.zeros(0, key_dtype)
-    vals = (np.frombuffer(b"".join(vs), "<i8").reshape(-1, ncols) if vs
-            else np.zeros((0, ncols), np.int64))
-    return keys, vals
+            pairs.append((k, v))
+    return decode_blocks(table, pairs)
+
+
+def rows_of(store, table: str, txn=None) -> tuple[np.ndarray, np.ndarray]:
+    """Every stored row of a table, without the journal tail."""
+    if txn is None:
+        with store.read() as t:
+            return rows_of(store, table, t)
+    return decode_blocks(table, txn.cursor(db=store.db[table]))
 
 
 def snapshot(store, summer_tz: int, table: str, day_from: int, day_to: int,
@@ -496,7 +657,7 @@ def snapshot(store, summer_tz: int, table: str, day_from: int, day_to: int,
     if txn is None:
         with store.read() as t:
             return snapshot(store, summer_tz, table, day_from, day_to, t)
-    keys, vals = read_rows(txn, store.db[table], key_dtype, len(cols), day_from, day_to)
+    keys, vals = read_rows(txn, store, table, day_from, day_to)
     parts = _Parts()
     seq = covered_seq(store, txn)
     tail = list(journal_with_items(store, txn, seq))

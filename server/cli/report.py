@@ -20,14 +20,19 @@ REPORTS = {
     "settlement": ("Settlement", "stored value of one store's cards spent at another"),
     "coupons": ("Coupons", "coupons issued, redeemed, restored per template"),
     "staff": ("Commission", "each operator's swipes, uses, refunds, sales, commission"),
+    "points": ("Points", "points owed now per store of issue, level and lot year"),
+    "points-expiry": ("PointsExpiry", "points the next year-end expiry run clears, per "
+                                      "store of issue and level"),
 }
+# Reports of the card table as it is now: no window.
+AS_OF_NOW = ("points", "points-expiry")
 
 
 def _report(name: str):
     def run(args) -> int:
         method = REPORTS[name][0]
         req = report_pb2.ReportRequest(
-            from_date=args.from_date, to_date=args.to_date, store_id=args.store or 0,
+            from_date=args.from_date or "", to_date=args.to_date or "", store_id=args.store or 0,
             region_id=args.region or 0, top=getattr(args, "top", 0) or 0,
             by=[b for b in (getattr(args, "by", "") or "").split(",") if b],
             by_store=bool(getattr(args, "by_store", False)))
@@ -78,8 +83,12 @@ def cmd_rebuild(args) -> int:
 def add_report_commands(rpsub, cmd) -> None:
     for name, (_method, help_) in REPORTS.items():
         p = cmd(rpsub, name, _report(name), help_)
-        p.add_argument("--from", dest="from_date", required=True, help="first day, YYYY-MM-DD")
-        p.add_argument("--to", dest="to_date", required=True, help="day after the last, exclusive")
+        if name not in AS_OF_NOW:
+            p.add_argument("--from", dest="from_date", required=True, help="first day, YYYY-MM-DD")
+            p.add_argument("--to", dest="to_date", required=True,
+                           help="day after the last, exclusive")
+        else:
+            p.set_defaults(from_date="", to_date="")
         p.add_argument("--store", type=int, help="only this store (default: your scope)")
         p.add_argument("--region", type=int, help="only this region's stores (HQ roles)")
         p.add_argument("--csv", help="write the report to this CSV file (yuan, ISO dates)")

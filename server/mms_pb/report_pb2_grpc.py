@@ -78,6 +78,16 @@ class ReportServiceStub:
                 request_serializer=mms_dot_v1_dot_report__pb2.ReportRequest.SerializeToString,
                 response_deserializer=mms_dot_v1_dot_report__pb2.ReportTable.FromString,
                 _registered_method=True)
+        self.Points = channel.unary_unary(
+                '/mms.v1.ReportService/Points',
+                request_serializer=mms_dot_v1_dot_report__pb2.ReportRequest.SerializeToString,
+                response_deserializer=mms_dot_v1_dot_report__pb2.ReportTable.FromString,
+                _registered_method=True)
+        self.PointsExpiry = channel.unary_unary(
+                '/mms.v1.ReportService/PointsExpiry',
+                request_serializer=mms_dot_v1_dot_report__pb2.ReportRequest.SerializeToString,
+                response_deserializer=mms_dot_v1_dot_report__pb2.ReportTable.FromString,
+                _registered_method=True)
 
 
 class ReportServiceServicer:
@@ -143,6 +153,22 @@ class ReportServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Points(self, request, context):
+        """Points gives the points owed now per store of issue, level and lot year (lot_year
+        0: points that never expire), from the card table; the dates are not used.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PointsExpiry(self, request, context):
+        """PointsExpiry forecasts what the expiry run at the next year end clears, per store
+        of issue and level; the dates are not used.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ReportServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -178,6 +204,16 @@ def add_ReportServiceServicer_to_server(servicer, server):
             ),
             'Commission': grpc.unary_unary_rpc_method_handler(
                     servicer.Commission,
+                    request_deserializer=mms_dot_v1_dot_report__pb2.ReportRequest.FromString,
+                    response_serializer=mms_dot_v1_dot_report__pb2.ReportTable.SerializeToString,
+            ),
+            'Points': grpc.unary_unary_rpc_method_handler(
+                    servicer.Points,
+                    request_deserializer=mms_dot_v1_dot_report__pb2.ReportRequest.FromString,
+                    response_serializer=mms_dot_v1_dot_report__pb2.ReportTable.SerializeToString,
+            ),
+            'PointsExpiry': grpc.unary_unary_rpc_method_handler(
+                    servicer.PointsExpiry,
                     request_deserializer=mms_dot_v1_dot_report__pb2.ReportRequest.FromString,
                     response_serializer=mms_dot_v1_dot_report__pb2.ReportTable.SerializeToString,
             ),
@@ -378,6 +414,60 @@ class ReportService:
             request,
             target,
             '/mms.v1.ReportService/Commission',
+            mms_dot_v1_dot_report__pb2.ReportRequest.SerializeToString,
+            mms_dot_v1_dot_report__pb2.ReportTable.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Points(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mms.v1.ReportService/Points',
+            mms_dot_v1_dot_report__pb2.ReportRequest.SerializeToString,
+            mms_dot_v1_dot_report__pb2.ReportTable.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PointsExpiry(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mms.v1.ReportService/PointsExpiry',
             mms_dot_v1_dot_report__pb2.ReportRequest.SerializeToString,
             mms_dot_v1_dot_report__pb2.ReportTable.FromString,
             options,

@@ -147,3 +147,19 @@ class ReportService(report_pb2_grpc.ReportServiceServicer):
                               req.from_date, req.to_date, stores=stores)
             return _table(rows, reports.ROLLUP_COMMISSION_FIELDS, store)
         return await self._call(context, request, body)
+
+    @rpc_method(REPORT, "Points", "unary")
+    async def Points(self, request, context):
+        async def body(call, req):
+            store, stores = _scope(call, req)
+            rows = await _run(call, reports.points_report, call.engine, stores=stores)
+            return _table(rows, reports.POINTS_FIELDS, store)
+        return await self._call(context, request, body)
+
+    @rpc_method(REPORT, "PointsExpiry", "unary")
+    async def PointsExpiry(self, request, context):
+        async def body(call, req):
+            store, stores = _scope(call, req)
+            rows = await _run(call, reports.expiry_forecast, call.engine, stores=stores)
+            return _table(rows, reports.EXPIRY_FIELDS, store)
+        return await self._call(context, request, body)

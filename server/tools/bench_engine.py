@@ -54,17 +54,40 @@ COUPON_FEN = 300
 PROBE_BATCHES = 40
 
 
+# The shape of the chain the swipes come from (--workload). realistic: a terminal
+# belongs to one store and has its operators, a sku has one category; worst: store,
+# terminal, operator, category and sku drawn independently (every swipe its own rollup
+# row: the rollups' worst case).
+STORES = 200
+TERMINALS_PER_STORE = 10
+OPERATORS_PER_TERMINAL = 2
+CATEGORIES = 20
+SKUS = 300
+WORST_SKUS = 100_000
+WORKLOADS = ("realistic", "worst")
+
+
 def _ops(rng: np.random.Generator, n: int, n_cards: int, first_id: int, op_type: int,
-         amount_lo: int, amount_hi: int) -> np.ndarray:
+         amount_lo: int, amount_hi: int, workload: str = "realistic") -> np.ndarray:
     ops = np.zeros(n, dtype=OP)
     ops["client_hi"] = 0xB0B0  # the run's namespace; lo counts
     ops["client_lo"] = np.arange(first_id, first_id + n, dtype=np.uint64)
     ops["card_no"] = rng.integers(1, n_cards + 1, n).astype(np.uint64)
     ops["amount_fen"] = rng.integers(amount_lo, amount_hi, n)
     ops["op_type"] = op_type
-    ops["store_id"] = rng.integers(1, 200, n)
-    ops["terminal_id"] = rng.integers(1, 2000, n)
-    ops["category"] = rng.integers(0, 20, n)
+    n_terminals = STORES * TERMINALS_PER_STORE
+    if workload == "worst":
+        ops["store_id"] = rng.integers(1, STORES + 1, n)
+        ops["terminal_id"] = rng.integers(1, n_terminals + 1, n)
+        ops["operator_id"] = rng.integers(1, n_terminals * OPERATORS_PER_TERMINAL + 1, n)
+        ops["category"] = rng.integers(0, CATEGORIES, n)
+        return ops
+    terminal = rng.integers(1, n_terminals + 1, n)
+    ops["terminal_id"] = terminal
+    ops["store_id"] = (terminal - 1) // TERMINALS_PER_STORE + 1
+    ops["operator_id"] = (terminal - 1) * OPERATORS_PER_TERMINAL + 1 + rng.integers(
+        0, OPERATORS_PER_TERMINAL, n)
+    ops["category"] = rng.integers(0, CATEGORIES, n)
     return ops
 
 
@@ -76,7 +99,7 @@ def _coupons(ops: np.ndarray, with_coupon: np.ndarray) -> np.ndarray:
     return ops["card_no"][with_coupon].astype(np.uint64)
 
 
-def _domain(rng: np.random.Generator, ops: np.ndarray) -> np.ndarray:
+def _domain(rng: np.random.Generator, ops: np.ndarray, workload: str = "realistic") -> np.ndarray:
     """Turn plain swipes into swipes with line items and a points offset; return the
     items. Line amounts add up to the swipe's amount."""
     n = len(ops)
@@ -85,9 +108,13 @@ def _domain(rng: np.random.Generator, ops: np.ndarray) -> np.ndarray:
     cuts = np.sort(rng.integers(0, ops["amount_fen"][:, None] + 1, (n, k - 1)), axis=1)
     edges = np.concatenate([np.zeros((n, 1), np.int64), cuts, ops["amount_fen"][:, None]], axis=1)
     items["amount_fen"] = np.diff(edges, axis=1).reshape(-1)
-    items["sku"] = rng.integers(1, 100_000, n * k)
     items["qty"] = rng.integers(1, 4, n * k)
-    items["category"] = rng.integers(0, 20, n * k)
+    if workload == "worst":
+        items["sku"] = rng.integers(1, WORST_SKUS, n * k)
+        items["category"] = rng.integers(0, CATEGORIES, n * k)
+    else:
+        items["sku"] = rng.integers(1, SKUS + 1, n * k)
+        items["category"] = items["sku"] % CATEGORIES
     ops["items_off"] = np.arange(n, dtype=np.uint32) * k
     ops["items_n"] = k
     ops["points_offset"] = OFFSET_POINTS
@@ -128,7 +155,8 @@ def prepare(path: str, n_cards: int, batch: int, coupons: bool = True) -> None:
 
 
 def run_engine(path: str, n_cards: int, n_ops: int, batch: int, seed: int,
-               domain: bool = False, checkpoint_ops: int = 0, rollups: bool = True) -> dict:
+               domain: bool = False, checkpoint_ops: int = 0, rollups: bool = True,
+               workload: str = "realistic") -> dict:
     commits = _Commits()
     rng = np.random.default_rng(seed)
     cfg = EngineConfig(batch_max=batch, queue_max_ops=max(batch * 16, 262_144),
@@ -141,13 +169,13 @@ def run_engine(path: str, n_cards: int, n_ops: int, batch: int, seed: int,
     order = rng.permutation(n_cards).astype(np.uint64) + 1 if domain else None
     for k in range(0, n_ops, batch):
         ops = _ops(rng, min(batch, n_ops - k), n_cards, seed * 10**9 + k, OpType.SWIPE,
-                   1_000, 50_000)
+                   1_000, 50_000, workload)
         if not domain:
             subs.append((ops, None, None))
             continue
         at = np.arange(k, k + len(ops))
         ops["card_no"] = order[at % n_cards]
-        items = _domain(rng, ops)
+        items = _domain(rng, ops, workload)
         subs.append((ops, items, _coupons(ops, at < n_cards)))
     depth = threading.Semaphore(8)  # submissions in flight: keeps the writer fed
     acked = [0, 0]  # ops answered, ops accepted
@@ -169,10 +197,19 @@ def run_engine(path: str, n_cards: int, n_ops: int, batch: int, seed: int,
         eng.submit(ops, items, coupon_ids).add_done_callback(on_done)
     done.wait()
     elapsed = time.perf_counter() - t0
+    # With rollups on, also the time until they cover every acknowledged swipe (the
+    # tailer trails by up to ROLLUP_FLUSH_INTERVAL_S): the rate at which the rollups
+    # were kept, so a tailer that only caught up after the clock stopped shows.
+    if eng.rollups is not None:
+        with eng.store.read() as txn:
+            last = eng.store.last_seq(txn)
+        eng.rollups.wait_for(last)
+    current = time.perf_counter() - t0
     eng.close()
     lat = np.array(commits.seconds) * 1000
     # Timings and rates: floats are right here (no money passes through this module).
     return {"swipes_per_s": acked[1] / elapsed,
+            "swipes_per_s_rollups_current": acked[1] / current,
             "commit_p50_ms": np.percentile(lat, 50).item(),  # timing, not money: float
             "commit_p99_ms": np.percentile(lat, 99).item(),  # timing, not money: float
             "commit_max_ms": lat.max().item(),  # timing, not money: float
@@ -265,6 +302,12 @@ def main_engine(argv: list[str] | None = None) -> int:
                          "coupon each, and time the apply loop of both kinds")
     ap.add_argument("--no-rollups", action="store_true",
                     help="run the engine without the report rollups' tailer")
+    ap.add_argument("--rollups-cost", action="store_true",
+                    help="each run twice, rollups on and off (alternating which goes first): "
+                         "the cost of keeping the rollups, both figures from the same run")
+    ap.add_argument("--workload", choices=WORKLOADS, default="realistic",
+                    help="realistic: a terminal belongs to a store, few hundred skus with one "
+                         "category each; worst: every key drawn independently")
     a = ap.parse_args(argv)
     if a.cards < 1 or a.ops < 1 or not 1 <= a.batch <= 65_536 or a.runs < 1:
         ap.error("--cards, --ops, --runs >= 1; --batch 1..65536")
@@ -276,18 +319,23 @@ def main_engine(argv: list[str] | None = None) -> int:
         prep_s = time.perf_counter() - t
         if not a.json:
             print(f"prepared {a.cards:,} cards in {prep_s:.1f}s", file=sys.stderr)
-        eng_runs, ref_runs, dom_runs, probes = [], [], [], []
+        eng_runs, ref_runs, dom_runs, probes, off_runs = [], [], [], [], []
         for r in range(a.runs):
             run_dir = os.path.join(base, f"run{r}")
-            shutil.copytree(seed_dir, run_dir)
-            eng_runs.append(run_engine(run_dir, a.cards, a.ops, a.batch, seed=r + 1,
-                                       checkpoint_ops=a.checkpoint_ops,
-                                       rollups=not a.no_rollups))
-            shutil.rmtree(run_dir)
+            sides = [(not a.no_rollups, eng_runs)]
+            if a.rollups_cost:
+                sides = [(True, eng_runs), (False, off_runs)][::1 if r % 2 == 0 else -1]
+            for flag, sink in sides:
+                shutil.copytree(seed_dir, run_dir)
+                sink.append(run_engine(run_dir, a.cards, a.ops, a.batch, seed=r + 1,
+                                       checkpoint_ops=a.checkpoint_ops, rollups=flag,
+                                       workload=a.workload))
+                shutil.rmtree(run_dir)
             if a.domain:
                 shutil.copytree(seed_dir, run_dir)
                 dom_runs.append(run_engine(run_dir, a.cards, a.ops, a.batch, seed=r + 1,
-                                           domain=True, checkpoint_ops=a.checkpoint_ops))
+                                           domain=True, checkpoint_ops=a.checkpoint_ops,
+                                           workload=a.workload))
                 shutil.rmtree(run_dir)
                 shutil.copytree(seed_dir, run_dir)
                 probes.append(probe_apply(run_dir, a.cards, min(a.batch, a.cards), seed=r + 1))
@@ -298,6 +346,8 @@ def main_engine(argv: list[str] | None = None) -> int:
                 shutil.rmtree(ref_dir)
             if not a.json:
                 line = f"run {r + 1}: engine {eng_runs[-1]['swipes_per_s']:,.0f} swipes/s"
+                if off_runs:
+                    line += f", rollups off {off_runs[-1]['swipes_per_s']:,.0f}/s"
                 if dom_runs:
                     line += f", domain {dom_runs[-1]['swipes_per_s']:,.0f}/s"
                 if ref_runs:
@@ -319,6 +369,18 @@ def main_engine(argv: list[str] | None = None) -> int:
         "runs_swipes_per_s": [round(x["swipes_per_s"]) for x in eng_runs],
         "rejected": sum(x["rejected"] for x in eng_runs + dom_runs),
     }
+    if off_runs:
+        on, off = med(eng_runs, "swipes_per_s"), med(off_runs, "swipes_per_s")
+        current = med(eng_runs, "swipes_per_s_rollups_current")
+        out["rollups_off_swipes_per_s"] = round(off)
+        out["runs_rollups_off_swipes_per_s"] = [round(x["swipes_per_s"]) for x in off_runs]
+        out["rollups_on_current_swipes_per_s"] = round(current)
+        # Per run pair (same seed, same machine moment): 1 - on/off, then the median.
+        pairs = [1 - x["swipes_per_s"] / y["swipes_per_s"] for x, y in zip(eng_runs, off_runs, strict=True)]
+        out["rollups_cost"] = round(1 - on / off, 3)
+        out["rollups_cost_pairs_median"] = round(statistics.median(pairs), 3)
+        out["rollups_cost_until_current"] = round(1 - current / off, 3)
+    out["workload"] = a.workload
     if dom_runs:
         out["domain_swipes_per_s"] = round(med(dom_runs, "swipes_per_s"))
         out["domain_cost_ratio"] = round(out["swipes_per_s"] / out["domain_swipes_per_s"], 2)

@@ -21,6 +21,37 @@ def test_bench_engine_json(capsys):
     assert out["ops"] == 700 and out["batch"] == 64
 
 
+def test_bench_engine_rollups_cost_has_both_sides(capsys):
+    for workload in ("realistic", "worst"):
+        assert main_engine(["--cards", "200", "--ops", "500", "--batch", "64", "--runs", "2",
+                            "--json", "--no-reference", "--rollups-cost",
+                            "--workload", workload]) == 0
+        out = json.loads(capsys.readouterr().out)
+        assert out["workload"] == workload and out["rejected"] == 0
+        assert len(out["runs_swipes_per_s"]) == len(out["runs_rollups_off_swipes_per_s"]) == 2
+        for key in ("swipes_per_s", "rollups_off_swipes_per_s", "rollups_on_current_swipes_per_s"):
+            assert out[key] > 0, key
+        assert out["rollups_cost"] == round(1 - out["swipes_per_s"] / out["rollups_off_swipes_per_s"], 3)
+
+
+def test_realistic_workload_ties_terminals_to_stores():
+    import numpy as np
+
+    from server.tools import bench_engine as be
+
+    rng = np.random.default_rng(3)
+    ops = be._ops(rng, 5_000, 100, 1, 2, 100, 200)
+    t = ops["terminal_id"].astype(np.int64)
+    assert np.all(ops["store_id"] == (t - 1) // be.TERMINALS_PER_STORE + 1)
+    assert np.all((ops["operator_id"] - 1) // be.OPERATORS_PER_TERMINAL == t - 1)
+    items = be._domain(rng, ops)
+    assert items["sku"].max() <= be.SKUS
+    assert np.all(items["category"] == items["sku"] % be.CATEGORIES)
+    worst = be._ops(rng, 5_000, 100, 1, 2, 100, 200, "worst")
+    assert np.any(worst["store_id"] != (worst["terminal_id"].astype(np.int64) - 1)
+                  // be.TERMINALS_PER_STORE + 1)
+
+
 # --- `mms bench grpc`: the drivers count only calls that ended OK ----------------------
 
 import argparse  # noqa: E402

@@ -88,13 +88,13 @@ def test_reconcile_exit_code(env, capsys):  # noqa: F811
     vals = np.zeros(len(rollups.SALES_COLS), "<i8")
     vals[rollups.SALES_COLS.index("principal_in_fen")] = 1
     with store.gate.reading(), store.env.begin(write=True) as txn:
-        txn.put(key.tobytes(), vals.tobytes(), db=store.db[rollups.SALES_DB])
+        rollups.add_rows(txn, store, rollups.SALES_DB, key, vals[None, :])
     try:
         out = mms(env, capsys, "fin", "reconcile", rc=1)
         assert "MISMATCH" in out and "difference 0.01" in out
     finally:
         with store.gate.reading(), store.env.begin(write=True) as txn:
-            txn.delete(key.tobytes(), db=store.db[rollups.SALES_DB])
+            rollups.add_rows(txn, store, rollups.SALES_DB, key, -vals[None, :])
     assert "ok" in mms(env, capsys, "fin", "reconcile")
 
 
@@ -121,3 +121,23 @@ def test_rebuild_command_restores_tampered_rollups(tmp_path, capsys):
         assert stored(eng.store) == recompute(eng.store, eng.rollups.tz)
     finally:
         eng.close()
+
+
+def test_points_reports_export_with_a_bar_chart(env, capsys, tmp_path):  # noqa: F811
+    from openpyxl.chart import BarChart
+    from test_report_rpc import give_old_points
+
+    year = give_old_points(env)
+    x, c = str(tmp_path / "e.xlsx"), str(tmp_path / "e.csv")
+    mms(env, capsys, "fin", "points-expiry", "--xlsx", x, "--csv", c)
+    with open(c, newline="") as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == ["issue_store", "level", "cards", "expiring_points", "points", "day"]
+    assert [r[0] for r in rows[1:]] == ["11", "12", "total"]
+    assert rows[1][3] == "70" and rows[1][5] == f"{year}-12-31" and rows[-1][3] == "110"
+    ws = openpyxl.load_workbook(x).active
+    assert ws.freeze_panes == "A2" and ws.cell(row=2, column=4).value == 70
+    assert ws.cell(row=2, column=6).is_date
+    assert len(ws._charts) == 1 and isinstance(ws._charts[0], BarChart)
+    text = mms(env, capsys, "mgr11", "points")
+    assert text.startswith("issue_store\tlevel\tlot_year") and "\n12\t" not in text

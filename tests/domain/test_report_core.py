@@ -8,7 +8,7 @@ import datetime
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from rollup_reference import whole_journal
 from test_rollups import SUPP, T0, action, run_workload
@@ -158,3 +158,74 @@ def test_coupon_report(eng):
     rows = reports.coupon_report(eng, FROM, TO)
     assert rows == [{"template_id": 1, "issued": 1, "redeemed": 1, "restored": 0,
                      "redeemed_fen": 500}]
+
+
+@settings(max_examples=8, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(st.lists(action, min_size=1, max_size=25), st.lists(st.integers(1, 4), max_size=6))
+@example(actions=[("swipe", 1, 3000, 1, 1, True, False, 0, False)], later=[2])
+def test_points_by_lot_and_the_expiry_forecast_match_what_happens(actions, later):
+    """Points by lot sum to the card table; the forecast made in 2026 is, per store of
+    issue, what the expiry run at 1 January 2027 clears."""
+    import tempfile
+
+    from harness import tag_id
+
+    from core.domain import points
+    from core.engine import rollups
+
+    with tempfile.TemporaryDirectory() as d:
+        eng, clock = run_workload(d, actions)
+        try:
+            clock.t = max(clock.t, 1_767_225_600 + 86_400)       # into 2026 (UTC+8)
+            for k, card in enumerate(later):
+                eng.swipe(card, 1_000 + k, tag_id(f"late{k}"), store_id=3).result()
+            cards = eng.cards_snapshot()
+            lots = reports.points_report(eng)
+            assert sum(r["points"] for r in lots) == int(cards["points"].astype(np.int64).sum())
+            for store in (1, 2, 3):
+                mine = reports.points_report(eng, stores={store})
+                assert mine == [r for r in lots if r["issue_store"] == store]
+            forecast = reports.expiry_forecast(eng)
+            assert all(r["day"] == 20261231 for r in forecast)
+            eng.rollups.wait_for(eng.stats()["last_seq"])
+            with eng.store.read() as txn:
+                issue = rollups.load_issue_map(eng.store, txn)
+            clock.t = 1_798_761_600 - 8 * 3600 + 1                  # 2027-01-01 00:00:01 local
+            r = points.expire_points(eng, tag_id("expire")).result()
+            assert r.code == Result.OK
+            j, _ = whole_journal(eng.store)
+            run = j[(j["op_type"] == OpType.EXPIRE_POINTS) & (j["result"] == Result.OK)]
+            got: dict[int, int] = {}
+            if len(run):
+                st_ = issue.lookup_many(run["card_no"].astype(np.uint64),
+                                        np.ones(len(run), np.uint64))
+                for s, delta in zip(np.maximum(st_, 0).tolist(), run["points_delta"].tolist(),
+                                    strict=True):
+                    got[s] = got.get(s, 0) - delta
+            want: dict[int, int] = {}
+            for row in forecast:
+                want[row["issue_store"]] = want.get(row["issue_store"], 0) + row["expiring_points"]
+            assert {k: v for k, v in got.items() if v} == want
+            assert r.value["expired_points"] == sum(want.values())
+        finally:
+            eng.close()
+
+
+def test_points_lots_and_forecast_values(tmp_path):
+    from harness import tag_id
+
+    eng, clock = run_workload(str(tmp_path), [("swipe", 1, 3000, 1, 1, True, False, 0, False)])
+    try:
+        clock.t = 1_767_225_600 + 86_400                           # 2026-01-02 (UTC+8)
+        eng.swipe(2, 5_000, tag_id("x"), store_id=3).result()
+        # 30 points earned on card 1 in 2025, 50 on card 2 in 2026; both issued at store 1.
+        assert reports.points_report(eng) == [
+            {"issue_store": 1, "level": 0, "lot_year": 2025, "cards": 1, "points": 30},
+            {"issue_store": 1, "level": 0, "lot_year": 2026, "cards": 1, "points": 50}]
+        assert reports.expiry_forecast(eng) == [
+            {"issue_store": 1, "level": 0, "cards": 1, "expiring_points": 30, "points": 30,
+             "day": 20261231}]
+        assert reports.expiry_forecast(eng, stores={2}) == []
+    finally:
+        eng.close()

@@ -113,3 +113,43 @@ def test_every_report_answers(env):
     comm = table(rpc(env, "fin", "Commission"))
     assert [(r["operator_id"], r["swipes"], r["refunds"]) for r in comm] == [(7, 3, 1)]
     assert table(rpc(env, "fin", "Coupons")) == []
+
+
+def give_old_points(env) -> int:
+    """Cards 3 (store 11) and 4 (store 12) with 70 and 40 points earned last year: the
+    lot the next year-end run clears. Returns this year."""
+    from core import _fastpath
+
+    eng = env.engine
+    year = _fastpath.year_of(eng.clock(), eng.rules.tz_offset_s)
+    for card, store, pts in ((3, 11, 70), (4, 12, 40)):
+        if eng.card(card) is not None:
+            continue
+        assert eng.issue_cards([card], os.urandom(16), store_id=store).result().code == Result.OK
+
+        def build(ctx, card=card, pts=pts):
+            c = ctx.card(card)
+            c["lot_year"], c["lot0_points"], c["points"] = year - 1, pts, pts
+            ctx.emit(OpType.ADJUST, c, points_delta=pts)
+            return {}
+
+        assert eng.admin(os.urandom(16), OpType.ADJUST, build).result().code == Result.OK
+    return year
+
+
+def test_points_and_the_expiry_forecast_by_scope(env):
+    year = give_old_points(env)
+    cards = env.engine.cards_snapshot()
+    lots = table(rpc(env, "fin", "Points", from_date="", to_date=""))
+    assert sum(r["points"] for r in lots) == int(cards["points"].astype("int64").sum())
+    assert {"issue_store": 12, "level": 0, "lot_year": year - 1, "cards": 1, "points": 40} in lots
+    mine = table(rpc(env, "mgr11", "Points", from_date="", to_date=""))
+    assert mine and all(r["issue_store"] == 11 for r in mine)
+    assert mine == [r for r in lots if r["issue_store"] == 11]
+    fc = table(rpc(env, "fin", "PointsExpiry", from_date="", to_date=""))
+    last = year * 10_000 + 1231
+    assert [(r["issue_store"], r["expiring_points"], r["day"]) for r in fc] == [
+        (11, 70, last), (12, 40, last)]
+    assert [r["issue_store"] for r in table(rpc(env, "mgr11", "PointsExpiry"))] == [11]
+    code, reason = failure(rpc, env, "mgr11", "PointsExpiry", store_id=12)
+    assert code == grpc.StatusCode.PERMISSION_DENIED and reason == "OTHER_STORE"
