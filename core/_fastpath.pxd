@@ -1,7 +1,7 @@
 # The fixed-width records of mms, defined once. Cython reads and writes them as C
 # structs; core/records.py derives the numpy structured dtypes from these very structs
 # (offsets and sizes come from the compiler, see layout() in _fastpath.pyx), and
-# tests/test_records.py checks that both views see the same bytes.
+# tests/unit/test_records.py checks that both views see the same bytes.
 from libc.stdint cimport int64_t, uint64_t, int32_t, uint32_t, uint16_t, uint8_t
 
 

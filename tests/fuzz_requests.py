@@ -1,5 +1,5 @@
 """Hostile requests for every method of PosService and AdminService, for the fuzz test
-(tests/test_hostile_input.py) and the long fuzz run (bench/fuzz_server.py).
+(tests/rpc/test_hostile_input.py) and the long fuzz run (bench/fuzz_server.py).
 
 Every request made here must be refused, or be a read that changes nothing: bodies that
 do not decode (random bytes, truncated fields, invalid UTF-8 in a string), well-formed

@@ -1,7 +1,7 @@
 """A plain-Python model of the fast path's batch function, used only by tests.
 
 It is written from the money rules (docs/concepts.md, the docstrings of the rules and the
-examples of tests/test_swipe_features.py and tests/test_refunds.py), not from the Cython
+examples of tests/engine/test_swipe_features.py and tests/engine/test_refunds.py), not from the Cython
 loop: cards are dicts of ints, ops are dicts, every amount is a Python int (so nothing
 can wrap), and the int64 limits of the real records are stated here as explicit guards.
 The property tests run the same workloads through core._fastpath and through this model

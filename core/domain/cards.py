@@ -6,7 +6,7 @@ client id, all or nothing, and audited with before/after in the events database.
 
 Money never moves without a journal record whose deltas equal after minus before, so
 for every card the sum of principal_delta_fen, bonus_delta_fen and points_delta over
-its journal is its state (tests/test_cards_lifecycle.py checks this after every op).
+its journal is its state (tests/domain/test_cards_lifecycle.py checks this after every op).
 Fees are their own records (ISSUE_FEE, ANNUAL_FEE, REPLACEMENT_FEE, RENEWAL_FEE) with
 amount_fen = the fee: taken from the card's balance (principal first, the deltas say
 how much of each) or, with op_flags PAY_EXTERNAL, paid at the counter (zero deltas).

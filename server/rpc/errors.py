@@ -48,7 +48,7 @@ _CODE_OF_RESULT = {
     Result.ALREADY_EXISTS: grpc.StatusCode.ALREADY_EXISTS,
     Result.PERMISSION_DENIED: grpc.StatusCode.PERMISSION_DENIED,
 }
-# docs/api.md's result table lists every Result with this status (tests/test_docs.py).
+# docs/api.md's result table lists every Result with this status (tests/unit/test_docs.py).
 
 
 def result_status(code: int) -> grpc.StatusCode:

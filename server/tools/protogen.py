@@ -1,6 +1,6 @@
 """Generate the Python stubs in server/mms_pb from proto/mms/v1.
 
-The stubs are committed; tests/test_server_protos.py regenerates them into a temporary
+The stubs are committed; tests/unit/test_server_protos.py regenerates them into a temporary
 directory and diffs, so a proto edit without `python -m server.tools.protogen` fails CI.
 
 protoc writes `from mms.v1 import x_pb2` (the proto's own path); the stubs live flat in

@@ -1,4 +1,4 @@
-"""The process tests/test_crash.py kills: it opens an Engine, issues the cards once, then
+"""The process tests/crash/test_crash.py kills: it opens an Engine, issues the cards once, then
 submits random swipes and recharges from a few threads until it is killed. After each
 future resolves it prints one line per op to stdout, flushed line by line:
 

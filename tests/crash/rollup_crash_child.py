@@ -1,4 +1,4 @@
-"""The process tests/test_rollups_crash.py kills inside a rollup write transaction.
+"""The process tests/crash/test_rollups_crash.py kills inside a rollup write transaction.
 
 It opens an Engine whose rollup tailer is stopped, writes a workload (swipes with line
 items, recharges, refunds), then sums the journal into the rollups with a hook inside

@@ -1,4 +1,4 @@
-"""Crash test: a child process (tests/crash_child.py) applies batches in a loop and prints
+"""Crash test: a child process (tests/crash/crash_child.py) applies batches in a loop and prints
 every acknowledged client id; it is killed with SIGKILL at random moments, again and
 again, each run reopening (recovering) the same environment. Afterwards every
 acknowledged op is in the journal exactly once, nothing rejected is, and every card's

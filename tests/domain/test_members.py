@@ -253,7 +253,7 @@ def test_index_is_rebuilt_on_open(tmp_path):
     eng.close()
     eng = Engine(path, clock=Clock())
     ms = MemberStore(eng, key=KEY)
-    assert ms.index_source == "loaded"          # the saved index (tests/test_members_index.py)
+    assert ms.index_source == "loaded"          # the saved index (tests/domain/test_members_index.py)
     assert ms.search_ids(MemberQuery(tags=["vip"], store_id=5)).tolist() == [1]
     assert ms.search_ids(MemberQuery(name="liu")).tolist() == [2]
     assert ms.create({"name": "Z"}, cid()).member_id == 3

@@ -1,7 +1,7 @@
 """The saved member search index: reopening loads it instead of reading every member,
 it always equals a full rebuild from `members`, and a saved index that does not match
 the stored members (stale, corrupt, forged, written behind its back) is detected,
-rebuilt and saved again. SIGKILL tests live in tests/test_members_crash.py."""
+rebuilt and saved again. SIGKILL tests live in tests/crash/test_members_crash.py."""
 
 import json
 import random

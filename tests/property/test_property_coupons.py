@@ -12,7 +12,7 @@ must agree, and the books must balance:
 - a swipe's coupon_fen is the sum of its coupon records' amounts, and it never passes
   its payable;
 - a redeemed coupon names an accepted swipe of its own card that redeemed it;
-- the money, points and refund checks of tests/test_property_domain.py.
+- the money, points and refund checks of tests/property/test_property_domain.py.
 
 One multi-batch sequence also runs through a real Engine (LMDB, coupons issued by the
 admin op, group commit, checkpoints, restarts, time passing the coupons' windows, rules
