@@ -172,10 +172,13 @@ class CommitInfo:
     last_seq: int
 
 
-_RESULT_COLUMNS = ("amount_fen", "discount_fen", "payable_fen", "coupon_fen", "offset_fen",
+# The per-op result columns of BatchResult.columns(), the one list the wire's OpResult
+# and OpResultColumns are encoded from: what the record says the op did, then the
+# card after it.
+_RECORD_COLUMNS = ("amount_fen", "discount_fen", "payable_fen", "coupon_fen", "offset_fen",
                    "principal_delta_fen", "bonus_delta_fen", "points_delta")
-_AFTER_COLUMNS = (("principal_fen", "principal_fen"), ("bonus_fen", "bonus_fen"),
-                  ("points", "points"), ("level", "level"))
+_AFTER_COLUMNS = ("principal_fen", "bonus_fen", "points", "level")
+RESULT_COLUMNS = _RECORD_COLUMNS + _AFTER_COLUMNS
 
 
 class BatchResult:
@@ -205,25 +208,21 @@ class BatchResult:
         n = len(self._results)
         idx = self._results["rec_index"].astype(np.int64)
         here = idx >= 0
+        rows = idx[here]
+        after = self._recs["after"]
         out: dict[str, np.ndarray] = {}
-        picked = self._recs[idx[here]]
-        for name in _RESULT_COLUMNS:
+        # Each column is gathered from its own field: no copy of whole 416-byte records.
+        for name in RESULT_COLUMNS:
             col = np.zeros(n, dtype=np.int64)
-            col[here] = picked[name]
-            out[name] = col
-        for name, src in _AFTER_COLUMNS:
-            col = np.zeros(n, dtype=np.int64)
-            col[here] = picked["after"][src]
+            col[here] = (self._recs[name] if name in _RECORD_COLUMNS else after[name])[rows]
             out[name] = col
         # Replays of ops committed in earlier batches: rare, read one by one.
         for i in np.flatnonzero(~here & (self.seq > 0)).tolist():
             rec = self.record(i)
             if rec is None:
                 continue
-            for name in _RESULT_COLUMNS:
-                out[name][i] = rec[name]
-            for name, src in _AFTER_COLUMNS:
-                out[name][i] = rec["after"][src]
+            for name in RESULT_COLUMNS:
+                out[name][i] = rec[name] if name in _RECORD_COLUMNS else rec["after"][name]
         return out
 
 

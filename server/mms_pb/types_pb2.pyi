@@ -163,7 +163,7 @@ class SwipeColumns(_message.Message):
     def __init__(self, client_ids: _Optional[bytes] = ..., card_nos: _Optional[_Iterable[int]] = ..., amount_fen: _Optional[_Iterable[int]] = ..., category: _Optional[_Iterable[int]] = ..., flags: _Optional[_Iterable[int]] = ..., operator_ids: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class OpResultColumns(_message.Message):
-    __slots__ = ("codes", "replayed", "seq", "discount_fen", "payable_fen", "principal_delta_fen", "bonus_delta_fen", "points_delta", "principal_fen", "bonus_fen", "points", "level")
+    __slots__ = ("codes", "replayed", "seq", "discount_fen", "payable_fen", "principal_delta_fen", "bonus_delta_fen", "points_delta", "principal_fen", "bonus_fen", "points", "level", "amount_fen", "coupon_fen", "offset_fen")
     CODES_FIELD_NUMBER: _ClassVar[int]
     REPLAYED_FIELD_NUMBER: _ClassVar[int]
     SEQ_FIELD_NUMBER: _ClassVar[int]
@@ -176,6 +176,9 @@ class OpResultColumns(_message.Message):
     BONUS_FEN_FIELD_NUMBER: _ClassVar[int]
     POINTS_FIELD_NUMBER: _ClassVar[int]
     LEVEL_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FEN_FIELD_NUMBER: _ClassVar[int]
+    COUPON_FEN_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FEN_FIELD_NUMBER: _ClassVar[int]
     codes: _containers.RepeatedScalarFieldContainer[Result]
     replayed: _containers.RepeatedScalarFieldContainer[bool]
     seq: _containers.RepeatedScalarFieldContainer[int]
@@ -188,7 +191,10 @@ class OpResultColumns(_message.Message):
     bonus_fen: _containers.RepeatedScalarFieldContainer[int]
     points: _containers.RepeatedScalarFieldContainer[int]
     level: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, codes: _Optional[_Iterable[_Union[Result, str]]] = ..., replayed: _Optional[_Iterable[bool]] = ..., seq: _Optional[_Iterable[int]] = ..., discount_fen: _Optional[_Iterable[int]] = ..., payable_fen: _Optional[_Iterable[int]] = ..., principal_delta_fen: _Optional[_Iterable[int]] = ..., bonus_delta_fen: _Optional[_Iterable[int]] = ..., points_delta: _Optional[_Iterable[int]] = ..., principal_fen: _Optional[_Iterable[int]] = ..., bonus_fen: _Optional[_Iterable[int]] = ..., points: _Optional[_Iterable[int]] = ..., level: _Optional[_Iterable[int]] = ...) -> None: ...
+    amount_fen: _containers.RepeatedScalarFieldContainer[int]
+    coupon_fen: _containers.RepeatedScalarFieldContainer[int]
+    offset_fen: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, codes: _Optional[_Iterable[_Union[Result, str]]] = ..., replayed: _Optional[_Iterable[bool]] = ..., seq: _Optional[_Iterable[int]] = ..., discount_fen: _Optional[_Iterable[int]] = ..., payable_fen: _Optional[_Iterable[int]] = ..., principal_delta_fen: _Optional[_Iterable[int]] = ..., bonus_delta_fen: _Optional[_Iterable[int]] = ..., points_delta: _Optional[_Iterable[int]] = ..., principal_fen: _Optional[_Iterable[int]] = ..., bonus_fen: _Optional[_Iterable[int]] = ..., points: _Optional[_Iterable[int]] = ..., level: _Optional[_Iterable[int]] = ..., amount_fen: _Optional[_Iterable[int]] = ..., coupon_fen: _Optional[_Iterable[int]] = ..., offset_fen: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class OpResult(_message.Message):
     __slots__ = ("code", "replayed", "seq", "amount_fen", "discount_fen", "payable_fen", "principal_delta_fen", "bonus_delta_fen", "points_delta", "principal_fen", "bonus_fen", "points", "level", "coupon_fen", "offset_fen")

@@ -97,37 +97,15 @@ def card_pb(card: dict) -> types_pb2.Card:
 
 
 def encode_results(res) -> types_pb2.OpResultColumns:
-    cols = res.columns()
+    """A batch's results as columns: one list per result column (BatchResult.columns())."""
     return types_pb2.OpResultColumns(
-        codes=res.codes.tolist(),
-        replayed=res.replayed.astype(bool).tolist(),
-        seq=res.seq.tolist(),
-        discount_fen=cols["discount_fen"].tolist(),
-        payable_fen=cols["payable_fen"].tolist(),
-        principal_delta_fen=cols["principal_delta_fen"].tolist(),
-        bonus_delta_fen=cols["bonus_delta_fen"].tolist(),
-        points_delta=cols["points_delta"].tolist(),
-        principal_fen=cols["principal_fen"].tolist(),
-        bonus_fen=cols["bonus_fen"].tolist(),
-        points=cols["points"].tolist(),
-        level=cols["level"].tolist(),
-    )
+        codes=res.codes.tolist(), replayed=res.replayed.astype(bool).tolist(),
+        seq=res.seq.tolist(), **{k: v.tolist() for k, v in res.columns().items()})
 
 
 def encode_one(res, i: int = 0) -> types_pb2.OpResult:
-    rec = res.record(i)
-    out = types_pb2.OpResult(code=int(res.codes[i]), replayed=bool(res.replayed[i]),
-                             seq=int(res.seq[i]))
-    if rec is not None:
-        for name in ("amount_fen", "discount_fen", "payable_fen", "principal_delta_fen",
-                     "bonus_delta_fen", "points_delta", "coupon_fen", "offset_fen"):
-            setattr(out, name, int(rec[name]))
-        after = rec["after"]
-        out.principal_fen = int(after["principal_fen"])
-        out.bonus_fen = int(after["bonus_fen"])
-        out.points = int(after["points"])
-        out.level = int(after["level"])
-    return out
+    """One op's result, from the same columns as encode_results."""
+    return SingleResults(res).op_result(i)
 
 
 class SingleResults:
@@ -143,7 +121,7 @@ class SingleResults:
         self._cols: dict[str, list[int]] | None = None
 
     def op_result(self, i: int) -> types_pb2.OpResult:
-        """What encode_one(res, i) gives, from the batch's columns."""
+        """Op i's result, from the batch's columns (decoded once for all the ops)."""
         if self._cols is None:
             cols = self.res.columns()
             self._cols = {k: v.tolist() for k, v in cols.items()}

@@ -145,3 +145,29 @@ def test_each_caller_gets_its_own_result(tmp_path):
         assert batch.op_result(got[3][1]).principal_fen < batch.op_result(got[0][1]).principal_fen
     finally:
         engine.close()
+
+
+def test_batch_and_single_results_are_encoded_from_the_same_columns(tmp_path):
+    """encode_results (SwipeBatch, streams) and encode_one (unary) give the same values,
+    coupon and offset included, for every op of a batch."""
+    from server.mms_pb import types_pb2
+    from server.rpc.codec import encode_one, encode_results
+
+    with Engine(str(tmp_path / "d")) as eng:
+        eng.issue_cards([1, 2], b"I" * 16).result()
+        eng.recharge(1, 50_000, b"R" * 16).result()
+        ops = np.zeros(3, dtype=OP)
+        ops["client_hi"], ops["client_lo"] = 7, [1, 2, 3]
+        ops["card_no"] = [1, 2, 1]                  # card 2 has no money: rejected
+        ops["amount_fen"] = [1_000, 1_000, 2_500]
+        ops["op_type"] = OpType.SWIPE
+        res = eng.submit(ops).result()
+        cols = encode_results(res)
+        names = [f.name for f in types_pb2.OpResult.DESCRIPTOR.fields]
+        plural = {"code": "codes"}
+        for i in range(3):
+            one = encode_one(res, i)
+            for name in names:
+                assert getattr(cols, plural.get(name, name))[i] == getattr(one, name), (i, name)
+        assert list(cols.codes) == [Result.OK, Result.INSUFFICIENT_BALANCE, Result.OK]
+        assert list(cols.amount_fen) == [1_000, 0, 2_500]
