@@ -159,7 +159,9 @@ class Store:
 
     def put_journal(self, txn: lmdb.Transaction, recs: np.ndarray) -> None:
         last = int(recs[-1]["seq"])
-        if not txn.put(u64(last), recs.tobytes(), db=self.db["journal"], append=True):
+        # py-lmdb copies from the buffer itself: no tobytes() copy of the block first.
+        if not txn.put(u64(last), np.ascontiguousarray(recs).view(np.uint8),
+                       db=self.db["journal"], append=True):
             raise RuntimeError(f"journal block {last} already exists")
 
     def last_seq(self, txn: lmdb.Transaction) -> int:

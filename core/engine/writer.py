@@ -1304,7 +1304,8 @@ class Engine:
                         self.store.put_journal(txn, recs)
                     if item_recs is not None and len(item_recs):
                         # The line items, under the same key as their journal block.
-                        txn.put(u64(int(recs[-1]["seq"])), item_recs.tobytes(),
+                        txn.put(u64(int(recs[-1]["seq"])),
+                                np.ascontiguousarray(item_recs).view(np.uint8),
                                 db=self.store.db[JOURNAL_ITEMS_DB], append=True)
                     if events is not None:
                         txn.put(u64(int(recs[0]["seq"])), json.dumps(events).encode(),
