@@ -238,7 +238,10 @@ def _check_password(password: str) -> None:
 
 # --- records ----------------------------------------------------------------------------
 
-class Terminal(NamedTuple):
+class TerminalRef(NamedTuple):
+    """Where a chain terminal's token was issued: its store and its own node id (the
+    server's registry entry is server.rpc.auth.Terminal)."""
+
     store_id: int
     terminal_id: int
 
@@ -423,7 +426,7 @@ class Chain:
         for n in sorted(nodes.values(), key=lambda n: n.node_id):
             if n.parent_id:
                 self._children.setdefault(n.parent_id, []).append(n.node_id)
-        self._terminals = {bytes.fromhex(n.token_sha256): Terminal(n.parent_id, n.node_id)
+        self._terminals = {bytes.fromhex(n.token_sha256): TerminalRef(n.parent_id, n.node_id)
                            for n in nodes.values()
                            if n.kind == NodeKind.TERMINAL and n.token_sha256 and not n.closed}
         self._operators = operators
@@ -439,7 +442,7 @@ class Chain:
             if old is not None and old.token_sha256:
                 self._terminals.pop(bytes.fromhex(old.token_sha256), None)
             if node.kind == NodeKind.TERMINAL and node.token_sha256 and not node.closed:
-                self._terminals[bytes.fromhex(node.token_sha256)] = Terminal(node.parent_id,
+                self._terminals[bytes.fromhex(node.token_sha256)] = TerminalRef(node.parent_id,
                                                                              node.node_id)
             self._stores_cache = {}
 
@@ -507,7 +510,7 @@ class Chain:
                        if store_id is None or o.home_store_id == store_id),
                       key=lambda o: o.operator_id)
 
-    def verify_terminal_token(self, token: str | None) -> Terminal | None:
+    def verify_terminal_token(self, token: str | None) -> TerminalRef | None:
         """The terminal holding token, or None (unknown, revoked, or its terminal or
         store closed). One SHA-256 and one dict lookup; no I/O, no side effects."""
         if not token or not isinstance(token, str) or len(token) > TOKEN_CHARS_MAX:
@@ -1105,6 +1108,6 @@ def audit_log(engine: Engine, since_seq: int = 0, operator_id: int | None = None
 
 __all__ = [
     "AuthFailed", "Chain", "ChainConfig", "ChainError", "ChainOp", "IssuedToken", "Node",
-    "NodeKind", "Operator", "Principal", "Session", "Terminal", "audit_log", "hash_password",
+    "NodeKind", "Operator", "Principal", "Session", "TerminalRef", "audit_log", "hash_password",
     "token_digest", "verify_password",
 ]

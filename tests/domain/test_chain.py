@@ -26,7 +26,7 @@ from core.domain.chain import (
     ChainError,
     ChainOp,
     NodeKind,
-    Terminal,
+    TerminalRef,
     audit_log,
     token_digest,
 )
@@ -152,7 +152,7 @@ def test_rename_and_close(tree):
         ch.close_node(admin, cid(), 3)
     assert reason(e) == NODE_HAS_OPEN_CHILDREN
     token = ch.issue_terminal_token(admin, cid(), 4).token
-    assert ch.verify_terminal_token(token) == Terminal(3, 4)
+    assert ch.verify_terminal_token(token) == TerminalRef(3, 4)
     assert ch.close_node(admin, cid(), 4).closed
     assert ch.verify_terminal_token(token) is None, "closing a terminal revokes its token"
     assert ch.close_node(admin, cid(), 3).closed
@@ -191,10 +191,10 @@ def test_terminal_tokens(tree):
     ch, admin = tree.chain, tree.admin
     first = ch.issue_terminal_token(admin, cid(), 4)
     assert first.token and (first.store_id, first.terminal_id) == (3, 4)
-    assert ch.verify_terminal_token(first.token) == Terminal(store_id=3, terminal_id=4)
+    assert ch.verify_terminal_token(first.token) == TerminalRef(store_id=3, terminal_id=4)
     second = ch.issue_terminal_token(admin, cid(), 4)
     assert ch.verify_terminal_token(first.token) is None, "a new token replaces the old"
-    assert ch.verify_terminal_token(second.token) == Terminal(3, 4)
+    assert ch.verify_terminal_token(second.token) == TerminalRef(3, 4)
     ch.revoke_terminal_token(admin, cid(), 4)
     assert ch.verify_terminal_token(second.token) is None
     for bad in (None, "", "x" * 1000, "unknown-token", 42):
@@ -211,7 +211,7 @@ def test_tokens_survive_reopen_and_are_stored_hashed(tree):
     ch.revoke_terminal_token(admin, cid(), till2.node_id)
     tree.reopen()
     ch = tree.chain
-    assert ch.verify_terminal_token(live) == Terminal(3, 4)
+    assert ch.verify_terminal_token(live) == TerminalRef(3, 4)
     assert ch.verify_terminal_token(dead) is None
     raw = raw_bytes(tree.path)
     assert live.encode() not in raw and dead.encode() not in raw
@@ -486,7 +486,7 @@ def test_retries_apply_once(tree):
     issued = ch.issue_terminal_token(admin, key, 4)
     replay = ch.issue_terminal_token(admin, key, 4)
     assert replay.token is None, "the token is shown once, never on a replay"
-    assert ch.verify_terminal_token(issued.token) == Terminal(3, 4)
+    assert ch.verify_terminal_token(issued.token) == TerminalRef(3, 4)
     key = cid()
     op = ch.create_operator(admin, key, login="gus", password="gus-password", role=Role.AUDITOR)
     assert ch.create_operator(admin, key, login="gus", password="gus-password",
