@@ -22,7 +22,7 @@ import time
 from collections import Counter
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path[:0] = [ROOT, os.path.join(ROOT, "tests")]
+sys.path[:0] = [ROOT, os.path.join(ROOT, "tests"), os.path.join(ROOT, "tests", "rpc")]
 
 from fuzz_requests import FORBIDDEN, Creds, fuzz  # noqa: E402
 from test_admin_rpc import Env, cid  # noqa: E402
