@@ -37,35 +37,8 @@ from core.domain.rbac import (
     role_of,
 )
 from core.engine.storage import from_be, u32, u64
-from core.engine.writer import AdminContext, AdminResult, Engine, register_op_names
-from core.records import Result
-
-
-class ChainOp(IntEnum):
-    """Journal op types of this module (the engine's op_type byte, range 120..149)."""
-
-    BOOTSTRAP = 120
-    NODE_CREATE = 121
-    NODE_RENAME = 122
-    NODE_CLOSE = 123
-    TERMINAL_TOKEN_ISSUE = 124
-    TERMINAL_TOKEN_REVOKE = 125
-    OPERATOR_CREATE = 126
-    OPERATOR_SET_ROLE = 127
-    OPERATOR_DISABLE = 128
-    OPERATOR_ENABLE = 129
-    OPERATOR_SET_PASSWORD = 130
-    OPERATOR_UNLOCK = 131
-    OPERATOR_RENAME = 132
-    LOGIN = 133
-    LOGIN_FAILED = 134
-    LOGOUT = 135
-
-
-register_op_names(ChainOp)
-
-
-assert all(120 <= op <= 149 for op in ChainOp)
+from core.engine.writer import AdminContext, AdminResult, Engine
+from core.records import ChainOp, Result, op_name
 
 
 class NodeKind(IntEnum):
@@ -1069,12 +1042,6 @@ def _actor_id(actor: PrincipalLike | None) -> int:
 
 # --- audit ------------------------------------------------------------------------------
 
-def _op_name(op: object) -> object:
-    if isinstance(op, int) and op in ChainOp._value2member_map_:
-        return ChainOp(op).name
-    return op
-
-
 def audit_log(engine: Engine, since_seq: int = 0, operator_id: int | None = None,
               store_id: int | None = None, limit: int = 100) -> list[dict]:
     """Admin events with seq > since_seq, oldest first, at most limit (<= AUDIT_PAGE_MAX):
@@ -1097,7 +1064,7 @@ def audit_log(engine: Engine, since_seq: int = 0, operator_id: int | None = None
             if store_id is not None and ev.get("store_id") != store_id:
                 continue
             ev["seq"] = from_be(bytes(k))
-            ev["op"] = _op_name(ev.get("op"))
+            ev["op"] = op_name(ev.get("op"))
             out.append(ev)
             if len(out) >= limit:
                 break

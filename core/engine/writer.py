@@ -42,6 +42,7 @@ from core.records import (
     ITEM,
     JOURNAL,
     OP,
+    OP_NAMES,
     RESULT,
     CardStatus,
     CouponStatus,
@@ -77,21 +78,23 @@ def _fail(fut: Future, exc: BaseException) -> None:
         fut.set_exception(exc)
 
 
-# Names of journal op types, for audit events: the engine's own and those that admin
-# modules register (members, chain, ...).
-OP_NAMES: dict[int, str] = {}
-
-
 def register_op_names(names: dict[int, str] | type) -> None:
-    """Register the names of a module's op types (an IntEnum or a dict)."""
+    """A check, no longer a registry: every op code is in core.records' one table
+    (OP_NAMES); this raises if names (an IntEnum or a dict) disagree with it."""
     items = names.items() if isinstance(names, dict) else ((int(m), m.name) for m in names)
     for code, name in items:
-        if OP_NAMES.get(int(code), name) != name:
-            raise ValueError(f"op type {code} is already {OP_NAMES[int(code)]}")
-        OP_NAMES[int(code)] = name
+        if OP_NAMES.get(int(code)) != name:
+            raise ValueError(f"op type {code} {name} is not in core.records' op table "
+                             f"(there: {OP_NAMES.get(int(code))})")
 
 
-register_op_names(OpType)
+def _op_code(op_type: int) -> int:
+    """An op code an admin op may journal: one of core.records' table, or ValueError
+    (a programming error: the code would be journalled without a name)."""
+    code = int(op_type)
+    if code not in OP_NAMES:
+        raise ValueError(f"op type {code} is not in core.records.OP_NAMES")
+    return code
 
 
 class EngineClosed(RuntimeError):
@@ -333,7 +336,7 @@ class AdminContext:
         card). fields set the record's other columns (amount_fen, points_delta, ...)."""
         rec = np.zeros(1, dtype=JOURNAL)
         seq = self._engine._next_seq + self._n
-        rec["seq"], rec["time_s"], rec["op_type"], rec["result"] = seq, self.now, op_type, Result.OK
+        rec["seq"], rec["time_s"], rec["op_type"], rec["result"] = seq, self.now, _op_code(op_type), Result.OK
         rec["client_hi"], rec["client_lo"] = self.client
         rec["rules_version"] = self.rules.version
         rec["store_id"], rec["operator_id"] = self.store_id, self.operator_id
@@ -356,7 +359,7 @@ class AdminContext:
         first = self._engine._next_seq + self._n
         recs = np.zeros(n, dtype=JOURNAL)
         recs["seq"] = np.arange(first, first + n, dtype=np.uint64)
-        recs["time_s"], recs["op_type"], recs["result"] = self.now, op_type, Result.OK
+        recs["time_s"], recs["op_type"], recs["result"] = self.now, _op_code(op_type), Result.OK
         recs["client_hi"], recs["client_lo"] = self.client
         recs["rules_version"] = self.rules.version
         recs["store_id"], recs["operator_id"] = self.store_id, self.operator_id
@@ -836,9 +839,10 @@ class Engine:
         """Run an admin op through the writer: build(ctx) checks and changes state inside
         the writer's write transaction; its journal records, database writes and audit
         event commit together, or (ctx.reject / any exception) nothing does. Idempotent
-        by client id: a repeat returns the first op's result value. Returns
+        by client id: a repeat returns the first op's result value. op_type is a code of
+        core.records.OP_NAMES (ValueError otherwise, as for ctx.emit*). Returns
         Future[AdminResult]."""
-        item = _Cold(split_client_id(client_id), build, Future(), int(op_type),
+        item = _Cold(split_client_id(client_id), build, Future(), _op_code(op_type),
                      int(operator_id), int(store_id))
         self._enqueue(item)
         return item.future
@@ -1431,7 +1435,7 @@ class Engine:
                     value = item.build(ctx)
                     recs = ctx._journal()
                     self.store.put_journal(txn, recs)
-                    event = {"op": OP_NAMES.get(item.op_type, item.op_type), "time_s": now, "operator_id": item.operator_id,
+                    event = {"op": OP_NAMES[item.op_type], "time_s": now, "operator_id": item.operator_id,
                              "store_id": item.store_id, "detail": ctx.detail, "result": value}
                     txn.put(u64(int(recs[0]["seq"])), json.dumps(event, default=str).encode(),
                             db=self.store.db["events"])
