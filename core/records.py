@@ -7,6 +7,7 @@ so the Cython view and the numpy view cannot drift apart.
 
 from __future__ import annotations
 
+import os
 from enum import IntEnum
 
 import numpy as np
@@ -207,7 +208,19 @@ def op_label(code: int) -> str:
     name = OP_NAMES.get(int(code))
     return name.lower() if name is not None else "unknown"
 
+# Every mutating request's idempotency id: the one definition of its size (the proto
+# fields, the engine's (hi, lo) key and the CLI's --client-id are all this many bytes).
 CLIENT_ID_BYTES = 16
+
+
+def new_client_id() -> bytes:
+    """A fresh random client id (an op of the server's or a tool's own)."""
+    return os.urandom(CLIENT_ID_BYTES)
+
+
+def new_client_ids(n: int) -> bytes:
+    """n fresh random client ids, concatenated (a batch's client_ids column)."""
+    return os.urandom(CLIENT_ID_BYTES * n)
 
 
 def is_ascii_digits(text: object) -> bool:
@@ -226,20 +239,21 @@ def parse_uint(text: str) -> int:
 
 
 def split_client_id(client_id: bytes) -> tuple[int, int]:
-    """A 16-byte client id as the (hi, lo) pair the engine keys on."""
+    """A client id (CLIENT_ID_BYTES) as the (hi, lo) pair the engine keys on."""
     if not isinstance(client_id, (bytes, bytearray)) or len(client_id) != CLIENT_ID_BYTES:
-        raise ValueError("client id must be exactly 16 bytes")
+        raise ValueError(f"client id must be exactly {CLIENT_ID_BYTES} bytes")
     return int.from_bytes(client_id[:8], "big"), int.from_bytes(client_id[8:], "big")
 
 
 def join_client_id(hi: int, lo: int) -> bytes:
-    return int(hi).to_bytes(8, "big") + int(lo).to_bytes(8, "big")
+    half = CLIENT_ID_BYTES // 2
+    return int(hi).to_bytes(half, "big") + int(lo).to_bytes(half, "big")
 
 
 def client_id_columns(packed: bytes) -> tuple[np.ndarray, np.ndarray]:
-    """n concatenated 16-byte ids as two uint64 columns, without a Python loop."""
+    """n concatenated client ids as two uint64 columns, without a Python loop."""
     if len(packed) % CLIENT_ID_BYTES:
-        raise ValueError("packed client ids must be a multiple of 16 bytes")
+        raise ValueError(f"packed client ids must be a multiple of {CLIENT_ID_BYTES} bytes")
     pairs = np.frombuffer(packed, dtype=">u8").reshape(-1, 2).astype(np.uint64)
     return pairs[:, 0].copy(), pairs[:, 1].copy()
 

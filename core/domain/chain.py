@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import os
 import re
 import secrets
 import threading
@@ -38,7 +37,7 @@ from core.domain.rbac import (
 )
 from core.engine.storage import from_be, u32, u64
 from core.engine.writer import AdminContext, AdminResult, Engine
-from core.records import ChainOp, Result, op_name
+from core.records import ChainOp, Result, new_client_id, op_name
 
 
 class NodeKind(IntEnum):
@@ -1000,7 +999,7 @@ class Chain:
 
         # A login is not retried by its client (a user with no answer logs in again), so
         # its client id is fresh each time.
-        res = self._run(os.urandom(16), ChainOp.LOGIN if ok else ChainOp.LOGIN_FAILED, build,
+        res = self._run(new_client_id(), ChainOp.LOGIN if ok else ChainOp.LOGIN_FAILED, build,
                         operator_id=op.operator_id, store_id=op.home_store_id)
         if not res.value["ok"]:
             locked = int(res.value["locked_until_s"])
@@ -1031,7 +1030,7 @@ class Chain:
             return {"ended": had}
 
         op = self._operators.get(rec.operator_id)
-        res = self._run(os.urandom(16), ChainOp.LOGOUT, build, operator_id=rec.operator_id,
+        res = self._run(new_client_id(), ChainOp.LOGOUT, build, operator_id=rec.operator_id,
                         store_id=op.home_store_id if op else 0)
         return bool(res.value["ended"])
 

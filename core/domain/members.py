@@ -37,7 +37,6 @@ import enum
 import hashlib
 import json
 import logging
-import os
 import re
 import struct
 import threading
@@ -57,7 +56,7 @@ from core.domain.pii import (
 )
 from core.engine.storage import from_be, u64
 from core.engine.writer import AdminContext, AdminResult, Engine
-from core.records import CardStatus, MemberOp, Result, is_ascii_digits
+from core.records import CardStatus, MemberOp, Result, is_ascii_digits, new_client_id
 from core.rules import loads_bounded
 
 log = logging.getLogger("mms.members")
@@ -889,7 +888,7 @@ class MemberStore:
             ctx.detail = {"reason": reason, "rows": snap["n"], "chunks": n_chunks}
             return {"rows": snap["n"], "chunks": n_chunks}
 
-        res = self._submit_raw(os.urandom(16), MemberOp.MEMBER_INDEX, build, 0, 0)
+        res = self._submit_raw(new_client_id(), MemberOp.MEMBER_INDEX, build, 0, 0)
         if res.code != Result.OK:
             log.warning("member search index not saved: %s", res.detail)
         return res.code == Result.OK
