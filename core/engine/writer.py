@@ -628,13 +628,12 @@ class Engine:
             self._round: _Round | None = None
             self._last_id_prune = time.monotonic()
             self._checkpoint_seq = checkpoint_seq
-            last = checkpoint_seq
+            # The journal tail is published from the checkpoint on, in order.
+            self._last_seq = checkpoint_seq
             self._work = None
             for block in self.store.journal_blocks(txn, checkpoint_seq):
-                block = block.copy()
-                self._publish_committed(block, None, claim_ids=True)
-                last = int(block[-1]["seq"])
-            self._last_seq = max(last, self.store.last_seq(txn))
+                self._publish_committed(block.copy(), None, claim_ids=True)
+            self._last_seq = max(self._last_seq, self.store.last_seq(txn))
             self._next_seq = self._last_seq + 1
             self._work = self._cards.copy()
             self._coupons_work = self._coupons.copy()
@@ -706,10 +705,15 @@ class Engine:
 
     def _publish_committed(self, recs: np.ndarray, slots: np.ndarray | None,
                            claim_ids: bool) -> None:
-        """Make durable records visible to readers and to the next checkpoint."""
+        """Make durable records visible to readers and to the next checkpoint. Records
+        are published in journal order, each once: recs are contiguous and follow the
+        last published seq (checked before anything changes)."""
         n = len(recs)
         if n == 0:
             return
+        seqs = recs["seq"]
+        assert int(seqs[0]) == self._last_seq + 1 and (n == 1 or bool(np.all(np.diff(seqs) == 1))), \
+            f"publish of seqs {int(seqs[0])}..{int(seqs[-1])} ({n} records) after {self._last_seq}"
         if claim_ids:
             # Each op's first record claims its client id (recovery and admin ops; hot
             # batches claimed theirs when applied).

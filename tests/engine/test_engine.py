@@ -300,6 +300,28 @@ def test_admin_ops_journal_only_codes_of_the_op_table(tmp_path, clock):
     eng.close()
 
 
+def test_publish_asserts_records_are_contiguous_and_follow_the_last_seq(tmp_path, clock):
+    """The committer publishes each durable record once, in journal order: a block that
+    skips a seq, repeats one or has a hole inside is refused before anything changes."""
+    eng = Engine(str(tmp_path), clock=clock)
+    eng.issue_cards([1, 2], os.urandom(16)).result()
+    assert eng.recharge(1, 100, os.urandom(16)).result().codes[0] == Result.OK
+    eng.close()
+    eng = Engine(str(tmp_path), clock=clock)  # recovery publishes the tail in order
+    last = eng.stats()["last_seq"]
+    recs = eng.journal(1, 10)
+    assert len(recs) == last >= 3
+    before = (eng.card(1), eng.card(2), eng.stats()["last_seq"])
+    for seqs in ([last + 2], [last], [last + 1, last + 3], [last + 1, last + 1]):
+        block = np.repeat(recs[-1:], len(seqs))
+        block["seq"] = seqs
+        block["after"]["principal_fen"] = 12_345
+        with pytest.raises(AssertionError, match="publish of seqs"):
+            eng._publish_committed(block, None, claim_ids=False)
+        assert (eng.card(1), eng.card(2), eng.stats()["last_seq"]) == before
+    eng.close()
+
+
 def test_checkpoint_rounds_spread_over_commits_and_a_crash_mid_round_recovers(tmp_path):
     """A checkpoint writes its chunks a few per group commit (here one). A crash image
     taken in the middle of a round (chunks newer than the checkpoint on disk, the
