@@ -1,6 +1,9 @@
 """Build logic for the compiled core; everything else lives in pyproject.toml.
 
-MMS_DEBUG=1 builds with line tracing and an annotated HTML listing of the hot path.
+MMS_DEBUG=1 builds with line tracing, an annotated HTML listing of the hot path and the
+fast path's debug checks (the C macro MMS_DEBUG: points == sum of lots after each op,
+record room before each record write; a failed check aborts). A release build has none
+of them. README.md ("Debug build") says how to run it.
 """
 import os
 
@@ -16,7 +19,7 @@ extensions = [
         ["core/_fastpath.pyx"],
         include_dirs=[np.get_include()],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")]
-        + ([("CYTHON_TRACE_NOGIL", "1")] if debug else []),
+        + ([("CYTHON_TRACE_NOGIL", "1"), ("MMS_DEBUG", "1")] if debug else []),
         extra_compile_args=["-O3"] if not debug else ["-O0", "-g"],
     )
 ]

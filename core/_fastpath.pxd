@@ -307,6 +307,7 @@ cdef class Batcher:
     cdef KeyMap batch_ids
     cdef KeyMap no_refunds
     cdef KeyMap batch_coupons
+    cdef Py_ssize_t rec_room            # records out_recs holds (the debug build checks it)
     cdef int ensure_slots(self, size_t n) except -1
     cdef uint8_t _load_coupons(self, const Op *op, const Extras *ex, KeyMap coupon_index,
                                Coupon *cps, int64_t *cslots) noexcept nogil

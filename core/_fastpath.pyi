@@ -109,6 +109,8 @@ class ItemFlag(IntEnum):
 # --- end of enums ---
 
 COUPONS_PER_OP: int
+# 1 when built with MMS_DEBUG=1 (the fast path's debug checks run), else 0.
+DEBUG_CHECKS: int
 YEARS_ADD_MAX: int
 RULE_SWITCHES: dict[str, dict[str, int]]
 

@@ -35,6 +35,58 @@ cdef extern from *:
     ctypedef long long i128 "__int128"
 
 
+# Debug checks (README.md, "Debug build"): setup.py defines
+# MMS_DEBUG=1 when built with MMS_DEBUG=1 in the environment. In a release build the
+# macro is 0, every `if MMS_DEBUG:` below is `if (0)` and mms_debug_fail expands to nothing,
+# so neither the checks nor their messages are in the compiled module.
+cdef extern from *:
+    """
+    #ifndef MMS_DEBUG
+    #define MMS_DEBUG 0
+    #endif
+    #define MMS_CHECK_POINTS 0
+    #define MMS_CHECK_ROOM 1
+    #if MMS_DEBUG
+    #include <stdio.h>
+    #include <stdlib.h>
+    static void mms_debug_fail(int check, long long a, long long b) {
+        static const char *const what[] = {
+            "points != lot0 + lot1 + lot2 + permanent (card_no, points)",
+            "journal record past out_recs (index, capacity)",
+        };
+        fprintf(stderr, "mms fast path: debug check failed: %s (%lld, %lld)\\n", what[check], a, b);
+        fflush(stderr);
+        abort();
+    }
+    #else
+    #define mms_debug_fail(check, a, b) ((void)0)
+    #endif
+    """
+    const int MMS_DEBUG
+    enum:
+        MMS_CHECK_POINTS
+        MMS_CHECK_ROOM
+    void mms_debug_fail(int check, long long a, long long b) noexcept nogil
+
+
+# 1 in a debug build (the checks below run), 0 in a release build.
+DEBUG_CHECKS = MMS_DEBUG
+
+
+cdef inline void debug_check_points(const Card *c) noexcept nogil:
+    """Card invariant (_fastpath.pxd): points == the lots plus the permanent points."""
+    if MMS_DEBUG:
+        if c.points != c.lot0_points + c.lot1_points + c.lot2_points + c.permanent_points:
+            mms_debug_fail(MMS_CHECK_POINTS, <long long> c.card_no, c.points)
+
+
+cdef inline void debug_check_room(Py_ssize_t n_recs, Py_ssize_t room) noexcept nogil:
+    """A record is written only where out_recs has room for it."""
+    if MMS_DEBUG:
+        if n_recs >= room:
+            mms_debug_fail(MMS_CHECK_ROOM, n_recs, room)
+
+
 cpdef enum OpType:
     OP_TYPE_UNSPECIFIED = 0
     SWIPE = 1
@@ -1496,6 +1548,7 @@ cdef class Batcher:
         if out_recs.shape[0] < room + extra:
             raise ValueError(f"out_recs needs room for {room + extra} records")
         self.ensure_slots(<size_t> cards.shape[0])
+        self.rec_room = out_recs.shape[0]
         cdef Py_ssize_t n_cards = cards.shape[0]
         cdef Py_ssize_t n_recs
         with nogil:
@@ -1537,6 +1590,7 @@ cdef class Batcher:
                                 const Op *op, const Coupon *cp, int64_t slot, uint8_t op_type,
                                 int64_t amount, uint64_t ref_seq, uint64_t prev_seq,
                                 int64_t *slots, const RulesC *R) noexcept nogil:
+        debug_check_room(n_recs, self.rec_room)
         cdef JournalRec *r = &recs[n_recs]
         memset(r, 0, sizeof(JournalRec))
         r.seq = first_seq + <uint64_t> n_recs
@@ -1796,6 +1850,7 @@ cdef class Batcher:
                     res[i].code = code
                     continue
                 payer = &pc
+            debug_check_room(n_recs, self.rec_room)
             rec = &recs[n_recs]
             rec.time_s = now_s
             rec.coupon_fen = 0
@@ -1836,6 +1891,7 @@ cdef class Batcher:
             if orig != NULL:
                 refunded.put(0, orig.seq, refunded_before + op.amount_fen, True)
             c.last_seq = rec.seq
+            debug_check_points(&c)
             memcpy(&rec.after, &c, sizeof(Card))
             self.newest[slot] = <int32_t> n_recs
             if slots != NULL:
@@ -1860,6 +1916,7 @@ cdef class Batcher:
                                                ex, coupon_index, slots, R, rec.seq)
             # The primary card's side: the money moves there, as a record of its own.
             if payer != NULL:
+                debug_check_room(n_recs, self.rec_room)
                 prec = &recs[n_recs]
                 memset(prec, 0, sizeof(JournalRec))
                 prec.seq = first_seq + <uint64_t> n_recs
@@ -1883,6 +1940,7 @@ cdef class Batcher:
                 prec.level_before = pc.level
                 prec.ref_seq = rec.seq
                 pc.last_seq = prec.seq
+                debug_check_points(&pc)
                 memcpy(&prec.after, &pc, sizeof(Card))
                 self.newest[payer_slot] = <int32_t> n_recs
                 if slots != NULL:

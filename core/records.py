@@ -1,10 +1,14 @@
-"""numpy views of the fixed-width records, derived from the C structs in _fastpath.pxd.
+"""numpy views of the fixed-width records, derived from the C structs in _fastpath.pxd,
+client ids, and the one table of op codes (every domain's journal op_type and its name).
 
 Nothing here restates a field's offset or size: both come from the compiled module,
 so the Cython view and the numpy view cannot drift apart.
 """
 
 from __future__ import annotations
+
+import os
+from enum import IntEnum
 
 import numpy as np
 
@@ -58,10 +62,154 @@ CouponKind = _fastpath.CouponKind
 COUPONS_PER_OP = _fastpath.COUPONS_PER_OP
 CouponStatus = _fastpath.CouponStatus
 
-# The op code each journal record's op_type maps to, for reports and metrics labels.
-OP_NAMES = {int(t): t.name.lower() for t in OpType}
 RESULT_NAMES = {int(r): r.name for r in Result}
 
+
+# --- op codes: the one table of every journal op_type of every domain ------------------
+#
+# A journal record's op_type is one byte on disk, so a code, once journalled, keeps its
+# number and its name for ever: a retired op keeps its row (old journals hold it) and a
+# number is never given twice. Each domain owns a range; its codes are declared here and
+# nowhere else (the domain modules import their enum from here). The engine's own codes
+# are OpType, declared in core/_fastpath.pyx because the C loop switches on them; this
+# table takes them from the compiled module. docs/internals/storage.md lists the whole
+# table and a test holds the two equal.
+
+
+class CardOp(IntEnum):
+    """Card types and the card lifecycle (core/domain/cards.py)."""
+
+    CARD_TYPE_PUT = 40
+    CARD_ISSUE = 41          # reserved (issues are op ISSUE 10, event and records alike)
+    ISSUE_FEE = 42
+    ANNUAL_FEE = 43
+    OPENING_DEPOSIT = 44     # what was paid at issue beyond the fees, as principal
+    REPLACE = 45             # the old card's record (and re-pointed supplementary cards)
+    REPLACEMENT_FEE = 46
+    EXPIRE_DORMANT = 47
+    RENEW = 48
+    RENEWAL_FEE = 49
+    SUPP_LIMIT = 50
+    ANNUAL_FEE_RUN = 51
+
+
+class LevelOp(IntEnum):
+    """Level changes (core/domain/levels.py)."""
+
+    LEVEL_MANUAL = 55
+    LEVEL_REVIEW = 56
+    LEVEL_READMIT = 57
+
+
+class PointsOp(IntEnum):
+    """Points administration (core/domain/points_admin.py)."""
+
+    POINTS_ADJUST = 60
+    POINTS_MAKE_UP = 61
+    GIFT_PUT = 62
+    GIFT_REDEEM = 63
+
+
+class MemberOp(IntEnum):
+    """Member changes (core/domain/members.py)."""
+
+    MEMBER_CREATE = 100
+    MEMBER_UPDATE = 101
+    MEMBER_STATUS = 102
+    MEMBER_IMPORT = 103
+    MEMBER_OPEN = 104    # retired (databases are created by Engine.ensure_dbs); old journals hold it
+    MEMBER_INDEX = 105   # the search index rebuilt at open and saved (no member changes)
+
+
+class ChainOp(IntEnum):
+    """The chain: nodes, terminals, operators, logins (core/domain/chain.py)."""
+
+    BOOTSTRAP = 120
+    NODE_CREATE = 121
+    NODE_RENAME = 122
+    NODE_CLOSE = 123
+    TERMINAL_TOKEN_ISSUE = 124
+    TERMINAL_TOKEN_REVOKE = 125
+    OPERATOR_CREATE = 126
+    OPERATOR_SET_ROLE = 127
+    OPERATOR_DISABLE = 128
+    OPERATOR_ENABLE = 129
+    OPERATOR_SET_PASSWORD = 130
+    OPERATOR_UNLOCK = 131
+    OPERATOR_RENAME = 132
+    LOGIN = 133
+    LOGIN_FAILED = 134
+    LOGOUT = 135
+
+
+class NotifyOp(IntEnum):
+    """Member notifications (core/domain/notify.py)."""
+
+    NOTICES_ACK = 150
+
+
+class AuditOp(IntEnum):
+    """Reads journalled only so that the audit trail shows who saw what (server/rpc/admin)."""
+
+    MEMBER_REVEAL = 190  # a member's phone and ID number shown in full
+
+
+# (first, last, owner, enum): each domain's range; a new op takes a free code of its
+# owner's range (storage.md lists the free codes), a new domain a free range.
+OP_RANGES: tuple[tuple[int, int, str, type], ...] = (
+    (0, 39, "engine", OpType),
+    (40, 54, "cards", CardOp),
+    (55, 59, "levels", LevelOp),
+    (60, 69, "points", PointsOp),
+    (100, 119, "members", MemberOp),
+    (120, 149, "chain", ChainOp),
+    (150, 154, "notify", NotifyOp),
+    (190, 199, "audit", AuditOp),
+)
+OP_TYPE_MAX = 255  # op_type is a u8 in the journal
+
+
+def _op_table() -> tuple[dict[int, str], dict[int, str]]:
+    """{code: NAME} and {code: owner} of every range, checked: each code in its owner's
+    range and in the byte, ranges apart, no code and no name twice."""
+    names: dict[int, str] = {}
+    owners: dict[int, str] = {}
+    prev_last = -1
+    for first, last, owner, codes in OP_RANGES:
+        if not prev_last < first <= last <= OP_TYPE_MAX:
+            raise ValueError(f"op range {owner} {first}..{last} overlaps or leaves the byte")
+        prev_last = last
+        for m in codes:
+            code = int(m)
+            if not first <= code <= last:
+                raise ValueError(f"op {m.name} {code} is outside {owner}'s range {first}..{last}")
+            if code in names or m.name in names.values():
+                raise ValueError(f"op {m.name} {code} is given twice")
+            names[code], owners[code] = m.name, owner
+    return names, owners
+
+
+# The name of every op code: what audit events, the card journal and level history
+# carry, and (in lower case, op_label) the op_type label of the metrics.
+OP_NAMES, OP_OWNERS = _op_table()
+
+
+def op_name(code: object) -> object:
+    """The name of an op code; anything else as it is (audit events written before an
+    op had a name carry its number)."""
+    if isinstance(code, int) and not isinstance(code, bool):
+        return OP_NAMES.get(code, code)
+    return code
+
+
+def op_label(code: int) -> str:
+    """The metrics label of an op code: its name in lower case ("swipe", "card_type_put");
+    "unknown" for a byte outside the table (a till's op_type the engine rejected)."""
+    name = OP_NAMES.get(int(code))
+    return name.lower() if name is not None else "unknown"
+
+# Every mutating request's idempotency id: the one definition of its size (the proto
+# fields, the engine's (hi, lo) key and the CLI's --client-id are all this many bytes).
 CLIENT_ID_BYTES = 16
 # A card PIN as it is set: 4 to 9 ASCII digits (the till sends what the keypad read,
 # 1..PIN_DIGITS_MAX digits; a shorter one can only be wrong).
@@ -70,6 +218,16 @@ PIN_DIGITS_MAX = 9
 # Product categories and count-card services are uint16 in the records: 0..65535.
 CATEGORY_COUNT = 65_536
 SERVICE_COUNT = 65_536
+
+
+def new_client_id() -> bytes:
+    """A fresh random client id (an op of the server's or a tool's own)."""
+    return os.urandom(CLIENT_ID_BYTES)
+
+
+def new_client_ids(n: int) -> bytes:
+    """n fresh random client ids, concatenated (a batch's client_ids column)."""
+    return os.urandom(CLIENT_ID_BYTES * n)
 
 
 def is_ascii_digits(text: object) -> bool:
@@ -88,20 +246,21 @@ def parse_uint(text: str) -> int:
 
 
 def split_client_id(client_id: bytes) -> tuple[int, int]:
-    """A 16-byte client id as the (hi, lo) pair the engine keys on."""
+    """A client id (CLIENT_ID_BYTES) as the (hi, lo) pair the engine keys on."""
     if not isinstance(client_id, (bytes, bytearray)) or len(client_id) != CLIENT_ID_BYTES:
-        raise ValueError("client id must be exactly 16 bytes")
+        raise ValueError(f"client id must be exactly {CLIENT_ID_BYTES} bytes")
     return int.from_bytes(client_id[:8], "big"), int.from_bytes(client_id[8:], "big")
 
 
 def join_client_id(hi: int, lo: int) -> bytes:
-    return int(hi).to_bytes(8, "big") + int(lo).to_bytes(8, "big")
+    half = CLIENT_ID_BYTES // 2
+    return int(hi).to_bytes(half, "big") + int(lo).to_bytes(half, "big")
 
 
 def client_id_columns(packed: bytes) -> tuple[np.ndarray, np.ndarray]:
-    """n concatenated 16-byte ids as two uint64 columns, without a Python loop."""
+    """n concatenated client ids as two uint64 columns, without a Python loop."""
     if len(packed) % CLIENT_ID_BYTES:
-        raise ValueError("packed client ids must be a multiple of 16 bytes")
+        raise ValueError(f"packed client ids must be a multiple of {CLIENT_ID_BYTES} bytes")
     pairs = np.frombuffer(packed, dtype=">u8").reshape(-1, 2).astype(np.uint64)
     return pairs[:, 0].copy(), pairs[:, 1].copy()
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import grpc
 import numpy as np
 
@@ -28,15 +26,6 @@ def aio_channel(target: str, ca_file: str | None = None) -> grpc.aio.Channel:
 
 def stubs(channel) -> tuple[pos_pb2_grpc.PosServiceStub, admin_pb2_grpc.AdminServiceStub]:
     return pos_pb2_grpc.PosServiceStub(channel), admin_pb2_grpc.AdminServiceStub(channel)
-
-
-def new_client_ids(n: int) -> bytes:
-    """n random 16-byte client ids, concatenated."""
-    return os.urandom(16 * n)
-
-
-def new_client_id() -> bytes:
-    return os.urandom(16)
 
 
 def result_names(codes) -> np.ndarray:

@@ -27,30 +27,9 @@ from enum import IntEnum
 import numpy as np
 
 from core.engine.storage import CARD_TYPES_DB, from_be, u32, u64
-from core.engine.writer import AdminContext, Engine, register_op_names
-from core.records import CARD, JOURNAL, CardStatus, CouponStatus, OpFlag, OpType, Result
+from core.engine.writer import AdminContext, Engine
+from core.records import CARD, JOURNAL, CardOp, CardStatus, CouponStatus, OpFlag, OpType, Result
 from core.rules import RechargeLimit, add_years
-
-
-class CardOp(IntEnum):
-    """Journal op types of card types and the card lifecycle (range 40..54)."""
-
-    CARD_TYPE_PUT = 40
-    CARD_ISSUE = 41          # reserved (issues are op ISSUE 10, event and records alike)
-    ISSUE_FEE = 42
-    ANNUAL_FEE = 43
-    OPENING_DEPOSIT = 44     # what was paid at issue beyond the fees, as principal
-    REPLACE = 45             # the old card's record (and re-pointed supplementary cards)
-    REPLACEMENT_FEE = 46
-    EXPIRE_DORMANT = 47
-    RENEW = 48
-    RENEWAL_FEE = 49
-    SUPP_LIMIT = 50
-    ANNUAL_FEE_RUN = 51
-
-
-assert all(40 <= op <= 54 for op in CardOp)
-register_op_names(CardOp)
 
 
 class CardKind(IntEnum):

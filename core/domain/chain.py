@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import os
 import re
 import secrets
 import threading
@@ -37,35 +36,8 @@ from core.domain.rbac import (
     role_of,
 )
 from core.engine.storage import from_be, u32, u64
-from core.engine.writer import AdminContext, AdminResult, Engine, register_op_names
-from core.records import Result
-
-
-class ChainOp(IntEnum):
-    """Journal op types of this module (the engine's op_type byte, range 120..149)."""
-
-    BOOTSTRAP = 120
-    NODE_CREATE = 121
-    NODE_RENAME = 122
-    NODE_CLOSE = 123
-    TERMINAL_TOKEN_ISSUE = 124
-    TERMINAL_TOKEN_REVOKE = 125
-    OPERATOR_CREATE = 126
-    OPERATOR_SET_ROLE = 127
-    OPERATOR_DISABLE = 128
-    OPERATOR_ENABLE = 129
-    OPERATOR_SET_PASSWORD = 130
-    OPERATOR_UNLOCK = 131
-    OPERATOR_RENAME = 132
-    LOGIN = 133
-    LOGIN_FAILED = 134
-    LOGOUT = 135
-
-
-register_op_names(ChainOp)
-
-
-assert all(120 <= op <= 149 for op in ChainOp)
+from core.engine.writer import AdminContext, AdminResult, Engine
+from core.records import ChainOp, Result, new_client_id, op_name
 
 
 class NodeKind(IntEnum):
@@ -1030,7 +1002,7 @@ class Chain:
 
         # A login is not retried by its client (a user with no answer logs in again), so
         # its client id is fresh each time.
-        res = self._run(os.urandom(16), ChainOp.LOGIN if ok else ChainOp.LOGIN_FAILED, build,
+        res = self._run(new_client_id(), ChainOp.LOGIN if ok else ChainOp.LOGIN_FAILED, build,
                         operator_id=op.operator_id, store_id=op.home_store_id)
         if not res.value["ok"]:
             locked = int(res.value["locked_until_s"])
@@ -1061,7 +1033,7 @@ class Chain:
             return {"ended": had}
 
         op = self._operators.get(rec.operator_id)
-        res = self._run(os.urandom(16), ChainOp.LOGOUT, build, operator_id=rec.operator_id,
+        res = self._run(new_client_id(), ChainOp.LOGOUT, build, operator_id=rec.operator_id,
                         store_id=op.home_store_id if op else 0)
         return bool(res.value["ended"])
 
@@ -1071,12 +1043,6 @@ def _actor_id(actor: PrincipalLike | None) -> int:
 
 
 # --- audit ------------------------------------------------------------------------------
-
-def _op_name(op: object) -> object:
-    if isinstance(op, int) and op in ChainOp._value2member_map_:
-        return ChainOp(op).name
-    return op
-
 
 def audit_log(engine: Engine, since_seq: int = 0, operator_id: int | None = None,
               store_id: int | None = None, limit: int = 100) -> list[dict]:
@@ -1100,7 +1066,7 @@ def audit_log(engine: Engine, since_seq: int = 0, operator_id: int | None = None
             if store_id is not None and ev.get("store_id") != store_id:
                 continue
             ev["seq"] = from_be(bytes(k))
-            ev["op"] = _op_name(ev.get("op"))
+            ev["op"] = op_name(ev.get("op"))
             out.append(ev)
             if len(out) >= limit:
                 break

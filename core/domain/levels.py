@@ -34,27 +34,14 @@ from __future__ import annotations
 
 import json
 from concurrent.futures import Future
-from enum import IntEnum
 
 import numpy as np
 
 from core.domain.cards import SECONDS_PER_DAY, predecessors
 from core.engine.storage import from_be, u64
-from core.engine.writer import OP_NAMES, AdminContext, Engine, register_op_names
-from core.records import CardStatus, OpType, Result
+from core.engine.writer import AdminContext, Engine
+from core.records import OP_NAMES, CardStatus, LevelOp, OpType, Result
 from core.rules import RulesConfig, add_years, add_years_array
-
-
-class LevelOp(IntEnum):
-    """Journal op types of level changes (range 55..59)."""
-
-    LEVEL_MANUAL = 55
-    LEVEL_REVIEW = 56
-    LEVEL_READMIT = 57
-
-
-assert all(55 <= op <= 59 for op in LevelOp)
-register_op_names(LevelOp)
 
 # Bit of Card.flags: membership ended at a level review for lack of any spend.
 CARD_FLAG_MEMBERSHIP_LAPSED = 1

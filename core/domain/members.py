@@ -37,7 +37,6 @@ import enum
 import hashlib
 import json
 import logging
-import os
 import re
 import struct
 import threading
@@ -56,22 +55,11 @@ from core.domain.pii import (
     normalise_phone,
 )
 from core.engine.storage import from_be, u64
-from core.engine.writer import AdminContext, AdminResult, Engine, register_op_names
-from core.records import CardStatus, Result, is_ascii_digits
+from core.engine.writer import AdminContext, AdminResult, Engine
+from core.records import CardStatus, MemberOp, Result, is_ascii_digits, new_client_id
 from core.rules import loads_bounded
 
 log = logging.getLogger("mms.members")
-
-
-class MemberOp(enum.IntEnum):
-    """Journal op types of member changes (the engine's own types stay below 100)."""
-
-    MEMBER_CREATE = 100
-    MEMBER_UPDATE = 101
-    MEMBER_STATUS = 102
-    MEMBER_IMPORT = 103
-    # 104 was MEMBER_OPEN (databases are now created by Engine.ensure_dbs); kept unused.
-    MEMBER_INDEX = 105   # the search index rebuilt at open and saved (no member changes)
 
 
 class MemberStatus(enum.IntEnum):
@@ -79,8 +67,6 @@ class MemberStatus(enum.IntEnum):
     FROZEN = 2
     CANCELLED = 3
 
-
-register_op_names(MemberOp)
 
 
 class MemberErrorCode(enum.Enum):
@@ -902,7 +888,7 @@ class MemberStore:
             ctx.detail = {"reason": reason, "rows": snap["n"], "chunks": n_chunks}
             return {"rows": snap["n"], "chunks": n_chunks}
 
-        res = self._submit_raw(os.urandom(16), MemberOp.MEMBER_INDEX, build, 0, 0)
+        res = self._submit_raw(new_client_id(), MemberOp.MEMBER_INDEX, build, 0, 0)
         if res.code != Result.OK:
             log.warning("member search index not saved: %s", res.detail)
         return res.code == Result.OK

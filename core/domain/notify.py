@@ -21,14 +21,13 @@ from __future__ import annotations
 
 import json
 from concurrent.futures import Future
-from enum import IntEnum
 
 import numpy as np
 
 from core.domain.points import OUTBOX_DB
 from core.engine.storage import from_be, u64
-from core.engine.writer import AdminContext, Engine, register_op_names
-from core.records import OpType, RecordKind, Result
+from core.engine.writer import AdminContext, Engine
+from core.records import NotifyOp, OpType, RecordKind, Result
 
 NOTIFY_DB = "notify"          # b"cursor" -> u64 BE: the last seq the sender acknowledged
 PULL_MAX = 10_000             # journal records one pull reads at most
@@ -36,15 +35,6 @@ PULL_MAX = 10_000             # journal records one pull reads at most
 # The ops a member hears of, by the name a notice carries.
 NOTICE_KINDS = {int(OpType.SWIPE): "swipe", int(OpType.RECHARGE): "recharge",
                 int(OpType.REFUND): "refund", int(OpType.USE_COUNT): "count_use"}
-
-
-class NotifyOp(IntEnum):
-    """Journal op types of notifications (range 150..154)."""
-
-    NOTICES_ACK = 150
-
-
-register_op_names(NotifyOp)
 
 
 def cursor(engine: Engine) -> int:

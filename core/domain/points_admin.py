@@ -18,29 +18,15 @@ import dataclasses
 import json
 from concurrent.futures import Future
 from dataclasses import dataclass
-from enum import IntEnum
 
 import numpy as np
 
 from core import _fastpath
 from core.domain.levels import maybe_upgrade
 from core.engine.storage import u32
-from core.engine.writer import AdminContext, Engine, register_op_names
-from core.records import CARD, CATEGORY_COUNT, CardFlag, CardStatus, OpFlag, Result
+from core.engine.writer import AdminContext, Engine
+from core.records import CARD, CATEGORY_COUNT, CardFlag, CardStatus, OpFlag, PointsOp, Result
 from core.rules import RulesConfig
-
-
-class PointsOp(IntEnum):
-    """Journal op types of points administration (range 60..69)."""
-
-    POINTS_ADJUST = 60
-    POINTS_MAKE_UP = 61
-    GIFT_PUT = 62
-    GIFT_REDEEM = 63
-
-
-assert all(60 <= op <= 69 for op in PointsOp)
-register_op_names(PointsOp)
 
 # A make-up is accepted for a receipt at most this old (the seed: within 24 hours).
 MAKE_UP_WINDOW_S = 24 * 3_600

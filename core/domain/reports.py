@@ -342,7 +342,7 @@ def top_skus(engine, date_from: str, date_to: str, n: int = 10, *, stores=None) 
 
 
 def _liability_class(op_types: np.ndarray) -> dict[str, np.ndarray]:
-    names = np.array([OP_NAMES.get(int(t), "") for t in op_types.tolist()], dtype=object)
+    names = np.array([OP_NAMES.get(int(t), "").lower() for t in op_types.tolist()], dtype=object)
     fee = np.array(["fee" in n for n in names], bool)
     expired = np.array([("expire" in n or "forfeit" in n) for n in names], bool)
     deposit = np.array(["deposit" in n for n in names], bool)

@@ -42,6 +42,7 @@ from core.records import (
     ITEM,
     JOURNAL,
     OP,
+    OP_NAMES,
     PIN_DIGITS_MAX,
     PIN_DIGITS_MIN,
     RESULT,
@@ -80,21 +81,13 @@ def _fail(fut: Future, exc: BaseException) -> None:
         fut.set_exception(exc)
 
 
-# Names of journal op types, for audit events: the engine's own and those that admin
-# modules register (members, chain, ...).
-OP_NAMES: dict[int, str] = {}
-
-
-def register_op_names(names: dict[int, str] | type) -> None:
-    """Register the names of a module's op types (an IntEnum or a dict)."""
-    items = names.items() if isinstance(names, dict) else ((int(m), m.name) for m in names)
-    for code, name in items:
-        if OP_NAMES.get(int(code), name) != name:
-            raise ValueError(f"op type {code} is already {OP_NAMES[int(code)]}")
-        OP_NAMES[int(code)] = name
-
-
-register_op_names(OpType)
+def _op_code(op_type: int) -> int:
+    """An op code an admin op may journal: one of core.records' table, or ValueError
+    (a programming error: the code would be journalled without a name)."""
+    code = int(op_type)
+    if code not in OP_NAMES:
+        raise ValueError(f"op type {code} is not in core.records.OP_NAMES")
+    return code
 
 
 class EngineClosed(RuntimeError):
@@ -336,7 +329,7 @@ class AdminContext:
         card). fields set the record's other columns (amount_fen, points_delta, ...)."""
         rec = np.zeros(1, dtype=JOURNAL)
         seq = self._engine._next_seq + self._n
-        rec["seq"], rec["time_s"], rec["op_type"], rec["result"] = seq, self.now, op_type, Result.OK
+        rec["seq"], rec["time_s"], rec["op_type"], rec["result"] = seq, self.now, _op_code(op_type), Result.OK
         rec["client_hi"], rec["client_lo"] = self.client
         rec["rules_version"] = self.rules.version
         rec["store_id"], rec["operator_id"] = self.store_id, self.operator_id
@@ -359,7 +352,7 @@ class AdminContext:
         first = self._engine._next_seq + self._n
         recs = np.zeros(n, dtype=JOURNAL)
         recs["seq"] = np.arange(first, first + n, dtype=np.uint64)
-        recs["time_s"], recs["op_type"], recs["result"] = self.now, op_type, Result.OK
+        recs["time_s"], recs["op_type"], recs["result"] = self.now, _op_code(op_type), Result.OK
         recs["client_hi"], recs["client_lo"] = self.client
         recs["rules_version"] = self.rules.version
         recs["store_id"], recs["operator_id"] = self.store_id, self.operator_id
@@ -628,13 +621,12 @@ class Engine:
             self._round: _Round | None = None
             self._last_id_prune = time.monotonic()
             self._checkpoint_seq = checkpoint_seq
-            last = checkpoint_seq
+            # The journal tail is published from the checkpoint on, in order.
+            self._last_seq = checkpoint_seq
             self._work = None
             for block in self.store.journal_blocks(txn, checkpoint_seq):
-                block = block.copy()
-                self._publish_committed(block, None, claim_ids=True)
-                last = int(block[-1]["seq"])
-            self._last_seq = max(last, self.store.last_seq(txn))
+                self._publish_committed(block.copy(), None, claim_ids=True)
+            self._last_seq = max(self._last_seq, self.store.last_seq(txn))
             self._next_seq = self._last_seq + 1
             self._work = self._cards.copy()
             self._coupons_work = self._coupons.copy()
@@ -706,10 +698,15 @@ class Engine:
 
     def _publish_committed(self, recs: np.ndarray, slots: np.ndarray | None,
                            claim_ids: bool) -> None:
-        """Make durable records visible to readers and to the next checkpoint."""
+        """Make durable records visible to readers and to the next checkpoint. Records
+        are published in journal order, each once: recs are contiguous and follow the
+        last published seq (checked before anything changes)."""
         n = len(recs)
         if n == 0:
             return
+        seqs = recs["seq"]
+        assert int(seqs[0]) == self._last_seq + 1 and (n == 1 or bool(np.all(np.diff(seqs) == 1))), \
+            f"publish of seqs {int(seqs[0])}..{int(seqs[-1])} ({n} records) after {self._last_seq}"
         if claim_ids:
             # Each op's first record claims its client id (recovery and admin ops; hot
             # batches claimed theirs when applied).
@@ -839,9 +836,10 @@ class Engine:
         """Run an admin op through the writer: build(ctx) checks and changes state inside
         the writer's write transaction; its journal records, database writes and audit
         event commit together, or (ctx.reject / any exception) nothing does. Idempotent
-        by client id: a repeat returns the first op's result value. Returns
+        by client id: a repeat returns the first op's result value. op_type is a code of
+        core.records.OP_NAMES (ValueError otherwise, as for ctx.emit*). Returns
         Future[AdminResult]."""
-        item = _Cold(split_client_id(client_id), build, Future(), int(op_type),
+        item = _Cold(split_client_id(client_id), build, Future(), _op_code(op_type),
                      int(operator_id), int(store_id))
         self._enqueue(item)
         return item.future
@@ -1436,7 +1434,7 @@ class Engine:
                     value = item.build(ctx)
                     recs = ctx._journal()
                     self.store.put_journal(txn, recs)
-                    event = {"op": OP_NAMES.get(item.op_type, item.op_type), "time_s": now, "operator_id": item.operator_id,
+                    event = {"op": OP_NAMES[item.op_type], "time_s": now, "operator_id": item.operator_id,
                              "store_id": item.store_id, "detail": ctx.detail, "result": value}
                     txn.put(u64(int(recs[0]["seq"])), json.dumps(event, default=str).encode(),
                             db=self.store.db["events"])

@@ -15,6 +15,7 @@ from google.protobuf.json_format import MessageToDict
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
+from core.records import CLIENT_ID_BYTES
 from server.mms_pb import admin_pb2_grpc
 
 DEFAULT_TARGET = "127.0.0.1:7000"
@@ -74,8 +75,8 @@ def auth_metadata(args, token: str | None = None):
 def client_id_arg(args) -> bytes:
     if getattr(args, "client_id", None):
         cid = bytes.fromhex(args.client_id)
-        if len(cid) != 16:
-            raise CliError("--client-id is 32 hex digits")
+        if len(cid) != CLIENT_ID_BYTES:
+            raise CliError(f"--client-id is {2 * CLIENT_ID_BYTES} hex digits")
         return cid
     return uuid.uuid4().bytes
 

@@ -15,7 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import generate_latest
 
-from core.records import OP_NAMES, RESULT_NAMES
+from core.records import RESULT_NAMES, op_label
 
 # Latency buckets from 0.1 ms to 10 s: a lone swipe commits in about a millisecond,
 # a full stream batch in tens of milliseconds.
@@ -112,7 +112,7 @@ class Metrics:
             child = self._ops.get(key)
             if child is None:
                 op_type, code = divmod(key, 256)
-                child = self._ops[key] = self.ops.labels(OP_NAMES.get(op_type, str(op_type)),
+                child = self._ops[key] = self.ops.labels(op_label(op_type),
                                                          RESULT_NAMES.get(code, str(code)))
             child.inc(count)
 

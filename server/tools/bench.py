@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sys
 import tempfile
 import time
@@ -27,6 +26,7 @@ import urllib.request
 import grpc
 import numpy as np
 
+from core.records import new_client_id, new_client_ids
 from server.client import aio_channel, auth, stubs
 from server.mms_pb import pos_pb2, types_pb2
 from server.tools import loadgen
@@ -86,7 +86,7 @@ async def _stream_worker(pos, token: str, cards: np.ndarray, batch: int, deadlin
             req = pos_pb2.SwipeStreamRequest()
             req.CopyFrom(templates[i % TEMPLATES])
             req.batch_id = i
-            req.swipes.client_ids = os.urandom(16 * batch)
+            req.swipes.client_ids = new_client_ids(batch)
             sent_at[i] = time.perf_counter()
             await call.write(req)
             i += 1
@@ -125,7 +125,7 @@ async def _unary_worker(pos, token: str, cards: np.ndarray, deadline: float, rec
             next_at += interval_s
         t0 = time.perf_counter()
         try:
-            await pos.Swipe(pos_pb2.SwipeRequest(client_id=os.urandom(16), card_no=nos[i % 4096],
+            await pos.Swipe(pos_pb2.SwipeRequest(client_id=new_client_id(), card_no=nos[i % 4096],
                                                  amount_fen=amounts[i % 4096]), metadata=md)
             rec.ok += 1
         except grpc.aio.AioRpcError as e:

@@ -25,7 +25,7 @@ import lmdb
 import numpy as np
 
 from core import CommitInfo, Engine, EngineConfig
-from core.records import CARD, ITEM, JOURNAL, OP, RESULT, OpType
+from core.records import CARD, ITEM, JOURNAL, OP, RESULT, OpType, new_client_id
 from core.rules import CouponTemplate, RulesConfig
 
 ISSUE_CHUNK = 1_000_000
@@ -134,7 +134,7 @@ def prepare(path: str, n_cards: int, batch: int, coupons: bool = True) -> None:
                 rules=rules) as eng:
         nos = np.arange(1, n_cards + 1, dtype=np.uint64)
         for k in range(0, n_cards, ISSUE_CHUNK):
-            eng.issue_cards(nos[k:k + ISSUE_CHUNK], os.urandom(16)).result()
+            eng.issue_cards(nos[k:k + ISSUE_CHUNK], new_client_id()).result()
         futs: list = []
         for k in range(0, n_cards, batch):
             if len(futs) >= 32:  # stay well inside the engine's queue bound
@@ -151,7 +151,7 @@ def prepare(path: str, n_cards: int, batch: int, coupons: bool = True) -> None:
             f.result()
         if coupons:
             for k in range(0, n_cards, ISSUE_CHUNK):
-                eng.issue_coupons(1, nos[k:k + ISSUE_CHUNK], os.urandom(16)).result()
+                eng.issue_coupons(1, nos[k:k + ISSUE_CHUNK], new_client_id()).result()
 
 
 def run_engine(path: str, n_cards: int, n_ops: int, batch: int, seed: int,

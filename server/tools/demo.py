@@ -21,6 +21,7 @@ from collections import Counter
 import grpc
 import numpy as np
 
+from core.records import new_client_id, new_client_ids
 from server.client import aio_channel, auth, error_reason, stubs
 from server.mms_pb import pos_pb2, types_pb2
 from server.rpc.auth import revoke_terminal
@@ -104,7 +105,7 @@ async def gateway(pos, token: str, store: int, cards: list[int], stop: float, t:
             sent[i] = time.perf_counter()
             await call.write(pos_pb2.SwipeStreamRequest(
                 batch_id=i, store_id=store, swipes=types_pb2.SwipeColumns(
-                    client_ids=os.urandom(16 * GATEWAY_BATCH), card_nos=nos, amount_fen=amounts,
+                    client_ids=new_client_ids(GATEWAY_BATCH), card_nos=nos, amount_fen=amounts,
                     category=[rng.randrange(20)] * GATEWAY_BATCH)))
             i += 1
         await call.done_writing()
@@ -126,7 +127,7 @@ async def gateway(pos, token: str, store: int, cards: list[int], stop: float, t:
 async def till(pos, token: str, bad_token: str, store: int, cards: list[int], stop: float,
                t: Tally, rng: random.Random) -> None:
     while time.monotonic() < stop:
-        req = pos_pb2.SwipeRequest(client_id=os.urandom(16), card_no=rng.choice(cards),
+        req = pos_pb2.SwipeRequest(client_id=new_client_id(), card_no=rng.choice(cards),
                                    amount_fen=rng.randint(100, 8_000), store_id=store)
         md = auth(token)
         if rng.random() < BAD_SHARE:
@@ -155,7 +156,7 @@ async def desk(pos, token: str, cards: list[int], stop: float, t: Tally,
         amount = rng.choice((5_000, 10_000, 20_000, 50_000, 100_000))
         try:
             await pos.Recharge(pos_pb2.RechargeRequest(
-                client_id=os.urandom(16), card_no=rng.choice(cards), amount_fen=amount),
+                client_id=new_client_id(), card_no=rng.choice(cards), amount_fen=amount),
                 metadata=auth(token))
             t.recharges += 1
         except grpc.aio.AioRpcError as e:

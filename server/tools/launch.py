@@ -12,6 +12,7 @@ import sys
 import threading
 from dataclasses import dataclass, field
 
+from core.records import new_client_id, new_client_ids
 from server.rpc.auth import Terminal, new_token, save_terminals, token_hash
 
 # The checkout: server/tools/launch.py is three levels below it.
@@ -154,7 +155,7 @@ async def issue_and_fund(admin, pos, admin_token: str, pos_token: str, card_nos:
     for lo in range(0, len(card_nos), chunk):
         part = card_nos[lo:lo + chunk]
         await admin.IssueCards(admin_pb2.IssueCardsRequest(
-            client_id=os.urandom(16), card_nos=part, member_ids=part), metadata=auth(admin_token))
+            client_id=new_client_id(), card_nos=part, member_ids=part), metadata=auth(admin_token))
     amounts = fund_fen if isinstance(fund_fen, list) else [fund_fen] * len(card_nos)
     funded = [(no, a) for no, a in zip(card_nos, amounts, strict=True) if a > 0]
 
@@ -162,7 +163,7 @@ async def issue_and_fund(admin, pos, admin_token: str, pos_token: str, card_nos:
         for lo in range(0, len(funded), chunk):
             part = funded[lo:lo + chunk]
             yield pos_pb2.BulkRechargeRequest(
-                client_ids=os.urandom(16 * len(part)), card_nos=[p[0] for p in part],
+                client_ids=new_client_ids(len(part)), card_nos=[p[0] for p in part],
                 amount_fen=[p[1] for p in part], line_numbers=list(range(lo, lo + len(part))))
 
     if funded:

@@ -300,7 +300,7 @@ def test_a_stale_state_is_never_advanced_by_a_write(tmp_path):
         st = json.loads(ctx.get("member_meta", b"index"))
         ctx.put("member_meta", b"index", json.dumps({**st, "gen": st["gen"] - 1}).encode())
 
-    eng.admin(cid(), 99, forge).result()
+    eng.admin(cid(), members.MemberOp.MEMBER_UPDATE, forge).result()
     ms.create({"name": "After"}, cid())
     with eng.store.read() as txn:
         meta = eng.store.db["member_meta"]
@@ -320,7 +320,7 @@ def test_write_into_a_corrupt_chunk_drops_the_state(tmp_path):
         v[-1] ^= 1
         ctx.put("member_index", (0).to_bytes(8, "big"), bytes(v))
 
-    eng.admin(cid(), 99, corrupt).result()
+    eng.admin(cid(), members.MemberOp.MEMBER_UPDATE, corrupt).result()
     ms.update(1, {"name": "Fixed"}, cid())
     with eng.store.read() as txn:
         assert txn.get(b"index", db=eng.store.db["member_meta"]) is None

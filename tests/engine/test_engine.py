@@ -258,11 +258,11 @@ def test_admin_ops_commit_whole_or_not_at_all_and_replay_their_result(tmp_path, 
         ctx.reject(Result.OP_TYPE_INVALID, "changed my mind")
 
     last = eng.stats()["last_seq"]
-    bad = eng.admin(b"b" * 16, 200, half_then_reject).result()
+    bad = eng.admin(b"b" * 16, OpType.SET_STATUS, half_then_reject).result()
     assert bad.code == Result.OP_TYPE_INVALID and eng.stats()["last_seq"] == last
-    good = eng.admin(b"a" * 16, 201, add_note, operator_id=9).result()
+    good = eng.admin(b"a" * 16, OpType.SET_STATUS, add_note, operator_id=9).result()
     assert good.code == Result.OK and good.value == {"ok": True}
-    again = eng.admin(b"a" * 16, 201, add_note).result()
+    again = eng.admin(b"a" * 16, OpType.SET_STATUS, add_note).result()
     assert again.replayed and again.value == {"ok": True} and again.seq == good.seq
     assert eng.card(1)["flags"] == 7
     with eng.store.read() as txn:
@@ -270,6 +270,55 @@ def test_admin_ops_commit_whole_or_not_at_all_and_replay_their_result(tmp_path, 
         assert txn.get(b"k", db=db) == b"v" and txn.get(b"k2", db=db) is None
     rec = eng.journal(good.seq, 1)[0]
     assert int(rec["operator_id"]) == 9 and int(rec["after"]["flags"]) == 7
+    eng.close()
+
+
+def test_admin_ops_journal_only_codes_of_the_op_table(tmp_path, clock):
+    """An op code outside core.records.OP_NAMES would be journalled without a name (its
+    audit event, card journal line and metrics label would show a number): the engine
+    refuses it at admin() and at every emit, and the op changes nothing."""
+    eng = Engine(str(tmp_path), clock=clock)
+    eng.issue_cards([1], os.urandom(16)).result()
+    with pytest.raises(ValueError, match="not in core.records.OP_NAMES"):
+        eng.admin(os.urandom(16), 99, lambda ctx: None)
+    last = eng.stats()["last_seq"]
+
+    def emit_unknown(ctx, how):
+        card = ctx.card(1)
+        card["flags"] = 3
+        if how == "emit":
+            ctx.emit(201, card)
+        elif how == "emit_updates":
+            ctx.emit_updates(201, np.array([card]))
+        else:
+            ctx.emit_cards(201, np.array([card]))
+
+    for how in ("emit", "emit_updates", "emit_cards"):
+        with pytest.raises(ValueError, match="op type 201"):
+            eng.admin(os.urandom(16), OpType.SET_STATUS, lambda ctx, h=how: emit_unknown(ctx, h)).result()
+    assert eng.stats()["last_seq"] == last and eng.card(1)["flags"] == 0
+    eng.close()
+
+
+def test_publish_asserts_records_are_contiguous_and_follow_the_last_seq(tmp_path, clock):
+    """The committer publishes each durable record once, in journal order: a block that
+    skips a seq, repeats one or has a hole inside is refused before anything changes."""
+    eng = Engine(str(tmp_path), clock=clock)
+    eng.issue_cards([1, 2], os.urandom(16)).result()
+    assert eng.recharge(1, 100, os.urandom(16)).result().codes[0] == Result.OK
+    eng.close()
+    eng = Engine(str(tmp_path), clock=clock)  # recovery publishes the tail in order
+    last = eng.stats()["last_seq"]
+    recs = eng.journal(1, 10)
+    assert len(recs) == last >= 3
+    before = (eng.card(1), eng.card(2), eng.stats()["last_seq"])
+    for seqs in ([last + 2], [last], [last + 1, last + 3], [last + 1, last + 1]):
+        block = np.repeat(recs[-1:], len(seqs))
+        block["seq"] = seqs
+        block["after"]["principal_fen"] = 12_345
+        with pytest.raises(AssertionError, match="publish of seqs"):
+            eng._publish_committed(block, None, claim_ids=False)
+        assert (eng.card(1), eng.card(2), eng.stats()["last_seq"]) == before
     eng.close()
 
 

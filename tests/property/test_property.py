@@ -110,8 +110,19 @@ def card_tables(draw) -> list[dict]:
     nos = draw(st.lists(st.sampled_from(CARD_NOS), min_size=1, max_size=5, unique=True))
     cards = []
     for no in nos:
+        # Points are their lots plus the permanent ones (the card invariant a debug build
+        # of the fast path checks): small and made of the lots, or any count with the
+        # permanent points the rest.
+        lots = (draw(st.sampled_from([0, 0, 7])), draw(st.sampled_from([0, 11])),
+                draw(st.sampled_from([0, 13])))
+        if draw(st.booleans()):
+            permanent = draw(st.sampled_from([0, 17]))
+            points = sum(lots) + permanent
+        else:
+            points = max(draw(counter), sum(lots))
+            permanent = points - sum(lots)
         cards.append(blank_card(
-            no, principal_fen=draw(balance), bonus_fen=draw(balance), points=draw(counter),
+            no, principal_fen=draw(balance), bonus_fen=draw(balance), points=points,
             spend_total_fen=draw(counter), period_spend_fen=draw(counter),
             period_points=draw(counter),
             period_recharge_fen=draw(st.one_of(st.integers(0, 60_000),
@@ -125,10 +136,8 @@ def card_tables(draw) -> list[dict]:
             count_service=draw(st.sampled_from([0, 0, 1, 2])),
             count_uses=draw(st.sampled_from([0, 1, 5, 2**31 - 1])),
             lot_year=draw(st.sampled_from([0, 0, 2021, 2022, 2023, 2024])),
-            lot0_points=draw(st.sampled_from([0, 0, 7])),
-            lot1_points=draw(st.sampled_from([0, 11])),
-            lot2_points=draw(st.sampled_from([0, 13])),
-            permanent_points=draw(st.sampled_from([0, 17]))))
+            lot0_points=lots[0], lot1_points=lots[1], lot2_points=lots[2],
+            permanent_points=permanent))
     return cards
 
 

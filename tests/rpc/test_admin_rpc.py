@@ -5,16 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import urllib.request
 
 import grpc
 import pytest
 from common import cid
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
+from prometheus_client.parser import text_string_to_metric_families
 
 from core import Engine
 from core.domain.chain import Chain, ChainConfig
 from core.domain.members import MemberStore
+from core.records import OP_NAMES, op_label
 from server.mms_pb import admin_pb2, admin_pb2_grpc, pos_pb2, pos_pb2_grpc, types_pb2
 from server.rpc.app import MmsServer
 from server.rpc.auth import Registry
@@ -27,15 +30,18 @@ PW = "password-1"
 
 
 class Env:
-    def __init__(self, data: str, config: ChainConfig = CHEAP, *, clock=None) -> None:
-        self.engine = Engine(data, clock=clock)
+    def __init__(self, data: str, config: ChainConfig = CHEAP, *, clock=None,
+                 metrics_listen: str | None = None) -> None:
+        self.metrics = Metrics()
+        self.engine = Engine(data, clock=clock, observer=self.metrics)
         self.chain = Chain(self.engine, config)
         self.members = MemberStore(self.engine, key=bytes(32))
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
-        self.server = MmsServer(self.engine, Registry([]), Metrics(), chain=self.chain,
-                                members=self.members, bootstrap_token=BOOT, metrics_listen=None)
+        self.server = MmsServer(self.engine, Registry([]), self.metrics, chain=self.chain,
+                                members=self.members, bootstrap_token=BOOT,
+                                metrics_listen=metrics_listen)
         asyncio.run_coroutine_threadsafe(self.server.start(), self.loop).result(30)
         self.channel = grpc.insecure_channel(f"127.0.0.1:{self.server.port}")
         self.admin = admin_pb2_grpc.AdminServiceStub(self.channel)
@@ -70,14 +76,19 @@ def failure(fn, *args, **kw) -> tuple[grpc.StatusCode, str]:
     return ei.value.code(), info.reason
 
 
-@pytest.fixture(scope="module")
-def env(tmp_path_factory):
-    e = Env(str(tmp_path_factory.mktemp("admin")))
+def bootstrap(e: Env) -> None:
+    """The chain, its root admin logged in."""
     md = (("authorization", f"Bearer {BOOT}"),)
     e.admin.Bootstrap(admin_pb2.BootstrapRequest(client_id=cid(), chain_name="Chain",
                                                  admin_login="root", admin_password=PW),
                       metadata=md, timeout=30)
     e.login("root")
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    e = Env(str(tmp_path_factory.mktemp("admin")))
+    bootstrap(e)
     region = e.call("root", "CreateNode", admin_pb2.CreateNodeRequest(
         client_id=cid(), kind=admin_pb2.NODE_KIND_REGION, parent_id=1, name="North")).node
     for sid in (11, 12):
@@ -348,3 +359,33 @@ def test_set_rules_changes_the_fields_it_names(env):
     put({k: v for k, v in original.items() if k != "version"})
     assert {k: v for k, v in rules().items() if k != "version"} == \
         {k: v for k, v in original.items() if k != "version"}
+
+
+def test_metrics_label_every_admin_op_by_its_name(tmp_path):
+    """mms_ops_total's op_type label is the op's name from the one op table (lower
+    case) for the domains' ops too (chain, members, the audited reveal), never a number."""
+    e = Env(str(tmp_path), metrics_listen="127.0.0.1:0")
+    try:
+        bootstrap(e)
+        region = e.call("root", "CreateNode", admin_pb2.CreateNodeRequest(
+            client_id=cid(), kind=admin_pb2.NODE_KIND_REGION, parent_id=1, name="R")).node
+        e.call("root", "CreateNode", admin_pb2.CreateNodeRequest(
+            client_id=cid(), kind=admin_pb2.NODE_KIND_STORE, parent_id=region.node_id,
+            name="S", node_id=21))
+        mid = add_member(e, "root", "Label Me", "13912345678", store=21)
+        e.call("root", "GetMember", admin_pb2.GetMemberRequest(member_id=mid, reveal=False))
+        e.call("root", "CreateOperator", admin_pb2.CreateOperatorRequest(
+            client_id=cid(), login="desk21", password=PW, role="customer_service",
+            home_store_id=21))
+        e.login("desk21")
+        e.call("desk21", "GetMember", admin_pb2.GetMemberRequest(member_id=mid, reveal=True))
+        with urllib.request.urlopen(f"http://127.0.0.1:{e.server.metrics_port}/metrics",
+                                    timeout=10) as f:
+            text = f.read().decode()
+    finally:
+        e.close()
+    ops = {s.labels["op_type"] for fam in text_string_to_metric_families(text)
+           for s in fam.samples if s.name == "mms_ops_total"}
+    assert {"bootstrap", "login", "node_create", "member_create", "operator_create",
+            "member_reveal"} <= ops
+    assert ops <= {op_label(c) for c in OP_NAMES} and not any(o.isdigit() for o in ops)

@@ -27,7 +27,7 @@ from common import ROOT
 from prometheus_client.parser import text_string_to_metric_families
 from test_server_rpc import CARDS, Running
 
-from core.records import OP_NAMES, RESULT_NAMES
+from core.records import OP_NAMES, RESULT_NAMES, op_label
 from server.mms_pb import admin_pb2, admin_pb2_grpc, pos_pb2, pos_pb2_grpc
 
 RULES = ROOT / "ops" / "prometheus" / "mms-alerts.yml"
@@ -211,7 +211,7 @@ def exported(tmp_path_factory) -> Exported:
         "grpc_method": set().union(*services.values()),
         "grpc_code": {c.name for c in grpc.StatusCode},
         "grpc_type": types,
-        "op_type": set(OP_NAMES.values()),
+        "op_type": {op_label(code) for code in OP_NAMES},
         "result": set(RESULT_NAMES.values()),
     }
     # The value sets above come from the code; what the scrape shows must lie within them.

@@ -116,3 +116,12 @@ def test_the_type_stub_names_what_the_module_has():
             assert declared.get(n) == {m.name for m in obj}, n
         elif n.isupper() or isinstance(obj, type) or callable(obj):
             assert n in declared, f"{n} is missing from core/_fastpath.pyi"
+
+
+def test_a_release_build_has_no_debug_checks():
+    """The fast path's debug checks (MMS_DEBUG=1, README "Debug build") compile away in
+    a release build: not even their messages are in the module. A debug build has them."""
+    from pathlib import Path
+    binary = Path(_fastpath.__file__).read_bytes()
+    has_checks = b"debug check failed" in binary and b"points != lot0" in binary
+    assert has_checks == bool(_fastpath.DEBUG_CHECKS)

@@ -45,7 +45,6 @@ from core.domain.members import (
     PROFILE_FIELDS,
     SEARCH_LIMIT_MAX,
     MemberError,
-    MemberOp,
     MemberQuery,
     MemberStatus,
     read_csv,
@@ -54,8 +53,15 @@ from core.domain.members import (
 from core.domain.points import expire_points, remind_expiring_points
 from core.domain.rbac import PermissionDenied, Role, is_store_scoped, store_filter
 from core.domain.rbac import authorize as rbac_authorize
-from core.engine.writer import OP_NAMES, register_op_names
-from core.records import PIN_DIGITS_MAX, PIN_DIGITS_MIN, CardStatus, Result, is_ascii_digits
+from core.records import (
+    PIN_DIGITS_MAX,
+    PIN_DIGITS_MIN,
+    AuditOp,
+    CardStatus,
+    Result,
+    is_ascii_digits,
+    op_name,
+)
 from core.rules import RULES_JSON_CHARS_MAX, loads_bounded
 from server.mms_pb import admin_pb2, admin_pb2_grpc
 from server.rpc.auth import (
@@ -79,13 +85,6 @@ log = logging.getLogger("mms.admin")
 # Roles that may see a member's phone and ID number in full: the people who talk to the
 # member (the service desk and the store's manager). Every reveal is an audited op.
 REVEAL_ROLES = frozenset({Role.STORE_MANAGER, Role.CUSTOMER_SERVICE})
-# The journal op of a reveal: a read, journalled only so the audit trail shows who saw
-# which member's PII. Chosen clear of the engine's (< 100), members' (100..119) and the
-# chain's (120..149) op types; register_op_names refuses a clash at import.
-MEMBER_REVEAL_OP = 190
-register_op_names({MEMBER_REVEAL_OP: "MEMBER_REVEAL"})
-# core.domain.members keeps its op types as numbers in audit events; AuditLog names them.
-_MEMBER_OP_NAMES = {int(m): m.name for m in MemberOp}
 
 # An uploaded import file may be this large; a million members in CSV is about 150 MB.
 IMPORT_BYTES_MAX = 512 * 1024 * 1024
@@ -500,9 +499,7 @@ async def reset_password(call: Call, req):
 
 def _op_name(op: object) -> str:
     """Events written before an op type had a name carry its number."""
-    if isinstance(op, int):
-        return OP_NAMES.get(op) or _MEMBER_OP_NAMES.get(op) or str(op)
-    return str(op)
+    return str(op_name(op))
 
 
 @handler("AuditLog")
@@ -602,7 +599,7 @@ def _audit_reveal(call: Call, member_id: int, store: int | None) -> None:
         ctx.detail = detail
         return detail
 
-    r = call.engine.admin(os.urandom(CLIENT_ID_BYTES), MEMBER_REVEAL_OP, build,
+    r = call.engine.admin(os.urandom(CLIENT_ID_BYTES), AuditOp.MEMBER_REVEAL, build,
                           operator_id=call.operator_id, store_id=store or 0).result()
     _check(r)
 
@@ -845,7 +842,7 @@ async def get_card_journal(call: Call, req):
     for r in recs:
         after = r["after"]
         out.entries.add(
-            seq=int(r["seq"]), op=OP_NAMES.get(int(r["op_type"]), str(int(r["op_type"]))),
+            seq=int(r["seq"]), op=str(op_name(int(r["op_type"]))),
             time_s=int(r["time_s"]), store_id=int(r["store_id"]),
             terminal_id=int(r["terminal_id"]), operator_id=int(r["operator_id"]),
             amount_fen=int(r["amount_fen"]), principal_delta_fen=int(r["principal_delta_fen"]),
