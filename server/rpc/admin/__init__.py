@@ -2,7 +2,16 @@
 permission, store scope) and the handler table; every other module registers its
 handlers with @handler on import, so importing this package gives the whole service."""
 
-from server.rpc.admin import base, cards, coupons, notify, reports  # noqa: F401 (registration)
+from server.rpc.admin import (  # noqa: F401 (each registers its handlers)
+    base,
+    cards,
+    chain,
+    coupons,
+    members,
+    notify,
+    reports,
+    rules,
+)
 from server.rpc.admin.base import AdminService
 
 __all__ = ["AdminService"]

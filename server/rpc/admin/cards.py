@@ -1,4 +1,6 @@
-"""AdminService handlers for the card lifecycle, levels and points administration.
+"""AdminService handlers for cards: issue by card type, status, PIN, the journal across
+replacements, the card lifecycle (replace, renew, fees, dormancy), levels and points
+administration.
 
 Each handler follows server.rpc.admin.base's pattern: the client id, the scope of the data (a
 card's member's home store, else where the caller acts; None for chain-wide runs and
@@ -22,13 +24,24 @@ from __future__ import annotations
 import dataclasses
 
 import grpc
+import numpy as np
 
 from core.domain import cards, levels, points_admin
-from core.domain.rbac import PermissionDenied
+from core.domain.rbac import PermissionDenied, is_store_scoped
 from core.domain.rbac import authorize as rbac_authorize
+from core.records import PIN_DIGITS_MAX, PIN_DIGITS_MIN, CardStatus, is_ascii_digits, op_name
 from server.mms_pb import admin_pb2
-from server.rpc.admin.base import Call, _outcome, client_id, handler
-from server.rpc.errors import RpcFailure, page_limit
+from server.rpc.admin.base import (
+    CARD_JOURNAL_DEFAULT,
+    CARD_JOURNAL_MAX,
+    Call,
+    _check,
+    _outcome,
+    client_id,
+    handler,
+)
+from server.rpc.codec import card_pb
+from server.rpc.errors import RpcFailure, invalid, page_limit
 
 LEVEL_HISTORY_MAX = 1000
 LEVEL_HISTORY_DEFAULT = 100
@@ -274,3 +287,118 @@ async def redeem_gift(call: Call, req):
                                         points=int(v.get("points", 0)),
                                         stock=int(v.get("stock", 0)), outcome=_outcome(r),
                                         coupon_ids=[int(i) for i in v.get("coupon_ids", [])])
+
+
+# --- cards --------------------------------------------------------------------------------
+
+@handler("IssueCards", auth="terminal")
+async def issue_cards(call: Call, req):
+    operator_id = 0
+    store = req.store_id
+    if call.legacy_admin_terminal() is None:
+        own = call.act_store()
+        scope = req.store_id or own
+        p = call.authorize("card.issue", scope)
+        operator_id, store = int(p.operator_id), scope or 0
+    cid = client_id(req)
+    n = len(req.card_nos)
+    issue_max = call.engine.config.issue_max_cards
+    if not 1 <= n <= issue_max:
+        raise invalid("BATCH_SIZE", f"issue 1..{issue_max} cards per call, not {n}")
+    if req.member_ids and len(req.member_ids) != n:
+        raise invalid("COLUMN_LENGTH", "member_ids must be empty or one per card",
+                      column="member_ids")
+    if req.expires_at_s:
+        raise invalid("SET_BY_CARD_TYPE", "the card type sets the validity; leave "
+                      "expires_at_s 0", field="expires_at_s")
+    if operator_id and is_store_scoped(call.principal().role):
+        for mid in sorted(set(req.member_ids) - {0}):
+            call.authorize("card.issue", call.member_store(mid))
+        if req.primary_card_no:
+            # A supplementary card spends the primary's money: the primary's store.
+            call.authorize("card.issue", call.card_scope(req.primary_card_no))
+    if req.level:
+        t = await call.run(cards.get_card_type, call.engine, int(req.type_id)) if req.type_id \
+            else cards.default_type(0)
+        if t is None or int(req.level) != t.initial_level:
+            raise invalid("SET_BY_CARD_TYPE", "the card type sets the starting level; leave "
+                          "level 0", field="level")
+    nos = np.array(req.card_nos, dtype=np.uint64)
+    members = np.array(req.member_ids, dtype=np.uint64) if req.member_ids else None
+    r = await call.cold(lambda: cards.issue_cards(
+        call.engine, nos, cid, type_id=int(req.type_id), member_ids=members,
+        paid_fen=int(req.paid_fen), primary_card_no=int(req.primary_card_no),
+        supp_limit_fen=int(req.supp_limit_fen), operator_id=operator_id, store_id=store))
+    v = r.value or {}
+    return admin_pb2.IssueCardsResponse(
+        code=int(r.code), replayed=r.replayed, seq=r.seq, detail=r.detail,
+        cards=int(v.get("cards", 0)), fees_fen=int(v.get("fees_fen", 0)),
+        deposit_fen=int(v.get("deposit_fen", 0)), expires_at_s=int(v.get("expires_at_s", 0)),
+        level=int(v.get("level", 0)), count_uses=int(v.get("count_uses", 0)))
+
+
+@handler("ShowCard")
+async def show_card(call: Call, req):
+    # Reading a card is reading its member's data (like GetCardJournal).
+    call.authorize("member.read", call.card_scope(req.card_no))
+    return admin_pb2.ShowCardResponse(card=card_pb(call.engine.card(int(req.card_no))))
+
+
+@handler("SetCardStatus", auth="terminal")
+async def set_card_status(call: Call, req):
+    operator_id, store = 0, 0
+    if call.legacy_admin_terminal() is None:
+        scope = call.card_scope(req.card_no)
+        operator_id, store = call.authorize("card.status", scope).operator_id, scope or 0
+    cid = client_id(req)
+    if req.status not in {int(s) for s in CardStatus if int(s) != 0}:
+        raise invalid("STATUS_INVALID", f"status {req.status} is not a card status")
+    r = await call.svc.bridge.cold(lambda: call.engine.set_card_status(
+        int(req.card_no), int(req.status), cid, operator_id=int(operator_id), store_id=store))
+    _check(r)
+    return admin_pb2.SetCardStatusResponse(code=int(r.code), replayed=r.replayed, seq=r.seq,
+                                           detail=r.detail)
+
+
+@handler("SetPin")
+async def set_pin(call: Call, req):
+    cid = client_id(req)
+    scope = call.card_scope(req.card_no)
+    # Choosing the first PIN is part of issuing the card; changing one is the desk's.
+    card = call.engine.card(int(req.card_no))
+    p = call.authorize("card.issue" if not card.get("pin_hash") else "card.status", scope)
+    if not (PIN_DIGITS_MIN <= len(req.pin) <= PIN_DIGITS_MAX and is_ascii_digits(req.pin)):
+        raise invalid("PIN_INVALID", "pin: a PIN is 4 to 9 ASCII digits 0-9", field="pin")
+    r = await call.cold(lambda: call.engine.set_pin(int(req.card_no), req.pin, cid,
+                                                    operator_id=p.operator_id, store_id=scope or 0))
+    return admin_pb2.SetPinResponse(outcome=_outcome(r))
+
+
+@handler("ResetPin")
+async def reset_pin(call: Call, req):
+    cid = client_id(req)
+    scope = call.card_scope(req.card_no)
+    p = call.authorize("card.status", scope)
+    r = await call.cold(lambda: call.engine.set_pin(int(req.card_no), None, cid,
+                                                    operator_id=p.operator_id, store_id=scope or 0))
+    return admin_pb2.ResetPinResponse(outcome=_outcome(r))
+
+
+@handler("GetCardJournal")
+async def get_card_journal(call: Call, req):
+    call.authorize("member.read", call.card_scope(req.card_no))
+    limit = page_limit(req.limit, CARD_JOURNAL_DEFAULT, CARD_JOURNAL_MAX)
+    recs, next_before = await call.run(cards.card_history, call.engine, int(req.card_no),
+                                       limit, int(req.before_seq))
+    out = admin_pb2.GetCardJournalResponse(next_before_seq=next_before)
+    for r in recs:
+        after = r["after"]
+        out.entries.add(
+            seq=int(r["seq"]), op=str(op_name(int(r["op_type"]))),
+            time_s=int(r["time_s"]), store_id=int(r["store_id"]),
+            terminal_id=int(r["terminal_id"]), operator_id=int(r["operator_id"]),
+            amount_fen=int(r["amount_fen"]), principal_delta_fen=int(r["principal_delta_fen"]),
+            bonus_delta_fen=int(r["bonus_delta_fen"]), points_delta=int(r["points_delta"]),
+            balance_after_fen=int(after["principal_fen"]) + int(after["bonus_fen"]),
+            points_after=int(after["points"]), card_no=int(r["card_no"]))
+    return out
