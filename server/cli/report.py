@@ -23,6 +23,8 @@ REPORTS = {
     "points": ("Points", "points owed now per store of issue, level and lot year"),
     "points-expiry": ("PointsExpiry", "points the next year-end expiry run clears, per "
                                       "store of issue and level"),
+    "card-stats": ("CardStats", "cards issued, cancelled, renewed, replaced, gone dormant, "
+                                "reported lost, in circulation, per month"),
 }
 # Reports of the card table as it is now: no window.
 AS_OF_NOW = ("points", "points-expiry")
@@ -98,7 +100,7 @@ def add_report_commands(rpsub, cmd) -> None:
                            help="comma-separated: store,region,day,hour,terminal,operator,level,category")
         if name == "top-skus":
             p.add_argument("--top", type=int, default=10)
-        if name == "liability":
+        if name in ("liability", "card-stats"):
             p.add_argument("--by-store", action="store_true", help="per store of issue")
     cmd(rpsub, "reconcile", cmd_reconcile,
         "liability from the rollups vs the card table; exit 1 on any fen of difference")

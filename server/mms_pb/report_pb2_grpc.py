@@ -28,7 +28,7 @@ if _version_not_supported:
 class ReportServiceStub:
     """ReportService answers the chain's questions from the rollups of the journal
     (docs/internals/reports.md): sales, products, stored-value liability and its
-    reconciliation, inter-store settlement, coupons and staff commission.
+    reconciliation, inter-store settlement, coupons, staff commission and card statistics.
 
     Every call carries `authorization: Bearer <session token>` and needs the report.read
     permission. A store-scoped role sees its own store only (store_id 0 or its own; any
@@ -88,12 +88,17 @@ class ReportServiceStub:
                 request_serializer=mms_dot_v1_dot_report__pb2.ReportRequest.SerializeToString,
                 response_deserializer=mms_dot_v1_dot_report__pb2.ReportTable.FromString,
                 _registered_method=True)
+        self.CardStats = channel.unary_unary(
+                '/mms.v1.ReportService/CardStats',
+                request_serializer=mms_dot_v1_dot_report__pb2.ReportRequest.SerializeToString,
+                response_deserializer=mms_dot_v1_dot_report__pb2.ReportTable.FromString,
+                _registered_method=True)
 
 
 class ReportServiceServicer:
     """ReportService answers the chain's questions from the rollups of the journal
     (docs/internals/reports.md): sales, products, stored-value liability and its
-    reconciliation, inter-store settlement, coupons and staff commission.
+    reconciliation, inter-store settlement, coupons, staff commission and card statistics.
 
     Every call carries `authorization: Bearer <session token>` and needs the report.read
     permission. A store-scoped role sees its own store only (store_id 0 or its own; any
@@ -169,6 +174,16 @@ class ReportServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CardStats(self, request, context):
+        """CardStats counts per calendar month of the window (month YYYYMM; a month cut by the
+        window counts the window's days), per store of issue with by_store: cards issued,
+        cancelled, renewed, replaced, gone dormant, reported lost, and in circulation (not
+        CANCELLED) at the end of the month's last day in the window. Exact from the journal.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ReportServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -217,6 +232,11 @@ def add_ReportServiceServicer_to_server(servicer, server):
                     request_deserializer=mms_dot_v1_dot_report__pb2.ReportRequest.FromString,
                     response_serializer=mms_dot_v1_dot_report__pb2.ReportTable.SerializeToString,
             ),
+            'CardStats': grpc.unary_unary_rpc_method_handler(
+                    servicer.CardStats,
+                    request_deserializer=mms_dot_v1_dot_report__pb2.ReportRequest.FromString,
+                    response_serializer=mms_dot_v1_dot_report__pb2.ReportTable.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'mms.v1.ReportService', rpc_method_handlers)
@@ -228,7 +248,7 @@ def add_ReportServiceServicer_to_server(servicer, server):
 class ReportService:
     """ReportService answers the chain's questions from the rollups of the journal
     (docs/internals/reports.md): sales, products, stored-value liability and its
-    reconciliation, inter-store settlement, coupons and staff commission.
+    reconciliation, inter-store settlement, coupons, staff commission and card statistics.
 
     Every call carries `authorization: Bearer <session token>` and needs the report.read
     permission. A store-scoped role sees its own store only (store_id 0 or its own; any
@@ -468,6 +488,33 @@ class ReportService:
             request,
             target,
             '/mms.v1.ReportService/PointsExpiry',
+            mms_dot_v1_dot_report__pb2.ReportRequest.SerializeToString,
+            mms_dot_v1_dot_report__pb2.ReportTable.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CardStats(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mms.v1.ReportService/CardStats',
             mms_dot_v1_dot_report__pb2.ReportRequest.SerializeToString,
             mms_dot_v1_dot_report__pb2.ReportTable.FromString,
             options,

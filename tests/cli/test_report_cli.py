@@ -141,3 +141,35 @@ def test_points_reports_export_with_a_bar_chart(env, capsys, tmp_path):  # noqa:
     assert len(ws._charts) == 1 and isinstance(ws._charts[0], BarChart)
     text = mms(env, capsys, "mgr11", "points")
     assert text.startswith("issue_store\tlevel\tlot_year") and "\n12\t" not in text
+
+
+def test_card_stats_exports_with_a_bar_chart(env, capsys, tmp_path):  # noqa: F811
+    from openpyxl.chart import BarChart
+
+    from core.domain import reports
+    from core.records import CardStatus
+
+    frm, to = window()
+    eng = env.engine
+    want = reports.card_stats_report(eng, frm, to, by_store=True)
+    x, c = str(tmp_path / "k.xlsx"), str(tmp_path / "k.csv")
+    mms(env, capsys, "fin", "card-stats", "--from", frm, "--to", to, "--by-store",
+        "--xlsx", x, "--csv", c)
+    with open(c, newline="") as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == list(reports.CARD_STATS_FIELDS)
+    assert [r[0] for r in rows[1:-1]] == [f"{w['month'] // 100}-{w['month'] % 100:02d}" for w in want]
+    assert rows[-1][0] == "total" and rows[-1][-1] == ""      # a level has no total
+    issued = reports.CARD_STATS_FIELDS.index("issued")
+    assert int(rows[-1][issued]) == sum(w["issued"] for w in want) > 0
+    ws = openpyxl.load_workbook(x).active
+    assert ws.freeze_panes == "A2" and [cell.value for cell in ws[1]] == rows[0]
+    assert ws.cell(row=2, column=issued + 1).value == want[0]["issued"]
+    assert len(ws._charts) == 1 and isinstance(ws._charts[0], BarChart)
+    cards = eng.cards_snapshot()
+    live = int(((cards["card_no"] != 0) & (cards["status"] != CardStatus.CANCELLED)).sum())
+    text = mms(env, capsys, "fin", "card-stats", "--from", frm, "--to", to)
+    assert text.startswith("month\tissue_store\tissued")
+    assert text.splitlines()[-2].split("\t")[-1] == str(live)
+    mgr = mms(env, capsys, "mgr11", "card-stats", "--from", frm, "--to", to)
+    assert all(line.split("\t")[1] == "11" for line in mgr.splitlines()[1:-1])

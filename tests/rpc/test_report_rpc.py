@@ -153,3 +153,30 @@ def test_points_and_the_expiry_forecast_by_scope(env):
     assert [r["issue_store"] for r in table(rpc(env, "mgr11", "PointsExpiry"))] == [11]
     code, reason = failure(rpc, env, "mgr11", "PointsExpiry", store_id=12)
     assert code == grpc.StatusCode.PERMISSION_DENIED and reason == "OTHER_STORE"
+
+
+def test_card_stats_by_scope(env):
+    from core.domain import reports
+    from core.records import CardStatus
+
+    eng = env.engine
+    if eng.card(21) is None:
+        assert eng.issue_cards([21], os.urandom(16), store_id=12).result().code == Result.OK
+        assert eng.set_card_status(21, CardStatus.LOST, os.urandom(16)).result().code == Result.OK
+    frm, to = window()
+    rows = table(rpc(env, "fin", "CardStats", by_store=True))
+    assert rows == reports.card_stats_report(eng, frm, to, by_store=True)
+    assert sum(r["lost"] for r in rows if r["issue_store"] == 12) == 1
+    total = table(rpc(env, "fin", "CardStats"))
+    cards = eng.cards_snapshot()
+    cards = cards[cards["card_no"] != 0]
+    # Every card of this server was issued inside the window.
+    assert sum(r["issued"] for r in total) == len(cards)
+    assert total[-1]["in_circulation"] == int((cards["status"] != CardStatus.CANCELLED).sum())
+    mine = table(rpc(env, "mgr11", "CardStats"))
+    assert mine and all(r["issue_store"] == 11 for r in mine)
+    assert mine == [r for r in rows if r["issue_store"] == 11]
+    code, reason = failure(rpc, env, "mgr11", "CardStats", store_id=12)
+    assert code == grpc.StatusCode.PERMISSION_DENIED and reason == "OTHER_STORE"
+    code, reason = failure(rpc, env, "fin", "CardStats", from_date="2026-13-01")
+    assert (code, reason) == (grpc.StatusCode.INVALID_ARGUMENT, "DATE_INVALID")
