@@ -586,7 +586,6 @@ def expiry_forecast(engine, *, stores=None) -> list[dict]:
 
 from core import _fastpath  # noqa: E402
 
-
 # --- card statistics per month (computed from the journal, exact) --------------------
 
 CARD_STATS_FIELDS = ("month", "issue_store", "issued", "cancelled", "renewed", "replaced",
@@ -690,8 +689,8 @@ def card_stats_report(engine, date_from: str, date_to: str, *, by_store: bool = 
     months = sorted({_month_of(d) for d in range(a, b)})
     month = np.array([_month_of(int(d)) for d in ev[:, 0].tolist()], np.int64)
     cols, sums = _group([month, ev[:, 1]], ev[:, 2:])
-    got = {(int(m), int(s)): sums[i] for i, (m, s) in enumerate(zip(*[c.tolist() for c in cols]))} \
-        if len(sums) else {}
+    got = {(int(m), int(s)): sums[i]
+           for i, (m, s) in enumerate(zip(cols[0].tolist(), cols[1].tolist(), strict=True))}
     issues = sorted(set(circ) | {s for _, s in got} | ({0} if not by_store else set()))
     rows = []
     for s in issues:

@@ -8,9 +8,9 @@ import datetime
 
 import numpy as np
 import pytest
+from harness import tag_id
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from harness import tag_id
 from rollup_reference import whole_journal
 from test_rollups import T0, action, run_workload
 
