@@ -595,20 +595,13 @@ CARD_STATS_FIELDS = ("month", "issue_store", "issued", "cancelled", "renewed", "
 _OUT_OF_CIRCULATION = -1   # the "status" of a card before its first record
 
 
-def _card_events(engine, until_day: int, tz: int):
-    """Every OK card record of the journal with day < until_day, as per-record arrays:
-    (day, issue_store, issued, cancelled, renewed, replaced, dormant, lost, circ_delta).
-
-    One scan of the journal from seq 1 in seq order. A record's status before is the
-    after-image status of the card's previous record (the one its prev_seq names): the
-    scan keeps each card's last status in a KeyMap, which holds exactly that record's
-    status because records of a card are met in seq order."""
-    from core.domain.cards import CardOp
-    from core.records import CardStatus
+def _card_blocks(engine):
+    """The OK card records (kind CARD, card_no != 0) of the whole journal, one block at a
+    time in seq order, in one zero-copy read transaction: (records, card_no as uint64,
+    ones, first (a card's first record: prev_seq 0), each record's store of issue (the
+    store of its card's first record; 0 for a card whose first record is not OK))."""
     store = engine.store
-    last = _fastpath.KeyMap()          # card_no -> status after its latest record
     issue = _fastpath.KeyMap()         # card_no -> store of its first record
-    parts = []
     with _zero_copy_read(store) as txn:
         for block in store.journal_blocks(txn, 0):
             b = block[(block["result"] == Result.OK) & (block["kind"] == RecordKind.KIND_CARD)
@@ -617,44 +610,60 @@ def _card_events(engine, until_day: int, tz: int):
                 continue
             c = b["card_no"].astype(np.uint64)
             ones = np.ones(len(c), np.uint64)
-            after = b["after"]["status"].astype(np.int64)
             first = b["prev_seq"] == 0
             if first.any():
                 issue.insert_many(c[first], ones[first], b["store_id"][first].astype(np.int64))
-            # Status before: the previous record of the same card in this block, else the map.
-            order = np.lexsort((np.arange(len(c)), c))
-            cs = c[order]
-            head = np.ones(len(cs), bool)
-            head[1:] = cs[1:] != cs[:-1]
-            before_s = np.empty(len(cs), np.int64)
-            before_s[1:] = after[order][:-1]
-            got = last.lookup_many(cs[head], ones[head])
-            before_s[head] = np.where(got >= 0, got, _OUT_OF_CIRCULATION)
-            before = np.empty(len(c), np.int64)
-            before[order] = before_s
-            before[first] = _OUT_OF_CIRCULATION
-            tail = np.ones(len(cs), bool)
-            tail[:-1] = cs[1:] != cs[:-1]
-            last.insert_many(cs[tail], ones[tail], after[order][tail], overwrite=True)
-            day = (b["time_s"].astype(np.int64) + tz) // 86_400
-            keep = day < until_day
-            if not keep.any():
-                continue
-            op = b["op_type"].astype(np.int64)
-            newly = np.where(before != after, after, _OUT_OF_CIRCULATION)  # the status moved to
-            in_before = (before != _OUT_OF_CIRCULATION) & (before != CardStatus.CANCELLED)
-            in_after = after != CardStatus.CANCELLED
-            replaced = (newly == CardStatus.CANCELLED) & (op == CardOp.REPLACE)
             st = issue.lookup_many(c, ones)
-            cols = np.stack([day, np.where(st >= 0, st, 0),
-                             first.astype(np.int64),
-                             ((newly == CardStatus.CANCELLED) & ~replaced).astype(np.int64),
-                             (op == CardOp.RENEW).astype(np.int64),
-                             replaced.astype(np.int64),
-                             (newly == CardStatus.DORMANT).astype(np.int64),
-                             (newly == CardStatus.LOST).astype(np.int64),
-                             in_after.astype(np.int64) - in_before.astype(np.int64)], axis=1)
-            parts.append(cols[keep])
+            yield b, c, ones, first, np.where(st >= 0, st, 0).astype(np.int64)
+
+
+def _card_events(engine, until_day: int, tz: int):
+    """Every OK card record of the journal with day < until_day, as per-record arrays:
+    (day, issue_store, issued, cancelled, renewed, replaced, dormant, lost, circ_delta).
+
+    One scan of the journal from seq 1 in seq order (_card_blocks). A record's status
+    before is the after-image status of the card's previous record (the one its prev_seq
+    names): the scan keeps each card's last status in a KeyMap, which holds exactly that
+    record's status because records of a card are met in seq order."""
+    from core.domain.cards import CardOp
+    from core.records import CardStatus
+    last = _fastpath.KeyMap()          # card_no -> status after its latest record
+    parts = []
+    for b, c, ones, first, issue_st in _card_blocks(engine):
+        after = b["after"]["status"].astype(np.int64)
+        # Status before: the previous record of the same card in this block, else the map.
+        order = np.lexsort((np.arange(len(c)), c))
+        cs = c[order]
+        head = np.ones(len(cs), bool)
+        head[1:] = cs[1:] != cs[:-1]
+        before_s = np.empty(len(cs), np.int64)
+        before_s[1:] = after[order][:-1]
+        got = last.lookup_many(cs[head], ones[head])
+        before_s[head] = np.where(got >= 0, got, _OUT_OF_CIRCULATION)
+        before = np.empty(len(c), np.int64)
+        before[order] = before_s
+        before[first] = _OUT_OF_CIRCULATION
+        tail = np.ones(len(cs), bool)
+        tail[:-1] = cs[1:] != cs[:-1]
+        last.insert_many(cs[tail], ones[tail], after[order][tail], overwrite=True)
+        day = (b["time_s"].astype(np.int64) + tz) // 86_400
+        keep = day < until_day
+        if not keep.any():
+            continue
+        op = b["op_type"].astype(np.int64)
+        newly = np.where(before != after, after, _OUT_OF_CIRCULATION)  # the status moved to
+        in_before = (before != _OUT_OF_CIRCULATION) & (before != CardStatus.CANCELLED)
+        in_after = after != CardStatus.CANCELLED
+        replaced = (newly == CardStatus.CANCELLED) & (op == CardOp.REPLACE)
+        cols = np.stack([day, issue_st,
+                         first.astype(np.int64),
+                         ((newly == CardStatus.CANCELLED) & ~replaced).astype(np.int64),
+                         (op == CardOp.RENEW).astype(np.int64),
+                         replaced.astype(np.int64),
+                         (newly == CardStatus.DORMANT).astype(np.int64),
+                         (newly == CardStatus.LOST).astype(np.int64),
+                         in_after.astype(np.int64) - in_before.astype(np.int64)], axis=1)
+        parts.append(cols[keep])
     return np.concatenate(parts) if parts else np.zeros((0, 9), np.int64)
 
 
