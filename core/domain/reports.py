@@ -714,3 +714,117 @@ def card_stats_report(engine, date_from: str, date_to: str, *, by_store: bool = 
     if len(rows) > REPORT_ROWS_MAX:
         raise ReportError("TOO_MANY_ROWS", f"more than {REPORT_ROWS_MAX} rows")
     return rows
+
+
+# --- member activity over a window (computed from the journal, exact) ----------------
+
+MEMBER_ACTIVITY_FIELDS = ("issue_store", "members", "new_members", "active", "active_bp",
+                          "visits", "first_visit", "repeat", "first_visit_bp", "repeat_bp")
+VISIT_FREQUENCY_FIELDS = ("issue_store", "visits", "members", "visits_total")
+# What counts as a visit: a member came and was served (a supplementary card's swipe is
+# its own SWIPE record; the SUPP_DEBIT on its primary is not a second visit).
+VISIT_OPS = (OpType.SWIPE, OpType.USE_COUNT)
+_NEVER = np.iinfo(np.int64).max
+
+
+def _bp(part: int, whole: int) -> int:
+    """part / whole in basis points, rounded down (0 when whole is 0)."""
+    return part * 10_000 // whole if whole else 0
+
+
+def _member_days(engine, a: int, b: int, tz: int) -> np.ndarray:
+    """Per (member, issue_store): (member key, issue_store, first day seen, first visit
+    day, visits in [a, b)) over the journal's records with day < b. The member key is
+    the record's after-image member_id, or -card_no for a card with no member."""
+    parts = []
+    for rec, c, _ones, _first, issue_st in _card_blocks(engine):
+        day = (rec["time_s"].astype(np.int64) + tz) // 86_400
+        keep = day < b
+        if not keep.any():
+            continue
+        mid = rec["after"]["member_id"].astype(np.int64)
+        key = np.where(mid != 0, mid, -c.astype(np.int64))
+        visit = np.isin(rec["op_type"], VISIT_OPS)
+        vday = np.where(visit, day, _NEVER)
+        inwin = (visit & (day >= a)).astype(np.int64)
+        parts.append(np.stack([key, issue_st, day, vday, inwin], axis=1)[keep])
+    if not parts:
+        return np.zeros((0, 5), np.int64)
+    rows = np.concatenate(parts)
+    order = np.lexsort((rows[:, 1], rows[:, 0]))
+    rows = rows[order]
+    change = np.ones(len(rows), bool)
+    change[1:] = (rows[1:, 0] != rows[:-1, 0]) | (rows[1:, 1] != rows[:-1, 1])
+    starts = np.flatnonzero(change)
+    return np.stack([rows[starts, 0], rows[starts, 1],
+                     np.minimum.reduceat(rows[:, 2], starts),
+                     np.minimum.reduceat(rows[:, 3], starts),
+                     np.add.reduceat(rows[:, 4], starts)], axis=1)
+
+
+def _members_in_scope(engine, date_from, date_to, by_store, stores):
+    a, b = day_window(date_from, date_to)
+    m = _member_days(engine, a, b, _tz(engine))
+    if stores is not None:
+        m = m[np.isin(m[:, 1], np.array(sorted(stores), np.int64))]
+    if not by_store:
+        # A member with cards of several stores is one member of the chain: fold the
+        # stores (first days the earliest, visits summed).
+        m = m.copy()
+        m[:, 1] = 0
+        if len(m):
+            order = np.lexsort((m[:, 1], m[:, 0]))
+            m = m[order]
+            change = np.ones(len(m), bool)
+            change[1:] = m[1:, 0] != m[:-1, 0]
+            s = np.flatnonzero(change)
+            m = np.stack([m[s, 0], m[s, 1], np.minimum.reduceat(m[:, 2], s),
+                          np.minimum.reduceat(m[:, 3], s), np.add.reduceat(m[:, 4], s)], axis=1)
+    return a, m
+
+
+def member_activity_report(engine, date_from: str, date_to: str, *, by_store: bool = False,
+                           stores=None) -> list[dict]:
+    """Member activity over [date_from, date_to), in total or per store of issue of the
+    member's cards (by_store; a member holding cards of two stores counts in both):
+    members = members known by the window's end (a card record naming them before
+    date_to); new_members = those first named inside the window; active = members with
+    a visit (a SWIPE or USE_COUNT, OK) in the window, visits = those visits;
+    first_visit = active members whose first visit ever is in the window, repeat =
+    active members who visited before it (first_visit + repeat = active). The _bp
+    columns are shares in basis points rounded down: active of members, first_visit and
+    repeat of active. A member is the card's member_id, or the card itself when it has
+    none. Exact, from a scan of the journal. stores restricts to cards issued there."""
+    a, m = _members_in_scope(engine, date_from, date_to, by_store, stores)
+    groups = sorted(set(m[:, 1].tolist())) if by_store else [0]
+    rows = []
+    for s in groups:
+        g = m[m[:, 1] == s]
+        members = len(g)
+        new = int(np.count_nonzero(g[:, 2] >= a))
+        act = g[g[:, 4] > 0]
+        first = int(np.count_nonzero(act[:, 3] >= a))
+        active = len(act)
+        rows.append({"issue_store": s, "members": members, "new_members": new,
+                     "active": active, "active_bp": _bp(active, members),
+                     "visits": int(act[:, 4].sum()), "first_visit": first,
+                     "repeat": active - first, "first_visit_bp": _bp(first, active),
+                     "repeat_bp": _bp(active - first, active)})
+    if len(rows) > REPORT_ROWS_MAX:
+        raise ReportError("TOO_MANY_ROWS", f"more than {REPORT_ROWS_MAX} rows")
+    return rows
+
+
+def visit_frequency_report(engine, date_from: str, date_to: str, *, by_store: bool = False,
+                           stores=None) -> list[dict]:
+    """The visits-per-member distribution over [date_from, date_to): one row per number
+    of visits a member made in the window (1, 2, ...; members without a visit are the
+    members - active of member_activity_report), with how many members made exactly
+    that many and their visits in all. Same members, scope and visits as
+    member_activity_report."""
+    _a, m = _members_in_scope(engine, date_from, date_to, by_store, stores)
+    act = m[m[:, 4] > 0]
+    cols, sums = _group([act[:, 1], act[:, 4]],
+                        np.stack([np.ones(len(act), np.int64), act[:, 4]], axis=1))
+    return _finish(("issue_store", "visits"), cols, sums, VISIT_FREQUENCY_FIELDS[2:],
+                   day_cols=())
