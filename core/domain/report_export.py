@@ -20,11 +20,12 @@ from decimal import Decimal
 CHART_COLUMN = {"sales": "net_fen", "liability": "principal_closing_fen"}
 # Reports charted as bars of a column per key instead: report -> (key, value).
 BAR_CHART = {"points_expiry": ("issue_store", "expiring_points"),
-             "card_stats": ("month", "issued")}
+             "card_stats": ("month", "issued"),
+             "visit_frequency": ("visit_count", "members")}
 # Columns that are a level, not a flow: no total.
-_NO_TOTAL = ("opening", "closing", "in_circulation")
-KEY_COLUMNS = ("day", "month", "hour", "store", "region", "terminal", "operator", "operator_id",
-               "level", "category", "sku", "template_id", "issue_store", "spend_store")
+_NO_TOTAL = ("opening", "closing", "in_circulation", "_bp")
+KEY_COLUMNS = ("day", "month", "visit_count", "hour", "store", "region", "terminal",
+               "operator", "operator_id", "level", "category", "sku", "template_id", "issue_store", "spend_store")
 
 
 def yuan_text(fen: int) -> str:

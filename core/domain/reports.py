@@ -720,7 +720,7 @@ def card_stats_report(engine, date_from: str, date_to: str, *, by_store: bool = 
 
 MEMBER_ACTIVITY_FIELDS = ("issue_store", "members", "new_members", "active", "active_bp",
                           "visits", "first_visit", "repeat", "first_visit_bp", "repeat_bp")
-VISIT_FREQUENCY_FIELDS = ("issue_store", "visits", "members", "visits_total")
+VISIT_FREQUENCY_FIELDS = ("issue_store", "visit_count", "members", "visits")
 # What counts as a visit: a member came and was served (a supplementary card's swipe is
 # its own SWIPE record; the SUPP_DEBIT on its primary is not a second visit).
 VISIT_OPS = (OpType.SWIPE, OpType.USE_COUNT)
@@ -818,13 +818,13 @@ def member_activity_report(engine, date_from: str, date_to: str, *, by_store: bo
 def visit_frequency_report(engine, date_from: str, date_to: str, *, by_store: bool = False,
                            stores=None) -> list[dict]:
     """The visits-per-member distribution over [date_from, date_to): one row per number
-    of visits a member made in the window (1, 2, ...; members without a visit are the
-    members - active of member_activity_report), with how many members made exactly
-    that many and their visits in all. Same members, scope and visits as
+    of visits a member made in the window (visit_count 1, 2, ...; members without a
+    visit are the members - active of member_activity_report), with how many members
+    made exactly that many and their visits in all. Same members, scope and visits as
     member_activity_report."""
     _a, m = _members_in_scope(engine, date_from, date_to, by_store, stores)
     act = m[m[:, 4] > 0]
     cols, sums = _group([act[:, 1], act[:, 4]],
                         np.stack([np.ones(len(act), np.int64), act[:, 4]], axis=1))
-    return _finish(("issue_store", "visits"), cols, sums, VISIT_FREQUENCY_FIELDS[2:],
+    return _finish(VISIT_FREQUENCY_FIELDS[:2], cols, sums, VISIT_FREQUENCY_FIELDS[2:],
                    day_cols=())

@@ -28,7 +28,8 @@ if _version_not_supported:
 class ReportServiceStub:
     """ReportService answers the chain's questions from the rollups of the journal
     (docs/internals/reports.md): sales, products, stored-value liability and its
-    reconciliation, inter-store settlement, coupons, staff commission and card statistics.
+    reconciliation, inter-store settlement, coupons, staff commission, card statistics
+    and member activity.
 
     Every call carries `authorization: Bearer <session token>` and needs the report.read
     permission. A store-scoped role sees its own store only (store_id 0 or its own; any
@@ -93,12 +94,23 @@ class ReportServiceStub:
                 request_serializer=mms_dot_v1_dot_report__pb2.ReportRequest.SerializeToString,
                 response_deserializer=mms_dot_v1_dot_report__pb2.ReportTable.FromString,
                 _registered_method=True)
+        self.MemberActivity = channel.unary_unary(
+                '/mms.v1.ReportService/MemberActivity',
+                request_serializer=mms_dot_v1_dot_report__pb2.ReportRequest.SerializeToString,
+                response_deserializer=mms_dot_v1_dot_report__pb2.ReportTable.FromString,
+                _registered_method=True)
+        self.VisitFrequency = channel.unary_unary(
+                '/mms.v1.ReportService/VisitFrequency',
+                request_serializer=mms_dot_v1_dot_report__pb2.ReportRequest.SerializeToString,
+                response_deserializer=mms_dot_v1_dot_report__pb2.ReportTable.FromString,
+                _registered_method=True)
 
 
 class ReportServiceServicer:
     """ReportService answers the chain's questions from the rollups of the journal
     (docs/internals/reports.md): sales, products, stored-value liability and its
-    reconciliation, inter-store settlement, coupons, staff commission and card statistics.
+    reconciliation, inter-store settlement, coupons, staff commission, card statistics
+    and member activity.
 
     Every call carries `authorization: Bearer <session token>` and needs the report.read
     permission. A store-scoped role sees its own store only (store_id 0 or its own; any
@@ -184,6 +196,24 @@ class ReportServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def MemberActivity(self, request, context):
+        """MemberActivity sums the window's members (known by its end), new members, active
+        members (a SWIPE or USE_COUNT in the window) and their visits, first-visit and
+        repeat members, with shares in basis points rounded down; per store of issue of the
+        members' cards with by_store. Exact from the journal.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def VisitFrequency(self, request, context):
+        """VisitFrequency gives the visits-per-member distribution of the window: per number
+        of visits, the members who made exactly that many and their visits.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ReportServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -237,6 +267,16 @@ def add_ReportServiceServicer_to_server(servicer, server):
                     request_deserializer=mms_dot_v1_dot_report__pb2.ReportRequest.FromString,
                     response_serializer=mms_dot_v1_dot_report__pb2.ReportTable.SerializeToString,
             ),
+            'MemberActivity': grpc.unary_unary_rpc_method_handler(
+                    servicer.MemberActivity,
+                    request_deserializer=mms_dot_v1_dot_report__pb2.ReportRequest.FromString,
+                    response_serializer=mms_dot_v1_dot_report__pb2.ReportTable.SerializeToString,
+            ),
+            'VisitFrequency': grpc.unary_unary_rpc_method_handler(
+                    servicer.VisitFrequency,
+                    request_deserializer=mms_dot_v1_dot_report__pb2.ReportRequest.FromString,
+                    response_serializer=mms_dot_v1_dot_report__pb2.ReportTable.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'mms.v1.ReportService', rpc_method_handlers)
@@ -248,7 +288,8 @@ def add_ReportServiceServicer_to_server(servicer, server):
 class ReportService:
     """ReportService answers the chain's questions from the rollups of the journal
     (docs/internals/reports.md): sales, products, stored-value liability and its
-    reconciliation, inter-store settlement, coupons, staff commission and card statistics.
+    reconciliation, inter-store settlement, coupons, staff commission, card statistics
+    and member activity.
 
     Every call carries `authorization: Bearer <session token>` and needs the report.read
     permission. A store-scoped role sees its own store only (store_id 0 or its own; any
@@ -515,6 +556,60 @@ class ReportService:
             request,
             target,
             '/mms.v1.ReportService/CardStats',
+            mms_dot_v1_dot_report__pb2.ReportRequest.SerializeToString,
+            mms_dot_v1_dot_report__pb2.ReportTable.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def MemberActivity(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mms.v1.ReportService/MemberActivity',
+            mms_dot_v1_dot_report__pb2.ReportRequest.SerializeToString,
+            mms_dot_v1_dot_report__pb2.ReportTable.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def VisitFrequency(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mms.v1.ReportService/VisitFrequency',
             mms_dot_v1_dot_report__pb2.ReportRequest.SerializeToString,
             mms_dot_v1_dot_report__pb2.ReportTable.FromString,
             options,

@@ -173,3 +173,23 @@ class ReportService(report_pb2_grpc.ReportServiceServicer):
                               stores=stores)
             return _table(rows, reports.CARD_STATS_FIELDS, store)
         return await self._call(context, request, body)
+
+    @rpc_method(REPORT, "MemberActivity", "unary")
+    async def MemberActivity(self, request, context):
+        async def body(call, req):
+            store, stores = _scope(call, req)
+            rows = await _run(call, reports.member_activity_report, call.engine, req.from_date,
+                              req.to_date, by_store=req.by_store or stores is not None,
+                              stores=stores)
+            return _table(rows, reports.MEMBER_ACTIVITY_FIELDS, store)
+        return await self._call(context, request, body)
+
+    @rpc_method(REPORT, "VisitFrequency", "unary")
+    async def VisitFrequency(self, request, context):
+        async def body(call, req):
+            store, stores = _scope(call, req)
+            rows = await _run(call, reports.visit_frequency_report, call.engine, req.from_date,
+                              req.to_date, by_store=req.by_store or stores is not None,
+                              stores=stores)
+            return _table(rows, reports.VISIT_FREQUENCY_FIELDS, store)
+        return await self._call(context, request, body)

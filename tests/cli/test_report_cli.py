@@ -173,3 +173,33 @@ def test_card_stats_exports_with_a_bar_chart(env, capsys, tmp_path):  # noqa: F8
     assert text.splitlines()[-2].split("\t")[-1] == str(live)
     mgr = mms(env, capsys, "mgr11", "card-stats", "--from", frm, "--to", to)
     assert all(line.split("\t")[1] == "11" for line in mgr.splitlines()[1:-1])
+
+
+def test_member_reports_export(env, capsys, tmp_path):  # noqa: F811
+    from openpyxl.chart import BarChart
+
+    from core.domain import reports
+
+    frm, to = window()
+    want = reports.member_activity_report(env.engine, frm, to)
+    x, c = str(tmp_path / "m.xlsx"), str(tmp_path / "m.csv")
+    mms(env, capsys, "fin", "members", "--from", frm, "--to", to, "--xlsx", x, "--csv", c)
+    with open(c, newline="") as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == list(reports.MEMBER_ACTIVITY_FIELDS)
+    assert rows[1] == [str(want[0][k]) for k in reports.MEMBER_ACTIVITY_FIELDS]
+    assert rows[2][reports.MEMBER_ACTIVITY_FIELDS.index("active_bp")] == ""  # a share: no total
+    ws = openpyxl.load_workbook(x).active
+    assert ws.cell(row=2, column=reports.MEMBER_ACTIVITY_FIELDS.index("visits") + 1).value == \
+        want[0]["visits"]
+    dist = reports.visit_frequency_report(env.engine, frm, to)
+    mms(env, capsys, "fin", "visit-frequency", "--from", frm, "--to", to, "--xlsx", x, "--csv", c)
+    with open(c, newline="") as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == list(reports.VISIT_FREQUENCY_FIELDS)
+    assert [int(r[1]) for r in rows[1:-1]] == [d["visit_count"] for d in dist]
+    assert rows[-1][1] == "" and int(rows[-1][3]) == want[0]["visits"]
+    ws = openpyxl.load_workbook(x).active
+    assert len(ws._charts) == 1 and isinstance(ws._charts[0], BarChart)
+    mgr = mms(env, capsys, "mgr11", "members", "--from", frm, "--to", to)
+    assert mgr.splitlines()[1].split("\t")[0] == "11"

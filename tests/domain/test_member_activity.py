@@ -98,12 +98,12 @@ def check(eng, a: int, b: int) -> None:
                     assert r["first_visit_bp"] + r["repeat_bp"] in (9_999, 10_000)
             dist = reports.visit_frequency_report(eng, iso(a), iso(b), by_store=by_store,
                                                   stores=stores)
-            assert {(r["issue_store"], r["visits"]): [r["members"], r["visits_total"]]
+            assert {(r["issue_store"], r["visit_count"]): [r["members"], r["visits"]]
                     for r in dist} == freq
             for r in got:
                 mine = [d for d in dist if d["issue_store"] == r["issue_store"]]
                 assert sum(d["members"] for d in mine) == r["active"]
-                assert sum(d["visits_total"] for d in mine) == r["visits"]
+                assert sum(d["visits"] for d in mine) == r["visits"]
 
 
 @settings(max_examples=10, deadline=None,
@@ -140,7 +140,7 @@ def test_fixed_workload_values(tmp_path):
                         "active_bp": 3_333, "visits": 2, "first_visit": 1, "repeat": 1,
                         "first_visit_bp": 5_000, "repeat_bp": 5_000}]
         dist = reports.visit_frequency_report(eng, iso(day0), iso(day0 + 5))
-        assert dist == [{"issue_store": 0, "visits": 1, "members": 1, "visits_total": 1},
-                        {"issue_store": 0, "visits": 3, "members": 1, "visits_total": 3}]
+        assert dist == [{"issue_store": 0, "visit_count": 1, "members": 1, "visits": 1},
+                        {"issue_store": 0, "visit_count": 3, "members": 1, "visits": 3}]
     finally:
         eng.close()

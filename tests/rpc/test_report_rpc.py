@@ -180,3 +180,29 @@ def test_card_stats_by_scope(env):
     assert code == grpc.StatusCode.PERMISSION_DENIED and reason == "OTHER_STORE"
     code, reason = failure(rpc, env, "fin", "CardStats", from_date="2026-13-01")
     assert (code, reason) == (grpc.StatusCode.INVALID_ARGUMENT, "DATE_INVALID")
+
+
+def test_member_activity_and_visit_frequency_by_scope(env):
+    from core.domain import reports
+
+    frm, to = window()
+    eng = env.engine
+    total = table(rpc(env, "fin", "MemberActivity"))
+    assert total == reports.member_activity_report(eng, frm, to)
+    # Cards 1 and 2 (no member id: each its own member) swiped in the window, 1 twice.
+    assert total[0]["active"] >= 2 and total[0]["visits"] >= 3
+    assert total[0]["first_visit"] + total[0]["repeat"] == total[0]["active"]
+    by_store = table(rpc(env, "fin", "MemberActivity", by_store=True))
+    assert by_store == reports.member_activity_report(eng, frm, to, by_store=True)
+    dist = table(rpc(env, "fin", "VisitFrequency"))
+    assert dist == reports.visit_frequency_report(eng, frm, to)
+    assert sum(r["members"] for r in dist) == total[0]["active"]
+    assert sum(r["visits"] for r in dist) == total[0]["visits"]
+    mine = table(rpc(env, "mgr11", "MemberActivity"))
+    assert mine == [r for r in by_store if r["issue_store"] == 11]
+    mine = table(rpc(env, "mgr11", "VisitFrequency"))
+    assert mine and all(r["issue_store"] == 11 for r in mine)
+    code, reason = failure(rpc, env, "mgr11", "VisitFrequency", store_id=12)
+    assert code == grpc.StatusCode.PERMISSION_DENIED and reason == "OTHER_STORE"
+    code, reason = failure(rpc, env, "fin", "MemberActivity", to_date="2000-01-01")
+    assert (code, reason) == (grpc.StatusCode.INVALID_ARGUMENT, "WINDOW_INVALID")
