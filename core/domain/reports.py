@@ -828,3 +828,158 @@ def visit_frequency_report(engine, date_from: str, date_to: str, *, by_store: bo
                         np.stack([np.ones(len(act), np.int64), act[:, 4]], axis=1))
     return _finish(VISIT_FREQUENCY_FIELDS[:2], cols, sums, VISIT_FREQUENCY_FIELDS[2:],
                    day_cols=())
+
+
+# --- settlement by recharge store: principal as FIFO lots (from the journal, exact) ---
+
+RECHARGE_SETTLEMENT_FIELDS = ("recharge_store", "spend_store", "count", "spent_fen",
+                              "refunded_fen", "other_fen", "net_fen")
+_SPEND_OPS = (OpType.SWIPE, OpType.SUPP_DEBIT, OpType.USE_COUNT)
+
+
+class PrincipalLots:
+    """Each card's principal as lots [recharge store, fen], oldest first, replayed from
+    the journal in seq order (the attribution rule of recharge_settlement_report):
+
+    - principal coming in (principal_delta_fen > 0) is a new lot at the record's store,
+      except: a REFUND (and the SUPP_DEBIT that refunds a supplementary card's swipe)
+      puts back what the refunded swipe took, newest piece first, at the front of the
+      queue with the pieces' own recharge stores (anything beyond what the swipe took
+      from principal is a new lot at the refunding store); the new card of a
+      replacement takes over the old card's lots (the REPLACE record that empties the
+      old card names it in replaced_by);
+    - principal going out takes the oldest lots first. A spend (SWIPE, SUPP_DEBIT,
+      USE_COUNT) is remembered per swipe so that its refunds can put it back.
+
+    on_piece(record, lot store, fen, kind) is called for every piece that moves:
+    kind "spent", "refunded" or "other" (fees, expiries, adjustments)."""
+
+    def __init__(self, on_piece) -> None:
+        from collections import deque
+        self._deque = deque
+        self.lots: dict[int, deque] = {}
+        self.taken: dict[int, list[list[int]]] = {}   # swipe seq -> pieces [store, fen]
+        self.refund_of: dict[int, int] = {}           # refund seq -> the swipe it refunds
+        self.moving: dict[int, list[list[int]]] = {}  # new card -> the old card's lots
+        self.on_piece = on_piece
+
+    def _queue(self, card: int):
+        q = self.lots.get(card)
+        if q is None:
+            q = self.lots[card] = self._deque()
+        return q
+
+    def apply(self, r) -> None:
+        from core.domain.cards import CardOp
+        card, delta, op = int(r["card_no"]), int(r["principal_delta_fen"]), int(r["op_type"])
+        seq, ref = int(r["seq"]), int(r["ref_seq"])
+        if op == OpType.REFUND:
+            self.refund_of[seq] = ref
+        if delta == 0:
+            return
+        q = self._queue(card)
+        if delta > 0:
+            if op == OpType.REFUND or (op == OpType.SUPP_DEBIT and ref in self.refund_of):
+                swipe = ref if op == OpType.REFUND else self.refund_of[ref]
+                pieces = self.taken.get(swipe, [])
+                back = delta
+                while back and pieces:
+                    p = pieces[-1]
+                    n = min(back, p[1])
+                    p[1] -= n
+                    back -= n
+                    if p[1] == 0:
+                        pieces.pop()
+                    if q and q[0][0] == p[0]:
+                        q[0][1] += n
+                    else:
+                        q.appendleft([p[0], n])
+                    self.on_piece(r, p[0], n, "refunded")
+                if back:
+                    q.append([int(r["store_id"]), back])
+                    self.on_piece(r, int(r["store_id"]), back, "refunded")
+                return
+            moved = self.moving.pop(card, None)
+            if moved:
+                q.extend(moved)
+                delta -= sum(p[1] for p in moved)
+            if delta > 0:
+                q.append([int(r["store_id"]), delta])
+            return
+        out = -delta
+        if op == CardOp.REPLACE and int(r["after"]["replaced_by"]):
+            moved = []
+            while out and q:
+                n = min(out, q[0][1])
+                moved.append([q[0][0], n])
+                q[0][1] -= n
+                out -= n
+                if q[0][1] == 0:
+                    q.popleft()
+            self.moving[int(r["after"]["replaced_by"])] = moved
+            return
+        spend = op in _SPEND_OPS
+        key = ref if op == OpType.SUPP_DEBIT else seq
+        pieces = self.taken.setdefault(key, []) if spend else None
+        while out and q:
+            n = min(out, q[0][1])
+            s = q[0][0]
+            q[0][1] -= n
+            out -= n
+            if q[0][1] == 0:
+                q.popleft()
+            if pieces is not None:
+                pieces.append([s, n])
+            self.on_piece(r, s, n, "spent" if spend else "other")
+        if out:
+            # Principal going out beyond every lot cannot happen (principal >= 0); if a
+            # journal holds it, it is attributed to store 0 so the sums still balance.
+            self.on_piece(r, 0, out, "spent" if spend else "other")
+
+    def balance(self, card: int) -> int:
+        return sum(p[1] for p in self.lots.get(card, ()))
+
+
+def recharge_settlement_report(engine, date_from: str, date_to: str, *, stores=None
+                               ) -> list[dict]:
+    """Principal recharged at one store and spent at another (跨店结算), per
+    (recharge_store, spend_store) pair, over the records of [date_from, date_to), by
+    the FIFO-lot rule of PrincipalLots replayed over the whole journal: spent_fen what
+    the pair's spends took from the recharge store's lots, refunded_fen what refunds put
+    back on them, other_fen fees, expiries and adjustments taken from them at that store,
+    net_fen = spent - refunded; count the spend records. Pairs of one store (what stayed
+    home) are rows too. Bonus is not settled (it was never paid for). stores restricts
+    to pairs where either side is in it. Exact, from a scan of the journal."""
+    a, b = day_window(date_from, date_to)
+    tz = _tz(engine)
+    sums: dict[tuple[int, int], list[int]] = {}
+    counted: set[tuple[int, int, int]] = set()
+    idx = {"spent": 1, "refunded": 2, "other": 3}
+
+    def on_piece(r, lot_store: int, fen: int, kind: str) -> None:
+        day = (int(r["time_s"]) + tz) // 86_400
+        if not a <= day < b:
+            return
+        pair = (lot_store, int(r["store_id"]))
+        row = sums.setdefault(pair, [0, 0, 0, 0])
+        row[idx[kind]] += fen
+        if kind == "spent" and (int(r["seq"]), *pair) not in counted:
+            counted.add((int(r["seq"]), *pair))
+            row[0] += 1
+
+    lots = PrincipalLots(on_piece)
+    for rec, *_ in _card_blocks(engine):
+        moving = rec[(rec["principal_delta_fen"] != 0) | (rec["op_type"] == OpType.REFUND)]
+        for r in moving:
+            lots.apply(r)
+    keep = None if stores is None else set(stores)
+    rows = []
+    for (rs, ss), (n, spent, refunded, other) in sorted(sums.items()):
+        if keep is not None and rs not in keep and ss not in keep:
+            continue
+        rows.append({"recharge_store": rs, "spend_store": ss, "count": n, "spent_fen": spent,
+                     "refunded_fen": refunded, "other_fen": other,
+                     "net_fen": spent - refunded})
+    if len(rows) > REPORT_ROWS_MAX:
+        raise ReportError("TOO_MANY_ROWS", f"more than {REPORT_ROWS_MAX} rows")
+    return rows
