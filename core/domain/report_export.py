@@ -25,7 +25,8 @@ BAR_CHART = {"points_expiry": ("issue_store", "expiring_points"),
 # Columns that are a level, not a flow: no total.
 _NO_TOTAL = ("opening", "closing", "in_circulation", "_bp")
 KEY_COLUMNS = ("day", "month", "visit_count", "hour", "store", "region", "terminal",
-               "operator", "operator_id", "level", "category", "sku", "template_id", "issue_store", "spend_store")
+               "operator", "operator_id", "level", "category", "sku", "template_id",
+               "issue_store", "spend_store", "recharge_store")
 
 
 def yuan_text(fen: int) -> str:

@@ -28,6 +28,8 @@ REPORTS = {
     "members": ("MemberActivity", "members, new, active, visits, first-visit and repeat "
                                   "shares over the window"),
     "visit-frequency": ("VisitFrequency", "members per number of visits in the window"),
+    "recharge-settlement": ("RechargeSettlement", "principal recharged at one store spent "
+                                                  "at another (FIFO lots by recharge store)"),
 }
 # Reports of the card table as it is now: no window.
 AS_OF_NOW = ("points", "points-expiry")

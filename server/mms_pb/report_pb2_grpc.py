@@ -104,6 +104,11 @@ class ReportServiceStub:
                 request_serializer=mms_dot_v1_dot_report__pb2.ReportRequest.SerializeToString,
                 response_deserializer=mms_dot_v1_dot_report__pb2.ReportTable.FromString,
                 _registered_method=True)
+        self.RechargeSettlement = channel.unary_unary(
+                '/mms.v1.ReportService/RechargeSettlement',
+                request_serializer=mms_dot_v1_dot_report__pb2.ReportRequest.SerializeToString,
+                response_deserializer=mms_dot_v1_dot_report__pb2.ReportTable.FromString,
+                _registered_method=True)
 
 
 class ReportServiceServicer:
@@ -150,7 +155,8 @@ class ReportServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Settlement(self, request, context):
-        """Settlement sums stored value of cards issued at one store spent at another.
+        """Settlement sums stored value of cards issued at one store spent at another (by
+        store of issue; RechargeSettlement attributes by recharge store instead).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -209,6 +215,17 @@ class ReportServiceServicer:
     def VisitFrequency(self, request, context):
         """VisitFrequency gives the visits-per-member distribution of the window: per number
         of visits, the members who made exactly that many and their visits.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RechargeSettlement(self, request, context):
+        """RechargeSettlement settles principal between the store that took the money (the
+        recharge) and the store where it was spent (跨店结算), per pair: each card's
+        principal is FIFO lots by recharge store, a spend takes the oldest first, a refund
+        puts back on the lots the swipe took (docs/internals/reports.md). Exact from the
+        journal; pairs of one store are rows too.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -274,6 +291,11 @@ def add_ReportServiceServicer_to_server(servicer, server):
             ),
             'VisitFrequency': grpc.unary_unary_rpc_method_handler(
                     servicer.VisitFrequency,
+                    request_deserializer=mms_dot_v1_dot_report__pb2.ReportRequest.FromString,
+                    response_serializer=mms_dot_v1_dot_report__pb2.ReportTable.SerializeToString,
+            ),
+            'RechargeSettlement': grpc.unary_unary_rpc_method_handler(
+                    servicer.RechargeSettlement,
                     request_deserializer=mms_dot_v1_dot_report__pb2.ReportRequest.FromString,
                     response_serializer=mms_dot_v1_dot_report__pb2.ReportTable.SerializeToString,
             ),
@@ -610,6 +632,33 @@ class ReportService:
             request,
             target,
             '/mms.v1.ReportService/VisitFrequency',
+            mms_dot_v1_dot_report__pb2.ReportRequest.SerializeToString,
+            mms_dot_v1_dot_report__pb2.ReportTable.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RechargeSettlement(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mms.v1.ReportService/RechargeSettlement',
             mms_dot_v1_dot_report__pb2.ReportRequest.SerializeToString,
             mms_dot_v1_dot_report__pb2.ReportTable.FromString,
             options,

@@ -193,3 +193,12 @@ class ReportService(report_pb2_grpc.ReportServiceServicer):
                               stores=stores)
             return _table(rows, reports.VISIT_FREQUENCY_FIELDS, store)
         return await self._call(context, request, body)
+
+    @rpc_method(REPORT, "RechargeSettlement", "unary")
+    async def RechargeSettlement(self, request, context):
+        async def body(call, req):
+            store, stores = _scope(call, req)
+            rows = await _run(call, reports.recharge_settlement_report, call.engine,
+                              req.from_date, req.to_date, stores=stores)
+            return _table(rows, reports.RECHARGE_SETTLEMENT_FIELDS, store)
+        return await self._call(context, request, body)

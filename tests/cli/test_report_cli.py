@@ -203,3 +203,30 @@ def test_member_reports_export(env, capsys, tmp_path):  # noqa: F811
     assert len(ws._charts) == 1 and isinstance(ws._charts[0], BarChart)
     mgr = mms(env, capsys, "mgr11", "members", "--from", frm, "--to", to)
     assert mgr.splitlines()[1].split("\t")[0] == "11"
+
+
+def test_recharge_settlement_exports(env, capsys, tmp_path):  # noqa: F811
+    from core.domain import reports
+
+    frm, to = window()
+    want = reports.recharge_settlement_report(env.engine, frm, to)
+    x, c = str(tmp_path / "r.xlsx"), str(tmp_path / "r.csv")
+    mms(env, capsys, "fin", "recharge-settlement", "--from", frm, "--to", to, "--xlsx", x,
+        "--csv", c)
+    with open(c, newline="") as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == ["recharge_store", "spend_store", "count", "spent_yuan", "refunded_yuan",
+                       "other_yuan", "net_yuan"]
+    assert rows[1:-1] == [[str(w["recharge_store"]), str(w["spend_store"]), str(w["count"]),
+                           report_export.yuan_text(w["spent_fen"]),
+                           report_export.yuan_text(w["refunded_fen"]),
+                           report_export.yuan_text(w["other_fen"]),
+                           report_export.yuan_text(w["net_fen"])] for w in want]
+    assert rows[-1][0] == "total" and rows[-1][1] == ""
+    assert rows[-1][6] == report_export.yuan_text(sum(w["net_fen"] for w in want))
+    ws = openpyxl.load_workbook(x).active
+    assert ws.freeze_panes == "A2"
+    cell = ws.cell(row=2, column=4)
+    assert cell.value == Decimal(want[0]["spent_fen"]) / 100 and cell.number_format == "0.00"
+    mgr = mms(env, capsys, "mgr11", "recharge-settlement", "--from", frm, "--to", to)
+    assert all("11" in line.split("\t")[:2] for line in mgr.splitlines()[1:-1])

@@ -206,3 +206,23 @@ def test_member_activity_and_visit_frequency_by_scope(env):
     assert code == grpc.StatusCode.PERMISSION_DENIED and reason == "OTHER_STORE"
     code, reason = failure(rpc, env, "fin", "MemberActivity", to_date="2000-01-01")
     assert (code, reason) == (grpc.StatusCode.INVALID_ARGUMENT, "WINDOW_INVALID")
+
+
+def test_recharge_settlement_by_scope(env):
+    from core.domain import reports
+
+    frm, to = window()
+    rows = table(rpc(env, "fin", "RechargeSettlement"))
+    assert rows == reports.recharge_settlement_report(env.engine, frm, to)
+    # Cards 1 and 2 were recharged at store 11; 30.00 spent at 11, 55.00 at 12, of
+    # which 10.00 refunded at 12.
+    pairs = {(r["recharge_store"], r["spend_store"]): r for r in rows}
+    assert pairs[(11, 11)]["spent_fen"] == 3_000 and pairs[(11, 11)]["count"] == 1
+    assert {k: pairs[(11, 12)][k] for k in ("count", "spent_fen", "refunded_fen", "net_fen")} == \
+        {"count": 2, "spent_fen": 5_500, "refunded_fen": 1_000, "net_fen": 4_500}
+    mine = table(rpc(env, "mgr11", "RechargeSettlement"))
+    assert mine == [r for r in rows if 11 in (r["recharge_store"], r["spend_store"])]
+    code, reason = failure(rpc, env, "mgr11", "RechargeSettlement", store_id=12)
+    assert code == grpc.StatusCode.PERMISSION_DENIED and reason == "OTHER_STORE"
+    # The store-of-issue settlement stays its own report.
+    assert table(rpc(env, "fin", "Settlement"))[0]["issue_store"] == 11
