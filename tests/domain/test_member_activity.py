@@ -15,7 +15,7 @@ from core.domain import reports
 from core.records import OpType, RecordKind, Result
 
 TZ = 8 * 3600
-# (card, member id to link it to; 0 leaves it), in days from the workload's end.
+# (card, member id to link it to; 0 leaves it as it is), applied after the workload.
 link = st.tuples(st.sampled_from([1, 2, 3, 4]), st.sampled_from([0, 901, 902]))
 
 
