@@ -2,7 +2,8 @@
 
 Money columns (names ending in _fen) become yuan with two decimals, built from the
 integer fen by integer division (yuan_text) or as an exact Decimal (yuan_decimal):
-never through float arithmetic. Day columns (YYYYMMDD integers) become ISO dates.
+never through float arithmetic. Day columns (YYYYMMDD integers) become ISO dates,
+month columns (YYYYMM) YYYY-MM.
 The .xlsx has one data sheet with typed numbers (number format 0.00 for yuan), a frozen
 header, a totals row, and, for reports by day, a native line chart (openpyxl.chart) of
 the report's headline column.
@@ -18,11 +19,14 @@ from decimal import Decimal
 # Column a chart plots per report, when the report has a day column.
 CHART_COLUMN = {"sales": "net_fen", "liability": "principal_closing_fen"}
 # Reports charted as bars of a column per key instead: report -> (key, value).
-BAR_CHART = {"points_expiry": ("issue_store", "expiring_points")}
+BAR_CHART = {"points_expiry": ("issue_store", "expiring_points"),
+             "card_stats": ("month", "issued"),
+             "visit_frequency": ("visit_count", "members")}
 # Columns that are a level, not a flow: no total.
-_NO_TOTAL = ("opening", "closing")
-KEY_COLUMNS = ("day", "hour", "store", "region", "terminal", "operator", "operator_id",
-               "level", "category", "sku", "template_id", "issue_store", "spend_store")
+_NO_TOTAL = ("opening", "closing", "in_circulation", "_bp")
+KEY_COLUMNS = ("day", "month", "visit_count", "hour", "store", "region", "terminal",
+               "operator", "operator_id", "level", "category", "sku", "template_id",
+               "issue_store", "spend_store", "recharge_store")
 
 
 def yuan_text(fen: int) -> str:
@@ -44,6 +48,12 @@ def iso_day(yyyymmdd: int) -> datetime.date:
     return datetime.date(v // 10_000, v // 100 % 100, v % 100)
 
 
+def iso_month(yyyymm: int) -> str:
+    """A month column (YYYYMM integer) as YYYY-MM."""
+    v = int(yyyymm)
+    return f"{v // 100:04d}-{v % 100:02d}"
+
+
 def _totals(columns, rows) -> list:
     out = []
     for i, c in enumerate(columns):
@@ -62,6 +72,7 @@ def to_csv(columns, rows) -> str:
     w.writerow([header(c) for c in columns])
     for r in rows:
         w.writerow([iso_day(r[c]).isoformat() if c == "day"
+                    else iso_month(r[c]) if c == "month"
                     else yuan_text(r[c]) if c.endswith("_fen") else int(r[c]) for c in columns])
     if rows:
         tot = _totals(columns, rows)
@@ -84,7 +95,8 @@ def to_xlsx(path: str, report: str, columns, rows) -> None:
         cell.font = Font(bold=True)
     ws.freeze_panes = "A2"
     for r in rows:
-        ws.append([iso_day(r[c]) if c == "day" else yuan_decimal(r[c]) if c.endswith("_fen")
+        ws.append([iso_day(r[c]) if c == "day" else iso_month(r[c]) if c == "month"
+                   else yuan_decimal(r[c]) if c.endswith("_fen")
                    else int(r[c]) for c in columns])
     n = len(rows)
     if rows:

@@ -585,3 +585,401 @@ def expiry_forecast(engine, *, stores=None) -> list[dict]:
 
 
 from core import _fastpath  # noqa: E402
+
+# --- card statistics per month (computed from the journal, exact) --------------------
+
+CARD_STATS_FIELDS = ("month", "issue_store", "issued", "cancelled", "renewed", "replaced",
+                     "dormant", "lost", "in_circulation")
+# A card counts as in circulation while it exists and is not CANCELLED (LOST, FROZEN and
+# DORMANT cards still hold what members are owed).
+_OUT_OF_CIRCULATION = -1   # the "status" of a card before its first record
+
+
+def _card_blocks(engine):
+    """The OK card records (kind CARD, card_no != 0) of the whole journal, one block at a
+    time in seq order, in one zero-copy read transaction: (records, card_no as uint64,
+    ones, first (a card's first record: prev_seq 0), each record's store of issue (the
+    store of its card's first record; 0 for a card whose first record is not OK))."""
+    store = engine.store
+    issue = _fastpath.KeyMap()         # card_no -> store of its first record
+    with _zero_copy_read(store) as txn:
+        for block in store.journal_blocks(txn, 0):
+            b = block[(block["result"] == Result.OK) & (block["kind"] == RecordKind.KIND_CARD)
+                      & (block["card_no"] != 0)]
+            if len(b) == 0:
+                continue
+            c = b["card_no"].astype(np.uint64)
+            ones = np.ones(len(c), np.uint64)
+            first = b["prev_seq"] == 0
+            if first.any():
+                issue.insert_many(c[first], ones[first], b["store_id"][first].astype(np.int64))
+            st = issue.lookup_many(c, ones)
+            yield b, c, ones, first, np.where(st >= 0, st, 0).astype(np.int64)
+
+
+def _card_events(engine, until_day: int, tz: int):
+    """Every OK card record of the journal with day < until_day, as per-record arrays:
+    (day, issue_store, issued, cancelled, renewed, replaced, dormant, lost, circ_delta).
+
+    One scan of the journal from seq 1 in seq order (_card_blocks). A record's status
+    before is the after-image status of the card's previous record (the one its prev_seq
+    names): the scan keeps each card's last status in a KeyMap, which holds exactly that
+    record's status because records of a card are met in seq order."""
+    from core.domain.cards import CardOp
+    from core.records import CardStatus
+    last = _fastpath.KeyMap()          # card_no -> status after its latest record
+    parts = []
+    for b, c, ones, first, issue_st in _card_blocks(engine):
+        after = b["after"]["status"].astype(np.int64)
+        # Status before: the previous record of the same card in this block, else the map.
+        order = np.lexsort((np.arange(len(c)), c))
+        cs = c[order]
+        head = np.ones(len(cs), bool)
+        head[1:] = cs[1:] != cs[:-1]
+        before_s = np.empty(len(cs), np.int64)
+        before_s[1:] = after[order][:-1]
+        got = last.lookup_many(cs[head], ones[head])
+        before_s[head] = np.where(got >= 0, got, _OUT_OF_CIRCULATION)
+        before = np.empty(len(c), np.int64)
+        before[order] = before_s
+        before[first] = _OUT_OF_CIRCULATION
+        tail = np.ones(len(cs), bool)
+        tail[:-1] = cs[1:] != cs[:-1]
+        last.insert_many(cs[tail], ones[tail], after[order][tail], overwrite=True)
+        day = (b["time_s"].astype(np.int64) + tz) // 86_400
+        keep = day < until_day
+        if not keep.any():
+            continue
+        op = b["op_type"].astype(np.int64)
+        newly = np.where(before != after, after, _OUT_OF_CIRCULATION)  # the status moved to
+        in_before = (before != _OUT_OF_CIRCULATION) & (before != CardStatus.CANCELLED)
+        in_after = after != CardStatus.CANCELLED
+        replaced = (newly == CardStatus.CANCELLED) & (op == CardOp.REPLACE)
+        cols = np.stack([day, issue_st,
+                         first.astype(np.int64),
+                         ((newly == CardStatus.CANCELLED) & ~replaced).astype(np.int64),
+                         (op == CardOp.RENEW).astype(np.int64),
+                         replaced.astype(np.int64),
+                         (newly == CardStatus.DORMANT).astype(np.int64),
+                         (newly == CardStatus.LOST).astype(np.int64),
+                         in_after.astype(np.int64) - in_before.astype(np.int64)], axis=1)
+        parts.append(cols[keep])
+    return np.concatenate(parts) if parts else np.zeros((0, 9), np.int64)
+
+
+def _month_of(day: int) -> int:
+    d = _ru.date_of(day)
+    return d.year * 100 + d.month
+
+
+def card_stats_report(engine, date_from: str, date_to: str, *, by_store: bool = False,
+                      stores=None) -> list[dict]:
+    """Card statistics per calendar month of [date_from, date_to) (a month cut by the
+    window counts the window's days only), and per store of issue with by_store:
+    cards issued (a card's first record: a replacement's new card counts here too),
+    cancelled (status to CANCELLED other than by REPLACE), renewed (RENEW records),
+    replaced (the old card of a REPLACE), gone dormant (status to DORMANT), reported
+    lost (status to LOST), and in circulation (cards that exist and are not CANCELLED)
+    at the end of the month's last day in the window. month is YYYYMM. Computed by
+    scanning the journal from seq 1 (exact to the last commit; cost linear in the
+    journal). stores restricts to cards issued there."""
+    a, b = day_window(date_from, date_to)
+    ev = _card_events(engine, b, _tz(engine))
+    if stores is not None:
+        ev = ev[np.isin(ev[:, 1], np.array(sorted(stores), np.int64))]
+    if not by_store:
+        ev = ev.copy()
+        ev[:, 1] = 0
+    before = ev[ev[:, 0] < a]
+    ev = ev[ev[:, 0] >= a]
+    circ: dict[int, int] = {}
+    for s, d in zip(before[:, 1].tolist(), before[:, 8].tolist(), strict=True):
+        circ[s] = circ.get(s, 0) + d
+    months = sorted({_month_of(d) for d in range(a, b)})
+    month = np.array([_month_of(int(d)) for d in ev[:, 0].tolist()], np.int64)
+    cols, sums = _group([month, ev[:, 1]], ev[:, 2:])
+    got = {(int(m), int(s)): sums[i]
+           for i, (m, s) in enumerate(zip(cols[0].tolist(), cols[1].tolist(), strict=True))}
+    issues = sorted(set(circ) | {s for _, s in got} | ({0} if not by_store else set()))
+    rows = []
+    for s in issues:
+        n = circ.get(s, 0)
+        for m in months:
+            t = got.get((m, s), np.zeros(7, np.int64))
+            n += int(t[6])
+            rows.append({"month": m, "issue_store": s, **dict(zip(
+                CARD_STATS_FIELDS[2:8], (int(x) for x in t[:6]), strict=True)),
+                "in_circulation": n})
+    rows.sort(key=lambda r: (r["month"], r["issue_store"]))
+    if len(rows) > REPORT_ROWS_MAX:
+        raise ReportError("TOO_MANY_ROWS", f"more than {REPORT_ROWS_MAX} rows")
+    return rows
+
+
+# --- member activity over a window (computed from the journal, exact) ----------------
+
+MEMBER_ACTIVITY_FIELDS = ("issue_store", "members", "new_members", "active", "active_bp",
+                          "visits", "first_visit", "repeat", "first_visit_bp", "repeat_bp")
+VISIT_FREQUENCY_FIELDS = ("issue_store", "visit_count", "members", "visits")
+# What counts as a visit: a member came and was served (a supplementary card's swipe is
+# its own SWIPE record; the SUPP_DEBIT on its primary is not a second visit).
+VISIT_OPS = (OpType.SWIPE, OpType.USE_COUNT)
+_NEVER = np.iinfo(np.int64).max
+
+
+def _bp(part: int, whole: int) -> int:
+    """part / whole in basis points, rounded down (0 when whole is 0)."""
+    return part * 10_000 // whole if whole else 0
+
+
+def _member_days(engine, a: int, b: int, tz: int) -> np.ndarray:
+    """Per (member, issue_store): (member key, issue_store, first day seen, first visit
+    day, visits in [a, b)) over the journal's records with day < b. The member key is
+    the record's after-image member_id, or -card_no for a card with no member."""
+    parts = []
+    for rec, c, _ones, _first, issue_st in _card_blocks(engine):
+        day = (rec["time_s"].astype(np.int64) + tz) // 86_400
+        keep = day < b
+        if not keep.any():
+            continue
+        mid = rec["after"]["member_id"].astype(np.int64)
+        key = np.where(mid != 0, mid, -c.astype(np.int64))
+        visit = np.isin(rec["op_type"], VISIT_OPS)
+        vday = np.where(visit, day, _NEVER)
+        inwin = (visit & (day >= a)).astype(np.int64)
+        parts.append(np.stack([key, issue_st, day, vday, inwin], axis=1)[keep])
+    if not parts:
+        return np.zeros((0, 5), np.int64)
+    rows = np.concatenate(parts)
+    order = np.lexsort((rows[:, 1], rows[:, 0]))
+    rows = rows[order]
+    change = np.ones(len(rows), bool)
+    change[1:] = (rows[1:, 0] != rows[:-1, 0]) | (rows[1:, 1] != rows[:-1, 1])
+    starts = np.flatnonzero(change)
+    return np.stack([rows[starts, 0], rows[starts, 1],
+                     np.minimum.reduceat(rows[:, 2], starts),
+                     np.minimum.reduceat(rows[:, 3], starts),
+                     np.add.reduceat(rows[:, 4], starts)], axis=1)
+
+
+def _members_in_scope(engine, date_from, date_to, by_store, stores):
+    a, b = day_window(date_from, date_to)
+    m = _member_days(engine, a, b, _tz(engine))
+    if stores is not None:
+        m = m[np.isin(m[:, 1], np.array(sorted(stores), np.int64))]
+    if not by_store:
+        # A member with cards of several stores is one member of the chain: fold the
+        # stores (first days the earliest, visits summed).
+        m = m.copy()
+        m[:, 1] = 0
+        if len(m):
+            order = np.lexsort((m[:, 1], m[:, 0]))
+            m = m[order]
+            change = np.ones(len(m), bool)
+            change[1:] = m[1:, 0] != m[:-1, 0]
+            s = np.flatnonzero(change)
+            m = np.stack([m[s, 0], m[s, 1], np.minimum.reduceat(m[:, 2], s),
+                          np.minimum.reduceat(m[:, 3], s), np.add.reduceat(m[:, 4], s)], axis=1)
+    return a, m
+
+
+def member_activity_report(engine, date_from: str, date_to: str, *, by_store: bool = False,
+                           stores=None) -> list[dict]:
+    """Member activity over [date_from, date_to), in total or per store of issue of the
+    member's cards (by_store; a member holding cards of two stores counts in both):
+    members = members known by the window's end (a card record naming them before
+    date_to); new_members = those first named inside the window; active = members with
+    a visit (a SWIPE or USE_COUNT, OK) in the window, visits = those visits;
+    first_visit = active members whose first visit ever is in the window, repeat =
+    active members who visited before it (first_visit + repeat = active). The _bp
+    columns are shares in basis points rounded down: active of members, first_visit and
+    repeat of active. A member is the card's member_id, or the card itself when it has
+    none. Exact, from a scan of the journal. stores restricts to cards issued there."""
+    a, m = _members_in_scope(engine, date_from, date_to, by_store, stores)
+    groups = sorted(set(m[:, 1].tolist())) if by_store else [0]
+    rows = []
+    for s in groups:
+        g = m[m[:, 1] == s]
+        members = len(g)
+        new = int(np.count_nonzero(g[:, 2] >= a))
+        act = g[g[:, 4] > 0]
+        first = int(np.count_nonzero(act[:, 3] >= a))
+        active = len(act)
+        rows.append({"issue_store": s, "members": members, "new_members": new,
+                     "active": active, "active_bp": _bp(active, members),
+                     "visits": int(act[:, 4].sum()), "first_visit": first,
+                     "repeat": active - first, "first_visit_bp": _bp(first, active),
+                     "repeat_bp": _bp(active - first, active)})
+    if len(rows) > REPORT_ROWS_MAX:
+        raise ReportError("TOO_MANY_ROWS", f"more than {REPORT_ROWS_MAX} rows")
+    return rows
+
+
+def visit_frequency_report(engine, date_from: str, date_to: str, *, by_store: bool = False,
+                           stores=None) -> list[dict]:
+    """The visits-per-member distribution over [date_from, date_to): one row per number
+    of visits a member made in the window (visit_count 1, 2, ...; members without a
+    visit are the members - active of member_activity_report), with how many members
+    made exactly that many and their visits in all. Same members, scope and visits as
+    member_activity_report."""
+    _a, m = _members_in_scope(engine, date_from, date_to, by_store, stores)
+    act = m[m[:, 4] > 0]
+    cols, sums = _group([act[:, 1], act[:, 4]],
+                        np.stack([np.ones(len(act), np.int64), act[:, 4]], axis=1))
+    return _finish(VISIT_FREQUENCY_FIELDS[:2], cols, sums, VISIT_FREQUENCY_FIELDS[2:],
+                   day_cols=())
+
+
+# --- settlement by recharge store: principal as FIFO lots (from the journal, exact) ---
+
+RECHARGE_SETTLEMENT_FIELDS = ("recharge_store", "spend_store", "count", "spent_fen",
+                              "refunded_fen", "other_fen", "net_fen")
+_SPEND_OPS = (OpType.SWIPE, OpType.SUPP_DEBIT, OpType.USE_COUNT)
+
+
+class PrincipalLots:
+    """Each card's principal as lots [recharge store, fen], oldest first, replayed from
+    the journal in seq order (the attribution rule of recharge_settlement_report):
+
+    - principal coming in (principal_delta_fen > 0) is a new lot at the record's store,
+      except: a REFUND (and the SUPP_DEBIT that refunds a supplementary card's swipe)
+      puts back what the refunded swipe took, newest piece first, at the front of the
+      queue with the pieces' own recharge stores (anything beyond what the swipe took
+      from principal is a new lot at the refunding store); the new card of a
+      replacement takes over the old card's lots (the REPLACE record that empties the
+      old card names it in replaced_by);
+    - principal going out takes the oldest lots first. A spend (SWIPE, SUPP_DEBIT,
+      USE_COUNT) is remembered per swipe so that its refunds can put it back.
+
+    on_piece(record, lot store, fen, kind) is called for every piece that moves:
+    kind "spent", "refunded" or "other" (fees, expiries, adjustments)."""
+
+    def __init__(self, on_piece) -> None:
+        from collections import deque
+        self._deque = deque
+        self.lots: dict[int, deque] = {}
+        self.taken: dict[int, list[list[int]]] = {}   # swipe seq -> pieces [store, fen]
+        self.refund_of: dict[int, int] = {}           # refund seq -> the swipe it refunds
+        self.moving: dict[int, list[list[int]]] = {}  # new card -> the old card's lots
+        self.on_piece = on_piece
+
+    def _queue(self, card: int):
+        q = self.lots.get(card)
+        if q is None:
+            q = self.lots[card] = self._deque()
+        return q
+
+    def apply(self, r) -> None:
+        from core.domain.cards import CardOp
+        card, delta, op = int(r["card_no"]), int(r["principal_delta_fen"]), int(r["op_type"])
+        seq, ref = int(r["seq"]), int(r["ref_seq"])
+        if op == OpType.REFUND:
+            self.refund_of[seq] = ref
+        if delta == 0:
+            return
+        q = self._queue(card)
+        if delta > 0:
+            if op == OpType.REFUND or (op == OpType.SUPP_DEBIT and ref in self.refund_of):
+                swipe = ref if op == OpType.REFUND else self.refund_of[ref]
+                pieces = self.taken.get(swipe, [])
+                back = delta
+                while back and pieces:
+                    p = pieces[-1]
+                    n = min(back, p[1])
+                    p[1] -= n
+                    back -= n
+                    if p[1] == 0:
+                        pieces.pop()
+                    if q and q[0][0] == p[0]:
+                        q[0][1] += n
+                    else:
+                        q.appendleft([p[0], n])
+                    self.on_piece(r, p[0], n, "refunded")
+                if back:
+                    q.append([int(r["store_id"]), back])
+                    self.on_piece(r, int(r["store_id"]), back, "refunded")
+                return
+            moved = self.moving.pop(card, None)
+            if moved:
+                q.extend(moved)
+                delta -= sum(p[1] for p in moved)
+            if delta > 0:
+                q.append([int(r["store_id"]), delta])
+            return
+        out = -delta
+        if op == CardOp.REPLACE and int(r["after"]["replaced_by"]):
+            moved = []
+            while out and q:
+                n = min(out, q[0][1])
+                moved.append([q[0][0], n])
+                q[0][1] -= n
+                out -= n
+                if q[0][1] == 0:
+                    q.popleft()
+            self.moving[int(r["after"]["replaced_by"])] = moved
+            return
+        spend = op in _SPEND_OPS
+        key = ref if op == OpType.SUPP_DEBIT else seq
+        pieces = self.taken.setdefault(key, []) if spend else None
+        while out and q:
+            n = min(out, q[0][1])
+            s = q[0][0]
+            q[0][1] -= n
+            out -= n
+            if q[0][1] == 0:
+                q.popleft()
+            if pieces is not None:
+                pieces.append([s, n])
+            self.on_piece(r, s, n, "spent" if spend else "other")
+        if out:
+            # Principal going out beyond every lot cannot happen (principal >= 0); if a
+            # journal holds it, it is attributed to store 0 so the sums still balance.
+            self.on_piece(r, 0, out, "spent" if spend else "other")
+
+    def balance(self, card: int) -> int:
+        return sum(p[1] for p in self.lots.get(card, ()))
+
+
+def recharge_settlement_report(engine, date_from: str, date_to: str, *, stores=None
+                               ) -> list[dict]:
+    """Principal recharged at one store and spent at another (跨店结算), per
+    (recharge_store, spend_store) pair, over the records of [date_from, date_to), by
+    the FIFO-lot rule of PrincipalLots replayed over the whole journal: spent_fen what
+    the pair's spends took from the recharge store's lots, refunded_fen what refunds put
+    back on them, other_fen fees, expiries and adjustments taken from them at that store,
+    net_fen = spent - refunded; count the spend records. Pairs of one store (what stayed
+    home) are rows too. Bonus is not settled (it was never paid for). stores restricts
+    to pairs where either side is in it. Exact, from a scan of the journal."""
+    a, b = day_window(date_from, date_to)
+    tz = _tz(engine)
+    sums: dict[tuple[int, int], list[int]] = {}
+    counted: set[tuple[int, int, int]] = set()
+    idx = {"spent": 1, "refunded": 2, "other": 3}
+
+    def on_piece(r, lot_store: int, fen: int, kind: str) -> None:
+        day = (int(r["time_s"]) + tz) // 86_400
+        if not a <= day < b:
+            return
+        pair = (lot_store, int(r["store_id"]))
+        row = sums.setdefault(pair, [0, 0, 0, 0])
+        row[idx[kind]] += fen
+        if kind == "spent" and (int(r["seq"]), *pair) not in counted:
+            counted.add((int(r["seq"]), *pair))
+            row[0] += 1
+
+    lots = PrincipalLots(on_piece)
+    for rec, *_ in _card_blocks(engine):
+        moving = rec[(rec["principal_delta_fen"] != 0) | (rec["op_type"] == OpType.REFUND)]
+        for r in moving:
+            lots.apply(r)
+    keep = None if stores is None else set(stores)
+    rows = []
+    for (rs, ss), (n, spent, refunded, other) in sorted(sums.items()):
+        if keep is not None and rs not in keep and ss not in keep:
+            continue
+        rows.append({"recharge_store": rs, "spend_store": ss, "count": n, "spent_fen": spent,
+                     "refunded_fen": refunded, "other_fen": other,
+                     "net_fen": spent - refunded})
+    if len(rows) > REPORT_ROWS_MAX:
+        raise ReportError("TOO_MANY_ROWS", f"more than {REPORT_ROWS_MAX} rows")
+    return rows

@@ -23,6 +23,13 @@ REPORTS = {
     "points": ("Points", "points owed now per store of issue, level and lot year"),
     "points-expiry": ("PointsExpiry", "points the next year-end expiry run clears, per "
                                       "store of issue and level"),
+    "card-stats": ("CardStats", "cards issued, cancelled, renewed, replaced, gone dormant, "
+                                "reported lost, in circulation, per month"),
+    "members": ("MemberActivity", "members, new, active, visits, first-visit and repeat "
+                                  "shares over the window"),
+    "visit-frequency": ("VisitFrequency", "members per number of visits in the window"),
+    "recharge-settlement": ("RechargeSettlement", "principal recharged at one store spent "
+                                                  "at another (FIFO lots by recharge store)"),
 }
 # Reports of the card table as it is now: no window.
 AS_OF_NOW = ("points", "points-expiry")
@@ -98,7 +105,7 @@ def add_report_commands(rpsub, cmd) -> None:
                            help="comma-separated: store,region,day,hour,terminal,operator,level,category")
         if name == "top-skus":
             p.add_argument("--top", type=int, default=10)
-        if name == "liability":
+        if name in ("liability", "card-stats", "members", "visit-frequency"):
             p.add_argument("--by-store", action="store_true", help="per store of issue")
     cmd(rpsub, "reconcile", cmd_reconcile,
         "liability from the rollups vs the card table; exit 1 on any fen of difference")

@@ -28,7 +28,8 @@ if _version_not_supported:
 class ReportServiceStub:
     """ReportService answers the chain's questions from the rollups of the journal
     (docs/internals/reports.md): sales, products, stored-value liability and its
-    reconciliation, inter-store settlement, coupons and staff commission.
+    reconciliation, inter-store settlement, coupons, staff commission, card statistics
+    and member activity.
 
     Every call carries `authorization: Bearer <session token>` and needs the report.read
     permission. A store-scoped role sees its own store only (store_id 0 or its own; any
@@ -88,12 +89,33 @@ class ReportServiceStub:
                 request_serializer=mms_dot_v1_dot_report__pb2.ReportRequest.SerializeToString,
                 response_deserializer=mms_dot_v1_dot_report__pb2.ReportTable.FromString,
                 _registered_method=True)
+        self.CardStats = channel.unary_unary(
+                '/mms.v1.ReportService/CardStats',
+                request_serializer=mms_dot_v1_dot_report__pb2.ReportRequest.SerializeToString,
+                response_deserializer=mms_dot_v1_dot_report__pb2.ReportTable.FromString,
+                _registered_method=True)
+        self.MemberActivity = channel.unary_unary(
+                '/mms.v1.ReportService/MemberActivity',
+                request_serializer=mms_dot_v1_dot_report__pb2.ReportRequest.SerializeToString,
+                response_deserializer=mms_dot_v1_dot_report__pb2.ReportTable.FromString,
+                _registered_method=True)
+        self.VisitFrequency = channel.unary_unary(
+                '/mms.v1.ReportService/VisitFrequency',
+                request_serializer=mms_dot_v1_dot_report__pb2.ReportRequest.SerializeToString,
+                response_deserializer=mms_dot_v1_dot_report__pb2.ReportTable.FromString,
+                _registered_method=True)
+        self.RechargeSettlement = channel.unary_unary(
+                '/mms.v1.ReportService/RechargeSettlement',
+                request_serializer=mms_dot_v1_dot_report__pb2.ReportRequest.SerializeToString,
+                response_deserializer=mms_dot_v1_dot_report__pb2.ReportTable.FromString,
+                _registered_method=True)
 
 
 class ReportServiceServicer:
     """ReportService answers the chain's questions from the rollups of the journal
     (docs/internals/reports.md): sales, products, stored-value liability and its
-    reconciliation, inter-store settlement, coupons and staff commission.
+    reconciliation, inter-store settlement, coupons, staff commission, card statistics
+    and member activity.
 
     Every call carries `authorization: Bearer <session token>` and needs the report.read
     permission. A store-scoped role sees its own store only (store_id 0 or its own; any
@@ -133,7 +155,8 @@ class ReportServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Settlement(self, request, context):
-        """Settlement sums stored value of cards issued at one store spent at another.
+        """Settlement sums stored value of cards issued at one store spent at another (by
+        store of issue; RechargeSettlement attributes by recharge store instead).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -164,6 +187,45 @@ class ReportServiceServicer:
     def PointsExpiry(self, request, context):
         """PointsExpiry forecasts what the expiry run at the next year end clears, per store
         of issue and level; the dates are not used.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CardStats(self, request, context):
+        """CardStats counts per calendar month of the window (month YYYYMM; a month cut by the
+        window counts the window's days), per store of issue with by_store: cards issued,
+        cancelled, renewed, replaced, gone dormant, reported lost, and in circulation (not
+        CANCELLED) at the end of the month's last day in the window. Exact from the journal.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def MemberActivity(self, request, context):
+        """MemberActivity sums the window's members (known by its end), new members, active
+        members (a SWIPE or USE_COUNT in the window) and their visits, first-visit and
+        repeat members, with shares in basis points rounded down; per store of issue of the
+        members' cards with by_store. Exact from the journal.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def VisitFrequency(self, request, context):
+        """VisitFrequency gives the visits-per-member distribution of the window: per number
+        of visits, the members who made exactly that many and their visits.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RechargeSettlement(self, request, context):
+        """RechargeSettlement settles principal between the store that took the money (the
+        recharge) and the store where it was spent (跨店结算), per pair: each card's
+        principal is FIFO lots by recharge store, a spend takes the oldest first, a refund
+        puts back on the lots the swipe took (docs/internals/reports.md). Exact from the
+        journal; pairs of one store are rows too.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -217,6 +279,26 @@ def add_ReportServiceServicer_to_server(servicer, server):
                     request_deserializer=mms_dot_v1_dot_report__pb2.ReportRequest.FromString,
                     response_serializer=mms_dot_v1_dot_report__pb2.ReportTable.SerializeToString,
             ),
+            'CardStats': grpc.unary_unary_rpc_method_handler(
+                    servicer.CardStats,
+                    request_deserializer=mms_dot_v1_dot_report__pb2.ReportRequest.FromString,
+                    response_serializer=mms_dot_v1_dot_report__pb2.ReportTable.SerializeToString,
+            ),
+            'MemberActivity': grpc.unary_unary_rpc_method_handler(
+                    servicer.MemberActivity,
+                    request_deserializer=mms_dot_v1_dot_report__pb2.ReportRequest.FromString,
+                    response_serializer=mms_dot_v1_dot_report__pb2.ReportTable.SerializeToString,
+            ),
+            'VisitFrequency': grpc.unary_unary_rpc_method_handler(
+                    servicer.VisitFrequency,
+                    request_deserializer=mms_dot_v1_dot_report__pb2.ReportRequest.FromString,
+                    response_serializer=mms_dot_v1_dot_report__pb2.ReportTable.SerializeToString,
+            ),
+            'RechargeSettlement': grpc.unary_unary_rpc_method_handler(
+                    servicer.RechargeSettlement,
+                    request_deserializer=mms_dot_v1_dot_report__pb2.ReportRequest.FromString,
+                    response_serializer=mms_dot_v1_dot_report__pb2.ReportTable.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'mms.v1.ReportService', rpc_method_handlers)
@@ -228,7 +310,8 @@ def add_ReportServiceServicer_to_server(servicer, server):
 class ReportService:
     """ReportService answers the chain's questions from the rollups of the journal
     (docs/internals/reports.md): sales, products, stored-value liability and its
-    reconciliation, inter-store settlement, coupons and staff commission.
+    reconciliation, inter-store settlement, coupons, staff commission, card statistics
+    and member activity.
 
     Every call carries `authorization: Bearer <session token>` and needs the report.read
     permission. A store-scoped role sees its own store only (store_id 0 or its own; any
@@ -468,6 +551,114 @@ class ReportService:
             request,
             target,
             '/mms.v1.ReportService/PointsExpiry',
+            mms_dot_v1_dot_report__pb2.ReportRequest.SerializeToString,
+            mms_dot_v1_dot_report__pb2.ReportTable.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CardStats(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mms.v1.ReportService/CardStats',
+            mms_dot_v1_dot_report__pb2.ReportRequest.SerializeToString,
+            mms_dot_v1_dot_report__pb2.ReportTable.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def MemberActivity(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mms.v1.ReportService/MemberActivity',
+            mms_dot_v1_dot_report__pb2.ReportRequest.SerializeToString,
+            mms_dot_v1_dot_report__pb2.ReportTable.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def VisitFrequency(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mms.v1.ReportService/VisitFrequency',
+            mms_dot_v1_dot_report__pb2.ReportRequest.SerializeToString,
+            mms_dot_v1_dot_report__pb2.ReportTable.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RechargeSettlement(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mms.v1.ReportService/RechargeSettlement',
             mms_dot_v1_dot_report__pb2.ReportRequest.SerializeToString,
             mms_dot_v1_dot_report__pb2.ReportTable.FromString,
             options,

@@ -163,3 +163,42 @@ class ReportService(report_pb2_grpc.ReportServiceServicer):
             rows = await _run(call, reports.expiry_forecast, call.engine, stores=stores)
             return _table(rows, reports.EXPIRY_FIELDS, store)
         return await self._call(context, request, body)
+
+    @rpc_method(REPORT, "CardStats", "unary")
+    async def CardStats(self, request, context):
+        async def body(call, req):
+            store, stores = _scope(call, req)
+            rows = await _run(call, reports.card_stats_report, call.engine, req.from_date,
+                              req.to_date, by_store=req.by_store or stores is not None,
+                              stores=stores)
+            return _table(rows, reports.CARD_STATS_FIELDS, store)
+        return await self._call(context, request, body)
+
+    @rpc_method(REPORT, "MemberActivity", "unary")
+    async def MemberActivity(self, request, context):
+        async def body(call, req):
+            store, stores = _scope(call, req)
+            rows = await _run(call, reports.member_activity_report, call.engine, req.from_date,
+                              req.to_date, by_store=req.by_store or stores is not None,
+                              stores=stores)
+            return _table(rows, reports.MEMBER_ACTIVITY_FIELDS, store)
+        return await self._call(context, request, body)
+
+    @rpc_method(REPORT, "VisitFrequency", "unary")
+    async def VisitFrequency(self, request, context):
+        async def body(call, req):
+            store, stores = _scope(call, req)
+            rows = await _run(call, reports.visit_frequency_report, call.engine, req.from_date,
+                              req.to_date, by_store=req.by_store or stores is not None,
+                              stores=stores)
+            return _table(rows, reports.VISIT_FREQUENCY_FIELDS, store)
+        return await self._call(context, request, body)
+
+    @rpc_method(REPORT, "RechargeSettlement", "unary")
+    async def RechargeSettlement(self, request, context):
+        async def body(call, req):
+            store, stores = _scope(call, req)
+            rows = await _run(call, reports.recharge_settlement_report, call.engine,
+                              req.from_date, req.to_date, stores=stores)
+            return _table(rows, reports.RECHARGE_SETTLEMENT_FIELDS, store)
+        return await self._call(context, request, body)

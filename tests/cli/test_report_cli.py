@@ -141,3 +141,92 @@ def test_points_reports_export_with_a_bar_chart(env, capsys, tmp_path):  # noqa:
     assert len(ws._charts) == 1 and isinstance(ws._charts[0], BarChart)
     text = mms(env, capsys, "mgr11", "points")
     assert text.startswith("issue_store\tlevel\tlot_year") and "\n12\t" not in text
+
+
+def test_card_stats_exports_with_a_bar_chart(env, capsys, tmp_path):  # noqa: F811
+    from openpyxl.chart import BarChart
+
+    from core.domain import reports
+    from core.records import CardStatus
+
+    frm, to = window()
+    eng = env.engine
+    want = reports.card_stats_report(eng, frm, to, by_store=True)
+    x, c = str(tmp_path / "k.xlsx"), str(tmp_path / "k.csv")
+    mms(env, capsys, "fin", "card-stats", "--from", frm, "--to", to, "--by-store",
+        "--xlsx", x, "--csv", c)
+    with open(c, newline="") as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == list(reports.CARD_STATS_FIELDS)
+    assert [r[0] for r in rows[1:-1]] == [f"{w['month'] // 100}-{w['month'] % 100:02d}" for w in want]
+    assert rows[-1][0] == "total" and rows[-1][-1] == ""      # a level has no total
+    issued = reports.CARD_STATS_FIELDS.index("issued")
+    assert int(rows[-1][issued]) == sum(w["issued"] for w in want) > 0
+    ws = openpyxl.load_workbook(x).active
+    assert ws.freeze_panes == "A2" and [cell.value for cell in ws[1]] == rows[0]
+    assert ws.cell(row=2, column=issued + 1).value == want[0]["issued"]
+    assert len(ws._charts) == 1 and isinstance(ws._charts[0], BarChart)
+    cards = eng.cards_snapshot()
+    live = int(((cards["card_no"] != 0) & (cards["status"] != CardStatus.CANCELLED)).sum())
+    text = mms(env, capsys, "fin", "card-stats", "--from", frm, "--to", to)
+    assert text.startswith("month\tissue_store\tissued")
+    assert text.splitlines()[-2].split("\t")[-1] == str(live)
+    mgr = mms(env, capsys, "mgr11", "card-stats", "--from", frm, "--to", to)
+    assert all(line.split("\t")[1] == "11" for line in mgr.splitlines()[1:-1])
+
+
+def test_member_reports_export(env, capsys, tmp_path):  # noqa: F811
+    from openpyxl.chart import BarChart
+
+    from core.domain import reports
+
+    frm, to = window()
+    want = reports.member_activity_report(env.engine, frm, to)
+    x, c = str(tmp_path / "m.xlsx"), str(tmp_path / "m.csv")
+    mms(env, capsys, "fin", "members", "--from", frm, "--to", to, "--xlsx", x, "--csv", c)
+    with open(c, newline="") as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == list(reports.MEMBER_ACTIVITY_FIELDS)
+    assert rows[1] == [str(want[0][k]) for k in reports.MEMBER_ACTIVITY_FIELDS]
+    assert rows[2][reports.MEMBER_ACTIVITY_FIELDS.index("active_bp")] == ""  # a share: no total
+    ws = openpyxl.load_workbook(x).active
+    assert ws.cell(row=2, column=reports.MEMBER_ACTIVITY_FIELDS.index("visits") + 1).value == \
+        want[0]["visits"]
+    dist = reports.visit_frequency_report(env.engine, frm, to)
+    mms(env, capsys, "fin", "visit-frequency", "--from", frm, "--to", to, "--xlsx", x, "--csv", c)
+    with open(c, newline="") as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == list(reports.VISIT_FREQUENCY_FIELDS)
+    assert [int(r[1]) for r in rows[1:-1]] == [d["visit_count"] for d in dist]
+    assert rows[-1][1] == "" and int(rows[-1][3]) == want[0]["visits"]
+    ws = openpyxl.load_workbook(x).active
+    assert len(ws._charts) == 1 and isinstance(ws._charts[0], BarChart)
+    mgr = mms(env, capsys, "mgr11", "members", "--from", frm, "--to", to)
+    assert mgr.splitlines()[1].split("\t")[0] == "11"
+
+
+def test_recharge_settlement_exports(env, capsys, tmp_path):  # noqa: F811
+    from core.domain import reports
+
+    frm, to = window()
+    want = reports.recharge_settlement_report(env.engine, frm, to)
+    x, c = str(tmp_path / "r.xlsx"), str(tmp_path / "r.csv")
+    mms(env, capsys, "fin", "recharge-settlement", "--from", frm, "--to", to, "--xlsx", x,
+        "--csv", c)
+    with open(c, newline="") as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == ["recharge_store", "spend_store", "count", "spent_yuan", "refunded_yuan",
+                       "other_yuan", "net_yuan"]
+    assert rows[1:-1] == [[str(w["recharge_store"]), str(w["spend_store"]), str(w["count"]),
+                           report_export.yuan_text(w["spent_fen"]),
+                           report_export.yuan_text(w["refunded_fen"]),
+                           report_export.yuan_text(w["other_fen"]),
+                           report_export.yuan_text(w["net_fen"])] for w in want]
+    assert rows[-1][0] == "total" and rows[-1][1] == ""
+    assert rows[-1][6] == report_export.yuan_text(sum(w["net_fen"] for w in want))
+    ws = openpyxl.load_workbook(x).active
+    assert ws.freeze_panes == "A2"
+    cell = ws.cell(row=2, column=4)
+    assert cell.value == Decimal(want[0]["spent_fen"]) / 100 and cell.number_format == "0.00"
+    mgr = mms(env, capsys, "mgr11", "recharge-settlement", "--from", frm, "--to", to)
+    assert all("11" in line.split("\t")[:2] for line in mgr.splitlines()[1:-1])

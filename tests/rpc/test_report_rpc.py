@@ -153,3 +153,76 @@ def test_points_and_the_expiry_forecast_by_scope(env):
     assert [r["issue_store"] for r in table(rpc(env, "mgr11", "PointsExpiry"))] == [11]
     code, reason = failure(rpc, env, "mgr11", "PointsExpiry", store_id=12)
     assert code == grpc.StatusCode.PERMISSION_DENIED and reason == "OTHER_STORE"
+
+
+def test_card_stats_by_scope(env):
+    from core.domain import reports
+    from core.records import CardStatus
+
+    eng = env.engine
+    if eng.card(21) is None:
+        assert eng.issue_cards([21], os.urandom(16), store_id=12).result().code == Result.OK
+        assert eng.set_card_status(21, CardStatus.LOST, os.urandom(16)).result().code == Result.OK
+    frm, to = window()
+    rows = table(rpc(env, "fin", "CardStats", by_store=True))
+    assert rows == reports.card_stats_report(eng, frm, to, by_store=True)
+    assert sum(r["lost"] for r in rows if r["issue_store"] == 12) == 1
+    total = table(rpc(env, "fin", "CardStats"))
+    cards = eng.cards_snapshot()
+    cards = cards[cards["card_no"] != 0]
+    # Every card of this server was issued inside the window.
+    assert sum(r["issued"] for r in total) == len(cards)
+    assert total[-1]["in_circulation"] == int((cards["status"] != CardStatus.CANCELLED).sum())
+    mine = table(rpc(env, "mgr11", "CardStats"))
+    assert mine and all(r["issue_store"] == 11 for r in mine)
+    assert mine == [r for r in rows if r["issue_store"] == 11]
+    code, reason = failure(rpc, env, "mgr11", "CardStats", store_id=12)
+    assert code == grpc.StatusCode.PERMISSION_DENIED and reason == "OTHER_STORE"
+    code, reason = failure(rpc, env, "fin", "CardStats", from_date="2026-13-01")
+    assert (code, reason) == (grpc.StatusCode.INVALID_ARGUMENT, "DATE_INVALID")
+
+
+def test_member_activity_and_visit_frequency_by_scope(env):
+    from core.domain import reports
+
+    frm, to = window()
+    eng = env.engine
+    total = table(rpc(env, "fin", "MemberActivity"))
+    assert total == reports.member_activity_report(eng, frm, to)
+    # Cards 1 and 2 (no member id: each its own member) swiped in the window, 1 twice.
+    assert total[0]["active"] >= 2 and total[0]["visits"] >= 3
+    assert total[0]["first_visit"] + total[0]["repeat"] == total[0]["active"]
+    by_store = table(rpc(env, "fin", "MemberActivity", by_store=True))
+    assert by_store == reports.member_activity_report(eng, frm, to, by_store=True)
+    dist = table(rpc(env, "fin", "VisitFrequency"))
+    assert dist == reports.visit_frequency_report(eng, frm, to)
+    assert sum(r["members"] for r in dist) == total[0]["active"]
+    assert sum(r["visits"] for r in dist) == total[0]["visits"]
+    mine = table(rpc(env, "mgr11", "MemberActivity"))
+    assert mine == [r for r in by_store if r["issue_store"] == 11]
+    mine = table(rpc(env, "mgr11", "VisitFrequency"))
+    assert mine and all(r["issue_store"] == 11 for r in mine)
+    code, reason = failure(rpc, env, "mgr11", "VisitFrequency", store_id=12)
+    assert code == grpc.StatusCode.PERMISSION_DENIED and reason == "OTHER_STORE"
+    code, reason = failure(rpc, env, "fin", "MemberActivity", to_date="2000-01-01")
+    assert (code, reason) == (grpc.StatusCode.INVALID_ARGUMENT, "WINDOW_INVALID")
+
+
+def test_recharge_settlement_by_scope(env):
+    from core.domain import reports
+
+    frm, to = window()
+    rows = table(rpc(env, "fin", "RechargeSettlement"))
+    assert rows == reports.recharge_settlement_report(env.engine, frm, to)
+    # Cards 1 and 2 were recharged at store 11; 30.00 spent at 11, 55.00 at 12, of
+    # which 10.00 refunded at 12.
+    pairs = {(r["recharge_store"], r["spend_store"]): r for r in rows}
+    assert pairs[(11, 11)]["spent_fen"] == 3_000 and pairs[(11, 11)]["count"] == 1
+    assert {k: pairs[(11, 12)][k] for k in ("count", "spent_fen", "refunded_fen", "net_fen")} == \
+        {"count": 2, "spent_fen": 5_500, "refunded_fen": 1_000, "net_fen": 4_500}
+    mine = table(rpc(env, "mgr11", "RechargeSettlement"))
+    assert mine == [r for r in rows if 11 in (r["recharge_store"], r["spend_store"])]
+    code, reason = failure(rpc, env, "mgr11", "RechargeSettlement", store_id=12)
+    assert code == grpc.StatusCode.PERMISSION_DENIED and reason == "OTHER_STORE"
+    # The store-of-issue settlement stays its own report.
+    assert table(rpc(env, "fin", "Settlement"))[0]["issue_store"] == 11
