@@ -407,14 +407,15 @@ def main_engine(argv: list[str] | None = None) -> int:
         "rejected": sum(x["rejected"] for x in eng_runs + dom_runs),
     }
     if off_runs:
-        on, off = med(eng_runs, "swipes_per_s"), med(off_runs, "swipes_per_s")
+        off = med(off_runs, "swipes_per_s")
         current = med(eng_runs, "swipes_per_s_rollups_current")
         out["rollups_off_swipes_per_s"] = round(off)
         out["runs_rollups_off_swipes_per_s"] = [round(x["swipes_per_s"]) for x in off_runs]
         out["rollups_on_current_swipes_per_s"] = round(current)
         # Per run pair (same seed, same machine moment): 1 - on/off, then the median.
         pairs = [1 - x["swipes_per_s"] / y["swipes_per_s"] for x, y in zip(eng_runs, off_runs, strict=True)]
-        out["rollups_cost"] = round(1 - on / off, 3)
+        # From the figures as reported, so the cost printed is the one they give.
+        out["rollups_cost"] = round(1 - out["swipes_per_s"] / out["rollups_off_swipes_per_s"], 3)
         out["rollups_cost_pairs_median"] = round(statistics.median(pairs), 3)
         out["rollups_cost_until_current"] = round(1 - current / off, 3)
     out["workload"] = a.workload
@@ -438,5 +439,5 @@ def main_engine(argv: list[str] | None = None) -> int:
         print(json.dumps(out))
     else:
         for k, v in out.items():
-            print(f"{k:>20}  {v}")
+            print(f"{k:>26}  {v}")
     return 0

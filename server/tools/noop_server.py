@@ -66,6 +66,7 @@ class NoopChild:
         self.listen = listen
         self.target = ""
         self.proc: subprocess.Popen | None = None
+        self._pump: threading.Thread | None = None
 
     def __enter__(self) -> NoopChild:
         from server.tools.launch import ROOT  # the tree the child imports from
@@ -89,7 +90,8 @@ class NoopChild:
                     ready.set()
             ready.set()
 
-        threading.Thread(target=pump, daemon=True).start()
+        self._pump = threading.Thread(target=pump, daemon=True)
+        self._pump.start()
         if not ready.wait(START_TIMEOUT_S) or not self.target:
             self.__exit__(None, None, None)
             raise RuntimeError("the no-op server did not start: " + "\n".join(lines[-20:]))
@@ -105,6 +107,10 @@ class NoopChild:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        if self._pump is not None:
+            self._pump.join(STOP_TIMEOUT_S)  # it ends at the pipe's end, the child's exit
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
         self.proc = None
 
 
