@@ -89,8 +89,9 @@ def prepare_cards(path: str, n: int) -> None:
 
 def prepare_members(path: str, workdir: str, n: int) -> None:
     """n members imported through MemberStore.import_file (no cards)."""
-    from core.domain.members import MemberStore, write_csv
     from test_bench_members import KEY, _rows
+
+    from core.domain.members import MemberStore, write_csv
 
     csv_path = os.path.join(workdir, "members.csv")
     write_csv(csv_path, ["name", "phone", "gender", "birthday", "tags", "home_store_id"], _rows(n))
@@ -112,8 +113,9 @@ def measure_open(path: str, members: bool) -> dict:
     eng = Engine(path, config=_config())
     try:
         if members:
-            from core.domain.members import MemberStore
             from test_bench_members import KEY
+
+            from core.domain.members import MemberStore
 
             MemberStore(eng, key=KEY)
         out = _status()
