@@ -117,8 +117,13 @@ def measure_open(path: str, members: bool) -> dict:
 
             from core.domain.members import MemberStore
 
-            MemberStore(eng, key=KEY)
+            ms = MemberStore(eng, key=KEY)
         out = _status()
+        if members:
+            # The members' in-memory search columns (allocated size, headroom included).
+            out["member_columns_bytes"] = sum(v.nbytes for v in vars(ms._cols).values()
+                                              if isinstance(v, np.ndarray))
+            out["member_index_source"] = ms.index_source
         # The engine's own numpy tables (allocated size, headroom included): the part of
         # RssAnon that is the card and coupon tables and their working copies.
         out["tables"] = {k: v.nbytes for k, v in vars(eng).items()
@@ -220,6 +225,10 @@ def main(argv: list[str] | None = None) -> int:
         out[f"file_per_million_{name}s_bytes"] = _per_million(state["RssFile"] - base_["RssFile"], n)
         if name == "card":
             out["card_tables_allocated_bytes"] = state["tables"]
+        else:
+            out["member_columns_per_million_bytes"] = _per_million(
+                state["member_columns_bytes"] - base_["member_columns_bytes"], n)
+            out["member_index_source"] = state["member_index_source"]
     grew = ids["ids_after"] - ids["ids_before"]
     out["ids_known_before"], out["ids_known_after"] = ids["ids_before"], ids["ids_after"]
     out["ids_known_reopened"] = ids["ids_reopened"]
