@@ -33,7 +33,8 @@ from core import CommitInfo, Engine, EngineConfig
 from core.records import CARD, ITEM, JOURNAL, OP, RESULT, OpType
 from core.rules import CouponTemplate, RulesConfig
 
-ISSUE_CHUNK = 1_000_000
+# Cards (and coupons) issued per admin op while preparing: the engine's own limit.
+ISSUE_CHUNK = EngineConfig().issue_max_cards
 
 
 class _Commits:

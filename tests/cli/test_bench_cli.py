@@ -45,6 +45,18 @@ def test_journal_ceiling_appends_every_record(tmp_path):
         env.close()
 
 
+def test_prepare_issues_more_cards_than_one_admin_op_allows(tmp_path):
+    """`mms bench engine --cards N` past the engine's issue limit prepares in chunks."""
+    from core import Engine, EngineConfig
+    from server.tools import bench_engine as be
+
+    n = EngineConfig().issue_max_cards + 1
+    be.prepare(str(tmp_path / "seed"), n, 4096, coupons=False)
+    with Engine(str(tmp_path / "seed")) as eng:
+        assert eng.stats()["n_cards"] == n
+        assert eng.card(n)["recharge_total_fen"] == 100_000_000
+
+
 def test_bench_engine_without_journal_ceiling(capsys):
     assert main_engine(["--cards", "100", "--ops", "200", "--batch", "64", "--runs", "1",
                         "--json", "--no-reference", "--no-journal-ceiling"]) == 0
