@@ -172,6 +172,9 @@ def build_parser() -> argparse.ArgumentParser:
     bg.add_argument("--driver", choices=("python", "native"), default="python",
                     help="unary load client: grpc.aio here, or server/tools/loadgen.cc compiled "
                          "(g++, libgrpc++-dev; falls back to python with a message)")
+    bg.add_argument("--ceiling", action="store_true",
+                    help="unary only: also drive a no-op grpc.aio server on the same stubs with "
+                         "the same client; report ceiling_per_s and ratio")
     bg.add_argument("--cards", type=whole, default=10_000)
     bg.add_argument("--target", help="an existing server (needs --token and cards)")
     bg.add_argument("--token", default=os.environ.get("MMS_TOKEN"))

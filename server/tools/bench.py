@@ -12,6 +12,14 @@ compiled on first use; when it cannot be built, a message says why and the Pytho
 driver runs instead). Both count a swipe only when its call ended with status OK. With
 the child server, `server_ok` is the server's own count of OK Swipe calls during the
 load (its grpc_server_handled metric), a check on the client's count.
+
+With `--ceiling` (unary only), the same run then drives, with the same driver, callers
+and seconds, a no-op grpc.aio server on the same stubs and server options
+(server/tools/noop_server.py: its Swipe answers OK with an empty result at once), after
+the mms server has stopped, and reports `ceiling_per_s` (its OK calls per second),
+`ceiling_p50_ms`, `ceiling_p99_ms` and `ratio` = swipes_per_s / ceiling_per_s: the share
+of what grpcio itself allows this client on this machine. The ceiling is always driven
+as fast as possible (no --rate): it is the most the client and grpcio can do.
 """
 
 from __future__ import annotations
@@ -31,6 +39,7 @@ from server.client import aio_channel, auth, stubs
 from server.mms_pb import pos_pb2, types_pb2
 from server.tools import loadgen
 from server.tools.launch import ChildServer, TerminalSpec, issue_and_fund
+from server.tools.noop_server import NoopChild
 
 # Batches a stream keeps in flight: enough to cover one round trip and one commit.
 STREAM_PIPELINE = 4
@@ -191,18 +200,37 @@ def _native_binary() -> str | None:
         return None
 
 
-def _load(args, target: str, token: str, cards: np.ndarray, native: str | None) -> dict:
+def _load(args, target: str, token: str, cards: np.ndarray, native: str | None,
+          rate: float | None = None) -> dict:
+    rate = args.rate if rate is None else rate
     if native is not None:
         report = loadgen.run(native, target, token, streams=args.streams, seconds=args.seconds,
-                             rate=args.rate, card_base=int(cards[0]), cards=len(cards),
+                             rate=rate, card_base=int(cards[0]), cards=len(cards),
                              amount_max=SWIPE_AMOUNT_FEN_MAX)
-        return loadgen.summary(report, streams=args.streams, rate=args.rate)
+        return loadgen.summary(report, streams=args.streams, rate=rate)
     result = asyncio.run(run_load(target, token, cards, streams=args.streams,
                                   seconds=args.seconds, batch=args.batch, unary=args.unary,
-                                  rate=args.rate))
+                                  rate=rate))
     if args.unary:
         result["driver"] = "python"
     return result
+
+
+def _ceiling(args, cards: np.ndarray, native: str | None) -> dict:
+    """The same driver and callers against the no-op server, as fast as they go."""
+    with NoopChild() as noop:
+        return _load(args, noop.target, "noop", cards, native, rate=0.0)
+
+
+def add_ceiling(result: dict, ceiling: dict) -> None:
+    """Put the no-op server's figures beside mms's: ceiling_per_s, its latencies, ratio."""
+    result["ceiling_per_s"] = ceiling["swipes_per_s"]
+    result["ceiling_p50_ms"] = ceiling["p50_ms"]
+    result["ceiling_p99_ms"] = ceiling["p99_ms"]
+    result["ceiling_errors"] = ceiling["errors"]
+    # A ratio of two timings (float is right: no money here).
+    result["ratio"] = (round(result["swipes_per_s"] / ceiling["swipes_per_s"], 3)
+                       if ceiling["swipes_per_s"] else 0.0)
 
 
 def main_grpc(args) -> int:
@@ -212,6 +240,11 @@ def main_grpc(args) -> int:
     driver = getattr(args, "driver", "python")
     if driver == "native" and not args.unary:
         print("mms bench grpc: --driver native drives unary Swipe only (add --unary)",
+              file=sys.stderr)
+        return 2
+    ceiling = getattr(args, "ceiling", False)
+    if ceiling and not args.unary:
+        print("mms bench grpc: --ceiling measures unary Swipe only (add --unary)",
               file=sys.stderr)
         return 2
     native = _native_binary() if driver == "native" else None
@@ -231,6 +264,8 @@ def main_grpc(args) -> int:
                 result = _load(args, child.target, child.token("pos"), cards, native)
                 if args.unary:
                     result["server_ok"] = swipes_ok_on_server(child.metrics_url) - before
+    if ceiling:
+        add_ceiling(result, _ceiling(args, cards, native))
     if args.json:
         print(json.dumps(result))
     else:

@@ -19,6 +19,49 @@ def test_bench_engine_json(capsys):
     assert out["rejected"] == 0
     assert out["domain_coupons_redeemed"] == 300
     assert out["ops"] == 700 and out["batch"] == 64
+    # The raw journal-append ceiling of the same records and batch, beside the reference.
+    assert out["journal_ceiling_per_s"] > 0 and len(out["runs_journal_ceiling_per_s"]) == 1
+    assert out["journal_ratio"] == round(out["swipes_per_s"] / out["journal_ceiling_per_s"], 3)
+    assert out["ratio"] == round(out["swipes_per_s"] / out["reference_per_s"], 2)
+
+
+def test_journal_ceiling_appends_every_record(tmp_path):
+    import lmdb
+
+    from server.tools import bench_engine as be
+
+    path = str(tmp_path / "j")
+    out = be.run_journal_ceiling(path, 1_000, 64)
+    assert out["journal_ceiling_per_s"] > 0
+    env = lmdb.open(path, max_dbs=2, readonly=True)
+    try:
+        db = env.open_db(b"journal", create=False)
+        with env.begin() as txn:
+            assert txn.stat(db)["entries"] == 1_000
+            keys = [int.from_bytes(k, "big") for k, _ in txn.cursor(db)]
+            assert keys == list(range(1, 1_001))
+            assert {len(v) for _, v in txn.cursor(db)} == {be.JOURNAL.itemsize} == {416}
+    finally:
+        env.close()
+
+
+def test_prepare_issues_more_cards_than_one_admin_op_allows(tmp_path):
+    """`mms bench engine --cards N` past the engine's issue limit prepares in chunks."""
+    from core import Engine, EngineConfig
+    from server.tools import bench_engine as be
+
+    n = EngineConfig().issue_max_cards + 1
+    be.prepare(str(tmp_path / "seed"), n, 4096, coupons=False)
+    with Engine(str(tmp_path / "seed")) as eng:
+        assert eng.stats()["n_cards"] == n
+        assert eng.card(n)["recharge_total_fen"] == 100_000_000
+
+
+def test_bench_engine_without_journal_ceiling(capsys):
+    assert main_engine(["--cards", "100", "--ops", "200", "--batch", "64", "--runs", "1",
+                        "--json", "--no-reference", "--no-journal-ceiling"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert "journal_ceiling_per_s" not in out and "journal_ratio" not in out
 
 
 def test_bench_engine_rollups_cost_has_both_sides(capsys):
@@ -66,7 +109,7 @@ from server.tools import loadgen  # noqa: E402
 
 def _grpc_args(**kw) -> argparse.Namespace:
     args = dict(streams=4, seconds=1.0, batch=1, unary=True, rate=0.0, cards=200, target=None,
-                token=None, json=True, driver="python")
+                token=None, json=True, driver="python", ceiling=False)
     args.update(kw)
     return argparse.Namespace(**args)
 
@@ -99,6 +142,58 @@ def test_native_driver_falls_back_to_python(monkeypatch, capsys):
     assert out["server_ok"] == out["swipes"]
 
 
+def _assert_ceiling(out: dict) -> None:
+    assert out["ceiling_per_s"] > 0 and out["ceiling_p99_ms"] > 0
+    assert out["ceiling_errors"] == {}
+    assert out["ratio"] == round(out["swipes_per_s"] / out["ceiling_per_s"], 3) > 0
+
+
+def test_ceiling_python_driver(capsys):
+    assert grpc_bench.main_grpc(_grpc_args(ceiling=True)) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["driver"] == "python" and out["swipes"] > 0 and out["rejected"] == 0
+    assert out["server_ok"] == out["swipes"]
+    _assert_ceiling(out)
+
+
+def test_ceiling_through_the_mms_command():
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "server.cli.main", "bench", "grpc", "--unary",
+                          "--ceiling", "--seconds", "0.5", "--streams", "2", "--cards", "50",
+                          "--json"], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    _assert_ceiling(json.loads(out.stdout))
+
+
+def test_ceiling_needs_unary(capsys):
+    assert grpc_bench.main_grpc(_grpc_args(ceiling=True, unary=False)) == 2
+    assert "--ceiling measures unary Swipe only" in capsys.readouterr().err
+
+
+def test_noop_server_answers_ok_at_once():
+    """The ceiling's server: Swipe answers OK with an empty result, whatever the request
+    and credentials; the other methods are not there."""
+    import grpc
+
+    from server.client import aio_channel, stubs
+    from server.mms_pb import pos_pb2
+    from server.tools.noop_server import NoopChild
+
+    async def calls(target: str):
+        async with aio_channel(target) as ch:
+            pos, _ = stubs(ch)
+            resp = await pos.Swipe(pos_pb2.SwipeRequest(card_no=1, amount_fen=5))
+            with pytest.raises(grpc.aio.AioRpcError) as e:
+                await pos.Recharge(pos_pb2.RechargeRequest(card_no=1, amount_fen=5))
+            return resp, e.value.code()
+
+    with NoopChild() as noop:
+        resp, code = asyncio.run(calls(noop.target))
+    assert resp == pos_pb2.SwipeResponse() and not resp.HasField("result")
+    assert code == grpc.StatusCode.UNIMPLEMENTED
+
+
 def test_native_driver_needs_unary(capsys):
     assert grpc_bench.main_grpc(_grpc_args(driver="native", unary=False)) == 2
     assert "unary Swipe only" in capsys.readouterr().err
@@ -115,6 +210,11 @@ def test_native_driver_end_to_end(capsys):
     assert grpc_bench.main_grpc(_grpc_args(driver="native", rate=200.0)) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["offered_per_s"] == 200.0 and out["server_ok"] == out["swipes"] > 0
+    # The ceiling with the native client, too.
+    assert grpc_bench.main_grpc(_grpc_args(driver="native", ceiling=True)) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["driver"] == "native" and out["server_ok"] == out["swipes"] > 0
+    _assert_ceiling(out)
 
 
 def test_native_driver_counts_only_ok_calls(tmp_path):
