@@ -341,7 +341,7 @@ def load_issue_map(store, txn) -> _fastpath.KeyMap:
     keys = np.frombuffer(b"".join(cur.iternext(keys=True, values=False)), ">u8").astype(np.uint64)
     cur = txn.cursor(db=store.db[CARDS_DB])
     vals = np.frombuffer(b"".join(cur.iternext(keys=False, values=True)), ">u4").astype(np.int64)
-    m = _fastpath.KeyMap(max(1024, 2 * len(keys)))
+    m = _fastpath.KeyMap(max(1024, len(keys)))
     if len(keys):
         m.insert_many(keys, np.ones(len(keys), np.uint64), vals)
     return m

@@ -594,7 +594,7 @@ class Engine:
                                              cols["card_no"].astype(np.uint64),
                                              np.arange(n_cards, dtype=np.int64), True)
             ids, self._expired_id_blocks = self.store.load_ids(txn, now - self.config.id_retention_s)
-            self._id_index = _fastpath.KeyMap(max(1024, 2 * len(ids)))
+            self._id_index = _fastpath.KeyMap(max(1024, len(ids)))
             if len(ids):
                 self._id_index.insert_many(ids["hi"].copy(), ids["lo"].copy(),
                                            ids["seq"].astype(np.int64))
@@ -1573,7 +1573,7 @@ class Engine:
             kept, expired = self.store.load_ids(txn, now - self.config.id_retention_s)
         parts = [kept] + ([self._round.ids] if self._round is not None else []) + self._pending_ids
         ids = np.concatenate(parts)
-        index = _fastpath.KeyMap(max(1024, 2 * len(ids)))
+        index = _fastpath.KeyMap(max(1024, len(ids)))
         if len(ids):
             index.insert_many(ids["hi"].copy(), ids["lo"].copy(), ids["seq"].astype(np.int64))
         self._id_index = index

@@ -32,9 +32,9 @@ from server.rpc.bridge import Bridge
 from server.rpc.constants import (
     ADMIN,
     INFLIGHT_OPS_MAX,
-    MESSAGE_BYTES_MAX,
     POS,
     REPORT,
+    SERVER_OPTIONS,
     SHUTDOWN_GRACE_SECONDS,
 )
 from server.rpc.guard import GuardedServer, RequestGuard
@@ -107,10 +107,7 @@ class MmsServer:
         return self._ready
 
     async def start(self) -> None:
-        opts = [("grpc.max_receive_message_length", MESSAGE_BYTES_MAX),
-                ("grpc.max_send_message_length", MESSAGE_BYTES_MAX),
-                ("grpc.so_reuseport", 0)]
-        self.server = grpc.aio.server(options=opts)
+        self.server = grpc.aio.server(options=list(SERVER_OPTIONS))
         # One interface, two sources: the chain's terminals first, then the file's.
         terminals = (TerminalSources(ChainTerminals(self.chain), self.registry)
                      if self.chain is not None else self.registry)

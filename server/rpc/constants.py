@@ -30,4 +30,8 @@ SHUTDOWN_GRACE_SECONDS = 10.0
 # since the previous line: a fuzzer or a broken client must not fill the disk.
 MALFORMED_LOG_INTERVAL_S = 60.0
 
-
+# The grpc.aio server's options, for mms serve and the benchmark's no-op ceiling alike:
+# the message bound both ways, and no second server on the same port by accident.
+SERVER_OPTIONS = (("grpc.max_receive_message_length", MESSAGE_BYTES_MAX),
+                  ("grpc.max_send_message_length", MESSAGE_BYTES_MAX),
+                  ("grpc.so_reuseport", 0))

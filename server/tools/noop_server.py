@@ -22,7 +22,7 @@ import threading
 import grpc
 
 from server.mms_pb import pos_pb2, pos_pb2_grpc
-from server.rpc.constants import MESSAGE_BYTES_MAX
+from server.rpc.constants import SERVER_OPTIONS
 
 SERVING = re.compile(r"^mms-noop: serving grpc=(\S+)")
 # How long a child may take to listen, and to stop once asked.
@@ -31,10 +31,8 @@ STOP_TIMEOUT_S = 10.0
 
 
 def server_options() -> list[tuple[str, int]]:
-    """The options `mms serve` gives its grpc.aio server (server/rpc/app.py)."""
-    return [("grpc.max_receive_message_length", MESSAGE_BYTES_MAX),
-            ("grpc.max_send_message_length", MESSAGE_BYTES_MAX),
-            ("grpc.so_reuseport", 0)]
+    """The options `mms serve` gives its grpc.aio server."""
+    return list(SERVER_OPTIONS)
 
 
 class NoopPos(pos_pb2_grpc.PosServiceServicer):
