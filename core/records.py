@@ -17,6 +17,30 @@ from core import _fastpath
 OpType = _fastpath.OpType
 Result = _fastpath.Result
 CardStatus = _fastpath.CardStatus
+
+# The card lifecycle in one table: every status move and what may make it. "operator"
+# moves are SetCardStatus's (the engine's set_card_status); the others are the lifecycle
+# ops of core/domain/cards.py: a replacement cancels the old card, the dormancy run puts
+# an expired card to sleep, a renewal wakes it. Cancelled is final.
+_S = CardStatus
+CARD_STATUS_MOVES: dict[tuple[int, int], frozenset[str]] = {
+    (_S.ACTIVE, _S.LOST): frozenset({"operator"}),
+    (_S.LOST, _S.ACTIVE): frozenset({"operator"}),
+    (_S.ACTIVE, _S.FROZEN): frozenset({"operator"}),
+    (_S.FROZEN, _S.ACTIVE): frozenset({"operator"}),
+    (_S.ACTIVE, _S.CANCELLED): frozenset({"operator", "replacement"}),
+    (_S.LOST, _S.CANCELLED): frozenset({"operator", "replacement"}),
+    (_S.FROZEN, _S.CANCELLED): frozenset({"operator"}),
+    (_S.ACTIVE, _S.DORMANT): frozenset({"operator", "dormancy"}),
+    (_S.DORMANT, _S.ACTIVE): frozenset({"operator", "renewal"}),
+}
+del _S
+
+
+def card_move_allowed(before: int, after: int, by: str) -> bool:
+    """Whether `by` ("operator", "replacement", "dormancy", "renewal") may move a card
+    from status before to status after."""
+    return by in CARD_STATUS_MOVES.get((int(before), int(after)), ())
 OpFlag = _fastpath.OpFlag
 ItemFlag = _fastpath.ItemFlag
 RecordKind = _fastpath.RecordKind

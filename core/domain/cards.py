@@ -28,7 +28,17 @@ import numpy as np
 
 from core.engine.storage import CARD_TYPES_DB, from_be, u32, u64
 from core.engine.writer import AdminContext, Engine
-from core.records import CARD, JOURNAL, CardOp, CardStatus, CouponStatus, OpFlag, OpType, Result
+from core.records import (
+    CARD,
+    JOURNAL,
+    CardOp,
+    CardStatus,
+    CouponStatus,
+    OpFlag,
+    OpType,
+    Result,
+    card_move_allowed,
+)
 from core.rules import RechargeLimit, add_years
 
 
@@ -486,7 +496,6 @@ _CARRIED = ("member_id", "primary_card_no", "principal_fen", "bonus_fen", "point
             "level_period_start_s", "lot_year")
 _ZEROED = ("principal_fen", "bonus_fen", "points", "lot0_points", "lot1_points",
            "lot2_points", "permanent_points", "count_uses")
-_REPLACEABLE = (CardStatus.ACTIVE, CardStatus.LOST)
 
 
 def replace(engine: Engine, old_card_no: int, new_card_no: int, client_id: bytes, *,
@@ -514,7 +523,7 @@ def replace(engine: Engine, old_card_no: int, new_card_no: int, client_id: bytes
         if ctx.card(new_no) is not None:
             ctx.reject(Result.CARD_EXISTS, f"card {new_no} exists")
         status = int(old["status"])
-        if status not in _REPLACEABLE:
+        if not card_move_allowed(status, CardStatus.CANCELLED, "replacement"):
             ctx.reject(Result.FAILED_PRECONDITION, f"a {_status_name(status)} card cannot be "
                        "replaced", "CARD_NOT_REPLACEABLE")
         t = _type_or_default(ctx, int(old["type_id"]))

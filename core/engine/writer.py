@@ -52,6 +52,7 @@ from core.records import (
     OpType,
     RecordKind,
     Result,
+    card_move_allowed,
     card_to_dict,
     coupon_of,
     coupon_to_dict,
@@ -487,14 +488,6 @@ def _grown(committed: np.ndarray, work: np.ndarray | None, dirty: np.ndarray, ne
 PIPELINE_DEPTH = 2
 
 
-# Status changes an operator may make; cancelled is final (a replacement is core/domain/cards.py's).
-_STATUS_MOVES = {
-    (CardStatus.ACTIVE, CardStatus.LOST), (CardStatus.LOST, CardStatus.ACTIVE),
-    (CardStatus.ACTIVE, CardStatus.FROZEN), (CardStatus.FROZEN, CardStatus.ACTIVE),
-    (CardStatus.ACTIVE, CardStatus.CANCELLED), (CardStatus.LOST, CardStatus.CANCELLED),
-    (CardStatus.FROZEN, CardStatus.CANCELLED), (CardStatus.DORMANT, CardStatus.ACTIVE),
-    (CardStatus.ACTIVE, CardStatus.DORMANT),
-}
 
 
 def journal_items(ops: np.ndarray, results: np.ndarray,
@@ -926,7 +919,7 @@ class Engine:
             if card is None:
                 ctx.reject(Result.CARD_NOT_FOUND, f"card {card_no} not found")
             move = (CardStatus(int(card["status"])), status)
-            if move not in _STATUS_MOVES:
+            if not card_move_allowed(move[0], move[1], "operator"):
                 ctx.reject(Result.OP_TYPE_INVALID,
                            f"status {move[0].name} -> {move[1].name} is not allowed")
             card["status"] = status

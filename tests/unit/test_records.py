@@ -125,3 +125,17 @@ def test_a_release_build_has_no_debug_checks():
     binary = Path(_fastpath.__file__).read_bytes()
     has_checks = b"debug check failed" in binary and b"points != lot0" in binary
     assert has_checks == bool(_fastpath.DEBUG_CHECKS)
+
+
+def test_the_card_lifecycle_table():
+    """One table of card status moves: cancelled is final, a replacement cancels only an
+    active or lost card, an operator cannot replace, and every cause is a known one."""
+    from core.records import CARD_STATUS_MOVES, card_move_allowed
+    assert not any(before == CardStatus.CANCELLED for before, _ in CARD_STATUS_MOVES)
+    assert {b for (b, a), by in CARD_STATUS_MOVES.items() if "replacement" in by} == {
+        CardStatus.ACTIVE, CardStatus.LOST}
+    assert set().union(*CARD_STATUS_MOVES.values()) == {"operator", "replacement", "dormancy",
+                                                        "renewal"}
+    assert card_move_allowed(CardStatus.LOST, CardStatus.ACTIVE, "operator")
+    assert not card_move_allowed(CardStatus.FROZEN, CardStatus.CANCELLED, "replacement")
+    assert not card_move_allowed(CardStatus.CANCELLED, CardStatus.ACTIVE, "operator")
