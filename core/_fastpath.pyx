@@ -271,7 +271,7 @@ cdef Entry *_entries(size_t cap) noexcept nogil:
 
 cdef class KeyMap:
     """Map (hi, lo) -> int64. Load factor stays at most 1/2; it only grows.
-    capacity_hint is the number of entries expected (the table is made twice that).
+    capacity_hint is the number of entries expected (the table is made twice that)."""
 
     def __cinit__(self, size_t capacity_hint=1024):
         cdef size_t cap = 16
