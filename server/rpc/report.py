@@ -64,6 +64,41 @@ async def _run(call: Call, fn, *args, **kw):
         raise invalid(e.reason, str(e)) from None
 
 
+# What a table report takes from its request besides the caller's scope: positional
+# arguments and keywords for the core function.
+def _now(req, stores):
+    return (), {}
+
+
+def _window(req, stores):
+    return (req.from_date, req.to_date), {}
+
+
+def _window_by_store(req, stores):
+    # A store-scoped caller always gets rows per store (their own).
+    return (req.from_date, req.to_date), {"by_store": req.by_store or stores is not None}
+
+
+def _window_top(req, stores):
+    return (req.from_date, req.to_date, int(req.top) or DEFAULT_TOP), {}
+
+
+def _table_rpc(name: str, fn, fields: tuple[str, ...], args):
+    """A ReportService RPC that answers a table: fn(engine, *positional, stores=the
+    caller's scope, **keywords) in a worker thread, its rows as a ReportTable."""
+
+    async def method(self, request, context):
+        async def body(call, req):
+            store, stores = _scope(call, req)
+            positional, keywords = args(req, stores)
+            rows = await _run(call, fn, call.engine, *positional, stores=stores, **keywords)
+            return _table(rows, fields, store)
+        return await self._call(context, request, body)
+
+    method.__name__ = method.__qualname__ = name
+    return rpc_method(REPORT, name, "unary")(method)
+
+
 class ReportService(report_pb2_grpc.ReportServiceServicer):
     def __init__(self, admin) -> None:
         # The AdminService's collaborators: Call resolves sessions and scope with them.
@@ -90,24 +125,10 @@ class ReportService(report_pb2_grpc.ReportServiceServicer):
             return _table(rows, (*by, *reports.SALES_FIELDS), store)
         return await self._call(context, request, body)
 
-    @rpc_method(REPORT, "TopSkus", "unary")
-    async def TopSkus(self, request, context):
-        async def body(call, req):
-            store, stores = _scope(call, req)
-            rows = await _run(call, reports.top_skus, call.engine, req.from_date, req.to_date,
-                              int(req.top) or DEFAULT_TOP, stores=stores)
-            return _table(rows, reports.SKU_FIELDS, store)
-        return await self._call(context, request, body)
+    TopSkus = _table_rpc("TopSkus", reports.top_skus, reports.SKU_FIELDS, _window_top)
 
-    @rpc_method(REPORT, "Liability", "unary")
-    async def Liability(self, request, context):
-        async def body(call, req):
-            store, stores = _scope(call, req)
-            rows = await _run(call, reports.liability_report, call.engine, req.from_date,
-                              req.to_date, by_store=req.by_store or stores is not None,
-                              stores=stores)
-            return _table(rows, reports.LIABILITY_FIELDS, store)
-        return await self._call(context, request, body)
+    Liability = _table_rpc("Liability", reports.liability_report,
+                             reports.LIABILITY_FIELDS, _window_by_store)
 
     @rpc_method(REPORT, "Reconcile", "unary")
     async def Reconcile(self, request, context):
@@ -121,84 +142,26 @@ class ReportService(report_pb2_grpc.ReportServiceServicer):
             return report_pb2.ReconcileResponse(**r)
         return await self._call(context, request, body)
 
-    @rpc_method(REPORT, "Settlement", "unary")
-    async def Settlement(self, request, context):
-        async def body(call, req):
-            store, stores = _scope(call, req)
-            rows = await _run(call, reports.settlement_report, call.engine, req.from_date,
-                              req.to_date, stores=stores)
-            return _table(rows, reports.SETTLEMENT_FIELDS, store)
-        return await self._call(context, request, body)
+    Settlement = _table_rpc("Settlement", reports.settlement_report,
+                              reports.SETTLEMENT_FIELDS, _window)
 
-    @rpc_method(REPORT, "Coupons", "unary")
-    async def Coupons(self, request, context):
-        async def body(call, req):
-            store, stores = _scope(call, req)
-            rows = await _run(call, reports.coupon_report, call.engine, req.from_date,
-                              req.to_date, stores=stores)
-            return _table(rows, reports.COUPON_FIELDS, store)
-        return await self._call(context, request, body)
+    Coupons = _table_rpc("Coupons", reports.coupon_report, reports.COUPON_FIELDS, _window)
 
-    @rpc_method(REPORT, "Commission", "unary")
-    async def Commission(self, request, context):
-        async def body(call, req):
-            store, stores = _scope(call, req)
-            rows = await _run(call, reports.commission_from_rollups, call.engine,
-                              req.from_date, req.to_date, stores=stores)
-            return _table(rows, reports.ROLLUP_COMMISSION_FIELDS, store)
-        return await self._call(context, request, body)
+    Commission = _table_rpc("Commission", reports.commission_from_rollups,
+                              reports.ROLLUP_COMMISSION_FIELDS, _window)
 
-    @rpc_method(REPORT, "Points", "unary")
-    async def Points(self, request, context):
-        async def body(call, req):
-            store, stores = _scope(call, req)
-            rows = await _run(call, reports.points_report, call.engine, stores=stores)
-            return _table(rows, reports.POINTS_FIELDS, store)
-        return await self._call(context, request, body)
+    Points = _table_rpc("Points", reports.points_report, reports.POINTS_FIELDS, _now)
 
-    @rpc_method(REPORT, "PointsExpiry", "unary")
-    async def PointsExpiry(self, request, context):
-        async def body(call, req):
-            store, stores = _scope(call, req)
-            rows = await _run(call, reports.expiry_forecast, call.engine, stores=stores)
-            return _table(rows, reports.EXPIRY_FIELDS, store)
-        return await self._call(context, request, body)
+    PointsExpiry = _table_rpc("PointsExpiry", reports.expiry_forecast, reports.EXPIRY_FIELDS, _now)
 
-    @rpc_method(REPORT, "CardStats", "unary")
-    async def CardStats(self, request, context):
-        async def body(call, req):
-            store, stores = _scope(call, req)
-            rows = await _run(call, reports.card_stats_report, call.engine, req.from_date,
-                              req.to_date, by_store=req.by_store or stores is not None,
-                              stores=stores)
-            return _table(rows, reports.CARD_STATS_FIELDS, store)
-        return await self._call(context, request, body)
+    CardStats = _table_rpc("CardStats", reports.card_stats_report,
+                             reports.CARD_STATS_FIELDS, _window_by_store)
 
-    @rpc_method(REPORT, "MemberActivity", "unary")
-    async def MemberActivity(self, request, context):
-        async def body(call, req):
-            store, stores = _scope(call, req)
-            rows = await _run(call, reports.member_activity_report, call.engine, req.from_date,
-                              req.to_date, by_store=req.by_store or stores is not None,
-                              stores=stores)
-            return _table(rows, reports.MEMBER_ACTIVITY_FIELDS, store)
-        return await self._call(context, request, body)
+    MemberActivity = _table_rpc("MemberActivity", reports.member_activity_report,
+                                  reports.MEMBER_ACTIVITY_FIELDS, _window_by_store)
 
-    @rpc_method(REPORT, "VisitFrequency", "unary")
-    async def VisitFrequency(self, request, context):
-        async def body(call, req):
-            store, stores = _scope(call, req)
-            rows = await _run(call, reports.visit_frequency_report, call.engine, req.from_date,
-                              req.to_date, by_store=req.by_store or stores is not None,
-                              stores=stores)
-            return _table(rows, reports.VISIT_FREQUENCY_FIELDS, store)
-        return await self._call(context, request, body)
+    VisitFrequency = _table_rpc("VisitFrequency", reports.visit_frequency_report,
+                                  reports.VISIT_FREQUENCY_FIELDS, _window_by_store)
 
-    @rpc_method(REPORT, "RechargeSettlement", "unary")
-    async def RechargeSettlement(self, request, context):
-        async def body(call, req):
-            store, stores = _scope(call, req)
-            rows = await _run(call, reports.recharge_settlement_report, call.engine,
-                              req.from_date, req.to_date, stores=stores)
-            return _table(rows, reports.RECHARGE_SETTLEMENT_FIELDS, store)
-        return await self._call(context, request, body)
+    RechargeSettlement = _table_rpc("RechargeSettlement", reports.recharge_settlement_report,
+                                      reports.RECHARGE_SETTLEMENT_FIELDS, _window)
