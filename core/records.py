@@ -135,7 +135,7 @@ class PointsOp(IntEnum):
 
 
 class MemberOp(IntEnum):
-    """Member changes (core/domain/members.py)."""
+    """Member changes (core/domain/members/)."""
 
     MEMBER_CREATE = 100
     MEMBER_UPDATE = 101

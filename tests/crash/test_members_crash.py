@@ -25,6 +25,7 @@ CHILD = textwrap.dedent("""
     import sys, time
     sys.path.insert(0, {root!r})
     import core.domain.members as members
+    import core.domain.members.store as members_store
     from core import Engine
     from core.domain.members import MemberStore
     # Report once {report_after} chunks have committed, then go on: the kill lands
@@ -98,12 +99,13 @@ CHURN_CHILD = textwrap.dedent("""
     sys.path.insert(0, {root!r})
     sys.path[:0] = [{tests!r}, {tests!r} + "/domain"]
     import core.domain.members as members
+    import core.domain.members.store as members_store
     from core import Engine
     from core.domain.members import MemberStore
     from test_members_index import churn
     if {stall_save!r}:
         # Stop inside the transaction that saves a rebuilt index, half its chunks put.
-        real = members._save_chunks
+        real = members_store.save_chunks
         def stalled(put, snap):
             def slow_put(k, v):
                 put(k, v)
@@ -111,7 +113,7 @@ CHURN_CHILD = textwrap.dedent("""
                     open({ready!r}, "w").close()
                     time.sleep(60)
             return real(slow_put, snap)
-        members._save_chunks = stalled
+        members_store.save_chunks = stalled
     eng = Engine({data!r})
     ms = MemberStore(eng, key=bytes.fromhex({key!r}))
     # Report after a given number of member writes, then go on: the kill lands at a

@@ -11,6 +11,7 @@ import pytest
 from common import cid
 
 import core.domain.members as members
+import core.domain.members.index as members_index
 from core import Engine
 from core.domain.members import (
     INDEX_CHUNK_ROWS,
@@ -251,7 +252,7 @@ def test_corrupt_index_is_detected(fresh, damage, why):
             txn.delete((1).to_bytes(8, "big"), db=idx)
         elif damage == "extra_chunk":
             # A well-formed chunk (its own checksum right) that the state does not count.
-            chunk = members._Chunk.decode(1, txn.get((1).to_bytes(8, "big"), db=idx))
+            chunk = members_index._Chunk.decode(1, txn.get((1).to_bytes(8, "big"), db=idx))
             txn.put((999).to_bytes(8, "big"), chunk.encode(999), db=idx)
         elif damage == "moved_chunk":
             txn.put((999).to_bytes(8, "big"), txn.get((1).to_bytes(8, "big"), db=idx), db=idx)
@@ -336,19 +337,19 @@ def test_failure_between_member_write_and_index_write_commits_neither(tmp_path, 
     eng, ms = open_store(path)
     churn(ms, random.Random(10), 20)
     before, n = results(ms), ms.count()
-    real = members._IndexTxn.write
+    real = members_index.IndexTxn.write
 
     def boom(self, recs):
         raise OSError("killed here")
 
-    monkeypatch.setattr(members._IndexTxn, "write", boom)
+    monkeypatch.setattr(members_index.IndexTxn, "write", boom)
     with pytest.raises(OSError):
         ms.create({"name": "Lost"}, cid())
     with pytest.raises(OSError):
         ms.update(1, {"name": "Lost"}, cid())
     with pytest.raises(OSError):
         ms.import_rows([(2, {"name": "Lost"})], file_id="lost")
-    monkeypatch.setattr(members._IndexTxn, "write", real)
+    monkeypatch.setattr(members_index.IndexTxn, "write", real)
     assert ms.count() == n and results(ms) == before
     eng.close()
     eng, ms = open_store(path)

@@ -236,12 +236,12 @@ def test_an_xlsx_that_unpacks_past_the_bound_is_refused_unread(env, monkeypatch)
     import io
     import zipfile
 
-    import core.domain.members
+    import core.domain.members.files
 
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
         z.writestr("xl/worksheets/sheet1.xml", b"<x/>" * 100_000)
-    monkeypatch.setattr(core.domain.members, "XLSX_UNPACKED_BYTES_MAX", 100_000)
+    monkeypatch.setattr(core.domain.members.files, "XLSX_UNPACKED_BYTES_MAX", 100_000)
     with unchanged(env):
         code, reason, _, details = refusal(_import, env, "big.xlsx", buf.getvalue())
     assert reason == "MEMBER_FILE_INVALID" and "unpacks to 400000 bytes" in details
