@@ -5,6 +5,7 @@ fast path's debug checks (the C macro MMS_DEBUG: points == sum of lots after eac
 record room before each record write; a failed check aborts). A release build has none
 of them. README.md ("Debug build") says how to run it.
 """
+import importlib.util
 import os
 
 import numpy as np
@@ -13,12 +14,20 @@ from setuptools import Extension, setup
 
 debug = os.environ.get("MMS_DEBUG") == "1"
 
+# The sources' hash, compiled in as _fastpath.SOURCE_SHA (core/_source_hash.py says why).
+_spec = importlib.util.spec_from_file_location(
+    "_source_hash", os.path.join(os.path.dirname(os.path.abspath(__file__)), "core", "_source_hash.py"))
+_source_hash = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_source_hash)
+source_sha = _source_hash.source_sha()
+
 extensions = [
     Extension(
         "core._fastpath",
         ["core/_fastpath.pyx"],
         include_dirs=[np.get_include()],
-        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")]
+        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION"),
+                       ("MMS_SOURCE_SHA", f'"{source_sha}"')]
         + ([("CYTHON_TRACE_NOGIL", "1"), ("MMS_DEBUG", "1")] if debug else []),
         extra_compile_args=["-O3"] if not debug else ["-O0", "-g"],
     )

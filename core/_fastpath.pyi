@@ -112,6 +112,7 @@ COUPONS_PER_OP: int
 # 1 when built with MMS_DEBUG=1 (the fast path's debug checks run), else 0.
 DEBUG_CHECKS: int
 YEARS_ADD_MAX: int
+SOURCE_SHA: str  # the hash of the sources it was built from (core/_source_hash.py)
 RULE_SWITCHES: dict[str, dict[str, int]]
 
 def layout() -> dict[str, tuple[int, list[tuple[str, str, int, int]]]]: ...

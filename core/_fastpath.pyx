@@ -2232,3 +2232,16 @@ cdef class SalesSum:
     def rows(self):
         """(keys n x 4 uint64 words, vals n x 17 int64), in first-seen order (copies)."""
         return self._keys[:self.n].copy(), self._vals[:self.n].copy()
+
+
+# The hash of the sources this module was compiled from (setup.py passes it; see
+# core/_source_hash.py): a test compares it with the sources on disk.
+cdef extern from *:
+    """
+    #ifndef MMS_SOURCE_SHA
+    #define MMS_SOURCE_SHA ""
+    #endif
+    """
+    const char *MMS_SOURCE_SHA
+
+SOURCE_SHA = (<bytes>MMS_SOURCE_SHA).decode("ascii")
