@@ -49,7 +49,7 @@ MAP_BYTES = 1 << 34
 
 
 def _config(**kw) -> EngineConfig:
-    return EngineConfig(map_size_bytes=MAP_BYTES, issue_max_cards=ISSUE_CHUNK, **kw)
+    return EngineConfig(map_size_bytes=MAP_BYTES, issue_cards_max=ISSUE_CHUNK, **kw)
 
 
 def _status() -> dict[str, int]:

@@ -54,7 +54,7 @@ def test_apply_batch_in_memory(benchmark, table):
 
 def test_engine_durable_batch(benchmark, tmp_path):
     """One submission of 4096 swipes through the writer: apply, fsync'd commit, publish."""
-    eng = Engine(str(tmp_path), config=EngineConfig(batch_max=BATCH, checkpoint_ops=10**9))
+    eng = Engine(str(tmp_path), config=EngineConfig(batch_ops_max=BATCH, checkpoint_ops=10**9))
     eng.issue_cards(np.arange(1, N_CARDS + 1), os.urandom(16)).result()
     for k in range(0, N_CARDS, BATCH):
         ops = np.zeros(min(BATCH, N_CARDS - k), dtype=OP)

@@ -46,7 +46,7 @@ def build(path: str, n: int) -> tuple[Engine, MemberStore, float]:
     csv_path = os.path.join(path, "members.csv")
     write_csv(csv_path, ["name", "phone", "gender", "birthday", "tags", "home_store_id"], _rows(n))
     eng = Engine(os.path.join(path, "data"), config=EngineConfig(map_size_bytes=1 << 32,
-                                                                  issue_max_cards=max(n, 1)))
+                                                                  issue_cards_max=max(n, 1)))
     ms = MemberStore(eng, key=KEY)
     t0 = time.perf_counter()
     rep = ms.import_file(csv_path)

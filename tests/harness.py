@@ -122,7 +122,7 @@ class FastPath:
     line items, the refund targets and the refunded map as the engine does."""
 
     def __init__(self, cards: list[dict], known: dict[tuple[int, int], object] | None = None,
-                 batch_max: int = 4096, next_seq: int = 1,
+                 batch_ops_max: int = 4096, next_seq: int = 1,
                  coupons: list[dict] | None = None) -> None:
         self.cards = cards_array(cards)
         self.card_index = _fastpath.KeyMap(max(16, len(cards)))
@@ -134,7 +134,7 @@ class FastPath:
         for (hi, lo), value in (known or {}).items():
             seq, result = value if isinstance(value, tuple) else (value, 1)
             self.id_index.insert(hi, lo, _fastpath.pack_id_value(seq, result))
-        self.batcher = _fastpath.Batcher(batch_max)
+        self.batcher = _fastpath.Batcher(batch_ops_max)
         self.dirty = np.zeros((len(cards) >> CHUNK_SHIFT) + 1, dtype=np.uint8)
         self.next_seq = next_seq
         self.journal: dict[int, np.void] = {}

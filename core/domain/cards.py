@@ -323,8 +323,8 @@ def issue_cards(engine: Engine, card_nos, client_id: bytes, *, type_id: int = 0,
 
     def build(ctx: AdminContext):
         n = len(nos)
-        if not 1 <= n <= engine.config.issue_max_cards:
-            ctx.reject(Result.INVALID_ARGUMENT, f"issue 1..{engine.config.issue_max_cards} "
+        if not 1 <= n <= engine.config.issue_cards_max:
+            ctx.reject(Result.INVALID_ARGUMENT, f"issue 1..{engine.config.issue_cards_max} "
                        "cards at a time", "BATCH_SIZE")
         if members.shape != nos.shape:
             ctx.reject(Result.INVALID_ARGUMENT, "member_ids: one per card or none",

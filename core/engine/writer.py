@@ -2,7 +2,7 @@
 
 Data flow of a batch (docs/internals/architecture.md tells the why):
 
-    submit(ops) -> queue (bounded) -> writer takes up to batch_max ops
+    submit(ops) -> queue (bounded) -> writer takes up to batch_ops_max ops
       -> Batcher.apply_batch (Cython, nogil): results + journal records with after-images
       -> one LMDB write txn: put the journal block -> commit (fsync)
       -> publish (Cython): after-images into the card table, client ids into the id index
@@ -99,13 +99,19 @@ class Overloaded(RuntimeError):
     """The writer's queue is full; the caller should shed load (RESOURCE_EXHAUSTED)."""
 
 
+# EngineConfig fields renamed so that every limit ends in its unit and then _max; a config
+# file with an old name still loads (EngineConfig.from_mapping), with a warning.
+RENAMED_FIELDS = {"batch_max": "batch_ops_max", "queue_max_ops": "queue_ops_max",
+                  "issue_max_cards": "issue_cards_max"}
+
+
 @dataclass(frozen=True)
 class EngineConfig:
     # Ops applied under one commit. 4096 amortises one fsync (about 0.5-5 ms here) over
     # enough ops for hundreds of thousands per second while a batch stays ~1.2 MB.
-    batch_max: int = 4096
+    batch_ops_max: int = 4096
     # Ops waiting for the writer; past this submit() raises Overloaded. 64 batches.
-    queue_max_ops: int = 262_144
+    queue_ops_max: int = 262_144
     # Under load, the writer waits at most this long for a fuller batch; a lone op
     # (no load) never waits.
     commit_window_us: int = 200
@@ -132,7 +138,7 @@ class EngineConfig:
     id_prune_interval_s: int = 86_400
     # Cards issued by one admin op (and so by one IssueCards call): 100,000 card numbers
     # are 800 KB of request, one commit of ~40 MB of records.
-    issue_max_cards: int = 100_000
+    issue_cards_max: int = 100_000
     # Line items in one submission (a batch of 4096 ops with 16 lines each).
     items_max: int = 65_536
     initial_card_capacity: int = 1024
@@ -140,11 +146,31 @@ class EngineConfig:
     # Keep the report rollups (core.engine.rollups) up to date in their own thread.
     rollups: bool = True
 
+    @classmethod
+    def from_mapping(cls, values: dict, *, source: str = "[engine]") -> EngineConfig:
+        """An EngineConfig from a TOML table: unknown keys are refused by name, and the
+        names used before the units went last (RENAMED_FIELDS) are still read, with a
+        warning that says the new name."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        out: dict = {}
+        for key, value in values.items():
+            new = RENAMED_FIELDS.get(key)
+            if new is not None:
+                if new in values:
+                    raise ValueError(f"{source}: both {key} and its new name {new} are set")
+                log.warning("%s: %s is now called %s; the old name will stop working",
+                            source, key, new)
+                key = new
+            if key not in known:
+                raise ValueError(f"{source}: unknown key {key!r} (known: {', '.join(sorted(known))})")
+            out[key] = value
+        return cls(**out)
+
     def validate(self) -> None:
-        if not 1 <= self.batch_max <= 65_536:
-            raise ValueError("batch_max must be 1..65536")
-        if self.queue_max_ops < self.batch_max:
-            raise ValueError("queue_max_ops must be at least batch_max")
+        if not 1 <= self.batch_ops_max <= 65_536:
+            raise ValueError("batch_ops_max must be 1..65536")
+        if self.queue_ops_max < self.batch_ops_max:
+            raise ValueError("queue_ops_max must be at least batch_ops_max")
         if self.commit_window_us < 0 or self.checkpoint_ops < 1 or self.checkpoint_interval_s < 1:
             raise ValueError("commit_window_us >= 0, checkpoint_ops >= 1, checkpoint_interval_s >= 1")
         if self.recovery_checkpoint_records < 0:
@@ -520,7 +546,7 @@ class Engine:
         self.clock: Clock = clock or system_clock
         self.observer = observer
         self.store = Store(path, map_size_bytes=self.config.map_size_bytes, sync=self.config.sync)
-        self._batcher = _fastpath.Batcher(self.config.batch_max)
+        self._batcher = _fastpath.Batcher(self.config.batch_ops_max)
         self._cond = threading.Condition()
         self._queue: collections.deque = collections.deque()
         self._queued_ops = 0
@@ -768,8 +794,8 @@ class Engine:
         if not isinstance(ops, np.ndarray) or ops.dtype != OP or ops.ndim != 1:
             raise ValueError("ops must be a 1-d numpy array of dtype core.records.OP")
         n = len(ops)
-        if n == 0 or n > self.config.batch_max:
-            raise ValueError(f"a submission holds 1..{self.config.batch_max} ops, not {n}")
+        if n == 0 or n > self.config.batch_ops_max:
+            raise ValueError(f"a submission holds 1..{self.config.batch_ops_max} ops, not {n}")
         ops = np.ascontiguousarray(ops)
         if items is not None:
             if not isinstance(items, np.ndarray) or items.dtype != ITEM or items.ndim != 1:
@@ -782,8 +808,8 @@ class Engine:
             raise ValueError("an op's items_off/items_n point past the items")
         if coupon_ids is not None:
             coupon_ids = np.ascontiguousarray(coupon_ids, dtype=np.uint64)
-            if coupon_ids.ndim != 1 or len(coupon_ids) > self.config.batch_max:
-                raise ValueError(f"at most {self.config.batch_max} coupon ids per submission")
+            if coupon_ids.ndim != 1 or len(coupon_ids) > self.config.batch_ops_max:
+                raise ValueError(f"at most {self.config.batch_ops_max} coupon ids per submission")
         ends = ops["coupons_off"].astype(np.int64) + ops["coupons_n"]
         if np.any((ops["coupons_n"] > 0) & (ends > (0 if coupon_ids is None else len(coupon_ids)))):
             raise ValueError("an op's coupons_off/coupons_n point past the coupon ids")
@@ -793,8 +819,8 @@ class Engine:
         with self._cond:
             if self._closing:
                 raise EngineClosed("the engine is closed")
-            if self._queued_ops + n > self.config.queue_max_ops:
-                raise Overloaded(f"{self._queued_ops} ops queued, limit {self.config.queue_max_ops}")
+            if self._queued_ops + n > self.config.queue_ops_max:
+                raise Overloaded(f"{self._queued_ops} ops queued, limit {self.config.queue_ops_max}")
             self._queue.append(_Hot(ops, fut, items, coupon_ids))
             self._queued_ops += n
             self._cond.notify()
@@ -872,8 +898,8 @@ class Engine:
         nos = np.asarray(card_nos, dtype=np.uint64)
         if not 0 <= count_service < SERVICE_COUNT or not 0 <= count_uses < 2**31:
             raise ValueError("count_service 0..65535, count_uses 0..2^31-1")
-        if nos.ndim != 1 or not 1 <= len(nos) <= self.config.issue_max_cards:
-            raise ValueError(f"issue 1..{self.config.issue_max_cards} cards at a time")
+        if nos.ndim != 1 or not 1 <= len(nos) <= self.config.issue_cards_max:
+            raise ValueError(f"issue 1..{self.config.issue_cards_max} cards at a time")
         members = (np.zeros(len(nos), np.uint64) if member_ids is None
                    else np.asarray(member_ids, dtype=np.uint64))
         if members.shape != nos.shape:
@@ -937,8 +963,8 @@ class Engine:
         """Put one coupon of a template on each card (all or none), within the
         template's total quantity and budget. value: {"coupon_ids": [...]}."""
         nos = np.asarray(card_nos, dtype=np.uint64)
-        if nos.ndim != 1 or not 1 <= len(nos) <= self.config.issue_max_cards:
-            raise ValueError(f"issue to 1..{self.config.issue_max_cards} cards at a time")
+        if nos.ndim != 1 or not 1 <= len(nos) <= self.config.issue_cards_max:
+            raise ValueError(f"issue to 1..{self.config.issue_cards_max} cards at a time")
 
         def build(ctx: AdminContext):
             ids = self.put_coupons(ctx, int(template_id), nos, valid_from_s)
@@ -1164,16 +1190,16 @@ class Engine:
                 return None
             if not isinstance(self._queue[0], _Hot):
                 return [self._queue.popleft()]
-            batch_max = self.config.batch_max
+            batch_ops_max = self.config.batch_ops_max
             # Under load (the last batch was a quarter full or more) wait a moment for a
             # fuller batch; a lone op is committed at once.
-            if (self.config.commit_window_us and self._queued_ops < batch_max // 4
-                    and self._last_batch_ops >= batch_max // 4 and not self._closing):
+            if (self.config.commit_window_us and self._queued_ops < batch_ops_max // 4
+                    and self._last_batch_ops >= batch_ops_max // 4 and not self._closing):
                 self._cond.wait(self.config.commit_window_us / 1e6)
             items, n = [], 0
             while self._queue and isinstance(self._queue[0], _Hot):
                 k = len(self._queue[0].ops)
-                if n + k > batch_max:
+                if n + k > batch_ops_max:
                     break
                 items.append(self._queue.popleft())
                 n += k

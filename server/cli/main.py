@@ -22,7 +22,11 @@ def _cmd_serve(args) -> int:
     from server.rpc import config as config_mod
     from server.rpc.serve import serve
 
-    cfg = config_mod.load(args.config) if args.config else config_mod.ServeConfig()
+    try:
+        cfg = config_mod.load(args.config) if args.config else config_mod.ServeConfig()
+    except (OSError, ValueError) as e:
+        print(f"mms serve: {e}", file=sys.stderr)
+        return 2
     if args.listen:
         cfg.listen = args.listen
     if args.metrics:

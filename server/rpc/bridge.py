@@ -37,7 +37,7 @@ class Bridge:
                  batch_ops_max: int | None = None) -> None:
         self.engine = engine
         # The one bound of a submission is the engine's own (its config may lower it).
-        self.batch_ops_max = engine.config.batch_max if batch_ops_max is None else batch_ops_max
+        self.batch_ops_max = engine.config.batch_ops_max if batch_ops_max is None else batch_ops_max
         self.inflight_ops_max = inflight_ops_max
         self.inflight_ops = 0
         self.accepting = True

@@ -53,7 +53,7 @@ def decode_ops(client_ids: bytes, card_nos, amount_fen, *, op_type: int, term: T
                batch_ops_max: int, category=(), flags=(), operator_ids=(),
                operator_id: int = 0) -> np.ndarray:
     """Packed request columns -> OP array, stamped with the terminal's store and id.
-    batch_ops_max is the engine's batch_max: one request is one engine submission."""
+    batch_ops_max is the engine's batch_ops_max: one request is one engine submission."""
     n = len(card_nos)
     if not 1 <= n <= batch_ops_max:
         raise invalid("BATCH_SIZE", f"a batch holds 1..{batch_ops_max} ops, not {n}",

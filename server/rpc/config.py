@@ -11,7 +11,8 @@
     key_file = "server.key"
     client_ca_file = "clients-ca.crt"  # optional: require client certificates
 
-    [engine]                           # optional: core.EngineConfig fields
+    [engine]                           # optional: core.EngineConfig fields (an old name
+                                       # such as batch_max is read with a warning)
     sync = true
 
     [rules]                            # optional: core.RulesConfig, applied at bootstrap
@@ -33,6 +34,7 @@ try:  # Python 3.11+
 except ModuleNotFoundError:  # pragma: no cover
     import tomli as tomllib  # type: ignore[no-redef]
 
+from core import EngineConfig
 from server.rpc.app import TlsConfig
 from server.rpc.constants import INFLIGHT_OPS_MAX, SHUTDOWN_GRACE_SECONDS
 
@@ -49,7 +51,7 @@ class ServeConfig:
     inflight_ops_max: int = INFLIGHT_OPS_MAX
     shutdown_grace_s: float = SHUTDOWN_GRACE_SECONDS
     tls: TlsConfig | None = None
-    engine: dict = field(default_factory=dict)
+    engine: EngineConfig = field(default_factory=EngineConfig)
     rules: dict | None = None
     chain: dict = field(default_factory=dict)
 
@@ -74,6 +76,7 @@ def load(path: str) -> ServeConfig:
         terminals_file=rel(doc.get("terminals_file")),
         inflight_ops_max=int(doc.get("inflight_ops_max", INFLIGHT_OPS_MAX)),
         shutdown_grace_s=float(doc.get("shutdown_grace_s", SHUTDOWN_GRACE_SECONDS)),
-        tls=tls, engine=dict(doc.get("engine", {})), rules=doc.get("rules"),
+        tls=tls, engine=EngineConfig.from_mapping(dict(doc.get("engine", {})), source=f"{path} [engine]"),
+        rules=doc.get("rules"),
         chain=dict(doc.get("chain", {})),
     )

@@ -9,7 +9,7 @@ import os
 import signal
 import sys
 
-from core import Engine, EngineConfig, RulesConfig
+from core import Engine, RulesConfig
 from core.domain.chain import Chain, ChainConfig, new_token
 from core.domain.members import MemberStore
 from server.rpc.app import MmsServer
@@ -45,7 +45,7 @@ def bootstrap_token(data: str, chain: Chain) -> str | None:
 async def serve(data: str, cfg: ServeConfig, *, out=sys.stdout, started=None) -> int:
     metrics = Metrics()
     rules = RulesConfig.from_dict(cfg.rules) if cfg.rules is not None else None
-    engine = Engine(data, config=EngineConfig(**cfg.engine), rules=rules, observer=metrics)
+    engine = Engine(data, config=cfg.engine, rules=rules, observer=metrics)
     try:
         chain_cfg = ChainConfig(**cfg.chain)
         chain_cfg.validate()

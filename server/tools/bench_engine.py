@@ -34,7 +34,7 @@ from core.records import CARD, ITEM, JOURNAL, OP, RESULT, OpType, new_client_id
 from core.rules import CouponTemplate, RulesConfig
 
 # Cards (and coupons) issued per admin op while preparing: the engine's own limit.
-ISSUE_CHUNK = EngineConfig().issue_max_cards
+ISSUE_CHUNK = EngineConfig().issue_cards_max
 
 
 class _Commits:
@@ -136,7 +136,7 @@ def prepare(path: str, n_cards: int, batch: int, coupons: bool = True) -> None:
                         category_points_mult_bp=((7, 20_000),),
                         coupon_templates=(CouponTemplate(1, "bench", "fixed", value_fen=COUPON_FEN,
                                                          valid_days=3_650),))
-    with Engine(path, config=EngineConfig(batch_max=batch, checkpoint_ops=10**9),
+    with Engine(path, config=EngineConfig(batch_ops_max=batch, checkpoint_ops=10**9),
                 rules=rules) as eng:
         nos = np.arange(1, n_cards + 1, dtype=np.uint64)
         for k in range(0, n_cards, ISSUE_CHUNK):
@@ -165,7 +165,7 @@ def run_engine(path: str, n_cards: int, n_ops: int, batch: int, seed: int,
                workload: str = "realistic") -> dict:
     commits = _Commits()
     rng = np.random.default_rng(seed)
-    cfg = EngineConfig(batch_max=batch, queue_max_ops=max(batch * 16, 262_144),
+    cfg = EngineConfig(batch_ops_max=batch, queue_ops_max=max(batch * 16, 262_144),
                        checkpoint_ops=checkpoint_ops or 10**12, checkpoint_interval_s=3600,
                        rollups=rollups)
     eng = Engine(path, config=cfg, observer=commits)
@@ -231,7 +231,7 @@ def probe_apply(path: str, n_cards: int, batch: int, seed: int) -> dict:
     PROBE_BATCHES batches of each on the prepared table. Reads the engine's tables while
     its writer is idle; the state is left as it was."""
     rng = np.random.default_rng(seed)
-    eng = Engine(path, config=EngineConfig(batch_max=batch, checkpoint_ops=10**9))
+    eng = Engine(path, config=EngineConfig(batch_ops_max=batch, checkpoint_ops=10**9))
     try:
         out: dict[str, list[int]] = {"plain": [], "domain": []}
         for b in range(2 * PROBE_BATCHES):

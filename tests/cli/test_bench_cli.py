@@ -50,7 +50,7 @@ def test_prepare_issues_more_cards_than_one_admin_op_allows(tmp_path):
     from core import Engine, EngineConfig
     from server.tools import bench_engine as be
 
-    n = EngineConfig().issue_max_cards + 1
+    n = EngineConfig().issue_cards_max + 1
     be.prepare(str(tmp_path / "seed"), n, 4096, coupons=False)
     with Engine(str(tmp_path / "seed")) as eng:
         assert eng.stats()["n_cards"] == n

@@ -52,7 +52,7 @@ def main() -> None:
     sys.stdout.write("opening\n")
     sys.stdout.flush()
     config = EngineConfig(checkpoint_ops=checkpoint_ops, checkpoint_interval_s=1,
-                          batch_max=1024, queue_max_ops=8192)
+                          batch_ops_max=1024, queue_ops_max=8192)
     eng = Engine(path, config=config, rules=RULE_SETS[0])
     res = eng.issue_cards(list(range(1, n_cards + 1)), ISSUE_CLIENT_ID).result()
     assert res.code == Result.OK, res

@@ -15,7 +15,7 @@ from core.records import OP, OpType, Result
 
 def test_hot_backup_while_writing(tmp_path):
     data, copy = tmp_path / "data", tmp_path / "copy"
-    eng = Engine(str(data), config=EngineConfig(batch_max=256, checkpoint_ops=500))
+    eng = Engine(str(data), config=EngineConfig(batch_ops_max=256, checkpoint_ops=500))
     eng.issue_cards(np.arange(1, 101), os.urandom(16)).result()
     eng.submit(_ops(np.arange(1, 101), 100_000, OpType.RECHARGE, 1)).result()
     acked_before: list[int] = []

@@ -43,7 +43,7 @@ def clock():
 
 def test_many_submissions_share_commits_and_see_each_other(tmp_path, clock):
     obs = Recorder()
-    eng = Engine(str(tmp_path), config=EngineConfig(batch_max=64), clock=clock, observer=obs)
+    eng = Engine(str(tmp_path), config=EngineConfig(batch_ops_max=64), clock=clock, observer=obs)
     eng.issue_cards([1, 2], os.urandom(16)).result()
     eng.submit(ops_for([1, 2], 300_000, OpType.RECHARGE, ns=1)).result()
     futs = [eng.submit(ops_for([1] * 10, 1_000, ns=100 + k)) for k in range(20)]
@@ -61,7 +61,7 @@ def test_many_submissions_share_commits_and_see_each_other(tmp_path, clock):
 
 
 def test_balances_and_journal_agree_after_restart(tmp_path, clock):
-    cfg = dict(batch_max=128, checkpoint_ops=50)
+    cfg = dict(batch_ops_max=128, checkpoint_ops=50)
     eng = Engine(str(tmp_path), config=EngineConfig(**cfg), clock=clock)
     cards = list(range(10, 30))
     eng.issue_cards(cards, os.urandom(16)).result()
@@ -106,7 +106,7 @@ def test_replay_returns_first_result_across_restart(tmp_path, clock):
 
 
 def test_map_grows_on_demand(tmp_path, clock):
-    eng = Engine(str(tmp_path), config=EngineConfig(map_size_bytes=1 << 20, batch_max=4096),
+    eng = Engine(str(tmp_path), config=EngineConfig(map_size_bytes=1 << 20, batch_ops_max=4096),
                  clock=clock)
     eng.issue_cards(np.arange(1, 5_001), os.urandom(16)).result()
     for k in range(5):
@@ -172,7 +172,7 @@ def test_queue_is_bounded(tmp_path, clock):
             entered.set()
             gate.wait(10)
 
-    eng = Engine(str(tmp_path), config=EngineConfig(batch_max=8, queue_max_ops=16), clock=clock,
+    eng = Engine(str(tmp_path), config=EngineConfig(batch_ops_max=8, queue_ops_max=16), clock=clock,
                  observer=Blocking())
     eng.issue_cards([1], os.urandom(16))  # the writer blocks in the observer after this
     assert entered.wait(10)
@@ -187,7 +187,7 @@ def test_queue_is_bounded(tmp_path, clock):
 
 
 def test_submit_edge_checks(tmp_path, clock):
-    eng = Engine(str(tmp_path), config=EngineConfig(batch_max=4), clock=clock)
+    eng = Engine(str(tmp_path), config=EngineConfig(batch_ops_max=4), clock=clock)
     with pytest.raises(ValueError):
         eng.submit(np.zeros(5, dtype=OP))
     with pytest.raises(ValueError):
@@ -200,7 +200,7 @@ def test_submit_edge_checks(tmp_path, clock):
 
 
 def test_close_drains_accepted_ops(tmp_path, clock):
-    eng = Engine(str(tmp_path), config=EngineConfig(batch_max=16), clock=clock)
+    eng = Engine(str(tmp_path), config=EngineConfig(batch_ops_max=16), clock=clock)
     eng.issue_cards([1], os.urandom(16)).result()
     eng.recharge(1, 10**6, os.urandom(16)).result()
     futs = [eng.submit(ops_for([1] * 16, 10, ns=200 + k)) for k in range(50)]
@@ -212,7 +212,7 @@ def test_close_drains_accepted_ops(tmp_path, clock):
 
 
 def test_failed_commit_fails_its_batch_and_leaves_no_trace(tmp_path, clock, monkeypatch):
-    eng = Engine(str(tmp_path), config=EngineConfig(batch_max=8), clock=clock)
+    eng = Engine(str(tmp_path), config=EngineConfig(batch_ops_max=8), clock=clock)
     eng.issue_cards([1], os.urandom(16)).result()
     eng.recharge(1, 10_000, os.urandom(16)).result()
     real = eng.store.put_journal
@@ -331,7 +331,7 @@ def test_checkpoint_rounds_spread_over_commits_and_a_crash_mid_round_recovers(tm
 
     path = str(tmp_path / "d")
     cfg = EngineConfig(checkpoint_ops=500, checkpoint_interval_s=3600,
-                       checkpoint_chunks_per_commit=1, batch_max=256)
+                       checkpoint_chunks_per_commit=1, batch_ops_max=256)
     eng = Engine(path, config=cfg)
     n = 2_000                                   # 8 chunks of 256 cards
     eng.issue_cards(range(1, n + 1), os.urandom(16)).result()
@@ -438,7 +438,7 @@ def test_a_long_replay_is_checkpointed_before_the_engine_takes_ops(tmp_path):
     so a crash right after the start does not replay the same tail again (issue 8). A
     backup of a live engine is its crash image (nothing closed, no final checkpoint)."""
     cfg = EngineConfig(checkpoint_ops=10**9, checkpoint_interval_s=10**6,
-                       recovery_checkpoint_records=100, batch_max=256)
+                       recovery_checkpoint_records=100, batch_ops_max=256)
     eng = Engine(str(tmp_path / "live"), config=cfg)
     eng.issue_cards(range(1, 51), os.urandom(16)).result()
     for k in range(3):

@@ -250,7 +250,7 @@ class Clock:
 
 
 def _engine(path: str, clock: Clock, rules: RulesConfig | None = None) -> Engine:
-    return Engine(path, config=EngineConfig(sync=False, batch_max=64, queue_max_ops=4096),
+    return Engine(path, config=EngineConfig(sync=False, batch_ops_max=64, queue_ops_max=4096),
                   rules=rules, clock=clock)
 
 

@@ -445,7 +445,7 @@ class Clock:
 def _engine(path: str, clock: Clock, rules: RulesConfig | None = None) -> Engine:
     # The clock jumps up to years here; client ids (and so refund targets) must stay known
     # longer than that, as the model keeps them forever.
-    return Engine(path, config=EngineConfig(sync=False, batch_max=64, queue_max_ops=4096,
+    return Engine(path, config=EngineConfig(sync=False, batch_ops_max=64, queue_ops_max=4096,
                                             checkpoint_ops=7, id_retention_s=100 * 365 * 86_400),
                   rules=rules, clock=clock)
 

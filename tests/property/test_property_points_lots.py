@@ -37,7 +37,7 @@ class Clock:
 
 
 def _engine(path: str, clock: Clock, rules: RulesConfig | None = None) -> Engine:
-    return Engine(path, config=EngineConfig(sync=False, batch_max=64, checkpoint_ops=5,
+    return Engine(path, config=EngineConfig(sync=False, batch_ops_max=64, checkpoint_ops=5,
                                             id_retention_s=100 * 365 * 86_400),
                   rules=rules, clock=clock)
 

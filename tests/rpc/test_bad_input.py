@@ -61,7 +61,7 @@ def clock():
 
 @pytest.fixture
 def eng(tmp_path, clock):
-    e = Engine(str(tmp_path / "env"), config=EngineConfig(batch_max=16, queue_max_ops=64),
+    e = Engine(str(tmp_path / "env"), config=EngineConfig(batch_ops_max=16, queue_ops_max=64),
                rules=RULES, clock=clock)
     assert e.issue_cards(list(CARDS), cid(), expires_at_s=NOW + 1_000).result().code == Result.OK
     assert e.recharge(1, FUNDED_FEN, cid()).result().codes[0] == Result.OK
@@ -235,7 +235,7 @@ def test_duplicate_id_across_batches_and_restart(tmp_path, eng, clock):
         assert one(eng, SWIPE, 1, 700, dup) == (Result.OK, 1, first[2])
         assert one(eng, RECHARGE, 2, 5, dup) == (Result.OK, 1, first[2])  # any op, any card
     eng.close()
-    again = Engine(str(tmp_path / "env"), config=EngineConfig(batch_max=16, queue_max_ops=64),
+    again = Engine(str(tmp_path / "env"), config=EngineConfig(batch_ops_max=16, queue_ops_max=64),
                    clock=clock)
     try:
         with unchanged(again):
@@ -322,7 +322,7 @@ def test_overloaded_queue(eng, clock):
         except Overloaded as exc:
             refused = exc
             break
-    assert refused is not None and 1 <= len(accepted) <= eng.config.queue_max_ops
+    assert refused is not None and 1 <= len(accepted) <= eng.config.queue_ops_max
     clock.gate.set()
     assert held.result().codes[0] == Result.OK
     assert all(f.result().codes[0] == Result.OK for f in accepted)
@@ -338,8 +338,8 @@ def test_closed_engine(tmp_path, clock):
         e.issue_cards([1], cid())
 
 
-@pytest.mark.parametrize("bad", [{"batch_max": 0}, {"batch_max": 65_537},
-                                 {"batch_max": 8, "queue_max_ops": 4}, {"checkpoint_ops": 0},
+@pytest.mark.parametrize("bad", [{"batch_ops_max": 0}, {"batch_ops_max": 65_537},
+                                 {"batch_ops_max": 8, "queue_ops_max": 4}, {"checkpoint_ops": 0},
                                  {"commit_window_us": -1}])
 def test_bad_engine_config(tmp_path, bad):
     with pytest.raises(ValueError):

@@ -323,7 +323,7 @@ def test_an_admin_op_failing_in_the_writer_never_fails_its_neighbours(tmp_path):
     """Hot ops, a good admin op and one whose build raises, all queued together while
     the writer is held: only the raising one fails, and it leaves nothing behind."""
     gate = _Gate()
-    e = Engine(str(tmp_path / "env"), config=EngineConfig(batch_max=16, queue_max_ops=64),
+    e = Engine(str(tmp_path / "env"), config=EngineConfig(batch_ops_max=16, queue_ops_max=64),
                clock=gate)
     try:
         assert e.issue_cards([1, 2], cid()).result().code == Result.OK

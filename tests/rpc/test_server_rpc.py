@@ -257,7 +257,7 @@ def test_swipe_batch_results_in_order(srv):
 
 @pytest.mark.parametrize("make,reason", [
     (lambda: columns([], []), "BATCH_SIZE"),
-    (lambda: columns([1] * (EngineConfig().batch_max + 1), [1] * (EngineConfig().batch_max + 1)),
+    (lambda: columns([1] * (EngineConfig().batch_ops_max + 1), [1] * (EngineConfig().batch_ops_max + 1)),
      "BATCH_SIZE"),
     (lambda: columns([CARDS[0]], [100], ids=b"x" * 15), "CLIENT_IDS_LENGTH"),
     (lambda: columns([CARDS[0], CARDS[1]], [100]), "COLUMN_LENGTH"),
@@ -272,9 +272,9 @@ def test_swipe_batch_malformed(srv, make, reason):
 
 
 def test_a_lower_engine_batch_max_is_the_servers_bound(tmp_path):
-    """The batch bound is the engine's batch_max, which the TOML may lower: a batch past
+    """The batch bound is the engine's batch_ops_max, which the TOML may lower: a batch past
     it is BATCH_SIZE with the bound, never an engine ValueError turned INTERNAL."""
-    s = Running(str(tmp_path / "d"), config=EngineConfig(batch_max=8, queue_max_ops=64))
+    s = Running(str(tmp_path / "d"), config=EngineConfig(batch_ops_max=8, queue_ops_max=64))
     try:
         e = expect(grpc.StatusCode.INVALID_ARGUMENT, "BATCH_SIZE", s.pos.SwipeBatch,
                    pos_pb2.SwipeBatchRequest(swipes=columns([1] * 9, [1] * 9)), metadata=s.md())

@@ -302,7 +302,7 @@ async def issue_cards(call: Call, req):
         operator_id, store = int(p.operator_id), scope or 0
     cid = client_id(req)
     n = len(req.card_nos)
-    issue_max = call.engine.config.issue_max_cards
+    issue_max = call.engine.config.issue_cards_max
     if not 1 <= n <= issue_max:
         raise invalid("BATCH_SIZE", f"issue 1..{issue_max} cards per call, not {n}")
     if req.member_ids and len(req.member_ids) != n:
