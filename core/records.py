@@ -74,6 +74,24 @@ COUPON_TPL = _dtype("CouponTpl")
 TYPE_LIMIT = _dtype("TypeLimit")
 COMMISSION_RULE = _dtype("CommissionRule")
 
+# The OP fields a single op sets (a unary RPC, Engine.swipe), as a view of OP with the
+# same offsets and size: rows of these tuples become OP rows in one numpy step, every
+# other field zero. The one way a single op is built (ops_from_rows).
+SINGLE_OP_FIELDS = ("client_hi", "client_lo", "card_no", "amount_fen", "store_id",
+                    "terminal_id", "operator_id", "category", "op_type", "op_flags")
+SINGLE_OP = np.dtype({"names": list(SINGLE_OP_FIELDS),
+                      "formats": [OP.fields[f][0] for f in SINGLE_OP_FIELDS],
+                      "offsets": [OP.fields[f][1] for f in SINGLE_OP_FIELDS],
+                      "itemsize": OP.itemsize})
+
+
+def ops_from_rows(rows: list[tuple]) -> np.ndarray:
+    """OP rows (a new array) from tuples in SINGLE_OP_FIELDS order."""
+    ops = np.zeros(len(rows), dtype=SINGLE_OP)
+    ops[:] = rows
+    return ops.view(OP)
+
+
 # The on-disk format: journal blocks are JOURNAL records and checkpoint chunks CARD
 # records of exactly these sizes (docs/internals/storage.md). A change here is a change
 # of the format, never an accident of a struct edit.

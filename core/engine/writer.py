@@ -57,6 +57,7 @@ from core.records import (
     coupon_of,
     coupon_to_dict,
     is_ascii_digits,
+    ops_from_rows,
     split_client_id,
 )
 from core.rules import CouponTemplate, RechargeLimit, RulesConfig, RulesError
@@ -830,12 +831,8 @@ class Engine:
                 store_id: int, terminal_id: int, operator_id: int, category: int,
                 flags: int) -> Future:
         hi, lo = split_client_id(client_id)
-        ops = np.zeros(1, dtype=OP)
-        op = ops[0]
-        op["client_hi"], op["client_lo"], op["card_no"], op["amount_fen"] = hi, lo, card_no, amount_fen
-        op["store_id"], op["terminal_id"], op["operator_id"] = store_id, terminal_id, operator_id
-        op["category"], op["op_type"], op["op_flags"] = category, op_type, flags
-        return self.submit(ops)
+        return self.submit(ops_from_rows([(hi, lo, card_no, amount_fen, store_id, terminal_id,
+                                           operator_id, category, op_type, flags)]))
 
     def swipe(self, card_no: int, amount_fen: int, client_id: bytes, store_id: int = 0,
               terminal_id: int = 0, operator_id: int = 0, category: int = 0,

@@ -11,10 +11,8 @@ import grpc
 import numpy as np
 
 from core import EngineClosed, Overloaded
-from core.records import (
-    OP,
-)
-from server.rpc.codec import SINGLE_OP, SingleResults
+from core.records import ops_from_rows
+from server.rpc.codec import SingleResults
 from server.rpc.constants import INFLIGHT_OPS_MAX, SINGLE_SUBMISSIONS_MAX
 from server.rpc.errors import RpcFailure, invalid
 
@@ -126,9 +124,7 @@ class Bridge:
         rows, waiters = self._rows, self._waiters
         self._rows, self._waiters = [], []
         try:
-            ops = np.zeros(len(rows), dtype=SINGLE_OP)
-            ops[:] = rows
-            cf = self._submit(ops.view(OP))
+            cf = self._submit(ops_from_rows(rows))
         except Exception as e:  # every waiter must hear of it, or its call would hang
             if not isinstance(e, RpcFailure):
                 log.exception("submitting %d single ops failed", len(rows))

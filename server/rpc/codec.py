@@ -17,6 +17,7 @@ from core.records import (
     CardFlag,
     ItemFlag,
     is_ascii_digits,
+    ops_from_rows,
 )
 from server.mms_pb import (
     types_pb2,
@@ -130,16 +131,6 @@ class SingleResults:
                                   **{k: v[i] for k, v in self._cols.items()})
 
 
-# The OP fields a unary op sets, as a view of OP with the same offsets and size, so a
-# list of tuples becomes OP rows in one step; every other field stays zero.
-SINGLE_OP_FIELDS = ("client_hi", "client_lo", "card_no", "amount_fen", "store_id",
-                    "terminal_id", "operator_id", "category", "op_type", "op_flags")
-SINGLE_OP = np.dtype({"names": list(SINGLE_OP_FIELDS),
-                      "formats": [OP.fields[f][0] for f in SINGLE_OP_FIELDS],
-                      "offsets": [OP.fields[f][1] for f in SINGLE_OP_FIELDS],
-                      "itemsize": OP.itemsize})
-
-
 def single_op(req, term: Terminal, op_type: int, category: int = 0, flags: int = 0, *,
                zero_amount: bool = False) -> tuple:
     """A unary request as one row of SINGLE_OP, checked at the edge. zero_amount lets an
@@ -179,9 +170,7 @@ def _pin(digits: str) -> tuple[int, int]:
 def full_op(row: tuple, *, pin: str = "", points_offset: int = 0,
              ref_client_id: bytes = b"") -> np.ndarray:
     """One OP row from a SINGLE_OP tuple plus the domain inputs."""
-    ops = np.zeros(1, dtype=SINGLE_OP)
-    ops[0] = row
-    ops = ops.view(OP).copy()
+    ops = ops_from_rows([row])
     ops["pin"], ops["pin_len"] = _pin(pin)
     if points_offset < 0:
         raise invalid("RESULT_OFFSET_INVALID", "points_offset must not be negative")

@@ -12,6 +12,7 @@ from core.domain.rbac import PermissionDenied
 from core.domain.rbac import authorize as rbac_authorize
 from core.records import (
     SERVICE_COUNT,
+    SINGLE_OP_FIELDS,
     OpFlag,
     OpType,
     Result,
@@ -23,7 +24,6 @@ from server.mms_pb import (
 from server.rpc.auth import Registry, Terminal, bearer_token
 from server.rpc.bridge import Bridge
 from server.rpc.codec import (
-    SINGLE_OP_FIELDS,
     basket,
     card_pb,
     check_store,

@@ -498,19 +498,6 @@ def test_ready_gauge_follows_readiness(tmp_path):
         assert b"\nmms_ready 1.0" in generate_latest(m.registry)
 
 
-def test_single_op_view_matches_op_layout():
-    from core.records import OP
-    from server.rpc.codec import SINGLE_OP, SINGLE_OP_FIELDS
-
-    row = tuple(range(1, len(SINGLE_OP_FIELDS) + 1))
-    a = np.zeros(1, dtype=SINGLE_OP)
-    a[:] = [row]
-    op = a.view(OP)[0]
-    assert tuple(int(op[f]) for f in SINGLE_OP_FIELDS) == row
-    others = [f for f in OP.names if f not in SINGLE_OP_FIELDS]
-    assert all(not np.any(op[f]) for f in others)
-
-
 def test_unexpected_engine_error_is_internal(srv, monkeypatch):
     def broken(ops):
         raise RuntimeError("boom")

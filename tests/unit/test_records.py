@@ -139,3 +139,16 @@ def test_the_card_lifecycle_table():
     assert card_move_allowed(CardStatus.LOST, CardStatus.ACTIVE, "operator")
     assert not card_move_allowed(CardStatus.FROZEN, CardStatus.CANCELLED, "replacement")
     assert not card_move_allowed(CardStatus.CANCELLED, CardStatus.ACTIVE, "operator")
+
+
+def test_ops_from_rows_sets_the_single_op_fields_and_nothing_else():
+    """The one builder of single ops (unary RPCs, Engine.swipe): the SINGLE_OP view has
+    OP's offsets, so a row lands in the named fields and every other field is zero."""
+    from core.records import SINGLE_OP_FIELDS, ops_from_rows
+
+    rows = [tuple(range(1, len(SINGLE_OP_FIELDS) + 1)), tuple(range(11, len(SINGLE_OP_FIELDS) + 11))]
+    ops = ops_from_rows(rows)
+    assert ops.dtype == OP and len(ops) == 2
+    for op, row in zip(ops, rows, strict=True):
+        assert tuple(int(op[f]) for f in SINGLE_OP_FIELDS) == row
+        assert all(not np.any(op[f]) for f in OP.names if f not in SINGLE_OP_FIELDS)
