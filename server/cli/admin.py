@@ -99,7 +99,7 @@ def cmd_node_list(args) -> int:
     else:
         for n in r.nodes:
             kind_name = admin_pb2.NodeKind.Name(n.kind).removeprefix("NODE_KIND_").lower()
-            closed = "\tclosed" if n.closed_s else ""
+            closed = f"\tclosed {shown_date(args, n.closed_s)}" if n.closed_s else ""
             print(f"{n.node_id}\t{kind_name}\t{n.parent_id}\t{n.name}{closed}")
     return 0
 

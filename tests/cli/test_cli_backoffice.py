@@ -245,6 +245,15 @@ def test_times_and_money_options_as_people_write_them(chain, capsys):
     made = mms(capsys, "points", "make-up", "770001", "--receipt", "R1", "--paid", "88.8",
                "--time", units.iso_time(int(time.time()) - 60, SHANGHAI))
     assert made.startswith("card 770001: ") and "for receipt R1" in made
+    # The points made up sit in this year's lot, valid to the end of next year.
+    year = int(units.iso_date(int(time.time()), SHANGHAI)[:4])
+    lots = [x for x in mms(capsys, "card", "show", "770001", "--detail").splitlines()
+            if x.startswith("  points ")]
+    assert lots and f"earned {year} valid until {year + 1}-12-31" in lots[0]
+    assert "whole days" in usage_error(capsys, "report", "sales", "--from", "2026-12-01T08:00",
+                                       "--to", "2026-12-02")
+    assert "not a date" in usage_error(capsys, "report", "sales", "--from", "2026-02-30",
+                                       "--to", "2026-03-02")
     assert "at most two decimals" in usage_error(capsys, "points", "make-up", "770001",
                                                  "--receipt", "R2", "--paid", "1.001",
                                                  "--time", "2026-01-01")
