@@ -227,6 +227,12 @@ def test_rules_file_show_diff_apply(chain, capsys, tmp_path):
     part.write_text("offset_max_bp = \n", encoding="utf-8")
     assert "not TOML" in mms(capsys, "rules", "diff", str(part), rc=2)
     assert engine.rules.offset_max_bp == 3000
+    # The chain's time zone is one rule: every command's times follow it.
+    as_(capsys, target, "root")
+    assert mms(capsys, "audit", "--limit", "1").split("\t")[1].endswith("+08:00")
+    part.write_text("tz_offset_s = 0\n", encoding="utf-8")
+    mms(capsys, "rules", "apply", str(part))
+    assert mms(capsys, "audit", "--limit", "1").split("\t")[1].endswith("+00:00")
 
 
 def test_times_and_money_options_as_people_write_them(chain, capsys):
