@@ -22,6 +22,7 @@ import os
 import uuid
 
 from core.domain import units
+from core.domain.member_view import MEMBER_LEVEL_HISTORY_MAX
 from core.records import is_ascii_digits
 from server.cli.session import (
     DEFAULT_TARGET,
@@ -252,7 +253,9 @@ def cmd_member_show(args) -> int:
     for c, no in zip(r.coupons, r.coupon_card_nos, strict=True):
         print(f"  coupon {c.coupon_id}\ttemplate {c.template_id}\tcard {no}\tvalid "
               f"{shown_date(args, c.valid_from_s)}..{shown_date(args, c.valid_to_s)}")
-    print(f"level history: {len(r.level_history)}")
+    print(f"level history: {len(r.level_history)}"
+          + (" (the latest; mms card level-history CARD for a card's older ones)"
+             if len(r.level_history) >= MEMBER_LEVEL_HISTORY_MAX else ""))
     for h in r.level_history:
         print(f"  {_level_change_line(args, h)}")
     print(f"journal: {len(r.journal)} latest records")
@@ -536,6 +539,10 @@ def cmd_card_level_history(args) -> int:
     r = call_admin(args, "LevelHistory", admin_pb2.LevelHistoryRequest(card_no=args.card_no,
                                                                   limit=args.limit))
     emit_rows(args, r, r.changes, lambda c: _level_change_line(args, c))
+    if not args.json:
+        more = (f"; there may be older ones: --limit {min(2 * args.limit, 1000)}"
+                if len(r.changes) == args.limit else "")
+        print(f"{len(r.changes)} level changes, newest first{more}")
     return 0
 
 

@@ -140,6 +140,14 @@ def test_member_view_recharge_and_card_detail(chain, capsys):
     nxt = mms(capsys, "member", "show", "1", "--journal-limit", "1", "--journal-before", cursor)
     assert f"  {seq}\t" not in nxt and "journal: 1 latest records" in nxt
 
+    assert mms(capsys, "card", "level", "880002", "1", "--reason", "vip", "--approver", "2") \
+        == "card 880002: level 0 -> 1"
+    hist = mms(capsys, "card", "level-history", "880002", "--limit", "1").splitlines()
+    assert len(hist) == 2 and "\tLEVEL_MANUAL\t0 -> 1" in hist[0]
+    assert hist[0].split("\t")[1].endswith("+08:00")
+    assert hist[1] == "1 level changes, newest first; there may be older ones: --limit 2"
+    full = mms(capsys, "card", "level-history", "880002").splitlines()
+    assert full[-1] == f"{len(full) - 1} level changes, newest first"
     detail = mms(capsys, "card", "show", "880001", "--detail").splitlines()
     assert detail[1] == "  replaced by card 880002"
     assert "replaced by card 880002" in mms(capsys, "card", "show", "880001")
