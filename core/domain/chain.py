@@ -1072,8 +1072,30 @@ def audit_log(engine: Engine, since_seq: int = 0, operator_id: int | None = None
                 break
     return out
 
+
+def audit_count(engine: Engine, since_seq: int = 0, operator_id: int | None = None,
+                store_id: int | None = None) -> int:
+    """How many admin events audit_log would page through after since_seq with the same
+    filters (a scan of the events after since_seq)."""
+    n = 0
+    with engine.store.read() as txn:
+        cur = txn.cursor(db=engine.store.db["events"])
+        if not cur.set_range(u64(int(since_seq) + 1)):
+            return 0
+        if operator_id is None and store_id is None:
+            return sum(1 for _ in cur.iternext(keys=True, values=False))
+        for _k, v in cur:
+            ev = json.loads(bytes(v))
+            if operator_id is not None and ev.get("operator_id") != operator_id:
+                continue
+            if store_id is not None and ev.get("store_id") != store_id:
+                continue
+            n += 1
+    return n
+
 __all__ = [
     "AuthFailed", "Chain", "ChainConfig", "ChainError", "ChainOp", "IssuedToken", "Node",
-    "NodeKind", "Operator", "Principal", "Session", "TerminalRef", "audit_log", "hash_password",
+    "NodeKind", "Operator", "Principal", "Session", "TerminalRef", "audit_count", "audit_log",
+    "hash_password",
     "token_digest", "verify_password",
 ]

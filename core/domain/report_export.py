@@ -16,6 +16,8 @@ import datetime
 import io
 from decimal import Decimal
 
+from core.domain.units import yuan_text  # the one formatter of yuan (re-exported)
+
 # Column a chart plots per report, when the report has a day column.
 CHART_COLUMN = {"sales": "net_fen", "liability": "principal_closing_fen"}
 # Reports charted as bars of a column per key instead: report -> (key, value).
@@ -29,10 +31,6 @@ KEY_COLUMNS = ("day", "month", "visit_count", "hour", "store", "region", "termin
                "issue_store", "spend_store", "recharge_store")
 
 
-def yuan_text(fen: int) -> str:
-    fen = int(fen)
-    sign = "-" if fen < 0 else ""
-    return f"{sign}{abs(fen) // 100}.{abs(fen) % 100:02d}"
 
 
 def yuan_decimal(fen: int) -> Decimal:

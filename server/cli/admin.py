@@ -21,6 +21,8 @@ import json
 import os
 import uuid
 
+from core.domain import units
+from core.domain.member_view import MEMBER_LEVEL_HISTORY_MAX
 from core.records import is_ascii_digits
 from server.cli.session import (
     DEFAULT_TARGET,
@@ -34,7 +36,11 @@ from server.cli.session import (
     read_password,
     run,
     save_session,
+    shown_date,
+    shown_time,
     target_of,
+    when,
+    yuan,
 )
 from server.mms_pb import admin_pb2, admin_pb2_grpc, types_pb2
 
@@ -94,7 +100,7 @@ def cmd_node_list(args) -> int:
     else:
         for n in r.nodes:
             kind_name = admin_pb2.NodeKind.Name(n.kind).removeprefix("NODE_KIND_").lower()
-            closed = "\tclosed" if n.closed_s else ""
+            closed = f"\tclosed {shown_date(args, n.closed_s)}" if n.closed_s else ""
             print(f"{n.node_id}\t{kind_name}\t{n.parent_id}\t{n.name}{closed}")
     return 0
 
@@ -176,12 +182,87 @@ def cmd_member_add(args) -> int:
     return 0
 
 
+def _card_lines(args, v) -> list[str]:
+    """One card of a member or card view, for people: several lines."""
+    c = v.card
+    head = (f"card {c.card_no}  {v.status_name}  type {c.type_id} {v.type_name} ({v.type_kind})"
+            f"  level {c.level} {v.level_name}")
+    if c.level_expires_at_s:
+        head += f" until {shown_date(args, c.level_expires_at_s)}"
+    lines = [head]
+    if v.replaced_by_card_no:
+        lines.append(f"  replaced by card {v.replaced_by_card_no}")
+    if v.replaced_card_nos:
+        lines.append(f"  replaces card(s) {' '.join(str(n) for n in v.replaced_card_nos)}")
+    valid = (f"valid until {shown_date(args, c.expires_at_s)}" if c.expires_at_s
+             else "never expires")
+    lines.append(f"  issued {shown_date(args, v.issued_at_s)}, {valid}"
+                 + (f", annual fee paid until {shown_date(args, c.fee_paid_until_s)}"
+                    if c.fee_paid_until_s else ""))
+    lines.append(f"  balance {yuan(c.principal_fen + c.bonus_fen)} yuan "
+                 f"(principal {yuan(c.principal_fen)}, bonus {yuan(c.bonus_fen)})")
+    lots = ", ".join(f"{lot.points} earned {lot.year}"
+                     + (f" valid until {lot.valid_until}" if lot.valid_until else "")
+                     for lot in v.lots)
+    perm = f", {v.permanent_points} never expire" if v.permanent_points else ""
+    lines.append(f"  points {c.points}" + (f" ({lots}{perm})" if lots or perm else ""))
+    if c.count_service:
+        lines.append(f"  {c.count_uses} uses left of service {c.count_service}")
+    if c.primary_card_no:
+        limit = (f"limit {yuan(c.supp_limit_fen)} yuan, spent {yuan(v.supp_spent_fen)}"
+                 if c.supp_limit_fen else "no limit")
+        lines.append(f"  supplementary: spends from card {c.primary_card_no} ({limit})")
+    if v.supplementary_card_nos:
+        lines.append("  supplementary cards: "
+                     + " ".join(str(n) for n in v.supplementary_card_nos))
+    lines.append(f"  spend {yuan(c.spend_total_fen)} yuan, recharged "
+                 f"{yuan(c.recharge_total_fen)} yuan, {c.visits} visits, last "
+                 f"{shown_time(args, c.last_visit_s)}")
+    if c.membership_lapsed:
+        lines.append("  MEMBERSHIP ENDED: shelf prices, no points until re-admitted "
+                     "(mms card readmit)")
+    return lines
+
+
+def _journal_line(args, e) -> str:
+    return (f"{e.seq}\t{shown_time(args, e.time_s)}\t{e.op}\tcard {e.card_no}\t"
+            f"store {e.store_id}\toperator {e.operator_id}\t{yuan(e.amount_fen)} yuan\t"
+            f"balance {yuan(e.balance_after_fen)}\tpoints {e.points_after}")
+
+
 def cmd_member_show(args) -> int:
-    r = call_admin(args, "GetMember", admin_pb2.GetMemberRequest(member_id=args.member_id,
-                                                            reveal=args.reveal))
-    cards = ", ".join(f"{c.card_no} ({c.principal_fen + c.bonus_fen} fen, {c.points} pts)"
-                      for c in r.cards) or "no cards"
-    emit(args, r, f"{_member_line(r.member)}; cards: {cards}")
+    r = call_admin(args, "GetMember", admin_pb2.GetMemberRequest(
+        member_id=args.member_id, reveal=args.reveal, journal_limit=args.journal_limit,
+        journal_before_seq=args.journal_before or 0))
+    if args.json:
+        emit(args, r, "")
+        return 0
+    m, p = r.member, r.member.profile
+    print(_member_line(m))
+    print(f"  id no {p.id_no or '-'}, gender {p.gender or '-'}, birthday {p.birthday or '-'}, "
+          f"source {p.source or '-'}, joined {shown_date(args, m.created_s)}, "
+          f"version {m.version}")
+    print(f"  tags: {', '.join(p.tags) or '-'}")
+    if p.referrer_id:
+        print(f"  referred by member {p.referrer_id}")
+    print(f"cards: {len(r.card_views)}")
+    for v in r.card_views:
+        for line in _card_lines(args, v):
+            print(line)
+    print(f"coupons held: {len(r.coupons)}")
+    for c, no in zip(r.coupons, r.coupon_card_nos, strict=True):
+        print(f"  coupon {c.coupon_id}\ttemplate {c.template_id}\tcard {no}\tvalid "
+              f"{shown_date(args, c.valid_from_s)}..{shown_date(args, c.valid_to_s)}")
+    print(f"level history: {len(r.level_history)}"
+          + (" (the latest; mms card level-history CARD for a card's older ones)"
+             if len(r.level_history) >= MEMBER_LEVEL_HISTORY_MAX else ""))
+    for h in r.level_history:
+        print(f"  {_level_change_line(args, h)}")
+    print(f"journal: {len(r.journal)} latest records")
+    for e in r.journal:
+        print(f"  {_journal_line(args, e)}")
+    if r.journal_next_before_seq:
+        print(f"(older records: --journal-before {r.journal_next_before_seq})")
     return 0
 
 
@@ -203,6 +284,10 @@ def _search_request(args) -> admin_pb2.SearchMembersRequest:
         q.spend_min_fen = args.spend_min
     if args.spend_max is not None:
         q.spend_max_fen = args.spend_max
+    if args.last_visit_from is not None:
+        q.last_visit_from_s = when(args, args.last_visit_from)
+    if args.last_visit_to is not None:
+        q.last_visit_to_s = when(args, args.last_visit_to)
     if args.status:
         q.status = admin_pb2.MemberStatus.Value("MEMBER_STATUS_" + args.status.upper())
     return q
@@ -212,8 +297,18 @@ def cmd_member_search(args) -> int:
     r = call_admin(args, "SearchMembers", _search_request(args))
     emit_rows(args, r, r.members, _member_line)
     if not args.json:
-        print(f"{len(r.members)} of {r.total} members")
+        print(_page_line(len(r.members), r.total, args.offset, "members"))
     return 0
+
+
+def _page_line(n: int, total: int, offset: int, what: str) -> str:
+    """"3 of 120 members (1-3); next page: --offset 3", so a page is never taken for all."""
+    line = f"{n} of {total} {what}"
+    if n:
+        line += f" ({offset + 1}-{offset + n})"
+    if offset + n < total:
+        line += f"; next page: --offset {offset + n}"
+    return line
 
 
 def cmd_member_status(args) -> int:
@@ -268,23 +363,6 @@ def cmd_member_export(args) -> int:
     return 0
 
 
-def _yuan(fen: int) -> str:
-    """Fen as yuan with two decimals, in integers (no float on a money path)."""
-    sign = "-" if fen < 0 else ""
-    return f"{sign}{abs(fen) // 100}.{abs(fen) % 100:02d}"
-
-
-def _chain_date(args, t_s: int) -> str:
-    """A unix time as an ISO date in the chain's time zone (the rules' tz_offset_s)."""
-    import datetime
-
-    if not hasattr(args, "_tz_offset_s"):
-        rules = json.loads(call_admin(args, "GetRules", admin_pb2.GetRulesRequest()).rules_json)
-        args._tz_offset_s = int(rules.get("tz_offset_s", 8 * 3600))
-    tz = datetime.timezone(datetime.timedelta(seconds=args._tz_offset_s))
-    return datetime.datetime.fromtimestamp(t_s, tz).date().isoformat()
-
-
 def cmd_card_issue(args) -> int:
     req = admin_pb2.IssueCardsRequest(client_id=client_id_arg(args), card_nos=args.card_nos,
                                       type_id=args.type, store_id=args.store or 0,
@@ -293,34 +371,53 @@ def cmd_card_issue(args) -> int:
     if args.member:
         req.member_ids.extend([args.member] * len(args.card_nos))
     r = call_admin(args, "IssueCards", req)
-    valid = (f"valid until {_chain_date(args, r.expires_at_s)}" if r.expires_at_s
+    valid = (f"valid until {shown_date(args, r.expires_at_s)}" if r.expires_at_s
              else "never expires")
     uses = f", {r.count_uses} uses" if r.count_uses else ""
-    emit(args, r, f"{r.cards} card(s) issued: level {r.level}, fees {_yuan(r.fees_fen)} yuan, "
-                   f"deposit {_yuan(r.deposit_fen)} yuan each{uses}, {valid}"
+    emit(args, r, f"{r.cards} card(s) issued: level {r.level}, fees {yuan(r.fees_fen)} yuan, "
+                   f"deposit {yuan(r.deposit_fen)} yuan each{uses}, {valid}"
                    f"{' (replay)' if r.replayed else ''}")
     return 0
 
 
 def cmd_card_show(args) -> int:
     r = call_admin(args, "ShowCard", admin_pb2.ShowCardRequest(card_no=args.card_no))
+    if args.detail and not args.json:
+        for line in _card_lines(args, r.view):
+            print(line)
+        return 0
     c = r.card
     status = types_pb2.CardStatus.Name(c.status).removeprefix("CARD_STATUS_")
     parts = [f"card {c.card_no} {status}", f"level {c.level}",
-             f"balance {_yuan(c.principal_fen + c.bonus_fen)} yuan "
-             f"(principal {_yuan(c.principal_fen)}, bonus {_yuan(c.bonus_fen)})",
+             f"balance {yuan(c.principal_fen + c.bonus_fen)} yuan "
+             f"(principal {yuan(c.principal_fen)}, bonus {yuan(c.bonus_fen)})",
              f"{c.points} pts"]
     if c.count_service:
         parts.append(f"{c.count_uses} uses of service {c.count_service}")
     if c.primary_card_no:
-        limit = f"limit {_yuan(c.supp_limit_fen)} yuan" if c.supp_limit_fen else "no limit"
+        limit = f"limit {yuan(c.supp_limit_fen)} yuan" if c.supp_limit_fen else "no limit"
         parts.append(f"spends from card {c.primary_card_no} ({limit})")
-    parts.append(f"valid until {_chain_date(args, c.expires_at_s)}" if c.expires_at_s
+    parts.append(f"valid until {shown_date(args, c.expires_at_s)}" if c.expires_at_s
                  else "never expires")
+    if r.view.replaced_by_card_no:
+        parts.append(f"replaced by card {r.view.replaced_by_card_no}")
     if c.membership_lapsed:
         parts.append("MEMBERSHIP ENDED: shelf prices, no points until re-admitted "
                      "(mms card readmit)")
     emit(args, r, "; ".join(parts))
+    return 0
+
+
+def cmd_card_recharge(args) -> int:
+    r = call_admin(args, "RechargeCard", admin_pb2.RechargeCardRequest(
+        client_id=client_id_arg(args), card_no=args.card_no, amount_fen=args.amount))
+    o = r.result
+    bonus = f" + bonus {yuan(o.bonus_delta_fen)}" if o.bonus_delta_fen else ""
+    emit(args, r, f"card {args.card_no}: recharged {yuan(args.amount)} yuan{bonus} by "
+                   f"operator {r.operator_id} at store {r.store_id}; balance "
+                   f"{yuan(o.principal_fen + o.bonus_fen)} yuan (principal "
+                   f"{yuan(o.principal_fen)}, bonus {yuan(o.bonus_fen)})"
+                   f"{' (replay)' if o.replayed else ''}")
     return 0
 
 
@@ -355,11 +452,10 @@ def cmd_card_pin(args) -> int:
 def cmd_card_journal(args) -> int:
     r = call_admin(args, "GetCardJournal", admin_pb2.GetCardJournalRequest(
         card_no=args.card_no, limit=args.limit, before_seq=args.before or 0))
-    emit_rows(args, r, r.entries, lambda e: (
-        f"{e.seq}\t{e.op}\t{e.time_s}\tcard {e.card_no}\tstore {e.store_id}\t"
-        f"{e.amount_fen} fen\tbalance {e.balance_after_fen}\tpoints {e.points_after}"))
-    if r.next_before_seq and not args.json:
-        print(f"(older records: --before {r.next_before_seq})")
+    emit_rows(args, r, r.entries, lambda e: _journal_line(args, e))
+    if not args.json:
+        more = f"; older records: --before {r.next_before_seq}" if r.next_before_seq else ""
+        print(f"{len(r.entries)} of {r.total} records{more}")
     return 0
 
 
@@ -386,8 +482,9 @@ def cmd_card_replace(args) -> int:
         req.fee_fen = args.fee
     r = call_admin(args, "ReplaceCard", req)
     emit(args, r, f"card {args.old_card_no} replaced by {r.new_card_no}: moved "
-                   f"{r.moved_principal_fen + r.moved_bonus_fen} fen and {r.moved_points} pts, "
-                   f"fee {r.fee_fen} fen{_coupons_moved(r)}{_replay(r)}")
+                   f"{yuan(r.moved_principal_fen + r.moved_bonus_fen)} yuan and "
+                   f"{r.moved_points} pts, fee {yuan(r.fee_fen)} yuan"
+                   f"{_coupons_moved(r)}{_replay(r)}")
     return 0
 
 
@@ -403,16 +500,17 @@ def cmd_card_renew(args) -> int:
     if args.days is not None:
         req.validity_days = args.days
     r = call_admin(args, "RenewCard", req)
-    emit(args, r, f"card {args.card_no}: renewed until {r.expires_at_s or 'never'}, "
-                   f"fee {r.fee_fen} fen{_replay(r)}")
+    until = shown_date(args, r.expires_at_s) if r.expires_at_s else "never"
+    emit(args, r, f"card {args.card_no}: renewed until {until}, "
+                   f"fee {yuan(r.fee_fen)} yuan{_replay(r)}")
     return 0
 
 
 def cmd_card_annual_fee(args) -> int:
     r = call_admin(args, "PayAnnualFee", admin_pb2.PayAnnualFeeRequest(
         client_id=client_id_arg(args), card_no=args.card_no, external=args.external))
-    emit(args, r, f"card {args.card_no}: annual fee {r.fee_fen} fen paid until "
-                   f"{r.fee_paid_until_s}{_replay(r)}")
+    emit(args, r, f"card {args.card_no}: annual fee {yuan(r.fee_fen)} yuan paid until "
+                   f"{shown_date(args, r.fee_paid_until_s)}{_replay(r)}")
     return 0
 
 
@@ -440,10 +538,18 @@ def cmd_card_levels_review(args) -> int:
 def cmd_card_level_history(args) -> int:
     r = call_admin(args, "LevelHistory", admin_pb2.LevelHistoryRequest(card_no=args.card_no,
                                                                   limit=args.limit))
-    emit_rows(args, r, r.changes, lambda c: (
-        f"{c.seq}\t{c.time_s}\tcard {c.card_no}\t{c.op}\t{c.level_before} -> "
-        f"{c.level_after}\toperator {c.operator_id}\t{c.reason}"))
+    emit_rows(args, r, r.changes, lambda c: _level_change_line(args, c))
+    if not args.json:
+        more = (f"; there may be older ones: --limit {min(2 * args.limit, 1000)}"
+                if len(r.changes) == args.limit else "")
+        print(f"{len(r.changes)} level changes, newest first{more}")
     return 0
+
+
+def _level_change_line(args, c) -> str:
+    until = f"\tuntil {shown_date(args, c.level_expires_at_s)}" if c.level_expires_at_s else ""
+    return (f"{c.seq}\t{shown_time(args, c.time_s)}\tcard {c.card_no}\t{c.op}\t"
+            f"{c.level_before} -> {c.level_after}{until}\toperator {c.operator_id}\t{c.reason}")
 
 
 def cmd_points_adjust(args) -> int:
@@ -457,7 +563,7 @@ def cmd_points_adjust(args) -> int:
 def cmd_points_make_up(args) -> int:
     r = call_admin(args, "MakeUpPoints", admin_pb2.MakeUpPointsRequest(
         client_id=client_id_arg(args), card_no=args.card_no, receipt_id=args.receipt, paid_fen=args.paid,
-        receipt_time_s=args.time, receipt_store_id=args.store or 0, category=args.category))
+        receipt_time_s=when(args, args.time), receipt_store_id=args.store or 0, category=args.category))
     emit(args, r, f"card {args.card_no}: {r.points_earned} pts for receipt {args.receipt}, "
                    f"{r.points} pts now{_replay(r)}")
     return 0
@@ -502,7 +608,7 @@ def cmd_notify_pull(args) -> int:
     else:
         for n in r.notices:
             print(f"{n.seq}\t{n.kind}\tcard {n.card_no}\tmember {n.member_id}\t"
-                  f"{n.amount_fen}\tbalance {n.balance_fen}\tpoints {n.points}")
+                  f"{yuan(n.amount_fen)} yuan\tbalance {yuan(n.balance_fen)}\tpoints {n.points}")
         print(f"next {r.next_seq}")
     return 0
 
@@ -533,7 +639,7 @@ def cmd_coupon_template(args) -> int:
 def cmd_coupon_templates(args) -> int:
     r = call_admin(args, "ListCouponTemplates", admin_pb2.ListCouponTemplatesRequest())
     emit_rows(args, r, r.templates, lambda t: (
-        f"{t.template_id}\t{t.name}\t{t.kind}\tvalue {t.value_fen} fen\t"
+        f"{t.template_id}\t{t.name}\t{t.kind}\tvalue {yuan(t.value_fen)} yuan\t"
         f"{t.valid_days} days\tquantity {t.total_quantity or 'unlimited'}"))
     return 0
 
@@ -542,7 +648,7 @@ def cmd_coupon_issue(args) -> int:
     req = admin_pb2.IssueCouponsRequest(client_id=client_id_arg(args), template_id=args.template_id,
                                         card_nos=args.card_nos)
     if args.valid_from is not None:
-        req.valid_from_s = args.valid_from
+        req.valid_from_s = when(args, args.valid_from)
     r = call_admin(args, "IssueCoupons", req)
     emit(args, r, f"{len(r.coupon_ids)} coupons of template {args.template_id}: "
                    f"{' '.join(str(i) for i in r.coupon_ids)}{_replay(r)}")
@@ -553,7 +659,7 @@ _COUPON_STATUS = {1: "issued", 2: "redeemed", 3: "void"}
 
 
 def _coupon_saving(c) -> str:
-    return f"\tsaved {c.redeemed_fen} fen" if c.status == 2 else ""
+    return f"\tsaved {yuan(c.redeemed_fen)} yuan" if c.status == 2 else ""
 
 
 def cmd_coupon_list(args) -> int:
@@ -561,7 +667,8 @@ def cmd_coupon_list(args) -> int:
         card_no=args.card_no, include_used=args.all))
     emit_rows(args, r, r.coupons, lambda c: (
         f"{c.coupon_id}\ttemplate {c.template_id}\t{_COUPON_STATUS.get(c.status, c.status)}\t"
-        f"valid {c.valid_from_s}..{c.valid_to_s}" + _coupon_saving(c)))
+        f"valid {shown_date(args, c.valid_from_s)}..{shown_date(args, c.valid_to_s)}"
+        + _coupon_saving(c)))
     return 0
 
 
@@ -596,8 +703,8 @@ def cmd_card_type_list(args) -> int:
     r = call_admin(args, "ListCardTypes", admin_pb2.ListCardTypesRequest())
     emit_rows(args, r, r.card_types, lambda t: (
         f"{t.type_id}\t{t.name}\t{_CARD_KINDS[t.kind - 1] if 1 <= t.kind <= 5 else t.kind}"
-        f"\t{_validity(t)}\treplacement {t.replacement_fee_fen} fen"
-        f"\tannual {t.annual_fee_fen} fen"))
+        f"\t{_validity(t)}\treplacement {yuan(t.replacement_fee_fen)} yuan"
+        f"\tannual {yuan(t.annual_fee_fen)} yuan"))
     return 0
 
 
@@ -606,17 +713,32 @@ def cmd_audit(args) -> int:
         since_seq=args.since, operator_id=args.operator or 0, store_id=args.store or 0,
         limit=args.limit))
     emit_rows(args, r, r.events, lambda e: (
-        f"{e.seq}\t{e.time_s}\t{e.op}\toperator {e.operator_id}\tstore {e.store_id}\t"
-        f"{e.detail_json}"))
+        f"{e.seq}\t{shown_time(args, e.time_s)}\t{e.op}\toperator {e.operator_id}\t"
+        f"store {e.store_id}\t{e.detail_json}"))
+    if not args.json:
+        more = f"; next page: --since {r.next_since_seq}" if r.next_since_seq else ""
+        print(f"{len(r.events)} of {r.total} events after seq {args.since}{more}")
+    return 0
+
+
+def cmd_operator_list(args) -> int:
+    r = call_admin(args, "ListOperators", admin_pb2.ListOperatorsRequest(
+        store_id=args.store or 0, limit=args.limit, offset=args.offset,
+        include_disabled=args.all))
+    emit_rows(args, r, r.operators, lambda o: (
+        f"{o.operator_id}\t{o.login}\t{o.role}\tstore {o.home_store_id or '-'}\t"
+        f"{o.name or '-'}{chr(9) + 'disabled' if o.disabled else ''}"))
+    if not args.json:
+        print(_page_line(len(r.operators), r.total, args.offset, "operators"))
     return 0
 
 
 def cmd_report_commission(args) -> int:
     r = call_admin(args, "CommissionReport", admin_pb2.CommissionReportRequest(
-        since_s=args.since, until_s=args.until, store_id=args.store or 0))
+        since_s=when(args, args.since), until_s=when(args, args.until), store_id=args.store or 0))
     emit_rows(args, r, r.rows, lambda w: (
         f"operator {w.operator_id}\t{w.swipes} swipes\t{w.uses} uses\t{w.refunds} refunds"
-        f"\tsales {w.sales_fen} fen\tcommission {w.commission_fen} fen"))
+        f"\tsales {yuan(w.sales_fen)} yuan\tcommission {yuan(w.commission_fen)} yuan"))
     return 0
 
 
@@ -629,6 +751,30 @@ def whole(text: str) -> int:
     if not is_ascii_digits(text[1:] if text.startswith("-") else text):
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number in digits 0-9")
     return int(text)
+
+
+def yuan_amount(text: str) -> int:
+    """argparse's type for money: yuan as people write them ("12", "12.3", "0.01") ->
+    integer fen (core.domain.units.parse_yuan; "12.345" and negatives are refused)."""
+    try:
+        return units.parse_yuan(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def time_text(text: str) -> str:
+    """argparse's type for times: an ISO date or date-time (read in the chain's zone when
+    the command runs, session.when) or unix seconds; the form is checked here."""
+    if is_ascii_digits(text):
+        return text
+    try:
+        units.parse_time(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
+
+
+TIME_HELP = "ISO date or date-time in the chain's time zone (2026-12-01, 2026-12-01T08:30)"
 
 
 def _common(p: argparse.ArgumentParser, *, mutating: bool = False) -> None:
@@ -650,8 +796,12 @@ def _query_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--level", type=whole)
     p.add_argument("--tag", action="append")
     p.add_argument("--store", type=whole)
-    p.add_argument("--spend-min", type=whole, help="fen")
-    p.add_argument("--spend-max", type=whole, help="fen")
+    p.add_argument("--spend-min", type=yuan_amount, help="yuan (12.30)")
+    p.add_argument("--spend-max", type=yuan_amount, help="yuan (12.30)")
+    p.add_argument("--last-visit-from", type=time_text, help="latest visit at or after: "
+                                                              + TIME_HELP)
+    p.add_argument("--last-visit-to", type=time_text, help="latest visit at or before: "
+                                                            + TIME_HELP)
     p.add_argument("--status", choices=("active", "frozen", "cancelled"))
 
 
@@ -694,9 +844,14 @@ def add_commands(sub, terminal_sub) -> None:
         p.add_argument(flag)
     p.add_argument("--tag", action="append")
     p.add_argument("--store", type=whole, help="home store (default: the operator's)")
-    p = cmd(msub, "show", cmd_member_show, "show a member and their cards")
+    p = cmd(msub, "show", cmd_member_show, "a member's profile, cards, points lots, coupons, "
+                                           "level history and latest journal (会员360)")
     p.add_argument("member_id", type=whole)
     p.add_argument("--reveal", action="store_true", help="phone and ID in full (audited)")
+    p.add_argument("--journal-limit", type=whole, default=20,
+                   help="journal records to show (1..1000)")
+    p.add_argument("--journal-before", type=whole,
+                   help="only journal records older than this seq (the next page)")
     p = cmd(msub, "find", cmd_member_find, "find a member by phone")
     p.add_argument("phone")
     p = cmd(msub, "search", cmd_member_search, "search members")
@@ -723,14 +878,22 @@ def add_commands(sub, terminal_sub) -> None:
     p.add_argument("card_nos", type=whole, nargs="+")
     p.add_argument("--member", type=whole, help="the member who holds them")
     p.add_argument("--type", type=whole, default=0, help="card type (0: the default type)")
-    p.add_argument("--paid", type=whole, default=0,
-                   help="fen each holder pays: fees at the counter plus the opening deposit")
+    p.add_argument("--paid", type=yuan_amount, default=0,
+                   help="yuan each holder pays: fees at the counter plus the opening deposit")
     p.add_argument("--primary", type=whole, help="supplementary cards: the primary card")
-    p.add_argument("--supp-limit", type=whole, default=0,
-                   help="supplementary cards: spend limit in fen (0: none)")
+    p.add_argument("--supp-limit", type=yuan_amount, default=0,
+                   help="supplementary cards: spend limit in yuan (0: none)")
     p.add_argument("--store", type=whole)
     p = cmd(ksub, "show", cmd_card_show, "a card's state, with its membership")
     p.add_argument("card_no", type=whole)
+    p.add_argument("--detail", action="store_true",
+                   help="every detail: type, level validity, points lots and their expiry, "
+                        "replacements, supplementary cards, totals")
+    p = cmd(ksub, "recharge", cmd_card_recharge,
+            "pay stored value into a card as your operator (needs the recharge permission)",
+            mutating=True)
+    p.add_argument("card_no", type=whole)
+    p.add_argument("amount", type=yuan_amount, help="yuan paid in (12.30)")
     p = cmd(ksub, "readmit", cmd_card_readmit, "re-admit a card whose membership ended",
             mutating=True)
     p.add_argument("card_no", type=whole)
@@ -751,11 +914,12 @@ def add_commands(sub, terminal_sub) -> None:
             mutating=True)
     p.add_argument("old_card_no", type=whole)
     p.add_argument("new_card_no", type=whole)
-    p.add_argument("--fee", type=whole, help="fen (default: the card type's replacement fee)")
+    p.add_argument("--fee", type=yuan_amount,
+                   help="yuan (default: the card type's replacement fee)")
     p.add_argument("--fee-external", action="store_true", help="the fee was paid at the counter")
     p = cmd(ksub, "renew", cmd_card_renew, "renew a dormant or expired card", mutating=True)
     p.add_argument("card_no", type=whole)
-    p.add_argument("--fee", type=whole, help="fen (default: the card type's renewal fee)")
+    p.add_argument("--fee", type=yuan_amount, help="yuan (default: the card type's renewal fee)")
     p.add_argument("--fee-external", action="store_true", help="the fee was paid at the counter")
     p.add_argument("--days", type=whole, help="validity (default: the card type's)")
     p = cmd(ksub, "annual-fee", cmd_card_annual_fee, "charge one year of a card's annual fee",
@@ -790,7 +954,8 @@ def add_commands(sub, terminal_sub) -> None:
                    help="take the fees at issue from the opening deposit")
     for flag, default in (("--issue-fee", 0), ("--annual-fee", 0), ("--supp-annual-fee", 0),
                           ("--replacement-fee", 1000), ("--renewal-fee", 0)):
-        p.add_argument(flag, type=whole, default=default, help="fen")
+        p.add_argument(flag, type=yuan_amount, default=default,
+                       help=f"yuan (default {units.yuan_text(default)})")
     p.add_argument("--no-recharge", action="store_true", help="cards may not be recharged")
     p.add_argument("--recharge-store", type=whole, action="append", help="only at this store")
     p.add_argument("--recharge-operator", type=whole, action="append", help="only by this operator")
@@ -799,8 +964,13 @@ def add_commands(sub, terminal_sub) -> None:
     p.add_argument("--initial-level", type=whole, default=0)
     cmd(ktsub, "list", cmd_card_type_list, "list the card types")
 
-    o = sub.add_parser("operator", help="operators: add, disable, passwd")
+    o = sub.add_parser("operator", help="operators: add, list, disable, passwd")
     osub = o.add_subparsers(dest="operator_command", required=True)
+    p = cmd(osub, "list", cmd_operator_list, "the operators, by id (a page, with the total)")
+    p.add_argument("--store", type=whole, help="only this store's (store roles: always yours)")
+    p.add_argument("--all", action="store_true", help="disabled operators too")
+    p.add_argument("--limit", type=whole, default=100)
+    p.add_argument("--offset", type=whole, default=0)
     p = cmd(osub, "add", cmd_operator_add, "add an operator", mutating=True)
     p.add_argument("--login", required=True)
     p.add_argument("--role", required=True, choices=("admin", "store_manager", "cashier",
@@ -833,8 +1003,8 @@ def add_commands(sub, terminal_sub) -> None:
             mutating=True)
     p.add_argument("card_no", type=whole)
     p.add_argument("--receipt", required=True, help="the receipt's id")
-    p.add_argument("--paid", type=whole, required=True, help="fen")
-    p.add_argument("--time", type=whole, required=True, help="the receipt's Unix time")
+    p.add_argument("--paid", type=yuan_amount, required=True, help="yuan (12.30)")
+    p.add_argument("--time", type=time_text, required=True, help="the receipt's time: " + TIME_HELP)
     p.add_argument("--store", type=whole, help="the receipt's store (default: yours)")
     p.add_argument("--category", type=whole, default=0)
     p = cmd(psub, "gift-add", cmd_points_gift_add, "create or change a gift", mutating=True)
@@ -868,10 +1038,12 @@ def add_commands(sub, terminal_sub) -> None:
     p.add_argument("template_id", type=whole)
     p.add_argument("--name", required=True)
     p.add_argument("--kind", required=True, choices=("fixed", "percent", "threshold", "gift"))
-    p.add_argument("--value", type=whole, default=0, help="fen: the saving, or a gift's value")
+    p.add_argument("--value", type=yuan_amount, default=0,
+                   help="yuan: the saving, or a gift's value")
     p.add_argument("--percent-bp", type=whole, help="percent: the share paid, 8000 = 20%% off")
-    p.add_argument("--min-spend", type=whole, default=0, help="fen")
-    p.add_argument("--max-off", type=whole, default=0, help="fen; percent: the largest saving")
+    p.add_argument("--min-spend", type=yuan_amount, default=0, help="yuan")
+    p.add_argument("--max-off", type=yuan_amount, default=0,
+                   help="yuan; percent: the largest saving")
     p.add_argument("--gift-sku", type=whole, default=0)
     p.add_argument("--stackable", action="store_true")
     p.add_argument("--store", type=whole, action="append", help="only at this store")
@@ -879,13 +1051,14 @@ def add_commands(sub, terminal_sub) -> None:
     p.add_argument("--level", type=whole, action="append", help="only for this level")
     p.add_argument("--valid-days", type=whole, default=30)
     p.add_argument("--quantity", type=whole, default=0, help="most coupons issued; 0: no limit")
-    p.add_argument("--budget", type=whole, default=0, help="fen of face value; 0: no limit")
+    p.add_argument("--budget", type=yuan_amount, default=0,
+                   help="yuan of face value; 0: no limit")
     cmd(cpsub, "templates", cmd_coupon_templates, "the coupon templates in force")
     p = cmd(cpsub, "issue", cmd_coupon_issue, "put a coupon of a template on each card",
             mutating=True)
     p.add_argument("template_id", type=whole)
     p.add_argument("card_nos", type=whole, nargs="+")
-    p.add_argument("--valid-from", type=whole, help="Unix time; default now")
+    p.add_argument("--valid-from", type=time_text, help=TIME_HELP + "; default now")
     p = cmd(cpsub, "list", cmd_coupon_list, "a card's coupons")
     p.add_argument("card_no", type=whole)
     p.add_argument("--all", action="store_true", help="redeemed and void ones too")
@@ -896,8 +1069,8 @@ def add_commands(sub, terminal_sub) -> None:
     add_report_commands(rpsub, cmd)
     p = cmd(rpsub, "commission", cmd_report_commission,
             "each operator's swipes, uses, refunds, sales and commission in a window")
-    p.add_argument("--since", type=whole, required=True, help="Unix time, inclusive")
-    p.add_argument("--until", type=whole, required=True, help="Unix time, exclusive")
+    p.add_argument("--since", type=time_text, required=True, help="inclusive: " + TIME_HELP)
+    p.add_argument("--until", type=time_text, required=True, help="exclusive: " + TIME_HELP)
     p.add_argument("--store", type=whole, help="only this store (default: your scope)")
 
     p = cmd(sub, "audit", cmd_audit, "the audit trail, oldest first")
@@ -905,6 +1078,9 @@ def add_commands(sub, terminal_sub) -> None:
     p.add_argument("--operator", type=whole)
     p.add_argument("--store", type=whole)
     p.add_argument("--limit", type=whole, default=100)
+
+    from server.cli.rules import add_rules_commands
+    add_rules_commands(sub, cmd)
 
     p = cmd(terminal_sub, "token", cmd_terminal_token,
             "issue a new token for a chain terminal (revokes its old one)", mutating=True)

@@ -87,13 +87,31 @@ def cmd_rebuild(args) -> int:
     return 0
 
 
+def report_day(text: str) -> str:
+    """argparse's type for --from/--to: an ISO date. Reports cut whole days in the chain's
+    time zone, so a date-time is refused with that reason rather than cut silently."""
+    import argparse
+    import datetime
+
+    if len(text) != 10 or not text.isascii():
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: reports cover whole days in the chain's time zone; give a date "
+            "such as 2026-12-01")
+    try:
+        datetime.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date such as 2026-12-01") from None
+    return text
+
+
 def add_report_commands(rpsub, cmd) -> None:
     for name, (_method, help_) in REPORTS.items():
         p = cmd(rpsub, name, _report(name), help_)
         if name not in AS_OF_NOW:
-            p.add_argument("--from", dest="from_date", required=True, help="first day, YYYY-MM-DD")
-            p.add_argument("--to", dest="to_date", required=True,
-                           help="day after the last, exclusive")
+            p.add_argument("--from", dest="from_date", required=True, type=report_day,
+                           help="first day, an ISO date (2026-12-01), chain time")
+            p.add_argument("--to", dest="to_date", required=True, type=report_day,
+                           help="day after the last, exclusive (ISO date)")
         else:
             p.set_defaults(from_date="", to_date="")
         p.add_argument("--store", type=int, help="only this store (default: your scope)")

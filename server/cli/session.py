@@ -15,7 +15,8 @@ from google.protobuf.json_format import MessageToDict
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
-from core.records import CLIENT_ID_BYTES
+from core.domain import units
+from core.records import CLIENT_ID_BYTES, is_ascii_digits
 from server.mms_pb import admin_pb2_grpc
 
 DEFAULT_TARGET = "127.0.0.1:7000"
@@ -118,6 +119,47 @@ def failure_text(e: grpc.RpcError) -> str:
         if d.Unpack(info):
             reason = info.reason
     return f"{e.code().name} {reason}: {e.details()}".replace(" :", ":")
+
+
+# --- money and time as people write them (core.domain.units) -----------------------------
+
+def tz_offset_s(args) -> int:
+    """The chain's time zone (RulesConfig.tz_offset_s: seconds east of UTC, +08:00 =
+    Asia/Shanghai by default), read from the server once per command."""
+    if getattr(args, "_tz_offset_s", None) is None:
+        from server.mms_pb import admin_pb2
+
+        rules = json.loads(call_admin(args, "GetRules", admin_pb2.GetRulesRequest()).rules_json)
+        args._tz_offset_s = int(rules.get("tz_offset_s", units.DEFAULT_TZ_OFFSET_S))
+    return args._tz_offset_s
+
+
+def when(args, text: str | None) -> int | None:
+    """A time option (ISO date or date-time in the chain's zone, or unix seconds) as
+    unix seconds; None stays None."""
+    if text is None:
+        return None
+    if is_ascii_digits(text):
+        return int(text)
+    try:
+        return units.parse_time(text, tz_offset_s(args))
+    except ValueError as e:
+        raise CliError(str(e)) from None
+
+
+def shown_time(args, t_s: int) -> str:
+    """Unix seconds as an ISO date-time in the chain's zone; "-" for 0 (not set)."""
+    return units.iso_time(t_s, tz_offset_s(args)) if t_s else "-"
+
+
+def shown_date(args, t_s: int) -> str:
+    """Unix seconds as an ISO date in the chain's zone; "-" for 0 (not set)."""
+    return units.iso_date(t_s, tz_offset_s(args)) if t_s else "-"
+
+
+def yuan(fen: int) -> str:
+    """Integer fen as yuan with two decimals (core.domain.units.yuan_text)."""
+    return units.yuan_text(fen)
 
 
 def run(func, args) -> int:

@@ -267,10 +267,14 @@ class AuditEvent(_message.Message):
     def __init__(self, seq: _Optional[int] = ..., op: _Optional[str] = ..., time_s: _Optional[int] = ..., operator_id: _Optional[int] = ..., store_id: _Optional[int] = ..., detail_json: _Optional[str] = ..., result_json: _Optional[str] = ...) -> None: ...
 
 class AuditLogResponse(_message.Message):
-    __slots__ = ("events",)
+    __slots__ = ("events", "total", "next_since_seq")
     EVENTS_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    NEXT_SINCE_SEQ_FIELD_NUMBER: _ClassVar[int]
     events: _containers.RepeatedCompositeFieldContainer[AuditEvent]
-    def __init__(self, events: _Optional[_Iterable[_Union[AuditEvent, _Mapping]]] = ...) -> None: ...
+    total: int
+    next_since_seq: int
+    def __init__(self, events: _Optional[_Iterable[_Union[AuditEvent, _Mapping]]] = ..., total: _Optional[int] = ..., next_since_seq: _Optional[int] = ...) -> None: ...
 
 class MemberProfile(_message.Message):
     __slots__ = ("name", "phone", "id_no", "gender", "birthday", "address", "photo", "source", "prefs", "custom", "tags", "referrer_id", "home_store_id")
@@ -384,20 +388,76 @@ class SetMemberStatusResponse(_message.Message):
     def __init__(self, outcome: _Optional[_Union[AdminOutcome, _Mapping]] = ...) -> None: ...
 
 class GetMemberRequest(_message.Message):
-    __slots__ = ("member_id", "reveal")
+    __slots__ = ("member_id", "reveal", "journal_limit", "journal_before_seq")
     MEMBER_ID_FIELD_NUMBER: _ClassVar[int]
     REVEAL_FIELD_NUMBER: _ClassVar[int]
+    JOURNAL_LIMIT_FIELD_NUMBER: _ClassVar[int]
+    JOURNAL_BEFORE_SEQ_FIELD_NUMBER: _ClassVar[int]
     member_id: int
     reveal: bool
-    def __init__(self, member_id: _Optional[int] = ..., reveal: _Optional[bool] = ...) -> None: ...
+    journal_limit: int
+    journal_before_seq: int
+    def __init__(self, member_id: _Optional[int] = ..., reveal: _Optional[bool] = ..., journal_limit: _Optional[int] = ..., journal_before_seq: _Optional[int] = ...) -> None: ...
+
+class PointsLot(_message.Message):
+    __slots__ = ("year", "points", "expires_at_s", "valid_until")
+    YEAR_FIELD_NUMBER: _ClassVar[int]
+    POINTS_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_S_FIELD_NUMBER: _ClassVar[int]
+    VALID_UNTIL_FIELD_NUMBER: _ClassVar[int]
+    year: int
+    points: int
+    expires_at_s: int
+    valid_until: str
+    def __init__(self, year: _Optional[int] = ..., points: _Optional[int] = ..., expires_at_s: _Optional[int] = ..., valid_until: _Optional[str] = ...) -> None: ...
+
+class CardView(_message.Message):
+    __slots__ = ("card", "type_name", "type_kind", "level_name", "lots", "permanent_points", "replaced_by_card_no", "replaced_card_nos", "supplementary_card_nos", "supp_spent_fen", "issued_at_s", "status_name")
+    CARD_FIELD_NUMBER: _ClassVar[int]
+    TYPE_NAME_FIELD_NUMBER: _ClassVar[int]
+    TYPE_KIND_FIELD_NUMBER: _ClassVar[int]
+    LEVEL_NAME_FIELD_NUMBER: _ClassVar[int]
+    LOTS_FIELD_NUMBER: _ClassVar[int]
+    PERMANENT_POINTS_FIELD_NUMBER: _ClassVar[int]
+    REPLACED_BY_CARD_NO_FIELD_NUMBER: _ClassVar[int]
+    REPLACED_CARD_NOS_FIELD_NUMBER: _ClassVar[int]
+    SUPPLEMENTARY_CARD_NOS_FIELD_NUMBER: _ClassVar[int]
+    SUPP_SPENT_FEN_FIELD_NUMBER: _ClassVar[int]
+    ISSUED_AT_S_FIELD_NUMBER: _ClassVar[int]
+    STATUS_NAME_FIELD_NUMBER: _ClassVar[int]
+    card: _types_pb2.Card
+    type_name: str
+    type_kind: str
+    level_name: str
+    lots: _containers.RepeatedCompositeFieldContainer[PointsLot]
+    permanent_points: int
+    replaced_by_card_no: int
+    replaced_card_nos: _containers.RepeatedScalarFieldContainer[int]
+    supplementary_card_nos: _containers.RepeatedScalarFieldContainer[int]
+    supp_spent_fen: int
+    issued_at_s: int
+    status_name: str
+    def __init__(self, card: _Optional[_Union[_types_pb2.Card, _Mapping]] = ..., type_name: _Optional[str] = ..., type_kind: _Optional[str] = ..., level_name: _Optional[str] = ..., lots: _Optional[_Iterable[_Union[PointsLot, _Mapping]]] = ..., permanent_points: _Optional[int] = ..., replaced_by_card_no: _Optional[int] = ..., replaced_card_nos: _Optional[_Iterable[int]] = ..., supplementary_card_nos: _Optional[_Iterable[int]] = ..., supp_spent_fen: _Optional[int] = ..., issued_at_s: _Optional[int] = ..., status_name: _Optional[str] = ...) -> None: ...
 
 class GetMemberResponse(_message.Message):
-    __slots__ = ("member", "cards")
+    __slots__ = ("member", "cards", "card_views", "coupons", "journal", "journal_next_before_seq", "level_history", "coupon_card_nos")
     MEMBER_FIELD_NUMBER: _ClassVar[int]
     CARDS_FIELD_NUMBER: _ClassVar[int]
+    CARD_VIEWS_FIELD_NUMBER: _ClassVar[int]
+    COUPONS_FIELD_NUMBER: _ClassVar[int]
+    JOURNAL_FIELD_NUMBER: _ClassVar[int]
+    JOURNAL_NEXT_BEFORE_SEQ_FIELD_NUMBER: _ClassVar[int]
+    LEVEL_HISTORY_FIELD_NUMBER: _ClassVar[int]
+    COUPON_CARD_NOS_FIELD_NUMBER: _ClassVar[int]
     member: Member
     cards: _containers.RepeatedCompositeFieldContainer[_types_pb2.Card]
-    def __init__(self, member: _Optional[_Union[Member, _Mapping]] = ..., cards: _Optional[_Iterable[_Union[_types_pb2.Card, _Mapping]]] = ...) -> None: ...
+    card_views: _containers.RepeatedCompositeFieldContainer[CardView]
+    coupons: _containers.RepeatedCompositeFieldContainer[Coupon]
+    journal: _containers.RepeatedCompositeFieldContainer[JournalEntry]
+    journal_next_before_seq: int
+    level_history: _containers.RepeatedCompositeFieldContainer[LevelChange]
+    coupon_card_nos: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, member: _Optional[_Union[Member, _Mapping]] = ..., cards: _Optional[_Iterable[_Union[_types_pb2.Card, _Mapping]]] = ..., card_views: _Optional[_Iterable[_Union[CardView, _Mapping]]] = ..., coupons: _Optional[_Iterable[_Union[Coupon, _Mapping]]] = ..., journal: _Optional[_Iterable[_Union[JournalEntry, _Mapping]]] = ..., journal_next_before_seq: _Optional[int] = ..., level_history: _Optional[_Iterable[_Union[LevelChange, _Mapping]]] = ..., coupon_card_nos: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class FindMemberByPhoneRequest(_message.Message):
     __slots__ = ("phone",)
@@ -558,10 +618,12 @@ class ShowCardRequest(_message.Message):
     def __init__(self, card_no: _Optional[int] = ...) -> None: ...
 
 class ShowCardResponse(_message.Message):
-    __slots__ = ("card",)
+    __slots__ = ("card", "view")
     CARD_FIELD_NUMBER: _ClassVar[int]
+    VIEW_FIELD_NUMBER: _ClassVar[int]
     card: _types_pb2.Card
-    def __init__(self, card: _Optional[_Union[_types_pb2.Card, _Mapping]] = ...) -> None: ...
+    view: CardView
+    def __init__(self, card: _Optional[_Union[_types_pb2.Card, _Mapping]] = ..., view: _Optional[_Union[CardView, _Mapping]] = ...) -> None: ...
 
 class SetCardStatusRequest(_message.Message):
     __slots__ = ("client_id", "card_no", "status")
@@ -656,12 +718,14 @@ class JournalEntry(_message.Message):
     def __init__(self, seq: _Optional[int] = ..., op: _Optional[str] = ..., time_s: _Optional[int] = ..., store_id: _Optional[int] = ..., terminal_id: _Optional[int] = ..., operator_id: _Optional[int] = ..., amount_fen: _Optional[int] = ..., principal_delta_fen: _Optional[int] = ..., bonus_delta_fen: _Optional[int] = ..., points_delta: _Optional[int] = ..., balance_after_fen: _Optional[int] = ..., points_after: _Optional[int] = ..., card_no: _Optional[int] = ...) -> None: ...
 
 class GetCardJournalResponse(_message.Message):
-    __slots__ = ("entries", "next_before_seq")
+    __slots__ = ("entries", "next_before_seq", "total")
     ENTRIES_FIELD_NUMBER: _ClassVar[int]
     NEXT_BEFORE_SEQ_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
     entries: _containers.RepeatedCompositeFieldContainer[JournalEntry]
     next_before_seq: int
-    def __init__(self, entries: _Optional[_Iterable[_Union[JournalEntry, _Mapping]]] = ..., next_before_seq: _Optional[int] = ...) -> None: ...
+    total: int
+    def __init__(self, entries: _Optional[_Iterable[_Union[JournalEntry, _Mapping]]] = ..., next_before_seq: _Optional[int] = ..., total: _Optional[int] = ...) -> None: ...
 
 class ExpirePointsRequest(_message.Message):
     __slots__ = ("client_id",)
@@ -1316,3 +1380,43 @@ class AckNoticesResponse(_message.Message):
     dropped: int
     outcome: AdminOutcome
     def __init__(self, cursor: _Optional[int] = ..., dropped: _Optional[int] = ..., outcome: _Optional[_Union[AdminOutcome, _Mapping]] = ...) -> None: ...
+
+class RechargeCardRequest(_message.Message):
+    __slots__ = ("client_id", "card_no", "amount_fen")
+    CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
+    CARD_NO_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FEN_FIELD_NUMBER: _ClassVar[int]
+    client_id: bytes
+    card_no: int
+    amount_fen: int
+    def __init__(self, client_id: _Optional[bytes] = ..., card_no: _Optional[int] = ..., amount_fen: _Optional[int] = ...) -> None: ...
+
+class RechargeCardResponse(_message.Message):
+    __slots__ = ("result", "operator_id", "store_id")
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    OPERATOR_ID_FIELD_NUMBER: _ClassVar[int]
+    STORE_ID_FIELD_NUMBER: _ClassVar[int]
+    result: _types_pb2.OpResult
+    operator_id: int
+    store_id: int
+    def __init__(self, result: _Optional[_Union[_types_pb2.OpResult, _Mapping]] = ..., operator_id: _Optional[int] = ..., store_id: _Optional[int] = ...) -> None: ...
+
+class ListOperatorsRequest(_message.Message):
+    __slots__ = ("store_id", "limit", "offset", "include_disabled")
+    STORE_ID_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_DISABLED_FIELD_NUMBER: _ClassVar[int]
+    store_id: int
+    limit: int
+    offset: int
+    include_disabled: bool
+    def __init__(self, store_id: _Optional[int] = ..., limit: _Optional[int] = ..., offset: _Optional[int] = ..., include_disabled: _Optional[bool] = ...) -> None: ...
+
+class ListOperatorsResponse(_message.Message):
+    __slots__ = ("total", "operators")
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    OPERATORS_FIELD_NUMBER: _ClassVar[int]
+    total: int
+    operators: _containers.RepeatedCompositeFieldContainer[Operator]
+    def __init__(self, total: _Optional[int] = ..., operators: _Optional[_Iterable[_Union[Operator, _Mapping]]] = ...) -> None: ...

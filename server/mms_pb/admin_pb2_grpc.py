@@ -299,6 +299,16 @@ class AdminServiceStub:
                 request_serializer=mms_dot_v1_dot_admin__pb2.SetRulesRequest.SerializeToString,
                 response_deserializer=mms_dot_v1_dot_admin__pb2.SetRulesResponse.FromString,
                 _registered_method=True)
+        self.RechargeCard = channel.unary_unary(
+                '/mms.v1.AdminService/RechargeCard',
+                request_serializer=mms_dot_v1_dot_admin__pb2.RechargeCardRequest.SerializeToString,
+                response_deserializer=mms_dot_v1_dot_admin__pb2.RechargeCardResponse.FromString,
+                _registered_method=True)
+        self.ListOperators = channel.unary_unary(
+                '/mms.v1.AdminService/ListOperators',
+                request_serializer=mms_dot_v1_dot_admin__pb2.ListOperatorsRequest.SerializeToString,
+                response_deserializer=mms_dot_v1_dot_admin__pb2.ListOperatorsResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServiceServicer:
@@ -684,6 +694,22 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RechargeCard(self, request, context):
+        """RechargeCard pays stored value into a card from the back office (the service desk,
+        the store's counter): the operator of the session, who needs the recharge permission,
+        is journalled as the recharge's operator, at their home store. Bonus tiers apply.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListOperators(self, request, context):
+        """ListOperators pages through the chain's operators (a store role: its own store's).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -941,6 +967,16 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.SetRules,
                     request_deserializer=mms_dot_v1_dot_admin__pb2.SetRulesRequest.FromString,
                     response_serializer=mms_dot_v1_dot_admin__pb2.SetRulesResponse.SerializeToString,
+            ),
+            'RechargeCard': grpc.unary_unary_rpc_method_handler(
+                    servicer.RechargeCard,
+                    request_deserializer=mms_dot_v1_dot_admin__pb2.RechargeCardRequest.FromString,
+                    response_serializer=mms_dot_v1_dot_admin__pb2.RechargeCardResponse.SerializeToString,
+            ),
+            'ListOperators': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListOperators,
+                    request_deserializer=mms_dot_v1_dot_admin__pb2.ListOperatorsRequest.FromString,
+                    response_serializer=mms_dot_v1_dot_admin__pb2.ListOperatorsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -2330,6 +2366,60 @@ class AdminService:
             '/mms.v1.AdminService/SetRules',
             mms_dot_v1_dot_admin__pb2.SetRulesRequest.SerializeToString,
             mms_dot_v1_dot_admin__pb2.SetRulesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RechargeCard(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mms.v1.AdminService/RechargeCard',
+            mms_dot_v1_dot_admin__pb2.RechargeCardRequest.SerializeToString,
+            mms_dot_v1_dot_admin__pb2.RechargeCardResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListOperators(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mms.v1.AdminService/ListOperators',
+            mms_dot_v1_dot_admin__pb2.ListOperatorsRequest.SerializeToString,
+            mms_dot_v1_dot_admin__pb2.ListOperatorsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -292,7 +292,7 @@ def test_cli_commands(env, capsys, tmp_path, monkeypatch):
 
     card_with_balance(env, 9501, 3000)
     assert mms(capsys, "card", "replace", "9501", "9502", *as_("desk11")) == \
-        "card 9501 replaced by 9502: moved 3000 fen and 0 pts, fee 1000 fen"
+        "card 9501 replaced by 9502: moved 30.00 yuan and 0 pts, fee 10.00 yuan"
     assert "PERMISSION_DENIED PERMISSION_NOT_GRANTED" in mms(
         capsys, "points", "adjust", "9502", "10", "--reason", "x", *as_("cash11"), rc=1)
     retry = ("--client-id", os.urandom(16).hex())
@@ -311,7 +311,7 @@ def test_cli_commands(env, capsys, tmp_path, monkeypatch):
     assert "Pen\t5 pts\tstock 9" in mms(capsys, "points", "gifts", *as_("cash11"))
     assert "stock 8" in mms(capsys, "points", "redeem", "9502", "5", *as_("desk11"))
     assert "RECEIPT" not in mms(capsys, "points", "make-up", "9502", "--receipt", "C-1",
-                                "--paid", "1000", "--time", str(int(time.time()) - 5),
+                                "--paid", "10", "--time", str(int(time.time()) - 5),
                                 *as_("desk11"))
     assert mms(capsys, "card-type", "add", "9", "--name", "Silver", *as_("mkt")) == \
         "card type 9 created"
@@ -321,9 +321,9 @@ def test_cli_commands(env, capsys, tmp_path, monkeypatch):
                                                       *as_("cash11"), rc=1)
     assert "CARD_NOT_RENEWABLE" in mms(capsys, "card", "renew", "9502", *as_("desk11"), rc=1)
     assert mms(capsys, "coupon", "template", "31", "--name", "Coffee", "--kind", "gift",
-               "--value", "1500", "--gift-sku", "555", *as_("mkt")).startswith(
+               "--value", "15", "--gift-sku", "555", *as_("mkt")).startswith(
         "coupon template 31 created (rules v")
-    assert "31\tCoffee\tgift\tvalue 1500 fen\t30 days" in mms(capsys, "coupon", "templates",
+    assert "31\tCoffee\tgift\tvalue 15.00 yuan\t30 days" in mms(capsys, "coupon", "templates",
                                                              *as_("cash11"))
     out = mms(capsys, "coupon", "issue", "31", "9502", *as_("desk11"))
     assert out.startswith("1 coupons of template 31: ")
@@ -401,7 +401,7 @@ def test_cli_report_commission(env, capsys, tmp_path, monkeypatch):
     argv = ("report", "commission", "--since", str(since), "--until", str(until),
             "--target", f"127.0.0.1:{env.server.port}")
     out = mms(capsys, *argv, f"--session={env.sessions['mgr11']}")
-    assert (f"operator {a}\t1 swipes\t0 uses\t1 refunds\tsales 8000 fen\tcommission 400 fen"
+    assert (f"operator {a}\t1 swipes\t0 uses\t1 refunds\tsales 80.00 yuan\tcommission 4.00 yuan"
             in out.splitlines())
     doc = json.loads(mms(capsys, *argv, "--store", "11", "--json",
                          f"--session={env.sessions['mgr11']}"))
@@ -437,7 +437,7 @@ def test_notices_pull_and_ack(env, capsys, tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "cfg"))
     target = ("--target", f"127.0.0.1:{env.server.port}", f"--session={env.sessions['root']}")
     out = mms(capsys, "notify", "pull", "--after", str(start), *target)
-    assert f"card 9801\tmember {mid}\t1500\tbalance 2500" in out
+    assert f"card 9801\tmember {mid}\t15.00 yuan\tbalance 25.00" in out
     assert out.splitlines()[-1] == f"next {env.engine.stats()['last_seq']}"  # past the ack
     assert mms(capsys, "notify", "ack", str(got.next_seq), *target).startswith(
         f"cursor {got.next_seq}")

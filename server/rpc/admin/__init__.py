@@ -3,6 +3,7 @@ permission, store scope) and the handler table; every other module registers its
 handlers with @handler on import, so importing this package gives the whole service."""
 
 from server.rpc.admin import (  # noqa: F401 (each registers its handlers)
+    backoffice,
     base,
     cards,
     chain,

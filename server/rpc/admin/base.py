@@ -69,6 +69,11 @@ CARD_JOURNAL_MAX = 1000
 CARD_JOURNAL_DEFAULT = 50
 SEARCH_LIMIT_DEFAULT = 50
 AUDIT_LIMIT_DEFAULT = 100
+# Journal records a member view (GetMember) shows when the request does not say.
+MEMBER_JOURNAL_DEFAULT = 20
+# Operators one ListOperators page may hold.
+OPERATORS_LIMIT_MAX = 1000
+OPERATORS_LIMIT_DEFAULT = 100
 
 _MEMBER_STATUS = {MemberStatus.ACTIVE: admin_pb2.MEMBER_STATUS_ACTIVE,
                   MemberStatus.FROZEN: admin_pb2.MEMBER_STATUS_FROZEN,

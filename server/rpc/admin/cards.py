@@ -27,10 +27,12 @@ import grpc
 import numpy as np
 
 from core.domain import cards, levels, points_admin
+from core.domain.member_view import journal_total
 from core.domain.rbac import PermissionDenied, is_store_scoped
 from core.domain.rbac import authorize as rbac_authorize
-from core.records import PIN_DIGITS_MAX, PIN_DIGITS_MIN, CardStatus, is_ascii_digits, op_name
+from core.records import PIN_DIGITS_MAX, PIN_DIGITS_MIN, CardStatus, is_ascii_digits
 from server.mms_pb import admin_pb2
+from server.rpc.admin.backoffice import card_view_pb, journal_entry_pb
 from server.rpc.admin.base import (
     CARD_JOURNAL_DEFAULT,
     CARD_JOURNAL_MAX,
@@ -341,7 +343,8 @@ async def issue_cards(call: Call, req):
 async def show_card(call: Call, req):
     # Reading a card is reading its member's data (like GetCardJournal).
     call.authorize("member.read", call.card_scope(req.card_no))
-    return admin_pb2.ShowCardResponse(card=card_pb(call.engine.card(int(req.card_no))))
+    card = call.engine.card(int(req.card_no))
+    return admin_pb2.ShowCardResponse(card=card_pb(card), view=card_view_pb(call.engine, card))
 
 
 @handler("SetCardStatus", auth="terminal")
@@ -390,15 +393,7 @@ async def get_card_journal(call: Call, req):
     limit = page_limit(req.limit, CARD_JOURNAL_DEFAULT, CARD_JOURNAL_MAX)
     recs, next_before = await call.run(cards.card_history, call.engine, int(req.card_no),
                                        limit, int(req.before_seq))
-    out = admin_pb2.GetCardJournalResponse(next_before_seq=next_before)
-    for r in recs:
-        after = r["after"]
-        out.entries.add(
-            seq=int(r["seq"]), op=str(op_name(int(r["op_type"]))),
-            time_s=int(r["time_s"]), store_id=int(r["store_id"]),
-            terminal_id=int(r["terminal_id"]), operator_id=int(r["operator_id"]),
-            amount_fen=int(r["amount_fen"]), principal_delta_fen=int(r["principal_delta_fen"]),
-            bonus_delta_fen=int(r["bonus_delta_fen"]), points_delta=int(r["points_delta"]),
-            balance_after_fen=int(after["principal_fen"]) + int(after["bonus_fen"]),
-            points_after=int(after["points"]), card_no=int(r["card_no"]))
+    total = await call.run(journal_total, call.engine, int(req.card_no))
+    out = admin_pb2.GetCardJournalResponse(next_before_seq=next_before, total=total)
+    out.entries.extend(journal_entry_pb(r) for r in recs)
     return out

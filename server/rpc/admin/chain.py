@@ -16,6 +16,7 @@ from core.domain.chain import (
     OPERATOR_LOCKED,
     AuthFailed,
     NodeKind,
+    audit_count,
     audit_log,
 )
 from core.records import (
@@ -174,7 +175,10 @@ async def get_audit_log(call: Call, req):
     since = seq_cursor(req.since_seq, "since_seq")
     events = await call.run(audit_log, call.engine, since_seq=since,
                             operator_id=req.operator_id or None, store_id=store, limit=limit)
-    return admin_pb2.AuditLogResponse(events=[admin_pb2.AuditEvent(
+    total = await call.run(audit_count, call.engine, since_seq=since,
+                           operator_id=req.operator_id or None, store_id=store)
+    nxt = int(events[-1]["seq"]) if events and total > len(events) else 0
+    return admin_pb2.AuditLogResponse(total=total, next_since_seq=nxt, events=[admin_pb2.AuditEvent(
         seq=e["seq"], op=_op_name(e.get("op")), time_s=int(e.get("time_s") or 0),
         operator_id=int(e.get("operator_id") or 0), store_id=int(e.get("store_id") or 0),
         detail_json=json.dumps(e.get("detail"), ensure_ascii=False, default=str),

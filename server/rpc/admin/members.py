@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 
 import grpc
 
+from core.domain.member_view import member_journal, member_level_history
 from core.domain.members import (
     PROFILE_FIELDS,
     SEARCH_LIMIT_MAX,
@@ -24,11 +25,19 @@ from core.records import (
     AuditOp,
 )
 from server.mms_pb import admin_pb2
+from server.rpc.admin.backoffice import (
+    card_view_pb,
+    coupon_pb,
+    journal_entry_pb,
+    level_change_pb,
+)
 from server.rpc.admin.base import (
     _MEMBER_STATUS,
+    CARD_JOURNAL_MAX,
     EXPORT_CHUNK_BYTES,
     IMPORT_BYTES_MAX,
     IMPORT_ROW_ERRORS_MAX,
+    MEMBER_JOURNAL_DEFAULT,
     REVEAL_ROLES,
     SEARCH_LIMIT_DEFAULT,
     Call,
@@ -39,7 +48,7 @@ from server.rpc.admin.base import (
 )
 from server.rpc.codec import card_pb
 from server.rpc.constants import CLIENT_ID_BYTES
-from server.rpc.errors import RpcFailure, invalid, page_limit
+from server.rpc.errors import RpcFailure, invalid, page_limit, seq_cursor
 
 log = logging.getLogger("mms.admin")
 
@@ -142,7 +151,23 @@ async def get_member(call: Call, req):
         await call.run(_audit_reveal, call, int(req.member_id), store)
     m = call.members.get(req.member_id, reveal=req.reveal)
     held = call.members.cards_of(req.member_id)
-    return admin_pb2.GetMemberResponse(member=member_pb(m), cards=[card_pb(c) for c in held])
+    limit = page_limit(req.journal_limit, MEMBER_JOURNAL_DEFAULT, CARD_JOURNAL_MAX,
+                       "journal_limit")
+    before = seq_cursor(req.journal_before_seq, "journal_before_seq")
+    nos = [int(c["card_no"]) for c in held]
+    out = admin_pb2.GetMemberResponse(member=member_pb(m), cards=[card_pb(c) for c in held])
+    out.card_views.extend(card_view_pb(call.engine, c) for c in held)
+    for no in nos:
+        for c in sorted(call.engine.coupons_of(no), key=lambda c: c["coupon_id"]):
+            if c["coupon_status"] == 1:
+                out.coupons.append(coupon_pb(c))
+                out.coupon_card_nos.append(no)
+    recs, nxt = await call.run(member_journal, call.engine, nos, limit, before)
+    out.journal.extend(journal_entry_pb(r) for r in recs)
+    out.journal_next_before_seq = nxt
+    hist = await call.run(member_level_history, call.engine, nos)
+    out.level_history.extend(level_change_pb(h) for h in hist)
+    return out
 
 
 @handler("FindMemberByPhone")
