@@ -99,6 +99,12 @@ def _cmd_bench_grpc(args) -> int:
     return main_grpc(args)
 
 
+def _cmd_cluster_demo(args) -> int:
+    from server.tools.cluster import main_cluster_demo
+
+    return main_cluster_demo(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mms", description="Membership and stored-value core.")
     p.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
@@ -180,6 +186,13 @@ def build_parser() -> argparse.ArgumentParser:
     bg.add_argument("--token", default=os.environ.get("MMS_TOKEN"))
     bg.add_argument("--json", action="store_true")
     bg.set_defaults(func=_cmd_bench_grpc)
+
+    cl = sub.add_parser("cluster", help="a loopback cluster: etcd and three mms nodes")
+    clsub = cl.add_subparsers(dest="cluster_command", required=True)
+    cd = clsub.add_parser("demo", help="start etcd, a primary and two standbys; kill the "
+                                       "primary and show the takeover")
+    cd.add_argument("--lease-ttl-s", type=whole, default=2)
+    cd.set_defaults(func=_cmd_cluster_demo)
 
     k = sub.add_parser("backup", help="copy a data directory consistently, also while it serves")
     k.add_argument("--data", required=True, help="the data directory (live or not)")

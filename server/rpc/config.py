@@ -19,6 +19,13 @@
     [chain]                            # optional: core.domain.chain.ChainConfig fields
     session_ttl_s = 43200
 
+    [ha]                               # optional: leadership in etcd (server/rpc/leader.py)
+    etcd = ["10.0.0.1:2379", "10.0.0.2:2379", "10.0.0.3:2379"]
+    name = "node-a"                    # unique in the cluster
+    advertise = "10.0.0.11:7000"       # where clients reach this node (default: --listen)
+    cluster = "mms"                    # the etcd key prefix /mms/<cluster>/
+    lease_ttl_s = 10
+
 Operators and the chain's terminals live in the data directory (core/domain/chain.py); a
 terminals file is still read when given, so both kinds of terminal token work.
 """
@@ -38,6 +45,7 @@ from server.rpc.constants import INFLIGHT_OPS_MAX, SHUTDOWN_GRACE_SECONDS
 
 KNOWN_KEYS = {"listen", "metrics", "terminals_file", "inflight_ops_max", "shutdown_grace_s",
               "tls", "engine", "rules", "data", "chain"}
+KNOWN_KEYS |= {"ha"}  # [ha]: leadership in etcd (server/rpc/leader.py, HaConfig)
 
 
 @dataclass
@@ -52,6 +60,7 @@ class ServeConfig:
     engine: dict = field(default_factory=dict)
     rules: dict | None = None
     chain: dict = field(default_factory=dict)
+    ha: dict | None = None
 
 
 def load(path: str) -> ServeConfig:
@@ -76,4 +85,5 @@ def load(path: str) -> ServeConfig:
         shutdown_grace_s=float(doc.get("shutdown_grace_s", SHUTDOWN_GRACE_SECONDS)),
         tls=tls, engine=dict(doc.get("engine", {})), rules=doc.get("rules"),
         chain=dict(doc.get("chain", {})),
+        ha=dict(doc["ha"]) if "ha" in doc else None,
     )
