@@ -149,6 +149,8 @@ class Node:
     def __init__(self, workdir: str, name: str, endpoints: list[str], terminals, *,
                  lease_ttl_s: int = 2, cluster: str = "demo", port: int | None = None) -> None:
         self.name = name
+        self.workdir, self.endpoints, self.terminals = workdir, list(endpoints), terminals
+        self.lease_ttl_s, self.cluster = lease_ttl_s, cluster
         self.port = port or free_ports(1)[0]
         self.address = f"127.0.0.1:{self.port}"
         os.makedirs(workdir, exist_ok=True)

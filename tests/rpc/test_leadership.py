@@ -1,0 +1,178 @@
+"""Leadership against a real three-member etcd: the campaign, the epoch counter, the
+lease, resignation and fencing, with fake nodes that record what leadership asks of them
+(promote, rejoin_as_standby, set_ack_gate: the replication side's interface)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import aetcd
+import pytest
+from etcd_harness import LEASE_TTL_S, etcd_cluster
+
+from server.rpc.leader import HaConfig, Leadership, NodeAdapter, epoch_key, leader_key
+from server.rpc.role import FENCED, PRIMARY, STANDBY, NodeRole
+
+WAIT_S = 20.0  # far above a takeover (about one lease TTL); a bound, not a timing
+
+
+class FakeEngine:
+    def __init__(self) -> None:
+        self.gate = None
+
+    def set_ack_gate(self, fn) -> None:
+        self.gate = fn
+
+
+class FakeReplica:
+    """What a standby of the replication side offers: promote, rejoin_as_standby."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, object]] = []
+
+    def promote(self, epoch: int):
+        self.calls.append(("promote", epoch))
+        return FakeEngine()
+
+    def rejoin_as_standby(self, primary_addr: str) -> None:
+        self.calls.append(("rejoin_as_standby", primary_addr))
+
+
+class FakeNode:
+    def __init__(self, name: str, endpoints: list[str], cluster: str) -> None:
+        self.name = name
+        self.address = f"127.0.0.1:{10_000 + ord(name)}"
+        self.cfg = HaConfig(etcd=endpoints, name=name, advertise=self.address,
+                            cluster=cluster, lease_ttl_s=LEASE_TTL_S)
+        self.role = NodeRole(name, self.address, margin_s=self.cfg.margin_s)
+        self.engine = FakeEngine()
+        self.replica = FakeReplica()
+        self.served: list[object] = []
+        self.events: list[tuple[str, str]] = []
+        self.leadership = Leadership(
+            self.cfg, self.role, NodeAdapter(self.engine, self.replica, self.served.append),
+            on_event=lambda kind, detail: self.events.append((kind, detail)))
+
+
+async def until(pred, what: str):
+    """Until pred() is truthy, checking after every event-loop turn, within WAIT_S."""
+    async def poll():
+        while not pred():
+            await asyncio.sleep(0.02)
+    try:
+        await asyncio.wait_for(poll(), WAIT_S)
+    except asyncio.TimeoutError:
+        raise AssertionError(f"timed out waiting for {what}") from None
+    return pred()
+
+
+def primaries(nodes: list[FakeNode]) -> list[FakeNode]:
+    return [n for n in nodes if n.role.state == PRIMARY]
+
+
+async def etcd_value(endpoints: list[str], key: bytes):
+    host, _, port = endpoints[0].rpartition(":")
+    async with aetcd.Client(host=host, port=int(port)) as c:
+        got = await c.get(key)
+        return None if got is None else got.value
+
+
+@pytest.fixture(scope="module")
+def etcd(tmp_path_factory):
+    cluster = etcd_cluster(str(tmp_path_factory.mktemp("etcd")))
+    yield cluster
+    cluster.stop()
+
+
+def test_one_winner_epoch_bumped_standbys_follow_and_a_resignation_hands_over(etcd):
+    async def scenario():
+        nodes = [FakeNode(n, etcd.endpoints, "resign") for n in "abc"]
+        for n in nodes:
+            await n.leadership.start()
+        try:
+            await until(lambda: len(primaries(nodes)) == 1
+                        and all(n.role.leader is not None for n in nodes), "one leader")
+            first = primaries(nodes)[0]
+            assert first.role.epoch == 1
+            assert first.replica.calls == [("promote", 1)]
+            assert len(first.served) == 1  # the promoted engine is handed to the server
+            assert first.engine.gate is not None and first.engine.gate()
+            others = [n for n in nodes if n is not first]
+            for n in others:
+                assert n.role.state == STANDBY and n.role.leader.address == first.address
+                assert not n.engine.gate()
+                await until(lambda n=n: ("rejoin_as_standby", first.address) in n.replica.calls,
+                            "the standby follows the leader")
+            assert await etcd_value(etcd.endpoints, epoch_key(first.cfg.prefix)) == b"1"
+
+            await first.leadership.stop()  # resign: key deleted, lease revoked
+            assert not first.engine.gate()
+            await until(lambda: len(primaries(others)) == 1, "a new leader")
+            second = primaries(others)[0]
+            assert second.role.epoch == 2 and ("promote", 2) in second.replica.calls
+            third = next(n for n in others if n is not second)
+            await until(lambda: third.role.leader is not None
+                        and third.role.leader.address == second.address, "the new leader known")
+            assert await etcd_value(etcd.endpoints, epoch_key(first.cfg.prefix)) == b"2"
+        finally:
+            for n in nodes:
+                await n.leadership.stop()
+
+    asyncio.run(scenario())
+
+
+def test_a_lost_lease_fences_the_primary_and_the_next_epoch_wins(etcd):
+    """The primary's lease is revoked behind its back (as etcd does when it expires): the
+    primary fences (its gate shut), another node wins with the next epoch, and the old
+    primary becomes its standby."""
+    async def scenario():
+        nodes = [FakeNode(n, etcd.endpoints, "lost") for n in "xy"]
+        for n in nodes:
+            await n.leadership.start()
+        try:
+            await until(lambda: len(primaries(nodes)) == 1, "one leader")
+            first = primaries(nodes)[0]
+            other = next(n for n in nodes if n is not first)
+            lease_id, epoch = first.leadership.lease_id, first.role.epoch
+            host, _, port = etcd.endpoints[1].rpartition(":")
+            async with aetcd.Client(host=host, port=int(port)) as c:
+                await c.revoke_lease(lease_id)
+            await until(lambda: other.role.state == PRIMARY, "the other node to win")
+            assert other.role.epoch == epoch + 1
+            assert not first.engine.gate()
+            assert any(kind == "fenced" for kind, _ in first.events), first.events
+            await until(lambda: first.role.state == STANDBY
+                        and first.role.leader.address == other.address, "the old primary follows")
+            assert first.role.state != FENCED
+            assert ("rejoin_as_standby", other.address) in first.replica.calls
+            raw = await etcd_value(etcd.endpoints, leader_key(first.cfg.prefix))
+            assert other.name.encode() in raw
+        finally:
+            for n in nodes:
+                await n.leadership.stop()
+
+    asyncio.run(scenario())
+
+
+def test_simultaneous_campaigns_never_share_an_epoch(etcd):
+    """Five nodes start at once, twice: every epoch handed out has one holder."""
+    async def scenario():
+        seen: dict[int, str] = {}
+        for _ in range(2):
+            nodes = [FakeNode(chr(ord("k") + i), etcd.endpoints, "race") for i in range(5)]
+            await asyncio.gather(*(n.leadership.start() for n in nodes))
+            try:
+                await until(lambda nodes=nodes: len(primaries(nodes)) == 1
+                            and all(n.role.leader is not None for n in nodes), "one leader")
+                for n in nodes:
+                    for kind, what in n.replica.calls:
+                        if kind == "promote":
+                            assert seen.setdefault(what, n.name) == n.name, (what, seen)
+                assert len(primaries(nodes)) == 1
+            finally:
+                for n in nodes:
+                    await n.leadership.stop()
+        assert sorted(seen) == [1, 2]
+
+    asyncio.run(scenario())
+
