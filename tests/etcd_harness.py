@@ -56,6 +56,7 @@ def etcd_cluster(workdir: str, members: int = 3) -> EtcdCluster:
 
 def _seed(workdir: str) -> str:
     """One data directory with CARDS issued and funded (by a server without [ha])."""
+    os.makedirs(workdir, exist_ok=True)
     child = ChildServer(workdir, TERMINALS).start()
     try:
         async def go():
