@@ -53,9 +53,10 @@ def error_reason(err: grpc.RpcError) -> str:
 
 # --- following the leader ---------------------------------------------------------------
 
-# Redirections one call follows before it gives up: a trio moves its leader once per
-# failover, so more than this means an election that does not settle.
-LEADER_REDIRECTS_MAX = 8
+# Retries one call makes before it gives up. A failover takes about one lease TTL, during
+# which the standbys still name the dead leader; with the doubling pause below, 16 tries
+# wait up to about 13 s in all, a few TTLs at the 2-10 s a cluster uses.
+LEADER_REDIRECTS_MAX = 16
 # Pause before retrying when no node names a leader (an election under way), doubling
 # up to the cap: a lease TTL is seconds, so this bounds a call's wait to a few TTLs.
 LEADER_RETRY_PAUSE_S = 0.1
@@ -106,7 +107,8 @@ class LeaderFollower:
     """
 
     def __init__(self, targets: list[str] | str, ca_file: str | None = None) -> None:
-        self.targets = [targets] if isinstance(targets, str) else list(targets)
+        given = [targets] if isinstance(targets, str) else list(targets)
+        self.targets = list(dict.fromkeys(given))  # each node once, in the order given
         if not self.targets:
             raise ValueError("at least one target")
         self.ca_file = ca_file
@@ -126,7 +128,7 @@ class LeaderFollower:
                 self.targets.append(named)
             return named
         i = self.targets.index(self.target) if self.target in self.targets else -1
-        return self.targets[(i + 1) % len(self.targets)]
+        return self.targets[(i + 1) % len(self.targets)]  # targets are distinct
 
     async def call(self, service: str, method: str, request, **kw):
         """stub.<method>(request, **kw) on the leader; request may be a factory of
@@ -134,6 +136,7 @@ class LeaderFollower:
         import asyncio
 
         pause = LEADER_RETRY_PAUSE_S
+        unreachable: set[str] = set()  # nodes that did not answer (dead, or stopped)
         for attempt in range(LEADER_REDIRECTS_MAX + 1):
             fn = getattr(self.stubs_of(self.target)[service], method)
             try:
@@ -142,7 +145,14 @@ class LeaderFollower:
                 if attempt == LEADER_REDIRECTS_MAX or e.code() != grpc.StatusCode.UNAVAILABLE:
                     raise
                 named = leader_of_error(e)
-                if not named:
+                if named is None:
+                    unreachable.add(self.target)
+                elif named:
+                    unreachable.discard(self.target)
+                # A leader just named is tried at once, unless it is the one that did not
+                # answer (the others name it until its lease runs out): then pause.
+                if not named or named in unreachable:
+                    named = None
                     await asyncio.sleep(pause)
                     pause = min(2 * pause, LEADER_RETRY_PAUSE_MAX_S)
                 self.target = self._next_target(named)
@@ -182,8 +192,9 @@ def sync_call_following_leader(targets: list[str], make_call, attempts_max: int 
     the same client ids every time. Returns (result, target)."""
     import time
 
-    targets = list(targets)
+    targets = list(dict.fromkeys(targets))
     target, pause = targets[0], LEADER_RETRY_PAUSE_S
+    unreachable: set[str] = set()
     for attempt in range(attempts_max + 1):
         try:
             return make_call(target), target
@@ -191,7 +202,9 @@ def sync_call_following_leader(targets: list[str], make_call, attempts_max: int 
             if attempt == attempts_max or e.code() != grpc.StatusCode.UNAVAILABLE:
                 raise
             named = leader_of_error(e)
-            if named:
+            if named is None:
+                unreachable.add(target)
+            if named and named not in unreachable:
                 if named not in targets:
                     targets.append(named)
                 target = named

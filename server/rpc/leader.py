@@ -254,6 +254,8 @@ class Leadership:
         self._lease_lost = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
         self._followed: str | None = None
+        # When the last campaign's transaction was sent (monotonic): a win happened later.
+        self.campaign_sent_at = 0.0
 
     # --- life cycle -----------------------------------------------------------------
 
@@ -322,8 +324,14 @@ class Leadership:
         self.lease_id = None
         self._lease_lost.set()
         if self.role.state == PRIMARY:
-            self.role.fence()
-            self._event("fenced", why)
+            self._fence(why)
+
+    def _fence(self, why: str) -> None:
+        # The gate shut at ack_until already (by the clock); fencing makes it final. The
+        # monotonic times in these lines are comparable across processes of one host.
+        closed_at = min(self.role.ack_until, self.clock())
+        self.role.fence()
+        self._event("fenced", f"gate_closed_at={closed_at:.6f} now={self.clock():.6f} ({why})")
 
     # --- the main loop ----------------------------------------------------------------
 
@@ -390,6 +398,7 @@ class Leadership:
                 success=[tx.Put(lkey, value, lease=lease_id), tx.Put(ekey, str(epoch).encode())],
                 failure=[])
 
+        self.campaign_sent_at = self.clock()
         won, _ = await self.etcd.call(txn)
         return epoch if won else None
 
@@ -405,7 +414,8 @@ class Leadership:
                 return  # the lease went while promoting: campaign again
             self.role.become_primary(epoch, self._lease_sent_at, self._lease_ttl)
             self._followed = None
-            self._event("leader", f"epoch={epoch} address={self.role.address}")
+            self._event("leader", f"epoch={epoch} address={self.role.address} "
+                                  f"won_after={self.campaign_sent_at:.6f}")
             return
         if leader.name == self.cfg.name:
             # Our own key from a lease of ours that is gone: it expires with it.
@@ -427,8 +437,7 @@ class Leadership:
         step down."""
         leader, revision = await self._read_leader()
         if leader is None or leader.name != self.cfg.name or self.lease_id is None:
-            self.role.fence()
-            self._event("fenced", "the leader key is no longer ours")
+            self._fence("the leader key is no longer ours")
             return
         await self._wait_leader_change(revision)
 

@@ -136,6 +136,11 @@ class NodeRole:
         """The ack gate: primary, and the lease surely still held."""
         return self.state == PRIMARY and self._clock() < self._ack_until
 
+    @property
+    def ack_until(self) -> float:
+        """The monotonic time at which the gate closes (or closed)."""
+        return self._ack_until
+
     def lease_time_left_s(self) -> float:
         """How long this node may still acknowledge (negative: it may not)."""
         return self._ack_until - self._clock()
