@@ -186,7 +186,8 @@ class FollowingStub:
         return call
 
 
-def sync_call_following_leader(targets: list[str], make_call, attempts_max: int = LEADER_REDIRECTS_MAX):
+def sync_call_following_leader(targets: list[str], make_call,
+                               attempts_max: int = LEADER_REDIRECTS_MAX):
     """For blocking clients: make_call(target) is tried on the leader, following
     NOT_LEADER (and a dead node's UNAVAILABLE) like LeaderFollower; make_call must send
     the same client ids every time. Returns (result, target)."""
@@ -213,3 +214,72 @@ def sync_call_following_leader(targets: list[str], make_call, attempts_max: int 
                 pause = min(2 * pause, LEADER_RETRY_PAUSE_MAX_S)
                 target = targets[(targets.index(target) + 1) % len(targets)]
     raise AssertionError("unreachable")
+
+
+def split_targets(target: str) -> list[str]:
+    """`--target a:7000,b:7000,c:7000`: the nodes of a pair or trio, any of them first."""
+    return [t.strip() for t in target.split(",") if t.strip()]
+
+
+async def resolve_leader(follower: LeaderFollower, token: str) -> str:
+    """The leader's address, found without writing anything: a Swipe of 0 fen is refused
+    by the leader's engine (AMOUNT_NOT_POSITIVE, which applies nothing and claims no id)
+    but by a standby first, with NOT_LEADER, which the follower follows. For streams,
+    which cannot be re-sent halfway, opened once on the leader."""
+    import os
+
+    from server.mms_pb import pos_pb2
+
+    try:
+        await follower.call("pos", "Swipe", pos_pb2.SwipeRequest(
+            client_id=os.urandom(16), card_no=0, amount_fen=0), metadata=auth(token), timeout=30)
+    except grpc.RpcError as e:
+        if e.code() == grpc.StatusCode.UNAVAILABLE:
+            raise
+    return follower.target
+
+
+class SyncFollowingStub:
+    """The blocking counterpart of FollowingStub (for `mms replay`): each call goes to the
+    leader through sync_call_following_leader. A streamed request (an iterator of
+    messages) is kept as a list so that a retry sends the same messages, ids and all."""
+
+    def __init__(self, targets: list[str], service: str = "pos",
+                 ca_file: str | None = None) -> None:
+        self.targets = list(targets)
+        self.service = service
+        self.ca_file = ca_file
+        self._channels: dict[str, grpc.Channel] = {}
+        self.target = self.targets[0]
+
+    def _stub(self, target: str):
+        ch = self._channels.get(target)
+        if ch is None:
+            if self.ca_file:
+                with open(self.ca_file, "rb") as f:
+                    creds = grpc.ssl_channel_credentials(f.read())
+                ch = grpc.secure_channel(target, creds, options=CHANNEL_OPTIONS)
+            else:
+                ch = grpc.insecure_channel(target, options=CHANNEL_OPTIONS)
+            self._channels[target] = ch
+        return dict(zip(("pos", "admin"), stubs(ch), strict=True))[self.service]
+
+    def __getattr__(self, method: str):
+        from google.protobuf.message import Message
+
+        def call(request, **kw):
+            messages = request if isinstance(request, Message) else list(request)
+
+            def once(target: str):
+                body = messages if isinstance(messages, Message) else iter(messages)
+                return getattr(self._stub(target), method)(body, **kw)
+
+            out, self.target = sync_call_following_leader([self.target, *self.targets], once)
+            return out
+
+        return call
+
+    def close(self) -> None:
+        for ch in self._channels.values():
+            ch.close()
+        self._channels.clear()

@@ -151,7 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("replay", help="replay a recharge CSV through BulkRecharge")
     r.add_argument("file", help="CSV with columns client_id,card_no,amount_fen")
-    r.add_argument("--target", required=True, help="server HOST:PORT")
+    r.add_argument("--target", required=True,
+                   help="server HOST:PORT, or every node of a pair/trio, comma-separated")
     r.add_argument("--token", default=os.environ.get("MMS_TOKEN"),
                    help="terminal token (default: $MMS_TOKEN)")
     r.add_argument("--ca", help="CA certificate for a TLS server")
