@@ -92,3 +92,39 @@ def test_reads_are_not_redirected(trio):
     for n in trio:
         assert balance(n.address, CARDS[3]) == FUND_FEN
     assert leader is not None
+
+
+def test_mms_replay_given_a_standby_first_applies_once_on_the_leader(trio, tmp_path, capsys):
+    from server.cli.main import main
+
+    leader = leader_of(trio)
+    standby = next(n for n in trio if n is not leader)
+    card = CARDS[4]
+    csv = tmp_path / "recharges.csv"
+    csv.write_text("client_id,card_no,amount_fen\n"
+                   f"lead-r-1,{card},300\nlead-r-2,{card},400\n")
+    argv = ["replay", str(csv), "--target", f"{standby.address},{leader.address}",
+            "--token", TERMINALS[1].token, "--restart"]
+    assert main(argv) == 0
+    assert "2 applied" in capsys.readouterr().out
+    assert main(argv) == 0  # the same rows again: recognised by their ids, nothing applied
+    assert "2 already applied" in capsys.readouterr().out
+    assert balance(leader.address, card) == FUND_FEN + 700
+    assert balance(standby.address, card) == FUND_FEN
+
+
+def test_bench_load_given_a_standby_runs_on_the_leader(trio):
+    import numpy as np
+
+    from server.tools.bench import run_load
+
+    leader = leader_of(trio)
+    standby = next(n for n in trio if n is not leader)
+    cards = np.array(CARDS[10:12], dtype=np.uint64)
+    for unary in (True, False):
+        out = asyncio.run(run_load(f"{standby.address},{leader.address}", TERMINALS[1].token,
+                                   cards, streams=1, seconds=0.5, batch=8, unary=unary))
+        # Cards funded with 1,000 yuan run dry (FAILED_PRECONDITION); none went elsewhere.
+        assert out["swipes"] > 0 and set(out["errors"]) <= {"FAILED_PRECONDITION"}, out
+    assert balance(leader.address, CARDS[10]) < FUND_FEN  # the swipes debited the leader
+    assert balance(standby.address, CARDS[10]) == FUND_FEN
