@@ -130,6 +130,7 @@ class Etcd:
         import aetcd  # the `ha` extra; imported here so that a single server needs none
 
         self._aetcd = aetcd
+        self.client_error = aetcd.exceptions.ClientError
         self.endpoints = list(endpoints)
         self.call_timeout_s = call_timeout_s
         self._i = 0
@@ -305,8 +306,17 @@ class Leadership:
             if lease_id is None:
                 return
             sent_at = self.clock()
+
+            async def refresh(c, i=lease_id):
+                try:
+                    return await c.refresh_lease(i)
+                except self.etcd.client_error as e:
+                    if "not found" in str(e):
+                        return None  # etcd expired it: an answer, not an outage
+                    raise
+
             try:
-                reply = await self.etcd.call(lambda c, i=lease_id: c.refresh_lease(i))
+                reply = await self.etcd.call(refresh)
             except EtcdUnavailable as e:
                 log.warning("lease keepalive failed (%s); the gate closes %.2f s from now "
                             "unless a keepalive succeeds", e, self.role.lease_time_left_s())
@@ -353,8 +363,11 @@ class Leadership:
                         await self._hold()
                     else:
                         await self._follow_or_campaign()
-                except EtcdUnavailable as e:
-                    log.warning("leadership: %s", e)
+                except Exception as e:  # etcd down, or a promotion that failed: try again
+                    if isinstance(e, EtcdUnavailable):
+                        log.warning("leadership: %s", e)
+                    else:
+                        log.error("leadership: round failed", exc_info=e)
                     if self.role.state == PRIMARY and not self.role.may_acknowledge():
                         self._lease_gone("etcd unreachable; the lease may have expired")
                     with contextlib.suppress(asyncio.TimeoutError):
@@ -365,17 +378,14 @@ class Leadership:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await keepalive
 
-    async def _read_leader(self) -> tuple[Leader | None, int]:
-        """The leader key's value (None if absent) and the store's revision."""
+    async def _read_leader(self) -> tuple[Leader | None, int, int]:
+        """The leader key's value (None if absent), the store's revision, and the id of
+        the lease the key is bound to."""
         key = leader_key(self.prefix)
-
-        async def get(c):
-            return await c.get(key), None
-
-        got, _ = await self.etcd.call(get)
+        got = await self.etcd.call(lambda c: c.get(key))
         if got is None:
-            return None, 0
-        return parse_leader(got.value), int(got.header.revision)
+            return None, 0, 0
+        return parse_leader(got.value), int(got.header.revision), int(got.lease)
 
     async def campaign(self) -> int | None:
         """One try at the leader key: the new epoch if we won, None if someone leads."""
@@ -402,22 +412,29 @@ class Leadership:
         won, _ = await self.etcd.call(txn)
         return epoch if won else None
 
+    async def _take_office(self, epoch: int) -> None:
+        # Writable only once the node is promoted (a standby first applies all it has).
+        await self.node.promote(epoch)
+        if self.lease_id is None:
+            return  # the lease went while promoting: campaign again
+        self.role.become_primary(epoch, self._lease_sent_at, self._lease_ttl)
+        self._followed = None
+        self._event("leader", f"epoch={epoch} address={self.role.address} "
+                              f"won_after={self.campaign_sent_at:.6f}")
+
     async def _follow_or_campaign(self) -> None:
-        leader, revision = await self._read_leader()
+        leader, revision, lease = await self._read_leader()
         if leader is None:
             epoch = await self.campaign()
-            if epoch is None:
-                return  # someone else won between the read and the transaction
-            # Writable only once the node is promoted (a standby first applies all it has).
-            await self.node.promote(epoch)
-            if self.lease_id is None:
-                return  # the lease went while promoting: campaign again
-            self.role.become_primary(epoch, self._lease_sent_at, self._lease_ttl)
-            self._followed = None
-            self._event("leader", f"epoch={epoch} address={self.role.address} "
-                                  f"won_after={self.campaign_sent_at:.6f}")
-            return
+            if epoch is not None:
+                await self._take_office(epoch)
+            return  # if someone else won between the read and the transaction: follow
         if leader.name == self.cfg.name:
+            if lease == self.lease_id and lease:
+                # Our campaign did win, though its answer was lost (a call timed out and
+                # its retry found the key taken): the key and its epoch are ours.
+                await self._take_office(leader.epoch)
+                return
             # Our own key from a lease of ours that is gone: it expires with it.
             await self._wait_leader_change(revision)
             return
@@ -435,8 +452,9 @@ class Leadership:
     async def _hold(self) -> None:
         """As primary: watch our leader key; if it changes or goes, or the lease goes,
         step down."""
-        leader, revision = await self._read_leader()
-        if leader is None or leader.name != self.cfg.name or self.lease_id is None:
+        leader, revision, lease = await self._read_leader()
+        if (leader is None or leader.name != self.cfg.name or self.lease_id is None
+                or lease != self.lease_id):
             self._fence("the leader key is no longer ours")
             return
         await self._wait_leader_change(revision)
