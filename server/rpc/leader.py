@@ -277,8 +277,11 @@ class Leadership:
             self.role.fence()
         if self.lease_id is not None:
             lease_id, self.lease_id = self.lease_id, None
-            with contextlib.suppress(Exception):
+            try:
                 await self.etcd.call(lambda c: c.revoke_lease(lease_id))
+                self._event("resigned", "lease revoked: the leader key went with it")
+            except Exception as e:
+                log.warning("could not revoke the lease (%s); it expires by itself", e)
         await self.etcd.close()
 
     def _event(self, kind: str, detail: str) -> None:

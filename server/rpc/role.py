@@ -45,9 +45,8 @@ LEADER_NAME_KEY = "leader_name"
 EPOCH_KEY = "epoch"
 
 # Methods that change state although their requests carry no client id (sessions are
-# kept in LMDB, so a login is a write; an import carries its ids per member row).
-_MUTATING_WITHOUT_IDS = {(ADMIN, "Login"), (ADMIN, "Logout"), (ADMIN, "ImportMembers"),
-                         (ADMIN, "PullNotices")}
+# kept in LMDB, so a login is a write; an import is keyed by its file id).
+_MUTATING_WITHOUT_IDS = {(ADMIN, "Login"), (ADMIN, "Logout"), (ADMIN, "ImportMembers")}
 _SERVICES = {POS: pos_pb2, ADMIN: admin_pb2}
 
 

@@ -133,6 +133,29 @@ def test_sigkill_the_leader_ten_times(tmp_path):
         etcd.stop()
 
 
+def test_sigterm_of_the_leader_hands_over_without_waiting_for_the_lease(tmp_path):
+    """A clean stop drains, fences, deletes the leader key and revokes the lease: the
+    next leader is elected on that event, and the stopped node exits 0."""
+    etcd = etcd_cluster(str(tmp_path / "etcd"))
+    nodes = []
+    try:
+        nodes = start_nodes(seed_nodes(str(tmp_path), ["a", "b"]), etcd, "term")
+        old = wait_for(lambda: leader_of(nodes), TAKEOVER_TIMEOUT_S, "a leader")
+        other = next(n for n in nodes if n is not old)
+        wait_for(lambda: other.lines(f"leader={old.name}"), TAKEOVER_TIMEOUT_S, "a standby")
+        assert old.child.terminate() == 0, "\n".join(old.child.output)
+        assert old.lines("mms: leadership: resigned lease revoked"), old.child.output
+        wait_for(lambda: other.is_leader(), TAKEOVER_TIMEOUT_S, "the standby to take over")
+        assert other.leader_epoch() == 2
+        req = pos_pb2.RechargeRequest(client_id=os.urandom(16), card_no=CARDS[3], amount_fen=5)
+        r, target, _ = _recharge_following([old.address, other.address], req)
+        assert target == other.address and not r.result.replayed
+    finally:
+        for n in nodes:
+            n.stop()
+        etcd.stop()
+
+
 def _field(line: str, name: str) -> float:
     return float(line.split(f"{name}=")[1].split()[0])
 

@@ -24,8 +24,8 @@ from etcd_harness import (
     wait_for,
 )
 
-from server.client import LeaderFollower, auth
-from server.mms_pb import pos_pb2
+from server.client import LeaderFollower, auth, error_info
+from server.mms_pb import admin_pb2, admin_pb2_grpc, pos_pb2
 
 
 @pytest.fixture(scope="module")
@@ -60,6 +60,13 @@ def test_one_node_leads_and_the_others_name_it(trio):
         assert meta["epoch"] == "1"
         # A standby serves reads; the refused write changed nothing there.
         assert balance(n.address, CARDS[1]) == FUND_FEN
+        # The admin service's writes are refused the same way (one check for both).
+        with grpc.insecure_channel(n.address) as ch:
+            with pytest.raises(grpc.RpcError) as e:
+                admin_pb2_grpc.AdminServiceStub(ch).IssueCards(admin_pb2.IssueCardsRequest(
+                    client_id=cid(f"issue-{n.name}"), card_nos=[77], member_ids=[77]),
+                    metadata=auth(TERMINALS[0].token), timeout=10)
+        assert error_info(e.value) == ("NOT_LEADER", {**meta})
 
 
 def test_a_client_follows_not_leader_with_the_same_id_and_applies_once(trio):

@@ -70,6 +70,8 @@ def test_writes_are_the_methods_with_client_ids_and_the_session_calls():
     assert not is_mutating(POS, "GetCard")
     assert is_mutating(ADMIN, "IssueCards") and is_mutating(ADMIN, "Login")
     assert not is_mutating(ADMIN, "ShowCard") and not is_mutating(ADMIN, "GetCardJournal")
+    assert is_mutating(ADMIN, "ImportMembers") and is_mutating(ADMIN, "AckNotices")
+    assert not is_mutating(ADMIN, "PullNotices") and not is_mutating(ADMIN, "ExportMembers")
     assert not is_mutating(REPORT, "Sales")
 
 
