@@ -127,7 +127,11 @@ class Etcd:
     call_timeout_s is tried on the next endpoint, each endpoint at most once per call."""
 
     def __init__(self, endpoints: list[str], call_timeout_s: float) -> None:
-        import aetcd  # the `ha` extra; imported here so that a single server needs none
+        try:
+            import aetcd  # the `ha` extra; imported here so that a single server needs none
+        except ImportError as e:
+            raise RuntimeError("[ha] needs the etcd client: pip install 'mms[ha]' "
+                               "(aetcd)") from e
 
         self._aetcd = aetcd
         self.client_error = aetcd.exceptions.ClientError

@@ -59,6 +59,10 @@ async def serve(data: str, cfg: ServeConfig, *, out=sys.stdout, started=None) ->
             from server.rpc.role import NodeRole
 
             ha = HaConfig.from_dict(cfg.ha)
+            if not ha.advertise and (cfg.listen or "127.0.0.1:7000").rpartition(":")[0] in (
+                    "", "0.0.0.0", "[::]", "::"):
+                raise ValueError("[ha] advertise = HOST:PORT is required when the server "
+                                 "listens on all interfaces: clients are sent there")
             role = NodeRole(ha.name, ha.advertise, margin_s=ha.margin_s)
 
             def on_event(kind: str, detail: str) -> None:
@@ -72,7 +76,7 @@ async def serve(data: str, cfg: ServeConfig, *, out=sys.stdout, started=None) ->
                         bootstrap_token=token, role=role)
         await srv.start()
         if leadership is not None:
-            if not role.address:
+            if not role.address:  # the listen host (checked above) and the bound port
                 role.address = f"{(cfg.listen or '127.0.0.1:7000').rpartition(':')[0]}:{srv.port}"
             await leadership.start()
         st = engine.stats()

@@ -245,3 +245,16 @@ def test_simultaneous_campaigns_never_share_an_epoch(etcd):
         assert max(holders) <= int(counter), (holders, counter)
 
     asyncio.run(scenario())
+
+
+def test_serve_refuses_ha_on_all_interfaces_without_advertise(tmp_path):
+    """Clients are sent to the advertised address: 0.0.0.0 is none, so serve refuses."""
+    import io
+
+    from server.rpc.config import ServeConfig
+    from server.rpc.serve import serve
+
+    cfg = ServeConfig(listen="0.0.0.0:0", metrics=None,
+                      ha={"etcd": ["127.0.0.1:1"], "name": "a"})
+    with pytest.raises(ValueError, match="advertise"):
+        asyncio.run(serve(str(tmp_path / "data"), cfg, out=io.StringIO()))
