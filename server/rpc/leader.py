@@ -197,12 +197,14 @@ class NodeAdapter:
         self.engine = engine
         self.replica = replica
         self.on_engine = on_engine
+        self.gate: Callable[[], bool] | None = None
         self.calls: list[tuple[str, Any]] = []
 
     def install_gate(self, gate: Callable[[], bool]) -> bool:
         """Hand the ack gate to the engine's committer; False when the engine has no
         set_ack_gate (then only the RPC layer's checks hold acks back)."""
         self.calls.append(("install_gate", None))
+        self.gate = gate
         setter = getattr(self.engine, "set_ack_gate", None)
         if setter is None:
             log.warning("the engine has no set_ack_gate: acks are fenced at the RPC layer only")
@@ -219,6 +221,8 @@ class NodeAdapter:
             return
         engine = await asyncio.to_thread(promote, epoch)
         self.engine = engine
+        if self.gate is not None:  # the promoted engine acknowledges through the gate too
+            self.install_gate(self.gate)
         if self.on_engine is not None:
             self.on_engine(engine)
 
@@ -420,7 +424,9 @@ class Leadership:
         return epoch if won else None
 
     async def _take_office(self, epoch: int) -> None:
-        # Writable only once the node is promoted (a standby first applies all it has).
+        # Writable only once the node is promoted (a standby first applies all it has);
+        # meanwhile it names no leader, so clients pause and try again.
+        self.role.become_standby(None)
         await self.node.promote(epoch)
         if self.lease_id is None:
             return  # the lease went while promoting: campaign again

@@ -106,6 +106,8 @@ def test_one_winner_epoch_bumped_standbys_follow_and_a_resignation_hands_over(et
             assert first.replica.calls == [("promote", 1)]
             assert len(first.served) == 1  # the promoted engine is handed to the server
             assert first.engine.gate is not None and first.engine.gate()
+            # The engine the promotion returned got the same gate.
+            assert first.served[0].gate is first.engine.gate and first.served[0].gate()
             others = [n for n in nodes if n is not first]
             for n in others:
                 assert n.role.state == STANDBY and n.role.leader.address == first.address
