@@ -183,7 +183,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="unary only: also drive a no-op grpc.aio server on the same stubs with "
                          "the same client; report ceiling_per_s and ratio")
     bg.add_argument("--cards", type=whole, default=10_000)
-    bg.add_argument("--target", help="an existing server (needs --token and cards)")
+    bg.add_argument("--target", help="an existing server (needs --token and cards), or every "
+                                     "node of a pair/trio, comma-separated")
     bg.add_argument("--token", default=os.environ.get("MMS_TOKEN"))
     bg.add_argument("--json", action="store_true")
     bg.set_defaults(func=_cmd_bench_grpc)
