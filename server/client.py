@@ -49,3 +49,237 @@ def error_reason(err: grpc.RpcError) -> str:
                     d.Unpack(info)
                     return info.reason
     return err.code().name
+
+
+# --- following the leader ---------------------------------------------------------------
+
+# Retries one call makes before it gives up. A failover takes about one lease TTL, during
+# which the standbys still name the dead leader; with the doubling pause below, 16 tries
+# wait up to about 13 s in all, a few TTLs at the 2-10 s a cluster uses.
+LEADER_REDIRECTS_MAX = 16
+# Pause before retrying when no node names a leader (an election under way), doubling
+# up to the cap: a lease TTL is seconds, so this bounds a call's wait to a few TTLs.
+LEADER_RETRY_PAUSE_S = 0.1
+LEADER_RETRY_PAUSE_MAX_S = 1.0
+NOT_LEADER = "NOT_LEADER"
+
+
+def error_info(err: grpc.RpcError) -> tuple[str, dict[str, str]]:
+    """The ErrorInfo reason and metadata of a failed call ("" and {} without one)."""
+    from google.rpc import error_details_pb2, status_pb2
+
+    try:
+        md = err.trailing_metadata() or ()
+    except Exception:
+        md = ()
+    for key, value in md:
+        if key == "grpc-status-details-bin":
+            st = status_pb2.Status.FromString(value)
+            for d in st.details:
+                if d.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+                    info = error_details_pb2.ErrorInfo()
+                    d.Unpack(info)
+                    return info.reason, dict(info.metadata)
+    return "", {}
+
+
+def leader_of_error(err: grpc.RpcError) -> str | None:
+    """For a NOT_LEADER refusal, the leader's address it names ("" while none is known);
+    None for any other error."""
+    reason, meta = error_info(err)
+    if reason != NOT_LEADER:
+        return None
+    return meta.get("leader", "")
+
+
+class LeaderFollower:
+    """aio channels to the nodes of a pair or trio, sending each call to the leader.
+
+    A call refused with UNAVAILABLE / NOT_LEADER is sent again, the same request object
+    (so the same client ids: a write the old node did apply is answered from its first
+    result, never applied twice) to the node the refusal names, at most
+    LEADER_REDIRECTS_MAX times; while no node names a leader it tries the known nodes
+    in turn with a bounded, doubling pause. A call that fails with UNAVAILABLE for
+    another reason (the node died) is retried the same way on the other nodes.
+
+    For a stream, `call` takes a factory of fresh request iterators over the same
+    messages (call("pos", "BulkRecharge", lambda: chunks(...))).
+    """
+
+    def __init__(self, targets: list[str] | str, ca_file: str | None = None) -> None:
+        given = [targets] if isinstance(targets, str) else list(targets)
+        self.targets = list(dict.fromkeys(given))  # each node once, in the order given
+        if not self.targets:
+            raise ValueError("at least one target")
+        self.ca_file = ca_file
+        self.target = self.targets[0]
+        self.redirects = 0
+        self._channels: dict[str, grpc.aio.Channel] = {}
+
+    def stubs_of(self, target: str):
+        ch = self._channels.get(target)
+        if ch is None:
+            ch = self._channels[target] = aio_channel(target, self.ca_file)
+        return dict(zip(("pos", "admin"), stubs(ch), strict=True))
+
+    def _next_target(self, named: str | None) -> str:
+        if named:
+            if named not in self.targets:
+                self.targets.append(named)
+            return named
+        i = self.targets.index(self.target) if self.target in self.targets else -1
+        return self.targets[(i + 1) % len(self.targets)]  # targets are distinct
+
+    async def call(self, service: str, method: str, request, **kw):
+        """stub.<method>(request, **kw) on the leader; request may be a factory of
+        request iterators (for client-streaming methods)."""
+        import asyncio
+
+        pause = LEADER_RETRY_PAUSE_S
+        unreachable: set[str] = set()  # nodes that did not answer (dead, or stopped)
+        for attempt in range(LEADER_REDIRECTS_MAX + 1):
+            fn = getattr(self.stubs_of(self.target)[service], method)
+            try:
+                return await fn(request() if callable(request) else request, **kw)
+            except grpc.RpcError as e:
+                if attempt == LEADER_REDIRECTS_MAX or e.code() != grpc.StatusCode.UNAVAILABLE:
+                    raise
+                named = leader_of_error(e)
+                if named is None:
+                    unreachable.add(self.target)
+                elif named:
+                    unreachable.discard(self.target)
+                # A leader just named is tried at once, unless it is the one that did not
+                # answer (the others name it until its lease runs out): then pause.
+                if not named or named in unreachable:
+                    named = None
+                    await asyncio.sleep(pause)
+                    pause = min(2 * pause, LEADER_RETRY_PAUSE_MAX_S)
+                self.target = self._next_target(named)
+                self.redirects += 1
+        raise AssertionError("unreachable")
+
+    async def close(self) -> None:
+        for ch in self._channels.values():
+            await ch.close()
+        self._channels.clear()
+
+    async def __aenter__(self) -> LeaderFollower:
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close()
+
+
+class FollowingStub:
+    """A stub-like view of one service through a LeaderFollower: `await s.Swipe(req,
+    metadata=md)` goes to the leader. Drop-in for the unary calls of the tools."""
+
+    def __init__(self, follower: LeaderFollower, service: str) -> None:
+        self._follower = follower
+        self._service = service
+
+    def __getattr__(self, method: str):
+        async def call(request, **kw):
+            return await self._follower.call(self._service, method, request, **kw)
+
+        return call
+
+
+def sync_call_following_leader(targets: list[str], make_call,
+                               attempts_max: int = LEADER_REDIRECTS_MAX):
+    """For blocking clients: make_call(target) is tried on the leader, following
+    NOT_LEADER (and a dead node's UNAVAILABLE) like LeaderFollower; make_call must send
+    the same client ids every time. Returns (result, target)."""
+    import time
+
+    targets = list(dict.fromkeys(targets))
+    target, pause = targets[0], LEADER_RETRY_PAUSE_S
+    unreachable: set[str] = set()
+    for attempt in range(attempts_max + 1):
+        try:
+            return make_call(target), target
+        except grpc.RpcError as e:
+            if attempt == attempts_max or e.code() != grpc.StatusCode.UNAVAILABLE:
+                raise
+            named = leader_of_error(e)
+            if named is None:
+                unreachable.add(target)
+            if named and named not in unreachable:
+                if named not in targets:
+                    targets.append(named)
+                target = named
+            else:
+                time.sleep(pause)
+                pause = min(2 * pause, LEADER_RETRY_PAUSE_MAX_S)
+                target = targets[(targets.index(target) + 1) % len(targets)]
+    raise AssertionError("unreachable")
+
+
+def split_targets(target: str) -> list[str]:
+    """`--target a:7000,b:7000,c:7000`: the nodes of a pair or trio, any of them first."""
+    return [t.strip() for t in target.split(",") if t.strip()]
+
+
+async def resolve_leader(follower: LeaderFollower, token: str) -> str:
+    """The leader's address, found without writing anything: a Swipe of 0 fen is refused
+    by the leader's engine (AMOUNT_NOT_POSITIVE, which applies nothing and claims no id)
+    but by a standby first, with NOT_LEADER, which the follower follows. For streams,
+    which cannot be re-sent halfway, opened once on the leader."""
+    import os
+
+    from server.mms_pb import pos_pb2
+
+    try:
+        await follower.call("pos", "Swipe", pos_pb2.SwipeRequest(
+            client_id=os.urandom(16), card_no=0, amount_fen=0), metadata=auth(token), timeout=30)
+    except grpc.RpcError as e:
+        if e.code() == grpc.StatusCode.UNAVAILABLE:
+            raise
+    return follower.target
+
+
+class SyncFollowingStub:
+    """The blocking counterpart of FollowingStub (for `mms replay`): each call goes to the
+    leader through sync_call_following_leader. A streamed request (an iterator of
+    messages) is kept as a list so that a retry sends the same messages, ids and all."""
+
+    def __init__(self, targets: list[str], service: str = "pos",
+                 ca_file: str | None = None) -> None:
+        self.targets = list(targets)
+        self.service = service
+        self.ca_file = ca_file
+        self._channels: dict[str, grpc.Channel] = {}
+        self.target = self.targets[0]
+
+    def _stub(self, target: str):
+        ch = self._channels.get(target)
+        if ch is None:
+            if self.ca_file:
+                with open(self.ca_file, "rb") as f:
+                    creds = grpc.ssl_channel_credentials(f.read())
+                ch = grpc.secure_channel(target, creds, options=CHANNEL_OPTIONS)
+            else:
+                ch = grpc.insecure_channel(target, options=CHANNEL_OPTIONS)
+            self._channels[target] = ch
+        return dict(zip(("pos", "admin"), stubs(ch), strict=True))[self.service]
+
+    def __getattr__(self, method: str):
+        from google.protobuf.message import Message
+
+        def call(request, **kw):
+            messages = request if isinstance(request, Message) else list(request)
+
+            def once(target: str):
+                body = messages if isinstance(messages, Message) else iter(messages)
+                return getattr(self._stub(target), method)(body, **kw)
+
+            out, self.target = sync_call_following_leader([self.target, *self.targets], once)
+            return out
+
+        return call
+
+    def close(self) -> None:
+        for ch in self._channels.values():
+            ch.close()
+        self._channels.clear()

@@ -103,6 +103,12 @@ def _cmd_bench_grpc(args) -> int:
     return main_grpc(args)
 
 
+def _cmd_cluster_demo(args) -> int:
+    from server.tools.cluster import main_cluster_demo
+
+    return main_cluster_demo(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mms", description="Membership and stored-value core.")
     p.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
@@ -149,7 +155,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("replay", help="replay a recharge CSV through BulkRecharge")
     r.add_argument("file", help="CSV with columns client_id,card_no,amount_fen")
-    r.add_argument("--target", required=True, help="server HOST:PORT")
+    r.add_argument("--target", required=True,
+                   help="server HOST:PORT, or every node of a pair/trio, comma-separated")
     r.add_argument("--token", default=os.environ.get("MMS_TOKEN"),
                    help="terminal token (default: $MMS_TOKEN)")
     r.add_argument("--ca", help="CA certificate for a TLS server")
@@ -180,10 +187,18 @@ def build_parser() -> argparse.ArgumentParser:
                     help="unary only: also drive a no-op grpc.aio server on the same stubs with "
                          "the same client; report ceiling_per_s and ratio")
     bg.add_argument("--cards", type=whole, default=10_000)
-    bg.add_argument("--target", help="an existing server (needs --token and cards)")
+    bg.add_argument("--target", help="an existing server (needs --token and cards), or every "
+                                     "node of a pair/trio, comma-separated")
     bg.add_argument("--token", default=os.environ.get("MMS_TOKEN"))
     bg.add_argument("--json", action="store_true")
     bg.set_defaults(func=_cmd_bench_grpc)
+
+    cl = sub.add_parser("cluster", help="a loopback cluster: etcd and three mms nodes")
+    clsub = cl.add_subparsers(dest="cluster_command", required=True)
+    cd = clsub.add_parser("demo", help="start etcd, a primary and two standbys; kill the "
+                                       "primary and show the takeover")
+    cd.add_argument("--lease-ttl-s", type=whole, default=2)
+    cd.set_defaults(func=_cmd_cluster_demo)
 
     k = sub.add_parser("backup", help="copy a data directory consistently, also while it serves")
     k.add_argument("--data", required=True, help="the data directory (live or not)")

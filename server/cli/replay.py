@@ -37,8 +37,8 @@ from dataclasses import asdict, dataclass, field
 import grpc
 
 from core.records import is_ascii_digits
-from server.client import CHANNEL_OPTIONS, auth
-from server.mms_pb import pos_pb2, pos_pb2_grpc, types_pb2
+from server.client import SyncFollowingStub, auth, split_targets
+from server.mms_pb import pos_pb2, types_pb2
 
 CHUNK_ROWS_MAX = 4096
 CARD_NO_MAX = 2**64 - 1
@@ -211,19 +211,18 @@ def main_replay(args) -> int:
     if not args.token:
         print("mms replay: --token (or $MMS_TOKEN) is required", file=sys.stderr)
         return 2
-    if args.ca:
-        with open(args.ca, "rb") as f:
-            channel = grpc.secure_channel(args.target, grpc.ssl_channel_credentials(f.read()),
-                                          options=CHANNEL_OPTIONS)
-    else:
-        channel = grpc.insecure_channel(args.target, options=CHANNEL_OPTIONS)
-    with channel:
+    # --target may name every node of a pair or trio: each call goes to the leader, and a
+    # call refused with NOT_LEADER is sent again, same rows and ids, to the node it names.
+    stub = SyncFollowingStub(split_targets(args.target), "pos", args.ca)
+    try:
         try:
-            prog, bad = replay(args.file, pos_pb2_grpc.PosServiceStub(channel), args.token,
+            prog, bad = replay(args.file, stub, args.token,
                                namespace=args.namespace, chunk_rows=args.chunk_rows,
                                call_rows=args.call_rows, restart=args.restart)
         except grpc.RpcError as e:
             print(f"\nmms replay: {e.code().name}: {e.details()} "
                   "(progress is saved; run again to resume)", file=sys.stderr)
             return 1
+    finally:
+        stub.close()
     return 3 if (bad or prog.rejected) else 0

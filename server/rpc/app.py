@@ -79,7 +79,8 @@ class MmsServer:
     def __init__(self, engine, registry: Registry, metrics: Metrics, *,
                  listen: str = "127.0.0.1:0", metrics_listen: str | None = "127.0.0.1:0",
                  tls: TlsConfig | None = None, inflight_ops_max: int = INFLIGHT_OPS_MAX,
-                 chain=None, members=None, bootstrap_token: str | None = None) -> None:
+                 chain=None, members=None, bootstrap_token: str | None = None,
+                 role=None) -> None:
         """chain (core.domain.chain.Chain) and members (core.domain.members.MemberStore) turn on the
         operator side of AdminService and the chain's terminal tokens; without them
         only the file registry's terminals work, as before. bootstrap_token is the
@@ -102,6 +103,8 @@ class MmsServer:
         self.health = health.aio.HealthServicer()
         self.server: grpc.aio.Server | None = None
         self.admin = None  # the AdminService, once started
+        # The node's role (server/rpc/role.py): writes only on the leader; None = single.
+        self.role = role
 
     def is_ready(self) -> bool:
         return self._ready
@@ -115,10 +118,11 @@ class MmsServer:
 
         # Every service registers through the guard, which decodes requests itself.
         guarded = GuardedServer(self.server, RequestGuard(self.metrics, frozenset({POS, ADMIN, REPORT})))
-        pos_pb2_grpc.add_PosServiceServicer_to_server(
-            PosService(self.bridge, terminals, self.metrics, chain=self.chain), guarded)
+        pos = PosService(self.bridge, terminals, self.metrics, chain=self.chain)
+        pos_pb2_grpc.add_PosServiceServicer_to_server(pos, guarded)
         self.admin = AdminService(self.bridge, self.registry, self.metrics, chain=self.chain,
                                   members=self.members, bootstrap_token=self.bootstrap_token)
+        pos.role = self.admin.role = self.role  # rpc_method checks it on every write
         admin_pb2_grpc.add_AdminServiceServicer_to_server(self.admin, guarded)
         from server.rpc.report import ReportService
         report_pb2_grpc.add_ReportServiceServicer_to_server(ReportService(self.admin), guarded)

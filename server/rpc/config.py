@@ -20,6 +20,13 @@
     [chain]                            # optional: core.domain.chain.ChainConfig fields
     session_ttl_s = 43200
 
+    [ha]                               # optional: leadership in etcd (server/rpc/leader.py)
+    etcd = ["10.0.0.1:2379", "10.0.0.2:2379", "10.0.0.3:2379"]
+    name = "node-a"                    # unique in the cluster
+    advertise = "10.0.0.11:7000"       # where clients reach this node (default: --listen)
+    cluster = "mms"                    # the etcd key prefix /mms/<cluster>/
+    lease_ttl_s = 10
+
 Operators and the chain's terminals live in the data directory (core/domain/chain.py); a
 terminals file is still read when given, so both kinds of terminal token work.
 """
@@ -40,6 +47,7 @@ from server.rpc.constants import INFLIGHT_OPS_MAX, SHUTDOWN_GRACE_SECONDS
 
 KNOWN_KEYS = {"listen", "metrics", "terminals_file", "inflight_ops_max", "shutdown_grace_s",
               "tls", "engine", "rules", "data", "chain"}
+KNOWN_KEYS |= {"ha"}  # [ha]: leadership in etcd (server/rpc/leader.py, HaConfig)
 
 
 @dataclass
@@ -54,6 +62,7 @@ class ServeConfig:
     engine: EngineConfig = field(default_factory=EngineConfig)
     rules: dict | None = None
     chain: dict = field(default_factory=dict)
+    ha: dict | None = None
 
 
 def load(path: str) -> ServeConfig:
@@ -79,4 +88,5 @@ def load(path: str) -> ServeConfig:
         tls=tls, engine=EngineConfig.from_mapping(dict(doc.get("engine", {})), source=f"{path} [engine]"),
         rules=doc.get("rules"),
         chain=dict(doc.get("chain", {})),
+        ha=dict(doc["ha"]) if "ha" in doc else None,
     )

@@ -12,6 +12,7 @@ import grpc
 
 from server.rpc.errors import RpcFailure
 from server.rpc.guard import takes_client_ids
+from server.rpc.role import is_mutating
 
 log = logging.getLogger("mms.server")
 
@@ -45,6 +46,16 @@ def rpc_method(service: str, method: str, grpc_type: str):
                             "whether the ops applied" if takes_client_ids(service, method)
                             else "internal error; the call may be retried")
 
+        # A write goes to the leader only (server/rpc/role.py): checked before the handler
+        # runs and again before its answer leaves, so a node whose lease may have run out
+        # meanwhile answers NOT_LEADER (the client retries with the same ids) and never OK.
+        writes = is_mutating(service, method)
+
+        def leading(self) -> None:
+            role = getattr(self, "role", None)
+            if writes and role is not None:
+                role.check_writable()
+
         def internal(e: Exception) -> RpcFailure:
             log.error("%s/%s failed", service, method, exc_info=e)
             return RpcFailure(grpc.StatusCode.INTERNAL, "INTERNAL", internal_message)
@@ -55,7 +66,9 @@ def rpc_method(service: str, method: str, grpc_type: str):
                 self.metrics.started_child(grpc_type, service, method).inc()
                 start = time.perf_counter()
                 try:
+                    leading(self)
                     async for item in fn(self, request, context):
+                        leading(self)
                         yield item
                 except (asyncio.CancelledError, grpc.aio.AbortError) as e:
                     finish(self, context, start, e)
@@ -73,7 +86,9 @@ def rpc_method(service: str, method: str, grpc_type: str):
                 self.metrics.started_child(grpc_type, service, method).inc()
                 start = time.perf_counter()
                 try:
+                    leading(self)
                     out = await fn(self, request, context)
+                    leading(self)
                 except (asyncio.CancelledError, grpc.aio.AbortError) as e:
                     finish(self, context, start, e)
                     raise

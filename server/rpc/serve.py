@@ -53,11 +53,32 @@ async def serve(data: str, cfg: ServeConfig, *, out=sys.stdout, started=None) ->
         members = MemberStore(engine)
         registry = Registry.from_file(cfg.terminals_file) if cfg.terminals_file else Registry([])
         token = bootstrap_token(data, chain)
+        role = leadership = None
+        if cfg.ha is not None:
+            from server.rpc.leader import HaConfig, Leadership, NodeAdapter
+            from server.rpc.role import NodeRole
+
+            ha = HaConfig.from_dict(cfg.ha)
+            if not ha.advertise and (cfg.listen or "127.0.0.1:7000").rpartition(":")[0] in (
+                    "", "0.0.0.0", "[::]", "::"):
+                raise ValueError("[ha] advertise = HOST:PORT is required when the server "
+                                 "listens on all interfaces: clients are sent there")
+            role = NodeRole(ha.name, ha.advertise, margin_s=ha.margin_s)
+
+            def on_event(kind: str, detail: str) -> None:
+                # Tools and tests wait on these lines (server/tools/cluster.py).
+                print(f"mms: leadership: {kind} {detail}", file=out, flush=True)
+
+            leadership = Leadership(ha, role, NodeAdapter(engine), on_event=on_event)
         srv = MmsServer(engine, registry, metrics, listen=cfg.listen or "127.0.0.1:7000",
                         metrics_listen=cfg.metrics, tls=cfg.tls,
                         inflight_ops_max=cfg.inflight_ops_max, chain=chain, members=members,
-                        bootstrap_token=token)
+                        bootstrap_token=token, role=role)
         await srv.start()
+        if leadership is not None:
+            if not role.address:  # the listen host (checked above) and the bound port
+                role.address = f"{(cfg.listen or '127.0.0.1:7000').rpartition(':')[0]}:{srv.port}"
+            await leadership.start()
         st = engine.stats()
         # Tools and tests read this line too: how much journal this start replayed.
         print(f"mms: recovered {st['recovered_records']} journal records; checkpoint at seq "
@@ -88,6 +109,8 @@ async def serve(data: str, cfg: ServeConfig, *, out=sys.stdout, started=None) ->
         await stop.wait()
         print("mms: stopping: draining in-flight calls", file=out, flush=True)
         await srv.stop(cfg.shutdown_grace_s)
+        if leadership is not None:
+            await leadership.stop()  # resign: another node may win without waiting the TTL
     finally:
         engine.close()
     print("mms: stopped; every accepted op is committed", file=out, flush=True)

@@ -35,7 +35,15 @@ import grpc
 import numpy as np
 
 from core.records import new_client_id, new_client_ids
-from server.client import aio_channel, auth, stubs
+from server.client import (
+    FollowingStub,
+    LeaderFollower,
+    aio_channel,
+    auth,
+    resolve_leader,
+    split_targets,
+    stubs,
+)
 from server.mms_pb import pos_pb2, types_pb2
 from server.tools import loadgen
 from server.tools.launch import ChildServer, TerminalSpec, issue_and_fund
@@ -148,15 +156,22 @@ async def run_load(target: str, token: str, cards: np.ndarray, *, streams: int, 
                    batch: int, unary: bool, rate: float = 0.0) -> dict:
     rec = Recorder()
     rng = np.random.default_rng(7)
+    # `--target` may name every node of a pair or trio: streams open on the leader, and
+    # unary calls follow NOT_LEADER (same client id) if the leader moves during the run.
+    targets = split_targets(target)
+    follower = LeaderFollower(targets)
+    target = await resolve_leader(follower, token)
     # One channel per stream: one HTTP/2 connection each, as separate tills would have.
     channels = [aio_channel(target) for _ in range(max(1, streams))]
+    tills: list[LeaderFollower] = []
     try:
         start = time.monotonic()
         deadline = start + seconds
         if unary:
             interval = streams / rate if rate > 0 else 0.0
-            jobs = [_unary_worker(stubs(ch)[0], token, cards, deadline, rec, rng, interval)
-                    for ch in channels]
+            tills = [LeaderFollower([target, *targets]) for _ in channels]
+            jobs = [_unary_worker(FollowingStub(f, "pos"), token, cards, deadline, rec, rng,
+                                  interval) for f in tills]
         else:
             jobs = [_stream_worker(stubs(ch)[0], token, cards, batch, deadline, rec, rng)
                     for ch in channels]
@@ -165,6 +180,8 @@ async def run_load(target: str, token: str, cards: np.ndarray, *, streams: int, 
     finally:
         for ch in channels:
             await ch.close()
+        for f in (follower, *tills):
+            await f.close()
     out = rec.summary(elapsed, "unary" if unary else "stream", streams, batch)
     if unary and rate:
         out["offered_per_s"] = rate

@@ -1,0 +1,496 @@
+"""Leadership in etcd: a lease-backed leader key, its keepalive, the campaign, the watch
+of the leader key, and the epoch counter bumped at every promotion.
+
+Keys, under `/mms/<cluster>/`:
+
+- `leader`: JSON {"name", "address", "epoch"}, put with this node's lease, so it goes
+  when the lease does (the holder died, paused or lost etcd for longer than the TTL).
+- `epoch`: the last epoch handed out, a decimal integer; never goes down.
+
+A campaign is one etcd transaction: if `leader` does not exist and `epoch` is still at
+the mod revision just read, put `leader` (with our lease) and `epoch` = read + 1. So a
+win and its epoch bump are one atomic step: two nodes can never hold the same epoch, and
+every promotion gets a larger one than any before it (compare-and-swap on the counter).
+
+Fencing: the ack gate (`NodeRole.may_acknowledge`) is open only until
+`sent_at + TTL - margin`, sent_at being the monotonic time *before* the keepalive (or
+grant) request whose answer renewed the lease. etcd counts the TTL from when it handled
+that request, which is later, so by this node's clock the lease is held at least until
+sent_at + TTL; a new leader can be elected only after that. The margin (a quarter of the
+TTL, LEASE_MARGIN_FRACTION) covers clock-rate drift between hosts (parts per million),
+the time between the gate check and the answer leaving the socket, and scheduling delays.
+Keepalives go every TTL/3 (LEASE_KEEPALIVE_FRACTION): two may be lost before the gate
+closes.
+
+What a node does with leadership is the node adapter's (`NodeAdapter`): promote a
+standby at a new epoch, turn an old primary into a standby of the new leader. Without
+replication (the pieces of issue 14 items 1-2), the adapter keeps the node's own engine
+and only the role changes; see the adapter for what is wired where.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from server.rpc.role import PRIMARY, STANDBY, Leader, NodeRole
+
+log = logging.getLogger("mms.leader")
+
+# The lease's TTL by default (operators set [ha] lease_ttl_s; tests use 2 s).
+LEASE_TTL_S_DEFAULT = 10
+# etcd's own floor for a lease (about 1.5 x its election timeout); below it, etcd grants more.
+LEASE_TTL_S_MIN = 2
+LEASE_TTL_S_MAX = 300
+# The gate closes this fraction of the TTL before the lease can have expired.
+LEASE_MARGIN_FRACTION = 0.25
+# A keepalive every this fraction of the TTL: two can fail before the gate closes.
+LEASE_KEEPALIVE_FRACTION = 1 / 3
+# One etcd call may take at most this fraction of the TTL before the next endpoint is
+# tried: a call slower than that could not renew the lease in time anyway.
+ETCD_CALL_FRACTION = 0.25
+# A standby re-reads the leader key at least this often (besides watching it).
+LEADER_POLL_FRACTION = 0.25
+# Pause after a failed round (etcd unreachable) before the next; bounded below the TTL.
+RETRY_PAUSE_FRACTION = 0.25
+ETCD_ENDPOINTS_MAX = 16
+
+
+class EtcdUnavailable(Exception):
+    """No etcd endpoint answered within the call bound."""
+
+
+@dataclass
+class HaConfig:
+    """`[ha]` of the server's config: where etcd is and who this node is."""
+    etcd: list[str]
+    name: str
+    advertise: str = ""
+    cluster: str = "mms"
+    lease_ttl_s: int = LEASE_TTL_S_DEFAULT
+
+    @classmethod
+    def from_dict(cls, d: dict) -> HaConfig:
+        known = {"etcd", "name", "advertise", "cluster", "lease_ttl_s"}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"[ha]: unknown keys {sorted(unknown)}")
+        cfg = cls(etcd=[str(e) for e in d.get("etcd", [])], name=str(d.get("name", "")),
+                  advertise=str(d.get("advertise", "")), cluster=str(d.get("cluster", "mms")),
+                  lease_ttl_s=int(d.get("lease_ttl_s", LEASE_TTL_S_DEFAULT)))
+        cfg.validate()
+        return cfg
+
+    def validate(self) -> None:
+        if not 1 <= len(self.etcd) <= ETCD_ENDPOINTS_MAX:
+            raise ValueError(f"[ha] etcd: 1..{ETCD_ENDPOINTS_MAX} HOST:PORT endpoints")
+        if not self.name or "/" in self.name:
+            raise ValueError("[ha] name: a non-empty node name without '/'")
+        if not LEASE_TTL_S_MIN <= self.lease_ttl_s <= LEASE_TTL_S_MAX:
+            raise ValueError(f"[ha] lease_ttl_s: {LEASE_TTL_S_MIN}..{LEASE_TTL_S_MAX}")
+        if not self.cluster or "/" in self.cluster:
+            raise ValueError("[ha] cluster: a non-empty name without '/'")
+
+    @property
+    def prefix(self) -> bytes:
+        return f"/mms/{self.cluster}/".encode()
+
+    @property
+    def margin_s(self) -> float:
+        return self.lease_ttl_s * LEASE_MARGIN_FRACTION
+
+
+def leader_key(prefix: bytes) -> bytes:
+    return prefix + b"leader"
+
+
+def epoch_key(prefix: bytes) -> bytes:
+    return prefix + b"epoch"
+
+
+def parse_leader(value: bytes) -> Leader | None:
+    try:
+        d = json.loads(value)
+        return Leader(str(d["name"]), str(d["address"]), int(d["epoch"]))
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+class Etcd:
+    """aetcd clients over a list of endpoints: a call that fails or takes longer than
+    call_timeout_s is tried on the next endpoint, each endpoint at most once per call."""
+
+    def __init__(self, endpoints: list[str], call_timeout_s: float) -> None:
+        try:
+            import aetcd  # the `ha` extra; imported here so that a single server needs none
+        except ImportError as e:
+            raise RuntimeError("[ha] needs the etcd client: pip install 'mms[ha]' "
+                               "(aetcd)") from e
+
+        self._aetcd = aetcd
+        self.client_error = aetcd.exceptions.ClientError
+        self.endpoints = list(endpoints)
+        self.call_timeout_s = call_timeout_s
+        self._i = 0
+        self._client: Any = None
+
+    async def _connected(self):
+        if self._client is None:
+            host, _, port = self.endpoints[self._i].rpartition(":")
+            self._client = self._aetcd.Client(host=host or "127.0.0.1", port=int(port),
+                                              timeout=self.call_timeout_s)
+            await asyncio.wait_for(self._client.connect(), self.call_timeout_s)
+        return self._client
+
+    async def _drop(self) -> None:
+        client, self._client = self._client, None
+        self._i = (self._i + 1) % len(self.endpoints)
+        if client is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(client.close(), self.call_timeout_s)
+
+    async def call(self, fn: Callable[[Any], Awaitable[Any]]) -> Any:
+        last: BaseException | None = None
+        for _ in range(len(self.endpoints)):
+            try:
+                client = await self._connected()
+                return await asyncio.wait_for(fn(client), self.call_timeout_s)
+            except (asyncio.TimeoutError, self._aetcd.exceptions.ClientError, OSError) as e:
+                last = e
+                await self._drop()
+        raise EtcdUnavailable(f"no etcd endpoint of {self.endpoints} answered: {last!r}")
+
+    async def watch_once(self, key: bytes, timeout_s: float, start_revision: int | None) -> None:
+        """Until one event on key or timeout_s; a silent key is no endpoint's fault."""
+        client = await self._connected()
+        with contextlib.suppress(self._aetcd.exceptions.WatchTimeoutError):
+            await asyncio.wait_for(client.watch_once(key, timeout=timeout_s,
+                                                     start_revision=start_revision),
+                                   timeout_s + self.call_timeout_s)
+
+    async def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(client.close(), self.call_timeout_s)
+
+
+class NodeAdapter:
+    """What leadership asks of the node, in one place, so that the replication side
+    (issue 14 items 1-2: `promote(epoch) -> Engine` on a standby,
+    `rejoin_as_standby(primary_addr)` on an old primary, `Engine.set_ack_gate(fn)`) plugs
+    in here and nowhere else.
+
+    `replica` is the node's replication object when it has one (anything with `promote`
+    and `rejoin_as_standby`); without it the node keeps its own engine and only its role
+    changes (every call is still recorded in `calls`, and logged). `on_engine` is called
+    with the engine a promotion returns, for the server to serve from it."""
+
+    def __init__(self, engine=None, replica=None,
+                 on_engine: Callable[[Any], None] | None = None) -> None:
+        self.engine = engine
+        self.replica = replica
+        self.on_engine = on_engine
+        self.gate: Callable[[], bool] | None = None
+        self.calls: list[tuple[str, Any]] = []
+
+    def install_gate(self, gate: Callable[[], bool]) -> bool:
+        """Hand the ack gate to the engine's committer; False when the engine has no
+        set_ack_gate (then only the RPC layer's checks hold acks back)."""
+        self.calls.append(("install_gate", None))
+        self.gate = gate
+        setter = getattr(self.engine, "set_ack_gate", None)
+        if setter is None:
+            log.warning("the engine has no set_ack_gate: acks are fenced at the RPC layer only")
+            return False
+        setter(gate)
+        return True
+
+    async def promote(self, epoch: int) -> None:
+        self.calls.append(("promote", epoch))
+        promote = getattr(self.replica, "promote", None)
+        if promote is None:
+            log.info("promoted at epoch %d (no replication: serving this node's own engine)",
+                     epoch)
+            return
+        engine = await asyncio.to_thread(promote, epoch)
+        self.engine = engine
+        if self.gate is not None:  # the promoted engine acknowledges through the gate too
+            self.install_gate(self.gate)
+        if self.on_engine is not None:
+            self.on_engine(engine)
+
+    async def step_down(self, leader: Leader | None) -> None:
+        """This node led and lost its lease: follow the new leader once it is known."""
+        self.calls.append(("step_down", None if leader is None else leader.address))
+
+    async def follow(self, leader: Leader) -> None:
+        """A leader is known: a standby (or an old primary) follows it."""
+        self.calls.append(("follow", leader.address))
+        rejoin = getattr(self.replica, "rejoin_as_standby", None)
+        if rejoin is not None:
+            await asyncio.to_thread(rejoin, leader.address)
+
+
+class Leadership:
+    """The leadership task of one node: holds a lease, campaigns when there is no
+    leader, keeps the role current, and fences itself when its lease may be gone.
+
+    `events` (a list of (kind, detail)) records what happened, in order, for the log
+    lines that tools and tests wait on."""
+
+    def __init__(self, cfg: HaConfig, role: NodeRole, node: NodeAdapter, *,
+                 etcd: Etcd | None = None, clock: Callable[[], float] = time.monotonic,
+                 on_event: Callable[[str, str], None] | None = None) -> None:
+        self.cfg = cfg
+        self.role = role
+        self.node = node
+        self.ttl_s = float(cfg.lease_ttl_s)
+        self.etcd = etcd or Etcd(cfg.etcd, self.ttl_s * ETCD_CALL_FRACTION)
+        self.clock = clock
+        self.on_event = on_event
+        self.prefix = cfg.prefix
+        self.lease_id: int | None = None
+        self._lease_sent_at = 0.0
+        self._lease_ttl = 0.0
+        self._stop = asyncio.Event()
+        self._lease_lost = asyncio.Event()
+        self._tasks: list[asyncio.Task] = []
+        self._followed: str | None = None
+        # When the last campaign's transaction was sent (monotonic): a win happened later.
+        self.campaign_sent_at = 0.0
+
+    # --- life cycle -----------------------------------------------------------------
+
+    async def start(self) -> None:
+        self.node.install_gate(self.role.may_acknowledge)
+        self._tasks = [asyncio.create_task(self._run(), name="mms-leadership")]
+
+    async def stop(self) -> None:
+        """Resign: stop campaigning, delete our leader key and revoke the lease so that
+        another node may win at once (a clean shutdown need not wait for the TTL)."""
+        self._stop.set()
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+        if self.role.state == PRIMARY:
+            self.role.fence()
+        if self.lease_id is not None:
+            lease_id, self.lease_id = self.lease_id, None
+            try:
+                await self.etcd.call(lambda c: c.revoke_lease(lease_id))
+                self._event("resigned", "lease revoked: the leader key went with it")
+            except Exception as e:
+                log.warning("could not revoke the lease (%s); it expires by itself", e)
+        await self.etcd.close()
+
+    def _event(self, kind: str, detail: str) -> None:
+        log.info("leadership: %s %s", kind, detail)
+        if self.on_event is not None:
+            self.on_event(kind, detail)
+
+    # --- the lease ------------------------------------------------------------------
+
+    async def _grant(self) -> None:
+        sent_at = self.clock()
+        lease = await self.etcd.call(lambda c: c.lease(int(self.ttl_s)))
+        self.lease_id, self._lease_sent_at, self._lease_ttl = lease.id, sent_at, float(lease.ttl)
+        self._lease_lost.clear()
+        self.role.lease_renewed(sent_at, float(lease.ttl))
+
+    async def _keepalive(self) -> None:
+        """Renew the lease every TTL/3; when etcd says it is gone, fence."""
+        period = self.ttl_s * LEASE_KEEPALIVE_FRACTION
+        while not self._stop.is_set():
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._lease_lost.wait(), period)
+                return
+            lease_id = self.lease_id
+            if lease_id is None:
+                return
+            sent_at = self.clock()
+
+            async def refresh(c, i=lease_id):
+                try:
+                    return await c.refresh_lease(i)
+                except self.etcd.client_error as e:
+                    if "not found" in str(e):
+                        return None  # etcd expired it: an answer, not an outage
+                    raise
+
+            try:
+                reply = await self.etcd.call(refresh)
+            except EtcdUnavailable as e:
+                log.warning("lease keepalive failed (%s); the gate closes %.2f s from now "
+                            "unless a keepalive succeeds", e, self.role.lease_time_left_s())
+                if self.clock() > self._lease_sent_at + self._lease_ttl:
+                    self._lease_gone("etcd unreachable for longer than the lease's TTL")
+                    return
+                continue
+            if reply is None or reply.TTL <= 0:
+                self._lease_gone("etcd expired the lease")
+                return
+            self._lease_sent_at, self._lease_ttl = sent_at, float(reply.TTL)
+            self.role.lease_renewed(sent_at, float(reply.TTL))
+
+    def _lease_gone(self, why: str) -> None:
+        self.lease_id = None
+        self._lease_lost.set()
+        if self.role.state == PRIMARY:
+            self._fence(why)
+
+    def _fence(self, why: str) -> None:
+        # The gate shut at ack_until already (by the clock); fencing makes it final. The
+        # monotonic times in these lines are comparable across processes of one host.
+        closed_at = min(self.role.ack_until, self.clock())
+        self.role.fence()
+        self._event("fenced", f"gate_closed_at={closed_at:.6f} now={self.clock():.6f} ({why})")
+
+    # --- the main loop ----------------------------------------------------------------
+
+    async def _run(self) -> None:
+        pause = self.ttl_s * RETRY_PAUSE_FRACTION
+        keepalive: asyncio.Task | None = None
+        try:
+            while not self._stop.is_set():
+                try:
+                    if self.lease_id is None:
+                        if keepalive is not None:
+                            keepalive.cancel()
+                            with contextlib.suppress(asyncio.CancelledError, Exception):
+                                await keepalive
+                        await self._grant()
+                        keepalive = asyncio.create_task(self._keepalive(),
+                                                        name="mms-lease-keepalive")
+                    if self.role.state == PRIMARY:
+                        await self._hold()
+                    else:
+                        await self._follow_or_campaign()
+                except Exception as e:  # etcd down, or a promotion that failed: try again
+                    if isinstance(e, EtcdUnavailable):
+                        log.warning("leadership: %s", e)
+                    else:
+                        log.error("leadership: round failed", exc_info=e)
+                    if self.role.state == PRIMARY and not self.role.may_acknowledge():
+                        self._lease_gone("etcd unreachable; the lease may have expired")
+                    with contextlib.suppress(asyncio.TimeoutError):
+                        await asyncio.wait_for(self._stop.wait(), pause)
+        finally:
+            if keepalive is not None:
+                keepalive.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await keepalive
+
+    async def _read_leader(self) -> tuple[Leader | None, int, int]:
+        """The leader key's value (None if absent), the store's revision, and the id of
+        the lease the key is bound to."""
+        key = leader_key(self.prefix)
+        got = await self.etcd.call(lambda c: c.get(key))
+        if got is None:
+            return None, 0, 0
+        return parse_leader(got.value), int(got.header.revision), int(got.lease)
+
+    async def campaign(self) -> int | None:
+        """One try at the leader key: the new epoch if we won, None if someone leads."""
+        from aetcd import transactions as tx
+
+        lkey, ekey = leader_key(self.prefix), epoch_key(self.prefix)
+        got = await self.etcd.call(lambda c: c.get(ekey))
+        current = int(got.value) if got is not None else 0
+        mod = int(got.mod_revision) if got is not None else 0
+        epoch = current + 1
+        value = json.dumps({"name": self.cfg.name, "address": self.role.address,
+                            "epoch": epoch}).encode()
+        lease_id = self.lease_id
+        if lease_id is None:
+            return None
+
+        async def txn(c):
+            return await c.transaction(
+                compare=[c.transactions.create(lkey) == 0, c.transactions.mod(ekey) == mod],
+                success=[tx.Put(lkey, value, lease=lease_id), tx.Put(ekey, str(epoch).encode())],
+                failure=[])
+
+        self.campaign_sent_at = self.clock()
+        won, _ = await self.etcd.call(txn)
+        return epoch if won else None
+
+    async def _take_office(self, epoch: int) -> None:
+        # Writable only once the node is promoted (a standby first applies all it has);
+        # meanwhile it names no leader, so clients pause and try again.
+        self.role.become_standby(None)
+        await self.node.promote(epoch)
+        if self.lease_id is None:
+            return  # the lease went while promoting: campaign again
+        self.role.become_primary(epoch, self._lease_sent_at, self._lease_ttl)
+        self._followed = None
+        self._event("leader", f"epoch={epoch} address={self.role.address} "
+                              f"won_after={self.campaign_sent_at:.6f}")
+
+    async def _follow_or_campaign(self) -> None:
+        leader, revision, lease = await self._read_leader()
+        if leader is None:
+            epoch = await self.campaign()
+            if epoch is not None:
+                await self._take_office(epoch)
+            return  # if someone else won between the read and the transaction: follow
+        if leader.name == self.cfg.name:
+            if lease == self.lease_id and lease:
+                # Our campaign did win, though its answer was lost (a call timed out and
+                # its retry found the key taken): the key and its epoch are ours.
+                await self._take_office(leader.epoch)
+                return
+            # Our own key from a lease of ours that is gone: it expires with it.
+            await self._wait_leader_change(revision)
+            return
+        was_primary = self.role.state != STANDBY
+        self.role.become_standby(leader)
+        if was_primary:
+            await self.node.step_down(leader)
+        if self._followed != leader.address:
+            self._followed = leader.address
+            self._event("standby", f"leader={leader.name} address={leader.address} "
+                                   f"epoch={leader.epoch}")
+            await self.node.follow(leader)
+        await self._wait_leader_change(revision)
+
+    async def _hold(self) -> None:
+        """As primary: watch our leader key; if it changes or goes, or the lease goes,
+        step down."""
+        leader, revision, lease = await self._read_leader()
+        if (leader is None or leader.name != self.cfg.name or self.lease_id is None
+                or lease != self.lease_id):
+            self._fence("the leader key is no longer ours")
+            return
+        await self._wait_leader_change(revision)
+
+    async def _wait_leader_change(self, revision: int) -> None:
+        """Until the leader key changes after revision, the lease goes, or a poll
+        interval passes (the caller reads the key again either way)."""
+        poll = self.ttl_s * LEADER_POLL_FRACTION
+        key = leader_key(self.prefix)
+        lost = asyncio.create_task(self._lease_lost.wait())
+        stop = asyncio.create_task(self._stop.wait())
+
+        async def watched():
+            with contextlib.suppress(Exception):
+                await self.etcd.watch_once(key, poll, revision + 1 if revision else None)
+
+        w = asyncio.create_task(watched())
+        try:
+            await asyncio.wait({lost, stop, w}, timeout=poll * 2,
+                               return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for t in (lost, stop, w):
+                t.cancel()
+            for t in (lost, stop, w):
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await t

@@ -1,0 +1,127 @@
+"""A real three-member etcd and mms nodes with [ha] on loopback, for the leadership and
+failover tests. etcd is Debian's `etcd-server` (/usr/bin/etcd; .ci/run installs it).
+
+The etcd launcher and the node wrapper are server/tools/cluster.py's (`mms cluster demo`
+uses the same ones). Every wait here is on an observable event (a node's log line, a
+call's answer) with a bound, never a fixed sleep.
+
+Until replication (issue 14 items 1-2) is merged, each node serves its own data
+directory; `seed_nodes` gives every node an identical copy of one seeded directory so a
+write that lands on whichever node leads finds the same cards there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+
+import grpc
+import pytest
+
+from server.client import CHANNEL_OPTIONS, auth, error_info
+from server.mms_pb import pos_pb2, pos_pb2_grpc
+from server.tools.cluster import (
+    TAKEOVER_TIMEOUT_S,
+    EtcdCluster,
+    Node,
+    etcd_binary,
+    leader_of,
+    wait_for,
+)
+from server.tools.launch import ChildServer, TerminalSpec, issue_and_fund
+
+LEASE_TTL_S = 2
+TERMINALS = [TerminalSpec(1, 0, "admin"), TerminalSpec(2, 5, "pos")]
+CARDS = list(range(9_000, 9_016))
+FUND_FEN = 100_000
+
+__all__ = ["CARDS", "FUND_FEN", "LEASE_TTL_S", "TAKEOVER_TIMEOUT_S", "TERMINALS", "balance",
+           "etcd_cluster", "leader_of", "not_leader_of", "restart", "seed_nodes", "start_nodes",
+           "wait_for"]
+
+
+def require_etcd() -> None:
+    if etcd_binary() is None:
+        if os.environ.get("CI"):
+            pytest.fail("etcd is missing: .ci/run installs etcd-server")
+        pytest.skip("etcd is not installed (apt-get install etcd-server)")
+
+
+def etcd_cluster(workdir: str, members: int = 3) -> EtcdCluster:
+    require_etcd()
+    os.makedirs(workdir, exist_ok=True)
+    return EtcdCluster(workdir, members).start()
+
+
+def _seed(workdir: str) -> str:
+    """One data directory with CARDS issued and funded (by a server without [ha])."""
+    os.makedirs(workdir, exist_ok=True)
+    child = ChildServer(workdir, TERMINALS).start()
+    try:
+        async def go():
+            from server.client import aio_channel, stubs
+
+            async with aio_channel(child.target) as ch:
+                p, a = stubs(ch)
+                await issue_and_fund(a, p, child.token("admin"), child.token("pos"), CARDS,
+                                     FUND_FEN)
+        asyncio.run(go())
+    finally:
+        assert child.terminate() == 0, "\n".join(child.output)
+    return child.data
+
+
+def seed_nodes(workdir: str, names: list[str]) -> dict[str, str]:
+    """Each name's node directory, holding a copy of one seeded data directory."""
+    data = _seed(os.path.join(workdir, "seed"))
+    out = {}
+    for name in names:
+        d = os.path.join(workdir, name)
+        os.makedirs(d, exist_ok=True)
+        shutil.copytree(data, os.path.join(d, "data"))
+        out[name] = d
+    return out
+
+
+def start_nodes(dirs: dict[str, str], etcd: EtcdCluster, cluster: str) -> list[Node]:
+    nodes = []
+    try:
+        for name, d in dirs.items():
+            nodes.append(Node(d, name, etcd.endpoints, TERMINALS, lease_ttl_s=LEASE_TTL_S,
+                              cluster=cluster).start())
+    except BaseException:
+        for n in nodes:
+            n.stop()
+        raise
+    return nodes
+
+
+def restart(node: Node) -> Node:
+    """The same node (name, port, data directory, config) started again after it died."""
+    return Node(node.workdir, node.name, node.endpoints, node.terminals,
+                lease_ttl_s=node.lease_ttl_s, cluster=node.cluster, port=node.port).start()
+
+
+def not_leader_of(target: str, card_no: int, client_id: bytes) -> tuple[grpc.StatusCode, str,
+                                                                           dict[str, str]]:
+    """A Recharge sent to target: its status code, ErrorInfo reason and metadata."""
+    with grpc.insecure_channel(target, options=CHANNEL_OPTIONS) as ch:
+        stub = pos_pb2_grpc.PosServiceStub(ch)
+        try:
+            stub.Recharge(pos_pb2.RechargeRequest(client_id=client_id, card_no=card_no,
+                                                  amount_fen=100),
+                          metadata=auth(TERMINALS[1].token), timeout=10)
+        except grpc.RpcError as e:
+            reason, meta = error_info(e)
+            return e.code(), reason, meta
+    return grpc.StatusCode.OK, "", {}
+
+
+def balance(target: str, card_no: int) -> int:
+    """A card's balance as the node at target serves it (any node serves reads)."""
+    with grpc.insecure_channel(target, options=CHANNEL_OPTIONS) as ch:
+        stub = pos_pb2_grpc.PosServiceStub(ch)
+        r = stub.GetCard(pos_pb2.GetCardRequest(card_no=card_no),
+                         metadata=auth(TERMINALS[1].token), timeout=10)
+        return int(r.card.principal_fen) + int(r.card.bonus_fen)

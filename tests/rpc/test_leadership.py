@@ -1,0 +1,262 @@
+"""Leadership against a real three-member etcd: the campaign, the epoch counter, the
+lease, resignation and fencing, with fake nodes that record what leadership asks of them
+(promote, rejoin_as_standby, set_ack_gate: the replication side's interface)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import aetcd
+import pytest
+from etcd_harness import LEASE_TTL_S, etcd_cluster
+
+from server.rpc.leader import (
+    ETCD_CALL_FRACTION,
+    Etcd,
+    EtcdUnavailable,
+    HaConfig,
+    Leadership,
+    NodeAdapter,
+    epoch_key,
+    leader_key,
+)
+from server.rpc.role import FENCED, PRIMARY, STANDBY, NodeRole
+
+WAIT_S = 20.0  # far above a takeover (about one lease TTL); a bound, not a timing
+
+
+class FakeEngine:
+    def __init__(self) -> None:
+        self.gate = None
+
+    def set_ack_gate(self, fn) -> None:
+        self.gate = fn
+
+
+class FakeReplica:
+    """What a standby of the replication side offers: promote, rejoin_as_standby."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, object]] = []
+
+    def promote(self, epoch: int):
+        self.calls.append(("promote", epoch))
+        return FakeEngine()
+
+    def rejoin_as_standby(self, primary_addr: str) -> None:
+        self.calls.append(("rejoin_as_standby", primary_addr))
+
+
+class FakeNode:
+    def __init__(self, name: str, endpoints: list[str], cluster: str) -> None:
+        self.name = name
+        self.address = f"127.0.0.1:{10_000 + ord(name)}"
+        self.cfg = HaConfig(etcd=endpoints, name=name, advertise=self.address,
+                            cluster=cluster, lease_ttl_s=LEASE_TTL_S)
+        self.role = NodeRole(name, self.address, margin_s=self.cfg.margin_s)
+        self.engine = FakeEngine()
+        self.replica = FakeReplica()
+        self.served: list[object] = []
+        self.events: list[tuple[str, str]] = []
+        self.leadership = Leadership(
+            self.cfg, self.role, NodeAdapter(self.engine, self.replica, self.served.append),
+            on_event=lambda kind, detail: self.events.append((kind, detail)))
+
+
+async def until(pred, what: str):
+    """Until pred() is truthy, checking after every event-loop turn, within WAIT_S."""
+    async def poll():
+        while not pred():
+            await asyncio.sleep(0.02)
+    try:
+        await asyncio.wait_for(poll(), WAIT_S)
+    except asyncio.TimeoutError:
+        raise AssertionError(f"timed out waiting for {what}") from None
+    return pred()
+
+
+def primaries(nodes: list[FakeNode]) -> list[FakeNode]:
+    return [n for n in nodes if n.role.state == PRIMARY]
+
+
+async def etcd_value(endpoints: list[str], key: bytes):
+    host, _, port = endpoints[0].rpartition(":")
+    async with aetcd.Client(host=host, port=int(port)) as c:
+        got = await c.get(key)
+        return None if got is None else got.value
+
+
+@pytest.fixture(scope="module")
+def etcd(tmp_path_factory):
+    cluster = etcd_cluster(str(tmp_path_factory.mktemp("etcd")))
+    yield cluster
+    cluster.stop()
+
+
+def test_one_winner_epoch_bumped_standbys_follow_and_a_resignation_hands_over(etcd):
+    async def scenario():
+        nodes = [FakeNode(n, etcd.endpoints, "resign") for n in "abc"]
+        for n in nodes:
+            await n.leadership.start()
+        try:
+            await until(lambda: len(primaries(nodes)) == 1
+                        and all(n.role.leader is not None for n in nodes), "one leader")
+            first = primaries(nodes)[0]
+            assert first.role.epoch == 1
+            assert first.replica.calls == [("promote", 1)]
+            assert len(first.served) == 1  # the promoted engine is handed to the server
+            assert first.engine.gate is not None and first.engine.gate()
+            # The engine the promotion returned got the same gate.
+            assert first.served[0].gate is first.engine.gate and first.served[0].gate()
+            others = [n for n in nodes if n is not first]
+            for n in others:
+                assert n.role.state == STANDBY and n.role.leader.address == first.address
+                assert not n.engine.gate()
+                await until(lambda n=n: ("rejoin_as_standby", first.address) in n.replica.calls,
+                            "the standby follows the leader")
+            assert await etcd_value(etcd.endpoints, epoch_key(first.cfg.prefix)) == b"1"
+
+            await first.leadership.stop()  # resign: key deleted, lease revoked
+            assert not first.engine.gate()
+            await until(lambda: len(primaries(others)) == 1, "a new leader")
+            second = primaries(others)[0]
+            assert second.role.epoch == 2 and ("promote", 2) in second.replica.calls
+            third = next(n for n in others if n is not second)
+            await until(lambda: third.role.leader is not None
+                        and third.role.leader.address == second.address, "the new leader known")
+            assert await etcd_value(etcd.endpoints, epoch_key(first.cfg.prefix)) == b"2"
+        finally:
+            for n in nodes:
+                await n.leadership.stop()
+
+    asyncio.run(scenario())
+
+
+def test_a_lost_lease_fences_the_primary_and_the_next_epoch_wins(etcd):
+    """The primary's lease is revoked behind its back: another node wins with the next
+    epoch at once, the primary learns it (the watch on its key, or its next keepalive),
+    fences and becomes the standby of the new leader. A revocation, unlike an expiry,
+    is not covered by the timing of the gate (docs/operating.md): the old primary can
+    still acknowledge until it learns, which is why an operator moves leadership by
+    stopping the primary, never by revoking its lease."""
+    async def scenario():
+        nodes = [FakeNode(n, etcd.endpoints, "lost") for n in "xy"]
+        for n in nodes:
+            await n.leadership.start()
+        try:
+            await until(lambda: len(primaries(nodes)) == 1, "one leader")
+            first = primaries(nodes)[0]
+            other = next(n for n in nodes if n is not first)
+            lease_id, epoch = first.leadership.lease_id, first.role.epoch
+            host, _, port = etcd.endpoints[1].rpartition(":")
+            async with aetcd.Client(host=host, port=int(port)) as c:
+                await c.revoke_lease(lease_id)
+            await until(lambda: other.role.state == PRIMARY, "the other node to win")
+            assert other.role.epoch == epoch + 1
+            await until(lambda: any(kind == "fenced" for kind, _ in first.events),
+                        "the old primary to fence itself")
+            assert not first.engine.gate()
+            await until(lambda: first.role.state == STANDBY
+                        and first.role.leader.address == other.address, "the old primary follows")
+            assert first.role.state != FENCED
+            assert ("rejoin_as_standby", other.address) in first.replica.calls
+            raw = await etcd_value(etcd.endpoints, leader_key(first.cfg.prefix))
+            assert other.name.encode() in raw
+        finally:
+            for n in nodes:
+                await n.leadership.stop()
+
+    asyncio.run(scenario())
+
+
+class PartitionedEtcd(Etcd):
+    """An etcd client that can be cut off: every call fails while `cut` is set."""
+
+    def __init__(self, *a) -> None:
+        super().__init__(*a)
+        self.cut = False
+
+    async def call(self, fn):
+        if self.cut:
+            raise EtcdUnavailable("partitioned (test)")
+        return await super().call(fn)
+
+    async def watch_once(self, key, timeout_s, start_revision):
+        if self.cut:
+            await asyncio.sleep(timeout_s)
+            return
+        await super().watch_once(key, timeout_s, start_revision)
+
+
+def test_a_partitioned_primary_shuts_its_gate_before_another_can_win(etcd):
+    """The primary loses etcd (its keepalives fail): its gate closes by its own clock
+    before the other node's winning campaign is even sent, then it fences itself; once
+    the partition heals it follows the new leader."""
+    async def scenario():
+        nodes = [FakeNode(n, etcd.endpoints, "partition") for n in "pq"]
+        cut = PartitionedEtcd(etcd.endpoints, LEASE_TTL_S * ETCD_CALL_FRACTION)
+        nodes[0].leadership.etcd = cut
+        await nodes[0].leadership.start()
+        await until(lambda: nodes[0].role.state == PRIMARY, "p to lead")
+        await nodes[1].leadership.start()
+        await until(lambda: nodes[1].role.leader is not None, "q to follow")
+        try:
+            first, other = nodes
+            cut.cut = True
+            await until(lambda: other.role.state == PRIMARY, "q to win")
+            # Same process, same monotonic clock: the gate shut before q's campaign left.
+            assert first.role.ack_until < other.leadership.campaign_sent_at
+            assert not first.engine.gate()
+            await until(lambda: any(kind == "fenced" for kind, _ in first.events), "p fenced")
+            cut.cut = False
+            await until(lambda: first.role.state == STANDBY and first.role.leader is not None
+                        and first.role.leader.address == other.address, "p to follow q")
+            assert other.role.epoch == 2
+        finally:
+            for n in nodes:
+                await n.leadership.stop()
+
+    asyncio.run(scenario())
+
+
+def test_simultaneous_campaigns_never_share_an_epoch(etcd):
+    """Five nodes start at once, twice: one leads at a time, and every epoch handed out
+    has at most one holder (stopping a round's nodes one by one may hand out more epochs,
+    to the nodes still running; they count too)."""
+    async def scenario():
+        holders: dict[int, list[str]] = {}
+        for r in range(2):
+            nodes = [FakeNode(chr(ord("k") + i), etcd.endpoints, "race") for i in range(5)]
+            await asyncio.gather(*(n.leadership.start() for n in nodes))
+            try:
+                await until(lambda nodes=nodes: len(primaries(nodes)) == 1
+                            and all(n.role.leader is not None for n in nodes), "one leader")
+                assert len(primaries(nodes)) == 1
+            finally:
+                for n in nodes:
+                    await n.leadership.stop()
+            for n in nodes:
+                for kind, what in n.replica.calls:
+                    if kind == "promote":
+                        holders.setdefault(what, []).append(f"{r}{n.name}")
+        assert all(len(h) == 1 for h in holders.values()), holders
+        counter = await etcd_value(etcd.endpoints, b"/mms/race/epoch")
+        # A node stopped between its winning transaction and its promotion leaves an
+        # epoch unused: epochs only grow, they need not be dense.
+        assert len(holders) >= 2 and min(holders) == 1, holders
+        assert max(holders) <= int(counter), (holders, counter)
+
+    asyncio.run(scenario())
+
+
+def test_serve_refuses_ha_on_all_interfaces_without_advertise(tmp_path):
+    """Clients are sent to the advertised address: 0.0.0.0 is none, so serve refuses."""
+    import io
+
+    from server.rpc.config import ServeConfig
+    from server.rpc.serve import serve
+
+    cfg = ServeConfig(listen="0.0.0.0:0", metrics=None,
+                      ha={"etcd": ["127.0.0.1:1"], "name": "a"})
+    with pytest.raises(ValueError, match="advertise"):
+        asyncio.run(serve(str(tmp_path / "data"), cfg, out=io.StringIO()))
