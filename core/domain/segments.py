@@ -573,11 +573,22 @@ class Segments:
         return res
 
     @staticmethod
+    def _out(res, with_result: bool):
+        """A write's value (the first op's, on a replay), with its AdminResult if asked."""
+        return (res.value, res) if with_result else res.value
+
+    def behaviour_seq(self) -> int:
+        """The journal seq the behaviour tables cover."""
+        store = self.engine.store
+        with store.read() as txn:
+            return covered_seq(store, txn)
+
+    @staticmethod
     def _reject(ctx: AdminContext, e: SegmentError):
         ctx.reject(_REJECT[e.code.value], f"{e.code.value}: {e.message}", reason=e.code.value)
 
     def define(self, name: str, definition: dict, client_id: bytes, *,
-               operator_id: int = 0, store_id: int = 0) -> dict:
+               operator_id: int = 0, store_id: int = 0, with_result: bool = False):
         """Save (create or replace) a segment; returns its record."""
         name = check_name(name)
         d = validate_definition(definition)
@@ -592,9 +603,11 @@ class Segments:
             ctx.detail = {"segment": name, "replaced": old is not None}
             return rec
 
-        return self._submit(client_id, SegmentOp.SEGMENT_PUT, build, operator_id, store_id).value
+        return self._out(self._submit(client_id, SegmentOp.SEGMENT_PUT, build, operator_id,
+                                      store_id), with_result)
 
-    def delete(self, name: str, client_id: bytes, *, operator_id: int = 0, store_id: int = 0) -> bool:
+    def delete(self, name: str, client_id: bytes, *, operator_id: int = 0, store_id: int = 0,
+               with_result: bool = False):
         name = check_name(name)
 
         def build(ctx: AdminContext):
@@ -604,7 +617,8 @@ class Segments:
             ctx.detail = {"segment": name}
             return True
 
-        return bool(self._submit(client_id, SegmentOp.SEGMENT_DELETE, build, operator_id, store_id).value)
+        return self._out(self._submit(client_id, SegmentOp.SEGMENT_DELETE, build, operator_id,
+                                      store_id), with_result)
 
     # --- rule tags ----------------------------------------------------------------------
 
@@ -623,7 +637,7 @@ class Segments:
             return np.frombuffer(bytes(raw), "<u8").astype(np.uint64) if raw else np.zeros(0, np.uint64)
 
     def define_rule_tag(self, name: str, rule: dict, client_id: bytes, *, description: str = "",
-                        operator_id: int = 0, store_id: int = 0) -> dict:
+                        operator_id: int = 0, store_id: int = 0, with_result: bool = False):
         """Save a rule tag (the rule is a segment definition; it may not name rule tags
         or RFM classes, so evaluations do not depend on each other's order)."""
         name = check_name(name, "tag")
@@ -645,10 +659,11 @@ class Segments:
             ctx.detail = {"tag": name, "replaced": old is not None}
             return rec
 
-        return self._submit(client_id, SegmentOp.RULE_TAG_PUT, build, operator_id, store_id).value
+        return self._out(self._submit(client_id, SegmentOp.RULE_TAG_PUT, build, operator_id,
+                                      store_id), with_result)
 
     def delete_rule_tag(self, name: str, client_id: bytes, *, operator_id: int = 0,
-                        store_id: int = 0) -> bool:
+                        store_id: int = 0, with_result: bool = False):
         name = check_name(name, "tag")
 
         def build(ctx: AdminContext):
@@ -660,8 +675,8 @@ class Segments:
             ctx.detail = {"tag": name}
             return True
 
-        return bool(self._submit(client_id, SegmentOp.RULE_TAG_DELETE, build, operator_id,
-                                 store_id).value)
+        return self._out(self._submit(client_id, SegmentOp.RULE_TAG_DELETE, build, operator_id,
+                                      store_id), with_result)
 
     def evaluation_id(self, name: str, today: int | None = None) -> bytes:
         """The client id of a scheduled evaluation: a hash of the tag, its rule, the day,
@@ -729,7 +744,7 @@ class Segments:
         return json.loads(bytes(raw)) if raw is not None else dict(DEFAULT_RFM)
 
     def set_rfm_config(self, cfg: dict, client_id: bytes, *, operator_id: int = 0,
-                       store_id: int = 0) -> dict:
+                       store_id: int = 0, with_result: bool = False):
         cfg = validate_rfm(cfg)
 
         def build(ctx: AdminContext):
@@ -737,7 +752,8 @@ class Segments:
             ctx.detail = {"rfm": cfg}
             return cfg
 
-        return self._submit(client_id, SegmentOp.RFM_CONFIG, build, operator_id, store_id).value
+        return self._out(self._submit(client_id, SegmentOp.RFM_CONFIG, build, operator_id,
+                                      store_id), with_result)
 
     def rfm(self, *, today: int | None = None, n: int | None = None,
             cfg: dict | None = None) -> tuple[np.ndarray, dict]:
@@ -1067,6 +1083,11 @@ def count(engine_or_store, segment: str | dict, **kw) -> int:
     """len(resolve(...)), without building the id array's Python side."""
     s = segments_of(engine_or_store)
     return int(np.count_nonzero(s.mask(s.definition_of(segment), **kw)))
+
+
+def derived_id(client_id: bytes, name: str) -> bytes:
+    """The client id of one tag's evaluation within a request for every tag."""
+    return hashlib.blake2b(client_id + name.encode(), digest_size=16).digest()
 
 
 def day_number(date: _dt.date) -> int:

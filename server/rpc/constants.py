@@ -6,6 +6,7 @@ from core.records import CLIENT_ID_BYTES  # noqa: F401 (the one definition, re-e
 POS = "mms.v1.PosService"
 ADMIN = "mms.v1.AdminService"
 REPORT = "mms.v1.ReportService"
+SEGMENT = "mms.v1.SegmentService"
 
 # A full batch request is about 110 KB and its response about 400 KB; 4 MiB leaves room
 # for IssueCards and bulk summaries while refusing anything absurd before decoding it.
