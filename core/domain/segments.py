@@ -678,19 +678,20 @@ class Segments:
         return self._out(self._submit(client_id, SegmentOp.RULE_TAG_DELETE, build, operator_id,
                                       store_id), with_result)
 
-    def evaluation_id(self, name: str, today: int | None = None) -> bytes:
+    def _cards_seq(self) -> int:
+        """The newest journal seq of any card: behaviour changes only with card records."""
+        return int(self.engine.cards_snapshot()["last_seq"].max(initial=0))
+
+    def evaluation_id(self, name: str, today: int | None = None, cards_seq: int | None = None) -> bytes:
         """The client id of a scheduled evaluation: a hash of the tag, its rule, the day,
-        the behaviour seq and the members' write generation, so that running the
+        the newest card record and the members' write generation, so that running the
         schedule twice on the same inputs applies once."""
         today = self.today() if today is None else today
         rec = self.rule_tag(name) or {}
-        store = self.engine.store
-        with store.read() as txn:
-            seq = covered_seq(store, txn)
         gen = self._profile().gen if self.members is not None else 0
+        seq = self._cards_seq() if cards_seq is None else cards_seq
         h = hashlib.blake2b(digest_size=16)
-        h.update(json.dumps([name, rec.get("rule"), rec.get("updated_s"), today, seq, gen,
-                             int(self.engine.cards_snapshot()["last_seq"].max(initial=0))],
+        h.update(json.dumps([name, rec.get("rule"), rec.get("updated_s"), today, seq, gen],
                             sort_keys=True).encode())
         return h.digest()
 
@@ -728,10 +729,13 @@ class Segments:
     def evaluate_all(self, *, today: int | None = None, operator_id: int = 0) -> list[dict]:
         """The schedule's run: every rule tag (at most RULE_TAGS_MAX), each with its
         evaluation_id. A run repeated on unchanged inputs replays and changes nothing."""
+        seq = self._cards_seq()
+        if self.engine.rollups is not None:
+            self.engine.rollups.wait_for(seq)    # the behaviour of exactly those records
         out = []
         for rec in self.rule_tags()[:RULE_TAGS_MAX]:
-            out.append(self.evaluate_rule_tag(rec["name"], self.evaluation_id(rec["name"], today),
-                                              today=today, operator_id=operator_id))
+            cid = self.evaluation_id(rec["name"], today, seq)
+            out.append(self.evaluate_rule_tag(rec["name"], cid, today=today, operator_id=operator_id))
         return out
 
     # --- RFM ----------------------------------------------------------------------------

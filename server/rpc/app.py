@@ -105,6 +105,7 @@ class MmsServer:
         self.health = health.aio.HealthServicer()
         self.server: grpc.aio.Server | None = None
         self.admin = None  # the AdminService, once started
+        self.segments = None  # the SegmentService (and its rule-tag schedule), once started
 
     def is_ready(self) -> bool:
         return self._ready
@@ -126,7 +127,9 @@ class MmsServer:
         from server.rpc.report import ReportService
         report_pb2_grpc.add_ReportServiceServicer_to_server(ReportService(self.admin), guarded)
         from server.rpc.segment import SegmentService
-        segment_pb2_grpc.add_SegmentServiceServicer_to_server(SegmentService(self.admin), guarded)
+        self.segments = SegmentService(self.admin)
+        segment_pb2_grpc.add_SegmentServiceServicer_to_server(self.segments, guarded)
+        self.segments.start_schedule()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, guarded)
         names = (pos_pb2.DESCRIPTOR.services_by_name["PosService"].full_name,
                  admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
@@ -159,6 +162,8 @@ class MmsServer:
         which commits everything it accepted."""
         self._ready = False
         self.bridge.accepting = False
+        if self.segments is not None:
+            await self.segments.stop_schedule()
         if self.server is not None:
             await self.health.enter_graceful_shutdown()
             await self.server.stop(grace)

@@ -25,6 +25,11 @@ SINGLE_SUBMISSIONS_MAX = 1
 STREAM_PIPELINE_BATCHES_MAX = 8
 # Rejected rows listed in one BulkRecharge summary (all of them are counted).
 BULK_REJECTED_ROWS_MAX = 10_000
+# How often the server re-evaluates every rule tag (SegmentService's schedule; at most
+# core.domain.segments.RULE_TAGS_MAX tags a run, one run at a time, in a worker thread).
+# Hourly: "no visit for 60 days" or "birthday this month" move by the day, and an
+# evaluation of 1,000,000 members costs about a second of one core.
+RULE_TAG_EVAL_INTERVAL_S = 3600.0
 # Grace for in-flight RPCs on shutdown before they are cancelled.
 SHUTDOWN_GRACE_SECONDS = 10.0
 # Undecodable requests are logged at most this often, as one line with their count
