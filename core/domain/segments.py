@@ -150,10 +150,11 @@ def threshold(values: np.ndarray, spec: dict) -> int:
     no interpolation); a member is high when its value >= the threshold and > 0."""
     if "fixed" in spec:
         return int(spec["fixed"])
-    pos = np.sort(values[values > 0])
+    pos = values[values > 0]
     if len(pos) == 0:
         return 1
-    return max(1, int(pos[(len(pos) - 1) * int(spec["quantile_bp"]) // 10_000]))
+    k = (len(pos) - 1) * int(spec["quantile_bp"]) // 10_000
+    return max(1, int(np.partition(pos, k)[k]))
 
 
 def rfm_classes(first_day: np.ndarray, last_day: np.ndarray, visits_w: np.ndarray,
@@ -351,7 +352,9 @@ def check_name(name: object, what: str = "segment") -> str:
 
 @dataclass
 class BehaviourCols:
-    """Behaviour of member rows (row = member id - 1) as of seq, for `today`."""
+    """Behaviour of member rows (row = member id - 1) as of seq, for `today`. The per-day
+    rows are kept sorted by member row, so that a window's sums are one masked
+    np.add.reduceat (exact int64) instead of a scatter-add."""
 
     seq: int
     today: int
@@ -364,8 +367,20 @@ class BehaviourCols:
     fav_cat: np.ndarray
     windows: dict
 
+    def __post_init__(self) -> None:
+        order = np.argsort(self.day_row, kind="stable")
+        self.day_row, self.day_day = self.day_row[order], self.day_day[order]
+        self.day_v = self.day_v[order]
+        r = self.day_row
+        self._starts = np.flatnonzero(np.concatenate(([True], r[1:] != r[:-1]))) if len(r) else r
+        self._members = r[self._starts] if len(r) else r
+        self._cols: dict[str, np.ndarray] = {}
+
     def col(self, name: str) -> np.ndarray:
-        return self.totals[:, beh.TOTAL_COLS.index(name)]
+        c = self._cols.get(name)
+        if c is None:
+            c = self._cols[name] = np.ascontiguousarray(self.totals[:, beh.TOTAL_COLS.index(name)])
+        return c
 
     def window(self, what: str, days: int) -> np.ndarray:
         """visits / swipes / spend of days [today - days + 1, today]."""
@@ -373,9 +388,10 @@ class BehaviourCols:
         w = self.windows.get(key)
         if w is None:
             j = {"visits": 0, "swipes": 1, "spend": 2}[what]
-            sel = self.day_day > self.today - days
             w = np.zeros(self.n, np.int64)
-            np.add.at(w, self.day_row[sel], self.day_v[sel, j])
+            if len(self.day_row):
+                vals = np.where(self.day_day > self.today - days, self.day_v[:, j], 0)
+                w[self._members] = np.add.reduceat(vals, self._starts)
             self.windows[key] = w
         return w
 
@@ -401,13 +417,36 @@ def load_behaviour(store, txn, today: int, n: int) -> BehaviourCols:
                          v[keep], fav[0], fav[1], {})
 
 
+class CardCols:
+    """The committed cards that belong to member rows 0..n-1, with the columns a
+    condition asks for gathered once (contiguous) from the card table."""
+
+    def __init__(self, cards: np.ndarray, n: int) -> None:
+        self._cards = cards
+        mids = cards["member_id"]
+        self.idx = np.flatnonzero((mids > 0) & (mids <= n))
+        self.rows = mids[self.idx].astype(np.int64) - 1
+        self.live = cards["status"][self.idx] != CardStatus.CANCELLED
+        self.live_rows = self.rows[self.live]
+        self._cols: dict[tuple[str, bool], np.ndarray] = {}
+
+    def col(self, name: str, live: bool = False) -> np.ndarray:
+        key = (name, live)
+        c = self._cols.get(key)
+        if c is None:
+            c = self._cards[name][self.idx].astype(np.int64)
+            c = c[self.live] if live else c
+            self._cols[key] = c
+        return c
+
+
 @dataclass
 class ProfileCols:
     """What the search index does not hold, from the member records (a scan, cached by
     the members' write generation)."""
 
     gen: int
-    gender: np.ndarray          # S1
+    gender: np.ndarray          # S1: M, F, U
     source: np.ndarray          # object strings
     created_day: np.ndarray     # -1 = unknown
     custom: dict                # row -> {key: value}
@@ -431,6 +470,7 @@ class Segments:
         self._lock = threading.Lock()
         self._beh: BehaviourCols | None = None
         self._prof: ProfileCols | None = None
+        self._card_cache: tuple | None = None
         engine.ensure_dbs(SEGMENT_DBS)
         # Read handles come from a committed write transaction (MemberStore's rule).
 
@@ -502,15 +542,16 @@ class Segments:
         self._prof = p
         return p
 
-    def _cards(self, n: int) -> dict:
-        cards = self.engine.cards_snapshot().copy()
-        mids = cards["member_id"].astype(np.int64)
-        valid = (mids > 0) & (mids <= n)
-        c = cards[valid]
-        rows = mids[valid] - 1
-        live = c["status"] != CardStatus.CANCELLED
-        out = {"rows": rows, "cards": c, "live": live}
-        return out
+    def _cards(self, n: int) -> CardCols:
+        """The card columns, cached until the engine publishes another record (its last
+        published seq, read before the table: a publish meanwhile only rebuilds sooner)."""
+        key = (getattr(self.engine, "_last_seq", None), n)
+        c = self._card_cache
+        if key[0] is not None and c is not None and c[0] == key:
+            return c[1]
+        cols = CardCols(self.engine.cards_snapshot(), n)
+        self._card_cache = (key, cols)
+        return cols
 
     # --- evaluation ---------------------------------------------------------------------
 
@@ -868,14 +909,15 @@ class _Env:
         self.seg, self.snap, self.n, self.today = seg, snap, n, today
         self._cards: dict | None = None
         self._rfm: np.ndarray | None = None
+        self._has_card: np.ndarray | None = None
 
     def card_members(self) -> np.ndarray:
         c = self.cards()
         m = np.zeros(self.n, bool)
-        m[c["rows"]] = True
+        m[c.rows] = True
         return m
 
-    def cards(self) -> dict:
+    def cards(self) -> CardCols:
         if self._cards is None:
             self._cards = self.seg._cards(self.n)
         return self._cards
@@ -909,11 +951,93 @@ class _Env:
             return self.tag(op, v)
         if kind == "any":
             return self.any_card(field, op, v)
-        known = None
         if field == "birthday_month" and v == "current":
             v = date_of(self.today).month
+        if field == "age":
+            return self.age(op, v)
+        if field == "level":
+            return self.level(op, v)
+        if field == "gender":
+            col = _pad(self.seg._profile().gender, self.n, b"U").view(np.uint8)
+            v = [ord(x) for x in v] if isinstance(v, list) else ord(v)
+            return _compare(col, op, v, None)
         col, known = self.column(field)
         return _compare(col, op, v, known)
+
+    def age(self, op: str, v) -> np.ndarray:
+        """Age in whole years today, as ranges of the yyyymmdd birthday column: age >= a
+        iff birthday <= (year - a) * 10000 + mmdd of today (no per-row arithmetic)."""
+        b = self.need_index("age")["birthday"]
+        t = date_of(self.today)
+        md = t.month * 100 + t.day
+        known = b > 0
+
+        def at_least(a: int) -> np.ndarray:
+            return b <= (t.year - a) * 10_000 + md
+
+        def eq(a: int) -> np.ndarray:
+            return at_least(a) & ~at_least(a + 1)
+
+        if op == "gte":
+            m = at_least(v)
+        elif op == "gt":
+            m = at_least(v + 1)
+        elif op == "lte":
+            m = ~at_least(v + 1)
+        elif op == "lt":
+            m = ~at_least(v)
+        elif op == "between":
+            m = at_least(v[0]) & ~at_least(v[1] + 1)
+        elif op in ("eq", "ne"):
+            m = eq(v) if op == "eq" else ~eq(v)
+        else:
+            m = np.zeros(self.n, bool)
+            for a in v:
+                m |= eq(a)
+            if op == "not_in":
+                m = ~m
+        return m & known
+
+    def level(self, op: str, v) -> np.ndarray:
+        """The member's level is the highest of their live cards; members without a live
+        card have none. Computed as "some live card at or above", so no reduction."""
+        cs = self.cards()
+        rows, lv = cs.live_rows, cs.col("level", live=True)
+
+        def some(mask: np.ndarray) -> np.ndarray:
+            out = np.zeros(self.n, bool)
+            out[rows[mask]] = True
+            return out
+
+        has = self._has_card
+        if has is None:
+            has = self._has_card = some(np.ones(len(rows), bool))
+
+        def at_least(a: int) -> np.ndarray:
+            return some(lv >= a)
+
+        def eq(a: int) -> np.ndarray:
+            return at_least(a) & ~at_least(a + 1)
+
+        if op == "gte":
+            m = at_least(v)
+        elif op == "gt":
+            m = at_least(v + 1)
+        elif op == "lte":
+            m = has & ~at_least(v + 1)
+        elif op == "lt":
+            m = has & ~at_least(v)
+        elif op == "between":
+            m = at_least(v[0]) & ~at_least(v[1] + 1)
+        elif op in ("eq", "ne"):
+            m = eq(v) if op == "eq" else has & ~eq(v)
+        else:
+            m = np.zeros(self.n, bool)
+            for a in v:
+                m |= eq(a)
+            if op == "not_in":
+                m = has & ~m
+        return m
 
     def column(self, field: str) -> tuple[np.ndarray, np.ndarray | None]:
         """The values of a field per row and which rows know it (None: all)."""
@@ -924,41 +1048,28 @@ class _Env:
             return self.need_index(field)["status"].astype(np.int64), None
         if field == "home_store":
             return self.need_index(field)["store"].astype(np.int64), None
-        if field in ("age", "birthday_month"):
-            b = self.need_index(field)["birthday"].astype(np.int64)
-            known = b > 0
-            if field == "birthday_month":
-                return b // 100 % 100, known
-            t = date_of(self.today)
-            by, bmd = b // 10_000, b % 10_000
-            age = t.year - by - (t.month * 100 + t.day < bmd).astype(np.int64)
-            return age, known
-        if field in ("gender", "source", "enrolled_days") or field.startswith("custom."):
+        if field == "birthday_month":
+            b = self.need_index(field)["birthday"]
+            return b // 100 % 100, b > 0
+        if field in ("source", "enrolled_days") or field.startswith("custom."):
             p = self.seg._profile()
-            if field == "gender":
-                return _pad(p.gender.astype("U1"), n, "U"), None
             if field == "source":
                 return _pad(p.source, n, ""), None
             if field == "enrolled_days":
                 cd = _pad(p.created_day, n, -1)
                 return self.today - cd, cd >= 0
             return p.custom_col(field[len("custom."):], n), None
-        if field in ("level", "cards", "balance_fen", "principal_fen", "points"):
+        if field in ("cards", "balance_fen", "principal_fen", "points"):
             cs = self.cards()
-            rows, c, live = cs["rows"], cs["cards"], cs["live"]
             out = np.zeros(n, np.int64)
-            if field == "level":
-                lv = np.full(n, -1, np.int64)
-                np.maximum.at(lv, rows[live], c["level"][live].astype(np.int64))
-                return lv, lv >= 0
             if field == "cards":
-                np.add.at(out, rows[live], 1)
+                np.add.at(out, cs.live_rows, 1)
             elif field == "balance_fen":
-                np.add.at(out, rows, c["principal_fen"].astype(np.int64) + c["bonus_fen"].astype(np.int64))
+                np.add.at(out, cs.rows, cs.col("principal_fen") + cs.col("bonus_fen"))
             elif field == "principal_fen":
-                np.add.at(out, rows, c["principal_fen"].astype(np.int64))
+                np.add.at(out, cs.rows, cs.col("principal_fen"))
             else:
-                np.add.at(out, rows, c["points"].astype(np.int64))
+                np.add.at(out, cs.rows, cs.col("points"))
             return out, None
         if field == "rfm_class":
             if self._rfm is None:
@@ -987,10 +1098,10 @@ class _Env:
 
     def any_card(self, field: str, op: str, v) -> np.ndarray:
         cs = self.cards()
-        rows, c = cs["rows"], cs["cards"]
-        col = (c["type_id"] if field == "card_type" else c["status"]).astype(np.int64)
-        sel = rows if field == "card_status" else rows[cs["live"]]
-        col = col if field == "card_status" else col[cs["live"]]
+        if field == "card_status":
+            sel, col = cs.rows, cs.col("status")
+        else:
+            sel, col = cs.live_rows, cs.col("type_id", live=True)
         vals = v if isinstance(v, list) else [v]
         hit = np.isin(col, np.array(vals, np.int64))
         out = np.zeros(self.n, bool)
