@@ -10,8 +10,8 @@ On synthetic columns of --members members (profile index, cards, behaviour with 
    days, no visit for 60 days, birthday this month) for every member, the per-day
    windows recomputed each run (the columns are rebuilt when the tailer's seq moves).
 2. count5: a five-condition segment count (gender, age band, level, spend in 90 days,
-   days since the last visit), windows recomputed each run; count5_warm with the
-   columns' window cache warm (the same tailer seq).
+   days since the last visit), the windows and the card columns recomputed each run
+   (a record was published and the tailer moved); count5_warm with both cached.
 3. load: the behaviour columns read from LMDB (the tailer's tables written with the
    same synthetic rows), what a moved seq costs once.
 The ceiling is one pass of numpy over the same rows (a count_nonzero of five compares
@@ -77,9 +77,12 @@ class SyntheticSegments(seg.Segments):
         self.card_table = cards
         self.cfg = dict(seg.DEFAULT_RFM)
         self.beh_cols = None
+        self.card_cols = None
 
     def fresh(self) -> None:
-        """New behaviour columns, as after the tailer moved (windows not computed)."""
+        """New behaviour and card columns, as after the tailer moved and a record was
+        published (the sort of the day rows by member is load(), not timed here)."""
+        self.card_cols = None
         self.beh_cols = seg.BehaviourCols(1, self._today, self.n, self.totals, self.day_row,
                                           self.day_day, self.day_v, np.full(self.n, -1, np.int64),
                                           np.full(self.n, -1, np.int64), {})
@@ -100,7 +103,9 @@ class SyntheticSegments(seg.Segments):
         return self.prof
 
     def _cards(self, n):
-        return seg.CardCols(self.card_table, n)
+        if self.card_cols is None:       # rebuilt after each fresh(), as after a publish
+            self.card_cols = seg.CardCols(self.card_table, n)
+        return self.card_cols
 
     def rfm_config(self):
         return self.cfg

@@ -37,6 +37,7 @@ import hashlib
 import json
 import re
 import threading
+import time
 import weakref
 from dataclasses import dataclass
 
@@ -363,11 +364,12 @@ class BehaviourCols:
     day_row: np.ndarray         # per-day rows of the last WINDOW_DAYS_MAX days: member row
     day_day: np.ndarray         # ... their day
     day_v: np.ndarray           # ... n x DAY_COLS
-    fav_store: np.ndarray       # -1 = none
-    fav_cat: np.ndarray
+    fav_store: np.ndarray | None   # -1 = none; None until a condition asks (favourites())
+    fav_cat: np.ndarray | None
     windows: dict
 
     def __post_init__(self) -> None:
+        self.loaded_at = time.monotonic()
         order = np.argsort(self.day_row, kind="stable")
         self.day_row, self.day_day = self.day_row[order], self.day_day[order]
         self.day_v = self.day_v[order]
@@ -405,6 +407,12 @@ def load_behaviour(store, txn, today: int, n: int) -> BehaviourCols:
     totals[(ids[keep] - 1).astype(np.int64)] = tot[keep]
     d, m, v = beh.read_days(store, txn, today - WINDOW_DAYS_MAX + 1, today + 1)
     keep = (m >= 1) & (m <= n)
+    return BehaviourCols(seq, today, n, totals, (m[keep] - 1).astype(np.int64), d[keep],
+                         v[keep], None, None, {})
+
+
+def load_favourites(store, txn, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The favourite store and category of member rows 0..n-1 (-1 = none)."""
     fav = []
     for table, field in ((beh.STORES_DB, "store"), (beh.CATS_DB, "category")):
         k, vals = beh.read_keyed(store, txn, table)
@@ -413,8 +421,7 @@ def load_behaviour(store, txn, today: int, n: int) -> BehaviourCols:
         ok = (mids >= 1) & (mids <= n)
         col[(mids[ok] - 1).astype(np.int64)] = f[ok]
         fav.append(col)
-    return BehaviourCols(seq, today, n, totals, (m[keep] - 1).astype(np.int64), d[keep],
-                         v[keep], fav[0], fav[1], {})
+    return fav[0], fav[1]
 
 
 class CardCols:
@@ -496,11 +503,17 @@ class Segments:
         cards = self.engine.cards_snapshot()
         return int(cards["member_id"].max(initial=0))
 
-    def behaviour(self, n: int, today: int) -> BehaviourCols:
+    def behaviour(self, n: int, today: int, stale_s: float = 0.0) -> BehaviourCols:
+        """The behaviour columns: those of the seq the tailer covers now, or with
+        stale_s > 0 the cached ones while they are younger than that (a load costs
+        seconds at 1,000,000 members; the answer names the seq it is of)."""
         store = self.engine.store
+        b = self._beh
+        if (stale_s > 0 and b is not None and b.today == today and b.n == n
+                and time.monotonic() - b.loaded_at < stale_s):
+            return b
         with store.read() as txn:
             seq = covered_seq(store, txn)
-            b = self._beh
             if b is not None and b.seq == seq and b.today == today and b.n == n:
                 return b
             b = load_behaviour(store, txn, today, n)
@@ -556,12 +569,12 @@ class Segments:
     # --- evaluation ---------------------------------------------------------------------
 
     def mask(self, definition: dict, *, today: int | None = None,
-             store_id: int | None = None) -> np.ndarray:
-        """A bool per member row of a checked definition."""
+             store_id: int | None = None, stale_s: float = 0.0) -> np.ndarray:
+        """A bool per member row of a checked definition (stale_s: Segments.behaviour)."""
         today = self.today() if today is None else int(today)
         snap = self._index()
         n = self._n(snap)
-        env = _Env(self, snap, n, today)
+        env = _Env(self, snap, n, today, stale_s)
         exists = snap["status"] != 0 if snap is not None else env.card_members()
         m = exists & env.eval(definition)
         if store_id is not None:
@@ -618,8 +631,12 @@ class Segments:
         """A write's value (the first op's, on a replay), with its AdminResult if asked."""
         return (res.value, res) if with_result else res.value
 
-    def behaviour_seq(self) -> int:
-        """The journal seq the behaviour tables cover."""
+    def behaviour_seq(self, stale_s: float = 0.0) -> int:
+        """The journal seq the behaviour tables cover (with stale_s, that of the cached
+        columns a read with the same stale_s used, when they are young enough)."""
+        b = self._beh
+        if stale_s > 0 and b is not None and time.monotonic() - b.loaded_at < stale_s:
+            return b.seq
         store = self.engine.store
         with store.read() as txn:
             return covered_seq(store, txn)
@@ -801,13 +818,13 @@ class Segments:
                                       store_id), with_result)
 
     def rfm(self, *, today: int | None = None, n: int | None = None,
-            cfg: dict | None = None) -> tuple[np.ndarray, dict]:
+            cfg: dict | None = None, stale_s: float = 0.0) -> tuple[np.ndarray, dict]:
         """RfmClass per member row (0 for rows without a member) and the thresholds."""
         today = self.today() if today is None else int(today)
         snap = self._index()
         n = self._n(snap) if n is None else n
         cfg = validate_rfm(cfg) if cfg is not None else self.rfm_config()
-        b = self.behaviour(n, today)
+        b = self.behaviour(n, today, stale_s)
         w = cfg["window_days"]
         cls, thr = rfm_classes(b.col("first_day"), b.col("last_day"), b.window("visits", w),
                                b.window("spend", w), today, cfg)
@@ -815,8 +832,9 @@ class Segments:
             cls[snap["status"] == 0] = 0
         return cls, thr
 
-    def rfm_counts(self, *, today: int | None = None, store_id: int | None = None) -> dict:
-        cls, thr = self.rfm(today=today)
+    def rfm_counts(self, *, today: int | None = None, store_id: int | None = None,
+                   stale_s: float = 0.0) -> dict:
+        cls, thr = self.rfm(today=today, stale_s=stale_s)
         if store_id is not None:
             snap = self._index()
             cls = np.where(snap["store"] == np.uint32(store_id), cls, 0)
@@ -827,25 +845,26 @@ class Segments:
     # --- list, export, report -----------------------------------------------------------
 
     def page(self, segment: str | dict, *, offset: int = 0, limit: int = 100,
-             store_id: int | None = None) -> tuple[int, list[dict]]:
+             store_id: int | None = None, stale_s: float = 0.0) -> tuple[int, list[dict]]:
         """(total, one page of masked profiles in ascending member id)."""
         if not 1 <= limit <= SEGMENT_PAGE_MAX or offset < 0:
             raise _invalid(f"limit 1..{SEGMENT_PAGE_MAX}, offset >= 0")
         if self.members is None:
             raise SegmentError(SegmentErrorCode.NEEDS_MEMBERS, "listing members needs the member store")
-        ids = self.resolve(segment, store_id=store_id)
+        ids = self.resolve(segment, store_id=store_id, stale_s=stale_s)
         out = [p for p in (self.members.get(int(i)) for i in ids[offset:offset + limit].tolist())
                if p is not None]
         return len(ids), out
 
-    def export(self, segment: str | dict, path: str, *, store_id: int | None = None) -> int:
+    def export(self, segment: str | dict, path: str, *, store_id: int | None = None,
+               stale_s: float = 0.0) -> int:
         """Write the segment's members, PII masked, to .csv (UTF-8 with BOM) or .xlsx with
         the member export's columns; returns the members written."""
         from core.domain.members.files import EXPORT_COLUMNS, cell
         from core.domain.members.validate import XLSX_ROWS_MAX
         if self.members is None:
             raise SegmentError(SegmentErrorCode.NEEDS_MEMBERS, "exporting members needs the member store")
-        ids = self.resolve(segment, store_id=store_id).tolist()
+        ids = self.resolve(segment, store_id=store_id, stale_s=stale_s).tolist()
         xlsx = path.lower().endswith(".xlsx")
         if xlsx and len(ids) > XLSX_ROWS_MAX:
             raise _invalid(f"more than {XLSX_ROWS_MAX} members: export to CSV")
@@ -875,17 +894,17 @@ class Segments:
         return n
 
     def report(self, segment: str | dict, *, days: int = 365, today: int | None = None,
-               store_id: int | None = None) -> dict:
+               store_id: int | None = None, stale_s: float = 0.0) -> dict:
         """The segment's size, spend and visits in the last `days` days, its share of the
         spend of all members (basis points, rounded down), and the same per RFM class."""
         if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= WINDOW_DAYS_MAX:
             raise _invalid(f"days is 1..{WINDOW_DAYS_MAX}")
         today = self.today() if today is None else int(today)
-        m = self.mask(self.definition_of(segment), today=today, store_id=store_id)
-        b = self.behaviour(len(m), today)
+        m = self.mask(self.definition_of(segment), today=today, store_id=store_id, stale_s=stale_s)
+        b = self.behaviour(len(m), today, stale_s)
         spend, visits = b.window("spend", days), b.window("visits", days)
         total = int(spend.sum())
-        cls, _ = self.rfm(today=today, n=len(m))
+        cls, _ = self.rfm(today=today, n=len(m), stale_s=stale_s)
         rows = []
         for c in RfmClass:
             at = m & (cls == c)
@@ -905,8 +924,9 @@ def _bp(part: int, whole: int) -> int:
 class _Env:
     """Evaluates a definition over the columns of one moment (today, one snapshot)."""
 
-    def __init__(self, seg: Segments, snap: dict | None, n: int, today: int) -> None:
-        self.seg, self.snap, self.n, self.today = seg, snap, n, today
+    def __init__(self, seg: Segments, snap: dict | None, n: int, today: int,
+                 stale_s: float = 0.0) -> None:
+        self.seg, self.snap, self.n, self.today, self.stale_s = seg, snap, n, today, stale_s
         self._cards: dict | None = None
         self._rfm: np.ndarray | None = None
         self._has_card: np.ndarray | None = None
@@ -923,7 +943,7 @@ class _Env:
         return self._cards
 
     def beh(self) -> BehaviourCols:
-        return self.seg.behaviour(self.n, self.today)
+        return self.seg.behaviour(self.n, self.today, self.stale_s)
 
     def eval(self, node: dict) -> np.ndarray:
         if "field" in node:
@@ -1073,7 +1093,7 @@ class _Env:
             return out, None
         if field == "rfm_class":
             if self._rfm is None:
-                self._rfm, _ = self.seg.rfm(today=self.today, n=n)
+                self._rfm, _ = self.seg.rfm(today=self.today, n=n, stale_s=self.stale_s)
             return self._rfm.astype(np.int64), None
         b = self.beh()
         m = _WINDOWED.match(field)
@@ -1089,10 +1109,13 @@ class _Env:
         if field == "avg_ticket_fen":
             sw = b.col("swipes")
             return np.where(sw > 0, b.col("spend_fen") // np.maximum(sw, 1), 0), sw > 0
-        if field == "favourite_store":
-            return b.fav_store, b.fav_store >= 0
-        if field == "favourite_category":
-            return b.fav_cat, b.fav_cat >= 0
+        if field in ("favourite_store", "favourite_category"):
+            if b.fav_store is None:
+                store = self.seg.engine.store
+                with store.read() as txn:      # of the tailer's seq now (at most newer)
+                    b.fav_store, b.fav_cat = load_favourites(store, txn, b.n)
+            f = b.fav_store if field == "favourite_store" else b.fav_cat
+            return f, f >= 0
         name = {"spend_fen": "spend_fen"}.get(field, field)
         return b.col(name), None
 
@@ -1180,7 +1203,7 @@ def segments_of(engine_or_store) -> Segments:
 
 
 def resolve(engine_or_store, segment: str | dict, *, today: int | None = None,
-            store_id: int | None = None) -> np.ndarray:
+            store_id: int | None = None, stale_s: float = 0.0) -> np.ndarray:
     """The member ids of a segment: sorted, unique, numpy uint64.
 
     engine_or_store: a core.Engine (card and behaviour conditions only), a
@@ -1190,8 +1213,11 @@ def resolve(engine_or_store, segment: str | dict, *, today: int | None = None,
     default: the engine's clock) that "last N days", age and days_since_visit are cut at.
     store_id: only members whose home store it is (a store role's scope).
     Behaviour is that of the seq the rollup tailer covers (at most about a second behind
-    the journal). Raises SegmentError (INVALID, NOT_FOUND, NEEDS_MEMBERS)."""
-    return segments_of(engine_or_store).resolve(segment, today=today, store_id=store_id)
+    the journal); stale_s > 0 accepts cached behaviour columns younger than that many
+    seconds instead of reloading them when the tailer moved (the RPCs' reads do).
+    Raises SegmentError (INVALID, NOT_FOUND, NEEDS_MEMBERS)."""
+    return segments_of(engine_or_store).resolve(segment, today=today, store_id=store_id,
+                                                stale_s=stale_s)
 
 
 def count(engine_or_store, segment: str | dict, **kw) -> int:

@@ -30,6 +30,11 @@ BULK_REJECTED_ROWS_MAX = 10_000
 # Hourly: "no visit for 60 days" or "birthday this month" move by the day, and an
 # evaluation of 1,000,000 members costs about a second of one core.
 RULE_TAG_EVAL_INTERVAL_S = 3600.0
+# How old the behaviour columns a SegmentService read (count, members, export, report,
+# RFM counts) may be before they are loaded again from the tailer's tables: a load costs
+# seconds at 1,000,000 members, and under swipe load the tailer moves every second. Each
+# answer names the seq its behaviour is of. Rule-tag evaluations always load exactly.
+SEGMENT_READ_STALE_S = 30.0
 # Grace for in-flight RPCs on shutdown before they are cancelled.
 SHUTDOWN_GRACE_SECONDS = 10.0
 # Undecodable requests are logged at most this often, as one line with their count

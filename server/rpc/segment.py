@@ -24,7 +24,7 @@ from core.domain import segments as seg
 from server.mms_pb import segment_pb2, segment_pb2_grpc
 from server.rpc.admin.base import EXPORT_CHUNK_BYTES, Call, _failure, client_id
 from server.rpc.admin.members import member_pb
-from server.rpc.constants import RULE_TAG_EVAL_INTERVAL_S, SEGMENT
+from server.rpc.constants import RULE_TAG_EVAL_INTERVAL_S, SEGMENT, SEGMENT_READ_STALE_S
 from server.rpc.errors import RpcFailure, invalid, page_limit
 from server.rpc.instrumentation import rpc_method
 
@@ -197,7 +197,8 @@ class SegmentService(segment_pb2_grpc.SegmentServiceServicer):
             s = self.segments()
 
             def run():
-                return seg.count(s, segment, store_id=store), s.behaviour_seq()
+                n = seg.count(s, segment, store_id=store, stale_s=SEGMENT_READ_STALE_S)
+                return n, s.behaviour_seq(SEGMENT_READ_STALE_S)
             n, bseq = await call.run(run)
             return segment_pb2.CountSegmentResponse(members=n, behaviour_seq=bseq)
         return await self._call(context, request, body)
@@ -208,7 +209,8 @@ class SegmentService(segment_pb2_grpc.SegmentServiceServicer):
             store = self._read_scope(call, req.store_id)
             limit = page_limit(req.limit, DEFAULT_PAGE, seg.SEGMENT_PAGE_MAX)
             total, page = await call.run(self.segments().page, self._segment(req),
-                                         offset=int(req.offset), limit=limit, store_id=store)
+                                         offset=int(req.offset), limit=limit, store_id=store,
+                                         stale_s=SEGMENT_READ_STALE_S)
             return segment_pb2.SegmentMembersResponse(total=total, members=[member_pb(m) for m in page])
         return await self._call(context, request, body)
 
@@ -224,7 +226,8 @@ class SegmentService(segment_pb2_grpc.SegmentServiceServicer):
             fd, path = tempfile.mkstemp(prefix="mms-segment-", suffix=f".{fmt}")
             os.close(fd)
             try:
-                n = await call.run(self.segments().export, segment, path, store_id=store)
+                n = await call.run(self.segments().export, segment, path, store_id=store,
+                                   stale_s=SEGMENT_READ_STALE_S)
                 with open(path, "rb") as f:
                     chunk = f.read(EXPORT_CHUNK_BYTES)
                     while chunk:
@@ -247,7 +250,7 @@ class SegmentService(segment_pb2_grpc.SegmentServiceServicer):
             store = self._read_scope(call, req.query.store_id)
             days = int(req.days) or DEFAULT_REPORT_DAYS
             r = await call.run(self.segments().report, self._segment(req.query), days=days,
-                               store_id=store)
+                               store_id=store, stale_s=SEGMENT_READ_STALE_S)
             return segment_pb2.SegmentReportResponse(
                 members=r["members"], spend_fen=r["spend_fen"], visits=r["visits"],
                 share_bp=r["share_bp"], all_spend_fen=r["all_spend_fen"], days=r["days"],
@@ -330,7 +333,8 @@ class SegmentService(segment_pb2_grpc.SegmentServiceServicer):
     async def RfmClassCounts(self, request, context):
         async def body(call, req):
             store = self._read_scope(call, request.store_id)
-            r = await call.run(self.segments().rfm_counts, store_id=store)
+            r = await call.run(self.segments().rfm_counts, store_id=store,
+                               stale_s=SEGMENT_READ_STALE_S)
             return segment_pb2.RfmClassCountsResponse(classes=_class_rows(r["classes"]),
                                                       frequency_min=r["frequency_min"],
                                                       monetary_min_fen=r["monetary_min_fen"])

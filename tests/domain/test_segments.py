@@ -328,3 +328,46 @@ def test_bad_definitions_are_rejected_with_invalid(bad):
     with pytest.raises(seg.SegmentError) as e:
         seg.validate_definition(bad)
     assert e.value.code == seg.SegmentErrorCode.INVALID
+
+
+def test_card_conditions_favourites_and_stale_reads(world):
+    eng, members, clock = world
+    ids = enrol(members, 3)
+    card_for(eng, ids[0], 600, store=1)
+    card_for(eng, ids[1], 601, store=1)
+    card_for(eng, ids[1], 602, store=1)          # a second card: balance and points add up
+    swipe(eng, 600, 500, store=7)
+    swipe(eng, 600, 500, store=8)
+    swipe(eng, 600, 900, store=8)
+    swipe(eng, 601, 100, store=9)
+    settle(eng)
+
+    def level(card, lv):
+        def build(ctx):
+            c = ctx.card(card)
+            c["level"] = lv
+            ctx.emit(OpType.SET_STATUS, c)
+            return {}
+        assert eng.admin(cid(), OpType.SET_STATUS, build).result().code == Result.OK
+
+    level(602, 2)
+    r = lambda d: seg.resolve(members, d).tolist()  # noqa: E731
+    assert r({"field": "level", "op": "eq", "value": 2}) == [ids[1]]      # the highest live card
+    assert r({"field": "level", "op": "lt", "value": 2}) == [ids[0]]      # no card: no level
+    assert r({"field": "cards", "op": "eq", "value": 2}) == [ids[1]]
+    assert r({"field": "balance_fen", "op": "gte", "value": 20_000_000 - 100}) == [ids[1]]
+    assert r({"field": "card_status", "op": "eq", "value": "active"}) == ids[:2]
+    assert r({"field": "favourite_store", "op": "eq", "value": 8}) == [ids[0]]   # two visits
+    assert r({"field": "favourite_store", "op": "ne", "value": 8}) == [ids[1]]   # none: no match
+    assert r({"field": "avg_ticket_fen", "op": "eq", "value": (500 + 500 + 900) // 3}) == [ids[0]]
+    # A read that accepts stale behaviour keeps the cached columns; an exact one reloads.
+    s = seg.segments_of(members)
+    d = {"field": "visits", "op": "gte", "value": 1}
+    assert seg.count(members, d, stale_s=3600) == 2
+    swipe(eng, 602, 100)
+    card_for(eng, ids[2], 603)
+    swipe(eng, 603, 100)
+    settle(eng)
+    assert seg.count(members, d, stale_s=3600) == 2
+    assert s.behaviour_seq(3600) < s.behaviour_seq()
+    assert seg.count(members, d) == 3
