@@ -144,16 +144,18 @@ def _load_from_lmdb(s: SyntheticSegments, repeat: int, base: str) -> float:
         w = len(beh.TOTAL_COLS) * 8
         order = np.lexsort((s.day_row, s.day_day))
         dd, dr, dv = s.day_day[order], s.day_row[order], s.day_v[order]
+        bk = (dr + 1) >> beh.DAY_BUCKET_SHIFT
         with store.env.begin(write=True) as txn:
             txn.cursor(db=store.db[beh.MEMBERS_DB]).putmulti(
                 ((int(i).to_bytes(8, "big"), body[j * w:(j + 1) * w]) for j, i in enumerate(ids.tolist())),
                 append=True)
-            cuts = np.flatnonzero(np.diff(dd)) + 1
+            cuts = np.flatnonzero((np.diff(dd) != 0) | (np.diff(bk) != 0)) + 1
             for a, b in zip(np.concatenate(([0], cuts)).tolist(), np.concatenate((cuts, [len(dd)])).tolist(),
                             strict=True):
                 rows = np.zeros(b - a, beh.DAY_ROW)
                 rows["member"], rows["v"] = dr[a:b] + 1, dv[a:b]
-                txn.put(int(dd[a]).to_bytes(4, "big"), rows.tobytes(), db=store.db[beh.DAYS_DB])
+                txn.put(int(dd[a]).to_bytes(4, "big") + int(bk[a]).to_bytes(4, "big"),
+                        rows.tobytes(), db=store.db[beh.DAYS_DB])
 
         def load():
             with store.read() as txn:
