@@ -19,10 +19,13 @@ from core.records import OpType, PointsOp, RecordKind, Result
 TZ = 8 * 3600
 
 
-def reference(store):
+def reference(store, upto: int | None = None):
     """{member: totals}, {card: totals}, {(day, member): [visits, swipes, spend]},
-    {(member, store): [visits, spend]}, {(member, category): [swipes, spend]}."""
+    {(member, store): [visits, spend]}, {(member, category): [swipes, spend]} of the
+    journal (up to seq upto)."""
     j, _ = whole_journal(store)
+    if upto is not None:
+        j = j[j["seq"] <= upto]
     by_seq = {int(r["seq"]): r for r in j}
     members, cards, days, stores, cats = {}, {}, {}, {}, {}
 
@@ -89,19 +92,21 @@ def reference(store):
     return members, cards, days, stores, cats
 
 
-def stored(store):
-    with store.read() as txn:
-        out = []
-        for table in (beh.MEMBERS_DB, beh.CARDS_DB):
-            ids, vals = beh.read_totals(store, txn, table)
-            out.append({int(i): dict(zip(beh.TOTAL_COLS, v.tolist(), strict=True))
-                        for i, v in zip(ids.tolist(), vals, strict=True)})
-        d, m, v = beh.read_days(store, txn, 0, 1 << 31)
-        out.append({(int(a), int(b)): c.tolist() for a, b, c in zip(d, m, v, strict=True)})
-        for table, field in ((beh.STORES_DB, "store"), (beh.CATS_DB, "category")):
-            k, vals = beh.read_keyed(store, txn, table)
-            out.append({(int(a), int(b)): c.tolist()
-                        for a, b, c in zip(k["member"], k[field], vals, strict=True)})
+def stored(store, txn=None):
+    if txn is None:
+        with store.read() as t:
+            return stored(store, t)
+    out = []
+    for table in (beh.MEMBERS_DB, beh.CARDS_DB):
+        ids, vals = beh.read_totals(store, txn, table)
+        out.append({int(i): dict(zip(beh.TOTAL_COLS, v.tolist(), strict=True))
+                    for i, v in zip(ids.tolist(), vals, strict=True)})
+    d, m, v = beh.read_days(store, txn, 0, 1 << 31)
+    out.append({(int(a), int(b)): c.tolist() for a, b, c in zip(d, m, v, strict=True)})
+    for table, field in ((beh.STORES_DB, "store"), (beh.CATS_DB, "category")):
+        k, vals = beh.read_keyed(store, txn, table)
+        out.append({(int(a), int(b)): c.tolist()
+                    for a, b, c in zip(k["member"], k[field], vals, strict=True)})
     return out
 
 
