@@ -96,7 +96,7 @@ class SyntheticSegments(seg.Segments):
     def _n(self, snap):
         return self.n
 
-    def behaviour(self, n, today):
+    def behaviour(self, n, today, stale_s=0.0):
         return self.beh_cols
 
     def _profile(self):
