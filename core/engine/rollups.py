@@ -46,7 +46,9 @@ from core.records import COUPON, ITEM, JOURNAL, OpType, RecordKind, Result
 log = logging.getLogger("mms.rollups")
 
 # 2: rows stored in blocks (format 1, one LMDB value per row, is dropped and rebuilt).
-ROLLUP_FORMAT = 2
+# 3: with the behaviour tables (core/engine/behaviour.py): rollups of format 2 cover a
+# seq the behaviour never saw, so they are dropped and the journal summed again.
+ROLLUP_FORMAT = 3
 # Journal records summed into one rollup transaction at most (read zero-copy from the
 # map; what is held is one SalesSum row per distinct key, ~180 bytes, at most one per
 # record): a long catch-up (a rebuild) is many bounded transactions.

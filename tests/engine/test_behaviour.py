@@ -194,3 +194,29 @@ def test_a_card_without_a_member_counts_only_per_card(tmp_path):
         assert 0 not in ids.tolist()
     finally:
         eng.close()
+
+
+def test_rollups_of_format_2_are_summed_again_with_the_behaviour(tmp_path):
+    """A data directory whose rollups predate the behaviour tables (format 2) covers a
+    seq the behaviour never saw: it is dropped at start and the journal summed again."""
+    eng, clock = run_workload(str(tmp_path), [("swipe", 1, 700, 1, 1, False, False, 0, False)])
+    try:
+        link_members(eng, [(1, 901)])
+        eng.submit(*tagged_op("m", 1, 800, store=2)).result()
+        assert_behaviour_matches(eng)
+        eng.rollups.close()
+        eng.rollups = None
+        store = eng.store
+        with store.gate.reading(), store.env.begin(write=True) as txn:
+            for name in beh.BEHAVIOUR_DBS:           # what format 2 had: none of them
+                txn.drop(store.db[name], delete=False)
+            txn.put(b"format", (2).to_bytes(4, "big"), db=store.db[rollups.ROLLUP_META_DB])
+    finally:
+        eng.close()
+    eng = open_engine(str(tmp_path), clock)
+    try:
+        assert_behaviour_matches(eng)
+        with eng.store.read() as txn:
+            assert beh.read_total(eng.store, txn, 901)["spend_fen"] == 800
+    finally:
+        eng.close()
