@@ -45,6 +45,7 @@ import numpy as np
 
 from core.engine import behaviour as beh
 from core.engine.rollups import covered_seq, date_of, day_of
+from core.engine.storage import u64
 from core.engine.writer import AdminContext
 from core.records import CardStatus, Result, SegmentOp
 
@@ -841,6 +842,74 @@ class Segments:
         counts = np.bincount(cls, minlength=len(RfmClass) + 1)
         return {"classes": [{"class": c.name.lower(), "name": RFM_NAMES[c], "members": int(counts[c])}
                             for c in RfmClass], **thr}
+
+    # --- one member's behaviour --------------------------------------------------------------
+
+    def member_stats(self, member_id: int, *, today: int | None = None) -> dict | None:
+        """One member's behaviour as of the tailer's seq (None: no record of theirs yet):
+        the lifetime totals, visits / swipes / spend of the last 30, 90 and 365 days,
+        average ticket, favourite store and category, days since the first and last
+        visit (None when never), ISO dates of the first and last visit. Reads only this
+        member's keys (one `beh_days` value per day of the last year)."""
+        return self._stats(beh.MEMBERS_DB, int(member_id), today)
+
+    def card_stats(self, card_no: int, *, today: int | None = None) -> dict | None:
+        """The lifetime behaviour totals of one card (no windows: those are per member)."""
+        return self._stats(beh.CARDS_DB, int(card_no), today)
+
+    def _stats(self, table: str, key: int, today: int | None) -> dict | None:
+        today = self.today() if today is None else int(today)
+        store = self.engine.store
+        with store.read() as txn:
+            tot = beh.read_total(store, txn, key, table)
+            if tot is None:
+                return None
+            out: dict = dict(tot)
+            out["seq"] = covered_seq(store, txn)
+            first, last = tot.pop("first_day"), tot.pop("last_day")
+            out.pop("first_day"), out.pop("last_day")
+            out["first_visit"] = date_of(first - 1).isoformat() if first else None
+            out["last_visit"] = date_of(last - 1).isoformat() if last else None
+            out["days_since_first_visit"] = today - (first - 1) if first else None
+            out["days_since_visit"] = today - (last - 1) if last else None
+            out["avg_ticket_fen"] = tot["spend_fen"] // tot["swipes"] if tot["swipes"] else 0
+            if table != beh.MEMBERS_DB:
+                return out
+            win = {d: [0, 0, 0] for d in (30, 90, 365)}
+            bucket = (key >> beh.DAY_BUCKET_SHIFT).to_bytes(4, "big")
+            db = store.db[beh.DAYS_DB]
+            for day in range(today - 364, today + 1):
+                raw = txn.get(day.to_bytes(4, "big") + bucket, db=db)
+                if raw is None:
+                    continue
+                rows = np.frombuffer(bytes(raw), beh.DAY_ROW)
+                j = int(np.searchsorted(rows["member"], np.uint64(key)))
+                if j < len(rows) and int(rows["member"][j]) == key:
+                    v = rows["v"][j].tolist()
+                    for d, w in win.items():
+                        if day > today - d:
+                            for i in range(3):
+                                w[i] += v[i]
+            for d, (vis, sw, sp) in win.items():
+                out[f"visits_{d}d"], out[f"swipes_{d}d"], out[f"spend_{d}d"] = vis, sw, sp
+            for table2, field, name in ((beh.STORES_DB, "store", "favourite_store"),
+                                        (beh.CATS_DB, "category", "favourite_category")):
+                cur = txn.cursor(db=store.db[table2])
+                keys, vals = [], []
+                prefix = u64(key)
+                if cur.set_range(prefix):
+                    for k, v in cur:
+                        if bytes(k[:8]) != prefix:
+                            break
+                        keys.append(bytes(k))
+                        vals.append(np.frombuffer(bytes(v), "<i8"))
+                dtype = beh.STORE_KEY if table2 == beh.STORES_DB else beh.CAT_KEY
+                if keys:
+                    _, fav = beh.favourite(np.frombuffer(b"".join(keys), dtype), np.stack(vals), field)
+                    out[name] = int(fav[0])
+                else:
+                    out[name] = None
+        return out
 
     # --- list, export, report -----------------------------------------------------------
 

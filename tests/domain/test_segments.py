@@ -371,3 +371,29 @@ def test_card_conditions_favourites_and_stale_reads(world):
     assert seg.count(members, d, stale_s=3600) == 2
     assert s.behaviour_seq(3600) < s.behaviour_seq()
     assert seg.count(members, d) == 3
+
+
+def test_one_members_stats(world):
+    eng, members, clock = world
+    mid = enrol(members, 1)[0]
+    card_for(eng, mid, 700, store=3)
+    clock.t = T0 + 3600
+    swipe(eng, 700, 1000, store=3)                     # day 0
+    clock.t = T0 + 50 * 86_400 + 3600
+    swipe(eng, 700, 2000, store=4)                     # day 50
+    swipe(eng, 700, 4000, store=4)
+    clock.t = T0 + 100 * 86_400 + 3600                 # today = day 100
+    settle(eng)
+    s = seg.segments_of(members)
+    st = s.member_stats(mid)
+    assert st["visits"] == 3 and st["spend_fen"] == 7000 and st["avg_ticket_fen"] == 7000 // 3
+    assert (st["visits_30d"], st["visits_90d"], st["visits_365d"]) == (0, 2, 3)
+    assert (st["spend_30d"], st["spend_90d"], st["spend_365d"]) == (0, 6000, 7000)
+    assert st["days_since_visit"] == 50 and st["days_since_first_visit"] == 100
+    first = datetime.date(1970, 1, 1) + datetime.timedelta(days=DAY0)
+    assert st["first_visit"] == first.isoformat()
+    assert st["favourite_store"] == 4 and st["recharges"] == 1
+    assert s.card_stats(700)["visits"] == 3
+    assert s.member_stats(mid + 100) is None
+    # The same numbers as the segment columns.
+    assert seg.resolve(members, {"field": "spend_90d", "op": "eq", "value": 6000}).tolist() == [mid]
