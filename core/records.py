@@ -175,12 +175,12 @@ class NotifyOp(IntEnum):
 class SegmentOp(IntEnum):
     """Segments, rule tags and RFM (core/domain/segments.py)."""
 
-    SEGMENT_PUT = 200
-    SEGMENT_DELETE = 201
-    RULE_TAG_PUT = 202
-    RULE_TAG_DELETE = 203
-    RULE_TAG_EVAL = 204      # a rule tag's members set and cleared by its rule
-    RFM_CONFIG = 205
+    SEGMENT_PUT = 210
+    SEGMENT_DELETE = 211
+    RULE_TAG_PUT = 212
+    RULE_TAG_DELETE = 213
+    RULE_TAG_EVAL = 214      # a rule tag's members set and cleared by its rule
+    RFM_CONFIG = 215
 
 
 class AuditOp(IntEnum):
@@ -200,7 +200,7 @@ OP_RANGES: tuple[tuple[int, int, str, type], ...] = (
     (120, 149, "chain", ChainOp),
     (150, 154, "notify", NotifyOp),
     (190, 199, "audit", AuditOp),
-    (200, 209, "segments", SegmentOp),
+    (210, 219, "segments", SegmentOp),
 )
 OP_TYPE_MAX = 255  # op_type is a u8 in the journal
 
