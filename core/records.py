@@ -190,6 +190,17 @@ class NotifyOp(IntEnum):
     NOTICES_ACK = 150
 
 
+class SegmentOp(IntEnum):
+    """Segments, rule tags and RFM (core/domain/segments.py)."""
+
+    SEGMENT_PUT = 210
+    SEGMENT_DELETE = 211
+    RULE_TAG_PUT = 212
+    RULE_TAG_DELETE = 213
+    RULE_TAG_EVAL = 214      # a rule tag's members set and cleared by its rule
+    RFM_CONFIG = 215
+
+
 class AuditOp(IntEnum):
     """Reads journalled only so that the audit trail shows who saw what (server/rpc/admin)."""
 
@@ -207,6 +218,7 @@ OP_RANGES: tuple[tuple[int, int, str, type], ...] = (
     (120, 149, "chain", ChainOp),
     (150, 154, "notify", NotifyOp),
     (190, 199, "audit", AuditOp),
+    (210, 219, "segments", SegmentOp),
 )
 OP_TYPE_MAX = 255  # op_type is a u8 in the journal
 

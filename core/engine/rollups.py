@@ -39,13 +39,16 @@ import lmdb
 import numpy as np
 
 from core import _fastpath
+from core.engine import behaviour
 from core.engine.storage import from_be, u64
 from core.records import COUPON, ITEM, JOURNAL, OpType, RecordKind, Result
 
 log = logging.getLogger("mms.rollups")
 
 # 2: rows stored in blocks (format 1, one LMDB value per row, is dropped and rebuilt).
-ROLLUP_FORMAT = 2
+# 3: with the behaviour tables (core/engine/behaviour.py): rollups of format 2 cover a
+# seq the behaviour never saw, so they are dropped and the journal summed again.
+ROLLUP_FORMAT = 3
 # Journal records summed into one rollup transaction at most (read zero-copy from the
 # map; what is held is one SalesSum row per distinct key, ~180 bytes, at most one per
 # record): a long catch-up (a rebuild) is many bounded transactions.
@@ -110,6 +113,9 @@ class _Layout:
 
 LAYOUTS = {t: _Layout(k, c, BLOCK_FIELDS[t]) for t, (k, c) in TABLES.items()}
 ROLLUP_DBS = (ROLLUP_META_DB, SALES_DB, SKU_DB, COUPONS_DB, CARDS_DB)
+# Behaviour per member and card (core/engine/behaviour.py): summed in the same flushes,
+# written in the same transactions, dropped and rebuilt with the rollups.
+ROLLUP_DBS += behaviour.BEHAVIOUR_DBS
 
 _AFTER_OFF = JOURNAL.fields["after"][1]
 _TPL_OFF = COUPON.fields["template_id"][1]
@@ -364,7 +370,7 @@ def digest(store) -> str:
     mean byte-identical rollups."""
     h = hashlib.blake2b(digest_size=16)
     with store.read() as txn:
-        for name in (*TABLES, CARDS_DB):
+        for name in (*TABLES, CARDS_DB, *behaviour.BEHAVIOUR_DBS):
             h.update(name.encode() + b"\0")
             for k, v in txn.cursor(db=store.db[name]):
                 h.update(len(k).to_bytes(2, "big") + k + len(v).to_bytes(2, "big") + v)
@@ -401,6 +407,7 @@ class Rollups:
             log.warning("rollups are in tz_offset_s %d, the rules say %d: run "
                         "`mms report rebuild` to cut them again", self.tz, tz_offset_s)
         self.summer = Summer(store, self.tz, issue)
+        self.behaviour = behaviour.Behaviour()
         self._lock = threading.Lock()           # one catch-up or rebuild at a time
         self._cond = threading.Condition()
         self._wake = threading.Event()
@@ -475,11 +482,13 @@ class Rollups:
 
     def _flush_once(self) -> int:
         parts, upto, n = _Parts(), self.seq, 0
+        self.behaviour.clear()      # rows of a flush that failed are summed again
         # Zero-copy: blocks are views of the map, valid while txn is (nothing of them
         # is kept: Summer copies what it keeps).
         with self.store.gate.reading(), self.store.env.begin(buffers=True) as txn:
             for block, items in journal_with_items(self.store, txn, self.seq):
                 self.summer.block(txn, block, items, parts)
+                self.behaviour.block(self.store, txn, block, self.summer.tz)
                 upto = int(block[-1]["seq"])
                 n += len(block)
                 if n >= ROLLUP_FLUSH_RECORDS_MAX:
@@ -493,6 +502,7 @@ class Rollups:
             puts = {t: merged_blocks(txn, self.store, t, k, v)
                     for t, (k, v) in parts.reduced().items() if t != SALES_DB}
             puts[SALES_DB] = merged_sales(txn, self.store, sales)
+            puts.update(self.behaviour.puts(self.store, txn))
         self._write(puts, parts.new_cards, upto)
         with self._cond:
             self.seq = upto

@@ -26,6 +26,8 @@ from server.mms_pb import (
     pos_pb2_grpc,
     report_pb2,
     report_pb2_grpc,
+    segment_pb2,
+    segment_pb2_grpc,
 )
 from server.rpc.auth import ChainTerminals, Registry, TerminalSources
 from server.rpc.bridge import Bridge
@@ -34,6 +36,7 @@ from server.rpc.constants import (
     INFLIGHT_OPS_MAX,
     POS,
     REPORT,
+    SEGMENT,
     SERVER_OPTIONS,
     SHUTDOWN_GRACE_SECONDS,
 )
@@ -105,6 +108,7 @@ class MmsServer:
         self.admin = None  # the AdminService, once started
         # The node's role (server/rpc/role.py): writes only on the leader; None = single.
         self.role = role
+        self.segments = None  # the SegmentService (and its rule-tag schedule), once started
 
     def is_ready(self) -> bool:
         return self._ready
@@ -117,7 +121,7 @@ class MmsServer:
         from server.rpc.admin import AdminService  # it builds on this module
 
         # Every service registers through the guard, which decodes requests itself.
-        guarded = GuardedServer(self.server, RequestGuard(self.metrics, frozenset({POS, ADMIN, REPORT})))
+        guarded = GuardedServer(self.server, RequestGuard(self.metrics, frozenset({POS, ADMIN, REPORT, SEGMENT})))
         pos = PosService(self.bridge, terminals, self.metrics, chain=self.chain)
         pos_pb2_grpc.add_PosServiceServicer_to_server(pos, guarded)
         self.admin = AdminService(self.bridge, self.registry, self.metrics, chain=self.chain,
@@ -126,10 +130,16 @@ class MmsServer:
         admin_pb2_grpc.add_AdminServiceServicer_to_server(self.admin, guarded)
         from server.rpc.report import ReportService
         report_pb2_grpc.add_ReportServiceServicer_to_server(ReportService(self.admin), guarded)
+        from server.rpc.segment import SegmentService
+        self.segments = SegmentService(self.admin)
+        self.segments.role = self.role
+        segment_pb2_grpc.add_SegmentServiceServicer_to_server(self.segments, guarded)
+        self.segments.start_schedule()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, guarded)
         names = (pos_pb2.DESCRIPTOR.services_by_name["PosService"].full_name,
                  admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
                  report_pb2.DESCRIPTOR.services_by_name["ReportService"].full_name,
+                 segment_pb2.DESCRIPTOR.services_by_name["SegmentService"].full_name,
                  health.SERVICE_NAME, reflection.SERVICE_NAME)
         # What reflection.enable_server_reflection does for an aio server, through the guard.
         reflection_pb2_grpc.add_ServerReflectionServicer_to_server(
@@ -157,6 +167,8 @@ class MmsServer:
         which commits everything it accepted."""
         self._ready = False
         self.bridge.accepting = False
+        if self.segments is not None:
+            await self.segments.stop_schedule()
         if self.server is not None:
             await self.health.enter_graceful_shutdown()
             await self.server.stop(grace)

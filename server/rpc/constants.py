@@ -6,6 +6,7 @@ from core.records import CLIENT_ID_BYTES  # noqa: F401 (the one definition, re-e
 POS = "mms.v1.PosService"
 ADMIN = "mms.v1.AdminService"
 REPORT = "mms.v1.ReportService"
+SEGMENT = "mms.v1.SegmentService"
 
 # A full batch request is about 110 KB and its response about 400 KB; 4 MiB leaves room
 # for IssueCards and bulk summaries while refusing anything absurd before decoding it.
@@ -24,6 +25,16 @@ SINGLE_SUBMISSIONS_MAX = 1
 STREAM_PIPELINE_BATCHES_MAX = 8
 # Rejected rows listed in one BulkRecharge summary (all of them are counted).
 BULK_REJECTED_ROWS_MAX = 10_000
+# How often the server re-evaluates every rule tag (SegmentService's schedule; at most
+# core.domain.segments.RULE_TAGS_MAX tags a run, one run at a time, in a worker thread).
+# Hourly: "no visit for 60 days" or "birthday this month" move by the day, and an
+# evaluation of 1,000,000 members costs about a second of one core.
+RULE_TAG_EVAL_INTERVAL_S = 3600.0
+# How old the behaviour columns a SegmentService read (count, members, export, report,
+# RFM counts) may be before they are loaded again from the tailer's tables: a load costs
+# seconds at 1,000,000 members, and under swipe load the tailer moves every second. Each
+# answer names the seq its behaviour is of. Rule-tag evaluations always load exactly.
+SEGMENT_READ_STALE_S = 30.0
 # Grace for in-flight RPCs on shutdown before they are cancelled.
 SHUTDOWN_GRACE_SECONDS = 10.0
 # Undecodable requests are logged at most this often, as one line with their count

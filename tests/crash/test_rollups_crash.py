@@ -12,6 +12,8 @@ import sys
 
 from common import ROOT  # noqa: E402
 from rollup_reference import recompute, stored
+from test_behaviour import reference as behaviour_reference
+from test_behaviour import stored as behaviour_stored
 
 from core import Engine
 from core.engine import rollups
@@ -43,8 +45,15 @@ def test_sigkill_mid_rollup_transaction_neither_half_applies_nor_double_counts(t
             assert rollups.covered_seq(eng.store, txn) == int(flushed[1])
             last = eng.store.last_seq(txn)
         assert last > int(flushed[1])
+        # The behaviour tables are those of the seq the rollups cover, exactly (read in
+        # one transaction: the tailer may have moved on since the open).
+        with eng.store.read() as txn:
+            covered = rollups.covered_seq(eng.store, txn)
+            got = behaviour_stored(eng.store, txn)
+        assert got == list(behaviour_reference(eng.store, covered))
         eng.rollups.wait_for(last)
         assert stored(eng.store) == recompute(eng.store, eng.rollups.tz)
+        assert behaviour_stored(eng.store) == list(behaviour_reference(eng.store))
         caught_up = rollups.digest(eng.store)
         eng.rollups.rebuild()
         assert rollups.digest(eng.store) == caught_up

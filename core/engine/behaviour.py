@@ -1,0 +1,328 @@
+"""Behaviour per member and per card, summed from the journal by the rollup tailer.
+
+The rollup tailer (core/engine/rollups.py) calls `Behaviour.block` for every journal
+block it sums and puts `Behaviour.puts` in the SAME write transaction that moves
+`rollup_meta.seq`: the behaviour tables are exactly those of the seq the rollups cover
+(crash-consistent), they are dropped and summed again by `Rollups.rebuild`, and they are
+part of `rollups.digest`. docs/internals/reports.md gives the definitions and the why,
+docs/internals/storage.md the byte layout.
+
+Tables (every number an int64; keys big-endian so LMDB order is numeric order):
+
+    beh_members  u64 member id -> TOTAL_COLS            (lifetime totals)
+    beh_cards    u64 card no   -> TOTAL_COLS            (the same, per card)
+    beh_days     (u32 day, u32 member id >> DAY_BUCKET_SHIFT) -> rows (u64 member,
+                 DAY_COLS), sorted by member
+    beh_stores   (u64 member, u32 store)    -> STORE_COLS
+    beh_cats     (u64 member, u16 category) -> CAT_COLS
+
+What counts (only records the engine applied, result OK; a member is the after-image's
+member_id, cards without one count only per card):
+- a visit: a SWIPE or USE_COUNT card record (a supplementary card's SUPP_DEBIT is the
+  primary's side of a swipe already counted on the supplementary card: not counted);
+- spend (fen): a SWIPE's payable_fen - coupon_fen (what the member paid), less every
+  REFUND's amount_fen, on the day of that record; swipes: SWIPE records;
+- recharges: RECHARGE records and their principal_delta_fen;
+- points earned: a SWIPE's points_delta + offset_points (its points before the offset),
+  and the positive points_delta of any other record but a REFUND; points redeemed: a
+  SWIPE's offset_points and the points a GIFT_REDEEM took (-points_delta);
+- coupons redeemed: COUPON_REDEEM records less COUPON_RESTORE records, filed under the
+  card of the record and the member of the card record they belong to (ref_seq);
+- day: (time_s + tz_offset_s) // 86400, the chain's day (as the rollups).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from core.engine.storage import u64
+from core.records import OpType, PointsOp, RecordKind, Result
+
+MEMBERS_DB = "beh_members"
+CARDS_DB = "beh_cards"
+DAYS_DB = "beh_days"
+STORES_DB = "beh_stores"
+CATS_DB = "beh_cats"
+BEHAVIOUR_DBS = (MEMBERS_DB, CARDS_DB, DAYS_DB, STORES_DB, CATS_DB)
+
+# first_day / last_day are day + 1 (0: no visit yet); the rest are sums.
+TOTAL_COLS = ("first_day", "last_day", "visits", "swipes", "spend_fen", "refunds",
+              "refund_fen", "recharges", "recharge_fen", "points_earned",
+              "points_redeemed", "coupons_redeemed")
+DAY_COLS = ("visits", "swipes", "spend_fen")
+STORE_COLS = ("visits", "spend_fen")
+CAT_COLS = ("swipes", "spend_fen")
+TOTAL = np.dtype([(c, "<i8") for c in TOTAL_COLS])
+DAY_ROW = np.dtype([("member", "<u8"), ("v", "<i8", (len(DAY_COLS),))])
+STORE_KEY = np.dtype([("member", ">u8"), ("store", ">u4")])
+CAT_KEY = np.dtype([("member", ">u8"), ("category", ">u2")])
+_NT = len(TOTAL_COLS)
+# A day's rows are kept in blocks of 65,536 member ids, so that a flush rewrites the
+# blocks of the members it touched, not the whole day (32 MB at 1,000,000 visits a day).
+DAY_BUCKET_SHIFT = 16
+_MINMAX = 2          # the first two total columns merge by min / max, the others add
+
+_SWIPE, _USE, _REFUND = int(OpType.SWIPE), int(OpType.USE_COUNT), int(OpType.REFUND)
+_RECHARGE = int(OpType.RECHARGE)
+_REDEEM, _RESTORE = int(OpType.COUPON_REDEEM), int(OpType.COUPON_RESTORE)
+_GIFT = int(PointsOp.GIFT_REDEEM)
+
+
+def _merge_totals(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Totals rows (n x _NT int64) combined: first_day min over the set ones, last_day
+    max, the rest summed."""
+    out = a + b
+    fa, fb = a[:, 0], b[:, 0]
+    out[:, 0] = np.where((fa > 0) & (fb > 0), np.minimum(fa, fb), np.maximum(fa, fb))
+    out[:, 1] = np.maximum(a[:, 1], b[:, 1])
+    return out
+
+
+def reduce_totals(ids: np.ndarray, vals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct ids (ascending) and their merged totals."""
+    if len(ids) == 0:
+        return ids.astype(np.uint64), vals.reshape(0, _NT)
+    uniq, inv = np.unique(ids, return_inverse=True)
+    out = np.zeros((len(uniq), _NT), np.int64)
+    np.add.at(out, inv, vals)
+    first = np.where(vals[:, 0] > 0, vals[:, 0], np.iinfo(np.int64).max)
+    f = np.full(len(uniq), np.iinfo(np.int64).max, np.int64)
+    np.minimum.at(f, inv, first)
+    out[:, 0] = np.where(f == np.iinfo(np.int64).max, 0, f)
+    last = np.zeros(len(uniq), np.int64)
+    np.maximum.at(last, inv, vals[:, 1])
+    out[:, 1] = last
+    return uniq, out
+
+
+def _reduce_keyed(keys: np.ndarray, vals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct big-endian keys (ascending as bytes, LMDB's order) and their sums."""
+    w = keys.dtype.itemsize
+    raw = np.ascontiguousarray(keys).view(f"V{w}").ravel()
+    uniq, first, inv = np.unique(raw, return_index=True, return_inverse=True)
+    sums = np.zeros((len(uniq), vals.shape[1]), np.int64)
+    np.add.at(sums, inv.ravel(), vals)
+    return np.ascontiguousarray(keys)[first], sums
+
+
+class Behaviour:
+    """Rows of the journal blocks a flush reads, then the puts that merge them into the
+    tables (read in the tailer's read transaction: the tailer is their only writer)."""
+
+    def __init__(self) -> None:
+        self.clear()
+
+    def clear(self) -> None:
+        self._tot: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {MEMBERS_DB: [], CARDS_DB: []}
+        self._days: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self._stores: list[tuple[np.ndarray, np.ndarray]] = []
+        self._cats: list[tuple[np.ndarray, np.ndarray]] = []
+
+    def block(self, store, txn, block: np.ndarray, tz: int) -> None:
+        """Add one journal block's rows."""
+        ok = block["result"] == Result.OK
+        kind = block["kind"]
+        op = block["op_type"].astype(np.int64)
+        card_rec = ok & (kind == RecordKind.KIND_CARD) & (block["card_no"] != 0)
+        coup = ok & (kind == RecordKind.KIND_COUPON) & ((op == _REDEEM) | (op == _RESTORE))
+        sel = np.flatnonzero(card_rec | coup)
+        if len(sel) == 0:
+            return
+        b = block[sel]
+        op = op[sel]
+        is_card = card_rec[sel]
+        member = np.zeros(len(sel), np.uint64)
+        member[is_card] = b["after"]["member_id"][is_card]
+        ci = np.flatnonzero(~is_card)
+        if len(ci):
+            member[ci] = self._coupon_members(store, txn, block, b["ref_seq"][ci])
+        n = len(sel)
+        day = ((b["time_s"].astype(np.int64) + int(tz)) // 86_400)
+        swipe = is_card & (op == _SWIPE)
+        refund = is_card & (op == _REFUND)
+        visit = (swipe | (is_card & (op == _USE))).astype(np.int64)
+        amount = b["amount_fen"].astype(np.int64)
+        spend = np.where(swipe, b["payable_fen"].astype(np.int64) - b["coupon_fen"].astype(np.int64), 0)
+        spend = np.where(refund, -amount, spend)
+        pdelta = b["points_delta"].astype(np.int64)
+        offp = b["offset_points"].astype(np.int64)
+        earned = np.where(swipe, pdelta + offp, np.where(is_card & ~refund, np.maximum(pdelta, 0), 0))
+        redeemed = np.where(swipe, offp, np.where(is_card & (op == _GIFT), np.maximum(-pdelta, 0), 0))
+        recharge = is_card & (op == _RECHARGE)
+        vals = np.zeros((n, _NT), np.int64)
+        vals[:, 0] = np.where(visit > 0, day + 1, 0)
+        vals[:, 1] = vals[:, 0]
+        vals[:, 2] = visit
+        vals[:, 3] = swipe
+        vals[:, 4] = spend
+        vals[:, 5] = refund
+        vals[:, 6] = np.where(refund, amount, 0)
+        vals[:, 7] = recharge
+        vals[:, 8] = np.where(recharge, b["principal_delta_fen"].astype(np.int64), 0)
+        vals[:, 9] = earned
+        vals[:, 10] = redeemed
+        vals[:, 11] = np.where(op == _REDEEM, 1, 0) - np.where(op == _RESTORE, 1, 0)
+        vals[:, 11] *= ~is_card
+        self._tot[CARDS_DB].append((b["card_no"].astype(np.uint64), vals))
+        has = member != 0
+        if not has.any():
+            return
+        self._tot[MEMBERS_DB].append((member[has], vals[has]))
+        act = has & (swipe | refund | (visit > 0))
+        if act.any():
+            m, d = member[act], day[act]
+            dv = np.stack([visit[act], swipe[act].astype(np.int64), spend[act]], axis=1)
+            self._days.append((d, m, dv))
+            sk = np.zeros(int(act.sum()), STORE_KEY)
+            sk["member"], sk["store"] = m, b["store_id"][act]
+            self._stores.append((sk, np.stack([visit[act], spend[act]], axis=1)))
+            sr = has & (swipe | refund)
+            if sr.any():
+                ck = np.zeros(int(sr.sum()), CAT_KEY)
+                ck["member"], ck["category"] = member[sr], b["category"][sr]
+                self._cats.append((ck, np.stack([swipe[sr].astype(np.int64), spend[sr]], axis=1)))
+
+    @staticmethod
+    def _coupon_members(store, txn, block: np.ndarray, refs: np.ndarray) -> np.ndarray:
+        """The member of the card record each coupon record belongs to (its ref_seq):
+        in this block when it is there, else read from the journal."""
+        first = int(block[0]["seq"])
+        out = np.zeros(len(refs), np.uint64)
+        idx = refs.astype(np.int64) - first
+        inb = (idx >= 0) & (idx < len(block))
+        inb[inb] = block["kind"][idx[inb]] == RecordKind.KIND_CARD
+        out[inb] = block["after"]["member_id"][idx[inb]]
+        for j in np.flatnonzero(~inb).tolist():
+            rec = store.journal_record(txn, int(refs[j])) if int(refs[j]) else None
+            if rec is not None and int(rec["kind"]) == RecordKind.KIND_CARD:
+                out[j] = rec["after"]["member_id"]
+        return out
+
+    # --- the merge ---------------------------------------------------------------------
+
+    def puts(self, store, txn) -> dict[str, list[tuple[bytes, bytes]]]:
+        """The (key, value) pairs that merge this flush's rows into the tables, read
+        from txn; clears the rows."""
+        out: dict[str, list[tuple[bytes, bytes]]] = {}
+        for table, parts in self._tot.items():
+            if not parts:
+                continue
+            ids, vals = reduce_totals(np.concatenate([p[0] for p in parts]),
+                                      np.concatenate([p[1] for p in parts]))
+            keys = [u64(i) for i in ids.tolist()]
+            old = dict(txn.cursor(db=store.db[table]).getmulti(keys))
+            if old:
+                prev = np.zeros((len(keys), _NT), np.int64)
+                have = np.array([k in old for k in keys])
+                raw = b"".join(bytes(old[k]) for k in keys if k in old)
+                prev[have] = np.frombuffer(raw, "<i8").reshape(-1, _NT)
+                vals = _merge_totals(vals, prev)
+            body = vals.astype("<i8").tobytes()
+            w = _NT * 8
+            out[table] = [(k, body[j * w:(j + 1) * w]) for j, k in enumerate(keys)]
+        if self._days:
+            d = np.concatenate([p[0] for p in self._days])
+            m = np.concatenate([p[1] for p in self._days])
+            v = np.concatenate([p[2] for p in self._days])
+            pairs = []
+            bucket = (m >> np.uint64(DAY_BUCKET_SHIFT)).astype(np.int64)
+            blocks = np.unique(np.stack([d, bucket], axis=1), axis=0)
+            for day, bk in blocks.tolist():
+                at = (d == day) & (bucket == bk)
+                dm, dv = m[at], v[at]
+                key = int(day).to_bytes(4, "big") + int(bk).to_bytes(4, "big")
+                raw = txn.get(key, db=store.db[DAYS_DB])
+                if raw is not None:
+                    rows = np.frombuffer(bytes(raw), DAY_ROW)
+                    dm = np.concatenate((rows["member"], dm))
+                    dv = np.concatenate((rows["v"].astype(np.int64), dv))
+                uniq, inv = np.unique(dm, return_inverse=True)
+                sums = np.zeros((len(uniq), len(DAY_COLS)), np.int64)
+                np.add.at(sums, inv, dv)
+                rows = np.zeros(len(uniq), DAY_ROW)
+                rows["member"], rows["v"] = uniq, sums
+                pairs.append((key, rows.tobytes()))
+            out[DAYS_DB] = pairs
+        for table, parts, dtype in ((STORES_DB, self._stores, STORE_KEY),
+                                    (CATS_DB, self._cats, CAT_KEY)):
+            if not parts:
+                continue
+            keys, vals = _reduce_keyed(np.concatenate([p[0] for p in parts]).astype(dtype),
+                                       np.concatenate([p[1] for p in parts]))
+            kb = np.ascontiguousarray(keys).view(np.uint8).reshape(len(keys), -1)
+            bkeys = [r.tobytes() for r in kb]
+            old = dict(txn.cursor(db=store.db[table]).getmulti(bkeys))
+            ncol = vals.shape[1]
+            if old:
+                for j, k in enumerate(bkeys):
+                    o = old.get(k)
+                    if o is not None:
+                        vals[j] += np.frombuffer(bytes(o), "<i8")
+            body = vals.astype("<i8").tobytes()
+            w = ncol * 8
+            out[table] = [(k, body[j * w:(j + 1) * w]) for j, k in enumerate(bkeys)]
+        self.clear()
+        return out
+
+
+# --- reading ------------------------------------------------------------------------------
+
+def _fixed(txn, db, width: int) -> tuple[bytes, bytes]:
+    cur = txn.cursor(db=db)
+    keys = b"".join(bytes(k) for k in cur.iternext(keys=True, values=False))
+    cur = txn.cursor(db=db)
+    vals = b"".join(bytes(v) for v in cur.iternext(keys=False, values=True))
+    return keys, vals
+
+
+def read_totals(store, txn, table: str = MEMBERS_DB) -> tuple[np.ndarray, np.ndarray]:
+    """(ids ascending, n x TOTAL_COLS int64) of a totals table."""
+    keys, vals = _fixed(txn, store.db[table], 8)
+    ids = np.frombuffer(keys, ">u8").astype(np.uint64)
+    return ids, np.frombuffer(vals, "<i8").reshape(-1, _NT).copy()
+
+
+def read_total(store, txn, key: int, table: str = MEMBERS_DB) -> dict[str, int] | None:
+    raw = txn.get(u64(int(key)), db=store.db[table])
+    if raw is None:
+        return None
+    return dict(zip(TOTAL_COLS, np.frombuffer(bytes(raw), "<i8").tolist(), strict=True))
+
+
+def read_days(store, txn, day_from: int, day_to: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(day, member, n x DAY_COLS) of days [day_from, day_to)."""
+    cur = txn.cursor(db=store.db[DAYS_DB])
+    days, rows = [], []
+    if cur.set_range(max(0, int(day_from)).to_bytes(4, "big")):
+        for k, v in cur:
+            day = int.from_bytes(bytes(k)[:4], "big")
+            if day >= day_to:
+                break
+            r = np.frombuffer(bytes(v), DAY_ROW)
+            rows.append(r)
+            days.append(np.full(len(r), day, np.int64))
+    if not rows:
+        return np.zeros(0, np.int64), np.zeros(0, np.uint64), np.zeros((0, len(DAY_COLS)), np.int64)
+    r = np.concatenate(rows)
+    return np.concatenate(days), r["member"].astype(np.uint64), r["v"].astype(np.int64)
+
+
+def read_keyed(store, txn, table: str) -> tuple[np.ndarray, np.ndarray]:
+    """(keys, n x cols int64) of beh_stores or beh_cats."""
+    dtype, ncol = (STORE_KEY, len(STORE_COLS)) if table == STORES_DB else (CAT_KEY, len(CAT_COLS))
+    keys, vals = _fixed(txn, store.db[table], dtype.itemsize)
+    return (np.frombuffer(keys, dtype).copy(),
+            np.frombuffer(vals, "<i8").reshape(-1, ncol).copy())
+
+
+def favourite(keys: np.ndarray, vals: np.ndarray, field: str) -> tuple[np.ndarray, np.ndarray]:
+    """(member ids, the favourite store or category of each): the most visits (stores) or
+    swipes (categories), then the most spend, then the lowest id."""
+    if len(keys) == 0:
+        return np.zeros(0, np.uint64), np.zeros(0, np.int64)
+    m = keys["member"].astype(np.uint64)
+    f = keys[field].astype(np.int64)
+    order = np.lexsort((f, -vals[:, 1], -vals[:, 0], m))
+    ms = m[order]
+    first = np.concatenate(([True], ms[1:] != ms[:-1]))
+    return ms[first], f[order][first]

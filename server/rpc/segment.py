@@ -1,0 +1,341 @@
+"""SegmentService (proto/mms/v1/segment.proto): segments, rule tags and RFM classes of
+core.domain.segments over gRPC.
+
+Permissions: segment.write (marketing, admin) for every write; segment.read for counts,
+lists, reports and RFM counts; export for ExportSegment. Scope: a store-scoped role
+(store manager) sees only members whose home store is its own (store_id 0 or its own;
+another is OTHER_STORE) and writes nothing; chain-wide roles see every member or one
+store's (store_id). Every computation runs in a worker thread, never on the event loop.
+Segment errors become INVALID_ARGUMENT (SEGMENT_INVALID), NOT_FOUND (SEGMENT_NOT_FOUND),
+FAILED_PRECONDITION (SEGMENT_LIMIT, SEGMENT_NEEDS_MEMBERS).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import tempfile
+
+import grpc
+
+from core.domain import segments as seg
+from server.mms_pb import segment_pb2, segment_pb2_grpc
+from server.rpc.admin.base import EXPORT_CHUNK_BYTES, Call, _failure, client_id
+from server.rpc.admin.members import member_pb
+from server.rpc.constants import RULE_TAG_EVAL_INTERVAL_S, SEGMENT, SEGMENT_READ_STALE_S
+from server.rpc.errors import RpcFailure, invalid, page_limit
+from server.rpc.instrumentation import rpc_method
+
+log = logging.getLogger("mms.segments")
+
+_CODES = {"INVALID": grpc.StatusCode.INVALID_ARGUMENT, "NOT_FOUND": grpc.StatusCode.NOT_FOUND,
+          "LIMIT": grpc.StatusCode.FAILED_PRECONDITION,
+          "NEEDS_MEMBERS": grpc.StatusCode.FAILED_PRECONDITION}
+DEFAULT_PAGE = 100
+DEFAULT_REPORT_DAYS = 365
+
+
+def _seg_failure(e: seg.SegmentError) -> RpcFailure:
+    return RpcFailure(_CODES[e.code.value], f"SEGMENT_{e.code.value}", str(e))
+
+
+def _json(text: str, field: str):
+    try:
+        return json.loads(text)
+    except ValueError:
+        raise invalid("SEGMENT_INVALID", f"{field} is not JSON", field=field) from None
+
+
+def _outcome(r) -> segment_pb2.SegmentOutcome:
+    return segment_pb2.SegmentOutcome(replayed=bool(r.replayed), seq=int(r.seq))
+
+
+def _info(rec: dict, outcome=None) -> segment_pb2.SegmentInfo:
+    return segment_pb2.SegmentInfo(name=rec["name"], definition_json=json.dumps(rec["definition"],
+                                                                              ensure_ascii=False),
+                                   created_s=int(rec["created_s"]), updated_s=int(rec["updated_s"]),
+                                   outcome=outcome)
+
+
+def _tag_info(rec: dict, outcome=None) -> segment_pb2.RuleTagInfo:
+    return segment_pb2.RuleTagInfo(name=rec["name"], rule_json=json.dumps(rec["rule"], ensure_ascii=False),
+                                   description=rec.get("description", ""),
+                                   evaluated_s=int(rec.get("evaluated_s", 0)),
+                                   members=int(rec.get("members", 0)), outcome=outcome)
+
+
+def _class_rows(rows: list[dict]) -> list[segment_pb2.SegmentClassRow]:
+    return [segment_pb2.SegmentClassRow(rfm_class=r["class"], name=r["name"], members=r["members"],
+                                        spend_fen=r.get("spend_fen", 0), visits=r.get("visits", 0),
+                                        share_bp=r.get("share_bp", 0)) for r in rows]
+
+
+class SegmentService(segment_pb2_grpc.SegmentServiceServicer):
+    def __init__(self, admin) -> None:
+        self.bridge, self.engine, self.registry = admin.bridge, admin.engine, admin.registry
+        self.metrics, self.chain, self.members = admin.metrics, admin.chain, admin.members
+        self._segments: seg.Segments | None = None
+        self.schedule_interval_s = RULE_TAG_EVAL_INTERVAL_S
+        self._schedule: asyncio.Task | None = None
+        self.schedule_runs = 0
+        self.schedule_ran = asyncio.Event()      # set after each scheduled run (tests wait on it)
+
+    # --- the rule-tag schedule ----------------------------------------------------------
+
+    def start_schedule(self) -> None:
+        """Start the background re-evaluation of every rule tag (on the running loop)."""
+        if self._schedule is None and self.schedule_interval_s > 0:
+            self._schedule = asyncio.get_running_loop().create_task(self._every())
+
+    async def stop_schedule(self) -> None:
+        task, self._schedule = self._schedule, None
+        if task is not None:
+            task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
+
+    async def _every(self) -> None:
+        while True:
+            await asyncio.sleep(self.schedule_interval_s)
+            await self.run_schedule_once()
+
+    async def run_schedule_once(self) -> list[dict]:
+        """One scheduled run: every rule tag, each under the id of its inputs
+        (Segments.evaluation_id), so a run on unchanged inputs applies nothing. A failure
+        is logged and the next run tries again."""
+        try:
+            out = await asyncio.to_thread(self.segments().evaluate_all)
+        except Exception:
+            log.exception("scheduled rule-tag evaluation failed")
+            out = []
+        self.schedule_runs += 1
+        self.schedule_ran.set()
+        return out
+
+    def segments(self) -> seg.Segments:
+        if self._segments is None:
+            self._segments = seg.segments_of(self.members if self.members is not None else self.engine)
+        return self._segments
+
+    async def _call(self, context, request, body):
+        call = Call(self, context)
+        try:
+            return await body(call, request)
+        except seg.SegmentError as e:
+            raise _seg_failure(e) from e
+        except Exception as e:
+            f = _failure(e)
+            if f is None:
+                raise
+            raise f from e
+
+    # --- scope --------------------------------------------------------------------------
+
+    @staticmethod
+    def _read_scope(call: Call, store_id: int, permission: str = "segment.read") -> int | None:
+        """The home store the caller's read is limited to (None: all members)."""
+        own = call.act_store()
+        store = int(store_id) or own
+        call.authorize(permission, store)
+        return store or None
+
+    @staticmethod
+    def _write(call: Call) -> None:
+        call.authorize("segment.write", None)
+
+    def _segment(self, q) -> str | dict:
+        if q.name and q.definition_json:
+            raise invalid("SEGMENT_INVALID", "name or definition_json, not both", field="name")
+        if q.name:
+            return q.name
+        if not q.definition_json:
+            raise invalid("SEGMENT_INVALID", "a segment's name or a definition_json is required",
+                          field="name")
+        return _json(q.definition_json, "definition_json")
+
+    # --- segments -----------------------------------------------------------------------
+
+    @rpc_method(SEGMENT, "DefineSegment", "unary")
+    async def DefineSegment(self, request, context):
+        async def body(call, req):
+            cid = client_id(req)
+            self._write(call)
+            d = _json(req.definition_json, "definition_json")
+            s = self.segments()
+            rec, res = await call.run(s.define, req.name, d, cid, operator_id=call.operator_id,
+                                      with_result=True)
+            return _info(rec, _outcome(res))
+        return await self._call(context, request, body)
+
+    @rpc_method(SEGMENT, "ListSegments", "unary")
+    async def ListSegments(self, request, context):
+        async def body(call, req):
+            self._read_scope(call, 0)
+            recs = await call.run(self.segments().list)
+            return segment_pb2.ListSegmentsResponse(segments=[_info(r) for r in recs])
+        return await self._call(context, request, body)
+
+    @rpc_method(SEGMENT, "DeleteSegment", "unary")
+    async def DeleteSegment(self, request, context):
+        async def body(call, req):
+            cid = client_id(req)
+            self._write(call)
+            _, res = await call.run(self.segments().delete, req.name, cid,
+                                    operator_id=call.operator_id, with_result=True)
+            return _outcome(res)
+        return await self._call(context, request, body)
+
+    @rpc_method(SEGMENT, "CountSegment", "unary")
+    async def CountSegment(self, request, context):
+        async def body(call, req):
+            store = self._read_scope(call, req.store_id)
+            segment = self._segment(req)
+            s = self.segments()
+
+            def run():
+                n = seg.count(s, segment, store_id=store, stale_s=SEGMENT_READ_STALE_S)
+                return n, s.behaviour_seq(SEGMENT_READ_STALE_S)
+            n, bseq = await call.run(run)
+            return segment_pb2.CountSegmentResponse(members=n, behaviour_seq=bseq)
+        return await self._call(context, request, body)
+
+    @rpc_method(SEGMENT, "ListSegmentMembers", "unary")
+    async def ListSegmentMembers(self, request, context):
+        async def body(call, req):
+            store = self._read_scope(call, req.store_id)
+            limit = page_limit(req.limit, DEFAULT_PAGE, seg.SEGMENT_PAGE_MAX)
+            total, page = await call.run(self.segments().page, self._segment(req),
+                                         offset=int(req.offset), limit=limit, store_id=store,
+                                         stale_s=SEGMENT_READ_STALE_S)
+            return segment_pb2.SegmentMembersResponse(total=total, members=[member_pb(m) for m in page])
+        return await self._call(context, request, body)
+
+    @rpc_method(SEGMENT, "ExportSegment", "server_stream")
+    async def ExportSegment(self, request, context):
+        call = Call(self, context)
+        try:
+            fmt = (request.format or "csv").lower()
+            if fmt not in ("csv", "xlsx"):
+                raise invalid("EXPORT_FORMAT", "format is csv or xlsx", field="format")
+            store = self._read_scope(call, request.query.store_id, "export")
+            segment = self._segment(request.query)
+            fd, path = tempfile.mkstemp(prefix="mms-segment-", suffix=f".{fmt}")
+            os.close(fd)
+            try:
+                n = await call.run(self.segments().export, segment, path, store_id=store,
+                                   stale_s=SEGMENT_READ_STALE_S)
+                with open(path, "rb") as f:
+                    chunk = f.read(EXPORT_CHUNK_BYTES)
+                    while chunk:
+                        nxt = f.read(EXPORT_CHUNK_BYTES)
+                        yield segment_pb2.ExportSegmentResponse(chunk=chunk, members=0 if nxt else n)
+                        chunk = nxt
+            finally:
+                os.unlink(path)
+        except seg.SegmentError as e:
+            raise _seg_failure(e) from e
+        except Exception as e:
+            f = _failure(e)
+            if f is None:
+                raise
+            raise f from e
+
+    @rpc_method(SEGMENT, "SegmentReport", "unary")
+    async def SegmentReport(self, request, context):
+        async def body(call, req):
+            store = self._read_scope(call, req.query.store_id)
+            days = int(req.days) or DEFAULT_REPORT_DAYS
+            r = await call.run(self.segments().report, self._segment(req.query), days=days,
+                               store_id=store, stale_s=SEGMENT_READ_STALE_S)
+            return segment_pb2.SegmentReportResponse(
+                members=r["members"], spend_fen=r["spend_fen"], visits=r["visits"],
+                share_bp=r["share_bp"], all_spend_fen=r["all_spend_fen"], days=r["days"],
+                as_of_date=r["as_of_day"], behaviour_seq=r["seq"], classes=_class_rows(r["classes"]))
+        return await self._call(context, request, body)
+
+    # --- rule tags ----------------------------------------------------------------------
+
+    @rpc_method(SEGMENT, "DefineRuleTag", "unary")
+    async def DefineRuleTag(self, request, context):
+        async def body(call, req):
+            cid = client_id(req)
+            self._write(call)
+            rule = _json(req.rule_json, "rule_json")
+            rec, res = await call.run(self.segments().define_rule_tag, req.name, rule, cid,
+                                      description=req.description, operator_id=call.operator_id,
+                                      with_result=True)
+            return _tag_info(rec, _outcome(res))
+        return await self._call(context, request, body)
+
+    @rpc_method(SEGMENT, "ListRuleTags", "unary")
+    async def ListRuleTags(self, request, context):
+        async def body(call, req):
+            self._read_scope(call, 0)
+            recs = await call.run(self.segments().rule_tags)
+            return segment_pb2.ListRuleTagsResponse(tags=[_tag_info(r) for r in recs])
+        return await self._call(context, request, body)
+
+    @rpc_method(SEGMENT, "DeleteRuleTag", "unary")
+    async def DeleteRuleTag(self, request, context):
+        async def body(call, req):
+            cid = client_id(req)
+            self._write(call)
+            _, res = await call.run(self.segments().delete_rule_tag, req.name, cid,
+                                    operator_id=call.operator_id, with_result=True)
+            return _outcome(res)
+        return await self._call(context, request, body)
+
+    @rpc_method(SEGMENT, "EvaluateRuleTags", "unary")
+    async def EvaluateRuleTags(self, request, context):
+        async def body(call, req):
+            cid = client_id(req)
+            self._write(call)
+            s = self.segments()
+
+            def run():
+                names = [req.name] if req.name else [r["name"] for r in s.rule_tags()]
+                return [s.evaluate_rule_tag(n, cid if req.name else seg.derived_id(cid, n),
+                                            operator_id=call.operator_id)
+                        for n in names[:seg.RULE_TAGS_MAX]]
+            out = await call.run(run)
+            return segment_pb2.EvaluateRuleTagsResponse(evaluations=[
+                segment_pb2.RuleTagEvaluation(name=r["tag"], members=r["members"], added=r["added"],
+                                              removed=r["removed"]) for r in out])
+        return await self._call(context, request, body)
+
+    # --- RFM ----------------------------------------------------------------------------
+
+    @rpc_method(SEGMENT, "SetRfmConfig", "unary")
+    async def SetRfmConfig(self, request, context):
+        async def body(call, req):
+            cid = client_id(req)
+            self._write(call)
+            cfg = _json(req.config_json, "config_json")
+            out, res = await call.run(self.segments().set_rfm_config, cfg, cid,
+                                      operator_id=call.operator_id, with_result=True)
+            return segment_pb2.RfmConfigResponse(config_json=json.dumps(out, sort_keys=True),
+                                                 outcome=_outcome(res))
+        return await self._call(context, request, body)
+
+    @rpc_method(SEGMENT, "GetRfmConfig", "unary")
+    async def GetRfmConfig(self, request, context):
+        async def body(call, req):
+            self._read_scope(call, 0)
+            out = await call.run(self.segments().rfm_config)
+            return segment_pb2.RfmConfigResponse(config_json=json.dumps(out, sort_keys=True))
+        return await self._call(context, request, body)
+
+    @rpc_method(SEGMENT, "RfmClassCounts", "unary")
+    async def RfmClassCounts(self, request, context):
+        async def body(call, req):
+            store = self._read_scope(call, request.store_id)
+            r = await call.run(self.segments().rfm_counts, store_id=store,
+                               stale_s=SEGMENT_READ_STALE_S)
+            return segment_pb2.RfmClassCountsResponse(classes=_class_rows(r["classes"]),
+                                                      frequency_min=r["frequency_min"],
+                                                      monetary_min_fen=r["monetary_min_fen"])
+        return await self._call(context, request, body)
