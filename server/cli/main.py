@@ -35,6 +35,10 @@ def _cmd_serve(args) -> int:
         return 2
     if args.no_terminals_file:
         cfg.terminals_file = None
+    for key in ("standby_of", "epoch", "replication_mode", "replication_token_file"):
+        value = getattr(args, key, None)
+        if value is not None:
+            cfg.replication[key.removeprefix("replication_")] = value
     # Without a terminals file the server takes the chain's terminal tokens only (issued
     # with `mms terminal add --store-id S`); serve() says so when it starts.
     return asyncio.run(serve(data, cfg))
@@ -113,6 +117,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-terminals-file", action="store_true",
                    help="ignore the config's terminals file: only the chain's terminal tokens "
                         "(the default without --terminals or terminals_file)")
+    s.add_argument("--standby-of", metavar="HOST:PORT",
+                   help="serve as a standby of this primary (reads only; docs/operating.md)")
+    s.add_argument("--epoch", type=whole, help="primary: the epoch (term) stamped on every "
+                   "replicated commit (default 1, or the config's)")
+    s.add_argument("--replication-mode", choices=("async", "sync"),
+                   help="primary: acknowledge before (async) or after (sync) the standby's fsync")
+    s.add_argument("--replication-token-file",
+                   help="the replication token both nodes share (or MMS_REPLICATION_TOKEN)")
     s.set_defaults(func=_cmd_serve)
 
     t = sub.add_parser("terminal", help="terminal tokens: in a registry file (--file) or in "

@@ -79,7 +79,8 @@ class MmsServer:
     def __init__(self, engine, registry: Registry, metrics: Metrics, *,
                  listen: str = "127.0.0.1:0", metrics_listen: str | None = "127.0.0.1:0",
                  tls: TlsConfig | None = None, inflight_ops_max: int = INFLIGHT_OPS_MAX,
-                 chain=None, members=None, bootstrap_token: str | None = None) -> None:
+                 chain=None, members=None, bootstrap_token: str | None = None,
+                 replication=None) -> None:
         """chain (core.domain.chain.Chain) and members (core.domain.members.MemberStore) turn on the
         operator side of AdminService and the chain's terminal tokens; without them
         only the file registry's terminals work, as before. bootstrap_token is the
@@ -102,6 +103,8 @@ class MmsServer:
         self.health = health.aio.HealthServicer()
         self.server: grpc.aio.Server | None = None
         self.admin = None  # the AdminService, once started
+        # server/rpc/replication.py: ReplicationService (primary) or StandbyService.
+        self.replication = replication
 
     def is_ready(self) -> bool:
         return self._ready
@@ -123,6 +126,9 @@ class MmsServer:
         from server.rpc.report import ReportService
         report_pb2_grpc.add_ReportServiceServicer_to_server(ReportService(self.admin), guarded)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, guarded)
+        if self.replication is not None:
+            from server.mms_pb import replication_pb2_grpc
+            replication_pb2_grpc.add_ReplicationServiceServicer_to_server(self.replication, guarded)
         names = (pos_pb2.DESCRIPTOR.services_by_name["PosService"].full_name,
                  admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
                  report_pb2.DESCRIPTOR.services_by_name["ReportService"].full_name,

@@ -19,6 +19,14 @@
     [chain]                            # optional: core.domain.chain.ChainConfig fields
     session_ttl_s = 43200
 
+    [replication]                      # optional (docs/operating.md, "A standby")
+    token_file = "replication.token"   # both nodes; MMS_REPLICATION_TOKEN overrides
+    mode = "sync"                      # primary: "async" (default) or "sync"
+    on_standby_lost = "async"          # sync: "wait" (default) or "async" after timeout_s
+    timeout_s = 2.0
+    epoch = 1                          # primary: --epoch; bumped at every promotion
+    standby_of = "10.0.0.1:7000"       # standby: --standby-of
+
 Operators and the chain's terminals live in the data directory (core/domain/chain.py); a
 terminals file is still read when given, so both kinds of terminal token work.
 """
@@ -37,7 +45,8 @@ from server.rpc.app import TlsConfig
 from server.rpc.constants import INFLIGHT_OPS_MAX, SHUTDOWN_GRACE_SECONDS
 
 KNOWN_KEYS = {"listen", "metrics", "terminals_file", "inflight_ops_max", "shutdown_grace_s",
-              "tls", "engine", "rules", "data", "chain"}
+              "tls", "engine", "rules", "data", "chain", "replication"}
+REPLICATION_KEYS = {"token_file", "mode", "on_standby_lost", "timeout_s", "epoch", "standby_of"}
 
 
 @dataclass
@@ -52,6 +61,7 @@ class ServeConfig:
     engine: dict = field(default_factory=dict)
     rules: dict | None = None
     chain: dict = field(default_factory=dict)
+    replication: dict = field(default_factory=dict)
 
 
 def load(path: str) -> ServeConfig:
@@ -65,6 +75,11 @@ def load(path: str) -> ServeConfig:
     def rel(p: str | None) -> str | None:
         return None if p is None else os.path.join(base, p)
 
+    repl = dict(doc.get("replication", {}))
+    if set(repl) - REPLICATION_KEYS:
+        raise ValueError(f"{path}: unknown replication keys {sorted(set(repl) - REPLICATION_KEYS)}")
+    if "token_file" in repl:
+        repl["token_file"] = rel(repl["token_file"])
     tls = None
     if "tls" in doc:
         t = doc["tls"]
@@ -75,5 +90,5 @@ def load(path: str) -> ServeConfig:
         inflight_ops_max=int(doc.get("inflight_ops_max", INFLIGHT_OPS_MAX)),
         shutdown_grace_s=float(doc.get("shutdown_grace_s", SHUTDOWN_GRACE_SECONDS)),
         tls=tls, engine=dict(doc.get("engine", {})), rules=doc.get("rules"),
-        chain=dict(doc.get("chain", {})),
+        chain=dict(doc.get("chain", {})), replication=repl,
     )
