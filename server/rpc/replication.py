@@ -391,6 +391,10 @@ class Standby:
 
     # --- control ----------------------------------------------------------------------
 
+    def start(self) -> None:
+        """Start following (a Standby made with start=False)."""
+        self._thread.start()
+
     def pause_confirms(self) -> None:
         """Apply but do not confirm (tests: a standby whose confirmations are lost)."""
         self._confirming.clear()
