@@ -105,6 +105,10 @@ class MmsServer:
         self.admin = None  # the AdminService, once started
         # server/rpc/replication.py: ReplicationService (primary) or StandbyService.
         self.replication = replication
+        from server.rpc.replication import ReplicationCollector
+        metrics.registry.register(ReplicationCollector(
+            feed=getattr(engine, "feed", None), standby=getattr(replication, "standby", None),
+            engine=engine))
 
     def is_ready(self) -> bool:
         return self._ready

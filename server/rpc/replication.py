@@ -447,59 +447,64 @@ def rejoin_as_standby(data_dir: str, primary_addr: str, *, token: str | None = N
 # --- metrics --------------------------------------------------------------------------
 
 class ReplicationCollector:
-    """The replication gauges, read at scrape time from a Feed (primary) or a Standby."""
+    """The replication gauges, read at scrape time from a Feed (primary), a Standby, or
+    neither (a primary without replication: mode "none"). Every family is exported on
+    every node, so rules and panels can join them."""
 
     MODES = ("none", "async", "sync", "sync_degraded")
 
-    def __init__(self, feed: Feed | None = None, standby: Standby | None = None) -> None:
+    def __init__(self, feed: Feed | None = None, standby: Standby | None = None,
+                 engine: Engine | None = None) -> None:
         self.feed = feed
         self.standby = standby
+        self.engine = engine
 
     def describe(self):
         return []
 
     def collect(self):
-        role = GaugeMetricFamily("mms_replication_role", "1 for this node's role.", labels=["role"])
-        mode = GaugeMetricFamily("mms_replication_mode", "1 for the primary's replication mode "
-                                 "(sync_degraded: sync fallen back to async).", labels=["mode"])
-        if self.standby is not None:
-            s = self.standby.status()
-            role.add_metric(["standby"], 1)
-            yield role
-            yield GaugeMetricFamily("mms_replication_epoch", "Epoch applied.", value=s["epoch"])
-            yield GaugeMetricFamily("mms_replication_applied_seq", "Journal seq applied.",
-                                    value=s["applied_seq"])
-            yield GaugeMetricFamily("mms_replication_applied_frame", "Frame applied.",
-                                    value=s["applied_frame"])
-            yield GaugeMetricFamily("mms_replication_primary_connected",
-                                    "1 while the standby is subscribed to its primary.",
-                                    value=1 if s["connected"] else 0)
-            err = GaugeMetricFamily("mms_replication_refused", "1 when the standby stopped "
-                                    "following, by reason.", labels=["reason"])
-            if s["error_reason"]:
-                err.add_metric([s["error_reason"]], 1)
-            yield err
-            return
-        role.add_metric(["primary"], 1)
-        yield role
         s = self.feed.status() if self.feed is not None else None
+        st = self.standby.status() if self.standby is not None else None
+        role = GaugeMetricFamily("mms_replication_role", "1 for this node's role.", labels=["role"])
+        role.add_metric(["primary"], 0 if st else 1)
+        role.add_metric(["standby"], 1 if st else 0)
+        yield role
+        mode = GaugeMetricFamily("mms_replication_mode", "1 for the primary's replication mode "
+                                 "(sync_degraded: sync fallen back to async; a standby: none).",
+                                 labels=["mode"])
+        current = s["mode"] if s else "none"
         for m in self.MODES:
-            mode.add_metric([m], 1 if (s["mode"] if s else "none") == m else 0)
+            mode.add_metric([m], 1 if current == m else 0)
         yield mode
-        if s is None:
-            return
-        yield GaugeMetricFamily("mms_replication_epoch", "This primary's epoch.", value=s["epoch"])
-        yield GaugeMetricFamily("mms_replication_standbys_connected", "Standbys subscribed now.",
-                                value=s["standbys"])
-        yield GaugeMetricFamily("mms_replication_lag_records", "Journal records committed here "
-                                "and not yet confirmed by a standby.", value=s["lag_records"])
-        yield GaugeMetricFamily("mms_replication_lag_seconds", "Age of the oldest frame no "
-                                "standby has confirmed.", value=s["lag_seconds"])
-        yield GaugeMetricFamily("mms_replication_acks_held", "Acknowledgements waiting for a "
-                                "standby's confirmation now (sync mode).", value=s["acks_held"])
-        c = CounterMetricFamily("mms_replication_sync_fallbacks", "Times sync mode fell back "
-                                "to async after the timeout.")
-        c.add_metric([], s["fallbacks"])
+        if st is not None:
+            epoch, seq = st["epoch"], st["applied_seq"]
+        elif s is not None:
+            epoch, seq = s["epoch"], s["last_seq"]
+        else:
+            epoch, seq = 0, (self.engine.stats()["last_seq"] if self.engine is not None else 0)
+        yield GaugeMetricFamily("mms_replication_epoch", "The epoch this node has (primary) or "
+                                "has applied (standby).", value=epoch)
+        yield GaugeMetricFamily("mms_replication_applied_seq", "The journal seq this node has "
+                                "committed (primary) or applied (standby).", value=seq)
+        yield GaugeMetricFamily("mms_replication_primary_connected", "Standby: 1 while it is "
+                                "subscribed to its primary.",
+                                value=1 if st and st["connected"] else 0)
+        yield GaugeMetricFamily("mms_replication_refused", "Standby: 1 when it stopped "
+                                "following (a refusal: see the log and ReplicationStatus).",
+                                value=1 if st and st["error_reason"] else 0)
+        yield GaugeMetricFamily("mms_replication_standbys_connected", "Primary: standbys "
+                                "subscribed now.", value=s["standbys"] if s else 0)
+        yield GaugeMetricFamily("mms_replication_lag_records", "Primary: journal records "
+                                "committed and not yet confirmed by a standby.",
+                                value=s["lag_records"] if s else 0)
+        yield GaugeMetricFamily("mms_replication_lag_seconds", "Primary: age of the oldest "
+                                "frame no standby has confirmed.", value=s["lag_seconds"] if s else 0)
+        yield GaugeMetricFamily("mms_replication_acks_held", "Primary: acknowledgements "
+                                "waiting for a standby's confirmation now (sync mode).",
+                                value=s["acks_held"] if s else 0)
+        c = CounterMetricFamily("mms_replication_sync_fallbacks", "Primary: times sync mode "
+                                "fell back to async after the timeout.")
+        c.add_metric([], s["fallbacks"] if s else 0)
         yield c
 
 

@@ -18,7 +18,6 @@ from server.rpc.config import ServeConfig
 from server.rpc.metrics import Metrics
 from server.rpc.replication import (
     TOKEN_ENV,
-    ReplicationCollector,
     ReplicationService,
     Standby,
     StandbyService,
@@ -70,7 +69,6 @@ def _open_engine(data: str, cfg: ServeConfig, rules, metrics):
                              f"--replication-token-file or {TOKEN_ENV})")
         standby = Standby(data, repl["standby_of"], token=token,
                           config=EngineConfig(**cfg.engine), observer=metrics)
-        metrics.registry.register(ReplicationCollector(standby=standby))
         return standby.engine, standby, StandbyService(standby, token)
     feed = None
     if token:
@@ -79,7 +77,6 @@ def _open_engine(data: str, cfg: ServeConfig, rules, metrics):
                     timeout_s=float(repl.get("timeout_s", 2.0)))
     engine = Engine(data, config=EngineConfig(**cfg.engine), rules=rules, observer=metrics,
                     feed=feed)
-    metrics.registry.register(ReplicationCollector(feed=feed))
     return engine, None, (ReplicationService(engine, token) if feed is not None else None)
 
 
