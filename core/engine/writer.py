@@ -113,7 +113,7 @@ ACK_GATE_POLL_S = 0.005
 # Commits whose acknowledgements wait for the gate or the standby, at most; past this
 # the committer waits too (back-pressure instead of an unbounded queue).
 ACKS_HELD_MAX = 8
-# At close, acknowledgements still held this long after the last commit are failed with
+# At close, acknowledgements still held this long after the close began are failed with
 # EngineClosed (the ops are durable here; a client retries them with the same id).
 ACK_CLOSE_GRACE_S = 2.0
 
@@ -1713,9 +1713,11 @@ class Engine:
             self._closed = True
             self.store.close()
             return
+        # From now on an acknowledgement held longer than ACK_CLOSE_GRACE_S is failed:
+        # a committer blocked behind held acks (a full _acks) must not hang the close.
+        self._acks_closing = time.monotonic()
         self._writer.join()
         if self._acker is not None:
-            self._acks_closing = time.monotonic()
             self._acks.put(None)
             self._acker.join()
         if self.rollups is not None:

@@ -179,6 +179,9 @@ def build_parser() -> argparse.ArgumentParser:
     bg.add_argument("--seconds", type=float, default=5.0)
     bg.add_argument("--batch", type=whole, default=1024)
     bg.add_argument("--unary", action="store_true", help="unary Swipe calls instead of streams")
+    bg.add_argument("--replication", metavar="MODES",
+                    help="none,async,sync: the same streamed load against a lone primary and "
+                         "against a primary with a standby per mode, with ratios to none")
     bg.add_argument("--rate", type=float, default=0.0,
                     help="unary only: offered swipes/s in total (0 = as fast as possible)")
     bg.add_argument("--driver", choices=("python", "native"), default="python",

@@ -283,3 +283,24 @@ def _rejoin(primary: Engine, tmp_path, name: str) -> Replica:
     from core import wipe
     wipe(str(tmp_path / name))
     return _standby_of(primary, tmp_path, name)
+
+
+def test_close_fails_acks_held_for_a_standby_that_never_comes(tmp_path):
+    """Sync mode, "wait", no standby: more commits than ACKS_HELD_MAX are held (the
+    committer waits behind them); close does not hang, and every held op is failed
+    with EngineClosed, never acknowledged; each one is durable and in the journal."""
+    from core import EngineClosed
+    from core.engine.writer import ACKS_HELD_MAX
+
+    feed = Feed(epoch=1, mode="sync", on_standby_lost="wait")
+    eng = Engine(str(tmp_path / "p"), feed=feed)
+    card = eng.issue_cards([1], cid())
+    futs = [eng.recharge(1, 10, cid()) for _ in range(ACKS_HELD_MAX * 3)]
+    assert not card.done()
+    eng.close()
+    for fut in [card, *futs]:
+        with pytest.raises(EngineClosed):
+            fut.result(30)
+    reopened = Engine(str(tmp_path / "p"))
+    assert reopened.card(1)["principal_fen"] == 10 * len(futs)
+    reopened.close()
