@@ -7,6 +7,7 @@ mode holds a swipe's acknowledgement while the standby does not confirm."""
 from __future__ import annotations
 
 import asyncio
+import datetime
 import os
 import random
 import threading
@@ -16,7 +17,15 @@ import grpc
 import pytest
 
 from server.client import CHANNEL_OPTIONS, auth
-from server.mms_pb import admin_pb2, admin_pb2_grpc, pos_pb2, pos_pb2_grpc, types_pb2
+from server.mms_pb import (
+    admin_pb2,
+    admin_pb2_grpc,
+    pos_pb2,
+    pos_pb2_grpc,
+    report_pb2,
+    report_pb2_grpc,
+    types_pb2,
+)
 from server.rpc.replication import Standby, status_of
 from server.tools.launch import ChildServer, TerminalSpec, issue_and_fund
 from tests.engine.test_replication import assert_same, dump_dir
@@ -119,6 +128,14 @@ def test_standby_bootstraps_follows_serves_reads_and_refuses_writes(tmp_path):
             ja = admin_pb2_grpc.AdminServiceStub(pc).GetCardJournal(jreq, metadata=auth(session))
             jb = admin_pb2_grpc.AdminServiceStub(sc).GetCardJournal(jreq, metadata=auth(session))
             assert ja == jb and len(jb.entries) >= 2
+            # Reports: the standby's rollups are the primary's, shipped as frames.
+            day = datetime.date.today()
+            rreq = report_pb2.ReportRequest(from_date=(day - datetime.timedelta(days=2)).isoformat(),
+                                            to_date=(day + datetime.timedelta(days=2)).isoformat(),
+                                            by=["store"])
+            ra = report_pb2_grpc.ReportServiceStub(pc).Sales(rreq, metadata=auth(session))
+            rb = report_pb2_grpc.ReportServiceStub(sc).Sales(rreq, metadata=auth(session))
+            assert ra == rb and len(ra.rows) >= 1
             # Writes on the standby: UNAVAILABLE, reason NOT_LEADER, the leader named.
             with pytest.raises(grpc.RpcError) as e:
                 pos_pb2_grpc.PosServiceStub(sc).Recharge(pos_pb2.RechargeRequest(
