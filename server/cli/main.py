@@ -98,6 +98,10 @@ def _cmd_replay(args) -> int:
 
 
 def _cmd_bench_grpc(args) -> int:
+    if args.replication:  # a primary and a standby per replication mode
+        from server.tools.bench_replication import main_pair
+
+        return main_pair(args)
     from server.tools.bench import main_grpc
 
     return main_grpc(args)

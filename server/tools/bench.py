@@ -234,9 +234,6 @@ def add_ceiling(result: dict, ceiling: dict) -> None:
 
 
 def main_grpc(args) -> int:
-    if getattr(args, "replication", None):
-        from server.tools.bench_replication import main_pair  # a pair per mode
-        return main_pair(args)
     if not 1 <= args.batch <= 4096 or args.streams < 1 or args.seconds <= 0:
         print("mms bench grpc: --batch 1..4096, --streams >= 1, --seconds > 0", file=sys.stderr)
         return 2
