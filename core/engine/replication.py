@@ -133,6 +133,13 @@ def _bytes(b) -> bytes:
     return b if isinstance(b, bytes) else bytes(memoryview(b))
 
 
+def _value(b):
+    """A value as the frame will hold it: bytes as they are, any other buffer (the
+    journal block's numpy view) by reference, not copied; the writer never changes a
+    buffer it has put. The frame's join is the one copy."""
+    return b if isinstance(b, bytes) else memoryview(b).cast("B")
+
+
 # --- primary: capture ---------------------------------------------------------------
 
 class _CaptureCursor:
@@ -148,7 +155,7 @@ class _CaptureCursor:
     def put(self, key, value, dupdata=False, overwrite=True, append=False):
         ok = self._cur.put(key, value, dupdata=dupdata, overwrite=overwrite, append=append)
         if ok:
-            self._txn._ops.append((PUT, self._name, _bytes(key), _bytes(value)))
+            self._txn._ops.append((PUT, self._name, _bytes(key), _value(value)))
         return ok
 
     def putmulti(self, items, dupdata=False, overwrite=True, append=False):
@@ -205,7 +212,7 @@ class _CaptureTxn:
     def put(self, key, value, dupdata=False, overwrite=True, append=False, db=None):
         ok = self._txn.put(key, value, dupdata=dupdata, overwrite=overwrite, append=append, db=db)
         if ok:
-            self._ops.append((PUT, self._name(db), _bytes(key), _bytes(value)))
+            self._ops.append((PUT, self._name(db), _bytes(key), _value(value)))
         return ok
 
     def replace(self, key, value, db=None):

@@ -32,7 +32,7 @@ MALFORMED_LOG_INTERVAL_S = 60.0
 
 # Replication (server/rpc/replication.py). A frame (one commit) travels in chunks of this
 # size, below the message bound; one Subscribe read sends frames up to the second bound.
-REPLICATION_CHUNK_BYTES = 1 << 20
+REPLICATION_CHUNK_BYTES = 2 << 20
 REPLICATION_SEND_BYTES_MAX = 4 << 20
 # A standby that lost its primary subscribes again after this long.
 REPLICATION_RECONNECT_S = 0.5

@@ -78,6 +78,9 @@ _UNAUTH = ("REPLICATION_TOKEN", "a replication call needs authorization: Bearer 
 
 
 def _chunks(frame: bytes):
+    if len(frame) <= REPLICATION_CHUNK_BYTES:  # a group commit's frame: no slicing copy
+        yield replication_pb2.FrameChunk(data=frame, end_of_frame=True)
+        return
     view = memoryview(frame)
     for off in range(0, max(1, len(view)), REPLICATION_CHUNK_BYTES):
         part = view[off:off + REPLICATION_CHUNK_BYTES]

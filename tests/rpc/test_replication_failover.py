@@ -76,7 +76,8 @@ def test_promote_then_the_old_primary_rejoins_and_discards_its_tail(tmp_path):
     old = Engine(a_dir, feed=Feed(1, mode="sync", on_standby_lost="wait"))
     node_a = Node(old)
     b = Standby(b_dir, node_a.addr, token=TOKEN)
-    assert old.issue_cards(np.arange(1, 11), cid()).result(WAIT_S).code == Result.OK
+    # 6,000 cards: one frame of 2.5 MB, more than one chunk on the wire.
+    assert old.issue_cards(np.arange(1, 6_001), cid()).result(WAIT_S).code == Result.OK
     acked = []
     for k in range(20):
         r = old.recharge(1 + k % 10, 100 + k, cid()).result(WAIT_S)
