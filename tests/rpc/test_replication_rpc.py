@@ -227,3 +227,46 @@ def test_sync_mode_holds_the_ack_until_the_standby_confirms(tmp_path):
         if follower is not None:
             follower.close()
         assert primary.terminate() == 0
+
+
+def test_mms_serve_standby_of_flag(tmp_path):
+    """The command line alone makes a standby: `mms serve --standby-of HOST:PORT
+    --replication-token-file F`; it says what it follows and from where, and exits 0 on
+    SIGTERM."""
+    import signal
+    import subprocess
+    import sys
+
+    from tests.common import ROOT
+
+    primary = _primary(tmp_path, mode="async")
+    proc = None
+    try:
+        asyncio.run(_setup(primary.target, primary.token("admin"), primary.token("pos")))
+        env = dict(os.environ, PYTHONPATH=str(ROOT))
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "server.cli.main", "serve", "--data", str(tmp_path / "sb"),
+             "--listen", "127.0.0.1:0", "--metrics", "127.0.0.1:0",
+             "--terminals", primary.terminals_file, "--standby-of", primary.target,
+             "--replication-token-file", _token_file(tmp_path)],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=str(ROOT))
+        lines = []
+        for line in proc.stdout:
+            lines.append(line)
+            if line.startswith("mms: standby of "):
+                break
+        said = "".join(lines)
+        assert f"mms: standby of {primary.target}: applied frame" in said, said
+        target = said.split("mms: serving grpc=")[1].split()[0]
+        st = status_of(target, TOKEN)
+        assert st["role"] == "standby" and st["seq"] >= len(CARDS)
+        proc.send_signal(signal.SIGTERM)
+        rest = proc.stdout.read()
+        assert proc.wait(60) == 0, rest
+    finally:
+        if proc is not None:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            proc.stdout.close()
+        assert primary.terminate() == 0
