@@ -326,6 +326,16 @@ class Feed:
         self.held = 0               # acknowledgements waiting for the standby now
         self._listeners: list[Callable[[], None]] = []
 
+    def preload(self, frames) -> None:
+        """Before attach: frames (number, last_seq, time_ns, bytes), consecutive, that
+        this store already holds (a promoted standby's recent ones), so the other
+        standbys can catch up from before the promotion."""
+        for f in frames:
+            self._frames.append(f)
+            self._bytes += len(f[3])
+        while self._bytes > self.buffer_bytes and len(self._frames) > 1:
+            self._bytes -= len(self._frames.popleft()[3])
+
     # --- attaching ----------------------------------------------------------------
 
     def attach(self, store: Store) -> None:
@@ -341,6 +351,8 @@ class Feed:
                              f"given epoch {self.epoch}")
         self.last_committed = self.confirmed = self.next_frame - 1
         self.confirmed_seq = self.last_seq
+        while self._frames and self._frames[-1][0] > self.last_committed:
+            self._bytes -= len(self._frames.pop()[3])  # never ahead of the store
         store.env = _CaptureEnv(store.env, self, store)
         if stored_epoch != self.epoch:
             with store.env.begin(write=True) as txn:
@@ -581,6 +593,10 @@ class Replica:
             self.applied_frame = self.engine.store.meta_int(txn, META_FRAME)
             self.applied_epoch = self.engine.store.meta_int(txn, META_EPOCH)
         self.applied_time_ns = 0
+        # The frames applied lately, as received: a promotion hands them to its Feed.
+        self.recent: collections.deque = collections.deque()
+        self._recent_bytes = 0
+        self.buffer_bytes = FEED_BUFFER_BYTES
         self.before_commit = before_commit
         self._listeners: list[Callable[[Frame, set], None]] = []
 
@@ -625,6 +641,13 @@ class Replica:
             except lmdb.MapFullError:
                 store.grow()
         self._publish(frame)
+        if self.recent and self.recent[-1][0] != frame.number - 1:
+            self.recent.clear()
+            self._recent_bytes = 0
+        self.recent.append((frame.number, frame.last_seq, frame.time_ns, data))
+        self._recent_bytes += len(data)
+        while self._recent_bytes > self.buffer_bytes and len(self.recent) > 1:
+            self._recent_bytes -= len(self.recent.popleft()[3])
         self.applied_frame = frame.number
         self.applied_epoch = frame.epoch
         self.applied_time_ns = frame.time_ns
@@ -678,4 +701,5 @@ class Replica:
         feed = feed or Feed(epoch)
         if feed.epoch != epoch:
             raise ValueError("the feed's epoch is not the promotion's")
+        feed.preload(self.recent)
         return Engine(self.data_dir, config=config or self.config, feed=feed, **engine_kw)

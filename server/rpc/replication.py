@@ -398,6 +398,20 @@ class Standby:
         """Start following (a Standby made with start=False)."""
         self._thread.start()
 
+    def follow(self, primary: str) -> None:
+        """Follow another primary (after a failover) from this standby's own last
+        frame, keeping its engine (and so the server over it). A primary that refuses
+        (DIVERGED, BEHIND_FEED: this standby needs a hot copy; see rejoin_as_standby)
+        leaves the refusal in `error`, as any refusal."""
+        self.stop()
+        self.primary = primary
+        self.engine.leader = primary
+        self.error = None
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, args=(None,), name="mms-standby",
+                                        daemon=True)
+        self._thread.start()
+
     def pause_confirms(self) -> None:
         """Apply but do not confirm (tests: a standby whose confirmations are lost)."""
         self._confirming.clear()

@@ -76,6 +76,7 @@ def test_promote_then_the_old_primary_rejoins_and_discards_its_tail(tmp_path):
     old = Engine(a_dir, feed=Feed(1, mode="sync", on_standby_lost="wait"))
     node_a = Node(old)
     b = Standby(b_dir, node_a.addr, token=TOKEN)
+    c = Standby(str(tmp_path / "c"), node_a.addr, token=TOKEN)  # a second standby
     # 6,000 cards: one frame of 2.5 MB, more than one chunk on the wire.
     assert old.issue_cards(np.arange(1, 6_001), cid()).result(WAIT_S).code == Result.OK
     acked = []
@@ -84,6 +85,8 @@ def test_promote_then_the_old_primary_rejoins_and_discards_its_tail(tmp_path):
         assert r.codes[0] == Result.OK
         acked.append(int(r.seq[0]))
     _until(b, max(acked))
+    _until(c, max(acked))
+    c.stop()   # c has every acknowledged op, as b has
     # The standby stops confirming: an op commits on the primary and is never acknowledged.
     b.pause_confirms()
     held = old.recharge(1, 55_555, cid())
@@ -106,14 +109,21 @@ def test_promote_then_the_old_primary_rejoins_and_discards_its_tail(tmp_path):
         assert new.journal_record(seq) is not None
     assert new.card(2)["principal_fen"] == sum(100 + k for k in range(20) if k % 10 == 1)
     node_b = Node(new)
+    # The second standby follows the new primary from where it was, same engine.
+    c.follow(node_b.addr)
     # The old primary rejoins: DIVERGED (it holds frames the new primary never had), so it
     # discards its store, bootstraps from the new primary and follows.
     a = rejoin_as_standby(a_dir, node_b.addr, token=TOKEN)
     assert a.replica.applied_epoch == 2
     assert a.engine.card(2)["principal_fen"] == new.card(2)["principal_fen"]  # the tail is gone
-    r = new.recharge(3, 4_000, cid()).result(WAIT_S)  # sync: a confirms it
+    r = new.recharge(3, 4_000, cid()).result(WAIT_S)  # sync: a standby (a or c) confirmed it
     assert r.codes[0] == Result.OK
+    _until(a, int(r.seq[0]))
     assert a.engine.card(3)["principal_fen"] == new.card(3)["principal_fen"]
+    _until(c, int(r.seq[0]))
+    assert c.error is None and c.replica.applied_epoch == 2
+    assert c.engine.card(3)["principal_fen"] == new.card(3)["principal_fen"]
+    c.close()
     # a and the new primary are identical, database by database, at one frame.
     for _ in range(COMPARE_TRIES_MAX):
         frame = new.feed.last_committed
