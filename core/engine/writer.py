@@ -100,6 +100,24 @@ class Overloaded(RuntimeError):
     """The writer's queue is full; the caller should shed load (RESOURCE_EXHAUSTED)."""
 
 
+class NotLeader(EngineClosed):
+    """The engine is a standby (core.engine.replication): it takes no ops. leader is
+    the primary's address when known ("" otherwise)."""
+
+    def __init__(self, message: str, leader: str = "") -> None:
+        super().__init__(message)
+        self.leader = leader
+
+
+# While the ack gate (Engine.set_ack_gate) says no, the acker looks again this often.
+ACK_GATE_POLL_S = 0.005
+# Commits whose acknowledgements wait for the gate or the standby, at most; past this
+# the committer waits too (back-pressure instead of an unbounded queue).
+ACKS_HELD_MAX = 8
+# At close, acknowledgements still held this long after the close began are failed with
+# EngineClosed (the ops are durable here; a client retries them with the same id).
+ACK_CLOSE_GRACE_S = 2.0
+
 # EngineConfig fields renamed so that every limit ends in its unit and then _max; a config
 # file with an old name still loads (EngineConfig.from_mapping), with a warning.
 RENAMED_FIELDS = {"batch_max": "batch_ops_max", "queue_max_ops": "queue_ops_max",
@@ -541,12 +559,25 @@ def journal_items(ops: np.ndarray, results: np.ndarray,
 class Engine:
     def __init__(self, path: str, *, config: EngineConfig | None = None,
                  rules: RulesConfig | None = None, clock: Clock | None = None,
-                 observer: object | None = None) -> None:
+                 observer: object | None = None, feed: object | None = None,
+                 standby: bool = False, leader: str = "") -> None:
+        """feed (core.engine.replication.Feed) ships every write transaction to
+        standbys; standby=True opens the directory as a standby: recovered, readable,
+        no writer threads, every op refused with NotLeader (leader: the primary)."""
         self.config = config or EngineConfig()
         self.config.validate()
         self.clock: Clock = clock or system_clock
         self.observer = observer
         self.store = Store(path, map_size_bytes=self.config.map_size_bytes, sync=self.config.sync)
+        self.feed = feed
+        self.standby = standby
+        self.leader = leader
+        self._ack_gate: Callable[[], bool] | None = None
+        self._acks: queue.Queue | None = None
+        self._acker: threading.Thread | None = None
+        self._acks_closing: float | None = None
+        if feed is not None:
+            feed.attach(self.store)
         self._batcher = _fastpath.Batcher(self.config.batch_ops_max)
         self._cond = threading.Condition()
         self._queue: collections.deque = collections.deque()
@@ -562,10 +593,16 @@ class Engine:
         self._recover(rules)
         ensure_rollup_dbs(self.store)       # journal_items is written even without rollups
         self.rollups: Rollups | None = None
+        self.recovered_records = self._since_checkpoint
+        if standby:
+            # The standby's databases change only by the primary's transactions (the
+            # rollups' too); it writes nothing of its own.
+            return
+        if feed is not None and getattr(feed, "sync", False):
+            self._start_acker()
         if self.config.rollups:
             self.rollups = Rollups(self.store, self._rules_config.tz_offset_s,
                                    grow=self._grow_for_rollups)
-        self.recovered_records = self._since_checkpoint
         if self.recovered_records > self.config.recovery_checkpoint_records:
             # Before the threads start: nothing else touches the tables yet.
             self._start_round()
@@ -817,6 +854,8 @@ class Engine:
         if np.any(ops["coupons_n"] > _fastpath.COUPONS_PER_OP):
             raise ValueError(f"at most {_fastpath.COUPONS_PER_OP} coupons per op")
         fut: Future = Future()
+        if self.standby:
+            raise NotLeader("this node is a standby", self.leader)
         with self._cond:
             if self._closing:
                 raise EngineClosed("the engine is closed")
@@ -862,6 +901,8 @@ class Engine:
 
     def _enqueue(self, item: _Cold | _Task) -> None:
         """Queue work that is not a hot op for the writer (admin ops, tasks)."""
+        if self.standby:
+            raise NotLeader("this node is a standby", self.leader)
         with self._cond:
             if self._closing:
                 raise EngineClosed("the engine is closed")
@@ -880,6 +921,9 @@ class Engine:
                 handles = {n: self.store.env.open_db(n.encode(), txn=txn) for n in missing}
             self.store.db.update(handles)
 
+        if self.standby:  # no writer thread; the primary made them too
+            create()
+            return
         task = _Task(create, Future())
         self._enqueue(task)
         task.future.result()
@@ -1417,11 +1461,12 @@ class Engine:
         self._commits += 1
         if self.rollups is not None:
             self.rollups.poke()
-        k = 0
+        k, answers = 0, []
         for it in job.items:
             m = len(it.ops)
-            _resolve(it.future, BatchResult(self, job.results[k:k + m], job.recs))
+            answers.append((it.future, BatchResult(self, job.results[k:k + m], job.recs)))
             k += m
+        self._release(answers)
         self._observe(len(job.ops), len(job.recs), len(job.items), commit_s,
                       time.perf_counter() - job.t0, job.results["code"], job.ops["op_type"])
         try:
@@ -1437,8 +1482,8 @@ class Engine:
             with self.store.read() as txn:
                 raw = txn.get(u64(prior), db=self.store.db["events"])
             event = json.loads(raw) if raw else {}
-            _resolve(item.future, AdminResult(Result.OK, True, prior, "replayed",
-                                               event.get("result")))
+            self._release([(item.future, AdminResult(Result.OK, True, prior, "replayed",
+                                                     event.get("result")))])
             return
         now = self.clock()
         while True:
@@ -1480,9 +1525,9 @@ class Engine:
         self._commits += 1
         if self.rollups is not None:
             self.rollups.poke()
-        _resolve(item.future, AdminResult(Result.OK, False, int(recs[0]["seq"]),
-                                           json.dumps(ctx.detail, default=str) if ctx.detail else "",
-                                           value))
+        self._release([(item.future, AdminResult(Result.OK, False, int(recs[0]["seq"]),
+                                                 json.dumps(ctx.detail, default=str) if ctx.detail else "",
+                                                 value))])
         self._observe(1, len(recs), 1, commit_s, time.perf_counter() - t0,
                       np.array([Result.OK], np.uint8),
                       np.array([item.op_type & 0xFF], np.uint8))
@@ -1498,7 +1543,66 @@ class Engine:
         except Exception:
             log.exception("observer failed")
 
-    # --- checkpoints ------------------------------------------------------------------
+    # --- acknowledgements -------------------------------------------------------------
+    #
+    # A commit's futures resolve at once, unless an ack gate is set (the leader's lease:
+    # no acknowledgement while it is not safely valid) or the feed replicates in sync
+    # mode (no acknowledgement before the standby confirmed the frame). Then they go to
+    # the acker thread in commit order, so the committer goes on with the next batch
+    # while the standby's fsync of this one runs: one round trip per group commit.
+
+    def set_ack_gate(self, fn: Callable[[], bool] | None) -> None:
+        """Before the futures of a commit resolve, fn() is asked; while it returns False
+        they are held (never sent, not failed) and it is asked again every
+        ACK_GATE_POLL_S. None removes the gate."""
+        self._ack_gate = fn
+        if fn is not None:
+            self._start_acker()
+
+    def _start_acker(self) -> None:
+        with self._inflight_lock:
+            if self._acker is not None:
+                return
+            self._acks = queue.Queue(maxsize=ACKS_HELD_MAX)
+            self._acker = threading.Thread(target=self._ack_loop, name="mms-acker", daemon=True)
+            self._acker.start()
+
+    def _release(self, answers: list[tuple[Future, object]]) -> None:
+        """Resolve answers of the commit this thread just made, or hand them to the acker."""
+        if self._acks is None:
+            for fut, value in answers:
+                _resolve(fut, value)
+            return
+        frame = self.feed.last_frame() if self.feed is not None else 0
+        self._acks.put((frame, answers))
+
+    def _ack_abandoned(self) -> bool:
+        return (self._acks_closing is not None
+                and time.monotonic() - self._acks_closing > ACK_CLOSE_GRACE_S)
+
+    def _ack_loop(self) -> None:
+        while True:
+            item = self._acks.get()
+            if item is None:
+                return
+            frame, answers = item
+            released = True
+            while True:
+                gate = self._ack_gate
+                if gate is None or gate():
+                    break
+                if self._ack_abandoned():
+                    released = False
+                    break
+                time.sleep(ACK_GATE_POLL_S)
+            if released and self.feed is not None and frame:
+                released = self.feed.wait_confirmed(frame, self._ack_abandoned)
+            for fut, value in answers:
+                if released:
+                    _resolve(fut, value)
+                else:
+                    _fail(fut, EngineClosed("closed before the commit was acknowledged; "
+                                            "retry with the same client id"))
 
     # --- checkpoints ------------------------------------------------------------------
     #
@@ -1627,7 +1731,17 @@ class Engine:
                 return
             self._closing = True
             self._cond.notify_all()
+        if self.standby:
+            self._closed = True
+            self.store.close()
+            return
+        # From now on an acknowledgement held longer than ACK_CLOSE_GRACE_S is failed:
+        # a committer blocked behind held acks (a full _acks) must not hang the close.
+        self._acks_closing = time.monotonic()
         self._writer.join()
+        if self._acker is not None:
+            self._acks.put(None)
+            self._acker.join()
         if self.rollups is not None:
             try:
                 self.rollups.close()

@@ -39,6 +39,10 @@ def _cmd_serve(args) -> int:
         return 2
     if args.no_terminals_file:
         cfg.terminals_file = None
+    for key in ("standby_of", "epoch", "replication_mode", "replication_token_file"):
+        value = getattr(args, key, None)
+        if value is not None:
+            cfg.replication[key.removeprefix("replication_")] = value
     # Without a terminals file the server takes the chain's terminal tokens only (issued
     # with `mms terminal add --store-id S`); serve() says so when it starts.
     return asyncio.run(serve(data, cfg))
@@ -98,6 +102,10 @@ def _cmd_replay(args) -> int:
 
 
 def _cmd_bench_grpc(args) -> int:
+    if args.replication:  # a primary and a standby per replication mode
+        from server.tools.bench_replication import main_pair
+
+        return main_pair(args)
     from server.tools.bench import main_grpc
 
     return main_grpc(args)
@@ -123,6 +131,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-terminals-file", action="store_true",
                    help="ignore the config's terminals file: only the chain's terminal tokens "
                         "(the default without --terminals or terminals_file)")
+    s.add_argument("--standby-of", metavar="HOST:PORT",
+                   help="serve as a standby of this primary (reads only; docs/operating.md)")
+    s.add_argument("--epoch", type=whole, help="primary: the epoch (term) stamped on every "
+                   "replicated commit (default 1, or the config's)")
+    s.add_argument("--replication-mode", choices=("async", "sync"),
+                   help="primary: acknowledge before (async) or after (sync) the standby's fsync")
+    s.add_argument("--replication-token-file",
+                   help="the replication token both nodes share (or MMS_REPLICATION_TOKEN)")
     s.set_defaults(func=_cmd_serve)
 
     t = sub.add_parser("terminal", help="terminal tokens: in a registry file (--file) or in "
@@ -181,6 +197,9 @@ def build_parser() -> argparse.ArgumentParser:
     bg.add_argument("--seconds", type=float, default=5.0)
     bg.add_argument("--batch", type=whole, default=1024)
     bg.add_argument("--unary", action="store_true", help="unary Swipe calls instead of streams")
+    bg.add_argument("--replication", metavar="MODES",
+                    help="none,async,sync: the same streamed load against a lone primary and "
+                         "against a primary with a standby per mode, with ratios to none")
     bg.add_argument("--rate", type=float, default=0.0,
                     help="unary only: offered swipes/s in total (0 = as fast as possible)")
     bg.add_argument("--driver", choices=("python", "native"), default="python",

@@ -83,7 +83,7 @@ class MmsServer:
                  listen: str = "127.0.0.1:0", metrics_listen: str | None = "127.0.0.1:0",
                  tls: TlsConfig | None = None, inflight_ops_max: int = INFLIGHT_OPS_MAX,
                  chain=None, members=None, bootstrap_token: str | None = None,
-                 role=None) -> None:
+                 role=None, replication=None) -> None:
         """chain (core.domain.chain.Chain) and members (core.domain.members.MemberStore) turn on the
         operator side of AdminService and the chain's terminal tokens; without them
         only the file registry's terminals work, as before. bootstrap_token is the
@@ -109,6 +109,12 @@ class MmsServer:
         # The node's role (server/rpc/role.py): writes only on the leader; None = single.
         self.role = role
         self.segments = None  # the SegmentService (and its rule-tag schedule), once started
+        # server/rpc/replication.py: ReplicationService (primary) or StandbyService.
+        self.replication = replication
+        from server.rpc.replication import ReplicationCollector
+        metrics.registry.register(ReplicationCollector(
+            feed=getattr(engine, "feed", None), standby=getattr(replication, "standby", None),
+            engine=engine))
 
     def is_ready(self) -> bool:
         return self._ready
@@ -136,6 +142,9 @@ class MmsServer:
         segment_pb2_grpc.add_SegmentServiceServicer_to_server(self.segments, guarded)
         self.segments.start_schedule()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, guarded)
+        if self.replication is not None:
+            from server.mms_pb import replication_pb2_grpc
+            replication_pb2_grpc.add_ReplicationServiceServicer_to_server(self.replication, guarded)
         names = (pos_pb2.DESCRIPTOR.services_by_name["PosService"].full_name,
                  admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
                  report_pb2.DESCRIPTOR.services_by_name["ReportService"].full_name,

@@ -14,7 +14,7 @@ from core import EngineClosed, Overloaded
 from core.records import ops_from_rows
 from server.rpc.codec import SingleResults
 from server.rpc.constants import INFLIGHT_OPS_MAX, SINGLE_SUBMISSIONS_MAX
-from server.rpc.errors import RpcFailure, invalid
+from server.rpc.errors import RpcFailure, engine_closed, invalid
 
 log = logging.getLogger("mms.server")
 
@@ -63,7 +63,7 @@ class Bridge:
         except Overloaded as e:
             raise RpcFailure(grpc.StatusCode.RESOURCE_EXHAUSTED, "ENGINE_OVERLOADED", str(e)) from e
         except EngineClosed as e:
-            raise RpcFailure(grpc.StatusCode.UNAVAILABLE, "SHUTTING_DOWN", str(e)) from e
+            raise engine_closed(e) from e
 
     def _bridge(self, cf, n: int, deliver) -> None:
         loop = asyncio.get_running_loop()
@@ -160,7 +160,7 @@ class Bridge:
         try:
             cf = cf_factory()
         except EngineClosed as e:
-            raise RpcFailure(grpc.StatusCode.UNAVAILABLE, "SHUTTING_DOWN", str(e)) from e
+            raise engine_closed(e) from e
         except ValueError as e:
             raise invalid("INVALID_ARGUMENT", str(e)) from e
         return await asyncio.shield(asyncio.wrap_future(cf))

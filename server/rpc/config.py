@@ -26,6 +26,13 @@
     advertise = "10.0.0.11:7000"       # where clients reach this node (default: --listen)
     cluster = "mms"                    # the etcd key prefix /mms/<cluster>/
     lease_ttl_s = 10
+    [replication]                      # optional (docs/operating.md, "A standby")
+    token_file = "replication.token"   # both nodes; MMS_REPLICATION_TOKEN overrides
+    mode = "sync"                      # primary: "async" (default) or "sync"
+    on_standby_lost = "async"          # sync: "wait" (default) or "async" after timeout_s
+    timeout_s = 2.0
+    epoch = 1                          # primary: --epoch; bumped at every promotion
+    standby_of = "10.0.0.1:7000"       # standby: --standby-of
 
 Operators and the chain's terminals live in the data directory (core/domain/chain.py); a
 terminals file is still read when given, so both kinds of terminal token work.
@@ -46,8 +53,9 @@ from server.rpc.app import TlsConfig
 from server.rpc.constants import INFLIGHT_OPS_MAX, SHUTDOWN_GRACE_SECONDS
 
 KNOWN_KEYS = {"listen", "metrics", "terminals_file", "inflight_ops_max", "shutdown_grace_s",
-              "tls", "engine", "rules", "data", "chain"}
+              "tls", "engine", "rules", "data", "chain", "replication"}
 KNOWN_KEYS |= {"ha"}  # [ha]: leadership in etcd (server/rpc/leader.py, HaConfig)
+REPLICATION_KEYS = {"token_file", "mode", "on_standby_lost", "timeout_s", "epoch", "standby_of"}
 
 
 @dataclass
@@ -63,6 +71,7 @@ class ServeConfig:
     rules: dict | None = None
     chain: dict = field(default_factory=dict)
     ha: dict | None = None
+    replication: dict = field(default_factory=dict)
 
 
 def load(path: str) -> ServeConfig:
@@ -76,6 +85,11 @@ def load(path: str) -> ServeConfig:
     def rel(p: str | None) -> str | None:
         return None if p is None else os.path.join(base, p)
 
+    repl = dict(doc.get("replication", {}))
+    if set(repl) - REPLICATION_KEYS:
+        raise ValueError(f"{path}: unknown replication keys {sorted(set(repl) - REPLICATION_KEYS)}")
+    if "token_file" in repl:
+        repl["token_file"] = rel(repl["token_file"])
     tls = None
     if "tls" in doc:
         t = doc["tls"]
@@ -89,4 +103,5 @@ def load(path: str) -> ServeConfig:
         rules=doc.get("rules"),
         chain=dict(doc.get("chain", {})),
         ha=dict(doc["ha"]) if "ha" in doc else None,
+        replication=repl,
     )

@@ -41,6 +41,15 @@ SHUTDOWN_GRACE_SECONDS = 10.0
 # since the previous line: a fuzzer or a broken client must not fill the disk.
 MALFORMED_LOG_INTERVAL_S = 60.0
 
+# Replication (server/rpc/replication.py). A frame (one commit) travels in chunks of this
+# size, below the message bound; one Subscribe read sends frames up to the second bound.
+REPLICATION_CHUNK_BYTES = 2 << 20
+REPLICATION_SEND_BYTES_MAX = 4 << 20
+# A standby that lost its primary subscribes again after this long.
+REPLICATION_RECONNECT_S = 0.5
+# Status calls between nodes give up after this long.
+REPLICATION_CONNECT_TIMEOUT_S = 5.0
+
 # The grpc.aio server's options, for mms serve and the benchmark's no-op ceiling alike:
 # the message bound both ways, and no second server on the same port by accident.
 SERVER_OPTIONS = (("grpc.max_receive_message_length", MESSAGE_BYTES_MAX),

@@ -10,6 +10,7 @@ from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+from core import NotLeader
 from core.records import (
     Result,
 )
@@ -87,6 +88,15 @@ class RpcFailure(Exception):
         detail.Pack(info)
         st = status_pb2.Status(code=self.code.value[0], message=self.message, details=[detail])
         return rpc_status.to_status(st).trailing_metadata
+
+
+def engine_closed(exc: Exception) -> RpcFailure:
+    """An engine that takes no ops: UNAVAILABLE with reason NOT_LEADER (a standby; the
+    leader's address in metadata "leader" when known) or SHUTTING_DOWN."""
+    if isinstance(exc, NotLeader):
+        return RpcFailure(grpc.StatusCode.UNAVAILABLE, "NOT_LEADER", str(exc),
+                          {"leader": exc.leader} if exc.leader else {})
+    return RpcFailure(grpc.StatusCode.UNAVAILABLE, "SHUTTING_DOWN", str(exc))
 
 
 def invalid(reason: str, message: str, **metadata: str) -> RpcFailure:

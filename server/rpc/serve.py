@@ -9,13 +9,19 @@ import os
 import signal
 import sys
 
-from core import Engine, RulesConfig
+from core import Engine, Feed, RulesConfig
 from core.domain.chain import Chain, ChainConfig, new_token
 from core.domain.members import MemberStore
 from server.rpc.app import MmsServer
 from server.rpc.auth import Registry
 from server.rpc.config import ServeConfig
 from server.rpc.metrics import Metrics
+from server.rpc.replication import (
+    TOKEN_ENV,
+    ReplicationService,
+    Standby,
+    StandbyService,
+)
 
 log = logging.getLogger("mms.serve")
 
@@ -42,17 +48,54 @@ def bootstrap_token(data: str, chain: Chain) -> str | None:
     return token
 
 
+def replication_token(repl: dict) -> str | None:
+    """The token replication calls carry: MMS_REPLICATION_TOKEN, else the token file's."""
+    if os.environ.get(TOKEN_ENV):
+        return os.environ[TOKEN_ENV]
+    if repl.get("token_file"):
+        with open(repl["token_file"]) as f:
+            return f.read().strip() or None
+    return None
+
+
+def _open_engine(data: str, cfg: ServeConfig, rules, metrics):
+    """(engine, standby or None, replication servicer or None): a standby with
+    --standby-of; a primary with a Feed when a replication token is configured."""
+    repl = cfg.replication
+    token = replication_token(repl)
+    if repl.get("standby_of"):
+        if not token:
+            raise ValueError("a standby needs the replication token (replication.token_file, "
+                             f"--replication-token-file or {TOKEN_ENV})")
+        standby = Standby(data, repl["standby_of"], token=token,
+                          config=cfg.engine, observer=metrics)
+        return standby.engine, standby, StandbyService(standby, token)
+    feed = None
+    if token:
+        feed = Feed(int(repl.get("epoch", 1)), mode=repl.get("mode", "async"),
+                    on_standby_lost=repl.get("on_standby_lost", "wait"),
+                    timeout_s=float(repl.get("timeout_s", 2.0)))
+    engine = Engine(data, config=cfg.engine, rules=rules, observer=metrics,
+                    feed=feed)
+    return engine, None, (ReplicationService(engine, token) if feed is not None else None)
+
+
 async def serve(data: str, cfg: ServeConfig, *, out=sys.stdout, started=None) -> int:
     metrics = Metrics()
     rules = RulesConfig.from_dict(cfg.rules) if cfg.rules is not None else None
-    engine = Engine(data, config=cfg.engine, rules=rules, observer=metrics)
+    engine, standby, replication = _open_engine(data, cfg, rules, metrics)
     try:
         chain_cfg = ChainConfig(**cfg.chain)
         chain_cfg.validate()
         chain = Chain(engine, chain_cfg)
         members = MemberStore(engine)
         registry = Registry.from_file(cfg.terminals_file) if cfg.terminals_file else Registry([])
-        token = bootstrap_token(data, chain)
+        token = bootstrap_token(data, chain) if standby is None else None
+        if standby is not None:
+            # The chain's operators, sessions and terminals as the primary changes them.
+            chain_dbs = {n for n in engine.store.db if n.startswith("chain_")}
+            standby.replica.add_listener(
+                lambda _frame, names: chain._load() if names & chain_dbs else None)
         role = leadership = None
         if cfg.ha is not None:
             from server.rpc.leader import HaConfig, Leadership, NodeAdapter
@@ -73,7 +116,7 @@ async def serve(data: str, cfg: ServeConfig, *, out=sys.stdout, started=None) ->
         srv = MmsServer(engine, registry, metrics, listen=cfg.listen or "127.0.0.1:7000",
                         metrics_listen=cfg.metrics, tls=cfg.tls,
                         inflight_ops_max=cfg.inflight_ops_max, chain=chain, members=members,
-                        bootstrap_token=token, role=role)
+                        bootstrap_token=token, role=role, replication=replication)
         await srv.start()
         if leadership is not None:
             if not role.address:  # the listen host (checked above) and the bound port
@@ -98,6 +141,14 @@ async def serve(data: str, cfg: ServeConfig, *, out=sys.stdout, started=None) ->
         print(f"mms: serving grpc={host}:{srv.port} metrics="
               f"{f'http://{mhost}:{srv.metrics_port}/metrics' if srv.metrics_port else 'off'}",
               file=out, flush=True)
+        if standby is not None:
+            st = standby.status()
+            print(f"mms: standby of {st['primary']}: applied frame {st['applied_frame']} "
+                  f"seq {st['applied_seq']} epoch {st['epoch']}; writes answer NOT_LEADER",
+                  file=out, flush=True)
+        elif engine.feed is not None:
+            print(f"mms: replication primary: epoch {engine.feed.epoch}, mode "
+                  f"{engine.feed.mode}", file=out, flush=True)
         if not cfg.terminals_file:
             print("mms: no terminals file: the chain's terminal tokens only "
                   "(`mms terminal add --store-id S`)", file=out, flush=True)
@@ -112,6 +163,9 @@ async def serve(data: str, cfg: ServeConfig, *, out=sys.stdout, started=None) ->
         if leadership is not None:
             await leadership.stop()  # resign: another node may win without waiting the TTL
     finally:
-        engine.close()
+        if standby is not None:
+            standby.close()
+        else:
+            engine.close()
     print("mms: stopped; every accepted op is committed", file=out, flush=True)
     return 0

@@ -48,7 +48,7 @@ from server.rpc.auth import (
 )
 from server.rpc.bridge import Bridge
 from server.rpc.constants import ADMIN, CLIENT_ID_BYTES
-from server.rpc.errors import RpcFailure, invalid, result_reason
+from server.rpc.errors import RpcFailure, engine_closed, invalid, result_reason
 from server.rpc.instrumentation import rpc_method
 from server.rpc.metrics import Metrics
 
@@ -127,7 +127,7 @@ def _failure(exc: BaseException) -> RpcFailure | None:
     if isinstance(exc, RulesError):
         return invalid("RULES_INVALID", str(exc))
     if isinstance(exc, EngineClosed):
-        return RpcFailure(grpc.StatusCode.UNAVAILABLE, "SHUTTING_DOWN", str(exc))
+        return engine_closed(exc)
     if isinstance(exc, ValueError) and not isinstance(exc, UnicodeError):
         # The core's own checks ("a PIN is 4 to 9 digits", "client_id must be 16 bytes").
         return invalid("INVALID_ARGUMENT", str(exc))

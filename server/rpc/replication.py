@@ -1,0 +1,538 @@
+"""Replication over gRPC (docs/internals/replication.md).
+
+Primary: `ReplicationService` streams the Feed's frames to standbys (Subscribe), takes
+their confirmations on the same stream, and streams hot copies (HotCopy).
+
+Standby: `Standby` bootstraps a data directory from a hot copy when it has none (or
+when the primary says it diverged or fell behind), then follows the primary in a
+thread: each frame is written in one fsync'd transaction (core.Replica) and confirmed.
+`Standby.promote(epoch)` turns it into a primary Engine; `rejoin_as_standby` makes an
+old primary follow the new one, discarding any tail the new one never had.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import os
+import queue
+import shutil
+import tempfile
+import threading
+from collections.abc import Callable
+
+import grpc
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+from core import (
+    Engine,
+    EngineConfig,
+    Feed,
+    Replica,
+    ReplicationError,
+    diverged,
+    hot_copy,
+    install_copy,
+    read_position,
+    wipe,
+)
+from server.mms_pb import replication_pb2, replication_pb2_grpc
+from server.rpc.constants import (
+    REPLICATION_CHUNK_BYTES,
+    REPLICATION_CONNECT_TIMEOUT_S,
+    REPLICATION_RECONNECT_S,
+    REPLICATION_SEND_BYTES_MAX,
+)
+from server.rpc.errors import RpcFailure
+
+log = logging.getLogger("mms.replication")
+
+TOKEN_ENV = "MMS_REPLICATION_TOKEN"
+# Reasons after which a standby does not retry the same primary by itself.
+FINAL_REASONS = frozenset({"STALE_EPOCH", "DIVERGED", "BEHIND_FEED", "REPLICATION_TOKEN",
+                           "FRAME_GAP", "FRAME_INVALID"})
+
+
+def _fail(code: grpc.StatusCode, reason: str, message: str) -> RpcFailure:
+    return RpcFailure(code, reason, message)
+
+
+async def _abort(context, failure: RpcFailure) -> None:
+    await context.abort(failure.code, failure.message, failure.trailing_metadata())
+
+
+def _authorized(context, token: str | None) -> bool:
+    if not token:
+        return False
+    for key, value in context.invocation_metadata() or ():
+        if key == "authorization" and value.startswith("Bearer "):
+            return hmac.compare_digest(value[7:].encode(), token.encode())
+    return False
+
+
+_UNAUTH = ("REPLICATION_TOKEN", "a replication call needs authorization: Bearer <the "
+           "replication token both nodes are given>")
+
+
+def _chunks(frame: bytes):
+    if len(frame) <= REPLICATION_CHUNK_BYTES:  # a group commit's frame: no slicing copy
+        yield replication_pb2.FrameChunk(data=frame, end_of_frame=True)
+        return
+    view = memoryview(frame)
+    for off in range(0, max(1, len(view)), REPLICATION_CHUNK_BYTES):
+        part = view[off:off + REPLICATION_CHUNK_BYTES]
+        yield replication_pb2.FrameChunk(data=bytes(part),
+                                         end_of_frame=off + REPLICATION_CHUNK_BYTES >= len(view))
+
+
+class ReplicationService(replication_pb2_grpc.ReplicationServiceServicer):
+    """The primary's side: Subscribe, HotCopy, Status over the engine's Feed."""
+
+    def __init__(self, engine: Engine, token: str | None) -> None:
+        self.engine = engine
+        self.feed: Feed = engine.feed
+        self.token = token
+
+    async def Subscribe(self, request_iterator, context):  # noqa: N802 (gRPC's name)
+        if not _authorized(context, self.token):
+            await _abort(context, _fail(grpc.StatusCode.UNAUTHENTICATED, *_UNAUTH))
+        feed = self.feed
+        # The guard decodes the stream's messages: read them through the iterator.
+        requests = request_iterator.__aiter__()
+        try:
+            first = await requests.__anext__()
+        except StopAsyncIteration:
+            return
+        if first.epoch > feed.epoch:
+            await _abort(context, _fail(grpc.StatusCode.FAILED_PRECONDITION, "STALE_EPOCH",
+                                        f"this primary has epoch {feed.epoch}; the standby "
+                                        f"has applied epoch {first.epoch}"))
+        if first.after_frame > feed.last_committed or diverged(self.engine.store, first.after_frame,
+                                                               first.epoch):
+            await _abort(context, _fail(grpc.StatusCode.FAILED_PRECONDITION, "DIVERGED",
+                                        f"the standby's frame {first.after_frame} of epoch "
+                                        f"{first.epoch} is not in this primary's history; "
+                                        "bootstrap it again"))
+        loop = asyncio.get_running_loop()
+        wake = asyncio.Event()
+        gone = False
+
+        def poke() -> None:
+            loop.call_soon_threadsafe(wake.set)
+
+        async def confirmations() -> None:
+            nonlocal gone
+            try:
+                async for msg in requests:
+                    if msg.confirmed_frame:
+                        feed.confirm(msg.confirmed_frame)
+            finally:
+                gone = True
+                wake.set()
+
+        feed.add_listener(poke)
+        feed.standby_joined()
+        reader = asyncio.ensure_future(confirmations())
+        log.info("standby %r follows from frame %d", first.standby, first.after_frame)
+        pos = first.after_frame
+        try:
+            yield replication_pb2.FrameChunk()  # accepted
+            while not gone:
+                wake.clear()
+                try:
+                    frames = feed.frames_after(pos, REPLICATION_SEND_BYTES_MAX)
+                except ReplicationError as e:
+                    await _abort(context, _fail(grpc.StatusCode.FAILED_PRECONDITION, e.reason, str(e)))
+                if not frames:
+                    await wake.wait()
+                    continue
+                for frame in frames:
+                    for chunk in _chunks(frame):
+                        yield chunk
+                pos += len(frames)
+        finally:
+            feed.remove_listener(poke)
+            feed.standby_left()
+            reader.cancel()
+
+    async def HotCopy(self, request, context):  # noqa: N802
+        if not _authorized(context, self.token):
+            await _abort(context, _fail(grpc.StatusCode.UNAUTHENTICATED, *_UNAUTH))
+        loop = asyncio.get_running_loop()
+        tmp = tempfile.mkdtemp(prefix="mms-hotcopy-")
+        try:
+            frame, epoch = await loop.run_in_executor(None, hot_copy, self.engine.store, tmp)
+            path = os.path.join(tmp, "data.mdb")
+            size = os.path.getsize(path)
+            log.info("hot copy for %r: frame %d, %d bytes", request.standby, frame, size)
+            with open(path, "rb") as f:
+                sent = 0
+                yield replication_pb2.CopyChunk(frame=frame, epoch=epoch, size_bytes=size)
+                while True:
+                    data = await loop.run_in_executor(None, f.read, REPLICATION_CHUNK_BYTES)
+                    if not data:
+                        break
+                    sent += len(data)
+                    yield replication_pb2.CopyChunk(data=data, last=sent >= size)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    async def Status(self, request, context):  # noqa: N802
+        if not _authorized(context, self.token):
+            await _abort(context, _fail(grpc.StatusCode.UNAUTHENTICATED, *_UNAUTH))
+        s = self.feed.status()
+        return replication_pb2.ReplicationStatus(
+            role="primary", epoch=s["epoch"], frame=s["last_frame"], seq=s["last_seq"],
+            mode=s["mode"], standbys=s["standbys"], lag_records=s["lag_records"],
+            lag_ms=int(s["lag_seconds"] * 1000))
+
+
+class StandbyService(replication_pb2_grpc.ReplicationServiceServicer):
+    """A standby's side: Status; a standby ships nothing (UNAVAILABLE, NOT_LEADER)."""
+
+    def __init__(self, standby: Standby, token: str | None) -> None:
+        self.standby = standby
+        self.token = token
+
+    def _not_leader(self) -> RpcFailure:
+        return RpcFailure(grpc.StatusCode.UNAVAILABLE, "NOT_LEADER", "this node is a standby",
+                          {"leader": self.standby.primary})
+
+    async def Subscribe(self, request_iterator, context):  # noqa: N802
+        await _abort(context, self._not_leader())
+        yield replication_pb2.FrameChunk()  # never reached: makes this a generator
+
+    async def HotCopy(self, request, context):  # noqa: N802
+        await _abort(context, self._not_leader())
+        yield replication_pb2.CopyChunk()  # never reached
+
+    async def Status(self, request, context):  # noqa: N802
+        if not _authorized(context, self.token):
+            await _abort(context, _fail(grpc.StatusCode.UNAUTHENTICATED, *_UNAUTH))
+        s = self.standby.status()
+        return replication_pb2.ReplicationStatus(
+            role="standby", epoch=s["epoch"], frame=s["applied_frame"], seq=s["applied_seq"],
+            primary=s["primary"], error_reason=s["error_reason"], error_message=s["error_message"])
+
+
+# --- the standby's client side --------------------------------------------------------
+
+def _reason(err: grpc.RpcError) -> str:
+    try:
+        st = rpc_status.from_call(err)
+    except Exception:
+        st = None
+    if st is not None:
+        for d in st.details:
+            info = error_details_pb2.ErrorInfo()
+            if d.Unpack(info):
+                return info.reason
+    return err.code().name if hasattr(err, "code") else "UNAVAILABLE"
+
+
+def _channel(addr: str) -> grpc.Channel:
+    return grpc.insecure_channel(addr, options=[
+        ("grpc.max_receive_message_length", REPLICATION_SEND_BYTES_MAX + REPLICATION_CHUNK_BYTES),
+        ("grpc.max_send_message_length", REPLICATION_SEND_BYTES_MAX)])
+
+
+def bootstrap(data_dir: str, primary: str, token: str, name: str = "") -> tuple[int, int]:
+    """Replace data_dir's store with a hot copy of the primary's; (frame, epoch) it holds."""
+    tmp = data_dir.rstrip("/") + ".hotcopy"
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    with _channel(primary) as ch:
+        stub = replication_pb2_grpc.ReplicationServiceStub(ch)
+        frame = epoch = size = got = 0
+        with open(os.path.join(tmp, "data.mdb"), "wb") as f:
+            for chunk in stub.HotCopy(replication_pb2.HotCopyRequest(standby=name),
+                                      metadata=(("authorization", f"Bearer {token}"),)):
+                if chunk.size_bytes:
+                    frame, epoch, size = chunk.frame, chunk.epoch, chunk.size_bytes
+                f.write(chunk.data)
+                got += len(chunk.data)
+            f.flush()
+            os.fsync(f.fileno())
+    if not size or got != size:
+        raise ReplicationError("HOT_COPY_SHORT", f"hot copy: {got} of {size} bytes")
+    install_copy(tmp, data_dir)
+    log.info("bootstrapped %s from %s: frame %d epoch %d, %d bytes", data_dir, primary,
+             frame, epoch, size)
+    return frame, epoch
+
+
+class Standby:
+    """A standby node's replication: its Replica (an Engine opened as a standby, for
+    reads) and the thread that follows the primary.
+
+    At start it subscribes from its own last applied frame; a data directory without a
+    store, or one the primary finds DIVERGED or BEHIND_FEED, is replaced by a hot copy
+    first. While following, a lost connection is retried every REPLICATION_RECONNECT_S;
+    a refusal (STALE_EPOCH: the primary is older than what was applied; a gap; ...) is
+    kept in `error` and following stops, reads go on."""
+
+    def __init__(self, data_dir: str, primary: str, *, token: str | None = None,
+                 config: EngineConfig | None = None, name: str = "",
+                 observer: object | None = None,
+                 before_commit: Callable | None = None, start: bool = True) -> None:
+        self.data_dir = data_dir
+        self.primary = primary
+        self.token = token or os.environ.get(TOKEN_ENV, "")
+        self.name = name or os.path.basename(os.path.abspath(data_dir))
+        self.config = config or EngineConfig()
+        self.error: ReplicationError | None = None
+        self.connected = False
+        self._stop = threading.Event()
+        self._confirming = threading.Event()
+        self._confirming.set()
+        self._acks: queue.Queue | None = None
+        self._call = None
+        self._channel: grpc.Channel | None = None
+        call = self._open()
+        self.replica = Replica(data_dir, config=self.config, leader=primary, observer=observer,
+                               before_commit=before_commit)
+        self.engine = self.replica.engine
+        self._thread = threading.Thread(target=self._run, args=(call,), name="mms-standby",
+                                        daemon=True)
+        if start:
+            self._thread.start()
+
+    # --- connecting -------------------------------------------------------------------
+
+    def _subscribe(self, frame: int, epoch: int):
+        self._channel = _channel(self.primary)
+        stub = replication_pb2_grpc.ReplicationServiceStub(self._channel)
+        acks: queue.Queue = queue.Queue()
+        self._acks = acks
+
+        def requests():
+            yield replication_pb2.SubscribeRequest(after_frame=frame, epoch=epoch, standby=self.name)
+            while True:
+                item = acks.get()
+                if item is None:
+                    return
+                yield replication_pb2.SubscribeRequest(confirmed_frame=item)
+
+        call = stub.Subscribe(requests(), metadata=(("authorization", f"Bearer {self.token}"),))
+        self._call = call
+        next(call)  # the primary's acceptance (or its refusal, raised here)
+        return call
+
+    def _close_call(self) -> None:
+        if self._acks is not None:
+            self._acks.put(None)
+        if self._call is not None:
+            self._call.cancel()
+        if self._channel is not None:
+            self._channel.close()
+        self._call = self._channel = self._acks = None
+
+    def _open(self):
+        """Before the replica opens: the store to follow from, and the accepted call."""
+        pos = read_position(self.data_dir)
+        if pos is None:
+            pos = bootstrap(self.data_dir, self.primary, self.token, self.name)
+        try:
+            return self._subscribe(*pos)
+        except grpc.RpcError as e:
+            reason = _reason(e)
+            self._close_call()
+            if reason not in ("DIVERGED", "BEHIND_FEED"):
+                raise
+            log.warning("%s: the primary says %s; bootstrapping again", self.data_dir, reason)
+            wipe(self.data_dir)
+            pos = bootstrap(self.data_dir, self.primary, self.token, self.name)
+            return self._subscribe(*pos)
+
+    # --- following --------------------------------------------------------------------
+
+    def _run(self, call) -> None:
+        while not self._stop.is_set():
+            try:
+                if call is None:
+                    call = self._subscribe(self.replica.applied_frame, self.replica.applied_epoch)
+                self.connected = True
+                self._follow(call)
+            except ReplicationError as e:
+                self._refused(e)
+            except grpc.RpcError as e:
+                if self._stop.is_set():
+                    break
+                reason = _reason(e)
+                if reason in FINAL_REASONS:
+                    self._refused(ReplicationError(reason, e.details() or reason))
+                else:
+                    log.warning("standby %s: lost %s (%s); retrying", self.name, self.primary, reason)
+            finally:
+                self.connected = False
+                self._close_call()
+                call = None
+            self._stop.wait(REPLICATION_RECONNECT_S)
+
+    def _refused(self, e: ReplicationError) -> None:
+        log.error("standby %s stops following %s: %s %s", self.name, self.primary, e.reason, e)
+        self.error = e
+        self._stop.set()
+
+    def _follow(self, call) -> None:
+        parts: list[bytes] = []
+        acks = self._acks
+        for chunk in call:
+            parts.append(chunk.data)
+            if not chunk.end_of_frame:
+                continue
+            data = parts[0] if len(parts) == 1 else b"".join(parts)
+            parts = []
+            self.replica.apply(data)
+            if self._confirming.is_set():
+                acks.put(self.replica.applied_frame)
+            if self._stop.is_set():
+                return
+
+    # --- control ----------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start following (a Standby made with start=False)."""
+        self._thread.start()
+
+    def follow(self, primary: str) -> None:
+        """Follow another primary (after a failover) from this standby's own last
+        frame, keeping its engine (and so the server over it). A primary that refuses
+        (DIVERGED, BEHIND_FEED: this standby needs a hot copy; see rejoin_as_standby)
+        leaves the refusal in `error`, as any refusal."""
+        self.stop()
+        self.primary = primary
+        self.engine.leader = primary
+        self.error = None
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, args=(None,), name="mms-standby",
+                                        daemon=True)
+        self._thread.start()
+
+    def pause_confirms(self) -> None:
+        """Apply but do not confirm (tests: a standby whose confirmations are lost)."""
+        self._confirming.clear()
+
+    def resume_confirms(self) -> None:
+        self._confirming.set()
+        acks = self._acks
+        if acks is not None:
+            acks.put(self.replica.applied_frame)
+
+    def status(self) -> dict:
+        e = self.error
+        return {"epoch": self.replica.applied_epoch, "applied_frame": self.replica.applied_frame,
+                "applied_seq": self.replica.applied_seq, "primary": self.primary,
+                "connected": self.connected,
+                "error_reason": e.reason if e else "", "error_message": str(e) if e else ""}
+
+    def stop(self) -> None:
+        """Stop following (the frame being applied finishes first); reads go on."""
+        self._stop.set()
+        self._close_call()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def close(self) -> None:
+        self.stop()
+        self.replica.close()
+
+    def promote(self, epoch: int, *, feed: Feed | None = None,
+                config: EngineConfig | None = None, **engine_kw) -> Engine:
+        """Become the primary: stop following, once every frame received is applied
+        (a frame is applied as it arrives; a frame only partly received was never
+        confirmed, so no acknowledged op is in it), close the standby engine and open a
+        primary Engine on this store with the new epoch (newer than any applied one)."""
+        self.stop()
+        return self.replica.promote(epoch, feed=feed, config=config or self.config, **engine_kw)
+
+
+def rejoin_as_standby(data_dir: str, primary_addr: str, *, token: str | None = None,
+                      config: EngineConfig | None = None, **kw) -> Standby:
+    """An old primary (its Engine closed) follows the new primary: from its own last
+    frame when that is in the new primary's history; when it holds a tail the new
+    primary never had (frames it wrote after the standby's last, in its old epoch) the
+    new primary answers DIVERGED and the whole store is replaced by a hot copy, which
+    discards that tail (never acknowledged in sync mode: the standby had not confirmed
+    it)."""
+    return Standby(data_dir, primary_addr, token=token, config=config, **kw)
+
+
+# --- metrics --------------------------------------------------------------------------
+
+class ReplicationCollector:
+    """The replication gauges, read at scrape time from a Feed (primary), a Standby, or
+    neither (a primary without replication: mode "none"). Every family is exported on
+    every node, so rules and panels can join them."""
+
+    MODES = ("none", "async", "sync", "sync_degraded")
+
+    def __init__(self, feed: Feed | None = None, standby: Standby | None = None,
+                 engine: Engine | None = None) -> None:
+        self.feed = feed
+        self.standby = standby
+        self.engine = engine
+
+    def describe(self):
+        return []
+
+    def collect(self):
+        s = self.feed.status() if self.feed is not None else None
+        st = self.standby.status() if self.standby is not None else None
+        role = GaugeMetricFamily("mms_replication_role", "1 for this node's role.", labels=["role"])
+        role.add_metric(["primary"], 0 if st else 1)
+        role.add_metric(["standby"], 1 if st else 0)
+        yield role
+        mode = GaugeMetricFamily("mms_replication_mode", "1 for the primary's replication mode "
+                                 "(sync_degraded: sync fallen back to async; a standby: none).",
+                                 labels=["mode"])
+        current = s["mode"] if s else "none"
+        for m in self.MODES:
+            mode.add_metric([m], 1 if current == m else 0)
+        yield mode
+        if st is not None:
+            epoch, seq = st["epoch"], st["applied_seq"]
+        elif s is not None:
+            epoch, seq = s["epoch"], s["last_seq"]
+        else:
+            epoch, seq = 0, (self.engine.stats()["last_seq"] if self.engine is not None else 0)
+        yield GaugeMetricFamily("mms_replication_epoch", "The epoch this node has (primary) or "
+                                "has applied (standby).", value=epoch)
+        yield GaugeMetricFamily("mms_replication_applied_seq", "The journal seq this node has "
+                                "committed (primary) or applied (standby).", value=seq)
+        yield GaugeMetricFamily("mms_replication_primary_connected", "Standby: 1 while it is "
+                                "subscribed to its primary.",
+                                value=1 if st and st["connected"] else 0)
+        yield GaugeMetricFamily("mms_replication_refused", "Standby: 1 when it stopped "
+                                "following (a refusal: see the log and ReplicationStatus).",
+                                value=1 if st and st["error_reason"] else 0)
+        yield GaugeMetricFamily("mms_replication_standbys_connected", "Primary: standbys "
+                                "subscribed now.", value=s["standbys"] if s else 0)
+        yield GaugeMetricFamily("mms_replication_lag_records", "Primary: journal records "
+                                "committed and not yet confirmed by a standby.",
+                                value=s["lag_records"] if s else 0)
+        yield GaugeMetricFamily("mms_replication_lag_seconds", "Primary: age of the oldest "
+                                "frame no standby has confirmed.", value=s["lag_seconds"] if s else 0)
+        yield GaugeMetricFamily("mms_replication_acks_held", "Primary: acknowledgements "
+                                "waiting for a standby's confirmation now (sync mode).",
+                                value=s["acks_held"] if s else 0)
+        c = CounterMetricFamily("mms_replication_sync_fallbacks", "Primary: times sync mode "
+                                "fell back to async after the timeout.")
+        c.add_metric([], s["fallbacks"] if s else 0)
+        yield c
+
+
+def status_of(addr: str, token: str, timeout_s: float = REPLICATION_CONNECT_TIMEOUT_S) -> dict:
+    """A node's ReplicationStatus as a dict (tools, tests)."""
+    with _channel(addr) as ch:
+        st = replication_pb2_grpc.ReplicationServiceStub(ch).Status(
+            replication_pb2.ReplicationStatusRequest(), timeout=timeout_s,
+            metadata=(("authorization", f"Bearer {token}"),))
+    return {f.name: getattr(st, f.name) for f in st.DESCRIPTOR.fields}
+
+
+__all__ = ["ReplicationCollector", "ReplicationService", "Standby", "StandbyService",
+           "bootstrap", "rejoin_as_standby", "status_of"]

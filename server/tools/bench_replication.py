@@ -1,0 +1,78 @@
+"""`mms bench grpc --replication none,async,sync`: the same streamed durable swipes
+against a lone primary (none) and against a primary with a standby on loopback in async
+and in sync mode, in one run; each mode's swipes/s and its ratio to none.
+
+Each mode gets fresh data directories, a primary (`mms serve` with a replication token)
+and, but for none, a standby (`mms serve --standby-of`) that bootstraps from it before
+the load starts. All processes share this machine: the ratios say what replication costs
+here, not on two hosts."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import tempfile
+
+import numpy as np
+
+from server.tools.bench import _setup, run_load
+from server.tools.launch import ChildServer, TerminalSpec
+
+MODES = ("none", "async", "sync")
+
+
+def _mode_run(args, mode: str) -> dict:
+    with tempfile.TemporaryDirectory(prefix=f"mms-bench-{mode}-") as tmp:
+        token_file = os.path.join(tmp, "replication.token")
+        with open(token_file, "w") as f:
+            f.write(os.urandom(16).hex() + "\n")
+        terms = [TerminalSpec(1, 0, "admin"), TerminalSpec(2, 1, "pos")]
+        os.makedirs(os.path.join(tmp, "p"))
+        extra = {} if mode == "none" else {"replication": {"token_file": token_file, "mode": mode}}
+        with ChildServer(os.path.join(tmp, "p"), terms, extra=extra) as primary:
+            standby = None
+            if mode != "none":
+                os.makedirs(os.path.join(tmp, "s"))
+                standby = ChildServer(os.path.join(tmp, "s"), terms, extra={"replication": {
+                    "token_file": token_file, "standby_of": primary.target}}).start()
+            try:
+                cards = asyncio.run(_setup(primary.target, primary.token("admin"),
+                                           primary.token("pos"), args.cards))
+                out = asyncio.run(run_load(primary.target, primary.token("pos"), cards,
+                                           streams=args.streams, seconds=args.seconds,
+                                           batch=args.batch, unary=False))
+            finally:
+                if standby is not None:
+                    standby.terminate()
+        out["replication"] = mode
+        return out
+
+
+def main_pair(args) -> int:
+    """Modes run in the order given; a mode may repeat (none,async,sync,none,async,sync:
+    on a busy machine interleaved repeats say more than one run each). Each mode's
+    swipes/s is the median of its runs, and the ratios are to none's median."""
+    modes = [m.strip() for m in args.replication.split(",") if m.strip()]
+    if not modes or set(modes) - set(MODES) or args.unary or args.target:
+        print("mms bench grpc: --replication takes none,async,sync (streams only, no --target)")
+        return 2
+    runs = [_mode_run(args, m) for m in modes]
+    per_mode = {m: sorted(r["swipes_per_s"] for r in runs if r["replication"] == m)
+                for m in dict.fromkeys(modes)}
+    medians = {m: float(np.median(v)) for m, v in per_mode.items()}
+    result: dict = {"runs": runs, "median_swipes_per_s": medians}
+    if medians.get("none"):
+        for m in medians:
+            if m != "none":
+                result[f"{m}_vs_none"] = round(medians[m] / medians["none"], 3)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        for r in runs:
+            print(f"{r['replication']:>6}: {r['swipes_per_s']} swipes/s, batch p50 {r['p50_ms']} ms, "
+                  f"p99 {r['p99_ms']} ms, errors {r['errors']}")
+        for k, v in result.items():
+            if k != "runs":
+                print(f"{k:>20}: {v}")
+    return 0

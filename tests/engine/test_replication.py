@@ -1,0 +1,306 @@
+"""Replication in one process: a primary Engine with a Feed, a Replica fed its frames.
+After a random mixed workload every database of the standby equals the primary's, key
+by key; the standby's in-memory cards equal a recovery's; an older epoch is refused;
+the ack gate holds acknowledgements; sync mode holds them until the standby confirms."""
+
+from __future__ import annotations
+
+import threading
+
+import lmdb
+import numpy as np
+import pytest
+
+from core import (
+    Engine,
+    EngineConfig,
+    Feed,
+    NotLeader,
+    Replica,
+    ReplicationError,
+    StaleEpoch,
+    decode_frame,
+    diverged,
+    hot_copy,
+    install_copy,
+    read_position,
+)
+from core.domain.members import MemberStore
+from core.engine.storage import MAX_DBS
+from core.records import OP, OpType, Result
+from core.rules import CouponTemplate
+from tests.common import cid
+
+KEY = bytes(range(32))
+
+
+def dump_env(env: lmdb.Environment) -> dict[str, dict[bytes, bytes]]:
+    """Every named database of an environment: name -> {key: value}; empty ones left out."""
+    out: dict[str, dict[bytes, bytes]] = {}
+    with env.begin() as txn:
+        names = [bytes(k) for k, _v in txn.cursor()]
+    for name in names:
+        db = env.open_db(name, create=False)
+        with env.begin(db=db) as txn:
+            rows = {bytes(k): bytes(v) for k, v in txn.cursor()}
+        if rows:
+            out[name.decode()] = rows
+    return out
+
+
+def dump_dir(path: str) -> dict[str, dict[bytes, bytes]]:
+    env = lmdb.open(path, readonly=True, max_dbs=MAX_DBS, lock=True, create=False)
+    try:
+        return dump_env(env)
+    finally:
+        env.close()
+
+
+def assert_same(a: dict, b: dict) -> None:
+    assert sorted(a) == sorted(b), "the same databases"
+    for name in a:
+        assert a[name].keys() == b[name].keys(), f"database {name}: the same keys"
+        diff = [k for k in a[name] if a[name][k] != b[name][k]]
+        assert not diff, f"database {name}: {len(diff)} values differ, first key {diff[0]!r}"
+
+
+def pump(feed: Feed, replica: Replica) -> int:
+    """Apply every frame the feed has after the replica's position; confirm them."""
+    n = 0
+    while True:
+        frames = feed.frames_after(replica.applied_frame, 1 << 24)
+        if not frames:
+            return n
+        for f in frames:
+            replica.apply(f)
+            n += 1
+        feed.confirm(replica.applied_frame)
+
+
+def _ops(cards, amount, op_type, rng) -> np.ndarray:
+    ops = np.zeros(len(cards), dtype=OP)
+    ops["card_no"] = cards
+    ops["amount_fen"] = amount
+    ops["op_type"] = op_type
+    ops["client_hi"] = rng.integers(1, 2**62, len(cards))
+    ops["client_lo"] = rng.integers(1, 2**62, len(cards))
+    ops["store_id"] = 1
+    return ops
+
+
+def _standby_of(eng: Engine, tmp_path, name="standby") -> Replica:
+    copy, data = tmp_path / f"{name}.copy", tmp_path / name
+    frame, _epoch = hot_copy(eng.store, str(copy))
+    install_copy(str(copy), str(data))
+    replica = Replica(str(data))
+    assert replica.applied_frame == frame
+    return replica
+
+
+def test_mixed_workload_standby_equals_primary_database_by_database(tmp_path):
+    rng = np.random.default_rng(14)
+    cfg = EngineConfig(batch_ops_max=256, checkpoint_ops=700, checkpoint_chunks_per_commit=2)
+    feed = Feed(epoch=1)
+    eng = Engine(str(tmp_path / "primary"), config=cfg, feed=feed)
+    ms = MemberStore(eng, key=KEY)
+    eng.issue_cards(np.arange(1, 301), cid()).result()
+    # The standby joins late: it bootstraps from a hot copy, then follows.
+    replica = _standby_of(eng, tmp_path)
+    next_card = 301
+    for step in range(60):
+        kind = rng.integers(0, 10)
+        if kind < 5:
+            eng.submit(_ops(rng.integers(1, next_card, 64), int(rng.integers(1, 500)),
+                            OpType.SWIPE, rng)).result()
+        elif kind < 8:
+            eng.submit(_ops(rng.integers(1, next_card, 32), 10_000, OpType.RECHARGE, rng)).result()
+        elif kind == 8:
+            eng.issue_cards(np.arange(next_card, next_card + 20), cid()).result()
+            next_card += 20
+            ms.create({"name": f"会员{step}", "phone": f"1380000{step:04d}"}, cid())
+        else:
+            tpl = CouponTemplate(template_id=int(step), name=f"t{step}", kind="fixed",
+                                 value_fen=500, valid_days=30)
+            eng.put_coupon_template(tpl, cid()).result()
+            eng.issue_coupons(int(step), [1, 2, 3], cid()).result()
+        if step % 7 == 0:
+            pump(feed, replica)
+            # At any frame the standby's cards are the primary's as committed.
+            for no in rng.integers(1, next_card, 20).tolist():
+                assert replica.engine.card(no) == eng.card(no)
+            assert replica.applied_seq == eng.stats()["last_seq"]
+    eng.close()  # the final checkpoint and the rollups' catch-up are frames too
+    pump(feed, replica)
+    assert replica.applied_frame == feed.last_committed
+    cards = {no: replica.engine.card(no) for no in range(1, next_card)}
+    mine = dump_env(replica.engine.store.env)
+    replica.close()
+    assert_same(dump_dir(str(tmp_path / "primary")), mine)
+    # Its memory is what recovery builds from the same databases.
+    reopened = Engine(str(tmp_path / "standby"), config=cfg)
+    assert {no: reopened.card(no) for no in range(1, next_card)} == cards
+    reopened.close()
+
+
+def test_standby_refuses_ops_and_older_epochs(tmp_path):
+    feed = Feed(epoch=3)
+    eng = Engine(str(tmp_path / "p"), feed=feed)
+    eng.issue_cards([1, 2], cid()).result()
+    replica = _standby_of(eng, tmp_path)
+    eng.recharge(1, 100, cid()).result()
+    pump(feed, replica)
+    assert replica.applied_epoch == 3 and replica.engine.card(1)["principal_fen"] == 100
+    with pytest.raises(NotLeader):
+        replica.engine.swipe(1, 10, cid())
+    with pytest.raises(NotLeader):
+        replica.engine.issue_cards([9], cid())
+    # A frame of an older epoch (a deposed primary) is refused and writes nothing.
+    eng.recharge(2, 50, cid()).result()
+    good = feed.frames_after(replica.applied_frame, 1 << 20)[0]
+    f = decode_frame(good)
+    raw = bytearray(good)
+    raw[8:16] = (2).to_bytes(8, "little")  # the header's epoch field
+    with pytest.raises(StaleEpoch) as e:
+        replica.apply(bytes(raw))
+    assert e.value.reason == "STALE_EPOCH" and "epoch 2" in str(e.value)
+    assert replica.engine.card(2)["principal_fen"] == 0
+    # A gap is refused too; the right frame then applies.
+    later = feed.frames_after(f.number, 1 << 20)
+    if later:
+        with pytest.raises(ReplicationError) as g:
+            replica.apply(later[0])
+        assert g.value.reason == "FRAME_GAP"
+    replica.apply(good)
+    assert replica.engine.card(2)["principal_fen"] == 50
+    eng.close()
+    replica.close()
+    assert read_position(str(tmp_path / "standby"))[1] == 3
+    # A primary given an older epoch than its data holds does not start.
+    with pytest.raises(StaleEpoch):
+        Engine(str(tmp_path / "p"), feed=Feed(epoch=2))
+
+
+def test_ack_gate_holds_acknowledgements_until_it_opens(tmp_path):
+    eng = Engine(str(tmp_path / "p"))
+    eng.issue_cards([1], cid()).result()
+    is_open = threading.Event()
+    asked = threading.Event()
+
+    def gate() -> bool:
+        asked.set()
+        return is_open.is_set()
+
+    eng.set_ack_gate(gate)
+    fut = eng.recharge(1, 500, cid())
+    assert asked.wait(10), "the gate was asked"
+    # The op is durable and visible, but its acknowledgement is held, not failed.
+    assert eng.stats()["last_seq"] == 2
+    assert not fut.done()
+    adm = eng.issue_cards([2], cid())
+    assert not adm.done()
+    is_open.set()
+    assert fut.result(10).codes[0] == Result.OK
+    assert adm.result(10).code == Result.OK
+    eng.set_ack_gate(None)
+    assert eng.recharge(1, 1, cid()).result(10).codes[0] == Result.OK
+    eng.close()
+
+
+def test_sync_mode_acknowledges_only_after_the_standby_confirmed(tmp_path):
+    feed = Feed(epoch=1, mode="sync", on_standby_lost="wait")
+    eng = Engine(str(tmp_path / "p"), feed=feed)
+    replica = _standby_of(eng, tmp_path)
+    issued = eng.issue_cards([1], cid())
+    assert feed.wait_frames(replica.applied_frame, 10)
+    pump(feed, replica)
+    assert issued.result(10).code == Result.OK
+    fut = eng.recharge(1, 700, cid())
+    # The standby applies the frame but does not confirm it yet.
+    while replica.engine.card(1)["principal_fen"] != 700:
+        assert feed.wait_frames(replica.applied_frame, 10), "the recharge's frame came"
+        for frame in feed.frames_after(replica.applied_frame, 1 << 20):
+            replica.apply(frame)
+    assert not fut.done(), "acknowledged before the standby confirmed"
+    feed.confirm(replica.applied_frame)
+    assert fut.result(10).codes[0] == Result.OK
+    eng.close()
+    replica.close()
+
+
+def test_sync_mode_falls_back_to_async_after_the_timeout(tmp_path):
+    feed = Feed(epoch=1, mode="sync", on_standby_lost="async", timeout_s=0.2)
+    eng = Engine(str(tmp_path / "p"), feed=feed)
+    fut = eng.issue_cards([1], cid())
+    # No standby confirms: after the timeout the feed acknowledges asynchronously.
+    assert fut.result(30).code == Result.OK
+    assert feed.confirmed < feed.last_committed
+    st = feed.status()
+    assert st["mode"] == "sync_degraded" and st["fallbacks"] == 1
+    # A standby that catches up brings sync back.
+    replica = _standby_of(eng, tmp_path)
+    feed.confirm(replica.applied_frame)
+    assert feed.status()["mode"] == "sync"
+    eng.close()
+    replica.close()
+
+
+def test_promote_and_rejoin_two_nodes(tmp_path):
+    """The standby promotes with a new epoch; the old primary, which wrote a tail the
+    standby never got, is found diverged (it bootstraps again); one without a tail
+    follows from where it was."""
+    feed = Feed(epoch=1)
+    old = Engine(str(tmp_path / "a"), feed=feed)
+    old.issue_cards([1, 2, 3], cid()).result()
+    replica = _standby_of(old, tmp_path, "b")
+    old.recharge(1, 1_000, cid()).result()
+    pump(feed, replica)
+    old.recharge(1, 99, cid()).result()   # the tail: never shipped
+    old.close()
+    a_frame, a_epoch = read_position(str(tmp_path / "a"))
+    assert a_frame > replica.applied_frame
+    at = replica.applied_frame
+    new_feed = Feed(epoch=2)
+    new = replica.promote(2, feed=new_feed)
+    assert new.card(1)["principal_fen"] == 1_000
+    assert new.recharge(2, 5, cid()).result().codes[0] == Result.OK
+    assert diverged(new.store, a_frame, a_epoch)
+    # The old primary discards everything and takes a hot copy of the new one.
+    rejoined = _rejoin(new, tmp_path, "a")
+    pump(new_feed, rejoined)
+    assert rejoined.engine.card(1)["principal_fen"] == 1_000
+    assert rejoined.engine.card(2)["principal_fen"] == 5
+    assert rejoined.applied_epoch == 2
+    # A node exactly at the promotion point has no tail: it may follow as it is.
+    assert not diverged(new.store, at, 1) and diverged(new.store, at + 1, 1)
+    new.close()
+    pump(new_feed, rejoined)
+    mine = dump_env(rejoined.engine.store.env)
+    rejoined.close()
+    assert_same(dump_dir(str(tmp_path / "b")), mine)
+
+
+def _rejoin(primary: Engine, tmp_path, name: str) -> Replica:
+    from core import wipe
+    wipe(str(tmp_path / name))
+    return _standby_of(primary, tmp_path, name)
+
+
+def test_close_fails_acks_held_for_a_standby_that_never_comes(tmp_path):
+    """Sync mode, "wait", no standby: more commits than ACKS_HELD_MAX are held (the
+    committer waits behind them); close does not hang, and every held op is failed
+    with EngineClosed, never acknowledged; each one is durable and in the journal."""
+    from core import EngineClosed
+    from core.engine.writer import ACKS_HELD_MAX
+
+    feed = Feed(epoch=1, mode="sync", on_standby_lost="wait")
+    eng = Engine(str(tmp_path / "p"), feed=feed)
+    card = eng.issue_cards([1], cid())
+    futs = [eng.recharge(1, 10, cid()) for _ in range(ACKS_HELD_MAX * 3)]
+    assert not card.done()
+    eng.close()
+    for fut in [card, *futs]:
+        with pytest.raises(EngineClosed):
+            fut.result(30)
+    reopened = Engine(str(tmp_path / "p"))
+    assert reopened.card(1)["principal_fen"] == 10 * len(futs)
+    reopened.close()

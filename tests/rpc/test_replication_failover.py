@@ -1,0 +1,151 @@
+"""Promotion and rejoining with two in-process nodes over gRPC (no etcd): the standby
+is promoted with a new epoch and keeps every acknowledged op; the old primary, which
+committed a tail that was never confirmed (so never acknowledged, in sync mode), rejoins
+as a standby, discards that tail and ends identical to the new primary; a standby that
+has applied the new epoch refuses a primary of the old one (STALE_EPOCH)."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import threading
+
+import grpc
+import numpy as np
+import pytest
+
+from core import Engine, EngineClosed, Feed, read_position
+from core.records import Result
+from server.mms_pb import replication_pb2_grpc
+from server.rpc.replication import ReplicationService, Standby, rejoin_as_standby
+from tests.common import cid
+from tests.engine.test_replication import assert_same, dump_env
+
+TOKEN = "failover-token"
+WAIT_S = 60.0
+
+
+class Node:
+    """A ReplicationService over an engine, on its own event loop thread."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self._thread.start()
+        self.server = None
+        self.addr = asyncio.run_coroutine_threadsafe(self._start(), self.loop).result(WAIT_S)
+
+    async def _start(self) -> str:
+        self.server = grpc.aio.server()
+        replication_pb2_grpc.add_ReplicationServiceServicer_to_server(
+            ReplicationService(self.engine, TOKEN), self.server)
+        port = self.server.add_insecure_port("127.0.0.1:0")
+        await self.server.start()
+        return f"127.0.0.1:{port}"
+
+    def stop(self) -> None:
+        asyncio.run_coroutine_threadsafe(self.server.stop(0), self.loop).result(WAIT_S)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join()
+        self.loop.close()
+
+
+COMPARE_TRIES_MAX = 5
+
+
+def _until_frame(standby: Standby, frame: int) -> None:
+    done = threading.Event()
+    standby.replica.add_listener(lambda f, _n: done.set() if f.number >= frame else None)
+    if standby.replica.applied_frame >= frame:
+        done.set()
+    assert done.wait(WAIT_S), f"the standby reached frame {frame}"
+
+
+def _until(standby: Standby, seq: int) -> None:
+    """Wait (bounded) until the standby has applied journal seq."""
+    done = threading.Event()
+    standby.replica.add_listener(lambda _f, _n: done.set() if standby.replica.applied_seq >= seq else None)
+    if standby.replica.applied_seq >= seq:
+        done.set()
+    assert done.wait(WAIT_S), f"the standby reached seq {seq}"
+
+
+def test_promote_then_the_old_primary_rejoins_and_discards_its_tail(tmp_path):
+    a_dir, b_dir = str(tmp_path / "a"), str(tmp_path / "b")
+    old = Engine(a_dir, feed=Feed(1, mode="sync", on_standby_lost="wait"))
+    node_a = Node(old)
+    b = Standby(b_dir, node_a.addr, token=TOKEN)
+    c = Standby(str(tmp_path / "c"), node_a.addr, token=TOKEN)  # a second standby
+    # 6,000 cards: one frame of 2.5 MB, more than one chunk on the wire.
+    assert old.issue_cards(np.arange(1, 6_001), cid()).result(WAIT_S).code == Result.OK
+    acked = []
+    for k in range(20):
+        r = old.recharge(1 + k % 10, 100 + k, cid()).result(WAIT_S)
+        assert r.codes[0] == Result.OK
+        acked.append(int(r.seq[0]))
+    _until(b, max(acked))
+    _until(c, max(acked))
+    c.stop()   # c has every acknowledged op, as b has
+    # The standby stops confirming: an op commits on the primary and is never acknowledged.
+    b.pause_confirms()
+    held = old.recharge(1, 55_555, cid())
+    _until(b, max(acked) + 1)
+    b.stop()   # the standby loses the primary (it has applied the frame, never confirmed it)
+    tail = old.recharge(2, 77_777, cid())  # never reaches the standby
+    with pytest.raises(concurrent.futures.TimeoutError):
+        held.result(0)
+    node_a.stop()
+    old.close()   # the held acknowledgements are failed, never sent
+    for fut in (held, tail):
+        with pytest.raises(EngineClosed):
+            fut.result(WAIT_S)
+    a_frame, a_epoch = read_position(a_dir)
+    assert a_epoch == 1 and a_frame > b.replica.applied_frame
+
+    # Promotion: epoch 2, every acknowledged op is there.
+    new = b.promote(2, feed=Feed(2, mode="sync", on_standby_lost="wait"))
+    for seq in acked:
+        assert new.journal_record(seq) is not None
+    assert new.card(2)["principal_fen"] == sum(100 + k for k in range(20) if k % 10 == 1)
+    node_b = Node(new)
+    # The second standby follows the new primary from where it was, same engine.
+    c.follow(node_b.addr)
+    # The old primary rejoins: DIVERGED (it holds frames the new primary never had), so it
+    # discards its store, bootstraps from the new primary and follows.
+    a = rejoin_as_standby(a_dir, node_b.addr, token=TOKEN)
+    assert a.replica.applied_epoch == 2
+    assert a.engine.card(2)["principal_fen"] == new.card(2)["principal_fen"]  # the tail is gone
+    r = new.recharge(3, 4_000, cid()).result(WAIT_S)  # sync: a standby (a or c) confirmed it
+    assert r.codes[0] == Result.OK
+    _until(a, int(r.seq[0]))
+    assert a.engine.card(3)["principal_fen"] == new.card(3)["principal_fen"]
+    _until(c, int(r.seq[0]))
+    assert c.error is None and c.replica.applied_epoch == 2
+    assert c.engine.card(3)["principal_fen"] == new.card(3)["principal_fen"]
+    c.close()
+    # a and the new primary are identical, database by database, at one frame.
+    for _ in range(COMPARE_TRIES_MAX):
+        frame = new.feed.last_committed
+        _until_frame(a, frame)
+        theirs, mine = dump_env(new.store.env), dump_env(a.engine.store.env)
+        if new.feed.last_committed == frame == a.replica.applied_frame:
+            break
+    else:
+        raise AssertionError("the new primary kept committing")
+    assert_same(theirs, mine)
+    a.close()
+    node_b.stop()
+    new.close()
+    # A stale primary (epoch 1) cannot feed a standby that has applied epoch 2.
+    stale = Engine(str(tmp_path / "stale"), feed=Feed(1))
+    node_s = Node(stale)
+    try:
+        with pytest.raises(grpc.RpcError) as e:
+            Standby(a_dir, node_s.addr, token=TOKEN, start=False)
+    finally:
+        node_s.stop()
+        stale.close()
+    assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "epoch 1" in e.value.details() and "epoch 2" in e.value.details()
+    assert read_position(a_dir)[1] == 2
