@@ -44,8 +44,6 @@ from server.cli.session import (
 )
 from server.mms_pb import admin_pb2, admin_pb2_grpc, types_pb2
 
-# One upload message of `mms member import`: far below the server's message bound.
-IMPORT_CHUNK_BYTES = 256 * 1024
 _CARD_STATUS = {"freeze": ("CARD_STATUS_FROZEN", "frozen"),
                 "unfreeze": ("CARD_STATUS_ACTIVE", "active"),
                 "lost": ("CARD_STATUS_LOST", "reported lost"),
@@ -322,27 +320,9 @@ def cmd_member_status(args) -> int:
 
 
 def cmd_member_import(args) -> int:
-    def chunks():
-        yield admin_pb2.ImportMembersRequest(file_name=os.path.basename(args.file),
-                                             file_id=args.file_id or "")
-        with open(args.file, "rb") as f:
-            for block in iter(lambda: f.read(IMPORT_CHUNK_BYTES), b""):
-                yield admin_pb2.ImportMembersRequest(chunk=block)
+    from server.cli.member_files import cmd_member_import as run_import
 
-    with open_channel(args) as ch:
-        r = admin_pb2_grpc.AdminServiceStub(ch).ImportMembers(
-            chunks(), metadata=auth_metadata(args), timeout=None)
-    if args.errors and r.row_errors:
-        import csv
-
-        with open(args.errors, "w", newline="", encoding="utf-8-sig") as f:
-            w = csv.writer(f)
-            w.writerow(["line", "reason"])
-            for e in r.row_errors:
-                w.writerow([e.line, e.reason])
-    emit(args, r, f"{r.rows} rows: {r.created} created, {r.already_imported} already imported, "
-                   f"{r.errors} refused")
-    return 0
+    return run_import(args)
 
 
 def cmd_member_export(args) -> int:
@@ -861,7 +841,11 @@ def add_commands(sub, terminal_sub) -> None:
     p = cmd(msub, "import", cmd_member_import, "import a .csv or .xlsx file")
     p.add_argument("file")
     p.add_argument("--file-id", help="a key for the file (default: its SHA-256)")
-    p.add_argument("--errors", help="write the refused rows to this CSV")
+    p.add_argument("--errors", help="write the refused rows to this CSV: their cells, line "
+                                    "and reason, ready to fix and import again")
+    p.add_argument("--update", action="store_true",
+                   help="a row whose phone or ID number belongs to a member updates that "
+                        "member instead of being refused")
     p = cmd(msub, "export", cmd_member_export, "export members to .csv or .xlsx (masked)")
     p.add_argument("file")
     _query_args(p)

@@ -174,8 +174,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("replay", help="replay a recharge CSV through BulkRecharge")
     r.add_argument("file", help="CSV with columns client_id,card_no,amount_fen")
-    r.add_argument("--target", required=True,
-                   help="server HOST:PORT, or every node of a pair/trio, comma-separated")
+    r.add_argument("--target",
+                   help="server HOST:PORT, or every node of a pair/trio, comma-separated "
+                        "(required unless --dry-run)")
     r.add_argument("--token", default=os.environ.get("MMS_TOKEN"),
                    help="terminal token (default: $MMS_TOKEN)")
     r.add_argument("--ca", help="CA certificate for a TLS server")
@@ -185,6 +186,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--call-rows", type=whole, default=65536,
                    help="rows per BulkRecharge call; progress is saved after each call")
     r.add_argument("--restart", action="store_true", help="ignore a saved progress file")
+    from server.cli.replay import add_options as add_replay_options
+
+    add_replay_options(r)
     r.set_defaults(func=_cmd_replay)
 
     b = sub.add_parser("bench", help="benchmarks")

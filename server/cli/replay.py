@@ -12,15 +12,22 @@ Rows are never identified by line number, so an edited file (a row inserted abov
 still replays without applying anything twice.
 
 Rows are checked before sending: a bad row (wrong column count, empty id, card number
-or amount that is not a positive integer; amounts are integer fen, "12.50" is refused)
-is reported with its line number and skipped. The server rejects rows it cannot apply
-(unknown card, frozen card, balance limit), also reported with line numbers; a row is
-applied whole or not at all.
+or amount that is not a positive integer, or one with spaces around it; amounts are
+integer fen, "12.50" is refused) is reported with its line number as it is found, and
+skipped. The server rejects rows it cannot apply (unknown card, frozen card, balance
+limit), reported with line numbers after each call; a row is applied whole or not at
+all. `--dry-run` reads and checks the whole file the same way and sends nothing.
 
 Rows go in calls of --call-rows rows; after each call returns (everything in it is
 durable) the progress file FILE.csv.mms-progress records the last line done, so an
-interrupted replay resumes after it. Without the progress file, or with --restart, the
-whole file is sent again and the server's idempotency applies nothing twice.
+interrupted replay (Ctrl-C, a lost connection) resumes after it. Without the progress
+file, or with --restart, the whole file is sent again and the server's idempotency
+applies nothing twice. On a terminal a progress bar (tqdm) shows rows done of the
+total, the rate, the percentage and the time left; elsewhere only the result is printed.
+
+With --session (an operator's `mms login` session, or $MMS_SESSION) the recharges are
+journalled as that operator's; the server checks that the operator may recharge at
+the terminal's store.
 """
 
 from __future__ import annotations
@@ -31,10 +38,10 @@ import json
 import os
 import re
 import sys
-import time
 from dataclasses import asdict, dataclass, field
 
 import grpc
+from tqdm import tqdm
 
 from core.records import is_ascii_digits
 from server.client import SyncFollowingStub, auth, split_targets
@@ -68,9 +75,13 @@ def parse_row(fields: list[str], namespace: str) -> tuple[Row | None, str]:
     """(row, "") or (None, why it is bad)."""
     if len(fields) != 3:
         return None, f"expected 3 columns (client_id,card_no,amount_fen), got {len(fields)}"
-    cid, card, amount = (f.strip() for f in fields)
+    cid, card, amount = fields[0].strip(), fields[1], fields[2]
     if not cid:
         return None, "empty client_id"
+    for name, value in (("card_no", card), ("amount_fen", amount)):
+        if value != value.strip():
+            # Never trimmed: " 8800001" may be a cell pasted with part of another.
+            return None, f"{name} {value!r} has spaces around it; a number cell is digits only"
     if not is_ascii_digits(card) or not 0 < int(card) <= CARD_NO_MAX:
         return None, f"card_no {card!r} is not a positive integer"
     if not is_ascii_digits(amount):
@@ -81,8 +92,10 @@ def parse_row(fields: list[str], namespace: str) -> tuple[Row | None, str]:
     return Row(0, client_id_of(cid, namespace), int(card), value), ""
 
 
-def read_rows(path: str, namespace: str, bad: list[tuple[int, str]]):
-    """Yield good rows with line numbers; append (line, why) for bad ones."""
+def read_rows(path: str, namespace: str, bad: list[tuple[int, str]], on_bad=None):
+    """Yield good rows with line numbers; append (line, why) for bad ones (and tell
+    on_bad(line, why) at once, when given). Yields None after a bad row, so that the
+    caller can count it as done."""
     with open(path, newline="", encoding="utf-8") as f:
         reader = csv.reader(f)
         first = True
@@ -97,9 +110,37 @@ def read_rows(path: str, namespace: str, bad: list[tuple[int, str]]):
             row, why = parse_row(fields, namespace)
             if row is None:
                 bad.append((line, why))
+                if on_bad is not None:
+                    on_bad(line, why)
+                yield None
                 continue
             row.line = line
             yield row
+
+
+def count_rows(path: str) -> int:
+    """The data rows of the file (what read_rows yields, good or bad): the progress
+    bar's total."""
+    n = 0
+    with open(path, newline="", encoding="utf-8") as f:
+        first = True
+        for fields in csv.reader(f):
+            if not fields or (len(fields) == 1 and not fields[0].strip()):
+                continue
+            if first:
+                first = False
+                if [x.strip().lower() for x in fields] == ["client_id", "card_no", "amount_fen"]:
+                    continue
+            n += 1
+    return n
+
+
+class ReplayInterrupted(Exception):
+    """Ctrl-C during a replay: what was done and saved before it."""
+
+    def __init__(self, prog: Progress, bad: list[tuple[int, str]], progress_path: str) -> None:
+        super().__init__("interrupted")
+        self.prog, self.bad, self.progress_path = prog, bad, progress_path
 
 
 def file_digest(path: str) -> str:
@@ -128,18 +169,22 @@ class Progress:
         os.replace(tmp, path)
 
 
-def _chunks(rows: list[Row], chunk_rows: int, operator_id: int = 0):
+def _chunks(rows: list[Row], chunk_rows: int, operator_id: int = 0, operator_session: str = ""):
     for lo in range(0, len(rows), chunk_rows):
         part = rows[lo:lo + chunk_rows]
         yield pos_pb2.BulkRechargeRequest(
             client_ids=b"".join(r.client_id for r in part),
             card_nos=[r.card_no for r in part], amount_fen=[r.amount_fen for r in part],
-            line_numbers=[r.line for r in part], operator_id=operator_id)
+            line_numbers=[r.line for r in part], operator_id=operator_id,
+            operator_session=operator_session)
 
 
 def replay(path: str, stub, token: str, *, namespace: str = "", chunk_rows: int = 2048,
            call_rows: int = 65_536, restart: bool = False, out=None,
-           err=None, timeout_s: float = 300.0) -> tuple[Progress, list[tuple[int, str]]]:
+           err=None, timeout_s: float = 300.0, dry_run: bool = False,
+           operator_session: str = "") -> tuple[Progress, list[tuple[int, str]]]:
+    """Replay the file (or, dry_run, only check it); raises ReplayInterrupted on Ctrl-C
+    after saving what was done."""
     out = sys.stdout if out is None else out
     err = sys.stderr if err is None else err
     chunk_rows = max(1, min(chunk_rows, CHUNK_ROWS_MAX))
@@ -147,7 +192,7 @@ def replay(path: str, stub, token: str, *, namespace: str = "", chunk_rows: int 
     progress_path = path + ".mms-progress"
     digest = file_digest(path)
     prog = Progress(digest)
-    if not restart and os.path.exists(progress_path):
+    if not dry_run and not restart and os.path.exists(progress_path):
         with open(progress_path) as f:
             saved = Progress(**json.load(f))
         if saved.file_sha256 == digest:
@@ -158,49 +203,72 @@ def replay(path: str, stub, token: str, *, namespace: str = "", chunk_rows: int 
             print("the file changed since the saved progress; replaying it whole "
                   "(rows already applied are recognised by their client ids)", file=out)
     tty = out.isatty()
+    bar = tqdm(total=count_rows(path), unit=" rows", unit_scale=False, file=out,
+               disable=not tty, dynamic_ncols=True, smoothing=0.1,
+               desc="dry run" if dry_run else "replay")
     bad: list[tuple[int, str]] = []
     batch: list[Row] = []
-    started = time.monotonic()
-    sent = 0
+    checked = {"rows": 0, "fen": 0}  # dry run: the rows that would be sent
+    pending = 0  # rows read (good or bad) not yet shown on the bar
+
+    def say(text: str) -> None:
+        if tty:
+            bar.write(text, file=err)
+        else:
+            print(text, file=err, flush=True)
+
+    def on_bad(line: int, why: str) -> None:
+        if len(bad) <= BAD_ROWS_PRINTED_MAX:
+            say(f"{path}:{line}: skipped: {why}")
+        elif len(bad) == BAD_ROWS_PRINTED_MAX + 1:
+            say(f"{path}: more than {BAD_ROWS_PRINTED_MAX} bad rows; the rest are counted")
 
     def flush() -> None:
-        nonlocal sent
-        if not batch:
-            return
-        summary = stub.BulkRecharge(_chunks(batch, chunk_rows), metadata=auth(token),
-                                    timeout=timeout_s)
-        prog.rows += summary.rows
-        prog.applied += summary.applied
-        prog.replayed += summary.replayed
-        prog.rejected += summary.rejected
-        prog.applied_fen += summary.applied_fen
-        prog.rejected_rows.extend([r.line_number, types_pb2.Result.Name(r.code)]
-                                  for r in summary.rejected_rows)
-        prog.done_through_line = batch[-1].line
-        prog.save(progress_path)
-        sent += len(batch)
-        rate = sent / max(time.monotonic() - started, 1e-9)
-        msg = (f"line {prog.done_through_line}: {prog.rows} rows, {prog.applied} applied, "
-               f"{prog.replayed} already applied, {prog.rejected} rejected, "
-               f"{len(bad)} bad ({rate:,.0f} rows/s)")
-        print(("\r" + msg) if tty else msg, end="" if tty else "\n", file=out, flush=True)
+        nonlocal pending
+        if batch and not dry_run:
+            summary = stub.BulkRecharge(_chunks(batch, chunk_rows, 0, operator_session),
+                                        metadata=auth(token), timeout=timeout_s)
+            prog.rows += summary.rows
+            prog.applied += summary.applied
+            prog.replayed += summary.replayed
+            prog.rejected += summary.rejected
+            prog.applied_fen += summary.applied_fen
+            new = [[r.line_number, types_pb2.Result.Name(r.code)] for r in summary.rejected_rows]
+            for line, reason in new:
+                if len(prog.rejected_rows) < BAD_ROWS_PRINTED_MAX:
+                    say(f"{path}:{line}: rejected by the server: {reason}")
+            prog.rejected_rows.extend(new[:max(0, BAD_ROWS_PRINTED_MAX - len(prog.rejected_rows))])
+            prog.done_through_line = batch[-1].line
+            prog.save(progress_path)
+        elif batch:
+            checked["rows"] += len(batch)
+            checked["fen"] += sum(r.amount_fen for r in batch)
+        bar.update(pending)
+        pending = 0
         batch.clear()
 
-    for row in read_rows(path, namespace, bad):
-        if row.line <= prog.done_through_line:
-            continue
-        batch.append(row)
-        if len(batch) >= call_rows:
-            flush()
-    flush()
-    if tty:
-        print(file=out)
-    for line, why in bad[:BAD_ROWS_PRINTED_MAX]:
-        print(f"{path}:{line}: skipped: {why}", file=err)
-    if len(bad) > BAD_ROWS_PRINTED_MAX:
-        print(f"... and {len(bad) - BAD_ROWS_PRINTED_MAX} more bad rows", file=err)
-    for line, reason in prog.rejected_rows[:BAD_ROWS_PRINTED_MAX]:
-        print(f"{path}:{line}: rejected by the server: {reason}", file=err)
+    try:
+        for row in read_rows(path, namespace, bad, on_bad):
+            pending += 1
+            if row is None:
+                continue
+            if row.line <= prog.done_through_line:
+                bar.update(pending)
+                pending = 0
+                continue
+            batch.append(row)
+            if len(batch) >= call_rows:
+                flush()
+        flush()
+    except KeyboardInterrupt:
+        bar.close()
+        raise ReplayInterrupted(prog, bad, progress_path) from None
+    bar.close()
+    if dry_run:
+        print(f"dry run: {checked['rows']} rows to send ({checked['fen']} fen), "
+              f"{len(bad)} bad rows; nothing was sent", file=out)
+        prog.rows = checked["rows"]
+        return prog, bad
     print(f"done: {prog.rows} rows sent, {prog.applied} applied "
           f"({prog.applied_fen} fen), {prog.replayed} already applied, "
           f"{prog.rejected} rejected, {len(bad)} bad rows skipped", file=out)
@@ -208,8 +276,23 @@ def replay(path: str, stub, token: str, *, namespace: str = "", chunk_rows: int 
 
 
 def main_replay(args) -> int:
-    if not args.token:
-        print("mms replay: --token (or $MMS_TOKEN) is required", file=sys.stderr)
+    try:
+        return _main_replay(args)
+    except KeyboardInterrupt:  # before the replay began or after it ended
+        print("mms replay: interrupted", file=sys.stderr)
+        return 1
+
+
+def _main_replay(args) -> int:
+    dry_run = getattr(args, "dry_run", False)
+    session = getattr(args, "session", None) or ""
+    if dry_run:
+        prog, bad = replay(args.file, None, "", namespace=args.namespace,
+                           chunk_rows=args.chunk_rows, call_rows=args.call_rows, dry_run=True)
+        return 3 if bad else 0
+    if not args.token or not args.target:
+        print("mms replay: --target and --token (or $MMS_TOKEN) are required "
+              "(or --dry-run)", file=sys.stderr)
         return 2
     # --target may name every node of a pair or trio: each call goes to the leader, and a
     # call refused with NOT_LEADER is sent again, same rows and ids, to the node it names.
@@ -218,11 +301,33 @@ def main_replay(args) -> int:
         try:
             prog, bad = replay(args.file, stub, args.token,
                                namespace=args.namespace, chunk_rows=args.chunk_rows,
-                               call_rows=args.call_rows, restart=args.restart)
+                               call_rows=args.call_rows, restart=args.restart,
+                               operator_session=session)
+        except ReplayInterrupted as e:
+            p = e.prog
+            where = (f"after line {p.done_through_line}" if p.done_through_line
+                     else "before the first call returned")
+            print(f"mms replay: interrupted {where}: {p.rows} rows sent, {p.applied} applied "
+                  f"({p.applied_fen} fen), {p.replayed} already applied, {p.rejected} rejected, "
+                  f"{len(e.bad)} bad; progress saved in {e.progress_path}, run the same "
+                  "command to resume", file=sys.stderr)
+            return 1
         except grpc.RpcError as e:
-            print(f"\nmms replay: {e.code().name}: {e.details()} "
+            from server.cli.session import failure_text
+
+            print(f"\nmms replay: {failure_text(e)} "
                   "(progress is saved; run again to resume)", file=sys.stderr)
             return 1
     finally:
         stub.close()
     return 3 if (bad or prog.rejected) else 0
+
+
+def add_options(r) -> None:
+    """The options of `mms replay` beyond its first ones (server/cli/main.py)."""
+    r.add_argument("--dry-run", action="store_true",
+                   help="check every row and print what would be sent; send nothing "
+                        "(no --target or --token needed)")
+    r.add_argument("--session", default=os.environ.get("MMS_SESSION"),
+                   help="an operator's session (`mms login --print-token`; default "
+                        "$MMS_SESSION): the recharges are journalled as that operator's")

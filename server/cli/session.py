@@ -118,7 +118,10 @@ def failure_text(e: grpc.RpcError) -> str:
         info = error_details_pb2.ErrorInfo()
         if d.Unpack(info):
             reason = info.reason
-    return f"{e.code().name} {reason}: {e.details()}".replace(" :", ":")
+    details = e.details() or ""
+    if reason and details.startswith(reason + ": "):  # a server that repeats its reason
+        details = details[len(reason) + 2:]
+    return f"{e.code().name} {reason}: {details}".replace(" :", ":")
 
 
 # --- money and time as people write them (core.domain.units) -----------------------------

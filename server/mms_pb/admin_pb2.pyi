@@ -514,14 +514,16 @@ class SearchMembersResponse(_message.Message):
     def __init__(self, total: _Optional[int] = ..., members: _Optional[_Iterable[_Union[Member, _Mapping]]] = ...) -> None: ...
 
 class ImportMembersRequest(_message.Message):
-    __slots__ = ("file_name", "file_id", "chunk")
+    __slots__ = ("file_name", "file_id", "chunk", "update_existing")
     FILE_NAME_FIELD_NUMBER: _ClassVar[int]
     FILE_ID_FIELD_NUMBER: _ClassVar[int]
     CHUNK_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_EXISTING_FIELD_NUMBER: _ClassVar[int]
     file_name: str
     file_id: str
     chunk: bytes
-    def __init__(self, file_name: _Optional[str] = ..., file_id: _Optional[str] = ..., chunk: _Optional[bytes] = ...) -> None: ...
+    update_existing: bool
+    def __init__(self, file_name: _Optional[str] = ..., file_id: _Optional[str] = ..., chunk: _Optional[bytes] = ..., update_existing: _Optional[bool] = ...) -> None: ...
 
 class ImportRowError(_message.Message):
     __slots__ = ("line", "reason")
@@ -532,20 +534,22 @@ class ImportRowError(_message.Message):
     def __init__(self, line: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class ImportMembersResponse(_message.Message):
-    __slots__ = ("file_id", "rows", "created", "already_imported", "errors", "row_errors")
+    __slots__ = ("file_id", "rows", "created", "already_imported", "errors", "row_errors", "updated")
     FILE_ID_FIELD_NUMBER: _ClassVar[int]
     ROWS_FIELD_NUMBER: _ClassVar[int]
     CREATED_FIELD_NUMBER: _ClassVar[int]
     ALREADY_IMPORTED_FIELD_NUMBER: _ClassVar[int]
     ERRORS_FIELD_NUMBER: _ClassVar[int]
     ROW_ERRORS_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_FIELD_NUMBER: _ClassVar[int]
     file_id: str
     rows: int
     created: int
     already_imported: int
     errors: int
     row_errors: _containers.RepeatedCompositeFieldContainer[ImportRowError]
-    def __init__(self, file_id: _Optional[str] = ..., rows: _Optional[int] = ..., created: _Optional[int] = ..., already_imported: _Optional[int] = ..., errors: _Optional[int] = ..., row_errors: _Optional[_Iterable[_Union[ImportRowError, _Mapping]]] = ...) -> None: ...
+    updated: int
+    def __init__(self, file_id: _Optional[str] = ..., rows: _Optional[int] = ..., created: _Optional[int] = ..., already_imported: _Optional[int] = ..., errors: _Optional[int] = ..., row_errors: _Optional[_Iterable[_Union[ImportRowError, _Mapping]]] = ..., updated: _Optional[int] = ...) -> None: ...
 
 class ExportMembersRequest(_message.Message):
     __slots__ = ("query", "format")

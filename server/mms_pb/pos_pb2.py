@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from . import types_pb2 as mms_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x10mms/v1/pos.proto\x12\x06mms.v1\x1a\x12mms/v1/types.proto\"\xe7\x01\n\x0cSwipeRequest\x12\x11\n\tclient_id\x18\x01 \x01(\x0c\x12\x0f\n\x07\x63\x61rd_no\x18\x02 \x01(\x04\x12\x12\n\namount_fen\x18\x03 \x01(\x03\x12\x10\n\x08\x63\x61tegory\x18\x04 \x01(\r\x12\r\n\x05\x66lags\x18\x05 \x01(\r\x12\x13\n\x0boperator_id\x18\x06 \x01(\r\x12\x10\n\x08store_id\x18\x07 \x01(\r\x12\x1f\n\x05items\x18\x08 \x03(\x0b\x32\x10.mms.v1.LineItem\x12\x12\n\ncoupon_ids\x18\t \x03(\x04\x12\x15\n\rpoints_offset\x18\n \x01(\x03\x12\x0b\n\x03pin\x18\x0b \x01(\t\"1\n\rSwipeResponse\x12 \n\x06result\x18\x01 \x01(\x0b\x32\x10.mms.v1.OpResult\"K\n\x11SwipeBatchRequest\x12$\n\x06swipes\x18\x01 \x01(\x0b\x32\x14.mms.v1.SwipeColumns\x12\x10\n\x08store_id\x18\x02 \x01(\r\">\n\x12SwipeBatchResponse\x12(\n\x07results\x18\x01 \x01(\x0b\x32\x17.mms.v1.OpResultColumns\"^\n\x12SwipeStreamRequest\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\x04\x12$\n\x06swipes\x18\x02 \x01(\x0b\x32\x14.mms.v1.SwipeColumns\x12\x10\n\x08store_id\x18\x03 \x01(\r\"Q\n\x13SwipeStreamResponse\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\x04\x12(\n\x07results\x18\x02 \x01(\x0b\x32\x17.mms.v1.OpResultColumns\"p\n\x0fRechargeRequest\x12\x11\n\tclient_id\x18\x01 \x01(\x0c\x12\x0f\n\x07\x63\x61rd_no\x18\x02 \x01(\x04\x12\x12\n\namount_fen\x18\x03 \x01(\x03\x12\x13\n\x0boperator_id\x18\x04 \x01(\r\x12\x10\n\x08store_id\x18\x05 \x01(\r\"4\n\x10RechargeResponse\x12 \n\x06result\x18\x01 \x01(\x0b\x32\x10.mms.v1.OpResult\"z\n\x13\x42ulkRechargeRequest\x12\x12\n\nclient_ids\x18\x01 \x01(\x0c\x12\x10\n\x08\x63\x61rd_nos\x18\x02 \x03(\x04\x12\x12\n\namount_fen\x18\x03 \x03(\x03\x12\x14\n\x0cline_numbers\x18\x04 \x03(\x04\x12\x13\n\x0boperator_id\x18\x05 \x01(\r\"\x8b\x01\n\x18\x42ulkRechargeChunkSummary\x12\x13\n\x0b\x63hunk_index\x18\x01 \x01(\r\x12\x12\n\nfirst_line\x18\x02 \x01(\x04\x12\x11\n\tlast_line\x18\x03 \x01(\x04\x12\x0f\n\x07\x61pplied\x18\x04 \x01(\r\x12\x10\n\x08replayed\x18\x05 \x01(\r\x12\x10\n\x08rejected\x18\x06 \x01(\r\"L\n\x17\x42ulkRechargeRejectedRow\x12\x13\n\x0bline_number\x18\x01 \x01(\x04\x12\x1c\n\x04\x63ode\x18\x02 \x01(\x0e\x32\x0e.mms.v1.Result\"\xeb\x01\n\x14\x42ulkRechargeResponse\x12\x0c\n\x04rows\x18\x01 \x01(\x04\x12\x0f\n\x07\x61pplied\x18\x02 \x01(\x04\x12\x10\n\x08replayed\x18\x03 \x01(\x04\x12\x10\n\x08rejected\x18\x04 \x01(\x04\x12\x13\n\x0b\x61pplied_fen\x18\x05 \x01(\x03\x12\x11\n\tlast_line\x18\x06 \x01(\x04\x12\x30\n\x06\x63hunks\x18\x07 \x03(\x0b\x32 .mms.v1.BulkRechargeChunkSummary\x12\x36\n\rrejected_rows\x18\x08 \x03(\x0b\x32\x1f.mms.v1.BulkRechargeRejectedRow\"!\n\x0eGetCardRequest\x12\x0f\n\x07\x63\x61rd_no\x18\x01 \x01(\x04\"-\n\x0fGetCardResponse\x12\x1a\n\x04\x63\x61rd\x18\x01 \x01(\x0b\x32\x0c.mms.v1.Card\"\xa1\x01\n\rRefundRequest\x12\x11\n\tclient_id\x18\x01 \x01(\x0c\x12\x0f\n\x07\x63\x61rd_no\x18\x02 \x01(\x04\x12\x17\n\x0fswipe_client_id\x18\x03 \x01(\x0c\x12\x12\n\namount_fen\x18\x04 \x01(\x03\x12\x13\n\x0boperator_id\x18\x05 \x01(\r\x12\x10\n\x08store_id\x18\x06 \x01(\r\x12\x18\n\x10operator_session\x18\x07 \x01(\t\"2\n\x0eRefundResponse\x12 \n\x06result\x18\x01 \x01(\x0b\x32\x10.mms.v1.OpResult\"\x88\x01\n\x0fUseCountRequest\x12\x11\n\tclient_id\x18\x01 \x01(\x0c\x12\x0f\n\x07\x63\x61rd_no\x18\x02 \x01(\x04\x12\x0f\n\x07service\x18\x03 \x01(\r\x12\x0c\n\x04uses\x18\x04 \x01(\x03\x12\x0b\n\x03pin\x18\x05 \x01(\t\x12\x13\n\x0boperator_id\x18\x06 \x01(\r\x12\x10\n\x08store_id\x18\x07 \x01(\r\"4\n\x10UseCountResponse\x12 \n\x06result\x18\x01 \x01(\x0b\x32\x10.mms.v1.OpResult2\x93\x04\n\nPosService\x12\x34\n\x05Swipe\x12\x14.mms.v1.SwipeRequest\x1a\x15.mms.v1.SwipeResponse\x12\x43\n\nSwipeBatch\x12\x19.mms.v1.SwipeBatchRequest\x1a\x1a.mms.v1.SwipeBatchResponse\x12J\n\x0bSwipeStream\x12\x1a.mms.v1.SwipeStreamRequest\x1a\x1b.mms.v1.SwipeStreamResponse(\x01\x30\x01\x12=\n\x08Recharge\x12\x17.mms.v1.RechargeRequest\x1a\x18.mms.v1.RechargeResponse\x12K\n\x0c\x42ulkRecharge\x12\x1b.mms.v1.BulkRechargeRequest\x1a\x1c.mms.v1.BulkRechargeResponse(\x01\x12:\n\x07GetCard\x12\x16.mms.v1.GetCardRequest\x1a\x17.mms.v1.GetCardResponse\x12\x37\n\x06Refund\x12\x15.mms.v1.RefundRequest\x1a\x16.mms.v1.RefundResponse\x12=\n\x08UseCount\x12\x17.mms.v1.UseCountRequest\x1a\x18.mms.v1.UseCountResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x10mms/v1/pos.proto\x12\x06mms.v1\x1a\x12mms/v1/types.proto\"\xe7\x01\n\x0cSwipeRequest\x12\x11\n\tclient_id\x18\x01 \x01(\x0c\x12\x0f\n\x07\x63\x61rd_no\x18\x02 \x01(\x04\x12\x12\n\namount_fen\x18\x03 \x01(\x03\x12\x10\n\x08\x63\x61tegory\x18\x04 \x01(\r\x12\r\n\x05\x66lags\x18\x05 \x01(\r\x12\x13\n\x0boperator_id\x18\x06 \x01(\r\x12\x10\n\x08store_id\x18\x07 \x01(\r\x12\x1f\n\x05items\x18\x08 \x03(\x0b\x32\x10.mms.v1.LineItem\x12\x12\n\ncoupon_ids\x18\t \x03(\x04\x12\x15\n\rpoints_offset\x18\n \x01(\x03\x12\x0b\n\x03pin\x18\x0b \x01(\t\"1\n\rSwipeResponse\x12 \n\x06result\x18\x01 \x01(\x0b\x32\x10.mms.v1.OpResult\"K\n\x11SwipeBatchRequest\x12$\n\x06swipes\x18\x01 \x01(\x0b\x32\x14.mms.v1.SwipeColumns\x12\x10\n\x08store_id\x18\x02 \x01(\r\">\n\x12SwipeBatchResponse\x12(\n\x07results\x18\x01 \x01(\x0b\x32\x17.mms.v1.OpResultColumns\"^\n\x12SwipeStreamRequest\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\x04\x12$\n\x06swipes\x18\x02 \x01(\x0b\x32\x14.mms.v1.SwipeColumns\x12\x10\n\x08store_id\x18\x03 \x01(\r\"Q\n\x13SwipeStreamResponse\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\x04\x12(\n\x07results\x18\x02 \x01(\x0b\x32\x17.mms.v1.OpResultColumns\"p\n\x0fRechargeRequest\x12\x11\n\tclient_id\x18\x01 \x01(\x0c\x12\x0f\n\x07\x63\x61rd_no\x18\x02 \x01(\x04\x12\x12\n\namount_fen\x18\x03 \x01(\x03\x12\x13\n\x0boperator_id\x18\x04 \x01(\r\x12\x10\n\x08store_id\x18\x05 \x01(\r\"4\n\x10RechargeResponse\x12 \n\x06result\x18\x01 \x01(\x0b\x32\x10.mms.v1.OpResult\"\x94\x01\n\x13\x42ulkRechargeRequest\x12\x12\n\nclient_ids\x18\x01 \x01(\x0c\x12\x10\n\x08\x63\x61rd_nos\x18\x02 \x03(\x04\x12\x12\n\namount_fen\x18\x03 \x03(\x03\x12\x14\n\x0cline_numbers\x18\x04 \x03(\x04\x12\x13\n\x0boperator_id\x18\x05 \x01(\r\x12\x18\n\x10operator_session\x18\x06 \x01(\t\"\x8b\x01\n\x18\x42ulkRechargeChunkSummary\x12\x13\n\x0b\x63hunk_index\x18\x01 \x01(\r\x12\x12\n\nfirst_line\x18\x02 \x01(\x04\x12\x11\n\tlast_line\x18\x03 \x01(\x04\x12\x0f\n\x07\x61pplied\x18\x04 \x01(\r\x12\x10\n\x08replayed\x18\x05 \x01(\r\x12\x10\n\x08rejected\x18\x06 \x01(\r\"L\n\x17\x42ulkRechargeRejectedRow\x12\x13\n\x0bline_number\x18\x01 \x01(\x04\x12\x1c\n\x04\x63ode\x18\x02 \x01(\x0e\x32\x0e.mms.v1.Result\"\xeb\x01\n\x14\x42ulkRechargeResponse\x12\x0c\n\x04rows\x18\x01 \x01(\x04\x12\x0f\n\x07\x61pplied\x18\x02 \x01(\x04\x12\x10\n\x08replayed\x18\x03 \x01(\x04\x12\x10\n\x08rejected\x18\x04 \x01(\x04\x12\x13\n\x0b\x61pplied_fen\x18\x05 \x01(\x03\x12\x11\n\tlast_line\x18\x06 \x01(\x04\x12\x30\n\x06\x63hunks\x18\x07 \x03(\x0b\x32 .mms.v1.BulkRechargeChunkSummary\x12\x36\n\rrejected_rows\x18\x08 \x03(\x0b\x32\x1f.mms.v1.BulkRechargeRejectedRow\"!\n\x0eGetCardRequest\x12\x0f\n\x07\x63\x61rd_no\x18\x01 \x01(\x04\"-\n\x0fGetCardResponse\x12\x1a\n\x04\x63\x61rd\x18\x01 \x01(\x0b\x32\x0c.mms.v1.Card\"\xa1\x01\n\rRefundRequest\x12\x11\n\tclient_id\x18\x01 \x01(\x0c\x12\x0f\n\x07\x63\x61rd_no\x18\x02 \x01(\x04\x12\x17\n\x0fswipe_client_id\x18\x03 \x01(\x0c\x12\x12\n\namount_fen\x18\x04 \x01(\x03\x12\x13\n\x0boperator_id\x18\x05 \x01(\r\x12\x10\n\x08store_id\x18\x06 \x01(\r\x12\x18\n\x10operator_session\x18\x07 \x01(\t\"2\n\x0eRefundResponse\x12 \n\x06result\x18\x01 \x01(\x0b\x32\x10.mms.v1.OpResult\"\x88\x01\n\x0fUseCountRequest\x12\x11\n\tclient_id\x18\x01 \x01(\x0c\x12\x0f\n\x07\x63\x61rd_no\x18\x02 \x01(\x04\x12\x0f\n\x07service\x18\x03 \x01(\r\x12\x0c\n\x04uses\x18\x04 \x01(\x03\x12\x0b\n\x03pin\x18\x05 \x01(\t\x12\x13\n\x0boperator_id\x18\x06 \x01(\r\x12\x10\n\x08store_id\x18\x07 \x01(\r\"4\n\x10UseCountResponse\x12 \n\x06result\x18\x01 \x01(\x0b\x32\x10.mms.v1.OpResult2\x93\x04\n\nPosService\x12\x34\n\x05Swipe\x12\x14.mms.v1.SwipeRequest\x1a\x15.mms.v1.SwipeResponse\x12\x43\n\nSwipeBatch\x12\x19.mms.v1.SwipeBatchRequest\x1a\x1a.mms.v1.SwipeBatchResponse\x12J\n\x0bSwipeStream\x12\x1a.mms.v1.SwipeStreamRequest\x1a\x1b.mms.v1.SwipeStreamResponse(\x01\x30\x01\x12=\n\x08Recharge\x12\x17.mms.v1.RechargeRequest\x1a\x18.mms.v1.RechargeResponse\x12K\n\x0c\x42ulkRecharge\x12\x1b.mms.v1.BulkRechargeRequest\x1a\x1c.mms.v1.BulkRechargeResponse(\x01\x12:\n\x07GetCard\x12\x16.mms.v1.GetCardRequest\x1a\x17.mms.v1.GetCardResponse\x12\x37\n\x06Refund\x12\x15.mms.v1.RefundRequest\x1a\x16.mms.v1.RefundResponse\x12=\n\x08UseCount\x12\x17.mms.v1.UseCountRequest\x1a\x18.mms.v1.UseCountResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -48,26 +48,26 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RECHARGEREQUEST']._serialized_end=765
   _globals['_RECHARGERESPONSE']._serialized_start=767
   _globals['_RECHARGERESPONSE']._serialized_end=819
-  _globals['_BULKRECHARGEREQUEST']._serialized_start=821
-  _globals['_BULKRECHARGEREQUEST']._serialized_end=943
-  _globals['_BULKRECHARGECHUNKSUMMARY']._serialized_start=946
-  _globals['_BULKRECHARGECHUNKSUMMARY']._serialized_end=1085
-  _globals['_BULKRECHARGEREJECTEDROW']._serialized_start=1087
-  _globals['_BULKRECHARGEREJECTEDROW']._serialized_end=1163
-  _globals['_BULKRECHARGERESPONSE']._serialized_start=1166
-  _globals['_BULKRECHARGERESPONSE']._serialized_end=1401
-  _globals['_GETCARDREQUEST']._serialized_start=1403
-  _globals['_GETCARDREQUEST']._serialized_end=1436
-  _globals['_GETCARDRESPONSE']._serialized_start=1438
-  _globals['_GETCARDRESPONSE']._serialized_end=1483
-  _globals['_REFUNDREQUEST']._serialized_start=1486
-  _globals['_REFUNDREQUEST']._serialized_end=1647
-  _globals['_REFUNDRESPONSE']._serialized_start=1649
-  _globals['_REFUNDRESPONSE']._serialized_end=1699
-  _globals['_USECOUNTREQUEST']._serialized_start=1702
-  _globals['_USECOUNTREQUEST']._serialized_end=1838
-  _globals['_USECOUNTRESPONSE']._serialized_start=1840
-  _globals['_USECOUNTRESPONSE']._serialized_end=1892
-  _globals['_POSSERVICE']._serialized_start=1895
-  _globals['_POSSERVICE']._serialized_end=2426
+  _globals['_BULKRECHARGEREQUEST']._serialized_start=822
+  _globals['_BULKRECHARGEREQUEST']._serialized_end=970
+  _globals['_BULKRECHARGECHUNKSUMMARY']._serialized_start=973
+  _globals['_BULKRECHARGECHUNKSUMMARY']._serialized_end=1112
+  _globals['_BULKRECHARGEREJECTEDROW']._serialized_start=1114
+  _globals['_BULKRECHARGEREJECTEDROW']._serialized_end=1190
+  _globals['_BULKRECHARGERESPONSE']._serialized_start=1193
+  _globals['_BULKRECHARGERESPONSE']._serialized_end=1428
+  _globals['_GETCARDREQUEST']._serialized_start=1430
+  _globals['_GETCARDREQUEST']._serialized_end=1463
+  _globals['_GETCARDRESPONSE']._serialized_start=1465
+  _globals['_GETCARDRESPONSE']._serialized_end=1510
+  _globals['_REFUNDREQUEST']._serialized_start=1513
+  _globals['_REFUNDREQUEST']._serialized_end=1674
+  _globals['_REFUNDRESPONSE']._serialized_start=1676
+  _globals['_REFUNDRESPONSE']._serialized_end=1726
+  _globals['_USECOUNTREQUEST']._serialized_start=1729
+  _globals['_USECOUNTREQUEST']._serialized_end=1865
+  _globals['_USECOUNTRESPONSE']._serialized_start=1867
+  _globals['_USECOUNTRESPONSE']._serialized_end=1919
+  _globals['_POSSERVICE']._serialized_start=1922
+  _globals['_POSSERVICE']._serialized_end=2453
 # @@protoc_insertion_point(module_scope)

@@ -92,18 +92,20 @@ class RechargeResponse(_message.Message):
     def __init__(self, result: _Optional[_Union[_types_pb2.OpResult, _Mapping]] = ...) -> None: ...
 
 class BulkRechargeRequest(_message.Message):
-    __slots__ = ("client_ids", "card_nos", "amount_fen", "line_numbers", "operator_id")
+    __slots__ = ("client_ids", "card_nos", "amount_fen", "line_numbers", "operator_id", "operator_session")
     CLIENT_IDS_FIELD_NUMBER: _ClassVar[int]
     CARD_NOS_FIELD_NUMBER: _ClassVar[int]
     AMOUNT_FEN_FIELD_NUMBER: _ClassVar[int]
     LINE_NUMBERS_FIELD_NUMBER: _ClassVar[int]
     OPERATOR_ID_FIELD_NUMBER: _ClassVar[int]
+    OPERATOR_SESSION_FIELD_NUMBER: _ClassVar[int]
     client_ids: bytes
     card_nos: _containers.RepeatedScalarFieldContainer[int]
     amount_fen: _containers.RepeatedScalarFieldContainer[int]
     line_numbers: _containers.RepeatedScalarFieldContainer[int]
     operator_id: int
-    def __init__(self, client_ids: _Optional[bytes] = ..., card_nos: _Optional[_Iterable[int]] = ..., amount_fen: _Optional[_Iterable[int]] = ..., line_numbers: _Optional[_Iterable[int]] = ..., operator_id: _Optional[int] = ...) -> None: ...
+    operator_session: str
+    def __init__(self, client_ids: _Optional[bytes] = ..., card_nos: _Optional[_Iterable[int]] = ..., amount_fen: _Optional[_Iterable[int]] = ..., line_numbers: _Optional[_Iterable[int]] = ..., operator_id: _Optional[int] = ..., operator_session: _Optional[str] = ...) -> None: ...
 
 class BulkRechargeChunkSummary(_message.Message):
     __slots__ = ("chunk_index", "first_line", "last_line", "applied", "replayed", "rejected")

@@ -43,6 +43,8 @@ from server.rpc.constants import (
 from server.rpc.guard import GuardedServer, RequestGuard
 from server.rpc.metrics import HttpEndpoint, Metrics
 from server.rpc.pos import PosService
+from server.rpc.reflection_v1 import SERVICE_NAME as REFLECTION_V1
+from server.rpc.reflection_v1 import add_v1_servicer
 
 log = logging.getLogger("mms.server")
 
@@ -149,10 +151,12 @@ class MmsServer:
                  admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
                  report_pb2.DESCRIPTOR.services_by_name["ReportService"].full_name,
                  segment_pb2.DESCRIPTOR.services_by_name["SegmentService"].full_name,
-                 health.SERVICE_NAME, reflection.SERVICE_NAME)
-        # What reflection.enable_server_reflection does for an aio server, through the guard.
-        reflection_pb2_grpc.add_ServerReflectionServicer_to_server(
-            reflection.aio.ReflectionServicer(names), guarded)
+                 health.SERVICE_NAME, reflection.SERVICE_NAME, REFLECTION_V1)
+        # What reflection.enable_server_reflection does for an aio server, through the guard;
+        # v1 (what grpcurl and current clients ask first) and v1alpha (older clients).
+        reflector = reflection.aio.ReflectionServicer(names)
+        reflection_pb2_grpc.add_ServerReflectionServicer_to_server(reflector, guarded)
+        add_v1_servicer(reflector, guarded)
         if self._tls is not None:
             self.port = self.server.add_secure_port(self._listen, self._tls.credentials())
         else:
@@ -169,12 +173,17 @@ class MmsServer:
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         self._ready = True
 
+    def mark_draining(self) -> None:
+        """/readyz answers 503 (and mms_ready is 0) from now on, while gRPC still has its
+        port: load balancers stop routing here before stop() closes it."""
+        self._ready = False
+
     async def stop(self, grace: float = SHUTDOWN_GRACE_SECONDS) -> None:
         """Stop accepting: new calls are refused, and open streams get UNAVAILABLE on
         their next batch after their earlier batches are answered. Calls already
         waiting on the engine finish (up to grace); the owner then closes the engine,
         which commits everything it accepted."""
-        self._ready = False
+        self.mark_draining()
         self.bridge.accepting = False
         if self.segments is not None:
             await self.segments.stop_schedule()

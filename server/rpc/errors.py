@@ -65,8 +65,37 @@ def result_reason(code: int) -> str:
         return f"RESULT_{int(code)}"
 
 
+# Prefixes a reason carries that the message of the domain error it came from lacks:
+# MemberError("PHONE_TAKEN", ...) is reason MEMBER_PHONE_TAKEN, Result.CARD_FROZEN is
+# RESULT_CARD_FROZEN.
+_REASON_PREFIXES = ("MEMBER_", "RESULT_")
+
+
+def message_without_reason(message: str, reason: str) -> str:
+    """The message of a status without the reason it repeats: the domain errors write
+    "PHONE_TAKEN: phone 138****8000 belongs to member 2", and the reason is in ErrorInfo
+    already, so a client that prints both would say it twice. A message that is only
+    the reason becomes the reason in words ("card frozen")."""
+    names = {reason} | {reason[len(p):] for p in _REASON_PREFIXES if reason.startswith(p)}
+    names.discard("")
+    changed = True
+    while changed:  # "RESULT_X: X: text" has it twice
+        changed = False
+        for name in names:
+            if message.startswith(name + ": "):
+                message = message[len(name) + 2:].lstrip()
+                changed = True
+    if message in names or not message:
+        words = reason
+        for p in _REASON_PREFIXES:
+            words = words.removeprefix(p)
+        return words.replace("_", " ").lower()
+    return message
+
+
 class RpcFailure(Exception):
-    """A request-level failure: a status code plus a machine-readable reason."""
+    """A request-level failure: a status code plus a machine-readable reason. The
+    message is what people read; it never repeats the reason (message_without_reason)."""
 
     def __init__(self, code: grpc.StatusCode, reason: str, message: str,
                  metadata: dict[str, str] | None = None) -> None:
@@ -75,6 +104,14 @@ class RpcFailure(Exception):
         self.reason = reason
         self.message = message
         self.metadata = metadata or {}
+
+    @property
+    def message(self) -> str:
+        return message_without_reason(self._message, self.reason)
+
+    @message.setter
+    def message(self, value: str) -> None:
+        self._message = value
 
     @classmethod
     def of_result(cls, code: int, message: str = "", **metadata: str) -> RpcFailure:

@@ -11,7 +11,14 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    Info,
+    ProcessCollector,
+)
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import generate_latest
 
@@ -23,6 +30,16 @@ LATENCY_BUCKETS_SECONDS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 
                            0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 BATCH_SIZE_BUCKETS_OPS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384,
                           65536)
+
+
+def build_version() -> str:
+    """The installed mms package's version (pyproject.toml), for mms_build_info."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("mms")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
 
 
 class Metrics:
@@ -61,6 +78,11 @@ class Metrics:
             ["scope"], registry=r)
         for scope in ("login", "peer"):  # exported at 0 from the start, for rate()
             self.login_throttled.labels(scope)
+        # process_cpu_seconds_total, process_resident_memory_bytes, process_open_fds...
+        # (prometheus-client's own collector), and which build answers.
+        ProcessCollector(registry=r)
+        Info("mms_build", "The mms version this server runs.", registry=r).info(
+            {"version": build_version()})
         self._engine = None
         self._inflight = None
         self._ready = None
@@ -112,8 +134,9 @@ class Metrics:
             child = self._ops.get(key)
             if child is None:
                 op_type, code = divmod(key, 256)
+                # Names only (core.records' tables): a code outside them is "unknown".
                 child = self._ops[key] = self.ops.labels(op_label(op_type),
-                                                         RESULT_NAMES.get(code, str(code)))
+                                                         RESULT_NAMES.get(code, "unknown"))
             child.inc(count)
 
     def text(self) -> bytes:

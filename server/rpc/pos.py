@@ -70,6 +70,33 @@ class PosService(_Base, pos_pb2_grpc.PosServiceServicer):
         super().__init__(bridge, registry, metrics)
         self.chain = chain
 
+    def _session_operator(self, session: str, operator_id: int, permission: str,
+                          term: Terminal) -> int:
+        """The operator of an operator_session who holds permission at the terminal's
+        store (their session checked, as for refunds); operator_id, when given, must be
+        theirs."""
+        if self.chain is None:
+            raise RpcFailure(grpc.StatusCode.FAILED_PRECONDITION, "CHAIN_DISABLED",
+                             "this server has no operators, so no operator_session",
+                             {"field": "operator_session"})
+        p = self.chain.principal(session)
+        if p is None:
+            raise RpcFailure(grpc.StatusCode.UNAUTHENTICATED, "SESSION_INVALID",
+                             "operator_session is unknown, ended or expired",
+                             {"field": "operator_session"})
+        try:
+            rbac_authorize(p, permission, term.store_id)
+        except PermissionDenied as e:
+            raise RpcFailure(grpc.StatusCode.PERMISSION_DENIED, e.reason, str(e),
+                             {"permission": permission, "operator_id": str(p.operator_id),
+                              "store_id": str(term.store_id)}) from None
+        if operator_id and operator_id != p.operator_id:
+            raise RpcFailure(grpc.StatusCode.PERMISSION_DENIED, "OPERATOR_MISMATCH",
+                             f"operator_id {operator_id} is not the operator of "
+                             f"operator_session ({p.operator_id})",
+                             {"operator_id": str(p.operator_id)})
+        return int(p.operator_id)
+
     def _refund_operator(self, request, term: Terminal) -> int:
         """The operator a refund at this till is journalled as, once their session shows
         they may refund at the till's store (docs/api.md, Refund). A server without a
@@ -196,15 +223,23 @@ class PosService(_Base, pos_pb2_grpc.PosServiceServicer):
                     out.rejected_rows.add(line_number=line, code=code)
 
         chunk_index = 0
+        sessions: dict[tuple[str, int], int] = {}  # operator_session -> its operator, checked once
         try:
             async for req in request_iterator:
+                operator_id = req.operator_id
+                if req.operator_session:
+                    key = (req.operator_session, req.operator_id)
+                    if key not in sessions:
+                        sessions[key] = self._session_operator(
+                            req.operator_session, req.operator_id, "recharge", term)
+                    operator_id = sessions[key]
                 n = len(req.card_nos)
                 if len(req.line_numbers) != n:
                     raise invalid("COLUMN_LENGTH", f"chunk {chunk_index}: line_numbers has "
                                   f"{len(req.line_numbers)} values for {n} rows",
                                   column="line_numbers")
                 ops = decode_ops(req.client_ids, req.card_nos, req.amount_fen,
-                                 op_type=OpType.RECHARGE, term=term, operator_id=req.operator_id,
+                                 op_type=OpType.RECHARGE, term=term, operator_id=operator_id,
                                  batch_ops_max=self.bridge.batch_ops_max)
                 lines = np.array(req.line_numbers, dtype=np.uint64)
                 window.append((chunk_index, lines, ops, self.bridge.start(ops, context)))

@@ -158,6 +158,7 @@ async def serve(data: str, cfg: ServeConfig, *, out=sys.stdout, started=None) ->
         if started is not None:
             started(srv)
         await stop.wait()
+        srv.mark_draining()  # /readyz is 503 before the line below says so
         print("mms: stopping: draining in-flight calls", file=out, flush=True)
         await srv.stop(cfg.shutdown_grace_s)
         if leadership is not None:

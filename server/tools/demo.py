@@ -50,6 +50,25 @@ BAD_SHARE = 0.03
 PROGRESS_EVERY_S = 0.5
 PLAIN_PROGRESS_EVERY_S = 5.0
 SAMPLES_MAX = 500_000
+# "till p99" in the progress lines: over this many of the latest unary Swipe calls.
+TILL_P99_WINDOW = 2000
+# The demo's back office: its first admin, and one member with a card of their own.
+DEMO_ADMIN_LOGIN = "admin"
+DEMO_MEMBER = {"name": "Demo Member", "phone": "13800000000"}
+DEMO_MEMBER_CARD = CARD_BASE - 1
+DEMO_MEMBER_FUND_FEN = 50_000
+
+# The rejects the demo causes on purpose, by the reason the server answers, and why.
+INJECTED_REJECTS = {
+    "RESULT_CARD_NOT_FOUND": "tills swipe card 424242 and gateways card 1, which no one "
+                             "was issued: an unknown card changes nothing",
+    "RESULT_AMOUNT_NOT_POSITIVE": "tills send a zero amount: refused before the engine",
+    "STORE_MISMATCH": "a till claims the store next to its own: a token works only at "
+                      "its store",
+    "TOKEN_INVALID": "a till uses a token revoked before trading started",
+    "RESULT_INSUFFICIENT_BALANCE": "one member in fifty never paid in; their card "
+                                   "cannot pay",
+}
 
 DEMO_RULES = {
     "points_per_yuan_bp": 10_000,
@@ -179,13 +198,63 @@ async def progress(t: Tally, start: float, stop: float, out) -> None:
         el = time.monotonic() - start
         line = (f"{el:5.1f}s  swipes {t.swipes:>10,} ({t.swipes / el:>9,.0f}/s)  "
                 f"recharges {t.recharges:>6,}  rejects {sum(t.rejects.values()):>7,}  "
-                f"till p99 {pct(t.unary_ms[-2000:], 99):5.1f} ms")
+                f"till p99 {pct(t.unary_ms[-TILL_P99_WINDOW:], 99):5.1f} ms")
         if tty:
             print("\r" + line, end="", file=out, flush=True)
         else:
             print(line, file=out, flush=True)
         if time.monotonic() >= stop:
             return
+
+
+class BackOffice:
+    """The demo chain's admin and its one real member (docs/members.md)."""
+
+    def __init__(self, password: str, member_id: int) -> None:
+        self.login = DEMO_ADMIN_LOGIN
+        self.password = password
+        self.member_id = member_id
+        self.phone = DEMO_MEMBER["phone"]
+        self.card_no = DEMO_MEMBER_CARD
+
+
+async def back_office(child: ChildServer, admin, pos, admin_token: str, pos_token: str
+                      ) -> BackOffice:
+    """Bootstrap the chain (its first admin), enrol one member and give them a funded
+    card, so that an admin login and a member lookup work while the demo serves."""
+    import secrets
+
+    from server.mms_pb import admin_pb2
+
+    with open(os.path.join(child.data, "bootstrap.token")) as f:
+        boot = f.read().strip()
+    password = secrets.token_urlsafe(12)
+    await admin.Bootstrap(admin_pb2.BootstrapRequest(
+        client_id=new_client_id(), chain_name="Demo chain", admin_login=DEMO_ADMIN_LOGIN,
+        admin_password=password, admin_name="Demo admin"), metadata=auth(boot))
+    session = (await admin.Login(admin_pb2.LoginRequest(
+        login=DEMO_ADMIN_LOGIN, password=password))).session_token
+    member = await admin.CreateMember(admin_pb2.CreateMemberRequest(
+        client_id=new_client_id(), profile=admin_pb2.MemberProfile(**DEMO_MEMBER)),
+        metadata=auth(session))
+    await admin.IssueCards(admin_pb2.IssueCardsRequest(
+        client_id=new_client_id(), card_nos=[DEMO_MEMBER_CARD], member_ids=[member.member_id]),
+        metadata=auth(admin_token))
+    await pos.Recharge(pos_pb2.RechargeRequest(
+        client_id=new_client_id(), card_no=DEMO_MEMBER_CARD, amount_fen=DEMO_MEMBER_FUND_FEN),
+        metadata=auth(pos_token))
+    return BackOffice(password, member.member_id)
+
+
+def explain(out) -> None:
+    """What the demo does on purpose, before the numbers start."""
+    print(f"on purpose, about {BAD_SHARE:.0%} of till calls and some gateway swipes are bad, "
+          "so that the rejects show how the server refuses (each changes nothing):", file=out)
+    for reason, why in INJECTED_REJECTS.items():
+        print(f"  {reason:<28} {why}", file=out)
+    print(f"till p99 = the time within which 99% of the last {TILL_P99_WINDOW:,} unary "
+          "Swipe calls were answered, as a till sees it (the network round trip and a "
+          "durable commit)", file=out, flush=True)
 
 
 async def drive(child: ChildServer, terms: list[TerminalSpec], n_cards: int, seconds: float,
@@ -202,9 +271,11 @@ async def drive(child: ChildServer, terms: list[TerminalSpec], n_cards: int, sec
         pos, admin = stubs(ch)
         t0 = time.monotonic()
         await issue_and_fund(admin, pos, admin_token, pos_terms[0].token, cards, funds)
+        office = await back_office(child, admin, pos, admin_token, pos_terms[0].token)
         print(f"created {len(REGIONS)} regions, {sum(map(len, REGIONS.values()))} stores, "
               f"{len(pos_terms)} tills, {n_cards:,} members with cards "
               f"({time.monotonic() - t0:.1f} s)", file=out, flush=True)
+    explain(out)
     # Revoke one terminal to show UNAUTHENTICATED among the rejects.
     revoke_terminal(child.terminals_file, revoked.terminal_id)
     await asyncio.sleep(1.1)  # the registry re-reads its file at most once a second
@@ -238,12 +309,13 @@ async def drive(child: ChildServer, terms: list[TerminalSpec], n_cards: int, sec
         for f in followers:
             await f.close()
     t.elapsed_s = time.monotonic() - start  # type: ignore[attr-defined]
+    t.office = office  # type: ignore[attr-defined]
     if out.isatty():
         print(file=out)
     return t
 
 
-def summary(t: Tally, child: ChildServer, out) -> None:
+def summary(t: Tally, child: ChildServer, out, *, paths: bool = True) -> None:
     el = t.elapsed_s  # type: ignore[attr-defined]
     print(f"\nmms demo: {el:.1f} s of simulated trading", file=out)
     print(f"  swipes applied   {t.swipes:>12,}  {t.swipes / el:>10,.0f}/s  "
@@ -255,10 +327,31 @@ def summary(t: Tally, child: ChildServer, out) -> None:
           f"   ({GATEWAY_BATCH} swipes per batch)", file=out)
     print(f"  rejects          {sum(t.rejects.values()):>12,}", file=out)
     for reason, n in t.rejects.most_common():
-        print(f"    {reason:<32} {n:>10,}", file=out)
+        why = "on purpose" if reason in INJECTED_REJECTS else "NOT on purpose: see the log"
+        print(f"    {reason:<32} {n:>10,}  ({why})", file=out)
     print(f"  metrics          {child.metrics_url}", file=out)
-    print(f"  gRPC             {child.target} (reflection on; tokens hashed in "
-          f"{child.terminals_file})", file=out, flush=True)
+    where = f"; tokens hashed in {child.terminals_file}" if paths else ""
+    print(f"  gRPC             {child.target} (reflection on{where})", file=out, flush=True)
+
+
+def next_commands(child: ChildServer, terms: list[TerminalSpec], office: BackOffice | None
+                  ) -> list[tuple[str, str]]:
+    """(what it shows, the command): three things to try next. With a server still
+    serving (office given): a till token at work, an admin login, a member lookup."""
+    if office is None:
+        return [("keep the server to try a till token, an admin login and a member lookup",
+                 "mms demo --keep"),
+                ("this machine's ceiling for unary swipes and streams", "mms bench grpc --seconds 5"),
+                ("a chain of your own (docs/operating.md)", "mms serve --data ./mms-data")]
+    till_ = next(x for x in terms if x.role == "pos")
+    return [(f"a till's token: recharge 10.00 yuan onto the member's card {office.card_no}",
+             f"printf 'try-1,{office.card_no},1000\\n' > try.csv && "
+             f"mms replay try.csv --target {child.target} --token {till_.token}"),
+            (f"log in as the chain's admin ({office.login})",
+             f"MMS_PASSWORD={office.password} mms login --target {child.target} "
+             f"--login {office.login}"),
+            (f"look the member up (after the login; phone {office.phone})",
+             f"mms member show {office.member_id}")]
 
 
 def main_demo(args) -> int:
@@ -273,16 +366,22 @@ def main_demo(args) -> int:
     terms = chain_terminals()
     child = ChildServer(work, terms, rules=DEMO_RULES, listen=args.listen, metrics=args.metrics)
     child.start()
-    print(f"mms demo: server on {child.target}, data in {child.data}", file=out, flush=True)
+    # A temporary directory is deleted when the demo ends: its paths are not worth showing.
+    where = (f"data in {child.data}" if tmp is None else
+             "data in a temporary directory, deleted when the demo ends (--data DIR keeps it)")
+    print(f"mms demo: server on {child.target}, {where}", file=out, flush=True)
     rc = 0
     try:
         t = asyncio.run(drive(child, terms, args.cards, args.seconds, out))
-        summary(t, child, out)
+        summary(t, child, out, paths=tmp is None)
+        office = t.office if args.keep else None  # type: ignore[attr-defined]
+        print("\nnext, try:" if not args.keep else
+              "\nstill serving (--keep); in another terminal, try:", file=out)
+        for i, (what, command) in enumerate(next_commands(child, terms, office), 1):
+            print(f"  {i}. {what}:\n     {command}", file=out)
         if args.keep:
-            admin = next(x for x in terms if x.role == "admin")
-            till_ = next(x for x in terms if x.role == "pos")
-            print(f"\nstill serving (--keep); a till token: {till_.token}\n"
-                  f"admin token: {admin.token}\nCtrl-C to stop.", file=out, flush=True)
+            print("Ctrl-C to stop" + (" (the temporary data directory is deleted then)."
+                                      if tmp is not None else "."), file=out, flush=True)
 
             def on_term(signum, frame):
                 raise KeyboardInterrupt

@@ -110,10 +110,14 @@ def test_daily_work_end_to_end(server, tmp_path, capsys):
     # Import a file with one good and one bad row: the bad one is refused whole.
     src = tmp_path / "new.csv"
     src.write_text("name,phone\nWang Wu,13900139000\n,12\n", encoding="utf-8")
-    assert mms(capsys, "member", "import", str(src)) == \
-        "2 rows: 1 created, 0 already imported, 1 refused"
-    assert mms(capsys, "member", "import", str(src)) == \
-        "2 rows: 0 created, 1 already imported, 1 refused"
+    # A refused row exits 3 (stdout has the count, stderr the row).
+    assert main(["member", "import", str(src)]) == 3
+    out = capsys.readouterr()
+    assert out.out.strip() == "2 rows: 1 created, 0 updated, 0 already imported, 1 refused"
+    assert out.err.startswith(f"{src}:3: refused: ")
+    assert main(["member", "import", str(src)]) == 3
+    assert capsys.readouterr().out.strip() == \
+        "2 rows: 0 created, 0 updated, 1 already imported, 1 refused"
     audit = mms(capsys, "audit", "--json")
     ops = [e["op"] for e in json.loads(audit)["events"]]
     assert "MEMBER_CREATE" in ops and "SET_STATUS" in ops and "OPERATOR_CREATE" in ops

@@ -29,6 +29,7 @@ from test_server_rpc import CARDS, Running
 
 from core.records import OP_NAMES, RESULT_NAMES, op_label
 from server.mms_pb import admin_pb2, admin_pb2_grpc, pos_pb2, pos_pb2_grpc
+from server.tools.ops_rules import runbook_url
 
 RULES = ROOT / "ops" / "prometheus" / "mms-alerts.yml"
 RULES_TEST = ROOT / "ops" / "prometheus" / "mms-alerts.test.yml"
@@ -577,7 +578,7 @@ def test_every_alert_has_severity_summary_and_runbook(groups):
         assert rule.get("labels", {}).get("severity") in SEVERITIES, name
         ann = rule.get("annotations", {})
         assert ann.get("summary") and ann.get("description"), name
-        assert ann.get("runbook_url") == f"docs/operating.md#alert-{name.lower()}", name
+        assert ann.get("runbook_url") == runbook_url(name), name
         assert f'<a id="alert-{name.lower()}"></a>' in docs, f"no runbook anchor for {name}"
 
 

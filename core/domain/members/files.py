@@ -57,8 +57,17 @@ COLUMN_ALIASES = {
     "tags": "tags", "标签": "tags", "referrer_id": "referrer_id", "推荐人": "referrer_id",
     "home_store_id": "home_store_id", "store_id": "home_store_id", "门店": "home_store_id",
     "custom": "custom",
+    # The member an edited row updates (an exported file has it): `mms member import`
+    # of an export updates those members instead of creating new ones.
+    "member_id": "member_id", "会员号": "member_id", "会员编号": "member_id",
 }
 CUSTOM_PREFIX = "custom."
+# Columns an import reads and ignores: the export's own (a member's status changes by
+# `mms member freeze|unfreeze|cancel|restore`, its times by the server), and the two an
+# errors file adds (ERRORS_COLUMNS), so that an exported or an errors file imports as it is.
+EXPORT_ONLY_COLUMNS = ("status", "created_s", "updated_s")
+ERRORS_COLUMNS = ("import_line", "import_error")
+IGNORED_COLUMNS = frozenset(EXPORT_ONLY_COLUMNS + ERRORS_COLUMNS)
 
 
 def _row_dict(header: list[str], values: Sequence[object]) -> dict | str:
@@ -95,6 +104,9 @@ def _header(cells: Sequence[object]) -> list[str]:
         s = str(c or "").strip()
         if s.lower().startswith(CUSTOM_PREFIX):
             out.append(CUSTOM_PREFIX + s[len(CUSTOM_PREFIX):])
+            continue
+        if s.lower() in IGNORED_COLUMNS:
+            out.append("")
             continue
         key = COLUMN_ALIASES.get(s.lower(), COLUMN_ALIASES.get(s))
         if key is None and s:
@@ -220,6 +232,27 @@ def read_xlsx(path: str) -> Iterator[tuple[int, dict | str]]:
             line += 1
     finally:
         wb.close()
+
+
+def raw_rows(path: str) -> Iterator[tuple[int, list[str]]]:
+    """(line, cells as text) of every row of a .csv or .xlsx import file, the header
+    (line 1) included, numbered as read_csv and read_xlsx number them: what an errors
+    file copies of each refused row, so that it can be fixed and imported again."""
+    if path.lower().endswith(".xlsx"):
+        import openpyxl
+
+        _check_xlsx(path)
+        wb = openpyxl.load_workbook(path, read_only=True, data_only=True)
+        try:
+            for line, values in enumerate(wb.worksheets[0].iter_rows(values_only=True), 1):
+                yield line, ["" if v is None else
+                             v.isoformat()[:10] if isinstance(v, (_dt.date, _dt.datetime))
+                             else str(v) for v in values]
+        finally:
+            wb.close()
+        return
+    with open(path, newline="", encoding=_encoding(path)) as f:
+        yield from _csv_rows(f)
 
 
 def write_csv(path: str, header: Sequence[str], rows: Iterable[Sequence[object]]) -> None:

@@ -73,7 +73,7 @@ from core.domain.pii import (
 )
 from core.engine.storage import from_be, u64
 from core.engine.writer import AdminContext, AdminResult, Engine
-from core.records import CardStatus, MemberOp, Result, new_client_id
+from core.records import CardStatus, MemberOp, Result, is_ascii_digits, new_client_id
 
 log = logging.getLogger("mms.members")
 
@@ -624,26 +624,62 @@ class MemberStore:
 
     def import_rows(self, rows: Iterable[tuple[int, dict | str]], *, file_id: str,
                     chunk_rows: int = IMPORT_CHUNK_ROWS, operator_id: int = 0,
-                    store_id: int = 0) -> ImportReport:
+                    store_id: int = 0, update_existing: bool = False,
+                    scope_store: int | None = None) -> ImportReport:
         """rows: (line number, profile dict) pairs, or (line, reason) for rows the reader
         could not parse. Every row is validated whole before anything is written; valid
-        rows go in atomic chunks of chunk_rows through the writer."""
+        rows go in atomic chunks of chunk_rows through the writer.
+
+        A row with a member_id updates that member (an exported file, edited); with
+        update_existing, a row whose phone or ID number belongs to a member updates that
+        member instead of being refused. Each update is one op of its own, all or nothing,
+        journalled, and idempotent by the file id and line (_import_update). scope_store:
+        the only store whose members may be updated (a store manager's)."""
         if not 1 <= chunk_rows <= 10 * IMPORT_CHUNK_ROWS:
             raise ValueError(f"chunk_rows 1..{10 * IMPORT_CHUNK_ROWS}")
         report = ImportReport(file_id)
         seen: dict[bytes, int] = {}   # blind index -> line, for duplicates inside the file
         today = self._today()
         chunk: list[tuple[int, bytes, dict]] = []
+
+        def update(line: int, member_id: int, row: dict) -> None:
+            nonlocal chunk
+            if chunk:  # rows apply in the file's order
+                self._import_chunk(chunk, file_id, report, operator_id, store_id)
+                chunk = []
+            self._import_update(line, member_id, row, file_id, report, operator_id,
+                                store_id, scope_store)
+
         for line, row in rows:
             report.rows += 1
             if isinstance(row, str):
                 report.error(line, row)
+                continue
+            row = dict(row)
+            member_id = row.pop("member_id", None)
+            if member_id is not None:
+                text = str(member_id).strip()
+                if not is_ascii_digits(text) or not 0 < int(text) < 2**63:
+                    report.error(line, f"member_id {member_id!r} is not a member id")
+                else:
+                    update(line, int(text), row)
                 continue
             try:
                 prof = validate_profile(row, partial=False, today=today)
             except MemberError as exc:
                 report.error(line, exc.message)
                 continue
+            if update_existing:
+                found = {n: i for n, i in (("phone", prof.get("phone") and self.id_by_phone(prof["phone"])),
+                                           ("ID number", prof.get("id_no") and self.id_by_id_no(prof["id_no"])))
+                         if i}
+                if len(set(found.values())) > 1:
+                    report.error(line, f"the phone belongs to member {found['phone']} and the "
+                                       f"ID number to member {found['ID number']}")
+                    continue
+                if found:
+                    update(line, next(iter(found.values())), row)
+                    continue
             if not prof.get("home_store_id") and store_id:
                 prof["home_store_id"] = store_id
             if not row.get("source"):
@@ -668,6 +704,42 @@ class MemberStore:
         if chunk:
             self._import_chunk(chunk, file_id, report, operator_id, store_id)
         return report
+
+    def _import_update(self, line: int, member_id: int, row: dict, file_id: str,
+                       report: ImportReport, operator_id: int, store_id: int,
+                       scope_store: int | None) -> None:
+        """One row as an update of member_id: the cells given change their fields (an
+        empty cell changes nothing); a phone or ID number as the export masks it
+        (138****8000) is the member's own, unchanged, and any other masked value is
+        refused. The op's client id is the row's key (file id and line): importing the
+        file again applies nothing twice."""
+        changes = dict(row)
+        current = self.get(member_id, reveal=True)
+        if current is None:
+            report.error(line, f"{MemberErrorCode.NOT_FOUND.value}: member {member_id} not found")
+            return
+        if scope_store is not None and current.get("home_store_id") != scope_store:
+            report.error(line, f"member {member_id} is not a member of store {scope_store}")
+            return
+        for name, label, mask in (("phone", "phone", mask_phone), ("id_no", "ID number", mask_id_no)):
+            value = changes.get(name)
+            if isinstance(value, str) and "*" in value:
+                if not current.get(name) or value.strip() != mask(current[name]):
+                    report.error(line, f"{label} {value!r} is masked and is not member "
+                                       f"{member_id}'s; write the whole number to change it")
+                    return
+                del changes[name]
+        try:
+            res = self.update(member_id, changes, row_key(file_id, line),
+                              operator_id=operator_id, store_id=store_id)
+        except MemberError as exc:
+            report.error(line, exc.message if exc.code == MemberErrorCode.INVALID else str(exc))
+            return
+        report.member_ids[line] = member_id
+        if res.replayed:
+            report.already_imported += 1
+        else:
+            report.updated += 1
 
     def _import_chunk(self, chunk: list[tuple[int, bytes, dict]], file_id: str,
                       report: ImportReport, operator_id: int, store_id: int) -> None:

@@ -283,6 +283,9 @@ class ImportReport:
     file_id: str
     rows: int = 0
     created: int = 0
+    # Rows that updated a member (its member_id, or found by phone or ID number).
+    updated: int = 0
+    # Rows applied by an earlier import of the same file (created or updated then).
     already_imported: int = 0
     n_errors: int = 0
     errors: list[ImportError_] = field(default_factory=list)

@@ -231,13 +231,14 @@ async def import_members(call: Call, request_iterator):
     call.authorize("member.write", home)
     fd, path = tempfile.mkstemp(prefix="mms-import-")
     sha = hashlib.sha256()
-    name, file_id, size = "", "", 0
+    name, file_id, size, update_existing = "", "", 0, False
     try:
         with os.fdopen(fd, "wb") as f:
             first = True
             async for msg in request_iterator:
                 if first:
                     name, file_id, first = msg.file_name, msg.file_id, False
+                    update_existing = msg.update_existing
                 size += len(msg.chunk)
                 if size > IMPORT_BYTES_MAX:
                     raise RpcFailure(grpc.StatusCode.RESOURCE_EXHAUSTED, "IMPORT_TOO_LARGE",
@@ -254,7 +255,8 @@ async def import_members(call: Call, request_iterator):
         rows = read_xlsx(path) if lower.endswith(".xlsx") else read_csv(path)
         report = await call.run(call.members.import_rows, _scoped_rows(rows, home),
                                 file_id=file_id or sha.hexdigest(),
-                                operator_id=call.operator_id, store_id=home or 0)
+                                operator_id=call.operator_id, store_id=home or 0,
+                                update_existing=update_existing, scope_store=home)
     finally:
         try:
             os.unlink(path)
@@ -264,6 +266,7 @@ async def import_members(call: Call, request_iterator):
     return admin_pb2.ImportMembersResponse(
         file_id=report.file_id, rows=report.rows, created=report.created,
         already_imported=report.already_imported, errors=report.n_errors,
+        updated=report.updated,
         row_errors=[admin_pb2.ImportRowError(line=e.line, reason=e.reason) for e in errors])
 
 
