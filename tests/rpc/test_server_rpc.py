@@ -573,3 +573,22 @@ def test_services_are_generic_handlers_only_and_every_method_resolves_through_th
     # An async handler is the guard's: it decodes the request itself (grpc hands it bytes).
     assert swipe.request_deserializer is None
     assert all(g.service(_Details("/mms.v1.PosService/NoSuchMethod")) is None for g in rec.generic)
+
+
+def test_commit_metrics_count_uniform_and_mixed_batches_by_op_and_result():
+    from core.engine.writer import CommitInfo
+    from core.records import OpType
+
+    m = Metrics()
+
+    def info(op_types, codes):
+        return CommitInfo(len(codes), len(codes), 1, 0.001, 0.002, np.array(codes, np.uint8),
+                          np.array(op_types, np.uint8), 0, 0)
+
+    m.on_commit(info([OpType.SWIPE] * 3, [Result.OK] * 3))
+    m.on_commit(info([OpType.SWIPE, OpType.RECHARGE, OpType.SWIPE],
+                     [Result.OK, Result.OK, Result.INSUFFICIENT_BALANCE]))
+    got = {(s.labels["op_type"], s.labels["result"]): s.value
+           for fam in m.registry.collect() for s in fam.samples if s.name == "mms_ops_total"}
+    assert got == {("swipe", "OK"): 4, ("recharge", "OK"): 1,
+                   ("swipe", "INSUFFICIENT_BALANCE"): 1}
