@@ -1953,35 +1953,15 @@ cdef class Batcher:
         return n_recs
 
 
-def publish(cnp.ndarray recs, Py_ssize_t n_recs, cnp.ndarray cards, KeyMap card_index,
-            KeyMap id_index, Py_ssize_t n_cards, cnp.ndarray dirty_chunks, int chunk_shift,
-            cnp.ndarray slots=None):  # id_index and dirty_chunks may be None
-    """Copy the card after-images among records into a card table (records of another
-    kind are skipped); return n_cards after.
-
-    Runs with the GIL held so that readers never see a half-copied card. slots (from
-    apply_batch, one per record) saves the index probe; a record of an unknown card (ISSUE) takes the
-    next free slot, and the caller guarantees the table has room. id_index, when given,
-    learns each record's client id (first record of an op wins); dirty_chunks, when
-    given, marks the chunks that the next checkpoint must write.
-    """
-    cdef JournalRec *rec_p = <JournalRec *> _data(recs, sizeof(JournalRec), "recs")
-    cdef Card *card_p = <Card *> _data(cards, sizeof(Card), "cards")
-    cdef Py_ssize_t cap = cards.shape[0], i
+cdef Py_ssize_t _publish_loop(const JournalRec *rec_p, Py_ssize_t n_recs, Card *card_p,
+                              Py_ssize_t cap, KeyMap card_index, KeyMap id_index,
+                              Py_ssize_t n_cards, uint8_t *dirty, int chunk_shift,
+                              const int64_t *slot_p, bint known_only) except -1 nogil:
+    """publish()'s loop. known_only: every card record's slot is given and valid (a hot
+    batch of apply_batch), so nothing is inserted into card_index; a record without a
+    valid slot then raises ValueError."""
+    cdef Py_ssize_t i
     cdef int64_t slot
-    cdef int64_t *slot_p = NULL
-    if n_recs > recs.shape[0]:
-        raise ValueError("n_recs exceeds the record array")
-    if dirty_chunks is not None and (dirty_chunks.dtype != np.uint8
-                                     or dirty_chunks.shape[0] < ((cap - 1) >> chunk_shift) + 1):
-        raise ValueError("dirty_chunks must be uint8 covering every chunk of the table")
-    if slots is not None:
-        if slots.dtype != np.int64 or slots.shape[0] < n_recs:
-            raise ValueError("slots must be int64 with one per record")
-        slot_p = <int64_t *> _data(slots, 8, "slots")
-    cdef uint8_t *dirty = NULL
-    if dirty_chunks is not None:
-        dirty = <uint8_t *> _data(dirty_chunks, 1, "dirty_chunks")
     for i in range(n_recs):
         if i + PREFETCH_AHEAD < n_recs:
             if id_index is not None:
@@ -1998,9 +1978,13 @@ def publish(cnp.ndarray recs, Py_ssize_t n_recs, cnp.ndarray cards, KeyMap card_
             slot = slot_p[i]
         else:
             slot = card_index.get(0, rec_p[i].card_no)
-        if slot < 0:
+        if slot < 0 or slot >= cap:
+            if known_only or slot >= cap:
+                with gil:
+                    raise ValueError(f"record {i}: card {rec_p[i].card_no} has no slot in the table")
             if n_cards >= cap:
-                raise ValueError("card table is full; grow it before publish")
+                with gil:
+                    raise ValueError("card table is full; grow it before publish")
             slot = n_cards
             n_cards += 1
             card_index.put(0, rec_p[i].card_no, slot, True)
@@ -2013,6 +1997,51 @@ def publish(cnp.ndarray recs, Py_ssize_t n_recs, cnp.ndarray cards, KeyMap card_
             id_index.put(rec_p[i].client_hi, rec_p[i].client_lo,
                          id_value(rec_p[i].seq, rec_p[i].result), False)
     return n_cards
+
+
+def publish(cnp.ndarray recs, Py_ssize_t n_recs, cnp.ndarray cards, KeyMap card_index,
+            KeyMap id_index, Py_ssize_t n_cards, cnp.ndarray dirty_chunks, int chunk_shift,
+            cnp.ndarray slots=None, bint release_gil=False):  # id_index and dirty_chunks may be None
+    """Copy the card after-images among records into a card table (records of another
+    kind are skipped); return n_cards after.
+
+    Runs with the GIL held by default so that readers never see a half-copied card.
+    slots (from apply_batch, one per record) saves the index probe; a record of an
+    unknown card (ISSUE) takes the next free slot, and the caller guarantees the table
+    has room. id_index, when given, learns each record's client id (first record of an
+    op wins); dirty_chunks, when given, marks the chunks that the next checkpoint must
+    write.
+
+    release_gil: copy without the GIL, for a table and an id index that no other thread
+    reads or writes meanwhile (the applier's work table: Engine._publish_work). It needs
+    slots, and every card record's slot must be valid: nothing is inserted into
+    card_index (which readers probe under the GIL), else ValueError.
+    """
+    cdef JournalRec *rec_p = <JournalRec *> _data(recs, sizeof(JournalRec), "recs")
+    cdef Card *card_p = <Card *> _data(cards, sizeof(Card), "cards")
+    cdef Py_ssize_t cap = cards.shape[0]
+    cdef int64_t *slot_p = NULL
+    if n_recs > recs.shape[0]:
+        raise ValueError("n_recs exceeds the record array")
+    if dirty_chunks is not None and (dirty_chunks.dtype != np.uint8
+                                     or dirty_chunks.shape[0] < ((cap - 1) >> chunk_shift) + 1):
+        raise ValueError("dirty_chunks must be uint8 covering every chunk of the table")
+    if slots is not None:
+        if slots.dtype != np.int64 or slots.shape[0] < n_recs:
+            raise ValueError("slots must be int64 with one per record")
+        slot_p = <int64_t *> _data(slots, 8, "slots")
+    elif release_gil:
+        raise ValueError("release_gil needs the slots of apply_batch")
+    cdef uint8_t *dirty = NULL
+    if dirty_chunks is not None:
+        dirty = <uint8_t *> _data(dirty_chunks, 1, "dirty_chunks")
+    if release_gil:
+        with nogil:
+            n_cards = _publish_loop(rec_p, n_recs, card_p, cap, card_index, id_index, n_cards,
+                                    dirty, chunk_shift, slot_p, True)
+        return n_cards
+    return _publish_loop(rec_p, n_recs, card_p, cap, card_index, id_index, n_cards, dirty,
+                         chunk_shift, slot_p, False)
 
 
 def publish_coupons(cnp.ndarray recs, Py_ssize_t n_recs, cnp.ndarray coupons,

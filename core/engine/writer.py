@@ -818,9 +818,12 @@ class Engine:
             # here; both tables share it, so the count is the committed one.
             _fastpath.publish_coupons(recs, len(recs), self._coupons_work, self._coupon_index,
                                       self._n_coupons, None, CHUNK_SHIFT)
+        # A hot batch (slots from apply_batch) copies without the GIL: the work table and
+        # the id index are the applier's alone, and a hot batch inserts no card into the
+        # card index that readers probe. The event loop and the committer run meanwhile.
         _fastpath.publish(recs, len(recs), self._work, self._card_index,
                           self._id_index if claim_ids else None, self._n_cards, None,
-                          CHUNK_SHIFT, slots)
+                          CHUNK_SHIFT, slots, release_gil=slots is not None)
 
     # --- submission -------------------------------------------------------------------
 
@@ -841,18 +844,27 @@ class Engine:
             if len(items) > self.config.items_max:
                 raise ValueError(f"a submission holds at most {self.config.items_max} items")
             items = np.ascontiguousarray(items)
-        ends = ops["items_off"].astype(np.int64) + ops["items_n"]
-        if np.any((ops["items_n"] > 0) & (ends > (0 if items is None else len(items)))):
-            raise ValueError("an op's items_off/items_n point past the items")
-        if coupon_ids is not None:
+        # Without items (or coupon ids) no op may name any: one check instead of three
+        # (the plain submissions of unary swipes and streams take this path).
+        if items is None:
+            if ops["items_n"].any():
+                raise ValueError("an op's items_off/items_n point past the items")
+        else:
+            ends = ops["items_off"].astype(np.int64) + ops["items_n"]
+            if np.any((ops["items_n"] > 0) & (ends > len(items))):
+                raise ValueError("an op's items_off/items_n point past the items")
+        if coupon_ids is None:
+            if ops["coupons_n"].any():
+                raise ValueError("an op's coupons_off/coupons_n point past the coupon ids")
+        else:
             coupon_ids = np.ascontiguousarray(coupon_ids, dtype=np.uint64)
             if coupon_ids.ndim != 1 or len(coupon_ids) > self.config.batch_ops_max:
                 raise ValueError(f"at most {self.config.batch_ops_max} coupon ids per submission")
-        ends = ops["coupons_off"].astype(np.int64) + ops["coupons_n"]
-        if np.any((ops["coupons_n"] > 0) & (ends > (0 if coupon_ids is None else len(coupon_ids)))):
-            raise ValueError("an op's coupons_off/coupons_n point past the coupon ids")
-        if np.any(ops["coupons_n"] > _fastpath.COUPONS_PER_OP):
-            raise ValueError(f"at most {_fastpath.COUPONS_PER_OP} coupons per op")
+            ends = ops["coupons_off"].astype(np.int64) + ops["coupons_n"]
+            if np.any((ops["coupons_n"] > 0) & (ends > len(coupon_ids))):
+                raise ValueError("an op's coupons_off/coupons_n point past the coupon ids")
+            if np.any(ops["coupons_n"] > _fastpath.COUPONS_PER_OP):
+                raise ValueError(f"at most {_fastpath.COUPONS_PER_OP} coupons per op")
         fut: Future = Future()
         if self.standby:
             raise NotLeader("this node is a standby", self.leader)

@@ -184,8 +184,13 @@ class GuardedServer:
                                                     for h in handlers))
 
     def add_registered_method_handlers(self, service: str, handlers: dict) -> None:
-        self._server.add_registered_method_handlers(
-            service, {m: self._guard.wrap(f"/{service}/{m}", h) for m, h in handlers.items()})
+        """Not registered: the generic handler the stubs add first serves every method.
+        grpc.aio keeps one request-call task per registered method and waits on all of
+        them (asyncio.wait, FIRST_COMPLETED) for every call it accepts: with mms's 70-odd
+        methods that wait cost ~50 us of the event loop per unary call, more than the
+        handler itself (docs/benchmarks.md, issue 15). With generic handlers only, it
+        waits on one task."""
+        del service, handlers
 
 
 def takes_client_ids(service: str, method: str) -> bool:

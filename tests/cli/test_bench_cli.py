@@ -3,6 +3,8 @@ the benchmark's business, not the test's)."""
 
 import json
 
+import numpy as np
+
 from server.tools.bench_engine import main_engine
 
 
@@ -37,10 +39,14 @@ def test_journal_ceiling_appends_every_record(tmp_path):
     try:
         db = env.open_db(b"journal", create=False)
         with env.begin() as txn:
-            assert txn.stat(db)["entries"] == 1_000
+            # As the engine's journal: one block per commit under its last seq, 416 bytes
+            # a record, seqs 1..1,000 in order.
             keys = [int.from_bytes(k, "big") for k, _ in txn.cursor(db)]
-            assert keys == list(range(1, 1_001))
-            assert {len(v) for _, v in txn.cursor(db)} == {be.JOURNAL.itemsize} == {416}
+            assert keys == [*range(64, 1_000, 64), 1_000]
+            blocks = [np.frombuffer(v, dtype=be.JOURNAL) for _, v in txn.cursor(db)]
+            assert be.JOURNAL.itemsize == 416
+            assert [len(b) for b in blocks] == [64] * 15 + [40]
+            assert np.concatenate([b["seq"] for b in blocks]).tolist() == list(range(1, 1_001))
     finally:
         env.close()
 

@@ -496,3 +496,71 @@ def test_the_checkpoint_interval_runs_from_the_last_checkpoint_not_the_start(tmp
     # although this process started well under 60 s ago.
     assert eng.stats()["checkpoint_seq"] == seq
     eng.close()
+
+
+def test_publish_without_the_gil_copies_the_same_and_refuses_what_it_cannot_do_alone():
+    """The applier publishes a hot batch into its work table without the GIL
+    (release_gil): the same cards, dirty chunks and id claims as with it; it needs
+    apply_batch's slots and inserts no card, so a record without a valid slot is refused."""
+    from core import _fastpath
+    from core.records import CARD, JOURNAL
+
+    n, cap = 40, 64
+    recs = np.zeros(n + 1, dtype=JOURNAL)
+    recs["seq"] = np.arange(1, n + 2)
+    recs["client_hi"], recs["client_lo"] = 9, np.arange(1, n + 2)
+    recs["card_no"] = np.arange(101, 101 + n + 1) % 7 + 101  # several records per card
+    recs["after"]["card_no"] = recs["card_no"]
+    recs["after"]["principal_fen"] = np.arange(n + 1) * 10
+    recs["kind"][n] = 2  # no after-image: skipped
+    out = []
+    for release in (False, True):
+        cards = np.zeros(cap, dtype=CARD)
+        index, ids = _fastpath.KeyMap(16), _fastpath.KeyMap(16)
+        slots = np.zeros(n + 1, dtype=np.int64)
+        for no in range(101, 108):
+            index.insert(0, no, no - 101)
+        slots[:] = [index.lookup(0, int(no)) for no in recs["card_no"]]
+        dirty = np.zeros(1, dtype=np.uint8)
+        assert _fastpath.publish(recs, n + 1, cards, index, ids, 7, dirty, 8, slots,
+                                 release_gil=release) == 7
+        out.append((cards.tobytes(), dirty.tolist(), [ids.lookup(9, i) for i in range(1, n + 2)]))
+        assert len(index) == 7
+    assert out[0] == out[1]
+    assert out[1][2][:n] == [(s << 8) for s in range(1, n + 1)] and out[1][2][n] == -1
+    cards = np.zeros(cap, dtype=CARD)
+    index = _fastpath.KeyMap(16)
+    with pytest.raises(ValueError, match="needs the slots"):
+        _fastpath.publish(recs, n, cards, index, None, 0, None, 8, None, release_gil=True)
+    with pytest.raises(ValueError, match="has no slot"):
+        _fastpath.publish(recs, n, cards, index, None, 0, None, 8,
+                          np.full(n + 1, -1, dtype=np.int64), release_gil=True)
+    assert len(index) == 0 and not cards.view(np.uint8).any()
+
+
+def test_submit_refuses_ops_that_point_past_their_items_or_coupons(tmp_path, clock):
+    """Checked before anything is queued, with and without the arrays."""
+    from core.records import COUPONS_PER_OP, ITEM
+
+    eng = Engine(str(tmp_path), clock=clock)
+    try:
+        def bad(**fields):
+            ops = ops_for([1], 100)
+            for k, v in fields.items():
+                ops[k] = v
+            return ops
+
+        with pytest.raises(ValueError, match="past the items"):
+            eng.submit(bad(items_n=1))
+        with pytest.raises(ValueError, match="past the items"):
+            eng.submit(bad(items_off=1, items_n=1), np.zeros(1, dtype=ITEM))
+        with pytest.raises(ValueError, match="past the coupon ids"):
+            eng.submit(bad(coupons_n=1))
+        with pytest.raises(ValueError, match="past the coupon ids"):
+            eng.submit(bad(coupons_off=1, coupons_n=1), None, np.array([5], dtype=np.uint64))
+        with pytest.raises(ValueError, match="coupons per op"):
+            eng.submit(bad(coupons_n=COUPONS_PER_OP + 1), None,
+                       np.arange(1, COUPONS_PER_OP + 2, dtype=np.uint64))
+        assert eng.stats()["last_seq"] == 0
+    finally:
+        eng.close()

@@ -522,3 +522,73 @@ def test_engine_overloaded_is_resource_exhausted(srv, monkeypatch):
     expect(grpc.StatusCode.RESOURCE_EXHAUSTED, "ENGINE_OVERLOADED", srv.pos.Recharge,
            pos_pb2.RechargeRequest(client_id=os.urandom(16), card_no=CARDS[0], amount_fen=1),
            metadata=srv.md())
+
+
+# --- registration ---------------------------------------------------------------------
+
+class _RecordingServer:
+    """What GuardedServer hands to grpc.aio: the generic handlers and any registered ones."""
+
+    def __init__(self) -> None:
+        self.generic: list = []
+        self.registered: list = []
+
+    def add_generic_rpc_handlers(self, handlers) -> None:
+        self.generic.extend(handlers)
+
+    def add_registered_method_handlers(self, service, handlers) -> None:
+        self.registered.append(service)
+
+
+class _Details:
+    def __init__(self, method: str) -> None:
+        self.method = method
+        self.invocation_metadata = ()
+
+
+def test_services_are_generic_handlers_only_and_every_method_resolves_through_the_guard():
+    # grpc.aio waits on one request-call task per registered method for every call it
+    # accepts; mms registers none, so its ~70 methods cost one task, not 70.
+    from server.rpc.guard import GuardedServer, RequestGuard
+
+    class Pos(pos_pb2_grpc.PosServiceServicer):
+        async def Swipe(self, request, context):
+            return pos_pb2.SwipeResponse()
+
+    rec = _RecordingServer()
+    guarded = GuardedServer(rec, RequestGuard(Metrics()))
+    pos_pb2_grpc.add_PosServiceServicer_to_server(Pos(), guarded)
+    admin_pb2_grpc.add_AdminServiceServicer_to_server(admin_pb2_grpc.AdminServiceServicer(),
+                                                      guarded)
+    assert rec.registered == []
+    assert len(rec.generic) == 2
+    for svc in (pos_pb2.DESCRIPTOR.services_by_name["PosService"],
+                admin_pb2.DESCRIPTOR.services_by_name["AdminService"]):
+        for m in svc.methods:
+            name = f"/{svc.full_name}/{m.name}"
+            found = [h for h in (g.service(_Details(name)) for g in rec.generic) if h is not None]
+            assert len(found) == 1, name
+    swipe = [h for h in (g.service(_Details("/mms.v1.PosService/Swipe")) for g in rec.generic)
+             if h is not None][0]
+    # An async handler is the guard's: it decodes the request itself (grpc hands it bytes).
+    assert swipe.request_deserializer is None
+    assert all(g.service(_Details("/mms.v1.PosService/NoSuchMethod")) is None for g in rec.generic)
+
+
+def test_commit_metrics_count_uniform_and_mixed_batches_by_op_and_result():
+    from core.engine.writer import CommitInfo
+    from core.records import OpType
+
+    m = Metrics()
+
+    def info(op_types, codes):
+        return CommitInfo(len(codes), len(codes), 1, 0.001, 0.002, np.array(codes, np.uint8),
+                          np.array(op_types, np.uint8), 0, 0)
+
+    m.on_commit(info([OpType.SWIPE] * 3, [Result.OK] * 3))
+    m.on_commit(info([OpType.SWIPE, OpType.RECHARGE, OpType.SWIPE],
+                     [Result.OK, Result.OK, Result.INSUFFICIENT_BALANCE]))
+    got = {(s.labels["op_type"], s.labels["result"]): s.value
+           for fam in m.registry.collect() for s in fam.samples if s.name == "mms_ops_total"}
+    assert got == {("swipe", "OK"): 4, ("recharge", "OK"): 1,
+                   ("swipe", "INSUFFICIENT_BALANCE"): 1}
