@@ -1108,6 +1108,13 @@ class Engine:
         view.flags.writeable = False
         return view
 
+    def coupons_snapshot(self) -> np.ndarray:
+        """The committed coupon table as a read-only numpy view (dtype COUPON), like
+        cards_snapshot (targeted plans' results and triggers)."""
+        view = self._coupons[: self._n_coupons]
+        view.flags.writeable = False
+        return view
+
     def journal_record(self, seq: int) -> np.void | None:
         with self.store.read() as txn:
             return self.store.journal_record(txn, seq)
