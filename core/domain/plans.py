@@ -285,6 +285,10 @@ def create_plan(engine: Engine, doc: dict, client_id: bytes, *, operator_id: int
     engine.ensure_dbs(DBS)
 
     def build(ctx: AdminContext):
+        for act in plan["actions"]:
+            if act["kind"] == "coupon" and ctx.rules_config.coupon_template(act["template_id"]) is None:
+                ctx.reject(Result.NOT_FOUND, f"coupon template {act['template_id']} not found",
+                           "TEMPLATE_NOT_FOUND")
         raw = ctx.get(PLAN_META_DB, b"next_id")
         pid = from_be(raw) if raw else 1
         ctx.put(PLAN_META_DB, b"next_id", u32(pid + 1))

@@ -110,6 +110,8 @@ def test_bad_plans_are_refused_with_a_reason(eng):
         with pytest.raises(plans.PlanError) as e:
             plans.create_plan(eng, plan_doc(**doc), cid())
         assert e.value.reason == reason
+    r = plans.create_plan(eng, plan_doc(actions=[{"kind": "coupon", "template_id": 9}]), cid()).result()
+    assert (r.code, r.reason) == (Result.NOT_FOUND, "TEMPLATE_NOT_FOUND")
     assert plans.list_plans(eng) == []
 
 
