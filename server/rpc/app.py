@@ -22,6 +22,8 @@ from core.records import (
 from server.mms_pb import (
     admin_pb2,
     admin_pb2_grpc,
+    campaign_pb2,
+    campaign_pb2_grpc,
     pos_pb2,
     pos_pb2_grpc,
     report_pb2,
@@ -31,6 +33,7 @@ from server.rpc.auth import ChainTerminals, Registry, TerminalSources
 from server.rpc.bridge import Bridge
 from server.rpc.constants import (
     ADMIN,
+    CAMPAIGN,
     INFLIGHT_OPS_MAX,
     POS,
     REPORT,
@@ -114,7 +117,7 @@ class MmsServer:
         from server.rpc.admin import AdminService  # it builds on this module
 
         # Every service registers through the guard, which decodes requests itself.
-        guarded = GuardedServer(self.server, RequestGuard(self.metrics, frozenset({POS, ADMIN, REPORT})))
+        guarded = GuardedServer(self.server, RequestGuard(self.metrics, frozenset({POS, ADMIN, REPORT, CAMPAIGN})))
         pos_pb2_grpc.add_PosServiceServicer_to_server(
             PosService(self.bridge, terminals, self.metrics, chain=self.chain), guarded)
         self.admin = AdminService(self.bridge, self.registry, self.metrics, chain=self.chain,
@@ -122,10 +125,13 @@ class MmsServer:
         admin_pb2_grpc.add_AdminServiceServicer_to_server(self.admin, guarded)
         from server.rpc.report import ReportService
         report_pb2_grpc.add_ReportServiceServicer_to_server(ReportService(self.admin), guarded)
+        from server.rpc.campaign import CampaignService
+        campaign_pb2_grpc.add_CampaignServiceServicer_to_server(CampaignService(self.admin), guarded)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, guarded)
         names = (pos_pb2.DESCRIPTOR.services_by_name["PosService"].full_name,
                  admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
                  report_pb2.DESCRIPTOR.services_by_name["ReportService"].full_name,
+                 campaign_pb2.DESCRIPTOR.services_by_name["CampaignService"].full_name,
                  health.SERVICE_NAME, reflection.SERVICE_NAME)
         # What reflection.enable_server_reflection does for an aio server, through the guard.
         reflection_pb2_grpc.add_ServerReflectionServicer_to_server(

@@ -6,6 +6,7 @@ from core.records import CLIENT_ID_BYTES  # noqa: F401 (the one definition, re-e
 POS = "mms.v1.PosService"
 ADMIN = "mms.v1.AdminService"
 REPORT = "mms.v1.ReportService"
+CAMPAIGN = "mms.v1.CampaignService"
 
 # A full batch request is about 110 KB and its response about 400 KB; 4 MiB leaves room
 # for IssueCards and bulk summaries while refusing anything absurd before decoding it.
@@ -24,6 +25,9 @@ SINGLE_SUBMISSIONS_MAX = 1
 STREAM_PIPELINE_BATCHES_MAX = 8
 # Rejected rows listed in one BulkRecharge summary (all of them are counted).
 BULK_REJECTED_ROWS_MAX = 10_000
+# A plan's or a campaign's settings as JSON (CampaignService): a `members` audience of
+# 100,000 ids (core.domain.plans.AUDIENCE_IDS_MAX) is about 1.2 MB of text.
+PLAN_JSON_CHARS_MAX = 2 * 1024 * 1024
 # Grace for in-flight RPCs on shutdown before they are cancelled.
 SHUTDOWN_GRACE_SECONDS = 10.0
 # Undecodable requests are logged at most this often, as one line with their count
