@@ -133,6 +133,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     admin_cli.add_chain_terminal_args(ta, tr)
     admin_cli.add_commands(sub, tsub)
+    from server.cli import plan as plan_cli
+
+    plan_cli.add_commands(sub)
 
     d = sub.add_parser("demo", help="run a demo chain with a simulated POS fleet")
     d.add_argument("--data", help="data directory (default: a temporary one)")
