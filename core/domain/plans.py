@@ -520,10 +520,6 @@ def _list_key(run_id: str, which: bytes, chunk: int) -> bytes:
     return run_id.encode() + b"\x00" + which + u32(chunk)
 
 
-def _done_key(run_id: str, member: int) -> bytes:
-    return run_id.encode() + b"\x00" + u64(member)
-
-
 def scheduled_run_id(plan: dict, now_s: int) -> str:
     """A schedule plan's run id for now: its period number, so one run per period."""
     t = plan["trigger"]
@@ -675,14 +671,10 @@ def step_run(engine: Engine, run_id: str, *, operator_id: int = 0, store_id: int
         flags = np.zeros(n, np.uint8)
         coupon_ids = np.zeros(n, np.uint64)
         points = np.zeros(n, np.int64)
+        # The cursor and the members' done records commit together, so the members
+        # after the cursor are exactly those not handled yet.
         todo = np.ones(n, bool)
-        for i, (m, c) in enumerate(zip(pairs["member"].tolist(), pairs["card"].tolist(), strict=True)):
-            if ctx.get(PLAN_DONE_DB, _done_key(run_id, m)) is not None:
-                todo[i] = False   # done by an earlier chunk (never, with the cursor; a guard)
-                continue
-            card = ctx.card(c)
-            if card is None or int(card["status"]) != CardStatus.ACTIVE:
-                flags[i] |= F_NO_CARD
+        flags[ctx.card_statuses(pairs["card"]) != CardStatus.ACTIVE] |= F_NO_CARD
         ok = todo & (flags == 0)
         spent = plan["spent"]
         for act in plan["actions"]:
@@ -731,12 +723,15 @@ def step_run(engine: Engine, run_id: str, *, operator_id: int = 0, store_id: int
                 flags[idx] |= F_NOTICE
                 spent["notices"] += len(idx)
                 run["notices"] += len(idx)
-        for i in np.flatnonzero(todo).tolist():
-            m, c = int(pairs["member"][i]), int(pairs["card"][i])
-            ctx.put(PLAN_DONE_DB, _done_key(run_id, m),
-                    DONE.pack(c, int(coupon_ids[i]), int(points[i]), int(flags[i])))
-            if flags[i] & F_REACHED:
-                ctx.put(PLAN_REACHED_DB, u32(plan["plan_id"]) + u64(m), u64(ctx.now))
+        prefix = run_id.encode() + b"\x00"
+        cool = bool(plan["trigger"].get("cooldown_days"))
+        pid, now = u32(plan["plan_id"]), u64(ctx.now)
+        txn, done_db, reached_db = ctx.txn, ctx.db(PLAN_DONE_DB), ctx.db(PLAN_REACHED_DB)
+        for m, c, cp, pts, f in zip(pairs["member"].tolist(), pairs["card"].tolist(),
+                                    coupon_ids.tolist(), points.tolist(), flags.tolist(), strict=True):
+            txn.put(prefix + m.to_bytes(8, "big"), DONE.pack(c, cp, pts, f), db=done_db)
+            if cool and f & F_REACHED:
+                txn.put(pid + m.to_bytes(8, "big"), now, db=reached_db)
         reached = int(np.count_nonzero(todo & ((flags & F_REACHED) != 0)))
         run["reached"] += reached
         run["no_budget"] += int(np.count_nonzero(todo & ((flags & F_NO_BUDGET) != 0)
