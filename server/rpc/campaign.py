@@ -79,11 +79,11 @@ def _json(text: str, what: str) -> dict:
     return doc
 
 
-def _read_scope(call: Call, plan: dict | None, what: str) -> dict:
+def _read_scope(call: Call, plan: dict | None, what: str, reason: str = "PLAN_NOT_FOUND") -> dict:
     """The plan, if the caller may read it (NOT_FOUND before any data otherwise)."""
     if plan is None:
         call.authorize("plan.read", call.act_store())
-        raise RpcFailure(grpc.StatusCode.NOT_FOUND, "PLAN_NOT_FOUND", f"{what} not found")
+        raise RpcFailure(grpc.StatusCode.NOT_FOUND, reason, f"{what} not found")
     call.authorize("plan.read", plan["store_id"] or None)
     return plan
 
@@ -189,7 +189,7 @@ class CampaignService(campaign_pb2_grpc.CampaignServiceServicer):
         async def body(call, req):
             run = plans.get_run(call.engine, req.run_id)
             _read_scope(call, plans.get_plan(call.engine, run["plan_id"]) if run else None,
-                        f"run {req.run_id!r}")
+                        f"run {req.run_id!r}", "RUN_NOT_FOUND")
             return run_pb(run)
         return await self._call(context, request, body)
 
@@ -198,7 +198,7 @@ class CampaignService(campaign_pb2_grpc.CampaignServiceServicer):
         async def body(call, req):
             run = plans.get_run(call.engine, req.run_id)
             _read_scope(call, plans.get_plan(call.engine, run["plan_id"]) if run else None,
-                        f"run {req.run_id!r}")
+                        f"run {req.run_id!r}", "RUN_NOT_FOUND")
             res = await call.run(plans.results, call.engine, req.run_id)
             return campaign_pb2.RunResultsReply(**res)
         return await self._call(context, request, body)

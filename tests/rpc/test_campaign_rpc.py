@@ -122,7 +122,7 @@ def test_bad_input_has_a_reason_and_changes_nothing(env):
         client_id=b"short", plan_json="{}"))
     assert code == grpc.StatusCode.INVALID_ARGUMENT
     code, got = failure(call, env, "mkt", "GetRun", campaign_pb2.GetRunRequest(run_id="nope"))
-    assert (code, got) == (grpc.StatusCode.NOT_FOUND, "PLAN_NOT_FOUND")
+    assert (code, got) == (grpc.StatusCode.NOT_FOUND, "RUN_NOT_FOUND")
     code, got = failure(call, env, "mkt", "StartRun", campaign_pb2.StartRunRequest(
         client_id=cid(), plan_id=999, run_id="r"))
     assert (code, got) == (grpc.StatusCode.NOT_FOUND, "PLAN_NOT_FOUND")
