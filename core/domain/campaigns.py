@@ -30,7 +30,7 @@ from concurrent.futures import Future
 
 import numpy as np
 
-from core.domain.plans import _tz_date, plan_cards
+from core.domain.plans import F_OFFER, _tz_date, get_plan, get_run, plan_cards, run_done
 from core.domain.points_admin import add_points
 from core.engine.storage import from_be, u64
 from core.engine.writer import AdminContext, Engine
@@ -246,17 +246,39 @@ def settle_referrals(engine: Engine, client_id: bytes, *, operator_id: int = 0) 
 # --- recharge campaign -------------------------------------------------------------------------
 
 
+def _run_offer(engine: Engine, run_id: str) -> dict:
+    """A plan run's recharge_bonus action as a recharge campaign over the cards it
+    offered the bonus to, valid `days` days from the run's start."""
+    run = get_run(engine, run_id)
+    if run is None:
+        raise CampaignError("RUN_NOT_FOUND", f"run {run_id!r} not found")
+    act = next((a for a in get_plan(engine, run["plan_id"])["actions"]
+                if a["kind"] == "recharge_bonus"), None)
+    if act is None:
+        raise CampaignError("CAMPAIGN_INVALID", f"run {run_id!r} offered no recharge bonus")
+    done = run_done(engine, run_id)
+    cards = np.sort(done["card"][(done["flags"] & F_OFFER) != 0].astype(np.uint64))
+    return {"tiers": act["tiers"], "from_s": run["started_s"],
+            "to_s": run["started_s"] + act["days"] * 86_400, "stores": [], "levels": [],
+            "budget_fen": act["budget_fen"], "cards": cards, "first_seq": run["first_seq"]}
+
+
 def settle_recharge_campaign(engine: Engine, name: str, client_id: bytes, *,
                              operator_id: int = 0) -> Future:
     """Credit the bonus of the recharges since the campaign's cursor that qualify: in
     [from_s, to_s), at one of its stores, the card at one of its levels before the
     recharge; the highest tier whose min_pay_fen the recharge's amount reaches; within
-    budget_fen (0 = none) and the balance limit. value: {"credited": n, "bonus_fen":
-    ..., "upto_seq": ..., "more": bool}."""
+    budget_fen (0 = none) and the balance limit. name "run:<run id>" settles a plan
+    run's recharge_bonus offer (the cards it reached, its days from the run's start).
+    value: {"credited": n, "bonus_fen": ..., "upto_seq": ..., "more": bool}."""
     kind = "recharge:" + name
     bname = name.encode()
+    offer = _run_offer(engine, name[4:]) if name.startswith("run:") else None
     cursor = _cursor(engine, b"xc" + bname)
-    recs, upto = _swipes_after(engine, cursor, OpType.RECHARGE)
+    start = max(cursor, offer["first_seq"] - 1) if offer is not None else cursor
+    recs, upto = _swipes_after(engine, start, OpType.RECHARGE)
+    if offer is not None:
+        recs = recs[np.isin(recs["card_no"], offer["cards"])]
     more = upto < int(engine.stats()["last_seq"])
 
     def build(ctx: AdminContext):
@@ -264,7 +286,7 @@ def settle_recharge_campaign(engine: Engine, name: str, client_id: bytes, *,
         if (from_be(raw) if raw else 0) != cursor:
             ctx.reject(Result.FAILED_PRECONDITION, "another settle moved the cursor; read again",
                        "CURSOR_MOVED")
-        cfg = _config(ctx, kind)
+        cfg = offer if offer is not None else _config(ctx, kind)
         raw = ctx.get(CAMPAIGNS_DB, b"xs" + bname)
         spent = from_be(raw) if raw else 0
         credited, total = 0, 0

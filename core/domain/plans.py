@@ -82,9 +82,10 @@ ACTIONS_MAX = 8
 AUDIENCE_IDS_MAX = 100_000
 # A run's audience, frozen in one start op: 10,000,000 pairs are 160 MB of lists.
 AUDIENCE_MAX = 10_000_000
-# Members per chunk op: 2,000 keeps one chunk's commit to a few ms-tens of ms, so the
-# swipes queued behind it wait little (bench/bench_plans.py measures it).
-CHUNK_DEFAULT = 2_000
+# Members per chunk op: 500 keep one chunk's op to about 8 ms, so the swipes queued
+# behind it wait little; 2,000 ran 1.8x faster and let the swipes' p99 grow up to 5x
+# (bench/bench_plans.py, docs/benchmarks.md).
+CHUNK_DEFAULT = 500
 CHUNK_MAX = 20_000
 DAYS_MAX = 3_660
 WINDOW_DAYS_DEFAULT = 30
@@ -95,13 +96,14 @@ TRIGGERS = ("schedule", "birthday", "anniversary", "level_up", "first_recharge",
             "coupon_unused")
 EVENT_COOLDOWN_DEFAULT = {"birthday": 300, "anniversary": 300}
 AUDIENCES = ("members", "tag", "filter", "response", "segment")
-ACTIONS = ("coupon", "points", "notice")
+ACTIONS = ("coupon", "points", "notice", "recharge_bonus")
+TIERS_MAX = 16
 STATES = ("running", "done", "paused")
 
 # What a member of a run got: card, coupon id (0 = none), points, flags.
 DONE = struct.Struct(">QQqB")
-F_COUPON, F_POINTS, F_NOTICE, F_NO_BUDGET, F_NO_CARD = 1, 2, 4, 8, 16
-F_REACHED = F_COUPON | F_POINTS | F_NOTICE
+F_COUPON, F_POINTS, F_NOTICE, F_NO_BUDGET, F_NO_CARD, F_OFFER = 1, 2, 4, 8, 16, 32
+F_REACHED = F_COUPON | F_POINTS | F_NOTICE | F_OFFER
 PAIR = np.dtype([("member", "<u8"), ("card", "<u8")])
 
 
@@ -247,6 +249,22 @@ def validate_plan(doc: object) -> dict:
                 raise PlanError("ACTIONS_INVALID", "points need a reason")
             acts.append({"kind": "points", "points": _int(a, "points", 1, 10**6),
                          "reason": reason.strip()})
+        elif a["kind"] == "recharge_bonus":
+            tiers, prev = a.get("tiers"), 0
+            if not isinstance(tiers, list) or not 1 <= len(tiers) <= TIERS_MAX:
+                raise PlanError("ACTIONS_INVALID", f"a recharge bonus has 1..{TIERS_MAX} tiers")
+            out = []
+            for tier in tiers:
+                if (not isinstance(tier, list) or len(tier) != 2 or not all(
+                        isinstance(x, int) and not isinstance(x, bool) for x in tier)
+                        or not prev < tier[0] <= 10**10 or not 0 <= tier[1] <= 10**10):
+                    raise PlanError("ACTIONS_INVALID", "tiers are [min_pay_fen, bonus_fen], "
+                                    "rising by min_pay_fen")
+                out.append([tier[0], tier[1]])
+                prev = tier[0]
+            acts.append({"kind": "recharge_bonus", "tiers": out,
+                         "days": _int(a, "days", 1, 366),
+                         "budget_fen": _int(a, "budget_fen", 0, 10**13, 0)})
         else:
             text = a.get("text")
             if not isinstance(text, str) or not 1 <= len(text) <= NOTICE_CHARS_MAX:
@@ -696,6 +714,11 @@ def step_run(engine: Engine, run_id: str, *, operator_id: int = 0, store_id: int
                     spent["face_fen"] += len(give) * face
                     run["coupons"] += len(give)
                     run["face_fen"] += len(give) * face
+            elif act["kind"] == "recharge_bonus":
+                # An offer: the bonus of a recharge in the offer's days, credited by
+                # core.domain.campaigns.settle_recharge_campaign("run:<run id>").
+                flags[idx] |= F_OFFER
+                run["offers"] = run.get("offers", 0) + len(idx)
             elif act["kind"] == "points":
                 pts = act["points"]
                 room = len(idx) if not plan["points_budget"] else max(

@@ -165,7 +165,7 @@ def add_commands(sub) -> None:
     p = cmd(psub, "run", cmd_run, "start a run, or resume the run of --run-id", mutating=True)
     p.add_argument("plan_id", type=whole)
     p.add_argument("--run-id", help="the run's id (default: a schedule plan's period)")
-    p.add_argument("--chunk", type=whole, help="members per chunk (default 2,000)")
+    p.add_argument("--chunk", type=whole, help="members per chunk (default 500)")
     p.add_argument("--no-wait", action="store_true", help="answer once the audience is frozen")
     p = cmd(psub, "status", cmd_status, "a run's progress")
     p.add_argument("run_id")

@@ -122,3 +122,25 @@ def test_birthday_and_anniversary_plans_run_on_the_plan_machinery(world):
     assert plans.trigger_members(eng, trig, now[0] + 86_400, ms).tolist() == []
     run = plans.run_plan(eng, ann["plan_id"], "ann-2027", members=ms)
     assert run["reached"] == 3 and run["points"] == 60
+
+
+def test_a_plans_time_limited_recharge_bonus(world):
+    eng, _ms, now, (a, b, c) = world
+    p = plans.create_plan(eng, {"name": "top up", "audience": {"kind": "members", "member_ids": [a, b]},
+                                "actions": [{"kind": "recharge_bonus", "tiers": [[20_000, 1_000]],
+                                             "days": 7, "budget_fen": 5_000}]}, cid()).result().value
+    run = plans.run_plan(eng, p["plan_id"], "offer-1")
+    assert run["reached"] == 2 and run["offers"] == 2
+    bonus = {card: eng.card(card)["bonus_fen"] for card in (1, 2, 3)}
+    now[0] += 86_400
+    eng.recharge(1, 20_000, cid()).result()     # offered, in the days: 1,000
+    eng.recharge(3, 20_000, cid()).result()     # not offered
+    eng.recharge(2, 19_999, cid()).result()     # offered, below the tier
+    now[0] += 7 * 86_400
+    eng.recharge(2, 30_000, cid()).result()     # offered, after the days
+    r = campaigns.settle_recharge_campaign(eng, "run:offer-1", cid()).result()
+    assert r.code == Result.OK and (r.value["credited"], r.value["bonus_fen"]) == (1, 1_000)
+    assert [eng.card(card)["bonus_fen"] - bonus[card] for card in (1, 2, 3)] == [1_000, 0, 0]
+    assert campaigns.settle_recharge_campaign(eng, "run:offer-1", cid()).result().value["credited"] == 0
+    with pytest.raises(campaigns.CampaignError):
+        campaigns.settle_recharge_campaign(eng, "run:nope", cid())

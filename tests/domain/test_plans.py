@@ -300,6 +300,12 @@ def test_event_triggers_pick_their_members(tmp_path):
     assert picked({"kind": "no_visit", "days": 7}).tolist() == [ids[0]]
     assert picked({"kind": "first_recharge", "days": 30}).tolist() == ids[:2]
     assert picked({"kind": "first_recharge", "days": 5}).tolist() == []
+    # 10,000 yuan of swipes take card 101 to silver (the default levels): a level up.
+    assert picked({"kind": "level_up", "days": 30}).tolist() == []
+    eng.recharge(101, 1_000_000, cid()).result()
+    eng.submit(*tagged_op("up", 101, 1_000_000)).result()
+    assert eng.card(101)["level"] == 1
+    assert picked({"kind": "level_up", "days": 30}).tolist() == [ids[1]]
     eng.issue_coupons(1, [102], cid()).result()
     now[0] += 8 * 86_400
     assert picked({"kind": "coupon_unused", "days": 7}).tolist() == [ids[2]]
