@@ -567,6 +567,14 @@ def start_run(engine: Engine, plan_id: int, run_id: str, *, members=None, chunk:
         picked = trigger_members(engine, plan["trigger"], now, members)
         if picked is not None:
             ids = np.intersect1d(ids, picked)
+        if members is not None and len(ids):
+            # Only active members (a frozen or cancelled membership gets nothing).
+            snap = _member_snapshot(members)
+            rows = ids.astype(np.int64) - 1
+            known = rows < snap["n"]
+            keep = ~known
+            keep[known] = snap["status"][rows[known]] == 1
+            ids = ids[keep]
         if len(ids) > AUDIENCE_MAX:
             raise PlanError("AUDIENCE_TOO_LARGE", f"{len(ids)} members; at most {AUDIENCE_MAX}")
         n_audience = len(ids)

@@ -144,3 +144,15 @@ def test_a_plans_time_limited_recharge_bonus(world):
     assert campaigns.settle_recharge_campaign(eng, "run:offer-1", cid()).result().value["credited"] == 0
     with pytest.raises(campaigns.CampaignError):
         campaigns.settle_recharge_campaign(eng, "run:nope", cid())
+
+
+def test_plans_skip_members_who_are_not_active(world):
+    eng, ms, _now, (a, b, c) = world
+    assert ms.freeze(c, cid()).member_id == c
+    p = plans.create_plan(eng, {"name": "only active", "audience": {"kind": "members",
+                                                                    "member_ids": [a, b, c]},
+                                "actions": [{"kind": "points", "points": 1, "reason": "x"}]},
+                          cid()).result().value
+    run = plans.run_plan(eng, p["plan_id"], "active-only", members=ms)
+    assert run["n_audience"] == 2 and run["reached"] == 2
+    assert sorted(plans.run_done(eng, "active-only")["member"].tolist()) == [a, b]
