@@ -331,3 +331,17 @@ def test_segment_audience_calls_the_segments_module(eng, monkeypatch):
     import core.domain
     monkeypatch.setattr(core.domain, "segments", fake, raising=False)
     assert plans.resolve_audience(eng, {"kind": "segment", "segment": "s"}).tolist() == [1, 2, 3]
+
+
+def test_a_schedule_plans_run_id_is_its_period(eng):
+    p = create(eng, trigger={"kind": "schedule", "every_days": 7, "start_s": 1_000_000})
+    assert plans.scheduled_run_id(p, 1_000_000) == f"plan{p['plan_id']}-p0"
+    assert plans.scheduled_run_id(p, 1_000_000 + 7 * 86_400 - 1) == f"plan{p['plan_id']}-p0"
+    assert plans.scheduled_run_id(p, 1_000_000 + 7 * 86_400) == f"plan{p['plan_id']}-p1"
+    once = create(eng, trigger={"kind": "schedule"})
+    assert plans.scheduled_run_id(once, 5_000_000) == f"plan{once['plan_id']}-p0"
+    # Two timers firing in one period start one run.
+    now = eng.clock()
+    a = plans.run_plan(eng, p["plan_id"], plans.scheduled_run_id(p, now))
+    b = plans.run_plan(eng, p["plan_id"], plans.scheduled_run_id(p, now + 60))
+    assert a["run_id"] == b["run_id"] and sum(len(eng.coupons_of(1000 + m)) for m in range(1, N + 1)) == N
