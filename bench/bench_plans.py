@@ -96,10 +96,11 @@ def main(argv=None) -> int:
     ap.add_argument("--rate", type=int, default=2_000, help="swipes per second offered")
     ap.add_argument("--batch", type=int, default=20, help="swipes per submission")
     ap.add_argument("--swipe-cards", type=int, default=10_000)
+    ap.add_argument("--pause-ms", type=float, default=0.0, help="wait between chunks")
     ap.add_argument("--dir", default=None)
     a = ap.parse_args(argv)
     base = tempfile.mkdtemp(prefix="mms-bench-plans-", dir=a.dir)
-    out: dict = {"members": a.members, "chunk": a.chunk, "rate": a.rate, "batch": a.batch,
+    out: dict = {"members": a.members, "chunk": a.chunk, "pause_ms": a.pause_ms, "rate": a.rate, "batch": a.batch,
                  "cpus": os.cpu_count(), "loadavg_before": os.getloadavg()}
     try:
         eng = Engine(os.path.join(base, "d"), config=EngineConfig(
@@ -129,7 +130,8 @@ def main(argv=None) -> int:
         out["alone"] = _phase(eng, a, lambda: (time.sleep(a.seconds), {})[1])
 
         def run_plan() -> dict:
-            run = plans.run_plan(eng, plan["plan_id"], "bench-run", chunk=a.chunk)
+            run = plans.run_plan(eng, plan["plan_id"], "bench-run", chunk=a.chunk,
+                                 pause_s=a.pause_ms / 1000)
             return {"reached": run["reached"], "chunks": run["chunks_done"]}
 
         out["with_plan"] = _phase(eng, a, run_plan)

@@ -47,6 +47,7 @@ import datetime
 import hashlib
 import json
 import struct
+import time
 from collections.abc import Callable
 from concurrent.futures import Future
 
@@ -783,10 +784,12 @@ def step_run(engine: Engine, run_id: str, *, operator_id: int = 0, store_id: int
 
 
 def run_plan(engine: Engine, plan_id: int, run_id: str, *, members=None, chunk: int = CHUNK_DEFAULT,
-             operator_id: int = 0, store_id: int = 0, max_chunks: int | None = None) -> dict:
+             operator_id: int = 0, store_id: int = 0, max_chunks: int | None = None,
+             pause_s: float = 0.0) -> dict:
     """Start (or resume) a run and drive it chunk by chunk until it is done, paused, or
     max_chunks chunks have been taken. Returns the run as it is then. Safe to call again
-    with the same run id after a crash or from two callers at once."""
+    with the same run id after a crash or from two callers at once. pause_s: a wait
+    between chunks (seconds), leaving the writer and the cores to the swipes."""
     run = start_run(engine, plan_id, run_id, members=members, chunk=chunk,
                     operator_id=operator_id, store_id=store_id).result()
     taken = 0
@@ -799,6 +802,8 @@ def run_plan(engine: Engine, plan_id: int, run_id: str, *, members=None, chunk: 
             raise PlanError(r.reason, r.detail)
         run = get_run(engine, run_id) if r.replayed else r.value
         taken += 1
+        if pause_s > 0 and run["state"] == "running":
+            time.sleep(pause_s)
         if run["state"] == "paused":
             break
     return run

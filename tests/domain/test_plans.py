@@ -167,7 +167,7 @@ def test_a_run_stopped_midway_resumes_and_grants_exactly_once(eng):
     # A retried chunk (same client id: the step it was sent for) replays, applies nothing.
     r = plans.step_run(eng, "midway", step=1).result()
     assert r.replayed
-    done = plans.resume_run(eng, "midway", chunk=10)
+    done = plans.resume_run(eng, "midway", chunk=10, pause_s=0.001)
     assert done["state"] == "done" and done["reached"] == N
     assert all(len(eng.coupons_of(1000 + m)) == 1 for m in range(1, N + 1))
     assert plans.step_run(eng, "midway", step=6).result().reason == "RUN_DONE"
