@@ -190,6 +190,19 @@ class NotifyOp(IntEnum):
     NOTICES_ACK = 150
 
 
+class CampaignOp(IntEnum):
+    """Targeted plans and the built-in campaigns (core/domain/plans.py, campaigns.py)."""
+
+    PLAN_PUT = 170
+    PLAN_STATUS = 171
+    PLAN_RUN_START = 172
+    PLAN_RUN_CHUNK = 173
+    SIGN_IN = 174
+    REFERRAL_REWARD = 175
+    RECHARGE_CAMPAIGN_BONUS = 176
+    CAMPAIGN_PUT = 177
+
+
 class SegmentOp(IntEnum):
     """Segments, rule tags and RFM (core/domain/segments.py)."""
 
@@ -217,6 +230,7 @@ OP_RANGES: tuple[tuple[int, int, str, type], ...] = (
     (100, 119, "members", MemberOp),
     (120, 149, "chain", ChainOp),
     (150, 154, "notify", NotifyOp),
+    (170, 179, "campaigns", CampaignOp),
     (190, 199, "audit", AuditOp),
     (210, 219, "segments", SegmentOp),
 )

@@ -50,7 +50,9 @@ PERMISSIONS: tuple[str, ...] = (
     "audit.read",
     "notify.send",
     "segment.read",
+    "plan.read",
     "segment.write",
+    "plan.write",
 )
 
 _P = frozenset
@@ -64,14 +66,15 @@ MATRIX: dict[Role, frozenset[str]] = {
     # It also runs the integrations, such as the sender that drains member notices.
     Role.ADMIN: _P({"chain.write", "operator.write", "terminal.write", "rules.write",
                     "member.read", "member.write", "card.issue", "report.read",
-                    "audit.read", "notify.send", "segment.read", "segment.write"}),
+                    "audit.read", "notify.send", "segment.read", "segment.write", "plan.read",
+                    "plan.write"}),
     # Answers for one store: every counter operation including refunds and point
     # corrections, its staff (cashiers, customer service) and terminals, its reports
     # and exports, and the audit trail of what its staff did.
     Role.STORE_MANAGER: _P({"member.read", "member.write", "card.issue", "card.status",
                             "card.replace", "recharge", "swipe", "refund", "points.adjust",
                             "coupon.issue", "report.read", "export", "operator.write",
-                            "terminal.write", "audit.read", "segment.read"}),
+                            "terminal.write", "audit.read", "segment.read", "plan.read"}),
     # The counter: registers members, issues cards, takes recharges and swipes. Refunds
     # and point corrections need the manager.
     Role.CASHIER: _P({"member.read", "member.write", "card.issue", "recharge", "swipe"}),
@@ -80,13 +83,14 @@ MATRIX: dict[Role, frozenset[str]] = {
     Role.CUSTOMER_SERVICE: _P({"member.read", "member.write", "card.status", "card.replace",
                                "points.adjust", "coupon.issue"}),
     # Reconciles money chain-wide: reports, exports and the audit trail; changes nothing.
-    Role.FINANCE: _P({"member.read", "report.read", "export", "audit.read", "segment.read"}),
+    Role.FINANCE: _P({"member.read", "report.read", "export", "audit.read", "segment.read", "plan.read"}),
     # Promotions: coupon templates and issues, points and level rules, and the reports
-    # that judge them. No exports: those carry member data out of the system.
+    # that judge them; targeted plans and campaigns (plan.write: create, pause, run).
+    # No exports: those carry member data out of the system.
     Role.MARKETING: _P({"member.read", "coupon.template", "coupon.issue", "rules.write",
-                        "report.read", "segment.read", "segment.write"}),
+                        "report.read", "segment.read", "segment.write", "plan.read", "plan.write"}),
     # Reads everything needed to check the books and the staff; changes nothing.
-    Role.AUDITOR: _P({"member.read", "report.read", "audit.read", "segment.read"}),
+    Role.AUDITOR: _P({"member.read", "report.read", "audit.read", "segment.read", "plan.read"}),
 }
 
 # Roles bound to one store (their home store). The others are chain-wide.

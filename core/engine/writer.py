@@ -465,6 +465,20 @@ class AdminContext:
         self._append(recs)
         return first
 
+    def card_statuses(self, card_nos: np.ndarray) -> np.ndarray:
+        """The status of each card as this op has left it so far (or as committed), at
+        once: -1 for a card that does not exist. For bulk ops (plans, coupon issues),
+        where ctx.card per card would copy each row."""
+        nos = np.asarray(card_nos, dtype=np.uint64)
+        slots = self._engine._card_index.lookup_many(np.zeros(len(nos), np.uint64), nos)
+        out = np.full(len(nos), -1, np.int64)
+        found = slots >= 0
+        out[found] = self._engine._cards["status"][slots[found]]
+        if self._cards:
+            for i in np.flatnonzero(np.isin(nos, np.fromiter(self._cards, np.uint64))).tolist():
+                out[i] = int(self._cards[int(nos[i])]["status"])
+        return out
+
     def coupons_of(self, card_no: int) -> np.ndarray:
         """Copies of the coupons held by a card, as committed."""
         table = self._engine._coupons[: self._engine._n_coupons]
@@ -1036,12 +1050,13 @@ class Engine:
         if tpl is None:
             ctx.reject(Result.NOT_FOUND, f"coupon template {template_id} not found",
                        "TEMPLATE_NOT_FOUND")
-        for no in set(nos.tolist()):
-            card = ctx.card(no)
-            if card is None:
-                ctx.reject(Result.CARD_NOT_FOUND, f"card {no} not found")
-            if int(card["status"]) == CardStatus.CANCELLED:
-                ctx.reject(Result.CARD_CANCELLED, f"card {no} is cancelled")
+        uniq = np.unique(nos)
+        status = ctx.card_statuses(uniq)
+        missing, cancelled = uniq[status < 0], uniq[status == CardStatus.CANCELLED]
+        if len(missing):
+            ctx.reject(Result.CARD_NOT_FOUND, f"card {int(missing[0])} not found")
+        if len(cancelled):
+            ctx.reject(Result.CARD_CANCELLED, f"card {int(cancelled[0])} is cancelled")
         raw = ctx.get("coupon_stats", u32(template_id))
         issued, face = (int.from_bytes(raw[:8], "big"), int.from_bytes(raw[8:], "big")) if raw else (0, 0)
         n = len(nos)
@@ -1184,6 +1199,13 @@ class Engine:
         vectorised cold paths (search, reports). Rows change in place as commits
         publish; copy what must not move under you."""
         view = self._cards[: self._n_cards]
+        view.flags.writeable = False
+        return view
+
+    def coupons_snapshot(self) -> np.ndarray:
+        """The committed coupon table as a read-only numpy view (dtype COUPON), like
+        cards_snapshot (targeted plans' results and triggers)."""
+        view = self._coupons[: self._n_coupons]
         view.flags.writeable = False
         return view
 

@@ -163,6 +163,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     segment_cli.add_commands(sub)
 
+    from server.cli import plan as plan_cli
+
+    plan_cli.add_commands(sub)
+
     d = sub.add_parser("demo", help="run a demo chain with a simulated POS fleet")
     d.add_argument("--data", help="data directory (default: a temporary one)")
     d.add_argument("--seconds", type=float, default=20.0)

@@ -22,6 +22,8 @@ from core.records import (
 from server.mms_pb import (
     admin_pb2,
     admin_pb2_grpc,
+    campaign_pb2,
+    campaign_pb2_grpc,
     pos_pb2,
     pos_pb2_grpc,
     report_pb2,
@@ -33,6 +35,7 @@ from server.rpc.auth import ChainTerminals, Registry, TerminalSources
 from server.rpc.bridge import Bridge
 from server.rpc.constants import (
     ADMIN,
+    CAMPAIGN,
     INFLIGHT_OPS_MAX,
     POS,
     REPORT,
@@ -129,7 +132,7 @@ class MmsServer:
         from server.rpc.admin import AdminService  # it builds on this module
 
         # Every service registers through the guard, which decodes requests itself.
-        guarded = GuardedServer(self.server, RequestGuard(self.metrics, frozenset({POS, ADMIN, REPORT, SEGMENT})))
+        guarded = GuardedServer(self.server, RequestGuard(self.metrics, frozenset({POS, ADMIN, REPORT, SEGMENT, CAMPAIGN})))
         pos = PosService(self.bridge, terminals, self.metrics, chain=self.chain)
         pos_pb2_grpc.add_PosServiceServicer_to_server(pos, guarded)
         self.admin = AdminService(self.bridge, self.registry, self.metrics, chain=self.chain,
@@ -143,6 +146,10 @@ class MmsServer:
         self.segments.role = self.role
         segment_pb2_grpc.add_SegmentServiceServicer_to_server(self.segments, guarded)
         self.segments.start_schedule()
+        from server.rpc.campaign import CampaignService
+        campaigns = CampaignService(self.admin)
+        campaigns.role = self.role
+        campaign_pb2_grpc.add_CampaignServiceServicer_to_server(campaigns, guarded)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, guarded)
         if self.replication is not None:
             from server.mms_pb import replication_pb2_grpc
@@ -151,6 +158,7 @@ class MmsServer:
                  admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
                  report_pb2.DESCRIPTOR.services_by_name["ReportService"].full_name,
                  segment_pb2.DESCRIPTOR.services_by_name["SegmentService"].full_name,
+                 campaign_pb2.DESCRIPTOR.services_by_name["CampaignService"].full_name,
                  health.SERVICE_NAME, reflection.SERVICE_NAME, REFLECTION_V1)
         # What reflection.enable_server_reflection does for an aio server, through the guard;
         # v1 (what grpcurl and current clients ask first) and v1alpha (older clients).

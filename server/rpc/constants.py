@@ -7,6 +7,7 @@ POS = "mms.v1.PosService"
 ADMIN = "mms.v1.AdminService"
 REPORT = "mms.v1.ReportService"
 SEGMENT = "mms.v1.SegmentService"
+CAMPAIGN = "mms.v1.CampaignService"
 
 # A full batch request is about 110 KB and its response about 400 KB; 4 MiB leaves room
 # for IssueCards and bulk summaries while refusing anything absurd before decoding it.
@@ -35,6 +36,9 @@ RULE_TAG_EVAL_INTERVAL_S = 3600.0
 # seconds at 1,000,000 members, and under swipe load the tailer moves every second. Each
 # answer names the seq its behaviour is of. Rule-tag evaluations always load exactly.
 SEGMENT_READ_STALE_S = 30.0
+# A plan's or a campaign's settings as JSON (CampaignService): a `members` audience of
+# 100,000 ids (core.domain.plans.AUDIENCE_IDS_MAX) is about 1.2 MB of text.
+PLAN_JSON_CHARS_MAX = 2 * 1024 * 1024
 # Grace for in-flight RPCs on shutdown before they are cancelled.
 SHUTDOWN_GRACE_SECONDS = 10.0
 # Undecodable requests are logged at most this often, as one line with their count

@@ -11,6 +11,7 @@ import grpc
 
 from server.mms_pb import (
     admin_pb2,
+    campaign_pb2,
     pos_pb2,
     report_pb2,
     segment_pb2,
@@ -196,7 +197,7 @@ class GuardedServer:
 def takes_client_ids(service: str, method: str) -> bool:
     """Whether the method's request carries client ids (at its top or one level down),
     so that a retry with the same ids can tell whether its ops applied."""
-    for mod in (pos_pb2, admin_pb2, report_pb2, segment_pb2):
+    for mod in (pos_pb2, admin_pb2, report_pb2, segment_pb2, campaign_pb2):
         for svc in mod.DESCRIPTOR.services_by_name.values():
             if svc.full_name == service and method in svc.methods_by_name:
                 t = svc.methods_by_name[method].input_type

@@ -28,8 +28,8 @@ from dataclasses import dataclass
 
 import grpc
 
-from server.mms_pb import admin_pb2, pos_pb2, segment_pb2
-from server.rpc.constants import ADMIN, POS, SEGMENT
+from server.mms_pb import admin_pb2, campaign_pb2, pos_pb2, segment_pb2
+from server.rpc.constants import ADMIN, CAMPAIGN, POS, SEGMENT
 from server.rpc.errors import RpcFailure
 from server.rpc.guard import takes_client_ids
 
@@ -47,11 +47,11 @@ EPOCH_KEY = "epoch"
 # Methods that change state although their requests carry no client id (sessions are
 # kept in LMDB, so a login is a write; an import is keyed by its file id).
 _MUTATING_WITHOUT_IDS = {(ADMIN, "Login"), (ADMIN, "Logout"), (ADMIN, "ImportMembers")}
-_SERVICES = {POS: pos_pb2, ADMIN: admin_pb2, SEGMENT: segment_pb2}
+_SERVICES = {POS: pos_pb2, ADMIN: admin_pb2, SEGMENT: segment_pb2, CAMPAIGN: campaign_pb2}
 
 
 def is_mutating(service: str, method: str) -> bool:
-    """Whether a method of the POS, admin or segment service writes (and so needs the leader):
+    """Whether a method of the POS, admin, segment or campaign service writes (and so needs the leader):
     every method whose request carries client ids, and the few listed above. Reads
     (GetCard, ShowCard, the journal, reports) are served by every node."""
     if service not in _SERVICES:

@@ -18,7 +18,7 @@ import tempfile
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 PROTO_DIR = ROOT / "proto"
 OUT_DIR = ROOT / "server" / "mms_pb"
-PROTOS = ("types", "pos", "admin", "report", "segment", "replication")
+PROTOS = ("types", "pos", "admin", "report", "segment", "campaign", "replication")
 _IMPORT = re.compile(r"^from mms\.v1 import ", re.MULTILINE)
 
 

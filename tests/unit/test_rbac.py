@@ -24,18 +24,18 @@ from core.domain.rbac import (
 EXPECTED = {
     Role.ADMIN: {"chain.write", "operator.write", "terminal.write", "rules.write",
                  "member.read", "member.write", "card.issue", "report.read", "audit.read",
-                 "notify.send", "segment.read", "segment.write"},
+                 "notify.send", "segment.read", "segment.write", "plan.read", "plan.write"},
     Role.STORE_MANAGER: {"member.read", "member.write", "card.issue", "card.status",
                          "card.replace", "recharge", "swipe", "refund", "points.adjust",
                          "coupon.issue", "report.read", "export", "operator.write",
-                         "terminal.write", "audit.read", "segment.read"},
+                         "terminal.write", "audit.read", "segment.read", "plan.read"},
     Role.CASHIER: {"member.read", "member.write", "card.issue", "recharge", "swipe"},
     Role.CUSTOMER_SERVICE: {"member.read", "member.write", "card.status", "card.replace",
                             "points.adjust", "coupon.issue"},
-    Role.FINANCE: {"member.read", "report.read", "export", "audit.read", "segment.read"},
+    Role.FINANCE: {"member.read", "report.read", "export", "audit.read", "segment.read", "plan.read"},
     Role.MARKETING: {"member.read", "coupon.template", "coupon.issue", "rules.write",
-                     "report.read", "segment.read", "segment.write"},
-    Role.AUDITOR: {"member.read", "report.read", "audit.read", "segment.read"},
+                     "report.read", "segment.read", "segment.write", "plan.read", "plan.write"},
+    Role.AUDITOR: {"member.read", "report.read", "audit.read", "segment.read", "plan.read"},
 }
 SCOPED = {Role.STORE_MANAGER, Role.CASHIER, Role.CUSTOMER_SERVICE}
 HOME, OTHER = 10, 11

@@ -1,0 +1,157 @@
+"""Benchmark of a targeted plan under a swipe load (core/domain/plans.py); figures, no
+asserts (docs/benchmarks.md records them).
+
+    python3 bench/bench_plans.py --members 1000000 --seconds 5
+
+One engine, N members with one card each. A paced swipe load (--rate swipes/s in
+submissions of --batch, open loop, so both phases offer the same load) runs twice in
+the same process: first alone for --seconds, then while a plan issues one coupon to
+each of the N members in chunks of --chunk (each chunk one admin op). Reported: the
+plan's wall time, and each phase's submission commit latency p50/p99/max (submit to
+the future resolved, that is after the fsync), and the p99 ratio to the load alone
+before and after the plan (target: the plan under 60 s for 1,000,000 members and the
+p99 within 2x).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import tempfile
+import threading
+import time
+
+import numpy as np
+
+from core import Engine, EngineConfig
+from core.domain import plans
+from core.records import OP, OpType, Result
+from core.rules import CouponTemplate
+
+ISSUE_STEP = 100_000
+
+
+def _quantile_ms(lat: list[float], q: float) -> float:
+    return round(float(np.quantile(np.array(lat), q)) * 1000, 3) if lat else 0.0
+
+
+class SwipeLoad:
+    """Paced swipes of 1 fen on the first --swipe-cards cards until stop."""
+
+    def __init__(self, eng: Engine, cards: int, rate: int, batch: int) -> None:
+        self.eng, self.cards, self.batch = eng, cards, batch
+        self.interval = batch / rate
+        self.lat: list[float] = []
+        self.stop = threading.Event()
+        self.errors = 0
+        self._seq = 1 << 40
+
+    def run(self) -> None:
+        nxt = time.perf_counter()
+        rng = np.random.default_rng(7)
+        pending = []
+        while not self.stop.is_set():
+            ops = np.zeros(self.batch, dtype=OP)
+            ops["client_hi"] = 77
+            ops["client_lo"] = np.arange(self._seq, self._seq + self.batch, dtype=np.uint64)
+            self._seq += self.batch
+            ops["card_no"] = rng.integers(1, self.cards + 1, self.batch).astype(np.uint64)
+            ops["amount_fen"], ops["op_type"] = 1, OpType.SWIPE
+            t0 = time.perf_counter()
+            fut = self.eng.submit(ops)
+            fut.add_done_callback(lambda f, t0=t0: self.lat.append(time.perf_counter() - t0))
+            pending.append(fut)
+            nxt += self.interval
+            delay = nxt - time.perf_counter()
+            if delay > 0:
+                self.stop.wait(delay)
+            else:
+                nxt = time.perf_counter()   # behind: do not burst to catch up
+        for f in pending:
+            if f.result().codes.max() != Result.OK or f.result().codes.min() != Result.OK:
+                self.errors += 1
+
+
+def _phase(eng: Engine, a, body) -> dict:
+    load = SwipeLoad(eng, a.swipe_cards, a.rate, a.batch)
+    th = threading.Thread(target=load.run, name="bench-swipes")
+    th.start()
+    t0 = time.perf_counter()
+    extra = body()
+    wall = time.perf_counter() - t0
+    load.stop.set()
+    th.join()
+    return {"wall_s": round(wall, 3), "submissions": len(load.lat), "errors": load.errors,
+            "p50_ms": _quantile_ms(load.lat, 0.5), "p99_ms": _quantile_ms(load.lat, 0.99),
+            "max_ms": _quantile_ms(load.lat, 1.0), **extra}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--members", type=int, default=1_000_000)
+    ap.add_argument("--chunk", type=int, default=plans.CHUNK_DEFAULT)
+    ap.add_argument("--seconds", type=float, default=5.0, help="the load-alone phase")
+    ap.add_argument("--rate", type=int, default=2_000, help="swipes per second offered")
+    ap.add_argument("--batch", type=int, default=20, help="swipes per submission")
+    ap.add_argument("--swipe-cards", type=int, default=10_000)
+    ap.add_argument("--pause-ms", type=float, default=0.0, help="wait between chunks")
+    ap.add_argument("--dir", default=None)
+    a = ap.parse_args(argv)
+    base = tempfile.mkdtemp(prefix="mms-bench-plans-", dir=a.dir)
+    out: dict = {"members": a.members, "chunk": a.chunk, "pause_ms": a.pause_ms, "rate": a.rate, "batch": a.batch,
+                 "cpus": os.cpu_count(), "loadavg_before": os.getloadavg()}
+    try:
+        eng = Engine(os.path.join(base, "d"), config=EngineConfig(
+            map_size_bytes=8 << 30, issue_max_cards=ISSUE_STEP))
+        t = time.perf_counter()
+        for lo in range(1, a.members + 1, ISSUE_STEP):
+            ids = np.arange(lo, min(lo + ISSUE_STEP, a.members + 1), dtype=np.uint64)
+            assert eng.issue_cards(ids, os.urandom(16), member_ids=ids).result().code == Result.OK
+        rech = np.zeros(a.swipe_cards, dtype=OP)
+        rech["client_hi"], rech["client_lo"] = 78, np.arange(1, a.swipe_cards + 1, dtype=np.uint64)
+        rech["card_no"] = np.arange(1, a.swipe_cards + 1, dtype=np.uint64)
+        rech["amount_fen"], rech["op_type"] = 10**7, OpType.RECHARGE
+        for k in range(0, a.swipe_cards, 4096):
+            eng.submit(rech[k:k + 4096]).result()
+        eng.put_coupon_template(CouponTemplate(1, "bench", "fixed", value_fen=100), os.urandom(16)).result()
+        ids = np.arange(1, a.members + 1, dtype=np.uint64)
+        plan = plans.create_plan(eng, {"name": "bench", "audience": {"kind": "filter", "stores": [],
+                                                                     "levels": []},
+                                       "actions": [{"kind": "coupon", "template_id": 1}]},
+                                 os.urandom(16)).result().value
+        # Closed and opened again: the setup's checkpoint is behind us, so the first
+        # phase does not pay for it.
+        eng.close()
+        eng = Engine(os.path.join(base, "d"), config=EngineConfig(
+            map_size_bytes=8 << 30, issue_max_cards=ISSUE_STEP))
+        out["setup_s"] = round(time.perf_counter() - t, 1)
+        out["alone"] = _phase(eng, a, lambda: (time.sleep(a.seconds), {})[1])
+
+        def run_plan() -> dict:
+            run = plans.run_plan(eng, plan["plan_id"], "bench-run", chunk=a.chunk,
+                                 pause_s=a.pause_ms / 1000)
+            return {"reached": run["reached"], "chunks": run["chunks_done"]}
+
+        out["with_plan"] = _phase(eng, a, run_plan)
+        out["plan_s"] = out["with_plan"]["wall_s"]
+        # The load alone again after the plan: the machine's noise shows as the gap
+        # between the two alone phases.
+        out["alone_after"] = _phase(eng, a, lambda: (time.sleep(a.seconds), {})[1])
+        withp = out["with_plan"]["p99_ms"]
+        for key in ("alone", "alone_after"):
+            alone = out[key]["p99_ms"]
+            out[f"p99_ratio_vs_{key}"] = round(withp / alone, 2) if alone else None
+        out["coupons"] = int(len(eng.coupons_snapshot()))
+        assert out["coupons"] == len(ids)
+        out["loadavg_after"] = os.getloadavg()
+        eng.close()
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+    print(json.dumps(out, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
