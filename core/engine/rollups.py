@@ -25,6 +25,8 @@ blocks it touches (a few hundred puts), not one put per row.
     rollup_cards   u64 card_no -> u32 store     the store of a card's first record
     rollup_card_events (day)       -> rows of CARD_EVENTS_KEY rest + CARD_EVENTS_COLS
     rollup_card_status u64 card_no -> u1 status  a card's status after its last record
+    rollup_settlement (day)        -> rows of rollup_lots.SETTLEMENT_KEY rest + its COLS
+    rollup_lots, rollup_lot_*      the FIFO lots' state (core.engine.rollup_lots)
     rollup_meta    seq, tz_offset_s, format
 Integers only: every sum is int64.
 """
@@ -41,14 +43,16 @@ import lmdb
 import numpy as np
 
 from core import _fastpath
+from core.engine import rollup_lots
 from core.engine.storage import from_be, u64
 from core.records import COUPON, ITEM, JOURNAL, CardOp, CardStatus, OpType, RecordKind, Result
 
 log = logging.getLogger("mms.rollups")
 
 # 2: rows stored in blocks (format 1, one LMDB value per row, is dropped and rebuilt).
-# 3: the card events (rollup_card_events, rollup_card_status) added; rollups of format 2
-# do not have them for the seq they cover, so they are dropped and summed again.
+# 3: the card events (rollup_card_events, rollup_card_status) and the settlement by
+# recharge store (rollup_settlement and the lots' state) added; rollups of format 2 do
+# not have them for the seq they cover, so they are dropped and summed again.
 ROLLUP_FORMAT = 3
 # Journal records summed into one rollup transaction at most (read zero-copy from the
 # map; what is held is one SalesSum row per distinct key, ~180 bytes, at most one per
@@ -106,9 +110,11 @@ TABLES: dict[str, tuple[np.dtype, tuple[str, ...]]] = {
     SKU_DB: (SKU_KEY, SKU_COLS),
     COUPONS_DB: (COUPON_KEY, COUPON_COLS),
     CARD_EVENTS_DB: (CARD_EVENTS_KEY, CARD_EVENTS_COLS),
+    rollup_lots.SETTLEMENT_DB: (rollup_lots.SETTLEMENT_KEY, rollup_lots.SETTLEMENT_COLS),
 }
 # How many leading key fields make a table's block key.
-BLOCK_FIELDS = {SALES_DB: 3, SKU_DB: 2, COUPONS_DB: 2, CARD_EVENTS_DB: 1}
+BLOCK_FIELDS = {SALES_DB: 3, SKU_DB: 2, COUPONS_DB: 2, CARD_EVENTS_DB: 1,
+                rollup_lots.SETTLEMENT_DB: 1}
 
 
 class _Layout:
@@ -128,7 +134,7 @@ class _Layout:
 
 LAYOUTS = {t: _Layout(k, c, BLOCK_FIELDS[t]) for t, (k, c) in TABLES.items()}
 ROLLUP_DBS = (ROLLUP_META_DB, SALES_DB, SKU_DB, COUPONS_DB, CARDS_DB, CARD_EVENTS_DB,
-              CARD_STATUS_DB)
+              CARD_STATUS_DB, rollup_lots.SETTLEMENT_DB, *rollup_lots.STATE_DBS)
 
 _AFTER_OFF = JOURNAL.fields["after"][1]
 _TPL_OFF = COUPON.fields["template_id"][1]
@@ -206,6 +212,8 @@ class _Parts:
         # The card records of the stretch, in seq order, for card_event_rows: (card_no,
         # status after, op_type, first (prev_seq 0), day, store of issue) per block.
         self.card_recs: list[tuple[np.ndarray, ...]] = []
+        # The records that move principal (and the refunds), for rollup_lots.replay.
+        self.lot_recs: list[np.ndarray] = []
 
     def add(self, table: str, keys: np.ndarray, vals: np.ndarray) -> None:
         if len(keys):
@@ -339,6 +347,7 @@ class Summer:
                                 col("op_type").astype(np.int64), col("prev_seq") == 0,
                                 (col("time_s").astype(np.int64) + self.tz) // 86_400,
                                 issue_store))
+        parts.lot_recs.append(rollup_lots.lot_records(block, sel))
 
 
 def card_event_rows(parts: _Parts, status) -> list[tuple[bytes, bytes]]:
@@ -390,6 +399,15 @@ def card_event_rows(parts: _Parts, status) -> list[tuple[bytes, bytes]]:
     changed = np.flatnonzero(final != known)
     return [(u64(c), int(st).to_bytes(1, "big"))
             for c, st in zip(cs[tail][changed].tolist(), final[changed].tolist(), strict=True)]
+
+
+def settlement_rows(parts: _Parts, store, txn, tz: int) -> dict[str, list[tuple[bytes, bytes]]]:
+    """Replay parts' lot records over the lots stored as of the stretch's start (read in
+    txn): their settlement rows into parts, the lots' state puts returned."""
+    recs, parts.lot_recs = parts.lot_recs, []
+    keys, vals, puts = rollup_lots.replay(store, txn, recs, tz)
+    parts.add(rollup_lots.SETTLEMENT_DB, keys, vals)
+    return puts
 
 
 def load_status_map(store, txn) -> _fastpath.KeyMap:
@@ -479,7 +497,7 @@ def digest(store) -> str:
     mean byte-identical rollups."""
     h = hashlib.blake2b(digest_size=16)
     with store.read() as txn:
-        for name in (*TABLES, CARDS_DB, CARD_STATUS_DB):
+        for name in (*TABLES, CARDS_DB, CARD_STATUS_DB, *rollup_lots.STATE_DBS):
             h.update(name.encode() + b"\0")
             for k, v in txn.cursor(db=store.db[name]):
                 h.update(len(k).to_bytes(2, "big") + k + len(v).to_bytes(2, "big") + v)
@@ -607,10 +625,12 @@ class Rollups:
             # the write holds LMDB's lock (which the committer needs) only for the puts.
             sales, parts.sales = parts.sales, _fastpath.SalesSum()
             status = card_event_rows(parts, self.summer.status)
+            lot_puts = settlement_rows(parts, self.store, txn, self.tz)
             puts = {t: merged_blocks(txn, self.store, t, k, v)
                     for t, (k, v) in parts.reduced().items() if t != SALES_DB}
             puts[SALES_DB] = merged_sales(txn, self.store, sales)
             puts[CARD_STATUS_DB] = status
+            puts.update(lot_puts)
         self._write(puts, parts.new_cards, upto)
         apply_status(self.summer.status, status)
         with self._cond:
@@ -787,6 +807,8 @@ def snapshot(store, summer_tz: int, table: str, day_from: int, day_to: int,
             summer.block(txn, block, items, parts, pending)
         if table == CARD_EVENTS_DB:
             card_event_rows(parts, _LmdbStatus(store, txn))
+        if table == rollup_lots.SETTLEMENT_DB:
+            settlement_rows(parts, store, txn, summer_tz)
         tk, tv = parts.reduced()[table]
         inwin = (tk["day"] >= day_from) & (tk["day"] < day_to)
         keys, vals = reduce_rows(concat((keys, tk[inwin]), key_dtype),
