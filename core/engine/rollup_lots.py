@@ -272,11 +272,60 @@ def _grouped_cumsum(amount: np.ndarray, group: np.ndarray) -> np.ndarray:
 
 
 def _fifo(recs: np.ndarray, stored: dict[int, list[list[int]]]):
+    """_fifo_arrays with the stored lots and the lots after as {card: [[store, fen]]}."""
+    items = [(c, p) for c, lots in sorted(stored.items()) for p in lots]
+    st = np.zeros(len(items), _STORED)
+    if items:
+        st["card"] = [c for c, _ in items]
+        st["store"] = [p[0] for _, p in items]
+        st["fen"] = [p[1] for _, p in items]
+    pieces, cards, lc, ls, lf = _fifo_arrays(recs, st)
+    after: dict[int, list[list[int]]] = {int(c): [] for c in cards.tolist()}
+    for c, s, f in zip(lc.tolist(), ls.tolist(), lf.tolist(), strict=True):
+        after[c].append([s, f])
+    return pieces, after
+
+
+# Stored lots as arrays: the card, then its PIECE.
+_STORED = np.dtype([("card", "<i8"), ("store", "<i8"), ("fen", "<i8")])
+
+
+def _load_lots(txn, db, cards: np.ndarray) -> np.ndarray:
+    """The stored lots of cards (sorted, distinct) as _STORED rows, each card's in order."""
+    got = list(txn.cursor(db=db).getmulti([u64(c) for c in cards.tolist()]))
+    got = [(k, v) for k, v in got if len(v)]
+    if not got:
+        return np.zeros(0, _STORED)
+    ps = np.frombuffer(b"".join(bytes(v) for _, v in got), PIECE)
+    counts = np.array([len(v) // PIECE.itemsize for _, v in got], np.int64)
+    owner = np.frombuffer(b"".join(bytes(k) for k, _ in got), ">u8").astype(np.int64)
+    out = np.zeros(len(ps), _STORED)
+    out["card"] = np.repeat(owner, counts)
+    out["store"], out["fen"] = ps["store"], ps["fen"]
+    return out
+
+
+def _lots_puts(cards: np.ndarray, lc: np.ndarray, ls: np.ndarray,
+               lf: np.ndarray) -> list[tuple[bytes, bytes]]:
+    """rollup_lots puts of every card in cards: its lots after (lc, ls, lf: by card, in
+    order), encoded in one pass; b"" for a card with none left."""
+    a = np.zeros(len(lc), PIECE)
+    a["store"], a["fen"] = ls, lf
+    body = a.tobytes()
+    w = PIECE.itemsize
+    lo = np.searchsorted(lc, cards, "left").tolist()
+    hi = np.searchsorted(lc, cards, "right").tolist()
+    return [(u64(c), body[x * w:y * w]) for c, x, y in zip(cards.tolist(), lo, hi, strict=True)]
+
+
+def _fifo_arrays(recs: np.ndarray, stored: np.ndarray):
     """PrincipalLots for cards whose records in a stretch only add principal as new lots
     and take it oldest lot first (no refund, replacement or hand-over), vectorised: the
     lots and the takes of each card laid end to end on one line, a take's pieces are
-    where its stretch of the line meets the lots'. Returns the pieces (record index,
-    lot store, fen; per record oldest lot first) and each card's lots after."""
+    where its stretch of the line meets the lots'. stored: the cards' lots as _STORED
+    rows (by card, in order). Returns the pieces (record index, lot store, fen, whether
+    from a lot; per record oldest lot first), the cards (sorted) and their lots after
+    as (card, store, fen) arrays, by card, in order."""
     card = recs["card_no"].astype(np.int64)
     delta = recs["principal_delta_fen"].astype(np.int64)
     order = np.argsort(card, kind="stable")        # by card, then seq: the one big sort
@@ -287,14 +336,10 @@ def _fifo(recs: np.ndarray, stored: dict[int, list[list[int]]]):
     rank = np.empty(len(card), np.int64)
     rank[order] = np.cumsum(head) - 1
     # Supply: the stored lots (in order), then each record adding principal.
-    s_rank, s_amt, s_store, s_key = [], [], [], []
-    for k, c in enumerate(cards.tolist()):
-        lots = stored.get(c)
-        if lots:
-            s_rank.append(np.full(len(lots), k, np.int64))
-            s_amt.append(np.array([p[1] for p in lots], np.int64))
-            s_store.append(np.array([p[0] for p in lots], np.int64))
-            s_key.append(np.arange(len(lots), dtype=np.int64) - len(lots))
+    stored = stored[np.isin(stored["card"], cards)]
+    s_rank = [np.searchsorted(cards, stored["card"])]
+    s_amt, s_store = [stored["fen"].astype(np.int64)], [stored["store"].astype(np.int64)]
+    s_key = [np.arange(len(stored), dtype=np.int64) - len(stored)]   # before any record
     add = np.flatnonzero(delta > 0)
     s_rank.append(rank[add])
     s_amt.append(delta[add])
@@ -338,11 +383,7 @@ def _fifo(recs: np.ndarray, stored: dict[int, list[list[int]]]):
     used = base[s_rank] + t_tot[s_rank]
     left = np.minimum(s_amt, s_end - used)
     keep = left > 0
-    after: dict[int, list[list[int]]] = {int(c): [] for c in cards.tolist()}
-    for k, st, f in zip(s_rank[keep].tolist(), s_store[keep].tolist(), left[keep].tolist(),
-                        strict=True):
-        after[int(cards[k])].append([st, f])
-    return pieces, after
+    return pieces, cards, cards[s_rank[keep]], s_store[keep], left[keep]
 
 
 def replay(store, txn, recs: list[np.ndarray], tz: int
@@ -382,8 +423,8 @@ def replay(store, txn, recs: list[np.ndarray], tz: int
     fast = np.flatnonzero(~slow & (delta != 0))
     if len(fast):
         fr = r[fast]
-        stored = _load(txn, db[LOTS_DB], set(card[fast].tolist()), _pieces)
-        (idx, lot_store, fen, have), after = _fifo(fr, stored)
+        stored = _load_lots(txn, db[LOTS_DB], np.unique(card[fast]))
+        (idx, lot_store, fen, have), fcards, lc, ls, lf = _fifo_arrays(fr, stored)
         rec = fast[idx]
         fop = op[rec]
         spend = np.isin(fop, np.array(_SPEND_OPS, np.int64))
@@ -403,7 +444,7 @@ def replay(store, txn, recs: list[np.ndarray], tz: int
         e["store"], e["fen"] = lot_store[keyed], fen[keyed]
         spends = fast[np.isin(op[fast], np.array(_SPEND_OPS, np.int64)) & (delta[fast] < 0)]
         taken.put(e, spends=key_of[spends])
-        puts[LOTS_DB] += [(u64(c), _raw(q)) for c, q in after.items()]
+        puts[LOTS_DB] += _lots_puts(fcards, lc, ls, lf)
     # --- the linked cards, one record at a time ---
     sl = np.flatnonzero(slow)
     if len(sl):
