@@ -429,10 +429,20 @@ def replay(store, txn, recs: list[np.ndarray], tz: int
         fop = op[rec]
         spend = np.isin(fop, np.array(_SPEND_OPS, np.int64))
         # count: once per (record, pair) of a spend
-        first = np.zeros(len(rec), bool)
-        if len(rec):     # once per (record, lot store): a take may meet a store twice
-            _, once = np.unique(rec.astype(np.int64) << 32 | lot_store, return_index=True)
-            first[once] = True
+        # count once per (record, lot store): a take may meet a store twice. A record's
+        # pieces are contiguous; only records of several pieces (few) need a search.
+        first = np.ones(len(rec), bool)
+        if len(rec) > 1:
+            same = rec[1:] == rec[:-1]
+            multi = np.zeros(len(rec), bool)
+            multi[1:] |= same
+            multi[:-1] |= same
+            m = np.flatnonzero(multi)
+            if len(m):
+                _, once = np.unique(rec[m].astype(np.int64) << 32 | lot_store[m],
+                                    return_index=True)
+                first[m] = False
+                first[m[once]] = True
         rows.append(np.stack([day[rec], lot_store, spend_store[rec],
                               (spend & first).astype(np.int64),
                               np.where(spend, 1, 3).astype(np.int64), fen], axis=1))

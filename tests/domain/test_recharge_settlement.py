@@ -203,3 +203,24 @@ def test_a_hand_computed_case(tmp_path):
         check_rollups(eng)
     finally:
         eng.close()
+
+
+def test_a_spend_across_lots_of_two_stores_counts_once_per_pair(tmp_path):
+    """Card 3's lots: 500.00 (store 1), 100.00 (store 2), 100.00 (store 1); one swipe
+    of 650.00 at store 3 meets store 1 twice and store 2 once: one spend record for each
+    pair. No refund touches card 3, so the tailer takes it the vectorised way."""
+    eng, _ = run_workload(str(tmp_path), [("recharge", 3, 10_000, 2), ("recharge", 3, 10_000, 1)])
+    try:
+        r = eng.submit(*tagged_op("wide", 3, 65_000, store=3)).result()
+        assert r.codes[0] == Result.OK
+        j = ok_card_records(eng)
+        took = -int(j["principal_delta_fen"][j["op_type"] == OpType.SWIPE][-1])
+        assert took > 60_000          # into the third lot (the discount leaves that much)
+        check_rollups(eng)
+        rows = {(x["recharge_store"], x["spend_store"]): x
+                for x in reports.recharge_settlement_report(eng, FROM, TO)}
+        assert (rows[(1, 3)]["count"], rows[(2, 3)]["count"]) == (1, 1)
+        assert rows[(2, 3)]["spent_fen"] == 10_000
+        assert rows[(1, 3)]["spent_fen"] == took - 10_000
+    finally:
+        eng.close()
