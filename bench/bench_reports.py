@@ -6,7 +6,16 @@
    tailer on and off, alternating, in one run: the cost of keeping the rollups.
 2. A rebuild of the rollups from the journal that run wrote (records/s).
 3. The same report (staff commission over the window, and sales by store and day)
-   from the rollups and by scanning the journal, p50 of --repeat calls each.
+   from the rollups and by scanning the journal, p50 of --repeat calls each; card
+   statistics and the settlement by recharge store likewise (the scans: p50 of
+   --scan-repeat calls, they read the whole journal).
+
+    python3 bench/bench_reports.py --records 10000000 --cards 100000
+
+--records N builds a journal of N records (the cards' issues and recharges, then
+swipes) with the tailer off, skips the on/off runs, and times the rebuild from it and
+the reports from the rollups against the scans (the 10,000,000-record targets of
+docs/internals/reports.md).
 """
 
 from __future__ import annotations
@@ -47,7 +56,15 @@ def main(argv=None) -> int:
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--dir", default=None)
     ap.add_argument("--workload", choices=WORKLOADS, default="realistic")
+    ap.add_argument("--records", type=int, default=0,
+                    help="build a journal of this many records (no on/off runs) and time "
+                         "the rebuild and the reports on it")
+    ap.add_argument("--scan-repeat", type=int, default=1,
+                    help="calls of each journal scan (p50)")
     a = ap.parse_args(argv)
+    if a.records:
+        # prepare journals 3 records a card (issue, recharge, and what the rules add).
+        a.ops, a.runs = max(1, a.records - 3 * a.cards), 0
     base = tempfile.mkdtemp(prefix="mms-bench-reports-", dir=a.dir)
     out: dict = {"cards": a.cards, "ops": a.ops, "workload": a.workload, "cpus": os.cpu_count(),
                  "loadavg": os.getloadavg()}
@@ -56,6 +73,14 @@ def main(argv=None) -> int:
         prepare(seed, a.cards, a.batch)
         on, off = [], []
         keep = None
+        if a.records:
+            keep = os.path.join(base, "big")
+            shutil.copytree(seed, keep)
+            t = time.perf_counter()
+            out["build_swipes_per_s"] = run_engine(keep, a.cards, a.ops, a.batch, seed=1,
+                                                   rollups=False,
+                                                   workload=a.workload)["swipes_per_s"]
+            out["build_s"] = time.perf_counter() - t
         for r in range(a.runs):
             for flag, sink in ((True, on), (False, off)) if r % 2 == 0 else ((False, off), (True, on)):
                 d = os.path.join(base, f"run{r}-{int(flag)}")
@@ -66,9 +91,10 @@ def main(argv=None) -> int:
                     keep = d
                 else:
                     shutil.rmtree(d)
-        out["swipes_per_s_rollups_on"] = statistics.median(on)
-        out["swipes_per_s_rollups_off"] = statistics.median(off)
-        out["rollups_cost_ratio"] = 1 - out["swipes_per_s_rollups_on"] / out["swipes_per_s_rollups_off"]
+        if on:
+            out["swipes_per_s_rollups_on"] = statistics.median(on)
+            out["swipes_per_s_rollups_off"] = statistics.median(off)
+            out["rollups_cost_ratio"] = 1 - out["swipes_per_s_rollups_on"] / out["swipes_per_s_rollups_off"]
         eng = Engine(keep, config=EngineConfig(checkpoint_ops=10**12))
         try:
             with eng.store.read() as txn:
@@ -86,12 +112,25 @@ def main(argv=None) -> int:
             out["commission_rollups_p50_s"] = _p50(
                 lambda: reports.commission_from_rollups(eng, frm, to), a.repeat)
             out["commission_scan_p50_s"] = _p50(
-                lambda: reports.commission_scan(eng, since, since + 2 * 86_400), a.repeat)
+                lambda: reports.commission_scan(eng, since, since + 2 * 86_400), a.scan_repeat)
             out["commission_admin_rpc_core_p50_s"] = _p50(
                 lambda: reports.commission_report(eng, since + 1, since + 2 * 86_400 - 1), a.repeat)
             out["commission_scan_over_rollups"] = out["commission_scan_p50_s"] / out["commission_rollups_p50_s"]
             out["sales_by_store_day_rollups_p50_s"] = _p50(
                 lambda: reports.sales_report(eng, frm, to, by=("store", "day")), a.repeat)
+            month = (today.replace(day=1) - datetime.timedelta(days=1)).replace(day=1).isoformat()
+            for name, fast, slow, window in (
+                    ("card_stats", reports.card_stats_report, reports.card_stats_scan,
+                     (month, to)),
+                    ("recharge_settlement", reports.recharge_settlement_report,
+                     reports.recharge_settlement_scan, (frm, to))):
+                out[f"{name}_rollups_p50_s"] = _p50(lambda f=fast, w=window: f(eng, *w),
+                                                    a.repeat)
+                out[f"{name}_scan_p50_s"] = _p50(lambda f=slow, w=window: f(eng, *w),
+                                                 a.scan_repeat)
+                out[f"{name}_rollups_equal_scan"] = fast(eng, *window) == slow(eng, *window)
+                out[f"{name}_scan_over_rollups"] = (out[f"{name}_scan_p50_s"]
+                                                    / out[f"{name}_rollups_p50_s"])
             with eng.store.read() as txn:
                 out["rollup_sales_rows"] = txn.stat(eng.store.db[rollups.SALES_DB])["entries"]
         finally:

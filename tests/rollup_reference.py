@@ -12,6 +12,8 @@ import struct
 import numpy as np
 
 from core.engine.rollups import (
+    CARD_EVENTS_DB,
+    CARD_STATUS_DB,
     CARDS_DB,
     COUPONS_DB,
     JOURNAL_ITEM,
@@ -21,7 +23,7 @@ from core.engine.rollups import (
     decode_blocks,
     encode_blocks,
 )
-from core.records import COUPON, JOURNAL, OpFlag, OpType, RecordKind, Result
+from core.records import COUPON, JOURNAL, CardOp, CardStatus, OpFlag, OpType, RecordKind, Result
 
 
 def whole_journal(store) -> tuple[np.ndarray, np.ndarray]:
@@ -39,7 +41,7 @@ def stored(store) -> dict[str, dict[bytes, bytes]]:
     stored blocks are checked to be what their rows encode (sorted, distinct keys)."""
     out: dict[str, dict[bytes, bytes]] = {}
     with store.read() as txn:
-        for name in (SALES_DB, SKU_DB, COUPONS_DB):
+        for name in (SALES_DB, SKU_DB, COUPONS_DB, CARD_EVENTS_DB):
             raw = [(bytes(k), bytes(v)) for k, v in txn.cursor(db=store.db[name])]
             keys, vals = decode_blocks(name, raw)
             kb = [k.tobytes() for k in keys]
@@ -47,6 +49,8 @@ def stored(store) -> dict[str, dict[bytes, bytes]]:
             assert encode_blocks(name, keys, vals) == raw, name
             out[name] = {k: v.astype("<i8").tobytes() for k, v in zip(kb, vals, strict=True)}
         out[CARDS_DB] = {bytes(k): bytes(v) for k, v in txn.cursor(db=store.db[CARDS_DB])}
+        out[CARD_STATUS_DB] = {bytes(k): bytes(v)
+                               for k, v in txn.cursor(db=store.db[CARD_STATUS_DB])}
     return out
 
 
@@ -104,6 +108,34 @@ def recompute(store, tz: int) -> dict[str, dict[bytes, bytes]]:
         key = struct.pack(">IIHQB", (int(r["time_s"]) + tz) // 86_400, int(r["store_id"]),
                           int(it["category"]), int(it["sku"]), int(r["op_type"]))
         _add(sku, key, [1, int(it["qty"]), int(it["amount_fen"])])
+    events, status = card_events(j, cardrec, first_at, tz)
     pack = lambda t: {k: struct.pack(f"<{len(v)}q", *v) for k, v in t.items()}  # noqa: E731
     cards = {struct.pack(">Q", c): struct.pack(">I", s) for c, (_q, s) in first_at.items()}
-    return {SALES_DB: pack(sales), SKU_DB: pack(sku), COUPONS_DB: pack(coupons), CARDS_DB: cards}
+    return {SALES_DB: pack(sales), SKU_DB: pack(sku), COUPONS_DB: pack(coupons), CARDS_DB: cards,
+            CARD_EVENTS_DB: pack({k: v for k, v in events.items() if any(v)}),
+            CARD_STATUS_DB: status}
+
+
+def card_events(j, cardrec, first_at, tz) -> tuple[dict, dict]:
+    """rollup_card_events and rollup_card_status, one Python step a record: the status
+    before is the after-image of the record the record's prev_seq names."""
+    by_seq = {int(r["seq"]): r for r in j[cardrec]}
+    events: dict[bytes, list[int]] = {}
+    last: dict[int, int] = {}
+    for r in j[cardrec]:
+        seq, card = int(r["seq"]), int(r["card_no"])
+        f = first_at.get(card)
+        issue = f[1] if f is not None and seq >= f[0] else 0
+        prev = int(r["prev_seq"])
+        before = None if prev == 0 else int(by_seq[prev]["after"]["status"])
+        after, op = int(r["after"]["status"]), int(r["op_type"])
+        moved = after if before != after else None
+        replaced = moved == CardStatus.CANCELLED and op == CardOp.REPLACE
+        was = before is not None and before != CardStatus.CANCELLED
+        key = struct.pack(">II", (int(r["time_s"]) + tz) // 86_400, issue)
+        _add(events, key, [int(before is None), int(moved == CardStatus.CANCELLED and not replaced),
+                           int(op == CardOp.RENEW), int(replaced),
+                           int(moved == CardStatus.DORMANT), int(moved == CardStatus.LOST),
+                           int(after != CardStatus.CANCELLED) - int(was)])
+        last[card] = after
+    return events, {struct.pack(">Q", c): bytes([s]) for c, s in last.items()}

@@ -32,6 +32,7 @@ from core.domain.rbac import (
     Role,
     authorize,
     check_grant,
+    is_region_scoped,
     is_store_scoped,
     role_of,
 )
@@ -90,6 +91,7 @@ NODE_HAS_OPEN_CHILDREN = "NODE_HAS_OPEN_CHILDREN"
 PARENT_KIND_INVALID = "PARENT_KIND_INVALID"
 NOT_A_TERMINAL = "NOT_A_TERMINAL"
 NOT_A_STORE = "NOT_A_STORE"
+NOT_A_REGION = "NOT_A_REGION"
 OPERATOR_NOT_FOUND = "OPERATOR_NOT_FOUND"
 LOGIN_TAKEN = "LOGIN_TAKEN"
 LAST_ADMIN = "LAST_ADMIN"
@@ -262,26 +264,35 @@ class Operator:
     failed_logins: int = 0
     locked_until_s: int = 0
     password: dict = field(default_factory=dict, repr=False)
+    # The home region of a region-scoped role (rbac.REGION_SCOPED_ROLES); 0 otherwise.
+    # Stored (and audited) only when set, so other operators' rows are unchanged.
+    home_region_id: int = 0
 
     def to_json(self) -> dict:
-        return {"id": self.operator_id, "login": self.login, "name": self.name,
-                "role": self.role.value, "home_store_id": self.home_store_id,
-                "created_s": self.created_s, "disabled": self.disabled,
-                "failed_logins": self.failed_logins, "locked_until_s": self.locked_until_s,
-                "password": self.password}
+        d = {"id": self.operator_id, "login": self.login, "name": self.name,
+             "role": self.role.value, "home_store_id": self.home_store_id,
+             "created_s": self.created_s, "disabled": self.disabled,
+             "failed_logins": self.failed_logins, "locked_until_s": self.locked_until_s,
+             "password": self.password}
+        if self.home_region_id:
+            d["home_region_id"] = self.home_region_id
+        return d
 
     @classmethod
     def from_json(cls, d: dict) -> Operator:
         return cls(d["id"], d["login"], d["name"], Role(d["role"]), d["home_store_id"],
                    d["created_s"], d["disabled"], d["failed_logins"], d["locked_until_s"],
-                   d["password"])
+                   d["password"], d.get("home_region_id", 0))
 
     def audit(self) -> dict:
         """What the audit trail shows: never the password hash."""
-        return {"id": self.operator_id, "login": self.login, "name": self.name,
-                "role": self.role.value, "home_store_id": self.home_store_id,
-                "disabled": self.disabled, "failed_logins": self.failed_logins,
-                "locked_until_s": self.locked_until_s}
+        d = {"id": self.operator_id, "login": self.login, "name": self.name,
+             "role": self.role.value, "home_store_id": self.home_store_id,
+             "disabled": self.disabled, "failed_logins": self.failed_logins,
+             "locked_until_s": self.locked_until_s}
+        if self.home_region_id:
+            d["home_region_id"] = self.home_region_id
+        return d
 
 
 @dataclass(frozen=True)
@@ -293,6 +304,10 @@ class Principal:
     home_store_id: int
     expires_s: int = 0
     disabled: bool = False
+    # A region-scoped role's region and the stores under it now (rbac.authorize and
+    # rbac.report_scope read them); 0 and empty for every other role.
+    home_region_id: int = 0
+    region_stores: frozenset[int] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -501,6 +516,12 @@ class Chain:
         op = self._operators.get(rec.operator_id)
         if op is None or op.disabled:
             return None
+        if op.home_region_id:
+            # Resolved on every call (cached per tree change), so a store opened in
+            # or moved out of the region counts at once.
+            return Principal(op.operator_id, op.role, op.home_store_id, rec.expires_s,
+                             home_region_id=op.home_region_id,
+                             region_stores=self.stores_under(op.home_region_id))
         return Principal(op.operator_id, op.role, op.home_store_id, rec.expires_s)
 
     # --- running ops ------------------------------------------------------------------
@@ -773,16 +794,31 @@ class Chain:
                 raise ChainError(NODE_CLOSED, f"store {home_store_id} is closed")
             return node.node_id
         if home_store_id:
-            raise ChainError(BAD_INPUT, f"role {role.value} is chain-wide; it has no home store")
+            raise ChainError(BAD_INPUT, f"role {role.value} has no home store")
+        return 0
+
+    def _check_region(self, role: Role, home_region_id: int) -> int:
+        """The home region of a region-scoped role (an open region node), else 0."""
+        if is_region_scoped(role):
+            node = self._nodes.get(int(home_region_id))
+            if node is None or node.kind != NodeKind.REGION:
+                raise ChainError(NOT_A_REGION, f"role {role.value} needs a home region, "
+                                               f"node {home_region_id} is not one")
+            if node.closed:
+                raise ChainError(NODE_CLOSED, f"region {home_region_id} is closed")
+            return node.node_id
+        if home_region_id:
+            raise ChainError(BAD_INPUT, f"role {role.value} has no home region")
         return 0
 
     def create_operator(self, actor: PrincipalLike | None, client_id: bytes, *, login: str,
                         password: str, role: Role | str, name: str = "",
-                        home_store_id: int = 0) -> Operator:
+                        home_store_id: int = 0, home_region_id: int = 0) -> Operator:
         login = _check_login(login)
         name = _check_name(name or login)
         role = role_of(role)
         home = self._check_home(role, home_store_id)
+        region = self._check_region(role, home_region_id)
         self._authorize_staffing(actor, role, home)
         if not self.bootstrapped():
             raise ChainError(NOT_BOOTSTRAPPED, "bootstrap the chain first")
@@ -794,7 +830,8 @@ class Chain:
             oid = self._next_id(ctx, b"next_operator_id")
             if oid > ID_MAX:
                 _reject(ctx, BAD_INPUT, "operator ids are exhausted")
-            op = Operator(oid, login, name, role, home, ctx.now, password=pw)
+            op = Operator(oid, login, name, role, home, ctx.now, password=pw,
+                          home_region_id=region)
             self._put_operator(ctx, op, None)
             ctx.put(DB_META, b"next_operator_id", u32(oid + 1))
             ctx.detail = {"before": None, "after": op.audit()}
@@ -834,20 +871,22 @@ class Chain:
         return self._operators[known.operator_id]
 
     def set_operator_role(self, actor: PrincipalLike | None, client_id: bytes, operator_id: int,
-                          role: Role | str, home_store_id: int = 0) -> Operator:
+                          role: Role | str, home_store_id: int = 0,
+                          home_region_id: int = 0) -> Operator:
         """Move an operator to a role (and home store). The actor must be allowed to
         staff both the old and the new place. Their sessions end: a session never
         carries powers its operator no longer has, nor lacks ones just given."""
         known = self._target(actor, operator_id)
         role = role_of(role)
         home = self._check_home(role, home_store_id)
+        region = self._check_region(role, home_region_id)
         self._authorize_staffing(actor, role, home)
         if actor is not None and int(actor.operator_id) == known.operator_id:
             raise PermissionDenied(SELF_CHANGE, "operator.write",
                                    "an operator cannot change their own role")
 
         def change(ctx: AdminContext, old: Operator) -> Operator:
-            return replace(old, role=role, home_store_id=home)
+            return replace(old, role=role, home_store_id=home, home_region_id=region)
 
         return self._change_operator(actor, client_id, ChainOp.OPERATOR_SET_ROLE, known, change,
                                      drop_sessions=True)

@@ -25,6 +25,7 @@ class Role(str, Enum):
     FINANCE = "finance"
     MARKETING = "marketing"
     AUDITOR = "auditor"
+    REGION_MANAGER = "region_manager"
 
 
 # Every permission an admin RPC may ask for. A name not in this list is a programming
@@ -91,10 +92,18 @@ MATRIX: dict[Role, frozenset[str]] = {
                         "report.read", "segment.read", "segment.write", "plan.read", "plan.write"}),
     # Reads everything needed to check the books and the staff; changes nothing.
     Role.AUDITOR: _P({"member.read", "report.read", "audit.read", "segment.read", "plan.read"}),
+    # Oversees the stores of one region: reads their reports (rolled up over exactly
+    # the region's stores, report_scope below) and nothing else. No member data, no
+    # exports of member lists, no money, no staff.
+    Role.REGION_MANAGER: _P({"report.read"}),
 }
 
 # Roles bound to one store (their home store). The others are chain-wide.
 STORE_SCOPED_ROLES = frozenset({Role.STORE_MANAGER, Role.CASHIER, Role.CUSTOMER_SERVICE})
+# Roles bound to one region (their home region): they act on the data of the region's
+# stores, which the principal carries (region_stores, resolved from the chain tree on
+# every call). Neither store-scoped nor chain-wide.
+REGION_SCOPED_ROLES = frozenset({Role.REGION_MANAGER})
 
 # Which roles an operator of a role may give (create an operator with, or move one to).
 # An admin staffs the chain; a store manager staffs the counter and the service desk of
@@ -112,6 +121,8 @@ PERMISSION_NOT_GRANTED = "PERMISSION_NOT_GRANTED"
 STORE_REQUIRED = "STORE_REQUIRED"
 OTHER_STORE = "OTHER_STORE"
 ROLE_NOT_GRANTABLE = "ROLE_NOT_GRANTABLE"
+REGION_REQUIRED = "REGION_REQUIRED"
+OTHER_REGION = "OTHER_REGION"
 
 
 class PermissionDenied(Exception):
@@ -151,15 +162,18 @@ def is_store_scoped(role: Role | str) -> bool:
     return role_of(role) in STORE_SCOPED_ROLES
 
 
-def authorize(principal: PrincipalLike | None, permission: str,
-              store_id: int | None = None) -> None:
-    """Raise PermissionDenied unless principal may use permission on store_id's data.
+def is_region_scoped(role: Role | str) -> bool:
+    return role_of(role) in REGION_SCOPED_ROLES
 
-    store_id is the store that owns the data (or where the act happens); None means
-    data of the whole chain (a chain-wide list, a chain-level setting). Store-scoped
-    operators pass only for their own store and never for None: a cashier's search must
-    name the store, so it can only ever see that store's members.
-    """
+
+def is_chain_wide(role: Role | str) -> bool:
+    r = role_of(role)
+    return r not in STORE_SCOPED_ROLES and r not in REGION_SCOPED_ROLES
+
+
+def _holder(principal: PrincipalLike | None, permission: str,
+            store_id: int | None = None) -> Role:
+    """The principal's role once it is authenticated, enabled and holds permission."""
     if permission not in _KNOWN:
         raise ValueError(f"unknown permission {permission!r}")
     if principal is None:
@@ -173,6 +187,20 @@ def authorize(principal: PrincipalLike | None, permission: str,
         raise PermissionDenied(PERMISSION_NOT_GRANTED, permission,
                                f"role {role.value} does not hold {permission}",
                                operator_id=op_id, store_id=store_id)
+    return role
+
+
+def authorize(principal: PrincipalLike | None, permission: str,
+              store_id: int | None = None) -> None:
+    """Raise PermissionDenied unless principal may use permission on store_id's data.
+
+    store_id is the store that owns the data (or where the act happens); None means
+    data of the whole chain (a chain-wide list, a chain-level setting). Store-scoped
+    operators pass only for their own store and never for None: a cashier's search must
+    name the store, so it can only ever see that store's members.
+    """
+    role = _holder(principal, permission, store_id)
+    op_id = int(principal.operator_id)
     if role in STORE_SCOPED_ROLES:
         home = int(principal.home_store_id)
         if store_id is None:
@@ -183,12 +211,67 @@ def authorize(principal: PrincipalLike | None, permission: str,
             raise PermissionDenied(OTHER_STORE, permission,
                                    f"operator {op_id} belongs to store {home}, not {store_id}",
                                    operator_id=op_id, store_id=int(store_id))
+    elif role in REGION_SCOPED_ROLES:
+        region = int(getattr(principal, "home_region_id", 0))
+        if store_id is None:
+            raise PermissionDenied(REGION_REQUIRED, permission,
+                                   f"role {role.value} acts only within region {region}; "
+                                   "the request must name a store of it", operator_id=op_id)
+        if int(store_id) not in getattr(principal, "region_stores", ()):
+            # The same answer for a store of another region and for no store at all:
+            # a region manager cannot probe which store ids exist.
+            raise PermissionDenied(OTHER_REGION, permission,
+                                   f"store {store_id} is not a store of region {region}",
+                                   operator_id=op_id, store_id=int(store_id))
 
 
 def store_filter(principal: PrincipalLike) -> int | None:
     """The store a list or search must be limited to for this principal (None: any)."""
     role = role_of(principal.role)
     return int(principal.home_store_id) if role in STORE_SCOPED_ROLES else None
+
+
+def report_scope(principal: PrincipalLike | None, store_id: int = 0, region_id: int = 0,
+                 stores_under=None) -> tuple[int, frozenset[int] | None]:
+    """The one place a report's scope is decided: (the store the report names, 0 when it
+    covers several; the stores whose figures it may read, None for the whole chain),
+    authorized for report.read, or PermissionDenied.
+
+    store_id / region_id are the request's (0: not named). A store-scoped role reads
+    its home store only (another store, or any region, is OTHER_STORE); a region-scoped
+    role reads exactly the stores of its home region, one of them or all (another
+    region, or a store outside it, existing or not, is OTHER_REGION); a chain-wide role
+    reads any store, one region's stores (stores_under(region_id), which raises for a
+    node that is not there: HQ may tell), or the whole chain.
+    """
+    store_id, region_id = int(store_id or 0), int(region_id or 0)
+    role = _holder(principal, "report.read")
+    op_id = int(principal.operator_id)
+    if role in STORE_SCOPED_ROLES:
+        home = int(principal.home_store_id)
+        authorize(principal, "report.read", store_id or home)
+        if region_id:
+            raise PermissionDenied(OTHER_STORE, "report.read",
+                                   f"operator {op_id} reads store {home} only, not a region",
+                                   operator_id=op_id, store_id=home)
+        return home, frozenset({home})
+    if role in REGION_SCOPED_ROLES:
+        region = int(getattr(principal, "home_region_id", 0))
+        stores = frozenset(getattr(principal, "region_stores", ()))
+        if region_id and region_id != region:
+            raise PermissionDenied(OTHER_REGION, "report.read",
+                                   f"operator {op_id} reads region {region} only, "
+                                   f"not {region_id}", operator_id=op_id)
+        if store_id:
+            authorize(principal, "report.read", store_id)
+            return store_id, frozenset({store_id})
+        return 0, stores
+    authorize(principal, "report.read", store_id or None)
+    if store_id:
+        return store_id, frozenset({store_id})
+    if region_id:
+        return 0, frozenset(stores_under(region_id))
+    return 0, None
 
 
 def check_grant(principal: PrincipalLike, role: Role | str) -> None:

@@ -182,6 +182,7 @@ def commission_scan(engine, since_s: int, until_s: int,
 
 import datetime  # noqa: E402
 
+from core.engine import rollup_lots as _lots  # noqa: E402
 from core.engine import rollups as _ru  # noqa: E402
 from core.records import OP_NAMES  # noqa: E402
 
@@ -680,11 +681,29 @@ def card_stats_report(engine, date_from: str, date_to: str, *, by_store: bool = 
     cancelled (status to CANCELLED other than by REPLACE), renewed (RENEW records),
     replaced (the old card of a REPLACE), gone dormant (status to DORMANT), reported
     lost (status to LOST), and in circulation (cards that exist and are not CANCELLED)
-    at the end of the month's last day in the window. month is YYYYMM. Computed by
-    scanning the journal from seq 1 (exact to the last commit; cost linear in the
-    journal). stores restricts to cards issued there."""
+    at the end of the month's last day in the window. month is YYYYMM. From the
+    rollups (rollup_card_events: one row per day and store of issue, every day before
+    the window for the opening circulation) plus the journal's tail: exact to the last
+    commit. stores restricts to cards issued there. card_stats_scan is the same report
+    by a scan of the whole journal."""
     a, b = day_window(date_from, date_to)
-    ev = _card_events(engine, b, _tz(engine))
+    keys, vals = _ru.snapshot(engine.store, _tz(engine), _ru.CARD_EVENTS_DB, 0, b)
+    ev = np.column_stack([keys["day"].astype(np.int64), keys["issue_store"].astype(np.int64),
+                          vals]) if len(keys) else np.zeros((0, 9), np.int64)
+    return _card_stats_rows(ev, a, b, by_store, stores)
+
+
+def card_stats_scan(engine, date_from: str, date_to: str, *, by_store: bool = False,
+                    stores=None) -> list[dict]:
+    """card_stats_report computed by scanning the journal from seq 1 (cost linear in
+    the journal): the check of the rollups and the benchmark's baseline."""
+    a, b = day_window(date_from, date_to)
+    return _card_stats_rows(_card_events(engine, b, _tz(engine)), a, b, by_store, stores)
+
+
+def _card_stats_rows(ev: np.ndarray, a: int, b: int, by_store: bool, stores) -> list[dict]:
+    """The report's rows of card events ev (n x 9: day, issue_store, the seven
+    CARD_EVENTS_COLS; per record or summed per day, the same) for days [a, b)."""
     if stores is not None:
         ev = ev[np.isin(ev[:, 1], np.array(sorted(stores), np.int64))]
     if not by_store:
@@ -834,122 +853,38 @@ def visit_frequency_report(engine, date_from: str, date_to: str, *, by_store: bo
 
 RECHARGE_SETTLEMENT_FIELDS = ("recharge_store", "spend_store", "count", "spent_fen",
                               "refunded_fen", "other_fen", "net_fen")
-_SPEND_OPS = (OpType.SWIPE, OpType.SUPP_DEBIT, OpType.USE_COUNT)
 
 
-class PrincipalLots:
-    """Each card's principal as lots [recharge store, fen], oldest first, replayed from
-    the journal in seq order (the attribution rule of recharge_settlement_report):
-
-    - principal coming in (principal_delta_fen > 0) is a new lot at the record's store,
-      except: a REFUND (and the SUPP_DEBIT that refunds a supplementary card's swipe)
-      puts back what the refunded swipe took, newest piece first, at the front of the
-      queue with the pieces' own recharge stores (anything beyond what the swipe took
-      from principal is a new lot at the refunding store); the new card of a
-      replacement takes over the old card's lots (the REPLACE record that empties the
-      old card names it in replaced_by);
-    - principal going out takes the oldest lots first. A spend (SWIPE, SUPP_DEBIT,
-      USE_COUNT) is remembered per swipe so that its refunds can put it back.
-
-    on_piece(record, lot store, fen, kind) is called for every piece that moves:
-    kind "spent", "refunded" or "other" (fees, expiries, adjustments)."""
-
-    def __init__(self, on_piece) -> None:
-        from collections import deque
-        self._deque = deque
-        self.lots: dict[int, deque] = {}
-        self.taken: dict[int, list[list[int]]] = {}   # swipe seq -> pieces [store, fen]
-        self.refund_of: dict[int, int] = {}           # refund seq -> the swipe it refunds
-        self.moving: dict[int, list[list[int]]] = {}  # new card -> the old card's lots
-        self.on_piece = on_piece
-
-    def _queue(self, card: int):
-        q = self.lots.get(card)
-        if q is None:
-            q = self.lots[card] = self._deque()
-        return q
-
-    def apply(self, r) -> None:
-        from core.domain.cards import CardOp
-        card, delta, op = int(r["card_no"]), int(r["principal_delta_fen"]), int(r["op_type"])
-        seq, ref = int(r["seq"]), int(r["ref_seq"])
-        if op == OpType.REFUND:
-            self.refund_of[seq] = ref
-        if delta == 0:
-            return
-        q = self._queue(card)
-        if delta > 0:
-            if op == OpType.REFUND or (op == OpType.SUPP_DEBIT and ref in self.refund_of):
-                swipe = ref if op == OpType.REFUND else self.refund_of[ref]
-                pieces = self.taken.get(swipe, [])
-                back = delta
-                while back and pieces:
-                    p = pieces[-1]
-                    n = min(back, p[1])
-                    p[1] -= n
-                    back -= n
-                    if p[1] == 0:
-                        pieces.pop()
-                    if q and q[0][0] == p[0]:
-                        q[0][1] += n
-                    else:
-                        q.appendleft([p[0], n])
-                    self.on_piece(r, p[0], n, "refunded")
-                if back:
-                    q.append([int(r["store_id"]), back])
-                    self.on_piece(r, int(r["store_id"]), back, "refunded")
-                return
-            moved = self.moving.pop(card, None)
-            if moved:
-                q.extend(moved)
-                delta -= sum(p[1] for p in moved)
-            if delta > 0:
-                q.append([int(r["store_id"]), delta])
-            return
-        out = -delta
-        if op == CardOp.REPLACE and int(r["after"]["replaced_by"]):
-            moved = []
-            while out and q:
-                n = min(out, q[0][1])
-                moved.append([q[0][0], n])
-                q[0][1] -= n
-                out -= n
-                if q[0][1] == 0:
-                    q.popleft()
-            self.moving[int(r["after"]["replaced_by"])] = moved
-            return
-        spend = op in _SPEND_OPS
-        key = ref if op == OpType.SUPP_DEBIT else seq
-        pieces = self.taken.setdefault(key, []) if spend else None
-        while out and q:
-            n = min(out, q[0][1])
-            s = q[0][0]
-            q[0][1] -= n
-            out -= n
-            if q[0][1] == 0:
-                q.popleft()
-            if pieces is not None:
-                pieces.append([s, n])
-            self.on_piece(r, s, n, "spent" if spend else "other")
-        if out:
-            # Principal going out beyond every lot cannot happen (principal >= 0); if a
-            # journal holds it, it is attributed to store 0 so the sums still balance.
-            self.on_piece(r, 0, out, "spent" if spend else "other")
-
-    def balance(self, card: int) -> int:
-        return sum(p[1] for p in self.lots.get(card, ()))
+# The rule, one place: core.engine.rollup_lots (the tailer keeps it as a rollup).
+PrincipalLots = _lots.PrincipalLots
 
 
 def recharge_settlement_report(engine, date_from: str, date_to: str, *, stores=None
                                ) -> list[dict]:
     """Principal recharged at one store and spent at another (跨店结算), per
     (recharge_store, spend_store) pair, over the records of [date_from, date_to), by
-    the FIFO-lot rule of PrincipalLots replayed over the whole journal: spent_fen what
-    the pair's spends took from the recharge store's lots, refunded_fen what refunds put
-    back on them, other_fen fees, expiries and adjustments taken from them at that store,
-    net_fen = spent - refunded; count the spend records. Pairs of one store (what stayed
-    home) are rows too. Bonus is not settled (it was never paid for). stores restricts
-    to pairs where either side is in it. Exact, from a scan of the journal."""
+    the FIFO-lot rule of PrincipalLots: spent_fen what the pair's spends took from the
+    recharge store's lots, refunded_fen what refunds put back on them, other_fen fees,
+    expiries and adjustments taken from them at that store, net_fen = spent - refunded;
+    count the spend records. Pairs of one store (what stayed home) are rows too. Bonus
+    is not settled (it was never paid for). stores restricts to pairs where either side
+    is in it. From the rollups (rollup_settlement, kept by the tailer replaying the
+    lots) plus the journal's tail replayed over the stored lots: exact to the last
+    commit. recharge_settlement_scan is the same report by a replay of the whole
+    journal."""
+    a, b = day_window(date_from, date_to)
+    keys, vals = _ru.snapshot(engine.store, _tz(engine), _lots.SETTLEMENT_DB, a, b)
+    cols, sums = _group([keys["recharge_store"].astype(np.int64),
+                         keys["spend_store"].astype(np.int64)], vals)
+    pairs = {(int(rs), int(ss)): [int(x) for x in v]
+             for rs, ss, v in zip(cols[0].tolist(), cols[1].tolist(), sums, strict=True)}
+    return _settlement_rows(pairs, stores)
+
+
+def recharge_settlement_scan(engine, date_from: str, date_to: str, *, stores=None
+                             ) -> list[dict]:
+    """recharge_settlement_report by replaying the whole journal (the check of the
+    rollups and the benchmark's baseline)."""
     a, b = day_window(date_from, date_to)
     tz = _tz(engine)
     sums: dict[tuple[int, int], list[int]] = {}
@@ -972,6 +907,10 @@ def recharge_settlement_report(engine, date_from: str, date_to: str, *, stores=N
         moving = rec[(rec["principal_delta_fen"] != 0) | (rec["op_type"] == OpType.REFUND)]
         for r in moving:
             lots.apply(r)
+    return _settlement_rows(sums, stores)
+
+
+def _settlement_rows(sums: dict[tuple[int, int], list[int]], stores) -> list[dict]:
     keep = None if stores is None else set(stores)
     rows = []
     for (rs, ss), (n, spent, refunded, other) in sorted(sums.items()):

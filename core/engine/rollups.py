@@ -23,6 +23,10 @@ blocks it touches (a few hundred puts), not one put per row.
     rollup_sku     (day, store)       -> rows of SKU_KEY rest + SKU_COLS
     rollup_coupons (day, store)       -> rows of COUPON_KEY rest + COUPON_COLS
     rollup_cards   u64 card_no -> u32 store     the store of a card's first record
+    rollup_card_events (day)       -> rows of CARD_EVENTS_KEY rest + CARD_EVENTS_COLS
+    rollup_card_status u64 card_no -> u1 status  a card's status after its last record
+    rollup_settlement (day)        -> rows of rollup_lots.SETTLEMENT_KEY rest + its COLS
+    rollup_lots, rollup_lot_*      the FIFO lots' state (core.engine.rollup_lots)
     rollup_meta    seq, tz_offset_s, format
 Integers only: every sum is int64.
 """
@@ -39,15 +43,17 @@ import lmdb
 import numpy as np
 
 from core import _fastpath
-from core.engine import behaviour
+from core.engine import behaviour, rollup_lots
 from core.engine.storage import from_be, u64
-from core.records import COUPON, ITEM, JOURNAL, OpType, RecordKind, Result
+from core.records import COUPON, ITEM, JOURNAL, CardOp, CardStatus, OpType, RecordKind, Result
 
 log = logging.getLogger("mms.rollups")
 
 # 2: rows stored in blocks (format 1, one LMDB value per row, is dropped and rebuilt).
-# 3: with the behaviour tables (core/engine/behaviour.py): rollups of format 2 cover a
-# seq the behaviour never saw, so they are dropped and the journal summed again.
+# 3: the behaviour tables (core/engine/behaviour.py), the card events (rollup_card_events,
+# rollup_card_status) and the settlement by recharge store (rollup_settlement and the
+# lots' state) added; rollups of format 2 have none of them for the seq they cover, so
+# they are dropped and the journal summed again.
 ROLLUP_FORMAT = 3
 # Journal records summed into one rollup transaction at most (read zero-copy from the
 # map; what is held is one SalesSum row per distinct key, ~180 bytes, at most one per
@@ -65,6 +71,8 @@ SALES_DB = "rollup_sales"
 SKU_DB = "rollup_sku"
 COUPONS_DB = "rollup_coupons"
 CARDS_DB = "rollup_cards"
+CARD_EVENTS_DB = "rollup_card_events"
+CARD_STATUS_DB = "rollup_card_status"
 JOURNAL_ITEMS_DB = "journal_items"
 
 # One line item as journalled: the seq of its swipe's record, then the Item.
@@ -86,14 +94,28 @@ SKU_COLS = ("lines", "qty", "amount_fen")
 COUPON_KEY = np.dtype([("day", ">u4"), ("store", ">u4"), ("template_id", ">u4"),
                        ("op_type", "u1")])
 COUPON_COLS = ("n", "amount_fen")
+# Card statistics (core.domain.reports.card_stats_report): per (day, store of issue) the
+# records that issued a card, moved it to CANCELLED (other than by REPLACE), renewed it,
+# replaced it (the old card of a REPLACE), moved it to DORMANT or LOST, and the change of
+# the cards in circulation (+1 a record that leaves a card not CANCELLED that was absent
+# or CANCELLED before, -1 the other way). The status before is the card's status after
+# its previous record, kept in rollup_card_status (card_event_rows).
+CARD_EVENTS_KEY = np.dtype([("day", ">u4"), ("issue_store", ">u4")])
+CARD_EVENTS_COLS = ("issued", "cancelled", "renewed", "replaced", "dormant", "lost",
+                    "circulation")
+# The "status" of a card before its first record.
+NO_CARD = -1
 
 TABLES: dict[str, tuple[np.dtype, tuple[str, ...]]] = {
     SALES_DB: (SALES_KEY, SALES_COLS),
     SKU_DB: (SKU_KEY, SKU_COLS),
     COUPONS_DB: (COUPON_KEY, COUPON_COLS),
+    CARD_EVENTS_DB: (CARD_EVENTS_KEY, CARD_EVENTS_COLS),
+    rollup_lots.SETTLEMENT_DB: (rollup_lots.SETTLEMENT_KEY, rollup_lots.SETTLEMENT_COLS),
 }
 # How many leading key fields make a table's block key.
-BLOCK_FIELDS = {SALES_DB: 3, SKU_DB: 2, COUPONS_DB: 2}
+BLOCK_FIELDS = {SALES_DB: 3, SKU_DB: 2, COUPONS_DB: 2, CARD_EVENTS_DB: 1,
+                rollup_lots.SETTLEMENT_DB: 1}
 
 
 class _Layout:
@@ -112,7 +134,8 @@ class _Layout:
 
 
 LAYOUTS = {t: _Layout(k, c, BLOCK_FIELDS[t]) for t, (k, c) in TABLES.items()}
-ROLLUP_DBS = (ROLLUP_META_DB, SALES_DB, SKU_DB, COUPONS_DB, CARDS_DB)
+ROLLUP_DBS = (ROLLUP_META_DB, SALES_DB, SKU_DB, COUPONS_DB, CARDS_DB, CARD_EVENTS_DB,
+              CARD_STATUS_DB, rollup_lots.SETTLEMENT_DB, *rollup_lots.STATE_DBS)
 # Behaviour per member and card (core/engine/behaviour.py): summed in the same flushes,
 # written in the same transactions, dropped and rebuilt with the rollups.
 ROLLUP_DBS += behaviour.BEHAVIOUR_DBS
@@ -190,6 +213,11 @@ class _Parts:
         self.vals: dict[str, list[np.ndarray]] = {t: [] for t in TABLES}
         self.new_cards: list[tuple[np.ndarray, np.ndarray]] = []
         self.sales = _fastpath.SalesSum()
+        # The card records of the stretch, in seq order, for card_event_rows: (card_no,
+        # status after, op_type, first (prev_seq 0), day, store of issue) per block.
+        self.card_recs: list[tuple[np.ndarray, ...]] = []
+        # The records that move principal (and the refunds), for rollup_lots.replay.
+        self.lot_recs: list[np.ndarray] = []
 
     def add(self, table: str, keys: np.ndarray, vals: np.ndarray) -> None:
         if len(keys):
@@ -220,10 +248,13 @@ class Summer:
     card's first record (prev_seq 0) defines; refunds are filed under the operator of
     the swipe they reverse (the commission report's rule), found in the journal."""
 
-    def __init__(self, store, tz_offset_s: int, issue: _fastpath.KeyMap) -> None:
+    def __init__(self, store, tz_offset_s: int, issue: _fastpath.KeyMap,
+                 status: _fastpath.KeyMap | None = None) -> None:
         self.store = store
         self.tz = int(tz_offset_s)
         self.issue = issue
+        # card_no -> status after the card's last summed record (rollup_card_status).
+        self.status = status if status is not None else _fastpath.KeyMap(1024)
         self._swiper: dict[int, int] = {}
 
     def _refund_operators(self, txn, ref_seqs: np.ndarray, own: np.ndarray) -> np.ndarray:
@@ -313,9 +344,109 @@ class Summer:
         if len(rf):
             operator[rf] = self._refund_operators(txn, col("ref_seq")[rf], operator[rf])
         # Keys and sums of the records themselves: one pass in C (_fastpath.SalesSum).
-        parts.sales.add(np.ascontiguousarray(block), sel.astype(np.int64),
-                        np.where(known >= 0, known, 0).astype(np.int64),
+        issue_store = np.where(known >= 0, known, 0).astype(np.int64)
+        parts.sales.add(np.ascontiguousarray(block), sel.astype(np.int64), issue_store,
                         first.astype(np.uint8), operator, self.tz)
+        parts.card_recs.append((card, block["after"]["status"][sel].astype(np.int64),
+                                col("op_type").astype(np.int64), col("prev_seq") == 0,
+                                (col("time_s").astype(np.int64) + self.tz) // 86_400,
+                                issue_store))
+        parts.lot_recs.append(rollup_lots.lot_records(block, sel))
+
+
+def card_event_rows(parts: _Parts, status) -> list[tuple[bytes, bytes]]:
+    """Add the card events of parts' card records to parts (CARD_EVENTS_DB rows) and
+    return the rollup_card_status puts they make: (card, its status after its last
+    record) for every card whose status is new or moved. status looks up a card's
+    status after its last record before the stretch (lookup_many; < 0: none). Nothing
+    here changes status: the caller applies the puts once they are committed.
+
+    A record's status before is the after-image of the card's previous record: the
+    previous record of the same card in the stretch (records are in seq order), else
+    the status map; NO_CARD for a card's first record (prev_seq 0)."""
+    if not parts.card_recs:
+        return []
+    recs, parts.card_recs = parts.card_recs, []
+    card, after, op, first, day, issue = (np.concatenate(c) for c in zip(*recs, strict=True))
+    order = np.argsort(card, kind="stable")        # by card, then seq
+    cs = card[order]
+    head = np.ones(len(cs), bool)
+    head[1:] = cs[1:] != cs[:-1]
+    tail = np.ones(len(cs), bool)
+    tail[:-1] = head[1:]
+    ones = np.ones(int(head.sum()), np.uint64)
+    known = status.lookup_many(cs[head], ones)
+    after_s = after[order]
+    before_s = np.empty(len(cs), np.int64)
+    before_s[1:] = after_s[:-1]
+    before_s[head] = np.where(known >= 0, known, NO_CARD)
+    before = np.empty(len(card), np.int64)
+    before[order] = before_s
+    before[first] = NO_CARD
+    moved = np.where(before != after, after, NO_CARD)      # the status moved to
+    in_before = (before != NO_CARD) & (before != CardStatus.CANCELLED)
+    in_after = after != CardStatus.CANCELLED
+    replaced = (moved == CardStatus.CANCELLED) & (op == CardOp.REPLACE)
+    vals = np.stack([first.astype(np.int64),
+                     ((moved == CardStatus.CANCELLED) & ~replaced).astype(np.int64),
+                     (op == CardOp.RENEW).astype(np.int64),
+                     replaced.astype(np.int64),
+                     (moved == CardStatus.DORMANT).astype(np.int64),
+                     (moved == CardStatus.LOST).astype(np.int64),
+                     in_after.astype(np.int64) - in_before.astype(np.int64)], axis=1)
+    some = np.flatnonzero(vals.any(axis=1))        # most records (sales) are no event
+    if len(some):
+        keys = np.zeros(len(some), CARD_EVENTS_KEY)
+        keys["day"], keys["issue_store"] = day[some], issue[some]
+        parts.add(CARD_EVENTS_DB, keys, vals[some])
+    final = after_s[tail]
+    changed = np.flatnonzero(final != known)
+    return [(u64(c), int(st).to_bytes(1, "big"))
+            for c, st in zip(cs[tail][changed].tolist(), final[changed].tolist(), strict=True)]
+
+
+def settlement_rows(parts: _Parts, store, txn, tz: int) -> dict[str, list[tuple[bytes, bytes]]]:
+    """Replay parts' lot records over the lots stored as of the stretch's start (read in
+    txn): their settlement rows into parts, the lots' state puts returned."""
+    recs, parts.lot_recs = parts.lot_recs, []
+    keys, vals, puts = rollup_lots.replay(store, txn, recs, tz)
+    parts.add(rollup_lots.SETTLEMENT_DB, keys, vals)
+    return puts
+
+
+def load_status_map(store, txn) -> _fastpath.KeyMap:
+    """rollup_card_status as a KeyMap (card_no -> status)."""
+    cur = txn.cursor(db=store.db[CARD_STATUS_DB])
+    keys = np.frombuffer(b"".join(cur.iternext(keys=True, values=False)), ">u8").astype(np.uint64)
+    cur = txn.cursor(db=store.db[CARD_STATUS_DB])
+    vals = np.frombuffer(b"".join(cur.iternext(keys=False, values=True)), "u1").astype(np.int64)
+    m = _fastpath.KeyMap(max(1024, len(keys)))
+    if len(keys):
+        m.insert_many(keys, np.ones(len(keys), np.uint64), vals)
+    return m
+
+
+def apply_status(status: _fastpath.KeyMap, puts: list[tuple[bytes, bytes]]) -> None:
+    """The committed rollup_card_status puts into the in-memory map."""
+    if puts:
+        cards = np.array([from_be(k) for k, _ in puts], np.uint64)
+        vals = np.array([v[0] for _, v in puts], np.int64)
+        status.insert_many(cards, np.ones(len(cards), np.uint64), vals, overwrite=True)
+
+
+class _LmdbStatus:
+    """A read-only card -> status lookup over rollup_card_status, for a report's tail."""
+
+    def __init__(self, store, txn) -> None:
+        self.db, self.txn = store.db[CARD_STATUS_DB], txn
+
+    def lookup_many(self, cards: np.ndarray, _ones: np.ndarray) -> np.ndarray:
+        out = np.full(len(cards), -1, np.int64)
+        for j, c in enumerate(cards.tolist()):
+            raw = self.txn.get(u64(c), db=self.db)
+            if raw is not None:
+                out[j] = raw[0]
+        return out
 
 
 def items_of(store, txn, block_key: bytes) -> np.ndarray | None:
@@ -370,7 +501,8 @@ def digest(store) -> str:
     mean byte-identical rollups."""
     h = hashlib.blake2b(digest_size=16)
     with store.read() as txn:
-        for name in (*TABLES, CARDS_DB, *behaviour.BEHAVIOUR_DBS):
+        for name in (*TABLES, CARDS_DB, CARD_STATUS_DB, *rollup_lots.STATE_DBS,
+                     *behaviour.BEHAVIOUR_DBS):
             h.update(name.encode() + b"\0")
             for k, v in txn.cursor(db=store.db[name]):
                 h.update(len(k).to_bytes(2, "big") + k + len(v).to_bytes(2, "big") + v)
@@ -401,12 +533,13 @@ class Rollups:
             raw = txn.get(b"tz_offset_s", db=store.db[ROLLUP_META_DB])
             self.seq = covered_seq(store, txn)
             issue = load_issue_map(store, txn)
+            status = load_status_map(store, txn)
         # The zone the rows were cut in stays theirs: a new zone needs a rebuild.
         self.tz = int.from_bytes(raw, "big", signed=True) if raw is not None else int(tz_offset_s)
         if raw is not None and self.tz != int(tz_offset_s):
             log.warning("rollups are in tz_offset_s %d, the rules say %d: run "
                         "`mms report rebuild` to cut them again", self.tz, tz_offset_s)
-        self.summer = Summer(store, self.tz, issue)
+        self.summer = Summer(store, self.tz, issue, status)
         self.behaviour = behaviour.Behaviour()
         self._lock = threading.Lock()           # one catch-up or rebuild at a time
         self._cond = threading.Condition()
@@ -499,11 +632,16 @@ class Rollups:
             # the rollups' only writer (self._lock), so what it read is still theirs, and
             # the write holds LMDB's lock (which the committer needs) only for the puts.
             sales, parts.sales = parts.sales, _fastpath.SalesSum()
+            status = card_event_rows(parts, self.summer.status)
+            lot_puts = settlement_rows(parts, self.store, txn, self.tz)
             puts = {t: merged_blocks(txn, self.store, t, k, v)
                     for t, (k, v) in parts.reduced().items() if t != SALES_DB}
             puts[SALES_DB] = merged_sales(txn, self.store, sales)
+            puts[CARD_STATUS_DB] = status
+            puts.update(lot_puts)
             puts.update(self.behaviour.puts(self.store, txn))
         self._write(puts, parts.new_cards, upto)
+        apply_status(self.summer.status, status)
         with self._cond:
             self.seq = upto
             self._cond.notify_all()
@@ -676,6 +814,10 @@ def snapshot(store, summer_tz: int, table: str, day_from: int, day_to: int,
         pending: dict[int, int] = {}
         for block, items in tail:
             summer.block(txn, block, items, parts, pending)
+        if table == CARD_EVENTS_DB:
+            card_event_rows(parts, _LmdbStatus(store, txn))
+        if table == rollup_lots.SETTLEMENT_DB:
+            settlement_rows(parts, store, txn, summer_tz)
         tk, tv = parts.reduced()[table]
         inwin = (tk["day"] >= day_from) & (tk["day"] < day_to)
         keys, vals = reduce_rows(concat((keys, tk[inwin]), key_dtype),

@@ -132,10 +132,11 @@ def cmd_terminal_revoke_chain(args) -> int:
 def cmd_operator_add(args) -> int:
     r = call_admin(args, "CreateOperator", admin_pb2.CreateOperatorRequest(
         client_id=client_id_arg(args), login=args.login, password=read_password(args), role=args.role,
-        name=args.name, home_store_id=args.store or 0))
+        name=args.name, home_store_id=args.store or 0, home_region_id=args.region or 0))
     o = r.operator
     emit(args, r, f"operator {o.operator_id} {o.login} ({o.role}"
-                   f"{f', store {o.home_store_id}' if o.home_store_id else ''})")
+                   f"{f', store {o.home_store_id}' if o.home_store_id else ''}"
+                   f"{f', region {o.home_region_id}' if o.home_region_id else ''})")
     return 0
 
 
@@ -959,8 +960,9 @@ def add_commands(sub, terminal_sub) -> None:
     p.add_argument("--login", required=True)
     p.add_argument("--role", required=True, choices=("admin", "store_manager", "cashier",
                                                      "customer_service", "finance", "marketing",
-                                                     "auditor"))
+                                                     "auditor", "region_manager"))
     p.add_argument("--store", type=whole, help="home store (store roles)")
+    p.add_argument("--region", type=whole, help="home region (region_manager)")
     p.add_argument("--name", default="")
     p.add_argument("--password", help="default: $MMS_PASSWORD or a prompt")
     p = cmd(osub, "disable", cmd_operator_disable, "disable an operator", mutating=True)

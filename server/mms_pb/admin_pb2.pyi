@@ -57,20 +57,22 @@ class Node(_message.Message):
     def __init__(self, node_id: _Optional[int] = ..., kind: _Optional[_Union[NodeKind, str]] = ..., parent_id: _Optional[int] = ..., name: _Optional[str] = ..., closed_s: _Optional[int] = ..., has_token: _Optional[bool] = ...) -> None: ...
 
 class Operator(_message.Message):
-    __slots__ = ("operator_id", "login", "name", "role", "home_store_id", "disabled")
+    __slots__ = ("operator_id", "login", "name", "role", "home_store_id", "disabled", "home_region_id")
     OPERATOR_ID_FIELD_NUMBER: _ClassVar[int]
     LOGIN_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
     HOME_STORE_ID_FIELD_NUMBER: _ClassVar[int]
     DISABLED_FIELD_NUMBER: _ClassVar[int]
+    HOME_REGION_ID_FIELD_NUMBER: _ClassVar[int]
     operator_id: int
     login: str
     name: str
     role: str
     home_store_id: int
     disabled: bool
-    def __init__(self, operator_id: _Optional[int] = ..., login: _Optional[str] = ..., name: _Optional[str] = ..., role: _Optional[str] = ..., home_store_id: _Optional[int] = ..., disabled: _Optional[bool] = ...) -> None: ...
+    home_region_id: int
+    def __init__(self, operator_id: _Optional[int] = ..., login: _Optional[str] = ..., name: _Optional[str] = ..., role: _Optional[str] = ..., home_store_id: _Optional[int] = ..., disabled: _Optional[bool] = ..., home_region_id: _Optional[int] = ...) -> None: ...
 
 class BootstrapRequest(_message.Message):
     __slots__ = ("client_id", "chain_name", "admin_login", "admin_password", "admin_name")
@@ -185,20 +187,22 @@ class RevokeTerminalTokenResponse(_message.Message):
     def __init__(self) -> None: ...
 
 class CreateOperatorRequest(_message.Message):
-    __slots__ = ("client_id", "login", "password", "role", "name", "home_store_id")
+    __slots__ = ("client_id", "login", "password", "role", "name", "home_store_id", "home_region_id")
     CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
     LOGIN_FIELD_NUMBER: _ClassVar[int]
     PASSWORD_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     HOME_STORE_ID_FIELD_NUMBER: _ClassVar[int]
+    HOME_REGION_ID_FIELD_NUMBER: _ClassVar[int]
     client_id: bytes
     login: str
     password: str
     role: str
     name: str
     home_store_id: int
-    def __init__(self, client_id: _Optional[bytes] = ..., login: _Optional[str] = ..., password: _Optional[str] = ..., role: _Optional[str] = ..., name: _Optional[str] = ..., home_store_id: _Optional[int] = ...) -> None: ...
+    home_region_id: int
+    def __init__(self, client_id: _Optional[bytes] = ..., login: _Optional[str] = ..., password: _Optional[str] = ..., role: _Optional[str] = ..., name: _Optional[str] = ..., home_store_id: _Optional[int] = ..., home_region_id: _Optional[int] = ...) -> None: ...
 
 class CreateOperatorResponse(_message.Message):
     __slots__ = ("operator",)

@@ -33,8 +33,9 @@ class ReportServiceStub:
 
     Every call carries `authorization: Bearer <session token>` and needs the report.read
     permission. A store-scoped role sees its own store only (store_id 0 or its own; any
-    other store is PERMISSION_DENIED with reason OTHER_STORE); chain-wide roles see every
-    store, or one store, or one region's stores. Days are ISO dates (YYYY-MM-DD) in the
+    other store is PERMISSION_DENIED with reason OTHER_STORE); a region manager sees the
+    stores of their region or one of them (another region or store: OTHER_REGION);
+    chain-wide roles see every store, or one store, or one region's stores. Days are ISO dates (YYYY-MM-DD) in the
     chain's time zone; a window is [from_date, to_date). Money is integer fen.
     """
 
@@ -119,8 +120,9 @@ class ReportServiceServicer:
 
     Every call carries `authorization: Bearer <session token>` and needs the report.read
     permission. A store-scoped role sees its own store only (store_id 0 or its own; any
-    other store is PERMISSION_DENIED with reason OTHER_STORE); chain-wide roles see every
-    store, or one store, or one region's stores. Days are ISO dates (YYYY-MM-DD) in the
+    other store is PERMISSION_DENIED with reason OTHER_STORE); a region manager sees the
+    stores of their region or one of them (another region or store: OTHER_REGION);
+    chain-wide roles see every store, or one store, or one region's stores. Days are ISO dates (YYYY-MM-DD) in the
     chain's time zone; a window is [from_date, to_date). Money is integer fen.
     """
 
@@ -315,8 +317,9 @@ class ReportService:
 
     Every call carries `authorization: Bearer <session token>` and needs the report.read
     permission. A store-scoped role sees its own store only (store_id 0 or its own; any
-    other store is PERMISSION_DENIED with reason OTHER_STORE); chain-wide roles see every
-    store, or one store, or one region's stores. Days are ISO dates (YYYY-MM-DD) in the
+    other store is PERMISSION_DENIED with reason OTHER_STORE); a region manager sees the
+    stores of their region or one of them (another region or store: OTHER_REGION);
+    chain-wide roles see every store, or one store, or one region's stores. Days are ISO dates (YYYY-MM-DD) in the
     chain's time zone; a window is [from_date, to_date). Money is integer fen.
     """
 

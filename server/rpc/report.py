@@ -1,8 +1,11 @@
 """ReportService (proto/mms/v1/report.proto): the reports of core.domain.reports over gRPC.
 
-Permission report.read. Scope: a store-scoped role (store manager) sees its own store
-(store_id 0 or its own; another store is OTHER_STORE); chain-wide roles see every store,
-one store (store_id) or one region's stores (region_id). The sums run in a worker
+Permission report.read. Scope (core.domain.rbac.report_scope, the one place it is decided):
+a store-scoped role (store manager) sees its own store (store_id 0 or its own; another
+store or any region is OTHER_STORE); a region manager sees exactly the stores of their
+region, all (store_id 0) or one of them (another region, or a store outside theirs, is
+OTHER_REGION); chain-wide roles see every store, one store (store_id) or one region's
+stores (region_id). The sums run in a worker
 thread, never on the event loop. Bad input is INVALID_ARGUMENT with the ReportError's
 reason (DATE_INVALID, WINDOW_INVALID, GROUP_INVALID, TOP_INVALID, TOO_MANY_ROWS).
 """
@@ -13,6 +16,7 @@ import grpc
 
 from core.domain import reports
 from core.domain.chain import ChainError
+from core.domain.rbac import is_chain_wide, report_scope
 from server.mms_pb import report_pb2, report_pb2_grpc
 from server.rpc.admin.base import Call, _failure
 from server.rpc.constants import REPORT
@@ -22,20 +26,16 @@ from server.rpc.instrumentation import rpc_method
 DEFAULT_TOP = 10
 
 
-def _scope(call: Call, req) -> tuple[int, set[int] | None]:
+def _scope(call: Call, req) -> tuple[int, frozenset[int] | None]:
     """(the store the report names, 0 for the whole scope; the stores it may read or
-    None for all), authorized for the caller."""
-    own = call.act_store()
-    store = int(req.store_id) or own
-    call.authorize("report.read", store)
-    if store:
-        return store, {store}
-    if req.region_id:
+    None for all), decided by rbac.report_scope for the caller."""
+    def stores_under(region: int) -> frozenset[int]:
         try:
-            return 0, set(call.chain.stores_under(int(req.region_id)))
+            return call.chain.stores_under(region)
         except ChainError as e:
             raise invalid("REGION_INVALID", str(e)) from None
-    return 0, None
+
+    return report_scope(call.principal(), int(req.store_id), int(req.region_id), stores_under)
 
 
 def _region_of(call: Call):
@@ -134,7 +134,7 @@ class ReportService(report_pb2_grpc.ReportServiceServicer):
     async def Reconcile(self, request, context):
         async def body(call, req):
             # The card table is the whole chain's: a chain-wide role reconciles it.
-            if call.act_store() is not None:
+            if not is_chain_wide(call.principal().role):
                 raise RpcFailure(grpc.StatusCode.PERMISSION_DENIED, "CHAIN_ROLE_REQUIRED",
                                  "reconciliation covers the whole chain: an HQ role runs it")
             call.authorize("report.read", None)

@@ -551,3 +551,51 @@ def test_audit_records_who_what_when_before_after(tree, clock):
 def test_op_types_are_in_the_chain_range():
     assert all(120 <= int(op) <= 149 for op in ChainOp)
     assert len(set(ChainOp)) == len(ChainOp)
+
+
+def test_region_manager_is_bound_to_a_region(tree):
+    """A region manager's home is a region (not a store): it survives a reopen, the
+    principal carries the region's stores as they are now, and only an admin staffs one."""
+    from core.domain.chain import NOT_A_REGION
+    from core.domain.rbac import OTHER_REGION, report_scope
+
+    ch, admin = tree.chain, tree.admin
+    for bad in (0, 3, 999):           # none, a store, nothing
+        with pytest.raises(ChainError) as e:
+            ch.create_operator(admin, cid(), login=f"bad{bad}", password="pass-word-1",
+                               role=Role.REGION_MANAGER, home_region_id=bad)
+        assert reason(e) == NOT_A_REGION
+    with pytest.raises(ChainError):
+        ch.create_operator(admin, cid(), login="both", password="pass-word-1",
+                           role=Role.REGION_MANAGER, home_region_id=2, home_store_id=3)
+    with pytest.raises(ChainError):    # a store role has no region
+        ch.create_operator(admin, cid(), login="cashreg", password="pass-word-1",
+                           role=Role.CASHIER, home_store_id=3, home_region_id=2)
+    mgr = staff(tree, Role.STORE_MANAGER, 3, login="mgr3")
+    with pytest.raises(PermissionDenied) as e:
+        ch.create_operator(mgr, cid(), login="rm-by-mgr", password="pass-word-1",
+                           role=Role.REGION_MANAGER, home_region_id=2)
+    assert reason(e) == "STORE_REQUIRED"   # a store manager staffs their store only
+    op = ch.create_operator(admin, cid(), login="rm", password="pass-word-1",
+                            role=Role.REGION_MANAGER, home_region_id=2)
+    assert (op.role, op.home_store_id, op.home_region_id) == (Role.REGION_MANAGER, 0, 2)
+    token = ch.login("rm", "pass-word-1").token
+    p = ch.principal(token)
+    assert (p.home_region_id, p.region_stores) == (2, frozenset({3, 5}))
+    south = ch.create_node(admin, cid(), kind=NodeKind.REGION, parent_id=1, name="South")
+    far = ch.create_node(admin, cid(), kind=NodeKind.STORE, parent_id=south.node_id, name="F")
+    near = ch.create_node(admin, cid(), kind=NodeKind.STORE, parent_id=2, name="N")
+    p = ch.principal(token)
+    assert p.region_stores == frozenset({3, 5, near.node_id})
+    assert report_scope(p, 0, 0, ch.stores_under) == (0, frozenset({3, 5, near.node_id}))
+    with pytest.raises(PermissionDenied) as e:
+        report_scope(p, far.node_id, 0, ch.stores_under)
+    assert reason(e) == OTHER_REGION
+    tree.reopen()
+    ch = tree.chain
+    again = ch.operator_by_login("rm")
+    assert (again.role, again.home_region_id) == (Role.REGION_MANAGER, 2)
+    assert ch.principal(token).region_stores == frozenset({3, 5, near.node_id})
+    row = [e for e in audit_log(tree.engine, limit=1000) if e["op"] == "OPERATOR_CREATE"][-1]
+    assert row["detail"]["after"]["home_region_id"] == 2
+    assert row["detail"]["after"]["login"] == "rm"

@@ -9,15 +9,19 @@ from core.domain.rbac import (
     MATRIX,
     NOT_AUTHENTICATED,
     OPERATOR_DISABLED,
+    OTHER_REGION,
     OTHER_STORE,
     PERMISSION_NOT_GRANTED,
     PERMISSIONS,
+    REGION_REQUIRED,
     ROLE_NOT_GRANTABLE,
     STORE_REQUIRED,
     PermissionDenied,
     Role,
     authorize,
     check_grant,
+    is_chain_wide,
+    report_scope,
     store_filter,
 )
 
@@ -36,12 +40,19 @@ EXPECTED = {
     Role.MARKETING: {"member.read", "coupon.template", "coupon.issue", "rules.write",
                      "report.read", "segment.read", "segment.write", "plan.read", "plan.write"},
     Role.AUDITOR: {"member.read", "report.read", "audit.read", "segment.read", "plan.read"},
+    Role.REGION_MANAGER: {"report.read"},
 }
 SCOPED = {Role.STORE_MANAGER, Role.CASHIER, Role.CUSTOMER_SERVICE}
+REGIONAL = {Role.REGION_MANAGER}
 HOME, OTHER = 10, 11
+# The region manager's region 5 holds stores HOME and NEIGHBOUR; OTHER is in region 6.
+REGION, OTHER_REGION_ID, NEIGHBOUR = 5, 6, 12
 
 
 def principal(role):
+    if role in REGIONAL:
+        return Principal(operator_id=7, role=role, home_store_id=0, home_region_id=REGION,
+                         region_stores=frozenset({HOME, NEIGHBOUR}))
     return Principal(operator_id=7, role=role, home_store_id=HOME if role in SCOPED else 0)
 
 
@@ -61,7 +72,7 @@ def test_the_matrix_is_the_expected_one():
 @pytest.mark.parametrize("perm", PERMISSIONS)
 def test_each_role_can_do_exactly_its_permissions(role, perm):
     p = principal(role)
-    store = HOME if role in SCOPED else None
+    store = HOME if role in SCOPED | REGIONAL else None
     if perm in EXPECTED[role]:
         authorize(p, perm, store)
     else:
@@ -81,7 +92,7 @@ def test_store_roles_act_only_in_their_store(role):
     assert store_filter(p) == HOME
 
 
-@pytest.mark.parametrize("role", [r for r in Role if r not in SCOPED])
+@pytest.mark.parametrize("role", [r for r in Role if r not in SCOPED | REGIONAL])
 def test_chain_roles_act_in_every_store(role):
     p = principal(role)
     for perm in EXPECTED[role]:
@@ -100,7 +111,7 @@ def test_hq_does_what_hq_does_and_moves_no_money():
             authorize(admin, perm, store)
     money = {"recharge", "swipe", "refund", "points.adjust"}
     for role in Role:
-        if role not in SCOPED:
+        if role not in SCOPED:  # chain-wide and regional roles
             assert not (EXPECTED[role] & money), role
     for role in SCOPED:
         for perm in ("member.write", "card.issue"):
@@ -134,3 +145,59 @@ def test_grants():
                  Role.CUSTOMER_SERVICE):
         with pytest.raises(PermissionDenied):
             check_grant(principal(role), Role.CASHIER)
+
+
+def test_region_role_acts_only_in_the_stores_of_its_region():
+    p = principal(Role.REGION_MANAGER)
+    authorize(p, "report.read", HOME)
+    authorize(p, "report.read", NEIGHBOUR)
+    # Another region's store and a store that does not exist get the same answer.
+    said = set()
+    for store in (OTHER, 999_999):
+        e = denied(p, "report.read", store)
+        assert (e.reason, e.store_id) == (OTHER_REGION, store)
+        said.add(str(e).replace(str(store), "N"))
+    assert len(said) == 1
+    assert denied(p, "report.read", None).reason == REGION_REQUIRED
+    for perm in set(PERMISSIONS) - {"report.read"}:
+        assert denied(p, perm, HOME).reason == PERMISSION_NOT_GRANTED
+    assert not is_chain_wide(Role.REGION_MANAGER)
+    assert is_chain_wide(Role.FINANCE) and not is_chain_wide(Role.STORE_MANAGER)
+
+
+def stores_under(region):
+    return {REGION: frozenset({HOME, NEIGHBOUR}), OTHER_REGION_ID: frozenset({OTHER})}[region]
+
+
+def scope_denied(p, store_id=0, region_id=0):
+    with pytest.raises(PermissionDenied) as e:
+        report_scope(p, store_id, region_id, stores_under)
+    return e.value.reason
+
+
+def test_report_scope_is_decided_per_role():
+    region = principal(Role.REGION_MANAGER)
+    assert report_scope(region, 0, 0, stores_under) == (0, frozenset({HOME, NEIGHBOUR}))
+    assert report_scope(region, 0, REGION, stores_under) == (0, frozenset({HOME, NEIGHBOUR}))
+    assert report_scope(region, NEIGHBOUR, 0, stores_under) == (NEIGHBOUR, {NEIGHBOUR})
+    assert scope_denied(region, OTHER) == OTHER_REGION
+    assert scope_denied(region, 424_242) == OTHER_REGION      # no such store: the same
+    assert scope_denied(region, 0, OTHER_REGION_ID) == OTHER_REGION
+    assert scope_denied(region, 0, 4_242) == OTHER_REGION     # no such region: the same
+    mgr = principal(Role.STORE_MANAGER)
+    assert report_scope(mgr, 0, 0, stores_under) == (HOME, {HOME})
+    assert report_scope(mgr, HOME, 0, stores_under) == (HOME, {HOME})
+    assert scope_denied(mgr, OTHER) == OTHER_STORE
+    assert scope_denied(mgr, 0, REGION) == OTHER_STORE        # their own region too
+    fin = principal(Role.FINANCE)
+    assert report_scope(fin, 0, 0, stores_under) == (0, None)
+    assert report_scope(fin, OTHER, 0, stores_under) == (OTHER, {OTHER})
+    assert report_scope(fin, 0, OTHER_REGION_ID, stores_under) == (0, {OTHER})
+    assert scope_denied(principal(Role.CASHIER)) == PERMISSION_NOT_GRANTED
+    assert scope_denied(None) == NOT_AUTHENTICATED
+    gone = Principal(7, Role.REGION_MANAGER, 0, disabled=True, home_region_id=REGION,
+                     region_stores=frozenset({HOME}))
+    assert scope_denied(gone) == OPERATOR_DISABLED
+    # A region with no store yet reads nothing, never the chain.
+    empty = Principal(7, Role.REGION_MANAGER, 0, home_region_id=REGION)
+    assert report_scope(empty, 0, 0, stores_under) == (0, frozenset())

@@ -37,7 +37,7 @@ log = logging.getLogger("mms.admin")
 def _operator_pb(op) -> admin_pb2.Operator:
     return admin_pb2.Operator(operator_id=op.operator_id, login=op.login, name=op.name,
                               role=op.role.value, home_store_id=op.home_store_id,
-                              disabled=op.disabled)
+                              disabled=op.disabled, home_region_id=op.home_region_id)
 
 
 def _node_pb(n) -> admin_pb2.Node:
@@ -137,7 +137,7 @@ async def create_operator(call: Call, req):
     cid = client_id(req)
     op = await call.hash_run(call.chain.create_operator, call.principal(), cid, login=req.login,
                         password=req.password, role=req.role, name=req.name,
-                        home_store_id=req.home_store_id)
+                        home_store_id=req.home_store_id, home_region_id=req.home_region_id)
     return admin_pb2.CreateOperatorResponse(operator=_operator_pb(op))
 
 

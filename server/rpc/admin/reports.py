@@ -17,7 +17,8 @@ from server.rpc.errors import invalid
 
 def report_store(call: Call, permission: str, store_id: int) -> int | None:
     """The store a report covers (None: the whole chain), authorized for the caller:
-    0 means the caller's scope, their home store for store roles."""
+    0 means the caller's scope, their home store for store roles. A region manager
+    names a store of their region (this report covers one store or the chain)."""
     own = call.act_store()
     store = int(store_id) or own
     call.authorize(permission, store)

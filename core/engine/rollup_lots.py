@@ -1,0 +1,520 @@
+"""Settlement by recharge store as a rollup: each card's principal as FIFO lots
+[recharge store, fen], replayed by the rollup tailer in the same transaction that moves
+the rollup seq, so that recharge_settlement_report reads rows instead of replaying the
+whole journal on every call.
+
+docs/internals/reports.md ("Settlement by recharge store") gives the rule and the why.
+The rule is PrincipalLots (one place: the report's journal scan uses it too); this
+module keeps its state in LMDB between flushes and turns its pieces into rows:
+
+    rollup_settlement (day)        -> rows of SETTLEMENT_KEY rest + SETTLEMENT_COLS
+    rollup_lots       u64 card_no  -> the card's lots, oldest first (PIECE each)
+    rollup_lot_taken  u64 seq      -> the pieces a spend took (for its refunds)
+    rollup_lot_refund u64 seq      -> u64 the swipe a REFUND refunds
+    rollup_lot_moving u64 card_no  -> the lots a REPLACE hands to this new card
+
+A value of an emptied queue or of a hand-over taken is b"" (not deleted): which keys
+exist and what they hold depends only on the journal, never on how it was cut into
+flushes, so a rebuild gives the same bytes (rollups.digest).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+import numpy as np
+
+from core.engine.storage import u64
+from core.records import CardOp, OpType
+
+SETTLEMENT_DB = "rollup_settlement"
+LOTS_DB = "rollup_lots"
+TAKEN_DB = "rollup_lot_taken"
+REFUND_DB = "rollup_lot_refund"
+MOVING_DB = "rollup_lot_moving"
+STATE_DBS = (LOTS_DB, TAKEN_DB, REFUND_DB, MOVING_DB)
+
+# Per (day of the record, recharge store of the lot, store of the record).
+SETTLEMENT_KEY = np.dtype([("day", ">u4"), ("recharge_store", ">u4"), ("spend_store", ">u4")])
+# count: the spend records of the pair; the fen that spends took from the pair's lots,
+# that refunds put back on them, that other outflows (fees, expiries) took.
+SETTLEMENT_COLS = ("count", "spent_fen", "refunded_fen", "other_fen")
+PIECE = np.dtype([("store", "<u4"), ("fen", "<i8")])
+
+_SPEND_OPS = (OpType.SWIPE, OpType.SUPP_DEBIT, OpType.USE_COUNT)
+_KIND_COL = {"spent": 1, "refunded": 2, "other": 3}
+
+
+class PrincipalLots:
+    """Each card's principal as lots [recharge store, fen], oldest first, replayed from
+    the journal in seq order (the attribution rule of recharge_settlement_report):
+
+    - principal coming in (principal_delta_fen > 0) is a new lot at the record's store,
+      except: a REFUND (and the SUPP_DEBIT that refunds a supplementary card's swipe)
+      puts back what the refunded swipe took, newest piece first, at the front of the
+      queue with the pieces' own recharge stores (anything beyond what the swipe took
+      from principal is a new lot at the refunding store); the new card of a
+      replacement takes over the old card's lots (the REPLACE record that empties the
+      old card names it in replaced_by);
+    - principal going out takes the oldest lots first. A spend (SWIPE, SUPP_DEBIT,
+      USE_COUNT) is remembered per swipe so that its refunds can put it back.
+
+    on_piece(record, lot store, fen, kind) is called for every piece that moves:
+    kind "spent", "refunded" or "other" (fees, expiries, adjustments)."""
+
+    def __init__(self, on_piece) -> None:
+        self._deque = deque
+        self.lots: dict[int, deque] = {}
+        self.taken: dict[int, list[list[int]]] = {}   # swipe seq -> pieces [store, fen]
+        self.refund_of: dict[int, int] = {}           # refund seq -> the swipe it refunds
+        self.moving: dict[int, list[list[int]]] = {}  # new card -> the old card's lots
+        self.on_piece = on_piece
+
+    def _queue(self, card: int):
+        q = self.lots.get(card)
+        if q is None:
+            q = self.lots[card] = self._deque()
+        return q
+
+    def apply(self, r) -> None:
+        card, delta, op = int(r["card_no"]), int(r["principal_delta_fen"]), int(r["op_type"])
+        seq, ref = int(r["seq"]), int(r["ref_seq"])
+        if op == OpType.REFUND:
+            self.refund_of[seq] = ref
+        if delta == 0:
+            return
+        q = self._queue(card)
+        if delta > 0:
+            if op == OpType.REFUND or (op == OpType.SUPP_DEBIT and ref in self.refund_of):
+                swipe = ref if op == OpType.REFUND else self.refund_of[ref]
+                pieces = self.taken.get(swipe, [])
+                back = delta
+                while back and pieces:
+                    p = pieces[-1]
+                    n = min(back, p[1])
+                    p[1] -= n
+                    back -= n
+                    if p[1] == 0:
+                        pieces.pop()
+                    if q and q[0][0] == p[0]:
+                        q[0][1] += n
+                    else:
+                        q.appendleft([p[0], n])
+                    self.on_piece(r, p[0], n, "refunded")
+                if back:
+                    q.append([int(r["store_id"]), back])
+                    self.on_piece(r, int(r["store_id"]), back, "refunded")
+                return
+            moved = self.moving.pop(card, None)
+            if moved:
+                q.extend(moved)
+                delta -= sum(p[1] for p in moved)
+            if delta > 0:
+                q.append([int(r["store_id"]), delta])
+            return
+        out = -delta
+        if op == CardOp.REPLACE and int(r["after"]["replaced_by"]):
+            moved = []
+            while out and q:
+                n = min(out, q[0][1])
+                moved.append([q[0][0], n])
+                q[0][1] -= n
+                out -= n
+                if q[0][1] == 0:
+                    q.popleft()
+            self.moving[int(r["after"]["replaced_by"])] = moved
+            return
+        spend = op in _SPEND_OPS
+        key = ref if op == OpType.SUPP_DEBIT else seq
+        pieces = self.taken.setdefault(key, []) if spend else None
+        while out and q:
+            n = min(out, q[0][1])
+            s = q[0][0]
+            q[0][1] -= n
+            out -= n
+            if q[0][1] == 0:
+                q.popleft()
+            if pieces is not None:
+                pieces.append([s, n])
+            self.on_piece(r, s, n, "spent" if spend else "other")
+        if out:
+            # Principal going out beyond every lot cannot happen (principal >= 0); if a
+            # journal holds it, it is attributed to store 0 so the sums still balance.
+            self.on_piece(r, 0, out, "spent" if spend else "other")
+
+    def balance(self, card: int) -> int:
+        return sum(p[1] for p in self.lots.get(card, ()))
+
+
+# The fields of a journal record the replay reads (PrincipalLots reads them by name).
+LOT_REC = np.dtype([("seq", "<u8"), ("time_s", "<i8"), ("card_no", "<u8"),
+                    ("principal_delta_fen", "<i8"), ("store_id", "<u4"), ("op_type", "u1"),
+                    ("ref_seq", "<u8"), ("after", [("replaced_by", "<u8")])])
+
+
+def lot_records(block: np.ndarray, sel: np.ndarray) -> np.ndarray:
+    """The records of block[sel] (OK card records) the lots replay looks at, as LOT_REC:
+    those that move principal, and every REFUND (a supplementary card's refund names
+    it)."""
+    pick = sel[(block["principal_delta_fen"][sel] != 0) | (block["op_type"][sel] == OpType.REFUND)]
+    out = np.zeros(len(pick), LOT_REC)
+    for name in LOT_REC.names:
+        if name != "after":
+            out[name] = block[name][pick]
+    out["after"]["replaced_by"] = block["after"]["replaced_by"][pick]
+    return out
+
+
+def _pieces(raw) -> list[list[int]]:
+    a = np.frombuffer(bytes(raw), PIECE)
+    return [[s, f] for s, f in zip(a["store"].tolist(), a["fen"].tolist(), strict=True)]
+
+
+def _raw(pieces) -> bytes:
+    a = np.zeros(len(pieces), PIECE)
+    if len(pieces):
+        a["store"] = [p[0] for p in pieces]
+        a["fen"] = [p[1] for p in pieces]
+    return a.tobytes()
+
+
+class _Moving(dict):
+    """PrincipalLots.moving that remembers the hand-overs taken (written as b"")."""
+
+    def __init__(self, *a) -> None:
+        super().__init__(*a)
+        self.taken_keys: set[int] = set()
+
+    def pop(self, key, default=None):
+        if key in self:
+            self.taken_keys.add(key)
+        return super().pop(key, default)
+
+
+def _load(txn, db, keys, decode) -> dict:
+    if not keys:
+        return {}
+    got = txn.cursor(db=db).getmulti([u64(k) for k in sorted(keys)])
+    return {int.from_bytes(bytes(k), "big"): decode(v) for k, v in got if len(v)}
+
+
+# The pieces spends took, for their refunds: one LMDB value per 2**TAKEN_CHUNK_BITS seqs
+# of the spend's key (its seq; a SUPP_DEBIT's: the supplementary card's swipe), holding
+# (key, store, fen) sorted by key, a spend's pieces oldest lot first. A flush rewrites
+# the few chunks its spends fall in instead of one put per spend.
+TAKEN_CHUNK_BITS = 16
+TAKEN = np.dtype([("seq", "<u8"), ("store", "<u4"), ("fen", "<i8")])
+
+
+class _Taken:
+    """The taken chunks a stretch touches, decoded; written back whole."""
+
+    def __init__(self, txn, db) -> None:
+        self.txn, self.db = txn, db
+        self.chunks: dict[int, np.ndarray] = {}
+        self.dirty: set[int] = set()
+
+    def chunk(self, c: int) -> np.ndarray:
+        got = self.chunks.get(c)
+        if got is None:
+            raw = self.txn.get(u64(c), db=self.db)
+            got = self.chunks[c] = np.frombuffer(bytes(raw), TAKEN) if raw else np.zeros(0, TAKEN)
+        return got
+
+    def get(self, keys) -> dict[int, list[list[int]]]:
+        out: dict[int, list[list[int]]] = {}
+        for k in sorted(keys):
+            a = self.chunk(k >> TAKEN_CHUNK_BITS)
+            lo, hi = np.searchsorted(a["seq"], [k, k + 1])
+            if hi > lo:
+                out[k] = [[int(s), int(f)] for s, f in zip(a["store"][lo:hi].tolist(),
+                                                          a["fen"][lo:hi].tolist(), strict=True)]
+        return out
+
+    def put(self, entries: np.ndarray, replaced: set[int] = frozenset(),
+            spends: np.ndarray | None = None) -> None:
+        """Add entries (TAKEN, keys new or in replaced) and drop the old entries of the
+        keys in replaced. spends: the keys of every spend (a spend that took nothing has
+        no entry). Every chunk a spend's key falls in is written, empty or not, so which
+        chunks exist depends on the journal only, never on the flushes."""
+        entries = entries[np.argsort(entries["seq"], kind="stable")]
+        of = (entries["seq"] >> np.uint64(TAKEN_CHUNK_BITS)).astype(np.int64)
+        chunks = set(np.unique(of).tolist()) | {k >> TAKEN_CHUNK_BITS for k in replaced}
+        if spends is not None and len(spends):
+            chunks |= set(np.unique(spends.astype(np.int64) >> TAKEN_CHUNK_BITS).tolist())
+        drop = np.array(sorted(replaced), np.uint64)
+        for c in chunks:
+            old = self.chunk(c)
+            if len(drop):
+                old = old[~np.isin(old["seq"], drop)]
+            a, b = np.searchsorted(of, [c, c + 1])
+            mine = entries[a:b]
+            if len(old) and len(mine) and old["seq"][-1] >= mine["seq"][0]:
+                both = np.concatenate((old, mine))
+                self.chunks[c] = both[np.argsort(both["seq"], kind="stable")]
+            else:
+                self.chunks[c] = np.concatenate((old, mine))
+            self.dirty.add(c)
+
+    def puts(self) -> list[tuple[bytes, bytes]]:
+        return [(u64(c), self.chunks[c].tobytes()) for c in sorted(self.dirty)]
+
+
+def _grouped_cumsum(amount: np.ndarray, group: np.ndarray) -> np.ndarray:
+    """Inclusive cumulative sums of amount restarting at each new group (group sorted)."""
+    cs = np.cumsum(amount)
+    if len(cs) == 0:
+        return cs
+    start = np.ones(len(group), bool)
+    start[1:] = group[1:] != group[:-1]
+    base = np.repeat((cs - amount)[start], np.diff(np.append(np.flatnonzero(start), len(cs))))
+    return cs - base
+
+
+def _fifo(recs: np.ndarray, stored: dict[int, list[list[int]]]):
+    """_fifo_arrays with the stored lots and the lots after as {card: [[store, fen]]}."""
+    items = [(c, p) for c, lots in sorted(stored.items()) for p in lots]
+    st = np.zeros(len(items), _STORED)
+    if items:
+        st["card"] = [c for c, _ in items]
+        st["store"] = [p[0] for _, p in items]
+        st["fen"] = [p[1] for _, p in items]
+    pieces, cards, lc, ls, lf = _fifo_arrays(recs, st)
+    after: dict[int, list[list[int]]] = {int(c): [] for c in cards.tolist()}
+    for c, s, f in zip(lc.tolist(), ls.tolist(), lf.tolist(), strict=True):
+        after[c].append([s, f])
+    return pieces, after
+
+
+# Stored lots as arrays: the card, then its PIECE.
+_STORED = np.dtype([("card", "<i8"), ("store", "<i8"), ("fen", "<i8")])
+
+
+def _load_lots(txn, db, cards: np.ndarray) -> np.ndarray:
+    """The stored lots of cards (sorted, distinct) as _STORED rows, each card's in order."""
+    got = list(txn.cursor(db=db).getmulti([u64(c) for c in cards.tolist()]))
+    got = [(k, v) for k, v in got if len(v)]
+    if not got:
+        return np.zeros(0, _STORED)
+    ps = np.frombuffer(b"".join(bytes(v) for _, v in got), PIECE)
+    counts = np.array([len(v) // PIECE.itemsize for _, v in got], np.int64)
+    owner = np.frombuffer(b"".join(bytes(k) for k, _ in got), ">u8").astype(np.int64)
+    out = np.zeros(len(ps), _STORED)
+    out["card"] = np.repeat(owner, counts)
+    out["store"], out["fen"] = ps["store"], ps["fen"]
+    return out
+
+
+def _lots_puts(cards: np.ndarray, lc: np.ndarray, ls: np.ndarray,
+               lf: np.ndarray) -> list[tuple[bytes, bytes]]:
+    """rollup_lots puts of every card in cards: its lots after (lc, ls, lf: by card, in
+    order), encoded in one pass; b"" for a card with none left."""
+    a = np.zeros(len(lc), PIECE)
+    a["store"], a["fen"] = ls, lf
+    body = a.tobytes()
+    w = PIECE.itemsize
+    lo = np.searchsorted(lc, cards, "left").tolist()
+    hi = np.searchsorted(lc, cards, "right").tolist()
+    return [(u64(c), body[x * w:y * w]) for c, x, y in zip(cards.tolist(), lo, hi, strict=True)]
+
+
+def _fifo_arrays(recs: np.ndarray, stored: np.ndarray):
+    """PrincipalLots for cards whose records in a stretch only add principal as new lots
+    and take it oldest lot first (no refund, replacement or hand-over), vectorised: the
+    lots and the takes of each card laid end to end on one line, a take's pieces are
+    where its stretch of the line meets the lots'. stored: the cards' lots as _STORED
+    rows (by card, in order). Returns the pieces (record index, lot store, fen, whether
+    from a lot; per record oldest lot first), the cards (sorted) and their lots after
+    as (card, store, fen) arrays, by card, in order."""
+    card = recs["card_no"].astype(np.int64)
+    delta = recs["principal_delta_fen"].astype(np.int64)
+    order = np.argsort(card, kind="stable")        # by card, then seq: the one big sort
+    cs = card[order]
+    head = np.ones(len(cs), bool)
+    head[1:] = cs[1:] != cs[:-1]
+    cards = cs[head]
+    rank = np.empty(len(card), np.int64)
+    rank[order] = np.cumsum(head) - 1
+    # Supply: the stored lots (in order), then each record adding principal.
+    stored = stored[np.isin(stored["card"], cards)]
+    s_rank = [np.searchsorted(cards, stored["card"])]
+    s_amt, s_store = [stored["fen"].astype(np.int64)], [stored["store"].astype(np.int64)]
+    s_key = [np.arange(len(stored), dtype=np.int64) - len(stored)]   # before any record
+    add = np.flatnonzero(delta > 0)
+    s_rank.append(rank[add])
+    s_amt.append(delta[add])
+    s_store.append(recs["store_id"][add].astype(np.int64))
+    s_key.append(add.astype(np.int64))
+    s_rank, s_amt = np.concatenate(s_rank), np.concatenate(s_amt)
+    s_store, s_key = np.concatenate(s_store), np.concatenate(s_key)
+    sup = np.lexsort((s_key, s_rank))
+    s_rank, s_amt, s_store = s_rank[sup], s_amt[sup], s_store[sup]
+    take = order[delta[order] < 0]                 # by card, then seq
+    t_rank, t_amt = rank[take], -delta[take]
+    s_tot = np.zeros(len(cards), np.int64)
+    np.add.at(s_tot, s_rank, s_amt)
+    t_tot = np.zeros(len(cards), np.int64)
+    np.add.at(t_tot, t_rank, t_amt)
+    span = np.maximum(s_tot, t_tot)
+    base = np.cumsum(span) - span
+    s_end = base[s_rank] + _grouped_cumsum(s_amt, s_rank)
+    s_start = s_end - s_amt
+    t_end = base[t_rank] + _grouped_cumsum(t_amt, t_rank)
+    t_start = t_end - t_amt
+    # Take j meets the lots i0..i1 of its card (usually one); what lies past the card's
+    # lots (cannot happen: principal >= 0) is one more piece at store 0.
+    card_end = base + s_tot                        # where each card's lots end
+    i0 = np.searchsorted(s_end, t_start, "right")
+    i1 = np.searchsorted(s_start, np.minimum(t_end, card_end[t_rank]), "left")
+    n_lots = np.maximum(i1 - i0, 0)
+    beyond = t_end > card_end[t_rank]
+    n = n_lots + beyond
+    j = np.repeat(np.arange(len(take)), n)
+    k = np.arange(int(n.sum())) - np.repeat(np.cumsum(n) - n, n)   # piece number in take
+    have = k < n_lots[j]
+    i = np.where(have, i0[j] + k, 0)
+    lo = np.where(have, np.maximum(t_start[j], s_start[i] if len(s_start) else 0),
+                  np.maximum(t_start[j], card_end[t_rank[j]]))
+    hi = np.where(have, np.minimum(t_end[j], s_end[i] if len(s_end) else 0), t_end[j])
+    seg_len = hi - lo
+    lot_store = np.where(have, s_store[i] if len(s_store) else 0, 0)
+    pieces = (take[j], lot_store, seg_len, have)
+    # What is left of each card's lots: the part of the line past its takes.
+    used = base[s_rank] + t_tot[s_rank]
+    left = np.minimum(s_amt, s_end - used)
+    keep = left > 0
+    return pieces, cards, cards[s_rank[keep]], s_store[keep], left[keep]
+
+
+def replay(store, txn, recs: list[np.ndarray], tz: int
+           ) -> tuple[np.ndarray, np.ndarray, dict[str, list[tuple[bytes, bytes]]]]:
+    """Replay a stretch's lot records (seq order) over the lots stored as of the
+    stretch's start (read in txn). Returns the settlement rows (keys, n x 4 int64, one
+    per record piece: rollups reduces them) and the state puts per database.
+
+    Cards with a refund, a replacement's hand-over (either side) or a SUPP_DEBIT that
+    adds principal in the stretch go through PrincipalLots one record at a time; the
+    others (nearly every card: recharges and spends) through _fifo, vectorised. Cards
+    are independent but for those links, which the first group holds on both sides."""
+    empty = (np.zeros(0, SETTLEMENT_KEY), np.zeros((0, len(SETTLEMENT_COLS)), np.int64))
+    if not recs:
+        return *empty, {}
+    r = np.concatenate(recs)
+    if len(r) == 0:
+        return *empty, {}
+    db = store.db
+    op = r["op_type"]
+    card = r["card_no"].astype(np.int64)
+    delta = r["principal_delta_fen"].astype(np.int64)
+    linked = (op == OpType.REFUND) | ((op == OpType.SUPP_DEBIT) & (delta > 0))
+    repl = (op == CardOp.REPLACE) & (r["after"]["replaced_by"] != 0)
+    targets = set(r["after"]["replaced_by"][repl].tolist())
+    adding = np.unique(card[(delta > 0) & ~linked]).tolist()
+    moving = _load(txn, db[MOVING_DB], set(adding) | targets, _pieces)
+    slow_cards = set(card[linked | repl].tolist()) | targets | set(moving)
+    slow = np.isin(card, np.array(sorted(slow_cards), np.int64)) if slow_cards \
+        else np.zeros(len(r), bool)
+    taken = _Taken(txn, db[TAKEN_DB])
+    rows: list[np.ndarray] = []          # n x 6: day, lot store, spend store, count, col, fen
+    puts: dict[str, list[tuple[bytes, bytes]]] = {LOTS_DB: [], REFUND_DB: [], MOVING_DB: []}
+    day = (r["time_s"].astype(np.int64) + tz) // 86_400
+    spend_store = r["store_id"].astype(np.int64)
+    # --- the vectorised cards ---
+    fast = np.flatnonzero(~slow & (delta != 0))
+    if len(fast):
+        fr = r[fast]
+        stored = _load_lots(txn, db[LOTS_DB], np.unique(card[fast]))
+        (idx, lot_store, fen, have), fcards, lc, ls, lf = _fifo_arrays(fr, stored)
+        rec = fast[idx]
+        fop = op[rec]
+        spend = np.isin(fop, np.array(_SPEND_OPS, np.int64))
+        # count: once per (record, pair) of a spend
+        # count once per (record, lot store): a take may meet a store twice. A record's
+        # pieces are contiguous; only records of several pieces (few) need a search.
+        first = np.ones(len(rec), bool)
+        if len(rec) > 1:
+            same = rec[1:] == rec[:-1]
+            multi = np.zeros(len(rec), bool)
+            multi[1:] |= same
+            multi[:-1] |= same
+            m = np.flatnonzero(multi)
+            if len(m):
+                _, once = np.unique(rec[m].astype(np.int64) << 32 | lot_store[m],
+                                    return_index=True)
+                first[m] = False
+                first[m[once]] = True
+        rows.append(np.stack([day[rec], lot_store, spend_store[rec],
+                              (spend & first).astype(np.int64),
+                              np.where(spend, 1, 3).astype(np.int64), fen], axis=1))
+        keyed = spend & have
+        kr = rec[keyed]
+        e = np.zeros(len(kr), TAKEN)
+        key_of = np.where(op == OpType.SUPP_DEBIT, r["ref_seq"], r["seq"]).astype(np.uint64)
+        e["seq"] = key_of[kr]
+        e["store"], e["fen"] = lot_store[keyed], fen[keyed]
+        spends = fast[np.isin(op[fast], np.array(_SPEND_OPS, np.int64)) & (delta[fast] < 0)]
+        taken.put(e, spends=key_of[spends])
+        puts[LOTS_DB] += _lots_puts(fcards, lc, ls, lf)
+    # --- the linked cards, one record at a time ---
+    sl = np.flatnonzero(slow)
+    if len(sl):
+        sr = r[sl]
+        sop, sdelta = op[sl], delta[sl]
+        refunds = sr[sop == OpType.REFUND]
+        supp = sr[sop == OpType.SUPP_DEBIT]
+        own = dict(zip(refunds["seq"].tolist(), refunds["ref_seq"].tolist(), strict=True))
+        refund_of = _load(txn, db[REFUND_DB], set(supp["ref_seq"].tolist()) - set(own),
+                          lambda v: int.from_bytes(bytes(v), "big"))
+        spend_keys = set(sr["ref_seq"][(sop == OpType.SUPP_DEBIT) & (sdelta < 0)].tolist())
+        swipes = (set(refunds["ref_seq"].tolist()) | set(supp["ref_seq"].tolist())
+                  | set(refund_of.values()) | spend_keys) - {0}
+        lots = PrincipalLots(None)
+        lots.lots = {c: deque(p) for c, p in
+                     _load(txn, db[LOTS_DB], set(card[sl].tolist()), _pieces).items()}
+        before = taken.get(swipes)
+        lots.taken = {k: [list(p) for p in v] for k, v in before.items()}
+        lots.refund_of = refund_of
+        lots.moving = _Moving(moving)
+        slow_rows: list[tuple[int, int, int, int, int, int]] = []
+        counted: set[tuple[int, int, int]] = set()
+
+        def on_piece(rec, lot_store: int, fen: int, kind: str) -> None:
+            spend = int(rec["store_id"])
+            n = 0
+            if kind == "spent":
+                pair = (int(rec["seq"]), lot_store, spend)
+                if pair not in counted:
+                    counted.add(pair)
+                    n = 1
+            slow_rows.append(((int(rec["time_s"]) + tz) // 86_400, lot_store, spend, n,
+                              _KIND_COL[kind], fen))
+
+        lots.on_piece = on_piece
+        for rec in sr:
+            lots.apply(rec)
+        if slow_rows:
+            rows.append(np.array(slow_rows, np.int64))
+        changed = {k for k, v in lots.taken.items() if before.get(k) != v}
+        ent = [(k, s, f) for k in sorted(changed) for s, f in lots.taken[k]]
+        e = np.zeros(len(ent), TAKEN)
+        if ent:
+            e["seq"] = [x[0] for x in ent]
+            e["store"] = [x[1] for x in ent]
+            e["fen"] = [x[2] for x in ent]
+        taken.put(e, changed)
+        puts[LOTS_DB] += [(u64(c), _raw(q)) for c, q in lots.lots.items()]
+        puts[REFUND_DB] = [(u64(s), u64(w)) for s, w in sorted(lots.refund_of.items())]
+        puts[MOVING_DB] = sorted([(u64(c), _raw(p)) for c, p in lots.moving.items()]
+                                 + [(u64(c), b"") for c in lots.moving.taken_keys
+                                    if c not in lots.moving])
+    puts[LOTS_DB].sort()
+    puts[TAKEN_DB] = taken.puts()
+    a = np.concatenate(rows) if rows else np.zeros((0, 6), np.int64)
+    if len(a) == 0:
+        return *empty, puts
+    keys = np.zeros(len(a), SETTLEMENT_KEY)
+    keys["day"], keys["recharge_store"], keys["spend_store"] = a[:, 0], a[:, 1], a[:, 2]
+    vals = np.zeros((len(a), len(SETTLEMENT_COLS)), np.int64)
+    vals[:, 0] = a[:, 3]
+    vals[np.arange(len(a)), a[:, 4]] = a[:, 5]
+    return keys, vals, puts
