@@ -48,10 +48,12 @@ def register_v1_descriptor() -> None:
 
 def add_v1_servicer(servicer, server) -> None:
     """Serve servicer (a v1alpha ReflectionServicer) as v1 too, on server (anything with
-    add_registered_method_handlers, such as the guard's GuardedServer)."""
+    add_generic_rpc_handlers, such as the guard's GuardedServer, which serves every
+    method through generic handlers: server/rpc/guard.py says why)."""
     register_v1_descriptor()
     handler = grpc.stream_stream_rpc_method_handler(
         servicer.ServerReflectionInfo,
         request_deserializer=v1alpha_pb2.ServerReflectionRequest.FromString,
         response_serializer=v1alpha_pb2.ServerReflectionResponse.SerializeToString)
-    server.add_registered_method_handlers(SERVICE_NAME, {METHOD: handler})
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler(SERVICE_NAME, {METHOD: handler}),))
