@@ -11,6 +11,7 @@ import sys
 import uuid
 
 import grpc
+from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.json_format import MessageToDict
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
@@ -87,10 +88,44 @@ def read_password(args, attr: str = "password", prompt: str = "password: ") -> s
     return value if value else getpass.getpass(prompt)
 
 
+# protobuf's JSON mapping writes 64-bit integers as strings (for JavaScript's doubles);
+# `--json` is for programs, so they get numbers: fen, points, seqs and unix seconds.
+_INT64_TYPES = frozenset({FieldDescriptor.TYPE_INT64, FieldDescriptor.TYPE_UINT64,
+                          FieldDescriptor.TYPE_SINT64, FieldDescriptor.TYPE_FIXED64,
+                          FieldDescriptor.TYPE_SFIXED64})
+
+
+def _numbers(desc, doc: dict) -> dict:
+    """doc (MessageToDict of a message of desc) with its 64-bit integers as ints."""
+    for f in desc.fields:
+        if f.name not in doc:
+            continue
+        v = doc[f.name]
+        if f.message_type is not None and f.message_type.GetOptions().map_entry:
+            vf = f.message_type.fields_by_name["value"]
+            if vf.type in _INT64_TYPES:
+                doc[f.name] = {k: int(x) for k, x in v.items()}
+            elif vf.message_type is not None:
+                doc[f.name] = {k: _numbers(vf.message_type, x) for k, x in v.items()}
+        elif f.message_type is not None:
+            if f.message_type.full_name.startswith("google.protobuf."):
+                continue
+            doc[f.name] = ([_numbers(f.message_type, x) for x in v] if isinstance(v, list)
+                           else _numbers(f.message_type, v))
+        elif f.type in _INT64_TYPES:
+            doc[f.name] = [int(x) for x in v] if isinstance(v, list) else int(v)
+    return doc
+
+
+def json_doc(msg) -> dict:
+    """A reply as `--json` prints it: protobuf's JSON mapping, field names as in the
+    .proto, every integer a JSON number."""
+    return _numbers(msg.DESCRIPTOR, MessageToDict(msg, preserving_proto_field_name=True))
+
+
 def emit(args, msg, line: str) -> None:
     if args.json:
-        print(json.dumps(MessageToDict(msg, preserving_proto_field_name=True),
-                         ensure_ascii=False))
+        print(json.dumps(json_doc(msg), ensure_ascii=False))
     else:
         print(line)
 

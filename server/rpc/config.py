@@ -5,6 +5,7 @@
     terminals_file = "terminals.json"  # relative to this file; see server/rpc/auth.py
     inflight_ops_max = 131072
     shutdown_grace_s = 10
+    drain_delay_s = 0                  # on SIGTERM: /readyz 503 this long before the port closes
 
     [tls]                              # optional
     cert_file = "server.crt"
@@ -53,6 +54,7 @@ from server.rpc.app import TlsConfig
 from server.rpc.constants import INFLIGHT_OPS_MAX, SHUTDOWN_GRACE_SECONDS
 
 KNOWN_KEYS = {"listen", "metrics", "terminals_file", "inflight_ops_max", "shutdown_grace_s",
+              "drain_delay_s",
               "tls", "engine", "rules", "data", "chain", "replication"}
 KNOWN_KEYS |= {"ha"}  # [ha]: leadership in etcd (server/rpc/leader.py, HaConfig)
 REPLICATION_KEYS = {"token_file", "mode", "on_standby_lost", "timeout_s", "epoch", "standby_of"}
@@ -66,6 +68,8 @@ class ServeConfig:
     terminals_file: str | None = None
     inflight_ops_max: int = INFLIGHT_OPS_MAX
     shutdown_grace_s: float = SHUTDOWN_GRACE_SECONDS
+    # After SIGTERM, how long /readyz answers 503 while the port still takes calls.
+    drain_delay_s: float = 0.0
     tls: TlsConfig | None = None
     engine: EngineConfig = field(default_factory=EngineConfig)
     rules: dict | None = None
@@ -99,6 +103,7 @@ def load(path: str) -> ServeConfig:
         terminals_file=rel(doc.get("terminals_file")),
         inflight_ops_max=int(doc.get("inflight_ops_max", INFLIGHT_OPS_MAX)),
         shutdown_grace_s=float(doc.get("shutdown_grace_s", SHUTDOWN_GRACE_SECONDS)),
+        drain_delay_s=float(doc.get("drain_delay_s", 0.0)),
         tls=tls, engine=EngineConfig.from_mapping(dict(doc.get("engine", {})), source=f"{path} [engine]"),
         rules=doc.get("rules"),
         chain=dict(doc.get("chain", {})),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import os
@@ -159,6 +160,14 @@ async def serve(data: str, cfg: ServeConfig, *, out=sys.stdout, started=None) ->
             started(srv)
         await stop.wait()
         srv.mark_draining()  # /readyz is 503 before the line below says so
+        if cfg.drain_delay_s > 0:
+            # The load balancer sees /readyz 503 and stops sending new calls while the
+            # port still takes them; a second SIGTERM/SIGINT ends the wait at once.
+            stop.clear()
+            print(f"mms: stopping: /readyz is 503, still serving for drain_delay_s="
+                  f"{cfg.drain_delay_s:g}", file=out, flush=True)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), cfg.drain_delay_s)
         print("mms: stopping: draining in-flight calls", file=out, flush=True)
         await srv.stop(cfg.shutdown_grace_s)
         if leadership is not None:

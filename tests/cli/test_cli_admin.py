@@ -94,7 +94,7 @@ def test_daily_work_end_to_end(server, tmp_path, capsys):
     assert "card 880001  active" in shown and "  balance 100.00 yuan (principal 100.00" in shown
     assert mms(capsys, "member", "find", "13800138000").startswith("member 1 Li Lei")
     found = json.loads(mms(capsys, "member", "search", "--tag", "vip", "--json"))
-    assert found["total"] == "1" and found["members"][0]["member_id"] == "1"
+    assert found["total"] == 1 and found["members"][0]["member_id"] == 1
     assert mms(capsys, "member", "search", "--name", "Han").endswith("1 of 1 members (1-1)")
     assert "RECHARGE" in mms(capsys, "card", "journal", "880001")
     # The cashier may not freeze or export; the manager may.

@@ -177,7 +177,7 @@ def test_replay_with_an_operator_session_is_attributed(child, sessions, tmp_path
                  "--json"]) == 0
     entries = json.loads(capsys.readouterr().out)["entries"]
     newest = entries[0]
-    assert newest["op"] == "RECHARGE" and newest["amount_fen"] == "4200"
+    assert newest["op"] == "RECHARGE" and newest["amount_fen"] == 4200
     assert newest["operator_id"] == 2  # cash7, the first operator after root
 
 

@@ -188,6 +188,37 @@ def test_readyz_is_503_while_draining_on_sigterm(tmp_path):
     assert any("every accepted op is committed" in line for line in child.output)
 
 
+def test_drain_delay_keeps_serving_while_readyz_is_503(tmp_path):
+    """With drain_delay_s the port still takes new calls while /readyz says 503 (so a
+    load balancer stops sending before the port closes); a second SIGTERM ends the
+    window at once and the server drains and exits cleanly."""
+    terms = [TerminalSpec(1, 0, "admin"), TerminalSpec(2, 0, "pos")]
+    child = ChildServer(str(tmp_path), terms, extra={"drain_delay_s": 600}).start()
+    readyz = child.metrics_url.replace("/metrics", "/readyz")
+    assert _readyz(readyz) == 200
+
+    async def scenario() -> tuple[int, int, int]:
+        async with aio_channel(child.target) as ch:
+            pos, admin = stubs(ch)
+            await issue_and_fund(admin, pos, child.token("admin"), child.token("pos"),
+                                 [78], 100_000)
+            child.proc.send_signal(signal.SIGTERM)
+            await asyncio.to_thread(_wait_for_line, child, "still serving for drain_delay_s")
+            during = await asyncio.to_thread(_readyz, readyz)
+            # A call that arrives in the window is served.
+            r = await pos.Swipe(pos_pb2.SwipeRequest(client_id=os.urandom(16), card_no=78,
+                                                     amount_fen=100),
+                                metadata=auth(child.token("pos")), timeout=60)
+            child.proc.send_signal(signal.SIGTERM)
+            await asyncio.to_thread(_wait_for_line, child, "draining in-flight calls")
+            return during, r.result.code
+
+    during, code = asyncio.run(scenario())
+    assert during == 503 and code == types_pb2.RESULT_OK
+    assert child.terminate() == 0
+    assert any("every accepted op is committed" in line for line in child.output)
+
+
 # --- runbook links -------------------------------------------------------------------------
 
 def test_every_alert_has_an_absolute_runbook_url_and_the_base_is_configurable(tmp_path):

@@ -113,3 +113,18 @@ def test_points_lots_say_when_each_expires():
     assert [lot["expires_at_s"] for lot in points_lots(card, 0, SHANGHAI)] == [0, 0]
     assert points_lots({"lot_year": 0}, 1, SHANGHAI) == []
     assert _year_start(1970, 0) == 0 and _year_start(1970, SHANGHAI) == -SHANGHAI
+
+
+def test_json_output_writes_64_bit_integers_as_numbers():
+    """`--json` is for programs: protobuf's JSON mapping quotes 64-bit integers; the CLI's
+    json_doc turns them back into numbers, in nested messages and repeated fields too,
+    and leaves strings and smaller integers as they are."""
+    from server.cli.session import json_doc
+    from server.mms_pb import admin_pb2, types_pb2
+
+    card = types_pb2.Card(card_no=2**63 + 5, principal_fen=9_801, points=-3)
+    doc = json_doc(admin_pb2.ShowCardResponse(card=card))
+    assert doc["card"]["card_no"] == 2**63 + 5 and doc["card"]["principal_fen"] == 9_801
+    assert doc["card"]["points"] == -3
+    cols = json_doc(types_pb2.SwipeColumns(card_nos=[1, 2**40], amount_fen=[5, 7]))
+    assert cols["card_nos"] == [1, 2**40] and cols["amount_fen"] == [5, 7]
