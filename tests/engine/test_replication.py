@@ -37,14 +37,16 @@ KEY = bytes(range(32))
 def dump_env(env: lmdb.Environment) -> dict[str, dict[bytes, bytes]]:
     """Every named database of an environment: name -> {key: value}; empty ones left out."""
     out: dict[str, dict[bytes, bytes]] = {}
+    # One read transaction for the names and every database, each opened inside it: an
+    # open_db without a transaction takes a write transaction, which waits for a writer
+    # of the live engine (the rollup tailer) while holding the GIL that writer needs.
     with env.begin() as txn:
         names = [bytes(k) for k, _v in txn.cursor()]
-    for name in names:
-        db = env.open_db(name, create=False)
-        with env.begin(db=db) as txn:
-            rows = {bytes(k): bytes(v) for k, v in txn.cursor()}
-        if rows:
-            out[name.decode()] = rows
+        for name in names:
+            db = env.open_db(name, txn=txn, create=False)
+            rows = {bytes(k): bytes(v) for k, v in txn.cursor(db=db)}
+            if rows:
+                out[name.decode()] = rows
     return out
 
 
