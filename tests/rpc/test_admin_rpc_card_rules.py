@@ -235,7 +235,7 @@ def test_cli_issues_by_type_and_shows_the_card(env, capsys):
                "300").endswith("each, 10 uses, valid until 2034-01-01")
     assert "10 uses of service 7" in mms(capsys, env, "desk11", "card", "show", "4602")
     shown = json.loads(mms(capsys, env, "desk11", "card", "show", "4601", "--json"))
-    assert shown["card"]["principal_fen"] == "4800"
+    assert shown["card"]["principal_fen"] == 4800
 
 
 # --- item 4: calendar years ---------------------------------------------------------------

@@ -406,8 +406,8 @@ def test_cli_report_commission(env, capsys, tmp_path, monkeypatch):
     doc = json.loads(mms(capsys, *argv, "--store", "11", "--json",
                          f"--session={env.sessions['mgr11']}"))
     assert doc["store_id"] == 11
-    assert {"operator_id": a, "swipes": "1", "refunds": "1", "sales_fen": "8000",
-            "commission_fen": "400"} in doc["rows"]
+    assert {"operator_id": a, "swipes": 1, "refunds": 1, "sales_fen": 8000,
+            "commission_fen": 400} in doc["rows"]
     assert "PERMISSION_DENIED OTHER_STORE" in mms(
         capsys, *argv, "--store", "12", f"--session={env.sessions['mgr11']}", rc=1)
 
