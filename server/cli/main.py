@@ -296,6 +296,3 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return int(args.func(args) or 0)
 
-
-if __name__ == "__main__":
-    sys.exit(main())

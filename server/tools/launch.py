@@ -61,7 +61,7 @@ def write_config(path: str, *, terminals_file: str, engine: dict | None = None,
 
 
 class ChildServer:
-    """`python -m server.cli.main serve` in a child process."""
+    """`python -m server.cli serve` in a child process."""
 
     def __init__(self, workdir: str, terminals: list[TerminalSpec], *, data: str | None = None,
                  engine: dict | None = None, rules: dict | None = None,
@@ -88,7 +88,7 @@ class ChildServer:
         env = dict(os.environ)
         env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "server.cli.main", "serve", "--data", self.data,
+            [sys.executable, "-m", "server.cli", "serve", "--data", self.data,
              "--config", self.config_file, "--listen", self.listen, "--metrics", self.metrics],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=ROOT)
         ready = threading.Event()

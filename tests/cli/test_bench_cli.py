@@ -165,7 +165,7 @@ def test_ceiling_python_driver(capsys):
 def test_ceiling_through_the_mms_command():
     import sys
 
-    out = subprocess.run([sys.executable, "-m", "server.cli.main", "bench", "grpc", "--unary",
+    out = subprocess.run([sys.executable, "-m", "server.cli", "bench", "grpc", "--unary",
                           "--ceiling", "--seconds", "0.5", "--streams", "2", "--cards", "50",
                           "--json"], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr

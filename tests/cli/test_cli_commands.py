@@ -95,7 +95,7 @@ def test_the_readme_serve_command_serves(tmp_path):
     assert argv[:2] == ["mms", "serve"] and "DIR" in argv
     argv = [str(tmp_path / "data") if w == "DIR" else w for w in argv]
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    proc = subprocess.Popen([sys.executable, "-m", "server.cli.main", *argv[1:]], cwd=ROOT, env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "server.cli", *argv[1:]], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines: list[str] = []
     try:

@@ -48,7 +48,7 @@ def test_an_unknown_engine_key_is_refused_by_name(tmp_path):
 
 def _serve(tmp_path, config: str) -> subprocess.Popen:
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    return subprocess.Popen([sys.executable, "-m", "server.cli.main", "serve", "--config", config,
+    return subprocess.Popen([sys.executable, "-m", "server.cli", "serve", "--config", config,
                              "--data", str(tmp_path / "data")], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 

@@ -15,7 +15,7 @@ from etcd_harness import require_etcd
 def test_cluster_demo_shows_a_takeover():
     require_etcd()
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    done = subprocess.run([sys.executable, "-m", "server.cli.main", "cluster", "demo"],
+    done = subprocess.run([sys.executable, "-m", "server.cli", "cluster", "demo"],
                           capture_output=True, text=True, timeout=300, cwd=ROOT, env=env)
     assert done.returncode == 0, done.stdout + done.stderr
     out = done.stdout

@@ -245,7 +245,7 @@ def test_mms_serve_standby_of_flag(tmp_path):
         asyncio.run(_setup(primary.target, primary.token("admin"), primary.token("pos")))
         env = dict(os.environ, PYTHONPATH=str(ROOT))
         proc = subprocess.Popen(
-            [sys.executable, "-m", "server.cli.main", "serve", "--data", str(tmp_path / "sb"),
+            [sys.executable, "-m", "server.cli", "serve", "--data", str(tmp_path / "sb"),
              "--listen", "127.0.0.1:0", "--metrics", "127.0.0.1:0",
              "--terminals", primary.terminals_file, "--standby-of", primary.target,
              "--replication-token-file", _token_file(tmp_path)],
