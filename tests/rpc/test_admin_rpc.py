@@ -85,22 +85,47 @@ def bootstrap(e: Env) -> None:
     e.login("root")
 
 
-@pytest.fixture(scope="module")
-def env(tmp_path_factory):
-    e = Env(str(tmp_path_factory.mktemp("admin")))
-    bootstrap(e)
+def two_stores(e: Env) -> int:
+    """Region North (its id is returned) with stores 11 and 12."""
     region = e.call("root", "CreateNode", admin_pb2.CreateNodeRequest(
         client_id=cid(), kind=admin_pb2.NODE_KIND_REGION, parent_id=1, name="North")).node
     for sid in (11, 12):
         e.call("root", "CreateNode", admin_pb2.CreateNodeRequest(
             client_id=cid(), kind=admin_pb2.NODE_KIND_STORE, parent_id=region.node_id,
             name=f"Store {sid}", node_id=sid))
-    for login, role, store in (("mgr11", "store_manager", 11), ("mgr12", "store_manager", 12),
-                               ("cash11", "cashier", 11), ("desk11", "customer_service", 11),
-                               ("aud", "auditor", 0), ("mkt", "marketing", 0)):
+    return region.node_id
+
+
+def operators(e: Env, rows) -> None:
+    """Create (login, role, home store) operators as root and log each in."""
+    for login, role, store in rows:
         e.call("root", "CreateOperator", admin_pb2.CreateOperatorRequest(
             client_id=cid(), login=login, password=PW, role=role, home_store_id=store))
         e.login(login)
+
+
+def store_staff_env(path: str, *, till: bool = False) -> Env:
+    """Bootstrapped chain with stores 11/12, their managers, a cashier, customer service
+    and marketing; with till, a terminal of store 11 whose metadata is env.till_md."""
+    e = Env(path)
+    bootstrap(e)
+    two_stores(e)
+    operators(e, (("mgr11", "store_manager", 11), ("mgr12", "store_manager", 12),
+                  ("cash11", "cashier", 11), ("desk11", "customer_service", 11),
+                  ("mkt", "marketing", 0)))
+    if till:
+        node = e.call("mgr11", "CreateNode", admin_pb2.CreateNodeRequest(
+            client_id=cid(), kind=admin_pb2.NODE_KIND_TERMINAL, parent_id=11, name="till")).node
+        tok = e.call("mgr11", "IssueTerminalToken", admin_pb2.IssueTerminalTokenRequest(
+            client_id=cid(), terminal_id=node.node_id)).token
+        e.till_md = (("authorization", f"Bearer {tok}"),)
+    return e
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    e = store_staff_env(str(tmp_path_factory.mktemp("admin")))
+    operators(e, (("aud", "auditor", 0),))
     yield e
     e.close()
 

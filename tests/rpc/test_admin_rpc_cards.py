@@ -13,7 +13,7 @@ import time
 import grpc
 import numpy as np
 import pytest
-from test_admin_rpc import BOOT, PW, Env, add_member, cid, failure
+from test_admin_rpc import PW, add_member, cid, failure, store_staff_env
 
 from core.records import OP, OpType, Result, split_client_id
 from core.rules import CommissionRule
@@ -23,29 +23,7 @@ from server.mms_pb import admin_pb2, pos_pb2, types_pb2
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
-    e = Env(str(tmp_path_factory.mktemp("admin_cards")))
-    md = (("authorization", f"Bearer {BOOT}"),)
-    e.admin.Bootstrap(admin_pb2.BootstrapRequest(client_id=cid(), chain_name="Chain",
-                                                 admin_login="root", admin_password=PW),
-                      metadata=md, timeout=30)
-    e.login("root")
-    region = e.call("root", "CreateNode", admin_pb2.CreateNodeRequest(
-        client_id=cid(), kind=admin_pb2.NODE_KIND_REGION, parent_id=1, name="North")).node
-    for sid in (11, 12):
-        e.call("root", "CreateNode", admin_pb2.CreateNodeRequest(
-            client_id=cid(), kind=admin_pb2.NODE_KIND_STORE, parent_id=region.node_id,
-            name=f"Store {sid}", node_id=sid))
-    for login, role, store in (("mgr11", "store_manager", 11), ("mgr12", "store_manager", 12),
-                               ("cash11", "cashier", 11), ("desk11", "customer_service", 11),
-                               ("mkt", "marketing", 0)):
-        e.call("root", "CreateOperator", admin_pb2.CreateOperatorRequest(
-            client_id=cid(), login=login, password=PW, role=role, home_store_id=store))
-        e.login(login)
-    till = e.call("mgr11", "CreateNode", admin_pb2.CreateNodeRequest(
-        client_id=cid(), kind=admin_pb2.NODE_KIND_TERMINAL, parent_id=11, name="till")).node
-    tok = e.call("mgr11", "IssueTerminalToken", admin_pb2.IssueTerminalTokenRequest(
-        client_id=cid(), terminal_id=till.node_id)).token
-    e.till_md = (("authorization", f"Bearer {tok}"),)
+    e = store_staff_env(str(tmp_path_factory.mktemp("admin_cards")), till=True)
     yield e
     e.close()
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import grpc
 import pytest
-from test_admin_rpc import BOOT, CHEAP, PW, Env, cid, failure
+from test_admin_rpc import CHEAP, Env, bootstrap, cid, failure, operators, two_stores
 
 from core.domain.chain import ChainConfig
 from core.records import OpType
@@ -20,28 +20,17 @@ def chain_env(path, config: ChainConfig) -> Env:
     """A chain with stores 11 and 12, a till in each, their managers, a cashier of 11
     and a card funded and swiped at store 11."""
     e = Env(str(path), config)
-    e.admin.Bootstrap(admin_pb2.BootstrapRequest(client_id=cid(), chain_name="Chain",
-                                                 admin_login="root", admin_password=PW),
-                      metadata=(("authorization", f"Bearer {BOOT}"),), timeout=30)
-    e.login("root")
-    region = e.call("root", "CreateNode", admin_pb2.CreateNodeRequest(
-        client_id=cid(), kind=admin_pb2.NODE_KIND_REGION, parent_id=1, name="North")).node
+    bootstrap(e)
+    two_stores(e)
     e.tills = {}
-    for sid in (11, 12):
-        e.call("root", "CreateNode", admin_pb2.CreateNodeRequest(
-            client_id=cid(), kind=admin_pb2.NODE_KIND_STORE, parent_id=region.node_id,
-            name=f"Store {sid}", node_id=sid))
     for sid in (11, 12):
         till = e.call("root", "CreateNode", admin_pb2.CreateNodeRequest(
             client_id=cid(), kind=admin_pb2.NODE_KIND_TERMINAL, parent_id=sid,
             name=f"till {sid}")).node
         e.tills[sid] = e.call("root", "IssueTerminalToken", admin_pb2.IssueTerminalTokenRequest(
             client_id=cid(), terminal_id=till.node_id)).token
-    for login, role, store in (("mgr11", "store_manager", 11), ("mgr12", "store_manager", 12),
-                               ("cash11", "cashier", 11)):
-        e.call("root", "CreateOperator", admin_pb2.CreateOperatorRequest(
-            client_id=cid(), login=login, password=PW, role=role, home_store_id=store))
-        e.login(login)
+    operators(e, (("mgr11", "store_manager", 11), ("mgr12", "store_manager", 12),
+                  ("cash11", "cashier", 11)))
     e.call("root", "IssueCards", admin_pb2.IssueCardsRequest(client_id=cid(), card_nos=[CARD]))
     e.pos.Recharge(pos_pb2.RechargeRequest(client_id=cid(), card_no=CARD, amount_fen=50_000),
                    metadata=till_md(e, 11), timeout=30)
