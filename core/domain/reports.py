@@ -62,8 +62,9 @@ def check_window(since_s: int, until_s: int) -> None:
     if until_s <= since_s:
         raise ValueError(f"until_s ({until_s}) must be after since_s ({since_s})")
     if until_s - since_s > REPORT_WINDOW_MAX_S:
+        days, rest_s = divmod(int(until_s - since_s), 86_400)
         raise ValueError(f"a report covers at most {REPORT_WINDOW_MAX_S // 86_400} days, "
-                         f"not {(until_s - since_s) / 86_400:.1f}")
+                         f"not {days} days and {rest_s} s")
 
 
 @contextlib.contextmanager

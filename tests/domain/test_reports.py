@@ -114,3 +114,8 @@ def test_window_bounds_are_since_inclusive_until_exclusive(eng):
 def test_bad_windows_are_refused(eng, since, until):
     with pytest.raises(ValueError):
         commission_report(eng, since, until)
+
+
+def test_a_too_long_window_is_named_in_whole_days_and_seconds(eng):
+    with pytest.raises(ValueError, match=r"at most 366 days, not 366 days and 1 s$"):
+        commission_report(eng, T0, T0 + REPORT_WINDOW_MAX_S + 1)
