@@ -76,10 +76,9 @@ class RequestGuard:
                       failure: RpcFailure) -> None:
         self.note(service, method)
         if service in self.instrumented:
-            m = self.metrics
-            m.started_child(grpc_type, service, method).inc()
-            m.handled_child(grpc_type, service, method, failure.code).inc()
-            m.handling_child(grpc_type, service, method).observe(0.0)
+            st = self.metrics.calls(grpc_type, service, method)
+            st.started += 1
+            st.handled(failure.code, 0.0)
         await context.abort(failure.code, failure.message, failure.trailing_metadata())
 
     def wrap(self, full_method: str, h: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
