@@ -85,6 +85,7 @@ class RequestGuard:
         deser = h.request_deserializer
         if deser is None:
             return h
+        ser = _encoded_or(h.response_serializer)
         service, _, method = full_method.lstrip("/").rpartition("/")
         type_name = _type_name(deser)
         grpc_type = {(False, False): "unary", (True, False): "client_stream",
@@ -114,8 +115,7 @@ class RequestGuard:
                 return h
             make = (grpc.unary_stream_rpc_method_handler if h.response_streaming
                     else grpc.unary_unary_rpc_method_handler)
-            return make(behavior, request_deserializer=None,
-                        response_serializer=h.response_serializer)
+            return make(behavior, request_deserializer=None, response_serializer=ser)
 
         inner = h.stream_stream if h.response_streaming else h.stream_unary
 
@@ -151,7 +151,20 @@ class RequestGuard:
             return h
         make = (grpc.stream_stream_rpc_method_handler if h.response_streaming
                 else grpc.stream_unary_rpc_method_handler)
-        return make(behavior, request_deserializer=None, response_serializer=h.response_serializer)
+        return make(behavior, request_deserializer=None, response_serializer=ser)
+
+
+def _encoded_or(serializer):
+    """The method's response serializer, letting through a response that is already its
+    wire bytes (codec.results_bytes: a batch's results written from their columns)."""
+    if serializer is None:
+        return None
+
+    def serialize(response):
+        if type(response) is bytes:
+            return response
+        return serializer(response)
+    return serialize
 
 
 class _GuardedGeneric(grpc.GenericRpcHandler):
