@@ -80,3 +80,43 @@ def packed_fields(list fields) -> bytes:
             for i in range(n):
                 at += _put(w + at, p[i])
     return out
+
+
+def single_messages(int outer, list fields) -> list:
+    """One message per op i: a message whose field `outer` holds an embedded message of
+    fields' i-th values, each a singular varint field, left out when 0 (proto3), as
+    protobuf writes SwipeResponse(result=OpResult(...)). fields: (field number,
+    1-D contiguous uint64 array) pairs in field-number order, all of one length."""
+    cdef Py_ssize_t nf = len(fields), n = 0, i, j, body, at
+    if nf == 0:
+        return []
+    n = len(fields[0][1])
+    cdef uint64_t[:, ::1] vals = np.empty((nf, n), dtype=np.uint64)
+    cdef uint64_t[::1] tags = np.empty(nf, dtype=np.uint64)
+    cdef uint64_t[::1] col
+    for j in range(nf):
+        number, arr = fields[j]
+        col = arr
+        if col.shape[0] != n:
+            raise ValueError("every field needs one value per op")
+        tags[j] = (<uint64_t>number) << 3
+        for i in range(n):
+            vals[j, i] = col[i]
+    cdef uint64_t outer_tag = (<uint64_t>outer << 3) | 2
+    cdef uint8_t buf[400]   # 15 fields x (tag <= 2 + value <= 10) + the outer tag and length
+    cdef list out = []
+    if nf > 30:
+        raise ValueError("at most 30 fields")
+    for i in range(n):
+        body = 0
+        for j in range(nf):
+            if vals[j, i]:
+                body += _size(tags[j]) + _size(vals[j, i])
+        at = _put(buf, outer_tag)
+        at += _put(buf + at, <uint64_t>body)
+        for j in range(nf):
+            if vals[j, i]:
+                at += _put(buf + at, tags[j])
+                at += _put(buf + at, vals[j, i])
+        out.append(PyBytes_FromStringAndSize(<char*>buf, at))
+    return out

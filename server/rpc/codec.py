@@ -141,17 +141,37 @@ def encode_one(res, i: int = 0) -> types_pb2.OpResult:
     return SingleResults(res).op_result(i)
 
 
+# OpResult's fields by number (field-number order), for replies written as bytes.
+_OP_RESULT_FIELDS = tuple(sorted((f.number, f.name) for f in types_pb2.OpResult.DESCRIPTOR.fields))
+
+
 class SingleResults:
     """The answers to one submission of coalesced single ops, decoded for all of them
     at once on first use (one numpy step per column, not per op and field)."""
 
-    __slots__ = ("res", "codes", "replayed", "_cols")
+    __slots__ = ("res", "codes", "replayed", "_cols", "_replies")
 
     def __init__(self, res) -> None:
         self.res = res
         self.codes: list[int] = res.codes.tolist()
         self.replayed: list[bool] = res.replayed.astype(bool).tolist()
         self._cols: dict[str, list[int]] | None = None
+        self._replies: list[bytes] | None = None
+
+    def reply(self, i: int) -> bytes:
+        """The wire bytes of a reply whose field 1 is op i's OpResult (SwipeResponse,
+        RechargeResponse): the same bytes as Response(result=self.op_result(i))
+        serialised, written for every op of the submission at once in C
+        (server/rpc/_wire.pyx), so an answer costs no message and no serialisation."""
+        if self._replies is None:
+            cols = self.res.columns()
+            cols["code"] = self.res.codes
+            cols["replayed"] = self.res.replayed.astype(bool)
+            cols["seq"] = self.res.seq
+            self._replies = _wire.single_messages(1, [
+                (number, np.ascontiguousarray(cols[name], dtype=np.int64).view(np.uint64))
+                for number, name in _OP_RESULT_FIELDS])
+        return self._replies[i]
 
     def op_result(self, i: int) -> types_pb2.OpResult:
         """Op i's result, from the batch's columns (decoded once for all the ops)."""

@@ -143,7 +143,7 @@ class PosService(_Base, pos_pb2_grpc.PosServiceServicer):
         batch, i = await self.bridge.start_one(row, context)
         if batch.codes[i] != _RESULT_OK:
             raise RpcFailure.of_result(batch.codes[i], replayed=str(batch.replayed[i]).lower())
-        return pos_pb2.SwipeResponse(result=batch.op_result(i))
+        return batch.reply(i)  # SwipeResponse's bytes (result = 1)
 
     @rpc_method(POS, "Recharge", "unary")
     async def Recharge(self, request, context):
@@ -152,7 +152,7 @@ class PosService(_Base, pos_pb2_grpc.PosServiceServicer):
         batch, i = await self.bridge.start_one(row, context)
         if batch.codes[i] != _RESULT_OK:
             raise RpcFailure.of_result(batch.codes[i], replayed=str(batch.replayed[i]).lower())
-        return pos_pb2.RechargeResponse(result=batch.op_result(i))
+        return batch.reply(i)  # RechargeResponse's bytes (result = 1)
 
     def _swipe_ops(self, cols, term: Terminal, store_id: int) -> np.ndarray:
         check_store(term, store_id)

@@ -72,3 +72,29 @@ def test_varint_edges():
         assert _wire.varint(v) == m.SerializeToString()[2:]
     with pytest.raises(OverflowError):
         _wire.varint(-1)
+
+
+@pytest.mark.parametrize("n", [1, 2, 33])
+@pytest.mark.parametrize("extremes", [False, True])
+def test_single_replies_equal_protobufs(n, extremes):
+    from server.rpc.codec import SingleResults
+
+    res = FakeResults(n, np.random.default_rng(n + 11 * extremes), extremes)
+    single = SingleResults(res)
+    for i in range(n):
+        want = pos_pb2.SwipeResponse(result=single.op_result(i)).SerializeToString()
+        assert single.reply(i) == want
+        assert pos_pb2.RechargeResponse.FromString(single.reply(i)).result == single.op_result(i)
+
+
+def test_a_reply_of_zeros_is_an_empty_but_set_result():
+    from server.rpc.codec import SingleResults
+
+    res = FakeResults(1, np.random.default_rng(5))
+    for k in res._cols:
+        res._cols[k][:] = 0
+    res.codes[:] = 0
+    res.replayed[:] = 0
+    res.seq[:] = 0
+    assert SingleResults(res).reply(0) == b"\x0a\x00"
+    assert pos_pb2.SwipeResponse.FromString(b"\x0a\x00").HasField("result")
