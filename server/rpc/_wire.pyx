@@ -46,7 +46,7 @@ def packed_fields(list fields) -> bytes:
     field; a field with no values is left out, as protobuf leaves it."""
     cdef Py_ssize_t k, i, n, total = 0, body
     cdef list sizes = []
-    cdef cnp.ndarray[cnp.uint64_t, ndim=1] col
+    cdef cnp.ndarray[cnp.uint64_t, ndim=1, mode="c"] col
     cdef uint64_t* p
     cdef uint64_t tag
     for number, arr in fields:

@@ -98,3 +98,15 @@ def test_a_reply_of_zeros_is_an_empty_but_set_result():
     res.seq[:] = 0
     assert SingleResults(res).reply(0) == b"\x0a\x00"
     assert pos_pb2.SwipeResponse.FromString(b"\x0a\x00").HasField("result")
+
+
+def test_a_strided_or_wrongly_typed_column_is_refused_not_misread():
+    a = np.arange(10, dtype=np.uint64)
+    with pytest.raises(ValueError):
+        _wire.packed_fields([(3, a[::2])])
+    with pytest.raises(ValueError):
+        _wire.packed_fields([(3, a.astype(np.int64))])
+    with pytest.raises(ValueError):
+        _wire.single_messages(1, [(3, a[::2])])
+    with pytest.raises(ValueError):
+        _wire.single_messages(1, [(3, a), (4, a[:3])])
