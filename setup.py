@@ -30,7 +30,15 @@ extensions = [
                        ("MMS_SOURCE_SHA", f'"{source_sha}"')]
         + ([("CYTHON_TRACE_NOGIL", "1"), ("MMS_DEBUG", "1")] if debug else []),
         extra_compile_args=["-O3"] if not debug else ["-O0", "-g"],
-    )
+    ),
+    # The server's wire encoding of result columns (server/rpc/codec.py, results_bytes).
+    Extension(
+        "server.rpc._wire",
+        ["server/rpc/_wire.pyx"],
+        include_dirs=[np.get_include()],
+        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+        extra_compile_args=["-O3"] if not debug else ["-O0", "-g"],
+    ),
 ]
 
 setup(

@@ -590,6 +590,10 @@ class Engine:
         self._acks: queue.Queue | None = None
         self._acker: threading.Thread | None = None
         self._acks_closing: float | None = None
+        # Commits handed to the acker and commits it has answered: equal when nothing
+        # is held, so a commit may be answered at once (_release).
+        self._acks_handed = 0
+        self._acks_released = 0
         if feed is not None:
             feed.attach(self.store)
         self._batcher = _fastpath.Batcher(self.config.batch_ops_max)
@@ -1602,12 +1606,29 @@ class Engine:
             self._acker.start()
 
     def _release(self, answers: list[tuple[Future, object]]) -> None:
-        """Resolve answers of the commit this thread just made, or hand them to the acker."""
+        """Resolve answers of the commit this thread just made, or hand them to the acker.
+
+        With a gate and no sync standby to wait for, a commit whose gate is open and
+        behind which nothing is held resolves here, on the committing thread: the acker
+        (a queue put, a thread wake-up, and the GIL handed over once more per commit)
+        is only for answers that must wait. Order holds: nothing is held before them
+        (every answer handed to the acker has been released), and the gate is asked
+        after the commit, as the acker would ask it."""
         if self._acks is None:
             for fut, value in answers:
                 _resolve(fut, value)
             return
+        if (self._acks_released == self._acks_handed
+                and (self.feed is None or not getattr(self.feed, "sync", False))):
+            gate = self._ack_gate
+            if gate is None or gate():
+                for fut, value in answers:
+                    _resolve(fut, value)
+                return
         frame = self.feed.last_frame() if self.feed is not None else 0
+        # Counted by the writer threads one at a time: the committer for hot commits, the
+        # applier for admin ops, which run only once the committer has drained.
+        self._acks_handed += 1
         self._acks.put((frame, answers))
 
     def _ack_abandoned(self) -> bool:
@@ -1637,6 +1658,7 @@ class Engine:
                 else:
                     _fail(fut, EngineClosed("closed before the commit was acknowledged; "
                                             "retry with the same client id"))
+            self._acks_released += 1   # only this thread (the acker) counts up
 
     # --- checkpoints ------------------------------------------------------------------
     #

@@ -76,16 +76,16 @@ class RequestGuard:
                       failure: RpcFailure) -> None:
         self.note(service, method)
         if service in self.instrumented:
-            m = self.metrics
-            m.started_child(grpc_type, service, method).inc()
-            m.handled_child(grpc_type, service, method, failure.code).inc()
-            m.handling_child(grpc_type, service, method).observe(0.0)
+            st = self.metrics.calls(grpc_type, service, method)
+            st.started += 1
+            st.handled(failure.code, 0.0)
         await context.abort(failure.code, failure.message, failure.trailing_metadata())
 
     def wrap(self, full_method: str, h: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         deser = h.request_deserializer
         if deser is None:
             return h
+        ser = _encoded_or(h.response_serializer)
         service, _, method = full_method.lstrip("/").rpartition("/")
         type_name = _type_name(deser)
         grpc_type = {(False, False): "unary", (True, False): "client_stream",
@@ -115,8 +115,7 @@ class RequestGuard:
                 return h
             make = (grpc.unary_stream_rpc_method_handler if h.response_streaming
                     else grpc.unary_unary_rpc_method_handler)
-            return make(behavior, request_deserializer=None,
-                        response_serializer=h.response_serializer)
+            return make(behavior, request_deserializer=None, response_serializer=ser)
 
         inner = h.stream_stream if h.response_streaming else h.stream_unary
 
@@ -152,7 +151,20 @@ class RequestGuard:
             return h
         make = (grpc.stream_stream_rpc_method_handler if h.response_streaming
                 else grpc.stream_unary_rpc_method_handler)
-        return make(behavior, request_deserializer=None, response_serializer=h.response_serializer)
+        return make(behavior, request_deserializer=None, response_serializer=ser)
+
+
+def _encoded_or(serializer):
+    """The method's response serializer, letting through a response that is already its
+    wire bytes (codec.results_bytes: a batch's results written from their columns)."""
+    if serializer is None:
+        return None
+
+    def serialize(response):
+        if type(response) is bytes:
+            return response
+        return serializer(response)
+    return serialize
 
 
 class _GuardedGeneric(grpc.GenericRpcHandler):

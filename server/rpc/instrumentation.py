@@ -25,10 +25,11 @@ def rpc_method(service: str, method: str, grpc_type: str):
     def deco(fn):
         streaming_out = grpc_type in ("server_stream", "bidi_stream")
 
-        def finish(self, context, start: float, exc: BaseException | None) -> None:
+        def finish(st, context, start: float, exc: BaseException | None) -> None:
             if exc is None:
-                code = grpc.StatusCode.OK
-            elif isinstance(exc, RpcFailure):
+                st.handled_ok(time.perf_counter() - start)
+                return
+            if isinstance(exc, RpcFailure):
                 code = exc.code
             elif isinstance(exc, asyncio.CancelledError):
                 code = grpc.StatusCode.CANCELLED
@@ -37,9 +38,7 @@ def rpc_method(service: str, method: str, grpc_type: str):
                     code = grpc.StatusCode.DEADLINE_EXCEEDED
             else:
                 code = context.code() or grpc.StatusCode.UNKNOWN
-            m = self.metrics
-            m.handled_child(grpc_type, service, method, code).inc()
-            m.handling_child(grpc_type, service, method).observe(time.perf_counter() - start)
+            st.handled(code, time.perf_counter() - start)
 
         # Only a call with client ids can learn by a retry whether it applied.
         internal_message = ("internal error; retry with the same client ids to learn "
@@ -49,6 +48,7 @@ def rpc_method(service: str, method: str, grpc_type: str):
         # A write goes to the leader only (server/rpc/role.py): checked before the handler
         # runs and again before its answer leaves, so a node whose lease may have run out
         # meanwhile answers NOT_LEADER (the client retries with the same ids) and never OK.
+        # A service without a role (a single server) is primary for good: nothing to ask.
         writes = is_mutating(service, method)
 
         def leading(self) -> None:
@@ -63,7 +63,8 @@ def rpc_method(service: str, method: str, grpc_type: str):
         if streaming_out:
             @functools.wraps(fn)
             async def wrapper(self, request, context):
-                self.metrics.started_child(grpc_type, service, method).inc()
+                st = self.metrics.calls(grpc_type, service, method)
+                st.started += 1
                 start = time.perf_counter()
                 try:
                     leading(self)
@@ -71,35 +72,37 @@ def rpc_method(service: str, method: str, grpc_type: str):
                         leading(self)
                         yield item
                 except (asyncio.CancelledError, grpc.aio.AbortError) as e:
-                    finish(self, context, start, e)
+                    finish(st, context, start, e)
                     raise
                 except Exception as e:
                     failure = e if isinstance(e, RpcFailure) else internal(e)
-                    finish(self, context, start, failure)
+                    finish(st, context, start, failure)
                     await context.abort(failure.code, failure.message,
                                         failure.trailing_metadata())
                 else:
-                    finish(self, context, start, None)
+                    finish(st, context, start, None)
         else:
             @functools.wraps(fn)
             async def wrapper(self, request, context):
-                self.metrics.started_child(grpc_type, service, method).inc()
+                st = self.metrics.calls(grpc_type, service, method)
+                st.started += 1
                 start = time.perf_counter()
+                role = getattr(self, "role", None) if writes else None
                 try:
-                    leading(self)
+                    if role is not None:
+                        role.check_writable()
                     out = await fn(self, request, context)
-                    leading(self)
+                    if role is not None:
+                        role.check_writable()
                 except (asyncio.CancelledError, grpc.aio.AbortError) as e:
-                    finish(self, context, start, e)
+                    finish(st, context, start, e)
                     raise
                 except Exception as e:
                     failure = e if isinstance(e, RpcFailure) else internal(e)
-                    finish(self, context, start, failure)
+                    finish(st, context, start, failure)
                     await context.abort(failure.code, failure.message,
                                         failure.trailing_metadata())
-                finish(self, context, start, None)
+                st.handled_ok(time.perf_counter() - start)
                 return out
         return wrapper
     return deco
-
-

@@ -29,8 +29,9 @@ from server.rpc.codec import (
     check_store,
     decode_ops,
     encode_one,
-    encode_results,
     full_op,
+    message_bytes,
+    results_bytes,
     single_op,
 )
 from server.rpc.constants import BULK_REJECTED_ROWS_MAX, POS, STREAM_PIPELINE_BATCHES_MAX
@@ -142,7 +143,7 @@ class PosService(_Base, pos_pb2_grpc.PosServiceServicer):
         batch, i = await self.bridge.start_one(row, context)
         if batch.codes[i] != _RESULT_OK:
             raise RpcFailure.of_result(batch.codes[i], replayed=str(batch.replayed[i]).lower())
-        return pos_pb2.SwipeResponse(result=batch.op_result(i))
+        return batch.reply(i)  # SwipeResponse's bytes (result = 1)
 
     @rpc_method(POS, "Recharge", "unary")
     async def Recharge(self, request, context):
@@ -151,7 +152,7 @@ class PosService(_Base, pos_pb2_grpc.PosServiceServicer):
         batch, i = await self.bridge.start_one(row, context)
         if batch.codes[i] != _RESULT_OK:
             raise RpcFailure.of_result(batch.codes[i], replayed=str(batch.replayed[i]).lower())
-        return pos_pb2.RechargeResponse(result=batch.op_result(i))
+        return batch.reply(i)  # RechargeResponse's bytes (result = 1)
 
     def _swipe_ops(self, cols, term: Terminal, store_id: int) -> np.ndarray:
         check_store(term, store_id)
@@ -164,7 +165,8 @@ class PosService(_Base, pos_pb2_grpc.PosServiceServicer):
         term = self.auth(context)
         ops = self._swipe_ops(request.swipes, term, request.store_id)
         res = await self.bridge.submit(ops, context)
-        return pos_pb2.SwipeBatchResponse(results=encode_results(res))
+        # SwipeBatchResponse's bytes (results = 1), written from the columns.
+        return message_bytes((1, results_bytes(res)))
 
     @rpc_method(POS, "SwipeStream", "bidi_stream")
     async def SwipeStream(self, request_iterator, context):
@@ -193,7 +195,8 @@ class PosService(_Base, pos_pb2_grpc.PosServiceServicer):
                     raise item
                 batch_id, fut = item
                 res = await fut
-                yield pos_pb2.SwipeStreamResponse(batch_id=batch_id, results=encode_results(res))
+                # SwipeStreamResponse's bytes (batch_id = 1, results = 2), from the columns.
+                yield message_bytes((1, batch_id), (2, results_bytes(res)))
         finally:
             reader.cancel()
 

@@ -6,6 +6,7 @@ the ack gate holds acknowledgements; sync mode holds them until the standby conf
 from __future__ import annotations
 
 import threading
+import time
 
 import lmdb
 import numpy as np
@@ -205,6 +206,48 @@ def test_ack_gate_holds_acknowledgements_until_it_opens(tmp_path):
     assert adm.result(10).code == Result.OK
     eng.set_ack_gate(None)
     assert eng.recharge(1, 1, cid()).result(10).codes[0] == Result.OK
+    eng.close()
+
+
+def test_an_open_gate_answers_on_the_committer_and_a_held_answer_keeps_its_order(tmp_path):
+    """A gate (leadership) without a sync standby: a commit whose gate is open and behind
+    which nothing is held is answered by the committer itself, with no hand-off to the
+    acker; a closed gate still holds answers, in commit order, until it opens."""
+    eng = Engine(str(tmp_path / "p"))
+    eng.issue_cards([1], cid()).result()
+    is_open = threading.Event()
+    is_open.set()
+    eng.set_ack_gate(is_open.is_set)
+    answered: list[tuple[str, str]] = []
+
+    def note(tag: str):
+        return lambda _f: answered.append((tag, threading.current_thread().name))
+
+    fut = eng.recharge(1, 500, cid())
+    fut.add_done_callback(note("open"))
+    assert fut.result(10).codes[0] == Result.OK
+    assert answered == [("open", "mms-committer")]
+    is_open.clear()
+    held = [eng.recharge(1, 1, cid()) for _ in range(3)]
+    for i, f in enumerate(held):
+        f.add_done_callback(note(f"held{i}"))
+    deadline = time.monotonic() + 10
+    while eng.stats()["last_seq"] < 5 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert eng.stats()["last_seq"] == 5  # durable, not acknowledged
+    assert not any(f.done() for f in held)
+    is_open.set()
+    assert [f.result(10).codes[0] for f in held] == [Result.OK] * 3
+    assert [t for t, _ in answered[1:]] == ["held0", "held1", "held2"]
+    assert {name for _, name in answered[1:]} == {"mms-acker"}
+    after = eng.recharge(1, 1, cid())
+    after.add_done_callback(note("after"))
+    assert after.result(10).codes[0] == Result.OK
+    assert answered[-1] == ("after", "mms-committer")
+    adm = eng.issue_cards([2], cid())  # an admin op, from the applier thread
+    adm.add_done_callback(note("admin"))
+    assert adm.result(10).code == Result.OK
+    assert answered[-1] == ("admin", "mms-applier")
     eng.close()
 
 
