@@ -24,7 +24,7 @@ from core.domain import segments as seg
 from server.mms_pb import segment_pb2, segment_pb2_grpc
 from server.rpc.admin.base import EXPORT_CHUNK_BYTES, Call, _failure, client_id
 from server.rpc.admin.members import member_pb
-from server.rpc.constants import RULE_TAG_EVAL_INTERVAL_S, SEGMENT, SEGMENT_READ_STALE_S
+from server.rpc.constants import SEGMENT, SEGMENT_READ_STALE_S
 from server.rpc.errors import RpcFailure, invalid, page_limit
 from server.rpc.instrumentation import rpc_method
 
@@ -77,31 +77,10 @@ class SegmentService(segment_pb2_grpc.SegmentServiceServicer):
         self.bridge, self.engine, self.registry = admin.bridge, admin.engine, admin.registry
         self.metrics, self.chain, self.members = admin.metrics, admin.chain, admin.members
         self._segments: seg.Segments | None = None
-        self.schedule_interval_s = RULE_TAG_EVAL_INTERVAL_S
-        self._schedule: asyncio.Task | None = None
         self.schedule_runs = 0
-        self.schedule_ran = asyncio.Event()      # set after each scheduled run (tests wait on it)
 
-    # --- the rule-tag schedule ----------------------------------------------------------
-
-    def start_schedule(self) -> None:
-        """Start the background re-evaluation of every rule tag (on the running loop)."""
-        if self._schedule is None and self.schedule_interval_s > 0:
-            self._schedule = asyncio.get_running_loop().create_task(self._every())
-
-    async def stop_schedule(self) -> None:
-        task, self._schedule = self._schedule, None
-        if task is not None:
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass
-
-    async def _every(self) -> None:
-        while True:
-            await asyncio.sleep(self.schedule_interval_s)
-            await self.run_schedule_once()
+    # --- the rule-tag re-evaluation (the server's scheduler, server/rpc/scheduler.py,
+    # runs it on the leader; this is the same run on demand) ------------------------------
 
     async def run_schedule_once(self) -> list[dict]:
         """One scheduled run: every rule tag, each under the id of its inputs
@@ -113,7 +92,6 @@ class SegmentService(segment_pb2_grpc.SegmentServiceServicer):
             log.exception("scheduled rule-tag evaluation failed")
             out = []
         self.schedule_runs += 1
-        self.schedule_ran.set()
         return out
 
     def segments(self) -> seg.Segments:
