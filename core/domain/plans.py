@@ -826,8 +826,10 @@ def step_run(engine: Engine, run_id: str, *, operator_id: int = 0, store_id: int
                       "reached": reached, "cursor": run["cursor"], "state": run["state"]}
         return run
 
+    # A chunk yields to the swipes: the writer runs it once no hot batch is queued (or
+    # after EngineConfig.background_wait_max_ms), so a run does not stand in the till's way.
     return engine.admin(_cid("chunk", run_id, step), CampaignOp.PLAN_RUN_CHUNK, build,
-                        operator_id=operator_id, store_id=store_id)
+                        operator_id=operator_id, store_id=store_id, background=True)
 
 
 def run_plan(engine: Engine, plan_id: int, run_id: str, *, members=None, chunk: int = CHUNK_DEFAULT,
