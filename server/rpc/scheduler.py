@@ -86,7 +86,7 @@ class Scheduler:
         self.tick_s = tick_s
         self.rule_tags_every_s = rule_tags_every_s
         self.chunk = chunk
-        self._tags_at: float | None = None       # the clock when rule tags last ran
+        self._tags_at: float | None = None       # the clock when rule tags last ran (or the first tick)
         self._task: asyncio.Task | None = None
         self._lock = asyncio.Lock()              # one tick at a time, loop or test
         self.ticks = 0
@@ -223,7 +223,10 @@ class Scheduler:
     def _rule_tags(self, now: int, out: dict) -> None:
         if self.segments is None or self.rule_tags_every_s <= 0:
             return
-        if self._tags_at is not None and now - self._tags_at < self.rule_tags_every_s:
+        if self._tags_at is None:
+            self._tags_at = now          # the first run one interval after the start
+            return
+        if now - self._tags_at < self.rule_tags_every_s:
             return
         res = self.segments().evaluate_all()
         self._tags_at = now
