@@ -162,6 +162,8 @@ class Scheduler:
             except plans.PlanError as e:
                 # A plan that cannot run (a trigger needing the member store, a missing
                 # segment): logged each tick, nothing applied.
+                log.warning("scheduled run %s of plan %s cannot run: %s (%s)", run_id,
+                            plan["plan_id"], e.reason, e)
                 out["errors"].append(f"{run_id}: {e.reason}")
 
     def _settle(self, kind: str, name: str, cursor_key: bytes, fn, out: dict) -> None:
@@ -170,6 +172,7 @@ class Scheduler:
             cid = settle_client_id(kind, name, cursor)
             r = fn(cid).result()
             if r.code != Result.OK:
+                log.warning("scheduled %s settle %s refused: %s (%s)", kind, name, r.reason, r.detail)
                 out["errors"].append(f"{kind} {name}: {r.reason}")
                 return
             v = r.value or {}
