@@ -229,6 +229,10 @@ def test_a_member_price_plan_prices_the_reached_members_swipes_at_the_till(env):
     assert pay(100, 1_005).payable_fen == 1_005
     card = env.engine.card(120)
     assert (card["plan_price_bp"], card["plan_price_plan"]) == (9_001, plan.plan_id)
+    shown = env.pos.GetCard(pos_pb2.GetCardRequest(card_no=120), metadata=till_md, timeout=30).card
+    assert (shown.plan_price_bp, shown.plan_price_plan, shown.plan_price_until_s) == (
+        9_001, plan.plan_id, card["plan_price_until_s"])
+    assert card["plan_price_until_s"] > 0
     # The run's results count the priced members as reached.
     res = call(env, "mkt", "RunResults", campaign_pb2.GetRunRequest(run_id="price-rpc"))
     assert res.reached == 6 and res.reached_visits == 1
