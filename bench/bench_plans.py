@@ -97,14 +97,16 @@ def main(argv=None) -> int:
     ap.add_argument("--batch", type=int, default=20, help="swipes per submission")
     ap.add_argument("--swipe-cards", type=int, default=10_000)
     ap.add_argument("--pause-ms", type=float, default=0.0, help="wait between chunks")
+    ap.add_argument("--fifo", action="store_true",
+                    help="chunks queue with the swipes (background_wait_max_ms = 0), as before")
     ap.add_argument("--dir", default=None)
     a = ap.parse_args(argv)
     base = tempfile.mkdtemp(prefix="mms-bench-plans-", dir=a.dir)
-    out: dict = {"members": a.members, "chunk": a.chunk, "pause_ms": a.pause_ms, "rate": a.rate, "batch": a.batch,
+    out: dict = {"members": a.members, "chunk": a.chunk, "fifo": a.fifo, "pause_ms": a.pause_ms, "rate": a.rate, "batch": a.batch,
                  "cpus": os.cpu_count(), "loadavg_before": os.getloadavg()}
     try:
         eng = Engine(os.path.join(base, "d"), config=EngineConfig(
-            map_size_bytes=8 << 30, issue_max_cards=ISSUE_STEP))
+            map_size_bytes=8 << 30, issue_cards_max=ISSUE_STEP))
         t = time.perf_counter()
         for lo in range(1, a.members + 1, ISSUE_STEP):
             ids = np.arange(lo, min(lo + ISSUE_STEP, a.members + 1), dtype=np.uint64)
@@ -125,7 +127,8 @@ def main(argv=None) -> int:
         # phase does not pay for it.
         eng.close()
         eng = Engine(os.path.join(base, "d"), config=EngineConfig(
-            map_size_bytes=8 << 30, issue_max_cards=ISSUE_STEP))
+            map_size_bytes=8 << 30, issue_cards_max=ISSUE_STEP,
+            background_wait_max_ms=0 if a.fifo else EngineConfig.background_wait_max_ms))
         out["setup_s"] = round(time.perf_counter() - t, 1)
         out["alone"] = _phase(eng, a, lambda: (time.sleep(a.seconds), {})[1])
 

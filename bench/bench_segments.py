@@ -11,7 +11,9 @@ On synthetic columns of --members members (profile index, cards, behaviour with 
    windows recomputed each run (the columns are rebuilt when the tailer's seq moves).
 2. count5: a five-condition segment count (gender, age band, level, spend in 90 days,
    days since the last visit), the windows and the card columns recomputed each run
-   (a record was published and the tailer moved); count5_warm with both cached.
+   (a record was published and the tailer moved); count5_warm with both cached;
+   count5_after_commit after a commit of 200 swipes (card columns patched,
+   CardCols.refreshed; behaviour reused as a server read does for SEGMENT_READ_STALE_S).
 3. load: the behaviour columns read from LMDB (the tailer's tables written with the
    same synthetic rows), what a moved seq costs once.
 The ceiling is one pass of numpy over the same rows (a count_nonzero of five compares
@@ -75,6 +77,7 @@ class SyntheticSegments(seg.Segments):
         cards["level"] = rng.integers(0, 4, n)
         cards["principal_fen"] = rng.integers(0, 100_000, n)
         self.card_table = cards
+        self.seq, self._rng = 1, rng
         self.cfg = dict(seg.DEFAULT_RFM)
         self.beh_cols = None
         self.card_cols = None
@@ -104,8 +107,20 @@ class SyntheticSegments(seg.Segments):
 
     def _cards(self, n):
         if self.card_cols is None:       # rebuilt after each fresh(), as after a publish
-            self.card_cols = seg.CardCols(self.card_table, n)
+            self.card_cols = seg.CardCols(self.card_table, n, self.seq)
+        elif self.card_cols.seq != self.seq:   # a commit since: patched (Segments._cards)
+            self.card_cols = self.card_cols.refreshed(self.card_table, n, self.seq)
         return self.card_cols
+
+    def commit(self, k: int = 200) -> None:
+        """A commit of k swipes on k cards (balances and visits move, the odd level),
+        published as the next seq; the behaviour columns stay (a server read reuses them
+        for SEGMENT_READ_STALE_S)."""
+        self.seq += 1
+        rows = self._rng.choice(self.n, k, replace=False)
+        self.card_table["principal_fen"][rows] -= 1
+        self.card_table["level"][rows[:2]] = 3
+        self.card_table["last_seq"][rows] = self.seq
 
     def rfm_config(self):
         return self.cfg
@@ -198,6 +213,8 @@ def main(argv=None) -> int:
     s.fresh()
     seg.count(s, five, today=today)
     out["count5_warm_s"] = _p50(lambda: seg.count(s, five, today=today), a.repeat)
+    out["count5_after_commit_s"] = _p50(lambda: seg.count(s, five, today=today), a.repeat,
+                                        s.commit)
     out["count5_members"] = seg.count(s, five, today=today)
     out["rfm_classes"] = {c.name.lower(): int(n) for c, n in
                           zip(seg.RfmClass, np.bincount(s.rfm(today=today)[0], minlength=8)[1:], strict=True)}
@@ -207,7 +224,7 @@ def main(argv=None) -> int:
             out["load_s"] = _load_from_lmdb(s, max(1, a.repeat // 2), base)
         finally:
             shutil.rmtree(base, ignore_errors=True)
-    for k in ("rfm_tags_s", "count5_s", "count5_warm_s", "load_s"):
+    for k in ("rfm_tags_s", "count5_s", "count5_warm_s", "count5_after_commit_s", "load_s"):
         if k in out:
             out[k.replace("_s", "_ratio_to_ceiling")] = round(out[k] / out["ceiling_s"], 1)
     out["loadavg_after"] = os.getloadavg()

@@ -45,9 +45,9 @@ cdef packed struct Card:
     uint64_t replaced_by            # the card that replaced this one
     int64_t level_period_start_s    # start of the level period the period_* counters cover
     uint16_t lot_year
-    uint16_t _reserved1
-    uint32_t _reserved2
-    int64_t _reserved3
+    uint16_t plan_price_bp          # a plan's member price: bp of the shelf price paid; 0 = none
+    uint32_t plan_price_plan        # the plan that gave it
+    int64_t plan_price_until_s      # it applies while the swipe's time is before this
 
 
 # One line item of a swipe: 24 bytes.

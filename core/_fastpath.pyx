@@ -956,6 +956,7 @@ cdef inline uint8_t do_swipe(const Op *op, Card *c, JournalRec *rec, const Rules
     cdef bint earns
     cdef bint member = is_member(c)
     cdef const Level *lv
+    cdef Level plan_lv
     cdef const Item *it
     cdef Py_ssize_t k, n_lines
     cdef uint8_t level = c.level if c.level < R.n_levels else <uint8_t> (R.n_levels - 1)
@@ -970,6 +971,12 @@ cdef inline uint8_t do_swipe(const Op *op, Card *c, JournalRec *rec, const Rules
     if amount > R.max_amount_fen:
         return AMOUNT_TOO_LARGE
     lv = &R.levels[level]
+    # A plan's member price (core/domain/plans.py, action "member_price"): while it runs
+    # it takes the level discount's place where it is lower; sku member prices stand.
+    if c.plan_price_bp != 0 and rec.time_s < c.plan_price_until_s and c.plan_price_bp < lv.discount_bp:
+        plan_lv = lv[0]
+        plan_lv.discount_bp = c.plan_price_bp
+        lv = &plan_lv
     # Lines: the op's items, or the whole amount as one line of the op's category.
     n_lines = op.items_n
     if n_lines:

@@ -56,9 +56,9 @@ def layout():
         ("replaced_by", "u", <size_t> (<char *> &v_Card.replaced_by - base), sizeof(v_Card.replaced_by)),
         ("level_period_start_s", "i", <size_t> (<char *> &v_Card.level_period_start_s - base), sizeof(v_Card.level_period_start_s)),
         ("lot_year", "u", <size_t> (<char *> &v_Card.lot_year - base), sizeof(v_Card.lot_year)),
-        ("_reserved1", "u", <size_t> (<char *> &v_Card._reserved1 - base), sizeof(v_Card._reserved1)),
-        ("_reserved2", "u", <size_t> (<char *> &v_Card._reserved2 - base), sizeof(v_Card._reserved2)),
-        ("_reserved3", "i", <size_t> (<char *> &v_Card._reserved3 - base), sizeof(v_Card._reserved3)),
+        ("plan_price_bp", "u", <size_t> (<char *> &v_Card.plan_price_bp - base), sizeof(v_Card.plan_price_bp)),
+        ("plan_price_plan", "u", <size_t> (<char *> &v_Card.plan_price_plan - base), sizeof(v_Card.plan_price_plan)),
+        ("plan_price_until_s", "i", <size_t> (<char *> &v_Card.plan_price_until_s - base), sizeof(v_Card.plan_price_until_s)),
     ])
     base = <char *> &v_Item
     out["Item"] = (sizeof(Item), [

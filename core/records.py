@@ -201,6 +201,7 @@ class CampaignOp(IntEnum):
     REFERRAL_REWARD = 175
     RECHARGE_CAMPAIGN_BONUS = 176
     CAMPAIGN_PUT = 177
+    PLAN_MEMBER_PRICE = 178  # a plan's member price set on a reached member's card
 
 
 class SegmentOp(IntEnum):

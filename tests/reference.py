@@ -163,17 +163,27 @@ def is_member(card: dict) -> bool:
     return not card["flags"] & CardFlag.CARD_FLAG_MEMBERSHIP_LAPSED
 
 
-def line_payable(rules, level: int, line: dict, member: bool = True) -> int:
+def plan_price_bp(card: dict, now_s: int) -> int:
+    """The card's plan member price (bp of the shelf price) while it runs, else 0."""
+    bp = card.get("plan_price_bp", 0)
+    return bp if bp and now_s < card.get("plan_price_until_s", 0) else 0
+
+
+def line_payable(rules, level: int, line: dict, member: bool = True, plan_bp: int = 0) -> int:
     """What one line costs the member: qty times the member price of its sku at the
     card's level when one is set, unless that would be more than the shelf price (then
-    the shelf price), else the line's amount with the level discount, rounded per line.
-    A former member pays the shelf price."""
+    the shelf price), else the line's amount with the level discount, rounded per line;
+    a running plan member price (plan_bp) takes the level discount's place where it is
+    lower. A former member pays the shelf price."""
     if not member:
         return line["amount_fen"]
     unit = member_price(rules, line["sku"], level)
     if unit > 0:
         return min(unit * line["qty"], line["amount_fen"])
-    return payable_fen(line["amount_fen"], rules.levels[level].discount_bp, rules.rounding)
+    bp = rules.levels[level].discount_bp
+    if plan_bp and plan_bp < bp:
+        bp = plan_bp
+    return payable_fen(line["amount_fen"], bp, rules.rounding)
 
 
 def weighted_points(rules, level: int, store_id: int, lines: list[tuple[int, dict]],
@@ -568,7 +578,8 @@ def swipe(op: dict, card: dict, ctx: Ctx) -> dict:
     level = effective_level(rules, card["level"])
     lines = swipe_lines(op, ctx)
     member = is_member(card)
-    priced = [(line_payable(rules, level, line, member), line) for line in lines]
+    plan_bp = plan_price_bp(card, now_s)
+    priced = [(line_payable(rules, level, line, member, plan_bp), line) for line in lines]
     payable = sum(lp for lp, _ in priced)
     redeemed = redeem_coupons(op, ctx, level, priced, payable)
     coupon_fen = sum(off for _, off in redeemed)

@@ -17,7 +17,9 @@ A plan (JSON in `plans`, docs/campaigns.md has the user's view):
   core.domain.segments.resolve).
 - actions for every reached member: `coupon` (one coupon of a template), `points`
   (points with a reason), `notice` (a text to the outbox, `{member_id}`, `{card_no}`
-  and `{plan}` filled in).
+  and `{plan}` filled in), `recharge_bonus` (an offer settled after the recharge),
+  `member_price` (a share of the shelf price in bp for `days` days, written into the
+  plan card, which the swipe reads: `_give_member_price`).
 - holdout_bp: the share (basis points) of the audience that gets nothing: a member is in
   the holdout iff hash(plan id, member id) mod 10,000 < holdout_bp (`in_holdout`), so the
   same member is in or out for every run of the plan.
@@ -98,14 +100,20 @@ TRIGGERS = ("schedule", "birthday", "anniversary", "level_up", "first_recharge",
             "coupon_unused")
 EVENT_COOLDOWN_DEFAULT = {"birthday": 300, "anniversary": 300}
 AUDIENCES = ("members", "tag", "filter", "response", "segment")
-ACTIONS = ("coupon", "points", "notice", "recharge_bonus")
+ACTIONS = ("coupon", "points", "notice", "recharge_bonus", "member_price")
 TIERS_MAX = 16
 STATES = ("running", "done", "paused")
 
 # What a member of a run got: card, coupon id (0 = none), points, flags.
 DONE = struct.Struct(">QQqB")
-F_COUPON, F_POINTS, F_NOTICE, F_NO_BUDGET, F_NO_CARD, F_OFFER = 1, 2, 4, 8, 16, 32
-F_REACHED = F_COUPON | F_POINTS | F_NOTICE | F_OFFER
+DONE_BE = np.dtype([("card", ">u8"), ("coupon_id", ">u8"), ("points", ">i8"), ("flags", "u1")])
+assert DONE_BE.itemsize == DONE.size
+F_COUPON, F_POINTS, F_NOTICE, F_NO_BUDGET, F_NO_CARD, F_OFFER, F_PRICE = 1, 2, 4, 8, 16, 32, 64
+F_REACHED = F_COUPON | F_POINTS | F_NOTICE | F_OFFER | F_PRICE
+# A member price's share of the shelf price: at least 10% paid (a typo of 100 bp is a
+# 99% discount), and below 100% (10,000 would be no price at all).
+PRICE_BP_MIN = 1_000
+PRICE_DAYS_MAX = 366
 PAIR = np.dtype([("member", "<u8"), ("card", "<u8")])
 
 
@@ -267,6 +275,10 @@ def validate_plan(doc: object) -> dict:
             acts.append({"kind": "recharge_bonus", "tiers": out,
                          "days": _int(a, "days", 1, 366),
                          "budget_fen": _int(a, "budget_fen", 0, 10**13, 0)})
+        elif a["kind"] == "member_price":
+            acts.append({"kind": "member_price",
+                         "price_bp": _int(a, "price_bp", PRICE_BP_MIN, BP - 1),
+                         "days": _int(a, "days", 1, PRICE_DAYS_MAX)})
         else:
             text = a.get("text")
             if not isinstance(text, str) or not 1 <= len(text) <= NOTICE_CHARS_MAX:
@@ -673,6 +685,33 @@ def _template_room(ctx: AdminContext, template_id: int) -> tuple[int, int]:
     return max(room, 0), tpl.face_fen()
 
 
+def member_price_wins(old_bp: int, old_until_s: int, new_bp: int, new_until_s: int,
+                      now_s: int) -> bool:
+    """Whether a plan's member price replaces the one a card holds: always when the card
+    has none running; else the lower price wins, and at the same price the later end."""
+    if old_bp == 0 or old_until_s <= now_s:
+        return True
+    return new_bp < old_bp or (new_bp == old_bp and new_until_s > old_until_s)
+
+
+def _give_member_price(ctx: AdminContext, plan_id: int, act: dict, started_s: int,
+                       card_nos: np.ndarray) -> None:
+    """Set the plan's member price on each card, valid from the run's start for the
+    action's days (PLAN_MEMBER_PRICE records: the after-image holds it, so the swipe
+    reads it from the card without any lookup). A card holding a better running price
+    keeps it; the member still counts as reached (they have that price)."""
+    bp, until = act["price_bp"], started_s + act["days"] * 86_400
+    if until <= ctx.now:
+        return          # a run resumed after the window ended: the price would be dead
+    for no in card_nos.tolist():
+        card = ctx.card(int(no))
+        if not member_price_wins(int(card["plan_price_bp"]), int(card["plan_price_until_s"]),
+                                 bp, until, ctx.now):
+            continue
+        card["plan_price_bp"], card["plan_price_plan"], card["plan_price_until_s"] = bp, plan_id, until
+        ctx.emit(CampaignOp.PLAN_MEMBER_PRICE, card, amount_fen=bp)
+
+
 def step_run(engine: Engine, run_id: str, *, operator_id: int = 0, store_id: int = 0,
              step: int = 0) -> Future:
     """One chunk of a run (PLAN_RUN_CHUNK): the next members from the run's cursor, as
@@ -733,6 +772,11 @@ def step_run(engine: Engine, run_id: str, *, operator_id: int = 0, store_id: int
                 # core.domain.campaigns.settle_recharge_campaign("run:<run id>").
                 flags[idx] |= F_OFFER
                 run["offers"] = run.get("offers", 0) + len(idx)
+            elif act["kind"] == "member_price":
+                _give_member_price(ctx, plan["plan_id"], act, run["started_s"],
+                                   pairs["card"][idx])
+                flags[idx] |= F_PRICE
+                run["prices"] = run.get("prices", 0) + len(idx)
             elif act["kind"] == "points":
                 pts = act["points"]
                 room = len(idx) if not plan["points_budget"] else max(
@@ -764,11 +808,19 @@ def step_run(engine: Engine, run_id: str, *, operator_id: int = 0, store_id: int
         cool = bool(plan["trigger"].get("cooldown_days"))
         pid, now = u32(plan["plan_id"]), u64(ctx.now)
         txn, done_db, reached_db = ctx.txn, ctx.db(PLAN_DONE_DB), ctx.db(PLAN_REACHED_DB)
-        for m, c, cp, pts, f in zip(pairs["member"].tolist(), pairs["card"].tolist(),
-                                    coupon_ids.tolist(), points.tolist(), flags.tolist(), strict=True):
-            txn.put(prefix + m.to_bytes(8, "big"), DONE.pack(c, cp, pts, f), db=done_db)
-            if cool and f & F_REACHED:
-                txn.put(pid + m.to_bytes(8, "big"), now, db=reached_db)
+        # The done records in one putmulti (DONE's layout as a numpy row): the chunk is
+        # one admin op the swipes wait behind, so its Python per member stays small.
+        rows = np.zeros(n, DONE_BE)
+        rows["card"], rows["coupon_id"], rows["points"], rows["flags"] = (
+            pairs["card"], coupon_ids, points, flags)
+        mkeys = pairs["member"].astype(">u8").tobytes()
+        vals = rows.tobytes()
+        w = DONE.size
+        txn.cursor(db=done_db).putmulti(
+            [(prefix + mkeys[8 * i:8 * i + 8], vals[w * i:w * i + w]) for i in range(n)])
+        if cool:
+            hit = np.flatnonzero(flags & F_REACHED).tolist()
+            txn.cursor(db=reached_db).putmulti([(pid + mkeys[8 * i:8 * i + 8], now) for i in hit])
         reached = int(np.count_nonzero(todo & ((flags & F_REACHED) != 0)))
         run["reached"] += reached
         run["no_budget"] += int(np.count_nonzero(todo & ((flags & F_NO_BUDGET) != 0)
@@ -784,8 +836,10 @@ def step_run(engine: Engine, run_id: str, *, operator_id: int = 0, store_id: int
                       "reached": reached, "cursor": run["cursor"], "state": run["state"]}
         return run
 
+    # A chunk yields to the swipes: the writer runs it once no hot batch is queued (or
+    # after EngineConfig.background_wait_max_ms), so a run does not stand in the till's way.
     return engine.admin(_cid("chunk", run_id, step), CampaignOp.PLAN_RUN_CHUNK, build,
-                        operator_id=operator_id, store_id=store_id)
+                        operator_id=operator_id, store_id=store_id, background=True)
 
 
 def run_plan(engine: Engine, plan_id: int, run_id: str, *, members=None, chunk: int = CHUNK_DEFAULT,

@@ -59,6 +59,9 @@ SEGMENT_DEFINITION_CHARS_MAX = 65_536
 SEGMENT_PAGE_MAX = 1000             # members in one page of a list
 RULE_TAGS_MAX = 64                  # rule tags in a chain
 WINDOW_DAYS_MAX = 366               # the longest "last N days" window of a behaviour field
+# Card columns are patched after a commit when at most 1/8 of the cards moved (a patch
+# gathers the moved rows; past that, gathering every column afresh is as cheap).
+CARD_PATCH_SHARE = 8
 DESCRIPTION_CHARS_MAX = 256
 
 DB_SEGMENTS = "segments"
@@ -427,16 +430,63 @@ def load_favourites(store, txn, n: int) -> tuple[np.ndarray, np.ndarray]:
 
 class CardCols:
     """The committed cards that belong to member rows 0..n-1, with the columns a
-    condition asks for gathered once (contiguous) from the card table."""
+    condition asks for gathered once (contiguous) from the card table. seq: the engine's
+    published seq the table was read at (None: unknown), which `refreshed` patches from."""
 
-    def __init__(self, cards: np.ndarray, n: int) -> None:
+    def __init__(self, cards: np.ndarray, n: int, seq: int | None = None) -> None:
         self._cards = cards
-        mids = cards["member_id"]
+        self.n, self.n_cards, self.seq = n, len(cards), seq
+        # One strided read of the 256-byte rows, then contiguous work.
+        mids = np.ascontiguousarray(cards["member_id"])
         self.idx = np.flatnonzero((mids > 0) & (mids <= n))
         self.rows = mids[self.idx].astype(np.int64) - 1
         self.live = cards["status"][self.idx] != CardStatus.CANCELLED
         self.live_rows = self.rows[self.live]
         self._cols: dict[tuple[str, bool], np.ndarray] = {}
+        self._live_pos: np.ndarray | None = None
+
+    def refreshed(self, cards: np.ndarray, n: int, seq: int) -> CardCols:
+        """The columns as of seq. The cards a commit since self.seq touched (their
+        last_seq moved past it: one strided read of the table) are patched into copies
+        of the cached columns when none of them moved between members or in or out of
+        CANCELLED and no card was added; else the columns are gathered afresh. A swipe
+        load touches a few hundred cards a commit, so this costs one pass, not one per
+        column (docs/benchmarks.md)."""
+        if self.seq is None or n != self.n or len(cards) != self.n_cards:
+            return CardCols(cards, n, seq)
+        moved = np.flatnonzero(cards["last_seq"] > self.seq)
+        if len(moved) > max(len(cards) // CARD_PATCH_SHARE, 1):
+            return CardCols(cards, n, seq)
+        got = cards[moved]                   # a copy of the moved rows, as published now
+        pos = np.minimum(np.searchsorted(self.idx, moved), max(len(self.idx) - 1, 0))
+        known = (self.idx[pos] == moved) if len(self.idx) else np.zeros(len(moved), bool)
+        mids = got["member_id"]
+        if not np.array_equal(known, (mids > 0) & (mids <= n)):
+            return CardCols(cards, n, seq)
+        p, got = pos[known], got[known]
+        if (not np.array_equal(mids[known].astype(np.int64) - 1, self.rows[p])
+                or not np.array_equal(got["status"] != CardStatus.CANCELLED, self.live[p])):
+            return CardCols(cards, n, seq)
+        out = CardCols.__new__(CardCols)
+        out.__dict__.update(self.__dict__)
+        out._cards, out.seq = cards, seq
+        out._cols = {}
+        for (name, live), col in self._cols.items():
+            col = col.copy()                 # readers of the old columns keep theirs
+            if live:
+                lp = self.live_pos()[p]
+                keep = self.live[p]
+                col[lp[keep]] = got[name][keep]
+            else:
+                col[p] = got[name]
+            out._cols[(name, live)] = col
+        return out
+
+    def live_pos(self) -> np.ndarray:
+        """Each card's position among the live ones (the index of a live column)."""
+        if self._live_pos is None:
+            self._live_pos = np.cumsum(self.live) - 1
+        return self._live_pos
 
     def col(self, name: str, live: bool = False) -> np.ndarray:
         key = (name, live)
@@ -563,7 +613,11 @@ class Segments:
         c = self._card_cache
         if key[0] is not None and c is not None and c[0] == key:
             return c[1]
-        cols = CardCols(self.engine.cards_snapshot(), n)
+        cards = self.engine.cards_snapshot()
+        if key[0] is not None and c is not None:
+            cols = c[1].refreshed(cards, n, key[0])
+        else:
+            cols = CardCols(cards, n, key[0])
         self._card_cache = (key, cols)
         return cols
 

@@ -164,6 +164,10 @@ class EngineConfig:
     sync: bool = True
     # Keep the report rollups (core.engine.rollups) up to date in their own thread.
     rollups: bool = True
+    # Background admin ops (Engine.admin(background=True): the chunks of a plan run) wait
+    # behind every hot batch and foreground op queued, but never longer than this, so a
+    # run under a saturating load still moves. 0 = no priority (FIFO with the rest).
+    background_wait_max_ms: int = 100
 
     @classmethod
     def from_mapping(cls, values: dict, *, source: str = "[engine]") -> EngineConfig:
@@ -196,6 +200,8 @@ class EngineConfig:
             raise ValueError("recovery_checkpoint_records >= 0")
         if self.checkpoint_chunks_per_commit < 1 or self.id_prune_interval_s < 1:
             raise ValueError("checkpoint_chunks_per_commit >= 1, id_prune_interval_s >= 1")
+        if not 0 <= self.background_wait_max_ms <= 60_000:
+            raise ValueError("background_wait_max_ms must be 0..60000")
 
 
 @dataclass
@@ -291,6 +297,7 @@ class _Cold:
     op_type: int
     operator_id: int = 0
     store_id: int = 0
+    queued_at: float = 0.0          # monotonic; background ops only
 
 
 @dataclass
@@ -599,6 +606,8 @@ class Engine:
         self._batcher = _fastpath.Batcher(self.config.batch_ops_max)
         self._cond = threading.Condition()
         self._queue: collections.deque = collections.deque()
+        # Background admin ops (Engine.admin(background=True)), taken after _queue.
+        self._background: collections.deque = collections.deque()
         self._queued_ops = 0
         self._closing = False
         self._closed = False
@@ -917,26 +926,28 @@ class Engine:
     # --- admin ops --------------------------------------------------------------------
 
     def admin(self, client_id: bytes, op_type: int, build: Callable[[AdminContext], object],
-              *, operator_id: int = 0, store_id: int = 0) -> Future:
+              *, operator_id: int = 0, store_id: int = 0, background: bool = False) -> Future:
         """Run an admin op through the writer: build(ctx) checks and changes state inside
         the writer's write transaction; its journal records, database writes and audit
         event commit together, or (ctx.reject / any exception) nothing does. Idempotent
         by client id: a repeat returns the first op's result value. op_type is a code of
         core.records.OP_NAMES (ValueError otherwise, as for ctx.emit*). Returns
-        Future[AdminResult]."""
+        Future[AdminResult]. background: a bulk op that yields to the swipes (a plan
+        run's chunk): it runs once nothing else is queued, or after waiting
+        config.background_wait_max_ms."""
         item = _Cold(split_client_id(client_id), build, Future(), _op_code(op_type),
-                     int(operator_id), int(store_id))
-        self._enqueue(item)
+                     int(operator_id), int(store_id), time.monotonic())
+        self._enqueue(item, background=background and self.config.background_wait_max_ms > 0)
         return item.future
 
-    def _enqueue(self, item: _Cold | _Task) -> None:
+    def _enqueue(self, item: _Cold | _Task, *, background: bool = False) -> None:
         """Queue work that is not a hot op for the writer (admin ops, tasks)."""
         if self.standby:
             raise NotLeader("this node is a standby", self.leader)
         with self._cond:
             if self._closing:
                 raise EngineClosed("the engine is closed")
-            self._queue.append(item)
+            (self._background if background else self._queue).append(item)
             self._cond.notify()
 
     def ensure_dbs(self, names: Sequence[str]) -> None:
@@ -1263,8 +1274,11 @@ class Engine:
 
     def _take(self) -> list | None:
         with self._cond:
-            while not self._queue and not self._closing:
+            while not self._queue and not self._background and not self._closing:
                 self._cond.wait()
+            if self._background and (not self._queue or time.monotonic() - self._background[0].queued_at
+                                     >= self.config.background_wait_max_ms / 1000):
+                return [self._background.popleft()]
             if not self._queue:
                 return None
             if not isinstance(self._queue[0], _Hot):

@@ -245,7 +245,7 @@ class LineItem(_message.Message):
     def __init__(self, sku: _Optional[int] = ..., amount_fen: _Optional[int] = ..., qty: _Optional[int] = ..., category: _Optional[int] = ..., no_points: _Optional[bool] = ...) -> None: ...
 
 class Card(_message.Message):
-    __slots__ = ("card_no", "member_id", "type_id", "status", "level", "principal_fen", "bonus_fen", "points", "expires_at_s", "level_expires_at_s", "spend_total_fen", "recharge_total_fen", "visits", "last_visit_s", "last_seq", "count_service", "count_uses", "primary_card_no", "supp_limit_fen", "membership_lapsed", "fee_paid_until_s")
+    __slots__ = ("card_no", "member_id", "type_id", "status", "level", "principal_fen", "bonus_fen", "points", "expires_at_s", "level_expires_at_s", "spend_total_fen", "recharge_total_fen", "visits", "last_visit_s", "last_seq", "count_service", "count_uses", "primary_card_no", "supp_limit_fen", "membership_lapsed", "fee_paid_until_s", "plan_price_bp", "plan_price_plan", "plan_price_until_s")
     CARD_NO_FIELD_NUMBER: _ClassVar[int]
     MEMBER_ID_FIELD_NUMBER: _ClassVar[int]
     TYPE_ID_FIELD_NUMBER: _ClassVar[int]
@@ -267,6 +267,9 @@ class Card(_message.Message):
     SUPP_LIMIT_FEN_FIELD_NUMBER: _ClassVar[int]
     MEMBERSHIP_LAPSED_FIELD_NUMBER: _ClassVar[int]
     FEE_PAID_UNTIL_S_FIELD_NUMBER: _ClassVar[int]
+    PLAN_PRICE_BP_FIELD_NUMBER: _ClassVar[int]
+    PLAN_PRICE_PLAN_FIELD_NUMBER: _ClassVar[int]
+    PLAN_PRICE_UNTIL_S_FIELD_NUMBER: _ClassVar[int]
     card_no: int
     member_id: int
     type_id: int
@@ -288,4 +291,7 @@ class Card(_message.Message):
     supp_limit_fen: int
     membership_lapsed: bool
     fee_paid_until_s: int
-    def __init__(self, card_no: _Optional[int] = ..., member_id: _Optional[int] = ..., type_id: _Optional[int] = ..., status: _Optional[_Union[CardStatus, str]] = ..., level: _Optional[int] = ..., principal_fen: _Optional[int] = ..., bonus_fen: _Optional[int] = ..., points: _Optional[int] = ..., expires_at_s: _Optional[int] = ..., level_expires_at_s: _Optional[int] = ..., spend_total_fen: _Optional[int] = ..., recharge_total_fen: _Optional[int] = ..., visits: _Optional[int] = ..., last_visit_s: _Optional[int] = ..., last_seq: _Optional[int] = ..., count_service: _Optional[int] = ..., count_uses: _Optional[int] = ..., primary_card_no: _Optional[int] = ..., supp_limit_fen: _Optional[int] = ..., membership_lapsed: _Optional[bool] = ..., fee_paid_until_s: _Optional[int] = ...) -> None: ...
+    plan_price_bp: int
+    plan_price_plan: int
+    plan_price_until_s: int
+    def __init__(self, card_no: _Optional[int] = ..., member_id: _Optional[int] = ..., type_id: _Optional[int] = ..., status: _Optional[_Union[CardStatus, str]] = ..., level: _Optional[int] = ..., principal_fen: _Optional[int] = ..., bonus_fen: _Optional[int] = ..., points: _Optional[int] = ..., expires_at_s: _Optional[int] = ..., level_expires_at_s: _Optional[int] = ..., spend_total_fen: _Optional[int] = ..., recharge_total_fen: _Optional[int] = ..., visits: _Optional[int] = ..., last_visit_s: _Optional[int] = ..., last_seq: _Optional[int] = ..., count_service: _Optional[int] = ..., count_uses: _Optional[int] = ..., primary_card_no: _Optional[int] = ..., supp_limit_fen: _Optional[int] = ..., membership_lapsed: _Optional[bool] = ..., fee_paid_until_s: _Optional[int] = ..., plan_price_bp: _Optional[int] = ..., plan_price_plan: _Optional[int] = ..., plan_price_until_s: _Optional[int] = ...) -> None: ...

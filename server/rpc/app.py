@@ -39,6 +39,7 @@ from server.rpc.constants import (
     INFLIGHT_OPS_MAX,
     POS,
     REPORT,
+    SCHEDULER_TICK_S,
     SEGMENT,
     SERVER_OPTIONS,
     SHUTDOWN_GRACE_SECONDS,
@@ -88,7 +89,7 @@ class MmsServer:
                  listen: str = "127.0.0.1:0", metrics_listen: str | None = "127.0.0.1:0",
                  tls: TlsConfig | None = None, inflight_ops_max: int = INFLIGHT_OPS_MAX,
                  chain=None, members=None, bootstrap_token: str | None = None,
-                 role=None, replication=None) -> None:
+                 role=None, replication=None, scheduler_tick_s: float = SCHEDULER_TICK_S) -> None:
         """chain (core.domain.chain.Chain) and members (core.domain.members.MemberStore) turn on the
         operator side of AdminService and the chain's terminal tokens; without them
         only the file registry's terminals work, as before. bootstrap_token is the
@@ -113,7 +114,11 @@ class MmsServer:
         self.admin = None  # the AdminService, once started
         # The node's role (server/rpc/role.py): writes only on the leader; None = single.
         self.role = role
-        self.segments = None  # the SegmentService (and its rule-tag schedule), once started
+        self.segments = None  # the SegmentService, once started
+        # The scheduler (server/rpc/scheduler.py): plans, settles and rule tags, on the
+        # leader only; scheduler_tick_s 0 = no loop (tests tick it themselves).
+        self.scheduler = None
+        self.scheduler_tick_s = scheduler_tick_s
         # server/rpc/replication.py: ReplicationService (primary) or StandbyService.
         self.replication = replication
         from server.rpc.replication import ReplicationCollector
@@ -145,7 +150,10 @@ class MmsServer:
         self.segments = SegmentService(self.admin)
         self.segments.role = self.role
         segment_pb2_grpc.add_SegmentServiceServicer_to_server(self.segments, guarded)
-        self.segments.start_schedule()
+        from server.rpc.scheduler import Scheduler
+        self.scheduler = Scheduler(self.engine, members=self.members, segments=self.segments.segments,
+                                   role=self.role, tick_s=self.scheduler_tick_s)
+        self.scheduler.start()
         from server.rpc.campaign import CampaignService
         campaigns = CampaignService(self.admin)
         campaigns.role = self.role
@@ -193,8 +201,8 @@ class MmsServer:
         which commits everything it accepted."""
         self.mark_draining()
         self.bridge.accepting = False
-        if self.segments is not None:
-            await self.segments.stop_schedule()
+        if self.scheduler is not None:
+            await self.scheduler.stop()
         if self.server is not None:
             await self.health.enter_graceful_shutdown()
             await self.server.stop(grace)

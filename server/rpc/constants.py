@@ -26,11 +26,21 @@ SINGLE_SUBMISSIONS_MAX = 1
 STREAM_PIPELINE_BATCHES_MAX = 8
 # Rejected rows listed in one BulkRecharge summary (all of them are counted).
 BULK_REJECTED_ROWS_MAX = 10_000
-# How often the server re-evaluates every rule tag (SegmentService's schedule; at most
+# How often the server re-evaluates every rule tag (the scheduler's rule-tag job; at most
 # core.domain.segments.RULE_TAGS_MAX tags a run, one run at a time, in a worker thread).
 # Hourly: "no visit for 60 days" or "birthday this month" move by the day, and an
 # evaluation of 1,000,000 members costs about a second of one core.
 RULE_TAG_EVAL_INTERVAL_S = 3600.0
+# The server's scheduler (server/rpc/scheduler.py, on the leader only): how often it
+# wakes; plan runs it drives one after another in a tick (the next tick takes the rest);
+# settle ops per campaign in a tick (each reads at most
+# core.domain.campaigns.SETTLE_RECORDS_MAX journal records); how long after its end a
+# recharge campaign is still settled (recharges of its last minutes, a server that was
+# down at the end).
+SCHEDULER_TICK_S = 60.0
+SCHEDULED_RUNS_MAX = 4
+SCHEDULED_SETTLES_MAX = 10
+SCHEDULER_SETTLE_AFTER_S = 86_400
 # How old the behaviour columns a SegmentService read (count, members, export, report,
 # RFM counts) may be before they are loaded again from the tailer's tables: a load costs
 # seconds at 1,000,000 members, and under swipe load the tailer moves every second. Each

@@ -24,7 +24,7 @@ from core.domain import segments as seg
 from server.mms_pb import segment_pb2, segment_pb2_grpc
 from server.rpc.admin.base import EXPORT_CHUNK_BYTES, Call, _failure, client_id
 from server.rpc.admin.members import member_pb
-from server.rpc.constants import RULE_TAG_EVAL_INTERVAL_S, SEGMENT, SEGMENT_READ_STALE_S
+from server.rpc.constants import SEGMENT, SEGMENT_READ_STALE_S
 from server.rpc.errors import RpcFailure, invalid, page_limit
 from server.rpc.instrumentation import rpc_method
 
@@ -72,36 +72,55 @@ def _class_rows(rows: list[dict]) -> list[segment_pb2.SegmentClassRow]:
                                         share_bp=r.get("share_bp", 0)) for r in rows]
 
 
+def _page(svc, s: seg.Segments, req, store: int | None):
+    limit = page_limit(req.limit, DEFAULT_PAGE, seg.SEGMENT_PAGE_MAX)   # checked first
+    return s.page(svc._segment(req), offset=int(req.offset), limit=limit, store_id=store,
+                  stale_s=SEGMENT_READ_STALE_S)
+
+
+def _write_rpc(name: str, method: str, args, reply):
+    """A SegmentService write: a client id, then segment.write; Segments.<method>(
+    *positional, client_id, operator_id=the caller, with_result=True, **keywords) in a
+    worker thread, with (positional, keywords) = args(request); reply(value, outcome)."""
+
+    async def handler(self, request, context):
+        async def body(call, req):
+            cid = client_id(req)
+            self._write(call)
+            positional, keywords = args(req)
+            value, res = await call.run(getattr(self.segments(), method), *positional, cid,
+                                        operator_id=call.operator_id, with_result=True, **keywords)
+            return reply(value, _outcome(res))
+        return await self._call(context, request, body)
+
+    handler.__name__ = handler.__qualname__ = name
+    return rpc_method(SEGMENT, name, "unary")(handler)
+
+
+def _read_rpc(name: str, store_of, read, reply):
+    """A SegmentService read in the caller's scope: the store is store_of(request) (None:
+    the caller's own scope, as for store 0); read(service, segments, request, store) in a
+    worker thread; reply(its value)."""
+
+    async def handler(self, request, context):
+        async def body(call, req):
+            store = self._read_scope(call, store_of(req) if store_of is not None else 0)
+            return reply(await call.run(read, self, self.segments(), req, store))
+        return await self._call(context, request, body)
+
+    handler.__name__ = handler.__qualname__ = name
+    return rpc_method(SEGMENT, name, "unary")(handler)
+
+
 class SegmentService(segment_pb2_grpc.SegmentServiceServicer):
     def __init__(self, admin) -> None:
         self.bridge, self.engine, self.registry = admin.bridge, admin.engine, admin.registry
         self.metrics, self.chain, self.members = admin.metrics, admin.chain, admin.members
         self._segments: seg.Segments | None = None
-        self.schedule_interval_s = RULE_TAG_EVAL_INTERVAL_S
-        self._schedule: asyncio.Task | None = None
         self.schedule_runs = 0
-        self.schedule_ran = asyncio.Event()      # set after each scheduled run (tests wait on it)
 
-    # --- the rule-tag schedule ----------------------------------------------------------
-
-    def start_schedule(self) -> None:
-        """Start the background re-evaluation of every rule tag (on the running loop)."""
-        if self._schedule is None and self.schedule_interval_s > 0:
-            self._schedule = asyncio.get_running_loop().create_task(self._every())
-
-    async def stop_schedule(self) -> None:
-        task, self._schedule = self._schedule, None
-        if task is not None:
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass
-
-    async def _every(self) -> None:
-        while True:
-            await asyncio.sleep(self.schedule_interval_s)
-            await self.run_schedule_once()
+    # --- the rule-tag re-evaluation (the server's scheduler, server/rpc/scheduler.py,
+    # runs it on the leader; this is the same run on demand) ------------------------------
 
     async def run_schedule_once(self) -> list[dict]:
         """One scheduled run: every rule tag, each under the id of its inputs
@@ -113,7 +132,6 @@ class SegmentService(segment_pb2_grpc.SegmentServiceServicer):
             log.exception("scheduled rule-tag evaluation failed")
             out = []
         self.schedule_runs += 1
-        self.schedule_ran.set()
         return out
 
     def segments(self) -> seg.Segments:
@@ -159,60 +177,29 @@ class SegmentService(segment_pb2_grpc.SegmentServiceServicer):
 
     # --- segments -----------------------------------------------------------------------
 
-    @rpc_method(SEGMENT, "DefineSegment", "unary")
-    async def DefineSegment(self, request, context):
-        async def body(call, req):
-            cid = client_id(req)
-            self._write(call)
-            d = _json(req.definition_json, "definition_json")
-            s = self.segments()
-            rec, res = await call.run(s.define, req.name, d, cid, operator_id=call.operator_id,
-                                      with_result=True)
-            return _info(rec, _outcome(res))
-        return await self._call(context, request, body)
+    DefineSegment = _write_rpc(
+        "DefineSegment", "define",
+        lambda req: ((req.name, _json(req.definition_json, "definition_json")), {}),
+        lambda rec, outcome: _info(rec, outcome))
 
-    @rpc_method(SEGMENT, "ListSegments", "unary")
-    async def ListSegments(self, request, context):
-        async def body(call, req):
-            self._read_scope(call, 0)
-            recs = await call.run(self.segments().list)
-            return segment_pb2.ListSegmentsResponse(segments=[_info(r) for r in recs])
-        return await self._call(context, request, body)
+    ListSegments = _read_rpc(
+        "ListSegments", None, lambda svc, s, req, store: s.list(),
+        lambda recs: segment_pb2.ListSegmentsResponse(segments=[_info(r) for r in recs]))
 
-    @rpc_method(SEGMENT, "DeleteSegment", "unary")
-    async def DeleteSegment(self, request, context):
-        async def body(call, req):
-            cid = client_id(req)
-            self._write(call)
-            _, res = await call.run(self.segments().delete, req.name, cid,
-                                    operator_id=call.operator_id, with_result=True)
-            return _outcome(res)
-        return await self._call(context, request, body)
+    DeleteSegment = _write_rpc("DeleteSegment", "delete", lambda req: ((req.name,), {}),
+                               lambda _, outcome: outcome)
 
-    @rpc_method(SEGMENT, "CountSegment", "unary")
-    async def CountSegment(self, request, context):
-        async def body(call, req):
-            store = self._read_scope(call, req.store_id)
-            segment = self._segment(req)
-            s = self.segments()
+    CountSegment = _read_rpc(
+        "CountSegment", lambda req: req.store_id,
+        lambda svc, s, req, store: (seg.count(s, svc._segment(req), store_id=store,
+                                              stale_s=SEGMENT_READ_STALE_S),
+                                    s.behaviour_seq(SEGMENT_READ_STALE_S)),
+        lambda r: segment_pb2.CountSegmentResponse(members=r[0], behaviour_seq=r[1]))
 
-            def run():
-                n = seg.count(s, segment, store_id=store, stale_s=SEGMENT_READ_STALE_S)
-                return n, s.behaviour_seq(SEGMENT_READ_STALE_S)
-            n, bseq = await call.run(run)
-            return segment_pb2.CountSegmentResponse(members=n, behaviour_seq=bseq)
-        return await self._call(context, request, body)
-
-    @rpc_method(SEGMENT, "ListSegmentMembers", "unary")
-    async def ListSegmentMembers(self, request, context):
-        async def body(call, req):
-            store = self._read_scope(call, req.store_id)
-            limit = page_limit(req.limit, DEFAULT_PAGE, seg.SEGMENT_PAGE_MAX)
-            total, page = await call.run(self.segments().page, self._segment(req),
-                                         offset=int(req.offset), limit=limit, store_id=store,
-                                         stale_s=SEGMENT_READ_STALE_S)
-            return segment_pb2.SegmentMembersResponse(total=total, members=[member_pb(m) for m in page])
-        return await self._call(context, request, body)
+    ListSegmentMembers = _read_rpc(
+        "ListSegmentMembers", lambda req: req.store_id,
+        lambda svc, s, req, store: _page(svc, s, req, store),
+        lambda r: segment_pb2.SegmentMembersResponse(total=r[0], members=[member_pb(m) for m in r[1]]))
 
     @rpc_method(SEGMENT, "ExportSegment", "server_stream")
     async def ExportSegment(self, request, context):
@@ -244,50 +231,29 @@ class SegmentService(segment_pb2_grpc.SegmentServiceServicer):
                 raise
             raise f from e
 
-    @rpc_method(SEGMENT, "SegmentReport", "unary")
-    async def SegmentReport(self, request, context):
-        async def body(call, req):
-            store = self._read_scope(call, req.query.store_id)
-            days = int(req.days) or DEFAULT_REPORT_DAYS
-            r = await call.run(self.segments().report, self._segment(req.query), days=days,
-                               store_id=store, stale_s=SEGMENT_READ_STALE_S)
-            return segment_pb2.SegmentReportResponse(
-                members=r["members"], spend_fen=r["spend_fen"], visits=r["visits"],
-                share_bp=r["share_bp"], all_spend_fen=r["all_spend_fen"], days=r["days"],
-                as_of_date=r["as_of_day"], behaviour_seq=r["seq"], classes=_class_rows(r["classes"]))
-        return await self._call(context, request, body)
+    SegmentReport = _read_rpc(
+        "SegmentReport", lambda req: req.query.store_id,
+        lambda svc, s, req, store: s.report(svc._segment(req.query),
+                                            days=int(req.days) or DEFAULT_REPORT_DAYS,
+                                            store_id=store, stale_s=SEGMENT_READ_STALE_S),
+        lambda r: segment_pb2.SegmentReportResponse(
+            members=r["members"], spend_fen=r["spend_fen"], visits=r["visits"],
+            share_bp=r["share_bp"], all_spend_fen=r["all_spend_fen"], days=r["days"],
+            as_of_date=r["as_of_day"], behaviour_seq=r["seq"], classes=_class_rows(r["classes"])))
 
     # --- rule tags ----------------------------------------------------------------------
 
-    @rpc_method(SEGMENT, "DefineRuleTag", "unary")
-    async def DefineRuleTag(self, request, context):
-        async def body(call, req):
-            cid = client_id(req)
-            self._write(call)
-            rule = _json(req.rule_json, "rule_json")
-            rec, res = await call.run(self.segments().define_rule_tag, req.name, rule, cid,
-                                      description=req.description, operator_id=call.operator_id,
-                                      with_result=True)
-            return _tag_info(rec, _outcome(res))
-        return await self._call(context, request, body)
+    DefineRuleTag = _write_rpc(
+        "DefineRuleTag", "define_rule_tag",
+        lambda req: ((req.name, _json(req.rule_json, "rule_json")), {"description": req.description}),
+        lambda rec, outcome: _tag_info(rec, outcome))
 
-    @rpc_method(SEGMENT, "ListRuleTags", "unary")
-    async def ListRuleTags(self, request, context):
-        async def body(call, req):
-            self._read_scope(call, 0)
-            recs = await call.run(self.segments().rule_tags)
-            return segment_pb2.ListRuleTagsResponse(tags=[_tag_info(r) for r in recs])
-        return await self._call(context, request, body)
+    ListRuleTags = _read_rpc(
+        "ListRuleTags", None, lambda svc, s, req, store: s.rule_tags(),
+        lambda recs: segment_pb2.ListRuleTagsResponse(tags=[_tag_info(r) for r in recs]))
 
-    @rpc_method(SEGMENT, "DeleteRuleTag", "unary")
-    async def DeleteRuleTag(self, request, context):
-        async def body(call, req):
-            cid = client_id(req)
-            self._write(call)
-            _, res = await call.run(self.segments().delete_rule_tag, req.name, cid,
-                                    operator_id=call.operator_id, with_result=True)
-            return _outcome(res)
-        return await self._call(context, request, body)
+    DeleteRuleTag = _write_rpc("DeleteRuleTag", "delete_rule_tag", lambda req: ((req.name,), {}),
+                               lambda _, outcome: outcome)
 
     @rpc_method(SEGMENT, "EvaluateRuleTags", "unary")
     async def EvaluateRuleTags(self, request, context):
@@ -309,33 +275,19 @@ class SegmentService(segment_pb2_grpc.SegmentServiceServicer):
 
     # --- RFM ----------------------------------------------------------------------------
 
-    @rpc_method(SEGMENT, "SetRfmConfig", "unary")
-    async def SetRfmConfig(self, request, context):
-        async def body(call, req):
-            cid = client_id(req)
-            self._write(call)
-            cfg = _json(req.config_json, "config_json")
-            out, res = await call.run(self.segments().set_rfm_config, cfg, cid,
-                                      operator_id=call.operator_id, with_result=True)
-            return segment_pb2.RfmConfigResponse(config_json=json.dumps(out, sort_keys=True),
-                                                 outcome=_outcome(res))
-        return await self._call(context, request, body)
+    SetRfmConfig = _write_rpc(
+        "SetRfmConfig", "set_rfm_config",
+        lambda req: ((_json(req.config_json, "config_json"),), {}),
+        lambda cfg, outcome: segment_pb2.RfmConfigResponse(
+            config_json=json.dumps(cfg, sort_keys=True), outcome=outcome))
 
-    @rpc_method(SEGMENT, "GetRfmConfig", "unary")
-    async def GetRfmConfig(self, request, context):
-        async def body(call, req):
-            self._read_scope(call, 0)
-            out = await call.run(self.segments().rfm_config)
-            return segment_pb2.RfmConfigResponse(config_json=json.dumps(out, sort_keys=True))
-        return await self._call(context, request, body)
+    GetRfmConfig = _read_rpc(
+        "GetRfmConfig", None, lambda svc, s, req, store: s.rfm_config(),
+        lambda cfg: segment_pb2.RfmConfigResponse(config_json=json.dumps(cfg, sort_keys=True)))
 
-    @rpc_method(SEGMENT, "RfmClassCounts", "unary")
-    async def RfmClassCounts(self, request, context):
-        async def body(call, req):
-            store = self._read_scope(call, request.store_id)
-            r = await call.run(self.segments().rfm_counts, store_id=store,
-                               stale_s=SEGMENT_READ_STALE_S)
-            return segment_pb2.RfmClassCountsResponse(classes=_class_rows(r["classes"]),
-                                                      frequency_min=r["frequency_min"],
-                                                      monetary_min_fen=r["monetary_min_fen"])
-        return await self._call(context, request, body)
+    RfmClassCounts = _read_rpc(
+        "RfmClassCounts", lambda req: req.store_id,
+        lambda svc, s, req, store: s.rfm_counts(store_id=store, stale_s=SEGMENT_READ_STALE_S),
+        lambda r: segment_pb2.RfmClassCountsResponse(classes=_class_rows(r["classes"]),
+                                                     frequency_min=r["frequency_min"],
+                                                     monetary_min_fen=r["monetary_min_fen"]))

@@ -366,3 +366,84 @@ def test_a_schedule_plans_run_id_is_its_period(eng):
     a = plans.run_plan(eng, p["plan_id"], plans.scheduled_run_id(p, now))
     b = plans.run_plan(eng, p["plan_id"], plans.scheduled_run_id(p, now + 60))
     assert a["run_id"] == b["run_id"] and sum(len(eng.coupons_of(1000 + m)) for m in range(1, N + 1)) == N
+
+
+# --- the member-price action ------------------------------------------------------------
+
+
+def test_a_member_price_is_set_on_reached_cards_and_applied_exactly_at_the_swipe(tmp_path):
+    import reference
+
+    now = [1_750_000_000]
+    eng = Engine(str(tmp_path / "mp"), rules=RulesConfig(), clock=lambda: now[0])
+    try:
+        members = np.arange(1, 21, dtype=np.uint64)
+        assert eng.issue_cards(1000 + members, cid(), member_ids=members).result().code == Result.OK
+        for m in range(1, 21):
+            eng.recharge(1000 + m, 100_000, cid()).result()
+        doc = {"name": "price week", "holdout_bp": 3_000,
+               "audience": {"kind": "members", "member_ids": list(range(1, 21))},
+               "actions": [{"kind": "member_price", "price_bp": 8_850, "days": 7}]}
+        p = plans.create_plan(eng, doc, cid()).result().value
+        hold = plans.in_holdout(p["plan_id"], members, 3_000)
+        assert 0 < hold.sum() < 20
+        run = plans.run_plan(eng, p["plan_id"], "price-1", chunk=4)
+        assert run["reached"] == run["n_target"] == 20 - int(hold.sum())
+        assert run["prices"] == run["n_target"]
+        until = now[0] + 7 * 86_400
+        rules = eng.rules
+        for m in range(1, 21):
+            card = eng.card(1000 + m)
+            if hold[m - 1]:
+                assert (card["plan_price_bp"], card["plan_price_until_s"]) == (0, 0)
+            else:
+                assert (card["plan_price_bp"], card["plan_price_plan"], card["plan_price_until_s"]) \
+                    == (8_850, p["plan_id"], until)
+        # Retried and resumed: nothing journalled again.
+        recs = eng.journal(1, 10_000)
+        priced = recs[recs["op_type"] == int(plans.CampaignOp.PLAN_MEMBER_PRICE)]
+        assert len(priced) == run["n_target"] and set(priced["amount_fen"].tolist()) == {8_850}
+        plans.run_plan(eng, p["plan_id"], "price-1", chunk=4)
+        assert plans.step_run(eng, "price-1", step=0).result().replayed
+        recs = eng.journal(1, 10_000)
+        assert int((recs["op_type"] == int(plans.CampaignOp.PLAN_MEMBER_PRICE)).sum()) == run["n_target"]
+        reached = int(members[~hold][0]) + 1000
+        held = int(members[hold][0]) + 1000
+        # In the window: 10,001 fen at 88.50% is 8,850.885 -> 8,851 half up; the holdout
+        # pays the level's price (no discount at level 0). The reference says the same.
+        for card_no, amount in ((reached, 10_001), (held, 10_001), (reached, 999), (reached, 1)):
+            before = eng.card(card_no)
+            res = swipe(eng, card_no, amount)
+            rec = eng.journal_record(int(res.seq[0]))
+            want = reference.line_payable(rules, before["level"], {"sku": 0, "qty": 1, "amount_fen": amount},
+                                          True, reference.plan_price_bp(before, now[0]))
+            assert int(rec["payable_fen"]) == want
+        assert reference.payable_fen(10_001, 8_850, rules.rounding) == 8_851
+        assert int(eng.journal_record(int(swipe(eng, reached, 10_001).seq[0]))["payable_fen"]) == 8_851
+        assert int(eng.journal_record(int(swipe(eng, held, 10_001).seq[0]))["payable_fen"]) == 10_001
+        # The last second of the window still has the price; its end does not.
+        now[0] = until - 1
+        assert int(eng.journal_record(int(swipe(eng, reached, 10_001).seq[0]))["payable_fen"]) == 8_851
+        now[0] = until
+        assert int(eng.journal_record(int(swipe(eng, reached, 10_001).seq[0]))["payable_fen"]) == 10_001
+    finally:
+        eng.close()
+
+
+def test_a_better_running_member_price_is_kept_and_an_ended_one_replaced():
+    w = plans.member_price_wins
+    assert w(0, 0, 9_000, 100, 50)                   # none yet
+    assert w(8_000, 40, 9_000, 100, 50)              # the old one ended
+    assert not w(8_000, 60, 9_000, 100, 50)          # a lower running price stays
+    assert w(9_000, 60, 8_000, 100, 50)              # a lower price wins
+    assert w(9_000, 60, 9_000, 100, 50) and not w(9_000, 100, 9_000, 60, 50)  # the later end
+
+
+def test_a_member_price_action_is_validated(eng):
+    for act in ({"kind": "member_price", "price_bp": 999, "days": 7},
+                {"kind": "member_price", "price_bp": 10_000, "days": 7},
+                {"kind": "member_price", "price_bp": 9_000, "days": 0},
+                {"kind": "member_price", "price_bp": 9_000}):
+        with pytest.raises(plans.PlanError) as e:
+            plans.validate_plan(plan_doc(actions=[act]))
+        assert e.value.reason == "PLAN_INVALID"

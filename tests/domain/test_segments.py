@@ -397,3 +397,53 @@ def test_one_members_stats(world):
     assert s.member_stats(mid + 100) is None
     # The same numbers as the segment columns.
     assert seg.resolve(members, {"field": "spend_90d", "op": "eq", "value": 6000}).tolist() == [mid]
+
+
+def test_card_columns_patched_after_a_commit_equal_columns_gathered_afresh():
+    from core.records import CARD, CardStatus
+
+    rng = np.random.default_rng(5)
+    n, k = 500, 800
+    cards = np.zeros(k, CARD)
+    cards["card_no"] = np.arange(1, k + 1)
+    cards["member_id"] = rng.integers(0, n + 50, k)      # some without a member, some past n
+    cards["status"] = rng.choice([CardStatus.ACTIVE, CardStatus.CANCELLED], k, p=[0.8, 0.2])
+    cards["level"] = rng.integers(0, 4, k)
+    cards["principal_fen"] = rng.integers(0, 10_000, k)
+    cards["last_seq"] = rng.integers(1, 100, k)
+    names = (("level", False), ("level", True), ("principal_fen", True), ("status", False))
+
+    def same(a: seg.CardCols, b: seg.CardCols) -> None:
+        assert np.array_equal(a.idx, b.idx) and np.array_equal(a.live_rows, b.live_rows)
+        for name, live in names:
+            assert np.array_equal(a.col(name, live), b.col(name, live)), (name, live)
+
+    old = seg.CardCols(cards, n, 100)
+    before = {key: old.col(*key).copy() for key in names}
+    # A commit at seq 101 that changes balances and levels of some cards.
+    moved = rng.choice(k, 30, replace=False)
+    cards["level"][moved] = rng.integers(0, 4, 30)
+    cards["principal_fen"][moved] += 7
+    cards["last_seq"][moved] = 101
+    new = old.refreshed(cards, n, 101)
+    assert new is not old and new.idx is old.idx            # patched, not gathered again
+    same(new, seg.CardCols(cards, n, 101))
+    for key in names:                                        # the old columns kept theirs
+        assert np.array_equal(old.col(*key), before[key])
+    # A card cancelled, moved to another member, or a new card: gathered afresh.
+    for change in ("cancel", "member", "add"):
+        c = cards.copy() if change != "add" else np.concatenate([cards, cards[:1]])
+        slot = int(np.flatnonzero((c["member_id"] > 0) & (c["member_id"] <= n)
+                                  & (c["status"] == CardStatus.ACTIVE))[0])
+        if change == "cancel":
+            c["status"][slot] = CardStatus.CANCELLED
+        elif change == "member":
+            c["member_id"][slot] = c["member_id"][slot] % n + 1
+        c["last_seq"][slot] = 102
+        got = new.refreshed(c, n, 102)
+        assert got.idx is not new.idx
+        same(got, seg.CardCols(c, n, 102))
+    # Nothing moved: the same columns, the new seq.
+    again = new.refreshed(cards, n, 103)
+    same(again, new)
+    assert again.seq == 103

@@ -564,3 +564,58 @@ def test_submit_refuses_ops_that_point_past_their_items_or_coupons(tmp_path, clo
         assert eng.stats()["last_seq"] == 0
     finally:
         eng.close()
+
+
+@pytest.mark.parametrize("wait_ms", [60_000, 0])
+def test_background_admin_ops_yield_to_queued_swipes(tmp_path, clock, wait_ms):
+    """A background op (a plan chunk) queued before a swipe runs after it; with no
+    priority (0) they run in the order queued."""
+    eng = Engine(str(tmp_path), clock=clock, config=EngineConfig(background_wait_max_ms=wait_ms))
+    eng.issue_cards([1], os.urandom(16)).result()
+    eng.recharge(1, 10_000, os.urandom(16)).result()
+    held, release = threading.Event(), threading.Event()
+
+    def hold(ctx):                      # keeps the writer busy while the others queue
+        held.set()
+        release.wait(60)
+        ctx.emit(OpType.SET_STATUS, None)
+        return {}
+
+    def note(ctx):
+        ctx.emit(OpType.SET_STATUS, None)
+        return {}
+
+    first = eng.admin(os.urandom(16), OpType.SET_STATUS, hold)
+    assert held.wait(60)
+    bg = eng.admin(os.urandom(16), OpType.SET_STATUS, note, background=True)
+    sw = eng.submit(ops_for([1], 100))
+    release.set()
+    assert first.result().code == Result.OK
+    bg_seq, sw_seq = bg.result().seq, int(sw.result().seq[0])
+    assert (sw_seq < bg_seq) if wait_ms else (bg_seq < sw_seq)
+    eng.close()
+
+
+def test_a_background_op_waits_no_longer_than_its_bound(tmp_path, clock):
+    eng = Engine(str(tmp_path), clock=clock, config=EngineConfig(background_wait_max_ms=1))
+    eng.issue_cards([1], os.urandom(16)).result()
+    eng.recharge(1, 10_000, os.urandom(16)).result()
+    held, release = threading.Event(), threading.Event()
+
+    def hold(ctx):
+        held.set()
+        release.wait(60)
+        return {}
+
+    first = eng.admin(os.urandom(16), OpType.SET_STATUS, hold)
+    assert held.wait(60)
+    bg = eng.admin(os.urandom(16), OpType.SET_STATUS, lambda ctx: ctx.emit(OpType.SET_STATUS, None) and {},
+                   background=True)
+    threading.Event().wait(0.01)        # the bound (1 ms) has surely passed: not a race
+    sw = eng.submit(ops_for([1], 100))
+    release.set()
+    first.result()
+    assert bg.result().seq < int(sw.result().seq[0])
+    with pytest.raises(ValueError):
+        EngineConfig(background_wait_max_ms=-1).validate()
+    eng.close()

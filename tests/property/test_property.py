@@ -137,7 +137,14 @@ def card_tables(draw) -> list[dict]:
             count_uses=draw(st.sampled_from([0, 1, 5, 2**31 - 1])),
             lot_year=draw(st.sampled_from([0, 0, 2021, 2022, 2023, 2024])),
             lot0_points=lots[0], lot1_points=lots[1], lot2_points=lots[2],
-            permanent_points=permanent))
+            permanent_points=permanent,
+            # A targeted plan's member price: none, running (ending just around now or
+            # a batch later), or ended; above and below the level discounts.
+            plan_price_bp=draw(weighted((6, st.just(0)),
+                                        (4, st.sampled_from([1_000, 8_850, 9_499, 9_999])))),
+            plan_price_plan=draw(st.sampled_from([0, 3])),
+            plan_price_until_s=draw(st.sampled_from([0, NOW - 1, NOW, NOW + 1, NOW + 86_400,
+                                                     NOW + 3 * 366 * 86_400]))))
     return cards
 
 

@@ -31,7 +31,7 @@ PW = "password-1"
 
 class Env:
     def __init__(self, data: str, config: ChainConfig = CHEAP, *, clock=None,
-                 metrics_listen: str | None = None) -> None:
+                 metrics_listen: str | None = None, scheduler_tick_s: float = 0) -> None:
         self.metrics = Metrics()
         self.engine = Engine(data, clock=clock, observer=self.metrics)
         self.chain = Chain(self.engine, config)
@@ -41,7 +41,10 @@ class Env:
         self.thread.start()
         self.server = MmsServer(self.engine, Registry([]), self.metrics, chain=self.chain,
                                 members=self.members, bootstrap_token=BOOT,
-                                metrics_listen=metrics_listen)
+                                metrics_listen=metrics_listen,
+                                # No scheduler loop by default: a test that wants the
+                                # scheduler ticks it (server.scheduler.tick()).
+                                scheduler_tick_s=scheduler_tick_s)
         asyncio.run_coroutine_threadsafe(self.server.start(), self.loop).result(30)
         self.channel = grpc.insecure_channel(f"127.0.0.1:{self.server.port}")
         self.admin = admin_pb2_grpc.AdminServiceStub(self.channel)

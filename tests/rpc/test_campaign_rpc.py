@@ -203,3 +203,36 @@ def test_a_plan_aimed_at_a_saved_segment_reaches_its_members(env):
     code, reason = failure(lambda: call(env, "mkt", "StartRun", campaign_pb2.StartRunRequest(
         client_id=cid(), plan_id=missing.plan_id, run_id="seg-none", wait=True)))
     assert code == grpc.StatusCode.INVALID_ARGUMENT and reason == "SEGMENT_INVALID"
+
+
+def test_a_member_price_plan_prices_the_reached_members_swipes_at_the_till(env):
+    from server.mms_pb import pos_pb2
+
+    till = env.call("mgr11", "CreateNode", admin_pb2.CreateNodeRequest(
+        client_id=cid(), kind=admin_pb2.NODE_KIND_TERMINAL, parent_id=11, name="mp till")).node
+    tok = env.call("mgr11", "IssueTerminalToken", admin_pb2.IssueTerminalTokenRequest(
+        client_id=cid(), terminal_id=till.node_id)).token
+    till_md = (("authorization", f"Bearer {tok}"),)
+    plan = create(env, name="price week", audience={"kind": "members", "member_ids": env.ids[20:26]},
+                  actions=[{"kind": "member_price", "price_bp": 9_001, "days": 3}], holdout_bp=0)
+    run = call(env, "mkt", "StartRun", campaign_pb2.StartRunRequest(
+        client_id=cid(), plan_id=plan.plan_id, run_id="price-rpc", chunk=2, wait=True)).run
+    assert run.state == "done" and run.reached == run.targets == 6
+
+    def pay(card_no, fen):
+        return env.pos.Swipe(pos_pb2.SwipeRequest(client_id=cid(), card_no=card_no, amount_fen=fen,
+                                                  store_id=11), metadata=till_md, timeout=30).result
+
+    # 1,005 fen at 90.01% is 904.6005 -> 905 half up; card 100 (not in the plan) pays 1,005.
+    got = pay(120, 1_005)
+    assert got.code == Result.OK and (got.payable_fen, got.discount_fen) == (905, 100)
+    assert pay(100, 1_005).payable_fen == 1_005
+    card = env.engine.card(120)
+    assert (card["plan_price_bp"], card["plan_price_plan"]) == (9_001, plan.plan_id)
+    shown = env.pos.GetCard(pos_pb2.GetCardRequest(card_no=120), metadata=till_md, timeout=30).card
+    assert (shown.plan_price_bp, shown.plan_price_plan, shown.plan_price_until_s) == (
+        9_001, plan.plan_id, card["plan_price_until_s"])
+    assert card["plan_price_until_s"] > 0
+    # The run's results count the priced members as reached.
+    res = call(env, "mkt", "RunResults", campaign_pb2.GetRunRequest(run_id="price-rpc"))
+    assert res.reached == 6 and res.reached_visits == 1
