@@ -2,6 +2,7 @@
 the benchmark's business, not the test's)."""
 
 import json
+import os
 
 import numpy as np
 
@@ -261,3 +262,27 @@ def test_native_driver_usage_error():
     binary = _native_or_skip()
     out = subprocess.run([binary, "--streams", "0"], capture_output=True, text=True)
     assert out.returncode == 2 and "usage" in out.stderr
+
+
+def test_bench_memory_through_the_mms_command(tmp_path):
+    """`mms bench memory` prepares cards, members and ops, measures each in a fresh child
+    and reports the per-million figures it promises."""
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "server.cli.main", "bench", "memory",
+                          "--cards", "3000", "--members", "200", "--ops", "5000",
+                          "--dir", str(tmp_path), "--json"],
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    assert (doc["cards"], doc["members"], doc["ops"]) == (3000, 200, 5000)
+    for key in ("rss_per_million_cards_bytes", "anon_per_million_cards_bytes",
+                "rss_per_million_members_bytes", "member_columns_per_million_bytes",
+                "id_growth_live_anon_per_million_ops_bytes"):
+        assert isinstance(doc[key], int), key
+    # The cards' tables are the card table and its working copy (and the coupons').
+    assert doc["card_tables_allocated_bytes"]
+    assert doc["member_index_source"]
+    # Every op was a new client id, all within the retention: the index knows each.
+    assert doc["ids_added"] == 5000 and doc["ids_known_reopened"] == doc["ids_known_after"]
+    assert not os.listdir(tmp_path)  # the temp directory is gone
