@@ -278,11 +278,16 @@ def test_bench_memory_through_the_mms_command(tmp_path):
     assert (doc["cards"], doc["members"], doc["ops"]) == (3000, 200, 5000)
     for key in ("rss_per_million_cards_bytes", "anon_per_million_cards_bytes",
                 "rss_per_million_members_bytes", "member_columns_per_million_bytes",
-                "id_growth_live_anon_per_million_ops_bytes"):
+                "id_growth_live_anon_per_million_ops_bytes",
+                "id_index_growth_per_million_ops_bytes", "id_pending_per_million_ops_bytes"):
         assert isinstance(doc[key], int), key
     # The cards' tables are the card table and its working copy (and the coupons').
     assert doc["card_tables_allocated_bytes"]
     assert doc["member_index_source"]
     # Every op was a new client id, all within the retention: the index knows each.
     assert doc["ids_added"] == 5000 and doc["ids_known_reopened"] == doc["ids_known_after"]
+    # 5,000 ids of 24 bytes each wait for the next checkpoint: 24 bytes per op.
+    assert doc["id_pending_per_million_ops_bytes"] == 24_000_000
+    # The index holds at most half its slots: at least 48 bytes an id it knows.
+    assert doc["id_slots_bytes"] >= 48 * doc["ids_known_reopened"]
     assert not os.listdir(tmp_path)  # the temp directory is gone
