@@ -21,6 +21,8 @@ def test_bench_engine_json(capsys):
     # card's first domain swipe redeemed its coupon.
     assert out["rejected"] == 0
     assert out["domain_coupons_redeemed"] == 300
+    # The committer's share of the run inside its commits is a share.
+    assert 0 < out["commit_busy"] <= 1
     assert out["ops"] == 700 and out["batch"] == 64
     # The raw journal-append ceiling of the same records and batch, beside the reference.
     assert out["journal_ceiling_per_s"] > 0 and len(out["runs_journal_ceiling_per_s"]) == 1
