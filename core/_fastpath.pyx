@@ -353,6 +353,11 @@ cdef class KeyMap:
     def __len__(self):
         return self.size
 
+    @property
+    def capacity(self):
+        """Slots in the table (24 bytes each; at most half are used)."""
+        return self.cap
+
     def lookup(self, uint64_t hi, uint64_t lo):
         """Return the value for (hi, lo), or -1."""
         return self.get(hi, lo)

@@ -4,9 +4,10 @@ Data flow of a batch (docs/internals/architecture.md tells the why):
 
     submit(ops) -> queue (bounded) -> writer takes up to batch_ops_max ops
       -> Batcher.apply_batch (Cython, nogil): results + journal records with after-images
-      -> one LMDB write txn: put the journal block -> commit (fsync)
-      -> publish (Cython): after-images into the card table, client ids into the id index
-      -> resolve the futures of every submission in the group
+      -> one LMDB write txn: put the journal block -> commit (fsync)   [committer]
+      -> publish (Cython): after-images into the card table            [publisher,
+      -> resolve the futures of every submission in the group           while the next
+                                                                        batch commits]
 
 The journal is the truth: the card table in LMDB is a checkpoint of it, written every
 checkpoint_ops records or checkpoint_interval_s seconds, and recovery replays the journal
@@ -518,6 +519,23 @@ class _Round:
 
 
 @dataclass
+class _Facts:
+    """What publishing a block of records needs besides the copy (_facts)."""
+    ids: np.ndarray  # IDS_DTYPE, one row per record: the checkpoint's id block
+    refunds: list[tuple[int, int]]  # (swipe seq, fen) of each REFUND record
+    has_coupons: bool  # a record of kind KIND_COUPON is among them
+
+
+def _facts(recs: np.ndarray) -> _Facts:
+    ids = np.empty(len(recs), dtype=IDS_DTYPE)
+    ids["hi"], ids["lo"] = recs["client_hi"], recs["client_lo"]
+    ids["seq"] = (recs["seq"] << np.uint64(8)) | recs["result"].astype(np.uint64)
+    refunds = recs[recs["op_type"] == OpType.REFUND]
+    return _Facts(ids, [(int(r["ref_seq"]), int(r["amount_fen"])) for r in refunds],
+                  bool(np.any(recs["kind"] == RecordKind.KIND_COUPON)))
+
+
+@dataclass
 class _Job:
     items: list[_Hot]
     ops: np.ndarray
@@ -526,6 +544,16 @@ class _Job:
     results: np.ndarray
     t0: float  # perf_counter seconds, for batch timing
     item_recs: np.ndarray | None = None  # the batch's line items as journalled (JOURNAL_ITEM)
+    facts: _Facts | None = None  # _facts(recs), worked out by the applier
+
+
+def _resident_copy(table: np.ndarray, used: int) -> np.ndarray:
+    """A copy of a table whose rows past used are zero and not resident: np.zeros maps
+    zero pages that take memory only when written, where table.copy() would write (and
+    keep resident) the whole capacity, headroom included (256 MB per million cards)."""
+    out = np.zeros(len(table), dtype=table.dtype)
+    out[:used] = table[:used]
+    return out
 
 
 def _grown(committed: np.ndarray, work: np.ndarray | None, dirty: np.ndarray, need: int,
@@ -549,9 +577,10 @@ def _grown(committed: np.ndarray, work: np.ndarray | None, dirty: np.ndarray, ne
     return grow(committed), (grow(work) if work is not None else None), bigger_dirty
 
 
-# Batches applied but not yet committed. Two let the next batch be applied while the
-# previous one is in fsync; more would only add latency.
-PIPELINE_DEPTH = 2
+# Batches applied but not yet published (applied, in fsync, or being published). Three
+# let the next batch be applied while one is in fsync and the one before it is copied
+# into the card table and answered; more would only add latency.
+PIPELINE_DEPTH = 3
 
 
 
@@ -616,6 +645,9 @@ class Engine:
         self._poisoned: BaseException | None = None
         self._inflight_lock = threading.Lock()
         self._pipe: queue.Queue = queue.Queue()
+        # Committed batches on their way from the committer to the publisher (at most
+        # PIPELINE_DEPTH: each holds a pipeline slot until it is published).
+        self._published: queue.Queue = queue.Queue()
         self._pipe_slots = threading.Semaphore(PIPELINE_DEPTH)
         self._recover(rules)
         ensure_rollup_dbs(self.store)       # journal_items is written even without rollups
@@ -638,7 +670,10 @@ class Engine:
                      self.recovered_records)
         self._committer = threading.Thread(target=self._commit_loop, name="mms-committer",
                                            daemon=True)
+        self._publisher = threading.Thread(target=self._publish_loop, name="mms-publisher",
+                                           daemon=True)
         self._writer = threading.Thread(target=self._run, name="mms-applier", daemon=True)
+        self._publisher.start()
         self._committer.start()
         self._writer.start()
         if self.rollups is not None:
@@ -657,6 +692,12 @@ class Engine:
     # --- recovery ---------------------------------------------------------------------
 
     def _recover(self, bootstrap_rules: RulesConfig | None) -> None:
+        """Load the checkpoint and replay the journal after it. Readers (Engine.card,
+        card_journal, cards_snapshot) go on seeing the previous `_view` until the
+        recovered state is whole: a reload after a failed commit rebuilds the tables
+        while the server serves reads, and a reader must not see the checkpoint's older
+        cards or an index still being filled."""
+        self._recovering = True
         now = self.clock()
         with self.store.read() as txn:
             checkpoint_seq = self.store.meta_int(txn, b"checkpoint_seq")
@@ -668,10 +709,14 @@ class Engine:
             n_cards = self.store.meta_int(txn, b"n_cards")
             rules_version = self.store.meta_int(txn, b"rules_version")
             raw_rules = txn.get(u32(rules_version), db=self.store.db["rules"]) if rules_version else None
+            # Room for as many cards again: rows past n_cards are zero pages never
+            # touched, so the headroom costs address space, not memory (_resident_copy).
             capacity = max(self.config.initial_card_capacity, 2 * n_cards)
             self._cards = self.store.load_cards(txn, n_cards, capacity)
             self._n_cards = n_cards
-            self._card_index = _fastpath.KeyMap(capacity)
+            # Sized for the cards there are (it doubles itself when half full): sized for
+            # the capacity it took 4x the cards in 24-byte slots, ~100 MB per million.
+            self._card_index = _fastpath.KeyMap(max(self.config.initial_card_capacity, n_cards))
             if n_cards:
                 cols = self._cards[:n_cards]
                 self._card_index.insert_many(np.zeros(n_cards, np.uint64),
@@ -686,7 +731,7 @@ class Engine:
             ccap = max(self.config.initial_card_capacity, 2 * n_coupons)
             self._coupons = self.store.load_chunks(txn, "coupons", COUPON, n_coupons, ccap)
             self._n_coupons = n_coupons
-            self._coupon_index = _fastpath.KeyMap(ccap)
+            self._coupon_index = _fastpath.KeyMap(max(self.config.initial_card_capacity, n_coupons))
             if n_coupons:
                 self._coupon_index.insert_many(
                     np.zeros(n_coupons, np.uint64),
@@ -712,8 +757,10 @@ class Engine:
                 self._publish_committed(block.copy(), None, claim_ids=True)
             self._last_seq = max(self._last_seq, self.store.last_seq(txn))
             self._next_seq = self._last_seq + 1
-            self._work = self._cards.copy()
-            self._coupons_work = self._coupons.copy()
+            self._work = _resident_copy(self._cards, self._n_cards)
+            self._coupons_work = _resident_copy(self._coupons, self._n_coupons)
+        self._recovering = False
+        self._set_view()
         self._pin_key = self._load_pin_key()
         if raw_rules is not None:
             self._rules_config = RulesConfig.from_json(raw_rules)
@@ -771,6 +818,19 @@ class Engine:
     # readers see `_cards`. A batch's after-images go into `_work` right after apply and
     # into `_cards` right after its commit.
 
+    def _set_view(self) -> None:
+        """What readers see: the committed card table, its index and the number of cards,
+        replaced together in one assignment (readers take the tuple once). Not while
+        recovering (_recover sets it when done)."""
+        if not self._recovering:
+            self._view = (self._cards, self._card_index, self._n_cards)
+
+    def _view_slot(self, card_no: int) -> tuple[np.ndarray, int]:
+        """The committed table readers see and card_no's slot in it (-1: no such card)."""
+        cards, index, n = self._view
+        slot = index.lookup(0, int(card_no))
+        return cards, (slot if 0 <= slot < n else -1)
+
     def _ensure_capacity(self, n_more: int) -> None:
         self._cards, self._work, self._dirty = _grown(
             self._cards, self._work, self._dirty, self._n_cards + n_more, self._n_cards)
@@ -781,16 +841,24 @@ class Engine:
             self._n_coupons + n_more, self._n_coupons)
 
     def _publish_committed(self, recs: np.ndarray, slots: np.ndarray | None,
-                           claim_ids: bool) -> None:
+                           claim_ids: bool, facts: _Facts | None = None) -> None:
         """Make durable records visible to readers and to the next checkpoint. Records
         are published in journal order, each once: recs are contiguous and follow the
-        last published seq (checked before anything changes)."""
+        last published seq (checked before anything changes). facts: what _facts(recs)
+        gives, worked out by the applier while the commit ran (hot batches), so the
+        committer's own work after the fsync is the copy and the answers."""
         n = len(recs)
         if n == 0:
             return
         seqs = recs["seq"]
-        assert int(seqs[0]) == self._last_seq + 1 and (n == 1 or bool(np.all(np.diff(seqs) == 1))), \
+        # A hot batch's seqs are contiguous by construction (apply_batch numbers them);
+        # its ends are checked. Other records (recovery, admin ops, a standby's frames)
+        # are checked one by one.
+        assert int(seqs[0]) == self._last_seq + 1 and int(seqs[-1]) == self._last_seq + n and (
+            facts is not None or n == 1 or bool(np.all(np.diff(seqs) == 1))), \
             f"publish of seqs {int(seqs[0])}..{int(seqs[-1])} ({n} records) after {self._last_seq}"
+        if facts is None:
+            facts = _facts(recs)
         if claim_ids:
             # Each op's first record claims its client id (recovery and admin ops; hot
             # batches claimed theirs when applied).
@@ -808,9 +876,9 @@ class Engine:
             unknown = self._card_index.lookup_many(np.zeros(len(nos), np.uint64), nos) < 0
             if unknown.any():
                 self._ensure_capacity(int(np.count_nonzero(unknown)))
-        is_coupon = recs["kind"] == RecordKind.KIND_COUPON
-        if is_coupon.any():
+        if facts.has_coupons:
             if claim_ids:
+                is_coupon = recs["kind"] == RecordKind.KIND_COUPON
                 # Only admin ops (drained pipeline) and recovery bring new coupons; a hot
                 # batch only changes known ones, so the committer never regrows the work
                 # table under the applier.
@@ -826,16 +894,13 @@ class Engine:
                                                         self._coupon_dirty, CHUNK_SHIFT)
         self._n_cards = _fastpath.publish(recs, n, self._cards, self._card_index, None,
                                           self._n_cards, self._dirty, CHUNK_SHIFT, slots)
-        refunds = recs[recs["op_type"] == OpType.REFUND]
-        for rec in refunds:
-            seq, amount = int(rec["ref_seq"]), int(rec["amount_fen"])
+        if claim_ids:  # only these can grow the table or bring new cards
+            self._set_view()
+        for seq, amount in facts.refunds:
             self._pending_refunds.append((seq, amount))
             if claim_ids:  # recovery and cold ops; hot refunds counted when applied
                 self._refunded.insert(0, seq, max(0, self._refunded.lookup(0, seq)) + amount)
-        ids = np.empty(n, dtype=IDS_DTYPE)
-        ids["hi"], ids["lo"] = recs["client_hi"], recs["client_lo"]
-        ids["seq"] = (recs["seq"] << np.uint64(8)) | recs["result"].astype(np.uint64)
-        self._pending_ids.append(ids)
+        self._pending_ids.append(facts.ids)
         self._since_checkpoint += n
         self._last_seq = int(recs[-1]["seq"])
 
@@ -1192,10 +1257,10 @@ class Engine:
         return self._rules_config
 
     def card(self, card_no: int) -> dict | None:
-        slot = self._card_index.lookup(0, int(card_no))
+        cards, slot = self._view_slot(card_no)
         if slot < 0:
             return None
-        return card_to_dict(self._cards[slot].copy())
+        return card_to_dict(cards[slot].copy())
 
     def backup(self, dest_dir: str, *, compact: bool = True) -> int:
         """A consistent copy of the environment taken while serving (one LMDB read
@@ -1213,7 +1278,8 @@ class Engine:
         """The committed card table as a read-only numpy view (dtype CARD), for
         vectorised cold paths (search, reports). Rows change in place as commits
         publish; copy what must not move under you."""
-        view = self._cards[: self._n_cards]
+        cards, _index, n = self._view
+        view = cards[:n]
         view.flags.writeable = False
         return view
 
@@ -1229,11 +1295,11 @@ class Engine:
             return self.store.journal_record(txn, seq)
 
     def card_journal(self, card_no: int, limit: int = 50) -> np.ndarray:
-        slot = self._card_index.lookup(0, int(card_no))
+        cards, slot = self._view_slot(card_no)
         out = np.zeros(0, dtype=JOURNAL)
         if slot < 0 or limit <= 0:
             return out
-        seq = int(self._cards[slot]["last_seq"])
+        seq = int(cards[slot]["last_seq"])
         found = []
         with self.store.read() as txn:
             while seq and len(found) < limit:
@@ -1265,12 +1331,15 @@ class Engine:
 
     # --- the writer -------------------------------------------------------------------
     #
-    # Two threads. The applier takes a batch, applies it against `_work` and hands it
+    # Three threads. The applier takes a batch, applies it against `_work` and hands it
     # to the committer; while the committer waits for the fsync, the applier already
     # applies the next batch (the Cython loop and LMDB's commit both run without the
-    # GIL). Futures resolve in the committer, after their own commit. Cold (admin) ops
-    # run in the applier once the pipeline is empty. If a commit fails, that batch and
-    # every batch applied after it fail, and the applier reloads the durable state.
+    # GIL). The committer hands each committed batch to the publisher and starts the
+    # next commit at once; the publisher copies the batch into `_cards` and resolves its
+    # futures (after their own commit, in commit order) meanwhile. Cold (admin) ops run
+    # in the applier once the pipeline is empty (nothing applied, committing or being
+    # published). If a commit fails, that batch and every batch applied after it fail,
+    # and the applier reloads the durable state.
 
     def _take(self) -> list | None:
         with self._cond:
@@ -1391,6 +1460,7 @@ class Engine:
                     _fail(it.future, exc)
         self._pipe.put(None)
         self._committer.join()
+        self._publisher.join()
         if self._poisoned is None:
             try:
                 self._checkpoint()
@@ -1468,25 +1538,28 @@ class Engine:
             self._pipe_slots.release()
             raise
         self._pipe.put(_Job(items, ops, recs, slots, results, t0,
-                            journal_items(ops, results, lines)))
+                            journal_items(ops, results, lines),
+                            _facts(recs) if len(recs) else None))
 
     def _commit_loop(self) -> None:
-        while True:
-            job = self._pipe.get()
-            try:
+        """The committer: commit each applied batch and hand it to the publisher at once,
+        so the next batch's fsync starts while this one's copy into the card table and
+        its answers run (the publisher thread). Its pipeline slot and the pipe's
+        task_done follow the publish (_publish_loop), so _drain() also waits for it."""
+        try:
+            while True:
+                job = self._pipe.get()
                 if job is None:
                     return
-                self._commit_hot(job)
-            finally:
-                self._pipe.task_done()
-                if job is not None:
-                    self._pipe_slots.release()
+                self._published.put(self._commit_hot(job))
+        finally:
+            self._published.put(None)
 
-    def _commit_hot(self, job: _Job) -> None:
+    def _commit_hot(self, job: _Job) -> tuple[_Job, float, int, BaseException | None]:
+        """Commit job (unless an earlier commit failed); returns (job, commit seconds,
+        the replication frame of its commit, the failure or None)."""
         if self._poisoned is not None:
-            for it in job.items:
-                _fail(it.future, self._poisoned)
-            return
+            return job, 0.0, 0, self._poisoned
         commit_s = 0.0
         upto = [0]
 
@@ -1503,22 +1576,51 @@ class Engine:
         except BaseException as exc:
             log.exception("commit failed; the batches applied after it fail too")
             self._poisoned = exc
-            for it in job.items:
-                _fail(it.future, exc)
-            return
-        if len(job.recs):
-            self._publish_committed(job.recs, job.slots, claim_ids=False)
-            with self._inflight_lock:
-                self._inflight.pop(int(job.recs[0]["seq"]), None)
+            return job, 0.0, 0, exc
         self._commits += 1
         if self.rollups is not None:
             self.rollups.poke()
+        # The feed's frame is the committing thread's own (thread-local): read it here.
+        frame = self.feed.last_frame() if self.feed is not None else 0
+        return job, commit_s, frame, None
+
+    def _publish_loop(self) -> None:
+        """The publisher: in commit order, make each committed batch visible (card table,
+        id blocks, checkpoint rounds) and answer its callers; then free its pipeline
+        slot. A batch whose commit failed is only answered with the failure."""
+        while True:
+            done = self._published.get()
+            if done is None:
+                return
+            job, commit_s, frame, failed = done
+            try:
+                if failed is None:
+                    try:
+                        self._publish_hot(job, commit_s, frame)
+                    except BaseException as exc:
+                        # Durable but not published: the applier reloads the durable
+                        # state; the callers retry with the same ids and get the answer.
+                        log.exception("publish failed; reloading the durable state")
+                        self._poisoned = exc
+                        failed = exc
+                if failed is not None:
+                    for it in job.items:
+                        _fail(it.future, failed)
+            finally:
+                self._pipe.task_done()
+                self._pipe_slots.release()
+
+    def _publish_hot(self, job: _Job, commit_s: float, frame: int) -> None:
+        if len(job.recs):
+            self._publish_committed(job.recs, job.slots, claim_ids=False, facts=job.facts)
+            with self._inflight_lock:
+                self._inflight.pop(int(job.recs[0]["seq"]), None)
         k, answers = 0, []
         for it in job.items:
             m = len(it.ops)
             answers.append((it.future, BatchResult(self, job.results[k:k + m], job.recs)))
             k += m
-        self._release(answers)
+        self._release(answers, frame)
         self._observe(len(job.ops), len(job.recs), len(job.items), commit_s,
                       time.perf_counter() - job.t0, job.results["code"], job.ops["op_type"])
         try:
@@ -1619,11 +1721,12 @@ class Engine:
             self._acker = threading.Thread(target=self._ack_loop, name="mms-acker", daemon=True)
             self._acker.start()
 
-    def _release(self, answers: list[tuple[Future, object]]) -> None:
-        """Resolve answers of the commit this thread just made, or hand them to the acker.
+    def _release(self, answers: list[tuple[Future, object]], frame: int | None = None) -> None:
+        """Resolve answers of a commit, or hand them to the acker. frame: the replication
+        frame of that commit; None: the commit this thread just made.
 
         With a gate and no sync standby to wait for, a commit whose gate is open and
-        behind which nothing is held resolves here, on the committing thread: the acker
+        behind which nothing is held resolves here, on the publishing thread: the acker
         (a queue put, a thread wake-up, and the GIL handed over once more per commit)
         is only for answers that must wait. Order holds: nothing is held before them
         (every answer handed to the acker has been released), and the gate is asked
@@ -1639,9 +1742,10 @@ class Engine:
                 for fut, value in answers:
                     _resolve(fut, value)
                 return
-        frame = self.feed.last_frame() if self.feed is not None else 0
-        # Counted by the writer threads one at a time: the committer for hot commits, the
-        # applier for admin ops, which run only once the committer has drained.
+        if frame is None:
+            frame = self.feed.last_frame() if self.feed is not None else 0
+        # Counted by the writer threads one at a time: the publisher for hot commits, the
+        # applier for admin ops, which run only once the pipeline has drained.
         self._acks_handed += 1
         self._acks.put((frame, answers))
 

@@ -200,6 +200,10 @@ def build_parser() -> argparse.ArgumentParser:
     be = bsub.add_parser("engine", help="the engine alone (server.tools.bench_engine)", add_help=False)
     be.add_argument("rest", nargs=argparse.REMAINDER)
     be.set_defaults(func=None)
+    bm = bsub.add_parser("memory", help="resident memory per million cards, members and ops "
+                         "(server.tools.bench_memory)", add_help=False)
+    bm.add_argument("rest", nargs=argparse.REMAINDER)
+    bm.set_defaults(func=None)
     bg = bsub.add_parser("grpc", help="end-to-end load through gRPC")
     bg.add_argument("--streams", type=whole, default=4)
     bg.add_argument("--seconds", type=float, default=5.0)
@@ -290,6 +294,10 @@ def main(argv: list[str] | None = None) -> int:
         from server.tools.bench_engine import main_engine
 
         return main_engine(argv[2:])
+    if argv[:2] == ["bench", "memory"]:
+        from server.tools.bench_memory import main as main_memory
+
+        return main_memory(argv[2:])
     parser = build_parser()
     args = parser.parse_args(join_secret_values(argv, _option_strings(parser)))
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,

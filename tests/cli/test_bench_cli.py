@@ -2,6 +2,7 @@
 the benchmark's business, not the test's)."""
 
 import json
+import os
 
 import numpy as np
 
@@ -20,6 +21,8 @@ def test_bench_engine_json(capsys):
     # card's first domain swipe redeemed its coupon.
     assert out["rejected"] == 0
     assert out["domain_coupons_redeemed"] == 300
+    # The committer's share of the run inside its commits is a share.
+    assert 0 < out["commit_busy"] <= 1
     assert out["ops"] == 700 and out["batch"] == 64
     # The raw journal-append ceiling of the same records and batch, beside the reference.
     assert out["journal_ceiling_per_s"] > 0 and len(out["runs_journal_ceiling_per_s"]) == 1
@@ -261,3 +264,32 @@ def test_native_driver_usage_error():
     binary = _native_or_skip()
     out = subprocess.run([binary, "--streams", "0"], capture_output=True, text=True)
     assert out.returncode == 2 and "usage" in out.stderr
+
+
+def test_bench_memory_through_the_mms_command(tmp_path):
+    """`mms bench memory` prepares cards, members and ops, measures each in a fresh child
+    and reports the per-million figures it promises."""
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "server.cli.main", "bench", "memory",
+                          "--cards", "3000", "--members", "200", "--ops", "5000",
+                          "--dir", str(tmp_path), "--json"],
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    assert (doc["cards"], doc["members"], doc["ops"]) == (3000, 200, 5000)
+    for key in ("rss_per_million_cards_bytes", "anon_per_million_cards_bytes",
+                "rss_per_million_members_bytes", "member_columns_per_million_bytes",
+                "id_growth_live_anon_per_million_ops_bytes",
+                "id_index_growth_per_million_ops_bytes", "id_pending_per_million_ops_bytes"):
+        assert isinstance(doc[key], int), key
+    # The cards' tables are the card table and its working copy (and the coupons').
+    assert doc["card_tables_allocated_bytes"]
+    assert doc["member_index_source"]
+    # Every op was a new client id, all within the retention: the index knows each.
+    assert doc["ids_added"] == 5000 and doc["ids_known_reopened"] == doc["ids_known_after"]
+    # 5,000 ids of 24 bytes each wait for the next checkpoint: 24 bytes per op.
+    assert doc["id_pending_per_million_ops_bytes"] == 24_000_000
+    # The index holds at most half its slots: at least 48 bytes an id it knows.
+    assert doc["id_slots_bytes"] >= 48 * doc["ids_known_reopened"]
+    assert not os.listdir(tmp_path)  # the temp directory is gone

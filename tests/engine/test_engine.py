@@ -240,6 +240,52 @@ def test_failed_commit_fails_its_batch_and_leaves_no_trace(tmp_path, clock, monk
     eng.close()
 
 
+def test_readers_see_the_committed_cards_while_a_reload_rebuilds_them(tmp_path, clock, monkeypatch):
+    """A failed commit makes the applier reload the durable state: it loads the
+    checkpoint and replays the journal tail while the server goes on serving reads. A
+    reader in the middle of that (here: called at the moment the replay starts, from
+    inside it) must see the committed cards, not the checkpoint's older ones, nor an
+    index without the cards."""
+    with Engine(str(tmp_path), clock=clock) as eng:
+        eng.issue_cards([1, 2], os.urandom(16)).result()
+        eng.recharge(1, 10_000, os.urandom(16)).result()
+    # Reopened on that checkpoint: the swipe below is the journal tail a reload replays.
+    eng = Engine(str(tmp_path), config=EngineConfig(batch_ops_max=8), clock=clock)
+    assert eng.swipe(1, 1_000, os.urandom(16)).result().codes[0] == Result.OK
+    committed = eng.card(1)
+    assert committed["principal_fen"] == 9_000
+    seen = []
+    real_blocks, real_put = eng.store.journal_blocks, eng.store.put_journal
+
+    def blocks(txn, after_seq):
+        if threading.current_thread().name == "mms-applier":  # the reload's replay
+            seen.append((eng.card(1), eng.card(2), len(eng.cards_snapshot()),
+                         len(eng.card_journal(1))))
+        yield from real_blocks(txn, after_seq)
+
+    fail = {"left": 1}
+
+    def put_journal(txn, recs):
+        if fail["left"]:
+            fail["left"] -= 1
+            raise OSError("disk on fire")
+        return real_put(txn, recs)
+
+    monkeypatch.setattr(eng.store, "journal_blocks", blocks)
+    monkeypatch.setattr(eng.store, "put_journal", put_journal)
+    with pytest.raises(OSError):
+        eng.swipe(1, 500, os.urandom(16)).result()
+    # The next batch finds the engine poisoned and reloads before applying it.
+    assert eng.swipe(2, 0, os.urandom(16)).result() is not None
+    assert len(seen) == 1
+    card1, card2, n_cards, n_journal = seen[0]
+    assert card1 == committed and card1["principal_fen"] == 9_000
+    assert card2 is not None and card2["card_no"] == 2
+    assert n_cards == 2 and n_journal == 3  # issue, recharge, swipe
+    assert eng.card(1)["principal_fen"] == 9_000
+    eng.close()
+
+
 def test_admin_ops_commit_whole_or_not_at_all_and_replay_their_result(tmp_path, clock):
     eng = Engine(str(tmp_path), clock=clock)
     eng.issue_cards([1], os.urandom(16)).result()
