@@ -271,7 +271,7 @@ def test_bench_memory_through_the_mms_command(tmp_path):
     and reports the per-million figures it promises."""
     import sys
 
-    out = subprocess.run([sys.executable, "-m", "server.cli.main", "bench", "memory",
+    out = subprocess.run([sys.executable, "-m", "server.cli", "bench", "memory",
                           "--cards", "3000", "--members", "200", "--ops", "5000",
                           "--dir", str(tmp_path), "--json"],
                          capture_output=True, text=True, timeout=600)

@@ -209,9 +209,9 @@ def test_ack_gate_holds_acknowledgements_until_it_opens(tmp_path):
     eng.close()
 
 
-def test_an_open_gate_answers_on_the_committer_and_a_held_answer_keeps_its_order(tmp_path):
+def test_an_open_gate_answers_on_the_publisher_and_a_held_answer_keeps_its_order(tmp_path):
     """A gate (leadership) without a sync standby: a commit whose gate is open and behind
-    which nothing is held is answered by the committer itself, with no hand-off to the
+    which nothing is held is answered by the publisher itself, with no hand-off to the
     acker; a closed gate still holds answers, in commit order, until it opens."""
     eng = Engine(str(tmp_path / "p"))
     eng.issue_cards([1], cid()).result()
@@ -226,7 +226,7 @@ def test_an_open_gate_answers_on_the_committer_and_a_held_answer_keeps_its_order
     fut = eng.recharge(1, 500, cid())
     fut.add_done_callback(note("open"))
     assert fut.result(10).codes[0] == Result.OK
-    assert answered == [("open", "mms-committer")]
+    assert answered == [("open", "mms-publisher")]
     is_open.clear()
     held = [eng.recharge(1, 1, cid()) for _ in range(3)]
     for i, f in enumerate(held):
@@ -243,7 +243,7 @@ def test_an_open_gate_answers_on_the_committer_and_a_held_answer_keeps_its_order
     after = eng.recharge(1, 1, cid())
     after.add_done_callback(note("after"))
     assert after.result(10).codes[0] == Result.OK
-    assert answered[-1] == ("after", "mms-committer")
+    assert answered[-1] == ("after", "mms-publisher")
     adm = eng.issue_cards([2], cid())  # an admin op, from the applier thread
     adm.add_done_callback(note("admin"))
     assert adm.result(10).code == Result.OK
