@@ -91,6 +91,11 @@ class Frame:
     time_ns: int
     entries: list  # (op, db name bytes, key, value) with memoryviews into the frame
 
+    def puts(self, name: str) -> list:
+        """The values this frame put into database name, in order."""
+        raw = name.encode()
+        return [v for op, n, _k, v in self.entries if op == PUT and n == raw]
+
 
 def encode_frame(epoch: int, number: int, first_seq: int, last_seq: int, time_ns: int,
                  entries: list) -> bytes:

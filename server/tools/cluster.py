@@ -32,6 +32,8 @@ ETCD_STOP_TIMEOUT_S = 10.0
 # (or a test) gives up: several lease TTLs, far above the expected takeover time.
 TAKEOVER_TIMEOUT_S = 30.0
 CLUSTER_MEMBERS_MAX = 7
+# The replication token of a demo or test cluster (loopback only).
+REPLICATION_TOKEN = "mms-cluster-demo-token"
 
 
 def etcd_binary() -> str | None:
@@ -147,16 +149,26 @@ class Node:
     """One mms node of the cluster: `mms serve` with [ha] in its config."""
 
     def __init__(self, workdir: str, name: str, endpoints: list[str], terminals, *,
-                 lease_ttl_s: int = 2, cluster: str = "demo", port: int | None = None) -> None:
+                 lease_ttl_s: int = 2, cluster: str = "demo", port: int | None = None,
+                 replication: dict | None = None, engine: dict | None = None) -> None:
+        """replication: the node's [replication] table (mode, ...); with it the nodes
+        share REPLICATION_TOKEN (a token file beside the config) and follow the leader."""
         self.name = name
         self.workdir, self.endpoints, self.terminals = workdir, list(endpoints), terminals
         self.lease_ttl_s, self.cluster = lease_ttl_s, cluster
+        self.replication, self.engine = replication, engine
         self.port = port or free_ports(1)[0]
         self.address = f"127.0.0.1:{self.port}"
         os.makedirs(workdir, exist_ok=True)
-        self.child = ChildServer(workdir, terminals, listen=self.address, extra={"ha": {
-            "etcd": endpoints, "name": name, "advertise": self.address, "cluster": cluster,
-            "lease_ttl_s": lease_ttl_s}})
+        extra = {"ha": {"etcd": endpoints, "name": name, "advertise": self.address,
+                        "cluster": cluster, "lease_ttl_s": lease_ttl_s}}
+        if replication is not None:
+            token_file = os.path.join(workdir, "replication.token")
+            with open(token_file, "w") as f:
+                f.write(REPLICATION_TOKEN + "\n")
+            extra["replication"] = {"token_file": "replication.token", **replication}
+        self.child = ChildServer(workdir, terminals, listen=self.address, extra=extra,
+                                 engine=engine)
 
     def start(self) -> Node:
         self.child.start()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import threading
+import time
 
 import grpc
 import numpy as np
@@ -17,7 +18,7 @@ import pytest
 from core import Engine, EngineClosed, Feed, read_position
 from core.records import Result
 from server.mms_pb import replication_pb2_grpc
-from server.rpc.replication import ReplicationService, Standby, rejoin_as_standby
+from server.rpc.replication import ReplicatedNode, ReplicationService, Standby, rejoin_as_standby
 from tests.common import cid
 from tests.engine.test_replication import assert_same, dump_env
 
@@ -149,3 +150,38 @@ def test_promote_then_the_old_primary_rejoins_and_discards_its_tail(tmp_path):
     assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert "epoch 1" in e.value.details() and "epoch 2" in e.value.details()
     assert read_position(a_dir)[1] == 2
+
+
+def test_a_standby_knows_how_far_behind_the_primary_it_is(tmp_path):
+    """primary_seq comes with the frames; ReplicatedNode.lagging (what candidacy asks)
+    compares it with the applied seq against the configured bound."""
+    eng = Engine(str(tmp_path / "p"), feed=Feed(1))
+    node_p = Node(eng)
+    node = ReplicatedNode(str(tmp_path / "s"), token=TOKEN, lag_records_max=5)
+    try:
+        assert node.lagging() == "" and node.position() == (0, 0)
+        node.rejoin_as_standby(node_p.addr)   # an empty store: bootstraps, then follows
+        wait = threading.Event()
+        assert eng.issue_cards(np.arange(1, 11), cid()).result(WAIT_S).code == Result.OK
+        r = eng.recharge(1, 500, cid()).result(WAIT_S)
+        seq = int(r.seq[0])
+
+        def caught_up():
+            st = node.standby
+            return st is not None and st.replica.applied_seq >= seq and st.primary_seq >= seq
+
+        deadline = time.monotonic() + WAIT_S
+        while not caught_up() and time.monotonic() < deadline:
+            wait.wait(0.02)
+        assert caught_up(), node.status()
+        assert node.standby.primary_seq == eng.feed.last_seq
+        assert node.lagging() == ""
+        # What it knows the primary had, beyond the bound: it must not campaign.
+        node.standby.primary_seq = node.standby.replica.applied_seq + 6
+        assert "6 records behind" in node.lagging()
+        node.lag_records_max = 0   # no bound configured: always a candidate
+        assert node.lagging() == ""
+    finally:
+        node.close()
+        node_p.stop()
+        eng.close()
