@@ -17,6 +17,7 @@ import pytest
 
 from core import Engine, EngineClosed, Feed, read_position
 from core.records import Result
+from server.client import error_info
 from server.mms_pb import replication_pb2_grpc
 from server.rpc.replication import ReplicatedNode, ReplicationService, Standby, rejoin_as_standby
 from tests.common import cid
@@ -185,3 +186,40 @@ def test_a_standby_knows_how_far_behind_the_primary_it_is(tmp_path):
         node.close()
         node_p.stop()
         eng.close()
+
+
+def test_the_server_serves_from_the_engine_swapped_in(tmp_path):
+    """MmsServer.swap_engine (what a change of role calls): while the store is closed a
+    read answers UNAVAILABLE / NODE_CHANGING_ROLE (never INTERNAL); once the new engine
+    is swapped in, the chain (sessions), the members (their search index), reads and
+    writes all work from it."""
+    from test_admin_rpc import Env, bootstrap
+
+    from server.mms_pb import admin_pb2
+
+    data = str(tmp_path / "d")
+    e = Env(data)
+    try:
+        bootstrap(e)
+        m = e.call("root", "CreateMember", admin_pb2.CreateMemberRequest(
+            client_id=cid(), profile=admin_pb2.MemberProfile(name="Li Na", phone="13900139000")))
+        e.call("root", "IssueCards", admin_pb2.IssueCardsRequest(client_id=cid(), card_nos=[5],
+                                                                 member_ids=[m.member_id]))
+        journal = admin_pb2.GetCardJournalRequest(card_no=5, limit=10)
+        before = e.call("root", "GetCardJournal", journal)
+        assert len(before.entries) >= 1
+        e.engine.close()   # the old engine closed; the new one not open yet
+        with pytest.raises(grpc.RpcError) as err:
+            e.call("root", "GetCardJournal", journal)
+        assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert error_info(err.value)[0] == "NODE_CHANGING_ROLE"
+        e.engine = Engine(data, observer=e.metrics)
+        e.server.swap_engine(e.engine)
+        assert e.call("root", "GetCardJournal", journal) == before   # the same session
+        found = e.call("root", "SearchMembers", admin_pb2.SearchMembersRequest(name="Li"))
+        assert [x.member_id for x in found.members] == [m.member_id]
+        e.call("root", "IssueCards", admin_pb2.IssueCardsRequest(client_id=cid(), card_nos=[6]))
+        assert e.engine.card(6) is not None   # the swapped-in engine took the write
+        assert e.members.engine is e.engine and e.chain.engine is e.engine
+    finally:
+        e.close()

@@ -85,6 +85,7 @@ class MemberStore:
     def __init__(self, engine: Engine, *, key: bytes | None = None,
                  today: Callable[[], _dt.date] | None = None) -> None:
         self.engine = engine
+        self._key = key  # None: the data directory's pii.key (or MMS_PII_KEY)
         self.cipher = PiiCipher(key if key is not None else load_key(engine.store.path))
         self._today = today or (lambda: _dt.datetime.fromtimestamp(engine.clock()).date())
         self._read_dbs: dict[str, object] = {}
@@ -100,7 +101,7 @@ class MemberStore:
         turned standby, a store bootstrapped again, whose pii.key came with the copy):
         the key, the handles and the search index afresh."""
         self.engine = engine
-        self.cipher = PiiCipher(load_key(engine.store.path))
+        self.cipher = PiiCipher(self._key if self._key is not None else load_key(engine.store.path))
         self._read_dbs = {}
         self._cols = Columns()
         self.index_source = "empty"
