@@ -290,7 +290,9 @@ class Leadership:
         self._stop = asyncio.Event()
         self._lease_lost = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
-        self._followed: str | None = None
+        # The leader (address, epoch) this node follows: a leader that won again at the
+        # same address (restarted) is a new primary to follow.
+        self._followed: tuple[str, int] | None = None
         self._deferred_since: float | None = None
         self._not_campaigning_why = ""
         # When the last campaign's transaction was sent (monotonic): a win happened later.
@@ -527,11 +529,12 @@ class Leadership:
         self.role.become_standby(leader)
         if was_primary:
             await self.node.step_down(leader)
-        if self._followed != leader.address:
+        if self._followed != (leader.address, leader.epoch):
             self._event("standby", f"leader={leader.name} address={leader.address} "
                                    f"epoch={leader.epoch}")
             await self.node.follow(leader)
-            self._followed = leader.address  # after: a follow that failed is tried again
+            # After: a follow that failed is tried again in the next round.
+            self._followed = (leader.address, leader.epoch)
         await self._wait_leader_change(revision)
 
     async def _hold(self) -> None:

@@ -602,15 +602,26 @@ class ReplicatedNode:
         the primary engine, stamping epoch on every commit, is open."""
         with self._lock:
             feed = Feed(epoch, **self.feed_kw)
-            if self.standby is not None:
-                standby, self.standby = self.standby, None
-                engine = standby.promote(epoch, feed=feed, observer=self.observer)
-            else:  # led before, lost the lease, won again: the same store, a new epoch
-                old = self.engine
-                feed.preload(list(old.feed._frames) if old.feed is not None else [])
-                old.close()
-                engine = Engine(self.data_dir, config=self.config, feed=feed,
-                                observer=self.observer)
+            standby = self.standby
+            try:
+                if standby is not None:
+                    self.standby = None
+                    engine = standby.promote(epoch, feed=feed, observer=self.observer)
+                else:  # led before, lost the lease, won again: the same store, a new epoch
+                    old = self.engine
+                    feed.preload(list(old.feed._frames) if old.feed is not None else [])
+                    old.close()
+                    engine = Engine(self.data_dir, config=self.config, feed=feed,
+                                    observer=self.observer)
+            except BaseException:
+                # Serve reads again as a standby; leadership campaigns again (or follows).
+                log.exception("%s: promotion to epoch %d failed", self.name, epoch)
+                if standby is not None and not standby.engine._closed:
+                    self.standby = standby  # refused before its engine closed
+                else:
+                    self.standby = self._standby(None)
+                    self._serve(self.standby.engine)
+                raise
             log.info("%s promoted at epoch %d: frame %d seq %d", self.name, epoch,
                      feed.last_committed, feed.last_seq)
             self._serve(engine)

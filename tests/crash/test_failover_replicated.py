@@ -329,6 +329,7 @@ def _sigstop(nodes: list[Node], old: Node, tills: Tills, targets: list[str]) -> 
     as a standby (discarding any tail) and every node converges."""
     others = [n for n in nodes if n is not old]
     answers: list[tuple[float, float, str]] = []  # (sent, answered, what)
+    oked: dict[bytes, int] = {}  # the bound till's acknowledged ops: id -> seq
     stop = threading.Event()
 
     def till() -> None:
@@ -336,10 +337,12 @@ def _sigstop(nodes: list[Node], old: Node, tills: Tills, targets: list[str]) -> 
             stub = pos_pb2_grpc.PosServiceStub(ch)
             while not stop.is_set():
                 sent = time.monotonic()
+                client_id = os.urandom(16)
                 try:
-                    stub.Recharge(pos_pb2.RechargeRequest(
-                        client_id=os.urandom(16), card_no=PROBE_CARDS[-1], amount_fen=1),
+                    r = stub.Recharge(pos_pb2.RechargeRequest(
+                        client_id=client_id, card_no=PROBE_CARDS[-1], amount_fen=1),
                         metadata=auth(TERMINALS[1].token), timeout=CALL_TIMEOUT_S)
+                    oked[client_id] = int(r.result.seq)
                     answers.append((sent, time.monotonic(), "OK"))
                 except grpc.RpcError as e:
                     answers.append((sent, time.monotonic(), error_info(e)[0] or e.code().name))
@@ -381,11 +384,15 @@ def _sigstop(nodes: list[Node], old: Node, tills: Tills, targets: list[str]) -> 
     assert after and set(after) <= {"NOT_LEADER"}, after
     tills.pause()
     _check(nodes, new, tills)
-    # The bound till's OKs were acknowledged by the old primary in sync mode: they are
-    # on the new leader too (its balance has each of them, once).
+    # The bound till's OKs were acknowledged by the old primary in sync mode: each is
+    # on the new leader too, at its seq, with its id.
     journal = _journal(dump_dir(new.child.data))
-    probe = journal[(journal["card_no"] == PROBE_CARDS[-1]) & (journal["amount_fen"] == 1)]
-    assert len(probe) >= len(oks)
+    by_seq = {int(r["seq"]): r for r in journal}
+    assert len(oked) == len(oks)
+    for client_id, seq in oked.items():
+        rec = by_seq.get(seq)
+        assert rec is not None and int(rec["card_no"]) == PROBE_CARDS[-1], seq
+        assert (int(rec["client_hi"]), int(rec["client_lo"])) == split_client_id(client_id)
     tills.resume()
 
 
