@@ -589,11 +589,14 @@ class Replica:
 
     def __init__(self, data_dir: str, *, config: EngineConfig | None = None,
                  leader: str = "", observer: object | None = None,
-                 before_commit: Callable[[Frame], None] | None = None) -> None:
+                 before_commit: Callable[[Frame], None] | None = None,
+                 rules: RulesConfig | None = None) -> None:
+        """rules: the rules a store without any starts with (a new [ha] node's, which
+        may become the first primary; a replicated store has the primary's)."""
         self.data_dir = data_dir
         self.config = config or EngineConfig()
         self.engine = Engine(data_dir, config=self.config, standby=True, leader=leader,
-                             observer=observer)
+                             observer=observer, rules=rules)
         with self.engine.store.read() as txn:
             self.applied_frame = self.engine.store.meta_int(txn, META_FRAME)
             self.applied_epoch = self.engine.store.meta_int(txn, META_EPOCH)

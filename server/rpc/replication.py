@@ -314,7 +314,8 @@ class Standby:
                  config: EngineConfig | None = None, name: str = "",
                  observer: object | None = None,
                  before_commit: Callable | None = None, start: bool = True,
-                 on_refused: Callable[[Standby, ReplicationError], None] | None = None) -> None:
+                 on_refused: Callable[[Standby, ReplicationError], None] | None = None,
+                 rules: object | None = None) -> None:
         """primary None: an idle standby over data_dir's store (readable, following
         nobody) until follow(primary); [ha] nodes start so, not knowing the leader yet."""
         self.data_dir = data_dir
@@ -336,7 +337,7 @@ class Standby:
         self._channel: grpc.Channel | None = None
         call = self._open() if primary else None
         self.replica = Replica(data_dir, config=self.config, leader=self.primary,
-                               observer=observer, before_commit=before_commit)
+                               observer=observer, before_commit=before_commit, rules=rules)
         self.engine = self.replica.engine
         self._thread = threading.Thread(target=self._run, args=(call,), name="mms-standby",
                                         daemon=True)
@@ -558,7 +559,8 @@ class ReplicatedNode:
     def __init__(self, data_dir: str, *, token: str, config: EngineConfig | None = None,
                  name: str = "", observer: object | None = None, mode: str = "async",
                  on_standby_lost: str = "wait", timeout_s: float = 2.0,
-                 lag_records_max: int = 0) -> None:
+                 lag_records_max: int = 0, rules: object | None = None) -> None:
+        """rules ([rules] of the config): what a new cluster's first primary starts with."""
         self.data_dir = data_dir
         self.token = token
         self.config = config or EngineConfig()
@@ -568,6 +570,7 @@ class ReplicatedNode:
         # A standby further behind than this (records it knows the primary had and it has
         # not applied) does not campaign; 0: no bound.
         self.lag_records_max = int(lag_records_max)
+        self.rules = rules
         self.on_engine: Callable[[Engine], None] | None = None
         self._lock = threading.RLock()
         self._closed = False
@@ -584,7 +587,7 @@ class ReplicatedNode:
         # while the applier writes could deadlock on LMDB's lock and the GIL).
         return Standby(self.data_dir, primary, token=self.token, config=self.config,
                        name=self.name, observer=self.observer, on_refused=self._on_refused,
-                       start=False)
+                       start=False, rules=self.rules)
 
     def _serve(self, engine: Engine) -> None:
         self.engine = engine

@@ -77,7 +77,8 @@ def _open_engine(data: str, cfg: ServeConfig, rules, metrics):
                               mode=repl.get("mode", "async"),
                               on_standby_lost=repl.get("on_standby_lost", "wait"),
                               timeout_s=float(repl.get("timeout_s", 2.0)),
-                              lag_records_max=int(repl.get("campaign_lag_records_max", 0)))
+                              lag_records_max=int(repl.get("campaign_lag_records_max", 0)),
+                              rules=rules)
         return node.engine, node.standby, node.router, node
     if repl.get("standby_of"):
         if not token:

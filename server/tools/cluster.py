@@ -149,13 +149,14 @@ class Node:
 
     def __init__(self, workdir: str, name: str, endpoints: list[str], terminals, *,
                  lease_ttl_s: int = 2, cluster: str = "demo", port: int | None = None,
-                 replication: dict | None = None, engine: dict | None = None) -> None:
+                 replication: dict | None = None, engine: dict | None = None,
+                 rules: dict | None = None) -> None:
         """replication: the node's [replication] table (mode, ...); with it the nodes
         share REPLICATION_TOKEN (a token file beside the config) and follow the leader."""
         self.name = name
         self.workdir, self.endpoints, self.terminals = workdir, list(endpoints), terminals
         self.lease_ttl_s, self.cluster = lease_ttl_s, cluster
-        self.replication, self.engine = replication, engine
+        self.replication, self.engine, self.rules = replication, engine, rules
         self.port = port or free_ports(1)[0]
         self.address = f"127.0.0.1:{self.port}"
         os.makedirs(workdir, exist_ok=True)
@@ -167,7 +168,7 @@ class Node:
                 f.write(REPLICATION_TOKEN + "\n")
             extra["replication"] = {"token_file": "replication.token", **replication}
         self.child = ChildServer(workdir, terminals, listen=self.address, extra=extra,
-                                 engine=engine)
+                                 engine=engine, rules=rules)
 
     def start(self) -> Node:
         self.child.start()

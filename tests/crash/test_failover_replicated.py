@@ -20,6 +20,7 @@ an answer), never a sleep. One lease TTL of 2 s makes each takeover ~2-3 s."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import statistics
@@ -231,11 +232,12 @@ def _check(nodes: list[Node], leader: Node, tills: Tills) -> None:
             assert _card_balance(n.address, card) == total, (n.name, card)
 
 
-def _start(tmp_path, etcd, names=("a", "b", "c")) -> list[Node]:
+def _start(tmp_path, etcd, names=("a", "b", "c"), rules: dict | None = None) -> list[Node]:
     nodes = []
     for name in names:
         nodes.append(Node(str(tmp_path / name), name, etcd.endpoints, TERMINALS,
-                          lease_ttl_s=LEASE_TTL_S, cluster="repl", replication=REPLICATION).start())
+                          lease_ttl_s=LEASE_TTL_S, cluster="repl", replication=REPLICATION,
+                          rules=rules).start())
     return nodes
 
 
@@ -398,11 +400,12 @@ def _sigstop(nodes: list[Node], old: Node, tills: Tills, targets: list[str]) -> 
 
 def test_a_standby_searches_new_members_and_a_promoted_one_reads_them(tmp_path):
     """The member search index of a standby follows the frames it applies, and pii.key
-    reaches a standby with its hot copy, so a promoted standby decrypts members."""
+    reaches a standby with its hot copy, so a promoted standby decrypts members. The
+    config's [rules] are what a new cluster's first leader starts with, on every node."""
     etcd = etcd_cluster(str(tmp_path / "etcd"))
     nodes: list[Node] = []
     try:
-        nodes = _start(tmp_path, etcd, ("a", "b"))
+        nodes = _start(tmp_path, etcd, ("a", "b"), rules={"points_per_yuan_bp": 25_000})
         leader = wait_for(lambda: leader_of(nodes), TAKEOVER_TIMEOUT_S, "a leader")
         standby = next(n for n in nodes if n is not leader)
         wait_for(lambda: (_status(standby) or {}).get("frame", 0) > 0, TAKEOVER_TIMEOUT_S,
@@ -443,6 +446,9 @@ def test_a_standby_searches_new_members_and_a_promoted_one_reads_them(tmp_path):
         assert target == standby.address and r.member.member_id == created.member_id
         # Masked from the plaintext: decrypted with the key that came with the hot copy.
         assert r.member.profile.phone.endswith(PHONE[-4:])
+        rules, _ = _following([standby.address], "admin", "GetRules",
+                              admin_pb2.GetRulesRequest(), session)
+        assert json.loads(rules.rules_json)["points_per_yuan_bp"] == 25_000
     finally:
         for n in nodes:
             n.stop()
