@@ -174,7 +174,7 @@ def _converged(nodes: list[Node], leader: Node) -> dict[str, dict]:
     all are at one frame before and after (so the dumps are of one state)."""
     def same_frame():
         st = [_status(n) for n in nodes]
-        if any(s is None for s in st) or st[0]["role"] == "" :
+        if any(s is None for s in st):
             return None
         lead = next(s for n, s in zip(nodes, st, strict=True) if n is leader)
         if lead["role"] != "primary" or any(s["frame"] != lead["frame"] for s in st):
