@@ -130,6 +130,12 @@ class LeaderFollower:
         i = self.targets.index(self.target) if self.target in self.targets else -1
         return self.targets[(i + 1) % len(self.targets)]  # targets are distinct
 
+    def skip_target(self) -> None:
+        """The node last tried did not answer in time (DEADLINE_EXCEEDED: stopped, or cut
+        off): the next call starts at the next node. The caller retries with the same
+        client ids, so an op that node did apply is answered as a replay, never twice."""
+        self.target = self._next_target(None)
+
     async def call(self, service: str, method: str, request, **kw):
         """stub.<method>(request, **kw) on the leader; request may be a factory of
         request iterators (for client-streaming methods)."""

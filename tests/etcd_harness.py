@@ -100,7 +100,8 @@ def start_nodes(dirs: dict[str, str], etcd: EtcdCluster, cluster: str) -> list[N
 def restart(node: Node) -> Node:
     """The same node (name, port, data directory, config) started again after it died."""
     return Node(node.workdir, node.name, node.endpoints, node.terminals,
-                lease_ttl_s=node.lease_ttl_s, cluster=node.cluster, port=node.port).start()
+                lease_ttl_s=node.lease_ttl_s, cluster=node.cluster, port=node.port,
+                replication=node.replication, engine=node.engine, rules=node.rules).start()
 
 
 def not_leader_of(target: str, card_no: int, client_id: bytes) -> tuple[grpc.StatusCode, str,

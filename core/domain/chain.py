@@ -390,6 +390,15 @@ class Chain:
         # and so tell itself apart from a known one.
         self._dummy()
 
+    def rebind(self, engine: Engine) -> None:
+        """Serve from another engine over the same data (a standby promoted, a primary
+        turned standby, a store bootstrapped again): its handles and a fresh load."""
+        self.engine = engine
+        # Through the engine's writer: a write transaction of this thread could wait for
+        # the running writer (or the rollup tailer) while holding the GIL it needs.
+        engine.ensure_dbs(_DBS)
+        self._load()
+
     # --- loading and memory -----------------------------------------------------------
 
     def _load(self) -> None:

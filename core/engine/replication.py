@@ -91,6 +91,11 @@ class Frame:
     time_ns: int
     entries: list  # (op, db name bytes, key, value) with memoryviews into the frame
 
+    def puts(self, name: str) -> list:
+        """The values this frame put into database name, in order."""
+        raw = name.encode()
+        return [v for op, n, _k, v in self.entries if op == PUT and n == raw]
+
 
 def encode_frame(epoch: int, number: int, first_seq: int, last_seq: int, time_ns: int,
                  entries: list) -> bytes:
@@ -584,11 +589,14 @@ class Replica:
 
     def __init__(self, data_dir: str, *, config: EngineConfig | None = None,
                  leader: str = "", observer: object | None = None,
-                 before_commit: Callable[[Frame], None] | None = None) -> None:
+                 before_commit: Callable[[Frame], None] | None = None,
+                 rules: RulesConfig | None = None) -> None:
+        """rules: the rules a store without any starts with (a new [ha] node's, which
+        may become the first primary; a replicated store has the primary's)."""
         self.data_dir = data_dir
         self.config = config or EngineConfig()
         self.engine = Engine(data_dir, config=self.config, standby=True, leader=leader,
-                             observer=observer)
+                             observer=observer, rules=rules)
         with self.engine.store.read() as txn:
             self.applied_frame = self.engine.store.meta_int(txn, META_FRAME)
             self.applied_epoch = self.engine.store.meta_int(txn, META_EPOCH)

@@ -17,12 +17,14 @@ class SubscribeRequest(_message.Message):
     def __init__(self, after_frame: _Optional[int] = ..., epoch: _Optional[int] = ..., confirmed_frame: _Optional[int] = ..., standby: _Optional[str] = ...) -> None: ...
 
 class FrameChunk(_message.Message):
-    __slots__ = ("data", "end_of_frame")
+    __slots__ = ("data", "end_of_frame", "primary_seq")
     DATA_FIELD_NUMBER: _ClassVar[int]
     END_OF_FRAME_FIELD_NUMBER: _ClassVar[int]
+    PRIMARY_SEQ_FIELD_NUMBER: _ClassVar[int]
     data: bytes
     end_of_frame: bool
-    def __init__(self, data: _Optional[bytes] = ..., end_of_frame: _Optional[bool] = ...) -> None: ...
+    primary_seq: int
+    def __init__(self, data: _Optional[bytes] = ..., end_of_frame: _Optional[bool] = ..., primary_seq: _Optional[int] = ...) -> None: ...
 
 class HotCopyRequest(_message.Message):
     __slots__ = ("standby",)
@@ -31,18 +33,20 @@ class HotCopyRequest(_message.Message):
     def __init__(self, standby: _Optional[str] = ...) -> None: ...
 
 class CopyChunk(_message.Message):
-    __slots__ = ("data", "frame", "epoch", "size_bytes", "last")
+    __slots__ = ("data", "frame", "epoch", "size_bytes", "last", "pii_key")
     DATA_FIELD_NUMBER: _ClassVar[int]
     FRAME_FIELD_NUMBER: _ClassVar[int]
     EPOCH_FIELD_NUMBER: _ClassVar[int]
     SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
     LAST_FIELD_NUMBER: _ClassVar[int]
+    PII_KEY_FIELD_NUMBER: _ClassVar[int]
     data: bytes
     frame: int
     epoch: int
     size_bytes: int
     last: bool
-    def __init__(self, data: _Optional[bytes] = ..., frame: _Optional[int] = ..., epoch: _Optional[int] = ..., size_bytes: _Optional[int] = ..., last: _Optional[bool] = ...) -> None: ...
+    pii_key: bytes
+    def __init__(self, data: _Optional[bytes] = ..., frame: _Optional[int] = ..., epoch: _Optional[int] = ..., size_bytes: _Optional[int] = ..., last: _Optional[bool] = ..., pii_key: _Optional[bytes] = ...) -> None: ...
 
 class ReplicationStatusRequest(_message.Message):
     __slots__ = ()

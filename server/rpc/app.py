@@ -89,7 +89,8 @@ class MmsServer:
                  listen: str = "127.0.0.1:0", metrics_listen: str | None = "127.0.0.1:0",
                  tls: TlsConfig | None = None, inflight_ops_max: int = INFLIGHT_OPS_MAX,
                  chain=None, members=None, bootstrap_token: str | None = None,
-                 role=None, replication=None, scheduler_tick_s: float = SCHEDULER_TICK_S) -> None:
+                 role=None, replication=None, node=None,
+                 scheduler_tick_s: float = SCHEDULER_TICK_S) -> None:
         """chain (core.domain.chain.Chain) and members (core.domain.members.MemberStore) turn on the
         operator side of AdminService and the chain's terminal tokens; without them
         only the file registry's terminals work, as before. bootstrap_token is the
@@ -121,10 +122,15 @@ class MmsServer:
         self.scheduler_tick_s = scheduler_tick_s
         # server/rpc/replication.py: ReplicationService (primary) or StandbyService.
         self.replication = replication
+        self.pos = self.reports = self.campaigns = None
         from server.rpc.replication import ReplicationCollector
-        metrics.registry.register(ReplicationCollector(
+        # A node in [ha] with replication (server/rpc/replication.py ReplicatedNode): the
+        # collector reads its current side at every scrape.
+        self.node = node
+        self.collector = ReplicationCollector(
             feed=getattr(engine, "feed", None), standby=getattr(replication, "standby", None),
-            engine=engine))
+            engine=engine, node=node, role=role)
+        metrics.registry.register(self.collector)
 
     def is_ready(self) -> bool:
         return self._ready
@@ -138,14 +144,15 @@ class MmsServer:
 
         # Every service registers through the guard, which decodes requests itself.
         guarded = GuardedServer(self.server, RequestGuard(self.metrics, frozenset({POS, ADMIN, REPORT, SEGMENT, CAMPAIGN})))
-        pos = PosService(self.bridge, terminals, self.metrics, chain=self.chain)
+        pos = self.pos = PosService(self.bridge, terminals, self.metrics, chain=self.chain)
         pos_pb2_grpc.add_PosServiceServicer_to_server(pos, guarded)
         self.admin = AdminService(self.bridge, self.registry, self.metrics, chain=self.chain,
                                   members=self.members, bootstrap_token=self.bootstrap_token)
         pos.role = self.admin.role = self.role  # rpc_method checks it on every write
         admin_pb2_grpc.add_AdminServiceServicer_to_server(self.admin, guarded)
         from server.rpc.report import ReportService
-        report_pb2_grpc.add_ReportServiceServicer_to_server(ReportService(self.admin), guarded)
+        self.reports = ReportService(self.admin)
+        report_pb2_grpc.add_ReportServiceServicer_to_server(self.reports, guarded)
         from server.rpc.segment import SegmentService
         self.segments = SegmentService(self.admin)
         self.segments.role = self.role
@@ -155,7 +162,7 @@ class MmsServer:
                                    role=self.role, tick_s=self.scheduler_tick_s)
         self.scheduler.start()
         from server.rpc.campaign import CampaignService
-        campaigns = CampaignService(self.admin)
+        campaigns = self.campaigns = CampaignService(self.admin)
         campaigns.role = self.role
         campaign_pb2_grpc.add_CampaignServiceServicer_to_server(campaigns, guarded)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, guarded)
@@ -188,6 +195,28 @@ class MmsServer:
         for name in (*names[:2], ""):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         self._ready = True
+
+    def swap_engine(self, engine) -> None:
+        """Serve from another engine over the same data: leadership promoted this standby,
+        turned this primary into a standby, or its store was bootstrapped again. Every
+        holder of the engine takes the new one; the chain and the members reload from it
+        (handles, operators and sessions, the PII key and the search index). Called from
+        the thread that made the engine; each holder's swap is one assignment."""
+        self.engine = engine
+        self.bridge.engine = engine
+        self.metrics.bind(engine, lambda: self.bridge.inflight_ops, self.is_ready)
+        if self.chain is not None:
+            self.chain.rebind(engine)
+        if self.members is not None:
+            self.members.rebind(engine)
+        for svc in (self.pos, self.admin, self.reports, self.segments, self.campaigns):
+            if svc is not None:
+                svc.engine = engine
+        if self.segments is not None:
+            self.segments._segments = None  # built again over the rebound members
+        if self.scheduler is not None:
+            self.scheduler.engine = engine  # it asks the role before each run
+        self.collector.engine = engine
 
     def mark_draining(self) -> None:
         """/readyz answers 503 (and mms_ready is 0) from now on, while gRPC still has its

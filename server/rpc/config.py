@@ -34,6 +34,8 @@
     timeout_s = 2.0
     epoch = 1                          # primary: --epoch; bumped at every promotion
     standby_of = "10.0.0.1:7000"       # standby: --standby-of
+    campaign_lag_records_max = 0       # [ha]: a standby further behind does not campaign
+    # With [ha] and a token, leadership decides each node's side: no epoch, no standby_of.
 
 Operators and the chain's terminals live in the data directory (core/domain/chain.py); a
 terminals file is still read when given, so both kinds of terminal token work.
@@ -57,7 +59,8 @@ KNOWN_KEYS = {"listen", "metrics", "terminals_file", "inflight_ops_max", "shutdo
               "drain_delay_s",
               "tls", "engine", "rules", "data", "chain", "replication"}
 KNOWN_KEYS |= {"ha"}  # [ha]: leadership in etcd (server/rpc/leader.py, HaConfig)
-REPLICATION_KEYS = {"token_file", "mode", "on_standby_lost", "timeout_s", "epoch", "standby_of"}
+REPLICATION_KEYS = {"token_file", "mode", "on_standby_lost", "timeout_s", "epoch", "standby_of",
+                    "campaign_lag_records_max"}
 
 
 @dataclass

@@ -127,6 +127,20 @@ class RpcFailure(Exception):
         return rpc_status.to_status(st).trailing_metadata
 
 
+NODE_CHANGING_ROLE = "NODE_CHANGING_ROLE"
+
+
+def store_closed(exc: BaseException) -> RpcFailure | None:
+    """A read that met the store closed under it: the node is changing role (leadership
+    reopens its store as a primary or a standby, server/rpc/replication.py
+    ReplicatedNode), or it is stopping. UNAVAILABLE: the call may be sent again."""
+    if type(exc).__module__ == "lmdb" and "closed" in str(exc):
+        return RpcFailure(grpc.StatusCode.UNAVAILABLE, NODE_CHANGING_ROLE,
+                          "this node's store is being reopened (a change of role, or a "
+                          "stop); send the call again")
+    return None
+
+
 def engine_closed(exc: Exception) -> RpcFailure:
     """An engine that takes no ops: UNAVAILABLE with reason NOT_LEADER (a standby; the
     leader's address in metadata "leader" when known) or SHUTTING_DOWN."""

@@ -10,7 +10,7 @@ import time
 
 import grpc
 
-from server.rpc.errors import RpcFailure
+from server.rpc.errors import RpcFailure, store_closed
 from server.rpc.guard import takes_client_ids
 from server.rpc.role import is_mutating
 
@@ -57,6 +57,9 @@ def rpc_method(service: str, method: str, grpc_type: str):
                 role.check_writable()
 
         def internal(e: Exception) -> RpcFailure:
+            closed = store_closed(e)
+            if closed is not None:
+                return closed
             log.error("%s/%s failed", service, method, exc_info=e)
             return RpcFailure(grpc.StatusCode.INTERNAL, "INTERNAL", internal_message)
 

@@ -59,6 +59,12 @@ ETCD_CALL_FRACTION = 0.25
 LEADER_POLL_FRACTION = 0.25
 # Pause after a failed round (etcd unreachable) before the next; bounded below the TTL.
 RETRY_PAUSE_FRACTION = 0.25
+# Before campaigning a standby asks each peer how far it has applied, each for at most
+# this fraction of the TTL (a paused or dead peer does not hold the election up longer).
+PEER_STATUS_FRACTION = 0.25
+# A standby that found a peer further ahead leaves the campaign to it, but for at most
+# this many TTLs (that peer may be unable to reach etcd): then it campaigns itself.
+DEFER_TTLS_MAX = 2
 ETCD_ENDPOINTS_MAX = 16
 
 
@@ -112,6 +118,12 @@ def leader_key(prefix: bytes) -> bytes:
 
 def epoch_key(prefix: bytes) -> bytes:
     return prefix + b"epoch"
+
+
+def nodes_prefix(prefix: bytes) -> bytes:
+    """`nodes/<name>` = the node's address, bound to its lease: the peers a standby asks
+    before it campaigns (is one of them further ahead?)."""
+    return prefix + b"nodes/"
 
 
 def parse_leader(value: bytes) -> Leader | None:
@@ -205,6 +217,8 @@ class NodeAdapter:
         set_ack_gate (then only the RPC layer's checks hold acks back)."""
         self.calls.append(("install_gate", None))
         self.gate = gate
+        if getattr(self.engine, "standby", False):
+            return True  # a standby acknowledges nothing; its promoted engine gets the gate
         setter = getattr(self.engine, "set_ack_gate", None)
         if setter is None:
             log.warning("the engine has no set_ack_gate: acks are fenced at the RPC layer only")
@@ -237,6 +251,20 @@ class NodeAdapter:
         if rejoin is not None:
             await asyncio.to_thread(rejoin, leader.address)
 
+    def lagging(self) -> str:
+        """Why this node must not campaign now ("" when it may): its replication says it
+        is further behind the primary than its configured bound."""
+        fn = getattr(self.replica, "lagging", None)
+        return fn() if fn is not None else ""
+
+    async def peer_ahead(self, peers: dict[str, str], timeout_s: float) -> str:
+        """The name of a peer (name -> address) that has applied more than this node,
+        "" if none (or no replication: nothing to compare)."""
+        fn = getattr(self.replica, "peer_ahead", None)
+        if fn is None or not peers:
+            return ""
+        return await asyncio.to_thread(fn, peers, timeout_s)
+
 
 class Leadership:
     """The leadership task of one node: holds a lease, campaigns when there is no
@@ -262,7 +290,11 @@ class Leadership:
         self._stop = asyncio.Event()
         self._lease_lost = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
-        self._followed: str | None = None
+        # The leader (address, epoch) this node follows: a leader that won again at the
+        # same address (restarted) is a new primary to follow.
+        self._followed: tuple[str, int] | None = None
+        self._deferred_since: float | None = None
+        self._not_campaigning_why = ""
         # When the last campaign's transaction was sent (monotonic): a win happened later.
         self.campaign_sent_at = 0.0
 
@@ -305,6 +337,9 @@ class Leadership:
         self.lease_id, self._lease_sent_at, self._lease_ttl = lease.id, sent_at, float(lease.ttl)
         self._lease_lost.clear()
         self.role.lease_renewed(sent_at, float(lease.ttl))
+        key = nodes_prefix(self.prefix) + self.cfg.name.encode()
+        address = self.role.address.encode()
+        await self.etcd.call(lambda c: c.put(key, address, lease=lease.id))
 
     async def _keepalive(self) -> None:
         """Renew the lease every TTL/3; when etcd says it is gone, fence."""
@@ -423,6 +458,41 @@ class Leadership:
         won, _ = await self.etcd.call(txn)
         return epoch if won else None
 
+    async def _may_campaign(self) -> bool:
+        """Whether this standby campaigns now: not while it is further behind the primary
+        than its bound, and not while a peer has applied more (that one should lead, or
+        an op only it confirmed would be lost), for at most DEFER_TTLS_MAX TTLs."""
+        why = self.node.lagging()
+        if why:
+            self._not_campaigning(f"lagging: {why}")
+            return False
+        got = await self.etcd.call(lambda c: c.get_prefix(nodes_prefix(self.prefix)))
+        peers = {}
+        for kv in got:
+            name = bytes(kv.key)[len(nodes_prefix(self.prefix)):].decode()
+            if name != self.cfg.name:
+                peers[name] = bytes(kv.value).decode()
+        ahead = await self.node.peer_ahead(peers, self.ttl_s * PEER_STATUS_FRACTION)
+        if not ahead:
+            self._deferred_since = None
+            self._not_campaigning_why = ""
+            return True
+        now = self.clock()
+        if self._deferred_since is None:
+            self._deferred_since = now
+        if now - self._deferred_since >= DEFER_TTLS_MAX * self.ttl_s:
+            log.warning("leadership: peer %s is ahead but has not campaigned for %d TTLs; "
+                        "campaigning", ahead, DEFER_TTLS_MAX)
+            return True
+        self._not_campaigning(f"peer {ahead} has applied more")
+        return False
+
+    def _not_campaigning(self, why: str) -> None:
+        kind = why.split(":")[0]
+        if kind != self._not_campaigning_why:  # once per reason, not every round
+            self._not_campaigning_why = kind
+            self._event("not_campaigning", why)
+
     async def _take_office(self, epoch: int) -> None:
         # Writable only once the node is promoted (a standby first applies all it has);
         # meanwhile it names no leader, so clients pause and try again.
@@ -438,10 +508,14 @@ class Leadership:
     async def _follow_or_campaign(self) -> None:
         leader, revision, lease = await self._read_leader()
         if leader is None:
+            if not await self._may_campaign():
+                await self._wait_leader_change(revision)
+                return
             epoch = await self.campaign()
             if epoch is not None:
                 await self._take_office(epoch)
             return  # if someone else won between the read and the transaction: follow
+        self._deferred_since = None
         if leader.name == self.cfg.name:
             if lease == self.lease_id and lease:
                 # Our campaign did win, though its answer was lost (a call timed out and
@@ -455,11 +529,12 @@ class Leadership:
         self.role.become_standby(leader)
         if was_primary:
             await self.node.step_down(leader)
-        if self._followed != leader.address:
-            self._followed = leader.address
+        if self._followed != (leader.address, leader.epoch):
             self._event("standby", f"leader={leader.name} address={leader.address} "
                                    f"epoch={leader.epoch}")
             await self.node.follow(leader)
+            # After: a follow that failed is tried again in the next round.
+            self._followed = (leader.address, leader.epoch)
         await self._wait_leader_change(revision)
 
     async def _hold(self) -> None:

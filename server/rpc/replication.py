@@ -20,6 +20,7 @@ import queue
 import shutil
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 
 import grpc
@@ -39,6 +40,8 @@ from core import (
     read_position,
     wipe,
 )
+from core.domain.pii import KEY_ENV as PII_KEY_ENV
+from core.domain.pii import KEY_FILE as PII_KEY_FILE
 from server.mms_pb import replication_pb2, replication_pb2_grpc
 from server.rpc.constants import (
     REPLICATION_CHUNK_BYTES,
@@ -53,7 +56,11 @@ log = logging.getLogger("mms.replication")
 TOKEN_ENV = "MMS_REPLICATION_TOKEN"
 # Reasons after which a standby does not retry the same primary by itself.
 FINAL_REASONS = frozenset({"STALE_EPOCH", "DIVERGED", "BEHIND_FEED", "REPLICATION_TOKEN",
-                           "FRAME_GAP", "FRAME_INVALID"})
+                           "FRAME_GAP", "FRAME_INVALID", "NEEDS_COPY", "NOT_A_REPLICA"})
+# Refusals a node in [ha] answers by bootstrapping its store again from the primary: it
+# holds frames the primary never had, needs frames the primary no longer keeps, or has
+# applied none yet (a new node's empty store).
+REBOOTSTRAP_REASONS = frozenset({"DIVERGED", "BEHIND_FEED", "NEEDS_COPY"})
 
 
 def _fail(code: grpc.StatusCode, reason: str, message: str) -> RpcFailure:
@@ -77,15 +84,16 @@ _UNAUTH = ("REPLICATION_TOKEN", "a replication call needs authorization: Bearer 
            "replication token both nodes are given>")
 
 
-def _chunks(frame: bytes):
+def _chunks(frame: bytes, primary_seq: int = 0):
     if len(frame) <= REPLICATION_CHUNK_BYTES:  # a group commit's frame: no slicing copy
-        yield replication_pb2.FrameChunk(data=frame, end_of_frame=True)
+        yield replication_pb2.FrameChunk(data=frame, end_of_frame=True, primary_seq=primary_seq)
         return
     view = memoryview(frame)
     for off in range(0, max(1, len(view)), REPLICATION_CHUNK_BYTES):
         part = view[off:off + REPLICATION_CHUNK_BYTES]
         yield replication_pb2.FrameChunk(data=bytes(part),
-                                         end_of_frame=off + REPLICATION_CHUNK_BYTES >= len(view))
+                                         end_of_frame=off + REPLICATION_CHUNK_BYTES >= len(view),
+                                         primary_seq=primary_seq)
 
 
 class ReplicationService(replication_pb2_grpc.ReplicationServiceServicer):
@@ -150,7 +158,7 @@ class ReplicationService(replication_pb2_grpc.ReplicationServiceServicer):
                     await wake.wait()
                     continue
                 for frame in frames:
-                    for chunk in _chunks(frame):
+                    for chunk in _chunks(frame, feed.last_seq):
                         yield chunk
                 pos += len(frames)
         finally:
@@ -170,7 +178,8 @@ class ReplicationService(replication_pb2_grpc.ReplicationServiceServicer):
             log.info("hot copy for %r: frame %d, %d bytes", request.standby, frame, size)
             with open(path, "rb") as f:
                 sent = 0
-                yield replication_pb2.CopyChunk(frame=frame, epoch=epoch, size_bytes=size)
+                yield replication_pb2.CopyChunk(frame=frame, epoch=epoch, size_bytes=size,
+                                                pii_key=pii_key_file(self.engine.store.path))
                 while True:
                     data = await loop.run_in_executor(None, f.read, REPLICATION_CHUNK_BYTES)
                     if not data:
@@ -239,19 +248,44 @@ def _channel(addr: str) -> grpc.Channel:
         ("grpc.max_send_message_length", REPLICATION_SEND_BYTES_MAX)])
 
 
+def pii_key_file(data_dir: str) -> bytes:
+    """The member PII key file's bytes (empty when MMS_PII_KEY is set or there is none):
+    a hot copy carries it, so a standby promoted later can read the members."""
+    if os.environ.get(PII_KEY_ENV):
+        return b""
+    try:
+        with open(os.path.join(data_dir, PII_KEY_FILE), "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        return b""
+
+
+def _write_pii_key(data_dir: str, raw: bytes) -> None:
+    path = os.path.join(data_dir, PII_KEY_FILE)
+    fd = os.open(path + ".tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(raw)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(path + ".tmp", path)
+
+
 def bootstrap(data_dir: str, primary: str, token: str, name: str = "") -> tuple[int, int]:
-    """Replace data_dir's store with a hot copy of the primary's; (frame, epoch) it holds."""
+    """Replace data_dir's store with a hot copy of the primary's, and its pii.key with
+    the primary's; (frame, epoch) it holds."""
     tmp = data_dir.rstrip("/") + ".hotcopy"
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(tmp)
     with _channel(primary) as ch:
         stub = replication_pb2_grpc.ReplicationServiceStub(ch)
         frame = epoch = size = got = 0
+        pii_key = b""
         with open(os.path.join(tmp, "data.mdb"), "wb") as f:
             for chunk in stub.HotCopy(replication_pb2.HotCopyRequest(standby=name),
                                       metadata=(("authorization", f"Bearer {token}"),)):
                 if chunk.size_bytes:
                     frame, epoch, size = chunk.frame, chunk.epoch, chunk.size_bytes
+                    pii_key = chunk.pii_key
                 f.write(chunk.data)
                 got += len(chunk.data)
             f.flush()
@@ -259,6 +293,8 @@ def bootstrap(data_dir: str, primary: str, token: str, name: str = "") -> tuple[
     if not size or got != size:
         raise ReplicationError("HOT_COPY_SHORT", f"hot copy: {got} of {size} bytes")
     install_copy(tmp, data_dir)
+    if pii_key:
+        _write_pii_key(data_dir, pii_key)
     log.info("bootstrapped %s from %s: frame %d epoch %d, %d bytes", data_dir, primary,
              frame, epoch, size)
     return frame, epoch
@@ -274,12 +310,20 @@ class Standby:
     a refusal (STALE_EPOCH: the primary is older than what was applied; a gap; ...) is
     kept in `error` and following stops, reads go on."""
 
-    def __init__(self, data_dir: str, primary: str, *, token: str | None = None,
+    def __init__(self, data_dir: str, primary: str | None, *, token: str | None = None,
                  config: EngineConfig | None = None, name: str = "",
                  observer: object | None = None,
-                 before_commit: Callable | None = None, start: bool = True) -> None:
+                 before_commit: Callable | None = None, start: bool = True,
+                 on_refused: Callable[[Standby, ReplicationError], None] | None = None,
+                 rules: object | None = None) -> None:
+        """primary None: an idle standby over data_dir's store (readable, following
+        nobody) until follow(primary); [ha] nodes start so, not knowing the leader yet."""
         self.data_dir = data_dir
-        self.primary = primary
+        self.primary = primary or ""
+        # The primary's last committed seq as its latest chunk said (0: none heard yet):
+        # how far behind this standby knows it is.
+        self.primary_seq = 0
+        self.on_refused = on_refused
         self.token = token or os.environ.get(TOKEN_ENV, "")
         self.name = name or os.path.basename(os.path.abspath(data_dir))
         self.config = config or EngineConfig()
@@ -291,13 +335,13 @@ class Standby:
         self._acks: queue.Queue | None = None
         self._call = None
         self._channel: grpc.Channel | None = None
-        call = self._open()
-        self.replica = Replica(data_dir, config=self.config, leader=primary, observer=observer,
-                               before_commit=before_commit)
+        call = self._open() if primary else None
+        self.replica = Replica(data_dir, config=self.config, leader=self.primary,
+                               observer=observer, before_commit=before_commit, rules=rules)
         self.engine = self.replica.engine
         self._thread = threading.Thread(target=self._run, args=(call,), name="mms-standby",
                                         daemon=True)
-        if start:
+        if start and primary:
             self._thread.start()
 
     # --- connecting -------------------------------------------------------------------
@@ -353,6 +397,14 @@ class Standby:
         while not self._stop.is_set():
             try:
                 if call is None:
+                    if self.replica.applied_frame == 0:
+                        # Nothing applied yet: only a hot copy brings what the primary
+                        # wrote before its feed began (its PIN key, its first rules).
+                        if self.replica.applied_seq:
+                            raise ReplicationError("NOT_A_REPLICA", f"{self.data_dir} holds "
+                                                   "journal records but no replication "
+                                                   "position: move it away to follow")
+                        raise ReplicationError("NEEDS_COPY", "an empty store bootstraps first")
                     call = self._subscribe(self.replica.applied_frame, self.replica.applied_epoch)
                 self.connected = True
                 self._follow(call)
@@ -376,11 +428,15 @@ class Standby:
         log.error("standby %s stops following %s: %s %s", self.name, self.primary, e.reason, e)
         self.error = e
         self._stop.set()
+        if self.on_refused is not None:
+            self.on_refused(self, e)
 
     def _follow(self, call) -> None:
         parts: list[bytes] = []
         acks = self._acks
         for chunk in call:
+            if chunk.primary_seq:
+                self.primary_seq = chunk.primary_seq
             parts.append(chunk.data)
             if not chunk.end_of_frame:
                 continue
@@ -426,6 +482,8 @@ class Standby:
         e = self.error
         return {"epoch": self.replica.applied_epoch, "applied_frame": self.replica.applied_frame,
                 "applied_seq": self.replica.applied_seq, "primary": self.primary,
+                "primary_seq": self.primary_seq,
+                "lag_records": max(0, self.primary_seq - self.replica.applied_seq),
                 "connected": self.connected,
                 "error_reason": e.reason if e else "", "error_message": str(e) if e else ""}
 
@@ -461,6 +519,219 @@ def rejoin_as_standby(data_dir: str, primary_addr: str, *, token: str | None = N
     return Standby(data_dir, primary_addr, token=token, config=config, **kw)
 
 
+# --- a node in [ha] whose role follows leadership ----------------------------------------
+
+class ReplicationRouter(replication_pb2_grpc.ReplicationServiceServicer):
+    """The servicer registered once at start; it answers as the node's current side
+    (ReplicationService while primary, StandbyService while standby)."""
+
+    def __init__(self, target) -> None:
+        self.target = target
+
+    async def Subscribe(self, request_iterator, context):  # noqa: N802
+        async for chunk in self.target.Subscribe(request_iterator, context):
+            yield chunk
+
+    async def HotCopy(self, request, context):  # noqa: N802
+        async for chunk in self.target.HotCopy(request, context):
+            yield chunk
+
+    async def Status(self, request, context):  # noqa: N802
+        return await self.target.Status(request, context)
+
+
+class ReplicatedNode:
+    """The replication side of a node in [ha] (server/rpc/leader.py's NodeAdapter calls
+    `promote` and `rejoin_as_standby`): its engine is a standby's, following the leader,
+    or a primary's with a Feed of its epoch, and every change of role hands the server
+    the engine to serve from (`on_engine`).
+
+    It starts as an idle standby over its own store (readable; it follows nobody until
+    leadership names the leader). Promotion: stop following once every frame received
+    is applied, close the standby engine, open a primary one at the new epoch. Stepping
+    down: the old primary's engine is closed (its gate shut already, so the
+    acknowledgements it still held are failed, never sent), the store reopens as a
+    standby and follows the new leader, which answers DIVERGED when this node holds a
+    tail it never had: then the store is bootstrapped again from a hot copy (the tail is
+    discarded). A standby the leader refuses (DIVERGED, BEHIND_FEED, an empty store) is
+    bootstrapped again the same way, in a thread of its own."""
+
+    def __init__(self, data_dir: str, *, token: str, config: EngineConfig | None = None,
+                 name: str = "", observer: object | None = None, mode: str = "async",
+                 on_standby_lost: str = "wait", timeout_s: float = 2.0,
+                 lag_records_max: int = 0, rules: object | None = None) -> None:
+        """rules ([rules] of the config): what a new cluster's first primary starts with."""
+        self.data_dir = data_dir
+        self.token = token
+        self.config = config or EngineConfig()
+        self.name = name
+        self.observer = observer
+        self.feed_kw = {"mode": mode, "on_standby_lost": on_standby_lost, "timeout_s": timeout_s}
+        # A standby further behind than this (records it knows the primary had and it has
+        # not applied) does not campaign; 0: no bound.
+        self.lag_records_max = int(lag_records_max)
+        self.rules = rules
+        self.on_engine: Callable[[Engine], None] | None = None
+        self._lock = threading.RLock()
+        self._closed = False
+        self.standby: Standby | None = self._standby(None)
+        self.engine: Engine = self.standby.engine
+        self.router = ReplicationRouter(StandbyService(self.standby, token))
+
+    @property
+    def feed(self) -> Feed | None:
+        return None if self.standby is not None else self.engine.feed
+
+    def _standby(self, primary: str | None) -> Standby:
+        # Not following yet: the server rebinds to its engine first (opening handles
+        # while the applier writes could deadlock on LMDB's lock and the GIL).
+        return Standby(self.data_dir, primary, token=self.token, config=self.config,
+                       name=self.name, observer=self.observer, on_refused=self._on_refused,
+                       start=False, rules=self.rules)
+
+    def _serve(self, engine: Engine) -> None:
+        self.engine = engine
+        if self.standby is not None:
+            self.router.target = StandbyService(self.standby, self.token)
+        else:
+            self.router.target = ReplicationService(engine, self.token)
+        if self.on_engine is not None:
+            self.on_engine(engine)
+
+    # --- what leadership asks (NodeAdapter; each in a thread of its own) ----------------
+
+    def promote(self, epoch: int) -> Engine:
+        """Become the primary at epoch: returns once everything received is applied and
+        the primary engine, stamping epoch on every commit, is open."""
+        with self._lock:
+            feed = Feed(epoch, **self.feed_kw)
+            standby = self.standby
+            try:
+                if standby is not None:
+                    self.standby = None
+                    engine = standby.promote(epoch, feed=feed, observer=self.observer)
+                else:  # led before, lost the lease, won again: the same store, a new epoch
+                    old = self.engine
+                    feed.preload(list(old.feed._frames) if old.feed is not None else [])
+                    old.close()
+                    engine = Engine(self.data_dir, config=self.config, feed=feed,
+                                    observer=self.observer)
+            except BaseException:
+                # Serve reads again as a standby; leadership campaigns again (or follows).
+                log.exception("%s: promotion to epoch %d failed", self.name, epoch)
+                if standby is not None and not standby.engine._closed:
+                    self.standby = standby  # refused before its engine closed
+                else:
+                    self.standby = self._standby(None)
+                    self._serve(self.standby.engine)
+                raise
+            log.info("%s promoted at epoch %d: frame %d seq %d", self.name, epoch,
+                     feed.last_committed, feed.last_seq)
+            self._serve(engine)
+            return engine
+
+    def rejoin_as_standby(self, primary: str) -> None:
+        """Follow primary: a standby retargets; a primary (fenced) closes its engine and
+        reopens the store as a standby first."""
+        with self._lock:
+            if self._closed:
+                return
+            if self.standby is None:
+                old = self.engine
+                old.close()
+                self.standby = self._standby(None)
+                self._serve(self.standby.engine)
+                log.info("%s stepped down: its store reopened as a standby", self.name)
+            self.standby.follow(primary)
+
+    def _on_refused(self, standby: Standby, e: ReplicationError) -> None:
+        if e.reason in REBOOTSTRAP_REASONS:
+            threading.Thread(target=self._rebootstrap, args=(standby, standby.primary),
+                             name="mms-rebootstrap", daemon=True).start()
+
+    def _rebootstrap(self, standby: Standby, primary: str) -> None:
+        """The store again from primary's hot copy (standby was refused by it)."""
+        while True:
+            with self._lock:
+                if self._closed or self.standby is not standby or standby.primary != primary:
+                    return  # promoted, closed or retargeted meanwhile
+                standby.close()
+                log.warning("%s: bootstrapping again from %s (%s)", self.name, primary,
+                            standby.error.reason if standby.error else "")
+                try:
+                    wipe(self.data_dir)
+                    fresh = self._standby(primary)
+                except (grpc.RpcError, ReplicationError, OSError) as e:
+                    log.error("%s: bootstrap from %s failed (%s); trying again", self.name,
+                              primary, e)
+                    fresh = self._standby(None)
+                    self.standby = fresh
+                    self._serve(fresh.engine)
+                    fresh.primary = primary
+                    standby = fresh
+                    ok = False
+                else:
+                    self.standby = fresh
+                    self._serve(fresh.engine)
+                    fresh.start()
+                    ok = True
+            if ok:
+                return
+            time.sleep(REPLICATION_RECONNECT_S)
+
+    # --- candidacy ---------------------------------------------------------------------
+
+    def position(self) -> tuple[int, int]:
+        """(epoch, frame) this node has applied (standby) or committed (primary)."""
+        st = self.standby
+        if st is not None:
+            return st.replica.applied_epoch, st.replica.applied_frame
+        feed = self.engine.feed
+        return (feed.epoch, feed.last_committed) if feed is not None else (0, 0)
+
+    def lagging(self) -> str:
+        """Why this standby must not campaign now ("" if it may): it knows the primary had
+        more than lag_records_max records it has not applied."""
+        st = self.standby
+        if st is None or not self.lag_records_max:
+            return ""
+        lag = max(0, st.primary_seq - st.replica.applied_seq)
+        if lag > self.lag_records_max:
+            return (f"applied seq {st.replica.applied_seq} is {lag} records behind the "
+                    f"primary's {st.primary_seq} (bound {self.lag_records_max})")
+        return ""
+
+    def peer_ahead(self, peers: dict[str, str], timeout_s: float) -> str:
+        """The name of a peer (name -> address) whose (epoch, frame) is past this node's:
+        it holds frames this one lacks, perhaps an acknowledged op only it confirmed, so
+        it should lead. A peer that does not answer within timeout_s is not counted."""
+        mine = self.position()
+        for name, addr in sorted(peers.items()):
+            try:
+                st = status_of(addr, self.token, timeout_s)
+            except grpc.RpcError:
+                continue
+            if (st["epoch"], st["frame"]) > mine:
+                log.info("%s: peer %s at epoch %d frame %d is ahead of %s", self.name, name,
+                         st["epoch"], st["frame"], mine)
+                return name
+        return ""
+
+    def status(self) -> dict:
+        st = self.standby
+        if st is not None:
+            return {"role": "standby", **st.status()}
+        return {"role": "primary", **(self.engine.feed.status() if self.engine.feed else {})}
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            if self.standby is not None:
+                self.standby.close()
+            else:
+                self.engine.close()
+
+
 # --- metrics --------------------------------------------------------------------------
 
 class ReplicationCollector:
@@ -470,18 +741,28 @@ class ReplicationCollector:
 
     MODES = ("none", "async", "sync", "sync_degraded")
 
+    LEADERSHIP_STATES = ("primary", "standby", "fenced")
+
     def __init__(self, feed: Feed | None = None, standby: Standby | None = None,
-                 engine: Engine | None = None) -> None:
+                 engine: Engine | None = None, node: ReplicatedNode | None = None,
+                 role: object | None = None) -> None:
         self.feed = feed
         self.standby = standby
         self.engine = engine
+        self.node = node    # [ha] with replication: its current side, read at each scrape
+        self.role = role    # server/rpc/role.py NodeRole ([ha]), None for a single server
 
     def describe(self):
         return []
 
     def collect(self):
-        s = self.feed.status() if self.feed is not None else None
-        st = self.standby.status() if self.standby is not None else None
+        feed, standby = self.feed, self.standby
+        if self.node is not None:
+            standby = self.node.standby
+            feed = self.node.feed
+        s = feed.status() if feed is not None else None
+        st = standby.status() if standby is not None else None
+        yield from self._leadership()
         role = GaugeMetricFamily("mms_replication_role", "1 for this node's role.", labels=["role"])
         role.add_metric(["primary"], 0 if st else 1)
         role.add_metric(["standby"], 1 if st else 0)
@@ -523,6 +804,26 @@ class ReplicationCollector:
                                 "fell back to async after the timeout.")
         c.add_metric([], s["fallbacks"] if s else 0)
         yield c
+        yield GaugeMetricFamily("mms_replication_standby_lag_records", "Standby: journal "
+                                "records it knows its primary had and it has not applied.",
+                                value=st["lag_records"] if st else 0)
+
+    def _leadership(self):
+        """The node's leadership role and epoch (etcd's view, [ha]); a single server is
+        primary for good at epoch 0."""
+        role = self.role
+        state = getattr(role, "state", "primary")
+        g = GaugeMetricFamily("mms_leadership_role", "1 for this node's leadership state: "
+                              "primary (leads and holds its lease), standby, fenced (led and "
+                              "lost its lease).", labels=["state"])
+        for name in self.LEADERSHIP_STATES:
+            g.add_metric([name], 1 if state == name else 0)
+        yield g
+        yield GaugeMetricFamily("mms_leadership_epoch", "The epoch this node leads at, or "
+                                "the newest leader's epoch it knows (0: none).",
+                                value=getattr(role, "epoch", 0) or 0)
+        yield GaugeMetricFamily("mms_leadership_ha", "1 when this node runs with [ha] "
+                                "(leadership in etcd).", value=1 if role is not None else 0)
 
 
 def status_of(addr: str, token: str, timeout_s: float = REPLICATION_CONNECT_TIMEOUT_S) -> dict:

@@ -82,7 +82,7 @@ class Scheduler:
                  chunk: int = plans.CHUNK_DEFAULT) -> None:
         # segments: a callable giving the core.domain.segments.Segments (made on first use)
         self.engine, self.members, self.segments, self.role = engine, members, segments, role
-        self.clock = clock or engine.clock
+        self._clock = clock  # None: the engine's (whichever engine serves now)
         self.tick_s = tick_s
         self.rule_tags_every_s = rule_tags_every_s
         self.chunk = chunk
@@ -92,6 +92,9 @@ class Scheduler:
         self.ticks = 0
         self.ticked = asyncio.Event()            # set after each tick of the loop (tests)
         self.last: dict = {}
+
+    def clock(self) -> int:
+        return self._clock() if self._clock is not None else self.engine.clock()
 
     # --- the loop -----------------------------------------------------------------------
 

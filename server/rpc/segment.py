@@ -125,7 +125,11 @@ class SegmentService(segment_pb2_grpc.SegmentServiceServicer):
     async def run_schedule_once(self) -> list[dict]:
         """One scheduled run: every rule tag, each under the id of its inputs
         (Segments.evaluation_id), so a run on unchanged inputs applies nothing. A failure
-        is logged and the next run tries again."""
+        is logged and the next run tries again. A node that does not lead (a standby)
+        skips it: its writes are the leader's."""
+        if self.role is not None and not self.role.may_acknowledge():
+            self.schedule_runs += 1
+            return []
         try:
             out = await asyncio.to_thread(self.segments().evaluate_all)
         except Exception:

@@ -13,12 +13,14 @@ import sys
 from core import Engine, Feed, RulesConfig
 from core.domain.chain import Chain, ChainConfig, new_token
 from core.domain.members import MemberStore
+from core.domain.members.validate import DB_MEMBERS as MEMBERS_DB
 from server.rpc.app import MmsServer
 from server.rpc.auth import Registry
 from server.rpc.config import ServeConfig
 from server.rpc.metrics import Metrics
 from server.rpc.replication import (
     TOKEN_ENV,
+    ReplicatedNode,
     ReplicationService,
     Standby,
     StandbyService,
@@ -60,17 +62,31 @@ def replication_token(repl: dict) -> str | None:
 
 
 def _open_engine(data: str, cfg: ServeConfig, rules, metrics):
-    """(engine, standby or None, replication servicer or None): a standby with
-    --standby-of; a primary with a Feed when a replication token is configured."""
+    """(engine, standby or None, replication servicer or None, ReplicatedNode or None):
+    with [ha] and a replication token, a node whose side leadership decides (it starts
+    as an idle standby); a standby with --standby-of; a primary with a Feed when a
+    replication token is configured."""
     repl = cfg.replication
     token = replication_token(repl)
+    if cfg.ha is not None and token:
+        if repl.get("standby_of") or "epoch" in repl:
+            raise ValueError("[ha] with replication: leadership gives the epoch and names the "
+                             "primary; drop replication.epoch / standby_of (--epoch, --standby-of)")
+        node = ReplicatedNode(data, token=token, config=cfg.engine,
+                              name=str(cfg.ha.get("name", "")), observer=metrics,
+                              mode=repl.get("mode", "async"),
+                              on_standby_lost=repl.get("on_standby_lost", "wait"),
+                              timeout_s=float(repl.get("timeout_s", 2.0)),
+                              lag_records_max=int(repl.get("campaign_lag_records_max", 0)),
+                              rules=rules)
+        return node.engine, node.standby, node.router, node
     if repl.get("standby_of"):
         if not token:
             raise ValueError("a standby needs the replication token (replication.token_file, "
                              f"--replication-token-file or {TOKEN_ENV})")
         standby = Standby(data, repl["standby_of"], token=token,
                           config=cfg.engine, observer=metrics)
-        return standby.engine, standby, StandbyService(standby, token)
+        return standby.engine, standby, StandbyService(standby, token), None
     feed = None
     if token:
         feed = Feed(int(repl.get("epoch", 1)), mode=repl.get("mode", "async"),
@@ -78,13 +94,35 @@ def _open_engine(data: str, cfg: ServeConfig, rules, metrics):
                     timeout_s=float(repl.get("timeout_s", 2.0)))
     engine = Engine(data, config=cfg.engine, rules=rules, observer=metrics,
                     feed=feed)
-    return engine, None, (ReplicationService(engine, token) if feed is not None else None)
+    return engine, None, (ReplicationService(engine, token) if feed is not None else None), None
+
+
+def _follow_in_memory(standby: Standby, chain: Chain, members: MemberStore) -> None:
+    """A standby's in-memory views follow the frames it applies: the chain's operators,
+    sessions and terminals, and the members' search index."""
+    chain_dbs = {n for n in standby.engine.store.db if n.startswith("chain_")}
+
+    def applied(frame, names) -> None:
+        if names & chain_dbs:
+            chain._load()
+        if MEMBERS_DB in names:
+            members.apply_replicated(frame.puts(MEMBERS_DB))
+
+    standby.replica.add_listener(applied)
+
+
+def _position(node: ReplicatedNode) -> str:
+    st = node.status()
+    if st["role"] == "standby":
+        return (f"applied frame {st['applied_frame']} seq {st['applied_seq']} epoch "
+                f"{st['epoch']}")
+    return f"epoch {st.get('epoch')} frame {st.get('last_frame')} seq {st.get('last_seq')}"
 
 
 async def serve(data: str, cfg: ServeConfig, *, out=sys.stdout, started=None) -> int:
     metrics = Metrics()
     rules = RulesConfig.from_dict(cfg.rules) if cfg.rules is not None else None
-    engine, standby, replication = _open_engine(data, cfg, rules, metrics)
+    engine, standby, replication, node = _open_engine(data, cfg, rules, metrics)
     try:
         chain_cfg = ChainConfig(**cfg.chain)
         chain_cfg.validate()
@@ -93,10 +131,7 @@ async def serve(data: str, cfg: ServeConfig, *, out=sys.stdout, started=None) ->
         registry = Registry.from_file(cfg.terminals_file) if cfg.terminals_file else Registry([])
         token = bootstrap_token(data, chain) if standby is None else None
         if standby is not None:
-            # The chain's operators, sessions and terminals as the primary changes them.
-            chain_dbs = {n for n in engine.store.db if n.startswith("chain_")}
-            standby.replica.add_listener(
-                lambda _frame, names: chain._load() if names & chain_dbs else None)
+            _follow_in_memory(standby, chain, members)
         role = leadership = None
         if cfg.ha is not None:
             from server.rpc.leader import HaConfig, Leadership, NodeAdapter
@@ -113,11 +148,24 @@ async def serve(data: str, cfg: ServeConfig, *, out=sys.stdout, started=None) ->
                 # Tools and tests wait on these lines (server/tools/cluster.py).
                 print(f"mms: leadership: {kind} {detail}", file=out, flush=True)
 
-            leadership = Leadership(ha, role, NodeAdapter(engine), on_event=on_event)
+            leadership = Leadership(ha, role, NodeAdapter(engine, replica=node),
+                                    on_event=on_event)
         srv = MmsServer(engine, registry, metrics, listen=cfg.listen or "127.0.0.1:7000",
                         metrics_listen=cfg.metrics, tls=cfg.tls,
                         inflight_ops_max=cfg.inflight_ops_max, chain=chain, members=members,
-                        bootstrap_token=token, role=role, replication=replication)
+                        bootstrap_token=token, role=role, replication=replication, node=node)
+        if node is not None:
+            def on_engine(new) -> None:
+                srv.swap_engine(new)
+                if node.standby is not None and node.standby.engine is new:
+                    _follow_in_memory(node.standby, chain, members)
+                elif srv.admin is not None and not srv.admin.bootstrap_token:
+                    # A new cluster's first leader: Bootstrap takes this node's token file.
+                    srv.admin.bootstrap_token = bootstrap_token(data, chain)
+                print(f"mms: replication: serving as {'standby' if node.standby else 'primary'} "
+                      f"{_position(node)}", file=out, flush=True)
+
+            node.on_engine = on_engine
         await srv.start()
         if leadership is not None:
             if not role.address:  # the listen host (checked above) and the bound port
@@ -173,7 +221,9 @@ async def serve(data: str, cfg: ServeConfig, *, out=sys.stdout, started=None) ->
         if leadership is not None:
             await leadership.stop()  # resign: another node may win without waiting the TTL
     finally:
-        if standby is not None:
+        if node is not None:
+            node.close()
+        elif standby is not None:
             standby.close()
         else:
             engine.close()

@@ -4,10 +4,9 @@ primary is killed and another node takes over, live.
 `EtcdCluster` starts etcd members (Debian's `etcd-server`, /usr/bin/etcd) in a temporary
 directory on free loopback ports; the tests' harness (tests/etcd_harness.py) uses it too.
 
-Replication (issue 14 items 1-2) is not part of this branch: each node serves its own
-data directory, so the demo shows leadership, the epoch, NOT_LEADER redirection and the
-takeover, not the data following the leader. With replication merged, the nodes' engines
-follow the primary and the demo's post-failover balance check becomes meaningful.
+The demo's nodes replicate in sync mode: the standbys follow the primary, the new
+leader has what the old one acknowledged (the demo reads a card issued before the kill
+from it), and the killed node could rejoin as a standby.
 """
 
 from __future__ import annotations
@@ -32,6 +31,8 @@ ETCD_STOP_TIMEOUT_S = 10.0
 # (or a test) gives up: several lease TTLs, far above the expected takeover time.
 TAKEOVER_TIMEOUT_S = 30.0
 CLUSTER_MEMBERS_MAX = 7
+# The replication token of a demo or test cluster (loopback only).
+REPLICATION_TOKEN = "mms-cluster-demo-token"
 
 
 def etcd_binary() -> str | None:
@@ -147,16 +148,27 @@ class Node:
     """One mms node of the cluster: `mms serve` with [ha] in its config."""
 
     def __init__(self, workdir: str, name: str, endpoints: list[str], terminals, *,
-                 lease_ttl_s: int = 2, cluster: str = "demo", port: int | None = None) -> None:
+                 lease_ttl_s: int = 2, cluster: str = "demo", port: int | None = None,
+                 replication: dict | None = None, engine: dict | None = None,
+                 rules: dict | None = None) -> None:
+        """replication: the node's [replication] table (mode, ...); with it the nodes
+        share REPLICATION_TOKEN (a token file beside the config) and follow the leader."""
         self.name = name
         self.workdir, self.endpoints, self.terminals = workdir, list(endpoints), terminals
         self.lease_ttl_s, self.cluster = lease_ttl_s, cluster
+        self.replication, self.engine, self.rules = replication, engine, rules
         self.port = port or free_ports(1)[0]
         self.address = f"127.0.0.1:{self.port}"
         os.makedirs(workdir, exist_ok=True)
-        self.child = ChildServer(workdir, terminals, listen=self.address, extra={"ha": {
-            "etcd": endpoints, "name": name, "advertise": self.address, "cluster": cluster,
-            "lease_ttl_s": lease_ttl_s}})
+        extra = {"ha": {"etcd": endpoints, "name": name, "advertise": self.address,
+                        "cluster": cluster, "lease_ttl_s": lease_ttl_s}}
+        if replication is not None:
+            token_file = os.path.join(workdir, "replication.token")
+            with open(token_file, "w") as f:
+                f.write(REPLICATION_TOKEN + "\n")
+            extra["replication"] = {"token_file": "replication.token", **replication}
+        self.child = ChildServer(workdir, terminals, listen=self.address, extra=extra,
+                                 engine=engine, rules=rules)
 
     def start(self) -> Node:
         self.child.start()
@@ -222,6 +234,21 @@ def _demo_write(via: Node, admin_token: str, card_no: int) -> str:
     return asyncio.run(go())
 
 
+def _demo_read(node: Node, pos_token: str, card_no: int) -> str:
+    import grpc
+
+    from server.client import CHANNEL_OPTIONS, auth
+    from server.mms_pb import pos_pb2, pos_pb2_grpc
+
+    with grpc.insecure_channel(node.address, options=CHANNEL_OPTIONS) as ch:
+        try:
+            r = pos_pb2_grpc.PosServiceStub(ch).GetCard(pos_pb2.GetCardRequest(card_no=card_no),
+                                                        metadata=auth(pos_token), timeout=10)
+        except grpc.RpcError as e:
+            return f"not found ({e.code().name})"
+    return "found" if r.card.card_no == card_no else "not found"
+
+
 def main_cluster_demo(args) -> int:
     out = sys.stdout
     ttl = int(args.lease_ttl_s)
@@ -231,8 +258,8 @@ def main_cluster_demo(args) -> int:
         print(f"starting a three-member etcd: {', '.join(etcd.endpoints)}", file=out, flush=True)
         etcd.start()
         terms = [TerminalSpec(1, 0, "admin"), TerminalSpec(2, 5, "pos")]
-        nodes = [Node(os.path.join(tmp, n), n, etcd.endpoints, terms, lease_ttl_s=ttl)
-                 for n in ("a", "b", "c")]
+        nodes = [Node(os.path.join(tmp, n), n, etcd.endpoints, terms, lease_ttl_s=ttl,
+                      replication={"mode": "sync"}) for n in ("a", "b", "c")]
         try:
             for n in nodes:
                 n.start()
@@ -251,12 +278,15 @@ def main_cluster_demo(args) -> int:
             print(f"node {second.name} leads at epoch {second.leader_epoch()}, "
                   f"{took:.2f} s after the kill (lease TTL {ttl} s)", file=out, flush=True)
             standby = next(n for n in others if n is not second)
+            # The standby learns the new leader from etcd (its watch); then it names it.
+            wait_for(lambda: standby.lines(f"leader={second.name}"), TAKEOVER_TIMEOUT_S,
+                     "the other standby to follow the new leader")
             print(f"IssueCards sent to {standby.name}: "
                   f"{_demo_write(standby, terms[0].token, 2)}", file=out, flush=True)
-            print("pending replication (issue 14 items 1-2): each node keeps its own data "
-                  "directory, so card 1 is on the killed node only; with replication merged "
-                  "the standbys follow the primary and the new leader has it", file=out,
-                  flush=True)
+            print(f"card 1, issued through node {first.name} before the kill: "
+                  f"{_demo_read(second, terms[1].token, 1)} on node {second.name}, the new "
+                  "leader (sync replication: what the old leader acknowledged, the new one "
+                  "has)", file=out, flush=True)
         finally:
             for n in nodes:
                 n.stop()

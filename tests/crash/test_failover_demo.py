@@ -1,5 +1,6 @@
 """`mms cluster demo`: etcd, a primary and two standbys on loopback; the primary is
-killed and another node takes over with the next epoch, writes following NOT_LEADER."""
+killed and another node takes over with the next epoch, writes following NOT_LEADER, and
+the new leader has what the old one acknowledged (sync replication)."""
 
 from __future__ import annotations
 
@@ -25,4 +26,6 @@ def test_cluster_demo_shows_a_takeover():
     second = re.search(r"node (\w) leads at epoch 2, [\d.]+ s after the kill", out)
     assert second and second.group(1) != first.group(1), out
     assert out.count("after 1 NOT_LEADER redirect(s)") == 2, out
-    assert "pending replication" in out
+    # Replicated: the card issued through the first leader is on the second.
+    assert re.search(rf"card 1, issued through node {first.group(1)} before the kill: found on "
+                     rf"node {second.group(1)}, the new leader", out), out

@@ -19,6 +19,7 @@ from server.rpc.leader import (
     NodeAdapter,
     epoch_key,
     leader_key,
+    nodes_prefix,
 )
 from server.rpc.role import FENCED, PRIMARY, STANDBY, NodeRole
 
@@ -260,3 +261,73 @@ def test_serve_refuses_ha_on_all_interfaces_without_advertise(tmp_path):
                       ha={"etcd": ["127.0.0.1:1"], "name": "a"})
     with pytest.raises(ValueError, match="advertise"):
         asyncio.run(serve(str(tmp_path / "data"), cfg, out=io.StringIO()))
+
+
+class LaggingReplica(FakeReplica):
+    """A standby that knows it is behind the primary (what ReplicatedNode.lagging says)
+    until `caught_up` is set; and, for the peer rule, who it finds further ahead."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.behind = "applied seq 10 is 500 records behind the primary's 510 (bound 100)"
+        self.asked = 0
+        self.ahead = ""
+
+    def lagging(self) -> str:
+        self.asked += 1
+        return self.behind
+
+    def peer_ahead(self, peers: dict[str, str], timeout_s: float) -> str:
+        return self.ahead if self.ahead in peers else ""
+
+
+def test_a_lagging_standby_does_not_campaign_until_it_has_caught_up(etcd):
+    async def scenario():
+        node = FakeNode("a", etcd.endpoints, "lagging")
+        node.replica = LaggingReplica()
+        node.leadership.node.replica = node.replica
+        await node.leadership.start()
+        try:
+            # Rounds pass (each asks lagging()) with no leader: it never campaigned.
+            await until(lambda: node.replica.asked >= 3, "three rounds of candidacy")
+            assert ("not_campaigning", f"lagging: {node.replica.behind}") in node.events
+            assert await etcd_value(etcd.endpoints, leader_key(node.cfg.prefix)) is None
+            assert await etcd_value(etcd.endpoints, epoch_key(node.cfg.prefix)) is None
+            assert node.role.state == STANDBY and node.replica.calls == []
+            node.replica.behind = ""
+            await until(lambda: node.role.state == PRIMARY, "the caught-up standby to lead")
+            assert node.replica.calls == [("promote", 1)]
+        finally:
+            await node.leadership.stop()
+
+    asyncio.run(scenario())
+
+
+def test_a_standby_leaves_the_campaign_to_a_peer_ahead_but_not_for_ever(etcd):
+    """A peer (registered under nodes/) that has applied more should lead: the standby
+    does not campaign while it is there, but campaigns after DEFER_TTLS_MAX TTLs if that
+    peer never does (it may be unable to reach etcd)."""
+    async def scenario():
+        node = FakeNode("a", etcd.endpoints, "peers")
+        node.replica = LaggingReplica()
+        node.replica.behind = ""
+        node.replica.ahead = "b"
+        node.leadership.node.replica = node.replica
+        peer_key = nodes_prefix(node.cfg.prefix) + b"b"
+        host, _, port = etcd.endpoints[0].rpartition(":")
+        async with aetcd.Client(host=host, port=int(port)) as c:
+            await c.put(peer_key, b"127.0.0.1:1")
+        await node.leadership.start()
+        try:
+            await until(lambda: any(k == "not_campaigning" for k, _ in node.events),
+                        "a to see b ahead")
+            assert ("not_campaigning", "peer b has applied more") in node.events
+            assert await etcd_value(etcd.endpoints, leader_key(node.cfg.prefix)) is None
+            await until(lambda: node.role.state == PRIMARY, "a to campaign after all")
+            assert node.replica.calls == [("promote", 1)]
+        finally:
+            await node.leadership.stop()
+            async with aetcd.Client(host=host, port=int(port)) as c:
+                await c.delete(peer_key)
+
+    asyncio.run(scenario())

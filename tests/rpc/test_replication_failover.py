@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import threading
+import time
 
 import grpc
 import numpy as np
@@ -16,8 +17,9 @@ import pytest
 
 from core import Engine, EngineClosed, Feed, read_position
 from core.records import Result
+from server.client import error_info
 from server.mms_pb import replication_pb2_grpc
-from server.rpc.replication import ReplicationService, Standby, rejoin_as_standby
+from server.rpc.replication import ReplicatedNode, ReplicationService, Standby, rejoin_as_standby
 from tests.common import cid
 from tests.engine.test_replication import assert_same, dump_env
 
@@ -149,3 +151,75 @@ def test_promote_then_the_old_primary_rejoins_and_discards_its_tail(tmp_path):
     assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert "epoch 1" in e.value.details() and "epoch 2" in e.value.details()
     assert read_position(a_dir)[1] == 2
+
+
+def test_a_standby_knows_how_far_behind_the_primary_it_is(tmp_path):
+    """primary_seq comes with the frames; ReplicatedNode.lagging (what candidacy asks)
+    compares it with the applied seq against the configured bound."""
+    eng = Engine(str(tmp_path / "p"), feed=Feed(1))
+    node_p = Node(eng)
+    node = ReplicatedNode(str(tmp_path / "s"), token=TOKEN, lag_records_max=5)
+    try:
+        assert node.lagging() == "" and node.position() == (0, 0)
+        node.rejoin_as_standby(node_p.addr)   # an empty store: bootstraps, then follows
+        wait = threading.Event()
+        assert eng.issue_cards(np.arange(1, 11), cid()).result(WAIT_S).code == Result.OK
+        r = eng.recharge(1, 500, cid()).result(WAIT_S)
+        seq = int(r.seq[0])
+
+        def caught_up():
+            st = node.standby
+            return st is not None and st.replica.applied_seq >= seq and st.primary_seq >= seq
+
+        deadline = time.monotonic() + WAIT_S
+        while not caught_up() and time.monotonic() < deadline:
+            wait.wait(0.02)
+        assert caught_up(), node.status()
+        assert node.standby.primary_seq == eng.feed.last_seq
+        assert node.lagging() == ""
+        # What it knows the primary had, beyond the bound: it must not campaign.
+        node.standby.primary_seq = node.standby.replica.applied_seq + 6
+        assert "6 records behind" in node.lagging()
+        node.lag_records_max = 0   # no bound configured: always a candidate
+        assert node.lagging() == ""
+    finally:
+        node.close()
+        node_p.stop()
+        eng.close()
+
+
+def test_the_server_serves_from_the_engine_swapped_in(tmp_path):
+    """MmsServer.swap_engine (what a change of role calls): while the store is closed a
+    read answers UNAVAILABLE / NODE_CHANGING_ROLE (never INTERNAL); once the new engine
+    is swapped in, the chain (sessions), the members (their search index), reads and
+    writes all work from it."""
+    from test_admin_rpc import Env, bootstrap
+
+    from server.mms_pb import admin_pb2
+
+    data = str(tmp_path / "d")
+    e = Env(data)
+    try:
+        bootstrap(e)
+        m = e.call("root", "CreateMember", admin_pb2.CreateMemberRequest(
+            client_id=cid(), profile=admin_pb2.MemberProfile(name="Li Na", phone="13900139000")))
+        e.call("root", "IssueCards", admin_pb2.IssueCardsRequest(client_id=cid(), card_nos=[5],
+                                                                 member_ids=[m.member_id]))
+        journal = admin_pb2.GetCardJournalRequest(card_no=5, limit=10)
+        before = e.call("root", "GetCardJournal", journal)
+        assert len(before.entries) >= 1
+        e.engine.close()   # the old engine closed; the new one not open yet
+        with pytest.raises(grpc.RpcError) as err:
+            e.call("root", "GetCardJournal", journal)
+        assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert error_info(err.value)[0] == "NODE_CHANGING_ROLE"
+        e.engine = Engine(data, observer=e.metrics)
+        e.server.swap_engine(e.engine)
+        assert e.call("root", "GetCardJournal", journal) == before   # the same session
+        found = e.call("root", "SearchMembers", admin_pb2.SearchMembersRequest(name="Li"))
+        assert [x.member_id for x in found.members] == [m.member_id]
+        e.call("root", "IssueCards", admin_pb2.IssueCardsRequest(client_id=cid(), card_nos=[6]))
+        assert e.engine.card(6) is not None   # the swapped-in engine took the write
+        assert e.members.engine is e.engine and e.chain.engine is e.engine
+    finally:
+        e.close()

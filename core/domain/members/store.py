@@ -10,7 +10,7 @@ import datetime as _dt
 import hashlib
 import json
 import logging
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -85,6 +85,7 @@ class MemberStore:
     def __init__(self, engine: Engine, *, key: bytes | None = None,
                  today: Callable[[], _dt.date] | None = None) -> None:
         self.engine = engine
+        self._key = key  # None: the data directory's pii.key (or MMS_PII_KEY)
         self.cipher = PiiCipher(key if key is not None else load_key(engine.store.path))
         self._today = today or (lambda: _dt.datetime.fromtimestamp(engine.clock()).date())
         self._read_dbs: dict[str, object] = {}
@@ -94,6 +95,27 @@ class MemberStore:
         self.index_source = "empty"
         self._open_handles()
         self._load()
+
+    def rebind(self, engine: Engine) -> None:
+        """Serve from another engine over the same data (a standby promoted, a primary
+        turned standby, a store bootstrapped again, whose pii.key came with the copy):
+        the key, the handles and the search index afresh."""
+        self.engine = engine
+        self.cipher = PiiCipher(self._key if self._key is not None else load_key(engine.store.path))
+        self._read_dbs = {}
+        self._cols = Columns()
+        self.index_source = "empty"
+        self._open_handles()
+        # A rebuilt index is not saved now: the save is an admin op, which on a primary
+        # in sync mode waits for a standby, and this runs while the node takes office.
+        self._load(save=False)
+
+    def apply_replicated(self, values: Sequence) -> None:
+        """A standby: member records a replicated frame wrote (the primary's after-images,
+        JSON) go into the search index, as the primary's own write put them there after
+        its commit. (Only the in-memory index: the saved one arrived in the frame.)"""
+        self._adopt_handles()
+        self._cols.set_many([json.loads(bytes(v)) for v in values])
 
     # --- opening -------------------------------------------------------------------------
 
@@ -124,9 +146,9 @@ class MemberStore:
         """The read handle of a named database, or None while it does not exist yet."""
         return self._read_dbs.get(name)
 
-    def _load(self) -> None:
+    def _load(self, save: bool = True) -> None:
         """The search index: the saved one when it matches the stored members, else a
-        full rebuild from `members`, which is then saved (MEMBER_INDEX op)."""
+        full rebuild from `members`, which is then saved (MEMBER_INDEX op) if save."""
         reason = None
         with self._read() as txn:
             meta = self._rdb(txn, DB_META)
@@ -153,7 +175,8 @@ class MemberStore:
             self._cols = self._rebuild(txn)
         self.index_source = f"rebuilt: {reason}"
         log.warning("member search index rebuilt (%s): %d members", reason, self._cols.n)
-        self._save_index(gen, reason)
+        if save and not self.engine.standby:
+            self._save_index(gen, reason)
 
     def _rebuild(self, txn) -> Columns:
         """The index from every stored member record (about 20 s at 1,000,000 members)."""
