@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from core.engine.storage import u64
+from core.engine.storage import take, u64
 from core.records import OpType, PointsOp, RecordKind, Result
 
 MEMBERS_DB = "beh_members"
@@ -128,7 +128,7 @@ class Behaviour:
         sel = np.flatnonzero(card_rec | coup)
         if len(sel) == 0:
             return
-        b = block[sel]
+        b = block if len(sel) == len(block) else take(block, sel)
         op = op[sel]
         is_card = card_rec[sel]
         member = np.zeros(len(sel), np.uint64)

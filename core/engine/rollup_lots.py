@@ -24,7 +24,7 @@ from collections import deque
 
 import numpy as np
 
-from core.engine.storage import u64
+from core.engine.storage import stable_argsort, stable_lexsort, take, u64
 from core.records import CardOp, OpType
 
 SETTLEMENT_DB = "rollup_settlement"
@@ -237,7 +237,7 @@ class _Taken:
         keys in replaced. spends: the keys of every spend (a spend that took nothing has
         no entry). Every chunk a spend's key falls in is written, empty or not, so which
         chunks exist depends on the journal only, never on the flushes."""
-        entries = entries[np.argsort(entries["seq"], kind="stable")]
+        entries = entries[stable_argsort(entries["seq"])]
         of = (entries["seq"] >> np.uint64(TAKEN_CHUNK_BITS)).astype(np.int64)
         chunks = set(np.unique(of).tolist()) | {k >> TAKEN_CHUNK_BITS for k in replaced}
         if spends is not None and len(spends):
@@ -251,7 +251,7 @@ class _Taken:
             mine = entries[a:b]
             if len(old) and len(mine) and old["seq"][-1] >= mine["seq"][0]:
                 both = np.concatenate((old, mine))
-                self.chunks[c] = both[np.argsort(both["seq"], kind="stable")]
+                self.chunks[c] = both[stable_argsort(both["seq"])]
             else:
                 self.chunks[c] = np.concatenate((old, mine))
             self.dirty.add(c)
@@ -328,7 +328,7 @@ def _fifo_arrays(recs: np.ndarray, stored: np.ndarray):
     as (card, store, fen) arrays, by card, in order."""
     card = recs["card_no"].astype(np.int64)
     delta = recs["principal_delta_fen"].astype(np.int64)
-    order = np.argsort(card, kind="stable")        # by card, then seq: the one big sort
+    order = stable_argsort(card)                   # by card, then seq: the one big sort
     cs = card[order]
     head = np.ones(len(cs), bool)
     head[1:] = cs[1:] != cs[:-1]
@@ -347,7 +347,7 @@ def _fifo_arrays(recs: np.ndarray, stored: np.ndarray):
     s_key.append(add.astype(np.int64))
     s_rank, s_amt = np.concatenate(s_rank), np.concatenate(s_amt)
     s_store, s_key = np.concatenate(s_store), np.concatenate(s_key)
-    sup = np.lexsort((s_key, s_rank))
+    sup = stable_lexsort((s_key, s_rank))
     s_rank, s_amt, s_store = s_rank[sup], s_amt[sup], s_store[sup]
     take = order[delta[order] < 0]                 # by card, then seq
     t_rank, t_amt = rank[take], -delta[take]
@@ -422,7 +422,7 @@ def replay(store, txn, recs: list[np.ndarray], tz: int
     # --- the vectorised cards ---
     fast = np.flatnonzero(~slow & (delta != 0))
     if len(fast):
-        fr = r[fast]
+        fr = take(r, fast)
         stored = _load_lots(txn, db[LOTS_DB], np.unique(card[fast]))
         (idx, lot_store, fen, have), fcards, lc, ls, lf = _fifo_arrays(fr, stored)
         rec = fast[idx]
@@ -458,7 +458,7 @@ def replay(store, txn, recs: list[np.ndarray], tz: int
     # --- the linked cards, one record at a time ---
     sl = np.flatnonzero(slow)
     if len(sl):
-        sr = r[sl]
+        sr = take(r, sl)
         sop, sdelta = op[sl], delta[sl]
         refunds = sr[sop == OpType.REFUND]
         supp = sr[sop == OpType.SUPP_DEBIT]

@@ -37,6 +37,7 @@ import datetime
 import hashlib
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator
 
 import lmdb
@@ -44,7 +45,7 @@ import numpy as np
 
 from core import _fastpath
 from core.engine import behaviour, rollup_lots
-from core.engine.storage import from_be, u64
+from core.engine.storage import from_be, stable_argsort, stable_lexsort, take, u64
 from core.records import COUPON, ITEM, JOURNAL, CardOp, CardStatus, OpType, RecordKind, Result
 
 log = logging.getLogger("mms.rollups")
@@ -65,6 +66,17 @@ ROLLUP_POLL_S = 0.5
 # summed in one transaction (one fsync, one rewrite of each block touched), so under
 # load the rollups trail the journal by about this much (a report adds the tail).
 ROLLUP_FLUSH_INTERVAL_S = 1.0
+# Under load the tailer takes at most this share of the wall clock (basis points): after
+# a flush that took d seconds it waits d * (10000 - duty) / duty before the next, so the
+# writer, on the same cores and the same LMDB write lock, keeps the rest. A longer wait
+# sums more commits per flush, and a flush costs a rewrite of every block and card it
+# touches (a fixed part per flush that does not grow with its records), so it also
+# costs less per record.
+ROLLUP_DUTY_BP = 2_500
+# The lag bound: never more than this between the end of one flush and the next, and
+# a flush that found more than ROLLUP_FLUSH_RECORDS_MAX records waiting (a backlog)
+# is followed by the next one after ROLLUP_FLUSH_INTERVAL_S only.
+ROLLUP_FLUSH_WAIT_MAX_S = 4.0
 
 ROLLUP_META_DB = "rollup_meta"
 SALES_DB = "rollup_sales"
@@ -169,7 +181,7 @@ def reduce_rows(keys: np.ndarray, vals: np.ndarray) -> tuple[np.ndarray, np.ndar
     if len(keys) == 0:
         return keys, vals
     words = _words(keys)
-    order = np.lexsort(words.T[::-1])
+    order = stable_lexsort(words.T[::-1])
     ws = words[order]
     change = np.ones(len(ws), bool)
     change[1:] = np.any(ws[1:] != ws[:-1], axis=1)
@@ -281,7 +293,7 @@ class Summer:
             self._sales(txn, block, sel, parts, pending)
         csel = np.flatnonzero(ok & (kind == RecordKind.KIND_COUPON))
         if len(csel):
-            raw = np.ascontiguousarray(block[csel]).view(np.uint8).reshape(len(csel), -1)
+            raw = take(block, csel).view(np.uint8).reshape(len(csel), -1)
             tpl = np.ascontiguousarray(raw[:, _AFTER_OFF + _TPL_OFF:_AFTER_OFF + _TPL_OFF + 4])
             keys = np.zeros(len(csel), COUPON_KEY)
             keys["day"] = (block["time_s"][csel] + self.tz) // 86_400
@@ -368,7 +380,7 @@ def card_event_rows(parts: _Parts, status) -> list[tuple[bytes, bytes]]:
         return []
     recs, parts.card_recs = parts.card_recs, []
     card, after, op, first, day, issue = (np.concatenate(c) for c in zip(*recs, strict=True))
-    order = np.argsort(card, kind="stable")        # by card, then seq
+    order = stable_argsort(card)                   # by card, then seq
     cs = card[order]
     head = np.ones(len(cs), bool)
     head[1:] = cs[1:] != cs[:-1]
@@ -505,9 +517,19 @@ def digest(store) -> str:
                      *behaviour.BEHAVIOUR_DBS):
             h.update(name.encode() + b"\0")
             for k, v in txn.cursor(db=store.db[name]):
-                h.update(len(k).to_bytes(2, "big") + k + len(v).to_bytes(2, "big") + v)
+                h.update(len(k).to_bytes(4, "big") + k + len(v).to_bytes(4, "big") + v)
         h.update(b"seq" + u64(covered_seq(store, txn)))
     return h.hexdigest()
+
+
+def flush_wait_s(took_s: float, records: int) -> float:
+    """How long the tailer waits after a flush of records that took took_s seconds
+    (ROLLUP_DUTY_BP, bounded by ROLLUP_FLUSH_WAIT_MAX_S; durations in seconds, not
+    money)."""
+    if records >= ROLLUP_FLUSH_RECORDS_MAX:
+        return ROLLUP_FLUSH_INTERVAL_S
+    duty = took_s * (10_000 - ROLLUP_DUTY_BP) / ROLLUP_DUTY_BP
+    return min(ROLLUP_FLUSH_WAIT_MAX_S, max(ROLLUP_FLUSH_INTERVAL_S, duty))
 
 
 class Rollups:
@@ -566,6 +588,7 @@ class Rollups:
             self._wake.clear()
             if self._stop:
                 break
+            t = time.monotonic()
             try:
                 n = self.catch_up(once=True)
                 self.error = None
@@ -575,7 +598,7 @@ class Rollups:
                 log.exception("rollup catch-up failed")
             if n:
                 # Let commits gather: the next flush sums all of them at once.
-                self._hurry.wait(ROLLUP_FLUSH_INTERVAL_S)
+                self._hurry.wait(flush_wait_s(time.monotonic() - t, n))
                 self._hurry.clear()
 
     def close(self) -> None:

@@ -46,6 +46,49 @@ IDS_DTYPE = np.dtype([("hi", "<u8"), ("lo", "<u8"), ("seq", "<u8")])
 _U64 = ">Q"
 
 
+def take(records: np.ndarray, sel: np.ndarray) -> np.ndarray:
+    """records[sel] for a structured array (journal records), copied as whole opaque
+    rows: numpy's field-by-field copy of a nested record dtype costs ~1.3 us a record,
+    a copy of the same bytes ~0.1."""
+    w = records.dtype.itemsize
+    return np.ascontiguousarray(records).view(f"V{w}")[sel].view(records.dtype)
+
+
+def stable_argsort(keys: np.ndarray) -> np.ndarray:
+    """np.argsort(keys, kind="stable") of non-negative integer keys, as an LSD radix sort
+    of 16-bit digits (numpy's stable sort is a radix sort for 16-bit keys, a timsort for
+    wider ones: ~15 ms against ~300 ms for 1,000,000 card numbers). As many passes as
+    the keys' range (max - min) has 16-bit digits."""
+    if len(keys) == 0:
+        return np.zeros(0, np.intp)
+    if keys.dtype.kind == "i":
+        k = (keys.astype(np.int64) - keys.min()).view(np.uint64)
+    else:
+        k = keys.astype(np.uint64)
+        lo = k.min()
+        if lo:
+            k = k - lo
+    top, shift, order = int(k.max()), 0, None
+    while True:
+        digit = ((k if order is None else k[order]) >> np.uint64(shift)).astype(np.uint16)
+        if order is None or digit.min() != digit.max():    # a constant digit orders nothing
+            o = np.argsort(digit, kind="stable")
+            order = o if order is None else order[o]
+        shift += 16
+        if top >> shift == 0:
+            return order
+
+
+def stable_lexsort(columns) -> np.ndarray:
+    """np.lexsort(columns) (the last column the primary key) of non-negative or signed
+    integer columns, by stable_argsort passes."""
+    order = None
+    for col in columns:
+        o = stable_argsort(col if order is None else col[order])
+        order = o if order is None else order[o]
+    return order
+
+
 def u64(x: int) -> bytes:
     return int(x).to_bytes(8, "big")
 
