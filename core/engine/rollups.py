@@ -258,16 +258,39 @@ class _Parts:
 class Summer:
     """Sums journal blocks into rows. Holds the card -> store-of-issue map, which a
     card's first record (prev_seq 0) defines; refunds are filed under the operator of
-    the swipe they reverse (the commission report's rule), found in the journal."""
+    the swipe they reverse (the commission report's rule), found in the journal.
+
+    issue holds only what is committed (rollup_cards): the cards a flush meets for the
+    first time go into fresh, which the flush's lookups see too, and move into issue
+    with commit_fresh once the flush's transaction has committed; a flush that fails
+    leaves issue as the database has it (begin_flush drops fresh)."""
 
     def __init__(self, store, tz_offset_s: int, issue: _fastpath.KeyMap,
                  status: _fastpath.KeyMap | None = None) -> None:
         self.store = store
         self.tz = int(tz_offset_s)
         self.issue = issue
+        self.fresh = _fastpath.KeyMap(1024)
         # card_no -> status after the card's last summed record (rollup_card_status).
         self.status = status if status is not None else _fastpath.KeyMap(1024)
         self._swiper: dict[int, int] = {}
+
+    def begin_flush(self) -> None:
+        self.fresh = _fastpath.KeyMap(1024)
+
+    def commit_fresh(self, new_cards) -> None:
+        """The cards of a committed flush (its parts.new_cards) into issue."""
+        for cards, stores in new_cards:
+            self.issue.insert_many(cards, np.ones(len(cards), np.uint64),
+                                   stores.astype(np.int64))
+        self.fresh = _fastpath.KeyMap(1024)
+
+    def _issue_of(self, card: np.ndarray, ones: np.ndarray) -> np.ndarray:
+        known = self.issue.lookup_many(card, ones)
+        miss = np.flatnonzero(known < 0)
+        if len(miss):
+            known[miss] = self.fresh.lookup_many(card[miss], ones[miss])
+        return known
 
     def _refund_operators(self, txn, ref_seqs: np.ndarray, own: np.ndarray) -> np.ndarray:
         out = own.astype(np.uint32).copy()
@@ -323,7 +346,7 @@ class Summer:
         col = lambda name: block[name][sel]  # noqa: E731
         card = col("card_no").astype(np.uint64)
         ones = np.ones(len(sel), np.uint64)
-        known = self.issue.lookup_many(card, ones)
+        known = self._issue_of(card, ones)
         first = (col("prev_seq") == 0) & (known < 0)
         if pending is not None:
             for j in np.flatnonzero(known < 0).tolist():
@@ -341,12 +364,12 @@ class Summer:
             fi = np.flatnonzero(first)
             store = col("store_id")
             if pending is None:
-                self.issue.insert_many(card[fi], ones[fi], store[fi].astype(np.int64))
+                self.fresh.insert_many(card[fi], ones[fi], store[fi].astype(np.int64))
                 parts.new_cards.append((card[fi].copy(), store[fi].astype(np.uint32)))
             else:
                 pending.update(zip(card[fi].tolist(), store[fi].tolist(), strict=True))
             if pending is None:
-                known = self.issue.lookup_many(card, ones)
+                known = self._issue_of(card, ones)
             else:
                 known = np.array([pending.get(c, k) if k < 0 else k
                                   for c, k in zip(card.tolist(), known.tolist(), strict=True)],
@@ -639,6 +662,7 @@ class Rollups:
     def _flush_once(self) -> int:
         parts, upto, n = _Parts(), self.seq, 0
         self.behaviour.clear()      # rows of a flush that failed are summed again
+        self.summer.begin_flush()   # and so are its new cards' stores of issue
         # Zero-copy: blocks are views of the map, valid while txn is (nothing of them
         # is kept: Summer copies what it keeps).
         with self.store.gate.reading(), self.store.env.begin(buffers=True) as txn:
@@ -664,6 +688,8 @@ class Rollups:
             puts.update(lot_puts)
             puts.update(self.behaviour.puts(self.store, txn))
         self._write(puts, parts.new_cards, upto)
+        # Committed: only now do the in-memory maps move with the database.
+        self.summer.commit_fresh(parts.new_cards)
         apply_status(self.summer.status, status)
         with self._cond:
             self.seq = upto
