@@ -55,7 +55,9 @@ log = logging.getLogger("mms.rollups")
 # rollup_card_status) and the settlement by recharge store (rollup_settlement and the
 # lots' state) added; rollups of format 2 have none of them for the seq they cover, so
 # they are dropped and the journal summed again.
-ROLLUP_FORMAT = 3
+# 4: member activity (beh_act_first, beh_act_days) added; format 3 is dropped and the
+# journal summed again, as 2 was.
+ROLLUP_FORMAT = 4
 # Journal records summed into one rollup transaction at most (read zero-copy from the
 # map; what is held is one SalesSum row per distinct key, ~180 bytes, at most one per
 # record): a long catch-up (a rebuild) is many bounded transactions.
@@ -385,7 +387,7 @@ class Summer:
         parts.card_recs.append((card, block["after"]["status"][sel].astype(np.int64),
                                 col("op_type").astype(np.int64), col("prev_seq") == 0,
                                 (col("time_s").astype(np.int64) + self.tz) // 86_400,
-                                issue_store))
+                                issue_store, block["after"]["member_id"][sel]))
         parts.lot_recs.append(rollup_lots.lot_records(block, sel))
 
 
@@ -402,7 +404,8 @@ def card_event_rows(parts: _Parts, status) -> list[tuple[bytes, bytes]]:
     if not parts.card_recs:
         return []
     recs, parts.card_recs = parts.card_recs, []
-    card, after, op, first, day, issue = (np.concatenate(c) for c in zip(*recs, strict=True))
+    card, after, op, first, day, issue, _member = (np.concatenate(c)
+                                                   for c in zip(*recs, strict=True))
     order = stable_argsort(card)                   # by card, then seq
     cs = card[order]
     head = np.ones(len(cs), bool)
@@ -438,6 +441,40 @@ def card_event_rows(parts: _Parts, status) -> list[tuple[bytes, bytes]]:
     changed = np.flatnonzero(final != known)
     return [(u64(c), int(st).to_bytes(1, "big"))
             for c, st in zip(cs[tail][changed].tolist(), final[changed].tolist(), strict=True)]
+
+
+def activity_of(parts: _Parts):
+    """behaviour.activity_stretch of parts' card records (left in parts)."""
+    if not parts.card_recs:
+        z = np.zeros(0, np.int64)
+        return (z, z, z, z), (z, z, z, z)
+    card, _after, op, _first, day, issue, member = (np.concatenate(c) for c in
+                                                    zip(*parts.card_recs, strict=True))
+    return behaviour.activity_stretch(card, member, op, day, issue)
+
+
+def member_activity(store, tz: int, day_from: int, day_to: int, txn=None) -> np.ndarray:
+    """behaviour.activity_matrix of [day_from, day_to) as of the journal's last commit:
+    the stored activity plus the tail the tailer has not summed yet, in one read."""
+    if txn is None:
+        with store.read() as t:
+            return member_activity(store, tz, day_from, day_to, t)
+    if format_ok(store, txn):
+        first, visits = behaviour.read_activity(store, txn, day_from, day_to)
+    else:                       # nothing stored counts: the tail is the whole journal
+        z = np.zeros(0, np.int64)
+        first, visits = (z, z, z, z), (z, z, z, z)
+    tail = list(journal_with_items(store, txn, covered_seq(store, txn)))
+    if tail:
+        parts = _Parts()
+        summer = Summer(store, tz, _tail_issue_map(store, txn))
+        pending: dict[int, int] = {}
+        for block, items in tail:
+            summer.block(txn, block, items, parts, pending)
+        tf, tv = activity_of(parts)
+        first = tuple(np.concatenate((a, b)) for a, b in zip(first, tf, strict=True))
+        visits = tuple(np.concatenate((a, b)) for a, b in zip(visits, tv, strict=True))
+    return behaviour.activity_matrix(first, visits, day_from, day_to)
 
 
 def settlement_rows(parts: _Parts, store, txn, tz: int) -> dict[str, list[tuple[bytes, bytes]]]:
@@ -679,6 +716,7 @@ class Rollups:
             # the rollups' only writer (self._lock), so what it read is still theirs, and
             # the write holds LMDB's lock (which the committer needs) only for the puts.
             sales, parts.sales = parts.sales, _fastpath.SalesSum()
+            activity = behaviour.activity_puts(self.store, txn, activity_of(parts))
             status = card_event_rows(parts, self.summer.status)
             lot_puts = settlement_rows(parts, self.store, txn, self.tz)
             puts = {t: merged_blocks(txn, self.store, t, k, v)
@@ -687,6 +725,7 @@ class Rollups:
             puts[CARD_STATUS_DB] = status
             puts.update(lot_puts)
             puts.update(self.behaviour.puts(self.store, txn))
+            puts.update(activity)
         self._write(puts, parts.new_cards, upto)
         # Committed: only now do the in-memory maps move with the database.
         self.summer.commit_fresh(parts.new_cards)
