@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from core.engine.storage import stable_lexsort, take, u64
+from core.engine.storage import group_runs, take, u64
 from core.records import OpType, PointsOp, RecordKind, Result
 
 MEMBERS_DB = "beh_members"
@@ -286,19 +286,6 @@ class Behaviour:
 
 # --- member activity ------------------------------------------------------------------
 
-def _runs(*cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The order that sorts rows by cols (the first the primary key) and the starts of
-    the runs of equal rows in that order."""
-    order = stable_lexsort(cols[::-1])
-    change = np.zeros(len(order), bool)
-    if len(order):
-        change[0] = True
-        for c in cols:
-            cs = c[order]
-            change[1:] |= cs[1:] != cs[:-1]
-    return order, np.flatnonzero(change)
-
-
 def activity_stretch(card: np.ndarray, member: np.ndarray, op: np.ndarray, day: np.ndarray,
                      issue: np.ndarray):
     """Member activity of a stretch of OK card records: (first: key, issue store,
@@ -308,7 +295,7 @@ def activity_stretch(card: np.ndarray, member: np.ndarray, op: np.ndarray, day: 
     issue = issue.astype(np.int64)
     day = day.astype(np.int64)
     visit = np.isin(op, np.array(VISIT_OPS, np.int64))
-    order, starts = _runs(key, issue)
+    order, starts = group_runs(key, issue)
     big = np.iinfo(np.int64).max
     seen = np.minimum.reduceat(day[order], starts) + 1 if len(starts) else day[:0]
     vd = np.where(visit, day, big)[order]
@@ -316,7 +303,7 @@ def activity_stretch(card: np.ndarray, member: np.ndarray, op: np.ndarray, day: 
     fv = np.where(fv == big, 0, fv + 1)
     first = (key[order][starts], issue[order][starts], seen, fv)
     v = np.flatnonzero(visit)
-    order, starts = _runs(day[v], key[v], issue[v])
+    order, starts = group_runs(day[v], key[v], issue[v])
     at = v[order][starts]
     n = np.diff(np.append(starts, len(order))).astype(np.int64)
     return first, (day[at], key[at], issue[at], n)
@@ -376,7 +363,7 @@ def activity_puts(store, txn, stretch) -> dict[str, list[tuple[bytes, bytes]]]:
                 k = np.concatenate((rows["key"].astype(np.int64), k))
                 i = np.concatenate((rows["issue_store"].astype(np.int64), i))
                 n = np.concatenate((rows["visits"].astype(np.int64), n))
-            order, starts = _runs(k, i)
+            order, starts = group_runs(k, i)
             rows = np.zeros(len(starts), ACT_ROW)
             rows["key"], rows["issue_store"] = k[order][starts], i[order][starts]
             rows["visits"] = np.add.reduceat(n[order], starts)
@@ -418,7 +405,7 @@ def activity_matrix(first, visits, day_from: int, day_to: int) -> np.ndarray:
     sorted by (key, issue store). first and visits as read_activity gives them (the
     tail of the journal merged in: first rows may repeat a pair, visit rows too)."""
     fk, fi, fs, fv = first
-    order, starts = _runs(fk, fi)
+    order, starts = group_runs(fk, fi)
     big = np.iinfo(np.int64).max
     if len(starts):
         fs_ = np.where(fs[order] > 0, fs[order], big)
@@ -435,7 +422,7 @@ def activity_matrix(first, visits, day_from: int, day_to: int) -> np.ndarray:
     win = (vd >= day_from) & (vd < day_to)
     n = np.zeros(len(k), np.int64)
     if win.any():
-        o, st = _runs(vk[win], vi[win])
+        o, st = group_runs(vk[win], vi[win])
         sk, si = vk[win][o][st], vi[win][o][st]
         sn = np.add.reduceat(vn[win][o], st)
         # Each visit pair's row (a visit is a record: its pair has a first row).

@@ -89,6 +89,43 @@ def stable_lexsort(columns) -> np.ndarray:
     return order
 
 
+def packed_key(cols) -> np.ndarray | None:
+    """One int64 per row ordered as the rows of cols (int64 each, the first the primary
+    key), when their ranges multiply to less than 2**62; else None."""
+    packed, span = None, 1
+    for c in reversed(cols):
+        lo, hi = int(c.min()), int(c.max())
+        width = hi - lo + 1
+        if span * width >= 2**62:
+            return None
+        part = (c - lo) * span if span > 1 else c - lo
+        packed = part if packed is None else packed + part
+        span *= width
+    return packed
+
+
+def group_runs(*cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The order that sorts rows by cols (int64 each, the first the primary key; stable)
+    and the starts of the runs of equal rows in that order."""
+    if len(cols[0]) == 0:
+        return np.zeros(0, np.intp), np.zeros(0, np.intp)
+    one = packed_key(cols)
+    if one is not None:
+        order = stable_argsort(one)
+        s = one[order]
+        change = np.empty(len(s), bool)
+        change[0] = True
+        change[1:] = s[1:] != s[:-1]
+        return order, np.flatnonzero(change)
+    order = stable_lexsort(cols[::-1])
+    change = np.zeros(len(order), bool)
+    change[0] = True
+    for c in cols:
+        cs = c[order]
+        change[1:] |= cs[1:] != cs[:-1]
+    return order, np.flatnonzero(change)
+
+
 def u64(x: int) -> bytes:
     return int(x).to_bytes(8, "big")
 

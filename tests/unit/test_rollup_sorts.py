@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from core.engine import rollups
-from core.engine.storage import stable_argsort, stable_lexsort, take
+from core.engine.storage import group_runs, stable_argsort, stable_lexsort, take
 from core.records import JOURNAL
 
 _bits = st.sampled_from([1, 4, 16, 17, 33, 48, 62])
@@ -51,3 +51,15 @@ def test_flush_wait_is_bounded():
     assert rollups.flush_wait_s(d, 10) == min(hi, max(lo, want))
     # A backlog (a full flush) is summed on after the least interval.
     assert rollups.flush_wait_s(100.0, rollups.ROLLUP_FLUSH_RECORDS_MAX) == lo
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(1, 2000), st.lists(_bits, min_size=1, max_size=3), st.integers(0, 2**32))
+def test_group_runs_orders_and_cuts_like_lexsort(n, bits, seed):
+    rng = np.random.default_rng(seed)
+    cols = [rng.integers(-(2 ** b), 2 ** b, n) for b in bits]
+    order, starts = group_runs(*cols)
+    assert np.array_equal(order, np.lexsort(cols[::-1]))
+    rows = np.stack(cols, axis=1)[order]
+    want = [0] + [j for j in range(1, n) if (rows[j] != rows[j - 1]).any()]
+    assert starts.tolist() == want
