@@ -15,7 +15,8 @@ Tables (every number an int64; keys big-endian so LMDB order is numeric order):
                  DAY_COLS), sorted by member
     beh_stores   (u64 member, u32 store)    -> STORE_COLS
     beh_cats     (u64 member, u16 category) -> CAT_COLS
-    beh_act_first (i64 member key, u32 store of issue) -> ACT_FIRST  (member activity)
+    beh_act_first u64 bucket of the member key -> rows ACT_FIRST_ROW, sorted by (key,
+                 store of issue)                           (member activity)
     beh_act_days (u32 day, u64 bucket of the member key) -> rows ACT_ROW, sorted by
                  (key, store of issue)
 
@@ -23,7 +24,8 @@ Member activity (core.domain.reports.member_activity_report) counts per (member 
 store of issue of the card): the member key is the record's after-image member_id, or
 -card_no for a card without one (every OK card record, as the sales rollups take them);
 beh_act_first holds the first day such a record was seen and the first day of a visit
-(day + 1 each, 0: none yet), beh_act_days the visits per day.
+(day + 1 each, 0: none yet), beh_act_days the visits per day. The bucket of a key is its
+64 bits as unsigned >> ACT_BUCKET_SHIFT.
 
 What counts (only records the engine applied, result OK; a member is the after-image's
 member_id, cards without one count only per card):
@@ -59,9 +61,11 @@ BEHAVIOUR_DBS = (MEMBERS_DB, CARDS_DB, DAYS_DB, STORES_DB, CATS_DB, ACT_FIRST_DB
 # record; the SUPP_DEBIT on its primary is not a second visit).
 VISIT_OPS = (OpType.SWIPE, OpType.USE_COUNT)
 ACT_KEY = np.dtype([("key", ">i8"), ("issue_store", ">u4")])
-ACT_FIRST = np.dtype([("first_seen", "<i8"), ("first_visit", "<i8")])
+ACT_FIRST_ROW = np.dtype([("key", "<i8"), ("issue_store", "<u4"), ("first_seen", "<i8"),
+                          ("first_visit", "<i8")])
 ACT_ROW = np.dtype([("key", "<i8"), ("issue_store", "<u4"), ("visits", "<i8")])
-# A day's activity rows are kept in blocks of 65,536 member keys (as beh_days).
+# Activity rows are kept in blocks of 65,536 member keys (as beh_days): a flush rewrites
+# the blocks it moves, a report reads a few values, not one per member.
 ACT_BUCKET_SHIFT = 16
 
 # first_day / last_day are day + 1 (0: no visit yet); the rest are sums.
@@ -309,9 +313,18 @@ def activity_stretch(card: np.ndarray, member: np.ndarray, op: np.ndarray, day: 
     return first, (day[at], key[at], issue[at], n)
 
 
-def _merge_first(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Day + 1 columns merged: the earlier of the set ones."""
-    return np.where((a > 0) & (b > 0), np.minimum(a, b), np.maximum(a, b))
+def _first_rows(key, issue, seen, visit) -> np.ndarray:
+    """ACT_FIRST_ROW rows, one per (key, issue store) sorted by them, the days (+ 1, 0:
+    none) merged: the earliest of the set ones."""
+    order, starts = group_runs(key, issue)
+    big = np.iinfo(np.int64).max
+    rows = np.zeros(len(starts), ACT_FIRST_ROW)
+    at = order[starts]
+    rows["key"], rows["issue_store"] = key[at], issue[at]
+    for name, col in (("first_seen", seen), ("first_visit", visit)):
+        m = np.minimum.reduceat(np.where(col > 0, col, big)[order], starts)
+        rows[name] = np.where(m == big, 0, m)
+    return rows
 
 
 def _act_keys(key: np.ndarray, issue: np.ndarray) -> np.ndarray:
@@ -331,23 +344,23 @@ def activity_puts(store, txn, stretch) -> dict[str, list[tuple[bytes, bytes]]]:
     (fk, fi, fs, fv), (dd, dk, di, dn) = stretch
     out: dict[str, list[tuple[bytes, bytes]]] = {}
     if len(fk):
-        kb = _act_keys(fk, fi).tobytes()
-        w = ACT_KEY.itemsize
-        keys = [kb[j * w:(j + 1) * w] for j in range(len(fk))]
-        old = dict(txn.cursor(db=store.db[ACT_FIRST_DB]).getmulti(keys))
-        new = np.stack([fs, fv], axis=1)
-        if old:
-            have = np.array([k in old for k in keys])
-            prev = np.zeros_like(new)
-            prev[have] = np.frombuffer(b"".join(bytes(old[k]) for k in keys if k in old),
-                                       "<i8").reshape(-1, 2)
-            merged = _merge_first(new, prev)
-            moved = np.flatnonzero(~have | (merged != prev).any(axis=1))
-            new = merged
-        else:
-            moved = np.arange(len(keys))
-        body = np.ascontiguousarray(new, "<i8").tobytes()
-        out[ACT_FIRST_DB] = [(keys[j], body[j * 16:(j + 1) * 16]) for j in moved.tolist()]
+        bk = _bucket(fk)
+        pairs = []
+        for b in np.unique(bk).tolist():
+            at = np.flatnonzero(bk == np.uint64(b))
+            bkey = int(b).to_bytes(8, "big")
+            raw = txn.get(bkey, db=store.db[ACT_FIRST_DB])
+            old = np.frombuffer(bytes(raw), ACT_FIRST_ROW) if raw is not None \
+                else np.zeros(0, ACT_FIRST_ROW)
+            rows = _first_rows(
+                np.concatenate((old["key"].astype(np.int64), fk[at])),
+                np.concatenate((old["issue_store"].astype(np.int64), fi[at])),
+                np.concatenate((old["first_seen"].astype(np.int64), fs[at])),
+                np.concatenate((old["first_visit"].astype(np.int64), fv[at])))
+            body = rows.tobytes()
+            if raw is None or body != bytes(raw):      # a block nothing moved is not put
+                pairs.append((bkey, body))
+        out[ACT_FIRST_DB] = pairs
     if len(dd):
         bk = _bucket(dk)
         blocks = np.unique(np.stack([dd, bk.astype(np.int64)], axis=1), axis=0) \
@@ -376,13 +389,10 @@ def read_activity(store, txn, day_from: int, day_to: int):
     """(first: key, issue store, first_seen, first_visit as stored, every pair),
     (visits: day, key, issue store, visits of days [day_from, day_to))."""
     cur = txn.cursor(db=store.db[ACT_FIRST_DB])
-    keys = np.frombuffer(b"".join(bytes(k) for k in cur.iternext(keys=True, values=False)),
-                         ACT_KEY)
-    cur = txn.cursor(db=store.db[ACT_FIRST_DB])
-    vals = np.frombuffer(b"".join(bytes(v) for v in cur.iternext(keys=False, values=True)),
-                         "<i8").reshape(-1, 2)
-    first = (keys["key"].astype(np.int64), keys["issue_store"].astype(np.int64),
-             vals[:, 0].copy(), vals[:, 1].copy())
+    f = np.frombuffer(b"".join(bytes(v) for v in cur.iternext(keys=False, values=True)),
+                      ACT_FIRST_ROW)
+    first = (f["key"].astype(np.int64), f["issue_store"].astype(np.int64),
+             f["first_seen"].astype(np.int64), f["first_visit"].astype(np.int64))
     days, rows = [], []
     cur = txn.cursor(db=store.db[ACT_DAYS_DB])
     if cur.set_range(max(0, int(day_from)).to_bytes(4, "big")):
