@@ -237,11 +237,15 @@ class _Taken:
         keys in replaced. spends: the keys of every spend (a spend that took nothing has
         no entry). Every chunk a spend's key falls in is written, empty or not, so which
         chunks exist depends on the journal only, never on the flushes."""
-        entries = entries[stable_argsort(entries["seq"])]
+        entries = take(entries, stable_argsort(entries["seq"]))
         of = (entries["seq"] >> np.uint64(TAKEN_CHUNK_BITS)).astype(np.int64)
-        chunks = set(np.unique(of).tolist()) | {k >> TAKEN_CHUNK_BITS for k in replaced}
+        chunks = {k >> TAKEN_CHUNK_BITS for k in replaced}
+        if len(of):                                  # of is sorted
+            chunks |= set(of[np.concatenate(([True], of[1:] != of[:-1]))].tolist())
         if spends is not None and len(spends):
-            chunks |= set(np.unique(spends.astype(np.int64) >> TAKEN_CHUNK_BITS).tolist())
+            sc = spends.astype(np.int64) >> TAKEN_CHUNK_BITS     # few distinct chunks
+            lo = int(sc.min())
+            chunks |= set((np.flatnonzero(np.bincount(sc - lo)) + lo).tolist())
         drop = np.array(sorted(replaced), np.uint64)
         for c in chunks:
             old = self.chunk(c)
@@ -251,7 +255,7 @@ class _Taken:
             mine = entries[a:b]
             if len(old) and len(mine) and old["seq"][-1] >= mine["seq"][0]:
                 both = np.concatenate((old, mine))
-                self.chunks[c] = both[stable_argsort(both["seq"])]
+                self.chunks[c] = take(both, stable_argsort(both["seq"]))
             else:
                 self.chunks[c] = np.concatenate((old, mine))
             self.dirty.add(c)
