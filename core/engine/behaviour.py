@@ -46,7 +46,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from core.engine.storage import group_runs, take, u64
+from core.engine.storage import group_runs, take, u64, u64_keys
 from core.records import OpType, PointsOp, RecordKind, Result
 
 MEMBERS_DB = "beh_members"
@@ -235,7 +235,7 @@ class Behaviour:
                 continue
             ids, vals = reduce_totals(np.concatenate([p[0] for p in parts]),
                                       np.concatenate([p[1] for p in parts]))
-            keys = [u64(i) for i in ids.tolist()]
+            keys = u64_keys(ids)
             old = dict(txn.cursor(db=store.db[table]).getmulti(keys))
             if old:
                 prev = np.zeros((len(keys), _NT), np.int64)

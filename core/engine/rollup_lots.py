@@ -24,7 +24,7 @@ from collections import deque
 
 import numpy as np
 
-from core.engine.storage import group_runs, stable_argsort, stable_lexsort, take, u64
+from core.engine.storage import group_runs, stable_argsort, stable_lexsort, take, u64, u64_keys
 from core.records import CardOp, OpType
 
 SETTLEMENT_DB = "rollup_settlement"
@@ -296,7 +296,7 @@ _STORED = np.dtype([("card", "<i8"), ("store", "<i8"), ("fen", "<i8")])
 
 def _load_lots(txn, db, cards: np.ndarray) -> np.ndarray:
     """The stored lots of cards (sorted, distinct) as _STORED rows, each card's in order."""
-    got = list(txn.cursor(db=db).getmulti([u64(c) for c in cards.tolist()]))
+    got = list(txn.cursor(db=db).getmulti(u64_keys(cards)))
     got = [(k, v) for k, v in got if len(v)]
     if not got:
         return np.zeros(0, _STORED)
@@ -319,7 +319,7 @@ def _lots_puts(cards: np.ndarray, lc: np.ndarray, ls: np.ndarray,
     w = PIECE.itemsize
     lo = np.searchsorted(lc, cards, "left").tolist()
     hi = np.searchsorted(lc, cards, "right").tolist()
-    return [(u64(c), body[x * w:y * w]) for c, x, y in zip(cards.tolist(), lo, hi, strict=True)]
+    return [(k, body[x * w:y * w]) for k, x, y in zip(u64_keys(cards), lo, hi, strict=True)]
 
 
 def _fifo_arrays(recs: np.ndarray, stored: np.ndarray):

@@ -130,6 +130,12 @@ def u64(x: int) -> bytes:
     return int(x).to_bytes(8, "big")
 
 
+def u64_keys(xs: np.ndarray) -> list[bytes]:
+    """[u64(x) for x in xs], from one buffer (a per-flush list of thousands of keys)."""
+    raw = np.ascontiguousarray(xs, dtype=">u8").tobytes()
+    return [raw[j:j + 8] for j in range(0, len(raw), 8)]
+
+
 def u32(x: int) -> bytes:
     return int(x).to_bytes(4, "big")
 

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from core.engine import rollups
-from core.engine.storage import group_runs, stable_argsort, stable_lexsort, take
+from core.engine.storage import group_runs, stable_argsort, stable_lexsort, take, u64, u64_keys
 from core.records import JOURNAL
 
 _bits = st.sampled_from([1, 4, 16, 17, 33, 48, 62])
@@ -63,3 +63,10 @@ def test_group_runs_orders_and_cuts_like_lexsort(n, bits, seed):
     rows = np.stack(cols, axis=1)[order]
     want = [0] + [j for j in range(1, n) if (rows[j] != rows[j - 1]).any()]
     assert starts.tolist() == want
+
+
+def test_u64_keys_are_u64s():
+    xs = np.array([0, 1, 2**40, 2**64 - 1], np.uint64)
+    assert u64_keys(xs) == [u64(int(x)) for x in xs.tolist()]
+    assert u64_keys(np.array([5, 7], np.int64)) == [u64(5), u64(7)]
+    assert u64_keys(np.zeros(0, np.uint64)) == []
