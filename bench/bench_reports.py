@@ -15,7 +15,12 @@
 --records N builds a journal of N records (the cards' issues and recharges, then
 swipes) with the tailer off, skips the on/off runs, and times the rebuild from it and
 the reports from the rollups against the scans (the 10,000,000-record targets of
-docs/internals/reports.md).
+docs/internals/reports.md). Each figure is also printed to stderr as it is measured.
+
+    python3 bench/bench_reports.py --records 10000000 --cards 100000 --journal DIR
+
+--journal DIR runs on a copy of an environment such a run built (DIR/data.mdb, used in
+place and changed: the rollups are rebuilt in it) instead of building it again.
 """
 
 from __future__ import annotations
@@ -38,13 +43,23 @@ from server.tools.bench_engine import WORKLOADS, prepare, run_engine
 TZ = datetime.timezone(datetime.timedelta(hours=8))
 
 
-def _p50(fn, repeat: int) -> float:
+def _p50(fn, repeat: int, keep: list | None = None) -> float:
+    """The median time of repeat calls; keep, when given, gets the last call's result."""
     times = []
     for _ in range(repeat):
         t = time.perf_counter()
-        fn()
+        got = fn()
         times.append(time.perf_counter() - t)
+    if keep is not None:
+        keep.append(got)
     return statistics.median(times)
+
+
+def _note(out: dict, key: str, value) -> None:
+    """A figure into out, and at once to stderr: a long run that is stopped keeps what
+    it measured."""
+    out[key] = value
+    print(json.dumps({key: value}), file=sys.stderr, flush=True)
 
 
 def main(argv=None) -> int:
@@ -61,6 +76,12 @@ def main(argv=None) -> int:
                          "the rebuild and the reports on it")
     ap.add_argument("--scan-repeat", type=int, default=1,
                     help="calls of each journal scan (p50)")
+    ap.add_argument("--journal", default=None,
+                    help="with --records: a copy of an environment such a run built (its "
+                         "data.mdb), used in place instead of building the journal again")
+    ap.add_argument("--no-scans", action="store_true",
+                    help="skip the journal scans (the rebuild and the reports from the rollups "
+                         "only; the scans' figures then come from another run)")
     a = ap.parse_args(argv)
     if a.records:
         # prepare journals 3 records a card (issue, recharge, and what the rules add).
@@ -70,10 +91,14 @@ def main(argv=None) -> int:
                  "loadavg": os.getloadavg()}
     try:
         seed = os.path.join(base, "seed")
-        prepare(seed, a.cards, a.batch)
         on, off = [], []
         keep = None
-        if a.records:
+        if a.journal:
+            keep = a.journal
+            a.runs = 0
+        else:
+            prepare(seed, a.cards, a.batch)
+        if a.records and not a.journal:
             keep = os.path.join(base, "big")
             shutil.copytree(seed, keep)
             t = time.perf_counter()
@@ -99,36 +124,49 @@ def main(argv=None) -> int:
         try:
             with eng.store.read() as txn:
                 n_rec = eng.store.last_seq(txn)
+            out["journal_records"] = n_rec
             t = time.perf_counter()
+            c = time.process_time()
             eng.rollups.rebuild()
             rebuild_s = time.perf_counter() - t
-            out["journal_records"] = n_rec
-            out["rebuild_s"] = rebuild_s
-            out["rebuild_records_per_s"] = n_rec / rebuild_s
+            _note(out, "rebuild_cpu_s", time.process_time() - c)
+            _note(out, "rebuild_s", rebuild_s)
+            _note(out, "rebuild_records_per_s", n_rec / rebuild_s)
+            _note(out, "loadavg_after_rebuild", os.getloadavg())
             today = datetime.datetime.now(TZ).date()
             frm, to = (today - datetime.timedelta(days=1)).isoformat(), (today + datetime.timedelta(days=1)).isoformat()
             since = int(datetime.datetime.combine(today - datetime.timedelta(days=1),
                                                   datetime.time(), TZ).timestamp())
             out["commission_rollups_p50_s"] = _p50(
                 lambda: reports.commission_from_rollups(eng, frm, to), a.repeat)
-            out["commission_scan_p50_s"] = _p50(
+            out["commission_scan_p50_s"] = float("nan") if a.no_scans else _p50(
                 lambda: reports.commission_scan(eng, since, since + 2 * 86_400), a.scan_repeat)
             out["commission_admin_rpc_core_p50_s"] = _p50(
                 lambda: reports.commission_report(eng, since + 1, since + 2 * 86_400 - 1), a.repeat)
             out["commission_scan_over_rollups"] = out["commission_scan_p50_s"] / out["commission_rollups_p50_s"]
             out["sales_by_store_day_rollups_p50_s"] = _p50(
                 lambda: reports.sales_report(eng, frm, to, by=("store", "day")), a.repeat)
+            for k in ("commission_rollups_p50_s", "commission_scan_p50_s",
+                      "sales_by_store_day_rollups_p50_s"):
+                _note(out, k, out[k])
             month = (today.replace(day=1) - datetime.timedelta(days=1)).replace(day=1).isoformat()
             for name, fast, slow, window in (
+                    ("member_activity", reports.member_activity_report,
+                     reports.member_activity_scan, (frm, to)),
+                    ("visit_frequency", reports.visit_frequency_report,
+                     reports.visit_frequency_scan, (frm, to)),
                     ("card_stats", reports.card_stats_report, reports.card_stats_scan,
                      (month, to)),
                     ("recharge_settlement", reports.recharge_settlement_report,
                      reports.recharge_settlement_scan, (frm, to))):
-                out[f"{name}_rollups_p50_s"] = _p50(lambda f=fast, w=window: f(eng, *w),
-                                                    a.repeat)
-                out[f"{name}_scan_p50_s"] = _p50(lambda f=slow, w=window: f(eng, *w),
-                                                 a.scan_repeat)
-                out[f"{name}_rollups_equal_scan"] = fast(eng, *window) == slow(eng, *window)
+                got, want = [], []
+                _note(out, f"{name}_rollups_p50_s",
+                      _p50(lambda f=fast, w=window: f(eng, *w), a.repeat, got))
+                if a.no_scans:
+                    continue
+                _note(out, f"{name}_scan_p50_s",
+                      _p50(lambda f=slow, w=window: f(eng, *w), a.scan_repeat, want))
+                _note(out, f"{name}_rollups_equal_scan", got == want)
                 out[f"{name}_scan_over_rollups"] = (out[f"{name}_scan_p50_s"]
                                                     / out[f"{name}_rollups_p50_s"])
             with eng.store.read() as txn:

@@ -183,6 +183,7 @@ def commission_scan(engine, since_s: int, until_s: int,
 
 import datetime  # noqa: E402
 
+from core.engine import behaviour as _behaviour  # noqa: E402
 from core.engine import rollup_lots as _lots  # noqa: E402
 from core.engine import rollups as _ru  # noqa: E402
 from core.records import OP_NAMES  # noqa: E402
@@ -736,14 +737,13 @@ def _card_stats_rows(ev: np.ndarray, a: int, b: int, by_store: bool, stores) -> 
     return rows
 
 
-# --- member activity over a window (computed from the journal, exact) ----------------
+# --- member activity over a window (from the behaviour rollups, exact) ----------------
 
 MEMBER_ACTIVITY_FIELDS = ("issue_store", "members", "new_members", "active", "active_bp",
                           "visits", "first_visit", "repeat", "first_visit_bp", "repeat_bp")
 VISIT_FREQUENCY_FIELDS = ("issue_store", "visit_count", "members", "visits")
-# What counts as a visit: a member came and was served (a supplementary card's swipe is
-# its own SWIPE record; the SUPP_DEBIT on its primary is not a second visit).
-VISIT_OPS = (OpType.SWIPE, OpType.USE_COUNT)
+# What counts as a visit: one place, the tailer's (core.engine.behaviour).
+VISIT_OPS = _behaviour.VISIT_OPS
 _NEVER = np.iinfo(np.int64).max
 
 
@@ -782,9 +782,12 @@ def _member_days(engine, a: int, b: int, tz: int) -> np.ndarray:
                      np.add.reduceat(rows[:, 4], starts)], axis=1)
 
 
-def _members_in_scope(engine, date_from, date_to, by_store, stores):
+def _members_in_scope(engine, date_from, date_to, by_store, stores, scan=False):
     a, b = day_window(date_from, date_to)
-    m = _member_days(engine, a, b, _tz(engine))
+    if scan:
+        m = _member_days(engine, a, b, _tz(engine))
+    else:
+        m = _ru.member_activity(engine.store, _tz(engine), a, b)
     if stores is not None:
         m = m[np.isin(m[:, 1], np.array(sorted(stores), np.int64))]
     if not by_store:
@@ -804,7 +807,7 @@ def _members_in_scope(engine, date_from, date_to, by_store, stores):
 
 
 def member_activity_report(engine, date_from: str, date_to: str, *, by_store: bool = False,
-                           stores=None) -> list[dict]:
+                           stores=None, scan: bool = False) -> list[dict]:
     """Member activity over [date_from, date_to), in total or per store of issue of the
     member's cards (by_store; a member holding cards of two stores counts in both):
     members = members known by the window's end (a card record naming them before
@@ -814,8 +817,10 @@ def member_activity_report(engine, date_from: str, date_to: str, *, by_store: bo
     active members who visited before it (first_visit + repeat = active). The _bp
     columns are shares in basis points rounded down: active of members, first_visit and
     repeat of active. A member is the card's member_id, or the card itself when it has
-    none. Exact, from a scan of the journal. stores restricts to cards issued there."""
-    a, m = _members_in_scope(engine, date_from, date_to, by_store, stores)
+    none. Exact to the last commit: from the tailer's activity tables (beh_act_first,
+    beh_act_days) and the journal's tail; with scan, from a scan of the whole journal
+    (member_activity_scan, the check). stores restricts to cards issued there."""
+    a, m = _members_in_scope(engine, date_from, date_to, by_store, stores, scan)
     groups = sorted(set(m[:, 1].tolist())) if by_store else [0]
     rows = []
     for s in groups:
@@ -836,18 +841,28 @@ def member_activity_report(engine, date_from: str, date_to: str, *, by_store: bo
 
 
 def visit_frequency_report(engine, date_from: str, date_to: str, *, by_store: bool = False,
-                           stores=None) -> list[dict]:
+                           stores=None, scan: bool = False) -> list[dict]:
     """The visits-per-member distribution over [date_from, date_to): one row per number
     of visits a member made in the window (visit_count 1, 2, ...; members without a
     visit are the members - active of member_activity_report), with how many members
     made exactly that many and their visits in all. Same members, scope and visits as
-    member_activity_report."""
-    _a, m = _members_in_scope(engine, date_from, date_to, by_store, stores)
+    member_activity_report (scan likewise)."""
+    _a, m = _members_in_scope(engine, date_from, date_to, by_store, stores, scan)
     act = m[m[:, 4] > 0]
     cols, sums = _group([act[:, 1], act[:, 4]],
                         np.stack([np.ones(len(act), np.int64), act[:, 4]], axis=1))
     return _finish(VISIT_FREQUENCY_FIELDS[:2], cols, sums, VISIT_FREQUENCY_FIELDS[2:],
                    day_cols=())
+
+
+def member_activity_scan(engine, date_from: str, date_to: str, **kw) -> list[dict]:
+    """member_activity_report by a scan of the whole journal (the check of the rollup)."""
+    return member_activity_report(engine, date_from, date_to, scan=True, **kw)
+
+
+def visit_frequency_scan(engine, date_from: str, date_to: str, **kw) -> list[dict]:
+    """visit_frequency_report by a scan of the whole journal."""
+    return visit_frequency_report(engine, date_from, date_to, scan=True, **kw)
 
 
 # --- settlement by recharge store: principal as FIFO lots (from the journal, exact) ---

@@ -24,7 +24,7 @@ from collections import deque
 
 import numpy as np
 
-from core.engine.storage import u64
+from core.engine.storage import group_runs, stable_argsort, stable_lexsort, take, u64, u64_keys
 from core.records import CardOp, OpType
 
 SETTLEMENT_DB = "rollup_settlement"
@@ -237,11 +237,15 @@ class _Taken:
         keys in replaced. spends: the keys of every spend (a spend that took nothing has
         no entry). Every chunk a spend's key falls in is written, empty or not, so which
         chunks exist depends on the journal only, never on the flushes."""
-        entries = entries[np.argsort(entries["seq"], kind="stable")]
+        entries = take(entries, stable_argsort(entries["seq"]))
         of = (entries["seq"] >> np.uint64(TAKEN_CHUNK_BITS)).astype(np.int64)
-        chunks = set(np.unique(of).tolist()) | {k >> TAKEN_CHUNK_BITS for k in replaced}
+        chunks = {k >> TAKEN_CHUNK_BITS for k in replaced}
+        if len(of):                                  # of is sorted
+            chunks |= set(of[np.concatenate(([True], of[1:] != of[:-1]))].tolist())
         if spends is not None and len(spends):
-            chunks |= set(np.unique(spends.astype(np.int64) >> TAKEN_CHUNK_BITS).tolist())
+            sc = spends.astype(np.int64) >> TAKEN_CHUNK_BITS     # few distinct chunks
+            lo = int(sc.min())
+            chunks |= set((np.flatnonzero(np.bincount(sc - lo)) + lo).tolist())
         drop = np.array(sorted(replaced), np.uint64)
         for c in chunks:
             old = self.chunk(c)
@@ -251,7 +255,7 @@ class _Taken:
             mine = entries[a:b]
             if len(old) and len(mine) and old["seq"][-1] >= mine["seq"][0]:
                 both = np.concatenate((old, mine))
-                self.chunks[c] = both[np.argsort(both["seq"], kind="stable")]
+                self.chunks[c] = take(both, stable_argsort(both["seq"]))
             else:
                 self.chunks[c] = np.concatenate((old, mine))
             self.dirty.add(c)
@@ -292,7 +296,7 @@ _STORED = np.dtype([("card", "<i8"), ("store", "<i8"), ("fen", "<i8")])
 
 def _load_lots(txn, db, cards: np.ndarray) -> np.ndarray:
     """The stored lots of cards (sorted, distinct) as _STORED rows, each card's in order."""
-    got = list(txn.cursor(db=db).getmulti([u64(c) for c in cards.tolist()]))
+    got = list(txn.cursor(db=db).getmulti(u64_keys(cards)))
     got = [(k, v) for k, v in got if len(v)]
     if not got:
         return np.zeros(0, _STORED)
@@ -315,7 +319,7 @@ def _lots_puts(cards: np.ndarray, lc: np.ndarray, ls: np.ndarray,
     w = PIECE.itemsize
     lo = np.searchsorted(lc, cards, "left").tolist()
     hi = np.searchsorted(lc, cards, "right").tolist()
-    return [(u64(c), body[x * w:y * w]) for c, x, y in zip(cards.tolist(), lo, hi, strict=True)]
+    return [(k, body[x * w:y * w]) for k, x, y in zip(u64_keys(cards), lo, hi, strict=True)]
 
 
 def _fifo_arrays(recs: np.ndarray, stored: np.ndarray):
@@ -328,7 +332,7 @@ def _fifo_arrays(recs: np.ndarray, stored: np.ndarray):
     as (card, store, fen) arrays, by card, in order."""
     card = recs["card_no"].astype(np.int64)
     delta = recs["principal_delta_fen"].astype(np.int64)
-    order = np.argsort(card, kind="stable")        # by card, then seq: the one big sort
+    order = stable_argsort(card)                   # by card, then seq: the one big sort
     cs = card[order]
     head = np.ones(len(cs), bool)
     head[1:] = cs[1:] != cs[:-1]
@@ -347,7 +351,7 @@ def _fifo_arrays(recs: np.ndarray, stored: np.ndarray):
     s_key.append(add.astype(np.int64))
     s_rank, s_amt = np.concatenate(s_rank), np.concatenate(s_amt)
     s_store, s_key = np.concatenate(s_store), np.concatenate(s_key)
-    sup = np.lexsort((s_key, s_rank))
+    sup = stable_lexsort((s_key, s_rank))
     s_rank, s_amt, s_store = s_rank[sup], s_amt[sup], s_store[sup]
     take = order[delta[order] < 0]                 # by card, then seq
     t_rank, t_amt = rank[take], -delta[take]
@@ -390,7 +394,7 @@ def replay(store, txn, recs: list[np.ndarray], tz: int
            ) -> tuple[np.ndarray, np.ndarray, dict[str, list[tuple[bytes, bytes]]]]:
     """Replay a stretch's lot records (seq order) over the lots stored as of the
     stretch's start (read in txn). Returns the settlement rows (keys, n x 4 int64, one
-    per record piece: rollups reduces them) and the state puts per database.
+    per (day, recharge store, spend store)) and the state puts per database.
 
     Cards with a refund, a replacement's hand-over (either side) or a SUPP_DEBIT that
     adds principal in the stretch go through PrincipalLots one record at a time; the
@@ -422,8 +426,9 @@ def replay(store, txn, recs: list[np.ndarray], tz: int
     # --- the vectorised cards ---
     fast = np.flatnonzero(~slow & (delta != 0))
     if len(fast):
-        fr = r[fast]
-        stored = _load_lots(txn, db[LOTS_DB], np.unique(card[fast]))
+        fr = take(r, fast)
+        fc = np.sort(card[fast])
+        stored = _load_lots(txn, db[LOTS_DB], fc[np.concatenate(([True], fc[1:] != fc[:-1]))])
         (idx, lot_store, fen, have), fcards, lc, ls, lf = _fifo_arrays(fr, stored)
         rec = fast[idx]
         fop = op[rec]
@@ -458,7 +463,7 @@ def replay(store, txn, recs: list[np.ndarray], tz: int
     # --- the linked cards, one record at a time ---
     sl = np.flatnonzero(slow)
     if len(sl):
-        sr = r[sl]
+        sr = take(r, sl)
         sop, sdelta = op[sl], delta[sl]
         refunds = sr[sop == OpType.REFUND]
         supp = sr[sop == OpType.SUPP_DEBIT]
@@ -512,9 +517,15 @@ def replay(store, txn, recs: list[np.ndarray], tz: int
     a = np.concatenate(rows) if rows else np.zeros((0, 6), np.int64)
     if len(a) == 0:
         return *empty, puts
-    keys = np.zeros(len(a), SETTLEMENT_KEY)
-    keys["day"], keys["recharge_store"], keys["spend_store"] = a[:, 0], a[:, 1], a[:, 2]
-    vals = np.zeros((len(a), len(SETTLEMENT_COLS)), np.int64)
-    vals[:, 0] = a[:, 3]
-    vals[np.arange(len(a)), a[:, 4]] = a[:, 5]
+    # One row per (day, recharge store, spend store): the pieces summed here (a few
+    # thousand groups for a million pieces), so rollups sorts rows, not pieces.
+    order, starts = group_runs(a[:, 0], a[:, 1], a[:, 2])
+    at = order[starts]
+    keys = np.zeros(len(starts), SETTLEMENT_KEY)
+    keys["day"], keys["recharge_store"], keys["spend_store"] = a[at, 0], a[at, 1], a[at, 2]
+    vals = np.zeros((len(starts), len(SETTLEMENT_COLS)), np.int64)
+    vals[:, 0] = np.add.reduceat(a[:, 3][order], starts)
+    col, fen = a[:, 4][order], a[:, 5][order]
+    for c in (1, 2, 3):
+        vals[:, c] = np.add.reduceat(np.where(col == c, fen, 0), starts)
     return keys, vals, puts

@@ -37,6 +37,7 @@ import datetime
 import hashlib
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator
 
 import lmdb
@@ -44,7 +45,7 @@ import numpy as np
 
 from core import _fastpath
 from core.engine import behaviour, rollup_lots
-from core.engine.storage import from_be, u64
+from core.engine.storage import from_be, stable_argsort, stable_lexsort, take, u64
 from core.records import COUPON, ITEM, JOURNAL, CardOp, CardStatus, OpType, RecordKind, Result
 
 log = logging.getLogger("mms.rollups")
@@ -54,7 +55,9 @@ log = logging.getLogger("mms.rollups")
 # rollup_card_status) and the settlement by recharge store (rollup_settlement and the
 # lots' state) added; rollups of format 2 have none of them for the seq they cover, so
 # they are dropped and the journal summed again.
-ROLLUP_FORMAT = 3
+# 4: member activity (beh_act_first, beh_act_days) added; format 3 is dropped and the
+# journal summed again, as 2 was.
+ROLLUP_FORMAT = 4
 # Journal records summed into one rollup transaction at most (read zero-copy from the
 # map; what is held is one SalesSum row per distinct key, ~180 bytes, at most one per
 # record): a long catch-up (a rebuild) is many bounded transactions.
@@ -65,6 +68,17 @@ ROLLUP_POLL_S = 0.5
 # summed in one transaction (one fsync, one rewrite of each block touched), so under
 # load the rollups trail the journal by about this much (a report adds the tail).
 ROLLUP_FLUSH_INTERVAL_S = 1.0
+# Under load the tailer takes at most this share of the wall clock (basis points): after
+# a flush that took d seconds it waits d * (10000 - duty) / duty before the next, so the
+# writer, on the same cores and the same LMDB write lock, keeps the rest. A longer wait
+# sums more commits per flush, and a flush costs a rewrite of every block and card it
+# touches (a fixed part per flush that does not grow with its records), so it also
+# costs less per record.
+ROLLUP_DUTY_BP = 2_500
+# The lag bound: never more than this between the end of one flush and the next, and
+# a flush that found more than ROLLUP_FLUSH_RECORDS_MAX records waiting (a backlog)
+# is followed by the next one after ROLLUP_FLUSH_INTERVAL_S only.
+ROLLUP_FLUSH_WAIT_MAX_S = 4.0
 
 ROLLUP_META_DB = "rollup_meta"
 SALES_DB = "rollup_sales"
@@ -169,7 +183,7 @@ def reduce_rows(keys: np.ndarray, vals: np.ndarray) -> tuple[np.ndarray, np.ndar
     if len(keys) == 0:
         return keys, vals
     words = _words(keys)
-    order = np.lexsort(words.T[::-1])
+    order = stable_lexsort(words.T[::-1])
     ws = words[order]
     change = np.ones(len(ws), bool)
     change[1:] = np.any(ws[1:] != ws[:-1], axis=1)
@@ -246,16 +260,39 @@ class _Parts:
 class Summer:
     """Sums journal blocks into rows. Holds the card -> store-of-issue map, which a
     card's first record (prev_seq 0) defines; refunds are filed under the operator of
-    the swipe they reverse (the commission report's rule), found in the journal."""
+    the swipe they reverse (the commission report's rule), found in the journal.
+
+    issue holds only what is committed (rollup_cards): the cards a flush meets for the
+    first time go into fresh, which the flush's lookups see too, and move into issue
+    with commit_fresh once the flush's transaction has committed; a flush that fails
+    leaves issue as the database has it (begin_flush drops fresh)."""
 
     def __init__(self, store, tz_offset_s: int, issue: _fastpath.KeyMap,
                  status: _fastpath.KeyMap | None = None) -> None:
         self.store = store
         self.tz = int(tz_offset_s)
         self.issue = issue
+        self.fresh = _fastpath.KeyMap(1024)
         # card_no -> status after the card's last summed record (rollup_card_status).
         self.status = status if status is not None else _fastpath.KeyMap(1024)
         self._swiper: dict[int, int] = {}
+
+    def begin_flush(self) -> None:
+        self.fresh = _fastpath.KeyMap(1024)
+
+    def commit_fresh(self, new_cards) -> None:
+        """The cards of a committed flush (its parts.new_cards) into issue."""
+        for cards, stores in new_cards:
+            self.issue.insert_many(cards, np.ones(len(cards), np.uint64),
+                                   stores.astype(np.int64))
+        self.fresh = _fastpath.KeyMap(1024)
+
+    def _issue_of(self, card: np.ndarray, ones: np.ndarray) -> np.ndarray:
+        known = self.issue.lookup_many(card, ones)
+        miss = np.flatnonzero(known < 0)
+        if len(miss):
+            known[miss] = self.fresh.lookup_many(card[miss], ones[miss])
+        return known
 
     def _refund_operators(self, txn, ref_seqs: np.ndarray, own: np.ndarray) -> np.ndarray:
         out = own.astype(np.uint32).copy()
@@ -281,7 +318,7 @@ class Summer:
             self._sales(txn, block, sel, parts, pending)
         csel = np.flatnonzero(ok & (kind == RecordKind.KIND_COUPON))
         if len(csel):
-            raw = np.ascontiguousarray(block[csel]).view(np.uint8).reshape(len(csel), -1)
+            raw = take(block, csel).view(np.uint8).reshape(len(csel), -1)
             tpl = np.ascontiguousarray(raw[:, _AFTER_OFF + _TPL_OFF:_AFTER_OFF + _TPL_OFF + 4])
             keys = np.zeros(len(csel), COUPON_KEY)
             keys["day"] = (block["time_s"][csel] + self.tz) // 86_400
@@ -311,7 +348,7 @@ class Summer:
         col = lambda name: block[name][sel]  # noqa: E731
         card = col("card_no").astype(np.uint64)
         ones = np.ones(len(sel), np.uint64)
-        known = self.issue.lookup_many(card, ones)
+        known = self._issue_of(card, ones)
         first = (col("prev_seq") == 0) & (known < 0)
         if pending is not None:
             for j in np.flatnonzero(known < 0).tolist():
@@ -329,12 +366,12 @@ class Summer:
             fi = np.flatnonzero(first)
             store = col("store_id")
             if pending is None:
-                self.issue.insert_many(card[fi], ones[fi], store[fi].astype(np.int64))
+                self.fresh.insert_many(card[fi], ones[fi], store[fi].astype(np.int64))
                 parts.new_cards.append((card[fi].copy(), store[fi].astype(np.uint32)))
             else:
                 pending.update(zip(card[fi].tolist(), store[fi].tolist(), strict=True))
             if pending is None:
-                known = self.issue.lookup_many(card, ones)
+                known = self._issue_of(card, ones)
             else:
                 known = np.array([pending.get(c, k) if k < 0 else k
                                   for c, k in zip(card.tolist(), known.tolist(), strict=True)],
@@ -350,7 +387,7 @@ class Summer:
         parts.card_recs.append((card, block["after"]["status"][sel].astype(np.int64),
                                 col("op_type").astype(np.int64), col("prev_seq") == 0,
                                 (col("time_s").astype(np.int64) + self.tz) // 86_400,
-                                issue_store))
+                                issue_store, block["after"]["member_id"][sel]))
         parts.lot_recs.append(rollup_lots.lot_records(block, sel))
 
 
@@ -367,8 +404,9 @@ def card_event_rows(parts: _Parts, status) -> list[tuple[bytes, bytes]]:
     if not parts.card_recs:
         return []
     recs, parts.card_recs = parts.card_recs, []
-    card, after, op, first, day, issue = (np.concatenate(c) for c in zip(*recs, strict=True))
-    order = np.argsort(card, kind="stable")        # by card, then seq
+    card, after, op, first, day, issue, _member = (np.concatenate(c)
+                                                   for c in zip(*recs, strict=True))
+    order = stable_argsort(card)                   # by card, then seq
     cs = card[order]
     head = np.ones(len(cs), bool)
     head[1:] = cs[1:] != cs[:-1]
@@ -403,6 +441,40 @@ def card_event_rows(parts: _Parts, status) -> list[tuple[bytes, bytes]]:
     changed = np.flatnonzero(final != known)
     return [(u64(c), int(st).to_bytes(1, "big"))
             for c, st in zip(cs[tail][changed].tolist(), final[changed].tolist(), strict=True)]
+
+
+def activity_of(parts: _Parts):
+    """behaviour.activity_stretch of parts' card records (left in parts)."""
+    if not parts.card_recs:
+        z = np.zeros(0, np.int64)
+        return (z, z, z, z), (z, z, z, z)
+    card, _after, op, _first, day, issue, member = (np.concatenate(c) for c in
+                                                    zip(*parts.card_recs, strict=True))
+    return behaviour.activity_stretch(card, member, op, day, issue)
+
+
+def member_activity(store, tz: int, day_from: int, day_to: int, txn=None) -> np.ndarray:
+    """behaviour.activity_matrix of [day_from, day_to) as of the journal's last commit:
+    the stored activity plus the tail the tailer has not summed yet, in one read."""
+    if txn is None:
+        with store.read() as t:
+            return member_activity(store, tz, day_from, day_to, t)
+    if format_ok(store, txn):
+        first, visits = behaviour.read_activity(store, txn, day_from, day_to)
+    else:                       # nothing stored counts: the tail is the whole journal
+        z = np.zeros(0, np.int64)
+        first, visits = (z, z, z, z), (z, z, z, z)
+    tail = list(journal_with_items(store, txn, covered_seq(store, txn)))
+    if tail:
+        parts = _Parts()
+        summer = Summer(store, tz, _tail_issue_map(store, txn))
+        pending: dict[int, int] = {}
+        for block, items in tail:
+            summer.block(txn, block, items, parts, pending)
+        tf, tv = activity_of(parts)
+        first = tuple(np.concatenate((a, b)) for a, b in zip(first, tf, strict=True))
+        visits = tuple(np.concatenate((a, b)) for a, b in zip(visits, tv, strict=True))
+    return behaviour.activity_matrix(first, visits, day_from, day_to)
 
 
 def settlement_rows(parts: _Parts, store, txn, tz: int) -> dict[str, list[tuple[bytes, bytes]]]:
@@ -505,9 +577,19 @@ def digest(store) -> str:
                      *behaviour.BEHAVIOUR_DBS):
             h.update(name.encode() + b"\0")
             for k, v in txn.cursor(db=store.db[name]):
-                h.update(len(k).to_bytes(2, "big") + k + len(v).to_bytes(2, "big") + v)
+                h.update(len(k).to_bytes(4, "big") + k + len(v).to_bytes(4, "big") + v)
         h.update(b"seq" + u64(covered_seq(store, txn)))
     return h.hexdigest()
+
+
+def flush_wait_s(took_s: float, records: int) -> float:
+    """How long the tailer waits after a flush of records that took took_s seconds
+    (ROLLUP_DUTY_BP, bounded by ROLLUP_FLUSH_WAIT_MAX_S; durations in seconds, not
+    money)."""
+    if records >= ROLLUP_FLUSH_RECORDS_MAX:
+        return ROLLUP_FLUSH_INTERVAL_S
+    duty = took_s * (10_000 - ROLLUP_DUTY_BP) / ROLLUP_DUTY_BP
+    return min(ROLLUP_FLUSH_WAIT_MAX_S, max(ROLLUP_FLUSH_INTERVAL_S, duty))
 
 
 class Rollups:
@@ -566,6 +648,7 @@ class Rollups:
             self._wake.clear()
             if self._stop:
                 break
+            t = time.monotonic()
             try:
                 n = self.catch_up(once=True)
                 self.error = None
@@ -575,7 +658,7 @@ class Rollups:
                 log.exception("rollup catch-up failed")
             if n:
                 # Let commits gather: the next flush sums all of them at once.
-                self._hurry.wait(ROLLUP_FLUSH_INTERVAL_S)
+                self._hurry.wait(flush_wait_s(time.monotonic() - t, n))
                 self._hurry.clear()
 
     def close(self) -> None:
@@ -616,6 +699,7 @@ class Rollups:
     def _flush_once(self) -> int:
         parts, upto, n = _Parts(), self.seq, 0
         self.behaviour.clear()      # rows of a flush that failed are summed again
+        self.summer.begin_flush()   # and so are its new cards' stores of issue
         # Zero-copy: blocks are views of the map, valid while txn is (nothing of them
         # is kept: Summer copies what it keeps).
         with self.store.gate.reading(), self.store.env.begin(buffers=True) as txn:
@@ -632,6 +716,7 @@ class Rollups:
             # the rollups' only writer (self._lock), so what it read is still theirs, and
             # the write holds LMDB's lock (which the committer needs) only for the puts.
             sales, parts.sales = parts.sales, _fastpath.SalesSum()
+            activity = behaviour.activity_puts(self.store, txn, activity_of(parts))
             status = card_event_rows(parts, self.summer.status)
             lot_puts = settlement_rows(parts, self.store, txn, self.tz)
             puts = {t: merged_blocks(txn, self.store, t, k, v)
@@ -640,7 +725,10 @@ class Rollups:
             puts[CARD_STATUS_DB] = status
             puts.update(lot_puts)
             puts.update(self.behaviour.puts(self.store, txn))
+            puts.update(activity)
         self._write(puts, parts.new_cards, upto)
+        # Committed: only now do the in-memory maps move with the database.
+        self.summer.commit_fresh(parts.new_cards)
         apply_status(self.summer.status, status)
         with self._cond:
             self.seq = upto

@@ -46,8 +46,94 @@ IDS_DTYPE = np.dtype([("hi", "<u8"), ("lo", "<u8"), ("seq", "<u8")])
 _U64 = ">Q"
 
 
+def take(records: np.ndarray, sel: np.ndarray) -> np.ndarray:
+    """records[sel] for a structured array (journal records), copied as whole opaque
+    rows: numpy's field-by-field copy of a nested record dtype costs ~1.3 us a record,
+    a copy of the same bytes ~0.1."""
+    w = records.dtype.itemsize
+    return np.ascontiguousarray(records).view(f"V{w}")[sel].view(records.dtype)
+
+
+def stable_argsort(keys: np.ndarray) -> np.ndarray:
+    """np.argsort(keys, kind="stable") of non-negative integer keys, as an LSD radix sort
+    of 16-bit digits (numpy's stable sort is a radix sort for 16-bit keys, a timsort for
+    wider ones: ~15 ms against ~300 ms for 1,000,000 card numbers). As many passes as
+    the keys' range (max - min) has 16-bit digits."""
+    if len(keys) == 0:
+        return np.zeros(0, np.intp)
+    if keys.dtype.kind == "i":
+        k = (keys.astype(np.int64) - keys.min()).view(np.uint64)
+    else:
+        k = keys.astype(np.uint64)
+        lo = k.min()
+        if lo:
+            k = k - lo
+    top, shift, order = int(k.max()), 0, None
+    while True:
+        digit = ((k if order is None else k[order]) >> np.uint64(shift)).astype(np.uint16)
+        if order is None or digit.min() != digit.max():    # a constant digit orders nothing
+            o = np.argsort(digit, kind="stable")
+            order = o if order is None else order[o]
+        shift += 16
+        if top >> shift == 0:
+            return order
+
+
+def stable_lexsort(columns) -> np.ndarray:
+    """np.lexsort(columns) (the last column the primary key) of non-negative or signed
+    integer columns, by stable_argsort passes."""
+    order = None
+    for col in columns:
+        o = stable_argsort(col if order is None else col[order])
+        order = o if order is None else order[o]
+    return order
+
+
+def packed_key(cols) -> np.ndarray | None:
+    """One int64 per row ordered as the rows of cols (int64 each, the first the primary
+    key), when their ranges multiply to less than 2**62; else None."""
+    packed, span = None, 1
+    for c in reversed(cols):
+        lo, hi = int(c.min()), int(c.max())
+        width = hi - lo + 1
+        if span * width >= 2**62:
+            return None
+        part = (c - lo) * span if span > 1 else c - lo
+        packed = part if packed is None else packed + part
+        span *= width
+    return packed
+
+
+def group_runs(*cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The order that sorts rows by cols (int64 each, the first the primary key; stable)
+    and the starts of the runs of equal rows in that order."""
+    if len(cols[0]) == 0:
+        return np.zeros(0, np.intp), np.zeros(0, np.intp)
+    one = packed_key(cols)
+    if one is not None:
+        order = stable_argsort(one)
+        s = one[order]
+        change = np.empty(len(s), bool)
+        change[0] = True
+        change[1:] = s[1:] != s[:-1]
+        return order, np.flatnonzero(change)
+    order = stable_lexsort(cols[::-1])
+    change = np.zeros(len(order), bool)
+    change[0] = True
+    for c in cols:
+        cs = c[order]
+        change[1:] |= cs[1:] != cs[:-1]
+    return order, np.flatnonzero(change)
+
+
 def u64(x: int) -> bytes:
     return int(x).to_bytes(8, "big")
+
+
+def u64_keys(xs: np.ndarray) -> list[bytes]:
+    """[u64(x) for x in xs], from one buffer (a per-flush list of thousands of keys)."""
+    raw = np.ascontiguousarray(xs, dtype=">u8").tobytes()
+    return [raw[j:j + 8] for j in range(0, len(raw), 8)]
 
 
 def u32(x: int) -> bytes:

@@ -207,7 +207,7 @@ def run_engine(path: str, n_cards: int, n_ops: int, batch: int, seed: int,
     done.wait()
     elapsed = time.perf_counter() - t0
     # With rollups on, also the time until they cover every acknowledged swipe (the
-    # tailer trails by up to ROLLUP_FLUSH_INTERVAL_S): the rate at which the rollups
+    # tailer trails by up to rollups.flush_wait_s): the rate at which the rollups
     # were kept, so a tailer that only caught up after the clock stopped shows.
     if eng.rollups is not None:
         with eng.store.read() as txn:

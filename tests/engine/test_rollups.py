@@ -365,3 +365,50 @@ def test_commission_report_uses_the_rollups_for_whole_hours(tmp_path, monkeypatc
         assert scanned == [(since, T0), (until - 17, until)]
     finally:
         eng.close()
+
+
+def test_a_failed_flush_leaves_the_issue_map_with_the_database(tmp_path):
+    """A flush whose write fails (here: raised inside its transaction) must leave the
+    tailer's card -> store-of-issue map as rollup_cards has it: the retry then files the
+    new cards' first records again (new_cards, rollup_cards), and the rollups equal a
+    rebuild byte for byte."""
+    clock = Clock()
+    eng = open_engine(str(tmp_path), clock, rollups=False)
+    try:
+        setup_cards(eng)
+        for k, c in enumerate([1, 2, SUPP, 3]):
+            eng.swipe(c, 300 + k, tag_id(f"w{k}"), store_id=1 + k % 3).result()
+        with eng.store.read() as txn:
+            last = eng.store.last_seq(txn)
+        tailer = rollups.Rollups(eng.store, RULES.tz_offset_s)
+        calls = []
+
+        def fail_once():
+            calls.append(1)
+            if len(calls) == 1:
+                raise OSError("disk gone")
+
+        tailer.before_commit = fail_once
+        try:
+            tailer.catch_up()
+        except OSError:
+            pass
+        else:
+            raise AssertionError("the hook did not fail the flush")
+        assert tailer.seq == 0
+        with eng.store.read() as txn:
+            assert rollups.covered_seq(eng.store, txn) == 0
+        cards = np.array([1, 2, 3, 4, SUPP, COUNT], np.uint64)
+        ones = np.ones(len(cards), np.uint64)
+        assert (tailer.summer.issue.lookup_many(cards, ones) < 0).all()
+        assert tailer.catch_up() == last
+        retried = rollups.digest(eng.store)
+        assert (tailer.summer.issue.lookup_many(cards, ones) >= 0).all()
+        with eng.store.read() as txn:
+            assert txn.stat(eng.store.db[rollups.CARDS_DB])["entries"] == len(cards)
+        keys, vals = rollups.rows_of(eng.store, rollups.SALES_DB)
+        assert int(vals[:, rollups.SALES_COLS.index("new_cards")].sum()) == len(cards)
+        tailer.rebuild()
+        assert rollups.digest(eng.store) == retried
+    finally:
+        eng.close()
