@@ -25,7 +25,10 @@ def test_cluster_demo_shows_a_takeover():
     assert f"killed node {first.group(1)} (SIGKILL)" in out
     second = re.search(r"node (\w) leads at epoch 2, [\d.]+ s after the kill", out)
     assert second and second.group(1) != first.group(1), out
-    assert out.count("after 1 NOT_LEADER redirect(s)") == 2, out
+    # Both writes went to a standby, so each followed at least one NOT_LEADER; under load
+    # a standby may not know the new leader yet and send the client round once more.
+    redirects = [int(n) for n in re.findall(r"after (\d+) NOT_LEADER redirect\(s\)", out)]
+    assert len(redirects) == 2 and min(redirects) >= 1, out
     # Replicated: the card issued through the first leader is on the second.
     assert re.search(rf"card 1, issued through node {first.group(1)} before the kill: found on "
                      rf"node {second.group(1)}, the new leader", out), out
