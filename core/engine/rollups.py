@@ -33,7 +33,9 @@ Integers only: every sum is int64.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import gc
 import hashlib
 import logging
 import threading
@@ -582,6 +584,37 @@ def digest(store) -> str:
     return h.hexdigest()
 
 
+# --- the cyclic collector during a flush ---------------------------------------------
+# A flush builds its puts as lists of (key, value) tuples, up to a few per record of
+# ROLLUP_FLUSH_RECORDS_MAX, which live until its write commits. Each is a tracked object:
+# the young collections they trigger promote them, and the full collections that
+# follow walk all of them (measured: 23 full collections, 2.2 s of a 1M-swipe
+# `mms bench engine` run, against 0.47 s of collection in all with it paused). They
+# hold no cycles, so reference counting frees them when the flush ends; the collector
+# is off meanwhile, for the whole process (cycles made elsewhere wait for the next
+# collection), and on again, if it was, once no flush of any tailer is running.
+_gc_lock = threading.Lock()
+_gc_pausers = 0
+_gc_was_enabled = False
+
+
+@contextlib.contextmanager
+def collector_paused() -> Iterator[None]:
+    global _gc_pausers, _gc_was_enabled
+    with _gc_lock:
+        if _gc_pausers == 0:
+            _gc_was_enabled = gc.isenabled()
+            gc.disable()
+        _gc_pausers += 1
+    try:
+        yield
+    finally:
+        with _gc_lock:
+            _gc_pausers -= 1
+            if _gc_pausers == 0 and _gc_was_enabled:
+                gc.enable()
+
+
 def flush_wait_s(took_s: float, records: int) -> float:
     """How long the tailer waits after a flush of records that took took_s seconds
     (ROLLUP_DUTY_BP, bounded by ROLLUP_FLUSH_WAIT_MAX_S; durations in seconds, not
@@ -691,7 +724,8 @@ class Rollups:
         done = 0
         with self._lock:
             while True:
-                n = self._flush_once()
+                with collector_paused():
+                    n = self._flush_once()
                 done += n
                 if n == 0 or once:
                     return done

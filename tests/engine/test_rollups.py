@@ -412,3 +412,51 @@ def test_a_failed_flush_leaves_the_issue_map_with_the_database(tmp_path):
         assert rollups.digest(eng.store) == retried
     finally:
         eng.close()
+
+
+def test_a_flush_pauses_the_collector_and_gives_it_back_even_when_it_fails(tmp_path):
+    """The cyclic collector is off while a flush builds and writes its puts (they are
+    many tracked tuples and hold no cycle) and back on afterwards, also after a failed
+    flush; a process that had it off keeps it off; nested pausers (two engines' tailers)
+    give it back only when the last one ends."""
+    import gc
+
+    clock = Clock()
+    eng = open_engine(str(tmp_path), clock, rollups=False)
+    try:
+        setup_cards(eng)
+        for k, c in enumerate([1, 2, 3]):
+            eng.swipe(c, 300 + k, tag_id(f"g{k}"), store_id=1).result()
+        tailer = rollups.Rollups(eng.store, RULES.tz_offset_s)
+        during = []
+
+        def fail_first():
+            during.append(gc.isenabled())
+            if len(during) == 1:
+                raise OSError("disk gone")
+
+        tailer.before_commit = fail_first
+        assert gc.isenabled()
+        try:
+            tailer.catch_up()
+        except OSError:
+            pass
+        else:
+            raise AssertionError("the hook did not fail the flush")
+        assert gc.isenabled()
+        assert tailer.catch_up() > 0
+        assert during == [False, False] and gc.isenabled()
+        with rollups.collector_paused():
+            with rollups.collector_paused():
+                assert not gc.isenabled()
+            assert not gc.isenabled()
+        assert gc.isenabled()
+        gc.disable()
+        try:
+            with rollups.collector_paused():
+                pass
+            assert not gc.isenabled()
+        finally:
+            gc.enable()
+    finally:
+        eng.close()
