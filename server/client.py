@@ -34,21 +34,8 @@ def result_names(codes) -> np.ndarray:
 
 def error_reason(err: grpc.RpcError) -> str:
     """The ErrorInfo reason of a failed call (sync or aio), or its status code name."""
-    from google.rpc import error_details_pb2, status_pb2
-
-    try:
-        md = err.trailing_metadata() or ()
-    except Exception:
-        md = ()
-    for key, value in md:
-        if key == "grpc-status-details-bin":
-            st = status_pb2.Status.FromString(value)
-            for d in st.details:
-                if d.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
-                    info = error_details_pb2.ErrorInfo()
-                    d.Unpack(info)
-                    return info.reason
-    return err.code().name
+    reason, _meta = error_info(err)
+    return reason or err.code().name
 
 
 # --- following the leader ---------------------------------------------------------------
