@@ -163,6 +163,11 @@ class EngineConfig:
     items_max: int = 65_536
     initial_card_capacity: int = 1024
     sync: bool = True
+    # One fsync per group commit instead of two (Store lazy_meta): a hot batch is
+    # answered once the next batch's commit (or, when none is waiting, an fsync of its
+    # own) has made its meta page durable. Only for a primary without a replication
+    # feed and with sync on; a standby and a replicated primary keep LMDB's two.
+    lazy_meta_sync: bool = True
     # Keep the report rollups (core.engine.rollups) up to date in their own thread.
     rollups: bool = True
     # Background admin ops (Engine.admin(background=True): the chunks of a plan run) wait
@@ -577,10 +582,15 @@ def _grown(committed: np.ndarray, work: np.ndarray | None, dirty: np.ndarray, ne
     return grow(committed), (grow(work) if work is not None else None), bigger_dirty
 
 
-# Batches applied but not yet published (applied, in fsync, or being published). Three
-# let the next batch be applied while one is in fsync and the one before it is copied
-# into the card table and answered; more would only add latency.
-PIPELINE_DEPTH = 3
+# Batches applied but not yet published (applied, in fsync, committed and waiting for the
+# next commit to make it durable (Store lazy_meta), or being published). Four let the
+# next batch be applied while one is in fsync, the one before it waits for that fsync
+# and the one before that is copied into the card table and answered; more would only
+# add latency.
+PIPELINE_DEPTH = 4
+# How long the committer waits at a time for the batch being applied before it looks
+# again (_commit_loop); it waits only while a batch is being applied.
+HELD_WAIT_S = 0.0005
 
 
 
@@ -618,7 +628,8 @@ class Engine:
         self.config.validate()
         self.clock: Clock = clock or system_clock
         self.observer = observer
-        self.store = Store(path, map_size_bytes=self.config.map_size_bytes, sync=self.config.sync)
+        self.store = Store(path, map_size_bytes=self.config.map_size_bytes, sync=self.config.sync,
+                           lazy_meta=self.config.lazy_meta_sync and feed is None and not standby)
         self.feed = feed
         self.standby = standby
         self.leader = leader
@@ -643,6 +654,7 @@ class Engine:
         self._commits = 0
         self._last_batch_ops = 0
         self._poisoned: BaseException | None = None
+        self._applying = False  # the applier is applying a hot batch (_commit_loop)
         self._inflight_lock = threading.Lock()
         self._pipe: queue.Queue = queue.Queue()
         # Committed batches on their way from the committer to the publisher (at most
@@ -1453,7 +1465,11 @@ class Engine:
                     self._run_cold(items[0])
                     self._maybe_checkpoint(standalone=True)
                 else:
-                    self._apply_hot(items)
+                    self._applying = True
+                    try:
+                        self._apply_hot(items)
+                    finally:
+                        self._applying = False
             except BaseException as exc:  # the writer must outlive any one batch
                 log.exception("batch failed")
                 for it in items:
@@ -1542,18 +1558,62 @@ class Engine:
                             _facts(recs) if len(recs) else None))
 
     def _commit_loop(self) -> None:
-        """The committer: commit each applied batch and hand it to the publisher at once,
-        so the next batch's fsync starts while this one's copy into the card table and
-        its answers run (the publisher thread). Its pipeline slot and the pipe's
-        task_done follow the publish (_publish_loop), so _drain() also waits for it."""
+        """The committer: commit each applied batch and hand it to the publisher once it
+        is durable, so the next batch's fsync starts while this one's copy into the card
+        table and its answers run (the publisher thread). Its pipeline slot and the
+        pipe's task_done follow the publish (_publish_loop), so _drain() also waits for it.
+
+        With Store.lazy_meta a commit fsyncs its data but not its meta page: it is
+        durable once the next commit's fsync has run (that fsync covers the whole file,
+        the earlier meta page too) or an fsync of its own. So a committed batch waits
+        (`held`) for the next batch's commit when one is already in the pipe, and gets
+        an fsync of its own when none is: one fsync per batch under load, and a lone
+        batch is answered after two, as with LMDB's own meta sync."""
+        held = None  # committed, its meta page not yet known durable
         try:
             while True:
-                job = self._pipe.get()
+                if held is None:
+                    job = self._pipe.get()
+                else:
+                    try:
+                        # The batch being applied now will come next: its commit's
+                        # fsync serves held too, sooner than an fsync of its own
+                        # followed by that commit.
+                        job = self._pipe.get(timeout=HELD_WAIT_S) if self._applying \
+                            else self._pipe.get_nowait()
+                    except queue.Empty:
+                        if self._applying:
+                            continue
+                        self._published.put(self._made_durable(held))
+                        held = None
+                        continue
                 if job is None:
+                    if held is not None:
+                        self._published.put(self._made_durable(held))
                     return
-                self._published.put(self._commit_hot(job))
+                done = self._commit_hot(job)
+                if held is not None:
+                    # This commit's fsync ran after held's meta page was written, unless
+                    # it wrote nothing or failed: then an fsync of its own.
+                    synced = done[3] is None and len(job.recs) > 0
+                    self._published.put(held if synced else self._made_durable(held))
+                    held = None
+                if self.store.lazy_meta and done[3] is None and len(job.recs):
+                    held = done
+                else:
+                    self._published.put(done)
         finally:
             self._published.put(None)
+
+    def _made_durable(self, done: tuple) -> tuple:
+        """done (a _commit_hot result) after an fsync of the file; failed if that fails."""
+        try:
+            self.store.flush()
+        except BaseException as exc:
+            log.exception("fsync after a commit failed; its batch fails")
+            self._poisoned = exc
+            return done[0], 0.0, 0, exc
+        return done
 
     def _commit_hot(self, job: _Job) -> tuple[_Job, float, int, BaseException | None]:
         """Commit job (unless an earlier commit failed); returns (job, commit seconds,
@@ -1671,6 +1731,11 @@ class Engine:
                                   np.array([item.op_type & 0xFF], np.uint8))
                     return
                 raise
+        try:
+            self.store.flush()  # durable before it is published and answered (lazy_meta)
+        except BaseException as exc:
+            self._poisoned = exc  # committed, maybe not durable: reload what is
+            raise
         self._next_seq = int(recs[-1]["seq"]) + 1
         self._publish_committed(recs, None, claim_ids=True)
         self._publish_work(recs, None, claim_ids=False)
