@@ -531,13 +531,15 @@ class _Facts:
     has_coupons: bool  # a record of kind KIND_COUPON is among them
 
 
+_REFUND = int(OpType.REFUND)  # a plain int: comparing a numpy column to an IntEnum is slower
+
+
 def _facts(recs: np.ndarray) -> _Facts:
     ids = np.empty(len(recs), dtype=IDS_DTYPE)
-    ids["hi"], ids["lo"] = recs["client_hi"], recs["client_lo"]
-    ids["seq"] = (recs["seq"] << np.uint64(8)) | recs["result"].astype(np.uint64)
-    refunds = recs[recs["op_type"] == OpType.REFUND]
+    n_refunds, n_coupons = _fastpath.block_facts(recs, len(recs), ids)
+    refunds = recs[recs["op_type"] == _REFUND] if n_refunds else ()
     return _Facts(ids, [(int(r["ref_seq"]), int(r["amount_fen"])) for r in refunds],
-                  bool(np.any(recs["kind"] == RecordKind.KIND_COUPON)))
+                  n_coupons > 0)
 
 
 @dataclass
@@ -601,19 +603,9 @@ def journal_items(ops: np.ndarray, results: np.ndarray,
     line with the seq of its op's record (docs/internals/storage.md, journal_items)."""
     if lines is None or not len(lines):
         return None
-    n = ops["items_n"].astype(np.int64)
-    take = np.flatnonzero((n > 0) & (results["code"] == Result.OK) & (results["replayed"] == 0))
-    if not len(take):
-        return None
-    counts = n[take]
-    starts = ops["items_off"][take].astype(np.int64)
-    total = int(counts.sum())
-    ends = np.cumsum(counts)
-    idx = np.arange(total, dtype=np.int64) + np.repeat(starts - (ends - counts), counts)
-    out = np.empty(total, dtype=JOURNAL_ITEM)
-    out["seq"] = np.repeat(results["seq"][take], counts)
-    out["item"] = lines[idx]
-    return out
+    out = np.empty(len(lines), dtype=JOURNAL_ITEM)
+    m = _fastpath.journal_items(ops, results, lines, out)
+    return out[:m] if m else None
 
 
 class Engine:
@@ -916,8 +908,11 @@ class Engine:
         self._since_checkpoint += n
         self._last_seq = int(recs[-1]["seq"])
 
-    def _publish_work(self, recs: np.ndarray, slots: np.ndarray | None, claim_ids: bool) -> None:
-        if np.any(recs["kind"] == RecordKind.KIND_COUPON):
+    def _publish_work(self, recs: np.ndarray, slots: np.ndarray | None, claim_ids: bool,
+                      has_coupons: bool | None = None) -> None:
+        if has_coupons is None:
+            has_coupons = bool(np.any(recs["kind"] == RecordKind.KIND_COUPON))
+        if has_coupons:
             # The index learnt new coupons from the committed side (admin) or learns them
             # here; both tables share it, so the count is the committed one.
             _fastpath.publish_coupons(recs, len(recs), self._coupons_work, self._coupon_index,
@@ -1386,7 +1381,7 @@ class Engine:
         path itself), the coupons it redeemed and its primary card's record (both follow
         its card record with the same client id). Refunds are rare: a Python loop is fine.
         Returns (refs, prefs, (coupon_ids, offsets, counts)) or Nones."""
-        idx = np.flatnonzero(ops["op_type"] == OpType.REFUND)
+        idx = np.flatnonzero(ops["op_type"] == _REFUND)
         if len(idx) == 0:
             return None, None, None
         refs = np.zeros(len(ops), dtype=JOURNAL)
@@ -1543,8 +1538,9 @@ class Engine:
                                                coupon_ids, *(ref_coupons or (None, None, None)),
                                                prefs)
             recs = recs[:n_recs]
+            facts = _facts(recs) if n_recs else None
             if n_recs:
-                self._publish_work(recs, slots, claim_ids=True)
+                self._publish_work(recs, slots, claim_ids=True, has_coupons=facts.has_coupons)
                 with self._inflight_lock:
                     self._inflight[self._next_seq] = recs
                 self._next_seq += n_recs
@@ -1554,8 +1550,7 @@ class Engine:
             self._pipe_slots.release()
             raise
         self._pipe.put(_Job(items, ops, recs, slots, results, t0,
-                            journal_items(ops, results, lines),
-                            _facts(recs) if len(recs) else None))
+                            journal_items(ops, results, lines), facts))
 
     def _commit_loop(self) -> None:
         """The committer: commit each applied batch and hand it to the publisher once it
