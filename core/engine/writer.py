@@ -591,8 +591,9 @@ def _grown(committed: np.ndarray, work: np.ndarray | None, dirty: np.ndarray, ne
 # add latency.
 PIPELINE_DEPTH = 4
 # How long the committer waits at a time for the batch being applied before it looks
-# again (_commit_loop); it waits only while a batch is being applied.
-HELD_WAIT_S = 0.0005
+# again (_commit_loop); it waits only while a batch is being applied, and that batch's
+# put into the pipe wakes it at once: the timeout only notices a batch that failed.
+HELD_WAIT_S = 0.005
 
 
 
