@@ -134,3 +134,21 @@ def test_no_batch_is_answered_before_its_commit_is_durable(tmp_path, lazy):
     if lazy:
         # Under a burst most commits are made durable by the next one, not an fsync.
         assert env.syncs < env.n
+
+
+def test_a_replicated_primary_and_a_standby_keep_two_fsyncs_per_commit(tmp_path):
+    from core.engine.replication import Feed
+
+    with Engine(str(tmp_path / "alone")) as eng:
+        assert eng.store.lazy_meta
+    with Engine(str(tmp_path / "primary"), feed=Feed(1)) as eng:
+        # A frame goes to the standbys when its commit returns: it must be durable then.
+        assert not eng.store.lazy_meta
+    with Engine(str(tmp_path / "off"), config=EngineConfig(sync=False)) as eng:
+        assert not eng.store.lazy_meta
+    Engine(str(tmp_path / "standby")).close()
+    standby = Engine(str(tmp_path / "standby"), standby=True)
+    try:
+        assert not standby.store.lazy_meta
+    finally:
+        standby.close()
