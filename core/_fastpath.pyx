@@ -2091,6 +2091,69 @@ def publish_coupons(cnp.ndarray recs, Py_ssize_t n_recs, cnp.ndarray coupons,
     return n_coupons
 
 
+cdef packed struct IdRow:      # storage.IDS_DTYPE: a client id and its packed seq/result
+    uint64_t hi
+    uint64_t lo
+    uint64_t seq
+
+
+cdef packed struct ItemRec:    # rollups.JOURNAL_ITEM: a line item with its op's seq
+    uint64_t seq
+    Item item
+
+
+def block_facts(cnp.ndarray recs, Py_ssize_t n_recs, cnp.ndarray ids_out):
+    """One pass over a block of records for its publish (writer._facts): fills ids_out
+    (storage.IDS_DTYPE, one row per record: the client id and seq << 8 | result) and
+    returns (the number of REFUND records, the number of coupon records)."""
+    cdef const JournalRec *rec_p = <const JournalRec *> _data(recs, sizeof(JournalRec), "recs")
+    cdef IdRow *out = <IdRow *> _data(ids_out, sizeof(IdRow), "ids_out")
+    cdef Py_ssize_t i, refunds = 0, coupons = 0
+    if n_recs > recs.shape[0] or n_recs > ids_out.shape[0]:
+        raise ValueError("n_recs exceeds the record or id array")
+    with nogil:
+        for i in range(n_recs):
+            out[i].hi = rec_p[i].client_hi
+            out[i].lo = rec_p[i].client_lo
+            out[i].seq = (rec_p[i].seq << 8) | rec_p[i].result
+            if rec_p[i].op_type == REFUND:
+                refunds += 1
+            if rec_p[i].kind == KIND_COUPON:
+                coupons += 1
+    return refunds, coupons
+
+
+def journal_items(cnp.ndarray ops, cnp.ndarray results, cnp.ndarray lines, cnp.ndarray out):
+    """The line items of a batch's applied ops (OK, not replayed) as journalled, in op
+    order, each with the seq of its op's record, into out (rollups.JOURNAL_ITEM, at
+    least len(lines) rows); returns how many rows it filled. An op's items_off/items_n
+    outside lines is an error (submit checks them)."""
+    cdef const Op *op_p = <const Op *> _data(ops, sizeof(Op), "ops")
+    cdef const OpResult *res_p = <const OpResult *> _data(results, sizeof(OpResult), "results")
+    cdef const Item *item_p = <const Item *> _data(lines, sizeof(Item), "lines")
+    cdef ItemRec *out_p = <ItemRec *> _data(out, sizeof(ItemRec), "out")
+    cdef Py_ssize_t n = ops.shape[0], n_lines = lines.shape[0], cap = out.shape[0]
+    cdef Py_ssize_t i, j, m = 0
+    cdef bint bad = False
+    if results.shape[0] < n:
+        raise ValueError("results must have one row per op")
+    with nogil:
+        for i in range(n):
+            if op_p[i].items_n == 0 or res_p[i].code != OK or res_p[i].replayed:
+                continue
+            if (<Py_ssize_t> op_p[i].items_off + op_p[i].items_n > n_lines
+                    or m + op_p[i].items_n > cap):
+                bad = True
+                break
+            for j in range(op_p[i].items_n):
+                out_p[m].seq = res_p[i].seq
+                memcpy(&out_p[m].item, &item_p[op_p[i].items_off + j], sizeof(Item))
+                m += 1
+    if bad:
+        raise ValueError(f"op {i}: its items lie outside the lines or the output")
+    return m
+
+
 # ---------------------------------------------------------------------------------------
 # Rollups (core/engine/rollups.py): journal records summed into sales rows without a
 # Python step per record. A row's key is four words whose lexicographic order is the

@@ -185,13 +185,22 @@ class Store:
     """One LMDB environment. Only the engine's writer thread writes."""
 
     def __init__(self, path: str, *, map_size_bytes: int, sync: bool = True,
-                 readonly: bool = False) -> None:
+                 readonly: bool = False, lazy_meta: bool = False) -> None:
+        """lazy_meta (with sync): a commit fsyncs its data pages but not its meta page
+        (LMDB's MDB_NOMETASYNC), one fsync per commit instead of two. Such a commit is
+        durable only once a later fsync of the file has run: the next commit's, or
+        flush(). LMDB never reuses the pages of the two newest commits, so a crash before
+        that falls back to the commit before it, whole (docs/internals/storage.md,
+        "One fsync per group commit"). The caller must not acknowledge a commit before
+        either has happened."""
         if not readonly:
             os.makedirs(path, exist_ok=True)
         self.path = path
+        self.lazy_meta = bool(sync and lazy_meta and not readonly)
         self.env = lmdb.open(
             path, map_size=map_size_bytes, max_dbs=MAX_DBS, max_readers=MAX_READERS,
-            sync=sync, metasync=sync, readahead=False, readonly=readonly, lock=True,
+            sync=sync, metasync=sync and not self.lazy_meta, readahead=False,
+            readonly=readonly, lock=True,
         )
         self.gate = _Gate()
         names = ("meta", "journal", "cards", "ids", "rules", "events", "refunds", "coupons")
@@ -207,7 +216,15 @@ class Store:
                     raise RuntimeError(f"{path}: data format {from_be(fmt)}, this build reads {FORMAT_VERSION}")
 
     def close(self) -> None:
+        if self.lazy_meta:
+            self.flush()
         self.env.close()
+
+    def flush(self) -> None:
+        """Make every commit so far durable: with lazy_meta, an fsync of the file (the
+        last commit's meta page); a no-op otherwise (each commit fsyncs its own)."""
+        if self.lazy_meta:
+            self.env.sync(True)
 
     def named_db(self, name: str, txn: lmdb.Transaction | None = None):
         """The handle of a named database, opened (and created) on first use; pass the

@@ -163,6 +163,11 @@ class EngineConfig:
     items_max: int = 65_536
     initial_card_capacity: int = 1024
     sync: bool = True
+    # One fsync per group commit instead of two (Store lazy_meta): a hot batch is
+    # answered once the next batch's commit (or, when none is waiting, an fsync of its
+    # own) has made its meta page durable. Only for a primary without a replication
+    # feed and with sync on; a standby and a replicated primary keep LMDB's two.
+    lazy_meta_sync: bool = True
     # Keep the report rollups (core.engine.rollups) up to date in their own thread.
     rollups: bool = True
     # Background admin ops (Engine.admin(background=True): the chunks of a plan run) wait
@@ -526,13 +531,15 @@ class _Facts:
     has_coupons: bool  # a record of kind KIND_COUPON is among them
 
 
+_REFUND = int(OpType.REFUND)  # a plain int: comparing a numpy column to an IntEnum is slower
+
+
 def _facts(recs: np.ndarray) -> _Facts:
     ids = np.empty(len(recs), dtype=IDS_DTYPE)
-    ids["hi"], ids["lo"] = recs["client_hi"], recs["client_lo"]
-    ids["seq"] = (recs["seq"] << np.uint64(8)) | recs["result"].astype(np.uint64)
-    refunds = recs[recs["op_type"] == OpType.REFUND]
+    n_refunds, n_coupons = _fastpath.block_facts(recs, len(recs), ids)
+    refunds = recs[recs["op_type"] == _REFUND] if n_refunds else ()
     return _Facts(ids, [(int(r["ref_seq"]), int(r["amount_fen"])) for r in refunds],
-                  bool(np.any(recs["kind"] == RecordKind.KIND_COUPON)))
+                  n_coupons > 0)
 
 
 @dataclass
@@ -577,10 +584,16 @@ def _grown(committed: np.ndarray, work: np.ndarray | None, dirty: np.ndarray, ne
     return grow(committed), (grow(work) if work is not None else None), bigger_dirty
 
 
-# Batches applied but not yet published (applied, in fsync, or being published). Three
-# let the next batch be applied while one is in fsync and the one before it is copied
-# into the card table and answered; more would only add latency.
-PIPELINE_DEPTH = 3
+# Batches applied but not yet published (applied, in fsync, committed and waiting for the
+# next commit to make it durable (Store lazy_meta), or being published). Four let the
+# next batch be applied while one is in fsync, the one before it waits for that fsync
+# and the one before that is copied into the card table and answered; more would only
+# add latency.
+PIPELINE_DEPTH = 4
+# How long the committer waits at a time for the batch being applied before it looks
+# again (_commit_loop); it waits only while a batch is being applied, and that batch's
+# put into the pipe wakes it at once: the timeout only notices a batch that failed.
+HELD_WAIT_S = 0.005
 
 
 
@@ -591,19 +604,9 @@ def journal_items(ops: np.ndarray, results: np.ndarray,
     line with the seq of its op's record (docs/internals/storage.md, journal_items)."""
     if lines is None or not len(lines):
         return None
-    n = ops["items_n"].astype(np.int64)
-    take = np.flatnonzero((n > 0) & (results["code"] == Result.OK) & (results["replayed"] == 0))
-    if not len(take):
-        return None
-    counts = n[take]
-    starts = ops["items_off"][take].astype(np.int64)
-    total = int(counts.sum())
-    ends = np.cumsum(counts)
-    idx = np.arange(total, dtype=np.int64) + np.repeat(starts - (ends - counts), counts)
-    out = np.empty(total, dtype=JOURNAL_ITEM)
-    out["seq"] = np.repeat(results["seq"][take], counts)
-    out["item"] = lines[idx]
-    return out
+    out = np.empty(len(lines), dtype=JOURNAL_ITEM)
+    m = _fastpath.journal_items(ops, results, lines, out)
+    return out[:m] if m else None
 
 
 class Engine:
@@ -618,7 +621,8 @@ class Engine:
         self.config.validate()
         self.clock: Clock = clock or system_clock
         self.observer = observer
-        self.store = Store(path, map_size_bytes=self.config.map_size_bytes, sync=self.config.sync)
+        self.store = Store(path, map_size_bytes=self.config.map_size_bytes, sync=self.config.sync,
+                           lazy_meta=self.config.lazy_meta_sync and feed is None and not standby)
         self.feed = feed
         self.standby = standby
         self.leader = leader
@@ -643,6 +647,7 @@ class Engine:
         self._commits = 0
         self._last_batch_ops = 0
         self._poisoned: BaseException | None = None
+        self._applying = False  # the applier is applying a hot batch (_commit_loop)
         self._inflight_lock = threading.Lock()
         self._pipe: queue.Queue = queue.Queue()
         # Committed batches on their way from the committer to the publisher (at most
@@ -904,8 +909,11 @@ class Engine:
         self._since_checkpoint += n
         self._last_seq = int(recs[-1]["seq"])
 
-    def _publish_work(self, recs: np.ndarray, slots: np.ndarray | None, claim_ids: bool) -> None:
-        if np.any(recs["kind"] == RecordKind.KIND_COUPON):
+    def _publish_work(self, recs: np.ndarray, slots: np.ndarray | None, claim_ids: bool,
+                      has_coupons: bool | None = None) -> None:
+        if has_coupons is None:
+            has_coupons = bool(np.any(recs["kind"] == RecordKind.KIND_COUPON))
+        if has_coupons:
             # The index learnt new coupons from the committed side (admin) or learns them
             # here; both tables share it, so the count is the committed one.
             _fastpath.publish_coupons(recs, len(recs), self._coupons_work, self._coupon_index,
@@ -1374,7 +1382,7 @@ class Engine:
         path itself), the coupons it redeemed and its primary card's record (both follow
         its card record with the same client id). Refunds are rare: a Python loop is fine.
         Returns (refs, prefs, (coupon_ids, offsets, counts)) or Nones."""
-        idx = np.flatnonzero(ops["op_type"] == OpType.REFUND)
+        idx = np.flatnonzero(ops["op_type"] == _REFUND)
         if len(idx) == 0:
             return None, None, None
         refs = np.zeros(len(ops), dtype=JOURNAL)
@@ -1453,7 +1461,11 @@ class Engine:
                     self._run_cold(items[0])
                     self._maybe_checkpoint(standalone=True)
                 else:
-                    self._apply_hot(items)
+                    self._applying = True
+                    try:
+                        self._apply_hot(items)
+                    finally:
+                        self._applying = False
             except BaseException as exc:  # the writer must outlive any one batch
                 log.exception("batch failed")
                 for it in items:
@@ -1527,8 +1539,9 @@ class Engine:
                                                coupon_ids, *(ref_coupons or (None, None, None)),
                                                prefs)
             recs = recs[:n_recs]
+            facts = _facts(recs) if n_recs else None
             if n_recs:
-                self._publish_work(recs, slots, claim_ids=True)
+                self._publish_work(recs, slots, claim_ids=True, has_coupons=facts.has_coupons)
                 with self._inflight_lock:
                     self._inflight[self._next_seq] = recs
                 self._next_seq += n_recs
@@ -1538,22 +1551,65 @@ class Engine:
             self._pipe_slots.release()
             raise
         self._pipe.put(_Job(items, ops, recs, slots, results, t0,
-                            journal_items(ops, results, lines),
-                            _facts(recs) if len(recs) else None))
+                            journal_items(ops, results, lines), facts))
 
     def _commit_loop(self) -> None:
-        """The committer: commit each applied batch and hand it to the publisher at once,
-        so the next batch's fsync starts while this one's copy into the card table and
-        its answers run (the publisher thread). Its pipeline slot and the pipe's
-        task_done follow the publish (_publish_loop), so _drain() also waits for it."""
+        """The committer: commit each applied batch and hand it to the publisher once it
+        is durable, so the next batch's fsync starts while this one's copy into the card
+        table and its answers run (the publisher thread). Its pipeline slot and the
+        pipe's task_done follow the publish (_publish_loop), so _drain() also waits for it.
+
+        With Store.lazy_meta a commit fsyncs its data but not its meta page: it is
+        durable once the next commit's fsync has run (that fsync covers the whole file,
+        the earlier meta page too) or an fsync of its own. So a committed batch waits
+        (`held`) for the next batch's commit when one is already in the pipe, and gets
+        an fsync of its own when none is: one fsync per batch under load, and a lone
+        batch is answered after two, as with LMDB's own meta sync."""
+        held = None  # committed, its meta page not yet known durable
         try:
             while True:
-                job = self._pipe.get()
+                if held is None:
+                    job = self._pipe.get()
+                else:
+                    try:
+                        # The batch being applied now will come next: its commit's
+                        # fsync serves held too, sooner than an fsync of its own
+                        # followed by that commit.
+                        job = self._pipe.get(timeout=HELD_WAIT_S) if self._applying \
+                            else self._pipe.get_nowait()
+                    except queue.Empty:
+                        if self._applying:
+                            continue
+                        self._published.put(self._made_durable(held))
+                        held = None
+                        continue
                 if job is None:
+                    if held is not None:
+                        self._published.put(self._made_durable(held))
                     return
-                self._published.put(self._commit_hot(job))
+                done = self._commit_hot(job)
+                if held is not None:
+                    # This commit's fsync ran after held's meta page was written, unless
+                    # it wrote nothing or failed: then an fsync of its own.
+                    synced = done[3] is None and len(job.recs) > 0
+                    self._published.put(held if synced else self._made_durable(held))
+                    held = None
+                if self.store.lazy_meta and done[3] is None and len(job.recs):
+                    held = done
+                else:
+                    self._published.put(done)
         finally:
             self._published.put(None)
+
+    def _made_durable(self, done: tuple) -> tuple:
+        """done (a _commit_hot result) after an fsync of the file; failed if that fails."""
+        try:
+            self.store.flush()
+        except BaseException as exc:
+            log.exception("fsync after a commit failed; its batch fails")
+            self._poisoned = exc
+            return done[0], 0.0, 0, exc
+        return done
 
     def _commit_hot(self, job: _Job) -> tuple[_Job, float, int, BaseException | None]:
         """Commit job (unless an earlier commit failed); returns (job, commit seconds,
@@ -1671,6 +1727,11 @@ class Engine:
                                   np.array([item.op_type & 0xFF], np.uint8))
                     return
                 raise
+        try:
+            self.store.flush()  # durable before it is published and answered (lazy_meta)
+        except BaseException as exc:
+            self._poisoned = exc  # committed, maybe not durable: reload what is
+            raise
         self._next_seq = int(recs[-1]["seq"]) + 1
         self._publish_committed(recs, None, claim_ids=True)
         self._publish_work(recs, None, claim_ids=False)

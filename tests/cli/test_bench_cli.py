@@ -28,6 +28,28 @@ def test_bench_engine_json(capsys):
     assert out["journal_ceiling_per_s"] > 0 and len(out["runs_journal_ceiling_per_s"]) == 1
     assert out["journal_ratio"] == round(out["swipes_per_s"] / out["journal_ceiling_per_s"], 3)
     assert out["ratio"] == round(out["swipes_per_s"] / out["reference_per_s"], 2)
+    # And the same with LMDB's two fsyncs per commit, the ceiling of earlier figures.
+    assert out["journal_ceiling_two_fsync_per_s"] > 0
+    assert out["journal_ratio_two_fsync"] == round(
+        out["swipes_per_s"] / out["journal_ceiling_two_fsync_per_s"], 3)
+
+
+def test_bench_engine_no_rollups_holds_for_the_domain_run_too(monkeypatch, capsys):
+    from server.tools import bench_engine as be
+
+    seen = []
+    real = be.run_engine
+
+    def spy(*args, **kw):
+        seen.append((kw.get("domain", False), kw.get("rollups", True)))
+        return real(*args, **kw)
+
+    monkeypatch.setattr(be, "run_engine", spy)
+    assert main_engine(["--cards", "200", "--ops", "300", "--batch", "64", "--runs", "1",
+                        "--json", "--domain", "--no-rollups", "--no-reference",
+                        "--no-journal-ceiling"]) == 0
+    json.loads(capsys.readouterr().out)
+    assert seen == [(False, False), (True, False)]
 
 
 def test_journal_ceiling_appends_every_record(tmp_path):
@@ -38,6 +60,13 @@ def test_journal_ceiling_appends_every_record(tmp_path):
     path = str(tmp_path / "j")
     out = be.run_journal_ceiling(path, 1_000, 64)
     assert out["journal_ceiling_per_s"] > 0
+    _check_ceiling_journal(lmdb, be, path)
+    two = str(tmp_path / "j2")
+    assert be.run_journal_ceiling(two, 1_000, 64, one_fsync=False)["journal_ceiling_two_fsync_per_s"] > 0
+    _check_ceiling_journal(lmdb, be, two)
+
+
+def _check_ceiling_journal(lmdb, be, path):
     env = lmdb.open(path, max_dbs=2, readonly=True)
     try:
         db = env.open_db(b"journal", create=False)

@@ -1,0 +1,154 @@
+"""One fsync per group commit (Store lazy_meta): no batch is answered before a later
+fsync of the file has made its commit's meta page durable."""
+
+import os
+import threading
+
+import numpy as np
+import pytest
+
+from core import Engine, EngineConfig
+from core.records import OP, CardStatus, OpType, Result
+
+
+class _Txn:
+    def __init__(self, txn, env):
+        self._txn, self._env = txn, env
+        self.last_seq = 0
+
+    def __getattr__(self, attr):
+        return getattr(self._txn, attr)
+
+    def __enter__(self):
+        return self
+
+    def put(self, key, value, *a, db=None, **kw):
+        if db is not None and db == self._env.journal_db:
+            self.last_seq = int.from_bytes(key, "big")
+        return self._txn.put(key, value, *a, db=db, **kw)
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is not None:
+            self._txn.abort()
+            return
+        self._txn.commit()
+        self._env.committed(self.last_seq)
+
+
+class _Env:
+    """The store's LMDB environment, counting write commits and fsyncs: commit k is
+    durable once commit k+1 has returned (its fsync covered k's meta page) or a sync
+    that started after k returned has returned; without lazy_meta, when it returns."""
+
+    def __init__(self, env, journal_db, lazy):
+        self._env, self.journal_db, self.lazy = env, journal_db, lazy
+        self.lock = threading.Lock()
+        self.n = 0          # write commits returned
+        self.durable = 0    # commits known durable (1-based count)
+        self.seq_commit: list[tuple[int, int]] = []  # (last journal seq, commit number)
+        self.syncs = 0
+
+    def __getattr__(self, attr):
+        return getattr(self._env, attr)
+
+    def begin(self, *a, write=False, **kw):
+        txn = self._env.begin(*a, write=write, **kw)
+        return _Txn(txn, self) if write else txn
+
+    def committed(self, last_seq):
+        with self.lock:
+            self.n += 1
+            self.durable = max(self.durable, self.n - 1 if self.lazy else self.n)
+            if last_seq:
+                self.seq_commit.append((last_seq, self.n))
+
+    def sync(self, force=False):
+        with self.lock:
+            upto = self.n
+        self._env.sync(force)
+        with self.lock:
+            self.syncs += 1
+            self.durable = max(self.durable, upto)
+
+    def is_durable(self, seq):
+        with self.lock:
+            for last, k in self.seq_commit:
+                if seq <= last:
+                    return k <= self.durable
+        return False
+
+
+def _swipes(cards, ns, start):
+    ops = np.zeros(len(cards), dtype=OP)
+    ops["client_hi"] = ns
+    ops["client_lo"] = np.arange(start + 1, start + len(cards) + 1)
+    ops["card_no"] = cards
+    ops["amount_fen"] = 100
+    ops["op_type"] = OpType.SWIPE
+    return ops
+
+
+@pytest.mark.parametrize("lazy", [True, False])
+def test_no_batch_is_answered_before_its_commit_is_durable(tmp_path, lazy):
+    eng = Engine(str(tmp_path), config=EngineConfig(batch_ops_max=64, rollups=False,
+                                                    lazy_meta_sync=lazy))
+    assert eng.store.lazy_meta is lazy
+    eng.issue_cards(np.arange(1, 65, dtype=np.uint64), os.urandom(16)).result()
+    recharge = _swipes(np.arange(1, 65, dtype=np.uint64), 1, 0)
+    recharge["op_type"], recharge["amount_fen"] = OpType.RECHARGE, 10_000_000
+    eng.submit(recharge).result()
+    env = _Env(eng.store.env, eng.store.db["journal"], lazy)
+    eng.store.env = env
+    checked, early = [], []
+
+    def check(fut):
+        r = fut.result()
+        for seq in r.seq[r.codes == Result.OK].tolist():
+            checked.append(seq)
+            if not env.is_durable(int(seq)):
+                early.append(seq)
+
+    try:
+        # Bursts (each batch's commit is made durable by the next one's) and lone
+        # submissions (nothing follows: an fsync of their own).
+        for burst in range(4):
+            futs = [eng.submit(_swipes(np.arange(1, 65, dtype=np.uint64), 10 + burst, k * 64))
+                    for k in range(24)]
+            for f in futs:
+                f.add_done_callback(check)
+            for f in futs:
+                f.result()
+            lone = eng.submit(_swipes(np.array([5], np.uint64), 100 + burst, 0))
+            lone.add_done_callback(check)
+            lone.result()
+        # An admin op is answered after an fsync that covers its commit.
+        admin_durable = []
+        fut = eng.set_card_status(64, CardStatus.FROZEN, os.urandom(16))
+        fut.add_done_callback(lambda f: admin_durable.append(env.durable == env.n))
+        assert fut.result().code == Result.OK
+    finally:
+        eng.close()
+    assert len(checked) == 4 * (24 * 64 + 1)
+    assert early == []
+    assert admin_durable == [True]
+    if lazy:
+        # Under a burst most commits are made durable by the next one, not an fsync.
+        assert env.syncs < env.n
+
+
+def test_a_replicated_primary_and_a_standby_keep_two_fsyncs_per_commit(tmp_path):
+    from core.engine.replication import Feed
+
+    with Engine(str(tmp_path / "alone")) as eng:
+        assert eng.store.lazy_meta
+    with Engine(str(tmp_path / "primary"), feed=Feed(1)) as eng:
+        # A frame goes to the standbys when its commit returns: it must be durable then.
+        assert not eng.store.lazy_meta
+    with Engine(str(tmp_path / "off"), config=EngineConfig(sync=False)) as eng:
+        assert not eng.store.lazy_meta
+    Engine(str(tmp_path / "standby")).close()
+    standby = Engine(str(tmp_path / "standby"), standby=True)
+    try:
+        assert not standby.store.lazy_meta
+    finally:
+        standby.close()
