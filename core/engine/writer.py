@@ -526,13 +526,34 @@ class _Facts:
     has_coupons: bool  # a record of kind KIND_COUPON is among them
 
 
-def _facts(recs: np.ndarray) -> _Facts:
-    ids = np.empty(len(recs), dtype=IDS_DTYPE)
-    ids["hi"], ids["lo"] = recs["client_hi"], recs["client_lo"]
-    ids["seq"] = (recs["seq"] << np.uint64(8)) | recs["result"].astype(np.uint64)
+def _facts(recs: np.ndarray, with_ids: bool = True) -> _Facts:
+    """with_ids False: no id block (a standby, which never checkpoints by itself)."""
+    if with_ids:
+        ids = np.empty(len(recs), dtype=IDS_DTYPE)
+        ids["hi"], ids["lo"] = recs["client_hi"], recs["client_lo"]
+        ids["seq"] = (recs["seq"] << np.uint64(8)) | recs["result"].astype(np.uint64)
+    else:
+        ids = np.zeros(0, dtype=IDS_DTYPE)
     refunds = recs[recs["op_type"] == OpType.REFUND]
     return _Facts(ids, [(int(r["ref_seq"]), int(r["amount_fen"])) for r in refunds],
                   bool(np.any(recs["kind"] == RecordKind.KIND_COUPON)))
+
+
+def _first_of_each_id(hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
+    """The index of each client id's first record, in record order: what
+    np.unique(pairs, return_index=True) gives, by a stable numeric lexsort (4x faster
+    than sorting the (hi, lo) pairs as a structured array)."""
+    order = np.lexsort((lo, hi))  # stable: within one id, record order
+    if len(order) < 2:
+        return order
+    sh, sl = hi[order], lo[order]
+    new = np.empty(len(order), dtype=bool)
+    new[0] = True
+    np.not_equal(sh[1:], sh[:-1], out=new[1:])
+    new[1:] |= sl[1:] != sl[:-1]
+    first = order[new]
+    first.sort()
+    return first
 
 
 @dataclass
@@ -862,20 +883,19 @@ class Engine:
         if claim_ids:
             # Each op's first record claims its client id (recovery and admin ops; hot
             # batches claimed theirs when applied).
-            pairs = np.empty(n, dtype=[("hi", "<u8"), ("lo", "<u8")])
-            pairs["hi"], pairs["lo"] = recs["client_hi"], recs["client_lo"]
-            _, first = np.unique(pairs, return_index=True)
-            first.sort()
+            first = _first_of_each_id(recs["client_hi"], recs["client_lo"])
             self._id_index.insert_many(
                 recs["client_hi"][first].astype(np.uint64), recs["client_lo"][first].astype(np.uint64),
                 ((recs["seq"][first] << np.uint64(8)) | recs["result"][first].astype(np.uint64)).astype(np.int64))
         if claim_ids:
             # Admin ops and recovery may bring cards the table has not seen (issue,
             # replacement); hot batches never do.
-            nos = np.unique(recs["card_no"][recs["kind"] == RecordKind.KIND_CARD]).astype(np.uint64)
+            # Looked up record by record (a hash probe each), deduplicated only when
+            # some are unknown: cheaper than sorting every block's card numbers.
+            nos = recs["card_no"][recs["kind"] == RecordKind.KIND_CARD].astype(np.uint64)
             unknown = self._card_index.lookup_many(np.zeros(len(nos), np.uint64), nos) < 0
             if unknown.any():
-                self._ensure_capacity(int(np.count_nonzero(unknown)))
+                self._ensure_capacity(len(np.unique(nos[unknown])))
         if facts.has_coupons:
             if claim_ids:
                 is_coupon = recs["kind"] == RecordKind.KIND_COUPON

@@ -27,8 +27,10 @@ from core import (
     read_position,
 )
 from core.domain.members import MemberStore
+from core.engine.replication import encode_frame
 from core.engine.storage import MAX_DBS
-from core.records import OP, OpType, Result
+from core.engine.writer import _first_of_each_id
+from core.records import JOURNAL, OP, OpType, Result
 from core.rules import CouponTemplate
 from tests.common import cid
 
@@ -181,6 +183,49 @@ def test_standby_refuses_ops_and_older_epochs(tmp_path):
     # A primary given an older epoch than its data holds does not start.
     with pytest.raises(StaleEpoch):
         Engine(str(tmp_path / "p"), feed=Feed(epoch=2))
+
+
+def test_first_of_each_id_is_numpys_unique_first_index():
+    rng = np.random.default_rng(3)
+    for n in (0, 1, 2, 7, 500):
+        # Few distinct ids, so most repeat, adjacent or not; hi alone or lo alone equal too.
+        hi = rng.integers(1, 4, n).astype(np.uint64)
+        lo = rng.integers(1, 4, n).astype(np.uint64)
+        pairs = np.empty(n, dtype=[("hi", "<u8"), ("lo", "<u8")])
+        pairs["hi"], pairs["lo"] = hi, lo
+        _, want = np.unique(pairs, return_index=True)
+        assert _first_of_each_id(hi, lo).tolist() == sorted(want.tolist())
+
+
+def test_a_frame_whose_journal_block_is_not_contiguous_writes_nothing(tmp_path):
+    feed = Feed(epoch=1)
+    eng = Engine(str(tmp_path / "p"), feed=feed)
+    eng.issue_cards([1, 2, 3], cid()).result()
+    replica = _standby_of(eng, tmp_path)
+    eng.submit(_ops(np.array([1, 2, 3]), 1_000, OpType.RECHARGE, np.random.default_rng(1))).result()
+    # The frames before the recharge's (the rollup tailer's) apply as they are.
+    frames = feed.frames_after(replica.applied_frame, 1 << 20)
+    while not decode_frame(frames[0]).puts("journal"):
+        replica.apply(frames.pop(0))
+    good = frames[0]
+    f = decode_frame(good)
+    entries = []
+    for op, name, key, value in f.entries:
+        if name == b"journal":
+            recs = np.frombuffer(value, dtype=JOURNAL)
+            assert len(recs) == 3
+            value = recs[::-1].tobytes()  # the same records, seqs descending
+        entries.append((op, name, bytes(key), bytes(value)))
+    bad = encode_frame(f.epoch, f.number, f.first_seq, f.last_seq, f.time_ns, entries)
+    with pytest.raises(ReplicationError) as e:
+        replica.apply(bad)
+    assert e.value.reason == "FRAME_INVALID"
+    assert replica.applied_frame == f.number - 1
+    assert replica.engine.card(1)["principal_fen"] == 0
+    replica.apply(good)
+    assert [replica.engine.card(n)["principal_fen"] for n in (1, 2, 3)] == [1_000] * 3
+    eng.close()
+    replica.close()
 
 
 def test_ack_gate_holds_acknowledgements_until_it_opens(tmp_path):
