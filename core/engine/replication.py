@@ -454,11 +454,16 @@ class Feed:
             if number <= self.confirmed:
                 return
             self.confirmed = number
-            for n, last, _t, _f in self._frames:
-                if n > number:
-                    break
-                if last:
-                    self.confirmed_seq = last
+            # The newest journal seq in the frames up to number: read back from it
+            # (frames are consecutive), not from the oldest kept.
+            frames = self._frames
+            if frames:
+                i = min(number - frames[0][0], len(frames) - 1)
+                while i >= 0 and frames[i][0] <= number:
+                    if frames[i][1]:
+                        self.confirmed_seq = max(self.confirmed_seq, frames[i][1])
+                        break
+                    i -= 1
             if self.degraded and number >= self.last_committed:
                 self.degraded = False
                 log.warning("replication: the standby caught up; sync again")
@@ -617,57 +622,78 @@ class Replica:
         self._listeners.append(fn)
 
     def check(self, frame: Frame) -> None:
-        if frame.epoch < self.applied_epoch:
+        self._check(frame, self.applied_frame, self.applied_epoch)
+
+    @staticmethod
+    def _check(frame: Frame, applied_frame: int, applied_epoch: int) -> None:
+        if frame.epoch < applied_epoch:
             raise StaleEpoch(f"frame {frame.number} is of epoch {frame.epoch}; this standby "
-                             f"has applied epoch {self.applied_epoch}")
-        if frame.number != self.applied_frame + 1:
+                             f"has applied epoch {applied_epoch}")
+        if frame.number != applied_frame + 1:
             raise ReplicationError("FRAME_GAP", f"frame {frame.number} after applied frame "
-                                   f"{self.applied_frame}")
+                                   f"{applied_frame}")
 
     def apply(self, data: bytes) -> Frame:
         """Write one frame durably (one transaction) and publish its journal blocks;
         ReplicationError (nothing written) for a stale epoch or a gap."""
-        frame = decode_frame(data)
-        self.check(frame)
-        for op, name, _key, value in frame.entries:
-            if name == _JOURNAL_DB and op == PUT:
-                # The publish below trusts a block's seqs to be contiguous (as the
-                # primary's commit made them): checked before anything is written.
-                seqs = np.frombuffer(value, dtype=JOURNAL)["seq"]
-                if len(seqs) > 1 and not bool(np.all(np.diff(seqs) == 1)):
-                    raise ReplicationError("FRAME_INVALID", f"frame {frame.number}: a journal "
-                                           "block whose seqs are not contiguous")
+        return self.apply_many([data])[-1]
+
+    def apply_many(self, datas: list) -> list[Frame]:
+        """Write consecutive frames durably in one transaction (one fsync: what a standby
+        that is behind receives in one message) and publish them in order; the store
+        ends as if each had been applied alone (the same writes in the same order, the
+        position that of the last). ReplicationError (nothing written) if any is of a
+        stale epoch, out of order, or malformed."""
+        frames = [decode_frame(d) for d in datas]
+        applied_frame, applied_epoch = self.applied_frame, self.applied_epoch
+        for frame in frames:
+            self._check(frame, applied_frame, applied_epoch)
+            applied_frame, applied_epoch = frame.number, frame.epoch
+            for op, name, _key, value in frame.entries:
+                if name == _JOURNAL_DB and op == PUT:
+                    # The publish below trusts a block's seqs to be contiguous (as the
+                    # primary's commit made them): checked before anything is written.
+                    seqs = np.frombuffer(value, dtype=JOURNAL)["seq"]
+                    if len(seqs) > 1 and not bool(np.all(np.diff(seqs) == 1)):
+                        raise ReplicationError("FRAME_INVALID", f"frame {frame.number}: a "
+                                               "journal block whose seqs are not contiguous")
         store = self.engine.store
         while True:
             try:
                 with store.env.begin(write=True) as txn:
-                    for op, name, key, value in frame.entries:
-                        db = store.named_db(name.decode(), txn)
-                        if op == PUT:
-                            txn.put(key, value, db=db)
-                        elif op == DELETE:
-                            txn.delete(key, db=db)
-                        else:
-                            txn.drop(db, delete=op == DROP_DELETE)
-                            if op == DROP_DELETE:
-                                store.db.pop(name.decode(), None)
-                    if self.before_commit is not None:
-                        self.before_commit(frame)
+                    handles: dict = {}
+                    for frame in frames:
+                        for op, name, key, value in frame.entries:
+                            db = handles.get(name)
+                            if db is None:
+                                db = handles[name] = store.named_db(name.decode(), txn)
+                            if op == PUT:
+                                txn.put(key, value, db=db)
+                            elif op == DELETE:
+                                txn.delete(key, db=db)
+                            else:
+                                txn.drop(db, delete=op == DROP_DELETE)
+                                if op == DROP_DELETE:
+                                    store.db.pop(name.decode(), None)
+                                    handles.pop(name, None)
+                        if self.before_commit is not None:
+                            self.before_commit(frame)
                 break
             except lmdb.MapFullError:
                 store.grow()
-        self._publish(frame)
-        if self.recent and self.recent[-1][0] != frame.number - 1:
-            self.recent.clear()
-            self._recent_bytes = 0
-        self.recent.append((frame.number, frame.last_seq, frame.time_ns, data))
-        self._recent_bytes += len(data)
-        while self._recent_bytes > self.buffer_bytes and len(self.recent) > 1:
-            self._recent_bytes -= len(self.recent.popleft()[3])
-        self.applied_frame = frame.number
-        self.applied_epoch = frame.epoch
-        self.applied_time_ns = frame.time_ns
-        return frame
+        for frame, data in zip(frames, datas, strict=True):
+            self._publish(frame)
+            if self.recent and self.recent[-1][0] != frame.number - 1:
+                self.recent.clear()
+                self._recent_bytes = 0
+            self.recent.append((frame.number, frame.last_seq, frame.time_ns, data))
+            self._recent_bytes += len(data)
+            while self._recent_bytes > self.buffer_bytes and len(self.recent) > 1:
+                self._recent_bytes -= len(self.recent.popleft()[3])
+            self.applied_frame = frame.number
+            self.applied_epoch = frame.epoch
+            self.applied_time_ns = frame.time_ns
+        return frames
 
     def _publish(self, frame: Frame) -> None:
         eng = self.engine

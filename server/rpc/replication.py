@@ -84,6 +84,49 @@ _UNAUTH = ("REPLICATION_TOKEN", "a replication call needs authorization: Bearer 
            "replication token both nodes are given>")
 
 
+def _messages(frames: list, primary_seq: int, batches: bool):
+    """The chunks that carry frames: to a standby that takes batches, consecutive frames
+    that fit in one chunk travel together (one message, one transaction and one
+    confirmation on the standby); a frame larger than a chunk is sliced."""
+    group: list = []
+    size = 0
+    for frame in frames:
+        if batches and len(frame) <= REPLICATION_CHUNK_BYTES:
+            if group and size + len(frame) > REPLICATION_CHUNK_BYTES:
+                yield _batch(group, primary_seq)
+                group, size = [], 0
+            group.append(frame)
+            size += len(frame)
+            continue
+        if group:
+            yield _batch(group, primary_seq)
+            group, size = [], 0
+        yield from _chunks(frame, primary_seq)
+    if group:
+        yield _batch(group, primary_seq)
+
+
+def _batch(frames: list, primary_seq: int) -> replication_pb2.FrameChunk:
+    if len(frames) == 1:
+        return replication_pb2.FrameChunk(data=frames[0], end_of_frame=True,
+                                          primary_seq=primary_seq)
+    return replication_pb2.FrameChunk(data=b"".join(frames), end_of_frame=True,
+                                      primary_seq=primary_seq,
+                                      frame_bytes=[len(f) for f in frames])
+
+
+def _split(data: bytes, sizes) -> list:
+    """The frames of a batched chunk (views into data, not copies)."""
+    if sum(sizes) != len(data):
+        raise ReplicationError("FRAME_INVALID", f"a chunk of {len(data)} bytes said its "
+                               f"frames are {sum(sizes)}")
+    view, out, off = memoryview(data), [], 0
+    for n in sizes:
+        out.append(view[off:off + n])
+        off += n
+    return out
+
+
 def _chunks(frame: bytes, primary_seq: int = 0):
     if len(frame) <= REPLICATION_CHUNK_BYTES:  # a group commit's frame: no slicing copy
         yield replication_pb2.FrameChunk(data=frame, end_of_frame=True, primary_seq=primary_seq)
@@ -127,9 +170,15 @@ class ReplicationService(replication_pb2_grpc.ReplicationServiceServicer):
         loop = asyncio.get_running_loop()
         wake = asyncio.Event()
         gone = False
+        # One wake-up of the loop per burst of commits, not per commit: a commit that
+        # finds one already asked for adds nothing (the loop reads the feed after it
+        # clears the flag, so it sees that commit's frame).
+        asked = [False]
 
         def poke() -> None:
-            loop.call_soon_threadsafe(wake.set)
+            if not asked[0]:
+                asked[0] = True
+                loop.call_soon_threadsafe(wake.set)
 
         async def confirmations() -> None:
             nonlocal gone
@@ -150,6 +199,7 @@ class ReplicationService(replication_pb2_grpc.ReplicationServiceServicer):
             yield replication_pb2.FrameChunk()  # accepted
             while not gone:
                 wake.clear()
+                asked[0] = False
                 try:
                     frames = feed.frames_after(pos, REPLICATION_SEND_BYTES_MAX)
                 except ReplicationError as e:
@@ -157,9 +207,8 @@ class ReplicationService(replication_pb2_grpc.ReplicationServiceServicer):
                 if not frames:
                     await wake.wait()
                     continue
-                for frame in frames:
-                    for chunk in _chunks(frame, feed.last_seq):
-                        yield chunk
+                for chunk in _messages(frames, feed.last_seq, first.batches):
+                    yield chunk
                 pos += len(frames)
         finally:
             feed.remove_listener(poke)
@@ -353,9 +402,17 @@ class Standby:
         self._acks = acks
 
         def requests():
-            yield replication_pb2.SubscribeRequest(after_frame=frame, epoch=epoch, standby=self.name)
+            yield replication_pb2.SubscribeRequest(after_frame=frame, epoch=epoch,
+                                                   standby=self.name, batches=True)
             while True:
                 item = acks.get()
+                # Confirmations queued meanwhile: the newest says all of them.
+                while item is not None:
+                    try:
+                        nxt = acks.get_nowait()
+                    except queue.Empty:
+                        break
+                    item = nxt if nxt is None else max(item, nxt)
                 if item is None:
                     return
                 yield replication_pb2.SubscribeRequest(confirmed_frame=item)
@@ -437,12 +494,17 @@ class Standby:
         for chunk in call:
             if chunk.primary_seq:
                 self.primary_seq = chunk.primary_seq
-            parts.append(chunk.data)
-            if not chunk.end_of_frame:
-                continue
-            data = parts[0] if len(parts) == 1 else b"".join(parts)
-            parts = []
-            self.replica.apply(data)
+            if chunk.frame_bytes:
+                if parts:
+                    raise ReplicationError("FRAME_INVALID", "a batch of frames inside a frame")
+                self.replica.apply_many(_split(chunk.data, chunk.frame_bytes))
+            else:
+                parts.append(chunk.data)
+                if not chunk.end_of_frame:
+                    continue
+                data = parts[0] if len(parts) == 1 else b"".join(parts)
+                parts = []
+                self.replica.apply(data)
             if self._confirming.is_set():
                 acks.put(self.replica.applied_frame)
             if self._stop.is_set():

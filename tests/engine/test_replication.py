@@ -29,7 +29,6 @@ from core import (
 from core.domain.members import MemberStore
 from core.engine.replication import encode_frame
 from core.engine.storage import MAX_DBS
-from core.engine.writer import _first_of_each_id
 from core.records import JOURNAL, OP, OpType, Result
 from core.rules import CouponTemplate
 from tests.common import cid
@@ -185,16 +184,20 @@ def test_standby_refuses_ops_and_older_epochs(tmp_path):
         Engine(str(tmp_path / "p"), feed=Feed(epoch=2))
 
 
-def test_first_of_each_id_is_numpys_unique_first_index():
+def test_insert_many_keeps_each_ids_first_value_as_publish_relies_on():
+    # _publish_committed claims ids by inserting every record in order: the first record
+    # of each id must win, as np.unique's first index chose before.
+    from core._fastpath import KeyMap
     rng = np.random.default_rng(3)
-    for n in (0, 1, 2, 7, 500):
-        # Few distinct ids, so most repeat, adjacent or not; hi alone or lo alone equal too.
-        hi = rng.integers(1, 4, n).astype(np.uint64)
+    for n in (1, 2, 7, 500):
+        hi = rng.integers(1, 4, n).astype(np.uint64)  # few ids: most repeat, not adjacent
         lo = rng.integers(1, 4, n).astype(np.uint64)
+        km = KeyMap(16)
+        km.insert_many(hi, lo, np.arange(n, dtype=np.int64))
         pairs = np.empty(n, dtype=[("hi", "<u8"), ("lo", "<u8")])
         pairs["hi"], pairs["lo"] = hi, lo
-        _, want = np.unique(pairs, return_index=True)
-        assert _first_of_each_id(hi, lo).tolist() == sorted(want.tolist())
+        uniq, first = np.unique(pairs, return_index=True)
+        assert [km.lookup(int(u["hi"]), int(u["lo"])) for u in uniq] == first.tolist()
 
 
 def test_a_frame_whose_journal_block_is_not_contiguous_writes_nothing(tmp_path):
