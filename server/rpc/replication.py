@@ -458,9 +458,13 @@ class Standby:
                         # Nothing applied yet: only a hot copy brings what the primary
                         # wrote before its feed began (its PIN key, its first rules).
                         if self.replica.applied_seq:
-                            raise ReplicationError("NOT_A_REPLICA", f"{self.data_dir} holds "
-                                                   "journal records but no replication "
-                                                   "position: move it away to follow")
+                            raise ReplicationError(
+                                "NOT_A_REPLICA", f"{self.data_dir} holds journal records "
+                                "but no replication position (a single server's store): "
+                                "following would overwrite them. To make it the cluster's "
+                                "first leader, start it with [ha] before any other node "
+                                "(docs/operating.md, 'From a single server to a "
+                                "cluster'); to follow instead, move it away")
                         raise ReplicationError("NEEDS_COPY", "an empty store bootstraps first")
                     call = self._subscribe(self.replica.applied_frame, self.replica.applied_epoch)
                 self.connected = True
@@ -743,13 +747,16 @@ class ReplicatedNode:
 
     # --- candidacy ---------------------------------------------------------------------
 
-    def position(self) -> tuple[int, int]:
-        """(epoch, frame) this node has applied (standby) or committed (primary)."""
+    def position(self) -> tuple[int, int, int]:
+        """(epoch, frame, seq) this node has applied (standby) or committed (primary).
+        The seq only decides between stores that applied no frame: a single server's
+        store with [ha] for the first time (its records, frame 0) is ahead of a new
+        node's empty one, so the empty node leaves the first leadership to it."""
         st = self.standby
         if st is not None:
-            return st.replica.applied_epoch, st.replica.applied_frame
+            return st.replica.applied_epoch, st.replica.applied_frame, st.replica.applied_seq
         feed = self.engine.feed
-        return (feed.epoch, feed.last_committed) if feed is not None else (0, 0)
+        return (feed.epoch, feed.last_committed, feed.last_seq) if feed is not None else (0, 0, 0)
 
     def lagging(self) -> str:
         """Why this standby must not campaign now ("" if it may): it knows the primary had
@@ -773,7 +780,7 @@ class ReplicatedNode:
                 st = status_of(addr, self.token, timeout_s)
             except grpc.RpcError:
                 continue
-            if (st["epoch"], st["frame"]) > mine:
+            if (st["epoch"], st["frame"], st["seq"]) > mine:
                 log.info("%s: peer %s at epoch %d frame %d is ahead of %s", self.name, name,
                          st["epoch"], st["frame"], mine)
                 return name

@@ -30,8 +30,10 @@ WAIT_S = 60.0
 class Node:
     """A ReplicationService over an engine, on its own event loop thread."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine | None, servicer=None) -> None:
+        """servicer: serve this one instead (a ReplicatedNode's router)."""
         self.engine = engine
+        self.servicer = servicer or ReplicationService(engine, TOKEN)
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self._thread.start()
@@ -40,8 +42,7 @@ class Node:
 
     async def _start(self) -> str:
         self.server = grpc.aio.server()
-        replication_pb2_grpc.add_ReplicationServiceServicer_to_server(
-            ReplicationService(self.engine, TOKEN), self.server)
+        replication_pb2_grpc.add_ReplicationServiceServicer_to_server(self.servicer, self.server)
         port = self.server.add_insecure_port("127.0.0.1:0")
         await self.server.start()
         return f"127.0.0.1:{port}"
@@ -160,7 +161,7 @@ def test_a_standby_knows_how_far_behind_the_primary_it_is(tmp_path):
     node_p = Node(eng)
     node = ReplicatedNode(str(tmp_path / "s"), token=TOKEN, lag_records_max=5)
     try:
-        assert node.lagging() == "" and node.position() == (0, 0)
+        assert node.lagging() == "" and node.position() == (0, 0, 0)
         node.rejoin_as_standby(node_p.addr)   # an empty store: bootstraps, then follows
         wait = threading.Event()
         assert eng.issue_cards(np.arange(1, 11), cid()).result(WAIT_S).code == Result.OK
@@ -223,3 +224,29 @@ def test_the_server_serves_from_the_engine_swapped_in(tmp_path):
         assert e.members.engine is e.engine and e.chain.engine is e.engine
     finally:
         e.close()
+
+
+def test_a_new_empty_node_leaves_the_first_leadership_to_a_single_servers_store(tmp_path):
+    """A single server's store (journal records, no frame) restarted as an [ha] node is
+    ahead of a new node's empty store: the empty one's candidacy defers to it (peer
+    rule), and the single server's does not defer to the empty one."""
+    single_dir, empty_dir = str(tmp_path / "single"), str(tmp_path / "empty")
+    eng = Engine(single_dir)  # no feed: a plain single server
+    assert eng.issue_cards(np.arange(1, 6), cid()).result(WAIT_S).code == Result.OK
+    eng.close()
+    single = ReplicatedNode(single_dir, token=TOKEN)
+    empty = ReplicatedNode(empty_dir, token=TOKEN)
+    srv_single, srv_empty = Node(None, single.router), Node(None, empty.router)
+    try:
+        assert single.position()[:2] == (0, 0) and single.position()[2] == 5
+        assert empty.position() == (0, 0, 0)
+        assert empty.peer_ahead({"single": srv_single.addr}, WAIT_S) == "single"
+        assert single.peer_ahead({"empty": srv_empty.addr}, WAIT_S) == ""
+        # Promoted (it won), its records are the cluster's first data.
+        engine = single.promote(1)
+        assert engine.card(3) is not None and engine.feed.last_seq == 5
+    finally:
+        srv_single.stop()
+        srv_empty.stop()
+        single.close()
+        empty.close()
