@@ -99,14 +99,23 @@ class Frame:
 
 def encode_frame(epoch: int, number: int, first_seq: int, last_seq: int, time_ns: int,
                  entries: list) -> bytes:
+    return b"".join(_frame_parts(epoch, number, first_seq, last_seq, time_ns, entries)[0])
+
+
+def _frame_parts(epoch: int, number: int, first_seq: int, last_seq: int, time_ns: int,
+                 entries: list) -> tuple[list, int]:
+    """The frame's pieces, to be joined, and its length."""
     parts = [_HEADER.pack(FRAME_MAGIC, FRAME_VERSION, 0, epoch, number, first_seq, last_seq,
                           time_ns, len(entries))]
+    size = _HEADER.size + _ENTRY.size * len(entries)
     for op, name, key, value in entries:
-        parts.append(_ENTRY.pack(op, len(name), len(key), len(value)))
+        lk, lv = len(key), len(value)
+        parts.append(_ENTRY.pack(op, len(name), lk, lv))
         parts.append(name)
         parts.append(key)
         parts.append(value)
-    return b"".join(parts)
+        size += len(name) + lk + lv
+    return parts, size
 
 
 def decode_frame(data: bytes) -> Frame:
@@ -316,7 +325,13 @@ class Feed:
         self._clock_ns = clock_ns
         self._lock = threading.Lock()           # frame numbers in commit order
         self._cond = threading.Condition()      # frames, confirmations
-        self._frames: collections.deque = collections.deque()  # (number, last_seq, time_ns, bytes)
+        # (number, last_seq, time_ns, frame, wire): wire is the message that carries the
+        # frame alone to a standby, built in the same join as the frame (frame is a view
+        # into it), or None (frames from before an envelope was set, preloaded ones).
+        self._frames: collections.deque = collections.deque()
+        # envelope(frame length, primary seq) -> (prefix, suffix): set by the replication
+        # service (server/rpc/replication.py), which knows the message's wire format.
+        self.envelope: Callable[[int, int], tuple[bytes, bytes]] | None = None
         self._bytes = 0
         self._local = threading.local()
         self.store: Store | None = None
@@ -336,7 +351,7 @@ class Feed:
         this store already holds (a promoted standby's recent ones), so the other
         standbys can catch up from before the promotion."""
         for f in frames:
-            self._frames.append(f)
+            self._frames.append((*f[:4], f[4] if len(f) > 4 else None))
             self._bytes += len(f[3])
         while self._bytes > self.buffer_bytes and len(self._frames) > 1:
             self._bytes -= len(self._frames.popleft()[3])
@@ -381,12 +396,20 @@ class Feed:
                     if not first:
                         first = last - len(value) // JOURNAL.itemsize + 1
             now = self._clock_ns()
-            frame = encode_frame(self.epoch, number, first, last, now, ops)
+            parts, size = _frame_parts(self.epoch, number, first, last, now, ops)
+            envelope = self.envelope
+            if envelope is None:
+                frame, wire = b"".join(parts), None
+            else:
+                # The frame and the message that carries it in one join, no second copy.
+                prefix, suffix = envelope(size, last or self.last_seq)
+                wire = b"".join([prefix, *parts, suffix])
+                frame = memoryview(wire)[len(prefix):len(prefix) + size]
             txn.commit()
             self.next_frame = number + 1
             self._local.frame = number
             with self._cond:
-                self._frames.append((number, last, now, frame))
+                self._frames.append((number, last, now, frame, wire))
                 self._bytes += len(frame)
                 while self._bytes > self.buffer_bytes and len(self._frames) > 1:
                     self._bytes -= len(self._frames.popleft()[3])
@@ -418,21 +441,28 @@ class Feed:
     def frames_after(self, number: int, max_bytes: int) -> list[bytes]:
         """Frames with numbers above number, oldest first, up to max_bytes (at least
         one). ReplicationError BEHIND_FEED when the oldest needed is no longer kept."""
+        return [f for _n, f, _wire in self.wires_after(number, max_bytes)[0]]
+
+    def wires_after(self, number: int, max_bytes: int) -> tuple[list[tuple], int, int]:
+        """frames_after's frames as (number, frame, wire or None), with the feed's last
+        committed frame and last seq as they were then: a wire whose frame is that last
+        one carries that seq (it is the one sent as it is)."""
         with self._cond:
             if number >= self.last_committed:
-                return []
+                return [], self.last_committed, self.last_seq
             if not self._frames or self._frames[0][0] > number + 1:
                 raise ReplicationError("BEHIND_FEED", f"frame {number + 1} is no longer in the "
                                        "primary's feed; bootstrap from a hot copy")
             start = number + 1 - self._frames[0][0]
             out, size = [], 0
             for i in range(start, len(self._frames)):
-                f = self._frames[i][3]
+                item = self._frames[i]
+                f = item[3]
                 if out and size + len(f) > max_bytes:
                     break
-                out.append(f)
+                out.append((item[0], f, item[4]))
                 size += len(f)
-            return out
+            return out, self.last_committed, self.last_seq
 
     def wait_frames(self, number: int, timeout_s: float) -> bool:
         """Wait until a frame after number is committed (or timeout); True if one is."""
@@ -501,7 +531,7 @@ class Feed:
         """For metrics: mode, standbys, lag in records and seconds."""
         with self._cond:
             lag_s = 0.0
-            for n, _last, t, _f in self._frames:
+            for n, _last, t, _f, _w in self._frames:
                 if n > self.confirmed:
                     lag_s = max(0.0, (self._clock_ns() - t) / 1e9)
                     break

@@ -19,6 +19,8 @@ from core import Engine, EngineClosed, Feed, read_position
 from core.records import Result
 from server.client import error_info
 from server.mms_pb import replication_pb2_grpc
+from server.rpc.guard import GuardedServer, RequestGuard
+from server.rpc.metrics import Metrics
 from server.rpc.replication import ReplicatedNode, ReplicationService, Standby, rejoin_as_standby
 from tests.common import cid
 from tests.engine.test_replication import assert_same, dump_env
@@ -42,7 +44,10 @@ class Node:
 
     async def _start(self) -> str:
         self.server = grpc.aio.server()
-        replication_pb2_grpc.add_ReplicationServiceServicer_to_server(self.servicer, self.server)
+        # Through the guard, as mms serve registers it (its serializer lets the frames'
+        # wire bytes through).
+        guarded = GuardedServer(self.server, RequestGuard(Metrics()))
+        replication_pb2_grpc.add_ReplicationServiceServicer_to_server(self.servicer, guarded)
         port = self.server.add_insecure_port("127.0.0.1:0")
         await self.server.start()
         return f"127.0.0.1:{port}"

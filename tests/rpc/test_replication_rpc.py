@@ -26,7 +26,7 @@ from server.mms_pb import (
     report_pb2_grpc,
     types_pb2,
 )
-from server.rpc.replication import Standby, status_of
+from server.rpc.replication import Standby, frame_envelope, status_of
 from server.tools.launch import ChildServer, TerminalSpec, issue_and_fund
 from tests.engine.test_replication import assert_same, dump_dir
 from tests.rpc.test_server_rpc import error_info
@@ -270,3 +270,19 @@ def test_mms_serve_standby_of_flag(tmp_path):
                 proc.wait()
             proc.stdout.close()
         assert primary.terminate() == 0
+
+
+@pytest.mark.parametrize("size,seq", [(44, 0), (1, 1), (127, 128), (128, 2**40), (300_000, 2**63)])
+def test_a_frames_envelope_makes_it_a_framechunk_message(size, seq):
+    """What Subscribe sends as it is (the Feed's wire, joined at commit) parses as the
+    FrameChunk protobuf would have encoded it."""
+    from server.mms_pb import replication_pb2
+
+    frame = os.urandom(size)
+    prefix, suffix = frame_envelope(size, seq)
+    wire = prefix + frame + suffix
+    msg = replication_pb2.FrameChunk.FromString(wire)
+    assert msg.data == frame and msg.end_of_frame and msg.primary_seq == seq
+    assert not msg.frame_bytes
+    assert wire == replication_pb2.FrameChunk(data=frame, end_of_frame=True,
+                                              primary_seq=seq).SerializeToString()
