@@ -625,6 +625,7 @@ class Replica:
     def __init__(self, data_dir: str, *, config: EngineConfig | None = None,
                  leader: str = "", observer: object | None = None,
                  before_commit: Callable[[Frame], None] | None = None,
+                 after_commit: Callable[[Frame], None] | None = None,
                  rules: RulesConfig | None = None) -> None:
         """rules: the rules a store without any starts with (a new [ha] node's, which
         may become the first primary; a replicated store has the primary's)."""
@@ -640,7 +641,10 @@ class Replica:
         self.recent: collections.deque = collections.deque()
         self._recent_bytes = 0
         self.buffer_bytes = FEED_BUFFER_BYTES
+        # Test hooks: inside each frame's transaction before its commit; after the
+        # transaction's commit, before it is confirmed (its last frame).
         self.before_commit = before_commit
+        self.after_commit = after_commit
         self._listeners: list[Callable[[Frame, set], None]] = []
 
     @property
@@ -668,12 +672,14 @@ class Replica:
         ReplicationError (nothing written) for a stale epoch or a gap."""
         return self.apply_many([data])[-1]
 
-    def apply_many(self, datas: list) -> list[Frame]:
+    def apply_many(self, datas: list, durable: Callable[[int], None] | None = None) -> list[Frame]:
         """Write consecutive frames durably in one transaction (one fsync: what a standby
         that is behind receives in one message) and publish them in order; the store
         ends as if each had been applied alone (the same writes in the same order, the
         position that of the last). ReplicationError (nothing written) if any is of a
-        stale epoch, out of order, or malformed."""
+        stale epoch, out of order, or malformed. durable(last frame number) runs right
+        after the commit, before the publish: a standby confirms there, so the
+        in-memory publish is not on a sync acknowledgement's path."""
         frames = [decode_frame(d) for d in datas]
         applied_frame, applied_epoch = self.applied_frame, self.applied_epoch
         for frame in frames:
@@ -711,6 +717,10 @@ class Replica:
                 break
             except lmdb.MapFullError:
                 store.grow()
+        if self.after_commit is not None:
+            self.after_commit(frames[-1])
+        if durable is not None:
+            durable(frames[-1].number)
         for frame, data in zip(frames, datas, strict=True):
             self._publish(frame)
             if self.recent and self.recent[-1][0] != frame.number - 1:

@@ -391,7 +391,8 @@ class Standby:
     def __init__(self, data_dir: str, primary: str | None, *, token: str | None = None,
                  config: EngineConfig | None = None, name: str = "",
                  observer: object | None = None,
-                 before_commit: Callable | None = None, start: bool = True,
+                 before_commit: Callable | None = None,
+                 after_commit: Callable | None = None, start: bool = True, batches: bool = True,
                  on_refused: Callable[[Standby, ReplicationError], None] | None = None,
                  rules: object | None = None) -> None:
         """primary None: an idle standby over data_dir's store (readable, following
@@ -411,11 +412,15 @@ class Standby:
         self._confirming = threading.Event()
         self._confirming.set()
         self._acks: queue.Queue | None = None
+        # Ask the primary for several waiting frames per message (False: one per
+        # message, as a test that stops at one frame's commit needs).
+        self.batches = batches
         self._call = None
         self._channel: grpc.Channel | None = None
         call = self._open() if primary else None
         self.replica = Replica(data_dir, config=self.config, leader=self.primary,
-                               observer=observer, before_commit=before_commit, rules=rules)
+                               observer=observer, before_commit=before_commit,
+                               after_commit=after_commit, rules=rules)
         self.engine = self.replica.engine
         self._thread = threading.Thread(target=self._run, args=(call,), name="mms-standby",
                                         daemon=True)
@@ -432,7 +437,7 @@ class Standby:
 
         def requests():
             yield replication_pb2.SubscribeRequest(after_frame=frame, epoch=epoch,
-                                                   standby=self.name, batches=True)
+                                                   standby=self.name, batches=self.batches)
             while True:
                 item = acks.get()
                 # Confirmations queued meanwhile: the newest says all of them.
@@ -524,22 +529,24 @@ class Standby:
     def _follow(self, call) -> None:
         parts: list[bytes] = []
         acks = self._acks
+
+        def durable(number: int) -> None:  # committed (fsync'd): confirm before publishing
+            if self._confirming.is_set():
+                acks.put(number)
         for chunk in call:
             if chunk.primary_seq:
                 self.primary_seq = chunk.primary_seq
             if chunk.frame_bytes:
                 if parts:
                     raise ReplicationError("FRAME_INVALID", "a batch of frames inside a frame")
-                self.replica.apply_many(_split(chunk.data, chunk.frame_bytes))
+                self.replica.apply_many(_split(chunk.data, chunk.frame_bytes), durable)
             else:
                 parts.append(chunk.data)
                 if not chunk.end_of_frame:
                     continue
                 data = parts[0] if len(parts) == 1 else b"".join(parts)
                 parts = []
-                self.replica.apply(data)
-            if self._confirming.is_set():
-                acks.put(self.replica.applied_frame)
+                self.replica.apply_many([data], durable)
             if self._stop.is_set():
                 return
 

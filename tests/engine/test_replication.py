@@ -231,6 +231,50 @@ def test_a_frame_whose_journal_block_is_not_contiguous_writes_nothing(tmp_path):
     replica.close()
 
 
+def test_frames_applied_in_one_transaction_equal_frames_applied_one_by_one(tmp_path):
+    """apply_many (a standby behind gets its waiting frames in one message): one
+    transaction, the same databases as one by one; a failure inside writes none of them;
+    durable() runs after the commit, before the publish."""
+    rng = np.random.default_rng(5)
+    feed = Feed(epoch=1)
+    eng = Engine(str(tmp_path / "p"), config=EngineConfig(checkpoint_ops=300), feed=feed)
+    eng.issue_cards(np.arange(1, 51), cid()).result()
+    one = _standby_of(eng, tmp_path, "one")
+    many = _standby_of(eng, tmp_path, "many")
+    for _ in range(12):
+        eng.submit(_ops(rng.integers(1, 51, 40), 300, OpType.RECHARGE, rng)).result()
+    # The two hot copies may hold different frames (the rollup tailer commits between):
+    # each gets the frames after its own, up to the same last one.
+    to_one = feed.frames_after(one.applied_frame, 1 << 24)
+    last = decode_frame(to_one[-1]).number
+    frames = [f for f in feed.frames_after(many.applied_frame, 1 << 24)
+              if decode_frame(f).number <= last]
+    assert len(frames) >= 12
+    for f in to_one:
+        one.apply(f)
+
+    def fail_at_the_third(frame):
+        if frame.number == many.applied_frame + 3:
+            raise RuntimeError("killed inside the transaction")
+
+    many.before_commit = fail_at_the_third
+    with pytest.raises(RuntimeError):
+        many.apply_many(frames)
+    assert many.applied_frame == one.applied_frame - len(frames)
+    assert many.engine.card(1)["principal_fen"] == 0 and many.applied_seq < one.applied_seq
+    many.before_commit = None
+    seen = []
+    many.apply_many(frames, lambda n: seen.append((n, many.applied_frame)))
+    assert seen == [(one.applied_frame, one.applied_frame - len(frames))]
+    assert many.applied_frame == one.applied_frame and many.applied_seq == one.applied_seq
+    assert [many.engine.card(n) for n in range(1, 51)] == [one.engine.card(n) for n in range(1, 51)]
+    a, b = dump_env(one.engine.store.env), dump_env(many.engine.store.env)
+    one.close()
+    many.close()
+    eng.close()
+    assert_same(a, b)
+
+
 def test_ack_gate_holds_acknowledgements_until_it_opens(tmp_path):
     eng = Engine(str(tmp_path / "p"))
     eng.issue_cards([1], cid()).result()
