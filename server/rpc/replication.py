@@ -143,6 +143,68 @@ def _batch(group: list, last_frame: int, primary_seq: int):
                                       frame_bytes=[len(f) for f in frames])
 
 
+class _Chunk:
+    """A FrameChunk as the standby reads it: data is a view into the received message
+    (not a copy: the frame is kept as received, Replica.recent)."""
+
+    __slots__ = ("data", "end_of_frame", "frame_bytes", "primary_seq")
+
+    def __init__(self, data, end_of_frame: bool, primary_seq: int, frame_bytes: list) -> None:
+        self.data, self.end_of_frame = data, end_of_frame
+        self.primary_seq, self.frame_bytes = primary_seq, frame_bytes
+
+
+def _read_varint(raw: bytes, off: int) -> tuple[int, int]:
+    n = shift = 0
+    while True:
+        b = raw[off]
+        off += 1
+        n |= (b & 0x7F) << shift
+        if b < 0x80:
+            return n, off
+        shift += 7
+        if shift > 63:
+            raise ValueError("varint too long")
+
+
+def parse_chunk(raw: bytes):
+    """FrameChunk's decoder on the standby: its fields read in place, data a view into
+    raw; anything else than FrameChunk's own four fields as Subscribe sends them goes
+    to protobuf's parser (so the answer is protobuf's in every case)."""
+    try:
+        view = memoryview(raw)
+        data, eof, seq, sizes = b"", False, 0, []
+        off, end = 0, len(raw)
+        while off < end:
+            tag, off = _read_varint(raw, off)
+            if tag == 0x0A:       # 1 data, LEN
+                n, off = _read_varint(raw, off)
+                if off + n > end:
+                    raise ValueError("data past the end")
+                data = view[off:off + n]
+                off += n
+            elif tag == 0x10:     # 2 end_of_frame
+                v, off = _read_varint(raw, off)
+                eof = v != 0
+            elif tag == 0x18:     # 3 primary_seq
+                seq, off = _read_varint(raw, off)
+            elif tag == 0x22:     # 4 frame_bytes, packed
+                n, off = _read_varint(raw, off)
+                stop = off + n
+                if stop > end:
+                    raise ValueError("frame_bytes past the end")
+                while off < stop:
+                    v, off = _read_varint(raw, off)
+                    sizes.append(v)
+                if off != stop:
+                    raise ValueError("frame_bytes cut")
+            else:
+                raise ValueError("another field")
+        return _Chunk(data, eof, seq, sizes)
+    except (ValueError, IndexError):
+        return replication_pb2.FrameChunk.FromString(raw)
+
+
 def _split(data: bytes, sizes) -> list:
     """The frames of a batched chunk (views into data, not copies)."""
     if sum(sizes) != len(data):
@@ -431,7 +493,11 @@ class Standby:
 
     def _subscribe(self, frame: int, epoch: int):
         self._channel = _channel(self.primary)
-        stub = replication_pb2_grpc.ReplicationServiceStub(self._channel)
+        # Subscribe with parse_chunk for its answers (the frames stay where they arrived).
+        subscribe = self._channel.stream_stream(
+            "/mms.v1.ReplicationService/Subscribe",
+            request_serializer=replication_pb2.SubscribeRequest.SerializeToString,
+            response_deserializer=parse_chunk)
         acks: queue.Queue = queue.Queue()
         self._acks = acks
 
@@ -451,7 +517,7 @@ class Standby:
                     return
                 yield replication_pb2.SubscribeRequest(confirmed_frame=item)
 
-        call = stub.Subscribe(requests(), metadata=(("authorization", f"Bearer {self.token}"),))
+        call = subscribe(requests(), metadata=(("authorization", f"Bearer {self.token}"),))
         self._call = call
         next(call)  # the primary's acceptance (or its refusal, raised here)
         return call
