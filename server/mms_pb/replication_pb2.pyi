@@ -21,16 +21,18 @@ class SubscribeRequest(_message.Message):
     def __init__(self, after_frame: _Optional[int] = ..., epoch: _Optional[int] = ..., confirmed_frame: _Optional[int] = ..., standby: _Optional[str] = ..., batches: _Optional[bool] = ...) -> None: ...
 
 class FrameChunk(_message.Message):
-    __slots__ = ("data", "end_of_frame", "primary_seq", "frame_bytes")
+    __slots__ = ("data", "end_of_frame", "primary_seq", "frame_bytes", "confirm_interval_ms")
     DATA_FIELD_NUMBER: _ClassVar[int]
     END_OF_FRAME_FIELD_NUMBER: _ClassVar[int]
     PRIMARY_SEQ_FIELD_NUMBER: _ClassVar[int]
     FRAME_BYTES_FIELD_NUMBER: _ClassVar[int]
+    CONFIRM_INTERVAL_MS_FIELD_NUMBER: _ClassVar[int]
     data: bytes
     end_of_frame: bool
     primary_seq: int
     frame_bytes: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, data: _Optional[bytes] = ..., end_of_frame: _Optional[bool] = ..., primary_seq: _Optional[int] = ..., frame_bytes: _Optional[_Iterable[int]] = ...) -> None: ...
+    confirm_interval_ms: int
+    def __init__(self, data: _Optional[bytes] = ..., end_of_frame: _Optional[bool] = ..., primary_seq: _Optional[int] = ..., frame_bytes: _Optional[_Iterable[int]] = ..., confirm_interval_ms: _Optional[int] = ...) -> None: ...
 
 class HotCopyRequest(_message.Message):
     __slots__ = ("standby",)

@@ -44,6 +44,7 @@ from core.domain.pii import KEY_ENV as PII_KEY_ENV
 from core.domain.pii import KEY_FILE as PII_KEY_FILE
 from server.mms_pb import replication_pb2, replication_pb2_grpc
 from server.rpc.constants import (
+    REPLICATION_ASYNC_CONFIRM_MS,
     REPLICATION_CHUNK_BYTES,
     REPLICATION_CONNECT_TIMEOUT_S,
     REPLICATION_RECONNECT_S,
@@ -148,6 +149,7 @@ class _Chunk:
     (not a copy: the frame is kept as received, Replica.recent)."""
 
     __slots__ = ("data", "end_of_frame", "frame_bytes", "primary_seq")
+    confirm_interval_ms = 0  # only an accepting chunk has one (parsed by protobuf)
 
     def __init__(self, data, end_of_frame: bool, primary_seq: int, frame_bytes: list) -> None:
         self.data, self.end_of_frame = data, end_of_frame
@@ -287,7 +289,8 @@ class ReplicationService(replication_pb2_grpc.ReplicationServiceServicer):
         log.info("standby %r follows from frame %d", first.standby, first.after_frame)
         pos = first.after_frame
         try:
-            yield replication_pb2.FrameChunk()  # accepted
+            yield replication_pb2.FrameChunk(  # accepted
+                confirm_interval_ms=0 if feed.sync else REPLICATION_ASYNC_CONFIRM_MS)
             while not gone:
                 wake.clear()
                 asked[0] = False
@@ -477,6 +480,7 @@ class Standby:
         # Ask the primary for several waiting frames per message (False: one per
         # message, as a test that stops at one frame's commit needs).
         self.batches = batches
+        self._confirm_interval_s = 0.0  # what the primary's acceptance asks
         self._call = None
         self._channel: grpc.Channel | None = None
         call = self._open() if primary else None
@@ -504,22 +508,28 @@ class Standby:
         def requests():
             yield replication_pb2.SubscribeRequest(after_frame=frame, epoch=epoch,
                                                    standby=self.name, batches=self.batches)
+            sent_at = 0.0
             while True:
                 item = acks.get()
-                # Confirmations queued meanwhile: the newest says all of them.
+                # Confirmations queued meanwhile, or until the primary's interval has
+                # passed since the last one sent: the newest says all of them.
+                due = sent_at + self._confirm_interval_s
                 while item is not None:
+                    wait = due - time.monotonic()
                     try:
-                        nxt = acks.get_nowait()
+                        nxt = acks.get(timeout=wait) if wait > 0 else acks.get_nowait()
                     except queue.Empty:
                         break
                     item = nxt if nxt is None else max(item, nxt)
                 if item is None:
                     return
+                sent_at = time.monotonic()
                 yield replication_pb2.SubscribeRequest(confirmed_frame=item)
 
         call = subscribe(requests(), metadata=(("authorization", f"Bearer {self.token}"),))
         self._call = call
-        next(call)  # the primary's acceptance (or its refusal, raised here)
+        accepted = next(call)  # the primary's acceptance (or its refusal, raised here)
+        self._confirm_interval_s = accepted.confirm_interval_ms / 1000
         return call
 
     def _close_call(self) -> None:

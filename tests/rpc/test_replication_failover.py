@@ -255,3 +255,46 @@ def test_a_new_empty_node_leaves_the_first_leadership_to_a_single_servers_store(
         srv_empty.stop()
         single.close()
         empty.close()
+
+
+@pytest.mark.parametrize("mode", ["async", "sync"])
+def test_the_primary_says_how_often_to_confirm_and_the_last_frame_is_confirmed(tmp_path, mode):
+    """An async primary's acceptance asks for confirmations at most every
+    REPLICATION_ASYNC_CONFIRM_MS (they only feed the lag metrics); a sync one for every
+    frame at once. Either way the standby's newest frame ends confirmed."""
+    from server.mms_pb import replication_pb2
+    from server.rpc.constants import REPLICATION_ASYNC_CONFIRM_MS
+
+    eng = Engine(str(tmp_path / "p"), feed=Feed(1, mode=mode))
+    node_p = Node(eng)
+    standby = None
+    try:
+        with grpc.insecure_channel(node_p.addr) as ch:
+            stop = threading.Event()
+
+            def requests():
+                yield replication_pb2.SubscribeRequest(after_frame=eng.feed.last_committed,
+                                                       epoch=1, standby="probe")
+                stop.wait(WAIT_S)
+
+            call = replication_pb2_grpc.ReplicationServiceStub(ch).Subscribe(
+                requests(), metadata=(("authorization", f"Bearer {TOKEN}"),))
+            accepted = next(call)
+            stop.set()
+            call.cancel()
+        want = 0 if mode == "sync" else REPLICATION_ASYNC_CONFIRM_MS
+        assert accepted.confirm_interval_ms == want and not accepted.data
+        standby = Standby(str(tmp_path / "s"), node_p.addr, token=TOKEN)
+        assert eng.issue_cards([1, 2, 3], cid()).result(WAIT_S).code == Result.OK
+        for k in range(20):
+            assert eng.recharge(1 + k % 3, 10, cid()).result(WAIT_S).codes[0] == Result.OK
+        last = eng.feed.last_committed
+        deadline = time.monotonic() + WAIT_S
+        while eng.feed.confirmed < last and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert eng.feed.confirmed >= last and eng.feed.status()["lag_records"] == 0
+    finally:
+        if standby is not None:
+            standby.close()
+        node_p.stop()
+        eng.close()
