@@ -34,7 +34,7 @@ import lmdb
 import numpy as np
 
 from core.engine.storage import MAX_DBS, MAX_READERS, Store, from_be, u64
-from core.engine.writer import Engine, EngineConfig
+from core.engine.writer import Engine, EngineConfig, _facts
 from core.records import JOURNAL
 from core.rules import RulesConfig
 
@@ -99,14 +99,23 @@ class Frame:
 
 def encode_frame(epoch: int, number: int, first_seq: int, last_seq: int, time_ns: int,
                  entries: list) -> bytes:
+    return b"".join(_frame_parts(epoch, number, first_seq, last_seq, time_ns, entries)[0])
+
+
+def _frame_parts(epoch: int, number: int, first_seq: int, last_seq: int, time_ns: int,
+                 entries: list) -> tuple[list, int]:
+    """The frame's pieces, to be joined, and its length."""
     parts = [_HEADER.pack(FRAME_MAGIC, FRAME_VERSION, 0, epoch, number, first_seq, last_seq,
                           time_ns, len(entries))]
+    size = _HEADER.size + _ENTRY.size * len(entries)
     for op, name, key, value in entries:
-        parts.append(_ENTRY.pack(op, len(name), len(key), len(value)))
+        lk, lv = len(key), len(value)
+        parts.append(_ENTRY.pack(op, len(name), lk, lv))
         parts.append(name)
         parts.append(key)
         parts.append(value)
-    return b"".join(parts)
+        size += len(name) + lk + lv
+    return parts, size
 
 
 def decode_frame(data: bytes) -> Frame:
@@ -316,7 +325,13 @@ class Feed:
         self._clock_ns = clock_ns
         self._lock = threading.Lock()           # frame numbers in commit order
         self._cond = threading.Condition()      # frames, confirmations
-        self._frames: collections.deque = collections.deque()  # (number, last_seq, time_ns, bytes)
+        # (number, last_seq, time_ns, frame, wire): wire is the message that carries the
+        # frame alone to a standby, built in the same join as the frame (frame is a view
+        # into it), or None (frames from before an envelope was set, preloaded ones).
+        self._frames: collections.deque = collections.deque()
+        # envelope(frame length, primary seq) -> (prefix, suffix): set by the replication
+        # service (server/rpc/replication.py), which knows the message's wire format.
+        self.envelope: Callable[[int, int], tuple[bytes, bytes]] | None = None
         self._bytes = 0
         self._local = threading.local()
         self.store: Store | None = None
@@ -336,7 +351,7 @@ class Feed:
         this store already holds (a promoted standby's recent ones), so the other
         standbys can catch up from before the promotion."""
         for f in frames:
-            self._frames.append(f)
+            self._frames.append((*f[:4], f[4] if len(f) > 4 else None))
             self._bytes += len(f[3])
         while self._bytes > self.buffer_bytes and len(self._frames) > 1:
             self._bytes -= len(self._frames.popleft()[3])
@@ -381,12 +396,20 @@ class Feed:
                     if not first:
                         first = last - len(value) // JOURNAL.itemsize + 1
             now = self._clock_ns()
-            frame = encode_frame(self.epoch, number, first, last, now, ops)
+            parts, size = _frame_parts(self.epoch, number, first, last, now, ops)
+            envelope = self.envelope
+            if envelope is None:
+                frame, wire = b"".join(parts), None
+            else:
+                # The frame and the message that carries it in one join, no second copy.
+                prefix, suffix = envelope(size, last or self.last_seq)
+                wire = b"".join([prefix, *parts, suffix])
+                frame = memoryview(wire)[len(prefix):len(prefix) + size]
             txn.commit()
             self.next_frame = number + 1
             self._local.frame = number
             with self._cond:
-                self._frames.append((number, last, now, frame))
+                self._frames.append((number, last, now, frame, wire))
                 self._bytes += len(frame)
                 while self._bytes > self.buffer_bytes and len(self._frames) > 1:
                     self._bytes -= len(self._frames.popleft()[3])
@@ -418,21 +441,28 @@ class Feed:
     def frames_after(self, number: int, max_bytes: int) -> list[bytes]:
         """Frames with numbers above number, oldest first, up to max_bytes (at least
         one). ReplicationError BEHIND_FEED when the oldest needed is no longer kept."""
+        return [f for _n, f, _wire in self.wires_after(number, max_bytes)[0]]
+
+    def wires_after(self, number: int, max_bytes: int) -> tuple[list[tuple], int, int]:
+        """frames_after's frames as (number, frame, wire or None), with the feed's last
+        committed frame and last seq as they were then: a wire whose frame is that last
+        one carries that seq (it is the one sent as it is)."""
         with self._cond:
             if number >= self.last_committed:
-                return []
+                return [], self.last_committed, self.last_seq
             if not self._frames or self._frames[0][0] > number + 1:
                 raise ReplicationError("BEHIND_FEED", f"frame {number + 1} is no longer in the "
                                        "primary's feed; bootstrap from a hot copy")
             start = number + 1 - self._frames[0][0]
             out, size = [], 0
             for i in range(start, len(self._frames)):
-                f = self._frames[i][3]
+                item = self._frames[i]
+                f = item[3]
                 if out and size + len(f) > max_bytes:
                     break
-                out.append(f)
+                out.append((item[0], f, item[4]))
                 size += len(f)
-            return out
+            return out, self.last_committed, self.last_seq
 
     def wait_frames(self, number: int, timeout_s: float) -> bool:
         """Wait until a frame after number is committed (or timeout); True if one is."""
@@ -454,11 +484,16 @@ class Feed:
             if number <= self.confirmed:
                 return
             self.confirmed = number
-            for n, last, _t, _f in self._frames:
-                if n > number:
-                    break
-                if last:
-                    self.confirmed_seq = last
+            # The newest journal seq in the frames up to number: read back from it
+            # (frames are consecutive), not from the oldest kept.
+            frames = self._frames
+            if frames:
+                i = min(number - frames[0][0], len(frames) - 1)
+                while i >= 0 and frames[i][0] <= number:
+                    if frames[i][1]:
+                        self.confirmed_seq = max(self.confirmed_seq, frames[i][1])
+                        break
+                    i -= 1
             if self.degraded and number >= self.last_committed:
                 self.degraded = False
                 log.warning("replication: the standby caught up; sync again")
@@ -496,7 +531,7 @@ class Feed:
         """For metrics: mode, standbys, lag in records and seconds."""
         with self._cond:
             lag_s = 0.0
-            for n, _last, t, _f in self._frames:
+            for n, _last, t, _f, _w in self._frames:
                 if n > self.confirmed:
                     lag_s = max(0.0, (self._clock_ns() - t) / 1e9)
                     break
@@ -590,6 +625,7 @@ class Replica:
     def __init__(self, data_dir: str, *, config: EngineConfig | None = None,
                  leader: str = "", observer: object | None = None,
                  before_commit: Callable[[Frame], None] | None = None,
+                 after_commit: Callable[[Frame], None] | None = None,
                  rules: RulesConfig | None = None) -> None:
         """rules: the rules a store without any starts with (a new [ha] node's, which
         may become the first primary; a replicated store has the primary's)."""
@@ -605,7 +641,10 @@ class Replica:
         self.recent: collections.deque = collections.deque()
         self._recent_bytes = 0
         self.buffer_bytes = FEED_BUFFER_BYTES
+        # Test hooks: inside each frame's transaction before its commit; after the
+        # transaction's commit, before it is confirmed (its last frame).
         self.before_commit = before_commit
+        self.after_commit = after_commit
         self._listeners: list[Callable[[Frame, set], None]] = []
 
     @property
@@ -617,57 +656,96 @@ class Replica:
         self._listeners.append(fn)
 
     def check(self, frame: Frame) -> None:
-        if frame.epoch < self.applied_epoch:
+        self._check(frame, self.applied_frame, self.applied_epoch)
+
+    @staticmethod
+    def _check(frame: Frame, applied_frame: int, applied_epoch: int) -> None:
+        if frame.epoch < applied_epoch:
             raise StaleEpoch(f"frame {frame.number} is of epoch {frame.epoch}; this standby "
-                             f"has applied epoch {self.applied_epoch}")
-        if frame.number != self.applied_frame + 1:
+                             f"has applied epoch {applied_epoch}")
+        if frame.number != applied_frame + 1:
             raise ReplicationError("FRAME_GAP", f"frame {frame.number} after applied frame "
-                                   f"{self.applied_frame}")
+                                   f"{applied_frame}")
 
     def apply(self, data: bytes) -> Frame:
         """Write one frame durably (one transaction) and publish its journal blocks;
         ReplicationError (nothing written) for a stale epoch or a gap."""
-        frame = decode_frame(data)
-        self.check(frame)
+        return self.apply_many([data])[-1]
+
+    def apply_many(self, datas: list, durable: Callable[[int], None] | None = None) -> list[Frame]:
+        """Write consecutive frames durably in one transaction (one fsync: what a standby
+        that is behind receives in one message) and publish them in order; the store
+        ends as if each had been applied alone (the same writes in the same order, the
+        position that of the last). ReplicationError (nothing written) if any is of a
+        stale epoch, out of order, or malformed. durable(last frame number) runs right
+        after the commit, before the publish: a standby confirms there, so the
+        in-memory publish is not on a sync acknowledgement's path."""
+        frames = [decode_frame(d) for d in datas]
+        applied_frame, applied_epoch = self.applied_frame, self.applied_epoch
+        for frame in frames:
+            self._check(frame, applied_frame, applied_epoch)
+            applied_frame, applied_epoch = frame.number, frame.epoch
+            for op, name, _key, value in frame.entries:
+                if name == _JOURNAL_DB and op == PUT:
+                    # The publish below trusts a block's seqs to be contiguous (as the
+                    # primary's commit made them): checked before anything is written.
+                    seqs = np.frombuffer(value, dtype=JOURNAL)["seq"]
+                    if len(seqs) > 1 and not bool(np.all(np.diff(seqs) == 1)):
+                        raise ReplicationError("FRAME_INVALID", f"frame {frame.number}: a "
+                                               "journal block whose seqs are not contiguous")
         store = self.engine.store
         while True:
             try:
                 with store.env.begin(write=True) as txn:
-                    for op, name, key, value in frame.entries:
-                        db = store.named_db(name.decode(), txn)
-                        if op == PUT:
-                            txn.put(key, value, db=db)
-                        elif op == DELETE:
-                            txn.delete(key, db=db)
-                        else:
-                            txn.drop(db, delete=op == DROP_DELETE)
-                            if op == DROP_DELETE:
-                                store.db.pop(name.decode(), None)
-                    if self.before_commit is not None:
-                        self.before_commit(frame)
+                    handles: dict = {}
+                    for frame in frames:
+                        for op, name, key, value in frame.entries:
+                            db = handles.get(name)
+                            if db is None:
+                                db = handles[name] = store.named_db(name.decode(), txn)
+                            if op == PUT:
+                                txn.put(key, value, db=db)
+                            elif op == DELETE:
+                                txn.delete(key, db=db)
+                            else:
+                                txn.drop(db, delete=op == DROP_DELETE)
+                                if op == DROP_DELETE:
+                                    store.db.pop(name.decode(), None)
+                                    handles.pop(name, None)
+                        if self.before_commit is not None:
+                            self.before_commit(frame)
                 break
             except lmdb.MapFullError:
                 store.grow()
-        self._publish(frame)
-        if self.recent and self.recent[-1][0] != frame.number - 1:
-            self.recent.clear()
-            self._recent_bytes = 0
-        self.recent.append((frame.number, frame.last_seq, frame.time_ns, data))
-        self._recent_bytes += len(data)
-        while self._recent_bytes > self.buffer_bytes and len(self.recent) > 1:
-            self._recent_bytes -= len(self.recent.popleft()[3])
-        self.applied_frame = frame.number
-        self.applied_epoch = frame.epoch
-        self.applied_time_ns = frame.time_ns
-        return frame
+        if self.after_commit is not None:
+            self.after_commit(frames[-1])
+        if durable is not None:
+            durable(frames[-1].number)
+        for frame, data in zip(frames, datas, strict=True):
+            self._publish(frame)
+            if self.recent and self.recent[-1][0] != frame.number - 1:
+                self.recent.clear()
+                self._recent_bytes = 0
+            self.recent.append((frame.number, frame.last_seq, frame.time_ns, data))
+            self._recent_bytes += len(data)
+            while self._recent_bytes > self.buffer_bytes and len(self.recent) > 1:
+                self._recent_bytes -= len(self.recent.popleft()[3])
+            self.applied_frame = frame.number
+            self.applied_epoch = frame.epoch
+            self.applied_time_ns = frame.time_ns
+        return frames
 
     def _publish(self, frame: Frame) -> None:
         eng = self.engine
         names = {name for _op, name, _k, _v in frame.entries}
         for op, name, _key, value in frame.entries:
             if name == _JOURNAL_DB and op == PUT:
-                block = np.frombuffer(value, dtype=JOURNAL).copy()
-                eng._publish_committed(block, None, claim_ids=True)
+                # Copied as bytes, then viewed: a copy of the structured dtype goes
+                # field by field (15x slower); the publish needs a writable array.
+                block = np.frombuffer(value, dtype=np.uint8).copy().view(JOURNAL)
+                # No id block: a standby never checkpoints by itself (cleared below).
+                eng._publish_committed(block, None, claim_ids=True,
+                                       facts=_facts(block, with_ids=False))
         eng._next_seq = eng._last_seq + 1
         # The standby never checkpoints by itself (a promotion reopens from the store):
         # drop the bookkeeping a checkpoint would consume.

@@ -534,9 +534,14 @@ class _Facts:
 _REFUND = int(OpType.REFUND)  # a plain int: comparing a numpy column to an IntEnum is slower
 
 
-def _facts(recs: np.ndarray) -> _Facts:
-    ids = np.empty(len(recs), dtype=IDS_DTYPE)
-    n_refunds, n_coupons = _fastpath.block_facts(recs, len(recs), ids)
+def _facts(recs: np.ndarray, with_ids: bool = True) -> _Facts:
+    """with_ids False: no id block (a standby, which never checkpoints by itself)."""
+    ids = np.empty(len(recs) if with_ids else 0, dtype=IDS_DTYPE)
+    if with_ids:
+        n_refunds, n_coupons = _fastpath.block_facts(recs, len(recs), ids)
+    else:
+        n_refunds = int(np.count_nonzero(recs["op_type"] == _REFUND))
+        n_coupons = int(np.count_nonzero(recs["kind"] == RecordKind.KIND_COUPON))
     refunds = recs[recs["op_type"] == _REFUND] if n_refunds else ()
     return _Facts(ids, [(int(r["ref_seq"]), int(r["amount_fen"])) for r in refunds],
                   n_coupons > 0)
@@ -867,20 +872,20 @@ class Engine:
         if claim_ids:
             # Each op's first record claims its client id (recovery and admin ops; hot
             # batches claimed theirs when applied).
-            pairs = np.empty(n, dtype=[("hi", "<u8"), ("lo", "<u8")])
-            pairs["hi"], pairs["lo"] = recs["client_hi"], recs["client_lo"]
-            _, first = np.unique(pairs, return_index=True)
-            first.sort()
+            # insert_many goes in record order and keeps a key it has: the first record
+            # of each op wins, with no sort to find it.
             self._id_index.insert_many(
-                recs["client_hi"][first].astype(np.uint64), recs["client_lo"][first].astype(np.uint64),
-                ((recs["seq"][first] << np.uint64(8)) | recs["result"][first].astype(np.uint64)).astype(np.int64))
+                recs["client_hi"].astype(np.uint64), recs["client_lo"].astype(np.uint64),
+                ((recs["seq"] << np.uint64(8)) | recs["result"].astype(np.uint64)).astype(np.int64))
         if claim_ids:
             # Admin ops and recovery may bring cards the table has not seen (issue,
             # replacement); hot batches never do.
-            nos = np.unique(recs["card_no"][recs["kind"] == RecordKind.KIND_CARD]).astype(np.uint64)
+            # Looked up record by record (a hash probe each), deduplicated only when
+            # some are unknown: cheaper than sorting every block's card numbers.
+            nos = recs["card_no"][recs["kind"] == RecordKind.KIND_CARD].astype(np.uint64)
             unknown = self._card_index.lookup_many(np.zeros(len(nos), np.uint64), nos) < 0
             if unknown.any():
-                self._ensure_capacity(int(np.count_nonzero(unknown)))
+                self._ensure_capacity(len(np.unique(nos[unknown])))
         if facts.has_coupons:
             if claim_ids:
                 is_coupon = recs["kind"] == RecordKind.KIND_COUPON

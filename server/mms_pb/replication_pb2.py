@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18mms/v1/replication.proto\x12\x06mms.v1\"`\n\x10SubscribeRequest\x12\x13\n\x0b\x61\x66ter_frame\x18\x01 \x01(\x04\x12\r\n\x05\x65poch\x18\x02 \x01(\x04\x12\x17\n\x0f\x63onfirmed_frame\x18\x03 \x01(\x04\x12\x0f\n\x07standby\x18\x04 \x01(\t\"E\n\nFrameChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x14\n\x0c\x65nd_of_frame\x18\x02 \x01(\x08\x12\x13\n\x0bprimary_seq\x18\x03 \x01(\x04\"!\n\x0eHotCopyRequest\x12\x0f\n\x07standby\x18\x01 \x01(\t\"j\n\tCopyChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\r\n\x05\x66rame\x18\x02 \x01(\x04\x12\r\n\x05\x65poch\x18\x03 \x01(\x04\x12\x12\n\nsize_bytes\x18\x04 \x01(\x04\x12\x0c\n\x04last\x18\x05 \x01(\x08\x12\x0f\n\x07pii_key\x18\x06 \x01(\x0c\"\x1a\n\x18ReplicationStatusRequest\"\xcf\x01\n\x11ReplicationStatus\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\r\n\x05\x65poch\x18\x02 \x01(\x04\x12\r\n\x05\x66rame\x18\x03 \x01(\x04\x12\x0b\n\x03seq\x18\x04 \x01(\x04\x12\x0c\n\x04mode\x18\x05 \x01(\t\x12\x10\n\x08standbys\x18\x06 \x01(\r\x12\x13\n\x0blag_records\x18\x07 \x01(\x04\x12\x0e\n\x06lag_ms\x18\x08 \x01(\x04\x12\x0f\n\x07primary\x18\t \x01(\t\x12\x14\n\x0c\x65rror_reason\x18\n \x01(\t\x12\x15\n\rerror_message\x18\x0b \x01(\t2\xd2\x01\n\x12ReplicationService\x12=\n\tSubscribe\x12\x18.mms.v1.SubscribeRequest\x1a\x12.mms.v1.FrameChunk(\x01\x30\x01\x12\x36\n\x07HotCopy\x12\x16.mms.v1.HotCopyRequest\x1a\x11.mms.v1.CopyChunk0\x01\x12\x45\n\x06Status\x12 .mms.v1.ReplicationStatusRequest\x1a\x19.mms.v1.ReplicationStatusb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18mms/v1/replication.proto\x12\x06mms.v1\"q\n\x10SubscribeRequest\x12\x13\n\x0b\x61\x66ter_frame\x18\x01 \x01(\x04\x12\r\n\x05\x65poch\x18\x02 \x01(\x04\x12\x17\n\x0f\x63onfirmed_frame\x18\x03 \x01(\x04\x12\x0f\n\x07standby\x18\x04 \x01(\t\x12\x0f\n\x07\x62\x61tches\x18\x05 \x01(\x08\"w\n\nFrameChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x14\n\x0c\x65nd_of_frame\x18\x02 \x01(\x08\x12\x13\n\x0bprimary_seq\x18\x03 \x01(\x04\x12\x13\n\x0b\x66rame_bytes\x18\x04 \x03(\r\x12\x1b\n\x13\x63onfirm_interval_ms\x18\x05 \x01(\r\"!\n\x0eHotCopyRequest\x12\x0f\n\x07standby\x18\x01 \x01(\t\"j\n\tCopyChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\r\n\x05\x66rame\x18\x02 \x01(\x04\x12\r\n\x05\x65poch\x18\x03 \x01(\x04\x12\x12\n\nsize_bytes\x18\x04 \x01(\x04\x12\x0c\n\x04last\x18\x05 \x01(\x08\x12\x0f\n\x07pii_key\x18\x06 \x01(\x0c\"\x1a\n\x18ReplicationStatusRequest\"\xcf\x01\n\x11ReplicationStatus\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\r\n\x05\x65poch\x18\x02 \x01(\x04\x12\r\n\x05\x66rame\x18\x03 \x01(\x04\x12\x0b\n\x03seq\x18\x04 \x01(\x04\x12\x0c\n\x04mode\x18\x05 \x01(\t\x12\x10\n\x08standbys\x18\x06 \x01(\r\x12\x13\n\x0blag_records\x18\x07 \x01(\x04\x12\x0e\n\x06lag_ms\x18\x08 \x01(\x04\x12\x0f\n\x07primary\x18\t \x01(\t\x12\x14\n\x0c\x65rror_reason\x18\n \x01(\t\x12\x15\n\rerror_message\x18\x0b \x01(\t2\xd2\x01\n\x12ReplicationService\x12=\n\tSubscribe\x12\x18.mms.v1.SubscribeRequest\x1a\x12.mms.v1.FrameChunk(\x01\x30\x01\x12\x36\n\x07HotCopy\x12\x16.mms.v1.HotCopyRequest\x1a\x11.mms.v1.CopyChunk0\x01\x12\x45\n\x06Status\x12 .mms.v1.ReplicationStatusRequest\x1a\x19.mms.v1.ReplicationStatusb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,17 +32,17 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'mms.v1.replication_pb2', _g
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_SUBSCRIBEREQUEST']._serialized_start=36
-  _globals['_SUBSCRIBEREQUEST']._serialized_end=132
-  _globals['_FRAMECHUNK']._serialized_start=134
-  _globals['_FRAMECHUNK']._serialized_end=203
-  _globals['_HOTCOPYREQUEST']._serialized_start=205
-  _globals['_HOTCOPYREQUEST']._serialized_end=238
-  _globals['_COPYCHUNK']._serialized_start=240
-  _globals['_COPYCHUNK']._serialized_end=346
-  _globals['_REPLICATIONSTATUSREQUEST']._serialized_start=348
-  _globals['_REPLICATIONSTATUSREQUEST']._serialized_end=374
-  _globals['_REPLICATIONSTATUS']._serialized_start=377
-  _globals['_REPLICATIONSTATUS']._serialized_end=584
-  _globals['_REPLICATIONSERVICE']._serialized_start=587
-  _globals['_REPLICATIONSERVICE']._serialized_end=797
+  _globals['_SUBSCRIBEREQUEST']._serialized_end=149
+  _globals['_FRAMECHUNK']._serialized_start=151
+  _globals['_FRAMECHUNK']._serialized_end=270
+  _globals['_HOTCOPYREQUEST']._serialized_start=272
+  _globals['_HOTCOPYREQUEST']._serialized_end=305
+  _globals['_COPYCHUNK']._serialized_start=307
+  _globals['_COPYCHUNK']._serialized_end=413
+  _globals['_REPLICATIONSTATUSREQUEST']._serialized_start=415
+  _globals['_REPLICATIONSTATUSREQUEST']._serialized_end=441
+  _globals['_REPLICATIONSTATUS']._serialized_start=444
+  _globals['_REPLICATIONSTATUS']._serialized_end=651
+  _globals['_REPLICATIONSERVICE']._serialized_start=654
+  _globals['_REPLICATIONSERVICE']._serialized_end=864
 # @@protoc_insertion_point(module_scope)

@@ -1,30 +1,38 @@
+from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable
 from typing import ClassVar as _ClassVar, Optional as _Optional
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class SubscribeRequest(_message.Message):
-    __slots__ = ("after_frame", "epoch", "confirmed_frame", "standby")
+    __slots__ = ("after_frame", "epoch", "confirmed_frame", "standby", "batches")
     AFTER_FRAME_FIELD_NUMBER: _ClassVar[int]
     EPOCH_FIELD_NUMBER: _ClassVar[int]
     CONFIRMED_FRAME_FIELD_NUMBER: _ClassVar[int]
     STANDBY_FIELD_NUMBER: _ClassVar[int]
+    BATCHES_FIELD_NUMBER: _ClassVar[int]
     after_frame: int
     epoch: int
     confirmed_frame: int
     standby: str
-    def __init__(self, after_frame: _Optional[int] = ..., epoch: _Optional[int] = ..., confirmed_frame: _Optional[int] = ..., standby: _Optional[str] = ...) -> None: ...
+    batches: bool
+    def __init__(self, after_frame: _Optional[int] = ..., epoch: _Optional[int] = ..., confirmed_frame: _Optional[int] = ..., standby: _Optional[str] = ..., batches: _Optional[bool] = ...) -> None: ...
 
 class FrameChunk(_message.Message):
-    __slots__ = ("data", "end_of_frame", "primary_seq")
+    __slots__ = ("data", "end_of_frame", "primary_seq", "frame_bytes", "confirm_interval_ms")
     DATA_FIELD_NUMBER: _ClassVar[int]
     END_OF_FRAME_FIELD_NUMBER: _ClassVar[int]
     PRIMARY_SEQ_FIELD_NUMBER: _ClassVar[int]
+    FRAME_BYTES_FIELD_NUMBER: _ClassVar[int]
+    CONFIRM_INTERVAL_MS_FIELD_NUMBER: _ClassVar[int]
     data: bytes
     end_of_frame: bool
     primary_seq: int
-    def __init__(self, data: _Optional[bytes] = ..., end_of_frame: _Optional[bool] = ..., primary_seq: _Optional[int] = ...) -> None: ...
+    frame_bytes: _containers.RepeatedScalarFieldContainer[int]
+    confirm_interval_ms: int
+    def __init__(self, data: _Optional[bytes] = ..., end_of_frame: _Optional[bool] = ..., primary_seq: _Optional[int] = ..., frame_bytes: _Optional[_Iterable[int]] = ..., confirm_interval_ms: _Optional[int] = ...) -> None: ...
 
 class HotCopyRequest(_message.Message):
     __slots__ = ("standby",)

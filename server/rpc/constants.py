@@ -59,6 +59,8 @@ MALFORMED_LOG_INTERVAL_S = 60.0
 # size, below the message bound; one Subscribe read sends frames up to the second bound.
 REPLICATION_CHUNK_BYTES = 2 << 20
 REPLICATION_SEND_BYTES_MAX = 4 << 20
+# An async primary asks its standbys to confirm at most this often (sync: every frame).
+REPLICATION_ASYNC_CONFIRM_MS = 20
 # A standby that lost its primary subscribes again after this long.
 REPLICATION_RECONNECT_S = 0.5
 # Status calls between nodes give up after this long.

@@ -44,6 +44,7 @@ from core.domain.pii import KEY_ENV as PII_KEY_ENV
 from core.domain.pii import KEY_FILE as PII_KEY_FILE
 from server.mms_pb import replication_pb2, replication_pb2_grpc
 from server.rpc.constants import (
+    REPLICATION_ASYNC_CONFIRM_MS,
     REPLICATION_CHUNK_BYTES,
     REPLICATION_CONNECT_TIMEOUT_S,
     REPLICATION_RECONNECT_S,
@@ -84,6 +85,140 @@ _UNAUTH = ("REPLICATION_TOKEN", "a replication call needs authorization: Bearer 
            "replication token both nodes are given>")
 
 
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while n > 0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def frame_envelope(size: int, primary_seq: int) -> tuple[bytes, bytes]:
+    """What goes around a frame of size bytes to make it a FrameChunk message on the
+    wire (data = the frame, end_of_frame, primary_seq): the Feed joins the frame and
+    these once, at commit, and Subscribe sends that as it is (the guard's serializer
+    lets bytes through), with no protobuf message built or copied per frame.
+    tests/rpc/test_replication_rpc.py checks it parses as FrameChunk."""
+    return (b"\x0a" + _varint(size),
+            b"\x10\x01" + (b"\x18" + _varint(primary_seq) if primary_seq else b""))
+
+
+def _messages(frames: list, last_frame: int, primary_seq: int, batches: bool):
+    """The chunks that carry frames ((number, frame, wire) from Feed.wires_after): to a
+    standby that takes batches, consecutive frames that fit in one chunk travel together
+    (one message, one transaction and one confirmation on the standby); a frame larger
+    than a chunk is sliced. A frame alone that is the feed's last goes as the wire its
+    commit built (its primary_seq is the feed's now)."""
+    group: list = []
+    size = 0
+    for number, frame, wire in frames:
+        if batches and len(frame) <= REPLICATION_CHUNK_BYTES:
+            if group and size + len(frame) > REPLICATION_CHUNK_BYTES:
+                yield _batch(group, last_frame, primary_seq)
+                group, size = [], 0
+            group.append((number, frame, wire))
+            size += len(frame)
+            continue
+        if group:
+            yield _batch(group, last_frame, primary_seq)
+            group, size = [], 0
+        if wire is not None and number == last_frame and len(frame) <= REPLICATION_CHUNK_BYTES:
+            yield wire
+        else:
+            yield from _chunks(frame, primary_seq)
+    if group:
+        yield _batch(group, last_frame, primary_seq)
+
+
+def _batch(group: list, last_frame: int, primary_seq: int):
+    if len(group) == 1:
+        number, frame, wire = group[0]
+        if wire is not None and number == last_frame:
+            return wire
+        return replication_pb2.FrameChunk(data=frame, end_of_frame=True,
+                                          primary_seq=primary_seq)
+    frames = [f for _n, f, _w in group]
+    return replication_pb2.FrameChunk(data=b"".join(frames), end_of_frame=True,
+                                      primary_seq=primary_seq,
+                                      frame_bytes=[len(f) for f in frames])
+
+
+class _Chunk:
+    """A FrameChunk as the standby reads it: data is a view into the received message
+    (not a copy: the frame is kept as received, Replica.recent)."""
+
+    __slots__ = ("data", "end_of_frame", "frame_bytes", "primary_seq")
+    confirm_interval_ms = 0  # only an accepting chunk has one (parsed by protobuf)
+
+    def __init__(self, data, end_of_frame: bool, primary_seq: int, frame_bytes: list) -> None:
+        self.data, self.end_of_frame = data, end_of_frame
+        self.primary_seq, self.frame_bytes = primary_seq, frame_bytes
+
+
+def _read_varint(raw: bytes, off: int) -> tuple[int, int]:
+    n = shift = 0
+    while True:
+        b = raw[off]
+        off += 1
+        n |= (b & 0x7F) << shift
+        if b < 0x80:
+            return n, off
+        shift += 7
+        if shift > 63:
+            raise ValueError("varint too long")
+
+
+def parse_chunk(raw: bytes):
+    """FrameChunk's decoder on the standby: its fields read in place, data a view into
+    raw; anything else than FrameChunk's own four fields as Subscribe sends them goes
+    to protobuf's parser (so the answer is protobuf's in every case)."""
+    try:
+        view = memoryview(raw)
+        data, eof, seq, sizes = b"", False, 0, []
+        off, end = 0, len(raw)
+        while off < end:
+            tag, off = _read_varint(raw, off)
+            if tag == 0x0A:       # 1 data, LEN
+                n, off = _read_varint(raw, off)
+                if off + n > end:
+                    raise ValueError("data past the end")
+                data = view[off:off + n]
+                off += n
+            elif tag == 0x10:     # 2 end_of_frame
+                v, off = _read_varint(raw, off)
+                eof = v != 0
+            elif tag == 0x18:     # 3 primary_seq
+                seq, off = _read_varint(raw, off)
+            elif tag == 0x22:     # 4 frame_bytes, packed
+                n, off = _read_varint(raw, off)
+                stop = off + n
+                if stop > end:
+                    raise ValueError("frame_bytes past the end")
+                while off < stop:
+                    v, off = _read_varint(raw, off)
+                    sizes.append(v)
+                if off != stop:
+                    raise ValueError("frame_bytes cut")
+            else:
+                raise ValueError("another field")
+        return _Chunk(data, eof, seq, sizes)
+    except (ValueError, IndexError):
+        return replication_pb2.FrameChunk.FromString(raw)
+
+
+def _split(data: bytes, sizes) -> list:
+    """The frames of a batched chunk (views into data, not copies)."""
+    if sum(sizes) != len(data):
+        raise ReplicationError("FRAME_INVALID", f"a chunk of {len(data)} bytes said its "
+                               f"frames are {sum(sizes)}")
+    view, out, off = memoryview(data), [], 0
+    for n in sizes:
+        out.append(view[off:off + n])
+        off += n
+    return out
+
+
 def _chunks(frame: bytes, primary_seq: int = 0):
     if len(frame) <= REPLICATION_CHUNK_BYTES:  # a group commit's frame: no slicing copy
         yield replication_pb2.FrameChunk(data=frame, end_of_frame=True, primary_seq=primary_seq)
@@ -102,6 +237,7 @@ class ReplicationService(replication_pb2_grpc.ReplicationServiceServicer):
     def __init__(self, engine: Engine, token: str | None) -> None:
         self.engine = engine
         self.feed: Feed = engine.feed
+        self.feed.envelope = frame_envelope
         self.token = token
 
     async def Subscribe(self, request_iterator, context):  # noqa: N802 (gRPC's name)
@@ -127,9 +263,15 @@ class ReplicationService(replication_pb2_grpc.ReplicationServiceServicer):
         loop = asyncio.get_running_loop()
         wake = asyncio.Event()
         gone = False
+        # One wake-up of the loop per burst of commits, not per commit: a commit that
+        # finds one already asked for adds nothing (the loop reads the feed after it
+        # clears the flag, so it sees that commit's frame).
+        asked = [False]
 
         def poke() -> None:
-            loop.call_soon_threadsafe(wake.set)
+            if not asked[0]:
+                asked[0] = True
+                loop.call_soon_threadsafe(wake.set)
 
         async def confirmations() -> None:
             nonlocal gone
@@ -147,19 +289,20 @@ class ReplicationService(replication_pb2_grpc.ReplicationServiceServicer):
         log.info("standby %r follows from frame %d", first.standby, first.after_frame)
         pos = first.after_frame
         try:
-            yield replication_pb2.FrameChunk()  # accepted
+            yield replication_pb2.FrameChunk(  # accepted
+                confirm_interval_ms=0 if feed.sync else REPLICATION_ASYNC_CONFIRM_MS)
             while not gone:
                 wake.clear()
+                asked[0] = False
                 try:
-                    frames = feed.frames_after(pos, REPLICATION_SEND_BYTES_MAX)
+                    frames, last_frame, last_seq = feed.wires_after(pos, REPLICATION_SEND_BYTES_MAX)
                 except ReplicationError as e:
                     await _abort(context, _fail(grpc.StatusCode.FAILED_PRECONDITION, e.reason, str(e)))
                 if not frames:
                     await wake.wait()
                     continue
-                for frame in frames:
-                    for chunk in _chunks(frame, feed.last_seq):
-                        yield chunk
+                for chunk in _messages(frames, last_frame, last_seq, first.batches):
+                    yield chunk
                 pos += len(frames)
         finally:
             feed.remove_listener(poke)
@@ -313,7 +456,8 @@ class Standby:
     def __init__(self, data_dir: str, primary: str | None, *, token: str | None = None,
                  config: EngineConfig | None = None, name: str = "",
                  observer: object | None = None,
-                 before_commit: Callable | None = None, start: bool = True,
+                 before_commit: Callable | None = None,
+                 after_commit: Callable | None = None, start: bool = True, batches: bool = True,
                  on_refused: Callable[[Standby, ReplicationError], None] | None = None,
                  rules: object | None = None) -> None:
         """primary None: an idle standby over data_dir's store (readable, following
@@ -333,11 +477,16 @@ class Standby:
         self._confirming = threading.Event()
         self._confirming.set()
         self._acks: queue.Queue | None = None
+        # Ask the primary for several waiting frames per message (False: one per
+        # message, as a test that stops at one frame's commit needs).
+        self.batches = batches
+        self._confirm_interval_s = 0.0  # what the primary's acceptance asks
         self._call = None
         self._channel: grpc.Channel | None = None
         call = self._open() if primary else None
         self.replica = Replica(data_dir, config=self.config, leader=self.primary,
-                               observer=observer, before_commit=before_commit, rules=rules)
+                               observer=observer, before_commit=before_commit,
+                               after_commit=after_commit, rules=rules)
         self.engine = self.replica.engine
         self._thread = threading.Thread(target=self._run, args=(call,), name="mms-standby",
                                         daemon=True)
@@ -348,21 +497,39 @@ class Standby:
 
     def _subscribe(self, frame: int, epoch: int):
         self._channel = _channel(self.primary)
-        stub = replication_pb2_grpc.ReplicationServiceStub(self._channel)
+        # Subscribe with parse_chunk for its answers (the frames stay where they arrived).
+        subscribe = self._channel.stream_stream(
+            "/mms.v1.ReplicationService/Subscribe",
+            request_serializer=replication_pb2.SubscribeRequest.SerializeToString,
+            response_deserializer=parse_chunk)
         acks: queue.Queue = queue.Queue()
         self._acks = acks
 
         def requests():
-            yield replication_pb2.SubscribeRequest(after_frame=frame, epoch=epoch, standby=self.name)
+            yield replication_pb2.SubscribeRequest(after_frame=frame, epoch=epoch,
+                                                   standby=self.name, batches=self.batches)
+            sent_at = 0.0
             while True:
                 item = acks.get()
+                # Confirmations queued meanwhile, or until the primary's interval has
+                # passed since the last one sent: the newest says all of them.
+                due = sent_at + self._confirm_interval_s
+                while item is not None:
+                    wait = due - time.monotonic()
+                    try:
+                        nxt = acks.get(timeout=wait) if wait > 0 else acks.get_nowait()
+                    except queue.Empty:
+                        break
+                    item = nxt if nxt is None else max(item, nxt)
                 if item is None:
                     return
+                sent_at = time.monotonic()
                 yield replication_pb2.SubscribeRequest(confirmed_frame=item)
 
-        call = stub.Subscribe(requests(), metadata=(("authorization", f"Bearer {self.token}"),))
+        call = subscribe(requests(), metadata=(("authorization", f"Bearer {self.token}"),))
         self._call = call
-        next(call)  # the primary's acceptance (or its refusal, raised here)
+        accepted = next(call)  # the primary's acceptance (or its refusal, raised here)
+        self._confirm_interval_s = accepted.confirm_interval_ms / 1000
         return call
 
     def _close_call(self) -> None:
@@ -401,9 +568,13 @@ class Standby:
                         # Nothing applied yet: only a hot copy brings what the primary
                         # wrote before its feed began (its PIN key, its first rules).
                         if self.replica.applied_seq:
-                            raise ReplicationError("NOT_A_REPLICA", f"{self.data_dir} holds "
-                                                   "journal records but no replication "
-                                                   "position: move it away to follow")
+                            raise ReplicationError(
+                                "NOT_A_REPLICA", f"{self.data_dir} holds journal records "
+                                "but no replication position (a single server's store): "
+                                "following would overwrite them. To make it the cluster's "
+                                "first leader, start it with [ha] before any other node "
+                                "(docs/operating.md, 'From a single server to a "
+                                "cluster'); to follow instead, move it away")
                         raise ReplicationError("NEEDS_COPY", "an empty store bootstraps first")
                     call = self._subscribe(self.replica.applied_frame, self.replica.applied_epoch)
                 self.connected = True
@@ -434,17 +605,24 @@ class Standby:
     def _follow(self, call) -> None:
         parts: list[bytes] = []
         acks = self._acks
+
+        def durable(number: int) -> None:  # committed (fsync'd): confirm before publishing
+            if self._confirming.is_set():
+                acks.put(number)
         for chunk in call:
             if chunk.primary_seq:
                 self.primary_seq = chunk.primary_seq
-            parts.append(chunk.data)
-            if not chunk.end_of_frame:
-                continue
-            data = parts[0] if len(parts) == 1 else b"".join(parts)
-            parts = []
-            self.replica.apply(data)
-            if self._confirming.is_set():
-                acks.put(self.replica.applied_frame)
+            if chunk.frame_bytes:
+                if parts:
+                    raise ReplicationError("FRAME_INVALID", "a batch of frames inside a frame")
+                self.replica.apply_many(_split(chunk.data, chunk.frame_bytes), durable)
+            else:
+                parts.append(chunk.data)
+                if not chunk.end_of_frame:
+                    continue
+                data = parts[0] if len(parts) == 1 else b"".join(parts)
+                parts = []
+                self.replica.apply_many([data], durable)
             if self._stop.is_set():
                 return
 
@@ -681,13 +859,16 @@ class ReplicatedNode:
 
     # --- candidacy ---------------------------------------------------------------------
 
-    def position(self) -> tuple[int, int]:
-        """(epoch, frame) this node has applied (standby) or committed (primary)."""
+    def position(self) -> tuple[int, int, int]:
+        """(epoch, frame, seq) this node has applied (standby) or committed (primary).
+        The seq only decides between stores that applied no frame: a single server's
+        store with [ha] for the first time (its records, frame 0) is ahead of a new
+        node's empty one, so the empty node leaves the first leadership to it."""
         st = self.standby
         if st is not None:
-            return st.replica.applied_epoch, st.replica.applied_frame
+            return st.replica.applied_epoch, st.replica.applied_frame, st.replica.applied_seq
         feed = self.engine.feed
-        return (feed.epoch, feed.last_committed) if feed is not None else (0, 0)
+        return (feed.epoch, feed.last_committed, feed.last_seq) if feed is not None else (0, 0, 0)
 
     def lagging(self) -> str:
         """Why this standby must not campaign now ("" if it may): it knows the primary had
@@ -711,7 +892,7 @@ class ReplicatedNode:
                 st = status_of(addr, self.token, timeout_s)
             except grpc.RpcError:
                 continue
-            if (st["epoch"], st["frame"]) > mine:
+            if (st["epoch"], st["frame"], st["seq"]) > mine:
                 log.info("%s: peer %s at epoch %d frame %d is ahead of %s", self.name, name,
                          st["epoch"], st["frame"], mine)
                 return name

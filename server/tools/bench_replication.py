@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import resource
 import tempfile
 
 import numpy as np
@@ -20,6 +21,18 @@ from server.tools.bench import _setup, run_load
 from server.tools.launch import ChildServer, TerminalSpec
 
 MODES = ("none", "async", "sync")
+
+
+def _cpu_s(pid: int) -> float:
+    """A process's CPU time so far (user + system, all its threads), from /proc."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _own_cpu_s() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
 
 
 def _mode_run(args, mode: str) -> dict:
@@ -39,9 +52,21 @@ def _mode_run(args, mode: str) -> dict:
             try:
                 cards = asyncio.run(_setup(primary.target, primary.token("admin"),
                                            primary.token("pos"), args.cards))
+                procs = {"primary": primary.proc.pid}
+                if standby is not None:
+                    procs["standby"] = standby.proc.pid
+                before = {k: _cpu_s(pid) for k, pid in procs.items()}
+                client0 = _own_cpu_s()
                 out = asyncio.run(run_load(primary.target, primary.token("pos"), cards,
                                            streams=args.streams, seconds=args.seconds,
                                            batch=args.batch, unary=False))
+                # CPU per swipe of each process over the load (microseconds): on one
+                # host the standby's share is taken from the primary and the client.
+                ops = max(1, out.get("swipes", 0) + out.get("rejected", 0))
+                cpu = {k: _cpu_s(pid) - before[k] for k, pid in procs.items()}
+                cpu["client"] = _own_cpu_s() - client0
+                out["cpu_us_per_op"] = {k: round(v * 1e6 / ops, 3) for k, v in cpu.items()}
+                out["loadavg"] = os.getloadavg()[0]
             finally:
                 if standby is not None:
                     standby.terminate()
@@ -70,8 +95,10 @@ def main_pair(args) -> int:
         print(json.dumps(result))
     else:
         for r in runs:
+            cpu = ", ".join(f"{k} {v}" for k, v in r["cpu_us_per_op"].items())
             print(f"{r['replication']:>6}: {r['swipes_per_s']} swipes/s, batch p50 {r['p50_ms']} ms, "
-                  f"p99 {r['p99_ms']} ms, errors {r['errors']}")
+                  f"p99 {r['p99_ms']} ms, errors {r['errors']}; CPU us/op: {cpu}; "
+                  f"load {r['loadavg']:.2f}")
         for k, v in result.items():
             if k != "runs":
                 print(f"{k:>20}: {v}")

@@ -29,10 +29,11 @@ def main() -> None:
             print(f"paused {frame.number}", flush=True)
             forever.wait()
 
-    standby = Standby(data, primary, token=token, start=False,
-                      before_commit=pause if stage == "before" else None)
-    if stage == "after":
-        standby.replica.add_listener(lambda frame, _names: pause(frame))
+    # One frame per message and transaction (no batches), so that the stop is at
+    # exactly frame STOP_AT's commit.
+    standby = Standby(data, primary, token=token, start=False, batches=False,
+                      before_commit=pause if stage == "before" else None,
+                      after_commit=pause if stage == "after" else None)
     print(f"following {standby.replica.applied_frame}", flush=True)
     standby.start()
     forever.wait()

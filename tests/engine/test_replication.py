@@ -27,8 +27,9 @@ from core import (
     read_position,
 )
 from core.domain.members import MemberStore
+from core.engine.replication import encode_frame
 from core.engine.storage import MAX_DBS
-from core.records import OP, OpType, Result
+from core.records import JOURNAL, OP, OpType, Result
 from core.rules import CouponTemplate
 from tests.common import cid
 
@@ -181,6 +182,97 @@ def test_standby_refuses_ops_and_older_epochs(tmp_path):
     # A primary given an older epoch than its data holds does not start.
     with pytest.raises(StaleEpoch):
         Engine(str(tmp_path / "p"), feed=Feed(epoch=2))
+
+
+def test_insert_many_keeps_each_ids_first_value_as_publish_relies_on():
+    # _publish_committed claims ids by inserting every record in order: the first record
+    # of each id must win, as np.unique's first index chose before.
+    from core._fastpath import KeyMap
+    rng = np.random.default_rng(3)
+    for n in (1, 2, 7, 500):
+        hi = rng.integers(1, 4, n).astype(np.uint64)  # few ids: most repeat, not adjacent
+        lo = rng.integers(1, 4, n).astype(np.uint64)
+        km = KeyMap(16)
+        km.insert_many(hi, lo, np.arange(n, dtype=np.int64))
+        pairs = np.empty(n, dtype=[("hi", "<u8"), ("lo", "<u8")])
+        pairs["hi"], pairs["lo"] = hi, lo
+        uniq, first = np.unique(pairs, return_index=True)
+        assert [km.lookup(int(u["hi"]), int(u["lo"])) for u in uniq] == first.tolist()
+
+
+def test_a_frame_whose_journal_block_is_not_contiguous_writes_nothing(tmp_path):
+    feed = Feed(epoch=1)
+    eng = Engine(str(tmp_path / "p"), feed=feed)
+    eng.issue_cards([1, 2, 3], cid()).result()
+    replica = _standby_of(eng, tmp_path)
+    eng.submit(_ops(np.array([1, 2, 3]), 1_000, OpType.RECHARGE, np.random.default_rng(1))).result()
+    # The frames before the recharge's (the rollup tailer's) apply as they are.
+    frames = feed.frames_after(replica.applied_frame, 1 << 20)
+    while not decode_frame(frames[0]).puts("journal"):
+        replica.apply(frames.pop(0))
+    good = frames[0]
+    f = decode_frame(good)
+    entries = []
+    for op, name, key, value in f.entries:
+        if name == b"journal":
+            recs = np.frombuffer(value, dtype=JOURNAL)
+            assert len(recs) == 3
+            value = recs[::-1].tobytes()  # the same records, seqs descending
+        entries.append((op, name, bytes(key), bytes(value)))
+    bad = encode_frame(f.epoch, f.number, f.first_seq, f.last_seq, f.time_ns, entries)
+    with pytest.raises(ReplicationError) as e:
+        replica.apply(bad)
+    assert e.value.reason == "FRAME_INVALID"
+    assert replica.applied_frame == f.number - 1
+    assert replica.engine.card(1)["principal_fen"] == 0
+    replica.apply(good)
+    assert [replica.engine.card(n)["principal_fen"] for n in (1, 2, 3)] == [1_000] * 3
+    eng.close()
+    replica.close()
+
+
+def test_frames_applied_in_one_transaction_equal_frames_applied_one_by_one(tmp_path):
+    """apply_many (a standby behind gets its waiting frames in one message): one
+    transaction, the same databases as one by one; a failure inside writes none of them;
+    durable() runs after the commit, before the publish."""
+    rng = np.random.default_rng(5)
+    feed = Feed(epoch=1)
+    eng = Engine(str(tmp_path / "p"), config=EngineConfig(checkpoint_ops=300), feed=feed)
+    eng.issue_cards(np.arange(1, 51), cid()).result()
+    one = _standby_of(eng, tmp_path, "one")
+    many = _standby_of(eng, tmp_path, "many")
+    for _ in range(12):
+        eng.submit(_ops(rng.integers(1, 51, 40), 300, OpType.RECHARGE, rng)).result()
+    # The two hot copies may hold different frames (the rollup tailer commits between):
+    # each gets the frames after its own, up to the same last one.
+    to_one = feed.frames_after(one.applied_frame, 1 << 24)
+    last = decode_frame(to_one[-1]).number
+    frames = [f for f in feed.frames_after(many.applied_frame, 1 << 24)
+              if decode_frame(f).number <= last]
+    assert len(frames) >= 12
+    for f in to_one:
+        one.apply(f)
+
+    def fail_at_the_third(frame):
+        if frame.number == many.applied_frame + 3:
+            raise RuntimeError("killed inside the transaction")
+
+    many.before_commit = fail_at_the_third
+    with pytest.raises(RuntimeError):
+        many.apply_many(frames)
+    assert many.applied_frame == one.applied_frame - len(frames)
+    assert many.engine.card(1)["principal_fen"] == 0 and many.applied_seq < one.applied_seq
+    many.before_commit = None
+    seen = []
+    many.apply_many(frames, lambda n: seen.append((n, many.applied_frame)))
+    assert seen == [(one.applied_frame, one.applied_frame - len(frames))]
+    assert many.applied_frame == one.applied_frame and many.applied_seq == one.applied_seq
+    assert [many.engine.card(n) for n in range(1, 51)] == [one.engine.card(n) for n in range(1, 51)]
+    a, b = dump_env(one.engine.store.env), dump_env(many.engine.store.env)
+    one.close()
+    many.close()
+    eng.close()
+    assert_same(a, b)
 
 
 def test_ack_gate_holds_acknowledgements_until_it_opens(tmp_path):

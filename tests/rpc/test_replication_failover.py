@@ -19,6 +19,8 @@ from core import Engine, EngineClosed, Feed, read_position
 from core.records import Result
 from server.client import error_info
 from server.mms_pb import replication_pb2_grpc
+from server.rpc.guard import GuardedServer, RequestGuard
+from server.rpc.metrics import Metrics
 from server.rpc.replication import ReplicatedNode, ReplicationService, Standby, rejoin_as_standby
 from tests.common import cid
 from tests.engine.test_replication import assert_same, dump_env
@@ -30,8 +32,10 @@ WAIT_S = 60.0
 class Node:
     """A ReplicationService over an engine, on its own event loop thread."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine | None, servicer=None) -> None:
+        """servicer: serve this one instead (a ReplicatedNode's router)."""
         self.engine = engine
+        self.servicer = servicer or ReplicationService(engine, TOKEN)
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self._thread.start()
@@ -40,8 +44,10 @@ class Node:
 
     async def _start(self) -> str:
         self.server = grpc.aio.server()
-        replication_pb2_grpc.add_ReplicationServiceServicer_to_server(
-            ReplicationService(self.engine, TOKEN), self.server)
+        # Through the guard, as mms serve registers it (its serializer lets the frames'
+        # wire bytes through).
+        guarded = GuardedServer(self.server, RequestGuard(Metrics()))
+        replication_pb2_grpc.add_ReplicationServiceServicer_to_server(self.servicer, guarded)
         port = self.server.add_insecure_port("127.0.0.1:0")
         await self.server.start()
         return f"127.0.0.1:{port}"
@@ -160,7 +166,7 @@ def test_a_standby_knows_how_far_behind_the_primary_it_is(tmp_path):
     node_p = Node(eng)
     node = ReplicatedNode(str(tmp_path / "s"), token=TOKEN, lag_records_max=5)
     try:
-        assert node.lagging() == "" and node.position() == (0, 0)
+        assert node.lagging() == "" and node.position() == (0, 0, 0)
         node.rejoin_as_standby(node_p.addr)   # an empty store: bootstraps, then follows
         wait = threading.Event()
         assert eng.issue_cards(np.arange(1, 11), cid()).result(WAIT_S).code == Result.OK
@@ -223,3 +229,72 @@ def test_the_server_serves_from_the_engine_swapped_in(tmp_path):
         assert e.members.engine is e.engine and e.chain.engine is e.engine
     finally:
         e.close()
+
+
+def test_a_new_empty_node_leaves_the_first_leadership_to_a_single_servers_store(tmp_path):
+    """A single server's store (journal records, no frame) restarted as an [ha] node is
+    ahead of a new node's empty store: the empty one's candidacy defers to it (peer
+    rule), and the single server's does not defer to the empty one."""
+    single_dir, empty_dir = str(tmp_path / "single"), str(tmp_path / "empty")
+    eng = Engine(single_dir)  # no feed: a plain single server
+    assert eng.issue_cards(np.arange(1, 6), cid()).result(WAIT_S).code == Result.OK
+    eng.close()
+    single = ReplicatedNode(single_dir, token=TOKEN)
+    empty = ReplicatedNode(empty_dir, token=TOKEN)
+    srv_single, srv_empty = Node(None, single.router), Node(None, empty.router)
+    try:
+        assert single.position()[:2] == (0, 0) and single.position()[2] == 5
+        assert empty.position() == (0, 0, 0)
+        assert empty.peer_ahead({"single": srv_single.addr}, WAIT_S) == "single"
+        assert single.peer_ahead({"empty": srv_empty.addr}, WAIT_S) == ""
+        # Promoted (it won), its records are the cluster's first data.
+        engine = single.promote(1)
+        assert engine.card(3) is not None and engine.feed.last_seq == 5
+    finally:
+        srv_single.stop()
+        srv_empty.stop()
+        single.close()
+        empty.close()
+
+
+@pytest.mark.parametrize("mode", ["async", "sync"])
+def test_the_primary_says_how_often_to_confirm_and_the_last_frame_is_confirmed(tmp_path, mode):
+    """An async primary's acceptance asks for confirmations at most every
+    REPLICATION_ASYNC_CONFIRM_MS (they only feed the lag metrics); a sync one for every
+    frame at once. Either way the standby's newest frame ends confirmed."""
+    from server.mms_pb import replication_pb2
+    from server.rpc.constants import REPLICATION_ASYNC_CONFIRM_MS
+
+    eng = Engine(str(tmp_path / "p"), feed=Feed(1, mode=mode))
+    node_p = Node(eng)
+    standby = None
+    try:
+        with grpc.insecure_channel(node_p.addr) as ch:
+            stop = threading.Event()
+
+            def requests():
+                yield replication_pb2.SubscribeRequest(after_frame=eng.feed.last_committed,
+                                                       epoch=1, standby="probe")
+                stop.wait(WAIT_S)
+
+            call = replication_pb2_grpc.ReplicationServiceStub(ch).Subscribe(
+                requests(), metadata=(("authorization", f"Bearer {TOKEN}"),))
+            accepted = next(call)
+            stop.set()
+            call.cancel()
+        want = 0 if mode == "sync" else REPLICATION_ASYNC_CONFIRM_MS
+        assert accepted.confirm_interval_ms == want and not accepted.data
+        standby = Standby(str(tmp_path / "s"), node_p.addr, token=TOKEN)
+        assert eng.issue_cards([1, 2, 3], cid()).result(WAIT_S).code == Result.OK
+        for k in range(20):
+            assert eng.recharge(1 + k % 3, 10, cid()).result(WAIT_S).codes[0] == Result.OK
+        last = eng.feed.last_committed
+        deadline = time.monotonic() + WAIT_S
+        while eng.feed.confirmed < last and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert eng.feed.confirmed >= last and eng.feed.status()["lag_records"] == 0
+    finally:
+        if standby is not None:
+            standby.close()
+        node_p.stop()
+        eng.close()

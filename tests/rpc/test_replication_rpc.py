@@ -26,7 +26,7 @@ from server.mms_pb import (
     report_pb2_grpc,
     types_pb2,
 )
-from server.rpc.replication import Standby, status_of
+from server.rpc.replication import Standby, frame_envelope, status_of
 from server.tools.launch import ChildServer, TerminalSpec, issue_and_fund
 from tests.engine.test_replication import assert_same, dump_dir
 from tests.rpc.test_server_rpc import error_info
@@ -270,3 +270,56 @@ def test_mms_serve_standby_of_flag(tmp_path):
                 proc.wait()
             proc.stdout.close()
         assert primary.terminate() == 0
+
+
+@pytest.mark.parametrize("size,seq", [(44, 0), (1, 1), (127, 128), (128, 2**40), (300_000, 2**63)])
+def test_a_frames_envelope_makes_it_a_framechunk_message(size, seq):
+    """What Subscribe sends as it is (the Feed's wire, joined at commit) parses as the
+    FrameChunk protobuf would have encoded it."""
+    from server.mms_pb import replication_pb2
+
+    frame = os.urandom(size)
+    prefix, suffix = frame_envelope(size, seq)
+    wire = prefix + frame + suffix
+    msg = replication_pb2.FrameChunk.FromString(wire)
+    assert msg.data == frame and msg.end_of_frame and msg.primary_seq == seq
+    assert not msg.frame_bytes
+    assert wire == replication_pb2.FrameChunk(data=frame, end_of_frame=True,
+                                              primary_seq=seq).SerializeToString()
+
+
+def test_the_standbys_chunk_decoder_reads_what_protobuf_reads():
+    """parse_chunk (the standby's decoder: data a view, not a copy) answers as protobuf
+    for every FrameChunk, also ones it hands to protobuf (other encodings)."""
+    from google.protobuf.message import DecodeError
+
+    from server.mms_pb import replication_pb2
+    from server.rpc.replication import parse_chunk
+
+    rng = random.Random(14)
+    msgs = [replication_pb2.FrameChunk(),
+            replication_pb2.FrameChunk(data=os.urandom(300), end_of_frame=True, primary_seq=2**40),
+            replication_pb2.FrameChunk(data=os.urandom(5), frame_bytes=[2, 3], end_of_frame=True),
+            replication_pb2.FrameChunk(primary_seq=7)]
+    raws = [m.SerializeToString() for m in msgs]
+    raws.append(bytes([0x22, 0x01, 0x05]) + raws[1])   # a field before data
+    raws.append(raws[1] + bytes([0x20, 0x05, 0x20, 0x06]))  # frame_bytes unpacked
+    raws.append(raws[1] + bytes([0x28, 0x01]))          # a field it does not know (5)
+    for raw in raws:
+        want = replication_pb2.FrameChunk.FromString(raw)
+        got = parse_chunk(raw)
+        assert (bytes(got.data), got.end_of_frame, got.primary_seq, list(got.frame_bytes)) == (
+            want.data, want.end_of_frame, want.primary_seq, list(want.frame_bytes)), raw[:8]
+    for _ in range(200):  # cut or corrupted: the same answer or the same refusal
+        raw = bytearray(rng.choice(raws[1:3]))
+        raw[rng.randrange(len(raw))] = rng.randrange(256)
+        raw = bytes(raw[:rng.randrange(1, len(raw) + 1)])
+        try:
+            want = replication_pb2.FrameChunk.FromString(raw)
+        except DecodeError:
+            with pytest.raises(DecodeError):
+                parse_chunk(raw)
+            continue
+        got = parse_chunk(raw)
+        assert (bytes(got.data), got.end_of_frame, got.primary_seq, list(got.frame_bytes)) == (
+            want.data, want.end_of_frame, want.primary_seq, list(want.frame_bytes))
