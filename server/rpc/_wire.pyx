@@ -9,7 +9,8 @@ import numpy as np
 
 cimport numpy as cnp
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
-from libc.stdint cimport uint8_t, uint64_t
+from libc.stdint cimport uint8_t, uint32_t, uint64_t
+from libc.string cimport memset
 
 cnp.import_array()
 
@@ -120,3 +121,219 @@ def single_messages(int outer, list fields) -> list:
                 at += _put(buf + at, vals[j, i])
         out.append(PyBytes_FromStringAndSize(<char*>buf, at))
     return out
+
+
+# --- decoding swipe batches ---------------------------------------------------------------
+#
+# SwipeStreamRequest {uint64 batch_id = 1; SwipeColumns swipes = 2; uint32 store_id = 3}
+# and SwipeBatchRequest {SwipeColumns swipes = 1; uint32 store_id = 2}, where
+# SwipeColumns {bytes client_ids = 1; repeated uint64 card_nos = 2; repeated int64
+# amount_fen = 3; repeated uint32 category = 4, flags = 5, operator_ids = 6}, parsed as
+# protobuf (upb) parses them: packed and unpacked repeated fields alike and appended in
+# the order met, the last of a singular field kept, a message field met twice merged, a
+# known field with another wire type kept as an unknown field, unknown fields (groups
+# too) skipped, uint32 values cut to their low 32 bits, varints of at most 10 bytes (what
+# lies past 64 bits dropped), tags of at most 5 bytes and below 2**32, field number 0,
+# wire types 6 and 7, a length past the end, a truncated varint, an unmatched end group
+# all refused. What this refuses, codec.swipe_request has protobuf confirm
+# (tests/unit/test_wire_decode.py holds the two to the same answer).
+
+# Unknown groups nested deeper than this are refused here (protobuf's own limit is 100;
+# codec.swipe_request lets protobuf decide such a message).
+cdef enum:
+    _GROUP_DEPTH_MAX = 32
+# The repeated columns of SwipeColumns, by field number 2..6.
+cdef enum:
+    _NCOLS = 5
+
+cdef struct _Walk:
+    bint fill
+    Py_ssize_t n[_NCOLS]
+    uint64_t* out[_NCOLS]
+    const uint8_t* cid
+    Py_ssize_t cid_len
+    uint64_t batch_id
+    uint64_t store_id
+
+
+cdef inline const uint8_t* _varint(const uint8_t* p, const uint8_t* end,
+                                   uint64_t* v) noexcept nogil:
+    """One varint at p (at most 10 bytes); NULL when it is truncated or longer."""
+    cdef uint64_t val = 0
+    cdef int i
+    cdef uint64_t b
+    for i in range(10):
+        if p >= end:
+            return NULL
+        b = p[0]
+        p += 1
+        val |= (b & 0x7F) << (7 * i)   # what lies past bit 63 drops, as in upb
+        if not (b & 0x80):
+            v[0] = val
+            return p
+    return NULL
+
+
+cdef inline const uint8_t* _tag(const uint8_t* p, const uint8_t* end,
+                                uint32_t* tag) noexcept nogil:
+    cdef const uint8_t* start = p
+    cdef uint64_t v
+    p = _varint(p, end, &v)
+    if p == NULL or p - start > 5 or v > 0xFFFFFFFFu:
+        return NULL
+    if (v >> 3) == 0:
+        return NULL
+    tag[0] = <uint32_t>v
+    return p
+
+
+cdef const uint8_t* _skip(const uint8_t* p, const uint8_t* end, uint32_t tag,
+                          int depth) noexcept nogil:
+    """Past the value of an unknown field whose tag was just read; NULL when malformed."""
+    cdef uint32_t wt = tag & 7, inner
+    cdef uint64_t v
+    if wt == 0:
+        return _varint(p, end, &v)
+    if wt == 1:
+        return p + 8 if end - p >= 8 else NULL
+    if wt == 5:
+        return p + 4 if end - p >= 4 else NULL
+    if wt == 2:
+        p = _varint(p, end, &v)
+        if p == NULL or v >= 0x7FFFFFFF or <uint64_t>(end - p) < v:
+            return NULL
+        return p + v
+    if wt == 3:
+        if depth >= _GROUP_DEPTH_MAX:
+            return NULL
+        while True:
+            p = _tag(p, end, &inner)
+            if p == NULL:
+                return NULL
+            if (inner & 7) == 4:
+                return p if (inner >> 3) == (tag >> 3) else NULL
+            p = _skip(p, end, inner, depth + 1)
+            if p == NULL:
+                return NULL
+    return NULL   # 4 (an end group with no start) and 6, 7
+
+
+cdef inline int _put_value(_Walk* w, int col, uint64_t v) noexcept nogil:
+    if w.fill:
+        if col >= 2:   # the uint32 columns (category, flags, operator_ids)
+            v &= 0xFFFFFFFFu
+        w.out[col][w.n[col]] = v
+    w.n[col] += 1
+    return 0
+
+
+cdef int _columns(const uint8_t* p, const uint8_t* end, _Walk* w) noexcept nogil:
+    """SwipeColumns' fields into w; -1 when malformed."""
+    cdef uint32_t tag, fn, wt
+    cdef uint64_t v, ln
+    cdef const uint8_t* stop
+    cdef int col
+    while p < end:
+        p = _tag(p, end, &tag)
+        if p == NULL:
+            return -1
+        fn = tag >> 3
+        wt = tag & 7
+        if fn == 1 and wt == 2:
+            p = _varint(p, end, &ln)
+            if p == NULL or ln >= 0x7FFFFFFF or <uint64_t>(end - p) < ln:
+                return -1
+            w.cid = p
+            w.cid_len = <Py_ssize_t>ln
+            p += ln
+        elif 2 <= fn <= 6 and wt == 0:
+            p = _varint(p, end, &v)
+            if p == NULL:
+                return -1
+            _put_value(w, fn - 2, v)
+        elif 2 <= fn <= 6 and wt == 2:
+            col = fn - 2
+            p = _varint(p, end, &ln)
+            if p == NULL or ln >= 0x7FFFFFFF or <uint64_t>(end - p) < ln:
+                return -1
+            stop = p + ln
+            while p < stop:
+                p = _varint(p, stop, &v)
+                if p == NULL:
+                    return -1
+                _put_value(w, col, v)
+        else:
+            if wt == 4:
+                return -1
+            p = _skip(p, end, tag, 0)
+            if p == NULL:
+                return -1
+    return 0
+
+
+cdef int _request(const uint8_t* p, const uint8_t* end, _Walk* w, uint32_t batch_field,
+                  uint32_t swipes_field, uint32_t store_field) noexcept nogil:
+    """The request's fields into w; -1 when malformed."""
+    cdef uint32_t tag, fn, wt
+    cdef uint64_t v, ln
+    while p < end:
+        p = _tag(p, end, &tag)
+        if p == NULL:
+            return -1
+        fn = tag >> 3
+        wt = tag & 7
+        if fn == swipes_field and wt == 2:
+            p = _varint(p, end, &ln)
+            if p == NULL or ln >= 0x7FFFFFFF or <uint64_t>(end - p) < ln:
+                return -1
+            if _columns(p, p + ln, w) < 0:
+                return -1
+            p += ln
+        elif fn == batch_field and wt == 0:
+            p = _varint(p, end, &v)
+            if p == NULL:
+                return -1
+            w.batch_id = v
+        elif fn == store_field and wt == 0:
+            p = _varint(p, end, &v)
+            if p == NULL:
+                return -1
+            w.store_id = v & 0xFFFFFFFFu
+        else:
+            if wt == 4:
+                return -1
+            p = _skip(p, end, tag, 0)
+            if p == NULL:
+                return -1
+    return 0
+
+
+def swipe_columns(bytes raw, uint32_t batch_field, uint32_t swipes_field,
+                  uint32_t store_field):
+    """A SwipeStreamRequest or SwipeBatchRequest (their field numbers given; 0 for one
+    the message has not) parsed in two passes over its bytes (count, then fill): None
+    when protobuf's rules refuse it (above), else (batch_id, store_id, client_ids,
+    card_nos uint64, amount_fen int64, category, flags, operator_ids int64 arrays)."""
+    cdef const uint8_t* p = <const uint8_t*>PyBytes_AS_STRING(raw)
+    cdef const uint8_t* end = p + len(raw)
+    cdef _Walk w
+    cdef int k, rc
+    memset(&w, 0, sizeof(w))
+    with nogil:
+        rc = _request(p, end, &w, batch_field, swipes_field, store_field)
+    if rc < 0:
+        return None
+    cards = np.empty(w.n[0], dtype=np.uint64)
+    cols = [cards] + [np.empty(w.n[k], dtype=np.int64) for k in range(1, _NCOLS)]
+    cdef cnp.ndarray a
+    for k in range(_NCOLS):
+        a = cols[k]
+        w.out[k] = <uint64_t*>a.data
+        w.n[k] = 0
+    w.fill = True
+    w.cid = NULL
+    w.cid_len = 0
+    with nogil:
+        _request(p, end, &w, batch_field, swipes_field, store_field)
+    cid = PyBytes_FromStringAndSize(<const char*>w.cid, w.cid_len) if w.cid_len else b""
+    return (w.batch_id, w.store_id, cid, cards, cols[1], cols[2], cols[3], cols[4])
