@@ -9,8 +9,9 @@ import numpy as np
 
 cimport numpy as cnp
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
-from libc.stdint cimport uint8_t, uint32_t, uint64_t
-from libc.string cimport memset
+from libc.stdint cimport int8_t, int16_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
+from libc.stdlib cimport free, malloc
+from libc.string cimport memcpy, memmove, memset
 
 cnp.import_array()
 
@@ -44,43 +45,39 @@ def packed_fields(list fields) -> bytes:
     """fields: (field number, 1-D contiguous uint64 array) pairs in field-number order,
     signed values as their two's complement (an int64 array viewed as uint64), as
     protobuf writes int64. The message body holding each as a packed repeated varint
-    field; a field with no values is left out, as protobuf leaves it."""
-    cdef Py_ssize_t k, i, n, total = 0, body
-    cdef list sizes = []
+    field; a field with no values is left out, as protobuf leaves it. One pass over the
+    values: each body is written past room for its tag and length, which are put in
+    front of it once its length is known."""
+    cdef Py_ssize_t i, n, cap = 0, at = 0, start, w, hdr
     cdef cnp.ndarray[cnp.uint64_t, ndim=1, mode="c"] col
     cdef uint64_t* p
-    cdef uint64_t tag
+    cdef uint8_t head[15]
     for number, arr in fields:
         col = arr
-        n = col.shape[0]
-        p = <uint64_t*>col.data
-        body = 0
-        with nogil:
-            for i in range(n):
-                body += _size(p[i])
-        sizes.append(body)
-        if n:
-            tag = (<uint64_t>number << 3) | 2
-            total += _size(tag) + _size(<uint64_t>body) + body
-    out = PyBytes_FromStringAndSize(NULL, total)
-    cdef uint8_t* w = <uint8_t*>PyBytes_AS_STRING(out)
-    cdef Py_ssize_t at = 0
-    k = 0
-    for number, arr in fields:
-        col = arr
-        n = col.shape[0]
-        body = sizes[k]
-        k += 1
-        if not n:
-            continue
-        p = <uint64_t*>col.data
-        tag = (<uint64_t>number << 3) | 2
-        at += _put(w + at, tag)
-        at += _put(w + at, <uint64_t>body)
-        with nogil:
-            for i in range(n):
-                at += _put(w + at, p[i])
-    return out
+        cap += 15 + 10 * col.shape[0]
+    cdef uint8_t* buf = <uint8_t*>malloc(cap if cap else 1)
+    if buf == NULL:
+        raise MemoryError()
+    try:
+        for number, arr in fields:
+            col = arr
+            n = col.shape[0]
+            if not n:
+                continue
+            p = <uint64_t*>col.data
+            start = at + 15
+            w = start
+            with nogil:
+                for i in range(n):
+                    w += _put(buf + w, p[i])
+            hdr = _put(head, (<uint64_t>number << 3) | 2)
+            hdr += _put(head + hdr, <uint64_t>(w - start))
+            memmove(buf + at + hdr, buf + start, w - start)
+            memcpy(buf + at, head, hdr)
+            at += hdr + (w - start)
+        return PyBytes_FromStringAndSize(<char*>buf, at)
+    finally:
+        free(buf)
 
 
 def single_messages(int outer, list fields) -> list:
@@ -337,3 +334,90 @@ def swipe_columns(bytes raw, uint32_t batch_field, uint32_t swipes_field,
         _request(p, end, &w, batch_field, swipes_field, store_field)
     cid = PyBytes_FromStringAndSize(<const char*>w.cid, w.cid_len) if w.cid_len else b""
     return (w.batch_id, w.store_id, cid, cards, cols[1], cols[2], cols[3], cols[4])
+
+
+# --- gathering result columns ------------------------------------------------------------
+
+cdef inline uint64_t _read(const uint8_t* p, int kind) noexcept nogil:
+    """One integer field at p: kind 1, 2, 4, 8 unsigned, -1, -2, -4, -8 signed (as its
+    two's complement in 64 bits), 0 a bool (1 byte, any non-zero is 1)."""
+    cdef uint8_t u1
+    cdef uint16_t u2
+    cdef uint32_t u4
+    cdef uint64_t u8
+    if kind == 8 or kind == -8:
+        memcpy(&u8, p, 8)
+        return u8
+    if kind == 4:
+        memcpy(&u4, p, 4)
+        return u4
+    if kind == -4:
+        memcpy(&u4, p, 4)
+        return <uint64_t><int64_t><int32_t>u4
+    if kind == 2:
+        memcpy(&u2, p, 2)
+        return u2
+    if kind == -2:
+        memcpy(&u2, p, 2)
+        return <uint64_t><int64_t><int16_t>u2
+    u1 = p[0]
+    if kind == 0:
+        return 1 if u1 else 0
+    if kind == -1:
+        return <uint64_t><int64_t><int8_t>u1
+    return u1
+
+
+def gather_results(cnp.ndarray results, cnp.ndarray recs, Py_ssize_t index_offset,
+                   Py_ssize_t seq_offset, list specs):
+    """A batch's result columns as one (len(specs), n) uint64 array, row j for spec j =
+    (source, byte offset, kind): source 0 reads op i's row of results, 1 the record its
+    rec_index (an int32 at index_offset) names in recs, 0 when it has none (a rejected
+    op). None when an op's record is not in recs (seq, a uint64 at seq_offset, set and
+    no rec_index: a replay of an earlier batch, read from the journal instead). The
+    columns BatchResult.columns() gathers field by field, in one pass."""
+    if results.ndim != 1 or recs.ndim != 1:
+        raise ValueError("one-dimensional results and records")
+    cdef Py_ssize_t n = results.shape[0], m = recs.shape[0], nf = len(specs), i, j
+    cdef Py_ssize_t rstride = results.strides[0], cstride = recs.strides[0]
+    cdef const uint8_t* rbase = <const uint8_t*>results.data
+    cdef const uint8_t* cbase = <const uint8_t*>recs.data
+    cdef Py_ssize_t[::1] offs = np.empty(nf, dtype=np.intp)
+    cdef int[::1] kinds = np.empty(nf, dtype=np.intc)
+    cdef unsigned char[::1] srcs = np.empty(nf, dtype=np.uint8)
+    cdef Py_ssize_t rsize = results.dtype.itemsize, csize = recs.dtype.itemsize, size
+    for j in range(nf):
+        src, off, kind = specs[j]
+        size = abs(kind) if kind else 1
+        if off < 0 or off + size > (csize if src else rsize) or kind not in (0, 1, 2, 4, 8, -1, -2, -4, -8):
+            raise ValueError(f"spec {j} lies outside its row")
+        srcs[j], offs[j], kinds[j] = src, off, kind
+    if index_offset < 0 or index_offset + 4 > rsize or seq_offset < 0 or seq_offset + 8 > rsize:
+        raise ValueError("rec_index and seq lie outside the result row")
+    out = np.zeros((nf, n), dtype=np.uint64)
+    cdef uint64_t[:, ::1] o = out
+    cdef const uint8_t* row
+    cdef const uint8_t* rec
+    cdef int32_t idx
+    cdef uint64_t seq
+    with nogil:
+        for i in range(n):
+            row = rbase + i * rstride
+            memcpy(&idx, row + index_offset, 4)
+            if idx >= m:
+                with gil:
+                    raise ValueError(f"rec_index {idx} past the {m} records")
+            if idx < 0:
+                memcpy(&seq, row + seq_offset, 8)
+                if seq != 0:
+                    with gil:
+                        return None
+                rec = NULL
+            else:
+                rec = cbase + idx * cstride
+            for j in range(nf):
+                if srcs[j] == 0:
+                    o[j, i] = _read(row + offs[j], kinds[j])
+                elif rec != NULL:
+                    o[j, i] = _read(rec + offs[j], kinds[j])
+    return out

@@ -162,10 +162,61 @@ _RESULT_FIELDS = tuple(sorted((f.number, f.name)
                               for f in types_pb2.OpResultColumns.DESCRIPTOR.fields))
 
 
+_KINDS = {"u1": 1, "u2": 2, "u4": 4, "u8": 8, "i1": -1, "i2": -2, "i4": -4, "i8": -8, "b1": 0}
+_SPECS: dict[tuple, tuple] = {}
+
+
+def _kind(dt: np.dtype) -> int:
+    return _KINDS[f"{dt.kind}{dt.itemsize}"]
+
+
+def _specs(results_dt: np.dtype, recs_dt: np.dtype, names: tuple[str, ...]) -> tuple:
+    """Where each named result column lies: (source, byte offset, kind) for
+    _wire.gather_results, read from the dtypes as BatchResult.columns() reads them (a
+    result field, a record field, else the record's after-image)."""
+    key = (results_dt, recs_dt, names)
+    got = _SPECS.get(key)
+    if got is None:
+        after_dt, after_off = recs_dt.fields["after"][:2]
+        specs = []
+        for name in names:
+            field = {"codes": "code"}.get(name, name)
+            if field in ("code", "replayed", "seq"):
+                dt, off = results_dt.fields[field][:2]
+                specs.append((0, off, 0 if field == "replayed" else _kind(dt)))
+            elif field in recs_dt.names and field != "after":
+                dt, off = recs_dt.fields[field][:2]
+                specs.append((1, off, _kind(dt)))
+            else:
+                dt, off = after_dt.fields[field][:2]
+                specs.append((1, after_off + off, _kind(dt)))
+        got = _SPECS[key] = (results_dt.fields["rec_index"][1], results_dt.fields["seq"][1],
+                             specs)
+    return got
+
+
+def _gathered(res, names: tuple[str, ...]) -> np.ndarray | None:
+    """The named result columns of a BatchResult as rows of one uint64 array, gathered
+    in C; None when some op's record is in an earlier batch (columns() reads those)."""
+    arrays = getattr(res, "arrays", None)
+    if arrays is None:
+        return None
+    results, recs = arrays()
+    index_off, seq_off, specs = _specs(results.dtype, recs.dtype, names)
+    return _wire.gather_results(results, recs, index_off, seq_off, specs)
+
+
+_RESULT_NAMES = tuple(name for _, name in _RESULT_FIELDS)
+
+
 def results_bytes(res) -> bytes:
     """encode_results(res).SerializeToString(), byte for byte, written from the result
     columns in C (server/rpc/_wire.pyx) instead of through 15 Python lists and a message:
     the reply of a streamed batch. tests/unit/test_wire.py holds it to protobuf's bytes."""
+    rows = _gathered(res, _RESULT_NAMES)
+    if rows is not None:
+        return _wire.packed_fields([(number, rows[j])
+                                    for j, (number, _) in enumerate(_RESULT_FIELDS)])
     cols = res.columns()
     cols["codes"] = res.codes
     cols["replayed"] = res.replayed.astype(bool)
@@ -195,6 +246,7 @@ def encode_one(res, i: int = 0) -> types_pb2.OpResult:
 
 # OpResult's fields by number (field-number order), for replies written as bytes.
 _OP_RESULT_FIELDS = tuple(sorted((f.number, f.name) for f in types_pb2.OpResult.DESCRIPTOR.fields))
+_OP_RESULT_NAMES = tuple(name for _, name in _OP_RESULT_FIELDS)
 
 
 class SingleResults:
@@ -216,6 +268,11 @@ class SingleResults:
         serialised, written for every op of the submission at once in C
         (server/rpc/_wire.pyx), so an answer costs no message and no serialisation."""
         if self._replies is None:
+            rows = _gathered(self.res, _OP_RESULT_NAMES)
+            if rows is not None:
+                self._replies = _wire.single_messages(1, [
+                    (number, rows[j]) for j, (number, _) in enumerate(_OP_RESULT_FIELDS)])
+                return self._replies[i]
             cols = self.res.columns()
             cols["code"] = self.res.codes
             cols["replayed"] = self.res.replayed.astype(bool)
