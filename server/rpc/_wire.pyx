@@ -421,3 +421,73 @@ def gather_results(cnp.ndarray results, cnp.ndarray recs, Py_ssize_t index_offse
                 elif rec != NULL:
                     o[j, i] = _read(rec + offs[j], kinds[j])
     return out
+
+
+# --- decoding single ops ------------------------------------------------------------------
+
+cdef enum:
+    _F_SKIP = 0     # not a field of the message: skipped as unknown
+    _F_UINT64 = 1
+    _F_INT64 = 2
+    _F_UINT32 = 3
+    _F_BYTES = 4
+    _F_OTHER = 5    # a field this parser leaves to protobuf (a basket, a PIN)
+
+
+def scalar_fields(bytes raw, bytes kinds):
+    """A message of singular scalar and bytes fields (SwipeRequest without its basket,
+    RechargeRequest) read as protobuf reads it (the rules above swipe_columns): a list of
+    the fields' values by field number (index 0 unused; 0 or b"" when absent), or None
+    when it is malformed or carries a field whose kind is _F_OTHER, for protobuf to
+    decide. kinds[k] is field k's kind; numbers past its end are unknown fields."""
+    cdef const uint8_t* p = <const uint8_t*>PyBytes_AS_STRING(raw)
+    cdef const uint8_t* end = p + len(raw)
+    cdef const uint8_t* kp = <const uint8_t*>PyBytes_AS_STRING(kinds)
+    cdef Py_ssize_t nk = len(kinds), k
+    cdef uint32_t tag, fn, wt
+    cdef uint64_t v, ln
+    cdef int kind
+    cdef uint64_t vals[32]
+    cdef const uint8_t* starts[32]
+    cdef Py_ssize_t lens[32]
+    if nk > 32:
+        raise ValueError("at most 31 fields")
+    memset(vals, 0, sizeof(vals))
+    memset(lens, 0, sizeof(lens))
+    while p < end:
+        p = _tag(p, end, &tag)
+        if p == NULL:
+            return None
+        fn = tag >> 3
+        wt = tag & 7
+        kind = kp[fn] if fn < nk else _F_SKIP
+        if kind == _F_OTHER:
+            return None
+        if kind == _F_BYTES and wt == 2:
+            p = _varint(p, end, &ln)
+            if p == NULL or ln >= 0x7FFFFFFF or <uint64_t>(end - p) < ln:
+                return None
+            starts[fn] = p
+            lens[fn] = <Py_ssize_t>ln
+            p += ln
+        elif (kind == _F_UINT64 or kind == _F_INT64 or kind == _F_UINT32) and wt == 0:
+            p = _varint(p, end, &v)
+            if p == NULL:
+                return None
+            vals[fn] = v & 0xFFFFFFFFu if kind == _F_UINT32 else v
+        else:
+            if wt == 4:
+                return None
+            p = _skip(p, end, tag, 0)
+            if p == NULL:
+                return None
+    out = [None] * nk
+    for k in range(1, nk):
+        kind = kp[k]
+        if kind == _F_BYTES:
+            out[k] = PyBytes_FromStringAndSize(<const char*>starts[k], lens[k]) if lens[k] else b""
+        elif kind == _F_INT64:
+            out[k] = <int64_t>vals[k]
+        elif kind == _F_UINT64 or kind == _F_UINT32:
+            out[k] = vals[k]
+    return out

@@ -206,3 +206,90 @@ def test_the_decoders_give_the_handlers_what_protobuf_gives():
         assert got.swipes.client_ids == pb.swipes.client_ids
         for name in COLUMNS:
             assert getattr(got.swipes, name).tolist() == list(getattr(pb.swipes, name))
+
+
+# --- single ops: SwipeRequest and RechargeRequest ---------------------------------------
+
+SINGLE = {"/mms.v1.PosService/Swipe": (pos_pb2.SwipeRequest, ("client_id", "card_no",
+                                                              "amount_fen", "category", "flags",
+                                                              "operator_id", "store_id")),
+          "/mms.v1.PosService/Recharge": (pos_pb2.RechargeRequest, ("client_id", "card_no",
+                                                                    "amount_fen", "operator_id",
+                                                                    "store_id"))}
+
+
+def agree_single(path: str, raw: bytes) -> str:
+    """The decoder answers as protobuf: the same values, the same refusal; 'plain' when
+    the C parser read it, 'protobuf' when it left it to protobuf, 'refused'."""
+    cls, names = SINGLE[path]
+    pb = protobufs(raw, cls)
+    try:
+        got = RAW_REQUEST_DECODERS[path](raw)
+    except DecodeError:
+        assert pb is None, raw.hex()
+        return "refused"
+    assert pb is not None, raw.hex()
+    for name in names:
+        assert getattr(got, name) == getattr(pb, name), (name, raw.hex())
+    if isinstance(got, cls):
+        return "protobuf"
+    assert not (pb.ListFields() and cls is pos_pb2.SwipeRequest
+                and (pb.items or pb.coupon_ids or pb.points_offset or pb.pin))
+    return "plain"
+
+
+def random_single(rng: random.Random, path: str) -> bytes:
+    cls, names = SINGLE[path]
+    msg = cls(client_id=rng.randbytes(rng.choice([16, 16, 0, 15])),
+              card_no=rng.choice([0, 1, 2**64 - 1, rng.getrandbits(64)]),
+              amount_fen=rng.choice([0, 1, -1, 2**63 - 1, -(2**63)]),
+              operator_id=rng.choice([0, 2**32 - 1]), store_id=rng.choice([0, 11, 2**32 - 1]))
+    if cls is pos_pb2.SwipeRequest:
+        msg.category, msg.flags = rng.choice([0, 7, 2**32 - 1]), rng.choice([0, 3, 300])
+        if rng.random() < 0.2:
+            msg.items.add(sku=1, amount_fen=5, qty=1)
+        if rng.random() < 0.1:
+            msg.coupon_ids.append(9)
+        if rng.random() < 0.1:
+            msg.points_offset = 100
+        if rng.random() < 0.1:
+            msg.pin = "1234"
+    return msg.SerializeToString()
+
+
+@pytest.mark.parametrize("path", sorted(SINGLE))
+def test_single_requests_agree_with_protobuf_on_random_and_mutated_bytes(path):
+    rng = random.Random(9)
+    seen = {"plain": 0, "protobuf": 0, "refused": 0}
+    for k in range(3000):
+        raw = bytearray(random_single(rng, path))
+        if k % 2:
+            for _ in range(rng.randint(1, 3)):
+                op = rng.randrange(4)
+                if op == 0 and raw:
+                    raw[rng.randrange(len(raw))] ^= 1 << rng.randrange(8)
+                elif op == 1 and raw:
+                    del raw[rng.randrange(len(raw)):]
+                elif op == 2:
+                    at = rng.randint(0, len(raw))
+                    raw[at:at] = rng.choice(UNKNOWN + BAD)
+                else:
+                    raw += rng.choice(UNKNOWN + [tag(3, 0) + varint(-5), tag(4, 0) + varint(2**40 + 9),
+                                                 tag(1, 2) + varint(16) + b"z" * 16])
+        seen[agree_single(path, bytes(raw))] += 1
+    assert seen["plain"] > 50 and seen["refused"] > 50, seen
+    if path.endswith("/Swipe"):  # baskets, coupons, offsets and PINs: protobuf's
+        assert seen["protobuf"] > 50, seen
+
+
+def test_a_swipe_with_a_basket_a_pin_or_empty_coupons_goes_to_protobuf():
+    path = "/mms.v1.PosService/Swipe"
+    base = pos_pb2.SwipeRequest(client_id=b"c" * 16, card_no=5, amount_fen=10).SerializeToString()
+    for extra in (delimited(8, b""), delimited(9, b""), tag(10, 0) + varint(0), delimited(11, b"")):
+        got = RAW_REQUEST_DECODERS[path](base + extra)
+        assert isinstance(got, pos_pb2.SwipeRequest)
+    with pytest.raises(DecodeError):  # a PIN that is not UTF-8: protobuf refuses it
+        RAW_REQUEST_DECODERS[path](base + delimited(11, b"\xff\xfe"))
+    plain = RAW_REQUEST_DECODERS[path](base)
+    assert (plain.client_id, plain.card_no, plain.amount_fen, plain.items, plain.pin) == \
+        (b"c" * 16, 5, 10, (), "")
