@@ -513,6 +513,11 @@ class Chain:
             return None
         return self._terminals.get(token_digest(token))
 
+    def terminal_by_digest(self, digest: bytes) -> TerminalRef | None:
+        """verify_terminal_token for a token already hashed (token_digest): the server
+        hashes a till's token once for all its token sources."""
+        return self._terminals.get(digest)
+
     def principal(self, session_token: str | None) -> Principal | None:
         """The operator behind a session token, or None (unknown, logged out, expired,
         or the operator is disabled). Cheap: one SHA-256 and two dict lookups."""

@@ -255,6 +255,12 @@ class BatchResult:
             return self._recs[int(r["rec_index"])]
         return self._engine.journal_record(int(r["seq"]))
 
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """The per-op results (RESULT rows) and the records they index (rec_index),
+        which columns() reads: for an encoder that gathers the columns itself
+        (server/rpc/_wire.pyx gather_results)."""
+        return self._results, self._recs
+
     def columns(self) -> dict[str, np.ndarray]:
         n = len(self._results)
         idx = self._results["rec_index"].astype(np.int64)

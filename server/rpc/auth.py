@@ -4,7 +4,8 @@ The registry keeps only sha256(token). Tokens are 32 random bytes from the OS (2
 bits), so nobody can search the preimage space; a slow password hash (bcrypt, argon2)
 protects low-entropy human passwords and would only add a millisecond to every call.
 A leaked registry file therefore gives no usable token, and checking a token costs one
-sha256 and one dict lookup.
+sha256 and one dict lookup per source; a token that authenticated keeps its sha256
+(TokenDigests), so a till's later calls cost the lookups alone.
 
 The registry is a JSON file, reloaded when its modification time changes, so revoking
 a terminal (`"revoked": true`, or removing it) takes effect within a second without a
@@ -31,7 +32,7 @@ from typing import Protocol
 
 # Terminal tokens of the file registry come from the chain's one generator (32 random
 # bytes, URL-safe base64, never starting with "-").
-from core.domain.chain import TOKEN_BYTES, new_token  # noqa: F401 (re-exported)
+from core.domain.chain import TOKEN_BYTES, new_token, token_digest  # noqa: F401 (re-exported)
 
 ROLE_POS = "pos"
 ROLE_ADMIN = "admin"
@@ -60,8 +61,39 @@ class Terminal:
             raise ValueError(f"terminal {self.terminal_id}: ids must fit in 32 bits")
         if self.role not in ROLES:
             raise ValueError(f"terminal {self.terminal_id}: role must be one of {ROLES}")
-        if len(self.token_sha256) != 64:
+        try:
+            hexed = len(bytes.fromhex(self.token_sha256)) == 32
+        except ValueError:
+            hexed = False
+        if len(self.token_sha256) != 64 or not hexed:
             raise ValueError(f"terminal {self.terminal_id}: token_sha256 must be 64 hex chars")
+
+
+class TokenDigests:
+    """SHA-256 of the tokens that authenticated (token_digest), kept so that a till's
+    token is hashed once, not on every call. Only the hash is kept, never the answer:
+    every call still asks the sources with it, so a revocation counts at once. Tokens
+    that did not authenticate are never kept (nobody fills it with guesses), and at most
+    TERMINAL_CACHE_MAX are: past that a token is hashed on each call, as before."""
+
+    def __init__(self, max_entries: int | None = None) -> None:
+        self._known: dict[str, bytes] = {}
+        self._max = TERMINAL_CACHE_MAX if max_entries is None else max_entries
+
+    def get(self, token: str) -> bytes:
+        digest = self._known.get(token)
+        return digest if digest is not None else token_digest(token)
+
+    def keep(self, token: str, digest: bytes) -> None:
+        if len(self._known) < self._max and token not in self._known:
+            self._known[token] = digest
+
+    def __len__(self) -> int:
+        return len(self._known)
+
+
+def _well_formed(token) -> bool:
+    return bool(token) and isinstance(token, str) and len(token) <= TOKEN_CHARS_MAX
 
 
 class Registry:
@@ -72,7 +104,8 @@ class Registry:
         self._path = path
         self._mtime_ns = -1
         self._next_check = 0.0
-        self._by_hash: dict[str, Terminal] = {}
+        self._by_hash: dict[bytes, Terminal] = {}  # by token_digest
+        self._digests = TokenDigests()
         if terminals is not None:
             self._set(terminals)
         if path is not None:
@@ -90,7 +123,7 @@ class Registry:
             if t.terminal_id in ids:
                 raise ValueError(f"terminal {t.terminal_id} appears twice")
             ids.add(t.terminal_id)
-            by_hash[t.token_sha256] = t
+            by_hash[bytes.fromhex(t.token_sha256)] = t
         with self._lock:
             self._by_hash = by_hash
 
@@ -113,10 +146,18 @@ class Registry:
         self._mtime_ns = mtime
 
     def authenticate(self, token: str) -> Terminal | None:
-        if not token or len(token) > TOKEN_CHARS_MAX:
+        if not _well_formed(token):
             return None
+        digest = self._digests.get(token)
+        t = self.authenticate_digest(digest)
+        if t is not None:
+            self._digests.keep(token, digest)
+        return t
+
+    def authenticate_digest(self, digest: bytes) -> Terminal | None:
+        """authenticate for a token already hashed (token_digest)."""
         self._reload_if_changed()
-        t = self._by_hash.get(token_hash(token))
+        t = self._by_hash.get(digest)
         if t is None or t.revoked:
             return None
         return t
@@ -169,6 +210,8 @@ class TerminalAuth(Protocol):
 
     def authenticate(self, token: str | None) -> Terminal | None: ...
 
+    def authenticate_digest(self, digest: bytes) -> Terminal | None: ...
+
 
 # No hash is shown for a chain terminal: the chain keeps it, and nobody here needs it.
 _NO_HASH = "0" * 64
@@ -183,7 +226,13 @@ class ChainTerminals:
         self._cache: dict[tuple[int, int], Terminal] = {}
 
     def authenticate(self, token: str | None) -> Terminal | None:
-        t = self.chain.verify_terminal_token(token)
+        if not _well_formed(token):
+            return None
+        return self.authenticate_digest(token_digest(token))
+
+    def authenticate_digest(self, digest: bytes) -> Terminal | None:
+        """authenticate for a token already hashed (token_digest)."""
+        t = self.chain.terminal_by_digest(digest)
         if t is None:
             return None
         key = (int(t.store_id), int(t.terminal_id))
@@ -205,11 +254,18 @@ class TerminalSources:
 
     def __init__(self, *sources: TerminalAuth) -> None:
         self.sources = tuple(s for s in sources if s is not None)
+        self._digests = TokenDigests()
 
     def authenticate(self, token: str | None) -> Terminal | None:
+        """The token is hashed once for all the sources (and once only while it keeps
+        authenticating: TokenDigests)."""
+        if not _well_formed(token):
+            return None
+        digest = self._digests.get(token)
         for source in self.sources:
-            t = source.authenticate(token)
+            t = source.authenticate_digest(digest)
             if t is not None:
+                self._digests.keep(token, digest)
                 return t
         return None
 

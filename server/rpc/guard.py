@@ -16,6 +16,7 @@ from server.mms_pb import (
     report_pb2,
     segment_pb2,
 )
+from server.rpc.codec import RAW_REQUEST_DECODERS
 from server.rpc.constants import MALFORMED_LOG_INTERVAL_S
 from server.rpc.errors import RpcFailure
 from server.rpc.metrics import Metrics
@@ -85,9 +86,12 @@ class RequestGuard:
         deser = h.request_deserializer
         if deser is None:
             return h
+        type_name = _type_name(deser)
+        # The hot methods' requests are parsed in C (codec.RAW_REQUEST_DECODERS), with
+        # protobuf's acceptance: what they refuse is MALFORMED_REQUEST here as before.
+        deser = RAW_REQUEST_DECODERS.get(full_method, deser)
         ser = _encoded_or(h.response_serializer)
         service, _, method = full_method.lstrip("/").rpartition("/")
-        type_name = _type_name(deser)
         grpc_type = {(False, False): "unary", (True, False): "client_stream",
                      (False, True): "server_stream", (True, True): "bidi_stream"}[
             (bool(h.request_streaming), bool(h.response_streaming))]

@@ -188,6 +188,66 @@ def test_garbage_inside_swipe_stream_answers_after_the_earlier_batches(env):
     assert env.engine.card(CARDS[0])["principal_fen"] == before - 100
 
 
+def _varint(v: int) -> bytes:
+    v &= 2**64 - 1
+    out = bytearray()
+    while v >= 0x80:
+        out.append(v & 0x7F | 0x80)
+        v >>= 7
+    return bytes(out + bytes([v]))
+
+
+def _field(number: int, wire_type: int, body: bytes) -> bytes:
+    if wire_type == 2:
+        body = _varint(len(body)) + body
+    return _varint(number << 3 | wire_type) + body
+
+
+def test_swipe_batches_in_any_wire_form_are_read_as_protobuf_reads_them(env):
+    """SwipeStream and SwipeBatch requests are parsed in C (server/rpc/_wire.pyx): an
+    unpacked, split, out-of-order form with unknown fields and a uint32 past 32 bits
+    applies as protobuf reads it, and the column checks answer as before."""
+    no = CARDS[2]
+    before = env.engine.card(no)["principal_fen"]
+    ids = os.urandom(32)
+    cols = (_field(3, 0, _varint(30)) + _field(2, 0, _varint(no)) + _field(99, 5, b"abcd")
+            + _field(1, 2, ids) + _field(4, 0, _varint(2**32 + 7)) + _field(2, 2, _varint(no))
+            + _field(20, 3, _field(1, 0, b"\x01") + _varint(20 << 3 | 4))
+            + _field(3, 2, _varint(40)) + _field(4, 2, _varint(7)) + _field(2, 5, b"wxyz"))
+    stream = _field(7, 1, b"12345678") + _field(2, 2, cols) + _field(1, 0, _varint(41))
+    pb = pos_pb2.SwipeStreamRequest.FromString(stream)
+    assert list(pb.swipes.card_nos) == [no, no] and list(pb.swipes.category) == [7, 7]
+    (r,) = env.channel.stream_stream("/mms.v1.PosService/SwipeStream")(
+        iter([stream]), metadata=env.till_md, timeout=30)
+    answer = pos_pb2.SwipeStreamResponse.FromString(r)
+    assert answer.batch_id == 41 and list(answer.results.codes) == [Result.OK] * 2
+    assert env.engine.card(no)["principal_fen"] == before - 70
+    # The same bytes as a SwipeBatchRequest (swipes = 1, store_id = 2): a retry of the
+    # same client ids, so nothing applies twice.
+    batch = _field(1, 2, cols) + _field(2, 0, _varint(2**32 + 11))  # store 11, cut to 32 bits
+    r = env.channel.unary_unary("/mms.v1.PosService/SwipeBatch")(
+        batch, metadata=env.till_md, timeout=30)
+    res = pos_pb2.SwipeBatchResponse.FromString(r).results
+    assert list(res.codes) == [Result.OK] * 2 and list(res.replayed) == [True, True]
+    assert env.engine.card(no)["principal_fen"] == before - 70
+    # The checks of decode_ops, on the C parser's columns, with protobuf's answers.
+    with unchanged(env):
+        for body, want in (
+                (_field(1, 2, ids[:16]) + _field(2, 0, _varint(no)) + _field(3, 0, _varint(5))
+                 + _field(4, 0, _varint(2**32 + 65536)), "VALUE_OUT_OF_RANGE"),
+                (_field(1, 2, ids) + _field(2, 0, _varint(no)) + _field(3, 0, _varint(5)),
+                 "CLIENT_IDS_LENGTH"),
+                (_field(1, 2, ids[:16]) + _field(2, 0, _varint(no)), "COLUMN_LENGTH"),
+                (b"", "BATCH_SIZE")):
+            code, reason, _, _ = refusal(env.channel.unary_unary("/mms.v1.PosService/SwipeBatch"),
+                                         _field(1, 2, body), metadata=env.till_md, timeout=30)
+            assert (code, reason) == (grpc.StatusCode.INVALID_ARGUMENT, want)
+        code, reason, _, _ = refusal(env.channel.unary_unary("/mms.v1.PosService/SwipeBatch"),
+                                     _field(1, 2, cols) + _field(2, 0, _varint(12)),
+                                     metadata=env.till_md, timeout=30)
+        assert (code, reason) == (grpc.StatusCode.PERMISSION_DENIED, "STORE_MISMATCH")
+
+
 def test_garbage_inside_bulk_recharge_answers_once_the_earlier_chunks_are_durable(env):
     chunk = pos_pb2.BulkRechargeRequest(client_ids=os.urandom(16), card_nos=[CARDS[1]],
                                         amount_fen=[700], line_numbers=[1])
