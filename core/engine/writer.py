@@ -1687,9 +1687,10 @@ class Engine:
             m = len(it.ops)
             answers.append((it.future, BatchResult(self, job.results[k:k + m], job.recs)))
             k += m
-        self._release(answers, frame)
+        # Counted before answered: a scrape that follows an answer sees its ops.
         self._observe(len(job.ops), len(job.recs), len(job.items), commit_s,
                       time.perf_counter() - job.t0, job.results["code"], job.ops["op_type"])
+        self._release(answers, frame)
         try:
             self._maybe_checkpoint()
         except Exception:
@@ -1731,11 +1732,11 @@ class Engine:
                     log.warning("LMDB map full; grown to %d bytes", size)
                     continue
                 if isinstance(exc, AdminRejected):
-                    _resolve(item.future, AdminResult(exc.code, False, 0, exc.detail,
-                                                      reason=exc.reason))
                     self._observe(1, 0, 1, 0.0, time.perf_counter() - t0,
                                   np.array([exc.code], np.uint8),
                                   np.array([item.op_type & 0xFF], np.uint8))
+                    _resolve(item.future, AdminResult(exc.code, False, 0, exc.detail,
+                                                      reason=exc.reason))
                     return
                 raise
         try:
@@ -1751,12 +1752,12 @@ class Engine:
         self._commits += 1
         if self.rollups is not None:
             self.rollups.poke()
-        self._release([(item.future, AdminResult(Result.OK, False, int(recs[0]["seq"]),
-                                                 json.dumps(ctx.detail, default=str) if ctx.detail else "",
-                                                 value))])
         self._observe(1, len(recs), 1, commit_s, time.perf_counter() - t0,
                       np.array([Result.OK], np.uint8),
                       np.array([item.op_type & 0xFF], np.uint8))
+        self._release([(item.future, AdminResult(Result.OK, False, int(recs[0]["seq"]),
+                                                 json.dumps(ctx.detail, default=str) if ctx.detail else "",
+                                                 value))])
 
     def _observe(self, n_ops: int, n_recs: int, n_items: int, commit_s: float,  # seconds
                  batch_s: float,  # seconds

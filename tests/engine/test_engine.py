@@ -665,3 +665,34 @@ def test_a_background_op_waits_no_longer_than_its_bound(tmp_path, clock):
     with pytest.raises(ValueError):
         EngineConfig(background_wait_max_ms=-1).validate()
     eng.close()
+
+
+def test_a_commit_is_counted_before_it_is_answered(tmp_path, clock):
+    # A scrape that follows an answer must see its ops (mms_ops_total): the observer runs
+    # before the futures of a hot batch, a cold op and a refused cold op resolve.
+    gate, entered = threading.Event(), threading.Event()
+    seen = []
+
+    class Holding:
+        def on_commit(self, info):
+            seen.append(int(info.op_types[0]))
+            entered.set()
+            gate.wait(10)
+
+    eng = Engine(str(tmp_path), config=EngineConfig(batch_ops_max=8), clock=clock,
+                 observer=Holding())
+    try:
+        for make in (lambda: eng.issue_cards([1], os.urandom(16)),
+                     lambda: eng.submit(ops_for([1], 1, OpType.RECHARGE, ns=1)),
+                     lambda: eng.issue_cards([1], os.urandom(16))):  # refused: card 1 exists
+            gate.clear()
+            entered.clear()
+            fut = make()
+            assert entered.wait(10)
+            assert not fut.done()  # held in the observer: counted, not yet answered
+            gate.set()
+            fut.result(10)
+        assert len(seen) == 3
+    finally:
+        gate.set()
+        eng.close()
