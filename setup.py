@@ -31,6 +31,14 @@ extensions = [
         + ([("CYTHON_TRACE_NOGIL", "1"), ("MMS_DEBUG", "1")] if debug else []),
         extra_compile_args=["-O3"] if not debug else ["-O0", "-g"],
     ),
+    # The rollup tailer's per-record loops (core/engine/rollups.py, rollup_lots.py).
+    Extension(
+        "core.engine._tally",
+        ["core/engine/_tally.pyx"],
+        include_dirs=[np.get_include()],
+        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+        extra_compile_args=["-O3"] if not debug else ["-O0", "-g"],
+    ),
     # The server's wire encoding of result columns (server/rpc/codec.py, results_bytes).
     Extension(
         "server.rpc._wire",

@@ -24,7 +24,8 @@ from collections import deque
 
 import numpy as np
 
-from core.engine.storage import group_runs, stable_argsort, stable_lexsort, take, u64, u64_keys
+from core.engine import _tally
+from core.engine.storage import group_runs, stable_argsort, take, u64, u64_keys
 from core.records import CardOp, OpType
 
 SETTLEMENT_DB = "rollup_settlement"
@@ -264,17 +265,6 @@ class _Taken:
         return [(u64(c), self.chunks[c].tobytes()) for c in sorted(self.dirty)]
 
 
-def _grouped_cumsum(amount: np.ndarray, group: np.ndarray) -> np.ndarray:
-    """Inclusive cumulative sums of amount restarting at each new group (group sorted)."""
-    cs = np.cumsum(amount)
-    if len(cs) == 0:
-        return cs
-    start = np.ones(len(group), bool)
-    start[1:] = group[1:] != group[:-1]
-    base = np.repeat((cs - amount)[start], np.diff(np.append(np.flatnonzero(start), len(cs))))
-    return cs - base
-
-
 def _fifo(recs: np.ndarray, stored: dict[int, list[list[int]]]):
     """_fifo_arrays with the stored lots and the lots after as {card: [[store, fen]]}."""
     items = [(c, p) for c, lots in sorted(stored.items()) for p in lots]
@@ -324,70 +314,19 @@ def _lots_puts(cards: np.ndarray, lc: np.ndarray, ls: np.ndarray,
 
 def _fifo_arrays(recs: np.ndarray, stored: np.ndarray):
     """PrincipalLots for cards whose records in a stretch only add principal as new lots
-    and take it oldest lot first (no refund, replacement or hand-over), vectorised: the
-    lots and the takes of each card laid end to end on one line, a take's pieces are
-    where its stretch of the line meets the lots'. stored: the cards' lots as _STORED
-    rows (by card, in order). Returns the pieces (record index, lot store, fen, whether
-    from a lot; per record oldest lot first), the cards (sorted) and their lots after
-    as (card, store, fen) arrays, by card, in order."""
-    card = recs["card_no"].astype(np.int64)
-    delta = recs["principal_delta_fen"].astype(np.int64)
-    order = stable_argsort(card)                   # by card, then seq: the one big sort
-    cs = card[order]
-    head = np.ones(len(cs), bool)
-    head[1:] = cs[1:] != cs[:-1]
-    cards = cs[head]
-    rank = np.empty(len(card), np.int64)
-    rank[order] = np.cumsum(head) - 1
-    # Supply: the stored lots (in order), then each record adding principal.
-    stored = stored[np.isin(stored["card"], cards)]
-    s_rank = [np.searchsorted(cards, stored["card"])]
-    s_amt, s_store = [stored["fen"].astype(np.int64)], [stored["store"].astype(np.int64)]
-    s_key = [np.arange(len(stored), dtype=np.int64) - len(stored)]   # before any record
-    add = np.flatnonzero(delta > 0)
-    s_rank.append(rank[add])
-    s_amt.append(delta[add])
-    s_store.append(recs["store_id"][add].astype(np.int64))
-    s_key.append(add.astype(np.int64))
-    s_rank, s_amt = np.concatenate(s_rank), np.concatenate(s_amt)
-    s_store, s_key = np.concatenate(s_store), np.concatenate(s_key)
-    sup = stable_lexsort((s_key, s_rank))
-    s_rank, s_amt, s_store = s_rank[sup], s_amt[sup], s_store[sup]
-    take = order[delta[order] < 0]                 # by card, then seq
-    t_rank, t_amt = rank[take], -delta[take]
-    s_tot = np.zeros(len(cards), np.int64)
-    np.add.at(s_tot, s_rank, s_amt)
-    t_tot = np.zeros(len(cards), np.int64)
-    np.add.at(t_tot, t_rank, t_amt)
-    span = np.maximum(s_tot, t_tot)
-    base = np.cumsum(span) - span
-    s_end = base[s_rank] + _grouped_cumsum(s_amt, s_rank)
-    s_start = s_end - s_amt
-    t_end = base[t_rank] + _grouped_cumsum(t_amt, t_rank)
-    t_start = t_end - t_amt
-    # Take j meets the lots i0..i1 of its card (usually one); what lies past the card's
-    # lots (cannot happen: principal >= 0) is one more piece at store 0.
-    card_end = base + s_tot                        # where each card's lots end
-    i0 = np.searchsorted(s_end, t_start, "right")
-    i1 = np.searchsorted(s_start, np.minimum(t_end, card_end[t_rank]), "left")
-    n_lots = np.maximum(i1 - i0, 0)
-    beyond = t_end > card_end[t_rank]
-    n = n_lots + beyond
-    j = np.repeat(np.arange(len(take)), n)
-    k = np.arange(int(n.sum())) - np.repeat(np.cumsum(n) - n, n)   # piece number in take
-    have = k < n_lots[j]
-    i = np.where(have, i0[j] + k, 0)
-    lo = np.where(have, np.maximum(t_start[j], s_start[i] if len(s_start) else 0),
-                  np.maximum(t_start[j], card_end[t_rank[j]]))
-    hi = np.where(have, np.minimum(t_end[j], s_end[i] if len(s_end) else 0), t_end[j])
-    seg_len = hi - lo
-    lot_store = np.where(have, s_store[i] if len(s_store) else 0, 0)
-    pieces = (take[j], lot_store, seg_len, have)
-    # What is left of each card's lots: the part of the line past its takes.
-    used = base[s_rank] + t_tot[s_rank]
-    left = np.minimum(s_amt, s_end - used)
-    keep = left > 0
-    return pieces, cards, cards[s_rank[keep]], s_store[keep], left[keep]
+    and take it oldest lot first (no refund, replacement or hand-over), in one pass in C
+    (_tally.fifo: per card, its stored lots then its records in seq order). stored: the
+    cards' lots as _STORED rows (by card, in order). Returns the pieces (record index,
+    lot store, fen, whether from a lot; by card, then record, per record oldest lot
+    first), the cards (sorted) and their lots after as (card, store, fen) arrays, by
+    card, in order."""
+    card = np.ascontiguousarray(recs["card_no"].astype(np.int64))
+    order = stable_argsort(card).astype(np.int64)     # by card, then seq
+    return _tally.fifo(card, np.ascontiguousarray(recs["principal_delta_fen"].astype(np.int64)),
+                       np.ascontiguousarray(recs["store_id"].astype(np.int64)), order,
+                       np.ascontiguousarray(stored["card"].astype(np.int64)),
+                       np.ascontiguousarray(stored["store"].astype(np.int64)),
+                       np.ascontiguousarray(stored["fen"].astype(np.int64)))
 
 
 def replay(store, txn, recs: list[np.ndarray], tz: int
@@ -420,6 +359,7 @@ def replay(store, txn, recs: list[np.ndarray], tz: int
         else np.zeros(len(r), bool)
     taken = _Taken(txn, db[TAKEN_DB])
     rows: list[np.ndarray] = []          # n x 6: day, lot store, spend store, count, col, fen
+    summed: list[tuple[np.ndarray, np.ndarray]] = []    # (n x 3 keys, n x 4 SETTLEMENT_COLS)
     puts: dict[str, list[tuple[bytes, bytes]]] = {LOTS_DB: [], REFUND_DB: [], MOVING_DB: []}
     day = (r["time_s"].astype(np.int64) + tz) // 86_400
     spend_store = r["store_id"].astype(np.int64)
@@ -430,34 +370,19 @@ def replay(store, txn, recs: list[np.ndarray], tz: int
         fc = np.sort(card[fast])
         stored = _load_lots(txn, db[LOTS_DB], fc[np.concatenate(([True], fc[1:] != fc[:-1]))])
         (idx, lot_store, fen, have), fcards, lc, ls, lf = _fifo_arrays(fr, stored)
-        rec = fast[idx]
-        fop = op[rec]
-        spend = np.isin(fop, np.array(_SPEND_OPS, np.int64))
-        # count: once per (record, pair) of a spend
-        # count once per (record, lot store): a take may meet a store twice. A record's
-        # pieces are contiguous; only records of several pieces (few) need a search.
-        first = np.ones(len(rec), bool)
-        if len(rec) > 1:
-            same = rec[1:] == rec[:-1]
-            multi = np.zeros(len(rec), bool)
-            multi[1:] |= same
-            multi[:-1] |= same
-            m = np.flatnonzero(multi)
-            if len(m):
-                _, once = np.unique(rec[m].astype(np.int64) << 32 | lot_store[m],
-                                    return_index=True)
-                first[m] = False
-                first[m[once]] = True
-        rows.append(np.stack([day[rec], lot_store, spend_store[rec],
-                              (spend & first).astype(np.int64),
-                              np.where(spend, 1, 3).astype(np.int64), fen], axis=1))
-        keyed = spend & have
-        kr = rec[keyed]
-        e = np.zeros(len(kr), TAKEN)
+        fop = op[fast]
         key_of = np.where(op == OpType.SUPP_DEBIT, r["ref_seq"], r["seq"]).astype(np.uint64)
-        e["seq"] = key_of[kr]
-        e["store"], e["fen"] = lot_store[keyed], fen[keyed]
-        spends = fast[np.isin(op[fast], np.array(_SPEND_OPS, np.int64)) & (delta[fast] < 0)]
+        is_spend = np.isin(fop, np.array(_SPEND_OPS, np.int64))
+        # Per (day, lot store, spend store), summed in C: a spend counts once per (record,
+        # lot store); the taken entries are the spends' pieces from a lot.
+        fkeys, fvals, (ek, es, ef) = _tally.settle_fast(
+            idx, lot_store, fen, have.view(np.uint8), np.ascontiguousarray(day[fast]),
+            np.ascontiguousarray(spend_store[fast]), is_spend.view(np.uint8),
+            np.ascontiguousarray(key_of[fast]))
+        summed.append((fkeys, fvals))
+        e = np.zeros(len(ek), TAKEN)
+        e["seq"], e["store"], e["fen"] = ek, es, ef
+        spends = fast[is_spend & (delta[fast] < 0)]
         taken.put(e, spends=key_of[spends])
         puts[LOTS_DB] += _lots_puts(fcards, lc, ls, lf)
     # --- the linked cards, one record at a time ---
@@ -514,18 +439,22 @@ def replay(store, txn, recs: list[np.ndarray], tz: int
                                     if c not in lots.moving])
     puts[LOTS_DB].sort()
     puts[TAKEN_DB] = taken.puts()
-    a = np.concatenate(rows) if rows else np.zeros((0, 6), np.int64)
-    if len(a) == 0:
+    for a in rows:                       # the slow pieces in the summed form
+        v = np.zeros((len(a), len(SETTLEMENT_COLS)), np.int64)
+        v[:, 0] = a[:, 3]
+        for c in (1, 2, 3):
+            v[:, c] = np.where(a[:, 4] == c, a[:, 5], 0)
+        summed.append((np.ascontiguousarray(a[:, :3]), v))
+    if not summed:
         return *empty, puts
-    # One row per (day, recharge store, spend store): the pieces summed here (a few
-    # thousand groups for a million pieces), so rollups sorts rows, not pieces.
-    order, starts = group_runs(a[:, 0], a[:, 1], a[:, 2])
+    k = np.concatenate([x[0] for x in summed])
+    v = np.concatenate([x[1] for x in summed])
+    if len(k) == 0:
+        return *empty, puts
+    # One row per (day, recharge store, spend store) (a few thousand groups).
+    order, starts = group_runs(k[:, 0], k[:, 1], k[:, 2])
     at = order[starts]
     keys = np.zeros(len(starts), SETTLEMENT_KEY)
-    keys["day"], keys["recharge_store"], keys["spend_store"] = a[at, 0], a[at, 1], a[at, 2]
-    vals = np.zeros((len(starts), len(SETTLEMENT_COLS)), np.int64)
-    vals[:, 0] = np.add.reduceat(a[:, 3][order], starts)
-    col, fen = a[:, 4][order], a[:, 5][order]
-    for c in (1, 2, 3):
-        vals[:, c] = np.add.reduceat(np.where(col == c, fen, 0), starts)
+    keys["day"], keys["recharge_store"], keys["spend_store"] = k[at, 0], k[at, 1], k[at, 2]
+    vals = np.add.reduceat(v[order], starts, axis=0)
     return keys, vals, puts

@@ -1,0 +1,282 @@
+# cython: boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+"""The rollup tailer's per-record loops in C, without the GIL (core/engine/rollups.py,
+rollup_lots.py, behaviour.py call them; docs/internals/reports.md "Cost" says why).
+
+Each function is one pass over arrays numpy already holds and gives exactly what the
+numpy code it replaced gave (the property tests compare them with the rule or with a
+recomputation); nothing here touches LMDB or the journal's layout.
+
+- fifo: the settlement's FIFO lots of the cards that only add and take principal
+  (rollup_lots._fifo_arrays' outputs, by a sequential walk per card);
+- settle_fast: those pieces summed per (day, recharge store, spend store), and the
+  taken entries of the spends (rollup_lots.replay);
+- Sums: a hash table of int64 rows keyed by two 64-bit words, each column summed, or
+  merged by the least positive value, or the greatest (behaviour totals, and any
+  "distinct keys and their sums" a flush needs).
+"""
+
+import numpy as np
+
+cimport numpy as cnp
+from libc.stdint cimport int64_t, uint8_t, uint64_t
+
+cnp.import_array()
+
+# How a Sums column merges a new value into its row.
+DEF _SUM = 0
+DEF _MIN_POSITIVE = 1
+SUM = _SUM
+MIN_POSITIVE = _MIN_POSITIVE     # the least value > 0 (0: none yet)
+MAX = 2
+
+
+cdef inline uint64_t _mix(uint64_t a, uint64_t b) noexcept nogil:
+    cdef uint64_t h = a * 0x9E3779B97F4A7C15ULL ^ (b + 0x632BE59BD9B4E019ULL)
+    h ^= h >> 29
+    h *= 0xBF58476D1CE4E5B9ULL
+    h ^= h >> 32
+    return h
+
+
+def fifo(const int64_t[::1] card, const int64_t[::1] delta, const int64_t[::1] store,
+         const int64_t[::1] order, const int64_t[::1] st_card, const int64_t[::1] st_store,
+         const int64_t[::1] st_fen):
+    """FIFO lots per card for records that add principal as a new lot (delta > 0) and
+    take it oldest lot first (delta < 0); records with delta 0 take part in nothing.
+    order: the records by card, then seq (a stable sort by card). st_*: the cards' lots
+    before, by card ascending, each card's oldest first (lots of other cards are
+    skipped). A take beyond every lot is one more piece at store 0 (have 0).
+
+    Returns ((record, lot store, fen, have) of every piece, by card, then record, then
+    oldest lot first), the distinct cards (ascending) and their lots after as (card,
+    store, fen), by card, oldest first."""
+    cdef Py_ssize_t n = card.shape[0], ns = st_card.shape[0]
+    if delta.shape[0] != n or store.shape[0] != n or order.shape[0] != n:
+        raise ValueError("card, delta, store, order: lengths differ")
+    if st_store.shape[0] != ns or st_fen.shape[0] != ns:
+        raise ValueError("st_card, st_store, st_fen: lengths differ")
+    cdef Py_ssize_t j
+    for j in range(n):
+        if order[j] < 0 or order[j] >= n:
+            raise IndexError("order out of the records")
+    # Each piece but a take's last empties a lot; a take's last may be a beyond piece.
+    cdef Py_ssize_t cap_p = 2 * n + ns + 1, cap_q = n + ns + 1
+    p_rec = np.empty(cap_p, np.int64)
+    p_store = np.empty(cap_p, np.int64)
+    p_fen = np.empty(cap_p, np.int64)
+    p_have = np.empty(cap_p, np.bool_)
+    cards = np.empty(n, np.int64)
+    l_card = np.empty(cap_q, np.int64)
+    l_store = np.empty(cap_q, np.int64)
+    l_fen = np.empty(cap_q, np.int64)
+    qs_a = np.empty(cap_q, np.int64)
+    qf_a = np.empty(cap_q, np.int64)
+    cdef int64_t[::1] PR = p_rec, PS = p_store, PF = p_fen, C = cards
+    cdef int64_t[::1] LC = l_card, LS = l_store, LF = l_fen, QS = qs_a, QF = qf_a
+    cdef uint8_t[::1] PH = p_have.view(np.uint8)
+    cdef Py_ssize_t i = 0, sp = 0, np_ = 0, nc = 0, nl = 0, h, t, k, r
+    cdef int64_t c, d, out, m
+    with nogil:
+        while i < n:
+            c = card[order[i]]
+            while sp < ns and st_card[sp] < c:
+                sp += 1
+            h = 0
+            t = 0
+            while sp < ns and st_card[sp] == c:
+                if st_fen[sp] > 0:
+                    QS[t] = st_store[sp]
+                    QF[t] = st_fen[sp]
+                    t += 1
+                sp += 1
+            while i < n and card[order[i]] == c:
+                r = order[i]
+                d = delta[r]
+                if d > 0:
+                    QS[t] = store[r]
+                    QF[t] = d
+                    t += 1
+                elif d < 0:
+                    out = -d
+                    while out > 0 and h < t:
+                        m = QF[h] if QF[h] < out else out
+                        PR[np_] = r
+                        PS[np_] = QS[h]
+                        PF[np_] = m
+                        PH[np_] = 1
+                        np_ += 1
+                        QF[h] -= m
+                        out -= m
+                        if QF[h] == 0:
+                            h += 1
+                    if out > 0:
+                        PR[np_] = r
+                        PS[np_] = 0
+                        PF[np_] = out
+                        PH[np_] = 0
+                        np_ += 1
+                i += 1
+            C[nc] = c
+            nc += 1
+            for k in range(h, t):
+                LC[nl] = c
+                LS[nl] = QS[k]
+                LF[nl] = QF[k]
+                nl += 1
+    return ((p_rec[:np_], p_store[:np_], p_fen[:np_], p_have[:np_]), cards[:nc],
+            l_card[:nl], l_store[:nl], l_fen[:nl])
+
+
+cdef class Sums:
+    """Distinct keys of two 64-bit words and an int64 row each, merged column by column
+    (SUM, MIN_POSITIVE, MAX): an open addressing table (load at most 1/2) over rows kept
+    in numpy arrays."""
+
+    cdef object _keys, _vals, _slots, _ops
+    cdef Py_ssize_t n, rows_cap, cap, ncols
+
+    def __cinit__(self, ops, Py_ssize_t rows_hint=1024):
+        self._ops = np.ascontiguousarray(ops, np.uint8)
+        self.ncols = len(self._ops)
+        if self.ncols == 0:
+            raise ValueError("Sums: no columns")
+        self.n = 0
+        self.rows_cap = 0
+        self._grow(max(rows_hint, 16))
+
+    def _grow(self, Py_ssize_t need):
+        cdef Py_ssize_t rows_cap = max(need, 2 * self.rows_cap)
+        cdef Py_ssize_t cap = 16
+        while cap < 2 * rows_cap:
+            cap <<= 1
+        keys = np.zeros((rows_cap, 2), np.uint64)
+        vals = np.zeros((rows_cap, self.ncols), np.int64)
+        if self.n:
+            keys[:self.n] = self._keys[:self.n]
+            vals[:self.n] = self._vals[:self.n]
+        slots = np.full(cap, -1, np.int64)
+        cdef uint64_t[:, ::1] K = keys
+        cdef int64_t[::1] S = slots
+        cdef Py_ssize_t r, i
+        cdef uint64_t mask = cap - 1
+        for r in range(self.n):
+            i = _mix(K[r, 0], K[r, 1]) & mask
+            while S[i] >= 0:
+                i = (i + 1) & mask
+            S[i] = r
+        self._keys, self._vals, self._slots = keys, vals, slots
+        self.rows_cap, self.cap = rows_cap, cap
+
+    def __len__(self):
+        return self.n
+
+    def add(self, const uint64_t[::1] k0, const uint64_t[::1] k1, const int64_t[:, ::1] vals):
+        """Merge rows (k0[j], k1[j]) -> vals[j] into the table."""
+        cdef Py_ssize_t m = k0.shape[0], j, i, r, c
+        if k1.shape[0] != m or vals.shape[0] != m:
+            raise ValueError("k0, k1, vals: lengths differ")
+        if m and vals.shape[1] != self.ncols:
+            raise ValueError("vals: wrong number of columns")
+        if self.n + m > self.rows_cap:
+            self._grow(self.n + m)
+        cdef uint64_t[:, ::1] K = self._keys
+        cdef int64_t[:, ::1] V = self._vals
+        cdef int64_t[::1] S = self._slots
+        cdef const uint8_t[::1] O = self._ops
+        cdef uint64_t mask = self.cap - 1, a, b
+        cdef Py_ssize_t nc = self.ncols
+        cdef int64_t x, y
+        with nogil:
+            for j in range(m):
+                a, b = k0[j], k1[j]
+                i = _mix(a, b) & mask
+                while True:
+                    r = S[i]
+                    if r < 0:
+                        r = self.n
+                        self.n += 1
+                        S[i] = r
+                        K[r, 0], K[r, 1] = a, b
+                        for c in range(nc):
+                            V[r, c] = 0
+                        break
+                    if K[r, 0] == a and K[r, 1] == b:
+                        break
+                    i = (i + 1) & mask
+                for c in range(nc):
+                    x = vals[j, c]
+                    if O[c] == _SUM:
+                        V[r, c] += x
+                    elif O[c] == _MIN_POSITIVE:
+                        y = V[r, c]
+                        if x > 0 and (y <= 0 or x < y):
+                            V[r, c] = x
+                    elif x > V[r, c]:
+                        V[r, c] = x
+        return None
+
+    def rows(self):
+        """(n x 2 uint64 keys, n x ncols int64), copies, in the order keys first came."""
+        return self._keys[:self.n].copy(), self._vals[:self.n].copy()
+
+
+def settle_fast(const int64_t[::1] rec, const int64_t[::1] lot_store, const int64_t[::1] fen,
+                const uint8_t[::1] have, const int64_t[::1] day, const int64_t[::1] spend_store,
+                const uint8_t[::1] spend, const uint64_t[::1] key):
+    """The settlement of fifo's pieces: per (day, lot store, spend store) of the piece's
+    record the spend records (counted once per record and lot store), the fen spent
+    (spends) and the fen of other outflows; and the taken entries (key of the record,
+    lot store, fen) of the spends' pieces from a lot, in the pieces' order.
+
+    Returns (n x 3 int64 keys, n x 4 int64: count, spent, refunded (0), other) in any
+    order, and the entries as (key, store, fen)."""
+    cdef Py_ssize_t n = rec.shape[0], nr = day.shape[0], j, q
+    if lot_store.shape[0] != n or fen.shape[0] != n or have.shape[0] != n:
+        raise ValueError("pieces: lengths differ")
+    if spend_store.shape[0] != nr or spend.shape[0] != nr or key.shape[0] != nr:
+        raise ValueError("records: lengths differ")
+    for j in range(n):
+        if rec[j] < 0 or rec[j] >= nr:
+            raise IndexError("a piece's record out of the records")
+    sums = Sums((SUM, SUM, SUM, SUM), 1024)
+    k0 = np.empty(n, np.uint64)
+    k1 = np.empty(n, np.uint64)
+    v = np.zeros((n, 4), np.int64)
+    e_key = np.empty(n, np.uint64)
+    e_store = np.empty(n, np.int64)
+    e_fen = np.empty(n, np.int64)
+    cdef uint64_t[::1] K0 = k0, K1 = k1, EK = e_key
+    cdef int64_t[:, ::1] V = v
+    cdef int64_t[::1] ES = e_store, EF = e_fen
+    cdef Py_ssize_t ne = 0, start = 0
+    cdef int64_t r
+    cdef bint seen
+    with nogil:
+        for j in range(n):
+            r = rec[j]
+            if j == 0 or rec[j - 1] != r:
+                start = j
+            K0[j] = (<uint64_t> day[r]) << 32 | (<uint64_t> lot_store[j] & 0xFFFFFFFFULL)
+            K1[j] = <uint64_t> spend_store[r]
+            if spend[r]:
+                seen = False
+                for q in range(start, j):
+                    if lot_store[q] == lot_store[j]:
+                        seen = True
+                        break
+                V[j, 0] = 0 if seen else 1
+                V[j, 1] = fen[j]
+                if have[j]:
+                    EK[ne] = key[r]
+                    ES[ne] = lot_store[j]
+                    EF[ne] = fen[j]
+                    ne += 1
+            else:
+                V[j, 3] = fen[j]
+    sums.add(k0, k1, v)
+    keys, vals = sums.rows()
+    out = np.empty((len(keys), 3), np.int64)
+    out[:, 0] = (keys[:, 0] >> np.uint64(32)).astype(np.int64)
+    out[:, 1] = (keys[:, 0] & np.uint64(0xFFFFFFFF)).astype(np.int64)
+    out[:, 2] = keys[:, 1].astype(np.int64)
+    return out, vals, (e_key[:ne], e_store[:ne], e_fen[:ne])
