@@ -25,6 +25,7 @@ cnp.import_array()
 # How a Sums column merges a new value into its row.
 DEF _SUM = 0
 DEF _MIN_POSITIVE = 1
+DEF _CHUNK = 65536
 SUM = _SUM
 MIN_POSITIVE = _MIN_POSITIVE     # the least value > 0 (0: none yet)
 MAX = 2
@@ -172,13 +173,20 @@ cdef class Sums:
 
     def add(self, const uint64_t[::1] k0, const uint64_t[::1] k1, const int64_t[:, ::1] vals):
         """Merge rows (k0[j], k1[j]) -> vals[j] into the table."""
-        cdef Py_ssize_t m = k0.shape[0], j, i, r, c
+        cdef Py_ssize_t m = k0.shape[0], lo
         if k1.shape[0] != m or vals.shape[0] != m:
             raise ValueError("k0, k1, vals: lengths differ")
         if m and vals.shape[1] != self.ncols:
             raise ValueError("vals: wrong number of columns")
-        if self.n + m > self.rows_cap:
-            self._grow(self.n + m)
+        # In chunks, so that the table grows with the distinct keys, not the rows.
+        for lo in range(0, m, _CHUNK):
+            self._add(k0, k1, vals, lo, min(m, lo + _CHUNK))
+
+    cdef _add(self, const uint64_t[::1] k0, const uint64_t[::1] k1, const int64_t[:, ::1] vals,
+              Py_ssize_t lo, Py_ssize_t hi):
+        cdef Py_ssize_t j, i, r, c
+        if self.n + (hi - lo) > self.rows_cap:
+            self._grow(self.n + (hi - lo))
         cdef uint64_t[:, ::1] K = self._keys
         cdef int64_t[:, ::1] V = self._vals
         cdef int64_t[::1] S = self._slots
@@ -187,7 +195,7 @@ cdef class Sums:
         cdef Py_ssize_t nc = self.ncols
         cdef int64_t x, y
         with nogil:
-            for j in range(m):
+            for j in range(lo, hi):
                 a, b = k0[j], k1[j]
                 i = _mix(a, b) & mask
                 while True:

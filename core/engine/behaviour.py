@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from core.engine import _tally
 from core.engine.storage import group_runs, take, u64, u64_keys
 from core.records import OpType, PointsOp, RecordKind, Result
 
@@ -101,24 +102,21 @@ def _merge_totals(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return out
 
 
+# How each total column merges (_tally.Sums): first_day the least set day, last_day the
+# greatest, the rest summed.
+_TOTAL_OPS = (_tally.MIN_POSITIVE, _tally.MAX) + (_tally.SUM,) * (_NT - _MINMAX)
+
+
 def reduce_totals(ids: np.ndarray, vals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Distinct ids (ascending) and their merged totals."""
+    """Distinct ids (ascending) and their merged totals (one pass in C, _tally.Sums)."""
     if len(ids) == 0:
         return ids.astype(np.uint64), vals.reshape(0, _NT)
-    uniq, inv = np.unique(ids, return_inverse=True)
-    # One 1-D np.add.at per summed column: numpy's 2-D add.at takes a slow generic path
-    # (1.1 s for 1,000,000 rows of 12 columns against 0.3 s).
-    out = np.zeros((len(uniq), _NT), np.int64, order="F")
-    for c in range(_MINMAX, _NT):
-        np.add.at(out[:, c], inv, vals[:, c])
-    first = np.where(vals[:, 0] > 0, vals[:, 0], np.iinfo(np.int64).max)
-    f = np.full(len(uniq), np.iinfo(np.int64).max, np.int64)
-    np.minimum.at(f, inv, first)
-    out[:, 0] = np.where(f == np.iinfo(np.int64).max, 0, f)
-    last = np.zeros(len(uniq), np.int64)
-    np.maximum.at(last, inv, vals[:, 1])
-    out[:, 1] = last
-    return uniq, np.ascontiguousarray(out)
+    sums = _tally.Sums(_TOTAL_OPS, min(len(ids), 65_536))
+    ids = np.ascontiguousarray(ids, np.uint64)
+    sums.add(ids, np.zeros(len(ids), np.uint64), np.ascontiguousarray(vals, np.int64))
+    keys, out = sums.rows()
+    order = np.argsort(keys[:, 0])
+    return keys[order, 0], out[order]
 
 
 def _reduce_keyed(keys: np.ndarray, vals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -236,12 +234,13 @@ class Behaviour:
             ids, vals = reduce_totals(np.concatenate([p[0] for p in parts]),
                                       np.concatenate([p[1] for p in parts]))
             keys = u64_keys(ids)
-            old = dict(txn.cursor(db=store.db[table]).getmulti(keys))
+            old = list(txn.cursor(db=store.db[table]).getmulti(keys))
             if old:
+                # The stored rows of the ids that have one (getmulti: those, in order).
                 prev = np.zeros((len(keys), _NT), np.int64)
-                have = np.array([k in old for k in keys])
-                raw = b"".join(bytes(old[k]) for k in keys if k in old)
-                prev[have] = np.frombuffer(raw, "<i8").reshape(-1, _NT)
+                found = np.frombuffer(b"".join(bytes(k) for k, _ in old), ">u8").astype(np.uint64)
+                prev[np.searchsorted(ids, found)] = np.frombuffer(
+                    b"".join(bytes(v) for _, v in old), "<i8").reshape(-1, _NT)
                 vals = _merge_totals(vals, prev)
             body = vals.astype("<i8").tobytes()
             w = _NT * 8
