@@ -20,6 +20,8 @@ import numpy as np
 cimport numpy as cnp
 from libc.stdint cimport int64_t, uint8_t, uint64_t
 
+from core._fastpath cimport JournalRec
+
 cnp.import_array()
 
 # How a Sums column merges a new value into its row.
@@ -134,7 +136,8 @@ cdef class Sums:
     in numpy arrays."""
 
     cdef object _keys, _vals, _slots, _ops
-    cdef Py_ssize_t n, rows_cap, cap, ncols
+    cdef Py_ssize_t n, rows_cap, cap
+    cdef readonly Py_ssize_t ncols
 
     def __cinit__(self, ops, Py_ssize_t rows_hint=1024):
         self._ops = np.ascontiguousarray(ops, np.uint8)
@@ -288,3 +291,111 @@ def settle_fast(const int64_t[::1] rec, const int64_t[::1] lot_store, const int6
     out[:, 1] = (keys[:, 0] & np.uint64(0xFFFFFFFF)).astype(np.int64)
     out[:, 2] = keys[:, 1].astype(np.int64)
     return out, vals, (e_key[:ne], e_store[:ne], e_fen[:ne])
+
+
+def behaviour_block(cnp.ndarray block, int64_t tz_offset_s, const int64_t[::1] codes,
+                    Sums cards, Sums members, Sums days, Sums stores, Sums cats):
+    """Behaviour.block's card records in one pass: every OK card record (card_no != 0)
+    of block (a C-contiguous JOURNAL array) merged into cards (card_no -> TOTAL_COLS),
+    members (member_id != 0 -> TOTAL_COLS), and for its visits, swipes and refunds
+    days ((day, member) -> DAY_COLS), stores ((member, store) -> STORE_COLS), cats
+    ((member, category) -> CAT_COLS, swipes and refunds only). codes: the record codes
+    (core.records) RESULT_OK, KIND_CARD, SWIPE, USE_COUNT, REFUND, RECHARGE, GIFT_REDEEM.
+    The definitions: core/engine/behaviour.py."""
+    if not block.flags.c_contiguous or <size_t> block.dtype.itemsize != sizeof(JournalRec):
+        raise ValueError("block: a C-contiguous JOURNAL array")
+    if codes.shape[0] != 7:
+        raise ValueError("codes: 7 record codes")
+    if (cards.ncols != 12 or members.ncols != 12 or days.ncols != 3 or stores.ncols != 2
+            or cats.ncols != 2):
+        raise ValueError("behaviour_block: the tables' columns")
+    cdef Py_ssize_t nb = block.shape[0], j, n = 0, na = 0, nc = 0, nm = 0
+    cdef const JournalRec *recs = <const JournalRec *> cnp.PyArray_DATA(block)
+    cdef const JournalRec *p
+    card_k = np.empty(nb, np.uint64)
+    mem_k = np.empty(nb, np.uint64)
+    tot = np.empty((nb, 12), np.int64)
+    mem_at = np.empty(nb, np.int64)
+    act_d = np.empty(nb, np.uint64)
+    act_m = np.empty(nb, np.uint64)
+    act_s = np.empty(nb, np.uint64)
+    act_v = np.empty((nb, 3), np.int64)
+    cat_m = np.empty(nb, np.uint64)
+    cat_c = np.empty(nb, np.uint64)
+    cat_v = np.empty((nb, 2), np.int64)
+    cdef uint64_t[::1] CK = card_k, MK = mem_k, AD = act_d, AM = act_m, AS = act_s
+    cdef uint64_t[::1] TM = cat_m, TC = cat_c
+    cdef int64_t[:, ::1] T = tot, AV = act_v, TV = cat_v
+    cdef int64_t[::1] MA = mem_at
+    cdef int64_t ok = codes[0], kcard = codes[1], c_swipe = codes[2], c_use = codes[3]
+    cdef int64_t c_refund = codes[4], c_recharge = codes[5], c_gift = codes[6]
+    cdef int64_t local, day, op, spend, pd, offp, earned, redeemed
+    cdef bint swipe, refund, visit, recharge
+    with nogil:
+        for j in range(nb):
+            p = &recs[j]
+            if p.result != ok or p.kind != kcard or p.card_no == 0:
+                continue
+            local = p.time_s + tz_offset_s
+            day = local // 86400
+            if day * 86400 > local:
+                day -= 1
+            op = p.op_type
+            swipe = op == c_swipe
+            refund = op == c_refund
+            visit = swipe or op == c_use
+            recharge = op == c_recharge
+            spend = 0
+            if swipe:
+                spend = p.payable_fen - p.coupon_fen
+            if refund:
+                spend = -p.amount_fen
+            pd = p.points_delta
+            offp = p.offset_points
+            if swipe:
+                earned = pd + offp
+                redeemed = offp
+            else:
+                earned = 0 if refund else (pd if pd > 0 else 0)
+                redeemed = (-pd if pd < 0 else 0) if op == c_gift else 0
+            CK[n] = p.card_no
+            T[n, 0] = day + 1 if visit else 0
+            T[n, 1] = T[n, 0]
+            T[n, 2] = visit
+            T[n, 3] = swipe
+            T[n, 4] = spend
+            T[n, 5] = refund
+            T[n, 6] = p.amount_fen if refund else 0
+            T[n, 7] = recharge
+            T[n, 8] = p.principal_delta_fen if recharge else 0
+            T[n, 9] = earned
+            T[n, 10] = redeemed
+            T[n, 11] = 0
+            if p.after.member_id != 0:
+                MK[nm] = p.after.member_id
+                MA[nm] = n
+                nm += 1
+                if swipe or refund or visit:
+                    AD[na] = <uint64_t> day
+                    AM[na] = p.after.member_id
+                    AS[na] = p.store_id
+                    AV[na, 0] = visit
+                    AV[na, 1] = swipe
+                    AV[na, 2] = spend
+                    na += 1
+                    if swipe or refund:
+                        TM[nc] = p.after.member_id
+                        TC[nc] = p.category
+                        TV[nc, 0] = swipe
+                        TV[nc, 1] = spend
+                        nc += 1
+            n += 1
+    cards.add(card_k[:n], np.zeros(n, np.uint64), tot[:n])
+    if nm:
+        members.add(mem_k[:nm], np.zeros(nm, np.uint64), tot[mem_at[:nm]])
+    if na:
+        days.add(act_d[:na], act_m[:na], act_v[:na])
+        stores.add(act_m[:na], act_s[:na], np.ascontiguousarray(act_v[:na, ::2]))
+    if nc:
+        cats.add(cat_m[:nc], cat_c[:nc], cat_v[:nc])
+    return n

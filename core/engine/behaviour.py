@@ -47,7 +47,7 @@ from __future__ import annotations
 import numpy as np
 
 from core.engine import _tally
-from core.engine.storage import group_runs, take, u64, u64_keys
+from core.engine.storage import group_runs, u64, u64_keys
 from core.records import OpType, PointsOp, RecordKind, Result
 
 MEMBERS_DB = "beh_members"
@@ -90,6 +90,9 @@ _SWIPE, _USE, _REFUND = int(OpType.SWIPE), int(OpType.USE_COUNT), int(OpType.REF
 _RECHARGE = int(OpType.RECHARGE)
 _REDEEM, _RESTORE = int(OpType.COUPON_REDEEM), int(OpType.COUPON_RESTORE)
 _GIFT = int(PointsOp.GIFT_REDEEM)
+# The record codes _tally.behaviour_block reads (its docstring gives the order).
+_CODES = np.array([Result.OK, RecordKind.KIND_CARD, _SWIPE, _USE, _REFUND, _RECHARGE, _GIFT],
+                  np.int64)
 
 
 def _merge_totals(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -119,16 +122,6 @@ def reduce_totals(ids: np.ndarray, vals: np.ndarray) -> tuple[np.ndarray, np.nda
     return keys[order, 0], out[order]
 
 
-def _reduce_keyed(keys: np.ndarray, vals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Distinct big-endian keys (ascending as bytes, LMDB's order) and their sums."""
-    w = keys.dtype.itemsize
-    raw = np.ascontiguousarray(keys).view(f"V{w}").ravel()
-    uniq, first, inv = np.unique(raw, return_index=True, return_inverse=True)
-    sums = np.zeros((len(uniq), vals.shape[1]), np.int64)
-    np.add.at(sums, inv.ravel(), vals)
-    return np.ascontiguousarray(keys)[first], sums
-
-
 class Behaviour:
     """Rows of the journal blocks a flush reads, then the puts that merge them into the
     tables (read in the tailer's read transaction: the tailer is their only writer)."""
@@ -137,74 +130,37 @@ class Behaviour:
         self.clear()
 
     def clear(self) -> None:
-        self._tot: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {MEMBERS_DB: [], CARDS_DB: []}
-        self._days: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-        self._stores: list[tuple[np.ndarray, np.ndarray]] = []
-        self._cats: list[tuple[np.ndarray, np.ndarray]] = []
+        # The flush's rows, merged as they come (_tally.Sums; keys of two words).
+        self._sums = {
+            MEMBERS_DB: _tally.Sums(_TOTAL_OPS), CARDS_DB: _tally.Sums(_TOTAL_OPS),
+            DAYS_DB: _tally.Sums((_tally.SUM,) * len(DAY_COLS)),      # (day, member)
+            STORES_DB: _tally.Sums((_tally.SUM,) * len(STORE_COLS)),  # (member, store)
+            CATS_DB: _tally.Sums((_tally.SUM,) * len(CAT_COLS)),      # (member, category)
+        }
 
     def block(self, store, txn, block: np.ndarray, tz: int) -> None:
-        """Add one journal block's rows."""
-        ok = block["result"] == Result.OK
-        kind = block["kind"]
-        op = block["op_type"].astype(np.int64)
-        card_rec = ok & (kind == RecordKind.KIND_CARD) & (block["card_no"] != 0)
-        coup = ok & (kind == RecordKind.KIND_COUPON) & ((op == _REDEEM) | (op == _RESTORE))
-        sel = np.flatnonzero(card_rec | coup)
-        if len(sel) == 0:
+        """Add one journal block's rows: its card records in one pass in C
+        (_tally.behaviour_block), its coupon redemptions and restores here."""
+        s = self._sums
+        _tally.behaviour_block(np.ascontiguousarray(block), int(tz), _CODES, s[CARDS_DB],
+                               s[MEMBERS_DB], s[DAYS_DB], s[STORES_DB], s[CATS_DB])
+        op = block["op_type"]
+        ci = np.flatnonzero((block["result"] == Result.OK)
+                            & (block["kind"] == RecordKind.KIND_COUPON)
+                            & ((op == _REDEEM) | (op == _RESTORE)))
+        if len(ci) == 0:
             return
-        b = block if len(sel) == len(block) else take(block, sel)
-        op = op[sel]
-        is_card = card_rec[sel]
-        member = np.zeros(len(sel), np.uint64)
-        member[is_card] = b["after"]["member_id"][is_card]
-        ci = np.flatnonzero(~is_card)
-        if len(ci):
-            member[ci] = self._coupon_members(store, txn, block, b["ref_seq"][ci])
-        n = len(sel)
-        day = ((b["time_s"].astype(np.int64) + int(tz)) // 86_400)
-        swipe = is_card & (op == _SWIPE)
-        refund = is_card & (op == _REFUND)
-        visit = (swipe | (is_card & (op == _USE))).astype(np.int64)
-        amount = b["amount_fen"].astype(np.int64)
-        spend = np.where(swipe, b["payable_fen"].astype(np.int64) - b["coupon_fen"].astype(np.int64), 0)
-        spend = np.where(refund, -amount, spend)
-        pdelta = b["points_delta"].astype(np.int64)
-        offp = b["offset_points"].astype(np.int64)
-        earned = np.where(swipe, pdelta + offp, np.where(is_card & ~refund, np.maximum(pdelta, 0), 0))
-        redeemed = np.where(swipe, offp, np.where(is_card & (op == _GIFT), np.maximum(-pdelta, 0), 0))
-        recharge = is_card & (op == _RECHARGE)
-        vals = np.zeros((n, _NT), np.int64)
-        vals[:, 0] = np.where(visit > 0, day + 1, 0)
-        vals[:, 1] = vals[:, 0]
-        vals[:, 2] = visit
-        vals[:, 3] = swipe
-        vals[:, 4] = spend
-        vals[:, 5] = refund
-        vals[:, 6] = np.where(refund, amount, 0)
-        vals[:, 7] = recharge
-        vals[:, 8] = np.where(recharge, b["principal_delta_fen"].astype(np.int64), 0)
-        vals[:, 9] = earned
-        vals[:, 10] = redeemed
-        vals[:, 11] = np.where(op == _REDEEM, 1, 0) - np.where(op == _RESTORE, 1, 0)
-        vals[:, 11] *= ~is_card
-        self._tot[CARDS_DB].append((b["card_no"].astype(np.uint64), vals))
-        has = member != 0
-        if not has.any():
-            return
-        self._tot[MEMBERS_DB].append((member[has], vals[has]))
-        act = has & (swipe | refund | (visit > 0))
-        if act.any():
-            m, d = member[act], day[act]
-            dv = np.stack([visit[act], swipe[act].astype(np.int64), spend[act]], axis=1)
-            self._days.append((d, m, dv))
-            sk = np.zeros(int(act.sum()), STORE_KEY)
-            sk["member"], sk["store"] = m, b["store_id"][act]
-            self._stores.append((sk, np.stack([visit[act], spend[act]], axis=1)))
-            sr = has & (swipe | refund)
-            if sr.any():
-                ck = np.zeros(int(sr.sum()), CAT_KEY)
-                ck["member"], ck["category"] = member[sr], b["category"][sr]
-                self._cats.append((ck, np.stack([swipe[sr].astype(np.int64), spend[sr]], axis=1)))
+        # A coupon record counts only coupons_redeemed, under its card and the member of
+        # the card record it belongs to.
+        vals = np.zeros((len(ci), _NT), np.int64)
+        vals[:, 11] = np.where(op[ci] == _REDEEM, 1, -1)
+        member = self._coupon_members(store, txn, block, block["ref_seq"][ci])
+        s[CARDS_DB].add(np.ascontiguousarray(block["card_no"][ci], np.uint64),
+                        np.zeros(len(ci), np.uint64), vals)
+        has = np.flatnonzero(member != 0)
+        if len(has):
+            s[MEMBERS_DB].add(np.ascontiguousarray(member[has]), np.zeros(len(has), np.uint64),
+                              np.ascontiguousarray(vals[has]))
 
     @staticmethod
     def _coupon_members(store, txn, block: np.ndarray, refs: np.ndarray) -> np.ndarray:
@@ -228,11 +184,12 @@ class Behaviour:
         """The (key, value) pairs that merge this flush's rows into the tables, read
         from txn; clears the rows."""
         out: dict[str, list[tuple[bytes, bytes]]] = {}
-        for table, parts in self._tot.items():
-            if not parts:
+        for table in (MEMBERS_DB, CARDS_DB):
+            if not len(self._sums[table]):
                 continue
-            ids, vals = reduce_totals(np.concatenate([p[0] for p in parts]),
-                                      np.concatenate([p[1] for p in parts]))
+            k, vals = self._sums[table].rows()
+            order = np.argsort(k[:, 0])
+            ids, vals = k[order, 0], vals[order]
             keys = u64_keys(ids)
             old = list(txn.cursor(db=store.db[table]).getmulti(keys))
             if old:
@@ -245,10 +202,9 @@ class Behaviour:
             body = vals.astype("<i8").tobytes()
             w = _NT * 8
             out[table] = [(k, body[j * w:(j + 1) * w]) for j, k in enumerate(keys)]
-        if self._days:
-            d = np.concatenate([p[0] for p in self._days])
-            m = np.concatenate([p[1] for p in self._days])
-            v = np.concatenate([p[2] for p in self._days])
+        if len(self._sums[DAYS_DB]):
+            k, v = self._sums[DAYS_DB].rows()
+            d, m = k[:, 0].astype(np.int64), k[:, 1]
             pairs = []
             bucket = (m >> np.uint64(DAY_BUCKET_SHIFT)).astype(np.int64)
             blocks = np.unique(np.stack([d, bucket], axis=1), axis=0)
@@ -268,12 +224,14 @@ class Behaviour:
                 rows["member"], rows["v"] = uniq, sums
                 pairs.append((key, rows.tobytes()))
             out[DAYS_DB] = pairs
-        for table, parts, dtype in ((STORES_DB, self._stores, STORE_KEY),
-                                    (CATS_DB, self._cats, CAT_KEY)):
-            if not parts:
+        for table, dtype, field in ((STORES_DB, STORE_KEY, "store"), (CATS_DB, CAT_KEY, "category")):
+            if not len(self._sums[table]):
                 continue
-            keys, vals = _reduce_keyed(np.concatenate([p[0] for p in parts]).astype(dtype),
-                                       np.concatenate([p[1] for p in parts]))
+            k, vals = self._sums[table].rows()
+            order = np.lexsort((k[:, 1], k[:, 0]))        # LMDB's order of the keys
+            keys = np.zeros(len(k), dtype)
+            keys["member"], keys[field] = k[order, 0], k[order, 1]
+            vals = vals[order]
             kb = np.ascontiguousarray(keys).view(np.uint8).reshape(len(keys), -1)
             bkeys = [r.tobytes() for r in kb]
             old = dict(txn.cursor(db=store.db[table]).getmulti(bkeys))
