@@ -18,7 +18,7 @@ recomputation); nothing here touches LMDB or the journal's layout.
 import numpy as np
 
 cimport numpy as cnp
-from libc.stdint cimport int64_t, uint8_t, uint64_t
+from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t
 
 from core._fastpath cimport JournalRec
 
@@ -399,3 +399,219 @@ def behaviour_block(cnp.ndarray block, int64_t tz_offset_s, const int64_t[::1] c
     if nc:
         cats.add(cat_m[:nc], cat_c[:nc], cat_v[:nc])
     return n
+
+
+cdef inline int64_t _day(int64_t time_s, int64_t tz) noexcept nogil:
+    cdef int64_t local = time_s + tz, day = local // 86400
+    if day * 86400 > local:
+        day -= 1
+    return day
+
+
+cdef class CardTally:
+    """The card records of a stretch, for the card events and member activity
+    (rollups.card_event_rows, rollups.activity_of), kept as they come:
+
+    - per card (a hash table): its status after its last record so far; a record whose
+      card came before in the stretch has its status before, so its events go into
+      events at once; a card's first record in the stretch (a head) waits for the
+      card's stored status (finish_events);
+    - member activity: first ((member key, store of issue) -> first day seen + 1, first
+      visit day + 1) and visits ((member key, day << 32 | store of issue) -> visits).
+
+    codes (core.records): CANCELLED, DORMANT, LOST, REPLACE, RENEW, SWIPE, USE_COUNT."""
+
+    cdef object _card, _after, _slots
+    cdef object _h_slot, _h_after, _h_op, _h_first, _h_day, _h_issue
+    cdef Py_ssize_t ncards, cards_cap, cap, nheads, heads_cap
+    cdef int64_t c_cancelled, c_dormant, c_lost, c_replace, c_renew, c_swipe, c_use
+    cdef public Sums events, first, visits
+
+    def __cinit__(self, const int64_t[::1] codes):
+        if codes.shape[0] != 7:
+            raise ValueError("codes: 7 record codes")
+        self.c_cancelled, self.c_dormant, self.c_lost = codes[0], codes[1], codes[2]
+        self.c_replace, self.c_renew, self.c_swipe, self.c_use = codes[3], codes[4], codes[5], codes[6]
+        self.ncards = self.cards_cap = self.nheads = self.heads_cap = 0
+        self._grow_cards(1024)
+        self._grow_heads(1024)
+        self.events = Sums((SUM,) * 7, 256)                 # (day, issue store)
+        self.first = Sums((_MIN_POSITIVE, _MIN_POSITIVE), 1024)
+        self.visits = Sums((SUM,), 1024)
+
+    def _grow_cards(self, Py_ssize_t need):
+        cdef Py_ssize_t rows_cap = max(need, 2 * self.cards_cap), cap = 16, r, i
+        while cap < 2 * rows_cap:
+            cap <<= 1
+        card = np.zeros(rows_cap, np.uint64)
+        after = np.zeros(rows_cap, np.int64)
+        if self.ncards:
+            card[:self.ncards] = self._card[:self.ncards]
+            after[:self.ncards] = self._after[:self.ncards]
+        slots = np.full(cap, -1, np.int64)
+        cdef uint64_t[::1] C = card
+        cdef int64_t[::1] S = slots
+        cdef uint64_t mask = cap - 1
+        for r in range(self.ncards):
+            i = _mix(C[r], 0) & mask
+            while S[i] >= 0:
+                i = (i + 1) & mask
+            S[i] = r
+        self._card, self._after, self._slots = card, after, slots
+        self.cards_cap, self.cap = rows_cap, cap
+
+    def _grow_heads(self, Py_ssize_t need):
+        cdef Py_ssize_t cap = max(need, 2 * self.heads_cap), n = self.nheads
+        new = [np.zeros(cap, np.int64) for _ in range(6)]
+        if n:
+            for a, b in zip(new, (self._h_slot, self._h_after, self._h_op, self._h_first,
+                                  self._h_day, self._h_issue)):
+                a[:n] = b[:n]
+        (self._h_slot, self._h_after, self._h_op, self._h_first, self._h_day,
+         self._h_issue) = new
+        self.heads_cap = cap
+
+    cdef inline void _event(self, int64_t before, int64_t after, int64_t op, bint first,
+                            int64_t *v) noexcept nogil:
+        cdef int64_t moved
+        cdef bint replaced, in_before, in_after
+        if first:
+            before = -1
+        moved = after if before != after else -1
+        in_before = before != -1 and before != self.c_cancelled
+        in_after = after != self.c_cancelled
+        replaced = moved == self.c_cancelled and op == self.c_replace
+        v[0] = first
+        v[1] = moved == self.c_cancelled and not replaced
+        v[2] = op == self.c_renew
+        v[3] = replaced
+        v[4] = moved == self.c_dormant
+        v[5] = moved == self.c_lost
+        v[6] = <int64_t> in_after - <int64_t> in_before
+
+    def add(self, cnp.ndarray block, const int64_t[::1] sel, const int64_t[::1] issue,
+            int64_t tz_offset_s):
+        """The records block[sel] (OK card records of a C-contiguous JOURNAL array, in seq
+        order); issue: each one's store of issue."""
+        cdef Py_ssize_t m = sel.shape[0], nb = block.shape[0], j, i, r, ne = 0, nv = 0
+        if issue.shape[0] != m:
+            raise ValueError("sel, issue: lengths differ")
+        if not block.flags.c_contiguous or <size_t> block.dtype.itemsize != sizeof(JournalRec):
+            raise ValueError("block: a C-contiguous JOURNAL array")
+        for j in range(m):
+            if sel[j] < 0 or sel[j] >= nb:
+                raise IndexError("sel out of the block")
+        if self.ncards + m > self.cards_cap:
+            self._grow_cards(self.ncards + m)
+        if self.nheads + m > self.heads_cap:
+            self._grow_heads(self.nheads + m)
+        cdef const JournalRec *recs = <const JournalRec *> cnp.PyArray_DATA(block)
+        cdef const JournalRec *p
+        cdef uint64_t[::1] C = self._card
+        cdef int64_t[::1] A = self._after, S = self._slots
+        cdef int64_t[::1] HS = self._h_slot, HA = self._h_after, HO = self._h_op
+        cdef int64_t[::1] HF = self._h_first, HD = self._h_day, HI = self._h_issue
+        ev_k = np.empty(m, np.uint64)
+        ev_v = np.empty((m, 7), np.int64)
+        f_k0 = np.empty(m, np.uint64)
+        f_k1 = np.empty(m, np.uint64)
+        f_v = np.empty((m, 2), np.int64)
+        v_k0 = np.empty(m, np.uint64)
+        v_k1 = np.empty(m, np.uint64)
+        cdef uint64_t[::1] EK = ev_k, FK0 = f_k0, FK1 = f_k1, VK0 = v_k0, VK1 = v_k1
+        cdef int64_t[:, ::1] EV = ev_v, FV = f_v
+        cdef uint64_t mask = self.cap - 1, card, key
+        cdef int64_t day, after, op
+        cdef bint first, visit
+        cdef int64_t v[7]
+        cdef int c
+        with nogil:
+            for j in range(m):
+                p = &recs[sel[j]]
+                card = p.card_no
+                after = p.after.status
+                op = p.op_type
+                first = p.prev_seq == 0
+                day = _day(p.time_s, tz_offset_s)
+                i = _mix(card, 0) & mask
+                while True:
+                    r = S[i]
+                    if r < 0 or C[r] == card:
+                        break
+                    i = (i + 1) & mask
+                if r < 0:
+                    r = self.ncards
+                    self.ncards += 1
+                    S[i] = r
+                    C[r] = card
+                    HS[self.nheads] = r
+                    HA[self.nheads] = after
+                    HO[self.nheads] = op
+                    HF[self.nheads] = first
+                    HD[self.nheads] = day
+                    HI[self.nheads] = issue[j]
+                    self.nheads += 1
+                else:
+                    self._event(A[r], after, op, first, v)
+                    if v[0] or v[1] or v[2] or v[3] or v[4] or v[5] or v[6]:
+                        EK[ne] = (<uint64_t> <uint32_t> day) << 32 | <uint64_t> <uint32_t> issue[j]
+                        for c in range(7):
+                            EV[ne, c] = v[c]
+                        ne += 1
+                A[r] = after
+                # Member activity: the member key is the member, else -card_no.
+                key = p.after.member_id if p.after.member_id != 0 else <uint64_t> (-<int64_t> card)
+                visit = op == self.c_swipe or op == self.c_use
+                FK0[j] = key
+                FK1[j] = <uint64_t> <uint32_t> issue[j]
+                FV[j, 0] = day + 1
+                FV[j, 1] = day + 1 if visit else 0
+                if visit:
+                    VK0[nv] = key
+                    VK1[nv] = (<uint64_t> <uint32_t> day) << 32 | <uint64_t> <uint32_t> issue[j]
+                    nv += 1
+        if ne:
+            self.events.add(ev_k[:ne], np.zeros(ne, np.uint64), ev_v[:ne])
+        self.first.add(f_k0, f_k1, f_v)
+        if nv:
+            self.visits.add(v_k0[:nv], v_k1[:nv], np.ones((nv, 1), np.int64))
+
+    def head_cards(self):
+        """The distinct cards of the stretch, in the order they came (uint64)."""
+        return self._card[:self.ncards].copy()
+
+    def finish_events(self, const int64_t[::1] known):
+        """The events of the heads, given known: each card's status before the stretch
+        (head_cards' order; < 0: none). Returns the cards whose status moved and their
+        statuses after (rollup_card_status puts), by card ascending."""
+        if known.shape[0] != self.ncards:
+            raise ValueError("known: one status per card")
+        cdef Py_ssize_t n = self.nheads, j, ne = 0, r
+        ev_k = np.empty(n, np.uint64)
+        ev_v = np.empty((n, 7), np.int64)
+        cdef uint64_t[::1] EK = ev_k
+        cdef int64_t[:, ::1] EV = ev_v
+        cdef int64_t[::1] HS = self._h_slot, HA = self._h_after, HO = self._h_op
+        cdef int64_t[::1] HF = self._h_first, HD = self._h_day, HI = self._h_issue
+        cdef int64_t before
+        cdef int64_t v[7]
+        cdef int c
+        with nogil:
+            for j in range(n):
+                before = known[HS[j]]
+                if before < 0:
+                    before = -1
+                self._event(before, HA[j], HO[j], HF[j] != 0, v)
+                if v[0] or v[1] or v[2] or v[3] or v[4] or v[5] or v[6]:
+                    EK[ne] = (<uint64_t> <uint32_t> HD[j]) << 32 | <uint64_t> <uint32_t> HI[j]
+                    for c in range(7):
+                        EV[ne, c] = v[c]
+                    ne += 1
+        if ne:
+            self.events.add(ev_k[:ne], np.zeros(ne, np.uint64), ev_v[:ne])
+        self.nheads = 0
+        cards = self._card[:self.ncards]
+        final = self._after[:self.ncards]
+        moved = np.flatnonzero(final != np.asarray(known))
+        order = np.argsort(cards[moved])
+        return cards[moved][order].copy(), final[moved][order].copy()

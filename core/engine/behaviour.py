@@ -250,29 +250,6 @@ class Behaviour:
 
 # --- member activity ------------------------------------------------------------------
 
-def activity_stretch(card: np.ndarray, member: np.ndarray, op: np.ndarray, day: np.ndarray,
-                     issue: np.ndarray):
-    """Member activity of a stretch of OK card records: (first: key, issue store,
-    first_seen, first_visit, each day + 1 and 0 for none, one row per pair, sorted),
-    (visits: day, key, issue store, visits, one row per (day, pair) with a visit)."""
-    key = np.where(member != 0, member.astype(np.int64), -card.astype(np.int64))
-    issue = issue.astype(np.int64)
-    day = day.astype(np.int64)
-    visit = np.isin(op, np.array(VISIT_OPS, np.int64))
-    order, starts = group_runs(key, issue)
-    big = np.iinfo(np.int64).max
-    seen = np.minimum.reduceat(day[order], starts) + 1 if len(starts) else day[:0]
-    vd = np.where(visit, day, big)[order]
-    fv = np.minimum.reduceat(vd, starts) if len(starts) else vd
-    fv = np.where(fv == big, 0, fv + 1)
-    first = (key[order][starts], issue[order][starts], seen, fv)
-    v = np.flatnonzero(visit)
-    order, starts = group_runs(day[v], key[v], issue[v])
-    at = v[order][starts]
-    n = np.diff(np.append(starts, len(order))).astype(np.int64)
-    return first, (day[at], key[at], issue[at], n)
-
-
 def _first_rows(key, issue, seen, visit) -> np.ndarray:
     """ACT_FIRST_ROW rows, one per (key, issue store) sorted by them, the days (+ 1, 0:
     none) merged: the earliest of the set ones."""
@@ -298,7 +275,7 @@ def _bucket(key: np.ndarray) -> np.ndarray:
 
 
 def activity_puts(store, txn, stretch) -> dict[str, list[tuple[bytes, bytes]]]:
-    """The puts that merge a stretch's member activity (activity_stretch) into
+    """The puts that merge a stretch's member activity (rollups.activity_of) into
     beh_act_first (only the pairs whose days are new or earlier) and beh_act_days (the
     (day, bucket) blocks it touches, rewritten whole), read from txn."""
     (fk, fi, fs, fv), (dd, dk, di, dn) = stretch
