@@ -6,13 +6,15 @@ Each function is one pass over arrays numpy already holds and gives exactly what
 numpy code it replaced gave (the property tests compare them with the rule or with a
 recomputation); nothing here touches LMDB or the journal's layout.
 
-- fifo: the settlement's FIFO lots of the cards that only add and take principal
-  (rollup_lots._fifo_arrays' outputs, by a sequential walk per card);
-- settle_fast: those pieces summed per (day, recharge store, spend store), and the
-  taken entries of the spends (rollup_lots.replay);
+- card_columns: a journal block's OK card records, their columns and the settlement's
+  lot records (rollups.Summer);
+- fast_cards, fifo_settle: the settlement's FIFO lots of the cards that only add and
+  take principal, walked per card in seq order, the pieces summed per (day, recharge
+  store, spend store) and the spends' taken entries (rollup_lots.replay);
+- behaviour_block: behaviour per card and member (behaviour.Behaviour);
+- CardTally: card events and member activity (rollups.card_event_rows, activity_of);
 - Sums: a hash table of int64 rows keyed by two 64-bit words, each column summed, or
-  merged by the least positive value, or the greatest (behaviour totals, and any
-  "distinct keys and their sums" a flush needs).
+  merged by the least positive value, or the greatest.
 """
 
 import numpy as np
@@ -39,95 +41,6 @@ cdef inline uint64_t _mix(uint64_t a, uint64_t b) noexcept nogil:
     h *= 0xBF58476D1CE4E5B9ULL
     h ^= h >> 32
     return h
-
-
-def fifo(const int64_t[::1] card, const int64_t[::1] delta, const int64_t[::1] store,
-         const int64_t[::1] order, const int64_t[::1] st_card, const int64_t[::1] st_store,
-         const int64_t[::1] st_fen):
-    """FIFO lots per card for records that add principal as a new lot (delta > 0) and
-    take it oldest lot first (delta < 0); records with delta 0 take part in nothing.
-    order: the records by card, then seq (a stable sort by card). st_*: the cards' lots
-    before, by card ascending, each card's oldest first (lots of other cards are
-    skipped). A take beyond every lot is one more piece at store 0 (have 0).
-
-    Returns ((record, lot store, fen, have) of every piece, by card, then record, then
-    oldest lot first), the distinct cards (ascending) and their lots after as (card,
-    store, fen), by card, oldest first."""
-    cdef Py_ssize_t n = card.shape[0], ns = st_card.shape[0]
-    if delta.shape[0] != n or store.shape[0] != n or order.shape[0] != n:
-        raise ValueError("card, delta, store, order: lengths differ")
-    if st_store.shape[0] != ns or st_fen.shape[0] != ns:
-        raise ValueError("st_card, st_store, st_fen: lengths differ")
-    cdef Py_ssize_t j
-    for j in range(n):
-        if order[j] < 0 or order[j] >= n:
-            raise IndexError("order out of the records")
-    # Each piece but a take's last empties a lot; a take's last may be a beyond piece.
-    cdef Py_ssize_t cap_p = 2 * n + ns + 1, cap_q = n + ns + 1
-    p_rec = np.empty(cap_p, np.int64)
-    p_store = np.empty(cap_p, np.int64)
-    p_fen = np.empty(cap_p, np.int64)
-    p_have = np.empty(cap_p, np.bool_)
-    cards = np.empty(n, np.int64)
-    l_card = np.empty(cap_q, np.int64)
-    l_store = np.empty(cap_q, np.int64)
-    l_fen = np.empty(cap_q, np.int64)
-    qs_a = np.empty(cap_q, np.int64)
-    qf_a = np.empty(cap_q, np.int64)
-    cdef int64_t[::1] PR = p_rec, PS = p_store, PF = p_fen, C = cards
-    cdef int64_t[::1] LC = l_card, LS = l_store, LF = l_fen, QS = qs_a, QF = qf_a
-    cdef uint8_t[::1] PH = p_have.view(np.uint8)
-    cdef Py_ssize_t i = 0, sp = 0, np_ = 0, nc = 0, nl = 0, h, t, k, r
-    cdef int64_t c, d, out, m
-    with nogil:
-        while i < n:
-            c = card[order[i]]
-            while sp < ns and st_card[sp] < c:
-                sp += 1
-            h = 0
-            t = 0
-            while sp < ns and st_card[sp] == c:
-                if st_fen[sp] > 0:
-                    QS[t] = st_store[sp]
-                    QF[t] = st_fen[sp]
-                    t += 1
-                sp += 1
-            while i < n and card[order[i]] == c:
-                r = order[i]
-                d = delta[r]
-                if d > 0:
-                    QS[t] = store[r]
-                    QF[t] = d
-                    t += 1
-                elif d < 0:
-                    out = -d
-                    while out > 0 and h < t:
-                        m = QF[h] if QF[h] < out else out
-                        PR[np_] = r
-                        PS[np_] = QS[h]
-                        PF[np_] = m
-                        PH[np_] = 1
-                        np_ += 1
-                        QF[h] -= m
-                        out -= m
-                        if QF[h] == 0:
-                            h += 1
-                    if out > 0:
-                        PR[np_] = r
-                        PS[np_] = 0
-                        PF[np_] = out
-                        PH[np_] = 0
-                        np_ += 1
-                i += 1
-            C[nc] = c
-            nc += 1
-            for k in range(h, t):
-                LC[nl] = c
-                LS[nl] = QS[k]
-                LF[nl] = QF[k]
-                nl += 1
-    return ((p_rec[:np_], p_store[:np_], p_fen[:np_], p_have[:np_]), cards[:nc],
-            l_card[:nl], l_store[:nl], l_fen[:nl])
 
 
 cdef class Sums:
@@ -229,68 +142,6 @@ cdef class Sums:
     def rows(self):
         """(n x 2 uint64 keys, n x ncols int64), copies, in the order keys first came."""
         return self._keys[:self.n].copy(), self._vals[:self.n].copy()
-
-
-def settle_fast(const int64_t[::1] rec, const int64_t[::1] lot_store, const int64_t[::1] fen,
-                const uint8_t[::1] have, const int64_t[::1] day, const int64_t[::1] spend_store,
-                const uint8_t[::1] spend, const uint64_t[::1] key):
-    """The settlement of fifo's pieces: per (day, lot store, spend store) of the piece's
-    record the spend records (counted once per record and lot store), the fen spent
-    (spends) and the fen of other outflows; and the taken entries (key of the record,
-    lot store, fen) of the spends' pieces from a lot, in the pieces' order.
-
-    Returns (n x 3 int64 keys, n x 4 int64: count, spent, refunded (0), other) in any
-    order, and the entries as (key, store, fen)."""
-    cdef Py_ssize_t n = rec.shape[0], nr = day.shape[0], j, q
-    if lot_store.shape[0] != n or fen.shape[0] != n or have.shape[0] != n:
-        raise ValueError("pieces: lengths differ")
-    if spend_store.shape[0] != nr or spend.shape[0] != nr or key.shape[0] != nr:
-        raise ValueError("records: lengths differ")
-    for j in range(n):
-        if rec[j] < 0 or rec[j] >= nr:
-            raise IndexError("a piece's record out of the records")
-    sums = Sums((SUM, SUM, SUM, SUM), 1024)
-    k0 = np.empty(n, np.uint64)
-    k1 = np.empty(n, np.uint64)
-    v = np.zeros((n, 4), np.int64)
-    e_key = np.empty(n, np.uint64)
-    e_store = np.empty(n, np.int64)
-    e_fen = np.empty(n, np.int64)
-    cdef uint64_t[::1] K0 = k0, K1 = k1, EK = e_key
-    cdef int64_t[:, ::1] V = v
-    cdef int64_t[::1] ES = e_store, EF = e_fen
-    cdef Py_ssize_t ne = 0, start = 0
-    cdef int64_t r
-    cdef bint seen
-    with nogil:
-        for j in range(n):
-            r = rec[j]
-            if j == 0 or rec[j - 1] != r:
-                start = j
-            K0[j] = (<uint64_t> day[r]) << 32 | (<uint64_t> lot_store[j] & 0xFFFFFFFFULL)
-            K1[j] = <uint64_t> spend_store[r]
-            if spend[r]:
-                seen = False
-                for q in range(start, j):
-                    if lot_store[q] == lot_store[j]:
-                        seen = True
-                        break
-                V[j, 0] = 0 if seen else 1
-                V[j, 1] = fen[j]
-                if have[j]:
-                    EK[ne] = key[r]
-                    ES[ne] = lot_store[j]
-                    EF[ne] = fen[j]
-                    ne += 1
-            else:
-                V[j, 3] = fen[j]
-    sums.add(k0, k1, v)
-    keys, vals = sums.rows()
-    out = np.empty((len(keys), 3), np.int64)
-    out[:, 0] = (keys[:, 0] >> np.uint64(32)).astype(np.int64)
-    out[:, 1] = (keys[:, 0] & np.uint64(0xFFFFFFFF)).astype(np.int64)
-    out[:, 2] = keys[:, 1].astype(np.int64)
-    return out, vals, (e_key[:ne], e_store[:ne], e_fen[:ne])
 
 
 def behaviour_block(cnp.ndarray block, int64_t tz_offset_s, const int64_t[::1] codes,
@@ -615,3 +466,299 @@ cdef class CardTally:
         moved = np.flatnonzero(final != np.asarray(known))
         order = np.argsort(cards[moved])
         return cards[moved][order].copy(), final[moved][order].copy()
+
+
+# rollup_lots.LOT_REC, packed (the fields of a journal record the settlement replay reads).
+cdef packed struct LotRec:
+    uint64_t seq
+    int64_t time_s
+    uint64_t card_no
+    int64_t principal_delta_fen
+    uint32_t store_id
+    uint8_t op_type
+    uint64_t ref_seq
+    uint64_t replaced_by
+
+
+def card_columns(cnp.ndarray block, const int64_t[::1] codes, cnp.ndarray lot_out):
+    """One pass over a journal block (a C-contiguous JOURNAL array) for rollups.Summer:
+    the OK card records (card_no != 0) and their columns, the OK coupon records, and
+    the lot records (rollup_lots.lot_records: the card records that move principal, and
+    every REFUND) written into lot_out (a LOT_REC array of at least len(block) rows).
+    codes (core.records): RESULT_OK, KIND_CARD, KIND_COUPON, REFUND.
+
+    Returns (sel, card_no, first (prev_seq 0), store_id, operator_id, op_type, ref_seq)
+    of the card records, the coupon records' indices, and the lot records written."""
+    if not block.flags.c_contiguous or <size_t> block.dtype.itemsize != sizeof(JournalRec):
+        raise ValueError("block: a C-contiguous JOURNAL array")
+    if not lot_out.flags.c_contiguous or <size_t> lot_out.dtype.itemsize != sizeof(LotRec):
+        raise ValueError("lot_out: a C-contiguous LOT_REC array")
+    if codes.shape[0] != 4:
+        raise ValueError("codes: 4 record codes")
+    cdef Py_ssize_t nb = block.shape[0], j, n = 0, nc = 0, nl = 0
+    if lot_out.shape[0] < nb:
+        raise ValueError("lot_out: fewer rows than the block")
+    cdef const JournalRec *recs = <const JournalRec *> cnp.PyArray_DATA(block)
+    cdef LotRec *lots = <LotRec *> cnp.PyArray_DATA(lot_out)
+    cdef const JournalRec *p
+    cdef LotRec *q
+    sel = np.empty(nb, np.int64)
+    card = np.empty(nb, np.uint64)
+    first = np.empty(nb, np.bool_)
+    store = np.empty(nb, np.uint32)
+    operator = np.empty(nb, np.uint32)
+    op = np.empty(nb, np.uint8)
+    ref = np.empty(nb, np.uint64)
+    csel = np.empty(nb, np.int64)
+    cdef int64_t[::1] SEL = sel, CSEL = csel
+    cdef uint64_t[::1] CARD = card, REF = ref
+    cdef uint8_t[::1] FIRST = first.view(np.uint8), OP = op
+    cdef uint32_t[::1] STORE = store, OPER = operator
+    cdef int64_t ok = codes[0], kcard = codes[1], kcoupon = codes[2], refund = codes[3]
+    with nogil:
+        for j in range(nb):
+            p = &recs[j]
+            if p.result != ok:
+                continue
+            if p.kind == kcoupon:
+                CSEL[nc] = j
+                nc += 1
+                continue
+            if p.kind != kcard or p.card_no == 0:
+                continue
+            SEL[n] = j
+            CARD[n] = p.card_no
+            FIRST[n] = p.prev_seq == 0
+            STORE[n] = p.store_id
+            OPER[n] = p.operator_id
+            OP[n] = p.op_type
+            REF[n] = p.ref_seq
+            n += 1
+            if p.principal_delta_fen != 0 or p.op_type == refund:
+                q = &lots[nl]
+                q.seq = p.seq
+                q.time_s = p.time_s
+                q.card_no = p.card_no
+                q.principal_delta_fen = p.principal_delta_fen
+                q.store_id = p.store_id
+                q.op_type = p.op_type
+                q.ref_seq = p.ref_seq
+                q.replaced_by = p.after.replaced_by
+                nl += 1
+    return ((sel[:n], card[:n], first[:n], store[:n], operator[:n], op[:n], ref[:n]),
+            csel[:nc], nl)
+
+
+cdef packed struct TakenRec:
+    uint64_t seq
+    uint32_t store
+    int64_t fen
+
+
+def fast_cards(cnp.ndarray recs, const uint8_t[::1] slow):
+    """The records of recs (a LOT_REC array, seq order) the vectorised settlement takes
+    (not slow, principal_delta_fen != 0): their distinct cards, ascending, and the
+    records' indices by card, then seq (a counting sort over a hash of the cards)."""
+    if not recs.flags.c_contiguous or <size_t> recs.dtype.itemsize != sizeof(LotRec):
+        raise ValueError("recs: a C-contiguous LOT_REC array")
+    cdef Py_ssize_t n = recs.shape[0], j, i, r, nc = 0, cap = 16
+    if slow.shape[0] != n:
+        raise ValueError("slow: one flag per record")
+    while cap < 2 * n + 2:
+        cap <<= 1
+    cdef const LotRec *L = <const LotRec *> cnp.PyArray_DATA(recs)
+    slots = np.full(cap, -1, np.int64)
+    slot_card = np.empty(n, np.uint64)
+    of = np.full(n, -1, np.int64)          # each record's card slot (-1: not taken)
+    cdef int64_t[::1] S = slots, OF = of
+    cdef uint64_t[::1] SC = slot_card
+    cdef uint64_t mask = cap - 1, c
+    with nogil:
+        for j in range(n):
+            if slow[j] or L[j].principal_delta_fen == 0:
+                continue
+            c = L[j].card_no
+            i = _mix(c, 0) & mask
+            while True:
+                r = S[i]
+                if r < 0 or SC[r] == c:
+                    break
+                i = (i + 1) & mask
+            if r < 0:
+                r = nc
+                nc += 1
+                S[i] = r
+                SC[r] = c
+            OF[j] = r
+    cards = slot_card[:nc]
+    by = np.argsort(cards, kind="stable")
+    rank = np.empty(nc, np.int64)
+    rank[by] = np.arange(nc, dtype=np.int64)
+    start = np.zeros(nc + 1, np.int64)
+    cdef int64_t[::1] RK = rank, ST = start
+    cdef Py_ssize_t m = 0
+    with nogil:
+        for j in range(n):
+            if OF[j] >= 0:
+                ST[RK[OF[j]] + 1] += 1
+                m += 1
+        for r in range(nc):
+            ST[r + 1] += ST[r]
+    order = np.empty(m, np.int64)
+    cdef int64_t[::1] O = order
+    with nogil:
+        for j in range(n):
+            if OF[j] >= 0:
+                r = RK[OF[j]]
+                O[ST[r]] = j
+                ST[r] += 1
+    return cards[by].astype(np.int64), order
+
+
+def fifo_settle(cnp.ndarray recs, const int64_t[::1] order, const int64_t[::1] st_card,
+                const int64_t[::1] st_store, const int64_t[::1] st_fen, int64_t tz_offset_s,
+                const int64_t[::1] codes):
+    """The settlement of the records order names (fast_cards: by card, then seq) of recs
+    (a LOT_REC array): fifo's walk over each card's stored lots (st_*: by card
+    ascending, each card's oldest first) and records, and settle_fast's sums, in one
+    pass. codes (core.records): SWIPE, SUPP_DEBIT, USE_COUNT (the spends; a SUPP_DEBIT's
+    taken key is its ref_seq, the supplementary card's swipe).
+
+    Returns (n x 3 int64 keys (day, lot store, spend store), n x 4 SETTLEMENT_COLS) in
+    any order; the taken entries (TAKEN rows, as bytes) in seq order of their records
+    (each record's pieces oldest lot first); the taken keys of every spend; the cards
+    (ascending) and their lots after as (card, store, fen), by card, oldest first; and
+    the pieces (record, lot store, fen, whether from a lot: a take beyond every lot,
+    which cannot happen, is one more piece at store 0) in walk order (by card, then
+    record, each record's oldest lot first)."""
+    if not recs.flags.c_contiguous or <size_t> recs.dtype.itemsize != sizeof(LotRec):
+        raise ValueError("recs: a C-contiguous LOT_REC array")
+    if codes.shape[0] != 3:
+        raise ValueError("codes: 3 record codes")
+    cdef Py_ssize_t nr = recs.shape[0], n = order.shape[0], ns = st_card.shape[0], j
+    if st_store.shape[0] != ns or st_fen.shape[0] != ns:
+        raise ValueError("st_card, st_store, st_fen: lengths differ")
+    for j in range(n):
+        if order[j] < 0 or order[j] >= nr:
+            raise IndexError("order out of the records")
+    cdef const LotRec *L = <const LotRec *> cnp.PyArray_DATA(recs)
+    cdef Py_ssize_t cap_p = 2 * n + ns + 1, cap_q = n + ns + 1
+    # Pieces in walk order: record, lot store, fen, from a lot.
+    p_rec = np.empty(cap_p, np.int64)
+    p_store = np.empty(cap_p, np.int64)
+    p_fen = np.empty(cap_p, np.int64)
+    p_have = np.empty(cap_p, np.uint8)
+    cards = np.empty(n, np.int64)
+    l_card = np.empty(cap_q, np.int64)
+    l_store = np.empty(cap_q, np.int64)
+    l_fen = np.empty(cap_q, np.int64)
+    qs_a = np.empty(cap_q, np.int64)
+    qf_a = np.empty(cap_q, np.int64)
+    n_of = np.zeros(nr + 1, np.int64)     # pieces per record (from a lot, of spends)
+    spends = np.empty(n, np.uint64)
+    cdef int64_t[::1] PR = p_rec, PS = p_store, PF = p_fen, C = cards
+    cdef int64_t[::1] LC = l_card, LS = l_store, LF = l_fen, QS = qs_a, QF = qf_a, NOF = n_of
+    cdef uint8_t[::1] PH = p_have
+    cdef uint64_t[::1] SPK = spends
+    cdef Py_ssize_t i = 0, sp = 0, np_ = 0, nc = 0, nl = 0, nsp = 0, h, t, k, r, q, p0
+    cdef int64_t c, d, out, m, c_swipe = codes[0], c_supp = codes[1], c_use = codes[2]
+    cdef bint spend, seen
+    k0 = np.empty(cap_p, np.uint64)
+    k1 = np.empty(cap_p, np.uint64)
+    v = np.zeros((cap_p, 4), np.int64)
+    cdef uint64_t[::1] K0 = k0, K1 = k1
+    cdef int64_t[:, ::1] V = v
+    cdef int64_t day
+    with nogil:
+        while i < n:
+            c = <int64_t> L[order[i]].card_no
+            while sp < ns and st_card[sp] < c:
+                sp += 1
+            h = 0
+            t = 0
+            while sp < ns and st_card[sp] == c:
+                if st_fen[sp] > 0:
+                    QS[t] = st_store[sp]
+                    QF[t] = st_fen[sp]
+                    t += 1
+                sp += 1
+            while i < n and <int64_t> L[order[i]].card_no == c:
+                r = order[i]
+                d = L[r].principal_delta_fen
+                if d > 0:
+                    QS[t] = L[r].store_id
+                    QF[t] = d
+                    t += 1
+                elif d < 0:
+                    spend = (L[r].op_type == c_swipe or L[r].op_type == c_supp
+                             or L[r].op_type == c_use)
+                    if spend:
+                        SPK[nsp] = L[r].ref_seq if L[r].op_type == c_supp else L[r].seq
+                        nsp += 1
+                    day = _day(L[r].time_s, tz_offset_s)
+                    p0 = np_
+                    out = -d
+                    while out > 0:
+                        if h < t:
+                            m = QF[h] if QF[h] < out else out
+                            PS[np_] = QS[h]
+                            PH[np_] = 1
+                            QF[h] -= m
+                            if QF[h] == 0:
+                                h += 1
+                        else:            # beyond every lot (cannot happen): store 0
+                            m = out
+                            PS[np_] = 0
+                            PH[np_] = 0
+                        out -= m
+                        PR[np_] = r
+                        PF[np_] = m
+                        K0[np_] = (<uint64_t> <uint32_t> day) << 32 | (<uint64_t> <uint32_t> PS[np_])
+                        K1[np_] = L[r].store_id
+                        if spend:
+                            seen = False
+                            for q in range(p0, np_):
+                                if PS[q] == PS[np_]:
+                                    seen = True
+                                    break
+                            V[np_, 0] = 0 if seen else 1
+                            V[np_, 1] = m
+                            if PH[np_]:
+                                NOF[r + 1] += 1
+                        else:
+                            V[np_, 3] = m
+                        np_ += 1
+                i += 1
+            C[nc] = c
+            nc += 1
+            for k in range(h, t):
+                LC[nl] = c
+                LS[nl] = QS[k]
+                LF[nl] = QF[k]
+                nl += 1
+    sums = Sums((SUM, SUM, SUM, SUM), 1024)
+    sums.add(k0[:np_], k1[:np_], v[:np_])
+    keys, vals = sums.rows()
+    out_k = np.empty((len(keys), 3), np.int64)
+    out_k[:, 0] = (keys[:, 0] >> np.uint64(32)).astype(np.int64)
+    out_k[:, 1] = (keys[:, 0] & np.uint64(0xFFFFFFFF)).astype(np.int64)
+    out_k[:, 2] = keys[:, 1].astype(np.int64)
+    # The taken entries in the records' (seq) order: offsets per record, then a scatter.
+    cdef Py_ssize_t ne
+    with nogil:
+        for r in range(nr):
+            NOF[r + 1] += NOF[r]
+    ne = NOF[nr]
+    taken = np.zeros(ne * sizeof(TakenRec), np.uint8)
+    cdef TakenRec *E = <TakenRec *> cnp.PyArray_DATA(taken)
+    with nogil:
+        for j in range(np_):
+            r = PR[j]
+            if PH[j] and (L[r].op_type == c_swipe or L[r].op_type == c_supp or L[r].op_type == c_use):
+                q = NOF[r]
+                NOF[r] += 1
+                E[q].seq = L[r].ref_seq if L[r].op_type == c_supp else L[r].seq
+                E[q].store = <uint32_t> PS[j]
+                E[q].fen = PF[j]
+    return (out_k, vals, taken, spends[:nsp], cards[:nc], l_card[:nl], l_store[:nl],
+            l_fen[:nl], (p_rec[:np_], p_store[:np_], p_fen[:np_], p_have[:np_].view(np.bool_)))

@@ -147,23 +147,12 @@ class PrincipalLots:
         return sum(p[1] for p in self.lots.get(card, ()))
 
 
-# The fields of a journal record the replay reads (PrincipalLots reads them by name).
+# The fields of a journal record the replay reads (PrincipalLots reads them by name): the
+# OK card records that move principal, and every REFUND (a supplementary card's refund
+# names it), picked by _tally.card_columns.
 LOT_REC = np.dtype([("seq", "<u8"), ("time_s", "<i8"), ("card_no", "<u8"),
                     ("principal_delta_fen", "<i8"), ("store_id", "<u4"), ("op_type", "u1"),
                     ("ref_seq", "<u8"), ("after", [("replaced_by", "<u8")])])
-
-
-def lot_records(block: np.ndarray, sel: np.ndarray) -> np.ndarray:
-    """The records of block[sel] (OK card records) the lots replay looks at, as LOT_REC:
-    those that move principal, and every REFUND (a supplementary card's refund names
-    it)."""
-    pick = sel[(block["principal_delta_fen"][sel] != 0) | (block["op_type"][sel] == OpType.REFUND)]
-    out = np.zeros(len(pick), LOT_REC)
-    for name in LOT_REC.names:
-        if name != "after":
-            out[name] = block[name][pick]
-    out["after"]["replaced_by"] = block["after"]["replaced_by"][pick]
-    return out
 
 
 def _pieces(raw) -> list[list[int]]:
@@ -238,7 +227,9 @@ class _Taken:
         keys in replaced. spends: the keys of every spend (a spend that took nothing has
         no entry). Every chunk a spend's key falls in is written, empty or not, so which
         chunks exist depends on the journal only, never on the flushes."""
-        entries = take(entries, stable_argsort(entries["seq"]))
+        s = entries["seq"]
+        if len(s) > 1 and not (s[1:] >= s[:-1]).all():    # the fast path's come sorted
+            entries = take(entries, stable_argsort(s))
         of = (entries["seq"] >> np.uint64(TAKEN_CHUNK_BITS)).astype(np.int64)
         chunks = {k >> TAKEN_CHUNK_BITS for k in replaced}
         if len(of):                                  # of is sorted
@@ -273,7 +264,7 @@ def _fifo(recs: np.ndarray, stored: dict[int, list[list[int]]]):
         st["card"] = [c for c, _ in items]
         st["store"] = [p[0] for _, p in items]
         st["fen"] = [p[1] for _, p in items]
-    pieces, cards, lc, ls, lf = _fifo_arrays(recs, st)
+    *_, cards, lc, ls, lf, pieces = _fifo_arrays(recs, st)
     after: dict[int, list[list[int]]] = {int(c): [] for c in cards.tolist()}
     for c, s, f in zip(lc.tolist(), ls.tolist(), lf.tolist(), strict=True):
         after[c].append([s, f])
@@ -312,21 +303,30 @@ def _lots_puts(cards: np.ndarray, lc: np.ndarray, ls: np.ndarray,
     return [(k, body[x * w:y * w]) for k, x, y in zip(u64_keys(cards), lo, hi, strict=True)]
 
 
-def _fifo_arrays(recs: np.ndarray, stored: np.ndarray):
+# The record codes _tally.fifo_settle reads: the spends (a SUPP_DEBIT's taken key is the
+# supplementary card's swipe, its ref_seq).
+_SETTLE_CODES = np.array([OpType.SWIPE, OpType.SUPP_DEBIT, OpType.USE_COUNT], np.int64)
+assert tuple(_SETTLE_CODES.tolist()) == tuple(int(o) for o in _SPEND_OPS)
+
+
+def _fifo_arrays(recs: np.ndarray, stored: np.ndarray, tz: int = 0):
     """PrincipalLots for cards whose records in a stretch only add principal as new lots
     and take it oldest lot first (no refund, replacement or hand-over), in one pass in C
-    (_tally.fifo: per card, its stored lots then its records in seq order). stored: the
-    cards' lots as _STORED rows (by card, in order). Returns the pieces (record index,
-    lot store, fen, whether from a lot; by card, then record, per record oldest lot
-    first), the cards (sorted) and their lots after as (card, store, fen) arrays, by
-    card, in order."""
-    card = np.ascontiguousarray(recs["card_no"].astype(np.int64))
-    order = stable_argsort(card).astype(np.int64)     # by card, then seq
-    return _tally.fifo(card, np.ascontiguousarray(recs["principal_delta_fen"].astype(np.int64)),
-                       np.ascontiguousarray(recs["store_id"].astype(np.int64)), order,
-                       np.ascontiguousarray(stored["card"].astype(np.int64)),
-                       np.ascontiguousarray(stored["store"].astype(np.int64)),
-                       np.ascontiguousarray(stored["fen"].astype(np.int64)))
+    (_tally.fifo_settle: per card, its stored lots then its records in seq order). recs:
+    LOT_REC rows (or journal records) in seq order; stored: the cards' lots as _STORED
+    rows (by card, in order). Returns fifo_settle's results, the pieces last."""
+    if recs.dtype != LOT_REC:
+        lot = np.zeros(len(recs), LOT_REC)
+        for name in LOT_REC.names:
+            if name != "after":
+                lot[name] = recs[name]
+        lot["after"]["replaced_by"] = recs["after"]["replaced_by"]
+        recs = lot
+    recs = np.ascontiguousarray(recs)
+    _, order = _tally.fast_cards(recs, np.zeros(len(recs), np.uint8))
+    return _tally.fifo_settle(recs, order, np.ascontiguousarray(stored["card"], np.int64),
+                              np.ascontiguousarray(stored["store"], np.int64),
+                              np.ascontiguousarray(stored["fen"], np.int64), int(tz), _SETTLE_CODES)
 
 
 def replay(store, txn, recs: list[np.ndarray], tz: int
@@ -361,29 +361,19 @@ def replay(store, txn, recs: list[np.ndarray], tz: int
     rows: list[np.ndarray] = []          # n x 6: day, lot store, spend store, count, col, fen
     summed: list[tuple[np.ndarray, np.ndarray]] = []    # (n x 3 keys, n x 4 SETTLEMENT_COLS)
     puts: dict[str, list[tuple[bytes, bytes]]] = {LOTS_DB: [], REFUND_DB: [], MOVING_DB: []}
-    day = (r["time_s"].astype(np.int64) + tz) // 86_400
-    spend_store = r["store_id"].astype(np.int64)
     # --- the vectorised cards ---
-    fast = np.flatnonzero(~slow & (delta != 0))
-    if len(fast):
-        fr = take(r, fast)
-        fc = np.sort(card[fast])
-        stored = _load_lots(txn, db[LOTS_DB], fc[np.concatenate(([True], fc[1:] != fc[:-1]))])
-        (idx, lot_store, fen, have), fcards, lc, ls, lf = _fifo_arrays(fr, stored)
-        fop = op[fast]
-        key_of = np.where(op == OpType.SUPP_DEBIT, r["ref_seq"], r["seq"]).astype(np.uint64)
-        is_spend = np.isin(fop, np.array(_SPEND_OPS, np.int64))
-        # Per (day, lot store, spend store), summed in C: a spend counts once per (record,
-        # lot store); the taken entries are the spends' pieces from a lot.
-        fkeys, fvals, (ek, es, ef) = _tally.settle_fast(
-            idx, lot_store, fen, have.view(np.uint8), np.ascontiguousarray(day[fast]),
-            np.ascontiguousarray(spend_store[fast]), is_spend.view(np.uint8),
-            np.ascontiguousarray(key_of[fast]))
+    fcards, order = _tally.fast_cards(r, slow.view(np.uint8))
+    if len(order):
+        stored = _load_lots(txn, db[LOTS_DB], fcards)
+        # One pass in C per card: its stored lots, then its records; the pieces summed
+        # per (day, lot store, spend store) (a spend counts once per record and lot
+        # store), the spends' taken entries in seq order.
+        fkeys, fvals, traw, spend_keys, fcards, lc, ls, lf, _ = _tally.fifo_settle(
+            r, order, np.ascontiguousarray(stored["card"], np.int64),
+            np.ascontiguousarray(stored["store"], np.int64),
+            np.ascontiguousarray(stored["fen"], np.int64), int(tz), _SETTLE_CODES)
         summed.append((fkeys, fvals))
-        e = np.zeros(len(ek), TAKEN)
-        e["seq"], e["store"], e["fen"] = ek, es, ef
-        spends = fast[is_spend & (delta[fast] < 0)]
-        taken.put(e, spends=key_of[spends])
+        taken.put(np.frombuffer(traw, TAKEN), spends=spend_keys)
         puts[LOTS_DB] += _lots_puts(fcards, lc, ls, lf)
     # --- the linked cards, one record at a time ---
     sl = np.flatnonzero(slow)

@@ -121,6 +121,9 @@ CARD_EVENTS_COLS = ("issued", "cancelled", "renewed", "replaced", "dormant", "lo
                     "circulation")
 # The "status" of a card before its first record.
 NO_CARD = -1
+# The record codes _tally.card_columns reads (its docstring gives the order).
+_COLUMN_CODES = np.array([Result.OK, RecordKind.KIND_CARD, RecordKind.KIND_COUPON, OpType.REFUND],
+                         np.int64)
 # The record codes _tally.CardTally reads (its docstring gives the order).
 _CARD_CODES = np.array([CardStatus.CANCELLED, CardStatus.DORMANT, CardStatus.LOST, CardOp.REPLACE,
                         CardOp.RENEW, *behaviour.VISIT_OPS], np.int64)
@@ -316,12 +319,14 @@ class Summer:
               pending: dict[int, int] | None = None) -> None:
         """Add one journal block (and its line items) to parts. pending, when given,
         collects new cards without touching self.issue (a report's read-only tail)."""
-        ok = block["result"] == Result.OK
-        kind = block["kind"]
-        sel = np.flatnonzero(ok & (kind == RecordKind.KIND_CARD) & (block["card_no"] != 0))
-        if len(sel):
-            self._sales(txn, block, sel, parts, pending)
-        csel = np.flatnonzero(ok & (kind == RecordKind.KIND_COUPON))
+        block = np.ascontiguousarray(block)
+        # One pass in C: the OK card records' columns, the OK coupon records, and the
+        # settlement's lot records (rollup_lots.LOT_REC).
+        lots = np.empty(len(block), rollup_lots.LOT_REC)
+        cols, csel, n_lots = _tally.card_columns(block, _COLUMN_CODES, lots)
+        if len(cols[0]):
+            self._sales(txn, block, cols, parts, pending)
+            parts.lot_recs.append(lots[:n_lots])
         if len(csel):
             raw = take(block, csel).view(np.uint8).reshape(len(csel), -1)
             tpl = np.ascontiguousarray(raw[:, _AFTER_OFF + _TPL_OFF:_AFTER_OFF + _TPL_OFF + 4])
@@ -349,12 +354,11 @@ class Summer:
                                  it["amount_fen"].astype(np.int64)], axis=1)
                 parts.add(SKU_DB, keys, vals)
 
-    def _sales(self, txn, block, sel, parts, pending) -> None:
-        col = lambda name: block[name][sel]  # noqa: E731
-        card = col("card_no").astype(np.uint64)
+    def _sales(self, txn, block, cols, parts, pending) -> None:
+        sel, card, first0, store, operator, op, ref = cols
         ones = np.ones(len(sel), np.uint64)
         known = self._issue_of(card, ones)
-        first = (col("prev_seq") == 0) & (known < 0)
+        first = first0 & (known < 0)
         if pending is not None:
             for j in np.flatnonzero(known < 0).tolist():
                 c = int(card[j])
@@ -369,7 +373,6 @@ class Summer:
             dup[once] = False
             first[fi[dup]] = False
             fi = np.flatnonzero(first)
-            store = col("store_id")
             if pending is None:
                 self.fresh.insert_many(card[fi], ones[fi], store[fi].astype(np.int64))
                 parts.new_cards.append((card[fi].copy(), store[fi].astype(np.uint32)))
@@ -381,16 +384,13 @@ class Summer:
                 known = np.array([pending.get(c, k) if k < 0 else k
                                   for c, k in zip(card.tolist(), known.tolist(), strict=True)],
                                  np.int64)
-        operator = col("operator_id").astype(np.uint32)
-        rf = np.flatnonzero(col("op_type") == OpType.REFUND)
+        rf = np.flatnonzero(op == OpType.REFUND)
         if len(rf):
-            operator[rf] = self._refund_operators(txn, col("ref_seq")[rf], operator[rf])
+            operator[rf] = self._refund_operators(txn, ref[rf], operator[rf])
         # Keys and sums of the records themselves: one pass in C (_fastpath.SalesSum).
         issue_store = np.where(known >= 0, known, 0).astype(np.int64)
-        parts.sales.add(np.ascontiguousarray(block), sel.astype(np.int64), issue_store,
-                        first.astype(np.uint8), operator, self.tz)
-        parts.cards.add(np.ascontiguousarray(block), sel.astype(np.int64), issue_store, self.tz)
-        parts.lot_recs.append(rollup_lots.lot_records(block, sel))
+        parts.sales.add(block, sel, issue_store, first.view(np.uint8), operator, self.tz)
+        parts.cards.add(block, sel, issue_store, self.tz)
 
 
 def card_event_rows(parts: _Parts, status) -> list[tuple[bytes, bytes]]:
