@@ -933,14 +933,18 @@ class _LmdbIssue:
 
     def __init__(self, store, txn) -> None:
         self.db, self.txn = store.db[CARDS_DB], txn
+        self._seen: dict[int, int] = {}         # one read per card of the tail
 
     def lookup_many(self, cards: np.ndarray, _ones: np.ndarray) -> np.ndarray:
-        out = np.full(len(cards), -1, np.int64)
-        for j, c in enumerate(cards.tolist()):
-            raw = self.txn.get(u64(c), db=self.db)
-            if raw is not None:
-                out[j] = from_be(raw)
-        return out
+        uniq, inv = np.unique(cards, return_inverse=True)
+        got = np.full(len(uniq), -1, np.int64)
+        for j, c in enumerate(uniq.tolist()):
+            st = self._seen.get(c)
+            if st is None:
+                raw = self.txn.get(u64(c), db=self.db)
+                st = self._seen[c] = -1 if raw is None else from_be(raw)
+            got[j] = st
+        return got[inv.ravel()]
 
 
 def _tail_issue_map(store, txn) -> _LmdbIssue:
