@@ -9,8 +9,8 @@ recomputation); nothing here touches LMDB or the journal's layout.
 - card_columns: a journal block's OK card records, their columns and the settlement's
   lot records (rollups.Summer);
 - fast_cards, fifo_settle: the settlement's FIFO lots of the cards that only add and
-  take principal, walked per card in seq order, the pieces summed per (day, recharge
-  store, spend store) and the spends' taken entries (rollup_lots.replay);
+  take principal, a queue per card walked in seq order, the pieces summed per (day,
+  recharge store, spend store) and the spends' taken entries (rollup_lots.replay);
 - behaviour_block: behaviour per card and member (behaviour.Behaviour);
 - CardTally: card events and member activity (rollups.card_event_rows, activity_of);
 - Sums: a hash table of int64 rows keyed by two 64-bit words, each column summed, or
@@ -557,8 +557,8 @@ cdef packed struct TakenRec:
 
 def fast_cards(cnp.ndarray recs, const uint8_t[::1] slow):
     """The records of recs (a LOT_REC array, seq order) the vectorised settlement takes
-    (not slow, principal_delta_fen != 0): their distinct cards, ascending, and the
-    records' indices by card, then seq (a counting sort over a hash of the cards)."""
+    (not slow, principal_delta_fen != 0): their distinct cards, ascending, and each
+    record's card as its index in them (-1: a record not taken)."""
     if not recs.flags.c_contiguous or <size_t> recs.dtype.itemsize != sizeof(LotRec):
         raise ValueError("recs: a C-contiguous LOT_REC array")
     cdef Py_ssize_t n = recs.shape[0], j, i, r, nc = 0, cap = 16
@@ -591,151 +591,166 @@ def fast_cards(cnp.ndarray recs, const uint8_t[::1] slow):
                 SC[r] = c
             OF[j] = r
     cards = slot_card[:nc]
-    by = np.argsort(cards, kind="stable")
+    by = np.argsort(cards)
     rank = np.empty(nc, np.int64)
     rank[by] = np.arange(nc, dtype=np.int64)
-    start = np.zeros(nc + 1, np.int64)
-    cdef int64_t[::1] RK = rank, ST = start
-    cdef Py_ssize_t m = 0
+    cdef int64_t[::1] RK = rank
     with nogil:
         for j in range(n):
             if OF[j] >= 0:
-                ST[RK[OF[j]] + 1] += 1
-                m += 1
-        for r in range(nc):
-            ST[r + 1] += ST[r]
-    order = np.empty(m, np.int64)
-    cdef int64_t[::1] O = order
-    with nogil:
-        for j in range(n):
-            if OF[j] >= 0:
-                r = RK[OF[j]]
-                O[ST[r]] = j
-                ST[r] += 1
-    return cards[by].astype(np.int64), order
+                OF[j] = RK[OF[j]]
+    return cards[by].astype(np.int64), of
 
 
-def fifo_settle(cnp.ndarray recs, const int64_t[::1] order, const int64_t[::1] st_card,
-                const int64_t[::1] st_store, const int64_t[::1] st_fen, int64_t tz_offset_s,
-                const int64_t[::1] codes):
-    """The settlement of the records order names (fast_cards: by card, then seq) of recs
-    (a LOT_REC array): fifo's walk over each card's stored lots (st_*: by card
-    ascending, each card's oldest first) and records, and settle_fast's sums, in one
-    pass. codes (core.records): SWIPE, SUPP_DEBIT, USE_COUNT (the spends; a SUPP_DEBIT's
-    taken key is its ref_seq, the supplementary card's swipe).
+def fifo_settle(cnp.ndarray recs, const int64_t[::1] card_of, const int64_t[::1] cards,
+                const int64_t[::1] st_card, const int64_t[::1] st_store,
+                const int64_t[::1] st_fen, int64_t tz_offset_s, const int64_t[::1] codes):
+    """The settlement of the records of recs (a LOT_REC array, seq order) whose card_of
+    (fast_cards) is >= 0, the index of their card in cards (ascending): each card's lots
+    a queue, its stored lots first (st_*: by card ascending, each card's oldest first;
+    other cards' are skipped), then the records in seq order: principal in (delta > 0)
+    a lot at the back at the record's store, principal out taken from the front. Each
+    piece is summed into its (day, lot store, spend store) row (a spend counts once per
+    record and lot store). codes (core.records): SWIPE, SUPP_DEBIT, USE_COUNT (the
+    spends; a SUPP_DEBIT's taken key is its ref_seq, the supplementary card's swipe).
 
     Returns (n x 3 int64 keys (day, lot store, spend store), n x 4 SETTLEMENT_COLS) in
-    any order; the taken entries (TAKEN rows, as bytes) in seq order of their records
-    (each record's pieces oldest lot first); the taken keys of every spend; the cards
-    (ascending) and their lots after as (card, store, fen), by card, oldest first; and
-    the pieces (record, lot store, fen, whether from a lot: a take beyond every lot,
-    which cannot happen, is one more piece at store 0) in walk order (by card, then
-    record, each record's oldest lot first)."""
+    any order; the taken entries of the spends' pieces from a lot (TAKEN rows, as
+    bytes) in seq order of their records, each record's oldest lot first; the taken
+    keys of every spend; cards and their lots after as (card, store, fen), by card,
+    oldest first; and the pieces (record, lot store, fen, whether from a lot: a take
+    beyond every lot, which cannot happen, is one more piece at store 0), in seq order
+    of their records, each record's oldest lot first."""
     if not recs.flags.c_contiguous or <size_t> recs.dtype.itemsize != sizeof(LotRec):
         raise ValueError("recs: a C-contiguous LOT_REC array")
     if codes.shape[0] != 3:
         raise ValueError("codes: 3 record codes")
-    cdef Py_ssize_t nr = recs.shape[0], n = order.shape[0], ns = st_card.shape[0], j
+    cdef Py_ssize_t nr = recs.shape[0], nc = cards.shape[0], ns = st_card.shape[0], j
+    if card_of.shape[0] != nr:
+        raise ValueError("card_of: one per record")
     if st_store.shape[0] != ns or st_fen.shape[0] != ns:
         raise ValueError("st_card, st_store, st_fen: lengths differ")
-    for j in range(n):
-        if order[j] < 0 or order[j] >= nr:
-            raise IndexError("order out of the records")
+    for j in range(nr):
+        if card_of[j] >= nc:
+            raise IndexError("card_of out of the cards")
+    for j in range(1, nc):
+        if cards[j] <= cards[j - 1]:
+            raise ValueError("cards: ascending and distinct")
     cdef const LotRec *L = <const LotRec *> cnp.PyArray_DATA(recs)
-    cdef Py_ssize_t cap_p = 2 * n + ns + 1, cap_q = n + ns + 1
-    # Pieces in walk order: record, lot store, fen, from a lot.
+    cdef Py_ssize_t cap_p = 2 * nr + ns + 1, cap_q = nr + ns + 1
     p_rec = np.empty(cap_p, np.int64)
     p_store = np.empty(cap_p, np.int64)
     p_fen = np.empty(cap_p, np.int64)
     p_have = np.empty(cap_p, np.uint8)
-    cards = np.empty(n, np.int64)
+    # The lots: a pool of nodes (store, fen, next), each card's queue from head to tail.
+    n_store = np.empty(cap_q, np.int64)
+    n_fen = np.empty(cap_q, np.int64)
+    n_next = np.empty(cap_q, np.int64)
+    head_a = np.full(nc, -1, np.int64)
+    tail_a = np.full(nc, -1, np.int64)
     l_card = np.empty(cap_q, np.int64)
     l_store = np.empty(cap_q, np.int64)
     l_fen = np.empty(cap_q, np.int64)
-    qs_a = np.empty(cap_q, np.int64)
-    qf_a = np.empty(cap_q, np.int64)
-    n_of = np.zeros(nr + 1, np.int64)     # pieces per record (from a lot, of spends)
-    spends = np.empty(n, np.uint64)
-    cdef int64_t[::1] PR = p_rec, PS = p_store, PF = p_fen, C = cards
-    cdef int64_t[::1] LC = l_card, LS = l_store, LF = l_fen, QS = qs_a, QF = qf_a, NOF = n_of
+    spends = np.empty(nr, np.uint64)
+    taken = np.zeros(cap_p * sizeof(TakenRec), np.uint8)
+    cdef TakenRec *E = <TakenRec *> cnp.PyArray_DATA(taken)
+    cdef int64_t[::1] PR = p_rec, PS = p_store, PF = p_fen
+    cdef int64_t[::1] NS = n_store, NF = n_fen, NX = n_next, H = head_a, T = tail_a
+    cdef int64_t[::1] LC = l_card, LS = l_store, LF = l_fen
     cdef uint8_t[::1] PH = p_have
     cdef uint64_t[::1] SPK = spends
-    cdef Py_ssize_t i = 0, sp = 0, np_ = 0, nc = 0, nl = 0, nsp = 0, h, t, k, r, q, p0
-    cdef int64_t c, d, out, m, c_swipe = codes[0], c_supp = codes[1], c_use = codes[2]
+    cdef Py_ssize_t sp = 0, np_ = 0, nl = 0, nsp = 0, nn = 0, ne = 0, k, q, p0, x
+    cdef int64_t d, out, m, c_swipe = codes[0], c_supp = codes[1], c_use = codes[2]
+    cdef int64_t day
+    cdef uint64_t key
     cdef bint spend, seen
     k0 = np.empty(cap_p, np.uint64)
     k1 = np.empty(cap_p, np.uint64)
     v = np.zeros((cap_p, 4), np.int64)
     cdef uint64_t[::1] K0 = k0, K1 = k1
     cdef int64_t[:, ::1] V = v
-    cdef int64_t day
     with nogil:
-        while i < n:
-            c = <int64_t> L[order[i]].card_no
-            while sp < ns and st_card[sp] < c:
-                sp += 1
-            h = 0
-            t = 0
-            while sp < ns and st_card[sp] == c:
-                if st_fen[sp] > 0:
-                    QS[t] = st_store[sp]
-                    QF[t] = st_fen[sp]
-                    t += 1
-                sp += 1
-            while i < n and <int64_t> L[order[i]].card_no == c:
-                r = order[i]
-                d = L[r].principal_delta_fen
-                if d > 0:
-                    QS[t] = L[r].store_id
-                    QF[t] = d
-                    t += 1
-                elif d < 0:
-                    spend = (L[r].op_type == c_swipe or L[r].op_type == c_supp
-                             or L[r].op_type == c_use)
+        # The stored lots of the cards, each appended in order to its card's queue.
+        k = 0
+        for sp in range(ns):
+            while k < nc and cards[k] < st_card[sp]:
+                k += 1
+            if k == nc:
+                break
+            if cards[k] != st_card[sp] or st_fen[sp] <= 0:
+                continue
+            NS[nn], NF[nn], NX[nn] = st_store[sp], st_fen[sp], -1
+            if T[k] >= 0:
+                NX[T[k]] = nn
+            else:
+                H[k] = nn
+            T[k] = nn
+            nn += 1
+        for j in range(nr):
+            k = card_of[j]
+            if k < 0:
+                continue
+            d = L[j].principal_delta_fen
+            if d > 0:
+                NS[nn], NF[nn], NX[nn] = L[j].store_id, d, -1
+                if T[k] >= 0:
+                    NX[T[k]] = nn
+                else:
+                    H[k] = nn
+                T[k] = nn
+                nn += 1
+            elif d < 0:
+                spend = (L[j].op_type == c_swipe or L[j].op_type == c_supp
+                         or L[j].op_type == c_use)
+                key = L[j].ref_seq if L[j].op_type == c_supp else L[j].seq
+                if spend:
+                    SPK[nsp] = key
+                    nsp += 1
+                day = _day(L[j].time_s, tz_offset_s)
+                p0 = np_
+                out = -d
+                while out > 0:
+                    x = H[k]
+                    if x >= 0:
+                        m = NF[x] if NF[x] < out else out
+                        PS[np_] = NS[x]
+                        PH[np_] = 1
+                        NF[x] -= m
+                        if NF[x] == 0:
+                            H[k] = NX[x]
+                            if H[k] < 0:
+                                T[k] = -1
+                    else:                # beyond every lot (cannot happen): store 0
+                        m = out
+                        PS[np_] = 0
+                        PH[np_] = 0
+                    out -= m
+                    PR[np_] = j
+                    PF[np_] = m
+                    K0[np_] = (<uint64_t> <uint32_t> day) << 32 | (<uint64_t> <uint32_t> PS[np_])
+                    K1[np_] = L[j].store_id
                     if spend:
-                        SPK[nsp] = L[r].ref_seq if L[r].op_type == c_supp else L[r].seq
-                        nsp += 1
-                    day = _day(L[r].time_s, tz_offset_s)
-                    p0 = np_
-                    out = -d
-                    while out > 0:
-                        if h < t:
-                            m = QF[h] if QF[h] < out else out
-                            PS[np_] = QS[h]
-                            PH[np_] = 1
-                            QF[h] -= m
-                            if QF[h] == 0:
-                                h += 1
-                        else:            # beyond every lot (cannot happen): store 0
-                            m = out
-                            PS[np_] = 0
-                            PH[np_] = 0
-                        out -= m
-                        PR[np_] = r
-                        PF[np_] = m
-                        K0[np_] = (<uint64_t> <uint32_t> day) << 32 | (<uint64_t> <uint32_t> PS[np_])
-                        K1[np_] = L[r].store_id
-                        if spend:
-                            seen = False
-                            for q in range(p0, np_):
-                                if PS[q] == PS[np_]:
-                                    seen = True
-                                    break
-                            V[np_, 0] = 0 if seen else 1
-                            V[np_, 1] = m
-                            if PH[np_]:
-                                NOF[r + 1] += 1
-                        else:
-                            V[np_, 3] = m
-                        np_ += 1
-                i += 1
-            C[nc] = c
-            nc += 1
-            for k in range(h, t):
-                LC[nl] = c
-                LS[nl] = QS[k]
-                LF[nl] = QF[k]
+                        seen = False
+                        for q in range(p0, np_):
+                            if PS[q] == PS[np_]:
+                                seen = True
+                                break
+                        V[np_, 0] = 0 if seen else 1
+                        V[np_, 1] = m
+                        if PH[np_]:
+                            E[ne].seq = key
+                            E[ne].store = <uint32_t> PS[np_]
+                            E[ne].fen = m
+                            ne += 1
+                    else:
+                        V[np_, 3] = m
+                    np_ += 1
+        for k in range(nc):
+            x = H[k]
+            while x >= 0:
+                LC[nl], LS[nl], LF[nl] = cards[k], NS[x], NF[x]
                 nl += 1
+                x = NX[x]
     sums = Sums((SUM, SUM, SUM, SUM), 1024)
     sums.add(k0[:np_], k1[:np_], v[:np_])
     keys, vals = sums.rows()
@@ -743,22 +758,6 @@ def fifo_settle(cnp.ndarray recs, const int64_t[::1] order, const int64_t[::1] s
     out_k[:, 0] = (keys[:, 0] >> np.uint64(32)).astype(np.int64)
     out_k[:, 1] = (keys[:, 0] & np.uint64(0xFFFFFFFF)).astype(np.int64)
     out_k[:, 2] = keys[:, 1].astype(np.int64)
-    # The taken entries in the records' (seq) order: offsets per record, then a scatter.
-    cdef Py_ssize_t ne
-    with nogil:
-        for r in range(nr):
-            NOF[r + 1] += NOF[r]
-    ne = NOF[nr]
-    taken = np.zeros(ne * sizeof(TakenRec), np.uint8)
-    cdef TakenRec *E = <TakenRec *> cnp.PyArray_DATA(taken)
-    with nogil:
-        for j in range(np_):
-            r = PR[j]
-            if PH[j] and (L[r].op_type == c_swipe or L[r].op_type == c_supp or L[r].op_type == c_use):
-                q = NOF[r]
-                NOF[r] += 1
-                E[q].seq = L[r].ref_seq if L[r].op_type == c_supp else L[r].seq
-                E[q].store = <uint32_t> PS[j]
-                E[q].fen = PF[j]
-    return (out_k, vals, taken, spends[:nsp], cards[:nc], l_card[:nl], l_store[:nl],
-            l_fen[:nl], (p_rec[:np_], p_store[:np_], p_fen[:np_], p_have[:np_].view(np.bool_)))
+    return (out_k, vals, taken[:ne * sizeof(TakenRec)], spends[:nsp], np.asarray(cards).copy(),
+            l_card[:nl], l_store[:nl], l_fen[:nl],
+            (p_rec[:np_], p_store[:np_], p_fen[:np_], p_have[:np_].view(np.bool_)))

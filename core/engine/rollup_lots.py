@@ -312,7 +312,7 @@ assert tuple(_SETTLE_CODES.tolist()) == tuple(int(o) for o in _SPEND_OPS)
 def _fifo_arrays(recs: np.ndarray, stored: np.ndarray, tz: int = 0):
     """PrincipalLots for cards whose records in a stretch only add principal as new lots
     and take it oldest lot first (no refund, replacement or hand-over), in one pass in C
-    (_tally.fifo_settle: per card, its stored lots then its records in seq order). recs:
+    (_tally.fifo_settle: a queue per card, its stored lots then its records in seq order). recs:
     LOT_REC rows (or journal records) in seq order; stored: the cards' lots as _STORED
     rows (by card, in order). Returns fifo_settle's results, the pieces last."""
     if recs.dtype != LOT_REC:
@@ -323,8 +323,8 @@ def _fifo_arrays(recs: np.ndarray, stored: np.ndarray, tz: int = 0):
         lot["after"]["replaced_by"] = recs["after"]["replaced_by"]
         recs = lot
     recs = np.ascontiguousarray(recs)
-    _, order = _tally.fast_cards(recs, np.zeros(len(recs), np.uint8))
-    return _tally.fifo_settle(recs, order, np.ascontiguousarray(stored["card"], np.int64),
+    cards, card_of = _tally.fast_cards(recs, np.zeros(len(recs), np.uint8))
+    return _tally.fifo_settle(recs, card_of, cards, np.ascontiguousarray(stored["card"], np.int64),
                               np.ascontiguousarray(stored["store"], np.int64),
                               np.ascontiguousarray(stored["fen"], np.int64), int(tz), _SETTLE_CODES)
 
@@ -362,14 +362,14 @@ def replay(store, txn, recs: list[np.ndarray], tz: int
     summed: list[tuple[np.ndarray, np.ndarray]] = []    # (n x 3 keys, n x 4 SETTLEMENT_COLS)
     puts: dict[str, list[tuple[bytes, bytes]]] = {LOTS_DB: [], REFUND_DB: [], MOVING_DB: []}
     # --- the vectorised cards ---
-    fcards, order = _tally.fast_cards(r, slow.view(np.uint8))
-    if len(order):
+    fcards, card_of = _tally.fast_cards(r, slow.view(np.uint8))
+    if len(fcards):
         stored = _load_lots(txn, db[LOTS_DB], fcards)
-        # One pass in C per card: its stored lots, then its records; the pieces summed
-        # per (day, lot store, spend store) (a spend counts once per record and lot
-        # store), the spends' taken entries in seq order.
+        # One pass in C in seq order over a queue of lots per card (its stored lots
+        # first); the pieces summed per (day, lot store, spend store) (a spend counts
+        # once per record and lot store), the spends' taken entries in seq order.
         fkeys, fvals, traw, spend_keys, fcards, lc, ls, lf, _ = _tally.fifo_settle(
-            r, order, np.ascontiguousarray(stored["card"], np.int64),
+            r, card_of, fcards, np.ascontiguousarray(stored["card"], np.int64),
             np.ascontiguousarray(stored["store"], np.int64),
             np.ascontiguousarray(stored["fen"], np.int64), int(tz), _SETTLE_CODES)
         summed.append((fkeys, fvals))
