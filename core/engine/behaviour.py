@@ -300,12 +300,14 @@ def activity_puts(store, txn, stretch) -> dict[str, list[tuple[bytes, bytes]]]:
         out[ACT_FIRST_DB] = pairs
     if len(dd):
         bk = _bucket(dk)
-        blocks = np.unique(np.stack([dd, bk.astype(np.int64)], axis=1), axis=0) \
-            if len(dd) else np.zeros((0, 2), np.int64)
+        # The (day, bucket) blocks touched: a 1-D unique per day (a stretch has few days;
+        # np.unique over rows of two columns sorted them as opaque rows).
+        blocks = [(day, b) for day in np.unique(dd).tolist()
+                  for b in np.unique(bk[dd == day]).tolist()]
         pairs = []
-        for day, b in blocks.tolist():
-            at = np.flatnonzero((dd == day) & (bk == np.uint64(b & 0xFFFF_FFFF_FFFF_FFFF)))
-            bkey = int(day).to_bytes(4, "big") + (int(b) & 0xFFFF_FFFF_FFFF_FFFF).to_bytes(8, "big")
+        for day, b in blocks:
+            at = np.flatnonzero((dd == day) & (bk == np.uint64(b)))
+            bkey = int(day).to_bytes(4, "big") + int(b).to_bytes(8, "big")
             k, i, n = dk[at], di[at], dn[at]
             raw = txn.get(bkey, db=store.db[ACT_DAYS_DB])
             if raw is not None:
