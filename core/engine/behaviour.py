@@ -189,7 +189,7 @@ class Behaviour:
                 continue
             k, vals = self._sums[table].rows()
             order = np.argsort(k[:, 0])
-            ids, vals = k[order, 0], vals[order]
+            ids, vals = np.ascontiguousarray(k[order, 0]), vals[order]
             keys = u64_keys(ids)
             old = list(txn.cursor(db=store.db[table]).getmulti(keys))
             if old:
@@ -200,8 +200,8 @@ class Behaviour:
                     b"".join(bytes(v) for _, v in old), "<i8").reshape(-1, _NT)
                 vals = _merge_totals(vals, prev)
             body = vals.astype("<i8").tobytes()
-            w = _NT * 8
-            out[table] = [(k, body[j * w:(j + 1) * w]) for j, k in enumerate(keys)]
+            at = np.arange(len(ids) + 1, dtype=np.int64) * (_NT * 8)
+            out[table] = _tally.be_pairs(ids, body, at[:-1], at[1:])
         if len(self._sums[DAYS_DB]):
             k, v = self._sums[DAYS_DB].rows()
             d, m = k[:, 0].astype(np.int64), k[:, 1]

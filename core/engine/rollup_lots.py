@@ -296,11 +296,10 @@ def _lots_puts(cards: np.ndarray, lc: np.ndarray, ls: np.ndarray,
     order), encoded in one pass; b"" for a card with none left."""
     a = np.zeros(len(lc), PIECE)
     a["store"], a["fen"] = ls, lf
-    body = a.tobytes()
     w = PIECE.itemsize
-    lo = np.searchsorted(lc, cards, "left").tolist()
-    hi = np.searchsorted(lc, cards, "right").tolist()
-    return [(k, body[x * w:y * w]) for k, x, y in zip(u64_keys(cards), lo, hi, strict=True)]
+    lo = np.searchsorted(lc, cards, "left").astype(np.int64) * w
+    hi = np.searchsorted(lc, cards, "right").astype(np.int64) * w
+    return _tally.be_pairs(np.ascontiguousarray(cards, np.uint64), a.tobytes(), lo, hi)
 
 
 # The record codes _tally.fifo_settle reads: the spends (a SUPP_DEBIT's taken key is the

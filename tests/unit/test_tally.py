@@ -220,3 +220,18 @@ def test_fifo_settle_sums_and_entries_are_its_pieces(steps, stored_t):
         went = sum(f for r, f, h in zip(idx.tolist(), fen.tolist(), have.tolist(), strict=True)
                    if h and int(recs[r]["card_no"]) == c)
         assert int(lf[lc == c].sum()) == came - went
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 2**64 - 1), st.integers(0, 5)), max_size=40))
+def test_be_pairs_are_the_keys_and_slices(rows):
+    ids = np.array([r[0] for r in rows], np.uint64)
+    widths = [r[1] for r in rows]
+    ends = np.cumsum(widths, dtype=np.int64)
+    starts = ends - np.array(widths, np.int64)
+    body = bytes(range(256)) * 2
+    assert _tally.be_pairs(ids, body, starts, ends) == [
+        (int(i).to_bytes(8, "big"), body[a:b]) for i, a, b in zip(ids.tolist(), starts.tolist(), ends.tolist(), strict=True)]
+    if rows:
+        with pytest.raises(IndexError):
+            _tally.be_pairs(ids, b"", starts, ends + 1)
