@@ -789,3 +789,16 @@ def be_pairs(const uint64_t[::1] ids, body, const int64_t[::1] start, const int6
         out[j] = (PyBytes_FromStringAndSize(<const char *> k, 8),
                   PyBytes_FromStringAndSize(p + start[j], end[j] - start[j]))
     return out
+
+
+# The hash of the sources this module was compiled from (setup.py passes it; see
+# core/_source_hash.py TALLY_SOURCES): a test compares it with the sources on disk.
+cdef extern from *:
+    """
+    #ifndef MMS_SOURCE_SHA
+    #define MMS_SOURCE_SHA ""
+    #endif
+    """
+    const char *MMS_SOURCE_SHA
+
+SOURCE_SHA = (<bytes>MMS_SOURCE_SHA).decode("ascii")

@@ -10,10 +10,20 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from core._source_hash import TALLY_SOURCES, source_sha
 from core.engine import _tally, rollup_lots, rollups
 from core.records import JOURNAL, CardOp, CardStatus, OpType, RecordKind, Result
 
 TZ = 8 * 3600
+
+
+def test_extension_is_built_from_the_sources_on_disk():
+    """_tally reads the journal record struct of _fastpath.pxd: built from older sources
+    it would read the records wrong."""
+    assert _tally.SOURCE_SHA, "core/engine/_tally was not built by setup.py (no SOURCE_SHA)"
+    assert _tally.SOURCE_SHA == source_sha(sources=TALLY_SOURCES), (
+        f"core/engine/_tally is stale (sources {', '.join(TALLY_SOURCES)}); rebuild with "
+        "`python3 setup.py build_ext --inplace`")
 
 
 @settings(max_examples=100, deadline=None)
