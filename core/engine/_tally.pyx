@@ -639,7 +639,9 @@ def fifo_settle(cnp.ndarray recs, const int64_t[::1] card_of, const int64_t[::1]
         if cards[j] <= cards[j - 1]:
             raise ValueError("cards: ascending and distinct")
     cdef const LotRec *L = <const LotRec *> cnp.PyArray_DATA(recs)
-    cdef Py_ssize_t cap_p = 2 * nr + ns + 1, cap_q = nr + ns + 1
+    # A take's pieces are the lots it empties and one more (a lot's part, or beyond every
+    # lot), and each lot (stored or added) is emptied once: pieces <= takes + lots.
+    cdef Py_ssize_t cap_p = nr + ns + 1, cap_q = nr + ns + 1
     p_rec = np.empty(cap_p, np.int64)
     p_store = np.empty(cap_p, np.int64)
     p_fen = np.empty(cap_p, np.int64)
