@@ -20,6 +20,7 @@ _spec = importlib.util.spec_from_file_location(
 _source_hash = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_source_hash)
 source_sha = _source_hash.source_sha()
+tally_sha = _source_hash.source_sha(sources=_source_hash.TALLY_SOURCES)
 
 extensions = [
     Extension(
@@ -29,6 +30,15 @@ extensions = [
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION"),
                        ("MMS_SOURCE_SHA", f'"{source_sha}"')]
         + ([("CYTHON_TRACE_NOGIL", "1"), ("MMS_DEBUG", "1")] if debug else []),
+        extra_compile_args=["-O3"] if not debug else ["-O0", "-g"],
+    ),
+    # The rollup tailer's per-record loops (core/engine/rollups.py, rollup_lots.py).
+    Extension(
+        "core.engine._tally",
+        ["core/engine/_tally.pyx"],
+        include_dirs=[np.get_include()],
+        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION"),
+                       ("MMS_SOURCE_SHA", f'"{tally_sha}"')],
         extra_compile_args=["-O3"] if not debug else ["-O0", "-g"],
     ),
     # The server's wire encoding of result columns (server/rpc/codec.py, results_bytes).

@@ -4,7 +4,8 @@
 
 1. `mms bench engine`'s durable swipe run (server.tools.bench_engine.run_engine) with the rollups'
    tailer on and off, alternating, in one run: the cost of keeping the rollups.
-2. A rebuild of the rollups from the journal that run wrote (records/s).
+2. A rebuild of the rollups from the journal that run wrote (records/s, its wall, process
+   and thread CPU), and the rollups' digest after it (rollups.digest).
 3. The same report (staff commission over the window, and sales by store and day)
    from the rollups and by scanning the journal, p50 of --repeat calls each; card
    statistics and the settlement by recharge store likewise (the scans: p50 of
@@ -127,9 +128,14 @@ def main(argv=None) -> int:
             out["journal_records"] = n_rec
             t = time.perf_counter()
             c = time.process_time()
+            ct = time.thread_time()
             eng.rollups.rebuild()
             rebuild_s = time.perf_counter() - t
             _note(out, "rebuild_cpu_s", time.process_time() - c)
+            # The rebuild's own thread (the tailer's work, without the engine's threads).
+            _note(out, "rebuild_thread_cpu_s", time.thread_time() - ct)
+            # Equal digests across runs (and code) mean byte-identical rollups.
+            _note(out, "rollups_digest", rollups.digest(eng.store))
             _note(out, "rebuild_s", rebuild_s)
             _note(out, "rebuild_records_per_s", n_rec / rebuild_s)
             _note(out, "loadavg_after_rebuild", os.getloadavg())

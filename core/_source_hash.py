@@ -18,10 +18,15 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCES = ("_fastpath.pyx", "_fastpath.pxd", "_layout.pxi")
 
 
-def source_sha(root: str = HERE) -> str:
+# The rollup tailer's loops (core/engine/_tally.pyx) read the journal record struct of
+# _fastpath.pxd: a change to either rebuilds it, and its SOURCE_SHA covers both.
+TALLY_SOURCES = (os.path.join("engine", "_tally.pyx"), "_fastpath.pxd")
+
+
+def source_sha(root: str = HERE, sources: tuple[str, ...] = SOURCES) -> str:
     """sha256 over the sources' names and bytes, hex, first 16 bytes."""
     h = hashlib.sha256()
-    for name in SOURCES:
+    for name in sources:
         with open(os.path.join(root, name), "rb") as f:
             data = f.read()
         h.update(name.encode() + b"\0" + len(data).to_bytes(8, "little") + data)

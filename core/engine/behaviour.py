@@ -46,7 +46,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from core.engine.storage import group_runs, take, u64, u64_keys
+from core.engine import _tally
+from core.engine.storage import group_runs, u64, u64_keys
 from core.records import OpType, PointsOp, RecordKind, Result
 
 MEMBERS_DB = "beh_members"
@@ -89,6 +90,9 @@ _SWIPE, _USE, _REFUND = int(OpType.SWIPE), int(OpType.USE_COUNT), int(OpType.REF
 _RECHARGE = int(OpType.RECHARGE)
 _REDEEM, _RESTORE = int(OpType.COUPON_REDEEM), int(OpType.COUPON_RESTORE)
 _GIFT = int(PointsOp.GIFT_REDEEM)
+# The record codes _tally.behaviour_block reads (its docstring gives the order).
+_CODES = np.array([Result.OK, RecordKind.KIND_CARD, _SWIPE, _USE, _REFUND, _RECHARGE, _GIFT],
+                  np.int64)
 
 
 def _merge_totals(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -101,34 +105,21 @@ def _merge_totals(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return out
 
 
+# How each total column merges (_tally.Sums): first_day the least set day, last_day the
+# greatest, the rest summed.
+_TOTAL_OPS = (_tally.MIN_POSITIVE, _tally.MAX) + (_tally.SUM,) * (_NT - _MINMAX)
+
+
 def reduce_totals(ids: np.ndarray, vals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Distinct ids (ascending) and their merged totals."""
+    """Distinct ids (ascending) and their merged totals (one pass in C, _tally.Sums)."""
     if len(ids) == 0:
         return ids.astype(np.uint64), vals.reshape(0, _NT)
-    uniq, inv = np.unique(ids, return_inverse=True)
-    # One 1-D np.add.at per summed column: numpy's 2-D add.at takes a slow generic path
-    # (1.1 s for 1,000,000 rows of 12 columns against 0.3 s).
-    out = np.zeros((len(uniq), _NT), np.int64, order="F")
-    for c in range(_MINMAX, _NT):
-        np.add.at(out[:, c], inv, vals[:, c])
-    first = np.where(vals[:, 0] > 0, vals[:, 0], np.iinfo(np.int64).max)
-    f = np.full(len(uniq), np.iinfo(np.int64).max, np.int64)
-    np.minimum.at(f, inv, first)
-    out[:, 0] = np.where(f == np.iinfo(np.int64).max, 0, f)
-    last = np.zeros(len(uniq), np.int64)
-    np.maximum.at(last, inv, vals[:, 1])
-    out[:, 1] = last
-    return uniq, np.ascontiguousarray(out)
-
-
-def _reduce_keyed(keys: np.ndarray, vals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Distinct big-endian keys (ascending as bytes, LMDB's order) and their sums."""
-    w = keys.dtype.itemsize
-    raw = np.ascontiguousarray(keys).view(f"V{w}").ravel()
-    uniq, first, inv = np.unique(raw, return_index=True, return_inverse=True)
-    sums = np.zeros((len(uniq), vals.shape[1]), np.int64)
-    np.add.at(sums, inv.ravel(), vals)
-    return np.ascontiguousarray(keys)[first], sums
+    sums = _tally.Sums(_TOTAL_OPS, min(len(ids), 65_536))
+    ids = np.ascontiguousarray(ids, np.uint64)
+    sums.add(ids, np.zeros(len(ids), np.uint64), np.ascontiguousarray(vals, np.int64))
+    keys, out = sums.rows()
+    order = np.argsort(keys[:, 0])
+    return keys[order, 0], out[order]
 
 
 class Behaviour:
@@ -139,74 +130,37 @@ class Behaviour:
         self.clear()
 
     def clear(self) -> None:
-        self._tot: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {MEMBERS_DB: [], CARDS_DB: []}
-        self._days: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-        self._stores: list[tuple[np.ndarray, np.ndarray]] = []
-        self._cats: list[tuple[np.ndarray, np.ndarray]] = []
+        # The flush's rows, merged as they come (_tally.Sums; keys of two words).
+        self._sums = {
+            MEMBERS_DB: _tally.Sums(_TOTAL_OPS), CARDS_DB: _tally.Sums(_TOTAL_OPS),
+            DAYS_DB: _tally.Sums((_tally.SUM,) * len(DAY_COLS)),      # (day, member)
+            STORES_DB: _tally.Sums((_tally.SUM,) * len(STORE_COLS)),  # (member, store)
+            CATS_DB: _tally.Sums((_tally.SUM,) * len(CAT_COLS)),      # (member, category)
+        }
 
     def block(self, store, txn, block: np.ndarray, tz: int) -> None:
-        """Add one journal block's rows."""
-        ok = block["result"] == Result.OK
-        kind = block["kind"]
-        op = block["op_type"].astype(np.int64)
-        card_rec = ok & (kind == RecordKind.KIND_CARD) & (block["card_no"] != 0)
-        coup = ok & (kind == RecordKind.KIND_COUPON) & ((op == _REDEEM) | (op == _RESTORE))
-        sel = np.flatnonzero(card_rec | coup)
-        if len(sel) == 0:
+        """Add one journal block's rows: its card records in one pass in C
+        (_tally.behaviour_block), its coupon redemptions and restores here."""
+        s = self._sums
+        _tally.behaviour_block(np.ascontiguousarray(block), int(tz), _CODES, s[CARDS_DB],
+                               s[MEMBERS_DB], s[DAYS_DB], s[STORES_DB], s[CATS_DB])
+        op = block["op_type"]
+        ci = np.flatnonzero((block["result"] == Result.OK)
+                            & (block["kind"] == RecordKind.KIND_COUPON)
+                            & ((op == _REDEEM) | (op == _RESTORE)))
+        if len(ci) == 0:
             return
-        b = block if len(sel) == len(block) else take(block, sel)
-        op = op[sel]
-        is_card = card_rec[sel]
-        member = np.zeros(len(sel), np.uint64)
-        member[is_card] = b["after"]["member_id"][is_card]
-        ci = np.flatnonzero(~is_card)
-        if len(ci):
-            member[ci] = self._coupon_members(store, txn, block, b["ref_seq"][ci])
-        n = len(sel)
-        day = ((b["time_s"].astype(np.int64) + int(tz)) // 86_400)
-        swipe = is_card & (op == _SWIPE)
-        refund = is_card & (op == _REFUND)
-        visit = (swipe | (is_card & (op == _USE))).astype(np.int64)
-        amount = b["amount_fen"].astype(np.int64)
-        spend = np.where(swipe, b["payable_fen"].astype(np.int64) - b["coupon_fen"].astype(np.int64), 0)
-        spend = np.where(refund, -amount, spend)
-        pdelta = b["points_delta"].astype(np.int64)
-        offp = b["offset_points"].astype(np.int64)
-        earned = np.where(swipe, pdelta + offp, np.where(is_card & ~refund, np.maximum(pdelta, 0), 0))
-        redeemed = np.where(swipe, offp, np.where(is_card & (op == _GIFT), np.maximum(-pdelta, 0), 0))
-        recharge = is_card & (op == _RECHARGE)
-        vals = np.zeros((n, _NT), np.int64)
-        vals[:, 0] = np.where(visit > 0, day + 1, 0)
-        vals[:, 1] = vals[:, 0]
-        vals[:, 2] = visit
-        vals[:, 3] = swipe
-        vals[:, 4] = spend
-        vals[:, 5] = refund
-        vals[:, 6] = np.where(refund, amount, 0)
-        vals[:, 7] = recharge
-        vals[:, 8] = np.where(recharge, b["principal_delta_fen"].astype(np.int64), 0)
-        vals[:, 9] = earned
-        vals[:, 10] = redeemed
-        vals[:, 11] = np.where(op == _REDEEM, 1, 0) - np.where(op == _RESTORE, 1, 0)
-        vals[:, 11] *= ~is_card
-        self._tot[CARDS_DB].append((b["card_no"].astype(np.uint64), vals))
-        has = member != 0
-        if not has.any():
-            return
-        self._tot[MEMBERS_DB].append((member[has], vals[has]))
-        act = has & (swipe | refund | (visit > 0))
-        if act.any():
-            m, d = member[act], day[act]
-            dv = np.stack([visit[act], swipe[act].astype(np.int64), spend[act]], axis=1)
-            self._days.append((d, m, dv))
-            sk = np.zeros(int(act.sum()), STORE_KEY)
-            sk["member"], sk["store"] = m, b["store_id"][act]
-            self._stores.append((sk, np.stack([visit[act], spend[act]], axis=1)))
-            sr = has & (swipe | refund)
-            if sr.any():
-                ck = np.zeros(int(sr.sum()), CAT_KEY)
-                ck["member"], ck["category"] = member[sr], b["category"][sr]
-                self._cats.append((ck, np.stack([swipe[sr].astype(np.int64), spend[sr]], axis=1)))
+        # A coupon record counts only coupons_redeemed, under its card and the member of
+        # the card record it belongs to.
+        vals = np.zeros((len(ci), _NT), np.int64)
+        vals[:, 11] = np.where(op[ci] == _REDEEM, 1, -1)
+        member = self._coupon_members(store, txn, block, block["ref_seq"][ci])
+        s[CARDS_DB].add(np.ascontiguousarray(block["card_no"][ci], np.uint64),
+                        np.zeros(len(ci), np.uint64), vals)
+        has = np.flatnonzero(member != 0)
+        if len(has):
+            s[MEMBERS_DB].add(np.ascontiguousarray(member[has]), np.zeros(len(has), np.uint64),
+                              np.ascontiguousarray(vals[has]))
 
     @staticmethod
     def _coupon_members(store, txn, block: np.ndarray, refs: np.ndarray) -> np.ndarray:
@@ -230,26 +184,27 @@ class Behaviour:
         """The (key, value) pairs that merge this flush's rows into the tables, read
         from txn; clears the rows."""
         out: dict[str, list[tuple[bytes, bytes]]] = {}
-        for table, parts in self._tot.items():
-            if not parts:
+        for table in (MEMBERS_DB, CARDS_DB):
+            if not len(self._sums[table]):
                 continue
-            ids, vals = reduce_totals(np.concatenate([p[0] for p in parts]),
-                                      np.concatenate([p[1] for p in parts]))
+            k, vals = self._sums[table].rows()
+            order = np.argsort(k[:, 0])
+            ids, vals = np.ascontiguousarray(k[order, 0]), vals[order]
             keys = u64_keys(ids)
-            old = dict(txn.cursor(db=store.db[table]).getmulti(keys))
+            old = list(txn.cursor(db=store.db[table]).getmulti(keys))
             if old:
+                # The stored rows of the ids that have one (getmulti: those, in order).
                 prev = np.zeros((len(keys), _NT), np.int64)
-                have = np.array([k in old for k in keys])
-                raw = b"".join(bytes(old[k]) for k in keys if k in old)
-                prev[have] = np.frombuffer(raw, "<i8").reshape(-1, _NT)
+                found = np.frombuffer(b"".join(bytes(k) for k, _ in old), ">u8").astype(np.uint64)
+                prev[np.searchsorted(ids, found)] = np.frombuffer(
+                    b"".join(bytes(v) for _, v in old), "<i8").reshape(-1, _NT)
                 vals = _merge_totals(vals, prev)
             body = vals.astype("<i8").tobytes()
-            w = _NT * 8
-            out[table] = [(k, body[j * w:(j + 1) * w]) for j, k in enumerate(keys)]
-        if self._days:
-            d = np.concatenate([p[0] for p in self._days])
-            m = np.concatenate([p[1] for p in self._days])
-            v = np.concatenate([p[2] for p in self._days])
+            at = np.arange(len(ids) + 1, dtype=np.int64) * (_NT * 8)
+            out[table] = _tally.be_pairs(ids, body, at[:-1], at[1:])
+        if len(self._sums[DAYS_DB]):
+            k, v = self._sums[DAYS_DB].rows()
+            d, m = k[:, 0].astype(np.int64), k[:, 1]
             pairs = []
             bucket = (m >> np.uint64(DAY_BUCKET_SHIFT)).astype(np.int64)
             blocks = np.unique(np.stack([d, bucket], axis=1), axis=0)
@@ -269,12 +224,14 @@ class Behaviour:
                 rows["member"], rows["v"] = uniq, sums
                 pairs.append((key, rows.tobytes()))
             out[DAYS_DB] = pairs
-        for table, parts, dtype in ((STORES_DB, self._stores, STORE_KEY),
-                                    (CATS_DB, self._cats, CAT_KEY)):
-            if not parts:
+        for table, dtype, field in ((STORES_DB, STORE_KEY, "store"), (CATS_DB, CAT_KEY, "category")):
+            if not len(self._sums[table]):
                 continue
-            keys, vals = _reduce_keyed(np.concatenate([p[0] for p in parts]).astype(dtype),
-                                       np.concatenate([p[1] for p in parts]))
+            k, vals = self._sums[table].rows()
+            order = np.lexsort((k[:, 1], k[:, 0]))        # LMDB's order of the keys
+            keys = np.zeros(len(k), dtype)
+            keys["member"], keys[field] = k[order, 0], k[order, 1]
+            vals = vals[order]
             kb = np.ascontiguousarray(keys).view(np.uint8).reshape(len(keys), -1)
             bkeys = [r.tobytes() for r in kb]
             old = dict(txn.cursor(db=store.db[table]).getmulti(bkeys))
@@ -292,29 +249,6 @@ class Behaviour:
 
 
 # --- member activity ------------------------------------------------------------------
-
-def activity_stretch(card: np.ndarray, member: np.ndarray, op: np.ndarray, day: np.ndarray,
-                     issue: np.ndarray):
-    """Member activity of a stretch of OK card records: (first: key, issue store,
-    first_seen, first_visit, each day + 1 and 0 for none, one row per pair, sorted),
-    (visits: day, key, issue store, visits, one row per (day, pair) with a visit)."""
-    key = np.where(member != 0, member.astype(np.int64), -card.astype(np.int64))
-    issue = issue.astype(np.int64)
-    day = day.astype(np.int64)
-    visit = np.isin(op, np.array(VISIT_OPS, np.int64))
-    order, starts = group_runs(key, issue)
-    big = np.iinfo(np.int64).max
-    seen = np.minimum.reduceat(day[order], starts) + 1 if len(starts) else day[:0]
-    vd = np.where(visit, day, big)[order]
-    fv = np.minimum.reduceat(vd, starts) if len(starts) else vd
-    fv = np.where(fv == big, 0, fv + 1)
-    first = (key[order][starts], issue[order][starts], seen, fv)
-    v = np.flatnonzero(visit)
-    order, starts = group_runs(day[v], key[v], issue[v])
-    at = v[order][starts]
-    n = np.diff(np.append(starts, len(order))).astype(np.int64)
-    return first, (day[at], key[at], issue[at], n)
-
 
 def _first_rows(key, issue, seen, visit) -> np.ndarray:
     """ACT_FIRST_ROW rows, one per (key, issue store) sorted by them, the days (+ 1, 0:
@@ -341,7 +275,7 @@ def _bucket(key: np.ndarray) -> np.ndarray:
 
 
 def activity_puts(store, txn, stretch) -> dict[str, list[tuple[bytes, bytes]]]:
-    """The puts that merge a stretch's member activity (activity_stretch) into
+    """The puts that merge a stretch's member activity (rollups.activity_of) into
     beh_act_first (only the pairs whose days are new or earlier) and beh_act_days (the
     (day, bucket) blocks it touches, rewritten whole), read from txn."""
     (fk, fi, fs, fv), (dd, dk, di, dn) = stretch
@@ -366,12 +300,14 @@ def activity_puts(store, txn, stretch) -> dict[str, list[tuple[bytes, bytes]]]:
         out[ACT_FIRST_DB] = pairs
     if len(dd):
         bk = _bucket(dk)
-        blocks = np.unique(np.stack([dd, bk.astype(np.int64)], axis=1), axis=0) \
-            if len(dd) else np.zeros((0, 2), np.int64)
+        # The (day, bucket) blocks touched: a 1-D unique per day (a stretch has few days;
+        # np.unique over rows of two columns sorted them as opaque rows).
+        blocks = [(day, b) for day in np.unique(dd).tolist()
+                  for b in np.unique(bk[dd == day]).tolist()]
         pairs = []
-        for day, b in blocks.tolist():
-            at = np.flatnonzero((dd == day) & (bk == np.uint64(b & 0xFFFF_FFFF_FFFF_FFFF)))
-            bkey = int(day).to_bytes(4, "big") + (int(b) & 0xFFFF_FFFF_FFFF_FFFF).to_bytes(8, "big")
+        for day, b in blocks:
+            at = np.flatnonzero((dd == day) & (bk == np.uint64(b)))
+            bkey = int(day).to_bytes(4, "big") + int(b).to_bytes(8, "big")
             k, i, n = dk[at], di[at], dn[at]
             raw = txn.get(bkey, db=store.db[ACT_DAYS_DB])
             if raw is not None:

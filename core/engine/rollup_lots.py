@@ -24,7 +24,8 @@ from collections import deque
 
 import numpy as np
 
-from core.engine.storage import group_runs, stable_argsort, stable_lexsort, take, u64, u64_keys
+from core.engine import _tally
+from core.engine.storage import group_runs, stable_argsort, take, u64, u64_keys
 from core.records import CardOp, OpType
 
 SETTLEMENT_DB = "rollup_settlement"
@@ -146,23 +147,12 @@ class PrincipalLots:
         return sum(p[1] for p in self.lots.get(card, ()))
 
 
-# The fields of a journal record the replay reads (PrincipalLots reads them by name).
+# The fields of a journal record the replay reads (PrincipalLots reads them by name): the
+# OK card records that move principal, and every REFUND (a supplementary card's refund
+# names it), picked by _tally.card_columns.
 LOT_REC = np.dtype([("seq", "<u8"), ("time_s", "<i8"), ("card_no", "<u8"),
                     ("principal_delta_fen", "<i8"), ("store_id", "<u4"), ("op_type", "u1"),
                     ("ref_seq", "<u8"), ("after", [("replaced_by", "<u8")])])
-
-
-def lot_records(block: np.ndarray, sel: np.ndarray) -> np.ndarray:
-    """The records of block[sel] (OK card records) the lots replay looks at, as LOT_REC:
-    those that move principal, and every REFUND (a supplementary card's refund names
-    it)."""
-    pick = sel[(block["principal_delta_fen"][sel] != 0) | (block["op_type"][sel] == OpType.REFUND)]
-    out = np.zeros(len(pick), LOT_REC)
-    for name in LOT_REC.names:
-        if name != "after":
-            out[name] = block[name][pick]
-    out["after"]["replaced_by"] = block["after"]["replaced_by"][pick]
-    return out
 
 
 def _pieces(raw) -> list[list[int]]:
@@ -237,7 +227,9 @@ class _Taken:
         keys in replaced. spends: the keys of every spend (a spend that took nothing has
         no entry). Every chunk a spend's key falls in is written, empty or not, so which
         chunks exist depends on the journal only, never on the flushes."""
-        entries = take(entries, stable_argsort(entries["seq"]))
+        s = entries["seq"]
+        if len(s) > 1 and not (s[1:] >= s[:-1]).all():    # the fast path's come sorted
+            entries = take(entries, stable_argsort(s))
         of = (entries["seq"] >> np.uint64(TAKEN_CHUNK_BITS)).astype(np.int64)
         chunks = {k >> TAKEN_CHUNK_BITS for k in replaced}
         if len(of):                                  # of is sorted
@@ -264,17 +256,6 @@ class _Taken:
         return [(u64(c), self.chunks[c].tobytes()) for c in sorted(self.dirty)]
 
 
-def _grouped_cumsum(amount: np.ndarray, group: np.ndarray) -> np.ndarray:
-    """Inclusive cumulative sums of amount restarting at each new group (group sorted)."""
-    cs = np.cumsum(amount)
-    if len(cs) == 0:
-        return cs
-    start = np.ones(len(group), bool)
-    start[1:] = group[1:] != group[:-1]
-    base = np.repeat((cs - amount)[start], np.diff(np.append(np.flatnonzero(start), len(cs))))
-    return cs - base
-
-
 def _fifo(recs: np.ndarray, stored: dict[int, list[list[int]]]):
     """_fifo_arrays with the stored lots and the lots after as {card: [[store, fen]]}."""
     items = [(c, p) for c, lots in sorted(stored.items()) for p in lots]
@@ -283,7 +264,7 @@ def _fifo(recs: np.ndarray, stored: dict[int, list[list[int]]]):
         st["card"] = [c for c, _ in items]
         st["store"] = [p[0] for _, p in items]
         st["fen"] = [p[1] for _, p in items]
-    pieces, cards, lc, ls, lf = _fifo_arrays(recs, st)
+    *_, cards, lc, ls, lf, pieces = _fifo_arrays(recs, st)
     after: dict[int, list[list[int]]] = {int(c): [] for c in cards.tolist()}
     for c, s, f in zip(lc.tolist(), ls.tolist(), lf.tolist(), strict=True):
         after[c].append([s, f])
@@ -315,79 +296,36 @@ def _lots_puts(cards: np.ndarray, lc: np.ndarray, ls: np.ndarray,
     order), encoded in one pass; b"" for a card with none left."""
     a = np.zeros(len(lc), PIECE)
     a["store"], a["fen"] = ls, lf
-    body = a.tobytes()
     w = PIECE.itemsize
-    lo = np.searchsorted(lc, cards, "left").tolist()
-    hi = np.searchsorted(lc, cards, "right").tolist()
-    return [(k, body[x * w:y * w]) for k, x, y in zip(u64_keys(cards), lo, hi, strict=True)]
+    lo = np.searchsorted(lc, cards, "left").astype(np.int64) * w
+    hi = np.searchsorted(lc, cards, "right").astype(np.int64) * w
+    return _tally.be_pairs(np.ascontiguousarray(cards, np.uint64), a.tobytes(), lo, hi)
 
 
-def _fifo_arrays(recs: np.ndarray, stored: np.ndarray):
+# The record codes _tally.fifo_settle reads: the spends (a SUPP_DEBIT's taken key is the
+# supplementary card's swipe, its ref_seq).
+_SETTLE_CODES = np.array([OpType.SWIPE, OpType.SUPP_DEBIT, OpType.USE_COUNT], np.int64)
+assert tuple(_SETTLE_CODES.tolist()) == tuple(int(o) for o in _SPEND_OPS)
+
+
+def _fifo_arrays(recs: np.ndarray, stored: np.ndarray, tz: int = 0):
     """PrincipalLots for cards whose records in a stretch only add principal as new lots
-    and take it oldest lot first (no refund, replacement or hand-over), vectorised: the
-    lots and the takes of each card laid end to end on one line, a take's pieces are
-    where its stretch of the line meets the lots'. stored: the cards' lots as _STORED
-    rows (by card, in order). Returns the pieces (record index, lot store, fen, whether
-    from a lot; per record oldest lot first), the cards (sorted) and their lots after
-    as (card, store, fen) arrays, by card, in order."""
-    card = recs["card_no"].astype(np.int64)
-    delta = recs["principal_delta_fen"].astype(np.int64)
-    order = stable_argsort(card)                   # by card, then seq: the one big sort
-    cs = card[order]
-    head = np.ones(len(cs), bool)
-    head[1:] = cs[1:] != cs[:-1]
-    cards = cs[head]
-    rank = np.empty(len(card), np.int64)
-    rank[order] = np.cumsum(head) - 1
-    # Supply: the stored lots (in order), then each record adding principal.
-    stored = stored[np.isin(stored["card"], cards)]
-    s_rank = [np.searchsorted(cards, stored["card"])]
-    s_amt, s_store = [stored["fen"].astype(np.int64)], [stored["store"].astype(np.int64)]
-    s_key = [np.arange(len(stored), dtype=np.int64) - len(stored)]   # before any record
-    add = np.flatnonzero(delta > 0)
-    s_rank.append(rank[add])
-    s_amt.append(delta[add])
-    s_store.append(recs["store_id"][add].astype(np.int64))
-    s_key.append(add.astype(np.int64))
-    s_rank, s_amt = np.concatenate(s_rank), np.concatenate(s_amt)
-    s_store, s_key = np.concatenate(s_store), np.concatenate(s_key)
-    sup = stable_lexsort((s_key, s_rank))
-    s_rank, s_amt, s_store = s_rank[sup], s_amt[sup], s_store[sup]
-    take = order[delta[order] < 0]                 # by card, then seq
-    t_rank, t_amt = rank[take], -delta[take]
-    s_tot = np.zeros(len(cards), np.int64)
-    np.add.at(s_tot, s_rank, s_amt)
-    t_tot = np.zeros(len(cards), np.int64)
-    np.add.at(t_tot, t_rank, t_amt)
-    span = np.maximum(s_tot, t_tot)
-    base = np.cumsum(span) - span
-    s_end = base[s_rank] + _grouped_cumsum(s_amt, s_rank)
-    s_start = s_end - s_amt
-    t_end = base[t_rank] + _grouped_cumsum(t_amt, t_rank)
-    t_start = t_end - t_amt
-    # Take j meets the lots i0..i1 of its card (usually one); what lies past the card's
-    # lots (cannot happen: principal >= 0) is one more piece at store 0.
-    card_end = base + s_tot                        # where each card's lots end
-    i0 = np.searchsorted(s_end, t_start, "right")
-    i1 = np.searchsorted(s_start, np.minimum(t_end, card_end[t_rank]), "left")
-    n_lots = np.maximum(i1 - i0, 0)
-    beyond = t_end > card_end[t_rank]
-    n = n_lots + beyond
-    j = np.repeat(np.arange(len(take)), n)
-    k = np.arange(int(n.sum())) - np.repeat(np.cumsum(n) - n, n)   # piece number in take
-    have = k < n_lots[j]
-    i = np.where(have, i0[j] + k, 0)
-    lo = np.where(have, np.maximum(t_start[j], s_start[i] if len(s_start) else 0),
-                  np.maximum(t_start[j], card_end[t_rank[j]]))
-    hi = np.where(have, np.minimum(t_end[j], s_end[i] if len(s_end) else 0), t_end[j])
-    seg_len = hi - lo
-    lot_store = np.where(have, s_store[i] if len(s_store) else 0, 0)
-    pieces = (take[j], lot_store, seg_len, have)
-    # What is left of each card's lots: the part of the line past its takes.
-    used = base[s_rank] + t_tot[s_rank]
-    left = np.minimum(s_amt, s_end - used)
-    keep = left > 0
-    return pieces, cards, cards[s_rank[keep]], s_store[keep], left[keep]
+    and take it oldest lot first (no refund, replacement or hand-over), in one pass in C
+    (_tally.fifo_settle: a queue per card, its stored lots then its records in seq order). recs:
+    LOT_REC rows (or journal records) in seq order; stored: the cards' lots as _STORED
+    rows (by card, in order). Returns fifo_settle's results, the pieces last."""
+    if recs.dtype != LOT_REC:
+        lot = np.zeros(len(recs), LOT_REC)
+        for name in LOT_REC.names:
+            if name != "after":
+                lot[name] = recs[name]
+        lot["after"]["replaced_by"] = recs["after"]["replaced_by"]
+        recs = lot
+    recs = np.ascontiguousarray(recs)
+    cards, card_of = _tally.fast_cards(recs, np.zeros(len(recs), np.uint8))
+    return _tally.fifo_settle(recs, card_of, cards, np.ascontiguousarray(stored["card"], np.int64),
+                              np.ascontiguousarray(stored["store"], np.int64),
+                              np.ascontiguousarray(stored["fen"], np.int64), int(tz), _SETTLE_CODES)
 
 
 def replay(store, txn, recs: list[np.ndarray], tz: int
@@ -420,45 +358,21 @@ def replay(store, txn, recs: list[np.ndarray], tz: int
         else np.zeros(len(r), bool)
     taken = _Taken(txn, db[TAKEN_DB])
     rows: list[np.ndarray] = []          # n x 6: day, lot store, spend store, count, col, fen
+    summed: list[tuple[np.ndarray, np.ndarray]] = []    # (n x 3 keys, n x 4 SETTLEMENT_COLS)
     puts: dict[str, list[tuple[bytes, bytes]]] = {LOTS_DB: [], REFUND_DB: [], MOVING_DB: []}
-    day = (r["time_s"].astype(np.int64) + tz) // 86_400
-    spend_store = r["store_id"].astype(np.int64)
     # --- the vectorised cards ---
-    fast = np.flatnonzero(~slow & (delta != 0))
-    if len(fast):
-        fr = take(r, fast)
-        fc = np.sort(card[fast])
-        stored = _load_lots(txn, db[LOTS_DB], fc[np.concatenate(([True], fc[1:] != fc[:-1]))])
-        (idx, lot_store, fen, have), fcards, lc, ls, lf = _fifo_arrays(fr, stored)
-        rec = fast[idx]
-        fop = op[rec]
-        spend = np.isin(fop, np.array(_SPEND_OPS, np.int64))
-        # count: once per (record, pair) of a spend
-        # count once per (record, lot store): a take may meet a store twice. A record's
-        # pieces are contiguous; only records of several pieces (few) need a search.
-        first = np.ones(len(rec), bool)
-        if len(rec) > 1:
-            same = rec[1:] == rec[:-1]
-            multi = np.zeros(len(rec), bool)
-            multi[1:] |= same
-            multi[:-1] |= same
-            m = np.flatnonzero(multi)
-            if len(m):
-                _, once = np.unique(rec[m].astype(np.int64) << 32 | lot_store[m],
-                                    return_index=True)
-                first[m] = False
-                first[m[once]] = True
-        rows.append(np.stack([day[rec], lot_store, spend_store[rec],
-                              (spend & first).astype(np.int64),
-                              np.where(spend, 1, 3).astype(np.int64), fen], axis=1))
-        keyed = spend & have
-        kr = rec[keyed]
-        e = np.zeros(len(kr), TAKEN)
-        key_of = np.where(op == OpType.SUPP_DEBIT, r["ref_seq"], r["seq"]).astype(np.uint64)
-        e["seq"] = key_of[kr]
-        e["store"], e["fen"] = lot_store[keyed], fen[keyed]
-        spends = fast[np.isin(op[fast], np.array(_SPEND_OPS, np.int64)) & (delta[fast] < 0)]
-        taken.put(e, spends=key_of[spends])
+    fcards, card_of = _tally.fast_cards(r, slow.view(np.uint8))
+    if len(fcards):
+        stored = _load_lots(txn, db[LOTS_DB], fcards)
+        # One pass in C in seq order over a queue of lots per card (its stored lots
+        # first); the pieces summed per (day, lot store, spend store) (a spend counts
+        # once per record and lot store), the spends' taken entries in seq order.
+        fkeys, fvals, traw, spend_keys, fcards, lc, ls, lf, _ = _tally.fifo_settle(
+            r, card_of, fcards, np.ascontiguousarray(stored["card"], np.int64),
+            np.ascontiguousarray(stored["store"], np.int64),
+            np.ascontiguousarray(stored["fen"], np.int64), int(tz), _SETTLE_CODES)
+        summed.append((fkeys, fvals))
+        taken.put(np.frombuffer(traw, TAKEN), spends=spend_keys)
         puts[LOTS_DB] += _lots_puts(fcards, lc, ls, lf)
     # --- the linked cards, one record at a time ---
     sl = np.flatnonzero(slow)
@@ -514,18 +428,22 @@ def replay(store, txn, recs: list[np.ndarray], tz: int
                                     if c not in lots.moving])
     puts[LOTS_DB].sort()
     puts[TAKEN_DB] = taken.puts()
-    a = np.concatenate(rows) if rows else np.zeros((0, 6), np.int64)
-    if len(a) == 0:
+    for a in rows:                       # the slow pieces in the summed form
+        v = np.zeros((len(a), len(SETTLEMENT_COLS)), np.int64)
+        v[:, 0] = a[:, 3]
+        for c in (1, 2, 3):
+            v[:, c] = np.where(a[:, 4] == c, a[:, 5], 0)
+        summed.append((np.ascontiguousarray(a[:, :3]), v))
+    if not summed:
         return *empty, puts
-    # One row per (day, recharge store, spend store): the pieces summed here (a few
-    # thousand groups for a million pieces), so rollups sorts rows, not pieces.
-    order, starts = group_runs(a[:, 0], a[:, 1], a[:, 2])
+    k = np.concatenate([x[0] for x in summed])
+    v = np.concatenate([x[1] for x in summed])
+    if len(k) == 0:
+        return *empty, puts
+    # One row per (day, recharge store, spend store) (a few thousand groups).
+    order, starts = group_runs(k[:, 0], k[:, 1], k[:, 2])
     at = order[starts]
     keys = np.zeros(len(starts), SETTLEMENT_KEY)
-    keys["day"], keys["recharge_store"], keys["spend_store"] = a[at, 0], a[at, 1], a[at, 2]
-    vals = np.zeros((len(starts), len(SETTLEMENT_COLS)), np.int64)
-    vals[:, 0] = np.add.reduceat(a[:, 3][order], starts)
-    col, fen = a[:, 4][order], a[:, 5][order]
-    for c in (1, 2, 3):
-        vals[:, c] = np.add.reduceat(np.where(col == c, fen, 0), starts)
+    keys["day"], keys["recharge_store"], keys["spend_store"] = k[at, 0], k[at, 1], k[at, 2]
+    vals = np.add.reduceat(v[order], starts, axis=0)
     return keys, vals, puts

@@ -46,8 +46,8 @@ import lmdb
 import numpy as np
 
 from core import _fastpath
-from core.engine import behaviour, rollup_lots
-from core.engine.storage import from_be, stable_argsort, stable_lexsort, take, u64
+from core.engine import _tally, behaviour, rollup_lots
+from core.engine.storage import from_be, group_runs, stable_lexsort, take, u64, u64_keys
 from core.records import COUPON, ITEM, JOURNAL, CardOp, CardStatus, OpType, RecordKind, Result
 
 log = logging.getLogger("mms.rollups")
@@ -121,6 +121,12 @@ CARD_EVENTS_COLS = ("issued", "cancelled", "renewed", "replaced", "dormant", "lo
                     "circulation")
 # The "status" of a card before its first record.
 NO_CARD = -1
+# The record codes _tally.card_columns reads (its docstring gives the order).
+_COLUMN_CODES = np.array([Result.OK, RecordKind.KIND_CARD, RecordKind.KIND_COUPON, OpType.REFUND],
+                         np.int64)
+# The record codes _tally.CardTally reads (its docstring gives the order).
+_CARD_CODES = np.array([CardStatus.CANCELLED, CardStatus.DORMANT, CardStatus.LOST, CardOp.REPLACE,
+                        CardOp.RENEW, *behaviour.VISIT_OPS], np.int64)
 
 TABLES: dict[str, tuple[np.dtype, tuple[str, ...]]] = {
     SALES_DB: (SALES_KEY, SALES_COLS),
@@ -229,9 +235,9 @@ class _Parts:
         self.vals: dict[str, list[np.ndarray]] = {t: [] for t in TABLES}
         self.new_cards: list[tuple[np.ndarray, np.ndarray]] = []
         self.sales = _fastpath.SalesSum()
-        # The card records of the stretch, in seq order, for card_event_rows: (card_no,
-        # status after, op_type, first (prev_seq 0), day, store of issue) per block.
-        self.card_recs: list[tuple[np.ndarray, ...]] = []
+        # The card records of the stretch, for card_event_rows and activity_of: summed
+        # as they come, in C.
+        self.cards = _tally.CardTally(_CARD_CODES)
         # The records that move principal (and the refunds), for rollup_lots.replay.
         self.lot_recs: list[np.ndarray] = []
 
@@ -313,12 +319,14 @@ class Summer:
               pending: dict[int, int] | None = None) -> None:
         """Add one journal block (and its line items) to parts. pending, when given,
         collects new cards without touching self.issue (a report's read-only tail)."""
-        ok = block["result"] == Result.OK
-        kind = block["kind"]
-        sel = np.flatnonzero(ok & (kind == RecordKind.KIND_CARD) & (block["card_no"] != 0))
-        if len(sel):
-            self._sales(txn, block, sel, parts, pending)
-        csel = np.flatnonzero(ok & (kind == RecordKind.KIND_COUPON))
+        block = np.ascontiguousarray(block)
+        # One pass in C: the OK card records' columns, the OK coupon records, and the
+        # settlement's lot records (rollup_lots.LOT_REC).
+        lots = np.empty(len(block), rollup_lots.LOT_REC)
+        cols, csel, n_lots = _tally.card_columns(block, _COLUMN_CODES, lots)
+        if len(cols[0]):
+            self._sales(txn, block, cols, parts, pending)
+            parts.lot_recs.append(lots[:n_lots])
         if len(csel):
             raw = take(block, csel).view(np.uint8).reshape(len(csel), -1)
             tpl = np.ascontiguousarray(raw[:, _AFTER_OFF + _TPL_OFF:_AFTER_OFF + _TPL_OFF + 4])
@@ -346,12 +354,11 @@ class Summer:
                                  it["amount_fen"].astype(np.int64)], axis=1)
                 parts.add(SKU_DB, keys, vals)
 
-    def _sales(self, txn, block, sel, parts, pending) -> None:
-        col = lambda name: block[name][sel]  # noqa: E731
-        card = col("card_no").astype(np.uint64)
+    def _sales(self, txn, block, cols, parts, pending) -> None:
+        sel, card, first0, store, operator, op, ref = cols
         ones = np.ones(len(sel), np.uint64)
         known = self._issue_of(card, ones)
-        first = (col("prev_seq") == 0) & (known < 0)
+        first = first0 & (known < 0)
         if pending is not None:
             for j in np.flatnonzero(known < 0).tolist():
                 c = int(card[j])
@@ -366,7 +373,6 @@ class Summer:
             dup[once] = False
             first[fi[dup]] = False
             fi = np.flatnonzero(first)
-            store = col("store_id")
             if pending is None:
                 self.fresh.insert_many(card[fi], ones[fi], store[fi].astype(np.int64))
                 parts.new_cards.append((card[fi].copy(), store[fi].astype(np.uint32)))
@@ -378,81 +384,56 @@ class Summer:
                 known = np.array([pending.get(c, k) if k < 0 else k
                                   for c, k in zip(card.tolist(), known.tolist(), strict=True)],
                                  np.int64)
-        operator = col("operator_id").astype(np.uint32)
-        rf = np.flatnonzero(col("op_type") == OpType.REFUND)
+        rf = np.flatnonzero(op == OpType.REFUND)
         if len(rf):
-            operator[rf] = self._refund_operators(txn, col("ref_seq")[rf], operator[rf])
+            operator[rf] = self._refund_operators(txn, ref[rf], operator[rf])
         # Keys and sums of the records themselves: one pass in C (_fastpath.SalesSum).
         issue_store = np.where(known >= 0, known, 0).astype(np.int64)
-        parts.sales.add(np.ascontiguousarray(block), sel.astype(np.int64), issue_store,
-                        first.astype(np.uint8), operator, self.tz)
-        parts.card_recs.append((card, block["after"]["status"][sel].astype(np.int64),
-                                col("op_type").astype(np.int64), col("prev_seq") == 0,
-                                (col("time_s").astype(np.int64) + self.tz) // 86_400,
-                                issue_store, block["after"]["member_id"][sel]))
-        parts.lot_recs.append(rollup_lots.lot_records(block, sel))
+        parts.sales.add(block, sel, issue_store, first.view(np.uint8), operator, self.tz)
+        parts.cards.add(block, sel, issue_store, self.tz)
 
 
 def card_event_rows(parts: _Parts, status) -> list[tuple[bytes, bytes]]:
     """Add the card events of parts' card records to parts (CARD_EVENTS_DB rows) and
     return the rollup_card_status puts they make: (card, its status after its last
-    record) for every card whose status is new or moved. status looks up a card's
-    status after its last record before the stretch (lookup_many; < 0: none). Nothing
-    here changes status: the caller applies the puts once they are committed.
+    record) for every card whose status is new or moved, by card. status looks up a
+    card's status after its last record before the stretch (lookup_many; < 0: none).
+    Nothing here changes status: the caller applies the puts once they are committed.
 
     A record's status before is the after-image of the card's previous record: the
-    previous record of the same card in the stretch (records are in seq order), else
-    the status map; NO_CARD for a card's first record (prev_seq 0)."""
-    if not parts.card_recs:
+    previous record of the same card in the stretch, else the status map; NO_CARD for a
+    card's first record (prev_seq 0). parts.cards (_tally.CardTally) has the events of
+    every record but each card's first in the stretch already; its heads are summed
+    here, once their cards' statuses are looked up."""
+    tally = parts.cards
+    cards = tally.head_cards()
+    if len(cards) == 0:
         return []
-    recs, parts.card_recs = parts.card_recs, []
-    card, after, op, first, day, issue, _member = (np.concatenate(c)
-                                                   for c in zip(*recs, strict=True))
-    order = stable_argsort(card)                   # by card, then seq
-    cs = card[order]
-    head = np.ones(len(cs), bool)
-    head[1:] = cs[1:] != cs[:-1]
-    tail = np.ones(len(cs), bool)
-    tail[:-1] = head[1:]
-    ones = np.ones(int(head.sum()), np.uint64)
-    known = status.lookup_many(cs[head], ones)
-    after_s = after[order]
-    before_s = np.empty(len(cs), np.int64)
-    before_s[1:] = after_s[:-1]
-    before_s[head] = np.where(known >= 0, known, NO_CARD)
-    before = np.empty(len(card), np.int64)
-    before[order] = before_s
-    before[first] = NO_CARD
-    moved = np.where(before != after, after, NO_CARD)      # the status moved to
-    in_before = (before != NO_CARD) & (before != CardStatus.CANCELLED)
-    in_after = after != CardStatus.CANCELLED
-    replaced = (moved == CardStatus.CANCELLED) & (op == CardOp.REPLACE)
-    vals = np.stack([first.astype(np.int64),
-                     ((moved == CardStatus.CANCELLED) & ~replaced).astype(np.int64),
-                     (op == CardOp.RENEW).astype(np.int64),
-                     replaced.astype(np.int64),
-                     (moved == CardStatus.DORMANT).astype(np.int64),
-                     (moved == CardStatus.LOST).astype(np.int64),
-                     in_after.astype(np.int64) - in_before.astype(np.int64)], axis=1)
-    some = np.flatnonzero(vals.any(axis=1))        # most records (sales) are no event
-    if len(some):
-        keys = np.zeros(len(some), CARD_EVENTS_KEY)
-        keys["day"], keys["issue_store"] = day[some], issue[some]
-        parts.add(CARD_EVENTS_DB, keys, vals[some])
-    final = after_s[tail]
-    changed = np.flatnonzero(final != known)
-    return [(u64(c), int(st).to_bytes(1, "big"))
-            for c, st in zip(cs[tail][changed].tolist(), final[changed].tolist(), strict=True)]
+    known = np.asarray(status.lookup_many(cards, np.ones(len(cards), np.uint64)), np.int64)
+    moved, final = tally.finish_events(np.ascontiguousarray(known))
+    k, vals = tally.events.rows()
+    if len(k):
+        keys = np.zeros(len(k), CARD_EVENTS_KEY)
+        keys["day"], keys["issue_store"] = k[:, 0] >> np.uint64(32), k[:, 0] & np.uint64(0xFFFF_FFFF)
+        parts.add(CARD_EVENTS_DB, keys, vals)
+    return list(zip(u64_keys(moved), [bytes([st]) for st in final.tolist()], strict=True))
 
 
 def activity_of(parts: _Parts):
-    """behaviour.activity_stretch of parts' card records (left in parts)."""
-    if not parts.card_recs:
-        z = np.zeros(0, np.int64)
-        return (z, z, z, z), (z, z, z, z)
-    card, _after, op, _first, day, issue, member = (np.concatenate(c) for c in
-                                                    zip(*parts.card_recs, strict=True))
-    return behaviour.activity_stretch(card, member, op, day, issue)
+    """Member activity of parts' card records (kept by parts.cards, _tally.CardTally):
+    (first: key, issue store, first_seen, first_visit, each day + 1 and 0 for none, one
+    row per pair, sorted), (visits: day, key, issue store, visits, one row per (day,
+    pair) with a visit, sorted)."""
+    tally = parts.cards
+    k, v = tally.first.rows()
+    key, issue = k[:, 0].view(np.int64), k[:, 1].astype(np.int64)
+    order, _ = group_runs(key, issue)
+    first = (key[order], issue[order], v[order, 0], v[order, 1])
+    k, v = tally.visits.rows()
+    key, day = k[:, 0].view(np.int64), (k[:, 1] >> np.uint64(32)).astype(np.int64)
+    issue = (k[:, 1] & np.uint64(0xFFFF_FFFF)).astype(np.int64)
+    order, _ = group_runs(day, key, issue)
+    return first, (day[order], key[order], issue[order], v[order, 0])
 
 
 def member_activity(store, tz: int, day_from: int, day_to: int, txn=None) -> np.ndarray:
@@ -952,14 +933,18 @@ class _LmdbIssue:
 
     def __init__(self, store, txn) -> None:
         self.db, self.txn = store.db[CARDS_DB], txn
+        self._seen: dict[int, int] = {}         # one read per card of the tail
 
     def lookup_many(self, cards: np.ndarray, _ones: np.ndarray) -> np.ndarray:
-        out = np.full(len(cards), -1, np.int64)
-        for j, c in enumerate(cards.tolist()):
-            raw = self.txn.get(u64(c), db=self.db)
-            if raw is not None:
-                out[j] = from_be(raw)
-        return out
+        uniq, inv = np.unique(cards, return_inverse=True)
+        got = np.full(len(uniq), -1, np.int64)
+        for j, c in enumerate(uniq.tolist()):
+            st = self._seen.get(c)
+            if st is None:
+                raw = self.txn.get(u64(c), db=self.db)
+                st = self._seen[c] = -1 if raw is None else from_be(raw)
+            got[j] = st
+        return got[inv.ravel()]
 
 
 def _tail_issue_map(store, txn) -> _LmdbIssue:

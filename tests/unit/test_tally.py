@@ -1,0 +1,247 @@
+"""The rollup tailer's C loops (core/engine/_tally.pyx) against one Python step a record:
+Sums' merges, the card columns and lot records of a block, the card events and member
+activity of CardTally, and fifo_settle's sums and taken entries from its own pieces
+(its pieces against the rule: tests/property/test_property_settlement_fifo.py)."""
+
+from collections import defaultdict
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from core._source_hash import TALLY_SOURCES, source_sha
+from core.engine import _tally, rollup_lots, rollups
+from core.records import JOURNAL, CardOp, CardStatus, OpType, RecordKind, Result
+
+TZ = 8 * 3600
+
+
+def test_extension_is_built_from_the_sources_on_disk():
+    """_tally reads the journal record struct of _fastpath.pxd: built from older sources
+    it would read the records wrong."""
+    assert _tally.SOURCE_SHA, "core/engine/_tally was not built by setup.py (no SOURCE_SHA)"
+    assert _tally.SOURCE_SHA == source_sha(sources=TALLY_SOURCES), (
+        f"core/engine/_tally is stale (sources {', '.join(TALLY_SOURCES)}); rebuild with "
+        "`python3 setup.py build_ext --inplace`")
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(0, 3000), st.integers(1, 300), st.integers(0, 2**32), st.integers(1, 4))
+def test_sums_merge_every_column_as_its_op(n, distinct, seed, calls):
+    rng = np.random.default_rng(seed)
+    ops = (_tally.SUM, _tally.MIN_POSITIVE, _tally.MAX, _tally.SUM)
+    want: dict[tuple[int, int], list[int]] = {}
+    s = _tally.Sums(ops, 16)
+    for _ in range(calls):
+        k0 = rng.integers(0, distinct, n).astype(np.uint64) * np.uint64(2**40 + 3)
+        k1 = rng.integers(0, 3, n).astype(np.uint64)
+        v = rng.integers(-5, 50, (n, 4)).astype(np.int64)
+        s.add(k0, k1, v)
+        for a, b, row in zip(k0.tolist(), k1.tolist(), v.tolist(), strict=True):
+            w = want.setdefault((a, b), [0, 0, 0, 0])
+            w[0] += row[0]
+            if row[1] > 0 and (w[1] <= 0 or row[1] < w[1]):
+                w[1] = row[1]
+            w[2] = max(w[2], row[2])
+            w[3] += row[3]
+    keys, vals = s.rows()
+    assert len(s) == len(want) == len(keys)
+    got = {(int(a), int(b)): row for (a, b), row in zip(keys.tolist(), vals.tolist(), strict=True)}
+    assert got == want
+
+
+def test_sums_grow_past_a_chunk_and_refuse_bad_shapes():
+    s = _tally.Sums((_tally.SUM,), 16)
+    k = np.arange(200_000, dtype=np.uint64)
+    s.add(k, k % np.uint64(7), np.ones((len(k), 1), np.int64))
+    s.add(k, k % np.uint64(7), np.ones((len(k), 1), np.int64))
+    keys, vals = s.rows()
+    assert len(keys) == 200_000 and (vals == 2).all()
+    assert sorted(keys[:, 0].tolist()) == k.tolist()
+    with pytest.raises(ValueError):
+        s.add(k[:3], k[:2], np.ones((3, 1), np.int64))
+    with pytest.raises(ValueError):
+        s.add(k[:3], k[:3], np.ones((3, 2), np.int64))
+    with pytest.raises(ValueError):
+        _tally.Sums(())
+
+
+def _block(rng, n: int) -> np.ndarray:
+    b = np.zeros(n, JOURNAL)
+    b["seq"] = np.arange(1, n + 1)
+    b["time_s"] = 1_790_000_000 + rng.integers(0, 5 * 86_400, n)
+    b["card_no"] = rng.choice([0, 11, 12, 13, 14, 15], n)
+    b["prev_seq"] = rng.choice([0, 5, 9], n)
+    b["result"] = rng.choice([Result.OK, Result.OK, Result.OK, 3], n)
+    b["kind"] = rng.choice([RecordKind.KIND_CARD] * 4 + [RecordKind.KIND_COUPON], n)
+    b["op_type"] = rng.choice([OpType.SWIPE, OpType.USE_COUNT, OpType.REFUND, OpType.RECHARGE,
+                               CardOp.REPLACE, CardOp.RENEW, OpType.SUPP_DEBIT], n)
+    b["principal_delta_fen"] = rng.choice([0, 0, 500, -300], n)
+    b["store_id"] = rng.integers(1, 4, n)
+    b["operator_id"] = rng.integers(1, 5, n)
+    b["ref_seq"] = rng.integers(0, n + 1, n)
+    b["after"]["status"] = rng.choice([int(s) for s in CardStatus], n)
+    b["after"]["member_id"] = rng.choice([0, 0, 7, 8], n)
+    b["after"]["replaced_by"] = rng.choice([0, 16], n)
+    return b
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 200), st.integers(0, 2**32))
+def test_card_columns_pick_what_numpy_picks(n, seed):
+    b = _block(np.random.default_rng(seed), n)
+    lots = np.empty(len(b), rollup_lots.LOT_REC)
+    (sel, card, first, store, operator, op, ref), csel, n_lots = _tally.card_columns(
+        b, rollups._COLUMN_CODES, lots)
+    ok = b["result"] == Result.OK
+    want = np.flatnonzero(ok & (b["kind"] == RecordKind.KIND_CARD) & (b["card_no"] != 0))
+    assert sel.tolist() == want.tolist()
+    assert csel.tolist() == np.flatnonzero(ok & (b["kind"] == RecordKind.KIND_COUPON)).tolist()
+    assert card.tolist() == b["card_no"][want].tolist()
+    assert first.tolist() == (b["prev_seq"][want] == 0).tolist()
+    assert store.tolist() == b["store_id"][want].tolist()
+    assert operator.tolist() == b["operator_id"][want].tolist()
+    assert op.tolist() == b["op_type"][want].tolist()
+    assert ref.tolist() == b["ref_seq"][want].tolist()
+    pick = want[(b["principal_delta_fen"][want] != 0) | (b["op_type"][want] == OpType.REFUND)]
+    assert n_lots == len(pick)
+    for name in ("seq", "time_s", "card_no", "principal_delta_fen", "store_id", "op_type", "ref_seq"):
+        assert lots[name][:n_lots].tolist() == b[name][pick].tolist(), name
+    assert lots["after"]["replaced_by"][:n_lots].tolist() == b["after"]["replaced_by"][pick].tolist()
+
+
+def _events(before: int, after: int, op: int, first: bool) -> list[int]:
+    """One record's card events, as docs/internals/reports.md defines them."""
+    if first:
+        before = rollups.NO_CARD
+    moved = after if before != after else rollups.NO_CARD
+    cancelled = int(CardStatus.CANCELLED)
+    replaced = moved == cancelled and op == CardOp.REPLACE
+    in_before = before not in (rollups.NO_CARD, cancelled)
+    return [int(first), int(moved == cancelled and not replaced), int(op == CardOp.RENEW),
+            int(replaced), int(moved == CardStatus.DORMANT), int(moved == CardStatus.LOST),
+            int(after != cancelled) - int(in_before)]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 300), st.integers(0, 2**32), st.integers(1, 3))
+def test_card_tally_gives_each_records_events_and_activity(n, seed, blocks):
+    rng = np.random.default_rng(seed)
+    tally = _tally.CardTally(rollups._CARD_CODES)
+    known = {c: int(rng.choice([-1, 1, 2, 4, 5])) for c in (11, 12, 13, 14, 15)}
+    last = dict(known)
+    ev: dict[tuple[int, int], list[int]] = defaultdict(lambda: [0] * 7)
+    first_rows: dict[tuple[int, int], list[int]] = {}
+    visits: dict[tuple[int, int, int], int] = defaultdict(int)
+    for _ in range(blocks):
+        b = _block(rng, n)
+        sel = np.flatnonzero((b["result"] == Result.OK) & (b["kind"] == RecordKind.KIND_CARD)
+                             & (b["card_no"] != 0)).astype(np.int64)
+        issue = rng.integers(1, 4, len(sel)).astype(np.int64)
+        tally.add(b, sel, issue, TZ)
+        for j, i in zip(sel.tolist(), issue.tolist(), strict=True):
+            r = b[j]
+            card, after, op = int(r["card_no"]), int(r["after"]["status"]), int(r["op_type"])
+            day = (int(r["time_s"]) + TZ) // 86_400
+            v = _events(last[card], after, op, int(r["prev_seq"]) == 0)
+            last[card] = after
+            if any(v):
+                ev[(day, i)] = [a + x for a, x in zip(ev[(day, i)], v, strict=True)]
+            member = int(r["after"]["member_id"])
+            key = member if member else -card
+            visit = op in (OpType.SWIPE, OpType.USE_COUNT)
+            f = first_rows.setdefault((key, i), [day + 1, 0])
+            f[0] = min(f[0], day + 1)
+            if visit:
+                f[1] = day + 1 if f[1] == 0 else min(f[1], day + 1)
+                visits[(day, key, i)] += 1
+    cards = tally.head_cards()
+    moved, final = tally.finish_events(np.array([known[int(c)] for c in cards.tolist()], np.int64))
+    k, vals = tally.events.rows()
+    got = {(int(a) >> 32, int(a) & 0xFFFF_FFFF): row for a, row in zip(k[:, 0].tolist(), vals.tolist(), strict=True)}
+    assert got == dict(ev)
+    want_moved = sorted((c, s) for c, s in last.items() if s != known[c] and c in set(cards.tolist()))
+    assert list(zip(moved.tolist(), final.tolist(), strict=True)) == want_moved
+    parts = rollups._Parts()
+    parts.cards = tally
+    (fk, fi, fs, fv), (vd, vk, vi, vn) = rollups.activity_of(parts)
+    assert {(a, b): [c, d] for a, b, c, d in zip(fk.tolist(), fi.tolist(), fs.tolist(), fv.tolist(), strict=True)} == first_rows
+    assert list(zip(fk.tolist(), fi.tolist(), strict=True)) == sorted(first_rows)
+    assert {(a, b, c): d for a, b, c, d in zip(vd.tolist(), vk.tolist(), vi.tolist(), vn.tolist(), strict=True)} == dict(visits)
+    assert list(zip(vd.tolist(), vk.tolist(), vi.tolist(), strict=True)) == sorted(visits)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from([3, 7, 11]),
+                          st.sampled_from([OpType.RECHARGE, OpType.SWIPE, OpType.SUPP_DEBIT,
+                                           OpType.USE_COUNT, OpType.ADJUST]),
+                          st.integers(-4_000, 4_000).filter(bool), st.integers(1, 4),
+                          st.integers(0, 3 * 86_400)), max_size=60),
+       st.lists(st.tuples(st.sampled_from([3, 7, 11]), st.integers(1, 4), st.integers(1, 3_000)),
+                max_size=6))
+def test_fifo_settle_sums_and_entries_are_its_pieces(steps, stored_t):
+    """fifo_settle's rows and taken entries from its own pieces, one step a piece: a
+    spend counts once per (record, lot store); a take beyond every lot (which the engine
+    never journals) is a piece at store 0 and no entry."""
+    recs = np.zeros(len(steps), rollup_lots.LOT_REC)
+    for j, (card, op, fen, store, t) in enumerate(steps):
+        recs[j]["seq"], recs[j]["card_no"], recs[j]["op_type"] = j + 1, card, op
+        recs[j]["principal_delta_fen"] = fen if op == OpType.RECHARGE else -abs(fen)
+        recs[j]["store_id"], recs[j]["time_s"] = store, 1_790_000_000 + t
+        recs[j]["ref_seq"] = j if op == OpType.SUPP_DEBIT else 0
+    stored = np.zeros(len(stored_t), rollup_lots._STORED)
+    for j, (c, s, f) in enumerate(sorted(stored_t, key=lambda x: x[0])):
+        stored[j] = (c, s, f)
+    keys, vals, raw, spend_keys, cards, lc, ls, lf, pieces = rollup_lots._fifo_arrays(recs, stored, TZ)
+    idx, lot_store, fen, have = pieces
+    spend_ops = {int(o) for o in rollup_lots._SPEND_OPS}
+    want: dict[tuple[int, int, int], list[int]] = defaultdict(lambda: [0, 0, 0, 0])
+    entries, counted, want_spends = [], set(), set()
+    for r, s, f, h in zip(idx.tolist(), lot_store.tolist(), fen.tolist(), have.tolist(), strict=True):
+        rec = recs[r]
+        day = (int(rec["time_s"]) + TZ) // 86_400
+        row = want[(day, s, int(rec["store_id"]))]
+        if int(rec["op_type"]) in spend_ops:
+            row[0] += (r, s) not in counted
+            counted.add((r, s))
+            row[1] += f
+            key = int(rec["ref_seq"]) if rec["op_type"] == OpType.SUPP_DEBIT else int(rec["seq"])
+            if h:
+                entries.append((r, key, s, f))
+        else:
+            row[3] += f
+    for rec in recs:
+        if int(rec["op_type"]) in spend_ops and rec["principal_delta_fen"] < 0:
+            want_spends.add(int(rec["ref_seq"]) if rec["op_type"] == OpType.SUPP_DEBIT else int(rec["seq"]))
+    got = {tuple(k): v for k, v in zip(keys.tolist(), vals.tolist(), strict=True)}
+    assert got == dict(want)
+    e = np.frombuffer(raw, rollup_lots.TAKEN)
+    # In the records' order, each record's pieces oldest lot first (a stable sort by record).
+    assert list(zip(e["seq"].tolist(), e["store"].tolist(), e["fen"].tolist(), strict=True)) == \
+        [x[1:] for x in sorted(entries, key=lambda x: x[0])]
+    assert set(spend_keys.tolist()) == want_spends and len(spend_keys) == len(
+        [r for r in recs if int(r["op_type"]) in spend_ops and r["principal_delta_fen"] < 0])
+    assert cards.tolist() == sorted({int(c) for c in recs["card_no"].tolist()})
+    # Every card's lots after: what came in less what went out to a lot.
+    for c in cards.tolist():
+        came = sum(f for cc, _, f in stored_t if cc == c) + int(
+            recs["principal_delta_fen"][(recs["card_no"] == c) & (recs["principal_delta_fen"] > 0)].sum())
+        went = sum(f for r, f, h in zip(idx.tolist(), fen.tolist(), have.tolist(), strict=True)
+                   if h and int(recs[r]["card_no"]) == c)
+        assert int(lf[lc == c].sum()) == came - went
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 2**64 - 1), st.integers(0, 5)), max_size=40))
+def test_be_pairs_are_the_keys_and_slices(rows):
+    ids = np.array([r[0] for r in rows], np.uint64)
+    widths = [r[1] for r in rows]
+    ends = np.cumsum(widths, dtype=np.int64)
+    starts = ends - np.array(widths, np.int64)
+    body = bytes(range(256)) * 2
+    assert _tally.be_pairs(ids, body, starts, ends) == [
+        (int(i).to_bytes(8, "big"), body[a:b]) for i, a, b in zip(ids.tolist(), starts.tolist(), ends.tolist(), strict=True)]
+    if rows:
+        with pytest.raises(IndexError):
+            _tally.be_pairs(ids, b"", starts, ends + 1)
