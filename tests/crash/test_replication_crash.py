@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import queue
 import subprocess
 import sys
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -43,11 +45,32 @@ def _follow_to(standby: Standby, frame: int) -> None:
     standby.stop()
 
 
-def _line(proc: subprocess.Popen, prefix: str) -> str:
-    for line in proc.stdout:
+def _line(proc: subprocess.Popen, prefix: str, log_path) -> str:
+    """The child's next line starting with prefix. A child that does not print it within
+    CATCH_UP_TIMEOUT_S fails the test with the tail of its log, rather than hanging it."""
+    lines: queue.Queue = queue.Queue()
+
+    def read() -> None:
+        for line in proc.stdout:
+            lines.put(line)
+            if line.startswith(prefix):
+                return
+        lines.put(None)
+
+    threading.Thread(target=read, daemon=True).start()
+    deadline = time.monotonic() + CATCH_UP_TIMEOUT_S
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            line = lines.get(timeout=left)
+        except queue.Empty:
+            break
+        if line is None:
+            break
         if line.startswith(prefix):
             return line.split()[1]
-    raise AssertionError(f"the child ended before {prefix!r}")
+    with open(log_path, errors="replace") as f:
+        tail = f.read()[-4000:]
+    raise AssertionError(f"the child did not print {prefix!r}; its log ends:\n{tail}")
 
 
 @pytest.mark.parametrize("stage", ["before", "after"])
@@ -55,6 +78,8 @@ def test_standby_killed_mid_apply_resumes_without_gap_or_duplicate(tmp_path, sta
     primary: ChildServer = _primary(tmp_path, mode="async")
     data = str(tmp_path / "standby-data")
     child = None
+    log_path = tmp_path / "child.log"
+    child_log = open(log_path, "w")
     try:
         asyncio.run(_setup(primary.target, primary.token("admin"), primary.token("pos")))
         at = status_of(primary.target, TOKEN)["frame"]
@@ -62,11 +87,11 @@ def test_standby_killed_mid_apply_resumes_without_gap_or_duplicate(tmp_path, sta
         child = subprocess.Popen(
             [sys.executable, str(ROOT / "tests" / "crash" / "replication_child.py"), data,
              primary.target, TOKEN, str(at + FRAMES_BEFORE_KILL), stage],
-            stdout=subprocess.PIPE, text=True, env=env, cwd=str(ROOT))
-        start = int(_line(child, "following"))
+            stdout=subprocess.PIPE, stderr=child_log, text=True, env=env, cwd=str(ROOT))
+        start = int(_line(child, "following", log_path))
         assert start >= at
         _workload(primary.target, primary.token("pos"), primary.token("admin"), 30, 7)
-        paused = int(_line(child, "paused"))
+        paused = int(_line(child, "paused", log_path))
         assert paused == at + FRAMES_BEFORE_KILL
         child.kill()
         child.wait()
@@ -109,4 +134,5 @@ def test_standby_killed_mid_apply_resumes_without_gap_or_duplicate(tmp_path, sta
                 child.kill()
                 child.wait()
             child.stdout.close()
+        child_log.close()
         assert primary.terminate() == 0
