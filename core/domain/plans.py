@@ -633,6 +633,10 @@ def start_run(engine: Engine, plan_id: int, run_id: str, *, members=None, chunk:
         for which, pairs in ((b"t", tgt), (b"h", holdout)):
             for k in range(0, len(pairs), size):
                 ctx.put(PLAN_LISTS_DB, _list_key(run_id, which, k // size), pairs[k:k + size].tobytes())
+        if any(a["kind"] == "coupon" for a in plan_now["actions"]):
+            # Room for the run's coupons now: the chunks then never double the coupon
+            # tables midway (a copy of every row while the swipes wait).
+            engine.reserve_coupons(len(tgt))
         seq = ctx.emit(CampaignOp.PLAN_RUN_START, None, amount_fen=len(tgt))
         run = {"run_id": run_id, "plan_id": int(plan_id), "state": "running" if len(tgt) else "done",
                "started_s": ctx.now, "finished_s": 0 if len(tgt) else ctx.now, "first_seq": seq,
