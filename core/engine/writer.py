@@ -299,6 +299,7 @@ class _Cold:
     operator_id: int = 0
     store_id: int = 0
     queued_at: float = 0.0          # monotonic; background ops only
+    background: bool = False        # queued in _background (Engine.admin(background=True))
 
 
 @dataclass
@@ -1001,9 +1002,10 @@ class Engine:
         Future[AdminResult]. background: a bulk op that yields to the swipes (a plan
         run's chunk): it runs once nothing else is queued, or after waiting
         config.background_wait_max_ms."""
+        background = background and self.config.background_wait_max_ms > 0
         item = _Cold(split_client_id(client_id), build, Future(), _op_code(op_type),
-                     int(operator_id), int(store_id), time.monotonic())
-        self._enqueue(item, background=background and self.config.background_wait_max_ms > 0)
+                     int(operator_id), int(store_id), time.monotonic(), background)
+        self._enqueue(item, background=background)
         return item.future
 
     def _enqueue(self, item: _Cold | _Task, *, background: bool = False) -> None:
@@ -1470,6 +1472,8 @@ class Engine:
                 elif isinstance(items[0], _Cold):
                     self._pipe_slots.release()
                     self._drain()
+                    if items[0].background and self._yield_background(items[0]):
+                        continue
                     self._run_cold(items[0])
                     self._maybe_checkpoint(standalone=True)
                 else:
@@ -1486,6 +1490,19 @@ class Engine:
                 self._checkpoint()
             except Exception:
                 log.exception("final checkpoint failed")
+
+    def _yield_background(self, item: _Cold) -> bool:
+        """A background op was taken with no swipe queued, then waited for the pipeline
+        to drain (the commits in flight). Swipes that came meanwhile go first: it goes
+        back to the head of its queue (returns True), unless it has already waited
+        background_wait_max_ms. A swipe then waits behind one op only if it comes while
+        that op is being built or committed."""
+        with self._cond:
+            if self._queue and (time.monotonic() - item.queued_at
+                                < self.config.background_wait_max_ms / 1000):
+                self._background.appendleft(item)
+                return True
+        return False
 
     def _reload(self) -> None:
         log.warning("reloading durable state after a failed commit: %r", self._poisoned)
