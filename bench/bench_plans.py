@@ -10,7 +10,11 @@ each of the N members in chunks of --chunk (each chunk one admin op). Reported: 
 plan's wall time, and each phase's submission commit latency p50/p99/max (submit to
 the future resolved, that is after the fsync), and the p99 ratio to the load alone
 before and after the plan (target: the plan under 60 s for 1,000,000 members and the
-p99 within 2x).
+p99 within 2x). Each phase's swipes have client ids of their own (else a later phase
+would be answered as replays, without a commit: `replayed` counts them). From the
+engine's observer, per phase: the swipe commits' p50/p99, and how long each plan chunk
+held the writer (`chunk_writer_*`: from taking it to its answer, commit included).
+--no-rollups runs without the rollup tailer, to show the plan's own cost.
 """
 
 from __future__ import annotations
