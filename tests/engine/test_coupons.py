@@ -264,7 +264,7 @@ def test_coupon_ids_follow_the_highest_one_also_after_a_restart_and_a_reserve(tm
             ctx.detail = {}
             return None
 
-        assert e.admin(os.urandom(16), 100, reserve).result().code == Result.OK
+        assert e.admin(os.urandom(16), OpType.SET_STATUS, reserve).result().code == Result.OK
         assert len(e._coupons) >= 4 * cap + 6 and len(e._coupons_work) == len(e._coupons)
         assert np.array_equal(e.coupons_snapshot(), before)
         got = e.issue_coupons(1, [2, 3], os.urandom(16)).result().value["coupon_ids"]
