@@ -10,7 +10,11 @@ each of the N members in chunks of --chunk (each chunk one admin op). Reported: 
 plan's wall time, and each phase's submission commit latency p50/p99/max (submit to
 the future resolved, that is after the fsync), and the p99 ratio to the load alone
 before and after the plan (target: the plan under 60 s for 1,000,000 members and the
-p99 within 2x).
+p99 within 2x). Each phase's swipes have client ids of their own (else a later phase
+would be answered as replays, without a commit: `replayed` counts them). From the
+engine's observer, per phase: the swipe commits' p50/p99, and how long each plan chunk
+held the writer (`chunk_writer_*`: from taking it to its answer, commit included).
+--no-rollups runs without the rollup tailer, to show the plan's own cost.
 """
 
 from __future__ import annotations
@@ -40,13 +44,15 @@ def _quantile_ms(lat: list[float], q: float) -> float:
 class SwipeLoad:
     """Paced swipes of 1 fen on the first --swipe-cards cards until stop."""
 
-    def __init__(self, eng: Engine, cards: int, rate: int, batch: int) -> None:
+    def __init__(self, eng: Engine, cards: int, rate: int, batch: int, phase: int) -> None:
         self.eng, self.cards, self.batch = eng, cards, batch
         self.interval = batch / rate
         self.lat: list[float] = []
         self.stop = threading.Event()
-        self.errors = 0
-        self._seq = 1 << 40
+        self.errors = self.replayed = 0
+        # Client ids of its own per phase: a phase reusing another's would be answered
+        # as replays, without a commit (the "alone after" phase was, before this).
+        self._seq = (1 << 40) + (phase << 32)
 
     def run(self) -> None:
         nxt = time.perf_counter()
@@ -72,10 +78,43 @@ class SwipeLoad:
         for f in pending:
             if f.result().codes.max() != Result.OK or f.result().codes.min() != Result.OK:
                 self.errors += 1
+            self.replayed += int(f.result().replayed.sum())
 
 
-def _phase(eng: Engine, a, body) -> dict:
-    load = SwipeLoad(eng, a.swipe_cards, a.rate, a.batch)
+class Commits:
+    """The engine's observer: each commit's seconds and the writer's time for it, split
+    into the plan's chunks and the rest (the swipes' group commits)."""
+
+    def __init__(self) -> None:
+        self.chunk_batch: list[float] = []
+        self.chunk_commit: list[float] = []
+        self.hot_commit: list[float] = []
+        self.chunk_records = 0
+
+    def on_commit(self, info) -> None:
+        if len(info.op_types) and int(info.op_types[0]) == int(plans.CampaignOp.PLAN_RUN_CHUNK) & 0xFF:
+            self.chunk_batch.append(info.batch_seconds)
+            self.chunk_commit.append(info.commit_seconds)
+            self.chunk_records += info.n_records
+        elif info.n_ops > 1 or (len(info.op_types) and int(info.op_types[0]) == OpType.SWIPE):
+            self.hot_commit.append(info.commit_seconds)
+
+    def summary(self) -> dict:
+        out = {"hot_commit_p50_ms": _quantile_ms(self.hot_commit, 0.5),
+               "hot_commit_p99_ms": _quantile_ms(self.hot_commit, 0.99)}
+        if self.chunk_batch:
+            out.update(chunk_ops=len(self.chunk_batch),
+                       chunk_writer_p50_ms=_quantile_ms(self.chunk_batch, 0.5),
+                       chunk_writer_p99_ms=_quantile_ms(self.chunk_batch, 0.99),
+                       chunk_writer_max_ms=_quantile_ms(self.chunk_batch, 1.0),
+                       chunk_commit_p50_ms=_quantile_ms(self.chunk_commit, 0.5),
+                       chunk_writer_total_s=round(sum(self.chunk_batch), 2))
+        return out
+
+
+def _phase(eng: Engine, a, body, phase: int) -> dict:
+    load = SwipeLoad(eng, a.swipe_cards, a.rate, a.batch, phase)
+    eng.observer = commits = Commits()
     th = threading.Thread(target=load.run, name="bench-swipes")
     th.start()
     t0 = time.perf_counter()
@@ -83,9 +122,11 @@ def _phase(eng: Engine, a, body) -> dict:
     wall = time.perf_counter() - t0
     load.stop.set()
     th.join()
+    eng.observer = None
     return {"wall_s": round(wall, 3), "submissions": len(load.lat), "errors": load.errors,
+            "replayed": load.replayed,
             "p50_ms": _quantile_ms(load.lat, 0.5), "p99_ms": _quantile_ms(load.lat, 0.99),
-            "max_ms": _quantile_ms(load.lat, 1.0), **extra}
+            "max_ms": _quantile_ms(load.lat, 1.0), **commits.summary(), **extra}
 
 
 def main(argv=None) -> int:
@@ -99,14 +140,17 @@ def main(argv=None) -> int:
     ap.add_argument("--pause-ms", type=float, default=0.0, help="wait between chunks")
     ap.add_argument("--fifo", action="store_true",
                     help="chunks queue with the swipes (background_wait_max_ms = 0), as before")
+    ap.add_argument("--no-rollups", action="store_true",
+                    help="no rollup tailer (EngineConfig.rollups = False): the plan's own cost")
     ap.add_argument("--dir", default=None)
     a = ap.parse_args(argv)
     base = tempfile.mkdtemp(prefix="mms-bench-plans-", dir=a.dir)
-    out: dict = {"members": a.members, "chunk": a.chunk, "fifo": a.fifo, "pause_ms": a.pause_ms, "rate": a.rate, "batch": a.batch,
+    out: dict = {"members": a.members, "chunk": a.chunk, "fifo": a.fifo, "pause_ms": a.pause_ms,
+                 "rollups": not a.no_rollups, "rate": a.rate, "batch": a.batch,
                  "cpus": os.cpu_count(), "loadavg_before": os.getloadavg()}
     try:
         eng = Engine(os.path.join(base, "d"), config=EngineConfig(
-            map_size_bytes=8 << 30, issue_cards_max=ISSUE_STEP))
+            map_size_bytes=8 << 30, issue_cards_max=ISSUE_STEP, rollups=not a.no_rollups))
         t = time.perf_counter()
         for lo in range(1, a.members + 1, ISSUE_STEP):
             ids = np.arange(lo, min(lo + ISSUE_STEP, a.members + 1), dtype=np.uint64)
@@ -127,21 +171,21 @@ def main(argv=None) -> int:
         # phase does not pay for it.
         eng.close()
         eng = Engine(os.path.join(base, "d"), config=EngineConfig(
-            map_size_bytes=8 << 30, issue_cards_max=ISSUE_STEP,
+            map_size_bytes=8 << 30, issue_cards_max=ISSUE_STEP, rollups=not a.no_rollups,
             background_wait_max_ms=0 if a.fifo else EngineConfig.background_wait_max_ms))
         out["setup_s"] = round(time.perf_counter() - t, 1)
-        out["alone"] = _phase(eng, a, lambda: (time.sleep(a.seconds), {})[1])
+        out["alone"] = _phase(eng, a, lambda: (time.sleep(a.seconds), {})[1], 1)
 
         def run_plan() -> dict:
             run = plans.run_plan(eng, plan["plan_id"], "bench-run", chunk=a.chunk,
                                  pause_s=a.pause_ms / 1000)
             return {"reached": run["reached"], "chunks": run["chunks_done"]}
 
-        out["with_plan"] = _phase(eng, a, run_plan)
+        out["with_plan"] = _phase(eng, a, run_plan, 2)
         out["plan_s"] = out["with_plan"]["wall_s"]
         # The load alone again after the plan: the machine's noise shows as the gap
         # between the two alone phases.
-        out["alone_after"] = _phase(eng, a, lambda: (time.sleep(a.seconds), {})[1])
+        out["alone_after"] = _phase(eng, a, lambda: (time.sleep(a.seconds), {})[1], 3)
         withp = out["with_plan"]["p99_ms"]
         for key in ("alone", "alone_after"):
             alone = out[key]["p99_ms"]

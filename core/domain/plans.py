@@ -58,6 +58,7 @@ import numpy as np
 from core.domain import segments
 from core.domain.points import OUTBOX_DB
 from core.domain.points_admin import REASON_CHARS_MAX, add_points
+from core.engine.rollups import journal_with_items
 from core.engine.storage import from_be, u32, u64
 from core.engine.writer import AdminContext, Engine
 from core.records import (
@@ -68,6 +69,7 @@ from core.records import (
     RecordKind,
     Result,
 )
+from core.rules import RulesConfig
 
 PLANS_DB = "plans"              # u32 BE plan id -> JSON plan; b"next_id" in PLAN_META_DB
 PLAN_META_DB = "plan_meta"      # b"next_id" -> u32 BE
@@ -631,6 +633,10 @@ def start_run(engine: Engine, plan_id: int, run_id: str, *, members=None, chunk:
         for which, pairs in ((b"t", tgt), (b"h", holdout)):
             for k in range(0, len(pairs), size):
                 ctx.put(PLAN_LISTS_DB, _list_key(run_id, which, k // size), pairs[k:k + size].tobytes())
+        if any(a["kind"] == "coupon" for a in plan_now["actions"]):
+            # Room for the run's coupons now: the chunks then never double the coupon
+            # tables midway (a copy of every row while the swipes wait).
+            engine.reserve_coupons(len(tgt))
         seq = ctx.emit(CampaignOp.PLAN_RUN_START, None, amount_fen=len(tgt))
         run = {"run_id": run_id, "plan_id": int(plan_id), "state": "running" if len(tgt) else "done",
                "started_s": ctx.now, "finished_s": 0 if len(tgt) else ctx.now, "first_seq": seq,
@@ -949,6 +955,106 @@ def _sales(engine: Engine, first_seq: int, until_s: int, groups: list[np.ndarray
     return [(a, b) for a, b in sums]
 
 
+class _RulesAt:
+    """The rules of each version a journal record names (the `rules` database keeps every
+    version), as the swipe priced with them: level discounts, rounding, sku prices."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine, self.cache = engine, {}
+
+    def __call__(self, version: int) -> RulesConfig:
+        got = self.cache.get(version)
+        if got is None:
+            raw = _read(self.engine, "rules", u32(version))
+            got = RulesConfig.from_json(raw) if raw is not None else self.engine.rules
+            self.cache[version] = got
+        return got
+
+
+def _payable(rules: RulesConfig, level: int, discount_bp: int, amount: int,
+             lines: np.ndarray | None) -> int:
+    """What a member swipe of `amount` pays at `discount_bp` in place of the level's
+    discount: the fast path's do_swipe / line_payable, line by line when it had lines
+    (a sku's member price at the level stands, never above the shelf price)."""
+    def disc(fen: int) -> int:
+        prod = fen * discount_bp
+        return prod // BP if rules.rounding == "floor" else (prod + BP // 2) // BP
+
+    if lines is None or not len(lines):
+        return disc(amount)
+    prices = dict(rules.member_prices)
+    total = 0
+    for it in lines.tolist():
+        sku, fen, qty = int(it[0]), int(it[1]), int(it[2])
+        price = prices.get(sku, ())[level] if sku in prices else 0
+        if price > 0:
+            total += fen if qty == 0 or price > fen // qty else price * qty
+        else:
+            total += disc(fen)
+    return total
+
+
+def member_price_given(engine: Engine, run: dict, plan: dict, cards: np.ndarray) -> tuple[int, int]:
+    """(fen the run's member price gave away, swipes it priced): over the journal from
+    the run's start, each OK swipe of one of `cards` whose card held this run's price
+    (after-image: plan_price_plan = the plan, plan_price_until_s = the run's end of the
+    price) at a time before that end and below the level's discount pays
+    payable(level discount) - payable(as journalled), recomputed with the rules version
+    and the line items the swipe was priced with, less the share of it refunds gave back
+    (as the fast path gives back points and spend: floor(refunded * given / paid)), for
+    refunds up to the price's end plus the plan's window_days.
+    A swipe whose journalled payable is not the member price's (say the membership had
+    ended: shelf price) counts nothing."""
+    act = next((a for a in plan["actions"] if a["kind"] == "member_price"), None)
+    if act is None or not len(cards):
+        return 0, 0
+    until = run["started_s"] + act["days"] * 86_400
+    scan_until = until + plan["window_days"] * 86_400
+    cards = np.sort(np.asarray(cards, dtype=np.uint64))
+    rules_at = _RulesAt(engine)
+    given: dict[int, tuple[int, int]] = {}      # swipe seq -> (fen given, paid)
+    refunded: dict[int, int] = {}               # swipe seq -> fen refunded of it
+    store = engine.store
+    with store.read() as txn:
+        for block, items in journal_with_items(store, txn, max(0, run["first_seq"] - 1)):
+            if int(block["time_s"][0]) >= scan_until:
+                break
+            ok = block["result"] == Result.OK
+            ref = block[ok & (block["op_type"] == OpType.REFUND) & (block["kind"] == RecordKind.KIND_CARD)]
+            for sw, fen in zip(ref["ref_seq"].tolist(), ref["payable_fen"].tolist(), strict=True):
+                refunded[sw] = refunded.get(sw, 0) + fen
+            m = (ok & (block["op_type"] == OpType.SWIPE) & (block["kind"] == RecordKind.KIND_CARD)
+                 & (block["after"]["plan_price_plan"] == plan["plan_id"])
+                 & (block["after"]["plan_price_until_s"] == until) & (block["time_s"] < until)
+                 & np.isin(block["card_no"], cards))
+            for rec in block[m]:
+                rules = rules_at(int(rec["rules_version"]))
+                level = min(int(rec["level_before"]), len(rules.levels) - 1)
+                level_bp = rules.levels[level].discount_bp
+                bp = int(rec["after"]["plan_price_bp"])
+                if bp >= level_bp:
+                    continue
+                seq = int(rec["seq"])
+                lines = None if items is None else items["item"][items["seq"] == seq]
+                amount = int(rec["amount_fen"])
+                if _payable(rules, level, bp, amount, lines) != int(rec["payable_fen"]):
+                    continue
+                given[seq] = (_payable(rules, level, level_bp, amount, lines) - int(rec["payable_fen"]),
+                              int(rec["payable_fen"]) - int(rec["coupon_fen"]))
+    total = swipes = 0
+    for seq, (fen, paid) in given.items():
+        back = refunded.get(seq)
+        if back is not None:
+            # Refunds give back their share of it as of everything else the swipe took
+            # (do_refund: floor(refunded * fen / paid), the whole once all is refunded);
+            # a swipe coupons paid entirely is reversed whole by its one refund.
+            fen -= fen * back // paid if paid > 0 else fen
+        if fen:
+            total += fen
+            swipes += 1
+    return total, swipes
+
+
 def results(engine: Engine, run_id: str) -> dict:
     """The run's results, all integers (docs/campaigns.md defines each)."""
     run = get_run(engine, run_id)
@@ -970,7 +1076,9 @@ def results(engine: Engine, run_id: str) -> dict:
     points = int(reached["points"].sum())
     per_yuan = engine.rules.offset_points_per_yuan or 100
     points_cost = points * 100 // per_yuan
-    cost = face_redeemed + points_cost
+    price_fen, price_swipes = member_price_given(
+        engine, run, plan, reached["card"][(reached["flags"] & F_PRICE) != 0])
+    cost = face_redeemed + points_cost + price_fen
     expected = scale_half_up(h_sales, n_r, n_h)
     incremental = r_sales - expected if n_h else 0
     return {"run_id": run_id, "plan_id": run["plan_id"], "state": run["state"],
@@ -982,7 +1090,8 @@ def results(engine: Engine, run_id: str) -> dict:
             "holdout_sales_fen": h_sales, "holdout_visits": h_visits,
             "window_days": plan["window_days"],
             "face_redeemed_fen": face_redeemed, "points_granted": points,
-            "points_cost_fen": points_cost, "cost_fen": cost,
+            "points_cost_fen": points_cost, "member_price_fen": price_fen,
+            "member_price_swipes": price_swipes, "cost_fen": cost,
             "holdout_sales_scaled_fen": expected if n_h else 0,
             "incremental_sales_fen": incremental,
             "roi_bp": rate_bp(incremental - cost, cost) if n_h else 0,
@@ -992,7 +1101,8 @@ def results(engine: Engine, run_id: str) -> dict:
 RESULT_FIELDS = ("audience", "targets", "holdout", "reached", "redeemed", "redemption_rate_bp",
                  "coupons_issued", "reached_sales_fen", "reached_visits", "holdout_sales_fen",
                  "holdout_visits", "window_days", "face_redeemed_fen", "points_granted",
-                 "points_cost_fen", "cost_fen", "holdout_sales_scaled_fen",
+                 "points_cost_fen", "member_price_fen", "member_price_swipes", "cost_fen",
+                 "holdout_sales_scaled_fen",
                  "incremental_sales_fen", "roi_bp", "no_budget", "no_card")
 
 __all__ = ["CampaignOp", "PlanError", "create_plan", "get_plan", "get_run", "in_holdout",

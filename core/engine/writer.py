@@ -310,6 +310,7 @@ class _Cold:
     operator_id: int = 0
     store_id: int = 0
     queued_at: float = 0.0          # monotonic; background ops only
+    background: bool = False        # queued in _background (Engine.admin(background=True))
 
 
 @dataclass
@@ -747,6 +748,7 @@ class Engine:
             ccap = max(self.config.initial_card_capacity, 2 * n_coupons)
             self._coupons = self.store.load_chunks(txn, "coupons", COUPON, n_coupons, ccap)
             self._n_coupons = n_coupons
+            self._coupon_max = (0, 0)       # (rows seen, their highest id): _max_coupon_id
             self._coupon_index = _fastpath.KeyMap(max(self.config.initial_card_capacity, n_coupons))
             if n_coupons:
                 self._coupon_index.insert_many(
@@ -1019,9 +1021,10 @@ class Engine:
         Future[AdminResult]. background: a bulk op that yields to the swipes (a plan
         run's chunk): it runs once nothing else is queued, or after waiting
         config.background_wait_max_ms."""
+        background = background and self.config.background_wait_max_ms > 0
         item = _Cold(split_client_id(client_id), build, Future(), _op_code(op_type),
-                     int(operator_id), int(store_id), time.monotonic())
-        self._enqueue(item, background=background and self.config.background_wait_max_ms > 0)
+                     int(operator_id), int(store_id), time.monotonic(), background)
+        self._enqueue(item, background=background)
         return item.future
 
     def _enqueue(self, item: _Cold | _Task, *, background: bool = False) -> None:
@@ -1166,8 +1169,7 @@ class Engine:
             ctx.reject(Result.FAILED_PRECONDITION,
                        f"template {template_id}: budget {tpl.budget_fen} fen would be passed",
                        "BUDGET_EXHAUSTED")
-        used = self._coupons["coupon_id"][: self._n_coupons]
-        first_id = int(used.max()) + 1 if len(used) else 1
+        first_id = self._max_coupon_id() + 1
         start = ctx.now if valid_from_s is None else int(valid_from_s)
         coupons = np.zeros(n, dtype=COUPON)
         coupons["coupon_id"] = np.arange(first_id, first_id + n, dtype=np.uint64)
@@ -1180,6 +1182,26 @@ class Engine:
         ctx.put("coupon_stats", u32(template_id),
                 (issued + n).to_bytes(8, "big") + (face + n * tpl.face_fen()).to_bytes(8, "big"))
         return list(range(first_id, first_id + n))
+
+    def _max_coupon_id(self) -> int:
+        """The highest coupon id in the table (0 when none). Rows keep their id once
+        published, so the max over the rows below a count stays true: only the rows
+        added since the last call are read (a plan's chunks call this once each; a max
+        over the whole table is a pass over ~256 bytes a coupon, ~10 ms at 1,000,000)."""
+        n, (seen, top) = self._n_coupons, self._coupon_max
+        if n < seen:                        # the table was reloaded (recovery)
+            seen, top = 0, 0
+        if n > seen:
+            top = max(top, int(self._coupons["coupon_id"][seen:n].max()))
+            self._coupon_max = (n, top)
+        return top
+
+    def reserve_coupons(self, n_more: int) -> None:
+        """Inside an admin op (the applier, pipeline drained): room in the coupon tables
+        for n_more coupons now, at once, so that a plan run issuing them does not double
+        the tables (a copy of every coupon row, twice) midway, holding the writer for it
+        while the swipes wait. A no-op when there is room."""
+        self._ensure_coupon_capacity(max(0, int(n_more)))
 
     def coupon(self, coupon_id: int) -> dict | None:
         slot = self._coupon_index.lookup(0, int(coupon_id))
@@ -1469,6 +1491,8 @@ class Engine:
                 elif isinstance(items[0], _Cold):
                     self._pipe_slots.release()
                     self._drain()
+                    if items[0].background and self._yield_background(items[0]):
+                        continue
                     self._run_cold(items[0])
                     self._maybe_checkpoint(standalone=True)
                 else:
@@ -1489,6 +1513,19 @@ class Engine:
                 self._checkpoint()
             except Exception:
                 log.exception("final checkpoint failed")
+
+    def _yield_background(self, item: _Cold) -> bool:
+        """A background op was taken with no swipe queued, then waited for the pipeline
+        to drain (the commits in flight). Swipes that came meanwhile go first: it goes
+        back to the head of its queue (returns True), unless it has already waited
+        background_wait_max_ms. A swipe then waits behind one op only if it comes while
+        that op is being built or committed."""
+        with self._cond:
+            if self._queue and (time.monotonic() - item.queued_at
+                                < self.config.background_wait_max_ms / 1000):
+                self._background.appendleft(item)
+                return True
+        return False
 
     def _reload(self) -> None:
         log.warning("reloading durable state after a failed commit: %r", self._poisoned)

@@ -32,6 +32,7 @@ from server.cli.session import (
     client_id_arg,
     emit,
     emit_rows,
+    member_price_text,
     open_channel,
     read_password,
     run,
@@ -217,6 +218,8 @@ def _card_lines(args, v) -> list[str]:
     lines.append(f"  spend {yuan(c.spend_total_fen)} yuan, recharged "
                  f"{yuan(c.recharge_total_fen)} yuan, {c.visits} visits, last "
                  f"{shown_time(args, c.last_visit_s)}")
+    if c.plan_price_bp:
+        lines.append(f"  {member_price_text(args, c)}")
     if c.membership_lapsed:
         lines.append("  MEMBERSHIP ENDED: shelf prices, no points until re-admitted "
                      "(mms card readmit)")
@@ -380,6 +383,8 @@ def cmd_card_show(args) -> int:
         parts.append(f"spends from card {c.primary_card_no} ({limit})")
     parts.append(f"valid until {shown_date(args, c.expires_at_s)}" if c.expires_at_s
                  else "never expires")
+    if c.plan_price_bp:
+        parts.append(member_price_text(args, c))
     if r.view.replaced_by_card_no:
         parts.append(f"replaced by card {r.view.replaced_by_card_no}")
     if c.membership_lapsed:

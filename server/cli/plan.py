@@ -19,7 +19,7 @@ from server.mms_pb import campaign_pb2, campaign_pb2_grpc
 
 # Result columns that are money (shown in yuan) and basis points (shown as percent).
 _FEN = ("reached_sales_fen", "holdout_sales_fen", "face_redeemed_fen", "points_cost_fen",
-        "cost_fen", "holdout_sales_scaled_fen", "incremental_sales_fen")
+        "member_price_fen", "cost_fen", "holdout_sales_scaled_fen", "incremental_sales_fen")
 _BP = ("redemption_rate_bp", "roi_bp")
 
 
@@ -37,11 +37,6 @@ def _run_line(r) -> str:
     return (f"run {r.run_id}\tplan {r.plan_id}\t{r.state}\ttargets {r.targets}\tholdout {r.holdout}"
             f"\treached {r.reached}\tcoupons {r.coupons}\tpoints {r.points}\tnotices {r.notices}"
             f"\tno budget {r.no_budget}")
-
-
-def _bp_text(bp: int) -> str:
-    sign = "-" if bp < 0 else ""
-    return f"{sign}{abs(bp) // 100}.{abs(bp) % 100:02d}%"
 
 
 def cmd_create(args) -> int:
@@ -107,7 +102,7 @@ def cmd_results(args) -> int:
         if f in _FEN:
             print(f"{f[:-4]}_yuan\t{report_export.yuan_text(v)}")
         elif f in _BP:
-            print(f"{f[:-3]}\t{_bp_text(v)}")
+            print(f"{f[:-3]}\t{session.bp_text(v)}")
         else:
             print(f"{f}\t{v}")
     return 0

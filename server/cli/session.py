@@ -200,6 +200,21 @@ def yuan(fen: int) -> str:
     return units.yuan_text(fen)
 
 
+def bp_text(bp: int) -> str:
+    """Integer basis points as a percent with two decimals: 8800 -> "88.00%"."""
+    sign = "-" if bp < 0 else ""
+    return f"{sign}{abs(bp) // 100}.{abs(bp) % 100:02d}%"
+
+
+def member_price_text(args, c) -> str:
+    """A card's plan member price for people ("" when it has none): the share of the
+    shelf price paid, the day it ends, the plan that gave it."""
+    if not c.plan_price_bp:
+        return ""
+    return (f"member price {bp_text(c.plan_price_bp)} until {shown_date(args, c.plan_price_until_s)}"
+            f" (plan {c.plan_price_plan})")
+
+
 def run(func, args) -> int:
     try:
         return int(func(args) or 0)

@@ -130,7 +130,7 @@ class GetRunRequest(_message.Message):
     def __init__(self, run_id: _Optional[str] = ...) -> None: ...
 
 class RunResultsReply(_message.Message):
-    __slots__ = ("run_id", "plan_id", "state", "audience", "targets", "holdout", "reached", "redeemed", "redemption_rate_bp", "coupons_issued", "reached_sales_fen", "reached_visits", "holdout_sales_fen", "holdout_visits", "window_days", "face_redeemed_fen", "points_granted", "points_cost_fen", "cost_fen", "holdout_sales_scaled_fen", "incremental_sales_fen", "roi_bp", "no_budget", "no_card")
+    __slots__ = ("run_id", "plan_id", "state", "audience", "targets", "holdout", "reached", "redeemed", "redemption_rate_bp", "coupons_issued", "reached_sales_fen", "reached_visits", "holdout_sales_fen", "holdout_visits", "window_days", "face_redeemed_fen", "points_granted", "points_cost_fen", "cost_fen", "holdout_sales_scaled_fen", "incremental_sales_fen", "roi_bp", "no_budget", "no_card", "member_price_fen", "member_price_swipes")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     PLAN_ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -155,6 +155,8 @@ class RunResultsReply(_message.Message):
     ROI_BP_FIELD_NUMBER: _ClassVar[int]
     NO_BUDGET_FIELD_NUMBER: _ClassVar[int]
     NO_CARD_FIELD_NUMBER: _ClassVar[int]
+    MEMBER_PRICE_FEN_FIELD_NUMBER: _ClassVar[int]
+    MEMBER_PRICE_SWIPES_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     plan_id: int
     state: str
@@ -179,7 +181,9 @@ class RunResultsReply(_message.Message):
     roi_bp: int
     no_budget: int
     no_card: int
-    def __init__(self, run_id: _Optional[str] = ..., plan_id: _Optional[int] = ..., state: _Optional[str] = ..., audience: _Optional[int] = ..., targets: _Optional[int] = ..., holdout: _Optional[int] = ..., reached: _Optional[int] = ..., redeemed: _Optional[int] = ..., redemption_rate_bp: _Optional[int] = ..., coupons_issued: _Optional[int] = ..., reached_sales_fen: _Optional[int] = ..., reached_visits: _Optional[int] = ..., holdout_sales_fen: _Optional[int] = ..., holdout_visits: _Optional[int] = ..., window_days: _Optional[int] = ..., face_redeemed_fen: _Optional[int] = ..., points_granted: _Optional[int] = ..., points_cost_fen: _Optional[int] = ..., cost_fen: _Optional[int] = ..., holdout_sales_scaled_fen: _Optional[int] = ..., incremental_sales_fen: _Optional[int] = ..., roi_bp: _Optional[int] = ..., no_budget: _Optional[int] = ..., no_card: _Optional[int] = ...) -> None: ...
+    member_price_fen: int
+    member_price_swipes: int
+    def __init__(self, run_id: _Optional[str] = ..., plan_id: _Optional[int] = ..., state: _Optional[str] = ..., audience: _Optional[int] = ..., targets: _Optional[int] = ..., holdout: _Optional[int] = ..., reached: _Optional[int] = ..., redeemed: _Optional[int] = ..., redemption_rate_bp: _Optional[int] = ..., coupons_issued: _Optional[int] = ..., reached_sales_fen: _Optional[int] = ..., reached_visits: _Optional[int] = ..., holdout_sales_fen: _Optional[int] = ..., holdout_visits: _Optional[int] = ..., window_days: _Optional[int] = ..., face_redeemed_fen: _Optional[int] = ..., points_granted: _Optional[int] = ..., points_cost_fen: _Optional[int] = ..., cost_fen: _Optional[int] = ..., holdout_sales_scaled_fen: _Optional[int] = ..., incremental_sales_fen: _Optional[int] = ..., roi_bp: _Optional[int] = ..., no_budget: _Optional[int] = ..., no_card: _Optional[int] = ..., member_price_fen: _Optional[int] = ..., member_price_swipes: _Optional[int] = ...) -> None: ...
 
 class SignInRequest(_message.Message):
     __slots__ = ("client_id", "card_no")

@@ -10,6 +10,7 @@ import json
 
 from test_campaign_rpc import env  # noqa: F401  (the module's server fixture)
 
+from core.records import Result
 from server.cli import main
 
 
@@ -63,3 +64,28 @@ def test_campaign_commands(env, capsys):  # noqa: F811
     out = mms(env, capsys, "mkt", "campaign", "recharge", "cli")
     # Every card's 200-yuan opening recharge qualifies (any store, any level).
     assert out.startswith("recharges 30\t3000 fen bonus")
+
+
+def test_a_member_price_shows_on_the_card_and_in_the_results(env, capsys):  # noqa: F811
+    from common import cid
+
+    from core.domain import units
+
+    doc = {"name": "price month", "audience": {"kind": "members", "member_ids": env.ids[26:28]},
+           "actions": [{"kind": "member_price", "price_bp": 8_800, "days": 30}], "holdout_bp": 0}
+    plan_id = int(mms(env, capsys, "mkt", "plan", "create", "--plan", json.dumps(doc)).split("\t")[0])
+    assert "reached 2" in mms(env, capsys, "mkt", "plan", "run", str(plan_id), "--run-id", "cli-price")
+    card = env.engine.card(126)
+    until = units.iso_date(int(card["plan_price_until_s"]), env.engine.rules.tz_offset_s)
+    want = f"member price 88.00% until {until} (plan {plan_id})"
+    assert want in mms(env, capsys, "fin", "card", "show", "126")
+    assert f"  {want}" in mms(env, capsys, "fin", "card", "show", "126", "--detail").splitlines()
+    assert "member price" not in mms(env, capsys, "fin", "card", "show", "100")
+    # 1,001 fen at 88.00% is 880.88 -> 881 half up: 120 fen given away, shown in yuan.
+    got = env.engine.swipe(126, 1_001, cid()).result()
+    assert int(got.codes[0]) == Result.OK
+    assert int(env.engine.journal_record(int(got.seq[0]))["payable_fen"]) == 881
+    lines = dict(line.split("\t") for line in mms(env, capsys, "fin", "plan", "results",
+                                                  "cli-price").strip().splitlines())
+    assert (lines["member_price_yuan"], lines["member_price_swipes"]) == ("1.20", "1")
+    assert lines["cost_yuan"] == "1.20"

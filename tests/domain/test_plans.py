@@ -447,3 +447,84 @@ def test_a_member_price_action_is_validated(eng):
         with pytest.raises(plans.PlanError) as e:
             plans.validate_plan(plan_doc(actions=[act]))
         assert e.value.reason == "PLAN_INVALID"
+
+
+def test_results_count_what_the_member_price_gave_away_exactly(tmp_path):
+    """cost_fen includes the member price: per priced swipe, the level's price less the
+    plan's, recomputed from the journal with the swipe's rules and lines; a swipe where
+    the level's discount is the better one, the holdout's swipes, a refunded swipe and
+    a swipe after the price ended give nothing."""
+    from core.records import ITEM
+    from core.rules import LevelRule, default_levels
+
+    now = [1_750_000_000]
+    levels = (LevelRule("regular", discount_bp=9_500), *default_levels()[1:])
+    rules = RulesConfig(levels=levels, member_prices=((77, (500, 450, 400)),))
+    eng = Engine(str(tmp_path / "mpc"), rules=rules, clock=lambda: now[0])
+    try:
+        members = np.arange(1, 21, dtype=np.uint64)
+        assert eng.issue_cards(1000 + members, cid(), member_ids=members).result().code == Result.OK
+        for m in range(1, 21):
+            eng.recharge(1000 + m, 1_000_000, cid()).result()
+
+        def op(card, amount, op_type=OpType.SWIPE, lines=(), ref=None):
+            client = cid()
+            ops = np.zeros(1, dtype=OP)
+            ops["client_hi"], ops["client_lo"] = (int.from_bytes(client[:8], "big"),
+                                                  int.from_bytes(client[8:], "big"))
+            ops["card_no"], ops["amount_fen"], ops["op_type"] = card, amount, op_type
+            if ref is not None:
+                ops["ref_hi"], ops["ref_lo"] = (int.from_bytes(ref[:8], "big"),
+                                                int.from_bytes(ref[8:], "big"))
+            items = None
+            if lines:
+                items = np.zeros(len(lines), dtype=ITEM)
+                items["sku"], items["amount_fen"], items["qty"] = zip(*lines, strict=True)
+                ops["items_n"] = len(lines)
+            res = eng.submit(ops, items).result()
+            assert res.codes[0] == Result.OK
+            return client, int(eng.journal_record(int(res.seq[0]))["payable_fen"])
+
+        doc = {"name": "price week", "holdout_bp": 3_000,
+               "audience": {"kind": "members", "member_ids": list(range(1, 11))},
+               "actions": [{"kind": "member_price", "price_bp": 8_850, "days": 7}]}
+        p = plans.create_plan(eng, doc, cid()).result().value
+        hold = plans.in_holdout(p["plan_id"], members[:10], 3_000)
+        assert 0 < hold.sum() < 10
+        plans.run_plan(eng, p["plan_id"], "mp-cost", chunk=3)
+        # A second plan whose price (99.00%) is above the level's (95.00%): it is set on
+        # the card but the swipe keeps the level's discount.
+        doc2 = dict(doc, name="weak price", holdout_bp=0,
+                    audience={"kind": "members", "member_ids": [15]},
+                    actions=[{"kind": "member_price", "price_bp": 9_900, "days": 7}])
+        p2 = plans.create_plan(eng, doc2, cid()).result().value
+        plans.run_plan(eng, p2["plan_id"], "mp-weak")
+        reached = [1000 + int(m) for m in members[:10][~hold]]
+        assert len(reached) >= 4
+        held = 1000 + int(members[:10][hold][0])
+        # 10,001 fen: 8,850.885 -> 8,851 at the plan's price, 9,500.95 -> 9,501 at the
+        # level's: 650 given.
+        assert op(reached[0], 10_001)[1] == 8_851
+        # Lines: sku 77 x2 at 1,200 pays its member price 2 x 500 either way; the plain
+        # line of 1,001 pays 885.885 -> 886 instead of 950.95 -> 951: 65 given.
+        assert op(reached[1], 2_201, lines=((77, 1_200, 2), (0, 1_001, 1)))[1] == 1_886
+        # 2,000 -> 1,770 instead of 1,900 (130 given), then refunded in full in two
+        # parts: nothing given; another refunded half (885 of 1,770): 65 given.
+        sale, paid = op(reached[2], 2_000)
+        assert paid == 1_770
+        op(reached[2], 1_000, OpType.REFUND, ref=sale)
+        op(reached[2], 770, OpType.REFUND, ref=sale)
+        sale, _ = op(reached[3], 2_000)
+        op(reached[3], 885, OpType.REFUND, ref=sale)
+        assert op(held, 10_001)[1] == 9_501                 # the holdout: the level's price
+        assert op(1015, 10_001)[1] == 9_501                 # plan 2: the level's is better
+        now[0] += 7 * 86_400                                # the price has ended
+        assert op(reached[0], 10_001)[1] == 9_501
+        res = plans.results(eng, "mp-cost")
+        assert (res["member_price_fen"], res["member_price_swipes"]) == (650 + 65 + 65, 3)
+        assert res["cost_fen"] == res["face_redeemed_fen"] + res["points_cost_fen"] + 780 == 780
+        assert res["roi_bp"] == plans.rate_bp(res["incremental_sales_fen"] - 780, 780)
+        weak = plans.results(eng, "mp-weak")
+        assert (weak["member_price_fen"], weak["member_price_swipes"], weak["cost_fen"]) == (0, 0, 0)
+    finally:
+        eng.close()

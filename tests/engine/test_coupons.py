@@ -240,3 +240,34 @@ def test_coupon_table_grows_past_its_first_capacity(tmp_path):
     assert e.coupon(ids[39])["coupon_status"] == CouponStatus.COUPON_REDEEMED
     assert e.coupon(ids[69])["coupon_status"] == CouponStatus.COUPON_ISSUED
     e.close()
+
+
+def test_coupon_ids_follow_the_highest_one_also_after_a_restart_and_a_reserve(tmp_path):
+    """put_coupons numbers from the highest id in the table (kept incrementally,
+    _max_coupon_id): ids never repeat across ops, a restart (recovery from checkpoint and
+    journal) and a reserve_coupons that regrows the tables (which keeps every row)."""
+    path = str(tmp_path / "ids")
+    e = Engine(path, rules=RULES, clock=Clock(), config=EngineConfig(checkpoint_ops=3))
+    e.issue_cards([1, 2, 3], os.urandom(16)).result()
+    got = []
+    for cards in ([1, 2], [3], [1, 1, 2]):
+        got += e.issue_coupons(1, cards, os.urandom(16)).result().value["coupon_ids"]
+    assert got == list(range(1, 7))
+    e.close()
+    e = Engine(path, rules=RULES, clock=Clock(), config=EngineConfig(checkpoint_ops=3))
+    try:
+        before = e.coupons_snapshot().copy()
+        cap = len(e._coupons)
+
+        def reserve(ctx):
+            e.reserve_coupons(4 * cap)
+            ctx.detail = {}
+            return None
+
+        assert e.admin(os.urandom(16), OpType.SET_STATUS, reserve).result().code == Result.OK
+        assert len(e._coupons) >= 4 * cap + 6 and len(e._coupons_work) == len(e._coupons)
+        assert np.array_equal(e.coupons_snapshot(), before)
+        got = e.issue_coupons(1, [2, 3], os.urandom(16)).result().value["coupon_ids"]
+        assert got == [7, 8] and e.coupon(8)["card_no"] == 3 and e.coupon(1)["card_no"] == 1
+    finally:
+        e.close()

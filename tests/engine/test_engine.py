@@ -696,3 +696,44 @@ def test_a_commit_is_counted_before_it_is_answered(tmp_path, clock):
     finally:
         gate.set()
         eng.close()
+
+@pytest.mark.parametrize("wait_ms", [60_000, 1])
+def test_a_background_op_lets_swipes_that_came_during_its_drain_go_first(tmp_path, clock, wait_ms):
+    """Taken with no swipe queued, a background op first waits for the commits in
+    flight; a swipe queued meanwhile runs before it (it goes back to the head of its
+    queue), unless it has already waited its bound."""
+    eng = Engine(str(tmp_path), clock=clock, config=EngineConfig(background_wait_max_ms=wait_ms))
+    eng.issue_cards([1], os.urandom(16)).result()
+    eng.recharge(1, 10_000, os.urandom(16)).result()
+    held, release = threading.Event(), threading.Event()
+    swipes: list = []
+    armed = threading.Event()
+    drain = eng._drain
+
+    def drain_then_swipe():             # the swipe comes while the op drains
+        drain()
+        if armed.is_set() and not swipes:
+            swipes.append(eng.submit(ops_for([1], 100)))
+
+    eng._drain = drain_then_swipe
+
+    def hold(ctx):
+        held.set()
+        release.wait(60)
+        ctx.emit(OpType.SET_STATUS, None)
+        return {}
+
+    first = eng.admin(os.urandom(16), OpType.SET_STATUS, hold)
+    assert held.wait(60)
+    armed.set()
+    bg = eng.admin(os.urandom(16), OpType.SET_STATUS,
+                   lambda ctx: ctx.emit(OpType.SET_STATUS, None) and {}, background=True)
+    if wait_ms == 1:
+        threading.Event().wait(0.01)    # the bound (1 ms) has surely passed: not a race
+    release.set()
+    assert first.result().code == Result.OK
+    bg_seq = bg.result().seq
+    assert len(swipes) == 1
+    sw_seq = int(swipes[0].result().seq[0])
+    assert (sw_seq < bg_seq) if wait_ms == 60_000 else (bg_seq < sw_seq)
+    eng.close()

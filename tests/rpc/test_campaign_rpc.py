@@ -233,6 +233,9 @@ def test_a_member_price_plan_prices_the_reached_members_swipes_at_the_till(env):
     assert (shown.plan_price_bp, shown.plan_price_plan, shown.plan_price_until_s) == (
         9_001, plan.plan_id, card["plan_price_until_s"])
     assert card["plan_price_until_s"] > 0
-    # The run's results count the priced members as reached.
+    # The run's results count the priced members as reached, and what the price gave
+    # away (1,005 at the level's price, 905 at the plan's: 100 fen) in the cost.
     res = call(env, "mkt", "RunResults", campaign_pb2.GetRunRequest(run_id="price-rpc"))
     assert res.reached == 6 and res.reached_visits == 1
+    assert (res.member_price_fen, res.member_price_swipes) == (100, 1)
+    assert res.cost_fen == res.face_redeemed_fen + res.points_cost_fen + 100 == 100
