@@ -131,17 +131,32 @@ def _messages(frames: list, last_frame: int, primary_seq: int, batches: bool):
         yield _batch(group, last_frame, primary_seq)
 
 
-def _batch(group: list, last_frame: int, primary_seq: int):
+def _batch(group: list, last_frame: int, primary_seq: int) -> bytes:
     if len(group) == 1:
         number, frame, wire = group[0]
         if wire is not None and number == last_frame:
             return wire
-        return replication_pb2.FrameChunk(data=frame, end_of_frame=True,
-                                          primary_seq=primary_seq)
+        return _frame_wire(frame, primary_seq)
     frames = [f for _n, f, _w in group]
-    return replication_pb2.FrameChunk(data=b"".join(frames), end_of_frame=True,
-                                      primary_seq=primary_seq,
-                                      frame_bytes=[len(f) for f in frames])
+    return _batch_wire(frames, primary_seq)
+
+
+def _frame_wire(frame, primary_seq: int) -> bytes:
+    """A FrameChunk carrying one whole frame, as its wire bytes. frame is bytes or a
+    view: the Feed's frames are views into the wires their commits built, and protobuf
+    takes no view (a message built from one raised TypeError in Subscribe, and a
+    standby more than one frame behind reconnected forever)."""
+    prefix, suffix = frame_envelope(len(frame), primary_seq)
+    return b"".join((prefix, frame, suffix))
+
+
+def _batch_wire(frames: list, primary_seq: int) -> bytes:
+    """A FrameChunk carrying consecutive whole frames (data, end_of_frame, primary_seq,
+    frame_bytes packed), as its wire bytes: one join of the frames, no message."""
+    sizes = b"".join(_varint(len(f)) for f in frames)
+    return b"".join((b"\x0a", _varint(sum(len(f) for f in frames)), *frames, b"\x10\x01",
+                     (b"\x18" + _varint(primary_seq)) if primary_seq else b"",
+                     b"\x22", _varint(len(sizes)), sizes))
 
 
 class _Chunk:
@@ -221,7 +236,7 @@ def _split(data: bytes, sizes) -> list:
 
 def _chunks(frame: bytes, primary_seq: int = 0):
     if len(frame) <= REPLICATION_CHUNK_BYTES:  # a group commit's frame: no slicing copy
-        yield replication_pb2.FrameChunk(data=frame, end_of_frame=True, primary_seq=primary_seq)
+        yield _frame_wire(frame, primary_seq)
         return
     view = memoryview(frame)
     for off in range(0, max(1, len(view)), REPLICATION_CHUNK_BYTES):

@@ -323,3 +323,104 @@ def test_the_standbys_chunk_decoder_reads_what_protobuf_reads():
         got = parse_chunk(raw)
         assert (bytes(got.data), got.end_of_frame, got.primary_seq, list(got.frame_bytes)) == (
             want.data, want.end_of_frame, want.primary_seq, list(want.frame_bytes))
+
+
+def _frames_of(messages) -> list[bytes]:
+    """The whole frames a standby reassembles from Subscribe's messages (wire bytes, as
+    Subscribe sends most, or FrameChunk messages), each checked to parse as protobuf."""
+    from server.mms_pb import replication_pb2
+
+    out, parts = [], []
+    for m in messages:
+        raw = m if type(m) is bytes else m.SerializeToString()
+        msg = replication_pb2.FrameChunk.FromString(raw)
+        if msg.frame_bytes:
+            assert not parts and msg.end_of_frame
+            off = 0
+            for n in msg.frame_bytes:
+                out.append(msg.data[off:off + n])
+                off += n
+            assert off == len(msg.data)
+            continue
+        parts.append(msg.data)
+        if msg.end_of_frame:
+            out.append(b"".join(parts))
+            parts = []
+    assert not parts
+    return out
+
+
+@pytest.mark.parametrize("batches", [False, True])
+@pytest.mark.parametrize("sizes", [[300, 400, 500], [1, 3 << 20, 7],
+                                   [1_500_000, 1_500_000, 10, 1_500_000], [2 << 20, 5]])
+def test_subscribe_sends_every_frame_it_holds_as_views_whole(batches, sizes):
+    """The Feed's frames are memoryviews into their commit's wire: Subscribe carries any
+    of them (not only the feed's last, as its own wire) to a standby, with or without
+    batches, sliced when larger than a chunk. A frame that was a view made protobuf raise
+    TypeError, so a standby more than one frame behind was refused and reconnected
+    forever (the hang of tests/crash/test_replication_crash.py)."""
+    from server.mms_pb import replication_pb2
+    from server.rpc.replication import _messages
+
+    rng = random.Random(len(sizes))
+    frames = [rng.randbytes(n) for n in sizes]
+    held = []
+    for number, frame in enumerate(frames, 1):
+        prefix, suffix = frame_envelope(len(frame), 77)
+        wire = prefix + frame + suffix
+        held.append((number, memoryview(wire)[len(prefix):len(prefix) + len(frame)], wire))
+    for last in (len(frames), len(frames) + 3):   # the feed's last frame is or is not sent
+        for start in range(len(held)):
+            messages = list(_messages(held[start:], last, 77, batches))
+            assert _frames_of(messages) == frames[start:]
+            for m in messages:
+                if type(m) is not bytes:
+                    continue
+                msg = replication_pb2.FrameChunk.FromString(m)
+                assert msg.primary_seq == 77
+                # Written by hand, byte for byte what protobuf writes.
+                assert m == msg.SerializeToString()
+
+
+def test_a_standby_frames_behind_gets_them_one_per_message(tmp_path):
+    """Through a real primary: Subscribe from frame 0 without batches (as
+    tests/crash/replication_child.py does) answers with every frame it has, each alone
+    in its message and in order; none is refused."""
+    from queue import Queue
+
+    from core.engine.replication import decode_frame
+    from server.mms_pb import replication_pb2
+    from server.rpc.replication import _channel
+
+    primary = _primary(tmp_path, mode="async")
+    try:
+        asyncio.run(_setup(primary.target, primary.token("admin"), primary.token("pos")))
+        last = status_of(primary.target, TOKEN)["frame"]
+        assert last >= 3
+        stop: Queue = Queue()
+
+        def requests():
+            yield replication_pb2.SubscribeRequest(after_frame=0, epoch=0, standby="t")
+            stop.get()
+
+        with _channel(primary.target) as ch:
+            call = ch.stream_stream(
+                "/mms.v1.ReplicationService/Subscribe",
+                request_serializer=replication_pb2.SubscribeRequest.SerializeToString,
+                response_deserializer=replication_pb2.FrameChunk.FromString)(
+                    requests(), metadata=(("authorization", f"Bearer {TOKEN}"),),
+                    timeout=CATCH_UP_TIMEOUT_S)
+            try:
+                accepted = next(call)
+                assert not accepted.data and not accepted.end_of_frame
+                numbers = []
+                while len(numbers) < last:
+                    chunk = next(call)
+                    assert chunk.end_of_frame and not chunk.frame_bytes
+                    numbers.append(decode_frame(chunk.data).number)
+                assert numbers == list(range(1, last + 1))
+            finally:
+                stop.put(None)
+                call.cancel()
+    finally:
+        assert primary.terminate() == 0
