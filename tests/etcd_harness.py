@@ -13,8 +13,10 @@ write that lands on whichever node leads finds the same cards there.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
+from collections.abc import Callable, Iterator
 
 import grpc
 import pytest
@@ -30,6 +32,7 @@ from server.tools.cluster import (
     wait_for,
 )
 from server.tools.launch import ChildServer, TerminalSpec, issue_and_fund
+from tests.engine.test_replication import dump_dir
 
 LEASE_TTL_S = 2
 TERMINALS = [TerminalSpec(1, 0, "admin"), TerminalSpec(2, 5, "pos")]
@@ -37,8 +40,8 @@ CARDS = list(range(9_000, 9_016))
 FUND_FEN = 100_000
 
 __all__ = ["CARDS", "FUND_FEN", "LEASE_TTL_S", "TAKEOVER_TIMEOUT_S", "TERMINALS", "balance",
-           "etcd_cluster", "leader_of", "not_leader_of", "restart", "seed_nodes", "start_nodes",
-           "wait_for"]
+           "dumps_at_one_frame", "etcd_cluster", "leader_of", "not_leader_of", "nodes_on",
+           "restart", "seeded_data", "seed_nodes", "show_tails", "start_nodes", "wait_for"]
 
 
 def require_etcd() -> None:
@@ -54,8 +57,9 @@ def etcd_cluster(workdir: str, members: int = 3) -> EtcdCluster:
     return EtcdCluster(workdir, members).start()
 
 
-def _seed(workdir: str) -> str:
-    """One data directory with CARDS issued and funded (by a server without [ha])."""
+def seeded_data(workdir: str) -> str:
+    """One data directory with CARDS issued and funded (by a server without [ha]): a
+    single server's store, as a chain has it before it becomes a cluster."""
     os.makedirs(workdir, exist_ok=True)
     child = ChildServer(workdir, TERMINALS).start()
     try:
@@ -74,7 +78,7 @@ def _seed(workdir: str) -> str:
 
 def seed_nodes(workdir: str, names: list[str]) -> dict[str, str]:
     """Each name's node directory, holding a copy of one seeded data directory."""
-    data = _seed(os.path.join(workdir, "seed"))
+    data = seeded_data(os.path.join(workdir, "seed"))
     out = {}
     for name in names:
         d = os.path.join(workdir, name)
@@ -82,6 +86,43 @@ def seed_nodes(workdir: str, names: list[str]) -> dict[str, str]:
         shutil.copytree(data, os.path.join(d, "data"))
         out[name] = d
     return out
+
+
+def show_tails(nodes: list[Node], lines: int = 40) -> None:
+    """What each node said last (pytest shows it with the failure)."""
+    for n in nodes:
+        print(f"--- node {n.name} ({n.address}):")
+        print("\n".join(n.child.output[-lines:]))
+
+
+@contextlib.contextmanager
+def nodes_on(etcd: EtcdCluster) -> Iterator[list[Node]]:
+    """The list a test puts the nodes it starts on etcd into: on a failure each node's
+    last lines are shown; at the end every node and etcd are stopped."""
+    nodes: list[Node] = []
+    try:
+        yield nodes
+    except BaseException:
+        show_tails(nodes)
+        raise
+    finally:
+        for n in nodes:
+            n.stop()
+        etcd.stop()
+
+
+def dumps_at_one_frame(nodes: list[Node], same_frame: Callable[[], int | None]) -> dict:
+    """Each node's databases (name -> dump), taken while same_frame() (the frame every
+    node is at, None while they differ) says one frame before and after: the dumps are
+    of one state. Waits for it up to TAKEOVER_TIMEOUT_S."""
+    def dumps():
+        before = same_frame()
+        if before is None:
+            return None
+        got = {n.name: dump_dir(n.child.data) for n in nodes}
+        return got if same_frame() == before else None
+
+    return wait_for(dumps, TAKEOVER_TIMEOUT_S, "every node at the leader's frame", step_s=0.05)
 
 
 def start_nodes(dirs: dict[str, str], etcd: EtcdCluster, cluster: str) -> list[Node]:

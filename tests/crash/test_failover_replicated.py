@@ -33,9 +33,11 @@ from etcd_harness import (
     LEASE_TTL_S,
     TAKEOVER_TIMEOUT_S,
     TERMINALS,
+    dumps_at_one_frame,
     etcd_cluster,
     leader_of,
     restart,
+    show_tails,
     wait_for,
 )
 
@@ -181,14 +183,7 @@ def _converged(nodes: list[Node], leader: Node) -> dict[str, dict]:
             return None
         return lead["frame"]
 
-    def dumps():
-        before = same_frame()
-        if before is None:
-            return None
-        got = {n.name: dump_dir(n.child.data) for n in nodes}
-        return got if same_frame() == before else None
-
-    return wait_for(dumps, TAKEOVER_TIMEOUT_S, "every node at the leader's frame", step_s=0.05)
+    return dumps_at_one_frame(nodes, same_frame)
 
 
 def _check(nodes: list[Node], leader: Node, tills: Tills) -> None:
@@ -306,19 +301,12 @@ def test_sigkill_the_leader_ten_times_and_sigstop_it_once(tmp_path):
             _sigstop(nodes, leader, tills, targets)
         assert len(tills.acked) > OPS_PER_ROUND * TILLS * KILLS
     except BaseException:
-        _tails(nodes)
+        show_tails(nodes)
         raise
     finally:
         for n in nodes:
             n.stop()
         etcd.stop()
-
-
-def _tails(nodes: list[Node], lines: int = 40) -> None:
-    """What each node said last (pytest shows it with the failure)."""
-    for n in nodes:
-        print(f"--- node {n.name} ({n.address}):")
-        print("\n".join(n.child.output[-lines:]))
 
 
 def _field(line: str, name: str) -> float:

@@ -20,8 +20,11 @@ from etcd_harness import (
     TAKEOVER_TIMEOUT_S,
     TERMINALS,
     balance,
+    dumps_at_one_frame,
     etcd_cluster,
     leader_of,
+    nodes_on,
+    seeded_data,
     wait_for,
 )
 
@@ -29,28 +32,9 @@ from server.client import LeaderFollower, auth
 from server.mms_pb import pos_pb2
 from server.rpc.replication import status_of
 from server.tools.cluster import REPLICATION_TOKEN, Node
-from server.tools.launch import ChildServer, issue_and_fund
-from tests.engine.test_replication import assert_same, dump_dir
+from tests.engine.test_replication import assert_same
 
 REPLICATION = {"mode": "sync", "on_standby_lost": "wait"}
-
-
-def _single_server(workdir: str) -> str:
-    """A chain's data written by a plain `mms serve` (no [ha], no replication)."""
-    os.makedirs(workdir)
-    child = ChildServer(workdir, TERMINALS).start()
-    try:
-        async def go():
-            from server.client import aio_channel, stubs
-
-            async with aio_channel(child.target) as ch:
-                p, a = stubs(ch)
-                await issue_and_fund(a, p, child.token("admin"), child.token("pos"), CARDS,
-                                     FUND_FEN)
-        asyncio.run(go())
-    finally:
-        assert child.terminate() == 0, "\n".join(child.output)
-    return child.data
 
 
 def _recharge(targets: list[str], card_no: int, amount: int, client_id: bytes):
@@ -73,14 +57,7 @@ def _converged(nodes: list[Node]) -> dict:
             return None
         return primaries[0]["frame"]
 
-    def dumps():
-        before = same_frame()
-        if before is None:
-            return None
-        got = {n.name: dump_dir(n.child.data) for n in nodes}
-        return got if same_frame() == before else None
-
-    return wait_for(dumps, TAKEOVER_TIMEOUT_S, "every node at the leader's frame", step_s=0.05)
+    return dumps_at_one_frame(nodes, same_frame)
 
 
 def _same_everywhere(nodes: list[Node]) -> dict:
@@ -92,11 +69,10 @@ def _same_everywhere(nodes: list[Node]) -> dict:
 
 
 def test_a_single_server_restarted_with_ha_leads_and_new_nodes_bootstrap_from_it(tmp_path):
-    single = _single_server(str(tmp_path / "single"))
+    single = seeded_data(str(tmp_path / "single"))
     before = {no: FUND_FEN for no in CARDS}
     etcd = etcd_cluster(str(tmp_path / "etcd"))
-    nodes: list[Node] = []
-    try:
+    with nodes_on(etcd) as nodes:
         # The operator's step 1: the same data directory, now with [ha] and a token.
         os.makedirs(tmp_path / "a")
         shutil.move(single, tmp_path / "a" / "data")
@@ -130,15 +106,6 @@ def test_a_single_server_restarted_with_ha_leads_and_new_nodes_bootstrap_from_it
         assert where == new.address
         assert balance(new.address, CARDS[0]) == FUND_FEN + 500
         assert all(balance(new.address, no) == FUND_FEN for no in CARDS[1:])
-    except BaseException:
-        for n in nodes:
-            print(f"--- node {n.name} ({n.address}):")
-            print("\n".join(n.child.output[-40:]))
-        raise
-    finally:
-        for n in nodes:
-            n.stop()
-        etcd.stop()
 
 
 def test_a_single_servers_store_joining_a_cluster_that_has_a_leader_is_refused_not_overwritten(
@@ -147,10 +114,9 @@ def test_a_single_servers_store_joining_a_cluster_that_has_a_leader_is_refused_n
     server's store starts with [ha]. It must not follow (that would replace its data
     with the leader's): it says NOT_A_REPLICA, keeps serving its own data as reads, and
     the leader is untouched."""
-    single = _single_server(str(tmp_path / "single"))
+    single = seeded_data(str(tmp_path / "single"))
     etcd = etcd_cluster(str(tmp_path / "etcd"), members=1)
-    nodes: list[Node] = []
-    try:
+    with nodes_on(etcd) as nodes:
         b = Node(str(tmp_path / "b"), "b", etcd.endpoints, TERMINALS, lease_ttl_s=LEASE_TTL_S,
                  cluster="wrong", replication=REPLICATION).start()
         nodes.append(b)
@@ -167,12 +133,3 @@ def test_a_single_servers_store_joining_a_cluster_that_has_a_leader_is_refused_n
         assert {no: balance(a.address, no) for no in CARDS} == {no: FUND_FEN for no in CARDS}
         assert leader_of(nodes) is b
         assert status_of(b.address, REPLICATION_TOKEN)["seq"] == 0
-    except BaseException:
-        for n in nodes:
-            print(f"--- node {n.name} ({n.address}):")
-            print("\n".join(n.child.output[-40:]))
-        raise
-    finally:
-        for n in nodes:
-            n.stop()
-        etcd.stop()
