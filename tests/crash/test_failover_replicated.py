@@ -36,8 +36,8 @@ from etcd_harness import (
     dumps_at_one_frame,
     etcd_cluster,
     leader_of,
+    nodes_on,
     restart,
-    show_tails,
     wait_for,
 )
 
@@ -254,9 +254,8 @@ def _seed(targets: list[str]) -> None:
 
 def test_sigkill_the_leader_ten_times_and_sigstop_it_once(tmp_path):
     etcd = etcd_cluster(str(tmp_path / "etcd"))
-    nodes: list[Node] = []
-    try:
-        nodes = _start(tmp_path, etcd)
+    with nodes_on(etcd) as nodes:
+        nodes.extend(_start(tmp_path, etcd))
         targets = [n.address for n in nodes]
         leader = wait_for(lambda: leader_of(nodes), TAKEOVER_TIMEOUT_S, "a leader")
         _seed(targets)
@@ -300,13 +299,6 @@ def test_sigkill_the_leader_ten_times_and_sigstop_it_once(tmp_path):
                   f"p50 {statistics.median(takeover_s):.2f} s, max {max(takeover_s):.2f} s")
             _sigstop(nodes, leader, tills, targets)
         assert len(tills.acked) > OPS_PER_ROUND * TILLS * KILLS
-    except BaseException:
-        show_tails(nodes)
-        raise
-    finally:
-        for n in nodes:
-            n.stop()
-        etcd.stop()
 
 
 def _field(line: str, name: str) -> float:
@@ -391,9 +383,8 @@ def test_a_standby_searches_new_members_and_a_promoted_one_reads_them(tmp_path):
     reaches a standby with its hot copy, so a promoted standby decrypts members. The
     config's [rules] are what a new cluster's first leader starts with, on every node."""
     etcd = etcd_cluster(str(tmp_path / "etcd"))
-    nodes: list[Node] = []
-    try:
-        nodes = _start(tmp_path, etcd, ("a", "b"), rules={"points_per_yuan_bp": 25_000})
+    with nodes_on(etcd) as nodes:
+        nodes.extend(_start(tmp_path, etcd, ("a", "b"), rules={"points_per_yuan_bp": 25_000}))
         leader = wait_for(lambda: leader_of(nodes), TAKEOVER_TIMEOUT_S, "a leader")
         standby = next(n for n in nodes if n is not leader)
         wait_for(lambda: (_status(standby) or {}).get("frame", 0) > 0, TAKEOVER_TIMEOUT_S,
@@ -437,7 +428,3 @@ def test_a_standby_searches_new_members_and_a_promoted_one_reads_them(tmp_path):
         rules, _ = _following([standby.address], "admin", "GetRules",
                               admin_pb2.GetRulesRequest(), session)
         assert json.loads(rules.rules_json)["points_per_yuan_bp"] == 25_000
-    finally:
-        for n in nodes:
-            n.stop()
-        etcd.stop()
