@@ -744,8 +744,10 @@ class Replica:
                 # field by field (15x slower); the publish needs a writable array.
                 block = np.frombuffer(value, dtype=np.uint8).copy().view(JOURNAL)
                 # No id block: a standby never checkpoints by itself (cleared below).
+                # No client id indexed: it takes no op and never prunes them (they would
+                # only grow); a promotion opens a primary that rebuilds them from the store.
                 eng._publish_committed(block, None, claim_ids=True,
-                                       facts=_facts(block, with_ids=False))
+                                       facts=_facts(block, with_ids=False), index_ids=False)
         eng._next_seq = eng._last_seq + 1
         # The standby never checkpoints by itself (a promotion reopens from the store):
         # drop the bookkeeping a checkpoint would consume.

@@ -859,12 +859,15 @@ class Engine:
             self._n_coupons + n_more, self._n_coupons)
 
     def _publish_committed(self, recs: np.ndarray, slots: np.ndarray | None,
-                           claim_ids: bool, facts: _Facts | None = None) -> None:
+                           claim_ids: bool, facts: _Facts | None = None,
+                           index_ids: bool = True) -> None:
         """Make durable records visible to readers and to the next checkpoint. Records
         are published in journal order, each once: recs are contiguous and follow the
         last published seq (checked before anything changes). facts: what _facts(recs)
         gives, worked out by the applier while the commit ran (hot batches), so the
-        committer's own work after the fsync is the copy and the answers."""
+        committer's own work after the fsync is the copy and the answers. index_ids
+        False: claim_ids claims no client id (a standby's frames: it takes no op, never
+        prunes the index, and its promotion rebuilds the index from the store)."""
         n = len(recs)
         if n == 0:
             return
@@ -877,7 +880,7 @@ class Engine:
             f"publish of seqs {int(seqs[0])}..{int(seqs[-1])} ({n} records) after {self._last_seq}"
         if facts is None:
             facts = _facts(recs)
-        if claim_ids:
+        if claim_ids and index_ids:
             # Each op's first record claims its client id (recovery and admin ops; hot
             # batches claimed theirs when applied).
             # insert_many goes in record order and keeps a key it has: the first record

@@ -416,6 +416,35 @@ def test_promote_and_rejoin_two_nodes(tmp_path):
     assert_same(dump_dir(str(tmp_path / "b")), mine)
 
 
+def test_a_standby_indexes_no_client_id_and_its_promotion_still_replays_them(tmp_path):
+    """A standby takes no op and never prunes client ids: it does not index the ones its
+    frames bring (its index would only grow, one entry an op). The primary it becomes
+    rebuilds them from the store: a retry of an op the old primary acknowledged, sent
+    to the new one, answers the first result and applies nothing twice."""
+    rng = np.random.default_rng(5)
+    feed = Feed(epoch=1)
+    old = Engine(str(tmp_path / "a"), config=EngineConfig(checkpoint_ops=400), feed=feed)
+    old.issue_cards(np.arange(1, 51), cid()).result()
+    replica = _standby_of(old, tmp_path, "b")
+    known = len(replica.engine._id_index)
+    recharges = _ops(np.arange(1, 51), 1_000, OpType.RECHARGE, rng)
+    first = old.submit(recharges).result()
+    swipes = [_ops(rng.integers(1, 51, 64), 3, OpType.SWIPE, rng) for _ in range(12)]
+    for ops in swipes:
+        old.submit(ops).result()
+    pump(feed, replica)
+    assert replica.applied_seq == old.stats()["last_seq"]
+    assert len(replica.engine._id_index) == known
+    balances = {no: replica.engine.card(no)["principal_fen"] for no in range(1, 51)}
+    old.close()
+    new = replica.promote(2, feed=Feed(epoch=2))
+    again = new.submit(recharges).result()
+    assert bool(np.all(again.replayed == 1)) and list(again.seq) == list(first.seq)
+    assert bool(np.all(new.submit(swipes[-1]).result().replayed == 1))
+    assert {no: new.card(no)["principal_fen"] for no in range(1, 51)} == balances
+    new.close()
+
+
 def _rejoin(primary: Engine, tmp_path, name: str) -> Replica:
     from core import wipe
     wipe(str(tmp_path / name))
