@@ -14,6 +14,7 @@ import json
 import os
 import resource
 import tempfile
+import time
 
 import numpy as np
 
@@ -33,6 +34,39 @@ def _cpu_s(pid: int) -> float:
 def _own_cpu_s() -> float:
     r = resource.getrusage(resource.RUSAGE_SELF)
     return r.ru_utime + r.ru_stime
+
+
+def _host_busy_s() -> float:
+    """CPU time every process on the host has used (all cores, /proc/stat; idle and
+    iowait excluded): less this run's own processes, what others took meanwhile."""
+    with open("/proc/stat") as f:
+        cpu = [int(v) for v in f.readline().split()[1:]]
+    idle = cpu[3] + cpu[4]
+    return (sum(cpu[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+# The disk's sync latency where the run's stores are, measured just before its load:
+# FSYNC_PROBES fdatasyncs of FSYNC_PROBE_BYTES each (its median, in ms). On a shared
+# host it moves several times over within a minute, and a durable run's rate with it.
+FSYNC_PROBES = 16
+FSYNC_PROBE_BYTES = 256 << 10
+
+
+def _fsync_probe_ms(directory: str) -> float:
+    path = os.path.join(directory, "fsync-probe")
+    buf = os.urandom(FSYNC_PROBE_BYTES)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        took = []
+        for _ in range(FSYNC_PROBES):
+            os.pwrite(fd, buf, 0)
+            t = time.perf_counter()
+            os.fdatasync(fd)
+            took.append(time.perf_counter() - t)
+    finally:
+        os.close(fd)
+        os.unlink(path)
+    return round(float(np.median(took)) * 1e3, 3)
 
 
 def _mode_run(args, mode: str) -> dict:
@@ -55,8 +89,10 @@ def _mode_run(args, mode: str) -> dict:
                 procs = {"primary": primary.proc.pid}
                 if standby is not None:
                     procs["standby"] = standby.proc.pid
+                out_probe = _fsync_probe_ms(tmp)
                 before = {k: _cpu_s(pid) for k, pid in procs.items()}
                 client0 = _own_cpu_s()
+                host0, wall0 = _host_busy_s(), time.monotonic()
                 out = asyncio.run(run_load(primary.target, primary.token("pos"), cards,
                                            streams=args.streams, seconds=args.seconds,
                                            batch=args.batch, unary=False))
@@ -67,6 +103,14 @@ def _mode_run(args, mode: str) -> dict:
                 cpu["client"] = _own_cpu_s() - client0
                 out["cpu_us_per_op"] = {k: round(v * 1e6 / ops, 3) for k, v in cpu.items()}
                 out["loadavg"] = os.getloadavg()[0]
+                # Cores this run's processes kept busy, and what the rest of the host
+                # took meanwhile: a run slower at the same CPU per swipe was starved
+                # (others' share up) or waited on the disk (fsync_probe_ms up).
+                wall = time.monotonic() - wall0
+                others = _host_busy_s() - host0 - sum(cpu.values())
+                out["own_cores"] = round(sum(cpu.values()) / wall, 3)
+                out["others_cores"] = round(max(0.0, others) / wall, 3)
+                out["fsync_probe_ms"] = out_probe
             finally:
                 if standby is not None:
                     standby.terminate()
@@ -98,7 +142,8 @@ def main_pair(args) -> int:
             cpu = ", ".join(f"{k} {v}" for k, v in r["cpu_us_per_op"].items())
             print(f"{r['replication']:>6}: {r['swipes_per_s']} swipes/s, batch p50 {r['p50_ms']} ms, "
                   f"p99 {r['p99_ms']} ms, errors {r['errors']}; CPU us/op: {cpu}; "
-                  f"load {r['loadavg']:.2f}")
+                  f"load {r['loadavg']:.2f}; cores own {r['own_cores']} others "
+                  f"{r['others_cores']}; fsync {r['fsync_probe_ms']} ms")
         for k, v in result.items():
             if k != "runs":
                 print(f"{k:>20}: {v}")
