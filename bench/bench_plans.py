@@ -34,6 +34,11 @@ from core.domain import plans
 from core.records import OP, OpType, Result
 from core.rules import CouponTemplate
 
+try:
+    from bench.plan_timeline import Timeline
+except ImportError:             # run as a script from bench/
+    from plan_timeline import Timeline
+
 ISSUE_STEP = 100_000
 
 
@@ -48,11 +53,17 @@ class SwipeLoad:
         self.eng, self.cards, self.batch = eng, cards, batch
         self.interval = batch / rate
         self.lat: list[float] = []
+        self.spans: list[tuple[float, float]] = []     # (submitted, committed) perf_counter
         self.stop = threading.Event()
         self.errors = self.replayed = 0
         # Client ids of its own per phase: a phase reusing another's would be answered
         # as replays, without a commit (the "alone after" phase was, before this).
         self._seq = (1 << 40) + (phase << 32)
+
+    def _done(self, t0: float) -> None:
+        t1 = time.perf_counter()
+        self.lat.append(t1 - t0)
+        self.spans.append((t0, t1))
 
     def run(self) -> None:
         nxt = time.perf_counter()
@@ -67,7 +78,7 @@ class SwipeLoad:
             ops["amount_fen"], ops["op_type"] = 1, OpType.SWIPE
             t0 = time.perf_counter()
             fut = self.eng.submit(ops)
-            fut.add_done_callback(lambda f, t0=t0: self.lat.append(time.perf_counter() - t0))
+            fut.add_done_callback(lambda f, t0=t0: self._done(t0))
             pending.append(fut)
             nxt += self.interval
             delay = nxt - time.perf_counter()
@@ -115,6 +126,7 @@ class Commits:
 def _phase(eng: Engine, a, body, phase: int) -> dict:
     load = SwipeLoad(eng, a.swipe_cards, a.rate, a.batch, phase)
     eng.observer = commits = Commits()
+    tl = Timeline(eng) if a.timeline else None
     th = threading.Thread(target=load.run, name="bench-swipes")
     th.start()
     t0 = time.perf_counter()
@@ -123,6 +135,11 @@ def _phase(eng: Engine, a, body, phase: int) -> dict:
     load.stop.set()
     th.join()
     eng.observer = None
+    if tl is not None:
+        tl.close()
+        extra = {**extra, "timeline": tl.blame(load.spans, t0, t0 + wall)}
+        if a.timeline_dir:
+            tl.dump(os.path.join(a.timeline_dir, f"phase{phase}.jsonl"), t0, load.spans)
     return {"wall_s": round(wall, 3), "submissions": len(load.lat), "errors": load.errors,
             "replayed": load.replayed,
             "p50_ms": _quantile_ms(load.lat, 0.5), "p99_ms": _quantile_ms(load.lat, 0.99),
@@ -142,6 +159,11 @@ def main(argv=None) -> int:
                     help="chunks queue with the swipes (background_wait_max_ms = 0), as before")
     ap.add_argument("--no-rollups", action="store_true",
                     help="no rollup tailer (EngineConfig.rollups = False): the plan's own cost")
+    ap.add_argument("--timeline", action="store_true",
+                    help="per phase: what the engine's threads did and what the slowest 1%% "
+                    "of submissions waited through (bench/plan_timeline.py)")
+    ap.add_argument("--timeline-dir", default=None,
+                    help="with --timeline: each phase's events and submissions as JSON lines here")
     ap.add_argument("--dir", default=None)
     a = ap.parse_args(argv)
     base = tempfile.mkdtemp(prefix="mms-bench-plans-", dir=a.dir)
