@@ -55,7 +55,8 @@ class SwipeLoad:
         self.lat: list[float] = []
         self.spans: list[tuple[float, float]] = []     # (submitted, committed) perf_counter
         self.stop = threading.Event()
-        self.errors = self.replayed = 0
+        self.errors = self.replayed = self.skipped = 0
+        self.send_gap_max = 0.0
         # Client ids of its own per phase: a phase reusing another's would be answered
         # as replays, without a commit (the "alone after" phase was, before this).
         self._seq = (1 << 40) + (phase << 32)
@@ -69,6 +70,7 @@ class SwipeLoad:
         nxt = time.perf_counter()
         rng = np.random.default_rng(7)
         pending = []
+        last_t0 = 0.0
         while not self.stop.is_set():
             ops = np.zeros(self.batch, dtype=OP)
             ops["client_hi"] = 77
@@ -77,6 +79,9 @@ class SwipeLoad:
             ops["card_no"] = rng.integers(1, self.cards + 1, self.batch).astype(np.uint64)
             ops["amount_fen"], ops["op_type"] = 1, OpType.SWIPE
             t0 = time.perf_counter()
+            if last_t0:
+                self.send_gap_max = max(self.send_gap_max, t0 - last_t0)
+            last_t0 = t0
             fut = self.eng.submit(ops)
             fut.add_done_callback(lambda f, t0=t0: self._done(t0))
             pending.append(fut)
@@ -85,7 +90,12 @@ class SwipeLoad:
             if delay > 0:
                 self.stop.wait(delay)
             else:
-                nxt = time.perf_counter()   # behind: do not burst to catch up
+                # Behind: do not burst to catch up, but count the sends that were due
+                # meanwhile (a stall of the sending thread, e.g. the GIL held by the plan's
+                # driver, hides from the latencies: `skipped` and `send_gap_max_ms` show it).
+                now = time.perf_counter()
+                self.skipped += int((now - nxt) / self.interval)
+                nxt = now
         for f in pending:
             if f.result().codes.max() != Result.OK or f.result().codes.min() != Result.OK:
                 self.errors += 1
@@ -141,7 +151,8 @@ def _phase(eng: Engine, a, body, phase: int) -> dict:
         if a.timeline_dir:
             tl.dump(os.path.join(a.timeline_dir, f"phase{phase}.jsonl"), t0, load.spans)
     return {"wall_s": round(wall, 3), "submissions": len(load.lat), "errors": load.errors,
-            "replayed": load.replayed,
+            "replayed": load.replayed, "skipped": load.skipped,
+            "send_gap_max_ms": round(load.send_gap_max * 1000, 1),
             "p50_ms": _quantile_ms(load.lat, 0.5), "p99_ms": _quantile_ms(load.lat, 0.99),
             "max_ms": _quantile_ms(load.lat, 1.0), **commits.summary(), **extra}
 
@@ -157,6 +168,9 @@ def main(argv=None) -> int:
     ap.add_argument("--pause-ms", type=float, default=0.0, help="wait between chunks")
     ap.add_argument("--fifo", action="store_true",
                     help="chunks queue with the swipes (background_wait_max_ms = 0), as before")
+    ap.add_argument("--share-bp", type=int, default=EngineConfig.background_share_bp,
+                    help="EngineConfig.background_share_bp: the plan's share of the writer's "
+                    "time (10000 = no pacing)")
     ap.add_argument("--no-rollups", action="store_true",
                     help="no rollup tailer (EngineConfig.rollups = False): the plan's own cost")
     ap.add_argument("--timeline", action="store_true",
@@ -194,7 +208,8 @@ def main(argv=None) -> int:
         eng.close()
         eng = Engine(os.path.join(base, "d"), config=EngineConfig(
             map_size_bytes=8 << 30, issue_cards_max=ISSUE_STEP, rollups=not a.no_rollups,
-            background_wait_max_ms=0 if a.fifo else EngineConfig.background_wait_max_ms))
+            background_wait_max_ms=0 if a.fifo else EngineConfig.background_wait_max_ms,
+            background_share_bp=a.share_bp))
         out["setup_s"] = round(time.perf_counter() - t, 1)
         out["alone"] = _phase(eng, a, lambda: (time.sleep(a.seconds), {})[1], 1)
 
