@@ -146,6 +146,23 @@ def scale_half_up(value: int, num: int, den: int) -> int:
     return -q if neg else q
 
 
+# --- sets of ids ---------------------------------------------------------------------------
+
+
+def unique_ids(ids) -> np.ndarray:
+    """The sorted distinct values of ids as uint64: np.unique's result, by a sort and a
+    mask. np.unique (numpy 2.x, hash-based) took 0.7-1.9 s for 1,000,000 ids and held
+    the GIL for up to 190 ms at a time, which stalled the swipes' threads while a plan
+    froze its audience (bench/bench_plans.py --timeline); np.sort takes ~10 ms."""
+    a = np.sort(np.asarray(ids, dtype=np.uint64), kind="stable")
+    if len(a) < 2:
+        return a
+    keep = np.empty(len(a), bool)
+    keep[0] = True
+    np.not_equal(a[1:], a[:-1], out=keep[1:])
+    return a[keep]
+
+
 # --- the holdout --------------------------------------------------------------------------
 
 _M1, _M2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
@@ -406,14 +423,14 @@ def _run_members(engine: Engine, run_id: str, redeemed: bool) -> np.ndarray:
     done = run_done(engine, run_id)
     reached = done[(done["flags"] & F_REACHED) != 0]
     hit = _redeemed_mask(engine, reached["coupon_id"])
-    return np.unique(reached["member"][hit if redeemed else ~hit])
+    return unique_ids(reached["member"][hit if redeemed else ~hit])
 
 
 def resolve_audience(engine: Engine, audience: dict, members=None) -> np.ndarray:
     """Sorted unique member ids (uint64) of an audience."""
     kind = audience["kind"]
     if kind == "members":
-        return np.unique(np.asarray(audience["member_ids"], dtype=np.uint64))
+        return unique_ids(audience["member_ids"])
     if kind == "response":
         return _run_members(engine, audience["run_id"], audience["redeemed"])
     if kind == "segment":
@@ -423,7 +440,7 @@ def resolve_audience(engine: Engine, audience: dict, members=None) -> np.ndarray
             ids = segments.resolve(members if members is not None else engine, audience["segment"])
         except segments.SegmentError as e:
             raise PlanError("SEGMENT_INVALID", f"segment {audience['segment']!r}: {e.message}") from e
-        return np.unique(np.asarray(ids, dtype=np.uint64))
+        return unique_ids(ids)
     if kind == "tag" or audience.get("stores"):
         if members is None:
             raise PlanError("MEMBERS_REQUIRED", f"a {kind} audience needs the member store")
@@ -437,7 +454,7 @@ def resolve_audience(engine: Engine, audience: dict, members=None) -> np.ndarray
     live = (cards["member_id"] > 0) & (cards["status"] != CardStatus.CANCELLED)
     if audience["levels"]:
         live &= np.isin(cards["level"], audience["levels"])
-    ids = np.unique(cards["member_id"][live].astype(np.uint64))
+    ids = unique_ids(cards["member_id"][live])
     if audience["stores"]:
         snap = _member_snapshot(members)
         rows = ids.astype(np.int64) - 1
@@ -491,13 +508,13 @@ def _journal_cards(engine: Engine, since_s: int, want: Callable[[np.ndarray], np
              & (recs["time_s"] >= since_s) & want(recs))
         found.append(recs["card_no"][m].astype(np.uint64))
         seq = int(recs["seq"][-1]) + 1
-    return np.unique(np.concatenate(found)) if found else np.zeros(0, np.uint64)
+    return unique_ids(np.concatenate(found)) if found else np.zeros(0, np.uint64)
 
 
 def _members_of_cards(engine: Engine, card_nos: np.ndarray) -> np.ndarray:
     cards = engine.cards_snapshot()
     m = np.isin(cards["card_no"], card_nos) & (cards["member_id"] > 0)
-    return np.unique(cards["member_id"][m].astype(np.uint64))
+    return unique_ids(cards["member_id"][m])
 
 
 def trigger_members(engine: Engine, trigger: dict, now_s: int, members=None) -> np.ndarray | None:
@@ -522,11 +539,11 @@ def trigger_members(engine: Engine, trigger: dict, now_s: int, members=None) -> 
         dates = [_tz_date(int(t), tz) for t in issued.tolist()]
         hit = np.array([d.month == day.month and d.day == day.day and d.year < day.year
                         for d in dates], bool)
-        return np.unique(cards["member_id"][live][hit].astype(np.uint64)) if len(hit) else np.zeros(0, np.uint64)
+        return unique_ids(cards["member_id"][live][hit]) if len(hit) else np.zeros(0, np.uint64)
     if kind == "no_visit":
         last = cards["last_visit_s"].astype(np.int64)
         hit = live & (last > 0) & (last <= now_s - days * 86_400)
-        return np.unique(cards["member_id"][hit].astype(np.uint64))
+        return unique_ids(cards["member_id"][hit])
     if kind == "coupon_unused":
         table = engine.coupons_snapshot()
         m = ((table["coupon_status"] == CouponStatus.COUPON_ISSUED)
@@ -586,7 +603,7 @@ def start_run(engine: Engine, plan_id: int, run_id: str, *, members=None, chunk:
         ids = resolve_audience(engine, plan["audience"], members)
         picked = trigger_members(engine, plan["trigger"], now, members)
         if picked is not None:
-            ids = np.intersect1d(ids, picked)
+            ids = np.intersect1d(unique_ids(ids), unique_ids(picked), assume_unique=True)
         if members is not None and len(ids):
             # Only active members (a frozen or cancelled membership gets nothing).
             snap = _member_snapshot(members)

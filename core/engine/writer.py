@@ -150,6 +150,11 @@ class EngineConfig:
     # ops, so a checkpoint of 1,000,000 cards spreads over ~60 commits instead of
     # stalling one for ~2 s.
     checkpoint_chunks_per_commit: int = 64
+    # ... and at most this many times the commit's own journal bytes (at least one chunk):
+    # a 20-swipe commit (~8 KB of journal) that carried 64 chunks fsynced 4 MiB for its
+    # swipes, which then waited 10-100x their commit (a round after a 1,000,000-coupon
+    # plan, bench/bench_plans.py --timeline); a 4,096-op batch still carries ~53.
+    checkpoint_round_ratio: int = 2
     # How long a client id stays known after its op. A retry or a replayed bulk file
     # within this window applies nothing twice.
     id_retention_s: int = 30 * 86_400
@@ -174,6 +179,14 @@ class EngineConfig:
     # behind every hot batch and foreground op queued, but never longer than this, so a
     # run under a saturating load still moves. 0 = no priority (FIFO with the rest).
     background_wait_max_ms: int = 100
+    # The share of the writer's time (basis points) background ops may take: after one
+    # held the writer for h seconds (drain to answer), the next waits h * (10,000 -
+    # share) / share, so a plan run leaves the rest to the swipes, their commits and
+    # fsyncs, whatever each chunk costs on this machine. 10,000 = no pacing. A plan then
+    # takes up to 10,000 / share times its unpaced time: a 1,000,000-member plan took
+    # 72.7 s at 3,000 and 49-67 s at 5,000 at load 4-6 (27-44 s unpaced), its target
+    # being 60 s, so two thirds (bench/bench_plans.py, docs/benchmarks.md).
+    background_share_bp: int = 6_700
 
     @classmethod
     def from_mapping(cls, values: dict, *, source: str = "[engine]") -> EngineConfig:
@@ -206,8 +219,12 @@ class EngineConfig:
             raise ValueError("recovery_checkpoint_records >= 0")
         if self.checkpoint_chunks_per_commit < 1 or self.id_prune_interval_s < 1:
             raise ValueError("checkpoint_chunks_per_commit >= 1, id_prune_interval_s >= 1")
+        if self.checkpoint_round_ratio < 1:
+            raise ValueError("checkpoint_round_ratio >= 1")
         if not 0 <= self.background_wait_max_ms <= 60_000:
             raise ValueError("background_wait_max_ms must be 0..60000")
+        if not 1 <= self.background_share_bp <= 10_000:
+            raise ValueError("background_share_bp must be 1..10000")
 
 
 @dataclass
@@ -653,6 +670,8 @@ class Engine:
         self._queue: collections.deque = collections.deque()
         # Background admin ops (Engine.admin(background=True)), taken after _queue.
         self._background: collections.deque = collections.deque()
+        # When the next background op may be taken (monotonic; background_share_bp).
+        self._background_ready = 0.0
         self._queued_ops = 0
         self._closing = False
         self._closed = False
@@ -1387,10 +1406,18 @@ class Engine:
 
     def _take(self) -> list | None:
         with self._cond:
-            while not self._queue and not self._background and not self._closing:
-                self._cond.wait()
-            if self._background and (not self._queue or time.monotonic() - self._background[0].queued_at
-                                     >= self.config.background_wait_max_ms / 1000):
+            while not self._queue and not self._closing:
+                if not self._background:
+                    self._cond.wait()
+                    continue
+                pause = self._background_ready - time.monotonic()
+                if pause <= 0:
+                    break
+                self._cond.wait(pause)      # paced (background_share_bp)
+            now = time.monotonic()
+            if self._background and (self._closing or now >= self._background_ready) and (
+                    not self._queue or now - self._background[0].queued_at
+                    >= self.config.background_wait_max_ms / 1000):
                 return [self._background.popleft()]
             if not self._queue:
                 return None
@@ -1496,8 +1523,11 @@ class Engine:
                     self._drain()
                     if items[0].background and self._yield_background(items[0]):
                         continue
+                    held_from = time.monotonic()
                     self._run_cold(items[0])
-                    self._maybe_checkpoint(standalone=True)
+                    self._maybe_checkpoint()
+                    if items[0].background:
+                        self._pace_background(time.monotonic() - held_from)
                 else:
                     self._applying = True
                     try:
@@ -1516,6 +1546,12 @@ class Engine:
                 self._checkpoint()
             except Exception:
                 log.exception("final checkpoint failed")
+
+    def _pace_background(self, held_s: float) -> None:
+        """After a background op held the writer held_s seconds: the next one is taken
+        no sooner than its share of the writer's time allows (background_share_bp)."""
+        share = self.config.background_share_bp
+        self._background_ready = time.monotonic() + held_s * (10_000 - share) / share
 
     def _yield_background(self, item: _Cold) -> bool:
         """A background op was taken with no swipe queued, then waited for the pipeline
@@ -1671,7 +1707,7 @@ class Engine:
         upto = [0]
 
         def round_writes(txn: lmdb.Transaction) -> None:
-            upto[0] = self._round_writes(txn, self.config.checkpoint_chunks_per_commit)
+            upto[0] = self._round_writes(txn, self._round_chunks(len(job.recs)))
 
         in_round = self._round is not None and len(job.recs) > 0
         try:
@@ -1761,6 +1797,10 @@ class Engine:
                              "store_id": item.store_id, "detail": ctx.detail, "result": value}
                     txn.put(u64(int(recs[0]["seq"])), json.dumps(event, default=str).encode(),
                             db=self.store.db["events"])
+                    # An open checkpoint round moves in this commit, as in a hot one, not
+                    # in a transaction (and fsync) of its own after it.
+                    round_upto = (self._round_writes(txn, self._round_chunks(len(recs)))
+                                  if self._round is not None else None)
                 commit_s = time.perf_counter() - t_commit
                 break
             except BaseException as exc:
@@ -1784,6 +1824,8 @@ class Engine:
         except BaseException as exc:
             self._poisoned = exc  # committed, maybe not durable: reload what is
             raise
+        if round_upto is not None:
+            self._round_committed(round_upto)
         self._next_seq = int(recs[-1]["seq"]) + 1
         self._publish_committed(recs, None, claim_ids=True)
         self._publish_work(recs, None, claim_ids=False)
@@ -1903,16 +1945,22 @@ class Engine:
     # order, so the newest record of each card wins either way; refund totals, which add
     # up, are written exactly as of S.
 
-    def _maybe_checkpoint(self, standalone: bool = False) -> None:
-        """Start a round when one is due; standalone: also advance an open round in a
-        transaction of its own (cold ops, which carry no batch commit)."""
+    def _maybe_checkpoint(self) -> None:
+        """Start a round when one is due (the commits that follow, hot or cold, write
+        it: _round_chunks)."""
         if self._round is None:
             if (self._since_checkpoint >= self.config.checkpoint_ops
                     or (self._since_checkpoint and time.monotonic() - self._last_checkpoint_time
                         >= self.config.checkpoint_interval_s)):
                 self._start_round()
-        elif standalone:
-            self._advance_round(self.config.checkpoint_chunks_per_commit)
+
+    def _round_chunks(self, n_records: int) -> int:
+        """How many chunks of an open round a commit of n_records journal records writes:
+        checkpoint_round_ratio times its journal bytes, in chunks of at most 64 KiB, at
+        least one and at most checkpoint_chunks_per_commit."""
+        want = -(-n_records * JOURNAL.itemsize * self.config.checkpoint_round_ratio
+                 // ((1 << CHUNK_SHIFT) * CARD.itemsize))
+        return max(1, min(self.config.checkpoint_chunks_per_commit, want))
 
     def _start_round(self) -> None:
         self._round = _Round(

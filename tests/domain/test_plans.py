@@ -528,3 +528,14 @@ def test_results_count_what_the_member_price_gave_away_exactly(tmp_path):
         assert (weak["member_price_fen"], weak["member_price_swipes"], weak["cost_fen"]) == (0, 0, 0)
     finally:
         eng.close()
+
+
+def test_unique_ids_is_np_unique_by_a_sort():
+    """The run's id sets (plans.unique_ids): np.unique's sorted distinct uint64 values,
+    for repeats, any order, the top of the range, one id and none."""
+    rng = np.random.default_rng(3)
+    for ids in (rng.integers(1, 50, 1_000), rng.permutation(10_000),
+                np.array([2**64 - 1, 0, 2**64 - 1], dtype=np.uint64), [7], []):
+        got = plans.unique_ids(ids)
+        want = np.unique(np.asarray(ids, dtype=np.uint64))
+        assert got.dtype == np.uint64 and np.array_equal(got, want)

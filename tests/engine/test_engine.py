@@ -737,3 +737,49 @@ def test_a_background_op_lets_swipes_that_came_during_its_drain_go_first(tmp_pat
     sw_seq = int(swipes[0].result().seq[0])
     assert (sw_seq < bg_seq) if wait_ms == 60_000 else (bg_seq < sw_seq)
     eng.close()
+
+
+def test_background_ops_take_no_more_than_their_share_of_the_writer(tmp_path, clock):
+    """After a background op held the writer, the next one waits until its share
+    (background_share_bp) allows: a swipe submitted after the first is answered goes
+    before the second, queued earlier with nothing else queued. At close the paced op
+    still runs."""
+    eng = Engine(str(tmp_path), clock=clock, config=EngineConfig(
+        background_share_bp=1, background_wait_max_ms=60_000))  # pause: 9,999x the hold
+    eng.issue_cards([1], os.urandom(16)).result()
+    eng.recharge(1, 10_000, os.urandom(16)).result()
+
+    def note(ctx):
+        ctx.emit(OpType.SET_STATUS, None)
+        return {}
+
+    assert eng.admin(os.urandom(16), OpType.SET_STATUS, note, background=True).result().code == Result.OK
+    second = eng.admin(os.urandom(16), OpType.SET_STATUS, note, background=True)
+    sw_seq = int(eng.submit(ops_for([1], 100)).result().seq[0])
+    eng.close()
+    assert second.result().code == Result.OK and second.result().seq > sw_seq
+    for bad in (0, 10_001):
+        with pytest.raises(ValueError, match="background_share_bp"):
+            EngineConfig(background_share_bp=bad).validate()
+
+
+def test_a_checkpoint_round_moves_by_the_size_of_each_commit(tmp_path, clock):
+    """A commit of a few records writes one chunk of an open round, not
+    checkpoint_chunks_per_commit of them (a 20-swipe commit fsyncing 4 MiB stalled its
+    swipes); a cold op writes its share in its own commit. The round still closes."""
+    eng = Engine(str(tmp_path), clock=clock, config=EngineConfig(
+        checkpoint_ops=1_000, checkpoint_interval_s=3_600))
+    eng.issue_cards(range(1, 2_001), os.urandom(16)).result()   # 2,000 records: 8 chunks
+    eng.prune_ids()     # a task through the writer: the issue's checkpoint check has run
+    r = eng._round
+    assert r is not None and r.done == 0 and len(r.chunks) == 8
+    eng.recharge(1, 10_000, os.urandom(16)).result()
+    assert r.done == 1
+    eng.set_card_status(2, CardStatus.FROZEN, os.urandom(16)).result()   # a cold op
+    assert r.done == 2 and eng.stats()["checkpoint_seq"] == 0
+    for k in range(6):
+        eng.recharge(3, 100 + k, os.urandom(16)).result()
+    assert eng._round is None and eng.stats()["checkpoint_seq"] == r.seq
+    with pytest.raises(ValueError, match="checkpoint_round_ratio"):
+        EngineConfig(checkpoint_round_ratio=0).validate()
+    eng.close()
