@@ -665,10 +665,6 @@ class Engine:
         # Committed batches on their way from the committer to the publisher (at most
         # PIPELINE_DEPTH: each holds a pipeline slot until it is published).
         self._published: queue.Queue = queue.Queue()
-        # Batches the committer handed to the publisher, and those the publisher has
-        # done: equal when it is idle, so the committer may publish itself (_to_publisher).
-        self._pub_handed = 0
-        self._pub_done = 0
         self._pipe_slots = threading.Semaphore(PIPELINE_DEPTH)
         self._recover(rules)
         ensure_rollup_dbs(self.store)       # journal_items is written even without rollups
@@ -1632,24 +1628,24 @@ class Engine:
                     except queue.Empty:
                         if self._applying:
                             continue
-                        self._to_publisher(self._made_durable(held))
+                        self._published.put(self._made_durable(held))
                         held = None
                         continue
                 if job is None:
                     if held is not None:
-                        self._to_publisher(self._made_durable(held))
+                        self._published.put(self._made_durable(held))
                     return
                 done = self._commit_hot(job)
                 if held is not None:
                     # This commit's fsync ran after held's meta page was written, unless
                     # it wrote nothing or failed: then an fsync of its own.
                     synced = done[3] is None and len(job.recs) > 0
-                    self._to_publisher(held if synced else self._made_durable(held))
+                    self._published.put(held if synced else self._made_durable(held))
                     held = None
                 if self.store.lazy_meta and done[3] is None and len(job.recs):
                     held = done
                 else:
-                    self._to_publisher(done)
+                    self._published.put(done)
         finally:
             self._published.put(None)
 
@@ -1700,42 +1696,23 @@ class Engine:
             done = self._published.get()
             if done is None:
                 return
+            job, commit_s, frame, failed = done
             try:
-                self._publish_one(done)
+                if failed is None:
+                    try:
+                        self._publish_hot(job, commit_s, frame)
+                    except BaseException as exc:
+                        # Durable but not published: the applier reloads the durable
+                        # state; the callers retry with the same ids and get the answer.
+                        log.exception("publish failed; reloading the durable state")
+                        self._poisoned = exc
+                        failed = exc
+                if failed is not None:
+                    for it in job.items:
+                        _fail(it.future, failed)
             finally:
-                self._pub_done += 1
-
-    def _to_publisher(self, done: tuple) -> None:
-        """Hand a committed batch (a _commit_hot result) to the publisher, or publish it
-        on this thread (the committer) when the publisher is idle and no batch waits to
-        be committed: a lone batch (unary calls, one submission at a time) then costs
-        one thread wake-up and GIL hand-over less, and order holds (everything handed
-        before it has been published). Under load the publisher works beside the next
-        commit, as before."""
-        if self._pub_done == self._pub_handed and not self._applying and self._pipe.empty():
-            self._publish_one(done)
-            return
-        self._pub_handed += 1
-        self._published.put(done)
-
-    def _publish_one(self, done: tuple) -> None:
-        job, commit_s, frame, failed = done
-        try:
-            if failed is None:
-                try:
-                    self._publish_hot(job, commit_s, frame)
-                except BaseException as exc:
-                    # Durable but not published: the applier reloads the durable
-                    # state; the callers retry with the same ids and get the answer.
-                    log.exception("publish failed; reloading the durable state")
-                    self._poisoned = exc
-                    failed = exc
-            if failed is not None:
-                for it in job.items:
-                    _fail(it.future, failed)
-        finally:
-            self._pipe.task_done()
-            self._pipe_slots.release()
+                self._pipe.task_done()
+                self._pipe_slots.release()
 
     def _publish_hot(self, job: _Job, commit_s: float, frame: int) -> None:
         if len(job.recs):
