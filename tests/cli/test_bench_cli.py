@@ -219,6 +219,16 @@ def test_ceiling_processes_go_with_the_ceiling(capsys):
     assert "--ceiling-processes N (N >= 1) goes with --ceiling" in capsys.readouterr().err
 
 
+def test_ceiling_processes_through_the_mms_command():
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "server.cli", "bench", "grpc", "--unary",
+                          "--ceiling-processes", "2", "--seconds", "0.5", "--json"],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 2
+    assert "--ceiling-processes N (N >= 1) goes with --ceiling" in out.stderr
+
+
 def test_noop_group_serves_one_port_from_each_process():
     """Each no-op server of a group listens on the group's port: with the others stopped,
     the last one still answers there on a new connection."""
