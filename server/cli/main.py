@@ -220,6 +220,9 @@ def build_parser() -> argparse.ArgumentParser:
     bg.add_argument("--ceiling", action="store_true",
                     help="unary only: also drive a no-op grpc.aio server on the same stubs with "
                          "the same client; report ceiling_per_s and ratio")
+    bg.add_argument("--ceiling-processes", type=whole, default=1, metavar="N",
+                    help="with --ceiling: N no-op servers on one port (SO_REUSEPORT), one "
+                         "process each; every caller has a connection of its own")
     bg.add_argument("--cards", type=whole, default=10_000)
     bg.add_argument("--target", help="an existing server (needs --token and cards), or every "
                                      "node of a pair/trio, comma-separated")

@@ -20,6 +20,9 @@ the mms server has stopped, and reports `ceiling_per_s` (its OK calls per second
 `ceiling_p50_ms`, `ceiling_p99_ms` and `ratio` = swipes_per_s / ceiling_per_s: the share
 of what grpcio itself allows this client on this machine. The ceiling is always driven
 as fast as possible (no --rate): it is the most the client and grpcio can do.
+`--ceiling-processes N` runs N no-op servers on one port (SO_REUSEPORT, one process and
+event loop each; `ceiling_processes` in the result): the ceiling of N front-end processes,
+which a multi-process mms would be measured against.
 """
 
 from __future__ import annotations
@@ -47,7 +50,7 @@ from server.client import (
 from server.mms_pb import pos_pb2, types_pb2
 from server.tools import loadgen
 from server.tools.launch import ChildServer, TerminalSpec, issue_and_fund
-from server.tools.noop_server import NoopChild
+from server.tools.noop_server import NoopGroup
 
 # Batches a stream keeps in flight: enough to cover one round trip and one commit.
 STREAM_PIPELINE = 4
@@ -282,9 +285,13 @@ def _load(args, target: str, token: str, cards: np.ndarray, native: str | None,
 
 
 def _ceiling(args, cards: np.ndarray, native: str | None) -> dict:
-    """The same driver and callers against the no-op server, as fast as they go."""
-    with NoopChild() as noop:
-        return _load(args, noop.target, "noop", cards, native, rate=0.0)
+    """The same driver and callers against the no-op server (or --ceiling-processes of them
+    on one port), as fast as they go."""
+    processes = getattr(args, "ceiling_processes", 1)
+    with NoopGroup(processes) as noop:
+        result = _load(args, noop.target, "noop", cards, native, rate=0.0)
+    result["processes"] = processes
+    return result
 
 
 def add_ceiling(result: dict, ceiling: dict) -> None:
@@ -293,6 +300,7 @@ def add_ceiling(result: dict, ceiling: dict) -> None:
     result["ceiling_p50_ms"] = ceiling["p50_ms"]
     result["ceiling_p99_ms"] = ceiling["p99_ms"]
     result["ceiling_errors"] = ceiling["errors"]
+    result["ceiling_processes"] = ceiling["processes"]
     # A ratio of two timings (float is right: no money here).
     result["ratio"] = (round(result["swipes_per_s"] / ceiling["swipes_per_s"], 3)
                        if ceiling["swipes_per_s"] else 0.0)
@@ -310,6 +318,11 @@ def main_grpc(args) -> int:
     ceiling = getattr(args, "ceiling", False)
     if ceiling and not args.unary:
         print("mms bench grpc: --ceiling measures unary Swipe only (add --unary)",
+              file=sys.stderr)
+        return 2
+    processes = getattr(args, "ceiling_processes", 1)
+    if processes < 1 or (processes != 1 and not ceiling):
+        print("mms bench grpc: --ceiling-processes N (N >= 1) goes with --ceiling",
               file=sys.stderr)
         return 2
     native = _native_binary() if driver == "native" else None

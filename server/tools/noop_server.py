@@ -6,6 +6,11 @@ Swipe costs a Python gRPC server that does nothing: the rate mms is measured aga
 Run as a child process (`python -m server.tools.noop_server --listen 127.0.0.1:0`) so it
 has a process and an event loop of its own, as `mms serve` has; it prints
 `mms-noop: serving grpc=HOST:PORT` once it listens and stops on SIGTERM or SIGINT.
+
+`--reuseport` sets SO_REUSEPORT on its port, so that several of them serve one port, one
+process and one event loop each, the kernel spreading the connections among them
+(NoopGroup, `mms bench grpc --ceiling-processes N`): the ceiling of several front-end
+processes on one port (docs/benchmarks.md, the model for several front ends).
 """
 
 from __future__ import annotations
@@ -30,9 +35,12 @@ START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 10.0
 
 
-def server_options() -> list[tuple[str, int]]:
-    """The options `mms serve` gives its grpc.aio server."""
-    return list(SERVER_OPTIONS)
+def server_options(reuseport: bool = False) -> list[tuple[str, int]]:
+    """The options `mms serve` gives its grpc.aio server; with reuseport, SO_REUSEPORT on
+    instead of off (the one option that differs)."""
+    if not reuseport:
+        return list(SERVER_OPTIONS)
+    return [(k, 1) if k == "grpc.so_reuseport" else (k, v) for k, v in SERVER_OPTIONS]
 
 
 class NoopPos(pos_pb2_grpc.PosServiceServicer):
@@ -40,8 +48,8 @@ class NoopPos(pos_pb2_grpc.PosServiceServicer):
         return pos_pb2.SwipeResponse()
 
 
-async def serve(listen: str) -> None:
-    server = grpc.aio.server(options=server_options())
+async def serve(listen: str, reuseport: bool = False) -> None:
+    server = grpc.aio.server(options=server_options(reuseport))
     pos_pb2_grpc.add_PosServiceServicer_to_server(NoopPos(), server)
     port = server.add_insecure_port(listen)
     if port == 0:
@@ -60,8 +68,9 @@ async def serve(listen: str) -> None:
 class NoopChild:
     """The no-op server in a child process: `with NoopChild() as c: ... c.target`."""
 
-    def __init__(self, listen: str = "127.0.0.1:0") -> None:
+    def __init__(self, listen: str = "127.0.0.1:0", reuseport: bool = False) -> None:
         self.listen = listen
+        self.reuseport = reuseport
         self.target = ""
         self.proc: subprocess.Popen | None = None
         self._pump: threading.Thread | None = None
@@ -72,7 +81,8 @@ class NoopChild:
         env = dict(os.environ)
         env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
         self.proc = subprocess.Popen([sys.executable, "-m", "server.tools.noop_server",
-                                      "--listen", self.listen],
+                                      "--listen", self.listen,
+                                      *(["--reuseport"] if self.reuseport else [])],
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                      text=True, cwd=ROOT, env=env)
         ready = threading.Event()
@@ -112,12 +122,50 @@ class NoopChild:
         self.proc = None
 
 
+class NoopGroup:
+    """processes no-op servers on one port (SO_REUSEPORT), each a NoopChild: the first
+    picks the port, the others bind to it. One process is a lone NoopChild as before
+    (SO_REUSEPORT off)."""
+
+    def __init__(self, processes: int = 1, listen: str = "127.0.0.1:0") -> None:
+        if processes < 1:
+            raise ValueError("a group holds at least one no-op server")
+        self.processes = processes
+        self.listen = listen
+        self.children: list[NoopChild] = []
+        self.target = ""
+
+    def __enter__(self) -> NoopGroup:
+        many = self.processes > 1
+        try:
+            first = NoopChild(self.listen, reuseport=many).__enter__()
+            self.children.append(first)
+            self.target = first.target
+            for _ in range(self.processes - 1):
+                child = NoopChild(self.target, reuseport=True).__enter__()
+                self.children.append(child)
+                if child.target != self.target:
+                    raise RuntimeError(f"a no-op server listened on {child.target}, "
+                                       f"not on the group's {self.target}")
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for child in reversed(self.children):
+            child.__exit__(None, None, None)
+        self.children = []
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m server.tools.noop_server",
                                  description=__doc__.splitlines()[0])
     ap.add_argument("--listen", default="127.0.0.1:0")
+    ap.add_argument("--reuseport", action="store_true",
+                    help="SO_REUSEPORT: share the port with other no-op servers")
     a = ap.parse_args(argv)
-    asyncio.run(serve(a.listen))
+    asyncio.run(serve(a.listen, a.reuseport))
     return 0
 
 

@@ -147,7 +147,7 @@ from server.tools import loadgen  # noqa: E402
 
 def _grpc_args(**kw) -> argparse.Namespace:
     args = dict(streams=4, seconds=1.0, batch=1, unary=True, rate=0.0, cards=200, target=None,
-                token=None, json=True, driver="python", ceiling=False)
+                token=None, json=True, driver="python", ceiling=False, ceiling_processes=1)
     args.update(kw)
     return argparse.Namespace(**args)
 
@@ -202,6 +202,56 @@ def test_ceiling_through_the_mms_command():
                           "--json"], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     _assert_ceiling(json.loads(out.stdout))
+
+
+def test_ceiling_of_two_processes_on_one_port(capsys):
+    """--ceiling-processes 2: two no-op servers share the port (SO_REUSEPORT), and the
+    ceiling's callers (a connection each) are answered."""
+    assert grpc_bench.main_grpc(_grpc_args(ceiling=True, ceiling_processes=2)) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["ceiling_processes"] == 2 and out["swipes"] > 0
+    _assert_ceiling(out)
+
+
+def test_ceiling_processes_go_with_the_ceiling(capsys):
+    assert grpc_bench.main_grpc(_grpc_args(ceiling_processes=2)) == 2
+    assert grpc_bench.main_grpc(_grpc_args(ceiling=True, ceiling_processes=0)) == 2
+    assert "--ceiling-processes N (N >= 1) goes with --ceiling" in capsys.readouterr().err
+
+
+def test_ceiling_processes_through_the_mms_command():
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "server.cli", "bench", "grpc", "--unary",
+                          "--ceiling-processes", "2", "--seconds", "0.5", "--json"],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 2
+    assert "--ceiling-processes N (N >= 1) goes with --ceiling" in out.stderr
+
+
+def test_noop_group_serves_one_port_from_each_process():
+    """Each no-op server of a group listens on the group's port: with the others stopped,
+    the last one still answers there on a new connection."""
+    from server.client import aio_channel, stubs
+    from server.mms_pb import pos_pb2
+    from server.tools.noop_server import NoopGroup
+
+    async def swipe(target: str):
+        async with aio_channel(target) as ch:
+            pos, _ = stubs(ch)
+            return await pos.Swipe(pos_pb2.SwipeRequest(card_no=1, amount_fen=5), timeout=30)
+
+    with NoopGroup(3) as group:
+        assert len(group.children) == 3
+        assert {c.target for c in group.children} == {group.target}
+        pids = {c.proc.pid for c in group.children}
+        assert len(pids) == 3
+        for child in group.children[:-1]:
+            child.__exit__(None, None, None)
+        assert asyncio.run(swipe(group.target)) == pos_pb2.SwipeResponse()
+    assert group.children == []
+    with pytest.raises(ValueError):
+        NoopGroup(0)
 
 
 def test_ceiling_needs_unary(capsys):
