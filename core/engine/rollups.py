@@ -24,7 +24,8 @@ blocks it touches (a few hundred puts), not one put per row.
     rollup_coupons (day, store)       -> rows of COUPON_KEY rest + COUPON_COLS
     rollup_cards   u64 card_no -> u32 store     the store of a card's first record
     rollup_card_events (day)       -> rows of CARD_EVENTS_KEY rest + CARD_EVENTS_COLS
-    rollup_card_status u64 card_no -> u1 status  a card's status after its last record
+    rollup_card_status u64 block of card_no -> rows STATUS_ROW (card, its status after
+                   its last record), sorted by card (core.engine.card_blocks)
     rollup_settlement (day)        -> rows of rollup_lots.SETTLEMENT_KEY rest + its COLS
     rollup_lots, rollup_lot_*      the FIFO lots' state (core.engine.rollup_lots)
     rollup_meta    seq, tz_offset_s, format
@@ -46,8 +47,8 @@ import lmdb
 import numpy as np
 
 from core import _fastpath
-from core.engine import _tally, behaviour, rollup_lots
-from core.engine.storage import from_be, group_runs, stable_lexsort, take, u64, u64_keys
+from core.engine import _tally, behaviour, card_blocks, rollup_lots
+from core.engine.storage import from_be, group_runs, stable_lexsort, take, u64
 from core.records import COUPON, ITEM, JOURNAL, CardOp, CardStatus, OpType, RecordKind, Result
 
 log = logging.getLogger("mms.rollups")
@@ -59,7 +60,10 @@ log = logging.getLogger("mms.rollups")
 # they are dropped and the journal summed again.
 # 4: member activity (beh_act_first, beh_act_days) added; format 3 is dropped and the
 # journal summed again, as 2 was.
-ROLLUP_FORMAT = 4
+# 5: beh_members, beh_cards, rollup_card_status and rollup_lots stored in blocks of ids
+# (core.engine.card_blocks) instead of one LMDB value per card; format 4 is dropped
+# and the journal summed again.
+ROLLUP_FORMAT = 5
 # Journal records summed into one rollup transaction at most (read zero-copy from the
 # map; what is held is one SalesSum row per distinct key, ~180 bytes, at most one per
 # record): a long catch-up (a rebuild) is many bounded transactions.
@@ -119,6 +123,8 @@ COUPON_COLS = ("n", "amount_fen")
 CARD_EVENTS_KEY = np.dtype([("day", ">u4"), ("issue_store", ">u4")])
 CARD_EVENTS_COLS = ("issued", "cancelled", "renewed", "replaced", "dormant", "lost",
                     "circulation")
+# A row of rollup_card_status (blocks of card numbers, core.engine.card_blocks).
+STATUS_ROW = np.dtype([("id", "<u8"), ("status", "u1")])
 # The "status" of a card before its first record.
 NO_CARD = -1
 # The record codes _tally.card_columns reads (its docstring gives the order).
@@ -393,10 +399,10 @@ class Summer:
         parts.cards.add(block, sel, issue_store, self.tz)
 
 
-def card_event_rows(parts: _Parts, status) -> list[tuple[bytes, bytes]]:
+def card_event_rows(parts: _Parts, status) -> tuple[np.ndarray, np.ndarray]:
     """Add the card events of parts' card records to parts (CARD_EVENTS_DB rows) and
-    return the rollup_card_status puts they make: (card, its status after its last
-    record) for every card whose status is new or moved, by card. status looks up a
+    return the rollup_card_status changes they make: (cards, each one's status after
+    its last record) for every card whose status is new or moved, by card. status looks up a
     card's status after its last record before the stretch (lookup_many; < 0: none).
     Nothing here changes status: the caller applies the puts once they are committed.
 
@@ -408,7 +414,7 @@ def card_event_rows(parts: _Parts, status) -> list[tuple[bytes, bytes]]:
     tally = parts.cards
     cards = tally.head_cards()
     if len(cards) == 0:
-        return []
+        return np.zeros(0, np.uint64), np.zeros(0, np.int64)
     known = np.asarray(status.lookup_many(cards, np.ones(len(cards), np.uint64)), np.int64)
     moved, final = tally.finish_events(np.ascontiguousarray(known))
     k, vals = tally.events.rows()
@@ -416,7 +422,20 @@ def card_event_rows(parts: _Parts, status) -> list[tuple[bytes, bytes]]:
         keys = np.zeros(len(k), CARD_EVENTS_KEY)
         keys["day"], keys["issue_store"] = k[:, 0] >> np.uint64(32), k[:, 0] & np.uint64(0xFFFF_FFFF)
         parts.add(CARD_EVENTS_DB, keys, vals)
-    return list(zip(u64_keys(moved), [bytes([st]) for st in final.tolist()], strict=True))
+    return np.asarray(moved, np.uint64), np.asarray(final, np.int64)
+
+
+def status_puts(store, txn, moved: np.ndarray, final: np.ndarray) -> list[tuple[bytes, bytes]]:
+    """The rollup_card_status values (blocks of card numbers, core.engine.card_blocks)
+    that record final as the status of the cards moved (distinct), read from txn."""
+    if len(moved) == 0:
+        return []
+    order = np.argsort(moved)
+    rows = np.zeros(len(moved), STATUS_ROW)
+    rows["id"], rows["status"] = moved[order], final[order]
+    db = store.db[CARD_STATUS_DB]
+    old = card_blocks.read_blocks(txn, db, card_blocks.blocks_of(rows["id"]), STATUS_ROW)
+    return card_blocks.puts(old, rows["id"], rows)
 
 
 def activity_of(parts: _Parts):
@@ -471,22 +490,20 @@ def settlement_rows(parts: _Parts, store, txn, tz: int) -> dict[str, list[tuple[
 
 def load_status_map(store, txn) -> _fastpath.KeyMap:
     """rollup_card_status as a KeyMap (card_no -> status)."""
-    cur = txn.cursor(db=store.db[CARD_STATUS_DB])
-    keys = np.frombuffer(b"".join(cur.iternext(keys=True, values=False)), ">u8").astype(np.uint64)
-    cur = txn.cursor(db=store.db[CARD_STATUS_DB])
-    vals = np.frombuffer(b"".join(cur.iternext(keys=False, values=True)), "u1").astype(np.int64)
+    rows = card_blocks.read_all(txn, store.db[CARD_STATUS_DB], STATUS_ROW)
+    keys, vals = rows["id"].astype(np.uint64), rows["status"].astype(np.int64)
     m = _fastpath.KeyMap(max(1024, len(keys)))
     if len(keys):
         m.insert_many(keys, np.ones(len(keys), np.uint64), vals)
     return m
 
 
-def apply_status(status: _fastpath.KeyMap, puts: list[tuple[bytes, bytes]]) -> None:
-    """The committed rollup_card_status puts into the in-memory map."""
-    if puts:
-        cards = np.array([from_be(k) for k, _ in puts], np.uint64)
-        vals = np.array([v[0] for _, v in puts], np.int64)
-        status.insert_many(cards, np.ones(len(cards), np.uint64), vals, overwrite=True)
+def apply_status(status: _fastpath.KeyMap, moved: tuple[np.ndarray, np.ndarray]) -> None:
+    """The committed rollup_card_status changes (card_event_rows) into the in-memory map."""
+    cards, vals = moved
+    if len(cards):
+        status.insert_many(np.ascontiguousarray(cards, np.uint64), np.ones(len(cards), np.uint64),
+                           np.ascontiguousarray(vals, np.int64), overwrite=True)
 
 
 class _LmdbStatus:
@@ -496,11 +513,13 @@ class _LmdbStatus:
         self.db, self.txn = store.db[CARD_STATUS_DB], txn
 
     def lookup_many(self, cards: np.ndarray, _ones: np.ndarray) -> np.ndarray:
+        cards = np.asarray(cards, np.uint64)
+        rows = card_blocks.read_blocks(self.txn, self.db, card_blocks.blocks_of(cards),
+                                       STATUS_ROW)
+        at = card_blocks.find(rows, cards)
         out = np.full(len(cards), -1, np.int64)
-        for j, c in enumerate(cards.tolist()):
-            raw = self.txn.get(u64(c), db=self.db)
-            if raw is not None:
-                out[j] = raw[0]
+        ok = at >= 0
+        out[ok] = rows["status"][at[ok]]
         return out
 
 
@@ -737,7 +756,7 @@ class Rollups:
             puts = {t: merged_blocks(txn, self.store, t, k, v)
                     for t, (k, v) in parts.reduced().items() if t != SALES_DB}
             puts[SALES_DB] = merged_sales(txn, self.store, sales)
-            puts[CARD_STATUS_DB] = status
+            puts[CARD_STATUS_DB] = status_puts(self.store, txn, *status)
             puts.update(lot_puts)
             puts.update(self.behaviour.puts(self.store, txn))
             puts.update(activity)
