@@ -91,6 +91,7 @@ def puts(old: np.ndarray, ids: np.ndarray, new: np.ndarray) -> list[tuple[bytes,
     shift = np.uint64(BLOCK_SHIFT)
     lo = np.searchsorted(both["id"], touched << shift).tolist()
     hi = np.searchsorted(both["id"], (touched + np.uint64(1)) << shift).tolist()
-    body = both.tobytes()
+    # Zero-copy slices of the merged rows (the memoryview keeps them alive until put).
+    body = memoryview(np.ascontiguousarray(both).view(np.uint8).reshape(-1))
     w = both.dtype.itemsize
     return [(k, body[a * w:b * w]) for k, a, b in zip(u64_keys(touched), lo, hi, strict=True)]

@@ -281,14 +281,11 @@ class Summer:
     with commit_fresh once the flush's transaction has committed; a flush that fails
     leaves issue as the database has it (begin_flush drops fresh)."""
 
-    def __init__(self, store, tz_offset_s: int, issue: _fastpath.KeyMap,
-                 status: _fastpath.KeyMap | None = None) -> None:
+    def __init__(self, store, tz_offset_s: int, issue: _fastpath.KeyMap) -> None:
         self.store = store
         self.tz = int(tz_offset_s)
         self.issue = issue
         self.fresh = _fastpath.KeyMap(1024)
-        # card_no -> status after the card's last summed record (rollup_card_status).
-        self.status = status if status is not None else _fastpath.KeyMap(1024)
         self._swiper: dict[int, int] = {}
 
     def begin_flush(self) -> None:
@@ -425,17 +422,16 @@ def card_event_rows(parts: _Parts, status) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(moved, np.uint64), np.asarray(final, np.int64)
 
 
-def status_puts(store, txn, moved: np.ndarray, final: np.ndarray) -> list[tuple[bytes, bytes]]:
+def status_puts(status: _BlockStatus, moved: np.ndarray,
+                final: np.ndarray) -> list[tuple[bytes, bytes]]:
     """The rollup_card_status values (blocks of card numbers, core.engine.card_blocks)
-    that record final as the status of the cards moved (distinct), read from txn."""
+    that record final as the status of the cards moved (distinct; by card, among those
+    status looked up: their blocks are the ones it read)."""
     if len(moved) == 0:
         return []
-    order = np.argsort(moved)
     rows = np.zeros(len(moved), STATUS_ROW)
-    rows["id"], rows["status"] = moved[order], final[order]
-    db = store.db[CARD_STATUS_DB]
-    old = card_blocks.read_blocks(txn, db, card_blocks.blocks_of(rows["id"]), STATUS_ROW)
-    return card_blocks.puts(old, rows["id"], rows)
+    rows["id"], rows["status"] = moved, final
+    return card_blocks.puts(status.rows, rows["id"], rows)
 
 
 def activity_of(parts: _Parts):
@@ -488,34 +484,19 @@ def settlement_rows(parts: _Parts, store, txn, tz: int) -> dict[str, list[tuple[
     return puts
 
 
-def load_status_map(store, txn) -> _fastpath.KeyMap:
-    """rollup_card_status as a KeyMap (card_no -> status)."""
-    rows = card_blocks.read_all(txn, store.db[CARD_STATUS_DB], STATUS_ROW)
-    keys, vals = rows["id"].astype(np.uint64), rows["status"].astype(np.int64)
-    m = _fastpath.KeyMap(max(1024, len(keys)))
-    if len(keys):
-        m.insert_many(keys, np.ones(len(keys), np.uint64), vals)
-    return m
-
-
-def apply_status(status: _fastpath.KeyMap, moved: tuple[np.ndarray, np.ndarray]) -> None:
-    """The committed rollup_card_status changes (card_event_rows) into the in-memory map."""
-    cards, vals = moved
-    if len(cards):
-        status.insert_many(np.ascontiguousarray(cards, np.uint64), np.ones(len(cards), np.uint64),
-                           np.ascontiguousarray(vals, np.int64), overwrite=True)
-
-
-class _LmdbStatus:
-    """A read-only card -> status lookup over rollup_card_status, for a report's tail."""
+class _BlockStatus:
+    """card -> status after its last summed record, read from rollup_card_status's
+    blocks in txn (the tailer's flush and a report's tail): the blocks of the cards
+    looked up are read once and kept (rows), for status_puts."""
 
     def __init__(self, store, txn) -> None:
         self.db, self.txn = store.db[CARD_STATUS_DB], txn
+        self.rows = np.zeros(0, STATUS_ROW)
 
     def lookup_many(self, cards: np.ndarray, _ones: np.ndarray) -> np.ndarray:
         cards = np.asarray(cards, np.uint64)
-        rows = card_blocks.read_blocks(self.txn, self.db, card_blocks.blocks_of(cards),
-                                       STATUS_ROW)
+        rows = self.rows = card_blocks.read_blocks(
+            self.txn, self.db, card_blocks.blocks_of(cards), STATUS_ROW)
         at = card_blocks.find(rows, cards)
         out = np.full(len(cards), -1, np.int64)
         ok = at >= 0
@@ -648,13 +629,12 @@ class Rollups:
             raw = txn.get(b"tz_offset_s", db=store.db[ROLLUP_META_DB])
             self.seq = covered_seq(store, txn)
             issue = load_issue_map(store, txn)
-            status = load_status_map(store, txn)
         # The zone the rows were cut in stays theirs: a new zone needs a rebuild.
         self.tz = int.from_bytes(raw, "big", signed=True) if raw is not None else int(tz_offset_s)
         if raw is not None and self.tz != int(tz_offset_s):
             log.warning("rollups are in tz_offset_s %d, the rules say %d: run "
                         "`mms report rebuild` to cut them again", self.tz, tz_offset_s)
-        self.summer = Summer(store, self.tz, issue, status)
+        self.summer = Summer(store, self.tz, issue)
         self.behaviour = behaviour.Behaviour()
         self._lock = threading.Lock()           # one catch-up or rebuild at a time
         self._cond = threading.Condition()
@@ -751,19 +731,19 @@ class Rollups:
             # the write holds LMDB's lock (which the committer needs) only for the puts.
             sales, parts.sales = parts.sales, _fastpath.SalesSum()
             activity = behaviour.activity_puts(self.store, txn, activity_of(parts))
-            status = card_event_rows(parts, self.summer.status)
+            known = _BlockStatus(self.store, txn)
+            moved = card_event_rows(parts, known)
             lot_puts = settlement_rows(parts, self.store, txn, self.tz)
             puts = {t: merged_blocks(txn, self.store, t, k, v)
                     for t, (k, v) in parts.reduced().items() if t != SALES_DB}
             puts[SALES_DB] = merged_sales(txn, self.store, sales)
-            puts[CARD_STATUS_DB] = status_puts(self.store, txn, *status)
+            puts[CARD_STATUS_DB] = status_puts(known, *moved)
             puts.update(lot_puts)
             puts.update(self.behaviour.puts(self.store, txn))
             puts.update(activity)
         self._write(puts, parts.new_cards, upto)
         # Committed: only now do the in-memory maps move with the database.
         self.summer.commit_fresh(parts.new_cards)
-        apply_status(self.summer.status, status)
         with self._cond:
             self.seq = upto
             self._cond.notify_all()
@@ -937,7 +917,7 @@ def snapshot(store, summer_tz: int, table: str, day_from: int, day_to: int,
         for block, items in tail:
             summer.block(txn, block, items, parts, pending)
         if table == CARD_EVENTS_DB:
-            card_event_rows(parts, _LmdbStatus(store, txn))
+            card_event_rows(parts, _BlockStatus(store, txn))
         if table == rollup_lots.SETTLEMENT_DB:
             settlement_rows(parts, store, txn, summer_tz)
         tk, tv = parts.reduced()[table]
