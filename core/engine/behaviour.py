@@ -202,7 +202,7 @@ class Behaviour:
                 vals[has] = _merge_totals(vals[has], old["v"][at[has]].astype(np.int64))
             rows = np.zeros(len(ids), TOTAL_ROW)
             rows["id"], rows["v"] = ids, vals
-            out[table] = card_blocks.puts(old, ids, rows)
+            out[table] = card_blocks.puts(old, ids, rows, one_per_id=True)
         if len(self._sums[DAYS_DB]):
             k, v = self._sums[DAYS_DB].rows()
             d, m = k[:, 0].astype(np.int64), k[:, 1]

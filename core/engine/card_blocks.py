@@ -73,13 +73,23 @@ def find(rows: np.ndarray, ids: np.ndarray) -> np.ndarray:
     return np.where(ok, at, -1)
 
 
-def puts(old: np.ndarray, ids: np.ndarray, new: np.ndarray) -> list[tuple[bytes, bytes]]:
+def puts(old: np.ndarray, ids: np.ndarray, new: np.ndarray,
+         one_per_id: bool = False) -> list[tuple[bytes, bytes]]:
     """The values of every block the ids (distinct) fall in, once the rows of those ids
     in old (every row of those blocks, sorted by id) are replaced by new (rows of those
-    ids only, sorted by id, a card's rows in their order; an id may have none)."""
+    ids only, sorted by id, a card's rows in their order; an id may have none). old is
+    changed (read_blocks' rows are the caller's own copy). one_per_id: the table holds
+    at most one row per id (totals, statuses; not the lots), and new one per id."""
     if len(ids) == 0:
         return []
     ids = np.asarray(ids, np.uint64)
+    if one_per_id and len(old):
+        # Every id already stored (the steady state): the rows are replaced where they
+        # are in old, nothing is sorted.
+        at = find(old, ids)
+        if (at >= 0).all():
+            old[at] = new
+            return _split(old, blocks_of(ids))
     drop = np.isin(old["id"], ids)
     keep = old[~drop] if drop.any() else old
     if len(keep) and len(new):
@@ -87,7 +97,11 @@ def puts(old: np.ndarray, ids: np.ndarray, new: np.ndarray) -> list[tuple[bytes,
         both = both[stable_argsort(both["id"])]
     else:
         both = new if len(new) else keep
-    touched = blocks_of(ids)
+    return _split(both, blocks_of(ids))
+
+
+def _split(both: np.ndarray, touched: np.ndarray) -> list[tuple[bytes, memoryview]]:
+    """(block key, its rows of both) for every block touched."""
     shift = np.uint64(BLOCK_SHIFT)
     lo = np.searchsorted(both["id"], touched << shift).tolist()
     hi = np.searchsorted(both["id"], (touched + np.uint64(1)) << shift).tolist()

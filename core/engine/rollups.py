@@ -431,7 +431,7 @@ def status_puts(status: _BlockStatus, moved: np.ndarray,
         return []
     rows = np.zeros(len(moved), STATUS_ROW)
     rows["id"], rows["status"] = moved, final
-    return card_blocks.puts(status.rows, rows["id"], rows)
+    return card_blocks.puts(status.rows, rows["id"], rows, one_per_id=True)
 
 
 def activity_of(parts: _Parts):
