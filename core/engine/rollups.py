@@ -49,7 +49,17 @@ import numpy as np
 from core import _fastpath
 from core.engine import _tally, behaviour, card_blocks, rollup_lots
 from core.engine.storage import from_be, group_runs, stable_lexsort, take, u64
-from core.records import COUPON, ITEM, JOURNAL, CardOp, CardStatus, OpType, RecordKind, Result
+from core.records import (
+    COUPON,
+    ITEM,
+    JOURNAL,
+    CardOp,
+    CardStatus,
+    OpFlag,
+    OpType,
+    RecordKind,
+    Result,
+)
 
 log = logging.getLogger("mms.rollups")
 
@@ -65,7 +75,7 @@ log = logging.getLogger("mms.rollups")
 # and the journal summed again.
 ROLLUP_FORMAT = 5
 # Journal records summed into one rollup transaction at most (read zero-copy from the
-# map; what is held is one SalesSum row per distinct key, ~180 bytes, at most one per
+# map; what is held is one sales_sum row per distinct key, ~180 bytes, at most one per
 # record): a long catch-up (a rebuild) is many bounded transactions.
 ROLLUP_FLUSH_RECORDS_MAX = 1_048_576
 # How long the tailer waits for a poke before it looks at the journal anyway.
@@ -210,8 +220,15 @@ def concat(arrays, dtype: np.dtype) -> np.ndarray:
     return np.concatenate(arrays).astype(dtype, copy=False)
 
 
+def sales_sum() -> _tally.Sums:
+    """The table a stretch's sales rows are summed in (_tally.sales_add): four key
+    words (sales_words), the SALES_COLS summed."""
+    assert len(SALES_COLS) == _tally.SALES_NCOLS
+    return _tally.Sums((_tally.SUM,) * len(SALES_COLS), 4096, 4)
+
+
 def sales_words(keys: np.ndarray) -> np.ndarray:
-    """_fastpath.SalesSum's key words of SALES_KEY rows (sales_keys' inverse)."""
+    """sales_sum's key words of SALES_KEY rows (sales_keys' inverse)."""
     u = lambda n: keys[n].astype(np.uint64)  # noqa: E731
     return np.ascontiguousarray(np.stack([
         u("day") << np.uint64(8) | u("hour"),
@@ -222,7 +239,7 @@ def sales_words(keys: np.ndarray) -> np.ndarray:
 
 
 def sales_keys(words: np.ndarray) -> np.ndarray:
-    """SALES_KEY rows of _fastpath.SalesSum's key words."""
+    """SALES_KEY rows of sales_sum's key words."""
     w0, w1, w2, w3 = (words[:, i] for i in range(4))
     keys = np.zeros(len(words), SALES_KEY)
     keys["day"], keys["hour"] = w0 >> 8, w0 & 0xFF
@@ -240,7 +257,7 @@ class _Parts:
         self.keys: dict[str, list[np.ndarray]] = {t: [] for t in TABLES}
         self.vals: dict[str, list[np.ndarray]] = {t: [] for t in TABLES}
         self.new_cards: list[tuple[np.ndarray, np.ndarray]] = []
-        self.sales = _fastpath.SalesSum()
+        self.sales = sales_sum()
         # The card records of the stretch, for card_event_rows and activity_of: summed
         # as they come, in C.
         self.cards = _tally.CardTally(_CARD_CODES)
@@ -259,10 +276,10 @@ class _Parts:
         if len(self.sales):
             words, vals = self.sales.rows()
             self.add(SALES_DB, sales_keys(words), vals)
-            self.sales = _fastpath.SalesSum()
+            self.sales = sales_sum()
         for t, (kd, cols) in TABLES.items():
             if t == SALES_DB and len(self.keys[t]) == 1 and not sort_sales:
-                # Distinct already (SalesSum); merged_blocks sorts them with the old rows.
+                # Distinct already (sales_sum); merged_blocks sorts them with the old rows.
                 out[t] = (self.keys[t][0], self.vals[t][0])
             elif self.keys[t]:
                 out[t] = reduce_rows(concat(self.keys[t], kd), np.concatenate(self.vals[t]))
@@ -390,9 +407,10 @@ class Summer:
         rf = np.flatnonzero(op == OpType.REFUND)
         if len(rf):
             operator[rf] = self._refund_operators(txn, ref[rf], operator[rf])
-        # Keys and sums of the records themselves: one pass in C (_fastpath.SalesSum).
+        # Keys and sums of the records themselves: one pass in C (_tally.sales_add).
         issue_store = np.where(known >= 0, known, 0).astype(np.int64)
-        parts.sales.add(block, sel, issue_store, first.view(np.uint8), operator, self.tz)
+        _tally.sales_add(parts.sales, block, sel, issue_store, first.view(np.uint8), operator,
+                         self.tz, int(OpFlag.PAY_EXTERNAL))
         parts.cards.add(block, sel, issue_store, self.tz)
 
 
@@ -729,7 +747,7 @@ class Rollups:
             # The blocks are merged here, outside the write transaction: the tailer is
             # the rollups' only writer (self._lock), so what it read is still theirs, and
             # the write holds LMDB's lock (which the committer needs) only for the puts.
-            sales, parts.sales = parts.sales, _fastpath.SalesSum()
+            sales, parts.sales = parts.sales, sales_sum()
             activity = behaviour.activity_puts(self.store, txn, activity_of(parts))
             known = _BlockStatus(self.store, txn)
             moved = card_event_rows(parts, known)
@@ -848,8 +866,8 @@ def merged_blocks(txn, store, table: str, keys: np.ndarray,
     return encode_blocks(table, keys, vals)
 
 
-def merged_sales(txn, store, sales: _fastpath.SalesSum) -> list[tuple[bytes, bytes]]:
-    """merged_blocks for the sales rows of a flush, still in their SalesSum: the blocks
+def merged_sales(txn, store, sales: _tally.Sums) -> list[tuple[bytes, bytes]]:
+    """merged_blocks for the sales rows of a flush, still in their sales_sum: the blocks
     they touch are added into the same table (C), so only the distinct rows are sorted."""
     if len(sales) == 0:
         return []
