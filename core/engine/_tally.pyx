@@ -23,7 +23,6 @@ import numpy as np
 cimport numpy as cnp
 from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t
 
-from cpython.bytes cimport PyBytes_FromStringAndSize
 
 from core._fastpath cimport JournalRec
 
@@ -919,32 +918,6 @@ def fifo_settle(cnp.ndarray recs, const int64_t[::1] card_of, const int64_t[::1]
     return (out_k, vals, taken[:ne * sizeof(TakenRec)], spends[:nsp], np.asarray(cards).copy(),
             l_card[:nl], l_store[:nl], l_fen[:nl],
             (p_rec[:np_], p_store[:np_], p_fen[:np_], p_have[:np_].view(np.bool_)))
-
-
-def be_pairs(const uint64_t[::1] ids, body, const int64_t[::1] start, const int64_t[::1] end):
-    """[(ids[j] as 8 big-endian bytes, body[start[j]:end[j]])]: the (key, value) pairs of
-    a flush's puts of one LMDB value per card or member, built in one loop."""
-    cdef Py_ssize_t n = ids.shape[0], j, nb
-    if start.shape[0] != n or end.shape[0] != n:
-        raise ValueError("ids, start, end: lengths differ")
-    cdef const uint8_t[::1] B = body
-    nb = B.shape[0]
-    for j in range(n):
-        if start[j] < 0 or end[j] < start[j] or end[j] > nb:
-            raise IndexError("a value out of the body")
-    cdef const char *p = <const char *> &B[0] if nb else <const char *> b""
-    cdef unsigned char k[8]
-    cdef uint64_t x
-    cdef int i
-    out = [None] * n
-    for j in range(n):
-        x = ids[j]
-        for i in range(8):
-            k[7 - i] = <unsigned char> (x & 0xFF)
-            x >>= 8
-        out[j] = (PyBytes_FromStringAndSize(<const char *> k, 8),
-                  PyBytes_FromStringAndSize(p + start[j], end[j] - start[j]))
-    return out
 
 
 # The hash of the sources this module was compiled from (setup.py passes it; see
