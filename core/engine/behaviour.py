@@ -275,6 +275,24 @@ def _bucket(key: np.ndarray) -> np.ndarray:
     return key.astype(np.int64).view(np.uint64) >> np.uint64(ACT_BUCKET_SHIFT)
 
 
+def _moves_nothing(old: np.ndarray, key, issue, seen, visit) -> bool:
+    """Whether merging pairs (key, issue store; sorted, distinct) and their days into a
+    beh_act_first block's rows old leaves them as they are: every pair stored, under a
+    key stored once, and no day set earlier than the stored one (the steady state: known
+    members coming back). Decided without sorting the block."""
+    if len(old) == 0:
+        return False
+    keys = old["key"]
+    lo = np.searchsorted(keys, key, "left")
+    if not (np.searchsorted(keys, key, "right") - lo == 1).all():
+        return False                # a new key, or one with several stores: merge
+    if not (old["issue_store"][lo] == issue).all():
+        return False
+    s0, v0 = old["first_seen"][lo], old["first_visit"][lo]
+    return bool(((seen == 0) | ((s0 > 0) & (s0 <= seen))).all()
+                and ((visit == 0) | ((v0 > 0) & (v0 <= visit))).all())
+
+
 def activity_puts(store, txn, stretch) -> dict[str, list[tuple[bytes, bytes]]]:
     """The puts that merge a stretch's member activity (rollups.activity_of) into
     beh_act_first (only the pairs whose days are new or earlier) and beh_act_days (the
@@ -290,6 +308,8 @@ def activity_puts(store, txn, stretch) -> dict[str, list[tuple[bytes, bytes]]]:
             raw = txn.get(bkey, db=store.db[ACT_FIRST_DB])
             old = np.frombuffer(bytes(raw), ACT_FIRST_ROW) if raw is not None \
                 else np.zeros(0, ACT_FIRST_ROW)
+            if _moves_nothing(old, fk[at], fi[at], fs[at], fv[at]):
+                continue            # every pair stored, no day earlier: the merge is old
             rows = _first_rows(
                 np.concatenate((old["key"].astype(np.int64), fk[at])),
                 np.concatenate((old["issue_store"].astype(np.int64), fi[at])),
