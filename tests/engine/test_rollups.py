@@ -359,14 +359,22 @@ def test_commission_report_uses_the_rollups_for_whole_hours(tmp_path, monkeypatc
         scanned: list[tuple[int, int]] = []
         scan = reports.commission_scan
 
-        def spy(engine, a, b, store=None):
+        after: list[int] = []
+
+        def spy(engine, a, b, store=None, after_seq=0):
             scanned.append((a, b))
-            return scan(engine, a, b, store)
+            after.append(after_seq)
+            return scan(engine, a, b, store, after_seq=after_seq)
 
         monkeypatch.setattr(reports, "commission_scan", spy)
+        with eng.store.read() as txn:
+            last = eng.store.last_seq(txn)
+        eng.rollups.wait_for(last)
         assert want and reports.commission_report(eng, since, until) == want
-        # Only the partial hours at the ends were scanned (the zone is UTC+8: whole hours).
+        # Only the partial hours at the ends were scanned (the zone is UTC+8: whole hours),
+        # and an hour without a stored sales row only after the seq the rollups cover.
         assert scanned == [(since, T0), (until - 17, until)]
+        assert after == [last, last]
     finally:
         eng.close()
 
