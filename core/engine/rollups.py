@@ -419,10 +419,10 @@ def card_event_rows(parts: _Parts, status) -> tuple[np.ndarray, np.ndarray]:
     return the rollup_card_status changes they make: (cards, each one's status after
     its last record) for every card whose status is new or moved, by card. status looks up a
     card's status after its last record before the stretch (lookup_many; < 0: none).
-    Nothing here changes status: the caller applies the puts once they are committed.
+    Nothing here writes: the caller puts the changes (status_puts).
 
     A record's status before is the after-image of the card's previous record: the
-    previous record of the same card in the stretch, else the status map; NO_CARD for a
+    previous record of the same card in the stretch, else status; NO_CARD for a
     card's first record (prev_seq 0). parts.cards (_tally.CardTally) has the events of
     every record but each card's first in the stretch already; its heads are summed
     here, once their cards' statuses are looked up."""
