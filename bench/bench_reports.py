@@ -175,6 +175,29 @@ def main(argv=None) -> int:
                 _note(out, f"{name}_rollups_equal_scan", got == want)
                 out[f"{name}_scan_over_rollups"] = (out[f"{name}_scan_p50_s"]
                                                     / out[f"{name}_rollups_p50_s"])
+            # The other reports of issue 11, from the rollups (p50 of repeat calls).
+            uneven = since + 2 * 86_400 - 1_800        # ends mid-hour: a partial hour scanned
+            for name, fn in (
+                    ("sales_by_hour_operator", lambda: reports.sales_report(
+                        eng, frm, to, by=("hour", "operator"))),
+                    ("sales_by_level_category", lambda: reports.sales_report(
+                        eng, frm, to, by=("level", "category"))),
+                    ("sales_by_store_terminal", lambda: reports.sales_report(
+                        eng, frm, to, by=("store", "terminal"))),
+                    ("top_skus", lambda: reports.top_skus(eng, frm, to, 10)),
+                    ("liability", lambda: reports.liability_report(eng, frm, to)),
+                    ("liability_by_store", lambda: reports.liability_report(
+                        eng, frm, to, by_store=True)),
+                    ("settlement", lambda: reports.settlement_report(eng, frm, to)),
+                    ("coupons", lambda: reports.coupon_report(eng, frm, to)),
+                    ("points", lambda: reports.points_report(eng)),
+                    ("expiry_forecast", lambda: reports.expiry_forecast(eng)),
+                    ("reconcile", lambda: reports.reconcile(eng)),
+                    ("commission_uneven", lambda: reports.commission_report(
+                        eng, since + 1_800, uneven)),
+                    ("commission_now_uneven", lambda: reports.commission_report(
+                        eng, since + 1_800, int(time.time()) - 1))):
+                _note(out, f"{name}_rollups_p50_s", _p50(fn, a.repeat))
             with eng.store.read() as txn:
                 out["rollup_sales_rows"] = txn.stat(eng.store.db[rollups.SALES_DB])["entries"]
         finally:

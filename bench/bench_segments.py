@@ -155,15 +155,12 @@ def _load_from_lmdb(s: SyntheticSegments, repeat: int, base: str) -> float:
     try:
         store = eng.store
         ids = np.arange(1, s.n + 1, dtype=np.uint64)
-        body = s.totals.astype("<i8").tobytes()
-        w = len(beh.TOTAL_COLS) * 8
         order = np.lexsort((s.day_row, s.day_day))
         dd, dr, dv = s.day_day[order], s.day_row[order], s.day_v[order]
         bk = (dr + 1) >> beh.DAY_BUCKET_SHIFT
         with store.env.begin(write=True) as txn:
-            txn.cursor(db=store.db[beh.MEMBERS_DB]).putmulti(
-                ((int(i).to_bytes(8, "big"), body[j * w:(j + 1) * w]) for j, i in enumerate(ids.tolist())),
-                append=True)
+            txn.cursor(db=store.db[beh.MEMBERS_DB]).putmulti(beh.totals_puts(ids, s.totals),
+                                                             append=True)
             cuts = np.flatnonzero((np.diff(dd) != 0) | (np.diff(bk) != 0)) + 1
             for a, b in zip(np.concatenate(([0], cuts)).tolist(), np.concatenate((cuts, [len(dd)])).tolist(),
                             strict=True):

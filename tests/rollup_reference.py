@@ -11,6 +11,7 @@ import struct
 
 import numpy as np
 
+from core.engine import card_blocks
 from core.engine.rollups import (
     CARD_EVENTS_DB,
     CARD_STATUS_DB,
@@ -20,9 +21,11 @@ from core.engine.rollups import (
     JOURNAL_ITEMS_DB,
     SALES_DB,
     SKU_DB,
+    STATUS_ROW,
     decode_blocks,
     encode_blocks,
 )
+from core.engine.storage import from_be
 from core.records import COUPON, JOURNAL, CardOp, CardStatus, OpFlag, OpType, RecordKind, Result
 
 
@@ -49,8 +52,16 @@ def stored(store) -> dict[str, dict[bytes, bytes]]:
             assert encode_blocks(name, keys, vals) == raw, name
             out[name] = {k: v.astype("<i8").tobytes() for k, v in zip(kb, vals, strict=True)}
         out[CARDS_DB] = {bytes(k): bytes(v) for k, v in txn.cursor(db=store.db[CARDS_DB])}
-        out[CARD_STATUS_DB] = {bytes(k): bytes(v)
-                               for k, v in txn.cursor(db=store.db[CARD_STATUS_DB])}
+        # rollup_card_status: blocks of card numbers (card_blocks), each holding its
+        # cards' rows sorted, each card once; as {card u64 BE: its status byte}.
+        status = {}
+        for k, v in txn.cursor(db=store.db[CARD_STATUS_DB]):
+            rows = np.frombuffer(bytes(v), STATUS_ROW)
+            assert (rows["id"] >> np.uint64(card_blocks.BLOCK_SHIFT) == from_be(bytes(k))).all()
+            assert (np.diff(rows["id"].astype(np.int64)) > 0).all()
+            status.update({struct.pack(">Q", int(c)): bytes([int(st)])
+                           for c, st in zip(rows["id"], rows["status"], strict=True)})
+        out[CARD_STATUS_DB] = status
     return out
 
 

@@ -13,8 +13,9 @@ recomputation); nothing here touches LMDB or the journal's layout.
   recharge store, spend store) and the spends' taken entries (rollup_lots.replay);
 - behaviour_block: behaviour per card and member (behaviour.Behaviour);
 - CardTally: card events and member activity (rollups.card_event_rows, activity_of);
-- Sums: a hash table of int64 rows keyed by two 64-bit words, each column summed, or
-  merged by the least positive value, or the greatest.
+- Sums: a hash table of int64 rows keyed by one to four 64-bit words, each column
+  summed, or merged by the least positive value, or the greatest; sales_add: the sales
+  rows of journal records into one (rollups.Summer).
 """
 
 import numpy as np
@@ -22,7 +23,6 @@ import numpy as np
 cimport numpy as cnp
 from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t
 
-from cpython.bytes cimport PyBytes_FromStringAndSize
 
 from core._fastpath cimport JournalRec
 
@@ -45,20 +45,48 @@ cdef inline uint64_t _mix(uint64_t a, uint64_t b) noexcept nogil:
     return h
 
 
+cdef extern from *:
+    bint __builtin_add_overflow(int64_t a, int64_t b, int64_t *r) nogil
+    void __builtin_prefetch(const void *addr) nogil
+
+
+DEF _KW_MAX = 4
+
+
+cdef inline uint64_t _hash(const uint64_t *k, Py_ssize_t kw) noexcept nogil:
+    cdef uint64_t h = _mix(k[0], k[1] if kw > 1 else 0)
+    if kw > 2:
+        h = _mix(h, k[2] * 0xD6E8FEB86659FD93ULL ^ (k[3] if kw > 3 else 0))
+    return h
+
+
 cdef class Sums:
-    """Distinct keys of two 64-bit words and an int64 row each, merged column by column
-    (SUM, MIN_POSITIVE, MAX): an open addressing table (load at most 1/2) over rows kept
-    in numpy arrays."""
+    """Distinct keys of key_words 64-bit words (1 to 4) and an int64 row each, merged
+    column by column (SUM, checked against int64 overflow; MIN_POSITIVE; MAX): an open
+    addressing table (load at most 1/2) over rows kept in numpy arrays. The one table of
+    the tailer's sums: behaviour, card events and activity (two words), the settlement
+    pieces, the sales rows (four words, sales_add)."""
 
     cdef object _keys, _vals, _slots, _ops
+    cdef uint64_t *kp
+    cdef int64_t *vp
+    cdef int64_t *sp
+    cdef const uint8_t *op
+    cdef bint all_sum
     cdef Py_ssize_t n, rows_cap, cap
-    cdef readonly Py_ssize_t ncols
+    cdef readonly Py_ssize_t ncols, kw
 
-    def __cinit__(self, ops, Py_ssize_t rows_hint=1024):
+    def __cinit__(self, ops, Py_ssize_t rows_hint=1024, Py_ssize_t key_words=2):
         self._ops = np.ascontiguousarray(ops, np.uint8)
         self.ncols = len(self._ops)
         if self.ncols == 0:
             raise ValueError("Sums: no columns")
+        if not 1 <= key_words <= _KW_MAX:
+            raise ValueError("Sums: 1 to 4 key words")
+        cdef const uint8_t[::1] o = self._ops
+        self.op = &o[0]
+        self.all_sum = bool((self._ops == _SUM).all())
+        self.kw = key_words
         self.n = 0
         self.rows_cap = 0
         self._grow(max(rows_hint, 16))
@@ -68,82 +96,207 @@ cdef class Sums:
         cdef Py_ssize_t cap = 16
         while cap < 2 * rows_cap:
             cap <<= 1
-        keys = np.zeros((rows_cap, 2), np.uint64)
+        keys = np.zeros((rows_cap, self.kw), np.uint64)
         vals = np.zeros((rows_cap, self.ncols), np.int64)
         if self.n:
             keys[:self.n] = self._keys[:self.n]
             vals[:self.n] = self._vals[:self.n]
         slots = np.full(cap, -1, np.int64)
         cdef uint64_t[:, ::1] K = keys
+        cdef int64_t[:, ::1] V = vals
         cdef int64_t[::1] S = slots
         cdef Py_ssize_t r, i
         cdef uint64_t mask = cap - 1
         for r in range(self.n):
-            i = _mix(K[r, 0], K[r, 1]) & mask
+            i = _hash(&K[r, 0], self.kw) & mask
             while S[i] >= 0:
                 i = (i + 1) & mask
             S[i] = r
         self._keys, self._vals, self._slots = keys, vals, slots
+        self.kp, self.vp, self.sp = &K[0, 0], &V[0, 0], &S[0]
         self.rows_cap, self.cap = rows_cap, cap
 
     def __len__(self):
         return self.n
 
+    cdef inline Py_ssize_t _row(self, const uint64_t *key, uint64_t h) noexcept nogil:
+        """The row of key, a new zero row if it is new (room for it must exist)."""
+        cdef uint64_t mask = self.cap - 1
+        cdef Py_ssize_t i = h & mask, r, c, kw = self.kw
+        cdef uint64_t *k
+        while True:
+            r = self.sp[i]
+            if r < 0:
+                r = self.n
+                self.n += 1
+                self.sp[i] = r
+                k = self.kp + r * kw
+                for c in range(kw):
+                    k[c] = key[c]
+                return r
+            k = self.kp + r * kw
+            if (k[0] == key[0] and (kw < 2 or k[1] == key[1]) and (kw < 3 or k[2] == key[2])
+                    and (kw < 4 or k[3] == key[3])):
+                return r
+            i = (i + 1) & mask
+
+    cdef inline bint _merge(self, Py_ssize_t r, const int64_t *x) noexcept nogil:
+        """Merge x into row r; True if a sum overflowed int64."""
+        cdef Py_ssize_t c, nc = self.ncols
+        cdef int64_t *v = self.vp + r * nc
+        cdef bint over = False
+        if self.all_sum:
+            for c in range(nc):
+                over |= __builtin_add_overflow(v[c], x[c], &v[c])
+            return over
+        for c in range(nc):
+            if self.op[c] == _SUM:
+                over |= __builtin_add_overflow(v[c], x[c], &v[c])
+            elif self.op[c] == _MIN_POSITIVE:
+                if x[c] > 0 and (v[c] <= 0 or x[c] < v[c]):
+                    v[c] = x[c]
+            elif x[c] > v[c]:
+                v[c] = x[c]
+        return over
+
     def add(self, const uint64_t[::1] k0, const uint64_t[::1] k1, const int64_t[:, ::1] vals):
-        """Merge rows (k0[j], k1[j]) -> vals[j] into the table."""
+        """Merge rows (k0[j], k1[j]) -> vals[j] into a table of two key words."""
         cdef Py_ssize_t m = k0.shape[0], lo
+        if self.kw != 2:
+            raise ValueError("add: a table of two key words (add_rows for others)")
         if k1.shape[0] != m or vals.shape[0] != m:
             raise ValueError("k0, k1, vals: lengths differ")
         if m and vals.shape[1] != self.ncols:
             raise ValueError("vals: wrong number of columns")
         # In chunks, so that the table grows with the distinct keys, not the rows.
         for lo in range(0, m, _CHUNK):
-            self._add(k0, k1, vals, lo, min(m, lo + _CHUNK))
+            self._add2(k0, k1, vals, lo, min(m, lo + _CHUNK))
 
-    cdef _add(self, const uint64_t[::1] k0, const uint64_t[::1] k1, const int64_t[:, ::1] vals,
-              Py_ssize_t lo, Py_ssize_t hi):
-        cdef Py_ssize_t j, i, r, c
+    cdef _add2(self, const uint64_t[::1] k0, const uint64_t[::1] k1,
+               const int64_t[:, ::1] vals, Py_ssize_t lo, Py_ssize_t hi):
+        cdef Py_ssize_t j, r
+        cdef uint64_t key[2]
+        cdef bint over = False
         if self.n + (hi - lo) > self.rows_cap:
             self._grow(self.n + (hi - lo))
-        cdef uint64_t[:, ::1] K = self._keys
-        cdef int64_t[:, ::1] V = self._vals
-        cdef int64_t[::1] S = self._slots
-        cdef const uint8_t[::1] O = self._ops
-        cdef uint64_t mask = self.cap - 1, a, b
-        cdef Py_ssize_t nc = self.ncols
-        cdef int64_t x, y
         with nogil:
             for j in range(lo, hi):
-                a, b = k0[j], k1[j]
-                i = _mix(a, b) & mask
-                while True:
-                    r = S[i]
-                    if r < 0:
-                        r = self.n
-                        self.n += 1
-                        S[i] = r
-                        K[r, 0], K[r, 1] = a, b
-                        for c in range(nc):
-                            V[r, c] = 0
-                        break
-                    if K[r, 0] == a and K[r, 1] == b:
-                        break
-                    i = (i + 1) & mask
-                for c in range(nc):
-                    x = vals[j, c]
-                    if O[c] == _SUM:
-                        V[r, c] += x
-                    elif O[c] == _MIN_POSITIVE:
-                        y = V[r, c]
-                        if x > 0 and (y <= 0 or x < y):
-                            V[r, c] = x
-                    elif x > V[r, c]:
-                        V[r, c] = x
-        return None
+                key[0], key[1] = k0[j], k1[j]
+                r = self._row(key, _hash(key, 2))
+                over |= self._merge(r, &vals[j, 0])
+        if over:
+            raise OverflowError("a rollup sum overflows int64")
+
+    def add_rows(self, const uint64_t[:, ::1] keys, const int64_t[:, ::1] vals):
+        """Merge rows keys[j] (n x key_words, as rows() gives them) -> vals[j]."""
+        cdef Py_ssize_t m = keys.shape[0], j, r
+        if keys.shape[1] != self.kw or vals.shape[0] != m or (m and vals.shape[1] != self.ncols):
+            raise ValueError("keys n x key_words, vals n x ncols")
+        if self.n + m > self.rows_cap:
+            self._grow(self.n + m)
+        cdef bint over = False
+        with nogil:
+            for j in range(m):
+                r = self._row(&keys[j, 0], _hash(&keys[j, 0], self.kw))
+                over |= self._merge(r, &vals[j, 0])
+        if over:
+            raise OverflowError("a rollup sum overflows int64")
 
     def rows(self):
-        """(n x 2 uint64 keys, n x ncols int64), copies, in the order keys first came."""
+        """(n x key_words uint64 keys, n x ncols int64), copies, in the order keys first
+        came."""
         return self._keys[:self.n].copy(), self._vals[:self.n].copy()
+
+
+# ---------------------------------------------------------------------------------------
+# The sales rollup (core/engine/rollups.py): journal records summed into sales rows in a
+# Sums of four key words whose lexicographic order is the byte order of
+# rollups.SALES_KEY:
+#   w0 = day << 8 | hour,  w1 = store << 32 | terminal,
+#   w2 = operator << 32 | level << 24 | category << 8 | op_type,  w3 = status << 32 | issue
+# and SALES_NCOL columns, rollups.SALES_COLS in that order.
+
+DEF SALES_NCOL = 17
+SALES_NCOLS = SALES_NCOL
+
+
+def sales_add(Sums t, cnp.ndarray block, const int64_t[::1] sel, const int64_t[::1] issue,
+              const uint8_t[::1] first, const uint32_t[::1] operator, int64_t tz_offset_s,
+              int64_t pay_external):
+    """Add the records block[sel] (a C-contiguous JOURNAL array) to t (four key words,
+    SALES_NCOL summed columns); issue, first and operator are per selected record: its
+    store of issue, 1 on a card's first record, the operator its row is filed under.
+    pay_external: the PAY_EXTERNAL op flag (core.records)."""
+    cdef Py_ssize_t m = sel.shape[0], j, r, q
+    if t.kw != 4 or t.ncols != SALES_NCOL or not t.all_sum:
+        raise ValueError("sales_add: a Sums of 4 key words and 17 summed columns")
+    if issue.shape[0] != m or first.shape[0] != m or operator.shape[0] != m:
+        raise ValueError("sel, issue, first, operator: lengths differ")
+    if not block.flags.c_contiguous or <size_t> block.dtype.itemsize != sizeof(JournalRec):
+        raise ValueError("block: a C-contiguous JOURNAL array")
+    cdef Py_ssize_t nb = block.shape[0]
+    for j in range(m):
+        if sel[j] < 0 or sel[j] >= nb:
+            raise IndexError("sel out of the block")
+    if t.n + m > t.rows_cap:
+        t._grow(t.n + m)
+    cdef const JournalRec *recs = <const JournalRec *> cnp.PyArray_DATA(block)
+    cdef uint64_t[:, ::1] W = np.empty((m, 4), np.uint64)
+    cdef uint64_t[::1] H = np.empty(m, np.uint64)
+    cdef uint64_t mask = t.cap - 1
+    cdef const JournalRec *p
+    cdef int64_t local, day, x[SALES_NCOL]
+    cdef int64_t pd, bd, pts
+    cdef bint over = False
+    with nogil:
+        # Pass 1: every record's key words and hash (sequential reads).
+        for j in range(m):
+            p = &recs[sel[j]]
+            local = p.time_s + tz_offset_s
+            day = local // 86400
+            if day * 86400 > local:         # floor for times before the epoch
+                day -= 1
+            W[j, 0] = (<uint64_t> <uint32_t> day) << 8 | <uint64_t> ((local - day * 86400) // 3600)
+            W[j, 1] = (<uint64_t> p.store_id) << 32 | p.terminal_id
+            W[j, 2] = ((<uint64_t> operator[j]) << 32 | (<uint64_t> p.level_before) << 24
+                       | (<uint64_t> p.category) << 8 | p.op_type)
+            W[j, 3] = (<uint64_t> p.after.status) << 32 | <uint64_t> <uint32_t> issue[j]
+            H[j] = _hash(&W[j, 0], 4) & mask
+        # Pass 2: probe and add, the slot 16 records ahead and its row 8 ahead
+        # prefetched (the table of a flush is larger than the caches).
+        for j in range(m):
+            if j + 16 < m:
+                __builtin_prefetch(&t.sp[H[j + 16]])
+            if j + 8 < m:
+                q = t.sp[H[j + 8]]
+                if q >= 0:
+                    __builtin_prefetch(t.kp + q * 4)
+                    __builtin_prefetch(t.vp + q * SALES_NCOL)
+                    __builtin_prefetch(t.vp + q * SALES_NCOL + 8)
+                    __builtin_prefetch(t.vp + q * SALES_NCOL + 16)
+            r = t._row(&W[j, 0], H[j])
+            p = &recs[sel[j]]
+            pd, bd, pts = p.principal_delta_fen, p.bonus_delta_fen, p.points_delta
+            x[0] = 1
+            x[1] = p.amount_fen
+            x[2] = p.discount_fen
+            x[3] = p.payable_fen
+            x[4] = p.coupon_fen
+            x[5] = p.offset_fen
+            x[6] = p.offset_points
+            x[7] = pd if pd > 0 else 0
+            x[8] = -pd if pd < 0 else 0
+            x[9] = bd if bd > 0 else 0
+            x[10] = -bd if bd < 0 else 0
+            x[11] = pts if pts > 0 else 0
+            x[12] = -pts if pts < 0 else 0
+            x[13] = p.commission_fen
+            x[14] = (p.payable_fen - p.coupon_fen - p.offset_fen) if p.op_flags & pay_external else 0
+            x[15] = first[j]
+            x[16] = 1 if p.coupon_fen > 0 else 0
+            over |= t._merge(r, x)
+    if over:
+        raise OverflowError("a sales rollup sum overflows int64")
 
 
 def behaviour_block(cnp.ndarray block, int64_t tz_offset_s, const int64_t[::1] codes,
@@ -765,32 +918,6 @@ def fifo_settle(cnp.ndarray recs, const int64_t[::1] card_of, const int64_t[::1]
     return (out_k, vals, taken[:ne * sizeof(TakenRec)], spends[:nsp], np.asarray(cards).copy(),
             l_card[:nl], l_store[:nl], l_fen[:nl],
             (p_rec[:np_], p_store[:np_], p_fen[:np_], p_have[:np_].view(np.bool_)))
-
-
-def be_pairs(const uint64_t[::1] ids, body, const int64_t[::1] start, const int64_t[::1] end):
-    """[(ids[j] as 8 big-endian bytes, body[start[j]:end[j]])]: the (key, value) pairs of
-    a flush's puts of one LMDB value per card or member, built in one loop."""
-    cdef Py_ssize_t n = ids.shape[0], j, nb
-    if start.shape[0] != n or end.shape[0] != n:
-        raise ValueError("ids, start, end: lengths differ")
-    cdef const uint8_t[::1] B = body
-    nb = B.shape[0]
-    for j in range(n):
-        if start[j] < 0 or end[j] < start[j] or end[j] > nb:
-            raise IndexError("a value out of the body")
-    cdef const char *p = <const char *> &B[0] if nb else <const char *> b""
-    cdef unsigned char k[8]
-    cdef uint64_t x
-    cdef int i
-    out = [None] * n
-    for j in range(n):
-        x = ids[j]
-        for i in range(8):
-            k[7 - i] = <unsigned char> (x & 0xFF)
-            x >>= 8
-        out[j] = (PyBytes_FromStringAndSize(<const char *> k, 8),
-                  PyBytes_FromStringAndSize(p + start[j], end[j] - start[j]))
-    return out
 
 
 # The hash of the sources this module was compiled from (setup.py passes it; see

@@ -9,8 +9,9 @@ docs/internals/storage.md the byte layout.
 
 Tables (every number an int64; keys big-endian so LMDB order is numeric order):
 
-    beh_members  u64 member id -> TOTAL_COLS            (lifetime totals)
-    beh_cards    u64 card no   -> TOTAL_COLS            (the same, per card)
+    beh_members  u64 block of member ids -> rows TOTAL_ROW (id, TOTAL_COLS), sorted
+                 by id (lifetime totals; blocks of core.engine.card_blocks)
+    beh_cards    u64 block of card nos   -> the same, per card
     beh_days     (u32 day, u32 member id >> DAY_BUCKET_SHIFT) -> rows (u64 member,
                  DAY_COLS), sorted by member
     beh_stores   (u64 member, u32 store)    -> STORE_COLS
@@ -46,8 +47,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from core.engine import _tally
-from core.engine.storage import group_runs, u64, u64_keys
+from core.engine import _tally, card_blocks
+from core.engine.storage import group_runs
 from core.records import OpType, PointsOp, RecordKind, Result
 
 MEMBERS_DB = "beh_members"
@@ -77,6 +78,8 @@ DAY_COLS = ("visits", "swipes", "spend_fen")
 STORE_COLS = ("visits", "spend_fen")
 CAT_COLS = ("swipes", "spend_fen")
 TOTAL = np.dtype([(c, "<i8") for c in TOTAL_COLS])
+# A row of beh_members / beh_cards, stored in blocks of ids (core.engine.card_blocks).
+TOTAL_ROW = np.dtype([("id", "<u8"), ("v", "<i8", (len(TOTAL_COLS),))])
 DAY_ROW = np.dtype([("member", "<u8"), ("v", "<i8", (len(DAY_COLS),))])
 STORE_KEY = np.dtype([("member", ">u8"), ("store", ">u4")])
 CAT_KEY = np.dtype([("member", ">u8"), ("category", ">u2")])
@@ -190,18 +193,16 @@ class Behaviour:
             k, vals = self._sums[table].rows()
             order = np.argsort(k[:, 0])
             ids, vals = np.ascontiguousarray(k[order, 0]), vals[order]
-            keys = u64_keys(ids)
-            old = list(txn.cursor(db=store.db[table]).getmulti(keys))
-            if old:
-                # The stored rows of the ids that have one (getmulti: those, in order).
-                prev = np.zeros((len(keys), _NT), np.int64)
-                found = np.frombuffer(b"".join(bytes(k) for k, _ in old), ">u8").astype(np.uint64)
-                prev[np.searchsorted(ids, found)] = np.frombuffer(
-                    b"".join(bytes(v) for _, v in old), "<i8").reshape(-1, _NT)
-                vals = _merge_totals(vals, prev)
-            body = vals.astype("<i8").tobytes()
-            at = np.arange(len(ids) + 1, dtype=np.int64) * (_NT * 8)
-            out[table] = _tally.be_pairs(ids, body, at[:-1], at[1:])
+            # The blocks of ids the rows fall in (card_blocks), read once and rewritten.
+            old = card_blocks.read_blocks(txn, store.db[table], card_blocks.blocks_of(ids),
+                                          TOTAL_ROW)
+            at = card_blocks.find(old, ids)
+            has = np.flatnonzero(at >= 0)
+            if len(has):
+                vals[has] = _merge_totals(vals[has], old["v"][at[has]].astype(np.int64))
+            rows = np.zeros(len(ids), TOTAL_ROW)
+            rows["id"], rows["v"] = ids, vals
+            out[table] = card_blocks.puts(old, ids, rows, one_per_id=True)
         if len(self._sums[DAYS_DB]):
             k, v = self._sums[DAYS_DB].rows()
             d, m = k[:, 0].astype(np.int64), k[:, 1]
@@ -274,6 +275,24 @@ def _bucket(key: np.ndarray) -> np.ndarray:
     return key.astype(np.int64).view(np.uint64) >> np.uint64(ACT_BUCKET_SHIFT)
 
 
+def _moves_nothing(old: np.ndarray, key, issue, seen, visit) -> bool:
+    """Whether merging pairs (key, issue store; sorted, distinct) and their days into a
+    beh_act_first block's rows old leaves them as they are: every pair stored, under a
+    key stored once, and no day set earlier than the stored one (the steady state: known
+    members coming back). Decided without sorting the block."""
+    if len(old) == 0:
+        return False
+    keys = old["key"]
+    lo = np.searchsorted(keys, key, "left")
+    if not (np.searchsorted(keys, key, "right") - lo == 1).all():
+        return False                # a new key, or one with several stores: merge
+    if not (old["issue_store"][lo] == issue).all():
+        return False
+    s0, v0 = old["first_seen"][lo], old["first_visit"][lo]
+    return bool(((seen == 0) | ((s0 > 0) & (s0 <= seen))).all()
+                and ((visit == 0) | ((v0 > 0) & (v0 <= visit))).all())
+
+
 def activity_puts(store, txn, stretch) -> dict[str, list[tuple[bytes, bytes]]]:
     """The puts that merge a stretch's member activity (rollups.activity_of) into
     beh_act_first (only the pairs whose days are new or earlier) and beh_act_days (the
@@ -289,6 +308,8 @@ def activity_puts(store, txn, stretch) -> dict[str, list[tuple[bytes, bytes]]]:
             raw = txn.get(bkey, db=store.db[ACT_FIRST_DB])
             old = np.frombuffer(bytes(raw), ACT_FIRST_ROW) if raw is not None \
                 else np.zeros(0, ACT_FIRST_ROW)
+            if _moves_nothing(old, fk[at], fi[at], fs[at], fv[at]):
+                continue            # every pair stored, no day earlier: the merge is old
             rows = _first_rows(
                 np.concatenate((old["key"].astype(np.int64), fk[at])),
                 np.concatenate((old["issue_store"].astype(np.int64), fi[at])),
@@ -398,16 +419,23 @@ def _fixed(txn, db, width: int) -> tuple[bytes, bytes]:
 
 def read_totals(store, txn, table: str = MEMBERS_DB) -> tuple[np.ndarray, np.ndarray]:
     """(ids ascending, n x TOTAL_COLS int64) of a totals table."""
-    keys, vals = _fixed(txn, store.db[table], 8)
-    ids = np.frombuffer(keys, ">u8").astype(np.uint64)
-    return ids, np.frombuffer(vals, "<i8").reshape(-1, _NT).copy()
+    rows = card_blocks.read_all(txn, store.db[table], TOTAL_ROW)
+    return rows["id"].astype(np.uint64), rows["v"].astype(np.int64).reshape(-1, _NT)
 
 
 def read_total(store, txn, key: int, table: str = MEMBERS_DB) -> dict[str, int] | None:
-    raw = txn.get(u64(int(key)), db=store.db[table])
-    if raw is None:
+    rows = card_blocks.read_one(txn, store.db[table], int(key), TOTAL_ROW)
+    if len(rows) == 0:
         return None
-    return dict(zip(TOTAL_COLS, np.frombuffer(bytes(raw), "<i8").tolist(), strict=True))
+    return dict(zip(TOTAL_COLS, rows["v"][0].tolist(), strict=True))
+
+
+def totals_puts(ids: np.ndarray, vals: np.ndarray) -> list[tuple[bytes, bytes]]:
+    """The values that store totals (ids distinct, ascending; n x TOTAL_COLS) in an
+    empty beh_members or beh_cards (a bench loading synthetic totals)."""
+    rows = np.zeros(len(ids), TOTAL_ROW)
+    rows["id"], rows["v"] = ids, vals
+    return card_blocks.puts(np.zeros(0, TOTAL_ROW), np.asarray(ids, np.uint64), rows)
 
 
 def read_days(store, txn, day_from: int, day_to: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

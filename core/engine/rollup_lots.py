@@ -8,12 +8,13 @@ The rule is PrincipalLots (one place: the report's journal scan uses it too); th
 module keeps its state in LMDB between flushes and turns its pieces into rows:
 
     rollup_settlement (day)        -> rows of SETTLEMENT_KEY rest + SETTLEMENT_COLS
-    rollup_lots       u64 card_no  -> the card's lots, oldest first (PIECE each)
+    rollup_lots       u64 block of card_no -> rows LOT_ROW (card, store, fen) sorted by
+                      card, each card's lots oldest first (core.engine.card_blocks)
     rollup_lot_taken  u64 seq      -> the pieces a spend took (for its refunds)
     rollup_lot_refund u64 seq      -> u64 the swipe a REFUND refunds
     rollup_lot_moving u64 card_no  -> the lots a REPLACE hands to this new card
 
-A value of an emptied queue or of a hand-over taken is b"" (not deleted): which keys
+A block of emptied queues or a hand-over taken is b"" (not deleted): which keys
 exist and what they hold depends only on the journal, never on how it was cut into
 flushes, so a rebuild gives the same bytes (rollups.digest).
 """
@@ -24,8 +25,8 @@ from collections import deque
 
 import numpy as np
 
-from core.engine import _tally
-from core.engine.storage import group_runs, stable_argsort, take, u64, u64_keys
+from core.engine import _tally, card_blocks
+from core.engine.storage import group_runs, stable_argsort, take, u64
 from core.records import CardOp, OpType
 
 SETTLEMENT_DB = "rollup_settlement"
@@ -41,6 +42,9 @@ SETTLEMENT_KEY = np.dtype([("day", ">u4"), ("recharge_store", ">u4"), ("spend_st
 # that refunds put back on them, that other outflows (fees, expiries) took.
 SETTLEMENT_COLS = ("count", "spent_fen", "refunded_fen", "other_fen")
 PIECE = np.dtype([("store", "<u4"), ("fen", "<i8")])
+# A row of rollup_lots: a card's lot, stored in blocks of card numbers
+# (core.engine.card_blocks), a card's lots oldest first.
+LOT_ROW = np.dtype([("id", "<u8"), ("store", "<u4"), ("fen", "<i8")])
 
 _SPEND_OPS = (OpType.SWIPE, OpType.SUPP_DEBIT, OpType.USE_COUNT)
 _KIND_COL = {"spent": 1, "refunded": 2, "other": 3}
@@ -275,31 +279,32 @@ def _fifo(recs: np.ndarray, stored: dict[int, list[list[int]]]):
 _STORED = np.dtype([("card", "<i8"), ("store", "<i8"), ("fen", "<i8")])
 
 
-def _load_lots(txn, db, cards: np.ndarray) -> np.ndarray:
-    """The stored lots of cards (sorted, distinct) as _STORED rows, each card's in order."""
-    got = list(txn.cursor(db=db).getmulti(u64_keys(cards)))
-    got = [(k, v) for k, v in got if len(v)]
-    if not got:
-        return np.zeros(0, _STORED)
-    ps = np.frombuffer(b"".join(bytes(v) for _, v in got), PIECE)
-    counts = np.array([len(v) // PIECE.itemsize for _, v in got], np.int64)
-    owner = np.frombuffer(b"".join(bytes(k) for k, _ in got), ">u8").astype(np.int64)
-    out = np.zeros(len(ps), _STORED)
-    out["card"] = np.repeat(owner, counts)
-    out["store"], out["fen"] = ps["store"], ps["fen"]
+def _stored_of(old: np.ndarray, cards: np.ndarray) -> np.ndarray:
+    """The lots of cards (sorted, distinct) among old (LOT_ROW rows of their blocks) as
+    _STORED rows, each card's in order."""
+    sel = old[np.isin(old["id"], cards)] if len(old) else old
+    out = np.zeros(len(sel), _STORED)
+    out["card"], out["store"], out["fen"] = sel["id"], sel["store"], sel["fen"]
     return out
 
 
-def _lots_puts(cards: np.ndarray, lc: np.ndarray, ls: np.ndarray,
-               lf: np.ndarray) -> list[tuple[bytes, bytes]]:
-    """rollup_lots puts of every card in cards: its lots after (lc, ls, lf: by card, in
-    order), encoded in one pass; b"" for a card with none left."""
-    a = np.zeros(len(lc), PIECE)
-    a["store"], a["fen"] = ls, lf
-    w = PIECE.itemsize
-    lo = np.searchsorted(lc, cards, "left").astype(np.int64) * w
-    hi = np.searchsorted(lc, cards, "right").astype(np.int64) * w
-    return _tally.be_pairs(np.ascontiguousarray(cards, np.uint64), a.tobytes(), lo, hi)
+def _lot_rows(cards, stores, fens) -> np.ndarray:
+    rows = np.zeros(len(cards), LOT_ROW)
+    rows["id"], rows["store"], rows["fen"] = cards, stores, fens
+    return rows
+
+
+def read_lots(store, txn) -> dict[int, np.ndarray]:
+    """Every card's stored lots (PIECE rows, oldest first); cards with none left absent."""
+    rows = card_blocks.read_all(txn, store.db[LOTS_DB], LOT_ROW)
+    order, starts = group_runs(rows["id"].astype(np.int64))
+    ends = np.append(starts[1:], len(rows)).tolist()
+    out = {}
+    for a, b in zip(starts.tolist(), ends, strict=True):
+        p = np.zeros(b - a, PIECE)
+        p["store"], p["fen"] = rows["store"][a:b], rows["fen"][a:b]
+        out[int(rows["id"][a])] = p
+    return out
 
 
 # The record codes _tally.fifo_settle reads: the spends (a SUPP_DEBIT's taken key is the
@@ -357,13 +362,18 @@ def replay(store, txn, recs: list[np.ndarray], tz: int
     slow = np.isin(card, np.array(sorted(slow_cards), np.int64)) if slow_cards \
         else np.zeros(len(r), bool)
     taken = _Taken(txn, db[TAKEN_DB])
+    # The lots' blocks of every card of the stretch (core.engine.card_blocks), read once.
+    old_lots = card_blocks.read_blocks(txn, db[LOTS_DB], card_blocks.blocks_of(card),
+                                       LOT_ROW)
+    lot_ids: list[np.ndarray] = []
+    lot_rows: list[np.ndarray] = []
     rows: list[np.ndarray] = []          # n x 6: day, lot store, spend store, count, col, fen
     summed: list[tuple[np.ndarray, np.ndarray]] = []    # (n x 3 keys, n x 4 SETTLEMENT_COLS)
-    puts: dict[str, list[tuple[bytes, bytes]]] = {LOTS_DB: [], REFUND_DB: [], MOVING_DB: []}
+    puts: dict[str, list[tuple[bytes, bytes]]] = {REFUND_DB: [], MOVING_DB: []}
     # --- the vectorised cards ---
     fcards, card_of = _tally.fast_cards(r, slow.view(np.uint8))
     if len(fcards):
-        stored = _load_lots(txn, db[LOTS_DB], fcards)
+        stored = _stored_of(old_lots, fcards)
         # One pass in C in seq order over a queue of lots per card (its stored lots
         # first); the pieces summed per (day, lot store, spend store) (a spend counts
         # once per record and lot store), the spends' taken entries in seq order.
@@ -373,7 +383,8 @@ def replay(store, txn, recs: list[np.ndarray], tz: int
             np.ascontiguousarray(stored["fen"], np.int64), int(tz), _SETTLE_CODES)
         summed.append((fkeys, fvals))
         taken.put(np.frombuffer(traw, TAKEN), spends=spend_keys)
-        puts[LOTS_DB] += _lots_puts(fcards, lc, ls, lf)
+        lot_ids.append(np.asarray(fcards, np.uint64))
+        lot_rows.append(_lot_rows(lc, ls, lf))
     # --- the linked cards, one record at a time ---
     sl = np.flatnonzero(slow)
     if len(sl):
@@ -388,8 +399,11 @@ def replay(store, txn, recs: list[np.ndarray], tz: int
         swipes = (set(refunds["ref_seq"].tolist()) | set(supp["ref_seq"].tolist())
                   | set(refund_of.values()) | spend_keys) - {0}
         lots = PrincipalLots(None)
-        lots.lots = {c: deque(p) for c, p in
-                     _load(txn, db[LOTS_DB], set(card[sl].tolist()), _pieces).items()}
+        st = _stored_of(old_lots, np.unique(card[sl]))
+        lots.lots = {}
+        for c, s, f in zip(st["card"].tolist(), st["store"].tolist(), st["fen"].tolist(),
+                           strict=True):
+            lots._queue(c).append([s, f])
         before = taken.get(swipes)
         lots.taken = {k: [list(p) for p in v] for k, v in before.items()}
         lots.refund_of = refund_of
@@ -421,12 +435,22 @@ def replay(store, txn, recs: list[np.ndarray], tz: int
             e["store"] = [x[1] for x in ent]
             e["fen"] = [x[2] for x in ent]
         taken.put(e, changed)
-        puts[LOTS_DB] += [(u64(c), _raw(q)) for c, q in lots.lots.items()]
+        cs = sorted(lots.lots)
+        lot_ids.append(np.array(cs, np.uint64))
+        lot_rows.append(_lot_rows([c for c in cs for _ in lots.lots[c]],
+                                  [p[0] for c in cs for p in lots.lots[c]],
+                                  [p[1] for c in cs for p in lots.lots[c]]))
         puts[REFUND_DB] = [(u64(s), u64(w)) for s, w in sorted(lots.refund_of.items())]
         puts[MOVING_DB] = sorted([(u64(c), _raw(p)) for c, p in lots.moving.items()]
                                  + [(u64(c), b"") for c in lots.moving.taken_keys
                                     if c not in lots.moving])
-    puts[LOTS_DB].sort()
+    if lot_ids:
+        ids = np.concatenate(lot_ids)
+        new = np.concatenate(lot_rows)
+        if len(lot_rows) > 1:           # fast and slow cards are distinct: by card, stable
+            new = new[stable_argsort(new["id"])]
+            ids = np.sort(ids)
+        puts[LOTS_DB] = card_blocks.puts(old_lots, ids, new)
     puts[TAKEN_DB] = taken.puts()
     for a in rows:                       # the slow pieces in the summed form
         v = np.zeros((len(a), len(SETTLEMENT_COLS)), np.int64)

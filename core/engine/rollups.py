@@ -24,7 +24,8 @@ blocks it touches (a few hundred puts), not one put per row.
     rollup_coupons (day, store)       -> rows of COUPON_KEY rest + COUPON_COLS
     rollup_cards   u64 card_no -> u32 store     the store of a card's first record
     rollup_card_events (day)       -> rows of CARD_EVENTS_KEY rest + CARD_EVENTS_COLS
-    rollup_card_status u64 card_no -> u1 status  a card's status after its last record
+    rollup_card_status u64 block of card_no -> rows STATUS_ROW (card, its status after
+                   its last record), sorted by card (core.engine.card_blocks)
     rollup_settlement (day)        -> rows of rollup_lots.SETTLEMENT_KEY rest + its COLS
     rollup_lots, rollup_lot_*      the FIFO lots' state (core.engine.rollup_lots)
     rollup_meta    seq, tz_offset_s, format
@@ -46,9 +47,19 @@ import lmdb
 import numpy as np
 
 from core import _fastpath
-from core.engine import _tally, behaviour, rollup_lots
-from core.engine.storage import from_be, group_runs, stable_lexsort, take, u64, u64_keys
-from core.records import COUPON, ITEM, JOURNAL, CardOp, CardStatus, OpType, RecordKind, Result
+from core.engine import _tally, behaviour, card_blocks, rollup_lots
+from core.engine.storage import from_be, group_runs, stable_lexsort, take, u64
+from core.records import (
+    COUPON,
+    ITEM,
+    JOURNAL,
+    CardOp,
+    CardStatus,
+    OpFlag,
+    OpType,
+    RecordKind,
+    Result,
+)
 
 log = logging.getLogger("mms.rollups")
 
@@ -59,9 +70,12 @@ log = logging.getLogger("mms.rollups")
 # they are dropped and the journal summed again.
 # 4: member activity (beh_act_first, beh_act_days) added; format 3 is dropped and the
 # journal summed again, as 2 was.
-ROLLUP_FORMAT = 4
+# 5: beh_members, beh_cards, rollup_card_status and rollup_lots stored in blocks of ids
+# (core.engine.card_blocks) instead of one LMDB value per card; format 4 is dropped
+# and the journal summed again.
+ROLLUP_FORMAT = 5
 # Journal records summed into one rollup transaction at most (read zero-copy from the
-# map; what is held is one SalesSum row per distinct key, ~180 bytes, at most one per
+# map; what is held is one sales_sum row per distinct key, ~180 bytes, at most one per
 # record): a long catch-up (a rebuild) is many bounded transactions.
 ROLLUP_FLUSH_RECORDS_MAX = 1_048_576
 # How long the tailer waits for a poke before it looks at the journal anyway.
@@ -119,6 +133,8 @@ COUPON_COLS = ("n", "amount_fen")
 CARD_EVENTS_KEY = np.dtype([("day", ">u4"), ("issue_store", ">u4")])
 CARD_EVENTS_COLS = ("issued", "cancelled", "renewed", "replaced", "dormant", "lost",
                     "circulation")
+# A row of rollup_card_status (blocks of card numbers, core.engine.card_blocks).
+STATUS_ROW = np.dtype([("id", "<u8"), ("status", "u1")])
 # The "status" of a card before its first record.
 NO_CARD = -1
 # The record codes _tally.card_columns reads (its docstring gives the order).
@@ -204,8 +220,15 @@ def concat(arrays, dtype: np.dtype) -> np.ndarray:
     return np.concatenate(arrays).astype(dtype, copy=False)
 
 
+def sales_sum() -> _tally.Sums:
+    """The table a stretch's sales rows are summed in (_tally.sales_add): four key
+    words (sales_words), the SALES_COLS summed."""
+    assert len(SALES_COLS) == _tally.SALES_NCOLS
+    return _tally.Sums((_tally.SUM,) * len(SALES_COLS), 4096, 4)
+
+
 def sales_words(keys: np.ndarray) -> np.ndarray:
-    """_fastpath.SalesSum's key words of SALES_KEY rows (sales_keys' inverse)."""
+    """sales_sum's key words of SALES_KEY rows (sales_keys' inverse)."""
     u = lambda n: keys[n].astype(np.uint64)  # noqa: E731
     return np.ascontiguousarray(np.stack([
         u("day") << np.uint64(8) | u("hour"),
@@ -216,7 +239,7 @@ def sales_words(keys: np.ndarray) -> np.ndarray:
 
 
 def sales_keys(words: np.ndarray) -> np.ndarray:
-    """SALES_KEY rows of _fastpath.SalesSum's key words."""
+    """SALES_KEY rows of sales_sum's key words."""
     w0, w1, w2, w3 = (words[:, i] for i in range(4))
     keys = np.zeros(len(words), SALES_KEY)
     keys["day"], keys["hour"] = w0 >> 8, w0 & 0xFF
@@ -234,7 +257,7 @@ class _Parts:
         self.keys: dict[str, list[np.ndarray]] = {t: [] for t in TABLES}
         self.vals: dict[str, list[np.ndarray]] = {t: [] for t in TABLES}
         self.new_cards: list[tuple[np.ndarray, np.ndarray]] = []
-        self.sales = _fastpath.SalesSum()
+        self.sales = sales_sum()
         # The card records of the stretch, for card_event_rows and activity_of: summed
         # as they come, in C.
         self.cards = _tally.CardTally(_CARD_CODES)
@@ -253,10 +276,10 @@ class _Parts:
         if len(self.sales):
             words, vals = self.sales.rows()
             self.add(SALES_DB, sales_keys(words), vals)
-            self.sales = _fastpath.SalesSum()
+            self.sales = sales_sum()
         for t, (kd, cols) in TABLES.items():
             if t == SALES_DB and len(self.keys[t]) == 1 and not sort_sales:
-                # Distinct already (SalesSum); merged_blocks sorts them with the old rows.
+                # Distinct already (sales_sum); merged_blocks sorts them with the old rows.
                 out[t] = (self.keys[t][0], self.vals[t][0])
             elif self.keys[t]:
                 out[t] = reduce_rows(concat(self.keys[t], kd), np.concatenate(self.vals[t]))
@@ -275,14 +298,11 @@ class Summer:
     with commit_fresh once the flush's transaction has committed; a flush that fails
     leaves issue as the database has it (begin_flush drops fresh)."""
 
-    def __init__(self, store, tz_offset_s: int, issue: _fastpath.KeyMap,
-                 status: _fastpath.KeyMap | None = None) -> None:
+    def __init__(self, store, tz_offset_s: int, issue: _fastpath.KeyMap) -> None:
         self.store = store
         self.tz = int(tz_offset_s)
         self.issue = issue
         self.fresh = _fastpath.KeyMap(1024)
-        # card_no -> status after the card's last summed record (rollup_card_status).
-        self.status = status if status is not None else _fastpath.KeyMap(1024)
         self._swiper: dict[int, int] = {}
 
     def begin_flush(self) -> None:
@@ -387,28 +407,29 @@ class Summer:
         rf = np.flatnonzero(op == OpType.REFUND)
         if len(rf):
             operator[rf] = self._refund_operators(txn, ref[rf], operator[rf])
-        # Keys and sums of the records themselves: one pass in C (_fastpath.SalesSum).
+        # Keys and sums of the records themselves: one pass in C (_tally.sales_add).
         issue_store = np.where(known >= 0, known, 0).astype(np.int64)
-        parts.sales.add(block, sel, issue_store, first.view(np.uint8), operator, self.tz)
+        _tally.sales_add(parts.sales, block, sel, issue_store, first.view(np.uint8), operator,
+                         self.tz, int(OpFlag.PAY_EXTERNAL))
         parts.cards.add(block, sel, issue_store, self.tz)
 
 
-def card_event_rows(parts: _Parts, status) -> list[tuple[bytes, bytes]]:
+def card_event_rows(parts: _Parts, status) -> tuple[np.ndarray, np.ndarray]:
     """Add the card events of parts' card records to parts (CARD_EVENTS_DB rows) and
-    return the rollup_card_status puts they make: (card, its status after its last
-    record) for every card whose status is new or moved, by card. status looks up a
+    return the rollup_card_status changes they make: (cards, each one's status after
+    its last record) for every card whose status is new or moved, by card. status looks up a
     card's status after its last record before the stretch (lookup_many; < 0: none).
-    Nothing here changes status: the caller applies the puts once they are committed.
+    Nothing here writes: the caller puts the changes (status_puts).
 
     A record's status before is the after-image of the card's previous record: the
-    previous record of the same card in the stretch, else the status map; NO_CARD for a
+    previous record of the same card in the stretch, else status; NO_CARD for a
     card's first record (prev_seq 0). parts.cards (_tally.CardTally) has the events of
     every record but each card's first in the stretch already; its heads are summed
     here, once their cards' statuses are looked up."""
     tally = parts.cards
     cards = tally.head_cards()
     if len(cards) == 0:
-        return []
+        return np.zeros(0, np.uint64), np.zeros(0, np.int64)
     known = np.asarray(status.lookup_many(cards, np.ones(len(cards), np.uint64)), np.int64)
     moved, final = tally.finish_events(np.ascontiguousarray(known))
     k, vals = tally.events.rows()
@@ -416,7 +437,19 @@ def card_event_rows(parts: _Parts, status) -> list[tuple[bytes, bytes]]:
         keys = np.zeros(len(k), CARD_EVENTS_KEY)
         keys["day"], keys["issue_store"] = k[:, 0] >> np.uint64(32), k[:, 0] & np.uint64(0xFFFF_FFFF)
         parts.add(CARD_EVENTS_DB, keys, vals)
-    return list(zip(u64_keys(moved), [bytes([st]) for st in final.tolist()], strict=True))
+    return np.asarray(moved, np.uint64), np.asarray(final, np.int64)
+
+
+def status_puts(status: _BlockStatus, moved: np.ndarray,
+                final: np.ndarray) -> list[tuple[bytes, bytes]]:
+    """The rollup_card_status values (blocks of card numbers, core.engine.card_blocks)
+    that record final as the status of the cards moved (distinct; by card, among those
+    status looked up: their blocks are the ones it read)."""
+    if len(moved) == 0:
+        return []
+    rows = np.zeros(len(moved), STATUS_ROW)
+    rows["id"], rows["status"] = moved, final
+    return card_blocks.puts(status.rows, rows["id"], rows, one_per_id=True)
 
 
 def activity_of(parts: _Parts):
@@ -469,38 +502,23 @@ def settlement_rows(parts: _Parts, store, txn, tz: int) -> dict[str, list[tuple[
     return puts
 
 
-def load_status_map(store, txn) -> _fastpath.KeyMap:
-    """rollup_card_status as a KeyMap (card_no -> status)."""
-    cur = txn.cursor(db=store.db[CARD_STATUS_DB])
-    keys = np.frombuffer(b"".join(cur.iternext(keys=True, values=False)), ">u8").astype(np.uint64)
-    cur = txn.cursor(db=store.db[CARD_STATUS_DB])
-    vals = np.frombuffer(b"".join(cur.iternext(keys=False, values=True)), "u1").astype(np.int64)
-    m = _fastpath.KeyMap(max(1024, len(keys)))
-    if len(keys):
-        m.insert_many(keys, np.ones(len(keys), np.uint64), vals)
-    return m
-
-
-def apply_status(status: _fastpath.KeyMap, puts: list[tuple[bytes, bytes]]) -> None:
-    """The committed rollup_card_status puts into the in-memory map."""
-    if puts:
-        cards = np.array([from_be(k) for k, _ in puts], np.uint64)
-        vals = np.array([v[0] for _, v in puts], np.int64)
-        status.insert_many(cards, np.ones(len(cards), np.uint64), vals, overwrite=True)
-
-
-class _LmdbStatus:
-    """A read-only card -> status lookup over rollup_card_status, for a report's tail."""
+class _BlockStatus:
+    """card -> status after its last summed record, read from rollup_card_status's
+    blocks in txn (the tailer's flush and a report's tail): the blocks of the cards
+    looked up are read once and kept (rows), for status_puts."""
 
     def __init__(self, store, txn) -> None:
         self.db, self.txn = store.db[CARD_STATUS_DB], txn
+        self.rows = np.zeros(0, STATUS_ROW)
 
     def lookup_many(self, cards: np.ndarray, _ones: np.ndarray) -> np.ndarray:
+        cards = np.asarray(cards, np.uint64)
+        rows = self.rows = card_blocks.read_blocks(
+            self.txn, self.db, card_blocks.blocks_of(cards), STATUS_ROW)
+        at = card_blocks.find(rows, cards)
         out = np.full(len(cards), -1, np.int64)
-        for j, c in enumerate(cards.tolist()):
-            raw = self.txn.get(u64(c), db=self.db)
-            if raw is not None:
-                out[j] = raw[0]
+        ok = at >= 0
+        out[ok] = rows["status"][at[ok]]
         return out
 
 
@@ -629,13 +647,12 @@ class Rollups:
             raw = txn.get(b"tz_offset_s", db=store.db[ROLLUP_META_DB])
             self.seq = covered_seq(store, txn)
             issue = load_issue_map(store, txn)
-            status = load_status_map(store, txn)
         # The zone the rows were cut in stays theirs: a new zone needs a rebuild.
         self.tz = int.from_bytes(raw, "big", signed=True) if raw is not None else int(tz_offset_s)
         if raw is not None and self.tz != int(tz_offset_s):
             log.warning("rollups are in tz_offset_s %d, the rules say %d: run "
                         "`mms report rebuild` to cut them again", self.tz, tz_offset_s)
-        self.summer = Summer(store, self.tz, issue, status)
+        self.summer = Summer(store, self.tz, issue)
         self.behaviour = behaviour.Behaviour()
         self._lock = threading.Lock()           # one catch-up or rebuild at a time
         self._cond = threading.Condition()
@@ -730,21 +747,21 @@ class Rollups:
             # The blocks are merged here, outside the write transaction: the tailer is
             # the rollups' only writer (self._lock), so what it read is still theirs, and
             # the write holds LMDB's lock (which the committer needs) only for the puts.
-            sales, parts.sales = parts.sales, _fastpath.SalesSum()
+            sales, parts.sales = parts.sales, sales_sum()
             activity = behaviour.activity_puts(self.store, txn, activity_of(parts))
-            status = card_event_rows(parts, self.summer.status)
+            known = _BlockStatus(self.store, txn)
+            moved = card_event_rows(parts, known)
             lot_puts = settlement_rows(parts, self.store, txn, self.tz)
             puts = {t: merged_blocks(txn, self.store, t, k, v)
                     for t, (k, v) in parts.reduced().items() if t != SALES_DB}
             puts[SALES_DB] = merged_sales(txn, self.store, sales)
-            puts[CARD_STATUS_DB] = status
+            puts[CARD_STATUS_DB] = status_puts(known, *moved)
             puts.update(lot_puts)
             puts.update(self.behaviour.puts(self.store, txn))
             puts.update(activity)
         self._write(puts, parts.new_cards, upto)
         # Committed: only now do the in-memory maps move with the database.
         self.summer.commit_fresh(parts.new_cards)
-        apply_status(self.summer.status, status)
         with self._cond:
             self.seq = upto
             self._cond.notify_all()
@@ -849,8 +866,8 @@ def merged_blocks(txn, store, table: str, keys: np.ndarray,
     return encode_blocks(table, keys, vals)
 
 
-def merged_sales(txn, store, sales: _fastpath.SalesSum) -> list[tuple[bytes, bytes]]:
-    """merged_blocks for the sales rows of a flush, still in their SalesSum: the blocks
+def merged_sales(txn, store, sales: _tally.Sums) -> list[tuple[bytes, bytes]]:
+    """merged_blocks for the sales rows of a flush, still in their sales_sum: the blocks
     they touch are added into the same table (C), so only the distinct rows are sorted."""
     if len(sales) == 0:
         return []
@@ -918,7 +935,7 @@ def snapshot(store, summer_tz: int, table: str, day_from: int, day_to: int,
         for block, items in tail:
             summer.block(txn, block, items, parts, pending)
         if table == CARD_EVENTS_DB:
-            card_event_rows(parts, _LmdbStatus(store, txn))
+            card_event_rows(parts, _BlockStatus(store, txn))
         if table == rollup_lots.SETTLEMENT_DB:
             settlement_rows(parts, store, txn, summer_tz)
         tk, tv = parts.reduced()[table]

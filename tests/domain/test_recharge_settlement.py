@@ -130,8 +130,7 @@ def check_rollups(eng) -> None:
     check(eng)
     cards, _ = replay(eng)
     with eng.store.read() as txn:
-        stored = {int.from_bytes(bytes(k), "big"): np.frombuffer(bytes(v), rollup_lots.PIECE)
-                  for k, v in txn.cursor(db=eng.store.db[rollup_lots.LOTS_DB])}
+        stored = rollup_lots.read_lots(eng.store, txn)
     def runs(lots):   # adjacent lots of one store are one (the rule merges a refund in)
         out: list[list[int]] = []
         for s, f in lots:

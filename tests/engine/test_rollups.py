@@ -290,28 +290,32 @@ def test_rows_of_an_older_format_are_dropped_and_summed_again(tmp_path):
 def test_sales_sum_checks_its_input_and_guards_int64():
     import pytest
 
-    from core import _fastpath
-    from core.records import JOURNAL
+    from core.engine import _tally
+    from core.records import JOURNAL, OpFlag
 
+    ext = int(OpFlag.PAY_EXTERNAL)
     block = np.zeros(2, JOURNAL)
     block["amount_fen"] = 2**62
     block["time_s"] = T0
-    ss = _fastpath.SalesSum()
+    ss = rollups.sales_sum()
     one = lambda dt: np.zeros(1, dt)  # noqa: E731
+    add = lambda sel, issue, first, operator, tz=0: _tally.sales_add(  # noqa: E731
+        ss, block, np.array(sel, np.int64), issue, first, operator, tz, ext)
     with pytest.raises(IndexError):
-        ss.add(block, np.array([2], np.int64), one(np.int64), one(np.uint8), one(np.uint32), 0)
+        add([2], one(np.int64), one(np.uint8), one(np.uint32))
     with pytest.raises(ValueError):
-        ss.add(block, np.array([0], np.int64), np.zeros(2, np.int64), one(np.uint8),
-               one(np.uint32), 0)
+        add([0], np.zeros(2, np.int64), one(np.uint8), one(np.uint32))
+    with pytest.raises(ValueError):          # not a table of sales rows
+        _tally.sales_add(_tally.Sums((_tally.SUM,) * 17), block, np.zeros(1, np.int64),
+                         one(np.int64), one(np.uint8), one(np.uint32), 0, ext)
     with pytest.raises(OverflowError):
-        ss.add(block, np.array([0, 1], np.int64), np.zeros(2, np.int64), np.zeros(2, np.uint8),
-               np.zeros(2, np.uint32), 0)
+        add([0, 1], np.zeros(2, np.int64), np.zeros(2, np.uint8), np.zeros(2, np.uint32))
     # Keys survive the trip through the words, and rows() sums repeats.
-    ss = _fastpath.SalesSum()
+    ss = rollups.sales_sum()
     block["amount_fen"] = [5, 7]
     block["store_id"], block["terminal_id"], block["category"] = 4_000_000_000, 9, 65_535
-    ss.add(block, np.array([0, 1, 1], np.int64), np.full(3, 2**32 - 1, np.int64),
-           np.array([1, 0, 0], np.uint8), np.full(3, 3, np.uint32), 8 * 3600)
+    add([0, 1, 1], np.full(3, 2**32 - 1, np.int64), np.array([1, 0, 0], np.uint8),
+        np.full(3, 3, np.uint32), 8 * 3600)
     words, vals = ss.rows()
     assert len(words) == 1 and vals[0, 0] == 3 and vals[0, 1] == 19 and vals[0, 15] == 1
     key = rollups.sales_keys(words)[0]
@@ -355,14 +359,22 @@ def test_commission_report_uses_the_rollups_for_whole_hours(tmp_path, monkeypatc
         scanned: list[tuple[int, int]] = []
         scan = reports.commission_scan
 
-        def spy(engine, a, b, store=None):
+        after: list[int] = []
+
+        def spy(engine, a, b, store=None, after_seq=0):
             scanned.append((a, b))
-            return scan(engine, a, b, store)
+            after.append(after_seq)
+            return scan(engine, a, b, store, after_seq=after_seq)
 
         monkeypatch.setattr(reports, "commission_scan", spy)
+        with eng.store.read() as txn:
+            last = eng.store.last_seq(txn)
+        eng.rollups.wait_for(last)
         assert want and reports.commission_report(eng, since, until) == want
-        # Only the partial hours at the ends were scanned (the zone is UTC+8: whole hours).
+        # Only the partial hours at the ends were scanned (the zone is UTC+8: whole hours),
+        # and an hour without a stored sales row only after the seq the rollups cover.
         assert scanned == [(since, T0), (until - 17, until)]
+        assert after == [last, last]
     finally:
         eng.close()
 

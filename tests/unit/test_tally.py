@@ -67,6 +67,44 @@ def test_sums_grow_past_a_chunk_and_refuse_bad_shapes():
         _tally.Sums(())
 
 
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 4), st.integers(0, 2000), st.integers(1, 200), st.integers(0, 2**32))
+def test_sums_of_any_key_width_add_rows_like_a_dict(kw, n, distinct, seed):
+    """One table for every rollup sum: key widths 1 to 4 (the sales rows use 4), rows
+    added as rows() gives them, and rows() in the order keys first came."""
+    rng = np.random.default_rng(seed)
+    s = _tally.Sums((_tally.SUM, _tally.MAX), 16, kw)
+    keys = rng.integers(0, distinct, (n, kw)).astype(np.uint64) * np.uint64(2**33 + 1)
+    vals = rng.integers(-9, 9, (n, 2)).astype(np.int64)
+    for lo in range(0, n, 700):
+        s.add_rows(np.ascontiguousarray(keys[lo:lo + 700]), np.ascontiguousarray(vals[lo:lo + 700]))
+    want: dict[tuple[int, ...], list[int]] = {}
+    for k, v in zip(keys.tolist(), vals.tolist(), strict=True):
+        w = want.setdefault(tuple(k), [0, 0])
+        w[0] += v[0]
+        w[1] = max(w[1], v[1])
+    got_k, got_v = s.rows()
+    assert got_k.shape == (len(want), kw)
+    assert [tuple(k) for k in got_k.tolist()] == list(want)
+    assert got_v.tolist() == list(want.values())
+
+
+def test_sums_refuse_an_int64_overflow_and_a_wrong_key_width():
+    s = _tally.Sums((_tally.SUM, _tally.MAX), 16, 3)
+    k = np.zeros((2, 3), np.uint64)
+    with pytest.raises(OverflowError):
+        s.add_rows(k, np.array([[2**62, 0], [2**62, 0]], np.int64))
+    with pytest.raises(ValueError):
+        s.add_rows(np.zeros((1, 2), np.uint64), np.zeros((1, 2), np.int64))
+    with pytest.raises(ValueError):          # add() is for tables of two words
+        s.add(np.zeros(1, np.uint64), np.zeros(1, np.uint64), np.zeros((1, 2), np.int64))
+    with pytest.raises(ValueError):
+        _tally.Sums((_tally.SUM,), 16, 5)
+    two = _tally.Sums((_tally.SUM,), 16)
+    with pytest.raises(OverflowError):
+        two.add(np.zeros(2, np.uint64), np.zeros(2, np.uint64), np.full((2, 1), 2**62, np.int64))
+
+
 def _block(rng, n: int) -> np.ndarray:
     b = np.zeros(n, JOURNAL)
     b["seq"] = np.arange(1, n + 1)
@@ -230,18 +268,3 @@ def test_fifo_settle_sums_and_entries_are_its_pieces(steps, stored_t):
         went = sum(f for r, f, h in zip(idx.tolist(), fen.tolist(), have.tolist(), strict=True)
                    if h and int(recs[r]["card_no"]) == c)
         assert int(lf[lc == c].sum()) == came - went
-
-
-@settings(max_examples=50, deadline=None)
-@given(st.lists(st.tuples(st.integers(0, 2**64 - 1), st.integers(0, 5)), max_size=40))
-def test_be_pairs_are_the_keys_and_slices(rows):
-    ids = np.array([r[0] for r in rows], np.uint64)
-    widths = [r[1] for r in rows]
-    ends = np.cumsum(widths, dtype=np.int64)
-    starts = ends - np.array(widths, np.int64)
-    body = bytes(range(256)) * 2
-    assert _tally.be_pairs(ids, body, starts, ends) == [
-        (int(i).to_bytes(8, "big"), body[a:b]) for i, a, b in zip(ids.tolist(), starts.tolist(), ends.tolist(), strict=True)]
-    if rows:
-        with pytest.raises(IndexError):
-            _tally.be_pairs(ids, b"", starts, ends + 1)
