@@ -60,6 +60,7 @@ from core.records import (
     is_ascii_digits,
     ops_from_rows,
     split_client_id,
+    table_zeros,
 )
 from core.rules import CouponTemplate, RechargeLimit, RulesConfig, RulesError
 
@@ -570,7 +571,7 @@ def _resident_copy(table: np.ndarray, used: int) -> np.ndarray:
     """A copy of a table whose rows past used are zero and not resident: np.zeros maps
     zero pages that take memory only when written, where table.copy() would write (and
     keep resident) the whole capacity, headroom included (256 MB per million cards)."""
-    out = np.zeros(len(table), dtype=table.dtype)
+    out = table_zeros(len(table), table.dtype)
     out[:used] = table[:used]
     return out
 
@@ -587,7 +588,7 @@ def _grown(committed: np.ndarray, work: np.ndarray | None, dirty: np.ndarray, ne
         cap *= 2
 
     def grow(table: np.ndarray) -> np.ndarray:
-        bigger = np.zeros(cap, dtype=table.dtype)
+        bigger = table_zeros(cap, table.dtype)
         bigger[:used] = table[:used]
         return bigger
 
