@@ -2053,6 +2053,26 @@ cdef Py_ssize_t _publish_loop(const JournalRec *rec_p, Py_ssize_t n_recs, Card *
     return n_cards
 
 
+cdef int _publish_args(cnp.ndarray recs, Py_ssize_t n_recs, Py_ssize_t cap,
+                       cnp.ndarray dirty_chunks, int chunk_shift, cnp.ndarray slots,
+                       bint release_gil, uint8_t **dirty, int64_t **slot_p) except -1:
+    """The checks publish() and publish_coupons() make of their arguments; sets the
+    dirty chunk and slot pointers (NULL when not given)."""
+    if n_recs > recs.shape[0]:
+        raise ValueError("n_recs exceeds the record array")
+    if dirty_chunks is not None:
+        if dirty_chunks.dtype != np.uint8 or dirty_chunks.shape[0] < ((cap - 1) >> chunk_shift) + 1:
+            raise ValueError("dirty_chunks must be uint8 covering every chunk of the table")
+        dirty[0] = <uint8_t *> _data(dirty_chunks, 1, "dirty_chunks")
+    if slots is not None:
+        if slots.dtype != np.int64 or slots.shape[0] < n_recs:
+            raise ValueError("slots must be int64 with one per record")
+        slot_p[0] = <int64_t *> _data(slots, 8, "slots")
+    elif release_gil:
+        raise ValueError("release_gil needs the slots of apply_batch")
+    return 0
+
+
 def publish(cnp.ndarray recs, Py_ssize_t n_recs, cnp.ndarray cards, KeyMap card_index,
             KeyMap id_index, Py_ssize_t n_cards, cnp.ndarray dirty_chunks, int chunk_shift,
             cnp.ndarray slots=None, bint release_gil=False):  # id_index and dirty_chunks may be None
@@ -2075,20 +2095,8 @@ def publish(cnp.ndarray recs, Py_ssize_t n_recs, cnp.ndarray cards, KeyMap card_
     cdef Card *card_p = <Card *> _data(cards, sizeof(Card), "cards")
     cdef Py_ssize_t cap = cards.shape[0]
     cdef int64_t *slot_p = NULL
-    if n_recs > recs.shape[0]:
-        raise ValueError("n_recs exceeds the record array")
-    if dirty_chunks is not None and (dirty_chunks.dtype != np.uint8
-                                     or dirty_chunks.shape[0] < ((cap - 1) >> chunk_shift) + 1):
-        raise ValueError("dirty_chunks must be uint8 covering every chunk of the table")
-    if slots is not None:
-        if slots.dtype != np.int64 or slots.shape[0] < n_recs:
-            raise ValueError("slots must be int64 with one per record")
-        slot_p = <int64_t *> _data(slots, 8, "slots")
-    elif release_gil:
-        raise ValueError("release_gil needs the slots of apply_batch")
     cdef uint8_t *dirty = NULL
-    if dirty_chunks is not None:
-        dirty = <uint8_t *> _data(dirty_chunks, 1, "dirty_chunks")
+    _publish_args(recs, n_recs, cap, dirty_chunks, chunk_shift, slots, release_gil, &dirty, &slot_p)
     if release_gil:
         with nogil:
             n_cards = _publish_loop(rec_p, n_recs, card_p, cap, card_index, id_index, n_cards,
@@ -2147,20 +2155,9 @@ def publish_coupons(cnp.ndarray recs, Py_ssize_t n_recs, cnp.ndarray coupons,
     cdef Py_ssize_t cap = coupons.shape[0]
     cdef int64_t *slot_p = NULL
     cdef uint8_t *dirty = NULL
-    if n_recs > recs.shape[0]:
-        raise ValueError("n_recs exceeds the record array")
     if n_coupons > cap:
         raise ValueError("n_coupons exceeds the coupon table")
-    if dirty_chunks is not None:
-        if dirty_chunks.dtype != np.uint8 or dirty_chunks.shape[0] < ((cap - 1) >> chunk_shift) + 1:
-            raise ValueError("dirty_chunks must be uint8 covering every chunk of the table")
-        dirty = <uint8_t *> _data(dirty_chunks, 1, "dirty_chunks")
-    if slots is not None:
-        if slots.dtype != np.int64 or slots.shape[0] < n_recs:
-            raise ValueError("slots must be int64 with one per record")
-        slot_p = <int64_t *> _data(slots, 8, "slots")
-    elif release_gil:
-        raise ValueError("release_gil needs the slots of apply_batch")
+    _publish_args(recs, n_recs, cap, dirty_chunks, chunk_shift, slots, release_gil, &dirty, &slot_p)
     if release_gil:
         with nogil:
             n_coupons = _publish_coupons_loop(rec_p, n_recs, cp_p, cap, coupon_index, n_coupons,
