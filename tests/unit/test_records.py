@@ -3,7 +3,19 @@
 import numpy as np
 
 from core import _fastpath
-from core.records import CARD, COUPON, ITEM, JOURNAL, OP, RESULT, CardStatus, OpType, Result
+from core.records import (
+    CACHE_LINE_BYTES,
+    CARD,
+    COUPON,
+    ITEM,
+    JOURNAL,
+    OP,
+    RESULT,
+    CardStatus,
+    OpType,
+    Result,
+    table_zeros,
+)
 
 
 def test_sizes_are_the_documented_ones():
@@ -152,3 +164,12 @@ def test_ops_from_rows_sets_the_single_op_fields_and_nothing_else():
     for op, row in zip(ops, rows, strict=True):
         assert tuple(int(op[f]) for f in SINGLE_OP_FIELDS) == row
         assert all(not np.any(op[f]) for f in OP.names if f not in SINGLE_OP_FIELDS)
+
+
+def test_table_zeros_starts_on_a_cache_line_and_is_zero():
+    for dtype in (CARD, COUPON):
+        for n in (0, 1, 3, 1000):
+            t = table_zeros(n, dtype)
+            assert t.dtype == dtype and t.shape == (n,)
+            assert t.ctypes.data % CACHE_LINE_BYTES == 0
+            assert not t.view(np.uint8).any()
