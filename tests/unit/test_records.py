@@ -3,19 +3,8 @@
 import numpy as np
 
 from core import _fastpath
-from core.records import (
-    CACHE_LINE_BYTES,
-    CARD,
-    COUPON,
-    ITEM,
-    JOURNAL,
-    OP,
-    RESULT,
-    CardStatus,
-    OpType,
-    Result,
-    table_zeros,
-)
+from core import records
+from core.records import CARD, COUPON, ITEM, JOURNAL, OP, RESULT, CardStatus, OpType, Result
 
 
 def test_sizes_are_the_documented_ones():
@@ -169,7 +158,7 @@ def test_ops_from_rows_sets_the_single_op_fields_and_nothing_else():
 def test_table_zeros_starts_on_a_cache_line_and_is_zero():
     for dtype in (CARD, COUPON):
         for n in (0, 1, 3, 1000):
-            t = table_zeros(n, dtype)
+            t = records.table_zeros(n, dtype)
             assert t.dtype == dtype and t.shape == (n,)
-            assert t.ctypes.data % CACHE_LINE_BYTES == 0
+            assert t.ctypes.data % records.CACHE_LINE_BYTES == 0
             assert not t.view(np.uint8).any()
