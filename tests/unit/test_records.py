@@ -2,8 +2,7 @@
 
 import numpy as np
 
-from core import _fastpath
-from core import records
+from core import _fastpath, records
 from core.records import CARD, COUPON, ITEM, JOURNAL, OP, RESULT, CardStatus, OpType, Result
 
 
