@@ -2,6 +2,7 @@
 # structs; core/records.py derives the numpy structured dtypes from these very structs
 # (offsets and sizes come from the compiler, see layout() in _fastpath.pyx), and
 # tests/unit/test_records.py checks that both views see the same bytes.
+cimport cython
 from libc.stdint cimport int64_t, uint64_t, int32_t, uint32_t, uint16_t, uint8_t
 
 
@@ -257,6 +258,9 @@ cdef struct Entry:
     int64_t val
 
 
+# final: never subclassed, so its methods are called directly (and inlined in the
+# batch loop) instead of through the vtable.
+@cython.final
 cdef class KeyMap:
     cdef Entry *e
     cdef size_t cap
@@ -300,6 +304,7 @@ cdef struct Extras:
     const JournalRec *prefs             # refunds: the primary's record of a supplementary swipe
 
 
+@cython.final
 cdef class Batcher:
     cdef size_t batch_max
     cdef int32_t *newest

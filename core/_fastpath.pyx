@@ -241,6 +241,33 @@ cdef inline uint64_t _mix(uint64_t hi, uint64_t lo) noexcept nogil:
 
 cdef extern from *:
     void __builtin_prefetch(const void *addr) nogil
+    bint __builtin_mul_overflow(int64_t a, int64_t b, int64_t *out) nogil
+
+
+cdef inline void prefetch_row(const void *row, size_t nbytes) noexcept nogil:
+    """Fetch every cache line of a row: numpy's tables start 16 bytes past a line, so
+    a 256-byte card spans five lines and a 64-byte coupon two."""
+    cdef size_t off = 0
+    while off < nbytes:
+        __builtin_prefetch(<const char *> row + off)
+        off += 64
+    __builtin_prefetch(<const char *> row + nbytes - 1)
+
+
+cdef inline i128 mul_div(int64_t a, int64_t b, int64_t d) noexcept nogil:
+    """(<i128> a * b) // d (truncated: the module's cdivision), exact: in 64 bits when
+    the product fits them, else in 128 (a library call, several times dearer)."""
+    cdef int64_t p
+    if not __builtin_mul_overflow(a, b, &p):
+        return p // d
+    return (<i128> a * b) // d
+
+
+cdef inline i128 div128(i128 x, int64_t d) noexcept nogil:
+    """x / d truncated, in 64 bits when x fits them."""
+    if -INT64_MAX <= x <= INT64_MAX:
+        return (<int64_t> x) // d
+    return x // d
 
 
 # Tables from this size on are asked for huge pages: every probe of a large map is a
@@ -438,7 +465,7 @@ cdef inline int64_t points_for(int64_t eligible_fen, int64_t rate_bp, int64_t mu
     cdef i128 yuan = eligible_fen // 100
     if yuan <= 0:
         return 0
-    return <int64_t> ((yuan * rate_bp * mult_bp) // 100000000)
+    return <int64_t> div128(yuan * rate_bp * mult_bp, 100000000)
 
 
 # SipHash-2-4: the keyed hash of a card's PIN (key = the card's salt and the engine's
@@ -624,12 +651,16 @@ cdef inline void add_points(Card *c, int64_t pts, int64_t now_s, const RulesC *R
     """Earned points go to the lot of the year they were earned in (or are permanent
     when points never expire). The expiry run moves lot_year forward; if it is late,
     later years share the newest lot."""
-    cdef int32_t year, idx
+    add_points_in(c, pts, civil_year(now_s, R.tz_offset_s) if R.points_valid_years else 0, R)
+
+
+cdef inline void add_points_in(Card *c, int64_t pts, int32_t year, const RulesC *R) noexcept nogil:
+    """add_points with the year of now_s worked out (once per batch: apply_batch)."""
+    cdef int32_t idx
     c.points += pts
     if R.points_valid_years == 0:
         c.permanent_points += pts
         return
-    year = civil_year(now_s, R.tz_offset_s)
     if c.lot_year == 0 or (c.lot0_points == 0 and c.lot1_points == 0 and c.lot2_points == 0
                            and year > c.lot_year + 2):
         c.lot_year = <uint16_t> year
@@ -851,6 +882,7 @@ cdef inline uint8_t eval_coupons(const Op *op, const RulesC *R, const Item *item
     cdef Py_ssize_t j
     cdef int64_t remaining = payable, eligible, off, lp
     cdef const CouponTpl *tpl
+    cdef const CouponTpl *tpls[COUPONS_PER_OP_MAX]
     cdef const Item *it
     for k in range(n_cps):
         tpl = find_tpl(R, cps[k].template_id)
@@ -858,16 +890,21 @@ cdef inline uint8_t eval_coupons(const Op *op, const RulesC *R, const Item *item
             return COUPON_NOT_APPLICABLE
         if n_cps > 1 and not tpl.stackable:
             return COUPON_NOT_STACKABLE
+        tpls[k] = tpl
     for k in range(n_cps):
         if now_s < cps[k].valid_from_s or (cps[k].valid_to_s != 0 and now_s >= cps[k].valid_to_s):
             return COUPON_EXPIRED
-        tpl = find_tpl(R, cps[k].template_id)
+        tpl = tpls[k]
         if not in_scope(R, tpl.stores_off, tpl.stores_n, op.store_id):
             return COUPON_NOT_APPLICABLE
         if tpl.level_mask != 0 and (level >= 64 or not ((tpl.level_mask >> level) & 1)):
             return COUPON_NOT_APPLICABLE
         eligible = 0
-        if op.items_n:
+        if tpl.tpl_kind != COUPON_GIFT and tpl.cats_n == 0:
+            # Every line is in scope: the sum of their payables is the swipe's payable
+            # (do_swipe adds the same line_payable of every line), no loop again.
+            eligible = payable
+        elif op.items_n:
             for j in range(op.items_n):
                 it = &items[op.items_off + j]
                 if tpl.tpl_kind == COUPON_GIFT:
@@ -882,7 +919,7 @@ cdef inline uint8_t eval_coupons(const Op *op, const RulesC *R, const Item *item
             return COUPON_NOT_APPLICABLE
         if tpl.tpl_kind == COUPON_PERCENT:
             # The saving is floored: the member pays the part of a fen.
-            off = <int64_t> ((<i128> eligible * (10000 - tpl.percent_bp)) // 10000)
+            off = <int64_t> mul_div(eligible, 10000 - tpl.percent_bp, 10000)
             if tpl.max_off_fen > 0 and off > tpl.max_off_fen:
                 off = tpl.max_off_fen
         else:
@@ -941,14 +978,14 @@ cdef inline i128 line_commission(const RulesC *R, uint64_t sku, uint16_t categor
     if r == NULL and R.n_cat_comm:
         r = find_commission(R.cat_comm, R.n_cat_comm, category)
     if r == NULL:
-        return (<i128> paid * R.commission_bp) // 10000
-    return <i128> r.fixed_fen * qty + (<i128> paid * r.bp) // 10000
+        return mul_div(paid, R.commission_bp, 10000)
+    return <i128> r.fixed_fen * qty + mul_div(paid, r.bp, 10000)
 
 
 cdef inline uint8_t do_swipe(const Op *op, Card *c, JournalRec *rec, const RulesC *R,
                              const Item *items, Py_ssize_t n_items, bint *journal,
                              Coupon *cps, int n_cps, int64_t *offs, Card *payer,
-                             uint8_t coupon_code) noexcept nogil:
+                             uint8_t coupon_code, int32_t year) noexcept nogil:
     """Check everything, then mutate c and fill rec. On a reject touch neither (a wrong
     PIN excepted: check_pin). coupon_code is what loading the named coupons answered; it
     is the answer only in the coupons' place, after status, PIN, amount and lines."""
@@ -1049,7 +1086,7 @@ cdef inline uint8_t do_swipe(const Op *op, Card *c, JournalRec *rec, const Rules
         for k in range(n_lines):
             it = &items[op.items_off + k]
             lp = line_payable(R, lv, level, member, it.sku, it.qty, it.amount_fen)
-            alloc = <int64_t> ((<i128> reduction * lp) // payable) if payable > 0 else 0
+            alloc = <int64_t> mul_div(reduction, lp, payable) if payable > 0 else 0
             if with_commission:
                 commission += line_commission(R, it.sku, it.category, it.qty, lp - alloc)
             if not (it.item_flags & ITEM_NO_POINTS):
@@ -1065,9 +1102,9 @@ cdef inline uint8_t do_swipe(const Op *op, Card *c, JournalRec *rec, const Rules
             k = bsearch_u64(R.store_ids, R.n_store_mult, op.store_id)
             if k >= 0:
                 store_mult = R.store_mult_bp[k]
-        yuan = weight // 1000000
-        earned = <int64_t> ((yuan * R.points_per_yuan_bp * lv.points_mult_bp * store_mult)
-                            // <i128> 1000000000000)
+        yuan = div128(weight, 1000000)
+        earned = <int64_t> div128(yuan * R.points_per_yuan_bp * lv.points_mult_bp * store_mult,
+                                  1000000000000)
     if (c.points > INT64_MAX - earned or c.spend_total_fen > INT64_MAX - net
             or c.period_points > INT64_MAX - earned or c.period_spend_fen > INT64_MAX - net):
         return BALANCE_LIMIT
@@ -1078,7 +1115,7 @@ cdef inline uint8_t do_swipe(const Op *op, Card *c, JournalRec *rec, const Rules
         c.supp_spent_fen += net
     if op.points_offset:
         take_points(c, op.points_offset)
-    add_points(c, earned, rec.time_s, R)
+    add_points_in(c, earned, year, R)  # year: civil_year(rec.time_s), the batch's
     c.spend_total_fen += net
     c.period_spend_fen += net
     c.period_points += earned
@@ -1102,7 +1139,7 @@ cdef inline int64_t _share(int64_t part, int64_t total, int64_t whole) noexcept 
     """floor(part * total / whole), exact in 128 bits."""
     if whole <= 0:
         return 0
-    return <int64_t> ((<i128> part * total) // whole)
+    return <int64_t> mul_div(part, total, whole)
 
 
 cdef inline int32_t level_met(const Card *c, const RulesC *R) noexcept nogil:
@@ -1269,7 +1306,8 @@ cdef inline uint8_t do_use_count(const Op *op, Card *c, JournalRec *rec, const R
     return OK
 
 
-cdef inline uint8_t do_recharge(const Op *op, Card *c, JournalRec *rec, const RulesC *R) noexcept nogil:
+cdef inline uint8_t do_recharge(const Op *op, Card *c, JournalRec *rec, const RulesC *R,
+                                int32_t year) noexcept nogil:
     cdef int64_t amount = op.amount_fen
     cdef int64_t bonus = 0, tier_pts = 0, pts
     cdef int32_t k
@@ -1300,7 +1338,7 @@ cdef inline uint8_t do_recharge(const Op *op, Card *c, JournalRec *rec, const Ru
     rec.level_before = c.level
     c.principal_fen += amount
     c.bonus_fen += bonus
-    add_points(c, pts, rec.time_s, R)
+    add_points_in(c, pts, year, R)  # year: civil_year(rec.time_s), the batch's
     c.period_points += pts
     c.recharge_total_fen += amount
     c.period_recharge_fen += amount
@@ -1734,6 +1772,8 @@ cdef class Batcher:
         cdef int64_t ring[PREFETCH_AHEAD]
         cdef int64_t ahead
         cdef Py_ssize_t j
+        # Every record of the batch has time now_s: its points go to one year's lot.
+        cdef int32_t year = civil_year(now_s, R.tz_offset_s) if R.points_valid_years else 0
         self.batch_ids.clear()
         self.batch_coupons.clear()
         # Every probe below is a random memory access. Two stages hide their latency:
@@ -1761,14 +1801,12 @@ cdef class Batcher:
                 ahead = card_index.get(0, op.card_no)
                 ring[i % PREFETCH_AHEAD] = ahead
                 if 0 <= ahead < n_cards:
-                    __builtin_prefetch(&cards[ahead])
-                    __builtin_prefetch(<char *> &cards[ahead] + 64)
-                    __builtin_prefetch(<char *> &cards[ahead] + 128)
+                    prefetch_row(&cards[ahead], sizeof(Card))
                     __builtin_prefetch(&self.newest[ahead])
                 if op.coupons_n and op.coupons_off < ex.n_coupon_ids:
                     ahead = coupon_index.get(0, ex.coupon_ids[op.coupons_off])
                     if 0 <= ahead < ex.n_coupons:
-                        __builtin_prefetch(&ex.coupons[ahead])
+                        prefetch_row(&ex.coupons[ahead], sizeof(Coupon))
             op = &ops[i]
             res[i].seq = 0
             res[i].rec_index = -1
@@ -1871,9 +1909,9 @@ cdef class Batcher:
             journal = False
             if op.op_type == SWIPE:
                 code = do_swipe(op, &c, rec, R, ex.items, ex.n_items, &journal, cps, n_cps, offs,
-                                payer, coupon_code)
+                                payer, coupon_code, year)
             elif op.op_type == RECHARGE:
-                code = do_recharge(op, &c, rec, R)
+                code = do_recharge(op, &c, rec, R, year)
             elif op.op_type == REFUND:
                 code = do_refund(op, &c, rec, R, orig, refunded_before, porig, payer,
                                  orig.card_no == op.card_no or self._current_slot(
@@ -1959,9 +1997,15 @@ cdef class Batcher:
                 if slots != NULL:
                     slots[n_recs] = payer_slot
                 n_recs += 1
-        # Leave the scratch index clean for the next batch.
+        # Leave the scratch index clean for the next batch: the slots say where each
+        # card record went (a coupon record's slot is its coupon's: skipped, its card's
+        # record is in the batch too); without them, a probe per record.
         for i in range(n_recs):
-            self.newest[card_index.get(0, recs[i].card_no)] = -1
+            if slots != NULL:
+                if recs[i].kind == KIND_CARD:
+                    self.newest[slots[i]] = -1
+            else:
+                self.newest[card_index.get(0, recs[i].card_no)] = -1
         return n_recs
 
 
@@ -1981,9 +2025,7 @@ cdef Py_ssize_t _publish_loop(const JournalRec *rec_p, Py_ssize_t n_recs, Card *
                                   rec_p[i + PREFETCH_AHEAD].client_lo)
             if (slot_p != NULL and rec_p[i + PREFETCH_AHEAD].kind == KIND_CARD
                     and 0 <= slot_p[i + PREFETCH_AHEAD] < cap):
-                __builtin_prefetch(&card_p[slot_p[i + PREFETCH_AHEAD]])
-                __builtin_prefetch(<char *> &card_p[slot_p[i + PREFETCH_AHEAD]] + 64)
-                __builtin_prefetch(<char *> &card_p[slot_p[i + PREFETCH_AHEAD]] + 128)
+                prefetch_row(&card_p[slot_p[i + PREFETCH_AHEAD]], sizeof(Card))
         if rec_p[i].kind != KIND_CARD:
             continue
         if slot_p != NULL:
@@ -2011,6 +2053,26 @@ cdef Py_ssize_t _publish_loop(const JournalRec *rec_p, Py_ssize_t n_recs, Card *
     return n_cards
 
 
+cdef int _publish_args(cnp.ndarray recs, Py_ssize_t n_recs, Py_ssize_t cap,
+                       cnp.ndarray dirty_chunks, int chunk_shift, cnp.ndarray slots,
+                       bint release_gil, uint8_t **dirty, int64_t **slot_p) except -1:
+    """The checks publish() and publish_coupons() make of their arguments; sets the
+    dirty chunk and slot pointers (NULL when not given)."""
+    if n_recs > recs.shape[0]:
+        raise ValueError("n_recs exceeds the record array")
+    if dirty_chunks is not None:
+        if dirty_chunks.dtype != np.uint8 or dirty_chunks.shape[0] < ((cap - 1) >> chunk_shift) + 1:
+            raise ValueError("dirty_chunks must be uint8 covering every chunk of the table")
+        dirty[0] = <uint8_t *> _data(dirty_chunks, 1, "dirty_chunks")
+    if slots is not None:
+        if slots.dtype != np.int64 or slots.shape[0] < n_recs:
+            raise ValueError("slots must be int64 with one per record")
+        slot_p[0] = <int64_t *> _data(slots, 8, "slots")
+    elif release_gil:
+        raise ValueError("release_gil needs the slots of apply_batch")
+    return 0
+
+
 def publish(cnp.ndarray recs, Py_ssize_t n_recs, cnp.ndarray cards, KeyMap card_index,
             KeyMap id_index, Py_ssize_t n_cards, cnp.ndarray dirty_chunks, int chunk_shift,
             cnp.ndarray slots=None, bint release_gil=False):  # id_index and dirty_chunks may be None
@@ -2033,20 +2095,8 @@ def publish(cnp.ndarray recs, Py_ssize_t n_recs, cnp.ndarray cards, KeyMap card_
     cdef Card *card_p = <Card *> _data(cards, sizeof(Card), "cards")
     cdef Py_ssize_t cap = cards.shape[0]
     cdef int64_t *slot_p = NULL
-    if n_recs > recs.shape[0]:
-        raise ValueError("n_recs exceeds the record array")
-    if dirty_chunks is not None and (dirty_chunks.dtype != np.uint8
-                                     or dirty_chunks.shape[0] < ((cap - 1) >> chunk_shift) + 1):
-        raise ValueError("dirty_chunks must be uint8 covering every chunk of the table")
-    if slots is not None:
-        if slots.dtype != np.int64 or slots.shape[0] < n_recs:
-            raise ValueError("slots must be int64 with one per record")
-        slot_p = <int64_t *> _data(slots, 8, "slots")
-    elif release_gil:
-        raise ValueError("release_gil needs the slots of apply_batch")
     cdef uint8_t *dirty = NULL
-    if dirty_chunks is not None:
-        dirty = <uint8_t *> _data(dirty_chunks, 1, "dirty_chunks")
+    _publish_args(recs, n_recs, cap, dirty_chunks, chunk_shift, slots, release_gil, &dirty, &slot_p)
     if release_gil:
         with nogil:
             n_cards = _publish_loop(rec_p, n_recs, card_p, cap, card_index, id_index, n_cards,
@@ -2056,39 +2106,65 @@ def publish(cnp.ndarray recs, Py_ssize_t n_recs, cnp.ndarray cards, KeyMap card_
                          chunk_shift, slot_p, False)
 
 
-def publish_coupons(cnp.ndarray recs, Py_ssize_t n_recs, cnp.ndarray coupons,
-                    KeyMap coupon_index, Py_ssize_t n_coupons, cnp.ndarray dirty_chunks,
-                    int chunk_shift):
-    """Copy the coupon after-images among records into a coupon table; return the number
-    of coupons after. A coupon not seen before takes the next free slot (the caller
-    guarantees room); dirty_chunks (optional) marks what the next checkpoint writes."""
-    cdef JournalRec *rec_p = <JournalRec *> _data(recs, sizeof(JournalRec), "recs")
-    cdef Coupon *cp_p = <Coupon *> _data(coupons, sizeof(Coupon), "coupons")
-    cdef Py_ssize_t cap = coupons.shape[0], i
+cdef Py_ssize_t _publish_coupons_loop(const JournalRec *rec_p, Py_ssize_t n_recs,
+                                      Coupon *cp_p, Py_ssize_t cap, KeyMap coupon_index,
+                                      Py_ssize_t n_coupons, uint8_t *dirty, int chunk_shift,
+                                      const int64_t *slot_p) except -1 nogil:
+    """publish_coupons()'s loop. slot_p: each coupon record's slot (apply_batch's), a
+    coupon already in the table: no index probe, nothing inserted (else ValueError)."""
+    cdef Py_ssize_t i
     cdef int64_t slot
     cdef const Coupon *src
-    cdef uint8_t *dirty = NULL
-    if n_recs > recs.shape[0]:
-        raise ValueError("n_recs exceeds the record array")
-    if dirty_chunks is not None:
-        if dirty_chunks.dtype != np.uint8 or dirty_chunks.shape[0] < ((cap - 1) >> chunk_shift) + 1:
-            raise ValueError("dirty_chunks must be uint8 covering every chunk of the table")
-        dirty = <uint8_t *> _data(dirty_chunks, 1, "dirty_chunks")
     for i in range(n_recs):
         if rec_p[i].kind != KIND_COUPON:
             continue
         src = <const Coupon *> &rec_p[i].after
-        slot = coupon_index.get(0, src.coupon_id)
-        if slot < 0:
-            if n_coupons >= cap:
-                raise ValueError("coupon table is full; grow it before publish")
-            slot = n_coupons
-            n_coupons += 1
-            coupon_index.put(0, src.coupon_id, slot, True)
+        if slot_p != NULL:
+            slot = slot_p[i]
+            if slot < 0 or slot >= n_coupons or cp_p[slot].coupon_id != src.coupon_id:
+                with gil:
+                    raise ValueError(f"record {i}: coupon {src.coupon_id} is not in slot {slot}")
+        else:
+            slot = coupon_index.get(0, src.coupon_id)
+            if slot < 0:
+                if n_coupons >= cap:
+                    with gil:
+                        raise ValueError("coupon table is full; grow it before publish")
+                slot = n_coupons
+                n_coupons += 1
+                coupon_index.put(0, src.coupon_id, slot, True)
         memcpy(&cp_p[slot], src, sizeof(Coupon))
         if dirty != NULL:
             dirty[slot >> chunk_shift] = 1
     return n_coupons
+
+
+def publish_coupons(cnp.ndarray recs, Py_ssize_t n_recs, cnp.ndarray coupons,
+                    KeyMap coupon_index, Py_ssize_t n_coupons, cnp.ndarray dirty_chunks,
+                    int chunk_shift, cnp.ndarray slots=None, bint release_gil=False):
+    """Copy the coupon after-images among records into a coupon table; return the number
+    of coupons after. A coupon not seen before takes the next free slot (the caller
+    guarantees room); dirty_chunks (optional) marks what the next checkpoint writes.
+
+    slots (apply_batch's, one per record) saves the index probe of a hot batch, whose
+    coupons are all in the table (each is checked to be in its slot). release_gil: copy
+    without the GIL, for a table no other thread reads meanwhile (the applier's work
+    table); it needs slots."""
+    cdef JournalRec *rec_p = <JournalRec *> _data(recs, sizeof(JournalRec), "recs")
+    cdef Coupon *cp_p = <Coupon *> _data(coupons, sizeof(Coupon), "coupons")
+    cdef Py_ssize_t cap = coupons.shape[0]
+    cdef int64_t *slot_p = NULL
+    cdef uint8_t *dirty = NULL
+    if n_coupons > cap:
+        raise ValueError("n_coupons exceeds the coupon table")
+    _publish_args(recs, n_recs, cap, dirty_chunks, chunk_shift, slots, release_gil, &dirty, &slot_p)
+    if release_gil:
+        with nogil:
+            n_coupons = _publish_coupons_loop(rec_p, n_recs, cp_p, cap, coupon_index, n_coupons,
+                                              dirty, chunk_shift, slot_p)
+        return n_coupons
+    return _publish_coupons_loop(rec_p, n_recs, cp_p, cap, coupon_index, n_coupons, dirty,
+                                 chunk_shift, slot_p)
 
 
 cdef packed struct IdRow:      # storage.IDS_DTYPE: a client id and its packed seq/result

@@ -29,7 +29,7 @@ from collections.abc import Iterator
 import lmdb
 import numpy as np
 
-from core.records import CARD, JOURNAL
+from core.records import CARD, JOURNAL, table_zeros
 
 FORMAT_VERSION = 1
 CHUNK_SHIFT = 8
@@ -321,7 +321,7 @@ class Store:
 
     def load_chunks(self, txn: lmdb.Transaction, db: str, dtype: np.dtype, n: int,
                     capacity: int) -> np.ndarray:
-        table = np.zeros(max(capacity, n), dtype=dtype)
+        table = table_zeros(max(capacity, n), dtype)  # rows on cache lines
         for key, value in txn.cursor(db=self.db[db]):
             lo = from_be(key) << CHUNK_SHIFT
             chunk = np.frombuffer(value, dtype=dtype)

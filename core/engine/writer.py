@@ -60,6 +60,7 @@ from core.records import (
     is_ascii_digits,
     ops_from_rows,
     split_client_id,
+    table_zeros,
 )
 from core.rules import CouponTemplate, RechargeLimit, RulesConfig, RulesError
 
@@ -587,7 +588,7 @@ def _resident_copy(table: np.ndarray, used: int) -> np.ndarray:
     """A copy of a table whose rows past used are zero and not resident: np.zeros maps
     zero pages that take memory only when written, where table.copy() would write (and
     keep resident) the whole capacity, headroom included (256 MB per million cards)."""
-    out = np.zeros(len(table), dtype=table.dtype)
+    out = table_zeros(len(table), table.dtype)
     out[:used] = table[:used]
     return out
 
@@ -604,7 +605,7 @@ def _grown(committed: np.ndarray, work: np.ndarray | None, dirty: np.ndarray, ne
         cap *= 2
 
     def grow(table: np.ndarray) -> np.ndarray:
-        bigger = np.zeros(cap, dtype=table.dtype)
+        bigger = table_zeros(cap, table.dtype)
         bigger[:used] = table[:used]
         return bigger
 
@@ -929,9 +930,11 @@ class Engine:
                                                          ids.astype(np.uint64)) < 0
                 if unknown.any():
                     self._ensure_coupon_capacity(len(np.unique(ids[unknown])))
+            # A hot batch's slots (apply_batch's) locate its coupons: no index probe.
             self._n_coupons = _fastpath.publish_coupons(recs, n, self._coupons,
                                                         self._coupon_index, self._n_coupons,
-                                                        self._coupon_dirty, CHUNK_SHIFT)
+                                                        self._coupon_dirty, CHUNK_SHIFT,
+                                                        None if claim_ids else slots)
         self._n_cards = _fastpath.publish(recs, n, self._cards, self._card_index, None,
                                           self._n_cards, self._dirty, CHUNK_SHIFT, slots)
         if claim_ids:  # only these can grow the table or bring new cards
@@ -951,8 +954,11 @@ class Engine:
         if has_coupons:
             # The index learnt new coupons from the committed side (admin) or learns them
             # here; both tables share it, so the count is the committed one.
+            # A hot batch's coupons are all known (slots from apply_batch): copied without
+            # the GIL, like its cards below.
             _fastpath.publish_coupons(recs, len(recs), self._coupons_work, self._coupon_index,
-                                      self._n_coupons, None, CHUNK_SHIFT)
+                                      self._n_coupons, None, CHUNK_SHIFT, slots,
+                                      release_gil=slots is not None)
         # A hot batch (slots from apply_batch) copies without the GIL: the work table and
         # the id index are the applier's alone, and a hot batch inserts no card into the
         # card index that readers probe. The event loop and the committer run meanwhile.

@@ -50,7 +50,15 @@ from test_property_domain import (
 )
 
 from core.records import CouponStatus, OpType, RecordKind, Result, join_client_id
-from core.rules import CouponTemplate, RulesConfig
+from core.rules import (
+    MAX_AMOUNT_FEN_LIMIT,
+    MAX_BALANCE_FEN_LIMIT,
+    MULT_BP_LIMIT,
+    RATE_BP_LIMIT,
+    CouponTemplate,
+    LevelRule,
+    RulesConfig,
+)
 
 DAY = 86_400
 TEMPLATE_IDS = [1, 2, 3, 4, 5, 6]
@@ -419,6 +427,64 @@ def test_one_card_coupons_redeemed_refunded_and_redeemed_again_in_one_batch(data
     check_books({5: card}, fast.card_dicts(),
                 [r for r in model.records if r["kind"] == RecordKind.KIND_CARD])
     check_coupon_books(model.records, model.coupons)
+
+
+@settings(max_examples=80, **SETTINGS)
+@given(data=st.data())
+def test_amounts_whose_products_pass_64_bits(data):
+    """Swipes up to the largest amount the rules allow, at the highest rates, with lines,
+    offsets and coupons: a line's share of the reductions (reduction x line payable) and
+    the points (yuan x rate x multipliers) then pass 64 bits, where the fast path divides
+    in 128 bits (below them, in 64); to the fen and the point it must agree with the
+    reference either way."""
+    amount = weighted((1, st.integers(1, 10**6)), (3, st.integers(10**11, MAX_AMOUNT_FEN_LIMIT)))
+    rules = RulesConfig(
+        max_amount_fen=MAX_AMOUNT_FEN_LIMIT, max_balance_fen=MAX_BALANCE_FEN_LIMIT,
+        points_per_yuan_bp=data.draw(st.sampled_from([RATE_BP_LIMIT, 10_000])),
+        levels=(LevelRule("regular", discount_bp=data.draw(st.sampled_from([10_000, 9_000])),
+                          points_mult_bp=data.draw(st.sampled_from([MULT_BP_LIMIT, 10_000]))),),
+        category_points_mult_bp=((1, MULT_BP_LIMIT),),
+        store_points_mult_bp=((1, MULT_BP_LIMIT),),
+        offset_points_per_yuan=1, offset_max_bp=10_000,
+        commission_bp=data.draw(st.sampled_from([0, 10_000])),
+        coupon_templates=(
+            CouponTemplate(1, "percent", "percent", valid_days=30,
+                           percent_bp=data.draw(st.sampled_from([1, 5_000, 9_999]))),
+            CouponTemplate(2, "fixed", "fixed", valid_days=30,
+                           value_fen=data.draw(st.sampled_from([1, 10**9, MAX_AMOUNT_FEN_LIMIT])))))
+    card = dict(data.draw(domain_cards(rules), label="cards")[0][0], card_no=5, status=1,
+                expires_at_s=0, pin_hash=0, pin_locked_until_s=0, level=0, flags=0,
+                principal_fen=MAX_BALANCE_FEN_LIMIT // 2, bonus_fen=0, lot_year=0,
+                lot0_points=0, lot1_points=0, lot2_points=0, permanent_points=10**13,
+                points=10**13)
+    n_ops = data.draw(st.integers(1, 6), label="ops")
+    coupons = [dict(coupon_id=100 + k, card_no=5, template_id=data.draw(st.sampled_from([1, 2])),
+                    coupon_status=int(CouponStatus.COUPON_ISSUED), valid_from_s=NOW - DAY,
+                    valid_to_s=NOW + 30 * DAY, redeemed_seq=0, redeemed_fen=0, issued_seq=1)
+               for k in range(n_ops)]
+    ops, items, coupon_ids = [], [], []
+    for k in range(n_ops):
+        total = data.draw(amount, label="amount")
+        cuts = sorted(data.draw(st.lists(st.integers(0, total), max_size=3), label="cuts"))
+        parts = [b - a for a, b in zip([0, *cuts], [*cuts, total], strict=True)]
+        op = dict(client_hi=1, client_lo=k + 1, card_no=5, amount_fen=total, op_type=OpType.SWIPE,
+                  store_id=data.draw(st.sampled_from([0, 1])), category=1,
+                  points_offset=data.draw(st.sampled_from([0, 1, total // 300])),
+                  items_off=len(items), items_n=len(parts))
+        items += [dict(sku=SKUS[j % len(SKUS)], amount_fen=part, qty=1, category=j % 2, item_flags=0)
+                  for j, part in enumerate(parts)]
+        if data.draw(st.booleans(), label="coupon"):
+            op.update(coupons_off=len(coupon_ids), coupons_n=1)
+            coupon_ids.append(100 + k)
+        ops.append(op)
+    fast = FastPath([card], coupons=coupons)
+    model = Model(cards={5: dict(card)}, pin_key=PIN_KEY,
+                  coupons={cp["coupon_id"]: dict(cp) for cp in coupons})
+    got, got_recs, _, _ = fast.apply(ops, rules.compile(PIN_KEY), NOW, items, coupon_ids)
+    want, want_recs = model.apply(ops, rules, NOW, items=items, coupon_ids=coupon_ids)
+    compare_batch(got, got_recs, want, want_recs, ops)
+    assert fast.card_dicts() == model.cards
+    assert fast.coupon_dicts() == model.coupons
 
 
 # --- the same through a real Engine (LMDB, checkpoints, restarts) -----------------------

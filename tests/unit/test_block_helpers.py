@@ -8,7 +8,7 @@ from core import _fastpath
 from core.engine.rollups import JOURNAL_ITEM
 from core.engine.storage import IDS_DTYPE
 from core.engine.writer import _facts, journal_items
-from core.records import ITEM, JOURNAL, OP, RESULT, OpType, RecordKind, Result
+from core.records import COUPON, ITEM, JOURNAL, OP, RESULT, OpType, RecordKind, Result
 
 
 def test_block_facts_fills_the_id_block_and_counts_refunds_and_coupons():
@@ -69,3 +69,46 @@ def test_journal_items_keeps_the_lines_of_applied_ops_in_op_order():
     ops["items_n"][-1] = 60  # past the lines
     with pytest.raises(ValueError):
         journal_items(ops, results, lines)
+
+
+def _coupon_block(ids: list[int], slots_of: dict[int, int]):
+    """A block of card and coupon records; the coupon records' after-images name ids,
+    their slots (as apply_batch gives them) come from slots_of."""
+    recs = np.zeros(2 * len(ids), dtype=JOURNAL)
+    slots = np.zeros(len(recs), dtype=np.int64)
+    after = JOURNAL.fields["after"][1]
+    raw = recs.view(np.uint8).reshape(len(recs), JOURNAL.itemsize)
+    for k, cid in enumerate(ids):
+        recs["kind"][2 * k + 1] = RecordKind.KIND_COUPON
+        slots[2 * k] = 99  # a card record's slot is the card's: not looked at here
+        cp = np.zeros(1, dtype=COUPON)
+        cp["coupon_id"], cp["card_no"], cp["coupon_status"] = cid, 7, 2
+        cp["redeemed_fen"] = 10 * cid
+        raw[2 * k + 1, after:after + COUPON.itemsize] = cp.view(np.uint8)
+        slots[2 * k + 1] = slots_of[cid]
+    return recs, slots
+
+
+def test_publish_coupons_by_slots_copies_as_by_the_index_and_refuses_a_wrong_slot():
+    table = np.zeros(8, dtype=COUPON)
+    table["coupon_id"][:5] = [11, 12, 13, 14, 15]
+    index = _fastpath.KeyMap(16)
+    for slot in range(5):
+        index.insert(0, int(table["coupon_id"][slot]), slot)
+    recs, slots = _coupon_block([13, 11], {11: 0, 13: 2})
+    by_index, by_slots = table.copy(), table.copy()
+    dirty = np.zeros(1, dtype=np.uint8)
+    assert _fastpath.publish_coupons(recs, len(recs), by_index, index, 5, None, 4) == 5
+    assert _fastpath.publish_coupons(recs, len(recs), by_slots, index, 5, dirty, 4, slots,
+                                     release_gil=True) == 5
+    assert (by_slots == by_index).all() and dirty[0] == 1
+    assert list(by_slots["redeemed_fen"][:5]) == [110, 0, 130, 0, 0]
+    # A slot that does not hold the record's coupon, or lies past the coupons: refused.
+    for wrong in ({11: 1, 13: 2}, {11: 0, 13: 5}, {11: -1, 13: 2}):
+        recs, slots = _coupon_block([13, 11], wrong)
+        with pytest.raises(ValueError):
+            _fastpath.publish_coupons(recs, len(recs), table.copy(), index, 5, None, 4, slots,
+                                      release_gil=True)
+    with pytest.raises(ValueError):  # copying without the GIL needs the slots
+        _fastpath.publish_coupons(recs, len(recs), table.copy(), index, 5, None, 4,
+                                  release_gil=True)

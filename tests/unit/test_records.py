@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from core import _fastpath
+from core import _fastpath, records
 from core.records import CARD, COUPON, ITEM, JOURNAL, OP, RESULT, CardStatus, OpType, Result
 
 
@@ -152,3 +152,13 @@ def test_ops_from_rows_sets_the_single_op_fields_and_nothing_else():
     for op, row in zip(ops, rows, strict=True):
         assert tuple(int(op[f]) for f in SINGLE_OP_FIELDS) == row
         assert all(not np.any(op[f]) for f in OP.names if f not in SINGLE_OP_FIELDS)
+
+
+def test_table_zeros_starts_on_a_cache_line_and_is_zero():
+    for dtype in (CARD, COUPON):
+        assert records.table_zeros(0, dtype).shape == (0,)  # no row to align
+        for n in (1, 3, 1000):
+            t = records.table_zeros(n, dtype)
+            assert t.dtype == dtype and t.shape == (n,)
+            assert t.ctypes.data % records.CACHE_LINE_BYTES == 0
+            assert not t.view(np.uint8).any()
