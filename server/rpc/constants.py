@@ -8,6 +8,7 @@ ADMIN = "mms.v1.AdminService"
 REPORT = "mms.v1.ReportService"
 SEGMENT = "mms.v1.SegmentService"
 CAMPAIGN = "mms.v1.CampaignService"
+REPLICATION = "mms.v1.ReplicationService"
 
 # A full batch request is about 110 KB and its response about 400 KB; 4 MiB leaves room
 # for IssueCards and bulk summaries while refusing anything absurd before decoding it.

@@ -18,6 +18,20 @@ log = logging.getLogger("mms.server")
 
 # --- instrumentation ------------------------------------------------------------------
 
+def unexpected(service: str, method: str, e: Exception) -> RpcFailure:
+    """The status of a handler's unexpected error: the store's closing as such, anything
+    else INTERNAL with reason INTERNAL (never grpc's bare UNKNOWN), logged once here."""
+    closed = store_closed(e)
+    if closed is not None:
+        return closed
+    log.error("%s/%s failed", service, method, exc_info=e)
+    # Only a call with client ids can learn by a retry whether it applied.
+    message = ("internal error; retry with the same client ids to learn whether the ops "
+               "applied" if takes_client_ids(service, method)
+               else "internal error; the call may be retried")
+    return RpcFailure(grpc.StatusCode.INTERNAL, "INTERNAL", message)
+
+
 def rpc_method(service: str, method: str, grpc_type: str):
     """Wrap a handler: auth context, metrics in the standard shapes, and RpcFailure ->
     status with ErrorInfo details."""
@@ -40,11 +54,6 @@ def rpc_method(service: str, method: str, grpc_type: str):
                 code = context.code() or grpc.StatusCode.UNKNOWN
             st.handled(code, time.perf_counter() - start)
 
-        # Only a call with client ids can learn by a retry whether it applied.
-        internal_message = ("internal error; retry with the same client ids to learn "
-                            "whether the ops applied" if takes_client_ids(service, method)
-                            else "internal error; the call may be retried")
-
         # A write goes to the leader only (server/rpc/role.py): checked before the handler
         # runs and again before its answer leaves, so a node whose lease may have run out
         # meanwhile answers NOT_LEADER (the client retries with the same ids) and never OK.
@@ -55,13 +64,6 @@ def rpc_method(service: str, method: str, grpc_type: str):
             role = getattr(self, "role", None)
             if writes and role is not None:
                 role.check_writable()
-
-        def internal(e: Exception) -> RpcFailure:
-            closed = store_closed(e)
-            if closed is not None:
-                return closed
-            log.error("%s/%s failed", service, method, exc_info=e)
-            return RpcFailure(grpc.StatusCode.INTERNAL, "INTERNAL", internal_message)
 
         if streaming_out:
             @functools.wraps(fn)
@@ -78,7 +80,7 @@ def rpc_method(service: str, method: str, grpc_type: str):
                     finish(st, context, start, e)
                     raise
                 except Exception as e:
-                    failure = e if isinstance(e, RpcFailure) else internal(e)
+                    failure = e if isinstance(e, RpcFailure) else unexpected(service, method, e)
                     finish(st, context, start, failure)
                     await context.abort(failure.code, failure.message,
                                         failure.trailing_metadata())
@@ -101,7 +103,7 @@ def rpc_method(service: str, method: str, grpc_type: str):
                     finish(st, context, start, e)
                     raise
                 except Exception as e:
-                    failure = e if isinstance(e, RpcFailure) else internal(e)
+                    failure = e if isinstance(e, RpcFailure) else unexpected(service, method, e)
                     finish(st, context, start, failure)
                     await context.abort(failure.code, failure.message,
                                         failure.trailing_metadata())

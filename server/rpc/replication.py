@@ -13,7 +13,9 @@ old primary follow the new one, discarding any tail the new one never had.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hmac
+import inspect
 import logging
 import os
 import queue
@@ -44,6 +46,7 @@ from core.domain.pii import KEY_ENV as PII_KEY_ENV
 from core.domain.pii import KEY_FILE as PII_KEY_FILE
 from server.mms_pb import replication_pb2, replication_pb2_grpc
 from server.rpc.constants import (
+    REPLICATION,
     REPLICATION_ASYNC_CONFIRM_MS,
     REPLICATION_CHUNK_BYTES,
     REPLICATION_CONNECT_TIMEOUT_S,
@@ -51,6 +54,7 @@ from server.rpc.constants import (
     REPLICATION_SEND_BYTES_MAX,
 )
 from server.rpc.errors import RpcFailure
+from server.rpc.instrumentation import unexpected
 
 log = logging.getLogger("mms.replication")
 
@@ -70,6 +74,38 @@ def _fail(code: grpc.StatusCode, reason: str, message: str) -> RpcFailure:
 
 async def _abort(context, failure: RpcFailure) -> None:
     await context.abort(failure.code, failure.message, failure.trailing_metadata())
+
+
+def _answered(fn):
+    """A replication method (an async generator or a coroutine) whose unexpected error
+    ends its call as instrumentation.unexpected says (INTERNAL with reason INTERNAL, the
+    traceback logged on this node), not as grpc's bare UNKNOWN with nothing logged."""
+    method = fn.__name__
+
+    async def failed(context, e: Exception) -> None:
+        await _abort(context, e if isinstance(e, RpcFailure) else unexpected(REPLICATION, method, e))
+
+    if inspect.isasyncgenfunction(fn):
+        @functools.wraps(fn)
+        async def streamed(self, request, context):
+            try:
+                async for item in fn(self, request, context):
+                    yield item
+            except (asyncio.CancelledError, grpc.aio.AbortError):
+                raise
+            except Exception as e:
+                await failed(context, e)
+        return streamed
+
+    @functools.wraps(fn)
+    async def answered(self, request, context):
+        try:
+            return await fn(self, request, context)
+        except (asyncio.CancelledError, grpc.aio.AbortError):
+            raise
+        except Exception as e:
+            await failed(context, e)
+    return answered
 
 
 def _authorized(context, token: str | None) -> bool:
@@ -255,6 +291,7 @@ class ReplicationService(replication_pb2_grpc.ReplicationServiceServicer):
         self.feed.envelope = frame_envelope
         self.token = token
 
+    @_answered
     async def Subscribe(self, request_iterator, context):  # noqa: N802 (gRPC's name)
         if not _authorized(context, self.token):
             await _abort(context, _fail(grpc.StatusCode.UNAUTHENTICATED, *_UNAUTH))
@@ -324,6 +361,7 @@ class ReplicationService(replication_pb2_grpc.ReplicationServiceServicer):
             feed.standby_left()
             reader.cancel()
 
+    @_answered
     async def HotCopy(self, request, context):  # noqa: N802
         if not _authorized(context, self.token):
             await _abort(context, _fail(grpc.StatusCode.UNAUTHENTICATED, *_UNAUTH))
@@ -347,6 +385,7 @@ class ReplicationService(replication_pb2_grpc.ReplicationServiceServicer):
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 
+    @_answered
     async def Status(self, request, context):  # noqa: N802
         if not _authorized(context, self.token):
             await _abort(context, _fail(grpc.StatusCode.UNAUTHENTICATED, *_UNAUTH))

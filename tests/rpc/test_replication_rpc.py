@@ -424,3 +424,61 @@ def test_a_standby_frames_behind_gets_them_one_per_message(tmp_path):
                 call.cancel()
     finally:
         assert primary.terminate() == 0
+
+
+def test_an_unexpected_error_ends_a_replication_call_internal_with_its_reason(tmp_path, caplog):
+    """A primary's replication call that meets an error it did not expect ends INTERNAL
+    with ErrorInfo reason INTERNAL and the traceback in the primary's log, through a real
+    gRPC server: before, Subscribe and Status ended as grpc's bare UNKNOWN with nothing
+    logged, and a standby reconnected forever with no trace of why."""
+    from core import Engine
+    from core.engine.replication import Feed
+    from server.mms_pb import replication_pb2, replication_pb2_grpc
+    from server.rpc.replication import ReplicationService
+
+    engine = Engine(str(tmp_path / "data"), feed=Feed(1))
+
+    def broken(*_a, **_k):
+        raise RuntimeError("a bug in the feed")
+
+    engine.feed.wires_after = broken
+    engine.feed.status = broken
+
+    async def run() -> list:
+        server = grpc.aio.server()
+        replication_pb2_grpc.add_ReplicationServiceServicer_to_server(
+            ReplicationService(engine, TOKEN), server)
+        port = server.add_insecure_port("127.0.0.1:0")
+        await server.start()
+        seen = []
+        try:
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as ch:
+                stub = replication_pb2_grpc.ReplicationServiceStub(ch)
+                md = (("authorization", f"Bearer {TOKEN}"),)
+                for call in (
+                        lambda: stub.Status(replication_pb2.ReplicationStatusRequest(), metadata=md,
+                                            timeout=CATCH_UP_TIMEOUT_S),
+                        lambda: _drain(stub.Subscribe(iter([replication_pb2.SubscribeRequest(
+                            after_frame=0, epoch=1, standby="t")]), metadata=md,
+                            timeout=CATCH_UP_TIMEOUT_S))):
+                    with pytest.raises(grpc.aio.AioRpcError) as e:
+                        await call()
+                    seen.append(e.value)
+        finally:
+            await server.stop(None)
+        return seen
+
+    async def _drain(call) -> None:
+        async for _ in call:
+            pass
+
+    try:
+        with caplog.at_level("ERROR", logger="mms.server"):
+            errors = asyncio.run(run())
+    finally:
+        engine.close()
+    for err, method in zip(errors, ("Status", "Subscribe"), strict=True):
+        assert err.code() == grpc.StatusCode.INTERNAL, (method, err)
+        assert error_info(err).reason == "INTERNAL", method
+        assert f"mms.v1.ReplicationService/{method} failed" in caplog.text
+    assert caplog.text.count("a bug in the feed") >= 2
