@@ -34,6 +34,7 @@ from core.domain.plans import F_OFFER, _tz_date, get_plan, get_run, plan_cards, 
 from core.domain.points_admin import add_points
 from core.engine.storage import from_be, u64
 from core.engine.writer import AdminContext, Engine
+from core.idsets import isin_ids
 from core.records import CampaignOp, CardStatus, OpType, RecordKind, Result
 
 CAMPAIGNS_DB = "campaigns"
@@ -278,7 +279,7 @@ def settle_recharge_campaign(engine: Engine, name: str, client_id: bytes, *,
     start = max(cursor, offer["first_seq"] - 1) if offer is not None else cursor
     recs, upto = _swipes_after(engine, start, OpType.RECHARGE)
     if offer is not None:
-        recs = recs[np.isin(recs["card_no"], offer["cards"])]
+        recs = recs[isin_ids(recs["card_no"], offer["cards"])]
     more = upto < int(engine.stats()["last_seq"])
 
     def build(ctx: AdminContext):

@@ -28,6 +28,7 @@ import numpy as np
 
 from core.engine.storage import CARD_TYPES_DB, from_be, u32, u64
 from core.engine.writer import AdminContext, Engine
+from core.idsets import unique_ids
 from core.records import (
     CARD,
     JOURNAL,
@@ -331,7 +332,7 @@ def issue_cards(engine: Engine, card_nos, client_id: bytes, *, type_id: int = 0,
                        "COLUMN_LENGTH")
         if np.any(nos == 0):
             ctx.reject(Result.CARD_NO_INVALID, "card number 0 is not valid")
-        if len(np.unique(nos)) != n:
+        if len(unique_ids(nos)) != n:
             ctx.reject(Result.CARD_EXISTS, "the same card number twice in one issue")
         for no in nos.tolist():
             if ctx.card(no) is not None:

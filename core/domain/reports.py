@@ -42,6 +42,7 @@ from collections.abc import Iterator
 import lmdb
 import numpy as np
 
+from core.idsets import unique_ids
 from core.records import OpType, RecordKind, Result
 
 # The longest window one report may cover (a year, leap years included).
@@ -302,7 +303,7 @@ def _group_columns(keys: np.ndarray, by, region_of) -> list[np.ndarray]:
             if region_of is None:
                 raise ReportError("GROUP_INVALID", "grouping by region needs the chain")
             stores = keys["store"].astype(np.int64)
-            uniq = np.unique(stores)
+            uniq = unique_ids(stores, np.int64)
             regions = np.array([region_of(int(s)) for s in uniq], np.int64)
             out.append(regions[np.searchsorted(uniq, stores)] if len(uniq) else stores)
         elif g == "day":
@@ -404,7 +405,7 @@ def liability_report(engine, date_from: str, date_to: str, *, by_store: bool = F
     keys, vals = _rows(engine, _ru.SALES_DB, 0, b, stores, "issue_store")
     days = np.arange(a, b, dtype=np.int64)
     k_issue = keys["issue_store"].astype(np.int64) if by_store else np.zeros(len(keys), np.int64)
-    issues = np.unique(k_issue) if len(keys) else np.zeros(0, np.int64)
+    issues = unique_ids(k_issue, np.int64)
     if not by_store:
         issues = np.zeros(1, np.int64)
     kday = keys["day"].astype(np.int64)

@@ -21,9 +21,10 @@ CORE_PUBLIC_PACKAGES = ("core.domain",)
 # Which top folder may import which (a layer imports only layers below it).
 LAYERS = {
     "core.records": set(),
+    "core.idsets": set(),
     "core.rules": {"core.records"},
-    "core.engine": {"core.records", "core.rules"},
-    "core.domain": {"core.records", "core.rules", "core.engine"},
+    "core.engine": {"core.records", "core.rules", "core.idsets"},
+    "core.domain": {"core.records", "core.rules", "core.engine", "core.idsets"},
     "server.mms_pb": set(),
     "server.rpc": {"core", "server.mms_pb", "server.client"},
     "server.client": {"server.mms_pb", "server.rpc"},
