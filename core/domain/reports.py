@@ -102,7 +102,9 @@ def commission_report(engine, since_s: int, until_s: int,
     tz = int.from_bytes(raw, "big", signed=True) if raw is not None else _tz(engine)
     h1 = since_s + (-(since_s + tz)) % 3_600          # first hour boundary >= since
     h2 = until_s - (until_s + tz) % 3_600             # last hour boundary <= until
-    if h2 - h1 < 3_600:
+    # A window opening before the zone's epoch (1970, west of UTC) has hours the
+    # rollups' unsigned day cannot key: the journal answers it whole.
+    if h2 - h1 < 3_600 or since_s + tz < 0:
         return commission_scan(engine, since_s, until_s, store_id)
     totals: dict[int, list[int]] = {}
 

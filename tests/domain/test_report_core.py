@@ -229,3 +229,29 @@ def test_points_lots_and_forecast_values(tmp_path):
         assert reports.expiry_forecast(eng, stores={2}) == []
     finally:
         eng.close()
+
+
+def test_commission_report_of_a_window_opening_before_a_western_zones_epoch(tmp_path):
+    """A window from the first hours of 1970 in a zone west of UTC (local time before
+    the epoch, which the rollups' unsigned day cannot key): the journal scan's rows,
+    not an OverflowError (which a server would answer INTERNAL)."""
+    import dataclasses
+
+    from harness import tag_id
+    from test_rollups import RULES, Clock, setup_cards
+
+    from core.engine.writer import Engine, EngineConfig
+
+    clock = Clock()
+    clock.t = 100
+    eng = Engine(str(tmp_path), config=EngineConfig(checkpoint_ops=50),
+                 rules=dataclasses.replace(RULES, tz_offset_s=-5 * 3600), clock=clock)
+    try:
+        setup_cards(eng)
+        assert eng.swipe(1, 1_000, tag_id("early"), store_id=1).result().codes[0] == Result.OK
+        eng.rollups.wait_for(eng.stats()["last_seq"])
+        for since, until in ((1, 5 * 3600), (0, 30 * 3600 + 7), (50, 3 * 86_400)):
+            want = reports.commission_scan(eng, since, until)
+            assert want and reports.commission_report(eng, since, until) == want
+    finally:
+        eng.close()
