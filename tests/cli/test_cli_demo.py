@@ -11,6 +11,8 @@ import subprocess
 import sys
 import threading
 
+from common import FAULTHANDLER_ENV, patience_s, wait_exit
+
 from server.cli.main import main
 from server.tools.demo import INJECTED_REJECTS
 
@@ -60,14 +62,15 @@ class _Lines:
     def wait(self, text: str, timeout: float = 300.0) -> str:
         with self.changed:
             ok = self.changed.wait_for(
-                lambda: any(text in ln for ln in self.lines) or "" in self.lines, timeout)
+                lambda: any(text in ln for ln in self.lines) or "" in self.lines,
+                patience_s(timeout))
             out = "".join(self.lines)
         assert ok and text in out, out
         return out
 
 
 def test_demo_keep_ends_with_three_commands_that_work(tmp_path):
-    env = dict(os.environ, XDG_CONFIG_HOME=str(tmp_path / "cfg"))
+    env = dict(os.environ, XDG_CONFIG_HOME=str(tmp_path / "cfg"), **FAULTHANDLER_ENV)
     for k in ("MMS_SESSION", "MMS_TARGET", "MMS_PASSWORD", "MMS_TOKEN"):
         env.pop(k, None)
     data = tmp_path / "demo-data"
@@ -86,7 +89,7 @@ def test_demo_keep_ends_with_three_commands_that_work(tmp_path):
         for _, command in commands:
             p = subprocess.run(["bash", "-c", command.replace("mms ", " ".join(
                                f"'{a}'" for a in MMS) + " ")], cwd=tmp_path, env=env,
-                               capture_output=True, text=True, timeout=120)
+                               capture_output=True, text=True, timeout=patience_s(120))
             assert p.returncode == 0, (command, p.stdout, p.stderr)
             results.append(p.stdout)
         assert "1 rows sent, 1 applied (1000 fen)" in results[0]
@@ -99,8 +102,10 @@ def test_demo_keep_ends_with_three_commands_that_work(tmp_path):
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGINT)
-        proc.wait(120)
-        lines.thread.join(60)
+        # Its exit is the event (the server's stop included, which takes a final
+        # checkpoint); a hang shows the demo's stacks in its output below.
+        wait_exit(proc, 120)
+        lines.thread.join(patience_s(60))
         proc.stdout.close()
     out = "".join(lines.lines)
     assert proc.returncode == 0, out

@@ -20,6 +20,7 @@ import time
 
 import grpc
 import pytest
+from common import FAULTHANDLER_ENV, patience_s, stack_dump, wait_exit
 
 from server.cli.main import main
 from server.client import CHANNEL_OPTIONS, auth
@@ -184,7 +185,7 @@ def test_replay_with_an_operator_session_is_attributed(child, sessions, tmp_path
 # --- Ctrl-C on a terminal ----------------------------------------------------------------
 
 def _read_until(fd: int, buf: bytearray, pattern: re.Pattern, timeout: float = 120.0):
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + patience_s(timeout)
     while True:
         m = pattern.search(buf.decode("utf-8", "replace"))
         if m:
@@ -203,14 +204,23 @@ def _read_until(fd: int, buf: bytearray, pattern: re.Pattern, timeout: float = 1
 
 
 def _drain(fd: int, buf: bytearray, proc: subprocess.Popen) -> None:
+    """Read the child's terminal until it closes (the child ended). A child that neither
+    writes nor ends for patience_s(60) is taken for hung: it is asked for its stacks
+    (started with FAULTHANDLER_ENV), which are read too, and the test fails with them."""
+    hung = False
     while True:
-        ready, _, _ = select.select([fd], [], [], 60)
-        assert ready, "the replay neither wrote nor ended"
+        ready, _, _ = select.select([fd], [], [], patience_s(60))
+        if not ready:
+            assert not hung, f"the replay neither wrote nor ended: {bytes(buf)[-4000:]!r}"
+            hung = True
+            stack_dump(proc)
+            continue
         try:
             chunk = os.read(fd, 65536)
         except OSError:
             chunk = b""
         if not chunk:
+            assert not hung, f"the replay neither wrote nor ended: {bytes(buf)[-4000:]!r}"
             return
         buf += chunk
 
@@ -227,7 +237,8 @@ def test_ctrl_c_saves_progress_and_exits_1_with_one_line(child, tmp_path):
     argv = [*MMS, "replay", str(f), "--target", child.target, "--token", child.token(),
             "--call-rows", "1", "--chunk-rows", "1"]
     proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave,
-                            env=env_for(tmp_path), start_new_session=True)
+                            env={**env_for(tmp_path), **FAULTHANDLER_ENV},
+                            start_new_session=True)
     os.close(slave)
     buf = bytearray()
     stopped = False
@@ -243,7 +254,7 @@ def test_ctrl_c_saves_progress_and_exits_1_with_one_line(child, tmp_path):
         stopped = True
         proc.send_signal(signal.SIGINT)
         _drain(master, buf, proc)
-        rc = proc.wait(60)
+        rc = wait_exit(proc, 60)
     finally:
         if stopped:
             child.proc.send_signal(signal.SIGCONT)
@@ -265,7 +276,7 @@ def test_ctrl_c_saves_progress_and_exits_1_with_one_line(child, tmp_path):
     assert saved["done_through_line"] == done_line and 3 <= done_line < n + 2
     # Run again: it resumes after the saved line and the file is applied exactly once.
     p = subprocess.run(argv[:-4], capture_output=True, text=True, env=env_for(tmp_path),
-                       timeout=300)
+                       timeout=patience_s(300))
     assert p.returncode == 3, p.stderr  # the bad row is still bad
     assert f"resuming after line {done_line}" in p.stdout
     assert [a - b for a, b in zip(balances(child), before, strict=True)] == expected
