@@ -74,6 +74,10 @@ def test_one_row_per_id_in_place_and_with_new_ids_give_the_same_bytes(tmp_path):
         want.update(upd)
         with env.begin() as txn:
             assert card_blocks.read_all(txn, db, ROW).tobytes() == _rows(want).tobytes()
-            at = card_blocks.find(card_blocks.read_all(txn, db, ROW),
-                                  np.array([0, 1, SPAN * 9], np.uint64))
-            assert at[2] == -1 and (at[:2] >= -1).all()
+            rows = card_blocks.read_all(txn, db, ROW)
+            probe = np.array([0, 1, SPAN * 9, *sorted(ids)[:3]], np.uint64)
+            at = card_blocks.find(rows, probe)
+            # Each id's row where it is stored, -1 where it is not (SPAN * 9 never is).
+            for i, k in zip(probe.tolist(), at.tolist(), strict=True):
+                assert (rows["id"][k] == i) if i in want else k == -1, (i, k)
+            assert at[2] == -1 and (at[3:] >= 0).all()
