@@ -234,7 +234,8 @@ def test_points_lots_and_forecast_values(tmp_path):
 def test_commission_report_of_a_window_opening_before_a_western_zones_epoch(tmp_path):
     """A window from the first hours of 1970 in a zone west of UTC (local time before
     the epoch, which the rollups' unsigned day cannot key): the journal scan's rows,
-    not an OverflowError (which a server would answer INTERNAL)."""
+    not an OverflowError (which CommissionReport answered INVALID_ARGUMENT: a valid
+    window refused)."""
     import dataclasses
 
     from harness import tag_id

@@ -373,6 +373,28 @@ def test_commission_report_rbac_and_scope(env):
                                                  "WINDOW_INVALID")
 
 
+
+def test_commission_report_of_a_window_from_1970_west_of_utc(tmp_path):
+    """A chain west of UTC asking for the first hours of 1970 (local time before the
+    epoch, which the rollups cannot key): OK and the journal's rows (none). It was
+    INVALID_ARGUMENT ("a field of the request has a value or shape this call does not
+    take"): the report's OverflowError, taken for a bad field, refused a valid window."""
+    from core import Engine, RulesConfig
+
+    Engine(str(tmp_path), rules=RulesConfig(tz_offset_s=-5 * 3600)).close()
+    e = store_staff_env(str(tmp_path))
+    try:
+        e.call("root", "CreateOperator", admin_pb2.CreateOperatorRequest(
+            client_id=cid(), login="fin", password=PW, role="finance", home_store_id=0))
+        e.login("fin")
+        assert e.engine._rules_config.tz_offset_s == -5 * 3600
+        for since, until in ((1, 5 * 3_600), (0, 30 * 3_600 + 7)):
+            r = e.call("fin", "CommissionReport", admin_pb2.CommissionReportRequest(
+                since_s=since, until_s=until))
+            assert list(r.rows) == []
+    finally:
+        e.close()
+
 def test_cli_report_commission(env, capsys, tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "cfg"))
     since, until, a, _ = _commission_sales(env, 80_000)
