@@ -50,7 +50,7 @@ from server.client import (
 from server.mms_pb import pos_pb2, types_pb2
 from server.tools import loadgen
 from server.tools.launch import ChildServer, TerminalSpec, issue_and_fund
-from server.tools.noop_server import NoopGroup
+from server.tools.noop_server import NOOP_PROCESSES_MAX, NoopGroup
 
 # Batches a stream keeps in flight: enough to cover one round trip and one commit.
 STREAM_PIPELINE = 4
@@ -321,9 +321,9 @@ def main_grpc(args) -> int:
               file=sys.stderr)
         return 2
     processes = getattr(args, "ceiling_processes", 1)
-    if processes < 1 or (processes != 1 and not ceiling):
-        print("mms bench grpc: --ceiling-processes N (N >= 1) goes with --ceiling",
-              file=sys.stderr)
+    if not 1 <= processes <= NOOP_PROCESSES_MAX or (processes != 1 and not ceiling):
+        print(f"mms bench grpc: --ceiling-processes N (1 to {NOOP_PROCESSES_MAX}) goes with "
+              "--ceiling", file=sys.stderr)
         return 2
     native = _native_binary() if driver == "native" else None
     if args.target:

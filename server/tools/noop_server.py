@@ -33,6 +33,9 @@ SERVING = re.compile(r"^mms-noop: serving grpc=(\S+)")
 # How long a child may take to listen, and to stop once asked.
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 10.0
+# The most no-op servers a group runs (`mms bench grpc --ceiling-processes`): a process
+# and an event loop each, so more than a few per core only crowd the cores they measure.
+NOOP_PROCESSES_MAX = 32
 
 
 def server_options(reuseport: bool = False) -> list[tuple[str, int]]:
@@ -128,8 +131,8 @@ class NoopGroup:
     (SO_REUSEPORT off)."""
 
     def __init__(self, processes: int = 1, listen: str = "127.0.0.1:0") -> None:
-        if processes < 1:
-            raise ValueError("a group holds at least one no-op server")
+        if not 1 <= processes <= NOOP_PROCESSES_MAX:
+            raise ValueError(f"a group holds 1 to {NOOP_PROCESSES_MAX} no-op servers")
         self.processes = processes
         self.listen = listen
         self.children: list[NoopChild] = []

@@ -213,10 +213,18 @@ def test_ceiling_of_two_processes_on_one_port(capsys):
     _assert_ceiling(out)
 
 
-def test_ceiling_processes_go_with_the_ceiling(capsys):
+def test_ceiling_processes_go_with_the_ceiling_and_have_a_bound(capsys):
+    from server.tools.noop_server import NOOP_PROCESSES_MAX, NoopGroup
+
     assert grpc_bench.main_grpc(_grpc_args(ceiling_processes=2)) == 2
     assert grpc_bench.main_grpc(_grpc_args(ceiling=True, ceiling_processes=0)) == 2
-    assert "--ceiling-processes N (N >= 1) goes with --ceiling" in capsys.readouterr().err
+    # More than the bound is refused before any server starts.
+    assert grpc_bench.main_grpc(_grpc_args(ceiling=True,
+                                           ceiling_processes=NOOP_PROCESSES_MAX + 1)) == 2
+    err = capsys.readouterr().err
+    assert err.count(f"--ceiling-processes N (1 to {NOOP_PROCESSES_MAX}) goes with --ceiling") == 3
+    with pytest.raises(ValueError, match=f"1 to {NOOP_PROCESSES_MAX}"):
+        NoopGroup(NOOP_PROCESSES_MAX + 1)
 
 
 def test_ceiling_processes_through_the_mms_command():
@@ -226,7 +234,7 @@ def test_ceiling_processes_through_the_mms_command():
                           "--ceiling-processes", "2", "--seconds", "0.5", "--json"],
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 2
-    assert "--ceiling-processes N (N >= 1) goes with --ceiling" in out.stderr
+    assert "--ceiling-processes N (1 to 32) goes with --ceiling" in out.stderr
 
 
 def test_noop_group_serves_one_port_from_each_process():
