@@ -39,6 +39,8 @@ def _cmd_serve(args) -> int:
         return 2
     if args.no_terminals_file:
         cfg.terminals_file = None
+    if args.front_ends is not None:
+        cfg.front_ends = args.front_ends
     for key in ("standby_of", "epoch", "replication_mode", "replication_token_file"):
         value = getattr(args, key, None)
         if value is not None:
@@ -139,6 +141,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="primary: acknowledge before (async) or after (sync) the standby's fsync")
     s.add_argument("--replication-token-file",
                    help="the replication token both nodes share (or MMS_REPLICATION_TOKEN)")
+    s.add_argument("--front-ends", type=whole, metavar="N",
+                   help="N gRPC front-end processes on the port (SO_REUSEPORT), handing "
+                        "unary swipes to this process over shared memory (default 0: one "
+                        "process; docs/operating.md)")
     s.set_defaults(func=_cmd_serve)
 
     t = sub.add_parser("terminal", help="terminal tokens: in a registry file (--file) or in "

@@ -27,20 +27,12 @@ import threading
 import grpc
 
 from server.mms_pb import pos_pb2, pos_pb2_grpc
-from server.rpc.constants import SERVER_OPTIONS
+from server.rpc.front import server_options
 
 SERVING = re.compile(r"^mms-noop: serving grpc=(\S+)")
 # How long a child may take to listen, and to stop once asked.
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 10.0
-
-
-def server_options(reuseport: bool = False) -> list[tuple[str, int]]:
-    """The options `mms serve` gives its grpc.aio server; with reuseport, SO_REUSEPORT on
-    instead of off (the one option that differs)."""
-    if not reuseport:
-        return list(SERVER_OPTIONS)
-    return [(k, 1) if k == "grpc.so_reuseport" else (k, v) for k, v in SERVER_OPTIONS]
 
 
 class NoopPos(pos_pb2_grpc.PosServiceServicer):
