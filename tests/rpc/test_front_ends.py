@@ -69,6 +69,7 @@ class FrontServer:
     def __init__(self, workdir: str, *, front_ends: int = 2, data: str | None = None,
                  extra: dict | None = None) -> None:
         self.terms = [TerminalSpec(1, 0, "admin"), TerminalSpec(2, 1, "pos")]
+        os.makedirs(workdir, exist_ok=True)
         # ChildServer writes the terminals file and the config; this runs them patched.
         self.setup = ChildServer(workdir, self.terms, data=data,
                                  extra={"front_ends": front_ends, **(extra or {})})
