@@ -229,6 +229,9 @@ def build_parser() -> argparse.ArgumentParser:
     bg.add_argument("--ceiling-processes", type=whole, default=1, metavar="N",
                     help="with --ceiling: N no-op servers on one port (SO_REUSEPORT), one "
                          "process each; every caller has a connection of its own")
+    bg.add_argument("--front-ends", type=whole, default=0, metavar="N",
+                    help="start the server with N gRPC front-end processes on its port "
+                         "(mms serve --front-ends N; 0: one process)")
     bg.add_argument("--cards", type=whole, default=10_000)
     bg.add_argument("--target", help="an existing server (needs --token and cards), or every "
                                      "node of a pair/trio, comma-separated")
