@@ -39,6 +39,7 @@ from server.rpc.auth import Registry, bearer_token
 from server.rpc.codec import RAW_REQUEST_DECODERS, SingleRequest, single_op
 from server.rpc.constants import MESSAGE_BYTES_MAX, POS, SERVER_OPTIONS
 from server.rpc.errors import RpcFailure
+from server.rpc.guard import FRONT_PEER_KEY, MalformedRequest
 from server.rpc.instrumentation import unexpected
 from server.rpc.ring import (
     KIND_FAILURE,
@@ -79,9 +80,12 @@ CHANNEL_OPTIONS = (("grpc.max_receive_message_length", MESSAGE_BYTES_MAX),
                    ("grpc.max_send_message_length", MESSAGE_BYTES_MAX))
 
 
-def _forwarded(metadata) -> tuple:
-    return tuple((k, v) for k, v in metadata or ()
-                 if not k.startswith((":", "grpc-")) and k not in _HOP_KEYS)
+def forwarded_metadata(metadata, peer: str) -> tuple:
+    """A call's metadata as the writer gets it: without HTTP/2's and gRPC's own keys,
+    and with the caller's address in FRONT_PEER_KEY (one a caller sent is dropped)."""
+    return (*((k, v) for k, v in metadata or ()
+              if not k.startswith((":", "grpc-")) and k not in _HOP_KEYS
+              and k != FRONT_PEER_KEY), (FRONT_PEER_KEY, peer or ""))
 
 
 async def _abort(context, e: RpcFailure) -> None:
@@ -118,8 +122,6 @@ class FrontHandler(grpc.GenericRpcHandler):
 
     def _single(self, method: str, op_type: int):
         decode = RAW_REQUEST_DECODERS[method]
-        from server.rpc.guard import MalformedRequest  # the one refusal of a bad body
-
         type_name = "mms.v1.SwipeRequest" if op_type == OpType.SWIPE else "mms.v1.RechargeRequest"
         forward = self.channel.unary_unary(method)
         side, registry = self.side, self.registry
@@ -154,7 +156,8 @@ class FrontHandler(grpc.GenericRpcHandler):
     async def _forward_unary(self, call, raw: bytes, context):
         rem = context.time_remaining()
         try:
-            return await call(raw, metadata=_forwarded(context.invocation_metadata()),
+            return await call(raw, metadata=forwarded_metadata(context.invocation_metadata(),
+                                                         context.peer()),
                               timeout=rem)
         except grpc.aio.AioRpcError as e:
             await context.abort(e.code(), e.details() or "", tuple(e.trailing_metadata() or ()))
@@ -165,7 +168,8 @@ class FrontHandler(grpc.GenericRpcHandler):
         call = self.channel.stream_stream(method)
 
         async def behavior(request_iterator, context):
-            rpc = call(request_iterator, metadata=_forwarded(context.invocation_metadata()),
+            rpc = call(request_iterator, metadata=forwarded_metadata(context.invocation_metadata(),
+                                                         context.peer()),
                        timeout=context.time_remaining())
             try:
                 async for reply in rpc:

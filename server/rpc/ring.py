@@ -100,8 +100,13 @@ class Ring:
         return np.arange(start, stop, dtype=np.int64) % self.slots
 
     def close(self) -> None:
+        """Unmap the ring, or leave that to the last view of it still held (a row being
+        read): the memory goes with it."""
         del self.header, self.ops, self.single, self.results
-        self._map.close()
+        try:
+            self._map.close()
+        except BufferError:
+            pass
 
 
 def failure_body(code: grpc.StatusCode, reason: str, message: str,

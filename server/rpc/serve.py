@@ -163,7 +163,8 @@ async def serve(data: str, cfg: ServeConfig, *, out=sys.stdout, started=None) ->
         srv = MmsServer(engine, registry, metrics, listen=private or cfg.listen or "127.0.0.1:7000",
                         metrics_listen=cfg.metrics, tls=None if private else cfg.tls,
                         inflight_ops_max=cfg.inflight_ops_max, chain=chain, members=members,
-                        bootstrap_token=token, role=role, replication=replication, node=node)
+                        bootstrap_token=token, role=role, replication=replication, node=node,
+                        forwarded=private is not None)
         if node is not None:
             def on_engine(new) -> None:
                 srv.swap_engine(new)
