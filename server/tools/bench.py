@@ -28,7 +28,8 @@ which a multi-process mms would be measured against.
 front-end processes on its port, server/rpc/front.py). Every run reports the process CPU
 per OK call: `server_cpu_us_per_call` (the writer: the whole server without front ends),
 `front_cpu_us_per_call` (the front ends together) and `ceiling_cpu_us_per_call` (the
-no-op servers together), from /proc over the load.
+no-op servers together), from /proc over the load; with the native driver also
+`client_cpu_us_per_call` (and `ceiling_client_cpu_us_per_call`), the load client's own.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import resource
 import sys
 import tempfile
 import time
@@ -311,10 +313,15 @@ def _load(args, target: str, token: str, cards: np.ndarray, native: str | None,
           rate: float | None = None) -> dict:
     rate = args.rate if rate is None else rate
     if native is not None:
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         report = loadgen.run(native, target, token, streams=args.streams, seconds=args.seconds,
                              rate=rate, card_base=int(cards[0]), cards=len(cards),
                              amount_max=SWIPE_AMOUNT_FEN_MAX)
-        return loadgen.summary(report, streams=args.streams, rate=rate)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)  # the client, once it ended
+        result = loadgen.summary(report, streams=args.streams, rate=rate)
+        add_cpu(result, "client_cpu_us_per_call", after.ru_utime + after.ru_stime
+                - before.ru_utime - before.ru_stime)
+        return result
     result = asyncio.run(run_load(target, token, cards, streams=args.streams,
                                   seconds=args.seconds, batch=args.batch, unary=args.unary,
                                   rate=rate))
@@ -344,6 +351,8 @@ def add_ceiling(result: dict, ceiling: dict) -> None:
     result["ceiling_errors"] = ceiling["errors"]
     result["ceiling_processes"] = ceiling["processes"]
     result["ceiling_cpu_us_per_call"] = ceiling["cpu_us_per_call"]
+    if "client_cpu_us_per_call" in ceiling:
+        result["ceiling_client_cpu_us_per_call"] = ceiling["client_cpu_us_per_call"]
     # A ratio of two timings (float is right: no money here).
     result["ratio"] = (round(result["swipes_per_s"] / ceiling["swipes_per_s"], 3)
                        if ceiling["swipes_per_s"] else 0.0)

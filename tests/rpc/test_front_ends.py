@@ -11,6 +11,7 @@ READY, the point the test waits for; removing HOLD lets the answers go."""
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import re
@@ -370,3 +371,16 @@ def test_a_call_past_its_deadline_still_commits_once(held):
     assert again.code == types_pb2.RESULT_OK and again.replayed
     assert balance(held, 102) == FUND - 9
     ch.close()
+
+
+def test_the_benchmark_starts_the_server_with_front_ends():
+    out = subprocess.run([sys.executable, "-m", "server.cli", "bench", "grpc", "--unary",
+                          "--front-ends", "2", "--streams", "2", "--seconds", "0.5",
+                          "--cards", "10", "--json"], capture_output=True, text=True,
+                         cwd=str(ROOT), timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert got["front_ends"] == 2 and got["errors"] == {}
+    # The ring's answers are counted in the writer's grpc_server_* as one process counts.
+    assert got["swipes"] > 0 and got["server_ok"] == got["swipes"]
+    assert got["front_cpu_us_per_call"] > 0 and got["server_cpu_us_per_call"] > 0
