@@ -25,8 +25,7 @@ import time
 import grpc
 import pytest
 from common import ROOT, cid
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
+from test_server_rpc import error_info, expect
 
 from server.mms_pb import admin_pb2, admin_pb2_grpc, pos_pb2, pos_pb2_grpc, types_pb2
 from server.tools.launch import ChildServer, TerminalSpec
@@ -142,26 +141,6 @@ class FrontServer:
         self._pump.join(60)
         self.proc.stdout.close()
         return rc
-
-
-def error_info(err: grpc.RpcError) -> error_details_pb2.ErrorInfo:
-    st = rpc_status.from_call(err)
-    assert st is not None, f"no rich status details: {err.code()} {err.details()}"
-    for d in st.details:
-        if d.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
-            info = error_details_pb2.ErrorInfo()
-            d.Unpack(info)
-            return info
-    raise AssertionError("no ErrorInfo in the status details")
-
-
-def expect(code: grpc.StatusCode, reason: str, fn, *a, **kw) -> error_details_pb2.ErrorInfo:
-    with pytest.raises(grpc.RpcError) as ei:
-        fn(*a, **kw)
-    assert ei.value.code() == code, (ei.value.code(), ei.value.details())
-    info = error_info(ei.value)
-    assert info.reason == reason, info
-    return info
 
 
 def pos_stub(target: str) -> tuple[grpc.Channel, pos_pb2_grpc.PosServiceStub]:
