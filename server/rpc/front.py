@@ -133,10 +133,10 @@ class FrontHandler(grpc.GenericRpcHandler):
                 await _abort(context, MalformedRequest(type_name))
             term = (registry.authenticate(bearer_token(context.invocation_metadata()))
                     if type(req) is SingleRequest else None)
-            if term is None or term.revoked:
+            if term is None:
                 # A basket, coupons, an offset, a PIN, or a token only the writer knows
                 # (the chain's terminals) or nobody does: the writer decides.
-                return await self._forward_unary(forward, raw, context)
+                return await self._forward_unary(method, forward, raw, context)
             try:
                 row = single_op(req, term, op_type, req.category, req.flags)
                 kind, code, replayed, body = await side.start_one(row, context)
@@ -153,14 +153,17 @@ class FrontHandler(grpc.GenericRpcHandler):
             return body  # SwipeResponse's or RechargeResponse's bytes, as the writer wrote them
         return behavior
 
-    async def _forward_unary(self, call, raw: bytes, context):
-        rem = context.time_remaining()
+    async def _forward_unary(self, method: str, call, raw: bytes, context):
+        md = forwarded_metadata(context.invocation_metadata(), context.peer())
         try:
-            return await call(raw, metadata=forwarded_metadata(context.invocation_metadata(),
-                                                         context.peer()),
-                              timeout=rem)
+            return await call(raw, metadata=md, timeout=context.time_remaining())
         except grpc.aio.AioRpcError as e:
             await context.abort(e.code(), e.details() or "", tuple(e.trailing_metadata() or ()))
+        except (asyncio.CancelledError, grpc.aio.AbortError):
+            raise
+        except Exception as e:  # never grpc's bare UNKNOWN: INTERNAL, logged once
+            service, _, name = method.lstrip("/").rpartition("/")
+            await _abort(context, unexpected(service, name, e))
 
     def _forward_stream(self, method: str):
         """Any method as a stream of bytes both ways: on the wire a unary call is a stream
@@ -168,9 +171,8 @@ class FrontHandler(grpc.GenericRpcHandler):
         call = self.channel.stream_stream(method)
 
         async def behavior(request_iterator, context):
-            rpc = call(request_iterator, metadata=forwarded_metadata(context.invocation_metadata(),
-                                                         context.peer()),
-                       timeout=context.time_remaining())
+            md = forwarded_metadata(context.invocation_metadata(), context.peer())
+            rpc = call(request_iterator, metadata=md, timeout=context.time_remaining())
             try:
                 async for reply in rpc:
                     yield reply
@@ -215,8 +217,10 @@ async def run_front(a) -> int:
               flush=True)
         return 1
     await server.start()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    # The writer stops its front ends (SIGTERM) once it stops, in order; a Ctrl-C meant
+    # for the writer reaches the whole process group, and is the writer's to act on.
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     ring.header[PORT] = port
     os.write(a.to_writer, b"R")  # listening: the writer reads the port from the header
     await stop.wait()
@@ -364,13 +368,17 @@ class FrontEnds:
                 log.error("front end %d: %s; trying again in %g s", k, e, FRONT_RESTART_DELAY_S)
                 await asyncio.sleep(FRONT_RESTART_DELAY_S)
 
+    def stopping(self) -> None:
+        """The writer is stopping: a front end that ends now is not started again."""
+        self._stopping = True
+
     def pids(self) -> list[int]:
         return [p.pid for p in self.procs if p is not None]
 
     async def stop(self) -> None:
         """SIGTERM every front end and wait for it: each stops taking calls and answers
         those in its ring (the writer still serves the rings meanwhile)."""
-        self._stopping = True
+        self.stopping()
         for t in list(self._tasks):
             t.cancel()
         procs = [p for p in self.procs if p is not None]

@@ -229,6 +229,8 @@ async def serve(data: str, cfg: ServeConfig, *, out=sys.stdout, started=None) ->
         if started is not None:
             started(srv)
         await stop.wait()
+        if fronts is not None:
+            fronts.stopping()  # one that ends from now on is not started again
         srv.mark_draining()  # /readyz is 503 before the line below says so
         if cfg.drain_delay_s > 0:
             # The load balancer sees /readyz 503 and stops sending new calls while the

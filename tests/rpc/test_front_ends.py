@@ -15,6 +15,7 @@ import json
 import os
 import queue
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -363,3 +364,40 @@ def test_the_benchmark_starts_the_server_with_front_ends():
     # The ring's answers are counted in the writer's grpc_server_* as one process counts.
     assert got["swipes"] > 0 and got["server_ok"] == got["swipes"]
     assert got["front_cpu_us_per_call"] > 0 and got["server_cpu_us_per_call"] > 0
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl")
+def test_front_ends_serve_mutual_tls(tmp_path):
+    from test_cli_commands import _openssl
+
+    d = tmp_path
+    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=test-ca",
+             "-keyout", "ca.key", "-out", "ca.crt", cwd=d)
+    (d / "san.cnf").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    for name in ("server", "client"):
+        _openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={name}",
+                 "-keyout", f"{name}.key", "-out", f"{name}.csr", cwd=d)
+        _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+                 "-CAcreateserial", "-days", "2", "-extfile", "san.cnf", "-out", f"{name}.crt",
+                 cwd=d)
+    tls = {"cert_file": str(d / "server.crt"), "key_file": str(d / "server.key"),
+           "client_ca_file": str(d / "ca.crt")}
+    (d / "srv").mkdir()
+    terms = [TerminalSpec(1, 0, "admin"), TerminalSpec(2, 4, "pos")]
+    with ChildServer(str(d / "srv"), terms, tls=tls, extra={"front_ends": 1}) as child:
+        md = (("authorization", f"Bearer {child.token()}"),)
+        ca, key, crt = ((d / n).read_bytes() for n in ("ca.crt", "client.key", "client.crt"))
+        with grpc.secure_channel(child.target, grpc.ssl_channel_credentials(ca, key, crt)) as ch:
+            pos = pos_pb2_grpc.PosServiceStub(ch)
+            # Through the ring (a plain swipe of the file's till) and forwarded (GetCard).
+            expect(grpc.StatusCode.NOT_FOUND, "RESULT_CARD_NOT_FOUND", pos.Swipe,
+                   pos_pb2.SwipeRequest(client_id=cid(), card_no=1, amount_fen=1),
+                   metadata=md, timeout=60)
+            expect(grpc.StatusCode.NOT_FOUND, "RESULT_CARD_NOT_FOUND", pos.GetCard,
+                   pos_pb2.GetCardRequest(card_no=1), metadata=md, timeout=60)
+        # Without a client certificate the front end's handshake fails.
+        with grpc.secure_channel(child.target, grpc.ssl_channel_credentials(ca)) as ch:
+            with pytest.raises(grpc.RpcError) as ei:
+                pos_pb2_grpc.PosServiceStub(ch).GetCard(pos_pb2.GetCardRequest(card_no=1),
+                                                        metadata=md, timeout=20)
+            assert ei.value.code() == grpc.StatusCode.UNAVAILABLE
