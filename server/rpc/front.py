@@ -63,6 +63,8 @@ RECHARGE = "/mms.v1.PosService/Recharge"
 FRONT_START_TIMEOUT_S = 60.0
 FRONT_STOP_TIMEOUT_S = 30.0
 FRONT_RESTART_DELAY_S = 1.0
+# How often the writer adds the front ends' own refusals to its grpc_server_* metrics.
+REFUSALS_FOLD_S = 1.0
 # Metadata a front end does not pass on: HTTP/2's pseudo-headers and gRPC's own.
 _HOP_KEYS = ("user-agent", "te", "content-type")
 _RESULT_OK = int(Result.OK)
@@ -130,6 +132,7 @@ class FrontHandler(grpc.GenericRpcHandler):
             try:
                 req = decode(raw)
             except Exception:
+                side.refused(op_type, grpc.StatusCode.INVALID_ARGUMENT)
                 await _abort(context, MalformedRequest(type_name))
             term = (registry.authenticate(bearer_token(context.invocation_metadata()))
                     if type(req) is SingleRequest else None)
@@ -139,7 +142,12 @@ class FrontHandler(grpc.GenericRpcHandler):
                 return await self._forward_unary(method, forward, raw, context)
             try:
                 row = single_op(req, term, op_type, req.category, req.flags)
-                kind, code, replayed, body = await side.start_one(row, context)
+                fut = side.start_one(row, context)
+            except RpcFailure as e:  # answered here: the writer never sees it
+                side.refused(op_type, e.code)
+                await _abort(context, e)
+            try:
+                kind, code, replayed, body = await fut
                 if kind == KIND_FAILURE:
                     raise RpcFailure(*parse_failure(body))
                 if code != _RESULT_OK:
@@ -281,6 +289,7 @@ class FrontEnds:
         self._generation = 0
         self._stopping = False
         self._tasks: set[asyncio.Task] = set()
+        self._folding: asyncio.Task | None = None
 
     def _address(self) -> str:
         host = self.listen.rpartition(":")[0]
@@ -289,6 +298,8 @@ class FrontEnds:
     async def start(self) -> int:
         for k in range(self.n):
             await self._spawn(k)
+        self._folding = asyncio.get_running_loop().create_task(
+            self.rings.folding(REFUSALS_FOLD_S))
         return self.port
 
     async def _spawn(self, k: int) -> None:
@@ -379,7 +390,7 @@ class FrontEnds:
         """SIGTERM every front end and wait for it: each stops taking calls and answers
         those in its ring (the writer still serves the rings meanwhile)."""
         self.stopping()
-        for t in list(self._tasks):
+        for t in [*self._tasks, *([self._folding] if self._folding is not None else [])]:
             t.cancel()
         procs = [p for p in self.procs if p is not None]
         for p in procs:
@@ -393,6 +404,7 @@ class FrontEnds:
                 p.kill()
                 p.wait()
         await asyncio.gather(*(asyncio.to_thread(wait, p) for p in procs))
+        self.rings.fold()
 
 
 # The checkout the front ends import from: server/rpc/front.py is three levels below it.

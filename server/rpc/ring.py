@@ -58,8 +58,18 @@ KIND_RESULT, KIND_FAILURE = 0, 1
 assert 3 + 15 * 12 <= RESULT_BODY_BYTES
 
 
+# The calls a front end answered itself, without the writer (a body that does not
+# decode, a bad field, its in-flight bound, a passed deadline): counts by method and
+# gRPC status, which the writer adds to its grpc_server_* (WriterRings.fold).
+REFUSAL_METHODS = {int(OpType.SWIPE): 0, int(OpType.RECHARGE): 1}
+_METHOD_NAMES = ("Swipe", "Recharge")
+_CODES = {c.value[0]: c for c in grpc.StatusCode}
+STATUS_CODES = max(_CODES) + 1
+
+
 def ring_bytes(slots: int) -> int:
-    return HEADER_WORDS * 8 + slots * (OP.itemsize + RESULT_ROW.itemsize)
+    return (HEADER_WORDS * 8 + slots * (OP.itemsize + RESULT_ROW.itemsize)
+            + len(_METHOD_NAMES) * STATUS_CODES * 8)
 
 
 class Ring:
@@ -88,6 +98,9 @@ class Ring:
         self.single = self.ops.view(SINGLE_OP)
         at += slots * OP.itemsize
         self.results = np.frombuffer(buf, dtype=RESULT_ROW, count=slots, offset=at)
+        at += slots * RESULT_ROW.itemsize
+        self.refusals = np.frombuffer(buf, dtype=np.uint64, count=len(_METHOD_NAMES) * STATUS_CODES,
+                                      offset=at).reshape(len(_METHOD_NAMES), STATUS_CODES)
         self.slots = slots
         if create:
             self.header[SLOTS] = slots
@@ -102,7 +115,7 @@ class Ring:
     def close(self) -> None:
         """Unmap the ring, or leave that to the last view of it still held (a row being
         read): the memory goes with it."""
-        del self.header, self.ops, self.single, self.results
+        del self.header, self.ops, self.single, self.results, self.refusals
         try:
             self._map.close()
         except BufferError:
@@ -188,6 +201,10 @@ class FrontSide:
     @property
     def pending(self) -> int:
         return len(self._rows) + (len(self._flying) if self._flying is not None else 0)
+
+    def refused(self, op_type: int, code: grpc.StatusCode) -> None:
+        """Count a call this front end answered itself with code (not OK)."""
+        self.ring.refusals[REFUSAL_METHODS[int(op_type)], code.value[0]] += 1
 
     def attach(self, loop) -> None:
         self._loop = loop
@@ -298,6 +315,7 @@ class RingLink:
         self.in_flight = False
         self.gone = False
         self.ready = None  # a loop future: the front end wrote its first byte (it listens)
+        self.folded = np.zeros_like(ring.refusals)  # the refusals counted in the metrics
         self._res_view = memoryview(ring.results.view(np.uint8).reshape(-1))
 
     def waiting(self) -> int:
@@ -350,7 +368,29 @@ class WriterRings:
             self._scheduled = True
             asyncio.get_running_loop().call_soon(self._flush)
 
+    def fold(self, links: list[RingLink] | None = None) -> None:
+        """Add the front ends' own refusals since the last fold to grpc_server_*."""
+        for link in self.links if links is None else links:
+            now = link.ring.refusals.copy()
+            delta = now - link.folded
+            if not delta.any():
+                continue
+            link.folded = now
+            for m, code in zip(*np.nonzero(delta), strict=True):
+                st = self.metrics.calls("unary", POS, _METHOD_NAMES[m])
+                n = int(delta[m, code])
+                st.started += n
+                for _ in range(n):
+                    st.handled(_CODES[int(code)], 0.0)
+
+    async def folding(self, interval_s: float) -> None:
+        """fold() every interval_s, until cancelled."""
+        while True:
+            await asyncio.sleep(interval_s)
+            self.fold()
+
     def _lost(self, link: RingLink) -> None:
+        self.fold([link])
         link.gone = True
         asyncio.get_running_loop().remove_reader(link.from_front)
         self.links.remove(link)

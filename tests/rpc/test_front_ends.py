@@ -22,6 +22,7 @@ import sys
 import textwrap
 import threading
 import time
+import urllib.request
 
 import grpc
 import pytest
@@ -55,7 +56,7 @@ PATCH = textwrap.dedent("""
     sys.exit(main(['serve', '--data', {data!r}, '--config', {config!r},
                    '--listen', '127.0.0.1:0', '--metrics', '127.0.0.1:0']))
 """)
-SERVING = re.compile(r"^mms: serving grpc=(\S+) ")
+SERVING = re.compile(r"^mms: serving grpc=(\S+) metrics=(\S+)")
 FRONT = re.compile(r"^mms: front end (\d+) pid (\d+) serving grpc=(\S+)")
 EXITED = re.compile(r"^mms: front end (\d+) pid (\d+) exited")
 CARDS = [101, 102, 103, 104, 105]
@@ -85,7 +86,7 @@ class FrontServer:
                                      stderr=subprocess.STDOUT, text=True, cwd=str(ROOT))
         self._pump = threading.Thread(target=self._read, daemon=True)
         self._pump.start()
-        self.target = self.wait_line(SERVING).group(1)
+        self.target, self.metrics_url = self.wait_line(SERVING).groups()
 
     def _read(self) -> None:
         for line in self.proc.stdout:
@@ -142,6 +143,17 @@ class FrontServer:
         self._pump.join(60)
         self.proc.stdout.close()
         return rc
+
+
+def handled(srv: FrontServer, method: str, code: str) -> int:
+    """grpc_server_handled_total of a PosService method and code, from the writer's /metrics."""
+    with urllib.request.urlopen(srv.metrics_url, timeout=30) as r:
+        text = r.read().decode()
+    for line in text.splitlines():
+        if (line.startswith("grpc_server_handled_total{") and f'grpc_method="{method}"' in line
+                and f'grpc_code="{code}"' in line):
+            return int(float(line.rsplit(" ", 1)[1]))
+    return 0
 
 
 def pos_stub(target: str) -> tuple[grpc.Channel, pos_pb2_grpc.PosServiceStub]:
@@ -237,10 +249,16 @@ def test_a_bad_token_is_unauthenticated_before_anything_else(srv):
                metadata=md, timeout=60)
     # A body that does not decode is refused as such (it reveals nothing), as in one process.
     raw = ch.unary_unary("/mms.v1.PosService/Swipe")
+    before_count = handled(srv, "Swipe", "INVALID_ARGUMENT")
     expect(grpc.StatusCode.INVALID_ARGUMENT, "MALFORMED_REQUEST", raw, b"\xff\xff\xff",
            metadata=srv.md(), timeout=60)
     ch.close()
     assert balance(srv, 103) == before
+    # The front end answered it alone; the writer's metrics count it (folded each second).
+    deadline = time.monotonic() + LINE_TIMEOUT_S
+    while handled(srv, "Swipe", "INVALID_ARGUMENT") < before_count + 1:
+        assert time.monotonic() < deadline, "the front end's refusal was never counted"
+        time.sleep(0.05)
 
 
 def test_other_calls_are_forwarded_with_their_metadata_and_status(srv):
