@@ -263,15 +263,18 @@ class FrontSide:
         head = int(self.ring.header[RES_HEAD])
         if self._flying is None or head == self._res_tail:
             return
-        n = head - self._res_tail
-        rows = self.ring.results[self.ring.indices(self._res_tail, head)]  # a copy
-        self._res_tail = head
-        waiters, self._flying = self._flying, None
-        if self._rows:  # the next batch goes to the writer before these are answered
+        n = min(head - self._res_tail, len(self._flying))
+        rows = self.ring.results[self.ring.indices(self._res_tail, self._res_tail + n)]  # a copy
+        self._res_tail += n
+        # The writer may answer a batch in parts (its submission was full before the
+        # whole batch fit): the rest stays in the ring until its answers come.
+        waiters, rest = self._flying[:n], self._flying[n:]
+        self._flying = rest or None
+        if self._rows and self._flying is None:  # the next batch goes before these answers
             self._flush()
         kinds, codes, replayed = rows["kind"].tolist(), rows["code"].tolist(), rows["replayed"].tolist()
         lengths, bodies = rows["length"].tolist(), rows["body"]
-        for j in range(min(n, len(waiters))):
+        for j in range(n):
             w = waiters[j]
             if not w.done():
                 w.set_result((kinds[j], codes[j], replayed[j], bodies[j, :lengths[j]].tobytes()))
@@ -329,7 +332,6 @@ class RingLink:
                 pass
         self._res_view.release()
         self.ring.close()
-
 
 
 class WriterRings:

@@ -123,6 +123,36 @@ def test_front_side_writes_a_batch_wraps_and_reads_its_answers(tmp_path):
     asyncio.run(main())
 
 
+def test_a_batch_answered_in_parts_keeps_the_rest_waiting(tmp_path):
+    async def main():
+        ring = Ring(str(tmp_path / "ring"), 4, create=True)
+        to_w_r, to_w = os.pipe()
+        from_w, from_w_w = os.pipe()
+        set_nonblocking(to_w_r, from_w)
+        side = FrontSide(ring, to_w, from_w, pending_max=8)
+        side.attach(asyncio.get_running_loop())
+        futs = [side.start_one(_row(i), Ctx()) for i in range(3)]
+        await asyncio.sleep(0)
+        assert int(ring.header[OP_HEAD]) == 3
+        later = side.start_one(_row(9), Ctx())  # gathers while the batch is in the ring
+        ok = (KIND_RESULT, int(Result.OK), 0, 0, 0, np.zeros(RESULT_BODY_BYTES, np.uint8))
+        ring.results[0] = ring.results[1] = ring.results[2] = ok
+        ring.header[RES_HEAD] = 2  # the writer's first part: two of the three
+        os.write(from_w_w, b"\x01")
+        await asyncio.gather(*futs[:2])
+        assert not futs[2].done() and int(ring.header[OP_HEAD]) == 3  # nothing new yet
+        ring.header[RES_HEAD] = 3
+        os.write(from_w_w, b"\x01")
+        assert (await futs[2])[1] == int(Result.OK)
+        await asyncio.sleep(0)
+        assert int(ring.header[OP_HEAD]) == 4 and not later.done()  # then the next batch
+        for fd in (to_w_r, to_w, from_w, from_w_w):
+            os.close(fd)
+        later.cancel()
+        ring.close()
+    asyncio.run(main())
+
+
 def test_a_forwarded_call_names_its_callers_address_only():
     md = forwarded_metadata((("authorization", "Bearer t"), (FRONT_PEER_KEY, "ipv4:6.6.6.6:1"),
                              ("user-agent", "x"), ("x-till", "7")), "ipv4:10.0.0.7:5000")
