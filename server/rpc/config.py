@@ -116,5 +116,12 @@ def load(path: str) -> ServeConfig:
         chain=dict(doc.get("chain", {})),
         ha=dict(doc["ha"]) if "ha" in doc else None,
         replication=repl,
-        front_ends=int(doc.get("front_ends", 0)),
+        front_ends=_front_ends(doc.get("front_ends", 0), path),
     )
+
+
+def _front_ends(value, path: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{path}: front_ends is 0 (one process) or the number of "
+                         f"front-end processes, not {value!r}")
+    return value

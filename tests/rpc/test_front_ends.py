@@ -360,7 +360,7 @@ def test_a_call_past_its_deadline_still_commits_once(held):
     ch, pos = pos_stub(held.target)
     req = pos_pb2.SwipeRequest(client_id=cid(), card_no=102, amount_fen=9)
     open(held.hold, "w").close()
-    call = pos.Swipe.future(req, metadata=held.md(), timeout=1.0)
+    call = pos.Swipe.future(req, metadata=held.md(), timeout=3.0)  # held past it
     held.wait_ready()
     assert call.exception().code() == grpc.StatusCode.DEADLINE_EXCEEDED
     os.unlink(held.hold)

@@ -177,3 +177,16 @@ def test_front_ends_share_the_port_and_nothing_else_changes():
     one, many = dict(server_options()), dict(server_options(reuseport=True))
     assert one.pop("grpc.so_reuseport") == 0 and many.pop("grpc.so_reuseport") == 1
     assert one == many
+
+
+def test_front_ends_in_the_config_file(tmp_path):
+    from server.rpc import config
+
+    path = tmp_path / "mms.toml"
+    assert config.load(str(path.write_text("") or path)).front_ends == 0  # one process
+    path.write_text("front_ends = 2\n")
+    assert config.load(str(path)).front_ends == 2
+    for bad in ("-1", '"2"', "true"):
+        path.write_text(f"front_ends = {bad}\n")
+        with pytest.raises(ValueError, match="front_ends"):
+            config.load(str(path))
