@@ -37,7 +37,7 @@ import grpc
 from core.records import OpType, Result
 from server.rpc.auth import Registry, bearer_token
 from server.rpc.codec import RAW_REQUEST_DECODERS, SingleRequest, single_op
-from server.rpc.constants import MESSAGE_BYTES_MAX, POS, SERVER_OPTIONS
+from server.rpc.constants import MESSAGE_BYTES_MAX, SERVER_OPTIONS
 from server.rpc.errors import RpcFailure
 from server.rpc.guard import FRONT_PEER_KEY, MalformedRequest
 from server.rpc.instrumentation import unexpected
@@ -92,6 +92,18 @@ def forwarded_metadata(metadata, peer: str) -> tuple:
 
 async def _abort(context, e: RpcFailure) -> None:
     await context.abort(e.code, e.message, e.trailing_metadata())
+
+
+async def _failed(context, method: str, e: Exception) -> None:
+    """End a call whose handling raised: an RpcFailure as itself, the writer's status of a
+    forwarded call as the writer sent it, anything else INTERNAL (never grpc's bare
+    UNKNOWN), logged once."""
+    if isinstance(e, RpcFailure):
+        await _abort(context, e)
+    if isinstance(e, grpc.aio.AioRpcError):
+        await context.abort(e.code(), e.details() or "", tuple(e.trailing_metadata() or ()))
+    service, _, name = method.lstrip("/").rpartition("/")
+    await _abort(context, unexpected(service, name, e))
 
 
 class FrontHandler(grpc.GenericRpcHandler):
@@ -152,12 +164,10 @@ class FrontHandler(grpc.GenericRpcHandler):
                     raise RpcFailure(*parse_failure(body))
                 if code != _RESULT_OK:
                     raise RpcFailure.of_result(code, replayed=str(bool(replayed)).lower())
-            except RpcFailure as e:
-                await _abort(context, e)
             except (asyncio.CancelledError, grpc.aio.AbortError):
                 raise
-            except Exception as e:  # never grpc's bare UNKNOWN: INTERNAL, logged once
-                await _abort(context, unexpected(POS, method.rpartition("/")[2], e))
+            except Exception as e:
+                await _failed(context, method, e)
             return body  # SwipeResponse's or RechargeResponse's bytes, as the writer wrote them
         return behavior
 
@@ -165,13 +175,10 @@ class FrontHandler(grpc.GenericRpcHandler):
         md = forwarded_metadata(context.invocation_metadata(), context.peer())
         try:
             return await call(raw, metadata=md, timeout=context.time_remaining())
-        except grpc.aio.AioRpcError as e:
-            await context.abort(e.code(), e.details() or "", tuple(e.trailing_metadata() or ()))
         except (asyncio.CancelledError, grpc.aio.AbortError):
             raise
-        except Exception as e:  # never grpc's bare UNKNOWN: INTERNAL, logged once
-            service, _, name = method.lstrip("/").rpartition("/")
-            await _abort(context, unexpected(service, name, e))
+        except Exception as e:
+            await _failed(context, method, e)
 
     def _forward_stream(self, method: str):
         """Any method as a stream of bytes both ways: on the wire a unary call is a stream
@@ -187,13 +194,10 @@ class FrontHandler(grpc.GenericRpcHandler):
                 trailing = await rpc.trailing_metadata()
                 if trailing:
                     context.set_trailing_metadata(trailing)
-            except grpc.aio.AioRpcError as e:
-                await context.abort(e.code(), e.details() or "", tuple(e.trailing_metadata() or ()))
             except (asyncio.CancelledError, grpc.aio.AbortError):
                 raise
-            except Exception as e:  # never grpc's bare UNKNOWN: INTERNAL, logged once
-                service, _, name = method.lstrip("/").rpartition("/")
-                await _abort(context, unexpected(service, name, e))
+            except Exception as e:
+                await _failed(context, method, e)
         return behavior
 
 

@@ -26,7 +26,7 @@ import urllib.request
 
 import grpc
 import pytest
-from common import ROOT, cid
+from common import ROOT, cid, mutual_tls_files
 from test_server_rpc import error_info, expect
 
 from server.mms_pb import admin_pb2, admin_pb2_grpc, pos_pb2, pos_pb2_grpc, types_pb2
@@ -386,20 +386,8 @@ def test_the_benchmark_starts_the_server_with_front_ends():
 
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl")
 def test_front_ends_serve_mutual_tls(tmp_path):
-    from test_cli_commands import _openssl
-
     d = tmp_path
-    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=test-ca",
-             "-keyout", "ca.key", "-out", "ca.crt", cwd=d)
-    (d / "san.cnf").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
-    for name in ("server", "client"):
-        _openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={name}",
-                 "-keyout", f"{name}.key", "-out", f"{name}.csr", cwd=d)
-        _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-                 "-CAcreateserial", "-days", "2", "-extfile", "san.cnf", "-out", f"{name}.crt",
-                 cwd=d)
-    tls = {"cert_file": str(d / "server.crt"), "key_file": str(d / "server.key"),
-           "client_ca_file": str(d / "ca.crt")}
+    tls = mutual_tls_files(d)
     (d / "srv").mkdir()
     terms = [TerminalSpec(1, 0, "admin"), TerminalSpec(2, 4, "pos")]
     with ChildServer(str(d / "srv"), terms, tls=tls, extra={"front_ends": 1}) as child:

@@ -70,14 +70,21 @@ def test_failure_rows_keep_code_and_reason_within_the_row():
                                     "full", {"a": "b"})
 
 
+def _front(tmp_path, slots: int, pending_max: int):
+    """A front end's side of a new ring, on the running loop: (side, ring, the read end of
+    its pipe to the writer, the write end of the writer's pipe to it, the fds to close)."""
+    ring = Ring(str(tmp_path / "ring"), slots, create=True)
+    to_w_r, to_w = os.pipe()
+    from_w, from_w_w = os.pipe()
+    set_nonblocking(to_w_r, from_w)
+    side = FrontSide(ring, to_w, from_w, pending_max=pending_max)
+    side.attach(asyncio.get_running_loop())
+    return side, ring, to_w_r, from_w_w, (to_w_r, to_w, from_w)
+
+
 def test_front_side_writes_a_batch_wraps_and_reads_its_answers(tmp_path):
     async def main():
-        ring = Ring(str(tmp_path / "ring"), 3, create=True)
-        to_w_r, to_w = os.pipe()
-        from_w, from_w_w = os.pipe()
-        set_nonblocking(to_w_r, from_w)
-        side = FrontSide(ring, to_w, from_w, pending_max=5)
-        side.attach(asyncio.get_running_loop())
+        side, ring, to_w_r, from_w_w, fds = _front(tmp_path, 3, 5)
         ring.header[OP_HEAD] = 2  # as if two rows had gone before: the next batch wraps
         ring.header[RES_HEAD] = 2
         side._head = side._res_tail = 2
@@ -117,7 +124,7 @@ def test_front_side_writes_a_batch_wraps_and_reads_its_answers(tmp_path):
             assert ei.value.reason == "WRITER_GONE" and side.writer_gone
         with pytest.raises(RpcFailure):
             side.start_one(_row(6), Ctx())
-        for fd in (to_w_r, to_w, from_w):
+        for fd in fds:
             os.close(fd)
         ring.close()
     asyncio.run(main())
@@ -125,12 +132,7 @@ def test_front_side_writes_a_batch_wraps_and_reads_its_answers(tmp_path):
 
 def test_a_batch_answered_in_parts_keeps_the_rest_waiting(tmp_path):
     async def main():
-        ring = Ring(str(tmp_path / "ring"), 4, create=True)
-        to_w_r, to_w = os.pipe()
-        from_w, from_w_w = os.pipe()
-        set_nonblocking(to_w_r, from_w)
-        side = FrontSide(ring, to_w, from_w, pending_max=8)
-        side.attach(asyncio.get_running_loop())
+        side, ring, _, from_w_w, fds = _front(tmp_path, 4, 8)
         futs = [side.start_one(_row(i), Ctx()) for i in range(3)]
         await asyncio.sleep(0)
         assert int(ring.header[OP_HEAD]) == 3
@@ -146,7 +148,7 @@ def test_a_batch_answered_in_parts_keeps_the_rest_waiting(tmp_path):
         assert (await futs[2])[1] == int(Result.OK)
         await asyncio.sleep(0)
         assert int(ring.header[OP_HEAD]) == 4 and not later.done()  # then the next batch
-        for fd in (to_w_r, to_w, from_w, from_w_w):
+        for fd in (*fds, from_w_w):
             os.close(fd)
         later.cancel()
         ring.close()
