@@ -407,3 +407,41 @@ def test_front_ends_serve_mutual_tls(tmp_path):
                 pos_pb2_grpc.PosServiceStub(ch).GetCard(pos_pb2.GetCardRequest(card_no=1),
                                                         metadata=md, timeout=20)
             assert ei.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+def test_a_standby_behind_front_ends_answers_writes_not_leader(tmp_path):
+    """The writer's own refusal of a ring batch travels back as a failure row: on a
+    standby (`--standby-of`) a till's swipe through a front end is UNAVAILABLE /
+    NOT_LEADER with the leader named, as in one process; reads are forwarded and served."""
+    token = tmp_path / "replication.token"
+    token.write_text("front-end-test-replication-token\n")
+    terms = [TerminalSpec(1, 0, "admin"), TerminalSpec(2, 3, "pos")]
+    (tmp_path / "p").mkdir()
+    (tmp_path / "s").mkdir()
+    with ChildServer(str(tmp_path / "p"), terms, extra={
+            "replication": {"token_file": str(token)}}) as primary:
+        ch = grpc.insecure_channel(primary.target)
+        admin_pb2_grpc.AdminServiceStub(ch).IssueCards(admin_pb2.IssueCardsRequest(
+            client_id=cid(), card_nos=[501]), metadata=(("authorization", f"Bearer {primary.token('admin')}"),),
+            timeout=60)
+        ch.close()
+        with ChildServer(str(tmp_path / "s"), terms, extra={"front_ends": 1, "replication": {
+                "token_file": str(token), "standby_of": primary.target}}) as standby:
+            md = (("authorization", f"Bearer {standby.token()}"),)
+            ch, pos = pos_stub(standby.target)
+            info = expect(grpc.StatusCode.UNAVAILABLE, "NOT_LEADER", pos.Swipe,
+                          pos_pb2.SwipeRequest(client_id=cid(), card_no=501, amount_fen=1),
+                          metadata=md, timeout=60)
+            assert info.metadata["leader"] == primary.target
+            deadline = time.monotonic() + LINE_TIMEOUT_S
+            while True:  # the standby serves the card once it has the primary's frame
+                try:
+                    card = pos.GetCard(pos_pb2.GetCardRequest(card_no=501), metadata=md,
+                                       timeout=60).card
+                    break
+                except grpc.RpcError as e:
+                    assert e.code() == grpc.StatusCode.NOT_FOUND, e
+                    assert time.monotonic() < deadline, "the standby never had the card"
+                    time.sleep(0.05)
+            assert card.card_no == 501 and card.principal_fen == 0
+            ch.close()
