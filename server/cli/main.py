@@ -39,6 +39,8 @@ def _cmd_serve(args) -> int:
         return 2
     if args.no_terminals_file:
         cfg.terminals_file = None
+    if args.front_ends is not None:
+        cfg.front_ends = args.front_ends
     for key in ("standby_of", "epoch", "replication_mode", "replication_token_file"):
         value = getattr(args, key, None)
         if value is not None:
@@ -139,6 +141,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="primary: acknowledge before (async) or after (sync) the standby's fsync")
     s.add_argument("--replication-token-file",
                    help="the replication token both nodes share (or MMS_REPLICATION_TOKEN)")
+    s.add_argument("--front-ends", type=whole, metavar="N",
+                   help="N gRPC front-end processes on the port (SO_REUSEPORT), handing "
+                        "unary swipes to this process over shared memory (default 0: one "
+                        "process; docs/operating.md)")
     s.set_defaults(func=_cmd_serve)
 
     t = sub.add_parser("terminal", help="terminal tokens: in a registry file (--file) or in "
@@ -223,6 +229,9 @@ def build_parser() -> argparse.ArgumentParser:
     bg.add_argument("--ceiling-processes", type=whole, default=1, metavar="N",
                     help="with --ceiling: N no-op servers on one port (SO_REUSEPORT), one "
                          "process each; every caller has a connection of its own")
+    bg.add_argument("--front-ends", type=whole, default=0, metavar="N",
+                    help="start the server with N gRPC front-end processes on its port "
+                         "(mms serve --front-ends N; 0: one process)")
     bg.add_argument("--cards", type=whole, default=10_000)
     bg.add_argument("--target", help="an existing server (needs --token and cards), or every "
                                      "node of a pair/trio, comma-separated")

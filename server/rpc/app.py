@@ -90,7 +90,7 @@ class MmsServer:
                  tls: TlsConfig | None = None, inflight_ops_max: int = INFLIGHT_OPS_MAX,
                  chain=None, members=None, bootstrap_token: str | None = None,
                  role=None, replication=None, node=None,
-                 scheduler_tick_s: float = SCHEDULER_TICK_S) -> None:
+                 scheduler_tick_s: float = SCHEDULER_TICK_S, forwarded: bool = False) -> None:
         """chain (core.domain.chain.Chain) and members (core.domain.members.MemberStore) turn on the
         operator side of AdminService and the chain's terminal tokens; without them
         only the file registry's terminals work, as before. bootstrap_token is the
@@ -120,6 +120,8 @@ class MmsServer:
         # leader only; scheduler_tick_s 0 = no loop (tests tick it themselves).
         self.scheduler = None
         self.scheduler_tick_s = scheduler_tick_s
+        # Serving front ends only (mms serve --front-ends): calls name their caller's address.
+        self.forwarded = forwarded
         # server/rpc/replication.py: ReplicationService (primary) or StandbyService.
         self.replication = replication
         self.pos = self.reports = self.campaigns = None
@@ -143,7 +145,8 @@ class MmsServer:
         from server.rpc.admin import AdminService  # it builds on this module
 
         # Every service registers through the guard, which decodes requests itself.
-        guarded = GuardedServer(self.server, RequestGuard(self.metrics, frozenset({POS, ADMIN, REPORT, SEGMENT, CAMPAIGN})))
+        guarded = GuardedServer(self.server, RequestGuard(self.metrics, frozenset({POS, ADMIN, REPORT, SEGMENT, CAMPAIGN}),
+                                                               forwarded=self.forwarded))
         pos = self.pos = PosService(self.bridge, terminals, self.metrics, chain=self.chain)
         pos_pb2_grpc.add_PosServiceServicer_to_server(pos, guarded)
         self.admin = AdminService(self.bridge, self.registry, self.metrics, chain=self.chain,

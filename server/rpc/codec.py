@@ -311,6 +311,12 @@ class SingleResults:
         self._cols: dict[str, list[int]] | None = None
         self._replies: list[bytes] | None = None
 
+    def replies(self) -> list[bytes]:
+        """Every op's reply bytes (reply(i) for each i), written at once."""
+        if self._replies is None:
+            self.reply(0)
+        return self._replies
+
     def reply(self, i: int) -> bytes:
         """The wire bytes of a reply whose field 1 is op i's OpResult (SwipeResponse,
         RechargeResponse): the same bytes as Response(result=self.op_result(i))

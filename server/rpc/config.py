@@ -6,6 +6,7 @@
     inflight_ops_max = 131072
     shutdown_grace_s = 10
     drain_delay_s = 0                  # on SIGTERM: /readyz 503 this long before the port closes
+    front_ends = 0                     # N gRPC front-end processes on the port (--front-ends)
 
     [tls]                              # optional
     cert_file = "server.crt"
@@ -59,6 +60,7 @@ KNOWN_KEYS = {"listen", "metrics", "terminals_file", "inflight_ops_max", "shutdo
               "drain_delay_s",
               "tls", "engine", "rules", "data", "chain", "replication"}
 KNOWN_KEYS |= {"ha"}  # [ha]: leadership in etcd (server/rpc/leader.py, HaConfig)
+KNOWN_KEYS |= {"front_ends"}  # gRPC front-end processes on one port (server/rpc/front.py)
 REPLICATION_KEYS = {"token_file", "mode", "on_standby_lost", "timeout_s", "epoch", "standby_of",
                     "campaign_lag_records_max"}
 
@@ -79,6 +81,8 @@ class ServeConfig:
     chain: dict = field(default_factory=dict)
     ha: dict | None = None
     replication: dict = field(default_factory=dict)
+    # gRPC front-end processes on the listen port (server/rpc/front.py); 0: one process.
+    front_ends: int = 0
 
 
 def load(path: str) -> ServeConfig:
@@ -112,4 +116,12 @@ def load(path: str) -> ServeConfig:
         chain=dict(doc.get("chain", {})),
         ha=dict(doc["ha"]) if "ha" in doc else None,
         replication=repl,
+        front_ends=_front_ends(doc.get("front_ends", 0), path),
     )
+
+
+def _front_ends(value, path: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{path}: front_ends is 0 (one process) or the number of "
+                         f"front-end processes, not {value!r}")
+    return value

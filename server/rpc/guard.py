@@ -44,6 +44,30 @@ def _type_name(deserializer) -> str:
     return getattr(desc, "full_name", None) or "message"
 
 
+# The caller's address that a front end (server/rpc/front.py) passes on with a call it
+# forwards to the writer's private socket, where context.peer() is only that socket's:
+# the login throttle counts failures per caller address (auth.LoginGate).
+FRONT_PEER_KEY = "mms-front-peer"
+
+
+class ForwardedContext:
+    """A forwarded call's context as the handlers see it: peer() is the caller's address
+    as the front end saw it; everything else is the call's own context."""
+
+    __slots__ = ("_context", "_peer")
+
+    def __init__(self, context) -> None:
+        self._context = context
+        self._peer = next((v for k, v in context.invocation_metadata() or ()
+                           if k == FRONT_PEER_KEY and isinstance(v, str)), None) or context.peer()
+
+    def peer(self) -> str:
+        return self._peer
+
+    def __getattr__(self, name: str):
+        return getattr(self._context, name)
+
+
 class RequestGuard:
     """Decodes every request of every method itself, so that a body that does not
     decode answers INVALID_ARGUMENT / MALFORMED_REQUEST (before any token check: it
@@ -55,9 +79,13 @@ class RequestGuard:
     `GuardedServer` hands the add_*Servicer_to_server functions a server that wraps
     each handler they register."""
 
-    def __init__(self, metrics: Metrics, instrumented: frozenset[str] = frozenset()) -> None:
+    def __init__(self, metrics: Metrics, instrumented: frozenset[str] = frozenset(),
+                 forwarded: bool = False) -> None:
+        """forwarded: the server serves only front ends (its private socket), whose calls
+        name their caller's address in FRONT_PEER_KEY (ForwardedContext)."""
         self.metrics = metrics
         self.instrumented = instrumented
+        self.forwarded = forwarded
         self._unlogged = 0
         self._next_log = 0.0
 
@@ -96,10 +124,13 @@ class RequestGuard:
                      (False, True): "server_stream", (True, True): "bidi_stream"}[
             (bool(h.request_streaming), bool(h.response_streaming))]
         guard = self
+        forwarded = self.forwarded
         if not h.request_streaming:
             inner = h.unary_stream if h.response_streaming else h.unary_unary
             if inspect.iscoroutinefunction(inner):
                 async def behavior(raw, context):
+                    if forwarded:
+                        context = ForwardedContext(context)
                     try:
                         request = deser(raw)
                     except Exception:
@@ -108,6 +139,8 @@ class RequestGuard:
                     return await inner(request, context)
             elif inspect.isasyncgenfunction(inner):
                 async def behavior(raw, context):
+                    if forwarded:
+                        context = ForwardedContext(context)
                     try:
                         request = deser(raw)
                     except Exception:
@@ -140,12 +173,16 @@ class RequestGuard:
 
         if inspect.iscoroutinefunction(inner):
             async def behavior(raw_messages, context):
+                if forwarded:
+                    context = ForwardedContext(context)
                 try:
                     return await inner(decoded(raw_messages), context)
                 except MalformedRequest as e:
                     await unhandled(context, e)
         elif inspect.isasyncgenfunction(inner):
             async def behavior(raw_messages, context):
+                if forwarded:
+                    context = ForwardedContext(context)
                 try:
                     async for item in inner(decoded(raw_messages), context):
                         yield item

@@ -7,8 +7,10 @@ import contextlib
 import gc
 import logging
 import os
+import shutil
 import signal
 import sys
+import tempfile
 
 from core import Engine, Feed, RulesConfig
 from core.domain.chain import Chain, ChainConfig, new_token
@@ -123,6 +125,7 @@ async def serve(data: str, cfg: ServeConfig, *, out=sys.stdout, started=None) ->
     metrics = Metrics()
     rules = RulesConfig.from_dict(cfg.rules) if cfg.rules is not None else None
     engine, standby, replication, node = _open_engine(data, cfg, rules, metrics)
+    fronts = front_dir = None
     try:
         chain_cfg = ChainConfig(**cfg.chain)
         chain_cfg.validate()
@@ -150,10 +153,18 @@ async def serve(data: str, cfg: ServeConfig, *, out=sys.stdout, started=None) ->
 
             leadership = Leadership(ha, role, NodeAdapter(engine, replica=node),
                                     on_event=on_event)
-        srv = MmsServer(engine, registry, metrics, listen=cfg.listen or "127.0.0.1:7000",
-                        metrics_listen=cfg.metrics, tls=cfg.tls,
+        if cfg.front_ends < 0:
+            raise ValueError("front_ends is 0 (one process) or the number of front ends")
+        # With front ends, this process's own gRPC server listens on a private unix
+        # socket (what the front ends forward to); they hold the listen port.
+        front_dir = (tempfile.mkdtemp(prefix="mms-front-", dir="/dev/shm" if os.path.isdir(
+            "/dev/shm") else None) if cfg.front_ends else None)
+        private = f"unix:{os.path.join(front_dir, 'writer.sock')}" if front_dir else None
+        srv = MmsServer(engine, registry, metrics, listen=private or cfg.listen or "127.0.0.1:7000",
+                        metrics_listen=cfg.metrics, tls=None if private else cfg.tls,
                         inflight_ops_max=cfg.inflight_ops_max, chain=chain, members=members,
-                        bootstrap_token=token, role=role, replication=replication, node=node)
+                        bootstrap_token=token, role=role, replication=replication, node=node,
+                        forwarded=private is not None)
         if node is not None:
             def on_engine(new) -> None:
                 srv.swap_engine(new)
@@ -167,6 +178,17 @@ async def serve(data: str, cfg: ServeConfig, *, out=sys.stdout, started=None) ->
 
             node.on_engine = on_engine
         await srv.start()
+        if private:
+            from server.rpc.front import FrontEnds
+            from server.rpc.ring import WriterRings
+
+            fronts = FrontEnds(cfg.front_ends, WriterRings(srv.bridge, metrics, role),
+                               listen=cfg.listen or "127.0.0.1:7000", writer=private,
+                               workdir=front_dir, slots=srv.bridge.batch_ops_max,
+                               pending_max=max(1, cfg.inflight_ops_max // cfg.front_ends),
+                               grace_s=cfg.shutdown_grace_s, terminals_file=cfg.terminals_file,
+                               tls=cfg.tls, out=out)
+            srv.port = await fronts.start()  # the port the front ends share
         if leadership is not None:
             if not role.address:  # the listen host (checked above) and the bound port
                 role.address = f"{(cfg.listen or '127.0.0.1:7000').rpartition(':')[0]}:{srv.port}"
@@ -207,6 +229,8 @@ async def serve(data: str, cfg: ServeConfig, *, out=sys.stdout, started=None) ->
         if started is not None:
             started(srv)
         await stop.wait()
+        if fronts is not None:
+            fronts.stopping()  # one that ends from now on is not started again
         srv.mark_draining()  # /readyz is 503 before the line below says so
         if cfg.drain_delay_s > 0:
             # The load balancer sees /readyz 503 and stops sending new calls while the
@@ -217,10 +241,16 @@ async def serve(data: str, cfg: ServeConfig, *, out=sys.stdout, started=None) ->
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(stop.wait(), cfg.drain_delay_s)
         print("mms: stopping: draining in-flight calls", file=out, flush=True)
+        if fronts is not None:
+            await fronts.stop()  # their calls answered, while this process serves the rings
         await srv.stop(cfg.shutdown_grace_s)
         if leadership is not None:
             await leadership.stop()  # resign: another node may win without waiting the TTL
     finally:
+        if fronts is not None:
+            await fronts.stop()
+        if front_dir is not None:
+            shutil.rmtree(front_dir, ignore_errors=True)
         if node is not None:
             node.close()
         elif standby is not None:

@@ -23,12 +23,21 @@ as fast as possible (no --rate): it is the most the client and grpcio can do.
 `--ceiling-processes N` runs N no-op servers on one port (SO_REUSEPORT, one process and
 event loop each; `ceiling_processes` in the result): the ceiling of N front-end processes,
 which a multi-process mms would be measured against.
+
+`--front-ends N` starts the child server as `mms serve --front-ends N` (N gRPC
+front-end processes on its port, server/rpc/front.py). Every run reports the process CPU
+per OK call: `server_cpu_us_per_call` (the writer: the whole server without front ends),
+`front_cpu_us_per_call` (the front ends together) and `ceiling_cpu_us_per_call` (the
+no-op servers together), from /proc over the load; with the native driver also
+`client_cpu_us_per_call` (and `ceiling_client_cpu_us_per_call`), the load client's own.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
+import resource
 import sys
 import tempfile
 import time
@@ -258,6 +267,38 @@ def swipes_ok_on_server(metrics_url: str) -> int:
     return 0
 
 
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def child_pids(pid: int) -> list[int]:
+    """The children of a process (a server's front ends)."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(p) for p in f.read().split()]
+    except FileNotFoundError:
+        return []
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User and system CPU time of the processes so far (their own, not their children's)."""
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rpartition(")")[2].split()
+        except FileNotFoundError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / _CLOCK_TICKS
+
+
+def add_cpu(result: dict, key: str, seconds: float) -> None:
+    """CPU per OK call in us (one process's, or several's): the steadier figure on a
+    shared machine."""
+    calls = result.get("server_ok") or result.get("swipes") or 0
+    result[key] = round(seconds / calls * 1e6, 1) if calls else 0.0
+
+
 def _native_binary() -> str | None:
     """The native driver, or None after saying on stderr why it cannot be used."""
     try:
@@ -272,10 +313,15 @@ def _load(args, target: str, token: str, cards: np.ndarray, native: str | None,
           rate: float | None = None) -> dict:
     rate = args.rate if rate is None else rate
     if native is not None:
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         report = loadgen.run(native, target, token, streams=args.streams, seconds=args.seconds,
                              rate=rate, card_base=int(cards[0]), cards=len(cards),
                              amount_max=SWIPE_AMOUNT_FEN_MAX)
-        return loadgen.summary(report, streams=args.streams, rate=rate)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)  # the client, once it ended
+        result = loadgen.summary(report, streams=args.streams, rate=rate)
+        add_cpu(result, "client_cpu_us_per_call", after.ru_utime + after.ru_stime
+                - before.ru_utime - before.ru_stime)
+        return result
     result = asyncio.run(run_load(target, token, cards, streams=args.streams,
                                   seconds=args.seconds, batch=args.batch, unary=args.unary,
                                   rate=rate))
@@ -289,7 +335,10 @@ def _ceiling(args, cards: np.ndarray, native: str | None) -> dict:
     on one port), as fast as they go."""
     processes = getattr(args, "ceiling_processes", 1)
     with NoopGroup(processes) as noop:
+        pids = [c.proc.pid for c in noop.children]
+        cpu0 = cpu_seconds(pids)
         result = _load(args, noop.target, "noop", cards, native, rate=0.0)
+        add_cpu(result, "cpu_us_per_call", cpu_seconds(pids) - cpu0)
     result["processes"] = processes
     return result
 
@@ -301,6 +350,9 @@ def add_ceiling(result: dict, ceiling: dict) -> None:
     result["ceiling_p99_ms"] = ceiling["p99_ms"]
     result["ceiling_errors"] = ceiling["errors"]
     result["ceiling_processes"] = ceiling["processes"]
+    result["ceiling_cpu_us_per_call"] = ceiling["cpu_us_per_call"]
+    if "client_cpu_us_per_call" in ceiling:
+        result["ceiling_client_cpu_us_per_call"] = ceiling["client_cpu_us_per_call"]
     # A ratio of two timings (float is right: no money here).
     result["ratio"] = (round(result["swipes_per_s"] / ceiling["swipes_per_s"], 3)
                        if ceiling["swipes_per_s"] else 0.0)
@@ -335,13 +387,24 @@ def main_grpc(args) -> int:
     else:
         with tempfile.TemporaryDirectory(prefix="mms-bench-") as tmp:
             terms = [TerminalSpec(1, 0, "admin"), TerminalSpec(2, 1, "pos")]
-            with ChildServer(tmp, terms) as child:
+            front_ends = getattr(args, "front_ends", 0)
+            with ChildServer(tmp, terms, extra={"front_ends": front_ends} if front_ends
+                             else None) as child:
                 cards = asyncio.run(_setup(child.target, child.token("admin"),
                                            child.token("pos"), args.cards))
                 before = swipes_ok_on_server(child.metrics_url) if args.unary else 0
+                writer, fronts = [child.proc.pid], child_pids(child.proc.pid)
+                cpu0 = cpu_seconds(writer), cpu_seconds(fronts)
                 result = _load(args, child.target, child.token("pos"), cards, native)
+                cpu1 = cpu_seconds(writer), cpu_seconds(fronts)
                 if args.unary:
                     result["server_ok"] = swipes_ok_on_server(child.metrics_url) - before
+                result["front_ends"] = front_ends
+                # The server's process CPU per OK call: the writer's (the whole server
+                # without front ends) and its front ends' together.
+                add_cpu(result, "server_cpu_us_per_call", cpu1[0] - cpu0[0])
+                if front_ends:
+                    add_cpu(result, "front_cpu_us_per_call", cpu1[1] - cpu0[1])
     if ceiling:
         add_ceiling(result, _ceiling(args, cards, native))
     if args.json:

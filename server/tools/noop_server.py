@@ -27,7 +27,7 @@ import threading
 import grpc
 
 from server.mms_pb import pos_pb2, pos_pb2_grpc
-from server.rpc.constants import SERVER_OPTIONS
+from server.rpc.front import server_options
 
 SERVING = re.compile(r"^mms-noop: serving grpc=(\S+)")
 # How long a child may take to listen, and to stop once asked.
@@ -36,14 +36,6 @@ STOP_TIMEOUT_S = 10.0
 # The most no-op servers a group runs (`mms bench grpc --ceiling-processes`): a process
 # and an event loop each, so more than a few per core only crowd the cores they measure.
 NOOP_PROCESSES_MAX = 32
-
-
-def server_options(reuseport: bool = False) -> list[tuple[str, int]]:
-    """The options `mms serve` gives its grpc.aio server; with reuseport, SO_REUSEPORT on
-    instead of off (the one option that differs)."""
-    if not reuseport:
-        return list(SERVER_OPTIONS)
-    return [(k, 1) if k == "grpc.so_reuseport" else (k, v) for k, v in SERVER_OPTIONS]
 
 
 class NoopPos(pos_pb2_grpc.PosServiceServicer):
