@@ -582,6 +582,18 @@ class _Job:
     t0: float  # perf_counter seconds, for batch timing
     item_recs: np.ndarray | None = None  # the batch's line items as journalled (JOURNAL_ITEM)
     facts: _Facts | None = None  # _facts(recs), worked out by the applier
+    cold: _Handed | None = None  # a background admin op committed by the applier (_hand_over)
+
+
+@dataclass
+class _Handed:
+    """A background admin op the applier committed and handed to the committer, to be
+    made durable by the next commit's fsync (or one of its own), then published and
+    answered in commit order (Engine._hand_over)."""
+    item: _Cold
+    answer: AdminResult
+    commit_s: float  # seconds
+    n_coupons: int  # coupons in the tables once it is published
 
 
 def _resident_copy(table: np.ndarray, used: int) -> np.ndarray:
@@ -680,6 +692,11 @@ class Engine:
         self._last_batch_ops = 0
         self._poisoned: BaseException | None = None
         self._applying = False  # the applier is applying a hot batch (_commit_loop)
+        # A background op was handed to the committer with hot ops queued behind it: the
+        # applier takes them next, so the committer waits for their commit to make the
+        # op durable instead of an fsync of its own (_hand_over). Cleared by the applier
+        # once it has taken its next work.
+        self._hot_next = False
         self._inflight_lock = threading.Lock()
         self._pipe: queue.Queue = queue.Queue()
         # Committed batches on their way from the committer to the publisher (at most
@@ -768,6 +785,10 @@ class Engine:
             ccap = max(self.config.initial_card_capacity, 2 * n_coupons)
             self._coupons = self.store.load_chunks(txn, "coupons", COUPON, n_coupons, ccap)
             self._n_coupons = n_coupons
+            # The coupons the work table holds past the committed ones: a background op
+            # handed to the committer before its publish (_hand_over). Used as
+            # max(_n_coupons, _n_coupons_work).
+            self._n_coupons_work = 0
             self._coupon_max = (0, 0)       # (rows seen, their highest id): _max_coupon_id
             self._coupon_index = _fastpath.KeyMap(max(self.config.initial_card_capacity, n_coupons))
             if n_coupons:
@@ -880,7 +901,7 @@ class Engine:
 
     def _publish_committed(self, recs: np.ndarray, slots: np.ndarray | None,
                            claim_ids: bool, facts: _Facts | None = None,
-                           index_ids: bool = True) -> None:
+                           index_ids: bool = True, n_coupons: int = 0) -> None:
         """Make durable records visible to readers and to the next checkpoint. Records
         are published in journal order, each once: recs are contiguous and follow the
         last published seq (checked before anything changes). facts: what _facts(recs)
@@ -901,40 +922,16 @@ class Engine:
         if facts is None:
             facts = _facts(recs)
         if claim_ids and index_ids:
-            # Each op's first record claims its client id (recovery and admin ops; hot
-            # batches claimed theirs when applied).
-            # insert_many goes in record order and keeps a key it has: the first record
-            # of each op wins, with no sort to find it.
-            self._id_index.insert_many(
-                recs["client_hi"].astype(np.uint64), recs["client_lo"].astype(np.uint64),
-                ((recs["seq"] << np.uint64(8)) | recs["result"].astype(np.uint64)).astype(np.int64))
+            self._claim_ids(recs)
         if claim_ids:
-            # Admin ops and recovery may bring cards the table has not seen (issue,
-            # replacement); hot batches never do.
-            # Looked up record by record (a hash probe each), deduplicated only when
-            # some are unknown: cheaper than sorting every block's card numbers.
-            nos = recs["card_no"][recs["kind"] == RecordKind.KIND_CARD].astype(np.uint64)
-            unknown = self._card_index.lookup_many(np.zeros(len(nos), np.uint64), nos) < 0
-            if unknown.any():
-                self._ensure_capacity(len(np.unique(nos[unknown])))
+            self._make_room(recs, facts)
         if facts.has_coupons:
-            if claim_ids:
-                is_coupon = recs["kind"] == RecordKind.KIND_COUPON
-                # Only admin ops (drained pipeline) and recovery bring new coupons; a hot
-                # batch only changes known ones, so the committer never regrows the work
-                # table under the applier.
-                after = JOURNAL.fields["after"][1]
-                raw = np.ascontiguousarray(recs[is_coupon]).view(np.uint8).reshape(-1, JOURNAL.itemsize)
-                ids = raw[:, after:after + 8].copy().view("<u8").reshape(-1)
-                unknown = self._coupon_index.lookup_many(np.zeros(len(ids), np.uint64),
-                                                         ids.astype(np.uint64)) < 0
-                if unknown.any():
-                    self._ensure_coupon_capacity(len(np.unique(ids[unknown])))
             # A hot batch's slots (apply_batch's) locate its coupons: no index probe.
-            self._n_coupons = _fastpath.publish_coupons(recs, n, self._coupons,
-                                                        self._coupon_index, self._n_coupons,
-                                                        self._coupon_dirty, CHUNK_SHIFT,
-                                                        None if claim_ids else slots)
+            # A background op handed over (_hand_over) put its new coupons into the
+            # index and the work table already: its count comes with it (n_coupons).
+            self._n_coupons = max(n_coupons, _fastpath.publish_coupons(
+                recs, n, self._coupons, self._coupon_index, self._n_coupons,
+                self._coupon_dirty, CHUNK_SHIFT, None if claim_ids else slots))
         self._n_cards = _fastpath.publish(recs, n, self._cards, self._card_index, None,
                                           self._n_cards, self._dirty, CHUNK_SHIFT, slots)
         if claim_ids:  # only these can grow the table or bring new cards
@@ -947,24 +944,65 @@ class Engine:
         self._since_checkpoint += n
         self._last_seq = int(recs[-1]["seq"])
 
+    def _make_room(self, recs: np.ndarray, facts: _Facts) -> None:
+        """Room in the tables (both sides) for the cards and coupons among recs that
+        the indexes do not know yet: only admin ops and recovery bring new ones, with
+        nothing in flight, so the committer never regrows a table under the applier."""
+        # Admin ops and recovery may bring cards the table has not seen (issue,
+        # replacement); hot batches never do.
+        # Looked up record by record (a hash probe each), deduplicated only when
+        # some are unknown: cheaper than sorting every block's card numbers.
+        unknown = self._unknown_cards(recs)
+        if len(unknown):
+            self._ensure_capacity(len(np.unique(unknown)))
+        if facts.has_coupons:
+            is_coupon = recs["kind"] == RecordKind.KIND_COUPON
+            after = JOURNAL.fields["after"][1]
+            raw = np.ascontiguousarray(recs[is_coupon]).view(np.uint8).reshape(-1, JOURNAL.itemsize)
+            ids = raw[:, after:after + 8].copy().view("<u8").reshape(-1)
+            unknown = self._coupon_index.lookup_many(np.zeros(len(ids), np.uint64),
+                                                     ids.astype(np.uint64)) < 0
+            if unknown.any():
+                self._ensure_coupon_capacity(len(np.unique(ids[unknown])))
+
+    def _claim_ids(self, recs: np.ndarray) -> None:
+        """Each op's first record claims its client id (recovery and admin ops; hot
+        batches claimed theirs when applied)."""
+        # insert_many goes in record order and keeps a key it has: the first record
+        # of each op wins, with no sort to find it.
+        self._id_index.insert_many(
+            recs["client_hi"].astype(np.uint64), recs["client_lo"].astype(np.uint64),
+            ((recs["seq"] << np.uint64(8)) | recs["result"].astype(np.uint64)).astype(np.int64))
+
+    def _unknown_cards(self, recs: np.ndarray) -> np.ndarray:
+        """The card numbers of recs' card records that the card index does not know."""
+        nos = recs["card_no"][recs["kind"] == RecordKind.KIND_CARD].astype(np.uint64)
+        return nos[self._card_index.lookup_many(np.zeros(len(nos), np.uint64), nos) < 0]
+
     def _publish_work(self, recs: np.ndarray, slots: np.ndarray | None, claim_ids: bool,
-                      has_coupons: bool | None = None) -> None:
+                      has_coupons: bool | None = None) -> int:
+        """Copy recs into the work tables (claim_ids: the id index learns their client
+        ids); returns the coupons the work table holds after."""
         if has_coupons is None:
             has_coupons = bool(np.any(recs["kind"] == RecordKind.KIND_COUPON))
+        n_work = max(self._n_coupons, self._n_coupons_work)
         if has_coupons:
             # The index learnt new coupons from the committed side (admin) or learns them
-            # here; both tables share it, so the count is the committed one.
+            # here (recs of a background op handed over before its publish, _hand_over);
+            # both tables share it and the slots, so the count is the larger of the two.
             # A hot batch's coupons are all known (slots from apply_batch): copied without
             # the GIL, like its cards below.
-            _fastpath.publish_coupons(recs, len(recs), self._coupons_work, self._coupon_index,
-                                      self._n_coupons, None, CHUNK_SHIFT, slots,
-                                      release_gil=slots is not None)
+            n_work = _fastpath.publish_coupons(recs, len(recs), self._coupons_work,
+                                               self._coupon_index, n_work, None, CHUNK_SHIFT,
+                                               slots, release_gil=slots is not None)
+            self._n_coupons_work = n_work
         # A hot batch (slots from apply_batch) copies without the GIL: the work table and
         # the id index are the applier's alone, and a hot batch inserts no card into the
         # card index that readers probe. The event loop and the committer run meanwhile.
         _fastpath.publish(recs, len(recs), self._work, self._card_index,
                           self._id_index if claim_ids else None, self._n_cards, None,
                           CHUNK_SHIFT, slots, release_gil=slots is not None)
+        return n_work
 
     # --- submission -------------------------------------------------------------------
 
@@ -1233,7 +1271,9 @@ class Engine:
 
     def coupon(self, coupon_id: int) -> dict | None:
         slot = self._coupon_index.lookup(0, int(coupon_id))
-        if slot < 0:
+        # The index may know a coupon that is not published yet (_hand_over): past the
+        # count it is not there for readers.
+        if slot < 0 or slot >= self._n_coupons:
             return None
         return coupon_to_dict(self._coupons[slot].copy())
 
@@ -1512,10 +1552,13 @@ class Engine:
             # committer is busy make the batch fuller instead of waiting behind it.
             self._pipe_slots.acquire()
             items = self._take()
+            if items is None or not isinstance(items[0], _Hot):
+                self._hot_next = False      # (a hot batch clears it once being applied)
             if items is None:
                 self._pipe_slots.release()
                 break
             if self._poisoned is not None:
+                self._hot_next = False
                 self._drain()
                 self._reload()
             try:
@@ -1530,12 +1573,13 @@ class Engine:
                     if items[0].background and self._yield_background(items[0]):
                         continue
                     held_from = time.monotonic()
-                    self._run_cold(items[0])
-                    self._maybe_checkpoint()
+                    if not self._run_cold(items[0]):
+                        self._maybe_checkpoint()    # (a handed-over op's publisher does)
                     if items[0].background:
                         self._pace_background(time.monotonic() - held_from)
                 else:
                     self._applying = True
+                    self._hot_next = False
                     try:
                         self._apply_hot(items)
                     finally:
@@ -1668,10 +1712,10 @@ class Engine:
                         # The batch being applied now will come next: its commit's
                         # fsync serves held too, sooner than an fsync of its own
                         # followed by that commit.
-                        job = self._pipe.get(timeout=HELD_WAIT_S) if self._applying \
-                            else self._pipe.get_nowait()
+                        job = self._pipe.get(timeout=HELD_WAIT_S) \
+                            if self._applying or self._hot_next else self._pipe.get_nowait()
                     except queue.Empty:
-                        if self._applying:
+                        if self._applying or self._hot_next:
                             continue
                         self._published.put(self._made_durable(held))
                         held = None
@@ -1709,6 +1753,8 @@ class Engine:
         the replication frame of its commit, the failure or None)."""
         if self._poisoned is not None:
             return job, 0.0, 0, self._poisoned
+        if job.cold is not None:
+            return job, job.cold.commit_s, 0, None  # committed by the applier (_hand_over)
         commit_s = 0.0
         upto = [0]
 
@@ -1760,6 +1806,9 @@ class Engine:
                 self._pipe_slots.release()
 
     def _publish_hot(self, job: _Job, commit_s: float, frame: int) -> None:
+        if job.cold is not None:
+            self._publish_handed(job)
+            return
         if len(job.recs):
             self._publish_committed(job.recs, job.slots, claim_ids=False, facts=job.facts)
             with self._inflight_lock:
@@ -1825,6 +1874,11 @@ class Engine:
                                                       reason=exc.reason))
                     return
                 raise
+        answer = AdminResult(Result.OK, False, int(recs[0]["seq"]),
+                             json.dumps(ctx.detail, default=str) if ctx.detail else "", value)
+        if item.background and self._may_hand_over(recs, ctx):
+            self._hand_over(item, recs, answer, commit_s, round_upto, t0)
+            return True
         try:
             self.store.flush()  # durable before it is published and answered (lazy_meta)
         except BaseException as exc:
@@ -1840,12 +1894,70 @@ class Engine:
         self._commits += 1
         if self.rollups is not None:
             self.rollups.poke()
-        self._observe(1, len(recs), 1, commit_s, time.perf_counter() - t0,
-                      np.array([Result.OK], np.uint8),
-                      np.array([item.op_type & 0xFF], np.uint8))
-        self._release([(item.future, AdminResult(Result.OK, False, int(recs[0]["seq"]),
-                                                 json.dumps(ctx.detail, default=str) if ctx.detail else "",
-                                                 value))])
+        self._observe_cold(item, len(recs), commit_s, t0)
+        self._release([(item.future, answer)])
+        return False
+
+    def _observe_cold(self, item: _Cold, n_recs: int, commit_s: float, t0: float) -> None:
+        self._observe(1, n_recs, 1, commit_s, time.perf_counter() - t0,
+                      np.array([Result.OK], np.uint8), np.array([item.op_type & 0xFF], np.uint8))
+
+    # A background op (a plan's chunk) is not made durable by an fsync of its own while
+    # the swipes wait: its commit goes down the hot pipeline as if it were a batch's, so
+    # the next group commit's fsync covers its meta page (Store lazy_meta), and it is
+    # published and answered after that, in commit order (docs/internals/storage.md,
+    # "One fsync per group commit").
+
+    def _may_hand_over(self, recs: np.ndarray, ctx: AdminContext) -> bool:
+        """Whether a committed background op may be handed to the committer: only with
+        lazy_meta (no replication feed, whose frames are acknowledged per commit), no
+        after-commit hook (it changes what the next batch is applied with), no refund
+        (its total is the applier's) and no card the tables do not know (a new card
+        grows the tables, which only the drained applier may do)."""
+        return (self.store.lazy_meta and not ctx._after
+                and not np.any(recs["op_type"] == _REFUND) and not len(self._unknown_cards(recs)))
+
+    def _hand_over(self, item: _Cold, recs: np.ndarray, answer: AdminResult, commit_s: float,
+                   round_upto: int | None, t0: float) -> None:
+        """In the applier, right after the commit of a background op (pipeline drained):
+        the work side learns it now, so the next hot batch is applied after it (its
+        client id, its new coupons in the index and the work table, its after-images);
+        the committer holds it like a committed batch until an fsync covers it (the next
+        batch's commit when hot ops are queued: _hot_next), and the publisher makes it
+        visible to readers and answers it, in commit order."""
+        facts = _facts(recs)
+        try:
+            if round_upto is not None:
+                self._round_committed(round_upto)
+            self._next_seq = int(recs[-1]["seq"]) + 1
+            self._make_room(recs, facts)
+            self._claim_ids(recs)
+            n_coupons = self._publish_work(recs, None, claim_ids=False,
+                                           has_coupons=facts.has_coupons)
+        except BaseException as exc:
+            self._poisoned = exc  # committed, the work tables maybe half changed: reload
+            raise
+        self._commits += 1
+        if self.rollups is not None:
+            self.rollups.poke()
+        with self._cond:
+            self._hot_next = bool(self._queue) and isinstance(self._queue[0], _Hot)
+        self._pipe_slots.acquire()          # free: the pipeline was drained
+        self._pipe.put(_Job([item], np.zeros(0, OP), recs, None, np.zeros(0, RESULT), t0,
+                            facts=facts, cold=_Handed(item, answer, commit_s, n_coupons)))
+
+    def _publish_handed(self, job: _Job) -> None:
+        """The publisher's part of a handed-over op (_hand_over), once durable: the
+        committed side (its indexes were taught by the applier), then its answer."""
+        c = job.cold
+        self._publish_committed(job.recs, None, claim_ids=True, facts=job.facts,
+                                index_ids=False, n_coupons=c.n_coupons)
+        self._observe_cold(c.item, len(job.recs), c.commit_s, job.t0)
+        self._release([(c.item.future, c.answer)], 0)
+        try:
+            self._maybe_checkpoint()
+        except Exception:
+            log.exception("checkpoint failed; the journal still holds everything")
 
     def _observe(self, n_ops: int, n_recs: int, n_items: int, commit_s: float,  # seconds
                  batch_s: float,  # seconds

@@ -6,9 +6,11 @@ import threading
 
 import numpy as np
 import pytest
+from harness import tagged_op
 
 from core import Engine, EngineConfig
 from core.records import OP, CardStatus, OpType, Result
+from core.rules import CouponTemplate
 
 
 class _Txn:
@@ -152,3 +154,79 @@ def test_a_replicated_primary_and_a_standby_keep_two_fsyncs_per_commit(tmp_path)
         assert not standby.store.lazy_meta
     finally:
         standby.close()
+
+
+def _blocked_background_op(eng, cards, entered, release, issued):
+    """A background admin op (as a plan's chunk) that issues a coupon to each card, then
+    waits inside its transaction until the test has queued what must follow it."""
+
+    def build(ctx):
+        issued.extend(eng.put_coupons(ctx, 1, np.asarray(cards, np.uint64)))
+        entered.set()
+        assert release.wait(60), "the test never released the op"
+        return {"coupon_ids": issued}
+
+    return eng.admin(os.urandom(16), OpType.COUPON_ISSUE, build, background=True)
+
+
+def test_a_background_op_is_made_durable_by_the_next_group_commit_not_an_fsync_of_its_own(tmp_path):
+    """A plan chunk (a background admin op) followed by queued swipes: its commit is held
+    like a batch's, the swipes' commit makes it durable, and only then are its coupons
+    visible and it is answered; a swipe applied meanwhile may already redeem one of its
+    coupons (the work side knows them). Alone, it gets an fsync of its own."""
+    eng = Engine(str(tmp_path), config=EngineConfig(batch_ops_max=64, rollups=False))
+    eng.issue_cards(np.arange(1, 65, dtype=np.uint64), os.urandom(16)).result()
+    recharge = _swipes(np.arange(1, 65, dtype=np.uint64), 1, 0)
+    recharge["op_type"], recharge["amount_fen"] = OpType.RECHARGE, 10_000_000
+    eng.submit(recharge).result()
+    eng.put_coupon_template(CouponTemplate(1, "1 yuan off", "fixed", value_fen=100),
+                            os.urandom(16)).result()
+    eng.ensure_dbs(["coupon_stats"])    # opened with the real transaction (not _Txn)
+    env = _Env(eng.store.env, eng.store.db["journal"], True)
+    eng.store.env = env
+    seen_at_swipe_commit = []
+    real_commit = eng._commit
+
+    def commit(recs, *a, **kw):
+        # The swipes' commit runs while the op is held: not visible, not answered.
+        seen_at_swipe_commit.append((eng.coupon(issued[0]), op.done()))
+        return real_commit(recs, *a, **kw)
+
+    try:
+        entered, release, issued = threading.Event(), threading.Event(), []
+        op = _blocked_background_op(eng, np.arange(1, 11), entered, release, issued)
+        answered = []
+        op.add_done_callback(lambda f: answered.append(
+            (env.is_durable(f.result().seq), eng.coupon(issued[0]) is not None)))
+        assert entered.wait(60)
+        syncs = env.syncs
+        eng._commit = commit
+        ops, _items, coupons = tagged_op("redeem-new", 3, 5_000, coupons=[issued[2]])
+        swipe = eng.submit(ops, None, coupons)
+        release.set()
+        r = swipe.result()
+        assert op.result().code == Result.OK
+        assert r.codes[0] == Result.OK and r.columns()["coupon_fen"][0] == 100
+        assert seen_at_swipe_commit == [(None, False)]
+        assert answered == [(True, True)]
+        # One fsync in all: the swipes' own (nothing followed them); the op had none.
+        assert env.syncs - syncs == 1
+        assert eng.coupon(issued[2])["redeemed_seq"] == int(r.seq[0])
+        del eng._commit
+
+        # Alone (nothing queued behind it): an fsync of its own, then the answer.
+        entered, release, issued = threading.Event(), threading.Event(), []
+        op = _blocked_background_op(eng, np.arange(11, 21), entered, release, issued)
+        answered = []
+        op.add_done_callback(lambda f: answered.append(
+            (env.is_durable(f.result().seq), eng.coupon(issued[0]) is not None)))
+        assert entered.wait(60)
+        syncs = env.syncs
+        release.set()
+        assert op.result().code == Result.OK
+        assert answered == [(True, True)] and env.syncs - syncs == 1
+    finally:
+        eng.close()
+    with Engine(str(tmp_path), config=EngineConfig(rollups=False)) as again:
+        assert len(again.coupons_snapshot()) == 20
+        assert again.coupon(issued[0]) is not None
