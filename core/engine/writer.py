@@ -636,6 +636,12 @@ PIPELINE_DEPTH = 4
 # again (_commit_loop); it waits only while a batch is being applied, and that batch's
 # put into the pipe wakes it at once: the timeout only notices a batch that failed.
 HELD_WAIT_S = 0.005
+# A handed-over background op (Engine._hand_over) with no hot op queued behind it waits
+# for the next group commit to make it durable until the next background op is due
+# (its pause, background_share_bp), but never longer than this: then an fsync of its
+# own. A few swipe submissions' spacing at a light load; a small share's long pause
+# (9,999x the hold at 1 bp) must not hold the answer for seconds.
+HANDED_WAIT_MAX_S = 0.02
 
 
 
@@ -697,6 +703,10 @@ class Engine:
         # op durable instead of an fsync of its own (_hand_over). Cleared by the applier
         # once it has taken its next work.
         self._hot_next = False
+        # ... and with none queued, it waits for one until then at most (monotonic): the
+        # pause before the next background op may be taken (background_share_bp), so
+        # the wait costs the run no time (_hand_over).
+        self._handed_until = 0.0
         self._inflight_lock = threading.Lock()
         self._pipe: queue.Queue = queue.Queue()
         # Committed batches on their way from the committer to the publisher (at most
@@ -1600,8 +1610,11 @@ class Engine:
     def _pace_background(self, held_s: float) -> None:
         """After a background op held the writer held_s seconds: the next one is taken
         no sooner than its share of the writer's time allows (background_share_bp)."""
+        self._background_ready = time.monotonic() + self._pause_s(held_s)
+
+    def _pause_s(self, held_s: float) -> float:
         share = self.config.background_share_bp
-        self._background_ready = time.monotonic() + held_s * (10_000 - share) / share
+        return held_s * (10_000 - share) / share
 
     def _yield_background(self, item: _Cold) -> bool:
         """A background op was taken with no swipe queued, then waited for the pipeline
@@ -1712,10 +1725,10 @@ class Engine:
                         # The batch being applied now will come next: its commit's
                         # fsync serves held too, sooner than an fsync of its own
                         # followed by that commit.
-                        job = self._pipe.get(timeout=HELD_WAIT_S) \
-                            if self._applying or self._hot_next else self._pipe.get_nowait()
+                        wait = self._held_wait(held)
+                        job = self._pipe.get(timeout=wait) if wait else self._pipe.get_nowait()
                     except queue.Empty:
-                        if self._applying or self._hot_next:
+                        if self._held_wait(held):
                             continue
                         self._published.put(self._made_durable(held))
                         held = None
@@ -1737,6 +1750,19 @@ class Engine:
                     self._published.put(done)
         finally:
             self._published.put(None)
+
+    def _held_wait(self, held: tuple) -> float:
+        """How long the committer waits (at a time) for the next commit to make held
+        durable before it gives held an fsync of its own; 0: no wait. A batch is being
+        applied, or hot ops were queued behind a handed-over op (_hot_next): it comes.
+        A handed-over op with none queued waits for one until its pause ends."""
+        if self._applying or self._hot_next:
+            return HELD_WAIT_S
+        if held[0].cold is not None and not self._closing:
+            left = self._handed_until - time.monotonic()
+            if left > 0:
+                return min(HELD_WAIT_S, left)
+        return 0.0
 
     def _made_durable(self, done: tuple) -> tuple:
         """done (a _commit_hot result) after an fsync of the file; failed if that fails."""
@@ -1923,7 +1949,8 @@ class Engine:
         the work side learns it now, so the next hot batch is applied after it (its
         client id, its new coupons in the index and the work table, its after-images);
         the committer holds it like a committed batch until an fsync covers it (the next
-        batch's commit when hot ops are queued: _hot_next), and the publisher makes it
+        batch's commit when hot ops are queued, _hot_next, or come before the pause
+        after it ends, _handed_until; else one of its own), and the publisher makes it
         visible to readers and answers it, in commit order."""
         facts = _facts(recs)
         try:
@@ -1942,6 +1969,10 @@ class Engine:
             self.rollups.poke()
         with self._cond:
             self._hot_next = bool(self._queue) and isinstance(self._queue[0], _Hot)
+        # None queued: the next batch may still come before the next background op is
+        # due (_pace_background will set the same pause from the same hold).
+        self._handed_until = time.monotonic() + min(HANDED_WAIT_MAX_S,
+                                                    self._pause_s(time.perf_counter() - t0))
         self._pipe_slots.acquire()          # free: the pipeline was drained
         self._pipe.put(_Job([item], np.zeros(0, OP), recs, None, np.zeros(0, RESULT), t0,
                             facts=facts, cold=_Handed(item, answer, commit_s, n_coupons)))
