@@ -11,11 +11,10 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 
 import numpy as np
 import pytest
-from common import ROOT
+from common import ROOT, wait_for_file
 
 from core import Engine, EngineConfig
 from core.domain import plans
@@ -80,21 +79,13 @@ CHILD = textwrap.dedent("""
 """)
 
 
-def _wait_for(path: str, proc: subprocess.Popen, timeout_s: float = 120) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not os.path.exists(path):
-        assert proc.poll() is None, f"the child exited ({proc.returncode}) before its point"
-        assert time.monotonic() < deadline, "the child never reached its point"
-        time.sleep(0.005)
-
-
 @pytest.mark.parametrize("meta_lost", [False, True])
 def test_kill_between_a_chunks_commit_and_its_fsync_then_the_run_completes_exactly_once(
         tmp_path, meta_lost):
     data, ready, meta = str(tmp_path / "d"), str(tmp_path / "ready"), str(tmp_path / "meta")
     code = CHILD.format(root=str(ROOT), data=data, n=N, k=K, chunk=CHUNK, ready=ready, meta=meta)
     proc = subprocess.Popen([sys.executable, "-c", code])
-    _wait_for(ready, proc)
+    wait_for_file(ready, proc)
     with open(ready) as f:
         state = json.load(f)
     proc.send_signal(signal.SIGKILL)

@@ -156,17 +156,26 @@ def test_a_replicated_primary_and_a_standby_keep_two_fsyncs_per_commit(tmp_path)
         standby.close()
 
 
-def _blocked_background_op(eng, cards, entered, release, issued):
+class _BlockedBackgroundOp:
     """A background admin op (as a plan's chunk) that issues a coupon to each card, then
-    waits inside its transaction until the test has queued what must follow it."""
+    waits inside its transaction until the test releases it (having queued what must
+    follow it). answered: at its answer, (its commit durable?, its coupons visible?)."""
 
-    def build(ctx):
-        issued.extend(eng.put_coupons(ctx, 1, np.asarray(cards, np.uint64)))
-        entered.set()
-        assert release.wait(60), "the test never released the op"
-        return {"coupon_ids": issued}
+    def __init__(self, eng, env, cards):
+        self.entered, self.release, self.issued, self.answered = (
+            threading.Event(), threading.Event(), [], [])
 
-    return eng.admin(os.urandom(16), OpType.COUPON_ISSUE, build, background=True)
+        def build(ctx):
+            self.issued.extend(eng.put_coupons(ctx, 1, np.asarray(cards, np.uint64)))
+            self.entered.set()
+            assert self.release.wait(60), "the test never released the op"
+            return {"coupon_ids": self.issued}
+
+        self.future = eng.admin(os.urandom(16), OpType.COUPON_ISSUE, build, background=True)
+        self.future.add_done_callback(lambda f: self.answered.append(
+            (env.is_durable(f.result().seq), eng.coupon(self.issued[0]) is not None)))
+        assert self.entered.wait(60)
+        self.syncs = env.syncs     # fsyncs before its commit
 
 
 def test_a_background_op_is_made_durable_by_the_next_group_commit_not_an_fsync_of_its_own(tmp_path):
@@ -189,44 +198,32 @@ def test_a_background_op_is_made_durable_by_the_next_group_commit_not_an_fsync_o
 
     def commit(recs, *a, **kw):
         # The swipes' commit runs while the op is held: not visible, not answered.
-        seen_at_swipe_commit.append((eng.coupon(issued[0]), op.done()))
+        seen_at_swipe_commit.append((eng.coupon(op.issued[0]), op.future.done()))
         return real_commit(recs, *a, **kw)
 
     try:
-        entered, release, issued = threading.Event(), threading.Event(), []
-        op = _blocked_background_op(eng, np.arange(1, 11), entered, release, issued)
-        answered = []
-        op.add_done_callback(lambda f: answered.append(
-            (env.is_durable(f.result().seq), eng.coupon(issued[0]) is not None)))
-        assert entered.wait(60)
-        syncs = env.syncs
+        op = _BlockedBackgroundOp(eng, env, np.arange(1, 11))
         eng._commit = commit
-        ops, _items, coupons = tagged_op("redeem-new", 3, 5_000, coupons=[issued[2]])
+        ops, _items, coupons = tagged_op("redeem-new", 3, 5_000, coupons=[op.issued[2]])
         swipe = eng.submit(ops, None, coupons)
-        release.set()
+        op.release.set()
         r = swipe.result()
-        assert op.result().code == Result.OK
+        assert op.future.result().code == Result.OK
         assert r.codes[0] == Result.OK and r.columns()["coupon_fen"][0] == 100
         assert seen_at_swipe_commit == [(None, False)]
-        assert answered == [(True, True)]
+        assert op.answered == [(True, True)]
         # One fsync in all: the swipes' own (nothing followed them); the op had none.
-        assert env.syncs - syncs == 1
-        assert eng.coupon(issued[2])["redeemed_seq"] == int(r.seq[0])
+        assert env.syncs - op.syncs == 1
+        assert eng.coupon(op.issued[2])["redeemed_seq"] == int(r.seq[0])
         del eng._commit
 
         # Alone (nothing queued behind it): an fsync of its own, then the answer.
-        entered, release, issued = threading.Event(), threading.Event(), []
-        op = _blocked_background_op(eng, np.arange(11, 21), entered, release, issued)
-        answered = []
-        op.add_done_callback(lambda f: answered.append(
-            (env.is_durable(f.result().seq), eng.coupon(issued[0]) is not None)))
-        assert entered.wait(60)
-        syncs = env.syncs
-        release.set()
-        assert op.result().code == Result.OK
-        assert answered == [(True, True)] and env.syncs - syncs == 1
+        op = _BlockedBackgroundOp(eng, env, np.arange(11, 21))
+        op.release.set()
+        assert op.future.result().code == Result.OK
+        assert op.answered == [(True, True)] and env.syncs - op.syncs == 1
     finally:
         eng.close()
     with Engine(str(tmp_path), config=EngineConfig(rollups=False)) as again:
         assert len(again.coupons_snapshot()) == 20
-        assert again.coupon(issued[0]) is not None
+        assert again.coupon(op.issued[0]) is not None
