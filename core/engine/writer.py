@@ -594,6 +594,9 @@ class _Handed:
     answer: AdminResult
     commit_s: float  # seconds
     n_coupons: int  # coupons in the tables once it is published
+    recs: np.ndarray  # its journal records (the job's own are a batch's joined to it, if any)
+    facts: _Facts
+    t0: float  # perf_counter seconds, when the applier started it
 
 
 def _resident_copy(table: np.ndarray, used: int) -> np.ndarray:
@@ -1485,15 +1488,20 @@ class Engine:
             if (self.config.commit_window_us and self._queued_ops < batch_ops_max // 4
                     and self._last_batch_ops >= batch_ops_max // 4 and not self._closing):
                 self._cond.wait(self.config.commit_window_us / 1e6)
-            items, n = [], 0
-            while self._queue and isinstance(self._queue[0], _Hot):
-                k = len(self._queue[0].ops)
-                if n + k > batch_ops_max:
-                    break
-                items.append(self._queue.popleft())
-                n += k
-            self._queued_ops -= n
-            return items
+            return self._pop_hot()
+
+    def _pop_hot(self) -> list[_Hot]:
+        """Under _cond: the hot submissions at the head of the queue, up to
+        batch_ops_max ops."""
+        items, n = [], 0
+        while self._queue and isinstance(self._queue[0], _Hot):
+            k = len(self._queue[0].ops)
+            if n + k > self.config.batch_ops_max:
+                break
+            items.append(self._queue.popleft())
+            n += k
+        self._queued_ops -= n
+        return items
 
     def _refund_targets(self, ops: np.ndarray):
         """For each REFUND op: the record of the swipe it names when that swipe was
@@ -1642,13 +1650,7 @@ class Engine:
             t0 = time.perf_counter()
             try:
                 with self.store.env.begin(write=True) as txn:
-                    if len(recs):
-                        self.store.put_journal(txn, recs)
-                    if item_recs is not None and len(item_recs):
-                        # The line items, under the same key as their journal block.
-                        txn.put(u64(int(recs[-1]["seq"])),
-                                np.ascontiguousarray(item_recs).view(np.uint8),
-                                db=self.store.db[JOURNAL_ITEMS_DB], append=True)
+                    self._write_batch(txn, recs, item_recs)
                     if events is not None:
                         txn.put(u64(int(recs[0]["seq"])), json.dumps(events).encode(),
                                 db=self.store.db["events"])
@@ -1659,7 +1661,26 @@ class Engine:
                 size = self.store.grow()
                 log.warning("LMDB map full; grown to %d bytes", size)
 
+    def _write_batch(self, txn: lmdb.Transaction, recs: np.ndarray,
+                     item_recs: np.ndarray | None) -> None:
+        if len(recs):
+            self.store.put_journal(txn, recs)
+        if item_recs is not None and len(item_recs):
+            # The line items, under the same key as their journal block.
+            txn.put(u64(int(recs[-1]["seq"])), np.ascontiguousarray(item_recs).view(np.uint8),
+                    db=self.store.db[JOURNAL_ITEMS_DB], append=True)
+
     def _apply_hot(self, items: list[_Hot]) -> None:
+        try:
+            job = self._apply(items)
+        except BaseException:
+            self._pipe_slots.release()
+            raise
+        self._pipe.put(job)
+
+    def _apply(self, items: list[_Hot]) -> _Job:
+        """Apply a batch against the work side (it then holds the batch); a failure
+        once the work side may hold part of it leaves _poisoned set."""
         t0 = time.perf_counter()
         ops = items[0].ops if len(items) == 1 else np.concatenate([it.ops for it in items])
         lines = coupon_ids = None
@@ -1698,10 +1719,8 @@ class Engine:
         except BaseException as exc:
             # `_work` may hold part of this batch: start again from the durable state.
             self._poisoned = exc
-            self._pipe_slots.release()
             raise
-        self._pipe.put(_Job(items, ops, recs, slots, results, t0,
-                            journal_items(ops, results, lines), facts))
+        return _Job(items, ops, recs, slots, results, t0, journal_items(ops, results, lines), facts)
 
     def _commit_loop(self) -> None:
         """The committer: commit each applied batch and hand it to the publisher once it
@@ -1741,10 +1760,10 @@ class Engine:
                 if held is not None:
                     # This commit's fsync ran after held's meta page was written, unless
                     # it wrote nothing or failed: then an fsync of its own.
-                    synced = done[3] is None and len(job.recs) > 0
+                    synced = done[3] is None and len(job.recs) > 0 and job.cold is None
                     self._published.put(held if synced else self._made_durable(held))
                     held = None
-                if self.store.lazy_meta and done[3] is None and len(job.recs):
+                if self.store.lazy_meta and done[3] is None and (len(job.recs) or job.cold is not None):
                     held = done
                 else:
                     self._published.put(done)
@@ -1827,14 +1846,22 @@ class Engine:
                 if failed is not None:
                     for it in job.items:
                         _fail(it.future, failed)
+                    if job.cold is not None:
+                        _fail(job.cold.item.future, failed)
             finally:
                 self._pipe.task_done()
                 self._pipe_slots.release()
 
     def _publish_hot(self, job: _Job, commit_s: float, frame: int) -> None:
         if job.cold is not None:
-            self._publish_handed(job)
-            return
+            # A handed-over op, then the batch joined to its commit (if any), in order.
+            self._publish_handed(job.cold)
+            if not job.items:
+                try:
+                    self._maybe_checkpoint()
+                except Exception:
+                    log.exception("checkpoint failed; the journal still holds everything")
+                return
         if len(job.recs):
             self._publish_committed(job.recs, job.slots, claim_ids=False, facts=job.facts)
             with self._inflight_lock:
@@ -1867,6 +1894,7 @@ class Engine:
         now = self.clock()
         while True:
             ctx = None
+            joined = None   # a hot batch committed in this op's transaction (_join_hot)
             try:
                 t_commit = time.perf_counter()
                 with self.store.env.begin(write=True) as txn:
@@ -1878,9 +1906,16 @@ class Engine:
                              "store_id": item.store_id, "detail": ctx.detail, "result": value}
                     txn.put(u64(int(recs[0]["seq"])), json.dumps(event, default=str).encode(),
                             db=self.store.db["events"])
+                    handed = item.background and self._may_hand_over(recs, ctx)
+                    if handed:
+                        joined = self._join_hot(recs)
+                        if joined is not None:
+                            # (a failure from here on: _unjoin_hot, once txn is aborted)
+                            self._write_batch(txn, joined.recs, joined.item_recs)
+                    n_round = len(recs) + (len(joined.recs) if joined is not None else 0)
                     # An open checkpoint round moves in this commit, as in a hot one, not
                     # in a transaction (and fsync) of its own after it.
-                    round_upto = (self._round_writes(txn, self._round_chunks(len(recs)))
+                    round_upto = (self._round_writes(txn, self._round_chunks(n_round))
                                   if self._round is not None else None)
                 commit_s = time.perf_counter() - t_commit
                 break
@@ -1888,6 +1923,8 @@ class Engine:
                 if ctx is not None:
                     for name in ctx._opened:
                         self.store.db.pop(name, None)
+                if joined is not None:
+                    self._unjoin_hot(joined, exc)
                 if isinstance(exc, lmdb.MapFullError):
                     size = self.store.grow()
                     log.warning("LMDB map full; grown to %d bytes", size)
@@ -1902,8 +1939,8 @@ class Engine:
                 raise
         answer = AdminResult(Result.OK, False, int(recs[0]["seq"]),
                              json.dumps(ctx.detail, default=str) if ctx.detail else "", value)
-        if item.background and self._may_hand_over(recs, ctx):
-            self._hand_over(item, recs, answer, commit_s, round_upto, t0)
+        if handed:
+            self._hand_over(item, recs, answer, commit_s, round_upto, t0, joined)
             return True
         try:
             self.store.flush()  # durable before it is published and answered (lazy_meta)
@@ -1943,8 +1980,55 @@ class Engine:
         return (self.store.lazy_meta and not ctx._after
                 and not np.any(recs["op_type"] == _REFUND) and not len(self._unknown_cards(recs)))
 
+    def _join_hot(self, recs: np.ndarray) -> _Job | None:
+        """Inside a handed-over op's transaction, before its commit: the hot batch queued
+        behind it (if any, and with no refund: a refund reads the journal), applied
+        after it, to be written into the same transaction, so the swipes that came while
+        it was built share its commit and fsync instead of waiting for both. The work
+        side learns the op first (_teach). None when nothing is queued."""
+        with self._cond:
+            items = self._pop_hot()
+            if any(np.any(it.ops["op_type"] == _REFUND) for it in items):
+                self._queue.extendleft(reversed(items))
+                self._queued_ops += sum(len(it.ops) for it in items)
+                items = []
+        if not items:
+            return None
+        try:
+            self._teach(recs, _facts(recs))
+            job = self._apply(items)
+        except BaseException as exc:
+            self._poisoned = exc  # the work side holds the op, maybe part of the batch
+            for it in items:
+                _fail(it.future, exc)
+            raise
+        return job
+
+    def _unjoin_hot(self, joined: _Job, exc: BaseException) -> None:
+        """The transaction a batch was joined to failed: the work side holds the op and
+        the batch, neither durable. Back to the durable state; the batch goes back to
+        the head of the queue when the op will be tried again (the map was full), else
+        it fails with the op."""
+        self._recover(None)
+        if isinstance(exc, lmdb.MapFullError):
+            with self._cond:
+                self._queue.extendleft(reversed(joined.items))
+                self._queued_ops += len(joined.ops)
+            return
+        for it in joined.items:
+            _fail(it.future, exc)
+
+    def _teach(self, recs: np.ndarray, facts: _Facts) -> int:
+        """The work side learns a handed-over op's records (its client id, its new
+        coupons in the index and the work table, its after-images); returns the coupons
+        the tables hold once it is published."""
+        self._next_seq = int(recs[-1]["seq"]) + 1
+        self._make_room(recs, facts)
+        self._claim_ids(recs)
+        return self._publish_work(recs, None, claim_ids=False, has_coupons=facts.has_coupons)
+
     def _hand_over(self, item: _Cold, recs: np.ndarray, answer: AdminResult, commit_s: float,
-                   round_upto: int | None, t0: float) -> None:
+                   round_upto: int | None, t0: float, joined: _Job | None) -> None:
         """In the applier, right after the commit of a background op (pipeline drained):
         the work side learns it now, so the next hot batch is applied after it (its
         client id, its new coupons in the index and the work table, its after-images);
@@ -1956,11 +2040,8 @@ class Engine:
         try:
             if round_upto is not None:
                 self._round_committed(round_upto)
-            self._next_seq = int(recs[-1]["seq"]) + 1
-            self._make_room(recs, facts)
-            self._claim_ids(recs)
-            n_coupons = self._publish_work(recs, None, claim_ids=False,
-                                           has_coupons=facts.has_coupons)
+            # A joined batch was applied after the work side had learnt the op.
+            n_coupons = self._teach(recs, facts) if joined is None else self._n_coupons_work
         except BaseException as exc:
             self._poisoned = exc  # committed, the work tables maybe half changed: reload
             raise
@@ -1974,21 +2055,17 @@ class Engine:
         self._handed_until = time.monotonic() + min(HANDED_WAIT_MAX_S,
                                                     self._pause_s(time.perf_counter() - t0))
         self._pipe_slots.acquire()          # free: the pipeline was drained
-        self._pipe.put(_Job([item], np.zeros(0, OP), recs, None, np.zeros(0, RESULT), t0,
-                            facts=facts, cold=_Handed(item, answer, commit_s, n_coupons)))
+        job = joined or _Job([], np.zeros(0, OP), np.zeros(0, JOURNAL), None, np.zeros(0, RESULT), t0)
+        job.cold = _Handed(item, answer, commit_s, n_coupons, recs, facts, t0)
+        self._pipe.put(job)
 
-    def _publish_handed(self, job: _Job) -> None:
+    def _publish_handed(self, c: _Handed) -> None:
         """The publisher's part of a handed-over op (_hand_over), once durable: the
         committed side (its indexes were taught by the applier), then its answer."""
-        c = job.cold
-        self._publish_committed(job.recs, None, claim_ids=True, facts=job.facts,
+        self._publish_committed(c.recs, None, claim_ids=True, facts=c.facts,
                                 index_ids=False, n_coupons=c.n_coupons)
-        self._observe_cold(c.item, len(job.recs), c.commit_s, job.t0)
+        self._observe_cold(c.item, len(c.recs), c.commit_s, c.t0)
         self._release([(c.item.future, c.answer)], 0)
-        try:
-            self._maybe_checkpoint()
-        except Exception:
-            log.exception("checkpoint failed; the journal still holds everything")
 
     def _observe(self, n_ops: int, n_recs: int, n_items: int, commit_s: float,  # seconds
                  batch_s: float,  # seconds

@@ -178,11 +178,12 @@ class _BlockedBackgroundOp:
         self.syncs = env.syncs     # fsyncs before its commit
 
 
-def test_a_background_op_is_made_durable_by_the_next_group_commit_not_an_fsync_of_its_own(tmp_path):
-    """A plan chunk (a background admin op) followed by queued swipes: its commit is held
-    like a batch's, the swipes' commit makes it durable, and only then are its coupons
-    visible and it is answered; a swipe applied meanwhile may already redeem one of its
-    coupons (the work side knows them). Alone, it gets an fsync of its own."""
+def test_a_background_op_shares_its_commit_with_the_swipes_queued_behind_it(tmp_path):
+    """A plan chunk (a background admin op) with swipes queued while it was built: the
+    swipes are applied after it and committed in its transaction (one commit, one fsync
+    for both), a swipe may already redeem one of its new coupons (the work side knows
+    them), and neither is answered, nor its coupons visible, before that commit is
+    durable. Alone, it gets an fsync of its own."""
     eng = Engine(str(tmp_path), config=EngineConfig(batch_ops_max=64, rollups=False))
     eng.issue_cards(np.arange(1, 65, dtype=np.uint64), os.urandom(16)).result()
     recharge = _swipes(np.arange(1, 65, dtype=np.uint64), 1, 0)
@@ -193,29 +194,32 @@ def test_a_background_op_is_made_durable_by_the_next_group_commit_not_an_fsync_o
     eng.ensure_dbs(["coupon_stats"])    # opened with the real transaction (not _Txn)
     env = _Env(eng.store.env, eng.store.db["journal"], True)
     eng.store.env = env
-    seen_at_swipe_commit = []
-    real_commit = eng._commit
+    seen_at_fsync = []
+    real_made_durable = eng._made_durable
 
-    def commit(recs, *a, **kw):
-        # The swipes' commit runs while the op is held: not visible, not answered.
-        seen_at_swipe_commit.append((eng.coupon(op.issued[0]), op.future.done()))
-        return real_commit(recs, *a, **kw)
+    def made_durable(done):
+        # The fsync that makes the shared commit durable: nothing answered or shown yet.
+        seen_at_fsync.append((eng.coupon(op.issued[0]), op.future.done(), swipe.done()))
+        return real_made_durable(done)
 
     try:
         op = _BlockedBackgroundOp(eng, env, np.arange(1, 11))
-        eng._commit = commit
+        commits = env.n
+        eng._made_durable = made_durable
         ops, _items, coupons = tagged_op("redeem-new", 3, 5_000, coupons=[op.issued[2]])
         swipe = eng.submit(ops, None, coupons)
         op.release.set()
         r = swipe.result()
+        seq = op.future.result().seq
         assert op.future.result().code == Result.OK
         assert r.codes[0] == Result.OK and r.columns()["coupon_fen"][0] == 100
-        assert seen_at_swipe_commit == [(None, False)]
+        assert int(r.seq[0]) == seq + 10    # right after the op's 10 records
+        assert seen_at_fsync == [(None, False, False)]
         assert op.answered == [(True, True)]
-        # One fsync in all: the swipes' own (nothing followed them); the op had none.
-        assert env.syncs - op.syncs == 1
+        # One commit and one fsync for both (nothing followed them).
+        assert env.n - commits == 1 and env.syncs - op.syncs == 1
         assert eng.coupon(op.issued[2])["redeemed_seq"] == int(r.seq[0])
-        del eng._commit
+        del eng._made_durable
 
         # Alone (nothing queued behind it): an fsync of its own, then the answer.
         op = _BlockedBackgroundOp(eng, env, np.arange(11, 21))
@@ -227,3 +231,47 @@ def test_a_background_op_is_made_durable_by_the_next_group_commit_not_an_fsync_o
     with Engine(str(tmp_path), config=EngineConfig(rollups=False)) as again:
         assert len(again.coupons_snapshot()) == 20
         assert again.coupon(op.issued[0]) is not None
+
+
+def test_a_full_map_in_a_shared_commit_retries_the_op_and_requeues_the_swipes(tmp_path):
+    """The map fills in the transaction a batch was joined to: both go back to the
+    durable state, the map grows, the op is built again and the swipes are applied
+    again (once each), and both are answered."""
+    import lmdb
+
+    eng = Engine(str(tmp_path), config=EngineConfig(batch_ops_max=64, rollups=False))
+    eng.issue_cards(np.arange(1, 65, dtype=np.uint64), os.urandom(16)).result()
+    recharge = _swipes(np.arange(1, 65, dtype=np.uint64), 1, 0)
+    recharge["op_type"], recharge["amount_fen"] = OpType.RECHARGE, 10_000_000
+    eng.submit(recharge).result()
+    eng.put_coupon_template(CouponTemplate(1, "1 yuan off", "fixed", value_fen=100),
+                            os.urandom(16)).result()
+    real_write, real_grow, full, grown = eng._write_batch, eng.store.grow, [], []
+
+    def write_batch(txn, recs, item_recs):
+        if threading.current_thread().name == "mms-applier" and not full:
+            full.append(len(recs))
+            raise lmdb.MapFullError("full (test)")
+        return real_write(txn, recs, item_recs)
+
+    def grow():
+        grown.append(1)
+        return real_grow()
+
+    eng._write_batch, eng.store.grow = write_batch, grow
+    try:
+        before = eng.card(3)["principal_fen"]
+        op = _BlockedBackgroundOp(eng, _Env(eng.store.env, eng.store.db["journal"], True),
+                                  np.arange(1, 11))
+        swipes = [eng.submit(_swipes(np.array([3], np.uint64), 200, k)) for k in range(3)]
+        op.release.set()
+        # Built twice (the first transaction was aborted), answered once.
+        assert op.future.result().code == Result.OK and full == [3] and grown == [1]
+        assert all(f.result().codes[0] == Result.OK for f in swipes)
+        assert eng.card(3)["principal_fen"] == before - 300
+        assert len(eng.coupons_snapshot()) == 10    # the aborted build's were not kept
+    finally:
+        eng.close()
+    with Engine(str(tmp_path), config=EngineConfig(rollups=False)) as again:
+        assert again.card(3)["principal_fen"] == before - 300
+        assert len(again.coupons_snapshot()) == 10
