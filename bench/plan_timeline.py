@@ -14,7 +14,8 @@ Also every LMDB write commit (the transaction's exit, its data fsync included) a
 (`_made_durable`) as `own_fsync_chunk` (a handed-over plan chunk, writer._hand_over)
 or `own_fsync_hot`, and `chunk_fsync` for every fsync a plan chunk pays itself: its
 commit (in the applier) and its meta fsync (in the applier before the hand-over, in
-the committer's `own_fsync_chunk` after it).
+the committer's `own_fsync_chunk` after it); `join_hot` / `join_hot_none` for each
+chunk that had a swipe batch joined to its commit or not (writer._join_hot).
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ class Timeline:
         self._wrap(eng.store, "write_checkpoint_mark", lambda *a, **k: "checkpoint_mark")
         self._wrap(eng.store, "put_journal", lambda *a, **k: "put_journal")
         self._wrap(eng.store, "write_chunk", lambda txn, db, *a, **k: f"write_chunk_{db}")
+        if hasattr(eng, "_join_hot"):
+            self._wrap_join(eng)
         if hasattr(eng, "_made_durable"):
             self._wrap(eng, "_made_durable", self._own_kind, also=self._own_chunk)
         self._env = eng.store.env
@@ -76,6 +79,22 @@ class Timeline:
         if item.op_type == CampaignOp.PLAN_RUN_START:
             return "plan_start"
         return "cold_other"
+
+    def _wrap_join(self, eng) -> None:
+        """writer._join_hot: join_hot (a batch joined to a chunk's commit) or
+        join_hot_none (none was queued), so the count of each shows how often."""
+        inner, events, lock = eng._join_hot, self.events, self._lock
+
+        def wrapped(*a, **k):
+            t0 = time.perf_counter()
+            joined = inner(*a, **k)
+            with lock:
+                events.append(("join_hot" if joined is not None else "join_hot_none", t0,
+                               time.perf_counter()))
+            return joined
+
+        eng._join_hot = wrapped
+        self._saved.append((eng, "_join_hot"))
 
     def _wrap(self, obj, name: str, kind, also=None) -> None:
         inner = getattr(obj, name)
