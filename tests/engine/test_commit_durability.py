@@ -4,6 +4,7 @@ fsync of the file has made its commit's meta page durable."""
 import os
 import threading
 
+import lmdb
 import numpy as np
 import pytest
 from harness import tagged_op
@@ -156,6 +157,18 @@ def test_a_replicated_primary_and_a_standby_keep_two_fsyncs_per_commit(tmp_path)
         standby.close()
 
 
+def _coupon_engine(tmp_path):
+    """64 cards with money on them and coupon template 1 (1 yuan off)."""
+    eng = Engine(str(tmp_path), config=EngineConfig(batch_ops_max=64, rollups=False))
+    eng.issue_cards(np.arange(1, 65, dtype=np.uint64), os.urandom(16)).result()
+    recharge = _swipes(np.arange(1, 65, dtype=np.uint64), 1, 0)
+    recharge["op_type"], recharge["amount_fen"] = OpType.RECHARGE, 10_000_000
+    eng.submit(recharge).result()
+    eng.put_coupon_template(CouponTemplate(1, "1 yuan off", "fixed", value_fen=100),
+                            os.urandom(16)).result()
+    return eng
+
+
 class _BlockedBackgroundOp:
     """A background admin op (as a plan's chunk) that issues a coupon to each card, then
     waits inside its transaction until the test releases it (having queued what must
@@ -184,13 +197,7 @@ def test_a_background_op_shares_its_commit_with_the_swipes_queued_behind_it(tmp_
     for both), a swipe may already redeem one of its new coupons (the work side knows
     them), and neither is answered, nor its coupons visible, before that commit is
     durable. Alone, it gets an fsync of its own."""
-    eng = Engine(str(tmp_path), config=EngineConfig(batch_ops_max=64, rollups=False))
-    eng.issue_cards(np.arange(1, 65, dtype=np.uint64), os.urandom(16)).result()
-    recharge = _swipes(np.arange(1, 65, dtype=np.uint64), 1, 0)
-    recharge["op_type"], recharge["amount_fen"] = OpType.RECHARGE, 10_000_000
-    eng.submit(recharge).result()
-    eng.put_coupon_template(CouponTemplate(1, "1 yuan off", "fixed", value_fen=100),
-                            os.urandom(16)).result()
+    eng = _coupon_engine(tmp_path)
     eng.ensure_dbs(["coupon_stats"])    # opened with the real transaction (not _Txn)
     env = _Env(eng.store.env, eng.store.db["journal"], True)
     eng.store.env = env
@@ -237,15 +244,7 @@ def test_a_full_map_in_a_shared_commit_retries_the_op_and_requeues_the_swipes(tm
     """The map fills in the transaction a batch was joined to: both go back to the
     durable state, the map grows, the op is built again and the swipes are applied
     again (once each), and both are answered."""
-    import lmdb
-
-    eng = Engine(str(tmp_path), config=EngineConfig(batch_ops_max=64, rollups=False))
-    eng.issue_cards(np.arange(1, 65, dtype=np.uint64), os.urandom(16)).result()
-    recharge = _swipes(np.arange(1, 65, dtype=np.uint64), 1, 0)
-    recharge["op_type"], recharge["amount_fen"] = OpType.RECHARGE, 10_000_000
-    eng.submit(recharge).result()
-    eng.put_coupon_template(CouponTemplate(1, "1 yuan off", "fixed", value_fen=100),
-                            os.urandom(16)).result()
+    eng = _coupon_engine(tmp_path)
     real_write, real_grow, full, grown = eng._write_batch, eng.store.grow, [], []
 
     def write_batch(txn, recs, item_recs):
