@@ -274,3 +274,29 @@ def test_a_full_map_in_a_shared_commit_retries_the_op_and_requeues_the_swipes(tm
     with Engine(str(tmp_path), config=EngineConfig(rollups=False)) as again:
         assert again.card(3)["principal_fen"] == before - 300
         assert len(again.coupons_snapshot()) == 10
+
+
+def test_a_refund_queued_behind_a_background_op_is_not_joined_to_its_commit(tmp_path):
+    """A refund reads the journal for the swipe it names, so a batch holding one is not
+    applied inside a chunk's transaction: it commits on its own, after the op, and is
+    still answered only once durable."""
+    eng = _coupon_engine(tmp_path)
+    eng.ensure_dbs(["coupon_stats"])
+    env = _Env(eng.store.env, eng.store.db["journal"], True)
+    eng.store.env = env
+    try:
+        ops, _items, _coupons = tagged_op("to-refund", 4, 2_000)
+        swipe = eng.submit(ops).result()
+        op = _BlockedBackgroundOp(eng, env, np.arange(1, 6))
+        commits = env.n
+        ops, _items, _coupons = tagged_op("refund", 4, 2_000, OpType.REFUND, ref="to-refund")
+        refund = eng.submit(ops)
+        durable = []
+        refund.add_done_callback(lambda f: durable.append(env.is_durable(int(f.result().seq[0]))))
+        op.release.set()
+        r = refund.result()
+        assert op.future.result().code == Result.OK and op.answered == [(True, True)]
+        assert r.codes[0] == Result.OK and int(r.seq[0]) > int(swipe.seq[0])
+        assert env.n - commits == 2 and durable == [True]   # the op's commit, then its own
+    finally:
+        eng.close()
