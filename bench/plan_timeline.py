@@ -7,6 +7,15 @@ Wraps, on one engine instance only (bench code, never the server): the hot group
 checkpoint round (`_advance_round`), the lazy-meta fsync (`store.flush`), the pipeline
 drain before a cold op (`_drain`) and the rollup tailer's flush (`_flush_once`) and its
 write transaction (`_write`). Each event is (kind, start, end) in perf_counter seconds.
+
+Also every LMDB write commit (the transaction's exit, its data fsync included) as
+`txn_commit_<thread>`, every `store.flush` as `fsync_meta_<thread>` besides
+`fsync_meta`, an fsync the committer runs for a commit nothing followed
+(`_made_durable`) as `own_fsync_chunk` (a handed-over plan chunk, writer._hand_over)
+or `own_fsync_hot`, and `chunk_fsync` for every fsync a plan chunk pays itself: its
+commit (in the applier) and its meta fsync (in the applier before the hand-over, in
+the committer's `own_fsync_chunk` after it); `join_hot` / `join_hot_none` for each
+chunk that had a swipe batch joined to its commit or not (writer._join_hot).
 """
 
 from __future__ import annotations
@@ -32,6 +41,12 @@ class Timeline:
         self._wrap(eng.store, "write_checkpoint_mark", lambda *a, **k: "checkpoint_mark")
         self._wrap(eng.store, "put_journal", lambda *a, **k: "put_journal")
         self._wrap(eng.store, "write_chunk", lambda txn, db, *a, **k: f"write_chunk_{db}")
+        if hasattr(eng, "_join_hot"):
+            self._wrap_join(eng)
+        if hasattr(eng, "_made_durable"):
+            self._wrap(eng, "_made_durable", self._own_kind, also=self._own_chunk)
+        self._env = eng.store.env
+        eng.store.env = _TimedEnv(self._env, self._add)
         if getattr(eng, "rollups", None) is not None:
             self._wrap(eng.rollups, "_flush_once", lambda *a, **k: "rollup_flush")
             self._wrap(eng.rollups, "_write", lambda *a, **k: "rollup_write_txn")
@@ -39,6 +54,22 @@ class Timeline:
     @staticmethod
     def _hot_kind(recs, extra=None, **_kw) -> str:
         return "hot_commit+round" if extra is not None else "hot_commit"
+
+    @staticmethod
+    def _own_kind(done) -> str:
+        return "own_fsync_chunk" if getattr(done[0], "cold", None) is not None else "own_fsync_hot"
+
+    @staticmethod
+    def _own_chunk(done) -> str | None:
+        return "chunk_fsync" if getattr(done[0], "cold", None) is not None else None
+
+    def _add(self, kind: str, t0: float, t1: float) -> None:
+        with self._lock:
+            self.events.append((kind, t0, t1))
+            if kind == "txn_commit_mms-applier":
+                # The applier commits only for cold ops (a plan's chunks during a run;
+                # its start once) and standalone checkpoint rounds.
+                self.events.append(("chunk_fsync", t0, t1))
 
     @staticmethod
     def _cold_kind(item) -> str:
@@ -49,7 +80,23 @@ class Timeline:
             return "plan_start"
         return "cold_other"
 
-    def _wrap(self, obj, name: str, kind) -> None:
+    def _wrap_join(self, eng) -> None:
+        """writer._join_hot: join_hot (a batch joined to a chunk's commit) or
+        join_hot_none (none was queued), so the count of each shows how often."""
+        inner, events, lock = eng._join_hot, self.events, self._lock
+
+        def wrapped(*a, **k):
+            t0 = time.perf_counter()
+            joined = inner(*a, **k)
+            with lock:
+                events.append(("join_hot" if joined is not None else "join_hot_none", t0,
+                               time.perf_counter()))
+            return joined
+
+        eng._join_hot = wrapped
+        self._saved.append((eng, "_join_hot"))
+
+    def _wrap(self, obj, name: str, kind, also=None) -> None:
         inner = getattr(obj, name)
         events, lock = self.events, self._lock
 
@@ -59,13 +106,22 @@ class Timeline:
                 return inner(*a, **k)
             finally:
                 t1 = time.perf_counter()
+                more = also(*a, **k) if also is not None else None
                 with lock:
                     events.append((kind(*a, **k), t0, t1))
+                    if name == "flush" and obj is self._eng.store:
+                        thread = threading.current_thread().name
+                        events.append((f"fsync_meta_{thread}", t0, t1))
+                        if thread == "mms-applier":
+                            events.append(("chunk_fsync", t0, t1))
+                    if more is not None:
+                        events.append((more, t0, t1))
 
         setattr(obj, name, wrapped)
         self._saved.append((obj, name))
 
     def close(self) -> None:
+        self._eng.store.env = self._env
         for obj, name in self._saved:
             try:
                 delattr(obj, name)
@@ -121,3 +177,37 @@ class Timeline:
                           "overlap_ms": {k: round(v, 1) for k, v in sorted(ov.items(), key=lambda kv: -kv[1])}})
         out["slowest"] = worst
         return out
+
+
+class _TimedEnv:
+    """The store's LMDB environment with each write transaction's commit (its exit)
+    timed as txn_commit_<thread>; the transaction itself is LMDB's own (open_db and
+    the cursors need the real type)."""
+
+    def __init__(self, env, add) -> None:
+        self._env, self._add = env, add
+
+    def __getattr__(self, attr):
+        return getattr(self._env, attr)
+
+    def begin(self, *a, write: bool = False, **kw):
+        txn = self._env.begin(*a, write=write, **kw)
+        return _TimedTxn(txn, self._add) if write else txn
+
+
+class _TimedTxn:
+    def __init__(self, txn, add) -> None:
+        self._txn, self._add = txn, add
+
+    def __getattr__(self, attr):
+        return getattr(self._txn, attr)
+
+    def __enter__(self):
+        return self._txn.__enter__()
+
+    def __exit__(self, *exc):
+        t0 = time.perf_counter()
+        try:
+            return self._txn.__exit__(*exc)
+        finally:
+            self._add(f"txn_commit_{threading.current_thread().name}", t0, time.perf_counter())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -76,3 +77,12 @@ def mutual_tls_files(d: Path) -> dict[str, str]:
                 "-CAcreateserial", "-days", "2", "-extfile", "san.cnf", "-out", f"{name}.crt")
     return {"cert_file": str(d / "server.crt"), "key_file": str(d / "server.key"),
             "client_ca_file": str(d / "ca.crt")}
+
+def wait_for_file(path: str, proc: subprocess.Popen, timeout_s: float = 120) -> None:
+    """Wait until a crash test's child has created path (it reached its point and now
+    waits to be killed there); fail if the child exits first or never gets there."""
+    deadline = time.monotonic() + patience_s(timeout_s)
+    while not os.path.exists(path):
+        assert proc.poll() is None, f"the child exited ({proc.returncode}) before its point"
+        assert time.monotonic() < deadline, "the child never reached its point"
+        time.sleep(0.005)

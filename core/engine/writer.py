@@ -582,6 +582,21 @@ class _Job:
     t0: float  # perf_counter seconds, for batch timing
     item_recs: np.ndarray | None = None  # the batch's line items as journalled (JOURNAL_ITEM)
     facts: _Facts | None = None  # _facts(recs), worked out by the applier
+    cold: _Handed | None = None  # a background admin op committed by the applier (_hand_over)
+
+
+@dataclass
+class _Handed:
+    """A background admin op the applier committed and handed to the committer, to be
+    made durable by the next commit's fsync (or one of its own), then published and
+    answered in commit order (Engine._hand_over)."""
+    item: _Cold
+    answer: AdminResult
+    commit_s: float  # seconds
+    n_coupons: int  # coupons in the tables once it is published
+    recs: np.ndarray  # its journal records (the job's own are a batch's joined to it, if any)
+    facts: _Facts
+    t0: float  # perf_counter seconds, when the applier started it
 
 
 def _resident_copy(table: np.ndarray, used: int) -> np.ndarray:
@@ -624,6 +639,12 @@ PIPELINE_DEPTH = 4
 # again (_commit_loop); it waits only while a batch is being applied, and that batch's
 # put into the pipe wakes it at once: the timeout only notices a batch that failed.
 HELD_WAIT_S = 0.005
+# A handed-over background op (Engine._hand_over) with no hot op queued behind it waits
+# for the next group commit to make it durable until the next background op is due
+# (its pause, background_share_bp), but never longer than this: then an fsync of its
+# own. A few swipe submissions' spacing at a light load; a small share's long pause
+# (9,999x the hold at 1 bp) must not hold the answer for seconds.
+HANDED_WAIT_MAX_S = 0.02
 
 
 
@@ -680,6 +701,15 @@ class Engine:
         self._last_batch_ops = 0
         self._poisoned: BaseException | None = None
         self._applying = False  # the applier is applying a hot batch (_commit_loop)
+        # A background op was handed to the committer with hot ops queued behind it: the
+        # applier takes them next, so the committer waits for their commit to make the
+        # op durable instead of an fsync of its own (_hand_over). Cleared by the applier
+        # once it has taken its next work.
+        self._hot_next = False
+        # ... and with none queued, it waits for one until then at most (monotonic): the
+        # pause before the next background op may be taken (background_share_bp), so
+        # the wait costs the run no time (_hand_over).
+        self._handed_until = 0.0
         self._inflight_lock = threading.Lock()
         self._pipe: queue.Queue = queue.Queue()
         # Committed batches on their way from the committer to the publisher (at most
@@ -768,6 +798,10 @@ class Engine:
             ccap = max(self.config.initial_card_capacity, 2 * n_coupons)
             self._coupons = self.store.load_chunks(txn, "coupons", COUPON, n_coupons, ccap)
             self._n_coupons = n_coupons
+            # The coupons the work table holds past the committed ones: a background op
+            # handed to the committer before its publish (_hand_over). Used as
+            # max(_n_coupons, _n_coupons_work).
+            self._n_coupons_work = 0
             self._coupon_max = (0, 0)       # (rows seen, their highest id): _max_coupon_id
             self._coupon_index = _fastpath.KeyMap(max(self.config.initial_card_capacity, n_coupons))
             if n_coupons:
@@ -880,7 +914,7 @@ class Engine:
 
     def _publish_committed(self, recs: np.ndarray, slots: np.ndarray | None,
                            claim_ids: bool, facts: _Facts | None = None,
-                           index_ids: bool = True) -> None:
+                           index_ids: bool = True, n_coupons: int = 0) -> None:
         """Make durable records visible to readers and to the next checkpoint. Records
         are published in journal order, each once: recs are contiguous and follow the
         last published seq (checked before anything changes). facts: what _facts(recs)
@@ -901,40 +935,16 @@ class Engine:
         if facts is None:
             facts = _facts(recs)
         if claim_ids and index_ids:
-            # Each op's first record claims its client id (recovery and admin ops; hot
-            # batches claimed theirs when applied).
-            # insert_many goes in record order and keeps a key it has: the first record
-            # of each op wins, with no sort to find it.
-            self._id_index.insert_many(
-                recs["client_hi"].astype(np.uint64), recs["client_lo"].astype(np.uint64),
-                ((recs["seq"] << np.uint64(8)) | recs["result"].astype(np.uint64)).astype(np.int64))
+            self._claim_ids(recs)
         if claim_ids:
-            # Admin ops and recovery may bring cards the table has not seen (issue,
-            # replacement); hot batches never do.
-            # Looked up record by record (a hash probe each), deduplicated only when
-            # some are unknown: cheaper than sorting every block's card numbers.
-            nos = recs["card_no"][recs["kind"] == RecordKind.KIND_CARD].astype(np.uint64)
-            unknown = self._card_index.lookup_many(np.zeros(len(nos), np.uint64), nos) < 0
-            if unknown.any():
-                self._ensure_capacity(len(np.unique(nos[unknown])))
+            self._make_room(recs, facts)
         if facts.has_coupons:
-            if claim_ids:
-                is_coupon = recs["kind"] == RecordKind.KIND_COUPON
-                # Only admin ops (drained pipeline) and recovery bring new coupons; a hot
-                # batch only changes known ones, so the committer never regrows the work
-                # table under the applier.
-                after = JOURNAL.fields["after"][1]
-                raw = np.ascontiguousarray(recs[is_coupon]).view(np.uint8).reshape(-1, JOURNAL.itemsize)
-                ids = raw[:, after:after + 8].copy().view("<u8").reshape(-1)
-                unknown = self._coupon_index.lookup_many(np.zeros(len(ids), np.uint64),
-                                                         ids.astype(np.uint64)) < 0
-                if unknown.any():
-                    self._ensure_coupon_capacity(len(np.unique(ids[unknown])))
             # A hot batch's slots (apply_batch's) locate its coupons: no index probe.
-            self._n_coupons = _fastpath.publish_coupons(recs, n, self._coupons,
-                                                        self._coupon_index, self._n_coupons,
-                                                        self._coupon_dirty, CHUNK_SHIFT,
-                                                        None if claim_ids else slots)
+            # A background op handed over (_hand_over) put its new coupons into the
+            # index and the work table already: its count comes with it (n_coupons).
+            self._n_coupons = max(n_coupons, _fastpath.publish_coupons(
+                recs, n, self._coupons, self._coupon_index, self._n_coupons,
+                self._coupon_dirty, CHUNK_SHIFT, None if claim_ids else slots))
         self._n_cards = _fastpath.publish(recs, n, self._cards, self._card_index, None,
                                           self._n_cards, self._dirty, CHUNK_SHIFT, slots)
         if claim_ids:  # only these can grow the table or bring new cards
@@ -947,24 +957,65 @@ class Engine:
         self._since_checkpoint += n
         self._last_seq = int(recs[-1]["seq"])
 
+    def _make_room(self, recs: np.ndarray, facts: _Facts) -> None:
+        """Room in the tables (both sides) for the cards and coupons among recs that
+        the indexes do not know yet: only admin ops and recovery bring new ones, with
+        nothing in flight, so the committer never regrows a table under the applier."""
+        # Admin ops and recovery may bring cards the table has not seen (issue,
+        # replacement); hot batches never do.
+        # Looked up record by record (a hash probe each), deduplicated only when
+        # some are unknown: cheaper than sorting every block's card numbers.
+        unknown = self._unknown_cards(recs)
+        if len(unknown):
+            self._ensure_capacity(len(np.unique(unknown)))
+        if facts.has_coupons:
+            is_coupon = recs["kind"] == RecordKind.KIND_COUPON
+            after = JOURNAL.fields["after"][1]
+            raw = np.ascontiguousarray(recs[is_coupon]).view(np.uint8).reshape(-1, JOURNAL.itemsize)
+            ids = raw[:, after:after + 8].copy().view("<u8").reshape(-1)
+            unknown = self._coupon_index.lookup_many(np.zeros(len(ids), np.uint64),
+                                                     ids.astype(np.uint64)) < 0
+            if unknown.any():
+                self._ensure_coupon_capacity(len(np.unique(ids[unknown])))
+
+    def _claim_ids(self, recs: np.ndarray) -> None:
+        """Each op's first record claims its client id (recovery and admin ops; hot
+        batches claimed theirs when applied)."""
+        # insert_many goes in record order and keeps a key it has: the first record
+        # of each op wins, with no sort to find it.
+        self._id_index.insert_many(
+            recs["client_hi"].astype(np.uint64), recs["client_lo"].astype(np.uint64),
+            ((recs["seq"] << np.uint64(8)) | recs["result"].astype(np.uint64)).astype(np.int64))
+
+    def _unknown_cards(self, recs: np.ndarray) -> np.ndarray:
+        """The card numbers of recs' card records that the card index does not know."""
+        nos = recs["card_no"][recs["kind"] == RecordKind.KIND_CARD].astype(np.uint64)
+        return nos[self._card_index.lookup_many(np.zeros(len(nos), np.uint64), nos) < 0]
+
     def _publish_work(self, recs: np.ndarray, slots: np.ndarray | None, claim_ids: bool,
-                      has_coupons: bool | None = None) -> None:
+                      has_coupons: bool | None = None) -> int:
+        """Copy recs into the work tables (claim_ids: the id index learns their client
+        ids); returns the coupons the work table holds after."""
         if has_coupons is None:
             has_coupons = bool(np.any(recs["kind"] == RecordKind.KIND_COUPON))
+        n_work = max(self._n_coupons, self._n_coupons_work)
         if has_coupons:
             # The index learnt new coupons from the committed side (admin) or learns them
-            # here; both tables share it, so the count is the committed one.
+            # here (recs of a background op handed over before its publish, _hand_over);
+            # both tables share it and the slots, so the count is the larger of the two.
             # A hot batch's coupons are all known (slots from apply_batch): copied without
             # the GIL, like its cards below.
-            _fastpath.publish_coupons(recs, len(recs), self._coupons_work, self._coupon_index,
-                                      self._n_coupons, None, CHUNK_SHIFT, slots,
-                                      release_gil=slots is not None)
+            n_work = _fastpath.publish_coupons(recs, len(recs), self._coupons_work,
+                                               self._coupon_index, n_work, None, CHUNK_SHIFT,
+                                               slots, release_gil=slots is not None)
+            self._n_coupons_work = n_work
         # A hot batch (slots from apply_batch) copies without the GIL: the work table and
         # the id index are the applier's alone, and a hot batch inserts no card into the
         # card index that readers probe. The event loop and the committer run meanwhile.
         _fastpath.publish(recs, len(recs), self._work, self._card_index,
                           self._id_index if claim_ids else None, self._n_cards, None,
                           CHUNK_SHIFT, slots, release_gil=slots is not None)
+        return n_work
 
     # --- submission -------------------------------------------------------------------
 
@@ -1233,7 +1284,9 @@ class Engine:
 
     def coupon(self, coupon_id: int) -> dict | None:
         slot = self._coupon_index.lookup(0, int(coupon_id))
-        if slot < 0:
+        # The index may know a coupon that is not published yet (_hand_over): past the
+        # count it is not there for readers.
+        if slot < 0 or slot >= self._n_coupons:
             return None
         return coupon_to_dict(self._coupons[slot].copy())
 
@@ -1435,15 +1488,20 @@ class Engine:
             if (self.config.commit_window_us and self._queued_ops < batch_ops_max // 4
                     and self._last_batch_ops >= batch_ops_max // 4 and not self._closing):
                 self._cond.wait(self.config.commit_window_us / 1e6)
-            items, n = [], 0
-            while self._queue and isinstance(self._queue[0], _Hot):
-                k = len(self._queue[0].ops)
-                if n + k > batch_ops_max:
-                    break
-                items.append(self._queue.popleft())
-                n += k
-            self._queued_ops -= n
-            return items
+            return self._pop_hot()
+
+    def _pop_hot(self) -> list[_Hot]:
+        """Under _cond: the hot submissions at the head of the queue, up to
+        batch_ops_max ops."""
+        items, n = [], 0
+        while self._queue and isinstance(self._queue[0], _Hot):
+            k = len(self._queue[0].ops)
+            if n + k > self.config.batch_ops_max:
+                break
+            items.append(self._queue.popleft())
+            n += k
+        self._queued_ops -= n
+        return items
 
     def _refund_targets(self, ops: np.ndarray):
         """For each REFUND op: the record of the swipe it names when that swipe was
@@ -1512,10 +1570,13 @@ class Engine:
             # committer is busy make the batch fuller instead of waiting behind it.
             self._pipe_slots.acquire()
             items = self._take()
+            if items is None or not isinstance(items[0], _Hot):
+                self._hot_next = False      # (a hot batch clears it once being applied)
             if items is None:
                 self._pipe_slots.release()
                 break
             if self._poisoned is not None:
+                self._hot_next = False
                 self._drain()
                 self._reload()
             try:
@@ -1530,12 +1591,13 @@ class Engine:
                     if items[0].background and self._yield_background(items[0]):
                         continue
                     held_from = time.monotonic()
-                    self._run_cold(items[0])
-                    self._maybe_checkpoint()
+                    if not self._run_cold(items[0]):
+                        self._maybe_checkpoint()    # (a handed-over op's publisher does)
                     if items[0].background:
                         self._pace_background(time.monotonic() - held_from)
                 else:
                     self._applying = True
+                    self._hot_next = False
                     try:
                         self._apply_hot(items)
                     finally:
@@ -1556,8 +1618,11 @@ class Engine:
     def _pace_background(self, held_s: float) -> None:
         """After a background op held the writer held_s seconds: the next one is taken
         no sooner than its share of the writer's time allows (background_share_bp)."""
+        self._background_ready = time.monotonic() + self._pause_s(held_s)
+
+    def _pause_s(self, held_s: float) -> float:
         share = self.config.background_share_bp
-        self._background_ready = time.monotonic() + held_s * (10_000 - share) / share
+        return held_s * (10_000 - share) / share
 
     def _yield_background(self, item: _Cold) -> bool:
         """A background op was taken with no swipe queued, then waited for the pipeline
@@ -1585,13 +1650,7 @@ class Engine:
             t0 = time.perf_counter()
             try:
                 with self.store.env.begin(write=True) as txn:
-                    if len(recs):
-                        self.store.put_journal(txn, recs)
-                    if item_recs is not None and len(item_recs):
-                        # The line items, under the same key as their journal block.
-                        txn.put(u64(int(recs[-1]["seq"])),
-                                np.ascontiguousarray(item_recs).view(np.uint8),
-                                db=self.store.db[JOURNAL_ITEMS_DB], append=True)
+                    self._write_batch(txn, recs, item_recs)
                     if events is not None:
                         txn.put(u64(int(recs[0]["seq"])), json.dumps(events).encode(),
                                 db=self.store.db["events"])
@@ -1602,7 +1661,26 @@ class Engine:
                 size = self.store.grow()
                 log.warning("LMDB map full; grown to %d bytes", size)
 
+    def _write_batch(self, txn: lmdb.Transaction, recs: np.ndarray,
+                     item_recs: np.ndarray | None) -> None:
+        if len(recs):
+            self.store.put_journal(txn, recs)
+        if item_recs is not None and len(item_recs):
+            # The line items, under the same key as their journal block.
+            txn.put(u64(int(recs[-1]["seq"])), np.ascontiguousarray(item_recs).view(np.uint8),
+                    db=self.store.db[JOURNAL_ITEMS_DB], append=True)
+
     def _apply_hot(self, items: list[_Hot]) -> None:
+        try:
+            job = self._apply(items)
+        except BaseException:
+            self._pipe_slots.release()
+            raise
+        self._pipe.put(job)
+
+    def _apply(self, items: list[_Hot]) -> _Job:
+        """Apply a batch against the work side (it then holds the batch); a failure
+        once the work side may hold part of it leaves _poisoned set."""
         t0 = time.perf_counter()
         ops = items[0].ops if len(items) == 1 else np.concatenate([it.ops for it in items])
         lines = coupon_ids = None
@@ -1641,10 +1719,8 @@ class Engine:
         except BaseException as exc:
             # `_work` may hold part of this batch: start again from the durable state.
             self._poisoned = exc
-            self._pipe_slots.release()
             raise
-        self._pipe.put(_Job(items, ops, recs, slots, results, t0,
-                            journal_items(ops, results, lines), facts))
+        return _Job(items, ops, recs, slots, results, t0, journal_items(ops, results, lines), facts)
 
     def _commit_loop(self) -> None:
         """The committer: commit each applied batch and hand it to the publisher once it
@@ -1668,10 +1744,10 @@ class Engine:
                         # The batch being applied now will come next: its commit's
                         # fsync serves held too, sooner than an fsync of its own
                         # followed by that commit.
-                        job = self._pipe.get(timeout=HELD_WAIT_S) if self._applying \
-                            else self._pipe.get_nowait()
+                        wait = self._held_wait(held)
+                        job = self._pipe.get(timeout=wait) if wait else self._pipe.get_nowait()
                     except queue.Empty:
-                        if self._applying:
+                        if self._held_wait(held):
                             continue
                         self._published.put(self._made_durable(held))
                         held = None
@@ -1684,15 +1760,28 @@ class Engine:
                 if held is not None:
                     # This commit's fsync ran after held's meta page was written, unless
                     # it wrote nothing or failed: then an fsync of its own.
-                    synced = done[3] is None and len(job.recs) > 0
+                    synced = done[3] is None and len(job.recs) > 0 and job.cold is None
                     self._published.put(held if synced else self._made_durable(held))
                     held = None
-                if self.store.lazy_meta and done[3] is None and len(job.recs):
+                if self.store.lazy_meta and done[3] is None and (len(job.recs) or job.cold is not None):
                     held = done
                 else:
                     self._published.put(done)
         finally:
             self._published.put(None)
+
+    def _held_wait(self, held: tuple) -> float:
+        """How long the committer waits (at a time) for the next commit to make held
+        durable before it gives held an fsync of its own; 0: no wait. A batch is being
+        applied, or hot ops were queued behind a handed-over op (_hot_next): it comes.
+        A handed-over op with none queued waits for one until its pause ends."""
+        if self._applying or self._hot_next:
+            return HELD_WAIT_S
+        if held[0].cold is not None and not self._closing:
+            left = self._handed_until - time.monotonic()
+            if left > 0:
+                return min(HELD_WAIT_S, left)
+        return 0.0
 
     def _made_durable(self, done: tuple) -> tuple:
         """done (a _commit_hot result) after an fsync of the file; failed if that fails."""
@@ -1709,6 +1798,8 @@ class Engine:
         the replication frame of its commit, the failure or None)."""
         if self._poisoned is not None:
             return job, 0.0, 0, self._poisoned
+        if job.cold is not None:
+            return job, job.cold.commit_s, 0, None  # committed by the applier (_hand_over)
         commit_s = 0.0
         upto = [0]
 
@@ -1755,11 +1846,22 @@ class Engine:
                 if failed is not None:
                     for it in job.items:
                         _fail(it.future, failed)
+                    if job.cold is not None:
+                        _fail(job.cold.item.future, failed)
             finally:
                 self._pipe.task_done()
                 self._pipe_slots.release()
 
     def _publish_hot(self, job: _Job, commit_s: float, frame: int) -> None:
+        if job.cold is not None:
+            # A handed-over op, then the batch joined to its commit (if any), in order.
+            self._publish_handed(job.cold)
+            if not job.items:
+                try:
+                    self._maybe_checkpoint()
+                except Exception:
+                    log.exception("checkpoint failed; the journal still holds everything")
+                return
         if len(job.recs):
             self._publish_committed(job.recs, job.slots, claim_ids=False, facts=job.facts)
             with self._inflight_lock:
@@ -1792,6 +1894,7 @@ class Engine:
         now = self.clock()
         while True:
             ctx = None
+            joined = None   # a hot batch committed in this op's transaction (_join_hot)
             try:
                 t_commit = time.perf_counter()
                 with self.store.env.begin(write=True) as txn:
@@ -1803,9 +1906,16 @@ class Engine:
                              "store_id": item.store_id, "detail": ctx.detail, "result": value}
                     txn.put(u64(int(recs[0]["seq"])), json.dumps(event, default=str).encode(),
                             db=self.store.db["events"])
+                    handed = item.background and self._may_hand_over(recs, ctx)
+                    if handed:
+                        joined = self._join_hot(recs)
+                        if joined is not None:
+                            # (a failure from here on: _unjoin_hot, once txn is aborted)
+                            self._write_batch(txn, joined.recs, joined.item_recs)
+                    n_round = len(recs) + (len(joined.recs) if joined is not None else 0)
                     # An open checkpoint round moves in this commit, as in a hot one, not
                     # in a transaction (and fsync) of its own after it.
-                    round_upto = (self._round_writes(txn, self._round_chunks(len(recs)))
+                    round_upto = (self._round_writes(txn, self._round_chunks(n_round))
                                   if self._round is not None else None)
                 commit_s = time.perf_counter() - t_commit
                 break
@@ -1813,6 +1923,8 @@ class Engine:
                 if ctx is not None:
                     for name in ctx._opened:
                         self.store.db.pop(name, None)
+                if joined is not None:
+                    self._unjoin_hot(joined, exc)
                 if isinstance(exc, lmdb.MapFullError):
                     size = self.store.grow()
                     log.warning("LMDB map full; grown to %d bytes", size)
@@ -1825,6 +1937,11 @@ class Engine:
                                                       reason=exc.reason))
                     return
                 raise
+        answer = AdminResult(Result.OK, False, int(recs[0]["seq"]),
+                             json.dumps(ctx.detail, default=str) if ctx.detail else "", value)
+        if handed:
+            self._hand_over(item, recs, answer, commit_s, round_upto, t0, joined)
+            return True
         try:
             self.store.flush()  # durable before it is published and answered (lazy_meta)
         except BaseException as exc:
@@ -1840,12 +1957,115 @@ class Engine:
         self._commits += 1
         if self.rollups is not None:
             self.rollups.poke()
-        self._observe(1, len(recs), 1, commit_s, time.perf_counter() - t0,
-                      np.array([Result.OK], np.uint8),
-                      np.array([item.op_type & 0xFF], np.uint8))
-        self._release([(item.future, AdminResult(Result.OK, False, int(recs[0]["seq"]),
-                                                 json.dumps(ctx.detail, default=str) if ctx.detail else "",
-                                                 value))])
+        self._observe_cold(item, len(recs), commit_s, t0)
+        self._release([(item.future, answer)])
+        return False
+
+    def _observe_cold(self, item: _Cold, n_recs: int, commit_s: float, t0: float) -> None:
+        self._observe(1, n_recs, 1, commit_s, time.perf_counter() - t0,
+                      np.array([Result.OK], np.uint8), np.array([item.op_type & 0xFF], np.uint8))
+
+    # A background op (a plan's chunk) is not made durable by an fsync of its own while
+    # the swipes wait: its commit goes down the hot pipeline as if it were a batch's, so
+    # the next group commit's fsync covers its meta page (Store lazy_meta), and it is
+    # published and answered after that, in commit order (docs/internals/storage.md,
+    # "One fsync per group commit").
+
+    def _may_hand_over(self, recs: np.ndarray, ctx: AdminContext) -> bool:
+        """Whether a committed background op may be handed to the committer: only with
+        lazy_meta (no replication feed, whose frames are acknowledged per commit), no
+        after-commit hook (it changes what the next batch is applied with), no refund
+        (its total is the applier's) and no card the tables do not know (a new card
+        grows the tables, which only the drained applier may do)."""
+        return (self.store.lazy_meta and not ctx._after
+                and not np.any(recs["op_type"] == _REFUND) and not len(self._unknown_cards(recs)))
+
+    def _join_hot(self, recs: np.ndarray) -> _Job | None:
+        """Inside a handed-over op's transaction, before its commit: the hot batch queued
+        behind it (if any, and with no refund: a refund reads the journal), applied
+        after it, to be written into the same transaction, so the swipes that came while
+        it was built share its commit and fsync instead of waiting for both. The work
+        side learns the op first (_teach). None when nothing is queued."""
+        with self._cond:
+            items = self._pop_hot()
+            if any(np.any(it.ops["op_type"] == _REFUND) for it in items):
+                self._queue.extendleft(reversed(items))
+                self._queued_ops += sum(len(it.ops) for it in items)
+                items = []
+        if not items:
+            return None
+        try:
+            self._teach(recs, _facts(recs))
+            job = self._apply(items)
+        except BaseException as exc:
+            self._poisoned = exc  # the work side holds the op, maybe part of the batch
+            for it in items:
+                _fail(it.future, exc)
+            raise
+        return job
+
+    def _unjoin_hot(self, joined: _Job, exc: BaseException) -> None:
+        """The transaction a batch was joined to failed: the work side holds the op and
+        the batch, neither durable. Back to the durable state; the batch goes back to
+        the head of the queue when the op will be tried again (the map was full), else
+        it fails with the op."""
+        self._recover(None)
+        if isinstance(exc, lmdb.MapFullError):
+            with self._cond:
+                self._queue.extendleft(reversed(joined.items))
+                self._queued_ops += len(joined.ops)
+            return
+        for it in joined.items:
+            _fail(it.future, exc)
+
+    def _teach(self, recs: np.ndarray, facts: _Facts) -> int:
+        """The work side learns a handed-over op's records (its client id, its new
+        coupons in the index and the work table, its after-images); returns the coupons
+        the tables hold once it is published."""
+        self._next_seq = int(recs[-1]["seq"]) + 1
+        self._make_room(recs, facts)
+        self._claim_ids(recs)
+        return self._publish_work(recs, None, claim_ids=False, has_coupons=facts.has_coupons)
+
+    def _hand_over(self, item: _Cold, recs: np.ndarray, answer: AdminResult, commit_s: float,
+                   round_upto: int | None, t0: float, joined: _Job | None) -> None:
+        """In the applier, right after the commit of a background op (pipeline drained):
+        the work side learns it now, so the next hot batch is applied after it (its
+        client id, its new coupons in the index and the work table, its after-images);
+        the committer holds it like a committed batch until an fsync covers it (the next
+        batch's commit when hot ops are queued, _hot_next, or come before the pause
+        after it ends, _handed_until; else one of its own), and the publisher makes it
+        visible to readers and answers it, in commit order."""
+        facts = _facts(recs)
+        try:
+            if round_upto is not None:
+                self._round_committed(round_upto)
+            # A joined batch was applied after the work side had learnt the op.
+            n_coupons = self._teach(recs, facts) if joined is None else self._n_coupons_work
+        except BaseException as exc:
+            self._poisoned = exc  # committed, the work tables maybe half changed: reload
+            raise
+        self._commits += 1
+        if self.rollups is not None:
+            self.rollups.poke()
+        with self._cond:
+            self._hot_next = bool(self._queue) and isinstance(self._queue[0], _Hot)
+        # None queued: the next batch may still come before the next background op is
+        # due (_pace_background will set the same pause from the same hold).
+        self._handed_until = time.monotonic() + min(HANDED_WAIT_MAX_S,
+                                                    self._pause_s(time.perf_counter() - t0))
+        self._pipe_slots.acquire()          # free: the pipeline was drained
+        job = joined or _Job([], np.zeros(0, OP), np.zeros(0, JOURNAL), None, np.zeros(0, RESULT), t0)
+        job.cold = _Handed(item, answer, commit_s, n_coupons, recs, facts, t0)
+        self._pipe.put(job)
+
+    def _publish_handed(self, c: _Handed) -> None:
+        """The publisher's part of a handed-over op (_hand_over), once durable: the
+        committed side (its indexes were taught by the applier), then its answer."""
+        self._publish_committed(c.recs, None, claim_ids=True, facts=c.facts,
+                                index_ids=False, n_coupons=c.n_coupons)
+        self._observe_cold(c.item, len(c.recs), c.commit_s, c.t0)
+        self._release([(c.item.future, c.answer)], 0)
 
     def _observe(self, n_ops: int, n_recs: int, n_items: int, commit_s: float,  # seconds
                  batch_s: float,  # seconds

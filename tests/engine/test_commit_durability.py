@@ -4,11 +4,14 @@ fsync of the file has made its commit's meta page durable."""
 import os
 import threading
 
+import lmdb
 import numpy as np
 import pytest
+from harness import tagged_op
 
 from core import Engine, EngineConfig
 from core.records import OP, CardStatus, OpType, Result
+from core.rules import CouponTemplate
 
 
 class _Txn:
@@ -152,3 +155,148 @@ def test_a_replicated_primary_and_a_standby_keep_two_fsyncs_per_commit(tmp_path)
         assert not standby.store.lazy_meta
     finally:
         standby.close()
+
+
+def _coupon_engine(tmp_path):
+    """64 cards with money on them and coupon template 1 (1 yuan off)."""
+    eng = Engine(str(tmp_path), config=EngineConfig(batch_ops_max=64, rollups=False))
+    eng.issue_cards(np.arange(1, 65, dtype=np.uint64), os.urandom(16)).result()
+    recharge = _swipes(np.arange(1, 65, dtype=np.uint64), 1, 0)
+    recharge["op_type"], recharge["amount_fen"] = OpType.RECHARGE, 10_000_000
+    eng.submit(recharge).result()
+    eng.put_coupon_template(CouponTemplate(1, "1 yuan off", "fixed", value_fen=100),
+                            os.urandom(16)).result()
+    return eng
+
+
+class _BlockedBackgroundOp:
+    """A background admin op (as a plan's chunk) that issues a coupon to each card, then
+    waits inside its transaction until the test releases it (having queued what must
+    follow it). answered: at its answer, (its commit durable?, its coupons visible?)."""
+
+    def __init__(self, eng, env, cards):
+        self.entered, self.release, self.issued, self.answered = (
+            threading.Event(), threading.Event(), [], [])
+
+        def build(ctx):
+            self.issued.extend(eng.put_coupons(ctx, 1, np.asarray(cards, np.uint64)))
+            self.entered.set()
+            assert self.release.wait(60), "the test never released the op"
+            return {"coupon_ids": self.issued}
+
+        self.future = eng.admin(os.urandom(16), OpType.COUPON_ISSUE, build, background=True)
+        self.future.add_done_callback(lambda f: self.answered.append(
+            (env.is_durable(f.result().seq), eng.coupon(self.issued[0]) is not None)))
+        assert self.entered.wait(60)
+        self.syncs = env.syncs     # fsyncs before its commit
+
+
+def test_a_background_op_shares_its_commit_with_the_swipes_queued_behind_it(tmp_path):
+    """A plan chunk (a background admin op) with swipes queued while it was built: the
+    swipes are applied after it and committed in its transaction (one commit, one fsync
+    for both), a swipe may already redeem one of its new coupons (the work side knows
+    them), and neither is answered, nor its coupons visible, before that commit is
+    durable. Alone, it gets an fsync of its own."""
+    eng = _coupon_engine(tmp_path)
+    eng.ensure_dbs(["coupon_stats"])    # opened with the real transaction (not _Txn)
+    env = _Env(eng.store.env, eng.store.db["journal"], True)
+    eng.store.env = env
+    seen_at_fsync = []
+    real_made_durable = eng._made_durable
+
+    def made_durable(done):
+        # The fsync that makes the shared commit durable: nothing answered or shown yet.
+        seen_at_fsync.append((eng.coupon(op.issued[0]), op.future.done(), swipe.done()))
+        return real_made_durable(done)
+
+    try:
+        op = _BlockedBackgroundOp(eng, env, np.arange(1, 11))
+        commits = env.n
+        eng._made_durable = made_durable
+        ops, _items, coupons = tagged_op("redeem-new", 3, 5_000, coupons=[op.issued[2]])
+        swipe = eng.submit(ops, None, coupons)
+        op.release.set()
+        r = swipe.result()
+        seq = op.future.result().seq
+        assert op.future.result().code == Result.OK
+        assert r.codes[0] == Result.OK and r.columns()["coupon_fen"][0] == 100
+        assert int(r.seq[0]) == seq + 10    # right after the op's 10 records
+        assert seen_at_fsync == [(None, False, False)]
+        assert op.answered == [(True, True)]
+        # One commit and one fsync for both (nothing followed them).
+        assert env.n - commits == 1 and env.syncs - op.syncs == 1
+        assert eng.coupon(op.issued[2])["redeemed_seq"] == int(r.seq[0])
+        del eng._made_durable
+
+        # Alone (nothing queued behind it): an fsync of its own, then the answer.
+        op = _BlockedBackgroundOp(eng, env, np.arange(11, 21))
+        op.release.set()
+        assert op.future.result().code == Result.OK
+        assert op.answered == [(True, True)] and env.syncs - op.syncs == 1
+    finally:
+        eng.close()
+    with Engine(str(tmp_path), config=EngineConfig(rollups=False)) as again:
+        assert len(again.coupons_snapshot()) == 20
+        assert again.coupon(op.issued[0]) is not None
+
+
+def test_a_full_map_in_a_shared_commit_retries_the_op_and_requeues_the_swipes(tmp_path):
+    """The map fills in the transaction a batch was joined to: both go back to the
+    durable state, the map grows, the op is built again and the swipes are applied
+    again (once each), and both are answered."""
+    eng = _coupon_engine(tmp_path)
+    real_write, real_grow, full, grown = eng._write_batch, eng.store.grow, [], []
+
+    def write_batch(txn, recs, item_recs):
+        if threading.current_thread().name == "mms-applier" and not full:
+            full.append(len(recs))
+            raise lmdb.MapFullError("full (test)")
+        return real_write(txn, recs, item_recs)
+
+    def grow():
+        grown.append(1)
+        return real_grow()
+
+    eng._write_batch, eng.store.grow = write_batch, grow
+    try:
+        before = eng.card(3)["principal_fen"]
+        op = _BlockedBackgroundOp(eng, _Env(eng.store.env, eng.store.db["journal"], True),
+                                  np.arange(1, 11))
+        swipes = [eng.submit(_swipes(np.array([3], np.uint64), 200, k)) for k in range(3)]
+        op.release.set()
+        # Built twice (the first transaction was aborted), answered once.
+        assert op.future.result().code == Result.OK and full == [3] and grown == [1]
+        assert all(f.result().codes[0] == Result.OK for f in swipes)
+        assert eng.card(3)["principal_fen"] == before - 300
+        assert len(eng.coupons_snapshot()) == 10    # the aborted build's were not kept
+    finally:
+        eng.close()
+    with Engine(str(tmp_path), config=EngineConfig(rollups=False)) as again:
+        assert again.card(3)["principal_fen"] == before - 300
+        assert len(again.coupons_snapshot()) == 10
+
+
+def test_a_refund_queued_behind_a_background_op_is_not_joined_to_its_commit(tmp_path):
+    """A refund reads the journal for the swipe it names, so a batch holding one is not
+    applied inside a chunk's transaction: it commits on its own, after the op, and is
+    still answered only once durable."""
+    eng = _coupon_engine(tmp_path)
+    eng.ensure_dbs(["coupon_stats"])
+    env = _Env(eng.store.env, eng.store.db["journal"], True)
+    eng.store.env = env
+    try:
+        ops, _items, _coupons = tagged_op("to-refund", 4, 2_000)
+        swipe = eng.submit(ops).result()
+        op = _BlockedBackgroundOp(eng, env, np.arange(1, 6))
+        commits = env.n
+        ops, _items, _coupons = tagged_op("refund", 4, 2_000, OpType.REFUND, ref="to-refund")
+        refund = eng.submit(ops)
+        durable = []
+        refund.add_done_callback(lambda f: durable.append(env.is_durable(int(f.result().seq[0]))))
+        op.release.set()
+        r = refund.result()
+        assert op.future.result().code == Result.OK and op.answered == [(True, True)]
+        assert r.codes[0] == Result.OK and int(r.seq[0]) > int(swipe.seq[0])
+        assert env.n - commits == 2 and durable == [True]   # the op's commit, then its own
+    finally:
+        eng.close()
