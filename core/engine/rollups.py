@@ -614,6 +614,22 @@ def collector_paused() -> Iterator[None]:
                 gc.enable()
 
 
+def flush_stats(records: int, puts: dict[str, list[tuple[bytes, bytes]]], t0: float,
+                c0: float, t1: float, c1: float, timing: tuple[float, ...]) -> dict:
+    """What Rollups.on_flush gets of one flush (a diagnostic; seconds as floats, no
+    money): its records, per table the values put and their bytes, the wall and thread
+    CPU of the compute before the write transaction, the wait for LMDB's write lock,
+    its hold (from the lock to the commit's end) split into puts and commit (the
+    fsync), and the thread CPU of each."""
+    ask, got, put, end, cpu_puts, cpu_commit = timing
+    return {"records": records, "t_start": t0, "t_lock": got, "t_end": end,
+            "puts": {t: len(p) for t, p in puts.items() if p},
+            "bytes": {t: sum(len(v) for _k, v in p) for t, p in puts.items() if p},
+            "compute_s": t1 - t0, "compute_cpu_s": c1 - c0, "lock_wait_s": got - ask,
+            "hold_s": end - got, "puts_s": put - got, "commit_s": end - put,
+            "puts_cpu_s": cpu_puts, "commit_cpu_s": cpu_commit}
+
+
 def flush_wait_s(took_s: float, records: int) -> float:
     """How long the tailer waits after a flush of records that took took_s seconds
     (ROLLUP_DUTY_BP, bounded by ROLLUP_FLUSH_WAIT_MAX_S; durations in seconds, not
@@ -662,6 +678,9 @@ class Rollups:
         self._thread: threading.Thread | None = None
         # Test hook: called inside the rollup write transaction, after its puts.
         self.before_commit: Callable[[], None] | None = None
+        # Diagnostic hook (bench/rollup_stall.py): called after each flush's commit with
+        # a dict of its records, puts, bytes and timings (flush_stats' keys).
+        self.on_flush: Callable[[dict], None] | None = None
         self.error: BaseException | None = None
 
     # --- the thread -----------------------------------------------------------------
@@ -729,6 +748,7 @@ class Rollups:
                     return done
 
     def _flush_once(self) -> int:
+        t0, c0 = time.perf_counter(), time.thread_time()
         parts, upto, n = _Parts(), self.seq, 0
         self.behaviour.clear()      # rows of a flush that failed are summed again
         self.summer.begin_flush()   # and so are its new cards' stores of issue
@@ -759,7 +779,10 @@ class Rollups:
             puts.update(lot_puts)
             puts.update(self.behaviour.puts(self.store, txn))
             puts.update(activity)
-        self._write(puts, parts.new_cards, upto)
+        t1, c1 = time.perf_counter(), time.thread_time()
+        timing = self._write(puts, parts.new_cards, upto)
+        if self.on_flush is not None:
+            self.on_flush(flush_stats(n, puts, t0, c0, t1, c1, timing))
         # Committed: only now do the in-memory maps move with the database.
         self.summer.commit_fresh(parts.new_cards)
         with self._cond:
@@ -767,13 +790,19 @@ class Rollups:
             self._cond.notify_all()
         return n
 
-    def _write(self, puts: dict[str, list[tuple[bytes, bytes]]], new_cards, upto: int) -> None:
+    def _write(self, puts: dict[str, list[tuple[bytes, bytes]]], new_cards,
+               upto: int) -> tuple[float, ...]:
+        """Put the flush in one write transaction with the seq it covers; returns the
+        perf_counter times (asked for the write lock, got it, puts done, committed) and
+        the thread CPU of the puts and of the commit."""
         store = self.store
         cards = [(u64(c), int(s).to_bytes(4, "big"))
                  for cs, ss in new_cards for c, s in zip(cs.tolist(), ss.tolist(), strict=True)]
         while True:
             try:
+                ask = time.perf_counter()
                 with store.gate.reading(), store.env.begin(write=True) as txn:
+                    got, c0 = time.perf_counter(), time.thread_time()
                     if covered_seq(store, txn) != self.seq:
                         raise RuntimeError("another writer moved the rollups")
                     for table, pairs in puts.items():
@@ -787,7 +816,8 @@ class Rollups:
                     txn.put(b"format", ROLLUP_FORMAT.to_bytes(4, "big"), db=meta)
                     if self.before_commit is not None:
                         self.before_commit()
-                return
+                    put, c1 = time.perf_counter(), time.thread_time()
+                return ask, got, put, time.perf_counter(), c1 - c0, time.thread_time() - c1
             except lmdb.MapFullError:
                 self._grow()
 
