@@ -168,7 +168,6 @@ class _Layout:
         self.row = np.dtype([*((n, key.fields[n][0]) for n in self.rest),
                              ("v", "<i8", (len(cols),))])
         self.bw = self.block.itemsize
-        assert self.bw <= 16, "merged_blocks packs a block key into two words"
 
 
 LAYOUTS = {t: _Layout(k, c, BLOCK_FIELDS[t]) for t, (k, c) in TABLES.items()}
@@ -878,43 +877,84 @@ def decode_blocks(table: str, pairs) -> tuple[np.ndarray, np.ndarray]:
 
 def merged_blocks(txn, store, table: str, keys: np.ndarray,
                   vals: np.ndarray) -> list[tuple[bytes, bytes]]:
-    """The blocks that adding rows (keys, vals: distinct, any order) to the table makes:
-    each block they touch read, summed with them (one vectorised sort) and encoded."""
+    """The blocks that adding rows (keys, vals: distinct, ascending as bytes, as
+    reduce_rows gives them) to the table makes: each block they touch read and the
+    rows merged into it (merge_into_blocks)."""
     lay = LAYOUTS[table]
     if len(keys) == 0:
         return []
     raw = np.ascontiguousarray(keys).view(np.uint8).reshape(len(keys), -1)
-    pre = np.zeros((len(keys), 16), np.uint8)          # block keys are <= 16 bytes
-    pre[:, :lay.bw] = raw[:, :lay.bw]
-    distinct = np.unique(pre.view(">u8").astype(np.uint64), axis=0)
-    bkeys = [bytes(r[:lay.bw]) for r in distinct.astype(">u8").view(np.uint8).reshape(-1, 16)]
-    old = [(k, v) for k, v in txn.cursor(db=store.db[table]).getmulti(bkeys)]
+    pre = np.ascontiguousarray(raw[:, :lay.bw]).view(f"V{lay.bw}").ravel()
+    starts = np.flatnonzero(np.concatenate(([True], pre[1:] != pre[:-1])))
+    bkeys = [raw[a, :lay.bw].tobytes() for a in starts.tolist()]
+    old = list(txn.cursor(db=store.db[table]).getmulti(bkeys))
+    return merge_into_blocks(table, old, keys, vals)
+
+
+def merge_into_blocks(table: str, old, keys: np.ndarray,
+                      vals: np.ndarray) -> list[tuple[bytes, bytes]]:
+    """encode_blocks of the stored rows of old ((block key, value) pairs in key order)
+    plus the rows (keys, vals: distinct, ascending as bytes), without sorting the stored
+    rows again: each block's rows are sorted already, so the new rows are found among
+    them by a binary search of their key bytes, added where their key is stored (sums
+    checked against int64 overflow, as _tally.Sums) and inserted where it is not. The
+    same bytes as decoding, summing, sorting and encoding everything (rebuild's digest);
+    at a live flush's few thousand rows it costs a copy of the blocks touched, not a
+    sort of every row of the current hour (docs/benchmarks.md, h11k)."""
+    lay = LAYOUTS[table]
+    if len(keys) == 0:
+        return []
+    kw, rw = keys.dtype.itemsize, lay.row.itemsize
+    keys = np.ascontiguousarray(keys)
+    # Fixed-width byte strings compare as memcmp (their trailing NULs are ignored
+    # alike): LMDB's order of the full keys.
+    full = keys.view(f"S{kw}").ravel()
+    rows = np.zeros(len(keys), lay.row)
+    for n in lay.rest:
+        rows[n] = keys[n]
+    rows["v"] = vals
     if old:
-        ok, ov = decode_blocks(table, old)
-        keys, vals = concat((ok, keys), lay.key), np.concatenate((ov, vals))
-    keys, vals = reduce_rows(keys, vals)
-    return encode_blocks(table, keys, vals)
+        counts = np.array([len(v) // rw for _k, v in old], np.int64)
+        have = np.frombuffer(bytearray().join(v for _k, v in old), lay.row)
+        raw = np.empty((len(have), kw), np.uint8)
+        heads = np.frombuffer(b"".join(bytes(k) for k, _v in old), np.uint8)
+        raw[:, :lay.bw] = np.repeat(heads.reshape(len(old), lay.bw), counts, axis=0)
+        raw[:, lay.bw:] = have.view(np.uint8).reshape(len(have), rw)[:, :kw - lay.bw]
+        have_full = raw.view(f"S{kw}").ravel()
+        at = np.searchsorted(have_full, full)
+        hit = at < len(have_full)
+        hit[hit] = have_full[at[hit]] == full[hit]
+        if hit.any():
+            a, b = have["v"][at[hit]], rows["v"][hit]
+            s = a + b
+            if ((a ^ s) & (b ^ s) < 0).any():
+                raise OverflowError("a rollup sum overflows int64")
+            have["v"][at[hit]] = s
+        miss = ~hit
+        if miss.any():
+            have = np.insert(have, at[miss], rows[miss])
+            have_full = np.insert(have_full, at[miss], full[miss])
+        rows, full = have, have_full
+    pre = np.ascontiguousarray(full).view(np.uint8).reshape(len(rows), kw)[:, :lay.bw]
+    pre_v = np.ascontiguousarray(pre).view(f"V{lay.bw}").ravel()
+    starts = np.flatnonzero(np.concatenate(([True], pre_v[1:] != pre_v[:-1])))
+    # Zero-copy slices of the merged rows (the memoryview keeps them alive until put).
+    body = memoryview(np.ascontiguousarray(rows).view(np.uint8).reshape(-1))
+    ends = np.append(starts[1:], len(rows)).tolist()
+    return [(pre[a].tobytes(), body[a * rw:b * rw])
+            for a, b in zip(starts.tolist(), ends, strict=True)]
 
 
 def merged_sales(txn, store, sales: _tally.Sums) -> list[tuple[bytes, bytes]]:
-    """merged_blocks for the sales rows of a flush, still in their sales_sum: the blocks
-    they touch are added into the same table (C), so only the distinct rows are sorted."""
+    """merged_blocks for the sales rows of a flush, still in their sales_sum: only the
+    flush's distinct rows are sorted (their key words are in key order), then merged
+    into the blocks they touch (merge_into_blocks)."""
     if len(sales) == 0:
         return []
-    words, _ = sales.rows()
-    bkeys = []
-    stores = words[:, 1] >> np.uint64(32)
-    for w0 in np.unique(words[:, 0]).tolist():      # the (day, hour)s of a flush: few
-        head = (w0 >> 8).to_bytes(4, "big") + (w0 & 0xFF).to_bytes(1, "big")
-        bkeys += [head + st.to_bytes(4, "big")
-                  for st in np.unique(stores[words[:, 0] == w0]).tolist()]
-    old = list(txn.cursor(db=store.db[SALES_DB]).getmulti(bkeys))
-    if old:
-        ok, ov = decode_blocks(SALES_DB, old)
-        sales.add_rows(sales_words(ok), np.ascontiguousarray(ov))
     words, vals = sales.rows()
-    order = np.lexsort(words.T[::-1])
-    return encode_blocks(SALES_DB, sales_keys(words[order]), vals[order])
+    order = stable_lexsort(words.T[::-1])
+    return merged_blocks(txn, store, SALES_DB, sales_keys(words[order]),
+                         np.ascontiguousarray(vals[order]))
 
 
 def add_rows(txn, store, table: str, keys: np.ndarray, vals: np.ndarray) -> None:
