@@ -78,6 +78,8 @@ ROLLUP_FORMAT = 5
 # map; what is held is one sales_sum row per distinct key, ~180 bytes, at most one per
 # record): a long catch-up (a rebuild) is many bounded transactions.
 ROLLUP_FLUSH_RECORDS_MAX = 1_048_576
+# Consecutive journal blocks smaller than this are summed as one run (journal_runs).
+ROLLUP_RUN_RECORDS = 4_096
 # How long the tailer waits for a poke before it looks at the journal anyway.
 ROLLUP_POLL_S = 0.5
 # The least time between two flushes of the tailer: the commits landing meanwhile are
@@ -536,6 +538,39 @@ def journal_with_items(store, txn, after_seq: int) -> Iterator[tuple[np.ndarray,
             yield block, items_of(store, txn, u64(int(block[-1]["seq"])))
 
 
+def journal_runs(store, txn, after_seq: int,
+                 records: int | None = None) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
+    """journal_with_items with consecutive small blocks joined (copied) into one of at
+    least `records` records where they come: the tailer's per-block work (a few dozen
+    numpy calls) then runs once per run, not once per group commit (at 2,000 unary
+    swipes/s a commit holds 1-3 records, and that per-block part was most of a flush's
+    CPU; docs/benchmarks.md, h11k). The records and items are the same, in order."""
+    records = ROLLUP_RUN_RECORDS if records is None else records
+    run: list[np.ndarray] = []
+    items: list[np.ndarray] = []
+    held = 0
+
+    def joined():
+        block = run[0] if len(run) == 1 else np.concatenate(run)
+        its = None if not items else items[0] if len(items) == 1 else np.concatenate(items)
+        return block, its
+
+    for block, its in journal_with_items(store, txn, after_seq):
+        if run and (held + len(block) > records
+                    or int(block[0]["seq"]) != int(run[-1][-1]["seq"]) + 1):
+            yield joined()
+            run, items, held = [], [], 0
+        if len(block) >= records:
+            yield block, its
+            continue
+        run.append(block)
+        if its is not None and len(its):
+            items.append(its)
+        held += len(block)
+    if run:
+        yield joined()
+
+
 def ensure_dbs(store) -> None:
     """Open (create) the rollup databases; call before any other thread writes."""
     missing = [n for n in (*ROLLUP_DBS, JOURNAL_ITEMS_DB) if n not in store.db]
@@ -754,7 +789,9 @@ class Rollups:
         # Zero-copy: blocks are views of the map, valid while txn is (nothing of them
         # is kept: Summer copies what it keeps).
         with self.store.gate.reading(), self.store.env.begin(buffers=True) as txn:
-            for block, items in journal_with_items(self.store, txn, self.seq):
+            runs = journal_runs(self.store, txn, self.seq,
+                                min(ROLLUP_RUN_RECORDS, ROLLUP_FLUSH_RECORDS_MAX))
+            for block, items in runs:
                 self.summer.block(txn, block, items, parts)
                 self.behaviour.block(self.store, txn, block, self.summer.tz)
                 upto = int(block[-1]["seq"])

@@ -196,6 +196,36 @@ def test_flush_size_does_not_change_a_byte(tmp_path, monkeypatch):
         eng.close()
 
 
+def test_small_blocks_are_summed_in_runs_with_the_same_bytes(tmp_path, monkeypatch):
+    # One commit per op: the tailer joins the small journal blocks into runs
+    # (journal_runs); how they are joined changes no byte, and a run is the blocks'
+    # records and line items, in order, joined only where their seqs follow on.
+    acts = [("swipe", c, 700 + 11 * k, 1 + k % 3, k % 4, k % 2 == 0, k % 5 == 0, 0, False)
+            for k, c in enumerate([1, 2, 3, 4, 5, 2, 1] * 5)]
+    eng, _ = run_workload(str(tmp_path / "a"), acts)
+    try:
+        assert_rollups_match(eng)
+        whole = rollups.digest(eng.store)
+        with eng.store.read() as txn:
+            blocks = [(b.copy(), i) for b, i in rollups.journal_with_items(eng.store, txn, 0)]
+            runs = [(b.copy(), i) for b, i in rollups.journal_runs(eng.store, txn, 0, 5)]
+        assert len(runs) < len(blocks)
+        big = max(len(b) for b, _ in blocks)
+        assert all(len(b) <= max(5, big) for b, _ in runs)
+        for b, _ in runs:
+            assert (np.diff(b["seq"].astype(np.int64)) == 1).all()
+        recs = lambda xs: np.concatenate([b for b, _ in xs]).tobytes()  # noqa: E731
+        assert recs(runs) == recs(blocks)
+        its = lambda xs: b"".join(i.tobytes() for _, i in xs if i is not None)  # noqa: E731
+        assert its(runs) == its(blocks) and its(blocks)
+        for size in (1, 2, 7):
+            monkeypatch.setattr(rollups, "ROLLUP_RUN_RECORDS", size)
+            assert eng.rollups.rebuild() > 0
+            assert rollups.digest(eng.store) == whole
+    finally:
+        eng.close()
+
+
 def test_rollups_off_writes_none_and_a_later_start_catches_up(tmp_path):
     clock = Clock()
     eng = open_engine(str(tmp_path), clock, rollups=False)
