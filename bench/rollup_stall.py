@@ -101,6 +101,20 @@ def _ticker(stop: threading.Event, gaps: list, over_s: float) -> None:
         last = now
 
 
+def _thread_cpu_s(name: str) -> float:
+    """User + system CPU seconds of this process's thread of that name (0: none)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    for t in threading.enumerate():
+        if t.name == name and t.native_id is not None:
+            try:
+                with open(f"/proc/self/task/{t.native_id}/stat") as f:
+                    parts = f.read().rsplit(")", 1)[1].split()
+                return (int(parts[11]) + int(parts[12])) / tick
+            except OSError:
+                return 0.0
+    return 0.0
+
+
 def _overlap(a0: float, a1: float, spans: list[tuple[float, float]]) -> float:
     return sum(max(0.0, min(a1, e) - max(a0, s)) for s, e in spans)
 
@@ -138,7 +152,7 @@ def phase(seed_dir: str, work: str, args, rollups: bool, rnd: int) -> dict:
     spy = None
     if args.py_spy:
         out = os.path.join(args.out_dir, f"gil_{'on' if rollups else 'off'}_{rnd}.txt")
-        spy = subprocess.Popen([args.py_spy, "record", "--gil", "--threads", "-r", "200",
+        spy = subprocess.Popen([args.py_spy, "record", *([] if os.environ.get("SPY_ALL") else ["--gil"]), "--threads", "-r", "200",
                                 "-f", "raw", "-o", out, "-p", str(os.getpid()),
                                 "-d", str(int(args.seconds) + 1)],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -147,6 +161,8 @@ def phase(seed_dir: str, work: str, args, rollups: bool, rnd: int) -> dict:
     flushes.clear()
     tick.start()
     load0 = os.getloadavg()[0]
+    cpu0 = _thread_cpu_s("mms-rollups")
+    seq0 = eng.rollups.seq if eng.rollups is not None else 0
     t0 = time.perf_counter()
     skipped = 0
     for j in range(n):
@@ -161,6 +177,11 @@ def phase(seed_dir: str, work: str, args, rollups: bool, rnd: int) -> dict:
     for _ in range(n):
         done.acquire()
     t1 = time.perf_counter()
+    if eng.rollups is not None:     # the tailer's CPU for what it summed of the phase
+        with eng.store.read() as txn:
+            eng.rollups.wait_for(eng.store.last_seq(txn))
+    tailer_cpu = _thread_cpu_s("mms-rollups") - cpu0
+    summed = (eng.rollups.seq - seq0) if eng.rollups is not None else 0
     stop.set()
     tick.join()
     if spy is not None:
@@ -187,6 +208,8 @@ def phase(seed_dir: str, work: str, args, rollups: bool, rnd: int) -> dict:
         "gil_gaps_ms": _dist([g for _t, g in gaps]),
         "gil_gap_total_ms": round(sum(g for _t, g in gaps) * 1000, 1),
         "flushes": len(fl),
+        "tailer_cpu_s": round(tailer_cpu, 3),
+        "tailer_us_per_record": round(tailer_cpu / summed * 1e6, 2) if summed else 0.0,
     }
     if fl:
         row.update({
