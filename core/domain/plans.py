@@ -59,7 +59,7 @@ from core.domain import segments
 from core.domain.points import OUTBOX_DB
 from core.domain.points_admin import REASON_CHARS_MAX, add_points
 from core.engine.rollups import journal_with_items
-from core.engine.storage import from_be, u32, u64
+from core.engine.storage import from_be, u32, u64, unique_ids
 from core.engine.writer import AdminContext, Engine
 from core.records import (
     CampaignOp,
@@ -147,20 +147,8 @@ def scale_half_up(value: int, num: int, den: int) -> int:
 
 
 # --- sets of ids ---------------------------------------------------------------------------
-
-
-def unique_ids(ids) -> np.ndarray:
-    """The sorted distinct values of ids as uint64: np.unique's result, by a sort and a
-    mask. np.unique (numpy 2.x, hash-based) took 0.7-1.9 s for 1,000,000 ids and held
-    the GIL for up to 190 ms at a time, which stalled the swipes' threads while a plan
-    froze its audience (bench/bench_plans.py --timeline); np.sort takes ~10 ms."""
-    a = np.sort(np.asarray(ids, dtype=np.uint64), kind="stable")
-    if len(a) < 2:
-        return a
-    keep = np.empty(len(a), bool)
-    keep[0] = True
-    np.not_equal(a[1:], a[:-1], out=keep[1:])
-    return a[keep]
+# unique_ids (a sort and a mask, not numpy 2.x's hash-based np.unique): core.engine.storage,
+# shared with the rollup tailer.
 
 
 # --- the holdout --------------------------------------------------------------------------
