@@ -16,8 +16,9 @@ copy. Measured in the same phase:
   lock hold split into the puts and the commit (its fsync);
 - the GIL: a thread that sleeps 1 ms in a loop records every gap over --gil-gap-ms
   (a gap is a time no Python thread let it run: a call holding the GIL);
-- with --py-spy PATH, `py-spy record --gil` of the phase (the flame graph of what held
-  the GIL) into --out-dir.
+- with --py-spy PATH, `py-spy record --gil` of the phase (raw stacks of what held the
+  GIL; --spy-cpu: of every thread) into --out-dir;
+- the tailer thread's CPU (/proc) per record it summed of the phase.
 
     python3 bench/rollup_stall.py --cards 10000 --rate 2000 --seconds 6 --rounds 2
 
@@ -28,6 +29,7 @@ Times are floats: durations, no money.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -152,7 +154,7 @@ def phase(seed_dir: str, work: str, args, rollups: bool, rnd: int) -> dict:
     spy = None
     if args.py_spy:
         out = os.path.join(args.out_dir, f"gil_{'on' if rollups else 'off'}_{rnd}.txt")
-        spy = subprocess.Popen([args.py_spy, "record", *([] if os.environ.get("SPY_ALL") else ["--gil"]), "--threads", "-r", "200",
+        spy = subprocess.Popen([args.py_spy, "record", *([] if args.spy_cpu else ["--gil"]), "--threads", "-r", "200",
                                 "-f", "raw", "-o", out, "-p", str(os.getpid()),
                                 "-d", str(int(args.seconds) + 1)],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -244,20 +246,19 @@ def main(argv=None) -> int:
     ap.add_argument("--gil-gap-ms", type=float, default=2.0)
     ap.add_argument("--flushes", action="store_true", help="print every flush too")
     ap.add_argument("--py-spy", default="", help="py-spy binary: record --gil each phase")
+    ap.add_argument("--spy-cpu", action="store_true",
+                    help="with --py-spy: sample every thread's stack, not only the GIL's holder")
     ap.add_argument("--out-dir", default=".")
     ap.add_argument("--dir", default="", help="work directory (default: a temporary one)")
     args = ap.parse_args(argv)
-    work = args.dir or tempfile.mkdtemp(prefix="mms-stall-")
-    try:
+    with contextlib.ExitStack() as stack:
+        work = args.dir or stack.enter_context(tempfile.TemporaryDirectory(prefix="mms-stall-"))
         seed_dir = os.path.join(work, f"seed{args.cards}")
-        if not os.path.exists(seed_dir):
+        if not os.path.exists(seed_dir):      # a --dir keeps its prepared table for reuse
             prepare(seed_dir, args.cards, 4096)
         for rnd in range(args.rounds):
             for p in args.phases.split(","):
                 print(json.dumps(phase(seed_dir, work, args, p == "on", rnd)), flush=True)
-    finally:
-        if not args.dir:
-            shutil.rmtree(work, ignore_errors=True)
     return 0
 
 
