@@ -6,8 +6,10 @@ journalled with their swipe's seq."""
 
 from __future__ import annotations
 
+import gc
 import os
 import tempfile
+import weakref
 
 import numpy as np
 from harness import tag_id, tagged_op
@@ -502,3 +504,26 @@ def test_a_flush_pauses_the_collector_and_gives_it_back_even_when_it_fails(tmp_p
             gc.enable()
     finally:
         eng.close()
+
+
+def test_a_closed_engine_is_freed_without_the_cyclic_collector(tmp_path):
+    # The tailer holds the engine's grow method and the engine the tailer: close breaks
+    # the pair, so a closed engine's tables go with its last reference, not at the next
+    # full collection (the memory of every engine a process opened and closed).
+    was = gc.isenabled()
+    gc.collect()
+    gc.disable()
+    try:
+        eng = open_engine(str(tmp_path), Clock())
+        setup_cards(eng)
+        ops, _, _ = tagged_op("s", 1, 1_000)
+        assert eng.submit(ops).result().codes[0] == Result.OK
+        assert_rollups_match(eng)
+        eng.close()
+        gone = weakref.ref(eng)
+        tailer = weakref.ref(eng.rollups)
+        del eng
+        assert gone() is None and tailer() is None
+    finally:
+        if was:
+            gc.enable()
