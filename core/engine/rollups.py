@@ -93,12 +93,6 @@ ROLLUP_FLUSH_INTERVAL_S = 1.0
 # touches (a fixed part per flush that does not grow with its records), so it also
 # costs less per record.
 ROLLUP_DUTY_BP = 2_500
-# And it holds LMDB's write lock at most this share of the wall clock (basis points):
-# after a write transaction that held it h seconds (its puts and its commit's fsync,
-# which every swipe commit meanwhile waits behind) it waits h * (10000 - duty) / duty,
-# so the swipes' commits are behind it for at most ~1% of their time (bench/
-# rollup_stall.py: the holds are 5-40 ms at 2,000 swipes/s, more on a slow disk).
-ROLLUP_LOCK_DUTY_BP = 100
 # The lag bound: never more than this between the end of one flush and the next, and
 # a flush that found more than ROLLUP_FLUSH_RECORDS_MAX records waiting (a backlog)
 # is followed by the next one after ROLLUP_FLUSH_INTERVAL_S only.
@@ -673,15 +667,14 @@ def flush_stats(records: int, puts: dict[str, list[tuple[bytes, bytes]]], t0: fl
             "puts_cpu_s": cpu_puts, "commit_cpu_s": cpu_commit}
 
 
-def flush_wait_s(took_s: float, records: int, held_s: float = 0.0) -> float:
-    """How long the tailer waits after a flush of records that took took_s seconds and
-    held the write lock held_s of them (ROLLUP_DUTY_BP, ROLLUP_LOCK_DUTY_BP, bounded
-    by ROLLUP_FLUSH_WAIT_MAX_S; durations in seconds, not money)."""
+def flush_wait_s(took_s: float, records: int) -> float:
+    """How long the tailer waits after a flush of records that took took_s seconds
+    (ROLLUP_DUTY_BP, bounded by ROLLUP_FLUSH_WAIT_MAX_S; durations in seconds, not
+    money)."""
     if records >= ROLLUP_FLUSH_RECORDS_MAX:
         return ROLLUP_FLUSH_INTERVAL_S
     duty = took_s * (10_000 - ROLLUP_DUTY_BP) / ROLLUP_DUTY_BP
-    lock = held_s * (10_000 - ROLLUP_LOCK_DUTY_BP) / ROLLUP_LOCK_DUTY_BP
-    return min(ROLLUP_FLUSH_WAIT_MAX_S, max(ROLLUP_FLUSH_INTERVAL_S, duty, lock))
+    return min(ROLLUP_FLUSH_WAIT_MAX_S, max(ROLLUP_FLUSH_INTERVAL_S, duty))
 
 
 class Rollups:
@@ -725,7 +718,6 @@ class Rollups:
         # Diagnostic hook (bench/rollup_stall.py): called after each flush's commit with
         # a dict of its records, puts, bytes and timings (flush_stats' keys).
         self.on_flush: Callable[[dict], None] | None = None
-        self.held_s = 0.0                       # the last flush's hold of the write lock
         self.error: BaseException | None = None
 
     # --- the thread -----------------------------------------------------------------
@@ -753,7 +745,7 @@ class Rollups:
                 log.exception("rollup catch-up failed")
             if n:
                 # Let commits gather: the next flush sums all of them at once.
-                self._hurry.wait(flush_wait_s(time.monotonic() - t, n, self.held_s))
+                self._hurry.wait(flush_wait_s(time.monotonic() - t, n))
                 self._hurry.clear()
 
     def close(self) -> None:
@@ -833,7 +825,6 @@ class Rollups:
             puts.update(activity)
         t1, c1 = time.perf_counter(), time.thread_time()
         timing = self._write(puts, parts.new_cards, upto)
-        self.held_s = timing[3] - timing[1]
         if self.on_flush is not None:
             self.on_flush(flush_stats(n, puts, t0, c0, t1, c1, timing))
         # Committed: only now do the in-memory maps move with the database.

@@ -51,14 +51,6 @@ def test_flush_wait_is_bounded():
     assert rollups.flush_wait_s(d, 10) == min(hi, max(lo, want))
     # A backlog (a full flush) is summed on after the least interval.
     assert rollups.flush_wait_s(100.0, rollups.ROLLUP_FLUSH_RECORDS_MAX) == lo
-    # A write transaction that held LMDB's lock h seconds: the next waits at least
-    # h * (10000 - lock duty) / lock duty, so the tailer holds it ~1% of the time.
-    h = 0.03
-    want = h * (10_000 - rollups.ROLLUP_LOCK_DUTY_BP) / rollups.ROLLUP_LOCK_DUTY_BP
-    assert lo < want < hi
-    assert rollups.flush_wait_s(0.01, 10, h) == want
-    assert rollups.flush_wait_s(0.01, 10, 1.0) == hi
-    assert rollups.flush_wait_s(0.01, rollups.ROLLUP_FLUSH_RECORDS_MAX, h) == lo
 
 
 @settings(max_examples=100, deadline=None)
