@@ -540,9 +540,9 @@ def journal_with_items(store, txn, after_seq: int) -> Iterator[tuple[np.ndarray,
 
 def journal_runs(store, txn, after_seq: int,
                  records: int | None = None) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
-    """journal_with_items with consecutive small blocks joined (copied) into one of at
-    least `records` records where they come: the tailer's per-block work (a few dozen
-    numpy calls) then runs once per run, not once per group commit (at 2,000 unary
+    """journal_with_items with consecutive small blocks (seqs that follow on) joined,
+    copied, into runs of at most `records` records: the tailer's per-block work (a few
+    dozen numpy calls) then runs once per run, not once per group commit (at 2,000 unary
     swipes/s a commit holds 1-3 records, and that per-block part was most of a flush's
     CPU; docs/benchmarks.md, h11k). The records and items are the same, in order."""
     records = ROLLUP_RUN_RECORDS if records is None else records

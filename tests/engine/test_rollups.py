@@ -12,6 +12,7 @@ import tempfile
 import weakref
 
 import numpy as np
+import pytest
 from harness import tag_id, tagged_op
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -527,3 +528,32 @@ def test_a_closed_engine_is_freed_without_the_cyclic_collector(tmp_path):
     finally:
         if was:
             gc.enable()
+
+
+def test_merging_rows_into_stored_blocks_sums_in_place_and_guards_int64(tmp_path):
+    # merge_into_blocks: a row whose key is stored is added where it is, a new one is
+    # inserted in key order, and a sum past int64 raises instead of wrapping.
+    eng = open_engine(str(tmp_path), Clock(), rollups=False)
+    try:
+        store = eng.store
+        keys = np.zeros(3, rollups.SALES_KEY)
+        keys["day"], keys["hour"], keys["store"], keys["terminal"] = 20_000, 9, 1, [3, 1, 2]
+        vals = np.zeros((3, len(rollups.SALES_COLS)), np.int64)
+        vals[:, 0] = [30, 10, 20]
+        with store.env.begin(write=True) as txn:
+            rollups.add_rows(txn, store, rollups.SALES_DB, keys[1:], vals[1:])
+            rollups.add_rows(txn, store, rollups.SALES_DB, keys, vals)
+        got, gv = rollups.rows_of(store, rollups.SALES_DB)
+        assert got["terminal"].tolist() == [1, 2, 3]
+        assert gv[:, 0].tolist() == [20, 40, 30]
+        big = vals[:1].copy()
+        big[0, 1] = 2**62
+        with store.env.begin(write=True) as txn:
+            rollups.add_rows(txn, store, rollups.SALES_DB, keys[:1], big)
+            almost = big.copy()
+            almost[0, 1] = 2**62 - 1                    # 2**63 - 1 in all: still fits
+            rollups.add_rows(txn, store, rollups.SALES_DB, keys[:1], almost)
+            with pytest.raises(OverflowError):
+                rollups.add_rows(txn, store, rollups.SALES_DB, keys[:1], vals[:1] * 0 + 1)
+    finally:
+        eng.close()
