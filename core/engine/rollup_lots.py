@@ -27,6 +27,7 @@ import numpy as np
 
 from core.engine import _tally, card_blocks
 from core.engine.storage import group_runs, stable_argsort, take, u64
+from core.idsets import unique_ids
 from core.records import CardOp, OpType
 
 SETTLEMENT_DB = "rollup_settlement"
@@ -356,7 +357,7 @@ def replay(store, txn, recs: list[np.ndarray], tz: int
     linked = (op == OpType.REFUND) | ((op == OpType.SUPP_DEBIT) & (delta > 0))
     repl = (op == CardOp.REPLACE) & (r["after"]["replaced_by"] != 0)
     targets = set(r["after"]["replaced_by"][repl].tolist())
-    adding = np.unique(card[(delta > 0) & ~linked]).tolist()
+    adding = unique_ids(card[(delta > 0) & ~linked]).tolist()
     moving = _load(txn, db[MOVING_DB], set(adding) | targets, _pieces)
     slow_cards = set(card[linked | repl].tolist()) | targets | set(moving)
     slow = np.isin(card, np.array(sorted(slow_cards), np.int64)) if slow_cards \
@@ -399,7 +400,7 @@ def replay(store, txn, recs: list[np.ndarray], tz: int
         swipes = (set(refunds["ref_seq"].tolist()) | set(supp["ref_seq"].tolist())
                   | set(refund_of.values()) | spend_keys) - {0}
         lots = PrincipalLots(None)
-        st = _stored_of(old_lots, np.unique(card[sl]))
+        st = _stored_of(old_lots, unique_ids(card[sl]))
         lots.lots = {}
         for c, s, f in zip(st["card"].tolist(), st["store"].tolist(), st["fen"].tolist(),
                            strict=True):

@@ -78,6 +78,8 @@ ROLLUP_FORMAT = 5
 # map; what is held is one sales_sum row per distinct key, ~180 bytes, at most one per
 # record): a long catch-up (a rebuild) is many bounded transactions.
 ROLLUP_FLUSH_RECORDS_MAX = 1_048_576
+# Consecutive journal blocks smaller than this are summed as one run (journal_runs).
+ROLLUP_RUN_RECORDS = 4_096
 # How long the tailer waits for a poke before it looks at the journal anyway.
 ROLLUP_POLL_S = 0.5
 # The least time between two flushes of the tailer: the commits landing meanwhile are
@@ -168,7 +170,6 @@ class _Layout:
         self.row = np.dtype([*((n, key.fields[n][0]) for n in self.rest),
                              ("v", "<i8", (len(cols),))])
         self.bw = self.block.itemsize
-        assert self.bw <= 16, "merged_blocks packs a block key into two words"
 
 
 LAYOUTS = {t: _Layout(k, c, BLOCK_FIELDS[t]) for t, (k, c) in TABLES.items()}
@@ -537,6 +538,42 @@ def journal_with_items(store, txn, after_seq: int) -> Iterator[tuple[np.ndarray,
             yield block, items_of(store, txn, u64(int(block[-1]["seq"])))
 
 
+def journal_runs(store, txn, after_seq: int,
+                 records: int | None = None) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
+    """journal_with_items with consecutive small blocks (seqs that follow on) joined,
+    copied, into runs of at most `records` records: the tailer's per-block work (a few
+    dozen numpy calls) then runs once per run, not once per group commit (at 2,000 unary
+    swipes/s a commit holds 1-3 records, and that per-block part was most of a flush's
+    CPU; docs/benchmarks.md, h11k). The records and items are the same, in order."""
+    records = ROLLUP_RUN_RECORDS if records is None else records
+    run: list[np.ndarray] = []
+    items: list[np.ndarray] = []
+    held = 0
+
+    def joined():
+        # As bytes: np.concatenate of a nested record dtype promotes its fields per
+        # array (~40 us a block, as much as the per-block work it saves).
+        block = run[0] if len(run) == 1 else np.frombuffer(b"".join(run), run[0].dtype)
+        its = (None if not items else items[0] if len(items) == 1
+               else np.frombuffer(b"".join(items), items[0].dtype))
+        return block, its
+
+    for block, its in journal_with_items(store, txn, after_seq):
+        if run and (held + len(block) > records
+                    or int(block[0]["seq"]) != int(run[-1][-1]["seq"]) + 1):
+            yield joined()
+            run, items, held = [], [], 0
+        if len(block) >= records:
+            yield block, its
+            continue
+        run.append(block)
+        if its is not None and len(its):
+            items.append(its)
+        held += len(block)
+    if run:
+        yield joined()
+
+
 def ensure_dbs(store) -> None:
     """Open (create) the rollup databases; call before any other thread writes."""
     missing = [n for n in (*ROLLUP_DBS, JOURNAL_ITEMS_DB) if n not in store.db]
@@ -614,6 +651,22 @@ def collector_paused() -> Iterator[None]:
                 gc.enable()
 
 
+def flush_stats(records: int, puts: dict[str, list[tuple[bytes, bytes]]], t0: float,
+                c0: float, t1: float, c1: float, timing: tuple[float, ...]) -> dict:
+    """What Rollups.on_flush gets of one flush (a diagnostic; seconds as floats, no
+    money): its records, per table the values put and their bytes, the wall and thread
+    CPU of the compute before the write transaction, the wait for LMDB's write lock,
+    its hold (from the lock to the commit's end) split into puts and commit (the
+    fsync), and the thread CPU of each."""
+    ask, got, put, end, cpu_puts, cpu_commit = timing
+    return {"records": records, "t_start": t0, "t_lock": got, "t_end": end,
+            "puts": {t: len(p) for t, p in puts.items() if p},
+            "bytes": {t: sum(len(v) for _k, v in p) for t, p in puts.items() if p},
+            "compute_s": t1 - t0, "compute_cpu_s": c1 - c0, "lock_wait_s": got - ask,
+            "hold_s": end - got, "puts_s": put - got, "commit_s": end - put,
+            "puts_cpu_s": cpu_puts, "commit_cpu_s": cpu_commit}
+
+
 def flush_wait_s(took_s: float, records: int) -> float:
     """How long the tailer waits after a flush of records that took took_s seconds
     (ROLLUP_DUTY_BP, bounded by ROLLUP_FLUSH_WAIT_MAX_S; durations in seconds, not
@@ -662,6 +715,9 @@ class Rollups:
         self._thread: threading.Thread | None = None
         # Test hook: called inside the rollup write transaction, after its puts.
         self.before_commit: Callable[[], None] | None = None
+        # Diagnostic hook (bench/rollup_stall.py): called after each flush's commit with
+        # a dict of its records, puts, bytes and timings (flush_stats' keys).
+        self.on_flush: Callable[[dict], None] | None = None
         self.error: BaseException | None = None
 
     # --- the thread -----------------------------------------------------------------
@@ -700,6 +756,11 @@ class Rollups:
         if self._thread is not None:
             self._thread.join()
         self.catch_up()
+        # grow is the engine's bound method and the engine holds this tailer: without
+        # this the pair (the engine's tables, the last flush's sums) waits for a full
+        # cyclic collection after close (300-600 MB a bench run, docs/benchmarks.md h11k).
+        self._grow, self._last_seq = self.store.grow, None
+        self.behaviour.clear()
 
     def wait_for(self, seq: int) -> None:
         """Block until the rollups cover seq (tests, `mms report rebuild`)."""
@@ -729,13 +790,16 @@ class Rollups:
                     return done
 
     def _flush_once(self) -> int:
+        t0, c0 = time.perf_counter(), time.thread_time()
         parts, upto, n = _Parts(), self.seq, 0
         self.behaviour.clear()      # rows of a flush that failed are summed again
         self.summer.begin_flush()   # and so are its new cards' stores of issue
         # Zero-copy: blocks are views of the map, valid while txn is (nothing of them
         # is kept: Summer copies what it keeps).
         with self.store.gate.reading(), self.store.env.begin(buffers=True) as txn:
-            for block, items in journal_with_items(self.store, txn, self.seq):
+            runs = journal_runs(self.store, txn, self.seq,
+                                min(ROLLUP_RUN_RECORDS, ROLLUP_FLUSH_RECORDS_MAX))
+            for block, items in runs:
                 self.summer.block(txn, block, items, parts)
                 self.behaviour.block(self.store, txn, block, self.summer.tz)
                 upto = int(block[-1]["seq"])
@@ -759,7 +823,10 @@ class Rollups:
             puts.update(lot_puts)
             puts.update(self.behaviour.puts(self.store, txn))
             puts.update(activity)
-        self._write(puts, parts.new_cards, upto)
+        t1, c1 = time.perf_counter(), time.thread_time()
+        timing = self._write(puts, parts.new_cards, upto)
+        if self.on_flush is not None:
+            self.on_flush(flush_stats(n, puts, t0, c0, t1, c1, timing))
         # Committed: only now do the in-memory maps move with the database.
         self.summer.commit_fresh(parts.new_cards)
         with self._cond:
@@ -767,13 +834,19 @@ class Rollups:
             self._cond.notify_all()
         return n
 
-    def _write(self, puts: dict[str, list[tuple[bytes, bytes]]], new_cards, upto: int) -> None:
+    def _write(self, puts: dict[str, list[tuple[bytes, bytes]]], new_cards,
+               upto: int) -> tuple[float, ...]:
+        """Put the flush in one write transaction with the seq it covers; returns the
+        perf_counter times (asked for the write lock, got it, puts done, committed) and
+        the thread CPU of the puts and of the commit."""
         store = self.store
         cards = [(u64(c), int(s).to_bytes(4, "big"))
                  for cs, ss in new_cards for c, s in zip(cs.tolist(), ss.tolist(), strict=True)]
         while True:
             try:
+                ask = time.perf_counter()
                 with store.gate.reading(), store.env.begin(write=True) as txn:
+                    got, c0 = time.perf_counter(), time.thread_time()
                     if covered_seq(store, txn) != self.seq:
                         raise RuntimeError("another writer moved the rollups")
                     for table, pairs in puts.items():
@@ -787,7 +860,8 @@ class Rollups:
                     txn.put(b"format", ROLLUP_FORMAT.to_bytes(4, "big"), db=meta)
                     if self.before_commit is not None:
                         self.before_commit()
-                return
+                    put, c1 = time.perf_counter(), time.thread_time()
+                return ask, got, put, time.perf_counter(), c1 - c0, time.thread_time() - c1
             except lmdb.MapFullError:
                 self._grow()
 
@@ -848,43 +922,84 @@ def decode_blocks(table: str, pairs) -> tuple[np.ndarray, np.ndarray]:
 
 def merged_blocks(txn, store, table: str, keys: np.ndarray,
                   vals: np.ndarray) -> list[tuple[bytes, bytes]]:
-    """The blocks that adding rows (keys, vals: distinct, any order) to the table makes:
-    each block they touch read, summed with them (one vectorised sort) and encoded."""
+    """The blocks that adding rows (keys, vals: distinct, ascending as bytes, as
+    reduce_rows gives them) to the table makes: each block they touch read and the
+    rows merged into it (merge_into_blocks)."""
     lay = LAYOUTS[table]
     if len(keys) == 0:
         return []
     raw = np.ascontiguousarray(keys).view(np.uint8).reshape(len(keys), -1)
-    pre = np.zeros((len(keys), 16), np.uint8)          # block keys are <= 16 bytes
-    pre[:, :lay.bw] = raw[:, :lay.bw]
-    distinct = np.unique(pre.view(">u8").astype(np.uint64), axis=0)
-    bkeys = [bytes(r[:lay.bw]) for r in distinct.astype(">u8").view(np.uint8).reshape(-1, 16)]
-    old = [(k, v) for k, v in txn.cursor(db=store.db[table]).getmulti(bkeys)]
+    pre = np.ascontiguousarray(raw[:, :lay.bw]).view(f"V{lay.bw}").ravel()
+    starts = np.flatnonzero(np.concatenate(([True], pre[1:] != pre[:-1])))
+    bkeys = [raw[a, :lay.bw].tobytes() for a in starts.tolist()]
+    old = list(txn.cursor(db=store.db[table]).getmulti(bkeys))
+    return merge_into_blocks(table, old, keys, vals)
+
+
+def merge_into_blocks(table: str, old, keys: np.ndarray,
+                      vals: np.ndarray) -> list[tuple[bytes, bytes]]:
+    """encode_blocks of the stored rows of old ((block key, value) pairs in key order)
+    plus the rows (keys, vals: distinct, ascending as bytes), without sorting the stored
+    rows again: each block's rows are sorted already, so the new rows are found among
+    them by a binary search of their key bytes, added where their key is stored (sums
+    checked against int64 overflow, as _tally.Sums) and inserted where it is not. The
+    same bytes as decoding, summing, sorting and encoding everything (rebuild's digest);
+    at a live flush's few thousand rows it costs a copy of the blocks touched, not a
+    sort of every row of the current hour (docs/benchmarks.md, h11k)."""
+    lay = LAYOUTS[table]
+    if len(keys) == 0:
+        return []
+    kw, rw = keys.dtype.itemsize, lay.row.itemsize
+    keys = np.ascontiguousarray(keys)
+    # Fixed-width byte strings compare as memcmp (their trailing NULs are ignored
+    # alike): LMDB's order of the full keys.
+    full = keys.view(f"S{kw}").ravel()
+    rows = np.zeros(len(keys), lay.row)
+    for n in lay.rest:
+        rows[n] = keys[n]
+    rows["v"] = vals
     if old:
-        ok, ov = decode_blocks(table, old)
-        keys, vals = concat((ok, keys), lay.key), np.concatenate((ov, vals))
-    keys, vals = reduce_rows(keys, vals)
-    return encode_blocks(table, keys, vals)
+        counts = np.array([len(v) // rw for _k, v in old], np.int64)
+        have = np.frombuffer(bytearray().join(v for _k, v in old), lay.row)
+        raw = np.empty((len(have), kw), np.uint8)
+        heads = np.frombuffer(b"".join(bytes(k) for k, _v in old), np.uint8)
+        raw[:, :lay.bw] = np.repeat(heads.reshape(len(old), lay.bw), counts, axis=0)
+        raw[:, lay.bw:] = have.view(np.uint8).reshape(len(have), rw)[:, :kw - lay.bw]
+        have_full = raw.view(f"S{kw}").ravel()
+        at = np.searchsorted(have_full, full)
+        hit = at < len(have_full)
+        hit[hit] = have_full[at[hit]] == full[hit]
+        if hit.any():
+            a, b = have["v"][at[hit]], rows["v"][hit]
+            s = a + b
+            if ((a ^ s) & (b ^ s) < 0).any():
+                raise OverflowError("a rollup sum overflows int64")
+            have["v"][at[hit]] = s
+        miss = ~hit
+        if miss.any():
+            have = np.insert(have, at[miss], rows[miss])
+            have_full = np.insert(have_full, at[miss], full[miss])
+        rows, full = have, have_full
+    pre = np.ascontiguousarray(full).view(np.uint8).reshape(len(rows), kw)[:, :lay.bw]
+    pre_v = np.ascontiguousarray(pre).view(f"V{lay.bw}").ravel()
+    starts = np.flatnonzero(np.concatenate(([True], pre_v[1:] != pre_v[:-1])))
+    # Zero-copy slices of the merged rows (the memoryview keeps them alive until put).
+    body = memoryview(np.ascontiguousarray(rows).view(np.uint8).reshape(-1))
+    ends = np.append(starts[1:], len(rows)).tolist()
+    return [(pre[a].tobytes(), body[a * rw:b * rw])
+            for a, b in zip(starts.tolist(), ends, strict=True)]
 
 
 def merged_sales(txn, store, sales: _tally.Sums) -> list[tuple[bytes, bytes]]:
-    """merged_blocks for the sales rows of a flush, still in their sales_sum: the blocks
-    they touch are added into the same table (C), so only the distinct rows are sorted."""
+    """merged_blocks for the sales rows of a flush, still in their sales_sum: only the
+    flush's distinct rows are sorted (their key words are in key order), then merged
+    into the blocks they touch (merge_into_blocks)."""
     if len(sales) == 0:
         return []
-    words, _ = sales.rows()
-    bkeys = []
-    stores = words[:, 1] >> np.uint64(32)
-    for w0 in np.unique(words[:, 0]).tolist():      # the (day, hour)s of a flush: few
-        head = (w0 >> 8).to_bytes(4, "big") + (w0 & 0xFF).to_bytes(1, "big")
-        bkeys += [head + st.to_bytes(4, "big")
-                  for st in np.unique(stores[words[:, 0] == w0]).tolist()]
-    old = list(txn.cursor(db=store.db[SALES_DB]).getmulti(bkeys))
-    if old:
-        ok, ov = decode_blocks(SALES_DB, old)
-        sales.add_rows(sales_words(ok), np.ascontiguousarray(ov))
     words, vals = sales.rows()
-    order = np.lexsort(words.T[::-1])
-    return encode_blocks(SALES_DB, sales_keys(words[order]), vals[order])
+    order = stable_lexsort(words.T[::-1])
+    return merged_blocks(txn, store, SALES_DB, sales_keys(words[order]),
+                         np.ascontiguousarray(vals[order]))
 
 
 def add_rows(txn, store, table: str, keys: np.ndarray, vals: np.ndarray) -> None:

@@ -6,10 +6,13 @@ journalled with their swipe's seq."""
 
 from __future__ import annotations
 
+import gc
 import os
 import tempfile
+import weakref
 
 import numpy as np
+import pytest
 from harness import tag_id, tagged_op
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -192,6 +195,36 @@ def test_flush_size_does_not_change_a_byte(tmp_path, monkeypatch):
         monkeypatch.setattr(rollups, "ROLLUP_FLUSH_RECORDS_MAX", 3)
         assert eng.rollups.rebuild() > 3
         assert rollups.digest(eng.store) == whole
+    finally:
+        eng.close()
+
+
+def test_small_blocks_are_summed_in_runs_with_the_same_bytes(tmp_path, monkeypatch):
+    # One commit per op: the tailer joins the small journal blocks into runs
+    # (journal_runs); how they are joined changes no byte, and a run is the blocks'
+    # records and line items, in order, joined only where their seqs follow on.
+    acts = [("swipe", c, 700 + 11 * k, 1 + k % 3, k % 4, k % 2 == 0, k % 5 == 0, 0, False)
+            for k, c in enumerate([1, 2, 3, 4, 5, 2, 1] * 5)]
+    eng, _ = run_workload(str(tmp_path / "a"), acts)
+    try:
+        assert_rollups_match(eng)
+        whole = rollups.digest(eng.store)
+        with eng.store.read() as txn:
+            blocks = [(b.copy(), i) for b, i in rollups.journal_with_items(eng.store, txn, 0)]
+            runs = [(b.copy(), i) for b, i in rollups.journal_runs(eng.store, txn, 0, 5)]
+        assert len(runs) < len(blocks)
+        big = max(len(b) for b, _ in blocks)
+        assert all(len(b) <= max(5, big) for b, _ in runs)
+        for b, _ in runs:
+            assert (np.diff(b["seq"].astype(np.int64)) == 1).all()
+        recs = lambda xs: np.concatenate([b for b, _ in xs]).tobytes()  # noqa: E731
+        assert recs(runs) == recs(blocks)
+        its = lambda xs: b"".join(i.tobytes() for _, i in xs if i is not None)  # noqa: E731
+        assert its(runs) == its(blocks) and its(blocks)
+        for size in (1, 2, 7):
+            monkeypatch.setattr(rollups, "ROLLUP_RUN_RECORDS", size)
+            assert eng.rollups.rebuild() > 0
+            assert rollups.digest(eng.store) == whole
     finally:
         eng.close()
 
@@ -470,5 +503,57 @@ def test_a_flush_pauses_the_collector_and_gives_it_back_even_when_it_fails(tmp_p
             assert not gc.isenabled()
         finally:
             gc.enable()
+    finally:
+        eng.close()
+
+
+def test_a_closed_engine_is_freed_without_the_cyclic_collector(tmp_path):
+    # The tailer holds the engine's grow method and the engine the tailer: close breaks
+    # the pair, so a closed engine's tables go with its last reference, not at the next
+    # full collection (the memory of every engine a process opened and closed).
+    was = gc.isenabled()
+    gc.collect()
+    gc.disable()
+    try:
+        eng = open_engine(str(tmp_path), Clock())
+        setup_cards(eng)
+        ops, _, _ = tagged_op("s", 1, 1_000)
+        assert eng.submit(ops).result().codes[0] == Result.OK
+        assert_rollups_match(eng)
+        eng.close()
+        gone = weakref.ref(eng)
+        tailer = weakref.ref(eng.rollups)
+        del eng
+        assert gone() is None and tailer() is None
+    finally:
+        if was:
+            gc.enable()
+
+
+def test_merging_rows_into_stored_blocks_sums_in_place_and_guards_int64(tmp_path):
+    # merge_into_blocks: a row whose key is stored is added where it is, a new one is
+    # inserted in key order, and a sum past int64 raises instead of wrapping.
+    eng = open_engine(str(tmp_path), Clock(), rollups=False)
+    try:
+        store = eng.store
+        keys = np.zeros(3, rollups.SALES_KEY)
+        keys["day"], keys["hour"], keys["store"], keys["terminal"] = 20_000, 9, 1, [3, 1, 2]
+        vals = np.zeros((3, len(rollups.SALES_COLS)), np.int64)
+        vals[:, 0] = [30, 10, 20]
+        with store.env.begin(write=True) as txn:
+            rollups.add_rows(txn, store, rollups.SALES_DB, keys[1:], vals[1:])
+            rollups.add_rows(txn, store, rollups.SALES_DB, keys, vals)
+        got, gv = rollups.rows_of(store, rollups.SALES_DB)
+        assert got["terminal"].tolist() == [1, 2, 3]
+        assert gv[:, 0].tolist() == [20, 40, 30]
+        big = vals[:1].copy()
+        big[0, 1] = 2**62
+        with store.env.begin(write=True) as txn:
+            rollups.add_rows(txn, store, rollups.SALES_DB, keys[:1], big)
+            almost = big.copy()
+            almost[0, 1] = 2**62 - 1                    # 2**63 - 1 in all: still fits
+            rollups.add_rows(txn, store, rollups.SALES_DB, keys[:1], almost)
+            with pytest.raises(OverflowError):
+                rollups.add_rows(txn, store, rollups.SALES_DB, keys[:1], vals[:1] * 0 + 1)
     finally:
         eng.close()
