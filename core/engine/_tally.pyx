@@ -60,6 +60,23 @@ cdef inline uint64_t _hash(const uint64_t *k, Py_ssize_t kw) noexcept nogil:
     return h
 
 
+cdef inline bint _merge_row(int64_t *v, const int64_t *x, const uint8_t *op,
+                            Py_ssize_t nc) noexcept nogil:
+    """Merge x into v column by column (op: SUM, checked; MIN_POSITIVE; MAX); True if a
+    sum overflowed int64."""
+    cdef Py_ssize_t c
+    cdef bint over = False
+    for c in range(nc):
+        if op[c] == _SUM:
+            over |= __builtin_add_overflow(v[c], x[c], &v[c])
+        elif op[c] == _MIN_POSITIVE:
+            if x[c] > 0 and (v[c] <= 0 or x[c] < v[c]):
+                v[c] = x[c]
+        elif x[c] > v[c]:
+            v[c] = x[c]
+    return over
+
+
 cdef class Sums:
     """Distinct keys of key_words 64-bit words (1 to 4) and an int64 row each, merged
     column by column (SUM, checked against int64 overflow; MIN_POSITIVE; MAX): an open
@@ -67,7 +84,7 @@ cdef class Sums:
     the tailer's sums: behaviour, card events and activity (two words), the settlement
     pieces, the sales rows (four words, sales_add)."""
 
-    cdef object _keys, _vals, _slots, _ops
+    cdef object _keys, _vals, _slots, _ops, _kbuf, _hbuf
     cdef uint64_t *kp
     cdef int64_t *vp
     cdef int64_t *sp
@@ -90,6 +107,7 @@ cdef class Sums:
         self.n = 0
         self.rows_cap = 0
         self._grow(max(rows_hint, 16))
+        self._kbuf = self._hbuf = None
 
     def _grow(self, Py_ssize_t need):
         cdef Py_ssize_t rows_cap = max(need, 2 * self.rows_cap)
@@ -149,15 +167,7 @@ cdef class Sums:
             for c in range(nc):
                 over |= __builtin_add_overflow(v[c], x[c], &v[c])
             return over
-        for c in range(nc):
-            if self.op[c] == _SUM:
-                over |= __builtin_add_overflow(v[c], x[c], &v[c])
-            elif self.op[c] == _MIN_POSITIVE:
-                if x[c] > 0 and (v[c] <= 0 or x[c] < v[c]):
-                    v[c] = x[c]
-            elif x[c] > v[c]:
-                v[c] = x[c]
-        return over
+        return _merge_row(v, x, self.op, nc)
 
     def add(self, const uint64_t[::1] k0, const uint64_t[::1] k1, const int64_t[:, ::1] vals):
         """Merge rows (k0[j], k1[j]) -> vals[j] into a table of two key words."""
@@ -172,33 +182,66 @@ cdef class Sums:
         for lo in range(0, m, _CHUNK):
             self._add2(k0, k1, vals, lo, min(m, lo + _CHUNK))
 
+    cdef _scratch(self, Py_ssize_t m):
+        """Room for m keys (kw words each) and their hashes in the scratch buffers."""
+        if self._hbuf is None or self._hbuf.shape[0] < m:
+            self._hbuf = np.empty(max(m, 1024), np.uint64)
+            self._kbuf = np.empty((max(m, 1024), self.kw), np.uint64)
+
+    cdef bint _add_many(self, const uint64_t *keys, const int64_t *vals, Py_ssize_t m,
+                        uint64_t *h) noexcept nogil:
+        """Merge m rows (keys: m x kw words, vals: m x ncols, both packed) into the table,
+        which has room for m new rows; h: scratch for m hashes. Two passes: every key's
+        slot first (sequential), then the probes with the slot 16 rows ahead and its row
+        8 ahead prefetched (the tables of a flush are larger than the caches: a probe
+        without it waits for memory each time). True if a sum overflowed int64."""
+        cdef Py_ssize_t j, q, kw = self.kw, nc = self.ncols, c
+        cdef uint64_t mask = self.cap - 1
+        cdef bint over = False
+        for j in range(m):
+            h[j] = _hash(keys + j * kw, kw) & mask
+        for j in range(m):
+            if j + 16 < m:
+                __builtin_prefetch(&self.sp[h[j + 16]])
+            if j + 8 < m:
+                q = self.sp[h[j + 8]]
+                if q >= 0:
+                    __builtin_prefetch(self.kp + q * kw)
+                    for c in range(0, nc, 8):
+                        __builtin_prefetch(self.vp + q * nc + c)
+            over |= self._merge(self._row(keys + j * kw, h[j]), vals + j * nc)
+        return over
+
     cdef _add2(self, const uint64_t[::1] k0, const uint64_t[::1] k1,
                const int64_t[:, ::1] vals, Py_ssize_t lo, Py_ssize_t hi):
-        cdef Py_ssize_t j, r
-        cdef uint64_t key[2]
+        cdef Py_ssize_t j, m = hi - lo
         cdef bint over = False
-        if self.n + (hi - lo) > self.rows_cap:
-            self._grow(self.n + (hi - lo))
+        if self.n + m > self.rows_cap:
+            self._grow(self.n + m)
+        self._scratch(m)
+        cdef uint64_t[:, ::1] K = self._kbuf
+        cdef uint64_t[::1] H = self._hbuf
         with nogil:
-            for j in range(lo, hi):
-                key[0], key[1] = k0[j], k1[j]
-                r = self._row(key, _hash(key, 2))
-                over |= self._merge(r, &vals[j, 0])
+            for j in range(m):
+                K[j, 0], K[j, 1] = k0[lo + j], k1[lo + j]
+            over = self._add_many(&K[0, 0], &vals[lo, 0], m, &H[0])
         if over:
             raise OverflowError("a rollup sum overflows int64")
 
     def add_rows(self, const uint64_t[:, ::1] keys, const int64_t[:, ::1] vals):
         """Merge rows keys[j] (n x key_words, as rows() gives them) -> vals[j]."""
-        cdef Py_ssize_t m = keys.shape[0], j, r
+        cdef Py_ssize_t m = keys.shape[0]
         if keys.shape[1] != self.kw or vals.shape[0] != m or (m and vals.shape[1] != self.ncols):
             raise ValueError("keys n x key_words, vals n x ncols")
+        if m == 0:
+            return
         if self.n + m > self.rows_cap:
             self._grow(self.n + m)
+        self._scratch(m)
+        cdef uint64_t[::1] H = self._hbuf
         cdef bint over = False
         with nogil:
-            for j in range(m):
-                r = self._row(&keys[j, 0], _hash(&keys[j, 0], self.kw))
-                over |= self._merge(r, &vals[j, 0])
+            over = self._add_many(&keys[0, 0], &vals[0, 0], m, &H[0])
         if over:
             raise OverflowError("a rollup sum overflows int64")
 
@@ -206,6 +249,64 @@ cdef class Sums:
         """(n x key_words uint64 keys, n x ncols int64), copies, in the order keys first
         came."""
         return self._keys[:self.n].copy(), self._vals[:self.n].copy()
+
+    def sorted_ids(self):
+        """(the ids ascending, the order of the rows that gives them) of a table keyed
+        by one id (its first key word, the others 0)."""
+        cdef Py_ssize_t n = self.n
+        if n and self.kw > 1 and (self._keys[:n, 1:] != 0).any():
+            raise ValueError("sorted_ids: rows keyed by one id (the other key words 0)")
+        keys = self._keys[:n, 0]
+        order = np.argsort(keys)            # distinct: any sort
+        return keys[order], order
+
+    def merge_into(self, cnp.ndarray stored, const int64_t[::1] order):
+        """Merge the rows of a table keyed by one id (order: sorted_ids') into stored rows
+        of the same ids, column by column as add does: stored is a C-contiguous array of
+        rows (u8 id, then ncols int64), sorted by id, one row per id (core.engine.
+        card_blocks' rows of the blocks the ids fall in), changed in place. Returns, per
+        id in order, the index of its row in stored (-1: none, nothing merged for it).
+        One walk of both in id order: no search per id."""
+        cdef Py_ssize_t nc = self.ncols, n = self.n, ns = stored.shape[0], j, r, a = 0
+        cdef Py_ssize_t w = stored.dtype.itemsize, kw = self.kw
+        if order.shape[0] != n:
+            raise ValueError("order: one per row")
+        if not stored.flags.c_contiguous or not stored.flags.writeable or w != 8 * (nc + 1):
+            raise ValueError("stored: writable C-contiguous rows of (u8 id, ncols int64)")
+        for j in range(n):
+            if order[j] < 0 or order[j] >= n:
+                raise IndexError("order out of the rows")
+        at = np.full(n, -1, np.int64)
+        cdef int64_t[::1] AT = at
+        cdef uint8_t *base = <uint8_t *> cnp.PyArray_DATA(stored)
+        cdef uint64_t *row
+        cdef uint64_t key, prev = 0
+        cdef bint over = False, unsorted = False
+        with nogil:
+            for j in range(n):
+                r = order[j]
+                if j + 8 < n:
+                    __builtin_prefetch(self.vp + order[j + 8] * nc)
+                    __builtin_prefetch(self.vp + order[j + 8] * nc + 8)
+                key = self.kp[r * kw]
+                if j and key <= prev:
+                    unsorted = True
+                    break
+                prev = key
+                while a < ns and (<uint64_t *> (base + a * w))[0] < key:
+                    a += 1
+                if a == ns:
+                    break
+                row = <uint64_t *> (base + a * w)
+                if row[0] != key:
+                    continue
+                AT[j] = a
+                over |= _merge_row(<int64_t *> (row + 1), self.vp + r * nc, self.op, nc)
+        if unsorted:
+            raise ValueError("merge_into: order does not sort the ids (stored is changed)")
+        if over:
+            raise OverflowError("a rollup sum overflows int64")
+        return at
 
 
 # ---------------------------------------------------------------------------------------
@@ -531,15 +632,30 @@ cdef class CardTally:
         cdef bint first, visit
         cdef int64_t v[7]
         cdef int c
+        cdef Py_ssize_t q
+        hashes = np.empty(m, np.uint64)
+        cdef uint64_t[::1] HH = hashes
         with nogil:
+            # Every record's slot first, then the probes with the slot 16 records ahead
+            # and its card 8 ahead prefetched (the table of a flush's cards is larger
+            # than the caches).
             for j in range(m):
+                HH[j] = _mix(recs[sel[j]].card_no, 0) & mask
+            for j in range(m):
+                if j + 16 < m:
+                    __builtin_prefetch(&S[HH[j + 16]])
+                if j + 8 < m:
+                    q = S[HH[j + 8]]
+                    if q >= 0:
+                        __builtin_prefetch(&C[q])
+                        __builtin_prefetch(&A[q])
                 p = &recs[sel[j]]
                 card = p.card_no
                 after = p.after.status
                 op = p.op_type
                 first = p.prev_seq == 0
                 day = _day(p.time_s, tz_offset_s)
-                i = _mix(card, 0) & mask
+                i = HH[j]
                 while True:
                     r = S[i]
                     if r < 0 or C[r] == card:

@@ -98,16 +98,6 @@ _CODES = np.array([Result.OK, RecordKind.KIND_CARD, _SWIPE, _USE, _REFUND, _RECH
                   np.int64)
 
 
-def _merge_totals(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Totals rows (n x _NT int64) combined: first_day min over the set ones, last_day
-    max, the rest summed."""
-    out = a + b
-    fa, fb = a[:, 0], b[:, 0]
-    out[:, 0] = np.where((fa > 0) & (fb > 0), np.minimum(fa, fb), np.maximum(fa, fb))
-    out[:, 1] = np.maximum(a[:, 1], b[:, 1])
-    return out
-
-
 # How each total column merges (_tally.Sums): first_day the least set day, last_day the
 # greatest, the rest summed.
 _TOTAL_OPS = (_tally.MIN_POSITIVE, _tally.MAX) + (_tally.SUM,) * (_NT - _MINMAX)
@@ -188,20 +178,25 @@ class Behaviour:
         from txn; clears the rows."""
         out: dict[str, list[tuple[bytes, bytes]]] = {}
         for table in (MEMBERS_DB, CARDS_DB):
-            if not len(self._sums[table]):
+            sums = self._sums[table]
+            if not len(sums):
                 continue
-            k, vals = self._sums[table].rows()
-            order = np.argsort(k[:, 0])
-            ids, vals = np.ascontiguousarray(k[order, 0]), vals[order]
-            # The blocks of ids the rows fall in (card_blocks), read once and rewritten.
+            # The blocks of ids the rows fall in (card_blocks), read once and rewritten:
+            # the stored rows merged with the flush's in place, in one walk in C.
+            ids, order = sums.sorted_ids()
             old = card_blocks.read_blocks(txn, store.db[table], card_blocks.blocks_of(ids),
                                           TOTAL_ROW)
-            at = card_blocks.find(old, ids)
-            has = np.flatnonzero(at >= 0)
-            if len(has):
-                vals[has] = _merge_totals(vals[has], old["v"][at[has]].astype(np.int64))
+            at = sums.merge_into(old, order)
+            new = np.flatnonzero(at < 0)
+            if len(new) == 0:       # every id stored (the steady state): old is the blocks
+                out[table] = card_blocks.puts(old, old["id"], old, one_per_id=True)
+                continue
+            _, vals = sums.rows()
             rows = np.zeros(len(ids), TOTAL_ROW)
-            rows["id"], rows["v"] = ids, vals
+            has = np.flatnonzero(at >= 0)
+            rows[has] = old[at[has]]
+            rows["id"][new] = ids[new]
+            rows["v"][new] = vals[order[new]]
             out[table] = card_blocks.puts(old, ids, rows, one_per_id=True)
         if len(self._sums[DAYS_DB]):
             k, v = self._sums[DAYS_DB].rows()
