@@ -515,6 +515,11 @@ cdef inline int64_t _day(int64_t time_s, int64_t tz) noexcept nogil:
     return day
 
 
+# Per card of a CardTally, the rows of its last record in first and visits: (first's
+# row, its key words), (visits' row, its key words); a row -1: none yet.
+DEF _MEMO = 6
+
+
 cdef class CardTally:
     """The card records of a stretch, for the card events and member activity
     (rollups.card_event_rows, rollups.activity_of), kept as they come:
@@ -528,7 +533,7 @@ cdef class CardTally:
 
     codes (core.records): CANCELLED, DORMANT, LOST, REPLACE, RENEW, SWIPE, USE_COUNT."""
 
-    cdef object _card, _after, _slots
+    cdef object _card, _after, _slots, _memo
     cdef object _h_slot, _h_after, _h_op, _h_first, _h_day, _h_issue
     cdef Py_ssize_t ncards, cards_cap, cap, nheads, heads_cap
     cdef int64_t c_cancelled, c_dormant, c_lost, c_replace, c_renew, c_swipe, c_use
@@ -552,9 +557,11 @@ cdef class CardTally:
             cap <<= 1
         card = np.zeros(rows_cap, np.uint64)
         after = np.zeros(rows_cap, np.int64)
+        memo = np.full((rows_cap, _MEMO), -1, np.int64)
         if self.ncards:
             card[:self.ncards] = self._card[:self.ncards]
             after[:self.ncards] = self._after[:self.ncards]
+            memo[:self.ncards] = self._memo[:self.ncards]
         slots = np.full(cap, -1, np.int64)
         cdef uint64_t[::1] C = card
         cdef int64_t[::1] S = slots
@@ -564,7 +571,7 @@ cdef class CardTally:
             while S[i] >= 0:
                 i = (i + 1) & mask
             S[i] = r
-        self._card, self._after, self._slots = card, after, slots
+        self._card, self._after, self._slots, self._memo = card, after, slots, memo
         self.cards_cap, self.cap = rows_cap, cap
 
     def _grow_heads(self, Py_ssize_t need):
@@ -600,7 +607,7 @@ cdef class CardTally:
             int64_t tz_offset_s):
         """The records block[sel] (OK card records of a C-contiguous JOURNAL array, in seq
         order); issue: each one's store of issue."""
-        cdef Py_ssize_t m = sel.shape[0], nb = block.shape[0], j, i, r, ne = 0, nv = 0
+        cdef Py_ssize_t m = sel.shape[0], nb = block.shape[0], j, i, r, ne = 0
         if issue.shape[0] != m:
             raise ValueError("sel, issue: lengths differ")
         if not block.flags.c_contiguous or <size_t> block.dtype.itemsize != sizeof(JournalRec):
@@ -620,19 +627,27 @@ cdef class CardTally:
         cdef int64_t[::1] HF = self._h_first, HD = self._h_day, HI = self._h_issue
         ev_k = np.empty(m, np.uint64)
         ev_v = np.empty((m, 7), np.int64)
-        f_k0 = np.empty(m, np.uint64)
-        f_k1 = np.empty(m, np.uint64)
-        f_v = np.empty((m, 2), np.int64)
-        v_k0 = np.empty(m, np.uint64)
-        v_k1 = np.empty(m, np.uint64)
-        cdef uint64_t[::1] EK = ev_k, FK0 = f_k0, FK1 = f_k1, VK0 = v_k0, VK1 = v_k1
-        cdef int64_t[:, ::1] EV = ev_v, FV = f_v
-        cdef uint64_t mask = self.cap - 1, card, key
+        cdef uint64_t[::1] EK = ev_k
+        cdef int64_t[:, ::1] EV = ev_v, MEMO = self._memo
+        cdef uint64_t mask = self.cap - 1, card, key, iss, vk1
         cdef int64_t day, after, op
-        cdef bint first, visit
+        cdef bint first, visit, over = False
         cdef int64_t v[7]
+        cdef int64_t fx[2]
+        cdef int64_t one[1]
+        cdef uint64_t kk[2]
         cdef int c
-        cdef Py_ssize_t q
+        cdef Py_ssize_t q, fr, vr
+        cdef int64_t *M
+        # first and visits take at most one new row a record: room made here, so the
+        # loop below adds to them directly (a card's rows remembered in MEMO: a card's
+        # later records in the stretch skip the probe).
+        cdef Sums fs = self.first, vs = self.visits
+        if fs.n + m > fs.rows_cap:
+            fs._grow(fs.n + m)
+        if vs.n + m > vs.rows_cap:
+            vs._grow(vs.n + m)
+        one[0] = 1
         hashes = np.empty(m, np.uint64)
         cdef uint64_t[::1] HH = hashes
         with nogil:
@@ -649,6 +664,7 @@ cdef class CardTally:
                     if q >= 0:
                         __builtin_prefetch(&C[q])
                         __builtin_prefetch(&A[q])
+                        __builtin_prefetch(&MEMO[q, 0])
                 p = &recs[sel[j]]
                 card = p.card_no
                 after = p.after.status
@@ -681,22 +697,35 @@ cdef class CardTally:
                             EV[ne, c] = v[c]
                         ne += 1
                 A[r] = after
-                # Member activity: the member key is the member, else -card_no.
+                # Member activity: the member key is the member, else -card_no; first
+                # (key, issue) -> (day + 1, day + 1 of a visit), visits (key, day << 32 |
+                # issue) -> 1 a visit.
                 key = p.after.member_id if p.after.member_id != 0 else <uint64_t> (-<int64_t> card)
+                iss = <uint64_t> <uint32_t> issue[j]
                 visit = op == self.c_swipe or op == self.c_use
-                FK0[j] = key
-                FK1[j] = <uint64_t> <uint32_t> issue[j]
-                FV[j, 0] = day + 1
-                FV[j, 1] = day + 1 if visit else 0
+                M = &MEMO[r, 0]
+                if M[0] >= 0 and <uint64_t> M[1] == key and <uint64_t> M[2] == iss:
+                    fr = M[0]
+                else:
+                    kk[0], kk[1] = key, iss
+                    fr = fs._row(kk, _hash(kk, 2))
+                    M[0], M[1], M[2] = fr, <int64_t> key, <int64_t> iss
+                fx[0] = day + 1
+                fx[1] = day + 1 if visit else 0
+                fs._merge(fr, fx)
                 if visit:
-                    VK0[nv] = key
-                    VK1[nv] = (<uint64_t> <uint32_t> day) << 32 | <uint64_t> <uint32_t> issue[j]
-                    nv += 1
+                    vk1 = (<uint64_t> <uint32_t> day) << 32 | iss
+                    if M[3] >= 0 and <uint64_t> M[4] == key and <uint64_t> M[5] == vk1:
+                        vr = M[3]
+                    else:
+                        kk[0], kk[1] = key, vk1
+                        vr = vs._row(kk, _hash(kk, 2))
+                        M[3], M[4], M[5] = vr, <int64_t> key, <int64_t> vk1
+                    over |= vs._merge(vr, one)
+        if over:
+            raise OverflowError("a visits sum overflows int64")
         if ne:
             self.events.add(ev_k[:ne], np.zeros(ne, np.uint64), ev_v[:ne])
-        self.first.add(f_k0, f_k1, f_v)
-        if nv:
-            self.visits.add(v_k0[:nv], v_k1[:nv], np.ones((nv, 1), np.int64))
 
     def head_cards(self):
         """The distinct cards of the stretch, in the order they came (uint64)."""
