@@ -245,6 +245,15 @@ cdef class Sums:
         if over:
             raise OverflowError("a rollup sum overflows int64")
 
+    def clear(self):
+        """Empty the table and keep its room: the next rows go into memory already
+        mapped (a table made anew each flush grows from its hint again, each step a
+        rehash into freshly zeroed pages)."""
+        if self.n:
+            self._vals[:self.n] = 0
+            self._slots.fill(-1)
+        self.n = 0
+
     def rows(self):
         """(n x key_words uint64 keys, n x ncols int64), copies, in the order keys first
         came."""

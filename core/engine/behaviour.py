@@ -120,16 +120,19 @@ class Behaviour:
     tables (read in the tailer's read transaction: the tailer is their only writer)."""
 
     def __init__(self) -> None:
-        self.clear()
-
-    def clear(self) -> None:
-        # The flush's rows, merged as they come (_tally.Sums; keys of two words).
+        # The flush's rows, merged as they come (_tally.Sums; keys of two words). The
+        # tables are kept from flush to flush, emptied by clear (their room is what the
+        # largest flush needed, which it held anyway).
         self._sums = {
             MEMBERS_DB: _tally.Sums(_TOTAL_OPS), CARDS_DB: _tally.Sums(_TOTAL_OPS),
             DAYS_DB: _tally.Sums((_tally.SUM,) * len(DAY_COLS)),      # (day, member)
             STORES_DB: _tally.Sums((_tally.SUM,) * len(STORE_COLS)),  # (member, store)
             CATS_DB: _tally.Sums((_tally.SUM,) * len(CAT_COLS)),      # (member, category)
         }
+
+    def clear(self) -> None:
+        for sums in self._sums.values():
+            sums.clear()
 
     def block(self, store, txn, block: np.ndarray, tz: int) -> None:
         """Add one journal block's rows: its card records in one pass in C
