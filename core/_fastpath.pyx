@@ -421,8 +421,8 @@ cdef class KeyMap:
         if n == 0:
             return out
         cdef int64_t[::1] o = out
-        cdef const uint64_t[::1] h = his
-        cdef const uint64_t[::1] lo = los
+        cdef const uint64_t[::1] h = np.ascontiguousarray(his)     # a strided column too
+        cdef const uint64_t[::1] lo = np.ascontiguousarray(los)
         if release_gil:
             with nogil:
                 self._get_many(&h[0], &lo[0], &o[0], n)

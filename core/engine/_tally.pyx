@@ -195,22 +195,28 @@ cdef class Sums:
         slot first (sequential), then the probes with the slot 16 rows ahead and its row
         8 ahead prefetched (the tables of a flush are larger than the caches: a probe
         without it waits for memory each time). True if a sum overflowed int64."""
-        cdef Py_ssize_t j, q, kw = self.kw, nc = self.ncols, c
+        cdef Py_ssize_t j, kw = self.kw, nc = self.ncols
         cdef uint64_t mask = self.cap - 1
         cdef bint over = False
         for j in range(m):
             h[j] = _hash(keys + j * kw, kw) & mask
         for j in range(m):
-            if j + 16 < m:
-                __builtin_prefetch(&self.sp[h[j + 16]])
-            if j + 8 < m:
-                q = self.sp[h[j + 8]]
-                if q >= 0:
-                    __builtin_prefetch(self.kp + q * kw)
-                    for c in range(0, nc, 8):
-                        __builtin_prefetch(self.vp + q * nc + c)
+            self._prefetch(h, j, m)
             over |= self._merge(self._row(keys + j * kw, h[j]), vals + j * nc)
         return over
+
+    cdef inline void _prefetch(self, const uint64_t *h, Py_ssize_t j, Py_ssize_t m) noexcept nogil:
+        """The second pass's prefetch at key j of m (h: their slots): the slot 16 keys
+        ahead, the row of the one 8 ahead."""
+        cdef Py_ssize_t q, c
+        if j + 16 < m:
+            __builtin_prefetch(&self.sp[h[j + 16]])
+        if j + 8 < m:
+            q = self.sp[h[j + 8]]
+            if q >= 0:
+                __builtin_prefetch(self.kp + q * self.kw)
+                for c in range(0, self.ncols, 8):
+                    __builtin_prefetch(self.vp + q * self.ncols + c)
 
     cdef _add2(self, const uint64_t[::1] k0, const uint64_t[::1] k1,
                const int64_t[:, ::1] vals, Py_ssize_t lo, Py_ssize_t hi):
@@ -337,7 +343,7 @@ def sales_add(Sums t, cnp.ndarray block, const int64_t[::1] sel, const int64_t[:
     SALES_NCOL summed columns); issue, first and operator are per selected record: its
     store of issue, 1 on a card's first record, the operator its row is filed under.
     pay_external: the PAY_EXTERNAL op flag (core.records)."""
-    cdef Py_ssize_t m = sel.shape[0], j, r, q
+    cdef Py_ssize_t m = sel.shape[0], j, r
     if t.kw != 4 or t.ncols != SALES_NCOL or not t.all_sum:
         raise ValueError("sales_add: a Sums of 4 key words and 17 summed columns")
     if issue.shape[0] != m or first.shape[0] != m or operator.shape[0] != m:
@@ -375,15 +381,7 @@ def sales_add(Sums t, cnp.ndarray block, const int64_t[::1] sel, const int64_t[:
         # Pass 2: probe and add, the slot 16 records ahead and its row 8 ahead
         # prefetched (the table of a flush is larger than the caches).
         for j in range(m):
-            if j + 16 < m:
-                __builtin_prefetch(&t.sp[H[j + 16]])
-            if j + 8 < m:
-                q = t.sp[H[j + 8]]
-                if q >= 0:
-                    __builtin_prefetch(t.kp + q * 4)
-                    __builtin_prefetch(t.vp + q * SALES_NCOL)
-                    __builtin_prefetch(t.vp + q * SALES_NCOL + 8)
-                    __builtin_prefetch(t.vp + q * SALES_NCOL + 16)
+            t._prefetch(&H[0], j, m)
             r = t._row(&W[j, 0], H[j])
             p = &recs[sel[j]]
             pd, bd, pts = p.principal_delta_fen, p.bonus_delta_fen, p.points_delta
@@ -529,6 +527,18 @@ cdef inline int64_t _day(int64_t time_s, int64_t tz) noexcept nogil:
 DEF _MEMO = 6
 
 
+cdef inline Py_ssize_t _memo_row(Sums t, int64_t *memo, uint64_t k0, uint64_t k1) noexcept nogil:
+    """The row of (k0, k1) in t (which has room for a new one): memo's (row, k0, k1)
+    when they are the same keys, else probed and remembered in memo."""
+    cdef uint64_t kk[2]
+    if memo[0] >= 0 and <uint64_t> memo[1] == k0 and <uint64_t> memo[2] == k1:
+        return memo[0]
+    kk[0], kk[1] = k0, k1
+    memo[0] = t._row(kk, _hash(kk, 2))
+    memo[1], memo[2] = <int64_t> k0, <int64_t> k1
+    return memo[0]
+
+
 cdef class CardTally:
     """The card records of a stretch, for the card events and member activity
     (rollups.card_event_rows, rollups.activity_of), kept as they come:
@@ -644,9 +654,8 @@ cdef class CardTally:
         cdef int64_t v[7]
         cdef int64_t fx[2]
         cdef int64_t one[1]
-        cdef uint64_t kk[2]
         cdef int c
-        cdef Py_ssize_t q, fr, vr
+        cdef Py_ssize_t q
         cdef int64_t *M
         # first and visits take at most one new row a record: room made here, so the
         # loop below adds to them directly (a card's rows remembered in MEMO: a card's
@@ -713,24 +722,12 @@ cdef class CardTally:
                 iss = <uint64_t> <uint32_t> issue[j]
                 visit = op == self.c_swipe or op == self.c_use
                 M = &MEMO[r, 0]
-                if M[0] >= 0 and <uint64_t> M[1] == key and <uint64_t> M[2] == iss:
-                    fr = M[0]
-                else:
-                    kk[0], kk[1] = key, iss
-                    fr = fs._row(kk, _hash(kk, 2))
-                    M[0], M[1], M[2] = fr, <int64_t> key, <int64_t> iss
                 fx[0] = day + 1
                 fx[1] = day + 1 if visit else 0
-                fs._merge(fr, fx)
+                fs._merge(_memo_row(fs, M, key, iss), fx)
                 if visit:
                     vk1 = (<uint64_t> <uint32_t> day) << 32 | iss
-                    if M[3] >= 0 and <uint64_t> M[4] == key and <uint64_t> M[5] == vk1:
-                        vr = M[3]
-                    else:
-                        kk[0], kk[1] = key, vk1
-                        vr = vs._row(kk, _hash(kk, 2))
-                        M[3], M[4], M[5] = vr, <int64_t> key, <int64_t> vk1
-                    over |= vs._merge(vr, one)
+                    over |= vs._merge(_memo_row(vs, M + 3, key, vk1), one)
         if over:
             raise OverflowError("a visits sum overflows int64")
         if ne:

@@ -175,6 +175,10 @@ def test_keymap_lookup_many_without_the_gil_finds_what_it_finds_with_it():
     assert held.tolist() == free.tolist()
     assert held[:len(keys)].tolist() == list(range(len(keys))) and (held[len(keys):] == -1).all()
     assert len(m.lookup_many(np.zeros(0, np.uint64), np.zeros(0, np.uint64), True)) == 0
+    cols = np.zeros((len(probe), 2), np.uint64)      # strided columns, as callers pass them
+    cols[:, 1] = probe
+    assert m.lookup_many(cols[:, 0], cols[:, 1], release_gil=True).tolist() == held.tolist()
+    assert m.lookup_many(cols[:, 0], cols[:, 1]).tolist() == held.tolist()
 
 
 def _block(rng, n: int) -> np.ndarray:
