@@ -268,6 +268,8 @@ cdef class KeyMap:
     cdef int _alloc(self, size_t cap) except -1
     cdef int64_t get(self, uint64_t hi, uint64_t lo) noexcept nogil
     cdef void prefetch(self, uint64_t hi, uint64_t lo) noexcept nogil
+    cdef void _get_many(self, const uint64_t *his, const uint64_t *los, int64_t *out,
+                        Py_ssize_t n) noexcept nogil
     cdef int put(self, uint64_t hi, uint64_t lo, int64_t v, bint overwrite) except -1 nogil
     cdef int _grow(self) except -1 nogil
     cdef void clear(self) noexcept nogil

@@ -60,6 +60,23 @@ cdef inline uint64_t _hash(const uint64_t *k, Py_ssize_t kw) noexcept nogil:
     return h
 
 
+cdef inline bint _merge_row(int64_t *v, const int64_t *x, const uint8_t *op,
+                            Py_ssize_t nc) noexcept nogil:
+    """Merge x into v column by column (op: SUM, checked; MIN_POSITIVE; MAX); True if a
+    sum overflowed int64."""
+    cdef Py_ssize_t c
+    cdef bint over = False
+    for c in range(nc):
+        if op[c] == _SUM:
+            over |= __builtin_add_overflow(v[c], x[c], &v[c])
+        elif op[c] == _MIN_POSITIVE:
+            if x[c] > 0 and (v[c] <= 0 or x[c] < v[c]):
+                v[c] = x[c]
+        elif x[c] > v[c]:
+            v[c] = x[c]
+    return over
+
+
 cdef class Sums:
     """Distinct keys of key_words 64-bit words (1 to 4) and an int64 row each, merged
     column by column (SUM, checked against int64 overflow; MIN_POSITIVE; MAX): an open
@@ -67,7 +84,7 @@ cdef class Sums:
     the tailer's sums: behaviour, card events and activity (two words), the settlement
     pieces, the sales rows (four words, sales_add)."""
 
-    cdef object _keys, _vals, _slots, _ops
+    cdef object _keys, _vals, _slots, _ops, _kbuf, _hbuf
     cdef uint64_t *kp
     cdef int64_t *vp
     cdef int64_t *sp
@@ -90,6 +107,7 @@ cdef class Sums:
         self.n = 0
         self.rows_cap = 0
         self._grow(max(rows_hint, 16))
+        self._kbuf = self._hbuf = None
 
     def _grow(self, Py_ssize_t need):
         cdef Py_ssize_t rows_cap = max(need, 2 * self.rows_cap)
@@ -149,15 +167,7 @@ cdef class Sums:
             for c in range(nc):
                 over |= __builtin_add_overflow(v[c], x[c], &v[c])
             return over
-        for c in range(nc):
-            if self.op[c] == _SUM:
-                over |= __builtin_add_overflow(v[c], x[c], &v[c])
-            elif self.op[c] == _MIN_POSITIVE:
-                if x[c] > 0 and (v[c] <= 0 or x[c] < v[c]):
-                    v[c] = x[c]
-            elif x[c] > v[c]:
-                v[c] = x[c]
-        return over
+        return _merge_row(v, x, self.op, nc)
 
     def add(self, const uint64_t[::1] k0, const uint64_t[::1] k1, const int64_t[:, ::1] vals):
         """Merge rows (k0[j], k1[j]) -> vals[j] into a table of two key words."""
@@ -172,40 +182,146 @@ cdef class Sums:
         for lo in range(0, m, _CHUNK):
             self._add2(k0, k1, vals, lo, min(m, lo + _CHUNK))
 
+    cdef _scratch(self, Py_ssize_t m):
+        """Room for m keys (kw words each) and their hashes in the scratch buffers."""
+        if self._hbuf is None or self._hbuf.shape[0] < m:
+            self._hbuf = np.empty(max(m, 1024), np.uint64)
+            self._kbuf = np.empty((max(m, 1024), self.kw), np.uint64)
+
+    cdef bint _add_many(self, const uint64_t *keys, const int64_t *vals, Py_ssize_t m,
+                        uint64_t *h) noexcept nogil:
+        """Merge m rows (keys: m x kw words, vals: m x ncols, both packed) into the table,
+        which has room for m new rows; h: scratch for m hashes. Two passes: every key's
+        slot first (sequential), then the probes with the slot 16 rows ahead and its row
+        8 ahead prefetched (the tables of a flush are larger than the caches: a probe
+        without it waits for memory each time). True if a sum overflowed int64."""
+        cdef Py_ssize_t j, kw = self.kw, nc = self.ncols
+        cdef uint64_t mask = self.cap - 1
+        cdef bint over = False
+        for j in range(m):
+            h[j] = _hash(keys + j * kw, kw) & mask
+        for j in range(m):
+            self._prefetch(h, j, m)
+            over |= self._merge(self._row(keys + j * kw, h[j]), vals + j * nc)
+        return over
+
+    cdef inline void _prefetch(self, const uint64_t *h, Py_ssize_t j, Py_ssize_t m) noexcept nogil:
+        """The second pass's prefetch at key j of m (h: their slots): the slot 16 keys
+        ahead, the row of the one 8 ahead."""
+        cdef Py_ssize_t q, c
+        if j + 16 < m:
+            __builtin_prefetch(&self.sp[h[j + 16]])
+        if j + 8 < m:
+            q = self.sp[h[j + 8]]
+            if q >= 0:
+                __builtin_prefetch(self.kp + q * self.kw)
+                for c in range(0, self.ncols, 8):
+                    __builtin_prefetch(self.vp + q * self.ncols + c)
+
     cdef _add2(self, const uint64_t[::1] k0, const uint64_t[::1] k1,
                const int64_t[:, ::1] vals, Py_ssize_t lo, Py_ssize_t hi):
-        cdef Py_ssize_t j, r
-        cdef uint64_t key[2]
+        cdef Py_ssize_t j, m = hi - lo
         cdef bint over = False
-        if self.n + (hi - lo) > self.rows_cap:
-            self._grow(self.n + (hi - lo))
+        if self.n + m > self.rows_cap:
+            self._grow(self.n + m)
+        self._scratch(m)
+        cdef uint64_t[:, ::1] K = self._kbuf
+        cdef uint64_t[::1] H = self._hbuf
         with nogil:
-            for j in range(lo, hi):
-                key[0], key[1] = k0[j], k1[j]
-                r = self._row(key, _hash(key, 2))
-                over |= self._merge(r, &vals[j, 0])
+            for j in range(m):
+                K[j, 0], K[j, 1] = k0[lo + j], k1[lo + j]
+            over = self._add_many(&K[0, 0], &vals[lo, 0], m, &H[0])
         if over:
             raise OverflowError("a rollup sum overflows int64")
 
     def add_rows(self, const uint64_t[:, ::1] keys, const int64_t[:, ::1] vals):
         """Merge rows keys[j] (n x key_words, as rows() gives them) -> vals[j]."""
-        cdef Py_ssize_t m = keys.shape[0], j, r
+        cdef Py_ssize_t m = keys.shape[0]
         if keys.shape[1] != self.kw or vals.shape[0] != m or (m and vals.shape[1] != self.ncols):
             raise ValueError("keys n x key_words, vals n x ncols")
+        if m == 0:
+            return
         if self.n + m > self.rows_cap:
             self._grow(self.n + m)
+        self._scratch(m)
+        cdef uint64_t[::1] H = self._hbuf
         cdef bint over = False
         with nogil:
-            for j in range(m):
-                r = self._row(&keys[j, 0], _hash(&keys[j, 0], self.kw))
-                over |= self._merge(r, &vals[j, 0])
+            over = self._add_many(&keys[0, 0], &vals[0, 0], m, &H[0])
         if over:
             raise OverflowError("a rollup sum overflows int64")
+
+    def clear(self):
+        """Empty the table and keep its room: the next rows go into memory already
+        mapped (a table made anew each flush grows from its hint again, each step a
+        rehash into freshly zeroed pages)."""
+        if self.n:
+            self._vals[:self.n] = 0
+            self._slots.fill(-1)
+        self.n = 0
 
     def rows(self):
         """(n x key_words uint64 keys, n x ncols int64), copies, in the order keys first
         came."""
         return self._keys[:self.n].copy(), self._vals[:self.n].copy()
+
+    def sorted_ids(self):
+        """(the ids ascending, the order of the rows that gives them) of a table keyed
+        by one id (its first key word, the others 0)."""
+        cdef Py_ssize_t n = self.n
+        if n and self.kw > 1 and (self._keys[:n, 1:] != 0).any():
+            raise ValueError("sorted_ids: rows keyed by one id (the other key words 0)")
+        keys = self._keys[:n, 0]
+        order = np.argsort(keys)            # distinct: any sort
+        return keys[order], order
+
+    def merge_into(self, cnp.ndarray stored, const int64_t[::1] order):
+        """Merge the rows of a table keyed by one id (order: sorted_ids') into stored rows
+        of the same ids, column by column as add does: stored is a C-contiguous array of
+        rows (u8 id, then ncols int64), sorted by id, one row per id (core.engine.
+        card_blocks' rows of the blocks the ids fall in), changed in place. Returns, per
+        id in order, the index of its row in stored (-1: none, nothing merged for it).
+        One walk of both in id order: no search per id."""
+        cdef Py_ssize_t nc = self.ncols, n = self.n, ns = stored.shape[0], j, r, a = 0
+        cdef Py_ssize_t w = stored.dtype.itemsize, kw = self.kw
+        if order.shape[0] != n:
+            raise ValueError("order: one per row")
+        if not stored.flags.c_contiguous or not stored.flags.writeable or w != 8 * (nc + 1):
+            raise ValueError("stored: writable C-contiguous rows of (u8 id, ncols int64)")
+        for j in range(n):
+            if order[j] < 0 or order[j] >= n:
+                raise IndexError("order out of the rows")
+        at = np.full(n, -1, np.int64)
+        cdef int64_t[::1] AT = at
+        cdef uint8_t *base = <uint8_t *> cnp.PyArray_DATA(stored)
+        cdef uint64_t *row
+        cdef uint64_t key, prev = 0
+        cdef bint over = False, unsorted = False
+        with nogil:
+            for j in range(n):
+                r = order[j]
+                if j + 8 < n:
+                    __builtin_prefetch(self.vp + order[j + 8] * nc)
+                    __builtin_prefetch(self.vp + order[j + 8] * nc + 8)
+                key = self.kp[r * kw]
+                if j and key <= prev:
+                    unsorted = True
+                    break
+                prev = key
+                while a < ns and (<uint64_t *> (base + a * w))[0] < key:
+                    a += 1
+                if a == ns:
+                    break
+                row = <uint64_t *> (base + a * w)
+                if row[0] != key:
+                    continue
+                AT[j] = a
+                over |= _merge_row(<int64_t *> (row + 1), self.vp + r * nc, self.op, nc)
+        if unsorted:
+            raise ValueError("merge_into: order does not sort the ids (stored is changed)")
+        if over:
+            raise OverflowError("a rollup sum overflows int64")
+        return at
 
 
 # ---------------------------------------------------------------------------------------
@@ -227,7 +343,7 @@ def sales_add(Sums t, cnp.ndarray block, const int64_t[::1] sel, const int64_t[:
     SALES_NCOL summed columns); issue, first and operator are per selected record: its
     store of issue, 1 on a card's first record, the operator its row is filed under.
     pay_external: the PAY_EXTERNAL op flag (core.records)."""
-    cdef Py_ssize_t m = sel.shape[0], j, r, q
+    cdef Py_ssize_t m = sel.shape[0], j, r
     if t.kw != 4 or t.ncols != SALES_NCOL or not t.all_sum:
         raise ValueError("sales_add: a Sums of 4 key words and 17 summed columns")
     if issue.shape[0] != m or first.shape[0] != m or operator.shape[0] != m:
@@ -265,15 +381,7 @@ def sales_add(Sums t, cnp.ndarray block, const int64_t[::1] sel, const int64_t[:
         # Pass 2: probe and add, the slot 16 records ahead and its row 8 ahead
         # prefetched (the table of a flush is larger than the caches).
         for j in range(m):
-            if j + 16 < m:
-                __builtin_prefetch(&t.sp[H[j + 16]])
-            if j + 8 < m:
-                q = t.sp[H[j + 8]]
-                if q >= 0:
-                    __builtin_prefetch(t.kp + q * 4)
-                    __builtin_prefetch(t.vp + q * SALES_NCOL)
-                    __builtin_prefetch(t.vp + q * SALES_NCOL + 8)
-                    __builtin_prefetch(t.vp + q * SALES_NCOL + 16)
+            t._prefetch(&H[0], j, m)
             r = t._row(&W[j, 0], H[j])
             p = &recs[sel[j]]
             pd, bd, pts = p.principal_delta_fen, p.bonus_delta_fen, p.points_delta
@@ -414,6 +522,23 @@ cdef inline int64_t _day(int64_t time_s, int64_t tz) noexcept nogil:
     return day
 
 
+# Per card of a CardTally, the rows of its last record in first and visits: (first's
+# row, its key words), (visits' row, its key words); a row -1: none yet.
+DEF _MEMO = 6
+
+
+cdef inline Py_ssize_t _memo_row(Sums t, int64_t *memo, uint64_t k0, uint64_t k1) noexcept nogil:
+    """The row of (k0, k1) in t (which has room for a new one): memo's (row, k0, k1)
+    when they are the same keys, else probed and remembered in memo."""
+    cdef uint64_t kk[2]
+    if memo[0] >= 0 and <uint64_t> memo[1] == k0 and <uint64_t> memo[2] == k1:
+        return memo[0]
+    kk[0], kk[1] = k0, k1
+    memo[0] = t._row(kk, _hash(kk, 2))
+    memo[1], memo[2] = <int64_t> k0, <int64_t> k1
+    return memo[0]
+
+
 cdef class CardTally:
     """The card records of a stretch, for the card events and member activity
     (rollups.card_event_rows, rollups.activity_of), kept as they come:
@@ -427,7 +552,7 @@ cdef class CardTally:
 
     codes (core.records): CANCELLED, DORMANT, LOST, REPLACE, RENEW, SWIPE, USE_COUNT."""
 
-    cdef object _card, _after, _slots
+    cdef object _card, _after, _slots, _memo
     cdef object _h_slot, _h_after, _h_op, _h_first, _h_day, _h_issue
     cdef Py_ssize_t ncards, cards_cap, cap, nheads, heads_cap
     cdef int64_t c_cancelled, c_dormant, c_lost, c_replace, c_renew, c_swipe, c_use
@@ -451,9 +576,11 @@ cdef class CardTally:
             cap <<= 1
         card = np.zeros(rows_cap, np.uint64)
         after = np.zeros(rows_cap, np.int64)
+        memo = np.full((rows_cap, _MEMO), -1, np.int64)
         if self.ncards:
             card[:self.ncards] = self._card[:self.ncards]
             after[:self.ncards] = self._after[:self.ncards]
+            memo[:self.ncards] = self._memo[:self.ncards]
         slots = np.full(cap, -1, np.int64)
         cdef uint64_t[::1] C = card
         cdef int64_t[::1] S = slots
@@ -463,7 +590,7 @@ cdef class CardTally:
             while S[i] >= 0:
                 i = (i + 1) & mask
             S[i] = r
-        self._card, self._after, self._slots = card, after, slots
+        self._card, self._after, self._slots, self._memo = card, after, slots, memo
         self.cards_cap, self.cap = rows_cap, cap
 
     def _grow_heads(self, Py_ssize_t need):
@@ -499,7 +626,7 @@ cdef class CardTally:
             int64_t tz_offset_s):
         """The records block[sel] (OK card records of a C-contiguous JOURNAL array, in seq
         order); issue: each one's store of issue."""
-        cdef Py_ssize_t m = sel.shape[0], nb = block.shape[0], j, i, r, ne = 0, nv = 0
+        cdef Py_ssize_t m = sel.shape[0], nb = block.shape[0], j, i, r, ne = 0
         if issue.shape[0] != m:
             raise ValueError("sel, issue: lengths differ")
         if not block.flags.c_contiguous or <size_t> block.dtype.itemsize != sizeof(JournalRec):
@@ -519,27 +646,50 @@ cdef class CardTally:
         cdef int64_t[::1] HF = self._h_first, HD = self._h_day, HI = self._h_issue
         ev_k = np.empty(m, np.uint64)
         ev_v = np.empty((m, 7), np.int64)
-        f_k0 = np.empty(m, np.uint64)
-        f_k1 = np.empty(m, np.uint64)
-        f_v = np.empty((m, 2), np.int64)
-        v_k0 = np.empty(m, np.uint64)
-        v_k1 = np.empty(m, np.uint64)
-        cdef uint64_t[::1] EK = ev_k, FK0 = f_k0, FK1 = f_k1, VK0 = v_k0, VK1 = v_k1
-        cdef int64_t[:, ::1] EV = ev_v, FV = f_v
-        cdef uint64_t mask = self.cap - 1, card, key
+        cdef uint64_t[::1] EK = ev_k
+        cdef int64_t[:, ::1] EV = ev_v, MEMO = self._memo
+        cdef uint64_t mask = self.cap - 1, card, key, iss, vk1
         cdef int64_t day, after, op
-        cdef bint first, visit
+        cdef bint first, visit, over = False
         cdef int64_t v[7]
+        cdef int64_t fx[2]
+        cdef int64_t one[1]
         cdef int c
+        cdef Py_ssize_t q
+        cdef int64_t *M
+        # first and visits take at most one new row a record: room made here, so the
+        # loop below adds to them directly (a card's rows remembered in MEMO: a card's
+        # later records in the stretch skip the probe).
+        cdef Sums fs = self.first, vs = self.visits
+        if fs.n + m > fs.rows_cap:
+            fs._grow(fs.n + m)
+        if vs.n + m > vs.rows_cap:
+            vs._grow(vs.n + m)
+        one[0] = 1
+        hashes = np.empty(m, np.uint64)
+        cdef uint64_t[::1] HH = hashes
         with nogil:
+            # Every record's slot first, then the probes with the slot 16 records ahead
+            # and its card 8 ahead prefetched (the table of a flush's cards is larger
+            # than the caches).
             for j in range(m):
+                HH[j] = _mix(recs[sel[j]].card_no, 0) & mask
+            for j in range(m):
+                if j + 16 < m:
+                    __builtin_prefetch(&S[HH[j + 16]])
+                if j + 8 < m:
+                    q = S[HH[j + 8]]
+                    if q >= 0:
+                        __builtin_prefetch(&C[q])
+                        __builtin_prefetch(&A[q])
+                        __builtin_prefetch(&MEMO[q, 0])
                 p = &recs[sel[j]]
                 card = p.card_no
                 after = p.after.status
                 op = p.op_type
                 first = p.prev_seq == 0
                 day = _day(p.time_s, tz_offset_s)
-                i = _mix(card, 0) & mask
+                i = HH[j]
                 while True:
                     r = S[i]
                     if r < 0 or C[r] == card:
@@ -565,22 +715,23 @@ cdef class CardTally:
                             EV[ne, c] = v[c]
                         ne += 1
                 A[r] = after
-                # Member activity: the member key is the member, else -card_no.
+                # Member activity: the member key is the member, else -card_no; first
+                # (key, issue) -> (day + 1, day + 1 of a visit), visits (key, day << 32 |
+                # issue) -> 1 a visit.
                 key = p.after.member_id if p.after.member_id != 0 else <uint64_t> (-<int64_t> card)
+                iss = <uint64_t> <uint32_t> issue[j]
                 visit = op == self.c_swipe or op == self.c_use
-                FK0[j] = key
-                FK1[j] = <uint64_t> <uint32_t> issue[j]
-                FV[j, 0] = day + 1
-                FV[j, 1] = day + 1 if visit else 0
+                M = &MEMO[r, 0]
+                fx[0] = day + 1
+                fx[1] = day + 1 if visit else 0
+                fs._merge(_memo_row(fs, M, key, iss), fx)
                 if visit:
-                    VK0[nv] = key
-                    VK1[nv] = (<uint64_t> <uint32_t> day) << 32 | <uint64_t> <uint32_t> issue[j]
-                    nv += 1
+                    vk1 = (<uint64_t> <uint32_t> day) << 32 | iss
+                    over |= vs._merge(_memo_row(vs, M + 3, key, vk1), one)
+        if over:
+            raise OverflowError("a visits sum overflows int64")
         if ne:
             self.events.add(ev_k[:ne], np.zeros(ne, np.uint64), ev_v[:ne])
-        self.first.add(f_k0, f_k1, f_v)
-        if nv:
-            self.visits.add(v_k0[:nv], v_k1[:nv], np.ones((nv, 1), np.int64))
 
     def head_cards(self):
         """The distinct cards of the stretch, in the order they came (uint64)."""

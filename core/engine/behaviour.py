@@ -48,7 +48,7 @@ from __future__ import annotations
 import numpy as np
 
 from core.engine import _tally, card_blocks
-from core.engine.storage import group_runs
+from core.engine.storage import group_runs, stable_argsort
 from core.records import OpType, PointsOp, RecordKind, Result
 
 MEMBERS_DB = "beh_members"
@@ -98,16 +98,6 @@ _CODES = np.array([Result.OK, RecordKind.KIND_CARD, _SWIPE, _USE, _REFUND, _RECH
                   np.int64)
 
 
-def _merge_totals(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Totals rows (n x _NT int64) combined: first_day min over the set ones, last_day
-    max, the rest summed."""
-    out = a + b
-    fa, fb = a[:, 0], b[:, 0]
-    out[:, 0] = np.where((fa > 0) & (fb > 0), np.minimum(fa, fb), np.maximum(fa, fb))
-    out[:, 1] = np.maximum(a[:, 1], b[:, 1])
-    return out
-
-
 # How each total column merges (_tally.Sums): first_day the least set day, last_day the
 # greatest, the rest summed.
 _TOTAL_OPS = (_tally.MIN_POSITIVE, _tally.MAX) + (_tally.SUM,) * (_NT - _MINMAX)
@@ -130,16 +120,19 @@ class Behaviour:
     tables (read in the tailer's read transaction: the tailer is their only writer)."""
 
     def __init__(self) -> None:
-        self.clear()
-
-    def clear(self) -> None:
-        # The flush's rows, merged as they come (_tally.Sums; keys of two words).
+        # The flush's rows, merged as they come (_tally.Sums; keys of two words). The
+        # tables are kept from flush to flush, emptied by clear (their room is what the
+        # largest flush needed, which it held anyway).
         self._sums = {
             MEMBERS_DB: _tally.Sums(_TOTAL_OPS), CARDS_DB: _tally.Sums(_TOTAL_OPS),
             DAYS_DB: _tally.Sums((_tally.SUM,) * len(DAY_COLS)),      # (day, member)
             STORES_DB: _tally.Sums((_tally.SUM,) * len(STORE_COLS)),  # (member, store)
             CATS_DB: _tally.Sums((_tally.SUM,) * len(CAT_COLS)),      # (member, category)
         }
+
+    def clear(self) -> None:
+        for sums in self._sums.values():
+            sums.clear()
 
     def block(self, store, txn, block: np.ndarray, tz: int) -> None:
         """Add one journal block's rows: its card records in one pass in C
@@ -188,41 +181,50 @@ class Behaviour:
         from txn; clears the rows."""
         out: dict[str, list[tuple[bytes, bytes]]] = {}
         for table in (MEMBERS_DB, CARDS_DB):
-            if not len(self._sums[table]):
+            sums = self._sums[table]
+            if not len(sums):
                 continue
-            k, vals = self._sums[table].rows()
-            order = np.argsort(k[:, 0])
-            ids, vals = np.ascontiguousarray(k[order, 0]), vals[order]
-            # The blocks of ids the rows fall in (card_blocks), read once and rewritten.
+            # The blocks of ids the rows fall in (card_blocks), read once and rewritten:
+            # the stored rows merged with the flush's in place, in one walk in C.
+            ids, order = sums.sorted_ids()
             old = card_blocks.read_blocks(txn, store.db[table], card_blocks.blocks_of(ids),
                                           TOTAL_ROW)
-            at = card_blocks.find(old, ids)
-            has = np.flatnonzero(at >= 0)
-            if len(has):
-                vals[has] = _merge_totals(vals[has], old["v"][at[has]].astype(np.int64))
+            at = sums.merge_into(old, order)
+            new = np.flatnonzero(at < 0)
+            if len(new) == 0:       # every id stored (the steady state): old is the blocks
+                out[table] = card_blocks.puts(old, old["id"], old, one_per_id=True)
+                continue
+            _, vals = sums.rows()
             rows = np.zeros(len(ids), TOTAL_ROW)
-            rows["id"], rows["v"] = ids, vals
+            has = np.flatnonzero(at >= 0)
+            rows[has] = old[at[has]]
+            rows["id"][new] = ids[new]
+            rows["v"][new] = vals[order[new]]
             out[table] = card_blocks.puts(old, ids, rows, one_per_id=True)
         if len(self._sums[DAYS_DB]):
             k, v = self._sums[DAYS_DB].rows()
             d, m = k[:, 0].astype(np.int64), k[:, 1]
             pairs = []
             bucket = (m >> np.uint64(DAY_BUCKET_SHIFT)).astype(np.int64)
-            blocks = np.unique(np.stack([d, bucket], axis=1), axis=0)
-            for day, bk in blocks.tolist():
-                at = (d == day) & (bucket == bk)
-                dm, dv = m[at], v[at]
-                key = int(day).to_bytes(4, "big") + int(bk).to_bytes(4, "big")
+            # The (day, bucket) blocks: one sort of the rows by them, then a run each.
+            order, starts = group_runs(d, bucket)
+            d, bucket, m, v = d[order], bucket[order], m[order], v[order]
+            for a, b in zip(starts.tolist(), [*starts[1:].tolist(), len(d)], strict=True):
+                dm, dv = m[a:b], v[a:b]
+                key = int(d[a]).to_bytes(4, "big") + int(bucket[a]).to_bytes(4, "big")
                 raw = txn.get(key, db=store.db[DAYS_DB])
                 if raw is not None:
                     rows = np.frombuffer(bytes(raw), DAY_ROW)
                     dm = np.concatenate((rows["member"], dm))
                     dv = np.concatenate((rows["v"].astype(np.int64), dv))
-                uniq, inv = np.unique(dm, return_inverse=True)
-                sums = np.zeros((len(uniq), len(DAY_COLS)), np.int64)
-                np.add.at(sums, inv, dv)
-                rows = np.zeros(len(uniq), DAY_ROW)
-                rows["member"], rows["v"] = uniq, sums
+                # A member's rows summed: by a radix sort of the member ids (as uint64),
+                # not np.unique (numpy 2's is a hash, many times slower than a sort on
+                # uint64 ids) and np.add.at.
+                o = stable_argsort(dm)
+                dm = dm[o]
+                first = np.flatnonzero(np.concatenate(([True], dm[1:] != dm[:-1])))
+                rows = np.zeros(len(first), DAY_ROW)
+                rows["member"], rows["v"] = dm[first], np.add.reduceat(dv[o], first, axis=0)
                 pairs.append((key, rows.tobytes()))
             out[DAYS_DB] = pairs
         for table, dtype, field in ((STORES_DB, STORE_KEY, "store"), (CATS_DB, CAT_KEY, "category")):
@@ -293,6 +295,29 @@ def _moves_nothing(old: np.ndarray, key, issue, seen, visit) -> bool:
                 and ((visit == 0) | ((v0 > 0) & (v0 <= visit))).all())
 
 
+def _runs(*cols: np.ndarray):
+    """(indices, the values of cols there) of each distinct row of cols (1-D integer
+    arrays), in order of first appearance. Rows sorted by their key (activity_of's
+    order: the blocks of a key are contiguous) are cut into runs without a sort; other
+    rows are grouped by a stable sort first."""
+    n = len(cols[0])
+    change = np.zeros(n, bool)
+    change[0] = True
+    for c in cols:
+        change[1:] |= c[1:] != c[:-1]
+    starts = np.flatnonzero(change)
+    heads = [c[starts].tolist() for c in cols]
+    if len(set(zip(*heads, strict=True))) != len(starts):      # a row in two runs
+        order, starts = group_runs(*(c.astype(np.int64) for c in cols))
+        heads = [c[order[starts]].tolist() for c in cols]
+    else:
+        order = None
+    ends = [*starts[1:].tolist(), n]
+    for j, (a, b) in enumerate(zip(starts.tolist(), ends, strict=True)):
+        at = slice(a, b) if order is None else order[a:b]
+        yield at, tuple(h[j] for h in heads)
+
+
 def activity_puts(store, txn, stretch) -> dict[str, list[tuple[bytes, bytes]]]:
     """The puts that merge a stretch's member activity (rollups.activity_of) into
     beh_act_first (only the pairs whose days are new or earlier) and beh_act_days (the
@@ -302,8 +327,7 @@ def activity_puts(store, txn, stretch) -> dict[str, list[tuple[bytes, bytes]]]:
     if len(fk):
         bk = _bucket(fk)
         pairs = []
-        for b in np.unique(bk).tolist():
-            at = np.flatnonzero(bk == np.uint64(b))
+        for at, (b,) in _runs(bk):
             bkey = int(b).to_bytes(8, "big")
             raw = txn.get(bkey, db=store.db[ACT_FIRST_DB])
             old = np.frombuffer(bytes(raw), ACT_FIRST_ROW) if raw is not None \
@@ -321,13 +345,8 @@ def activity_puts(store, txn, stretch) -> dict[str, list[tuple[bytes, bytes]]]:
         out[ACT_FIRST_DB] = pairs
     if len(dd):
         bk = _bucket(dk)
-        # The (day, bucket) blocks touched: a 1-D unique per day (a stretch has few days;
-        # np.unique over rows of two columns sorted them as opaque rows).
-        blocks = [(day, b) for day in np.unique(dd).tolist()
-                  for b in np.unique(bk[dd == day]).tolist()]
         pairs = []
-        for day, b in blocks:
-            at = np.flatnonzero((dd == day) & (bk == np.uint64(b)))
+        for at, (day, b) in _runs(dd, bk):
             bkey = int(day).to_bytes(4, "big") + int(b).to_bytes(8, "big")
             k, i, n = dk[at], di[at], dn[at]
             raw = txn.get(bkey, db=store.db[ACT_DAYS_DB])

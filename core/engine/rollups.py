@@ -317,10 +317,10 @@ class Summer:
         self.fresh = _fastpath.KeyMap(1024)
 
     def _issue_of(self, card: np.ndarray, ones: np.ndarray) -> np.ndarray:
-        known = self.issue.lookup_many(card, ones)
+        known = self.issue.lookup_many(card, ones, release_gil=True)   # the tailer's own maps
         miss = np.flatnonzero(known < 0)
         if len(miss):
-            known[miss] = self.fresh.lookup_many(card[miss], ones[miss])
+            known[miss] = self.fresh.lookup_many(card[miss], ones[miss], release_gil=True)
         return known
 
     def _refund_operators(self, txn, ref_seqs: np.ndarray, own: np.ndarray) -> np.ndarray:
@@ -1067,7 +1067,7 @@ class _LmdbIssue:
         self.db, self.txn = store.db[CARDS_DB], txn
         self._seen: dict[int, int] = {}         # one read per card of the tail
 
-    def lookup_many(self, cards: np.ndarray, _ones: np.ndarray) -> np.ndarray:
+    def lookup_many(self, cards: np.ndarray, _ones: np.ndarray, release_gil: bool = False) -> np.ndarray:
         uniq, inv = np.unique(cards, return_inverse=True)
         got = np.full(len(uniq), -1, np.int64)
         for j, c in enumerate(uniq.tolist()):

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from core import _fastpath
 from core._source_hash import TALLY_SOURCES, source_sha
 from core.engine import _tally, rollup_lots, rollups
 from core.records import JOURNAL, CardOp, CardStatus, OpType, RecordKind, Result
@@ -103,6 +104,81 @@ def test_sums_refuse_an_int64_overflow_and_a_wrong_key_width():
     two = _tally.Sums((_tally.SUM,), 16)
     with pytest.raises(OverflowError):
         two.add(np.zeros(2, np.uint64), np.zeros(2, np.uint64), np.full((2, 1), 2**62, np.int64))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 600), st.integers(0, 400), st.integers(0, 2**32))
+def test_sums_merge_into_stored_rows_as_add_would(n, stored_n, seed):
+    """merge_into (beh_cards / beh_members' blocks) gives each stored id the merge of
+    its stored row and the table's row, column by column as add does, leaves the other
+    stored rows alone, and says which ids have no stored row; after clear the table
+    sums the next rows as a new one would."""
+    rng = np.random.default_rng(seed)
+    ops = (_tally.MIN_POSITIVE, _tally.MAX, _tally.SUM)
+    row = np.dtype([("id", "<u8"), ("v", "<i8", (3,))])
+    stored = np.zeros(stored_n, row)
+    stored["id"] = np.sort(rng.choice(2_000, stored_n, replace=False)).astype(np.uint64)
+    stored["v"] = rng.integers(0, 40, (stored_n, 3))
+    s = _tally.Sums(ops, 16)
+    for _ in range(2):
+        s.add(np.zeros(3, np.uint64), np.zeros(3, np.uint64), np.ones((3, 3), np.int64))
+        s.clear()
+    ids = rng.integers(0, 2_000, n).astype(np.uint64)
+    vals = rng.integers(0, 40, (n, 3)).astype(np.int64)
+    s.add(ids, np.zeros(n, np.uint64), vals)
+    fresh = _tally.Sums(ops, 16)
+    fresh.add(ids, np.zeros(n, np.uint64), vals)
+    assert [x.tolist() for x in s.rows()] == [x.tolist() for x in fresh.rows()]
+    keys, sums = s.rows()
+    want = {int(r["id"]): r["v"].tolist() for r in stored}
+    for k, v in zip(keys[:, 0].tolist(), sums.tolist(), strict=True):
+        if k in want:
+            w = want[k]
+            want[k] = [min(a for a in (w[0], v[0]) if a > 0) if w[0] > 0 or v[0] > 0 else 0,
+                       max(w[1], v[1]), w[2] + v[2]]
+    sorted_ids, order = s.sorted_ids()
+    assert sorted_ids.tolist() == sorted(keys[:, 0].tolist())
+    at = s.merge_into(stored, order)
+    assert {int(r["id"]): r["v"].tolist() for r in stored} == want
+    have = {int(x): j for j, x in enumerate(stored["id"].tolist())}
+    assert at.tolist() == [have.get(int(k), -1) for k in sorted_ids.tolist()]
+
+
+def test_merge_into_refuses_a_wrong_order_or_layout():
+    s = _tally.Sums((_tally.SUM,), 16)
+    s.add(np.array([5, 3], np.uint64), np.zeros(2, np.uint64), np.ones((2, 1), np.int64))
+    row = np.dtype([("id", "<u8"), ("v", "<i8", (1,))])
+    stored = np.zeros(2, row)
+    stored["id"] = [3, 5]
+    with pytest.raises(ValueError):                 # not the order that sorts the ids
+        s.merge_into(stored, np.array([0, 1], np.int64))
+    with pytest.raises(ValueError):                 # rows of another width
+        s.merge_into(np.zeros(2, np.dtype([("id", "<u8"), ("v", "<i8", (2,))])),
+                     np.array([1, 0], np.int64))
+    with pytest.raises(IndexError):
+        s.merge_into(stored, np.array([1, 2], np.int64))
+    two = _tally.Sums((_tally.SUM,), 16)
+    two.add(np.ones(1, np.uint64), np.ones(1, np.uint64), np.ones((1, 1), np.int64))
+    with pytest.raises(ValueError):                 # keyed by more than an id
+        two.sorted_ids()
+
+
+def test_keymap_lookup_many_without_the_gil_finds_what_it_finds_with_it():
+    rng = np.random.default_rng(3)
+    m = _fastpath.KeyMap(16)
+    keys = rng.choice(10**9, 50_000, replace=False).astype(np.uint64) + np.uint64(1)
+    m.insert_many(np.zeros(len(keys), np.uint64), keys, np.arange(len(keys), dtype=np.int64))
+    probe = np.concatenate((keys, keys + np.uint64(10**9)))
+    zeros = np.zeros(len(probe), np.uint64)
+    held = m.lookup_many(zeros, probe)
+    free = m.lookup_many(zeros, probe, release_gil=True)
+    assert held.tolist() == free.tolist()
+    assert held[:len(keys)].tolist() == list(range(len(keys))) and (held[len(keys):] == -1).all()
+    assert len(m.lookup_many(np.zeros(0, np.uint64), np.zeros(0, np.uint64), True)) == 0
+    cols = np.zeros((len(probe), 2), np.uint64)      # strided columns, as callers pass them
+    cols[:, 1] = probe
+    assert m.lookup_many(cols[:, 0], cols[:, 1], release_gil=True).tolist() == held.tolist()
+    assert m.lookup_many(cols[:, 0], cols[:, 1]).tolist() == held.tolist()
 
 
 def _block(rng, n: int) -> np.ndarray:
