@@ -37,6 +37,7 @@ from core import _fastpath
 from core.engine.rollups import JOURNAL_ITEM, JOURNAL_ITEMS_DB, Rollups
 from core.engine.rollups import ensure_dbs as ensure_rollup_dbs
 from core.engine.storage import CARD_TYPES_DB, CHUNK_SHIFT, IDS_DTYPE, Store, from_be, u32, u64
+from core.idsets import unique_ids
 from core.records import (
     CARD,
     COUPON,
@@ -967,7 +968,7 @@ class Engine:
         # some are unknown: cheaper than sorting every block's card numbers.
         unknown = self._unknown_cards(recs)
         if len(unknown):
-            self._ensure_capacity(len(np.unique(unknown)))
+            self._ensure_capacity(len(unique_ids(unknown, unknown.dtype)))
         if facts.has_coupons:
             is_coupon = recs["kind"] == RecordKind.KIND_COUPON
             after = JOURNAL.fields["after"][1]
@@ -976,7 +977,7 @@ class Engine:
             unknown = self._coupon_index.lookup_many(np.zeros(len(ids), np.uint64),
                                                      ids.astype(np.uint64)) < 0
             if unknown.any():
-                self._ensure_coupon_capacity(len(np.unique(ids[unknown])))
+                self._ensure_coupon_capacity(len(unique_ids(ids[unknown], ids.dtype)))
 
     def _claim_ids(self, recs: np.ndarray) -> None:
         """Each op's first record claims its client id (recovery and admin ops; hot
@@ -1158,7 +1159,7 @@ class Engine:
         def build(ctx: AdminContext):
             if np.any(nos == 0):
                 ctx.reject(Result.CARD_NO_INVALID, "card number 0 is not valid")
-            if len(np.unique(nos)) != len(nos):
+            if len(unique_ids(nos, nos.dtype)) != len(nos):
                 ctx.reject(Result.CARD_EXISTS, "the same card number twice in one issue")
             for no in nos.tolist():
                 if ctx.card(no) is not None:
@@ -1231,7 +1232,7 @@ class Engine:
         if tpl is None:
             ctx.reject(Result.NOT_FOUND, f"coupon template {template_id} not found",
                        "TEMPLATE_NOT_FOUND")
-        uniq = np.unique(nos)
+        uniq = unique_ids(nos, nos.dtype)
         status = ctx.card_statuses(uniq)
         missing, cancelled = uniq[status < 0], uniq[status == CardStatus.CANCELLED]
         if len(missing):
