@@ -428,3 +428,53 @@ def test_a_standby_searches_new_members_and_a_promoted_one_reads_them(tmp_path):
         rules, _ = _following([standby.address], "admin", "GetRules",
                               admin_pb2.GetRulesRequest(), session)
         assert json.loads(rules.rules_json)["points_per_yuan_bp"] == 25_000
+
+
+# Takeovers in the test below: each one a write that needs the other standby to follow.
+RESUBSCRIBE_KILLS = 4
+
+
+def test_after_each_takeover_the_other_standby_follows_and_a_sync_write_is_acknowledged(tmp_path):
+    """Sync replication with on_standby_lost = "wait" (REPLICATION): after the leader is
+    SIGKILLed, the new leader holds every acknowledgement until a standby confirms it,
+    and its only standby is the node that did not win. So a write sent through that
+    standby after the takeover (NOT_LEADER, then the new leader) is acknowledged only
+    once that standby has followed the new leader: the takeover of `mms cluster demo`
+    whose write ended DEADLINE_EXCEEDED. Tills keep writing through every kill, so
+    frames are in flight when it dies. Each round: the write is acknowledged within the
+    bound, by the new leader, and the other standby's Status names the new leader, has
+    no refusal and reaches the leader's frame. The bounds are generous (waits on events,
+    nothing timed)."""
+    etcd = etcd_cluster(str(tmp_path / "etcd"))
+    with nodes_on(etcd) as nodes:
+        nodes.extend(_start(tmp_path, etcd))
+        targets = [n.address for n in nodes]
+        leader = wait_for(lambda: leader_of(nodes), TAKEOVER_TIMEOUT_S, "a leader")
+        _seed(targets)
+        with Tills(targets) as tills:
+            for k in range(RESUBSCRIBE_KILLS):
+                n0 = tills.count()
+                wait_for(lambda n0=n0: tills.count() >= n0 + OPS_PER_ROUND * TILLS,
+                         TAKEOVER_TIMEOUT_S, "the load to be acknowledged")
+                epoch = leader.leader_epoch()
+                leader.kill()
+                others = [n for n in nodes if n is not leader]
+                new = wait_for(lambda others=others, e=epoch: next(
+                    (n for n in others if n.leader_epoch() and n.leader_epoch() > e), None),
+                    TAKEOVER_TIMEOUT_S, "a new leader")
+                standby = next(n for n in others if n is not new)
+                req = pos_pb2.RechargeRequest(client_id=os.urandom(16),
+                                              card_no=PROBE_CARDS[k], amount_fen=100 + k)
+                r, target = _following([standby.address], "pos", "Recharge", req,
+                                       TERMINALS[1].token)
+                assert target == new.address and not r.result.replayed
+                st = wait_for(lambda new=new, standby=standby: (
+                    (s := _status(standby)) and s["primary"] == new.address
+                    and (lead := _status(new)) and s["frame"] >= lead["frame"] and s),
+                    TAKEOVER_TIMEOUT_S, "the other standby at the new leader's frame")
+                assert st["role"] == "standby" and not st["error_reason"], st
+                i = nodes.index(leader)
+                nodes[i] = restart(leader)
+                wait_for(lambda i=i, new=new: nodes[i].lines(f"leader={new.name}"),
+                         TAKEOVER_TIMEOUT_S, "the restarted node to follow")
+                leader = new
