@@ -45,7 +45,7 @@ from core.records import JOURNAL, RecordKind, Result, split_client_id
 from server.client import CHANNEL_OPTIONS, LeaderFollower, auth, error_info
 from server.mms_pb import admin_pb2, pos_pb2, pos_pb2_grpc
 from server.rpc.replication import status_of
-from server.tools.cluster import REPLICATION_TOKEN, Node
+from server.tools.cluster import REPLICATION_TOKEN, Node, bound_s
 from server.tools.launch import issue_and_fund
 from tests.engine.test_replication import assert_same, dump_dir
 
@@ -68,7 +68,7 @@ def _following(targets: list[str], service: str, method: str, request, token: st
     async def go():
         async with LeaderFollower(targets) as f:
             r = await f.call(service, method, request, metadata=auth(token),
-                             timeout=CALL_TIMEOUT_S)
+                             timeout=bound_s(CALL_TIMEOUT_S))
             return r, f.target
     return asyncio.run(go())
 
@@ -134,7 +134,7 @@ class Tills:
             e.clear()
         self.run.clear()
         for i, e in enumerate(self.idle):
-            if not e.wait(2 * CALL_TIMEOUT_S):
+            if not e.wait(bound_s(2 * CALL_TIMEOUT_S)):
                 raise TimeoutError(f"till {i} did not pause")
 
     def resume(self) -> None:
@@ -149,7 +149,7 @@ class Tills:
         self.stop.set()
         self.run.set()
         for t in self.threads:
-            t.join(2 * CALL_TIMEOUT_S)
+            t.join(bound_s(2 * CALL_TIMEOUT_S))
 
 
 def _status(node: Node) -> dict | None:
@@ -323,7 +323,7 @@ def _sigstop(nodes: list[Node], old: Node, tills: Tills, targets: list[str]) -> 
                 try:
                     r = stub.Recharge(pos_pb2.RechargeRequest(
                         client_id=client_id, card_no=PROBE_CARDS[-1], amount_fen=1),
-                        metadata=auth(TERMINALS[1].token), timeout=CALL_TIMEOUT_S)
+                        metadata=auth(TERMINALS[1].token), timeout=bound_s(CALL_TIMEOUT_S))
                     oked[client_id] = int(r.result.seq)
                     answers.append((sent, time.monotonic(), "OK"))
                 except grpc.RpcError as e:
@@ -354,7 +354,7 @@ def _sigstop(nodes: list[Node], old: Node, tills: Tills, targets: list[str]) -> 
                  "an answer to a request sent after SIGCONT")
     finally:
         stop.set()
-        bound.join(2 * CALL_TIMEOUT_S)
+        bound.join(bound_s(2 * CALL_TIMEOUT_S))
     assert _field(fenced[0], "gate_closed_at") < won_after, (fenced, won_after)
     oks = [(s, a) for s, a, w in answers if w == "OK"]
     # Decided while the lease held: sent before the pause; at most the one in flight
