@@ -252,6 +252,30 @@ def _seed(targets: list[str]) -> None:
     asyncio.run(go())
 
 
+def _kill_under_load(nodes: list[Node], leader: Node, tills: Tills) -> tuple[float, Node]:
+    """Once the tills have had a round of ops acknowledged, SIGKILL the leader: when
+    (monotonic), and the node that leads next (a later epoch)."""
+    n0 = tills.count()
+    wait_for(lambda: tills.count() >= n0 + OPS_PER_ROUND * TILLS, TAKEOVER_TIMEOUT_S,
+             "the load to be acknowledged")
+    epoch = leader.leader_epoch()
+    t_kill = time.monotonic()
+    leader.kill()
+    others = [n for n in nodes if n is not leader]
+    new = wait_for(lambda: next((n for n in others if n.leader_epoch()
+                                 and n.leader_epoch() > epoch), None),
+                   TAKEOVER_TIMEOUT_S, "a new leader")
+    return t_kill, new
+
+
+def _restart_following(nodes: list[Node], dead: Node, leader: Node) -> None:
+    """Start the killed node again in its place in nodes; until it follows leader."""
+    i = nodes.index(dead)
+    nodes[i] = restart(dead)
+    wait_for(lambda: nodes[i].lines(f"leader={leader.name}"), TAKEOVER_TIMEOUT_S,
+             "the restarted node to follow")
+
+
 def test_sigkill_the_leader_ten_times_and_sigstop_it_once(tmp_path):
     etcd = etcd_cluster(str(tmp_path / "etcd"))
     with nodes_on(etcd) as nodes:
@@ -263,15 +287,7 @@ def test_sigkill_the_leader_ten_times_and_sigstop_it_once(tmp_path):
         takeover_s: list[float] = []
         with Tills(targets) as tills:
             for k in range(KILLS):
-                n0 = tills.count()
-                wait_for(lambda n0=n0: tills.count() >= n0 + OPS_PER_ROUND * TILLS,
-                         TAKEOVER_TIMEOUT_S, "the load to be acknowledged")
-                t_kill = time.monotonic()
-                leader.kill()
-                others = [n for n in nodes if n is not leader]
-                new = wait_for(lambda others=others, e=epochs[-1]: next(
-                    (n for n in others if n.leader_epoch() and n.leader_epoch() > e), None),
-                    TAKEOVER_TIMEOUT_S, "a new leader")
+                t_kill, new = _kill_under_load(nodes, leader, tills)
                 # A probe with one id, sent to the dead node first, lands once.
                 req = pos_pb2.RechargeRequest(client_id=os.urandom(16),
                                               card_no=PROBE_CARDS[k], amount_fen=100 + k)
@@ -282,10 +298,7 @@ def test_sigkill_the_leader_ten_times_and_sigstop_it_once(tmp_path):
                 again, _ = _following(targets, "pos", "Recharge", req, TERMINALS[1].token)
                 assert again.result.replayed and again.result.seq == first.result.seq
                 epochs.append(new.leader_epoch())
-                i = nodes.index(leader)
-                nodes[i] = restart(leader)
-                wait_for(lambda i=i, new=new: nodes[i].lines(f"leader={new.name}"),
-                         TAKEOVER_TIMEOUT_S, "the restarted node to follow")
+                _restart_following(nodes, leader, new)
                 leader = new
                 t_check = time.monotonic()
                 tills.pause()
@@ -453,16 +466,8 @@ def test_after_each_takeover_the_other_standby_follows_and_a_sync_write_is_ackno
         _seed(targets)
         with Tills(targets) as tills:
             for k in range(RESUBSCRIBE_KILLS):
-                n0 = tills.count()
-                wait_for(lambda n0=n0: tills.count() >= n0 + OPS_PER_ROUND * TILLS,
-                         TAKEOVER_TIMEOUT_S, "the load to be acknowledged")
-                epoch = leader.leader_epoch()
-                leader.kill()
-                others = [n for n in nodes if n is not leader]
-                new = wait_for(lambda others=others, e=epoch: next(
-                    (n for n in others if n.leader_epoch() and n.leader_epoch() > e), None),
-                    TAKEOVER_TIMEOUT_S, "a new leader")
-                standby = next(n for n in others if n is not new)
+                _t_kill, new = _kill_under_load(nodes, leader, tills)
+                standby = next(n for n in nodes if n is not new and n is not leader)
                 req = pos_pb2.RechargeRequest(client_id=os.urandom(16),
                                               card_no=PROBE_CARDS[k], amount_fen=100 + k)
                 r, target = _following([standby.address], "pos", "Recharge", req,
@@ -473,8 +478,5 @@ def test_after_each_takeover_the_other_standby_follows_and_a_sync_write_is_ackno
                     and (lead := _status(new)) and s["frame"] >= lead["frame"] and s),
                     TAKEOVER_TIMEOUT_S, "the other standby at the new leader's frame")
                 assert st["role"] == "standby" and not st["error_reason"], st
-                i = nodes.index(leader)
-                nodes[i] = restart(leader)
-                wait_for(lambda i=i, new=new: nodes[i].lines(f"leader={new.name}"),
-                         TAKEOVER_TIMEOUT_S, "the restarted node to follow")
+                _restart_following(nodes, leader, new)
                 leader = new
