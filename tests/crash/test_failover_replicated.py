@@ -252,6 +252,16 @@ def _seed(targets: list[str]) -> None:
     asyncio.run(go())
 
 
+def _seeded_trio(tmp_path, etcd, nodes: list[Node]) -> tuple[list[str], Node]:
+    """Three nodes started into nodes, the cards seeded through the leader: every node's
+    address, and the leader."""
+    nodes.extend(_start(tmp_path, etcd))
+    targets = [n.address for n in nodes]
+    leader = wait_for(lambda: leader_of(nodes), TAKEOVER_TIMEOUT_S, "a leader")
+    _seed(targets)
+    return targets, leader
+
+
 def _kill_under_load(nodes: list[Node], leader: Node, tills: Tills) -> tuple[float, Node]:
     """Once the tills have had a round of ops acknowledged, SIGKILL the leader: when
     (monotonic), and the node that leads next (a later epoch)."""
@@ -279,10 +289,7 @@ def _restart_following(nodes: list[Node], dead: Node, leader: Node) -> None:
 def test_sigkill_the_leader_ten_times_and_sigstop_it_once(tmp_path):
     etcd = etcd_cluster(str(tmp_path / "etcd"))
     with nodes_on(etcd) as nodes:
-        nodes.extend(_start(tmp_path, etcd))
-        targets = [n.address for n in nodes]
-        leader = wait_for(lambda: leader_of(nodes), TAKEOVER_TIMEOUT_S, "a leader")
-        _seed(targets)
+        targets, leader = _seeded_trio(tmp_path, etcd, nodes)
         epochs = [leader.leader_epoch()]
         takeover_s: list[float] = []
         with Tills(targets) as tills:
@@ -460,10 +467,7 @@ def test_after_each_takeover_the_other_standby_follows_and_a_sync_write_is_ackno
     nothing timed)."""
     etcd = etcd_cluster(str(tmp_path / "etcd"))
     with nodes_on(etcd) as nodes:
-        nodes.extend(_start(tmp_path, etcd))
-        targets = [n.address for n in nodes]
-        leader = wait_for(lambda: leader_of(nodes), TAKEOVER_TIMEOUT_S, "a leader")
-        _seed(targets)
+        targets, leader = _seeded_trio(tmp_path, etcd, nodes)
         with Tills(targets) as tills:
             for k in range(RESUBSCRIBE_KILLS):
                 _t_kill, new = _kill_under_load(nodes, leader, tills)
