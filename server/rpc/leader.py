@@ -240,14 +240,14 @@ class Etcd:
                         "client of %s", key.decode(errors="replace"), self.endpoints[self._i])
             if self.connects == connects:  # not replaced meanwhile
                 await self._drop()
-        elif err is not None and not isinstance(err, self._aetcd.exceptions.WatchTimeoutError):
-            raise err
+        elif err is not None and not isinstance(err, (self._aetcd.exceptions.WatchTimeoutError,
+                                                      asyncio.CancelledError)):
+            raise err  # (cancelled: by the bound above, a silent key as well)
 
     async def close(self) -> None:
         client, self._client = self._client, None
         if client is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(client.close(), self.call_timeout_s)
+            await bounded(client.close(), self.call_timeout_s)
 
 
 class NodeAdapter:
