@@ -47,6 +47,7 @@ from core.domain.pii import KEY_FILE as PII_KEY_FILE
 from server.mms_pb import replication_pb2, replication_pb2_grpc
 from server.rpc.constants import (
     REPLICATION,
+    REPLICATION_ACCEPT_TIMEOUT_S,
     REPLICATION_ASYNC_CONFIRM_MS,
     REPLICATION_CHUNK_BYTES,
     REPLICATION_CONNECT_TIMEOUT_S,
@@ -597,7 +598,7 @@ class Standby:
             call.cancel()
         # The acceptance within a bound: a primary that is stopped (SIGSTOP, a partition)
         # accepts the connection and never answers, and the stream has no deadline.
-        timer = threading.Timer(REPLICATION_CONNECT_TIMEOUT_S, call.cancel)
+        timer = threading.Timer(REPLICATION_ACCEPT_TIMEOUT_S, call.cancel)
         timer.daemon = True
         timer.start()
         try:
