@@ -342,8 +342,9 @@ class ReplicationService(replication_pb2_grpc.ReplicationServiceServicer):
         log.info("standby %r follows from frame %d", first.standby, first.after_frame)
         pos = first.after_frame
         try:
-            yield replication_pb2.FrameChunk(  # accepted
-                confirm_interval_ms=0 if feed.sync else REPLICATION_ASYNC_CONFIRM_MS)
+            yield replication_pb2.FrameChunk(  # accepted, with the seq it has reached
+                confirm_interval_ms=0 if feed.sync else REPLICATION_ASYNC_CONFIRM_MS,
+                primary_seq=feed.last_seq)
             while not gone:
                 wake.clear()
                 asked[0] = False
@@ -606,6 +607,8 @@ class Standby:
         finally:
             timer.cancel()
         self._confirm_interval_s = accepted.confirm_interval_ms / 1000
+        if accepted.primary_seq:  # known at once, even with no frame to send yet
+            self.primary_seq = accepted.primary_seq
         log.warning("standby %s: following %s from frame %d epoch %d", self.name,
                     self.primary, frame, epoch)
         return call
