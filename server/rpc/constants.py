@@ -66,6 +66,10 @@ REPLICATION_ASYNC_CONFIRM_MS = 20
 REPLICATION_RECONNECT_S = 0.5
 # Status calls between nodes give up after this long.
 REPLICATION_CONNECT_TIMEOUT_S = 5.0
+# A standby waits this long for a primary to accept its subscription, then tries again:
+# a stopped primary (SIGSTOP, a partition) accepts the connection and never answers. Far
+# above a loaded primary's answer (retrying too early would throw the try away).
+REPLICATION_ACCEPT_TIMEOUT_S = 30.0
 
 # The grpc.aio server's options, for mms serve and the benchmark's no-op ceiling alike:
 # the message bound both ways, and no second server on the same port by accident.

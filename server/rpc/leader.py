@@ -68,6 +68,48 @@ DEFER_TTLS_MAX = 2
 ETCD_ENDPOINTS_MAX = 16
 
 
+# Tasks given up on (they did not end within their bound once cancelled): referenced
+# here until they do end, so that they are not collected mid-flight.
+_ABANDONED: set[asyncio.Future] = set()
+
+
+async def bounded(aw, timeout_s: float) -> tuple[bool, BaseException | None]:
+    """Await aw (a coroutine or a future) for at most timeout_s, then cancel it and give
+    it at most timeout_s more to end: (whether it ended, its exception or None). Unlike
+    asyncio.wait_for, never waits without a bound for a task that ignores its
+    cancellation; such a task is left running (referenced in _ABANDONED)."""
+    task = asyncio.ensure_future(aw)
+    try:
+        done, _ = await asyncio.wait({task}, timeout=timeout_s)
+        if not done:
+            task.cancel()
+            done, _ = await asyncio.wait({task}, timeout=timeout_s)
+    except asyncio.CancelledError:  # the caller is cancelled: so is aw, unawaited
+        task.cancel()
+        _abandon(task)
+        raise
+    if not done:
+        _abandon(task)
+        return False, None
+    if task.cancelled():
+        return True, asyncio.CancelledError()
+    return True, task.exception()
+
+
+def _abandon(task: asyncio.Future) -> None:
+    if task.done():
+        _forget(task)
+        return
+    _ABANDONED.add(task)
+    task.add_done_callback(_forget)
+
+
+def _forget(task: asyncio.Future) -> None:
+    _ABANDONED.discard(task)
+    if not task.cancelled():
+        task.exception()  # retrieved: no "exception was never retrieved" at exit
+
+
 class EtcdUnavailable(Exception):
     """No etcd endpoint answered within the call bound."""
 
@@ -151,12 +193,14 @@ class Etcd:
         self.call_timeout_s = call_timeout_s
         self._i = 0
         self._client: Any = None
+        self.connects = 0  # clients made so far
 
     async def _connected(self):
         if self._client is None:
             host, _, port = self.endpoints[self._i].rpartition(":")
             self._client = self._aetcd.Client(host=host or "127.0.0.1", port=int(port),
                                               timeout=self.call_timeout_s)
+            self.connects += 1
             await asyncio.wait_for(self._client.connect(), self.call_timeout_s)
         return self._client
 
@@ -164,8 +208,7 @@ class Etcd:
         client, self._client = self._client, None
         self._i = (self._i + 1) % len(self.endpoints)
         if client is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(client.close(), self.call_timeout_s)
+            await bounded(client.close(), self.call_timeout_s)
 
     async def call(self, fn: Callable[[Any], Awaitable[Any]]) -> Any:
         last: BaseException | None = None
@@ -179,18 +222,32 @@ class Etcd:
         raise EtcdUnavailable(f"no etcd endpoint of {self.endpoints} answered: {last!r}")
 
     async def watch_once(self, key: bytes, timeout_s: float, start_revision: int | None) -> None:
-        """Until one event on key or timeout_s; a silent key is no endpoint's fault."""
+        """Until one event on key or timeout_s (a silent key is no endpoint's fault), and
+        never longer than timeout_s plus two call bounds: aetcd's watcher can leave a watch
+        that ignores its cancellation (its Condition.wait takes the watcher's lock back
+        before it lets a cancellation through, and that lock can stay held by a put into
+        its full request queue after the stream broke). asyncio.wait_for would then wait
+        for that watch forever, and the leadership loop with it (a standby that never
+        learnt the new leader, a sync write held until its deadline). Such a watch is
+        left behind and the client dropped, so the next call connects afresh."""
         client = await self._connected()
-        with contextlib.suppress(self._aetcd.exceptions.WatchTimeoutError):
-            await asyncio.wait_for(client.watch_once(key, timeout=timeout_s,
-                                                     start_revision=start_revision),
-                                   timeout_s + self.call_timeout_s)
+        watch = asyncio.ensure_future(client.watch_once(key, timeout=timeout_s,
+                                                        start_revision=start_revision))
+        connects = self.connects
+        done, err = await bounded(watch, timeout_s + self.call_timeout_s)
+        if not done:
+            log.warning("etcd: a watch of %s did not end when cancelled; dropping the "
+                        "client of %s", key.decode(errors="replace"), self.endpoints[self._i])
+            if self.connects == connects:  # not replaced meanwhile
+                await self._drop()
+        elif err is not None and not isinstance(err, (self._aetcd.exceptions.WatchTimeoutError,
+                                                      asyncio.CancelledError)):
+            raise err  # (cancelled: by the bound above, a silent key as well)
 
     async def close(self) -> None:
         client, self._client = self._client, None
         if client is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(client.close(), self.call_timeout_s)
+            await bounded(client.close(), self.call_timeout_s)
 
 
 class NodeAdapter:
@@ -560,12 +617,13 @@ class Leadership:
                 await self.etcd.watch_once(key, poll, revision + 1 if revision else None)
 
         w = asyncio.create_task(watched())
+        tasks = {lost, stop, w}
         try:
-            await asyncio.wait({lost, stop, w}, timeout=poll * 2,
-                               return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(tasks, timeout=poll * 2, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for t in (lost, stop, w):
+            for t in tasks:
                 t.cancel()
-            for t in (lost, stop, w):
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await t
+            # Bounded: a task that ignores its cancellation must not hold the loop here
+            # (the caller reads the key again either way).
+            for t in tasks:
+                await bounded(t, self.etcd.call_timeout_s)

@@ -47,6 +47,7 @@ from core.domain.pii import KEY_FILE as PII_KEY_FILE
 from server.mms_pb import replication_pb2, replication_pb2_grpc
 from server.rpc.constants import (
     REPLICATION,
+    REPLICATION_ACCEPT_TIMEOUT_S,
     REPLICATION_ASYNC_CONFIRM_MS,
     REPLICATION_CHUNK_BYTES,
     REPLICATION_CONNECT_TIMEOUT_S,
@@ -341,8 +342,9 @@ class ReplicationService(replication_pb2_grpc.ReplicationServiceServicer):
         log.info("standby %r follows from frame %d", first.standby, first.after_frame)
         pos = first.after_frame
         try:
-            yield replication_pb2.FrameChunk(  # accepted
-                confirm_interval_ms=0 if feed.sync else REPLICATION_ASYNC_CONFIRM_MS)
+            yield replication_pb2.FrameChunk(  # accepted, with the seq it has reached
+                confirm_interval_ms=0 if feed.sync else REPLICATION_ASYNC_CONFIRM_MS,
+                primary_seq=feed.last_seq)
             while not gone:
                 wake.clear()
                 asked[0] = False
@@ -467,9 +469,12 @@ def _write_pii_key(data_dir: str, raw: bytes) -> None:
     os.replace(path + ".tmp", path)
 
 
-def bootstrap(data_dir: str, primary: str, token: str, name: str = "") -> tuple[int, int]:
+def bootstrap(data_dir: str, primary: str, token: str, name: str = "",
+              on_call: Callable | None = None) -> tuple[int, int]:
     """Replace data_dir's store with a hot copy of the primary's, and its pii.key with
-    the primary's; (frame, epoch) it holds."""
+    the primary's; (frame, epoch) it holds. on_call(call) is given the HotCopy call
+    (whoever must be able to cancel it: a stream with no deadline, from a primary that
+    may be stopped)."""
     tmp = data_dir.rstrip("/") + ".hotcopy"
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(tmp)
@@ -478,8 +483,11 @@ def bootstrap(data_dir: str, primary: str, token: str, name: str = "") -> tuple[
         frame = epoch = size = got = 0
         pii_key = b""
         with open(os.path.join(tmp, "data.mdb"), "wb") as f:
-            for chunk in stub.HotCopy(replication_pb2.HotCopyRequest(standby=name),
-                                      metadata=(("authorization", f"Bearer {token}"),)):
+            call = stub.HotCopy(replication_pb2.HotCopyRequest(standby=name),
+                                metadata=(("authorization", f"Bearer {token}"),))
+            if on_call is not None:
+                on_call(call)
+            for chunk in call:
                 if chunk.size_bytes:
                     frame, epoch, size = chunk.frame, chunk.epoch, chunk.size_bytes
                     pii_key = chunk.pii_key
@@ -513,15 +521,18 @@ class Standby:
                  before_commit: Callable | None = None,
                  after_commit: Callable | None = None, start: bool = True, batches: bool = True,
                  on_refused: Callable[[Standby, ReplicationError], None] | None = None,
-                 rules: object | None = None) -> None:
+                 rules: object | None = None, on_call: Callable | None = None) -> None:
         """primary None: an idle standby over data_dir's store (readable, following
-        nobody) until follow(primary); [ha] nodes start so, not knowing the leader yet."""
+        nobody) until follow(primary); [ha] nodes start so, not knowing the leader yet.
+        on_call(call): each call made while connecting (the hot copy, the subscription),
+        for a node that may have to cancel them (a new leader while they hang)."""
         self.data_dir = data_dir
         self.primary = primary or ""
         # The primary's last committed seq as its latest chunk said (0: none heard yet):
         # how far behind this standby knows it is.
         self.primary_seq = 0
         self.on_refused = on_refused
+        self.on_call = on_call
         self.token = token or os.environ.get(TOKEN_ENV, "")
         self.name = name or os.path.basename(os.path.abspath(data_dir))
         self.config = config or EngineConfig()
@@ -582,8 +593,24 @@ class Standby:
 
         call = subscribe(requests(), metadata=(("authorization", f"Bearer {self.token}"),))
         self._call = call
-        accepted = next(call)  # the primary's acceptance (or its refusal, raised here)
+        if self.on_call is not None:
+            self.on_call(call)
+        if self._stop.is_set():  # stop() ran before this call existed: it ends here
+            call.cancel()
+        # The acceptance within a bound: a primary that is stopped (SIGSTOP, a partition)
+        # accepts the connection and never answers, and the stream has no deadline.
+        timer = threading.Timer(REPLICATION_ACCEPT_TIMEOUT_S, call.cancel)
+        timer.daemon = True
+        timer.start()
+        try:
+            accepted = next(call)  # the primary's acceptance (or its refusal, raised here)
+        finally:
+            timer.cancel()
         self._confirm_interval_s = accepted.confirm_interval_ms / 1000
+        if accepted.primary_seq:  # known at once, even with no frame to send yet
+            self.primary_seq = accepted.primary_seq
+        log.warning("standby %s: following %s from frame %d epoch %d", self.name,
+                    self.primary, frame, epoch)
         return call
 
     def _close_call(self) -> None:
@@ -599,7 +626,7 @@ class Standby:
         """Before the replica opens: the store to follow from, and the accepted call."""
         pos = read_position(self.data_dir)
         if pos is None:
-            pos = bootstrap(self.data_dir, self.primary, self.token, self.name)
+            pos = bootstrap(self.data_dir, self.primary, self.token, self.name, self.on_call)
         try:
             return self._subscribe(*pos)
         except grpc.RpcError as e:
@@ -609,7 +636,7 @@ class Standby:
                 raise
             log.warning("%s: the primary says %s; bootstrapping again", self.data_dir, reason)
             wipe(self.data_dir)
-            pos = bootstrap(self.data_dir, self.primary, self.token, self.name)
+            pos = bootstrap(self.data_dir, self.primary, self.token, self.name, self.on_call)
             return self._subscribe(*pos)
 
     # --- following --------------------------------------------------------------------
@@ -806,6 +833,11 @@ class ReplicatedNode:
         self.on_engine: Callable[[Engine], None] | None = None
         self._lock = threading.RLock()
         self._closed = False
+        # The calls a bootstrap makes while it holds _lock (primary, call): a new leader
+        # cancels those to another primary first, or it would wait for the lock (and
+        # leadership with it) as long as a stopped primary's hot copy hangs.
+        self._connecting: list[tuple[str, object]] = []
+        self._connecting_lock = threading.Lock()
         self.standby: Standby | None = self._standby(None)
         self.engine: Engine = self.standby.engine
         self.router = ReplicationRouter(StandbyService(self.standby, token))
@@ -817,9 +849,22 @@ class ReplicatedNode:
     def _standby(self, primary: str | None) -> Standby:
         # Not following yet: the server rebinds to its engine first (opening handles
         # while the applier writes could deadlock on LMDB's lock and the GIL).
+        def connecting(call, primary=primary) -> None:
+            with self._connecting_lock:
+                self._connecting = [(p, c) for p, c in self._connecting if not c.done()]
+                self._connecting.append((primary, call))
+
         return Standby(self.data_dir, primary, token=self.token, config=self.config,
                        name=self.name, observer=self.observer, on_refused=self._on_refused,
-                       start=False, rules=self.rules)
+                       start=False, rules=self.rules, on_call=connecting)
+
+    def _cancel_connecting(self, primary: str) -> None:
+        """Cancel the calls still connecting to another primary than primary."""
+        with self._connecting_lock:
+            stale = [c for p, c in self._connecting if p != primary]
+            self._connecting = [(p, c) for p, c in self._connecting if p == primary]
+        for call in stale:
+            call.cancel()
 
     def _serve(self, engine: Engine) -> None:
         self.engine = engine
@@ -864,7 +909,9 @@ class ReplicatedNode:
 
     def rejoin_as_standby(self, primary: str) -> None:
         """Follow primary: a standby retargets; a primary (fenced) closes its engine and
-        reopens the store as a standby first."""
+        reopens the store as a standby first. A bootstrap from another primary that is
+        still connecting is cancelled first (it holds the lock)."""
+        self._cancel_connecting(primary)
         with self._lock:
             if self._closed:
                 return

@@ -69,7 +69,21 @@ def _fsync_probe_ms(directory: str) -> float:
     return round(float(np.median(took)) * 1e3, 3)
 
 
-def _mode_run(args, mode: str) -> dict:
+# A mode may carry a variant after a colon: "sync:norollups" runs both nodes with
+# [engine] rollups = false (no rollup tailer, so none of its frames: a flush at a high
+# swipe rate is MBs the standby writes and fsyncs, and a sync group commit behind it
+# waits for it); its ratio is to "none:norollups" of the same run.
+VARIANTS = {"": None, "norollups": {"rollups": False}}
+
+
+def _split_label(label: str) -> tuple[str, str]:
+    mode, _, variant = label.partition(":")
+    return mode, variant
+
+
+def _mode_run(args, label: str) -> dict:
+    mode, variant = _split_label(label)
+    engine = VARIANTS[variant]
     with tempfile.TemporaryDirectory(prefix=f"mms-bench-{mode}-") as tmp:
         token_file = os.path.join(tmp, "replication.token")
         with open(token_file, "w") as f:
@@ -77,12 +91,13 @@ def _mode_run(args, mode: str) -> dict:
         terms = [TerminalSpec(1, 0, "admin"), TerminalSpec(2, 1, "pos")]
         os.makedirs(os.path.join(tmp, "p"))
         extra = {} if mode == "none" else {"replication": {"token_file": token_file, "mode": mode}}
-        with ChildServer(os.path.join(tmp, "p"), terms, extra=extra) as primary:
+        with ChildServer(os.path.join(tmp, "p"), terms, extra=extra, engine=engine) as primary:
             standby = None
             if mode != "none":
                 os.makedirs(os.path.join(tmp, "s"))
-                standby = ChildServer(os.path.join(tmp, "s"), terms, extra={"replication": {
-                    "token_file": token_file, "standby_of": primary.target}}).start()
+                standby = ChildServer(os.path.join(tmp, "s"), terms, engine=engine, extra={
+                    "replication": {"token_file": token_file,
+                                    "standby_of": primary.target}}).start()
             try:
                 cards = asyncio.run(_setup(primary.target, primary.token("admin"),
                                            primary.token("pos"), args.cards))
@@ -114,7 +129,7 @@ def _mode_run(args, mode: str) -> dict:
             finally:
                 if standby is not None:
                     standby.terminate()
-        out["replication"] = mode
+        out["replication"] = label
         return out
 
 
@@ -123,18 +138,22 @@ def main_pair(args) -> int:
     on a busy machine interleaved repeats say more than one run each). Each mode's
     swipes/s is the median of its runs, and the ratios are to none's median."""
     modes = [m.strip() for m in args.replication.split(",") if m.strip()]
-    if not modes or set(modes) - set(MODES) or args.unary or args.target:
-        print("mms bench grpc: --replication takes none,async,sync (streams only, no --target)")
+    parts = [_split_label(m) for m in modes]
+    if (not modes or {m for m, _v in parts} - set(MODES) or {v for _m, v in parts} - set(VARIANTS)
+            or args.unary or args.target):
+        print("mms bench grpc: --replication takes none,async,sync, each optionally :norollups "
+              "(streams only, no --target)")
         return 2
     runs = [_mode_run(args, m) for m in modes]
     per_mode = {m: sorted(r["swipes_per_s"] for r in runs if r["replication"] == m)
                 for m in dict.fromkeys(modes)}
     medians = {m: float(np.median(v)) for m, v in per_mode.items()}
     result: dict = {"runs": runs, "median_swipes_per_s": medians}
-    if medians.get("none"):
-        for m in medians:
-            if m != "none":
-                result[f"{m}_vs_none"] = round(medians[m] / medians["none"], 3)
+    for m in medians:
+        mode, variant = _split_label(m)
+        base = "none" + (f":{variant}" if variant else "")
+        if mode != "none" and medians.get(base):
+            result[f"{m}_vs_{base}"] = round(medians[m] / medians[base], 3)
     if args.json:
         print(json.dumps(result))
     else:

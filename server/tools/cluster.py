@@ -207,16 +207,30 @@ class Node:
 DEMO_REPLICATION = {"mode": "sync", "on_standby_lost": "async", "timeout_s": 2.0}
 
 
+def bound_s(seconds: float) -> float:
+    """A bound on a wait (never a measure of speed), stretched by how busy the host is
+    now: seconds times the load average per core, when that is above 1. On a 2-core host
+    at load 7 a takeover bound of 30 s becomes 105 s: the processes a test starts get a
+    third of the CPU they would alone, and their events come that much later. The one
+    place the tests' bounds on waits are scaled (wait_for applies it)."""
+    try:
+        per_core = os.getloadavg()[0] / (os.cpu_count() or 1)
+    except OSError:
+        per_core = 1.0
+    return seconds * max(1.0, per_core)
+
+
 def wait_for(pred, timeout_s: float, what: str, step_s: float = 0.02):
-    """Until pred() is truthy (its value is returned) or timeout_s: the observable event
-    a demo or test waits on, never a fixed sleep."""
+    """Until pred() is truthy (its value is returned) or bound_s(timeout_s): the
+    observable event a demo or test waits on, never a fixed sleep."""
+    timeout_s = bound_s(timeout_s)
     deadline = time.monotonic() + timeout_s
     while True:
         got = pred()
         if got:
             return got
         if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout_s} s waiting for {what}")
+            raise TimeoutError(f"timed out after {timeout_s:.0f} s waiting for {what}")
         time.sleep(step_s)
 
 

@@ -45,7 +45,7 @@ from core.records import JOURNAL, RecordKind, Result, split_client_id
 from server.client import CHANNEL_OPTIONS, LeaderFollower, auth, error_info
 from server.mms_pb import admin_pb2, pos_pb2, pos_pb2_grpc
 from server.rpc.replication import status_of
-from server.tools.cluster import REPLICATION_TOKEN, Node
+from server.tools.cluster import REPLICATION_TOKEN, Node, bound_s
 from server.tools.launch import issue_and_fund
 from tests.engine.test_replication import assert_same, dump_dir
 
@@ -68,7 +68,7 @@ def _following(targets: list[str], service: str, method: str, request, token: st
     async def go():
         async with LeaderFollower(targets) as f:
             r = await f.call(service, method, request, metadata=auth(token),
-                             timeout=CALL_TIMEOUT_S)
+                             timeout=bound_s(CALL_TIMEOUT_S))
             return r, f.target
     return asyncio.run(go())
 
@@ -134,7 +134,7 @@ class Tills:
             e.clear()
         self.run.clear()
         for i, e in enumerate(self.idle):
-            if not e.wait(2 * CALL_TIMEOUT_S):
+            if not e.wait(bound_s(2 * CALL_TIMEOUT_S)):
                 raise TimeoutError(f"till {i} did not pause")
 
     def resume(self) -> None:
@@ -149,7 +149,7 @@ class Tills:
         self.stop.set()
         self.run.set()
         for t in self.threads:
-            t.join(2 * CALL_TIMEOUT_S)
+            t.join(bound_s(2 * CALL_TIMEOUT_S))
 
 
 def _status(node: Node) -> dict | None:
@@ -252,26 +252,49 @@ def _seed(targets: list[str]) -> None:
     asyncio.run(go())
 
 
+def _seeded_trio(tmp_path, etcd, nodes: list[Node]) -> tuple[list[str], Node]:
+    """Three nodes started into nodes, the cards seeded through the leader: every node's
+    address, and the leader."""
+    nodes.extend(_start(tmp_path, etcd))
+    targets = [n.address for n in nodes]
+    leader = wait_for(lambda: leader_of(nodes), TAKEOVER_TIMEOUT_S, "a leader")
+    _seed(targets)
+    return targets, leader
+
+
+def _kill_under_load(nodes: list[Node], leader: Node, tills: Tills) -> tuple[float, Node]:
+    """Once the tills have had a round of ops acknowledged, SIGKILL the leader: when
+    (monotonic), and the node that leads next (a later epoch)."""
+    n0 = tills.count()
+    wait_for(lambda: tills.count() >= n0 + OPS_PER_ROUND * TILLS, TAKEOVER_TIMEOUT_S,
+             "the load to be acknowledged")
+    epoch = leader.leader_epoch()
+    t_kill = time.monotonic()
+    leader.kill()
+    others = [n for n in nodes if n is not leader]
+    new = wait_for(lambda: next((n for n in others if n.leader_epoch()
+                                 and n.leader_epoch() > epoch), None),
+                   TAKEOVER_TIMEOUT_S, "a new leader")
+    return t_kill, new
+
+
+def _restart_following(nodes: list[Node], dead: Node, leader: Node) -> None:
+    """Start the killed node again in its place in nodes; until it follows leader."""
+    i = nodes.index(dead)
+    nodes[i] = restart(dead)
+    wait_for(lambda: nodes[i].lines(f"leader={leader.name}"), TAKEOVER_TIMEOUT_S,
+             "the restarted node to follow")
+
+
 def test_sigkill_the_leader_ten_times_and_sigstop_it_once(tmp_path):
     etcd = etcd_cluster(str(tmp_path / "etcd"))
     with nodes_on(etcd) as nodes:
-        nodes.extend(_start(tmp_path, etcd))
-        targets = [n.address for n in nodes]
-        leader = wait_for(lambda: leader_of(nodes), TAKEOVER_TIMEOUT_S, "a leader")
-        _seed(targets)
+        targets, leader = _seeded_trio(tmp_path, etcd, nodes)
         epochs = [leader.leader_epoch()]
         takeover_s: list[float] = []
         with Tills(targets) as tills:
             for k in range(KILLS):
-                n0 = tills.count()
-                wait_for(lambda n0=n0: tills.count() >= n0 + OPS_PER_ROUND * TILLS,
-                         TAKEOVER_TIMEOUT_S, "the load to be acknowledged")
-                t_kill = time.monotonic()
-                leader.kill()
-                others = [n for n in nodes if n is not leader]
-                new = wait_for(lambda others=others, e=epochs[-1]: next(
-                    (n for n in others if n.leader_epoch() and n.leader_epoch() > e), None),
-                    TAKEOVER_TIMEOUT_S, "a new leader")
+                t_kill, new = _kill_under_load(nodes, leader, tills)
                 # A probe with one id, sent to the dead node first, lands once.
                 req = pos_pb2.RechargeRequest(client_id=os.urandom(16),
                                               card_no=PROBE_CARDS[k], amount_fen=100 + k)
@@ -282,10 +305,7 @@ def test_sigkill_the_leader_ten_times_and_sigstop_it_once(tmp_path):
                 again, _ = _following(targets, "pos", "Recharge", req, TERMINALS[1].token)
                 assert again.result.replayed and again.result.seq == first.result.seq
                 epochs.append(new.leader_epoch())
-                i = nodes.index(leader)
-                nodes[i] = restart(leader)
-                wait_for(lambda i=i, new=new: nodes[i].lines(f"leader={new.name}"),
-                         TAKEOVER_TIMEOUT_S, "the restarted node to follow")
+                _restart_following(nodes, leader, new)
                 leader = new
                 t_check = time.monotonic()
                 tills.pause()
@@ -323,7 +343,7 @@ def _sigstop(nodes: list[Node], old: Node, tills: Tills, targets: list[str]) -> 
                 try:
                     r = stub.Recharge(pos_pb2.RechargeRequest(
                         client_id=client_id, card_no=PROBE_CARDS[-1], amount_fen=1),
-                        metadata=auth(TERMINALS[1].token), timeout=CALL_TIMEOUT_S)
+                        metadata=auth(TERMINALS[1].token), timeout=bound_s(CALL_TIMEOUT_S))
                     oked[client_id] = int(r.result.seq)
                     answers.append((sent, time.monotonic(), "OK"))
                 except grpc.RpcError as e:
@@ -354,7 +374,7 @@ def _sigstop(nodes: list[Node], old: Node, tills: Tills, targets: list[str]) -> 
                  "an answer to a request sent after SIGCONT")
     finally:
         stop.set()
-        bound.join(2 * CALL_TIMEOUT_S)
+        bound.join(bound_s(2 * CALL_TIMEOUT_S))
     assert _field(fenced[0], "gate_closed_at") < won_after, (fenced, won_after)
     oks = [(s, a) for s, a, w in answers if w == "OK"]
     # Decided while the lease held: sent before the pause; at most the one in flight
@@ -428,3 +448,39 @@ def test_a_standby_searches_new_members_and_a_promoted_one_reads_them(tmp_path):
         rules, _ = _following([standby.address], "admin", "GetRules",
                               admin_pb2.GetRulesRequest(), session)
         assert json.loads(rules.rules_json)["points_per_yuan_bp"] == 25_000
+
+
+# Takeovers in the test below: each one a write that needs the other standby to follow.
+RESUBSCRIBE_KILLS = 4
+
+
+def test_after_each_takeover_the_other_standby_follows_and_a_sync_write_is_acknowledged(tmp_path):
+    """Sync replication with on_standby_lost = "wait" (REPLICATION): after the leader is
+    SIGKILLed, the new leader holds every acknowledgement until a standby confirms it,
+    and its only standby is the node that did not win. So a write sent through that
+    standby after the takeover (NOT_LEADER, then the new leader) is acknowledged only
+    once that standby has followed the new leader: the takeover of `mms cluster demo`
+    whose write ended DEADLINE_EXCEEDED. Tills keep writing through every kill, so
+    frames are in flight when it dies. Each round: the write is acknowledged within the
+    bound, by the new leader, and the other standby's Status names the new leader, has
+    no refusal and reaches the leader's frame. The bounds are generous (waits on events,
+    nothing timed)."""
+    etcd = etcd_cluster(str(tmp_path / "etcd"))
+    with nodes_on(etcd) as nodes:
+        targets, leader = _seeded_trio(tmp_path, etcd, nodes)
+        with Tills(targets) as tills:
+            for k in range(RESUBSCRIBE_KILLS):
+                _t_kill, new = _kill_under_load(nodes, leader, tills)
+                standby = next(n for n in nodes if n is not new and n is not leader)
+                req = pos_pb2.RechargeRequest(client_id=os.urandom(16),
+                                              card_no=PROBE_CARDS[k], amount_fen=100 + k)
+                r, target = _following([standby.address], "pos", "Recharge", req,
+                                       TERMINALS[1].token)
+                assert target == new.address and not r.result.replayed
+                st = wait_for(lambda new=new, standby=standby: (
+                    (s := _status(standby)) and s["primary"] == new.address
+                    and (lead := _status(new)) and s["frame"] >= lead["frame"] and s),
+                    TAKEOVER_TIMEOUT_S, "the other standby at the new leader's frame")
+                assert st["role"] == "standby" and not st["error_reason"], st
+                _restart_following(nodes, leader, new)
+                leader = new

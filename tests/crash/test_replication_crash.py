@@ -17,7 +17,9 @@ import numpy as np
 import pytest
 
 from core import Engine, read_position
+from server.rpc.constants import REPLICATION_CONNECT_TIMEOUT_S
 from server.rpc.replication import Standby, status_of
+from server.tools.cluster import bound_s
 from server.tools.launch import ChildServer
 from tests.common import ROOT
 from tests.engine.test_replication import assert_same, dump_dir
@@ -34,6 +36,10 @@ FRAMES_BEFORE_KILL = 5
 FOLLOW_AGAIN_MAX = 5
 
 
+def _primary_status(primary: ChildServer) -> dict:
+    return status_of(primary.target, TOKEN, bound_s(REPLICATION_CONNECT_TIMEOUT_S))
+
+
 def _follow_to(standby: Standby, frame: int) -> None:
     """Follow until the standby has applied frame; then stop following."""
     done = threading.Event()
@@ -41,13 +47,13 @@ def _follow_to(standby: Standby, frame: int) -> None:
     if standby.replica.applied_frame >= frame:
         done.set()
     standby.start()
-    assert done.wait(CATCH_UP_TIMEOUT_S), "the standby caught up"
+    assert done.wait(bound_s(CATCH_UP_TIMEOUT_S)), "the standby caught up"
     standby.stop()
 
 
 def _line(proc: subprocess.Popen, prefix: str, log_path) -> str:
     """The child's next line starting with prefix. A child that does not print it within
-    CATCH_UP_TIMEOUT_S fails the test with the tail of its log, rather than hanging it."""
+    bound_s(CATCH_UP_TIMEOUT_S) fails the test with the tail of its log, rather than hanging it."""
     lines: queue.Queue = queue.Queue()
 
     def read() -> None:
@@ -58,7 +64,7 @@ def _line(proc: subprocess.Popen, prefix: str, log_path) -> str:
         lines.put(None)
 
     threading.Thread(target=read, daemon=True).start()
-    deadline = time.monotonic() + CATCH_UP_TIMEOUT_S
+    deadline = time.monotonic() + bound_s(CATCH_UP_TIMEOUT_S)
     while (left := deadline - time.monotonic()) > 0:
         try:
             line = lines.get(timeout=left)
@@ -82,7 +88,7 @@ def test_standby_killed_mid_apply_resumes_without_gap_or_duplicate(tmp_path, sta
     child_log = open(log_path, "w")
     try:
         asyncio.run(_setup(primary.target, primary.token("admin"), primary.token("pos")))
-        at = status_of(primary.target, TOKEN)["frame"]
+        at = _primary_status(primary)["frame"]
         env = dict(os.environ, PYTHONPATH=str(ROOT))
         child = subprocess.Popen(
             [sys.executable, str(ROOT / "tests" / "crash" / "replication_child.py"), data,
@@ -101,7 +107,7 @@ def test_standby_killed_mid_apply_resumes_without_gap_or_duplicate(tmp_path, sta
         _workload(primary.target, primary.token("pos"), primary.token("admin"), 10, 8)
         resumed = Standby(data, primary.target, token=TOKEN, start=False)
         assert resumed.replica.applied_frame == frame
-        _follow_to(resumed, status_of(primary.target, TOKEN)["frame"])
+        _follow_to(resumed, _primary_status(primary)["frame"])
         assert resumed.error is None
         journal = resumed.engine.journal(1, 10**7)
         seqs = journal["seq"].astype(np.int64)
@@ -112,7 +118,7 @@ def test_standby_killed_mid_apply_resumes_without_gap_or_duplicate(tmp_path, sta
         # rollups or a checkpoint commit meanwhile, follow once more and compare again).
         for _ in range(FOLLOW_AGAIN_MAX):
             mine, theirs = dump_dir(data), dump_dir(primary.data)
-            now = status_of(primary.target, TOKEN)["frame"]
+            now = _primary_status(primary)["frame"]
             if now == read_position(data)[0]:
                 break
             again = Standby(data, primary.target, token=TOKEN, start=False)

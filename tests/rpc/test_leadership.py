@@ -22,6 +22,7 @@ from server.rpc.leader import (
     nodes_prefix,
 )
 from server.rpc.role import FENCED, PRIMARY, STANDBY, NodeRole
+from server.tools.cluster import bound_s
 
 WAIT_S = 20.0  # far above a takeover (about one lease TTL); a bound, not a timing
 
@@ -65,12 +66,13 @@ class FakeNode:
 
 
 async def until(pred, what: str):
-    """Until pred() is truthy, checking after every event-loop turn, within WAIT_S."""
+    """Until pred() is truthy, checking after every event-loop turn, within
+    bound_s(WAIT_S)."""
     async def poll():
         while not pred():
             await asyncio.sleep(0.02)
     try:
-        await asyncio.wait_for(poll(), WAIT_S)
+        await asyncio.wait_for(poll(), bound_s(WAIT_S))
     except asyncio.TimeoutError:
         raise AssertionError(f"timed out waiting for {what}") from None
     return pred()
@@ -157,14 +159,81 @@ def test_a_lost_lease_fences_the_primary_and_the_next_epoch_wins(etcd):
             await until(lambda: any(kind == "fenced" for kind, _ in first.events),
                         "the old primary to fence itself")
             assert not first.engine.gate()
+            # The role names the leader before the follow (a thread) is made: wait for both.
             await until(lambda: first.role.state == STANDBY
-                        and first.role.leader.address == other.address, "the old primary follows")
+                        and first.role.leader.address == other.address
+                        and ("rejoin_as_standby", other.address) in first.replica.calls,
+                        "the old primary follows")
             assert first.role.state != FENCED
-            assert ("rejoin_as_standby", other.address) in first.replica.calls
             raw = await etcd_value(etcd.endpoints, leader_key(first.cfg.prefix))
             assert other.name.encode() in raw
         finally:
             for n in nodes:
+                await n.leadership.stop()
+
+    asyncio.run(scenario())
+
+
+class _StuckWatchClient:
+    """An aetcd client whose watch_once never ends and swallows its cancellations, as
+    aetcd's own can after its watch stream broke (its Condition.wait retakes the
+    watcher's lock before a cancellation gets through, and a put into its full request
+    queue can hold that lock for good). Everything else is the real client's."""
+
+    def __init__(self, client, release: asyncio.Event, swallowed: list) -> None:
+        self._client, self._release, self._swallowed = client, release, swallowed
+
+    def __getattr__(self, attr):
+        return getattr(self._client, attr)
+
+    async def watch_once(self, key, timeout=None, start_revision=None):
+        while not self._release.is_set():
+            try:
+                await self._release.wait()
+            except asyncio.CancelledError:
+                self._swallowed.append(key)
+
+
+class StuckWatchEtcd(Etcd):
+    """Etcd whose every client's watches are stuck (until `release` is set)."""
+
+    def __init__(self, *a) -> None:
+        super().__init__(*a)
+        self.release = asyncio.Event()
+        self.swallowed: list[bytes] = []
+        self._wrapped: tuple = (None, None)
+
+    async def _connected(self):
+        real = await super()._connected()
+        if self._wrapped[0] is not real:
+            self._wrapped = (real, _StuckWatchClient(real, self.release, self.swallowed))
+        return self._wrapped[1]
+
+
+def test_a_standby_whose_etcd_watch_never_ends_still_follows_and_wins(etcd):
+    """A watch that ignores its cancellation does not hold the leadership loop: the
+    standby still reads the leader key each round, so it follows the leader, and when
+    that leader resigns it wins (before, the loop awaited the cancelled watch for
+    good: a standby that never followed the new leader, and a sync primary's writes
+    held until their deadline)."""
+    async def scenario():
+        leader, stuck = FakeNode("s", etcd.endpoints, "stuck"), FakeNode("t", etcd.endpoints, "stuck")
+        bad = StuckWatchEtcd(etcd.endpoints, LEASE_TTL_S * ETCD_CALL_FRACTION)
+        stuck.leadership.etcd = bad
+        await leader.leadership.start()
+        try:
+            await until(lambda: leader.role.state == PRIMARY, "s to lead")
+            await stuck.leadership.start()
+            await until(lambda: ("rejoin_as_standby", leader.address) in stuck.replica.calls,
+                        "t to follow s")
+            # Several rounds, each with a watch that never ended: the loop went on past each.
+            await until(lambda: len(bad.swallowed) >= 3, "three stuck watches of t")
+            await leader.leadership.stop()  # resigns for good: only t can lead now
+            await until(lambda: stuck.role.state == PRIMARY, "t to win")
+            assert stuck.role.epoch == 2
+        finally:
+            bad.release.set()  # the stuck watches end, so the loop can close
+            for n in (stuck, leader):
                 await n.leadership.stop()
 
     asyncio.run(scenario())
