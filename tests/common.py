@@ -20,13 +20,13 @@ def cid(tag: str | None = None) -> bytes:
 
 
 def patience_s(seconds: float) -> float:
-    """How long to wait for a child's event before calling it a hang: seconds on a machine
-    with a core to spare, times the runnable processes per core beyond that (the 1-minute
-    load average over the cores), so a test on a machine shared with other runs waits
-    longer instead of failing. Only ever the bound of a wait that ends on an event (a
-    line printed, a process's exit); never a measure of speed."""
-    per_core = os.getloadavg()[0] / (os.cpu_count() or 1)
-    return seconds * max(1.0, per_core)
+    """How long to wait for a child's event before calling it a hang: seconds, stretched
+    by the load per core (server.tools.cluster.bound_s, the one rule for the bounds of
+    the tests' and the demo's waits). Only ever the bound of a wait that ends on an event
+    (a line printed, a process's exit); never a measure of speed."""
+    from server.tools.cluster import bound_s
+
+    return bound_s(seconds)
 
 
 # A child of a test started with this in its environment prints every thread's stack on

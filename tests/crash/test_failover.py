@@ -187,32 +187,34 @@ def test_sigstop_past_the_lease_acknowledges_nothing_after(tmp_path):
                         answers.append((time.monotonic(), error_info(e)[0] or e.code().name))
                     sent_at.append(sent)
 
-        t = threading.Thread(target=till)
+        t = threading.Thread(target=till, daemon=True)
         t.start()
-        wait_for(lambda: sum(a == "OK" for _, a in answers) >= 20, TAKEOVER_TIMEOUT_S,
-                 "acks from the primary")
-        old.signal(signal.SIGSTOP)
-        t_stop = time.monotonic()
-        # A following client sends one op to the stopped primary first.
-        card = CARDS[5]
-        req = pos_pb2.RechargeRequest(client_id=os.urandom(16), card_no=card, amount_fen=700)
-        followed: dict = {}
-        f = threading.Thread(target=lambda: followed.update(
-            zip(("r", "target", "redirects"),
-                _recharge_following([old.address] + [n.address for n in others], req),
-                strict=True)))
-        f.start()
-        new = wait_for(lambda: leader_of(others), TAKEOVER_TIMEOUT_S, "a new leader")
-        won_after = _field(new.lines("mms: leadership: leader")[-1], "won_after")
-        t_cont = time.monotonic()
-        old.signal(signal.SIGCONT)
-        fenced = wait_for(lambda: old.lines("mms: leadership: fenced"), TAKEOVER_TIMEOUT_S,
-                          "the old primary to fence itself")
-        wait_for(lambda: old.lines(f"leader={new.name}"), TAKEOVER_TIMEOUT_S,
-                 "the old primary to follow the new leader")
-        wait_for(lambda: any(ts > t_cont for ts, _ in answers), TAKEOVER_TIMEOUT_S,
-                 "an answer from the resumed node")
-        stop.set()
+        try:
+            wait_for(lambda: sum(a == "OK" for _, a in answers) >= 20, TAKEOVER_TIMEOUT_S,
+                     "acks from the primary")
+            old.signal(signal.SIGSTOP)
+            t_stop = time.monotonic()
+            # A following client sends one op to the stopped primary first.
+            card = CARDS[5]
+            req = pos_pb2.RechargeRequest(client_id=os.urandom(16), card_no=card, amount_fen=700)
+            followed: dict = {}
+            f = threading.Thread(daemon=True, target=lambda: followed.update(
+                zip(("r", "target", "redirects"),
+                    _recharge_following([old.address] + [n.address for n in others], req),
+                    strict=True)))
+            f.start()
+            new = wait_for(lambda: leader_of(others), TAKEOVER_TIMEOUT_S, "a new leader")
+            won_after = _field(new.lines("mms: leadership: leader")[-1], "won_after")
+            t_cont = time.monotonic()
+            old.signal(signal.SIGCONT)
+            fenced = wait_for(lambda: old.lines("mms: leadership: fenced"), TAKEOVER_TIMEOUT_S,
+                              "the old primary to fence itself")
+            wait_for(lambda: old.lines(f"leader={new.name}"), TAKEOVER_TIMEOUT_S,
+                     "the old primary to follow the new leader")
+            wait_for(lambda: any(ts > t_cont for ts, _ in answers), TAKEOVER_TIMEOUT_S,
+                     "an answer from the resumed node")
+        finally:
+            stop.set()  # the till stops even when a wait above failed
         t.join(2 * CALL_TIMEOUT_S)
         f.join(2 * CALL_TIMEOUT_S)
 
