@@ -41,7 +41,7 @@ FUND_FEN = 100_000
 
 __all__ = ["CARDS", "FUND_FEN", "LEASE_TTL_S", "TAKEOVER_TIMEOUT_S", "TERMINALS", "balance",
            "dumps_at_one_frame", "etcd_cluster", "leader_of", "not_leader_of", "nodes_on",
-           "restart", "seeded_data", "seed_nodes", "show_tails", "start_nodes", "wait_for"]
+           "restart", "resume_fenced", "seeded_data", "seed_nodes", "show_tails", "start_nodes", "wait_for"]
 
 
 def require_etcd() -> None:
@@ -143,6 +143,21 @@ def restart(node: Node) -> Node:
     return Node(node.workdir, node.name, node.endpoints, node.terminals,
                 lease_ttl_s=node.lease_ttl_s, cluster=node.cluster, port=node.port,
                 replication=node.replication, engine=node.engine, rules=node.rules).start()
+
+
+def resume_fenced(old: Node, new: Node) -> tuple[float, list[str]]:
+    """SIGCONT a primary stopped past its lease; wait until it has fenced itself and
+    follows new. Returns when it was resumed (time.monotonic) and its fencing lines."""
+    import signal
+    import time
+
+    t_cont = time.monotonic()
+    old.signal(signal.SIGCONT)
+    fenced = wait_for(lambda: old.lines("mms: leadership: fenced"), TAKEOVER_TIMEOUT_S,
+                      "the old primary to fence itself")
+    wait_for(lambda: old.lines(f"leader={new.name}"), TAKEOVER_TIMEOUT_S,
+             "the old primary to follow the new leader")
+    return t_cont, fenced
 
 
 def not_leader_of(target: str, card_no: int, client_id: bytes) -> tuple[grpc.StatusCode, str,

@@ -28,6 +28,7 @@ from etcd_harness import (
     leader_of,
     not_leader_of,
     restart,
+    resume_fenced,
     seed_nodes,
     start_nodes,
     wait_for,
@@ -205,12 +206,7 @@ def test_sigstop_past_the_lease_acknowledges_nothing_after(tmp_path):
             f.start()
             new = wait_for(lambda: leader_of(others), TAKEOVER_TIMEOUT_S, "a new leader")
             won_after = _field(new.lines("mms: leadership: leader")[-1], "won_after")
-            t_cont = time.monotonic()
-            old.signal(signal.SIGCONT)
-            fenced = wait_for(lambda: old.lines("mms: leadership: fenced"), TAKEOVER_TIMEOUT_S,
-                              "the old primary to fence itself")
-            wait_for(lambda: old.lines(f"leader={new.name}"), TAKEOVER_TIMEOUT_S,
-                     "the old primary to follow the new leader")
+            t_cont, fenced = resume_fenced(old, new)
             wait_for(lambda: any(ts > t_cont for ts, _ in answers), TAKEOVER_TIMEOUT_S,
                      "an answer from the resumed node")
         finally:

@@ -38,6 +38,7 @@ from etcd_harness import (
     leader_of,
     nodes_on,
     restart,
+    resume_fenced,
     wait_for,
 )
 
@@ -364,12 +365,7 @@ def _sigstop(nodes: list[Node], old: Node, tills: Tills, targets: list[str]) -> 
         won_after = _field(new.lines("mms: leadership: leader")[-1], "won_after")
         wait_for(lambda: tills.count() > n0 + TILLS, TAKEOVER_TIMEOUT_S,
                  "the tills to be acknowledged by the new leader")
-        t_cont = time.monotonic()
-        old.signal(signal.SIGCONT)
-        fenced = wait_for(lambda: old.lines("mms: leadership: fenced"), TAKEOVER_TIMEOUT_S,
-                          "the old primary to fence itself")
-        wait_for(lambda: old.lines(f"leader={new.name}"), TAKEOVER_TIMEOUT_S,
-                 "the old primary to follow the new leader")
+        t_cont, fenced = resume_fenced(old, new)
         wait_for(lambda: any(s > t_cont for s, _a, _w in answers), TAKEOVER_TIMEOUT_S,
                  "an answer to a request sent after SIGCONT")
     finally:
