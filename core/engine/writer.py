@@ -1102,7 +1102,13 @@ class Engine:
         run's chunk): it runs once nothing else is queued, or after waiting
         config.background_wait_max_ms."""
         background = background and self.config.background_wait_max_ms > 0
-        item = _Cold(split_client_id(client_id), build, Future(), _op_code(op_type),
+        ids = split_client_id(client_id)
+        if ids == (0, 0):
+            # The id index's empty key (a hot op answers CLIENT_ID_INVALID for it): one
+            # committed would fail its claim after the commit and leave the store
+            # unopenable, so it is refused before anything is queued.
+            raise ValueError("client id must not be all zero")
+        item = _Cold(ids, build, Future(), _op_code(op_type),
                      int(operator_id), int(store_id), time.monotonic(), background)
         self._enqueue(item, background=background)
         return item.future

@@ -240,6 +240,8 @@ def test_member_idempotent_retry_and_bad_input(env):
     assert (code, reason) == (grpc.StatusCode.INVALID_ARGUMENT, "MEMBER_INVALID")
     assert failure(env.call, "cash11", "CreateMember", admin_pb2.CreateMemberRequest(
         client_id=b"short", profile=admin_pb2.MemberProfile(name="A")))[1] == "RESULT_CLIENT_ID_INVALID"
+    assert failure(env.call, "cash11", "CreateMember", admin_pb2.CreateMemberRequest(
+        client_id=bytes(16), profile=admin_pb2.MemberProfile(name="A")))[1] == "RESULT_CLIENT_ID_INVALID"
     assert env.call("aud", "SearchMembers", admin_pb2.SearchMembersRequest()).total == before
     upd = admin_pb2.UpdateMemberRequest(client_id=cid(), member_id=r1.member_id,
                                         profile=admin_pb2.MemberProfile(address="Road 1"),

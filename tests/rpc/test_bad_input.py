@@ -203,6 +203,19 @@ def test_zero_client_id(eng):
         assert one(eng, SWIPE, 1, 100, bytes(16)) == (Result.CLIENT_ID_INVALID, 0, 0)
 
 
+def test_zero_client_id_of_an_admin_op_is_refused_before_it_commits(eng):
+    """The all-zero id is the id index's empty key: an admin op that carried it used to
+    commit, then fail to claim its id, so the writer published nothing after it (every
+    later op failed, "publish of seqs ... after ...")."""
+    with unchanged(eng):
+        with pytest.raises(ValueError, match="all zero"):
+            eng.issue_cards([9], bytes(16))
+        with pytest.raises(ValueError, match="all zero"):
+            eng.set_card_status(1, CardStatus.FROZEN, bytes(16))
+    assert eng.issue_cards([9], cid()).result().code == Result.OK
+    assert one(eng, SWIPE, 1, 100)[0] == Result.OK
+
+
 @pytest.mark.parametrize("bad", [b"", bytes(15), bytes(17), "0" * 16, None])
 def test_malformed_client_id(eng, bad):
     with unchanged(eng):
