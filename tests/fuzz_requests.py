@@ -20,7 +20,7 @@ import grpc
 from google.protobuf import message_factory
 from google.protobuf.descriptor import FieldDescriptor
 
-from server.mms_pb import admin_pb2, pos_pb2, report_pb2
+from server.mms_pb import admin_pb2, campaign_pb2, pos_pb2, report_pb2
 
 POS_SERVICE = "mms.v1.PosService"
 ADMIN_SERVICE = "mms.v1.AdminService"
@@ -89,7 +89,7 @@ def _has_client_ids(desc, depth: int) -> bool:
 def methods() -> list[Method]:
     out = []
     for mod, name in ((pos_pb2, "PosService"), (admin_pb2, "AdminService"),
-                      (report_pb2, "ReportService")):
+                      (report_pb2, "ReportService"), (campaign_pb2, "CampaignService")):
         svc = mod.DESCRIPTOR.services_by_name[name]
         for m in svc.methods:
             out.append(Method(svc.full_name, m.name,
@@ -250,3 +250,87 @@ def fuzz(channel: grpc.Channel, creds: Creds, n: int, seed: int = 9,
         if code in FORBIDDEN and on_forbidden is not None:
             on_forbidden(m, kind, msgs, md, code)
     return counts
+
+
+# --- hypothesis: well-formed requests, valid client ids, any other values ---------------
+
+_RANGES = {
+    FieldDescriptor.TYPE_INT32: (-(2**31), 2**31 - 1),
+    FieldDescriptor.TYPE_SINT32: (-(2**31), 2**31 - 1),
+    FieldDescriptor.TYPE_SFIXED32: (-(2**31), 2**31 - 1),
+    FieldDescriptor.TYPE_ENUM: (-(2**31), 2**31 - 1),
+    FieldDescriptor.TYPE_INT64: (-(2**63), 2**63 - 1),
+    FieldDescriptor.TYPE_SINT64: (-(2**63), 2**63 - 1),
+    FieldDescriptor.TYPE_SFIXED64: (-(2**63), 2**63 - 1),
+    FieldDescriptor.TYPE_UINT32: (0, 2**32 - 1),
+    FieldDescriptor.TYPE_FIXED32: (0, 2**32 - 1),
+    FieldDescriptor.TYPE_UINT64: (0, 2**64 - 1),
+    FieldDescriptor.TYPE_FIXED64: (0, 2**64 - 1),
+}
+
+
+def _scalar(f):
+    from hypothesis import strategies as st
+
+    if f.name in ("client_id", "client_ids"):
+        return st.binary(min_size=16, max_size=16)  # valid: the call goes past its id check
+    if f.type in _RANGES:
+        lo, hi = _RANGES[f.type]
+        return st.one_of(st.sampled_from(_INTS[f.type]), st.integers(lo, hi),
+                         st.integers(-3, 20).filter(lambda v, lo=lo: v >= lo))
+    if f.type == FieldDescriptor.TYPE_BOOL:
+        return st.booleans()
+    if f.type == FieldDescriptor.TYPE_STRING:
+        return st.one_of(st.sampled_from(_STRINGS), st.text(max_size=40),
+                         st.from_regex(r"[0-9a-z_:.,{}\[\]\"-]{0,40}", fullmatch=True))
+    if f.type == FieldDescriptor.TYPE_BYTES:
+        return st.one_of(st.sampled_from(_BYTES), st.binary(max_size=64))
+    raise AssertionError(f.type)
+
+
+def requests_of(cls: type, depth: int = 2):
+    """A hypothesis strategy of well-formed messages of cls: every client id valid (16
+    bytes, fresh), any value in the other fields (edge values, any in range, small
+    ones), sub-messages to depth. For driving calls past their id checks into the code
+    that reads the rest."""
+    from hypothesis import strategies as st
+
+    parts = {}
+    for f in cls.DESCRIPTOR.fields:
+        if f.message_type is not None:
+            if f.message_type.GetOptions().map_entry:
+                key = st.one_of(st.sampled_from(_STRINGS[:12]), st.text(max_size=12))
+                parts[f.name] = st.dictionaries(key, st.one_of(st.sampled_from(_STRINGS),
+                                                               st.text(max_size=20)),
+                                                max_size=3)
+                continue
+            if not depth:
+                continue
+            sub = requests_of(message_factory.GetMessageClass(f.message_type), depth - 1)
+            parts[f.name] = (st.lists(sub, max_size=3) if f.is_repeated
+                             else st.one_of(st.none(), sub))
+        elif f.is_repeated:
+            parts[f.name] = st.lists(_scalar(f), max_size=4)
+        else:
+            parts[f.name] = st.one_of(st.none(), _scalar(f))
+
+    def build(values: dict):
+        msg = cls()
+        for name, v in values.items():
+            if v is None:
+                continue
+            f = cls.DESCRIPTOR.fields_by_name[name]
+            if f.message_type is not None and f.message_type.GetOptions().map_entry:
+                getattr(msg, name).update(v)
+            elif f.is_repeated and f.message_type is not None:
+                for sub in v:
+                    getattr(msg, name).add().CopyFrom(sub)
+            elif f.is_repeated:
+                getattr(msg, name).extend(v)
+            elif f.message_type is not None:
+                getattr(msg, name).CopyFrom(v)
+            else:
+                setattr(msg, name, v)
+        return msg
+
+    return st.fixed_dictionaries({}, optional=parts).map(build)

@@ -76,3 +76,10 @@ REPLICATION_ACCEPT_TIMEOUT_S = 30.0
 SERVER_OPTIONS = (("grpc.max_receive_message_length", MESSAGE_BYTES_MAX),
                   ("grpc.max_send_message_length", MESSAGE_BYTES_MAX),
                   ("grpc.so_reuseport", 0))
+
+# A refusal's message and each of its ErrorInfo metadata values, in UTF-8 bytes: they may
+# quote the request (a hostile field of 5,000 characters), and the message goes twice in
+# the trailers (grpc-message, percent-encoded, and the status detail), which a client
+# refuses past 8 KiB (RESOURCE_EXHAUSTED, the ErrorInfo lost). Cut with an ellipsis.
+ERROR_MESSAGE_BYTES_MAX = 512
+ERROR_METADATA_VALUE_BYTES_MAX = 256

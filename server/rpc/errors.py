@@ -17,6 +17,7 @@ from core.records import (
 from server.mms_pb import (
     types_pb2,
 )
+from server.rpc.constants import ERROR_MESSAGE_BYTES_MAX, ERROR_METADATA_VALUE_BYTES_MAX
 
 log = logging.getLogger("mms.server")
 
@@ -93,6 +94,15 @@ def message_without_reason(message: str, reason: str) -> str:
     return message
 
 
+def clipped(text: str, max_bytes: int) -> str:
+    """text, cut to at most max_bytes of UTF-8 (at a character) with an ellipsis when it
+    was longer: a refusal that quotes a long hostile value still fits the trailers."""
+    raw = text.encode("utf-8", "replace")
+    if len(raw) <= max_bytes:
+        return text
+    return raw[:max_bytes - 3].decode("utf-8", "ignore") + "\u2026"
+
+
 class RpcFailure(Exception):
     """A request-level failure: a status code plus a machine-readable reason. The
     message is what people read; it never repeats the reason (message_without_reason)."""
@@ -107,7 +117,8 @@ class RpcFailure(Exception):
 
     @property
     def message(self) -> str:
-        return message_without_reason(self._message, self.reason)
+        return clipped(message_without_reason(self._message, self.reason),
+                       ERROR_MESSAGE_BYTES_MAX)
 
     @message.setter
     def message(self, value: str) -> None:
@@ -119,8 +130,10 @@ class RpcFailure(Exception):
         return cls(result_status(code), reason, message or reason, metadata)
 
     def trailing_metadata(self):
-        info = error_details_pb2.ErrorInfo(reason=self.reason, domain=ERROR_DOMAIN,
-                                           metadata=self.metadata)
+        info = error_details_pb2.ErrorInfo(
+            reason=self.reason, domain=ERROR_DOMAIN,
+            metadata={k: clipped(str(v), ERROR_METADATA_VALUE_BYTES_MAX)
+                      for k, v in self.metadata.items()})
         detail = any_pb2.Any()
         detail.Pack(info)
         st = status_pb2.Status(code=self.code.value[0], message=self.message, details=[detail])

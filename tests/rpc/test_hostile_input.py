@@ -24,6 +24,7 @@ from core import Engine, EngineConfig
 from core.records import OP, CardStatus, OpType, Result, split_client_id
 from core.rules import JSON_DEPTH_MAX, RULES_JSON_CHARS_MAX
 from server.mms_pb import admin_pb2, pos_pb2, types_pb2
+from server.rpc.admin.base import UNCHECKED
 
 CARDS = [7001, 7002, 7003]
 FUNDED = 50_000
@@ -56,6 +57,34 @@ def setup_chain(e: Env) -> None:
     for no in CARDS:
         e.pos.Recharge(pos_pb2.RechargeRequest(client_id=cid(), card_no=no, amount_fen=FUNDED),
                        metadata=e.till_md, timeout=30)
+
+
+class _Unchecked(logging.Handler):
+    """The warnings of AdminService's last resort (server/rpc/admin/base.py `_failure`):
+    bad input that reached code which did not check it."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.seen: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.getMessage().startswith(UNCHECKED):
+            exc = record.exc_info[1] if record.exc_info else None
+            self.seen.append(f"{record.getMessage()}: {exc!r}")
+
+
+@pytest.fixture(autouse=True)
+def no_unchecked_input():
+    """Every test here fails if a request's bad input reached unchecked code: each such
+    gap is closed with an explicit check (and its reason) where the input enters."""
+    h = _Unchecked()
+    logger = logging.getLogger("mms.admin")
+    logger.addHandler(h)
+    try:
+        yield h
+    finally:
+        logger.removeHandler(h)
+    assert not h.seen, h.seen[:5]
 
 
 @pytest.fixture(scope="module")
@@ -556,6 +585,20 @@ def test_failed_logins_are_throttled_per_address(fresh):
 
 
 # --- 7. refusals a client developer can act on -------------------------------------------------
+
+def test_a_refusal_quoting_a_long_value_still_reaches_the_client(env):
+    """A refusal's message and metadata are cut to their bounds: one that quoted a
+    5,000-character run id went past the client's 8 KiB of trailers, which it then
+    answered RESOURCE_EXHAUSTED, without the ErrorInfo."""
+    from server.mms_pb import campaign_pb2, campaign_pb2_grpc
+    from server.rpc.constants import ERROR_MESSAGE_BYTES_MAX
+
+    stub = campaign_pb2_grpc.CampaignServiceStub(env.channel)
+    code, reason, _, details = refusal(stub.GetRun, campaign_pb2.GetRunRequest(
+        run_id="字" * 5_000), metadata=env.md("root"), timeout=30)
+    assert code == grpc.StatusCode.NOT_FOUND and reason
+    assert details.endswith("\u2026") and len(details.encode()) <= ERROR_MESSAGE_BYTES_MAX
+
 
 def test_refusals_name_the_field_and_the_rule(env, monkeypatch):
     code, reason, meta, details = refusal(env.call, "root", "ListNodes",
