@@ -114,6 +114,11 @@ class EtcdUnavailable(Exception):
     """No etcd endpoint answered within the call bound."""
 
 
+class LeaseNotFound(Exception):
+    """etcd answered that the lease a call named is gone (it expired, or was revoked):
+    an answer about the lease, not an endpoint's fault, so no other endpoint is tried."""
+
+
 @dataclass
 class HaConfig:
     """`[ha]` of the server's config: where etcd is and who this node is."""
@@ -217,6 +222,8 @@ class Etcd:
                 client = await self._connected()
                 return await asyncio.wait_for(fn(client), self.call_timeout_s)
             except (asyncio.TimeoutError, self._aetcd.exceptions.ClientError, OSError) as e:
+                if isinstance(e, self.client_error) and "lease not found" in str(e):
+                    raise LeaseNotFound(str(e)) from e
                 last = e
                 await self._drop()
         raise EtcdUnavailable(f"no etcd endpoint of {self.endpoints} answered: {last!r}")
@@ -389,14 +396,18 @@ class Leadership:
     # --- the lease ------------------------------------------------------------------
 
     async def _grant(self) -> None:
+        """A new lease, this node registered under it, and only then kept: a lease kept
+        after its registration failed had no keepalive (that starts after the grant),
+        so under load, once it expired, every later call naming it failed ("requested
+        lease not found") and the node never campaigned again."""
         sent_at = self.clock()
         lease = await self.etcd.call(lambda c: c.lease(int(self.ttl_s)))
-        self.lease_id, self._lease_sent_at, self._lease_ttl = lease.id, sent_at, float(lease.ttl)
-        self._lease_lost.clear()
-        self.role.lease_renewed(sent_at, float(lease.ttl))
         key = nodes_prefix(self.prefix) + self.cfg.name.encode()
         address = self.role.address.encode()
         await self.etcd.call(lambda c: c.put(key, address, lease=lease.id))
+        self.lease_id, self._lease_sent_at, self._lease_ttl = lease.id, sent_at, float(lease.ttl)
+        self._lease_lost.clear()
+        self.role.lease_renewed(sent_at, float(lease.ttl))
 
     async def _keepalive(self) -> None:
         """Renew the lease every TTL/3; when etcd says it is gone, fence."""
@@ -466,6 +477,9 @@ class Leadership:
                         await self._hold()
                     else:
                         await self._follow_or_campaign()
+                except LeaseNotFound as e:  # expired under us: a new lease next round
+                    log.warning("leadership: %s; taking a new lease", e)
+                    self._lease_gone("etcd: the lease is gone")
                 except Exception as e:  # etcd down, or a promotion that failed: try again
                     if isinstance(e, EtcdUnavailable):
                         log.warning("leadership: %s", e)
