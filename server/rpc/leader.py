@@ -465,6 +465,9 @@ class Leadership:
         try:
             while not self._stop.is_set():
                 try:
+                    if self.lease_id is not None and (keepalive is None or keepalive.done()):
+                        # A lease that nothing renews is as good as gone.
+                        self._lease_gone("its keepalive ended")
                     if self.lease_id is None:
                         if keepalive is not None:
                             keepalive.cancel()
