@@ -245,8 +245,10 @@ cdef extern from *:
 
 
 cdef inline void prefetch_row(const void *row, size_t nbytes) noexcept nogil:
-    """Fetch every cache line of a row: numpy's tables start 16 bytes past a line, so
-    a 256-byte card spans five lines and a 64-byte coupon two."""
+    """Fetch every cache line of a row. The engine's tables start on a line
+    (core.records.table_zeros: a 256-byte card is four lines, a 64-byte coupon one);
+    the last byte's line is fetched too, so a row of an array that starts elsewhere
+    (numpy's own start 16 bytes past a line: five lines, two) is still whole."""
     cdef size_t off = 0
     while off < nbytes:
         __builtin_prefetch(<const char *> row + off)
