@@ -201,13 +201,19 @@ class Etcd:
         self.connects = 0  # clients made so far
 
     async def _connected(self):
-        if self._client is None:
+        # The client made here is the one returned: the keepalive and the leadership loop
+        # share this object, and one may drop the client while the other awaits its
+        # connect (self._client then None: the caller got None, and its call raised
+        # AttributeError, which ended the keepalive task under load).
+        client = self._client
+        if client is None:
             host, _, port = self.endpoints[self._i].rpartition(":")
-            self._client = self._aetcd.Client(host=host or "127.0.0.1", port=int(port),
-                                              timeout=self.call_timeout_s)
+            client = self._client = self._aetcd.Client(host=host or "127.0.0.1",
+                                                       port=int(port),
+                                                       timeout=self.call_timeout_s)
             self.connects += 1
-            await asyncio.wait_for(self._client.connect(), self.call_timeout_s)
-        return self._client
+            await asyncio.wait_for(client.connect(), self.call_timeout_s)
+        return client
 
     async def _drop(self) -> None:
         client, self._client = self._client, None
@@ -431,7 +437,9 @@ class Leadership:
 
             try:
                 reply = await self.etcd.call(refresh)
-            except EtcdUnavailable as e:
+            except Exception as e:  # EtcdUnavailable, or anything else: the task goes on
+                if not isinstance(e, EtcdUnavailable):
+                    log.error("lease keepalive failed", exc_info=e)
                 log.warning("lease keepalive failed (%s); the gate closes %.2f s from now "
                             "unless a keepalive succeeds", e, self.role.lease_time_left_s())
                 if self.clock() > self._lease_sent_at + self._lease_ttl:

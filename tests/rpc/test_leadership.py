@@ -291,6 +291,36 @@ def test_a_lease_that_expired_before_the_node_registered_under_it_is_replaced(et
     asyncio.run(scenario())
 
 
+def test_a_client_dropped_while_another_call_connects_is_still_the_one_returned():
+    """The keepalive and the leadership loop share one Etcd: when one drops the client
+    while the other awaits its connect, the other still gets a client. It got None
+    before, so its call raised AttributeError ('NoneType' object has no attribute
+    'get'), which ended the keepalive task (seen at load 37 in the sigkill test)."""
+    class SlowClient:
+        entered, release = asyncio.Event(), asyncio.Event()
+
+        def __init__(self, **kw) -> None:
+            pass
+
+        async def connect(self) -> None:
+            SlowClient.entered.set()
+            await SlowClient.release.wait()
+
+        async def close(self) -> None:
+            pass
+
+    async def scenario():
+        e = Etcd(["127.0.0.1:1", "127.0.0.1:2"], 5.0)
+        e._aetcd = type("aetcd", (), {"Client": SlowClient, "exceptions": aetcd.exceptions})
+        first = asyncio.create_task(e._connected())
+        await SlowClient.entered.wait()
+        await e._drop()  # the other task's failed call, meanwhile
+        SlowClient.release.set()
+        assert isinstance(await first, SlowClient)
+
+    asyncio.run(scenario())
+
+
 class PartitionedEtcd(Etcd):
     """An etcd client that can be cut off: every call fails while `cut` is set."""
 
