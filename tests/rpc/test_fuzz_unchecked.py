@@ -20,9 +20,7 @@ from fuzz_requests import ADMIN_SERVICE, FORBIDDEN, methods, requests_of
 from grpc_status import rpc_status
 from hypothesis import HealthCheck, given, settings
 from test_admin_rpc import Env
-from test_hostile_input import setup_chain
-
-from server.rpc.admin.base import UNCHECKED
+from test_hostile_input import UncheckedInput, setup_chain
 
 # Calls a chain admin's fuzzed request must not make: they end the admin's session or
 # lock it out (the hostile fuzz sends them with broken ids or no credentials).
@@ -32,22 +30,11 @@ EXAMPLES = 40
 TIMEOUT_S = 60.0
 
 
-class _Unchecked(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self.seen: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if record.getMessage().startswith(UNCHECKED):
-            exc = record.exc_info[1] if record.exc_info else None
-            self.seen.append(f"{record.getMessage()}: {exc!r}")
-
-
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     e = Env(str(tmp_path_factory.mktemp("fuzz")))
     setup_chain(e)
-    h = _Unchecked()
+    h = UncheckedInput()
     logging.getLogger("mms.admin").addHandler(h)
     e.unchecked = h
     yield e

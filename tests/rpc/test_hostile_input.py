@@ -59,7 +59,7 @@ def setup_chain(e: Env) -> None:
                        metadata=e.till_md, timeout=30)
 
 
-class _Unchecked(logging.Handler):
+class UncheckedInput(logging.Handler):
     """The warnings of AdminService's last resort (server/rpc/admin/base.py `_failure`):
     bad input that reached code which did not check it."""
 
@@ -77,7 +77,7 @@ class _Unchecked(logging.Handler):
 def no_unchecked_input():
     """Every test here fails if a request's bad input reached unchecked code: each such
     gap is closed with an explicit check (and its reason) where the input enters."""
-    h = _Unchecked()
+    h = UncheckedInput()
     logger = logging.getLogger("mms.admin")
     logger.addHandler(h)
     try:
