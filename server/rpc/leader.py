@@ -474,8 +474,12 @@ class Leadership:
             while not self._stop.is_set():
                 try:
                     if self.lease_id is not None and (keepalive is None or keepalive.done()):
-                        # A lease that nothing renews is as good as gone.
-                        self._lease_gone("its keepalive ended")
+                        # A lease that nothing renews is as good as gone. What ended the
+                        # keepalive is said, for the next time it happens.
+                        err = (keepalive.exception() if keepalive is not None
+                               and not keepalive.cancelled() else None)
+                        self._lease_gone(f"its keepalive ended: {err!r}"
+                                         if keepalive is not None else "no keepalive")
                     if self.lease_id is None:
                         if keepalive is not None:
                             keepalive.cancel()
