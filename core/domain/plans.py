@@ -654,6 +654,15 @@ _LIVE_LOCK = threading.Lock()
 _LIVE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
+def _prefixed(cur, prefix: bytes):
+    """(key, value) of a cursor's keys that start with prefix, in order."""
+    if cur.set_range(prefix):
+        for k, v in cur:
+            if not k.startswith(prefix):
+                return
+            yield k, v
+
+
 def _freeze_key(run_id: str) -> bytes:
     return FREEZE_PREFIX + run_id.encode()
 
@@ -711,15 +720,12 @@ def _sweep_step(ctx: AdminContext, run_id: str, st: dict) -> int:
     db = ctx.db(PLAN_LISTS_DB)
     cur = ctx.txn.cursor(db=db)
     keys, pairs, more = [], 0, False
-    if cur.set_range(prefix):
-        for k, v in cur:
-            if not k.startswith(prefix):
-                break
-            if keys and pairs >= FREEZE_STEP_PAIRS:
-                more = True
-                break
-            keys.append(bytes(k))
-            pairs += len(v) // PAIR.itemsize
+    for k, v in _prefixed(cur, prefix):
+        if keys and pairs >= FREEZE_STEP_PAIRS:
+            more = True
+            break
+        keys.append(bytes(k))
+        pairs += len(v) // PAIR.itemsize
     for k in keys:
         ctx.txn.delete(k, db=db)
     if not more:
@@ -873,12 +879,8 @@ def sweep_abandoned(engine: Engine, *, operator_id: int = 0, ops_max: int | None
     engine.ensure_dbs(DBS)
     found = []
     with engine.store.read() as txn:
-        cur = txn.cursor(db=engine.store.db[PLAN_META_DB])
-        if cur.set_range(FREEZE_PREFIX):
-            for k, v in cur:
-                if not k.startswith(FREEZE_PREFIX):
-                    break
-                found.append((bytes(k[len(FREEZE_PREFIX):]).decode(), json.loads(v)["attempt"]))
+        for k, v in _prefixed(txn.cursor(db=engine.store.db[PLAN_META_DB]), FREEZE_PREFIX):
+            found.append((bytes(k[len(FREEZE_PREFIX):]).decode(), json.loads(v)["attempt"]))
     taken = 0
     for run_id, seen in found:
         with _LIVE_LOCK:
@@ -1133,12 +1135,8 @@ def run_done(engine: Engine, run_id: str) -> np.ndarray:
     prefix = run_id.encode() + b"\x00"
     rows = []
     with engine.store.read() as txn:
-        cur = txn.cursor(db=engine.store.db[PLAN_DONE_DB])
-        if cur.set_range(prefix):
-            for k, v in cur:
-                if not k.startswith(prefix):
-                    break
-                rows.append((from_be(k[len(prefix):]), *DONE.unpack(v)))
+        for k, v in _prefixed(txn.cursor(db=engine.store.db[PLAN_DONE_DB]), prefix):
+            rows.append((from_be(k[len(prefix):]), *DONE.unpack(v)))
     return np.array(rows, dtype=DONE_ROW) if rows else np.zeros(0, DONE_ROW)
 
 
@@ -1151,12 +1149,10 @@ def run_list(engine: Engine, run_id: str, which: bytes) -> np.ndarray:
     prefix = _list_key(run_id, which, 0, run.get("attempt"))[:-4]
     parts = []
     with engine.store.read() as txn:
-        cur = txn.cursor(db=engine.store.db[PLAN_LISTS_DB])
-        if cur.set_range(prefix):
-            for k, v in cur:
-                if not k.startswith(prefix) or len(k) != len(prefix) + 4:
-                    break
-                parts.append(np.frombuffer(bytes(v), PAIR))
+        for k, v in _prefixed(txn.cursor(db=engine.store.db[PLAN_LISTS_DB]), prefix):
+            if len(k) != len(prefix) + 4:
+                break
+            parts.append(np.frombuffer(bytes(v), PAIR))
     return np.concatenate(parts) if parts else np.zeros(0, PAIR)
 
 

@@ -6,13 +6,10 @@ audience under a new attempt, sweeps the abandoned attempt's lists, and grants e
 member of the new audience exactly once: no list of the first attempt is read."""
 
 import json
-import signal
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
-from common import ROOT, wait_for_file
+from common import ROOT, kill_at_point
 
 from core import Engine, EngineConfig
 from core.domain import plans
@@ -84,12 +81,7 @@ def _freeze_state(eng: Engine, run_id: str) -> dict | None:
 def test_killed_between_two_freeze_steps_then_the_run_starts_anew_and_grants_once(tmp_path):
     data, ready = str(tmp_path / "d"), str(tmp_path / "ready")
     code = CHILD.format(root=str(ROOT), data=data, n=N, k=K, step=STEP, chunk=CHUNK, ready=ready)
-    proc = subprocess.Popen([sys.executable, "-c", code])
-    wait_for_file(ready, proc)
-    with open(ready) as f:
-        seen = json.load(f)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    seen = kill_at_point(code, ready)
 
     eng = Engine(data, config=EngineConfig(rollups=False))
     # No run: the start never reached PLAN_RUN_START. Its first attempt's lists are there
