@@ -2,7 +2,8 @@
 written by PLAN_RUN_FREEZE ops of at most FREEZE_STEP_PAIRS pairs (or one chunk) each,
 under an attempt number; a start given up between two steps leaves lists no later
 attempt reads, and `sweep_abandoned` (or the next start of the run id) deletes them,
-FREEZE_STEP_PAIRS pairs per op."""
+FREEZE_STEP_PAIRS pairs per op. A run frozen before attempts existed reads its lists by
+the old keys."""
 
 from __future__ import annotations
 
@@ -142,3 +143,31 @@ def test_the_sweep_leaves_a_start_in_progress_alone(eng, monkeypatch):
     monkeypatch.setattr(plans, "_freeze_op", sweep_meanwhile)
     run = plans.run_plan(eng, p["plan_id"], "live", chunk=10)
     assert swept == [0] and run["state"] == "done" and run["reached"] == N
+
+
+def test_a_run_frozen_before_attempts_reads_its_lists_by_the_old_keys(eng):
+    # A run started by the one-op start of before: lists keyed run id + 0x00 + t|h + k,
+    # and no attempt in its record.
+    p = create(eng, holdout_bp=0)
+    pairs = np.zeros(N, plans.PAIR)
+    pairs["member"] = np.arange(1, N + 1, dtype=np.uint64)
+    pairs["card"] = 1000 + pairs["member"]
+
+    def old_start(ctx):
+        for k in range(0, N, 50):
+            ctx.put(plans.PLAN_LISTS_DB, b"old\x00t" + plans.u32(k // 50), pairs[k:k + 50].tobytes())
+        seq = ctx.emit(plans.CampaignOp.PLAN_RUN_START, None, amount_fen=N)
+        run = {"run_id": "old", "plan_id": p["plan_id"], "state": "running", "started_s": ctx.now,
+               "finished_s": 0, "first_seq": seq, "chunk": 50, "cursor": 0, "chunks_done": 0,
+               "steps": 0, "n_audience": N, "n_no_card": 0, "n_cooldown": 0, "n_target": N,
+               "n_holdout": 0, "reached": 0, "coupons": 0, "face_fen": 0, "points": 0,
+               "notices": 0, "no_budget": 0, "no_card": 0, "operator_id": 0}
+        ctx.put(plans.PLAN_RUNS_DB, b"old", json.dumps(run).encode())
+        return run
+
+    eng.ensure_dbs(plans.DBS)
+    assert eng.admin(cid(), plans.CampaignOp.PLAN_RUN_START, old_start).result().code == Result.OK
+    assert sorted(plans.run_list(eng, "old", b"t")["member"].tolist()) == list(range(1, N + 1))
+    run = plans.resume_run(eng, "old", chunk=50)
+    assert run["state"] == "done" and run["reached"] == N and "attempt" not in run
+    assert all(len(eng.coupons_of(1000 + m)) == 1 for m in range(1, N + 1))
