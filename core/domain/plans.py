@@ -102,6 +102,11 @@ AUDIENCE_MAX = 10_000_000
 # (bench/bench_plans.py, docs/benchmarks.md).
 CHUNK_DEFAULT = 500
 CHUNK_MAX = 20_000
+# List pairs per op of a run's start (PLAN_RUN_FREEZE: plans._freeze; also per sweep of
+# a given-up start's lists): 16,384 pairs are 256 KB, about one 500-member chunk's commit
+# (~300 KB), where the whole start of 1,000,000 members was one 16 MB transaction. At
+# least one chunk's worth when a run's chunk is larger.
+FREEZE_STEP_PAIRS = 16_384
 DAYS_MAX = 3_660
 WINDOW_DAYS_DEFAULT = 30
 BP = 10_000
@@ -643,10 +648,6 @@ def start_run(engine: Engine, plan_id: int, run_id: str, *, members=None, chunk:
 # `attempt`): a start killed between two steps leaves lists no later attempt reads; the
 # next start of the run id sweeps them, FREEZE_STEP_PAIRS pairs per op, before it
 # freezes its own (`sweep_abandoned` sweeps those of run ids never started again).
-
-# Pairs per freeze op: 16,384 pairs are 256 KB of lists, about one 500-member chunk's
-# commit (~300 KB). At least one chunk's worth when a run's chunk is larger.
-FREEZE_STEP_PAIRS = 16_384
 
 _LIVE_LOCK = threading.Lock()
 # The run ids whose start is in progress in this process, per engine: their freeze
