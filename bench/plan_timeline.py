@@ -3,7 +3,8 @@ slowest swipe submissions waited through (bench/bench_plans.py --timeline).
 
 Wraps, on one engine instance only (bench code, never the server): the hot group commit
 (`_commit`, with the checkpoint round's chunks written inside it), the cold ops
-(`_run_cold`: a plan's start and chunks, with their build and commit), a standalone
+(`_run_cold`: a plan's start, the steps of its freeze and its chunks, with their build
+and commit), a standalone
 checkpoint round (`_advance_round`), the lazy-meta fsync (`store.flush`), the pipeline
 drain before a cold op (`_drain`) and the rollup tailer's flush (`_flush_once`) and its
 write transaction (`_write`). Each event is (kind, start, end) in perf_counter seconds.
@@ -78,6 +79,8 @@ class Timeline:
             return "plan_chunk"
         if item.op_type == CampaignOp.PLAN_RUN_START:
             return "plan_start"
+        if item.op_type == getattr(CampaignOp, "PLAN_RUN_FREEZE", -1):
+            return "plan_freeze"        # a bounded step of the start (plans._freeze)
         return "cold_other"
 
     def _wrap_join(self, eng) -> None:

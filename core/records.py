@@ -216,6 +216,7 @@ class CampaignOp(IntEnum):
     RECHARGE_CAMPAIGN_BONUS = 176
     CAMPAIGN_PUT = 177
     PLAN_MEMBER_PRICE = 178  # a plan's member price set on a reached member's card
+    PLAN_RUN_FREEZE = 179    # a bounded step of a run's start: begin, lists, or a sweep
 
 
 class SegmentOp(IntEnum):

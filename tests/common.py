@@ -86,3 +86,20 @@ def wait_for_file(path: str, proc: subprocess.Popen, timeout_s: float = 120) -> 
         assert proc.poll() is None, f"the child exited ({proc.returncode}) before its point"
         assert time.monotonic() < deadline, "the child never reached its point"
         time.sleep(0.005)
+
+
+def kill_at_point(code: str, ready: str) -> dict:
+    """Run a crash test's child (Python source), wait until it has written its state as
+    JSON to ready (it reached its point and now waits to be killed there), SIGKILL it;
+    the state it wrote."""
+    import json
+    import signal
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", code])
+    wait_for_file(ready, proc)
+    with open(ready) as f:
+        state = json.load(f)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    return state

@@ -28,8 +28,11 @@ A plan (JSON in `plans`, docs/campaigns.md has the user's view):
   chunk is an admin op, and the writer runs one at a time; the counters are in the
   plan's record, changed in the chunk's transaction).
 
-A run (`run_plan`): a start op (PLAN_RUN_START) freezes the target and holdout lists
-(member, card) in `plan_lists`; then chunk ops (PLAN_RUN_CHUNK) of at most `chunk`
+A run (`run_plan`): the start freezes the target and holdout lists (member, card) in
+`plan_lists`, in bounded steps (PLAN_RUN_FREEZE ops of at most FREEZE_STEP_PAIRS pairs,
+under an attempt number that no later start reuses; then PLAN_RUN_START makes the run:
+`_freeze`), so that a start killed midway leaves no list a later start reads, and the
+lists it left are swept; then chunk ops (PLAN_RUN_CHUNK) of at most `chunk`
 members each act on the next members and write, in the same transaction as the grant,
 what each member got to `plan_done` (run, member). A run is keyed by its run id: starting
 it again resumes it where its last committed chunk left off, and a chunk's client id is
@@ -48,8 +51,11 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
+import os
 import struct
+import threading
 import time
+import weakref
 from collections.abc import Callable
 from concurrent.futures import Future
 
@@ -73,11 +79,13 @@ from core.records import (
 from core.rules import RulesConfig
 
 PLANS_DB = "plans"              # u32 BE plan id -> JSON plan; b"next_id" in PLAN_META_DB
-PLAN_META_DB = "plan_meta"      # b"next_id" -> u32 BE
+PLAN_META_DB = "plan_meta"      # b"next_id" -> u32 BE; b"attempt" -> u32 BE; freeze states
 PLAN_RUNS_DB = "plan_runs"      # run id (UTF-8) -> JSON run state
-PLAN_LISTS_DB = "plan_lists"    # run id + 0x00 + b"t"|b"h" + u32 BE chunk -> (member u64, card u64) LE pairs
+PLAN_LISTS_DB = "plan_lists"    # run id + 0x00 + u32 BE attempt + b"t"|b"h" + u32 BE chunk -> (member u64, card u64) LE pairs
 PLAN_DONE_DB = "plan_done"      # run id + 0x00 + u64 BE member -> DONE (what the member got)
 PLAN_REACHED_DB = "plan_reached"  # u32 BE plan id + u64 BE member -> u64 BE time last reached
+ATTEMPT_KEY = b"attempt"        # PLAN_META_DB: the last attempt number given to a start
+FREEZE_PREFIX = b"freeze\x00"   # PLAN_META_DB: + run id -> JSON freeze state of its start
 DBS = (PLANS_DB, PLAN_META_DB, PLAN_RUNS_DB, PLAN_LISTS_DB, PLAN_DONE_DB, PLAN_REACHED_DB)
 
 # Limits, each with its reason.
@@ -94,6 +102,11 @@ AUDIENCE_MAX = 10_000_000
 # (bench/bench_plans.py, docs/benchmarks.md).
 CHUNK_DEFAULT = 500
 CHUNK_MAX = 20_000
+# List pairs per op of a run's start (PLAN_RUN_FREEZE: plans._freeze; also per sweep of
+# a given-up start's lists): 16,384 pairs are 256 KB, about one 500-member chunk's commit
+# (~300 KB), where the whole start of 1,000,000 members was one 16 MB transaction. At
+# least one chunk's worth when a run's chunk is larger.
+FREEZE_STEP_PAIRS = 16_384
 DAYS_MAX = 3_660
 WINDOW_DAYS_DEFAULT = 30
 BP = 10_000
@@ -555,8 +568,10 @@ def _cid(*parts: object) -> bytes:
     return h.digest()
 
 
-def _list_key(run_id: str, which: bytes, chunk: int) -> bytes:
-    return run_id.encode() + b"\x00" + which + u32(chunk)
+def _list_key(run_id: str, which: bytes, chunk: int, attempt: int | None = None) -> bytes:
+    """A list value's key: under the run's attempt (a run started before attempts has
+    none: its lists were frozen in one op)."""
+    return run_id.encode() + b"\x00" + (u32(attempt) if attempt else b"") + which + u32(chunk)
 
 
 def scheduled_run_id(plan: dict, now_s: int) -> str:
@@ -569,9 +584,12 @@ def scheduled_run_id(plan: dict, now_s: int) -> str:
 
 def start_run(engine: Engine, plan_id: int, run_id: str, *, members=None, chunk: int = CHUNK_DEFAULT,
               operator_id: int = 0, store_id: int = 0, now_s: int | None = None) -> Future:
-    """Freeze a run's audience (PLAN_RUN_START). A run id already started answers with
-    the run as it is (the start does nothing again). The audience is resolved here, in
-    the caller's thread, and only stored by the writer."""
+    """Freeze a run's audience and start it. A run id already started answers with the
+    run as it is (the start does nothing again). The audience is resolved here, in the
+    caller's thread; the writer only stores it, in bounded steps (`_freeze`), each a
+    background op paced like a chunk, and the run exists once the last (PLAN_RUN_START)
+    commits. Returns a Future of the run, resolved when it has started (this call
+    waits for the steps)."""
     if not valid_run_id(run_id):
         raise PlanError("RUN_ID_INVALID", f"a run id is 1..{RUN_ID_CHARS_MAX} printable characters")
     if not 1 <= int(chunk) <= CHUNK_MAX:
@@ -579,102 +597,324 @@ def start_run(engine: Engine, plan_id: int, run_id: str, *, members=None, chunk:
     plan = get_plan(engine, plan_id)
     if plan is None:
         raise PlanError("PLAN_NOT_FOUND", f"plan {plan_id} not found")
+    out: Future = Future()
     existing = get_run(engine, run_id)
-    target = holdout = np.zeros(0, PAIR)
-    n_audience = n_no_card = 0
-    if existing is None:
-        now = engine.clock() if now_s is None else int(now_s)
-        ids = resolve_audience(engine, plan["audience"], members)
-        picked = trigger_members(engine, plan["trigger"], now, members)
-        if picked is not None:
-            ids = np.intersect1d(unique_ids(ids), unique_ids(picked), assume_unique=True)
-        if members is not None and len(ids):
-            # Only active members (a frozen or cancelled membership gets nothing).
-            snap = _member_snapshot(members)
-            rows = ids.astype(np.int64) - 1
-            known = rows < snap["n"]
-            keep = ~known
-            keep[known] = snap["status"][rows[known]] == 1
-            ids = ids[keep]
-        if len(ids) > AUDIENCE_MAX:
-            raise PlanError("AUDIENCE_TOO_LARGE", f"{len(ids)} members; at most {AUDIENCE_MAX}")
-        n_audience = len(ids)
-        cards = plan_cards(engine, ids)
-        n_no_card = int(np.count_nonzero(cards == 0))
-        ids, cards = ids[cards != 0], cards[cards != 0]
-        hold = in_holdout(plan["plan_id"], ids, plan["holdout_bp"])
-        target = np.zeros(int(np.count_nonzero(~hold)), PAIR)
-        target["member"], target["card"] = ids[~hold], cards[~hold]
-        holdout = np.zeros(int(np.count_nonzero(hold)), PAIR)
-        holdout["member"], holdout["card"] = ids[hold], cards[hold]
-    size = int(chunk)
+    if existing is not None:
+        out.set_result(existing)
+        return out
+    now = engine.clock() if now_s is None else int(now_s)
+    ids = resolve_audience(engine, plan["audience"], members)
+    picked = trigger_members(engine, plan["trigger"], now, members)
+    if picked is not None:
+        ids = np.intersect1d(unique_ids(ids), unique_ids(picked), assume_unique=True)
+    if members is not None and len(ids):
+        # Only active members (a frozen or cancelled membership gets nothing).
+        snap = _member_snapshot(members)
+        rows = ids.astype(np.int64) - 1
+        known = rows < snap["n"]
+        keep = ~known
+        keep[known] = snap["status"][rows[known]] == 1
+        ids = ids[keep]
+    if len(ids) > AUDIENCE_MAX:
+        raise PlanError("AUDIENCE_TOO_LARGE", f"{len(ids)} members; at most {AUDIENCE_MAX}")
+    n_audience = len(ids)
+    cards = plan_cards(engine, ids)
+    n_no_card = int(np.count_nonzero(cards == 0))
+    ids, cards = ids[cards != 0], cards[cards != 0]
+    hold = in_holdout(plan["plan_id"], ids, plan["holdout_bp"])
+    target = np.zeros(int(np.count_nonzero(~hold)), PAIR)
+    target["member"], target["card"] = ids[~hold], cards[~hold]
+    holdout = np.zeros(int(np.count_nonzero(hold)), PAIR)
+    holdout["member"], holdout["card"] = ids[hold], cards[hold]
+    engine.ensure_dbs(DBS)
+    try:
+        run = _freeze_once(engine, int(plan_id), run_id, target, holdout, n_audience, n_no_card,
+                           int(chunk), operator_id, store_id)
+    except BaseException as e:  # noqa: BLE001 (handed to the caller)
+        out.set_exception(e)
+        return out
+    out.set_result(run)
+    return out
 
-    def build(ctx: AdminContext):
-        raw = ctx.get(PLAN_RUNS_DB, run_id.encode())
-        if raw is not None:
-            run = json.loads(raw)
-            ctx.reject(Result.ALREADY_EXISTS,
-                       f"run {run_id!r} exists ({run['state']})", "RUN_EXISTS")
-        plan_now = _plan(ctx, int(plan_id))
+
+# --- the start in bounded steps ----------------------------------------------------------
+#
+# A run's lists are written by PLAN_RUN_FREEZE ops of at most FREEZE_STEP_PAIRS pairs each
+# (a begin that takes an attempt number, the lists in slices, a sweep of an abandoned
+# attempt's lists), then PLAN_RUN_START makes the run. Each is a background op, paced
+# like a chunk (EngineConfig.background_share_bp), so no transaction the swipes wait
+# behind holds the whole audience (16 MB at 1,000,000 members). The lists are keyed
+# under the attempt (`_list_key`), and attempt numbers are never reused (PLAN_META_DB
+# `attempt`): a start killed between two steps leaves lists no later attempt reads; the
+# next start of the run id sweeps them, FREEZE_STEP_PAIRS pairs per op, before it
+# freezes its own (`sweep_abandoned` sweeps those of run ids never started again).
+
+_LIVE_LOCK = threading.Lock()
+# The run ids whose start is in progress in this process, per engine: their freeze
+# state is not abandoned (one engine writes a data directory, and only its process).
+_LIVE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _prefixed(cur, prefix: bytes):
+    """(key, value) of a cursor's keys that start with prefix, in order."""
+    if cur.set_range(prefix):
+        for k, v in cur:
+            if not k.startswith(prefix):
+                return
+            yield k, v
+
+
+def _freeze_key(run_id: str) -> bytes:
+    return FREEZE_PREFIX + run_id.encode()
+
+
+def _freeze_once(engine: Engine, plan_id: int, run_id: str, target: np.ndarray,
+                 holdout: np.ndarray, n_audience: int, n_no_card: int, size: int,
+                 operator_id: int, store_id: int) -> dict:
+    """The run, started by this caller, or by another caller of this process that was
+    starting it (this one waits for it, then takes the run it left, or starts anew)."""
+    while True:
+        run = get_run(engine, run_id)
+        if run is not None:
+            return run
+        with _LIVE_LOCK:
+            live = _LIVE.setdefault(engine, {})
+            other = live.get(run_id)
+            if other is None:
+                mine = live[run_id] = threading.Event()
+                break
+        other.wait()
+    try:
+        return _freeze(engine, plan_id, run_id, target, holdout, n_audience, n_no_card, size,
+                       operator_id, store_id)
+    finally:
+        with _LIVE_LOCK:
+            _LIVE.get(engine, {}).pop(run_id, None)
+        mine.set()
+
+
+def _freeze_op(engine: Engine, client: tuple, build: Callable[[AdminContext], object],
+               operator_id: int, store_id: int, op: int = CampaignOp.PLAN_RUN_FREEZE):
+    r = engine.admin(_cid(*client), op, build, operator_id=operator_id, store_id=store_id,
+                     background=True).result()
+    if r.code != Result.OK:
+        raise PlanError(r.reason, r.detail)
+    return r
+
+
+def _freeze_state(ctx: AdminContext, run_id: str, attempt: int) -> dict:
+    """Inside a freeze op: the run's freeze state, which must still be this attempt's."""
+    raw = ctx.get(PLAN_META_DB, _freeze_key(run_id))
+    st = json.loads(raw) if raw is not None else None
+    if st is None or st["attempt"] != attempt:
+        ctx.reject(Result.FAILED_PRECONDITION, f"run {run_id!r}: attempt {attempt} was given up",
+                   "ATTEMPT_SUPERSEDED")
+    return st
+
+
+def _sweep_step(ctx: AdminContext, run_id: str, st: dict) -> int:
+    """Delete the first abandoned attempt's lists, at most FREEZE_STEP_PAIRS pairs of them
+    (and at least one value); the attempt leaves `stale` once none is left. The pairs
+    deleted."""
+    att = st["stale"][0]
+    prefix = run_id.encode() + b"\x00" + u32(att)
+    db = ctx.db(PLAN_LISTS_DB)
+    cur = ctx.txn.cursor(db=db)
+    keys, pairs, more = [], 0, False
+    for k, v in _prefixed(cur, prefix):
+        if keys and pairs >= FREEZE_STEP_PAIRS:
+            more = True
+            break
+        keys.append(bytes(k))
+        pairs += len(v) // PAIR.itemsize
+    for k in keys:
+        ctx.txn.delete(k, db=db)
+    if not more:
+        st["stale"].pop(0)
+    return pairs
+
+
+def _append_list(ctx: AdminContext, run_id: str, attempt: int, which: bytes, n_before: int,
+                 pairs: np.ndarray, size: int) -> None:
+    """Append pairs to a list stored as values of `size` pairs (the last may be short:
+    it is read and written again with the new pairs after it)."""
+    k, r = divmod(n_before, size)
+    if r:
+        head = np.frombuffer(ctx.get(PLAN_LISTS_DB, _list_key(run_id, which, k, attempt)), PAIR)
+        pairs = np.concatenate([head, pairs])
+    raw, w = pairs.tobytes(), size * PAIR.itemsize
+    ctx.txn.cursor(db=ctx.db(PLAN_LISTS_DB)).putmulti(
+        [(_list_key(run_id, which, k + j, attempt), raw[j * w:(j + 1) * w])
+         for j in range(-(-len(pairs) // size))])
+
+
+def _freeze(engine: Engine, plan_id: int, run_id: str, target: np.ndarray, holdout: np.ndarray,
+            n_audience: int, n_no_card: int, size: int, operator_id: int, store_id: int) -> dict:
+    """The start's steps, each one background op, in this order: begin (a new attempt;
+    an attempt found unfinished becomes stale), the sweeps of the stale attempts' lists,
+    the target list then the holdout in slices, and PLAN_RUN_START (the run)."""
+    def begin(ctx: AdminContext):
+        if ctx.get(PLAN_RUNS_DB, run_id.encode()) is not None:
+            ctx.reject(Result.ALREADY_EXISTS, f"run {run_id!r} exists", "RUN_EXISTS")
+        plan_now = _plan(ctx, plan_id)
         if plan_now["status"] != "active":
             ctx.reject(Result.FAILED_PRECONDITION, f"plan {plan_id} is {plan_now['status']}",
                        "PLAN_PAUSED")
-        # Event plans skip the members this plan reached within its cooldown.
-        tgt = target
-        cool = plan_now["trigger"].get("cooldown_days", 0)
-        skipped = 0
-        if cool and len(tgt):
-            keep = np.ones(len(tgt), bool)
-            for i, m in enumerate(tgt["member"].tolist()):
-                last = ctx.get(PLAN_REACHED_DB, u32(int(plan_id)) + u64(m))
-                if last is not None and ctx.now - from_be(last) < cool * 86_400:
-                    keep[i] = False
-            skipped = int(np.count_nonzero(~keep))
-            tgt = tgt[keep]
-        for which, pairs in ((b"t", tgt), (b"h", holdout)):
-            for k in range(0, len(pairs), size):
-                ctx.put(PLAN_LISTS_DB, _list_key(run_id, which, k // size), pairs[k:k + size].tobytes())
+        raw = ctx.get(PLAN_META_DB, ATTEMPT_KEY)
+        attempt = (from_be(raw) if raw else 0) + 1
+        ctx.put(PLAN_META_DB, ATTEMPT_KEY, u32(attempt))
+        raw = ctx.get(PLAN_META_DB, _freeze_key(run_id))
+        old = json.loads(raw) if raw is not None else {"attempt": 0, "stale": []}
+        stale = old["stale"] + ([old["attempt"]] if old["attempt"] else [])
+        st = {"plan_id": plan_id, "attempt": attempt, "chunk": size, "n_t": 0, "n_h": 0,
+              "n_cooldown": 0, "stale": stale}
+        ctx.put(PLAN_META_DB, _freeze_key(run_id), json.dumps(st).encode())
+        ctx.emit(CampaignOp.PLAN_RUN_FREEZE, None, amount_fen=attempt)
+        ctx.detail = {"run_id": run_id, "plan_id": plan_id, "attempt": attempt, "step": "begin",
+                      "stale": stale}
+        return st
+
+    try:
+        st = _freeze_op(engine, ("freeze", run_id, "begin", os.urandom(8).hex()), begin,
+                        operator_id, store_id).value
+    except PlanError as e:
+        if e.reason == "RUN_EXISTS":
+            return get_run(engine, run_id)
+        raise
+    attempt, step = st["attempt"], 0
+
+    def op(build: Callable[[AdminContext], object]):
+        nonlocal step
+        step += 1
+        return _freeze_op(engine, ("freeze", run_id, attempt, step), build, operator_id,
+                          store_id).value
+
+    def sweep(ctx: AdminContext):
+        st = _freeze_state(ctx, run_id, attempt)
+        att = st["stale"][0]
+        n = _sweep_step(ctx, run_id, st)
+        ctx.put(PLAN_META_DB, _freeze_key(run_id), json.dumps(st).encode())
+        ctx.emit(CampaignOp.PLAN_RUN_FREEZE, None, amount_fen=n)
+        ctx.detail = {"run_id": run_id, "attempt": attempt, "step": "sweep", "swept_attempt": att,
+                      "pairs": n}
+        return st
+
+    while st["stale"]:
+        st = op(sweep)
+
+    def put(which: bytes, pairs: np.ndarray):
+        def build(ctx: AdminContext):
+            st = _freeze_state(ctx, run_id, attempt)
+            got = pairs
+            if which == b"t":
+                # Event plans skip the members this plan reached within its cooldown.
+                cool = _plan(ctx, plan_id)["trigger"].get("cooldown_days", 0)
+                if cool and len(got):
+                    keep = np.ones(len(got), bool)
+                    for i, m in enumerate(got["member"].tolist()):
+                        last = ctx.get(PLAN_REACHED_DB, u32(plan_id) + u64(m))
+                        if last is not None and ctx.now - from_be(last) < cool * 86_400:
+                            keep[i] = False
+                    st["n_cooldown"] += int(np.count_nonzero(~keep))
+                    got = got[keep]
+            n_key = "n_t" if which == b"t" else "n_h"
+            if len(got):
+                _append_list(ctx, run_id, attempt, which, st[n_key], got, size)
+            st[n_key] += len(got)
+            ctx.put(PLAN_META_DB, _freeze_key(run_id), json.dumps(st).encode())
+            ctx.emit(CampaignOp.PLAN_RUN_FREEZE, None, amount_fen=len(got))
+            ctx.detail = {"run_id": run_id, "attempt": attempt, "step": which.decode(),
+                          "pairs": len(got)}
+            return st
+        return build
+
+    # Slices of whole list values (a multiple of the run's chunk), so that only the
+    # cooldown's gaps make a value written twice.
+    per = max(1, FREEZE_STEP_PAIRS // size) * size
+    for which, pairs in ((b"t", target), (b"h", holdout)):
+        for k in range(0, len(pairs), per):
+            op(put(which, pairs[k:k + per]))
+
+    def seal(ctx: AdminContext):
+        if ctx.get(PLAN_RUNS_DB, run_id.encode()) is not None:
+            ctx.reject(Result.ALREADY_EXISTS, f"run {run_id!r} exists", "RUN_EXISTS")
+        st = _freeze_state(ctx, run_id, attempt)
+        plan_now = _plan(ctx, plan_id)
+        if plan_now["status"] != "active":
+            ctx.reject(Result.FAILED_PRECONDITION, f"plan {plan_id} is {plan_now['status']}",
+                       "PLAN_PAUSED")
+        n_t = st["n_t"]
         if any(a["kind"] == "coupon" for a in plan_now["actions"]):
             # Room for the run's coupons now: the chunks then never double the coupon
             # tables midway (a copy of every row while the swipes wait).
-            engine.reserve_coupons(len(tgt))
-        seq = ctx.emit(CampaignOp.PLAN_RUN_START, None, amount_fen=len(tgt))
-        run = {"run_id": run_id, "plan_id": int(plan_id), "state": "running" if len(tgt) else "done",
-               "started_s": ctx.now, "finished_s": 0 if len(tgt) else ctx.now, "first_seq": seq,
-               "chunk": size, "cursor": 0, "chunks_done": 0, "steps": 0,
-               "n_audience": n_audience, "n_no_card": n_no_card, "n_cooldown": skipped,
-               "n_target": len(tgt), "n_holdout": len(holdout),
+            engine.reserve_coupons(n_t)
+        seq = ctx.emit(CampaignOp.PLAN_RUN_START, None, amount_fen=n_t)
+        run = {"run_id": run_id, "plan_id": plan_id, "state": "running" if n_t else "done",
+               "started_s": ctx.now, "finished_s": 0 if n_t else ctx.now, "first_seq": seq,
+               "chunk": size, "cursor": 0, "chunks_done": 0, "steps": 0, "attempt": attempt,
+               "n_audience": n_audience, "n_no_card": n_no_card, "n_cooldown": st["n_cooldown"],
+               "n_target": n_t, "n_holdout": st["n_h"],
                "reached": 0, "coupons": 0, "face_fen": 0, "points": 0, "notices": 0,
                "no_budget": 0, "no_card": 0, "operator_id": ctx.operator_id}
         ctx.put(PLAN_RUNS_DB, run_id.encode(), json.dumps(run).encode())
-        ctx.detail = {"run_id": run_id, "plan_id": int(plan_id), "targets": len(tgt),
-                      "holdout": len(holdout), "audience": n_audience}
+        ctx.delete(PLAN_META_DB, _freeze_key(run_id))
+        ctx.detail = {"run_id": run_id, "plan_id": plan_id, "targets": n_t,
+                      "holdout": st["n_h"], "audience": n_audience, "attempt": attempt}
         return run
 
-    if existing is not None:
-        fut: Future = Future()
-        fut.set_result(existing)
-        return fut
+    try:
+        r = _freeze_op(engine, ("start", run_id, attempt), seal, operator_id, store_id,
+                       CampaignOp.PLAN_RUN_START)
+    except PlanError as e:
+        if e.reason == "RUN_EXISTS":
+            return get_run(engine, run_id)
+        raise
+    return get_run(engine, run_id) if r.replayed else r.value
+
+
+def sweep_abandoned(engine: Engine, *, operator_id: int = 0, ops_max: int | None = None) -> int:
+    """Sweep the lists of starts that were given up (killed between two freeze steps)
+    and whose run id was not started again: every freeze state of a run id no caller of
+    this process is starting. Bounded: at most FREEZE_STEP_PAIRS pairs per op, and at
+    most ops_max ops (None: until none is left). Returns the ops taken."""
     engine.ensure_dbs(DBS)
-    inner = engine.admin(_cid("start", run_id), CampaignOp.PLAN_RUN_START, build,
-                         operator_id=operator_id, store_id=store_id)
-    out: Future = Future()
+    found = []
+    with engine.store.read() as txn:
+        for k, v in _prefixed(txn.cursor(db=engine.store.db[PLAN_META_DB]), FREEZE_PREFIX):
+            found.append((bytes(k[len(FREEZE_PREFIX):]).decode(), json.loads(v)["attempt"]))
+    taken = 0
+    for run_id, seen in found:
+        with _LIVE_LOCK:
+            if run_id in _LIVE.get(engine, {}):
+                continue
 
-    def done(f: Future) -> None:
-        try:
-            r = f.result()
-        except BaseException as e:  # noqa: BLE001 (handed to the caller)
-            out.set_exception(e)
-            return
-        if r.code == Result.OK:
-            out.set_result(get_run(engine, run_id) if r.replayed else r.value)
-        elif r.reason == "RUN_EXISTS":
-            out.set_result(get_run(engine, run_id))
-        else:
-            out.set_exception(PlanError(r.reason, r.detail))
+        def sweep(ctx: AdminContext, run_id=run_id, seen=seen):
+            raw = ctx.get(PLAN_META_DB, _freeze_key(run_id))
+            st = json.loads(raw) if raw is not None else None
+            # A start of the run id may have begun since it was seen: then it is its.
+            if st is None or st["attempt"] not in (seen, 0):
+                ctx.reject(Result.FAILED_PRECONDITION, f"run {run_id!r} is being started",
+                           "ATTEMPT_SUPERSEDED")
+            if st["attempt"]:
+                st["stale"].append(st["attempt"])
+                st["attempt"] = 0
+            n = _sweep_step(ctx, run_id, st) if st["stale"] else 0
+            if st["stale"]:
+                ctx.put(PLAN_META_DB, _freeze_key(run_id), json.dumps(st).encode())
+            else:
+                ctx.delete(PLAN_META_DB, _freeze_key(run_id))
+            ctx.emit(CampaignOp.PLAN_RUN_FREEZE, None, amount_fen=n)
+            ctx.detail = {"run_id": run_id, "step": "sweep", "pairs": n}
+            return bool(st["stale"])
 
-    inner.add_done_callback(done)
-    return out
+        while ops_max is None or taken < ops_max:
+            r = engine.admin(_cid("sweep", run_id, os.urandom(8).hex()), CampaignOp.PLAN_RUN_FREEZE,
+                             sweep, operator_id=operator_id, background=True).result()
+            taken += 1
+            if r.code != Result.OK or not r.value:
+                break
+            seen = 0
+    return taken
 
 
 def _template_room(ctx: AdminContext, template_id: int) -> tuple[int, int]:
@@ -742,7 +982,8 @@ def step_run(engine: Engine, run_id: str, *, operator_id: int = 0, store_id: int
             return run
         run["state"] = "running"
         k = run["cursor"] // run["chunk"]
-        pairs = np.frombuffer(ctx.get(PLAN_LISTS_DB, _list_key(run_id, b"t", k)) or b"", PAIR)
+        key = _list_key(run_id, b"t", k, run.get("attempt"))
+        pairs = np.frombuffer(ctx.get(PLAN_LISTS_DB, key) or b"", PAIR)
         pairs = pairs[run["cursor"] - k * run["chunk"]:]
         seq = ctx.emit(CampaignOp.PLAN_RUN_CHUNK, None, amount_fen=len(pairs))
         n = len(pairs)
@@ -895,26 +1136,24 @@ def run_done(engine: Engine, run_id: str) -> np.ndarray:
     prefix = run_id.encode() + b"\x00"
     rows = []
     with engine.store.read() as txn:
-        cur = txn.cursor(db=engine.store.db[PLAN_DONE_DB])
-        if cur.set_range(prefix):
-            for k, v in cur:
-                if not k.startswith(prefix):
-                    break
-                rows.append((from_be(k[len(prefix):]), *DONE.unpack(v)))
+        for k, v in _prefixed(txn.cursor(db=engine.store.db[PLAN_DONE_DB]), prefix):
+            rows.append((from_be(k[len(prefix):]), *DONE.unpack(v)))
     return np.array(rows, dtype=DONE_ROW) if rows else np.zeros(0, DONE_ROW)
 
 
 def run_list(engine: Engine, run_id: str, which: bytes) -> np.ndarray:
+    """A started run's target (b"t") or holdout (b"h") list, as frozen."""
     engine.ensure_dbs(DBS)
-    prefix = run_id.encode() + b"\x00" + which
+    run = get_run(engine, run_id)
+    if run is None:
+        return np.zeros(0, PAIR)
+    prefix = _list_key(run_id, which, 0, run.get("attempt"))[:-4]
     parts = []
     with engine.store.read() as txn:
-        cur = txn.cursor(db=engine.store.db[PLAN_LISTS_DB])
-        if cur.set_range(prefix):
-            for k, v in cur:
-                if not k.startswith(prefix) or len(k) != len(prefix) + 4:
-                    break
-                parts.append(np.frombuffer(bytes(v), PAIR))
+        for k, v in _prefixed(txn.cursor(db=engine.store.db[PLAN_LISTS_DB]), prefix):
+            if len(k) != len(prefix) + 4:
+                break
+            parts.append(np.frombuffer(bytes(v), PAIR))
     return np.concatenate(parts) if parts else np.zeros(0, PAIR)
 
 

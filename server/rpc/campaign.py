@@ -37,7 +37,8 @@ _PLAN_CODES = {"PLAN_NOT_FOUND": grpc.StatusCode.NOT_FOUND,
                "MEMBERS_REQUIRED": grpc.StatusCode.FAILED_PRECONDITION,
                "RUN_DONE": grpc.StatusCode.FAILED_PRECONDITION,
                "CAMPAIGN_OFF": grpc.StatusCode.FAILED_PRECONDITION,
-               "CURSOR_MOVED": grpc.StatusCode.ABORTED}
+               "CURSOR_MOVED": grpc.StatusCode.ABORTED,
+               "ATTEMPT_SUPERSEDED": grpc.StatusCode.ABORTED}
 
 
 def _plan_failure(e: Exception) -> RpcFailure | None:

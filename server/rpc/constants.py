@@ -41,6 +41,9 @@ RULE_TAG_EVAL_INTERVAL_S = 3600.0
 SCHEDULER_TICK_S = 60.0
 SCHEDULED_RUNS_MAX = 4
 SCHEDULED_SETTLES_MAX = 10
+# Ops a tick may spend sweeping the lists of plan-run starts given up midway
+# (plans.sweep_abandoned; each op deletes at most plans.FREEZE_STEP_PAIRS pairs).
+SCHEDULED_SWEEP_OPS_MAX = 64
 SCHEDULER_SETTLE_AFTER_S = 86_400
 # How old the behaviour columns a SegmentService read (count, members, export, report,
 # RFM counts) may be before they are loaded again from the tailer's tables: a load costs

@@ -20,6 +20,8 @@ second tick or a failover in the middle never applies anything twice:
   skipped;
 - a settle's client id is a hash of (job, campaign, the cursor it starts from): the
   same cursor replays the same op, a moved cursor is a new settle;
+- the lists a plan run's start left when it was given up between two of its steps
+  (`plans.sweep_abandoned`, at most SCHEDULED_SWEEP_OPS_MAX ops a tick);
 - rule tags keep Segments.evaluation_id (the inputs' seq and the day) and run every
   `rule_tags_every_s`.
 
@@ -41,6 +43,7 @@ from server.rpc.constants import (
     RULE_TAG_EVAL_INTERVAL_S,
     SCHEDULED_RUNS_MAX,
     SCHEDULED_SETTLES_MAX,
+    SCHEDULED_SWEEP_OPS_MAX,
     SCHEDULER_SETTLE_AFTER_S,
     SCHEDULER_TICK_S,
 )
@@ -145,6 +148,11 @@ class Scheduler:
     # --- the jobs (worker threads) ----------------------------------------------------------
 
     def _plans(self, now: int, out: dict) -> None:
+        # The lists of starts given up midway (a crash between two freeze steps) whose
+        # run id was not started again: bounded ops, the next tick goes on.
+        swept = plans.sweep_abandoned(self.engine, ops_max=SCHEDULED_SWEEP_OPS_MAX)
+        if swept:
+            log.info("swept abandoned plan-run lists in %d ops", swept)
         tz = self.engine.rules.tz_offset_s
         started = 0
         for plan in plans.list_plans(self.engine):

@@ -5,16 +5,12 @@ that fsync, the run finishes exactly once after the restart, whether the commit
 survived (the OS had its meta page: a process crash) or not (a power loss before the
 fsync, simulated by putting back the meta pages as they were before the commit)."""
 
-import json
 import os
-import signal
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
 import pytest
-from common import ROOT, wait_for_file
+from common import ROOT, kill_at_point
 
 from core import Engine, EngineConfig
 from core.domain import plans
@@ -84,12 +80,7 @@ def test_kill_between_a_chunks_commit_and_its_fsync_then_the_run_completes_exact
         tmp_path, meta_lost):
     data, ready, meta = str(tmp_path / "d"), str(tmp_path / "ready"), str(tmp_path / "meta")
     code = CHILD.format(root=str(ROOT), data=data, n=N, k=K, chunk=CHUNK, ready=ready, meta=meta)
-    proc = subprocess.Popen([sys.executable, "-c", code])
-    wait_for_file(ready, proc)
-    with open(ready) as f:
-        state = json.load(f)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    state = kill_at_point(code, ready)
     # In the window: committed, but not answered and its coupons not visible.
     assert state == {"answered": False, "visible": False, "coupons": K * CHUNK}
     if meta_lost:

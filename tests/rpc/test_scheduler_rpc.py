@@ -188,3 +188,40 @@ def test_the_loop_ticks_by_itself_and_stops_with_the_server(env):
         return sched.ticks - ticks
     assert asyncio.run_coroutine_threadsafe(run_loop(), env.loop).result(120) >= 1
     assert sched._task is None
+
+
+def test_a_tick_sweeps_the_lists_of_a_start_given_up_midway(env, monkeypatch):
+    hand = create(env, name="by hand", audience={"kind": "members", "member_ids": env.ids},
+                  actions=[{"kind": "points", "points": 1, "reason": "by hand"}])
+    real, answered = plans._freeze_op, [0]
+
+    def give_up(*a, **kw):
+        if answered[0] == 2:        # the begin and the target list done: the caller dies
+            raise RuntimeError("the caller went away")
+        answered[0] += 1
+        return real(*a, **kw)
+
+    monkeypatch.setattr(plans, "_freeze_op", give_up)
+    with pytest.raises(RuntimeError):
+        plans.run_plan(env.engine, hand, "given-up")
+    monkeypatch.setattr(plans, "_freeze_op", real)
+    key = plans.FREEZE_PREFIX + b"given-up"
+
+    def state_and_lists():
+        with env.engine.store.read() as txn:
+            st = txn.get(key, db=env.engine.store.db[plans.PLAN_META_DB])
+            cur = txn.cursor(db=env.engine.store.db[plans.PLAN_LISTS_DB])
+            n = 0
+            if cur.set_range(b"given-up\x00"):
+                for k, _v in cur:
+                    if not k.startswith(b"given-up\x00"):
+                        break
+                    n += 1
+        return st, n
+
+    st, n = state_and_lists()
+    assert st is not None and n == 1
+    out = tick(env)
+    assert not out["errors"], out
+    assert state_and_lists() == (None, 0)
+    assert plans.get_run(env.engine, "given-up") is None
