@@ -41,6 +41,12 @@ extensions = [
                        ("MMS_SOURCE_SHA", f'"{tally_sha}"')],
         extra_compile_args=["-O3"] if not debug else ["-O0", "-g"],
     ),
+    # A journal block packed for replication's wire (core/engine/replication.py, PUT_PACKED).
+    Extension(
+        "core.engine._framepack",
+        ["core/engine/_framepack.pyx"],
+        extra_compile_args=["-O3"] if not debug else ["-O0", "-g"],
+    ),
     # The server's wire encoding of result columns (server/rpc/codec.py, results_bytes).
     Extension(
         "server.rpc._wire",
