@@ -45,6 +45,7 @@ from core import (
 from core.domain.pii import KEY_ENV as PII_KEY_ENV
 from core.domain.pii import KEY_FILE as PII_KEY_FILE
 from server.mms_pb import replication_pb2, replication_pb2_grpc
+from server.rpc._wire import varint
 from server.rpc.constants import (
     REPLICATION,
     REPLICATION_ACCEPT_TIMEOUT_S,
@@ -122,13 +123,6 @@ _UNAUTH = ("REPLICATION_TOKEN", "a replication call needs authorization: Bearer 
            "replication token both nodes are given>")
 
 
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while n > 0x7F:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
 
 
 def frame_envelope(size: int, primary_seq: int) -> tuple[bytes, bytes]:
@@ -137,8 +131,8 @@ def frame_envelope(size: int, primary_seq: int) -> tuple[bytes, bytes]:
     these once, at commit, and Subscribe sends that as it is (the guard's serializer
     lets bytes through), with no protobuf message built or copied per frame.
     tests/rpc/test_replication_rpc.py checks it parses as FrameChunk."""
-    return (b"\x0a" + _varint(size),
-            b"\x10\x01" + (b"\x18" + _varint(primary_seq) if primary_seq else b""))
+    return (b"\x0a" + varint(size),
+            b"\x10\x01" + (b"\x18" + varint(primary_seq) if primary_seq else b""))
 
 
 def _messages(frames: list, last_frame: int, primary_seq: int, batches: bool):
@@ -190,10 +184,10 @@ def _frame_wire(frame, primary_seq: int) -> bytes:
 def _batch_wire(frames: list, primary_seq: int) -> bytes:
     """A FrameChunk carrying consecutive whole frames (data, end_of_frame, primary_seq,
     frame_bytes packed), as its wire bytes: one join of the frames, no message."""
-    sizes = b"".join(_varint(len(f)) for f in frames)
-    return b"".join((b"\x0a", _varint(sum(len(f) for f in frames)), *frames, b"\x10\x01",
-                     (b"\x18" + _varint(primary_seq)) if primary_seq else b"",
-                     b"\x22", _varint(len(sizes)), sizes))
+    sizes = b"".join(varint(len(f)) for f in frames)
+    return b"".join((b"\x0a", varint(sum(len(f) for f in frames)), *frames, b"\x10\x01",
+                     (b"\x18" + varint(primary_seq)) if primary_seq else b"",
+                     b"\x22", varint(len(sizes)), sizes))
 
 
 class _Chunk:
