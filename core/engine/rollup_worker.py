@@ -277,12 +277,12 @@ def _open(path: str, map_size: int) -> Store:
     return store
 
 
-def _readable(store: Store, fn):
-    """fn() again after MDB_MAP_RESIZED (the tailer's process grew the map): the map
-    re-adopts the size the environment has now."""
+def _readable(store: Store, fn, *args):
+    """fn(*args) again after MDB_MAP_RESIZED (the tailer's process grew the map): the
+    map re-adopts the size the environment has now."""
     while True:
         try:
-            return fn()
+            return fn(*args)
         except lmdb.MapResizedError:
             store.env.set_mapsize(0)
             log.warning("the map grew: now %d bytes", store.env.info()["map_size"])
@@ -322,7 +322,7 @@ def serve(state: _State, fd_in: int, fd_out: int, hold_fd: int | None = None) ->
                 _readable(state.store, state.load)       # rows made without these maps
             if seq != state.seq:
                 raise RuntimeError(f"the tailer covers {seq}, the rollups {state.seq}")
-            parts = _readable(state.store, lambda: _compute(state, seq, records_max))
+            parts = _readable(state.store, _compute, state, seq, records_max)
         except Exception:
             send(fd_out, ERROR, traceback.format_exc().encode())
             continue
