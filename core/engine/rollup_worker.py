@@ -236,7 +236,7 @@ class WorkerProcess:
 
 def start(tailer: rollups.Rollups) -> WorkerProcess:
     """Rollups' worker factory: a worker over the tailer's store, in its zone."""
-    return WorkerProcess(tailer.store, tailer.tz, getattr(tailer, "worker_hold_fd", None))
+    return WorkerProcess(tailer.store, tailer.tz, tailer.worker_hold_fd)
 
 
 # --- the worker's side ----------------------------------------------------------------

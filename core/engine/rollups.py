@@ -766,9 +766,12 @@ class Rollups:
         self._worker = None
         self._in_process = False        # the worker failed at close: the last flushes here
         self._restart_at = 0.0
-        # Workers started, and of them started again after one died (metrics).
+        # Workers started, and started again after one died (metrics).
         self.worker_starts = 0
         self.worker_restarts = 0
+        # Test hook (tests/crash/test_rollup_worker_crash.py): a worker started while
+        # this is an fd writes b"H" to it once it has computed a flush, and waits there.
+        self.worker_hold_fd: int | None = None
         self._lock = threading.Lock()           # one catch-up or rebuild at a time
         self._cond = threading.Condition()
         self._wake = threading.Event()
