@@ -13,31 +13,16 @@ import subprocess
 import sys
 
 from common import ROOT
-from harness import tag_id, tagged_op
+from rollup_crash_child import write_workload
 from rollup_reference import recompute, stored
 
 from core import Engine, EngineConfig
 from core.engine import rollup_worker, rollups
-from core.records import OpType
 
 CHILD = pathlib.Path(__file__).resolve().parent / "rollup_worker_parent_child.py"
 # The bound on a wait for another process (a wait, not a timing: it ends at the event).
 WAIT_BOUND_S = 300
 TZ = 8 * 3600
-
-
-def write_workload(eng: Engine, n: int) -> int:
-    eng.issue_cards([1, 2, 3], tag_id("issue"), store_id=1).result()
-    eng.recharge(1, 10**6, tag_id("rc"), store_id=1).result()
-    for k in range(n):
-        ops, its, _ = tagged_op(f"s{k}", 1, 300 + k, store=1 + k % 3, operator=k % 5,
-                                items=[(7, 100, 1, 1), (8, 200 + k, 2, 2)])
-        eng.submit(ops, its).result()
-        if k % 5 == 4:
-            ops, _, _ = tagged_op(f"f{k}", 1, 50, OpType.REFUND, ref=f"s{k}", store=2)
-            eng.submit(ops).result()
-    with eng.store.read() as txn:
-        return eng.store.last_seq(txn)
 
 
 def test_sigkill_of_the_worker_mid_flush_is_summed_again_by_the_next(tmp_path):
