@@ -25,6 +25,19 @@ ENGINE = {"worker": {"rollups_worker": True}, "thread": {"rollups_worker": False
           "off": {"rollups": False}, "on": {}}
 
 
+def children(pid: int) -> list[int]:
+    """The children of every thread of a process (the rollup worker is the tailer
+    thread's: /proc/PID/task/PID/children lists the main thread's only)."""
+    out = []
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/children") as f:
+                out += [int(p) for p in f.read().split()]
+        except FileNotFoundError:
+            continue
+    return out
+
+
 def main() -> None:
     mode = sys.argv[1]
     rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 1
@@ -36,7 +49,7 @@ def main() -> None:
                 cards = asyncio.run(bench._setup(child.target, child.token("admin"),
                                                  child.token("pos"), 10_000))
                 before = bench.swipes_ok_on_server(child.metrics_url)
-                kids = bench.child_pids(child.proc.pid)
+                kids = children(child.proc.pid)
                 load0 = os.getloadavg()[0]
                 cpu0, kid0 = bench.cpu_seconds([child.proc.pid]), bench.cpu_seconds(kids)
                 rep = loadgen.run(native, child.target, child.token("pos"), streams=32,
