@@ -3,8 +3,9 @@ diagnostic, not a test.
 
 An engine in this process (a copy of a prepared table of --cards cards), swipes of one
 op each submitted open-loop at --rate per second for --seconds (as unary Swipe calls
-reach the writer), with the rollups on and then off (--phases), each phase in a fresh
-copy. Measured in the same phase:
+reach the writer), with the rollups on (their flushes computed in the tailer's thread),
+on with the worker process computing them (core.engine.rollup_worker), and off
+(--phases on,worker,off), each phase in a fresh copy. Measured in the same phase:
 
 - every swipe's latency, submit to answer (p50 / p99 / max);
 - every LMDB write transaction of every thread (the env's begin is wrapped): its wait
@@ -18,7 +19,8 @@ copy. Measured in the same phase:
   (a gap is a time no Python thread let it run: a call holding the GIL);
 - with --py-spy PATH, `py-spy record --gil` of the phase (raw stacks of what held the
   GIL; --spy-cpu: of every thread) into --out-dir;
-- the tailer thread's CPU (/proc) per record it summed of the phase.
+- the tailer thread's CPU (/proc) per record it summed of the phase, the worker
+  process's (worker phase), and this process's CPU per swipe (all its threads).
 
     python3 bench/rollup_stall.py --cards 10000 --rate 2000 --seconds 6 --rounds 2
 
@@ -121,11 +123,24 @@ def _overlap(a0: float, a1: float, spans: list[tuple[float, float]]) -> float:
     return sum(max(0.0, min(a1, e) - max(a0, s)) for s, e in spans)
 
 
-def phase(seed_dir: str, work: str, args, rollups: bool, rnd: int) -> dict:
+def _pid_cpu_s(pid: int | None) -> float:
+    """User + system CPU seconds of a process (0: none, or gone)."""
+    if pid is None:
+        return 0.0
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            parts = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(parts[11]) + int(parts[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def phase(seed_dir: str, work: str, args, mode: str, rnd: int) -> dict:
     path = os.path.join(work, "run")
     shutil.rmtree(path, ignore_errors=True)
     shutil.copytree(seed_dir, path)
-    eng = Engine(path, config=EngineConfig(rollups=rollups))
+    rollups = mode != "off"
+    eng = Engine(path, config=EngineConfig(rollups=rollups, rollups_worker=mode == "worker"))
     txns: list = []
     eng.store.env = _Env(eng.store.env, txns)
     flushes: list[dict] = []
@@ -137,8 +152,14 @@ def phase(seed_dir: str, work: str, args, rollups: bool, rnd: int) -> dict:
             eng.rollups.wait_for(eng.store.last_seq(txn))
     rng = np.random.default_rng(rnd)
     n = int(args.rate * args.seconds)
-    ops = _ops(rng, n, args.cards, 0xC000_0000 + rnd * 10**7 + (0 if rollups else 5 * 10**6),
-               OpType.SWIPE, 1_000, 50_000)
+    ops = _ops(rng, n + 1, args.cards, 0xC000_0000 + rnd * 10**7
+               + {"on": 0, "worker": 3 * 10**6, "off": 5 * 10**6}[mode], OpType.SWIPE, 1_000, 50_000)
+    if eng.rollups is not None:
+        # One swipe summed before the clock starts: the worker (started by the tailer's
+        # first flush) is running when the phase begins, so its CPU is the phase's.
+        eng.submit(ops[n:]).result()
+        with eng.store.read() as txn:
+            eng.rollups.wait_for(eng.store.last_seq(txn))
     lat = np.zeros(n)
     done = threading.Semaphore(0)
 
@@ -153,7 +174,7 @@ def phase(seed_dir: str, work: str, args, rollups: bool, rnd: int) -> dict:
                             daemon=True)
     spy = None
     if args.py_spy:
-        out = os.path.join(args.out_dir, f"gil_{'on' if rollups else 'off'}_{rnd}.txt")
+        out = os.path.join(args.out_dir, f"gil_{mode}_{rnd}.txt")
         spy = subprocess.Popen([args.py_spy, "record", *([] if args.spy_cpu else ["--gil"]), "--threads", "-r", "200",
                                 "-f", "raw", "-o", out, "-p", str(os.getpid()),
                                 "-d", str(int(args.seconds) + 1)],
@@ -164,6 +185,8 @@ def phase(seed_dir: str, work: str, args, rollups: bool, rnd: int) -> dict:
     tick.start()
     load0 = os.getloadavg()[0]
     cpu0 = _thread_cpu_s("mms-rollups")
+    worker = eng.rollups.worker_pid if eng.rollups is not None else None
+    wcpu0, pcpu0 = _pid_cpu_s(worker), time.process_time()
     seq0 = eng.rollups.seq if eng.rollups is not None else 0
     t0 = time.perf_counter()
     skipped = 0
@@ -183,6 +206,9 @@ def phase(seed_dir: str, work: str, args, rollups: bool, rnd: int) -> dict:
         with eng.store.read() as txn:
             eng.rollups.wait_for(eng.store.last_seq(txn))
     tailer_cpu = _thread_cpu_s("mms-rollups") - cpu0
+    process_cpu = time.process_time() - pcpu0
+    worker_cpu = _pid_cpu_s(worker) - wcpu0 if worker == (
+        eng.rollups.worker_pid if eng.rollups is not None else None) else float("nan")
     summed = (eng.rollups.seq - seq0) if eng.rollups is not None else 0
     stop.set()
     tick.join()
@@ -200,7 +226,7 @@ def phase(seed_dir: str, work: str, args, rollups: bool, rnd: int) -> dict:
         for t, b in f["bytes"].items():
             by_table.setdefault(t, []).append(b)
     row = {
-        "rollups": rollups, "round": rnd, "load": [round(load0, 2), round(os.getloadavg()[0], 2)],
+        "rollups": mode, "round": rnd, "load": [round(load0, 2), round(os.getloadavg()[0], 2)],
         "swipes_per_s": round(n / (t1 - t0)), "skipped_sends": skipped,
         "swipe_ms": _dist(lat),
         "commit_lock_wait_ms": _dist(waits),
@@ -212,12 +238,19 @@ def phase(seed_dir: str, work: str, args, rollups: bool, rnd: int) -> dict:
         "flushes": len(fl),
         "tailer_cpu_s": round(tailer_cpu, 3),
         "tailer_us_per_record": round(tailer_cpu / summed * 1e6, 2) if summed else 0.0,
+        "worker_cpu_s": round(worker_cpu, 3) if worker is not None else 0.0,
+        "process_cpu_us_per_swipe": round(process_cpu / n * 1e6, 1),
     }
     if fl:
         row.update({
             "flush_records": _dist([f["records"] / 1000 for f in fl]),
             "flush_compute_ms": _dist([f["compute_s"] for f in fl]),
             "flush_compute_cpu_ms": _dist([f["compute_cpu_s"] for f in fl]),
+            # The worker phase: the worker's own compute (compute_ms above is the
+            # tailer's wait for it, compute_cpu_ms the tailer's CPU receiving it).
+            **({"worker_compute_ms": _dist([f["worker_compute_s"] for f in fl]),
+                "worker_compute_cpu_ms": _dist([f["worker_compute_cpu_s"] for f in fl])}
+               if "worker_compute_s" in fl[0] else {}),
             "flush_puts_ms": _dist([f["puts_s"] for f in fl]),
             "flush_commit_ms": _dist([f["commit_s"] for f in fl]),
             "flush_values": round(float(np.mean([sum(f["puts"].values()) for f in fl]))),
@@ -242,7 +275,8 @@ def main(argv=None) -> int:
     ap.add_argument("--rate", type=float, default=2000.0)
     ap.add_argument("--seconds", type=float, default=6.0)
     ap.add_argument("--rounds", type=int, default=1)
-    ap.add_argument("--phases", default="on,off", help="on, off or both, in order")
+    ap.add_argument("--phases", default="on,worker,off",
+                    help="any of on (in the tailer's thread), worker, off, in order")
     ap.add_argument("--gil-gap-ms", type=float, default=2.0)
     ap.add_argument("--flushes", action="store_true", help="print every flush too")
     ap.add_argument("--py-spy", default="", help="py-spy binary: record --gil each phase")
@@ -258,7 +292,7 @@ def main(argv=None) -> int:
             prepare(seed_dir, args.cards, 4096)
         for rnd in range(args.rounds):
             for p in args.phases.split(","):
-                print(json.dumps(phase(seed_dir, work, args, p == "on", rnd)), flush=True)
+                print(json.dumps(phase(seed_dir, work, args, p, rnd)), flush=True)
     return 0
 
 

@@ -11,6 +11,7 @@ report server's fixture, the domain tests on the engine's workloads)."""
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -23,6 +24,11 @@ for _tier in TIERS:
         sys.path.append(str(_HERE / _tier))
 
 SLOW_TIERS = ("crash",)
+
+# Engines compute their rollups in the tailer's thread here unless a test asks for the
+# worker process (EngineConfig.rollups_worker): the suite opens hundreds of engines, and
+# each worker is a Python process to start. MMS_ROLLUPS_WORKER=1 runs it with workers.
+os.environ.setdefault("MMS_ROLLUPS_WORKER", "0")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

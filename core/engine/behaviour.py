@@ -103,18 +103,6 @@ _CODES = np.array([Result.OK, RecordKind.KIND_CARD, _SWIPE, _USE, _REFUND, _RECH
 _TOTAL_OPS = (_tally.MIN_POSITIVE, _tally.MAX) + (_tally.SUM,) * (_NT - _MINMAX)
 
 
-def reduce_totals(ids: np.ndarray, vals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Distinct ids (ascending) and their merged totals (one pass in C, _tally.Sums)."""
-    if len(ids) == 0:
-        return ids.astype(np.uint64), vals.reshape(0, _NT)
-    sums = _tally.Sums(_TOTAL_OPS, min(len(ids), 65_536))
-    ids = np.ascontiguousarray(ids, np.uint64)
-    sums.add(ids, np.zeros(len(ids), np.uint64), np.ascontiguousarray(vals, np.int64))
-    keys, out = sums.rows()
-    order = np.argsort(keys[:, 0])
-    return keys[order, 0], out[order]
-
-
 class Behaviour:
     """Rows of the journal blocks a flush reads, then the puts that merge them into the
     tables (read in the tailer's read transaction: the tailer is their only writer)."""

@@ -97,6 +97,11 @@ ROLLUP_DUTY_BP = 2_500
 # a flush that found more than ROLLUP_FLUSH_RECORDS_MAX records waiting (a backlog)
 # is followed by the next one after ROLLUP_FLUSH_INTERVAL_S only.
 ROLLUP_FLUSH_WAIT_MAX_S = 4.0
+# The worker process (core.engine.rollup_worker): the most bytes one message between it
+# and the tailer may hold (a flush whose puts are larger is computed again over fewer
+# records), and how long the tailer waits after a worker died before it starts another.
+ROLLUP_WORKER_MESSAGE_BYTES_MAX = 1 << 30
+ROLLUP_WORKER_RESTART_S = 1.0
 
 ROLLUP_META_DB = "rollup_meta"
 SALES_DB = "rollup_sales"
@@ -677,6 +682,51 @@ def flush_wait_s(took_s: float, records: int) -> float:
     return min(ROLLUP_FLUSH_WAIT_MAX_S, max(ROLLUP_FLUSH_INTERVAL_S, duty))
 
 
+def compute_flush(store, summer: Summer, beh: behaviour.Behaviour, seq: int,
+                  records_max: int):
+    """The compute of one flush: the journal after seq (at most about records_max
+    records) summed and merged into the stored blocks, read in one read transaction.
+    Returns (puts per table, the new cards, the last seq summed, records) or None when
+    nothing follows seq. Writes nothing (the tailer's _write does); the same in the
+    tailer's thread and in the worker process (core.engine.rollup_worker)."""
+    parts, upto, n = _Parts(), seq, 0
+    beh.clear()                 # rows of a flush that failed are summed again
+    summer.begin_flush()        # and so are its new cards' stores of issue
+    # Zero-copy: blocks are views of the map, valid while txn is (nothing of them is
+    # kept: Summer copies what it keeps).
+    with store.gate.reading(), store.env.begin(buffers=True) as txn:
+        runs = journal_runs(store, txn, seq, min(ROLLUP_RUN_RECORDS, records_max))
+        for block, items in runs:
+            summer.block(txn, block, items, parts)
+            beh.block(store, txn, block, summer.tz)
+            upto = int(block[-1]["seq"])
+            n += len(block)
+            if n >= records_max:
+                break
+        if n == 0:
+            return None
+        # The blocks are merged here, outside the write transaction: the tailer is the
+        # rollups' only writer, so what it read is still theirs, and the write holds
+        # LMDB's lock (which the committer needs) only for the puts.
+        sales, parts.sales = parts.sales, sales_sum()
+        activity = behaviour.activity_puts(store, txn, activity_of(parts))
+        known = _BlockStatus(store, txn)
+        moved = card_event_rows(parts, known)
+        lot_puts = settlement_rows(parts, store, txn, summer.tz)
+        puts = {t: merged_blocks(txn, store, t, k, v)
+                for t, (k, v) in parts.reduced().items() if t != SALES_DB}
+        puts[SALES_DB] = merged_sales(txn, store, sales)
+        puts[CARD_STATUS_DB] = status_puts(known, *moved)
+        puts.update(lot_puts)
+        puts.update(beh.puts(store, txn))
+        puts.update(activity)
+    return puts, parts.new_cards, upto, n
+
+
+class WorkerDied(RuntimeError):
+    """The rollup worker process ended (or broke its pipe) before answering."""
+
+
 class Rollups:
     """The tailer: keeps the rollup databases at the journal's end.
 
@@ -684,7 +734,11 @@ class Rollups:
     asks the writer to grow the map (nothing else holds a write then)."""
 
     def __init__(self, store, tz_offset_s: int, *, grow: Callable[[], None] | None = None,
-                 last_seq: Callable[[], int] | None = None) -> None:
+                 last_seq: Callable[[], int] | None = None,
+                 worker: Callable[[Rollups], object] | None = None) -> None:
+        """worker, when given, starts the process that computes the flushes
+        (core.engine.rollup_worker.start: called with this tailer, it returns the
+        process's handle: flush, ack, close, pid); without it they are computed here."""
         self.store = store
         self._grow = grow or store.grow
         self._last_seq = last_seq
@@ -699,14 +753,25 @@ class Rollups:
         with store.read() as txn:
             raw = txn.get(b"tz_offset_s", db=store.db[ROLLUP_META_DB])
             self.seq = covered_seq(store, txn)
-            issue = load_issue_map(store, txn)
+            # With a worker the card -> store map is the worker's (it loads its own).
+            issue = None if worker is not None else load_issue_map(store, txn)
         # The zone the rows were cut in stays theirs: a new zone needs a rebuild.
         self.tz = int.from_bytes(raw, "big", signed=True) if raw is not None else int(tz_offset_s)
         if raw is not None and self.tz != int(tz_offset_s):
             log.warning("rollups are in tz_offset_s %d, the rules say %d: run "
                         "`mms report rebuild` to cut them again", self.tz, tz_offset_s)
-        self.summer = Summer(store, self.tz, issue)
+        self.summer: Summer | None = None if issue is None else Summer(store, self.tz, issue)
         self.behaviour = behaviour.Behaviour()
+        self._worker_factory = worker
+        self._worker = None
+        self._in_process = False        # the worker failed at close: the last flushes here
+        self._restart_at = 0.0
+        # Workers started, and started again after one died (metrics).
+        self.worker_starts = 0
+        self.worker_restarts = 0
+        # Test hook (tests/crash/test_rollup_worker_crash.py): a worker started while
+        # this is an fd writes b"H" to it once it has computed a flush, and waits there.
+        self.worker_hold_fd: int | None = None
         self._lock = threading.Lock()           # one catch-up or rebuild at a time
         self._cond = threading.Condition()
         self._wake = threading.Event()
@@ -730,6 +795,22 @@ class Rollups:
         self._wake.set()
 
     def _loop(self) -> None:
+        try:
+            self._loop_flushes()
+        finally:
+            if self._worker_factory is not None:
+                # The worker was started by this thread (its PR_SET_PDEATHSIG is tied to
+                # it): the last catch-up of close runs here, then the worker stops.
+                try:
+                    if self._stop:
+                        self.catch_up()
+                except Exception as exc:
+                    self.error = exc
+                    log.exception("the rollup worker's last catch-up failed")
+                with self._lock:
+                    self._stop_worker()
+
+    def _loop_flushes(self) -> None:
         while not self._stop:
             self._wake.wait(ROLLUP_POLL_S)
             self._wake.clear()
@@ -755,7 +836,28 @@ class Rollups:
         self._hurry.set()
         if self._thread is not None:
             self._thread.join()
-        self.catch_up()
+        if self._worker_factory is not None:
+            if not self._pending():
+                self._finish_close()
+                return
+            self._restart_at = 0.0      # what the thread left: a worker of this thread
+        try:
+            self.catch_up()
+        except WorkerDied:
+            # No worker to be had: the last records are summed in this process.
+            self._in_process = True
+            self.catch_up()
+        finally:
+            with self._lock:
+                self._stop_worker()
+        self._finish_close()
+
+    def _pending(self) -> bool:
+        """Whether the journal holds records after the covered seq."""
+        with self.store.read() as txn:
+            return self.store.last_seq(txn) > self.seq
+
+    def _finish_close(self) -> None:
         # grow is the engine's bound method and the engine holds this tailer: without
         # this the pair (the engine's tables, the last flush's sums) waits for a full
         # cyclic collection after close (300-600 MB a bench run, docs/benchmarks.md h11k).
@@ -790,49 +892,87 @@ class Rollups:
                     return done
 
     def _flush_once(self) -> int:
+        if self._worker_factory is not None and not self._in_process:
+            return self._flush_by_worker()
         t0, c0 = time.perf_counter(), time.thread_time()
-        parts, upto, n = _Parts(), self.seq, 0
-        self.behaviour.clear()      # rows of a flush that failed are summed again
-        self.summer.begin_flush()   # and so are its new cards' stores of issue
-        # Zero-copy: blocks are views of the map, valid while txn is (nothing of them
-        # is kept: Summer copies what it keeps).
-        with self.store.gate.reading(), self.store.env.begin(buffers=True) as txn:
-            runs = journal_runs(self.store, txn, self.seq,
-                                min(ROLLUP_RUN_RECORDS, ROLLUP_FLUSH_RECORDS_MAX))
-            for block, items in runs:
-                self.summer.block(txn, block, items, parts)
-                self.behaviour.block(self.store, txn, block, self.summer.tz)
-                upto = int(block[-1]["seq"])
-                n += len(block)
-                if n >= ROLLUP_FLUSH_RECORDS_MAX:
-                    break
-            if n == 0:
-                return 0
-            # The blocks are merged here, outside the write transaction: the tailer is
-            # the rollups' only writer (self._lock), so what it read is still theirs, and
-            # the write holds LMDB's lock (which the committer needs) only for the puts.
-            sales, parts.sales = parts.sales, sales_sum()
-            activity = behaviour.activity_puts(self.store, txn, activity_of(parts))
-            known = _BlockStatus(self.store, txn)
-            moved = card_event_rows(parts, known)
-            lot_puts = settlement_rows(parts, self.store, txn, self.tz)
-            puts = {t: merged_blocks(txn, self.store, t, k, v)
-                    for t, (k, v) in parts.reduced().items() if t != SALES_DB}
-            puts[SALES_DB] = merged_sales(txn, self.store, sales)
-            puts[CARD_STATUS_DB] = status_puts(known, *moved)
-            puts.update(lot_puts)
-            puts.update(self.behaviour.puts(self.store, txn))
-            puts.update(activity)
+        if self.summer is None:     # the worker kept it: load it as the rows stand
+            with self.store.read() as txn:
+                self.summer = Summer(self.store, self.tz, load_issue_map(self.store, txn))
+        flush = compute_flush(self.store, self.summer, self.behaviour, self.seq,
+                              ROLLUP_FLUSH_RECORDS_MAX)
+        if flush is None:
+            return 0
+        puts, new_cards, upto, n = flush
         t1, c1 = time.perf_counter(), time.thread_time()
-        timing = self._write(puts, parts.new_cards, upto)
+        timing = self._write(puts, new_cards, upto)
         if self.on_flush is not None:
             self.on_flush(flush_stats(n, puts, t0, c0, t1, c1, timing))
         # Committed: only now do the in-memory maps move with the database.
-        self.summer.commit_fresh(parts.new_cards)
+        self.summer.commit_fresh(new_cards)
         with self._cond:
             self.seq = upto
             self._cond.notify_all()
         return n
+
+    def _flush_by_worker(self) -> int:
+        """One flush computed by the worker process (core.engine.rollup_worker): its
+        puts received (the wait in os.read, without the GIL), written here by _write as
+        an in-process flush's, then acknowledged, so the worker moves its maps on (and
+        reads the blocks it merges into next) only once they are committed. A worker
+        that died is started again after ROLLUP_WORKER_RESTART_S; nothing of its flush
+        was written, so the next one sums the same records again."""
+        worker = self._worker
+        if worker is None:
+            if time.monotonic() < self._restart_at:
+                return 0
+            self.worker_starts += 1
+            worker = self._worker = self._worker_factory(self)
+        t0, c0 = time.perf_counter(), time.thread_time()
+        try:
+            flush = worker.flush(self.seq, ROLLUP_FLUSH_RECORDS_MAX)
+        except WorkerDied:
+            self._lost_worker()
+            raise
+        if flush is None:
+            return 0
+        t1, c1 = time.perf_counter(), time.thread_time()
+        try:
+            timing = self._write(flush.puts, flush.new_cards, flush.upto)
+        except BaseException:
+            with contextlib.suppress(WorkerDied):
+                worker.ack(False)
+            raise
+        try:
+            worker.ack(True)
+        except WorkerDied:
+            self._lost_worker()     # committed: the next worker loads what was written
+        if self.on_flush is not None:
+            stats = flush_stats(flush.n, flush.puts, t0, c0, t1, c1, timing)
+            stats["worker_compute_s"], stats["worker_compute_cpu_s"] = flush.compute_s, flush.compute_cpu_s
+            self.on_flush(stats)
+        self.summer = None          # the parent's maps (a fallback's) are stale now
+        with self._cond:
+            self.seq = flush.upto
+            self._cond.notify_all()
+        return flush.n
+
+    def _lost_worker(self) -> None:
+        worker, self._worker = self._worker, None
+        self.worker_restarts += 1       # the next flush starts another
+        self._restart_at = time.monotonic() + ROLLUP_WORKER_RESTART_S
+        if worker is not None:
+            worker.close()
+
+    def _stop_worker(self) -> None:
+        worker, self._worker = self._worker, None
+        if worker is not None:
+            worker.close()
+
+    @property
+    def worker_pid(self) -> int | None:
+        """The worker process's pid (None: none running, or in-process compute)."""
+        worker = self._worker
+        return None if worker is None else worker.pid
 
     def _write(self, puts: dict[str, list[tuple[bytes, bytes]]], new_cards,
                upto: int) -> tuple[float, ...]:
@@ -876,6 +1016,7 @@ class Rollups:
             if tz_offset_s is not None:
                 self.tz = int(tz_offset_s)
             self.summer = Summer(store, self.tz, _fastpath.KeyMap(1024))
+            self._stop_worker()         # its maps are of the rows dropped: a fresh one
             with self._cond:
                 self.seq = 0
         return self.catch_up()

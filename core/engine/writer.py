@@ -34,6 +34,7 @@ import lmdb
 import numpy as np
 
 from core import _fastpath
+from core.engine import rollup_worker
 from core.engine.rollups import JOURNAL_ITEM, JOURNAL_ITEMS_DB, Rollups
 from core.engine.rollups import ensure_dbs as ensure_rollup_dbs
 from core.engine.storage import CARD_TYPES_DB, CHUNK_SHIFT, IDS_DTYPE, Store, from_be, u32, u64
@@ -127,6 +128,11 @@ RENAMED_FIELDS = {"batch_max": "batch_ops_max", "queue_max_ops": "queue_ops_max"
                   "issue_max_cards": "issue_cards_max"}
 
 
+def _rollups_worker_default() -> bool:
+    """EngineConfig.rollups_worker's default: on, unless MMS_ROLLUPS_WORKER=0."""
+    return os.environ.get("MMS_ROLLUPS_WORKER", "1") != "0"
+
+
 @dataclass(frozen=True)
 class EngineConfig:
     # Ops applied under one commit. 4096 amortises one fsync (about 0.5-5 ms here) over
@@ -177,6 +183,10 @@ class EngineConfig:
     lazy_meta_sync: bool = True
     # Keep the report rollups (core.engine.rollups) up to date in their own thread.
     rollups: bool = True
+    # ... with their flushes computed in a worker process (core.engine.rollup_worker), off
+    # this process's GIL; False: in the tailer's thread. The default is True unless the
+    # environment says MMS_ROLLUPS_WORKER=0 (the test suite: it opens many engines).
+    rollups_worker: bool = dataclasses.field(default_factory=_rollups_worker_default)
     # Background admin ops (Engine.admin(background=True): the chunks of a plan run) wait
     # behind every hot batch and foreground op queued, but never longer than this, so a
     # run under a saturating load still moves. 0 = no priority (FIFO with the rest).
@@ -729,7 +739,8 @@ class Engine:
             self._start_acker()
         if self.config.rollups:
             self.rollups = Rollups(self.store, self._rules_config.tz_offset_s,
-                                   grow=self._grow_for_rollups)
+                                   grow=self._grow_for_rollups,
+                                   worker=rollup_worker.start if self.config.rollups_worker else None)
         if self.recovered_records > self.config.recovery_checkpoint_records:
             # Before the threads start: nothing else touches the tables yet.
             self._start_round()
@@ -1456,7 +1467,14 @@ class Engine:
         return {"queue_ops": queued, "last_seq": self._last_seq, "n_cards": self._n_cards,
                 "map_size_bytes": size, "map_used_bytes": used, "commits": self._commits,
                 "checkpoint_seq": self._checkpoint_seq, "rules_version": self._rules.version,
-                "recovered_records": self.recovered_records}
+                "recovered_records": self.recovered_records, **self._rollup_stats()}
+
+    def _rollup_stats(self) -> dict:
+        r = self.rollups
+        if r is None:
+            return {}
+        return {"rollups_seq": r.seq, "rollups_worker_restarts": r.worker_restarts,
+                "rollups_failing": int(r.error is not None)}
 
     # --- the writer -------------------------------------------------------------------
     #

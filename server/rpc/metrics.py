@@ -237,6 +237,15 @@ class _EngineCollector:
             ("mms_checkpoint_seq", "checkpoint_seq", "Journal sequence of the last checkpoint."),
         ):
             yield GaugeMetricFamily(name, doc, value=s.get(key, 0))
+        for name, key, doc in (
+            ("mms_rollups_seq", "rollups_seq", "Journal sequence the report rollups cover."),
+            ("mms_rollups_worker_restarts", "rollups_worker_restarts",
+             "Rollup worker processes that died and were started again."),
+            ("mms_rollups_failing", "rollups_failing",
+             "1 while the rollup tailer's last flush failed (the log says why)."),
+        ):
+            if key in s:        # an engine with rollups
+                yield GaugeMetricFamily(name, doc, value=s[key])
         if self._m._inflight is not None:
             yield GaugeMetricFamily("mms_inflight_ops", "Ops accepted by the server, not yet answered.",
                                     value=self._m._inflight())

@@ -20,9 +20,9 @@ from core.engine.rollups import Rollups
 from core.records import OpType, Result
 
 
-def main() -> None:
-    path, n = sys.argv[1], int(sys.argv[2])
-    eng = Engine(path, config=EngineConfig(rollups=False))
+def write_workload(eng: Engine, n: int) -> int:
+    """Three cards, a recharge, n swipes with line items and a refund after every fifth;
+    returns the journal's last seq (tests/crash/test_rollup_worker_crash.py too)."""
     eng.issue_cards([1, 2, 3], tag_id("issue"), store_id=1).result()
     eng.recharge(1, 10**6, tag_id("rc"), store_id=1).result()
     for k in range(n):
@@ -32,6 +32,14 @@ def main() -> None:
         if k % 5 == 4:
             ops, _, _ = tagged_op(f"f{k}", 1, 50, OpType.REFUND, ref=f"s{k}", store=2)
             eng.submit(ops).result()
+    with eng.store.read() as txn:
+        return eng.store.last_seq(txn)
+
+
+def main() -> None:
+    path, n = sys.argv[1], int(sys.argv[2])
+    eng = Engine(path, config=EngineConfig(rollups=False))
+    write_workload(eng, n)
     # A first flush commits; the second is killed mid-transaction.
     tailer = Rollups(eng.store, 8 * 3600, grow=eng.store.grow)
     tailer.catch_up()
