@@ -658,6 +658,25 @@ HELD_WAIT_S = 0.005
 HANDED_WAIT_MAX_S = 0.02
 
 
+def index_ids(index: _fastpath.KeyMap, hi: np.ndarray, lo: np.ndarray,
+              vals: np.ndarray) -> int:
+    """Insert client ids into an id index (a key it has keeps its value: the first
+    record of an op wins), leaving out the all-zero id, the index's empty key (KeyMap
+    refuses it). No op takes that id since e2c45ce (the hot path answers
+    CLIENT_ID_INVALID, Engine.admin refuses it), but a data directory written before
+    may hold an admin op's records that carry it: they are applied as journalled, their
+    id is never known (a retry under it is refused anyway). The one place that rule is
+    kept, for the journal tail, the checkpoints' id blocks and a prune's rebuild;
+    returns how many rows it left out."""
+    zero = (hi == 0) & (lo == 0)
+    n_zero = int(np.count_nonzero(zero))
+    if n_zero:
+        keep = ~zero
+        hi, lo, vals = hi[keep], lo[keep], vals[keep]
+    if len(hi):
+        index.insert_many(np.ascontiguousarray(hi, np.uint64), np.ascontiguousarray(lo, np.uint64),
+                          np.ascontiguousarray(vals, np.int64))
+    return n_zero
 
 
 def journal_items(ops: np.ndarray, results: np.ndarray,
@@ -803,9 +822,9 @@ class Engine:
                                              np.arange(n_cards, dtype=np.int64), True)
             ids, self._expired_id_blocks = self.store.load_ids(txn, now - self.config.id_retention_s)
             self._id_index = _fastpath.KeyMap(max(1024, len(ids)))
-            if len(ids):
-                self._id_index.insert_many(ids["hi"].copy(), ids["lo"].copy(),
-                                           ids["seq"].astype(np.int64))
+            index_ids(self._id_index, ids["hi"], ids["lo"], ids["seq"])
+            # Journal records replayed below whose client id is all zero (index_ids).
+            self.zero_id_records = 0
             n_coupons = self.store.meta_int(txn, b"n_coupons")
             ccap = max(self.config.initial_card_capacity, 2 * n_coupons)
             self._coupons = self.store.load_chunks(txn, "coupons", COUPON, n_coupons, ccap)
@@ -995,9 +1014,15 @@ class Engine:
         batches claimed theirs when applied)."""
         # insert_many goes in record order and keeps a key it has: the first record
         # of each op wins, with no sort to find it.
-        self._id_index.insert_many(
-            recs["client_hi"].astype(np.uint64), recs["client_lo"].astype(np.uint64),
-            ((recs["seq"] << np.uint64(8)) | recs["result"].astype(np.uint64)).astype(np.int64))
+        n_zero = index_ids(
+            self._id_index, recs["client_hi"], recs["client_lo"],
+            (recs["seq"] << np.uint64(8)) | recs["result"].astype(np.uint64))
+        if n_zero:
+            zero = recs["seq"][(recs["client_hi"] == 0) & (recs["client_lo"] == 0)]
+            self.zero_id_records += n_zero
+            log.warning("journal records %d..%d (%d) carry the all-zero client id (an admin op "
+                        "of a build before that id was refused): applied as journalled, the "
+                        "id not indexed", int(zero[0]), int(zero[-1]), n_zero)
 
     def _unknown_cards(self, recs: np.ndarray) -> np.ndarray:
         """The card numbers of recs' card records that the card index does not know."""
@@ -1467,7 +1492,8 @@ class Engine:
         return {"queue_ops": queued, "last_seq": self._last_seq, "n_cards": self._n_cards,
                 "map_size_bytes": size, "map_used_bytes": used, "commits": self._commits,
                 "checkpoint_seq": self._checkpoint_seq, "rules_version": self._rules.version,
-                "recovered_records": self.recovered_records, **self._rollup_stats()}
+                "recovered_records": self.recovered_records,
+                "zero_id_records": self.zero_id_records, **self._rollup_stats()}
 
     def _rollup_stats(self) -> dict:
         r = self.rollups
@@ -2280,8 +2306,7 @@ class Engine:
         parts = [kept] + ([self._round.ids] if self._round is not None else []) + self._pending_ids
         ids = np.concatenate(parts)
         index = _fastpath.KeyMap(max(1024, len(ids)))
-        if len(ids):
-            index.insert_many(ids["hi"].copy(), ids["lo"].copy(), ids["seq"].astype(np.int64))
+        index_ids(index, ids["hi"], ids["lo"], ids["seq"])
         self._id_index = index
         known = set(self._expired_id_blocks)
         if self._round is not None:
