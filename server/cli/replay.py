@@ -18,6 +18,11 @@ skipped. The server rejects rows it cannot apply (unknown card, frozen card, bal
 limit), reported with line numbers after each call; a row is applied whole or not at
 all. `--dry-run` reads and checks the whole file the same way and sends nothing.
 
+The file is UTF-8, with or without a byte-order mark; any other encoding (GBK, UTF-16)
+is refused whole before anything is sent (exit 2). A line longer than LINE_CHARS_MAX
+characters, or one the csv module refuses (a quoted field past its limit), is a bad row;
+it is never held whole in memory. Cells are data, never formulas: "=1+2" is not an amount.
+
 Rows go in calls of --call-rows rows; after each call returns (everything in it is
 durable) the progress file FILE.csv.mms-progress records the last line done, so an
 interrupted replay (Ctrl-C, a lost connection) resumes after it. Without the progress
@@ -52,6 +57,9 @@ CARD_NO_MAX = 2**64 - 1
 AMOUNT_FEN_MAX = 2**63 - 1
 # Bad rows printed one per line; beyond this only counted.
 BAD_ROWS_PRINTED_MAX = 1000
+# A line of the file, in characters: a good row is under 100 (an id of 32 hex digits or
+# a short tag, two numbers); a longer line is a bad row, never held whole (a wrong file).
+LINE_CHARS_MAX = 4096
 _HEX_ID = re.compile(r"^[0-9a-fA-F]{32}$")
 
 
@@ -92,47 +100,88 @@ def parse_row(fields: list[str], namespace: str) -> tuple[Row | None, str]:
     return Row(0, client_id_of(cid, namespace), int(card), value), ""
 
 
-def read_rows(path: str, namespace: str, bad: list[tuple[int, str]], on_bad=None):
-    """Yield good rows with line numbers; append (line, why) for bad ones (and tell
-    on_bad(line, why) at once, when given). Yields None after a bad row, so that the
-    caller can count it as done."""
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.reader(f)
-        first = True
-        for fields in reader:
-            line = reader.line_num
+class _BoundedLines:
+    """The lines of a text file, each at most LINE_CHARS_MAX characters held: a longer
+    line is read on in pieces and not kept, and stands as one placeholder line (its
+    number in too_long) for the csv reader, so a file of one huge line (a wrong file, a
+    binary) takes no memory to be refused and every later line keeps its number."""
+
+    def __init__(self, f) -> None:
+        self._f = f
+        self.line = 0
+        self.too_long: set[int] = set()
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> str:
+        text = self._f.readline(LINE_CHARS_MAX + 1)
+        if not text:
+            raise StopIteration
+        self.line += 1
+        if len(text) > LINE_CHARS_MAX:
+            while text and text[-1] not in "\r\n":
+                text = self._f.readline(LINE_CHARS_MAX)
+            self.too_long.add(self.line)
+            return "\0\n"
+        return text
+
+
+def _records(path: str):
+    """(line, fields, why) of each data row of the file: fields None and why set for a
+    row the csv reader or the line bound refuses; blank lines and the header row left
+    out. UTF-8 with or without a byte-order mark (Excel's "CSV UTF-8" writes one: without
+    this the header went unrecognised, and a headerless file's first client id got the
+    mark in its hash); any other encoding raises UnicodeDecodeError."""
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        lines = _BoundedLines(f)
+        reader = csv.reader(lines)
+        first, end = True, 0
+        while True:
+            start = end + 1
+            try:
+                fields = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as e:
+                end = reader.line_num
+                yield end, None, f"not a CSV row: {e}"
+                continue
+            end = reader.line_num
+            if any(start <= n <= end for n in lines.too_long):
+                yield end, None, f"a line longer than {LINE_CHARS_MAX} characters"
+                continue
             if not fields or (len(fields) == 1 and not fields[0].strip()):
                 continue
             if first:
                 first = False
                 if [x.strip().lower() for x in fields] == ["client_id", "card_no", "amount_fen"]:
                     continue
+            yield end, fields, ""
+
+
+def read_rows(path: str, namespace: str, bad: list[tuple[int, str]], on_bad=None):
+    """Yield good rows with line numbers; append (line, why) for bad ones (and tell
+    on_bad(line, why) at once, when given). Yields None after a bad row, so that the
+    caller can count it as done."""
+    for line, fields, why in _records(path):
+        row = None
+        if fields is not None:
             row, why = parse_row(fields, namespace)
-            if row is None:
-                bad.append((line, why))
-                if on_bad is not None:
-                    on_bad(line, why)
-                yield None
-                continue
-            row.line = line
-            yield row
+        if row is None:
+            bad.append((line, why))
+            if on_bad is not None:
+                on_bad(line, why)
+            yield None
+            continue
+        row.line = line
+        yield row
 
 
 def count_rows(path: str) -> int:
     """The data rows of the file (what read_rows yields, good or bad): the progress
     bar's total."""
-    n = 0
-    with open(path, newline="", encoding="utf-8") as f:
-        first = True
-        for fields in csv.reader(f):
-            if not fields or (len(fields) == 1 and not fields[0].strip()):
-                continue
-            if first:
-                first = False
-                if [x.strip().lower() for x in fields] == ["client_id", "card_no", "amount_fen"]:
-                    continue
-            n += 1
-    return n
+    return sum(1 for _ in _records(path))
 
 
 class ReplayInterrupted(Exception):
@@ -281,6 +330,12 @@ def main_replay(args) -> int:
     except KeyboardInterrupt:  # before the replay began or after it ended
         print("mms replay: interrupted", file=sys.stderr)
         return 1
+    except UnicodeDecodeError as e:
+        # Found while the rows are counted, before anything is sent.
+        print(f"mms replay: {args.file} is not UTF-8 text ({e.reason}: "
+              f"{e.object[e.start:e.start + 4]!r}); save it as CSV UTF-8; nothing was sent",
+              file=sys.stderr)
+        return 2
 
 
 def _main_replay(args) -> int:
