@@ -8,7 +8,7 @@ import csv
 import os
 import sys
 
-from core.domain.members.files import ERRORS_COLUMNS, raw_rows
+from core.domain.members.files import ERRORS_COLUMNS, excel_text, raw_rows
 from server.cli.session import auth_metadata, emit, open_channel
 from server.mms_pb import admin_pb2, admin_pb2_grpc
 
@@ -33,7 +33,7 @@ def write_errors_file(source: str, dest: str, row_errors) -> int:
             keep = [i for i, c in enumerate(cells) if c.strip().lower() not in ERRORS_COLUMNS]
             continue
         if line in why:
-            kept = [cells[i] if i < len(cells) else "" for i in keep]
+            kept = [excel_text(cells[i]) if i < len(cells) else "" for i in keep]
             rows.append(kept + [""] * (len(header) - len(kept)) + [str(line), why[line]])
     tmp = dest + ".part"
     with open(tmp, "w", newline="", encoding="utf-8-sig") as f:  # with a BOM, for Excel

@@ -9,6 +9,7 @@ import datetime as _dt
 import hashlib
 import json
 import logging
+import re
 from collections.abc import Iterable, Iterator, Sequence
 
 from core.domain.members.validate import (
@@ -33,12 +34,45 @@ EMPTY_ROW = {"name": "", "gender": "U", "birthday": "", "address": "", "photo": 
           "prefs": [], "custom": {}, "tags": [], "referrer_id": 0, "home_store_id": 0}
 
 
-def cell(v: object) -> object:
-    if isinstance(v, list):
-        return ";".join(v)
-    if isinstance(v, dict):
-        return json.dumps(v, ensure_ascii=False) if v else ""
+# A text cell that starts like a formula (CSV or formula injection): Excel runs
+# "=HYPERLINK(...)" or "=cmd|..." in a CSV it opens, and openpyxl writes such a string to
+# an .xlsx as a formula. A member's name may be one (40 characters are enough), so every
+# cell of a file people open in Excel is written with a leading apostrophe (Excel shows
+# the text; in an .xlsx the apostrophe shows), and an import takes it off again, so an
+# exported or an errors file imports as it is (excel_text, from_excel_text: the one place).
+_FORMULA_START = frozenset("=+-@\t\r")
+_PLAIN_NUMBER = re.compile(r"[+-]?[0-9]+(\.[0-9]+)?")
+
+
+def _formula_like(v: str) -> bool:
+    """v starts like a formula once its leading apostrophes are set aside (so that
+    "'=1", itself quoted once more, comes back as it was), and is not a plain number."""
+    body = v.lstrip("'")
+    return body[:1] in _FORMULA_START and not _PLAIN_NUMBER.fullmatch(body)
+
+
+def excel_text(v: object) -> object:
+    """v as written to a file for Excel: a string that starts like a formula (and is not
+    a plain number such as -5 or +8613800000001) gets a leading apostrophe."""
+    if isinstance(v, str) and v and _formula_like(v):
+        return "'" + v
     return v
+
+
+def from_excel_text(v: object) -> object:
+    """excel_text's inverse, for a cell read from an import file."""
+    if isinstance(v, str) and v[:1] == "'" and _formula_like(v):
+        return v[1:]
+    return v
+
+
+def cell(v: object) -> object:
+    """A member field as an export's cell (lists joined, JSON objects as text; excel_text)."""
+    if isinstance(v, list):
+        v = ";".join(v)
+    elif isinstance(v, dict):
+        v = json.dumps(v, ensure_ascii=False) if v else ""
+    return excel_text(v)
 
 
 def row_key(file_id: str, line: int) -> bytes:
@@ -78,6 +112,7 @@ def _row_dict(header: list[str], values: Sequence[object]) -> dict | str:
     for h, v in zip(header, values, strict=False):
         if v is None or v == "":
             continue
+        v = from_excel_text(v)
         if h.startswith(CUSTOM_PREFIX):
             custom[h[len(CUSTOM_PREFIX):]] = v if isinstance(v, str) else str(v)
         elif h == "custom":
