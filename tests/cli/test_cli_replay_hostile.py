@@ -15,10 +15,9 @@ import sys
 
 import grpc
 import pytest
-
-from server.cli.main import main
 from common import ROOT
 
+from server.cli.main import main
 from server.cli.replay import LINE_CHARS_MAX
 from server.client import CHANNEL_OPTIONS, aio_channel, auth, stubs
 from server.mms_pb import pos_pb2, pos_pb2_grpc

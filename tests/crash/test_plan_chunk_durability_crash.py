@@ -6,11 +6,10 @@ survived (the OS had its meta page: a process crash) or not (a power loss before
 fsync, simulated by putting back the meta pages as they were before the commit)."""
 
 import os
-import textwrap
 
-import numpy as np
 import pytest
-from common import ROOT, kill_at_point
+from common import kill_at_point
+from plan_crash_child import assert_reached_once, child
 
 from core import Engine, EngineConfig
 from core.domain import plans
@@ -19,27 +18,10 @@ N = 600
 CHUNK = 50
 K = 4           # chunks answered before the one killed in its window
 
-CHILD = textwrap.dedent("""
-    import json, sys, time
-    sys.path.insert(0, {root!r})
-    import numpy as np
-    from core import Engine, EngineConfig
-    from core.domain import plans
-    from core.records import Result
-    from core.rules import CouponTemplate
-    # No rollup tailer: no write transaction but the engine's between the copy of the
-    # meta pages and the chunk's commit.
-    eng = Engine({data!r}, config=EngineConfig(rollups=False))
+# No rollup tailer: no write transaction but the engine's between the copy of the meta
+# pages and the chunk's commit.
+BODY = """
     assert eng.store.lazy_meta
-    ids = np.arange(1, {n} + 1, dtype=np.uint64)
-    assert eng.issue_cards(ids + 10_000, b"crash-chunk-card", member_ids=ids).result().code == Result.OK
-    eng.put_coupon_template(CouponTemplate(1, "5 off", "fixed", value_fen=500),
-                            b"crash-chunk-tmpl").result()
-    plan = plans.create_plan(eng, {{"name": "crash", "holdout_bp": 1000,
-        "audience": {{"kind": "members", "member_ids": ids.tolist()}},
-        "actions": [{{"kind": "coupon", "template_id": 1}},
-                    {{"kind": "points", "points": 3, "reason": "crash test"}}]}},
-        b"crash-chunk-plan").result().value
     psize = eng.store.env.stat()["psize"]
     real_put, real_durable = eng.put_coupons, eng._made_durable
     calls = [0]
@@ -65,21 +47,21 @@ CHILD = textwrap.dedent("""
                       "coupons": len(eng.coupons_snapshot())}}
             with open({ready!r} + ".tmp", "w") as f:
                 json.dump(state, f)
-            import os
             os.rename({ready!r} + ".tmp", {ready!r})
             time.sleep(600)                 # killed here
         return real_durable(done)
     eng.put_coupons = put
     eng._made_durable = made_durable
     plans.run_plan(eng, plan["plan_id"], "crash-run", chunk={chunk})
-""")
+"""
 
 
 @pytest.mark.parametrize("meta_lost", [False, True])
 def test_kill_between_a_chunks_commit_and_its_fsync_then_the_run_completes_exactly_once(
         tmp_path, meta_lost):
     data, ready, meta = str(tmp_path / "d"), str(tmp_path / "ready"), str(tmp_path / "meta")
-    code = CHILD.format(root=str(ROOT), data=data, n=N, k=K, chunk=CHUNK, ready=ready, meta=meta)
+    code = child(BODY, data=data, n=N, config="rollups=False", k=K, chunk=CHUNK, ready=ready,
+                 meta=meta)
     state = kill_at_point(code, ready)
     # In the window: committed, but not answered and its coupons not visible.
     assert state == {"answered": False, "visible": False, "coupons": K * CHUNK}
@@ -101,17 +83,5 @@ def test_kill_between_a_chunks_commit_and_its_fsync_then_the_run_completes_exact
     eng.close()
 
     eng = Engine(data, config=EngineConfig(rollups=False))
-    targets = plans.run_list(eng, "crash-run", b"t")
-    holdout = plans.run_list(eng, "crash-run", b"h")
-    assert len(targets) + len(holdout) == N and len(targets) == done["n_target"]
-    table = eng.coupons_snapshot()
-    assert len(np.unique(table["coupon_id"])) == len(table) == len(targets)
-    per_card = np.bincount(table["card_no"].astype(np.int64) - 10_000, minlength=N + 1)
-    assert np.all(per_card[targets["member"].astype(np.int64)] == 1)
-    assert np.all(per_card[holdout["member"].astype(np.int64)] == 0)
-    points = np.array([eng.card(int(c))["points"] for c in targets["card"].tolist()])
-    assert np.all(points == 3)
-    rows = plans.run_done(eng, "crash-run")
-    assert sorted(rows["member"].tolist()) == sorted(targets["member"].tolist())
-    assert plans.get_plan(eng, run["plan_id"])["spent"]["coupons"] == len(targets)
+    assert_reached_once(eng, N, "crash-run", done)
     eng.close()

@@ -25,17 +25,17 @@ import grpc
 import pytest
 from fuzz_requests import FORBIDDEN, POS_SERVICE, methods, requests_of
 from google.protobuf import message_factory
-from google.rpc import error_details_pb2
 from google.protobuf.descriptor import FieldDescriptor
+from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from server.rpc._wire import varint
 from test_admin_rpc import Env
 from test_hostile_input import CARDS, setup_chain
 
 from core.records import Result
 from server.mms_pb import pos_pb2
-from server.rpc._wire import varint
 from server.rpc.constants import MESSAGE_BYTES_MAX
 
 POS = [m for m in methods() if m.service == POS_SERVICE]
