@@ -42,9 +42,9 @@ POS = [m for m in methods() if m.service == POS_SERVICE]
 EXAMPLES = 60
 TIMEOUT_S = 60.0
 ID_COLUMNS = ("client_ids",)
-# Fields an aimed request leaves unset: the till's store and operator checks, and the
-# PIN the cards do not have, so that the values left reach the money code.
-AIM_CLEARED = frozenset({"store_id", "operator_id", "operator_ids", "operator_session", "pin"})
+# Fields an aimed request leaves unset: the till's store and operator checks, so that
+# the values left (amounts, items, coupons, counts, a hostile PIN) reach the money code.
+AIM_CLEARED = frozenset({"store_id", "operator_id", "operator_ids", "operator_session"})
 
 
 @pytest.fixture(scope="module")
@@ -76,9 +76,9 @@ AIM: dict = {"session": "", "swipes": {}}
 def _aim(msg, card: int) -> None:
     """Point msg (and its sub-messages) at an existing card, with a fresh client id (or
     one per row of a column message, every column as long as card_nos), a refund at a
-    swipe made on that card under the manager's session, and the store, operator and PIN
-    checks left unset: the hostile amounts, items, coupons and counts reach the money
-    code."""
+    swipe made on that card under the manager's session, and the store and operator
+    checks left unset: the hostile amounts, items, coupons, counts and PINs reach the
+    money code."""
     fields = msg.DESCRIPTOR.fields_by_name
     for f in msg.DESCRIPTOR.fields:
         if f.message_type is not None and not f.message_type.GetOptions().map_entry:
