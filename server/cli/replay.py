@@ -79,6 +79,36 @@ class Row:
     amount_fen: int
 
 
+# A cell quoted in a bad row's reason: at most this many characters of it.
+SHOWN_CHARS_MAX = 40
+
+
+def _shown(value: str) -> str:
+    """value as a reason quotes it: repr, cut to SHOWN_CHARS_MAX characters."""
+    return repr(value if len(value) <= SHOWN_CHARS_MAX else value[:SHOWN_CHARS_MAX] + "\u2026")
+
+
+class BadRows(list):
+    """(line, why) of the bad rows: the first BAD_ROWS_PRINTED_MAX are kept (what is
+    printed), the rest only counted, so a wrong file of millions of bad lines takes no
+    memory for them. len() is how many there were."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.total = 0
+
+    def append(self, item) -> None:
+        self.total += 1
+        if super().__len__() < BAD_ROWS_PRINTED_MAX:
+            super().append(item)
+
+    def __len__(self) -> int:
+        return self.total
+
+    def __bool__(self) -> bool:
+        return self.total > 0
+
+
 def parse_row(fields: list[str], namespace: str) -> tuple[Row | None, str]:
     """(row, "") or (None, why it is bad)."""
     if len(fields) != 3:
@@ -89,14 +119,14 @@ def parse_row(fields: list[str], namespace: str) -> tuple[Row | None, str]:
     for name, value in (("card_no", card), ("amount_fen", amount)):
         if value != value.strip():
             # Never trimmed: " 8800001" may be a cell pasted with part of another.
-            return None, f"{name} {value!r} has spaces around it; a number cell is digits only"
+            return None, f"{name} {_shown(value)} has spaces around it; a number cell is digits only"
     if not is_ascii_digits(card) or not 0 < int(card) <= CARD_NO_MAX:
-        return None, f"card_no {card!r} is not a positive integer"
+        return None, f"card_no {_shown(card)} is not a positive integer"
     if not is_ascii_digits(amount):
-        return None, f"amount_fen {amount!r} is not a positive integer number of fen"
+        return None, f"amount_fen {_shown(amount)} is not a positive integer number of fen"
     value = int(amount)
     if not 0 < value <= AMOUNT_FEN_MAX:
-        return None, f"amount_fen {amount!r} is out of range"
+        return None, f"amount_fen {_shown(amount)} is out of range"
     return Row(0, client_id_of(cid, namespace), int(card), value), ""
 
 
@@ -255,7 +285,7 @@ def replay(path: str, stub, token: str, *, namespace: str = "", chunk_rows: int 
     bar = tqdm(total=count_rows(path), unit=" rows", unit_scale=False, file=out,
                disable=not tty, dynamic_ncols=True, smoothing=0.1,
                desc="dry run" if dry_run else "replay")
-    bad: list[tuple[int, str]] = []
+    bad = BadRows()
     batch: list[Row] = []
     checked = {"rows": 0, "fen": 0}  # dry run: the rows that would be sent
     pending = 0  # rows read (good or bad) not yet shown on the bar

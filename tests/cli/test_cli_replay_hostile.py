@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import io
 import subprocess
 import sys
 
@@ -18,7 +19,12 @@ import pytest
 from common import ROOT
 
 from server.cli.main import main
-from server.cli.replay import LINE_CHARS_MAX
+from server.cli.replay import (
+    BAD_ROWS_PRINTED_MAX,
+    LINE_CHARS_MAX,
+    SHOWN_CHARS_MAX,
+    replay,
+)
 from server.client import CHANNEL_OPTIONS, aio_channel, auth, stubs
 from server.mms_pb import pos_pb2, pos_pb2_grpc
 from server.tools.launch import ChildServer, TerminalSpec, issue_and_fund
@@ -151,3 +157,19 @@ def test_a_line_of_a_hundred_megabytes_is_never_held(tmp_path):
     assert bad == [(2, f"a line longer than {LINE_CHARS_MAX} characters")]
     assert n == 3
     assert grown < size // 4, grown
+
+
+def test_bad_rows_past_the_printed_bound_are_counted_not_kept(tmp_path, capsys):
+    """A wrong file of many bad lines: the first BAD_ROWS_PRINTED_MAX are printed and
+    kept, the rest counted; a quoted cell is cut to SHOWN_CHARS_MAX characters."""
+    n = BAD_ROWS_PRINTED_MAX + 2_000
+    f = tmp_path / "wrong.csv"
+    f.write_text("".join(f"w-{i},{'x' * 3000},100\n" for i in range(n)))
+    prog, bad = replay(str(f), None, "", dry_run=True, out=io.StringIO(), err=io.StringIO())
+    assert len(bad) == n and list.__len__(bad) == BAD_ROWS_PRINTED_MAX
+    line, why = bad[0]
+    assert line == 1 and len(why) < SHOWN_CHARS_MAX + 60, why
+    code = main(["replay", str(f), "--dry-run"])
+    out, err = capsys.readouterr()
+    assert code == 3 and f"0 rows to send (0 fen), {n} bad rows" in out, out
+    assert err.count("skipped") == BAD_ROWS_PRINTED_MAX and "the rest are counted" in err
