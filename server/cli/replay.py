@@ -49,6 +49,7 @@ import grpc
 from tqdm import tqdm
 
 from core.records import is_ascii_digits
+from core.textlines import BoundedLines
 from server.client import SyncFollowingStub, auth, split_targets
 from server.mms_pb import pos_pb2, types_pb2
 
@@ -130,33 +131,6 @@ def parse_row(fields: list[str], namespace: str) -> tuple[Row | None, str]:
     return Row(0, client_id_of(cid, namespace), int(card), value), ""
 
 
-class _BoundedLines:
-    """The lines of a text file, each at most LINE_CHARS_MAX characters held: a longer
-    line is read on in pieces and not kept, and stands as one placeholder line (its
-    number in too_long) for the csv reader, so a file of one huge line (a wrong file, a
-    binary) takes no memory to be refused and every later line keeps its number."""
-
-    def __init__(self, f) -> None:
-        self._f = f
-        self.line = 0
-        self.too_long: set[int] = set()
-
-    def __iter__(self):
-        return self
-
-    def __next__(self) -> str:
-        text = self._f.readline(LINE_CHARS_MAX + 1)
-        if not text:
-            raise StopIteration
-        self.line += 1
-        if len(text) > LINE_CHARS_MAX:
-            while text and text[-1] not in "\r\n":
-                text = self._f.readline(LINE_CHARS_MAX)
-            self.too_long.add(self.line)
-            return "\0\n"
-        return text
-
-
 def _records(path: str):
     """(line, fields, why) of each data row of the file: fields None and why set for a
     row the csv reader or the line bound refuses; blank lines and the header row left
@@ -164,7 +138,7 @@ def _records(path: str):
     this the header went unrecognised, and a headerless file's first client id got the
     mark in its hash); any other encoding raises UnicodeDecodeError."""
     with open(path, newline="", encoding="utf-8-sig") as f:
-        lines = _BoundedLines(f)
+        lines = BoundedLines(f, LINE_CHARS_MAX)
         reader = csv.reader(lines)
         first, end = True, 0
         while True:
@@ -178,7 +152,7 @@ def _records(path: str):
                 yield end, None, f"not a CSV row: {e}"
                 continue
             end = reader.line_num
-            if any(start <= n <= end for n in lines.too_long):
+            if lines.any_too_long(start, end):
                 yield end, None, f"a line longer than {LINE_CHARS_MAX} characters"
                 continue
             if not fields or (len(fields) == 1 and not fields[0].strip()):

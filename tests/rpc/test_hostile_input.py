@@ -311,7 +311,10 @@ def _import(env, name: str, data: bytes):
     ("members.csv", "name," + ",".join(f"custom_{i}" for i in range(300)) + "\nLi\n",
      "columns"),
     ("members.csv", b"name,phone\n\"" + b"x" * 200_000 + b"\",13800000004\n", "longer than"),
-], ids=["csv-named-xlsx", "broken-zip", "unknown-encoding", "too-many-columns", "huge-cell"])
+    ("members.csv", b"name,phone\nLi,13800000005\n" + b"x" * (3 << 20) + b"\nHan,13800000006\n",
+     "line 3: a line is longer than 1048576 characters"),
+], ids=["csv-named-xlsx", "broken-zip", "unknown-encoding", "too-many-columns", "huge-cell",
+        "huge-line"])
 def test_bad_import_files_are_file_invalid(env, name, data, words):
     data = data.encode() if isinstance(data, str) else data
     with unchanged(env):

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Iterator, Sequence
 
 from core.domain.members.validate import (
     CSV_CELL_CHARS_MAX,
+    CSV_LINE_CHARS_MAX,
     CUSTOM_JSON_CHARS_MAX,
     IMPORT_COLUMNS_MAX,
     XLSX_ENTRIES_MAX,
@@ -22,6 +23,7 @@ from core.domain.members.validate import (
     MemberErrorCode,
 )
 from core.rules import loads_bounded
+from core.textlines import BoundedLines
 
 log = logging.getLogger("mms.members")
 
@@ -179,8 +181,10 @@ def _encoding(path: str) -> str:
 
 
 def _csv_rows(f) -> Iterator[tuple[int, list[str]]]:
-    """(line where the row starts, cells) per row; FILE_INVALID on malformed CSV."""
-    reader = csv.reader(f)
+    """(line where the row starts, cells) per row; FILE_INVALID on malformed CSV or a
+    line past CSV_LINE_CHARS_MAX (never held whole: an upload of one huge line)."""
+    lines = BoundedLines(f, CSV_LINE_CHARS_MAX)
+    reader = csv.reader(lines)
     start = 1
     while True:
         try:
@@ -191,6 +195,9 @@ def _csv_rows(f) -> Iterator[tuple[int, list[str]]]:
             raise _file_invalid(f"line {reader.line_num}: {why}") from None
         if values is None:
             return
+        if lines.any_too_long(start, reader.line_num):
+            raise _file_invalid(f"line {min(lines.too_long)}: a line is longer than "
+                                f"{CSV_LINE_CHARS_MAX} characters")
         yield start, values
         start = reader.line_num + 1
 
