@@ -48,8 +48,8 @@ from dataclasses import asdict, dataclass, field
 import grpc
 from tqdm import tqdm
 
+from core.domain.textlines import BoundedLines
 from core.records import is_ascii_digits
-from core.textlines import BoundedLines
 from server.client import SyncFollowingStub, auth, split_targets
 from server.mms_pb import pos_pb2, types_pb2
 

@@ -22,8 +22,8 @@ from core.domain.members.validate import (
     MemberError,
     MemberErrorCode,
 )
+from core.domain.textlines import BoundedLines
 from core.rules import loads_bounded
-from core.textlines import BoundedLines
 
 log = logging.getLogger("mms.members")
 

@@ -104,7 +104,7 @@ XLSX_ROWS_MAX = 1_048_575
 # server inflate gigabytes. A million members unpack to about 400 MB of sheet XML.
 IMPORT_COLUMNS_MAX = 256
 CSV_CELL_CHARS_MAX = 131_072
-# A line of an import CSV (core.textlines.BoundedLines): a longer one refuses the file
+# A line of an import CSV (core.domain.textlines.BoundedLines): a longer one refuses the file
 # without being held whole (an upload of IMPORT_BYTES_MAX in one line was read whole, a
 # few GB as str). Far above any member row (IMPORT_COLUMNS_MAX cells of a few hundred
 # characters); a quoted cell across lines is bounded by CSV_CELL_CHARS_MAX.
