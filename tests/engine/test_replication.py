@@ -470,3 +470,37 @@ def test_close_fails_acks_held_for_a_standby_that_never_comes(tmp_path):
     reopened = Engine(str(tmp_path / "p"))
     assert reopened.card(1)["principal_fen"] == 10 * len(futs)
     reopened.close()
+
+
+
+def test_a_commit_wakes_a_frame_waiter_and_not_a_held_acknowledgement(tmp_path):
+    """Feed: a commit notifies the frame waiters (wait_frames) only; the acknowledgements
+    the acker holds for the standby (wait_confirmed) are notified by a confirmation, not
+    woken by every commit meanwhile (each wake-up is the acker's CPU and a GIL switch)."""
+    feed = Feed(epoch=1, mode="sync", on_standby_lost="wait")
+    eng = Engine(str(tmp_path / "p"), feed=feed)
+    try:
+        notified = {"cond": 0, "framed": 0}
+        for name, cond in (("cond", feed._cond), ("framed", feed._framed)):
+            real = cond.notify_all
+
+            def counted(real=real, name=name):
+                notified[name] += 1
+                real()
+            cond.notify_all = counted
+        at = feed.last_committed
+        futs = [eng.issue_cards([1], cid())]
+        assert feed.wait_frames(at, 30), "the commit woke the frame waiter"
+        futs += [eng.recharge(1, 100, cid()) for _ in range(3)]
+        while feed.last_committed < at + 4:
+            assert feed.wait_frames(feed.last_committed, 30)
+        assert notified["framed"] >= 4
+        assert notified["cond"] == 0, "no commit notified the held acknowledgements"
+        assert not any(f.done() for f in futs), "held for the standby"
+        feed.confirm(feed.last_committed)
+        assert notified["cond"] == 1
+        assert [f.result(30).code if hasattr(f.result(30), "code") else f.result(30).codes[0]
+                for f in futs] == [Result.OK] * 4
+    finally:
+        feed.confirm(feed.last_committed)
+        eng.close()
