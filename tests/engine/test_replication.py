@@ -504,3 +504,29 @@ def test_a_commit_wakes_a_frame_waiter_and_not_a_held_acknowledgement(tmp_path):
     finally:
         feed.confirm(feed.last_committed)
         eng.close()
+
+
+@pytest.mark.parametrize("group", [1, 3])
+def test_the_replay_bench_applies_a_recorded_stream_to_the_primarys_store(tmp_path, group):
+    """bench/replication_replay.py's replay: a hot copy and the frames after it, saved
+    as the recorder saves them, applied to a copy give the primary's store key by key."""
+    from bench.replication_replay import load_frames, replay_into, save_frames
+
+    feed = Feed(epoch=1)
+    eng = Engine(str(tmp_path / "p"), feed=feed)
+    rec = tmp_path / "rec"
+    at, _epoch = hot_copy(eng.store, str(rec / "base"))
+    rng = np.random.default_rng(11)
+    cards = list(range(100, 120))
+    assert eng.issue_cards(cards, cid()).result(30).code == Result.OK
+    for _ in range(4):
+        eng.submit(_ops(cards, 50, OpType.RECHARGE, rng)).result(30)
+        eng.submit(_ops(cards, 7, OpType.SWIPE, rng)).result(30)
+    frames = [bytes(f) for f in feed.frames_after(at, 1 << 30)]
+    save_frames(str(rec / "frames.bin"), frames)
+    assert [bytes(f) for f in load_frames(str(rec / "frames.bin"))] == frames
+    theirs = dump_env(eng.store.env)
+    eng.close()
+    out = replay_into(str(rec), str(tmp_path / "replayed"), group)
+    assert out["frames"] == len(frames) and out["records"] > 0
+    assert_same(theirs, dump_dir(str(tmp_path / "replayed")))
