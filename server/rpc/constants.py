@@ -95,3 +95,8 @@ ERROR_METADATA_VALUE_BYTES_MAX = 256
 # are written together (one commit, one fsync pair, one confirmation).
 REPLICATION_RECEIVED_MAX = 16
 REPLICATION_APPLY_BYTES_MAX = 32 << 20
+# An async primary's Subscribe, woken by a new frame with its standby caught up, waits
+# this long before it sends, so that the frames of those milliseconds travel in one
+# message (one send, one receive, one standby transaction) rather than one each. Below
+# REPLICATION_ASYNC_CONFIRM_MS (what an async standby's lag is read at); sync: 0.
+REPLICATION_ASYNC_GATHER_MS = 10

@@ -52,6 +52,7 @@ from server.rpc.constants import (
     REPLICATION_ACCEPT_TIMEOUT_S,
     REPLICATION_APPLY_BYTES_MAX,
     REPLICATION_ASYNC_CONFIRM_MS,
+    REPLICATION_ASYNC_GATHER_MS,
     REPLICATION_CHUNK_BYTES,
     REPLICATION_CONNECT_TIMEOUT_S,
     REPLICATION_RECEIVED_MAX,
@@ -349,6 +350,14 @@ class ReplicationService(replication_pb2_grpc.ReplicationServiceServicer):
         self.feed: Feed = engine.feed
         self.feed.envelope = frame_envelope
         self.token = token
+        # Async: how long a caught-up standby's stream waits after a new frame before it
+        # sends, gathering the frames of that time into one message (seconds; 0: none).
+        self.gather_s = 0.0 if self.feed.sync else REPLICATION_ASYNC_GATHER_MS / 1000
+
+    async def _gather(self) -> None:
+        """Async, a caught-up standby: let the frames of the next gather_s join the one
+        that woke the stream (they go as one batched message)."""
+        await asyncio.sleep(self.gather_s)
 
     @_answered
     async def Subscribe(self, request_iterator, context):  # noqa: N802 (gRPC's name)
@@ -412,6 +421,8 @@ class ReplicationService(replication_pb2_grpc.ReplicationServiceServicer):
                     await _abort(context, _fail(grpc.StatusCode.FAILED_PRECONDITION, e.reason, str(e)))
                 if not frames:
                     await wake.wait()
+                    if self.gather_s and first.batches:
+                        await self._gather()
                     continue
                 for chunk in _messages(frames, last_frame, last_seq, first.batches):
                     yield chunk
