@@ -89,8 +89,9 @@ ERROR_METADATA_VALUE_BYTES_MAX = 256
 
 # hrep (session 10): the standby's receiving side (server/rpc/replication.py,
 # Standby._follow). Chunks received and not yet applied, at most (a reader thread takes
-# them off the call while the applier writes; each is at most REPLICATION_CHUNK_BYTES
-# plus the send bound's batch), and the bytes of frames written in one standby
+# them off the call while the applier writes; each is at most the standby channel's
+# receive bound, REPLICATION_SEND_BYTES_MAX + REPLICATION_CHUNK_BYTES, and a group
+# commit's is tens of KB), and the bytes of frames written in one standby
 # transaction, at most: frames that arrived while the previous transaction committed
 # are written together (one commit, one fsync pair, one confirmation).
 REPLICATION_RECEIVED_MAX = 16
