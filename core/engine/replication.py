@@ -340,7 +340,11 @@ class Feed:
         self.buffer_bytes = buffer_bytes
         self._clock_ns = clock_ns
         self._lock = threading.Lock()           # frame numbers in commit order
-        self._cond = threading.Condition()      # frames, confirmations
+        shared = threading.RLock()
+        self._cond = threading.Condition(shared)    # frames, confirmations (the acker waits)
+        # New frames, on the same lock (wait_frames waits): a commit wakes no acknowledgement
+        # waiting in wait_confirmed, which only a confirmation (or its poll) moves.
+        self._framed = threading.Condition(shared)
         # (number, last_seq, time_ns, frame, wire): wire is the message that carries the
         # frame alone to a standby, built in the same join as the frame (frame is a view
         # into it), or None (frames from before an envelope was set, preloaded ones).
@@ -438,11 +442,7 @@ class Feed:
                 self.last_committed = number
                 if last:
                     self.last_seq = last
-                if not self.standbys:
-                    # Nobody to confirm: an async feed keeps the confirmed mark at the
-                    # last frame it could have shipped.
-                    pass
-                self._cond.notify_all()
+                self._framed.notify_all()
             for fn in list(self._listeners):
                 fn()
 
@@ -488,8 +488,8 @@ class Feed:
 
     def wait_frames(self, number: int, timeout_s: float) -> bool:
         """Wait until a frame after number is committed (or timeout); True if one is."""
-        with self._cond:
-            return self._cond.wait_for(lambda: self.last_committed > number, timeout_s)
+        with self._framed:
+            return self._framed.wait_for(lambda: self.last_committed > number, timeout_s)
 
     def standby_joined(self) -> None:
         with self._cond:

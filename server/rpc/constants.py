@@ -86,3 +86,18 @@ SERVER_OPTIONS = (("grpc.max_receive_message_length", MESSAGE_BYTES_MAX),
 # refuses past 8 KiB (RESOURCE_EXHAUSTED, the ErrorInfo lost). Cut with an ellipsis.
 ERROR_MESSAGE_BYTES_MAX = 512
 ERROR_METADATA_VALUE_BYTES_MAX = 256
+
+# hrep (session 10): the standby's receiving side (server/rpc/replication.py,
+# Standby._follow). Chunks received and not yet applied, at most (a reader thread takes
+# them off the call while the applier writes; each is at most the standby channel's
+# receive bound, REPLICATION_SEND_BYTES_MAX + REPLICATION_CHUNK_BYTES, and a group
+# commit's is tens of KB), and the bytes of frames written in one standby
+# transaction, at most: frames that arrived while the previous transaction committed
+# are written together (one commit, one fsync pair, one confirmation).
+REPLICATION_RECEIVED_MAX = 16
+REPLICATION_APPLY_BYTES_MAX = 32 << 20
+# An async primary's Subscribe, woken by a new frame with its standby caught up, waits
+# this long before it sends, so that the frames of those milliseconds travel in one
+# message (one send, one receive, one standby transaction) rather than one each. Below
+# REPLICATION_ASYNC_CONFIRM_MS (what an async standby's lag is read at); sync: 0.
+REPLICATION_ASYNC_GATHER_MS = 10

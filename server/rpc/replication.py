@@ -13,6 +13,7 @@ old primary follow the new one, discarding any tail the new one never had.
 from __future__ import annotations
 
 import asyncio
+import collections
 import functools
 import hmac
 import inspect
@@ -49,9 +50,12 @@ from server.rpc._wire import varint
 from server.rpc.constants import (
     REPLICATION,
     REPLICATION_ACCEPT_TIMEOUT_S,
+    REPLICATION_APPLY_BYTES_MAX,
     REPLICATION_ASYNC_CONFIRM_MS,
+    REPLICATION_ASYNC_GATHER_MS,
     REPLICATION_CHUNK_BYTES,
     REPLICATION_CONNECT_TIMEOUT_S,
+    REPLICATION_RECEIVED_MAX,
     REPLICATION_RECONNECT_S,
     REPLICATION_SEND_BYTES_MAX,
 )
@@ -265,6 +269,67 @@ def _split(data: bytes, sizes) -> list:
     return out
 
 
+_ENDED = object()  # the call ended by itself (the primary closed the stream)
+
+
+def _receive(call, received: queue.Queue) -> None:
+    """The standby's reader thread: every chunk of call into received (bounded), then
+    _ENDED or the call's error."""
+    try:
+        for chunk in call:
+            received.put(chunk)
+        received.put(_ENDED)
+    except BaseException as e:  # noqa: BLE001 (handed to the applier, raised there)
+        received.put(e)
+
+
+class _Frames:
+    """Chunks as they arrive -> whole frames (views into the received messages): a
+    batched chunk gives its frames, a frame larger than a chunk is joined from its
+    slices. `complete` holds the frames not yet applied, in order."""
+
+    def __init__(self) -> None:
+        self.complete: collections.deque = collections.deque()
+        self.bytes = 0       # of the complete frames
+        self._parts: list = []
+
+    def add(self, chunk) -> None:
+        if chunk.frame_bytes:
+            if self._parts:
+                raise ReplicationError("FRAME_INVALID", "a batch of frames inside a frame")
+            for frame in _split(chunk.data, chunk.frame_bytes):
+                self._done(frame)
+            return
+        self._parts.append(chunk.data)
+        if chunk.end_of_frame:
+            parts, self._parts = self._parts, []
+            self._done(parts[0] if len(parts) == 1 else b"".join(parts))
+
+    def _done(self, frame) -> None:
+        self.complete.append(frame)
+        self.bytes += len(frame)
+
+    def gather(self, received: queue.Queue, heard: Callable, max_bytes: int):
+        """Wait for a chunk, then take every chunk already received, until max_bytes of
+        complete frames; each chunk is given to heard first. Returns None, or what ended
+        the call (_ENDED or its error) once every chunk before it is taken. Waits while
+        no frame is complete."""
+        self.bytes = sum(len(f) for f in self.complete)
+        block = True
+        while True:
+            try:
+                item = received.get() if block else received.get_nowait()
+            except queue.Empty:
+                return None
+            if item is _ENDED or isinstance(item, BaseException):
+                return item
+            heard(item)
+            self.add(item)
+            block = not self.complete
+            if self.bytes >= max_bytes:
+                return None
+
+
 def _chunks(frame: bytes, primary_seq: int = 0):
     if len(frame) <= REPLICATION_CHUNK_BYTES:  # a group commit's frame: no slicing copy
         yield _frame_wire(frame, primary_seq)
@@ -285,6 +350,14 @@ class ReplicationService(replication_pb2_grpc.ReplicationServiceServicer):
         self.feed: Feed = engine.feed
         self.feed.envelope = frame_envelope
         self.token = token
+        # Async: how long a caught-up standby's stream waits after a new frame before it
+        # sends, gathering the frames of that time into one message (seconds; 0: none).
+        self.gather_s = 0.0 if self.feed.sync else REPLICATION_ASYNC_GATHER_MS / 1000
+
+    async def _gather(self) -> None:
+        """Async, a caught-up standby: let the frames of the next gather_s join the one
+        that woke the stream (they go as one batched message)."""
+        await asyncio.sleep(self.gather_s)
 
     @_answered
     async def Subscribe(self, request_iterator, context):  # noqa: N802 (gRPC's name)
@@ -348,6 +421,8 @@ class ReplicationService(replication_pb2_grpc.ReplicationServiceServicer):
                     await _abort(context, _fail(grpc.StatusCode.FAILED_PRECONDITION, e.reason, str(e)))
                 if not frames:
                     await wake.wait()
+                    if self.gather_s and first.batches:
+                        await self._gather()
                     continue
                 for chunk in _messages(frames, last_frame, last_seq, first.batches):
                     yield chunk
@@ -542,6 +617,7 @@ class Standby:
         self._confirm_interval_s = 0.0  # what the primary's acceptance asks
         self._call = None
         self._channel: grpc.Channel | None = None
+        self._received: queue.Queue | None = None  # while following with batches
         call = self._open() if primary else None
         self.replica = Replica(data_dir, config=self.config, leader=self.primary,
                                observer=observer, before_commit=before_commit,
@@ -678,28 +754,66 @@ class Standby:
             self.on_refused(self, e)
 
     def _follow(self, call) -> None:
-        parts: list[bytes] = []
         acks = self._acks
 
         def durable(number: int) -> None:  # committed (fsync'd): confirm before publishing
             if self._confirming.is_set():
                 acks.put(number)
-        for chunk in call:
-            if chunk.primary_seq:
-                self.primary_seq = chunk.primary_seq
-            if chunk.frame_bytes:
-                if parts:
-                    raise ReplicationError("FRAME_INVALID", "a batch of frames inside a frame")
-                self.replica.apply_many(_split(chunk.data, chunk.frame_bytes), durable)
-            else:
-                parts.append(chunk.data)
-                if not chunk.end_of_frame:
-                    continue
-                data = parts[0] if len(parts) == 1 else b"".join(parts)
-                parts = []
-                self.replica.apply_many([data], durable)
-            if self._stop.is_set():
-                return
+        if not self.batches:
+            # One frame a transaction, as it arrives (a test that stops at one frame's
+            # commit).
+            frames = _Frames()
+            for chunk in call:
+                self._heard(chunk)
+                frames.add(chunk)
+                while frames.complete:
+                    self.replica.apply_many([frames.complete.popleft()], durable)
+                if self._stop.is_set():
+                    return
+            return
+        # A reader thread takes the chunks off the call while this one writes: the frames
+        # that arrived meanwhile go into the next transaction together (one commit and
+        # fsync pair, one confirmation of the last, which says all of them: a sync
+        # primary's frames arrive one a message, faster than one commit each).
+        received: queue.Queue = queue.Queue(REPLICATION_RECEIVED_MAX)
+        self._received = received
+        reader = threading.Thread(target=_receive, args=(call, received),
+                                  name="mms-standby-receiver", daemon=True)
+        reader.start()
+        frames = _Frames()
+        try:
+            while True:
+                ended = frames.gather(received, self._heard, REPLICATION_APPLY_BYTES_MAX)
+                if frames.complete:
+                    batch = list(frames.complete)
+                    frames.complete.clear()
+                    self.replica.apply_many(batch, durable)
+                if ended is not None:
+                    # Every frame received before the call ended is applied first (a
+                    # promotion stops following once all of them are).
+                    if isinstance(ended, BaseException):
+                        raise ended
+                    return
+        finally:
+            self._received = None
+            call.cancel()
+            while reader.is_alive():  # it may wait to put: take until it ends
+                try:
+                    received.get(timeout=0.05)
+                except queue.Empty:
+                    pass
+            reader.join()
+
+    @property
+    def received_waiting(self) -> int:
+        """Chunks received from the primary and not yet applied (0 when not following,
+        or following one frame a transaction)."""
+        received = self._received
+        return received.qsize() if received is not None else 0
+
+    def _heard(self, chunk) -> None:
+        if chunk.primary_seq:
+            self.primary_seq = chunk.primary_seq
 
     # --- control ----------------------------------------------------------------------
 

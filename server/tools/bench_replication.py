@@ -31,6 +31,29 @@ def _cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _children(pid: int) -> list[int]:
+    """A process's live child processes (the primary's rollup worker)."""
+    out: list[int] = []
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{tid}/children") as f:
+                out.extend(int(c) for c in f.read().split())
+    except OSError:
+        pass
+    return out
+
+
+def _children_cpu_s(pid: int) -> dict[int, float]:
+    """CPU time so far of each live child of pid (a child gone meanwhile is not counted)."""
+    out: dict[int, float] = {}
+    for child in _children(pid):
+        try:
+            out[child] = _cpu_s(child)
+        except OSError:
+            pass
+    return out
+
+
 def _own_cpu_s() -> float:
     r = resource.getrusage(resource.RUSAGE_SELF)
     return r.ru_utime + r.ru_stime
@@ -106,6 +129,7 @@ def _mode_run(args, label: str) -> dict:
                     procs["standby"] = standby.proc.pid
                 out_probe = _fsync_probe_ms(tmp)
                 before = {k: _cpu_s(pid) for k, pid in procs.items()}
+                kids0 = {k: _children_cpu_s(pid) for k, pid in procs.items()}
                 client0 = _own_cpu_s()
                 host0, wall0 = _host_busy_s(), time.monotonic()
                 out = asyncio.run(run_load(primary.target, primary.token("pos"), cards,
@@ -115,8 +139,17 @@ def _mode_run(args, label: str) -> dict:
                 # host the standby's share is taken from the primary and the client.
                 ops = max(1, out.get("swipes", 0) + out.get("rejected", 0))
                 cpu = {k: _cpu_s(pid) - before[k] for k, pid in procs.items()}
+                for k, pid in procs.items():
+                    # Its child processes apart (the primary's rollup worker, with
+                    # [engine] rollups_worker): CPU the process's own figure leaves out.
+                    kids = _children_cpu_s(pid)
+                    if kids:
+                        cpu[f"{k}_children"] = sum(v - kids0[k].get(c, 0.0) for c, v in kids.items())
                 cpu["client"] = _own_cpu_s() - client0
                 out["cpu_us_per_op"] = {k: round(v * 1e6 / ops, 3) for k, v in cpu.items()}
+                # Every process of the run together: what a swipe costs here (a figure
+                # that holds at any load, where swipes/s do not).
+                out["cpu_us_per_op"]["all"] = round(sum(cpu.values()) * 1e6 / ops, 3)
                 out["loadavg"] = os.getloadavg()[0]
                 # Cores this run's processes kept busy, and what the rest of the host
                 # took meanwhile: a run slower at the same CPU per swipe was starved
@@ -148,7 +181,14 @@ def main_pair(args) -> int:
     per_mode = {m: sorted(r["swipes_per_s"] for r in runs if r["replication"] == m)
                 for m in dict.fromkeys(modes)}
     medians = {m: float(np.median(v)) for m, v in per_mode.items()}
-    result: dict = {"runs": runs, "median_swipes_per_s": medians}
+    # Each process's CPU per swipe, the median of the mode's runs (µs).
+    cpu_medians: dict = {}
+    for m in per_mode:
+        mine = [r["cpu_us_per_op"] for r in runs if r["replication"] == m]
+        keys = dict.fromkeys(k for c in mine for k in c)
+        cpu_medians[m] = {k: float(np.median([c.get(k, 0.0) for c in mine])) for k in keys}
+    result: dict = {"runs": runs, "median_swipes_per_s": medians,
+                    "median_cpu_us_per_op": cpu_medians}
     for m in medians:
         mode, variant = _split_label(m)
         base = "none" + (f":{variant}" if variant else "")
@@ -164,6 +204,8 @@ def main_pair(args) -> int:
                   f"load {r['loadavg']:.2f}; cores own {r['own_cores']} others "
                   f"{r['others_cores']}; fsync {r['fsync_probe_ms']} ms")
         for k, v in result.items():
-            if k != "runs":
+            if k not in ("runs", "median_cpu_us_per_op"):
                 print(f"{k:>20}: {v}")
+        for m, v in cpu_medians.items():
+            print(f"{m:>20}: CPU us/op (medians) " + ", ".join(f"{k} {x:.3f}" for k, x in v.items()))
     return 0

@@ -470,3 +470,63 @@ def test_close_fails_acks_held_for_a_standby_that_never_comes(tmp_path):
     reopened = Engine(str(tmp_path / "p"))
     assert reopened.card(1)["principal_fen"] == 10 * len(futs)
     reopened.close()
+
+
+
+def test_a_commit_wakes_a_frame_waiter_and_not_a_held_acknowledgement(tmp_path):
+    """Feed: a commit notifies the frame waiters (wait_frames) only; the acknowledgements
+    the acker holds for the standby (wait_confirmed) are notified by a confirmation, not
+    woken by every commit meanwhile (each wake-up is the acker's CPU and a GIL switch)."""
+    feed = Feed(epoch=1, mode="sync", on_standby_lost="wait")
+    eng = Engine(str(tmp_path / "p"), feed=feed)
+    try:
+        notified = {"cond": 0, "framed": 0}
+        for name, cond in (("cond", feed._cond), ("framed", feed._framed)):
+            real = cond.notify_all
+
+            def counted(real=real, name=name):
+                notified[name] += 1
+                real()
+            cond.notify_all = counted
+        at = feed.last_committed
+        futs = [eng.issue_cards([1], cid())]
+        assert feed.wait_frames(at, 30), "the commit woke the frame waiter"
+        futs += [eng.recharge(1, 100, cid()) for _ in range(3)]
+        while feed.last_committed < at + 4:
+            assert feed.wait_frames(feed.last_committed, 30)
+        assert notified["framed"] >= 4
+        assert notified["cond"] == 0, "no commit notified the held acknowledgements"
+        assert not any(f.done() for f in futs), "held for the standby"
+        feed.confirm(feed.last_committed)
+        assert notified["cond"] == 1
+        assert [f.result(30).code if hasattr(f.result(30), "code") else f.result(30).codes[0]
+                for f in futs] == [Result.OK] * 4
+    finally:
+        feed.confirm(feed.last_committed)
+        eng.close()
+
+
+@pytest.mark.parametrize("group", [1, 3])
+def test_the_replay_bench_applies_a_recorded_stream_to_the_primarys_store(tmp_path, group):
+    """bench/replication_replay.py's replay: a hot copy and the frames after it, saved
+    as the recorder saves them, applied to a copy give the primary's store key by key."""
+    from bench.replication_replay import load_frames, replay_into, save_frames
+
+    feed = Feed(epoch=1)
+    eng = Engine(str(tmp_path / "p"), feed=feed)
+    rec = tmp_path / "rec"
+    at, _epoch = hot_copy(eng.store, str(rec / "base"))
+    rng = np.random.default_rng(11)
+    cards = list(range(100, 120))
+    assert eng.issue_cards(cards, cid()).result(30).code == Result.OK
+    for _ in range(4):
+        eng.submit(_ops(cards, 50, OpType.RECHARGE, rng)).result(30)
+        eng.submit(_ops(cards, 7, OpType.SWIPE, rng)).result(30)
+    frames = [bytes(f) for f in feed.frames_after(at, 1 << 30)]
+    save_frames(str(rec / "frames.bin"), frames)
+    assert [bytes(f) for f in load_frames(str(rec / "frames.bin"))] == frames
+    theirs = dump_env(eng.store.env)
+    eng.close()
+    out = replay_into(str(rec), str(tmp_path / "replayed"), group)
+    assert out["frames"] == len(frames) and out["records"] > 0
+    assert_same(theirs, dump_dir(str(tmp_path / "replayed")))

@@ -489,3 +489,91 @@ def test_an_unexpected_error_ends_a_replication_call_internal_with_its_reason(tm
         assert error_info(err).reason == "INTERNAL", method
         assert f"mms.v1.ReplicationService/{method} failed" in caplog.text
     assert caplog.text.count("a bug in the feed") >= 2
+
+
+def test_an_async_primary_gathers_a_caught_up_standbys_new_frames_into_one_message(tmp_path):
+    """Through a real gRPC server: an async primary whose standby is caught up waits
+    (ReplicationService._gather, REPLICATION_ASYNC_GATHER_MS) after the frame that woke
+    the stream, and sends the frames committed meanwhile as one batched message (one
+    send, one receive and one standby transaction, not one each), consecutive and
+    whole; a sync primary never waits (every frame goes at once)."""
+    import threading
+
+    from core import Engine, EngineConfig
+    from core.engine.replication import Feed, decode_frame
+    from core.records import Result
+    from server.mms_pb import replication_pb2, replication_pb2_grpc
+    from server.rpc.guard import GuardedServer, RequestGuard
+    from server.rpc.metrics import Metrics
+    from server.rpc.replication import ReplicationService
+    from tests.common import cid
+
+    sync = Engine(str(tmp_path / "sync"), feed=Feed(1, mode="sync", on_standby_lost="async",
+                                                     timeout_s=0.1))
+    assert ReplicationService(sync, TOKEN).gather_s == 0
+    sync.close()
+
+    engine = Engine(str(tmp_path / "data"), feed=Feed(1), config=EngineConfig(rollups=False))
+    assert engine.issue_cards([1], cid()).result(30).code == Result.OK
+    service = ReplicationService(engine, TOKEN)
+    assert service.gather_s > 0
+    committed = threading.Event()
+    gathers = []
+
+    async def gather() -> None:  # holds the send until the test's commits are in
+        gathers.append(engine.feed.last_committed)
+        await asyncio.get_running_loop().run_in_executor(None, committed.wait,
+                                                         CATCH_UP_TIMEOUT_S)
+
+    service._gather = gather
+    after = engine.feed.last_committed
+    ops = 4
+
+    def commit() -> None:
+        for _ in range(ops):
+            assert engine.recharge(1, 100, cid()).result(30).codes[0] == Result.OK
+        committed.set()
+
+    async def run():
+        server = grpc.aio.server()
+        # Through the guard, as mms serve registers it (its serializer sends the bytes
+        # Subscribe yields as they are).
+        replication_pb2_grpc.add_ReplicationServiceServicer_to_server(
+            service, GuardedServer(server, RequestGuard(Metrics())))
+        port = server.add_insecure_port("127.0.0.1:0")
+        await server.start()
+        try:
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as ch:
+                stub = replication_pb2_grpc.ReplicationServiceStub(ch)
+
+                async def requests():
+                    yield replication_pb2.SubscribeRequest(after_frame=after, epoch=1,
+                                                           standby="t", batches=True)
+                    await asyncio.Event().wait()
+
+                call = stub.Subscribe(requests(), metadata=(("authorization", f"Bearer {TOKEN}"),),
+                                      timeout=CATCH_UP_TIMEOUT_S)
+                accepted = await call.read()
+                assert not accepted.data
+                writer = threading.Thread(target=commit)
+                writer.start()
+                chunk = await call.read()
+                writer.join()
+                call.cancel()
+                return chunk
+        finally:
+            await server.stop(None)
+
+    try:
+        chunk = asyncio.run(run())
+        assert len(gathers) == 1 and gathers[0] > after, "one wait, woken by a new frame"
+        assert chunk.end_of_frame and len(chunk.frame_bytes) == ops, "the frames in one message"
+        view, off, numbers = memoryview(chunk.data), 0, []
+        for n in chunk.frame_bytes:
+            numbers.append(decode_frame(bytes(view[off:off + n])).number)
+            off += n
+        assert off == len(chunk.data)
+        assert numbers == list(range(after + 1, after + ops + 1))
+    finally:
+        committed.set()
+        engine.close()
