@@ -1701,7 +1701,33 @@ class Engine:
         except BaseException:
             self._pipe_slots.release()
             raise
-        self._pipe.put(job)
+        if self._alone():
+            self._commit_alone(job)
+        else:
+            self._pipe.put(job)
+
+    def _alone(self) -> bool:
+        """Whether the batch just applied is the only work there is: the pipeline holds
+        nothing (every batch put in it is published, so none waits for a commit's fsync
+        to make it durable) and no submission is queued behind it. Then the applier
+        commits and publishes it itself (_commit_alone): the committer and publisher
+        would only have run it one after the other, each woken for it. A unary load
+        (one submission of single ops at a time, server/rpc/bridge.py) is always alone.
+        Not with a replication feed: its frames are the committer's (thread-local)."""
+        return self.feed is None and not self._queue and self._pipe.unfinished_tasks == 0
+
+    def _commit_alone(self, job: _Job) -> None:
+        """Commit, make durable and publish job on this thread (the applier), in the
+        order the committer and the publisher keep: its data fsync in the commit, its
+        meta page's fsync of its own (Store.lazy_meta: no next commit is coming), then
+        the card table and the answers. Nothing is answered before that fsync."""
+        try:
+            done = self._commit_hot(job)
+            if self.store.lazy_meta and done[3] is None and len(job.recs):
+                done = self._made_durable(done)
+            self._publish_done(done)
+        finally:
+            self._pipe_slots.release()
 
     def _apply(self, items: list[_Hot]) -> _Job:
         """Apply a batch against the work side (it then holds the batch); a failure
@@ -1857,25 +1883,30 @@ class Engine:
             done = self._published.get()
             if done is None:
                 return
-            job, commit_s, frame, failed = done
             try:
-                if failed is None:
-                    try:
-                        self._publish_hot(job, commit_s, frame)
-                    except BaseException as exc:
-                        # Durable but not published: the applier reloads the durable
-                        # state; the callers retry with the same ids and get the answer.
-                        log.exception("publish failed; reloading the durable state")
-                        self._poisoned = exc
-                        failed = exc
-                if failed is not None:
-                    for it in job.items:
-                        _fail(it.future, failed)
-                    if job.cold is not None:
-                        _fail(job.cold.item.future, failed)
+                self._publish_done(done)
             finally:
                 self._pipe.task_done()
                 self._pipe_slots.release()
+
+    def _publish_done(self, done: tuple) -> None:
+        """Publish and answer one durable batch (a _commit_hot result), or answer it with
+        its failure (the publisher's, or the applier's for a batch alone)."""
+        job, commit_s, frame, failed = done
+        if failed is None:
+            try:
+                self._publish_hot(job, commit_s, frame)
+            except BaseException as exc:
+                # Durable but not published: the applier reloads the durable
+                # state; the callers retry with the same ids and get the answer.
+                log.exception("publish failed; reloading the durable state")
+                self._poisoned = exc
+                failed = exc
+        if failed is not None:
+            for it in job.items:
+                _fail(it.future, failed)
+            if job.cold is not None:
+                _fail(job.cold.item.future, failed)
 
     def _publish_hot(self, job: _Job, commit_s: float, frame: int) -> None:
         if job.cold is not None:
