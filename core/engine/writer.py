@@ -1713,8 +1713,10 @@ class Engine:
         commits and publishes it itself (_commit_alone): the committer and publisher
         would only have run it one after the other, each woken for it. A unary load
         (one submission of single ops at a time, server/rpc/bridge.py) is always alone.
-        Not with a replication feed: its frames are the committer's (thread-local)."""
-        return self.feed is None and not self._queue and self._pipe.unfinished_tasks == 0
+        Not with a replication feed (its frames are the committer's, thread-local) nor
+        with an ack gate (the acker's order is kept with the publisher's answers)."""
+        return (self.feed is None and self._acks is None and not self._queue
+                and self._pipe.unfinished_tasks == 0)
 
     def _commit_alone(self, job: _Job) -> None:
         """Commit, make durable and publish job on this thread (the applier), in the
