@@ -712,6 +712,11 @@ class Engine:
         self._last_batch_ops = 0
         self._poisoned: BaseException | None = None
         self._applying = False  # the applier is applying a hot batch (_commit_loop)
+        # Whether a batch alone may be committed by the applier (_alone). Cleared when
+        # submissions came in while it committed one (a stream's or burst's load, which
+        # the pipeline overlaps and serves with one fsync a batch); set again when the
+        # committer finds nothing behind a commit (the pipeline ran dry).
+        self._lone_ok = True
         # A background op was handed to the committer with hot ops queued behind it: the
         # applier takes them next, so the committer waits for their commit to make the
         # op durable instead of an fsync of its own (_hand_over). Cleared by the applier
@@ -1713,9 +1718,11 @@ class Engine:
         commits and publishes it itself (_commit_alone): the committer and publisher
         would only have run it one after the other, each woken for it. A unary load
         (one submission of single ops at a time, server/rpc/bridge.py) is always alone.
+        Not after ops came in during the last batch committed alone (_lone_ok: a
+        stream's load, which the pipeline overlaps), until the pipeline runs dry again.
         Not with a replication feed (its frames are the committer's, thread-local) nor
         with an ack gate (the acker's order is kept with the publisher's answers)."""
-        return (self.feed is None and self._acks is None and not self._queue
+        return (self._lone_ok and self.feed is None and self._acks is None and not self._queue
                 and self._pipe.unfinished_tasks == 0)
 
     def _commit_alone(self, job: _Job) -> None:
@@ -1727,6 +1734,9 @@ class Engine:
             done = self._commit_hot(job)
             if self.store.lazy_meta and done[3] is None and len(job.recs):
                 done = self._made_durable(done)
+            # Ops that came meanwhile would have been applied while this one committed,
+            # and made it durable with their commit: the pipeline's load, not a lone one.
+            self._lone_ok = not self._queue
             self._publish_done(done)
         finally:
             self._pipe_slots.release()
@@ -1810,6 +1820,8 @@ class Engine:
                         self._published.put(self._made_durable(held))
                     return
                 done = self._commit_hot(job)
+                if not self._applying and self._pipe.empty() and not self._queue:
+                    self._lone_ok = True    # nothing behind it: the pipeline ran dry
                 if held is not None:
                     # This commit's fsync ran after held's meta page was written, unless
                     # it wrote nothing or failed: then an fsync of its own.

@@ -140,3 +140,38 @@ def test_a_failed_fsync_fails_the_lone_batch_and_the_writer_goes_on(tmp_path):
         assert len(debits) == 1
     finally:
         eng.close()
+
+
+def test_ops_that_come_during_a_lone_commit_send_the_next_batches_down_the_pipeline(tmp_path):
+    """A submission made while the applier commits a batch alone (a stream's next batch)
+    is not committed alone after it: it goes to the committer, which overlaps such
+    batches and serves them one fsync each; once the committer finds nothing behind a
+    commit, a lone batch is the applier's again."""
+    eng, env = _engine(tmp_path)
+    later = []
+    orig = _Txn.__exit__
+
+    def exit_and_submit(self, exc_type, exc, tb):
+        out = orig(self, exc_type, exc, tb)
+        if not later:   # during the first commit: another submission arrives
+            later.append(eng.submit(_ops(np.array([9], np.uint64), 201)))
+        return out
+
+    try:
+        _Txn.__exit__ = exit_and_submit
+        first = eng.submit(_ops(np.array([8], np.uint64), 200))
+        assert first.result().codes.tolist() == [Result.OK]
+        assert later[0].result().codes.tolist() == [Result.OK]
+        _Txn.__exit__ = orig
+        # Lone submissions again: the committer found nothing behind its commit, so they
+        # are the applier's (the first at once, unless the committer looked in the few
+        # us between the applier's put and its next take: then the one after).
+        for k in range(3):
+            res = eng.submit(_ops(np.array([10 + k], np.uint64), 202 + k)).result()
+            assert res.codes.tolist() == [Result.OK]
+    finally:
+        _Txn.__exit__ = orig
+        eng.close()
+    assert env.commits[:2] == ["mms-applier", "mms-committer"]
+    assert "mms-applier" in env.commits[2:5]
+    assert env.commits[4] == "mms-applier"
