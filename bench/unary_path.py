@@ -5,7 +5,8 @@ calls per loop turn (what coalescing sees from that many tills).
     python3 bench/unary_path.py [--calls 20000] [--concurrent 16] [--fsync] [--repeat 5]
 
 Prints the event loop's CPU per call (time.thread_time on the loop thread), the whole
-process's CPU per call and the calls per second, the best of --repeat rounds: the
+process's CPU per call, each engine thread's (applier, committer, publisher, from /proc)
+and the calls per second, the best of --repeat rounds: the
 minimum is what the code costs, the rest is the other agents on the machine. A figure
 to compare versions of the handler path with (docs/benchmarks.md, issue 15); it is no
 substitute for `mms bench grpc --unary --ceiling`, which includes gRPC.
@@ -19,6 +20,7 @@ import json
 import os
 import sys
 import tempfile
+import threading
 import time
 
 import grpc
@@ -91,9 +93,31 @@ async def round_(wrapped, cards, calls: int, concurrent: int, first_id: int) -> 
         return ser(await fn(raw, ctx))
 
     t0, c0, p0 = time.perf_counter(), time.thread_time(), time.process_time()
+    th0 = thread_cpu()
     for k in range(0, calls, concurrent):
         await asyncio.gather(*(one(r) for r in reqs[k:k + concurrent]))
-    return (time.thread_time() - c0, time.process_time() - p0, time.perf_counter() - t0)
+    th1 = thread_cpu()
+    return (time.thread_time() - c0, time.process_time() - p0, time.perf_counter() - t0,
+            {n: th1[n] - th0.get(n, 0.0) for n in th1})
+
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def thread_cpu() -> dict[str, float]:
+    """CPU seconds (user + system) of each named thread of this process but the loop's
+    (the engine's applier, committer, publisher, rollup tailer), from /proc."""
+    out: dict[str, float] = {}
+    for t in threading.enumerate():
+        if t is threading.main_thread() or t.native_id is None:
+            continue
+        try:
+            with open(f"/proc/self/task/{t.native_id}/stat") as f:
+                fields = f.read().rpartition(")")[2].split()
+        except FileNotFoundError:
+            continue
+        out[t.name] = out.get(t.name, 0.0) + (int(fields[11]) + int(fields[12])) / _TICK
+    return out
 
 
 def main(argv=None) -> int:
@@ -115,10 +139,14 @@ def main(argv=None) -> int:
     loop = min(r[0] for r in runs)
     proc = min(r[1] for r in runs)
     wall = min(r[2] for r in runs)
+    # Each engine thread's CPU per call, in the round of least process CPU.
+    best = min(runs, key=lambda r: r[1])[3]
     print(json.dumps({"calls": a.calls, "concurrent": a.concurrent, "fsync": a.fsync, "rollups": not a.no_rollups,
                       "loop_us_per_call": round(loop / a.calls * 1e6, 1),
                       "process_us_per_call": round(proc / a.calls * 1e6, 1),
                       "calls_per_s": round(a.calls / wall),
+                      "threads_us_per_call": {n: round(v / a.calls * 1e6, 1)
+                                              for n, v in sorted(best.items()) if v},
                       "load": os.getloadavg()[0]}))
     return 0
 

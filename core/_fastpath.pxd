@@ -265,6 +265,7 @@ cdef class KeyMap:
     cdef Entry *e
     cdef size_t cap
     cdef size_t size
+    cdef size_t alloc           # entries allocated at e; cap (those in use) is at most this
     cdef int _alloc(self, size_t cap) except -1
     cdef int64_t get(self, uint64_t hi, uint64_t lo) noexcept nogil
     cdef void prefetch(self, uint64_t hi, uint64_t lo) noexcept nogil
@@ -273,6 +274,7 @@ cdef class KeyMap:
     cdef int put(self, uint64_t hi, uint64_t lo, int64_t v, bint overwrite) except -1 nogil
     cdef int _grow(self) except -1 nogil
     cdef void clear(self) noexcept nogil
+    cdef void reset(self, size_t expected) noexcept nogil
 
 
 cdef class Rules:

@@ -316,6 +316,7 @@ cdef class KeyMap:
         if self.e == NULL:
             raise MemoryError()
         self.cap = cap
+        self.alloc = cap
         self.size = 0
         return 0
 
@@ -365,6 +366,7 @@ cdef class KeyMap:
             with gil:
                 raise MemoryError()
         self.cap = cap
+        self.alloc = cap
         mask = cap - 1
         for k in range(ocap):
             if old[k].hi != 0 or old[k].lo != 0:
@@ -376,7 +378,22 @@ cdef class KeyMap:
         return 0
 
     cdef void clear(self) noexcept nogil:
+        if self.size == 0:
+            return      # nothing put since it was last emptied: every entry is zero
         memset(self.e, 0, self.cap * sizeof(Entry))
+        self.size = 0
+
+    cdef void reset(self, size_t expected) noexcept nogil:
+        """Empty it, with room for expected entries (load 1/2) within the table already
+        allocated: the zeroing is that of the entries in use, not of the whole table, so a
+        map sized for the largest batch and reset for each (Batcher.batch_ids) costs a
+        small batch a small memset. Every entry past cap is zero (kept here)."""
+        cdef size_t cap = 16
+        while cap < 2 * expected and cap < self.alloc:
+            cap <<= 1
+        if self.size:
+            memset(self.e, 0, self.cap * sizeof(Entry))
+        self.cap = cap
         self.size = 0
 
     def __len__(self):
@@ -1796,7 +1813,11 @@ cdef class Batcher:
         cdef Py_ssize_t j
         # Every record of the batch has time now_s: its points go to one year's lot.
         cdef int32_t year = civil_year(now_s, R.tz_offset_s) if R.points_valid_years else 0
-        self.batch_ids.clear()
+        # At most one id is put per op (below): room for n, and a small batch zeroes a
+        # small table, not one sized for batch_max (a 3-op batch zeroed 393 KB of the
+        # two maps; callgrind, docs/benchmarks.md issue 15 session 10). A batch without
+        # coupons leaves batch_coupons empty: nothing to zero.
+        self.batch_ids.reset(n)
         self.batch_coupons.clear()
         # Every probe below is a random memory access. Two stages hide their latency:
         # 2*PREFETCH_AHEAD ops ahead the index entries are fetched; PREFETCH_AHEAD ahead

@@ -731,6 +731,11 @@ class Engine:
         self._last_batch_ops = 0
         self._poisoned: BaseException | None = None
         self._applying = False  # the applier is applying a hot batch (_commit_loop)
+        # Whether a batch alone may be committed by the applier (_alone). Cleared when
+        # submissions came in while it committed one (a stream's or burst's load, which
+        # the pipeline overlaps and serves with one fsync a batch); set again when the
+        # committer finds nothing behind a commit (the pipeline ran dry).
+        self._lone_ok = True
         # A background op was handed to the committer with hot ops queued behind it: the
         # applier takes them next, so the committer waits for their commit to make the
         # op durable instead of an fsync of its own (_hand_over). Cleared by the applier
@@ -1727,7 +1732,40 @@ class Engine:
         except BaseException:
             self._pipe_slots.release()
             raise
-        self._pipe.put(job)
+        if self._alone():
+            self._commit_alone(job)
+        else:
+            self._pipe.put(job)
+
+    def _alone(self) -> bool:
+        """Whether the batch just applied is the only work there is: the pipeline holds
+        nothing (every batch put in it is published, so none waits for a commit's fsync
+        to make it durable) and no submission is queued behind it. Then the applier
+        commits and publishes it itself (_commit_alone): the committer and publisher
+        would only have run it one after the other, each woken for it. A unary load
+        (one submission of single ops at a time, server/rpc/bridge.py) is always alone.
+        Not after ops came in during the last batch committed alone (_lone_ok: a
+        stream's load, which the pipeline overlaps), until the pipeline runs dry again.
+        Not with a replication feed (its frames are the committer's, thread-local) nor
+        with an ack gate (the acker's order is kept with the publisher's answers)."""
+        return (self._lone_ok and self.feed is None and self._acks is None and not self._queue
+                and self._pipe.unfinished_tasks == 0)
+
+    def _commit_alone(self, job: _Job) -> None:
+        """Commit, make durable and publish job on this thread (the applier), in the
+        order the committer and the publisher keep: its data fsync in the commit, its
+        meta page's fsync of its own (Store.lazy_meta: no next commit is coming), then
+        the card table and the answers. Nothing is answered before that fsync."""
+        try:
+            done = self._commit_hot(job)
+            if self.store.lazy_meta and done[3] is None and len(job.recs):
+                done = self._made_durable(done)
+            # Ops that came meanwhile would have been applied while this one committed,
+            # and made it durable with their commit: the pipeline's load, not a lone one.
+            self._lone_ok = not self._queue
+            self._publish_done(done)
+        finally:
+            self._pipe_slots.release()
 
     def _apply(self, items: list[_Hot]) -> _Job:
         """Apply a batch against the work side (it then holds the batch); a failure
@@ -1808,6 +1846,8 @@ class Engine:
                         self._published.put(self._made_durable(held))
                     return
                 done = self._commit_hot(job)
+                if not self._applying and self._pipe.empty() and not self._queue:
+                    self._lone_ok = True    # nothing behind it: the pipeline ran dry
                 if held is not None:
                     # This commit's fsync ran after held's meta page was written, unless
                     # it wrote nothing or failed: then an fsync of its own.
@@ -1883,25 +1923,30 @@ class Engine:
             done = self._published.get()
             if done is None:
                 return
-            job, commit_s, frame, failed = done
             try:
-                if failed is None:
-                    try:
-                        self._publish_hot(job, commit_s, frame)
-                    except BaseException as exc:
-                        # Durable but not published: the applier reloads the durable
-                        # state; the callers retry with the same ids and get the answer.
-                        log.exception("publish failed; reloading the durable state")
-                        self._poisoned = exc
-                        failed = exc
-                if failed is not None:
-                    for it in job.items:
-                        _fail(it.future, failed)
-                    if job.cold is not None:
-                        _fail(job.cold.item.future, failed)
+                self._publish_done(done)
             finally:
                 self._pipe.task_done()
                 self._pipe_slots.release()
+
+    def _publish_done(self, done: tuple) -> None:
+        """Publish and answer one durable batch (a _commit_hot result), or answer it with
+        its failure (the publisher's, or the applier's for a batch alone)."""
+        job, commit_s, frame, failed = done
+        if failed is None:
+            try:
+                self._publish_hot(job, commit_s, frame)
+            except BaseException as exc:
+                # Durable but not published: the applier reloads the durable
+                # state; the callers retry with the same ids and get the answer.
+                log.exception("publish failed; reloading the durable state")
+                self._poisoned = exc
+                failed = exc
+        if failed is not None:
+            for it in job.items:
+                _fail(it.future, failed)
+            if job.cold is not None:
+                _fail(job.cold.item.future, failed)
 
     def _publish_hot(self, job: _Job, commit_s: float, frame: int) -> None:
         if job.cold is not None:

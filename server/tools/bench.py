@@ -19,7 +19,10 @@ and seconds, a no-op grpc.aio server on the same stubs and server options
 the mms server has stopped, and reports `ceiling_per_s` (its OK calls per second),
 `ceiling_p50_ms`, `ceiling_p99_ms` and `ratio` = swipes_per_s / ceiling_per_s: the share
 of what grpcio itself allows this client on this machine. The ceiling is always driven
-as fast as possible (no --rate): it is the most the client and grpcio can do.
+as fast as possible (no --rate): it is the most the client and grpcio can do. With
+--rate, the no-op is then driven once more at that rate: `ceiling_at_rate_swipes_per_s`,
+`_p50_ms`, `_p99_ms` and `_cpu_us_per_call`, what gRPC alone costs a call (and its tail)
+when calls come spread out, beside mms's at the same rate.
 `--ceiling-processes N` runs N no-op servers on one port (SO_REUSEPORT, one process and
 event loop each; `ceiling_processes` in the result): the ceiling of N front-end processes,
 which a multi-process mms would be measured against.
@@ -324,13 +327,19 @@ def _load(args, target: str, token: str, cards: np.ndarray, native: str | None,
 
 def _ceiling(args, cards: np.ndarray, native: str | None) -> dict:
     """The same driver and callers against the no-op server (or --ceiling-processes of them
-    on one port), as fast as they go."""
+    on one port), as fast as they go; with --rate, then once more at that rate (`at_rate`:
+    what gRPC alone costs a call when calls come one by one, the CPU per call that mms's
+    at the same rate is to be read against)."""
     processes = getattr(args, "ceiling_processes", 1)
     with NoopGroup(processes) as noop:
         pids = [c.proc.pid for c in noop.children]
         cpu0 = cpu_seconds(pids)
         result = _load(args, noop.target, "noop", cards, native, rate=0.0)
         add_cpu(result, "cpu_us_per_call", cpu_seconds(pids) - cpu0)
+        if args.rate:
+            cpu0 = cpu_seconds(pids)
+            result["at_rate"] = _load(args, noop.target, "noop", cards, native)
+            add_cpu(result["at_rate"], "cpu_us_per_call", cpu_seconds(pids) - cpu0)
     result["processes"] = processes
     return result
 
@@ -345,6 +354,12 @@ def add_ceiling(result: dict, ceiling: dict) -> None:
     result["ceiling_cpu_us_per_call"] = ceiling["cpu_us_per_call"]
     if "client_cpu_us_per_call" in ceiling:
         result["ceiling_client_cpu_us_per_call"] = ceiling["client_cpu_us_per_call"]
+    at_rate = ceiling.get("at_rate")
+    if at_rate is not None:
+        # The no-op at mms's --rate: its rate served, latencies and CPU per call.
+        for key in ("swipes_per_s", "p50_ms", "p99_ms", "cpu_us_per_call"):
+            result[f"ceiling_at_rate_{key}"] = at_rate[key]
+        result["ceiling_at_rate_errors"] = at_rate["errors"]
     # A ratio of two timings (float is right: no money here).
     result["ratio"] = (round(result["swipes_per_s"] / ceiling["swipes_per_s"], 3)
                        if ceiling["swipes_per_s"] else 0.0)

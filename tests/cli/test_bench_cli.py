@@ -194,6 +194,23 @@ def test_ceiling_python_driver(capsys):
     _assert_ceiling(out)
 
 
+def test_ceiling_at_a_rate_drives_the_noop_at_that_rate_too(capsys):
+    """With --rate, the no-op runs flat out (the ratio's ceiling) and then at mms's rate:
+    its figures at that rate are beside mms's, from a run of their own."""
+    assert grpc_bench.main_grpc(_grpc_args(ceiling=True, rate=100.0, seconds=1.0)) == 0
+    out = json.loads(capsys.readouterr().out)
+    _assert_ceiling(out)
+    assert out["offered_per_s"] == 100.0 and out["server_ok"] == out["swipes"] > 0
+    assert out["ceiling_at_rate_errors"] == {}
+    # Offered 100/s for 1 s: about 100 calls a second, never more (the flat-out run is
+    # not it).
+    assert 0 < out["ceiling_at_rate_swipes_per_s"] < 150
+    assert out["ceiling_at_rate_p99_ms"] > 0 and out["ceiling_at_rate_cpu_us_per_call"] > 0
+    # Without --rate there is no second run.
+    assert grpc_bench.main_grpc(_grpc_args(ceiling=True)) == 0
+    assert not any(k.startswith("ceiling_at_rate") for k in json.loads(capsys.readouterr().out))
+
+
 def test_ceiling_through_the_mms_command():
     import sys
 
