@@ -65,8 +65,9 @@ def pack(const uint8_t[::1] block, Py_ssize_t width) -> bytes:
     return bytes(outb)
 
 
-def unpack(const uint8_t[::1] packed) -> bytearray:
-    """The block pack() was given, as a new bytearray. ValueError if packed is not one."""
+def unpack(const uint8_t[::1] packed, Py_ssize_t max_bytes) -> bytearray:
+    """The block pack() was given, as a new bytearray. ValueError if packed is not one,
+    or if the block would be longer than max_bytes (checked before anything is made)."""
     cdef Py_ssize_t size = packed.shape[0]
     if size < _HEAD:
         raise ValueError("a packed block shorter than its header")
@@ -79,6 +80,8 @@ def unpack(const uint8_t[::1] packed) -> bytearray:
     cdef Py_ssize_t n = nn, width = ww, k = kk, r, i, p, prev = -1
     if n == 0 or width == 0 or k > width or size != _HEAD + width + 2 * k + n * k:
         raise ValueError("a packed block whose length does not match its header")
+    if n * width > max_bytes:
+        raise ValueError(f"a packed block of {n * width} bytes, more than {max_bytes}")
     cdef uint16_t pv
     cdef bytearray posb = bytearray(2 * k + 2)
     cdef uint8_t[::1] posv = posb

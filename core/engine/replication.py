@@ -65,6 +65,10 @@ PUT, DELETE, DROP, DROP_DELETE = 1, 2, 3, 4
 # decode_frame gives it back as a PUT of the exact block. A standby of a version before
 # it refuses such a frame (FRAME_INVALID) rather than write the packed bytes.
 PUT_PACKED = 5
+# The largest journal block a frame carries packed (bytes once unpacked, ~161,000
+# records). The primary sends a larger block plain, so a standby can refuse a packed
+# block above it: a few hundred bytes on the wire cannot ask it for gigabytes.
+PACKED_BLOCK_BYTES_MAX = 64 << 20
 _OPS = (PUT, DELETE, DROP, DROP_DELETE, PUT_PACKED)
 
 META_FRAME = b"repl_frame"
@@ -147,7 +151,7 @@ def decode_frame(data: bytes) -> Frame:
         if op == PUT_PACKED:
             # The exact block, in a new writable buffer (the publish views it as is).
             try:
-                value = unpack(value)
+                value = unpack(value, PACKED_BLOCK_BYTES_MAX)
             except ValueError as e:
                 raise ReplicationError("FRAME_INVALID", f"a packed journal block: {e}") from None
             if name != _JOURNAL_DB or len(value) % JOURNAL.itemsize:
@@ -416,7 +420,8 @@ class Feed:
                     n = len(value) // JOURNAL.itemsize
                     if not first:
                         first = last - n + 1
-                    if n > 1 and len(value) == n * JOURNAL.itemsize:
+                    if (n > 1 and len(value) == n * JOURNAL.itemsize
+                            and len(value) <= PACKED_BLOCK_BYTES_MAX):
                         # Shipped packed: the bytes on the wire cost gRPC CPU on both
                         # sides, ~1 ns a byte each; a swipe's record differs from the
                         # block's first in ~51 of its 416 bytes.

@@ -35,6 +35,7 @@ import ctypes
 import fcntl
 import logging
 import os
+import select
 import signal
 import struct
 import subprocess
@@ -81,10 +82,13 @@ def send(fd: int, kind: bytes, *parts) -> None:
         _write_all(fd, p)
 
 
-def _read_into(fd: int, buf: bytearray | memoryview) -> bool:
-    """Fill buf from fd (os.readv waits without the GIL); False at the pipe's end."""
+def _read_into(fd: int, buf: bytearray | memoryview, wait=None) -> bool:
+    """Fill buf from fd (os.readv waits without the GIL); False at the pipe's end. wait,
+    if given, is called before each read and returns once fd is readable (or raises)."""
     view = memoryview(buf)
     while view:
+        if wait is not None:
+            wait()
         got = os.readv(fd, [view])
         if got == 0:
             return False
@@ -92,16 +96,16 @@ def _read_into(fd: int, buf: bytearray | memoryview) -> bool:
     return True
 
 
-def receive(fd: int) -> tuple[bytes, bytearray] | None:
-    """The next message (type, body), None at the pipe's end."""
+def receive(fd: int, wait=None) -> tuple[bytes, bytearray] | None:
+    """The next message (type, body), None at the pipe's end (wait: _read_into's)."""
     head = bytearray(_HEADER.size)
-    if not _read_into(fd, head):
+    if not _read_into(fd, head, wait):
         return None
     kind, size = _HEADER.unpack(head)
     if size > rollups.ROLLUP_WORKER_MESSAGE_BYTES_MAX:
         raise ValueError(f"a rollup worker message of {size} bytes is over the bound")
     body = bytearray(size)
-    if not _read_into(fd, body):
+    if not _read_into(fd, body, wait):
         return None
     return kind, body
 
@@ -190,6 +194,10 @@ class WorkerProcess:
         try:
             self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                          pass_fds=fds, env=env, cwd=_ROOT)
+        except BaseException:
+            for fd in (self._req, self._res):       # ours too: nobody else will close them
+                os.close(fd)
+            raise
         finally:
             os.close(req_r)
             os.close(res_w)
@@ -204,7 +212,7 @@ class WorkerProcess:
     def flush(self, seq: int, records_max: int) -> Flush | None:
         """The worker's flush of the records after seq (None: there are none)."""
         self._ask(FLUSH, _FLUSH.pack(seq, records_max))
-        msg = receive(self._res)
+        msg = receive(self._res, self._await_answer)
         if msg is None:
             code = self.proc.poll()
             raise rollups.WorkerDied(f"rollup worker {self.pid} ended (exit {code})")
@@ -216,6 +224,27 @@ class WorkerProcess:
         if kind != RESULT:
             raise rollups.WorkerDied(f"rollup worker {self.pid}: message {kind!r}")
         return decode_result(body)
+
+    def _await_answer(self) -> None:
+        """Return once the answer's next bytes can be read; a worker that stops making
+        progress (its CPU time still for ROLLUP_WORKER_STALL_S) or takes longer than
+        ROLLUP_WORKER_ANSWER_S is killed and WorkerDied raised: a SIGSTOPped or hung
+        worker must not hold the tailer (and Engine.close) for good."""
+        poller = select.poll()
+        poller.register(self._res, select.POLLIN | select.POLLHUP | select.POLLERR)
+        start = moved = time.monotonic()
+        cpu = _cpu_ticks(self.pid)
+        while not poller.poll(_WAIT_SLICE_MS):      # waits without the GIL
+            now, ticks = time.monotonic(), _cpu_ticks(self.pid)
+            if ticks != cpu:
+                cpu, moved = ticks, now
+            stalled = now - moved > rollups.ROLLUP_WORKER_STALL_S
+            if stalled or now - start > rollups.ROLLUP_WORKER_ANSWER_S:
+                with contextlib.suppress(OSError):
+                    self.proc.kill()
+                why = (f"used no CPU for {now - moved:.0f} s" if stalled
+                       else f"did not answer within {rollups.ROLLUP_WORKER_ANSWER_S:.0f} s")
+                raise rollups.WorkerDied(f"rollup worker {self.pid} {why}: killed")
 
     def ack(self, committed: bool) -> None:
         self._ask(ACK, b"\1" if committed else b"\0")
@@ -232,6 +261,19 @@ class WorkerProcess:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+
+
+_WAIT_SLICE_MS = 500
+
+
+def _cpu_ticks(pid: int) -> int | None:
+    """A process's user + system CPU so far in clock ticks (/proc), None once it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+    except OSError:
+        return None
+    return int(fields[11]) + int(fields[12])
 
 
 def start(tailer: rollups.Rollups) -> WorkerProcess:

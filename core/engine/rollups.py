@@ -102,6 +102,12 @@ ROLLUP_FLUSH_WAIT_MAX_S = 4.0
 # records), and how long the tailer waits after a worker died before it starts another.
 ROLLUP_WORKER_MESSAGE_BYTES_MAX = 1 << 30
 ROLLUP_WORKER_RESTART_S = 1.0
+# While the tailer waits for a worker's answer: a worker whose CPU time has not moved
+# for ROLLUP_WORKER_STALL_S (stopped, deadlocked, swapped out) or that has not answered
+# within ROLLUP_WORKER_ANSWER_S is taken for dead (killed, started again); a flush of
+# ROLLUP_FLUSH_RECORDS_MAX records takes ~2 s of CPU on an idle machine.
+ROLLUP_WORKER_STALL_S = 10.0
+ROLLUP_WORKER_ANSWER_S = 600.0
 
 ROLLUP_META_DB = "rollup_meta"
 SALES_DB = "rollup_sales"
@@ -926,6 +932,9 @@ class Rollups:
             if time.monotonic() < self._restart_at:
                 return 0
             self.worker_starts += 1
+            # A start that fails (no fds, no processes) is tried again after the same
+            # pause as a death, not at every poll.
+            self._restart_at = time.monotonic() + ROLLUP_WORKER_RESTART_S
             worker = self._worker = self._worker_factory(self)
         t0, c0 = time.perf_counter(), time.thread_time()
         try:

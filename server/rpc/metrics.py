@@ -235,6 +235,9 @@ class _EngineCollector:
             ("mms_journal_last_seq", "last_seq", "Sequence of the newest journal record."),
             ("mms_cards", "n_cards", "Cards in the card table."),
             ("mms_checkpoint_seq", "checkpoint_seq", "Journal sequence of the last checkpoint."),
+            ("mms_zero_id_records", "zero_id_records",
+             "Journal records under the all-zero client id (written before such ids were "
+             "refused) that recovery applied but left out of the id index."),
         ):
             yield GaugeMetricFamily(name, doc, value=s.get(key, 0))
         for name, key, doc in (

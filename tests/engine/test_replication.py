@@ -530,3 +530,55 @@ def test_the_replay_bench_applies_a_recorded_stream_to_the_primarys_store(tmp_pa
     out = replay_into(str(rec), str(tmp_path / "replayed"), group)
     assert out["frames"] == len(frames) and out["records"] > 0
     assert_same(theirs, dump_dir(str(tmp_path / "replayed")))
+
+
+
+def _journal_entries(frame: bytes) -> list[tuple[int, int]]:
+    """(op, value length) of each journal entry of an encoded frame, as sent (before
+    decode_frame unpacks a packed one)."""
+    from core.engine.replication import _ENTRY, _HEADER
+    n = _HEADER.unpack_from(frame, 0)[-1]
+    off, out = _HEADER.size, []
+    for _ in range(n):
+        op, ln, lk, lv = _ENTRY.unpack_from(frame, off)
+        off += _ENTRY.size
+        if frame[off:off + ln] == b"journal":
+            out.append((op, lv))
+        off += ln + lk + lv
+    return out
+
+
+def test_a_journal_block_over_the_packed_bound_ships_plain(tmp_path, monkeypatch):
+    """The primary packs a journal block only up to PACKED_BLOCK_BYTES_MAX, the bound the
+    standby's decode refuses above (a few bytes on the wire cannot ask it for gigabytes):
+    a larger block goes plain, and the standby applies both kinds to the primary's state."""
+    from core.engine import replication
+    from core.engine._framepack import pack, unpack
+    from core.engine.replication import PUT, PUT_PACKED
+    W = JOURNAL.itemsize
+    monkeypatch.setattr(replication, "PACKED_BLOCK_BYTES_MAX", 16 * W)
+    rng = np.random.default_rng(3)
+    feed = Feed(epoch=1)
+    eng = Engine(str(tmp_path / "primary"), config=EngineConfig(batch_ops_max=256), feed=feed)
+    eng.issue_cards(np.arange(1, 101), cid()).result()
+    replica = _standby_of(eng, tmp_path)
+    start = feed.last_committed
+    eng.submit(_ops(np.arange(1, 9), 100, OpType.RECHARGE, rng)).result()    # 8 records
+    eng.submit(_ops(np.arange(1, 65), 100, OpType.RECHARGE, rng)).result()   # 64 records
+    sent = [e for f in feed.frames_after(start, 1 << 24) for e in _journal_entries(bytes(f))]
+    assert any(op == PUT_PACKED and lv < 8 * W for op, lv in sent), sent
+    assert (PUT, 64 * W) in sent, sent
+    assert not any(op == PUT_PACKED and lv >= 16 * W for op, lv in sent)
+    pump(feed, replica)
+    for no in range(1, 101):
+        assert replica.engine.card(no) == eng.card(no)
+    assert replica.applied_seq == eng.stats()["last_seq"]
+    # The decode's bound, checked before anything is made.
+    recs = np.zeros(64, dtype=JOURNAL)
+    recs["seq"] = np.arange(1, 65)
+    raw = recs.tobytes()
+    with pytest.raises(ValueError):
+        unpack(pack(raw, W), len(raw) - 1)
+    assert bytes(unpack(pack(raw, W), len(raw))) == raw
+    replica.close()
+    eng.close()

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import logging
 
+import urllib.request
+
 import grpc
 import numpy as np
 import pytest
@@ -184,6 +186,11 @@ def test_mms_serve_opens_it(store_dir, tmp_path):
                              metadata=auth(child.token()))
             assert r.result.code == Result.OK, r
             assert r.result.seq > max(int(a["last_seq"]) for a in expected.values())
+        # SREs see it on /metrics.
+        with urllib.request.urlopen(child.metrics_url, timeout=30) as resp:
+            text = resp.read().decode()
+        line = next(x for x in text.splitlines() if x.startswith("mms_zero_id_records "))
+        assert float(line.split()[1]) > 0, line
     finally:
         assert child.terminate() == 0, "\n".join(child.output)
     assert any("all-zero client id" in line for line in child.output), "\n".join(child.output)
