@@ -22,6 +22,7 @@ import grpc
 import pytest
 
 from server.client import CHANNEL_OPTIONS, auth, error_info
+from server.rpc.leader import DUMP_END, DUMP_TASKS_SIGNAL, DUMP_THREADS_SIGNAL
 from server.mms_pb import pos_pb2, pos_pb2_grpc
 from server.tools.cluster import (
     TAKEOVER_TIMEOUT_S,
@@ -88,11 +89,52 @@ def seed_nodes(workdir: str, names: list[str]) -> dict[str, str]:
     return out
 
 
-def show_tails(nodes: list[Node], lines: int = 40) -> None:
-    """What each node said last (pytest shows it with the failure)."""
+# On a failure: this many of each node's last lines, then its threads' and tasks' stacks.
+TAIL_LINES = 200
+# How long a node gets to write its stacks (a bound; a node whose loop is stuck never
+# writes the task dump's end line, its threads' stacks come from the signal handler).
+DUMP_WAIT_S = 10.0
+
+
+def _stopped(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rpartition(")")[2].split()[0] in ("T", "t")
+    except OSError:
+        return False
+
+
+def dump_stacks(node: Node) -> list[str]:
+    """The live node's threads' stacks (SIGUSR1) and asyncio tasks (SIGUSR2, ending with
+    DUMP_END), as it wrote them to its log (server/rpc/leader.py's install_stack_dumps);
+    [] for a node that is dead or stopped (SIGSTOP: it cannot answer)."""
+    import time
+
+    proc = node.child.proc
+    if proc is None or proc.poll() is not None or _stopped(proc.pid):
+        return []
+    start = len(node.child.output)
+    proc.send_signal(DUMP_THREADS_SIGNAL)
+    proc.send_signal(DUMP_TASKS_SIGNAL)
+    deadline = time.monotonic() + DUMP_WAIT_S
+    while time.monotonic() < deadline and not any(
+            DUMP_END in x for x in node.child.output[start:]):
+        time.sleep(0.05)
+    return list(node.child.output[start:])
+
+
+def show_tails(nodes: list[Node], lines: int = TAIL_LINES, stacks: bool = True) -> None:
+    """What each node said last and, if it is alive, where each of its threads and tasks
+    waits now (pytest shows it with the failure)."""
+    dumps = {n.name: dump_stacks(n) if stacks else [] for n in nodes}
     for n in nodes:
-        print(f"--- node {n.name} ({n.address}):")
-        print("\n".join(n.child.output[-lines:]))
+        out = list(n.child.output)
+        dump = dumps[n.name]
+        print(f"--- node {n.name} ({n.address}), its last {lines} lines:")
+        print("\n".join(out[:len(out) - len(dump)][-lines:]))
+        if dump:
+            print(f"--- node {n.name}: its threads and tasks now:")
+            print("\n".join(dump))
 
 
 @contextlib.contextmanager

@@ -32,8 +32,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import faulthandler
 import json
 import logging
+import signal
+import sys
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -66,6 +70,17 @@ PEER_STATUS_FRACTION = 0.25
 # this many TTLs (that peer may be unable to reach etcd): then it campaigns itself.
 DEFER_TTLS_MAX = 2
 ETCD_ENDPOINTS_MAX = 16
+# A standby that does not campaign says why when the reason changes, and again at most
+# this often while it lasts (each round would flood the log; once would hide a deferral
+# that never ends).
+NOT_CAMPAIGNING_LOG_S = 10.0
+# A node in [ha] writes every thread's stack to stderr on SIGUSR1 (faulthandler, from the
+# signal handler itself: it works while the event loop or the GIL's holder is stuck) and
+# every asyncio task's on SIGUSR2 (run by the loop, ending with DUMP_END): a hang shows
+# where it waits (tests/etcd_harness.py asks for both when a wait times out).
+DUMP_THREADS_SIGNAL = signal.SIGUSR1
+DUMP_TASKS_SIGNAL = signal.SIGUSR2
+DUMP_END = "mms: dump: end"
 
 
 # Tasks given up on (they did not end within their bound once cancelled): referenced
@@ -108,6 +123,30 @@ def _forget(task: asyncio.Future) -> None:
     _ABANDONED.discard(task)
     if not task.cancelled():
         task.exception()  # retrieved: no "exception was never retrieved" at exit
+
+
+def install_stack_dumps(loop: asyncio.AbstractEventLoop) -> bool:
+    """SIGUSR1 and SIGUSR2 dump this process's threads and tasks to stderr (see
+    DUMP_THREADS_SIGNAL); False where signals cannot be set (not the main thread, a
+    stderr with no file descriptor)."""
+    try:
+        faulthandler.register(DUMP_THREADS_SIGNAL, file=sys.stderr, all_threads=True)
+        loop.add_signal_handler(DUMP_TASKS_SIGNAL, dump_tasks, loop)
+    except (ValueError, RuntimeError, OSError, AttributeError):
+        return False
+    return True
+
+
+def dump_tasks(loop: asyncio.AbstractEventLoop, out=None) -> None:
+    """Every thread's name and id (faulthandler's dump names threads by id only), then
+    every task of loop with its stack, then DUMP_END."""
+    out = out if out is not None else sys.stderr
+    threads = ", ".join(f"{t.name}=0x{t.ident or 0:016x}" for t in threading.enumerate())
+    print(f"mms: dump: threads {threads}", file=out)
+    for task in asyncio.all_tasks(loop):
+        print(f"mms: dump: task {task!r}", file=out)
+        task.print_stack(limit=30, file=out)
+    print(DUMP_END, file=out, flush=True)
 
 
 class EtcdUnavailable(Exception):
@@ -365,12 +404,15 @@ class Leadership:
         self._followed: tuple[str, int] | None = None
         self._deferred_since: float | None = None
         self._not_campaigning_why = ""
+        self._not_campaigning_logged_at = 0.0
+        self._not_campaigning_rounds = 0
         # When the last campaign's transaction was sent (monotonic): a win happened later.
         self.campaign_sent_at = 0.0
 
     # --- life cycle -----------------------------------------------------------------
 
     async def start(self) -> None:
+        install_stack_dumps(asyncio.get_running_loop())
         self.node.install_gate(self.role.may_acknowledge)
         self._tasks = [asyncio.create_task(self._run(), name="mms-leadership")]
 
@@ -574,10 +616,20 @@ class Leadership:
         return False
 
     def _not_campaigning(self, why: str) -> None:
+        """Said when the reason changes, and again every NOT_CAMPAIGNING_LOG_S while it
+        lasts (with the rounds deferred since the last line), never every round."""
         kind = why.split(":")[0]
-        if kind != self._not_campaigning_why:  # once per reason, not every round
+        now = self.clock()
+        self._not_campaigning_rounds += 1
+        if (kind != self._not_campaigning_why
+                or now - self._not_campaigning_logged_at >= NOT_CAMPAIGNING_LOG_S):
+            rounds = self._not_campaigning_rounds
+            since = ("" if kind != self._not_campaigning_why else
+                     f" (still, {rounds} rounds in {now - self._not_campaigning_logged_at:.1f} s)")
             self._not_campaigning_why = kind
-            self._event("not_campaigning", why)
+            self._not_campaigning_logged_at = now
+            self._not_campaigning_rounds = 0
+            self._event("not_campaigning", why + since)
 
     async def _take_office(self, epoch: int) -> None:
         # Writable only once the node is promoted (a standby first applies all it has);
