@@ -91,6 +91,9 @@ def seed_nodes(workdir: str, names: list[str]) -> dict[str, str]:
 
 # On a failure: this many of each node's last lines, then its threads' and tasks' stacks.
 TAIL_LINES = 200
+# ... and this many of its own lines ('mms: ...', ERROR): a standby retrying its primary
+# every 0.5 s fills 200 lines in 100 s, and the leadership lines go with them.
+SAID_LINES = 100
 # How long a node gets to write its stacks (a bound; a node whose loop is stuck never
 # writes the task dump's end line, its threads' stacks come from the signal handler).
 DUMP_WAIT_S = 10.0
@@ -130,6 +133,13 @@ def show_tails(nodes: list[Node], lines: int = TAIL_LINES, stacks: bool = True) 
     for n in nodes:
         out = list(n.child.output)
         dump = dumps[n.name]
+        path = os.path.join(n.workdir, "node-output.txt")
+        with open(path, "w") as f:
+            f.write("\n".join(out) + "\n")
+        said = [x for x in out[:len(out) - len(dump)] if x.startswith("mms: ") or " ERROR " in x]
+        print(f"--- node {n.name} ({n.address}): its whole output in {path}; its last "
+              f"{SAID_LINES} 'mms:' and ERROR lines:")
+        print("\n".join(said[-SAID_LINES:]))
         print(f"--- node {n.name} ({n.address}), its last {lines} lines:")
         print("\n".join(out[:len(out) - len(dump)][-lines:]))
         if dump:

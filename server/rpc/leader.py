@@ -152,9 +152,12 @@ def dump_tasks(loop: asyncio.AbstractEventLoop, out=None) -> None:
     out = out if out is not None else sys.stderr
     threads = ", ".join(f"{t.name}=0x{t.ident or 0:016x}" for t in threading.enumerate())
     print(f"mms: dump: threads {threads}", file=out)
-    for task in asyncio.all_tasks(loop):
+    for task in sorted(asyncio.all_tasks(loop), key=lambda t: not t.get_name().startswith("mms")):
         print(f"mms: dump: task {task!r}", file=out)
-        task.print_stack(limit=30, file=out)
+        try:
+            task.print_stack(limit=30, file=out)
+        except Exception as e:  # a Cython coroutine's frame has no line number
+            print(f"  (no stack: {e!r})", file=out)
     print(DUMP_END, file=out, flush=True)
 
 
@@ -520,6 +523,16 @@ class Leadership:
         install_stack_dumps(asyncio.get_running_loop())
         self.node.install_gate(self.role.may_acknowledge)
         self._tasks = [asyncio.create_task(self._run(), name="mms-leadership")]
+        self._tasks[0].add_done_callback(self._ended)
+
+    def _ended(self, task: asyncio.Task) -> None:
+        """The loop ends only when stopped; anything else is said, with what ended it."""
+        if self._stop.is_set():
+            return
+        err = "cancelled" if task.cancelled() else repr(task.exception())
+        log.error("leadership: the leadership loop ended (%s): this node neither renews, "
+                  "follows nor campaigns any more", err)
+        self._event("ended", err)
 
     async def stop(self) -> None:
         """Resign: stop campaigning, delete our leader key and revoke the lease so that
