@@ -154,11 +154,21 @@ def dump_tasks(loop: asyncio.AbstractEventLoop, out=None) -> None:
     print(f"mms: dump: threads {threads}", file=out)
     for task in sorted(asyncio.all_tasks(loop), key=lambda t: not t.get_name().startswith("mms")):
         print(f"mms: dump: task {task!r}", file=out)
-        try:
-            task.print_stack(limit=30, file=out)
-        except Exception as e:  # a Cython coroutine's frame has no line number
-            print(f"  (no stack: {e!r})", file=out)
+        for where in _awaiting(task.get_coro()):
+            print(f"  {where}", file=out)
     print(DUMP_END, file=out, flush=True)
+
+
+def _awaiting(coro, depth_max: int = 40) -> list[str]:
+    """Where a task's coroutine waits, outermost first, down the chain of what each
+    coroutine awaits (Task.print_stack shows the outermost frame only)."""
+    out = []
+    while coro is not None and len(out) < depth_max:
+        frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+        if frame is not None:
+            out.append(f"{frame.f_code.co_filename}:{frame.f_lineno} in {frame.f_code.co_name}")
+        coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+    return out
 
 
 def cut_short(e: BaseException) -> bool:
