@@ -13,6 +13,7 @@ from etcd_harness import LEASE_TTL_S, etcd_cluster
 
 from server.rpc import leader
 from server.rpc.leader import (
+    DUMP_END,
     ETCD_CALL_FRACTION,
     Etcd,
     EtcdUnavailable,
@@ -730,3 +731,25 @@ def test_not_campaigning_is_said_again_while_it_lasts(etcd, monkeypatch):
             await node.leadership.stop()
 
     asyncio.run(scenario())
+
+
+def test_a_real_node_dumps_its_threads_and_tasks_on_its_signals(etcd, tmp_path):
+    """`mms serve` with [ha]: SIGUSR1 writes every thread's stack and SIGUSR2 every
+    asyncio task's (the leadership loop's among them) to its log, what the failover
+    tests show of each live node when a wait times out."""
+    from etcd_harness import dump_stacks, start_nodes, wait_for
+
+    (node,) = start_nodes({"d": str(tmp_path / "d")}, etcd, "dumps")
+    try:
+        wait_for(node.is_leader, WAIT_S, "the node to lead")
+        dump = dump_stacks(node)
+        assert dump and dump[-1] == DUMP_END, dump[-5:]
+        assert any(x.startswith("Thread 0x") for x in dump)
+        assert any("MainThread=0x" in x for x in dump if x.startswith("mms: dump: threads"))
+        tasks = [x for x in dump if x.startswith("mms: dump: task ")]
+        assert any("name='mms-leadership'" in x for x in tasks), tasks
+        # The loop's whole chain of awaits, down to where it waits now.
+        assert any(x.strip().endswith(" in _run") for x in dump), dump
+        assert any(x.strip().endswith(" in _wait_leader_change") for x in dump), dump
+    finally:
+        node.stop()
