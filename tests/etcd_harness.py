@@ -107,6 +107,20 @@ def _stopped(pid: int) -> bool:
         return False
 
 
+def _status_now(node: Node) -> str:
+    """The node's replication Status (role, epoch, frame, ...), or why there is none."""
+    from server.rpc.replication import status_of
+    from server.tools.cluster import REPLICATION_TOKEN
+
+    proc = node.child.proc
+    if proc is None or proc.poll() is not None or _stopped(proc.pid):
+        return "(not running)"
+    try:
+        return repr(status_of(node.address, REPLICATION_TOKEN, timeout_s=5))
+    except grpc.RpcError as e:
+        return f"(no answer: {e.code().name})"
+
+
 def dump_stacks(node: Node) -> list[str]:
     """The live node's threads' stacks (SIGUSR1) and asyncio tasks (SIGUSR2, ending with
     DUMP_END), as it wrote them to its log (server/rpc/leader.py's install_stack_dumps);
@@ -140,6 +154,7 @@ def show_tails(nodes: list[Node], lines: int = TAIL_LINES, stacks: bool = True) 
         print(f"--- node {n.name} ({n.address}): its whole output in {path}; its last "
               f"{SAID_LINES} 'mms:' and ERROR lines:")
         print("\n".join(said[-SAID_LINES:]))
+        print(f"--- node {n.name} ({n.address}): its replication Status now: {_status_now(n)}")
         print(f"--- node {n.name} ({n.address}), its last {lines} lines:")
         print("\n".join(out[:len(out) - len(dump)][-lines:]))
         if dump:

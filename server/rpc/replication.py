@@ -13,6 +13,7 @@ old primary follow the new one, discarding any tail the new one never had.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import hmac
 import inspect
@@ -776,14 +777,59 @@ def rejoin_as_standby(data_dir: str, primary_addr: str, *, token: str | None = N
 
 class ReplicationRouter(replication_pb2_grpc.ReplicationServiceServicer):
     """The servicer registered once at start; it answers as the node's current side
-    (ReplicationService while primary, StandbyService while standby)."""
+    (ReplicationService while primary, StandbyService while standby).
+
+    A subscription served by a side that has since been replaced (the node changed
+    engine: promoted again at a new epoch, stepped down) is ended with UNAVAILABLE,
+    reason ROLE_CHANGED, so that its standby subscribes again, to the new side. Left
+    alone it waited for frames of a closed feed for ever: a standby that subscribed to
+    a node between its winning a new epoch and its reopening as that epoch's primary
+    followed nothing, and in sync mode the primary's acknowledgements waited for it
+    (the sigkill failover test's `till 0 did not pause`, session 10)."""
 
     def __init__(self, target) -> None:
-        self.target = target
+        self._target = target
+        self._lock = threading.Lock()
+        # Each subscription in flight: its task -> (the side serving it, the task's
+        # loop, the call's context).
+        self._streams: dict[asyncio.Task, tuple[object, asyncio.AbstractEventLoop, object]] = {}
+
+    @property
+    def target(self):
+        return self._target
+
+    @target.setter
+    def target(self, target) -> None:
+        """Answer as target from now on (any thread); end the subscriptions of the sides
+        it replaces."""
+        with self._lock:
+            self._target = target
+            stale = [(t, loop, ctx) for t, (side, loop, ctx) in self._streams.items()
+                     if side is not target]
+        for task, loop, context in stale:
+            with contextlib.suppress(RuntimeError):  # that loop is closed: the task too
+                asyncio.run_coroutine_threadsafe(self._end(task, context), loop)
+
+    @staticmethod
+    async def _end(task: asyncio.Task, context) -> None:
+        # The status first (the standby learns at once), then the handler's task, which
+        # waits in its side's feed (its listener and standby count go with it).
+        with contextlib.suppress(Exception):
+            await _abort(context, _fail(grpc.StatusCode.UNAVAILABLE, "ROLE_CHANGED",
+                                        "this node changed role; subscribe again"))
+        task.cancel()
 
     async def Subscribe(self, request_iterator, context):  # noqa: N802
-        async for chunk in self.target.Subscribe(request_iterator, context):
-            yield chunk
+        task = asyncio.current_task()
+        with self._lock:
+            target = self._target
+            self._streams[task] = (target, asyncio.get_running_loop(), context)
+        try:
+            async for chunk in target.Subscribe(request_iterator, context):
+                yield chunk
+        finally:
+            with self._lock:
+                self._streams.pop(task, None)
 
     async def HotCopy(self, request, context):  # noqa: N802
         async for chunk in self.target.HotCopy(request, context):
