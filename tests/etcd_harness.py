@@ -122,21 +122,28 @@ def _status_now(node: Node) -> str:
 
 
 def dump_stacks(node: Node) -> list[str]:
-    """The live node's threads' stacks (SIGUSR1) and asyncio tasks (SIGUSR2, ending with
-    DUMP_END), as it wrote them to its log (server/rpc/leader.py's install_stack_dumps);
-    [] for a node that is dead or stopped (SIGSTOP: it cannot answer)."""
+    """The live node's threads' stacks and asyncio tasks (SIGUSR2, ending with DUMP_END;
+    the threads alone by SIGUSR1 when its loop does not answer), as it wrote them to its
+    log (server/rpc/leader.py's install_stack_dumps); [] for a node that is dead or
+    stopped (SIGSTOP: it cannot answer)."""
     import time
 
     proc = node.child.proc
     if proc is None or proc.poll() is not None or _stopped(proc.pid):
         return []
     start = len(node.child.output)
-    proc.send_signal(DUMP_THREADS_SIGNAL)
     proc.send_signal(DUMP_TASKS_SIGNAL)
     deadline = time.monotonic() + DUMP_WAIT_S
     while time.monotonic() < deadline and not any(
             DUMP_END in x for x in node.child.output[start:]):
         time.sleep(0.05)
+    if not any(DUMP_END in x for x in node.child.output[start:]):
+        # Its event loop does not run: the threads' stacks, from the signal handler.
+        proc.send_signal(DUMP_THREADS_SIGNAL)
+        seen, deadline = -1, time.monotonic() + DUMP_WAIT_S
+        while time.monotonic() < deadline and len(node.child.output) != seen:
+            seen = len(node.child.output)
+            time.sleep(0.5)
     return list(node.child.output[start:])
 
 

@@ -84,9 +84,10 @@ NOT_CAMPAIGNING_LOG_S = 10.0
 PROMOTE_TTLS_MAX = 15
 FOLLOW_TTLS_MAX = 5
 # A node in [ha] writes every thread's stack to stderr on SIGUSR1 (faulthandler, from the
-# signal handler itself: it works while the event loop or the GIL's holder is stuck) and
-# every asyncio task's on SIGUSR2 (run by the loop, ending with DUMP_END): a hang shows
-# where it waits (tests/etcd_harness.py asks for both when a wait times out).
+# signal handler itself: it works while the event loop is stuck) and, on SIGUSR2, every
+# thread's stack then every asyncio task's chain of awaits (run by the loop, ending with
+# DUMP_END): a hang shows where it waits (tests/etcd_harness.py asks for SIGUSR2 when a
+# wait times out, and for SIGUSR1 if the loop does not answer).
 DUMP_THREADS_SIGNAL = signal.SIGUSR1
 DUMP_TASKS_SIGNAL = signal.SIGUSR2
 DUMP_END = "mms: dump: end"
@@ -150,6 +151,10 @@ def dump_tasks(loop: asyncio.AbstractEventLoop, out=None) -> None:
     """Every thread's name and id (faulthandler's dump names threads by id only), then
     every task of loop with its stack, then DUMP_END."""
     out = out if out is not None else sys.stderr
+    if out is sys.stderr:  # the threads' stacks first, in order with what follows
+        sys.stderr.flush()
+        with contextlib.suppress(ValueError, OSError, AttributeError):
+            faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
     threads = ", ".join(f"{t.name}=0x{t.ident or 0:016x}" for t in threading.enumerate())
     print(f"mms: dump: threads {threads}", file=out)
     for task in sorted(asyncio.all_tasks(loop), key=lambda t: not t.get_name().startswith("mms")):
