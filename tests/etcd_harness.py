@@ -22,8 +22,8 @@ import grpc
 import pytest
 
 from server.client import CHANNEL_OPTIONS, auth, error_info
-from server.rpc.leader import DUMP_END, DUMP_TASKS_SIGNAL, DUMP_THREADS_SIGNAL
 from server.mms_pb import pos_pb2, pos_pb2_grpc
+from server.rpc.leader import DUMP_END, DUMP_TASKS_SIGNAL, DUMP_THREADS_SIGNAL
 from server.tools.cluster import (
     TAKEOVER_TIMEOUT_S,
     EtcdCluster,
