@@ -332,6 +332,8 @@ class Etcd:
                 # it: the other user of this object dropped the client after its own
                 # call failed. A failed call, not a cancellation of this task (it ended
                 # the keepalive, or the whole leadership loop, under load).
+                log.warning("etcd: a call to %s was cut short (its channel closed under "
+                            "it); trying the next endpoint", self.endpoints[self._i])
                 last = e
                 await self._drop(client)
         raise EtcdUnavailable(f"no etcd endpoint of {self.endpoints} answered: {last!r}")
