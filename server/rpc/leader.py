@@ -316,7 +316,7 @@ class Etcd:
     async def call(self, fn: Callable[[Any], Awaitable[Any]]) -> Any:
         last: BaseException | None = None
         for _ in range(len(self.endpoints)):
-            client = None
+            client, where = None, self.endpoints[self._i]
             try:
                 client = await self._connected()
                 return await asyncio.wait_for(fn(client), self.call_timeout_s)
@@ -333,7 +333,7 @@ class Etcd:
                 # call failed. A failed call, not a cancellation of this task (it ended
                 # the keepalive, or the whole leadership loop, under load).
                 log.warning("etcd: a call to %s was cut short (its channel closed under "
-                            "it); trying the next endpoint", self.endpoints[self._i])
+                            "it); trying the next endpoint", where)
                 last = e
                 await self._drop(client)
         raise EtcdUnavailable(f"no etcd endpoint of {self.endpoints} answered: {last!r}")
