@@ -790,9 +790,9 @@ class ReplicationRouter(replication_pb2_grpc.ReplicationServiceServicer):
     def __init__(self, target) -> None:
         self._target = target
         self._lock = threading.Lock()
-        # Each subscription in flight: its task -> (the side serving it, the task's
-        # loop, the call's context).
-        self._streams: dict[asyncio.Task, tuple[object, asyncio.AbstractEventLoop, object]] = {}
+        # Each subscription in flight: its task -> its state (the side serving it, the
+        # task's loop, whether it waits for the side's next chunk, whether it is stale).
+        self._streams: dict[asyncio.Task, dict] = {}
 
     @property
     def target(self):
@@ -804,32 +804,56 @@ class ReplicationRouter(replication_pb2_grpc.ReplicationServiceServicer):
         it replaces."""
         with self._lock:
             self._target = target
-            stale = [(t, loop, ctx) for t, (side, loop, ctx) in self._streams.items()
-                     if side is not target]
-        for task, loop, context in stale:
+            stale = [(t, st) for t, st in self._streams.items() if st["side"] is not target]
+        for task, st in stale:
             with contextlib.suppress(RuntimeError):  # that loop is closed: the task too
-                asyncio.run_coroutine_threadsafe(self._end(task, context), loop)
+                st["loop"].call_soon_threadsafe(self._retire, task, st)
 
     @staticmethod
-    async def _end(task: asyncio.Task, context) -> None:
-        # The status first (the standby learns at once), then the handler's task, which
-        # waits in its side's feed (its listener and standby count go with it).
-        with contextlib.suppress(Exception):
-            await _abort(context, _fail(grpc.StatusCode.UNAVAILABLE, "ROLE_CHANGED",
-                                        "this node changed role; subscribe again"))
-        task.cancel()
+    def _retire(task: asyncio.Task, st: dict) -> None:
+        # On the stream's loop. A stream waiting in its side for the next chunk is
+        # cancelled there (Subscribe below answers it); one sending a chunk sees `stale`
+        # before it asks for the next. Never cancelled inside grpc's own send: a status
+        # sent from another task while a send is in flight fails (TOO_MANY_OPERATIONS).
+        st["stale"] = True
+        if st["waiting"]:
+            task.cancel()
 
     async def Subscribe(self, request_iterator, context):  # noqa: N802
         task = asyncio.current_task()
         with self._lock:
             target = self._target
-            self._streams[task] = (target, asyncio.get_running_loop(), context)
+            st = {"side": target, "loop": asyncio.get_running_loop(), "waiting": False,
+                  "stale": False}
+            self._streams[task] = st
+        chunks = target.Subscribe(request_iterator, context).__aiter__()
         try:
-            async for chunk in target.Subscribe(request_iterator, context):
+            while True:
+                if st["stale"]:
+                    await self._role_changed(context)
+                st["waiting"] = True
+                try:
+                    chunk = await chunks.__anext__()
+                except StopAsyncIteration:
+                    return
+                except asyncio.CancelledError:
+                    if not st["stale"]:
+                        raise
+                    task.uncancel()  # our own cancellation (_retire), answered here
+                    await self._role_changed(context)
+                finally:
+                    st["waiting"] = False
                 yield chunk
         finally:
             with self._lock:
                 self._streams.pop(task, None)
+            with contextlib.suppress(Exception):
+                await chunks.aclose()  # the side's own clean-up (its feed's listener)
+
+    @staticmethod
+    async def _role_changed(context) -> None:
+        await _abort(context, _fail(grpc.StatusCode.UNAVAILABLE, "ROLE_CHANGED",
+                                    "this node changed role; subscribe again"))
 
     async def HotCopy(self, request, context):  # noqa: N802
         async for chunk in self.target.HotCopy(request, context):
