@@ -154,9 +154,7 @@ def show_tails(nodes: list[Node], lines: int = TAIL_LINES, stacks: bool = True) 
     for n in nodes:
         out = list(n.child.output)
         dump = dumps[n.name]
-        path = os.path.join(n.workdir, "node-output.txt")
-        with open(path, "w") as f:
-            f.write("\n".join(out) + "\n")
+        path = keep_output(n)
         said = [x for x in out[:len(out) - len(dump)] if x.startswith("mms: ") or " ERROR " in x]
         print(f"--- node {n.name} ({n.address}): its whole output in {path}; its last "
               f"{SAID_LINES} 'mms:' and ERROR lines:")
@@ -212,8 +210,20 @@ def start_nodes(dirs: dict[str, str], etcd: EtcdCluster, cluster: str) -> list[N
     return nodes
 
 
+def keep_output(node: Node) -> str:
+    """Write the node's whole output so far to its directory (a file per process, the
+    killed ones' kept for a failure's post-mortem); its path."""
+    pid = node.child.proc.pid if node.child.proc is not None else 0
+    path = os.path.join(node.workdir, f"node-output-{pid}.txt")
+    with open(path, "w") as f:
+        f.write("\n".join(list(node.child.output)) + "\n")
+    return path
+
+
 def restart(node: Node) -> Node:
-    """The same node (name, port, data directory, config) started again after it died."""
+    """The same node (name, port, data directory, config) started again after it died
+    (what the dead process wrote is kept beside it, keep_output)."""
+    keep_output(node)
     return Node(node.workdir, node.name, node.endpoints, node.terminals,
                 lease_ttl_s=node.lease_ttl_s, cluster=node.cluster, port=node.port,
                 replication=node.replication, engine=node.engine, rules=node.rules).start()
