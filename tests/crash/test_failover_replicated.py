@@ -315,7 +315,11 @@ def test_sigkill_the_leader_ten_times_and_sigstop_it_once(tmp_path):
                 print(f"kill {k + 1}: takeover {takeover_s[-1]:.2f} s, rejoin "
                       f"{t_check - t_kill - takeover_s[-1]:.2f} s, checks "
                       f"{time.monotonic() - t_check:.2f} s, {tills.count()} acked")
-            assert epochs == list(range(1, KILLS + 2)), epochs
+            # One new epoch per kill, each above the last. Not necessarily dense: an epoch
+            # won and lost before its winner took office (its lease expired while it
+            # promoted, under load) is used by nobody (docs/internals/leadership.md).
+            assert len(epochs) == KILLS + 1 and epochs == sorted(set(epochs)), epochs
+            print(f"epochs {epochs}")
             print(f"takeover (kill -> new leader acknowledging) over {KILLS} kills: "
                   f"p50 {statistics.median(takeover_s):.2f} s, max {max(takeover_s):.2f} s")
             _sigstop(nodes, leader, tills, targets)
