@@ -684,9 +684,9 @@ class Leadership:
                     self._lease_gone("etcd: the lease is gone")
                 except (Exception, asyncio.CancelledError) as e:
                     # etcd down, a promotion that failed, or a cancellation that was not
-                    # this task's (cut_short: a grpc call whose channel closed; it ended
-                    # this loop for good, and so the node's leadership, at load 20-37):
-                    # try again.
+                    # this task's (cut_short: a grpc call whose channel closed; before,
+                    # it ended this loop for good, and so the node's leadership): try
+                    # again.
                     if isinstance(e, asyncio.CancelledError) and not cut_short(e):
                         raise
                     if isinstance(e, (EtcdUnavailable, NodeBusy)):
