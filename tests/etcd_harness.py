@@ -23,6 +23,7 @@ import pytest
 
 from server.client import CHANNEL_OPTIONS, auth, error_info
 from server.mms_pb import pos_pb2, pos_pb2_grpc
+from server.rpc.leader import DUMP_END, DUMP_TASKS_SIGNAL, DUMP_THREADS_SIGNAL
 from server.tools.cluster import (
     TAKEOVER_TIMEOUT_S,
     EtcdCluster,
@@ -88,11 +89,82 @@ def seed_nodes(workdir: str, names: list[str]) -> dict[str, str]:
     return out
 
 
-def show_tails(nodes: list[Node], lines: int = 40) -> None:
-    """What each node said last (pytest shows it with the failure)."""
+# On a failure: this many of each node's last lines, then its threads' and tasks' stacks.
+TAIL_LINES = 200
+# ... and this many of its own lines ('mms: ...', ERROR): a standby retrying its primary
+# every 0.5 s fills 200 lines in 100 s, and the leadership lines go with them.
+SAID_LINES = 100
+# How long a node gets to write its stacks (a bound; a node whose loop is stuck never
+# writes the task dump's end line, its threads' stacks come from the signal handler).
+DUMP_WAIT_S = 10.0
+
+
+def _stopped(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rpartition(")")[2].split()[0] in ("T", "t")
+    except OSError:
+        return False
+
+
+def _status_now(node: Node) -> str:
+    """The node's replication Status (role, epoch, frame, ...), or why there is none."""
+    from server.rpc.replication import status_of
+    from server.tools.cluster import REPLICATION_TOKEN
+
+    proc = node.child.proc
+    if proc is None or proc.poll() is not None or _stopped(proc.pid):
+        return "(not running)"
+    try:
+        return repr(status_of(node.address, REPLICATION_TOKEN, timeout_s=5))
+    except grpc.RpcError as e:
+        return f"(no answer: {e.code().name})"
+
+
+def dump_stacks(node: Node) -> list[str]:
+    """The live node's threads' stacks and asyncio tasks (SIGUSR2, ending with DUMP_END;
+    the threads alone by SIGUSR1 when its loop does not answer), as it wrote them to its
+    log (server/rpc/leader.py's install_stack_dumps); [] for a node that is dead or
+    stopped (SIGSTOP: it cannot answer)."""
+    import time
+
+    proc = node.child.proc
+    if proc is None or proc.poll() is not None or _stopped(proc.pid):
+        return []
+    start = len(node.child.output)
+    proc.send_signal(DUMP_TASKS_SIGNAL)
+    deadline = time.monotonic() + DUMP_WAIT_S
+    while time.monotonic() < deadline and not any(
+            DUMP_END in x for x in node.child.output[start:]):
+        time.sleep(0.05)
+    if not any(DUMP_END in x for x in node.child.output[start:]):
+        # Its event loop does not run: the threads' stacks, from the signal handler.
+        proc.send_signal(DUMP_THREADS_SIGNAL)
+        seen, deadline = -1, time.monotonic() + DUMP_WAIT_S
+        while time.monotonic() < deadline and len(node.child.output) != seen:
+            seen = len(node.child.output)
+            time.sleep(0.5)
+    return list(node.child.output[start:])
+
+
+def show_tails(nodes: list[Node], lines: int = TAIL_LINES, stacks: bool = True) -> None:
+    """What each node said last and, if it is alive, where each of its threads and tasks
+    waits now (pytest shows it with the failure)."""
+    dumps = {n.name: dump_stacks(n) if stacks else [] for n in nodes}
     for n in nodes:
-        print(f"--- node {n.name} ({n.address}):")
-        print("\n".join(n.child.output[-lines:]))
+        out = list(n.child.output)
+        dump = dumps[n.name]
+        path = keep_output(n)
+        said = [x for x in out[:len(out) - len(dump)] if x.startswith("mms: ") or " ERROR " in x]
+        print(f"--- node {n.name} ({n.address}): its whole output in {path}; its last "
+              f"{SAID_LINES} 'mms:' and ERROR lines:")
+        print("\n".join(said[-SAID_LINES:]))
+        print(f"--- node {n.name} ({n.address}): its replication Status now: {_status_now(n)}")
+        print(f"--- node {n.name} ({n.address}), its last {lines} lines:")
+        print("\n".join(out[:len(out) - len(dump)][-lines:]))
+        if dump:
+            print(f"--- node {n.name}: its threads and tasks now:")
+            print("\n".join(dump))
 
 
 @contextlib.contextmanager
@@ -138,8 +210,20 @@ def start_nodes(dirs: dict[str, str], etcd: EtcdCluster, cluster: str) -> list[N
     return nodes
 
 
+def keep_output(node: Node) -> str:
+    """Write the node's whole output so far to its directory (a file per process, the
+    killed ones' kept for a failure's post-mortem); its path."""
+    pid = node.child.proc.pid if node.child.proc is not None else 0
+    path = os.path.join(node.workdir, f"node-output-{pid}.txt")
+    with open(path, "w") as f:
+        f.write("\n".join(list(node.child.output)) + "\n")
+    return path
+
+
 def restart(node: Node) -> Node:
-    """The same node (name, port, data directory, config) started again after it died."""
+    """The same node (name, port, data directory, config) started again after it died
+    (what the dead process wrote is kept beside it, keep_output)."""
+    keep_output(node)
     return Node(node.workdir, node.name, node.endpoints, node.terminals,
                 lease_ttl_s=node.lease_ttl_s, cluster=node.cluster, port=node.port,
                 replication=node.replication, engine=node.engine, rules=node.rules).start()

@@ -32,8 +32,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import faulthandler
 import json
 import logging
+import signal
+import sys
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -66,6 +70,27 @@ PEER_STATUS_FRACTION = 0.25
 # this many TTLs (that peer may be unable to reach etcd): then it campaigns itself.
 DEFER_TTLS_MAX = 2
 ETCD_ENDPOINTS_MAX = 16
+# A standby that does not campaign says why when the reason changes, and again at most
+# this often while it lasts (each round would flood the log; once would hide a deferral
+# that never ends).
+NOT_CAMPAIGNING_LOG_S = 10.0
+# The leadership loop awaits what it asks of the node (a promotion: stop following,
+# reopen the store as the primary; a follow: retarget the standby, or close a fenced
+# primary's engine and reopen its store as a standby) for at most this many TTLs; the
+# call goes on in its thread, the loop goes on renewing, fencing and reading the leader
+# key, and the node's next call waits for it first. A promotion past its bound gives the
+# office up (the lease revoked, so another node can lead); a follow past its bound is
+# tried again next round. Far above either's length under load (a recovery, seconds).
+PROMOTE_TTLS_MAX = 15
+FOLLOW_TTLS_MAX = 5
+# A node in [ha] writes every thread's stack to stderr on SIGUSR1 (faulthandler, from the
+# signal handler itself: it works while the event loop is stuck) and, on SIGUSR2, every
+# thread's stack then every asyncio task's chain of awaits (run by the loop, ending with
+# DUMP_END): a hang shows where it waits (tests/etcd_harness.py asks for SIGUSR2 when a
+# wait times out, and for SIGUSR1 if the loop does not answer).
+DUMP_THREADS_SIGNAL = signal.SIGUSR1
+DUMP_TASKS_SIGNAL = signal.SIGUSR2
+DUMP_END = "mms: dump: end"
 
 
 # Tasks given up on (they did not end within their bound once cancelled): referenced
@@ -110,8 +135,68 @@ def _forget(task: asyncio.Future) -> None:
         task.exception()  # retrieved: no "exception was never retrieved" at exit
 
 
+def install_stack_dumps(loop: asyncio.AbstractEventLoop) -> bool:
+    """SIGUSR1 and SIGUSR2 dump this process's threads and tasks to stderr (see
+    DUMP_THREADS_SIGNAL); False where signals cannot be set (not the main thread, a
+    stderr with no file descriptor)."""
+    try:
+        faulthandler.register(DUMP_THREADS_SIGNAL, file=sys.stderr, all_threads=True)
+        loop.add_signal_handler(DUMP_TASKS_SIGNAL, dump_tasks, loop)
+    except (ValueError, RuntimeError, OSError, AttributeError):
+        return False
+    return True
+
+
+def dump_tasks(loop: asyncio.AbstractEventLoop, out=None) -> None:
+    """Every thread's name and id (faulthandler's dump names threads by id only), then
+    every task of loop with its stack, then DUMP_END."""
+    out = out if out is not None else sys.stderr
+    if out is sys.stderr:  # the threads' stacks first, in order with what follows
+        sys.stderr.flush()
+        with contextlib.suppress(ValueError, OSError, AttributeError):
+            faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
+    threads = ", ".join(f"{t.name}=0x{t.ident or 0:016x}" for t in threading.enumerate())
+    print(f"mms: dump: threads {threads}", file=out)
+    for task in sorted(asyncio.all_tasks(loop), key=lambda t: not t.get_name().startswith("mms")):
+        print(f"mms: dump: task {task!r}", file=out)
+        for where in _awaiting(task.get_coro()):
+            print(f"  {where}", file=out)
+    print(DUMP_END, file=out, flush=True)
+
+
+def _awaiting(coro, depth_max: int = 40) -> list[str]:
+    """Where a task's coroutine waits, outermost first, down the chain of what each
+    coroutine awaits (Task.print_stack shows the outermost frame only)."""
+    out = []
+    while coro is not None and len(out) < depth_max:
+        frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+        if frame is not None:
+            out.append(f"{frame.f_code.co_filename}:{frame.f_lineno} in {frame.f_code.co_name}")
+        coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+    return out
+
+
+def cut_short(e: BaseException) -> bool:
+    """Whether e, a CancelledError caught in the running task, is not that task's own
+    cancellation: nothing asked to cancel the task (Task.cancelling() is 0). grpc.aio
+    raises CancelledError in every call of a channel closed while the call was in
+    flight; that is a failed call, to be handled as one."""
+    task = asyncio.current_task()
+    return (isinstance(e, asyncio.CancelledError) and task is not None
+            and not task.cancelling())
+
+
+def _said(what: tuple) -> str:
+    return " ".join(str(x) for x in what)
+
+
 class EtcdUnavailable(Exception):
     """No etcd endpoint answered within the call bound."""
+
+
+class NodeBusy(Exception):
+    """A call of the node adapter (promote, follow) did not end within its bound: it goes
+    on in its thread, and the node's next call waits for it first."""
 
 
 class LeaseNotFound(Exception):
@@ -215,8 +300,15 @@ class Etcd:
             await asyncio.wait_for(client.connect(), self.call_timeout_s)
         return client
 
-    async def _drop(self) -> None:
-        client, self._client = self._client, None
+    async def _drop(self, client: Any = None) -> None:
+        """Close the client (the current one by default) and move to the next endpoint;
+        a client already replaced (the other user of this object failed on it first)
+        is not dropped again, so one failure never closes the client made after it."""
+        if client is None:
+            client = self._client
+        elif client is not self._client:
+            return
+        self._client = None
         self._i = (self._i + 1) % len(self.endpoints)
         if client is not None:
             await bounded(client.close(), self.call_timeout_s)
@@ -224,6 +316,7 @@ class Etcd:
     async def call(self, fn: Callable[[Any], Awaitable[Any]]) -> Any:
         last: BaseException | None = None
         for _ in range(len(self.endpoints)):
+            client, where = None, self.endpoints[self._i]
             try:
                 client = await self._connected()
                 return await asyncio.wait_for(fn(client), self.call_timeout_s)
@@ -231,7 +324,18 @@ class Etcd:
                 if isinstance(e, self.client_error) and "lease not found" in str(e):
                     raise LeaseNotFound(str(e)) from e
                 last = e
-                await self._drop()
+                await self._drop(client)
+            except asyncio.CancelledError as e:
+                if not cut_short(e):
+                    raise
+                # grpc.aio raises CancelledError in a call whose channel was closed under
+                # it: the other user of this object dropped the client after its own
+                # call failed. A failed call, not a cancellation of this task (it ended
+                # the keepalive, or the whole leadership loop, under load).
+                log.warning("etcd: a call to %s was cut short (its channel closed under "
+                            "it); trying the next endpoint", where)
+                last = e
+                await self._drop(client)
         raise EtcdUnavailable(f"no etcd endpoint of {self.endpoints} answered: {last!r}")
 
     async def watch_once(self, key: bytes, timeout_s: float, start_revision: int | None) -> None:
@@ -246,13 +350,11 @@ class Etcd:
         client = await self._connected()
         watch = asyncio.ensure_future(client.watch_once(key, timeout=timeout_s,
                                                         start_revision=start_revision))
-        connects = self.connects
         done, err = await bounded(watch, timeout_s + self.call_timeout_s)
         if not done:
             log.warning("etcd: a watch of %s did not end when cancelled; dropping the "
                         "client of %s", key.decode(errors="replace"), self.endpoints[self._i])
-            if self.connects == connects:  # not replaced meanwhile
-                await self._drop()
+            await self._drop(client)  # unless replaced meanwhile
         elif err is not None and not isinstance(err, (self._aetcd.exceptions.WatchTimeoutError,
                                                       asyncio.CancelledError)):
             raise err  # (cancelled: by the bound above, a silent key as well)
@@ -281,6 +383,9 @@ class NodeAdapter:
         self.on_engine = on_engine
         self.gate: Callable[[], bool] | None = None
         self.calls: list[tuple[str, Any]] = []
+        # The replica's call running in its thread (promote or follow), one at a time and
+        # in order: (what, future, monotonic start), None when none runs.
+        self._running: tuple[tuple, asyncio.Future, float] | None = None
 
     def install_gate(self, gate: Callable[[], bool]) -> bool:
         """Hand the ack gate to the engine's committer; False when the engine has no
@@ -296,30 +401,82 @@ class NodeAdapter:
         setter(gate)
         return True
 
-    async def promote(self, epoch: int) -> None:
+    async def promote(self, epoch: int, timeout_s: float | None = None) -> None:
+        """Promote the replica at epoch (see _in_thread for timeout_s and NodeBusy)."""
         self.calls.append(("promote", epoch))
         promote = getattr(self.replica, "promote", None)
         if promote is None:
             log.info("promoted at epoch %d (no replication: serving this node's own engine)",
                      epoch)
             return
-        engine = await asyncio.to_thread(promote, epoch)
+        await self._in_thread(("promote", epoch), timeout_s, promote, epoch,
+                              done=self._promoted)
+
+    def _promoted(self, fut: asyncio.Future) -> None:
+        """A promotion ended (awaited or given up on): its engine acknowledges through
+        the gate too, and the server serves from it."""
+        if fut.cancelled() or fut.exception() is not None:
+            return
+        engine = fut.result()
         self.engine = engine
-        if self.gate is not None:  # the promoted engine acknowledges through the gate too
+        if self.gate is not None:
             self.install_gate(self.gate)
         if self.on_engine is not None:
             self.on_engine(engine)
+
+    async def _in_thread(self, what: tuple, timeout_s: float | None, fn, *args,
+                         done: Callable[[asyncio.Future], None] | None = None) -> Any:
+        """fn(*args) in a thread, after the previous call has ended (calls keep their
+        order), awaiting each for at most timeout_s (None: no bound). Past it: NodeBusy,
+        every thread's stack in the log (once per call), and the call goes on; the next
+        call with the same `what` takes its result once it has ended, instead of calling
+        again. `done(future)` runs on the loop when the call ends, awaited or not."""
+        if self._running is not None:
+            prev_what, prev, since = self._running
+            if not prev.done():
+                await asyncio.wait({prev}, timeout=timeout_s)
+            if not prev.done():
+                raise NodeBusy(f"{_said(what)}: {_said(prev_what)} still runs, "
+                               f"{time.monotonic() - since:.1f} s after it began")
+            self._running = None
+            if prev_what == what and not prev.cancelled() and prev.exception() is None:
+                return prev.result()  # it ended after it was given up on: not again
+        fut = asyncio.ensure_future(asyncio.to_thread(fn, *args))
+        fut.add_done_callback(_forget)  # its exception retrieved, awaited or not
+        if done is not None:
+            fut.add_done_callback(done)
+        self._running = (what, fut, time.monotonic())
+        await asyncio.wait({fut}, timeout=timeout_s)
+        if not fut.done():
+            log.error("leadership: %s still runs after %.1f s; every thread's stack "
+                      "follows (faulthandler)", _said(what), timeout_s)
+            with contextlib.suppress(ValueError, OSError, AttributeError):
+                faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
+            raise NodeBusy(f"{_said(what)} still runs after {timeout_s:.1f} s")
+        self._running = None
+        return fut.result()
 
     async def step_down(self, leader: Leader | None) -> None:
         """This node led and lost its lease: follow the new leader once it is known."""
         self.calls.append(("step_down", None if leader is None else leader.address))
 
-    async def follow(self, leader: Leader) -> None:
-        """A leader is known: a standby (or an old primary) follows it."""
+    async def follow(self, leader: Leader, timeout_s: float | None = None) -> None:
+        """A leader is known: a standby (or an old primary) follows it (see _in_thread
+        for timeout_s and NodeBusy)."""
         self.calls.append(("follow", leader.address))
         rejoin = getattr(self.replica, "rejoin_as_standby", None)
         if rejoin is not None:
-            await asyncio.to_thread(rejoin, leader.address)
+            await self._in_thread(("follow", leader.address), timeout_s, rejoin,
+                                  leader.address)
+
+    def busy(self) -> str:
+        """What the replica still runs from an earlier call given up on ("" if none):
+        a node whose promotion or follow hangs does not campaign (it would hold the
+        leader key without serving)."""
+        if self._running is None or self._running[1].done():
+            return ""
+        what, _fut, since = self._running
+        return f"{_said(what)} still runs, {time.monotonic() - since:.1f} s after it began"
 
     def lagging(self) -> str:
         """Why this node must not campaign now ("" when it may): its replication says it
@@ -333,7 +490,12 @@ class NodeAdapter:
         fn = getattr(self.replica, "peer_ahead", None)
         if fn is None or not peers:
             return ""
-        return await asyncio.to_thread(fn, peers, timeout_s)
+        # Each peer's answer is bounded by timeout_s (a gRPC deadline); the whole by
+        # that for every peer and once more: a peer not heard from is not counted.
+        fut = asyncio.ensure_future(asyncio.to_thread(fn, peers, timeout_s))
+        fut.add_done_callback(_forget)
+        await asyncio.wait({fut}, timeout=timeout_s * (len(peers) + 1))
+        return fut.result() if fut.done() else ""
 
 
 class Leadership:
@@ -351,6 +513,8 @@ class Leadership:
         self.node = node
         self.ttl_s = float(cfg.lease_ttl_s)
         self.etcd = etcd or Etcd(cfg.etcd, self.ttl_s * ETCD_CALL_FRACTION)
+        self.promote_timeout_s = self.ttl_s * PROMOTE_TTLS_MAX
+        self.follow_timeout_s = self.ttl_s * FOLLOW_TTLS_MAX
         self.clock = clock
         self.on_event = on_event
         self.prefix = cfg.prefix
@@ -365,14 +529,27 @@ class Leadership:
         self._followed: tuple[str, int] | None = None
         self._deferred_since: float | None = None
         self._not_campaigning_why = ""
+        self._not_campaigning_logged_at = 0.0
+        self._not_campaigning_rounds = 0
         # When the last campaign's transaction was sent (monotonic): a win happened later.
         self.campaign_sent_at = 0.0
 
     # --- life cycle -----------------------------------------------------------------
 
     async def start(self) -> None:
+        install_stack_dumps(asyncio.get_running_loop())
         self.node.install_gate(self.role.may_acknowledge)
         self._tasks = [asyncio.create_task(self._run(), name="mms-leadership")]
+        self._tasks[0].add_done_callback(self._ended)
+
+    def _ended(self, task: asyncio.Task) -> None:
+        """The loop ends only when stopped; anything else is said, with what ended it."""
+        if self._stop.is_set():
+            return
+        err = "cancelled" if task.cancelled() else repr(task.exception())
+        log.error("leadership: the leadership loop ended (%s): this node neither renews, "
+                  "follows nor campaigns any more", err)
+        self._event("ended", err)
 
     async def stop(self) -> None:
         """Resign: stop campaigning, delete our leader key and revoke the lease so that
@@ -385,14 +562,22 @@ class Leadership:
                 await t
         if self.role.state == PRIMARY:
             self.role.fence()
-        if self.lease_id is not None:
-            lease_id, self.lease_id = self.lease_id, None
-            try:
-                await self.etcd.call(lambda c: c.revoke_lease(lease_id))
-                self._event("resigned", "lease revoked: the leader key went with it")
-            except Exception as e:
-                log.warning("could not revoke the lease (%s); it expires by itself", e)
+        await self._revoke("")
         await self.etcd.close()
+
+    async def _revoke(self, why: str) -> None:
+        """Give the lease up at once (the leader key and nodes/<name> go with it), so
+        that another node may win without waiting for the TTL."""
+        if self.lease_id is None:
+            return
+        lease_id = self.lease_id
+        self._lease_gone(why or "resigned")
+        try:
+            await self.etcd.call(lambda c: c.revoke_lease(lease_id))
+            self._event("resigned", "lease revoked: the leader key went with it"
+                        + (f" ({why})" if why else ""))
+        except Exception as e:
+            log.warning("could not revoke the lease (%s); it expires by itself", e)
 
     def _event(self, kind: str, detail: str) -> None:
         log.info("leadership: %s %s", kind, detail)
@@ -437,7 +622,9 @@ class Leadership:
 
             try:
                 reply = await self.etcd.call(refresh)
-            except Exception as e:  # EtcdUnavailable, or anything else: the task goes on
+            except (Exception, asyncio.CancelledError) as e:  # the task goes on
+                if isinstance(e, asyncio.CancelledError) and not cut_short(e):
+                    raise
                 if not isinstance(e, EtcdUnavailable):
                     log.error("lease keepalive failed", exc_info=e)
                 log.warning("lease keepalive failed (%s); the gate closes %.2f s from now "
@@ -476,10 +663,10 @@ class Leadership:
                     if self.lease_id is not None and (keepalive is None or keepalive.done()):
                         # A lease that nothing renews is as good as gone. What ended the
                         # keepalive is said, for the next time it happens.
-                        err = (keepalive.exception() if keepalive is not None
-                               and not keepalive.cancelled() else None)
-                        self._lease_gone(f"its keepalive ended: {err!r}"
-                                         if keepalive is not None else "no keepalive")
+                        err = ("no keepalive" if keepalive is None else
+                               "its keepalive ended: cancelled" if keepalive.cancelled() else
+                               f"its keepalive ended: {keepalive.exception()!r}")
+                        self._lease_gone(err)
                     if self.lease_id is None:
                         if keepalive is not None:
                             keepalive.cancel()
@@ -495,8 +682,14 @@ class Leadership:
                 except LeaseNotFound as e:  # expired under us: a new lease next round
                     log.warning("leadership: %s; taking a new lease", e)
                     self._lease_gone("etcd: the lease is gone")
-                except Exception as e:  # etcd down, or a promotion that failed: try again
-                    if isinstance(e, EtcdUnavailable):
+                except (Exception, asyncio.CancelledError) as e:
+                    # etcd down, a promotion that failed, or a cancellation that was not
+                    # this task's (cut_short: a grpc call whose channel closed; before,
+                    # it ended this loop for good, and so the node's leadership): try
+                    # again.
+                    if isinstance(e, asyncio.CancelledError) and not cut_short(e):
+                        raise
+                    if isinstance(e, (EtcdUnavailable, NodeBusy)):
                         log.warning("leadership: %s", e)
                     else:
                         log.error("leadership: round failed", exc_info=e)
@@ -548,6 +741,10 @@ class Leadership:
         """Whether this standby campaigns now: not while it is further behind the primary
         than its bound, and not while a peer has applied more (that one should lead, or
         an op only it confirmed would be lost), for at most DEFER_TTLS_MAX TTLs."""
+        why = self.node.busy()
+        if why:
+            self._not_campaigning(f"busy: {why}")
+            return False
         why = self.node.lagging()
         if why:
             self._not_campaigning(f"lagging: {why}")
@@ -574,16 +771,32 @@ class Leadership:
         return False
 
     def _not_campaigning(self, why: str) -> None:
+        """Said when the reason changes, and again every NOT_CAMPAIGNING_LOG_S while it
+        lasts (with the rounds deferred since the last line), never every round."""
         kind = why.split(":")[0]
-        if kind != self._not_campaigning_why:  # once per reason, not every round
+        now = self.clock()
+        self._not_campaigning_rounds += 1
+        if (kind != self._not_campaigning_why
+                or now - self._not_campaigning_logged_at >= NOT_CAMPAIGNING_LOG_S):
+            rounds = self._not_campaigning_rounds
+            since = ("" if kind != self._not_campaigning_why else
+                     f" (still, {rounds} rounds in {now - self._not_campaigning_logged_at:.1f} s)")
             self._not_campaigning_why = kind
-            self._event("not_campaigning", why)
+            self._not_campaigning_logged_at = now
+            self._not_campaigning_rounds = 0
+            self._event("not_campaigning", why + since)
 
     async def _take_office(self, epoch: int) -> None:
         # Writable only once the node is promoted (a standby first applies all it has);
         # meanwhile it names no leader, so clients pause and try again.
         self.role.become_standby(None)
-        await self.node.promote(epoch)
+        try:
+            await self.node.promote(epoch, self.promote_timeout_s)
+        except NodeBusy as e:
+            # Holding the leader key without serving would leave the cluster with no
+            # primary for as long as the promotion hangs: another node takes over.
+            await self._revoke(f"epoch {epoch} given up: {e}")
+            return
         if self.lease_id is None:
             return  # the lease went while promoting: campaign again
         self.role.become_primary(epoch, self._lease_sent_at, self._lease_ttl)
@@ -618,7 +831,7 @@ class Leadership:
         if self._followed != (leader.address, leader.epoch):
             self._event("standby", f"leader={leader.name} address={leader.address} "
                                    f"epoch={leader.epoch}")
-            await self.node.follow(leader)
+            await self.node.follow(leader, self.follow_timeout_s)
             # After: a follow that failed is tried again in the next round.
             self._followed = (leader.address, leader.epoch)
         await self._wait_leader_change(revision)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import functools
 import hmac
 import inspect
@@ -890,14 +891,83 @@ def rejoin_as_standby(data_dir: str, primary_addr: str, *, token: str | None = N
 
 class ReplicationRouter(replication_pb2_grpc.ReplicationServiceServicer):
     """The servicer registered once at start; it answers as the node's current side
-    (ReplicationService while primary, StandbyService while standby)."""
+    (ReplicationService while primary, StandbyService while standby).
+
+    A subscription served by a side that has since been replaced (the node changed
+    engine: promoted again at a new epoch, stepped down) is ended with UNAVAILABLE,
+    reason ROLE_CHANGED, so that its standby subscribes again, to the new side. Left
+    alone it waited for frames of a closed feed for ever: a standby that subscribed to
+    a node between its winning a new epoch and its reopening as that epoch's primary
+    followed nothing, and in sync mode the primary's acknowledgements waited for it
+    (the sigkill failover test's `till 0 did not pause`, session 10)."""
 
     def __init__(self, target) -> None:
-        self.target = target
+        self._target = target
+        self._lock = threading.Lock()
+        # Each subscription in flight: its task -> its state (the side serving it, the
+        # task's loop, whether it waits for the side's next chunk, whether it is stale).
+        self._streams: dict[asyncio.Task, dict] = {}
+
+    @property
+    def target(self):
+        return self._target
+
+    @target.setter
+    def target(self, target) -> None:
+        """Answer as target from now on (any thread); end the subscriptions of the sides
+        it replaces."""
+        with self._lock:
+            self._target = target
+            stale = [(t, st) for t, st in self._streams.items() if st["side"] is not target]
+        for task, st in stale:
+            with contextlib.suppress(RuntimeError):  # that loop is closed: the task too
+                st["loop"].call_soon_threadsafe(self._retire, task, st)
+
+    @staticmethod
+    def _retire(task: asyncio.Task, st: dict) -> None:
+        # On the stream's loop. A stream waiting in its side for the next chunk is
+        # cancelled there (Subscribe below answers it); one sending a chunk sees `stale`
+        # before it asks for the next. Never cancelled inside grpc's own send: a status
+        # sent from another task while a send is in flight fails (TOO_MANY_OPERATIONS).
+        st["stale"] = True
+        if st["waiting"]:
+            task.cancel()
 
     async def Subscribe(self, request_iterator, context):  # noqa: N802
-        async for chunk in self.target.Subscribe(request_iterator, context):
-            yield chunk
+        task = asyncio.current_task()
+        with self._lock:
+            target = self._target
+            st = {"side": target, "loop": asyncio.get_running_loop(), "waiting": False,
+                  "stale": False}
+            self._streams[task] = st
+        chunks = target.Subscribe(request_iterator, context).__aiter__()
+        try:
+            while True:
+                if st["stale"]:
+                    await self._role_changed(context)
+                st["waiting"] = True
+                try:
+                    chunk = await chunks.__anext__()
+                except StopAsyncIteration:
+                    return
+                except asyncio.CancelledError:
+                    if not st["stale"]:
+                        raise
+                    task.uncancel()  # our own cancellation (_retire), answered here
+                    await self._role_changed(context)
+                finally:
+                    st["waiting"] = False
+                yield chunk
+        finally:
+            with self._lock:
+                self._streams.pop(task, None)
+            with contextlib.suppress(Exception):
+                await chunks.aclose()  # the side's own clean-up (its feed's listener)
+
+    @staticmethod
+    async def _role_changed(context) -> None:
+        await _abort(context, _fail(grpc.StatusCode.UNAVAILABLE, "ROLE_CHANGED",
+                                    "this node changed role; subscribe again"))
 
     async def HotCopy(self, request, context):  # noqa: N802
         async for chunk in self.target.HotCopy(request, context):

@@ -279,12 +279,25 @@ def _kill_under_load(nodes: list[Node], leader: Node, tills: Tills) -> tuple[flo
     return t_kill, new
 
 
-def _restart_following(nodes: list[Node], dead: Node, leader: Node) -> None:
-    """Start the killed node again in its place in nodes; until it follows leader."""
+def _latest_leader(nodes: list[Node]) -> Node | None:
+    """The node that took office at the highest epoch (the leader now, or the last one)."""
+    led = [(n.leader_epoch(), n) for n in nodes if n.leader_epoch()]
+    return max(led, key=lambda x: x[0])[1] if led else None
+
+
+def _restart_following(nodes: list[Node], dead: Node, leader: Node) -> Node:
+    """Start the killed node again in its place in nodes; until it follows the leader:
+    leader, or a node that took over from it meanwhile (under load a new leader's lease
+    can expire before the restart is done). That leader."""
     i = nodes.index(dead)
     nodes[i] = restart(dead)
-    wait_for(lambda: nodes[i].lines(f"leader={leader.name}"), TAKEOVER_TIMEOUT_S,
-             "the restarted node to follow")
+
+    def following():
+        now = _latest_leader(nodes)
+        return now if now is not None and now is not nodes[i] and nodes[i].lines(
+            f"leader={now.name} address={now.address} epoch={now.leader_epoch()}") else None
+
+    return wait_for(following, TAKEOVER_TIMEOUT_S, "the restarted node to follow")
 
 
 def test_sigkill_the_leader_ten_times_and_sigstop_it_once(tmp_path):
@@ -306,8 +319,7 @@ def test_sigkill_the_leader_ten_times_and_sigstop_it_once(tmp_path):
                 again, _ = _following(targets, "pos", "Recharge", req, TERMINALS[1].token)
                 assert again.result.replayed and again.result.seq == first.result.seq
                 epochs.append(new.leader_epoch())
-                _restart_following(nodes, leader, new)
-                leader = new
+                leader = _restart_following(nodes, leader, new)
                 t_check = time.monotonic()
                 tills.pause()
                 _check(nodes, leader, tills)
@@ -315,7 +327,11 @@ def test_sigkill_the_leader_ten_times_and_sigstop_it_once(tmp_path):
                 print(f"kill {k + 1}: takeover {takeover_s[-1]:.2f} s, rejoin "
                       f"{t_check - t_kill - takeover_s[-1]:.2f} s, checks "
                       f"{time.monotonic() - t_check:.2f} s, {tills.count()} acked")
-            assert epochs == list(range(1, KILLS + 2)), epochs
+            # One new epoch per kill, each above the last. Not necessarily dense: an epoch
+            # won and lost before its winner took office (its lease expired while it
+            # promoted, under load) is used by nobody (docs/internals/leadership.md).
+            assert len(epochs) == KILLS + 1 and epochs == sorted(set(epochs)), epochs
+            print(f"epochs {epochs}")
             print(f"takeover (kill -> new leader acknowledging) over {KILLS} kills: "
                   f"p50 {statistics.median(takeover_s):.2f} s, max {max(takeover_s):.2f} s")
             _sigstop(nodes, leader, tills, targets)
@@ -478,5 +494,4 @@ def test_after_each_takeover_the_other_standby_follows_and_a_sync_write_is_ackno
                     and (lead := _status(new)) and s["frame"] >= lead["frame"] and s),
                     TAKEOVER_TIMEOUT_S, "the other standby at the new leader's frame")
                 assert st["role"] == "standby" and not st["error_reason"], st
-                _restart_following(nodes, leader, new)
-                leader = new
+                leader = _restart_following(nodes, leader, new)

@@ -5,18 +5,22 @@ lease, resignation and fencing, with fake nodes that record what leadership asks
 from __future__ import annotations
 
 import asyncio
+import threading
 
 import aetcd
 import pytest
 from etcd_harness import LEASE_TTL_S, etcd_cluster
 
+from server.rpc import leader
 from server.rpc.leader import (
+    DUMP_END,
     ETCD_CALL_FRACTION,
     Etcd,
     EtcdUnavailable,
     HaConfig,
     Leadership,
     NodeAdapter,
+    bounded,
     epoch_key,
     leader_key,
     nodes_prefix,
@@ -482,3 +486,275 @@ def test_a_standby_leaves_the_campaign_to_a_peer_ahead_but_not_for_ever(etcd):
                 await c.delete(peer_key)
 
     asyncio.run(scenario())
+
+
+def test_a_call_cut_short_by_the_other_users_drop_is_tried_on_the_next_endpoint(etcd):
+    """The keepalive and the leadership loop share one Etcd; when one's call fails it
+    drops (closes) the client, and grpc.aio raises asyncio.CancelledError in every call
+    still in flight on that channel: the other user's call. Etcd.call takes that for a
+    failed call and tries the next endpoint. Before, the CancelledError went through:
+    it ended the keepalive task (`fenced (its keepalive ended)` with the lease still
+    held) or the whole leadership loop (no leadership line ever again, at load 20-37)."""
+    async def scenario():
+        accepted = asyncio.Event()
+        writers: list[asyncio.StreamWriter] = []
+
+        async def hold(reader, writer):  # a TCP peer that never answers gRPC's handshake
+            writers.append(writer)
+            accepted.set()
+
+        server = await asyncio.start_server(hold, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        e = Etcd([f"127.0.0.1:{port}", *etcd.endpoints], 5.0)
+        try:
+            call = asyncio.create_task(e.call(lambda c: c.get(b"/mms/cut-short/k")))
+            await asyncio.wait_for(accepted.wait(), bound_s(WAIT_S))  # the call is in flight
+            await e._drop()  # what the other user does after its own call failed
+            assert await asyncio.wait_for(call, bound_s(WAIT_S)) is None  # the next endpoint
+            assert e.connects == 2
+        finally:
+            await e.close()
+            server.close()
+            for w in writers:
+                w.close()
+                await bounded(w.wait_closed(), bound_s(WAIT_S))
+            await bounded(server.wait_closed(), bound_s(WAIT_S))
+
+    asyncio.run(scenario())
+
+
+class _CutShortClient:
+    """An aetcd client whose first call of one method raises asyncio.CancelledError, as
+    grpc.aio does in a call whose channel another task closed while it was in flight."""
+
+    def __init__(self, client, method: str, cuts: list) -> None:
+        self._client, self._method, self._cuts = client, method, cuts
+
+    def __getattr__(self, attr):
+        real = getattr(self._client, attr)
+        if attr != self._method or self._cuts:
+            return real
+
+        async def cut(*a, **kw):
+            self._cuts.append(attr)
+            raise asyncio.CancelledError()
+        return cut
+
+
+class CutShortEtcd(Etcd):
+    def __init__(self, method: str, *a) -> None:
+        super().__init__(*a)
+        self.method = method
+        self.cuts: list[str] = []
+        self.calls = 0
+        self._wrapped: tuple = (None, None)
+
+    async def call(self, fn):
+        self.calls += 1
+        return await super().call(fn)
+
+    async def _connected(self):
+        real = await super()._connected()
+        if self._wrapped[0] is not real:
+            self._wrapped = (real, _CutShortClient(real, self.method, self.cuts))
+        return self._wrapped[1]
+
+
+def test_a_keepalive_cut_short_by_a_closed_channel_keeps_the_lease(etcd):
+    """A lease renewal cut short (CancelledError from a channel closed under it) is a
+    failed call, tried on the next endpoint: the primary keeps its lease and leads on.
+    Before, the keepalive task ended, and the loop fenced the primary and replaced the
+    lease (`fenced ... (its keepalive ended)`, R_2 of session 9)."""
+    async def scenario():
+        node = FakeNode("k", etcd.endpoints, "cut-keepalive")
+        bad = CutShortEtcd("refresh_lease", etcd.endpoints, LEASE_TTL_S * ETCD_CALL_FRACTION)
+        node.leadership.etcd = bad
+        await node.leadership.start()
+        try:
+            await until(lambda: node.role.state == PRIMARY, "k to lead")
+            lease_id = node.leadership.lease_id
+            await until(lambda: bad.cuts, "a keepalive cut short")
+            renewed = node.role.ack_until
+            await until(lambda: node.role.ack_until > renewed, "a keepalive after it")
+            await until(lambda: node.role.ack_until > renewed, "two keepalives after it")
+            assert node.leadership.lease_id == lease_id and node.role.state == PRIMARY
+            assert not [d for k, d in node.events if k == "fenced"], node.events
+        finally:
+            await node.leadership.stop()
+
+    asyncio.run(scenario())
+
+
+class CancellingEtcd(Etcd):
+    """Etcd whose first read of the leader key raises a CancelledError that is no
+    cancellation of the task: any such error reaching the leadership loop."""
+
+    def __init__(self, *a) -> None:
+        super().__init__(*a)
+        self.raised = 0
+
+    async def call(self, fn):
+        if not self.raised:
+            self.raised += 1
+            raise asyncio.CancelledError()
+        return await super().call(fn)
+
+
+def test_a_cancellation_not_aimed_at_the_leadership_loop_does_not_end_it(etcd):
+    """Before, the loop caught Exception only: a CancelledError that was not its own
+    cancellation ended the task, and with it the node's leadership (it never campaigned,
+    followed or fenced again, and wrote nothing: G_1 and F_1 of session 9)."""
+    async def scenario():
+        node = FakeNode("n", etcd.endpoints, "cancelled-round")
+        bad = CancellingEtcd(etcd.endpoints, LEASE_TTL_S * ETCD_CALL_FRACTION)
+        node.leadership.etcd = bad
+        await node.leadership.start()
+        try:
+            await until(lambda: node.role.state == PRIMARY, "n to lead after all")
+            assert bad.raised == 1 and node.role.epoch == 1
+        finally:
+            await node.leadership.stop()
+
+    asyncio.run(scenario())
+
+
+class HangingReplica(FakeReplica):
+    """A replica whose calls of one kind hang (in their thread) until `release` is set."""
+
+    def __init__(self, hangs: str) -> None:
+        super().__init__()
+        self.hangs = hangs
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def _maybe_hang(self, kind: str) -> None:
+        if kind == self.hangs and not self.release.is_set():
+            self.entered.set()
+            self.release.wait()
+
+    def promote(self, epoch: int):
+        self._maybe_hang("promote")
+        return super().promote(epoch)
+
+    def rejoin_as_standby(self, primary_addr: str) -> None:
+        self._maybe_hang("rejoin_as_standby")
+        super().rejoin_as_standby(primary_addr)
+
+
+def _hanging(node: FakeNode, hangs: str) -> HangingReplica:
+    node.replica = HangingReplica(hangs)
+    node.leadership.node.replica = node.replica
+    return node.replica
+
+
+def test_a_promotion_that_hangs_gives_the_office_to_another_node(etcd):
+    """A node whose promotion does not end within its bound revokes its lease (the
+    leader key goes with it) and does not campaign while that promotion still runs, so
+    another node leads; once it ends, the node follows the new leader. Before, the loop
+    awaited the promotion without a bound: the node held the leader key, renewed by its
+    keepalive, and nobody served writes for as long as it hung."""
+    async def scenario():
+        x, y = FakeNode("x", etcd.endpoints, "hung-promote"), FakeNode("y", etcd.endpoints,
+                                                                      "hung-promote")
+        hung = _hanging(x, "promote")
+        x.leadership.promote_timeout_s = LEASE_TTL_S
+        await x.leadership.start()
+        try:
+            await until(hung.entered.is_set, "x to win and promote")
+            await y.leadership.start()
+            await until(lambda: y.role.state == PRIMARY, "y to lead")
+            assert y.role.epoch == 2 and x.role.state != PRIMARY
+            assert [d for k, d in x.events if k == "resigned" and "epoch 1 given up" in d]
+            assert any(k == "not_campaigning" and d.startswith("busy: promote 1")
+                       for k, d in x.events), x.events
+            hung.release.set()
+            await until(lambda: ("rejoin_as_standby", y.address) in hung.calls,
+                        "x to follow y once its promotion ended")
+            assert y.role.state == PRIMARY and x.role.state == STANDBY
+        finally:
+            hung.release.set()
+            for n in (x, y):
+                await n.leadership.stop()
+
+    asyncio.run(scenario())
+
+
+def test_a_follow_that_hangs_does_not_hold_the_leadership_loop(etcd):
+    """A standby whose follow does not end within its bound goes on reading the leader
+    key: when the leader resigns it sees it (and says it does not campaign while the
+    follow still runs); once the follow ends it campaigns and wins. Before, the loop
+    awaited the follow without a bound and saw nothing more."""
+    async def scenario():
+        s, t = FakeNode("s", etcd.endpoints, "hung-follow"), FakeNode("t", etcd.endpoints,
+                                                                     "hung-follow")
+        hung = _hanging(t, "rejoin_as_standby")
+        t.leadership.follow_timeout_s = LEASE_TTL_S / 2
+        await s.leadership.start()
+        try:
+            await until(lambda: s.role.state == PRIMARY, "s to lead")
+            await t.leadership.start()
+            await until(hung.entered.is_set, "t to follow s")
+            await s.leadership.stop()  # resigns: only t can lead now
+            await until(lambda: any(k == "not_campaigning" and d.startswith(
+                "busy: follow") for k, d in t.events), "t to see no leader while busy")
+            assert t.role.state == STANDBY
+            hung.release.set()
+            await until(lambda: t.role.state == PRIMARY, "t to win once its follow ended")
+            assert t.role.epoch == 2
+        finally:
+            hung.release.set()
+            for n in (s, t):
+                await n.leadership.stop()
+
+    asyncio.run(scenario())
+
+
+def test_not_campaigning_is_said_again_while_it_lasts(etcd, monkeypatch):
+    """A deferral that lasts is said again every NOT_CAMPAIGNING_LOG_S (here lowered),
+    with the rounds since, not once for good (a standby silent behind it for minutes
+    was a suspect of session 9's flake)."""
+    monkeypatch.setattr(leader, "NOT_CAMPAIGNING_LOG_S", 0.2)
+
+    async def scenario():
+        node = FakeNode("a", etcd.endpoints, "lagging-long")
+        node.replica = LaggingReplica()
+        node.leadership.node.replica = node.replica
+        await node.leadership.start()
+        try:
+            said = lambda: [d for k, d in node.events if k == "not_campaigning"]  # noqa: E731
+            await until(lambda: len(said()) >= 3, "the reason said three times")
+            first, again = said()[0], said()[1]
+            assert first == f"lagging: {node.replica.behind}"
+            assert again.startswith(first + " (still, ") and " rounds in " in again
+            assert node.role.state == STANDBY
+        finally:
+            await node.leadership.stop()
+
+    asyncio.run(scenario())
+
+
+def test_a_real_node_dumps_its_threads_and_tasks_on_its_signals(etcd, tmp_path):
+    """`mms serve` with [ha]: SIGUSR1 writes every thread's stack and SIGUSR2 every
+    asyncio task's (the leadership loop's among them) to its log, what the failover
+    tests show of each live node when a wait times out."""
+    from etcd_harness import dump_stacks, start_nodes, wait_for
+
+    (node,) = start_nodes({"d": str(tmp_path / "d")}, etcd, "dumps")
+    try:
+        wait_for(node.is_leader, WAIT_S, "the node to lead")
+        dump = dump_stacks(node)
+        assert dump and dump[-1] == DUMP_END, dump[-5:]
+        assert any(x.startswith("Thread 0x") for x in dump)
+        assert any("MainThread=0x" in x for x in dump if x.startswith("mms: dump: threads"))
+        tasks = [i for i, x in enumerate(dump) if x.startswith("mms: dump: task ")]
+        loop = [i for i in tasks if "name='mms-leadership'" in dump[i]]
+        assert len(loop) == 1, [dump[i] for i in tasks]
+        # The loop's chain of awaits, from its _run down to where it waits now.
+        chain = []
+        for x in dump[loop[0] + 1:]:
+            if not x.startswith("  "):
+                break
+            chain.append(x.strip())
+        assert len(chain) >= 2 and chain[0].endswith(" in _run"), chain
+    finally:
+        node.stop()
