@@ -552,8 +552,9 @@ def test_a_journal_block_over_the_packed_bound_ships_plain(tmp_path, monkeypatch
     """The primary packs a journal block only up to PACKED_BLOCK_BYTES_MAX, the bound the
     standby's decode refuses above (a few bytes on the wire cannot ask it for gigabytes):
     a larger block goes plain, and the standby applies both kinds to the primary's state."""
-    from core.engine import replication
     from core.engine._framepack import pack, unpack
+
+    from core.engine import replication
     from core.engine.replication import PUT, PUT_PACKED
     W = JOURNAL.itemsize
     monkeypatch.setattr(replication, "PACKED_BLOCK_BYTES_MAX", 16 * W)

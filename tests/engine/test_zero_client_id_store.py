@@ -14,7 +14,6 @@ in (the id block the checkpoint wrote holds the zero row)."""
 from __future__ import annotations
 
 import logging
-
 import urllib.request
 
 import grpc
