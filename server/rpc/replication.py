@@ -381,6 +381,11 @@ class ReplicationService(replication_pb2_grpc.ReplicationServiceServicer):
                                         f"the standby's frame {first.after_frame} of epoch "
                                         f"{first.epoch} is not in this primary's history; "
                                         "bootstrap it again"))
+        # The standby holds every frame up to after_frame, durably (its store says so,
+        # and they are this primary's): a frame it has only from the hot copy it
+        # bootstrapped from is confirmed here, since it never applies (so never
+        # confirms) it; in sync mode with "wait" that frame's acks waited for good.
+        feed.confirm(first.after_frame)
         loop = asyncio.get_running_loop()
         wake = asyncio.Event()
         gone = False

@@ -577,3 +577,62 @@ def test_an_async_primary_gathers_a_caught_up_standbys_new_frames_into_one_messa
     finally:
         committed.set()
         engine.close()
+
+
+def test_a_frame_the_standby_holds_from_its_hot_copy_is_confirmed_when_it_subscribes(tmp_path):
+    """A sync primary ("wait") whose last commit is held for a standby's confirmation; a
+    standby that bootstrapped from a hot copy holding that frame subscribes from it: the
+    frame is confirmed by its subscription (the standby never applies, so never confirms,
+    a frame it got in the copy), and the held op is acknowledged. Before, its acks and
+    every later op waited for good (hfo's run C2_150735: lag_records 1, lag 158 s)."""
+    import numpy as np
+
+    from core import Engine
+    from core.engine.replication import Feed
+    from server.mms_pb import replication_pb2, replication_pb2_grpc
+    from server.rpc.replication import ReplicationService
+
+    engine = Engine(str(tmp_path / "data"), feed=Feed(1, mode="sync", on_standby_lost="wait"))
+    feed = engine.feed
+    before = feed.last_committed
+    fut = engine.issue_cards(np.arange(7, 8), os.urandom(16))     # held: no standby confirms
+    deadline = time.monotonic() + CATCH_UP_TIMEOUT_S
+    while feed.last_committed == before and time.monotonic() < deadline:
+        time.sleep(0.01)
+    held = feed.last_committed
+    assert held > before and feed.confirmed < held, "the commit is held for a standby"
+    assert not fut.done()
+
+    async def run() -> int:
+        server = grpc.aio.server()
+        replication_pb2_grpc.add_ReplicationServiceServicer_to_server(
+            ReplicationService(engine, TOKEN), server)
+        port = server.add_insecure_port("127.0.0.1:0")
+        await server.start()
+        gate = asyncio.Event()
+
+        async def requests():
+            # What a standby bootstrapped from a copy holding frame `held` sends first.
+            yield replication_pb2.SubscribeRequest(after_frame=held, epoch=1, standby="copy")
+            await gate.wait()
+
+        try:
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as ch:
+                stub = replication_pb2_grpc.ReplicationServiceStub(ch)
+                call = stub.Subscribe(requests(), metadata=(("authorization", f"Bearer {TOKEN}"),),
+                                      timeout=CATCH_UP_TIMEOUT_S)
+                await call.read()       # accepted
+                confirmed = feed.confirmed
+                gate.set()
+                call.cancel()
+                return confirmed
+        finally:
+            await server.stop(None)
+
+    try:
+        assert asyncio.run(run()) >= held
+        fut.result(timeout=CATCH_UP_TIMEOUT_S)      # the held op is acknowledged
+        assert engine.card(7) is not None
+    finally:
+        feed.confirm(feed.last_committed)   # lets close() answer anything it still holds
+        engine.close()
