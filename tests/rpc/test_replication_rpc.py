@@ -566,7 +566,10 @@ def test_an_async_primary_gathers_a_caught_up_standbys_new_frames_into_one_messa
 
     try:
         chunk = asyncio.run(run())
-        assert len(gathers) == 1 and gathers[0] > after, "one wait, woken by a new frame"
+        # The first wait was woken by a new frame. (It may not be the only one: a commit
+        # of the engine's own after the test's, or the stale wake-up of one sent already,
+        # can start another before the call is cancelled: CI saw gathers [5, 8].)
+        assert gathers and gathers[0] > after, "a wait, woken by a new frame"
         assert chunk.end_of_frame and len(chunk.frame_bytes) == ops, "the frames in one message"
         view, off, numbers = memoryview(chunk.data), 0, []
         for n in chunk.frame_bytes:
