@@ -661,12 +661,16 @@ def test_a_promotion_that_hangs_gives_the_office_to_another_node(etcd):
         await x.leadership.start()
         try:
             await until(hung.entered.is_set, "x to win and promote")
+            # y starts only once x, alone, has found no leader and declined to campaign:
+            # started earlier, y can win the key the moment x revokes, and x then never
+            # sees an empty office to decline (CI stop 23 failed on that order).
+            await until(lambda: any(k == "not_campaigning" and d.startswith("busy: promote 1")
+                                    for k, d in x.events), "x to decline while busy")
+            assert [d for k, d in x.events if k == "resigned" and "epoch 1 given up" in d]
+            assert x.role.state != PRIMARY
             await y.leadership.start()
             await until(lambda: y.role.state == PRIMARY, "y to lead")
             assert y.role.epoch == 2 and x.role.state != PRIMARY
-            assert [d for k, d in x.events if k == "resigned" and "epoch 1 given up" in d]
-            assert any(k == "not_campaigning" and d.startswith("busy: promote 1")
-                       for k, d in x.events), x.events
             hung.release.set()
             await until(lambda: ("rejoin_as_standby", y.address) in hung.calls,
                         "x to follow y once its promotion ended")
