@@ -40,12 +40,18 @@ def error_reason(err: grpc.RpcError) -> str:
 
 # --- following the leader ---------------------------------------------------------------
 
-# Retries one call makes before it gives up. A failover takes about one lease TTL, during
-# which the standbys still name the dead leader; with the doubling pause below, 16 tries
-# wait up to about 13 s in all, a few TTLs at the 2-10 s a cluster uses.
-LEADER_REDIRECTS_MAX = 16
+# How long one call follows the leader, retries and pauses included, when it gives no
+# timeout of its own (one it gives is then the whole call's deadline, and each try gets
+# what is left of it); counted from its first refusal. A
+# failover takes one to a few lease TTLs (2-10 s), during which the standbys still name
+# the dead leader and a new one is promoting. Before, the bound was 16 tries: a
+# takeover that bounced a call between a dead node and a promoting one spent them in
+# about 6 s, and a till saw UNAVAILABLE for an op it could have had answered.
+LEADER_FOLLOW_S = 30.0
+# A bound on tries whatever the time (64 tries at the pauses below outlast 30 s).
+LEADER_ATTEMPTS_MAX = 64
 # Pause before retrying when no node names a leader (an election under way), doubling
-# up to the cap: a lease TTL is seconds, so this bounds a call's wait to a few TTLs.
+# up to the cap.
 LEADER_RETRY_PAUSE_S = 0.1
 LEADER_RETRY_PAUSE_MAX_S = 1.0
 NOT_LEADER = "NOT_LEADER"
@@ -79,15 +85,60 @@ def leader_of_error(err: grpc.RpcError) -> str | None:
     return meta.get("leader", "")
 
 
+class _Following:
+    """What one call does after each refusal, for LeaderFollower and the blocking helper
+    alike: UNAVAILABLE naming a leader goes there at once (unless that one did not
+    answer: the others name it until its lease runs out); UNAVAILABLE naming none, or
+    from a node that did not answer, pauses (doubling, capped) and tries the next node.
+    Any other error, the deadline, or LEADER_ATTEMPTS_MAX ends the call with the error."""
+
+    def __init__(self, timeout: float | None) -> None:
+        import time
+
+        self._clock = time.monotonic
+        # A call that gives no timeout (a long stream) has none per try either; its
+        # retries then get LEADER_FOLLOW_S from the first refusal.
+        self.deadline = None if timeout is None else self._clock() + timeout
+        self.pause = LEADER_RETRY_PAUSE_S
+        self.unreachable: set[str] = set()
+        self.attempts = 0
+
+    def remaining(self) -> float | None:
+        """The timeout of the next try: what is left of the call's (None without one)."""
+        return None if self.deadline is None else max(0.0, self.deadline - self._clock())
+
+    def after(self, err: grpc.RpcError, target: str) -> tuple[str | None, float]:
+        """(the leader to try next, or None for the next node in turn; seconds to pause
+        first), or err raised when the call should end with it."""
+        self.attempts += 1
+        if err.code() != grpc.StatusCode.UNAVAILABLE or self.attempts >= LEADER_ATTEMPTS_MAX:
+            raise err
+        named = leader_of_error(err)
+        if named is None:
+            self.unreachable.add(target)
+        elif named:
+            self.unreachable.discard(target)
+        wait = 0.0
+        if not named or named in self.unreachable:
+            named, wait = None, self.pause
+            self.pause = min(2 * self.pause, LEADER_RETRY_PAUSE_MAX_S)
+        if self.deadline is None:
+            self.deadline = self._clock() + LEADER_FOLLOW_S
+        if wait >= self.deadline - self._clock():
+            raise err
+        return named, wait
+
+
 class LeaderFollower:
     """aio channels to the nodes of a pair or trio, sending each call to the leader.
 
     A call refused with UNAVAILABLE / NOT_LEADER is sent again, the same request object
     (so the same client ids: a write the old node did apply is answered from its first
-    result, never applied twice) to the node the refusal names, at most
-    LEADER_REDIRECTS_MAX times; while no node names a leader it tries the known nodes
-    in turn with a bounded, doubling pause. A call that fails with UNAVAILABLE for
-    another reason (the node died) is retried the same way on the other nodes.
+    result, never applied twice) to the node the refusal names; while no node names a
+    leader it tries the known nodes in turn with a bounded, doubling pause. A call that
+    fails with UNAVAILABLE for another reason (the node died) is retried the same way on
+    the other nodes. All of it within the call's timeout (LEADER_FOLLOW_S without one),
+    each try given what is left of it (_Following).
 
     For a stream, `call` takes a factory of fresh request iterators over the same
     messages (call("pos", "BulkRecharge", lambda: chunks(...))).
@@ -128,29 +179,18 @@ class LeaderFollower:
         request iterators (for client-streaming methods)."""
         import asyncio
 
-        pause = LEADER_RETRY_PAUSE_S
-        unreachable: set[str] = set()  # nodes that did not answer (dead, or stopped)
-        for attempt in range(LEADER_REDIRECTS_MAX + 1):
+        following = _Following(kw.pop("timeout", None))
+        while True:
             fn = getattr(self.stubs_of(self.target)[service], method)
             try:
-                return await fn(request() if callable(request) else request, **kw)
+                return await fn(request() if callable(request) else request,
+                                timeout=following.remaining(), **kw)
             except grpc.RpcError as e:
-                if attempt == LEADER_REDIRECTS_MAX or e.code() != grpc.StatusCode.UNAVAILABLE:
-                    raise
-                named = leader_of_error(e)
-                if named is None:
-                    unreachable.add(self.target)
-                elif named:
-                    unreachable.discard(self.target)
-                # A leader just named is tried at once, unless it is the one that did not
-                # answer (the others name it until its lease runs out): then pause.
-                if not named or named in unreachable:
-                    named = None
-                    await asyncio.sleep(pause)
-                    pause = min(2 * pause, LEADER_RETRY_PAUSE_MAX_S)
+                named, wait = following.after(e, self.target)
+                if wait:
+                    await asyncio.sleep(wait)
                 self.target = self._next_target(named)
                 self.redirects += 1
-        raise AssertionError("unreachable")
 
     async def close(self) -> None:
         for ch in self._channels.values():
@@ -179,34 +219,29 @@ class FollowingStub:
         return call
 
 
-def sync_call_following_leader(targets: list[str], make_call,
-                               attempts_max: int = LEADER_REDIRECTS_MAX):
-    """For blocking clients: make_call(target) is tried on the leader, following
-    NOT_LEADER (and a dead node's UNAVAILABLE) like LeaderFollower; make_call must send
+def sync_call_following_leader(targets: list[str], make_call, timeout: float | None = None):
+    """For blocking clients: make_call(target, timeout) is tried on the leader, following
+    NOT_LEADER (and a dead node's UNAVAILABLE) like LeaderFollower, all within timeout
+    (LEADER_FOLLOW_S without one; each try is given what is left); make_call must send
     the same client ids every time. Returns (result, target)."""
     import time
 
     targets = list(dict.fromkeys(targets))
-    target, pause = targets[0], LEADER_RETRY_PAUSE_S
-    unreachable: set[str] = set()
-    for attempt in range(attempts_max + 1):
+    target = targets[0]
+    following = _Following(timeout)
+    while True:
         try:
-            return make_call(target), target
+            return make_call(target, following.remaining()), target
         except grpc.RpcError as e:
-            if attempt == attempts_max or e.code() != grpc.StatusCode.UNAVAILABLE:
-                raise
-            named = leader_of_error(e)
-            if named is None:
-                unreachable.add(target)
-            if named and named not in unreachable:
+            named, wait = following.after(e, target)
+            if wait:
+                time.sleep(wait)
+            if named:
                 if named not in targets:
                     targets.append(named)
                 target = named
             else:
-                time.sleep(pause)
-                pause = min(2 * pause, LEADER_RETRY_PAUSE_MAX_S)
                 target = targets[(targets.index(target) + 1) % len(targets)]
-    raise AssertionError("unreachable")
 
 
 def split_targets(target: str) -> list[str]:
@@ -263,11 +298,14 @@ class SyncFollowingStub:
         def call(request, **kw):
             messages = request if isinstance(request, Message) else list(request)
 
-            def once(target: str):
-                body = messages if isinstance(messages, Message) else iter(messages)
-                return getattr(self._stub(target), method)(body, **kw)
+            timeout = kw.pop("timeout", None)
 
-            out, self.target = sync_call_following_leader([self.target, *self.targets], once)
+            def once(target: str, left: float):
+                body = messages if isinstance(messages, Message) else iter(messages)
+                return getattr(self._stub(target), method)(body, timeout=left, **kw)
+
+            out, self.target = sync_call_following_leader([self.target, *self.targets], once,
+                                                          timeout)
             return out
 
         return call
