@@ -12,6 +12,7 @@ report server's fixture, the domain tests on the engine's workloads)."""
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -29,6 +30,16 @@ SLOW_TIERS = ("crash",)
 # worker process (EngineConfig.rollups_worker): the suite opens hundreds of engines, and
 # each worker is a Python process to start. MMS_ROLLUPS_WORKER=1 runs it with workers.
 os.environ.setdefault("MMS_ROLLUPS_WORKER", "0")
+
+# Tests send SIGINT (Ctrl-C) to `mms demo`, `mms replay` and servers and check what they
+# do with it. A suite started with & outside job control (a script's background CI run)
+# inherits SIGINT and SIGQUIT ignored, and passes that on to every child, which then
+# never sees the Ctrl-C (two "hung" CLI tests). Handled here, both are reset to their
+# defaults in every child at exec.
+for _sig, _handler in ((signal.SIGINT, signal.default_int_handler),
+                       (signal.SIGQUIT, signal.SIG_DFL)):
+    if signal.getsignal(_sig) == signal.SIG_IGN:
+        signal.signal(_sig, _handler)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
