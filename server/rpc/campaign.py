@@ -23,7 +23,7 @@ from core.domain.rbac import store_filter
 from core.records import Result
 from core.rules import loads_bounded
 from server.mms_pb import admin_pb2, campaign_pb2, campaign_pb2_grpc
-from server.rpc.admin.base import Call, _check, _failure, client_id
+from server.rpc.admin.base import Call, _check, as_status, client_id, share_admin
 from server.rpc.constants import CAMPAIGN, PLAN_JSON_CHARS_MAX
 from server.rpc.errors import RpcFailure, invalid
 from server.rpc.instrumentation import rpc_method
@@ -92,20 +92,14 @@ def _read_scope(call: Call, plan: dict | None, what: str, reason: str = "PLAN_NO
 class CampaignService(campaign_pb2_grpc.CampaignServiceServicer):
     def __init__(self, admin) -> None:
         # The AdminService's collaborators: Call resolves sessions and scope with them.
-        self.bridge, self.engine, self.registry = admin.bridge, admin.engine, admin.registry
-        self.metrics, self.chain, self.members = admin.metrics, admin.chain, admin.members
+        share_admin(self, admin)
         self._drivers: set[asyncio.Task] = set()
 
     async def _call(self, context, request, body):
         call = Call(self, context)
-        try:
+        with as_status(_plan_failure):
             call.principal()
             return await body(call, request)
-        except Exception as e:
-            f = _plan_failure(e) or _failure(e)
-            if f is None:
-                raise
-            raise f from e
 
     @rpc_method(CAMPAIGN, "CreatePlan", "unary")
     async def CreatePlan(self, request, context):

@@ -16,6 +16,7 @@ their reason, a rejected engine op by its Result. The reason travels as ErrorInf
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -143,6 +144,27 @@ def _failure(exc: BaseException) -> RpcFailure | None:
         return invalid("INVALID_ARGUMENT", "a field of the request has a value or shape this "
                        "call does not take")
     return None
+
+
+@contextlib.contextmanager
+def as_status(first: Callable[[Exception], RpcFailure | None] | None = None):
+    """Raise a failure inside the block as its gRPC status: first(e) when given and it
+    knows e (a service's own domain errors), else _failure(e); one neither knows
+    propagates as it is."""
+    try:
+        yield
+    except Exception as e:
+        f = (first(e) if first is not None else None) or _failure(e)
+        if f is None:
+            raise
+        raise f from e
+
+
+def share_admin(svc, admin: AdminService) -> None:
+    """svc (the Report, Campaign and Segment services) answers with the AdminService's
+    collaborators: Call resolves sessions and scope with them."""
+    svc.bridge, svc.engine, svc.registry = admin.bridge, admin.engine, admin.registry
+    svc.metrics, svc.chain, svc.members = admin.metrics, admin.chain, admin.members
 
 
 def _check(r) -> None:
@@ -328,26 +350,16 @@ def _install(name: str, grpc_type: str, fn: Callable) -> None:
     if grpc_type == "server_stream":
         async def method(self, request, context):
             call = Call(self, context)
-            try:
+            with as_status():
                 _authenticate(call, auth)
                 async for item in fn(call, request):
                     yield item
-            except Exception as e:
-                f = _failure(e)
-                if f is None:
-                    raise
-                raise f from e
     else:
         async def method(self, request, context):
             call = Call(self, context)
-            try:
+            with as_status():
                 _authenticate(call, auth)
                 return await fn(call, request)
-            except Exception as e:
-                f = _failure(e)
-                if f is None:
-                    raise
-                raise f from e
     method.__name__ = method.__qualname__ = name
     setattr(AdminService, name, rpc_method(ADMIN, name, grpc_type)(method))
 
