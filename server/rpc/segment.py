@@ -15,14 +15,19 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
-import tempfile
 
 import grpc
 
 from core.domain import segments as seg
 from server.mms_pb import segment_pb2, segment_pb2_grpc
-from server.rpc.admin.base import EXPORT_CHUNK_BYTES, Call, as_status, client_id, share_admin
+from server.rpc.admin.base import (
+    Call,
+    as_status,
+    client_id,
+    export_chunks,
+    export_format,
+    share_admin,
+)
 from server.rpc.admin.members import member_pb
 from server.rpc.constants import SEGMENT, SEGMENT_READ_STALE_S
 from server.rpc.errors import RpcFailure, invalid, page_limit
@@ -203,24 +208,16 @@ class SegmentService(segment_pb2_grpc.SegmentServiceServicer):
     async def ExportSegment(self, request, context):
         call = Call(self, context)
         with as_status(_seg_failure):
-            fmt = (request.format or "csv").lower()
-            if fmt not in ("csv", "xlsx"):
-                raise invalid("EXPORT_FORMAT", "format is csv or xlsx", field="format")
+            fmt = export_format(request)
             store = self._read_scope(call, request.query.store_id, "export")
             segment = self._segment(request.query)
-            fd, path = tempfile.mkstemp(prefix="mms-segment-", suffix=f".{fmt}")
-            os.close(fd)
-            try:
-                n = await call.run(self.segments().export, segment, path, store_id=store,
-                                   stale_s=SEGMENT_READ_STALE_S)
-                with open(path, "rb") as f:
-                    chunk = f.read(EXPORT_CHUNK_BYTES)
-                    while chunk:
-                        nxt = f.read(EXPORT_CHUNK_BYTES)
-                        yield segment_pb2.ExportSegmentResponse(chunk=chunk, members=0 if nxt else n)
-                        chunk = nxt
-            finally:
-                os.unlink(path)
+            segs = self.segments()
+            async for r in export_chunks(
+                    call, fmt, "mms-segment-",
+                    lambda path: segs.export(segment, path, store_id=store,
+                                             stale_s=SEGMENT_READ_STALE_S),
+                    segment_pb2.ExportSegmentResponse):
+                yield r
 
     SegmentReport = _read_rpc(
         "SegmentReport", lambda req: req.query.store_id,

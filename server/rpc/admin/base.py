@@ -18,6 +18,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import tempfile
 from collections.abc import Callable
 from typing import Any
 
@@ -158,6 +160,33 @@ def as_status(first: Callable[[Exception], RpcFailure | None] | None = None):
         if f is None:
             raise
         raise f from e
+
+
+def export_format(req) -> str:
+    """The file format an export request asks for: csv (the default) or xlsx."""
+    fmt = (req.format or "csv").lower()
+    if fmt not in ("csv", "xlsx"):
+        raise invalid("EXPORT_FORMAT", "format is csv or xlsx", field="format")
+    return fmt
+
+
+async def export_chunks(call: Call, fmt: str, prefix: str, export: Callable[[str], int],
+                        response: Callable[..., Any]):
+    """export(path) writes a temporary file of format fmt in a worker thread and returns
+    how many members it holds; the file then streams as response(chunk=, members=) of
+    EXPORT_CHUNK_BYTES each, the count on the last, and is removed."""
+    fd, path = tempfile.mkstemp(prefix=prefix, suffix=f".{fmt}")
+    os.close(fd)
+    try:
+        n = await call.run(export, path)
+        with open(path, "rb") as f:
+            chunk = f.read(EXPORT_CHUNK_BYTES)
+            while chunk:
+                nxt = f.read(EXPORT_CHUNK_BYTES)
+                yield response(chunk=chunk, members=0 if nxt else n)
+                chunk = nxt
+    finally:
+        os.unlink(path)
 
 
 def share_admin(svc, admin: AdminService) -> None:
