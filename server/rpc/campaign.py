@@ -48,6 +48,14 @@ def _plan_failure(e: Exception) -> RpcFailure | None:
     return None
 
 
+def _check_plan(r) -> None:
+    """Raise the status of a rejected op: a plan or campaign reason with its own code,
+    any other as _check does."""
+    if r.code != Result.OK and r.reason in _PLAN_CODES:
+        raise RpcFailure(_PLAN_CODES[r.reason], r.reason, r.detail)
+    _check(r)
+
+
 def _outcome(r) -> admin_pb2.AdminOutcome:
     return admin_pb2.AdminOutcome(replayed=bool(r.replayed), seq=int(r.seq))
 
@@ -206,9 +214,7 @@ class CampaignService(campaign_pb2_grpc.CampaignServiceServicer):
             r = await call.svc.bridge.cold(lambda: campaigns.sign_in(
                 call.engine, int(req.card_no), cid, operator_id=p.operator_id,
                 store_id=call.act_store() or 0))
-            if r.code != Result.OK and r.reason in _PLAN_CODES:
-                raise RpcFailure(_PLAN_CODES[r.reason], r.reason, r.detail)
-            _check(r)
+            _check_plan(r)
             v = r.value or {}
             return campaign_pb2.SignInReply(points=int(v.get("points", 0)), day=v.get("day", ""),
                                             card_points=int(v.get("card_points", 0)),
@@ -232,9 +238,7 @@ class CampaignService(campaign_pb2_grpc.CampaignServiceServicer):
         cid = client_id(req)
         p = call.authorize("plan.write", None)
         r = await call.svc.bridge.cold(lambda: fn(call.engine, *args, cid, operator_id=p.operator_id))
-        if r.code != Result.OK and r.reason in _PLAN_CODES:
-            raise RpcFailure(_PLAN_CODES[r.reason], r.reason, r.detail)
-        _check(r)
+        _check_plan(r)
         v = r.value or {}
         return campaign_pb2.SettleReply(
             count=int(v.get("rewarded", v.get("credited", 0))),
