@@ -14,8 +14,7 @@ from core.domain.members import MemberStore
 from server.rpc.app import MmsServer
 from server.rpc.auth import Registry
 from server.rpc.metrics import Metrics
-
-BOOT = "cli-boot-secret"
+from tests.cli._shared import BOOT
 
 
 @pytest.fixture

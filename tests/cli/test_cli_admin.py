@@ -13,7 +13,7 @@ import pytest
 
 from server.cli.main import main
 from server.mms_pb import pos_pb2, pos_pb2_grpc
-from tests.cli.conftest import BOOT
+from tests.cli._shared import BOOT
 
 
 @pytest.fixture

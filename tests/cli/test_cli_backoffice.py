@@ -13,7 +13,7 @@ import tomllib
 
 from core.domain import units
 from server.cli.main import main
-from tests.cli.conftest import BOOT
+from tests.cli._shared import BOOT
 
 SHANGHAI = 8 * 3600
 
