@@ -5,7 +5,6 @@ journal must add up: for each card the deltas over its journal equal its state."
 import json
 
 import numpy as np
-import pytest
 from common import cid
 
 from core import Engine
@@ -70,18 +69,6 @@ def journal_adds_up(eng):
 def state(eng):
     """Everything an op could change: the card table and the journal's end."""
     return eng.cards_snapshot().copy().tobytes(), eng.stats()["last_seq"]
-
-
-@pytest.fixture
-def clock():
-    return Clock()
-
-
-@pytest.fixture
-def eng(tmp_path, clock):
-    e = Engine(str(tmp_path / "data"), clock=clock)
-    yield e
-    e.close()
 
 
 STORED = CardType(type_id=1, name="储值卡", kind=CardKind.STORED_VALUE, issue_fee_fen=500,
