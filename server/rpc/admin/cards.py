@@ -126,15 +126,20 @@ def _card_type(m: admin_pb2.CardType) -> cards.CardType:
     return cards.CardType.from_dict(d)
 
 
-@handler("PutCardType")
-async def put_card_type(call: Call, req):
+async def _put_config(call: Call, req, parse, put, response):
+    """Put one item of the chain's configuration (a card type, a gift): rules.write,
+    chain-wide; parse(req) once authorized; response(created=, outcome=)."""
     cid = client_id(req)
     p = call.authorize("rules.write", None)
-    t = _card_type(req.card_type)
-    r = await call.cold(lambda: cards.put_card_type(call.engine, t, cid,
-                                                    operator_id=p.operator_id))
-    return admin_pb2.PutCardTypeResponse(created=bool((r.value or {}).get("created")),
-                                         outcome=_outcome(r))
+    item = parse(req)
+    r = await call.cold(lambda: put(call.engine, item, cid, operator_id=p.operator_id))
+    return response(created=bool((r.value or {}).get("created")), outcome=_outcome(r))
+
+
+@handler("PutCardType")
+async def put_card_type(call: Call, req):
+    return await _put_config(call, req, lambda req: _card_type(req.card_type),
+                             cards.put_card_type, admin_pb2.PutCardTypeResponse)
 
 
 @handler("ListCardTypes")
@@ -253,18 +258,16 @@ def _gift_pb(g: points_admin.Gift) -> admin_pb2.Gift:
     return admin_pb2.Gift(**dataclasses.asdict(g))
 
 
-@handler("PutGift")
-async def put_gift(call: Call, req):
-    cid = client_id(req)
-    p = call.authorize("rules.write", None)
-    g = req.gift
-    gift = points_admin.Gift(gift_id=int(g.gift_id), name=g.name, points_cost=int(g.points_cost),
+def _gift(g: admin_pb2.Gift) -> points_admin.Gift:
+    return points_admin.Gift(gift_id=int(g.gift_id), name=g.name, points_cost=int(g.points_cost),
                              stock=int(g.stock), active=g.active if g.HasField("active") else True,
                              coupon_template_id=int(g.coupon_template_id))
-    r = await call.cold(lambda: points_admin.put_gift(call.engine, gift, cid,
-                                                      operator_id=p.operator_id))
-    return admin_pb2.PutGiftResponse(created=bool((r.value or {}).get("created")),
-                                     outcome=_outcome(r))
+
+
+@handler("PutGift")
+async def put_gift(call: Call, req):
+    return await _put_config(call, req, lambda req: _gift(req.gift), points_admin.put_gift,
+                             admin_pb2.PutGiftResponse)
 
 
 @handler("ListGifts")
