@@ -13,7 +13,7 @@ import pytest
 from harness import tagged_op
 from rpc_chain import operators, region_with_stores
 from test_admin_rpc import Env, bootstrap, cid, failure
-from test_report_rpc import table, window
+from test_report_rpc import rpc, table, window
 
 from core.domain import reports
 from core.records import CardStatus, OpType, Result
@@ -55,14 +55,6 @@ def env(tmp_path_factory):
     e.report = report_pb2_grpc.ReportServiceStub(e.channel)
     yield e
     e.close()
-
-
-def rpc(env, who, method, **kw):
-    frm, to = window()
-    kw.setdefault("from_date", frm)
-    kw.setdefault("to_date", to)
-    return getattr(env.report, method)(report_pb2.ReportRequest(**kw), metadata=env.md(who),
-                                       timeout=30)
 
 
 def _core(env, method: str, stores):
