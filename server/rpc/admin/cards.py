@@ -53,13 +53,19 @@ def _fee(req, field: str = "fee_fen") -> int | None:
     return int(getattr(req, field)) if req.HasField(field) else None
 
 
+def _card_call(call: Call, req, card_no: int, permission: str):
+    """(client id, scope, principal) of a call on one card: the client id, the card's
+    member's home store (else where the caller acts), the caller authorized there."""
+    cid = client_id(req)
+    scope = call.card_scope(card_no)
+    return cid, scope, call.authorize(permission, scope)
+
+
 # --- card lifecycle ---------------------------------------------------------------------
 
 @handler("ReplaceCard")
 async def replace_card(call: Call, req):
-    cid = client_id(req)
-    scope = call.card_scope(req.old_card_no)
-    p = call.authorize("card.replace", scope)
+    cid, scope, p = _card_call(call, req, req.old_card_no, "card.replace")
     r = await call.cold(lambda: cards.replace(
         call.engine, int(req.old_card_no), int(req.new_card_no), cid, fee_fen=_fee(req),
         fee_external=req.fee_external, operator_id=p.operator_id, store_id=scope or 0))
@@ -75,9 +81,7 @@ async def replace_card(call: Call, req):
 
 @handler("RenewCard")
 async def renew_card(call: Call, req):
-    cid = client_id(req)
-    scope = call.card_scope(req.card_no)
-    p = call.authorize("card.replace", scope)
+    cid, scope, p = _card_call(call, req, req.card_no, "card.replace")
     days = int(req.validity_days) if req.HasField("validity_days") else None
     r = await call.cold(lambda: cards.renew(
         call.engine, int(req.card_no), cid, fee_fen=_fee(req), fee_external=req.fee_external,
@@ -89,9 +93,7 @@ async def renew_card(call: Call, req):
 
 @handler("PayAnnualFee")
 async def pay_annual_fee(call: Call, req):
-    cid = client_id(req)
-    scope = call.card_scope(req.card_no)
-    p = call.authorize("card.issue", scope)
+    cid, scope, p = _card_call(call, req, req.card_no, "card.issue")
     r = await call.cold(lambda: cards.pay_annual_fee(
         call.engine, int(req.card_no), cid, external=req.external, operator_id=p.operator_id,
         store_id=scope or 0))
@@ -171,9 +173,7 @@ def _authorize_approver(call: Call, approver_id: int, scope: int | None) -> None
 
 @handler("SetLevel")
 async def set_level(call: Call, req):
-    cid = client_id(req)
-    scope = call.card_scope(req.card_no)
-    p = call.authorize("points.adjust", scope)
+    cid, scope, p = _card_call(call, req, req.card_no, "points.adjust")
     _authorize_approver(call, req.approver_id, scope)
     r = await call.cold(lambda: levels.set_level(
         call.engine, int(req.card_no), int(req.level), cid, reason=req.reason,
@@ -200,9 +200,7 @@ async def review_levels(call: Call, req):
 @handler("ReadmitCard")
 async def readmit_card(call: Call, req):
     # Taking a former member back in is the service desk's card work, like a renewal.
-    cid = client_id(req)
-    scope = call.card_scope(req.card_no)
-    p = call.authorize("card.replace", scope)
+    cid, scope, p = _card_call(call, req, req.card_no, "card.replace")
     r = await call.cold(lambda: levels.readmit(call.engine, int(req.card_no), cid,
                                                reason=req.reason, operator_id=p.operator_id,
                                                store_id=scope or 0))
@@ -229,9 +227,7 @@ async def level_history(call: Call, req):
 
 @handler("AdjustPoints")
 async def adjust_points(call: Call, req):
-    cid = client_id(req)
-    scope = call.card_scope(req.card_no)
-    p = call.authorize("points.adjust", scope)
+    cid, scope, p = _card_call(call, req, req.card_no, "points.adjust")
     r = await call.cold(lambda: points_admin.adjust_points(
         call.engine, int(req.card_no), int(req.delta), cid, reason=req.reason, force=req.force,
         operator_id=p.operator_id, store_id=scope or 0))
@@ -241,9 +237,7 @@ async def adjust_points(call: Call, req):
 
 @handler("MakeUpPoints")
 async def make_up_points(call: Call, req):
-    cid = client_id(req)
-    scope = call.card_scope(req.card_no)
-    p = call.authorize("points.adjust", scope)
+    cid, scope, p = _card_call(call, req, req.card_no, "points.adjust")
     receipt_store = int(req.receipt_store_id) or int(call.act_store() or 0)
     r = await call.cold(lambda: points_admin.make_up_points(
         call.engine, int(req.card_no), req.receipt_id, int(req.paid_fen),
@@ -281,9 +275,7 @@ async def list_gifts(call: Call, req):
 
 @handler("RedeemGift")
 async def redeem_gift(call: Call, req):
-    cid = client_id(req)
-    scope = call.card_scope(req.card_no)
-    p = call.authorize("points.adjust", scope)
+    cid, scope, p = _card_call(call, req, req.card_no, "points.adjust")
     r = await call.cold(lambda: points_admin.redeem_gift(
         call.engine, int(req.card_no), int(req.gift_id), cid, qty=int(req.qty or 1),
         operator_id=p.operator_id, store_id=scope or 0))
@@ -382,9 +374,7 @@ async def set_pin(call: Call, req):
 
 @handler("ResetPin")
 async def reset_pin(call: Call, req):
-    cid = client_id(req)
-    scope = call.card_scope(req.card_no)
-    p = call.authorize("card.status", scope)
+    cid, scope, p = _card_call(call, req, req.card_no, "card.status")
     r = await call.cold(lambda: call.engine.set_pin(int(req.card_no), None, cid,
                                                     operator_id=p.operator_id, store_id=scope or 0))
     return admin_pb2.ResetPinResponse(outcome=_outcome(r))
