@@ -162,6 +162,14 @@ def as_status(first: Callable[[Exception], RpcFailure | None] | None = None):
         raise f from e
 
 
+async def chain_run(call: Call, req, fn: Callable[..., Any], **kw):
+    """A chain-wide run (an expiry, a review) by those who set the chain's policy
+    (rules.write): fn(engine, client id, operator_id=, **kw) committed; its AdminResult."""
+    cid = client_id(req)
+    p = call.authorize("rules.write", None)
+    return await call.cold(lambda: fn(call.engine, cid, operator_id=p.operator_id, **kw))
+
+
 def export_format(req) -> str:
     """The file format an export request asks for: csv (the default) or xlsx."""
     fmt = (req.format or "csv").lower()

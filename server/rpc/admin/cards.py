@@ -39,6 +39,7 @@ from server.rpc.admin.base import (
     Call,
     _check,
     _outcome,
+    chain_run,
     client_id,
     handler,
 )
@@ -105,9 +106,7 @@ async def pay_annual_fee(call: Call, req):
 
 @handler("ExpireDormantCards")
 async def expire_dormant_cards(call: Call, req):
-    cid = client_id(req)
-    p = call.authorize("rules.write", None)
-    r = await call.cold(lambda: cards.expire_dormant(call.engine, cid, operator_id=p.operator_id))
+    r = await chain_run(call, req, cards.expire_dormant)
     return admin_pb2.ExpireDormantCardsResponse(cards=int((r.value or {}).get("cards", 0)),
                                                 outcome=_outcome(r))
 
@@ -187,9 +186,7 @@ async def set_level(call: Call, req):
 
 @handler("ReviewLevels")
 async def review_levels(call: Call, req):
-    cid = client_id(req)
-    p = call.authorize("rules.write", None)
-    r = await call.cold(lambda: levels.review_levels(call.engine, cid, operator_id=p.operator_id))
+    r = await chain_run(call, req, levels.review_levels)
     v = r.value or {}
     return admin_pb2.ReviewLevelsResponse(
         reviewed=int(v.get("reviewed", 0)), kept=int(v.get("kept", 0)),
