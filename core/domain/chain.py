@@ -799,30 +799,28 @@ class Chain:
         check_grant(actor, role)
 
     def _check_home(self, role: Role, home_store_id: int) -> int:
-        if is_store_scoped(role):
-            node = self._nodes.get(int(home_store_id))
-            if node is None or node.kind != NodeKind.STORE:
-                raise ChainError(NOT_A_STORE, f"role {role.value} needs a home store, "
-                                              f"node {home_store_id} is not one")
-            if node.closed:
-                raise ChainError(NODE_CLOSED, f"store {home_store_id} is closed")
-            return node.node_id
-        if home_store_id:
-            raise ChainError(BAD_INPUT, f"role {role.value} has no home store")
-        return 0
+        return self._home_node(role, home_store_id, is_store_scoped(role), NodeKind.STORE,
+                               "store", NOT_A_STORE)
 
     def _check_region(self, role: Role, home_region_id: int) -> int:
         """The home region of a region-scoped role (an open region node), else 0."""
-        if is_region_scoped(role):
-            node = self._nodes.get(int(home_region_id))
-            if node is None or node.kind != NodeKind.REGION:
-                raise ChainError(NOT_A_REGION, f"role {role.value} needs a home region, "
-                                               f"node {home_region_id} is not one")
+        return self._home_node(role, home_region_id, is_region_scoped(role), NodeKind.REGION,
+                               "region", NOT_A_REGION)
+
+    def _home_node(self, role: Role, node_id: int, scoped: bool, kind: NodeKind, what: str,
+                   not_a: str) -> int:
+        """The home node (an open node of kind) of a role scoped to one, else 0; a role
+        not scoped so has none."""
+        if scoped:
+            node = self._nodes.get(int(node_id))
+            if node is None or node.kind != kind:
+                raise ChainError(not_a, f"role {role.value} needs a home {what}, "
+                                        f"node {node_id} is not one")
             if node.closed:
-                raise ChainError(NODE_CLOSED, f"region {home_region_id} is closed")
+                raise ChainError(NODE_CLOSED, f"{what} {node_id} is closed")
             return node.node_id
-        if home_region_id:
-            raise ChainError(BAD_INPUT, f"role {role.value} has no home region")
+        if node_id:
+            raise ChainError(BAD_INPUT, f"role {role.value} has no home {what}")
         return 0
 
     def create_operator(self, actor: PrincipalLike | None, client_id: bytes, *, login: str,

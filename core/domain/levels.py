@@ -54,6 +54,23 @@ RUN_DETAIL_CARDS_MAX = 100
 _REVIEWED = (CardStatus.ACTIVE, CardStatus.LOST, CardStatus.FROZEN)
 
 
+def need_reason(ctx: AdminContext, text: str, what: str) -> None:
+    """Reject (REASON_REQUIRED) what (a manual change) without a reason of 1 to
+    REASON_CHARS_MAX characters."""
+    if not 1 <= len(text) <= REASON_CHARS_MAX:
+        ctx.reject(Result.INVALID_ARGUMENT, f"{what} needs a reason of 1.."
+                   f"{REASON_CHARS_MAX} characters", "REASON_REQUIRED")
+
+
+def open_card(ctx: AdminContext, card_no: int):
+    """The card's row; rejected when there is none (CARD_NOT_FOUND) or it is cancelled."""
+    card = ctx.card(int(card_no))
+    if card is None:
+        ctx.reject(Result.CARD_NOT_FOUND, f"card {card_no} not found")
+    if int(card["status"]) == CardStatus.CANCELLED:
+        ctx.reject(Result.CARD_CANCELLED, f"card {card_no} is cancelled")
+    return card
+
 def level_validity_end(rules: RulesConfig, level: int, now_s: int) -> int:
     """When a level entered (or kept) at now_s ends; 0 = never (regular, or a level
     without a validity)."""
@@ -92,20 +109,14 @@ def set_level(engine: Engine, card_no: int, level: int, client_id: bytes, *, rea
     text = reason.strip() if isinstance(reason, str) else ""
 
     def build(ctx: AdminContext):
-        if not 1 <= len(text) <= REASON_CHARS_MAX:
-            ctx.reject(Result.INVALID_ARGUMENT, f"a level change needs a reason of 1.."
-                       f"{REASON_CHARS_MAX} characters", "REASON_REQUIRED")
+        need_reason(ctx, text, "a level change")
         if not requester_id or not approver_id:
             ctx.reject(Result.INVALID_ARGUMENT, "a level change names its requester and its "
                        "approver", "APPROVER_REQUIRED")
         if int(requester_id) == int(approver_id):
             ctx.reject(Result.PERMISSION_DENIED, "the approver must not be the requester",
                        "APPROVER_IS_REQUESTER")
-        card = ctx.card(int(card_no))
-        if card is None:
-            ctx.reject(Result.CARD_NOT_FOUND, f"card {card_no} not found")
-        if int(card["status"]) == CardStatus.CANCELLED:
-            ctx.reject(Result.CARD_CANCELLED, f"card {card_no} is cancelled")
+        card = open_card(ctx, card_no)
         if not 0 <= int(level) < ctx.rules.n_levels:
             ctx.reject(Result.INVALID_ARGUMENT, f"level {level} is not configured",
                        "LEVEL_INVALID")
@@ -137,14 +148,8 @@ def readmit(engine: Engine, card_no: int, client_id: bytes, *, reason: str,
     text = reason.strip() if isinstance(reason, str) else ""
 
     def build(ctx: AdminContext):
-        if not 1 <= len(text) <= REASON_CHARS_MAX:
-            ctx.reject(Result.INVALID_ARGUMENT, f"a re-admission needs a reason of 1.."
-                       f"{REASON_CHARS_MAX} characters", "REASON_REQUIRED")
-        card = ctx.card(int(card_no))
-        if card is None:
-            ctx.reject(Result.CARD_NOT_FOUND, f"card {card_no} not found")
-        if int(card["status"]) == CardStatus.CANCELLED:
-            ctx.reject(Result.CARD_CANCELLED, f"card {card_no} is cancelled")
+        need_reason(ctx, text, "a re-admission")
+        card = open_card(ctx, card_no)
         if not int(card["flags"]) & CARD_FLAG_MEMBERSHIP_LAPSED:
             ctx.reject(Result.FAILED_PRECONDITION, f"card {card_no} is a member's card",
                        "NOT_LAPSED")

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from core import _fastpath
-from core.domain.levels import maybe_upgrade
+from core.domain.levels import REASON_CHARS_MAX, maybe_upgrade, need_reason, open_card  # noqa: F401  (plans.py reads REASON_CHARS_MAX here)
 from core.engine.storage import u32
 from core.engine.writer import AdminContext, Engine
 from core.records import CARD, CATEGORY_COUNT, CardFlag, CardStatus, OpFlag, PointsOp, Result
@@ -31,7 +31,6 @@ from core.rules import RulesConfig
 # A make-up is accepted for a receipt at most this old (the seed: within 24 hours).
 MAKE_UP_WINDOW_S = 24 * 3_600
 RECEIPT_ID_CHARS_MAX = 64
-REASON_CHARS_MAX = 200
 # One adjustment moves at most this many points: a typo of a few digits is caught.
 ADJUST_POINTS_MAX = 10**9
 GIFT_ID_MAX = 2**32 - 1
@@ -121,17 +120,11 @@ def adjust_points(engine: Engine, card_no: int, delta: int, client_id: bytes, *,
     text = reason.strip() if isinstance(reason, str) else ""
 
     def build(ctx: AdminContext):
-        if not 1 <= len(text) <= REASON_CHARS_MAX:
-            ctx.reject(Result.INVALID_ARGUMENT, f"an adjustment needs a reason of 1.."
-                       f"{REASON_CHARS_MAX} characters", "REASON_REQUIRED")
+        need_reason(ctx, text, "an adjustment")
         if not isinstance(delta, int) or delta == 0 or abs(delta) > ADJUST_POINTS_MAX:
             ctx.reject(Result.INVALID_ARGUMENT, f"delta must be non-zero, at most "
                        f"{ADJUST_POINTS_MAX} either way", "DELTA_INVALID")
-        card = ctx.card(int(card_no))
-        if card is None:
-            ctx.reject(Result.CARD_NOT_FOUND, f"card {card_no} not found")
-        if int(card["status"]) == CardStatus.CANCELLED:
-            ctx.reject(Result.CARD_CANCELLED, f"card {card_no} is cancelled")
+        card = open_card(ctx, card_no)
         before = _points_state(card)
         if delta > 0:
             add_points(card, delta, ctx.now, ctx.rules_config)

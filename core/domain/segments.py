@@ -1114,32 +1114,7 @@ class _Env:
         t = date_of(self.today)
         md = t.month * 100 + t.day
         known = b > 0
-
-        def at_least(a: int) -> np.ndarray:
-            return b <= (t.year - a) * 10_000 + md
-
-        def eq(a: int) -> np.ndarray:
-            return at_least(a) & ~at_least(a + 1)
-
-        if op == "gte":
-            m = at_least(v)
-        elif op == "gt":
-            m = at_least(v + 1)
-        elif op == "lte":
-            m = ~at_least(v + 1)
-        elif op == "lt":
-            m = ~at_least(v)
-        elif op == "between":
-            m = at_least(v[0]) & ~at_least(v[1] + 1)
-        elif op in ("eq", "ne"):
-            m = eq(v) if op == "eq" else ~eq(v)
-        else:
-            m = np.zeros(self.n, bool)
-            for a in v:
-                m |= eq(a)
-            if op == "not_in":
-                m = ~m
-        return m & known
+        return _by_threshold(self.n, op, v, lambda a: b <= (t.year - a) * 10_000 + md, known)
 
     def level(self, op: str, v) -> np.ndarray:
         """The member's level is the highest of their live cards; members without a live
@@ -1155,32 +1130,7 @@ class _Env:
         has = self._has_card
         if has is None:
             has = self._has_card = some(np.ones(len(rows), bool))
-
-        def at_least(a: int) -> np.ndarray:
-            return some(lv >= a)
-
-        def eq(a: int) -> np.ndarray:
-            return at_least(a) & ~at_least(a + 1)
-
-        if op == "gte":
-            m = at_least(v)
-        elif op == "gt":
-            m = at_least(v + 1)
-        elif op == "lte":
-            m = has & ~at_least(v + 1)
-        elif op == "lt":
-            m = has & ~at_least(v)
-        elif op == "between":
-            m = at_least(v[0]) & ~at_least(v[1] + 1)
-        elif op in ("eq", "ne"):
-            m = eq(v) if op == "eq" else has & ~eq(v)
-        else:
-            m = np.zeros(self.n, bool)
-            for a in v:
-                m |= eq(a)
-            if op == "not_in":
-                m = has & ~m
-        return m
+        return _by_threshold(self.n, op, v, lambda a: some(lv >= a), has)
 
     def column(self, field: str) -> tuple[np.ndarray, np.ndarray | None]:
         """The values of a field per row and which rows know it (None: all)."""
@@ -1279,6 +1229,34 @@ def _pad(a: np.ndarray, n: int, fill) -> np.ndarray:
     out = np.full(n, fill, a.dtype)
     out[: len(a)] = a
     return out
+
+
+def _by_threshold(n: int, op: str, v, at_least, known: np.ndarray) -> np.ndarray:
+    """The rows whose integer value x compares so with v, given at_least(a): the rows with
+    x >= a (any row where x is unknown may be in it), and known: where x is known."""
+
+    def eq(a: int) -> np.ndarray:
+        return at_least(a) & ~at_least(a + 1)
+
+    if op == "gte":
+        m = at_least(v)
+    elif op == "gt":
+        m = at_least(v + 1)
+    elif op == "lte":
+        m = ~at_least(v + 1)
+    elif op == "lt":
+        m = ~at_least(v)
+    elif op == "between":
+        m = at_least(v[0]) & ~at_least(v[1] + 1)
+    elif op in ("eq", "ne"):
+        m = eq(v) if op == "eq" else ~eq(v)
+    else:
+        m = np.zeros(n, bool)
+        for a in v:
+            m |= eq(a)
+        if op == "not_in":
+            m = ~m
+    return m & known
 
 
 def _compare(col: np.ndarray, op: str, v, known: np.ndarray | None) -> np.ndarray:

@@ -352,6 +352,22 @@ def activity_puts(store, txn, stretch) -> dict[str, list[tuple[bytes, bytes]]]:
     return out
 
 
+def _day_rows(txn, db, row, day_from: int, day_to: int) -> tuple[np.ndarray, list]:
+    """The rows (dtype row) of a table keyed by a 4-byte big-endian day first, of days
+    [day_from, day_to): (each row's day, the rows of each key read)."""
+    cur = txn.cursor(db=db)
+    days, rows = [], []
+    if cur.set_range(max(0, int(day_from)).to_bytes(4, "big")):
+        for k, v in cur:
+            day = int.from_bytes(bytes(k)[:4], "big")
+            if day >= day_to:
+                break
+            r = np.frombuffer(bytes(v), row)
+            rows.append(r)
+            days.append(np.full(len(r), day, np.int64))
+    return (np.concatenate(days) if days else np.zeros(0, np.int64)), rows
+
+
 def read_activity(store, txn, day_from: int, day_to: int):
     """(first: key, issue store, first_seen, first_visit as stored, every pair),
     (visits: day, key, issue store, visits of days [day_from, day_to))."""
@@ -360,18 +376,8 @@ def read_activity(store, txn, day_from: int, day_to: int):
                       ACT_FIRST_ROW)
     first = (f["key"].astype(np.int64), f["issue_store"].astype(np.int64),
              f["first_seen"].astype(np.int64), f["first_visit"].astype(np.int64))
-    days, rows = [], []
-    cur = txn.cursor(db=store.db[ACT_DAYS_DB])
-    if cur.set_range(max(0, int(day_from)).to_bytes(4, "big")):
-        for k, v in cur:
-            day = int.from_bytes(bytes(k)[:4], "big")
-            if day >= day_to:
-                break
-            r = np.frombuffer(bytes(v), ACT_ROW)
-            rows.append(r)
-            days.append(np.full(len(r), day, np.int64))
+    d, rows = _day_rows(txn, store.db[ACT_DAYS_DB], ACT_ROW, day_from, day_to)
     r = np.concatenate(rows) if rows else np.zeros(0, ACT_ROW)
-    d = np.concatenate(days) if days else np.zeros(0, np.int64)
     return first, (d, r["key"].astype(np.int64), r["issue_store"].astype(np.int64),
                    r["visits"].astype(np.int64))
 
@@ -447,20 +453,11 @@ def totals_puts(ids: np.ndarray, vals: np.ndarray) -> list[tuple[bytes, bytes]]:
 
 def read_days(store, txn, day_from: int, day_to: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(day, member, n x DAY_COLS) of days [day_from, day_to)."""
-    cur = txn.cursor(db=store.db[DAYS_DB])
-    days, rows = [], []
-    if cur.set_range(max(0, int(day_from)).to_bytes(4, "big")):
-        for k, v in cur:
-            day = int.from_bytes(bytes(k)[:4], "big")
-            if day >= day_to:
-                break
-            r = np.frombuffer(bytes(v), DAY_ROW)
-            rows.append(r)
-            days.append(np.full(len(r), day, np.int64))
+    d, rows = _day_rows(txn, store.db[DAYS_DB], DAY_ROW, day_from, day_to)
     if not rows:
         return np.zeros(0, np.int64), np.zeros(0, np.uint64), np.zeros((0, len(DAY_COLS)), np.int64)
     r = np.concatenate(rows)
-    return np.concatenate(days), r["member"].astype(np.uint64), r["v"].astype(np.int64)
+    return d, r["member"].astype(np.uint64), r["v"].astype(np.int64)
 
 
 def read_keyed(store, txn, table: str) -> tuple[np.ndarray, np.ndarray]:

@@ -1031,14 +1031,20 @@ class Rollups:
         return self.catch_up()
 
 
+def _block_starts(lay, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The keys as rows of bytes, and the index of each row that starts a block (a new
+    block-key prefix of lay.bw bytes); keys are non-empty, ascending as bytes."""
+    raw = np.ascontiguousarray(keys).view(np.uint8).reshape(len(keys), -1)
+    pre = np.ascontiguousarray(raw[:, :lay.bw]).view(f"V{lay.bw}").ravel()
+    return raw, np.flatnonzero(np.concatenate(([True], pre[1:] != pre[:-1])))
+
+
 def encode_blocks(table: str, keys: np.ndarray, vals: np.ndarray) -> list[tuple[bytes, bytes]]:
     """(block key, value) pairs of reduced rows (keys distinct, ascending as bytes)."""
     lay = LAYOUTS[table]
     if len(keys) == 0:
         return []
-    raw = np.ascontiguousarray(keys).view(np.uint8).reshape(len(keys), -1)
-    pre = np.ascontiguousarray(raw[:, :lay.bw]).view(f"V{lay.bw}").ravel()
-    starts = np.flatnonzero(np.concatenate(([True], pre[1:] != pre[:-1])))
+    raw, starts = _block_starts(lay, keys)
     rows = np.zeros(len(keys), lay.row)
     for n in lay.rest:
         rows[n] = keys[n]
@@ -1078,9 +1084,7 @@ def merged_blocks(txn, store, table: str, keys: np.ndarray,
     lay = LAYOUTS[table]
     if len(keys) == 0:
         return []
-    raw = np.ascontiguousarray(keys).view(np.uint8).reshape(len(keys), -1)
-    pre = np.ascontiguousarray(raw[:, :lay.bw]).view(f"V{lay.bw}").ravel()
-    starts = np.flatnonzero(np.concatenate(([True], pre[1:] != pre[:-1])))
+    raw, starts = _block_starts(lay, keys)
     bkeys = [raw[a, :lay.bw].tobytes() for a in starts.tolist()]
     old = list(txn.cursor(db=store.db[table]).getmulti(bkeys))
     return merge_into_blocks(table, old, keys, vals)

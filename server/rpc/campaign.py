@@ -23,7 +23,7 @@ from core.domain.rbac import store_filter
 from core.records import Result
 from core.rules import loads_bounded
 from server.mms_pb import admin_pb2, campaign_pb2, campaign_pb2_grpc
-from server.rpc.admin.base import Call, _check, _failure, client_id
+from server.rpc.admin.base import Call, _check, as_status, client_id, share_admin
 from server.rpc.constants import CAMPAIGN, PLAN_JSON_CHARS_MAX
 from server.rpc.errors import RpcFailure, invalid
 from server.rpc.instrumentation import rpc_method
@@ -46,6 +46,14 @@ def _plan_failure(e: Exception) -> RpcFailure | None:
         return RpcFailure(_PLAN_CODES.get(e.reason, grpc.StatusCode.INVALID_ARGUMENT),
                           e.reason, str(e))
     return None
+
+
+def _check_plan(r) -> None:
+    """Raise the status of a rejected op: a plan or campaign reason with its own code,
+    any other as _check does."""
+    if r.code != Result.OK and r.reason in _PLAN_CODES:
+        raise RpcFailure(_PLAN_CODES[r.reason], r.reason, r.detail)
+    _check(r)
 
 
 def _outcome(r) -> admin_pb2.AdminOutcome:
@@ -92,20 +100,14 @@ def _read_scope(call: Call, plan: dict | None, what: str, reason: str = "PLAN_NO
 class CampaignService(campaign_pb2_grpc.CampaignServiceServicer):
     def __init__(self, admin) -> None:
         # The AdminService's collaborators: Call resolves sessions and scope with them.
-        self.bridge, self.engine, self.registry = admin.bridge, admin.engine, admin.registry
-        self.metrics, self.chain, self.members = admin.metrics, admin.chain, admin.members
+        share_admin(self, admin)
         self._drivers: set[asyncio.Task] = set()
 
     async def _call(self, context, request, body):
         call = Call(self, context)
-        try:
+        with as_status(_plan_failure):
             call.principal()
             return await body(call, request)
-        except Exception as e:
-            f = _plan_failure(e) or _failure(e)
-            if f is None:
-                raise
-            raise f from e
 
     @rpc_method(CAMPAIGN, "CreatePlan", "unary")
     async def CreatePlan(self, request, context):
@@ -212,9 +214,7 @@ class CampaignService(campaign_pb2_grpc.CampaignServiceServicer):
             r = await call.svc.bridge.cold(lambda: campaigns.sign_in(
                 call.engine, int(req.card_no), cid, operator_id=p.operator_id,
                 store_id=call.act_store() or 0))
-            if r.code != Result.OK and r.reason in _PLAN_CODES:
-                raise RpcFailure(_PLAN_CODES[r.reason], r.reason, r.detail)
-            _check(r)
+            _check_plan(r)
             v = r.value or {}
             return campaign_pb2.SignInReply(points=int(v.get("points", 0)), day=v.get("day", ""),
                                             card_points=int(v.get("card_points", 0)),
@@ -238,9 +238,7 @@ class CampaignService(campaign_pb2_grpc.CampaignServiceServicer):
         cid = client_id(req)
         p = call.authorize("plan.write", None)
         r = await call.svc.bridge.cold(lambda: fn(call.engine, *args, cid, operator_id=p.operator_id))
-        if r.code != Result.OK and r.reason in _PLAN_CODES:
-            raise RpcFailure(_PLAN_CODES[r.reason], r.reason, r.detail)
-        _check(r)
+        _check_plan(r)
         v = r.value or {}
         return campaign_pb2.SettleReply(
             count=int(v.get("rewarded", v.get("credited", 0))),

@@ -54,6 +54,12 @@ def rpc_method(service: str, method: str, grpc_type: str):
                 code = context.code() or grpc.StatusCode.UNKNOWN
             st.handled(code, time.perf_counter() - start)
 
+        async def abort(st, context, start: float, e: Exception) -> None:
+            """End the call with e's status (an error that is no RpcFailure: INTERNAL)."""
+            failure = e if isinstance(e, RpcFailure) else unexpected(service, method, e)
+            finish(st, context, start, failure)
+            await context.abort(failure.code, failure.message, failure.trailing_metadata())
+
         # A write goes to the leader only (server/rpc/role.py): checked before the handler
         # runs and again before its answer leaves, so a node whose lease may have run out
         # meanwhile answers NOT_LEADER (the client retries with the same ids) and never OK.
@@ -80,10 +86,7 @@ def rpc_method(service: str, method: str, grpc_type: str):
                     finish(st, context, start, e)
                     raise
                 except Exception as e:
-                    failure = e if isinstance(e, RpcFailure) else unexpected(service, method, e)
-                    finish(st, context, start, failure)
-                    await context.abort(failure.code, failure.message,
-                                        failure.trailing_metadata())
+                    await abort(st, context, start, e)
                 else:
                     finish(st, context, start, None)
         else:
@@ -103,10 +106,7 @@ def rpc_method(service: str, method: str, grpc_type: str):
                     finish(st, context, start, e)
                     raise
                 except Exception as e:
-                    failure = e if isinstance(e, RpcFailure) else unexpected(service, method, e)
-                    finish(st, context, start, failure)
-                    await context.abort(failure.code, failure.message,
-                                        failure.trailing_metadata())
+                    await abort(st, context, start, e)
                 st.handled_ok(time.perf_counter() - start)
                 return out
         return wrapper

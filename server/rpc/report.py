@@ -18,7 +18,7 @@ from core.domain import reports
 from core.domain.chain import ChainError
 from core.domain.rbac import is_chain_wide, report_scope
 from server.mms_pb import report_pb2, report_pb2_grpc
-from server.rpc.admin.base import Call, _failure
+from server.rpc.admin.base import Call, as_status, share_admin
 from server.rpc.constants import REPORT
 from server.rpc.errors import RpcFailure, invalid
 from server.rpc.instrumentation import rpc_method
@@ -101,19 +101,12 @@ def _table_rpc(name: str, fn, fields: tuple[str, ...], args):
 
 class ReportService(report_pb2_grpc.ReportServiceServicer):
     def __init__(self, admin) -> None:
-        # The AdminService's collaborators: Call resolves sessions and scope with them.
-        self.bridge, self.engine, self.registry = admin.bridge, admin.engine, admin.registry
-        self.metrics, self.chain, self.members = admin.metrics, admin.chain, admin.members
+        share_admin(self, admin)
 
     async def _call(self, context, request, body):
         call = Call(self, context)
-        try:
+        with as_status():
             return await body(call, request)
-        except Exception as e:
-            f = _failure(e)
-            if f is None:
-                raise
-            raise f from e
 
     @rpc_method(REPORT, "Sales", "unary")
     async def Sales(self, request, context):

@@ -15,14 +15,19 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
-import tempfile
 
 import grpc
 
 from core.domain import segments as seg
 from server.mms_pb import segment_pb2, segment_pb2_grpc
-from server.rpc.admin.base import EXPORT_CHUNK_BYTES, Call, _failure, client_id
+from server.rpc.admin.base import (
+    Call,
+    as_status,
+    client_id,
+    export_chunks,
+    export_format,
+    share_admin,
+)
 from server.rpc.admin.members import member_pb
 from server.rpc.constants import SEGMENT, SEGMENT_READ_STALE_S
 from server.rpc.errors import RpcFailure, invalid, page_limit
@@ -37,8 +42,10 @@ DEFAULT_PAGE = 100
 DEFAULT_REPORT_DAYS = 365
 
 
-def _seg_failure(e: seg.SegmentError) -> RpcFailure:
-    return RpcFailure(_CODES[e.code.value], f"SEGMENT_{e.code.value}", str(e))
+def _seg_failure(e: Exception) -> RpcFailure | None:
+    if isinstance(e, seg.SegmentError):
+        return RpcFailure(_CODES[e.code.value], f"SEGMENT_{e.code.value}", str(e))
+    return None
 
 
 def _json(text: str, field: str):
@@ -114,8 +121,7 @@ def _read_rpc(name: str, store_of, read, reply):
 
 class SegmentService(segment_pb2_grpc.SegmentServiceServicer):
     def __init__(self, admin) -> None:
-        self.bridge, self.engine, self.registry = admin.bridge, admin.engine, admin.registry
-        self.metrics, self.chain, self.members = admin.metrics, admin.chain, admin.members
+        share_admin(self, admin)
         self._segments: seg.Segments | None = None
         self.schedule_runs = 0
 
@@ -145,15 +151,8 @@ class SegmentService(segment_pb2_grpc.SegmentServiceServicer):
 
     async def _call(self, context, request, body):
         call = Call(self, context)
-        try:
+        with as_status(_seg_failure):
             return await body(call, request)
-        except seg.SegmentError as e:
-            raise _seg_failure(e) from e
-        except Exception as e:
-            f = _failure(e)
-            if f is None:
-                raise
-            raise f from e
 
     # --- scope --------------------------------------------------------------------------
 
@@ -208,32 +207,17 @@ class SegmentService(segment_pb2_grpc.SegmentServiceServicer):
     @rpc_method(SEGMENT, "ExportSegment", "server_stream")
     async def ExportSegment(self, request, context):
         call = Call(self, context)
-        try:
-            fmt = (request.format or "csv").lower()
-            if fmt not in ("csv", "xlsx"):
-                raise invalid("EXPORT_FORMAT", "format is csv or xlsx", field="format")
+        with as_status(_seg_failure):
+            fmt = export_format(request)
             store = self._read_scope(call, request.query.store_id, "export")
             segment = self._segment(request.query)
-            fd, path = tempfile.mkstemp(prefix="mms-segment-", suffix=f".{fmt}")
-            os.close(fd)
-            try:
-                n = await call.run(self.segments().export, segment, path, store_id=store,
-                                   stale_s=SEGMENT_READ_STALE_S)
-                with open(path, "rb") as f:
-                    chunk = f.read(EXPORT_CHUNK_BYTES)
-                    while chunk:
-                        nxt = f.read(EXPORT_CHUNK_BYTES)
-                        yield segment_pb2.ExportSegmentResponse(chunk=chunk, members=0 if nxt else n)
-                        chunk = nxt
-            finally:
-                os.unlink(path)
-        except seg.SegmentError as e:
-            raise _seg_failure(e) from e
-        except Exception as e:
-            f = _failure(e)
-            if f is None:
-                raise
-            raise f from e
+            segs = self.segments()
+            async for r in export_chunks(
+                    call, fmt, "mms-segment-",
+                    lambda path: segs.export(segment, path, store_id=store,
+                                             stale_s=SEGMENT_READ_STALE_S),
+                    segment_pb2.ExportSegmentResponse):
+                yield r
 
     SegmentReport = _read_rpc(
         "SegmentReport", lambda req: req.query.store_id,

@@ -4,48 +4,21 @@ POS service, search, export and the audit trail."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import stat
-import threading
 
 import grpc
 import pytest
 
-from core import Engine
-from core.domain.chain import Chain, ChainConfig
-from core.domain.members import MemberStore
 from server.cli.main import main
 from server.mms_pb import pos_pb2, pos_pb2_grpc
-from server.rpc.app import MmsServer
-from server.rpc.auth import Registry
-from server.rpc.metrics import Metrics
-
-BOOT = "cli-boot-secret"
+from tests.cli._shared import BOOT
 
 
 @pytest.fixture
-def server(tmp_path, monkeypatch):
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "cfg"))
-    monkeypatch.delenv("MMS_SESSION", raising=False)
-    monkeypatch.delenv("MMS_TARGET", raising=False)
-    monkeypatch.setenv("MMS_PASSWORD", "secret-pw-1")
-    engine = Engine(str(tmp_path / "data"))
-    chain = Chain(engine, ChainConfig(scrypt_n=16, scrypt_r=1, scrypt_p=1))
-    members = MemberStore(engine, key=bytes(32))
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    srv = MmsServer(engine, Registry([]), Metrics(), chain=chain, members=members,
-                    bootstrap_token=BOOT, metrics_listen=None)
-    asyncio.run_coroutine_threadsafe(srv.start(), loop).result(30)
-    yield f"127.0.0.1:{srv.port}"
-    asyncio.run_coroutine_threadsafe(srv.stop(1.0), loop).result(30)
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join()
-    loop.close()
-    engine.close()
+def server(cli_server):
+    return cli_server[0]
 
 
 def mms(capsys, *argv: str, rc: int = 0) -> str:

@@ -5,48 +5,22 @@ TOML file (show, diff, apply, idempotent), and money and times as people write t
 
 from __future__ import annotations
 
-import asyncio
 import json
-import threading
 import time
 
 import pytest
 import tomllib
 
-from core import Engine
 from core.domain import units
-from core.domain.chain import Chain, ChainConfig
-from core.domain.members import MemberStore
 from server.cli.main import main
-from server.rpc.app import MmsServer
-from server.rpc.auth import Registry
-from server.rpc.metrics import Metrics
+from tests.cli._shared import BOOT
 
-BOOT = "cli-boot-secret"
 SHANGHAI = 8 * 3600
 
 
 @pytest.fixture
-def server(tmp_path, monkeypatch):
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "cfg"))
-    monkeypatch.delenv("MMS_SESSION", raising=False)
-    monkeypatch.delenv("MMS_TARGET", raising=False)
-    monkeypatch.setenv("MMS_PASSWORD", "secret-pw-1")
-    engine = Engine(str(tmp_path / "data"))
-    chain = Chain(engine, ChainConfig(scrypt_n=16, scrypt_r=1, scrypt_p=1))
-    members = MemberStore(engine, key=bytes(32))
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    srv = MmsServer(engine, Registry([]), Metrics(), chain=chain, members=members,
-                    bootstrap_token=BOOT, metrics_listen=None)
-    asyncio.run_coroutine_threadsafe(srv.start(), loop).result(30)
-    yield f"127.0.0.1:{srv.port}", engine
-    asyncio.run_coroutine_threadsafe(srv.stop(1.0), loop).result(30)
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join()
-    loop.close()
-    engine.close()
+def server(cli_server):
+    return cli_server
 
 
 def mms(capsys, *argv: str, rc: int = 0) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import io
 import uuid
 
@@ -11,33 +10,18 @@ import pytest
 
 from server.cli.main import main
 from server.cli.replay import client_id_of, replay
-from server.client import CHANNEL_OPTIONS, aio_channel, auth, stubs
-from server.mms_pb import pos_pb2, pos_pb2_grpc
-from server.tools.launch import ChildServer, TerminalSpec, issue_and_fund
+from server.client import CHANNEL_OPTIONS
+from server.mms_pb import pos_pb2_grpc
+from tests.cli._shared import funded_child, principal
 
 CARDS = [501, 502, 503]
 
 
 @pytest.fixture(scope="module")
 def child(tmp_path_factory):
-    terms = [TerminalSpec(1, 0, "admin"), TerminalSpec(2, 8, "pos")]
-    c = ChildServer(str(tmp_path_factory.mktemp("replay")), terms).start()
-
-    async def setup() -> None:
-        async with aio_channel(c.target) as ch:
-            pos, admin = stubs(ch)
-            await issue_and_fund(admin, pos, c.token("admin"), c.token("pos"), CARDS, 0)
-
-    asyncio.run(setup())
+    c = funded_child(tmp_path_factory, "replay", CARDS)
     yield c
     assert c.terminate() == 0
-
-
-def principal(child, no: int) -> int:
-    with grpc.insecure_channel(child.target, options=CHANNEL_OPTIONS) as ch:
-        card = pos_pb2_grpc.PosServiceStub(ch).GetCard(pos_pb2.GetCardRequest(card_no=no),
-                                                       metadata=auth(child.token()))
-    return card.card.principal_fen
 
 
 def test_client_ids():

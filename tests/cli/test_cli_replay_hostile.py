@@ -9,7 +9,6 @@ nothing applied from a refused file."""
 from __future__ import annotations
 
 import ast
-import asyncio
 import io
 import subprocess
 import sys
@@ -25,24 +24,16 @@ from server.cli.replay import (
     SHOWN_CHARS_MAX,
     replay,
 )
-from server.client import CHANNEL_OPTIONS, aio_channel, auth, stubs
+from server.client import CHANNEL_OPTIONS, auth
 from server.mms_pb import pos_pb2, pos_pb2_grpc
-from server.tools.launch import ChildServer, TerminalSpec, issue_and_fund
+from tests.cli._shared import funded_child
 
 CARDS = [601, 602, 603]
 
 
 @pytest.fixture(scope="module")
 def child(tmp_path_factory):
-    terms = [TerminalSpec(1, 0, "admin"), TerminalSpec(2, 8, "pos")]
-    c = ChildServer(str(tmp_path_factory.mktemp("replay_hostile")), terms).start()
-
-    async def setup() -> None:
-        async with aio_channel(c.target) as ch:
-            pos, admin = stubs(ch)
-            await issue_and_fund(admin, pos, c.token("admin"), c.token("pos"), CARDS, 0)
-
-    asyncio.run(setup())
+    c = funded_child(tmp_path_factory, "replay_hostile", CARDS)
     yield c
     assert c.terminate() == 0
 

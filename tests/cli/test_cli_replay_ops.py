@@ -24,8 +24,8 @@ from common import FAULTHANDLER_ENV, patience_s, stack_dump, wait_exit
 
 from server.cli.main import main
 from server.client import CHANNEL_OPTIONS, auth
-from server.mms_pb import pos_pb2, pos_pb2_grpc
 from server.tools.launch import ChildServer, TerminalSpec
+from tests.cli._shared import principal
 
 CARDS = [701, 702, 703]
 PASSWORD = "replay-pw-1"
@@ -46,13 +46,6 @@ def child(tmp_path_factory):
     if c.proc is not None and c.proc.poll() is None:
         c.proc.send_signal(signal.SIGCONT)
     assert c.terminate() == 0
-
-
-def principal(child, no: int) -> int:
-    with grpc.insecure_channel(child.target, options=CHANNEL_OPTIONS) as ch:
-        card = pos_pb2_grpc.PosServiceStub(ch).GetCard(pos_pb2.GetCardRequest(card_no=no),
-                                                       metadata=auth(child.token()))
-    return card.card.principal_fen
 
 
 def balances(child) -> list[int]:

@@ -5,8 +5,8 @@ journal must add up: for each card the deltas over its journal equal its state."
 import json
 
 import numpy as np
-import pytest
 from common import cid
+from engine_ops import client_op
 
 from core import Engine
 from core.domain.cards import (
@@ -70,18 +70,6 @@ def journal_adds_up(eng):
 def state(eng):
     """Everything an op could change: the card table and the journal's end."""
     return eng.cards_snapshot().copy().tobytes(), eng.stats()["last_seq"]
-
-
-@pytest.fixture
-def clock():
-    return Clock()
-
-
-@pytest.fixture
-def eng(tmp_path, clock):
-    e = Engine(str(tmp_path / "data"), clock=clock)
-    yield e
-    e.close()
 
 
 STORED = CardType(type_id=1, name="储值卡", kind=CardKind.STORED_VALUE, issue_fee_fen=500,
@@ -613,7 +601,6 @@ def test_refund_after_replacement_goes_to_the_new_card(tmp_path, clock):
     import numpy as np
 
     from core import RulesConfig
-    from core.records import OP
     from core.rules import CouponTemplate
     rules = RulesConfig(coupon_templates=(CouponTemplate(1, "5 off", "fixed", value_fen=500),))
     eng = Engine(str(tmp_path / "d"), clock=clock, rules=rules)
@@ -622,13 +609,7 @@ def test_refund_after_replacement_goes_to_the_new_card(tmp_path, clock):
     coupon = eng.issue_coupons(1, [100], cid()).result().value["coupon_ids"][0]
 
     def op(card, amount, op_type, client, *, ref=None, coupons=()):
-        ops = np.zeros(1, dtype=OP)
-        ops["client_hi"], ops["client_lo"] = (int.from_bytes(client[:8], "big"),
-                                              int.from_bytes(client[8:], "big"))
-        ops["card_no"], ops["amount_fen"], ops["op_type"] = card, amount, op_type
-        if ref is not None:
-            ops["ref_hi"], ops["ref_lo"] = (int.from_bytes(ref[:8], "big"),
-                                            int.from_bytes(ref[8:], "big"))
+        ops = client_op(card, amount, op_type, client, ref)
         ops["coupons_n"] = len(coupons)
         got = eng.submit(ops, None, np.array(coupons, np.uint64) if coupons else None).result()
         return int(got.codes[0])

@@ -5,9 +5,8 @@ membership ends), and the level history read from the journal."""
 import json
 
 import numpy as np
-import pytest
 from common import cid
-from test_cards_lifecycle import Clock, journal_adds_up, state
+from test_cards_lifecycle import journal_adds_up, state
 
 from core import Engine
 from core.domain.cards import replace
@@ -34,18 +33,6 @@ def years(t_s: int, n: int = 2) -> int:
 
 END1 = years(T0)      # the first level period of a card that went gold at T0 ends here
 END2 = years(END1)    # ... and the second
-
-
-@pytest.fixture
-def clock():
-    return Clock()
-
-
-@pytest.fixture
-def eng(tmp_path, clock):
-    e = Engine(str(tmp_path / "data"), clock=clock)
-    yield e
-    e.close()
 
 
 def gold_card(eng, no, spend_fen_after=0, clock=None):

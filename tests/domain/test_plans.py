@@ -11,6 +11,7 @@ import threading
 import numpy as np
 import pytest
 from common import cid
+from engine_ops import client_op
 from harness import tagged_op
 
 from core import Engine, RulesConfig
@@ -469,13 +470,7 @@ def test_results_count_what_the_member_price_gave_away_exactly(tmp_path):
 
         def op(card, amount, op_type=OpType.SWIPE, lines=(), ref=None):
             client = cid()
-            ops = np.zeros(1, dtype=OP)
-            ops["client_hi"], ops["client_lo"] = (int.from_bytes(client[:8], "big"),
-                                                  int.from_bytes(client[8:], "big"))
-            ops["card_no"], ops["amount_fen"], ops["op_type"] = card, amount, op_type
-            if ref is not None:
-                ops["ref_hi"], ops["ref_lo"] = (int.from_bytes(ref[:8], "big"),
-                                                int.from_bytes(ref[8:], "big"))
+            ops = client_op(card, amount, op_type, client, ref)
             items = None
             if lines:
                 items = np.zeros(len(lines), dtype=ITEM)

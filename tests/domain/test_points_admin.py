@@ -4,9 +4,8 @@ the gift catalogue and redemption oldest lots first."""
 
 import json
 
-import pytest
 from common import cid
-from test_cards_lifecycle import Clock, journal_adds_up, state
+from test_cards_lifecycle import journal_adds_up, state
 
 from core import Engine, RulesConfig
 from core.domain.points_admin import (
@@ -27,18 +26,6 @@ DAY = 86_400
 T0 = 1_700_000_000          # 2023-11-14 (UTC+8)
 T_2024 = 1_706_000_000      # 2024-01-23
 
-
-
-@pytest.fixture
-def clock():
-    return Clock()
-
-
-@pytest.fixture
-def eng(tmp_path, clock):
-    e = Engine(str(tmp_path / "data"), clock=clock)
-    yield e
-    e.close()
 
 
 def two_lot_card(eng, clock, no=1):

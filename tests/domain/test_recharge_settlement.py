@@ -13,7 +13,7 @@ from harness import tagged_op
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from rollup_reference import whole_journal
-from test_rollups import T0, action, run_workload
+from test_rollups import T0, action, assert_rebuild_same, run_workload
 
 from core.domain import reports
 from core.domain.cards import CardOp
@@ -144,18 +144,7 @@ def check_rollups(eng) -> None:
         if lots or card in stored:
             assert runs([[int(p["store"]), int(p["fen"])] for p in stored[card]]) == \
                 runs(lots), card
-    before = rollups.digest(eng.store)
-    eng.rollups.rebuild()
-    assert rollups.digest(eng.store) == before
-    # Cut into flushes of 3 records: the state carried between flushes (lots, taken
-    # chunks, hand-overs, statuses) gives the same bytes as one flush.
-    size = rollups.ROLLUP_FLUSH_RECORDS_MAX
-    rollups.ROLLUP_FLUSH_RECORDS_MAX = 3
-    try:
-        eng.rollups.rebuild()
-    finally:
-        rollups.ROLLUP_FLUSH_RECORDS_MAX = size
-    assert rollups.digest(eng.store) == before
+    assert_rebuild_same(eng)
 
 
 @settings(max_examples=12, deadline=None,

@@ -5,6 +5,7 @@ import threading
 
 import numpy as np
 import pytest
+from engine_ops import ops_for
 
 from core import Engine, EngineClosed, EngineConfig, Overloaded, RulesConfig
 from core.records import OP, CardStatus, OpType, Result, split_client_id
@@ -16,16 +17,6 @@ class Clock:
 
     def __call__(self):
         return self.now
-
-
-def ops_for(cards, amount, op_type=OpType.SWIPE, ns=7, start=0):
-    ops = np.zeros(len(cards), dtype=OP)
-    ops["client_hi"] = ns
-    ops["client_lo"] = np.arange(start + 1, start + len(cards) + 1)
-    ops["card_no"] = cards
-    ops["amount_fen"] = amount
-    ops["op_type"] = op_type
-    return ops
 
 
 class Recorder:

@@ -8,9 +8,10 @@ import os
 import threading
 
 import numpy as np
+from engine_ops import ops_for
 
 from core import Engine, EngineConfig
-from core.records import OP, OpType, Result
+from core.records import OpType, Result
 
 
 class _Env:
@@ -62,13 +63,7 @@ class _Txn:
 
 
 def _ops(cards, ns: int, start: int = 0, op_type=OpType.SWIPE, amount: int = 100) -> np.ndarray:
-    ops = np.zeros(len(cards), dtype=OP)
-    ops["client_hi"] = ns
-    ops["client_lo"] = np.arange(start + 1, start + len(cards) + 1)
-    ops["card_no"] = cards
-    ops["amount_fen"] = amount
-    ops["op_type"] = op_type
-    return ops
+    return ops_for(cards, amount, op_type, ns, start)
 
 
 def _engine(tmp_path) -> tuple[Engine, _Env]:

@@ -8,22 +8,13 @@ from __future__ import annotations
 import os
 
 import numpy as np
+from engine_ops import ops_for
 
 from core import Engine, EngineConfig
-from core.records import OP, OpType, Result
+from core.records import OpType, Result
 from server.mms_pb import pos_pb2
 from server.rpc import codec
 from server.rpc.codec import SingleResults, encode_results, results_bytes
-
-
-def ops_for(cards, amount, op_type=OpType.SWIPE, ns=7, start=0):
-    ops = np.zeros(len(cards), dtype=OP)
-    ops["client_hi"] = ns
-    ops["client_lo"] = np.arange(start + 1, start + len(cards) + 1)
-    ops["card_no"] = cards
-    ops["amount_fen"] = amount
-    ops["op_type"] = op_type
-    return ops
 
 
 def same_as_protobuf(res) -> None:

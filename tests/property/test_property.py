@@ -10,6 +10,7 @@ import tempfile
 from harness import FastPath, blank_card, ops_array
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from property_shared import Clock, compare_batch, weighted
 from reference import INT64_MAX, Model
 
 from core import Engine, EngineConfig
@@ -28,22 +29,6 @@ NOW = 1_700_000_000
 NEW_YEARS_EVE = 1_704_038_000  # 2023-12-31 15:53 UTC: 23:53 in UTC+8, 2024 in UTC+14
 UINT64_MAX = 2**64 - 1
 INT64_MIN = -(2**63)
-
-def weighted(*choices: tuple[int, st.SearchStrategy]) -> st.SearchStrategy:
-    """Pick one of the strategies with the given integer weights (one_of is uniform)."""
-    total = sum(w for w, _ in choices)
-
-    @st.composite
-    def pick(draw):
-        k = draw(st.integers(0, total - 1))
-        for w, strat in choices:
-            if k < w:
-                return draw(strat)
-            k -= w
-        raise AssertionError
-
-    return pick()
-
 
 # --- rules ------------------------------------------------------------------------------
 
@@ -188,14 +173,6 @@ known_ids = st.dictionaries(st.tuples(st.just(0), st.integers(1, 12)), st.intege
                             max_size=4)
 
 
-def compare_batch(got: list, got_recs: list, want: list, want_recs: list, ops: list) -> None:
-    for i, (g, w) in enumerate(zip(got, want, strict=True)):
-        assert g == tuple(int(x) for x in w), (i, ops[i], g, w)
-    assert len(got_recs) == len(want_recs)
-    for g, w in zip(got_recs, want_recs, strict=True):
-        assert g == w, (g, w)
-
-
 # --- the fast path on numpy arrays -----------------------------------------------------
 
 
@@ -246,14 +223,6 @@ def test_same_card_many_times_in_one_batch(data, rules):
 
 
 # --- the same through a real Engine (LMDB, group commit, restart) ----------------------
-
-
-class Clock:
-    def __init__(self, now: int) -> None:
-        self.now = now
-
-    def __call__(self) -> int:
-        return self.now
 
 
 def _engine(path: str, clock: Clock, rules: RulesConfig | None = None) -> Engine:

@@ -24,6 +24,7 @@ import tempfile
 from harness import FastPath, blank_card, items_array, ops_array
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from property_shared import Clock, compare_batch, weighted
 from reference import LOTS, Model, apply_batch
 
 from core import Engine, EngineConfig
@@ -53,22 +54,6 @@ SKUS = [1, 2, 3]
 CARD_NOS = [1, 2, 3, 7]
 SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                       HealthCheck.data_too_large])
-
-
-def weighted(*choices: tuple[int, st.SearchStrategy]) -> st.SearchStrategy:
-    """Pick one of the strategies with the given integer weights."""
-    total = sum(w for w, _ in choices)
-
-    @st.composite
-    def pick(draw):
-        k = draw(st.integers(0, total - 1))
-        for w, strat in choices:
-            if k < w:
-                return draw(strat)
-            k -= w
-        raise AssertionError
-
-    return pick()
 
 
 # --- rules ------------------------------------------------------------------------------
@@ -295,14 +280,6 @@ def draw_batch(data, model: Model, rules: RulesConfig, card_nos: list[int],
 # --- checks ----------------------------------------------------------------------------
 
 
-def compare_batch(got: list, got_recs: list, want: list, want_recs: list, ops: list) -> None:
-    for i, (g, w) in enumerate(zip(got, want, strict=True)):
-        assert g == tuple(int(x) for x in w), (i, ops[i], g, w)
-    assert len(got_recs) == len(want_recs)
-    for g, w in zip(got_recs, want_recs, strict=True):
-        assert g == w, (g, w)
-
-
 def check_books(start: dict[int, dict], final: dict[int, dict], records: list[dict]) -> None:
     """Lots add up to points; journal deltas add up to each card's change; refunds never
     pass what was paid."""
@@ -432,14 +409,6 @@ def test_offset_cannot_spend_points_the_card_owes():
 
 
 # --- the same through a real Engine (LMDB, checkpoints, restart) -----------------------
-
-
-class Clock:
-    def __init__(self, now: int) -> None:
-        self.now = now
-
-    def __call__(self) -> int:
-        return self.now
 
 
 def _engine(path: str, clock: Clock, rules: RulesConfig | None = None) -> Engine:

@@ -15,6 +15,7 @@ import numpy as np
 from harness import tagged_op
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
+from property_shared import Clock
 
 from core import BonusTier, Engine, EngineConfig, RulesConfig
 from core.domain import cards as card_admin
@@ -26,14 +27,6 @@ NOW = 1_704_000_000  # 2023-12-31 05:20 UTC: a year end is a few hours away
 LOTS = ("lot0_points", "lot1_points", "lot2_points", "permanent_points")
 CARD_NOS = (1, 2, 3)
 GIFT = 5
-
-
-class Clock:
-    def __init__(self, now: int) -> None:
-        self.now = now
-
-    def __call__(self) -> int:
-        return self.now
 
 
 def _engine(path: str, clock: Clock, rules: RulesConfig | None = None) -> Engine:

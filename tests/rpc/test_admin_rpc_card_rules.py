@@ -17,7 +17,8 @@ import zoneinfo
 
 import grpc
 import pytest
-from test_admin_rpc import BOOT, PW, Env, add_member, cid, failure
+from rpc_chain import region_with_stores
+from test_admin_rpc import PW, Env, add_member, bootstrap, cid, failure
 
 from server.cli import main
 from server.mms_pb import admin_pb2, pos_pb2, types_pb2
@@ -43,16 +44,8 @@ def env(tmp_path_factory):
     clock = Clock(local(2032, 1, 1, 10))
     e = Env(str(tmp_path_factory.mktemp("card_rules")), clock=clock)
     e.clock = clock
-    md = (("authorization", f"Bearer {BOOT}"),)
-    e.admin.Bootstrap(admin_pb2.BootstrapRequest(client_id=cid(), chain_name="Chain",
-                                                 admin_login="root", admin_password=PW),
-                      metadata=md, timeout=30)
-    e.login("root")
-    region = e.call("root", "CreateNode", admin_pb2.CreateNodeRequest(
-        client_id=cid(), kind=admin_pb2.NODE_KIND_REGION, parent_id=1, name="North")).node
-    e.call("root", "CreateNode", admin_pb2.CreateNodeRequest(
-        client_id=cid(), kind=admin_pb2.NODE_KIND_STORE, parent_id=region.node_id,
-        name="Store 11", node_id=11))
+    bootstrap(e)
+    region_with_stores(e, (11,))
     for login, role in LOGINS:
         e.call("root", "CreateOperator", admin_pb2.CreateOperatorRequest(
             client_id=cid(), login=login, password=PW, role=role,

@@ -11,6 +11,7 @@ import grpc
 import pytest
 from common import cid
 from harness import tagged_op
+from rpc_chain import operators, region_with_stores
 from test_admin_rpc import Env, bootstrap, failure
 
 from core.records import Result
@@ -24,18 +25,9 @@ N = 30
 def env(tmp_path_factory):
     e = Env(str(tmp_path_factory.mktemp("campaigns")))
     bootstrap(e)
-    region = e.call("root", "CreateNode", admin_pb2.CreateNodeRequest(
-        client_id=cid(), kind=admin_pb2.NODE_KIND_REGION, parent_id=1, name="North")).node
-    for sid in (11, 12):
-        e.call("root", "CreateNode", admin_pb2.CreateNodeRequest(
-            client_id=cid(), kind=admin_pb2.NODE_KIND_STORE, parent_id=region.node_id,
-            name=f"S{sid}", node_id=sid))
-    for login, role, store in (("mkt", "marketing", 0), ("mgr11", "store_manager", 11),
-                               ("cash11", "cashier", 11), ("fin", "finance", 0)):
-        e.call("root", "CreateOperator", admin_pb2.CreateOperatorRequest(
-            client_id=cid(), login=login, password="password-1", role=role,
-            home_store_id=store))
-        e.login(login)
+    region_with_stores(e, (11, 12), store_name="S{}")
+    operators(e, (("mkt", "marketing", 0), ("mgr11", "store_manager", 11),
+                  ("cash11", "cashier", 11), ("fin", "finance", 0)))
     eng = e.engine
     eng.put_coupon_template(CouponTemplate(1, "5 off", "fixed", value_fen=500), cid()).result()
     e.ids = []

@@ -17,7 +17,8 @@ import pytest
 from fuzz_requests import FORBIDDEN, Creds, fuzz, methods, undecodable
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
-from test_admin_rpc import BOOT, PW, Env, cid
+from rpc_chain import region_with_stores
+from test_admin_rpc import PW, Env, bootstrap, cid
 
 import core.domain.chain
 from core import Engine, EngineConfig
@@ -31,16 +32,8 @@ FUNDED = 50_000
 
 
 def setup_chain(e: Env) -> None:
-    md = (("authorization", f"Bearer {BOOT}"),)
-    e.admin.Bootstrap(admin_pb2.BootstrapRequest(client_id=cid(), chain_name="Chain",
-                                                 admin_login="root", admin_password=PW),
-                      metadata=md, timeout=30)
-    e.login("root")
-    region = e.call("root", "CreateNode", admin_pb2.CreateNodeRequest(
-        client_id=cid(), kind=admin_pb2.NODE_KIND_REGION, parent_id=1, name="North")).node
-    e.call("root", "CreateNode", admin_pb2.CreateNodeRequest(
-        client_id=cid(), kind=admin_pb2.NODE_KIND_STORE, parent_id=region.node_id,
-        name="Store 11", node_id=11))
+    bootstrap(e)
+    region_with_stores(e, (11,))
     till = e.call("root", "CreateNode", admin_pb2.CreateNodeRequest(
         client_id=cid(), kind=admin_pb2.NODE_KIND_TERMINAL, parent_id=11, name="till")).node
     tok = e.call("root", "IssueTerminalToken", admin_pb2.IssueTerminalTokenRequest(

@@ -11,8 +11,9 @@ import os
 import grpc
 import pytest
 from harness import tagged_op
-from test_admin_rpc import Env, cid, failure
-from test_report_rpc import table, window
+from rpc_chain import operators, region_with_stores
+from test_admin_rpc import Env, bootstrap, cid, failure
+from test_report_rpc import rpc, table, window
 
 from core.domain import reports
 from core.records import CardStatus, OpType, Result
@@ -24,28 +25,14 @@ NORTH_STORES, SOUTH_STORE = (11, 12), 13
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     e = Env(str(tmp_path_factory.mktemp("region-reports")))
-    e.admin.Bootstrap(admin_pb2.BootstrapRequest(client_id=cid(), chain_name="Chain",
-                                                 admin_login="root", admin_password="password-1"),
-                      metadata=(("authorization", "Bearer boot-secret"),), timeout=30)
-    e.login("root")
-    regions = {}
-    for rid, name, stores in ((2, "North", NORTH_STORES), (3, "South", (SOUTH_STORE,))):
-        r = e.call("root", "CreateNode", admin_pb2.CreateNodeRequest(
-            client_id=cid(), kind=admin_pb2.NODE_KIND_REGION, parent_id=1, name=name,
-            node_id=rid)).node
-        regions[name] = r.node_id
-        for sid in stores:
-            e.call("root", "CreateNode", admin_pb2.CreateNodeRequest(
-                client_id=cid(), kind=admin_pb2.NODE_KIND_STORE, parent_id=r.node_id,
-                name=f"Store {sid}", node_id=sid))
-    e.north, e.south = regions["North"], regions["South"]
+    bootstrap(e)
+    e.north = region_with_stores(e, NORTH_STORES, "North", node_id=2)
+    e.south = region_with_stores(e, (SOUTH_STORE,), "South", node_id=3)
     rm = e.call("root", "CreateOperator", admin_pb2.CreateOperatorRequest(
         client_id=cid(), login="rm", password="password-1", role="region_manager",
         home_region_id=e.north)).operator
     assert (rm.role, rm.home_store_id, rm.home_region_id) == ("region_manager", 0, e.north)
-    for login, role, store in (("mgr11", "store_manager", 11), ("fin", "finance", 0)):
-        e.call("root", "CreateOperator", admin_pb2.CreateOperatorRequest(
-            client_id=cid(), login=login, password="password-1", role=role, home_store_id=store))
+    operators(e, (("mgr11", "store_manager", 11), ("fin", "finance", 0)), login=False)
     for login in ("rm", "mgr11", "fin"):
         e.login(login)
     eng = e.engine
@@ -68,14 +55,6 @@ def env(tmp_path_factory):
     e.report = report_pb2_grpc.ReportServiceStub(e.channel)
     yield e
     e.close()
-
-
-def rpc(env, who, method, **kw):
-    frm, to = window()
-    kw.setdefault("from_date", frm)
-    kw.setdefault("to_date", to)
-    return getattr(env.report, method)(report_pb2.ReportRequest(**kw), metadata=env.md(who),
-                                       timeout=30)
 
 
 def _core(env, method: str, stores):

@@ -10,10 +10,11 @@ import os
 import grpc
 import pytest
 from harness import tagged_op
-from test_admin_rpc import Env, cid, failure
+from rpc_chain import operators, region_with_stores
+from test_admin_rpc import Env, bootstrap, failure
 
 from core.records import OpType, Result
-from server.mms_pb import admin_pb2, report_pb2, report_pb2_grpc
+from server.mms_pb import report_pb2, report_pb2_grpc
 
 TZ = datetime.timezone(datetime.timedelta(hours=8))
 
@@ -26,22 +27,9 @@ def window() -> tuple[str, str]:
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     e = Env(str(tmp_path_factory.mktemp("reports")))
-    e.admin.Bootstrap(admin_pb2.BootstrapRequest(client_id=cid(), chain_name="Chain",
-                                                 admin_login="root", admin_password="password-1"),
-                      metadata=(("authorization", "Bearer boot-secret"),), timeout=30)
-    e.login("root")
-    region = e.call("root", "CreateNode", admin_pb2.CreateNodeRequest(
-        client_id=cid(), kind=admin_pb2.NODE_KIND_REGION, parent_id=1, name="North")).node
-    e.region = region.node_id
-    for sid in (11, 12):
-        e.call("root", "CreateNode", admin_pb2.CreateNodeRequest(
-            client_id=cid(), kind=admin_pb2.NODE_KIND_STORE, parent_id=region.node_id,
-            name=f"Store {sid}", node_id=sid))
-    for login, role, store in (("mgr11", "store_manager", 11), ("cash11", "cashier", 11),
-                               ("fin", "finance", 0)):
-        e.call("root", "CreateOperator", admin_pb2.CreateOperatorRequest(
-            client_id=cid(), login=login, password="password-1", role=role, home_store_id=store))
-        e.login(login)
+    bootstrap(e)
+    e.region = region_with_stores(e, (11, 12))
+    operators(e, (("mgr11", "store_manager", 11), ("cash11", "cashier", 11), ("fin", "finance", 0)))
     eng = e.engine
     assert eng.issue_cards([1, 2], os.urandom(16), store_id=11).result().code == Result.OK
     for c in (1, 2):

@@ -12,30 +12,20 @@ import os
 import grpc
 import pytest
 from harness import tagged_op
-from test_admin_rpc import Env, cid, failure
+from rpc_chain import operators, region_with_stores
+from test_admin_rpc import Env, bootstrap, cid, failure
 
 from core.records import OpType, Result
-from server.mms_pb import admin_pb2, segment_pb2, segment_pb2_grpc
+from server.mms_pb import segment_pb2, segment_pb2_grpc
 
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     e = Env(str(tmp_path_factory.mktemp("segments")))
-    e.admin.Bootstrap(admin_pb2.BootstrapRequest(client_id=cid(), chain_name="Chain",
-                                                 admin_login="root", admin_password="password-1"),
-                      metadata=(("authorization", "Bearer boot-secret"),), timeout=30)
-    e.login("root")
-    region = e.call("root", "CreateNode", admin_pb2.CreateNodeRequest(
-        client_id=cid(), kind=admin_pb2.NODE_KIND_REGION, parent_id=1, name="North")).node
-    for sid in (11, 12):
-        e.call("root", "CreateNode", admin_pb2.CreateNodeRequest(
-            client_id=cid(), kind=admin_pb2.NODE_KIND_STORE, parent_id=region.node_id,
-            name=f"Store {sid}", node_id=sid))
-    for login, role, store in (("mgr11", "store_manager", 11), ("cash11", "cashier", 11),
-                               ("mkt", "marketing", 0), ("fin", "finance", 0)):
-        e.call("root", "CreateOperator", admin_pb2.CreateOperatorRequest(
-            client_id=cid(), login=login, password="password-1", role=role, home_store_id=store))
-        e.login(login)
+    bootstrap(e)
+    region_with_stores(e, (11, 12))
+    operators(e, (("mgr11", "store_manager", 11), ("cash11", "cashier", 11),
+                  ("mkt", "marketing", 0), ("fin", "finance", 0)))
     eng = e.engine
     e.ids = []
     for k in range(6):

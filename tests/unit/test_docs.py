@@ -4,6 +4,7 @@ Result with the status the server gives it, every op flag with its value."""
 from __future__ import annotations
 
 from common import ROOT
+from doc_tables import table_after
 
 from core.records import OpFlag, Result
 from server.rpc.errors import result_reason, result_status
@@ -12,16 +13,7 @@ API_MD = ROOT / "docs" / "api.md"
 
 
 def _table_after(marker: str) -> list[list[str]]:
-    """The rows of the markdown table that follows the `<!-- marker: ...` comment."""
-    text = API_MD.read_text()
-    start = text.index(f"<!-- {marker}:")
-    rows = []
-    for line in text[start:].splitlines()[1:]:
-        if line.startswith("|"):
-            rows.append([c.strip() for c in line.strip("|").split("|")])
-        elif rows:
-            break
-    return rows[2:]  # past the header and the rule
+    return table_after(API_MD, marker)
 
 
 def test_every_result_is_in_the_status_table_with_its_status():

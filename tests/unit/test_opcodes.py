@@ -12,6 +12,7 @@ from enum import IntEnum
 import numpy as np
 import pytest
 from common import ROOT
+from doc_tables import table_after
 
 import core.records as records
 from core.domain import cards, chain, levels, members, notify, points_admin
@@ -21,15 +22,7 @@ STORAGE_MD = ROOT / "docs" / "internals" / "storage.md"
 
 
 def _table_after(marker: str) -> list[list[str]]:
-    text = STORAGE_MD.read_text()
-    start = text.index(f"<!-- {marker}:")
-    rows = []
-    for line in text[start:].splitlines()[1:]:
-        if line.startswith("|"):
-            rows.append([c.strip() for c in line.strip("|").split("|")])
-        elif rows:
-            break
-    return rows[2:]  # past the header and the rule
+    return table_after(STORAGE_MD, marker)
 
 
 def test_storage_md_lists_every_op_code_with_its_name_and_owner():

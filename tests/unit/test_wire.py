@@ -41,13 +41,18 @@ def test_results_bytes_equal_protobufs_serialisation(n, extremes):
     assert list(back.principal_delta_fen) == res.columns()["principal_delta_fen"].tolist()
 
 
-def test_all_zero_columns_stay_present_as_protobuf_writes_them():
-    res = FakeResults(5, np.random.default_rng(1))
+def zeroed(res):
+    """res with every column, code, replayed flag and seq 0."""
     for k in res._cols:
         res._cols[k][:] = 0
     res.codes[:] = 0
     res.replayed[:] = 0
     res.seq[:] = 0
+    return res
+
+
+def test_all_zero_columns_stay_present_as_protobuf_writes_them():
+    res = zeroed(FakeResults(5, np.random.default_rng(1)))
     assert results_bytes(res) == encode_results(res).SerializeToString()
 
 
@@ -90,12 +95,7 @@ def test_single_replies_equal_protobufs(n, extremes):
 def test_a_reply_of_zeros_is_an_empty_but_set_result():
     from server.rpc.codec import SingleResults
 
-    res = FakeResults(1, np.random.default_rng(5))
-    for k in res._cols:
-        res._cols[k][:] = 0
-    res.codes[:] = 0
-    res.replayed[:] = 0
-    res.seq[:] = 0
+    res = zeroed(FakeResults(1, np.random.default_rng(5)))
     assert SingleResults(res).reply(0) == b"\x0a\x00"
     assert pos_pb2.SwipeResponse.FromString(b"\x0a\x00").HasField("result")
 

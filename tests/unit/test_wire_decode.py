@@ -85,6 +85,22 @@ def random_request(rng: random.Random, kind=STREAM) -> bytes:
     return msg.SerializeToString()
 
 
+def mutate(rng, raw: bytearray, times: int, insert, append) -> None:
+    """times random edits of raw in place: flip a bit, cut the tail, insert insert() at a
+    random place, or append append()."""
+    for _ in range(times):
+        op = rng.randrange(4)
+        if op == 0 and raw:
+            raw[rng.randrange(len(raw))] ^= 1 << rng.randrange(8)
+        elif op == 1 and raw:
+            del raw[rng.randrange(len(raw)):]
+        elif op == 2:
+            at = rng.randint(0, len(raw))
+            raw[at:at] = insert()
+        else:
+            raw += append()
+
+
 @pytest.mark.parametrize("kind", [STREAM, BATCH], ids=["stream", "batch"])
 def test_protobufs_own_bytes_read_the_same(kind):
     rng = random.Random(11)
@@ -165,18 +181,10 @@ def test_random_and_mutated_bytes_agree():
         else:
             raw = bytearray(random_request(rng, kind) if rng.random() < 0.3 else
                             random_request(random.Random(k), kind)[:200])
-            for _ in range(rng.randint(1, 4)):
-                op = rng.randrange(4)
-                if op == 0 and raw:
-                    raw[rng.randrange(len(raw))] ^= 1 << rng.randrange(8)
-                elif op == 1 and raw:
-                    del raw[rng.randrange(len(raw)):]
-                elif op == 2:
-                    at = rng.randint(0, len(raw))
-                    raw[at:at] = rng.choice(UNKNOWN + BAD) if rng.random() < 0.5 else \
-                        rng.randbytes(rng.randint(1, 4))
-                else:
-                    raw += rng.choice(UNKNOWN)
+            mutate(rng, raw, rng.randint(1, 4),
+                   lambda: rng.choice(UNKNOWN + BAD) if rng.random() < 0.5 else
+                   rng.randbytes(rng.randint(1, 4)),
+                   lambda: rng.choice(UNKNOWN))
             raw = bytes(raw)
         accepted += agree(raw, kind)
     assert 300 < accepted < 2700  # both outcomes exercised
@@ -264,18 +272,9 @@ def test_single_requests_agree_with_protobuf_on_random_and_mutated_bytes(path):
     for k in range(3000):
         raw = bytearray(random_single(rng, path))
         if k % 2:
-            for _ in range(rng.randint(1, 3)):
-                op = rng.randrange(4)
-                if op == 0 and raw:
-                    raw[rng.randrange(len(raw))] ^= 1 << rng.randrange(8)
-                elif op == 1 and raw:
-                    del raw[rng.randrange(len(raw)):]
-                elif op == 2:
-                    at = rng.randint(0, len(raw))
-                    raw[at:at] = rng.choice(UNKNOWN + BAD)
-                else:
-                    raw += rng.choice(UNKNOWN + [tag(3, 0) + varint(-5), tag(4, 0) + varint(2**40 + 9),
-                                                 tag(1, 2) + varint(16) + b"z" * 16])
+            mutate(rng, raw, rng.randint(1, 3), lambda: rng.choice(UNKNOWN + BAD),
+                   lambda: rng.choice(UNKNOWN + [tag(3, 0) + varint(-5), tag(4, 0) + varint(2**40 + 9),
+                                                 tag(1, 2) + varint(16) + b"z" * 16]))
         seen[agree_single(path, bytes(raw))] += 1
     assert seen["plain"] > 50 and seen["refused"] > 50, seen
     if path.endswith("/Swipe"):  # baskets, coupons, offsets and PINs: protobuf's

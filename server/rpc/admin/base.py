@@ -16,7 +16,10 @@ their reason, a rejected engine op by its Result. The reason travels as ErrorInf
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
+import tempfile
 from collections.abc import Callable
 from typing import Any
 
@@ -143,6 +146,62 @@ def _failure(exc: BaseException) -> RpcFailure | None:
         return invalid("INVALID_ARGUMENT", "a field of the request has a value or shape this "
                        "call does not take")
     return None
+
+
+@contextlib.contextmanager
+def as_status(first: Callable[[Exception], RpcFailure | None] | None = None):
+    """Raise a failure inside the block as its gRPC status: first(e) when given and it
+    knows e (a service's own domain errors), else _failure(e); one neither knows
+    propagates as it is."""
+    try:
+        yield
+    except Exception as e:
+        f = (first(e) if first is not None else None) or _failure(e)
+        if f is None:
+            raise
+        raise f from e
+
+
+async def chain_run(call: Call, req, fn: Callable[..., Any], **kw):
+    """A chain-wide run (an expiry, a review) by those who set the chain's policy
+    (rules.write): fn(engine, client id, operator_id=, **kw) committed; its AdminResult."""
+    cid = client_id(req)
+    p = call.authorize("rules.write", None)
+    return await call.cold(lambda: fn(call.engine, cid, operator_id=p.operator_id, **kw))
+
+
+def export_format(req) -> str:
+    """The file format an export request asks for: csv (the default) or xlsx."""
+    fmt = (req.format or "csv").lower()
+    if fmt not in ("csv", "xlsx"):
+        raise invalid("EXPORT_FORMAT", "format is csv or xlsx", field="format")
+    return fmt
+
+
+async def export_chunks(call: Call, fmt: str, prefix: str, export: Callable[[str], int],
+                        response: Callable[..., Any]):
+    """export(path) writes a temporary file of format fmt in a worker thread and returns
+    how many members it holds; the file then streams as response(chunk=, members=) of
+    EXPORT_CHUNK_BYTES each, the count on the last, and is removed."""
+    fd, path = tempfile.mkstemp(prefix=prefix, suffix=f".{fmt}")
+    os.close(fd)
+    try:
+        n = await call.run(export, path)
+        with open(path, "rb") as f:
+            chunk = f.read(EXPORT_CHUNK_BYTES)
+            while chunk:
+                nxt = f.read(EXPORT_CHUNK_BYTES)
+                yield response(chunk=chunk, members=0 if nxt else n)
+                chunk = nxt
+    finally:
+        os.unlink(path)
+
+
+def share_admin(svc, admin: AdminService) -> None:
+    """svc (the Report, Campaign and Segment services) answers with the AdminService's
+    collaborators: Call resolves sessions and scope with them."""
+    svc.bridge, svc.engine, svc.registry = admin.bridge, admin.engine, admin.registry
+    svc.metrics, svc.chain, svc.members = admin.metrics, admin.chain, admin.members
 
 
 def _check(r) -> None:
@@ -328,26 +387,16 @@ def _install(name: str, grpc_type: str, fn: Callable) -> None:
     if grpc_type == "server_stream":
         async def method(self, request, context):
             call = Call(self, context)
-            try:
+            with as_status():
                 _authenticate(call, auth)
                 async for item in fn(call, request):
                     yield item
-            except Exception as e:
-                f = _failure(e)
-                if f is None:
-                    raise
-                raise f from e
     else:
         async def method(self, request, context):
             call = Call(self, context)
-            try:
+            with as_status():
                 _authenticate(call, auth)
                 return await fn(call, request)
-            except Exception as e:
-                f = _failure(e)
-                if f is None:
-                    raise
-                raise f from e
     method.__name__ = method.__qualname__ = name
     setattr(AdminService, name, rpc_method(ADMIN, name, grpc_type)(method))
 

@@ -39,6 +39,7 @@ from server.rpc.admin.base import (
     Call,
     _check,
     _outcome,
+    chain_run,
     client_id,
     handler,
 )
@@ -53,13 +54,19 @@ def _fee(req, field: str = "fee_fen") -> int | None:
     return int(getattr(req, field)) if req.HasField(field) else None
 
 
+def _card_call(call: Call, req, card_no: int, permission: str):
+    """(client id, scope, principal) of a call on one card: the client id, the card's
+    member's home store (else where the caller acts), the caller authorized there."""
+    cid = client_id(req)
+    scope = call.card_scope(card_no)
+    return cid, scope, call.authorize(permission, scope)
+
+
 # --- card lifecycle ---------------------------------------------------------------------
 
 @handler("ReplaceCard")
 async def replace_card(call: Call, req):
-    cid = client_id(req)
-    scope = call.card_scope(req.old_card_no)
-    p = call.authorize("card.replace", scope)
+    cid, scope, p = _card_call(call, req, req.old_card_no, "card.replace")
     r = await call.cold(lambda: cards.replace(
         call.engine, int(req.old_card_no), int(req.new_card_no), cid, fee_fen=_fee(req),
         fee_external=req.fee_external, operator_id=p.operator_id, store_id=scope or 0))
@@ -75,9 +82,7 @@ async def replace_card(call: Call, req):
 
 @handler("RenewCard")
 async def renew_card(call: Call, req):
-    cid = client_id(req)
-    scope = call.card_scope(req.card_no)
-    p = call.authorize("card.replace", scope)
+    cid, scope, p = _card_call(call, req, req.card_no, "card.replace")
     days = int(req.validity_days) if req.HasField("validity_days") else None
     r = await call.cold(lambda: cards.renew(
         call.engine, int(req.card_no), cid, fee_fen=_fee(req), fee_external=req.fee_external,
@@ -89,9 +94,7 @@ async def renew_card(call: Call, req):
 
 @handler("PayAnnualFee")
 async def pay_annual_fee(call: Call, req):
-    cid = client_id(req)
-    scope = call.card_scope(req.card_no)
-    p = call.authorize("card.issue", scope)
+    cid, scope, p = _card_call(call, req, req.card_no, "card.issue")
     r = await call.cold(lambda: cards.pay_annual_fee(
         call.engine, int(req.card_no), cid, external=req.external, operator_id=p.operator_id,
         store_id=scope or 0))
@@ -103,9 +106,7 @@ async def pay_annual_fee(call: Call, req):
 
 @handler("ExpireDormantCards")
 async def expire_dormant_cards(call: Call, req):
-    cid = client_id(req)
-    p = call.authorize("rules.write", None)
-    r = await call.cold(lambda: cards.expire_dormant(call.engine, cid, operator_id=p.operator_id))
+    r = await chain_run(call, req, cards.expire_dormant)
     return admin_pb2.ExpireDormantCardsResponse(cards=int((r.value or {}).get("cards", 0)),
                                                 outcome=_outcome(r))
 
@@ -126,15 +127,20 @@ def _card_type(m: admin_pb2.CardType) -> cards.CardType:
     return cards.CardType.from_dict(d)
 
 
-@handler("PutCardType")
-async def put_card_type(call: Call, req):
+async def _put_config(call: Call, req, parse, put, response):
+    """Put one item of the chain's configuration (a card type, a gift): rules.write,
+    chain-wide; parse(req) once authorized; response(created=, outcome=)."""
     cid = client_id(req)
     p = call.authorize("rules.write", None)
-    t = _card_type(req.card_type)
-    r = await call.cold(lambda: cards.put_card_type(call.engine, t, cid,
-                                                    operator_id=p.operator_id))
-    return admin_pb2.PutCardTypeResponse(created=bool((r.value or {}).get("created")),
-                                         outcome=_outcome(r))
+    item = parse(req)
+    r = await call.cold(lambda: put(call.engine, item, cid, operator_id=p.operator_id))
+    return response(created=bool((r.value or {}).get("created")), outcome=_outcome(r))
+
+
+@handler("PutCardType")
+async def put_card_type(call: Call, req):
+    return await _put_config(call, req, lambda req: _card_type(req.card_type),
+                             cards.put_card_type, admin_pb2.PutCardTypeResponse)
 
 
 @handler("ListCardTypes")
@@ -166,9 +172,7 @@ def _authorize_approver(call: Call, approver_id: int, scope: int | None) -> None
 
 @handler("SetLevel")
 async def set_level(call: Call, req):
-    cid = client_id(req)
-    scope = call.card_scope(req.card_no)
-    p = call.authorize("points.adjust", scope)
+    cid, scope, p = _card_call(call, req, req.card_no, "points.adjust")
     _authorize_approver(call, req.approver_id, scope)
     r = await call.cold(lambda: levels.set_level(
         call.engine, int(req.card_no), int(req.level), cid, reason=req.reason,
@@ -182,9 +186,7 @@ async def set_level(call: Call, req):
 
 @handler("ReviewLevels")
 async def review_levels(call: Call, req):
-    cid = client_id(req)
-    p = call.authorize("rules.write", None)
-    r = await call.cold(lambda: levels.review_levels(call.engine, cid, operator_id=p.operator_id))
+    r = await chain_run(call, req, levels.review_levels)
     v = r.value or {}
     return admin_pb2.ReviewLevelsResponse(
         reviewed=int(v.get("reviewed", 0)), kept=int(v.get("kept", 0)),
@@ -195,9 +197,7 @@ async def review_levels(call: Call, req):
 @handler("ReadmitCard")
 async def readmit_card(call: Call, req):
     # Taking a former member back in is the service desk's card work, like a renewal.
-    cid = client_id(req)
-    scope = call.card_scope(req.card_no)
-    p = call.authorize("card.replace", scope)
+    cid, scope, p = _card_call(call, req, req.card_no, "card.replace")
     r = await call.cold(lambda: levels.readmit(call.engine, int(req.card_no), cid,
                                                reason=req.reason, operator_id=p.operator_id,
                                                store_id=scope or 0))
@@ -224,9 +224,7 @@ async def level_history(call: Call, req):
 
 @handler("AdjustPoints")
 async def adjust_points(call: Call, req):
-    cid = client_id(req)
-    scope = call.card_scope(req.card_no)
-    p = call.authorize("points.adjust", scope)
+    cid, scope, p = _card_call(call, req, req.card_no, "points.adjust")
     r = await call.cold(lambda: points_admin.adjust_points(
         call.engine, int(req.card_no), int(req.delta), cid, reason=req.reason, force=req.force,
         operator_id=p.operator_id, store_id=scope or 0))
@@ -236,9 +234,7 @@ async def adjust_points(call: Call, req):
 
 @handler("MakeUpPoints")
 async def make_up_points(call: Call, req):
-    cid = client_id(req)
-    scope = call.card_scope(req.card_no)
-    p = call.authorize("points.adjust", scope)
+    cid, scope, p = _card_call(call, req, req.card_no, "points.adjust")
     receipt_store = int(req.receipt_store_id) or int(call.act_store() or 0)
     r = await call.cold(lambda: points_admin.make_up_points(
         call.engine, int(req.card_no), req.receipt_id, int(req.paid_fen),
@@ -253,18 +249,16 @@ def _gift_pb(g: points_admin.Gift) -> admin_pb2.Gift:
     return admin_pb2.Gift(**dataclasses.asdict(g))
 
 
-@handler("PutGift")
-async def put_gift(call: Call, req):
-    cid = client_id(req)
-    p = call.authorize("rules.write", None)
-    g = req.gift
-    gift = points_admin.Gift(gift_id=int(g.gift_id), name=g.name, points_cost=int(g.points_cost),
+def _gift(g: admin_pb2.Gift) -> points_admin.Gift:
+    return points_admin.Gift(gift_id=int(g.gift_id), name=g.name, points_cost=int(g.points_cost),
                              stock=int(g.stock), active=g.active if g.HasField("active") else True,
                              coupon_template_id=int(g.coupon_template_id))
-    r = await call.cold(lambda: points_admin.put_gift(call.engine, gift, cid,
-                                                      operator_id=p.operator_id))
-    return admin_pb2.PutGiftResponse(created=bool((r.value or {}).get("created")),
-                                     outcome=_outcome(r))
+
+
+@handler("PutGift")
+async def put_gift(call: Call, req):
+    return await _put_config(call, req, lambda req: _gift(req.gift), points_admin.put_gift,
+                             admin_pb2.PutGiftResponse)
 
 
 @handler("ListGifts")
@@ -278,9 +272,7 @@ async def list_gifts(call: Call, req):
 
 @handler("RedeemGift")
 async def redeem_gift(call: Call, req):
-    cid = client_id(req)
-    scope = call.card_scope(req.card_no)
-    p = call.authorize("points.adjust", scope)
+    cid, scope, p = _card_call(call, req, req.card_no, "points.adjust")
     r = await call.cold(lambda: points_admin.redeem_gift(
         call.engine, int(req.card_no), int(req.gift_id), cid, qty=int(req.qty or 1),
         operator_id=p.operator_id, store_id=scope or 0))
@@ -379,9 +371,7 @@ async def set_pin(call: Call, req):
 
 @handler("ResetPin")
 async def reset_pin(call: Call, req):
-    cid = client_id(req)
-    scope = call.card_scope(req.card_no)
-    p = call.authorize("card.status", scope)
+    cid, scope, p = _card_call(call, req, req.card_no, "card.status")
     r = await call.cold(lambda: call.engine.set_pin(int(req.card_no), None, cid,
                                                     operator_id=p.operator_id, store_id=scope or 0))
     return admin_pb2.ResetPinResponse(outcome=_outcome(r))

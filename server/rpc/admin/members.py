@@ -34,7 +34,6 @@ from server.rpc.admin.backoffice import (
 from server.rpc.admin.base import (
     _MEMBER_STATUS,
     CARD_JOURNAL_MAX,
-    EXPORT_CHUNK_BYTES,
     IMPORT_BYTES_MAX,
     IMPORT_ROW_ERRORS_MAX,
     MEMBER_JOURNAL_DEFAULT,
@@ -44,6 +43,8 @@ from server.rpc.admin.base import (
     _check,
     _outcome,
     client_id,
+    export_chunks,
+    export_format,
     handler,
 )
 from server.rpc.codec import card_pb
@@ -272,19 +273,9 @@ async def import_members(call: Call, request_iterator):
 
 @handler("ExportMembers", "server_stream")
 async def export_members(call: Call, req) -> AsyncIterator[admin_pb2.ExportMembersResponse]:
-    fmt = (req.format or "csv").lower()
-    if fmt not in ("csv", "xlsx"):
-        raise invalid("EXPORT_FORMAT", "format is csv or xlsx", field="format")
+    fmt = export_format(req)
     q = _query(call, req.query, "export")
-    fd, path = tempfile.mkstemp(prefix="mms-export-", suffix=f".{fmt}")
-    os.close(fd)
-    try:
-        n = await call.run(call.members.export, path, q)
-        with open(path, "rb") as f:
-            chunk = f.read(EXPORT_CHUNK_BYTES)
-            while chunk:
-                nxt = f.read(EXPORT_CHUNK_BYTES)
-                yield admin_pb2.ExportMembersResponse(chunk=chunk, members=0 if nxt else n)
-                chunk = nxt
-    finally:
-        os.unlink(path)
+    members = call.members
+    async for r in export_chunks(call, fmt, "mms-export-", lambda path: members.export(path, q),
+                                 admin_pb2.ExportMembersResponse):
+        yield r

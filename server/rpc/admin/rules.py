@@ -10,7 +10,7 @@ from core import RulesConfig
 from core.domain.points import expire_points, remind_expiring_points
 from core.rules import RULES_JSON_CHARS_MAX, loads_bounded
 from server.mms_pb import admin_pb2
-from server.rpc.admin.base import Call, _outcome, client_id, handler
+from server.rpc.admin.base import Call, _outcome, chain_run, client_id, handler
 from server.rpc.errors import invalid
 
 log = logging.getLogger("mms.admin")
@@ -23,9 +23,7 @@ log = logging.getLogger("mms.admin")
 
 @handler("ExpirePoints")
 async def run_expire_points(call: Call, req):
-    cid = client_id(req)
-    p = call.authorize("rules.write", None)
-    r = await call.cold(lambda: expire_points(call.engine, cid, operator_id=p.operator_id))
+    r = await chain_run(call, req, expire_points)
     v = r.value or {}
     return admin_pb2.ExpirePointsResponse(expired_points=int(v.get("expired_points", 0)),
                                           cards=int(v.get("cards", 0)), outcome=_outcome(r))
@@ -33,10 +31,7 @@ async def run_expire_points(call: Call, req):
 
 @handler("RemindExpiringPoints")
 async def run_remind_expiring_points(call: Call, req):
-    cid = client_id(req)
-    p = call.authorize("rules.write", None)
-    r = await call.cold(lambda: remind_expiring_points(
-        call.engine, cid, min_points=req.min_points or 1, operator_id=p.operator_id))
+    r = await chain_run(call, req, remind_expiring_points, min_points=req.min_points or 1)
     return admin_pb2.RemindExpiringPointsResponse(notices=int((r.value or {}).get("notices", 0)),
                                                   outcome=_outcome(r))
 

@@ -1,0 +1,41 @@
+"""A real server on loopback for the `mms` command tests: a chain (cheap scrypt) and a
+member store over a fresh engine, the CLI's config and session kept inside tmp_path."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import pytest
+
+from core import Engine
+from core.domain.chain import Chain, ChainConfig
+from core.domain.members import MemberStore
+from server.rpc.app import MmsServer
+from server.rpc.auth import Registry
+from server.rpc.metrics import Metrics
+from tests.cli._shared import BOOT
+
+
+@pytest.fixture
+def cli_server(tmp_path, monkeypatch):
+    """(target, engine) of a server whose bootstrap token is BOOT; MMS_PASSWORD set."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "cfg"))
+    monkeypatch.delenv("MMS_SESSION", raising=False)
+    monkeypatch.delenv("MMS_TARGET", raising=False)
+    monkeypatch.setenv("MMS_PASSWORD", "secret-pw-1")
+    engine = Engine(str(tmp_path / "data"))
+    chain = Chain(engine, ChainConfig(scrypt_n=16, scrypt_r=1, scrypt_p=1))
+    members = MemberStore(engine, key=bytes(32))
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    srv = MmsServer(engine, Registry([]), Metrics(), chain=chain, members=members,
+                    bootstrap_token=BOOT, metrics_listen=None)
+    asyncio.run_coroutine_threadsafe(srv.start(), loop).result(30)
+    yield f"127.0.0.1:{srv.port}", engine
+    asyncio.run_coroutine_threadsafe(srv.stop(1.0), loop).result(30)
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join()
+    loop.close()
+    engine.close()
