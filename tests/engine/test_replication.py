@@ -488,13 +488,18 @@ def test_a_commit_wakes_a_frame_waiter_and_not_a_held_acknowledgement(tmp_path):
                 notified[name] += 1
                 real()
             cond.notify_all = counted
-        at = feed.last_committed
+        at, seq0 = feed.last_committed, feed.last_seq
         futs = [eng.issue_cards([1], cid())]
         assert feed.wait_frames(at, 30), "the commit woke the frame waiter"
         futs += [eng.recharge(1, 100, cid()) for _ in range(3)]
-        while feed.last_committed < at + 4:
+        # Until the four ops' journal seqs are in committed frames. How many frames that
+        # takes is not fixed: a loaded machine batches ops into one commit, and the rollup
+        # tailer's commits are frames too (with no journal seq). Before, the test waited
+        # for the frame at + 4, and flaked both ways under load: a frame that never came,
+        # or one that came before the last recharge's.
+        while feed.last_seq < seq0 + 4:
             assert feed.wait_frames(feed.last_committed, 30)
-        assert notified["framed"] >= 4
+        assert notified["framed"] >= feed.last_committed - at >= 2, "every commit notified"
         assert notified["cond"] == 0, "no commit notified the held acknowledgements"
         assert not any(f.done() for f in futs), "held for the standby"
         feed.confirm(feed.last_committed)
