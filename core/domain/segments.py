@@ -675,10 +675,14 @@ class Segments:
                                 store_id=store_id).result()
         if res.code != Result.OK:
             _, _, msg = res.detail.partition(": ")
+            # The code is looked up first and raised after: SegmentError is a ValueError,
+            # so raised inside the try it was caught there, and every refusal (NOT_FOUND,
+            # LIMIT) came back as INVALID.
             try:
-                raise SegmentError(SegmentErrorCode(res.reason), msg)
+                code = SegmentErrorCode(res.reason)
             except ValueError:
                 raise SegmentError(SegmentErrorCode.INVALID, res.detail) from None
+            raise SegmentError(code, msg)
         return res
 
     @staticmethod

@@ -203,3 +203,12 @@ def test_the_schedule_re_evaluates_rule_tags_and_applies_unchanged_inputs_once(e
     with env.engine.store.read() as txn:
         assert env.engine.store.last_seq(txn) == seq
     call(env, "mkt", "DeleteRuleTag", segment_pb2.DeleteRuleTagRequest(client_id=cid(), name="sched"))
+
+
+def test_deleting_a_segment_that_does_not_exist_is_not_found(env):
+    """A refusal keeps its own reason: SEGMENT_NOT_FOUND for a name never defined. Before, the
+    domain's SegmentError (a ValueError) was caught by its own lookup and every refusal
+    came back INVALID_ARGUMENT / SEGMENT_INVALID (the module doc lists the others)."""
+    code, reason = failure(call, env, "mkt", "DeleteSegment",
+                           segment_pb2.DeleteSegmentRequest(client_id=cid(), name="nope"))
+    assert (code, reason) == (grpc.StatusCode.NOT_FOUND, "SEGMENT_NOT_FOUND")
