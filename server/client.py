@@ -102,6 +102,9 @@ class _Following:
         self.pause = LEADER_RETRY_PAUSE_S
         self.unreachable: set[str] = set()
         self.attempts = 0
+        self._start = self._clock()
+        # Each refusal, for a post-mortem: "+elapsed_s target CODE reason leader=...".
+        self.tries: list[str] = []
 
     def remaining(self) -> float | None:
         """The timeout of the next try: what is left of the call's (None without one)."""
@@ -111,9 +114,11 @@ class _Following:
         """(the leader to try next, or None for the next node in turn; seconds to pause
         first), or err raised when the call should end with it."""
         self.attempts += 1
+        named = leader_of_error(err)
+        self.tries.append(f"+{self._clock() - self._start:.2f}s {target} {err.code().name} "
+                          f"{error_info(err)[0] or '-'} leader={named!r}")
         if err.code() != grpc.StatusCode.UNAVAILABLE or self.attempts >= LEADER_ATTEMPTS_MAX:
             raise err
-        named = leader_of_error(err)
         if named is None:
             self.unreachable.add(target)
         elif named:
@@ -152,6 +157,8 @@ class LeaderFollower:
         self.ca_file = ca_file
         self.target = self.targets[0]
         self.redirects = 0
+        # The refusals of the last call (_Following.tries), for a post-mortem.
+        self.tries: list[str] = []
         self._channels: dict[str, grpc.aio.Channel] = {}
 
     def stubs_of(self, target: str):
@@ -180,6 +187,7 @@ class LeaderFollower:
         import asyncio
 
         following = _Following(kw.pop("timeout", None))
+        self.tries = following.tries
         while True:
             fn = getattr(self.stubs_of(self.target)[service], method)
             try:

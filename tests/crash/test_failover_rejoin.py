@@ -16,7 +16,7 @@ import grpc
 
 from server.mms_pb import replication_pb2_grpc
 from server.rpc.replication import ReplicatedNode, status_of
-from server.tools.cluster import TAKEOVER_TIMEOUT_S, wait_for
+from server.tools.cluster import TAKEOVER_TIMEOUT_S, bound_s, wait_for
 from tests.rpc.test_replication_rpc import TOKEN, _primary, _setup
 
 
@@ -45,11 +45,11 @@ def test_a_bootstrap_hanging_on_a_stopped_primary_does_not_keep_the_node_from_th
         asyncio.run(_setup(primary.target, primary.token("admin"), primary.token("pos")))
         # An empty store: following the stopped primary means a hot copy from it.
         node.rejoin_as_standby(stopped)
-        assert hanging.entered.wait(TAKEOVER_TIMEOUT_S), "the bootstrap asked for a hot copy"
+        assert hanging.entered.wait(bound_s(TAKEOVER_TIMEOUT_S)), "the bootstrap asked for a hot copy"
         wait_for(lambda: node._connecting, TAKEOVER_TIMEOUT_S, "the hot copy call known")
         rejoin = threading.Thread(target=node.rejoin_as_standby, args=(primary.target,))
         rejoin.start()
-        rejoin.join(TAKEOVER_TIMEOUT_S)
+        rejoin.join(bound_s(TAKEOVER_TIMEOUT_S))
         assert not rejoin.is_alive(), "rejoin_as_standby waited behind the hanging hot copy"
         assert hanging.entered.is_set() and not hanging.release.is_set()
         target = status_of(primary.target, TOKEN)["frame"]
