@@ -158,19 +158,31 @@ def test_a_lost_lease_fences_the_primary_and_the_next_epoch_wins(etcd):
             host, _, port = etcd.endpoints[1].rpartition(":")
             async with aetcd.Client(host=host, port=int(port)) as c:
                 await c.revoke_lease(lease_id)
-            await until(lambda: other.role.state == PRIMARY, "the other node to win")
-            assert other.role.epoch == epoch + 1
+            # The next epoch wins: usually the other node's, whose watch sees the key go;
+            # but the old primary, once it has learnt of the loss and fenced, may take a
+            # new lease and win it first on a loaded machine (hflk saw 2 runs in 10 time
+            # out waiting for the other node alone).
+            await until(lambda: any(n.role.state == PRIMARY and n.role.epoch > epoch
+                                    for n in nodes), "the next epoch to win")
             await until(lambda: any(kind == "fenced" for kind, _ in first.events),
                         "the old primary to fence itself")
-            assert not first.engine.gate()
+            winner = next(n for n in nodes if n.role.state == PRIMARY)
+            loser = next(n for n in nodes if n is not winner)
+            assert winner.role.epoch > epoch, (first.events, other.events)  # a won epoch may go unused
+            if winner is first:
+                # It fenced before it won again: the revoked epoch acknowledged nothing after.
+                kinds = [k for k, _ in first.events]
+                assert kinds.index("fenced") < len(kinds) - 1 - kinds[::-1].index("leader")
+            else:
+                assert not first.engine.gate()
             # The role names the leader before the follow (a thread) is made: wait for both.
-            await until(lambda: first.role.state == STANDBY
-                        and first.role.leader.address == other.address
-                        and ("rejoin_as_standby", other.address) in first.replica.calls,
-                        "the old primary follows")
+            await until(lambda: loser.role.state == STANDBY
+                        and loser.role.leader.address == winner.address
+                        and ("rejoin_as_standby", winner.address) in loser.replica.calls,
+                        "the node that lost follows")
             assert first.role.state != FENCED
             raw = await etcd_value(etcd.endpoints, leader_key(first.cfg.prefix))
-            assert other.name.encode() in raw
+            assert winner.name.encode() in raw
         finally:
             for n in nodes:
                 await n.leadership.stop()
