@@ -14,7 +14,6 @@ asserts a speed (the issue's target: searches within 2x while 100 bad logins/s a
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import statistics
@@ -34,9 +33,7 @@ from core import Engine  # noqa: E402
 from core.domain.chain import Chain, ChainConfig  # noqa: E402
 from core.domain.members import MemberStore, write_csv  # noqa: E402
 from server.mms_pb import admin_pb2, admin_pb2_grpc  # noqa: E402
-from server.rpc.app import MmsServer  # noqa: E402
-from server.rpc.auth import Registry  # noqa: E402
-from server.rpc.metrics import Metrics  # noqa: E402
+from server.tools.launch import serving_in_thread  # noqa: E402
 
 BOOT = "bench-boot"
 PW = "bench-password-1"
@@ -58,91 +55,84 @@ def main(argv: list[str] | None = None) -> int:
         engine = Engine(data)
         chain = Chain(engine, ChainConfig())  # the real scrypt cost
         members = MemberStore(engine, key=bytes(32))
-        loop = asyncio.new_event_loop()
-        thread = threading.Thread(target=loop.run_forever, daemon=True)
-        thread.start()
-        srv = MmsServer(engine, Registry([]), Metrics(), chain=chain, members=members,
-                        bootstrap_token=BOOT, metrics_listen=None)
-        asyncio.run_coroutine_threadsafe(srv.start(), loop).result(60)
-        channel = grpc.insecure_channel(f"127.0.0.1:{srv.port}")
-        admin = admin_pb2_grpc.AdminServiceStub(channel)
-        try:
-            admin.Bootstrap(admin_pb2.BootstrapRequest(
-                client_id=os.urandom(16), chain_name="Bench", admin_login="root",
-                admin_password=PW), metadata=(("authorization", f"Bearer {BOOT}"),), timeout=60)
-            token = admin.Login(admin_pb2.LoginRequest(login="root", password=PW),
-                                timeout=60).session_token
-            md = (("authorization", f"Bearer {token}"),)
-            csv_path = os.path.join(data, "m.csv")
-            write_csv(csv_path, ["name", "phone"],
-                      ((f"Member{i}", f"139{i:08d}") for i in range(args.members)))
-            members.import_file(csv_path, file_id="bench")
+        with serving_in_thread(engine, chain=chain, members=members, bootstrap_token=BOOT,
+                               timeout_s=120) as (target, srv):
+            channel = grpc.insecure_channel(target)
+            admin = admin_pb2_grpc.AdminServiceStub(channel)
+            try:
+                admin.Bootstrap(admin_pb2.BootstrapRequest(
+                    client_id=os.urandom(16), chain_name="Bench", admin_login="root",
+                    admin_password=PW), metadata=(("authorization", f"Bearer {BOOT}"),), timeout=60)
+                token = admin.Login(admin_pb2.LoginRequest(login="root", password=PW),
+                                    timeout=60).session_token
+                md = (("authorization", f"Bearer {token}"),)
+                csv_path = os.path.join(data, "m.csv")
+                write_csv(csv_path, ["name", "phone"],
+                          ((f"Member{i}", f"139{i:08d}") for i in range(args.members)))
+                members.import_file(csv_path, file_id="bench")
 
-            def search_phase(flood: bool) -> tuple[list[float], Counter]:
-                stop = threading.Event()
-                answers: Counter = Counter()
+                def search_phase(flood: bool) -> tuple[list[float], Counter]:
+                    stop = threading.Event()
+                    answers: Counter = Counter()
 
-                def flood_logins() -> None:
-                    interval, nxt, i = 1.0 / args.rate, time.perf_counter(), 0
-                    pool = []
-                    while not stop.is_set():
-                        now = time.perf_counter()
-                        if now < nxt:
-                            time.sleep(nxt - now)
-                            continue
-                        nxt += interval
-                        i += 1
-                        fut = admin.Login.future(admin_pb2.LoginRequest(
-                            login=f"guess{i}", password="wrong-password"), timeout=120)
-                        pool.append(fut)
-                    for f in pool:
-                        try:
-                            f.result()
-                        except grpc.RpcError as e:
-                            answers[e.code().name] += 1
+                    def flood_logins() -> None:
+                        interval, nxt, i = 1.0 / args.rate, time.perf_counter(), 0
+                        pool = []
+                        while not stop.is_set():
+                            now = time.perf_counter()
+                            if now < nxt:
+                                time.sleep(nxt - now)
+                                continue
+                            nxt += interval
+                            i += 1
+                            fut = admin.Login.future(admin_pb2.LoginRequest(
+                                login=f"guess{i}", password="wrong-password"), timeout=120)
+                            pool.append(fut)
+                        for f in pool:
+                            try:
+                                f.result()
+                            except grpc.RpcError as e:
+                                answers[e.code().name] += 1
 
-                t = threading.Thread(target=flood_logins)
-                if flood:
-                    t.start()
-                lat: list[float] = []
-                end = time.perf_counter() + args.seconds
-                n = 0
-                while time.perf_counter() < end:
-                    n += 1
-                    t0 = time.perf_counter()
-                    admin.SearchMembers(admin_pb2.SearchMembersRequest(
-                        name=f"Member{(n * 7919) % args.members}"), metadata=md, timeout=60)
-                    lat.append(time.perf_counter() - t0)
-                stop.set()
-                if flood:
-                    t.join()
-                return lat, answers
+                    t = threading.Thread(target=flood_logins)
+                    if flood:
+                        t.start()
+                    lat: list[float] = []
+                    end = time.perf_counter() + args.seconds
+                    n = 0
+                    while time.perf_counter() < end:
+                        n += 1
+                        t0 = time.perf_counter()
+                        admin.SearchMembers(admin_pb2.SearchMembersRequest(
+                            name=f"Member{(n * 7919) % args.members}"), metadata=md, timeout=60)
+                        lat.append(time.perf_counter() - t0)
+                    stop.set()
+                    if flood:
+                        t.join()
+                    return lat, answers
 
-            out = {"members": args.members, "login_rate_per_s": args.rate,
-                   "password_hash_workers": server.rpc.auth.PASSWORD_HASH_WORKERS,
-                   "cpus": os.cpu_count()}
-            for name, flood in (("alone", False), ("flood_throttled", True)):
-                lat, answers = search_phase(flood)
-                out[name] = {"searches": len(lat), "p50_ms": round(_pct(lat, 0.5) * 1e3, 2),
-                             "p99_ms": round(_pct(lat, 0.99) * 1e3, 2),
-                             "mean_ms": round(statistics.mean(lat) * 1e3, 2),
-                             "logins": dict(answers)}
-            # The same flood with the address throttle lifted: every login is hashed.
-            srv.admin.logins._peers.max = 10**9
-            srv.admin.logins._peers._keys.clear()
-            lat, answers = search_phase(True)
-            out["flood_unthrottled"] = {"searches": len(lat),
-                                        "p50_ms": round(_pct(lat, 0.5) * 1e3, 2),
-                                        "p99_ms": round(_pct(lat, 0.99) * 1e3, 2),
-                                        "mean_ms": round(statistics.mean(lat) * 1e3, 2),
-                                        "logins": dict(answers)}
-            print(json.dumps(out, indent=1))
-        finally:
-            channel.close()
-            asyncio.run_coroutine_threadsafe(srv.stop(1.0), loop).result(120)
-            loop.call_soon_threadsafe(loop.stop)
-            thread.join()
-            engine.close()
+                out = {"members": args.members, "login_rate_per_s": args.rate,
+                       "password_hash_workers": server.rpc.auth.PASSWORD_HASH_WORKERS,
+                       "cpus": os.cpu_count()}
+                for name, flood in (("alone", False), ("flood_throttled", True)):
+                    lat, answers = search_phase(flood)
+                    out[name] = {"searches": len(lat), "p50_ms": round(_pct(lat, 0.5) * 1e3, 2),
+                                 "p99_ms": round(_pct(lat, 0.99) * 1e3, 2),
+                                 "mean_ms": round(statistics.mean(lat) * 1e3, 2),
+                                 "logins": dict(answers)}
+                # The same flood with the address throttle lifted: every login is hashed.
+                srv.admin.logins._peers.max = 10**9
+                srv.admin.logins._peers._keys.clear()
+                lat, answers = search_phase(True)
+                out["flood_unthrottled"] = {"searches": len(lat),
+                                            "p50_ms": round(_pct(lat, 0.5) * 1e3, 2),
+                                            "p99_ms": round(_pct(lat, 0.99) * 1e3, 2),
+                                            "mean_ms": round(statistics.mean(lat) * 1e3, 2),
+                                            "logins": dict(answers)}
+                print(json.dumps(out, indent=1))
+            finally:
+                channel.close()
+        engine.close()
     return 0
 
 

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from core.records import new_client_id, new_client_ids
@@ -21,6 +22,35 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 START_TIMEOUT_SECONDS = 60.0
 STOP_TIMEOUT_SECONDS = 60.0
 _SERVING = re.compile(r"^mms: serving grpc=(\S+) metrics=(\S+)")
+
+
+@contextmanager
+def serving_in_thread(engine, *, chain, members, bootstrap_token: str,
+                      timeout_s: float = START_TIMEOUT_SECONDS):
+    """An in-process MmsServer over `engine` on an event loop of its own thread, with no
+    terminals and no metrics listener; yields (loopback target, server) and stops it (and the
+    loop) on the way out. The engine stays the caller's to close."""
+    import asyncio
+
+    from server.rpc.app import MmsServer
+    from server.rpc.auth import Registry
+    from server.rpc.metrics import Metrics
+
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    try:
+        srv = MmsServer(engine, Registry([]), Metrics(), chain=chain, members=members,
+                        bootstrap_token=bootstrap_token, metrics_listen=None)
+        asyncio.run_coroutine_threadsafe(srv.start(), loop).result(timeout_s)
+        try:
+            yield f"127.0.0.1:{srv.port}", srv
+        finally:
+            asyncio.run_coroutine_threadsafe(srv.stop(1.0), loop).result(timeout_s)
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join()
+        loop.close()
 
 
 @dataclass

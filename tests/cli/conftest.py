@@ -3,17 +3,12 @@ member store over a fresh engine, the CLI's config and session kept inside tmp_p
 
 from __future__ import annotations
 
-import asyncio
-import threading
-
 import pytest
 
 from core import Engine
 from core.domain.chain import Chain, ChainConfig
 from core.domain.members import MemberStore
-from server.rpc.app import MmsServer
-from server.rpc.auth import Registry
-from server.rpc.metrics import Metrics
+from server.tools.launch import serving_in_thread
 from tests.cli._shared import BOOT
 
 
@@ -27,15 +22,9 @@ def cli_server(tmp_path, monkeypatch):
     engine = Engine(str(tmp_path / "data"))
     chain = Chain(engine, ChainConfig(scrypt_n=16, scrypt_r=1, scrypt_p=1))
     members = MemberStore(engine, key=bytes(32))
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    srv = MmsServer(engine, Registry([]), Metrics(), chain=chain, members=members,
-                    bootstrap_token=BOOT, metrics_listen=None)
-    asyncio.run_coroutine_threadsafe(srv.start(), loop).result(30)
-    yield f"127.0.0.1:{srv.port}", engine
-    asyncio.run_coroutine_threadsafe(srv.stop(1.0), loop).result(30)
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join()
-    loop.close()
-    engine.close()
+    try:
+        with serving_in_thread(engine, chain=chain, members=members, bootstrap_token=BOOT,
+                               timeout_s=30) as (target, _srv):
+            yield target, engine
+    finally:
+        engine.close()

@@ -167,10 +167,13 @@ def test_sigterm_of_the_leader_hands_over_without_waiting_for_the_lease(tmp_path
         old = wait_for(lambda: leader_of(nodes), TAKEOVER_TIMEOUT_S, "a leader")
         other = next(n for n in nodes if n is not old)
         wait_for(lambda: other.lines(f"leader={old.name}"), TAKEOVER_TIMEOUT_S, "a standby")
+        old_epoch = old.leader_epoch()
         assert old.child.terminate() == 0, "\n".join(old.child.output)
         assert old.lines("mms: leadership: resigned lease revoked"), old.child.output
         wait_for(lambda: other.is_leader(), TAKEOVER_TIMEOUT_S, "the standby to take over")
-        assert other.leader_epoch() == 2
+        # Above the stopped leader's: under load a winner may lose its lease before it
+        # takes office, so the epoch in office can be more than one above.
+        assert other.leader_epoch() > old_epoch, (other.leader_epoch(), old_epoch)
         req = pos_pb2.RechargeRequest(client_id=os.urandom(16), card_no=CARDS[3], amount_fen=5)
         r, target, _ = _recharge_following([old.address, other.address], req)
         assert target == other.address and not r.result.replayed
@@ -263,7 +266,7 @@ def test_sigstop_past_the_lease_acknowledges_nothing_after(tmp_path):
         code, reason, meta = not_leader_of(old.address, CARDS[6], os.urandom(16))
         assert (reason, meta.get("leader")) == ("NOT_LEADER", new.address)
         assert code == grpc.StatusCode.UNAVAILABLE
-        assert new.leader_epoch() == old.leader_epoch() + 1
+        assert new.leader_epoch() > old.leader_epoch(), (new.leader_epoch(), old.leader_epoch())
     finally:
         for n in nodes:
             n.stop()
