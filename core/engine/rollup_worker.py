@@ -174,7 +174,7 @@ def decode_result(body: bytearray) -> Flush:
 class WorkerProcess:
     """The tailer's handle on one worker process (used under the tailer's lock)."""
 
-    def __init__(self, store, tz: int, hold_fd: int | None = None) -> None:
+    def __init__(self, store, tz: int, hold_fd: int | None = None, nice: int = 0) -> None:
         req_r, self._req = os.pipe()
         self._res, res_w = os.pipe()
         for fd in (self._req, res_w):
@@ -202,6 +202,15 @@ class WorkerProcess:
             os.close(req_r)
             os.close(res_w)
         self.pid = self.proc.pid
+        if nice:
+            # Below the swipes (EngineConfig.rollups_worker_nice), set as soon as it is
+            # started (a few microseconds of its start-up at the server's); the kernel
+            # caps niceness at 19.
+            try:
+                os.setpriority(os.PRIO_PROCESS, self.proc.pid,
+                               min(19, os.getpriority(os.PRIO_PROCESS, 0) + int(nice)))
+            except OSError as exc:
+                log.warning("the rollup worker's niceness could not be set: %s", exc)
 
     def _ask(self, kind: bytes, *parts) -> None:
         try:
@@ -276,9 +285,10 @@ def _cpu_ticks(pid: int) -> int | None:
     return int(fields[11]) + int(fields[12])
 
 
-def start(tailer: rollups.Rollups) -> WorkerProcess:
-    """Rollups' worker factory: a worker over the tailer's store, in its zone."""
-    return WorkerProcess(tailer.store, tailer.tz, tailer.worker_hold_fd)
+def start(tailer: rollups.Rollups, nice: int = 0) -> WorkerProcess:
+    """Rollups' worker factory: a worker over the tailer's store, in its zone, nice
+    (EngineConfig.rollups_worker_nice) above this process's niceness."""
+    return WorkerProcess(tailer.store, tailer.tz, tailer.worker_hold_fd, nice)
 
 
 # --- the worker's side ----------------------------------------------------------------

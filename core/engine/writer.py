@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import functools
 import json
 import logging
 import os
@@ -187,6 +188,13 @@ class EngineConfig:
     # this process's GIL; False: in the tailer's thread. The default is True unless the
     # environment says MMS_ROLLUPS_WORKER=0 (the test suite: it opens many engines).
     rollups_worker: bool = dataclasses.field(default_factory=_rollups_worker_default)
+    # ... at this niceness above the server's (0..19, os.nice): the tills' swipes come
+    # first when both want the cores. At 10 the worker has ~10% of a contended core
+    # (CFS weights 110 against 1,024), so it never starves, and all of an idle one: on
+    # `mms bench engine` (1,000,000 cards, 2,000,000 ops) the swipes/s with rollups on
+    # went from 319,462-354,962 at 0 to 525,937 at 10 and 420,994-443,189 at 19, the
+    # time until the rollups were current unchanged (docs/benchmarks.md, session 13).
+    rollups_worker_nice: int = 10
     # Background admin ops (Engine.admin(background=True): the chunks of a plan run) wait
     # behind every hot batch and foreground op queued, but never longer than this, so a
     # run under a saturating load still moves. 0 = no priority (FIFO with the rest).
@@ -202,7 +210,7 @@ class EngineConfig:
 
     @classmethod
     def from_mapping(cls, values: dict, *, source: str = "[engine]") -> EngineConfig:
-        """An EngineConfig from a TOML table: unknown keys are refused by name, and the
+        """An EngineConfig from a TOML table, validated: unknown keys are refused by name, and the
         names used before the units went last (RENAMED_FIELDS) are still read, with a
         warning that says the new name."""
         known = {f.name for f in dataclasses.fields(cls)}
@@ -218,7 +226,13 @@ class EngineConfig:
             if key not in known:
                 raise ValueError(f"{source}: unknown key {key!r} (known: {', '.join(sorted(known))})")
             out[key] = value
-        return cls(**out)
+        cfg = cls(**out)
+        # Refused at load, by the file's name, not as a traceback when the engine opens.
+        try:
+            cfg.validate()
+        except (TypeError, ValueError) as exc:     # TypeError: a value of the wrong type
+            raise ValueError(f"{source}: {exc}") from None
+        return cfg
 
     def validate(self) -> None:
         if not 1 <= self.batch_ops_max <= 65_536:
@@ -237,6 +251,8 @@ class EngineConfig:
             raise ValueError("background_wait_max_ms must be 0..60000")
         if not 1 <= self.background_share_bp <= 10_000:
             raise ValueError("background_share_bp must be 1..10000")
+        if not 0 <= self.rollups_worker_nice <= 19:
+            raise ValueError("rollups_worker_nice must be 0..19")
 
 
 @dataclass
@@ -764,7 +780,9 @@ class Engine:
         if self.config.rollups:
             self.rollups = Rollups(self.store, self._rules_config.tz_offset_s,
                                    grow=self._grow_for_rollups,
-                                   worker=rollup_worker.start if self.config.rollups_worker else None)
+                                   worker=(functools.partial(rollup_worker.start,
+                                                             nice=self.config.rollups_worker_nice)
+                                           if self.config.rollups_worker else None))
         if self.recovered_records > self.config.recovery_checkpoint_records:
             # Before the threads start: nothing else touches the tables yet.
             self._start_round()

@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 from common import ROOT
@@ -78,3 +79,62 @@ def test_serve_starts_with_an_old_name_and_says_the_new_one(tmp_path):
     assert proc.returncode == 0, text
     assert "batch_max is now called batch_ops_max" in text
     assert "mms: serving grpc=127.0.0.1:" in text
+
+
+def _worker_of(pid: int) -> int | None:
+    """The rollup worker among the children of any of pid's threads, or None."""
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/children") as f:
+                kids = [int(k) for k in f.read().split()]
+        except FileNotFoundError:
+            continue
+        for kid in kids:
+            try:
+                with open(f"/proc/{kid}/cmdline", "rb") as f:
+                    if b"core.engine.rollup_worker" in f.read():
+                        return kid
+            except FileNotFoundError:
+                continue
+    return None
+
+
+def test_serve_runs_the_rollup_worker_at_the_configured_niceness(tmp_path):
+    """[engine] rollups_worker_nice reaches the worker `mms serve` starts (the tailer
+    starts it at its first poll, with or without records)."""
+    proc = _serve(tmp_path, _toml(tmp_path, "rollups_worker = true\nrollups_worker_nice = 7"))
+    lines: list[str] = []
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line)
+            if line.startswith("mms: serving grpc="):
+                break
+        worker = None
+        for _ in range(600):   # the tailer polls every ROLLUP_POLL_S; bounded, not timed
+            worker = _worker_of(proc.pid)
+            if worker is not None:
+                break
+            time.sleep(0.05)
+        assert worker is not None, "".join(lines)
+        assert os.getpriority(os.PRIO_PROCESS, worker) == min(
+            19, os.getpriority(os.PRIO_PROCESS, proc.pid) + 7)
+        assert os.getpriority(os.PRIO_PROCESS, proc.pid) == os.getpriority(os.PRIO_PROCESS, 0)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        rest = proc.communicate(timeout=60)[0]
+    assert proc.returncode == 0, "".join(lines) + rest
+
+
+def test_serve_refuses_a_niceness_outside_0_to_19(tmp_path):
+    proc = _serve(tmp_path, _toml(tmp_path, "rollups_worker_nice = 20"))
+    out = proc.communicate(timeout=120)[0]
+    assert proc.returncode == 2, out
+    assert "rollups_worker_nice must be 0..19" in out and "Traceback" not in out
+
+
+def test_a_bad_engine_value_is_refused_at_load_by_the_file_s_name(tmp_path):
+    with pytest.raises(ValueError, match=r"\[engine\]: batch_ops_max must be 1..65536"):
+        config_mod.load(_toml(tmp_path, "batch_ops_max = 0"))
+    with pytest.raises(ValueError, match=r"\[engine\]: .*not supported between"):
+        config_mod.load(_toml(tmp_path, 'rollups_worker_nice = "low"'))

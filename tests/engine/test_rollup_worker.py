@@ -7,9 +7,11 @@ from __future__ import annotations
 import os
 
 import numpy as np
+import pytest
 from harness import tagged_op
 from test_rollups import Clock, assert_rollups_match, open_engine, run_workload, setup_cards
 
+from core import Engine, EngineConfig
 from core.engine import rollup_worker, rollups
 from core.records import Result
 
@@ -120,3 +122,28 @@ def test_the_worker_follows_a_grown_map_and_a_rebuild(tmp_path, monkeypatch):
         assert eng.rollups.worker_pid not in (None, first)
     finally:
         eng.close()
+
+
+def test_the_worker_runs_at_the_configured_niceness_above_the_engine(tmp_path, monkeypatch):
+    """EngineConfig.rollups_worker_nice: the worker's niceness is the engine process's
+    plus it (os.nice, capped at 19 by the kernel); 0 leaves it at the engine's."""
+    monkeypatch.setenv("MMS_ROLLUPS_WORKER", "1")
+    base = os.getpriority(os.PRIO_PROCESS, 0)
+    for i, nice in enumerate((3, 0)):
+        eng = open_engine(str(tmp_path / f"d{i}"), Clock(), rollups_worker_nice=nice)
+        try:
+            setup_cards(eng)
+            assert_rollups_match(eng)       # the worker has computed a flush
+            pid = eng.rollups.worker_pid
+            assert pid is not None and pid != os.getpid()
+            assert os.getpriority(os.PRIO_PROCESS, pid) == min(19, base + nice)
+        finally:
+            eng.close()
+
+
+def test_a_niceness_outside_0_to_19_is_refused(tmp_path):
+    assert EngineConfig().rollups_worker_nice == 10
+    for bad in (-1, 20):
+        with pytest.raises(ValueError, match="rollups_worker_nice"):
+            Engine(str(tmp_path / f"d{bad}"), config=EngineConfig(rollups_worker_nice=bad))
+    assert not os.path.exists(tmp_path / "d20" / "data.mdb")
