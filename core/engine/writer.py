@@ -188,7 +188,7 @@ class EngineConfig:
     # this process's GIL; False: in the tailer's thread. The default is True unless the
     # environment says MMS_ROLLUPS_WORKER=0 (the test suite: it opens many engines).
     rollups_worker: bool = dataclasses.field(default_factory=_rollups_worker_default)
-    # ... at this niceness above the server's (0..19, os.nice): the tills' swipes come
+    # ... at this niceness above the server's (0..19; the tailer sets it): the swipes come
     # first when both want the cores. At 10 the worker has ~10% of a contended core
     # (CFS weights 110 against 1,024), so it never starves, and all of an idle one: on
     # `mms bench engine` (1,000,000 cards, 2,000,000 ops) the swipes/s with rollups on
