@@ -121,6 +121,13 @@ async def bounded(aw, timeout_s: float) -> tuple[bool, BaseException | None]:
     return True, task.exception()
 
 
+def abandoned_tasks() -> int:
+    """Tasks bounded() gave up on that have not ended yet (mms_leadership_abandoned_tasks):
+    each is an etcd call that ignored its cancellation; a count that keeps rising means
+    the etcd client is stuck."""
+    return len(_ABANDONED)
+
+
 def _abandon(task: asyncio.Future) -> None:
     if task.done():
         _forget(task)

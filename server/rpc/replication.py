@@ -47,6 +47,7 @@ from core import (
 from core.domain.pii import KEY_ENV as PII_KEY_ENV
 from core.domain.pii import KEY_FILE as PII_KEY_FILE
 from server.mms_pb import replication_pb2, replication_pb2_grpc
+from server.rpc import leader
 from server.rpc._wire import varint
 from server.rpc.constants import (
     REPLICATION,
@@ -1289,6 +1290,9 @@ class ReplicationCollector:
                                 value=getattr(role, "epoch", 0) or 0)
         yield GaugeMetricFamily("mms_leadership_ha", "1 when this node runs with [ha] "
                                 "(leadership in etcd).", value=1 if role is not None else 0)
+        yield GaugeMetricFamily("mms_leadership_abandoned_tasks", "etcd calls given up on "
+                                "after their bound and cancellation that have not ended yet.",
+                                value=leader.abandoned_tasks())
 
 
 def status_of(addr: str, token: str, timeout_s: float = REPLICATION_CONNECT_TIMEOUT_S) -> dict:
